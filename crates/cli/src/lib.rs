@@ -1,0 +1,9 @@
+//! The `evenkeel` binary's library half.
+//!
+//! - [`up`]: [`up::LocalCluster`], every role in one process on loopback with
+//!   the embedded metadata store: what `evenkeel up` runs, and what the
+//!   integration tests start on ephemeral ports.
+//! - [`admin`]: the HTTP client the CLI uses to talk to a running cluster.
+
+pub mod admin;
+pub mod up;

@@ -1,0 +1,182 @@
+//! `evenkeel`: run a cluster (`up`) or administer a running one.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use evenkeel::admin::AdminClient;
+use evenkeel::up::{LocalCluster, UpOptions};
+use evenkeel_coord::api::ClusterStatus;
+use evenkeel_node::Durability;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "evenkeel", version, about = "A sharded Redis-protocol key-value store that rebalances without users noticing.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a whole cluster (nodes, router, coordinator) in this process.
+    Up(UpArgs),
+    /// Inspect the cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Storage nodes to create on first start (a restart runs the recorded ones).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Where the metadata store and every node keep their data.
+    #[arg(long, default_value = "./evenkeel-data")]
+    data_dir: PathBuf,
+    /// RESP address clients connect to.
+    #[arg(long, default_value = "127.0.0.1:6380")]
+    listen: SocketAddr,
+    /// Admin HTTP API, dashboard and /metrics.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    admin: SocketAddr,
+    /// Partitions, fixed when the cluster is created.
+    #[arg(long, default_value_t = 128)]
+    partitions: u32,
+    /// buffered: acknowledged writes survive a process crash (fsync every second);
+    /// sync: fsync before every acknowledgement (survives power loss).
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Buffered)]
+    durability: DurabilityArg,
+    /// Require clients to AUTH with this password.
+    #[arg(long, env = "EVENKEEL_REQUIREPASS")]
+    requirepass: Option<String>,
+    #[arg(long, default_value_t = 10_000)]
+    max_clients: usize,
+    /// Largest bulk string a client may send, in bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    max_bulk_len: usize,
+    /// Block cache per node, in MiB.
+    #[arg(long, default_value_t = 64)]
+    cache_mib: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DurabilityArg {
+    Buffered,
+    Sync,
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Nodes, their health, and how partitions, keys and bytes are spread.
+    Status {
+        #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
+        admin: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) => up(args).await,
+            Command::Cluster { command: ClusterCommand::Status { admin, json } } => status(&admin, json).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn,tower=warn,hyper=warn,fjall=warn,lsm_tree=warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    init_logging();
+    let mut opts = UpOptions::new(&args.data_dir);
+    opts.nodes = args.nodes;
+    opts.partitions = args.partitions;
+    opts.listen = args.listen;
+    opts.admin = args.admin;
+    opts.durability = match args.durability {
+        DurabilityArg::Buffered => Durability::Buffered,
+        DurabilityArg::Sync => Durability::Sync,
+    };
+    opts.router.requirepass = args.requirepass;
+    opts.router.max_clients = args.max_clients;
+    opts.router.limits.max_bulk_len = args.max_bulk_len;
+    opts.cache_bytes = args.cache_mib * 1024 * 1024;
+    let mut cluster = LocalCluster::start(opts).await?;
+    tracing::info!(
+        router = %cluster.router_addr, admin = %cluster.admin_addr, nodes = ?cluster.node_ids,
+        "evenkeel is up; try: redis-cli -p {}", cluster.router_addr.port()
+    );
+    let failure = tokio::select! {
+        _ = shutdown_signal() => None,
+        e = cluster.failed() => Some(e),
+    };
+    if let Some(e) = failure {
+        return Err(e.context("a component failed; stopping"));
+    }
+    tracing::info!("shutting down");
+    cluster.shutdown().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn status(admin: &str, json: bool) -> anyhow::Result<()> {
+    let status = AdminClient::new(admin)?.cluster().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status).context("encoding JSON")?);
+    } else {
+        print!("{}", render_status(&status));
+    }
+    Ok(())
+}
+
+fn render_status(s: &ClusterStatus) -> String {
+    let healthy = s.nodes.iter().filter(|n| n.healthy).count();
+    let mut out = if s.bootstrapped {
+        format!("epoch {}  partitions {}  nodes {} ({} healthy)\n\n", s.epoch, s.num_partitions, s.nodes.len(), healthy)
+    } else {
+        "cluster not bootstrapped yet\n\n".to_string()
+    };
+    out += &format!("{:<5} {:<22} {:<9} {:<22} {:>10} {:>12} {:>10}\n", "NODE", "ADDR", "STATE", "HEALTH", "PARTITIONS", "KEYS", "BYTES");
+    for n in &s.nodes {
+        let health = n.problem.clone().unwrap_or_else(|| "ok".to_string());
+        let state = format!("{:?}", n.state).to_lowercase();
+        out += &format!("{:<5} {:<22} {:<9} {:<22} {:>10} {:>12} {:>10}\n", n.id, n.addr, state, health, n.partitions, n.keys, human_bytes(n.bytes));
+    }
+    out
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}

@@ -1,0 +1,184 @@
+//! A whole cluster in one process.
+//!
+//! Start-up order: metadata store → cluster config (partition count) →
+//! membership (first start creates `nodes` members; later starts bring back
+//! every recorded member with its data directory) → nodes → coordinator
+//! (bootstraps the routing table once every node is live) → router. Shutdown
+//! runs in reverse: the router stops accepting, the coordinator stops, the
+//! nodes revoke their leases and fsync.
+
+use anyhow::{Context, bail};
+use evenkeel_coord::{CoordConfig, Coordinator, bootstrap};
+use evenkeel_meta::{CasOutcome, Compare, EmbeddedOptions, EmbeddedStore, MetaStore};
+use evenkeel_node::{Durability, Node, NodeConfig, StoreConfig};
+use evenkeel_router::{Router, RouterConfig};
+use evenkeel_types::routing::NodeState;
+use evenkeel_types::{NodeId, NodeInfo, keys};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub data_dir: PathBuf,
+    /// Nodes to create on first start.
+    pub nodes: usize,
+    /// Partitions to create on first start.
+    pub partitions: u32,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub durability: Durability,
+    pub router: RouterConfig,
+    /// Per-node fjall block cache.
+    pub cache_bytes: u64,
+}
+
+impl UpOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        UpOptions {
+            data_dir: data_dir.into(),
+            nodes: 3,
+            partitions: 128,
+            listen: "127.0.0.1:6380".parse().expect("valid"),
+            admin: "127.0.0.1:7070".parse().expect("valid"),
+            durability: Durability::default(),
+            router: RouterConfig::default(),
+            cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+
+    /// Ephemeral loopback ports, for tests.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
+        let mut o = UpOptions::new(data_dir);
+        o.listen = "127.0.0.1:0".parse().expect("valid");
+        o.admin = "127.0.0.1:0".parse().expect("valid");
+        o
+    }
+}
+
+/// A running cluster; dropping it without [`LocalCluster::shutdown`] aborts
+/// the tasks without a clean stop.
+pub struct LocalCluster {
+    pub router_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub meta: Arc<dyn MetaStore>,
+    pub node_ids: Vec<NodeId>,
+    stop: CancellationToken,
+    routers: JoinSet<anyhow::Result<()>>,
+    coordinators: JoinSet<anyhow::Result<()>>,
+    nodes: JoinSet<anyhow::Result<()>>,
+}
+
+impl LocalCluster {
+    pub async fn start(opts: UpOptions) -> anyhow::Result<LocalCluster> {
+        evenkeel_coord::metrics_handle();
+        std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
+        let meta_dir = opts.data_dir.join("meta");
+        let meta: Arc<dyn MetaStore> = EmbeddedStore::open(&meta_dir, EmbeddedOptions::default())
+            .await
+            .with_context(|| format!("opening the metadata store in {}", meta_dir.display()))?;
+        let config = bootstrap::ensure_cluster_config(meta.as_ref(), opts.partitions).await?;
+        let members = ensure_members(meta.as_ref(), &opts).await?;
+        let router_listener = bind(opts.listen, "router").await?;
+        let admin_listener = bind(opts.admin, "admin API").await?;
+        let stop = CancellationToken::new();
+        let mut nodes = JoinSet::new();
+        for info in &members {
+            let dir = info.data_dir.clone().map(PathBuf::from).unwrap_or_else(|| node_dir(&opts, info.id));
+            let mut store = StoreConfig::new(dir, config.num_partitions);
+            store.durability = opts.durability;
+            store.cache_bytes = opts.cache_bytes;
+            let node = Node::open(NodeConfig::new(info.id, store)).with_context(|| format!("opening node {}", info.id))?;
+            let listener = bind("127.0.0.1:0".parse()?, "node").await?;
+            let (meta, stop) = (meta.clone(), stop.clone());
+            nodes.spawn(async move { Ok(node.run(listener, meta, stop.cancelled_owned()).await?) });
+        }
+        let coord = Coordinator::new(meta.clone(), CoordConfig { bootstrap_nodes: members.len(), ..CoordConfig::default() });
+        let mut coordinators = JoinSet::new();
+        let admin_addr = admin_listener.local_addr()?;
+        let s = stop.clone();
+        coordinators.spawn(async move { Ok(coord.run(admin_listener, s.cancelled_owned()).await?) });
+        let router = Router::new(opts.router.clone(), meta.clone()).await;
+        let router_addr = router_listener.local_addr()?;
+        let mut routers = JoinSet::new();
+        let s = stop.clone();
+        routers.spawn(async move { Ok(router.serve(router_listener, s.cancelled_owned()).await?) });
+        let node_ids = members.iter().map(|m| m.id).collect();
+        let cluster = LocalCluster { router_addr, admin_addr, meta, node_ids, stop, routers, coordinators, nodes };
+        cluster.wait_bootstrapped(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    /// Waits until the routing table exists.
+    async fn wait_bootstrapped(&self, timeout: Duration) -> anyhow::Result<()> {
+        let mut routing = evenkeel_meta::follow::follow_key(self.meta.clone(), keys::ROUTING.to_string());
+        let ready = routing.wait_for(|kv| kv.is_some());
+        match tokio::time::timeout(timeout, ready).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => bail!("the cluster did not bootstrap within {timeout:?}; are all nodes starting? see the log"),
+        }
+    }
+
+    /// Stops every role in reverse start order and waits for them.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        for set in [&mut self.routers, &mut self.coordinators, &mut self.nodes] {
+            while let Some(joined) = set.join_next().await {
+                joined.context("a task panicked")??;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves when any role stops on its own (a failure), with its error.
+    pub async fn failed(&mut self) -> anyhow::Error {
+        let joined = tokio::select! {
+            Some(j) = self.nodes.join_next() => j,
+            Some(j) = self.routers.join_next() => j,
+            Some(j) = self.coordinators.join_next() => j,
+        };
+        match joined {
+            Ok(Ok(())) => anyhow::anyhow!("a component stopped unexpectedly"),
+            Ok(Err(e)) => e,
+            Err(e) => anyhow::anyhow!("a component panicked: {e}"),
+        }
+    }
+}
+
+fn node_dir(opts: &UpOptions, id: NodeId) -> PathBuf {
+    opts.data_dir.join(format!("node-{id}"))
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for the {what}"))
+}
+
+/// The members to run: those recorded, or `opts.nodes` new ones.
+async fn ensure_members(meta: &dyn MetaStore, opts: &UpOptions) -> anyhow::Result<Vec<NodeInfo>> {
+    let (existing, _) = meta.get_prefix(keys::NODES_PREFIX).await?;
+    let mut members: Vec<NodeInfo> = existing
+        .iter()
+        .map(|kv| serde_json::from_slice(&kv.value).with_context(|| format!("membership record {} is unreadable", kv.key)))
+        .collect::<anyhow::Result<_>>()?;
+    if !members.is_empty() {
+        if members.len() != opts.nodes {
+            tracing::info!(recorded = members.len(), requested = opts.nodes, "existing cluster: starting its recorded nodes");
+        }
+        return Ok(members);
+    }
+    if opts.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    for id in 1..=opts.nodes as NodeId {
+        let info = NodeInfo { id, addr: String::new(), weight: 100, state: NodeState::Active, data_dir: Some(node_dir(opts, id).display().to_string()) };
+        let value = serde_json::to_vec(&info)?;
+        if let CasOutcome::Swapped(_) = meta.compare_and_swap(&keys::node_key(id), Compare::Absent, Some(value), None).await? {
+            members.push(info);
+        }
+    }
+    Ok(members)
+}

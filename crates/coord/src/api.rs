@@ -1,0 +1,49 @@
+//! The admin API's JSON shapes, shared with the CLI that reads them.
+
+use evenkeel_types::{Epoch, NodeId, PartitionId};
+use evenkeel_types::routing::NodeState;
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/cluster`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterStatus {
+    /// False until the routing table exists.
+    pub bootstrapped: bool,
+    pub epoch: Epoch,
+    pub num_partitions: u16,
+    /// Whether the coordinator answering holds the leader lease.
+    pub leader: bool,
+    pub nodes: Vec<NodeStatus>,
+    pub partitions: Vec<PartitionStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub addr: String,
+    pub state: NodeState,
+    pub weight: u32,
+    /// Heartbeating and answering stats.
+    pub healthy: bool,
+    /// Why the node is unhealthy, when it is.
+    pub problem: Option<String>,
+    pub partitions: usize,
+    pub keys: u64,
+    pub bytes: u64,
+    pub disk_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PartitionStatus {
+    pub id: PartitionId,
+    pub owner: NodeId,
+    pub epoch: Epoch,
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApiError {
+    pub error: String,
+}

@@ -1,0 +1,116 @@
+//! evenkeel coordinator.
+//!
+//! - [`bootstrap`]: cluster creation: the fixed partition count, then the
+//!   first routing table spreading partitions evenly over the first nodes.
+//! - [`Coordinator`]: holds the leader lease (only the leader changes cluster
+//!   state; others stand by and serve the read API), polls every node's stats
+//!   each `stats_interval`, tracks health from liveness keys, and keeps the
+//!   [`api::ClusterStatus`] the admin API serves.
+//! - [`http`]: the admin HTTP API (`/v1/cluster`, `/metrics`, `/healthz`).
+//!
+//! Deliberately absent so far: migrations, the planner, throttling (later
+//! issues build them on this crate).
+
+pub mod api;
+pub mod bootstrap;
+pub mod http;
+mod poll;
+
+use arc_swap::ArcSwap;
+use evenkeel_meta::{MetaError, MetaStore};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+pub struct CoordConfig {
+    /// Live nodes to wait for before creating the first routing table.
+    pub bootstrap_nodes: usize,
+    pub stats_interval: Duration,
+    /// TTL of the leader lease.
+    pub leader_ttl: Duration,
+}
+
+impl Default for CoordConfig {
+    fn default() -> Self {
+        CoordConfig { bootstrap_nodes: 1, stats_interval: Duration::from_secs(1), leader_ttl: Duration::from_secs(5) }
+    }
+}
+
+pub struct Coordinator {
+    meta: Arc<dyn MetaStore>,
+    config: CoordConfig,
+    status: ArcSwap<api::ClusterStatus>,
+    leader: AtomicBool,
+}
+
+impl Coordinator {
+    pub fn new(meta: Arc<dyn MetaStore>, config: CoordConfig) -> Arc<Coordinator> {
+        let empty = api::ClusterStatus { bootstrapped: false, epoch: 0, num_partitions: 0, leader: false, nodes: vec![], partitions: vec![] };
+        Arc::new(Coordinator { meta, config, status: ArcSwap::from_pointee(empty), leader: AtomicBool::new(false) })
+    }
+
+    /// The latest cluster status, as of the last stats poll.
+    pub fn status(&self) -> Arc<api::ClusterStatus> {
+        self.status.load_full()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire)
+    }
+
+    /// Runs the coordinator and serves the admin API on `listener` until
+    /// `shutdown` resolves.
+    pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(self.clone().lead());
+        tasks.spawn(poll::run(self.clone()));
+        tracing::info!(addr = %listener.local_addr()?, "admin API listening");
+        let served = axum::serve(listener, http::routes(self.clone())).with_graceful_shutdown(shutdown).await;
+        tasks.shutdown().await;
+        served
+    }
+
+    /// Acquires and keeps the leader lease; as leader, bootstraps the
+    /// routing table if the cluster has none.
+    async fn lead(self: Arc<Self>) {
+        loop {
+            if let Err(e) = self.lead_once().await {
+                tracing::warn!(error = %e, "leadership lost; standing by");
+            }
+            self.leader.store(false, Ordering::Release);
+            tokio::time::sleep(self.config.leader_ttl / 5).await;
+        }
+    }
+
+    async fn lead_once(&self) -> Result<(), MetaError> {
+        let ttl = self.config.leader_ttl;
+        let lease = self.meta.grant_lease(ttl).await?;
+        let lock = self.meta.lock(evenkeel_types::keys::COORDINATOR_LEADER, lease, Duration::from_secs(3600)).await?;
+        self.leader.store(true, Ordering::Release);
+        tracing::info!(fencing_token = lock.fencing_token, "coordinator is leader");
+        let mut tick = tokio::time::interval(ttl / 3);
+        loop {
+            tick.tick().await;
+            self.meta.keep_alive(lease).await?;
+            if let Err(e) = bootstrap::ensure_routing(self.meta.as_ref(), self.config.bootstrap_nodes).await {
+                tracing::warn!(error = %e, "bootstrap not possible yet");
+            }
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets(&buckets)
+            .expect("buckets are valid")
+            .install_recorder()
+            .expect("no other metrics recorder is installed")
+    })
+}

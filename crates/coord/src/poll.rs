@@ -1,0 +1,145 @@
+//! Polling node stats and building the cluster status.
+//!
+//! Every `stats_interval` the coordinator reads membership, liveness and the
+//! routing table from the metadata store, asks every member for its stats,
+//! and publishes a fresh [`ClusterStatus`] plus per-node and per-partition
+//! gauges. A node is healthy when its liveness key exists (it heartbeats) and
+//! it answered the stats call.
+
+use crate::Coordinator;
+use crate::api::{ClusterStatus, NodeStatus, PartitionStatus};
+use evenkeel_rpc::{NodeClient, pb};
+use evenkeel_types::{NodeId, NodeInfo, RoutingTable, keys};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+type Clients = HashMap<NodeId, (String, NodeClient<Channel>)>;
+
+pub(crate) async fn run(coord: Arc<Coordinator>) {
+    let mut clients = Clients::new();
+    let mut tick = tokio::time::interval(coord.config.stats_interval);
+    loop {
+        tick.tick().await;
+        match collect(&coord, &mut clients).await {
+            Ok(status) => {
+                export(&status);
+                coord.status.store(Arc::new(status));
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read cluster state"),
+        }
+    }
+}
+
+async fn collect(coord: &Coordinator, clients: &mut Clients) -> Result<ClusterStatus, evenkeel_meta::MetaError> {
+    let meta = coord.meta.as_ref();
+    let (members, _) = meta.get_prefix(keys::NODES_PREFIX).await?;
+    let (live, _) = meta.get_prefix(keys::LIVE_PREFIX).await?;
+    let table = meta.get(keys::ROUTING).await?.and_then(|kv| RoutingTable::from_json(&kv.value).ok());
+    let infos: Vec<NodeInfo> = members.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect();
+    let live: BTreeSet<NodeId> = live.iter().filter_map(|kv| keys::node_id_of(&kv.key)).collect();
+    let stats = fetch_stats(&infos, clients, coord.config.stats_interval).await;
+    Ok(assemble(&infos, &live, &stats, table.as_ref(), coord.is_leader()))
+}
+
+async fn fetch_stats(infos: &[NodeInfo], clients: &mut Clients, timeout: Duration) -> HashMap<NodeId, Result<pb::StatsResponse, String>> {
+    let calls = infos.iter().filter_map(|info| {
+        let client = client_for(clients, info)?;
+        Some(async move {
+            let mut client = client;
+            let mut req = tonic::Request::new(pb::StatsRequest {});
+            req.set_timeout(timeout);
+            (info.id, client.stats(req).await.map(|r| r.into_inner()).map_err(|s| s.message().to_string()))
+        })
+    });
+    futures::future::join_all(calls).await.into_iter().collect()
+}
+
+fn client_for(clients: &mut Clients, info: &NodeInfo) -> Option<NodeClient<Channel>> {
+    if let Some((addr, c)) = clients.get(&info.id)
+        && *addr == info.addr
+    {
+        return Some(c.clone());
+    }
+    let endpoint = Endpoint::from_shared(format!("http://{}", info.addr)).ok()?.connect_timeout(Duration::from_secs(1));
+    let client = NodeClient::new(endpoint.connect_lazy());
+    clients.insert(info.id, (info.addr.clone(), client.clone()));
+    Some(client)
+}
+
+fn assemble(
+    infos: &[NodeInfo],
+    live: &BTreeSet<NodeId>,
+    stats: &HashMap<NodeId, Result<pb::StatsResponse, String>>,
+    table: Option<&RoutingTable>,
+    leader: bool,
+) -> ClusterStatus {
+    let mut per_partition: HashMap<(NodeId, u16), (u64, u64)> = HashMap::new();
+    for (&id, s) in stats {
+        for p in s.as_ref().map(|s| s.partitions.as_slice()).unwrap_or_default() {
+            per_partition.insert((id, p.partition as u16), (p.keys, p.bytes));
+        }
+    }
+    let partitions: Vec<PartitionStatus> = table
+        .map(|t| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .map(|(p, e)| {
+                    let (keys, bytes) = per_partition.get(&(e.owner, p as u16)).copied().unwrap_or_default();
+                    PartitionStatus { id: p as u16, owner: e.owner, epoch: e.epoch, keys, bytes }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let nodes = infos.iter().map(|info| node_status(info, live, stats.get(&info.id), &partitions)).collect();
+    ClusterStatus {
+        bootstrapped: table.is_some(),
+        epoch: table.map_or(0, |t| t.epoch),
+        num_partitions: table.map_or(0, |t| t.num_partitions()),
+        leader,
+        nodes,
+        partitions,
+    }
+}
+
+fn node_status(info: &NodeInfo, live: &BTreeSet<NodeId>, stats: Option<&Result<pb::StatsResponse, String>>, partitions: &[PartitionStatus]) -> NodeStatus {
+    let owned: Vec<&PartitionStatus> = partitions.iter().filter(|p| p.owner == info.id).collect();
+    let problem = match (live.contains(&info.id), stats) {
+        (false, _) => Some("no heartbeat".to_string()),
+        (true, Some(Err(e))) => Some(format!("stats failed: {e}")),
+        (true, None) => Some("no address".to_string()),
+        (true, Some(Ok(_))) => None,
+    };
+    NodeStatus {
+        id: info.id,
+        addr: info.addr.clone(),
+        state: info.state,
+        weight: info.weight,
+        healthy: problem.is_none(),
+        problem,
+        partitions: owned.len(),
+        keys: owned.iter().map(|p| p.keys).sum(),
+        bytes: owned.iter().map(|p| p.bytes).sum(),
+        disk_bytes: stats.and_then(|s| s.as_ref().ok()).map_or(0, |s| s.disk_bytes),
+    }
+}
+
+/// Publishes the status as Prometheus gauges.
+fn export(status: &ClusterStatus) {
+    metrics::gauge!("evenkeel_routing_epoch").set(status.epoch as f64);
+    for n in &status.nodes {
+        let node = n.id.to_string();
+        metrics::gauge!("evenkeel_node_healthy", "node" => node.clone()).set(n.healthy as u8 as f64);
+        metrics::gauge!("evenkeel_node_keys", "node" => node.clone()).set(n.keys as f64);
+        metrics::gauge!("evenkeel_node_bytes", "node" => node.clone()).set(n.bytes as f64);
+        metrics::gauge!("evenkeel_node_disk_bytes", "node" => node.clone()).set(n.disk_bytes as f64);
+        metrics::gauge!("evenkeel_node_partitions", "node" => node).set(n.partitions as f64);
+    }
+    for p in &status.partitions {
+        let part = p.id.to_string();
+        metrics::gauge!("evenkeel_partition_keys", "partition" => part.clone()).set(p.keys as f64);
+        metrics::gauge!("evenkeel_partition_bytes", "partition" => part).set(p.bytes as f64);
+    }
+}

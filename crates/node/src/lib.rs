@@ -1,0 +1,25 @@
+//! evenkeel storage node.
+//!
+//! Layout, in the order a request meets it:
+//! - [`service`]: the `Node` gRPC service. Checks [`ownership`] for every op,
+//!   then hands it to the [`store`].
+//! - [`ownership`]: the partitions this node owns, from the routing table it
+//!   follows in the metadata store, with per-partition epochs.
+//! - [`store`]: partitions in fjall, each with a change log; atomic
+//!   read-modify-write per partition; counters; active expiry.
+//! - [`ops`]: the semantics of each operation on one key, pure.
+//! - [`lifecycle`]: registration, heartbeat lease, routing follower, sweeper
+//!   and flusher, and [`Node::run`] which serves until shutdown.
+
+pub mod lifecycle;
+pub mod ops;
+pub mod ownership;
+pub mod service;
+pub mod store;
+
+pub use lifecycle::{Node, NodeConfig, NodeError};
+pub use store::{Durability, StoreConfig};
+
+/// Largest RPC message a node accepts or sends: a full batch of maximal
+/// values must fit.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024 * 1024;

@@ -1,0 +1,184 @@
+//! Starting, running and stopping a node.
+//!
+//! [`Node::open`] opens the store. [`Node::run`] registers the node in the
+//! metadata store with its address, keeps a lease-bound liveness key alive
+//! (the heartbeat the coordinator watches), follows the routing table, runs
+//! the expiry sweeper and the background flusher, and serves gRPC on the
+//! given listener until `shutdown` resolves. On shutdown it stops serving,
+//! revokes its lease and fsyncs the store.
+
+use crate::ownership::Ownership;
+use crate::service::{NodeInner, NodeMetrics, NodeService};
+use crate::store::{Store, StoreConfig, StoreError};
+use evenkeel_meta::{MetaError, MetaStore, follow};
+use evenkeel_rpc::NodeServer;
+use evenkeel_types::routing::NodeState;
+use evenkeel_types::{NodeId, NodeInfo, RoutingTable, keys, unix_ms};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    pub store: StoreConfig,
+    /// TTL of the liveness lease; the node refreshes it every third of this.
+    pub heartbeat_ttl: Duration,
+    pub sweep_interval: Duration,
+    /// How often buffered writes are fsynced in `Durability::Buffered` mode.
+    pub fsync_interval: Duration,
+}
+
+impl NodeConfig {
+    pub fn new(id: NodeId, store: StoreConfig) -> Self {
+        NodeConfig {
+            id,
+            store,
+            heartbeat_ttl: Duration::from_secs(3),
+            sweep_interval: Duration::from_millis(100),
+            fsync_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("metadata store: {0}")]
+    Meta(#[from] MetaError),
+    #[error("rpc server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A storage node: its store and ownership view, ready to run.
+pub struct Node {
+    inner: Arc<NodeInner>,
+    config: NodeConfig,
+}
+
+impl Node {
+    pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
+        let store = Store::open(config.store.clone())?;
+        let inner = NodeInner { id: config.id, store, ownership: Ownership::new(config.id), metrics: NodeMetrics::new(config.id) };
+        Ok(Node { inner: Arc::new(inner), config })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// Serves on `listener` until `shutdown` resolves.
+    pub async fn run(self, listener: TcpListener, meta: Arc<dyn MetaStore>, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
+        let addr = listener.local_addr()?.to_string();
+        register(meta.as_ref(), self.config.id, &addr, &self.config.store.dir).await?;
+        let lease = meta.grant_lease(self.config.heartbeat_ttl).await?;
+        meta.put(&keys::live_key(self.config.id), addr.clone().into_bytes(), Some(lease)).await?;
+        let mut tasks = JoinSet::new();
+        tasks.spawn(heartbeat(meta.clone(), self.config.id, addr.clone(), lease, self.config.heartbeat_ttl));
+        tasks.spawn(follow_routing(meta.clone(), self.inner.clone()));
+        tasks.spawn(sweep(self.inner.clone(), self.config.sweep_interval));
+        tasks.spawn(flush(self.inner.clone(), self.config.fsync_interval));
+        tracing::info!(node = self.config.id, %addr, "node serving");
+        let service = NodeService { inner: self.inner.clone() };
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let served = tonic::transport::Server::builder()
+            .add_service(NodeServer::new(service).max_decoding_message_size(crate::MAX_MESSAGE_BYTES).max_encoding_message_size(crate::MAX_MESSAGE_BYTES))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        tasks.shutdown().await;
+        if let Err(e) = meta.revoke_lease(lease).await {
+            tracing::warn!(node = self.config.id, error = %e, "could not revoke liveness lease");
+        }
+        self.inner.store.sync()?;
+        tracing::info!(node = self.config.id, "node stopped");
+        Ok(served?)
+    }
+}
+
+/// Records this node's address in its membership entry, creating the entry
+/// if the node is new. Other fields (state, weight) belong to the coordinator
+/// and are kept.
+async fn register(meta: &dyn MetaStore, id: NodeId, addr: &str, dir: &std::path::Path) -> Result<(), MetaError> {
+    use evenkeel_meta::{CasOutcome, Compare};
+    let key = keys::node_key(id);
+    loop {
+        let current = meta.get(&key).await?;
+        let (expect, mut info) = match &current {
+            Some(kv) => (Compare::ModRevision(kv.mod_revision), serde_json::from_slice::<NodeInfo>(&kv.value).map_err(|e| MetaError::Corrupt(e.to_string()))?),
+            None => (Compare::Absent, NodeInfo { id, addr: String::new(), weight: 100, state: NodeState::Active, data_dir: Some(dir.display().to_string()) }),
+        };
+        info.addr = addr.to_string();
+        let value = serde_json::to_vec(&info).expect("node info serializes");
+        if let CasOutcome::Swapped(_) = meta.compare_and_swap(&key, expect, Some(value), None).await? {
+            return Ok(());
+        }
+    }
+}
+
+/// Keeps the liveness lease alive; if it expired (a long stall), takes a new
+/// lease and writes the liveness key again.
+async fn heartbeat(meta: Arc<dyn MetaStore>, id: NodeId, addr: String, mut lease: i64, ttl: Duration) {
+    let mut tick = tokio::time::interval(ttl / 3);
+    loop {
+        tick.tick().await;
+        match meta.keep_alive(lease).await {
+            Ok(()) => continue,
+            Err(MetaError::LeaseNotFound(_)) => tracing::warn!(node = id, "liveness lease expired; renewing"),
+            Err(e) => {
+                tracing::warn!(node = id, error = %e, "heartbeat failed");
+                continue;
+            }
+        }
+        let renewed = async {
+            let l = meta.grant_lease(ttl).await?;
+            meta.put(&keys::live_key(id), addr.clone().into_bytes(), Some(l)).await?;
+            Ok::<_, MetaError>(l)
+        };
+        match renewed.await {
+            Ok(l) => lease = l,
+            Err(e) => tracing::warn!(node = id, error = %e, "could not renew liveness"),
+        }
+    }
+}
+
+async fn follow_routing(meta: Arc<dyn MetaStore>, inner: Arc<NodeInner>) {
+    let mut rx = follow::follow_key(meta, keys::ROUTING.to_string());
+    loop {
+        if let Some(kv) = rx.borrow_and_update().clone() {
+            match RoutingTable::from_json(&kv.value) {
+                Ok(table) => inner.ownership.update(&table),
+                Err(e) => tracing::error!(node = inner.id, error = %e, "unreadable routing table"),
+            }
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Deletes expired keys of owned partitions, a bounded batch per tick.
+async fn sweep(inner: Arc<NodeInner>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let swept = inner.store.sweep_expired(unix_ms(), 1_000, |p| inner.ownership.owns(p));
+        if let Err(e) = swept {
+            tracing::error!(node = inner.id, error = %e, "expiry sweep failed");
+        }
+    }
+}
+
+async fn flush(inner: Arc<NodeInner>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Err(e) = inner.store.sync() {
+            tracing::error!(node = inner.id, error = %e, "background fsync failed");
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! What each data operation does to one key, as pure functions.
+//!
+//! [`apply`] takes the key's stored record (if any), the operation, the time
+//! and the version a write would get, and returns the record to store (if the
+//! operation changes anything) and the reply. Nothing here touches storage or
+//! reads a clock, so Redis's semantics are unit-tested on their own.
+
+use bytes::{Bytes, BytesMut};
+use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
+use evenkeel_types::int::parse_i64;
+use evenkeel_types::{Record, Version};
+
+/// The outcome of one operation on one key.
+#[derive(Debug, PartialEq)]
+pub struct Applied {
+    /// The record to store, when the operation changes the key.
+    pub write: Option<Record>,
+    pub reply: R,
+}
+
+/// Limits that apply while executing operations.
+#[derive(Debug, Clone, Copy)]
+pub struct OpLimits {
+    /// Largest value APPEND or SET may produce (Redis: proto-max-bulk-len).
+    pub max_value_bytes: usize,
+}
+
+impl Default for OpLimits {
+    fn default() -> Self {
+        OpLimits { max_value_bytes: 512 * 1024 * 1024 }
+    }
+}
+
+/// Executes `kind` against `stored` at `now_ms`; a write gets `version`.
+pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version, limits: OpLimits) -> Applied {
+    let live = stored.filter(|r| r.is_live(now_ms));
+    match kind {
+        Kind::Get(g) => read(live, g.meta_only),
+        Kind::Set(s) => set(s, live, now_ms, version, limits),
+        Kind::Del(_) => delete(live, version, R::Integer(1), R::Integer(0)),
+        Kind::GetDel(_) => delete(live, version, value_reply(live, false), R::Nil(pb::Nil {})),
+        Kind::IncrBy(i) => incr_by(i.delta, live, version),
+        Kind::Append(a) => append(&a.value, live, version, limits),
+        Kind::Expire(e) => expire(e, live, now_ms, version),
+        Kind::Persist(_) => persist(live, version),
+    }
+}
+
+fn no_write(reply: R) -> Applied {
+    Applied { write: None, reply }
+}
+
+fn value_reply(live: Option<&Record>, meta_only: bool) -> R {
+    match live.and_then(|r| r.value.as_ref().map(|v| (r, v))) {
+        None => R::Nil(pb::Nil {}),
+        Some((r, v)) => R::Value(pb::Value {
+            value: if meta_only { Bytes::new() } else { v.clone() },
+            len: v.len() as u64,
+            expire_at_ms: r.expire_at_ms.unwrap_or(0),
+        }),
+    }
+}
+
+fn read(live: Option<&Record>, meta_only: bool) -> Applied {
+    no_write(value_reply(live, meta_only))
+}
+
+fn set(s: &pb::Set, live: Option<&Record>, now_ms: u64, version: Version, limits: OpLimits) -> Applied {
+    use pb::Condition;
+    let exists = live.is_some();
+    let blocked = match Condition::try_from(s.condition).unwrap_or(Condition::Always) {
+        Condition::Always => false,
+        Condition::IfAbsent => exists,
+        Condition::IfPresent => !exists,
+    };
+    let previous = if s.get { live.and_then(|r| r.value.clone()) } else { None };
+    if blocked {
+        return no_write(R::Written(pb::Written { applied: false, previous }));
+    }
+    if s.value.len() > limits.max_value_bytes {
+        return no_write(too_large());
+    }
+    let expire_at_ms = match s.expiry {
+        None => None,
+        Some(pb::set::Expiry::KeepTtl(true)) => live.and_then(|r| r.expire_at_ms),
+        Some(pb::set::Expiry::KeepTtl(false)) => None,
+        Some(pb::set::Expiry::ExpireAtMs(at)) => Some(at),
+    };
+    // A value that would already be expired is stored as a deletion, so no
+    // dead value lingers until the sweeper finds it.
+    let write = match expire_at_ms {
+        Some(at) if at <= now_ms => Record::tombstone(version),
+        _ => Record::value(s.value.clone(), expire_at_ms, version),
+    };
+    Applied { write: Some(write), reply: R::Written(pb::Written { applied: true, previous }) }
+}
+
+fn delete(live: Option<&Record>, version: Version, hit: R, miss: R) -> Applied {
+    match live {
+        Some(_) => Applied { write: Some(Record::tombstone(version)), reply: hit },
+        None => no_write(miss),
+    }
+}
+
+fn incr_by(delta: i64, live: Option<&Record>, version: Version) -> Applied {
+    let current = match live.and_then(|r| r.value.as_ref()) {
+        None => 0,
+        Some(v) => match parse_i64(v) {
+            Some(n) => n,
+            None => return no_write(op_error(pb::op_error::Kind::NotInteger)),
+        },
+    };
+    let Some(next) = current.checked_add(delta) else {
+        return no_write(op_error(pb::op_error::Kind::Overflow));
+    };
+    let expire = live.and_then(|r| r.expire_at_ms);
+    let write = Record::value(Bytes::from(next.to_string()), expire, version);
+    Applied { write: Some(write), reply: R::Integer(next) }
+}
+
+fn append(suffix: &Bytes, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
+    let current = live.and_then(|r| r.value.clone()).unwrap_or_default();
+    let len = current.len() + suffix.len();
+    if len > limits.max_value_bytes {
+        return no_write(too_large());
+    }
+    let mut joined = BytesMut::with_capacity(len);
+    joined.extend_from_slice(&current);
+    joined.extend_from_slice(suffix);
+    let expire = live.and_then(|r| r.expire_at_ms);
+    Applied { write: Some(Record::value(joined.freeze(), expire, version)), reply: R::Integer(len as i64) }
+}
+
+fn expire(e: &pb::Expire, live: Option<&Record>, now_ms: u64, version: Version) -> Applied {
+    use pb::ExpireCondition as C;
+    let Some(record) = live else { return no_write(R::Integer(0)) };
+    let current = record.expire_at_ms;
+    let at = e.at_ms;
+    // No expiry counts as an infinite TTL for GT and LT, as in Redis.
+    let allowed = match C::try_from(e.condition).unwrap_or(C::ExpireAlways) {
+        C::ExpireAlways => true,
+        C::ExpireNx => current.is_none(),
+        C::ExpireXx => current.is_some(),
+        C::ExpireGt => current.is_some_and(|c| at > c as i64),
+        C::ExpireLt => current.is_none_or(|c| at < c as i64),
+        C::ExpireXxLt => current.is_some_and(|c| at < c as i64),
+    };
+    if !allowed {
+        return no_write(R::Integer(0));
+    }
+    let write = if at <= now_ms as i64 {
+        Record::tombstone(version)
+    } else {
+        Record { value: record.value.clone(), expire_at_ms: Some(at as u64), version }
+    };
+    Applied { write: Some(write), reply: R::Integer(1) }
+}
+
+fn persist(live: Option<&Record>, version: Version) -> Applied {
+    match live {
+        Some(r) if r.expire_at_ms.is_some() => {
+            let write = Record { value: r.value.clone(), expire_at_ms: None, version };
+            Applied { write: Some(write), reply: R::Integer(1) }
+        }
+        _ => no_write(R::Integer(0)),
+    }
+}
+
+fn op_error(kind: pb::op_error::Kind) -> R {
+    let message = match kind {
+        pb::op_error::Kind::NotInteger => "value is not an integer or out of range",
+        pb::op_error::Kind::Overflow => "increment or decrement would overflow",
+        pb::op_error::Kind::TooLarge => "string exceeds maximum allowed size (proto-max-bulk-len)",
+        pb::op_error::Kind::Internal => "internal error",
+    };
+    R::Error(pb::OpError { kind: kind as i32, message: message.to_string() })
+}
+
+fn too_large() -> R {
+    op_error(pb::op_error::Kind::TooLarge)
+}
+
+#[cfg(test)]
+mod tests;

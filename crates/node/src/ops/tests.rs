@@ -1,0 +1,102 @@
+use super::*;
+use pb::{Condition, ExpireCondition};
+
+const NOW: u64 = 1_000_000;
+const V: Version = 77;
+
+fn run(kind: Kind, stored: Option<Record>) -> Applied {
+    apply(&kind, stored.as_ref(), NOW, V, OpLimits { max_value_bytes: 16 })
+}
+
+fn live(v: &str) -> Option<Record> {
+    Some(Record::value(Bytes::from(v.to_string()), None, 1))
+}
+
+fn set(value: &str, condition: Condition, get: bool, expiry: Option<pb::set::Expiry>) -> Kind {
+    Kind::Set(pb::Set { value: Bytes::from(value.to_string()), expiry, condition: condition as i32, get })
+}
+
+fn written(applied: bool, previous: Option<&str>) -> R {
+    R::Written(pb::Written { applied, previous: previous.map(|p| Bytes::from(p.to_string())) })
+}
+
+#[test]
+fn set_conditions_and_get() {
+    let a = run(set("x", Condition::IfAbsent, false, None), live("old"));
+    assert_eq!(a, Applied { write: None, reply: written(false, None) });
+    let a = run(set("x", Condition::IfPresent, true, None), None);
+    assert_eq!(a, Applied { write: None, reply: written(false, None) });
+    let a = run(set("x", Condition::Always, true, None), live("old"));
+    assert_eq!(a.reply, written(true, Some("old")));
+    assert_eq!(a.write, Some(Record::value("x", None, V)));
+    // NX blocked but GET still returns the old value, as in Redis 7.
+    let a = run(set("x", Condition::IfAbsent, true, None), live("old"));
+    assert_eq!(a.reply, written(false, Some("old")));
+}
+
+#[test]
+fn set_keepttl_and_past_expiry() {
+    let stored = Some(Record::value("v", Some(NOW + 50), 1));
+    let a = run(set("x", Condition::Always, false, Some(pb::set::Expiry::KeepTtl(true))), stored.clone());
+    assert_eq!(a.write.unwrap().expire_at_ms, Some(NOW + 50));
+    let a = run(set("x", Condition::Always, false, None), stored);
+    assert_eq!(a.write.unwrap().expire_at_ms, None);
+    let a = run(set("x", Condition::Always, false, Some(pb::set::Expiry::ExpireAtMs(NOW))), None);
+    assert_eq!(a.write, Some(Record::tombstone(V)));
+}
+
+#[test]
+fn expired_records_read_as_absent() {
+    let expired = Some(Record::value("v", Some(NOW), 1));
+    assert_eq!(run(Kind::Get(pb::Get { meta_only: false }), expired.clone()).reply, R::Nil(pb::Nil {}));
+    assert_eq!(run(Kind::Del(pb::Del {}), expired.clone()), Applied { write: None, reply: R::Integer(0) });
+    assert_eq!(run(Kind::IncrBy(pb::IncrBy { delta: 1 }), expired).reply, R::Integer(1));
+}
+
+#[test]
+fn incr_semantics() {
+    let a = run(Kind::IncrBy(pb::IncrBy { delta: -5 }), Some(Record::value("10", Some(NOW + 9), 1)));
+    assert_eq!(a.reply, R::Integer(5));
+    assert_eq!(a.write, Some(Record::value("5", Some(NOW + 9), V)));
+    let e = run(Kind::IncrBy(pb::IncrBy { delta: 1 }), live("abc")).reply;
+    assert!(matches!(e, R::Error(ref x) if x.kind == pb::op_error::Kind::NotInteger as i32));
+    let e = run(Kind::IncrBy(pb::IncrBy { delta: 1 }), live("9223372036854775807")).reply;
+    assert!(matches!(e, R::Error(ref x) if x.message == "increment or decrement would overflow"));
+}
+
+#[test]
+fn append_and_limits() {
+    let a = run(Kind::Append(pb::Append { value: Bytes::from_static(b"def") }), live("abc"));
+    assert_eq!(a.reply, R::Integer(6));
+    assert_eq!(a.write.unwrap().value.unwrap(), Bytes::from_static(b"abcdef"));
+    let big = Bytes::from(vec![b'x'; 14]);
+    let a = run(Kind::Append(pb::Append { value: big }), live("abc"));
+    assert_eq!(a.write, None);
+    assert!(matches!(a.reply, R::Error(_)));
+}
+
+#[test]
+fn expire_conditions() {
+    let with_ttl = Some(Record::value("v", Some(NOW + 100), 1));
+    let no_ttl = live("v");
+    let exp = |at: u64, c: ExpireCondition| Kind::Expire(pb::Expire { at_ms: at as i64, condition: c as i32 });
+    assert_eq!(run(exp(NOW + 10, ExpireCondition::ExpireNx), with_ttl.clone()).reply, R::Integer(0));
+    assert_eq!(run(exp(NOW + 10, ExpireCondition::ExpireXx), no_ttl.clone()).reply, R::Integer(0));
+    assert_eq!(run(exp(NOW + 10, ExpireCondition::ExpireGt), with_ttl.clone()).reply, R::Integer(0));
+    assert_eq!(run(exp(NOW + 10, ExpireCondition::ExpireGt), no_ttl.clone()).reply, R::Integer(0));
+    assert_eq!(run(exp(NOW + 10, ExpireCondition::ExpireLt), no_ttl.clone()).reply, R::Integer(1));
+    assert_eq!(run(exp(NOW + 10, ExpireCondition::ExpireLt), with_ttl).reply, R::Integer(1));
+    let a = run(exp(NOW, ExpireCondition::ExpireAlways), no_ttl.clone());
+    assert_eq!(a, Applied { write: Some(Record::tombstone(V)), reply: R::Integer(1) });
+    assert_eq!(run(exp(NOW + 1, ExpireCondition::ExpireAlways), None).reply, R::Integer(0));
+}
+
+#[test]
+fn persist_and_getdel() {
+    let a = run(Kind::Persist(pb::Persist {}), Some(Record::value("v", Some(NOW + 5), 1)));
+    assert_eq!(a.write, Some(Record::value("v", None, V)));
+    assert_eq!(run(Kind::Persist(pb::Persist {}), live("v")).reply, R::Integer(0));
+    let a = run(Kind::GetDel(pb::GetDel {}), live("v"));
+    assert_eq!(a.write, Some(Record::tombstone(V)));
+    assert!(matches!(a.reply, R::Value(ref v) if v.value == Bytes::from_static(b"v")));
+}

@@ -1,0 +1,121 @@
+//! The tonic service: turns RPCs into store calls, checking ownership first.
+
+use crate::ownership::Ownership;
+use crate::store::{Store, partition_stats};
+use evenkeel_rpc::pb::{self, op_result::Result as R};
+use evenkeel_types::{NodeId, PartitionId, unix_ms};
+use metrics::{Counter, Histogram};
+use std::sync::Arc;
+use std::time::Instant;
+use tonic::{Request, Response, Status};
+
+/// Largest number of ops one Execute may carry.
+pub const MAX_OPS_PER_REQUEST: usize = 10_000;
+
+pub(crate) struct NodeInner {
+    pub id: NodeId,
+    pub store: Store,
+    pub ownership: Ownership,
+    pub metrics: NodeMetrics,
+}
+
+pub(crate) struct NodeMetrics {
+    ops: Counter,
+    refused: Counter,
+    errors: Counter,
+    latency: Histogram,
+}
+
+impl NodeMetrics {
+    pub fn new(id: NodeId) -> Self {
+        let node = id.to_string();
+        NodeMetrics {
+            ops: metrics::counter!("evenkeel_node_ops_total", "node" => node.clone()),
+            refused: metrics::counter!("evenkeel_node_refused_total", "node" => node.clone()),
+            errors: metrics::counter!("evenkeel_node_errors_total", "node" => node.clone()),
+            latency: metrics::histogram!("evenkeel_node_execute_seconds", "node" => node),
+        }
+    }
+}
+
+/// The `Node` gRPC service of one storage node.
+#[derive(Clone)]
+pub struct NodeService {
+    pub(crate) inner: Arc<NodeInner>,
+}
+
+impl NodeInner {
+    fn execute_one(&self, epoch: u64, op: &pb::Op, now_ms: u64) -> pb::OpResult {
+        let result = match (u16::try_from(op.partition), &op.kind) {
+            (Err(_), _) => internal(format!("no partition {}", op.partition)),
+            (_, None) => internal("op without a kind".to_string()),
+            (Ok(p), Some(kind)) => match self.ownership.check(p, epoch) {
+                Err(refused) => {
+                    self.metrics.refused.increment(1);
+                    R::Refused(refused)
+                }
+                Ok(()) => self.store.execute(p, &op.key, kind, now_ms).unwrap_or_else(|e| {
+                    self.metrics.errors.increment(1);
+                    tracing::error!(node = self.id, partition = p, error = %e, "execute failed");
+                    internal(e.to_string())
+                }),
+            },
+        };
+        pb::OpResult { result: Some(result) }
+    }
+}
+
+fn internal(message: String) -> R {
+    R::Error(pb::OpError { kind: pb::op_error::Kind::Internal as i32, message })
+}
+
+#[tonic::async_trait]
+impl pb::node_server::Node for NodeService {
+    async fn execute(&self, request: Request<pb::ExecuteRequest>) -> Result<Response<pb::ExecuteResponse>, Status> {
+        let started = Instant::now();
+        let req = request.into_inner();
+        if req.ops.len() > MAX_OPS_PER_REQUEST {
+            return Err(Status::invalid_argument(format!("at most {MAX_OPS_PER_REQUEST} ops per request")));
+        }
+        let now = unix_ms();
+        let results = req.ops.iter().map(|op| self.inner.execute_one(req.epoch, op, now)).collect();
+        self.inner.metrics.ops.increment(req.ops.len() as u64);
+        self.inner.metrics.latency.record(started.elapsed().as_secs_f64());
+        Ok(Response::new(pb::ExecuteResponse { results }))
+    }
+
+    async fn scan(&self, request: Request<pb::ScanRequest>) -> Result<Response<pb::ScanResponse>, Status> {
+        let req = request.into_inner();
+        let partition = PartitionId::try_from(req.partition).map_err(|_| Status::invalid_argument("partition"))?;
+        if let Err(refused) = self.inner.ownership.check(partition, req.epoch) {
+            return Ok(Response::new(pb::ScanResponse { keys: vec![], next_slot: req.start_slot, refused: Some(refused) }));
+        }
+        let (keys, next_slot) = self
+            .inner
+            .store
+            .scan(partition, req.start_slot, req.count as usize, unix_ms())
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::ScanResponse { keys, next_slot, refused: None }))
+    }
+
+    async fn stats(&self, _: Request<pb::StatsRequest>) -> Result<Response<pb::StatsResponse>, Status> {
+        let inner = &self.inner;
+        let partitions = inner
+            .store
+            .counters()
+            .iter()
+            .enumerate()
+            .filter_map(|(p, c)| {
+                let p = p as PartitionId;
+                let epoch = inner.ownership.entry_epoch(p);
+                (epoch.is_some() || c.keys > 0).then(|| partition_stats(p, c, epoch.unwrap_or(0)))
+            })
+            .collect();
+        Ok(Response::new(pb::StatsResponse {
+            node_id: inner.id,
+            clock: inner.store.clock().current(),
+            partitions,
+            disk_bytes: inner.store.disk_bytes(),
+        }))
+    }
+}

@@ -1,0 +1,383 @@
+//! The node's storage: partitions in one fjall database.
+//!
+//! Three keyspaces:
+//! - `data`: `slot:u16be ++ key` → [`Record`]. A partition is a contiguous
+//!   slot range, so its data is one contiguous key range (cheap snapshot scans
+//!   and drops).
+//! - `log`: `partition:u16be ++ position:u64be` → `key_len:u32le ++ key ++
+//!   record`. The partition's change log (its change-data-capture stream):
+//!   every write appends the resulting record at the next position, in the
+//!   same atomic batch as the data write, so the log is exactly the sequence
+//!   of states the partition went through. Retention is bounded per partition.
+//! - `expiry`: `at_ms:u64be ++ slot:u16be ++ key` → empty. Lets the sweeper
+//!   find expired keys without scanning everything.
+//!
+//! Writes to one partition are serialized by that partition's mutex, which
+//! makes read-modify-write operations atomic and keeps log order equal to
+//! version order. Reads take no lock.
+//!
+//! Durability: every acknowledged write has been handed to the OS
+//! ([`Durability::Buffered`], the default: survives a crash of the process,
+//! and the background flusher fsyncs every `fsync_interval_ms`) or fsynced
+//! ([`Durability::Sync`]: survives power loss, costs an fsync per write).
+
+use crate::ops::{self, OpLimits};
+use bytes::{BufMut, Bytes, BytesMut};
+use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
+use evenkeel_types::slot::{key_slot, partition_slots, slot_partition};
+use evenkeel_types::{Hlc, PartitionId, Record, Slot};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use parking_lot::Mutex;
+use std::path::PathBuf;
+
+/// When an acknowledged write is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Handed to the OS before the ack; fsynced in the background.
+    #[default]
+    Buffered,
+    /// fsynced before the ack.
+    Sync,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub dir: PathBuf,
+    pub num_partitions: u16,
+    pub durability: Durability,
+    /// Change-log entries kept per partition.
+    pub log_retention_entries: u64,
+    /// fjall block cache size.
+    pub cache_bytes: u64,
+    pub limits: OpLimits,
+}
+
+impl StoreConfig {
+    pub fn new(dir: impl Into<PathBuf>, num_partitions: u16) -> Self {
+        StoreConfig {
+            dir: dir.into(),
+            num_partitions,
+            durability: Durability::default(),
+            log_retention_entries: 50_000,
+            cache_bytes: 256 * 1024 * 1024,
+            limits: OpLimits::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage engine: {0}")]
+    Engine(#[from] fjall::Error),
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    #[error("data directory was created with {found} partitions, the cluster has {expected}")]
+    PartitionCountMismatch { found: u16, expected: u16 },
+    #[error("key belongs to partition {actual}, not {requested}")]
+    WrongPartition { requested: PartitionId, actual: PartitionId },
+    #[error("no partition {0}")]
+    NoSuchPartition(PartitionId),
+}
+
+/// Live counters and change-log positions of one partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionCounters {
+    pub keys: u64,
+    pub bytes: u64,
+    pub log_first: u64,
+    pub log_next: u64,
+}
+
+/// The node's partitions and the clock that versions their writes.
+pub struct Store {
+    db: Database,
+    data: Keyspace,
+    log: Keyspace,
+    expiry: Keyspace,
+    parts: Vec<Mutex<PartitionCounters>>,
+    clock: Hlc,
+    config: StoreConfig,
+}
+
+const TRIM_SLACK: u64 = 256;
+const NUM_PARTITIONS_KEY: &[u8] = b"num_partitions";
+
+impl Store {
+    /// Opens (or creates) the store and recovers counters, log positions and
+    /// the clock floor from what is on disk.
+    pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        let db = Database::builder(&config.dir).cache_size(config.cache_bytes).open()?;
+        let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
+        let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
+        let expiry = db.keyspace("expiry", KeyspaceCreateOptions::default)?;
+        let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+        check_partition_count(&meta, config.num_partitions)?;
+        let parts = (0..config.num_partitions).map(|_| Mutex::new(PartitionCounters::default())).collect();
+        let store = Store { db, data, log, expiry, parts, clock: Hlc::default(), config };
+        store.recover()?;
+        Ok(store)
+    }
+
+    pub fn num_partitions(&self) -> u16 {
+        self.config.num_partitions
+    }
+
+    /// The highest version issued or seen.
+    pub fn clock(&self) -> &Hlc {
+        &self.clock
+    }
+
+    /// Executes one operation on `key` in `partition` at `now_ms`.
+    pub fn execute(&self, partition: PartitionId, key: &[u8], kind: &Kind, now_ms: u64) -> Result<R, StoreError> {
+        let slot = self.slot_in(partition, key)?;
+        let data_key = data_key(slot, key);
+        if let Kind::Get(_) = kind {
+            let stored = self.read(&data_key)?;
+            return Ok(ops::apply(kind, stored.as_ref(), now_ms, 0, self.config.limits).reply);
+        }
+        let mut counters = self.parts[partition as usize].lock();
+        let stored = self.read(&data_key)?;
+        let version = self.clock.tick(now_ms);
+        let applied = ops::apply(kind, stored.as_ref(), now_ms, version, self.config.limits);
+        if let Some(record) = applied.write {
+            assert!(stored.as_ref().is_none_or(|s| s.version < record.version), "versions must increase");
+            self.commit(partition, &mut counters, &data_key, stored.as_ref(), &record)?;
+        }
+        Ok(applied.reply)
+    }
+
+    /// Live keys of whole slots starting at `start_slot` within `partition`,
+    /// stopping at the first slot boundary after `count` keys. Returns the
+    /// keys and the next slot (the partition's end when exhausted).
+    pub fn scan(&self, partition: PartitionId, start_slot: u32, count: usize, now_ms: u64) -> Result<(Vec<Bytes>, u32), StoreError> {
+        let (first, end) = self.slots_of(partition)?;
+        let mut slot = start_slot.max(first);
+        let mut keys = Vec::new();
+        while slot < end && keys.len() < count.max(1) {
+            for kv in self.data.prefix((slot as u16).to_be_bytes()) {
+                let (k, v) = kv.into_inner()?;
+                if decode_record(&v)?.is_live(now_ms) {
+                    keys.push(Bytes::copy_from_slice(&k[2..]));
+                }
+            }
+            slot += 1;
+        }
+        Ok((keys, slot))
+    }
+
+    /// Counters of every partition, indexed by partition.
+    pub fn counters(&self) -> Vec<PartitionCounters> {
+        self.parts.iter().map(|p| *p.lock()).collect()
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.db.disk_space().unwrap_or(0)
+    }
+
+    /// fsyncs everything written so far.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        Ok(self.db.persist(PersistMode::SyncAll)?)
+    }
+
+    /// Deletes keys whose expiry has passed, in partitions for which `owned`
+    /// holds, looking at no more than `max_examined` index entries. Deletions
+    /// are ordinary versioned writes, so they reach the change log like a DEL.
+    pub fn sweep_expired(&self, now_ms: u64, max_examined: usize, owned: impl Fn(PartitionId) -> bool) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        let due: Vec<Bytes> = self
+            .expiry
+            .range(..=(now_ms.to_be_bytes()))
+            .take(max_examined)
+            .map(|kv| kv.key().map(|k| Bytes::copy_from_slice(&k)))
+            .collect::<Result<_, _>>()?;
+        for index_key in due {
+            let (slot, key) = (u16::from_be_bytes([index_key[8], index_key[9]]), &index_key[10..]);
+            let partition = slot_partition(slot, self.num_partitions());
+            if owned(partition) && self.expire_one(partition, slot, key, now_ms)? {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+// Private machinery.
+impl Store {
+    fn read(&self, data_key: &[u8]) -> Result<Option<Record>, StoreError> {
+        self.data.get(data_key)?.map(|raw| decode_record(&raw)).transpose()
+    }
+
+    fn slot_in(&self, partition: PartitionId, key: &[u8]) -> Result<Slot, StoreError> {
+        if partition >= self.num_partitions() {
+            return Err(StoreError::NoSuchPartition(partition));
+        }
+        let slot = key_slot(key);
+        let actual = slot_partition(slot, self.num_partitions());
+        if actual != partition {
+            return Err(StoreError::WrongPartition { requested: partition, actual });
+        }
+        Ok(slot)
+    }
+
+    fn slots_of(&self, partition: PartitionId) -> Result<(u32, u32), StoreError> {
+        if partition >= self.num_partitions() {
+            return Err(StoreError::NoSuchPartition(partition));
+        }
+        Ok(partition_slots(partition, self.num_partitions()))
+    }
+
+    /// Writes `record` for `data_key`, appends it to the change log, keeps
+    /// the expiry index and counters in step, all in one atomic batch. The
+    /// caller holds the partition's lock (`counters`).
+    fn commit(
+        &self,
+        partition: PartitionId,
+        counters: &mut PartitionCounters,
+        data_key: &[u8],
+        old: Option<&Record>,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        if self.config.durability == Durability::Sync {
+            batch = batch.durability(Some(PersistMode::SyncData));
+        }
+        batch.insert(&self.data, data_key, record.encode());
+        batch.insert(&self.log, log_key(partition, counters.log_next), log_entry(&data_key[2..], record));
+        if let Some(at) = old.and_then(|o| o.expire_at_ms) {
+            batch.remove(&self.expiry, expiry_key(at, data_key));
+        }
+        if let Some(at) = record.expire_at_ms {
+            batch.insert(&self.expiry, expiry_key(at, data_key), Bytes::new());
+        }
+        let trim_to = self.trim_point(counters);
+        for pos in counters.log_first..trim_to {
+            batch.remove(&self.log, log_key(partition, pos));
+        }
+        batch.commit()?;
+        counters.log_next += 1;
+        counters.log_first = counters.log_first.max(trim_to);
+        adjust(counters, data_key.len() as u64 - 2, old, record);
+        Ok(())
+    }
+
+    /// Where the log should start after this append; trims in steps of
+    /// `TRIM_SLACK` so the cost is amortized over many writes.
+    fn trim_point(&self, c: &PartitionCounters) -> u64 {
+        let keep = self.config.log_retention_entries.max(1);
+        let len_after = c.log_next + 1 - c.log_first;
+        if len_after > keep + TRIM_SLACK { c.log_next + 1 - keep } else { c.log_first }
+    }
+
+    fn expire_one(&self, partition: PartitionId, slot: Slot, key: &[u8], now_ms: u64) -> Result<bool, StoreError> {
+        let data_key = data_key(slot, key);
+        let mut counters = self.parts[partition as usize].lock();
+        let Some(stored) = self.read(&data_key)? else { return Ok(false) };
+        if stored.value.is_none() || !stored.is_expired(now_ms) {
+            return Ok(false);
+        }
+        let tombstone = Record::tombstone(self.clock.tick(now_ms));
+        self.commit(partition, &mut counters, &data_key, Some(&stored), &tombstone)?;
+        Ok(true)
+    }
+
+    /// Rebuilds counters, log positions and the clock floor by scanning.
+    fn recover(&self) -> Result<(), StoreError> {
+        for kv in self.data.iter() {
+            let (k, v) = kv.into_inner()?;
+            let record = decode_record(&v)?;
+            if k.len() < 2 {
+                return Err(StoreError::Corrupt("data key shorter than its slot prefix".into()));
+            }
+            self.clock.observe(record.version);
+            let partition = slot_partition(u16::from_be_bytes([k[0], k[1]]), self.num_partitions());
+            adjust(&mut self.parts[partition as usize].lock(), k.len() as u64 - 2, None, &record);
+        }
+        for (p, part) in self.parts.iter().enumerate() {
+            let prefix = (p as u16).to_be_bytes();
+            let mut c = part.lock();
+            if let Some(first) = self.log.prefix(prefix).next() {
+                c.log_first = log_position(&first.key()?)?;
+            }
+            if let Some(last) = self.log.prefix(prefix).next_back() {
+                c.log_next = log_position(&last.key()?)? + 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies the change from `old` to `new` to the live-key and byte counters.
+fn adjust(c: &mut PartitionCounters, key_len: u64, old: Option<&Record>, new: &Record) {
+    if let Some(o) = old {
+        c.bytes -= key_len + o.encoded_len() as u64;
+        c.keys -= o.value.is_some() as u64;
+    }
+    c.bytes += key_len + new.encoded_len() as u64;
+    c.keys += new.value.is_some() as u64;
+}
+
+fn check_partition_count(meta: &Keyspace, expected: u16) -> Result<(), StoreError> {
+    match meta.get(NUM_PARTITIONS_KEY)? {
+        None => Ok(meta.insert(NUM_PARTITIONS_KEY, expected.to_be_bytes())?),
+        Some(raw) => {
+            let bytes: [u8; 2] = raw[..].try_into().map_err(|_| StoreError::Corrupt("partition count".into()))?;
+            let found = u16::from_be_bytes(bytes);
+            if found == expected { Ok(()) } else { Err(StoreError::PartitionCountMismatch { found, expected }) }
+        }
+    }
+}
+
+fn decode_record(raw: &[u8]) -> Result<Record, StoreError> {
+    Record::decode(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn data_key(slot: Slot, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + key.len());
+    k.extend_from_slice(&slot.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+fn log_key(partition: PartitionId, position: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[..2].copy_from_slice(&partition.to_be_bytes());
+    k[2..].copy_from_slice(&position.to_be_bytes());
+    k
+}
+
+fn log_position(key: &[u8]) -> Result<u64, StoreError> {
+    let raw: [u8; 8] = key.get(2..10).and_then(|s| s.try_into().ok()).ok_or_else(|| StoreError::Corrupt("log key".into()))?;
+    Ok(u64::from_be_bytes(raw))
+}
+
+fn log_entry(key: &[u8], record: &Record) -> Bytes {
+    let mut buf = BytesMut::with_capacity(4 + key.len() + record.encoded_len());
+    buf.put_u32_le(key.len() as u32);
+    buf.put_slice(key);
+    record.encode_into(&mut buf);
+    buf.freeze()
+}
+
+fn expiry_key(at_ms: u64, data_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + data_key.len());
+    k.extend_from_slice(&at_ms.to_be_bytes());
+    k.extend_from_slice(data_key);
+    k
+}
+
+/// Converts a pb `PartitionStats` from counters.
+pub fn partition_stats(partition: PartitionId, c: &PartitionCounters, epoch: u64) -> pb::PartitionStats {
+    pb::PartitionStats {
+        partition: partition as u32,
+        keys: c.keys,
+        bytes: c.bytes,
+        log_first: c.log_first,
+        log_next: c.log_next,
+        epoch,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,215 @@
+//! Key commands: DEL EXISTS EXPIRE PEXPIRE TTL PTTL PERSIST SCAN DBSIZE.
+
+use super::strings::integer_reply;
+use super::{dispatch_error, int_arg, one, op_error, syntax_error, unexpected};
+use crate::Router;
+use crate::dispatch::KeyOp;
+use crate::glob::glob_match;
+use bytes::Bytes;
+use evenkeel_resp::Frame;
+use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
+use evenkeel_types::slot::slot_partition;
+use evenkeel_types::{SLOT_COUNT, unix_ms};
+
+/// Runs one op per key and sums the integer replies (DEL, EXISTS).
+async fn count(r: &Router, keys: &[Bytes], kind: Kind, hit: fn(&R) -> i64) -> Frame {
+    let ops: Vec<KeyOp> = keys.iter().map(|k| KeyOp { key: k.clone(), kind: kind.clone() }).collect();
+    let mut total = 0;
+    for result in r.dispatcher.run(&ops).await {
+        match result.map_err(|e| dispatch_error(&e)).and_then(op_error) {
+            Ok(reply) => total += hit(&reply),
+            Err(e) => return e,
+        }
+    }
+    Frame::Integer(total)
+}
+
+pub async fn del(r: &Router, a: &[Bytes]) -> Frame {
+    count(r, &a[1..], Kind::Del(pb::Del {}), |reply| if let R::Integer(n) = reply { *n } else { 0 }).await
+}
+
+pub async fn exists(r: &Router, a: &[Bytes]) -> Frame {
+    count(r, &a[1..], Kind::Get(pb::Get { meta_only: true }), |reply| matches!(reply, R::Value(_)) as i64).await
+}
+
+pub async fn persist(r: &Router, a: &[Bytes]) -> Frame {
+    integer_reply(one(r, &a[1], Kind::Persist(pb::Persist {})).await)
+}
+
+pub async fn expire(r: &Router, name: &str, a: &[Bytes]) -> Frame {
+    let condition = match expire_condition(&a[3..]) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let when = match int_arg(&a[2]) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    let invalid = || Frame::error(format!("ERR invalid expire time in '{name}' command"));
+    let ms = if name == "expire" {
+        match when.checked_mul(1000) {
+            Some(ms) => ms,
+            None => return invalid(),
+        }
+    } else {
+        when
+    };
+    let Some(at_ms) = ms.checked_add(unix_ms() as i64) else { return invalid() };
+    integer_reply(one(r, &a[1], Kind::Expire(pb::Expire { at_ms, condition: condition as i32 })).await)
+}
+
+/// EXPIRE's NX/XX/GT/LT flags with Redis 7's compatibility rules.
+fn expire_condition(flags: &[Bytes]) -> Result<pb::ExpireCondition, Frame> {
+    use pb::ExpireCondition as C;
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for f in flags {
+        match String::from_utf8_lossy(f).to_ascii_uppercase().as_str() {
+            "NX" => nx = true,
+            "XX" => xx = true,
+            "GT" => gt = true,
+            "LT" => lt = true,
+            _ => return Err(Frame::error(format!("ERR Unsupported option {}", String::from_utf8_lossy(f)))),
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Err(Frame::error("ERR NX and XX, GT or LT options at the same time are not compatible"));
+    }
+    if gt && lt {
+        return Err(Frame::error("ERR GT and LT options at the same time are not compatible"));
+    }
+    // XX combines with GT or LT; the comparison implies the key has a TTL
+    // (GT) or is checked against infinity (LT), and XX adds "has a TTL".
+    Ok(match (nx, xx, gt, lt) {
+        (true, ..) => C::ExpireNx,
+        (_, _, true, _) => C::ExpireGt,
+        (_, true, _, true) => C::ExpireXxLt,
+        (_, _, _, true) => C::ExpireLt,
+        (_, true, ..) => C::ExpireXx,
+        _ => C::ExpireAlways,
+    })
+}
+
+pub async fn ttl(r: &Router, name: &str, a: &[Bytes]) -> Frame {
+    match one(r, &a[1], Kind::Get(pb::Get { meta_only: true })).await {
+        Ok(R::Nil(_)) => Frame::Integer(-2),
+        Ok(R::Value(v)) if v.expire_at_ms == 0 => Frame::Integer(-1),
+        Ok(R::Value(v)) => {
+            let left = (v.expire_at_ms as i64 - unix_ms() as i64).max(0);
+            Frame::Integer(if name == "pttl" { left } else { (left + 500) / 1000 })
+        }
+        Ok(other) => unexpected(&other),
+        Err(e) => e,
+    }
+}
+
+/// SCAN's cursor is the next hash slot to visit (0 when done). Each call
+/// visits whole slots, so a key present for the whole iteration is returned
+/// at least once, as Redis guarantees.
+pub async fn scan(r: &Router, a: &[Bytes]) -> Frame {
+    let Some(cursor) = std::str::from_utf8(&a[1]).ok().and_then(|s| s.parse::<u64>().ok()) else {
+        return Frame::error("ERR invalid cursor");
+    };
+    let opts = match ScanOptions::parse(&a[2..]) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    if cursor >= SLOT_COUNT as u64 {
+        return scan_reply(0, vec![]);
+    }
+    match scan_slots(r, cursor as u32, opts.count).await {
+        Ok((keys, next)) => {
+            let keys = keys.into_iter().filter(|k| opts.matches(k)).map(Frame::Bulk).collect();
+            scan_reply(if next >= SLOT_COUNT as u32 { 0 } else { next as u64 }, keys)
+        }
+        Err(e) => e,
+    }
+}
+
+fn scan_reply(cursor: u64, keys: Vec<Frame>) -> Frame {
+    Frame::Array(vec![Frame::Bulk(Bytes::from(cursor.to_string())), Frame::Array(keys)])
+}
+
+struct ScanOptions {
+    pattern: Option<Bytes>,
+    count: u32,
+    /// TYPE filter: only "string" keys exist here.
+    type_ok: bool,
+}
+
+impl ScanOptions {
+    fn parse(args: &[Bytes]) -> Result<ScanOptions, Frame> {
+        let mut o = ScanOptions { pattern: None, count: 10, type_ok: true };
+        let mut i = 0;
+        while i < args.len() {
+            let (opt, value) = (String::from_utf8_lossy(&args[i]).to_ascii_uppercase(), args.get(i + 1));
+            match (opt.as_str(), value) {
+                ("COUNT", Some(v)) => {
+                    let n = int_arg(v)?;
+                    if n < 1 {
+                        return Err(syntax_error());
+                    }
+                    o.count = n.min(u32::MAX as i64) as u32;
+                }
+                ("MATCH", Some(v)) => o.pattern = Some(v.clone()).filter(|p| &p[..] != b"*"),
+                ("TYPE", Some(v)) => o.type_ok = v.eq_ignore_ascii_case(b"string"),
+                _ => return Err(syntax_error()),
+            }
+            i += 2;
+        }
+        Ok(o)
+    }
+
+    fn matches(&self, key: &[u8]) -> bool {
+        self.type_ok && self.pattern.as_ref().is_none_or(|p| glob_match(p, key))
+    }
+}
+
+/// Asks the owner of `slot`'s partition for keys from `slot` on.
+async fn scan_slots(r: &Router, slot: u32, count: u32) -> Result<(Vec<Bytes>, u32), Frame> {
+    let budget = r.dispatcher.budget;
+    let started = std::time::Instant::now();
+    loop {
+        let routes = r.dispatcher.routes.load();
+        let Some(table) = routes.table.as_ref() else { return Err(Frame::error("CLUSTERDOWN the cluster is not bootstrapped yet")) };
+        let partition = slot_partition(slot as u16, table.num_partitions());
+        let owner = table.entry(partition).expect("partition exists").owner;
+        if let Some(mut client) = routes.client(owner) {
+            let req = pb::ScanRequest { epoch: table.epoch, partition: partition as u32, start_slot: slot, count };
+            if let Ok(resp) = client.scan(req).await.map(|r| r.into_inner())
+                && resp.refused.is_none()
+            {
+                return Ok((resp.keys, resp.next_slot));
+            }
+        }
+        if started.elapsed().as_millis() as u64 >= budget.total_ms {
+            return Err(Frame::error(format!("TRYAGAIN partition is moving; retry budget of {} ms spent", budget.total_ms)));
+        }
+        let _ = r.dispatcher.routes.refresh().await;
+        tokio::time::sleep(std::time::Duration::from_millis(budget.backoff_max_ms)).await;
+    }
+}
+
+/// Live keys in partitions as their owners report them.
+pub async fn dbsize(r: &Router) -> Frame {
+    let routes = r.dispatcher.routes.load();
+    let mut calls = Vec::new();
+    for (id, (_, client)) in &routes.nodes {
+        let mut client = client.clone();
+        let id = *id;
+        calls.push(async move { (id, client.stats(pb::StatsRequest {}).await) });
+    }
+    let Some(table) = routes.table.as_ref() else { return Frame::Integer(0) };
+    let mut total = 0u64;
+    for (id, reply) in futures::future::join_all(calls).await {
+        let Ok(stats) = reply.map(|r| r.into_inner()) else {
+            return Frame::error(format!("CLUSTERDOWN node {id} unreachable"));
+        };
+        total += stats
+            .partitions
+            .iter()
+            .filter(|p| table.entry(p.partition as u16).is_some_and(|e| e.owner == id))
+            .map(|p| p.keys)
+            .sum::<u64>();
+    }
+    Frame::Integer(total as i64)
+}

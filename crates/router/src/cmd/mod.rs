@@ -1,0 +1,188 @@
+//! Redis commands: parsing, execution, replies.
+//!
+//! [`execute`] looks the command up in [`SPECS`] (name, arity, flags, key
+//! positions: the table `COMMAND` also reports), checks arity and
+//! authentication, then hands the arguments to the command's function in
+//! [`strings`], [`keys`] or [`server`]. Every function returns the exact
+//! reply Redis 7 gives, errors included.
+
+pub mod keys;
+pub mod server;
+pub mod strings;
+
+use crate::dispatch::{DispatchError, KeyOp};
+use crate::{Router, Session};
+use bytes::Bytes;
+use evenkeel_resp::Frame;
+use evenkeel_rpc::pb::{op::Kind, op_result::Result as R};
+
+/// What the connection does after the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Close,
+}
+
+/// A command's static description, as `COMMAND` reports it.
+pub struct Spec {
+    pub name: &'static str,
+    /// Exact argument count including the name; negative means "at least".
+    pub arity: i32,
+    pub flags: &'static [&'static str],
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+}
+
+const fn spec(name: &'static str, arity: i32, flags: &'static [&'static str], keys: (i32, i32, i32)) -> Spec {
+    Spec { name, arity, flags, first_key: keys.0, last_key: keys.1, step: keys.2 }
+}
+
+const W: &[&str] = &["write"];
+const WD: &[&str] = &["write", "denyoom"];
+const R_: &[&str] = &["readonly", "fast"];
+const F: &[&str] = &["fast"];
+const NOAUTH: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth"];
+const NOKEY: (i32, i32, i32) = (0, 0, 0);
+const ONE: (i32, i32, i32) = (1, 1, 1);
+const ALL: (i32, i32, i32) = (1, -1, 1);
+
+/// Every command the router understands.
+pub const SPECS: &[Spec] = &[
+    spec("append", 3, WD, ONE),
+    spec("auth", -2, NOAUTH, NOKEY),
+    spec("client", -2, F, NOKEY),
+    spec("command", -1, F, NOKEY),
+    spec("config", -2, F, NOKEY),
+    spec("dbsize", 1, R_, NOKEY),
+    spec("decr", 2, WD, ONE),
+    spec("decrby", 3, WD, ONE),
+    spec("del", -2, W, ALL),
+    spec("echo", 2, F, NOKEY),
+    spec("exists", -2, R_, ALL),
+    spec("expire", -3, W, ONE),
+    spec("get", 2, R_, ONE),
+    spec("getdel", 2, W, ONE),
+    spec("hello", -1, NOAUTH, NOKEY),
+    spec("incr", 2, WD, ONE),
+    spec("incrby", 3, WD, ONE),
+    spec("info", -1, F, NOKEY),
+    spec("mget", -2, R_, ALL),
+    spec("mset", -3, WD, (1, -1, 2)),
+    spec("persist", 2, W, ONE),
+    spec("pexpire", -3, W, ONE),
+    spec("ping", -1, F, NOKEY),
+    spec("pttl", 2, R_, ONE),
+    spec("quit", -1, NOAUTH, NOKEY),
+    spec("scan", -2, &["readonly"], NOKEY),
+    spec("select", 2, F, NOKEY),
+    spec("set", -3, WD, ONE),
+    spec("strlen", 2, R_, ONE),
+    spec("ttl", 2, R_, ONE),
+];
+
+pub fn find(name: &str) -> Option<&'static Spec> {
+    SPECS.iter().find(|s| s.name == name)
+}
+
+/// Executes one request. `args` is non-empty.
+pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -> (Frame, Flow) {
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    let Some(spec) = find(&name) else { return (unknown_command(&args), Flow::Continue) };
+    if !session.authenticated && !spec.flags.contains(&"no_auth") {
+        return (Frame::error("NOAUTH Authentication required."), Flow::Continue);
+    }
+    let n = args.len() as i32;
+    if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+        return (wrong_arity(spec.name), Flow::Continue);
+    }
+    let started = std::time::Instant::now();
+    let reply = run(router, session, spec.name, &args).await;
+    metrics::histogram!("evenkeel_router_command_seconds", "cmd" => spec.name).record(started.elapsed().as_secs_f64());
+    if let (Frame::Error(_), _) = &reply {
+        metrics::counter!("evenkeel_router_errors_total", "cmd" => spec.name).increment(1);
+    }
+    reply
+}
+
+async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (Frame, Flow) {
+    use Flow::Continue as C;
+    let reply = match name {
+        "get" => strings::get(r, a).await,
+        "set" => strings::set(r, a).await,
+        "getdel" => strings::getdel(r, a).await,
+        "append" => strings::append(r, a).await,
+        "strlen" => strings::strlen(r, a).await,
+        "incr" | "decr" | "incrby" | "decrby" => strings::incr(r, name, a).await,
+        "mget" => strings::mget(r, a).await,
+        "mset" => strings::mset(r, a).await,
+        "del" => keys::del(r, a).await,
+        "exists" => keys::exists(r, a).await,
+        "expire" | "pexpire" => keys::expire(r, name, a).await,
+        "ttl" | "pttl" => keys::ttl(r, name, a).await,
+        "persist" => keys::persist(r, a).await,
+        "scan" => keys::scan(r, a).await,
+        "dbsize" => keys::dbsize(r).await,
+        "quit" => return (Frame::ok(), Flow::Close),
+        _ => server::run(r, s, name, a).await,
+    };
+    (reply, C)
+}
+
+/// Runs a single-key op; errors come back as ready-made error replies.
+pub(crate) async fn one(router: &Router, key: &Bytes, kind: Kind) -> Result<R, Frame> {
+    let ops = [KeyOp { key: key.clone(), kind }];
+    let result = router.dispatcher.run(&ops).await.pop().expect("one result");
+    result.map_err(|e| dispatch_error(&e)).and_then(op_error)
+}
+
+/// Turns a node's error result into the client's error reply.
+pub(crate) fn op_error(r: R) -> Result<R, Frame> {
+    match r {
+        R::Error(e) => Err(Frame::error(format!("ERR {}", e.message))),
+        R::Refused(_) => Err(dispatch_error(&DispatchError::TryAgain(0))),
+        other => Ok(other),
+    }
+}
+
+pub(crate) fn dispatch_error(e: &DispatchError) -> Frame {
+    Frame::error(e.to_string())
+}
+
+pub(crate) fn wrong_arity(name: &str) -> Frame {
+    Frame::error(format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+pub(crate) fn syntax_error() -> Frame {
+    Frame::error("ERR syntax error")
+}
+
+pub(crate) fn not_integer() -> Frame {
+    Frame::error("ERR value is not an integer or out of range")
+}
+
+pub(crate) fn unexpected(r: &R) -> Frame {
+    tracing::error!(reply = ?r, "node sent a reply of the wrong kind");
+    Frame::error("ERR internal error: unexpected reply from storage node")
+}
+
+/// Parses an integer argument as Redis's `string2ll` does.
+pub(crate) fn int_arg(raw: &[u8]) -> Result<i64, Frame> {
+    evenkeel_types::int::parse_i64(raw).ok_or_else(not_integer)
+}
+
+/// Redis 7's reply to an unknown command, including the first arguments.
+fn unknown_command(args: &[Bytes]) -> Frame {
+    let mut shown = String::new();
+    for a in &args[1..] {
+        if shown.len() >= 128 {
+            break;
+        }
+        let text = String::from_utf8_lossy(a);
+        let room = 128 - shown.len();
+        let cut: String = text.chars().take(room).collect();
+        shown.push_str(&format!("'{cut}' "));
+    }
+    let name: String = String::from_utf8_lossy(&args[0]).chars().take(128).collect();
+    Frame::error(format!("ERR unknown command '{name}', with args beginning with: {shown}"))
+}

@@ -1,0 +1,239 @@
+//! Connection and server commands: PING ECHO HELLO AUTH COMMAND CLIENT INFO
+//! SELECT CONFIG.
+
+use super::{SPECS, Spec, int_arg, syntax_error, wrong_arity};
+use crate::{Router, Session};
+use bytes::Bytes;
+use evenkeel_resp::Frame;
+
+/// The Redis version evenkeel's replies are modelled on.
+pub const REDIS_COMPAT_VERSION: &str = "7.0.15";
+
+pub async fn run(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> Frame {
+    match name {
+        "ping" => ping(a),
+        "echo" => Frame::Bulk(a[1].clone()),
+        "hello" => hello(r, s, a),
+        "auth" => auth(r, s, a),
+        "command" => command(a),
+        "client" => client(s, a),
+        "info" => info(r, a).await,
+        "select" => select(a),
+        "config" => config(r, a),
+        other => unreachable!("command {other} has a spec but no handler"),
+    }
+}
+
+fn ping(a: &[Bytes]) -> Frame {
+    match a.len() {
+        1 => Frame::Simple("PONG".into()),
+        2 => Frame::Bulk(a[1].clone()),
+        _ => wrong_arity("ping"),
+    }
+}
+
+fn upper(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_ascii_uppercase()
+}
+
+fn check_password(r: &Router, user: Option<&Bytes>, pass: &Bytes) -> bool {
+    let user_ok = user.is_none_or(|u| &u[..] == b"default");
+    match &r.config.requirepass {
+        None => user_ok,
+        Some(p) => user_ok && p.as_bytes() == &pass[..],
+    }
+}
+
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+fn auth(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
+    let (user, pass) = match a.len() {
+        2 => (None, &a[1]),
+        3 => (Some(&a[1]), &a[2]),
+        _ => return syntax_error(),
+    };
+    if user.is_none() && r.config.requirepass.is_none() {
+        return Frame::error(
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        );
+    }
+    if check_password(r, user, pass) {
+        s.authenticated = true;
+        Frame::ok()
+    } else {
+        Frame::error(WRONGPASS)
+    }
+}
+
+fn hello(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
+    if a.len() >= 2 {
+        let Ok(version) = int_arg(&a[1]) else {
+            return Frame::error("ERR Protocol version is not an integer or out of range");
+        };
+        if version != 2 {
+            return Frame::error("NOPROTO unsupported protocol version");
+        }
+    }
+    let mut i = 2;
+    let mut name = None;
+    while i < a.len() {
+        match (upper(&a[i]).as_str(), a.len() - i - 1) {
+            ("AUTH", n) if n >= 2 => {
+                if !check_password(r, Some(&a[i + 1]), &a[i + 2]) {
+                    return Frame::error(WRONGPASS);
+                }
+                s.authenticated = true;
+                i += 3;
+            }
+            ("SETNAME", n) if n >= 1 => {
+                name = Some(a[i + 1].clone());
+                i += 2;
+            }
+            _ => return Frame::error(format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(&a[i]))),
+        }
+    }
+    if !s.authenticated {
+        return Frame::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+    }
+    if let Some(n) = name {
+        if let Err(e) = set_name(s, n) {
+            return e;
+        }
+    }
+    let pairs: Vec<Frame> = vec![
+        Frame::bulk("server"), Frame::bulk("redis"),
+        Frame::bulk("version"), Frame::bulk(REDIS_COMPAT_VERSION),
+        Frame::bulk("proto"), Frame::Integer(2),
+        Frame::bulk("id"), Frame::Integer(s.id as i64),
+        Frame::bulk("mode"), Frame::bulk("standalone"),
+        Frame::bulk("role"), Frame::bulk("master"),
+        Frame::bulk("modules"), Frame::Array(vec![]),
+    ];
+    Frame::Array(pairs)
+}
+
+fn command_info(spec: &Spec) -> Frame {
+    Frame::Array(vec![
+        Frame::bulk(spec.name),
+        Frame::Integer(spec.arity as i64),
+        Frame::Array(spec.flags.iter().map(|f| Frame::Simple(f.to_string())).collect()),
+        Frame::Integer(spec.first_key as i64),
+        Frame::Integer(spec.last_key as i64),
+        Frame::Integer(spec.step as i64),
+        Frame::Array(vec![]),
+        Frame::Array(vec![]),
+        Frame::Array(vec![]),
+        Frame::Array(vec![]),
+    ])
+}
+
+fn command(a: &[Bytes]) -> Frame {
+    if a.len() == 1 {
+        return Frame::Array(SPECS.iter().map(command_info).collect());
+    }
+    match upper(&a[1]).as_str() {
+        "COUNT" if a.len() == 2 => Frame::Integer(SPECS.len() as i64),
+        "DOCS" => Frame::Array(vec![]),
+        "INFO" => Frame::Array(
+            a[2..]
+                .iter()
+                .map(|n| super::find(&String::from_utf8_lossy(n).to_ascii_lowercase()).map_or(Frame::Null, command_info))
+                .collect(),
+        ),
+        "COUNT" => wrong_arity("command|count"),
+        _ => unknown_subcommand(&a[1], "COMMAND"),
+    }
+}
+
+fn unknown_subcommand(sub: &[u8], cmd: &str) -> Frame {
+    Frame::error(format!("ERR unknown subcommand '{}'. Try {cmd} HELP.", String::from_utf8_lossy(sub)))
+}
+
+fn set_name(s: &mut Session, name: Bytes) -> Result<(), Frame> {
+    if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+        return Err(Frame::error("ERR Client names cannot contain spaces, newlines or special characters."));
+    }
+    s.name = (!name.is_empty()).then_some(name);
+    Ok(())
+}
+
+fn client(s: &mut Session, a: &[Bytes]) -> Frame {
+    let sub = upper(&a[1]);
+    match (sub.as_str(), a.len()) {
+        ("SETNAME", 3) => set_name(s, a[2].clone()).map_or_else(|e| e, |()| Frame::ok()),
+        ("SETNAME", _) => wrong_arity("client|setname"),
+        ("GETNAME", 2) => s.name.clone().map_or(Frame::Null, Frame::Bulk),
+        ("GETNAME", _) => wrong_arity("client|getname"),
+        ("ID", 2) => Frame::Integer(s.id as i64),
+        ("SETINFO", 4) => Frame::ok(),
+        ("SETINFO", _) => wrong_arity("client|setinfo"),
+        _ => unknown_subcommand(&a[1], "CLIENT"),
+    }
+}
+
+fn select(a: &[Bytes]) -> Frame {
+    match int_arg(&a[1]) {
+        Ok(0) => Frame::ok(),
+        Ok(_) => Frame::error("ERR DB index is out of range"),
+        Err(e) => e,
+    }
+}
+
+fn config(r: &Router, a: &[Bytes]) -> Frame {
+    if !a[1].eq_ignore_ascii_case(b"GET") {
+        return match upper(&a[1]).as_str() {
+            "SET" | "RESETSTAT" | "REWRITE" => Frame::error("ERR evenkeel is configured through its configuration file, not CONFIG"),
+            _ => unknown_subcommand(&a[1], "CONFIG"),
+        };
+    }
+    if a.len() < 3 {
+        return wrong_arity("config|get");
+    }
+    let known = [
+        ("appendonly", "no".to_string()),
+        ("save", String::new()),
+        ("databases", "1".to_string()),
+        ("maxclients", r.config.max_clients.to_string()),
+        ("proto-max-bulk-len", r.config.limits.max_bulk_len.to_string()),
+    ];
+    let mut out = Vec::new();
+    for (k, v) in known {
+        if a[2..].iter().any(|p| crate::glob::glob_match(&p.to_ascii_lowercase(), k.as_bytes())) {
+            out.push(Frame::bulk(k));
+            out.push(Frame::bulk(v));
+        }
+    }
+    Frame::Array(out)
+}
+
+async fn info(r: &Router, a: &[Bytes]) -> Frame {
+    let section = a.get(1).map(|s| String::from_utf8_lossy(s).to_ascii_lowercase());
+    let want = |name: &str| section.as_deref().is_none_or(|s| s == name || s == "all" || s == "default" || s == "everything");
+    let mut text = String::new();
+    if want("server") {
+        text += &format!(
+            "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nevenkeel_version:{}\r\nredis_mode:standalone\r\nos:{}\r\nprocess_id:{}\r\nuptime_in_seconds:{}\r\n\r\n",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::process::id(),
+            r.started.elapsed().as_secs()
+        );
+    }
+    if want("clients") {
+        text += &format!("# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n", r.connected(), r.config.max_clients);
+    }
+    if want("cluster") {
+        let routes = r.dispatcher.routes.load();
+        let partitions = routes.table.as_ref().map_or(0, |t| t.partitions.len());
+        text += &format!("# Cluster\r\ncluster_enabled:0\r\nevenkeel_epoch:{}\r\nevenkeel_partitions:{partitions}\r\nevenkeel_nodes:{}\r\n\r\n", routes.epoch(), routes.nodes.len());
+    }
+    if want("keyspace") {
+        if let Frame::Integer(n) = super::keys::dbsize(r).await {
+            text += "# Keyspace\r\n";
+            if n > 0 {
+                text += &format!("db0:keys={n},expires=0,avg_ttl=0\r\n");
+            }
+        }
+    }
+    Frame::Bulk(Bytes::from(text))
+}

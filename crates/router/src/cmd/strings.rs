@@ -1,0 +1,212 @@
+//! String commands: GET SET GETDEL APPEND STRLEN INCR/DECR[BY] MGET MSET.
+
+use super::{dispatch_error, int_arg, one, op_error, syntax_error, unexpected, wrong_arity};
+use crate::Router;
+use crate::dispatch::KeyOp;
+use bytes::Bytes;
+use evenkeel_resp::Frame;
+use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
+use evenkeel_types::unix_ms;
+
+fn get_kind(meta_only: bool) -> Kind {
+    Kind::Get(pb::Get { meta_only })
+}
+
+/// A value reply: bulk for a value, null for none.
+fn value_frame(r: R) -> Frame {
+    match r {
+        R::Value(v) => Frame::Bulk(v.value),
+        R::Nil(_) => Frame::Null,
+        other => unexpected(&other),
+    }
+}
+
+pub async fn get(r: &Router, a: &[Bytes]) -> Frame {
+    one(r, &a[1], get_kind(false)).await.map_or_else(|e| e, value_frame)
+}
+
+pub async fn getdel(r: &Router, a: &[Bytes]) -> Frame {
+    one(r, &a[1], Kind::GetDel(pb::GetDel {})).await.map_or_else(|e| e, value_frame)
+}
+
+pub async fn strlen(r: &Router, a: &[Bytes]) -> Frame {
+    match one(r, &a[1], get_kind(true)).await {
+        Ok(R::Value(v)) => Frame::Integer(v.len as i64),
+        Ok(R::Nil(_)) => Frame::Integer(0),
+        Ok(other) => unexpected(&other),
+        Err(e) => e,
+    }
+}
+
+pub async fn append(r: &Router, a: &[Bytes]) -> Frame {
+    let kind = Kind::Append(pb::Append { value: a[2].clone() });
+    integer_reply(one(r, &a[1], kind).await)
+}
+
+pub(crate) fn integer_reply(result: Result<R, Frame>) -> Frame {
+    match result {
+        Ok(R::Integer(n)) => Frame::Integer(n),
+        Ok(other) => unexpected(&other),
+        Err(e) => e,
+    }
+}
+
+pub async fn incr(r: &Router, name: &str, a: &[Bytes]) -> Frame {
+    let delta = match name {
+        "incr" => 1,
+        "decr" => -1,
+        "incrby" => match int_arg(&a[2]) {
+            Ok(n) => n,
+            Err(e) => return e,
+        },
+        _ => match int_arg(&a[2]) {
+            Ok(i64::MIN) => return Frame::error("ERR decrement would overflow"),
+            Ok(n) => -n,
+            Err(e) => return e,
+        },
+    };
+    integer_reply(one(r, &a[1], Kind::IncrBy(pb::IncrBy { delta })).await)
+}
+
+pub async fn set(r: &Router, a: &[Bytes]) -> Frame {
+    let opts = match SetOptions::parse(&a[3..]) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let expiry = match opts.expiry(unix_ms()) {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    let condition = if opts.nx { pb::Condition::IfAbsent } else if opts.xx { pb::Condition::IfPresent } else { pb::Condition::Always };
+    let kind = Kind::Set(pb::Set { value: a[2].clone(), expiry, condition: condition as i32, get: opts.get });
+    match one(r, &a[1], kind).await {
+        Ok(R::Written(w)) if opts.get => w.previous.map_or(Frame::Null, Frame::Bulk),
+        Ok(R::Written(w)) => if w.applied { Frame::ok() } else { Frame::Null },
+        Ok(other) => unexpected(&other),
+        Err(e) => e,
+    }
+}
+
+/// SET's options, parsed with Redis 7's rules: an option conflicts with the
+/// others of its group but may repeat itself (the last value wins).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct SetOptions {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keepttl: bool,
+    /// (unit option, raw value): EX, PX, EXAT or PXAT.
+    expire: Option<(&'static str, Bytes)>,
+}
+
+impl SetOptions {
+    pub(crate) fn parse(args: &[Bytes]) -> Result<SetOptions, Frame> {
+        let mut o = SetOptions::default();
+        let mut i = 0;
+        while i < args.len() {
+            let opt = String::from_utf8_lossy(&args[i]).to_ascii_uppercase();
+            let next = args.get(i + 1);
+            let other_expire = |o: &SetOptions, unit: &str| o.keepttl || o.expire.as_ref().is_some_and(|(u, _)| *u != unit);
+            match opt.as_str() {
+                "NX" if !o.xx => o.nx = true,
+                "XX" if !o.nx => o.xx = true,
+                "GET" => o.get = true,
+                "KEEPTTL" if o.expire.is_none() => o.keepttl = true,
+                "EX" | "PX" | "EXAT" | "PXAT" if next.is_some() && !other_expire(&o, &opt) => {
+                    let unit = match opt.as_str() { "EX" => "EX", "PX" => "PX", "EXAT" => "EXAT", _ => "PXAT" };
+                    o.expire = Some((unit, next.expect("checked").clone()));
+                    i += 1;
+                }
+                _ => return Err(syntax_error()),
+            }
+            i += 1;
+        }
+        Ok(o)
+    }
+
+    /// The expiry as an absolute time, validated like Redis's
+    /// `getExpireMillisecondsOrReply`.
+    pub(crate) fn expiry(&self, now_ms: u64) -> Result<Option<pb::set::Expiry>, Frame> {
+        if self.keepttl {
+            return Ok(Some(pb::set::Expiry::KeepTtl(true)));
+        }
+        let Some((unit, raw)) = &self.expire else { return Ok(None) };
+        let invalid = || Frame::error("ERR invalid expire time in 'set' command");
+        let n = int_arg(raw)?;
+        let seconds = matches!(*unit, "EX" | "EXAT");
+        if n <= 0 || (seconds && n > i64::MAX / 1000) {
+            return Err(invalid());
+        }
+        let mut ms = if seconds { n * 1000 } else { n };
+        if matches!(*unit, "EX" | "PX") {
+            ms = ms.checked_add(now_ms as i64).ok_or_else(invalid)?;
+        }
+        Ok(Some(pb::set::Expiry::ExpireAtMs(ms as u64)))
+    }
+}
+
+pub async fn mget(r: &Router, a: &[Bytes]) -> Frame {
+    let ops: Vec<KeyOp> = a[1..].iter().map(|k| KeyOp { key: k.clone(), kind: get_kind(false) }).collect();
+    let mut replies = Vec::with_capacity(ops.len());
+    for result in r.dispatcher.run(&ops).await {
+        match result.map_err(|e| dispatch_error(&e)).and_then(op_error) {
+            Ok(v) => replies.push(value_frame(v)),
+            Err(e) => return e,
+        }
+    }
+    Frame::Array(replies)
+}
+
+/// MSET across partitions is applied per key, not atomically as a whole.
+pub async fn mset(r: &Router, a: &[Bytes]) -> Frame {
+    if a.len() % 2 == 0 {
+        return wrong_arity("mset");
+    }
+    let ops: Vec<KeyOp> = a[1..]
+        .chunks(2)
+        .map(|kv| KeyOp {
+            key: kv[0].clone(),
+            kind: Kind::Set(pb::Set { value: kv[1].clone(), expiry: None, condition: 0, get: false }),
+        })
+        .collect();
+    for result in r.dispatcher.run(&ops).await {
+        if let Err(e) = result.map_err(|e| dispatch_error(&e)).and_then(op_error) {
+            return e;
+        }
+    }
+    Frame::ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::not_integer;
+
+    fn parse(words: &str) -> Result<SetOptions, Frame> {
+        let args: Vec<Bytes> = words.split_whitespace().map(|w| Bytes::from(w.to_string())).collect();
+        SetOptions::parse(&args)
+    }
+
+    #[test]
+    fn set_option_conflicts_follow_redis() {
+        assert_eq!(parse("NX XX"), Err(syntax_error()));
+        assert_eq!(parse("EX 1 PX 2"), Err(syntax_error()));
+        assert_eq!(parse("KEEPTTL EX 1"), Err(syntax_error()));
+        assert_eq!(parse("EX"), Err(syntax_error()));
+        assert!(parse("NX GET EX 1").is_ok());
+        assert!(parse("EX 1 EX 2").is_ok());
+        assert!(parse("nx nx").is_ok());
+    }
+
+    #[test]
+    fn set_expiry_validation() {
+        let invalid = Frame::error("ERR invalid expire time in 'set' command");
+        assert_eq!(parse("EX 0").unwrap().expiry(1000), Err(invalid.clone()));
+        assert_eq!(parse("PX -5").unwrap().expiry(1000), Err(invalid.clone()));
+        assert_eq!(parse("EX 9223372036854775").unwrap().expiry(1000), Err(invalid));
+        assert_eq!(parse("EX abc").unwrap().expiry(1000), Err(not_integer()));
+        assert_eq!(parse("EX 2").unwrap().expiry(1000), Ok(Some(pb::set::Expiry::ExpireAtMs(3000))));
+        assert_eq!(parse("PXAT 5").unwrap().expiry(1000), Ok(Some(pb::set::Expiry::ExpireAtMs(5))));
+        assert_eq!(parse("KEEPTTL").unwrap().expiry(1000), Ok(Some(pb::set::Expiry::KeepTtl(true))));
+    }
+}

@@ -1,0 +1,222 @@
+//! Sending single-key operations to their owners, retrying what moves.
+//!
+//! [`Dispatcher::run`] groups operations by owner node, sends one `Execute`
+//! per node concurrently, and collects one result per operation. Operations a
+//! node refuses (not the owner, stale epoch, fenced) were not applied, so they
+//! are retried after a routing refresh with exponential backoff, until the
+//! retry budget runs out. Reads are also retried when a node cannot be
+//! reached; writes are retried only when they certainly were not sent,
+//! because an INCR that may have been applied must not be applied twice.
+
+use crate::routes::{RouteCache, Routes};
+use bytes::Bytes;
+use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R, refused::Reason};
+use evenkeel_types::NodeId;
+use futures::future::join_all;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One single-key operation.
+#[derive(Debug, Clone)]
+pub struct KeyOp {
+    pub key: Bytes,
+    pub kind: Kind,
+}
+
+/// Why an operation failed without a reply from its owner. The router turns
+/// these into Redis Cluster style errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DispatchError {
+    /// Still refused or unroutable when the retry budget ran out.
+    #[error("TRYAGAIN partition is moving; retry budget of {0} ms spent")]
+    TryAgain(u64),
+    /// The cluster has no routing table yet.
+    #[error("CLUSTERDOWN the cluster is not bootstrapped yet")]
+    NoTable,
+    /// The owner could not be reached, and the op may not be retried.
+    #[error("CLUSTERDOWN node {0} unreachable: {1}")]
+    Unreachable(NodeId, String),
+}
+
+/// Bounds on transparent retries.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryBudget {
+    /// Total time an operation may spend being retried.
+    pub total_ms: u64,
+    pub backoff_min_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Per-attempt RPC deadline.
+    pub rpc_timeout_ms: u64,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        RetryBudget { total_ms: 5_000, backoff_min_ms: 1, backoff_max_ms: 50, rpc_timeout_ms: 2_000 }
+    }
+}
+
+pub struct Dispatcher {
+    pub routes: Arc<RouteCache>,
+    pub budget: RetryBudget,
+}
+
+type Outcome = Result<R, DispatchError>;
+
+/// What happened to one batch sent to one node.
+enum Attempt {
+    Done(Vec<(usize, pb::OpResult)>),
+    Failed { node: NodeId, indices: Vec<usize>, error: String, maybe_sent: bool },
+}
+
+impl Dispatcher {
+    /// Runs `ops`, returning one outcome per op, in order.
+    pub async fn run(&self, ops: &[KeyOp]) -> Vec<Outcome> {
+        let mut results: Vec<Option<Outcome>> = vec![None; ops.len()];
+        let mut pending: Vec<usize> = (0..ops.len()).collect();
+        let started = Instant::now();
+        let mut backoff = self.budget.backoff_min_ms;
+        loop {
+            let routes = self.routes.load();
+            let (groups, unroutable) = match group_by_owner(&routes, ops, &pending) {
+                Some(g) => g,
+                None => return fill(results, &pending, DispatchError::NoTable),
+            };
+            let attempts = join_all(groups.into_iter().map(|(node, idx)| self.send(&routes, node, ops, idx))).await;
+            pending = unroutable;
+            let mut refresh = false;
+            for attempt in attempts {
+                self.settle(attempt, ops, &mut results, &mut pending, &mut refresh);
+            }
+            if pending.is_empty() {
+                return results.into_iter().map(|r| r.expect("every op settled")).collect();
+            }
+            if started.elapsed().as_millis() as u64 >= self.budget.total_ms {
+                metrics::counter!("evenkeel_router_retry_budget_exhausted_total").increment(1);
+                return fill(results, &pending, DispatchError::TryAgain(self.budget.total_ms));
+            }
+            metrics::counter!("evenkeel_router_retries_total").increment(pending.len() as u64);
+            if refresh || routes.table.is_none() {
+                let _ = self.routes.refresh().await;
+            }
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
+            backoff = (backoff * 2).min(self.budget.backoff_max_ms);
+        }
+    }
+
+    /// Records finished results; puts retryable ops back on `pending`.
+    fn settle(&self, attempt: Attempt, ops: &[KeyOp], results: &mut [Option<Outcome>], pending: &mut Vec<usize>, refresh: &mut bool) {
+        match attempt {
+            Attempt::Done(items) => {
+                for (i, r) in items {
+                    match r.result {
+                        Some(R::Refused(refused)) => {
+                            *refresh |= refused.reason != Reason::Fenced as i32;
+                            pending.push(i);
+                        }
+                        Some(other) => results[i] = Some(Ok(other)),
+                        None => results[i] = Some(Ok(R::Error(internal("empty result")))),
+                    }
+                }
+            }
+            Attempt::Failed { node, indices, error, maybe_sent } => {
+                *refresh = true;
+                for i in indices {
+                    if maybe_sent && !is_read(&ops[i].kind) {
+                        results[i] = Some(Err(DispatchError::Unreachable(node, error.clone())));
+                    } else {
+                        pending.push(i);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send(&self, routes: &Routes, node: NodeId, ops: &[KeyOp], indices: Vec<usize>) -> Attempt {
+        let Some(mut client) = routes.client(node) else {
+            return Attempt::Failed { node, indices, error: "no address".into(), maybe_sent: false };
+        };
+        let table = routes.table.as_ref().expect("grouped with a table");
+        let request = pb::ExecuteRequest {
+            epoch: table.epoch,
+            ops: indices
+                .iter()
+                .map(|&i| pb::Op {
+                    partition: table.partition_of(&ops[i].key) as u32,
+                    key: ops[i].key.clone(),
+                    kind: Some(ops[i].kind.clone()),
+                })
+                .collect(),
+        };
+        let mut request = tonic::Request::new(request);
+        request.set_timeout(Duration::from_millis(self.budget.rpc_timeout_ms));
+        match client.execute(request).await {
+            Ok(resp) => {
+                let results = resp.into_inner().results;
+                if results.len() != indices.len() {
+                    return Attempt::Failed { node, indices, error: "result count mismatch".into(), maybe_sent: true };
+                }
+                Attempt::Done(indices.into_iter().zip(results).collect())
+            }
+            Err(status) => {
+                let maybe_sent = !is_connect_failure(&status);
+                Attempt::Failed { node, indices, error: status.message().to_string(), maybe_sent }
+            }
+        }
+    }
+}
+
+/// Groups pending ops by owner. `None` when there is no table; ops whose
+/// owner has no client yet are returned separately to be retried.
+fn group_by_owner(routes: &Routes, ops: &[KeyOp], pending: &[usize]) -> Option<(Vec<(NodeId, Vec<usize>)>, Vec<usize>)> {
+    let table = routes.table.as_ref()?;
+    let mut groups: Vec<(NodeId, Vec<usize>)> = Vec::new();
+    let mut unroutable = Vec::new();
+    for &i in pending {
+        let p = table.partition_of(&ops[i].key);
+        let owner = table.entry(p).expect("partition in table").owner;
+        if !routes.nodes.contains_key(&owner) {
+            unroutable.push(i);
+            continue;
+        }
+        match groups.iter_mut().find(|(n, _)| *n == owner) {
+            Some((_, idx)) => idx.push(i),
+            None => groups.push((owner, vec![i])),
+        }
+    }
+    Some((groups, unroutable))
+}
+
+fn fill(mut results: Vec<Option<Outcome>>, pending: &[usize], error: DispatchError) -> Vec<Outcome> {
+    for &i in pending {
+        results[i] = Some(Err(error.clone()));
+    }
+    results.into_iter().map(|r| r.expect("every op settled")).collect()
+}
+
+fn is_read(kind: &Kind) -> bool {
+    matches!(kind, Kind::Get(_))
+}
+
+/// True when the request certainly never reached the node (the connection
+/// could not be established), so even a write may be retried.
+fn is_connect_failure(status: &tonic::Status) -> bool {
+    use std::error::Error;
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut source: Option<&(dyn Error + 'static)> = status.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        if e.to_string().contains("tcp connect error") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+fn internal(message: &str) -> pb::OpError {
+    pb::OpError { kind: pb::op_error::Kind::Internal as i32, message: message.to_string() }
+}

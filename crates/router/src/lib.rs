@@ -1,0 +1,110 @@
+//! evenkeel router: a RESP2 server that routes Redis commands to the nodes
+//! that own their keys.
+//!
+//! Layout, in the order a request meets it:
+//! - [`session`]: one task per client connection. Decodes requests with
+//!   `evenkeel_resp`, runs them in order, writes replies in batches
+//!   (flushing before it waits for more input, so pipelines cost one write).
+//! - [`cmd`]: every command, parsed and answered as Redis 7 does. Multi-key
+//!   commands are split into single-key operations.
+//! - [`dispatch`]: single-key operations grouped by owner node and sent over
+//!   gRPC; refusals from nodes (not owner, stale epoch, fenced) are retried
+//!   transparently after a routing refresh within a bounded budget.
+//! - [`routes`]: the cached routing table (key → slot → partition → owner)
+//!   and a gRPC client per node, kept current by watching the metadata store.
+//!
+//! [`Router::serve`] takes a listener and a shutdown future, so tests and
+//! `evenkeel up` pass their own sockets.
+
+pub mod cmd;
+pub mod dispatch;
+pub mod glob;
+pub mod routes;
+pub mod session;
+
+use dispatch::{Dispatcher, RetryBudget};
+use evenkeel_meta::MetaStore;
+use evenkeel_resp::Limits;
+pub use session::Session;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    pub limits: Limits,
+    /// Connections beyond this get `-ERR max number of clients reached`.
+    pub max_clients: usize,
+    /// When set, clients must AUTH with it (user `default`).
+    pub requirepass: Option<String>,
+    pub retry: RetryBudget,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig { limits: Limits::default(), max_clients: 10_000, requirepass: None, retry: RetryBudget::default() }
+    }
+}
+
+/// Shared state of all connections.
+pub struct Router {
+    pub config: RouterConfig,
+    pub dispatcher: Dispatcher,
+    pub started: Instant,
+    clients: AtomicUsize,
+    next_client_id: AtomicU64,
+}
+
+impl Router {
+    /// Builds a router that follows the routing table in `meta`.
+    pub async fn new(config: RouterConfig, meta: Arc<dyn MetaStore>) -> Arc<Router> {
+        let routes = routes::RouteCache::start(meta).await;
+        Arc::new(Router {
+            dispatcher: Dispatcher { routes, budget: config.retry },
+            config,
+            started: Instant::now(),
+            clients: AtomicUsize::new(0),
+            next_client_id: AtomicU64::new(1),
+        })
+    }
+
+    /// Connected clients right now.
+    pub fn connected(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+
+    /// Accepts connections on `listener` until `shutdown` resolves. Each
+    /// connection runs in its own task; shutdown stops accepting, and open
+    /// connections end when their clients disconnect or the runtime stops.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        tracing::info!(addr = %listener.local_addr()?, "router listening");
+        tokio::pin!(shutdown);
+        loop {
+            let (socket, peer) = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and similar: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+            };
+            let router = self.clone();
+            let id = self.next_client_id.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let over_limit = router.clients.fetch_add(1, Ordering::AcqRel) >= router.config.max_clients;
+                metrics::gauge!("evenkeel_router_connected_clients").increment(1.0);
+                if let Err(e) = session::run(&router, socket, id, over_limit).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                router.clients.fetch_sub(1, Ordering::AcqRel);
+                metrics::gauge!("evenkeel_router_connected_clients").decrement(1.0);
+            });
+        }
+    }
+}

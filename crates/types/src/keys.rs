@@ -1,0 +1,45 @@
+//! Where cluster state lives in the metadata store.
+//!
+//! Every key is under `/evenkeel/`. Values are JSON so an operator can read
+//! them with `etcdctl get --prefix /evenkeel/`.
+
+use crate::routing::NodeId;
+
+/// [`crate::routing::ClusterConfig`], written once at bootstrap.
+pub const CLUSTER: &str = "/evenkeel/cluster";
+/// The [`crate::RoutingTable`]; changed only by compare-and-swap.
+pub const ROUTING: &str = "/evenkeel/routing";
+/// Prefix of membership records ([`crate::NodeInfo`]).
+pub const NODES_PREFIX: &str = "/evenkeel/nodes/";
+/// Prefix of liveness keys, each attached to its node's lease: a node whose
+/// key is gone has stopped heartbeating.
+pub const LIVE_PREFIX: &str = "/evenkeel/live/";
+/// The coordinator leader's lease-bound key.
+pub const COORDINATOR_LEADER: &str = "/evenkeel/coordinator/leader";
+
+/// Zero-padded so prefix listings come back in id order.
+pub fn node_key(id: NodeId) -> String {
+    format!("{NODES_PREFIX}{id:010}")
+}
+
+pub fn live_key(id: NodeId) -> String {
+    format!("{LIVE_PREFIX}{id:010}")
+}
+
+/// The node id at the end of a membership or liveness key.
+pub fn node_id_of(key: &str) -> Option<NodeId> {
+    key.rsplit('/').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_keys_sort_by_id_and_parse_back() {
+        assert!(node_key(9) < node_key(10));
+        assert_eq!(node_id_of(&node_key(42)), Some(42));
+        assert_eq!(node_id_of(&live_key(7)), Some(7));
+        assert_eq!(node_id_of("/evenkeel/nodes/x"), None);
+    }
+}

@@ -1,0 +1,32 @@
+//! Shared vocabulary of evenkeel. No I/O lives here.
+//!
+//! - [`slot`]: key → hash slot (Redis Cluster's CRC16 with `{hash tag}`) →
+//!   partition. Partitions are contiguous slot ranges fixed at cluster
+//!   creation, so a partition's data is one contiguous key range on a node.
+//! - [`hlc`]: the hybrid logical clock that stamps every write with a
+//!   [`Version`] unique within its partition.
+//! - [`record`]: the stored form of a key: value or tombstone, optional
+//!   absolute expiry, version. Convergence rule: newer version wins.
+//! - [`routing`]: the epoch-stamped routing table (partition → owner) and the
+//!   membership records, as stored in the metadata store under [`keys`].
+
+pub mod hlc;
+pub mod int;
+pub mod keys;
+pub mod record;
+pub mod routing;
+pub mod slot;
+
+pub use hlc::{Hlc, Version};
+pub use record::Record;
+pub use routing::{Epoch, NodeId, NodeInfo, PartitionEntry, RoutingTable};
+pub use slot::{PartitionId, SLOT_COUNT, Slot};
+
+/// Milliseconds since the Unix epoch, read from the OS clock. Only the edges
+/// (servers, drivers) call this; cores take `now_ms` as a parameter.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
