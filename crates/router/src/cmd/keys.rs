@@ -116,13 +116,20 @@ pub async fn scan(r: &Router, a: &[Bytes]) -> Frame {
     if cursor >= SLOT_COUNT as u64 {
         return scan_reply(0, vec![]);
     }
-    match scan_slots(r, cursor as u32, opts.count).await {
-        Ok((keys, next)) => {
-            let keys = keys.into_iter().filter(|k| opts.matches(k)).map(Frame::Bulk).collect();
-            scan_reply(if next >= SLOT_COUNT as u32 { 0 } else { next as u64 }, keys)
+    // Visit partitions until COUNT keys were seen or the keyspace ends: at
+    // most one RPC per partition per call.
+    let (mut slot, mut seen) = (cursor as u32, Vec::new());
+    while slot < SLOT_COUNT as u32 && seen.len() < opts.count as usize {
+        match scan_slots(r, slot, opts.count - seen.len() as u32).await {
+            Ok((keys, next)) => {
+                seen.extend(keys);
+                slot = next;
+            }
+            Err(e) => return e,
         }
-        Err(e) => e,
     }
+    let keys = seen.into_iter().filter(|k| opts.matches(k)).map(Frame::Bulk).collect();
+    scan_reply(if slot >= SLOT_COUNT as u32 { 0 } else { slot as u64 }, keys)
 }
 
 fn scan_reply(cursor: u64, keys: Vec<Frame>) -> Frame {
