@@ -47,3 +47,34 @@ pub struct PartitionStatus {
 pub struct ApiError {
     pub error: String,
 }
+
+/// `GET /v1/migrations`: every migration the coordinator knows, newest last.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MigrationList {
+    pub migrations: Vec<MigrationInfo>,
+}
+
+/// One partition move as the admin API reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MigrationInfo {
+    pub id: String,
+    pub partition: PartitionId,
+    pub source: NodeId,
+    pub target: NodeId,
+    /// The state machine's state, SCREAMING_SNAKE_CASE as in DESIGN.md.
+    pub state: String,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+    pub bytes_copied: u64,
+    pub keys_copied: u64,
+    /// Writes were fenced for this long at cutover.
+    pub cutover_pause_ms: Option<u64>,
+    /// Every state entered, in order.
+    pub transitions: Vec<Transition>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Transition {
+    pub state: String,
+    pub at_ms: u64,
+}
