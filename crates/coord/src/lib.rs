@@ -14,6 +14,7 @@
 pub mod api;
 pub mod bootstrap;
 pub mod http;
+pub mod migration;
 mod poll;
 
 use arc_swap::ArcSwap;
