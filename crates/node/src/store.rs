@@ -95,12 +95,17 @@ pub struct Store {
     data: Keyspace,
     log: Keyspace,
     expiry: Keyspace,
+    /// Store-level facts: the partition count, per-partition log floors.
+    meta: Keyspace,
     parts: Vec<Mutex<PartitionCounters>>,
     clock: Hlc,
     config: StoreConfig,
 }
 
 const TRIM_SLACK: u64 = 256;
+
+mod migrate;
+pub use migrate::{Checksum, KeyRecord, LogRead, SnapshotChunk};
 const NUM_PARTITIONS_KEY: &[u8] = b"num_partitions";
 
 impl Store {
@@ -114,7 +119,7 @@ impl Store {
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         check_partition_count(&meta, config.num_partitions)?;
         let parts = (0..config.num_partitions).map(|_| Mutex::new(PartitionCounters::default())).collect();
-        let store = Store { db, data, log, expiry, parts, clock: Hlc::default(), config };
+        let store = Store { db, data, log, expiry, meta, parts, clock: Hlc::default(), config };
         store.recover()?;
         Ok(store)
     }
@@ -303,6 +308,12 @@ impl Store {
             if let Some(last) = self.log.prefix(prefix).next_back() {
                 c.log_next = log_position(&last.key()?)? + 1;
             }
+            // A dropped partition's log is gone but its positions stay used.
+            if let Some(floor) = self.meta.get(log_floor_key(p as PartitionId))? {
+                let floor = u64::from_be_bytes(floor[..].try_into().map_err(|_| StoreError::Corrupt("log floor".into()))?);
+                c.log_first = c.log_first.max(floor);
+                c.log_next = c.log_next.max(floor);
+            }
         }
         Ok(())
     }
@@ -337,6 +348,12 @@ pub(crate) fn data_key(slot: Slot, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + key.len());
     k.extend_from_slice(&slot.to_be_bytes());
     k.extend_from_slice(key);
+    k
+}
+
+fn log_floor_key(partition: PartitionId) -> Vec<u8> {
+    let mut k = b"log_floor/".to_vec();
+    k.extend_from_slice(&partition.to_be_bytes());
     k
 }
 

@@ -145,3 +145,146 @@ fn overwriting_a_ttl_key_drops_its_expiry_entry() {
     assert_eq!(s.sweep_expired(1_000, 100, |_| true).unwrap(), 0);
     assert_eq!(get(&s, b"k", 1_000), Some(Bytes::from_static(b"w")));
 }
+
+mod migration {
+    use super::*;
+
+    fn copy_all(src: &Store, dst: &Store, p: PartitionId, page: usize) -> (usize, u64) {
+        let (mut cursor, mut pages, mut bytes) = (None::<Bytes>, 0, 0);
+        loop {
+            let chunk = src.snapshot_chunk(p, cursor.as_deref(), page, u64::MAX).unwrap();
+            dst.apply(p, &chunk.records).unwrap();
+            bytes += chunk.bytes;
+            pages += 1;
+            match chunk.cursor {
+                Some(c) => cursor = Some(c),
+                None => return (pages, bytes),
+            }
+        }
+    }
+
+    fn keys_in(p: PartitionId, n: usize) -> Vec<String> {
+        (0..).map(|i| format!("k{i}")).filter(|k| key_partition(k.as_bytes(), N) == p).take(n).collect()
+    }
+
+    #[test]
+    fn snapshot_plus_log_converges_with_concurrent_writes() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (src, dst) = (open(d1.path()), open(d2.path()));
+        let p = 3;
+        let keys = keys_in(p, 50);
+        for k in &keys {
+            exec(&src, k.as_bytes(), set("v0", None), 10);
+        }
+        let start_pos = src.counters()[p as usize].log_next;
+        // Writes land between snapshot pages: they must arrive via the log.
+        let chunk = src.snapshot_chunk(p, None, 20, u64::MAX).unwrap();
+        dst.apply(p, &chunk.records).unwrap();
+        exec(&src, keys[0].as_bytes(), set("v1", None), 11);
+        exec(&src, keys[45].as_bytes(), Kind::Del(pb::Del {}), 11);
+        let rest = src.snapshot_chunk(p, chunk.cursor.as_deref(), 1000, u64::MAX).unwrap();
+        assert!(rest.cursor.is_none());
+        dst.apply(p, &rest.records).unwrap();
+        let LogRead::Entries { entries, next } = src.read_log(p, start_pos, 1000).unwrap() else { panic!("truncated") };
+        assert_eq!(entries.len(), 2);
+        let records: Vec<KeyRecord> = entries.into_iter().map(|(_, r)| r).collect();
+        dst.apply(p, &records).unwrap();
+        // Applying everything again changes nothing (idempotent).
+        assert_eq!(dst.apply(p, &records).unwrap(), 0);
+        assert_eq!(next, src.counters()[p as usize].log_next);
+        assert_eq!(src.checksum(p, 12).unwrap(), dst.checksum(p, 12).unwrap());
+        assert_eq!(get(&dst, keys[0].as_bytes(), 12), Some(Bytes::from_static(b"v1")));
+        assert_eq!(get(&dst, keys[45].as_bytes(), 12), None);
+        assert_eq!(dst.counters()[p as usize].keys, 49);
+    }
+
+    #[test]
+    fn older_versions_never_overwrite_newer_ones() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (src, dst) = (open(d1.path()), open(d2.path()));
+        let p = key_partition(b"x", N);
+        exec(&src, b"x", set("old", None), 10);
+        let old = src.snapshot_chunk(p, None, 10, u64::MAX).unwrap().records;
+        exec(&src, b"x", set("new", None), 10);
+        let new = src.snapshot_chunk(p, None, 10, u64::MAX).unwrap().records;
+        assert_eq!(dst.apply(p, &new).unwrap(), 1);
+        assert_eq!(dst.apply(p, &old).unwrap(), 0);
+        assert_eq!(get(&dst, b"x", 11), Some(Bytes::from_static(b"new")));
+        // The destination's clock moved past what it applied, so its own
+        // writes to the key will be newer.
+        assert!(dst.clock().current() >= new[0].record.version);
+    }
+
+    #[test]
+    fn paging_resumes_from_the_cursor_without_gaps_or_repeats() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (src, dst) = (open(d1.path()), open(d2.path()));
+        // The last partition ends at slot 16384: its range bound is special.
+        for p in [0, N - 1] {
+            for k in keys_in(p, 37) {
+                exec(&src, k.as_bytes(), set(&k, Some(1_000_000)), 10);
+            }
+            let (pages, bytes) = copy_all(&src, &dst, p, 5);
+            assert_eq!(pages, 8);
+            assert_eq!(bytes, src.counters()[p as usize].bytes);
+            assert_eq!(src.checksum(p, 11).unwrap(), dst.checksum(p, 11).unwrap());
+            assert_eq!(dst.checksum(p, 11).unwrap().keys, 37);
+        }
+    }
+
+    #[test]
+    fn reading_a_trimmed_log_reports_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let p = key_partition(b"k", N);
+        for i in 0..600 {
+            exec(&s, b"k", set(&i.to_string(), None), 10);
+        }
+        let first = s.counters()[p as usize].log_first;
+        assert!(first > 0);
+        assert_eq!(s.read_log(p, 0, 10).unwrap(), LogRead::Truncated { first });
+        let LogRead::Entries { entries, next } = s.read_log(p, first, 3).unwrap() else { panic!() };
+        assert_eq!(entries.iter().map(|e| e.0).collect::<Vec<_>>(), vec![first, first + 1, first + 2]);
+        assert_eq!(next, first + 3);
+        let end = s.counters()[p as usize].log_next;
+        assert_eq!(s.read_log(p, end, 10).unwrap(), LogRead::Entries { entries: vec![], next: end });
+    }
+
+    #[test]
+    fn checksums_differ_when_contents_differ() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (open(d1.path()), open(d2.path()));
+        let p = key_partition(b"x", N);
+        exec(&a, b"x", set("1", None), 10);
+        copy_all(&a, &b, p, 10);
+        assert_eq!(a.checksum(p, 11).unwrap(), b.checksum(p, 11).unwrap());
+        exec(&b, b"x", set("2", None), 10);
+        assert_ne!(a.checksum(p, 11).unwrap(), b.checksum(p, 11).unwrap());
+    }
+
+    #[test]
+    fn drop_removes_data_log_and_expiry_of_one_partition_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let (p, other) = (2, 5);
+        for k in keys_in(p, 30).iter().chain(keys_in(other, 3).iter()) {
+            exec(&s, k.as_bytes(), set("v", Some(1_000_000)), 10);
+        }
+        let next = s.counters()[p as usize].log_next;
+        let mut rounds = 0;
+        while s.drop_chunk(p, 7).unwrap() > 0 {
+            rounds += 1;
+            assert!(rounds < 20, "drop must finish");
+        }
+        let c = s.counters()[p as usize];
+        assert_eq!((c.keys, c.bytes, c.log_first, c.log_next), (0, 0, next, next));
+        assert_eq!(s.snapshot_chunk(p, None, 100, u64::MAX).unwrap().records.len(), 0);
+        assert_eq!(s.counters()[other as usize].keys, 3);
+        assert_eq!(s.expiry.iter().count(), 3);
+        drop(s);
+        let reopened = open(dir.path());
+        assert_eq!(reopened.counters()[p as usize].keys, 0);
+        assert_eq!(reopened.counters()[p as usize].log_next, next, "log positions are never reused");
+        assert_eq!(reopened.counters()[other as usize].keys, 3);
+    }
+}

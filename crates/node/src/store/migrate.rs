@@ -1,0 +1,196 @@
+//! The store's side of moving a partition: what a migration reads from the
+//! source and writes to the destination.
+//!
+//! - [`Store::snapshot_chunk`]: records of a partition in key order from a
+//!   resume cursor, tombstones included (a destination must learn deletions
+//!   too), bounded by keys and bytes.
+//! - [`Store::read_log`]: change-log entries from a position; says so when
+//!   the position has been trimmed away, so the orchestrator re-copies.
+//! - [`Store::apply`]: idempotent versioned apply: a record is written only
+//!   if newer than what is stored, so snapshot, change log, dual-writes and
+//!   copy-on-read may arrive in any order and still converge. Applied records
+//!   enter this node's own change log, which is what reverse capture reads.
+//! - [`Store::checksum`]: an order-independent digest of the live records.
+//! - [`Store::drop_chunk`]: deletes a bounded batch of a partition's data,
+//!   log and expiry entries; called repeatedly by a throttled background task.
+
+use super::{PartitionCounters, Store, StoreError, data_key, decode_record, expiry_key, log_floor_key, log_key, log_position};
+use bytes::Bytes;
+use crc::{CRC_64_ECMA_182, Crc};
+use evenkeel_types::slot::slot_partition;
+use evenkeel_types::{PartitionId, Record, Slot};
+
+/// One record in transit between nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub key: Bytes,
+    pub record: Record,
+}
+
+/// A page of a snapshot scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    pub records: Vec<KeyRecord>,
+    /// Pass back to continue after the last record; None when done.
+    pub cursor: Option<Bytes>,
+    pub bytes: u64,
+}
+
+/// A page of the change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogRead {
+    Entries { entries: Vec<(u64, KeyRecord)>, next: u64 },
+    /// `from` is older than the oldest retained entry.
+    Truncated { first: u64 },
+}
+
+/// An order-independent digest of a partition's live records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checksum {
+    pub keys: u64,
+    pub digest: u64,
+}
+
+const CRC64: Crc<u64> = Crc::<u64>::new(&CRC_64_ECMA_182);
+
+impl Store {
+    /// Up to `max_keys` records (and about `max_bytes`) of `partition` after
+    /// `cursor` (an opaque position returned by the previous call).
+    pub fn snapshot_chunk(&self, partition: PartitionId, cursor: Option<&[u8]>, max_keys: usize, max_bytes: u64) -> Result<SnapshotChunk, StoreError> {
+        let (start, end) = self.partition_range(partition)?;
+        let lower = match cursor {
+            Some(c) => std::ops::Bound::Excluded(c.to_vec()),
+            None => std::ops::Bound::Included(start),
+        };
+        let mut chunk = SnapshotChunk { records: Vec::new(), cursor: None, bytes: 0 };
+        for kv in self.data.range::<Vec<u8>, _>((lower, std::ops::Bound::Excluded(end))) {
+            let (k, v) = kv.into_inner()?;
+            let record = decode_record(&v)?;
+            chunk.bytes += (k.len() - 2 + record.encoded_len()) as u64;
+            chunk.records.push(KeyRecord { key: Bytes::copy_from_slice(&k[2..]), record });
+            if chunk.records.len() >= max_keys.max(1) || chunk.bytes >= max_bytes {
+                chunk.cursor = Some(Bytes::copy_from_slice(&k));
+                break;
+            }
+        }
+        Ok(chunk)
+    }
+
+    /// Up to `max` change-log entries of `partition` from position `from`.
+    pub fn read_log(&self, partition: PartitionId, from: u64, max: usize) -> Result<LogRead, StoreError> {
+        let counters = self.counters_of(partition)?;
+        if from < counters.log_first {
+            return Ok(LogRead::Truncated { first: counters.log_first });
+        }
+        let mut entries = Vec::new();
+        let range = log_key(partition, from)..log_key(partition, counters.log_next);
+        for kv in self.log.range(range).take(max.max(1)) {
+            let (k, v) = kv.into_inner()?;
+            entries.push((log_position(&k)?, decode_log_entry(&v)?));
+        }
+        let next = entries.last().map_or(from.max(counters.log_first), |(p, _)| p + 1);
+        // Trimming runs under the partition lock after our counters read; if
+        // it removed entries we were about to return, report truncation.
+        if entries.first().is_some_and(|(p, _)| *p != from) {
+            return Ok(LogRead::Truncated { first: self.counters_of(partition)?.log_first });
+        }
+        Ok(LogRead::Entries { entries, next })
+    }
+
+    /// Writes each record that is newer than the stored one. Returns how many
+    /// were applied (the rest were already superseded).
+    pub fn apply(&self, partition: PartitionId, records: &[KeyRecord]) -> Result<usize, StoreError> {
+        let mut counters = self.parts.get(partition as usize).ok_or(StoreError::NoSuchPartition(partition))?.lock();
+        let mut applied = 0;
+        for kr in records {
+            let slot = self.slot_in(partition, &kr.key)?;
+            let dk = data_key(slot, &kr.key);
+            let stored = self.read(&dk)?;
+            if stored.as_ref().is_some_and(|s| s.version >= kr.record.version) {
+                continue;
+            }
+            self.clock.observe(kr.record.version);
+            self.commit(partition, &mut counters, &dk, stored.as_ref(), &kr.record)?;
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    /// Digest of `partition`'s records live at `now_ms`.
+    pub fn checksum(&self, partition: PartitionId, now_ms: u64) -> Result<Checksum, StoreError> {
+        let (start, end) = self.partition_range(partition)?;
+        let mut sum = Checksum::default();
+        for kv in self.data.range(start..end) {
+            let (k, v) = kv.into_inner()?;
+            let record = decode_record(&v)?;
+            if !record.is_live(now_ms) {
+                continue;
+            }
+            let mut digest = CRC64.digest();
+            digest.update(&(k.len() as u64).to_le_bytes());
+            digest.update(&k);
+            digest.update(&v);
+            sum.keys += 1;
+            sum.digest = sum.digest.wrapping_add(digest.finalize());
+        }
+        Ok(sum)
+    }
+
+    /// Deletes up to `max_keys` of `partition`'s records (and, once the data
+    /// is gone, its change log and expiry entries). Returns how many entries
+    /// it removed; 0 means the partition is empty here.
+    pub fn drop_chunk(&self, partition: PartitionId, max_keys: usize) -> Result<usize, StoreError> {
+        let (start, end) = self.partition_range(partition)?;
+        let mut counters = self.parts[partition as usize].lock();
+        let keys: Vec<Bytes> =
+            self.data.range(start..end).take(max_keys.max(1)).map(|kv| kv.key().map(|k| Bytes::copy_from_slice(&k))).collect::<Result<_, _>>()?;
+        let mut batch = self.db.batch();
+        for k in &keys {
+            if let Some(r) = self.read(k)? {
+                if let Some(at) = r.expire_at_ms {
+                    batch.remove(&self.expiry, expiry_key(at, k));
+                }
+                counters.bytes -= (k.len() - 2 + r.encoded_len()) as u64;
+                counters.keys -= r.value.is_some() as u64;
+            }
+            batch.remove(&self.data, k.clone());
+        }
+        let mut removed = keys.len();
+        if keys.is_empty() {
+            // Data gone: drop the change log too, keeping positions monotonic
+            // so a later import's log never reuses a position.
+            let prefix = partition.to_be_bytes();
+            let log_keys: Vec<Bytes> = self.log.prefix(prefix).take(max_keys.max(1)).map(|kv| kv.key().map(|k| Bytes::copy_from_slice(&k))).collect::<Result<_, _>>()?;
+            removed = log_keys.len();
+            for k in log_keys {
+                batch.remove(&self.log, k);
+            }
+            counters.log_first = counters.log_next;
+            batch.insert(&self.meta, log_floor_key(partition), counters.log_next.to_be_bytes());
+        }
+        batch.commit()?;
+        Ok(removed)
+    }
+
+    fn partition_range(&self, partition: PartitionId) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+        let (first, end) = self.slots_of(partition)?;
+        let start = (first as Slot).to_be_bytes().to_vec();
+        // The end bound is the first key of the next slot; for the last slot
+        // (16383) it is a key no data key reaches.
+        let end = if end as usize >= evenkeel_types::SLOT_COUNT as usize { vec![0xff, 0xff, 0xff] } else { (end as Slot).to_be_bytes().to_vec() };
+        debug_assert_eq!(slot_partition(first as Slot, self.num_partitions()), partition);
+        Ok((start, end))
+    }
+
+    fn counters_of(&self, partition: PartitionId) -> Result<PartitionCounters, StoreError> {
+        self.parts.get(partition as usize).map(|p| *p.lock()).ok_or(StoreError::NoSuchPartition(partition))
+    }
+}
+
+fn decode_log_entry(raw: &[u8]) -> Result<KeyRecord, StoreError> {
+    let corrupt = || StoreError::Corrupt("change-log entry".into());
+    let len = u32::from_le_bytes(raw.get(..4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?) as usize;
+    let key = raw.get(4..4 + len).ok_or_else(corrupt)?;
+    let record = decode_record(&raw[4 + len..])?;
+    Ok(KeyRecord { key: Bytes::copy_from_slice(key), record })
+}
