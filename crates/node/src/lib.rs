@@ -7,11 +7,15 @@
 //!   follows in the metadata store, with per-partition epochs.
 //! - [`store`]: partitions in fjall, each with a change log; atomic
 //!   read-modify-write per partition; counters; active expiry.
+//! - [`migrate_rpc`]: the migration RPCs (snapshot pages, change-log reads,
+//!   versioned apply, fence/unfence, checksum, drop), each admitting the
+//!   request's fencing token first.
 //! - [`ops`]: the semantics of each operation on one key, pure.
 //! - [`lifecycle`]: registration, heartbeat lease, routing follower, sweeper
 //!   and flusher, and [`Node::run`] which serves until shutdown.
 
 pub mod lifecycle;
+pub mod migrate_rpc;
 pub mod ops;
 pub mod ownership;
 pub mod service;

@@ -1,5 +1,6 @@
 //! The tonic service: turns RPCs into store calls, checking ownership first.
 
+use crate::migrate_rpc;
 use crate::ownership::Ownership;
 use crate::store::{Store, partition_stats};
 use evenkeel_rpc::pb::{self, op_result::Result as R};
@@ -117,5 +118,34 @@ impl pb::node_server::Node for NodeService {
             partitions,
             disk_bytes: inner.store.disk_bytes(),
         }))
+    }
+
+    async fn migrate_begin(&self, request: Request<pb::MigrateHeader>) -> Result<Response<pb::PositionResponse>, Status> {
+        let p = migrate_rpc::admit(&self.inner, Some(request.get_ref()))?;
+        Ok(Response::new(migrate_rpc::position(&self.inner, p)?))
+    }
+
+    async fn migrate_snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {
+        Ok(Response::new(migrate_rpc::snapshot(&self.inner, request.get_ref())?))
+    }
+
+    async fn migrate_read_log(&self, request: Request<pb::ReadLogRequest>) -> Result<Response<pb::ReadLogResponse>, Status> {
+        Ok(Response::new(migrate_rpc::read_log(&self.inner, request.get_ref())?))
+    }
+
+    async fn migrate_apply(&self, request: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
+        Ok(Response::new(migrate_rpc::apply(&self.inner, request.into_inner())?))
+    }
+
+    async fn migrate_fence(&self, request: Request<pb::FenceRequest>) -> Result<Response<pb::PositionResponse>, Status> {
+        Ok(Response::new(migrate_rpc::fence(&self.inner, request.get_ref())?))
+    }
+
+    async fn migrate_checksum(&self, request: Request<pb::MigrateHeader>) -> Result<Response<pb::ChecksumResponse>, Status> {
+        Ok(Response::new(migrate_rpc::checksum(&self.inner, request.get_ref())?))
+    }
+
+    async fn migrate_drop(&self, request: Request<pb::DropRequest>) -> Result<Response<pb::DropResponse>, Status> {
+        Ok(Response::new(migrate_rpc::drop_chunk(&self.inner, request.get_ref())?))
     }
 }

@@ -78,6 +78,8 @@ pub enum StoreError {
     WrongPartition { requested: PartitionId, actual: PartitionId },
     #[error("no partition {0}")]
     NoSuchPartition(PartitionId),
+    #[error("stale fencing token {got} for partition {partition}: {seen} was already seen")]
+    StaleToken { partition: PartitionId, seen: u64, got: u64 },
 }
 
 /// Live counters and change-log positions of one partition.
@@ -98,6 +100,8 @@ pub struct Store {
     /// Store-level facts: the partition count, per-partition log floors.
     meta: Keyspace,
     parts: Vec<Mutex<PartitionCounters>>,
+    /// Newest migration fencing token seen per partition (persisted).
+    tokens: Mutex<Vec<u64>>,
     clock: Hlc,
     config: StoreConfig,
 }
@@ -119,7 +123,8 @@ impl Store {
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         check_partition_count(&meta, config.num_partitions)?;
         let parts = (0..config.num_partitions).map(|_| Mutex::new(PartitionCounters::default())).collect();
-        let store = Store { db, data, log, expiry, meta, parts, clock: Hlc::default(), config };
+        let tokens = Mutex::new(vec![0; config.num_partitions as usize]);
+        let store = Store { db, data, log, expiry, meta, parts, tokens, clock: Hlc::default(), config };
         store.recover()?;
         Ok(store)
     }
@@ -308,6 +313,9 @@ impl Store {
             if let Some(last) = self.log.prefix(prefix).next_back() {
                 c.log_next = log_position(&last.key()?)? + 1;
             }
+            if let Some(raw) = self.meta.get(token_key(p as PartitionId))? {
+                self.tokens.lock()[p] = u64::from_be_bytes(raw[..].try_into().map_err(|_| StoreError::Corrupt("token".into()))?);
+            }
             // A dropped partition's log is gone but its positions stay used.
             if let Some(floor) = self.meta.get(log_floor_key(p as PartitionId))? {
                 let floor = u64::from_be_bytes(floor[..].try_into().map_err(|_| StoreError::Corrupt("log floor".into()))?);
@@ -348,6 +356,12 @@ pub(crate) fn data_key(slot: Slot, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + key.len());
     k.extend_from_slice(&slot.to_be_bytes());
     k.extend_from_slice(key);
+    k
+}
+
+fn token_key(partition: PartitionId) -> Vec<u8> {
+    let mut k = b"token/".to_vec();
+    k.extend_from_slice(&partition.to_be_bytes());
     k
 }
 

@@ -14,7 +14,7 @@
 //! - [`Store::drop_chunk`]: deletes a bounded batch of a partition's data,
 //!   log and expiry entries; called repeatedly by a throttled background task.
 
-use super::{PartitionCounters, Store, StoreError, data_key, decode_record, expiry_key, log_floor_key, log_key, log_position};
+use super::{PartitionCounters, Store, StoreError, data_key, decode_record, expiry_key, log_floor_key, log_key, log_position, token_key};
 use bytes::Bytes;
 use crc::{CRC_64_ECMA_182, Crc};
 use evenkeel_types::slot::slot_partition;
@@ -54,6 +54,28 @@ pub struct Checksum {
 const CRC64: Crc<u64> = Crc::<u64>::new(&CRC_64_ECMA_182);
 
 impl Store {
+    /// Accepts a migration request's fencing token for `partition` if it is
+    /// at least the newest seen (which it then becomes, durably). A
+    /// coordinator whose lock expired holds an older token than its
+    /// successor, so everything it sends afterwards is refused (G10).
+    pub fn admit_token(&self, partition: PartitionId, token: u64) -> Result<(), StoreError> {
+        let mut tokens = self.tokens.lock();
+        let seen = *tokens.get(partition as usize).ok_or(StoreError::NoSuchPartition(partition))?;
+        if token < seen {
+            return Err(StoreError::StaleToken { partition, seen, got: token });
+        }
+        if token > seen {
+            self.meta.insert(token_key(partition), token.to_be_bytes())?;
+            tokens[partition as usize] = token;
+        }
+        Ok(())
+    }
+
+    /// The partition's next change-log position.
+    pub fn log_next(&self, partition: PartitionId) -> Result<u64, StoreError> {
+        Ok(self.counters_of(partition)?.log_next)
+    }
+
     /// Up to `max_keys` records (and about `max_bytes`) of `partition` after
     /// `cursor` (an opaque position returned by the previous call).
     pub fn snapshot_chunk(&self, partition: PartitionId, cursor: Option<&[u8]>, max_keys: usize, max_bytes: u64) -> Result<SnapshotChunk, StoreError> {

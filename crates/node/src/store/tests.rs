@@ -288,3 +288,19 @@ mod migration {
         assert_eq!(reopened.counters()[other as usize].keys, 3);
     }
 }
+
+#[test]
+fn stale_fencing_tokens_are_refused_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(dir.path());
+        s.admit_token(1, 5).unwrap();
+        s.admit_token(1, 5).unwrap();
+        assert!(matches!(s.admit_token(1, 4), Err(StoreError::StaleToken { partition: 1, seen: 5, got: 4 })));
+        s.admit_token(2, 1).unwrap();
+    }
+    let s = open(dir.path());
+    assert!(matches!(s.admit_token(1, 4), Err(StoreError::StaleToken { .. })));
+    s.admit_token(1, 6).unwrap();
+    assert!(s.admit_token(2, 1).is_ok());
+}

@@ -1,0 +1,113 @@
+//! The node's migration RPCs: token admission, then a store call.
+//!
+//! Every handler first admits the request's fencing token for the partition
+//! (a stale one is refused with status `ABORTED`), then performs one bounded
+//! piece of work. Page sizes are capped here whatever the caller asks for.
+
+use crate::service::NodeInner;
+use crate::store::{KeyRecord, LogRead, StoreError};
+use evenkeel_rpc::pb;
+use evenkeel_types::{PartitionId, Record, unix_ms};
+use tonic::Status;
+
+/// Largest page of records one snapshot or log read returns.
+pub const PAGE_KEYS_MAX: u32 = 10_000;
+/// Largest page of bytes one snapshot read returns (about).
+pub const PAGE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+fn status(e: StoreError) -> Status {
+    match e {
+        StoreError::StaleToken { .. } => Status::aborted(e.to_string()),
+        StoreError::NoSuchPartition(_) | StoreError::WrongPartition { .. } => Status::invalid_argument(e.to_string()),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+/// Validates the header and admits its token.
+pub(crate) fn admit(inner: &NodeInner, header: Option<&pb::MigrateHeader>) -> Result<PartitionId, Status> {
+    let h = header.ok_or_else(|| Status::invalid_argument("missing migration header"))?;
+    let partition = PartitionId::try_from(h.partition).map_err(|_| Status::invalid_argument("partition out of range"))?;
+    inner.store.admit_token(partition, h.token).map_err(status)?;
+    Ok(partition)
+}
+
+pub(crate) fn position(inner: &NodeInner, partition: PartitionId) -> Result<pb::PositionResponse, Status> {
+    Ok(pb::PositionResponse { log_next: inner.store.log_next(partition).map_err(status)?, clock: inner.store.clock().current() })
+}
+
+pub(crate) fn snapshot(inner: &NodeInner, req: &pb::SnapshotRequest) -> Result<pb::SnapshotResponse, Status> {
+    let p = admit(inner, req.header.as_ref())?;
+    let max_keys = req.max_keys.clamp(1, PAGE_KEYS_MAX) as usize;
+    let max_bytes = req.max_bytes.clamp(1, PAGE_BYTES_MAX);
+    let chunk = inner.store.snapshot_chunk(p, req.cursor.as_deref(), max_keys, max_bytes).map_err(status)?;
+    Ok(pb::SnapshotResponse { records: chunk.records.iter().map(to_pb).collect(), cursor: chunk.cursor, bytes: chunk.bytes })
+}
+
+pub(crate) fn read_log(inner: &NodeInner, req: &pb::ReadLogRequest) -> Result<pb::ReadLogResponse, Status> {
+    let p = admit(inner, req.header.as_ref())?;
+    let log_next = inner.store.log_next(p).map_err(status)?;
+    match inner.store.read_log(p, req.from, req.max.clamp(1, PAGE_KEYS_MAX) as usize).map_err(status)? {
+        LogRead::Truncated { first } => Ok(pb::ReadLogResponse { entries: vec![], next: req.from, truncated: true, first, log_next }),
+        LogRead::Entries { entries, next } => Ok(pb::ReadLogResponse {
+            entries: entries.iter().map(|(pos, kr)| pb::LogEntry { position: *pos, record: Some(to_pb(kr)) }).collect(),
+            next,
+            truncated: false,
+            first: 0,
+            log_next: log_next.max(next),
+        }),
+    }
+}
+
+pub(crate) fn apply(inner: &NodeInner, req: pb::ApplyRequest) -> Result<pb::ApplyResponse, Status> {
+    let p = admit(inner, req.header.as_ref())?;
+    let records: Vec<KeyRecord> = req.records.into_iter().map(from_pb).collect::<Result<_, _>>()?;
+    let applied = inner.store.apply(p, &records).map_err(status)?;
+    Ok(pb::ApplyResponse { applied: applied as u32 })
+}
+
+pub(crate) fn fence(inner: &NodeInner, req: &pb::FenceRequest) -> Result<pb::PositionResponse, Status> {
+    let p = admit(inner, req.header.as_ref())?;
+    if req.fenced {
+        inner.ownership.fence(p);
+    } else {
+        inner.ownership.unfence(p, (req.grant_epoch > 0).then_some(req.grant_epoch));
+    }
+    tracing::info!(node = inner.id, partition = p, fenced = req.fenced, grant_epoch = req.grant_epoch, "fence changed");
+    position(inner, p)
+}
+
+pub(crate) fn checksum(inner: &NodeInner, req: &pb::MigrateHeader) -> Result<pb::ChecksumResponse, Status> {
+    let p = admit(inner, Some(req))?;
+    let log_next = inner.store.log_next(p).map_err(status)?;
+    let sum = inner.store.checksum(p, unix_ms()).map_err(status)?;
+    Ok(pb::ChecksumResponse { keys: sum.keys, digest: sum.digest, log_next })
+}
+
+pub(crate) fn drop_chunk(inner: &NodeInner, req: &pb::DropRequest) -> Result<pb::DropResponse, Status> {
+    let p = admit(inner, req.header.as_ref())?;
+    if inner.ownership.owns(p) {
+        return Err(Status::failed_precondition(format!("partition {p} is owned by this node; refusing to drop it")));
+    }
+    let removed = inner.store.drop_chunk(p, req.max_keys.clamp(1, PAGE_KEYS_MAX) as usize).map_err(status)?;
+    Ok(pb::DropResponse { removed: removed as u32 })
+}
+
+pub fn to_pb(kr: &KeyRecord) -> pb::KeyRecord {
+    let r = &kr.record;
+    pb::KeyRecord {
+        key: kr.key.clone(),
+        tombstone: r.value.is_none(),
+        value: r.value.clone().unwrap_or_default(),
+        expire_at_ms: r.expire_at_ms.unwrap_or(0),
+        version: r.version,
+    }
+}
+
+pub fn from_pb(r: pb::KeyRecord) -> Result<KeyRecord, Status> {
+    if r.version == 0 {
+        return Err(Status::invalid_argument("record without a version"));
+    }
+    let expire = (r.expire_at_ms != 0).then_some(r.expire_at_ms);
+    let record = if r.tombstone { Record::tombstone(r.version) } else { Record::value(r.value, expire, r.version) };
+    Ok(KeyRecord { key: r.key, record })
+}
