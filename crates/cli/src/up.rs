@@ -35,6 +35,8 @@ pub struct UpOptions {
     pub router: RouterConfig,
     /// Per-node fjall block cache.
     pub cache_bytes: u64,
+    /// Coordinator settings (migration limits, bake time, pause budget).
+    pub coord: CoordConfig,
 }
 
 impl UpOptions {
@@ -48,6 +50,7 @@ impl UpOptions {
             durability: Durability::default(),
             router: RouterConfig::default(),
             cache_bytes: 64 * 1024 * 1024,
+            coord: CoordConfig::default(),
         }
     }
 
@@ -97,19 +100,24 @@ impl LocalCluster {
             let (meta, stop) = (meta.clone(), stop.clone());
             nodes.spawn(async move { Ok(node.run(listener, meta, stop.cancelled_owned()).await?) });
         }
-        let coord = Coordinator::new(meta.clone(), CoordConfig { bootstrap_nodes: members.len(), ..CoordConfig::default() });
+        let coord = Coordinator::new(meta.clone(), CoordConfig { bootstrap_nodes: members.len(), ..opts.coord.clone() });
         let mut coordinators = JoinSet::new();
         let admin_addr = admin_listener.local_addr()?;
         let s = stop.clone();
         coordinators.spawn(async move { Ok(coord.run(admin_listener, s.cancelled_owned()).await?) });
-        let router = Router::new(opts.router.clone(), meta.clone()).await;
         let router_addr = router_listener.local_addr()?;
-        let mut routers = JoinSet::new();
-        let s = stop.clone();
-        routers.spawn(async move { Ok(router.serve(router_listener, s.cancelled_owned()).await?) });
         let node_ids = members.iter().map(|m| m.id).collect();
-        let cluster = LocalCluster { router_addr, admin_addr, meta, node_ids, stop, routers, coordinators, nodes };
+        let mut cluster = LocalCluster { router_addr, admin_addr, meta, node_ids, stop, routers: JoinSet::new(), coordinators, nodes };
+        // The router accepts clients only once the routing table exists.
+        // Serving earlier answered PING (so clients and scripts took the
+        // cluster for ready) but failed every data command with CLUSTERDOWN
+        // until the coordinator's next bootstrap attempt. The listener is
+        // already bound, so clients connecting meanwhile wait in the accept
+        // backlog instead of being refused.
         cluster.wait_bootstrapped(Duration::from_secs(30)).await?;
+        let router = Router::new(opts.router.clone(), cluster.meta.clone()).await;
+        let s = cluster.stop.clone();
+        cluster.routers.spawn(async move { Ok(router.serve(router_listener, s.cancelled_owned()).await?) });
         Ok(cluster)
     }
 

@@ -54,6 +54,13 @@ pub struct MigrationList {
     pub migrations: Vec<MigrationInfo>,
 }
 
+/// `POST /v1/migrations`: move one partition.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MoveRequest {
+    pub partition: PartitionId,
+    pub target: NodeId,
+}
+
 /// One partition move as the admin API reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MigrationInfo {
@@ -71,6 +78,9 @@ pub struct MigrationInfo {
     pub cutover_pause_ms: Option<u64>,
     /// Every state entered, in order.
     pub transitions: Vec<Transition>,
+    /// Why the migration failed or is paused, when it did or is.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,6 +1,9 @@
 //! The admin HTTP API.
 //!
 //! - `GET /v1/cluster`: [`crate::api::ClusterStatus`] as JSON.
+//! - `GET /v1/migrations`: every migration with its transitions.
+//! - `POST /v1/migrations` `{"partition": P, "target": NODE}`: move one
+//!   partition (201 with the migration; 400 invalid, 409 busy, 503 not leader).
 //! - `GET /metrics`: Prometheus text format for everything this process
 //!   records (router, nodes, coordinator when run together by `up`).
 //! - `GET /healthz`: 200 when the coordinator has a cluster view.
@@ -8,7 +11,8 @@
 //! Errors are JSON `{"error": "..."}` with a 4xx/5xx status.
 
 use crate::Coordinator;
-use crate::api::ApiError;
+use crate::api::{ApiError, MoveRequest};
+use axum::extract::rejection::JsonRejection;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -20,6 +24,7 @@ use std::sync::Arc;
 pub fn routes(coord: Arc<Coordinator>) -> Router {
     Router::new()
         .route("/v1/cluster", get(cluster))
+        .route("/v1/migrations", get(migrations).post(start_migration))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .fallback(not_found)
@@ -30,6 +35,28 @@ async fn cluster(State(c): State<Arc<Coordinator>>) -> Response {
     let mut status = (*c.status()).clone();
     status.leader = c.is_leader();
     Json(status).into_response()
+}
+
+async fn migrations(State(c): State<Arc<Coordinator>>) -> Response {
+    match crate::migration::manager::list_info(c.meta()).await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+async fn start_migration(State(c): State<Arc<Coordinator>>, body: Result<Json<MoveRequest>, JsonRejection>) -> Response {
+    use crate::migration::manager::StartError;
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad request body: {}", e.body_text())),
+    };
+    match c.migrations.start(req.partition, req.target, c.limits()).await {
+        Ok(m) => (StatusCode::CREATED, Json(crate::migration::manager::info(&m))).into_response(),
+        Err(e @ StartError::NotLeader) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e @ StartError::Busy(..)) => error(StatusCode::CONFLICT, &e.to_string()),
+        Err(e @ StartError::Invalid(_)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e @ StartError::Meta(_)) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
 }
 
 async fn metrics() -> Response {

@@ -8,11 +8,14 @@
 //!   [`api::ClusterStatus`] the admin API serves.
 //! - [`http`]: the admin HTTP API (`/v1/cluster`, `/metrics`, `/healthz`).
 //!
-//! Deliberately absent so far: migrations, the planner, throttling (later
-//! issues build them on this crate).
+//! - [`migration`]: the migration state machine, its driver and the
+//!   leader's manager of running migrations.
+//!
+//! Deliberately absent so far: the planner, rebalance, throttling.
 
 pub mod api;
 pub mod bootstrap;
+pub mod clients;
 pub mod http;
 pub mod migration;
 mod poll;
@@ -32,11 +35,19 @@ pub struct CoordConfig {
     pub stats_interval: Duration,
     /// TTL of the leader lease.
     pub leader_ttl: Duration,
+    pub driver: migration::driver::DriverConfig,
+    pub limits: migration::machine::Limits,
 }
 
 impl Default for CoordConfig {
     fn default() -> Self {
-        CoordConfig { bootstrap_nodes: 1, stats_interval: Duration::from_secs(1), leader_ttl: Duration::from_secs(5) }
+        CoordConfig {
+            bootstrap_nodes: 1,
+            stats_interval: Duration::from_secs(1),
+            leader_ttl: Duration::from_secs(5),
+            driver: Default::default(),
+            limits: Default::default(),
+        }
     }
 }
 
@@ -45,17 +56,30 @@ pub struct Coordinator {
     config: CoordConfig,
     status: ArcSwap<api::ClusterStatus>,
     leader: AtomicBool,
+    clients: Arc<clients::NodeClients>,
+    pub migrations: migration::manager::Manager,
 }
 
 impl Coordinator {
     pub fn new(meta: Arc<dyn MetaStore>, config: CoordConfig) -> Arc<Coordinator> {
         let empty = api::ClusterStatus { bootstrapped: false, epoch: 0, num_partitions: 0, leader: false, nodes: vec![], partitions: vec![] };
-        Arc::new(Coordinator { meta, config, status: ArcSwap::from_pointee(empty), leader: AtomicBool::new(false) })
+        Arc::new(Coordinator { meta, config, status: ArcSwap::from_pointee(empty), leader: AtomicBool::new(false),
+            clients: Arc::default(),
+            migrations: Default::default(),
+        })
     }
 
     /// The latest cluster status, as of the last stats poll.
     pub fn status(&self) -> Arc<api::ClusterStatus> {
         self.status.load_full()
+    }
+
+    pub fn meta(&self) -> &dyn MetaStore {
+        self.meta.as_ref()
+    }
+
+    pub fn limits(&self) -> migration::machine::Limits {
+        self.config.limits
     }
 
     pub fn is_leader(&self) -> bool {
@@ -82,6 +106,7 @@ impl Coordinator {
                 tracing::warn!(error = %e, "leadership lost; standing by");
             }
             self.leader.store(false, Ordering::Release);
+            self.migrations.step_down();
             tokio::time::sleep(self.config.leader_ttl / 5).await;
         }
     }
@@ -92,6 +117,8 @@ impl Coordinator {
         let lock = self.meta.lock(evenkeel_types::keys::COORDINATOR_LEADER, lease, Duration::from_secs(3600)).await?;
         self.leader.store(true, Ordering::Release);
         tracing::info!(fencing_token = lock.fencing_token, "coordinator is leader");
+        let driver = migration::driver::Driver { meta: self.meta.clone(), clients: self.clients.clone(), lease, config: self.config.driver.clone() };
+        self.migrations.lead(Arc::new(driver)).await?;
         let mut tick = tokio::time::interval(ttl / 3);
         loop {
             tick.tick().await;
@@ -99,6 +126,7 @@ impl Coordinator {
             if let Err(e) = bootstrap::ensure_routing(self.meta.as_ref(), self.config.bootstrap_nodes).await {
                 tracing::warn!(error = %e, "bootstrap not possible yet");
             }
+            self.migrations.resume_all().await?;
         }
     }
 }

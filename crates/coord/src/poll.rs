@@ -8,21 +8,18 @@
 
 use crate::Coordinator;
 use crate::api::{ClusterStatus, NodeStatus, PartitionStatus};
-use evenkeel_rpc::{NodeClient, pb};
+use crate::clients::NodeClients;
+use evenkeel_rpc::pb;
 use evenkeel_types::{NodeId, NodeInfo, RoutingTable, keys};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
-
-type Clients = HashMap<NodeId, (String, NodeClient<Channel>)>;
 
 pub(crate) async fn run(coord: Arc<Coordinator>) {
-    let mut clients = Clients::new();
     let mut tick = tokio::time::interval(coord.config.stats_interval);
     loop {
         tick.tick().await;
-        match collect(&coord, &mut clients).await {
+        match collect(&coord).await {
             Ok(status) => {
                 export(&status);
                 coord.status.store(Arc::new(status));
@@ -32,20 +29,20 @@ pub(crate) async fn run(coord: Arc<Coordinator>) {
     }
 }
 
-async fn collect(coord: &Coordinator, clients: &mut Clients) -> Result<ClusterStatus, evenkeel_meta::MetaError> {
+async fn collect(coord: &Coordinator) -> Result<ClusterStatus, evenkeel_meta::MetaError> {
     let meta = coord.meta.as_ref();
     let (members, _) = meta.get_prefix(keys::NODES_PREFIX).await?;
     let (live, _) = meta.get_prefix(keys::LIVE_PREFIX).await?;
     let table = meta.get(keys::ROUTING).await?.and_then(|kv| RoutingTable::from_json(&kv.value).ok());
     let infos: Vec<NodeInfo> = members.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect();
     let live: BTreeSet<NodeId> = live.iter().filter_map(|kv| keys::node_id_of(&kv.key)).collect();
-    let stats = fetch_stats(&infos, clients, coord.config.stats_interval).await;
+    let stats = fetch_stats(&infos, &coord.clients, coord.config.stats_interval).await;
     Ok(assemble(&infos, &live, &stats, table.as_ref(), coord.is_leader()))
 }
 
-async fn fetch_stats(infos: &[NodeInfo], clients: &mut Clients, timeout: Duration) -> HashMap<NodeId, Result<pb::StatsResponse, String>> {
+async fn fetch_stats(infos: &[NodeInfo], clients: &NodeClients, timeout: Duration) -> HashMap<NodeId, Result<pb::StatsResponse, String>> {
     let calls = infos.iter().filter_map(|info| {
-        let client = client_for(clients, info)?;
+        let client = clients.for_info(info)?;
         Some(async move {
             let mut client = client;
             let mut req = tonic::Request::new(pb::StatsRequest {});
@@ -54,18 +51,6 @@ async fn fetch_stats(infos: &[NodeInfo], clients: &mut Clients, timeout: Duratio
         })
     });
     futures::future::join_all(calls).await.into_iter().collect()
-}
-
-fn client_for(clients: &mut Clients, info: &NodeInfo) -> Option<NodeClient<Channel>> {
-    if let Some((addr, c)) = clients.get(&info.id)
-        && *addr == info.addr
-    {
-        return Some(c.clone());
-    }
-    let endpoint = Endpoint::from_shared(format!("http://{}", info.addr)).ok()?.connect_timeout(Duration::from_secs(1));
-    let client = NodeClient::new(endpoint.connect_lazy());
-    clients.insert(info.id, (info.addr.clone(), client.clone()));
-    Some(client)
 }
 
 fn assemble(

@@ -102,6 +102,13 @@ impl Ownership {
         }
     }
 
+    /// Owned and not fenced: background writers (the expiry sweeper) may
+    /// write only then, or they would change a partition mid-cutover.
+    pub fn writable(&self, partition: PartitionId) -> bool {
+        let view = self.view.load();
+        view.owned(partition).is_some() && !view.fenced.contains(&partition)
+    }
+
     pub fn owns(&self, partition: PartitionId) -> bool {
         self.view.load().owned(partition).is_some()
     }
@@ -150,6 +157,7 @@ mod tests {
         o.update(&t);
         o.fence(0);
         assert_eq!(reason(&o, 0, 5), Some(Reason::Fenced));
+        assert!(o.owns(0) && !o.writable(0));
         assert!(o.check(1, 1).is_ok());
         // Cutover committed: the table gives partition 0 to node 2.
         o.update(&t.with_owner(0, 2));

@@ -10,7 +10,7 @@
 
 use crate::routes::{RouteCache, Routes};
 use bytes::Bytes;
-use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R, refused::Reason};
+use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
 use evenkeel_types::NodeId;
 use futures::future::join_all;
 use std::sync::Arc;
@@ -109,8 +109,11 @@ impl Dispatcher {
             Attempt::Done(items) => {
                 for (i, r) in items {
                     match r.result {
-                        Some(R::Refused(refused)) => {
-                            *refresh |= refused.reason != Reason::Fenced as i32;
+                        Some(R::Refused(_)) => {
+                            // A fenced partition is either mid-cutover (the
+                            // table will move on) or about to be unfenced;
+                            // refreshing is cheap (rate-limited) either way.
+                            *refresh = true;
                             pending.push(i);
                         }
                         Some(other) => results[i] = Some(Ok(other)),

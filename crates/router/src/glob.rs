@@ -71,7 +71,8 @@ fn class(mut p: &[u8], b: u8) -> (bool, &[u8]) {
                 hit |= *e == b;
                 p = rest;
             }
-            [lo, b'-', hi, rest @ ..] if *hi != b']' => {
+            // As in Redis, `]` right after `-` ends a range, not the class.
+            [lo, b'-', hi, rest @ ..] => {
                 let (lo, hi) = if lo <= hi { (*lo, *hi) } else { (*hi, *lo) };
                 hit |= (lo..=hi).contains(&b);
                 p = rest;
@@ -101,6 +102,11 @@ mod tests {
         assert!(!g(b"h[^e]llo", b"hello"));
         assert!(g(b"h[a-b]llo", b"hbllo"));
         assert!(g(b"h[b-a]llo", b"hallo"));
+        // `[a-]` is the range `]`..`a`, and the class is left open.
+        assert!(g(b"h[a-]", b"h^"));
+        assert!(!g(b"h[a-]", b"h-"));
+        assert!(g(b"h[a-]xy", b"hy"));
+        assert!(g(b"h[-]llo", b"h-llo"));
         assert!(g(b"key\\*", b"key*"));
         assert!(!g(b"key\\*", b"keyx"));
         assert!(g(b"user:*:name", b"user:42:name"));

@@ -10,7 +10,7 @@
 use crate::Router;
 use crate::cmd::{self, Flow};
 use bytes::BytesMut;
-use evenkeel_resp::{Frame, RequestDecoder};
+use evenkeel_resp::{Frame, ProtocolError, RequestDecoder};
 use futures::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -50,6 +50,16 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
         let args = match next {
             None => break,
             Some(Ok(args)) => args,
+            // An I/O error is the transport failing, not the client breaking
+            // the protocol: a read error, or (from `FramedRead::decode_eof`)
+            // the client closing mid-request. Redis closes silently then;
+            // answering "ERR I/O error: bytes remaining on stream" would send
+            // a bogus reply to a half-closed client and count as a protocol
+            // error. The replies owed for earlier commands are still flushed.
+            Some(Err(ProtocolError::Io(e))) => {
+                tracing::debug!(session = id, error = %e, "client connection ended mid-request");
+                break;
+            }
             Some(Err(e)) => {
                 metrics::counter!("evenkeel_router_protocol_errors_total").increment(1);
                 Frame::error(e.reply_text()).encode(&mut out);

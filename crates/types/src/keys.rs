@@ -17,6 +17,19 @@ pub const LIVE_PREFIX: &str = "/evenkeel/live/";
 /// The coordinator leader's lease-bound key.
 pub const COORDINATOR_LEADER: &str = "/evenkeel/coordinator/leader";
 
+/// Prefix of migration records (the coordinator's durable state machines).
+pub const MIGRATIONS_PREFIX: &str = "/evenkeel/migrations/";
+/// Prefix of per-partition migration locks.
+pub const PARTITION_LOCKS_PREFIX: &str = "/evenkeel/locks/partition/";
+
+pub fn migration_key(id: &str) -> String {
+    format!("{MIGRATIONS_PREFIX}{id}")
+}
+
+pub fn partition_lock_key(partition: crate::PartitionId) -> String {
+    format!("{PARTITION_LOCKS_PREFIX}{partition:05}")
+}
+
 /// Zero-padded so prefix listings come back in id order.
 pub fn node_key(id: NodeId) -> String {
     format!("{NODES_PREFIX}{id:010}")

@@ -4,9 +4,12 @@
 //! `step(migration, event, now) -> actions`. It does no I/O and reads no
 //! clock, so every transition, including every failure edge, is a unit test,
 //! and a seeded simulation can drive it through thousands of crash schedules.
-//! A driver (next) persists each new state to the metadata store *before*
+//! The [`driver`] persists each new state to the metadata store *before*
 //! performing the actions it returns, and feeds the results back as events;
 //! a restarted coordinator re-derives the pending actions from the stored
 //! state with [`machine::resume_actions`].
 
+pub mod cutover;
+pub mod driver;
 pub mod machine;
+pub mod manager;

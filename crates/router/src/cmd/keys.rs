@@ -1,7 +1,7 @@
 //! Key commands: DEL EXISTS EXPIRE PEXPIRE TTL PTTL PERSIST SCAN DBSIZE.
 
 use super::strings::integer_reply;
-use super::{dispatch_error, int_arg, one, op_error, syntax_error, unexpected};
+use super::{c_str, dispatch_error, int_arg, one, op_error, syntax_error, unexpected};
 use crate::Router;
 use crate::dispatch::KeyOp;
 use crate::glob::glob_match;
@@ -68,7 +68,7 @@ fn expire_condition(flags: &[Bytes]) -> Result<pb::ExpireCondition, Frame> {
             "XX" => xx = true,
             "GT" => gt = true,
             "LT" => lt = true,
-            _ => return Err(Frame::error(format!("ERR Unsupported option {}", String::from_utf8_lossy(f)))),
+            _ => return Err(Frame::error(format!("ERR Unsupported option {}", c_str(f, usize::MAX)))),
         }
     }
     if nx && (xx || gt || lt) {
@@ -106,9 +106,7 @@ pub async fn ttl(r: &Router, name: &str, a: &[Bytes]) -> Frame {
 /// visits whole slots, so a key present for the whole iteration is returned
 /// at least once, as Redis guarantees.
 pub async fn scan(r: &Router, a: &[Bytes]) -> Frame {
-    let Some(cursor) = std::str::from_utf8(&a[1]).ok().and_then(|s| s.parse::<u64>().ok()) else {
-        return Frame::error("ERR invalid cursor");
-    };
+    let Some(cursor) = parse_cursor(&a[1]) else { return Frame::error("ERR invalid cursor") };
     let opts = match ScanOptions::parse(&a[2..]) {
         Ok(o) => o,
         Err(e) => return e,
@@ -130,6 +128,25 @@ pub async fn scan(r: &Router, a: &[Bytes]) -> Frame {
     }
     let keys = seen.into_iter().filter(|k| opts.matches(k)).map(Frame::Bulk).collect();
     scan_reply(if slot >= SLOT_COUNT as u32 { 0 } else { slot as u64 }, keys)
+}
+
+/// Reads a cursor as Redis does, with C's `strtoul` on the argument up to
+/// its first NUL: an optional sign (a minus wraps around), decimal digits
+/// and nothing else, no leading space; the empty string is 0. Cursors we
+/// never hand out (a negative one is huge) simply end the iteration.
+fn parse_cursor(raw: &[u8]) -> Option<u64> {
+    let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+    let (negative, digits) = match raw.first() {
+        None => return Some(0),
+        Some(b'-') => (true, &raw[1..]),
+        Some(b'+') => (false, &raw[1..]),
+        Some(_) => (false, raw),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(if negative { n.wrapping_neg() } else { n })
 }
 
 fn scan_reply(cursor: u64, keys: Vec<Frame>) -> Frame {
@@ -219,4 +236,23 @@ pub async fn dbsize(r: &Router) -> Frame {
             .sum::<u64>();
     }
     Frame::Integer(total as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cursor;
+
+    #[test]
+    fn cursors_parse_like_strtoul() {
+        assert_eq!(parse_cursor(b"0"), Some(0));
+        assert_eq!(parse_cursor(b""), Some(0));
+        assert_eq!(parse_cursor(b"+7"), Some(7));
+        assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
+        assert_eq!(parse_cursor(b"-18446744073709551615"), Some(1));
+        assert_eq!(parse_cursor(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_cursor(b"5\0junk"), Some(5));
+        for bad in [&b"18446744073709551616"[..], b" 0", b"0 ", b"-", b"+", b"abc", b"1.5", b"0x1"] {
+            assert_eq!(parse_cursor(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
 }

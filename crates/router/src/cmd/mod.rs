@@ -171,18 +171,51 @@ pub(crate) fn int_arg(raw: &[u8]) -> Result<i64, Frame> {
     evenkeel_types::int::parse_i64(raw).ok_or_else(not_integer)
 }
 
-/// Redis 7's reply to an unknown command, including the first arguments.
+/// An argument as C's `printf("%.*s", max, arg)` shows it, which is how
+/// Redis quotes arguments in error replies: up to the first NUL byte and at
+/// most `max` bytes (possibly cutting a UTF-8 sequence, as Redis does).
+pub(crate) fn c_str(arg: &[u8], max: usize) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(c_bytes(arg, max))
+}
+
+fn c_bytes(arg: &[u8], max: usize) -> &[u8] {
+    let end = arg.iter().position(|&b| b == 0).unwrap_or(arg.len()).min(max);
+    &arg[..end]
+}
+
+/// Redis 7's reply to an unknown command: the name cut to 128 bytes, then
+/// quoted arguments until about 128 bytes of them are shown.
 fn unknown_command(args: &[Bytes]) -> Frame {
-    let mut shown = String::new();
+    let mut shown: Vec<u8> = Vec::new();
     for a in &args[1..] {
         if shown.len() >= 128 {
             break;
         }
-        let text = String::from_utf8_lossy(a);
         let room = 128 - shown.len();
-        let cut: String = text.chars().take(room).collect();
-        shown.push_str(&format!("'{cut}' "));
+        shown.push(b'\'');
+        shown.extend_from_slice(c_bytes(a, room));
+        shown.extend_from_slice(b"' ");
     }
-    let name: String = String::from_utf8_lossy(&args[0]).chars().take(128).collect();
+    let (name, shown) = (c_str(&args[0], 128), String::from_utf8_lossy(&shown));
     Frame::error(format!("ERR unknown command '{name}', with args beginning with: {shown}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unknown(args: &[&[u8]]) -> Frame {
+        unknown_command(&args.iter().map(|a| Bytes::copy_from_slice(a)).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn unknown_command_quotes_arguments_like_printf() {
+        let e = |args: &str| Frame::error(format!("ERR unknown command 'X', with args beginning with: {args}"));
+        assert_eq!(unknown(&[b"X", b"a", b"b c"]), e("'a' 'b c' "));
+        assert_eq!(unknown(&[b"X", b"nul\0byte", b"z"]), e("'nul' 'z' "));
+        let long = [b'a'; 200];
+        assert_eq!(unknown(&[b"X", &long, b"z"]), e(&format!("'{}' ", "a".repeat(128))));
+        // 123 bytes shown leave room for 5 more of the next argument.
+        assert_eq!(unknown(&[b"X", &long[..120], b"bcdefgh", b"z"]), e(&format!("'{}' 'bcdef' ", "a".repeat(120))));
+    }
 }

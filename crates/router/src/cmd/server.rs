@@ -1,7 +1,7 @@
 //! Connection and server commands: PING ECHO HELLO AUTH COMMAND CLIENT INFO
 //! SELECT CONFIG.
 
-use super::{SPECS, Spec, int_arg, syntax_error, wrong_arity};
+use super::{SPECS, Spec, c_str, int_arg, syntax_error, wrong_arity};
 use crate::{Router, Session};
 use bytes::Bytes;
 use evenkeel_resp::Frame;
@@ -65,22 +65,45 @@ fn auth(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
     }
 }
 
+/// HELLO, checked in Redis 7.0's order: version, options (AUTH applied as
+/// it is met), authentication, client name. Only RESP2 is spoken, so a valid
+/// request for version 3 gets NOPROTO at the point where Redis would switch
+/// protocols, before the name is applied.
 fn hello(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
-    if a.len() >= 2 {
-        let Ok(version) = int_arg(&a[1]) else {
-            return Frame::error("ERR Protocol version is not an integer or out of range");
-        };
-        if version != 2 {
-            return Frame::error("NOPROTO unsupported protocol version");
-        }
+    let version = match a.get(1).map(|v| int_arg(v)) {
+        None => 2,
+        Some(Ok(v @ 2..=3)) => v,
+        Some(Ok(_)) => return Frame::error("NOPROTO unsupported protocol version"),
+        Some(Err(_)) => return Frame::error("ERR Protocol version is not an integer or out of range"),
+    };
+    let name = match hello_options(r, s, a) {
+        Ok(name) => name,
+        Err(e) => return e,
+    };
+    if !s.authenticated {
+        return Frame::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
-    let mut i = 2;
-    let mut name = None;
+    if let Some(Err(e)) = name.as_ref().map(|n| valid_name(n)) {
+        return e;
+    }
+    if version == 3 {
+        return Frame::error("NOPROTO unsupported protocol version");
+    }
+    if let Some(n) = name {
+        s.name = (!n.is_empty()).then_some(n);
+    }
+    hello_reply(s)
+}
+
+/// Parses HELLO's options after the version; AUTH takes effect at once, as
+/// in Redis. Returns the requested client name (the last SETNAME wins).
+fn hello_options(r: &Router, s: &mut Session, a: &[Bytes]) -> Result<Option<Bytes>, Frame> {
+    let (mut i, mut name) = (2, None);
     while i < a.len() {
         match (upper(&a[i]).as_str(), a.len() - i - 1) {
             ("AUTH", n) if n >= 2 => {
                 if !check_password(r, Some(&a[i + 1]), &a[i + 2]) {
-                    return Frame::error(WRONGPASS);
+                    return Err(Frame::error(WRONGPASS));
                 }
                 s.authenticated = true;
                 i += 3;
@@ -89,17 +112,13 @@ fn hello(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
                 name = Some(a[i + 1].clone());
                 i += 2;
             }
-            _ => return Frame::error(format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(&a[i]))),
+            _ => return Err(Frame::error(format!("ERR Syntax error in HELLO option '{}'", c_str(&a[i], usize::MAX)))),
         }
     }
-    if !s.authenticated {
-        return Frame::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
-    }
-    if let Some(n) = name {
-        if let Err(e) = set_name(s, n) {
-            return e;
-        }
-    }
+    Ok(name)
+}
+
+fn hello_reply(s: &Session) -> Frame {
     let pairs: Vec<Frame> = vec![
         Frame::bulk("server"), Frame::bulk("redis"),
         Frame::bulk("version"), Frame::bulk(REDIS_COMPAT_VERSION),
@@ -145,14 +164,20 @@ fn command(a: &[Bytes]) -> Frame {
     }
 }
 
+/// Redis prints the subcommand with `%.128s`.
 fn unknown_subcommand(sub: &[u8], cmd: &str) -> Frame {
-    Frame::error(format!("ERR unknown subcommand '{}'. Try {cmd} HELP.", String::from_utf8_lossy(sub)))
+    Frame::error(format!("ERR unknown subcommand '{}'. Try {cmd} HELP.", c_str(sub, 128)))
 }
 
-fn set_name(s: &mut Session, name: Bytes) -> Result<(), Frame> {
+fn valid_name(name: &[u8]) -> Result<(), Frame> {
     if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
         return Err(Frame::error("ERR Client names cannot contain spaces, newlines or special characters."));
     }
+    Ok(())
+}
+
+fn set_name(s: &mut Session, name: Bytes) -> Result<(), Frame> {
+    valid_name(&name)?;
     s.name = (!name.is_empty()).then_some(name);
     Ok(())
 }
@@ -165,16 +190,20 @@ fn client(s: &mut Session, a: &[Bytes]) -> Frame {
         ("GETNAME", 2) => s.name.clone().map_or(Frame::Null, Frame::Bulk),
         ("GETNAME", _) => wrong_arity("client|getname"),
         ("ID", 2) => Frame::Integer(s.id as i64),
+        // Redis 7.2's; 7.0 lacks it, but 7.2-era clients send it on connect.
         ("SETINFO", 4) => Frame::ok(),
         ("SETINFO", _) => wrong_arity("client|setinfo"),
         _ => unknown_subcommand(&a[1], "CLIENT"),
     }
 }
 
+/// Redis reads the index as a C `int` before checking it against the
+/// number of databases (one here).
 fn select(a: &[Bytes]) -> Frame {
-    match int_arg(&a[1]) {
-        Ok(0) => Frame::ok(),
-        Ok(_) => Frame::error("ERR DB index is out of range"),
+    match int_arg(&a[1]).map(i32::try_from) {
+        Ok(Ok(0)) => Frame::ok(),
+        Ok(Ok(_)) => Frame::error("ERR DB index is out of range"),
+        Ok(Err(_)) => Frame::error("ERR value is out of range, value must between -2147483648 and 2147483647"),
         Err(e) => e,
     }
 }
@@ -227,12 +256,12 @@ async fn info(r: &Router, a: &[Bytes]) -> Frame {
         let partitions = routes.table.as_ref().map_or(0, |t| t.partitions.len());
         text += &format!("# Cluster\r\ncluster_enabled:0\r\nevenkeel_epoch:{}\r\nevenkeel_partitions:{partitions}\r\nevenkeel_nodes:{}\r\n\r\n", routes.epoch(), routes.nodes.len());
     }
-    if want("keyspace") {
-        if let Frame::Integer(n) = super::keys::dbsize(r).await {
-            text += "# Keyspace\r\n";
-            if n > 0 {
-                text += &format!("db0:keys={n},expires=0,avg_ttl=0\r\n");
-            }
+    if want("keyspace")
+        && let Frame::Integer(n) = super::keys::dbsize(r).await
+    {
+        text += "# Keyspace\r\n";
+        if n > 0 {
+            text += &format!("db0:keys={n},expires=0,avg_ttl=0\r\n");
         }
     }
     Frame::Bulk(Bytes::from(text))

@@ -159,7 +159,7 @@ pub async fn mget(r: &Router, a: &[Bytes]) -> Frame {
 
 /// MSET across partitions is applied per key, not atomically as a whole.
 pub async fn mset(r: &Router, a: &[Bytes]) -> Frame {
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         return wrong_arity("mset");
     }
     let ops: Vec<KeyOp> = a[1..]

@@ -1,0 +1,205 @@
+//! Live partition moves under concurrent load.
+//!
+//! Every key has exactly one writer, which writes strictly increasing
+//! sequence numbers, so a read is correct iff the sequence it returns is at
+//! least the last one acknowledged before the read began (no lost write, no
+//! stale read: G1, G2, G3) and at most the last one invoked before the read
+//! ended (no invented or future value: G5). Counters check that every
+//! acknowledged INCR counts exactly once. Any client error fails the test.
+
+use evenkeel::up::{LocalCluster, UpOptions};
+use evenkeel_coord::api::{MigrationInfo, MigrationList, MoveRequest};
+use redis::AsyncCommands;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const KEYS_PER_WRITER: usize = 200;
+const WRITERS: usize = 3;
+const PAUSE_BUDGET_MS: u64 = 500;
+
+struct Register {
+    invoked: AtomicU64,
+    acked: AtomicU64,
+}
+
+fn key(writer: usize, k: usize) -> String {
+    format!("w{writer}:k{k}")
+}
+
+async fn writer(conn: redis::aio::MultiplexedConnection, w: usize, regs: Arc<Vec<Register>>, stop: Arc<AtomicBool>) -> Result<u64, String> {
+    let mut conn = conn;
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        seq += 1;
+        for k in 0..KEYS_PER_WRITER {
+            let reg = &regs[w * KEYS_PER_WRITER + k];
+            reg.invoked.store(seq, Ordering::SeqCst);
+            let () = conn.set(key(w, k), seq.to_string()).await.map_err(|e| format!("SET {}: {e}", key(w, k)))?;
+            reg.acked.store(seq, Ordering::SeqCst);
+        }
+    }
+    Ok(seq)
+}
+
+async fn reader(conn: redis::aio::MultiplexedConnection, regs: Arc<Vec<Register>>, stop: Arc<AtomicBool>) -> Result<u64, String> {
+    let mut conn = conn;
+    let mut reads = 0u64;
+    let mut i = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        i = (i + 7919) % regs.len();
+        let (w, k) = (i / KEYS_PER_WRITER, i % KEYS_PER_WRITER);
+        let lo = regs[i].acked.load(Ordering::SeqCst);
+        let got: Option<String> = conn.get(key(w, k)).await.map_err(|e| format!("GET {}: {e}", key(w, k)))?;
+        let hi = regs[i].invoked.load(Ordering::SeqCst);
+        let seen: u64 = got.as_deref().map_or(0, |v| v.parse().expect("values are sequence numbers"));
+        if seen < lo || seen > hi {
+            return Err(format!("{}: read {seen}, but acked {lo} before the read and invoked {hi} by its end", key(w, k)));
+        }
+        reads += 1;
+    }
+    Ok(reads)
+}
+
+async fn incrementer(conn: redis::aio::MultiplexedConnection, stop: Arc<AtomicBool>) -> Result<u64, String> {
+    let mut conn = conn;
+    let mut acked = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let n: u64 = conn.incr(format!("counter:{}", acked % 16), 1).await.map_err(|e| format!("INCR: {e}"))?;
+        assert!(n >= 1);
+        acked += 1;
+    }
+    Ok(acked)
+}
+
+async fn migrations(http: &reqwest::Client, admin: &str) -> Vec<MigrationInfo> {
+    let list: MigrationList = http.get(format!("{admin}/v1/migrations")).send().await.unwrap().json().await.unwrap();
+    list.migrations
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_move_under_load_without_errors_lost_or_stale_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = UpOptions::ephemeral(dir.path());
+    opts.partitions = 16;
+    opts.coord.limits.bake_ms = 300;
+    opts.coord.driver.pause_budget_ms = PAUSE_BUDGET_MS;
+    opts.coord.driver.chunk_keys = 50;
+    let cluster = LocalCluster::start(opts).await.unwrap();
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let regs: Arc<Vec<Register>> = Arc::new((0..WRITERS * KEYS_PER_WRITER).map(|_| Register { invoked: AtomicU64::new(0), acked: AtomicU64::new(0) }).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        writers.push(tokio::spawn(writer(client.get_multiplexed_async_connection().await.unwrap(), w, regs.clone(), stop.clone())));
+    }
+    let readers: Vec<_> = (0..2).map(|_| (client.clone(), regs.clone(), stop.clone())).collect();
+    let mut reader_tasks = Vec::new();
+    for (c, r, s) in readers {
+        reader_tasks.push(tokio::spawn(reader(c.get_multiplexed_async_connection().await.unwrap(), r, s)));
+    }
+    let counter = tokio::spawn(incrementer(client.get_multiplexed_async_connection().await.unwrap(), stop.clone()));
+
+    // Let every key get written once, then move four partitions around.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while regs.iter().any(|r| r.acked.load(Ordering::SeqCst) == 0) {
+        assert!(Instant::now() < deadline, "initial writes did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let admin = format!("http://{}", cluster.admin_addr);
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, &admin).await;
+    // Two rounds: eight partitions move, then move again to a third node,
+    // so sixteen cutovers happen while the load runs.
+    let mut moves = Vec::new();
+    for round in 0..2 {
+        let table = routing(&cluster).await;
+        let batch: Vec<MoveRequest> = (0..8u16)
+            .map(|p| {
+                let owner = table.entry(p).unwrap().owner;
+                let others: Vec<u32> = cluster.node_ids.iter().copied().filter(|n| *n != owner).collect();
+                MoveRequest { partition: p, target: others[(p as usize + round) % others.len()] }
+            })
+            .collect();
+        for mv in &batch {
+            let resp = http.post(format!("{admin}/v1/migrations")).json(mv).send().await.unwrap();
+            assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+        }
+        // A second move of a partition already moving is refused.
+        let dup = http.post(format!("{admin}/v1/migrations")).json(&batch[0]).send().await.unwrap();
+        assert_eq!(dup.status(), 409);
+        moves.extend(batch);
+        wait_all_done(&http, &admin, moves.len()).await;
+    }
+    // Keep the load on a little past the last cutover, then stop and check.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in writers {
+        t.await.unwrap().unwrap();
+    }
+    let mut reads = 0;
+    for t in reader_tasks {
+        reads += t.await.unwrap().unwrap();
+    }
+    assert!(reads > 100, "readers made progress ({reads} reads)");
+    let increments = counter.await.unwrap().unwrap();
+
+    // Final read-back: every key holds its last acknowledged value (G1).
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for (i, reg) in regs.iter().enumerate() {
+        let got: String = conn.get(key(i / KEYS_PER_WRITER, i % KEYS_PER_WRITER)).await.unwrap();
+        assert_eq!(got.parse::<u64>().unwrap(), reg.acked.load(Ordering::SeqCst));
+    }
+    let mut total = 0u64;
+    for c in 0..16 {
+        let v: Option<u64> = conn.get(format!("counter:{c}")).await.unwrap();
+        total += v.unwrap_or(0);
+    }
+    assert_eq!(total, increments, "every acknowledged INCR counted exactly once");
+
+    // The routing table reflects the last round of moves.
+    let table = routing(&cluster).await;
+    for mv in &moves[8..] {
+        assert_eq!(table.entry(mv.partition).unwrap().owner, mv.target);
+    }
+    let keys_now: i64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+    assert_eq!(keys_now as usize, WRITERS * KEYS_PER_WRITER + 16);
+    cluster.shutdown().await.unwrap();
+}
+
+async fn routing(cluster: &LocalCluster) -> evenkeel_types::RoutingTable {
+    let kv = cluster.meta.get(evenkeel_types::keys::ROUTING).await.unwrap().unwrap();
+    evenkeel_types::RoutingTable::from_json(&kv.value).unwrap()
+}
+
+/// Waits until `expected` migrations exist and all are DONE, each with a
+/// cutover pause inside the budget (G8); fails fast on a failed one.
+async fn wait_all_done(http: &reqwest::Client, admin: &str, expected: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = migrations(http, admin).await;
+        if all.len() == expected && all.iter().all(|m| m.state == "DONE") {
+            for m in &all {
+                let pause = m.cutover_pause_ms.expect("a done migration cut over");
+                assert!(pause <= PAUSE_BUDGET_MS, "{}: cutover paused {pause} ms, budget {PAUSE_BUDGET_MS} (G8)", m.id);
+            }
+            return;
+        }
+        let failed: Vec<_> = all.iter().filter(|m| m.state == "FAILED" || m.state == "ROLLED_BACK").collect();
+        assert!(failed.is_empty(), "migrations failed: {failed:?}");
+        assert!(Instant::now() < deadline, "migrations did not finish: {all:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_for_leader(http: &reqwest::Client, admin: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s: evenkeel_coord::api::ClusterStatus = http.get(format!("{admin}/v1/cluster")).send().await.unwrap().json().await.unwrap();
+        if s.leader {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

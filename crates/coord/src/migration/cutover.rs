@@ -1,0 +1,101 @@
+//! Cutover and rollback: moving ownership with a bounded pause.
+//!
+//! Cutover: fence the source (it refuses reads and writes), drain its last
+//! changes to the destination, compare checksums under the fence, flip the
+//! owner in the routing table by compare-and-swap, record the destination's
+//! log position (reverse capture starts there), then unfence the destination
+//! with a grant of the new epoch. If the drain or check does not fit the
+//! pause budget, the source is unfenced and the migration catches up again.
+//! The source stays fenced after a successful flip until it sees the new
+//! table, so a router with the old table cannot read a stale value there.
+//!
+//! Rollback is the same dance in the other direction, draining the
+//! destination's changes made since cutover back to the source.
+
+use super::driver::{Driver, apply_failure, client, elapsed_ms, header, routing, set_owner, ship_log};
+use super::machine::{Event, Migration};
+use evenkeel_rpc::pb;
+use evenkeel_types::NodeId;
+use std::time::Instant;
+
+type Outcome = super::driver::Outcome;
+
+async fn fence(d: &Driver, m: &Migration, node: NodeId, fenced: bool, grant_epoch: u64) -> Result<pb::PositionResponse, super::driver::Failure> {
+    let req = pb::FenceRequest { header: header(m), fenced, grant_epoch };
+    Ok(client(d, node).await?.migrate_fence(req).await.map_err(apply_failure)?.into_inner())
+}
+
+async fn position(d: &Driver, m: &Migration, node: NodeId) -> Result<u64, super::driver::Failure> {
+    Ok(client(d, node).await?.migrate_begin(header(m).expect("token set")).await.map_err(apply_failure)?.into_inner().log_next)
+}
+
+async fn checksum(d: &Driver, m: &Migration, node: NodeId) -> Result<pb::ChecksumResponse, super::driver::Failure> {
+    Ok(client(d, node).await?.migrate_checksum(header(m).expect("token set")).await.map_err(apply_failure)?.into_inner())
+}
+
+/// Ships `from_node`'s log from `from` to `to_node` until it reaches `end`.
+/// Returns None if the log was truncated under us.
+async fn drain(d: &Driver, m: &Migration, from_node: NodeId, to_node: NodeId, from: u64, end: u64) -> Result<Option<u64>, super::driver::Failure> {
+    let mut at = from;
+    while at < end {
+        let page = ship_log(d, m, from_node, to_node, at).await?;
+        if page.truncated {
+            return Ok(None);
+        }
+        at = page.next;
+    }
+    Ok(Some(at))
+}
+
+pub(super) async fn cutover(d: &Driver, m: &Migration, from: u64) -> Outcome {
+    let (table, _) = routing(d).await?;
+    if table.entry(m.partition).is_some_and(|e| e.owner == m.target) {
+        // A previous attempt flipped the table before a crash; finish it.
+        let epoch = table.entry(m.partition).expect("checked").epoch;
+        let reverse_from = position(d, m, m.target).await?;
+        fence(d, m, m.target, false, epoch).await?;
+        return Ok(Some(Event::CutoverDone { pause_ms: m.cutover_pause_ms.unwrap_or(0), reverse_log_pos: reverse_from }));
+    }
+    let started = Instant::now();
+    let end = fence(d, m, m.source, true, 0).await?.log_next;
+    let Some(_) = drain(d, m, m.source, m.target, from, end).await? else {
+        fence(d, m, m.source, false, 0).await?;
+        return Ok(Some(Event::LogTruncated { source_log_pos: end }));
+    };
+    let (src, dst) = (checksum(d, m, m.source).await?, checksum(d, m, m.target).await?);
+    if (src.keys, src.digest) != (dst.keys, dst.digest) {
+        fence(d, m, m.source, false, 0).await?;
+        let error = format!("checksums differ under fence: source {} keys, destination {} keys", src.keys, dst.keys);
+        return Ok(Some(Event::Failed { error }));
+    }
+    if elapsed_ms(started) > d.config.pause_budget_ms {
+        fence(d, m, m.source, false, 0).await?;
+        tracing::info!(migration = %m.id, elapsed_ms = elapsed_ms(started), "cutover over budget; catching up again");
+        return Ok(Some(Event::CutoverTimedOut));
+    }
+    let epoch = set_owner(d, m, m.target).await?;
+    let reverse_from = position(d, m, m.target).await?;
+    fence(d, m, m.target, false, epoch).await?;
+    let pause_ms = elapsed_ms(started);
+    metrics::histogram!("evenkeel_migration_cutover_pause_seconds").record(pause_ms as f64 / 1000.0);
+    tracing::info!(migration = %m.id, partition = m.partition, pause_ms, epoch, "cutover done");
+    Ok(Some(Event::CutoverDone { pause_ms, reverse_log_pos: reverse_from }))
+}
+
+pub(super) async fn roll_back(d: &Driver, m: &Migration, from: u64) -> Outcome {
+    let (table, _) = routing(d).await?;
+    if table.entry(m.partition).is_some_and(|e| e.owner == m.source) {
+        // Never flipped (or already flipped back): the source just resumes.
+        let epoch = table.entry(m.partition).expect("checked").epoch;
+        fence(d, m, m.source, false, epoch).await?;
+        return Ok(Some(Event::RolledBack));
+    }
+    let end = fence(d, m, m.target, true, 0).await?.log_next;
+    if drain(d, m, m.target, m.source, from, end).await?.is_none() {
+        return Err(super::driver::Failure::Permanent("destination log truncated; rollback would lose writes".into()));
+    }
+    let epoch = set_owner(d, m, m.source).await?;
+    fence(d, m, m.source, false, epoch).await?;
+    tracing::info!(migration = %m.id, partition = m.partition, epoch, "rolled back");
+    Ok(Some(Event::RolledBack))
+}

@@ -1,0 +1,348 @@
+//! Performing a migration's actions and feeding the results back.
+//!
+//! [`drive`] loads a migration, re-derives the work its stored phase implies
+//! ([`machine::resume_actions`]), and then loops: perform an action against
+//! the nodes or the metadata store, turn the outcome into an [`Event`], step
+//! the machine, persist the new state by compare-and-swap on its revision
+//! (so a coordinator that lost leadership cannot overwrite its successor),
+//! and only then start the actions the step returned. A crash anywhere
+//! leaves a stored state whose resume actions redo at most one idempotent
+//! action.
+//!
+//! Node calls that fail transiently are retried with backoff up to
+//! `attempts_max`; then the migration fails (before cutover: the destination
+//! is cleaned and the source keeps serving). A node refusing our fencing
+//! token means another coordinator has taken over: the driver stops.
+
+use super::machine::{self, Action, Event, Migration, Phase};
+use crate::clients::NodeClients;
+use evenkeel_meta::{CasOutcome, Compare, LeaseId, Lock, MetaError, MetaStore, Revision};
+use evenkeel_rpc::pb;
+use evenkeel_types::{NodeId, RoutingTable, keys, unix_ms};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    pub chunk_keys: u32,
+    pub chunk_bytes: u64,
+    /// Longest the source may stay fenced at cutover.
+    pub pause_budget_ms: u64,
+    /// How often reverse capture runs during bake.
+    pub reverse_interval: Duration,
+    pub drop_batch: u32,
+    /// Transient failures of one action before the migration fails.
+    pub attempts_max: u32,
+    /// Verification mismatches with nothing left to apply before failing.
+    pub mismatches_max: u32,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            chunk_keys: 1000,
+            chunk_bytes: 1 << 20,
+            pause_budget_ms: 50,
+            reverse_interval: Duration::from_millis(100),
+            drop_batch: 1000,
+            attempts_max: 30,
+            mismatches_max: 3,
+        }
+    }
+}
+
+/// Why a driver stopped without reaching a terminal phase.
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    #[error("metadata store: {0}")]
+    Meta(#[from] MetaError),
+    #[error("migration {0} not found")]
+    NotFound(String),
+    #[error("migration record is unreadable: {0}")]
+    Corrupt(String),
+    #[error("another coordinator changed migration {0}; stopping")]
+    Superseded(String),
+    #[error("fencing token refused: {0}")]
+    Fenced(String),
+    #[error("state machine rejected an event: {0}")]
+    Step(#[from] machine::StepError),
+}
+
+/// What a driver needs; shared by all migrations of one leader term.
+pub struct Driver {
+    pub meta: Arc<dyn MetaStore>,
+    pub clients: Arc<NodeClients>,
+    /// The leader lease; partition locks are held under it.
+    pub lease: LeaseId,
+    pub config: DriverConfig,
+}
+
+/// Why one action did not produce an event.
+pub(super) enum Failure {
+    /// Worth retrying (node unreachable, not ready yet).
+    Transient(String),
+    /// Retrying will not help; the migration fails with this error.
+    Permanent(String),
+    Fenced(String),
+}
+
+pub(super) type Outcome = Result<Option<Event>, Failure>;
+
+pub(super) fn apply_failure(s: tonic::Status) -> Failure {
+    match s.code() {
+        tonic::Code::Aborted => Failure::Fenced(s.message().to_string()),
+        tonic::Code::InvalidArgument => Failure::Permanent(s.message().to_string()),
+        _ => Failure::Transient(format!("{:?}: {}", s.code(), s.message())),
+    }
+}
+
+/// Runs migration `id` until it reaches a terminal phase whose cleanup is
+/// done, or pauses, or waits for approval. Returns the phase it stopped in.
+pub async fn drive(d: Arc<Driver>, id: String) -> Result<Phase, DriveError> {
+    let (mut m, mut rev) = load(d.meta.as_ref(), &id).await?;
+    let mut queue: VecDeque<Action> = machine::resume_actions(&m).into();
+    if m.phase == Phase::Pending {
+        queue.extend(machine::step(&mut m, Event::Start, unix_ms())?);
+        rev = save(d.meta.as_ref(), &m, rev).await?;
+    }
+    let mut mismatches = 0;
+    loop {
+        let Some(action) = queue.pop_front() else {
+            match idle_event(&d, &m).await {
+                Some(e) => {
+                    queue.extend(machine::step(&mut m, e, unix_ms())?);
+                    rev = save(d.meta.as_ref(), &m, rev).await?;
+                    continue;
+                }
+                None => return Ok(m.phase),
+            }
+        };
+        let event = match perform_with_retries(&d, &mut m, &action).await {
+            Ok(Some(Event::Verified { matched: false, detail })) => verify_failed(&mut mismatches, &d, detail),
+            Ok(Some(e)) => e,
+            Ok(None) => continue,
+            Err(Failure::Fenced(e)) => return Err(DriveError::Fenced(e)),
+            Err(Failure::Permanent(e) | Failure::Transient(e)) => Event::Failed { error: format!("{action:?}: {e}") },
+        };
+        queue.extend(machine::step(&mut m, event, unix_ms())?);
+        rev = save(d.meta.as_ref(), &m, rev).await?;
+    }
+}
+
+/// Mismatches with nothing left to apply mean divergence: after a few the
+/// migration fails rather than loop forever.
+fn verify_failed(mismatches: &mut u32, d: &Driver, detail: String) -> Event {
+    *mismatches += 1;
+    if *mismatches >= d.config.mismatches_max {
+        return Event::Failed { error: format!("checksums differ after {mismatches} verifications: {detail}") };
+    }
+    Event::Verified { matched: false, detail }
+}
+
+/// The event that moves an idle migration on: bake ticks and reverse capture
+/// while COMPLETED; nothing otherwise (paused, awaiting approval, terminal).
+async fn idle_event(d: &Driver, m: &Migration) -> Option<Event> {
+    if m.phase != Phase::Completed {
+        return None;
+    }
+    tokio::time::sleep(d.config.reverse_interval).await;
+    if m.bake_until_ms.is_some_and(|t| unix_ms() >= t) {
+        return Some(Event::Tick);
+    }
+    match reverse_capture(d, m, m.reverse_log_pos).await {
+        Ok(Some(e)) => Some(e),
+        _ => Some(Event::Tick),
+    }
+}
+
+async fn perform_with_retries(d: &Driver, m: &mut Migration, action: &Action) -> Outcome {
+    let mut backoff = Duration::from_millis(20);
+    for attempt in 1..=d.config.attempts_max {
+        match perform(d, m, action).await {
+            Err(Failure::Transient(e)) if attempt < d.config.attempts_max => {
+                tracing::warn!(migration = %m.id, ?action, attempt, error = %e, "retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+async fn perform(d: &Driver, m: &mut Migration, action: &Action) -> Outcome {
+    match action {
+        Action::Prepare => prepare(d, m).await,
+        Action::CopyChunk { cursor } => copy_chunk(d, m, cursor.clone()).await,
+        Action::CatchUp { from_pos } => catch_up(d, m, *from_pos).await,
+        Action::Verify => verify(d, m).await,
+        Action::Cutover { from_pos } => super::cutover::cutover(d, m, *from_pos).await,
+        Action::ReverseCapture { from_pos } => reverse_capture(d, m, *from_pos).await,
+        Action::DropSource => drop_all(d, m, m.source).await.map(|()| Some(Event::Cleaned)),
+        Action::RollBack { from_pos } => super::cutover::roll_back(d, m, *from_pos).await,
+        Action::Abort => abort(d, m).await,
+        Action::ReleaseLock => release(d, m).await,
+    }
+}
+
+pub(super) fn header(m: &Migration) -> Option<pb::MigrateHeader> {
+    Some(pb::MigrateHeader { partition: m.partition as u32, token: m.token.unwrap_or(0) })
+}
+
+pub(super) async fn client(d: &Driver, node: NodeId) -> Result<evenkeel_rpc::NodeClient<tonic::transport::Channel>, Failure> {
+    d.clients.for_id(d.meta.as_ref(), node).await.map_err(Failure::Transient)
+}
+
+async fn prepare(d: &Driver, m: &mut Migration) -> Outcome {
+    let lock = d
+        .meta
+        .lock(&keys::partition_lock_key(m.partition), d.lease, Duration::from_secs(10))
+        .await
+        .map_err(|e| Failure::Transient(format!("partition lock: {e}")))?;
+    m.token = Some(lock.fencing_token);
+    let source_pos = client(d, m.source).await?.migrate_begin(header(m).expect("set")).await.map_err(apply_failure)?.into_inner();
+    client(d, m.target).await?.migrate_begin(header(m).expect("set")).await.map_err(apply_failure)?;
+    Ok(Some(Event::Prepared { token: lock.fencing_token, source_log_pos: source_pos.log_next }))
+}
+
+async fn copy_chunk(d: &Driver, m: &Migration, cursor: Option<bytes::Bytes>) -> Outcome {
+    let req = pb::SnapshotRequest { header: header(m), cursor, max_keys: d.config.chunk_keys, max_bytes: d.config.chunk_bytes };
+    let chunk = client(d, m.source).await?.migrate_snapshot(req).await.map_err(apply_failure)?.into_inner();
+    let keys = chunk.records.len() as u64;
+    apply(d, m, m.target, chunk.records).await?;
+    metrics::counter!("evenkeel_migration_copied_bytes_total").increment(chunk.bytes);
+    Ok(Some(Event::ChunkCopied { done: chunk.cursor.is_none(), cursor: chunk.cursor, keys, bytes: chunk.bytes }))
+}
+
+pub(super) async fn apply(d: &Driver, m: &Migration, node: NodeId, records: Vec<pb::KeyRecord>) -> Result<(), Failure> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let req = pb::ApplyRequest { header: header(m), records };
+    client(d, node).await?.migrate_apply(req).await.map_err(apply_failure)?;
+    Ok(())
+}
+
+/// Copies one page of `from_node`'s change log from `from` to `to_node`.
+/// Returns the log page (already applied).
+pub(super) async fn ship_log(d: &Driver, m: &Migration, from_node: NodeId, to_node: NodeId, from: u64) -> Result<pb::ReadLogResponse, Failure> {
+    let req = pb::ReadLogRequest { header: header(m), from, max: d.config.chunk_keys };
+    let mut page = client(d, from_node).await?.migrate_read_log(req).await.map_err(apply_failure)?.into_inner();
+    if !page.truncated {
+        let records = std::mem::take(&mut page.entries).into_iter().filter_map(|e| e.record).collect();
+        apply(d, m, to_node, records).await?;
+    }
+    Ok(page)
+}
+
+async fn catch_up(d: &Driver, m: &Migration, from: u64) -> Outcome {
+    let page = ship_log(d, m, m.source, m.target, from).await?;
+    if page.truncated {
+        return Ok(Some(Event::LogTruncated { source_log_pos: page.log_next }));
+    }
+    Ok(Some(Event::CaughtUp { applied_pos: page.next, lag: page.log_next.saturating_sub(page.next) }))
+}
+
+/// Compares checksums without fencing. A difference is expected while the
+/// source has changes the destination has not applied yet; only a difference
+/// with nothing left to apply counts as a mismatch. The authoritative
+/// comparison happens under the fence at cutover.
+async fn verify(d: &Driver, m: &Migration) -> Outcome {
+    let src = client(d, m.source).await?.migrate_checksum(header(m).expect("set")).await.map_err(apply_failure)?.into_inner();
+    let dst = client(d, m.target).await?.migrate_checksum(header(m).expect("set")).await.map_err(apply_failure)?.into_inner();
+    let same = (src.keys, src.digest) == (dst.keys, dst.digest);
+    let explained = src.log_next > m.applied_log_pos;
+    let detail = format!("source {} keys, destination {} keys, {} changes unapplied", src.keys, dst.keys, src.log_next.saturating_sub(m.applied_log_pos));
+    Ok(Some(Event::Verified { matched: same || explained, detail }))
+}
+
+async fn reverse_capture(d: &Driver, m: &Migration, from: u64) -> Outcome {
+    let page = ship_log(d, m, m.target, m.source, from).await?;
+    if page.truncated {
+        return Err(Failure::Transient(format!("destination log truncated below {from}; rollback would lose writes")));
+    }
+    Ok(Some(Event::ReverseCaughtUp { applied_pos: page.next }))
+}
+
+/// Deletes the partition's copy on `node` in throttled batches.
+async fn drop_all(d: &Driver, m: &Migration, node: NodeId) -> Result<(), Failure> {
+    let mut c = client(d, node).await?;
+    loop {
+        let req = pb::DropRequest { header: header(m), max_keys: d.config.drop_batch };
+        match c.migrate_drop(req).await {
+            Ok(r) if r.get_ref().removed == 0 => return Ok(()),
+            Ok(_) => tokio::task::yield_now().await,
+            // The node has not yet seen that it lost the partition.
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => return Err(Failure::Transient(s.message().to_string())),
+            Err(s) => return Err(apply_failure(s)),
+        }
+    }
+}
+
+async fn abort(d: &Driver, m: &Migration) -> Outcome {
+    if m.token.is_some() {
+        let unfence = pb::FenceRequest { header: header(m), fenced: false, grant_epoch: 0 };
+        client(d, m.source).await?.migrate_fence(unfence).await.map_err(apply_failure)?;
+        drop_all(d, m, m.target).await?;
+    }
+    Ok(Some(Event::Cleaned))
+}
+
+async fn release(d: &Driver, m: &Migration) -> Outcome {
+    if let Some(token) = m.token {
+        let lock = Lock { key: keys::partition_lock_key(m.partition), lease: d.lease, fencing_token: token };
+        d.meta.unlock(&lock).await.map_err(|e| Failure::Transient(e.to_string()))?;
+    }
+    Ok(None)
+}
+
+/// Reads the routing table and its revision.
+pub(super) async fn routing(d: &Driver) -> Result<(RoutingTable, Revision), Failure> {
+    let kv = d.meta.get(keys::ROUTING).await.map_err(|e| Failure::Transient(e.to_string()))?.ok_or_else(|| Failure::Permanent("no routing table".into()))?;
+    let table = RoutingTable::from_json(&kv.value).map_err(Failure::Permanent)?;
+    Ok((table, kv.mod_revision))
+}
+
+/// Gives `partition` to `owner` under a new epoch, retrying the CAS if other
+/// entries changed meanwhile. Returns the entry's epoch.
+pub(super) async fn set_owner(d: &Driver, m: &Migration, owner: NodeId) -> Result<u64, Failure> {
+    loop {
+        let (table, rev) = routing(d).await?;
+        let entry = table.entry(m.partition).ok_or_else(|| Failure::Permanent("partition not in table".into()))?;
+        if entry.owner == owner {
+            return Ok(entry.epoch);
+        }
+        let next = table.with_owner(m.partition, owner);
+        match d.meta.compare_and_swap(keys::ROUTING, Compare::ModRevision(rev), Some(next.to_json()), None).await {
+            Ok(CasOutcome::Swapped(_)) => return Ok(next.epoch),
+            Ok(CasOutcome::Conflict(_)) => continue,
+            Err(e) => return Err(Failure::Transient(e.to_string())),
+        }
+    }
+}
+
+pub(super) fn elapsed_ms(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}
+
+async fn load(meta: &dyn MetaStore, id: &str) -> Result<(Migration, Revision), DriveError> {
+    let kv = meta.get(&keys::migration_key(id)).await?.ok_or_else(|| DriveError::NotFound(id.to_string()))?;
+    let m = serde_json::from_slice(&kv.value).map_err(|e| DriveError::Corrupt(e.to_string()))?;
+    Ok((m, kv.mod_revision))
+}
+
+/// Persists `m` if nobody changed it since `rev`; returns the new revision.
+async fn save(meta: &dyn MetaStore, m: &Migration, rev: Revision) -> Result<Revision, DriveError> {
+    let value = serde_json::to_vec(m).expect("migration serializes");
+    match meta.compare_and_swap(&keys::migration_key(&m.id), Compare::ModRevision(rev), Some(value), None).await? {
+        CasOutcome::Swapped(r) => Ok(r),
+        CasOutcome::Conflict(_) => Err(DriveError::Superseded(m.id.clone())),
+    }
+}
+
+/// Stores a new migration; fails if the id exists.
+pub async fn create(meta: &dyn MetaStore, m: &Migration) -> Result<bool, MetaError> {
+    let value = serde_json::to_vec(m).expect("migration serializes");
+    Ok(matches!(meta.compare_and_swap(&keys::migration_key(&m.id), Compare::Absent, Some(value), None).await?, CasOutcome::Swapped(_)))
+}

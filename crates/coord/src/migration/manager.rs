@@ -1,0 +1,151 @@
+//! Starting, resuming and listing migrations on the leader.
+//!
+//! The leader runs one driver task per unfinished migration. On becoming
+//! leader it resumes every stored migration that is not finished; every
+//! leader tick it restarts drivers that stopped on a transient error. A
+//! migration is started only if its partition has no unfinished migration,
+//! its target is an active member other than the current owner.
+
+use super::driver::{self, Driver};
+use super::machine::{Limits, Migration, Phase};
+use crate::api::{MigrationInfo, MigrationList, Transition};
+use evenkeel_meta::{MetaError, MetaStore};
+use evenkeel_types::routing::NodeState;
+use evenkeel_types::{NodeId, NodeInfo, PartitionId, RoutingTable, keys, unix_ms};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// Why a migration request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("this coordinator is not the leader")]
+    NotLeader,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("partition {0} already has an unfinished migration ({1})")]
+    Busy(PartitionId, String),
+    #[error("metadata store: {0}")]
+    Meta(#[from] MetaError),
+}
+
+#[derive(Default)]
+pub struct Manager {
+    driver: Mutex<Option<Arc<Driver>>>,
+    running: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+impl Manager {
+    /// Installs the driver of a new leader term and resumes stored work.
+    pub async fn lead(&self, driver: Arc<Driver>) -> Result<(), MetaError> {
+        *self.driver.lock() = Some(driver);
+        self.resume_all().await
+    }
+
+    /// Stops every driver (leadership lost).
+    pub fn step_down(&self) {
+        *self.driver.lock() = None;
+        for (_, task) in self.running.lock().drain() {
+            task.abort();
+        }
+    }
+
+    /// Spawns drivers for unfinished migrations that have none running.
+    pub async fn resume_all(&self) -> Result<(), MetaError> {
+        let Some(driver) = self.driver.lock().clone() else { return Ok(()) };
+        for m in list(driver.meta.as_ref()).await? {
+            if !finished(&m) {
+                self.spawn(driver.clone(), m.id);
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn(&self, driver: Arc<Driver>, id: String) {
+        let mut running = self.running.lock();
+        if running.get(&id).is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let task_id = id.clone();
+        running.insert(
+            id,
+            tokio::spawn(async move {
+                match driver::drive(driver, task_id.clone()).await {
+                    Ok(phase) => tracing::info!(migration = %task_id, phase = phase.name(), "driver idle"),
+                    Err(e) => tracing::warn!(migration = %task_id, error = %e, "driver stopped"),
+                }
+            }),
+        );
+    }
+
+    /// Validates and starts moving `partition` to `target`.
+    pub async fn start(&self, partition: PartitionId, target: NodeId, limits: Limits) -> Result<Migration, StartError> {
+        let driver = self.driver.lock().clone().ok_or(StartError::NotLeader)?;
+        let meta = driver.meta.as_ref();
+        let source = validate(meta, partition, target).await?;
+        if let Some(busy) = list(meta).await?.into_iter().find(|m| m.partition == partition && !m.phase.is_terminal()) {
+            return Err(StartError::Busy(partition, busy.id));
+        }
+        let now = unix_ms();
+        let m = Migration::new(format!("p{partition}-{now}"), partition, source, target, limits, now);
+        if !driver::create(meta, &m).await? {
+            return Err(StartError::Invalid(format!("migration {} already exists", m.id)));
+        }
+        self.spawn(driver, m.id.clone());
+        Ok(m)
+    }
+}
+
+fn finished(m: &Migration) -> bool {
+    m.phase.is_terminal() && m.cleanup_done || m.phase == Phase::Done
+}
+
+/// Checks the request against the table and membership; returns the owner.
+async fn validate(meta: &dyn MetaStore, partition: PartitionId, target: NodeId) -> Result<NodeId, StartError> {
+    let invalid = |s: String| StartError::Invalid(s);
+    let table = meta.get(keys::ROUTING).await?.ok_or_else(|| invalid("the cluster is not bootstrapped".into()))?;
+    let table = RoutingTable::from_json(&table.value).map_err(invalid)?;
+    let entry = table.entry(partition).ok_or_else(|| invalid(format!("no partition {partition}; the cluster has {}", table.num_partitions())))?;
+    let info = meta.get(&keys::node_key(target)).await?.ok_or_else(|| invalid(format!("node {target} is not a member")))?;
+    let info: NodeInfo = serde_json::from_slice(&info.value).map_err(|e| invalid(e.to_string()))?;
+    if info.state != NodeState::Active {
+        return Err(invalid(format!("node {target} is {:?}, not active", info.state)));
+    }
+    if meta.get(&keys::live_key(target)).await?.is_none() {
+        return Err(invalid(format!("node {target} is not heartbeating")));
+    }
+    if entry.owner == target {
+        return Err(invalid(format!("partition {partition} is already on node {target}")));
+    }
+    Ok(entry.owner)
+}
+
+/// Every stored migration, oldest first.
+pub async fn list(meta: &dyn MetaStore) -> Result<Vec<Migration>, MetaError> {
+    let (kvs, _) = meta.get_prefix(keys::MIGRATIONS_PREFIX).await?;
+    let mut all: Vec<Migration> = kvs.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect();
+    all.sort_by_key(|m: &Migration| m.history.first().map_or(0, |h| h.1));
+    Ok(all)
+}
+
+pub fn info(m: &Migration) -> MigrationInfo {
+    MigrationInfo {
+        id: m.id.clone(),
+        partition: m.partition,
+        source: m.source,
+        target: m.target,
+        state: m.phase.name().to_string(),
+        started_ms: m.history.first().map_or(0, |h| h.1),
+        finished_ms: m.phase.is_terminal().then(|| m.history.last().map_or(0, |h| h.1)),
+        bytes_copied: m.bytes_copied,
+        keys_copied: m.keys_copied,
+        cutover_pause_ms: m.cutover_pause_ms,
+        transitions: m.history.iter().map(|(p, at)| Transition { state: p.name().to_string(), at_ms: *at }).collect(),
+        error: m.error.clone().or_else(|| m.pause_reason.clone()),
+    }
+}
+
+pub async fn list_info(meta: &dyn MetaStore) -> Result<MigrationList, MetaError> {
+    Ok(MigrationList { migrations: list(meta).await?.iter().map(info).collect() })
+}
