@@ -1,7 +1,7 @@
 //! Talking to a running cluster's admin API.
 
 use anyhow::{Context, anyhow};
-use evenkeel_coord::api::{ApiError, ClusterStatus};
+use evenkeel_coord::api::{ApiError, ClusterStatus, MigrationInfo, MigrationList, MoveRequest};
 
 /// Normalizes `host:port` or a URL into a base URL without a trailing slash.
 pub fn base_url(admin: &str) -> String {
@@ -24,9 +24,29 @@ impl AdminClient {
         self.get("/v1/cluster").await
     }
 
+    pub async fn migrations(&self) -> anyhow::Result<MigrationList> {
+        self.get("/v1/migrations").await
+    }
+
+    /// Starts moving `partition` to `target`.
+    pub async fn start_move(&self, partition: u16, target: u32) -> anyhow::Result<MigrationInfo> {
+        self.send(self.http.post(format!("{}/v1/migrations", self.base)).json(&MoveRequest { partition, target })).await
+    }
+
+    /// Sends an operator request (pause, resume, cancel, rollback, approve).
+    pub async fn control(&self, id: &str, action: &str) -> anyhow::Result<MigrationInfo> {
+        self.send(self.http.post(format!("{}/v1/migrations/{id}/{action}", self.base))).await
+    }
+
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
-        let resp = self.http.get(&url).send().await.map_err(|e| {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    async fn send<T: serde::de::DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        let (client, request) = request.build_split();
+        let request = request?;
+        let url = request.url().to_string();
+        let resp = client.execute(request).await.map_err(|e| {
             anyhow!("cannot reach the evenkeel admin API at {}: {} (is the cluster running? pass --admin)", self.base, root_cause(&e))
         })?;
         let status = resp.status();

@@ -4,6 +4,8 @@
 //!   the embedded metadata store: what `evenkeel up` runs, and what the
 //!   integration tests start on ephemeral ports.
 //! - [`admin`]: the HTTP client the CLI uses to talk to a running cluster.
+//! - [`moves`]: `evenkeel move` and `evenkeel migrations`.
 
 pub mod admin;
+pub mod moves;
 pub mod up;

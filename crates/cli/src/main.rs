@@ -26,6 +26,34 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Move one partition to another node, live.
+    Move {
+        partition: u16,
+        /// Destination node id.
+        node: u32,
+        /// Wait until the migration ends; exit non-zero unless it is DONE.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
+        admin: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause, resume, cancel, roll back or approve one migration.
+    Migration {
+        #[arg(value_parser = ["pause", "resume", "cancel", "rollback", "approve"])]
+        action: String,
+        id: String,
+        #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
+        admin: String,
+    },
+    /// List migrations with their state and progress.
+    Migrations {
+        #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
+        admin: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -87,6 +115,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Up(args) => up(args).await,
             Command::Cluster { command: ClusterCommand::Status { admin, json } } => status(&admin, json).await,
+            Command::Move { partition, node, wait, admin, json } => evenkeel::moves::move_partition(&admin, partition, node, wait, json).await,
+            Command::Migrations { admin, json } => evenkeel::moves::list(&admin, json).await,
+            Command::Migration { action, id, admin } => evenkeel::moves::control(&admin, &action, &id).await,
         }
     });
     match result {

@@ -203,3 +203,67 @@ async fn wait_for_leader(http: &reqwest::Client, admin: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Writes made on the destination during bake reach the source through
+/// reverse capture, so a rollback hands the partition back losing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_during_bake_loses_no_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = UpOptions::ephemeral(dir.path());
+    opts.partitions = 8;
+    opts.coord.limits.bake_ms = 600_000;
+    opts.coord.driver.pause_budget_ms = PAUSE_BUDGET_MS;
+    let cluster = LocalCluster::start(opts).await.unwrap();
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let p = 3u16;
+    let keys: Vec<String> = (0..).map(|i| format!("rb{i}")).filter(|k| evenkeel_types::slot::key_partition(k.as_bytes(), 8) == p).take(50).collect();
+    for k in &keys {
+        let () = conn.set(k, "before").await.unwrap();
+    }
+    let admin = format!("http://{}", cluster.admin_addr);
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, &admin).await;
+    let source = routing(&cluster).await.entry(p).unwrap().owner;
+    let target = cluster.node_ids.iter().copied().find(|n| *n != source).unwrap();
+    let started: MigrationInfo = http.post(format!("{admin}/v1/migrations")).json(&MoveRequest { partition: p, target }).send().await.unwrap().json().await.unwrap();
+    wait_state(&http, &admin, &started.id, "COMPLETED").await;
+    assert_eq!(routing(&cluster).await.entry(p).unwrap().owner, target);
+
+    // These writes land on the target only.
+    for k in &keys[..25] {
+        let () = conn.set(k, "during-bake").await.unwrap();
+    }
+    let _: i64 = conn.del(&keys[25]).await.unwrap();
+    let resp = http.post(format!("{admin}/v1/migrations/{}/rollback", started.id)).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    wait_state(&http, &admin, &started.id, "ROLLED_BACK").await;
+    assert_eq!(routing(&cluster).await.entry(p).unwrap().owner, source);
+    for (i, k) in keys.iter().enumerate() {
+        let got: Option<String> = conn.get(k).await.unwrap();
+        let expected = match i {
+            0..25 => Some("during-bake"),
+            25 => None,
+            _ => Some("before"),
+        };
+        assert_eq!(got.as_deref(), expected, "{k}");
+    }
+    // A finished migration accepts no more requests.
+    let again = http.post(format!("{admin}/v1/migrations/{}/rollback", started.id)).send().await.unwrap();
+    assert_eq!(again.status(), 409);
+    cluster.shutdown().await.unwrap();
+}
+
+async fn wait_state(http: &reqwest::Client, admin: &str, id: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = migrations(http, admin).await;
+        let m = all.iter().find(|m| m.id == id).expect("migration listed");
+        if m.state == state {
+            return;
+        }
+        assert!(!matches!(m.state.as_str(), "FAILED" | "CANCELLED") || state == m.state, "migration ended {}: {:?}", m.state, m.error);
+        assert!(Instant::now() < deadline, "{id} never reached {state}: {m:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -4,6 +4,9 @@
 //! - `GET /v1/migrations`: every migration with its transitions.
 //! - `POST /v1/migrations` `{"partition": P, "target": NODE}`: move one
 //!   partition (201 with the migration; 400 invalid, 409 busy, 503 not leader).
+//! - `POST /v1/migrations/{id}/{pause|resume|cancel|rollback|approve}`:
+//!   an operator request, checked against the stored phase (409 if the
+//!   phase does not accept it).
 //! - `GET /metrics`: Prometheus text format for everything this process
 //!   records (router, nodes, coordinator when run together by `up`).
 //! - `GET /healthz`: 200 when the coordinator has a cluster view.
@@ -15,7 +18,7 @@ use crate::api::{ApiError, MoveRequest};
 use axum::extract::rejection::JsonRejection;
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -25,6 +28,7 @@ pub fn routes(coord: Arc<Coordinator>) -> Router {
     Router::new()
         .route("/v1/cluster", get(cluster))
         .route("/v1/migrations", get(migrations).post(start_migration))
+        .route("/v1/migrations/{id}/{action}", axum::routing::post(control_migration))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .fallback(not_found)
@@ -53,9 +57,29 @@ async fn start_migration(State(c): State<Arc<Coordinator>>, body: Result<Json<Mo
     match c.migrations.start(req.partition, req.target, c.limits()).await {
         Ok(m) => (StatusCode::CREATED, Json(crate::migration::manager::info(&m))).into_response(),
         Err(e @ StartError::NotLeader) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-        Err(e @ StartError::Busy(..)) => error(StatusCode::CONFLICT, &e.to_string()),
+        Err(e @ (StartError::Busy(..) | StartError::Conflict(_))) => error(StatusCode::CONFLICT, &e.to_string()),
         Err(e @ StartError::Invalid(_)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
         Err(e @ StartError::Meta(_)) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+/// `POST /v1/migrations/{id}/{pause|resume|cancel|rollback|approve}`.
+async fn control_migration(State(c): State<Arc<Coordinator>>, Path((id, action)): Path<(String, String)>) -> Response {
+    use crate::migration::machine::Event;
+    use crate::migration::manager::StartError;
+    let event = match action.as_str() {
+        "pause" => Event::Pause { reason: "paused by operator".into() },
+        "resume" => Event::Resume,
+        "cancel" => Event::Cancel,
+        "rollback" => Event::Rollback,
+        "approve" => Event::Approved,
+        other => return error(StatusCode::NOT_FOUND, &format!("unknown action {other:?}; use pause, resume, cancel, rollback or approve")),
+    };
+    match c.migrations.control(&id, event).await {
+        Ok(m) => Json(crate::migration::manager::info(&m)).into_response(),
+        Err(e @ StartError::Invalid(_)) => error(StatusCode::NOT_FOUND, &e.to_string()),
+        Err(e @ StartError::Conflict(_)) => error(StatusCode::CONFLICT, &e.to_string()),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }
 

@@ -99,7 +99,7 @@ pub(super) fn apply_failure(s: tonic::Status) -> Failure {
 
 /// Runs migration `id` until it reaches a terminal phase whose cleanup is
 /// done, or pauses, or waits for approval. Returns the phase it stopped in.
-pub async fn drive(d: Arc<Driver>, id: String) -> Result<Phase, DriveError> {
+pub async fn drive(d: Arc<Driver>, id: String, mut inbox: tokio::sync::mpsc::Receiver<Event>) -> Result<Phase, DriveError> {
     let (mut m, mut rev) = load(d.meta.as_ref(), &id).await?;
     let mut queue: VecDeque<Action> = machine::resume_actions(&m).into();
     if m.phase == Phase::Pending {
@@ -108,11 +108,15 @@ pub async fn drive(d: Arc<Driver>, id: String) -> Result<Phase, DriveError> {
     }
     let mut mismatches = 0;
     loop {
+        // Operator requests go first; the machine decides what they mean
+        // in the current phase (a pause stops new work after this action).
+        while let Ok(e) = inbox.try_recv() {
+            rev = apply_event(&d, &mut m, rev, e, &mut queue).await?;
+        }
         let Some(action) = queue.pop_front() else {
-            match idle_event(&d, &m).await {
+            match idle_event(&d, &m, &mut inbox).await {
                 Some(e) => {
-                    queue.extend(machine::step(&mut m, e, unix_ms())?);
-                    rev = save(d.meta.as_ref(), &m, rev).await?;
+                    rev = apply_event(&d, &mut m, rev, e, &mut queue).await?;
                     continue;
                 }
                 None => return Ok(m.phase),
@@ -125,8 +129,24 @@ pub async fn drive(d: Arc<Driver>, id: String) -> Result<Phase, DriveError> {
             Err(Failure::Fenced(e)) => return Err(DriveError::Fenced(e)),
             Err(Failure::Permanent(e) | Failure::Transient(e)) => Event::Failed { error: format!("{action:?}: {e}") },
         };
-        queue.extend(machine::step(&mut m, event, unix_ms())?);
-        rev = save(d.meta.as_ref(), &m, rev).await?;
+        rev = apply_event(&d, &mut m, rev, event, &mut queue).await?;
+    }
+}
+
+/// Steps the machine and persists the result before queueing its actions.
+/// An event the phase no longer accepts (a chunk finishing after a pause)
+/// is dropped: its work is idempotent and will be redone on resume.
+async fn apply_event(d: &Driver, m: &mut Migration, rev: Revision, event: Event, queue: &mut VecDeque<Action>) -> Result<Revision, DriveError> {
+    match machine::step(m, event, unix_ms()) {
+        Ok(actions) => {
+            let rev = save(d.meta.as_ref(), m, rev).await?;
+            queue.extend(actions);
+            Ok(rev)
+        }
+        Err(e) => {
+            tracing::info!(migration = %m.id, error = %e, "event dropped");
+            Ok(rev)
+        }
     }
 }
 
@@ -141,12 +161,19 @@ fn verify_failed(mismatches: &mut u32, d: &Driver, detail: String) -> Event {
 }
 
 /// The event that moves an idle migration on: bake ticks and reverse capture
-/// while COMPLETED; nothing otherwise (paused, awaiting approval, terminal).
-async fn idle_event(d: &Driver, m: &Migration) -> Option<Event> {
-    if m.phase != Phase::Completed {
+/// while COMPLETED; an operator's request while paused or awaiting approval;
+/// nothing once terminal (the driver then ends).
+async fn idle_event(d: &Driver, m: &Migration, inbox: &mut tokio::sync::mpsc::Receiver<Event>) -> Option<Event> {
+    if m.phase.is_terminal() {
         return None;
     }
-    tokio::time::sleep(d.config.reverse_interval).await;
+    if m.phase != Phase::Completed {
+        return inbox.recv().await;
+    }
+    tokio::select! {
+        e = inbox.recv() => if e.is_some() { return e },
+        _ = tokio::time::sleep(d.config.reverse_interval) => {}
+    }
     if m.bake_until_ms.is_some_and(|t| unix_ms() >= t) {
         return Some(Event::Tick);
     }

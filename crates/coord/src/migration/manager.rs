@@ -7,7 +7,7 @@
 //! its target is an active member other than the current owner.
 
 use super::driver::{self, Driver};
-use super::machine::{Limits, Migration, Phase};
+use super::machine::{self, Event, Limits, Migration, Phase};
 use crate::api::{MigrationInfo, MigrationList, Transition};
 use evenkeel_meta::{MetaError, MetaStore};
 use evenkeel_types::routing::NodeState;
@@ -15,6 +15,7 @@ use evenkeel_types::{NodeId, NodeInfo, PartitionId, RoutingTable, keys, unix_ms}
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Why a migration request was refused.
@@ -26,14 +27,24 @@ pub enum StartError {
     Invalid(String),
     #[error("partition {0} already has an unfinished migration ({1})")]
     Busy(PartitionId, String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("metadata store: {0}")]
     Meta(#[from] MetaError),
+}
+
+/// Operator requests queued per migration before the driver takes them.
+const INBOX_CAPACITY: usize = 8;
+
+struct Running {
+    task: JoinHandle<()>,
+    inbox: mpsc::Sender<Event>,
 }
 
 #[derive(Default)]
 pub struct Manager {
     driver: Mutex<Option<Arc<Driver>>>,
-    running: Mutex<HashMap<String, JoinHandle<()>>>,
+    running: Mutex<HashMap<String, Running>>,
 }
 
 impl Manager {
@@ -46,8 +57,8 @@ impl Manager {
     /// Stops every driver (leadership lost).
     pub fn step_down(&self) {
         *self.driver.lock() = None;
-        for (_, task) in self.running.lock().drain() {
-            task.abort();
+        for (_, r) in self.running.lock().drain() {
+            r.task.abort();
         }
     }
 
@@ -62,21 +73,37 @@ impl Manager {
         Ok(())
     }
 
-    fn spawn(&self, driver: Arc<Driver>, id: String) {
+    /// Starts a driver for `id` unless one is running; returns its inbox.
+    fn spawn(&self, driver: Arc<Driver>, id: String) -> mpsc::Sender<Event> {
         let mut running = self.running.lock();
-        if running.get(&id).is_some_and(|t| !t.is_finished()) {
-            return;
+        if let Some(r) = running.get(&id).filter(|r| !r.task.is_finished()) {
+            return r.inbox.clone();
         }
+        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let task_id = id.clone();
-        running.insert(
-            id,
-            tokio::spawn(async move {
-                match driver::drive(driver, task_id.clone()).await {
-                    Ok(phase) => tracing::info!(migration = %task_id, phase = phase.name(), "driver idle"),
-                    Err(e) => tracing::warn!(migration = %task_id, error = %e, "driver stopped"),
-                }
-            }),
-        );
+        let task = tokio::spawn(async move {
+            match driver::drive(driver, task_id.clone(), rx).await {
+                Ok(phase) => tracing::info!(migration = %task_id, phase = phase.name(), "driver finished"),
+                Err(e) => tracing::warn!(migration = %task_id, error = %e, "driver stopped"),
+            }
+        });
+        running.insert(id, Running { task, inbox: tx.clone() });
+        tx
+    }
+
+    /// Delivers an operator request (pause, resume, cancel, rollback,
+    /// approve) after checking the stored phase accepts it.
+    pub async fn control(&self, id: &str, event: Event) -> Result<Migration, StartError> {
+        let driver = self.driver.lock().clone().ok_or(StartError::NotLeader)?;
+        let mut m = list(driver.meta.as_ref())
+            .await?
+            .into_iter()
+            .find(|m| m.id == id)
+            .ok_or_else(|| StartError::Invalid(format!("no migration {id}")))?;
+        machine::step(&mut m, event.clone(), unix_ms()).map_err(|e| StartError::Conflict(e.to_string()))?;
+        let inbox = self.spawn(driver, id.to_string());
+        inbox.try_send(event).map_err(|_| StartError::Conflict(format!("migration {id} has requests pending; retry")))?;
+        Ok(m)
     }
 
     /// Validates and starts moving `partition` to `target`.

@@ -1,0 +1,71 @@
+//! `evenkeel move` and `evenkeel migrations`.
+
+use crate::admin::AdminClient;
+use anyhow::bail;
+use evenkeel_coord::api::MigrationInfo;
+use std::time::Duration;
+
+/// How often `--wait` polls the admin API.
+const POLL: Duration = Duration::from_millis(250);
+
+pub async fn move_partition(admin: &str, partition: u16, node: u32, wait: bool, json: bool) -> anyhow::Result<()> {
+    let client = AdminClient::new(admin)?;
+    let started = client.start_move(partition, node).await?;
+    if !json {
+        println!("{}: moving partition {} from node {} to node {}", started.id, partition, started.source, node);
+    }
+    let last = if wait { follow(&client, &started.id, json).await? } else { started };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&last)?);
+    }
+    if wait && last.state != "DONE" {
+        bail!("migration {} ended {}{}", last.id, last.state, last.error.map(|e| format!(": {e}")).unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// Prints each state the migration enters until it ends; returns the end.
+async fn follow(client: &AdminClient, id: &str, quiet: bool) -> anyhow::Result<MigrationInfo> {
+    let mut printed = 0;
+    loop {
+        let Some(m) = client.migrations().await?.migrations.into_iter().find(|m| m.id == id) else {
+            bail!("migration {id} disappeared from the admin API");
+        };
+        for t in m.transitions.iter().skip(printed) {
+            if !quiet {
+                println!("  {:<18} keys copied {:>10}  bytes copied {:>12}", t.state, m.keys_copied, m.bytes_copied);
+            }
+        }
+        printed = m.transitions.len();
+        if matches!(m.state.as_str(), "DONE" | "FAILED" | "CANCELLED" | "ROLLED_BACK") {
+            if !quiet && let Some(p) = m.cutover_pause_ms {
+                println!("  cutover paused writes for {p} ms");
+            }
+            return Ok(m);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+pub async fn list(admin: &str, json: bool) -> anyhow::Result<()> {
+    let list = AdminClient::new(admin)?.migrations().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    println!("{:<22} {:>9} {:>6} {:>6} {:<18} {:>10} {:>12} {:>9}", "ID", "PARTITION", "FROM", "TO", "STATE", "KEYS", "BYTES", "PAUSE_MS");
+    for m in &list.migrations {
+        let pause = m.cutover_pause_ms.map_or("-".to_string(), |p| p.to_string());
+        println!("{:<22} {:>9} {:>6} {:>6} {:<18} {:>10} {:>12} {:>9}", m.id, m.partition, m.source, m.target, m.state, m.keys_copied, m.bytes_copied, pause);
+        if let Some(e) = &m.error {
+            println!("  {e}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn control(admin: &str, action: &str, id: &str) -> anyhow::Result<()> {
+    let m = AdminClient::new(admin)?.control(id, action).await?;
+    println!("{}: {action} accepted (state {})", m.id, m.state);
+    Ok(())
+}
