@@ -1,7 +1,8 @@
 //! Talking to a running cluster's admin API.
 
 use anyhow::{Context, anyhow};
-use evenkeel_coord::api::{ApiError, ClusterStatus, MigrationInfo, MigrationList, MoveRequest};
+use evenkeel_coord::api::{AddNodeRequest, ApiError, ClusterStatus, MigrationInfo, MigrationList, MoveRequest};
+use evenkeel_types::NodeInfo;
 
 /// Normalizes `host:port` or a URL into a base URL without a trailing slash.
 pub fn base_url(admin: &str) -> String {
@@ -36,6 +37,24 @@ impl AdminClient {
     /// Sends an operator request (pause, resume, cancel, rollback, approve).
     pub async fn control(&self, id: &str, action: &str) -> anyhow::Result<MigrationInfo> {
         self.send(self.http.post(format!("{}/v1/migrations/{id}/{action}", self.base))).await
+    }
+
+    pub async fn add_node(&self, weight: u32) -> anyhow::Result<NodeInfo> {
+        self.send(self.http.post(format!("{}/v1/nodes", self.base)).json(&AddNodeRequest { weight: Some(weight) })).await
+    }
+
+    /// drain, activate or remove.
+    pub async fn node_action(&self, id: u32, action: &str) -> anyhow::Result<()> {
+        let resp = self.http.post(format!("{}/v1/nodes/{id}/{action}", self.base)).send().await.map_err(|e| {
+            anyhow!("cannot reach the evenkeel admin API at {}: {} (is the cluster running? pass --admin)", self.base, root_cause(&e))
+        })?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let status = resp.status();
+        let body = resp.bytes().await.unwrap_or_default();
+        let message = serde_json::from_slice::<ApiError>(&body).map(|e| e.error).unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+        Err(anyhow!("node {id} {action}: {status}: {message}"))
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {

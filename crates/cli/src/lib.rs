@@ -3,9 +3,11 @@
 //! - [`up`]: [`up::LocalCluster`], every role in one process on loopback with
 //!   the embedded metadata store: what `evenkeel up` runs, and what the
 //!   integration tests start on ephemeral ports.
+//! - [`launcher`]: starts and stops nodes in this process (`node add`).
 //! - [`admin`]: the HTTP client the CLI uses to talk to a running cluster.
 //! - [`moves`]: `evenkeel move` and `evenkeel migrations`.
 
 pub mod admin;
+pub mod launcher;
 pub mod moves;
 pub mod up;

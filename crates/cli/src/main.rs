@@ -21,6 +21,9 @@ struct Cli {
 enum Command {
     /// Run a whole cluster (nodes, router, coordinator) in this process.
     Up(UpArgs),
+    /// Measure latency and correctness under load, before/during/after a
+    /// disruptive command, against any Redis-protocol endpoint.
+    Bench(evenkeel_bench::BenchArgs),
     /// Inspect the cluster.
     Cluster {
         #[command(subcommand)]
@@ -46,6 +49,11 @@ enum Command {
         id: String,
         #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
         admin: String,
+    },
+    /// Add, drain or remove storage nodes.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
     },
     /// List migrations with their state and progress.
     Migrations {
@@ -90,6 +98,38 @@ struct UpArgs {
     cache_mib: u64,
 }
 
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Start a new node (in `evenkeel up`, inside that process, with its own data directory).
+    Add {
+        /// Relative capacity; 100 is a standard node.
+        #[arg(long, default_value_t = 100)]
+        weight: u32,
+        #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
+        admin: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a node to be emptied: it receives no partitions and the planner moves its own away.
+    Drain {
+        id: u32,
+        #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
+        admin: String,
+    },
+    /// Undo a drain.
+    Activate {
+        id: u32,
+        #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
+        admin: String,
+    },
+    /// Remove an empty node (refused while it owns partitions).
+    Remove {
+        id: u32,
+        #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
+        admin: String,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum DurabilityArg {
     Buffered,
@@ -115,8 +155,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Up(args) => up(args).await,
             Command::Cluster { command: ClusterCommand::Status { admin, json } } => status(&admin, json).await,
+            Command::Bench(args) => Ok(evenkeel_bench::run_cli(args).await?),
             Command::Move { partition, node, wait, admin, json } => evenkeel::moves::move_partition(&admin, partition, node, wait, json).await,
             Command::Migrations { admin, json } => evenkeel::moves::list(&admin, json).await,
+            Command::Node { command } => node(command).await,
             Command::Migration { action, id, admin } => evenkeel::moves::control(&admin, &action, &id).await,
         }
     });
@@ -173,6 +215,32 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+async fn node(command: NodeCommand) -> anyhow::Result<()> {
+    match command {
+        NodeCommand::Add { weight, admin, json } => {
+            let info = AdminClient::new(&admin)?.add_node(weight).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                println!("node {} added at {} (weight {})", info.id, info.data_dir.as_deref().unwrap_or("?"), info.weight);
+            }
+        }
+        NodeCommand::Drain { id, admin } => {
+            AdminClient::new(&admin)?.node_action(id, "drain").await?;
+            println!("node {id} is draining; `evenkeel rebalance` moves its partitions away");
+        }
+        NodeCommand::Activate { id, admin } => {
+            AdminClient::new(&admin)?.node_action(id, "activate").await?;
+            println!("node {id} is active");
+        }
+        NodeCommand::Remove { id, admin } => {
+            AdminClient::new(&admin)?.node_action(id, "remove").await?;
+            println!("node {id} removed");
+        }
+    }
+    Ok(())
 }
 
 async fn status(admin: &str, json: bool) -> anyhow::Result<()> {

@@ -10,7 +10,9 @@
 use anyhow::{Context, bail};
 use evenkeel_coord::{CoordConfig, Coordinator, bootstrap};
 use evenkeel_meta::{CasOutcome, Compare, EmbeddedOptions, EmbeddedStore, MetaStore};
-use evenkeel_node::{Durability, Node, NodeConfig, StoreConfig};
+use crate::launcher::{Launcher, NodeDefaults};
+use evenkeel_coord::nodes::NodeLauncher;
+use evenkeel_node::Durability;
 use evenkeel_router::{Router, RouterConfig};
 use evenkeel_types::routing::NodeState;
 use evenkeel_types::{NodeId, NodeInfo, keys};
@@ -73,7 +75,8 @@ pub struct LocalCluster {
     stop: CancellationToken,
     routers: JoinSet<anyhow::Result<()>>,
     coordinators: JoinSet<anyhow::Result<()>>,
-    nodes: JoinSet<anyhow::Result<()>>,
+    launcher: Arc<Launcher>,
+    node_failures: tokio::sync::mpsc::Receiver<anyhow::Error>,
 }
 
 impl LocalCluster {
@@ -89,25 +92,20 @@ impl LocalCluster {
         let router_listener = bind(opts.listen, "router").await?;
         let admin_listener = bind(opts.admin, "admin API").await?;
         let stop = CancellationToken::new();
-        let mut nodes = JoinSet::new();
+        let defaults = NodeDefaults { data_root: opts.data_dir.clone(), num_partitions: config.num_partitions, durability: opts.durability, cache_bytes: opts.cache_bytes };
+        let (launcher, node_failures) = Launcher::new(meta.clone(), defaults, stop.clone());
         for info in &members {
-            let dir = info.data_dir.clone().map(PathBuf::from).unwrap_or_else(|| node_dir(&opts, info.id));
-            let mut store = StoreConfig::new(dir, config.num_partitions);
-            store.durability = opts.durability;
-            store.cache_bytes = opts.cache_bytes;
-            let node = Node::open(NodeConfig::new(info.id, store)).with_context(|| format!("opening node {}", info.id))?;
-            let listener = bind("127.0.0.1:0".parse()?, "node").await?;
-            let (meta, stop) = (meta.clone(), stop.clone());
-            nodes.spawn(async move { Ok(node.run(listener, meta, stop.cancelled_owned()).await?) });
+            launcher.launch(info).await.map_err(|e| anyhow::anyhow!(e))?;
         }
-        let coord = Coordinator::new(meta.clone(), CoordConfig { bootstrap_nodes: members.len(), ..opts.coord.clone() });
+        let coord_config = CoordConfig { bootstrap_nodes: members.len(), ..opts.coord.clone() };
+        let coord = Coordinator::with_launcher(meta.clone(), coord_config, Some(launcher.clone() as Arc<dyn NodeLauncher>));
         let mut coordinators = JoinSet::new();
         let admin_addr = admin_listener.local_addr()?;
         let s = stop.clone();
         coordinators.spawn(async move { Ok(coord.run(admin_listener, s.cancelled_owned()).await?) });
         let router_addr = router_listener.local_addr()?;
         let node_ids = members.iter().map(|m| m.id).collect();
-        let mut cluster = LocalCluster { router_addr, admin_addr, meta, node_ids, stop, routers: JoinSet::new(), coordinators, nodes };
+        let mut cluster = LocalCluster { router_addr, admin_addr, meta, node_ids, stop, routers: JoinSet::new(), coordinators, launcher, node_failures };
         // The router accepts clients only once the routing table exists.
         // Serving earlier answered PING (so clients and scripts took the
         // cluster for ready) but failed every data command with CLUSTERDOWN
@@ -134,18 +132,19 @@ impl LocalCluster {
     /// Stops every role in reverse start order and waits for them.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.stop.cancel();
-        for set in [&mut self.routers, &mut self.coordinators, &mut self.nodes] {
+        for set in [&mut self.routers, &mut self.coordinators] {
             while let Some(joined) = set.join_next().await {
                 joined.context("a task panicked")??;
             }
         }
+        self.launcher.join_all().await;
         Ok(())
     }
 
     /// Resolves when any role stops on its own (a failure), with its error.
     pub async fn failed(&mut self) -> anyhow::Error {
         let joined = tokio::select! {
-            Some(j) = self.nodes.join_next() => j,
+            Some(e) = self.node_failures.recv() => return e,
             Some(j) = self.routers.join_next() => j,
             Some(j) = self.coordinators.join_next() => j,
         };

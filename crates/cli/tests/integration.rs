@@ -487,3 +487,46 @@ async fn sequential_requests_are_not_delayed() {
     assert!(median < Duration::from_millis(20), "median SET+GET round trip {median:?}; slowest {:?}", pairs.last());
     cluster.shutdown().await.unwrap();
 }
+
+/// `evenkeel up` on a port that is already taken exits with an error naming
+/// the address, instead of running a cluster nobody can reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_reports_a_taken_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().to_string();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let data = dir.path().to_str().unwrap();
+    let out = run_cli(&["up", "--nodes", "1", "--data-dir", data, "--listen", &busy, "--admin", &admin]).await;
+    assert!(!out.status.success(), "up must fail when its port is taken");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("cannot listen on {busy}")), "stderr: {stderr}");
+    drop(taken);
+}
+
+/// `shutdown` ends the cluster completely, even with clients still
+/// connected: their connections are closed, and the data directory is
+/// released so the same process can start the cluster again and find its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_connected_clients_releases_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let mut con = connect(cluster.router_addr).await;
+    let _: () = con.set("survivor", "still here").await.unwrap();
+    let mut raw = Raw::connect(cluster.router_addr).await;
+    assert_eq!(raw.call(&["PING"]).await, Frame::simple("PONG"));
+    tokio::time::timeout(Duration::from_secs(20), cluster.shutdown()).await.expect("shutdown finishes").expect("clean shutdown");
+
+    // The connected client is told, by its connection closing, that the
+    // server is gone.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), raw.stream.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the connection stays open after shutdown: {closed:?}");
+
+    let cluster = LocalCluster::start(UpOptions::ephemeral(dir.path())).await.expect("restarts on the same data directory");
+    let mut con2 = connect(cluster.router_addr).await;
+    let v: Option<String> = con2.get("survivor").await.unwrap();
+    assert_eq!(v.as_deref(), Some("still here"));
+    drop(con);
+    cluster.shutdown().await.unwrap();
+}

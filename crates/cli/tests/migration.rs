@@ -267,3 +267,49 @@ async fn wait_state(http: &reqwest::Client, admin: &str, id: &str, state: &str) 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `node add` starts a real node in-process; a partition moves to it; a
+/// restart on the same data directory brings the node and its keys back;
+/// removing a node that owns partitions is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_node_takes_partitions_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || {
+        let mut opts = UpOptions::ephemeral(dir.path());
+        opts.partitions = 8;
+        opts.coord.limits.bake_ms = 100;
+        opts.coord.driver.pause_budget_ms = PAUSE_BUDGET_MS;
+        opts
+    };
+    let cluster = LocalCluster::start(options()).await.unwrap();
+    let admin = format!("http://{}", cluster.admin_addr);
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, &admin).await;
+    let added = http.post(format!("{admin}/v1/nodes")).json(&serde_json::json!({})).send().await.unwrap();
+    assert_eq!(added.status(), 201, "{}", added.text().await.unwrap());
+    let info: evenkeel_types::NodeInfo = added.json().await.unwrap();
+    assert_eq!(info.id, 4);
+
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = (0..).map(|i| format!("n{i}")).filter(|k| evenkeel_types::slot::key_partition(k.as_bytes(), 8) == 0).take(20).collect();
+    for k in &keys {
+        let () = conn.set(k, k).await.unwrap();
+    }
+    let m: MigrationInfo = http.post(format!("{admin}/v1/migrations")).json(&MoveRequest { partition: 0, target: 4 }).send().await.unwrap().json().await.unwrap();
+    wait_state(&http, &admin, &m.id, "DONE").await;
+    let refused = http.post(format!("{admin}/v1/nodes/4/remove")).send().await.unwrap();
+    assert_eq!(refused.status(), 409, "a node that owns partitions cannot be removed");
+    cluster.shutdown().await.unwrap();
+
+    let cluster = LocalCluster::start(options()).await.unwrap();
+    assert_eq!(cluster.node_ids, vec![1, 2, 3, 4]);
+    assert_eq!(routing(&cluster).await.entry(0).unwrap().owner, 4);
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for k in &keys {
+        let v: Option<String> = conn.get(k).await.unwrap();
+        assert_eq!(v.as_deref(), Some(k.as_str()));
+    }
+    cluster.shutdown().await.unwrap();
+}

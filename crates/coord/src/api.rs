@@ -88,3 +88,10 @@ pub struct Transition {
     pub state: String,
     pub at_ms: u64,
 }
+
+/// `POST /v1/nodes`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AddNodeRequest {
+    /// Relative capacity; 100 (the default) is a standard node.
+    pub weight: Option<u32>,
+}

@@ -7,6 +7,9 @@
 //! - `POST /v1/migrations/{id}/{pause|resume|cancel|rollback|approve}`:
 //!   an operator request, checked against the stored phase (409 if the
 //!   phase does not accept it).
+//! - `POST /v1/nodes` `{"weight": W}`: add a node (201; 501 when this
+//!   process cannot start nodes). `POST /v1/nodes/{id}/{drain|activate|remove}`
+//!   (remove: 409 unless the node owns nothing).
 //! - `GET /metrics`: Prometheus text format for everything this process
 //!   records (router, nodes, coordinator when run together by `up`).
 //! - `GET /healthz`: 200 when the coordinator has a cluster view.
@@ -14,7 +17,7 @@
 //! Errors are JSON `{"error": "..."}` with a 4xx/5xx status.
 
 use crate::Coordinator;
-use crate::api::{ApiError, MoveRequest};
+use crate::api::{AddNodeRequest, ApiError, MoveRequest};
 use axum::extract::rejection::JsonRejection;
 use axum::Json;
 use axum::Router;
@@ -29,6 +32,8 @@ pub fn routes(coord: Arc<Coordinator>) -> Router {
         .route("/v1/cluster", get(cluster))
         .route("/v1/migrations", get(migrations).post(start_migration))
         .route("/v1/migrations/{id}/{action}", axum::routing::post(control_migration))
+        .route("/v1/nodes", axum::routing::post(add_node))
+        .route("/v1/nodes/{id}/{action}", axum::routing::post(node_action))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .fallback(not_found)
@@ -81,6 +86,38 @@ async fn control_migration(State(c): State<Arc<Coordinator>>, Path((id, action))
         Err(e @ StartError::Conflict(_)) => error(StatusCode::CONFLICT, &e.to_string()),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
+}
+
+/// `POST /v1/nodes` `{"weight": W}` (optional): add a node.
+async fn add_node(State(c): State<Arc<Coordinator>>, body: Option<Json<AddNodeRequest>>) -> Response {
+    let weight = body.and_then(|Json(b)| b.weight).unwrap_or(100);
+    match crate::nodes::add(c.meta(), c.launcher(), weight).await {
+        Ok(info) => (StatusCode::CREATED, Json(info)).into_response(),
+        Err(e) => node_error(e),
+    }
+}
+
+/// `POST /v1/nodes/{id}/{drain|activate|remove}`.
+async fn node_action(State(c): State<Arc<Coordinator>>, Path((id, action)): Path<(u32, String)>) -> Response {
+    use evenkeel_types::routing::NodeState;
+    let result = match action.as_str() {
+        "drain" => crate::nodes::set_state(c.meta(), id, NodeState::Draining).await.map(|i| Json(i).into_response()),
+        "activate" => crate::nodes::set_state(c.meta(), id, NodeState::Active).await.map(|i| Json(i).into_response()),
+        "remove" => crate::nodes::remove(c.meta(), c.launcher(), id).await.map(|()| StatusCode::NO_CONTENT.into_response()),
+        other => return error(StatusCode::NOT_FOUND, &format!("unknown action {other:?}; use drain, activate or remove")),
+    };
+    result.unwrap_or_else(node_error)
+}
+
+fn node_error(e: crate::nodes::NodeAdminError) -> Response {
+    use crate::nodes::NodeAdminError as E;
+    let code = match &e {
+        E::NotFound(_) => StatusCode::NOT_FOUND,
+        E::Refused(_) => StatusCode::CONFLICT,
+        E::NoLauncher => StatusCode::NOT_IMPLEMENTED,
+        E::Meta(_) | E::LaunchFailed(..) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(code, &e.to_string())
 }
 
 async fn metrics() -> Response {

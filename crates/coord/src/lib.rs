@@ -18,6 +18,7 @@ pub mod bootstrap;
 pub mod clients;
 pub mod http;
 pub mod migration;
+pub mod nodes;
 mod poll;
 
 use arc_swap::ArcSwap;
@@ -58,14 +59,21 @@ pub struct Coordinator {
     leader: AtomicBool,
     clients: Arc<clients::NodeClients>,
     pub migrations: migration::manager::Manager,
+    launcher: Option<Arc<dyn nodes::NodeLauncher>>,
 }
 
 impl Coordinator {
     pub fn new(meta: Arc<dyn MetaStore>, config: CoordConfig) -> Arc<Coordinator> {
+        Self::with_launcher(meta, config, None)
+    }
+
+    /// A coordinator that can also start and stop nodes in this process.
+    pub fn with_launcher(meta: Arc<dyn MetaStore>, config: CoordConfig, launcher: Option<Arc<dyn nodes::NodeLauncher>>) -> Arc<Coordinator> {
         let empty = api::ClusterStatus { bootstrapped: false, epoch: 0, num_partitions: 0, leader: false, nodes: vec![], partitions: vec![] };
         Arc::new(Coordinator { meta, config, status: ArcSwap::from_pointee(empty), leader: AtomicBool::new(false),
             clients: Arc::default(),
             migrations: Default::default(),
+            launcher,
         })
     }
 
@@ -76,6 +84,10 @@ impl Coordinator {
 
     pub fn meta(&self) -> &dyn MetaStore {
         self.meta.as_ref()
+    }
+
+    pub fn launcher(&self) -> Option<&dyn nodes::NodeLauncher> {
+        self.launcher.as_deref()
     }
 
     pub fn limits(&self) -> migration::machine::Limits {
@@ -95,6 +107,9 @@ impl Coordinator {
         tracing::info!(addr = %listener.local_addr()?, "admin API listening");
         let served = axum::serve(listener, http::routes(self.clone())).with_graceful_shutdown(shutdown).await;
         tasks.shutdown().await;
+        // Drivers run in their own tasks; stop them with the coordinator.
+        self.migrations.step_down();
+        self.leader.store(false, Ordering::Release);
         served
     }
 

@@ -55,6 +55,8 @@ pub struct Router {
     pub started: Instant,
     clients: AtomicUsize,
     next_client_id: AtomicU64,
+    /// Cancelled when `serve` stops: open sessions close too.
+    pub(crate) stop: tokio_util::sync::CancellationToken,
 }
 
 impl Router {
@@ -67,6 +69,7 @@ impl Router {
             started: Instant::now(),
             clients: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
+            stop: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -76,14 +79,17 @@ impl Router {
     }
 
     /// Accepts connections on `listener` until `shutdown` resolves. Each
-    /// connection runs in its own task; shutdown stops accepting, and open
-    /// connections end when their clients disconnect or the runtime stops.
+    /// connection runs in its own task; shutdown stops accepting and closes
+    /// open connections once their current command has been answered.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, "router listening");
         tokio::pin!(shutdown);
         loop {
             let (socket, peer) = tokio::select! {
-                _ = &mut shutdown => return Ok(()),
+                _ = &mut shutdown => {
+                    self.stop.cancel();
+                    return Ok(());
+                }
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {

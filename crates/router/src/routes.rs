@@ -35,6 +35,8 @@ pub struct RouteCache {
     meta: Arc<dyn MetaStore>,
     current: ArcSwap<Routes>,
     refreshing: tokio::sync::Mutex<Instant>,
+    /// Dropped with the cache, which ends the follower task.
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Refreshes closer together than this share one read of the store.
@@ -43,13 +45,15 @@ const MIN_REFRESH_GAP: Duration = Duration::from_millis(2);
 impl RouteCache {
     /// Builds the cache and starts following the store.
     pub async fn start(meta: Arc<dyn MetaStore>) -> Arc<RouteCache> {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let cache = Arc::new(RouteCache {
             meta: meta.clone(),
             current: ArcSwap::from_pointee(Routes { table: None, nodes: HashMap::new() }),
             refreshing: tokio::sync::Mutex::new(Instant::now() - MIN_REFRESH_GAP),
+            _stop: stop_tx,
         });
         let _ = cache.refresh().await;
-        tokio::spawn(follow(Arc::downgrade(&cache), meta));
+        tokio::spawn(follow(Arc::downgrade(&cache), meta, stop_rx));
         cache
     }
 
@@ -109,11 +113,12 @@ fn connect(addr: &str) -> Option<NodeClient<Channel>> {
     Some(client)
 }
 
-async fn follow(cache: std::sync::Weak<RouteCache>, meta: Arc<dyn MetaStore>) {
+async fn follow(cache: std::sync::Weak<RouteCache>, meta: Arc<dyn MetaStore>, mut stop: tokio::sync::oneshot::Receiver<()>) {
     let mut routing = follow::follow_key(meta.clone(), keys::ROUTING.to_string());
     let mut members = follow::follow_prefix(meta, keys::NODES_PREFIX.to_string());
     loop {
         tokio::select! {
+            _ = &mut stop => return,
             r = routing.changed() => if r.is_err() { return },
             m = members.changed() => if m.is_err() { return },
         }

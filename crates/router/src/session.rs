@@ -44,7 +44,12 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
             Some(n) => n,
             None => {
                 flush(&mut writer, &mut out).await?;
-                requests.next().await
+                tokio::select! {
+                    next = requests.next() => next,
+                    // Shutdown closes idle connections; a command in progress
+                    // is answered first.
+                    _ = router.stop.cancelled() => break,
+                }
             }
         };
         let args = match next {

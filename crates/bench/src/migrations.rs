@@ -1,0 +1,134 @@
+//! Partition moves during the run, from the admin API's `GET /v1/migrations`
+//! (shape: [`evenkeel_coord::api::MigrationList`]), placed on the run's
+//! timeline. The endpoint is optional: without it the report says so and
+//! carries on.
+
+use evenkeel_coord::api::{MigrationInfo, MigrationList};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+pub const NO_ENDPOINT: &str = "no migration data (admin API has no /v1/migrations)";
+
+/// One migration that overlapped the run, in run-relative seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationWindow {
+    pub id: String,
+    pub partition: u16,
+    pub source: u32,
+    pub target: u32,
+    pub state: String,
+    pub start_s: f64,
+    /// `None` while still running when the run ended.
+    pub end_s: Option<f64>,
+    pub bytes_copied: u64,
+    pub keys_copied: u64,
+    pub cutover_pause_ms: Option<u64>,
+}
+
+/// Migrations lined up with the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MigrationSummary {
+    /// Whether the admin API answered with migration data.
+    pub available: bool,
+    /// Why there is no data, when there is none.
+    pub note: Option<String>,
+    pub migrations: Vec<MigrationWindow>,
+    pub bytes_copied: u64,
+    pub keys_copied: u64,
+    pub largest_cutover_pause_ms: Option<u64>,
+    /// Bytes copied ÷ the length of the "during" phase, in MB (10⁶ B) per second.
+    pub moved_mb_per_s: Option<f64>,
+}
+
+impl MigrationSummary {
+    pub fn unavailable(note: impl Into<String>) -> MigrationSummary {
+        MigrationSummary { note: Some(note.into()), ..MigrationSummary::default() }
+    }
+}
+
+/// Fetches `/v1/migrations` from `admin` (URL or HOST:PORT).
+pub async fn fetch(admin: &str) -> Result<MigrationList, String> {
+    let base = if admin.contains("://") { admin.to_string() } else { format!("http://{admin}") };
+    let url = format!("{}/v1/migrations", base.trim_end_matches('/'));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
+    let response = client.get(&url).send().await.map_err(|e| format!("{NO_ENDPOINT}; {url} unreachable: {e}"))?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Err(NO_ENDPOINT.to_string());
+    }
+    if !response.status().is_success() {
+        return Err(format!("no migration data ({url} answered {})", response.status()));
+    }
+    response.json::<MigrationList>().await.map_err(|e| format!("no migration data ({url} sent unreadable JSON: {e})"))
+}
+
+/// Keeps the migrations that overlap `[run_start_ms, run_start_ms + run_s]`
+/// (Unix ms) and sums them up; `during_s` is the disruption's length.
+pub fn summarize(list: &MigrationList, run_start_ms: u64, run_s: f64, during_s: f64) -> MigrationSummary {
+    let run_end_ms = run_start_ms + (run_s * 1000.0) as u64;
+    let rel = |ms: u64| (ms as f64 - run_start_ms as f64) / 1000.0;
+    let overlapping = |m: &&MigrationInfo| m.started_ms <= run_end_ms && m.finished_ms.is_none_or(|f| f >= run_start_ms);
+    let migrations: Vec<MigrationWindow> = list
+        .migrations
+        .iter()
+        .filter(overlapping)
+        .map(|m| MigrationWindow {
+            id: m.id.clone(),
+            partition: m.partition,
+            source: m.source,
+            target: m.target,
+            state: m.state.clone(),
+            start_s: rel(m.started_ms),
+            end_s: m.finished_ms.map(rel),
+            bytes_copied: m.bytes_copied,
+            keys_copied: m.keys_copied,
+            cutover_pause_ms: m.cutover_pause_ms,
+        })
+        .collect();
+    let bytes_copied = migrations.iter().map(|m| m.bytes_copied).sum();
+    MigrationSummary {
+        available: true,
+        note: None,
+        bytes_copied,
+        keys_copied: migrations.iter().map(|m| m.keys_copied).sum(),
+        largest_cutover_pause_ms: migrations.iter().filter_map(|m| m.cutover_pause_ms).max(),
+        moved_mb_per_s: (during_s > 0.0).then(|| bytes_copied as f64 / 1e6 / during_s),
+        migrations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Built from JSON, as the admin API sends it, so fields added later
+    /// with defaults do not break the test.
+    fn m(id: &str, started_ms: u64, finished_ms: Option<u64>, bytes: u64, pause: Option<u64>) -> MigrationInfo {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "partition": 3, "source": 1, "target": 2, "state": "DONE",
+            "started_ms": started_ms, "finished_ms": finished_ms, "bytes_copied": bytes,
+            "keys_copied": bytes / 100, "cutover_pause_ms": pause,
+            "transitions": [{"state": "DONE", "at_ms": started_ms}],
+        }))
+        .expect("a MigrationInfo")
+    }
+
+    #[test]
+    fn keeps_overlapping_migrations_and_sums_them() {
+        let list = MigrationList { migrations: vec![m("old", 1_000, Some(5_000), 1, Some(99)), m("a", 12_000, Some(14_000), 4_000_000, Some(3)), m("b", 15_000, None, 6_000_000, None), m("later", 80_000, None, 1, None)] };
+        let s = summarize(&list, 10_000, 60.0, 5.0);
+        assert_eq!(s.migrations.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(s.migrations[0].start_s, 2.0);
+        assert_eq!(s.migrations[0].end_s, Some(4.0));
+        assert_eq!(s.bytes_copied, 10_000_000);
+        assert_eq!(s.largest_cutover_pause_ms, Some(3));
+        assert_eq!(s.moved_mb_per_s, Some(2.0));
+    }
+
+    #[tokio::test]
+    async fn unreachable_admin_api_is_reported_not_fatal() {
+        // A port nothing listens on: bind, read the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let err = fetch(&format!("127.0.0.1:{port}")).await.unwrap_err();
+        assert!(err.starts_with(NO_ENDPOINT), "{err}");
+    }
+}

@@ -1,0 +1,239 @@
+//! One run, start to finish: check the target, reset counters, preload,
+//! load with phases, read back, check, fetch migrations, build the report.
+
+use crate::checker;
+use crate::config::Config;
+use crate::history::{History, Key, Op, OpKind, Outcome};
+use crate::load::{self, LoadShared, read_back_value};
+use crate::migrations::{self, MigrationSummary};
+use crate::phases::{self, CommandRun, PhaseTimes};
+use crate::pipeline::{expect_ok, pipelined};
+use crate::recorder::{ConnLog, Live};
+use crate::report::{Budget, Correctness, ErrorSummary, RateSummary, Ratios, Report, Settings};
+use crate::schedule::{Clock, Pacer, PacerShared, Schedule};
+use crate::stats;
+use crate::workload::{Generator, KeyPicker, ValueCodec, encode_mget};
+use crate::BenchError;
+use bytes::BytesMut;
+use evenkeel_resp::{Frame, encode_command};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+
+/// Keys per MGET in the final read-back, DEL in the counter reset.
+const BATCH_KEYS: usize = 100;
+
+/// Runs the whole benchmark and returns its report (anomalies included;
+/// only failures to run at all are errors).
+pub async fn run(config: &Config) -> Result<Report, BenchError> {
+    let unreachable = |reason: String| BenchError::Connect { target: config.target.display(), reason };
+    let (stream, pong) = load::round_trip(load::connect(&config.target).await.map_err(unreachable)?, &[b"PING"]).await.map_err(unreachable)?;
+    drop(stream);
+    if !matches!(pong, Frame::Simple(_) | Frame::Bulk(_)) {
+        return Err(BenchError::Target { target: config.target.display(), message: format!("PING: {}", load::describe(&pong)) });
+    }
+    let run_id: u32 = rand::random();
+    let seed = config.seed.unwrap_or_else(rand::random);
+    let codec = ValueCodec { run: run_id, size: config.value_size };
+    let setup = Clock { start: Instant::now() };
+    reset_counters(config, setup).await?;
+    let preload_seconds = match config.preload {
+        true => Some(preload(config, codec, setup).await?),
+        false => None,
+    };
+    let started_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let (clock, times, command, mut log) = load_with_phases(config, codec, seed).await?;
+    let touched: BTreeSet<Key> = log.ops.iter().filter(|o| matches!(o.kind, OpKind::Write(_) | OpKind::Incr(_))).map(|o| o.key).collect();
+    let keys_read_back = touched.len() as u64;
+    let (read_back, read_back_error) = match read_back(config, codec, clock, touched.into_iter().collect()).await {
+        Ok(ops) => (ops, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let mut ops = std::mem::take(&mut log.ops);
+    ops.extend(read_back);
+    let findings = checker::check(&History { preloaded: config.preload, ops });
+    let timeline = stats::timeline(&mut log.samples, &times);
+    let migrations = migration_summary(config, started_unix_ms, &times).await;
+    let load_s = times.end as f64 / 1e6;
+    let sent = log.samples.iter().filter(|s| s.invoke < times.end).count() as u64;
+    let ok = log.samples.iter().filter(|s| s.outcome == Outcome::Ok && s.complete < times.end).count() as u64;
+    let (before, during) = (&timeline.phases[0], &timeline.phases[1]);
+    Ok(Report {
+        target: config.target.display(),
+        started_unix_ms,
+        settings: settings(config, seed, run_id),
+        ratios: Ratios::of(before, during),
+        budget: Budget::of(config.budget_ratio, before, during),
+        rate: RateSummary::of(config.rate, sent, ok, load_s, log.behind_schedule, log.reconnects),
+        errors: error_summary(&log),
+        correctness: Correctness::from_findings(&findings, keys_read_back, read_back_error),
+        command,
+        migrations,
+        preload_seconds,
+        timeline,
+    })
+}
+
+fn settings(config: &Config, seed: u64, run_id: u32) -> Settings {
+    let mix = config.mix.weights.iter().map(|(c, w)| format!("{}={w}", c.name())).collect::<Vec<_>>().join(",");
+    Settings {
+        rate: config.rate,
+        seconds: config.duration.as_secs_f64(),
+        connections: config.connections,
+        window: config.window,
+        mix,
+        mget_keys: config.mget_keys,
+        dist: config.dist.describe(),
+        keys: config.keys,
+        counter_keys: config.counter_keys,
+        value_size: config.value_size,
+        preload: config.preload,
+        during_cmd: config.during_cmd.clone(),
+        seed,
+        run_id: format!("{run_id:08x}"),
+    }
+}
+
+fn error_summary(log: &ConnLog) -> ErrorSummary {
+    let mut by_message: Vec<(String, u64)> = log.errors.iter().map(|(m, n)| (m.clone(), *n)).collect();
+    by_message.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    ErrorSummary {
+        errors: log.samples.iter().filter(|s| s.outcome == Outcome::Error).count() as u64,
+        timeouts: log.samples.iter().filter(|s| s.outcome == Outcome::Timeout).count() as u64,
+        by_message,
+    }
+}
+
+/// The timed load: connections, pacer, phase controller, progress line.
+async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Result<(Clock, PhaseTimes, Option<CommandRun>, ConnLog), BenchError> {
+    let mut streams = Vec::with_capacity(config.connections);
+    for _ in 0..config.connections {
+        streams.push(load::connect(&config.target).await.map_err(|reason| BenchError::Connect { target: config.target.display(), reason })?);
+    }
+    let schedule = Schedule { rate: config.rate, connections: config.connections };
+    let total_us = config.duration.as_micros() as u64;
+    let pacer_shared = PacerShared::new(config.connections, if config.during_cmd.is_some() { u64::MAX } else { total_us });
+    let clock = Clock { start: Instant::now() };
+    let shared = Arc::new(LoadShared { clock, schedule, pacer: pacer_shared.clone(), live: Live::default(), codec, target: config.target.clone(), window: config.window, op_timeout: config.op_timeout });
+    let pacer = Pacer::start(schedule, clock, pacer_shared.clone()).map_err(BenchError::Io)?;
+    let mut drivers = tokio::task::JoinSet::new();
+    for (c, stream) in streams.into_iter().enumerate() {
+        let generator = Generator::new(seed, c as u32, config.mix.clone(), config.mget_keys, KeyPicker::new(config.dist, config.keys), KeyPicker::new(config.dist, config.counter_keys));
+        drivers.spawn(load::drive(c, stream, generator, shared.clone()));
+    }
+    let stop = CancellationToken::new();
+    let interrupt = tokio::spawn(stop_on_ctrl_c(stop.clone(), pacer_shared.clone(), clock));
+    let progress = (!config.quiet).then(|| tokio::spawn(progress_lines(shared.clone())));
+    let (times, command) = phases::control(config, clock, &pacer_shared, &stop).await;
+    let mut log = ConnLog::default();
+    while let Some(joined) = drivers.join_next().await {
+        match joined {
+            Ok(part) => log.absorb(part),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    // Every driver has seen the pacer finish, so this returns at once.
+    tokio::task::spawn_blocking(move || pacer.join()).await.map_err(|e| BenchError::Io(std::io::Error::other(e)))?;
+    interrupt.abort();
+    if let Some(p) = progress {
+        p.abort();
+    }
+    Ok((clock, times.clamped(pacer_shared.end_us()), command, log))
+}
+
+async fn stop_on_ctrl_c(stop: CancellationToken, pacer: Arc<PacerShared>, clock: Clock) {
+    if tokio::signal::ctrl_c().await.is_ok() {
+        eprintln!("interrupted: stopping the load and reporting what was recorded");
+        pacer.set_end(clock.now_us());
+        stop.cancel();
+    }
+}
+
+/// One line per second on stderr while the load runs.
+async fn progress_lines(shared: Arc<LoadShared>) {
+    let mut tick = tokio::time::interval_at(shared.clock.instant(1_000_000).into(), std::time::Duration::from_secs(1));
+    let mut last = shared.live.snapshot();
+    loop {
+        tick.tick().await;
+        let now = shared.live.snapshot();
+        let in_flight = now.sent.saturating_sub(now.ok + now.errors + now.timeouts);
+        eprintln!(
+            "[{:>4}s] sent {:>6}/s  ok {:>6}/s  errors {:>4}  timeouts {:>4}  in flight {in_flight}",
+            shared.clock.now_us() / 1_000_000,
+            now.sent - last.sent,
+            now.ok - last.ok,
+            now.errors - last.errors,
+            now.timeouts - last.timeouts
+        );
+        last = now;
+    }
+}
+
+fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    if !std::io::stdout().is_terminal() {
+        return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} ({{per_sec}}, eta {{eta}})")).expect("valid template");
+    bar.set_style(style);
+    bar
+}
+
+/// Deletes the counter keys, so INCR replies count this run's INCRs only.
+async fn reset_counters(config: &Config, clock: Clock) -> Result<(), BenchError> {
+    let chunks: Vec<Vec<u32>> = (0..config.counter_keys).collect::<Vec<_>>().chunks(BATCH_KEYS).map(<[u32]>::to_vec).collect();
+    let encode = |keys: &Vec<u32>, buf: &mut BytesMut| {
+        let names: Vec<String> = keys.iter().map(|k| Key::Counter(*k).name()).collect();
+        let mut args: Vec<&[u8]> = vec![b"DEL"];
+        args.extend(names.iter().map(|n| n.as_bytes()));
+        encode_command(&args, buf);
+    };
+    pipelined(&config.target, clock, config.connections, chunks, 16, encode, expect_ok("resetting counter keys"), ProgressBar::hidden())
+        .await
+        .map_err(|message| BenchError::Target { target: config.target.display(), message })?;
+    Ok(())
+}
+
+/// SETs every data key to its preload value; returns the seconds it took.
+async fn preload(config: &Config, codec: ValueCodec, clock: Clock) -> Result<f64, BenchError> {
+    let started = Instant::now();
+    let encode = move |k: &u32, buf: &mut BytesMut| {
+        let mut value = Vec::with_capacity(codec.size + 32);
+        codec.preload(*k, &mut value);
+        encode_command(&[b"SET", Key::Data(*k).name().as_bytes(), &value], buf);
+    };
+    let bar = progress_bar(u64::from(config.keys), "preload");
+    pipelined(&config.target, clock, config.connections, (0..config.keys).collect(), 256, encode, expect_ok("preload SET"), bar)
+        .await
+        .map_err(|message| BenchError::Target { target: config.target.display(), message })?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Reads every key the load wrote, with MGET, once all traffic has stopped.
+async fn read_back(config: &Config, codec: ValueCodec, clock: Clock, keys: Vec<Key>) -> Result<Vec<Op>, String> {
+    let chunks: Vec<Vec<Key>> = keys.chunks(BATCH_KEYS).map(<[Key]>::to_vec).collect();
+    let encode = |keys: &Vec<Key>, buf: &mut BytesMut| encode_mget(keys.iter().copied(), buf);
+    let on_reply = move |keys: Vec<Key>, frame: Frame, invoke, complete| match frame {
+        Frame::Array(items) if items.len() == keys.len() => Ok(Some(
+            keys.iter()
+                .zip(&items)
+                .map(|(k, item)| Op { key: *k, kind: OpKind::ReadBack(read_back_value(*k, item, &codec)), invoke, complete, outcome: Outcome::Ok })
+                .collect::<Vec<_>>(),
+        )),
+        other => Err(format!("MGET: {}", load::describe(&other))),
+    };
+    let parts = pipelined(&config.target, clock, config.connections, chunks, 16, encode, on_reply, ProgressBar::hidden()).await?;
+    Ok(parts.into_iter().flatten().collect())
+}
+
+async fn migration_summary(config: &Config, started_unix_ms: u64, times: &PhaseTimes) -> MigrationSummary {
+    let Some(admin) = &config.admin else { return MigrationSummary::unavailable("no --admin given") };
+    let (start, end) = times.bounds(1);
+    match migrations::fetch(admin).await {
+        Ok(list) => migrations::summarize(&list, started_unix_ms, times.end as f64 / 1e6, (end - start) as f64 / 1e6),
+        Err(note) => MigrationSummary::unavailable(note),
+    }
+}

@@ -1,0 +1,105 @@
+//! Starting and stopping storage nodes inside the `evenkeel up` process.
+//!
+//! [`Launcher`] implements the coordinator's `NodeLauncher`, so
+//! `evenkeel node add` starts a real node here (own data directory, own
+//! port) and `node remove` stops one. Every node, the first ones included,
+//! starts through it. A node that stops on its own reports its error on the
+//! failure channel, which `evenkeel up` watches.
+
+use anyhow::Context;
+use evenkeel_coord::nodes::NodeLauncher;
+use evenkeel_meta::MetaStore;
+use evenkeel_node::{Durability, Node, NodeConfig, StoreConfig};
+use evenkeel_types::{NodeId, NodeInfo, keys};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Settings every node of this process shares.
+pub struct NodeDefaults {
+    pub data_root: PathBuf,
+    pub num_partitions: u16,
+    pub durability: Durability,
+    pub cache_bytes: u64,
+}
+
+struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+pub struct Launcher {
+    meta: Arc<dyn MetaStore>,
+    defaults: NodeDefaults,
+    stop_all: CancellationToken,
+    running: Mutex<HashMap<NodeId, Running>>,
+    failures: mpsc::Sender<anyhow::Error>,
+}
+
+/// How long a launched node may take to register its heartbeat.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Launcher {
+    pub fn new(meta: Arc<dyn MetaStore>, defaults: NodeDefaults, stop_all: CancellationToken) -> (Arc<Launcher>, mpsc::Receiver<anyhow::Error>) {
+        let (failures, rx) = mpsc::channel(16);
+        (Arc::new(Launcher { meta, defaults, stop_all, running: Mutex::new(HashMap::new()), failures }), rx)
+    }
+
+    async fn start(&self, info: &NodeInfo) -> anyhow::Result<()> {
+        let dir = info.data_dir.clone().map_or_else(|| self.node_dir(info.id), PathBuf::from);
+        let mut store = StoreConfig::new(dir, self.defaults.num_partitions);
+        store.durability = self.defaults.durability;
+        store.cache_bytes = self.defaults.cache_bytes;
+        let node = Node::open(NodeConfig::new(info.id, store)).with_context(|| format!("opening node {}", info.id))?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a node port")?;
+        let stop = self.stop_all.child_token();
+        let (meta, token, failures, id) = (self.meta.clone(), stop.clone(), self.failures.clone(), info.id);
+        let task = tokio::spawn(async move {
+            if let Err(e) = node.run(listener, meta, token.cancelled_owned()).await {
+                let _ = failures.try_send(anyhow::Error::new(e).context(format!("node {id} failed")));
+            }
+        });
+        self.running.lock().await.insert(info.id, Running { stop, task });
+        self.wait_live(info.id).await
+    }
+
+    async fn wait_live(&self, id: NodeId) -> anyhow::Result<()> {
+        let mut live = evenkeel_meta::follow::follow_key(self.meta.clone(), keys::live_key(id));
+        match tokio::time::timeout(START_TIMEOUT, live.wait_for(|kv| kv.is_some())).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => anyhow::bail!("node {id} did not start heartbeating within {START_TIMEOUT:?}"),
+        }
+    }
+
+    fn node_dir(&self, id: NodeId) -> PathBuf {
+        self.defaults.data_root.join(format!("node-{id}"))
+    }
+
+    /// Waits for every node to stop (after `stop_all` was cancelled).
+    pub async fn join_all(&self) {
+        for (_, r) in self.running.lock().await.drain() {
+            let _ = r.task.await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl NodeLauncher for Launcher {
+    fn data_dir(&self, id: NodeId) -> String {
+        self.node_dir(id).display().to_string()
+    }
+
+    async fn launch(&self, info: &NodeInfo) -> Result<(), String> {
+        self.start(info).await.map_err(|e| format!("{e:#}"))
+    }
+
+    async fn stop(&self, id: NodeId) -> Result<(), String> {
+        let Some(r) = self.running.lock().await.remove(&id) else { return Ok(()) };
+        r.stop.cancel();
+        r.task.await.map_err(|e| format!("node {id} panicked: {e}"))
+    }
+}

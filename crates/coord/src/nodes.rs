@@ -1,0 +1,94 @@
+//! Membership changes: add, drain, remove.
+//!
+//! Adding a node allocates the next id and records the member (compare-and-
+//! swap on an absent key, so racing adds get distinct ids); if the process
+//! can start nodes itself (`evenkeel up` installs a [`NodeLauncher`]), it then
+//! starts it. Draining marks a node so the planner moves everything off it
+//! and nothing onto it. Removing is refused while the node owns partitions
+//! or takes part in an unfinished migration.
+
+use crate::migration::manager;
+use evenkeel_meta::{CasOutcome, Compare, MetaError, MetaStore};
+use evenkeel_types::routing::NodeState;
+use evenkeel_types::{NodeId, NodeInfo, RoutingTable, keys};
+
+/// Starts and stops storage nodes inside this process (`evenkeel up`).
+#[async_trait::async_trait]
+pub trait NodeLauncher: Send + Sync + 'static {
+    /// Where node `id` keeps its data.
+    fn data_dir(&self, id: NodeId) -> String;
+    /// Opens and starts node `info.id`; returns once it is serving.
+    async fn launch(&self, info: &NodeInfo) -> Result<(), String>;
+    /// Stops node `id` cleanly.
+    async fn stop(&self, id: NodeId) -> Result<(), String>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeAdminError {
+    #[error("metadata store: {0}")]
+    Meta(#[from] MetaError),
+    #[error("no node {0}")]
+    NotFound(NodeId),
+    #[error("{0}")]
+    Refused(String),
+    #[error("this coordinator cannot start nodes; start the node process on its machine and it will join")]
+    NoLauncher,
+    #[error("node {0} was recorded but failed to start: {1}")]
+    LaunchFailed(NodeId, String),
+}
+
+pub async fn members(meta: &dyn MetaStore) -> Result<Vec<NodeInfo>, MetaError> {
+    let (kvs, _) = meta.get_prefix(keys::NODES_PREFIX).await?;
+    Ok(kvs.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect())
+}
+
+/// Records and (with a launcher) starts a new node with `weight`.
+pub async fn add(meta: &dyn MetaStore, launcher: Option<&dyn NodeLauncher>, weight: u32) -> Result<NodeInfo, NodeAdminError> {
+    let launcher = launcher.ok_or(NodeAdminError::NoLauncher)?;
+    if weight == 0 {
+        return Err(NodeAdminError::Refused("weight must be positive".into()));
+    }
+    loop {
+        let id = members(meta).await?.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+        let info = NodeInfo { id, addr: String::new(), weight, state: NodeState::Active, data_dir: Some(launcher.data_dir(id)) };
+        let value = serde_json::to_vec(&info).expect("node info serializes");
+        if let CasOutcome::Swapped(_) = meta.compare_and_swap(&keys::node_key(id), Compare::Absent, Some(value), None).await? {
+            launcher.launch(&info).await.map_err(|e| NodeAdminError::LaunchFailed(id, e))?;
+            return Ok(info);
+        }
+    }
+}
+
+/// Sets a member's state (drain, or back to active).
+pub async fn set_state(meta: &dyn MetaStore, id: NodeId, state: NodeState) -> Result<NodeInfo, NodeAdminError> {
+    loop {
+        let kv = meta.get(&keys::node_key(id)).await?.ok_or(NodeAdminError::NotFound(id))?;
+        let mut info: NodeInfo = serde_json::from_slice(&kv.value).map_err(|e| MetaError::Corrupt(e.to_string()))?;
+        info.state = state;
+        let value = serde_json::to_vec(&info).expect("node info serializes");
+        if let CasOutcome::Swapped(_) = meta.compare_and_swap(&kv.key, Compare::ModRevision(kv.mod_revision), Some(value), None).await? {
+            return Ok(info);
+        }
+    }
+}
+
+/// Removes an empty member, stopping it first when this process runs it.
+pub async fn remove(meta: &dyn MetaStore, launcher: Option<&dyn NodeLauncher>, id: NodeId) -> Result<(), NodeAdminError> {
+    let kv = meta.get(&keys::node_key(id)).await?.ok_or(NodeAdminError::NotFound(id))?;
+    if let Some(t) = meta.get(keys::ROUTING).await? {
+        let table = RoutingTable::from_json(&t.value).map_err(MetaError::Corrupt)?;
+        let owned = table.partitions_of(id).len();
+        if owned > 0 {
+            return Err(NodeAdminError::Refused(format!("node {id} still owns {owned} partitions; drain it first (evenkeel node drain {id})")));
+        }
+    }
+    let busy = manager::list(meta).await?.into_iter().filter(|m| !m.phase.is_terminal() && (m.source == id || m.target == id)).count();
+    if busy > 0 {
+        return Err(NodeAdminError::Refused(format!("node {id} takes part in {busy} unfinished migrations")));
+    }
+    if let Some(l) = launcher {
+        l.stop(id).await.map_err(NodeAdminError::Refused)?;
+    }
+    meta.compare_and_swap(&kv.key, Compare::ModRevision(kv.mod_revision), None, None).await?;
+    Ok(())
+}

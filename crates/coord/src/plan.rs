@@ -1,0 +1,384 @@
+//! The rebalance planner: which partitions to move where so that every node
+//! holds its weighted share, with as few moves as possible. A pure function of
+//! its input (no I/O, no clock, no randomness): the same input, in any order,
+//! gives the same [`Plan`].
+//!
+//! **Targets.** A node is eligible when it is not draining and its weight is
+//! above 0. Of `P` partitions and `B` bytes, eligible node `i` should hold
+//! `P·wᵢ/W` partitions and `B·wᵢ/W` bytes (`W` the eligible weights' sum).
+//! Its count target is that share rounded down, plus one for the nodes with a
+//! fractional share that receive the `P − Σ floor` left over, chosen by most
+//! partitions held now (so they keep one instead of giving it away), then the
+//! larger fraction, then the lower id. Ineligible nodes' targets are 0.
+//!
+//! **Moves.** Counts decide how many moves; bytes decide which. The plan has
+//! exactly `Σ max(0, countᵢ − targetᵢ)` moves, the fewest that reach the
+//! targets (and, by the choice of the left-over ones, the fewest that bring
+//! every node within its rounded share). A cluster at its targets gets an empty
+//! plan, so planning again after applying a plan gives no moves. Each move
+//! goes to the under-count node lacking the most bytes, from the most
+//! over-count node, and takes the donor's partition closest to the size both
+//! want, among those that keep the receiver's least reachable final size at or
+//! below its byte target when any does (`least_fill`).
+//!
+//! **Bound.** Add an `(N+1)`th node to `N` equal-weight nodes whose counts
+//! differ by at most one. Every old node stays at or above its target, so all
+//! moves go to the new node and there are exactly `⌊P/(N+1)⌋` of them. Let `L`
+//! be the fewest bytes any plan reaching the count targets moves (each old
+//! node's `eᵢ` smallest partitions). The guard keeps "bytes received + least
+//! still to receive" ≤ `max(L, ⌊B/(N+1)⌋)` after every move, so
+//! `moved_bytes ≤ max(L, ⌊B/(N+1)⌋)`. `B/(N+1)` plus one partition cannot be
+//! promised for every input: when the old nodes with one partition too many
+//! hold the largest partitions, `L` itself exceeds it (see the tests).
+
+use evenkeel_types::{NodeId, PartitionId};
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+
+/// A member node as the planner sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLoad {
+    pub id: NodeId,
+    /// Relative capacity: 100 is a standard node, 0 takes nothing.
+    pub weight: u32,
+    /// The node must end with no partitions.
+    pub draining: bool,
+}
+
+/// A partition, its current owner and its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionLoad {
+    pub id: PartitionId,
+    pub owner: NodeId,
+    pub bytes: u64,
+}
+
+/// Move `partition` (of size `bytes`) from `from` to `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    pub partition: PartitionId,
+    pub from: NodeId,
+    pub to: NodeId,
+    pub bytes: u64,
+}
+
+/// What one node holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSummary {
+    pub id: NodeId,
+    pub partitions: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// In the order the planner chose them; each partition appears at most once.
+    pub moves: Vec<Move>,
+    pub moved_bytes: u64,
+    pub total_bytes: u64,
+    /// Every node, ascending by id, before and after the moves.
+    pub before: Vec<NodeSummary>,
+    pub after: Vec<NodeSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("no node can take partitions: every node is draining or has weight 0")]
+    NoEligibleNodes,
+    #[error("partition {0} is owned by node {1}, which is not a member")]
+    UnknownOwner(PartitionId, NodeId),
+    #[error("node {0} is listed more than once")]
+    DuplicateNode(NodeId),
+    #[error("partition {0} is listed more than once")]
+    DuplicatePartition(PartitionId),
+    #[error("the partitions' sizes add up to more than 2^64 - 1 bytes")]
+    TooManyBytes,
+}
+
+/// Plans the fewest moves that bring every node to its target (see the module
+/// documentation). Fails when a partition's owner is not in `nodes`, when an
+/// id is listed twice, or when partitions exist but no node may take them.
+pub fn plan(nodes: &[NodeLoad], partitions: &[PartitionLoad]) -> Result<Plan, PlanError> {
+    let mut cluster = Cluster::new(nodes, partitions)?;
+    let before = cluster.summaries();
+    let mut moves = Vec::new();
+    while let Some(receiver) = cluster.receiver() {
+        // Targets sum to the partition count, so a node below its target
+        // implies one above it.
+        let donor = cluster.donor().expect("a deficit implies an excess");
+        let index = cluster.choose(donor, receiver);
+        moves.push(cluster.transfer(donor, index, receiver));
+    }
+    for n in &cluster.nodes {
+        assert_eq!(n.count, n.count_target, "node {} ends at its count target", n.id);
+    }
+    Ok(Plan {
+        moved_bytes: moves.iter().map(|m| m.bytes).sum(),
+        total_bytes: cluster.total_bytes,
+        moves,
+        before,
+        after: cluster.summaries(),
+    })
+}
+
+/// The partitions as they are once `plan` has been carried out.
+///
+/// Panics if `plan` moves a partition from a node that does not own it in
+/// `partitions`, or a partition that is not there: the plan was made for
+/// other input, which is a programming error.
+pub fn apply(partitions: &[PartitionLoad], plan: &Plan) -> Vec<PartitionLoad> {
+    let moves: BTreeMap<PartitionId, &Move> = plan.moves.iter().map(|m| (m.partition, m)).collect();
+    let mut applied = 0;
+    let after = partitions
+        .iter()
+        .map(|p| match moves.get(&p.id) {
+            Some(m) => {
+                assert_eq!(m.from, p.owner, "partition {} moves from its owner", p.id);
+                applied += 1;
+                PartitionLoad { owner: m.to, ..*p }
+            }
+            None => *p,
+        })
+        .collect();
+    assert_eq!(applied, moves.len(), "every move names a partition of the input");
+    after
+}
+
+/// A partition as the planner tracks it. Ordered by size, then id, so that
+/// "the smallest" and "the closest" are always one well-defined partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Part {
+    bytes: u64,
+    id: PartitionId,
+}
+
+#[derive(Debug)]
+struct NodeState {
+    id: NodeId,
+    eligible: bool,
+    count: usize,
+    bytes: u64,
+    count_target: usize,
+    byte_target: u64,
+    /// Partitions the node holds from the start and still holds, ascending.
+    /// Received partitions are not added: a receiver never gives any away.
+    held: Vec<Part>,
+}
+
+impl NodeState {
+    /// Partitions above the count target (what a donor still has to give).
+    fn excess(&self) -> usize {
+        self.count.saturating_sub(self.count_target)
+    }
+
+    /// Partitions below the count target (what a receiver still has to take).
+    fn slots(&self) -> usize {
+        self.count_target.saturating_sub(self.count)
+    }
+
+    /// Bytes below the byte target; negative when above it.
+    fn byte_deficit(&self) -> i128 {
+        self.byte_target as i128 - self.bytes as i128
+    }
+}
+
+struct Cluster {
+    /// Ascending by id.
+    nodes: Vec<NodeState>,
+    total_bytes: u64,
+}
+
+impl Cluster {
+    /// Validates the input and computes every node's targets.
+    fn new(nodes: &[NodeLoad], partitions: &[PartitionLoad]) -> Result<Cluster, PlanError> {
+        let mut sorted_nodes = nodes.to_vec();
+        sorted_nodes.sort_by_key(|n| n.id);
+        if let Some(w) = sorted_nodes.windows(2).find(|w| w[0].id == w[1].id) {
+            return Err(PlanError::DuplicateNode(w[0].id));
+        }
+        let mut sorted_parts = partitions.to_vec();
+        sorted_parts.sort_by_key(|p| p.id);
+        if let Some(w) = sorted_parts.windows(2).find(|w| w[0].id == w[1].id) {
+            return Err(PlanError::DuplicatePartition(w[0].id));
+        }
+        let mut states: Vec<NodeState> = sorted_nodes
+            .iter()
+            .map(|n| NodeState {
+                id: n.id,
+                eligible: !n.draining && n.weight > 0,
+                count: 0,
+                bytes: 0,
+                count_target: 0,
+                byte_target: 0,
+                held: Vec::new(),
+            })
+            .collect();
+        let mut total_bytes: u64 = 0;
+        for p in &sorted_parts {
+            let i = sorted_nodes.binary_search_by_key(&p.owner, |n| n.id).map_err(|_| PlanError::UnknownOwner(p.id, p.owner))?;
+            total_bytes = total_bytes.checked_add(p.bytes).ok_or(PlanError::TooManyBytes)?;
+            let node = &mut states[i];
+            node.count += 1;
+            node.bytes += p.bytes;
+            node.held.push(Part { bytes: p.bytes, id: p.id });
+        }
+        let weights: Vec<u64> = sorted_nodes.iter().zip(&states).map(|(n, s)| if s.eligible { n.weight as u64 } else { 0 }).collect();
+        if !partitions.is_empty() && weights.iter().all(|&w| w == 0) {
+            return Err(PlanError::NoEligibleNodes);
+        }
+        let counts: Vec<usize> = states.iter().map(|s| s.count).collect();
+        let count_targets = count_targets(&weights, &counts, partitions.len());
+        for ((state, target), &w) in states.iter_mut().zip(count_targets).zip(&weights) {
+            state.count_target = target;
+            state.byte_target = share(total_bytes as u128, w, &weights).0 as u64;
+            state.held.sort_unstable();
+        }
+        Ok(Cluster { nodes: states, total_bytes })
+    }
+
+    fn summaries(&self) -> Vec<NodeSummary> {
+        self.nodes.iter().map(|n| NodeSummary { id: n.id, partitions: n.count, bytes: n.bytes }).collect()
+    }
+
+    /// The node below its count target that lacks the most bytes, lowest id
+    /// first; `None` once every node is at its target.
+    fn receiver(&self) -> Option<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].slots() > 0)
+            .max_by_key(|&i| (self.nodes[i].byte_deficit(), Reverse(i)))
+    }
+
+    /// The node furthest above its count target, then with the most bytes
+    /// above its byte target, then the lowest id.
+    fn donor(&self) -> Option<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].excess() > 0)
+            .max_by_key(|&i| (self.nodes[i].excess(), -self.nodes[i].byte_deficit(), Reverse(i)))
+    }
+
+    /// The index in `donor`'s `held` of the partition to give to `receiver`:
+    /// the one closest to the size both want, among those that keep the
+    /// receiver's least reachable final size at or below its byte target (or
+    /// that do not raise it, when it is already above). The donor's smallest
+    /// is always allowed, so there is always a choice.
+    fn choose(&self, donor: usize, receiver: usize) -> usize {
+        let (least, pivot) = self.least_fill(donor, receiver);
+        let slack = (self.nodes[receiver].byte_target as i128 - least as i128).max(0) as u128;
+        let limit = (pivot as u128 + slack).min(u64::MAX as u128) as u64;
+        let held = &self.nodes[donor].held;
+        let allowed = held.partition_point(|p| p.bytes <= limit).max(1);
+        closest(&held[..allowed], self.wanted_size(donor, receiver))
+    }
+
+    /// The least bytes `receiver` can end with, given what it holds and that
+    /// it must still fill its slots with partitions donors have to give (at
+    /// most each donor's excess, each donor's smallest first); and the pivot:
+    /// the largest of `donor`'s partitions in that cheapest fill, or, if it
+    /// has none there, the fill's largest partition.
+    ///
+    /// Taking partition `x` from `donor` raises that least final size by at
+    /// most `max(0, x − pivot)`: `x` replaces the pivot in the cheapest fill
+    /// (or is already in it). With a single receiver the donors' excesses sum
+    /// to its slots, so this is exact, which is what the module's bound rests on.
+    fn least_fill(&self, donor: usize, receiver: usize) -> (u128, u64) {
+        let slots = self.nodes[receiver].slots();
+        let mut pool: Vec<(Part, usize)> = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            pool.extend(n.held[..n.excess()].iter().map(|&p| (p, i)));
+        }
+        assert!(slots >= 1 && pool.len() >= slots, "donors have enough to fill the receiver");
+        pool.select_nth_unstable(slots - 1);
+        let fill = &pool[..slots];
+        let least = self.nodes[receiver].bytes as u128 + fill.iter().map(|(p, _)| p.bytes as u128).sum::<u128>();
+        // A donor's partitions in the fill are a prefix of its sorted `held`.
+        let from_donor = fill.iter().filter(|(_, i)| *i == donor).count();
+        let pivot = match from_donor {
+            0 => fill.iter().map(|(p, _)| p.bytes).max().expect("slots >= 1"),
+            k => self.nodes[donor].held[k - 1].bytes,
+        };
+        (least, pivot)
+    }
+
+    /// The size that would suit this move: what the receiver lacks per slot
+    /// left, averaged with what the donor has to spare per partition it must
+    /// give. A node that must empty has no byte preference.
+    fn wanted_size(&self, donor: usize, receiver: usize) -> u64 {
+        let r = &self.nodes[receiver];
+        let want = per_slot(r.byte_deficit(), r.slots());
+        let d = &self.nodes[donor];
+        if !d.eligible {
+            return want;
+        }
+        let spare = per_slot(-d.byte_deficit(), d.excess());
+        ((want as u128 + spare as u128) / 2) as u64
+    }
+
+    fn transfer(&mut self, donor: usize, index: usize, receiver: usize) -> Move {
+        let part = self.nodes[donor].held.remove(index);
+        let d = &mut self.nodes[donor];
+        d.count -= 1;
+        d.bytes -= part.bytes;
+        let from = d.id;
+        let r = &mut self.nodes[receiver];
+        r.count += 1;
+        r.bytes += part.bytes;
+        Move { partition: part.id, from, to: r.id, bytes: part.bytes }
+    }
+}
+
+/// Count targets: every weighted share rounded down, then one more for as many
+/// nodes with a fractional share as there are partitions left over. Those are
+/// the nodes holding the most partitions relative to their rounded-down share
+/// (each such node then keeps a partition rather than giving it away, which
+/// makes the plan minimal), then the larger fraction, then the lower id.
+fn count_targets(weights: &[u64], counts: &[usize], total: usize) -> Vec<usize> {
+    let shares: Vec<(u128, u128)> = weights.iter().map(|&w| share(total as u128, w, weights)).collect();
+    let mut targets: Vec<usize> = shares.iter().map(|&(whole, _)| whole as usize).collect();
+    let left_over = total - targets.iter().sum::<usize>();
+    let mut fractional: Vec<usize> = (0..weights.len()).filter(|&i| shares[i].1 > 0).collect();
+    fractional.sort_by_key(|&i| (Reverse(counts[i] as i64 - targets[i] as i64), Reverse(shares[i].1), i));
+    // The fractions sum to `left_over`, each below one, so more than
+    // `left_over` nodes have one whenever anything is left over.
+    assert!(fractional.len() >= left_over, "enough fractional shares for the left-over partitions");
+    for &i in &fractional[..left_over] {
+        targets[i] += 1;
+    }
+    assert_eq!(targets.iter().sum::<usize>(), total, "count targets cover every partition");
+    targets
+}
+
+/// `amount · weight / Σ weights` as a whole part and a remainder (out of
+/// `Σ weights`); `(0, 0)` when no weight is positive.
+fn share(amount: u128, weight: u64, weights: &[u64]) -> (u128, u128) {
+    let sum: u128 = weights.iter().map(|&w| w as u128).sum();
+    if sum == 0 {
+        return (0, 0);
+    }
+    let scaled = amount * weight as u128;
+    (scaled / sum, scaled % sum)
+}
+
+/// `amount` (clamped at 0) spread over `slots`.
+fn per_slot(amount: i128, slots: usize) -> u64 {
+    (amount.max(0) / slots.max(1) as i128).min(u64::MAX as i128) as u64
+}
+
+/// The index in `parts` (ascending, non-empty) of the partition whose size is
+/// closest to `wanted`; the smaller size on a tie, the lowest id among equal
+/// sizes.
+fn closest(parts: &[Part], wanted: u64) -> usize {
+    let above = parts.partition_point(|p| p.bytes < wanted);
+    let Some(last_below) = above.checked_sub(1) else {
+        return 0;
+    };
+    let below = parts.partition_point(|p| p.bytes < parts[last_below].bytes);
+    if above == parts.len() || wanted - parts[below].bytes <= parts[above].bytes - wanted {
+        below
+    } else {
+        above
+    }
+}
+
+#[cfg(test)]
+mod tests;

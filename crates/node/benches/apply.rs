@@ -1,0 +1,54 @@
+//! The node's versioned apply path: `Store::execute` of a SET (read the
+//! current record, apply, one atomic fjall batch with the change-log entry),
+//! on a temporary directory with the default (buffered) durability.
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use evenkeel_node::StoreConfig;
+use evenkeel_node::store::Store;
+use evenkeel_rpc::pb::{self, op::Kind};
+use evenkeel_types::slot::key_partition;
+use std::hint::black_box;
+
+const PARTITIONS: u16 = 128;
+
+fn set(value: &Bytes) -> Kind {
+    Kind::Set(pb::Set { value: value.clone(), expiry: None, condition: 0, get: false })
+}
+
+fn apply(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = StoreConfig::new(dir.path(), PARTITIONS);
+    config.cache_bytes = 32 << 20;
+    let store = Store::open(config).expect("open store");
+    let value = Bytes::from(vec![b'v'; 64]);
+    let keys: Vec<(u16, Vec<u8>)> = (0..10_000).map(|i| format!("key:{i}").into_bytes()).map(|k| (key_partition(&k, PARTITIONS), k)).collect();
+    let mut group = c.benchmark_group("store_apply");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    let mut now = 1_700_000_000_000u64;
+    group.bench_function("set_64b_overwrite", |b| {
+        b.iter(|| {
+            let (partition, key) = &keys[i % keys.len()];
+            i += 1;
+            now += 1;
+            black_box(store.execute(*partition, key, &set(&value), now).expect("set"))
+        })
+    });
+    let mut fresh = 0u64;
+    group.bench_function("set_64b_new_key", |b| {
+        b.iter_batched(
+            || {
+                fresh += 1;
+                let key = format!("fresh:{fresh}").into_bytes();
+                (key_partition(&key, PARTITIONS), key)
+            },
+            |(partition, key)| black_box(store.execute(partition, &key, &set(&value), now).expect("set")),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, apply);
+criterion_main!(benches);
