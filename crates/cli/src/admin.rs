@@ -57,6 +57,16 @@ impl AdminClient {
         Err(anyhow!("node {id} {action}: {status}: {message}"))
     }
 
+    /// GET `path` (under the admin base URL) as JSON.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.get(path).await
+    }
+
+    /// POST to `path` without a body; the reply as JSON.
+    pub async fn post_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(self.http.post(format!("{}{path}", self.base))).await
+    }
+
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http.get(format!("{}{path}", self.base))).await
     }

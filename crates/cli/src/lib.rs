@@ -5,9 +5,11 @@
 //!   integration tests start on ephemeral ports.
 //! - [`launcher`]: starts and stops nodes in this process (`node add`).
 //! - [`admin`]: the HTTP client the CLI uses to talk to a running cluster.
+//! - [`rebalance`]: `evenkeel rebalance ...`.
 //! - [`moves`]: `evenkeel move` and `evenkeel migrations`.
 
 pub mod admin;
 pub mod launcher;
 pub mod moves;
+pub mod rebalance;
 pub mod up;

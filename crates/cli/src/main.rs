@@ -50,6 +50,11 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
         admin: String,
     },
+    /// Even out partitions and bytes across nodes with the fewest moves.
+    Rebalance {
+        #[command(subcommand)]
+        command: RebalanceCommand,
+    },
     /// Add, drain or remove storage nodes.
     Node {
         #[command(subcommand)]
@@ -96,6 +101,37 @@ struct UpArgs {
     /// Block cache per node, in MiB.
     #[arg(long, default_value_t = 64)]
     cache_mib: u64,
+}
+
+#[derive(Subcommand)]
+enum RebalanceCommand {
+    /// Show the moves a rebalance would make now.
+    Plan(AdminArgs),
+    /// Start a rebalance; with --wait, exit 0 only once every move is DONE.
+    Start {
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// The current (or last) rebalance and its migrations.
+    Status(AdminArgs),
+    /// Pause the rebalance and its running migrations.
+    Pause(AdminArgs),
+    Resume(AdminArgs),
+    /// Stop starting moves and cancel those not yet cutting over.
+    Cancel(AdminArgs),
+    /// Hand every moved partition still in bake back to its source.
+    Rollback(AdminArgs),
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
+    admin: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -159,6 +195,7 @@ fn main() -> ExitCode {
             Command::Move { partition, node, wait, admin, json } => evenkeel::moves::move_partition(&admin, partition, node, wait, json).await,
             Command::Migrations { admin, json } => evenkeel::moves::list(&admin, json).await,
             Command::Node { command } => node(command).await,
+            Command::Rebalance { command } => rebalance(command).await,
             Command::Migration { action, id, admin } => evenkeel::moves::control(&admin, &action, &id).await,
         }
     });
@@ -214,6 +251,19 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+async fn rebalance(command: RebalanceCommand) -> anyhow::Result<()> {
+    use evenkeel::rebalance as r;
+    match command {
+        RebalanceCommand::Plan(a) => r::plan(&a.admin, a.json).await,
+        RebalanceCommand::Start { wait, admin } => r::start(&admin.admin, wait, admin.json).await,
+        RebalanceCommand::Status(a) => r::status(&a.admin, a.json).await,
+        RebalanceCommand::Pause(a) => r::control(&a.admin, "pause").await,
+        RebalanceCommand::Resume(a) => r::control(&a.admin, "resume").await,
+        RebalanceCommand::Cancel(a) => r::control(&a.admin, "cancel").await,
+        RebalanceCommand::Rollback(a) => r::control(&a.admin, "rollback").await,
     }
 }
 

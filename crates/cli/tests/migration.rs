@@ -313,3 +313,82 @@ async fn added_node_takes_partitions_and_survives_restart() {
     }
     cluster.shutdown().await.unwrap();
 }
+
+/// 3 → 4 nodes: the rebalance moves a quarter of the partitions to the new
+/// node (no more than 1/(N+1) of the data plus one partition), under load,
+/// with no client error and no lost or stale value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_after_node_add_moves_a_quarter_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = UpOptions::ephemeral(dir.path());
+    opts.partitions = 16;
+    opts.coord.limits.bake_ms = 100;
+    opts.coord.driver.pause_budget_ms = PAUSE_BUDGET_MS;
+    let cluster = LocalCluster::start(opts).await.unwrap();
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let regs: Arc<Vec<Register>> = Arc::new((0..WRITERS * KEYS_PER_WRITER).map(|_| Register { invoked: AtomicU64::new(0), acked: AtomicU64::new(0) }).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        tasks.push(tokio::spawn(writer(client.get_multiplexed_async_connection().await.unwrap(), w, regs.clone(), stop.clone())));
+    }
+    let read = tokio::spawn(reader(client.get_multiplexed_async_connection().await.unwrap(), regs.clone(), stop.clone()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while regs.iter().any(|r| r.acked.load(Ordering::SeqCst) == 0) {
+        assert!(Instant::now() < deadline, "initial writes did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let admin = format!("http://{}", cluster.admin_addr);
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, &admin).await;
+    assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
+    // Bytes per partition come from the stats poll; wait until it has them
+    // for every partition and has seen the new node.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s: evenkeel_coord::api::ClusterStatus = http.get(format!("{admin}/v1/cluster")).send().await.unwrap().json().await.unwrap();
+        if s.nodes.len() == 4 && s.nodes.iter().all(|n| n.healthy) && s.partitions.iter().all(|p| p.bytes > 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stats never covered every partition: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = http.post(format!("{admin}/v1/rebalance")).send().await.unwrap();
+    assert_eq!(started.status(), 201, "{}", started.text().await.unwrap());
+    let r: evenkeel_coord::rebalance::Rebalance = started.json().await.unwrap();
+    assert_eq!(r.plan.moves.len(), 4, "16 partitions over 4 nodes: 4 move");
+    assert!(r.plan.moves.iter().all(|m| m.to == 4));
+    let largest = r.plan.moves.iter().map(|m| m.bytes).max().unwrap();
+    assert!(r.plan.moved_bytes <= r.plan.total_bytes / 4 + largest, "{} of {}", r.plan.moved_bytes, r.plan.total_bytes);
+    let again = http.post(format!("{admin}/v1/rebalance")).send().await.unwrap();
+    assert_eq!(again.status(), 409, "one rebalance at a time");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s: evenkeel_coord::api::RebalanceStatus = http.get(format!("{admin}/v1/rebalance")).send().await.unwrap().json().await.unwrap();
+        let state = s.rebalance.as_ref().unwrap().state;
+        if state == evenkeel_coord::rebalance::State::Done {
+            break;
+        }
+        assert_eq!(state, evenkeel_coord::rebalance::State::Running, "{s:?}");
+        assert!(Instant::now() < deadline, "rebalance did not finish: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert!(read.await.unwrap().unwrap() > 0);
+    let table = routing(&cluster).await;
+    for node in 1..=4 {
+        assert_eq!(table.partitions_of(node).len(), 4, "node {node}");
+    }
+    let plan: evenkeel_coord::plan::Plan = http.get(format!("{admin}/v1/rebalance/plan")).send().await.unwrap().json().await.unwrap();
+    assert!(plan.moves.is_empty(), "a balanced cluster plans nothing: {plan:?}");
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for (i, reg) in regs.iter().enumerate() {
+        let got: String = conn.get(key(i / KEYS_PER_WRITER, i % KEYS_PER_WRITER)).await.unwrap();
+        assert_eq!(got.parse::<u64>().unwrap(), reg.acked.load(Ordering::SeqCst));
+    }
+    cluster.shutdown().await.unwrap();
+}

@@ -95,3 +95,10 @@ pub struct AddNodeRequest {
     /// Relative capacity; 100 (the default) is a standard node.
     pub weight: Option<u32>,
 }
+
+/// `GET /v1/rebalance`: the current (or last) rebalance and its migrations.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RebalanceStatus {
+    pub rebalance: Option<crate::rebalance::Rebalance>,
+    pub migrations: Vec<MigrationInfo>,
+}

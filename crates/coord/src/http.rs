@@ -10,6 +10,10 @@
 //! - `POST /v1/nodes` `{"weight": W}`: add a node (201; 501 when this
 //!   process cannot start nodes). `POST /v1/nodes/{id}/{drain|activate|remove}`
 //!   (remove: 409 unless the node owns nothing).
+//! - `GET /v1/rebalance/plan`: the moves a rebalance would make now.
+//!   `POST /v1/rebalance`: start one (409 while one is active).
+//!   `GET /v1/rebalance`: it and its migrations.
+//!   `POST /v1/rebalance/{pause|resume|cancel|rollback}`.
 //! - `GET /metrics`: Prometheus text format for everything this process
 //!   records (router, nodes, coordinator when run together by `up`).
 //! - `GET /healthz`: 200 when the coordinator has a cluster view.
@@ -34,6 +38,9 @@ pub fn routes(coord: Arc<Coordinator>) -> Router {
         .route("/v1/migrations/{id}/{action}", axum::routing::post(control_migration))
         .route("/v1/nodes", axum::routing::post(add_node))
         .route("/v1/nodes/{id}/{action}", axum::routing::post(node_action))
+        .route("/v1/rebalance", get(rebalance_status).post(rebalance_start))
+        .route("/v1/rebalance/plan", get(rebalance_plan))
+        .route("/v1/rebalance/{action}", axum::routing::post(rebalance_control))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .fallback(not_found)
@@ -118,6 +125,49 @@ fn node_error(e: crate::nodes::NodeAdminError) -> Response {
         E::Meta(_) | E::LaunchFailed(..) => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(code, &e.to_string())
+}
+
+fn rebalance_error(e: crate::rebalance::RebalanceError) -> Response {
+    use crate::rebalance::RebalanceError as E;
+    let code = match &e {
+        E::Conflict(_) => StatusCode::CONFLICT,
+        E::Invalid(_) | E::Plan(_) => StatusCode::BAD_REQUEST,
+        E::Meta(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(code, &e.to_string())
+}
+
+async fn rebalance_plan(State(c): State<Arc<Coordinator>>) -> Response {
+    crate::rebalance::current_plan(&c).await.map_or_else(rebalance_error, |p| Json(p).into_response())
+}
+
+async fn rebalance_start(State(c): State<Arc<Coordinator>>) -> Response {
+    match crate::rebalance::start(&c, Default::default()).await {
+        Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
+        Err(e) => rebalance_error(e),
+    }
+}
+
+async fn rebalance_status(State(c): State<Arc<Coordinator>>) -> Response {
+    let current = match crate::rebalance::load(c.meta()).await {
+        Ok(r) => r.map(|(r, _)| r),
+        Err(e) => return rebalance_error(e),
+    };
+    let all = match crate::migration::manager::list(c.meta()).await {
+        Ok(all) => all,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    let ids: Vec<&String> = current.iter().flat_map(|r| r.migrations.iter().flatten()).collect();
+    let migrations = all.iter().filter(|m| ids.contains(&&m.id)).map(crate::migration::manager::info).collect();
+    Json(crate::api::RebalanceStatus { rebalance: current, migrations }).into_response()
+}
+
+/// `POST /v1/rebalance/{pause|resume|cancel|rollback}`.
+async fn rebalance_control(State(c): State<Arc<Coordinator>>, Path(action): Path<String>) -> Response {
+    if !matches!(action.as_str(), "pause" | "resume" | "cancel" | "rollback") {
+        return error(StatusCode::NOT_FOUND, &format!("unknown action {action:?}; use pause, resume, cancel or rollback"));
+    }
+    crate::rebalance::control(&c, &action).await.map_or_else(rebalance_error, |r| Json(r).into_response())
 }
 
 async fn metrics() -> Response {

@@ -19,6 +19,8 @@ pub mod clients;
 pub mod http;
 pub mod migration;
 pub mod nodes;
+pub mod plan;
+pub mod rebalance;
 mod poll;
 
 use arc_swap::ArcSwap;
@@ -134,14 +136,24 @@ impl Coordinator {
         tracing::info!(fencing_token = lock.fencing_token, "coordinator is leader");
         let driver = migration::driver::Driver { meta: self.meta.clone(), clients: self.clients.clone(), lease, config: self.config.driver.clone() };
         self.migrations.lead(Arc::new(driver)).await?;
-        let mut tick = tokio::time::interval(ttl / 3);
+        // Ticks drive the rebalance scheduler; the lease is refreshed every
+        // third of its TTL.
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut refreshed = tokio::time::Instant::now();
         loop {
             tick.tick().await;
-            self.meta.keep_alive(lease).await?;
+            if refreshed.elapsed() >= ttl / 3 {
+                self.meta.keep_alive(lease).await?;
+                refreshed = tokio::time::Instant::now();
+                // Restart drivers that stopped on a transient error.
+                self.migrations.resume_all().await?;
+            }
+            if let Err(e) = rebalance::schedule(self).await {
+                tracing::warn!(error = %e, "rebalance scheduling failed");
+            }
             if let Err(e) = bootstrap::ensure_routing(self.meta.as_ref(), self.config.bootstrap_nodes).await {
                 tracing::warn!(error = %e, "bootstrap not possible yet");
             }
-            self.migrations.resume_all().await?;
         }
     }
 }

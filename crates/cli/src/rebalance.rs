@@ -1,0 +1,112 @@
+//! `evenkeel rebalance plan | start [--wait] | status | pause | resume | cancel | rollback`.
+
+use crate::admin::AdminClient;
+use anyhow::bail;
+use evenkeel_coord::api::RebalanceStatus;
+use evenkeel_coord::plan::Plan;
+use evenkeel_coord::rebalance::{Rebalance, State};
+use std::time::Duration;
+
+const POLL: Duration = Duration::from_millis(500);
+
+pub async fn plan(admin: &str, json: bool) -> anyhow::Result<()> {
+    let plan: Plan = AdminClient::new(admin)?.get_json("/v1/rebalance/plan").await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+        return Ok(());
+    }
+    print_plan(&plan);
+    Ok(())
+}
+
+fn print_plan(plan: &Plan) {
+    let pct = if plan.total_bytes == 0 { 0.0 } else { 100.0 * plan.moved_bytes as f64 / plan.total_bytes as f64 };
+    println!("{} moves, {} of {} bytes ({pct:.1}%)", plan.moves.len(), plan.moved_bytes, plan.total_bytes);
+    for m in &plan.moves {
+        println!("  partition {:>5}: node {} -> node {} ({} bytes)", m.partition, m.from, m.to, m.bytes);
+    }
+    println!("{:<6} {:>18} {:>18}", "NODE", "BEFORE (parts/B)", "AFTER (parts/B)");
+    for (b, a) in plan.before.iter().zip(&plan.after) {
+        println!("{:<6} {:>7}/{:<10} {:>7}/{:<10}", b.id, b.partitions, b.bytes, a.partitions, a.bytes);
+    }
+}
+
+pub async fn start(admin: &str, wait: bool, json: bool) -> anyhow::Result<()> {
+    let client = AdminClient::new(admin)?;
+    let r: Rebalance = client.post_json("/v1/rebalance").await?;
+    if !json {
+        println!("rebalance {} started: {} moves", r.id, r.plan.moves.len());
+    }
+    if !wait {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        return Ok(());
+    }
+    let end = follow(&client, &r.id, json).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&end)?);
+    }
+    match end.rebalance.map(|r| r.state) {
+        Some(State::Done) => Ok(()),
+        Some(s) => bail!("rebalance ended {s:?}"),
+        None => bail!("the rebalance record disappeared"),
+    }
+}
+
+/// Prints progress until the rebalance with `id` ends.
+async fn follow(client: &AdminClient, id: &str, quiet: bool) -> anyhow::Result<RebalanceStatus> {
+    let mut last = String::new();
+    loop {
+        let status: RebalanceStatus = client.get_json("/v1/rebalance").await?;
+        let Some(r) = status.rebalance.as_ref().filter(|r| r.id == id) else { bail!("rebalance {id} was replaced") };
+        let line = progress_line(r, &status);
+        if !quiet && line != last {
+            println!("{line}");
+            last = line;
+        }
+        if !r.state.is_active() {
+            return Ok(status);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn progress_line(r: &Rebalance, s: &RebalanceStatus) -> String {
+    let count = |state: &str| s.migrations.iter().filter(|m| m.state == state).count();
+    let bytes: u64 = s.migrations.iter().map(|m| m.bytes_copied).sum();
+    let pause = s.migrations.iter().filter_map(|m| m.cutover_pause_ms).max();
+    format!(
+        "{:?}: {}/{} moves done, {} running, {} failed, {} bytes copied, largest cutover pause {}",
+        r.state,
+        count("DONE"),
+        r.plan.moves.len(),
+        s.migrations.iter().filter(|m| !matches!(m.state.as_str(), "DONE" | "FAILED" | "ROLLED_BACK" | "CANCELLED")).count(),
+        count("FAILED") + count("ROLLED_BACK"),
+        bytes,
+        pause.map_or("-".to_string(), |p| format!("{p} ms")),
+    )
+}
+
+pub async fn status(admin: &str, json: bool) -> anyhow::Result<()> {
+    let status: RebalanceStatus = AdminClient::new(admin)?.get_json("/v1/rebalance").await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    let Some(r) = &status.rebalance else {
+        println!("no rebalance has run");
+        return Ok(());
+    };
+    println!("rebalance {}: {}", r.id, progress_line(r, &status));
+    for m in &status.migrations {
+        println!("  {:<22} partition {:>5} {}->{} {:<18} {:>10} keys {:>12} bytes", m.id, m.partition, m.source, m.target, m.state, m.keys_copied, m.bytes_copied);
+    }
+    Ok(())
+}
+
+pub async fn control(admin: &str, action: &str) -> anyhow::Result<()> {
+    let r: Rebalance = AdminClient::new(admin)?.post_json(&format!("/v1/rebalance/{action}")).await?;
+    println!("rebalance {}: {action} accepted, now {:?}", r.id, r.state);
+    Ok(())
+}
