@@ -72,6 +72,65 @@ async fn incrementer(conn: redis::aio::MultiplexedConnection, stop: Arc<AtomicBo
     Ok(acked)
 }
 
+/// Writers, readers and an incrementer running against the router; each
+/// read is checked as it happens, the rest when the load stops.
+struct Load {
+    regs: Arc<Vec<Register>>,
+    stop: Arc<AtomicBool>,
+    writers: Vec<tokio::task::JoinHandle<Result<u64, String>>>,
+    readers: Vec<tokio::task::JoinHandle<Result<u64, String>>>,
+    counter: tokio::task::JoinHandle<Result<u64, String>>,
+}
+
+impl Load {
+    /// Starts the load and returns once every key has been written once.
+    async fn start(client: &redis::Client, readers: usize) -> Load {
+        let regs: Arc<Vec<Register>> = Arc::new((0..WRITERS * KEYS_PER_WRITER).map(|_| Register { invoked: AtomicU64::new(0), acked: AtomicU64::new(0) }).collect());
+        let stop = Arc::new(AtomicBool::new(false));
+        let conn = || client.get_multiplexed_async_connection();
+        let mut load = Load { regs: regs.clone(), stop: stop.clone(), writers: vec![], readers: vec![], counter: tokio::spawn(incrementer(conn().await.unwrap(), stop.clone())) };
+        for w in 0..WRITERS {
+            load.writers.push(tokio::spawn(writer(conn().await.unwrap(), w, regs.clone(), stop.clone())));
+        }
+        for _ in 0..readers {
+            load.readers.push(tokio::spawn(reader(conn().await.unwrap(), regs.clone(), stop.clone())));
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while regs.iter().any(|r| r.acked.load(Ordering::SeqCst) == 0) {
+            assert!(Instant::now() < deadline, "initial writes did not finish");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        load
+    }
+
+    /// Stops the load, fails on any client error, and checks the final
+    /// state: every key holds its last acknowledged value (G1) and every
+    /// acknowledged INCR counted exactly once.
+    async fn finish(self, client: &redis::Client) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.writers {
+            t.await.unwrap().unwrap();
+        }
+        let mut reads = 0;
+        for t in self.readers {
+            reads += t.await.unwrap().unwrap();
+        }
+        assert!(reads > 0, "readers made progress");
+        let increments = self.counter.await.unwrap().unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        for (i, reg) in self.regs.iter().enumerate() {
+            let got: String = conn.get(key(i / KEYS_PER_WRITER, i % KEYS_PER_WRITER)).await.unwrap();
+            assert_eq!(got.parse::<u64>().unwrap(), reg.acked.load(Ordering::SeqCst));
+        }
+        let mut total = 0u64;
+        for c in 0..16 {
+            let v: Option<u64> = conn.get(format!("counter:{c}")).await.unwrap();
+            total += v.unwrap_or(0);
+        }
+        assert_eq!(total, increments, "every acknowledged INCR counted exactly once");
+    }
+}
+
 async fn migrations(http: &reqwest::Client, admin: &str) -> Vec<MigrationInfo> {
     let list: MigrationList = http.get(format!("{admin}/v1/migrations")).send().await.unwrap().json().await.unwrap();
     list.migrations
@@ -87,25 +146,7 @@ async fn partitions_move_under_load_without_errors_lost_or_stale_reads() {
     opts.coord.driver.chunk_keys = 50;
     let cluster = LocalCluster::start(opts).await.unwrap();
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
-    let regs: Arc<Vec<Register>> = Arc::new((0..WRITERS * KEYS_PER_WRITER).map(|_| Register { invoked: AtomicU64::new(0), acked: AtomicU64::new(0) }).collect());
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..WRITERS {
-        writers.push(tokio::spawn(writer(client.get_multiplexed_async_connection().await.unwrap(), w, regs.clone(), stop.clone())));
-    }
-    let readers: Vec<_> = (0..2).map(|_| (client.clone(), regs.clone(), stop.clone())).collect();
-    let mut reader_tasks = Vec::new();
-    for (c, r, s) in readers {
-        reader_tasks.push(tokio::spawn(reader(c.get_multiplexed_async_connection().await.unwrap(), r, s)));
-    }
-    let counter = tokio::spawn(incrementer(client.get_multiplexed_async_connection().await.unwrap(), stop.clone()));
-
-    // Let every key get written once, then move four partitions around.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while regs.iter().any(|r| r.acked.load(Ordering::SeqCst) == 0) {
-        assert!(Instant::now() < deadline, "initial writes did not finish");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let load = Load::start(&client, 2).await;
     let admin = format!("http://{}", cluster.admin_addr);
     let http = reqwest::Client::new();
     wait_for_leader(&http, &admin).await;
@@ -133,35 +174,14 @@ async fn partitions_move_under_load_without_errors_lost_or_stale_reads() {
     }
     // Keep the load on a little past the last cutover, then stop and check.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in writers {
-        t.await.unwrap().unwrap();
-    }
-    let mut reads = 0;
-    for t in reader_tasks {
-        reads += t.await.unwrap().unwrap();
-    }
-    assert!(reads > 100, "readers made progress ({reads} reads)");
-    let increments = counter.await.unwrap().unwrap();
-
-    // Final read-back: every key holds its last acknowledged value (G1).
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    for (i, reg) in regs.iter().enumerate() {
-        let got: String = conn.get(key(i / KEYS_PER_WRITER, i % KEYS_PER_WRITER)).await.unwrap();
-        assert_eq!(got.parse::<u64>().unwrap(), reg.acked.load(Ordering::SeqCst));
-    }
-    let mut total = 0u64;
-    for c in 0..16 {
-        let v: Option<u64> = conn.get(format!("counter:{c}")).await.unwrap();
-        total += v.unwrap_or(0);
-    }
-    assert_eq!(total, increments, "every acknowledged INCR counted exactly once");
+    load.finish(&client).await;
 
     // The routing table reflects the last round of moves.
     let table = routing(&cluster).await;
     for mv in &moves[8..] {
         assert_eq!(table.entry(mv.partition).unwrap().owner, mv.target);
     }
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys_now: i64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
     assert_eq!(keys_now as usize, WRITERS * KEYS_PER_WRITER + 16);
     cluster.shutdown().await.unwrap();
@@ -326,18 +346,7 @@ async fn rebalance_after_node_add_moves_a_quarter_under_load() {
     opts.coord.driver.pause_budget_ms = PAUSE_BUDGET_MS;
     let cluster = LocalCluster::start(opts).await.unwrap();
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
-    let regs: Arc<Vec<Register>> = Arc::new((0..WRITERS * KEYS_PER_WRITER).map(|_| Register { invoked: AtomicU64::new(0), acked: AtomicU64::new(0) }).collect());
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for w in 0..WRITERS {
-        tasks.push(tokio::spawn(writer(client.get_multiplexed_async_connection().await.unwrap(), w, regs.clone(), stop.clone())));
-    }
-    let read = tokio::spawn(reader(client.get_multiplexed_async_connection().await.unwrap(), regs.clone(), stop.clone()));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while regs.iter().any(|r| r.acked.load(Ordering::SeqCst) == 0) {
-        assert!(Instant::now() < deadline, "initial writes did not finish");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let load = Load::start(&client, 1).await;
     let admin = format!("http://{}", cluster.admin_addr);
     let http = reqwest::Client::new();
     wait_for_leader(&http, &admin).await;
@@ -374,21 +383,12 @@ async fn rebalance_after_node_add_moves_a_quarter_under_load() {
         assert!(Instant::now() < deadline, "rebalance did not finish: {s:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.unwrap().unwrap();
-    }
-    assert!(read.await.unwrap().unwrap() > 0);
+    load.finish(&client).await;
     let table = routing(&cluster).await;
     for node in 1..=4 {
         assert_eq!(table.partitions_of(node).len(), 4, "node {node}");
     }
     let plan: evenkeel_coord::plan::Plan = http.get(format!("{admin}/v1/rebalance/plan")).send().await.unwrap().json().await.unwrap();
     assert!(plan.moves.is_empty(), "a balanced cluster plans nothing: {plan:?}");
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    for (i, reg) in regs.iter().enumerate() {
-        let got: String = conn.get(key(i / KEYS_PER_WRITER, i % KEYS_PER_WRITER)).await.unwrap();
-        assert_eq!(got.parse::<u64>().unwrap(), reg.acked.load(Ordering::SeqCst));
-    }
     cluster.shutdown().await.unwrap();
 }
