@@ -304,74 +304,102 @@ fn read_name(op: &Op) -> &'static str {
     if matches!(op.kind, OpKind::ReadBack(_)) { "final read-back" } else { "read" }
 }
 
-/// Checks one INCR key; its initial value is absent (0): the run resets the
-/// counter keys before the load.
-fn check_counter(key: Key, ops: &[&Op], f: &mut Findings) {
-    let incrs: Vec<&Op> = ops.iter().copied().filter(|op| matches!(op.kind, OpKind::Incr(_))).collect();
-    let mut report = |kind, detail| f.anomalies.push(Anomaly { kind, key: key.name(), detail });
-    // Acknowledged replies, ascending by completion, with running maxima.
-    let mut acked: Vec<(Time, Time, i64)> = incrs
-        .iter()
-        .filter_map(|op| match (&op.kind, op.outcome) {
-            (OpKind::Incr(Some(v)), Outcome::Ok) => Some((t(op.complete), t(op.invoke), *v)),
-            _ => None,
-        })
-        .collect();
-    acked.sort_unstable();
-    let mut prefix_max = Vec::with_capacity(acked.len());
-    let mut best = (i64::MIN, 0usize);
-    for (i, a) in acked.iter().enumerate() {
-        best = best.max((a.2, i));
-        prefix_max.push(best);
+/// One INCR key's operations, indexed. Its initial value is absent (0): the
+/// run resets the counter keys before the load.
+struct Counter {
+    /// Acknowledged INCRs as (complete, invoke, reply), ascending.
+    acked: Vec<(Time, Time, i64)>,
+    /// The highest reply (and its index) among `acked[..=i]`.
+    prefix_max: Vec<(i64, usize)>,
+    /// Invoke times of every INCR, acknowledged or not, ascending.
+    invokes: Vec<Time>,
+}
+
+impl Counter {
+    fn build(ops: &[&Op]) -> Counter {
+        let mut acked: Vec<(Time, Time, i64)> = ops
+            .iter()
+            .filter_map(|op| match (&op.kind, op.outcome) {
+                (OpKind::Incr(Some(v)), Outcome::Ok) => Some((t(op.complete), t(op.invoke), *v)),
+                _ => None,
+            })
+            .collect();
+        acked.sort_unstable();
+        let mut best = (i64::MIN, 0usize);
+        let prefix_max = acked.iter().enumerate().map(|(i, a)| {
+            best = best.max((a.2, i));
+            best
+        });
+        let prefix_max = prefix_max.collect();
+        let mut invokes: Vec<Time> = ops.iter().filter(|op| matches!(op.kind, OpKind::Incr(_))).map(|op| t(op.invoke)).collect();
+        invokes.sort_unstable();
+        Counter { acked, prefix_max, invokes }
     }
-    let mut invokes: Vec<Time> = incrs.iter().map(|op| t(op.invoke)).collect();
-    invokes.sort_unstable();
-    let invoked_by = |time: Time| invokes.partition_point(|&i| i <= time) as i64;
-    // The highest reply among INCRs that finished before `time`, and how many did.
-    let before = |time: Time| {
-        let n = acked.partition_point(|a| a.0 < time);
-        (n, n.checked_sub(1).map(|i| prefix_max[i]))
-    };
-    let mut seen: HashMap<i64, Time> = HashMap::new();
-    for &(done, inv, v) in &acked {
-        let at = format!("INCR [{}, {}] returned {v}", secs(inv), secs(done));
-        if v < 1 {
-            report(AnomalyKind::UnknownValue, format!("{at}, below 1 on a counter that starts absent"));
-        } else if v > invoked_by(done) {
-            report(AnomalyKind::Future, format!("{at}, but only {} INCRs had been invoked by then", invoked_by(done)));
-        } else if let Some(other) = seen.insert(v, inv) {
-            report(AnomalyKind::Lost, format!("{at}, as did the INCR invoked at {}: one increment was lost", secs(other)));
-        } else if let (_, Some((max, i))) = before(inv)
-            && max >= v
-        {
-            let earlier = acked[i];
-            report(AnomalyKind::Stale, format!("{at}, but an INCR finished at {} had already returned {max}", secs(earlier.0)));
-        }
+
+    /// INCRs invoked at or before `time`: an upper bound on the counter then.
+    fn invoked_by(&self, time: Time) -> i64 {
+        self.invokes.partition_point(|&i| i <= time) as i64
     }
-    for op in ops {
-        let Some(val) = read_value(op) else { continue };
-        let (inv, done) = (t(op.invoke), t(op.complete));
-        let what = format!("{} [{}, {}] returned {val}", read_name(op), secs(inv), secs(done));
-        let lost = if matches!(op.kind, OpKind::ReadBack(_)) { AnomalyKind::Lost } else { AnomalyKind::Stale };
-        let n = match val {
-            Val::Nil => 0,
-            Val::Int(n) => *n,
-            _ => {
-                report(AnomalyKind::UnknownValue, format!("{what}, not a counter value"));
-                continue;
+
+    /// How many INCRs were acknowledged before `time`, and the highest reply
+    /// (with its index) among them.
+    fn before(&self, time: Time) -> (usize, Option<(i64, usize)>) {
+        let n = self.acked.partition_point(|a| a.0 < time);
+        (n, n.checked_sub(1).map(|i| self.prefix_max[i]))
+    }
+
+    fn check_replies(&self, key: Key, f: &mut Findings) {
+        let mut report = |kind, detail| f.anomalies.push(Anomaly { kind, key: key.name(), detail });
+        let mut seen: HashMap<i64, Time> = HashMap::new();
+        for &(done, inv, v) in &self.acked {
+            let at = format!("INCR [{}, {}] returned {v}", secs(inv), secs(done));
+            if v < 1 {
+                report(AnomalyKind::UnknownValue, format!("{at}, below 1 on a counter that starts absent"));
+            } else if v > self.invoked_by(done) {
+                report(AnomalyKind::Future, format!("{at}, but only {} INCRs had been invoked by then", self.invoked_by(done)));
+            } else if let Some(other) = seen.insert(v, inv) {
+                report(AnomalyKind::Lost, format!("{at}, as did the INCR invoked at {}: one increment was lost", secs(other)));
+            } else if let (_, Some((max, i))) = self.before(inv)
+                && max >= v
+            {
+                report(AnomalyKind::Stale, format!("{at}, but an INCR finished at {} had already returned {max}", secs(self.acked[i].0)));
             }
-        };
-        let (finished, max) = before(inv);
-        if n > invokes.len() as i64 {
-            report(AnomalyKind::UnknownValue, format!("{what}, above the {} INCRs ever sent", invokes.len()));
-        } else if n > invoked_by(done) {
-            report(AnomalyKind::Future, format!("{what}, but only {} INCRs had been invoked by then", invoked_by(done)));
-        } else if (n as usize) < finished {
-            report(lost, format!("{what}, but {finished} INCRs were acknowledged before it began"));
-        } else if let Some((max, _)) = max.filter(|(max, _)| *max > n) {
-            report(lost, format!("{what}, but an INCR acknowledged before it began had returned {max}"));
         }
     }
+
+    fn check_reads(&self, key: Key, ops: &[&Op], f: &mut Findings) {
+        let mut report = |kind, detail| f.anomalies.push(Anomaly { kind, key: key.name(), detail });
+        for op in ops {
+            let Some(val) = read_value(op) else { continue };
+            let (inv, done) = (t(op.invoke), t(op.complete));
+            let what = format!("{} [{}, {}] returned {val}", read_name(op), secs(inv), secs(done));
+            let lost = if matches!(op.kind, OpKind::ReadBack(_)) { AnomalyKind::Lost } else { AnomalyKind::Stale };
+            let n = match val {
+                Val::Nil => 0,
+                Val::Int(n) => *n,
+                _ => {
+                    report(AnomalyKind::UnknownValue, format!("{what}, not a counter value"));
+                    continue;
+                }
+            };
+            let (finished, max) = self.before(inv);
+            if n > self.invokes.len() as i64 {
+                report(AnomalyKind::UnknownValue, format!("{what}, above the {} INCRs ever sent", self.invokes.len()));
+            } else if n > self.invoked_by(done) {
+                report(AnomalyKind::Future, format!("{what}, but only {} INCRs had been invoked by then", self.invoked_by(done)));
+            } else if (n as usize) < finished {
+                report(lost, format!("{what}, but {finished} INCRs were acknowledged before it began"));
+            } else if let Some((max, _)) = max.filter(|(max, _)| *max > n) {
+                report(lost, format!("{what}, but an INCR acknowledged before it began had returned {max}"));
+            }
+        }
+    }
+}
+
+fn check_counter(key: Key, ops: &[&Op], f: &mut Findings) {
+    let counter = Counter::build(ops);
+    counter.check_replies(key, f);
+    counter.check_reads(key, ops, f);
 }
 
 #[cfg(test)]

@@ -143,8 +143,16 @@ fn background(r: &Report, f: &Frame, out: &mut String) {
     }
     for (i, m) in r.migrations.migrations.iter().enumerate() {
         let (x0, x1) = (f.x(m.start_s), f.x(m.end_s.unwrap_or(f.end_s)));
-        let y = bottom - 10.0 - (i % 4) as f64 * 9.0;
-        let _ = write!(out, "<rect x=\"{x0:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"7\" fill=\"{MIGRATION}\" fill-opacity=\"0.6\"><title>partition {} {}→{} {}</title></rect>", (x1 - x0).max(2.0), m.partition, m.source, m.target, esc(&m.state));
+        let y = bottom - 10.0 - (i % 4) as f64 * 16.0;
+        let name = format!("partition {} {}→{}", m.partition, m.source, m.target);
+        let _ = write!(out, "<rect x=\"{x0:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"7\" fill=\"{MIGRATION}\" fill-opacity=\"0.6\"><title>{} {}</title></rect>", (x1 - x0).max(2.0), esc(&name), esc(&m.state));
+        if x1 - x0 > 8.0 * name.len() as f64 {
+            let _ = write!(out, "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{MIGRATION}\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>", x0 + 4.0, y - 3.0, esc(&name));
+        }
+        if let Some(c) = m.cutover_s {
+            let (xc, pause) = (f.x(c), m.cutover_pause_ms.map(|p| format!(", {p} ms pause")).unwrap_or_default());
+            let _ = write!(out, "<line x1=\"{xc:.1}\" y1=\"{:.1}\" x2=\"{xc:.1}\" y2=\"{:.1}\" stroke=\"{MIGRATION}\" stroke-width=\"3\"><title>cutover{pause}</title></line>", y - 6.0, y + 9.0);
+        }
     }
     let _ = write!(out, "<line x1=\"{LEFT}\" y1=\"{bottom}\" x2=\"{:.1}\" y2=\"{bottom}\" stroke=\"#444\"/>", WIDTH - RIGHT);
     let step = nice_step(f.end_s);
@@ -240,9 +248,13 @@ fn latency_chart(r: &Report) -> String {
     if r.budget.limit_us > 0.0 {
         let yy = (f.y)(r.budget.limit_us);
         let _ = write!(out, "<line x1=\"{LEFT}\" y1=\"{yy:.1}\" x2=\"{:.1}\" y2=\"{yy:.1}\" stroke=\"#111\" stroke-width=\"1.5\" stroke-dasharray=\"7 5\"/>", WIDTH - RIGHT);
-        let _ = write!(out, "<text x=\"{:.1}\" y=\"{:.1}\">budget {:.2} × baseline p99 = {}</text>", LEFT + 6.0, yy - 5.0, r.budget.ratio, fmt_us(r.budget.limit_us as u64));
+        let _ = write!(out, "<text x=\"{:.1}\" y=\"{:.1}\" stroke=\"#fff\" stroke-width=\"4\" paint-order=\"stroke\">budget {:.2} × baseline p99 = {}</text>", LEFT + 6.0, yy - 5.0, r.budget.ratio, fmt_us(r.budget.limit_us as u64));
     }
-    legend(&mut out, &[("p50", P50, false), ("p99", P99, false), ("max", MAX, false), ("budget", "#111", true)]);
+    let mut items = vec![("p50", P50, false), ("p99", P99, false), ("max", MAX, false), ("budget", "#111", true)];
+    if !r.migrations.migrations.is_empty() {
+        items.push(("migration (tick: cutover)", MIGRATION, false));
+    }
+    legend(&mut out, &items);
     out += "</svg>";
     out
 }

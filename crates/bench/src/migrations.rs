@@ -20,6 +20,9 @@ pub struct MigrationWindow {
     pub start_s: f64,
     /// `None` while still running when the run ended.
     pub end_s: Option<f64>,
+    /// When it entered CUTTING_OVER (writes fenced), if it did.
+    #[serde(default)]
+    pub cutover_s: Option<f64>,
     pub bytes_copied: u64,
     pub keys_copied: u64,
     pub cutover_pause_ms: Option<u64>,
@@ -79,6 +82,7 @@ pub fn summarize(list: &MigrationList, run_start_ms: u64, run_s: f64, during_s: 
             state: m.state.clone(),
             start_s: rel(m.started_ms),
             end_s: m.finished_ms.map(rel),
+            cutover_s: m.transitions.iter().find(|t| t.state == "CUTTING_OVER").map(|t| rel(t.at_ms)),
             bytes_copied: m.bytes_copied,
             keys_copied: m.keys_copied,
             cutover_pause_ms: m.cutover_pause_ms,
@@ -107,7 +111,7 @@ mod tests {
             "id": id, "partition": 3, "source": 1, "target": 2, "state": "DONE",
             "started_ms": started_ms, "finished_ms": finished_ms, "bytes_copied": bytes,
             "keys_copied": bytes / 100, "cutover_pause_ms": pause,
-            "transitions": [{"state": "DONE", "at_ms": started_ms}],
+            "transitions": [{"state": "CUTTING_OVER", "at_ms": started_ms + 500}, {"state": "DONE", "at_ms": started_ms + 600}],
         }))
         .expect("a MigrationInfo")
     }
@@ -119,6 +123,7 @@ mod tests {
         assert_eq!(s.migrations.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(s.migrations[0].start_s, 2.0);
         assert_eq!(s.migrations[0].end_s, Some(4.0));
+        assert_eq!(s.migrations[0].cutover_s, Some(2.5));
         assert_eq!(s.bytes_copied, 10_000_000);
         assert_eq!(s.largest_cutover_pause_ms, Some(3));
         assert_eq!(s.moved_mb_per_s, Some(2.0));

@@ -18,37 +18,50 @@ use tokio_util::codec::Framed;
 /// How long one reply may take before a batch gives up.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs one command per item over `connections` connections and hands every
-/// reply to `on_reply(item, reply, invoke, complete)`, collecting what it
-/// returns. The first failure (I/O or `on_reply`'s error) stops the batch.
-pub async fn pipelined<T, R, E, F>(target: &Target, clock: Clock, connections: usize, items: Vec<T>, depth: usize, encode: E, on_reply: F, progress: ProgressBar) -> Result<Vec<R>, String>
-where
-    T: Send + 'static,
-    R: Send + 'static,
-    E: Fn(&T, &mut BytesMut) + Send + Sync + 'static,
-    F: Fn(T, Frame, Micros, Micros) -> Result<Option<R>, String> + Send + Sync + 'static,
-{
-    let connections = connections.clamp(1, items.len().max(1));
-    let mut shares: Vec<Vec<T>> = (0..connections).map(|_| Vec::new()).collect();
-    for (i, item) in items.into_iter().enumerate() {
-        shares[(i / depth) % connections].push(item);
-    }
-    let (encode, on_reply) = (Arc::new(encode), Arc::new(on_reply));
-    let mut tasks = tokio::task::JoinSet::new();
-    for share in shares.into_iter().filter(|s| !s.is_empty()) {
-        let (target, encode, on_reply, progress) = (target.clone(), encode.clone(), on_reply.clone(), progress.clone());
-        tasks.spawn(async move { one_connection(&target, clock, share, depth, &*encode, &*on_reply, &progress).await });
-    }
-    let mut out = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(part)) => out.extend(part),
-            Ok(Err(e)) => return Err(e),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+/// Where and how wide a batch runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Pipeline<'a> {
+    pub target: &'a Target,
+    pub clock: Clock,
+    pub connections: usize,
+    /// Commands in flight per connection.
+    pub depth: usize,
+}
+
+impl Pipeline<'_> {
+    /// Runs one command per item and hands every reply to
+    /// `on_reply(item, reply, invoke, complete)`, collecting what it returns.
+    /// The first failure (I/O or `on_reply`'s error) stops the batch.
+    pub async fn run<T, R, E, F>(&self, items: Vec<T>, encode: E, on_reply: F, progress: ProgressBar) -> Result<Vec<R>, String>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        E: Fn(&T, &mut BytesMut) + Send + Sync + 'static,
+        F: Fn(T, Frame, Micros, Micros) -> Result<Option<R>, String> + Send + Sync + 'static,
+    {
+        let (depth, clock) = (self.depth.max(1), self.clock);
+        let connections = self.connections.clamp(1, items.len().max(1));
+        let mut shares: Vec<Vec<T>> = (0..connections).map(|_| Vec::new()).collect();
+        for (i, item) in items.into_iter().enumerate() {
+            shares[(i / depth) % connections].push(item);
         }
+        let (encode, on_reply) = (Arc::new(encode), Arc::new(on_reply));
+        let mut tasks = tokio::task::JoinSet::new();
+        for share in shares.into_iter().filter(|s| !s.is_empty()) {
+            let (target, encode, on_reply, progress) = (self.target.clone(), encode.clone(), on_reply.clone(), progress.clone());
+            tasks.spawn(async move { one_connection(&target, clock, share, depth, &*encode, &*on_reply, &progress).await });
+        }
+        let mut out = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(part)) => out.extend(part),
+                Ok(Err(e)) => return Err(e),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+        progress.finish_and_clear();
+        Ok(out)
     }
-    progress.finish_and_clear();
-    Ok(out)
 }
 
 async fn one_connection<T, R>(

@@ -7,7 +7,7 @@ use crate::history::{History, Key, Op, OpKind, Outcome};
 use crate::load::{self, LoadShared, read_back_value};
 use crate::migrations::{self, MigrationSummary};
 use crate::phases::{self, CommandRun, PhaseTimes};
-use crate::pipeline::{expect_ok, pipelined};
+use crate::pipeline::{Pipeline, expect_ok};
 use crate::recorder::{ConnLog, Live};
 use crate::report::{Budget, Correctness, ErrorSummary, RateSummary, Ratios, Report, Settings};
 use crate::schedule::{Clock, Pacer, PacerShared, Schedule};
@@ -191,7 +191,9 @@ async fn reset_counters(config: &Config, clock: Clock) -> Result<(), BenchError>
         args.extend(names.iter().map(|n| n.as_bytes()));
         encode_command(&args, buf);
     };
-    pipelined(&config.target, clock, config.connections, chunks, 16, encode, expect_ok("resetting counter keys"), ProgressBar::hidden())
+    let pipeline = Pipeline { target: &config.target, clock, connections: config.connections, depth: 16 };
+    pipeline
+        .run(chunks, encode, expect_ok("resetting counter keys"), ProgressBar::hidden())
         .await
         .map_err(|message| BenchError::Target { target: config.target.display(), message })?;
     Ok(())
@@ -206,7 +208,9 @@ async fn preload(config: &Config, codec: ValueCodec, clock: Clock) -> Result<f64
         encode_command(&[b"SET", Key::Data(*k).name().as_bytes(), &value], buf);
     };
     let bar = progress_bar(u64::from(config.keys), "preload");
-    pipelined(&config.target, clock, config.connections, (0..config.keys).collect(), 256, encode, expect_ok("preload SET"), bar)
+    let pipeline = Pipeline { target: &config.target, clock, connections: config.connections, depth: 256 };
+    pipeline
+        .run((0..config.keys).collect(), encode, expect_ok("preload SET"), bar)
         .await
         .map_err(|message| BenchError::Target { target: config.target.display(), message })?;
     Ok(started.elapsed().as_secs_f64())
@@ -225,7 +229,8 @@ async fn read_back(config: &Config, codec: ValueCodec, clock: Clock, keys: Vec<K
         )),
         other => Err(format!("MGET: {}", load::describe(&other))),
     };
-    let parts = pipelined(&config.target, clock, config.connections, chunks, 16, encode, on_reply, ProgressBar::hidden()).await?;
+    let pipeline = Pipeline { target: &config.target, clock, connections: config.connections, depth: 16 };
+    let parts = pipeline.run(chunks, encode, on_reply, ProgressBar::hidden()).await?;
     Ok(parts.into_iter().flatten().collect())
 }
 
