@@ -5,7 +5,7 @@
 //! for the fewest moves, and stores the result at `/evenkeel/rebalance`.
 //! The leader's scheduler ([`schedule`], every tick) starts moves while at
 //! most `moves_per_node` run on any node and `moves_cluster` in total, and
-//! marks the rebalance DONE once every move ended DONE (FAILED if any ended
+//! (migrations in bake do not count) and marks the rebalance DONE once every move ended DONE (FAILED if any ended
 //! otherwise). Pause, resume, cancel and rollback apply to the rebalance and
 //! to its migrations.
 
@@ -141,12 +141,16 @@ pub async fn schedule(coord: &Coordinator) -> Result<(), RebalanceError> {
     }
     let all = manager::list(meta).await?;
     let phase: HashMap<&str, Phase> = all.iter().map(|m| (m.id.as_str(), m.phase)).collect();
+    // Migrations in bake only run reverse capture (cheap), so they do not
+    // hold a slot; otherwise every move would wait out its predecessors'
+    // bake time.
+    let busy_phase = |p: Phase| !p.is_terminal() && p != Phase::Completed;
     let mut per_node: HashMap<u32, usize> = HashMap::new();
-    for m in all.iter().filter(|m| !m.phase.is_terminal()) {
+    for m in all.iter().filter(|m| busy_phase(m.phase)) {
         *per_node.entry(m.source).or_default() += 1;
         *per_node.entry(m.target).or_default() += 1;
     }
-    let mut running = all.iter().filter(|m| !m.phase.is_terminal()).count();
+    let mut running = all.iter().filter(|m| busy_phase(m.phase)).count();
     let mut changed = false;
     for i in 0..r.plan.moves.len() {
         if r.migrations[i].is_some() || r.skipped[i].is_some() {
