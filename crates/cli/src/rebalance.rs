@@ -76,12 +76,17 @@ fn progress_line(r: &Rebalance, s: &RebalanceStatus) -> String {
     let count = |state: &str| s.migrations.iter().filter(|m| m.state == state).count();
     let bytes: u64 = s.migrations.iter().map(|m| m.bytes_copied).sum();
     let pause = s.migrations.iter().filter_map(|m| m.cutover_pause_ms).max();
+    // Migrations in bake (COMPLETED) and cleanup are shown apart from those
+    // copying or cutting over: only the latter count against the limits.
+    let active = s.migrations.iter().filter(|m| !matches!(m.state.as_str(), "DONE" | "FAILED" | "ROLLED_BACK" | "CANCELLED" | "COMPLETED" | "CLEANING_UP")).count();
     format!(
-        "{:?}: {}/{} moves done, {} running, {} failed, {} bytes copied, largest cutover pause {}",
+        "{:?}: {}/{} moves done, {} moving, {} in bake, {} cleaning up, {} failed, {} bytes copied, largest cutover pause {}",
         r.state,
         count("DONE"),
         r.plan.moves.len(),
-        s.migrations.iter().filter(|m| !matches!(m.state.as_str(), "DONE" | "FAILED" | "ROLLED_BACK" | "CANCELLED")).count(),
+        active,
+        count("COMPLETED"),
+        count("CLEANING_UP"),
         count("FAILED") + count("ROLLED_BACK"),
         bytes,
         pause.map_or("-".to_string(), |p| format!("{p} ms")),
