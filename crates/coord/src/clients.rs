@@ -5,8 +5,7 @@ use evenkeel_rpc::NodeClient;
 use evenkeel_types::{NodeId, NodeInfo, keys};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 #[derive(Default)]
 pub struct NodeClients {
@@ -22,8 +21,7 @@ impl NodeClients {
         {
             return Some(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", info.addr)).ok()?.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true);
-        let client = NodeClient::new(endpoint.connect_lazy()).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
+        let client = evenkeel_rpc::connect_lazy(&info.addr).ok()?;
         map.insert(info.id, (info.addr.clone(), client.clone()));
         Some(client)
     }

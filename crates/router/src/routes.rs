@@ -13,7 +13,7 @@ use evenkeel_types::{Epoch, NodeId, NodeInfo, RoutingTable, keys};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// A routing table together with a client for every member node.
 pub struct Routes {
@@ -101,16 +101,7 @@ fn parse_table(raw: &[u8]) -> Option<RoutingTable> {
 
 /// A lazily connecting client: no I/O until the first request.
 fn connect(addr: &str) -> Option<NodeClient<Channel>> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| tracing::error!(%addr, error = %e, "bad node address"))
-        .ok()?
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10));
-    let client = NodeClient::new(endpoint.connect_lazy())
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX);
-    Some(client)
+    evenkeel_rpc::connect_lazy(addr).map_err(|e| tracing::error!(%addr, error = %e, "bad node address")).ok()
 }
 
 async fn follow(cache: std::sync::Weak<RouteCache>, meta: Arc<dyn MetaStore>, mut stop: tokio::sync::oneshot::Receiver<()>) {

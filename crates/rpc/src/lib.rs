@@ -13,3 +13,16 @@ pub mod pb {
 
 pub use pb::node_client::NodeClient;
 pub use pb::node_server::{Node, NodeServer};
+
+/// A client for the node at `addr` (`host:port`) that connects on first use
+/// and reconnects by itself. Every caller (router, coordinator) uses the same
+/// transport settings: TCP_NODELAY (gRPC replies are several small frames),
+/// a 1 s connect timeout, HTTP/2 keepalive, and no message size cap beyond
+/// the node's own.
+pub fn connect_lazy(addr: &str) -> Result<NodeClient<tonic::transport::Channel>, tonic::transport::Error> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(std::time::Duration::from_secs(10));
+    Ok(NodeClient::new(endpoint.connect_lazy()).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+}
