@@ -110,10 +110,13 @@ impl Manager {
     pub async fn start(&self, partition: PartitionId, target: NodeId, limits: Limits) -> Result<Migration, StartError> {
         let driver = self.driver.lock().clone().ok_or(StartError::NotLeader)?;
         let meta = driver.meta.as_ref();
-        let source = validate(meta, partition, target).await?;
+        // Busy first: while a move is unfinished, a second request for the
+        // partition is a conflict, even once the first has cut over (and
+        // the owner already equals the requested target).
         if let Some(busy) = list(meta).await?.into_iter().find(|m| m.partition == partition && !m.phase.is_terminal()) {
             return Err(StartError::Busy(partition, busy.id));
         }
+        let source = validate(meta, partition, target).await?;
         let now = unix_ms();
         let m = Migration::new(format!("p{partition}-{now}"), partition, source, target, limits, now);
         if !driver::create(meta, &m).await? {
