@@ -131,6 +131,16 @@ impl Load {
     }
 }
 
+/// Cluster options for these tests: `partitions` partitions, a short (or
+/// long) bake, and a pause budget a debug build can meet.
+fn options(dir: &std::path::Path, partitions: u32, bake_ms: u64) -> UpOptions {
+    let mut opts = UpOptions::ephemeral(dir);
+    opts.partitions = partitions;
+    opts.coord.limits.bake_ms = bake_ms;
+    opts.coord.driver.pause_budget_ms = PAUSE_BUDGET_MS;
+    opts
+}
+
 async fn migrations(http: &reqwest::Client, admin: &str) -> Vec<MigrationInfo> {
     let list: MigrationList = http.get(format!("{admin}/v1/migrations")).send().await.unwrap().json().await.unwrap();
     list.migrations
@@ -139,10 +149,7 @@ async fn migrations(http: &reqwest::Client, admin: &str) -> Vec<MigrationInfo> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_move_under_load_without_errors_lost_or_stale_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = UpOptions::ephemeral(dir.path());
-    opts.partitions = 16;
-    opts.coord.limits.bake_ms = 300;
-    opts.coord.driver.pause_budget_ms = PAUSE_BUDGET_MS;
+    let mut opts = options(dir.path(), 16, 300);
     opts.coord.driver.chunk_keys = 50;
     let cluster = LocalCluster::start(opts).await.unwrap();
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
@@ -233,11 +240,7 @@ async fn wait_for_leader(http: &reqwest::Client, admin: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_during_bake_loses_no_write() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = UpOptions::ephemeral(dir.path());
-    opts.partitions = 8;
-    opts.coord.limits.bake_ms = 600_000;
-    opts.coord.driver.pause_budget_ms = PAUSE_BUDGET_MS;
-    let cluster = LocalCluster::start(opts).await.unwrap();
+    let cluster = LocalCluster::start(options(dir.path(), 8, 600_000)).await.unwrap();
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let p = 3u16;
@@ -302,14 +305,7 @@ async fn wait_state(http: &reqwest::Client, admin: &str, id: &str, state: &str) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn added_node_takes_partitions_and_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let options = || {
-        let mut opts = UpOptions::ephemeral(dir.path());
-        opts.partitions = 8;
-        opts.coord.limits.bake_ms = 100;
-        opts.coord.driver.pause_budget_ms = PAUSE_BUDGET_MS;
-        opts
-    };
-    let cluster = LocalCluster::start(options()).await.unwrap();
+    let cluster = LocalCluster::start(options(dir.path(), 8, 100)).await.unwrap();
     let admin = format!("http://{}", cluster.admin_addr);
     let http = reqwest::Client::new();
     wait_for_leader(&http, &admin).await;
@@ -330,7 +326,7 @@ async fn added_node_takes_partitions_and_survives_restart() {
     assert_eq!(refused.status(), 409, "a node that owns partitions cannot be removed");
     cluster.shutdown().await.unwrap();
 
-    let cluster = LocalCluster::start(options()).await.unwrap();
+    let cluster = LocalCluster::start(options(dir.path(), 8, 100)).await.unwrap();
     assert_eq!(cluster.node_ids, vec![1, 2, 3, 4]);
     assert_eq!(routing(&cluster).await.entry(0).unwrap().owner, 4);
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
@@ -348,11 +344,7 @@ async fn added_node_takes_partitions_and_survives_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalance_after_node_add_moves_a_quarter_under_load() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = UpOptions::ephemeral(dir.path());
-    opts.partitions = 16;
-    opts.coord.limits.bake_ms = 100;
-    opts.coord.driver.pause_budget_ms = PAUSE_BUDGET_MS;
-    let cluster = LocalCluster::start(opts).await.unwrap();
+    let cluster = LocalCluster::start(options(dir.path(), 16, 100)).await.unwrap();
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
     let load = Load::start(&client, 1).await;
     let admin = format!("http://{}", cluster.admin_addr);

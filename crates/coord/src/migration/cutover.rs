@@ -12,7 +12,7 @@
 //! Rollback is the same dance in the other direction, draining the
 //! destination's changes made since cutover back to the source.
 
-use super::driver::{Driver, apply_failure, client, elapsed_ms, header, routing, set_owner, ship_log};
+use super::driver::{Driver, apply_failure, checksum, client, elapsed_ms, header, routing, set_owner, ship_log};
 use super::machine::{Event, Migration};
 use evenkeel_rpc::pb;
 use evenkeel_types::NodeId;
@@ -27,10 +27,6 @@ async fn fence(d: &Driver, m: &Migration, node: NodeId, fenced: bool, grant_epoc
 
 async fn position(d: &Driver, m: &Migration, node: NodeId) -> Result<u64, super::driver::Failure> {
     Ok(client(d, node).await?.migrate_begin(header(m).expect("token set")).await.map_err(apply_failure)?.into_inner().log_next)
-}
-
-async fn checksum(d: &Driver, m: &Migration, node: NodeId) -> Result<pb::ChecksumResponse, super::driver::Failure> {
-    Ok(client(d, node).await?.migrate_checksum(header(m).expect("token set")).await.map_err(apply_failure)?.into_inner())
 }
 
 /// Ships `from_node`'s log from `from` to `to_node` until it reaches `end`.

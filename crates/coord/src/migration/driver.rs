@@ -276,12 +276,16 @@ async fn catch_up(d: &Driver, m: &Migration, from: u64) -> Outcome {
 /// with nothing left to apply counts as a mismatch. The authoritative
 /// comparison happens under the fence at cutover.
 async fn verify(d: &Driver, m: &Migration) -> Outcome {
-    let src = client(d, m.source).await?.migrate_checksum(header(m).expect("set")).await.map_err(apply_failure)?.into_inner();
-    let dst = client(d, m.target).await?.migrate_checksum(header(m).expect("set")).await.map_err(apply_failure)?.into_inner();
+    let (src, dst) = (checksum(d, m, m.source).await?, checksum(d, m, m.target).await?);
     let same = (src.keys, src.digest) == (dst.keys, dst.digest);
     let explained = src.log_next > m.applied_log_pos;
     let detail = format!("source {} keys, destination {} keys, {} changes unapplied", src.keys, dst.keys, src.log_next.saturating_sub(m.applied_log_pos));
     Ok(Some(Event::Verified { matched: same || explained, detail }))
+}
+
+/// The checksum of the migration's partition on `node`.
+pub(super) async fn checksum(d: &Driver, m: &Migration, node: NodeId) -> Result<pb::ChecksumResponse, Failure> {
+    Ok(client(d, node).await?.migrate_checksum(header(m).expect("token set")).await.map_err(apply_failure)?.into_inner())
 }
 
 async fn reverse_capture(d: &Driver, m: &Migration, from: u64) -> Outcome {

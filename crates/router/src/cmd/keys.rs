@@ -1,7 +1,7 @@
 //! Key commands: DEL EXISTS EXPIRE PEXPIRE TTL PTTL PERSIST SCAN DBSIZE.
 
 use super::strings::integer_reply;
-use super::{c_str, dispatch_error, int_arg, one, op_error, syntax_error, unexpected};
+use super::{c_str, int_arg, one, run_ops, syntax_error, unexpected};
 use crate::Router;
 use crate::dispatch::KeyOp;
 use crate::glob::glob_match;
@@ -14,14 +14,10 @@ use evenkeel_types::{SLOT_COUNT, unix_ms};
 /// Runs one op per key and sums the integer replies (DEL, EXISTS).
 async fn count(r: &Router, keys: &[Bytes], kind: Kind, hit: fn(&R) -> i64) -> Frame {
     let ops: Vec<KeyOp> = keys.iter().map(|k| KeyOp { key: k.clone(), kind: kind.clone() }).collect();
-    let mut total = 0;
-    for result in r.dispatcher.run(&ops).await {
-        match result.map_err(|e| dispatch_error(&e)).and_then(op_error) {
-            Ok(reply) => total += hit(&reply),
-            Err(e) => return e,
-        }
+    match run_ops(r, &ops).await {
+        Ok(replies) => Frame::Integer(replies.iter().map(hit).sum()),
+        Err(e) => e,
     }
-    Frame::Integer(total)
 }
 
 pub async fn del(r: &Router, a: &[Bytes]) -> Frame {

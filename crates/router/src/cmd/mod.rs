@@ -129,11 +129,16 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
     (reply, C)
 }
 
+/// Runs ops and returns their results in order, or the first failure as a
+/// ready-made error reply (what a multi-key command answers).
+pub(crate) async fn run_ops(router: &Router, ops: &[KeyOp]) -> Result<Vec<R>, Frame> {
+    router.dispatcher.run(ops).await.into_iter().map(|r| r.map_err(|e| dispatch_error(&e)).and_then(op_error)).collect()
+}
+
 /// Runs a single-key op; errors come back as ready-made error replies.
 pub(crate) async fn one(router: &Router, key: &Bytes, kind: Kind) -> Result<R, Frame> {
     let ops = [KeyOp { key: key.clone(), kind }];
-    let result = router.dispatcher.run(&ops).await.pop().expect("one result");
-    result.map_err(|e| dispatch_error(&e)).and_then(op_error)
+    Ok(run_ops(router, &ops).await?.pop().expect("one result"))
 }
 
 /// Turns a node's error result into the client's error reply.

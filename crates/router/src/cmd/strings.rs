@@ -1,6 +1,6 @@
 //! String commands: GET SET GETDEL APPEND STRLEN INCR/DECR[BY] MGET MSET.
 
-use super::{dispatch_error, int_arg, one, op_error, syntax_error, unexpected, wrong_arity};
+use super::{int_arg, one, run_ops, syntax_error, unexpected, wrong_arity};
 use crate::Router;
 use crate::dispatch::KeyOp;
 use bytes::Bytes;
@@ -147,14 +147,10 @@ impl SetOptions {
 
 pub async fn mget(r: &Router, a: &[Bytes]) -> Frame {
     let ops: Vec<KeyOp> = a[1..].iter().map(|k| KeyOp { key: k.clone(), kind: get_kind(false) }).collect();
-    let mut replies = Vec::with_capacity(ops.len());
-    for result in r.dispatcher.run(&ops).await {
-        match result.map_err(|e| dispatch_error(&e)).and_then(op_error) {
-            Ok(v) => replies.push(value_frame(v)),
-            Err(e) => return e,
-        }
+    match run_ops(r, &ops).await {
+        Ok(replies) => Frame::Array(replies.into_iter().map(value_frame).collect()),
+        Err(e) => e,
     }
-    Frame::Array(replies)
 }
 
 /// MSET across partitions is applied per key, not atomically as a whole.
@@ -169,12 +165,7 @@ pub async fn mset(r: &Router, a: &[Bytes]) -> Frame {
             kind: Kind::Set(pb::Set { value: kv[1].clone(), expiry: None, condition: 0, get: false }),
         })
         .collect();
-    for result in r.dispatcher.run(&ops).await {
-        if let Err(e) = result.map_err(|e| dispatch_error(&e)).and_then(op_error) {
-            return e;
-        }
-    }
-    Frame::ok()
+    run_ops(r, &ops).await.map_or_else(|e| e, |_| Frame::ok())
 }
 
 #[cfg(test)]
