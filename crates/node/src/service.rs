@@ -117,6 +117,7 @@ impl pb::node_server::Node for NodeService {
             clock: inner.store.clock().current(),
             partitions,
             disk_bytes: inner.store.disk_bytes(),
+            ..Default::default()
         }))
     }
 
