@@ -67,6 +67,16 @@ impl AdminClient {
         self.send(self.http.post(format!("{}{path}", self.base))).await
     }
 
+    /// PATCH `path` with a JSON body; the reply as JSON.
+    pub async fn patch_json<T: serde::de::DeserializeOwned>(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<T> {
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    /// PUT `path` with a JSON body; the reply as JSON.
+    pub async fn put_json<T: serde::de::DeserializeOwned>(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<T> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body)).await
+    }
+
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http.get(format!("{}{path}", self.base))).await
     }

@@ -7,9 +7,15 @@
 //! - [`admin`]: the HTTP client the CLI uses to talk to a running cluster.
 //! - [`rebalance`]: `evenkeel rebalance ...`.
 //! - [`moves`]: `evenkeel move` and `evenkeel migrations`.
+//! - [`progress`]: per-migration progress bars and lines.
+//! - [`throttle`]: `evenkeel throttle show | set | reset`.
+//! - [`config`]: the TOML configuration file of `evenkeel up --config`.
 
 pub mod admin;
+pub mod config;
 pub mod launcher;
 pub mod moves;
+pub mod progress;
 pub mod rebalance;
+pub mod throttle;
 pub mod up;

@@ -60,6 +60,12 @@ enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// Show or change the migration throttle (rates, adaptive control,
+    /// concurrency) at runtime; changes apply within a second.
+    Throttle {
+        #[command(subcommand)]
+        command: ThrottleCommand,
+    },
     /// List migrations with their state and progress.
     Migrations {
         #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
@@ -69,38 +75,66 @@ enum Command {
     },
 }
 
+/// Flags override the configuration file; both override the defaults
+/// shown here.
 #[derive(clap::Args)]
 struct UpArgs {
-    /// Storage nodes to create on first start (a restart runs the recorded ones).
-    #[arg(long, default_value_t = 3)]
-    nodes: usize,
-    /// Where the metadata store and every node keep their data.
-    #[arg(long, default_value = "./evenkeel-data")]
-    data_dir: PathBuf,
-    /// RESP address clients connect to.
-    #[arg(long, default_value = "127.0.0.1:6380")]
-    listen: SocketAddr,
-    /// Admin HTTP API, dashboard and /metrics.
-    #[arg(long, default_value = "127.0.0.1:7070")]
-    admin: SocketAddr,
-    /// Partitions, fixed when the cluster is created.
-    #[arg(long, default_value_t = 128)]
-    partitions: u32,
+    /// A TOML configuration file (sections cluster, router, migration,
+    /// throttle; see README).
+    #[arg(long, env = "EVENKEEL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Storage nodes to create on first start (a restart runs the recorded ones) [default: 3].
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Where the metadata store and every node keep their data [default: ./evenkeel-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// RESP address clients connect to [default: 127.0.0.1:6380].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Admin HTTP API and /metrics [default: 127.0.0.1:7070].
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// Partitions, fixed when the cluster is created [default: 128].
+    #[arg(long)]
+    partitions: Option<u32>,
     /// buffered: acknowledged writes survive a process crash (fsync every second);
-    /// sync: fsync before every acknowledgement (survives power loss).
-    #[arg(long, value_enum, default_value_t = DurabilityArg::Buffered)]
-    durability: DurabilityArg,
+    /// sync: fsync before every acknowledgement (survives power loss) [default: buffered].
+    #[arg(long, value_enum)]
+    durability: Option<DurabilityArg>,
     /// Require clients to AUTH with this password.
     #[arg(long, env = "EVENKEEL_REQUIREPASS")]
     requirepass: Option<String>,
-    #[arg(long, default_value_t = 10_000)]
-    max_clients: usize,
-    /// Largest bulk string a client may send, in bytes.
-    #[arg(long, default_value_t = 64 * 1024 * 1024)]
-    max_bulk_len: usize,
-    /// Block cache per node, in MiB.
-    #[arg(long, default_value_t = 64)]
-    cache_mib: u64,
+    /// [default: 10000]
+    #[arg(long)]
+    max_clients: Option<usize>,
+    /// Largest bulk string a client may send, in bytes [default: 67108864].
+    #[arg(long)]
+    max_bulk_len: Option<usize>,
+    /// Block cache per node, in MiB [default: 64].
+    #[arg(long)]
+    cache_mib: Option<u64>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+#[derive(Subcommand)]
+enum ThrottleCommand {
+    /// The rate in force and why, the baseline, budget used, node gates.
+    Show(AdminArgs),
+    /// Change some settings (only the flags given); `none` clears a limit.
+    Set {
+        #[command(flatten)]
+        set: evenkeel::throttle::SetArgs,
+        #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
+        admin: String,
+    },
+    /// Back to the defaults (adaptive, no static limits, no windows).
+    Reset {
+        #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
+        admin: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -166,7 +200,8 @@ enum NodeCommand {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum DurabilityArg {
     Buffered,
     Sync,
@@ -197,6 +232,7 @@ fn main() -> ExitCode {
             Command::Node { command } => node(command).await,
             Command::Rebalance { command } => rebalance(command).await,
             Command::Migration { action, id, admin } => evenkeel::moves::control(&admin, &action, &id).await,
+            Command::Throttle { command } => throttle(command).await,
         }
     });
     match result {
@@ -213,21 +249,60 @@ fn init_logging() {
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
 }
 
-async fn up(args: UpArgs) -> anyhow::Result<()> {
-    init_logging();
-    let mut opts = UpOptions::new(&args.data_dir);
-    opts.nodes = args.nodes;
-    opts.partitions = args.partitions;
-    opts.listen = args.listen;
-    opts.admin = args.admin;
-    opts.durability = match args.durability {
+async fn throttle(command: ThrottleCommand) -> anyhow::Result<()> {
+    use evenkeel::throttle as t;
+    match command {
+        ThrottleCommand::Show(a) => t::show(&a.admin, a.json).await,
+        ThrottleCommand::Set { set, admin } => t::set(&admin, set).await,
+        ThrottleCommand::Reset { admin } => t::reset(&admin).await,
+    }
+}
+
+/// The file's settings overlaid by the flags given.
+fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
+    let file = match &args.config {
+        Some(path) => evenkeel::config::FileConfig::load(path)?,
+        None => Default::default(),
+    };
+    let (c, r) = (&file.cluster, &file.router);
+    let mut opts = UpOptions::new(args.data_dir.or(c.data_dir.clone()).unwrap_or_else(|| "./evenkeel-data".into()));
+    let pick = |flag: Option<usize>, file: Option<usize>, default: usize| flag.or(file).unwrap_or(default);
+    opts.nodes = pick(args.nodes, c.nodes, opts.nodes);
+    opts.partitions = args.partitions.or(c.partitions).unwrap_or(opts.partitions);
+    opts.listen = args.listen.or(c.listen).unwrap_or(opts.listen);
+    opts.admin = args.admin.or(c.admin).unwrap_or(opts.admin);
+    let durability = match (args.durability, c.durability.as_deref()) {
+        (Some(d), _) => d,
+        (None, None | Some("buffered")) => DurabilityArg::Buffered,
+        (None, Some("sync")) => DurabilityArg::Sync,
+        (None, Some(other)) => anyhow::bail!("[cluster] durability = {other:?}: use \"buffered\" or \"sync\""),
+    };
+    opts.durability = match durability {
         DurabilityArg::Buffered => Durability::Buffered,
         DurabilityArg::Sync => Durability::Sync,
     };
-    opts.router.requirepass = args.requirepass;
-    opts.router.max_clients = args.max_clients;
-    opts.router.limits.max_bulk_len = args.max_bulk_len;
-    opts.cache_bytes = args.cache_mib * 1024 * 1024;
+    opts.router.requirepass = args.requirepass.or(r.requirepass.clone());
+    opts.router.max_clients = pick(args.max_clients, r.max_clients, opts.router.max_clients);
+    opts.router.limits.max_bulk_len = pick(args.max_bulk_len, r.max_bulk_len, opts.router.limits.max_bulk_len);
+    if let Some(ms) = r.retry_budget_ms {
+        opts.router.retry.total_ms = ms;
+    }
+    opts.cache_bytes = args.cache_mib.or(c.cache_mib).unwrap_or(64) * 1024 * 1024;
+    if let Some(lane) = c.background_lane {
+        opts.background_lane = lane;
+    }
+    file.apply_migration(&mut opts.coord);
+    Ok(opts)
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let print = args.print_config;
+    let opts = up_options(args)?;
+    if print {
+        print!("{}", toml::to_string_pretty(&evenkeel::config::effective(&opts))?);
+        return Ok(());
+    }
+    init_logging();
     let mut cluster = LocalCluster::start(opts).await?;
     tracing::info!(
         router = %cluster.router_addr, admin = %cluster.admin_addr, nodes = ?cluster.node_ids,

@@ -54,22 +54,30 @@ pub async fn start(admin: &str, wait: bool, json: bool) -> anyhow::Result<()> {
     }
 }
 
-/// Prints progress until the rebalance with `id` ends.
+/// Shows progress until the rebalance with `id` ends.
 async fn follow(client: &AdminClient, id: &str, quiet: bool) -> anyhow::Result<RebalanceStatus> {
-    let mut last = String::new();
+    let mut display = crate::progress::Display::new(quiet);
     loop {
         let status: RebalanceStatus = client.get_json("/v1/rebalance").await?;
         let Some(r) = status.rebalance.as_ref().filter(|r| r.id == id) else { bail!("rebalance {id} was replaced") };
-        let line = progress_line(r, &status);
-        if !quiet && line != last {
-            println!("{line}");
-            last = line;
+        if !quiet {
+            display.update(&headline(r, &status), &status.migrations);
         }
         if !r.state.is_active() {
+            display.finish();
             return Ok(status);
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// The overall line plus the throttle's rate and why.
+fn headline(r: &Rebalance, s: &RebalanceStatus) -> String {
+    let mut line = progress_line(r, s);
+    if let Some(t) = &s.throttle {
+        line += &format!("\nthrottle: {} per migration ({})", crate::throttle::fmt_rate(t.rate_bytes_per_s), t.reason);
+    }
+    line
 }
 
 fn progress_line(r: &Rebalance, s: &RebalanceStatus) -> String {
@@ -103,9 +111,11 @@ pub async fn status(admin: &str, json: bool) -> anyhow::Result<()> {
         println!("no rebalance has run");
         return Ok(());
     };
-    println!("rebalance {}: {}", r.id, progress_line(r, &status));
+    println!("rebalance {}: {}", r.id, headline(r, &status));
     for m in &status.migrations {
-        println!("  {:<22} partition {:>5} {}->{} {:<18} {:>10} keys {:>12} bytes", m.id, m.partition, m.source, m.target, m.state, m.keys_copied, m.bytes_copied);
+        // One poll gives no rate; the average since the migration started does.
+        let elapsed_s = (m.finished_ms.unwrap_or_else(evenkeel_types::unix_ms).saturating_sub(m.started_ms) as f64 / 1000.0).max(0.001);
+        println!("  {}", crate::progress::line(m, m.bytes_copied as f64 / elapsed_s));
     }
     Ok(())
 }

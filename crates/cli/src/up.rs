@@ -39,6 +39,8 @@ pub struct UpOptions {
     pub cache_bytes: u64,
     /// Coordinator settings (migration limits, bake time, pause budget).
     pub coord: CoordConfig,
+    /// Nodes run migration work in a low-priority lane behind client work.
+    pub background_lane: bool,
 }
 
 impl UpOptions {
@@ -53,6 +55,7 @@ impl UpOptions {
             router: RouterConfig::default(),
             cache_bytes: 64 * 1024 * 1024,
             coord: CoordConfig::default(),
+            background_lane: true,
         }
     }
 

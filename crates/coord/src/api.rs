@@ -31,6 +31,18 @@ pub struct NodeStatus {
     pub keys: u64,
     pub bytes: u64,
     pub disk_bytes: u64,
+    /// Foreground Execute p99 and ops over the node's last complete second.
+    #[serde(default)]
+    pub p99_us: u64,
+    #[serde(default)]
+    pub ops_last_s: u64,
+    /// Failed ops since the node started.
+    #[serde(default)]
+    pub errors_total: u64,
+    #[serde(default)]
+    pub disk_free_bytes: u64,
+    #[serde(default)]
+    pub disk_total_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -40,6 +52,9 @@ pub struct PartitionStatus {
     pub epoch: Epoch,
     pub keys: u64,
     pub bytes: u64,
+    /// The owner's next change-log position (for migration lag).
+    #[serde(default)]
+    pub log_next: u64,
 }
 
 /// The body of every error response.
@@ -81,6 +96,12 @@ pub struct MigrationInfo {
     /// Why the migration failed or is paused, when it did or is.
     #[serde(default)]
     pub error: Option<String>,
+    /// The partition's size as of the last stats poll (the copy's goal).
+    #[serde(default)]
+    pub bytes_total: Option<u64>,
+    /// Source change-log entries not yet applied on the destination.
+    #[serde(default)]
+    pub lag_entries: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -101,4 +122,46 @@ pub struct AddNodeRequest {
 pub struct RebalanceStatus {
     pub rebalance: Option<crate::rebalance::Rebalance>,
     pub migrations: Vec<MigrationInfo>,
+    /// The throttle's current rate and why.
+    #[serde(default)]
+    pub throttle: Option<ThrottleStatus>,
+}
+
+/// `GET /v1/throttle`: the throttle's settings and what it decided last.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ThrottleStatus {
+    /// Migrations moving data now (bake does not count).
+    pub migrations_moving: usize,
+    /// Per-migration rate in force (None: unlimited).
+    pub rate_bytes_per_s: Option<f64>,
+    /// The adaptive controller's cluster-wide rate, when adaptive is on.
+    pub adaptive_rate_bytes_per_s: Option<f64>,
+    /// Why the rate is what it is, e.g. "cut: p99 1.18x baseline".
+    pub reason: String,
+    pub baseline_p99_us: Option<u64>,
+    /// Frozen while migrations move data.
+    pub baseline_frozen: bool,
+    /// Foreground p99, ops and errors of the last complete second.
+    pub p99_us: u64,
+    pub ops_last_s: u64,
+    pub errors_last_s: u64,
+    /// Where the foreground signal came from: "routers" or "nodes".
+    pub signal: String,
+    pub p99_ratio: Option<f64>,
+    pub budget_ratio: f64,
+    /// (p99 ratio - 1) / (budget - 1): 1.0 means the budget is used up.
+    pub budget_used: Option<f64>,
+    /// Cluster-wide concurrency from the active time window.
+    pub max_concurrent: Option<usize>,
+    pub nodes: Vec<NodeGateStatus>,
+    pub settings: crate::throttle::Settings,
+}
+
+/// One node's health gate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NodeGateStatus {
+    pub node: NodeId,
+    /// "open", "paused" or "abort".
+    pub state: String,
+    pub reasons: Vec<String>,
 }

@@ -14,6 +14,11 @@
 //!   `POST /v1/rebalance`: start one (409 while one is active).
 //!   `GET /v1/rebalance`: it and its migrations.
 //!   `POST /v1/rebalance/{pause|resume|cancel|rollback}`.
+//! - `GET /v1/throttle`: the throttle's settings and its last decision
+//!   (rate and why, baseline, p99 ratio, budget used, node gates).
+//!   `PUT /v1/throttle` replaces the settings; `PATCH /v1/throttle` merges a
+//!   JSON merge patch (RFC 7386: `null` resets a field to its default).
+//!   Both validate (400 with the reason) and apply within a second.
 //! - `GET /metrics`: Prometheus text format for everything this process
 //!   records (router, nodes, coordinator when run together by `up`).
 //! - `GET /healthz`: 200 when the coordinator has a cluster view.
@@ -41,6 +46,7 @@ pub fn routes(coord: Arc<Coordinator>) -> Router {
         .route("/v1/rebalance", get(rebalance_status).post(rebalance_start))
         .route("/v1/rebalance/plan", get(rebalance_plan))
         .route("/v1/rebalance/{action}", axum::routing::post(rebalance_control))
+        .route("/v1/throttle", get(throttle_status).put(throttle_put).patch(throttle_patch))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .fallback(not_found)
@@ -54,7 +60,7 @@ async fn cluster(State(c): State<Arc<Coordinator>>) -> Response {
 }
 
 async fn migrations(State(c): State<Arc<Coordinator>>) -> Response {
-    match crate::migration::manager::list_info(c.meta()).await {
+    match crate::migration::manager::list_info(c.meta(), &c.status()).await {
         Ok(list) => Json(list).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
@@ -142,7 +148,7 @@ async fn rebalance_plan(State(c): State<Arc<Coordinator>>) -> Response {
 }
 
 async fn rebalance_start(State(c): State<Arc<Coordinator>>) -> Response {
-    match crate::rebalance::start(&c, Default::default()).await {
+    match crate::rebalance::start(&c, c.rebalance_limits()).await {
         Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
         Err(e) => rebalance_error(e),
     }
@@ -158,8 +164,9 @@ async fn rebalance_status(State(c): State<Arc<Coordinator>>) -> Response {
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
     let ids: Vec<&String> = current.iter().flat_map(|r| r.migrations.iter().flatten()).collect();
-    let migrations = all.iter().filter(|m| ids.contains(&&m.id)).map(crate::migration::manager::info).collect();
-    Json(crate::api::RebalanceStatus { rebalance: current, migrations }).into_response()
+    let status = c.status();
+    let migrations = all.iter().filter(|m| ids.contains(&&m.id)).map(|m| crate::migration::manager::info_with(m, &status)).collect();
+    Json(crate::api::RebalanceStatus { rebalance: current, migrations, throttle: Some(c.throttle.status()) }).into_response()
 }
 
 /// `POST /v1/rebalance/{pause|resume|cancel|rollback}`.
@@ -168,6 +175,44 @@ async fn rebalance_control(State(c): State<Arc<Coordinator>>, Path(action): Path
         return error(StatusCode::NOT_FOUND, &format!("unknown action {action:?}; use pause, resume, cancel or rollback"));
     }
     crate::rebalance::control(&c, &action).await.map_or_else(rebalance_error, |r| Json(r).into_response())
+}
+
+async fn throttle_status(State(c): State<Arc<Coordinator>>) -> Response {
+    Json(c.throttle.status()).into_response()
+}
+
+async fn throttle_put(State(c): State<Arc<Coordinator>>, body: Result<Json<serde_json::Value>, JsonRejection>) -> Response {
+    match body {
+        Ok(Json(v)) => store_throttle(&c, v).await,
+        Err(e) => error(StatusCode::BAD_REQUEST, &format!("bad request body: {}", e.body_text())),
+    }
+}
+
+async fn throttle_patch(State(c): State<Arc<Coordinator>>, body: Result<Json<serde_json::Value>, JsonRejection>) -> Response {
+    let patch = match body {
+        Ok(Json(v)) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad request body: {}", e.body_text())),
+    };
+    let current = match crate::throttle::load_settings(c.meta()).await {
+        Ok(s) => serde_json::to_value(s).expect("settings serialize"),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e),
+    };
+    store_throttle(&c, crate::throttle::merge_patch(current, patch)).await
+}
+
+/// Decodes, validates and stores settings; answers with them as stored.
+async fn store_throttle(c: &Coordinator, v: serde_json::Value) -> Response {
+    let settings: crate::throttle::Settings = match serde_json::from_value(v) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid throttle settings: {e}")),
+    };
+    if let Err(e) = settings.validate() {
+        return error(StatusCode::BAD_REQUEST, &format!("invalid throttle settings: {e}"));
+    }
+    match crate::throttle::store_settings(c.meta(), &settings).await {
+        Ok(()) => Json(settings).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e),
+    }
 }
 
 async fn metrics() -> Response {

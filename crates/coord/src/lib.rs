@@ -11,7 +11,10 @@
 //! - [`migration`]: the migration state machine, its driver and the
 //!   leader's manager of running migrations.
 //!
-//! Deliberately absent so far: the planner, rebalance, throttling.
+//! - [`throttle`]: the disruption budget: baseline, adaptive and static
+//!   rates, time windows and health gates, fed once a second by the poll.
+//! - [`plan`], [`rebalance`], [`nodes`]: the planner, the rebalance
+//!   scheduler, membership changes.
 
 pub mod api;
 pub mod bootstrap;
@@ -21,6 +24,7 @@ pub mod migration;
 pub mod nodes;
 pub mod plan;
 pub mod rebalance;
+pub mod throttle;
 mod poll;
 
 use arc_swap::ArcSwap;
@@ -40,6 +44,11 @@ pub struct CoordConfig {
     pub leader_ttl: Duration,
     pub driver: migration::driver::DriverConfig,
     pub limits: migration::machine::Limits,
+    /// Concurrency of a rebalance started through the API.
+    pub rebalance: rebalance::Limits,
+    /// Throttle settings stored when the coordinator starts (from the
+    /// configuration file); None keeps what is stored.
+    pub throttle: Option<throttle::Settings>,
 }
 
 impl Default for CoordConfig {
@@ -50,6 +59,8 @@ impl Default for CoordConfig {
             leader_ttl: Duration::from_secs(5),
             driver: Default::default(),
             limits: Default::default(),
+            rebalance: Default::default(),
+            throttle: None,
         }
     }
 }
@@ -61,6 +72,7 @@ pub struct Coordinator {
     leader: AtomicBool,
     clients: Arc<clients::NodeClients>,
     pub migrations: migration::manager::Manager,
+    pub throttle: Arc<throttle::Throttle>,
     launcher: Option<Arc<dyn nodes::NodeLauncher>>,
 }
 
@@ -75,6 +87,7 @@ impl Coordinator {
         Arc::new(Coordinator { meta, config, status: ArcSwap::from_pointee(empty), leader: AtomicBool::new(false),
             clients: Arc::default(),
             migrations: Default::default(),
+            throttle: Arc::default(),
             launcher,
         })
     }
@@ -96,6 +109,10 @@ impl Coordinator {
         self.config.limits
     }
 
+    pub fn rebalance_limits(&self) -> rebalance::Limits {
+        self.config.rebalance
+    }
+
     pub fn is_leader(&self) -> bool {
         self.leader.load(Ordering::Acquire)
     }
@@ -103,6 +120,13 @@ impl Coordinator {
     /// Runs the coordinator and serves the admin API on `listener` until
     /// `shutdown` resolves.
     pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        // A configuration file's throttle settings replace the stored ones
+        // when the process starts; `evenkeel throttle set` changes them later.
+        if let Some(s) = &self.config.throttle
+            && let Err(e) = throttle::store_settings(self.meta.as_ref(), s).await
+        {
+            tracing::error!(error = %e, "throttle settings from the configuration not stored");
+        }
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(self.clone().lead());
         tasks.spawn(poll::run(self.clone()));
@@ -134,7 +158,13 @@ impl Coordinator {
         let lock = self.meta.lock(evenkeel_types::keys::COORDINATOR_LEADER, lease, Duration::from_secs(3600)).await?;
         self.leader.store(true, Ordering::Release);
         tracing::info!(fencing_token = lock.fencing_token, "coordinator is leader");
-        let driver = migration::driver::Driver { meta: self.meta.clone(), clients: self.clients.clone(), lease, config: self.config.driver.clone() };
+        let driver = migration::driver::Driver {
+            meta: self.meta.clone(),
+            clients: self.clients.clone(),
+            lease,
+            config: self.config.driver.clone(),
+            throttle: self.throttle.clone(),
+        };
         self.migrations.lead(Arc::new(driver)).await?;
         // Ticks drive the rebalance scheduler; the lease is refreshed every
         // third of its TTL.

@@ -26,7 +26,38 @@ pub(crate) async fn run(coord: Arc<Coordinator>) {
             }
             Err(e) => tracing::warn!(error = %e, "could not read cluster state"),
         }
+        if let Err(e) = throttle_tick(&coord).await {
+            tracing::warn!(error = %e, "throttle tick skipped");
+        }
     }
+}
+
+/// Feeds the throttle this second's signals and, on the leader, delivers
+/// the pauses, resumes and failures its health gates call for.
+async fn throttle_tick(coord: &Coordinator) -> Result<(), evenkeel_meta::MetaError> {
+    let meta = coord.meta.as_ref();
+    let settings = match crate::throttle::load_settings(meta).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "keeping the previous throttle settings");
+            coord.throttle.settings()
+        }
+    };
+    let (reports, _) = meta.get_prefix(keys::ROUTERS_PREFIX).await?;
+    let routers = reports.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect();
+    let migrations = crate::migration::manager::list(meta).await?;
+    let input = crate::throttle::TickInput { settings, status: coord.status(), routers, migrations };
+    let requests = coord.throttle.tick(&input, evenkeel_types::unix_ms());
+    if !coord.is_leader() {
+        return Ok(());
+    }
+    for (id, event) in requests {
+        tracing::info!(migration = %id, ?event, "health gate");
+        if let Err(e) = coord.migrations.control(&id, event).await {
+            tracing::warn!(migration = %id, error = %e, "health gate request not delivered");
+        }
+    }
+    Ok(())
 }
 
 async fn collect(coord: &Coordinator) -> Result<ClusterStatus, evenkeel_meta::MetaError> {
@@ -60,10 +91,10 @@ fn assemble(
     table: Option<&RoutingTable>,
     leader: bool,
 ) -> ClusterStatus {
-    let mut per_partition: HashMap<(NodeId, u16), (u64, u64)> = HashMap::new();
+    let mut per_partition: HashMap<(NodeId, u16), (u64, u64, u64)> = HashMap::new();
     for (&id, s) in stats {
         for p in s.as_ref().map(|s| s.partitions.as_slice()).unwrap_or_default() {
-            per_partition.insert((id, p.partition as u16), (p.keys, p.bytes));
+            per_partition.insert((id, p.partition as u16), (p.keys, p.bytes, p.log_next));
         }
     }
     let partitions: Vec<PartitionStatus> = table
@@ -72,8 +103,8 @@ fn assemble(
                 .iter()
                 .enumerate()
                 .map(|(p, e)| {
-                    let (keys, bytes) = per_partition.get(&(e.owner, p as u16)).copied().unwrap_or_default();
-                    PartitionStatus { id: p as u16, owner: e.owner, epoch: e.epoch, keys, bytes }
+                    let (keys, bytes, log_next) = per_partition.get(&(e.owner, p as u16)).copied().unwrap_or_default();
+                    PartitionStatus { id: p as u16, owner: e.owner, epoch: e.epoch, keys, bytes, log_next }
                 })
                 .collect()
         })
@@ -91,6 +122,7 @@ fn assemble(
 
 fn node_status(info: &NodeInfo, live: &BTreeSet<NodeId>, stats: Option<&Result<pb::StatsResponse, String>>, partitions: &[PartitionStatus]) -> NodeStatus {
     let owned: Vec<&PartitionStatus> = partitions.iter().filter(|p| p.owner == info.id).collect();
+    let ok = stats.and_then(|s| s.as_ref().ok());
     let problem = match (live.contains(&info.id), stats) {
         (false, _) => Some("no heartbeat".to_string()),
         (true, Some(Err(e))) => Some(format!("stats failed: {e}")),
@@ -107,7 +139,12 @@ fn node_status(info: &NodeInfo, live: &BTreeSet<NodeId>, stats: Option<&Result<p
         partitions: owned.len(),
         keys: owned.iter().map(|p| p.keys).sum(),
         bytes: owned.iter().map(|p| p.bytes).sum(),
-        disk_bytes: stats.and_then(|s| s.as_ref().ok()).map_or(0, |s| s.disk_bytes),
+        disk_bytes: ok.map_or(0, |s| s.disk_bytes),
+        p99_us: ok.map_or(0, |s| s.execute_p99_us),
+        ops_last_s: ok.map_or(0, |s| s.execute_ops_last_s),
+        errors_total: ok.map_or(0, |s| s.errors_total),
+        disk_free_bytes: ok.map_or(0, |s| s.disk_free_bytes),
+        disk_total_bytes: ok.map_or(0, |s| s.disk_total_bytes),
     }
 }
 

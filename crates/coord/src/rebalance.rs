@@ -151,14 +151,17 @@ pub async fn schedule(coord: &Coordinator) -> Result<(), RebalanceError> {
         *per_node.entry(m.target).or_default() += 1;
     }
     let mut running = all.iter().filter(|m| busy_phase(m.phase)).count();
+    // The operator's overrides and the active time window apply at once,
+    // also to a rebalance started before they changed.
+    let limits = coord.throttle.concurrency(r.limits);
     let mut changed = false;
     for i in 0..r.plan.moves.len() {
         if r.migrations[i].is_some() || r.skipped[i].is_some() {
             continue;
         }
         let mv = r.plan.moves[i];
-        let busy = |n: u32| per_node.get(&n).copied().unwrap_or(0) >= r.limits.moves_per_node;
-        if running >= r.limits.moves_cluster || busy(mv.from) || busy(mv.to) {
+        let busy = |n: u32| per_node.get(&n).copied().unwrap_or(0) >= limits.moves_per_node;
+        if running >= limits.moves_cluster || busy(mv.from) || busy(mv.to) {
             continue;
         }
         match coord.migrations.start(mv.partition, mv.to, coord.limits()).await {

@@ -12,6 +12,8 @@
 //!   transparently after a routing refresh within a bounded budget.
 //! - [`routes`]: the cached routing table (key → slot → partition → owner)
 //!   and a gRPC client per node, kept current by watching the metadata store.
+//! - [`report`]: per-second latency of every command, published to the
+//!   metadata store for the coordinator's throttle.
 //!
 //! [`Router::serve`] takes a listener and a shutdown future, so tests and
 //! `evenkeel up` pass their own sockets.
@@ -19,6 +21,7 @@
 pub mod cmd;
 pub mod dispatch;
 pub mod glob;
+pub mod report;
 pub mod routes;
 pub mod session;
 
@@ -53,6 +56,11 @@ pub struct Router {
     pub config: RouterConfig,
     pub dispatcher: Dispatcher,
     pub started: Instant,
+    /// This router's id in its latency reports (random per process start).
+    pub id: u64,
+    /// Latency of every command, summarized per second.
+    pub latency: Arc<evenkeel_types::latency::SecondWindow>,
+    meta: Arc<dyn MetaStore>,
     clients: AtomicUsize,
     next_client_id: AtomicU64,
     /// Cancelled when `serve` stops: open sessions close too.
@@ -62,11 +70,14 @@ pub struct Router {
 impl Router {
     /// Builds a router that follows the routing table in `meta`.
     pub async fn new(config: RouterConfig, meta: Arc<dyn MetaStore>) -> Arc<Router> {
-        let routes = routes::RouteCache::start(meta).await;
+        let routes = routes::RouteCache::start(meta.clone()).await;
         Arc::new(Router {
             dispatcher: Dispatcher { routes, budget: config.retry },
             config,
             started: Instant::now(),
+            id: random_id(),
+            latency: Arc::default(),
+            meta,
             clients: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
             stop: tokio_util::sync::CancellationToken::new(),
@@ -83,6 +94,8 @@ impl Router {
     /// open connections once their current command has been answered.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, "router listening");
+        let reporter = tokio::spawn(report::run(self.meta.clone(), self.id, self.latency.clone()));
+        let _stop_reporter = AbortOnDrop(reporter);
         tokio::pin!(shutdown);
         loop {
             let (socket, peer) = tokio::select! {
@@ -113,4 +126,24 @@ impl Router {
             });
         }
     }
+}
+
+/// Aborts a background task when the owner returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A process-unique id without a random-number dependency: the clock's
+/// nanoseconds mixed with the process id.
+fn random_id() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos ^ ((std::process::id() as u64) << 32);
+    // splitmix64 finalizer, so ids from close clock readings differ widely.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
+    x ^ (x >> 31)
 }

@@ -22,6 +22,17 @@ pub const MIGRATIONS_PREFIX: &str = "/evenkeel/migrations/";
 /// Prefix of per-partition migration locks.
 pub const PARTITION_LOCKS_PREFIX: &str = "/evenkeel/locks/partition/";
 
+/// Prefix of routers' per-second latency reports, each attached to its
+/// router's lease ([`crate::latency::SecondSummary`] plus the router id).
+pub const ROUTERS_PREFIX: &str = "/evenkeel/routers/";
+/// The operator's throttle settings (JSON `ThrottleConfig`); absent means
+/// the defaults. Changed at runtime by `evenkeel throttle set`.
+pub const THROTTLE: &str = "/evenkeel/throttle";
+
+pub fn router_key(id: u64) -> String {
+    format!("{ROUTERS_PREFIX}{id:020}")
+}
+
 pub fn migration_key(id: &str) -> String {
     format!("{MIGRATIONS_PREFIX}{id}")
 }

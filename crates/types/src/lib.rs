@@ -9,10 +9,13 @@
 //!   absolute expiry, version. Convergence rule: newer version wins.
 //! - [`routing`]: the epoch-stamped routing table (partition → owner) and the
 //!   membership records, as stored in the metadata store under [`keys`].
+//! - [`latency`]: per-second latency summaries (p50/p99/max) that routers
+//!   and nodes report for throttling and health gating.
 
 pub mod hlc;
 pub mod int;
 pub mod keys;
+pub mod latency;
 pub mod record;
 pub mod routing;
 pub mod slot;

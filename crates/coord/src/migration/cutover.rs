@@ -34,7 +34,7 @@ async fn position(d: &Driver, m: &Migration, node: NodeId) -> Result<u64, super:
 async fn drain(d: &Driver, m: &Migration, from_node: NodeId, to_node: NodeId, from: u64, end: u64) -> Result<Option<u64>, super::driver::Failure> {
     let mut at = from;
     while at < end {
-        let page = ship_log(d, m, from_node, to_node, at).await?;
+        let (page, _) = ship_log(d, m, from_node, to_node, at).await?;
         if page.truncated {
             return Ok(None);
         }

@@ -41,8 +41,11 @@ pub struct DriverConfig {
 impl Default for DriverConfig {
     fn default() -> Self {
         DriverConfig {
-            chunk_keys: 1000,
-            chunk_bytes: 1 << 20,
+            // Small chunks keep each burst of migration work short, so the
+            // throttle's pacing is smooth and foreground requests queued
+            // behind a chunk wait little.
+            chunk_keys: 500,
+            chunk_bytes: 256 << 10,
             pause_budget_ms: 50,
             reverse_interval: Duration::from_millis(100),
             drop_batch: 1000,
@@ -76,6 +79,8 @@ pub struct Driver {
     /// The leader lease; partition locks are held under it.
     pub lease: LeaseId,
     pub config: DriverConfig,
+    /// Paces copy, catch-up and drop traffic (the disruption budget).
+    pub throttle: Arc<crate::throttle::Throttle>,
 }
 
 /// Why one action did not produce an event.
@@ -239,6 +244,7 @@ async fn copy_chunk(d: &Driver, m: &Migration, cursor: Option<bytes::Bytes>) -> 
     let keys = chunk.records.len() as u64;
     apply(d, m, m.target, chunk.records).await?;
     metrics::counter!("evenkeel_migration_copied_bytes_total").increment(chunk.bytes);
+    d.throttle.pace(m, chunk.bytes, keys).await;
     Ok(Some(Event::ChunkCopied { done: chunk.cursor.is_none(), cursor: chunk.cursor, keys, bytes: chunk.bytes }))
 }
 
@@ -252,22 +258,26 @@ pub(super) async fn apply(d: &Driver, m: &Migration, node: NodeId, records: Vec<
 }
 
 /// Copies one page of `from_node`'s change log from `from` to `to_node`.
-/// Returns the log page (already applied).
-pub(super) async fn ship_log(d: &Driver, m: &Migration, from_node: NodeId, to_node: NodeId, from: u64) -> Result<pb::ReadLogResponse, Failure> {
+/// Returns the log page (its entries already applied and taken out) and
+/// the bytes of keys and values it moved.
+pub(super) async fn ship_log(d: &Driver, m: &Migration, from_node: NodeId, to_node: NodeId, from: u64) -> Result<(pb::ReadLogResponse, u64), Failure> {
     let req = pb::ReadLogRequest { header: header(m), from, max: d.config.chunk_keys };
     let mut page = client(d, from_node).await?.migrate_read_log(req).await.map_err(apply_failure)?.into_inner();
+    let mut bytes = 0;
     if !page.truncated {
-        let records = std::mem::take(&mut page.entries).into_iter().filter_map(|e| e.record).collect();
+        let records: Vec<pb::KeyRecord> = std::mem::take(&mut page.entries).into_iter().filter_map(|e| e.record).collect();
+        bytes = records.iter().map(|r| (r.key.len() + r.value.len()) as u64).sum();
         apply(d, m, to_node, records).await?;
     }
-    Ok(page)
+    Ok((page, bytes))
 }
 
 async fn catch_up(d: &Driver, m: &Migration, from: u64) -> Outcome {
-    let page = ship_log(d, m, m.source, m.target, from).await?;
+    let (page, bytes) = ship_log(d, m, m.source, m.target, from).await?;
     if page.truncated {
         return Ok(Some(Event::LogTruncated { source_log_pos: page.log_next }));
     }
+    d.throttle.pace(m, bytes, page.next.saturating_sub(from)).await;
     Ok(Some(Event::CaughtUp { applied_pos: page.next, lag: page.log_next.saturating_sub(page.next) }))
 }
 
@@ -289,12 +299,16 @@ pub(super) async fn checksum(d: &Driver, m: &Migration, node: NodeId) -> Result<
 }
 
 async fn reverse_capture(d: &Driver, m: &Migration, from: u64) -> Outcome {
-    let page = ship_log(d, m, m.target, m.source, from).await?;
+    let (page, _) = ship_log(d, m, m.target, m.source, from).await?;
     if page.truncated {
         return Err(Failure::Transient(format!("destination log truncated below {from}; rollback would lose writes")));
     }
     Ok(Some(Event::ReverseCaughtUp { applied_pos: page.next }))
 }
+
+/// What one deleted key is charged against byte limits: a tombstone-sized
+/// write (key, record header) plus the LSM work it causes.
+const DROP_BYTES_PER_KEY_ESTIMATE: u64 = 64;
 
 /// Deletes the partition's copy on `node` in throttled batches.
 async fn drop_all(d: &Driver, m: &Migration, node: NodeId) -> Result<(), Failure> {
@@ -303,7 +317,9 @@ async fn drop_all(d: &Driver, m: &Migration, node: NodeId) -> Result<(), Failure
         let req = pb::DropRequest { header: header(m), max_keys: d.config.drop_batch };
         match c.migrate_drop(req).await {
             Ok(r) if r.get_ref().removed == 0 => return Ok(()),
-            Ok(_) => tokio::task::yield_now().await,
+            // Deleting costs about as much as writing; the keys limit and
+            // the source node's byte budget (estimated) apply.
+            Ok(r) => d.throttle.pace(m, r.get_ref().removed as u64 * DROP_BYTES_PER_KEY_ESTIMATE, r.get_ref().removed as u64).await,
             // The node has not yet seen that it lost the partition.
             Err(s) if s.code() == tonic::Code::FailedPrecondition => return Err(Failure::Transient(s.message().to_string())),
             Err(s) => return Err(apply_failure(s)),

@@ -8,7 +8,7 @@
 
 use super::driver::{self, Driver};
 use super::machine::{self, Event, Limits, Migration, Phase};
-use crate::api::{MigrationInfo, MigrationList, Transition};
+use crate::api::{ClusterStatus, MigrationInfo, MigrationList, Transition};
 use evenkeel_meta::{MetaError, MetaStore};
 use evenkeel_types::routing::NodeState;
 use evenkeel_types::{NodeId, NodeInfo, PartitionId, RoutingTable, keys, unix_ms};
@@ -172,10 +172,24 @@ pub fn info(m: &Migration) -> MigrationInfo {
         keys_copied: m.keys_copied,
         cutover_pause_ms: m.cutover_pause_ms,
         transitions: m.history.iter().map(|(p, at)| Transition { state: p.name().to_string(), at_ms: *at }).collect(),
-        error: m.error.clone().or_else(|| m.pause_reason.clone()),
+        error: m.pause_reason.clone().or_else(|| m.error.clone()),
+        bytes_total: None,
+        lag_entries: None,
     }
 }
 
-pub async fn list_info(meta: &dyn MetaStore) -> Result<MigrationList, MetaError> {
-    Ok(MigrationList { migrations: list(meta).await?.iter().map(info).collect() })
+/// [`info`] plus what the last stats poll knows: the partition's size and,
+/// while catching up, the change-log lag.
+pub fn info_with(m: &Migration, status: &ClusterStatus) -> MigrationInfo {
+    let mut i = info(m);
+    if let Some(p) = status.partitions.iter().find(|p| p.id == m.partition) {
+        i.bytes_total = Some(p.bytes);
+        let catching_up = matches!(m.phase, Phase::CatchingUp | Phase::ReadyForCutover) || (m.phase == Phase::Paused && m.paused_from.is_some_and(|f| f != Phase::Copying));
+        i.lag_entries = (catching_up && p.owner == m.source).then(|| p.log_next.saturating_sub(m.applied_log_pos));
+    }
+    i
+}
+
+pub async fn list_info(meta: &dyn MetaStore, status: &ClusterStatus) -> Result<MigrationList, MetaError> {
+    Ok(MigrationList { migrations: list(meta).await?.iter().map(|m| info_with(m, status)).collect() })
 }

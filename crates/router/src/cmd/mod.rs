@@ -98,10 +98,13 @@ pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -
     }
     let started = std::time::Instant::now();
     let reply = run(router, session, spec.name, &args).await;
-    metrics::histogram!("evenkeel_router_command_seconds", "cmd" => spec.name).record(started.elapsed().as_secs_f64());
-    if let (Frame::Error(_), _) = &reply {
+    let elapsed = started.elapsed();
+    metrics::histogram!("evenkeel_router_command_seconds", "cmd" => spec.name).record(elapsed.as_secs_f64());
+    let failed = matches!(&reply, (Frame::Error(_), _));
+    if failed {
         metrics::counter!("evenkeel_router_errors_total", "cmd" => spec.name).increment(1);
     }
+    router.latency.record(elapsed.as_micros() as u64, failed, evenkeel_types::unix_ms());
     reply
 }
 

@@ -1,0 +1,192 @@
+//! `evenkeel up --config FILE`: every setting of a cluster in one TOML file.
+//!
+//! Each section is optional, each field too; a field left out takes its
+//! default, and a command-line flag overrides the file. The defaults are
+//! documented in README ("Configuration"), and `evenkeel up
+//! --print-config` prints the effective configuration as TOML.
+//!
+//! ```toml
+//! [cluster]
+//! nodes = 3
+//! partitions = 128
+//!
+//! [migration]
+//! pause_budget_ms = 50
+//! bake_ms = 30000
+//!
+//! [throttle]
+//! migration_rate_bytes_per_s = 5000000
+//! [[throttle.schedule.windows]]
+//! start = "02:00"
+//! end = "06:00"
+//! tz = "Europe/Berlin"
+//! rate_bytes_per_s = 500000000
+//! ```
+
+use anyhow::Context;
+use evenkeel_coord::throttle::Settings;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub cluster: ClusterSection,
+    pub router: RouterSection,
+    pub migration: MigrationSection,
+    /// Stored at startup, replacing the stored throttle settings; absent
+    /// keeps what `evenkeel throttle set` stored last.
+    pub throttle: Option<Settings>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    pub nodes: Option<usize>,
+    pub partitions: Option<u32>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    /// "buffered" or "sync".
+    pub durability: Option<String>,
+    pub cache_mib: Option<u64>,
+    /// Migration work on nodes yields to queued client requests.
+    pub background_lane: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterSection {
+    pub requirepass: Option<String>,
+    pub max_clients: Option<usize>,
+    pub max_bulk_len: Option<usize>,
+    /// How long a request may be retried while partitions move.
+    pub retry_budget_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrationSection {
+    pub pause_budget_ms: Option<u64>,
+    pub bake_ms: Option<u64>,
+    pub lag_entries_max: Option<u64>,
+    pub cutover_attempts_max: Option<u32>,
+    pub needs_approval: Option<bool>,
+    pub chunk_keys: Option<u32>,
+    pub chunk_bytes: Option<u64>,
+    pub drop_batch: Option<u32>,
+    pub moves_per_node: Option<usize>,
+    pub moves_cluster: Option<usize>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading the configuration file {}", path.display()))?;
+        let c: FileConfig = toml::from_str(&text).with_context(|| format!("{} is not a valid evenkeel configuration", path.display()))?;
+        if let Some(t) = &c.throttle {
+            t.validate().map_err(|e| anyhow::anyhow!("{}: [throttle]: {e}", path.display()))?;
+        }
+        Ok(c)
+    }
+
+    /// Applies the migration section to the coordinator's settings.
+    pub fn apply_migration(&self, coord: &mut evenkeel_coord::CoordConfig) {
+        let m = &self.migration;
+        let (d, l) = (&mut coord.driver, &mut coord.limits);
+        set(&mut d.pause_budget_ms, m.pause_budget_ms);
+        set(&mut d.chunk_keys, m.chunk_keys);
+        set(&mut d.chunk_bytes, m.chunk_bytes);
+        set(&mut d.drop_batch, m.drop_batch);
+        set(&mut l.bake_ms, m.bake_ms);
+        set(&mut l.lag_entries_max, m.lag_entries_max);
+        set(&mut l.cutover_attempts_max, m.cutover_attempts_max);
+        set(&mut l.needs_approval, m.needs_approval);
+        set(&mut coord.rebalance.moves_per_node, m.moves_per_node);
+        set(&mut coord.rebalance.moves_cluster, m.moves_cluster);
+        coord.throttle = self.throttle.clone();
+    }
+}
+
+fn set<T>(slot: &mut T, v: Option<T>) {
+    if let Some(v) = v {
+        *slot = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_parses_and_applies() {
+        let text = r#"
+            [cluster]
+            nodes = 4
+            listen = "127.0.0.1:6400"
+            [migration]
+            pause_budget_ms = 30
+            bake_ms = 1000
+            moves_cluster = 3
+            [throttle]
+            migration_rate_bytes_per_s = 5000000.0
+            adaptive = false
+            [[throttle.schedule.windows]]
+            start = "02:00"
+            end = "06:00"
+            tz = "Europe/Berlin"
+            rate_bytes_per_s = 500000000.0
+        "#;
+        let c: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(c.cluster.nodes, Some(4));
+        let mut coord = evenkeel_coord::CoordConfig::default();
+        c.apply_migration(&mut coord);
+        assert_eq!((coord.driver.pause_budget_ms, coord.limits.bake_ms, coord.rebalance.moves_cluster), (30, 1000, 3));
+        let t = coord.throttle.unwrap();
+        assert_eq!(t.throttle.migration_rate_bytes_per_s, Some(5e6));
+        assert!(!t.throttle.adaptive);
+        assert_eq!(t.throttle.schedule.windows.len(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_not_silently_ignored() {
+        assert!(toml::from_str::<FileConfig>("[cluster]\nnodez = 3\n").is_err());
+        assert!(toml::from_str::<FileConfig>("[clustre]\nnodes = 3\n").is_err());
+    }
+}
+
+/// The configuration `opts` amounts to, as a file would state it.
+pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
+    let (d, l) = (&opts.coord.driver, &opts.coord.limits);
+    FileConfig {
+        cluster: ClusterSection {
+            nodes: Some(opts.nodes),
+            partitions: Some(opts.partitions),
+            data_dir: Some(opts.data_dir.clone()),
+            listen: Some(opts.listen),
+            admin: Some(opts.admin),
+            durability: Some(format!("{:?}", opts.durability).to_lowercase()),
+            cache_mib: Some(opts.cache_bytes / (1024 * 1024)),
+            background_lane: Some(opts.background_lane),
+        },
+        router: RouterSection {
+            requirepass: opts.router.requirepass.as_ref().map(|_| "(set)".to_string()),
+            max_clients: Some(opts.router.max_clients),
+            max_bulk_len: Some(opts.router.limits.max_bulk_len),
+            retry_budget_ms: Some(opts.router.retry.total_ms),
+        },
+        migration: MigrationSection {
+            pause_budget_ms: Some(d.pause_budget_ms),
+            bake_ms: Some(l.bake_ms),
+            lag_entries_max: Some(l.lag_entries_max),
+            cutover_attempts_max: Some(l.cutover_attempts_max),
+            needs_approval: Some(l.needs_approval),
+            chunk_keys: Some(d.chunk_keys),
+            chunk_bytes: Some(d.chunk_bytes),
+            drop_batch: Some(d.drop_batch),
+            moves_per_node: Some(opts.coord.rebalance.moves_per_node),
+            moves_cluster: Some(opts.coord.rebalance.moves_cluster),
+        },
+        throttle: Some(opts.coord.throttle.clone().unwrap_or_default()),
+    }
+}

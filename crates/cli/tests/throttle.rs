@@ -1,0 +1,280 @@
+//! The disruption budget's machinery against a real in-process cluster:
+//! static limits hold, settings change at runtime through the admin API,
+//! a slowed node pauses its migrations until it recovers, and a node whose
+//! disk fills aborts them cleanly while the source keeps serving.
+//!
+//! Node faults are injected with failpoints (`fail` crate); the failpoint
+//! registry is process-wide, so the tests that use it hold `FAILPOINTS`.
+
+use evenkeel::up::{LocalCluster, UpOptions};
+use evenkeel_coord::api::{MigrationInfo, MigrationList, MoveRequest, ThrottleStatus};
+use evenkeel_types::slot::key_partition;
+use redis::AsyncCommands;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+static FAILPOINTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const PARTITIONS: u32 = 8;
+const P: u16 = 5;
+
+fn options(dir: &std::path::Path) -> UpOptions {
+    let mut opts = UpOptions::ephemeral(dir);
+    opts.partitions = PARTITIONS;
+    opts.coord.limits.bake_ms = 200;
+    opts.coord.driver.pause_budget_ms = 500;
+    opts
+}
+
+struct Harness {
+    cluster: LocalCluster,
+    http: reqwest::Client,
+    admin: String,
+    redis: redis::Client,
+}
+
+impl Harness {
+    async fn start(dir: &std::path::Path) -> Harness {
+        let cluster = LocalCluster::start(options(dir)).await.unwrap();
+        let admin = format!("http://{}", cluster.admin_addr);
+        let redis = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+        let h = Harness { cluster, http: reqwest::Client::new(), admin, redis };
+        h.wait_for_leader().await;
+        h
+    }
+
+    async fn wait_for_leader(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s: evenkeel_coord::api::ClusterStatus = self.http.get(format!("{}/v1/cluster", self.admin)).send().await.unwrap().json().await.unwrap();
+            if s.leader && s.bootstrapped {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no leader");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Fills partition `P` with `n` keys of `size` bytes; returns the keys.
+    async fn fill(&self, n: usize, size: usize) -> Vec<String> {
+        let keys: Vec<String> = (0..).map(|i| format!("t{i}")).filter(|k| key_partition(k.as_bytes(), PARTITIONS as u16) == P).take(n).collect();
+        let mut conn = self.redis.get_multiplexed_async_connection().await.unwrap();
+        let value = "v".repeat(size);
+        for chunk in keys.chunks(200) {
+            let pairs: Vec<(&String, &String)> = chunk.iter().map(|k| (k, &value)).collect();
+            let () = conn.mset(&pairs).await.unwrap();
+        }
+        keys
+    }
+
+    async fn patch_throttle(&self, body: serde_json::Value) -> reqwest::Response {
+        self.http.patch(format!("{}/v1/throttle", self.admin)).json(&body).send().await.unwrap()
+    }
+
+    async fn throttle(&self) -> ThrottleStatus {
+        self.http.get(format!("{}/v1/throttle", self.admin)).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Waits until the throttle's published status satisfies `f`.
+    async fn wait_throttle(&self, what: &str, f: impl Fn(&ThrottleStatus) -> bool) -> ThrottleStatus {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = self.throttle().await;
+            if f(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "throttle never showed {what}: {s:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn owner(&self, p: u16) -> u32 {
+        let kv = self.cluster.meta.get(evenkeel_types::keys::ROUTING).await.unwrap().unwrap();
+        evenkeel_types::RoutingTable::from_json(&kv.value).unwrap().entry(p).unwrap().owner
+    }
+
+    async fn start_move(&self, target: u32) -> MigrationInfo {
+        let resp = self.http.post(format!("{}/v1/migrations", self.admin)).json(&MoveRequest { partition: P, target }).send().await.unwrap();
+        assert_eq!(resp.status(), 201);
+        resp.json().await.unwrap()
+    }
+
+    async fn migration(&self, id: &str) -> MigrationInfo {
+        let list: MigrationList = self.http.get(format!("{}/v1/migrations", self.admin)).send().await.unwrap().json().await.unwrap();
+        list.migrations.into_iter().find(|m| m.id == id).expect("migration listed")
+    }
+
+    async fn wait_migration(&self, id: &str, timeout: Duration, f: impl Fn(&MigrationInfo) -> bool) -> MigrationInfo {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.migration(id).await;
+            if f(&m) {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "migration never reached the expected state: {m:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every key reads back with its value through the router.
+    async fn check_keys(&self, keys: &[String], size: usize) {
+        let mut conn = self.redis.get_multiplexed_async_connection().await.unwrap();
+        for chunk in keys.chunks(200) {
+            let got: Vec<Option<String>> = conn.mget(chunk).await.unwrap();
+            for (k, v) in chunk.iter().zip(got) {
+                assert_eq!(v.map(|v| v.len()), Some(size), "{k} lost");
+            }
+        }
+    }
+}
+
+fn at(m: &MigrationInfo, state: &str) -> Option<u64> {
+    m.transitions.iter().find(|t| t.state == state).map(|t| t.at_ms)
+}
+
+/// A 1 MB/s static limit (adaptive off) holds over the copy of ~3 MB: the
+/// copy cannot finish faster than the limit allows (one chunk of burst
+/// aside), and it does not crawl either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_rate_limit_holds_over_a_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path()).await;
+    let keys = h.fill(3000, 1000).await;
+    let limit = 1_000_000.0;
+    let resp = h.patch_throttle(json!({"migration_rate_bytes_per_s": limit, "adaptive": false})).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    h.wait_throttle("the static rate", |s| s.rate_bytes_per_s == Some(limit)).await;
+    let source = h.owner(P).await;
+    let target = h.cluster.node_ids.iter().copied().find(|n| *n != source).unwrap();
+    let m = h.start_move(target).await;
+    let done = h.wait_migration(&m.id, Duration::from_secs(60), |m| m.state == "DONE").await;
+    let copy_ms = at(&done, "CATCHING_UP").unwrap() - at(&done, "COPYING").unwrap();
+    let burst = 256.0 * 1024.0;
+    let rate = (done.bytes_copied as f64 - burst).max(0.0) / (copy_ms as f64 / 1000.0);
+    eprintln!("copied {} bytes in {copy_ms} ms: {:.0} B/s against a limit of {limit:.0}", done.bytes_copied, rate);
+    assert!(done.bytes_copied >= 3_000_000, "{done:?}");
+    assert!(rate <= limit * 1.10, "copy ran at {rate:.0} B/s, over the {limit} limit");
+    assert!(rate >= limit * 0.5, "copy ran at {rate:.0} B/s, far under the {limit} limit");
+    h.check_keys(&keys, 1000).await;
+    h.cluster.shutdown().await.unwrap();
+}
+
+/// Bad settings are refused with the reason and change nothing; good ones
+/// apply within a second; `null` resets one field; PUT replaces all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttle_settings_are_validated_and_apply_at_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path()).await;
+    for bad in [
+        json!({"migration_rate_bytes_per_s": -5}),
+        json!({"moves_cluster": 0}),
+        json!({"schedule": {"windows": [{"start": "25:00", "end": "06:00"}]}}),
+        json!({"schedule": {"windows": [{"start": "02:00", "end": "06:00", "tz": "Mars/Olympus"}]}}),
+        json!({"adaptive": "sometimes"}),
+    ] {
+        let resp = h.patch_throttle(bad.clone()).await;
+        assert_eq!(resp.status(), 400, "{bad} was accepted");
+        let body: evenkeel_coord::api::ApiError = resp.json().await.unwrap();
+        assert!(body.error.starts_with("invalid throttle settings"), "{}", body.error);
+    }
+    assert_eq!(h.throttle().await.settings, Default::default(), "refused settings changed nothing");
+
+    let resp = h.patch_throttle(json!({"node_rate_bytes_per_s": 2e6, "moves_cluster": 3})).await;
+    assert_eq!(resp.status(), 200);
+    let s = h.wait_throttle("the new settings", |s| s.settings.moves_cluster == Some(3)).await;
+    assert_eq!(s.settings.throttle.node_rate_bytes_per_s, Some(2e6));
+    let resp = h.patch_throttle(json!({"node_rate_bytes_per_s": null})).await;
+    assert_eq!(resp.status(), 200);
+    let s = h.wait_throttle("the cleared limit", |s| s.settings.throttle.node_rate_bytes_per_s.is_none()).await;
+    assert_eq!(s.settings.moves_cluster, Some(3), "a patch leaves other fields alone");
+    let resp = h.http.put(format!("{}/v1/throttle", h.admin)).json(&json!({})).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    h.wait_throttle("the defaults", |s| s.settings == Default::default()).await;
+    h.cluster.shutdown().await.unwrap();
+}
+
+/// Foreground reads on `keys` until `stop` is set, so the node owning
+/// them has a measured p99.
+fn background_reads(client: redis::Client, keys: Vec<String>, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut i = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let _: Option<String> = conn.get(&keys[i % keys.len()]).await.unwrap();
+            i += 1;
+        }
+    })
+}
+
+/// A source node slowed by a failpoint (every Execute delayed 80 ms, over
+/// the 50 ms pause threshold) pauses its migration with the reason shown;
+/// once the delay is lifted and the node has been healthy for
+/// `recover_after_ms`, the migration resumes by itself and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowed_node_pauses_its_migration_until_it_recovers() {
+    let _serial = FAILPOINTS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path()).await;
+    let keys = h.fill(2000, 500).await;
+    // Slow copying so the migration is still before cutover when the node
+    // turns slow; quick recovery so the test is short.
+    let resp = h.patch_throttle(json!({"migration_rate_bytes_per_s": 100_000, "adaptive": false, "health": {"recover_after_ms": 2000}})).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    h.wait_throttle("the settings", |s| s.rate_bytes_per_s == Some(100_000.0)).await;
+    let source = h.owner(P).await;
+    let target = h.cluster.node_ids.iter().copied().find(|n| *n != source).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reads = background_reads(h.redis.clone(), keys[..50].to_vec(), stop.clone());
+    let m = h.start_move(target).await;
+    h.wait_migration(&m.id, Duration::from_secs(20), |m| m.state == "COPYING").await;
+
+    let failpoint = format!("node-{source}-execute-delay");
+    fail::cfg(&failpoint, "return(80)").unwrap();
+    let paused = h.wait_migration(&m.id, Duration::from_secs(20), |m| m.state == "PAUSED").await;
+    let reason = paused.error.clone().unwrap_or_default();
+    assert!(reason.starts_with("health: ") && reason.contains(&format!("node {source}")) && reason.contains("p99"), "{reason}");
+    let gate = h.throttle().await.nodes.into_iter().find(|n| n.node == source).unwrap();
+    assert_eq!(gate.state, "paused", "{gate:?}");
+
+    fail::remove(&failpoint);
+    let lifted = Instant::now();
+    // Faster copying from here on, so the test ends soon.
+    assert_eq!(h.patch_throttle(json!({"migration_rate_bytes_per_s": null})).await.status(), 200);
+    let resumed = h.wait_migration(&m.id, Duration::from_secs(30), |m| m.state != "PAUSED").await;
+    assert!(lifted.elapsed() >= Duration::from_millis(1500), "resumed {:?} after recovery, before recover_after_ms", lifted.elapsed());
+    assert!(!matches!(resumed.state.as_str(), "FAILED" | "CANCELLED"), "{resumed:?}");
+    h.wait_migration(&m.id, Duration::from_secs(60), |m| m.state == "DONE").await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reads.await.unwrap();
+    assert_eq!(h.owner(P).await, target);
+    h.check_keys(&keys, 500).await;
+    h.cluster.shutdown().await.unwrap();
+}
+
+/// The destination's disk reported full (a critical condition) fails the
+/// migration before cutover: the source still owns the partition and
+/// serves every key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_aborts_a_migration_cleanly() {
+    let _serial = FAILPOINTS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path()).await;
+    let keys = h.fill(2000, 500).await;
+    let resp = h.patch_throttle(json!({"migration_rate_bytes_per_s": 100_000, "adaptive": false})).await;
+    assert_eq!(resp.status(), 200);
+    h.wait_throttle("the settings", |s| s.rate_bytes_per_s == Some(100_000.0)).await;
+    let source = h.owner(P).await;
+    let target = h.cluster.node_ids.iter().copied().find(|n| *n != source).unwrap();
+    let m = h.start_move(target).await;
+    h.wait_migration(&m.id, Duration::from_secs(20), |m| m.state == "COPYING").await;
+
+    let failpoint = format!("node-{target}-disk-free");
+    fail::cfg(&failpoint, "return(0)").unwrap();
+    let failed = h.wait_migration(&m.id, Duration::from_secs(20), |m| m.state == "FAILED").await;
+    fail::remove(&failpoint);
+    let error = failed.error.unwrap_or_default();
+    assert!(error.contains(&format!("node {target} critical")) && error.contains("disk"), "{error}");
+    assert_eq!(h.owner(P).await, source, "the source keeps the partition");
+    h.check_keys(&keys, 500).await;
+    h.cluster.shutdown().await.unwrap();
+}

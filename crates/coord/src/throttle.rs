@@ -1,0 +1,446 @@
+//! The leader's throttle: keeps migration traffic inside the disruption
+//! budget.
+//!
+//! The decisions are pure and live in `evenkeel_throttle` (token buckets,
+//! the AIMD controller, time windows, health gates, the baseline); this
+//! module feeds them the cluster's signals once a second and hands the
+//! results to the drivers:
+//!
+//! - **Signals.** Foreground p99 as clients feel it: the worst router's last
+//!   complete second (`/evenkeel/routers/*`), or, with no router reporting,
+//!   the worst node's. Node health from the stats poll (heartbeat, p99,
+//!   error rate, free disk) and change-log lag from the migration records.
+//! - **Baseline.** While no migration is moving data the per-second p99
+//!   samples feed [`Baseline`]; when one starts, the estimate is frozen and
+//!   every later sample is compared with it.
+//! - **Rate.** The per-migration rate is the smallest of the operator's
+//!   static limit, the active time window's rate, and the adaptive
+//!   controller's cluster-wide rate split over the migrations that move
+//!   data. Drivers call [`Throttle::pace`] after each chunk; the rate of
+//!   every bucket is reset each tick, so a change takes effect within a
+//!   second.
+//! - **Health gating.** A node whose gate is closed pauses the migrations it
+//!   takes part in (reason `health: …`); they resume once it has recovered.
+//!   A critical node fails migrations that have not cut over (the source
+//!   keeps serving).
+//!
+//! The operator's settings live at `/evenkeel/throttle` and are re-read
+//! every tick, so `evenkeel throttle set` works without restarts.
+
+use crate::api::{ClusterStatus, NodeGateStatus, ThrottleStatus};
+use crate::migration::machine::{Event, Migration, Phase};
+use evenkeel_meta::MetaStore;
+use evenkeel_throttle::health::{self, GateState, NodeSample};
+use evenkeel_throttle::ThrottleConfig;
+use evenkeel_throttle::aimd::Controller;
+use evenkeel_throttle::baseline::Baseline;
+use evenkeel_throttle::bucket::TokenBucket;
+use evenkeel_throttle::health::Gate;
+use evenkeel_types::latency::RouterReport;
+use evenkeel_types::{NodeId, keys, unix_ms};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// What the operator sets: the throttle plus concurrency overrides.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub throttle: ThrottleConfig,
+    /// Overrides the rebalance's moves per node, when set.
+    pub moves_per_node: Option<usize>,
+    /// Overrides the rebalance's moves in the cluster, when set.
+    pub moves_cluster: Option<usize>,
+}
+
+impl Settings {
+    pub fn validate(&self) -> Result<(), String> {
+        self.throttle.validate().map_err(|e| e.to_string())?;
+        if self.moves_per_node == Some(0) || self.moves_cluster == Some(0) {
+            return Err("moves_per_node and moves_cluster must be at least 1 (pause a rebalance instead)".into());
+        }
+        Ok(())
+    }
+}
+
+/// Reports older than this are ignored (the router stopped or lags).
+const REPORT_MAX_AGE_MS: u64 = 3_000;
+/// Fewer foreground requests than this in a second is an idle cluster: it
+/// cannot be disturbed, so the controller treats it as comfortable.
+const IDLE_OPS_MAX: u64 = 50;
+/// Longest one sleep in [`Throttle::pace`], so new rates apply quickly.
+const PACE_SLEEP_MAX: Duration = Duration::from_millis(250);
+/// Work a bucket lets through at once after an idle spell: about one copy
+/// chunk, so pacing starts with the second chunk.
+const BURST_BYTES: f64 = 256.0 * 1024.0;
+const BURST_KEYS: f64 = 500.0;
+
+pub struct Throttle {
+    inner: Mutex<Runtime>,
+}
+
+struct Runtime {
+    settings: Settings,
+    controller: Controller,
+    baseline: Baseline,
+    gates: HashMap<NodeId, Gate>,
+    /// Per migration: bytes and keys.
+    migrations: HashMap<String, (TokenBucket, TokenBucket)>,
+    nodes: HashMap<NodeId, TokenBucket>,
+    per_migration_bytes_per_s: Option<f64>,
+    max_concurrent: Option<usize>,
+    /// Node error counters at the previous tick, for error rates.
+    last_errors: HashMap<NodeId, u64>,
+    status: ThrottleStatus,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::new(Settings::default())
+    }
+}
+
+impl Throttle {
+    pub fn new(settings: Settings) -> Self {
+        let now = unix_ms();
+        let controller = Controller::new(settings.throttle.aimd.clone(), now);
+        Throttle {
+            inner: Mutex::new(Runtime {
+                controller,
+                baseline: Baseline::new(settings.throttle.baseline.clone()),
+                gates: HashMap::new(),
+                migrations: HashMap::new(),
+                nodes: HashMap::new(),
+                per_migration_bytes_per_s: None,
+                max_concurrent: None,
+                last_errors: HashMap::new(),
+                status: ThrottleStatus::default(),
+                settings,
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.inner.lock().settings.clone()
+    }
+
+    pub fn status(&self) -> ThrottleStatus {
+        self.inner.lock().status.clone()
+    }
+
+    /// Concurrency limits from the settings and the active window.
+    pub fn concurrency(&self, limits: crate::rebalance::Limits) -> crate::rebalance::Limits {
+        let rt = self.inner.lock();
+        let per_node = rt.settings.moves_per_node.unwrap_or(limits.moves_per_node);
+        let cluster = rt.settings.moves_cluster.unwrap_or(limits.moves_cluster);
+        let cluster = rt.max_concurrent.map_or(cluster, |w| cluster.min(w));
+        crate::rebalance::Limits { moves_per_node: per_node, moves_cluster: cluster }
+    }
+
+    /// Waits until migration `m` may continue after moving `bytes` and
+    /// `keys` between `m.source` and `m.target`. Returns at once when no
+    /// limit applies; while a window pauses migrations, waits until one
+    /// opens (checking every [`PACE_SLEEP_MAX`]).
+    pub async fn pace(&self, m: &Migration, bytes: u64, keys: u64) {
+        let mut owed = (bytes, keys);
+        loop {
+            let wait = self.reserve(m, owed.0, owed.1);
+            owed = (0, 0);
+            match wait {
+                Some(0) => return,
+                Some(us) => tokio::time::sleep(Duration::from_micros(us).min(PACE_SLEEP_MAX)).await,
+                None => {
+                    owed = (bytes, keys);
+                    tokio::time::sleep(PACE_SLEEP_MAX).await
+                }
+            }
+        }
+    }
+
+    /// Books work on every bucket that applies; the longest wait wins.
+    /// None: paused (nothing booked).
+    fn reserve(&self, m: &Migration, bytes: u64, keys: u64) -> Option<u64> {
+        let now_us = unix_ms() * 1000;
+        let mut rt = self.inner.lock();
+        let rt = &mut *rt;
+        let (rate, keys_rate, node_rate) = (rt.per_migration_bytes_per_s, rt.settings.throttle.migration_rate_keys_per_s, rt.settings.throttle.node_rate_bytes_per_s);
+        if rate == Some(0.0) {
+            return None;
+        }
+        let (b, k) = rt.migrations.entry(m.id.clone()).or_insert_with(|| (TokenBucket::new(rate, BURST_BYTES, now_us), TokenBucket::new(keys_rate, BURST_KEYS, now_us)));
+        let mut wait = b.reserve(bytes, now_us)?.max(k.reserve(keys, now_us)?);
+        for node in [m.source, m.target] {
+            let nb = rt.nodes.entry(node).or_insert_with(|| TokenBucket::new(node_rate, BURST_BYTES, now_us));
+            wait = wait.max(nb.reserve(bytes, now_us)?);
+        }
+        Some(wait)
+    }
+
+    /// One second's decisions; returns the control requests to deliver.
+    pub fn tick(&self, input: &TickInput, now_ms: u64) -> Vec<(String, Event)> {
+        let mut rt = self.inner.lock();
+        let rt = &mut *rt;
+        rt.adopt(input.settings.clone(), now_ms);
+        let moving: Vec<&Migration> = input.migrations.iter().filter(|m| moves_data(m.phase)).collect();
+        let fg = foreground(input, now_ms);
+        rt.update_baseline(fg, !moving.is_empty(), now_ms);
+        let decision = rt.adapt(fg, now_ms);
+        let effective = rt.settings.throttle.schedule.effective(now_ms);
+        let adaptive_share = rt.settings.throttle.adaptive.then(|| decision.rate_bytes_per_s / moving.len().max(1) as f64);
+        let per_migration = evenkeel_throttle::combine(rt.settings.throttle.migration_rate_bytes_per_s, effective.rate_bytes_per_s, adaptive_share);
+        rt.per_migration_bytes_per_s = per_migration;
+        rt.max_concurrent = effective.max_concurrent;
+        rt.apply_rates(&input.migrations, now_ms);
+        let gates = rt.gate_nodes(input, now_ms);
+        let requests = gate_requests(&input.migrations, &gates);
+        rt.status = rt.describe(fg, &decision.reason, &effective.reason, &gates, moving.len(), now_ms);
+        export(&rt.status);
+        requests
+    }
+}
+
+/// Everything one tick reads, gathered by the caller.
+pub struct TickInput {
+    pub settings: Settings,
+    pub status: std::sync::Arc<ClusterStatus>,
+    pub routers: Vec<RouterReport>,
+    pub migrations: Vec<Migration>,
+}
+
+/// Phases in which a migration moves data (and so may disturb clients).
+fn moves_data(p: Phase) -> bool {
+    matches!(p, Phase::Preparing | Phase::Copying | Phase::CatchingUp | Phase::ReadyForCutover | Phase::CuttingOver | Phase::CleaningUp)
+}
+
+
+/// Foreground p99 and ops of the last second: routers first (what clients
+/// feel), nodes when no router reports.
+#[derive(Debug, Clone, Copy)]
+struct Foreground {
+    p99_us: u64,
+    ops: u64,
+    errors: u64,
+    from_routers: bool,
+}
+
+fn foreground(input: &TickInput, now_ms: u64) -> Foreground {
+    let fresh: Vec<_> = input.routers.iter().filter(|r| now_ms.saturating_sub(r.at_ms) <= REPORT_MAX_AGE_MS).collect();
+    if !fresh.is_empty() {
+        return Foreground {
+            p99_us: fresh.iter().map(|r| r.last_second.p99_us).max().unwrap_or(0),
+            ops: fresh.iter().map(|r| r.last_second.count).sum(),
+            errors: fresh.iter().map(|r| r.last_second.errors).sum(),
+            from_routers: true,
+        };
+    }
+    let nodes = &input.status.nodes;
+    Foreground {
+        p99_us: nodes.iter().map(|n| n.p99_us).max().unwrap_or(0),
+        ops: nodes.iter().map(|n| n.ops_last_s).sum(),
+        errors: 0,
+        from_routers: false,
+    }
+}
+
+impl Runtime {
+    /// Takes new operator settings; the controller restarts only if its own
+    /// configuration changed.
+    fn adopt(&mut self, settings: Settings, now_ms: u64) {
+        if settings == self.settings {
+            return;
+        }
+        if settings.throttle.aimd != self.settings.throttle.aimd {
+            self.controller = Controller::new(settings.throttle.aimd.clone(), now_ms);
+        }
+        if settings.throttle.baseline != self.settings.throttle.baseline {
+            self.baseline = Baseline::new(settings.throttle.baseline.clone());
+        }
+        tracing::info!(?settings, "throttle settings changed");
+        self.settings = settings;
+    }
+
+    fn update_baseline(&mut self, fg: Foreground, moving: bool, now_ms: u64) {
+        if moving {
+            // Keeps the first estimate; retries while there is none yet.
+            self.baseline.freeze(now_ms);
+        } else {
+            self.baseline.unfreeze();
+            self.baseline.push(fg.p99_us, fg.ops, now_ms);
+        }
+    }
+
+    fn adapt(&mut self, fg: Foreground, now_ms: u64) -> evenkeel_throttle::aimd::Decision {
+        match self.baseline.estimate(now_ms) {
+            // An idle cluster cannot be disturbed: comfortable by definition.
+            _ if fg.ops < IDLE_OPS_MAX => self.controller.observe(0, 1, now_ms),
+            Some(base) => self.controller.observe(fg.p99_us, base.max(1), now_ms),
+            None => self.controller.observe(fg.p99_us, 0, now_ms),
+        }
+    }
+
+    /// Sets every bucket to the current rates and forgets finished
+    /// migrations.
+    fn apply_rates(&mut self, migrations: &[Migration], now_ms: u64) {
+        let now_us = now_ms * 1000;
+        self.migrations.retain(|id, _| migrations.iter().any(|m| &m.id == id && !m.phase.is_terminal()));
+        let (rate, keys_rate) = (self.per_migration_bytes_per_s, self.settings.throttle.migration_rate_keys_per_s);
+        for (b, k) in self.migrations.values_mut() {
+            b.set_rate(rate, now_us);
+            k.set_rate(keys_rate, now_us);
+        }
+        let node_rate = self.settings.throttle.node_rate_bytes_per_s;
+        for nb in self.nodes.values_mut() {
+            nb.set_rate(node_rate, now_us);
+        }
+    }
+
+    /// Classifies every node and steps its gate.
+    fn gate_nodes(&mut self, input: &TickInput, now_ms: u64) -> HashMap<NodeId, GateState> {
+        let thresholds = self.settings.throttle.health.clone();
+        let mut out = HashMap::new();
+        for n in &input.status.nodes {
+            let errors_before = self.last_errors.insert(n.id, n.errors_total).unwrap_or(n.errors_total);
+            let sample = NodeSample {
+                heartbeat_age_ms: n.healthy.then_some(0),
+                p99_us: n.p99_us,
+                ops: n.ops_last_s,
+                errors: n.errors_total.saturating_sub(errors_before),
+                disk_free_bytes: n.disk_free_bytes,
+                disk_total_bytes: n.disk_total_bytes,
+                log_lag_entries: log_lag(n.id, input),
+            };
+            let level = health::classify(&sample, &thresholds);
+            let gate = self.gates.entry(n.id).or_insert_with(|| Gate::new(thresholds.recover_after_ms));
+            out.insert(n.id, gate.observe(&level, now_ms));
+        }
+        out
+    }
+
+    fn describe(&self, fg: Foreground, rate_reason: &str, window_reason: &str, gates: &HashMap<NodeId, GateState>, moving: usize, now_ms: u64) -> ThrottleStatus {
+        let baseline = self.baseline.estimate(now_ms);
+        let budget = self.settings.throttle.aimd.budget_ratio;
+        let ratio = baseline.filter(|&b| b > 0).map(|b| fg.p99_us as f64 / b as f64);
+        let mut nodes: Vec<NodeGateStatus> = gates.iter().map(|(&id, g)| gate_status(id, g)).collect();
+        nodes.sort_by_key(|n| n.node);
+        ThrottleStatus {
+            migrations_moving: moving,
+            rate_bytes_per_s: self.per_migration_bytes_per_s,
+            adaptive_rate_bytes_per_s: self.settings.throttle.adaptive.then(|| self.controller.rate()),
+            reason: format!("{rate_reason}; {window_reason}"),
+            baseline_p99_us: baseline,
+            baseline_frozen: self.baseline.frozen().is_some(),
+            p99_us: fg.p99_us,
+            ops_last_s: fg.ops,
+            errors_last_s: fg.errors,
+            signal: if fg.from_routers { "routers" } else { "nodes" }.to_string(),
+            p99_ratio: ratio,
+            budget_ratio: budget,
+            budget_used: ratio.map(|r| ((r - 1.0) / (budget - 1.0)).max(0.0)),
+            max_concurrent: self.max_concurrent,
+            nodes,
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+/// Change-log entries the migrations reading from `node` have yet to apply.
+fn log_lag(node: NodeId, input: &TickInput) -> u64 {
+    input
+        .migrations
+        .iter()
+        .filter(|m| m.source == node && matches!(m.phase, Phase::CatchingUp | Phase::ReadyForCutover))
+        .filter_map(|m| input.status.partitions.iter().find(|p| p.id == m.partition).map(|p| p.log_next.saturating_sub(m.applied_log_pos)))
+        .max()
+        .unwrap_or(0)
+}
+
+fn gate_status(node: NodeId, g: &GateState) -> NodeGateStatus {
+    let (state, reasons) = match g {
+        GateState::Open => ("open", vec![]),
+        GateState::Paused { reasons, .. } => ("paused", reasons.clone()),
+        GateState::Abort { reasons } => ("abort", reasons.clone()),
+    };
+    NodeGateStatus { node, state: state.to_string(), reasons }
+}
+
+/// The prefix of every pause the throttle makes; only those it resumes.
+pub const HEALTH_PAUSE_PREFIX: &str = "health: ";
+
+/// Pauses, resumes and failures the node gates call for.
+fn gate_requests(migrations: &[Migration], gates: &HashMap<NodeId, GateState>) -> Vec<(String, Event)> {
+    let mut out = Vec::new();
+    for m in migrations.iter().filter(|m| !m.phase.is_terminal()) {
+        let involved = [m.source, m.target].map(|n| (n, gates.get(&n).cloned().unwrap_or(GateState::Open)));
+        let before_cutover = matches!(m.phase, Phase::Pending | Phase::Preparing | Phase::Copying | Phase::CatchingUp | Phase::ReadyForCutover | Phase::Paused);
+        let health_paused = m.phase == Phase::Paused && m.pause_reason.as_deref().is_some_and(|r| r.starts_with(HEALTH_PAUSE_PREFIX));
+        if let Some((n, GateState::Abort { reasons })) = involved.iter().find(|(_, g)| matches!(g, GateState::Abort { .. }))
+            && before_cutover
+        {
+            out.push((m.id.clone(), Event::Failed { error: format!("{HEALTH_PAUSE_PREFIX}node {n} critical: {}", reasons.join(", ")) }));
+        } else if let Some((n, GateState::Paused { reasons, .. })) = involved.iter().find(|(_, g)| matches!(g, GateState::Paused { .. })) {
+            // A migration already paused keeps its reason: rewriting it as
+            // the node recovers would write the record every second.
+            if m.phase != Phase::Paused && m.phase != Phase::Pending && before_cutover {
+                let reason = format!("{HEALTH_PAUSE_PREFIX}node {n}: {}", reasons.join(", "));
+                out.push((m.id.clone(), Event::Pause { reason }));
+            }
+        } else if health_paused {
+            out.push((m.id.clone(), Event::Resume));
+        }
+    }
+    out
+}
+
+/// Publishes the throttle's state as Prometheus gauges.
+fn export(s: &ThrottleStatus) {
+    metrics::gauge!("evenkeel_throttle_rate_bytes_per_s").set(s.rate_bytes_per_s.unwrap_or(-1.0));
+    metrics::gauge!("evenkeel_throttle_adaptive_rate_bytes_per_s").set(s.adaptive_rate_bytes_per_s.unwrap_or(-1.0));
+    metrics::gauge!("evenkeel_throttle_baseline_p99_seconds").set(s.baseline_p99_us.unwrap_or(0) as f64 / 1e6);
+    metrics::gauge!("evenkeel_throttle_p99_seconds").set(s.p99_us as f64 / 1e6);
+    metrics::gauge!("evenkeel_throttle_budget_used_ratio").set(s.budget_used.unwrap_or(0.0));
+    metrics::gauge!("evenkeel_throttle_migrations_moving").set(s.migrations_moving as f64);
+    for n in &s.nodes {
+        metrics::gauge!("evenkeel_throttle_node_gate_open", "node" => n.node.to_string()).set((n.state == "open") as u8 as f64);
+    }
+}
+
+/// Reads the operator's settings; absent means defaults, unreadable is an
+/// error (the previous settings stay in force).
+pub async fn load_settings(meta: &dyn MetaStore) -> Result<Settings, String> {
+    match meta.get(keys::THROTTLE).await.map_err(|e| e.to_string())? {
+        None => Ok(Settings::default()),
+        Some(kv) => serde_json::from_slice(&kv.value).map_err(|e| format!("stored throttle settings are unreadable: {e}")),
+    }
+}
+
+/// Validates and stores new settings; they apply at the next tick.
+pub async fn store_settings(meta: &dyn MetaStore, s: &Settings) -> Result<(), String> {
+    s.validate()?;
+    meta.put(keys::THROTTLE, serde_json::to_vec(s).expect("settings serialize"), None).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Applies a JSON merge patch (RFC 7386): objects merge key by key, `null`
+/// removes a key (so the field takes its default), anything else replaces.
+pub fn merge_patch(target: serde_json::Value, patch: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let Value::Object(patch) = patch else { return patch };
+    let mut target = match target {
+        Value::Object(t) => t,
+        _ => serde_json::Map::new(),
+    };
+    for (k, v) in patch {
+        if v.is_null() {
+            target.remove(&k);
+        } else {
+            let old = target.remove(&k).unwrap_or(Value::Null);
+            target.insert(k, merge_patch(old, v));
+        }
+    }
+    Value::Object(target)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,168 @@
+use super::*;
+use crate::api::{NodeStatus, PartitionStatus};
+use crate::migration::machine::Limits;
+use evenkeel_types::routing::NodeState;
+use std::sync::Arc;
+
+fn node(id: NodeId, p99_us: u64, free: u64) -> NodeStatus {
+    NodeStatus {
+        id,
+        addr: String::new(),
+        state: NodeState::Active,
+        weight: 100,
+        healthy: true,
+        problem: None,
+        partitions: 1,
+        keys: 0,
+        bytes: 0,
+        disk_bytes: 0,
+        p99_us,
+        ops_last_s: 1000,
+        errors_total: 0,
+        disk_free_bytes: free,
+        disk_total_bytes: 100 << 30,
+    }
+}
+
+fn migration(id: &str, source: NodeId, target: NodeId, phase: Phase) -> Migration {
+    let mut m = Migration::new(id, 0, source, target, Limits::default(), 0);
+    m.phase = phase;
+    m
+}
+
+fn input(nodes: Vec<NodeStatus>, migrations: Vec<Migration>, router_p99_us: Option<(u64, u64)>, now_ms: u64) -> TickInput {
+    let status = ClusterStatus {
+        bootstrapped: true,
+        epoch: 1,
+        num_partitions: 1,
+        leader: true,
+        nodes,
+        partitions: vec![PartitionStatus { id: 0, owner: 1, epoch: 1, keys: 0, bytes: 0, log_next: 0 }],
+    };
+    let routers = router_p99_us
+        .map(|(p99_us, count)| {
+            let last_second = evenkeel_types::latency::SecondSummary { second: now_ms / 1000 - 1, count, errors: 0, p50_us: p99_us / 2, p99_us, max_us: p99_us };
+            vec![RouterReport { router: 7, at_ms: now_ms, last_second }]
+        })
+        .unwrap_or_default();
+    TickInput { settings: Settings::default(), status: Arc::new(status), routers, migrations }
+}
+
+const GOOD_DISK: u64 = 50 << 30;
+
+#[test]
+fn a_slow_node_pauses_its_migrations_and_they_resume_after_recovery() {
+    let t = Throttle::default();
+    let moving = migration("m1", 1, 2, Phase::Copying);
+    let other = migration("m2", 3, 4, Phase::Copying);
+    let slow = vec![node(1, 200_000, GOOD_DISK), node(2, 1_000, GOOD_DISK), node(3, 1_000, GOOD_DISK), node(4, 1_000, GOOD_DISK)];
+    let reqs = t.tick(&input(slow, vec![moving.clone(), other.clone()], None, 10_000), 10_000);
+    assert_eq!(reqs.len(), 1, "only the migration touching node 1 pauses: {reqs:?}");
+    let (id, Event::Pause { reason }) = &reqs[0] else { panic!("{reqs:?}") };
+    assert_eq!(id, "m1");
+    assert!(reason.starts_with(HEALTH_PAUSE_PREFIX) && reason.contains("node 1"), "{reason}");
+
+    // The node recovers; the paused migration resumes only after it has
+    // been healthy for recover_after_ms.
+    let mut paused = moving.clone();
+    paused.phase = Phase::Paused;
+    paused.paused_from = Some(Phase::Copying);
+    paused.pause_reason = Some(reason.clone());
+    let recover_ms = Settings::default().throttle.health.recover_after_ms;
+    let healthy = || vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)];
+    let mut now = 11_000;
+    let mut resumed_at = None;
+    while now <= 11_000 + recover_ms + 2_000 {
+        let reqs = t.tick(&input(healthy(), vec![paused.clone()], None, now), now);
+        if reqs.iter().any(|(id, e)| id == "m1" && *e == Event::Resume) {
+            resumed_at = Some(now);
+            break;
+        }
+        assert!(reqs.is_empty(), "{reqs:?}");
+        now += 1_000;
+    }
+    let resumed_at = resumed_at.expect("the migration resumes");
+    assert!(resumed_at >= 11_000 + recover_ms, "resumed at {resumed_at}, too early");
+}
+
+#[test]
+fn an_operator_pause_is_not_resumed_by_the_health_gate() {
+    let t = Throttle::default();
+    let mut m = migration("m1", 1, 2, Phase::Paused);
+    m.paused_from = Some(Phase::Copying);
+    m.pause_reason = Some("paused by operator".into());
+    for now in (10_000..30_000).step_by(1_000) {
+        let reqs = t.tick(&input(vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)], vec![m.clone()], None, now), now);
+        assert!(reqs.is_empty(), "{reqs:?}");
+    }
+}
+
+#[test]
+fn a_full_disk_fails_migrations_before_cutover_only() {
+    let t = Throttle::default();
+    let copying = migration("m1", 1, 2, Phase::Copying);
+    let baking = migration("m2", 1, 3, Phase::Completed);
+    let nodes = vec![node(1, 1_000, 0), node(2, 1_000, GOOD_DISK), node(3, 1_000, GOOD_DISK)];
+    let reqs = t.tick(&input(nodes, vec![copying, baking], None, 10_000), 10_000);
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    let (id, Event::Failed { error }) = &reqs[0] else { panic!("{reqs:?}") };
+    assert_eq!(id, "m1");
+    assert!(error.contains("node 1 critical") && error.contains("disk"), "{error}");
+}
+
+#[test]
+fn the_baseline_freezes_while_data_moves_and_the_rate_is_cut_above_budget() {
+    let t = Throttle::default();
+    let nodes = || vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)];
+    // Ten calm seconds at 2 ms p99 give the baseline.
+    for s in 0..10u64 {
+        let now = 100_000 + s * 1000;
+        t.tick(&input(nodes(), vec![], Some((2_000, 5_000)), now), now);
+    }
+    assert_eq!(t.status().baseline_p99_us.map(|b| (1_900..=2_100).contains(&b)), Some(true), "{:?}", t.status());
+    let m = migration("m1", 1, 2, Phase::Copying);
+    let before = {
+        t.tick(&input(nodes(), vec![m.clone()], Some((2_000, 5_000)), 110_000), 110_000);
+        t.status().adaptive_rate_bytes_per_s.unwrap()
+    };
+    // p99 jumps to 3x the baseline: the next tick cuts, the baseline stays.
+    t.tick(&input(nodes(), vec![m.clone()], Some((6_000, 5_000)), 111_000), 111_000);
+    let s = t.status();
+    assert!(s.baseline_frozen);
+    assert!(s.adaptive_rate_bytes_per_s.unwrap() < before, "{before} -> {s:?}");
+    assert!(s.reason.starts_with("cut"), "{}", s.reason);
+    assert_eq!(s.rate_bytes_per_s, s.adaptive_rate_bytes_per_s, "one migration gets the whole adaptive rate");
+    assert!(s.budget_used.unwrap() > 1.0, "{s:?}");
+}
+
+#[test]
+fn the_static_limit_caps_the_adaptive_rate_and_pace_books_it() {
+    let t = Throttle::default();
+    let mut i = input(vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)], vec![migration("m1", 1, 2, Phase::Copying)], None, 10_000);
+    i.settings.throttle.migration_rate_bytes_per_s = Some(1_000_000.0);
+    t.tick(&i, 10_000);
+    assert_eq!(t.status().rate_bytes_per_s, Some(1_000_000.0));
+    let m = &i.migrations[0];
+    // The first chunk goes out of the burst; the next 1 MB must wait ~1 s.
+    assert_eq!(t.reserve(m, 200_000, 10), Some(0));
+    let wait = t.reserve(m, 1_000_000, 10).unwrap();
+    assert!((800_000..=1_100_000).contains(&wait), "waited {wait} µs");
+}
+
+#[test]
+fn concurrency_overrides_apply_to_a_running_rebalance() {
+    let t = Throttle::default();
+    let limits = crate::rebalance::Limits { moves_per_node: 1, moves_cluster: 2 };
+    assert_eq!(t.concurrency(limits), limits);
+    let mut i = input(vec![], vec![], None, 10_000);
+    i.settings.moves_cluster = Some(4);
+    t.tick(&i, 10_000);
+    assert_eq!(t.concurrency(limits).moves_cluster, 4);
+}
+
+#[test]
+fn merge_patch_follows_rfc_7386() {
+    let target = serde_json::json!({"a": 1, "b": {"c": 2, "d": 3}, "e": 4});
+    let patch = serde_json::json!({"a": null, "b": {"c": 5}, "f": [1]});
+    assert_eq!(merge_patch(target, patch), serde_json::json!({"b": {"c": 5, "d": 3}, "e": 4, "f": [1]}));
+}

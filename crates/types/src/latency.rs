@@ -1,0 +1,165 @@
+//! Per-second latency windows: what throttling and health gating read.
+//!
+//! A [`SecondWindow`] collects latencies of the current wall-clock second
+//! and keeps the summary of the last complete one. The coordinator polls
+//! once a second, so it always sees a whole second, never a partial one.
+//! Time is passed in (`now_ms`), so rotation is testable without waiting.
+//!
+//! Buckets are log-linear (8 per power of two, so a quantile is within
+//! 1/8 ≈ 12.5% of the true value) over 1 µs .. 2^36 µs (about 19 hours);
+//! recording is a bucket increment under a mutex that is held for a few
+//! nanoseconds.
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+/// Sub-buckets per power of two.
+const SUB: usize = 8;
+/// Powers of two covered.
+const POWERS: usize = 36;
+const BUCKETS: usize = SUB * POWERS;
+
+/// The summary of one complete second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondSummary {
+    /// Unix second the summary covers (0: none recorded yet).
+    pub second: u64,
+    pub count: u64,
+    pub errors: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// What a router publishes at `/evenkeel/routers/<id>` every second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterReport {
+    pub router: u64,
+    /// When the report was written.
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub last_second: SecondSummary,
+}
+
+pub struct SecondWindow {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    second: u64,
+    buckets: Box<[u32; BUCKETS]>,
+    count: u64,
+    errors: u64,
+    max_us: u64,
+    last: SecondSummary,
+}
+
+impl Default for SecondWindow {
+    fn default() -> Self {
+        SecondWindow { inner: Mutex::new(Inner { second: 0, buckets: Box::new([0; BUCKETS]), count: 0, errors: 0, max_us: 0, last: SecondSummary::default() }) }
+    }
+}
+
+impl SecondWindow {
+    /// Records one request that took `latency_us`, finished at `now_ms`.
+    pub fn record(&self, latency_us: u64, error: bool, now_ms: u64) {
+        let mut inner = self.inner.lock();
+        inner.rotate(now_ms / 1000);
+        let b = bucket_of(latency_us);
+        inner.buckets[b] = inner.buckets[b].saturating_add(1);
+        inner.count += 1;
+        inner.errors += error as u64;
+        inner.max_us = inner.max_us.max(latency_us);
+    }
+
+    /// The last complete second before `now_ms`'s second. A second in which
+    /// nothing was recorded has count 0.
+    pub fn last_second(&self, now_ms: u64) -> SecondSummary {
+        let mut inner = self.inner.lock();
+        let now_s = now_ms / 1000;
+        inner.rotate(now_s);
+        if inner.last.second + 1 == now_s { inner.last } else { SecondSummary { second: now_s.saturating_sub(1), ..Default::default() } }
+    }
+}
+
+impl Inner {
+    /// Closes the current second if `now_s` is past it.
+    fn rotate(&mut self, now_s: u64) {
+        if now_s <= self.second {
+            return;
+        }
+        self.last = SecondSummary {
+            second: self.second,
+            count: self.count,
+            errors: self.errors,
+            p50_us: quantile(&self.buckets, self.count, 0.50),
+            p99_us: quantile(&self.buckets, self.count, 0.99),
+            max_us: self.max_us,
+        };
+        self.buckets.fill(0);
+        (self.count, self.errors, self.max_us) = (0, 0, 0);
+        self.second = now_s;
+    }
+}
+
+fn bucket_of(us: u64) -> usize {
+    let us = us.max(1);
+    let power = 63 - us.leading_zeros() as usize;
+    // The SUB sub-buckets split [2^power, 2^(power+1)) evenly.
+    let sub = if power >= 3 { ((us >> (power - 3)) & (SUB as u64 - 1)) as usize } else { ((us << (3 - power)) & (SUB as u64 - 1)) as usize };
+    (power * SUB + sub).min(BUCKETS - 1)
+}
+
+/// The upper bound of bucket `b` (a quantile never under-reports).
+fn bucket_upper_us(b: usize) -> u64 {
+    let (power, sub) = (b / SUB, (b % SUB) as u64);
+    let base = 1u64 << power;
+    base + ((base * (sub + 1)) / SUB as u64).max(1) - 1
+}
+
+fn quantile(buckets: &[u32; BUCKETS], count: u64, q: f64) -> u64 {
+    if count == 0 {
+        return 0;
+    }
+    let rank = ((count as f64) * q).ceil().max(1.0) as u64;
+    let mut seen = 0u64;
+    for (b, &n) in buckets.iter().enumerate() {
+        seen += n as u64;
+        if seen >= rank {
+            return bucket_upper_us(b);
+        }
+    }
+    bucket_upper_us(BUCKETS - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_bound_their_values_within_an_eighth() {
+        for us in [1u64, 2, 3, 7, 8, 9, 15, 100, 999, 1000, 12_345, 1_000_000, 50_000_000] {
+            let upper = bucket_upper_us(bucket_of(us));
+            assert!(upper >= us, "{us} µs reported as {upper}");
+            assert!(upper as f64 <= us as f64 * 1.125 + 1.0, "{us} µs reported as {upper}");
+        }
+    }
+
+    #[test]
+    fn the_last_complete_second_is_reported() {
+        let w = SecondWindow::default();
+        for i in 0..100u64 {
+            w.record(if i < 98 { 1000 } else { 80_000 }, i == 0, 5_000 + i);
+        }
+        // Still inside second 5: the last complete second (4) is empty.
+        assert_eq!(w.last_second(5_900).count, 0);
+        let s = w.last_second(6_100);
+        assert_eq!((s.second, s.count, s.errors), (5, 100, 1));
+        assert!((1000..=1125).contains(&s.p50_us), "{s:?}");
+        // 98 of 100 at 1 ms: the 99th is one of the slow ones.
+        assert!((80_000..=90_000).contains(&s.p99_us), "{s:?}");
+        assert_eq!(s.max_us, 80_000);
+        // Two seconds later with nothing recorded, the summary is empty.
+        assert_eq!(w.last_second(8_000).count, 0);
+    }
+}
