@@ -10,10 +10,19 @@
 //! - [`migrate_rpc`]: the migration RPCs (snapshot pages, change-log reads,
 //!   versioned apply, fence/unfence, checksum, drop), each admitting the
 //!   request's fencing token first.
+//! - [`lane`]: the background lane, where bulk migration work yields to
+//!   foreground requests.
+//! - [`health`]: foreground latency of the last second and free disk, for
+//!   `Stats`.
+//! - [`failpoints`]: named per node, compiled in with the `failpoints`
+//!   feature (and in this crate's tests).
 //! - [`ops`]: the semantics of each operation on one key, pure.
 //! - [`lifecycle`]: registration, heartbeat lease, routing follower, sweeper
 //!   and flusher, and [`Node::run`] which serves until shutdown.
 
+pub mod failpoints;
+pub mod health;
+pub mod lane;
 pub mod lifecycle;
 pub mod migrate_rpc;
 pub mod ops;

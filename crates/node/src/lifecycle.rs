@@ -7,8 +7,8 @@
 //! given listener until `shutdown` resolves. On shutdown it stops serving,
 //! revokes its lease and fsyncs the store.
 
-use crate::ownership::Ownership;
-use crate::service::{NodeInner, NodeMetrics, NodeService};
+use crate::lane::{Lane, LaneConfig};
+use crate::service::{NodeInner, NodeService};
 use crate::store::{Store, StoreConfig, StoreError};
 use evenkeel_meta::{MetaError, MetaStore, follow};
 use evenkeel_rpc::NodeServer;
@@ -29,6 +29,16 @@ pub struct NodeConfig {
     pub sweep_interval: Duration,
     /// How often buffered writes are fsynced in `Durability::Buffered` mode.
     pub fsync_interval: Duration,
+    /// Run bulk migration work (snapshot, log reads, applies, drops) in the
+    /// background lane, where it yields to foreground requests (see
+    /// [`crate::lane`]). Off, it competes with them as equals.
+    pub background_lane: bool,
+    /// Bulk migration requests doing store work at once, when the lane is
+    /// on; at least 1.
+    pub background_permits: usize,
+    /// Longest one bulk migration request waits for foreground requests, in
+    /// total, so migrations progress under any load.
+    pub background_yield_max: Duration,
 }
 
 impl NodeConfig {
@@ -39,7 +49,14 @@ impl NodeConfig {
             heartbeat_ttl: Duration::from_secs(3),
             sweep_interval: Duration::from_millis(100),
             fsync_interval: Duration::from_secs(1),
+            background_lane: true,
+            background_permits: 1,
+            background_yield_max: Duration::from_millis(20),
         }
+    }
+
+    fn lane(&self) -> LaneConfig {
+        LaneConfig { enabled: self.background_lane, permits: self.background_permits, yield_max: self.background_yield_max }
     }
 }
 
@@ -64,7 +81,7 @@ pub struct Node {
 impl Node {
     pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
         let store = Store::open(config.store.clone())?;
-        let inner = NodeInner { id: config.id, store, ownership: Ownership::new(config.id), metrics: NodeMetrics::new(config.id) };
+        let inner = NodeInner::new(config.id, store, Lane::new(config.id, config.lane()));
         Ok(Node { inner: Arc::new(inner), config })
     }
 

@@ -3,6 +3,11 @@
 //! Every handler first admits the request's fencing token for the partition
 //! (a stale one is refused with status `ABORTED`), then performs one bounded
 //! piece of work. Page sizes are capped here whatever the caller asks for.
+//!
+//! The bulk ones (snapshot, log read, apply, drop) are async: they take their
+//! turn in the background lane ([`crate::lane`]) before admitting the token,
+//! so admission stays right next to the work it admits. Fence, checksum and
+//! begin are on the cutover's critical path and run at once.
 
 use crate::service::NodeInner;
 use crate::store::{KeyRecord, LogRead, StoreError};
@@ -14,6 +19,9 @@ use tonic::Status;
 pub const PAGE_KEYS_MAX: u32 = 10_000;
 /// Largest page of bytes one snapshot read returns (about).
 pub const PAGE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+/// Records applied under one hold of the partition lock; between such
+/// sub-batches an apply yields to foreground requests.
+pub const APPLY_BATCH_RECORDS: usize = 128;
 
 fn status(e: StoreError) -> Status {
     match e {
@@ -35,7 +43,8 @@ pub(crate) fn position(inner: &NodeInner, partition: PartitionId) -> Result<pb::
     Ok(pb::PositionResponse { log_next: inner.store.log_next(partition).map_err(status)?, clock: inner.store.clock().current() })
 }
 
-pub(crate) fn snapshot(inner: &NodeInner, req: &pb::SnapshotRequest) -> Result<pb::SnapshotResponse, Status> {
+pub(crate) async fn snapshot(inner: &NodeInner, req: &pb::SnapshotRequest) -> Result<pb::SnapshotResponse, Status> {
+    let _turn = inner.lane.background().await;
     let p = admit(inner, req.header.as_ref())?;
     let max_keys = req.max_keys.clamp(1, PAGE_KEYS_MAX) as usize;
     let max_bytes = req.max_bytes.clamp(1, PAGE_BYTES_MAX);
@@ -43,7 +52,8 @@ pub(crate) fn snapshot(inner: &NodeInner, req: &pb::SnapshotRequest) -> Result<p
     Ok(pb::SnapshotResponse { records: chunk.records.iter().map(to_pb).collect(), cursor: chunk.cursor, bytes: chunk.bytes })
 }
 
-pub(crate) fn read_log(inner: &NodeInner, req: &pb::ReadLogRequest) -> Result<pb::ReadLogResponse, Status> {
+pub(crate) async fn read_log(inner: &NodeInner, req: &pb::ReadLogRequest) -> Result<pb::ReadLogResponse, Status> {
+    let _turn = inner.lane.background().await;
     let p = admit(inner, req.header.as_ref())?;
     let log_next = inner.store.log_next(p).map_err(status)?;
     match inner.store.read_log(p, req.from, req.max.clamp(1, PAGE_KEYS_MAX) as usize).map_err(status)? {
@@ -58,10 +68,21 @@ pub(crate) fn read_log(inner: &NodeInner, req: &pb::ReadLogRequest) -> Result<pb
     }
 }
 
-pub(crate) fn apply(inner: &NodeInner, req: pb::ApplyRequest) -> Result<pb::ApplyResponse, Status> {
+/// Applies in sub-batches, yielding between them. Splitting is safe: the
+/// store applies and logs each record on its own (newer wins per key, one
+/// atomic batch per record, log position taken under the partition lock),
+/// so a sub-batch boundary is like a boundary between two requests.
+pub(crate) async fn apply(inner: &NodeInner, req: pb::ApplyRequest) -> Result<pb::ApplyResponse, Status> {
+    let turn = inner.lane.background().await;
     let p = admit(inner, req.header.as_ref())?;
     let records: Vec<KeyRecord> = req.records.into_iter().map(from_pb).collect::<Result<_, _>>()?;
-    let applied = inner.store.apply(p, &records).map_err(status)?;
+    let mut applied = 0;
+    for (i, batch) in records.chunks(APPLY_BATCH_RECORDS).enumerate() {
+        if i > 0 {
+            turn.yield_to_foreground().await;
+        }
+        applied += inner.store.apply(p, batch).map_err(status)?;
+    }
     Ok(pb::ApplyResponse { applied: applied as u32 })
 }
 
@@ -83,7 +104,8 @@ pub(crate) fn checksum(inner: &NodeInner, req: &pb::MigrateHeader) -> Result<pb:
     Ok(pb::ChecksumResponse { keys: sum.keys, digest: sum.digest, log_next })
 }
 
-pub(crate) fn drop_chunk(inner: &NodeInner, req: &pb::DropRequest) -> Result<pb::DropResponse, Status> {
+pub(crate) async fn drop_chunk(inner: &NodeInner, req: &pb::DropRequest) -> Result<pb::DropResponse, Status> {
+    let _turn = inner.lane.background().await;
     let p = admit(inner, req.header.as_ref())?;
     if inner.ownership.owns(p) {
         return Err(Status::failed_precondition(format!("partition {p} is owned by this node; refusing to drop it")));

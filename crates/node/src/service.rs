@@ -1,5 +1,8 @@
 //! The tonic service: turns RPCs into store calls, checking ownership first.
 
+use crate::failpoints::Failpoints;
+use crate::health::{LatencyWindow, disk_space};
+use crate::lane::Lane;
 use crate::migrate_rpc;
 use crate::ownership::Ownership;
 use crate::store::{Store, partition_stats};
@@ -7,6 +10,7 @@ use evenkeel_rpc::pb::{self, op_result::Result as R};
 use evenkeel_types::{NodeId, PartitionId, unix_ms};
 use metrics::{Counter, Histogram};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use tonic::{Request, Response, Status};
 
@@ -18,12 +22,19 @@ pub(crate) struct NodeInner {
     pub store: Store,
     pub ownership: Ownership,
     pub metrics: NodeMetrics,
+    pub lane: Lane,
+    /// Per-op Execute latency, by second since `started`.
+    pub latency: LatencyWindow,
+    pub started: Instant,
+    pub failpoints: Failpoints,
 }
 
 pub(crate) struct NodeMetrics {
     ops: Counter,
     refused: Counter,
     errors: Counter,
+    /// The same count as `errors`, readable for `Stats`.
+    errors_total: AtomicU64,
     latency: Histogram,
 }
 
@@ -34,8 +45,14 @@ impl NodeMetrics {
             ops: metrics::counter!("evenkeel_node_ops_total", "node" => node.clone()),
             refused: metrics::counter!("evenkeel_node_refused_total", "node" => node.clone()),
             errors: metrics::counter!("evenkeel_node_errors_total", "node" => node.clone()),
+            errors_total: AtomicU64::new(0),
             latency: metrics::histogram!("evenkeel_node_execute_seconds", "node" => node),
         }
+    }
+
+    fn error(&self) {
+        self.errors.increment(1);
+        self.errors_total.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -46,6 +63,40 @@ pub struct NodeService {
 }
 
 impl NodeInner {
+    pub fn new(id: NodeId, store: Store, lane: Lane) -> Self {
+        NodeInner {
+            id,
+            store,
+            ownership: Ownership::new(id),
+            metrics: NodeMetrics::new(id),
+            lane,
+            latency: LatencyWindow::new(),
+            started: Instant::now(),
+            failpoints: Failpoints::new(id),
+        }
+    }
+
+    /// The latency window's clock: whole seconds since the node opened.
+    fn second_of(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_secs()
+    }
+
+    /// Fills the foreground-health fields of a `Stats` reply.
+    fn health(&self, stats: &mut pb::StatsResponse) {
+        let last = self.latency.last_second(self.second_of(Instant::now()));
+        stats.execute_p99_us = last.p99_us;
+        stats.execute_ops_last_s = last.ops;
+        stats.errors_total = self.metrics.errors_total.load(Ordering::Relaxed);
+        stats.background_yields_total = self.lane.yields_total();
+        // Zero total means unknown; a gate must not read it as a full disk.
+        let (free, total) = disk_space(self.store.dir()).unwrap_or_else(|e| {
+            tracing::warn!(node = self.id, error = %e, "statvfs of the data directory failed");
+            (0, 0)
+        });
+        stats.disk_free_bytes = self.failpoints.disk_free_bytes().unwrap_or(free);
+        stats.disk_total_bytes = total;
+    }
+
     fn execute_one(&self, epoch: u64, op: &pb::Op, now_ms: u64) -> pb::OpResult {
         let result = match (u16::try_from(op.partition), &op.kind) {
             (Err(_), _) => internal(format!("no partition {}", op.partition)),
@@ -56,7 +107,7 @@ impl NodeInner {
                     R::Refused(refused)
                 }
                 Ok(()) => self.store.execute(p, &op.key, kind, now_ms).unwrap_or_else(|e| {
-                    self.metrics.errors.increment(1);
+                    self.metrics.error();
                     tracing::error!(node = self.id, partition = p, error = %e, "execute failed");
                     internal(e.to_string())
                 }),
@@ -74,18 +125,28 @@ fn internal(message: String) -> R {
 impl pb::node_server::Node for NodeService {
     async fn execute(&self, request: Request<pb::ExecuteRequest>) -> Result<Response<pb::ExecuteResponse>, Status> {
         let started = Instant::now();
+        let inner = &self.inner;
+        let _in_flight = inner.lane.foreground();
+        if let Some(delay) = inner.failpoints.execute_delay() {
+            tokio::time::sleep(delay).await;
+        }
         let req = request.into_inner();
         if req.ops.len() > MAX_OPS_PER_REQUEST {
             return Err(Status::invalid_argument(format!("at most {MAX_OPS_PER_REQUEST} ops per request")));
         }
         let now = unix_ms();
-        let results = req.ops.iter().map(|op| self.inner.execute_one(req.epoch, op, now)).collect();
-        self.inner.metrics.ops.increment(req.ops.len() as u64);
-        self.inner.metrics.latency.record(started.elapsed().as_secs_f64());
+        let results = req.ops.iter().map(|op| inner.execute_one(req.epoch, op, now)).collect();
+        let ops = req.ops.len() as u64;
+        inner.metrics.ops.increment(ops);
+        let finished = Instant::now();
+        let took = finished - started;
+        inner.metrics.latency.record(took.as_secs_f64());
+        inner.latency.record(inner.second_of(finished), took.as_micros() as u64, ops);
         Ok(Response::new(pb::ExecuteResponse { results }))
     }
 
     async fn scan(&self, request: Request<pb::ScanRequest>) -> Result<Response<pb::ScanResponse>, Status> {
+        let _in_flight = self.inner.lane.foreground();
         let req = request.into_inner();
         let partition = PartitionId::try_from(req.partition).map_err(|_| Status::invalid_argument("partition"))?;
         if let Err(refused) = self.inner.ownership.check(partition, req.epoch) {
@@ -101,6 +162,9 @@ impl pb::node_server::Node for NodeService {
 
     async fn stats(&self, _: Request<pb::StatsRequest>) -> Result<Response<pb::StatsResponse>, Status> {
         let inner = &self.inner;
+        if let Some(delay) = inner.failpoints.stats_delay() {
+            tokio::time::sleep(delay).await;
+        }
         let partitions = inner
             .store
             .counters()
@@ -112,13 +176,15 @@ impl pb::node_server::Node for NodeService {
                 (epoch.is_some() || c.keys > 0).then(|| partition_stats(p, c, epoch.unwrap_or(0)))
             })
             .collect();
-        Ok(Response::new(pb::StatsResponse {
+        let mut stats = pb::StatsResponse {
             node_id: inner.id,
             clock: inner.store.clock().current(),
             partitions,
             disk_bytes: inner.store.disk_bytes(),
             ..Default::default()
-        }))
+        };
+        inner.health(&mut stats);
+        Ok(Response::new(stats))
     }
 
     async fn migrate_begin(&self, request: Request<pb::MigrateHeader>) -> Result<Response<pb::PositionResponse>, Status> {
@@ -127,15 +193,15 @@ impl pb::node_server::Node for NodeService {
     }
 
     async fn migrate_snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {
-        Ok(Response::new(migrate_rpc::snapshot(&self.inner, request.get_ref())?))
+        Ok(Response::new(migrate_rpc::snapshot(&self.inner, request.get_ref()).await?))
     }
 
     async fn migrate_read_log(&self, request: Request<pb::ReadLogRequest>) -> Result<Response<pb::ReadLogResponse>, Status> {
-        Ok(Response::new(migrate_rpc::read_log(&self.inner, request.get_ref())?))
+        Ok(Response::new(migrate_rpc::read_log(&self.inner, request.get_ref()).await?))
     }
 
     async fn migrate_apply(&self, request: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyResponse>, Status> {
-        Ok(Response::new(migrate_rpc::apply(&self.inner, request.into_inner())?))
+        Ok(Response::new(migrate_rpc::apply(&self.inner, request.into_inner()).await?))
     }
 
     async fn migrate_fence(&self, request: Request<pb::FenceRequest>) -> Result<Response<pb::PositionResponse>, Status> {
@@ -147,6 +213,6 @@ impl pb::node_server::Node for NodeService {
     }
 
     async fn migrate_drop(&self, request: Request<pb::DropRequest>) -> Result<Response<pb::DropResponse>, Status> {
-        Ok(Response::new(migrate_rpc::drop_chunk(&self.inner, request.get_ref())?))
+        Ok(Response::new(migrate_rpc::drop_chunk(&self.inner, request.get_ref()).await?))
     }
 }

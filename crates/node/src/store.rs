@@ -181,6 +181,11 @@ impl Store {
         self.parts.iter().map(|p| *p.lock()).collect()
     }
 
+    /// The data directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.config.dir
+    }
+
     /// Bytes the database occupies on disk.
     pub fn disk_bytes(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)

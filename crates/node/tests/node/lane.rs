@@ -1,0 +1,69 @@
+//! The background lane over the wire: bulk migration requests wait while a
+//! foreground request is in flight, for a bounded time only, and not at all
+//! with the lane off. The execute-delay failpoint keeps one Execute in flight
+//! for as long as the test needs.
+
+use crate::support::{TestNode, apply_many, get, partition_of, snapshot, start};
+use evenkeel_node::failpoints::execute_delay;
+use std::time::{Duration, Instant};
+
+/// How long the slow Execute stays in flight; far longer than the lane's
+/// 20 ms budget, so a migration request that finishes meanwhile did not wait
+/// for it.
+const FOREGROUND_MS: u64 = 1_500;
+
+/// Starts an Execute that stays in flight for `FOREGROUND_MS`.
+fn slow_execute(node: &TestNode) -> tokio::task::JoinHandle<Duration> {
+    let mut client = node.client.clone();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        client.execute(get("k")).await.unwrap();
+        started.elapsed()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_yields_to_foreground_in_flight_and_still_completes() {
+    let _scenario = fail::FailScenario::setup();
+    let node = start(41, |_| {}).await;
+    fail::cfg(execute_delay(41), &format!("return({FOREGROUND_MS})")).unwrap();
+    let slow = slow_execute(&node);
+    let mut client = node.client.clone();
+    // The first snapshot that yields shows the Execute is in its handler.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node.stats().await.background_yields_total == 0 {
+        assert!(Instant::now() < deadline, "no migration request ever yielded");
+        client.migrate_snapshot(snapshot(partition_of(b"k"))).await.unwrap();
+    }
+    // A large apply yields too, yet applies everything, while the Execute
+    // is still in flight: its wait was bounded.
+    let applied = client.migrate_apply(apply_many("t", 1_000)).await.unwrap().into_inner().applied;
+    assert_eq!(applied, 1_000);
+    assert_eq!(node.stats().await.background_yields_total, 2, "one yield per request; its budget is then spent");
+    assert!(!slow.is_finished(), "migration requests must not wait for the foreground request to finish");
+    assert!(slow.await.unwrap() >= Duration::from_millis(FOREGROUND_MS));
+    // Idle foreground: no more yields.
+    client.migrate_snapshot(snapshot(partition_of(b"k"))).await.unwrap();
+    assert_eq!(node.stats().await.background_yields_total, 2);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_lane_off_migration_never_yields() {
+    let _scenario = fail::FailScenario::setup();
+    let node = start(42, |c| c.background_lane = false).await;
+    fail::cfg(execute_delay(42), &format!("return({FOREGROUND_MS})")).unwrap();
+    let slow = slow_execute(&node);
+    let mut client = node.client.clone();
+    // Migration requests for a third of the Execute's flight: loopback
+    // delivers it long before that ends.
+    let until = Instant::now() + Duration::from_millis(FOREGROUND_MS / 3);
+    while Instant::now() < until {
+        client.migrate_snapshot(snapshot(partition_of(b"k"))).await.unwrap();
+        client.migrate_apply(apply_many("t", 300)).await.unwrap();
+    }
+    assert!(!slow.is_finished(), "the Execute must still be in flight");
+    assert_eq!(node.stats().await.background_yields_total, 0);
+    slow.await.unwrap();
+    node.stop().await;
+}

@@ -1,0 +1,11 @@
+//! The node's integration tests, one binary: each module starts real nodes
+//! on loopback and talks gRPC to them.
+//!
+//! Failpoints are process-global: tests that configure them hold a
+//! `fail::FailScenario` (which serializes them and clears every failpoint
+//! afterwards) and use node ids no other test uses.
+
+mod failpoints;
+mod fencing;
+mod lane;
+mod support;
