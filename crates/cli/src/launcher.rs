@@ -25,6 +25,8 @@ pub struct NodeDefaults {
     pub num_partitions: u16,
     pub durability: Durability,
     pub cache_bytes: u64,
+    /// Migration work yields to client requests on every node.
+    pub background_lane: bool,
 }
 
 struct Running {
@@ -54,7 +56,9 @@ impl Launcher {
         let mut store = StoreConfig::new(dir, self.defaults.num_partitions);
         store.durability = self.defaults.durability;
         store.cache_bytes = self.defaults.cache_bytes;
-        let node = Node::open(NodeConfig::new(info.id, store)).with_context(|| format!("opening node {}", info.id))?;
+        let mut config = NodeConfig::new(info.id, store);
+        config.background_lane = self.defaults.background_lane;
+        let node = Node::open(config).with_context(|| format!("opening node {}", info.id))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a node port")?;
         let stop = self.stop_all.child_token();
         let (meta, token, failures, id) = (self.meta.clone(), stop.clone(), self.failures.clone(), info.id);

@@ -95,7 +95,7 @@ impl LocalCluster {
         let router_listener = bind(opts.listen, "router").await?;
         let admin_listener = bind(opts.admin, "admin API").await?;
         let stop = CancellationToken::new();
-        let defaults = NodeDefaults { data_root: opts.data_dir.clone(), num_partitions: config.num_partitions, durability: opts.durability, cache_bytes: opts.cache_bytes };
+        let defaults = NodeDefaults { data_root: opts.data_dir.clone(), num_partitions: config.num_partitions, durability: opts.durability, cache_bytes: opts.cache_bytes, background_lane: opts.background_lane };
         let (launcher, node_failures) = Launcher::new(meta.clone(), defaults, stop.clone());
         for info in &members {
             launcher.launch(info).await.map_err(|e| anyhow::anyhow!(e))?;

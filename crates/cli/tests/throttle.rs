@@ -3,8 +3,10 @@
 //! a slowed node pauses its migrations until it recovers, and a node whose
 //! disk fills aborts them cleanly while the source keeps serving.
 //!
-//! Node faults are injected with failpoints (`fail` crate); the failpoint
-//! registry is process-wide, so the tests that use it hold `FAILPOINTS`.
+//! Node faults are injected with failpoints (`fail` crate). The failpoint
+//! registry is process-wide and every test's cluster has nodes 1..3, so
+//! every test here holds `FAILPOINTS`: a fault set for one test's node 1
+//! must not hit another's.
 
 use evenkeel::up::{LocalCluster, UpOptions};
 use evenkeel_coord::api::{MigrationInfo, MigrationList, MoveRequest, ThrottleStatus};
@@ -137,6 +139,7 @@ fn at(m: &MigrationInfo, state: &str) -> Option<u64> {
 /// aside), and it does not crawl either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_rate_limit_holds_over_a_move() {
+    let _serial = FAILPOINTS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::start(dir.path()).await;
     let keys = h.fill(3000, 1000).await;
@@ -163,6 +166,7 @@ async fn a_static_rate_limit_holds_over_a_move() {
 /// apply within a second; `null` resets one field; PUT replaces all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttle_settings_are_validated_and_apply_at_runtime() {
+    let _serial = FAILPOINTS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::start(dir.path()).await;
     for bad in [

@@ -25,6 +25,9 @@ pub struct NodeStatus {
     pub weight: u32,
     /// Heartbeating and answering stats.
     pub healthy: bool,
+    /// Heartbeating (its liveness key exists), whether or not stats answered.
+    #[serde(default)]
+    pub live: bool,
     /// Why the node is unhealthy, when it is.
     pub problem: Option<String>,
     pub partitions: usize,

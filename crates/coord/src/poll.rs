@@ -135,6 +135,7 @@ fn node_status(info: &NodeInfo, live: &BTreeSet<NodeId>, stats: Option<&Result<p
         state: info.state,
         weight: info.weight,
         healthy: problem.is_none(),
+        live: live.contains(&info.id),
         problem,
         partitions: owned.len(),
         keys: owned.iter().map(|p| p.keys).sum(),

@@ -93,6 +93,8 @@ struct Runtime {
     max_concurrent: Option<usize>,
     /// Node error counters at the previous tick, for error rates.
     last_errors: HashMap<NodeId, u64>,
+    /// When each node was last seen heartbeating.
+    last_live_ms: HashMap<NodeId, u64>,
     status: ThrottleStatus,
 }
 
@@ -116,6 +118,7 @@ impl Throttle {
                 per_migration_bytes_per_s: None,
                 max_concurrent: None,
                 last_errors: HashMap::new(),
+                last_live_ms: HashMap::new(),
                 status: ThrottleStatus::default(),
                 settings,
             }),
@@ -302,8 +305,13 @@ impl Runtime {
         let mut out = HashMap::new();
         for n in &input.status.nodes {
             let errors_before = self.last_errors.insert(n.id, n.errors_total).unwrap_or(n.errors_total);
+            if n.live {
+                self.last_live_ms.insert(n.id, now_ms);
+            }
+            // A node this coordinator never saw alive has no heartbeat at all.
+            let heartbeat_age_ms = self.last_live_ms.get(&n.id).map(|&t| now_ms.saturating_sub(t));
             let sample = NodeSample {
-                heartbeat_age_ms: n.healthy.then_some(0),
+                heartbeat_age_ms,
                 p99_us: n.p99_us,
                 ops: n.ops_last_s,
                 errors: n.errors_total.saturating_sub(errors_before),

@@ -1,7 +1,8 @@
 //! The tonic service: turns RPCs into store calls, checking ownership first.
 
 use crate::failpoints::Failpoints;
-use crate::health::{LatencyWindow, disk_space};
+use crate::health::disk_space;
+use evenkeel_types::latency::SecondWindow;
 use crate::lane::Lane;
 use crate::migrate_rpc;
 use crate::ownership::Ownership;
@@ -23,9 +24,8 @@ pub(crate) struct NodeInner {
     pub ownership: Ownership,
     pub metrics: NodeMetrics,
     pub lane: Lane,
-    /// Per-op Execute latency, by second since `started`.
-    pub latency: LatencyWindow,
-    pub started: Instant,
+    /// Per-op Execute latency, summarized per wall-clock second.
+    pub latency: SecondWindow,
     pub failpoints: Failpoints,
 }
 
@@ -70,22 +70,16 @@ impl NodeInner {
             ownership: Ownership::new(id),
             metrics: NodeMetrics::new(id),
             lane,
-            latency: LatencyWindow::new(),
-            started: Instant::now(),
+            latency: SecondWindow::default(),
             failpoints: Failpoints::new(id),
         }
     }
 
-    /// The latency window's clock: whole seconds since the node opened.
-    fn second_of(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.started).as_secs()
-    }
-
     /// Fills the foreground-health fields of a `Stats` reply.
     fn health(&self, stats: &mut pb::StatsResponse) {
-        let last = self.latency.last_second(self.second_of(Instant::now()));
+        let last = self.latency.last_second(unix_ms());
         stats.execute_p99_us = last.p99_us;
-        stats.execute_ops_last_s = last.ops;
+        stats.execute_ops_last_s = last.count;
         stats.errors_total = self.metrics.errors_total.load(Ordering::Relaxed);
         stats.background_yields_total = self.lane.yields_total();
         // Zero total means unknown; a gate must not read it as a full disk.
@@ -138,10 +132,10 @@ impl pb::node_server::Node for NodeService {
         let results = req.ops.iter().map(|op| inner.execute_one(req.epoch, op, now)).collect();
         let ops = req.ops.len() as u64;
         inner.metrics.ops.increment(ops);
-        let finished = Instant::now();
-        let took = finished - started;
+        let took = started.elapsed();
         inner.metrics.latency.record(took.as_secs_f64());
-        inner.latency.record(inner.second_of(finished), took.as_micros() as u64, ops);
+        // Every op of the call waited for the whole call.
+        inner.latency.record_n(took.as_micros() as u64, ops, 0, unix_ms());
         Ok(Response::new(pb::ExecuteResponse { results }))
     }
 

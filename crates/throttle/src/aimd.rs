@@ -84,21 +84,46 @@ impl AimdConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let finite = |x: f64| x.is_finite();
-        ensure(finite(self.budget_ratio) && self.budget_ratio > 1.0,
-            "aimd.budget_ratio", "must be > 1.0 (1.10 allows p99 10% over baseline)")?;
-        ensure(self.comfort_ratio > 0.0 && self.comfort_ratio <= 1.0,
-            "aimd.comfort_ratio", "must be in (0, 1]")?;
-        ensure(finite(self.increase_bytes_per_s) && self.increase_bytes_per_s > 0.0,
-            "aimd.increase_bytes_per_s", "must be > 0")?;
-        ensure(self.decrease_factor > 0.0 && self.decrease_factor < 1.0,
-            "aimd.decrease_factor", "must be in (0, 1)")?;
-        ensure(finite(self.floor_bytes_per_s) && self.floor_bytes_per_s > 0.0,
-            "aimd.floor_bytes_per_s", "must be > 0 so a migration always progresses")?;
-        ensure(finite(self.ceiling_bytes_per_s) && self.ceiling_bytes_per_s >= self.floor_bytes_per_s,
-            "aimd.ceiling_bytes_per_s", "must be >= floor_bytes_per_s")?;
-        ensure(self.increase_after_samples >= 1,
-            "aimd.increase_after_samples", "must be >= 1")?;
-        ensure(finite(self.start_bytes_per_s), "aimd.start_bytes_per_s", "must be finite")
+        ensure(
+            finite(self.budget_ratio) && self.budget_ratio > 1.0,
+            "aimd.budget_ratio",
+            "must be > 1.0 (1.10 allows p99 10% over baseline)",
+        )?;
+        ensure(
+            self.comfort_ratio > 0.0 && self.comfort_ratio <= 1.0,
+            "aimd.comfort_ratio",
+            "must be in (0, 1]",
+        )?;
+        ensure(
+            finite(self.increase_bytes_per_s) && self.increase_bytes_per_s > 0.0,
+            "aimd.increase_bytes_per_s",
+            "must be > 0",
+        )?;
+        ensure(
+            self.decrease_factor > 0.0 && self.decrease_factor < 1.0,
+            "aimd.decrease_factor",
+            "must be in (0, 1)",
+        )?;
+        ensure(
+            finite(self.floor_bytes_per_s) && self.floor_bytes_per_s > 0.0,
+            "aimd.floor_bytes_per_s",
+            "must be > 0 so a migration always progresses",
+        )?;
+        ensure(
+            finite(self.ceiling_bytes_per_s) && self.ceiling_bytes_per_s >= self.floor_bytes_per_s,
+            "aimd.ceiling_bytes_per_s",
+            "must be >= floor_bytes_per_s",
+        )?;
+        ensure(
+            self.increase_after_samples >= 1,
+            "aimd.increase_after_samples",
+            "must be >= 1",
+        )?;
+        ensure(
+            finite(self.start_bytes_per_s),
+            "aimd.start_bytes_per_s",
+            "must be finite",
+        )
     }
 }
 
@@ -140,7 +165,9 @@ impl Controller {
         if let Err(e) = cfg.validate() {
             panic!("invalid AimdConfig: {e}");
         }
-        let rate = cfg.start_bytes_per_s.clamp(cfg.floor_bytes_per_s, cfg.ceiling_bytes_per_s);
+        let rate = cfg
+            .start_bytes_per_s
+            .clamp(cfg.floor_bytes_per_s, cfg.ceiling_bytes_per_s);
         Self {
             cfg,
             rate_bytes_per_s: rate,
@@ -167,7 +194,9 @@ impl Controller {
             self.comfortable_sample(ratio, now_ms)
         } else {
             self.comfortable = 0;
-            self.hold(format!("hold: p99 {ratio:.2}x baseline, inside hysteresis band"))
+            self.hold(format!(
+                "hold: p99 {ratio:.2}x baseline, inside hysteresis band"
+            ))
         };
         debug_assert!(self.rate_bytes_per_s >= self.cfg.floor_bytes_per_s);
         debug_assert!(self.rate_bytes_per_s <= self.cfg.ceiling_bytes_per_s);
@@ -210,10 +239,15 @@ impl Controller {
                 fmt_bytes_per_s(self.cfg.floor_bytes_per_s)
             ));
         }
-        let cut = (self.rate_bytes_per_s * self.cfg.decrease_factor).max(self.cfg.floor_bytes_per_s);
+        let cut =
+            (self.rate_bytes_per_s * self.cfg.decrease_factor).max(self.cfg.floor_bytes_per_s);
         self.last_cut_ms = Some(now_ms);
-        self.change(cut, Adjust::Decrease, now_ms,
-            format!("cut: p99 {ratio:.2}x baseline (budget {budget:.2}x)"))
+        self.change(
+            cut,
+            Adjust::Decrease,
+            now_ms,
+            format!("cut: p99 {ratio:.2}x baseline (budget {budget:.2}x)"),
+        )
     }
 
     fn comfortable_sample(&mut self, ratio: f64, now_ms: u64) -> Decision {
@@ -233,13 +267,22 @@ impl Controller {
         }
         let raised = (self.rate_bytes_per_s + self.cfg.increase_bytes_per_s)
             .min(self.cfg.ceiling_bytes_per_s);
-        self.change(raised, Adjust::Increase, now_ms, format!("raise: p99 {ratio:.2}x baseline"))
+        self.change(
+            raised,
+            Adjust::Increase,
+            now_ms,
+            format!("raise: p99 {ratio:.2}x baseline"),
+        )
     }
 
     fn change(&mut self, rate: f64, action: Adjust, now_ms: u64, reason: String) -> Decision {
         self.rate_bytes_per_s = rate;
         self.last_change_ms = now_ms;
-        Decision { rate_bytes_per_s: rate, action, reason }
+        Decision {
+            rate_bytes_per_s: rate,
+            action,
+            reason,
+        }
     }
 
     fn hold(&self, reason: String) -> Decision {

@@ -46,13 +46,31 @@ impl Default for BaselineConfig {
 impl BaselineConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         ensure(self.window_s >= 1, "baseline.window_s", "must be >= 1")?;
-        ensure(self.min_samples >= 1, "baseline.min_samples", "must be >= 1")?;
-        ensure(self.steady_samples >= 2, "baseline.steady_samples", "must be >= 2")?;
-        ensure(self.steady_ratio_max.is_finite() && self.steady_ratio_max >= 1.0,
-            "baseline.steady_ratio_max", "must be >= 1.0")?;
-        ensure(self.capacity >= self.min_samples.max(self.steady_samples),
-            "baseline.capacity", "must hold min_samples and steady_samples")?;
-        ensure(self.capacity <= 100_000, "baseline.capacity", "must be <= 100000")
+        ensure(
+            self.min_samples >= 1,
+            "baseline.min_samples",
+            "must be >= 1",
+        )?;
+        ensure(
+            self.steady_samples >= 2,
+            "baseline.steady_samples",
+            "must be >= 2",
+        )?;
+        ensure(
+            self.steady_ratio_max.is_finite() && self.steady_ratio_max >= 1.0,
+            "baseline.steady_ratio_max",
+            "must be >= 1.0",
+        )?;
+        ensure(
+            self.capacity >= self.min_samples.max(self.steady_samples),
+            "baseline.capacity",
+            "must hold min_samples and steady_samples",
+        )?;
+        ensure(
+            self.capacity <= 100_000,
+            "baseline.capacity",
+            "must be <= 100000",
+        )
     }
 }
 
@@ -73,7 +91,11 @@ impl Baseline {
             panic!("invalid BaselineConfig: {e}");
         }
         let samples = VecDeque::with_capacity(cfg.capacity);
-        Self { cfg, samples, frozen_us: None }
+        Self {
+            cfg,
+            samples,
+            frozen_us: None,
+        }
     }
 
     /// Records one second's p99. Ignored if the second had fewer than

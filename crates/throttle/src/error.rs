@@ -14,14 +14,20 @@ pub enum ConfigError {
         value: String,
     },
     /// A window names a time zone the bundled database does not know.
-    #[error("window {window}: unknown time zone {tz:?} (expected an IANA name such as \"Europe/Berlin\" or \"UTC\")")]
+    #[error(
+        "window {window}: unknown time zone {tz:?} (expected an IANA name such as \"Europe/Berlin\" or \"UTC\")"
+    )]
     UnknownTz { window: usize, tz: String },
     /// A window starts where it ends, so it would never (or always) match;
     /// either reading is a likely typo.
-    #[error("window {window}: start and end are both {time}, so the window is empty; to cover the whole day, drop the windows and set the schedule's default")]
+    #[error(
+        "window {window}: start and end are both {time}, so the window is empty; to cover the whole day, drop the windows and set the schedule's default"
+    )]
     EmptyWindow { window: usize, time: String },
     /// A window lists `days` but the list is empty, so it could never match.
-    #[error("window {window}: days is an empty list, so the window never matches; omit days for every day")]
+    #[error(
+        "window {window}: days is an empty list, so the window never matches; omit days for every day"
+    )]
     NoDays { window: usize },
     /// A rate is negative, NaN or infinite.
     #[error("{field} must be a finite number >= 0 (0 pauses), got {value}")]

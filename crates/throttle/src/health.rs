@@ -46,12 +46,27 @@ impl Default for HealthThresholds {
 impl HealthThresholds {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let ratio = |x: f64| (0.0..=1.0).contains(&x);
-        ensure(ratio(self.pause_error_rate), "health.pause_error_rate", "must be in [0, 1]")?;
-        ensure(ratio(self.pause_disk_free_ratio), "health.pause_disk_free_ratio", "must be in [0, 1]")?;
-        ensure(ratio(self.critical_disk_free_ratio) && self.critical_disk_free_ratio <= self.pause_disk_free_ratio,
-            "health.critical_disk_free_ratio", "must be in [0, pause_disk_free_ratio]")?;
-        ensure(self.critical_heartbeat_age_ms >= self.pause_heartbeat_age_ms,
-            "health.critical_heartbeat_age_ms", "must be >= pause_heartbeat_age_ms")
+        ensure(
+            ratio(self.pause_error_rate),
+            "health.pause_error_rate",
+            "must be in [0, 1]",
+        )?;
+        ensure(
+            ratio(self.pause_disk_free_ratio),
+            "health.pause_disk_free_ratio",
+            "must be in [0, 1]",
+        )?;
+        ensure(
+            ratio(self.critical_disk_free_ratio)
+                && self.critical_disk_free_ratio <= self.pause_disk_free_ratio,
+            "health.critical_disk_free_ratio",
+            "must be in [0, pause_disk_free_ratio]",
+        )?;
+        ensure(
+            self.critical_heartbeat_age_ms >= self.pause_heartbeat_age_ms,
+            "health.critical_heartbeat_age_ms",
+            "must be >= pause_heartbeat_age_ms",
+        )
     }
 }
 
@@ -86,14 +101,25 @@ pub fn classify(s: &NodeSample, t: &HealthThresholds) -> Level {
     heartbeat(s, t, &mut critical, &mut degraded);
     disk(s, t, &mut critical, &mut degraded);
     if s.p99_us > t.pause_p99_us {
-        degraded.push(format!("p99 {} > {}", fmt_ms(s.p99_us), fmt_ms(t.pause_p99_us)));
+        degraded.push(format!(
+            "p99 {} > {}",
+            fmt_ms(s.p99_us),
+            fmt_ms(t.pause_p99_us)
+        ));
     }
     let error_rate = error_rate(s);
     if error_rate > t.pause_error_rate {
-        degraded.push(format!("error rate {:.2}% > {:.2}%", error_rate * 100.0, t.pause_error_rate * 100.0));
+        degraded.push(format!(
+            "error rate {:.2}% > {:.2}%",
+            error_rate * 100.0,
+            t.pause_error_rate * 100.0
+        ));
     }
     if s.log_lag_entries > t.pause_log_lag_entries {
-        degraded.push(format!("log lag {} entries > {}", s.log_lag_entries, t.pause_log_lag_entries));
+        degraded.push(format!(
+            "log lag {} entries > {}",
+            s.log_lag_entries, t.pause_log_lag_entries
+        ));
     }
     if !critical.is_empty() {
         critical.extend(degraded);
@@ -110,9 +136,14 @@ pub fn classify(s: &NodeSample, t: &HealthThresholds) -> Level {
 pub enum GateState {
     Open,
     /// Start nothing new and hold migrations in flight.
-    Paused { reasons: Vec<String>, since_ms: u64 },
+    Paused {
+        reasons: Vec<String>,
+        since_ms: u64,
+    },
     /// Abort migrations in flight.
-    Abort { reasons: Vec<String> },
+    Abort {
+        reasons: Vec<String>,
+    },
 }
 
 /// Hysteresis over [`Level`]s of one node. Starts open: a node seen healthy
@@ -127,7 +158,11 @@ pub struct Gate {
 
 impl Gate {
     pub fn new(recover_after_ms: u64) -> Self {
-        Self { recover_after_ms, state: GateState::Open, healthy_since_ms: None }
+        Self {
+            recover_after_ms,
+            state: GateState::Open,
+            healthy_since_ms: None,
+        }
     }
 
     /// Feeds one classification. After an Abort the gate is paused (not open)
@@ -136,11 +171,16 @@ impl Gate {
         self.state = match level {
             Level::Critical(reasons) => {
                 self.healthy_since_ms = None;
-                GateState::Abort { reasons: reasons.clone() }
+                GateState::Abort {
+                    reasons: reasons.clone(),
+                }
             }
             Level::Degraded(reasons) => {
                 self.healthy_since_ms = None;
-                GateState::Paused { reasons: reasons.clone(), since_ms: self.paused_since(now_ms) }
+                GateState::Paused {
+                    reasons: reasons.clone(),
+                    since_ms: self.paused_since(now_ms),
+                }
             }
             Level::Healthy => self.healthy(now_ms),
         };
@@ -164,9 +204,14 @@ impl Gate {
             return GateState::Open;
         }
         // Keep what caused the pause, without repeating the progress line.
-        let mut reasons: Vec<String> =
-            reasons.into_iter().filter(|r| !r.starts_with("recovering:")).collect();
-        reasons.push(format!("recovering: healthy for {healthy_ms} ms of {} ms", self.recover_after_ms));
+        let mut reasons: Vec<String> = reasons
+            .into_iter()
+            .filter(|r| !r.starts_with("recovering:"))
+            .collect();
+        reasons.push(format!(
+            "recovering: healthy for {healthy_ms} ms of {} ms",
+            self.recover_after_ms
+        ));
         GateState::Paused { reasons, since_ms }
     }
 
@@ -178,18 +223,34 @@ impl Gate {
     }
 }
 
-fn heartbeat(s: &NodeSample, t: &HealthThresholds, critical: &mut Vec<String>, degraded: &mut Vec<String>) {
+fn heartbeat(
+    s: &NodeSample,
+    t: &HealthThresholds,
+    critical: &mut Vec<String>,
+    degraded: &mut Vec<String>,
+) {
     match s.heartbeat_age_ms {
         None => critical.push("no heartbeat".to_owned()),
         Some(age) if age > t.critical_heartbeat_age_ms => critical.push(format!(
-            "heartbeat {} old > {}", fmt_s(age), fmt_s(t.critical_heartbeat_age_ms))),
+            "heartbeat {} old > {}",
+            fmt_s(age),
+            fmt_s(t.critical_heartbeat_age_ms)
+        )),
         Some(age) if age > t.pause_heartbeat_age_ms => degraded.push(format!(
-            "heartbeat {} old > {}", fmt_s(age), fmt_s(t.pause_heartbeat_age_ms))),
+            "heartbeat {} old > {}",
+            fmt_s(age),
+            fmt_s(t.pause_heartbeat_age_ms)
+        )),
         Some(_) => {}
     }
 }
 
-fn disk(s: &NodeSample, t: &HealthThresholds, critical: &mut Vec<String>, degraded: &mut Vec<String>) {
+fn disk(
+    s: &NodeSample,
+    t: &HealthThresholds,
+    critical: &mut Vec<String>,
+    degraded: &mut Vec<String>,
+) {
     if s.disk_total_bytes == 0 {
         degraded.push("disk size not reported".to_owned());
         return;

@@ -78,7 +78,10 @@ impl Default for ThrottleConfig {
 impl ThrottleConfig {
     /// Checks every part; the error names the offending field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_rate("migration_rate_bytes_per_s", self.migration_rate_bytes_per_s)?;
+        check_rate(
+            "migration_rate_bytes_per_s",
+            self.migration_rate_bytes_per_s,
+        )?;
         check_rate("migration_rate_keys_per_s", self.migration_rate_keys_per_s)?;
         check_rate("node_rate_bytes_per_s", self.node_rate_bytes_per_s)?;
         self.aimd.validate()?;
@@ -91,7 +94,11 @@ impl ThrottleConfig {
 /// The rate to enforce: the smallest of the limits that are set. `None` in
 /// an argument means that source imposes no limit; the result is `None`
 /// (unlimited) only if none is set. A `Some(0.0)` anywhere pauses.
-pub fn combine(static_rate: Option<f64>, window_rate: Option<f64>, adaptive_rate: Option<f64>) -> Option<f64> {
+pub fn combine(
+    static_rate: Option<f64>,
+    window_rate: Option<f64>,
+    adaptive_rate: Option<f64>,
+) -> Option<f64> {
     [static_rate, window_rate, adaptive_rate]
         .into_iter()
         .flatten()
@@ -124,7 +131,8 @@ mod tests {
 
     #[test]
     fn partial_config_keeps_other_defaults() {
-        let cfg: ThrottleConfig = serde_json::from_str(r#"{
+        let cfg: ThrottleConfig = serde_json::from_str(
+            r#"{
             "migration_rate_bytes_per_s": 1e8,
             "aimd": {"budget_ratio": 1.25},
             "schedule": {
@@ -132,7 +140,9 @@ mod tests {
                 "default_rate_bytes_per_s": 0
             },
             "health": {"recover_after_ms": 10000}
-        }"#).unwrap();
+        }"#,
+        )
+        .unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.migration_rate_bytes_per_s, Some(1e8));
         assert_eq!(cfg.aimd.budget_ratio, 1.25);
@@ -144,11 +154,23 @@ mod tests {
 
     #[test]
     fn validate_reaches_every_part() {
-        let bad_rate = ThrottleConfig { node_rate_bytes_per_s: Some(f64::NAN), ..Default::default() };
-        assert!(matches!(bad_rate.validate(), Err(ConfigError::BadRate { .. })));
+        let bad_rate = ThrottleConfig {
+            node_rate_bytes_per_s: Some(f64::NAN),
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad_rate.validate(),
+            Err(ConfigError::BadRate { .. })
+        ));
         let mut bad_window = ThrottleConfig::default();
-        bad_window.schedule.windows.push(serde_json::from_str(r#"{"start": "25:00", "end": "06:00"}"#).unwrap());
-        assert!(matches!(bad_window.validate(), Err(ConfigError::BadTime { .. })));
+        bad_window
+            .schedule
+            .windows
+            .push(serde_json::from_str(r#"{"start": "25:00", "end": "06:00"}"#).unwrap());
+        assert!(matches!(
+            bad_window.validate(),
+            Err(ConfigError::BadTime { .. })
+        ));
         let mut bad_aimd = ThrottleConfig::default();
         bad_aimd.aimd.budget_ratio = 0.9;
         assert!(bad_aimd.validate().is_err());

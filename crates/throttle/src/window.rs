@@ -96,10 +96,16 @@ impl Schedule {
                 reason: format!("{} windows, at most {WINDOWS_MAX}", self.windows.len()),
             });
         }
-        check_rate("schedule.default_rate_bytes_per_s", self.default_rate_bytes_per_s)?;
+        check_rate(
+            "schedule.default_rate_bytes_per_s",
+            self.default_rate_bytes_per_s,
+        )?;
         for (i, w) in self.windows.iter().enumerate() {
             w.compile(i)?;
-            check_rate(&format!("schedule.windows[{i}].rate_bytes_per_s"), w.rate_bytes_per_s)?;
+            check_rate(
+                &format!("schedule.windows[{i}].rate_bytes_per_s"),
+                w.rate_bytes_per_s,
+            )?;
         }
         Ok(())
     }
@@ -116,8 +122,13 @@ impl Schedule {
                     rate_bytes_per_s: w.rate_bytes_per_s,
                     max_concurrent: w.max_concurrent,
                     window: Some(i),
-                    reason: format!("window {i} ({}-{} {}): {}", w.start, w.end, w.tz,
-                        fmt_rate(w.rate_bytes_per_s)),
+                    reason: format!(
+                        "window {i} ({}-{} {}): {}",
+                        w.start,
+                        w.end,
+                        w.tz,
+                        fmt_rate(w.rate_bytes_per_s)
+                    ),
                 };
             }
         }
@@ -125,7 +136,10 @@ impl Schedule {
             rate_bytes_per_s: self.default_rate_bytes_per_s,
             max_concurrent: self.default_max_concurrent,
             window: None,
-            reason: format!("outside every window: default {}", fmt_rate(self.default_rate_bytes_per_s)),
+            reason: format!(
+                "outside every window: default {}",
+                fmt_rate(self.default_rate_bytes_per_s)
+            ),
         }
     }
 }
@@ -150,15 +164,28 @@ impl Window {
         let start_min = time("start", &self.start)?;
         let end_min = time("end", &self.end)?;
         if start_min == end_min {
-            return Err(ConfigError::EmptyWindow { window: index, time: self.start.clone() });
+            return Err(ConfigError::EmptyWindow {
+                window: index,
+                time: self.start.clone(),
+            });
         }
-        let tz = TimeZone::get(&self.tz)
-            .map_err(|_| ConfigError::UnknownTz { window: index, tz: self.tz.clone() })?;
+        let tz = TimeZone::get(&self.tz).map_err(|_| ConfigError::UnknownTz {
+            window: index,
+            tz: self.tz.clone(),
+        })?;
         if self.days.as_ref().is_some_and(|d| d.is_empty()) {
             return Err(ConfigError::NoDays { window: index });
         }
-        let days = self.days.as_ref().map(|d| d.iter().map(|&d| d.weekday()).collect());
-        Ok(Compiled { start_min, end_min, tz, days })
+        let days = self
+            .days
+            .as_ref()
+            .map(|d| d.iter().map(|&d| d.weekday()).collect());
+        Ok(Compiled {
+            start_min,
+            end_min,
+            tz,
+            days,
+        })
     }
 }
 

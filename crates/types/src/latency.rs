@@ -63,12 +63,18 @@ impl Default for SecondWindow {
 impl SecondWindow {
     /// Records one request that took `latency_us`, finished at `now_ms`.
     pub fn record(&self, latency_us: u64, error: bool, now_ms: u64) {
+        self.record_n(latency_us, 1, error as u64, now_ms);
+    }
+
+    /// Records `n` requests that each took `latency_us` (the ops of one
+    /// batch wait for the whole batch), `errors` of which failed.
+    pub fn record_n(&self, latency_us: u64, n: u64, errors: u64, now_ms: u64) {
         let mut inner = self.inner.lock();
         inner.rotate(now_ms / 1000);
         let b = bucket_of(latency_us);
-        inner.buckets[b] = inner.buckets[b].saturating_add(1);
-        inner.count += 1;
-        inner.errors += error as u64;
+        inner.buckets[b] = inner.buckets[b].saturating_add(n.min(u32::MAX as u64) as u32);
+        inner.count += n;
+        inner.errors += errors;
         inner.max_us = inner.max_us.max(latency_us);
     }
 
@@ -114,7 +120,8 @@ fn bucket_of(us: u64) -> usize {
 fn bucket_upper_us(b: usize) -> u64 {
     let (power, sub) = (b / SUB, (b % SUB) as u64);
     let base = 1u64 << power;
-    base + ((base * (sub + 1)) / SUB as u64).max(1) - 1
+    // Bucket (power, sub) holds [base + ⌊base·sub/8⌋, base + ⌈base·(sub+1)/8⌉).
+    base + (base * (sub + 1)).div_ceil(SUB as u64) - 1
 }
 
 fn quantile(buckets: &[u32; BUCKETS], count: u64, q: f64) -> u64 {
@@ -161,5 +168,20 @@ mod tests {
         assert_eq!(s.max_us, 80_000);
         // Two seconds later with nothing recorded, the summary is empty.
         assert_eq!(w.last_second(8_000).count, 0);
+    }
+
+    #[test]
+    fn batches_weigh_by_their_op_count() {
+        let w = SecondWindow::default();
+        // 98 of 100 ops fast: p99 is the slow batch of 2.
+        w.record_n(100, 98, 0, 1_000);
+        w.record_n(50_000, 2, 0, 1_500);
+        let s = w.last_second(2_000);
+        assert_eq!(s.count, 100);
+        assert!((50_000..=56_250).contains(&s.p99_us), "{s:?}");
+        // 99 of 100 fast: p99 is fast.
+        w.record_n(100, 99, 0, 2_000);
+        w.record_n(50_000, 1, 0, 2_000);
+        assert!(w.last_second(3_000).p99_us < 120, "{:?}", w.last_second(3_000));
     }
 }

@@ -11,6 +11,7 @@ fn node(id: NodeId, p99_us: u64, free: u64) -> NodeStatus {
         state: NodeState::Active,
         weight: 100,
         healthy: true,
+        live: true,
         problem: None,
         partitions: 1,
         keys: 0,

@@ -41,7 +41,10 @@ struct Plant {
 impl Plant {
     /// A plant whose p99 crosses the default budget at `r_star`.
     fn crossing_budget_at(r_star: f64, seed: u64) -> Self {
-        Self { capacity: r_star / 0.2f64.sqrt(), rng: Rng(seed) }
+        Self {
+            capacity: r_star / 0.2f64.sqrt(),
+            rng: Rng(seed),
+        }
     }
 
     fn true_ratio(&self, rate: f64) -> f64 {
@@ -63,7 +66,10 @@ struct Run {
 fn simulate(cfg: AimdConfig, r_star: f64, seed: u64, seconds: u64) -> (Controller, Run) {
     let mut plant = Plant::crossing_budget_at(r_star, seed);
     let mut c = Controller::new(cfg, 0);
-    let mut run = Run { rates: vec![], true_ratios: vec![] };
+    let mut run = Run {
+        rates: vec![],
+        true_ratios: vec![],
+    };
     for s in 1..=seconds {
         // The p99 of second s reflects the rate in force during it.
         run.true_ratios.push(plant.true_ratio(c.rate()));
@@ -78,7 +84,10 @@ fn check_steady_state(run: &Run, r_star: f64, inc: f64, from: usize) -> Result<(
     let (lo, hi) = (0.4 * r_star, 1.05 * r_star + inc);
     for (i, &r) in run.rates.iter().enumerate().skip(from) {
         if r < lo || r > hi {
-            return Err(format!("second {}: rate {r:.0} outside [{lo:.0}, {hi:.0}]", i + 1));
+            return Err(format!(
+                "second {}: rate {r:.0} outside [{lo:.0}, {hi:.0}]",
+                i + 1
+            ));
         }
     }
     Ok(())
@@ -96,19 +105,33 @@ fn converges_and_keeps_p99_under_budget() {
         let (_, run) = simulate(AimdConfig::default(), r_star, seed, 600);
         check_steady_state(&run, r_star, MIB, 60).unwrap();
         let over = over_budget_fraction(&run, 60);
-        assert!(over <= 0.05, "seed {seed}: over budget {:.1}% of the time", over * 100.0);
+        assert!(
+            over <= 0.05,
+            "seed {seed}: over budget {:.1}% of the time",
+            over * 100.0
+        );
         let mean = run.rates[60..].iter().sum::<f64>() / (run.rates.len() - 60) as f64;
-        assert!(mean >= 0.65 * r_star, "seed {seed}: mean rate {mean:.0} wastes capacity");
+        assert!(
+            mean >= 0.65 * r_star,
+            "seed {seed}: mean rate {mean:.0} wastes capacity"
+        );
     }
 }
 
 #[test]
 fn starting_above_capacity_cuts_down_into_the_bound() {
-    let cfg = AimdConfig { start_bytes_per_s: 64.0 * MIB, ..AimdConfig::default() };
+    let cfg = AimdConfig {
+        start_bytes_per_s: 64.0 * MIB,
+        ..AimdConfig::default()
+    };
     let r_star = 10.0 * MIB;
     let (_, run) = simulate(cfg, r_star, 7, 300);
     // 64 -> 32 -> 16 -> 8 MiB/s takes three cuts, one per cooldown.
-    assert!(run.rates[8] <= 1.05 * r_star + MIB, "rate after 9 s: {}", run.rates[8]);
+    assert!(
+        run.rates[8] <= 1.05 * r_star + MIB,
+        "rate after 9 s: {}",
+        run.rates[8]
+    );
     check_steady_state(&run, r_star, MIB, 10).unwrap();
 }
 
@@ -125,7 +148,11 @@ fn spike_cuts_within_one_sample() {
         c.observe(plant.p99_us(c.rate()), BASELINE_US, now_ms);
     }
     let before = c.rate();
-    assert!(before >= 0.4 * r_star, "rate {before} (last of run {:?})", run.rates.last());
+    assert!(
+        before >= 0.4 * r_star,
+        "rate {before} (last of run {:?})",
+        run.rates.last()
+    );
     let d = c.observe(3 * BASELINE_US, BASELINE_US, now_ms + 1000);
     assert_eq!(d.action, Adjust::Decrease);
     assert_eq!(d.rate_bytes_per_s, before * 0.5);
@@ -134,7 +161,13 @@ fn spike_cuts_within_one_sample() {
 
 #[test]
 fn cooldown_spaces_cuts() {
-    let mut c = Controller::new(AimdConfig { start_bytes_per_s: 32.0 * MIB, ..AimdConfig::default() }, 0);
+    let mut c = Controller::new(
+        AimdConfig {
+            start_bytes_per_s: 32.0 * MIB,
+            ..AimdConfig::default()
+        },
+        0,
+    );
     assert_eq!(c.observe(3000, 1000, 1000).action, Adjust::Decrease);
     let held = c.observe(3000, 1000, 2999);
     assert_eq!(held.action, Adjust::Hold);
@@ -154,7 +187,11 @@ fn floor_and_ceiling_hold() {
     assert_eq!(c.rate(), cfg.floor_bytes_per_s);
     let d = c.observe(10_000, 1000, 1_000_000);
     assert_eq!(d.action, Adjust::Hold);
-    assert!(d.reason.contains("already at floor 256.0 KiB/s"), "{}", d.reason);
+    assert!(
+        d.reason.contains("already at floor 256.0 KiB/s"),
+        "{}",
+        d.reason
+    );
     for s in 1..200 {
         c.observe(1000, 1000, 1_000_000 + s * 1000);
     }
@@ -166,13 +203,22 @@ fn raise_needs_consecutive_comfortable_samples() {
     let mut c = Controller::new(AimdConfig::default(), 0);
     let start = c.rate();
     let d = c.observe(930, 1000, 1000);
-    assert_eq!((d.action, d.reason.as_str()), (Adjust::Hold, "hold: p99 0.93x baseline, comfortable 1/2 samples"));
+    assert_eq!(
+        (d.action, d.reason.as_str()),
+        (
+            Adjust::Hold,
+            "hold: p99 0.93x baseline, comfortable 1/2 samples"
+        )
+    );
     // A sample in the band breaks the streak.
     let d = c.observe(1090, 1000, 2000);
     assert_eq!(d.reason, "hold: p99 1.09x baseline, inside hysteresis band");
     assert_eq!(c.observe(930, 1000, 3000).action, Adjust::Hold);
     let d = c.observe(930, 1000, 4000);
-    assert_eq!((d.action, d.reason.as_str()), (Adjust::Increase, "raise: p99 0.93x baseline"));
+    assert_eq!(
+        (d.action, d.reason.as_str()),
+        (Adjust::Increase, "raise: p99 0.93x baseline")
+    );
     assert_eq!(d.rate_bytes_per_s, start + MIB);
 }
 
@@ -193,30 +239,60 @@ fn band_edges_follow_headroom_not_budget_times_comfort() {
 fn no_baseline_holds() {
     let mut c = Controller::new(AimdConfig::default(), 0);
     let d = c.observe(1_000_000, 0, 1000);
-    assert_eq!(d, Decision {
-        rate_bytes_per_s: 4.0 * MIB,
-        action: Adjust::Hold,
-        reason: "hold: no baseline yet".to_owned(),
-    });
+    assert_eq!(
+        d,
+        Decision {
+            rate_bytes_per_s: 4.0 * MIB,
+            action: Adjust::Hold,
+            reason: "hold: no baseline yet".to_owned(),
+        }
+    );
 }
 
 #[test]
 fn config_defaults_fill_missing_fields() {
     let cfg: AimdConfig = serde_json::from_str(r#"{"budget_ratio": 1.2}"#).unwrap();
-    assert_eq!(cfg, AimdConfig { budget_ratio: 1.2, ..AimdConfig::default() });
+    assert_eq!(
+        cfg,
+        AimdConfig {
+            budget_ratio: 1.2,
+            ..AimdConfig::default()
+        }
+    );
     assert!(AimdConfig::default().validate().is_ok());
 }
 
 #[test]
 fn validate_rejects_nonsense() {
     let bad = [
-        AimdConfig { budget_ratio: 1.0, ..AimdConfig::default() },
-        AimdConfig { comfort_ratio: 0.0, ..AimdConfig::default() },
-        AimdConfig { decrease_factor: 1.0, ..AimdConfig::default() },
-        AimdConfig { floor_bytes_per_s: 0.0, ..AimdConfig::default() },
-        AimdConfig { ceiling_bytes_per_s: 1.0, ..AimdConfig::default() },
-        AimdConfig { increase_after_samples: 0, ..AimdConfig::default() },
-        AimdConfig { increase_bytes_per_s: f64::NAN, ..AimdConfig::default() },
+        AimdConfig {
+            budget_ratio: 1.0,
+            ..AimdConfig::default()
+        },
+        AimdConfig {
+            comfort_ratio: 0.0,
+            ..AimdConfig::default()
+        },
+        AimdConfig {
+            decrease_factor: 1.0,
+            ..AimdConfig::default()
+        },
+        AimdConfig {
+            floor_bytes_per_s: 0.0,
+            ..AimdConfig::default()
+        },
+        AimdConfig {
+            ceiling_bytes_per_s: 1.0,
+            ..AimdConfig::default()
+        },
+        AimdConfig {
+            increase_after_samples: 0,
+            ..AimdConfig::default()
+        },
+        AimdConfig {
+            increase_bytes_per_s: f64::NAN,
+            ..AimdConfig::default()
+        },
     ];
     for cfg in bad {
         assert!(cfg.validate().is_err(), "{cfg:?}");

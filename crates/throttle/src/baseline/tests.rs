@@ -46,7 +46,11 @@ fn quiet_seconds_are_ignored() {
 
 #[test]
 fn ring_is_bounded() {
-    let cfg = BaselineConfig { capacity: 5, window_s: 1000, ..BaselineConfig::default() };
+    let cfg = BaselineConfig {
+        capacity: 5,
+        window_s: 1000,
+        ..BaselineConfig::default()
+    };
     let mut b = Baseline::new(cfg);
     for s in 1..=100 {
         b.push(s, 1000, s * 1000);
@@ -105,6 +109,20 @@ fn freezing_without_an_estimate_freezes_nothing() {
 #[test]
 fn config_validates() {
     assert!(BaselineConfig::default().validate().is_ok());
-    assert!(BaselineConfig { capacity: 2, ..BaselineConfig::default() }.validate().is_err());
-    assert!(BaselineConfig { steady_ratio_max: 0.5, ..BaselineConfig::default() }.validate().is_err());
+    assert!(
+        BaselineConfig {
+            capacity: 2,
+            ..BaselineConfig::default()
+        }
+        .validate()
+        .is_err()
+    );
+    assert!(
+        BaselineConfig {
+            steady_ratio_max: 0.5,
+            ..BaselineConfig::default()
+        }
+        .validate()
+        .is_err()
+    );
 }

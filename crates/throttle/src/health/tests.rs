@@ -34,48 +34,99 @@ fn healthy_node_is_healthy() {
 #[test]
 fn heartbeat_age() {
     assert_eq!(level(|s| s.heartbeat_age_ms = Some(3000)), Level::Healthy);
-    assert_eq!(level(|s| s.heartbeat_age_ms = Some(4200)), degraded("heartbeat 4.2 s old > 3.0 s"));
-    assert_eq!(level(|s| s.heartbeat_age_ms = Some(30_000)), degraded("heartbeat 30.0 s old > 3.0 s"));
-    assert_eq!(level(|s| s.heartbeat_age_ms = Some(30_001)), critical("heartbeat 30.0 s old > 30.0 s"));
-    assert_eq!(level(|s| s.heartbeat_age_ms = None), critical("no heartbeat"));
+    assert_eq!(
+        level(|s| s.heartbeat_age_ms = Some(4200)),
+        degraded("heartbeat 4.2 s old > 3.0 s")
+    );
+    assert_eq!(
+        level(|s| s.heartbeat_age_ms = Some(30_000)),
+        degraded("heartbeat 30.0 s old > 3.0 s")
+    );
+    assert_eq!(
+        level(|s| s.heartbeat_age_ms = Some(30_001)),
+        critical("heartbeat 30.0 s old > 30.0 s")
+    );
+    assert_eq!(
+        level(|s| s.heartbeat_age_ms = None),
+        critical("no heartbeat")
+    );
 }
 
 #[test]
 fn p99() {
     assert_eq!(level(|s| s.p99_us = 50_000), Level::Healthy);
-    assert_eq!(level(|s| s.p99_us = 82_100), degraded("p99 82.1 ms > 50.0 ms"));
+    assert_eq!(
+        level(|s| s.p99_us = 82_100),
+        degraded("p99 82.1 ms > 50.0 ms")
+    );
 }
 
 #[test]
 fn error_rate() {
     assert_eq!(level(|s| s.errors = 100), Level::Healthy); // exactly 1%
-    assert_eq!(level(|s| s.errors = 250), degraded("error rate 2.50% > 1.00%"));
-    assert_eq!(level(|s| { s.ops = 0; s.errors = 3 }), degraded("error rate 100.00% > 1.00%"));
-    assert_eq!(level(|s| { s.ops = 0; s.errors = 0 }), Level::Healthy);
+    assert_eq!(
+        level(|s| s.errors = 250),
+        degraded("error rate 2.50% > 1.00%")
+    );
+    assert_eq!(
+        level(|s| {
+            s.ops = 0;
+            s.errors = 3
+        }),
+        degraded("error rate 100.00% > 1.00%")
+    );
+    assert_eq!(
+        level(|s| {
+            s.ops = 0;
+            s.errors = 0
+        }),
+        Level::Healthy
+    );
 }
 
 #[test]
 fn disk_free() {
     assert_eq!(level(|s| s.disk_free_bytes = 100), Level::Healthy); // exactly 10%
-    assert_eq!(level(|s| s.disk_free_bytes = 99), degraded("disk 9.9% free < 10.0%"));
-    assert_eq!(level(|s| s.disk_free_bytes = 20), degraded("disk 2.0% free < 10.0%"));
-    assert_eq!(level(|s| s.disk_free_bytes = 12), critical("disk 1.2% free < 2.0%"));
-    assert_eq!(level(|s| s.disk_total_bytes = 0), degraded("disk size not reported"));
+    assert_eq!(
+        level(|s| s.disk_free_bytes = 99),
+        degraded("disk 9.9% free < 10.0%")
+    );
+    assert_eq!(
+        level(|s| s.disk_free_bytes = 20),
+        degraded("disk 2.0% free < 10.0%")
+    );
+    assert_eq!(
+        level(|s| s.disk_free_bytes = 12),
+        critical("disk 1.2% free < 2.0%")
+    );
+    assert_eq!(
+        level(|s| s.disk_total_bytes = 0),
+        degraded("disk size not reported")
+    );
 }
 
 #[test]
 fn log_lag() {
     assert_eq!(level(|s| s.log_lag_entries = 200_000), Level::Healthy);
-    assert_eq!(level(|s| s.log_lag_entries = 250_000), degraded("log lag 250000 entries > 200000"));
+    assert_eq!(
+        level(|s| s.log_lag_entries = 250_000),
+        degraded("log lag 250000 entries > 200000")
+    );
 }
 
 #[test]
 fn critical_lists_every_finding_critical_first() {
-    let l = level(|s| { s.p99_us = 60_000; s.disk_free_bytes = 10 });
-    assert_eq!(l, Level::Critical(vec![
-        "disk 1.0% free < 2.0%".to_owned(),
-        "p99 60.0 ms > 50.0 ms".to_owned(),
-    ]));
+    let l = level(|s| {
+        s.p99_us = 60_000;
+        s.disk_free_bytes = 10
+    });
+    assert_eq!(
+        l,
+        Level::Critical(vec![
+            "disk 1.0% free < 2.0%".to_owned(),
+            "p99 60.0 ms > 50.0 ms".to_owned(),
+        ])
+    );
 }
 
 #[test]
@@ -83,21 +134,42 @@ fn gate_pauses_and_recovers_only_after_unbroken_healthy_run() {
     let mut g = Gate::new(5000);
     assert_eq!(g.observe(&Level::Healthy, 0), GateState::Open);
     let bad = degraded("p99 82.1 ms > 50.0 ms");
-    assert_eq!(g.observe(&bad, 1000),
-        GateState::Paused { reasons: vec!["p99 82.1 ms > 50.0 ms".to_owned()], since_ms: 1000 });
+    assert_eq!(
+        g.observe(&bad, 1000),
+        GateState::Paused {
+            reasons: vec!["p99 82.1 ms > 50.0 ms".to_owned()],
+            since_ms: 1000
+        }
+    );
     // A second degraded sample keeps the original start of the pause.
-    assert!(matches!(g.observe(&bad, 2000), GateState::Paused { since_ms: 1000, .. }));
-    assert!(matches!(g.observe(&Level::Healthy, 3000), GateState::Paused { .. }));
+    assert!(matches!(
+        g.observe(&bad, 2000),
+        GateState::Paused { since_ms: 1000, .. }
+    ));
+    assert!(matches!(
+        g.observe(&Level::Healthy, 3000),
+        GateState::Paused { .. }
+    ));
     // A relapse restarts the recovery clock.
     g.observe(&bad, 6000);
-    let GateState::Paused { reasons, .. } = g.observe(&Level::Healthy, 7000) else { panic!() };
-    assert_eq!(reasons.last().unwrap(), "recovering: healthy for 0 ms of 5000 ms");
-    let GateState::Paused { reasons, since_ms } = g.observe(&Level::Healthy, 11_999) else { panic!() };
+    let GateState::Paused { reasons, .. } = g.observe(&Level::Healthy, 7000) else {
+        panic!()
+    };
+    assert_eq!(
+        reasons.last().unwrap(),
+        "recovering: healthy for 0 ms of 5000 ms"
+    );
+    let GateState::Paused { reasons, since_ms } = g.observe(&Level::Healthy, 11_999) else {
+        panic!()
+    };
     assert_eq!(since_ms, 1000);
-    assert_eq!(reasons, vec![
-        "p99 82.1 ms > 50.0 ms".to_owned(),
-        "recovering: healthy for 4999 ms of 5000 ms".to_owned(),
-    ]);
+    assert_eq!(
+        reasons,
+        vec![
+            "p99 82.1 ms > 50.0 ms".to_owned(),
+            "recovering: healthy for 4999 ms of 5000 ms".to_owned(),
+        ]
+    );
     assert_eq!(g.observe(&Level::Healthy, 12_000), GateState::Open);
     assert_eq!(g.observe(&Level::Healthy, 12_001), GateState::Open);
 }
@@ -105,22 +177,47 @@ fn gate_pauses_and_recovers_only_after_unbroken_healthy_run() {
 #[test]
 fn gate_aborts_on_critical_then_recovers_like_a_pause() {
     let mut g = Gate::new(5000);
-    assert_eq!(g.observe(&critical("no heartbeat"), 0),
-        GateState::Abort { reasons: vec!["no heartbeat".to_owned()] });
-    assert!(matches!(g.observe(&Level::Healthy, 1000), GateState::Paused { since_ms: 1000, .. }));
-    assert!(matches!(g.observe(&Level::Healthy, 5999), GateState::Paused { .. }));
+    assert_eq!(
+        g.observe(&critical("no heartbeat"), 0),
+        GateState::Abort {
+            reasons: vec!["no heartbeat".to_owned()]
+        }
+    );
+    assert!(matches!(
+        g.observe(&Level::Healthy, 1000),
+        GateState::Paused { since_ms: 1000, .. }
+    ));
+    assert!(matches!(
+        g.observe(&Level::Healthy, 5999),
+        GateState::Paused { .. }
+    ));
     assert_eq!(g.observe(&Level::Healthy, 6000), GateState::Open);
 }
 
 #[test]
 fn thresholds_load_with_defaults_and_validate() {
     let t: HealthThresholds = serde_json::from_str(r#"{"pause_p99_us": 20000}"#).unwrap();
-    assert_eq!(t, HealthThresholds { pause_p99_us: 20_000, ..HealthThresholds::default() });
+    assert_eq!(
+        t,
+        HealthThresholds {
+            pause_p99_us: 20_000,
+            ..HealthThresholds::default()
+        }
+    );
     t.validate().unwrap();
-    let bad = HealthThresholds { critical_disk_free_ratio: 0.2, ..HealthThresholds::default() };
+    let bad = HealthThresholds {
+        critical_disk_free_ratio: 0.2,
+        ..HealthThresholds::default()
+    };
     assert!(bad.validate().is_err());
-    let bad = HealthThresholds { critical_heartbeat_age_ms: 1000, ..HealthThresholds::default() };
+    let bad = HealthThresholds {
+        critical_heartbeat_age_ms: 1000,
+        ..HealthThresholds::default()
+    };
     assert!(bad.validate().is_err());
-    let bad = HealthThresholds { pause_error_rate: 1.5, ..HealthThresholds::default() };
+    let bad = HealthThresholds {
+        pause_error_rate: 1.5,
+        ..HealthThresholds::default()
+    };
     assert!(bad.validate().is_err());
 }

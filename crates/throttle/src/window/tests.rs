@@ -20,7 +20,10 @@ fn window(start: &str, end: &str, tz: &str, rate: Option<f64>) -> Window {
 }
 
 fn only(w: Window) -> Schedule {
-    Schedule { windows: vec![w], ..Schedule::default() }
+    Schedule {
+        windows: vec![w],
+        ..Schedule::default()
+    }
 }
 
 fn active(s: &Schedule, at: &str) -> Option<usize> {
@@ -125,17 +128,23 @@ fn first_matching_window_wins() {
 #[test]
 fn outside_every_window_the_default_applies() {
     let s = Schedule {
-        windows: vec![Window { max_concurrent: Some(4), ..window("02:00", "06:00", "UTC", None) }],
+        windows: vec![Window {
+            max_concurrent: Some(4),
+            ..window("02:00", "06:00", "UTC", None)
+        }],
         default_rate_bytes_per_s: Some(0.0),
         default_max_concurrent: Some(1),
     };
     let e = s.effective(ms("2026-07-01T12:00:00Z"));
-    assert_eq!(e, Effective {
-        rate_bytes_per_s: Some(0.0),
-        max_concurrent: Some(1),
-        window: None,
-        reason: "outside every window: default paused".to_owned(),
-    });
+    assert_eq!(
+        e,
+        Effective {
+            rate_bytes_per_s: Some(0.0),
+            max_concurrent: Some(1),
+            window: None,
+            reason: "outside every window: default paused".to_owned(),
+        }
+    );
     let e = s.effective(ms("2026-07-01T02:00:00Z"));
     assert_eq!((e.rate_bytes_per_s, e.max_concurrent), (None, Some(4)));
     assert_eq!(e.reason, "window 0 (02:00-06:00 UTC): unlimited");
@@ -143,28 +152,68 @@ fn outside_every_window_the_default_applies() {
 
 #[test]
 fn validate_rejects_bad_times_with_clear_messages() {
-    for bad in ["25:00", "24:00", "12:60", "1200", "", "ab:cd", "1:5", "001:00", "-1:00"] {
-        let err = only(window(bad, "06:00", "UTC", None)).validate().unwrap_err();
-        assert_eq!(err, ConfigError::BadTime { window: 0, field: "start", value: bad.to_owned() });
+    for bad in [
+        "25:00", "24:00", "12:60", "1200", "", "ab:cd", "1:5", "001:00", "-1:00",
+    ] {
+        let err = only(window(bad, "06:00", "UTC", None))
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::BadTime {
+                window: 0,
+                field: "start",
+                value: bad.to_owned()
+            }
+        );
     }
-    let err = only(window("02:00", "25:00", "UTC", None)).validate().unwrap_err();
-    assert_eq!(err.to_string(),
-        "window 0: end \"25:00\" is not a time of day HH:MM (00:00 to 23:59)");
-    assert!(only(window("2:00", "23:59", "UTC", None)).validate().is_ok());
+    let err = only(window("02:00", "25:00", "UTC", None))
+        .validate()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "window 0: end \"25:00\" is not a time of day HH:MM (00:00 to 23:59)"
+    );
+    assert!(
+        only(window("2:00", "23:59", "UTC", None))
+            .validate()
+            .is_ok()
+    );
 }
 
 #[test]
 fn validate_rejects_unknown_zone_empty_window_and_bad_rate() {
-    let err = only(window("02:00", "06:00", "Mars/Olympus_Mons", None)).validate().unwrap_err();
-    assert_eq!(err, ConfigError::UnknownTz { window: 0, tz: "Mars/Olympus_Mons".to_owned() });
-    let err = only(window("02:00", "02:00", "UTC", None)).validate().unwrap_err();
-    assert!(err.to_string().starts_with("window 0: start and end are both 02:00"), "{err}");
-    let err = only(window("02:00", "06:00", "UTC", Some(-1.0))).validate().unwrap_err();
-    assert_eq!(err.to_string(),
-        "schedule.windows[0].rate_bytes_per_s must be a finite number >= 0 (0 pauses), got -1");
+    let err = only(window("02:00", "06:00", "Mars/Olympus_Mons", None))
+        .validate()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::UnknownTz {
+            window: 0,
+            tz: "Mars/Olympus_Mons".to_owned()
+        }
+    );
+    let err = only(window("02:00", "02:00", "UTC", None))
+        .validate()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("window 0: start and end are both 02:00"),
+        "{err}"
+    );
+    let err = only(window("02:00", "06:00", "UTC", Some(-1.0)))
+        .validate()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "schedule.windows[0].rate_bytes_per_s must be a finite number >= 0 (0 pauses), got -1"
+    );
     let mut w = window("02:00", "06:00", "UTC", None);
     w.days = Some(vec![]);
-    assert_eq!(only(w).validate().unwrap_err(), ConfigError::NoDays { window: 0 });
+    assert_eq!(
+        only(w).validate().unwrap_err(),
+        ConfigError::NoDays { window: 0 }
+    );
 }
 
 #[test]
@@ -174,18 +223,24 @@ fn invalid_window_never_matches() {
         default_rate_bytes_per_s: Some(2.0 * MB),
         ..Schedule::default()
     };
-    assert_eq!(s.effective(ms("2026-07-01T03:00:00Z")).rate_bytes_per_s, Some(2.0 * MB));
+    assert_eq!(
+        s.effective(ms("2026-07-01T03:00:00Z")).rate_bytes_per_s,
+        Some(2.0 * MB)
+    );
 }
 
 #[test]
 fn loads_from_json_with_defaults() {
-    let s: Schedule = serde_json::from_str(r#"{
+    let s: Schedule = serde_json::from_str(
+        r#"{
         "windows": [
             {"start": "02:00", "end": "06:00", "rate_bytes_per_s": 500000000},
             {"start": "06:00", "end": "02:00", "tz": "Europe/Berlin",
              "rate_bytes_per_s": 50000000, "days": ["mon", "tuesday"]}
         ]
-    }"#).unwrap();
+    }"#,
+    )
+    .unwrap();
     s.validate().unwrap();
     assert_eq!(s.windows[0].tz, "UTC");
     assert_eq!(s.windows[1].days, Some(vec![Day::Mon, Day::Tue]));
