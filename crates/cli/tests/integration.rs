@@ -336,6 +336,111 @@ async fn pipeline_sees_its_own_writes_in_order() {
     cluster.shutdown().await.unwrap();
 }
 
+/// 2,000 pipelined commands in one write over a raw connection: data
+/// commands on keys spread over the partitions (which the router batches),
+/// barriers between them (CLIENT SETNAME/GETNAME, PING) and commands that
+/// fail on their arguments or arity. Every reply must equal what a model
+/// executing them one at a time answers, at the same position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_pipeline_answers_as_sequential_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let mut model = PipelineModel::default();
+    let mut out = BytesMut::new();
+    let mut expected = Vec::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for n in 0..2_000usize {
+        // xorshift64: a fixed, reproducible mix of commands and keys.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let args = model.command(n, seed);
+        expected.push(model.apply(&args));
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        encode_command(&args, &mut out);
+    }
+    let mut stream = TcpStream::connect(cluster.router_addr).await.expect("connects");
+    stream.write_all(&out).await.expect("pipeline sent");
+    let mut buf = BytesMut::new();
+    for (i, want) in expected.iter().enumerate() {
+        let got = loop {
+            if let Some(frame) = FrameDecoder.decode(&mut buf).expect("well-formed reply") {
+                break frame;
+            }
+            let read = tokio::time::timeout(Duration::from_secs(20), stream.read_buf(&mut buf)).await;
+            assert!(read.expect("replies within 20 s").expect("read") > 0, "closed before reply {i}");
+        };
+        assert_eq!(&got, want, "reply {i} of the pipeline");
+    }
+    cluster.shutdown().await.unwrap();
+}
+
+/// Redis semantics for the commands `batched_pipeline_answers_as_sequential_execution` sends.
+#[derive(Default)]
+struct PipelineModel {
+    values: HashMap<String, String>,
+    name: Option<String>,
+}
+
+impl PipelineModel {
+    fn command(&self, n: usize, r: u64) -> Vec<String> {
+        let k = |salt: u64| format!("mix:{}", (r >> salt) % 64);
+        let words: Vec<String> = match r % 23 {
+            0..=4 => vec!["SET".into(), k(8), if r % 2 == 0 { format!("{}", (r >> 20) % 999 + 1) } else { format!("v{n}") }],
+            5..=9 => vec!["GET".into(), k(8)],
+            10..=12 => vec!["INCR".into(), k(8)],
+            13 | 14 => vec!["APPEND".into(), k(8), "7".into()],
+            15 => vec!["DEL".into(), k(8), k(16), k(24)],
+            16 => vec!["MGET".into(), k(8), k(16)],
+            17 => vec!["CLIENT".into(), "SETNAME".into(), format!("c{n}")],
+            18 => vec!["CLIENT".into(), "GETNAME".into()],
+            19 => vec!["GET".into()],
+            20 => vec!["SET".into(), k(8), "x".into(), "EX".into(), "0".into()],
+            21 => vec!["INCRBY".into(), k(8), "notanumber".into()],
+            _ => vec!["PING".into()],
+        };
+        words
+    }
+
+    fn apply(&mut self, a: &[String]) -> Frame {
+        let int_error = || Frame::error("ERR value is not an integer or out of range");
+        let bulk = |v: Option<&String>| v.map_or(Frame::Null, |v| Frame::Bulk(v.clone().into()));
+        match (a[0].as_str(), a.len()) {
+            ("SET", 3) => {
+                self.values.insert(a[1].clone(), a[2].clone());
+                Frame::ok()
+            }
+            ("SET", _) => Frame::error("ERR invalid expire time in 'set' command"),
+            ("GET", 2) => bulk(self.values.get(&a[1])),
+            ("GET", _) => Frame::error("ERR wrong number of arguments for 'get' command"),
+            ("INCR", _) => match self.values.get(&a[1]).map_or(Some(0), |v| v.parse::<i64>().ok()) {
+                Some(n) => {
+                    self.values.insert(a[1].clone(), (n + 1).to_string());
+                    Frame::Integer(n + 1)
+                }
+                None => int_error(),
+            },
+            ("INCRBY", _) => int_error(),
+            ("APPEND", _) => {
+                let v = self.values.entry(a[1].clone()).or_default();
+                v.push_str(&a[2]);
+                Frame::Integer(v.len() as i64)
+            }
+            ("DEL", _) => {
+                let unique: BTreeSet<&String> = a[1..].iter().collect();
+                Frame::Integer(unique.into_iter().filter(|k| self.values.remove(*k).is_some()).count() as i64)
+            }
+            ("MGET", _) => Frame::Array(a[1..].iter().map(|k| bulk(self.values.get(k))).collect()),
+            ("CLIENT", 3) => {
+                self.name = Some(a[2].clone());
+                Frame::ok()
+            }
+            ("CLIENT", _) => bulk(self.name.as_ref()),
+            _ => Frame::Simple("PONG".into()),
+        }
+    }
+}
+
 /// INCR is an atomic read-modify-write: 8 connections × 500 INCRs on one key
 /// end at exactly 4,000, and every intermediate value is handed out once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

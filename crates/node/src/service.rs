@@ -91,11 +91,11 @@ impl NodeInner {
         stats.disk_total_bytes = total;
     }
 
-    fn execute_one(&self, epoch: u64, op: &pb::Op, now_ms: u64) -> pb::OpResult {
+    fn execute_one(&self, epoch: u64, op: &pb::Op, now_ms: u64, refused: &mut RefusedSoFar) -> pb::OpResult {
         let result = match (u16::try_from(op.partition), &op.kind) {
             (Err(_), _) => internal(format!("no partition {}", op.partition)),
             (_, None) => internal("op without a kind".to_string()),
-            (Ok(p), Some(kind)) => match self.ownership.check(p, epoch) {
+            (Ok(p), Some(kind)) => match refused.check(p, || self.ownership.check(p, epoch)) {
                 Err(refused) => {
                     self.metrics.refused.increment(1);
                     R::Refused(refused)
@@ -108,6 +108,26 @@ impl NodeInner {
             },
         };
         pb::OpResult { result: Some(result) }
+    }
+}
+
+/// Partitions refused earlier in one `Execute`, with their refusal. Once an
+/// op on a partition is refused, the later ops on it in the same request are
+/// refused too, even if the partition became servable meanwhile (unfenced
+/// after a rolled-back cutover, granted to a target). The router retries
+/// refused ops after the others of the request have been answered, so a
+/// later op served now would overtake an earlier one on the same key: a
+/// pipelined `SET k 1`, `SET k 2` could end with k = 1. Refusing more is
+/// always safe, since a refused op was not applied.
+#[derive(Default)]
+struct RefusedSoFar(Vec<(PartitionId, pb::Refused)>);
+
+impl RefusedSoFar {
+    fn check(&mut self, p: PartitionId, ownership: impl FnOnce() -> Result<(), pb::Refused>) -> Result<(), pb::Refused> {
+        if let Some((_, refused)) = self.0.iter().find(|(q, _)| *q == p) {
+            return Err(refused.clone());
+        }
+        ownership().inspect_err(|refused| self.0.push((p, refused.clone())))
     }
 }
 
@@ -129,7 +149,8 @@ impl pb::node_server::Node for NodeService {
             return Err(Status::invalid_argument(format!("at most {MAX_OPS_PER_REQUEST} ops per request")));
         }
         let now = unix_ms();
-        let results = req.ops.iter().map(|op| inner.execute_one(req.epoch, op, now)).collect();
+        let mut refused = RefusedSoFar::default();
+        let results = req.ops.iter().map(|op| inner.execute_one(req.epoch, op, now, &mut refused)).collect();
         let ops = req.ops.len() as u64;
         inner.metrics.ops.increment(ops);
         let took = started.elapsed();
@@ -208,5 +229,21 @@ impl pb::node_server::Node for NodeService {
 
     async fn migrate_drop(&self, request: Request<pb::DropRequest>) -> Result<Response<pb::DropResponse>, Status> {
         Ok(Response::new(migrate_rpc::drop_chunk(&self.inner, request.get_ref()).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_partition_stays_refused_for_the_rest_of_a_request() {
+        let fenced = pb::Refused { reason: pb::refused::Reason::Fenced as i32, ..Default::default() };
+        let mut so_far = RefusedSoFar::default();
+        assert_eq!(so_far.check(3, || Ok(())), Ok(()));
+        assert_eq!(so_far.check(5, || Err(fenced.clone())), Err(fenced.clone()));
+        // Partition 5 became servable, but an earlier op on it was refused.
+        assert_eq!(so_far.check(5, || Ok(())), Err(fenced.clone()));
+        assert_eq!(so_far.check(3, || Ok(())), Ok(()), "other partitions are unaffected");
     }
 }

@@ -5,6 +5,8 @@
 //! - [`session`]: one task per client connection. Decodes requests with
 //!   `evenkeel_resp`, runs them in order, writes replies in batches
 //!   (flushing before it waits for more input, so pipelines cost one write).
+//! - [`batch`]: consecutive pipelined data commands whose ops go out
+//!   together, one `Execute` per node, each command answered in order.
 //! - [`cmd`]: every command, parsed and answered as Redis 7 does. Multi-key
 //!   commands are split into single-key operations.
 //! - [`dispatch`]: single-key operations grouped by owner node and sent over
@@ -18,6 +20,7 @@
 //! [`Router::serve`] takes a listener and a shutdown future, so tests and
 //! `evenkeel up` pass their own sockets.
 
+pub mod batch;
 pub mod cmd;
 pub mod dispatch;
 pub mod glob;

@@ -1,23 +1,34 @@
 //! One client connection.
 //!
-//! Requests are decoded as they arrive and executed strictly in order (so a
-//! pipelined `SET k 1` / `GET k` behaves as in Redis). Replies accumulate in
-//! a buffer that is written out when no further complete request is already
-//! waiting, or when it grows past a bound: a pipeline of N commands costs one
-//! write, and a lone command is answered at once. A protocol error gets the
-//! Redis error reply and closes the connection.
+//! Requests are decoded as they arrive and answered strictly in order (so a
+//! pipelined `SET k 1` / `GET k` behaves as in Redis). When several data
+//! commands are already decoded or readable, the consecutive ones run as
+//! one [`Batch`]: one `Execute` per owner node instead of one round-trip per
+//! command. Every other command (AUTH, HELLO, CLIENT, SCAN, unknown or
+//! wrong-arity commands, anything while unauthenticated) is a barrier: the
+//! batch before it is answered first, then it runs alone. Replies accumulate
+//! in a buffer that is written out when no further complete request is
+//! already waiting, or when it grows past a bound: a pipeline of N commands
+//! costs one write, and a lone command is answered at once. A protocol error
+//! gets the Redis error reply and closes the connection.
 
 use crate::Router;
+use crate::batch::{Batch, BatchLimits};
 use crate::cmd::{self, Flow};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use evenkeel_resp::{Frame, ProtocolError, RequestDecoder};
 use futures::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::FramedRead;
 
 /// Replies buffered beyond this are written even mid-pipeline.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
+
+type Requests = FramedRead<OwnedReadHalf, RequestDecoder>;
+/// What the decoder yields: a request, an error, or `None` at end of input.
+type Next = Option<Result<Vec<Bytes>, ProtocolError>>;
 
 /// Per-connection state.
 #[derive(Debug)]
@@ -37,10 +48,12 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
     let mut session = Session { id, authenticated: router.config.requirepass.is_none(), name: None };
     let mut requests = FramedRead::new(reader, RequestDecoder::new(router.config.limits));
     let mut out = BytesMut::with_capacity(4096);
+    // A request taken while gathering a batch that did not join it.
+    let mut carried: Option<Next> = None;
     loop {
         // Take the next request without waiting if one is already decoded or
         // readable; otherwise flush what we owe before waiting.
-        let next = match requests.next().now_or_never() {
+        let next = match carried.take().or_else(|| requests.next().now_or_never()) {
             Some(n) => n,
             None => {
                 flush(&mut writer, &mut out).await?;
@@ -52,29 +65,20 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
                 }
             }
         };
-        let args = match next {
-            None => break,
-            Some(Ok(args)) => args,
-            // An I/O error is the transport failing, not the client breaking
-            // the protocol: a read error, or (from `FramedRead::decode_eof`)
-            // the client closing mid-request. Redis closes silently then;
-            // answering "ERR I/O error: bytes remaining on stream" would send
-            // a bogus reply to a half-closed client and count as a protocol
-            // error. The replies owed for earlier commands are still flushed.
-            Some(Err(ProtocolError::Io(e))) => {
-                tracing::debug!(session = id, error = %e, "client connection ended mid-request");
+        let Some(args) = request_or_end(id, next, &mut out) else { break };
+        if let Some((name, planned)) = cmd::batchable(&session, &args) {
+            let mut batch = Batch::new(BatchLimits::default());
+            batch.push(name, &args, planned);
+            carried = gather(&mut requests, &session, &mut batch);
+            for reply in batch.run(router).await {
+                reply.encode(&mut out);
+            }
+        } else {
+            let (reply, flow) = cmd::execute(router, &mut session, args).await;
+            reply.encode(&mut out);
+            if flow == Flow::Close {
                 break;
             }
-            Some(Err(e)) => {
-                metrics::counter!("evenkeel_router_protocol_errors_total").increment(1);
-                Frame::error(e.reply_text()).encode(&mut out);
-                break;
-            }
-        };
-        let (reply, flow) = cmd::execute(router, &mut session, args).await;
-        reply.encode(&mut out);
-        if flow == Flow::Close {
-            break;
         }
         if out.len() >= WRITE_BATCH_BYTES {
             flush(&mut writer, &mut out).await?;
@@ -84,7 +88,49 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
     writer.shutdown().await
 }
 
-async fn flush(writer: &mut tokio::net::tcp::OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
+/// Adds to `batch` the data commands that are already decoded or readable,
+/// without waiting, while they fit. Returns the first request (or error, or
+/// end of input) that did not join, to be handled after the batch. Session
+/// state cannot change while gathering: only barrier commands change it,
+/// and a barrier ends the batch.
+fn gather(requests: &mut Requests, session: &Session, batch: &mut Batch) -> Option<Next> {
+    loop {
+        let next = requests.next().now_or_never()?;
+        let Some(Ok(args)) = next else { return Some(next) };
+        if !batch.fits(&args) {
+            return Some(Some(Ok(args)));
+        }
+        match cmd::batchable(session, &args) {
+            Some((name, planned)) => batch.push(name, &args, planned),
+            None => return Some(Some(Ok(args))),
+        }
+    }
+}
+
+/// The request in `next`, or `None` when the connection should close
+/// (after encoding the reply a protocol error is owed).
+fn request_or_end(id: u64, next: Next, out: &mut BytesMut) -> Option<Vec<Bytes>> {
+    match next? {
+        Ok(args) => Some(args),
+        // An I/O error is the transport failing, not the client breaking
+        // the protocol: a read error, or (from `FramedRead::decode_eof`)
+        // the client closing mid-request. Redis closes silently then;
+        // answering "ERR I/O error: bytes remaining on stream" would send
+        // a bogus reply to a half-closed client and count as a protocol
+        // error. The replies owed for earlier commands are still flushed.
+        Err(ProtocolError::Io(e)) => {
+            tracing::debug!(session = id, error = %e, "client connection ended mid-request");
+            None
+        }
+        Err(e) => {
+            metrics::counter!("evenkeel_router_protocol_errors_total").increment(1);
+            Frame::error(e.reply_text()).encode(out);
+            None
+        }
+    }
+}
+
+async fn flush(writer: &mut OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
     if !out.is_empty() {
         writer.write_all(out).await?;
         out.clear();

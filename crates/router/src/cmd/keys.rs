@@ -1,57 +1,40 @@
 //! Key commands: DEL EXISTS EXPIRE PEXPIRE TTL PTTL PERSIST SCAN DBSIZE.
 
-use super::strings::integer_reply;
-use super::{c_str, int_arg, one, run_ops, syntax_error, unexpected};
+use super::plan::{Planned, Shape};
+use super::{c_str, int_arg, syntax_error};
 use crate::Router;
 use crate::dispatch::KeyOp;
 use crate::glob::glob_match;
 use bytes::Bytes;
 use evenkeel_resp::Frame;
-use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
+use evenkeel_rpc::pb::{self, op::Kind};
 use evenkeel_types::slot::slot_partition;
 use evenkeel_types::{SLOT_COUNT, unix_ms};
 
-/// Runs one op per key and sums the integer replies (DEL, EXISTS).
-async fn count(r: &Router, keys: &[Bytes], kind: Kind, hit: fn(&R) -> i64) -> Frame {
-    let ops: Vec<KeyOp> = keys.iter().map(|k| KeyOp { key: k.clone(), kind: kind.clone() }).collect();
-    match run_ops(r, &ops).await {
-        Ok(replies) => Frame::Integer(replies.iter().map(hit).sum()),
-        Err(e) => e,
-    }
+/// One op per key (DEL, EXISTS).
+fn per_key(keys: &[Bytes], kind: Kind, shape: Shape) -> Planned {
+    Planned { ops: keys.iter().map(|k| KeyOp { key: k.clone(), kind: kind.clone() }).collect(), shape }
 }
 
-pub async fn del(r: &Router, a: &[Bytes]) -> Frame {
-    count(r, &a[1..], Kind::Del(pb::Del {}), |reply| if let R::Integer(n) = reply { *n } else { 0 }).await
+pub fn del(a: &[Bytes]) -> Result<Planned, Frame> {
+    Ok(per_key(&a[1..], Kind::Del(pb::Del {}), Shape::Deleted))
 }
 
-pub async fn exists(r: &Router, a: &[Bytes]) -> Frame {
-    count(r, &a[1..], Kind::Get(pb::Get { meta_only: true }), |reply| matches!(reply, R::Value(_)) as i64).await
+pub fn exists(a: &[Bytes]) -> Result<Planned, Frame> {
+    Ok(per_key(&a[1..], Kind::Get(pb::Get { meta_only: true }), Shape::Present))
 }
 
-pub async fn persist(r: &Router, a: &[Bytes]) -> Frame {
-    integer_reply(one(r, &a[1], Kind::Persist(pb::Persist {})).await)
+pub fn persist(a: &[Bytes]) -> Result<Planned, Frame> {
+    Ok(Planned::one(&a[1], Kind::Persist(pb::Persist {}), Shape::Integer))
 }
 
-pub async fn expire(r: &Router, name: &str, a: &[Bytes]) -> Frame {
-    let condition = match expire_condition(&a[3..]) {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
-    let when = match int_arg(&a[2]) {
-        Ok(n) => n,
-        Err(e) => return e,
-    };
+pub fn expire(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
+    let condition = expire_condition(&a[3..])?;
+    let when = int_arg(&a[2])?;
     let invalid = || Frame::error(format!("ERR invalid expire time in '{name}' command"));
-    let ms = if name == "expire" {
-        match when.checked_mul(1000) {
-            Some(ms) => ms,
-            None => return invalid(),
-        }
-    } else {
-        when
-    };
-    let Some(at_ms) = ms.checked_add(unix_ms() as i64) else { return invalid() };
-    integer_reply(one(r, &a[1], Kind::Expire(pb::Expire { at_ms, condition: condition as i32 })).await)
+    let ms = if name == "expire" { when.checked_mul(1000).ok_or_else(invalid)? } else { when };
+    let at_ms = ms.checked_add(unix_ms() as i64).ok_or_else(invalid)?;
+    Ok(Planned::one(&a[1], Kind::Expire(pb::Expire { at_ms, condition: condition as i32 }), Shape::Integer))
 }
 
 /// EXPIRE's NX/XX/GT/LT flags with Redis 7's compatibility rules.
@@ -85,17 +68,8 @@ fn expire_condition(flags: &[Bytes]) -> Result<pb::ExpireCondition, Frame> {
     })
 }
 
-pub async fn ttl(r: &Router, name: &str, a: &[Bytes]) -> Frame {
-    match one(r, &a[1], Kind::Get(pb::Get { meta_only: true })).await {
-        Ok(R::Nil(_)) => Frame::Integer(-2),
-        Ok(R::Value(v)) if v.expire_at_ms == 0 => Frame::Integer(-1),
-        Ok(R::Value(v)) => {
-            let left = (v.expire_at_ms as i64 - unix_ms() as i64).max(0);
-            Frame::Integer(if name == "pttl" { left } else { (left + 500) / 1000 })
-        }
-        Ok(other) => unexpected(&other),
-        Err(e) => e,
-    }
+pub fn ttl(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
+    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: true }), Shape::Ttl { millis: name == "pttl" }))
 }
 
 /// SCAN's cursor is the next hash slot to visit (0 when done). Each call

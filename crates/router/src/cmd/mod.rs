@@ -5,16 +5,23 @@
 //! authentication, then hands the arguments to the command's function in
 //! [`strings`], [`keys`] or [`server`]. Every function returns the exact
 //! reply Redis 7 gives, errors included.
+//!
+//! Data commands are planned ([`plan`]): their functions turn arguments into
+//! single-key ops and a reply [`plan::Shape`], without I/O. [`batchable`]
+//! exposes that to the session, which runs the ops of consecutive pipelined
+//! data commands together.
 
 pub mod keys;
+pub mod plan;
 pub mod server;
 pub mod strings;
 
-use crate::dispatch::{DispatchError, KeyOp};
+use crate::dispatch::DispatchError;
 use crate::{Router, Session};
 use bytes::Bytes;
 use evenkeel_resp::Frame;
-use evenkeel_rpc::pb::{op::Kind, op_result::Result as R};
+use evenkeel_rpc::pb::op_result::Result as R;
+use plan::Planned;
 
 /// What the connection does after the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,38 +99,79 @@ pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -
     if !session.authenticated && !spec.flags.contains(&"no_auth") {
         return (Frame::error("NOAUTH Authentication required."), Flow::Continue);
     }
-    let n = args.len() as i32;
-    if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+    if !arity_ok(spec, args.len()) {
         return (wrong_arity(spec.name), Flow::Continue);
     }
     let started = std::time::Instant::now();
     let reply = run(router, session, spec.name, &args).await;
+    record(router, spec.name, started, &reply.0);
+    reply
+}
+
+/// A data command ready to join a batch: its name and plan, or the
+/// argument error it answers with (which needs no I/O). `None` for
+/// everything else, which the session runs alone through [`execute`]:
+/// unknown commands, wrong arity, commands with session side effects or
+/// their own I/O, and every command while the session is unauthenticated
+/// (so NOAUTH handling stays exactly as it is).
+pub fn batchable(session: &Session, args: &[Bytes]) -> Option<(&'static str, Result<Planned, Frame>)> {
+    if !session.authenticated || args[0].len() > MAX_NAME_LEN {
+        return None;
+    }
+    let spec = find(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase())?;
+    if !arity_ok(spec, args.len()) {
+        return None;
+    }
+    Some((spec.name, plan(spec.name, args)?))
+}
+
+/// No command name is longer; longer first arguments are not lowercased.
+const MAX_NAME_LEN: usize = 16;
+
+/// The command's ops and reply shape, for data commands only.
+fn plan(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
+    Some(match name {
+        "get" => strings::get(a),
+        "set" => strings::set(a),
+        "getdel" => strings::getdel(a),
+        "append" => strings::append(a),
+        "strlen" => strings::strlen(a),
+        "incr" | "decr" | "incrby" | "decrby" => strings::incr(name, a),
+        "mget" => strings::mget(a),
+        "mset" => strings::mset(a),
+        "del" => keys::del(a),
+        "exists" => keys::exists(a),
+        "expire" | "pexpire" => keys::expire(name, a),
+        "ttl" | "pttl" => keys::ttl(name, a),
+        "persist" => keys::persist(a),
+        _ => return None,
+    })
+}
+
+fn arity_ok(spec: &Spec, args: usize) -> bool {
+    let n = args as i32;
+    if spec.arity > 0 { n == spec.arity } else { n >= -spec.arity }
+}
+
+/// Per-command metrics, for commands run alone or in a batch.
+/// Records a command's latency in the metrics and in the router's
+/// per-second window (what the coordinator's throttle reads).
+pub(crate) fn record(router: &Router, name: &'static str, started: std::time::Instant, reply: &Frame) {
     let elapsed = started.elapsed();
-    metrics::histogram!("evenkeel_router_command_seconds", "cmd" => spec.name).record(elapsed.as_secs_f64());
-    let failed = matches!(&reply, (Frame::Error(_), _));
+    metrics::histogram!("evenkeel_router_command_seconds", "cmd" => name).record(elapsed.as_secs_f64());
+    let failed = matches!(reply, Frame::Error(_));
     if failed {
-        metrics::counter!("evenkeel_router_errors_total", "cmd" => spec.name).increment(1);
+        metrics::counter!("evenkeel_router_errors_total", "cmd" => name).increment(1);
     }
     router.latency.record(elapsed.as_micros() as u64, failed, evenkeel_types::unix_ms());
-    reply
 }
 
 async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (Frame, Flow) {
     use Flow::Continue as C;
+    if let Some(planned) = plan(name, a) {
+        return (run_planned(r, planned).await, C);
+    }
     let reply = match name {
-        "get" => strings::get(r, a).await,
-        "set" => strings::set(r, a).await,
-        "getdel" => strings::getdel(r, a).await,
-        "append" => strings::append(r, a).await,
-        "strlen" => strings::strlen(r, a).await,
-        "incr" | "decr" | "incrby" | "decrby" => strings::incr(r, name, a).await,
-        "mget" => strings::mget(r, a).await,
-        "mset" => strings::mset(r, a).await,
-        "del" => keys::del(r, a).await,
-        "exists" => keys::exists(r, a).await,
-        "expire" | "pexpire" => keys::expire(r, name, a).await,
-        "ttl" | "pttl" => keys::ttl(r, name, a).await,
-        "persist" => keys::persist(r, a).await,
         "scan" => keys::scan(r, a).await,
         "dbsize" => keys::dbsize(r).await,
         "quit" => return (Frame::ok(), Flow::Close),
@@ -132,16 +180,12 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
     (reply, C)
 }
 
-/// Runs ops and returns their results in order, or the first failure as a
-/// ready-made error reply (what a multi-key command answers).
-pub(crate) async fn run_ops(router: &Router, ops: &[KeyOp]) -> Result<Vec<R>, Frame> {
-    router.dispatcher.run(ops).await.into_iter().map(|r| r.map_err(|e| dispatch_error(&e)).and_then(op_error)).collect()
-}
-
-/// Runs a single-key op; errors come back as ready-made error replies.
-pub(crate) async fn one(router: &Router, key: &Bytes, kind: Kind) -> Result<R, Frame> {
-    let ops = [KeyOp { key: key.clone(), kind }];
-    Ok(run_ops(router, &ops).await?.pop().expect("one result"))
+/// Runs one planned command's ops and builds its reply.
+async fn run_planned(r: &Router, planned: Result<Planned, Frame>) -> Frame {
+    match planned {
+        Ok(p) => plan::reply(p.shape, r.dispatcher.run(&p.ops).await),
+        Err(e) => e,
+    }
 }
 
 /// Turns a node's error result into the client's error reply.

@@ -1,90 +1,52 @@
 //! String commands: GET SET GETDEL APPEND STRLEN INCR/DECR[BY] MGET MSET.
 
-use super::{int_arg, one, run_ops, syntax_error, unexpected, wrong_arity};
-use crate::Router;
+use super::plan::{Planned, Shape};
+use super::{int_arg, syntax_error, wrong_arity};
 use crate::dispatch::KeyOp;
 use bytes::Bytes;
 use evenkeel_resp::Frame;
-use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
+use evenkeel_rpc::pb::{self, op::Kind};
 use evenkeel_types::unix_ms;
 
 fn get_kind(meta_only: bool) -> Kind {
     Kind::Get(pb::Get { meta_only })
 }
 
-/// A value reply: bulk for a value, null for none.
-fn value_frame(r: R) -> Frame {
-    match r {
-        R::Value(v) => Frame::Bulk(v.value),
-        R::Nil(_) => Frame::Null,
-        other => unexpected(&other),
-    }
+pub fn get(a: &[Bytes]) -> Result<Planned, Frame> {
+    Ok(Planned::one(&a[1], get_kind(false), Shape::Value))
 }
 
-pub async fn get(r: &Router, a: &[Bytes]) -> Frame {
-    one(r, &a[1], get_kind(false)).await.map_or_else(|e| e, value_frame)
+pub fn getdel(a: &[Bytes]) -> Result<Planned, Frame> {
+    Ok(Planned::one(&a[1], Kind::GetDel(pb::GetDel {}), Shape::Value))
 }
 
-pub async fn getdel(r: &Router, a: &[Bytes]) -> Frame {
-    one(r, &a[1], Kind::GetDel(pb::GetDel {})).await.map_or_else(|e| e, value_frame)
+pub fn strlen(a: &[Bytes]) -> Result<Planned, Frame> {
+    Ok(Planned::one(&a[1], get_kind(true), Shape::Length))
 }
 
-pub async fn strlen(r: &Router, a: &[Bytes]) -> Frame {
-    match one(r, &a[1], get_kind(true)).await {
-        Ok(R::Value(v)) => Frame::Integer(v.len as i64),
-        Ok(R::Nil(_)) => Frame::Integer(0),
-        Ok(other) => unexpected(&other),
-        Err(e) => e,
-    }
+pub fn append(a: &[Bytes]) -> Result<Planned, Frame> {
+    Ok(Planned::one(&a[1], Kind::Append(pb::Append { value: a[2].clone() }), Shape::Integer))
 }
 
-pub async fn append(r: &Router, a: &[Bytes]) -> Frame {
-    let kind = Kind::Append(pb::Append { value: a[2].clone() });
-    integer_reply(one(r, &a[1], kind).await)
-}
-
-pub(crate) fn integer_reply(result: Result<R, Frame>) -> Frame {
-    match result {
-        Ok(R::Integer(n)) => Frame::Integer(n),
-        Ok(other) => unexpected(&other),
-        Err(e) => e,
-    }
-}
-
-pub async fn incr(r: &Router, name: &str, a: &[Bytes]) -> Frame {
+pub fn incr(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     let delta = match name {
         "incr" => 1,
         "decr" => -1,
-        "incrby" => match int_arg(&a[2]) {
-            Ok(n) => n,
-            Err(e) => return e,
-        },
-        _ => match int_arg(&a[2]) {
-            Ok(i64::MIN) => return Frame::error("ERR decrement would overflow"),
-            Ok(n) => -n,
-            Err(e) => return e,
+        "incrby" => int_arg(&a[2])?,
+        _ => match int_arg(&a[2])? {
+            i64::MIN => return Err(Frame::error("ERR decrement would overflow")),
+            n => -n,
         },
     };
-    integer_reply(one(r, &a[1], Kind::IncrBy(pb::IncrBy { delta })).await)
+    Ok(Planned::one(&a[1], Kind::IncrBy(pb::IncrBy { delta }), Shape::Integer))
 }
 
-pub async fn set(r: &Router, a: &[Bytes]) -> Frame {
-    let opts = match SetOptions::parse(&a[3..]) {
-        Ok(o) => o,
-        Err(e) => return e,
-    };
-    let expiry = match opts.expiry(unix_ms()) {
-        Ok(e) => e,
-        Err(e) => return e,
-    };
+pub fn set(a: &[Bytes]) -> Result<Planned, Frame> {
+    let opts = SetOptions::parse(&a[3..])?;
+    let expiry = opts.expiry(unix_ms())?;
     let condition = if opts.nx { pb::Condition::IfAbsent } else if opts.xx { pb::Condition::IfPresent } else { pb::Condition::Always };
     let kind = Kind::Set(pb::Set { value: a[2].clone(), expiry, condition: condition as i32, get: opts.get });
-    match one(r, &a[1], kind).await {
-        Ok(R::Written(w)) if opts.get => w.previous.map_or(Frame::Null, Frame::Bulk),
-        Ok(R::Written(w)) => if w.applied { Frame::ok() } else { Frame::Null },
-        Ok(other) => unexpected(&other),
-        Err(e) => e,
-    }
+    Ok(Planned::one(&a[1], kind, Shape::Set { get: opts.get }))
 }
 
 /// SET's options, parsed with Redis 7's rules: an option conflicts with the
@@ -145,27 +107,24 @@ impl SetOptions {
     }
 }
 
-pub async fn mget(r: &Router, a: &[Bytes]) -> Frame {
-    let ops: Vec<KeyOp> = a[1..].iter().map(|k| KeyOp { key: k.clone(), kind: get_kind(false) }).collect();
-    match run_ops(r, &ops).await {
-        Ok(replies) => Frame::Array(replies.into_iter().map(value_frame).collect()),
-        Err(e) => e,
-    }
+pub fn mget(a: &[Bytes]) -> Result<Planned, Frame> {
+    let ops = a[1..].iter().map(|k| KeyOp { key: k.clone(), kind: get_kind(false) }).collect();
+    Ok(Planned { ops, shape: Shape::Values })
 }
 
 /// MSET across partitions is applied per key, not atomically as a whole.
-pub async fn mset(r: &Router, a: &[Bytes]) -> Frame {
+pub fn mset(a: &[Bytes]) -> Result<Planned, Frame> {
     if a.len().is_multiple_of(2) {
-        return wrong_arity("mset");
+        return Err(wrong_arity("mset"));
     }
-    let ops: Vec<KeyOp> = a[1..]
+    let ops = a[1..]
         .chunks(2)
         .map(|kv| KeyOp {
             key: kv[0].clone(),
             kind: Kind::Set(pb::Set { value: kv[1].clone(), expiry: None, condition: 0, get: false }),
         })
         .collect();
-    run_ops(r, &ops).await.map_or_else(|e| e, |_| Frame::ok())
+    Ok(Planned { ops, shape: Shape::Ok })
 }
 
 #[cfg(test)]

@@ -1,0 +1,134 @@
+//! Data commands as operations plus the shape of their reply.
+//!
+//! A data command (GET, SET, MGET, DEL, ...) is planned in two halves: its
+//! arguments become [`KeyOp`]s ([`Planned::ops`]), and a [`Shape`] says how
+//! the ops' results become the reply. Splitting them lets the session run
+//! the ops of many pipelined commands in one dispatch and still answer each
+//! command exactly as running it alone would. Both halves are pure.
+
+use super::{dispatch_error, op_error, unexpected};
+use crate::dispatch::{DispatchError, KeyOp};
+use evenkeel_resp::Frame;
+use evenkeel_rpc::pb::op_result::Result as R;
+use evenkeel_types::unix_ms;
+
+/// A data command's operations and how to answer it.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub ops: Vec<KeyOp>,
+    pub shape: Shape,
+}
+
+/// How the results of a command's ops become its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// GET, GETDEL: the value, or null.
+    Value,
+    /// STRLEN: the value's length, 0 when absent.
+    Length,
+    /// APPEND, INCR and friends, EXPIRE, PERSIST: the node's integer.
+    Integer,
+    /// SET: OK, or null when NX/XX was not met; with GET, the old value.
+    Set { get: bool },
+    /// TTL (seconds, rounded) or PTTL; -2 absent, -1 no expiry.
+    Ttl { millis: bool },
+    /// MGET: one value or null per key.
+    Values,
+    /// DEL: keys deleted.
+    Deleted,
+    /// EXISTS: keys present.
+    Present,
+    /// MSET: OK.
+    Ok,
+}
+
+impl Planned {
+    pub(crate) fn one(key: &bytes::Bytes, kind: evenkeel_rpc::pb::op::Kind, shape: Shape) -> Planned {
+        Planned { ops: vec![KeyOp { key: key.clone(), kind }], shape }
+    }
+}
+
+/// The reply for a command whose ops ended with `outcomes` (one per op, in
+/// order). The first failing op, in key order, answers for the command, as
+/// a multi-key command does in Redis when one key fails.
+pub fn reply(shape: Shape, outcomes: Vec<Result<R, DispatchError>>) -> Frame {
+    let results: Result<Vec<R>, Frame> = outcomes.into_iter().map(|o| o.map_err(|e| dispatch_error(&e)).and_then(op_error)).collect();
+    match results {
+        Ok(results) => success(shape, results),
+        Err(e) => e,
+    }
+}
+
+fn success(shape: Shape, mut results: Vec<R>) -> Frame {
+    match shape {
+        Shape::Values => Frame::Array(results.into_iter().map(value_frame).collect()),
+        Shape::Deleted => Frame::Integer(results.iter().map(|r| if let R::Integer(n) = r { *n } else { 0 }).sum()),
+        Shape::Present => Frame::Integer(results.iter().filter(|r| matches!(r, R::Value(_))).count() as i64),
+        Shape::Ok => Frame::ok(),
+        single => {
+            assert_eq!(results.len(), 1, "a single-key shape has one op");
+            single_key(single, results.pop().expect("one result"))
+        }
+    }
+}
+
+fn single_key(shape: Shape, r: R) -> Frame {
+    match (shape, r) {
+        (Shape::Value, r) => value_frame(r),
+        (Shape::Length, R::Value(v)) => Frame::Integer(v.len as i64),
+        (Shape::Length, R::Nil(_)) => Frame::Integer(0),
+        (Shape::Integer, R::Integer(n)) => Frame::Integer(n),
+        (Shape::Set { get: true }, R::Written(w)) => w.previous.map_or(Frame::Null, Frame::Bulk),
+        (Shape::Set { get: false }, R::Written(w)) => if w.applied { Frame::ok() } else { Frame::Null },
+        (Shape::Ttl { .. }, R::Nil(_)) => Frame::Integer(-2),
+        (Shape::Ttl { .. }, R::Value(v)) if v.expire_at_ms == 0 => Frame::Integer(-1),
+        (Shape::Ttl { millis }, R::Value(v)) => {
+            // Read the clock when answering, as Redis computes TTL at reply time.
+            let left = (v.expire_at_ms as i64 - unix_ms() as i64).max(0);
+            Frame::Integer(if millis { left } else { (left + 500) / 1000 })
+        }
+        (_, other) => unexpected(&other),
+    }
+}
+
+/// A value reply: bulk for a value, null for none.
+fn value_frame(r: R) -> Frame {
+    match r {
+        R::Value(v) => Frame::Bulk(v.value),
+        R::Nil(_) => Frame::Null,
+        other => unexpected(&other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evenkeel_rpc::pb;
+
+    fn value(v: &str) -> R {
+        R::Value(pb::Value { value: bytes::Bytes::from(v.to_string()), ..Default::default() })
+    }
+
+    #[test]
+    fn first_failing_op_answers_for_a_multi_key_command() {
+        let outcomes = vec![Ok(value("a")), Err(DispatchError::TryAgain(5)), Err(DispatchError::NoTable)];
+        assert_eq!(reply(Shape::Values, outcomes), Frame::error("TRYAGAIN partition is moving; retry budget of 5 ms spent"));
+        let node_error = R::Error(pb::OpError { kind: 1, message: "value is not an integer or out of range".into() });
+        assert_eq!(reply(Shape::Integer, vec![Ok(node_error)]), Frame::error("ERR value is not an integer or out of range"));
+    }
+
+    #[test]
+    fn shapes_build_redis_replies() {
+        let nil = || R::Nil(pb::Nil {});
+        assert_eq!(reply(Shape::Values, vec![Ok(value("a")), Ok(nil())]), Frame::Array(vec![Frame::Bulk("a".into()), Frame::Null]));
+        assert_eq!(reply(Shape::Deleted, vec![Ok(R::Integer(1)), Ok(R::Integer(0)), Ok(R::Integer(1))]), Frame::Integer(2));
+        assert_eq!(reply(Shape::Present, vec![Ok(value("a")), Ok(nil()), Ok(value("b"))]), Frame::Integer(2));
+        assert_eq!(reply(Shape::Length, vec![Ok(nil())]), Frame::Integer(0));
+        assert_eq!(reply(Shape::Ttl { millis: true }, vec![Ok(nil())]), Frame::Integer(-2));
+        assert_eq!(reply(Shape::Ttl { millis: false }, vec![Ok(value("a"))]), Frame::Integer(-1));
+        let written = |applied| R::Written(pb::Written { applied, previous: None });
+        assert_eq!(reply(Shape::Set { get: false }, vec![Ok(written(true))]), Frame::ok());
+        assert_eq!(reply(Shape::Set { get: false }, vec![Ok(written(false))]), Frame::Null);
+        assert_eq!(reply(Shape::Set { get: true }, vec![Ok(written(true))]), Frame::Null);
+    }
+}
