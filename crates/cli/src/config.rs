@@ -143,9 +143,9 @@ mod tests {
         c.apply_migration(&mut coord);
         assert_eq!((coord.driver.pause_budget_ms, coord.limits.bake_ms, coord.rebalance.moves_cluster), (30, 1000, 3));
         let t = coord.throttle.unwrap();
-        assert_eq!(t.throttle.migration_rate_bytes_per_s, Some(5e6));
-        assert!(!t.throttle.adaptive);
-        assert_eq!(t.throttle.schedule.windows.len(), 1);
+        assert_eq!(t.migration_rate_bytes_per_s, Some(5e6));
+        assert!(!t.adaptive);
+        assert_eq!(t.schedule.windows.len(), 1);
     }
 
     #[test]

@@ -140,15 +140,15 @@ fn render(s: &ThrottleStatus) -> String {
 }
 
 fn render_settings(s: &Settings) -> String {
-    let t = &s.throttle;
+    let t = s;
     format!(
         "settings: migration rate {}, keys/s {}, node rate {}, adaptive {}, moves per node {}, moves in cluster {}, {} time windows\n",
         fmt_rate(t.migration_rate_bytes_per_s),
         t.migration_rate_keys_per_s.map_or("unlimited".to_string(), |k| format!("{k:.0}")),
         fmt_rate(t.node_rate_bytes_per_s),
         if t.adaptive { "on" } else { "off" },
-        s.moves_per_node.map_or("(rebalance's)".to_string(), |n| n.to_string()),
-        s.moves_cluster.map_or("(rebalance's)".to_string(), |n| n.to_string()),
+        t.moves_per_node.map_or("(rebalance's)".to_string(), |n| n.to_string()),
+        t.moves_cluster.map_or("(rebalance's)".to_string(), |n| n.to_string()),
         t.schedule.windows.len(),
     )
 }

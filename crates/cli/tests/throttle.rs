@@ -186,10 +186,10 @@ async fn throttle_settings_are_validated_and_apply_at_runtime() {
     let resp = h.patch_throttle(json!({"node_rate_bytes_per_s": 2e6, "moves_cluster": 3})).await;
     assert_eq!(resp.status(), 200);
     let s = h.wait_throttle("the new settings", |s| s.settings.moves_cluster == Some(3)).await;
-    assert_eq!(s.settings.throttle.node_rate_bytes_per_s, Some(2e6));
+    assert_eq!(s.settings.node_rate_bytes_per_s, Some(2e6));
     let resp = h.patch_throttle(json!({"node_rate_bytes_per_s": null})).await;
     assert_eq!(resp.status(), 200);
-    let s = h.wait_throttle("the cleared limit", |s| s.settings.throttle.node_rate_bytes_per_s.is_none()).await;
+    let s = h.wait_throttle("the cleared limit", |s| s.settings.node_rate_bytes_per_s.is_none()).await;
     assert_eq!(s.settings.moves_cluster, Some(3), "a patch leaves other fields alone");
     let resp = h.http.put(format!("{}/v1/throttle", h.admin)).json(&json!({})).send().await.unwrap();
     assert_eq!(resp.status(), 200);

@@ -39,31 +39,11 @@ use evenkeel_throttle::health::Gate;
 use evenkeel_types::latency::RouterReport;
 use evenkeel_types::{NodeId, keys, unix_ms};
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// What the operator sets: the throttle plus concurrency overrides.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Settings {
-    #[serde(flatten)]
-    pub throttle: ThrottleConfig,
-    /// Overrides the rebalance's moves per node, when set.
-    pub moves_per_node: Option<usize>,
-    /// Overrides the rebalance's moves in the cluster, when set.
-    pub moves_cluster: Option<usize>,
-}
-
-impl Settings {
-    pub fn validate(&self) -> Result<(), String> {
-        self.throttle.validate().map_err(|e| e.to_string())?;
-        if self.moves_per_node == Some(0) || self.moves_cluster == Some(0) {
-            return Err("moves_per_node and moves_cluster must be at least 1 (pause a rebalance instead)".into());
-        }
-        Ok(())
-    }
-}
+/// What the operator sets, stored at `/evenkeel/throttle`.
+pub type Settings = ThrottleConfig;
 
 /// Reports older than this are ignored (the router stopped or lags).
 const REPORT_MAX_AGE_MS: u64 = 3_000;
@@ -107,11 +87,11 @@ impl Default for Throttle {
 impl Throttle {
     pub fn new(settings: Settings) -> Self {
         let now = unix_ms();
-        let controller = Controller::new(settings.throttle.aimd.clone(), now);
+        let controller = Controller::new(settings.aimd.clone(), now);
         Throttle {
             inner: Mutex::new(Runtime {
                 controller,
-                baseline: Baseline::new(settings.throttle.baseline.clone()),
+                baseline: Baseline::new(settings.baseline.clone()),
                 gates: HashMap::new(),
                 migrations: HashMap::new(),
                 nodes: HashMap::new(),
@@ -168,7 +148,7 @@ impl Throttle {
         let now_us = unix_ms() * 1000;
         let mut rt = self.inner.lock();
         let rt = &mut *rt;
-        let (rate, keys_rate, node_rate) = (rt.per_migration_bytes_per_s, rt.settings.throttle.migration_rate_keys_per_s, rt.settings.throttle.node_rate_bytes_per_s);
+        let (rate, keys_rate, node_rate) = (rt.per_migration_bytes_per_s, rt.settings.migration_rate_keys_per_s, rt.settings.node_rate_bytes_per_s);
         if rate == Some(0.0) {
             return None;
         }
@@ -190,9 +170,9 @@ impl Throttle {
         let fg = foreground(input, now_ms);
         rt.update_baseline(fg, !moving.is_empty(), now_ms);
         let decision = rt.adapt(fg, now_ms);
-        let effective = rt.settings.throttle.schedule.effective(now_ms);
-        let adaptive_share = rt.settings.throttle.adaptive.then(|| decision.rate_bytes_per_s / moving.len().max(1) as f64);
-        let per_migration = evenkeel_throttle::combine(rt.settings.throttle.migration_rate_bytes_per_s, effective.rate_bytes_per_s, adaptive_share);
+        let effective = rt.settings.schedule.effective(now_ms);
+        let adaptive_share = rt.settings.adaptive.then(|| decision.rate_bytes_per_s / moving.len().max(1) as f64);
+        let per_migration = evenkeel_throttle::combine(rt.settings.migration_rate_bytes_per_s, effective.rate_bytes_per_s, adaptive_share);
         rt.per_migration_bytes_per_s = per_migration;
         rt.max_concurrent = effective.max_concurrent;
         rt.apply_rates(&input.migrations, now_ms);
@@ -254,11 +234,11 @@ impl Runtime {
         if settings == self.settings {
             return;
         }
-        if settings.throttle.aimd != self.settings.throttle.aimd {
-            self.controller = Controller::new(settings.throttle.aimd.clone(), now_ms);
+        if settings.aimd != self.settings.aimd {
+            self.controller = Controller::new(settings.aimd.clone(), now_ms);
         }
-        if settings.throttle.baseline != self.settings.throttle.baseline {
-            self.baseline = Baseline::new(settings.throttle.baseline.clone());
+        if settings.baseline != self.settings.baseline {
+            self.baseline = Baseline::new(settings.baseline.clone());
         }
         tracing::info!(?settings, "throttle settings changed");
         self.settings = settings;
@@ -288,12 +268,12 @@ impl Runtime {
     fn apply_rates(&mut self, migrations: &[Migration], now_ms: u64) {
         let now_us = now_ms * 1000;
         self.migrations.retain(|id, _| migrations.iter().any(|m| &m.id == id && !m.phase.is_terminal()));
-        let (rate, keys_rate) = (self.per_migration_bytes_per_s, self.settings.throttle.migration_rate_keys_per_s);
+        let (rate, keys_rate) = (self.per_migration_bytes_per_s, self.settings.migration_rate_keys_per_s);
         for (b, k) in self.migrations.values_mut() {
             b.set_rate(rate, now_us);
             k.set_rate(keys_rate, now_us);
         }
-        let node_rate = self.settings.throttle.node_rate_bytes_per_s;
+        let node_rate = self.settings.node_rate_bytes_per_s;
         for nb in self.nodes.values_mut() {
             nb.set_rate(node_rate, now_us);
         }
@@ -301,7 +281,7 @@ impl Runtime {
 
     /// Classifies every node and steps its gate.
     fn gate_nodes(&mut self, input: &TickInput, now_ms: u64) -> HashMap<NodeId, GateState> {
-        let thresholds = self.settings.throttle.health.clone();
+        let thresholds = self.settings.health.clone();
         let mut out = HashMap::new();
         for n in &input.status.nodes {
             let errors_before = self.last_errors.insert(n.id, n.errors_total).unwrap_or(n.errors_total);
@@ -328,14 +308,14 @@ impl Runtime {
 
     fn describe(&self, fg: Foreground, rate_reason: &str, window_reason: &str, gates: &HashMap<NodeId, GateState>, moving: usize, now_ms: u64) -> ThrottleStatus {
         let baseline = self.baseline.estimate(now_ms);
-        let budget = self.settings.throttle.aimd.budget_ratio;
+        let budget = self.settings.aimd.budget_ratio;
         let ratio = baseline.filter(|&b| b > 0).map(|b| fg.p99_us as f64 / b as f64);
         let mut nodes: Vec<NodeGateStatus> = gates.iter().map(|(&id, g)| gate_status(id, g)).collect();
         nodes.sort_by_key(|n| n.node);
         ThrottleStatus {
             migrations_moving: moving,
             rate_bytes_per_s: self.per_migration_bytes_per_s,
-            adaptive_rate_bytes_per_s: self.settings.throttle.adaptive.then(|| self.controller.rate()),
+            adaptive_rate_bytes_per_s: self.settings.adaptive.then(|| self.controller.rate()),
             reason: format!("{rate_reason}; {window_reason}"),
             baseline_p99_us: baseline,
             baseline_frozen: self.baseline.frozen().is_some(),
@@ -425,7 +405,7 @@ pub async fn load_settings(meta: &dyn MetaStore) -> Result<Settings, String> {
 
 /// Validates and stores new settings; they apply at the next tick.
 pub async fn store_settings(meta: &dyn MetaStore, s: &Settings) -> Result<(), String> {
-    s.validate()?;
+    s.validate().map_err(|e| e.to_string())?;
     meta.put(keys::THROTTLE, serde_json::to_vec(s).expect("settings serialize"), None).await.map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -38,7 +38,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 /// Tuning of the [`Controller`]. All defaults are the documented ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AimdConfig {
     /// p99 may be at most this multiple of the baseline (the disruption
     /// budget).

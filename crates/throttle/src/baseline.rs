@@ -14,7 +14,7 @@ use crate::error::{ConfigError, ensure};
 
 /// Tuning of [`Baseline`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct BaselineConfig {
     /// The estimate uses samples of the last this many seconds.
     pub window_s: u64,

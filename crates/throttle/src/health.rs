@@ -13,7 +13,7 @@ use crate::error::{ConfigError, ensure};
 
 /// Limits past which a node is Degraded (pause) or Critical (abort).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct HealthThresholds {
     pub pause_heartbeat_age_ms: u64,
     pub pause_p99_us: u64,

@@ -44,7 +44,7 @@ use crate::window::Schedule;
 /// Everything an operator sets about rebalancing speed. Every field has a
 /// default, so `{}` (JSON) or an empty TOML table is a valid config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ThrottleConfig {
     /// Static limit per migration; `None`: the adaptive controller (if on)
     /// and the schedule decide.
@@ -58,6 +58,11 @@ pub struct ThrottleConfig {
     pub baseline: BaselineConfig,
     pub schedule: Schedule,
     pub health: HealthThresholds,
+    /// Concurrent moves per node; overrides the rebalance's when set.
+    pub moves_per_node: Option<usize>,
+    /// Concurrent moves in the cluster; overrides the rebalance's when set
+    /// (a window's `max_concurrent` still caps it).
+    pub moves_cluster: Option<usize>,
 }
 
 impl Default for ThrottleConfig {
@@ -71,6 +76,8 @@ impl Default for ThrottleConfig {
             baseline: BaselineConfig::default(),
             schedule: Schedule::default(),
             health: HealthThresholds::default(),
+            moves_per_node: None,
+            moves_cluster: None,
         }
     }
 }
@@ -87,7 +94,13 @@ impl ThrottleConfig {
         self.aimd.validate()?;
         self.baseline.validate()?;
         self.schedule.validate()?;
-        self.health.validate()
+        self.health.validate()?;
+        for (field, v) in [("moves_per_node", self.moves_per_node), ("moves_cluster", self.moves_cluster)] {
+            if v == Some(0) {
+                return Err(ConfigError::Invalid { field: field.into(), reason: "must be at least 1 (pause the rebalance instead)".into() });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -20,6 +20,7 @@ use crate::units::fmt_rate;
 
 /// One window of the schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Window {
     /// Wall-clock start, "HH:MM", inclusive.
     pub start: String,
@@ -62,7 +63,7 @@ pub enum Day {
 
 /// The windows plus what applies outside all of them.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Schedule {
     /// Checked in order; the first active one wins.
     pub windows: Vec<Window>,

@@ -69,7 +69,7 @@ fn a_slow_node_pauses_its_migrations_and_they_resume_after_recovery() {
     paused.phase = Phase::Paused;
     paused.paused_from = Some(Phase::Copying);
     paused.pause_reason = Some(reason.clone());
-    let recover_ms = Settings::default().throttle.health.recover_after_ms;
+    let recover_ms = Settings::default().health.recover_after_ms;
     let healthy = || vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)];
     let mut now = 11_000;
     let mut resumed_at = None;
@@ -140,7 +140,7 @@ fn the_baseline_freezes_while_data_moves_and_the_rate_is_cut_above_budget() {
 fn the_static_limit_caps_the_adaptive_rate_and_pace_books_it() {
     let t = Throttle::default();
     let mut i = input(vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)], vec![migration("m1", 1, 2, Phase::Copying)], None, 10_000);
-    i.settings.throttle.migration_rate_bytes_per_s = Some(1_000_000.0);
+    i.settings.migration_rate_bytes_per_s = Some(1_000_000.0);
     t.tick(&i, 10_000);
     assert_eq!(t.status().rate_bytes_per_s, Some(1_000_000.0));
     let m = &i.migrations[0];

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The rebalance acceptance run (issues 4 and 5): 1M keys of 100 bytes on 3
+# nodes, add a 4th, and rebalance while `evenkeel bench` sends 10,000 ops/s
+# (half reads). Prints the bench's before/during/after report.
+#
+#   scripts/rebalance-acceptance.sh [default|off|static|nolane] [OUT_DIR]
+#
+# default: the shipped settings (adaptive throttle, background lane)
+# off:     throttling off (adaptive off, no limits), lane still on
+# static:  adaptive off, a 5 MB/s static limit per migration
+# nolane:  default throttle, node background lane off
+#
+# Needs a release build (cargo build --release). Uses ports 6395 and 7095.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODE=${1:-default}
+OUT=${2:-/tmp/evenkeel-acceptance-$MODE}
+BIN=${EVENKEEL_BIN:-target/release/evenkeel}
+ADMIN=127.0.0.1:7095
+rm -rf "$OUT" && mkdir -p "$OUT"
+CONFIG="$OUT/evenkeel.toml"
+case "$MODE" in
+  default) printf '[throttle]\n' > "$CONFIG" ;;
+  off) printf '[throttle]\nadaptive = false\n' > "$CONFIG" ;;
+  static) printf '[throttle]\nadaptive = false\nmigration_rate_bytes_per_s = 5000000\n' > "$CONFIG" ;;
+  nolane) printf '[cluster]\nbackground_lane = false\n[throttle]\n' > "$CONFIG" ;;
+  *) echo "unknown mode $MODE" >&2; exit 2 ;;
+esac
+"$BIN" up --config "$CONFIG" --data-dir "$OUT/data" --listen 127.0.0.1:6395 --admin "$ADMIN" > "$OUT/up.log" 2>&1 &
+UP=$!
+trap 'kill $UP 2>/dev/null; wait $UP 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  "$BIN" cluster status --admin "$ADMIN" > /dev/null 2>&1 && break
+  sleep 0.2
+done
+"$BIN" node add --admin "$ADMIN"
+"$BIN" bench --target redis://127.0.0.1:6395 --rate 10000 --seconds 60 --keys 1000000 --value-size 100 \
+  --mix get=50,set=45,incr=3,del=1,mget=1 --preload --quiet --admin "$ADMIN" \
+  --during-cmd "$BIN rebalance start --wait --admin $ADMIN" \
+  --json "$OUT/report.json" --html "$OUT/report.html" | tee "$OUT/bench.txt"
+"$BIN" migrations --admin "$ADMIN" > "$OUT/migrations.txt"
+"$BIN" throttle show --admin "$ADMIN" > "$OUT/throttle.txt" || true
+echo "report: $OUT/report.html"
