@@ -10,6 +10,7 @@
 # static:  adaptive off, a 5 MB/s static limit per migration
 # nolane:  default throttle, node background lane off
 #
+# RATE (default 10000) and SECONDS_LOAD (default 60) change the load.
 # Needs a release build (cargo build --release). Uses ports 6395 and 7095.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,7 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 "$BIN" node add --admin "$ADMIN"
-"$BIN" bench --target redis://127.0.0.1:6395 --rate 10000 --seconds 60 --keys 1000000 --value-size 100 \
+"$BIN" bench --target redis://127.0.0.1:6395 --rate "${RATE:-10000}" --seconds "${SECONDS_LOAD:-60}" --keys 1000000 --value-size 100 \
   --mix get=50,set=45,incr=3,del=1,mget=1 --preload --quiet --admin "$ADMIN" \
   --during-cmd "$BIN rebalance start --wait --admin $ADMIN" \
   --json "$OUT/report.json" --html "$OUT/report.html" | tee "$OUT/bench.txt"

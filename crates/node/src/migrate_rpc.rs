@@ -7,7 +7,8 @@
 //! The bulk ones (snapshot, log read, apply, drop) are async: they take their
 //! turn in the background lane ([`crate::lane`]) before admitting the token,
 //! so admission stays right next to the work it admits. Fence, checksum and
-//! begin are on the cutover's critical path and run at once.
+//! begin are on the cutover's critical path and run at once, as do log reads
+//! and applies marked `urgent` (the drain under the fence).
 
 use crate::service::NodeInner;
 use crate::store::{KeyRecord, LogRead, StoreError};
@@ -53,7 +54,8 @@ pub(crate) async fn snapshot(inner: &NodeInner, req: &pb::SnapshotRequest) -> Re
 }
 
 pub(crate) async fn read_log(inner: &NodeInner, req: &pb::ReadLogRequest) -> Result<pb::ReadLogResponse, Status> {
-    let _turn = inner.lane.background().await;
+    // The cutover's drain runs while clients are paused: no lane for it.
+    let _turn = if req.urgent { None } else { Some(inner.lane.background().await) };
     let p = admit(inner, req.header.as_ref())?;
     let log_next = inner.store.log_next(p).map_err(status)?;
     match inner.store.read_log(p, req.from, req.max.clamp(1, PAGE_KEYS_MAX) as usize).map_err(status)? {
@@ -73,12 +75,12 @@ pub(crate) async fn read_log(inner: &NodeInner, req: &pb::ReadLogRequest) -> Res
 /// atomic batch per record, log position taken under the partition lock),
 /// so a sub-batch boundary is like a boundary between two requests.
 pub(crate) async fn apply(inner: &NodeInner, req: pb::ApplyRequest) -> Result<pb::ApplyResponse, Status> {
-    let turn = inner.lane.background().await;
+    let turn = if req.urgent { None } else { Some(inner.lane.background().await) };
     let p = admit(inner, req.header.as_ref())?;
     let records: Vec<KeyRecord> = req.records.into_iter().map(from_pb).collect::<Result<_, _>>()?;
     let mut applied = 0;
     for (i, batch) in records.chunks(APPLY_BATCH_RECORDS).enumerate() {
-        if i > 0 {
+        if let Some(turn) = turn.as_ref().filter(|_| i > 0) {
             turn.yield_to_foreground().await;
         }
         applied += inner.store.apply(p, batch).map_err(status)?;

@@ -34,7 +34,7 @@ async fn position(d: &Driver, m: &Migration, node: NodeId) -> Result<u64, super:
 async fn drain(d: &Driver, m: &Migration, from_node: NodeId, to_node: NodeId, from: u64, end: u64) -> Result<Option<u64>, super::driver::Failure> {
     let mut at = from;
     while at < end {
-        let (page, _) = ship_log(d, m, from_node, to_node, at).await?;
+        let (page, _) = ship_log(d, m, from_node, to_node, at, true).await?;
         if page.truncated {
             return Ok(None);
         }
@@ -54,20 +54,28 @@ pub(super) async fn cutover(d: &Driver, m: &Migration, from: u64) -> Outcome {
     }
     let started = Instant::now();
     let end = fence(d, m, m.source, true, 0).await?.log_next;
-    let Some(_) = drain(d, m, m.source, m.target, from, end).await? else {
-        fence(d, m, m.source, false, 0).await?;
-        return Ok(Some(Event::LogTruncated { source_log_pos: end }));
+    // The drain and the check get what is left of the budget and no more:
+    // past it the source is unfenced at once, not when they finish.
+    let budget = std::time::Duration::from_millis(d.config.pause_budget_ms).saturating_sub(started.elapsed());
+    let checked = match tokio::time::timeout(budget, drain_and_check(d, m, from, end)).await {
+        Ok(result) => result,
+        Err(_) => {
+            fence(d, m, m.source, false, 0).await?;
+            tracing::info!(migration = %m.id, elapsed_ms = elapsed_ms(started), "cutover over budget; catching up again");
+            return Ok(Some(Event::CutoverTimedOut));
+        }
     };
-    let (src, dst) = (checksum(d, m, m.source).await?, checksum(d, m, m.target).await?);
-    if (src.keys, src.digest) != (dst.keys, dst.digest) {
+    let ended = match checked {
+        Ok(ended) => ended,
+        Err(f) => {
+            // Do not leave clients paused while the driver retries.
+            let _ = fence(d, m, m.source, false, 0).await;
+            return Err(f);
+        }
+    };
+    if let Some(event) = ended {
         fence(d, m, m.source, false, 0).await?;
-        let error = format!("checksums differ under fence: source {} keys, destination {} keys", src.keys, dst.keys);
-        return Ok(Some(Event::Failed { error }));
-    }
-    if elapsed_ms(started) > d.config.pause_budget_ms {
-        fence(d, m, m.source, false, 0).await?;
-        tracing::info!(migration = %m.id, elapsed_ms = elapsed_ms(started), "cutover over budget; catching up again");
-        return Ok(Some(Event::CutoverTimedOut));
+        return Ok(Some(event));
     }
     let epoch = set_owner(d, m, m.target).await?;
     let reverse_from = position(d, m, m.target).await?;
@@ -76,6 +84,21 @@ pub(super) async fn cutover(d: &Driver, m: &Migration, from: u64) -> Outcome {
     metrics::histogram!("evenkeel_migration_cutover_pause_seconds").record(pause_ms as f64 / 1000.0);
     tracing::info!(migration = %m.id, partition = m.partition, pause_ms, epoch, "cutover done");
     Ok(Some(Event::CutoverDone { pause_ms, reverse_log_pos: reverse_from }))
+}
+
+/// Under the fence: drains the source's last changes and compares both
+/// sides' checksums (concurrently). Returns the event that ends the
+/// attempt, or None when the destination matches and the flip may go on.
+async fn drain_and_check(d: &Driver, m: &Migration, from: u64, end: u64) -> Result<Option<Event>, super::driver::Failure> {
+    if drain(d, m, m.source, m.target, from, end).await?.is_none() {
+        return Ok(Some(Event::LogTruncated { source_log_pos: end }));
+    }
+    let (src, dst) = tokio::try_join!(checksum(d, m, m.source), checksum(d, m, m.target))?;
+    if (src.keys, src.digest) != (dst.keys, dst.digest) {
+        let error = format!("checksums differ under fence: source {} keys, destination {} keys", src.keys, dst.keys);
+        return Ok(Some(Event::Failed { error }));
+    }
+    Ok(None)
 }
 
 pub(super) async fn roll_back(d: &Driver, m: &Migration, from: u64) -> Outcome {

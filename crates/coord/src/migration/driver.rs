@@ -242,38 +242,39 @@ async fn copy_chunk(d: &Driver, m: &Migration, cursor: Option<bytes::Bytes>) -> 
     let req = pb::SnapshotRequest { header: header(m), cursor, max_keys: d.config.chunk_keys, max_bytes: d.config.chunk_bytes };
     let chunk = client(d, m.source).await?.migrate_snapshot(req).await.map_err(apply_failure)?.into_inner();
     let keys = chunk.records.len() as u64;
-    apply(d, m, m.target, chunk.records).await?;
+    apply(d, m, m.target, chunk.records, false).await?;
     metrics::counter!("evenkeel_migration_copied_bytes_total").increment(chunk.bytes);
     d.throttle.pace(m, chunk.bytes, keys).await;
     Ok(Some(Event::ChunkCopied { done: chunk.cursor.is_none(), cursor: chunk.cursor, keys, bytes: chunk.bytes }))
 }
 
-pub(super) async fn apply(d: &Driver, m: &Migration, node: NodeId, records: Vec<pb::KeyRecord>) -> Result<(), Failure> {
+pub(super) async fn apply(d: &Driver, m: &Migration, node: NodeId, records: Vec<pb::KeyRecord>, urgent: bool) -> Result<(), Failure> {
     if records.is_empty() {
         return Ok(());
     }
-    let req = pb::ApplyRequest { header: header(m), records };
+    let req = pb::ApplyRequest { header: header(m), records, urgent };
     client(d, node).await?.migrate_apply(req).await.map_err(apply_failure)?;
     Ok(())
 }
 
 /// Copies one page of `from_node`'s change log from `from` to `to_node`.
 /// Returns the log page (its entries already applied and taken out) and
-/// the bytes of keys and values it moved.
-pub(super) async fn ship_log(d: &Driver, m: &Migration, from_node: NodeId, to_node: NodeId, from: u64) -> Result<(pb::ReadLogResponse, u64), Failure> {
-    let req = pb::ReadLogRequest { header: header(m), from, max: d.config.chunk_keys };
+/// the bytes of keys and values it moved. `urgent`: the drain under a fence,
+/// which nodes run ahead of their background lane.
+pub(super) async fn ship_log(d: &Driver, m: &Migration, from_node: NodeId, to_node: NodeId, from: u64, urgent: bool) -> Result<(pb::ReadLogResponse, u64), Failure> {
+    let req = pb::ReadLogRequest { header: header(m), from, max: d.config.chunk_keys, urgent };
     let mut page = client(d, from_node).await?.migrate_read_log(req).await.map_err(apply_failure)?.into_inner();
     let mut bytes = 0;
     if !page.truncated {
         let records: Vec<pb::KeyRecord> = std::mem::take(&mut page.entries).into_iter().filter_map(|e| e.record).collect();
         bytes = records.iter().map(|r| (r.key.len() + r.value.len()) as u64).sum();
-        apply(d, m, to_node, records).await?;
+        apply(d, m, to_node, records, urgent).await?;
     }
     Ok((page, bytes))
 }
 
 async fn catch_up(d: &Driver, m: &Migration, from: u64) -> Outcome {
-    let (page, bytes) = ship_log(d, m, m.source, m.target, from).await?;
+    let (page, bytes) = ship_log(d, m, m.source, m.target, from, false).await?;
     if page.truncated {
         return Ok(Some(Event::LogTruncated { source_log_pos: page.log_next }));
     }
@@ -299,7 +300,7 @@ pub(super) async fn checksum(d: &Driver, m: &Migration, node: NodeId) -> Result<
 }
 
 async fn reverse_capture(d: &Driver, m: &Migration, from: u64) -> Outcome {
-    let (page, _) = ship_log(d, m, m.target, m.source, from).await?;
+    let (page, _) = ship_log(d, m, m.target, m.source, from, false).await?;
     if page.truncated {
         return Err(Failure::Transient(format!("destination log truncated below {from}; rollback would lose writes")));
     }

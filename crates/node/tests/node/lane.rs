@@ -67,3 +67,32 @@ async fn with_the_lane_off_migration_never_yields() {
     slow.await.unwrap();
     node.stop().await;
 }
+
+/// The cutover's drain (log reads and applies marked urgent) runs while
+/// clients are fenced, so it never waits in the lane, even with foreground
+/// requests in flight and the lane on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urgent_drain_requests_skip_the_lane() {
+    let _scenario = fail::FailScenario::setup();
+    let node = start(43, |_| {}).await;
+    fail::cfg(execute_delay(43), &format!("return({FOREGROUND_MS})")).unwrap();
+    let slow = slow_execute(&node);
+    let mut client = node.client.clone();
+    // Wait until the slow Execute is in its handler (a normal snapshot yields).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node.stats().await.background_yields_total == 0 {
+        assert!(Instant::now() < deadline, "the Execute never got in flight");
+        client.migrate_snapshot(snapshot(partition_of(b"k"))).await.unwrap();
+    }
+    let before = node.stats().await.background_yields_total;
+    let mut urgent = apply_many("u", 1_000);
+    urgent.urgent = true;
+    assert_eq!(client.migrate_apply(urgent).await.unwrap().into_inner().applied, 1_000);
+    let header = apply_many("u", 1).header;
+    let read = evenkeel_rpc::pb::ReadLogRequest { header, from: 0, max: 100, urgent: true };
+    client.migrate_read_log(read).await.unwrap();
+    assert!(!slow.is_finished(), "the Execute must still be in flight");
+    assert_eq!(node.stats().await.background_yields_total, before, "urgent requests never yield");
+    slow.await.unwrap();
+    node.stop().await;
+}

@@ -75,5 +75,5 @@ pub fn apply_many(partition_key: &str, n: usize) -> pb::ApplyRequest {
     let records = (0..n)
         .map(|i| pb::KeyRecord { key: format!("{{{partition_key}}}{i}").into(), tombstone: false, value: "v".into(), expire_at_ms: 0, version: 1 + i as u64 })
         .collect();
-    pb::ApplyRequest { header: header(partition_of(partition_key.as_bytes())), records }
+    pb::ApplyRequest { header: header(partition_of(partition_key.as_bytes())), records, urgent: false }
 }
