@@ -11,6 +11,7 @@
 //! and applies marked `urgent` (the drain under the fence).
 
 use crate::service::NodeInner;
+use std::sync::Arc;
 use crate::store::{KeyRecord, LogRead, StoreError};
 use evenkeel_rpc::pb;
 use evenkeel_types::{PartitionId, Record, unix_ms};
@@ -32,6 +33,19 @@ fn status(e: StoreError) -> Status {
     }
 }
 
+/// Runs a store call that scans or writes many records on tokio's
+/// blocking pool. In `evenkeel up` every role shares one runtime with a
+/// worker per core; a partition-sized checksum or a page of applies done on
+/// a worker stalls every client request (and the cutover's own timeout)
+/// queued behind it.
+async fn blocking<T: Send + 'static>(inner: &Arc<NodeInner>, f: impl FnOnce(&NodeInner) -> Result<T, StoreError> + Send + 'static) -> Result<T, Status> {
+    let inner = inner.clone();
+    match tokio::task::spawn_blocking(move || f(&inner)).await {
+        Ok(r) => r.map_err(status),
+        Err(e) => Err(Status::internal(format!("store task failed: {e}"))),
+    }
+}
+
 /// Validates the header and admits its token.
 pub(crate) fn admit(inner: &NodeInner, header: Option<&pb::MigrateHeader>) -> Result<PartitionId, Status> {
     let h = header.ok_or_else(|| Status::invalid_argument("missing migration header"))?;
@@ -44,21 +58,23 @@ pub(crate) fn position(inner: &NodeInner, partition: PartitionId) -> Result<pb::
     Ok(pb::PositionResponse { log_next: inner.store.log_next(partition).map_err(status)?, clock: inner.store.clock().current() })
 }
 
-pub(crate) async fn snapshot(inner: &NodeInner, req: &pb::SnapshotRequest) -> Result<pb::SnapshotResponse, Status> {
+pub(crate) async fn snapshot(inner: &Arc<NodeInner>, req: &pb::SnapshotRequest) -> Result<pb::SnapshotResponse, Status> {
     let _turn = inner.lane.background().await;
     let p = admit(inner, req.header.as_ref())?;
     let max_keys = req.max_keys.clamp(1, PAGE_KEYS_MAX) as usize;
     let max_bytes = req.max_bytes.clamp(1, PAGE_BYTES_MAX);
-    let chunk = inner.store.snapshot_chunk(p, req.cursor.as_deref(), max_keys, max_bytes).map_err(status)?;
+    let cursor = req.cursor.clone();
+    let chunk = blocking(inner, move |i| i.store.snapshot_chunk(p, cursor.as_deref(), max_keys, max_bytes)).await?;
     Ok(pb::SnapshotResponse { records: chunk.records.iter().map(to_pb).collect(), cursor: chunk.cursor, bytes: chunk.bytes })
 }
 
-pub(crate) async fn read_log(inner: &NodeInner, req: &pb::ReadLogRequest) -> Result<pb::ReadLogResponse, Status> {
+pub(crate) async fn read_log(inner: &Arc<NodeInner>, req: &pb::ReadLogRequest) -> Result<pb::ReadLogResponse, Status> {
     // The cutover's drain runs while clients are paused: no lane for it.
     let _turn = if req.urgent { None } else { Some(inner.lane.background().await) };
     let p = admit(inner, req.header.as_ref())?;
     let log_next = inner.store.log_next(p).map_err(status)?;
-    match inner.store.read_log(p, req.from, req.max.clamp(1, PAGE_KEYS_MAX) as usize).map_err(status)? {
+    let (from, max) = (req.from, req.max.clamp(1, PAGE_KEYS_MAX) as usize);
+    match blocking(inner, move |i| i.store.read_log(p, from, max)).await? {
         LogRead::Truncated { first } => Ok(pb::ReadLogResponse { entries: vec![], next: req.from, truncated: true, first, log_next }),
         LogRead::Entries { entries, next } => Ok(pb::ReadLogResponse {
             entries: entries.iter().map(|(pos, kr)| pb::LogEntry { position: *pos, record: Some(to_pb(kr)) }).collect(),
@@ -74,16 +90,20 @@ pub(crate) async fn read_log(inner: &NodeInner, req: &pb::ReadLogRequest) -> Res
 /// store applies and logs each record on its own (newer wins per key, one
 /// atomic batch per record, log position taken under the partition lock),
 /// so a sub-batch boundary is like a boundary between two requests.
-pub(crate) async fn apply(inner: &NodeInner, req: pb::ApplyRequest) -> Result<pb::ApplyResponse, Status> {
+pub(crate) async fn apply(inner: &Arc<NodeInner>, req: pb::ApplyRequest) -> Result<pb::ApplyResponse, Status> {
     let turn = if req.urgent { None } else { Some(inner.lane.background().await) };
     let p = admit(inner, req.header.as_ref())?;
     let records: Vec<KeyRecord> = req.records.into_iter().map(from_pb).collect::<Result<_, _>>()?;
     let mut applied = 0;
-    for (i, batch) in records.chunks(APPLY_BATCH_RECORDS).enumerate() {
-        if let Some(turn) = turn.as_ref().filter(|_| i > 0) {
+    let mut records = records.into_iter().peekable();
+    let mut first = true;
+    while records.peek().is_some() {
+        if let Some(turn) = turn.as_ref().filter(|_| !first) {
             turn.yield_to_foreground().await;
         }
-        applied += inner.store.apply(p, batch).map_err(status)?;
+        first = false;
+        let batch: Vec<KeyRecord> = records.by_ref().take(APPLY_BATCH_RECORDS).collect();
+        applied += blocking(inner, move |i| i.store.apply(p, &batch)).await?;
     }
     Ok(pb::ApplyResponse { applied: applied as u32 })
 }
@@ -99,20 +119,21 @@ pub(crate) fn fence(inner: &NodeInner, req: &pb::FenceRequest) -> Result<pb::Pos
     position(inner, p)
 }
 
-pub(crate) fn checksum(inner: &NodeInner, req: &pb::MigrateHeader) -> Result<pb::ChecksumResponse, Status> {
+pub(crate) async fn checksum(inner: &Arc<NodeInner>, req: &pb::MigrateHeader) -> Result<pb::ChecksumResponse, Status> {
     let p = admit(inner, Some(req))?;
     let log_next = inner.store.log_next(p).map_err(status)?;
-    let sum = inner.store.checksum(p, unix_ms()).map_err(status)?;
+    let sum = blocking(inner, move |i| i.store.checksum(p, unix_ms())).await?;
     Ok(pb::ChecksumResponse { keys: sum.keys, digest: sum.digest, log_next })
 }
 
-pub(crate) async fn drop_chunk(inner: &NodeInner, req: &pb::DropRequest) -> Result<pb::DropResponse, Status> {
+pub(crate) async fn drop_chunk(inner: &Arc<NodeInner>, req: &pb::DropRequest) -> Result<pb::DropResponse, Status> {
     let _turn = inner.lane.background().await;
     let p = admit(inner, req.header.as_ref())?;
     if inner.ownership.owns(p) {
         return Err(Status::failed_precondition(format!("partition {p} is owned by this node; refusing to drop it")));
     }
-    let removed = inner.store.drop_chunk(p, req.max_keys.clamp(1, PAGE_KEYS_MAX) as usize).map_err(status)?;
+    let max = req.max_keys.clamp(1, PAGE_KEYS_MAX) as usize;
+    let removed = blocking(inner, move |i| i.store.drop_chunk(p, max)).await?;
     Ok(pb::DropResponse { removed: removed as u32 })
 }
 

@@ -224,7 +224,7 @@ impl pb::node_server::Node for NodeService {
     }
 
     async fn migrate_checksum(&self, request: Request<pb::MigrateHeader>) -> Result<Response<pb::ChecksumResponse>, Status> {
-        Ok(Response::new(migrate_rpc::checksum(&self.inner, request.get_ref())?))
+        Ok(Response::new(migrate_rpc::checksum(&self.inner, request.get_ref()).await?))
     }
 
     async fn migrate_drop(&self, request: Request<pb::DropRequest>) -> Result<Response<pb::DropResponse>, Status> {

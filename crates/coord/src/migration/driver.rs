@@ -36,6 +36,11 @@ pub struct DriverConfig {
     pub attempts_max: u32,
     /// Verification mismatches with nothing left to apply before failing.
     pub mismatches_max: u32,
+    /// Progress inside a phase (copy cursor, log positions) is persisted at
+    /// most this often; phase changes always at once. A crash redoes at most
+    /// this much idempotent work, and the metadata store is not fsynced per
+    /// chunk.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for DriverConfig {
@@ -51,6 +56,7 @@ impl Default for DriverConfig {
             drop_batch: 1000,
             attempts_max: 30,
             mismatches_max: 3,
+            checkpoint_interval: Duration::from_secs(1),
         }
     }
 }
@@ -105,11 +111,12 @@ pub(super) fn apply_failure(s: tonic::Status) -> Failure {
 /// Runs migration `id` until it reaches a terminal phase whose cleanup is
 /// done, or pauses, or waits for approval. Returns the phase it stopped in.
 pub async fn drive(d: Arc<Driver>, id: String, mut inbox: tokio::sync::mpsc::Receiver<Event>) -> Result<Phase, DriveError> {
-    let (mut m, mut rev) = load(d.meta.as_ref(), &id).await?;
+    let (mut m, rev) = load(d.meta.as_ref(), &id).await?;
+    let mut rev = Saved { rev, at: Instant::now(), dirty: false };
     let mut queue: VecDeque<Action> = machine::resume_actions(&m).into();
     if m.phase == Phase::Pending {
         queue.extend(machine::step(&mut m, Event::Start, unix_ms())?);
-        rev = save(d.meta.as_ref(), &m, rev).await?;
+        rev.rev = save(d.meta.as_ref(), &m, rev.rev).await?;
     }
     let mut mismatches = 0;
     loop {
@@ -124,7 +131,12 @@ pub async fn drive(d: Arc<Driver>, id: String, mut inbox: tokio::sync::mpsc::Rec
                     rev = apply_event(&d, &mut m, rev, e, &mut queue).await?;
                     continue;
                 }
-                None => return Ok(m.phase),
+                None => {
+                    if rev.dirty {
+                        save(d.meta.as_ref(), &m, rev.rev).await?;
+                    }
+                    return Ok(m.phase);
+                }
             }
         };
         let event = match perform_with_retries(&d, &mut m, &action).await {
@@ -138,19 +150,34 @@ pub async fn drive(d: Arc<Driver>, id: String, mut inbox: tokio::sync::mpsc::Rec
     }
 }
 
+/// The revision the driver last wrote, when, and whether the in-memory
+/// state has progress not yet stored.
+struct Saved {
+    rev: Revision,
+    at: Instant,
+    dirty: bool,
+}
+
 /// Steps the machine and persists the result before queueing its actions.
-/// An event the phase no longer accepts (a chunk finishing after a pause)
-/// is dropped: its work is idempotent and will be redone on resume.
-async fn apply_event(d: &Driver, m: &mut Migration, rev: Revision, event: Event, queue: &mut VecDeque<Action>) -> Result<Revision, DriveError> {
+/// Progress within a phase is persisted at most every `checkpoint_interval`
+/// (its work is idempotent, so a crash only redoes it). An event the phase
+/// no longer accepts (a chunk finishing after a pause) is dropped: its work
+/// is idempotent and will be redone on resume.
+async fn apply_event(d: &Driver, m: &mut Migration, saved: Saved, event: Event, queue: &mut VecDeque<Action>) -> Result<Saved, DriveError> {
+    let phase = m.phase;
+    let progress = matches!(event, Event::ChunkCopied { .. } | Event::CaughtUp { .. } | Event::ReverseCaughtUp { .. });
     match machine::step(m, event, unix_ms()) {
         Ok(actions) => {
-            let rev = save(d.meta.as_ref(), m, rev).await?;
             queue.extend(actions);
-            Ok(rev)
+            if progress && m.phase == phase && saved.at.elapsed() < d.config.checkpoint_interval {
+                return Ok(Saved { dirty: true, ..saved });
+            }
+            let rev = save(d.meta.as_ref(), m, saved.rev).await?;
+            Ok(Saved { rev, at: Instant::now(), dirty: false })
         }
         Err(e) => {
             tracing::info!(migration = %m.id, error = %e, "event dropped");
-            Ok(rev)
+            Ok(saved)
         }
     }
 }
