@@ -389,18 +389,7 @@ fn render_status(s: &ClusterStatus) -> String {
     for n in &s.nodes {
         let health = n.problem.clone().unwrap_or_else(|| "ok".to_string());
         let state = format!("{:?}", n.state).to_lowercase();
-        out += &format!("{:<5} {:<22} {:<9} {:<22} {:>10} {:>12} {:>10}\n", n.id, n.addr, state, health, n.partitions, n.keys, human_bytes(n.bytes));
+        out += &format!("{:<5} {:<22} {:<9} {:<22} {:>10} {:>12} {:>10}\n", n.id, n.addr, state, health, n.partitions, n.keys, evenkeel::progress::human(n.bytes));
     }
     out
-}
-
-fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[unit]) }
 }
