@@ -1,150 +1,14 @@
-//! Live partition moves under concurrent load.
-//!
-//! Every key has exactly one writer, which writes strictly increasing
-//! sequence numbers, so a read is correct iff the sequence it returns is at
-//! least the last one acknowledged before the read began (no lost write, no
-//! stale read: G1, G2, G3) and at most the last one invoked before the read
-//! ended (no invented or future value: G5). Counters check that every
-//! acknowledged INCR counts exactly once. Any client error fails the test.
+//! Live partition moves under concurrent load, checked by the shared load
+//! harness (`common`): any client error, lost write, stale or invented read
+//! fails the test, and every acknowledged INCR counts exactly once.
 
-use evenkeel::up::{LocalCluster, UpOptions};
-use evenkeel_coord::api::{MigrationInfo, MigrationList, MoveRequest};
+mod common;
+
+use common::{KEYS_PER_WRITER, Load, PAUSE_BUDGET_MS, WRITERS, migrations, options, routing, wait_for_leader, wait_state};
+use evenkeel::up::LocalCluster;
+use evenkeel_coord::api::{MigrationInfo, MoveRequest};
 use redis::AsyncCommands;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-const KEYS_PER_WRITER: usize = 200;
-const WRITERS: usize = 3;
-const PAUSE_BUDGET_MS: u64 = 500;
-
-struct Register {
-    invoked: AtomicU64,
-    acked: AtomicU64,
-}
-
-fn key(writer: usize, k: usize) -> String {
-    format!("w{writer}:k{k}")
-}
-
-async fn writer(conn: redis::aio::MultiplexedConnection, w: usize, regs: Arc<Vec<Register>>, stop: Arc<AtomicBool>) -> Result<u64, String> {
-    let mut conn = conn;
-    let mut seq = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        seq += 1;
-        for k in 0..KEYS_PER_WRITER {
-            let reg = &regs[w * KEYS_PER_WRITER + k];
-            reg.invoked.store(seq, Ordering::SeqCst);
-            let () = conn.set(key(w, k), seq.to_string()).await.map_err(|e| format!("SET {}: {e}", key(w, k)))?;
-            reg.acked.store(seq, Ordering::SeqCst);
-        }
-    }
-    Ok(seq)
-}
-
-async fn reader(conn: redis::aio::MultiplexedConnection, regs: Arc<Vec<Register>>, stop: Arc<AtomicBool>) -> Result<u64, String> {
-    let mut conn = conn;
-    let mut reads = 0u64;
-    let mut i = 0usize;
-    while !stop.load(Ordering::Relaxed) {
-        i = (i + 7919) % regs.len();
-        let (w, k) = (i / KEYS_PER_WRITER, i % KEYS_PER_WRITER);
-        let lo = regs[i].acked.load(Ordering::SeqCst);
-        let got: Option<String> = conn.get(key(w, k)).await.map_err(|e| format!("GET {}: {e}", key(w, k)))?;
-        let hi = regs[i].invoked.load(Ordering::SeqCst);
-        let seen: u64 = got.as_deref().map_or(0, |v| v.parse().expect("values are sequence numbers"));
-        if seen < lo || seen > hi {
-            return Err(format!("{}: read {seen}, but acked {lo} before the read and invoked {hi} by its end", key(w, k)));
-        }
-        reads += 1;
-    }
-    Ok(reads)
-}
-
-async fn incrementer(conn: redis::aio::MultiplexedConnection, stop: Arc<AtomicBool>) -> Result<u64, String> {
-    let mut conn = conn;
-    let mut acked = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let n: u64 = conn.incr(format!("counter:{}", acked % 16), 1).await.map_err(|e| format!("INCR: {e}"))?;
-        assert!(n >= 1);
-        acked += 1;
-    }
-    Ok(acked)
-}
-
-/// Writers, readers and an incrementer running against the router; each
-/// read is checked as it happens, the rest when the load stops.
-struct Load {
-    regs: Arc<Vec<Register>>,
-    stop: Arc<AtomicBool>,
-    writers: Vec<tokio::task::JoinHandle<Result<u64, String>>>,
-    readers: Vec<tokio::task::JoinHandle<Result<u64, String>>>,
-    counter: tokio::task::JoinHandle<Result<u64, String>>,
-}
-
-impl Load {
-    /// Starts the load and returns once every key has been written once.
-    async fn start(client: &redis::Client, readers: usize) -> Load {
-        let regs: Arc<Vec<Register>> = Arc::new((0..WRITERS * KEYS_PER_WRITER).map(|_| Register { invoked: AtomicU64::new(0), acked: AtomicU64::new(0) }).collect());
-        let stop = Arc::new(AtomicBool::new(false));
-        let conn = || client.get_multiplexed_async_connection();
-        let mut load = Load { regs: regs.clone(), stop: stop.clone(), writers: vec![], readers: vec![], counter: tokio::spawn(incrementer(conn().await.unwrap(), stop.clone())) };
-        for w in 0..WRITERS {
-            load.writers.push(tokio::spawn(writer(conn().await.unwrap(), w, regs.clone(), stop.clone())));
-        }
-        for _ in 0..readers {
-            load.readers.push(tokio::spawn(reader(conn().await.unwrap(), regs.clone(), stop.clone())));
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while regs.iter().any(|r| r.acked.load(Ordering::SeqCst) == 0) {
-            assert!(Instant::now() < deadline, "initial writes did not finish");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        load
-    }
-
-    /// Stops the load, fails on any client error, and checks the final
-    /// state: every key holds its last acknowledged value (G1) and every
-    /// acknowledged INCR counted exactly once.
-    async fn finish(self, client: &redis::Client) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.writers {
-            t.await.unwrap().unwrap();
-        }
-        let mut reads = 0;
-        for t in self.readers {
-            reads += t.await.unwrap().unwrap();
-        }
-        assert!(reads > 0, "readers made progress");
-        let increments = self.counter.await.unwrap().unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        for (i, reg) in self.regs.iter().enumerate() {
-            let got: String = conn.get(key(i / KEYS_PER_WRITER, i % KEYS_PER_WRITER)).await.unwrap();
-            assert_eq!(got.parse::<u64>().unwrap(), reg.acked.load(Ordering::SeqCst));
-        }
-        let mut total = 0u64;
-        for c in 0..16 {
-            let v: Option<u64> = conn.get(format!("counter:{c}")).await.unwrap();
-            total += v.unwrap_or(0);
-        }
-        assert_eq!(total, increments, "every acknowledged INCR counted exactly once");
-    }
-}
-
-/// Cluster options for these tests: `partitions` partitions, a short (or
-/// long) bake, and a pause budget a debug build can meet.
-fn options(dir: &std::path::Path, partitions: u32, bake_ms: u64) -> UpOptions {
-    let mut opts = UpOptions::ephemeral(dir);
-    opts.partitions = partitions;
-    opts.coord.limits.bake_ms = bake_ms;
-    opts.coord.driver.pause_budget_ms = PAUSE_BUDGET_MS;
-    opts
-}
-
-async fn migrations(http: &reqwest::Client, admin: &str) -> Vec<MigrationInfo> {
-    let list: MigrationList = http.get(format!("{admin}/v1/migrations")).send().await.unwrap().json().await.unwrap();
-    list.migrations
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_move_under_load_without_errors_lost_or_stale_reads() {
@@ -198,11 +62,6 @@ async fn partitions_move_under_load_without_errors_lost_or_stale_reads() {
     cluster.shutdown().await.unwrap();
 }
 
-async fn routing(cluster: &LocalCluster) -> evenkeel_types::RoutingTable {
-    let kv = cluster.meta.get(evenkeel_types::keys::ROUTING).await.unwrap().unwrap();
-    evenkeel_types::RoutingTable::from_json(&kv.value).unwrap()
-}
-
 /// Waits until `expected` migrations exist and all are DONE, each with a
 /// cutover pause inside the budget (G8); fails fast on a failed one.
 async fn wait_all_done(http: &reqwest::Client, admin: &str, expected: usize) {
@@ -219,18 +78,6 @@ async fn wait_all_done(http: &reqwest::Client, admin: &str, expected: usize) {
         let failed: Vec<_> = all.iter().filter(|m| m.state == "FAILED" || m.state == "ROLLED_BACK").collect();
         assert!(failed.is_empty(), "migrations failed: {failed:?}");
         assert!(Instant::now() < deadline, "migrations did not finish: {all:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_for_leader(http: &reqwest::Client, admin: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s: evenkeel_coord::api::ClusterStatus = http.get(format!("{admin}/v1/cluster")).send().await.unwrap().json().await.unwrap();
-        if s.leader {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no leader");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -283,20 +130,6 @@ async fn rollback_during_bake_loses_no_write() {
     let again = http.post(format!("{admin}/v1/migrations/{}/rollback", started.id)).send().await.unwrap();
     assert_eq!(again.status(), 409);
     cluster.shutdown().await.unwrap();
-}
-
-async fn wait_state(http: &reqwest::Client, admin: &str, id: &str, state: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let all = migrations(http, admin).await;
-        let m = all.iter().find(|m| m.id == id).expect("migration listed");
-        if m.state == state {
-            return;
-        }
-        assert!(!matches!(m.state.as_str(), "FAILED" | "CANCELLED") || state == m.state, "migration ended {}: {:?}", m.state, m.error);
-        assert!(Instant::now() < deadline, "{id} never reached {state}: {m:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// `node add` starts a real node in-process; a partition moves to it; a
