@@ -153,6 +153,9 @@ pub enum Event {
     Rollback,
     /// The phase's work failed for good (node gone past retries, mismatch).
     Failed { error: String },
+    /// A new driver holds the partition lock under a newer fencing token
+    /// and both nodes have admitted it.
+    Relocked { token: u64 },
 }
 
 /// Work for the driver. The new state is persisted before any is performed.
@@ -177,6 +180,9 @@ pub enum Action {
     /// Abort: clear the routing mode, drop the destination copy.
     Abort,
     ReleaseLock,
+    /// Hold the partition lock under this driver's lease; if its token is
+    /// new, have both nodes admit it (so they refuse the previous holder).
+    Relock,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -215,6 +221,12 @@ impl Migration {
         }
     }
 
+    /// Nothing is left to do: the phase is terminal and its cleanup done
+    /// (DONE's lock release may be pending; a lapsed lease releases it).
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Done || self.phase.is_terminal() && self.cleanup_done
+    }
+
     fn enter(&mut self, phase: Phase, now_ms: u64) {
         self.phase = phase;
         self.history.push((phase, now_ms));
@@ -248,6 +260,10 @@ fn transition(m: &mut Migration, event: &Event, now: u64) -> Stepped {
             Ok(resume_actions(m))
         }
         (_, Event::Cancel) => abort(m, P::Cancelled, None, now, event),
+        (_, Event::Relocked { token }) if m.token.is_some_and(|t| t < *token) && !m.is_finished() => {
+            m.token = Some(*token);
+            Ok(vec![])
+        }
         (_, Event::Failed { error }) => fail(m, error, now, event),
         (P::Pending, Event::Start) => {
             m.enter(P::Preparing, now);
@@ -410,6 +426,19 @@ fn abort(m: &mut Migration, to: Phase, error: Option<String>, now: u64, event: &
         return Ok(vec![]);
     }
     Ok(vec![Action::Abort, Action::ReleaseLock])
+}
+
+/// The actions a driver starting on stored state performs: the phase's work
+/// ([`resume_actions`]), and first, if a lock was ever taken and work may
+/// remain, [`Action::Relock`]. A driver of a new leader term thus fences off
+/// its predecessor: that one's lease and lock are gone, but nodes would
+/// still admit its token until they see a newer one (G10).
+pub fn restart_actions(m: &Migration) -> Vec<Action> {
+    let mut actions = resume_actions(m);
+    if m.token.is_some() && !m.is_finished() {
+        actions.insert(0, Action::Relock);
+    }
+    actions
 }
 
 /// The actions a driver must (re)issue for `m`'s stored phase, after a
