@@ -158,7 +158,7 @@ impl Coordinator {
     async fn lead_once(&self) -> Result<(), MetaError> {
         let ttl = self.config.leader_ttl;
         let lease = self.meta.grant_lease(ttl).await?;
-        let lock = self.meta.lock(evenkeel_types::keys::COORDINATOR_LEADER, lease, Duration::from_secs(3600)).await?;
+        let (lock, mut refreshed) = self.wait_leadership(lease).await?;
         tracing::info!(fencing_token = lock.fencing_token, "coordinator is leader");
         let driver = migration::driver::Driver {
             meta: self.meta.clone(),
@@ -173,7 +173,6 @@ impl Coordinator {
         // Ticks drive the rebalance scheduler; the lease is refreshed every
         // third of its TTL.
         let mut tick = tokio::time::interval(Duration::from_millis(200));
-        let mut refreshed = tokio::time::Instant::now();
         loop {
             tick.tick().await;
             if refreshed.elapsed() >= ttl / 3 {
@@ -187,6 +186,22 @@ impl Coordinator {
             }
             if let Err(e) = bootstrap::ensure_routing(self.meta.as_ref(), self.config.bootstrap_nodes).await {
                 tracing::warn!(error = %e, "bootstrap not possible yet");
+            }
+        }
+    }
+
+    /// Waits for the leader lock, keeping `lease` alive meanwhile: a standby
+    /// waits as long as the leader lives, far longer than a TTL, and a lock
+    /// taken under a lease that lapsed while waiting would be lost again at
+    /// once. Returns the lock and when the lease was last refreshed.
+    async fn wait_leadership(&self, lease: evenkeel_meta::LeaseId) -> Result<(evenkeel_meta::Lock, tokio::time::Instant), MetaError> {
+        let ttl = self.config.leader_ttl;
+        loop {
+            let refreshed = tokio::time::Instant::now();
+            match self.meta.lock(evenkeel_types::keys::COORDINATOR_LEADER, lease, ttl / 3).await {
+                Ok(lock) => return Ok((lock, refreshed)),
+                Err(MetaError::LockTimeout(_)) => self.meta.keep_alive(lease).await?,
+                Err(e) => return Err(e),
             }
         }
     }
