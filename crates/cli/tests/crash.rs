@@ -24,9 +24,9 @@
 
 mod common;
 
-use common::{Load, LoadOptions, PAUSE_BUDGET_MS, all_keys, routing, wait_for_leader};
+use common::{Load, LoadOptions, PAUSE_BUDGET_MS, all_keys, check_filled, routing, wait_for_leader, wait_throttle};
 use evenkeel::up::{LocalCluster, UpOptions};
-use evenkeel_coord::api::{ClusterStatus, MigrationInfo, MoveRequest, ThrottleStatus};
+use evenkeel_coord::api::{ClusterStatus, MigrationInfo, MoveRequest};
 use evenkeel_coord::failpoints;
 use evenkeel_coord::migration::machine::{Migration, Phase};
 use evenkeel_coord::{CoordConfig, Coordinator};
@@ -218,18 +218,7 @@ impl Sim {
 
     /// Waits until every node's health gate is open again.
     async fn wait_gates_open(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let s: Option<ThrottleStatus> = match self.http.get(format!("{}/v1/throttle", self.admin)).send().await {
-                Ok(r) => r.json().await.ok(),
-                Err(_) => None,
-            };
-            if s.is_some_and(|s| s.nodes.len() == 3 && s.nodes.iter().all(|n| n.state == "open")) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "health gates stayed closed");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_throttle(&self.http, &self.admin, "open gates", |s| s.nodes.len() == 3 && s.nodes.iter().all(|n| n.state == "open")).await;
     }
 
     /// A crash as the rest of the cluster sees it, then a successor.
@@ -361,37 +350,16 @@ async fn coordinator_crashes_at_every_failpoint_leave_no_migration_stuck() {
 
 /// Fills partition `p` with `n` keys of `size` bytes; returns the keys.
 async fn fill(sim: &Sim, p: PartitionId, n: usize, size: usize) -> Vec<String> {
-    let keys: Vec<String> = (0..).map(|i| format!("f{p}:{i}")).filter(|k| key_partition(k.as_bytes(), PARTITIONS as u16) == p).take(n).collect();
-    let mut conn = sim.redis.get_multiplexed_async_connection().await.unwrap();
-    let value = "v".repeat(size);
-    for chunk in keys.chunks(200) {
-        let pairs: Vec<(&String, &String)> = chunk.iter().map(|k| (k, &value)).collect();
-        let () = conn.mset(&pairs).await.unwrap();
-    }
+    let keys = common::keys_in(p, PARTITIONS, &format!("f{p}:"), n);
+    common::fill(&sim.redis, &keys, size).await;
     keys
-}
-
-async fn check_filled(sim: &Sim, keys: &[String], size: usize) {
-    let mut conn = sim.redis.get_multiplexed_async_connection().await.unwrap();
-    for chunk in keys.chunks(200) {
-        let got: Vec<Option<String>> = conn.mget(chunk).await.unwrap();
-        assert!(got.iter().all(|v| v.as_ref().map(|v| v.len()) == Some(size)), "filled keys lost");
-    }
 }
 
 /// Paces copies at 1 MB/s so a few megabytes take seconds: long enough
 /// for progress checkpoints and for faults to land mid-copy.
 async fn slow_copies(sim: &Sim) {
     sim.patch_throttle(json!({"migration_rate_bytes_per_s": 1_000_000, "adaptive": false})).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s: ThrottleStatus = sim.http.get(format!("{}/v1/throttle", sim.admin)).send().await.unwrap().json().await.unwrap();
-        if s.rate_bytes_per_s == Some(1_000_000.0) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the rate limit never applied: {s:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_throttle(&sim.http, &sim.admin, "the rate limit", |s| s.rate_bytes_per_s == Some(1_000_000.0)).await;
 }
 
 /// Waits until the stored record satisfies `f`; returns it.
@@ -435,7 +403,7 @@ async fn copy_resumes_from_its_stored_cursor_after_a_coordinator_restart() {
     assert!(at_crash.keys_copied < keys.len() as u64, "crashed before the copy ended: {at_crash:?}");
     assert_eq!(ended.last.phase, Phase::Done);
     assert_eq!(ended.last.keys_copied, keys.len() as u64, "keys copied before the crash ({}) were copied again", at_crash.keys_copied);
-    check_filled(&sim, &keys, 1000).await;
+    check_filled(&sim.redis, &keys, 1000).await;
     sim.cluster.shutdown().await.unwrap();
 }
 
@@ -479,7 +447,7 @@ async fn migrations_finish_when_their_source_or_destination_restarts_mid_copy() 
         let ended = sim.run_to_end(&id, Path::Move, None, 0).await;
         assert_eq!(ended.last.phase, Phase::Done, "{:?}", ended.last);
         assert_eq!(routing(&sim.cluster).await.entry(p).unwrap().owner, target);
-        check_filled(&sim, &keys, 1000).await;
+        check_filled(&sim.redis, &keys, 1000).await;
     }
     eprintln!("client errors while nodes were down: {}", load.errors());
     load.finish(&sim.redis).await;

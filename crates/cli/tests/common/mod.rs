@@ -12,7 +12,7 @@
 #![allow(dead_code)]
 
 use evenkeel::up::{LocalCluster, UpOptions};
-use evenkeel_coord::api::{MigrationInfo, MigrationList};
+use evenkeel_coord::api::{MigrationInfo, MigrationList, ThrottleStatus};
 use redis::AsyncCommands;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -268,5 +268,48 @@ pub async fn wait_state(http: &reqwest::Client, admin: &str, id: &str, state: &s
         assert!(!matches!(m.state.as_str(), "FAILED" | "CANCELLED") || state == m.state, "migration ended {}: {:?}", m.state, m.error);
         assert!(Instant::now() < deadline, "{id} never reached {state}: {m:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The first `n` keys named `{prefix}{i}` that fall in partition `p`.
+pub fn keys_in(p: evenkeel_types::PartitionId, partitions: u32, prefix: &str, n: usize) -> Vec<String> {
+    (0..).map(|i| format!("{prefix}{i}")).filter(|k| evenkeel_types::slot::key_partition(k.as_bytes(), partitions as u16) == p).take(n).collect()
+}
+
+/// Writes every key with a value of `size` bytes, in MSETs of 200.
+pub async fn fill(client: &redis::Client, keys: &[String], size: usize) {
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let value = "v".repeat(size);
+    for chunk in keys.chunks(200) {
+        let pairs: Vec<(&String, &String)> = chunk.iter().map(|k| (k, &value)).collect();
+        let () = conn.mset(&pairs).await.unwrap();
+    }
+}
+
+/// Every key reads back through the router with its `size`-byte value.
+pub async fn check_filled(client: &redis::Client, keys: &[String], size: usize) {
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for chunk in keys.chunks(200) {
+        let got: Vec<Option<String>> = conn.mget(chunk).await.unwrap();
+        for (k, v) in chunk.iter().zip(got) {
+            assert_eq!(v.map(|v| v.len()), Some(size), "{k} lost");
+        }
+    }
+}
+
+pub async fn throttle_status(http: &reqwest::Client, admin: &str) -> ThrottleStatus {
+    http.get(format!("{admin}/v1/throttle")).send().await.unwrap().json().await.unwrap()
+}
+
+/// Waits until the throttle's published status satisfies `f`.
+pub async fn wait_throttle(http: &reqwest::Client, admin: &str, what: &str, f: impl Fn(&ThrottleStatus) -> bool) -> ThrottleStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = throttle_status(http, admin).await;
+        if f(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "throttle never showed {what}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
