@@ -223,7 +223,7 @@ impl pb::node_server::Node for NodeService {
         Ok(Response::new(migrate_rpc::fence(&self.inner, request.get_ref())?))
     }
 
-    async fn migrate_checksum(&self, request: Request<pb::MigrateHeader>) -> Result<Response<pb::ChecksumResponse>, Status> {
+    async fn migrate_checksum(&self, request: Request<pb::ChecksumRequest>) -> Result<Response<pb::ChecksumResponse>, Status> {
         Ok(Response::new(migrate_rpc::checksum(&self.inner, request.get_ref()).await?))
     }
 
