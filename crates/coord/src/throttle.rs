@@ -298,6 +298,8 @@ impl Runtime {
                 disk_free_bytes: n.disk_free_bytes,
                 disk_total_bytes: n.disk_total_bytes,
                 log_lag_entries: log_lag(n.id, input),
+                l0_tables: n.l0_tables,
+                sealed_memtables: n.sealed_memtables,
             };
             let level = health::classify(&sample, &thresholds);
             let gate = self.gates.entry(n.id).or_insert_with(|| Gate::new(thresholds.recover_after_ms));

@@ -14,7 +14,7 @@ use crate::service::NodeInner;
 use std::sync::Arc;
 use crate::store::{KeyRecord, LogRead, StoreError};
 use evenkeel_rpc::pb;
-use evenkeel_types::{PartitionId, Record, unix_ms};
+use evenkeel_types::{PartitionId, Record};
 use tonic::Status;
 
 /// Largest page of records one snapshot or log read returns.

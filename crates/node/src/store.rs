@@ -194,6 +194,15 @@ impl Store {
         &self.config.dir
     }
 
+    /// The storage engine's debt: the most level-0 tables and sealed
+    /// memtables of any keyspace (see `StatsResponse`).
+    pub fn engine_debt(&self) -> (usize, usize) {
+        let spaces = [&self.data, &self.log, &self.expiry];
+        let l0 = spaces.iter().map(|k| k.l0_table_count()).max().unwrap_or(0);
+        let sealed = spaces.iter().map(|k| k.sealed_memtable_count()).max().unwrap_or(0);
+        (l0, sealed)
+    }
+
     /// Bytes the database occupies on disk.
     pub fn disk_bytes(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)

@@ -22,6 +22,8 @@ fn node(id: NodeId, p99_us: u64, free: u64) -> NodeStatus {
         errors_total: 0,
         disk_free_bytes: free,
         disk_total_bytes: 100 << 30,
+        l0_tables: 0,
+        sealed_memtables: 0,
     }
 }
 
