@@ -10,7 +10,10 @@
 # static:  adaptive off, a 5 MB/s static limit per migration
 # nolane:  default throttle, node background lane off
 #
-# RATE (default 10000) and SECONDS_LOAD (default 60) change the load.
+# RATE (default 10000) and SECONDS_LOAD (default 60) change the load;
+# WARMUP (default 30) seconds of load run after the preload and before the
+# baseline window, so the baseline is the loaded cluster's steady state, not
+# the preload's flush and compaction backlog.
 # Needs a release build (cargo build --release). Uses ports 6395 and 7095.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +39,7 @@ for _ in $(seq 100); do
 done
 "$BIN" node add --admin "$ADMIN"
 "$BIN" bench --target redis://127.0.0.1:6395 --rate "${RATE:-10000}" --seconds "${SECONDS_LOAD:-60}" --keys 1000000 --value-size 100 \
-  --mix get=50,set=45,incr=3,del=1,mget=1 --preload --quiet --admin "$ADMIN" \
+  --mix get=50,set=45,incr=3,del=1,mget=1 --preload --warmup-seconds "${WARMUP:-30}" --quiet --admin "$ADMIN" \
   --during-cmd "$BIN rebalance start --wait --admin $ADMIN" \
   --json "$OUT/report.json" --html "$OUT/report.html" | tee "$OUT/bench.txt"
 "$BIN" migrations --admin "$ADMIN" > "$OUT/migrations.txt"

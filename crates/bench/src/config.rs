@@ -55,6 +55,12 @@ pub struct BenchArgs {
     /// Length of the "before" phase; default a third of --seconds.
     #[arg(long)]
     pub baseline_seconds: Option<f64>,
+    /// Load to run before the "before" phase, left out of every phase's
+    /// figures (its replies are still checked): lets a freshly preloaded
+    /// cluster work off its flushes and compactions, so the baseline is
+    /// steady state. Added to --seconds.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_seconds: f64,
     /// Minimum "after" phase once --during-cmd has finished.
     #[arg(long, default_value_t = 5.0)]
     pub recovery_seconds: f64,
@@ -243,6 +249,8 @@ pub struct Config {
     pub preload: bool,
     pub during_cmd: Option<String>,
     pub baseline: Duration,
+    /// Load before the baseline window, in no phase; included in `duration`.
+    pub warmup: Duration,
     pub recovery: Duration,
     pub during_timeout: Duration,
     pub op_timeout: Duration,
@@ -272,6 +280,7 @@ impl Config {
         if baseline >= duration {
             return Err(bad("baseline-seconds", "must be shorter than --seconds".into()));
         }
+        let warmup = seconds("warmup-seconds", a.warmup_seconds)?;
         for (flag, ok) in [("rate", a.rate > 0), ("connections", a.connections > 0), ("window", a.window > 0), ("keys", a.keys > 0), ("mget-keys", a.mget_keys > 0), ("timeout-ms", a.timeout_ms > 0)] {
             if !ok {
                 return Err(bad(flag, "must be at least 1".into()));
@@ -283,7 +292,8 @@ impl Config {
         Ok(Config {
             target: Target::parse(&a.target).map_err(|m| bad("target", m))?,
             rate: a.rate,
-            duration,
+            duration: warmup + duration,
+            warmup,
             connections: a.connections,
             window: a.window,
             mix: Mix::parse(&a.mix).map_err(|m| bad("mix", m))?,

@@ -17,36 +17,42 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-/// Phase boundaries, µs since the load started.
+/// Phase boundaries, µs since the load started. Before `start` is the
+/// warmup, in no phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhaseTimes {
+    #[serde(default)]
+    pub start: Micros,
     pub during_start: Micros,
     pub during_end: Micros,
     pub end: Micros,
 }
 
 impl PhaseTimes {
-    /// The phase (0 before, 1 during, 2 after) a time falls in.
-    pub fn phase_of(&self, t: Micros) -> usize {
-        if t < self.during_start {
-            0
+    /// The phase (0 before, 1 during, 2 after) a time falls in; None
+    /// during the warmup.
+    pub fn phase_of(&self, t: Micros) -> Option<usize> {
+        if t < self.start {
+            None
+        } else if t < self.during_start {
+            Some(0)
         } else if t < self.during_end {
-            1
+            Some(1)
         } else {
-            2
+            Some(2)
         }
     }
 
     /// The same phases cut at `end` (an early stop).
     pub fn clamped(self, end: Micros) -> PhaseTimes {
         let end = end.min(self.end);
-        PhaseTimes { during_start: self.during_start.min(end), during_end: self.during_end.min(end), end }
+        PhaseTimes { start: self.start.min(end), during_start: self.during_start.min(end), during_end: self.during_end.min(end), end }
     }
 
     /// `[start, end)` of phase `p`.
     pub fn bounds(&self, p: usize) -> (Micros, Micros) {
         match p {
-            0 => (0, self.during_start),
+            0 => (self.start, self.during_start),
             1 => (self.during_start, self.during_end),
             _ => (self.during_end, self.end),
         }
@@ -83,21 +89,22 @@ const TAIL_LINE_CHARS: usize = 300;
 /// the end of the load. Returns when the end time is known. `stop` (Ctrl-C)
 /// skips or kills the command.
 pub async fn control(config: &Config, clock: Clock, pacer: &PacerShared, stop: &CancellationToken) -> (PhaseTimes, Option<CommandRun>) {
-    let during_start = config.baseline.as_micros() as Micros;
+    let start = config.warmup.as_micros() as Micros;
+    let during_start = start + config.baseline.as_micros() as Micros;
     let total = config.duration.as_micros() as Micros;
     let Some(command) = &config.during_cmd else {
         let during_end = during_start + (total - during_start) / 2;
-        return (PhaseTimes { during_start, during_end, end: total }, None);
+        return (PhaseTimes { start, during_start, during_end, end: total }, None);
     };
     // The phase boundary is a point in time, so waiting for it is the point.
     tokio::select! {
         _ = tokio::time::sleep_until(clock.instant(during_start).into()) => {}
-        _ = stop.cancelled() => return (PhaseTimes { during_start, during_end: during_start, end: total }, None),
+        _ = stop.cancelled() => return (PhaseTimes { start, during_start, during_end: during_start, end: total }, None),
     }
     let run = run_command(command, config, clock, stop).await;
     let recovery_end = run.ended_us + config.recovery.as_micros() as Micros;
     pacer.set_end(total.max(recovery_end));
-    (PhaseTimes { during_start: run.started_us, during_end: run.ended_us, end: pacer.end_us() }, Some(run))
+    (PhaseTimes { start, during_start: run.started_us, during_end: run.ended_us, end: pacer.end_us() }, Some(run))
 }
 
 async fn run_command(command: &str, config: &Config, clock: Clock, stop: &CancellationToken) -> CommandRun {
@@ -162,8 +169,16 @@ mod tests {
 
     #[test]
     fn phase_of_and_bounds_agree() {
-        let p = PhaseTimes { during_start: 10, during_end: 20, end: 30 };
-        assert_eq!([p.phase_of(0), p.phase_of(9), p.phase_of(10), p.phase_of(19), p.phase_of(20), p.phase_of(29)], [0, 0, 1, 1, 2, 2]);
+        let p = PhaseTimes { start: 0, during_start: 10, during_end: 20, end: 30 };
+        assert_eq!([p.phase_of(0), p.phase_of(9), p.phase_of(10), p.phase_of(19), p.phase_of(20), p.phase_of(29)], [0, 0, 1, 1, 2, 2].map(Some));
         assert_eq!([p.bounds(0), p.bounds(1), p.bounds(2)], [(0, 10), (10, 20), (20, 30)]);
+    }
+
+    #[test]
+    fn the_warmup_is_in_no_phase() {
+        let p = PhaseTimes { start: 5, during_start: 10, during_end: 20, end: 30 };
+        assert_eq!([p.phase_of(0), p.phase_of(4), p.phase_of(5), p.phase_of(10)], [None, None, Some(0), Some(1)]);
+        assert_eq!(p.bounds(0), (5, 10));
+        assert_eq!(p.clamped(3), PhaseTimes { start: 3, during_start: 3, during_end: 3, end: 3 });
     }
 }

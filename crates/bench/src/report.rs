@@ -35,6 +35,9 @@ pub struct Report {
 pub struct Settings {
     pub rate: u64,
     pub seconds: f64,
+    /// Load before the baseline, in no phase (see `--warmup-seconds`).
+    #[serde(default)]
+    pub warmup_seconds: f64,
     pub connections: usize,
     pub window: usize,
     pub mix: String,
@@ -180,6 +183,9 @@ impl Report {
         let s = &self.settings;
         let _ = writeln!(out, "evenkeel bench: {} at {} req/s over {} connections for {:.1} s", self.target, s.rate, s.connections, self.phase("after").end_s);
         let _ = writeln!(out, "  mix {}, {} over {} keys (+{} counters), {} B values{}", s.mix, s.dist, s.keys, s.counter_keys, s.value_size, if s.preload { ", preloaded" } else { "" });
+        if s.warmup_seconds > 0.0 {
+            let _ = writeln!(out, "  first {:.1} s: warmup, in no phase (replies still checked)", s.warmup_seconds);
+        }
         out += "\n";
         self.render_phases(&mut out);
         out += "\n";

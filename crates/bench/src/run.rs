@@ -81,7 +81,8 @@ fn settings(config: &Config, seed: u64, run_id: u32) -> Settings {
     let mix = config.mix.weights.iter().map(|(c, w)| format!("{}={w}", c.name())).collect::<Vec<_>>().join(",");
     Settings {
         rate: config.rate,
-        seconds: config.duration.as_secs_f64(),
+        seconds: (config.duration - config.warmup).as_secs_f64(),
+        warmup_seconds: config.warmup.as_secs_f64(),
         connections: config.connections,
         window: config.window,
         mix,

@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn splits_by_phase_and_second() {
-        let times = PhaseTimes { during_start: 1_000_000, during_end: 2_000_000, end: 3_000_000 };
+        let times = PhaseTimes { start: 0, during_start: 1_000_000, during_end: 2_000_000, end: 3_000_000 };
         let mut samples = Vec::new();
         for i in 0..1000 {
             samples.push(sample(i * 1000, 100, Outcome::Ok));

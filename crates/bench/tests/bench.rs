@@ -37,7 +37,7 @@ async fn a_short_bench_against_a_local_cluster_is_clean() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = LocalCluster::start(UpOptions::ephemeral(dir.path().join("cluster"))).await.unwrap();
     let admin = cluster.admin_addr.to_string();
-    let extra = ["--keys", "500", "--during-cmd", "echo disrupting", "--baseline-seconds", "1", "--recovery-seconds", "1", "--admin", &admin];
+    let extra = ["--keys", "500", "--during-cmd", "echo disrupting", "--warmup-seconds", "0.5", "--baseline-seconds", "1", "--recovery-seconds", "1", "--admin", &admin];
     let report = evenkeel_bench::execute(&args(cluster.router_addr, dir.path(), &extra)).await.unwrap();
     cluster.shutdown().await.unwrap();
 
@@ -48,8 +48,12 @@ async fn a_short_bench_against_a_local_cluster_is_clean() {
     for phase in &report.timeline.phases {
         assert!(phase.requests > 0 || phase.name == "during", "{phase:?}");
     }
+    // The half-second warmup is in no phase: 200 requests more were sent.
+    assert_eq!((report.timeline.phases[0].start_s, report.settings.warmup_seconds), (0.5, 0.5));
     let total: u64 = report.timeline.phases.iter().map(|p| p.requests).sum();
     assert!((1150..=1250).contains(&total), "3 s at 400/s, got {total}");
+    let sent: u64 = report.timeline.seconds.iter().map(|s| s.requests).sum();
+    assert!((1350..=1450).contains(&sent), "3.5 s at 400/s, got {sent}");
     let command = report.command.as_ref().expect("the command ran");
     assert_eq!((command.exit_code, command.output_tail.as_slice()), (Some(0), &["disrupting".to_string()][..]));
     // Migration data may or may not exist yet; either way the run goes on.

@@ -53,6 +53,9 @@ pub struct ClusterSection {
     pub cache_mib: Option<u64>,
     /// Migration work on nodes yields to queued client requests.
     pub background_lane: Option<bool>,
+    /// Router and coordinator call nodes of this process directly instead
+    /// of over loopback gRPC.
+    pub in_process_rpc: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -168,6 +171,7 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             durability: Some(format!("{:?}", opts.durability).to_lowercase()),
             cache_mib: Some(opts.cache_bytes / (1024 * 1024)),
             background_lane: Some(opts.background_lane),
+            in_process_rpc: Some(opts.in_process_rpc),
         },
         router: RouterSection {
             requirepass: opts.router.requirepass.as_ref().map(|_| "(set)".to_string()),

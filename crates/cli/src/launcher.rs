@@ -27,6 +27,8 @@ pub struct NodeDefaults {
     pub cache_bytes: u64,
     /// Migration work yields to client requests on every node.
     pub background_lane: bool,
+    /// Nodes also serve this process's callers without the network.
+    pub in_process: bool,
 }
 
 struct Running {
@@ -58,6 +60,7 @@ impl Launcher {
         store.cache_bytes = self.defaults.cache_bytes;
         let mut config = NodeConfig::new(info.id, store);
         config.background_lane = self.defaults.background_lane;
+        config.in_process = self.defaults.in_process;
         let node = Node::open(config).with_context(|| format!("opening node {}", info.id))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a node port")?;
         let stop = self.stop_all.child_token();

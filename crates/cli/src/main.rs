@@ -291,6 +291,9 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
     if let Some(lane) = c.background_lane {
         opts.background_lane = lane;
     }
+    if let Some(local) = c.in_process_rpc {
+        opts.in_process_rpc = local;
+    }
     file.apply_migration(&mut opts.coord);
     Ok(opts)
 }

@@ -44,6 +44,9 @@ pub struct UpOptions {
     pub coord: CoordConfig,
     /// Nodes run migration work in a low-priority lane behind client work.
     pub background_lane: bool,
+    /// Router and coordinator call this process's nodes directly (same gRPC
+    /// contract, no sockets); off, they use loopback gRPC like remote nodes.
+    pub in_process_rpc: bool,
 }
 
 impl UpOptions {
@@ -59,6 +62,7 @@ impl UpOptions {
             cache_bytes: 64 * 1024 * 1024,
             coord: CoordConfig::default(),
             background_lane: true,
+            in_process_rpc: true,
         }
     }
 
@@ -101,7 +105,7 @@ impl LocalCluster {
         let router_listener = bind(opts.listen, "router").await?;
         let admin_listener = bind(opts.admin, "admin API").await?;
         let stop = CancellationToken::new();
-        let defaults = NodeDefaults { data_root: opts.data_dir.clone(), num_partitions: config.num_partitions, durability: opts.durability, cache_bytes: opts.cache_bytes, background_lane: opts.background_lane };
+        let defaults = NodeDefaults { data_root: opts.data_dir.clone(), num_partitions: config.num_partitions, durability: opts.durability, cache_bytes: opts.cache_bytes, background_lane: opts.background_lane, in_process: opts.in_process_rpc };
         let (launcher, node_failures) = Launcher::new(meta.clone(), defaults, stop.clone());
         for info in &members {
             launcher.launch(info).await.map_err(|e| anyhow::anyhow!(e))?;

@@ -46,6 +46,12 @@ pub struct NodeStatus {
     pub disk_free_bytes: u64,
     #[serde(default)]
     pub disk_total_bytes: u64,
+    /// Storage-engine debt: most level-0 tables and sealed memtables of any
+    /// of the node's keyspaces.
+    #[serde(default)]
+    pub l0_tables: u32,
+    #[serde(default)]
+    pub sealed_memtables: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

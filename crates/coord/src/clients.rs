@@ -5,16 +5,15 @@ use evenkeel_rpc::NodeClient;
 use evenkeel_types::{NodeId, NodeInfo, keys};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use tonic::transport::Channel;
 
 #[derive(Default)]
 pub struct NodeClients {
-    by_id: Mutex<HashMap<NodeId, (String, NodeClient<Channel>)>>,
+    by_id: Mutex<HashMap<NodeId, (String, NodeClient)>>,
 }
 
 impl NodeClients {
     /// A client for `info`, reusing the cached one if its address is the same.
-    pub fn for_info(&self, info: &NodeInfo) -> Option<NodeClient<Channel>> {
+    pub fn for_info(&self, info: &NodeInfo) -> Option<NodeClient> {
         let mut map = self.by_id.lock();
         if let Some((addr, c)) = map.get(&info.id)
             && *addr == info.addr
@@ -27,7 +26,7 @@ impl NodeClients {
     }
 
     /// A client for node `id`, looking its address up in the store.
-    pub async fn for_id(&self, meta: &dyn MetaStore, id: NodeId) -> Result<NodeClient<Channel>, String> {
+    pub async fn for_id(&self, meta: &dyn MetaStore, id: NodeId) -> Result<NodeClient, String> {
         let kv = meta.get(&keys::node_key(id)).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("node {id} is not a member"))?;
         let info: NodeInfo = serde_json::from_slice(&kv.value).map_err(|e| format!("membership record of node {id}: {e}"))?;
         if info.addr.is_empty() {

@@ -146,6 +146,8 @@ fn node_status(info: &NodeInfo, live: &BTreeSet<NodeId>, stats: Option<&Result<p
         errors_total: ok.map_or(0, |s| s.errors_total),
         disk_free_bytes: ok.map_or(0, |s| s.disk_free_bytes),
         disk_total_bytes: ok.map_or(0, |s| s.disk_total_bytes),
+        l0_tables: ok.map_or(0, |s| s.l0_tables),
+        sealed_memtables: ok.map_or(0, |s| s.sealed_memtables),
     }
 }
 
@@ -158,6 +160,8 @@ fn export(status: &ClusterStatus) {
         metrics::gauge!("evenkeel_node_keys", "node" => node.clone()).set(n.keys as f64);
         metrics::gauge!("evenkeel_node_bytes", "node" => node.clone()).set(n.bytes as f64);
         metrics::gauge!("evenkeel_node_disk_bytes", "node" => node.clone()).set(n.disk_bytes as f64);
+        metrics::gauge!("evenkeel_node_l0_tables", "node" => node.clone()).set(n.l0_tables as f64);
+        metrics::gauge!("evenkeel_node_sealed_memtables", "node" => node.clone()).set(n.sealed_memtables as f64);
         metrics::gauge!("evenkeel_node_partitions", "node" => node).set(n.partitions as f64);
     }
     for p in &status.partitions {

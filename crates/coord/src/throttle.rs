@@ -169,7 +169,7 @@ impl Throttle {
         let moving: Vec<&Migration> = input.migrations.iter().filter(|m| moves_data(m.phase)).collect();
         let fg = foreground(input, now_ms);
         rt.update_baseline(fg, !moving.is_empty(), now_ms);
-        let decision = rt.adapt(fg, now_ms);
+        let decision = if moving.is_empty() { rt.controller.idle() } else { rt.adapt(fg, now_ms) };
         let effective = rt.settings.schedule.effective(now_ms);
         let adaptive_share = rt.settings.adaptive.then(|| decision.rate_bytes_per_s / moving.len().max(1) as f64);
         let per_migration = evenkeel_throttle::combine(rt.settings.migration_rate_bytes_per_s, effective.rate_bytes_per_s, adaptive_share);
@@ -298,6 +298,8 @@ impl Runtime {
                 disk_free_bytes: n.disk_free_bytes,
                 disk_total_bytes: n.disk_total_bytes,
                 log_lag_entries: log_lag(n.id, input),
+                l0_tables: n.l0_tables,
+                sealed_memtables: n.sealed_memtables,
             };
             let level = health::classify(&sample, &thresholds);
             let gate = self.gates.entry(n.id).or_insert_with(|| Gate::new(thresholds.recover_after_ms));

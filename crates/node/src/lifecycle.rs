@@ -39,6 +39,9 @@ pub struct NodeConfig {
     /// Longest one bulk migration request waits for foreground requests, in
     /// total, so migrations progress under any load.
     pub background_yield_max: Duration,
+    /// Also serve callers in this process directly, without the network
+    /// (see `evenkeel_rpc::transport`); `evenkeel up` turns it on.
+    pub in_process: bool,
 }
 
 impl NodeConfig {
@@ -52,6 +55,7 @@ impl NodeConfig {
             background_lane: true,
             background_permits: 1,
             background_yield_max: Duration::from_millis(20),
+            in_process: false,
         }
     }
 
@@ -92,6 +96,10 @@ impl Node {
     /// Serves on `listener` until `shutdown` resolves.
     pub async fn run(self, listener: TcpListener, meta: Arc<dyn MetaStore>, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
         let addr = listener.local_addr()?.to_string();
+        let service = NodeService { inner: self.inner.clone() };
+        // Reachable in-process before the address is published, so every
+        // client built from the membership record takes the direct path.
+        let local = self.config.in_process.then(|| evenkeel_rpc::serve_local(&addr, evenkeel_rpc::LocalService::new(node_server(service.clone()))));
         register(meta.as_ref(), self.config.id, &addr, &self.config.store.dir).await?;
         let lease = meta.grant_lease(self.config.heartbeat_ttl).await?;
         meta.put(&keys::live_key(self.config.id), addr.clone().into_bytes(), Some(lease)).await?;
@@ -100,8 +108,7 @@ impl Node {
         tasks.spawn(follow_routing(meta.clone(), self.inner.clone()));
         tasks.spawn(sweep(self.inner.clone(), self.config.sweep_interval));
         tasks.spawn(flush(self.inner.clone(), self.config.fsync_interval));
-        tracing::info!(node = self.config.id, %addr, "node serving");
-        let service = NodeService { inner: self.inner.clone() };
+        tracing::info!(node = self.config.id, %addr, in_process = self.config.in_process, "node serving");
         // Accepted sockets must have TCP_NODELAY: a gRPC reply is several
         // small HTTP/2 frames, and with Nagle on, the later ones wait for the
         // router's delayed ACK, adding ~40 ms to every request. tonic applies
@@ -109,9 +116,10 @@ impl Node {
         // the incoming stream of our listener sets it.
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let served = tonic::transport::Server::builder()
-            .add_service(NodeServer::new(service).max_decoding_message_size(crate::MAX_MESSAGE_BYTES).max_encoding_message_size(crate::MAX_MESSAGE_BYTES))
+            .add_service(node_server(service))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
+        drop(local);
         tasks.shutdown().await;
         if let Err(e) = meta.revoke_lease(lease).await {
             tracing::warn!(node = self.config.id, error = %e, "could not revoke liveness lease");
@@ -120,6 +128,10 @@ impl Node {
         tracing::info!(node = self.config.id, "node stopped");
         Ok(served?)
     }
+}
+
+fn node_server(service: NodeService) -> NodeServer<NodeService> {
+    NodeServer::new(service).max_decoding_message_size(crate::MAX_MESSAGE_BYTES).max_encoding_message_size(crate::MAX_MESSAGE_BYTES)
 }
 
 /// Records this node's address in its membership entry, creating the entry
@@ -183,24 +195,37 @@ async fn follow_routing(meta: Arc<dyn MetaStore>, inner: Arc<NodeInner>) {
     }
 }
 
-/// Deletes expired keys of owned partitions, a bounded batch per tick.
+/// Deletes expired keys of owned partitions, a bounded batch per tick, on
+/// the blocking pool (it reads and writes the store).
 async fn sweep(inner: Arc<NodeInner>, every: Duration) {
     let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let swept = inner.store.sweep_expired(unix_ms(), 1_000, |p| inner.ownership.writable(p));
-        if let Err(e) = swept {
-            tracing::error!(node = inner.id, error = %e, "expiry sweep failed");
+        let i = inner.clone();
+        let swept = tokio::task::spawn_blocking(move || i.store.sweep_expired(unix_ms(), 1_000, |p| i.ownership.writable(p))).await;
+        match swept {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(node = inner.id, error = %e, "expiry sweep failed"),
+            Err(e) => tracing::error!(node = inner.id, error = %e, "expiry sweep panicked"),
         }
     }
 }
 
+/// fsyncs the journal every `every`, on the blocking pool and without
+/// stopping writers (`Store::sync_journals`): an fsync takes milliseconds,
+/// and on a runtime worker it would stall every request of the process.
 async fn flush(inner: Arc<NodeInner>, every: Duration) {
     let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = inner.store.sync() {
-            tracing::error!(node = inner.id, error = %e, "background fsync failed");
+        let i = inner.clone();
+        match tokio::task::spawn_blocking(move || i.store.sync_journals()).await {
+            Ok(Ok(0)) => tracing::error!(node = inner.id, "background fsync found no journal file; writes are not being fsynced"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(node = inner.id, error = %e, "background fsync failed"),
+            Err(e) => tracing::error!(node = inner.id, error = %e, "background fsync panicked"),
         }
     }
 }

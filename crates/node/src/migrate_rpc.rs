@@ -14,7 +14,7 @@ use crate::service::NodeInner;
 use std::sync::Arc;
 use crate::store::{KeyRecord, LogRead, StoreError};
 use evenkeel_rpc::pb;
-use evenkeel_types::{PartitionId, Record, unix_ms};
+use evenkeel_types::{PartitionId, Record};
 use tonic::Status;
 
 /// Largest page of records one snapshot or log read returns.
@@ -119,10 +119,14 @@ pub(crate) fn fence(inner: &NodeInner, req: &pb::FenceRequest) -> Result<pb::Pos
     position(inner, p)
 }
 
-pub(crate) async fn checksum(inner: &Arc<NodeInner>, req: &pb::MigrateHeader) -> Result<pb::ChecksumResponse, Status> {
-    let p = admit(inner, Some(req))?;
-    let log_next = inner.store.log_next(p).map_err(status)?;
-    let sum = blocking(inner, move |i| i.store.checksum(p, unix_ms())).await?;
+/// The partition's checksum: from the counters (O(1), what the cutover
+/// uses under the fence), or with `scan` by reading every record.
+pub(crate) async fn checksum(inner: &Arc<NodeInner>, req: &pb::ChecksumRequest) -> Result<pb::ChecksumResponse, Status> {
+    let p = admit(inner, req.header.as_ref())?;
+    let (mut sum, log_next) = inner.store.checksum(p).map_err(status)?;
+    if req.scan {
+        sum = blocking(inner, move |i| i.store.checksum_scan(p)).await?;
+    }
     Ok(pb::ChecksumResponse { keys: sum.keys, digest: sum.digest, log_next })
 }
 

@@ -82,6 +82,8 @@ impl NodeInner {
         stats.execute_ops_last_s = last.count;
         stats.errors_total = self.metrics.errors_total.load(Ordering::Relaxed);
         stats.background_yields_total = self.lane.yields_total();
+        let (l0, sealed) = self.store.engine_debt();
+        (stats.l0_tables, stats.sealed_memtables) = (l0 as u32, sealed as u32);
         // Zero total means unknown; a gate must not read it as a full disk.
         let (free, total) = disk_space(self.store.dir()).unwrap_or_else(|e| {
             tracing::warn!(node = self.id, error = %e, "statvfs of the data directory failed");
@@ -223,7 +225,7 @@ impl pb::node_server::Node for NodeService {
         Ok(Response::new(migrate_rpc::fence(&self.inner, request.get_ref())?))
     }
 
-    async fn migrate_checksum(&self, request: Request<pb::MigrateHeader>) -> Result<Response<pb::ChecksumResponse>, Status> {
+    async fn migrate_checksum(&self, request: Request<pb::ChecksumRequest>) -> Result<Response<pb::ChecksumResponse>, Status> {
         Ok(Response::new(migrate_rpc::checksum(&self.inner, request.get_ref()).await?))
     }
 

@@ -70,6 +70,8 @@ impl StoreConfig {
 pub enum StoreError {
     #[error("storage engine: {0}")]
     Engine(#[from] fjall::Error),
+    #[error("file system: {0}")]
+    Io(#[from] std::io::Error),
     #[error("corrupt data: {0}")]
     Corrupt(String),
     #[error("data directory was created with {found} partitions, the cluster has {expected}")]
@@ -85,10 +87,16 @@ pub enum StoreError {
 /// Live counters and change-log positions of one partition.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PartitionCounters {
+    /// Records holding a value (expired ones too, until swept).
     pub keys: u64,
     pub bytes: u64,
     pub log_first: u64,
     pub log_next: u64,
+    /// Order-independent digest of the records holding a value: the
+    /// wrapping sum of each one's [`record_digest`], kept in step with every
+    /// write, so a partition's checksum costs nothing to read (the cutover
+    /// compares both sides' under the fence) and equals a full scan's.
+    pub digest: u64,
 }
 
 /// The node's partitions and the clock that versions their writes.
@@ -186,6 +194,15 @@ impl Store {
         &self.config.dir
     }
 
+    /// The storage engine's debt: the most level-0 tables and sealed
+    /// memtables of any keyspace (see `StatsResponse`).
+    pub fn engine_debt(&self) -> (usize, usize) {
+        let spaces = [&self.data, &self.log, &self.expiry];
+        let l0 = spaces.iter().map(|k| k.l0_table_count()).max().unwrap_or(0);
+        let sealed = spaces.iter().map(|k| k.sealed_memtable_count()).max().unwrap_or(0);
+        (l0, sealed)
+    }
+
     /// Bytes the database occupies on disk.
     pub fn disk_bytes(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)
@@ -194,6 +211,38 @@ impl Store {
     /// fsyncs everything written so far.
     pub fn sync(&self) -> Result<(), StoreError> {
         Ok(self.db.persist(PersistMode::SyncAll)?)
+    }
+
+    /// fsyncs every write handed to the OS before the call, without
+    /// stopping writers. `sync` holds the engine's journal lock for the
+    /// whole fsync, so every write to this node would wait for the disk
+    /// (milliseconds, more under load); this fsyncs the journal files
+    /// through descriptors of its own instead. In `Buffered` durability each
+    /// acknowledged batch is already in the OS (`PersistMode::Buffer`), and
+    /// an fsync covers a file's data whichever descriptor asks, so this
+    /// gives the same guarantee as `sync` for everything acknowledged
+    /// before it started. Flushed tables are fsynced by the engine itself.
+    /// Returns how many journal files it synced (at least one while open).
+    pub fn sync_journals(&self) -> Result<usize, StoreError> {
+        let mut synced = 0;
+        for entry in std::fs::read_dir(&self.config.dir)? {
+            let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "jnl") {
+                continue;
+            }
+            match std::fs::File::open(&path) {
+                Ok(file) => {
+                    file.sync_data()?;
+                    synced += 1;
+                }
+                // Rotated away and deleted after its memtable was flushed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // A journal created since the last call needs its directory entry.
+        std::fs::File::open(&self.config.dir)?.sync_all()?;
+        Ok(synced)
     }
 
     /// Deletes keys whose expiry has passed, in partitions for which `owned`
@@ -273,7 +322,7 @@ impl Store {
         batch.commit()?;
         counters.log_next += 1;
         counters.log_first = counters.log_first.max(trim_to);
-        adjust(counters, data_key.len() as u64 - 2, old, record);
+        adjust(counters, &data_key[2..], old, record);
         Ok(())
     }
 
@@ -307,7 +356,7 @@ impl Store {
             }
             self.clock.observe(record.version);
             let partition = slot_partition(u16::from_be_bytes([k[0], k[1]]), self.num_partitions());
-            adjust(&mut self.parts[partition as usize].lock(), k.len() as u64 - 2, None, &record);
+            adjust(&mut self.parts[partition as usize].lock(), &k[2..], None, &record);
         }
         for (p, part) in self.parts.iter().enumerate() {
             let prefix = (p as u16).to_be_bytes();
@@ -332,14 +381,43 @@ impl Store {
     }
 }
 
-/// Applies the change from `old` to `new` to the live-key and byte counters.
-fn adjust(c: &mut PartitionCounters, key_len: u64, old: Option<&Record>, new: &Record) {
+/// Applies the change from `old` to `new` of `key` to the partition's
+/// counters and digest.
+fn adjust(c: &mut PartitionCounters, key: &[u8], old: Option<&Record>, new: &Record) {
     if let Some(o) = old {
-        c.bytes -= key_len + o.encoded_len() as u64;
-        c.keys -= o.value.is_some() as u64;
+        remove_from(c, key, o);
     }
-    c.bytes += key_len + new.encoded_len() as u64;
-    c.keys += new.value.is_some() as u64;
+    c.bytes += key.len() as u64 + new.encoded_len() as u64;
+    if new.value.is_some() {
+        c.keys += 1;
+        c.digest = c.digest.wrapping_add(record_digest(key, new));
+    }
+}
+
+/// Takes `record` of `key`, which is leaving the partition (overwritten or
+/// dropped), out of the counters and digest.
+fn remove_from(c: &mut PartitionCounters, key: &[u8], record: &Record) {
+    c.bytes -= key.len() as u64 + record.encoded_len() as u64;
+    if record.value.is_some() {
+        c.keys -= 1;
+        c.digest = c.digest.wrapping_sub(record_digest(key, record));
+    }
+}
+
+const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_ECMA_182);
+
+/// One record's share of a partition digest: CRC-64 of the key's length,
+/// the key and the encoded record (version and expiry included, so a
+/// destination holding an older or differently-expiring copy differs).
+pub(crate) fn record_digest(key: &[u8], record: &Record) -> u64 {
+    let mut d = CRC64.digest();
+    d.update(&(key.len() as u64).to_le_bytes());
+    d.update(key);
+    d.update(&record.header());
+    if let Some(v) = &record.value {
+        d.update(v);
+    }
+    d.finalize()
 }
 
 fn check_partition_count(meta: &Keyspace, expected: u16) -> Result<(), StoreError> {

@@ -13,12 +13,11 @@ use evenkeel_types::{Epoch, NodeId, NodeInfo, RoutingTable, keys};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
 
 /// A routing table together with a client for every member node.
 pub struct Routes {
     pub table: Option<RoutingTable>,
-    pub nodes: HashMap<NodeId, (String, NodeClient<Channel>)>,
+    pub nodes: HashMap<NodeId, (String, NodeClient)>,
 }
 
 impl Routes {
@@ -26,7 +25,7 @@ impl Routes {
         self.table.as_ref().map_or(0, |t| t.epoch)
     }
 
-    pub fn client(&self, node: NodeId) -> Option<NodeClient<Channel>> {
+    pub fn client(&self, node: NodeId) -> Option<NodeClient> {
         self.nodes.get(&node).map(|(_, c)| c.clone())
     }
 }
@@ -100,7 +99,7 @@ fn parse_table(raw: &[u8]) -> Option<RoutingTable> {
 }
 
 /// A lazily connecting client: no I/O until the first request.
-fn connect(addr: &str) -> Option<NodeClient<Channel>> {
+fn connect(addr: &str) -> Option<NodeClient> {
     evenkeel_rpc::connect_lazy(addr).map_err(|e| tracing::error!(%addr, error = %e, "bad node address")).ok()
 }
 

@@ -11,18 +11,32 @@ pub mod pb {
     tonic::include_proto!("evenkeel.v1");
 }
 
-pub use pb::node_client::NodeClient;
-pub use pb::node_server::{Node, NodeServer};
+pub mod transport;
 
-/// A client for the node at `addr` (`host:port`) that connects on first use
-/// and reconnects by itself. Every caller (router, coordinator) uses the same
-/// transport settings: TCP_NODELAY (gRPC replies are several small frames),
-/// a 1 s connect timeout, HTTP/2 keepalive, and no message size cap beyond
-/// the node's own.
-pub fn connect_lazy(addr: &str) -> Result<NodeClient<tonic::transport::Channel>, tonic::transport::Error> {
+pub use pb::node_server::{Node, NodeServer};
+pub use transport::{LocalGuard, LocalService, Transport, serve_local};
+
+/// A client of one node's `Node` service, over the network or in-process.
+pub type NodeClient = pb::node_client::NodeClient<Transport>;
+
+/// A client for the node at `addr` (`host:port`). If a node of this process
+/// serves `addr` in-process ([`serve_local`]), the client calls it directly;
+/// otherwise it connects over TCP on first use and reconnects by itself.
+/// Every caller (router, coordinator) uses the same network settings:
+/// TCP_NODELAY (gRPC replies are several small frames), a 1 s connect
+/// timeout, HTTP/2 keepalive, and no message size cap beyond the node's own.
+pub fn connect_lazy(addr: &str) -> Result<NodeClient, tonic::transport::Error> {
+    let transport = match transport::local_slot(addr) {
+        Some(slot) => Transport::Local(slot),
+        None => Transport::Remote(connect_remote(addr)?),
+    };
+    Ok(NodeClient::new(transport).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+}
+
+fn connect_remote(addr: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(std::time::Duration::from_secs(1))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(std::time::Duration::from_secs(10));
-    Ok(NodeClient::new(endpoint.connect_lazy()).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+    Ok(endpoint.connect_lazy())
 }

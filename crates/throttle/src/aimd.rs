@@ -203,6 +203,15 @@ impl Controller {
         decision
     }
 
+    /// Nothing is being throttled: latency now says nothing about the
+    /// migration rate (a client p99 that moves while no data moves is the
+    /// workload's own noise), so hold the rate and start counting
+    /// comfortable samples afresh when migrations resume.
+    pub fn idle(&mut self) -> Decision {
+        self.comfortable = 0;
+        self.hold("hold: nothing moving".to_owned())
+    }
+
     /// The rate currently in force.
     pub fn rate(&self) -> f64 {
         self.rate_bytes_per_s

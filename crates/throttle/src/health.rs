@@ -22,6 +22,13 @@ pub struct HealthThresholds {
     /// free / total disk.
     pub pause_disk_free_ratio: f64,
     pub pause_log_lag_entries: u64,
+    /// Storage-engine debt: level-0 tables of any keyspace (the engine
+    /// slows writes down at 20 and stops them at 30), and full memtables
+    /// waiting for a flush (it stops writes at 4). Migration writes add to
+    /// both, so they pause before clients would feel the engine's brakes,
+    /// as CockroachDB's admission control holds snapshots on L0 overload.
+    pub pause_l0_tables: u32,
+    pub pause_sealed_memtables: u32,
     pub critical_disk_free_ratio: f64,
     pub critical_heartbeat_age_ms: u64,
     /// Healthy this long without a break before a pause ends.
@@ -36,6 +43,8 @@ impl Default for HealthThresholds {
             pause_error_rate: 0.01,
             pause_disk_free_ratio: 0.10,
             pause_log_lag_entries: 200_000,
+            pause_l0_tables: 12,
+            pause_sealed_memtables: 2,
             critical_disk_free_ratio: 0.02,
             critical_heartbeat_age_ms: 30_000,
             recover_after_ms: 5000,
@@ -84,6 +93,11 @@ pub struct NodeSample {
     /// 0: not reported, which pauses (unknown free space is not safe).
     pub disk_total_bytes: u64,
     pub log_lag_entries: u64,
+    /// The node's storage-engine debt (see `HealthThresholds`).
+    #[serde(default)]
+    pub l0_tables: u32,
+    #[serde(default)]
+    pub sealed_memtables: u32,
 }
 
 /// A node's health; reasons are for operators, e.g. "p99 82.1 ms > 50.0 ms".
@@ -121,6 +135,7 @@ pub fn classify(s: &NodeSample, t: &HealthThresholds) -> Level {
             s.log_lag_entries, t.pause_log_lag_entries
         ));
     }
+    engine(s, t, &mut degraded);
     if !critical.is_empty() {
         critical.extend(degraded);
         Level::Critical(critical)
@@ -261,6 +276,15 @@ fn disk(
         critical.push(line(t.critical_disk_free_ratio));
     } else if free < t.pause_disk_free_ratio {
         degraded.push(line(t.pause_disk_free_ratio));
+    }
+}
+
+fn engine(s: &NodeSample, t: &HealthThresholds, degraded: &mut Vec<String>) {
+    if s.l0_tables > t.pause_l0_tables {
+        degraded.push(format!("{} level-0 tables > {} (compaction behind)", s.l0_tables, t.pause_l0_tables));
+    }
+    if s.sealed_memtables > t.pause_sealed_memtables {
+        degraded.push(format!("{} memtables waiting for flush > {}", s.sealed_memtables, t.pause_sealed_memtables));
     }
 }
 

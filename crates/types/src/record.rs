@@ -59,12 +59,19 @@ impl Record {
     }
 
     pub fn encode_into(&self, buf: &mut BytesMut) {
-        buf.put_u8(if self.value.is_none() { TOMBSTONE } else { 0 });
-        buf.put_u64_le(self.version);
-        buf.put_u64_le(self.expire_at_ms.unwrap_or(0));
+        buf.put_slice(&self.header());
         if let Some(v) = &self.value {
             buf.put_slice(v);
         }
+    }
+
+    /// The encoding's fixed-size head; the value bytes follow it.
+    pub fn header(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0] = if self.value.is_none() { TOMBSTONE } else { 0 };
+        h[1..9].copy_from_slice(&self.version.to_le_bytes());
+        h[9..17].copy_from_slice(&self.expire_at_ms.unwrap_or(0).to_le_bytes());
+        h
     }
 
     pub fn decode(raw: &[u8]) -> Result<Record, CorruptRecord> {

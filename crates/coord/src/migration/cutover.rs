@@ -97,7 +97,7 @@ async fn drain_and_check(d: &Driver, m: &Migration, from: u64, end: u64) -> Resu
     if drain(d, m, m.source, m.target, from, end).await?.is_none() {
         return Ok(Some(Event::LogTruncated { source_log_pos: end }));
     }
-    let (src, dst) = tokio::try_join!(checksum(d, m, m.source), checksum(d, m, m.target))?;
+    let (src, dst) = tokio::try_join!(checksum(d, m, m.source, false), checksum(d, m, m.target, false))?;
     if (src.keys, src.digest) != (dst.keys, dst.digest) {
         let error = format!("checksums differ under fence: source {} keys, destination {} keys", src.keys, dst.keys);
         return Ok(Some(Event::Failed { error }));

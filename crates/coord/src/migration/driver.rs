@@ -283,7 +283,7 @@ pub(super) fn header(m: &Migration) -> Option<pb::MigrateHeader> {
     Some(pb::MigrateHeader { partition: m.partition as u32, token: m.token.unwrap_or(0) })
 }
 
-pub(super) async fn client(d: &Driver, node: NodeId) -> Result<evenkeel_rpc::NodeClient<tonic::transport::Channel>, Failure> {
+pub(super) async fn client(d: &Driver, node: NodeId) -> Result<evenkeel_rpc::NodeClient, Failure> {
     d.clients.for_id(d.meta.as_ref(), node).await.map_err(Failure::Transient)
 }
 
@@ -369,21 +369,25 @@ async fn catch_up(d: &Driver, m: &Migration, from: u64) -> Outcome {
     Ok(Some(Event::CaughtUp { applied_pos: page.next, lag: page.log_next.saturating_sub(page.next) }))
 }
 
-/// Compares checksums without fencing. A difference is expected while the
-/// source has changes the destination has not applied yet; only a difference
-/// with nothing left to apply counts as a mismatch. The authoritative
-/// comparison happens under the fence at cutover.
+/// Compares checksums without fencing, computed by scanning the stored
+/// records on both sides (the data itself, not just the writes' running
+/// digest). A difference is expected while the source has changes the
+/// destination has not applied yet; only a difference with nothing left to
+/// apply counts as a mismatch. The authoritative comparison happens under
+/// the fence at cutover, from the O(1) running digests.
 async fn verify(d: &Driver, m: &Migration) -> Outcome {
-    let (src, dst) = (checksum(d, m, m.source).await?, checksum(d, m, m.target).await?);
+    let (src, dst) = (checksum(d, m, m.source, true).await?, checksum(d, m, m.target, true).await?);
     let same = (src.keys, src.digest) == (dst.keys, dst.digest);
     let explained = src.log_next > m.applied_log_pos;
     let detail = format!("source {} keys, destination {} keys, {} changes unapplied", src.keys, dst.keys, src.log_next.saturating_sub(m.applied_log_pos));
     Ok(Some(Event::Verified { matched: same || explained, detail, target_log_pos: dst.log_next }))
 }
 
-/// The checksum of the migration's partition on `node`.
-pub(super) async fn checksum(d: &Driver, m: &Migration, node: NodeId) -> Result<pb::ChecksumResponse, Failure> {
-    Ok(client(d, node).await?.migrate_checksum(header(m).expect("token set")).await.map_err(apply_failure)?.into_inner())
+/// The checksum of the migration's partition on `node`; `scan`: computed
+/// from the stored records rather than read from the node's counters.
+pub(super) async fn checksum(d: &Driver, m: &Migration, node: NodeId, scan: bool) -> Result<pb::ChecksumResponse, Failure> {
+    let req = pb::ChecksumRequest { header: header(m), scan };
+    Ok(client(d, node).await?.migrate_checksum(req).await.map_err(apply_failure)?.into_inner())
 }
 
 async fn reverse_capture(d: &Driver, m: &Migration, from: u64) -> Outcome {

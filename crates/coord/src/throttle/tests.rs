@@ -22,6 +22,8 @@ fn node(id: NodeId, p99_us: u64, free: u64) -> NodeStatus {
         errors_total: 0,
         disk_free_bytes: free,
         disk_total_bytes: 100 << 30,
+        l0_tables: 0,
+        sealed_memtables: 0,
     }
 }
 
@@ -109,6 +111,27 @@ fn a_full_disk_fails_migrations_before_cutover_only() {
     let (id, Event::Failed { error }) = &reqs[0] else { panic!("{reqs:?}") };
     assert_eq!(id, "m1");
     assert!(error.contains("node 1 critical") && error.contains("disk"), "{error}");
+}
+
+#[test]
+fn latency_noise_while_nothing_moves_leaves_the_rate_alone() {
+    let t = Throttle::default();
+    let nodes = || vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)];
+    for s in 0..10u64 {
+        let now = 100_000 + s * 1000;
+        t.tick(&input(nodes(), vec![], Some((2_000, 5_000)), now), now);
+    }
+    let start = t.status().adaptive_rate_bytes_per_s.unwrap();
+    // The workload's own spikes (3x the baseline) with no migration moving
+    // data: nothing to cut, and no reason to grow either.
+    for s in 10..20u64 {
+        let now = 100_000 + s * 1000;
+        let p99 = if s % 2 == 0 { 6_000 } else { 500 };
+        t.tick(&input(nodes(), vec![migration("m0", 1, 2, Phase::Completed)], Some((p99, 5_000)), now), now);
+    }
+    let s = t.status();
+    assert_eq!(s.adaptive_rate_bytes_per_s, Some(start), "{s:?}");
+    assert_eq!(s.reason.split(';').next(), Some("hold: nothing moving"), "{s:?}");
 }
 
 #[test]

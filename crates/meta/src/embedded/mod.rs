@@ -1,11 +1,17 @@
 //! The embedded, single-process `MetaStore`: an in-memory map made durable by
 //! a write-ahead log with snapshot compaction (see `wal` for the files).
 //!
-//! Every operation runs synchronously under one mutex: log append (and fsync)
-//! first, then the in-memory apply, then watch fan-out. So a mutation is
-//! durable before anyone can observe it, and observers see revision order.
-//! The fsync runs on the calling task's thread; metadata writes are rare
-//! enough that this beats the complexity of a separate writer thread.
+//! Two locks. Mutations take the writer lock (async, so waiting writers
+//! park no thread), build their log records from the state, make them
+//! durable (append + fsync), and only then apply them to the state and
+//! notify watchers. So a mutation is durable before anyone can observe it,
+//! and observers see revision order. The state lock is held only to read or
+//! apply, never across an fsync: readers (routers refreshing their table,
+//! the coordinator's polls) never wait for the disk, and the fsync runs with
+//! `block_in_place`, so the runtime moves other tasks off the thread that
+//! waits for it. Between building a record and applying it there is no
+//! await point, so a cancelled caller cannot leave a logged record
+//! unapplied.
 
 mod codec;
 mod state;
@@ -59,13 +65,31 @@ impl Default for EmbeddedOptions {
 
 struct Inner {
     state: State,
-    /// None for the in-memory store.
-    wal: Option<Wal>,
     watch: WatchHub,
+}
+
+/// What a mutation decided under the state lock: the records to make
+/// durable and apply (in order, none for a refusal or a no-op), and the
+/// answer to give once they are applied.
+struct Plan<T> {
+    records: Vec<Record>,
+    result: Result<T>,
+}
+
+impl<T> Plan<T> {
+    fn answer(result: Result<T>) -> Self {
+        Plan { records: Vec::new(), result }
+    }
+
+    fn write(record: Record, value: T) -> Self {
+        Plan { records: vec![record], result: Ok(value) }
+    }
 }
 
 pub struct EmbeddedStore {
     inner: Mutex<Inner>,
+    /// The writer lock; None for the in-memory store.
+    wal: tokio::sync::Mutex<Option<Wal>>,
     opts: EmbeddedOptions,
     dir: Option<PathBuf>,
     /// Handed to the lease reaper so it never keeps the store alive.
@@ -94,12 +118,8 @@ impl EmbeddedStore {
         let mut watch = WatchHub::new(opts.history_len, opts.watch_buffer, recovered.compacted);
         watch.remember(&recovered.events);
         let has_leases = !recovered.state.leases.is_empty();
-        let inner = Inner {
-            state: recovered.state,
-            wal: Some(recovered.wal),
-            watch,
-        };
-        let store = Self::build(inner, opts, Some(dir.to_path_buf()), Some(dir_lock));
+        let inner = Inner { state: recovered.state, watch };
+        let store = Self::build(inner, Some(recovered.wal), opts, Some(dir.to_path_buf()), Some(dir_lock));
         if has_leases {
             store.ensure_reaper();
         }
@@ -114,26 +134,19 @@ impl EmbeddedStore {
     /// A non-durable store; `fsync` and `compact_after_records` are ignored.
     pub fn in_memory_with(opts: EmbeddedOptions) -> Arc<Self> {
         let watch = WatchHub::new(opts.history_len, opts.watch_buffer, 0);
-        Self::build(
-            Inner {
-                state: State::new(),
-                wal: None,
-                watch,
-            },
-            opts,
-            None,
-            None,
-        )
+        Self::build(Inner { state: State::new(), watch }, None, opts, None, None)
     }
 
     fn build(
         inner: Inner,
+        wal: Option<Wal>,
         opts: EmbeddedOptions,
         dir: Option<PathBuf>,
         dir_lock: Option<File>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| EmbeddedStore {
             inner: Mutex::new(inner),
+            wal: tokio::sync::Mutex::new(wal),
             opts,
             dir,
             me: me.clone(),
@@ -142,34 +155,54 @@ impl EmbeddedStore {
         })
     }
 
-    /// Makes `record` durable, applies it and notifies watchers.
-    fn commit(&self, inner: &mut Inner, record: Record) -> Result<()> {
-        if let Some(wal) = &mut inner.wal {
-            wal.append(&record)?;
+    /// Runs one mutation: under the writer lock, `plan` decides from the
+    /// state (it may also change what is not logged: lease deadlines); its
+    /// records are made durable, then applied and published.
+    async fn mutate<T>(&self, plan: impl FnOnce(&mut State, Instant) -> Plan<T>) -> Result<T> {
+        let mut wal = self.wal.lock().await;
+        // Refuse up front once the log is poisoned, before a plan that could
+        // itself want to write (lease expiry).
+        wal.as_ref().map_or(Ok(()), Wal::check_usable)?;
+        let Plan { records, result } = plan(&mut self.inner.lock().state, Instant::now());
+        if records.is_empty() {
+            return result;
         }
-        let events = match inner.state.apply(&record, Instant::now()) {
-            Ok(events) => events,
+        if let Some(w) = wal.as_mut() {
+            off_runtime(|| records.iter().try_for_each(|r| w.append(r)))?;
+        }
+        let mut inner = self.inner.lock();
+        for record in &records {
+            self.apply(&mut inner, wal.as_mut(), record)?;
+        }
+        self.maybe_compact(&inner, wal.as_mut());
+        result
+    }
+
+    /// Applies a durable record and notifies watchers.
+    fn apply(&self, inner: &mut Inner, wal: Option<&mut Wal>, record: &Record) -> Result<()> {
+        match inner.state.apply(record, Instant::now()) {
+            Ok(events) => {
+                inner.watch.publish(events);
+                Ok(())
+            }
             Err(e) => {
                 // Records are built from the state they apply to, so this is a
                 // bug; the log now holds a record that replay would reject.
                 let reason = format!("internal error applying {record:?}: {e}");
-                if let Some(wal) = &mut inner.wal {
+                if let Some(wal) = wal {
                     wal.poison(reason.clone());
                 }
-                return Err(MetaError::Corrupt(reason));
+                Err(MetaError::Corrupt(reason))
             }
-        };
-        inner.watch.publish(events);
-        self.maybe_compact(inner);
-        Ok(())
+        }
     }
 
-    fn maybe_compact(&self, inner: &mut Inner) {
-        let Some(wal) = &mut inner.wal else { return };
+    fn maybe_compact(&self, inner: &Inner, wal: Option<&mut Wal>) {
+        let Some(wal) = wal else { return };
         if wal.records <= self.opts.compact_after_records {
             return;
         }
-        if let Err(e) = wal.compact(&inner.state) {
+        if let Err(e) = off_runtime(|| wal.compact(&inner.state)) {
             // The write itself is durable; retry after another batch rather
             // than on every write while, say, the disk is full.
             tracing::warn!(error = %e, "metadata snapshot failed; keeping the current log");
@@ -177,52 +210,25 @@ impl EmbeddedStore {
         }
     }
 
-    /// Refuses writes up front once the log is poisoned, before any check
-    /// that could itself try to write (lease expiry).
-    fn writable(inner: &Inner) -> Result<()> {
-        inner.wal.as_ref().map_or(Ok(()), Wal::check_usable)
-    }
-
-    /// Ok if `id` is alive; an overdue lease is expired on the spot, so the
-    /// answer never depends on when the reaper last ran.
-    fn live_lease(&self, inner: &mut Inner, id: LeaseId, now: Instant) -> Result<()> {
-        let deadline = inner
-            .state
-            .leases
-            .get(&id)
-            .map(|l| l.deadline)
-            .ok_or(MetaError::LeaseNotFound(id))?;
-        if deadline <= now {
-            self.expire(inner, id)?;
-            return Err(MetaError::LeaseNotFound(id));
-        }
-        Ok(())
-    }
-
-    fn expire(&self, inner: &mut Inner, id: LeaseId) -> Result<()> {
-        match inner.state.revoke_record(id) {
-            Some(record) => self.commit(inner, record),
-            None => Err(MetaError::LeaseNotFound(id)),
-        }
-    }
-
-    fn expire_due_leases(&self) {
-        let mut inner = self.inner.lock();
-        if Self::writable(&inner).is_err() {
-            return; // already reported when the log was poisoned
-        }
-        let now = Instant::now();
-        let due: Vec<LeaseId> = inner
-            .state
-            .leases
-            .iter()
-            .filter(|(_, l)| l.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            if let Err(e) = self.expire(&mut inner, id) {
-                tracing::warn!(lease = id, error = %e, "could not expire lease; will retry");
-                return;
+    /// Expires every lease whose deadline has passed, one record each.
+    async fn expire_due_leases(&self) {
+        loop {
+            let expired = self
+                .mutate(|state, now| {
+                    let due = state.leases.iter().find(|(_, l)| l.deadline <= now).map(|(id, _)| *id);
+                    match due.and_then(|id| state.revoke_record(id)) {
+                        Some(record) => Plan::write(record, true),
+                        None => Plan::answer(Ok(false)),
+                    }
+                })
+                .await;
+            match expired {
+                Ok(true) => continue,
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not expire leases; will retry");
+                    return;
+                }
             }
         }
     }
@@ -245,48 +251,51 @@ impl EmbeddedStore {
             loop {
                 tick.tick().await;
                 let Some(store) = store.upgrade() else { return };
-                store.expire_due_leases();
+                store.expire_due_leases().await;
             }
         });
     }
+}
 
-    fn put_locked(
-        &self,
-        inner: &mut Inner,
-        key: &str,
-        value: Vec<u8>,
-        lease: Option<LeaseId>,
-    ) -> Result<Revision> {
-        if let Some(id) = lease {
-            self.live_lease(inner, id, Instant::now())?;
-        }
-        let revision = inner.state.revision + 1;
-        self.commit(
-            inner,
-            Record::Put {
-                revision,
-                key: key.to_owned(),
-                value,
-                lease,
-            },
-        )?;
-        Ok(revision)
+/// Runs blocking file work (write + fsync) so that the runtime moves other
+/// tasks off this thread meanwhile. Inline where that is impossible (a
+/// current-thread runtime, as in tests, or no runtime).
+fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
+}
 
-    fn delete_locked(&self, inner: &mut Inner, key: &str) -> Result<Option<Revision>> {
-        if !inner.state.kvs.contains_key(key) {
-            return Ok(None);
-        }
-        let revision = inner.state.revision + 1;
-        self.commit(
-            inner,
-            Record::Delete {
-                revision,
-                key: key.to_owned(),
-            },
-        )?;
-        Ok(Some(revision))
+/// Whether lease `id` may be used at `now`. An overdue lease is expired on
+/// the spot (the returned record), so the answer never depends on when the
+/// reaper last ran.
+fn check_lease(state: &State, id: LeaseId, now: Instant) -> std::result::Result<(), Option<Record>> {
+    match state.leases.get(&id) {
+        None => Err(None),
+        Some(l) if l.deadline <= now => Err(state.revoke_record(id)),
+        Some(_) => Ok(()),
     }
+}
+
+/// The plan of a put: the record, or the lease's refusal (with its expiry).
+fn plan_put(state: &State, key: &str, value: Vec<u8>, lease: Option<LeaseId>, now: Instant) -> Plan<Revision> {
+    if let Some(id) = lease
+        && let Err(expiry) = check_lease(state, id, now)
+    {
+        return Plan { records: expiry.into_iter().collect(), result: Err(MetaError::LeaseNotFound(id)) };
+    }
+    let revision = state.revision + 1;
+    Plan::write(Record::Put { revision, key: key.to_owned(), value, lease }, revision)
+}
+
+/// The plan of a delete: None (and no record) if the key is absent.
+fn plan_delete(state: &State, key: &str) -> Plan<Option<Revision>> {
+    if !state.kvs.contains_key(key) {
+        return Plan::answer(Ok(None));
+    }
+    let revision = state.revision + 1;
+    Plan::write(Record::Delete { revision, key: key.to_owned() }, Some(revision))
 }
 
 #[async_trait::async_trait]
@@ -299,26 +308,19 @@ impl MetaStore for EmbeddedStore {
     async fn get_prefix(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision)> {
         validate_prefix(prefix)?;
         let inner = self.inner.lock();
-        Ok((
-            inner.state.range(prefix).cloned().collect(),
-            inner.state.revision,
-        ))
+        Ok((inner.state.range(prefix).cloned().collect(), inner.state.revision))
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {
         validate_key(key)?;
         validate_value(&value)?;
         validate_lease(lease)?;
-        let mut inner = self.inner.lock();
-        Self::writable(&inner)?;
-        self.put_locked(&mut inner, key, value, lease)
+        self.mutate(|state, now| plan_put(state, key, value, lease, now)).await
     }
 
     async fn delete(&self, key: &str) -> Result<Option<Revision>> {
         validate_key(key)?;
-        let mut inner = self.inner.lock();
-        Self::writable(&inner)?;
-        self.delete_locked(&mut inner, key)
+        self.mutate(|state, _| plan_delete(state, key)).await
     }
 
     async fn compare_and_swap(
@@ -333,20 +335,25 @@ impl MetaStore for EmbeddedStore {
             validate_value(value)?;
         }
         validate_lease(lease)?;
-        let mut inner = self.inner.lock();
-        Self::writable(&inner)?;
-        let current = inner.state.kvs.get(key);
-        if !expect.holds(current) {
-            return Ok(CasOutcome::Conflict(current.cloned()));
-        }
-        let revision = match value {
-            Some(value) => self.put_locked(&mut inner, key, value, lease)?,
-            // Deleting an absent key changes nothing, so no revision is spent.
-            None => self
-                .delete_locked(&mut inner, key)?
-                .unwrap_or(inner.state.revision),
-        };
-        Ok(CasOutcome::Swapped(revision))
+        self.mutate(|state, now| {
+            let current = state.kvs.get(key);
+            if !expect.holds(current) {
+                return Plan::answer(Ok(CasOutcome::Conflict(current.cloned())));
+            }
+            match value {
+                Some(value) => {
+                    let Plan { records, result } = plan_put(state, key, value, lease, now);
+                    Plan { records, result: result.map(CasOutcome::Swapped) }
+                }
+                // Deleting an absent key changes nothing, so no revision is spent.
+                None => {
+                    let current = state.revision;
+                    let Plan { records, result } = plan_delete(state, key);
+                    Plan { records, result: result.map(|r| CasOutcome::Swapped(r.unwrap_or(current))) }
+                }
+            }
+        })
+        .await
     }
 
     async fn watch_prefix(&self, prefix: &str, from_revision: Revision) -> Result<WatchStream> {
@@ -358,47 +365,56 @@ impl MetaStore for EmbeddedStore {
 
     async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
         if ttl.is_zero() {
-            return Err(MetaError::InvalidArgument(
-                "lease TTL must be positive".into(),
-            ));
+            return Err(MetaError::InvalidArgument("lease TTL must be positive".into()));
         }
-        let id = {
-            let mut inner = self.inner.lock();
-            Self::writable(&inner)?;
-            let id = inner.state.next_lease_id;
-            self.commit(
-                &mut inner,
-                Record::GrantLease {
-                    id,
-                    ttl_ms: ttl_to_ms(ttl),
-                },
-            )?;
-            id
-        };
+        let id = self
+            .mutate(|state, _| {
+                let id = state.next_lease_id;
+                Plan::write(Record::GrantLease { id, ttl_ms: ttl_to_ms(ttl) }, id)
+            })
+            .await?;
         self.ensure_reaper();
         Ok(id)
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
         validate_lease(Some(lease))?;
-        let mut inner = self.inner.lock();
-        let now = Instant::now();
-        self.live_lease(&mut inner, lease, now)?;
-        // Deadlines are not logged: recovery grants every lease a full TTL anyway.
-        let entry = inner
-            .state
-            .leases
-            .get_mut(&lease)
-            .ok_or(MetaError::LeaseNotFound(lease))?;
-        entry.deadline = now + entry.ttl;
-        Ok(())
+        // The common case changes only the deadline, which is not logged:
+        // no writer lock, no disk.
+        {
+            let mut inner = self.inner.lock();
+            let now = Instant::now();
+            match inner.state.leases.get_mut(&lease) {
+                None => return Err(MetaError::LeaseNotFound(lease)),
+                Some(l) if l.deadline > now => {
+                    l.deadline = now + l.ttl;
+                    return Ok(());
+                }
+                Some(_) => {}
+            }
+        }
+        // Overdue: expire it now (unless the reaper just did).
+        self.mutate(|state, now| match check_lease(state, lease, now) {
+            Ok(()) => {
+                // Not reachable in practice: an overdue lease is never
+                // extended. Treat it as alive, which it is.
+                if let Some(l) = state.leases.get_mut(&lease) {
+                    l.deadline = now + l.ttl;
+                }
+                Plan::answer(Ok(()))
+            }
+            Err(expiry) => Plan { records: expiry.into_iter().collect(), result: Err(MetaError::LeaseNotFound(lease)) },
+        })
+        .await
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> Result<()> {
         validate_lease(Some(lease))?;
-        let mut inner = self.inner.lock();
-        Self::writable(&inner)?;
-        self.expire(&mut inner, lease)
+        self.mutate(|state, _| match state.revoke_record(lease) {
+            Some(record) => Plan::write(record, ()),
+            None => Plan::answer(Err(MetaError::LeaseNotFound(lease))),
+        })
+        .await
     }
 
     async fn current_revision(&self) -> Result<Revision> {

@@ -14,9 +14,8 @@
 //! - [`Store::drop_chunk`]: deletes a bounded batch of a partition's data,
 //!   log and expiry entries; called repeatedly by a throttled background task.
 
-use super::{PartitionCounters, Store, StoreError, data_key, decode_record, expiry_key, log_floor_key, log_key, log_position, token_key};
+use super::{PartitionCounters, Store, StoreError, data_key, decode_record, expiry_key, log_floor_key, log_key, log_position, record_digest, remove_from, token_key};
 use bytes::Bytes;
-use crc::{CRC_64_ECMA_182, Crc};
 use evenkeel_types::slot::slot_partition;
 use evenkeel_types::{PartitionId, Record, Slot};
 
@@ -44,14 +43,14 @@ pub enum LogRead {
     Truncated { first: u64 },
 }
 
-/// An order-independent digest of a partition's live records.
+/// An order-independent digest of a partition's records that hold a value
+/// (tombstones left out; expired records in, until swept: both sides hold
+/// the same ones, and the answer must not depend on the clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Checksum {
     pub keys: u64,
     pub digest: u64,
 }
-
-const CRC64: Crc<u64> = Crc::<u64>::new(&CRC_64_ECMA_182);
 
 impl Store {
     /// Accepts a migration request's fencing token for `partition` if it is
@@ -138,22 +137,26 @@ impl Store {
         Ok(applied)
     }
 
-    /// Digest of `partition`'s records live at `now_ms`.
-    pub fn checksum(&self, partition: PartitionId, now_ms: u64) -> Result<Checksum, StoreError> {
+    /// `partition`'s checksum and next log position, read together from
+    /// the counters every write keeps in step: O(1).
+    pub fn checksum(&self, partition: PartitionId) -> Result<(Checksum, u64), StoreError> {
+        let c = self.counters_of(partition)?;
+        Ok((Checksum { keys: c.keys, digest: c.digest }, c.log_next))
+    }
+
+    /// The same checksum computed from the stored records by a full scan of
+    /// the partition (a consistent snapshot): checks the data itself, not
+    /// the bookkeeping of the writes that made it.
+    pub fn checksum_scan(&self, partition: PartitionId) -> Result<Checksum, StoreError> {
         let (start, end) = self.partition_range(partition)?;
         let mut sum = Checksum::default();
         for kv in self.data.range(start..end) {
             let (k, v) = kv.into_inner()?;
             let record = decode_record(&v)?;
-            if !record.is_live(now_ms) {
-                continue;
+            if record.value.is_some() {
+                sum.keys += 1;
+                sum.digest = sum.digest.wrapping_add(record_digest(&k[2..], &record));
             }
-            let mut digest = CRC64.digest();
-            digest.update(&(k.len() as u64).to_le_bytes());
-            digest.update(&k);
-            digest.update(&v);
-            sum.keys += 1;
-            sum.digest = sum.digest.wrapping_add(digest.finalize());
         }
         Ok(sum)
     }
@@ -164,33 +167,32 @@ impl Store {
     pub fn drop_chunk(&self, partition: PartitionId, max_keys: usize) -> Result<usize, StoreError> {
         let (start, end) = self.partition_range(partition)?;
         let mut counters = self.parts[partition as usize].lock();
-        let keys: Vec<Bytes> =
-            self.data.range(start..end).take(max_keys.max(1)).map(|kv| kv.key().map(|k| Bytes::copy_from_slice(&k))).collect::<Result<_, _>>()?;
+        // Counters change only once the batch is committed.
+        let mut after = *counters;
         let mut batch = self.db.batch();
-        for k in &keys {
-            if let Some(r) = self.read(k)? {
-                if let Some(at) = r.expire_at_ms {
-                    batch.remove(&self.expiry, expiry_key(at, k));
-                }
-                counters.bytes -= (k.len() - 2 + r.encoded_len()) as u64;
-                counters.keys -= r.value.is_some() as u64;
+        let mut removed = 0;
+        for kv in self.data.range(start..end).take(max_keys.max(1)) {
+            let (k, v) = kv.into_inner()?;
+            let r = decode_record(&v)?;
+            if let Some(at) = r.expire_at_ms {
+                batch.remove(&self.expiry, expiry_key(at, &k));
             }
-            batch.remove(&self.data, k.clone());
+            remove_from(&mut after, &k[2..], &r);
+            batch.remove(&self.data, k);
+            removed += 1;
         }
-        let mut removed = keys.len();
-        if keys.is_empty() {
+        if removed == 0 {
             // Data gone: drop the change log too, keeping positions monotonic
             // so a later import's log never reuses a position.
-            let prefix = partition.to_be_bytes();
-            let log_keys: Vec<Bytes> = self.log.prefix(prefix).take(max_keys.max(1)).map(|kv| kv.key().map(|k| Bytes::copy_from_slice(&k))).collect::<Result<_, _>>()?;
-            removed = log_keys.len();
-            for k in log_keys {
-                batch.remove(&self.log, k);
+            for kv in self.log.prefix(partition.to_be_bytes()).take(max_keys.max(1)) {
+                batch.remove(&self.log, kv.key()?);
+                removed += 1;
             }
-            counters.log_first = counters.log_next;
-            batch.insert(&self.meta, log_floor_key(partition), counters.log_next.to_be_bytes());
+            after.log_first = after.log_next;
+            batch.insert(&self.meta, log_floor_key(partition), after.log_next.to_be_bytes());
         }
         batch.commit()?;
+        *counters = after;
         Ok(removed)
     }
 

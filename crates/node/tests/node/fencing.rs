@@ -15,14 +15,14 @@ fn part() -> u32 {
     evenkeel_types::slot::key_partition(b"k", PARTITIONS) as u32
 }
 
-async fn start(dir: &std::path::Path, meta: Arc<dyn MetaStore>) -> (NodeClient<tonic::transport::Channel>, CancellationToken, tokio::task::JoinHandle<()>) {
+async fn start(dir: &std::path::Path, meta: Arc<dyn MetaStore>) -> (NodeClient, CancellationToken, tokio::task::JoinHandle<()>) {
     let node = Node::open(NodeConfig::new(1, StoreConfig::new(dir, PARTITIONS))).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     let s = stop.clone();
     let task = tokio::spawn(async move { node.run(listener, meta, s.cancelled_owned()).await.unwrap() });
-    let client = NodeClient::connect(format!("http://{addr}")).await.unwrap();
+    let client = evenkeel_rpc::connect_lazy(&addr.to_string()).unwrap();
     (client, stop, task)
 }
 
@@ -34,7 +34,7 @@ fn apply(token: u64, value: &str, version: u64) -> pb::ApplyRequest {
     }
 }
 
-async fn snapshot_values(client: &mut NodeClient<tonic::transport::Channel>, token: u64) -> Vec<String> {
+async fn snapshot_values(client: &mut NodeClient, token: u64) -> Vec<String> {
     let req = pb::SnapshotRequest { header: Some(pb::MigrateHeader { partition: part(), token }), cursor: None, max_keys: 10, max_bytes: 1 << 20 };
     let page = client.migrate_snapshot(req).await.unwrap().into_inner();
     page.records.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned()).collect()

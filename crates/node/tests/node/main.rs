@@ -8,4 +8,5 @@
 mod failpoints;
 mod fencing;
 mod lane;
+mod local;
 mod support;

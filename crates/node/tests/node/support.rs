@@ -8,11 +8,12 @@ use tokio_util::sync::CancellationToken;
 
 pub const PARTITIONS: u16 = 4;
 
-pub type Client = NodeClient<tonic::transport::Channel>;
+pub type Client = NodeClient;
 
 /// A running node with its own data directory and metadata store.
 pub struct TestNode {
     pub client: Client,
+    pub addr: String,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -35,8 +36,8 @@ pub async fn start(id: evenkeel_types::NodeId, tune: impl FnOnce(&mut NodeConfig
     let stop = CancellationToken::new();
     let s = stop.clone();
     let task = tokio::spawn(async move { node.run(listener, meta, s.cancelled_owned()).await.unwrap() });
-    let client = NodeClient::connect(format!("http://{addr}")).await.unwrap();
-    TestNode { client, stop, task, _dir: dir }
+    let client = evenkeel_rpc::connect_lazy(&addr.to_string()).unwrap();
+    TestNode { client, addr: addr.to_string(), stop, task, _dir: dir }
 }
 
 impl TestNode {

@@ -236,6 +236,18 @@ fn band_edges_follow_headroom_not_budget_times_comfort() {
 }
 
 #[test]
+fn idle_holds_and_restarts_the_comfortable_streak() {
+    let mut c = Controller::new(AimdConfig::default(), 0);
+    let start = c.rate();
+    c.observe(930, 1000, 1000);
+    assert_eq!(c.idle().reason, "hold: nothing moving");
+    // One comfortable sample before the idle spell does not count.
+    assert_eq!(c.observe(930, 1000, 3000).action, Adjust::Hold);
+    assert_eq!(c.observe(930, 1000, 4000).action, Adjust::Increase);
+    assert_eq!(c.rate(), start + MIB);
+}
+
+#[test]
 fn no_baseline_holds() {
     let mut c = Controller::new(AimdConfig::default(), 0);
     let d = c.observe(1_000_000, 0, 1000);

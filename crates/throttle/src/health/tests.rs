@@ -9,6 +9,8 @@ fn healthy_sample() -> NodeSample {
         disk_free_bytes: 500,
         disk_total_bytes: 1000,
         log_lag_entries: 10,
+        l0_tables: 3,
+        sealed_memtables: 0,
     }
 }
 
@@ -111,6 +113,20 @@ fn log_lag() {
     assert_eq!(
         level(|s| s.log_lag_entries = 250_000),
         degraded("log lag 250000 entries > 200000")
+    );
+}
+
+#[test]
+fn storage_engine_debt() {
+    assert_eq!(level(|s| s.l0_tables = 12), Level::Healthy);
+    assert_eq!(
+        level(|s| s.l0_tables = 13),
+        degraded("13 level-0 tables > 12 (compaction behind)")
+    );
+    assert_eq!(level(|s| s.sealed_memtables = 2), Level::Healthy);
+    assert_eq!(
+        level(|s| s.sealed_memtables = 3),
+        degraded("3 memtables waiting for flush > 2")
     );
 }
 
