@@ -170,8 +170,12 @@ impl Sim {
         let sim = Sim { cluster, http: reqwest::Client::new(), admin, redis };
         wait_for_leader(&sim.http, &sim.admin).await;
         // A node reported critical (the Fail path) must not hold up the
-        // next migration for long.
-        sim.patch_throttle(json!({"health": {"recover_after_ms": 500}})).await;
+        // next migration for long. The host's own disk must not pause
+        // migrations either (a build machine can be under 10% free); the
+        // Fail path reports a full disk through a failpoint, still critical.
+        sim.patch_throttle(json!({"health": {"recover_after_ms": 500, "pause_disk_free_ratio": 0.02}})).await;
+        // A gate closed before the patch reopens on its old schedule.
+        sim.wait_gates_open().await;
         sim
     }
 
@@ -372,9 +376,11 @@ async fn wait_record(sim: &Sim, id: &str, what: &str, f: impl Fn(&Migration) -> 
     }
 }
 
-/// The copy has stored a checkpoint past its first chunk.
+/// The copy has stored a checkpoint past its first chunk (and may be paused
+/// there by a health gate: a loaded machine can be slow).
 fn copying_with_cursor(m: &Migration) -> bool {
-    m.phase == Phase::Copying && m.copy_cursor.is_some() && m.keys_copied > 0
+    let copying = m.phase == Phase::Copying || m.paused_from == Some(Phase::Copying);
+    copying && m.copy_cursor.is_some() && m.keys_copied > 0
 }
 
 /// After a coordinator crash mid-copy, the successor continues from the
