@@ -8,6 +8,8 @@ use common::admin::{migrations, wait_for_leader, wait_rebalance_end, wait_stats}
 use common::load::{Endpoint, Load};
 use evenkeel::up::{LocalCluster, UpOptions};
 use evenkeel_coord::api::{MigrationInfo, MoveRequest};
+use evenkeel_meta::MetaStore;
+use futures::StreamExt;
 use redis::AsyncCommands;
 use std::time::{Duration, Instant};
 
@@ -149,6 +151,80 @@ async fn rollback_during_bake_loses_no_write() {
     let again = http.post(format!("{admin}/v1/migrations/{}/rollback", started.id)).send().await.unwrap();
     assert_eq!(again.status(), 409);
     cluster.shutdown().await.unwrap();
+}
+
+/// A leader that crashes after flipping the routing table but before
+/// storing COMPLETED finishes the cutover once restarted. The destination
+/// serves from the moment the process is back, while the new leader still
+/// waits out the old lease; those writes must reach the source through
+/// reverse capture, or a rollback during bake loses them (G1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_after_a_cutover_finished_by_a_restarted_leader_loses_no_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(options(dir.path(), 8, 600_000)).await.unwrap();
+    let p = 5u16;
+    let keys: Vec<String> = (0..).map(|i| format!("rc{i}")).filter(|k| evenkeel_types::slot::key_partition(k.as_bytes(), 8) == p).take(40).collect();
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for k in &keys {
+        let () = conn.set(k, "before").await.unwrap();
+    }
+    let (admin, http) = (format!("http://{}", cluster.admin_addr), reqwest::Client::new());
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
+    let source = routing(&cluster).await.entry(p).unwrap().owner;
+    let target = cluster.node_ids.iter().copied().find(|n| *n != source).unwrap();
+    let from = cluster.meta.current_revision().await.unwrap() + 1;
+    let mut records = cluster.meta.watch_prefix(evenkeel_types::keys::MIGRATIONS_PREFIX, from).await.unwrap();
+    let started: MigrationInfo = http.post(format!("{admin}/v1/migrations")).json(&MoveRequest { partition: p, target }).send().await.unwrap().json().await.unwrap();
+    wait_state(&http, &admin, &started.id, "COMPLETED").await;
+    // The record as stored when the cutover began.
+    let cutting_over = loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), records.next()).await.expect("a stored phase").unwrap().unwrap();
+        let evenkeel_meta::WatchEvent::Put(kv) = event else { continue };
+        let m: evenkeel_coord::migration::machine::Migration = serde_json::from_slice(&kv.value).unwrap();
+        if m.phase == evenkeel_coord::migration::machine::Phase::CuttingOver {
+            break kv.value;
+        }
+    };
+    drop(records);
+    cluster.shutdown().await.unwrap();
+    // The crash: the table is flipped, COMPLETED was never stored.
+    let meta = evenkeel_meta::EmbeddedStore::open(&dir.path().join("meta"), Default::default()).await.unwrap();
+    meta.put(&evenkeel_types::keys::migration_key(&started.id), cutting_over, None).await.unwrap();
+    drop(meta);
+
+    let cluster = reopen(options(dir.path(), 8, 600_000)).await;
+    let (admin, client) = (format!("http://{}", cluster.admin_addr), redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap());
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for k in &keys[..20] {
+        let () = conn.set(k, "after-restart").await.unwrap();
+    }
+    let resumed = migrations(&http, &admin).await;
+    assert_eq!(resumed[0].state, "CUTTING_OVER", "the writes must land before the leader resumes: {resumed:?}");
+    wait_state(&http, &admin, &started.id, "COMPLETED").await;
+    let resp = http.post(format!("{admin}/v1/migrations/{}/rollback", started.id)).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    wait_state(&http, &admin, &started.id, "ROLLED_BACK").await;
+    assert_eq!(routing(&cluster).await.entry(p).unwrap().owner, source);
+    for (i, k) in keys.iter().enumerate() {
+        let got: Option<String> = conn.get(k).await.unwrap();
+        assert_eq!(got.as_deref(), Some(if i < 20 { "after-restart" } else { "before" }), "{k}");
+    }
+    cluster.shutdown().await.unwrap();
+}
+
+/// Starts a cluster on a data directory a store handle of the test just
+/// closed. The directory lock goes with the store's last handle, which its
+/// lease reaper may still hold for a moment.
+async fn reopen(opts: UpOptions) -> LocalCluster {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match LocalCluster::start(opts.clone()).await {
+            Ok(cluster) => return cluster,
+            Err(e) if format!("{e:#}").contains("already open") && Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => panic!("{e:#}"),
+        }
+    }
 }
 
 async fn wait_state(http: &reqwest::Client, admin: &str, id: &str, state: &str) {
