@@ -1,9 +1,9 @@
 //! Cutover and rollback: moving ownership with a bounded pause.
 //!
 //! Cutover: fence the source (it refuses reads and writes), drain its last
-//! changes to the destination, compare checksums under the fence, flip the
-//! owner in the routing table by compare-and-swap, record the destination's
-//! log position (reverse capture starts there), then unfence the destination
+//! changes to the destination, compare checksums under the fence, record the
+//! destination's log position (reverse capture starts there), flip the owner
+//! in the routing table by compare-and-swap, then unfence the destination
 //! with a grant of the new epoch. If the drain or check does not fit the
 //! pause budget, the source is unfenced and the migration catches up again.
 //! The source stays fenced after a successful flip until it sees the new
