@@ -112,7 +112,7 @@ async fn rollback_during_bake_loses_no_write() {
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let p = 3u16;
-    let keys: Vec<String> = (0..).map(|i| format!("rb{i}")).filter(|k| evenkeel_types::slot::key_partition(k.as_bytes(), 8) == p).take(50).collect();
+    let keys = keys_in("rb", p, 50);
     for k in &keys {
         let () = conn.set(k, "before").await.unwrap();
     }
@@ -134,10 +134,7 @@ async fn rollback_during_bake_loses_no_write() {
         let () = conn.set(k, "during-bake").await.unwrap();
     }
     let _: i64 = conn.del(&keys[25]).await.unwrap();
-    let resp = http.post(format!("{admin}/v1/migrations/{}/rollback", started.id)).send().await.unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
-    wait_state(&http, &admin, &started.id, "ROLLED_BACK").await;
-    assert_eq!(routing(&cluster).await.entry(p).unwrap().owner, source);
+    roll_back(&http, &admin, &cluster, &started, source).await;
     for (i, k) in keys.iter().enumerate() {
         let got: Option<String> = conn.get(k).await.unwrap();
         let expected = match i {
@@ -163,7 +160,7 @@ async fn rollback_after_a_cutover_finished_by_a_restarted_leader_loses_no_write(
     let dir = tempfile::tempdir().unwrap();
     let cluster = LocalCluster::start(options(dir.path(), 8, 600_000)).await.unwrap();
     let p = 5u16;
-    let keys: Vec<String> = (0..).map(|i| format!("rc{i}")).filter(|k| evenkeel_types::slot::key_partition(k.as_bytes(), 8) == p).take(40).collect();
+    let keys = keys_in("rc", p, 40);
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     for k in &keys {
@@ -189,11 +186,12 @@ async fn rollback_after_a_cutover_finished_by_a_restarted_leader_loses_no_write(
     drop(records);
     cluster.shutdown().await.unwrap();
     // The crash: the table is flipped, COMPLETED was never stored.
-    let meta = evenkeel_meta::EmbeddedStore::open(&dir.path().join("meta"), Default::default()).await.unwrap();
+    let meta_dir = dir.path().join("meta");
+    let meta = when_unlocked(|| evenkeel_meta::EmbeddedStore::open(&meta_dir, Default::default())).await;
     meta.put(&evenkeel_types::keys::migration_key(&started.id), cutting_over, None).await.unwrap();
     drop(meta);
 
-    let cluster = reopen(options(dir.path(), 8, 600_000)).await;
+    let cluster = when_unlocked(|| LocalCluster::start(options(dir.path(), 8, 600_000))).await;
     let (admin, client) = (format!("http://{}", cluster.admin_addr), redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap());
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     for k in &keys[..20] {
@@ -202,10 +200,7 @@ async fn rollback_after_a_cutover_finished_by_a_restarted_leader_loses_no_write(
     let resumed = migrations(&http, &admin).await;
     assert_eq!(resumed[0].state, "CUTTING_OVER", "the writes must land before the leader resumes: {resumed:?}");
     wait_state(&http, &admin, &started.id, "COMPLETED").await;
-    let resp = http.post(format!("{admin}/v1/migrations/{}/rollback", started.id)).send().await.unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
-    wait_state(&http, &admin, &started.id, "ROLLED_BACK").await;
-    assert_eq!(routing(&cluster).await.entry(p).unwrap().owner, source);
+    roll_back(&http, &admin, &cluster, &started, source).await;
     for (i, k) in keys.iter().enumerate() {
         let got: Option<String> = conn.get(k).await.unwrap();
         assert_eq!(got.as_deref(), Some(if i < 20 { "after-restart" } else { "before" }), "{k}");
@@ -213,18 +208,32 @@ async fn rollback_after_a_cutover_finished_by_a_restarted_leader_loses_no_write(
     cluster.shutdown().await.unwrap();
 }
 
-/// Starts a cluster on a data directory a store handle of the test just
-/// closed. The directory lock goes with the store's last handle, which its
-/// lease reaper may still hold for a moment.
-async fn reopen(opts: UpOptions) -> LocalCluster {
+/// Opens what `open` opens once the metadata directory is free. A store
+/// just closed (a cluster shut down, a handle dropped) keeps the directory
+/// locked until its last handle goes, which its lease reaper or an aborted
+/// driver task may hold a moment longer.
+async fn when_unlocked<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(open: impl Fn() -> F) -> T {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match LocalCluster::start(opts.clone()).await {
-            Ok(cluster) => return cluster,
+        match open().await {
+            Ok(opened) => return opened,
             Err(e) if format!("{e:#}").contains("already open") && Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
             Err(e) => panic!("{e:#}"),
         }
     }
+}
+
+/// The first `n` keys named `PREFIX<i>` that fall in `partition` (of 8).
+fn keys_in(prefix: &str, partition: u16, n: usize) -> Vec<String> {
+    (0..).map(|i| format!("{prefix}{i}")).filter(|k| evenkeel_types::slot::key_partition(k.as_bytes(), 8) == partition).take(n).collect()
+}
+
+/// Rolls migration `m` back and checks that `source` owns its partition again.
+async fn roll_back(http: &reqwest::Client, admin: &str, cluster: &LocalCluster, m: &MigrationInfo, source: u32) {
+    let resp = http.post(format!("{admin}/v1/migrations/{}/rollback", m.id)).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    wait_state(http, admin, &m.id, "ROLLED_BACK").await;
+    assert_eq!(routing(cluster).await.entry(m.partition).unwrap().owner, source);
 }
 
 async fn wait_state(http: &reqwest::Client, admin: &str, id: &str, state: &str) {
@@ -258,7 +267,7 @@ async fn added_node_takes_partitions_and_survives_restart() {
 
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = (0..).map(|i| format!("n{i}")).filter(|k| evenkeel_types::slot::key_partition(k.as_bytes(), 8) == 0).take(20).collect();
+    let keys = keys_in("n", 0, 20);
     for k in &keys {
         let () = conn.set(k, k).await.unwrap();
     }
