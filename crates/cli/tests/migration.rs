@@ -1,135 +1,19 @@
-//! Live partition moves under concurrent load.
-//!
-//! Every key has exactly one writer, which writes strictly increasing
-//! sequence numbers, so a read is correct iff the sequence it returns is at
-//! least the last one acknowledged before the read began (no lost write, no
-//! stale read: G1, G2, G3) and at most the last one invoked before the read
-//! ended (no invented or future value: G5). Counters check that every
-//! acknowledged INCR counts exactly once. Any client error fails the test.
+//! Live partition moves under concurrent load ([`common::load`]: every read
+//! checked against its key's single writer, every INCR counted). Nothing is
+//! killed here, so any client error fails the test.
 
+mod common;
+
+use common::admin::{migrations, wait_for_leader, wait_rebalance_end, wait_stats};
+use common::load::{Endpoint, Load};
 use evenkeel::up::{LocalCluster, UpOptions};
-use evenkeel_coord::api::{MigrationInfo, MigrationList, MoveRequest};
+use evenkeel_coord::api::{MigrationInfo, MoveRequest};
+use evenkeel_meta::MetaStore;
+use futures::StreamExt;
 use redis::AsyncCommands;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const KEYS_PER_WRITER: usize = 200;
-const WRITERS: usize = 3;
 const PAUSE_BUDGET_MS: u64 = 500;
-
-struct Register {
-    invoked: AtomicU64,
-    acked: AtomicU64,
-}
-
-fn key(writer: usize, k: usize) -> String {
-    format!("w{writer}:k{k}")
-}
-
-async fn writer(conn: redis::aio::MultiplexedConnection, w: usize, regs: Arc<Vec<Register>>, stop: Arc<AtomicBool>) -> Result<u64, String> {
-    let mut conn = conn;
-    let mut seq = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        seq += 1;
-        for k in 0..KEYS_PER_WRITER {
-            let reg = &regs[w * KEYS_PER_WRITER + k];
-            reg.invoked.store(seq, Ordering::SeqCst);
-            let () = conn.set(key(w, k), seq.to_string()).await.map_err(|e| format!("SET {}: {e}", key(w, k)))?;
-            reg.acked.store(seq, Ordering::SeqCst);
-        }
-    }
-    Ok(seq)
-}
-
-async fn reader(conn: redis::aio::MultiplexedConnection, regs: Arc<Vec<Register>>, stop: Arc<AtomicBool>) -> Result<u64, String> {
-    let mut conn = conn;
-    let mut reads = 0u64;
-    let mut i = 0usize;
-    while !stop.load(Ordering::Relaxed) {
-        i = (i + 7919) % regs.len();
-        let (w, k) = (i / KEYS_PER_WRITER, i % KEYS_PER_WRITER);
-        let lo = regs[i].acked.load(Ordering::SeqCst);
-        let got: Option<String> = conn.get(key(w, k)).await.map_err(|e| format!("GET {}: {e}", key(w, k)))?;
-        let hi = regs[i].invoked.load(Ordering::SeqCst);
-        let seen: u64 = got.as_deref().map_or(0, |v| v.parse().expect("values are sequence numbers"));
-        if seen < lo || seen > hi {
-            return Err(format!("{}: read {seen}, but acked {lo} before the read and invoked {hi} by its end", key(w, k)));
-        }
-        reads += 1;
-    }
-    Ok(reads)
-}
-
-async fn incrementer(conn: redis::aio::MultiplexedConnection, stop: Arc<AtomicBool>) -> Result<u64, String> {
-    let mut conn = conn;
-    let mut acked = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let n: u64 = conn.incr(format!("counter:{}", acked % 16), 1).await.map_err(|e| format!("INCR: {e}"))?;
-        assert!(n >= 1);
-        acked += 1;
-    }
-    Ok(acked)
-}
-
-/// Writers, readers and an incrementer running against the router; each
-/// read is checked as it happens, the rest when the load stops.
-struct Load {
-    regs: Arc<Vec<Register>>,
-    stop: Arc<AtomicBool>,
-    writers: Vec<tokio::task::JoinHandle<Result<u64, String>>>,
-    readers: Vec<tokio::task::JoinHandle<Result<u64, String>>>,
-    counter: tokio::task::JoinHandle<Result<u64, String>>,
-}
-
-impl Load {
-    /// Starts the load and returns once every key has been written once.
-    async fn start(client: &redis::Client, readers: usize) -> Load {
-        let regs: Arc<Vec<Register>> = Arc::new((0..WRITERS * KEYS_PER_WRITER).map(|_| Register { invoked: AtomicU64::new(0), acked: AtomicU64::new(0) }).collect());
-        let stop = Arc::new(AtomicBool::new(false));
-        let conn = || client.get_multiplexed_async_connection();
-        let mut load = Load { regs: regs.clone(), stop: stop.clone(), writers: vec![], readers: vec![], counter: tokio::spawn(incrementer(conn().await.unwrap(), stop.clone())) };
-        for w in 0..WRITERS {
-            load.writers.push(tokio::spawn(writer(conn().await.unwrap(), w, regs.clone(), stop.clone())));
-        }
-        for _ in 0..readers {
-            load.readers.push(tokio::spawn(reader(conn().await.unwrap(), regs.clone(), stop.clone())));
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while regs.iter().any(|r| r.acked.load(Ordering::SeqCst) == 0) {
-            assert!(Instant::now() < deadline, "initial writes did not finish");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        load
-    }
-
-    /// Stops the load, fails on any client error, and checks the final
-    /// state: every key holds its last acknowledged value (G1) and every
-    /// acknowledged INCR counted exactly once.
-    async fn finish(self, client: &redis::Client) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.writers {
-            t.await.unwrap().unwrap();
-        }
-        let mut reads = 0;
-        for t in self.readers {
-            reads += t.await.unwrap().unwrap();
-        }
-        assert!(reads > 0, "readers made progress");
-        let increments = self.counter.await.unwrap().unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        for (i, reg) in self.regs.iter().enumerate() {
-            let got: String = conn.get(key(i / KEYS_PER_WRITER, i % KEYS_PER_WRITER)).await.unwrap();
-            assert_eq!(got.parse::<u64>().unwrap(), reg.acked.load(Ordering::SeqCst));
-        }
-        let mut total = 0u64;
-        for c in 0..16 {
-            let v: Option<u64> = conn.get(format!("counter:{c}")).await.unwrap();
-            total += v.unwrap_or(0);
-        }
-        assert_eq!(total, increments, "every acknowledged INCR counted exactly once");
-    }
-}
 
 /// Cluster options for these tests: `partitions` partitions, a short (or
 /// long) bake, and a pause budget a debug build can meet.
@@ -141,11 +25,6 @@ fn options(dir: &std::path::Path, partitions: u32, bake_ms: u64) -> UpOptions {
     opts
 }
 
-async fn migrations(http: &reqwest::Client, admin: &str) -> Vec<MigrationInfo> {
-    let list: MigrationList = http.get(format!("{admin}/v1/migrations")).send().await.unwrap().json().await.unwrap();
-    list.migrations
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_move_under_load_without_errors_lost_or_stale_reads() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,10 +32,11 @@ async fn partitions_move_under_load_without_errors_lost_or_stale_reads() {
     opts.coord.driver.chunk_keys = 50;
     let cluster = LocalCluster::start(opts).await.unwrap();
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
-    let load = Load::start(&client, 2).await;
+    let endpoint = Endpoint::new(cluster.router_addr);
+    let load = Load::start(&endpoint, 2).await;
     let admin = format!("http://{}", cluster.admin_addr);
     let http = reqwest::Client::new();
-    wait_for_leader(&http, &admin).await;
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
     // Two rounds: eight partitions move, then move again to a third node,
     // so sixteen cutovers happen while the load runs.
     let mut moves = Vec::new();
@@ -185,7 +65,7 @@ async fn partitions_move_under_load_without_errors_lost_or_stale_reads() {
     }
     // Keep the load on a little past the last cutover, then stop and check.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    load.finish(&client).await;
+    load.finish(&endpoint).await;
 
     // The routing table reflects the last round of moves.
     let table = routing(&cluster).await;
@@ -194,7 +74,7 @@ async fn partitions_move_under_load_without_errors_lost_or_stale_reads() {
     }
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys_now: i64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
-    assert_eq!(keys_now as usize, WRITERS * KEYS_PER_WRITER + 16);
+    assert_eq!(keys_now as usize, common::load::all_keys().len());
     cluster.shutdown().await.unwrap();
 }
 
@@ -223,18 +103,6 @@ async fn wait_all_done(http: &reqwest::Client, admin: &str, expected: usize) {
     }
 }
 
-async fn wait_for_leader(http: &reqwest::Client, admin: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s: evenkeel_coord::api::ClusterStatus = http.get(format!("{admin}/v1/cluster")).send().await.unwrap().json().await.unwrap();
-        if s.leader {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no leader");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Writes made on the destination during bake reach the source through
 /// reverse capture, so a rollback hands the partition back losing nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,13 +112,13 @@ async fn rollback_during_bake_loses_no_write() {
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let p = 3u16;
-    let keys: Vec<String> = (0..).map(|i| format!("rb{i}")).filter(|k| evenkeel_types::slot::key_partition(k.as_bytes(), 8) == p).take(50).collect();
+    let keys = keys_in("rb", p, 50);
     for k in &keys {
         let () = conn.set(k, "before").await.unwrap();
     }
     let admin = format!("http://{}", cluster.admin_addr);
     let http = reqwest::Client::new();
-    wait_for_leader(&http, &admin).await;
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
     let source = routing(&cluster).await.entry(p).unwrap().owner;
     let target = cluster.node_ids.iter().copied().find(|n| *n != source).unwrap();
     let started: MigrationInfo = http.post(format!("{admin}/v1/migrations")).json(&MoveRequest { partition: p, target }).send().await.unwrap().json().await.unwrap();
@@ -266,10 +134,7 @@ async fn rollback_during_bake_loses_no_write() {
         let () = conn.set(k, "during-bake").await.unwrap();
     }
     let _: i64 = conn.del(&keys[25]).await.unwrap();
-    let resp = http.post(format!("{admin}/v1/migrations/{}/rollback", started.id)).send().await.unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
-    wait_state(&http, &admin, &started.id, "ROLLED_BACK").await;
-    assert_eq!(routing(&cluster).await.entry(p).unwrap().owner, source);
+    roll_back(&http, &admin, &cluster, &started, source).await;
     for (i, k) in keys.iter().enumerate() {
         let got: Option<String> = conn.get(k).await.unwrap();
         let expected = match i {
@@ -283,6 +148,92 @@ async fn rollback_during_bake_loses_no_write() {
     let again = http.post(format!("{admin}/v1/migrations/{}/rollback", started.id)).send().await.unwrap();
     assert_eq!(again.status(), 409);
     cluster.shutdown().await.unwrap();
+}
+
+/// A leader that crashes after flipping the routing table but before
+/// storing COMPLETED finishes the cutover once restarted. The destination
+/// serves from the moment the process is back, while the new leader still
+/// waits out the old lease; those writes must reach the source through
+/// reverse capture, or a rollback during bake loses them (G1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_after_a_cutover_finished_by_a_restarted_leader_loses_no_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(options(dir.path(), 8, 600_000)).await.unwrap();
+    let p = 5u16;
+    let keys = keys_in("rc", p, 40);
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for k in &keys {
+        let () = conn.set(k, "before").await.unwrap();
+    }
+    let (admin, http) = (format!("http://{}", cluster.admin_addr), reqwest::Client::new());
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
+    let source = routing(&cluster).await.entry(p).unwrap().owner;
+    let target = cluster.node_ids.iter().copied().find(|n| *n != source).unwrap();
+    let from = cluster.meta.current_revision().await.unwrap() + 1;
+    let mut records = cluster.meta.watch_prefix(evenkeel_types::keys::MIGRATIONS_PREFIX, from).await.unwrap();
+    let started: MigrationInfo = http.post(format!("{admin}/v1/migrations")).json(&MoveRequest { partition: p, target }).send().await.unwrap().json().await.unwrap();
+    wait_state(&http, &admin, &started.id, "COMPLETED").await;
+    // The record as stored when the cutover began.
+    let cutting_over = loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), records.next()).await.expect("a stored phase").unwrap().unwrap();
+        let evenkeel_meta::WatchEvent::Put(kv) = event else { continue };
+        let m: evenkeel_coord::migration::machine::Migration = serde_json::from_slice(&kv.value).unwrap();
+        if m.phase == evenkeel_coord::migration::machine::Phase::CuttingOver {
+            break kv.value;
+        }
+    };
+    drop(records);
+    cluster.shutdown().await.unwrap();
+    // The crash: the table is flipped, COMPLETED was never stored.
+    let meta_dir = dir.path().join("meta");
+    let meta = when_unlocked(|| evenkeel_meta::EmbeddedStore::open(&meta_dir, Default::default())).await;
+    meta.put(&evenkeel_types::keys::migration_key(&started.id), cutting_over, None).await.unwrap();
+    drop(meta);
+
+    let cluster = when_unlocked(|| LocalCluster::start(options(dir.path(), 8, 600_000))).await;
+    let (admin, client) = (format!("http://{}", cluster.admin_addr), redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap());
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for k in &keys[..20] {
+        let () = conn.set(k, "after-restart").await.unwrap();
+    }
+    let resumed = migrations(&http, &admin).await;
+    assert_eq!(resumed[0].state, "CUTTING_OVER", "the writes must land before the leader resumes: {resumed:?}");
+    wait_state(&http, &admin, &started.id, "COMPLETED").await;
+    roll_back(&http, &admin, &cluster, &started, source).await;
+    for (i, k) in keys.iter().enumerate() {
+        let got: Option<String> = conn.get(k).await.unwrap();
+        assert_eq!(got.as_deref(), Some(if i < 20 { "after-restart" } else { "before" }), "{k}");
+    }
+    cluster.shutdown().await.unwrap();
+}
+
+/// Opens what `open` opens once the metadata directory is free. A store
+/// just closed (a cluster shut down, a handle dropped) keeps the directory
+/// locked until its last handle goes, which its lease reaper or an aborted
+/// driver task may hold a moment longer.
+async fn when_unlocked<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(open: impl Fn() -> F) -> T {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match open().await {
+            Ok(opened) => return opened,
+            Err(e) if format!("{e:#}").contains("already open") && Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => panic!("{e:#}"),
+        }
+    }
+}
+
+/// The first `n` keys named `PREFIX<i>` that fall in `partition` (of 8).
+fn keys_in(prefix: &str, partition: u16, n: usize) -> Vec<String> {
+    (0..).map(|i| format!("{prefix}{i}")).filter(|k| evenkeel_types::slot::key_partition(k.as_bytes(), 8) == partition).take(n).collect()
+}
+
+/// Rolls migration `m` back and checks that `source` owns its partition again.
+async fn roll_back(http: &reqwest::Client, admin: &str, cluster: &LocalCluster, m: &MigrationInfo, source: u32) {
+    let resp = http.post(format!("{admin}/v1/migrations/{}/rollback", m.id)).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    wait_state(http, admin, &m.id, "ROLLED_BACK").await;
+    assert_eq!(routing(cluster).await.entry(m.partition).unwrap().owner, source);
 }
 
 async fn wait_state(http: &reqwest::Client, admin: &str, id: &str, state: &str) {
@@ -308,7 +259,7 @@ async fn added_node_takes_partitions_and_survives_restart() {
     let cluster = LocalCluster::start(options(dir.path(), 8, 100)).await.unwrap();
     let admin = format!("http://{}", cluster.admin_addr);
     let http = reqwest::Client::new();
-    wait_for_leader(&http, &admin).await;
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
     let added = http.post(format!("{admin}/v1/nodes")).json(&serde_json::json!({})).send().await.unwrap();
     assert_eq!(added.status(), 201, "{}", added.text().await.unwrap());
     let info: evenkeel_types::NodeInfo = added.json().await.unwrap();
@@ -316,7 +267,7 @@ async fn added_node_takes_partitions_and_survives_restart() {
 
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = (0..).map(|i| format!("n{i}")).filter(|k| evenkeel_types::slot::key_partition(k.as_bytes(), 8) == 0).take(20).collect();
+    let keys = keys_in("n", 0, 20);
     for k in &keys {
         let () = conn.set(k, k).await.unwrap();
     }
@@ -349,23 +300,15 @@ async fn rebalance_after_node_add_moves_a_quarter_under_load() {
     // one goes over loopback gRPC, as separate processes would.
     opts.in_process_rpc = false;
     let cluster = LocalCluster::start(opts).await.unwrap();
-    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
-    let load = Load::start(&client, 1).await;
+    let endpoint = Endpoint::new(cluster.router_addr);
+    let load = Load::start(&endpoint, 1).await;
     let admin = format!("http://{}", cluster.admin_addr);
     let http = reqwest::Client::new();
-    wait_for_leader(&http, &admin).await;
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
     assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
     // Bytes per partition come from the stats poll; wait until it has them
     // for every partition and has seen the new node.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s: evenkeel_coord::api::ClusterStatus = http.get(format!("{admin}/v1/cluster")).send().await.unwrap().json().await.unwrap();
-        if s.nodes.len() == 4 && s.nodes.iter().all(|n| n.healthy) && s.partitions.iter().all(|p| p.bytes > 0) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "stats never covered every partition: {s:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_stats(&http, &admin, 4, Duration::from_secs(10)).await;
     let started = http.post(format!("{admin}/v1/rebalance")).send().await.unwrap();
     assert_eq!(started.status(), 201, "{}", started.text().await.unwrap());
     let r: evenkeel_coord::rebalance::Rebalance = started.json().await.unwrap();
@@ -376,18 +319,9 @@ async fn rebalance_after_node_add_moves_a_quarter_under_load() {
     let again = http.post(format!("{admin}/v1/rebalance")).send().await.unwrap();
     assert_eq!(again.status(), 409, "one rebalance at a time");
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let s: evenkeel_coord::api::RebalanceStatus = http.get(format!("{admin}/v1/rebalance")).send().await.unwrap().json().await.unwrap();
-        let state = s.rebalance.as_ref().unwrap().state;
-        if state == evenkeel_coord::rebalance::State::Done {
-            break;
-        }
-        assert_eq!(state, evenkeel_coord::rebalance::State::Running, "{s:?}");
-        assert!(Instant::now() < deadline, "rebalance did not finish: {s:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    load.finish(&client).await;
+    let end = wait_rebalance_end(&http, &admin, Duration::from_secs(60)).await;
+    assert_eq!(end.rebalance.as_ref().unwrap().state, evenkeel_coord::rebalance::State::Done, "{end:?}");
+    load.finish(&endpoint).await;
     let table = routing(&cluster).await;
     for node in 1..=4 {
         assert_eq!(table.partitions_of(node).len(), 4, "node {node}");

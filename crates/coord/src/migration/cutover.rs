@@ -1,9 +1,9 @@
 //! Cutover and rollback: moving ownership with a bounded pause.
 //!
 //! Cutover: fence the source (it refuses reads and writes), drain its last
-//! changes to the destination, compare checksums under the fence, flip the
-//! owner in the routing table by compare-and-swap, record the destination's
-//! log position (reverse capture starts there), then unfence the destination
+//! changes to the destination, compare checksums under the fence, record the
+//! destination's log position (reverse capture starts there), flip the owner
+//! in the routing table by compare-and-swap, then unfence the destination
 //! with a grant of the new epoch. If the drain or check does not fit the
 //! pause budget, the source is unfenced and the migration catches up again.
 //! The source stays fenced after a successful flip until it sees the new
@@ -47,10 +47,12 @@ pub(super) async fn cutover(d: &Driver, m: &Migration, from: u64) -> Outcome {
     let (table, _) = routing(d).await?;
     if table.entry(m.partition).is_some_and(|e| e.owner == m.target) {
         // A previous attempt flipped the table before a crash; finish it.
+        // The destination may have served writes since (it follows the
+        // table), so reverse capture starts where verification saw its log,
+        // not where it is now.
         let epoch = table.entry(m.partition).expect("checked").epoch;
-        let reverse_from = position(d, m, m.target).await?;
         fence(d, m, m.target, false, epoch).await?;
-        return Ok(Some(Event::CutoverDone { pause_ms: m.cutover_pause_ms.unwrap_or(0), reverse_log_pos: reverse_from }));
+        return Ok(Some(Event::CutoverDone { pause_ms: m.cutover_pause_ms.unwrap_or(0), reverse_log_pos: m.reverse_log_pos }));
     }
     let started = Instant::now();
     let end = fence(d, m, m.source, true, 0).await?.log_next;
@@ -77,8 +79,11 @@ pub(super) async fn cutover(d: &Driver, m: &Migration, from: u64) -> Outcome {
         fence(d, m, m.source, false, 0).await?;
         return Ok(Some(event));
     }
-    let epoch = set_owner(d, m, m.target).await?;
+    // Read before the flip: the destination serves as soon as it sees the
+    // new table, and writes it takes must not fall below the start of
+    // reverse capture.
     let reverse_from = position(d, m, m.target).await?;
+    let epoch = set_owner(d, m, m.target).await?;
     fence(d, m, m.target, false, epoch).await?;
     let pause_ms = elapsed_ms(started);
     metrics::histogram!("evenkeel_migration_cutover_pause_seconds").record(pause_ms as f64 / 1000.0);

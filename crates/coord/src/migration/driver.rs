@@ -140,7 +140,7 @@ pub async fn drive(d: Arc<Driver>, id: String, mut inbox: tokio::sync::mpsc::Rec
             }
         };
         let event = match perform_with_retries(&d, &mut m, &action).await {
-            Ok(Some(Event::Verified { matched: false, detail })) => verify_failed(&mut mismatches, &d, detail),
+            Ok(Some(e @ Event::Verified { matched: false, .. })) => verify_failed(&mut mismatches, &d, e),
             Ok(Some(e)) => e,
             Ok(None) => continue,
             Err(Failure::Fenced(e)) => return Err(DriveError::Fenced(e)),
@@ -184,12 +184,12 @@ async fn apply_event(d: &Driver, m: &mut Migration, saved: Saved, event: Event, 
 
 /// Mismatches with nothing left to apply mean divergence: after a few the
 /// migration fails rather than loop forever.
-fn verify_failed(mismatches: &mut u32, d: &Driver, detail: String) -> Event {
+fn verify_failed(mismatches: &mut u32, d: &Driver, verified: Event) -> Event {
     *mismatches += 1;
-    if *mismatches >= d.config.mismatches_max {
-        return Event::Failed { error: format!("checksums differ after {mismatches} verifications: {detail}") };
+    match verified {
+        Event::Verified { detail, .. } if *mismatches >= d.config.mismatches_max => Event::Failed { error: format!("checksums differ after {mismatches} verifications: {detail}") },
+        other => other,
     }
-    Event::Verified { matched: false, detail }
 }
 
 /// The event that moves an idle migration on: bake ticks and reverse capture
@@ -320,7 +320,7 @@ async fn verify(d: &Driver, m: &Migration) -> Outcome {
     let same = (src.keys, src.digest) == (dst.keys, dst.digest);
     let explained = src.log_next > m.applied_log_pos;
     let detail = format!("source {} keys, destination {} keys, {} changes unapplied", src.keys, dst.keys, src.log_next.saturating_sub(m.applied_log_pos));
-    Ok(Some(Event::Verified { matched: same || explained, detail }))
+    Ok(Some(Event::Verified { matched: same || explained, detail, target_log_pos: dst.log_next }))
 }
 
 /// The checksum of the migration's partition on `node`; `scan`: computed

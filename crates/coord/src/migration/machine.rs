@@ -105,7 +105,12 @@ pub struct Migration {
     pub copy_cursor: Option<Bytes>,
     /// Source change-log position applied to the destination so far.
     pub applied_log_pos: u64,
-    /// Destination change-log position at cutover (reverse capture start).
+    /// Destination change-log position reverse capture starts from. Until
+    /// the flip it is the destination's position at the last verification:
+    /// before it owns the partition the destination logs only copies of
+    /// source changes, so a cutover finished after a crash (or rolled back)
+    /// loses nothing starting there, whatever the destination has served
+    /// since the flip.
     pub reverse_log_pos: u64,
     pub keys_copied: u64,
     pub bytes_copied: u64,
@@ -135,8 +140,9 @@ pub enum Event {
     CaughtUp { applied_pos: u64, lag: u64 },
     /// The source no longer holds the change log from our position.
     LogTruncated { source_log_pos: u64 },
-    /// Checksums compared (and shadow reads within threshold).
-    Verified { matched: bool, detail: String },
+    /// Checksums compared (and shadow reads within threshold), with the
+    /// destination's change-log position when its checksum was taken.
+    Verified { matched: bool, detail: String, target_log_pos: u64 },
     Approved,
     /// Routing flipped to the target; the pause the source was fenced.
     CutoverDone { pause_ms: u64, reverse_log_pos: u64 },
@@ -260,11 +266,12 @@ fn transition(m: &mut Migration, event: &Event, now: u64) -> Stepped {
         (P::Copying, Event::ChunkCopied { cursor, keys, bytes, done }) => copied(m, cursor.clone(), *keys, *bytes, *done, now),
         (P::CatchingUp, Event::CaughtUp { applied_pos, lag }) => caught_up(m, *applied_pos, *lag, now, event),
         (P::CatchingUp | P::ReadyForCutover | P::CuttingOver, Event::LogTruncated { source_log_pos }) => restart_copy(m, *source_log_pos, now),
-        (P::ReadyForCutover, Event::Verified { matched: true, .. }) => {
+        (P::ReadyForCutover, Event::Verified { matched: true, target_log_pos, .. }) => {
             m.verified = true;
+            m.reverse_log_pos = *target_log_pos;
             Ok(maybe_cut_over(m, now))
         }
-        (P::ReadyForCutover, Event::Verified { matched: false, detail }) => {
+        (P::ReadyForCutover, Event::Verified { matched: false, detail, .. }) => {
             m.error = Some(format!("verification mismatch, catching up again: {detail}"));
             m.enter(P::CatchingUp, now);
             Ok(vec![Action::CatchUp { from_pos: m.applied_log_pos }])
