@@ -56,6 +56,8 @@ pub struct ClusterSection {
     /// Router and coordinator call nodes of this process directly instead
     /// of over loopback gRPC.
     pub in_process_rpc: Option<bool>,
+    /// Nice value (0-19) of the nodes' bulk migration threads.
+    pub bulk_nice: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -172,6 +174,7 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             cache_mib: Some(opts.cache_bytes / (1024 * 1024)),
             background_lane: Some(opts.background_lane),
             in_process_rpc: Some(opts.in_process_rpc),
+            bulk_nice: Some(opts.bulk_nice),
         },
         router: RouterSection {
             requirepass: opts.router.requirepass.as_ref().map(|_| "(set)".to_string()),

@@ -29,6 +29,8 @@ pub struct NodeDefaults {
     pub background_lane: bool,
     /// Nodes also serve this process's callers without the network.
     pub in_process: bool,
+    /// Nice value of each node's bulk migration threads.
+    pub bulk_nice: i32,
 }
 
 struct Running {
@@ -61,6 +63,7 @@ impl Launcher {
         let mut config = NodeConfig::new(info.id, store);
         config.background_lane = self.defaults.background_lane;
         config.in_process = self.defaults.in_process;
+        config.bulk_nice = self.defaults.bulk_nice;
         let node = Node::open(config).with_context(|| format!("opening node {}", info.id))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a node port")?;
         let stop = self.stop_all.child_token();

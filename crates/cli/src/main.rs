@@ -294,6 +294,10 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
     if let Some(local) = c.in_process_rpc {
         opts.in_process_rpc = local;
     }
+    if let Some(nice) = c.bulk_nice {
+        anyhow::ensure!((0..=19).contains(&nice), "cluster.bulk_nice must be 0-19, not {nice}");
+        opts.bulk_nice = nice;
+    }
     file.apply_migration(&mut opts.coord);
     Ok(opts)
 }

@@ -53,10 +53,12 @@ pub async fn list(admin: &str, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
-    println!("{:<22} {:>9} {:>6} {:>6} {:<18} {:>10} {:>12} {:>9}", "ID", "PARTITION", "FROM", "TO", "STATE", "KEYS", "BYTES", "PAUSE_MS");
+    println!("{:<22} {:>9} {:>6} {:>6} {:<18} {:>10} {:>12} {:>11} {:>9}", "ID", "PARTITION", "FROM", "TO", "STATE", "KEYS", "BYTES", "COPY_RATE", "PAUSE_MS");
+    let now = evenkeel_types::unix_ms();
     for m in &list.migrations {
         let pause = m.cutover_pause_ms.map_or("-".to_string(), |p| p.to_string());
-        println!("{:<22} {:>9} {:>6} {:>6} {:<18} {:>10} {:>12} {:>9}", m.id, m.partition, m.source, m.target, m.state, m.keys_copied, m.bytes_copied, pause);
+        let rate = m.copy_rate_bytes_per_s(now).map_or("-".to_string(), |r| format!("{}/s", crate::progress::human(r as u64)));
+        println!("{:<22} {:>9} {:>6} {:>6} {:<18} {:>10} {:>12} {:>11} {:>9}", m.id, m.partition, m.source, m.target, m.state, m.keys_copied, m.bytes_copied, rate, pause);
         if let Some(e) = &m.error {
             println!("  {e}");
         }

@@ -47,6 +47,8 @@ pub struct UpOptions {
     /// Router and coordinator call this process's nodes directly (same gRPC
     /// contract, no sockets); off, they use loopback gRPC like remote nodes.
     pub in_process_rpc: bool,
+    /// Nice value of the nodes' bulk migration threads (with the lane on).
+    pub bulk_nice: i32,
 }
 
 impl UpOptions {
@@ -63,6 +65,7 @@ impl UpOptions {
             coord: CoordConfig::default(),
             background_lane: true,
             in_process_rpc: true,
+            bulk_nice: 10,
         }
     }
 
@@ -105,7 +108,7 @@ impl LocalCluster {
         let router_listener = bind(opts.listen, "router").await?;
         let admin_listener = bind(opts.admin, "admin API").await?;
         let stop = CancellationToken::new();
-        let defaults = NodeDefaults { data_root: opts.data_dir.clone(), num_partitions: config.num_partitions, durability: opts.durability, cache_bytes: opts.cache_bytes, background_lane: opts.background_lane, in_process: opts.in_process_rpc };
+        let defaults = NodeDefaults { data_root: opts.data_dir.clone(), num_partitions: config.num_partitions, durability: opts.durability, cache_bytes: opts.cache_bytes, background_lane: opts.background_lane, in_process: opts.in_process_rpc, bulk_nice: opts.bulk_nice };
         let (launcher, node_failures) = Launcher::new(meta.clone(), defaults, stop.clone());
         for info in &members {
             launcher.launch(info).await.map_err(|e| anyhow::anyhow!(e))?;

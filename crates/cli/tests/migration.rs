@@ -1,12 +1,16 @@
-//! Live partition moves under concurrent load, checked by the shared load
-//! harness (`common`): any client error, lost write, stale or invented read
-//! fails the test, and every acknowledged INCR counts exactly once.
+//! Live partition moves under concurrent load ([`common::load`]: every read
+//! checked against its key's single writer, every INCR counted). Nothing is
+//! killed here, so any client error fails the test.
 
 mod common;
 
-use common::{KEYS_PER_WRITER, Load, PAUSE_BUDGET_MS, WRITERS, migrations, options, routing, wait_for_leader, wait_state};
+use common::admin::{migrations, wait_for_leader, wait_rebalance_end, wait_stats};
+use common::cluster::{PAUSE_BUDGET_MS, keys_in, options, routing};
+use common::load::{Endpoint, Load};
 use evenkeel::up::LocalCluster;
 use evenkeel_coord::api::{MigrationInfo, MoveRequest};
+use evenkeel_meta::MetaStore;
+use futures::StreamExt;
 use redis::AsyncCommands;
 use std::time::{Duration, Instant};
 
@@ -17,10 +21,11 @@ async fn partitions_move_under_load_without_errors_lost_or_stale_reads() {
     opts.coord.driver.chunk_keys = 50;
     let cluster = LocalCluster::start(opts).await.unwrap();
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
-    let load = Load::start(&client, 2).await;
+    let endpoint = Endpoint::new(cluster.router_addr);
+    let load = Load::start(&endpoint, 2).await;
     let admin = format!("http://{}", cluster.admin_addr);
     let http = reqwest::Client::new();
-    wait_for_leader(&http, &admin).await;
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
     // Two rounds: eight partitions move, then move again to a third node,
     // so sixteen cutovers happen while the load runs.
     let mut moves = Vec::new();
@@ -49,7 +54,7 @@ async fn partitions_move_under_load_without_errors_lost_or_stale_reads() {
     }
     // Keep the load on a little past the last cutover, then stop and check.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    load.finish(&client).await;
+    load.finish(&endpoint).await;
 
     // The routing table reflects the last round of moves.
     let table = routing(&cluster).await;
@@ -58,7 +63,7 @@ async fn partitions_move_under_load_without_errors_lost_or_stale_reads() {
     }
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys_now: i64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
-    assert_eq!(keys_now as usize, WRITERS * KEYS_PER_WRITER + 16);
+    assert_eq!(keys_now as usize, common::load::all_keys().len());
     cluster.shutdown().await.unwrap();
 }
 
@@ -91,13 +96,13 @@ async fn rollback_during_bake_loses_no_write() {
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let p = 3u16;
-    let keys: Vec<String> = (0..).map(|i| format!("rb{i}")).filter(|k| evenkeel_types::slot::key_partition(k.as_bytes(), 8) == p).take(50).collect();
+    let keys = keys_in("rb", p, 8, 50);
     for k in &keys {
         let () = conn.set(k, "before").await.unwrap();
     }
     let admin = format!("http://{}", cluster.admin_addr);
     let http = reqwest::Client::new();
-    wait_for_leader(&http, &admin).await;
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
     let source = routing(&cluster).await.entry(p).unwrap().owner;
     let target = cluster.node_ids.iter().copied().find(|n| *n != source).unwrap();
     let started: MigrationInfo = http.post(format!("{admin}/v1/migrations")).json(&MoveRequest { partition: p, target }).send().await.unwrap().json().await.unwrap();
@@ -113,10 +118,7 @@ async fn rollback_during_bake_loses_no_write() {
         let () = conn.set(k, "during-bake").await.unwrap();
     }
     let _: i64 = conn.del(&keys[25]).await.unwrap();
-    let resp = http.post(format!("{admin}/v1/migrations/{}/rollback", started.id)).send().await.unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
-    wait_state(&http, &admin, &started.id, "ROLLED_BACK").await;
-    assert_eq!(routing(&cluster).await.entry(p).unwrap().owner, source);
+    roll_back(&http, &admin, &cluster, &started, source).await;
     for (i, k) in keys.iter().enumerate() {
         let got: Option<String> = conn.get(k).await.unwrap();
         let expected = match i {
@@ -132,6 +134,101 @@ async fn rollback_during_bake_loses_no_write() {
     cluster.shutdown().await.unwrap();
 }
 
+/// A leader that crashes after flipping the routing table but before
+/// storing COMPLETED finishes the cutover once restarted. The destination
+/// serves from the moment the process is back, while the new leader still
+/// waits out the old lease; those writes must reach the source through
+/// reverse capture, or a rollback during bake loses them (G1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_after_a_cutover_finished_by_a_restarted_leader_loses_no_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(options(dir.path(), 8, 600_000)).await.unwrap();
+    let p = 5u16;
+    let keys = keys_in("rc", p, 8, 40);
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for k in &keys {
+        let () = conn.set(k, "before").await.unwrap();
+    }
+    let (admin, http) = (format!("http://{}", cluster.admin_addr), reqwest::Client::new());
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
+    let source = routing(&cluster).await.entry(p).unwrap().owner;
+    let target = cluster.node_ids.iter().copied().find(|n| *n != source).unwrap();
+    let from = cluster.meta.current_revision().await.unwrap() + 1;
+    let mut records = cluster.meta.watch_prefix(evenkeel_types::keys::MIGRATIONS_PREFIX, from).await.unwrap();
+    let started: MigrationInfo = http.post(format!("{admin}/v1/migrations")).json(&MoveRequest { partition: p, target }).send().await.unwrap().json().await.unwrap();
+    wait_state(&http, &admin, &started.id, "COMPLETED").await;
+    // The record as stored when the cutover began.
+    let cutting_over = loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), records.next()).await.expect("a stored phase").unwrap().unwrap();
+        let evenkeel_meta::WatchEvent::Put(kv) = event else { continue };
+        let m: evenkeel_coord::migration::machine::Migration = serde_json::from_slice(&kv.value).unwrap();
+        if m.phase == evenkeel_coord::migration::machine::Phase::CuttingOver {
+            break kv.value;
+        }
+    };
+    drop(records);
+    cluster.shutdown().await.unwrap();
+    // The crash: the table is flipped, COMPLETED was never stored.
+    let meta_dir = dir.path().join("meta");
+    let meta = when_unlocked(|| evenkeel_meta::EmbeddedStore::open(&meta_dir, Default::default())).await;
+    meta.put(&evenkeel_types::keys::migration_key(&started.id), cutting_over, None).await.unwrap();
+    drop(meta);
+
+    let cluster = when_unlocked(|| LocalCluster::start(options(dir.path(), 8, 600_000))).await;
+    let (admin, client) = (format!("http://{}", cluster.admin_addr), redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap());
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for k in &keys[..20] {
+        let () = conn.set(k, "after-restart").await.unwrap();
+    }
+    let resumed = migrations(&http, &admin).await;
+    assert_eq!(resumed[0].state, "CUTTING_OVER", "the writes must land before the leader resumes: {resumed:?}");
+    wait_state(&http, &admin, &started.id, "COMPLETED").await;
+    roll_back(&http, &admin, &cluster, &started, source).await;
+    for (i, k) in keys.iter().enumerate() {
+        let got: Option<String> = conn.get(k).await.unwrap();
+        assert_eq!(got.as_deref(), Some(if i < 20 { "after-restart" } else { "before" }), "{k}");
+    }
+    cluster.shutdown().await.unwrap();
+}
+
+/// Opens what `open` opens once the metadata directory is free. A store
+/// just closed (a cluster shut down, a handle dropped) keeps the directory
+/// locked until its last handle goes, which its lease reaper or an aborted
+/// driver task may hold a moment longer.
+async fn when_unlocked<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(open: impl Fn() -> F) -> T {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match open().await {
+            Ok(opened) => return opened,
+            Err(e) if format!("{e:#}").contains("already open") && Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => panic!("{e:#}"),
+        }
+    }
+}
+
+/// Rolls migration `m` back and checks that `source` owns its partition again.
+async fn roll_back(http: &reqwest::Client, admin: &str, cluster: &LocalCluster, m: &MigrationInfo, source: u32) {
+    let resp = http.post(format!("{admin}/v1/migrations/{}/rollback", m.id)).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    wait_state(http, admin, &m.id, "ROLLED_BACK").await;
+    assert_eq!(routing(cluster).await.entry(m.partition).unwrap().owner, source);
+}
+
+async fn wait_state(http: &reqwest::Client, admin: &str, id: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = migrations(http, admin).await;
+        let m = all.iter().find(|m| m.id == id).expect("migration listed");
+        if m.state == state {
+            return;
+        }
+        assert!(!matches!(m.state.as_str(), "FAILED" | "CANCELLED") || state == m.state, "migration ended {}: {:?}", m.state, m.error);
+        assert!(Instant::now() < deadline, "{id} never reached {state}: {m:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `node add` starts a real node in-process; a partition moves to it; a
 /// restart on the same data directory brings the node and its keys back;
 /// removing a node that owns partitions is refused.
@@ -141,7 +238,7 @@ async fn added_node_takes_partitions_and_survives_restart() {
     let cluster = LocalCluster::start(options(dir.path(), 8, 100)).await.unwrap();
     let admin = format!("http://{}", cluster.admin_addr);
     let http = reqwest::Client::new();
-    wait_for_leader(&http, &admin).await;
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
     let added = http.post(format!("{admin}/v1/nodes")).json(&serde_json::json!({})).send().await.unwrap();
     assert_eq!(added.status(), 201, "{}", added.text().await.unwrap());
     let info: evenkeel_types::NodeInfo = added.json().await.unwrap();
@@ -149,7 +246,7 @@ async fn added_node_takes_partitions_and_survives_restart() {
 
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = (0..).map(|i| format!("n{i}")).filter(|k| evenkeel_types::slot::key_partition(k.as_bytes(), 8) == 0).take(20).collect();
+    let keys = keys_in("n", 0, 8, 20);
     for k in &keys {
         let () = conn.set(k, k).await.unwrap();
     }
@@ -182,23 +279,15 @@ async fn rebalance_after_node_add_moves_a_quarter_under_load() {
     // one goes over loopback gRPC, as separate processes would.
     opts.in_process_rpc = false;
     let cluster = LocalCluster::start(opts).await.unwrap();
-    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
-    let load = Load::start(&client, 1).await;
+    let endpoint = Endpoint::new(cluster.router_addr);
+    let load = Load::start(&endpoint, 1).await;
     let admin = format!("http://{}", cluster.admin_addr);
     let http = reqwest::Client::new();
-    wait_for_leader(&http, &admin).await;
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
     assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
     // Bytes per partition come from the stats poll; wait until it has them
     // for every partition and has seen the new node.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s: evenkeel_coord::api::ClusterStatus = http.get(format!("{admin}/v1/cluster")).send().await.unwrap().json().await.unwrap();
-        if s.nodes.len() == 4 && s.nodes.iter().all(|n| n.healthy) && s.partitions.iter().all(|p| p.bytes > 0) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "stats never covered every partition: {s:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_stats(&http, &admin, 4, Duration::from_secs(10)).await;
     let started = http.post(format!("{admin}/v1/rebalance")).send().await.unwrap();
     assert_eq!(started.status(), 201, "{}", started.text().await.unwrap());
     let r: evenkeel_coord::rebalance::Rebalance = started.json().await.unwrap();
@@ -209,18 +298,9 @@ async fn rebalance_after_node_add_moves_a_quarter_under_load() {
     let again = http.post(format!("{admin}/v1/rebalance")).send().await.unwrap();
     assert_eq!(again.status(), 409, "one rebalance at a time");
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let s: evenkeel_coord::api::RebalanceStatus = http.get(format!("{admin}/v1/rebalance")).send().await.unwrap().json().await.unwrap();
-        let state = s.rebalance.as_ref().unwrap().state;
-        if state == evenkeel_coord::rebalance::State::Done {
-            break;
-        }
-        assert_eq!(state, evenkeel_coord::rebalance::State::Running, "{s:?}");
-        assert!(Instant::now() < deadline, "rebalance did not finish: {s:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    load.finish(&client).await;
+    let end = wait_rebalance_end(&http, &admin, Duration::from_secs(60)).await;
+    assert_eq!(end.rebalance.as_ref().unwrap().state, evenkeel_coord::rebalance::State::Done, "{end:?}");
+    load.finish(&endpoint).await;
     let table = routing(&cluster).await;
     for node in 1..=4 {
         assert_eq!(table.partitions_of(node).len(), 4, "node {node}");

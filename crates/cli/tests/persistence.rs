@@ -3,15 +3,13 @@
 //! directory; every acknowledged write must be there. Then a SIGTERM must
 //! stop it cleanly (exit 0) without losing anything either.
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+mod common;
+
+use common::server::Server;
+use nix::sys::signal::Signal;
 use redis::aio::MultiplexedConnection;
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Read;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// What a key must hold after a restart, as acknowledged before the crash.
@@ -22,99 +20,6 @@ enum Expect {
     ValueWithTtl(String),
     Counter(i64),
     Gone,
-}
-
-/// A running `evenkeel up`; killed on drop so a failing test leaves no
-/// process behind. Its output goes to a log file shown when a test fails.
-struct Server {
-    child: Child,
-    log: PathBuf,
-    addr: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Server {
-    fn start(data_dir: &Path, log_dir: &Path, run: usize) -> Server {
-        let (addr, admin) = (free_addr(), free_addr());
-        let log = log_dir.join(format!("run-{run}.log"));
-        let out = File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_evenkeel"))
-            .args(["up", "--nodes", "3", "--data-dir"])
-            .arg(data_dir)
-            .args(["--listen", &addr.to_string(), "--admin", &admin.to_string()])
-            .env("RUST_LOG", "info,h2=warn,tower=warn,hyper=warn,fjall=warn,lsm_tree=warn")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("the evenkeel binary starts");
-        Server { child, log, addr, admin }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    fn log_tail(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = File::open(&self.log) {
-            let _ = f.read_to_string(&mut text);
-        }
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// Polls PING until the router answers, failing early if the process died.
-    async fn wait_ready(&mut self) -> MultiplexedConnection {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let client = redis::Client::open(format!("redis://{}/", self.addr)).unwrap();
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(10));
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("evenkeel exited with {status} while starting:\n{}", self.log_tail());
-            }
-            if let Ok(mut con) = client.get_multiplexed_async_connection_with_config(&config).await {
-                let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut con).await;
-                if pong.as_deref() == Ok("PONG") {
-                    return con;
-                }
-            }
-            assert!(Instant::now() < deadline, "evenkeel did not answer PING within 30 s:\n{}", self.log_tail());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Sends `signal` and waits (bounded) for the process to exit.
-    async fn stop(&mut self, signal: Signal, within: Duration) -> ExitStatus {
-        kill(self.pid(), signal).expect("signal delivered");
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "evenkeel did not exit within {within:?} of {signal}:\n{}", self.log_tail());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = kill(self.pid(), Signal::SIGKILL);
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- evenkeel log ({}) ---\n{}", self.log.display(), self.log_tail());
-        }
-    }
-}
-
-/// A loopback address nobody listens on right now.
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 const KEYS: usize = 5_000;
@@ -239,7 +144,7 @@ async fn acknowledged_writes_survive_sigkill_and_sigterm() {
     let logs = tempfile::tempdir().unwrap();
     let started = Instant::now();
 
-    let mut first = Server::start(data.path(), logs.path(), 1);
+    let mut first = Server::start(data.path(), logs.path(), 1, &[]);
     first.wait_ready().await;
     let client = redis::Client::open(format!("redis://{}/", first.addr)).unwrap();
     let mut writers = Vec::new();
@@ -267,11 +172,11 @@ async fn acknowledged_writes_survive_sigkill_and_sigterm() {
     assert!(!status.success(), "SIGKILL cannot end in a clean exit");
     println!("wrote {} keys and crashed after {:?}", model.len(), started.elapsed());
 
-    let mut second = Server::start(data.path(), logs.path(), 2);
+    let mut second = Server::start(data.path(), logs.path(), 2, &[]);
     let mut con = second.wait_ready().await;
     // A second process on the same data directory must refuse to start
     // rather than share the files with the running one.
-    let mut intruder = Server::start(data.path(), logs.path(), 99);
+    let mut intruder = Server::start(data.path(), logs.path(), 99, &[]);
     let deadline = Instant::now() + Duration::from_secs(20);
     let refused = loop {
         if let Some(status) = intruder.child.try_wait().unwrap() {
@@ -305,7 +210,7 @@ async fn acknowledged_writes_survive_sigkill_and_sigterm() {
     assert!(second.log_tail().contains("stopped cleanly"), "log:\n{}", second.log_tail());
     drop(con);
 
-    let mut third = Server::start(data.path(), logs.path(), 3);
+    let mut third = Server::start(data.path(), logs.path(), 3, &[]);
     let mut con = third.wait_ready().await;
     verify(&mut con, &model, "after SIGTERM").await;
     let status = third.stop(Signal::SIGTERM, Duration::from_secs(20)).await;

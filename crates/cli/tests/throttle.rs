@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::cluster;
 use evenkeel::up::{LocalCluster, UpOptions};
 use evenkeel_coord::api::{MigrationInfo, MigrationList, MoveRequest, ThrottleStatus};
 use redis::AsyncCommands;
@@ -60,8 +61,8 @@ impl Harness {
 
     /// Fills partition `P` with `n` keys of `size` bytes; returns the keys.
     async fn fill(&self, n: usize, size: usize) -> Vec<String> {
-        let keys = common::keys_in(P, PARTITIONS, "t", n);
-        common::fill(&self.redis, &keys, size).await;
+        let keys = cluster::keys_in("t", P, PARTITIONS, n);
+        cluster::fill(&self.redis, &keys, size).await;
         keys
     }
 
@@ -70,11 +71,11 @@ impl Harness {
     }
 
     async fn throttle(&self) -> ThrottleStatus {
-        common::throttle_status(&self.http, &self.admin).await
+        cluster::throttle_status(&self.http, &self.admin).await
     }
 
     async fn wait_throttle(&self, what: &str, f: impl Fn(&ThrottleStatus) -> bool) -> ThrottleStatus {
-        common::wait_throttle(&self.http, &self.admin, what, f).await
+        cluster::wait_throttle(&self.http, &self.admin, what, f).await
     }
 
     async fn owner(&self, p: u16) -> u32 {
@@ -107,7 +108,7 @@ impl Harness {
 
     /// Every key reads back with its value through the router.
     async fn check_keys(&self, keys: &[String], size: usize) {
-        common::check_filled(&self.redis, keys, size).await
+        cluster::check_filled(&self.redis, keys, size).await
     }
 }
 

@@ -113,6 +113,22 @@ pub struct MigrationInfo {
     pub lag_entries: Option<u64>,
 }
 
+impl MigrationInfo {
+    /// Milliseconds spent in `state` (all its spells; a spell still open
+    /// counts up to `now_ms`).
+    pub fn ms_in(&self, state: &str, now_ms: u64) -> u64 {
+        let ends = self.transitions.iter().skip(1).map(|t| t.at_ms).chain(std::iter::once(self.finished_ms.unwrap_or(now_ms)));
+        self.transitions.iter().zip(ends).filter(|(t, _)| t.state == state).map(|(t, end)| end.saturating_sub(t.at_ms)).sum()
+    }
+
+    /// The bulk copy's achieved rate: bytes copied over the time spent
+    /// COPYING (pauses excluded). None before any time was spent copying.
+    pub fn copy_rate_bytes_per_s(&self, now_ms: u64) -> Option<f64> {
+        let ms = self.ms_in("COPYING", now_ms);
+        (ms > 0).then(|| self.bytes_copied as f64 * 1000.0 / ms as f64)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Transition {
     pub state: String,
@@ -173,4 +189,34 @@ pub struct NodeGateStatus {
     /// "open", "paused" or "abort".
     pub state: String,
     pub reasons: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_rate_counts_only_time_spent_copying() {
+        let t = |state: &str, at_ms| Transition { state: state.into(), at_ms };
+        let m = MigrationInfo {
+            id: "m".into(),
+            partition: 1,
+            source: 1,
+            target: 2,
+            state: "DONE".into(),
+            started_ms: 0,
+            finished_ms: Some(20_000),
+            bytes_copied: 5_000_000,
+            keys_copied: 1,
+            cutover_pause_ms: None,
+            // 1 s copying, 5 s paused, 1 s copying, then the rest.
+            transitions: vec![t("PENDING", 0), t("COPYING", 1_000), t("PAUSED", 2_000), t("COPYING", 7_000), t("CATCHING_UP", 8_000), t("DONE", 9_000)],
+            error: None,
+            bytes_total: None,
+            lag_entries: None,
+        };
+        assert_eq!(m.ms_in("COPYING", 30_000), 2_000);
+        assert_eq!(m.ms_in("DONE", 30_000), 11_000, "the last spell ends when the migration finished");
+        assert_eq!(m.copy_rate_bytes_per_s(30_000), Some(2_500_000.0));
+    }
 }

@@ -14,8 +14,9 @@
 //! - `coord-catch-up-page`: a page of the source's change log is applied on
 //!   the destination, its position not yet recorded.
 //! - `coord-cutover-fenced`: the source is fenced, nothing drained yet.
-//! - `coord-cutover-drained`: drained and checked under the fence; the
-//!   routing table not yet flipped.
+//! - `coord-cutover-drained`: drained and checked under the fence, the
+//!   destination's log position read; the routing table not yet flipped
+//!   (the next step is the routing compare-and-swap).
 //! - `coord-cutover-flipped`: the table names the destination; its log
 //!   position not yet read, nothing unfenced.
 //! - `coord-cutover-unfence`: just before the destination is unfenced.

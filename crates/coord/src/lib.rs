@@ -31,7 +31,7 @@ pub mod throttle;
 mod poll;
 
 use arc_swap::ArcSwap;
-use evenkeel_meta::{MetaError, MetaStore};
+use evenkeel_meta::{LeaseId, MetaError, MetaStore};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -158,7 +158,8 @@ impl Coordinator {
     async fn lead_once(&self) -> Result<(), MetaError> {
         let ttl = self.config.leader_ttl;
         let lease = self.meta.grant_lease(ttl).await?;
-        let (lock, mut refreshed) = self.wait_leadership(lease).await?;
+        let lock = self.meta.lock(evenkeel_types::keys::COORDINATOR_LEADER, lease, Duration::from_secs(3600));
+        let lock = self.keeping_alive(lease, lock).await?;
         tracing::info!(fencing_token = lock.fencing_token, "coordinator is leader");
         let driver = migration::driver::Driver {
             meta: self.meta.clone(),
@@ -173,6 +174,7 @@ impl Coordinator {
         // Ticks drive the rebalance scheduler; the lease is refreshed every
         // third of its TTL.
         let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut refreshed = tokio::time::Instant::now();
         loop {
             tick.tick().await;
             if refreshed.elapsed() >= ttl / 3 {
@@ -190,18 +192,18 @@ impl Coordinator {
         }
     }
 
-    /// Waits for the leader lock, keeping `lease` alive meanwhile: a standby
-    /// waits as long as the leader lives, far longer than a TTL, and a lock
-    /// taken under a lease that lapsed while waiting would be lost again at
-    /// once. Returns the lock and when the lease was last refreshed.
-    async fn wait_leadership(&self, lease: evenkeel_meta::LeaseId) -> Result<(evenkeel_meta::Lock, tokio::time::Instant), MetaError> {
-        let ttl = self.config.leader_ttl;
+    /// Awaits `wait` (the leader lock) while keeping `lease` alive. The
+    /// wait can last a whole TTL: after a crash the metadata store gives the
+    /// dead leader's lease a full TTL. A lease left alone meanwhile ran out
+    /// just after the lock was won, and leadership flapped, aborting every
+    /// driver mid-action.
+    async fn keeping_alive<T>(&self, lease: LeaseId, wait: impl Future<Output = Result<T, MetaError>>) -> Result<T, MetaError> {
+        let mut refresh = tokio::time::interval(self.config.leader_ttl / 3);
+        tokio::pin!(wait);
         loop {
-            let refreshed = tokio::time::Instant::now();
-            match self.meta.lock(evenkeel_types::keys::COORDINATOR_LEADER, lease, ttl / 3).await {
-                Ok(lock) => return Ok((lock, refreshed)),
-                Err(MetaError::LockTimeout(_)) => self.meta.keep_alive(lease).await?,
-                Err(e) => return Err(e),
+            tokio::select! {
+                done = &mut wait => return done,
+                _ = refresh.tick() => self.meta.keep_alive(lease).await?,
             }
         }
     }
@@ -218,4 +220,45 @@ pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandl
             .install_recorder()
             .expect("no other metrics recorder is installed")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evenkeel_meta::EmbeddedStore;
+    use evenkeel_types::keys;
+
+    /// After a crash the embedded store gives every recovered lease a full
+    /// TTL, so a restarted coordinator waits about that long for the dead
+    /// leader's lock. Its own lease, granted before that wait, must still be
+    /// alive when the lock is won: leadership won then must be kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn leadership_won_after_waiting_out_a_dead_leader_is_kept() {
+        let meta = EmbeddedStore::in_memory();
+        let ttl = Duration::from_millis(1000);
+        let dead = meta.grant_lease(ttl).await.unwrap();
+        meta.try_lock(keys::COORDINATOR_LEADER, dead).await.unwrap().expect("the lock is free");
+        // The new leader's lease is granted a little later (in `evenkeel up`,
+        // after the nodes have started), so it runs out a little after the
+        // dead one's, well before the new leader's first keep-alive.
+        tokio::time::sleep(ttl * 3 / 20).await;
+        let coord = Coordinator::new(meta.clone(), CoordConfig { leader_ttl: ttl, ..Default::default() });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(coord.clone().run(listener, async move {
+            let _ = stopped.await;
+        }));
+        let deadline = tokio::time::Instant::now() + ttl * 5;
+        while !coord.is_leader() {
+            assert!(tokio::time::Instant::now() < deadline, "never became leader");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let watch_until = tokio::time::Instant::now() + ttl * 2;
+        while tokio::time::Instant::now() < watch_until {
+            assert!(coord.is_leader(), "leadership was lost again right after it was won");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.send(()).unwrap();
+        running.await.unwrap().unwrap();
+    }
 }

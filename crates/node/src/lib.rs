@@ -11,7 +11,8 @@
 //!   versioned apply, fence/unfence, checksum, drop), each admitting the
 //!   request's fencing token first.
 //! - [`lane`]: the background lane, where bulk migration work yields to
-//!   foreground requests.
+//!   foreground requests; [`bulk`]: the low-OS-priority threads it then
+//!   runs on.
 //! - [`health`]: foreground latency of the last second and free disk, for
 //!   `Stats`.
 //! - [`failpoints`]: named per node, compiled in with the `failpoints`
@@ -20,6 +21,7 @@
 //! - [`lifecycle`]: registration, heartbeat lease, routing follower, sweeper
 //!   and flusher, and [`Node::run`] which serves until shutdown.
 
+pub mod bulk;
 pub mod failpoints;
 pub mod health;
 pub mod lane;

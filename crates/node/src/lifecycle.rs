@@ -39,6 +39,11 @@ pub struct NodeConfig {
     /// Longest one bulk migration request waits for foreground requests, in
     /// total, so migrations progress under any load.
     pub background_yield_max: Duration,
+    /// Threads running bulk migration store work, at `bulk_nice` (when the
+    /// background lane is on); see `crate::bulk`.
+    pub bulk_threads: usize,
+    /// The nice value of those threads: 0 (same as clients) to 19.
+    pub bulk_nice: i32,
     /// Also serve callers in this process directly, without the network
     /// (see `evenkeel_rpc::transport`); `evenkeel up` turns it on.
     pub in_process: bool,
@@ -55,6 +60,8 @@ impl NodeConfig {
             background_lane: true,
             background_permits: 1,
             background_yield_max: Duration::from_millis(20),
+            bulk_threads: 1,
+            bulk_nice: 10,
             in_process: false,
         }
     }
@@ -85,7 +92,8 @@ pub struct Node {
 impl Node {
     pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
         let store = Store::open(config.store.clone())?;
-        let inner = NodeInner::new(config.id, store, Lane::new(config.id, config.lane()));
+        let bulk = config.background_lane.then(|| crate::bulk::BulkPool::new(config.id, config.bulk_threads, config.bulk_nice)).transpose()?;
+        let inner = NodeInner::new(config.id, store, Lane::new(config.id, config.lane()), bulk);
         Ok(Node { inner: Arc::new(inner), config })
     }
 

@@ -33,17 +33,32 @@ fn status(e: StoreError) -> Status {
     }
 }
 
-/// Runs a store call that scans or writes many records on tokio's
-/// blocking pool. In `evenkeel up` every role shares one runtime with a
-/// worker per core; a partition-sized checksum or a page of applies done on
-/// a worker stalls every client request (and the cutover's own timeout)
-/// queued behind it.
-async fn blocking<T: Send + 'static>(inner: &Arc<NodeInner>, f: impl FnOnce(&NodeInner) -> Result<T, StoreError> + Send + 'static) -> Result<T, Status> {
-    let inner = inner.clone();
-    match tokio::task::spawn_blocking(move || f(&inner)).await {
-        Ok(r) => r.map_err(status),
-        Err(e) => Err(Status::internal(format!("store task failed: {e}"))),
+/// How a store call that scans or writes many records runs: `Bulk` on the
+/// node's low-priority threads (`crate::bulk`), `Urgent` (the drain under a
+/// cutover's fence) on tokio's blocking pool at normal priority. Never on a
+/// runtime worker: in `evenkeel up` every role shares one runtime with a
+/// worker per core, and a partition-sized scan or a page of applies there
+/// stalls every client request (and the cutover's own timeout) behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Urgency {
+    Bulk,
+    Urgent,
+}
+
+impl Urgency {
+    fn of(urgent: bool) -> Self {
+        if urgent { Urgency::Urgent } else { Urgency::Bulk }
     }
+}
+
+async fn blocking<T: Send + 'static>(inner: &Arc<NodeInner>, urgency: Urgency, f: impl FnOnce(&NodeInner) -> Result<T, StoreError> + Send + 'static) -> Result<T, Status> {
+    let i = inner.clone();
+    let call = move || f(&i);
+    let result = match (&inner.bulk, urgency) {
+        (Some(pool), Urgency::Bulk) => pool.run(inner.id, call).await.map_err(|e| Status::unavailable(e.to_string()))?,
+        _ => tokio::task::spawn_blocking(call).await.map_err(|e| Status::internal(format!("store task failed: {e}")))?,
+    };
+    result.map_err(status)
 }
 
 /// Validates the header and admits its token.
@@ -64,7 +79,7 @@ pub(crate) async fn snapshot(inner: &Arc<NodeInner>, req: &pb::SnapshotRequest) 
     let max_keys = req.max_keys.clamp(1, PAGE_KEYS_MAX) as usize;
     let max_bytes = req.max_bytes.clamp(1, PAGE_BYTES_MAX);
     let cursor = req.cursor.clone();
-    let chunk = blocking(inner, move |i| i.store.snapshot_chunk(p, cursor.as_deref(), max_keys, max_bytes)).await?;
+    let chunk = blocking(inner, Urgency::Bulk, move |i| i.store.snapshot_chunk(p, cursor.as_deref(), max_keys, max_bytes)).await?;
     Ok(pb::SnapshotResponse { records: chunk.records.iter().map(to_pb).collect(), cursor: chunk.cursor, bytes: chunk.bytes })
 }
 
@@ -74,7 +89,7 @@ pub(crate) async fn read_log(inner: &Arc<NodeInner>, req: &pb::ReadLogRequest) -
     let p = admit(inner, req.header.as_ref())?;
     let log_next = inner.store.log_next(p).map_err(status)?;
     let (from, max) = (req.from, req.max.clamp(1, PAGE_KEYS_MAX) as usize);
-    match blocking(inner, move |i| i.store.read_log(p, from, max)).await? {
+    match blocking(inner, Urgency::of(req.urgent), move |i| i.store.read_log(p, from, max)).await? {
         LogRead::Truncated { first } => Ok(pb::ReadLogResponse { entries: vec![], next: req.from, truncated: true, first, log_next }),
         LogRead::Entries { entries, next } => Ok(pb::ReadLogResponse {
             entries: entries.iter().map(|(pos, kr)| pb::LogEntry { position: *pos, record: Some(to_pb(kr)) }).collect(),
@@ -103,7 +118,7 @@ pub(crate) async fn apply(inner: &Arc<NodeInner>, req: pb::ApplyRequest) -> Resu
         }
         first = false;
         let batch: Vec<KeyRecord> = records.by_ref().take(APPLY_BATCH_RECORDS).collect();
-        applied += blocking(inner, move |i| i.store.apply(p, &batch)).await?;
+        applied += blocking(inner, Urgency::of(req.urgent), move |i| i.store.apply(p, &batch)).await?;
     }
     Ok(pb::ApplyResponse { applied: applied as u32 })
 }
@@ -125,7 +140,7 @@ pub(crate) async fn checksum(inner: &Arc<NodeInner>, req: &pb::ChecksumRequest) 
     let p = admit(inner, req.header.as_ref())?;
     let (mut sum, log_next) = inner.store.checksum(p).map_err(status)?;
     if req.scan {
-        sum = blocking(inner, move |i| i.store.checksum_scan(p)).await?;
+        sum = blocking(inner, Urgency::Bulk, move |i| i.store.checksum_scan(p)).await?;
     }
     Ok(pb::ChecksumResponse { keys: sum.keys, digest: sum.digest, log_next })
 }
@@ -137,7 +152,7 @@ pub(crate) async fn drop_chunk(inner: &Arc<NodeInner>, req: &pb::DropRequest) ->
         return Err(Status::failed_precondition(format!("partition {p} is owned by this node; refusing to drop it")));
     }
     let max = req.max_keys.clamp(1, PAGE_KEYS_MAX) as usize;
-    let removed = blocking(inner, move |i| i.store.drop_chunk(p, max)).await?;
+    let removed = blocking(inner, Urgency::Bulk, move |i| i.store.drop_chunk(p, max)).await?;
     Ok(pb::DropResponse { removed: removed as u32 })
 }
 

@@ -24,6 +24,9 @@ pub(crate) struct NodeInner {
     pub ownership: Ownership,
     pub metrics: NodeMetrics,
     pub lane: Lane,
+    /// Low-priority threads for bulk migration store work; None when the
+    /// lane is off (then it runs on tokio's blocking pool like the rest).
+    pub bulk: Option<crate::bulk::BulkPool>,
     /// Per-op Execute latency, summarized per wall-clock second.
     pub latency: SecondWindow,
     pub failpoints: Failpoints,
@@ -63,13 +66,14 @@ pub struct NodeService {
 }
 
 impl NodeInner {
-    pub fn new(id: NodeId, store: Store, lane: Lane) -> Self {
+    pub fn new(id: NodeId, store: Store, lane: Lane, bulk: Option<crate::bulk::BulkPool>) -> Self {
         NodeInner {
             id,
             store,
             ownership: Ownership::new(id),
             metrics: NodeMetrics::new(id),
             lane,
+            bulk,
             latency: SecondWindow::default(),
             failpoints: Failpoints::new(id),
         }

@@ -1,14 +1,10 @@
 //! Cutover and rollback: moving ownership with a bounded pause.
 //!
 //! Cutover: fence the source (it refuses reads and writes), drain its last
-//! changes to the destination, compare checksums under the fence, flip the
-//! owner in the routing table by compare-and-swap, then unfence the
-//! destination with a grant of the new epoch. Reverse capture starts at the
-//! destination's log position recorded when the copy was verified: the
-//! destination serves as soon as the flipped table reaches it, so a
-//! position read after the flip could already be past client writes, which
-//! a rollback would then lose. Reading from the earlier position only ships
-//! the drained changes back to the source once more, which changes nothing. If the drain or check does not fit the
+//! changes to the destination, compare checksums under the fence, record the
+//! destination's log position (reverse capture starts there), flip the owner
+//! in the routing table by compare-and-swap, then unfence the destination
+//! with a grant of the new epoch. If the drain or check does not fit the
 //! pause budget, the source is unfenced and the migration catches up again.
 //! The source stays fenced after a successful flip until it sees the new
 //! table, so a router with the old table cannot read a stale value there.
@@ -30,6 +26,10 @@ async fn fence(d: &Driver, m: &Migration, node: NodeId, fenced: bool, grant_epoc
     Ok(client(d, node).await?.migrate_fence(req).await.map_err(apply_failure)?.into_inner())
 }
 
+async fn position(d: &Driver, m: &Migration, node: NodeId) -> Result<u64, super::driver::Failure> {
+    Ok(client(d, node).await?.migrate_begin(header(m).expect("token set")).await.map_err(apply_failure)?.into_inner().log_next)
+}
+
 /// Ships `from_node`'s log from `from` to `to_node` until it reaches `end`.
 /// Returns None if the log was truncated under us.
 async fn drain(d: &Driver, m: &Migration, from_node: NodeId, to_node: NodeId, from: u64, end: u64) -> Result<Option<u64>, super::driver::Failure> {
@@ -48,6 +48,9 @@ pub(super) async fn cutover(d: &Driver, m: &Migration, from: u64) -> Outcome {
     let (table, _) = routing(d).await?;
     if table.entry(m.partition).is_some_and(|e| e.owner == m.target) {
         // A previous attempt flipped the table before a crash; finish it.
+        // The destination may have served writes since (it follows the
+        // table), so reverse capture starts where verification saw its log,
+        // not where it is now.
         let epoch = table.entry(m.partition).expect("checked").epoch;
         hit(failpoints::CUTOVER_UNFENCE)?;
         fence(d, m, m.target, false, epoch).await?;
@@ -79,6 +82,10 @@ pub(super) async fn cutover(d: &Driver, m: &Migration, from: u64) -> Outcome {
         fence(d, m, m.source, false, 0).await?;
         return Ok(Some(event));
     }
+    // Read before the flip: the destination serves as soon as it sees the
+    // new table, and writes it takes must not fall below the start of
+    // reverse capture.
+    let reverse_from = position(d, m, m.target).await?;
     hit(failpoints::CUTOVER_DRAINED)?;
     let epoch = set_owner(d, m, m.target).await?;
     hit(failpoints::CUTOVER_FLIPPED)?;
@@ -87,7 +94,7 @@ pub(super) async fn cutover(d: &Driver, m: &Migration, from: u64) -> Outcome {
     let pause_ms = elapsed_ms(started);
     metrics::histogram!("evenkeel_migration_cutover_pause_seconds").record(pause_ms as f64 / 1000.0);
     tracing::info!(migration = %m.id, partition = m.partition, pause_ms, epoch, "cutover done");
-    Ok(Some(Event::CutoverDone { pause_ms, reverse_log_pos: m.reverse_log_pos }))
+    Ok(Some(Event::CutoverDone { pause_ms, reverse_log_pos: reverse_from }))
 }
 
 /// Under the fence: drains the source's last changes and compares both

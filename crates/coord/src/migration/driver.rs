@@ -167,7 +167,7 @@ pub async fn drive(d: Arc<Driver>, id: String, mut inbox: tokio::sync::mpsc::Rec
             }
         };
         let event = match perform_with_retries(&d, &mut m, &action).await {
-            Ok(Some(Event::Verified { matched: false, detail, target_log_pos })) => verify_failed(&mut mismatches, &d, detail, target_log_pos),
+            Ok(Some(e @ Event::Verified { matched: false, .. })) => verify_failed(&mut mismatches, &d, e),
             Ok(Some(e)) => e,
             Ok(None) => continue,
             Err(Failure::Fenced(e)) => return Err(DriveError::Fenced(e)),
@@ -212,12 +212,12 @@ async fn apply_event(d: &Driver, m: &mut Migration, saved: Saved, event: Event, 
 
 /// Mismatches with nothing left to apply mean divergence: after a few the
 /// migration fails rather than loop forever.
-fn verify_failed(mismatches: &mut u32, d: &Driver, detail: String, target_log_pos: u64) -> Event {
+fn verify_failed(mismatches: &mut u32, d: &Driver, verified: Event) -> Event {
     *mismatches += 1;
-    if *mismatches >= d.config.mismatches_max {
-        return Event::Failed { error: format!("checksums differ after {mismatches} verifications: {detail}") };
+    match verified {
+        Event::Verified { detail, .. } if *mismatches >= d.config.mismatches_max => Event::Failed { error: format!("checksums differ after {mismatches} verifications: {detail}") },
+        other => other,
     }
-    Event::Verified { matched: false, detail, target_log_pos }
 }
 
 /// The event that moves an idle migration on: bake ticks and reverse capture

@@ -105,11 +105,12 @@ pub struct Migration {
     pub copy_cursor: Option<Bytes>,
     /// Source change-log position applied to the destination so far.
     pub applied_log_pos: u64,
-    /// Where reverse capture reads the destination's change log from: its
-    /// position when the copy was verified, before the cutover (the
-    /// destination may take client writes as soon as the flipped table
-    /// reaches it, before the driver could read a position after the
-    /// flip); during bake, how far reverse capture has applied.
+    /// Destination change-log position reverse capture starts from. Until
+    /// the flip it is the destination's position at the last verification:
+    /// before it owns the partition the destination logs only copies of
+    /// source changes, so a cutover finished after a crash (or rolled back)
+    /// loses nothing starting there, whatever the destination has served
+    /// since the flip.
     pub reverse_log_pos: u64,
     pub keys_copied: u64,
     pub bytes_copied: u64,
@@ -140,7 +141,7 @@ pub enum Event {
     /// The source no longer holds the change log from our position.
     LogTruncated { source_log_pos: u64 },
     /// Checksums compared (and shadow reads within threshold), with the
-    /// destination's change-log position at the time.
+    /// destination's change-log position when its checksum was taken.
     Verified { matched: bool, detail: String, target_log_pos: u64 },
     Approved,
     /// Routing flipped to the target; the pause the source was fenced.

@@ -21,7 +21,7 @@ fn ready() -> Migration {
 
 fn cutting_over() -> Migration {
     let mut m = ready();
-    ok(&mut m, Event::Verified { matched: true, detail: String::new(), target_log_pos: 11 });
+    ok(&mut m, Event::Verified { matched: true, detail: String::new(), target_log_pos: 0 });
     m
 }
 
@@ -29,6 +29,17 @@ fn completed() -> Migration {
     let mut m = cutting_over();
     ok(&mut m, Event::CutoverDone { pause_ms: 3, reverse_log_pos: 12 });
     m
+}
+
+/// Until the flip, the destination's log holds only copies of source
+/// changes, so its position at verification is where reverse capture of a
+/// cutover finished after a crash, or a rollback of it, must start.
+#[test]
+fn verification_records_where_reverse_capture_starts() {
+    let mut m = ready();
+    ok(&mut m, Event::Verified { matched: true, detail: String::new(), target_log_pos: 30 });
+    assert_eq!((m.phase, m.reverse_log_pos), (Phase::CuttingOver, 30));
+    assert_eq!(ok(&mut m, Event::Failed { error: "destination gone".into() }), vec![Action::RollBack { from_pos: 30 }]);
 }
 
 #[test]
@@ -45,8 +56,7 @@ fn happy_path_issues_each_phases_work() {
     assert_eq!(ok(&mut m, Event::CaughtUp { applied_pos: 45, lag: 1000 }), vec![Action::CatchUp { from_pos: 45 }]);
     assert_eq!(ok(&mut m, Event::CaughtUp { applied_pos: 1045, lag: 3 }), vec![Action::Verify]);
     assert_eq!(m.phase, Phase::ReadyForCutover);
-    assert_eq!(ok(&mut m, Event::Verified { matched: true, detail: String::new(), target_log_pos: 11 }), vec![Action::Cutover { from_pos: 1045 }]);
-    assert_eq!(m.reverse_log_pos, 11, "reverse capture starts where the destination's log stood before the cutover");
+    assert_eq!(ok(&mut m, Event::Verified { matched: true, detail: String::new(), target_log_pos: 0 }), vec![Action::Cutover { from_pos: 1045 }]);
     assert_eq!(ok(&mut m, Event::CutoverDone { pause_ms: 4, reverse_log_pos: 77 }), vec![Action::ReverseCapture { from_pos: 77 }]);
     assert_eq!(m.bake_until_ms, Some(100 + m.limits.bake_ms));
     assert_eq!(step(&mut m, Event::Tick, 101).unwrap(), vec![]);
@@ -86,9 +96,7 @@ fn failure_before_cutover_cleans_the_destination_and_keeps_the_source() {
 #[test]
 fn failure_during_cutover_rolls_back() {
     let mut m = cutting_over();
-    // If the table was already flipped, the destination's changes since the
-    // verification (its position then: 11) go back to the source.
-    assert_eq!(ok(&mut m, Event::Failed { error: "x".into() }), vec![Action::RollBack { from_pos: 11 }]);
+    assert_eq!(ok(&mut m, Event::Failed { error: "x".into() }), vec![Action::RollBack { from_pos: 0 }]);
     assert_eq!(m.phase, Phase::RollingBack);
     assert_eq!(ok(&mut m, Event::RolledBack), vec![Action::Abort, Action::ReleaseLock]);
     assert_eq!(m.phase, Phase::RolledBack);
@@ -100,7 +108,7 @@ fn cutover_timeouts_return_to_catching_up_then_fail() {
     m.limits.cutover_attempts_max = 2;
     assert_eq!(ok(&mut m, Event::CutoverTimedOut), vec![Action::CatchUp { from_pos: 50 }]);
     ok(&mut m, Event::CaughtUp { applied_pos: 60, lag: 0 });
-    ok(&mut m, Event::Verified { matched: true, detail: String::new(), target_log_pos: 11 });
+    ok(&mut m, Event::Verified { matched: true, detail: String::new(), target_log_pos: 0 });
     assert_eq!(m.cutover_attempts, 2);
     assert_eq!(ok(&mut m, Event::CutoverTimedOut), vec![Action::Abort, Action::ReleaseLock]);
     assert_eq!(m.phase, Phase::Failed);
@@ -109,7 +117,7 @@ fn cutover_timeouts_return_to_catching_up_then_fail() {
 #[test]
 fn verification_mismatch_catches_up_again() {
     let mut m = ready();
-    let a = ok(&mut m, Event::Verified { matched: false, detail: "3 keys differ".into(), target_log_pos: 11 });
+    let a = ok(&mut m, Event::Verified { matched: false, detail: "3 keys differ".into(), target_log_pos: 0 });
     assert_eq!(a, vec![Action::CatchUp { from_pos: 50 }]);
     assert_eq!(m.phase, Phase::CatchingUp);
 }
@@ -118,7 +126,7 @@ fn verification_mismatch_catches_up_again() {
 fn approval_gate_holds_cutover_until_approved() {
     let mut m = ready();
     m.limits.needs_approval = true;
-    assert_eq!(ok(&mut m, Event::Verified { matched: true, detail: String::new(), target_log_pos: 11 }), vec![]);
+    assert_eq!(ok(&mut m, Event::Verified { matched: true, detail: String::new(), target_log_pos: 0 }), vec![]);
     assert_eq!(m.phase, Phase::ReadyForCutover);
     assert_eq!(resume_actions(&m), vec![], "a verified migration waits, it does not re-verify");
     assert_eq!(ok(&mut m, Event::Approved), vec![Action::Cutover { from_pos: 50 }]);
@@ -127,7 +135,7 @@ fn approval_gate_holds_cutover_until_approved() {
 #[test]
 fn truncated_log_restarts_the_copy_from_the_new_position() {
     let mut m = ready();
-    ok(&mut m, Event::Verified { matched: false, detail: String::new(), target_log_pos: 11 });
+    ok(&mut m, Event::Verified { matched: false, detail: String::new(), target_log_pos: 0 });
     let a = ok(&mut m, Event::LogTruncated { source_log_pos: 900 });
     assert_eq!(a, vec![Action::CopyChunk { cursor: None }]);
     assert_eq!((m.phase, m.snapshot_log_pos, m.applied_log_pos), (Phase::Copying, 900, 900));
@@ -255,7 +263,7 @@ fn any_event() -> impl Strategy<Value = Event> {
         (any::<bool>(), 0u64..10).prop_map(|(done, keys)| Event::ChunkCopied { cursor: None, keys, bytes: keys * 10, done }),
         (0u64..200, 0u64..200).prop_map(|(applied_pos, lag)| Event::CaughtUp { applied_pos, lag }),
         (0u64..200).prop_map(|p| Event::LogTruncated { source_log_pos: p }),
-        (any::<bool>(), 0u64..100).prop_map(|(matched, target_log_pos)| Event::Verified { matched, detail: String::new(), target_log_pos }),
+        any::<bool>().prop_map(|matched| Event::Verified { matched, detail: String::new(), target_log_pos: 0 }),
         Just(Event::Approved),
         (0u64..100).prop_map(|p| Event::CutoverDone { pause_ms: p, reverse_log_pos: p }),
         Just(Event::CutoverTimedOut),
