@@ -328,8 +328,9 @@ fn resume(m: &mut Migration, now: u64) -> Vec<Action> {
     resume_actions(m)
 }
 
-/// A match records where the destination's log stood (reverse capture
-/// starts there) and cuts over if approved; a mismatch catches up again.
+/// A match records where the destination's log stood (reverse capture of a
+/// cutover finished after a crash starts there) and cuts over if approved;
+/// a mismatch catches up again.
 fn verified(m: &mut Migration, matched: bool, detail: &str, target_log_pos: u64, now: u64) -> Vec<Action> {
     if matched {
         m.verified = true;
