@@ -6,6 +6,9 @@
 //! (bootstraps the routing table once every node is live) → router. Shutdown
 //! runs in reverse: the router stops accepting, the coordinator stops, the
 //! nodes revoke their leases and fsync.
+//!
+//! Tests can also stop and start single roles: the coordinator (as a crash
+//! looks to the others: its lease lapses, nothing is cleaned up) and nodes.
 
 use anyhow::{Context, bail};
 use evenkeel_coord::{CoordConfig, Coordinator, bootstrap};
@@ -85,6 +88,9 @@ pub struct LocalCluster {
     stop: CancellationToken,
     routers: JoinSet<anyhow::Result<()>>,
     coordinators: JoinSet<anyhow::Result<()>>,
+    /// Stops the running coordinator alone (a child of `stop`).
+    coord_stop: CancellationToken,
+    coord_config: CoordConfig,
     launcher: Arc<Launcher>,
     node_failures: tokio::sync::mpsc::Receiver<anyhow::Error>,
 }
@@ -108,14 +114,12 @@ impl LocalCluster {
             launcher.launch(info).await.map_err(|e| anyhow::anyhow!(e))?;
         }
         let coord_config = CoordConfig { bootstrap_nodes: members.len(), ..opts.coord.clone() };
-        let coord = Coordinator::with_launcher(meta.clone(), coord_config, Some(launcher.clone() as Arc<dyn NodeLauncher>));
-        let mut coordinators = JoinSet::new();
         let admin_addr = admin_listener.local_addr()?;
-        let s = stop.clone();
-        coordinators.spawn(async move { Ok(coord.run(admin_listener, s.cancelled_owned()).await?) });
         let router_addr = router_listener.local_addr()?;
         let node_ids = members.iter().map(|m| m.id).collect();
-        let mut cluster = LocalCluster { router_addr, admin_addr, meta, node_ids, stop, routers: JoinSet::new(), coordinators, launcher, node_failures };
+        let coord_stop = stop.child_token();
+        let mut cluster = LocalCluster { router_addr, admin_addr, meta, node_ids, stop, routers: JoinSet::new(), coordinators: JoinSet::new(), coord_stop, coord_config, launcher, node_failures };
+        cluster.spawn_coordinator(admin_listener);
         // The router accepts clients only once the routing table exists.
         // Serving earlier answered PING (so clients and scripts took the
         // cluster for ready) but failed every data command with CLUSTERDOWN
@@ -127,6 +131,50 @@ impl LocalCluster {
         let s = cluster.stop.clone();
         cluster.routers.spawn(async move { Ok(router.serve(router_listener, s.cancelled_owned()).await?) });
         Ok(cluster)
+    }
+
+    fn spawn_coordinator(&mut self, listener: TcpListener) {
+        let coord = Coordinator::with_launcher(self.meta.clone(), self.coord_config.clone(), Some(self.launcher.clone() as Arc<dyn NodeLauncher>));
+        self.coord_stop = self.stop.child_token();
+        let s = self.coord_stop.clone();
+        self.coordinators.spawn(async move { Ok(coord.run(listener, s.cancelled_owned()).await?) });
+    }
+
+    /// Stops the coordinator the way a crash looks to the rest of the
+    /// cluster: its migration drivers are dropped wherever they are, nothing
+    /// is cleaned up, and its leader lease is left to lapse (`leader_ttl`),
+    /// as are the partition locks held under it. Its admin API closes.
+    pub async fn stop_coordinator(&mut self) -> anyhow::Result<()> {
+        self.coord_stop.cancel();
+        while let Some(joined) = self.coordinators.join_next().await {
+            joined.context("the coordinator panicked")??;
+        }
+        Ok(())
+    }
+
+    /// Starts a new coordinator on the same metadata store and admin
+    /// address. It leads once the previous leader's lease is gone and then
+    /// resumes every unfinished migration from its stored state.
+    pub async fn start_coordinator(&mut self) -> anyhow::Result<()> {
+        let listener = bind(self.admin_addr, "admin API").await?;
+        self.spawn_coordinator(listener);
+        Ok(())
+    }
+
+    /// Stops node `id`: it stops serving (in-flight requests finish), drops
+    /// its in-memory state (fences, ownership view, caches), revokes its
+    /// liveness lease and fsyncs. A process crash loses no acknowledged
+    /// write either (buffered durability; see the persistence test).
+    pub async fn stop_node(&self, id: NodeId) -> anyhow::Result<()> {
+        self.launcher.stop(id).await.map_err(anyhow::Error::msg)
+    }
+
+    /// Starts node `id` again on its data directory (on a new port, which it
+    /// records in its membership entry) and waits for its heartbeat.
+    pub async fn start_node(&self, id: NodeId) -> anyhow::Result<()> {
+        let kv = self.meta.get(&keys::node_key(id)).await?.with_context(|| format!("node {id} is not a member"))?;
+        let info: NodeInfo = serde_json::from_slice(&kv.value).with_context(|| format!("membership record of node {id}"))?;
+        self.launcher.launch(&info).await.map_err(anyhow::Error::msg)
     }
 
     /// Waits until the routing table exists.

@@ -5,25 +5,14 @@
 mod common;
 
 use common::admin::{migrations, wait_for_leader, wait_rebalance_end, wait_stats};
+use common::cluster::{PAUSE_BUDGET_MS, keys_in, options, routing};
 use common::load::{Endpoint, Load};
-use evenkeel::up::{LocalCluster, UpOptions};
+use evenkeel::up::LocalCluster;
 use evenkeel_coord::api::{MigrationInfo, MoveRequest};
 use evenkeel_meta::MetaStore;
 use futures::StreamExt;
 use redis::AsyncCommands;
 use std::time::{Duration, Instant};
-
-const PAUSE_BUDGET_MS: u64 = 500;
-
-/// Cluster options for these tests: `partitions` partitions, a short (or
-/// long) bake, and a pause budget a debug build can meet.
-fn options(dir: &std::path::Path, partitions: u32, bake_ms: u64) -> UpOptions {
-    let mut opts = UpOptions::ephemeral(dir);
-    opts.partitions = partitions;
-    opts.coord.limits.bake_ms = bake_ms;
-    opts.coord.driver.pause_budget_ms = PAUSE_BUDGET_MS;
-    opts
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_move_under_load_without_errors_lost_or_stale_reads() {
@@ -78,11 +67,6 @@ async fn partitions_move_under_load_without_errors_lost_or_stale_reads() {
     cluster.shutdown().await.unwrap();
 }
 
-async fn routing(cluster: &LocalCluster) -> evenkeel_types::RoutingTable {
-    let kv = cluster.meta.get(evenkeel_types::keys::ROUTING).await.unwrap().unwrap();
-    evenkeel_types::RoutingTable::from_json(&kv.value).unwrap()
-}
-
 /// Waits until `expected` migrations exist and all are DONE, each with a
 /// cutover pause inside the budget (G8); fails fast on a failed one.
 async fn wait_all_done(http: &reqwest::Client, admin: &str, expected: usize) {
@@ -112,7 +96,7 @@ async fn rollback_during_bake_loses_no_write() {
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let p = 3u16;
-    let keys = keys_in("rb", p, 50);
+    let keys = keys_in("rb", p, 8, 50);
     for k in &keys {
         let () = conn.set(k, "before").await.unwrap();
     }
@@ -160,7 +144,7 @@ async fn rollback_after_a_cutover_finished_by_a_restarted_leader_loses_no_write(
     let dir = tempfile::tempdir().unwrap();
     let cluster = LocalCluster::start(options(dir.path(), 8, 600_000)).await.unwrap();
     let p = 5u16;
-    let keys = keys_in("rc", p, 40);
+    let keys = keys_in("rc", p, 8, 40);
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     for k in &keys {
@@ -223,11 +207,6 @@ async fn when_unlocked<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>
     }
 }
 
-/// The first `n` keys named `PREFIX<i>` that fall in `partition` (of 8).
-fn keys_in(prefix: &str, partition: u16, n: usize) -> Vec<String> {
-    (0..).map(|i| format!("{prefix}{i}")).filter(|k| evenkeel_types::slot::key_partition(k.as_bytes(), 8) == partition).take(n).collect()
-}
-
 /// Rolls migration `m` back and checks that `source` owns its partition again.
 async fn roll_back(http: &reqwest::Client, admin: &str, cluster: &LocalCluster, m: &MigrationInfo, source: u32) {
     let resp = http.post(format!("{admin}/v1/migrations/{}/rollback", m.id)).send().await.unwrap();
@@ -267,7 +246,7 @@ async fn added_node_takes_partitions_and_survives_restart() {
 
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys = keys_in("n", 0, 20);
+    let keys = keys_in("n", 0, 8, 20);
     for k in &keys {
         let () = conn.set(k, k).await.unwrap();
     }

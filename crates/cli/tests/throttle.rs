@@ -8,9 +8,11 @@
 //! every test here holds `FAILPOINTS`: a fault set for one test's node 1
 //! must not hit another's.
 
+mod common;
+
+use common::cluster;
 use evenkeel::up::{LocalCluster, UpOptions};
 use evenkeel_coord::api::{MigrationInfo, MigrationList, MoveRequest, ThrottleStatus};
-use evenkeel_types::slot::key_partition;
 use redis::AsyncCommands;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -59,13 +61,8 @@ impl Harness {
 
     /// Fills partition `P` with `n` keys of `size` bytes; returns the keys.
     async fn fill(&self, n: usize, size: usize) -> Vec<String> {
-        let keys: Vec<String> = (0..).map(|i| format!("t{i}")).filter(|k| key_partition(k.as_bytes(), PARTITIONS as u16) == P).take(n).collect();
-        let mut conn = self.redis.get_multiplexed_async_connection().await.unwrap();
-        let value = "v".repeat(size);
-        for chunk in keys.chunks(200) {
-            let pairs: Vec<(&String, &String)> = chunk.iter().map(|k| (k, &value)).collect();
-            let () = conn.mset(&pairs).await.unwrap();
-        }
+        let keys = cluster::keys_in("t", P, PARTITIONS, n);
+        cluster::fill(&self.redis, &keys, size).await;
         keys
     }
 
@@ -74,20 +71,11 @@ impl Harness {
     }
 
     async fn throttle(&self) -> ThrottleStatus {
-        self.http.get(format!("{}/v1/throttle", self.admin)).send().await.unwrap().json().await.unwrap()
+        cluster::throttle_status(&self.http, &self.admin).await
     }
 
-    /// Waits until the throttle's published status satisfies `f`.
     async fn wait_throttle(&self, what: &str, f: impl Fn(&ThrottleStatus) -> bool) -> ThrottleStatus {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let s = self.throttle().await;
-            if f(&s) {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "throttle never showed {what}: {s:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        cluster::wait_throttle(&self.http, &self.admin, what, f).await
     }
 
     async fn owner(&self, p: u16) -> u32 {
@@ -120,13 +108,7 @@ impl Harness {
 
     /// Every key reads back with its value through the router.
     async fn check_keys(&self, keys: &[String], size: usize) {
-        let mut conn = self.redis.get_multiplexed_async_connection().await.unwrap();
-        for chunk in keys.chunks(200) {
-            let got: Vec<Option<String>> = conn.mget(chunk).await.unwrap();
-            for (k, v) in chunk.iter().zip(got) {
-                assert_eq!(v.map(|v| v.len()), Some(size), "{k} lost");
-            }
-        }
+        cluster::check_filled(&self.redis, keys, size).await
     }
 }
 

@@ -15,10 +15,13 @@
 //!   rates, time windows and health gates, fed once a second by the poll.
 //! - [`plan`], [`rebalance`], [`nodes`]: the planner, the rebalance
 //!   scheduler, membership changes.
+//! - [`failpoints`]: crash and freeze points at the migration driver's
+//!   state boundaries, compiled in for tests only.
 
 pub mod api;
 pub mod bootstrap;
 pub mod clients;
+pub mod failpoints;
 pub mod http;
 pub mod migration;
 pub mod nodes;
@@ -157,7 +160,6 @@ impl Coordinator {
         let lease = self.meta.grant_lease(ttl).await?;
         let lock = self.meta.lock(evenkeel_types::keys::COORDINATOR_LEADER, lease, Duration::from_secs(3600));
         let lock = self.keeping_alive(lease, lock).await?;
-        self.leader.store(true, Ordering::Release);
         tracing::info!(fencing_token = lock.fencing_token, "coordinator is leader");
         let driver = migration::driver::Driver {
             meta: self.meta.clone(),
@@ -167,6 +169,8 @@ impl Coordinator {
             throttle: self.throttle.clone(),
         };
         self.migrations.lead(Arc::new(driver)).await?;
+        // Only now: a coordinator that says it leads accepts moves.
+        self.leader.store(true, Ordering::Release);
         // Ticks drive the rebalance scheduler; the lease is refreshed every
         // third of its TTL.
         let mut tick = tokio::time::interval(Duration::from_millis(200));

@@ -261,6 +261,21 @@ impl Load {
         load
     }
 
+    /// Fails the test now if a task has already stopped: it stops only on
+    /// an error (a client error no kill explains, or a failed read check),
+    /// so a long test can say which of its steps broke the history.
+    pub async fn check(&mut self, during: &str) {
+        for t in self.writers.iter_mut().filter(|t| t.is_finished()) {
+            panic!("load failed during {during}: {:?}", t.await.unwrap());
+        }
+        for t in self.readers.iter_mut().filter(|t| t.is_finished()) {
+            panic!("load failed during {during}: {:?}", t.await.unwrap());
+        }
+        if self.counter.is_finished() {
+            panic!("load failed during {during}: {:?}", (&mut self.counter).await.unwrap());
+        }
+    }
+
     /// Stops the load, fails on any client error a kill does not explain,
     /// and checks the final state: every key holds its last acknowledged
     /// value or a later indeterminate one (G1), and every acknowledged INCR

@@ -14,6 +14,7 @@
 
 use super::driver::{Driver, apply_failure, checksum, client, elapsed_ms, header, routing, set_owner, ship_log};
 use super::machine::{Event, Migration};
+use crate::failpoints::{self, hit};
 use evenkeel_rpc::pb;
 use evenkeel_types::NodeId;
 use std::time::Instant;
@@ -51,11 +52,13 @@ pub(super) async fn cutover(d: &Driver, m: &Migration, from: u64) -> Outcome {
         // table), so reverse capture starts where verification saw its log,
         // not where it is now.
         let epoch = table.entry(m.partition).expect("checked").epoch;
+        hit(failpoints::CUTOVER_UNFENCE)?;
         fence(d, m, m.target, false, epoch).await?;
         return Ok(Some(Event::CutoverDone { pause_ms: m.cutover_pause_ms.unwrap_or(0), reverse_log_pos: m.reverse_log_pos }));
     }
     let started = Instant::now();
     let end = fence(d, m, m.source, true, 0).await?.log_next;
+    hit(failpoints::CUTOVER_FENCED)?;
     // The drain and the check get what is left of the budget and no more:
     // past it the source is unfenced at once, not when they finish.
     let budget = std::time::Duration::from_millis(d.config.pause_budget_ms).saturating_sub(started.elapsed());
@@ -83,7 +86,10 @@ pub(super) async fn cutover(d: &Driver, m: &Migration, from: u64) -> Outcome {
     // new table, and writes it takes must not fall below the start of
     // reverse capture.
     let reverse_from = position(d, m, m.target).await?;
+    hit(failpoints::CUTOVER_DRAINED)?;
     let epoch = set_owner(d, m, m.target).await?;
+    hit(failpoints::CUTOVER_FLIPPED)?;
+    hit(failpoints::CUTOVER_UNFENCE)?;
     fence(d, m, m.target, false, epoch).await?;
     let pause_ms = elapsed_ms(started);
     metrics::histogram!("evenkeel_migration_cutover_pause_seconds").record(pause_ms as f64 / 1000.0);
@@ -115,10 +121,12 @@ pub(super) async fn roll_back(d: &Driver, m: &Migration, from: u64) -> Outcome {
         return Ok(Some(Event::RolledBack));
     }
     let end = fence(d, m, m.target, true, 0).await?.log_next;
+    hit(failpoints::ROLLBACK_FENCED)?;
     if drain(d, m, m.target, m.source, from, end).await?.is_none() {
         return Err(super::driver::Failure::Permanent("destination log truncated; rollback would lose writes".into()));
     }
     let epoch = set_owner(d, m, m.source).await?;
+    hit(failpoints::ROLLBACK_FLIPPED)?;
     fence(d, m, m.source, false, epoch).await?;
     tracing::info!(migration = %m.id, partition = m.partition, epoch, "rolled back");
     Ok(Some(Event::RolledBack))

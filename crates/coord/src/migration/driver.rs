@@ -9,16 +9,26 @@
 //! leaves a stored state whose resume actions redo at most one idempotent
 //! action.
 //!
+//! A driver starting on stored state first takes the partition lock again
+//! under its own lease ([`machine::restart_actions`]) and has both nodes
+//! admit the new token, so a previous coordinator that stalled past its
+//! lease (a zombie) is refused by the nodes from then on; the routing table
+//! is guarded by checking the lock before its compare-and-swap (G10).
+//!
 //! Node calls that fail transiently are retried with backoff up to
 //! `attempts_max`; then the migration fails (before cutover: the destination
 //! is cleaned and the source keeps serving). A node refusing our fencing
 //! token means another coordinator has taken over: the driver stops.
+//!
+//! Every state boundary has a failpoint ([`crate::failpoints`]); one firing
+//! as a crash makes the driver return at once, cleaning nothing up.
 
 use super::machine::{self, Action, Event, Migration, Phase};
 use crate::clients::NodeClients;
+use crate::failpoints::{self, Crashed};
 use evenkeel_meta::{CasOutcome, Compare, LeaseId, Lock, MetaError, MetaStore, Revision};
 use evenkeel_rpc::pb;
-use evenkeel_types::{NodeId, RoutingTable, keys, unix_ms};
+use evenkeel_types::{NodeId, PartitionId, RoutingTable, keys, unix_ms};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,6 +86,15 @@ pub enum DriveError {
     Fenced(String),
     #[error("state machine rejected an event: {0}")]
     Step(#[from] machine::StepError),
+    /// A failpoint simulated a crash here (tests only).
+    #[error("crashed at failpoint {0}")]
+    Crashed(&'static str),
+}
+
+impl From<Crashed> for DriveError {
+    fn from(c: Crashed) -> Self {
+        DriveError::Crashed(c.0)
+    }
 }
 
 /// What a driver needs; shared by all migrations of one leader term.
@@ -96,6 +115,14 @@ pub(super) enum Failure {
     /// Retrying will not help; the migration fails with this error.
     Permanent(String),
     Fenced(String),
+    /// A failpoint simulated a crash; nothing more may happen.
+    Crashed(&'static str),
+}
+
+impl From<Crashed> for Failure {
+    fn from(c: Crashed) -> Self {
+        Failure::Crashed(c.0)
+    }
 }
 
 pub(super) type Outcome = Result<Option<Event>, Failure>;
@@ -113,7 +140,7 @@ pub(super) fn apply_failure(s: tonic::Status) -> Failure {
 pub async fn drive(d: Arc<Driver>, id: String, mut inbox: tokio::sync::mpsc::Receiver<Event>) -> Result<Phase, DriveError> {
     let (mut m, rev) = load(d.meta.as_ref(), &id).await?;
     let mut rev = Saved { rev, at: Instant::now(), dirty: false };
-    let mut queue: VecDeque<Action> = machine::resume_actions(&m).into();
+    let mut queue: VecDeque<Action> = machine::restart_actions(&m).into();
     if m.phase == Phase::Pending {
         queue.extend(machine::step(&mut m, Event::Start, unix_ms())?);
         rev.rev = save(d.meta.as_ref(), &m, rev.rev).await?;
@@ -126,7 +153,7 @@ pub async fn drive(d: Arc<Driver>, id: String, mut inbox: tokio::sync::mpsc::Rec
             rev = apply_event(&d, &mut m, rev, e, &mut queue).await?;
         }
         let Some(action) = queue.pop_front() else {
-            match idle_event(&d, &m, &mut inbox).await {
+            match idle_event(&d, &m, &mut inbox).await? {
                 Some(e) => {
                     rev = apply_event(&d, &mut m, rev, e, &mut queue).await?;
                     continue;
@@ -144,6 +171,7 @@ pub async fn drive(d: Arc<Driver>, id: String, mut inbox: tokio::sync::mpsc::Rec
             Ok(Some(e)) => e,
             Ok(None) => continue,
             Err(Failure::Fenced(e)) => return Err(DriveError::Fenced(e)),
+            Err(Failure::Crashed(point)) => return Err(DriveError::Crashed(point)),
             Err(Failure::Permanent(e) | Failure::Transient(e)) => Event::Failed { error: format!("{action:?}: {e}") },
         };
         rev = apply_event(&d, &mut m, rev, event, &mut queue).await?;
@@ -195,23 +223,28 @@ fn verify_failed(mismatches: &mut u32, d: &Driver, verified: Event) -> Event {
 /// The event that moves an idle migration on: bake ticks and reverse capture
 /// while COMPLETED; an operator's request while paused or awaiting approval;
 /// nothing once terminal (the driver then ends).
-async fn idle_event(d: &Driver, m: &Migration, inbox: &mut tokio::sync::mpsc::Receiver<Event>) -> Option<Event> {
+async fn idle_event(d: &Driver, m: &Migration, inbox: &mut tokio::sync::mpsc::Receiver<Event>) -> Result<Option<Event>, DriveError> {
     if m.phase.is_terminal() {
-        return None;
+        return Ok(None);
     }
     if m.phase != Phase::Completed {
-        return inbox.recv().await;
+        return Ok(inbox.recv().await);
     }
     tokio::select! {
-        e = inbox.recv() => if e.is_some() { return e },
+        e = inbox.recv() => if e.is_some() { return Ok(e) },
         _ = tokio::time::sleep(d.config.reverse_interval) => {}
     }
     if m.bake_until_ms.is_some_and(|t| unix_ms() >= t) {
-        return Some(Event::Tick);
+        return Ok(Some(Event::Tick));
     }
     match reverse_capture(d, m, m.reverse_log_pos).await {
-        Ok(Some(e)) => Some(e),
-        _ => Some(Event::Tick),
+        Ok(Some(e)) => Ok(Some(e)),
+        // A successor owns the migration, or a simulated crash: stop as
+        // the action loop does rather than capture again every tick.
+        Err(Failure::Fenced(e)) => Err(DriveError::Fenced(e)),
+        Err(Failure::Crashed(point)) => Err(DriveError::Crashed(point)),
+        // Anything else is retried at the next tick.
+        _ => Ok(Some(Event::Tick)),
     }
 }
 
@@ -242,6 +275,7 @@ async fn perform(d: &Driver, m: &mut Migration, action: &Action) -> Outcome {
         Action::RollBack { from_pos } => super::cutover::roll_back(d, m, *from_pos).await,
         Action::Abort => abort(d, m).await,
         Action::ReleaseLock => release(d, m).await,
+        Action::Relock => relock(d, m).await,
     }
 }
 
@@ -253,12 +287,36 @@ pub(super) async fn client(d: &Driver, node: NodeId) -> Result<evenkeel_rpc::Nod
     d.clients.for_id(d.meta.as_ref(), node).await.map_err(Failure::Transient)
 }
 
+/// Takes the partition's migration lock under this driver's lease, or finds
+/// it already ours: a driver restarted within one leader term meets its
+/// predecessor's lock, and locks are not re-entrant.
+async fn partition_lock(d: &Driver, partition: PartitionId) -> Result<Lock, Failure> {
+    let key = keys::partition_lock_key(partition);
+    let transient = |e: MetaError| Failure::Transient(format!("partition lock: {e}"));
+    if let Some(kv) = d.meta.get(&key).await.map_err(transient)?.filter(|kv| kv.lease == Some(d.lease)) {
+        return Ok(Lock { key, lease: d.lease, fencing_token: kv.create_revision });
+    }
+    d.meta.lock(&key, d.lease, Duration::from_secs(10)).await.map_err(transient)
+}
+
+/// Makes this driver the migration's only one: holds the lock and, if its
+/// token is newer than the stored one, has both nodes admit it before any
+/// phase work, so they refuse a predecessor still running somewhere.
+async fn relock(d: &Driver, m: &Migration) -> Outcome {
+    let lock = partition_lock(d, m.partition).await?;
+    if m.token == Some(lock.fencing_token) {
+        return Ok(None);
+    }
+    let header = pb::MigrateHeader { partition: m.partition as u32, token: lock.fencing_token };
+    for node in [m.source, m.target] {
+        client(d, node).await?.migrate_begin(header).await.map_err(apply_failure)?;
+    }
+    tracing::info!(migration = %m.id, token = lock.fencing_token, previous = ?m.token, "took the migration over");
+    Ok(Some(Event::Relocked { token: lock.fencing_token }))
+}
+
 async fn prepare(d: &Driver, m: &mut Migration) -> Outcome {
-    let lock = d
-        .meta
-        .lock(&keys::partition_lock_key(m.partition), d.lease, Duration::from_secs(10))
-        .await
-        .map_err(|e| Failure::Transient(format!("partition lock: {e}")))?;
+    let lock = partition_lock(d, m.partition).await?;
     m.token = Some(lock.fencing_token);
     let source_pos = client(d, m.source).await?.migrate_begin(header(m).expect("set")).await.map_err(apply_failure)?.into_inner();
     client(d, m.target).await?.migrate_begin(header(m).expect("set")).await.map_err(apply_failure)?;
@@ -270,6 +328,7 @@ async fn copy_chunk(d: &Driver, m: &Migration, cursor: Option<bytes::Bytes>) -> 
     let chunk = client(d, m.source).await?.migrate_snapshot(req).await.map_err(apply_failure)?.into_inner();
     let keys = chunk.records.len() as u64;
     apply(d, m, m.target, chunk.records, false).await?;
+    failpoints::hit(failpoints::COPY_CHUNK)?;
     metrics::counter!("evenkeel_migration_copied_bytes_total").increment(chunk.bytes);
     d.throttle.pace(m, chunk.bytes, keys).await;
     Ok(Some(Event::ChunkCopied { done: chunk.cursor.is_none(), cursor: chunk.cursor, keys, bytes: chunk.bytes }))
@@ -302,6 +361,7 @@ pub(super) async fn ship_log(d: &Driver, m: &Migration, from_node: NodeId, to_no
 
 async fn catch_up(d: &Driver, m: &Migration, from: u64) -> Outcome {
     let (page, bytes) = ship_log(d, m, m.source, m.target, from, false).await?;
+    failpoints::hit(failpoints::CATCH_UP_PAGE)?;
     if page.truncated {
         return Ok(Some(Event::LogTruncated { source_log_pos: page.log_next }));
     }
@@ -332,6 +392,7 @@ pub(super) async fn checksum(d: &Driver, m: &Migration, node: NodeId, scan: bool
 
 async fn reverse_capture(d: &Driver, m: &Migration, from: u64) -> Outcome {
     let (page, _) = ship_log(d, m, m.target, m.source, from, false).await?;
+    failpoints::hit(failpoints::REVERSE_CAPTURE)?;
     if page.truncated {
         return Err(Failure::Transient(format!("destination log truncated below {from}; rollback would lose writes")));
     }
@@ -351,7 +412,10 @@ async fn drop_all(d: &Driver, m: &Migration, node: NodeId) -> Result<(), Failure
             Ok(r) if r.get_ref().removed == 0 => return Ok(()),
             // Deleting costs about as much as writing; the keys limit and
             // the source node's byte budget (estimated) apply.
-            Ok(r) => d.throttle.pace(m, r.get_ref().removed as u64 * DROP_BYTES_PER_KEY_ESTIMATE, r.get_ref().removed as u64).await,
+            Ok(r) => {
+                failpoints::hit(failpoints::DROP_BATCH)?;
+                d.throttle.pace(m, r.get_ref().removed as u64 * DROP_BYTES_PER_KEY_ESTIMATE, r.get_ref().removed as u64).await
+            }
             // The node has not yet seen that it lost the partition.
             Err(s) if s.code() == tonic::Code::FailedPrecondition => return Err(Failure::Transient(s.message().to_string())),
             Err(s) => return Err(apply_failure(s)),
@@ -363,6 +427,7 @@ async fn abort(d: &Driver, m: &Migration) -> Outcome {
     if m.token.is_some() {
         let unfence = pb::FenceRequest { header: header(m), fenced: false, grant_epoch: 0 };
         client(d, m.source).await?.migrate_fence(unfence).await.map_err(apply_failure)?;
+        failpoints::hit(failpoints::ABORT_UNFENCED)?;
         drop_all(d, m, m.target).await?;
     }
     Ok(Some(Event::Cleaned))
@@ -392,12 +457,27 @@ pub(super) async fn set_owner(d: &Driver, m: &Migration, owner: NodeId) -> Resul
         if entry.owner == owner {
             return Ok(entry.epoch);
         }
+        check_lock(d, m).await?;
         let next = table.with_owner(m.partition, owner);
         match d.meta.compare_and_swap(keys::ROUTING, Compare::ModRevision(rev), Some(next.to_json()), None).await {
             Ok(CasOutcome::Swapped(_)) => return Ok(next.epoch),
             Ok(CasOutcome::Conflict(_)) => continue,
             Err(e) => return Err(Failure::Transient(e.to_string())),
         }
+    }
+}
+
+/// Fails with `Fenced` unless this driver still holds the partition lock
+/// with the token it works under. Nodes check tokens on every migration
+/// RPC, but the routing table is a metadata key: without this, a driver
+/// that stalled past its lease could flip the table after its successor
+/// finished or rolled back. The check and the CAS are two steps, so a
+/// short window remains; an etcd backend would make them one transaction.
+async fn check_lock(d: &Driver, m: &Migration) -> Result<(), Failure> {
+    let held = d.meta.get(&keys::partition_lock_key(m.partition)).await.map_err(|e| Failure::Transient(e.to_string()))?;
+    match held {
+        Some(kv) if Some(kv.create_revision) == m.token && kv.lease == Some(d.lease) => Ok(()),
+        _ => Err(Failure::Fenced(format!("partition {} lock is no longer held with token {:?}", m.partition, m.token))),
     }
 }
 
@@ -413,11 +493,14 @@ async fn load(meta: &dyn MetaStore, id: &str) -> Result<(Migration, Revision), D
 
 /// Persists `m` if nobody changed it since `rev`; returns the new revision.
 async fn save(meta: &dyn MetaStore, m: &Migration, rev: Revision) -> Result<Revision, DriveError> {
+    failpoints::hit(failpoints::before_save(m.phase))?;
     let value = serde_json::to_vec(m).expect("migration serializes");
-    match meta.compare_and_swap(&keys::migration_key(&m.id), Compare::ModRevision(rev), Some(value), None).await? {
-        CasOutcome::Swapped(r) => Ok(r),
-        CasOutcome::Conflict(_) => Err(DriveError::Superseded(m.id.clone())),
-    }
+    let rev = match meta.compare_and_swap(&keys::migration_key(&m.id), Compare::ModRevision(rev), Some(value), None).await? {
+        CasOutcome::Swapped(r) => r,
+        CasOutcome::Conflict(_) => return Err(DriveError::Superseded(m.id.clone())),
+    };
+    failpoints::hit(failpoints::after_save(m.phase))?;
+    Ok(rev)
 }
 
 /// Stores a new migration; fails if the id exists.

@@ -159,6 +159,9 @@ pub enum Event {
     Rollback,
     /// The phase's work failed for good (node gone past retries, mismatch).
     Failed { error: String },
+    /// A new driver holds the partition lock under a newer fencing token
+    /// and both nodes have admitted it.
+    Relocked { token: u64 },
 }
 
 /// Work for the driver. The new state is persisted before any is performed.
@@ -183,6 +186,9 @@ pub enum Action {
     /// Abort: clear the routing mode, drop the destination copy.
     Abort,
     ReleaseLock,
+    /// Hold the partition lock under this driver's lease; if its token is
+    /// new, have both nodes admit it (so they refuse the previous holder).
+    Relock,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -221,6 +227,12 @@ impl Migration {
         }
     }
 
+    /// Nothing is left to do: the phase is terminal and its cleanup done
+    /// (DONE's lock release may be pending; a lapsed lease releases it).
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Done || self.phase.is_terminal() && self.cleanup_done
+    }
+
     fn enter(&mut self, phase: Phase, now_ms: u64) {
         self.phase = phase;
         self.history.push((phase, now_ms));
@@ -247,13 +259,12 @@ fn transition(m: &mut Migration, event: &Event, now: u64) -> Stepped {
     use Phase as P;
     match (m.phase, event) {
         (_, Event::Pause { reason }) => pause(m, reason, now, event),
-        (P::Paused, Event::Resume) => {
-            let back = m.paused_from.take().expect("a paused migration remembers its phase");
-            m.pause_reason = None;
-            m.enter(back, now);
-            Ok(resume_actions(m))
-        }
+        (P::Paused, Event::Resume) => Ok(resume(m, now)),
         (_, Event::Cancel) => abort(m, P::Cancelled, None, now, event),
+        (_, Event::Relocked { token }) if m.token.is_some_and(|t| t < *token) && !m.is_finished() => {
+            m.token = Some(*token);
+            Ok(vec![])
+        }
         (_, Event::Failed { error }) => fail(m, error, now, event),
         (P::Pending, Event::Start) => {
             m.enter(P::Preparing, now);
@@ -266,27 +277,12 @@ fn transition(m: &mut Migration, event: &Event, now: u64) -> Stepped {
         (P::Copying, Event::ChunkCopied { cursor, keys, bytes, done }) => copied(m, cursor.clone(), *keys, *bytes, *done, now),
         (P::CatchingUp, Event::CaughtUp { applied_pos, lag }) => caught_up(m, *applied_pos, *lag, now, event),
         (P::CatchingUp | P::ReadyForCutover | P::CuttingOver, Event::LogTruncated { source_log_pos }) => restart_copy(m, *source_log_pos, now),
-        (P::ReadyForCutover, Event::Verified { matched: true, target_log_pos, .. }) => {
-            m.verified = true;
-            m.reverse_log_pos = *target_log_pos;
-            Ok(maybe_cut_over(m, now))
-        }
-        (P::ReadyForCutover, Event::Verified { matched: false, detail, .. }) => {
-            m.error = Some(format!("verification mismatch, catching up again: {detail}"));
-            m.enter(P::CatchingUp, now);
-            Ok(vec![Action::CatchUp { from_pos: m.applied_log_pos }])
-        }
+        (P::ReadyForCutover, Event::Verified { matched, detail, target_log_pos }) => Ok(verified(m, *matched, detail, *target_log_pos, now)),
         (P::ReadyForCutover, Event::Approved) => {
             m.approved = true;
             Ok(maybe_cut_over(m, now))
         }
-        (P::CuttingOver, Event::CutoverDone { pause_ms, reverse_log_pos }) => {
-            m.cutover_pause_ms = Some(*pause_ms);
-            m.reverse_log_pos = *reverse_log_pos;
-            m.bake_until_ms = Some(now + m.limits.bake_ms);
-            m.enter(P::Completed, now);
-            Ok(vec![Action::ReverseCapture { from_pos: m.reverse_log_pos }])
-        }
+        (P::CuttingOver, Event::CutoverDone { pause_ms, reverse_log_pos }) => Ok(cut_over(m, *pause_ms, *reverse_log_pos, now)),
         (P::CuttingOver, Event::CutoverTimedOut) if m.cutover_attempts >= m.limits.cutover_attempts_max => {
             let error = format!("cutover did not fit the pause budget in {} attempts", m.cutover_attempts);
             abort(m, P::Failed, Some(error), now, event)
@@ -323,6 +319,35 @@ fn transition(m: &mut Migration, event: &Event, now: u64) -> Stepped {
         }
         _ => reject(m, event),
     }
+}
+
+fn resume(m: &mut Migration, now: u64) -> Vec<Action> {
+    let back = m.paused_from.take().expect("a paused migration remembers its phase");
+    m.pause_reason = None;
+    m.enter(back, now);
+    resume_actions(m)
+}
+
+/// A match records where the destination's log stood (reverse capture of a
+/// cutover finished after a crash starts there) and cuts over if approved;
+/// a mismatch catches up again.
+fn verified(m: &mut Migration, matched: bool, detail: &str, target_log_pos: u64, now: u64) -> Vec<Action> {
+    if matched {
+        m.verified = true;
+        m.reverse_log_pos = target_log_pos;
+        return maybe_cut_over(m, now);
+    }
+    m.error = Some(format!("verification mismatch, catching up again: {detail}"));
+    m.enter(Phase::CatchingUp, now);
+    vec![Action::CatchUp { from_pos: m.applied_log_pos }]
+}
+
+fn cut_over(m: &mut Migration, pause_ms: u64, reverse_log_pos: u64, now: u64) -> Vec<Action> {
+    m.cutover_pause_ms = Some(pause_ms);
+    m.reverse_log_pos = reverse_log_pos;
+    m.bake_until_ms = Some(now + m.limits.bake_ms);
+    m.enter(Phase::Completed, now);
+    vec![Action::ReverseCapture { from_pos: m.reverse_log_pos }]
 }
 
 /// Starts (or restarts) the snapshot copy from the source's current log
@@ -417,6 +442,19 @@ fn abort(m: &mut Migration, to: Phase, error: Option<String>, now: u64, event: &
         return Ok(vec![]);
     }
     Ok(vec![Action::Abort, Action::ReleaseLock])
+}
+
+/// The actions a driver starting on stored state performs: the phase's work
+/// ([`resume_actions`]), and first, if a lock was ever taken and work may
+/// remain, [`Action::Relock`]. A driver of a new leader term thus fences off
+/// its predecessor: that one's lease and lock are gone, but nodes would
+/// still admit its token until they see a newer one (G10).
+pub fn restart_actions(m: &Migration) -> Vec<Action> {
+    let mut actions = resume_actions(m);
+    if m.token.is_some() && !m.is_finished() {
+        actions.insert(0, Action::Relock);
+    }
+    actions
 }
 
 /// The actions a driver must (re)issue for `m`'s stored phase, after a

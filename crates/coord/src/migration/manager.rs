@@ -6,7 +6,7 @@
 //! migration is started only if its partition has no unfinished migration,
 //! its target is an active member other than the current owner.
 
-use super::driver::{self, Driver};
+use super::driver::{self, DriveError, Driver};
 use super::machine::{self, Event, Limits, Migration, Phase};
 use crate::api::{ClusterStatus, MigrationInfo, MigrationList, Transition};
 use evenkeel_meta::{MetaError, MetaStore};
@@ -37,7 +37,7 @@ pub enum StartError {
 const INBOX_CAPACITY: usize = 8;
 
 struct Running {
-    task: JoinHandle<()>,
+    task: JoinHandle<Result<Phase, String>>,
     inbox: mpsc::Sender<Event>,
 }
 
@@ -66,7 +66,7 @@ impl Manager {
     pub async fn resume_all(&self) -> Result<(), MetaError> {
         let Some(driver) = self.driver.lock().clone() else { return Ok(()) };
         for m in list(driver.meta.as_ref()).await? {
-            if !finished(&m) {
+            if !m.is_finished() {
                 self.spawn(driver.clone(), m.id);
             }
         }
@@ -82,13 +82,31 @@ impl Manager {
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let task_id = id.clone();
         let task = tokio::spawn(async move {
-            match driver::drive(driver, task_id.clone(), rx).await {
+            let result = driver::drive(driver, task_id.clone(), rx).await;
+            match &result {
                 Ok(phase) => tracing::info!(migration = %task_id, phase = phase.name(), "driver finished"),
                 Err(e) => tracing::warn!(migration = %task_id, error = %e, "driver stopped"),
             }
+            if let Err(DriveError::Crashed(_)) = result {
+                // A simulated crash (a failpoint): as far as this migration
+                // goes the coordinator is dead, so the task stays, unfinished,
+                // and the leader's tick does not restart it; the test stops
+                // the coordinator, which aborts it.
+                std::future::pending::<()>().await;
+            }
+            result.map_err(|e| e.to_string())
         });
         running.insert(id, Running { task, inbox: tx.clone() });
         tx
+    }
+
+    /// Waits for the running driver of `id` to stop; returns how it stopped
+    /// (its final phase, or why it gave up), None if none was running. The
+    /// driver is taken out of the manager, so a leader tick may start
+    /// another meanwhile: this is for tests that watch a driver end.
+    pub async fn join(&self, id: &str) -> Option<Result<Phase, String>> {
+        let running = self.running.lock().remove(id)?;
+        Some(running.task.await.unwrap_or_else(|e| Err(format!("driver task ended: {e}"))))
     }
 
     /// Delivers an operator request (pause, resume, cancel, rollback,
@@ -125,10 +143,6 @@ impl Manager {
         self.spawn(driver, m.id.clone());
         Ok(m)
     }
-}
-
-fn finished(m: &Migration) -> bool {
-    m.phase.is_terminal() && m.cleanup_done || m.phase == Phase::Done
 }
 
 /// Checks the request against the table and membership; returns the owner.

@@ -7,7 +7,7 @@
 //! The [`driver`] persists each new state to the metadata store *before*
 //! performing the actions it returns, and feeds the results back as events;
 //! a restarted coordinator re-derives the pending actions from the stored
-//! state with [`machine::resume_actions`].
+//! state with [`machine::restart_actions`] (a relock, then the phase's work).
 
 pub mod cutover;
 pub mod driver;

@@ -212,6 +212,43 @@ fn resume_actions_cover_every_phase() {
     assert_eq!(resume_actions(&m), vec![Action::DropSource]);
 }
 
+/// A restarted driver takes the lock again before any phase work, in every
+/// phase that has a token and work left, paused ones included (their work
+/// resumes later under the new token); never before the first lock or once
+/// everything is finished.
+#[test]
+fn restart_relocks_first_while_work_remains() {
+    assert_eq!(restart_actions(&new()), vec![]);
+    assert_eq!(restart_actions(&cutting_over()), vec![Action::Relock, Action::Cutover { from_pos: 50 }]);
+    let mut paused = ready();
+    ok(&mut paused, Event::Pause { reason: "op".into() });
+    assert_eq!(restart_actions(&paused), vec![Action::Relock]);
+    let mut failed = ready();
+    ok(&mut failed, Event::Failed { error: "x".into() });
+    assert_eq!(restart_actions(&failed), vec![Action::Relock, Action::Abort, Action::ReleaseLock]);
+    ok(&mut failed, Event::Cleaned);
+    assert_eq!(restart_actions(&failed), vec![]);
+    let mut done = completed();
+    step(&mut done, Event::Tick, u64::MAX).unwrap();
+    ok(&mut done, Event::Cleaned);
+    assert_eq!(done.phase, Phase::Done);
+    assert_eq!(restart_actions(&done), vec![]);
+}
+
+/// Only a newer token replaces the stored one, and only while work remains.
+#[test]
+fn relocked_takes_only_newer_tokens() {
+    let mut m = completed();
+    assert_eq!(ok(&mut m, Event::Relocked { token: 20 }), vec![]);
+    assert_eq!((m.token, m.phase), (Some(20), Phase::Completed));
+    let before = m.clone();
+    assert!(step(&mut m, Event::Relocked { token: 20 }, 5).is_err());
+    assert!(step(&mut m, Event::Relocked { token: 3 }, 5).is_err());
+    assert_eq!(m, before);
+    let mut fresh = new();
+    assert!(step(&mut fresh, Event::Relocked { token: 30 }, 5).is_err(), "no lock was ever taken");
+}
+
 #[test]
 fn state_round_trips_through_json() {
     let m = completed();
@@ -238,6 +275,7 @@ fn any_event() -> impl Strategy<Value = Event> {
         Just(Event::Cancel),
         Just(Event::Rollback),
         Just(Event::Failed { error: "e".into() }),
+        (0u64..10).prop_map(|token| Event::Relocked { token }),
     ]
 }
 

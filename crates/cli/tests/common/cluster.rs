@@ -1,0 +1,72 @@
+//! Helpers for tests that run a whole cluster in their own process
+//! ([`LocalCluster`]): options, the routing table, keys of one partition,
+//! filling a partition and reading it back, the throttle's status.
+
+use evenkeel::up::{LocalCluster, UpOptions};
+use evenkeel_coord::api::ThrottleStatus;
+use evenkeel_types::{PartitionId, RoutingTable, keys, slot};
+use redis::AsyncCommands;
+use std::time::{Duration, Instant};
+
+/// A cutover pause budget a debug build can meet.
+pub const PAUSE_BUDGET_MS: u64 = 500;
+
+/// Ephemeral ports, `partitions` partitions, a short (or long) bake, and
+/// [`PAUSE_BUDGET_MS`].
+pub fn options(dir: &std::path::Path, partitions: u32, bake_ms: u64) -> UpOptions {
+    let mut opts = UpOptions::ephemeral(dir);
+    opts.partitions = partitions;
+    opts.coord.limits.bake_ms = bake_ms;
+    opts.coord.driver.pause_budget_ms = PAUSE_BUDGET_MS;
+    opts
+}
+
+/// The stored routing table.
+pub async fn routing(cluster: &LocalCluster) -> RoutingTable {
+    let kv = cluster.meta.get(keys::ROUTING).await.unwrap().unwrap();
+    RoutingTable::from_json(&kv.value).unwrap()
+}
+
+/// The first `n` keys named `{prefix}{i}` that fall in `partition` (of
+/// `partitions`).
+pub fn keys_in(prefix: &str, partition: PartitionId, partitions: u32, n: usize) -> Vec<String> {
+    (0..).map(|i| format!("{prefix}{i}")).filter(|k| slot::key_partition(k.as_bytes(), partitions as u16) == partition).take(n).collect()
+}
+
+/// Writes every key with a value of `size` bytes, in MSETs of 200.
+pub async fn fill(client: &redis::Client, keys: &[String], size: usize) {
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let value = "v".repeat(size);
+    for chunk in keys.chunks(200) {
+        let pairs: Vec<(&String, &String)> = chunk.iter().map(|k| (k, &value)).collect();
+        let () = conn.mset(&pairs).await.unwrap();
+    }
+}
+
+/// Every key reads back through the router with its `size`-byte value.
+pub async fn check_filled(client: &redis::Client, keys: &[String], size: usize) {
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for chunk in keys.chunks(200) {
+        let got: Vec<Option<String>> = conn.mget(chunk).await.unwrap();
+        for (k, v) in chunk.iter().zip(got) {
+            assert_eq!(v.map(|v| v.len()), Some(size), "{k} lost");
+        }
+    }
+}
+
+pub async fn throttle_status(http: &reqwest::Client, admin: &str) -> ThrottleStatus {
+    http.get(format!("{admin}/v1/throttle")).send().await.unwrap().json().await.unwrap()
+}
+
+/// Waits until the throttle's published status satisfies `f`.
+pub async fn wait_throttle(http: &reqwest::Client, admin: &str, what: &str, f: impl Fn(&ThrottleStatus) -> bool) -> ThrottleStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = throttle_status(http, admin).await;
+        if f(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "throttle never showed {what}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
