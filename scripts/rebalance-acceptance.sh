@@ -38,10 +38,15 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 "$BIN" node add --admin "$ADMIN"
+# The throttle's view each second (rate, why, baseline, gates), for the report.
+( while kill -0 $UP 2>/dev/null; do
+    echo "--- $(date +%T)"; "$BIN" throttle show --admin "$ADMIN" 2>/dev/null | head -3; sleep 1
+  done ) > "$OUT/throttle-timeline.txt" 2>&1 &
 "$BIN" bench --target redis://127.0.0.1:6395 --rate "${RATE:-10000}" --seconds "${SECONDS_LOAD:-60}" --keys 1000000 --value-size 100 \
   --mix get=50,set=45,incr=3,del=1,mget=1 --preload --warmup-seconds "${WARMUP:-30}" --quiet --admin "$ADMIN" \
   --during-cmd "$BIN rebalance start --wait --admin $ADMIN" \
   --json "$OUT/report.json" --html "$OUT/report.html" | tee "$OUT/bench.txt"
 "$BIN" migrations --admin "$ADMIN" > "$OUT/migrations.txt"
+"$BIN" migrations --json --admin "$ADMIN" > "$OUT/migrations.json"
 "$BIN" throttle show --admin "$ADMIN" > "$OUT/throttle.txt" || true
 echo "report: $OUT/report.html"
