@@ -61,7 +61,7 @@ fn config() -> String {
         "[cluster]\npartitions = {PARTITIONS}\n\n\
          [migration]\nbake_ms = 1000\npause_budget_ms = {PAUSE_BUDGET_MS}\nchunk_keys = 100\nchunk_bytes = 32768\n\n\
          [throttle]\nmigration_rate_bytes_per_s = {RATE}.0\nadaptive = false\n\n\
-         [throttle.health]\npause_p99_us = 2000000\n"
+         [throttle.health]\npause_p99_us = 2000000\npause_disk_free_ratio = 0.02\n"
     )
 }
 

@@ -27,6 +27,7 @@ fn options(dir: &std::path::Path) -> UpOptions {
     opts.partitions = PARTITIONS;
     opts.coord.limits.bake_ms = 200;
     opts.coord.driver.pause_budget_ms = 500;
+    opts.coord.throttle = Some(common::cluster::host_independent_throttle());
     opts
 }
 
@@ -163,7 +164,8 @@ async fn throttle_settings_are_validated_and_apply_at_runtime() {
         let body: evenkeel_coord::api::ApiError = resp.json().await.unwrap();
         assert!(body.error.starts_with("invalid throttle settings"), "{}", body.error);
     }
-    assert_eq!(h.throttle().await.settings, Default::default(), "refused settings changed nothing");
+    let started_with = common::cluster::host_independent_throttle();
+    assert_eq!(h.throttle().await.settings, started_with, "refused settings changed nothing");
 
     let resp = h.patch_throttle(json!({"node_rate_bytes_per_s": 2e6, "moves_cluster": 3})).await;
     assert_eq!(resp.status(), 200);

@@ -167,6 +167,7 @@ impl Coordinator {
             lease,
             config: self.config.driver.clone(),
             throttle: self.throttle.clone(),
+            flips: Default::default(),
         };
         self.migrations.lead(Arc::new(driver)).await?;
         // Only now: a coordinator that says it leads accepts moves.

@@ -18,7 +18,18 @@ pub fn options(dir: &std::path::Path, partitions: u32, bake_ms: u64) -> UpOption
     opts.partitions = partitions;
     opts.coord.limits.bake_ms = bake_ms;
     opts.coord.driver.pause_budget_ms = PAUSE_BUDGET_MS;
+    opts.coord.throttle = Some(host_independent_throttle());
     opts
+}
+
+/// Default throttle settings, except that the host's own disk cannot pause
+/// migrations: a build machine can be under the 10% free that pauses a
+/// production node, and a test must not depend on that. Under 2% free it
+/// still pauses, and a failpoint reporting a full disk is still critical.
+pub fn host_independent_throttle() -> evenkeel_throttle::ThrottleConfig {
+    let mut throttle = evenkeel_throttle::ThrottleConfig::default();
+    throttle.health.pause_disk_free_ratio = 0.02;
+    throttle
 }
 
 /// The stored routing table.

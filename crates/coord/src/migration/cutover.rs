@@ -17,17 +17,14 @@ use super::machine::{Event, Migration};
 use crate::failpoints::{self, hit};
 use evenkeel_rpc::pb;
 use evenkeel_types::NodeId;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 type Outcome = super::driver::Outcome;
 
 async fn fence(d: &Driver, m: &Migration, node: NodeId, fenced: bool, grant_epoch: u64) -> Result<pb::PositionResponse, super::driver::Failure> {
     let req = pb::FenceRequest { header: header(m), fenced, grant_epoch };
     Ok(client(d, node).await?.migrate_fence(req).await.map_err(apply_failure)?.into_inner())
-}
-
-async fn position(d: &Driver, m: &Migration, node: NodeId) -> Result<u64, super::driver::Failure> {
-    Ok(client(d, node).await?.migrate_begin(header(m).expect("token set")).await.map_err(apply_failure)?.into_inner().log_next)
 }
 
 /// Ships `from_node`'s log from `from` to `to_node` until it reaches `end`.
@@ -59,10 +56,14 @@ pub(super) async fn cutover(d: &Driver, m: &Migration, from: u64) -> Outcome {
     let started = Instant::now();
     let end = fence(d, m, m.source, true, 0).await?.log_next;
     hit(failpoints::CUTOVER_FENCED)?;
-    // The drain and the check get what is left of the budget and no more:
-    // past it the source is unfenced at once, not when they finish.
-    let budget = std::time::Duration::from_millis(d.config.pause_budget_ms).saturating_sub(started.elapsed());
-    let checked = match tokio::time::timeout(budget, drain_and_check(d, m, from, end)).await {
+    // The drain and the check get what is left of the budget after the
+    // flip's share, and no more: past it the source is unfenced at once,
+    // not when they finish. The flip cannot be abandoned once started, so
+    // its share is set aside up front; that keeps the whole pause inside
+    // the budget (G8), not just the part that can be cut short.
+    let budget = Duration::from_millis(d.config.pause_budget_ms);
+    let checks = budget.saturating_sub(started.elapsed()).saturating_sub(d.flips.reserve(budget));
+    let checked = match tokio::time::timeout(checks, drain_and_check(d, m, from, end)).await {
         Ok(result) => result,
         Err(_) => {
             fence(d, m, m.source, false, 0).await?;
@@ -70,46 +71,83 @@ pub(super) async fn cutover(d: &Driver, m: &Migration, from: u64) -> Outcome {
             return Ok(Some(Event::CutoverTimedOut));
         }
     };
-    let ended = match checked {
-        Ok(ended) => ended,
+    let reverse_from = match checked {
+        Ok(Checked::Matched { target_log_next }) => target_log_next,
+        Ok(Checked::Ended(event)) => {
+            fence(d, m, m.source, false, 0).await?;
+            return Ok(Some(event));
+        }
         Err(f) => {
             // Do not leave clients paused while the driver retries.
             let _ = fence(d, m, m.source, false, 0).await;
             return Err(f);
         }
     };
-    if let Some(event) = ended {
-        fence(d, m, m.source, false, 0).await?;
-        return Ok(Some(event));
-    }
-    // Read before the flip: the destination serves as soon as it sees the
-    // new table, and writes it takes must not fall below the start of
-    // reverse capture.
-    let reverse_from = position(d, m, m.target).await?;
     hit(failpoints::CUTOVER_DRAINED)?;
+    let flip_started = Instant::now();
     let epoch = set_owner(d, m, m.target).await?;
     hit(failpoints::CUTOVER_FLIPPED)?;
     hit(failpoints::CUTOVER_UNFENCE)?;
     fence(d, m, m.target, false, epoch).await?;
+    d.flips.observe(flip_started.elapsed());
     let pause_ms = elapsed_ms(started);
     metrics::histogram!("evenkeel_migration_cutover_pause_seconds").record(pause_ms as f64 / 1000.0);
     tracing::info!(migration = %m.id, partition = m.partition, pause_ms, epoch, "cutover done");
     Ok(Some(Event::CutoverDone { pause_ms, reverse_log_pos: reverse_from }))
 }
 
+/// How the checks under the fence ended.
+enum Checked {
+    /// Both sides match; the destination's log ends at `target_log_next`.
+    /// Nothing writes to the destination until it is unfenced after the
+    /// flip, so reverse capture starts there and misses nothing the
+    /// destination serves.
+    Matched { target_log_next: u64 },
+    /// The attempt ends with this event instead of a flip.
+    Ended(Event),
+}
+
 /// Under the fence: drains the source's last changes and compares both
-/// sides' checksums (concurrently). Returns the event that ends the
-/// attempt, or None when the destination matches and the flip may go on.
-async fn drain_and_check(d: &Driver, m: &Migration, from: u64, end: u64) -> Result<Option<Event>, super::driver::Failure> {
+/// sides' running digests (concurrently, O(1) each).
+async fn drain_and_check(d: &Driver, m: &Migration, from: u64, end: u64) -> Result<Checked, super::driver::Failure> {
     if drain(d, m, m.source, m.target, from, end).await?.is_none() {
-        return Ok(Some(Event::LogTruncated { source_log_pos: end }));
+        return Ok(Checked::Ended(Event::LogTruncated { source_log_pos: end }));
     }
     let (src, dst) = tokio::try_join!(checksum(d, m, m.source, false), checksum(d, m, m.target, false))?;
     if (src.keys, src.digest) != (dst.keys, dst.digest) {
         let error = format!("checksums differ under fence: source {} keys, destination {} keys", src.keys, dst.keys);
-        return Ok(Some(Event::Failed { error }));
+        return Ok(Checked::Ended(Event::Failed { error }));
     }
-    Ok(None)
+    Ok(Checked::Matched { target_log_next: dst.log_next })
+}
+
+/// A running estimate of how long a flip takes (routing-table CAS, with its
+/// metadata fsync, and the destination's unfence): the slowest of recent
+/// flips, decaying by a fifth per cutover so one slow disk moment does not
+/// shrink every later drain's share for good.
+#[derive(Debug)]
+pub struct FlipEstimate(AtomicU64);
+
+/// The estimate before any flip was seen.
+const FLIP_START_US: u64 = 10_000;
+
+impl Default for FlipEstimate {
+    fn default() -> Self {
+        FlipEstimate(AtomicU64::new(FLIP_START_US))
+    }
+}
+
+impl FlipEstimate {
+    /// The share of `budget` to set aside for the flip: the estimate, at
+    /// most half the budget (the drain needs some too).
+    pub fn reserve(&self, budget: Duration) -> Duration {
+        Duration::from_micros(self.0.load(Ordering::Relaxed)).min(budget / 2)
+    }
+
+    pub fn observe(&self, took: Duration) {
+        let took = took.as_micros() as u64;
+        let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| Some(took.max(old - old / 5)));
+    }
 }
 
 pub(super) async fn roll_back(d: &Driver, m: &Migration, from: u64) -> Outcome {
@@ -130,4 +168,22 @@ pub(super) async fn roll_back(d: &Driver, m: &Migration, from: u64) -> Outcome {
     fence(d, m, m.source, false, epoch).await?;
     tracing::info!(migration = %m.id, partition = m.partition, epoch, "rolled back");
     Ok(Some(Event::RolledBack))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flip_reserve_follows_slow_flips_and_decays() {
+        let f = FlipEstimate::default();
+        let budget = Duration::from_millis(50);
+        assert_eq!(f.reserve(budget), Duration::from_millis(10));
+        f.observe(Duration::from_millis(18));
+        assert_eq!(f.reserve(budget), Duration::from_millis(18), "a slower flip raises it at once");
+        f.observe(Duration::from_millis(2));
+        assert_eq!(f.reserve(budget), Duration::from_micros(14_400), "faster ones bring it down by a fifth each");
+        f.observe(Duration::from_millis(40));
+        assert_eq!(f.reserve(budget), Duration::from_millis(25), "never more than half the budget");
+    }
 }

@@ -106,6 +106,9 @@ pub struct Driver {
     pub config: DriverConfig,
     /// Paces copy, catch-up and drop traffic (the disruption budget).
     pub throttle: Arc<crate::throttle::Throttle>,
+    /// How long recent cutovers took from the checks to the unfenced
+    /// destination; the drain leaves this much of the pause budget for it.
+    pub flips: super::cutover::FlipEstimate,
 }
 
 /// Why one action did not produce an event.
