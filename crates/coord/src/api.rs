@@ -168,6 +168,9 @@ pub struct ThrottleStatus {
     pub baseline_frozen: bool,
     /// Foreground p99, ops and errors of the last complete second.
     pub p99_us: u64,
+    /// The routers' scheduling delay p99 over the same second.
+    #[serde(default)]
+    pub sched_p99_us: Option<u64>,
     pub ops_last_s: u64,
     pub errors_last_s: u64,
     /// Where the foreground signal came from: "routers" or "nodes".

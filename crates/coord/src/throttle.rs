@@ -206,6 +206,8 @@ struct Foreground {
     ops: u64,
     errors: u64,
     from_routers: bool,
+    /// The worst router's scheduling delay p99 (None: not reported).
+    sched_p99_us: Option<u64>,
 }
 
 fn foreground(input: &TickInput, now_ms: u64) -> Foreground {
@@ -216,6 +218,7 @@ fn foreground(input: &TickInput, now_ms: u64) -> Foreground {
             ops: fresh.iter().map(|r| r.last_second.count).sum(),
             errors: fresh.iter().map(|r| r.last_second.errors).sum(),
             from_routers: true,
+            sched_p99_us: fresh.iter().filter_map(|r| r.sched.map(|s| s.p99_us)).max(),
         };
     }
     let nodes = &input.status.nodes;
@@ -224,6 +227,7 @@ fn foreground(input: &TickInput, now_ms: u64) -> Foreground {
         ops: nodes.iter().map(|n| n.ops_last_s).sum(),
         errors: 0,
         from_routers: false,
+        sched_p99_us: None,
     }
 }
 
@@ -322,6 +326,7 @@ impl Runtime {
             baseline_p99_us: baseline,
             baseline_frozen: self.baseline.frozen().is_some(),
             p99_us: fg.p99_us,
+            sched_p99_us: fg.sched_p99_us,
             ops_last_s: fg.ops,
             errors_last_s: fg.errors,
             signal: if fg.from_routers { "routers" } else { "nodes" }.to_string(),

@@ -36,6 +36,9 @@ pub(crate) struct NodeMetrics {
     ops: Counter,
     refused: Counter,
     errors: Counter,
+    /// Executes run on the blocking pool because the engine was near its
+    /// write brakes.
+    offloaded: Counter,
     /// The same count as `errors`, readable for `Stats`.
     errors_total: AtomicU64,
     latency: Histogram,
@@ -48,6 +51,7 @@ impl NodeMetrics {
             ops: metrics::counter!("evenkeel_node_ops_total", "node" => node.clone()),
             refused: metrics::counter!("evenkeel_node_refused_total", "node" => node.clone()),
             errors: metrics::counter!("evenkeel_node_errors_total", "node" => node.clone()),
+            offloaded: metrics::counter!("evenkeel_node_writes_offloaded_total", "node" => node.clone()),
             errors_total: AtomicU64::new(0),
             latency: metrics::histogram!("evenkeel_node_execute_seconds", "node" => node),
         }
@@ -97,6 +101,11 @@ impl NodeInner {
         stats.disk_total_bytes = total;
     }
 
+    fn execute_all(&self, req: &pb::ExecuteRequest, now: u64) -> Vec<pb::OpResult> {
+        let mut refused = RefusedSoFar::default();
+        req.ops.iter().map(|op| self.execute_one(req.epoch, op, now, &mut refused)).collect()
+    }
+
     fn execute_one(&self, epoch: u64, op: &pb::Op, now_ms: u64, refused: &mut RefusedSoFar) -> pb::OpResult {
         let result = match (u16::try_from(op.partition), &op.kind) {
             (Err(_), _) => internal(format!("no partition {}", op.partition)),
@@ -137,6 +146,10 @@ impl RefusedSoFar {
     }
 }
 
+fn is_write(op: &pb::Op) -> bool {
+    !matches!(op.kind, Some(pb::op::Kind::Get(_)) | None)
+}
+
 fn internal(message: String) -> R {
     R::Error(pb::OpError { kind: pb::op_error::Kind::Internal as i32, message })
 }
@@ -155,9 +168,17 @@ impl pb::node_server::Node for NodeService {
             return Err(Status::invalid_argument(format!("at most {MAX_OPS_PER_REQUEST} ops per request")));
         }
         let now = unix_ms();
-        let mut refused = RefusedSoFar::default();
-        let results = req.ops.iter().map(|op| inner.execute_one(req.epoch, op, now, &mut refused)).collect();
         let ops = req.ops.len() as u64;
+        let results = if req.ops.iter().any(is_write) && inner.store.write_may_stall() {
+            // The engine is close to its write brakes, which sleep the
+            // writing thread: keep that off the runtime's workers, where it
+            // would stall every request of the process (heartbeats too).
+            inner.metrics.offloaded.increment(1);
+            let i = self.inner.clone();
+            tokio::task::spawn_blocking(move || i.execute_all(&req, now)).await.map_err(|e| Status::internal(format!("execute task failed: {e}")))?
+        } else {
+            inner.execute_all(&req, now)
+        };
         inner.metrics.ops.increment(ops);
         let took = started.elapsed();
         inner.metrics.latency.record(took.as_secs_f64());

@@ -203,6 +203,15 @@ impl Store {
         (l0, sealed)
     }
 
+    /// Whether a write might now hit the engine's brakes: fjall sleeps the
+    /// writing thread (10 ms steps from 20 level-0 runs, 100 ms steps from 4
+    /// sealed memtables) until flushes and compactions catch up. Checked
+    /// with margin, since a batch can push it over.
+    pub fn write_may_stall(&self) -> bool {
+        let (l0, sealed) = self.engine_debt();
+        stall_risk(l0, sealed)
+    }
+
     /// Bytes the database occupies on disk.
     pub fn disk_bytes(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)
@@ -379,6 +388,15 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Level-0 tables and sealed memtables from which a write is run where a
+/// stall cannot hurt (fjall's own brakes are at 20 runs and 4 memtables).
+const STALL_RISK_L0: usize = 14;
+const STALL_RISK_SEALED: usize = 2;
+
+fn stall_risk(l0_tables: usize, sealed_memtables: usize) -> bool {
+    l0_tables >= STALL_RISK_L0 || sealed_memtables >= STALL_RISK_SEALED
 }
 
 /// Applies the change from `old` to `new` of `key` to the partition's

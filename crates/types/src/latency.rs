@@ -39,6 +39,11 @@ pub struct RouterReport {
     pub at_ms: u64,
     #[serde(flatten)]
     pub last_second: SecondSummary,
+    /// The router process's scheduling delay over the same second: how long
+    /// a runnable task waited for a thread (see the router's `report`).
+    /// CPU contention shows here before it shows in command latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sched: Option<SecondSummary>,
 }
 
 pub struct SecondWindow {

@@ -52,6 +52,18 @@ fn writes_survive_reopen_with_counters_log_and_clock() {
     assert_eq!(logged, 3);
 }
 
+#[test]
+fn writes_are_called_at_risk_of_stalling_before_the_engine_brakes() {
+    assert!(!stall_risk(0, 0));
+    assert!(!stall_risk(13, 1));
+    assert!(stall_risk(14, 0), "well before fjall's 20 level-0 runs");
+    assert!(stall_risk(0, 2), "well before fjall's 4 sealed memtables");
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    exec(&s, b"a", set("1", None), 1000);
+    assert!(!s.write_may_stall(), "a fresh store has no debt");
+}
+
 /// The background fsync finds the engine's journal by its file name; if a
 /// new fjall named it differently, nothing would be fsynced any more.
 #[test]
