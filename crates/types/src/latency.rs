@@ -32,13 +32,49 @@ pub struct SecondSummary {
 }
 
 /// What a router publishes at `/evenkeel/routers/<id>` every second.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouterReport {
     pub router: u64,
     /// When the report was written.
     pub at_ms: u64,
     #[serde(flatten)]
     pub last_second: SecondSummary,
+    /// Shadow reads per migration since the router started (cumulative,
+    /// so a report the coordinator misses loses nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shadow: Vec<MigrationShadow>,
+}
+
+/// One migration's shadow reads as one router counted them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationShadow {
+    pub migration: String,
+    #[serde(flatten)]
+    pub counts: ShadowCounts,
+}
+
+/// Shadow-read comparisons of source and destination records. Every
+/// comparison is a match, a lag (the destination holds an older version:
+/// expected while it catches up) or a mismatch (the same version with
+/// different contents, or a version the source never had).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowCounts {
+    pub compared: u64,
+    pub lagging: u64,
+    pub mismatched: u64,
+}
+
+impl ShadowCounts {
+    pub fn add(&mut self, other: &ShadowCounts) {
+        self.compared += other.compared;
+        self.lagging += other.lagging;
+        self.mismatched += other.mismatched;
+    }
+
+    /// Mismatches per comparison (0 with none compared).
+    pub fn mismatch_ratio(&self) -> f64 {
+        if self.compared == 0 { 0.0 } else { self.mismatched as f64 / self.compared as f64 }
+    }
 }
 
 pub struct SecondWindow {

@@ -341,7 +341,7 @@ pub(super) async fn apply(d: &Driver, m: &Migration, node: NodeId, records: Vec<
     if records.is_empty() {
         return Ok(());
     }
-    let req = pb::ApplyRequest { header: header(m), records, urgent };
+    let req = pb::ApplyRequest { header: header(m), records, urgent, forwarded: false };
     client(d, node).await?.migrate_apply(req).await.map_err(apply_failure)?;
     Ok(())
 }
