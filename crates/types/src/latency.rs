@@ -39,18 +39,47 @@ pub struct RouterReport {
     pub at_ms: u64,
     #[serde(flatten)]
     pub last_second: SecondSummary,
-    /// Shadow reads per migration since the router started (cumulative,
-    /// so a report the coordinator misses loses nothing).
+    /// What the router did for each moving partition's migration since it
+    /// started (cumulative, so a report the coordinator misses loses
+    /// nothing).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub shadow: Vec<MigrationShadow>,
+    pub migrations: Vec<MigrationMirror>,
 }
 
-/// One migration's shadow reads as one router counted them.
+/// One migration's mirrored traffic as one router counted it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MigrationShadow {
+pub struct MigrationMirror {
     pub migration: String,
     #[serde(flatten)]
-    pub counts: ShadowCounts,
+    pub counts: MirrorCounts,
+}
+
+/// A router's side effects for a moving partition: records forwarded to
+/// the destination and shadow-read comparisons.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MirrorCounts {
+    /// Records of acknowledged writes the destination accepted.
+    pub dual_writes: u64,
+    /// Records read on the source that the destination accepted.
+    pub copied_on_read: u64,
+    /// Side effects not attempted: the router's in-flight bound was
+    /// reached (the change log carries what a dropped forward would have).
+    pub dropped: u64,
+    /// Side effects that failed or were refused by the destination.
+    pub failed: u64,
+    #[serde(flatten)]
+    pub shadow: ShadowCounts,
+}
+
+impl MirrorCounts {
+    pub fn add(&mut self, other: &MirrorCounts) {
+        self.dual_writes += other.dual_writes;
+        self.copied_on_read += other.copied_on_read;
+        self.dropped += other.dropped;
+        self.failed += other.failed;
+        self.shadow.add(&other.shadow);
+    }
 }
 
 /// Shadow-read comparisons of source and destination records. Every
@@ -58,6 +87,7 @@ pub struct MigrationShadow {
 /// expected while it catches up) or a mismatch (the same version with
 /// different contents, or a version the source never had).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ShadowCounts {
     pub compared: u64,
     pub lagging: u64,

@@ -10,8 +10,8 @@
 //! - [`routing`]: the epoch-stamped routing table (partition → owner) and the
 //!   membership records, as stored in the metadata store under [`keys`].
 //! - [`latency`]: per-second latency summaries (p50/p99/max) that routers
-//!   and nodes report for throttling and health gating, and the shadow-read
-//!   counts routers report per migration.
+//!   and nodes report for throttling and health gating, and what routers did
+//!   for each moving partition (forwards, shadow-read comparisons).
 
 pub mod hlc;
 pub mod int;

@@ -13,7 +13,9 @@
 //! with [`StepError`] and change nothing, so a late or duplicated result (a
 //! chunk acknowledged twice after a crash) cannot corrupt the state.
 
+pub use super::route::MigrationModes;
 use bytes::Bytes;
+use evenkeel_types::latency::MirrorCounts;
 use evenkeel_types::{NodeId, PartitionId};
 use serde::{Deserialize, Serialize};
 
@@ -87,7 +89,7 @@ impl Default for Limits {
 }
 
 /// The durable state of one migration; every field survives a restart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Migration {
     pub id: String,
     pub partition: PartitionId,
@@ -126,6 +128,37 @@ pub struct Migration {
     pub limits: Limits,
     /// Every phase entered, with the time.
     pub history: Vec<(Phase, u64)>,
+    /// What routers do while the partition moves, and the shadow-read
+    /// threshold verification applies (records written before modes
+    /// existed take the defaults).
+    #[serde(default)]
+    pub modes: MigrationModes,
+    /// Routers' mirrored traffic for this migration as of the last
+    /// verification (or later, see [`super::route::totals`]).
+    #[serde(default)]
+    pub mirror: MirrorCounts,
+    /// Source change-log entries shipped by catch-up, and how many of them
+    /// the destination did not already hold (dual-writes make that few).
+    #[serde(default)]
+    pub catch_up: Shipped,
+    /// The same for the last cutover attempt's drain under the fence.
+    #[serde(default)]
+    pub drain: Shipped,
+}
+
+/// Change-log entries shipped to the destination and how many it applied;
+/// the rest it already held, delivered earlier by the copy or by routers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipped {
+    pub entries: u64,
+    pub applied: u64,
+}
+
+impl Shipped {
+    pub fn add(&mut self, entries: u64, applied: u64) {
+        self.entries += entries;
+        self.applied += applied;
+    }
 }
 
 /// An outcome reported by the driver, or an operator request.
@@ -224,6 +257,10 @@ impl Migration {
             cleanup_done: false,
             limits,
             history: vec![(Phase::Pending, now_ms)],
+            modes: MigrationModes::default(),
+            mirror: MirrorCounts::default(),
+            catch_up: Shipped::default(),
+            drain: Shipped::default(),
         }
     }
 
