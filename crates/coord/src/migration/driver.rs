@@ -391,9 +391,12 @@ async fn catch_up(d: &Driver, m: &mut Migration, from: u64) -> Outcome {
 /// Compares checksums without fencing, computed by scanning the stored
 /// records on both sides (the data itself, not just the writes' running
 /// digest). A difference is expected while the source has changes the
-/// destination has not applied yet; only a difference with nothing left to
-/// apply counts as a mismatch. The authoritative comparison happens under
-/// the fence at cutover, from the O(1) running digests.
+/// destination has not applied yet, including changes made between the two
+/// scans (a dual-write can carry one to the destination before its scan):
+/// the source's log position is read again after both. Only a difference
+/// with nothing left to apply counts as a mismatch. The authoritative
+/// comparison happens under the fence at cutover, from the O(1) running
+/// digests.
 ///
 /// Shadow reads check what the checksums cannot while writes go on: live
 /// keys, compared version by version. Above their mismatch threshold the
@@ -401,8 +404,9 @@ async fn catch_up(d: &Driver, m: &mut Migration, from: u64) -> Outcome {
 async fn verify(d: &Driver, m: &mut Migration) -> Outcome {
     let (src, dst) = (checksum(d, m, m.source, true).await?, checksum(d, m, m.target, true).await?);
     let same = (src.keys, src.digest) == (dst.keys, dst.digest);
-    let explained = src.log_next > m.applied_log_pos;
-    let mut detail = format!("source {} keys, destination {} keys, {} changes unapplied", src.keys, dst.keys, src.log_next.saturating_sub(m.applied_log_pos));
+    let source_log_next = checksum(d, m, m.source, false).await?.log_next;
+    let explained = source_log_next > m.applied_log_pos;
+    let mut detail = format!("source {} keys, destination {} keys, {} changes unapplied", src.keys, dst.keys, source_log_next.saturating_sub(m.applied_log_pos));
     let live = super::route::totals(d.meta.as_ref()).await.map_err(|e| Failure::Transient(e.to_string()))?;
     m.mirror = super::route::most(&m.mirror, &live.get(&m.id).copied().unwrap_or_default());
     let shadow = super::route::shadow_check(&m.mirror.shadow, &m.modes);
