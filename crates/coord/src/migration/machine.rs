@@ -165,7 +165,8 @@ impl Shipped {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Start,
-    /// Lock taken, destination created as importing, routing in dual-write.
+    /// Lock taken, destination created as importing. Once COPYING is stored
+    /// the driver sets the routing mode ([`super::route::desired`]).
     Prepared { token: u64, source_log_pos: u64 },
     /// A snapshot chunk was applied on the destination.
     ChunkCopied { cursor: Option<Bytes>, keys: u64, bytes: u64, done: bool },
@@ -201,7 +202,8 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Take the lock, create the importing destination, record the source
-    /// log position, set the routing mode (dual-write) under a new epoch.
+    /// log position. (The routing mode is not an action: the driver keeps
+    /// it in step with the stored phase, see [`super::route`].)
     Prepare,
     CopyChunk { cursor: Option<Bytes> },
     CatchUp { from_pos: u64 },
@@ -216,7 +218,8 @@ pub enum Action {
     /// Give the partition back to the source (fence target, drain reverse
     /// changes, CAS the table back, unfence the source).
     RollBack { from_pos: u64 },
-    /// Abort: clear the routing mode, drop the destination copy.
+    /// Abort: unfence the source, clear the routing mode, drop the
+    /// destination copy (closing its import).
     Abort,
     ReleaseLock,
     /// Hold the partition lock under this driver's lease; if its token is
