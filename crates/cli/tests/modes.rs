@@ -14,12 +14,13 @@
 
 mod common;
 
+use common::cluster;
 use common::load::{Endpoint, Load};
-use evenkeel::up::{LocalCluster, UpOptions};
-use evenkeel_coord::api::{MigrationInfo, MigrationList, ThrottleStatus};
+use evenkeel::up::LocalCluster;
+use evenkeel_coord::api::MigrationInfo;
 use evenkeel_coord::migration::machine::Migration;
 use evenkeel_rpc::pb;
-use evenkeel_types::slot::{key_partition, key_slot, partition_slots};
+use evenkeel_types::slot::{key_slot, partition_slots};
 use evenkeel_types::{NodeInfo, RoutingTable, keys};
 use redis::AsyncCommands;
 use serde_json::json;
@@ -48,10 +49,7 @@ struct Harness {
 
 impl Harness {
     async fn start(dir: &std::path::Path) -> Harness {
-        let mut opts = UpOptions::ephemeral(dir);
-        opts.partitions = PARTITIONS as u32;
-        opts.coord.limits.bake_ms = 200;
-        opts.coord.driver.pause_budget_ms = 500;
+        let mut opts = cluster::options(dir, PARTITIONS as u32, 200);
         opts.coord.driver.chunk_keys = CHUNK_KEYS;
         let cluster = LocalCluster::start(opts).await.unwrap();
         let (admin, http) = (format!("http://{}", cluster.admin_addr), reqwest::Client::new());
@@ -72,31 +70,19 @@ impl Harness {
         let resp = self.http.patch(format!("{}/v1/throttle", self.admin)).json(&body).send().await.unwrap();
         assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
         // The throttle reads its settings once a second.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let s: ThrottleStatus = self.http.get(format!("{}/v1/throttle", self.admin)).send().await.unwrap().json().await.unwrap();
-            if s.settings.migration_rate_keys_per_s == rate && s.settings.health.pause_disk_free_ratio == 0.0 {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the throttle never took {rate:?}: {s:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        cluster::wait_throttle(&self.http, &self.admin, "the copy rate", |s| s.settings.migration_rate_keys_per_s == rate && s.settings.health.pause_disk_free_ratio == 0.0).await;
     }
 
     /// Writes the filler: `FILLER` keys of partition `P`, none in its last slot.
     async fn fill(&self) {
-        let last = last_slot();
-        let keys: Vec<String> = (0..).map(|i| format!("fill{i}")).filter(|k| key_partition(k.as_bytes(), PARTITIONS) == P && key_slot(k.as_bytes()) as u32 != last).take(FILLER).collect();
-        let value = "f".repeat(100);
-        let mut conn = self.conn().await;
-        for chunk in keys.chunks(200) {
-            let pairs: Vec<(&String, &String)> = chunk.iter().map(|k| (k, &value)).collect();
-            let () = conn.mset(&pairs).await.unwrap();
-        }
+        let keys = cluster::keys_in("fill", P, PARTITIONS as u32, FILLER + FILLER / 10);
+        let keys: Vec<String> = keys.into_iter().filter(|k| key_slot(k.as_bytes()) as u32 != last_slot()).take(FILLER).collect();
+        assert_eq!(keys.len(), FILLER);
+        cluster::fill(&self.redis, &keys, 100).await;
     }
 
     async fn table(&self) -> RoutingTable {
-        RoutingTable::from_json(&self.cluster.meta.get(keys::ROUTING).await.unwrap().unwrap().value).unwrap()
+        cluster::routing(&self.cluster).await
     }
 
     /// Moves `P` to a node other than its owner; `modes`: the request's
@@ -112,8 +98,7 @@ impl Harness {
     }
 
     async fn migration(&self, id: &str) -> MigrationInfo {
-        let list: MigrationList = self.http.get(format!("{}/v1/migrations", self.admin)).send().await.unwrap().json().await.unwrap();
-        list.migrations.into_iter().find(|m| m.id == id).expect("migration listed")
+        common::admin::migrations(&self.http, &self.admin).await.into_iter().find(|m| m.id == id).expect("migration listed")
     }
 
     async fn wait(&self, id: &str, what: &str, f: impl Fn(&MigrationInfo) -> bool) -> MigrationInfo {
