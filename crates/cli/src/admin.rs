@@ -1,7 +1,7 @@
 //! Talking to a running cluster's admin API.
 
 use anyhow::{Context, anyhow};
-use evenkeel_coord::api::{AddNodeRequest, ApiError, ClusterStatus, MigrationInfo, MigrationList, MoveRequest};
+use evenkeel_coord::api::{AddNodeRequest, ApiError, ClusterStatus, MigrationInfo, MigrationList, ModeOverrides, MoveRequest, MoveWithModes};
 use evenkeel_types::NodeInfo;
 
 /// Normalizes `host:port` or a URL into a base URL without a trailing slash.
@@ -29,9 +29,11 @@ impl AdminClient {
         self.get("/v1/migrations").await
     }
 
-    /// Starts moving `partition` to `target`.
-    pub async fn start_move(&self, partition: u16, target: u32) -> anyhow::Result<MigrationInfo> {
-        self.send(self.http.post(format!("{}/v1/migrations", self.base)).json(&MoveRequest { partition, target })).await
+    /// Starts moving `partition` to `target`, with `modes` overriding the
+    /// cluster's default routing modes.
+    pub async fn start_move(&self, partition: u16, target: u32, modes: ModeOverrides) -> anyhow::Result<MigrationInfo> {
+        let body = MoveWithModes { request: MoveRequest { partition, target }, modes };
+        self.send(self.http.post(format!("{}/v1/migrations", self.base)).json(&body)).await
     }
 
     /// Sends an operator request (pause, resume, cancel, rollback, approve).

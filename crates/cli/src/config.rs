@@ -13,6 +13,8 @@
 //! [migration]
 //! pause_budget_ms = 50
 //! bake_ms = 30000
+//! dual_write = true
+//! shadow_read_ratio = 0.01
 //!
 //! [throttle]
 //! migration_rate_bytes_per_s = 5000000
@@ -83,6 +85,14 @@ pub struct MigrationSection {
     pub drop_batch: Option<u32>,
     pub moves_per_node: Option<usize>,
     pub moves_cluster: Option<usize>,
+    /// Routing modes of new migrations (a move may override them).
+    pub dual_write: Option<bool>,
+    pub shadow_read_ratio: Option<f64>,
+    pub copy_on_read: Option<bool>,
+    /// Verification refuses a cutover above this shadow-read mismatch
+    /// ratio, once `shadow_compared_min` reads were compared.
+    pub shadow_mismatch_ratio_max: Option<f64>,
+    pub shadow_compared_min: Option<u64>,
 }
 
 impl FileConfig {
@@ -92,6 +102,9 @@ impl FileConfig {
         if let Some(t) = &c.throttle {
             t.validate().map_err(|e| anyhow::anyhow!("{}: [throttle]: {e}", path.display()))?;
         }
+        let mut modes = evenkeel_coord::CoordConfig::default();
+        c.apply_migration(&mut modes);
+        modes.modes.validate().map_err(|e| anyhow::anyhow!("{}: [migration]: {e}", path.display()))?;
         Ok(c)
     }
 
@@ -109,6 +122,12 @@ impl FileConfig {
         set(&mut l.needs_approval, m.needs_approval);
         set(&mut coord.rebalance.moves_per_node, m.moves_per_node);
         set(&mut coord.rebalance.moves_cluster, m.moves_cluster);
+        let modes = &mut coord.modes;
+        set(&mut modes.route.dual_write, m.dual_write);
+        set(&mut modes.route.shadow_read_ratio, m.shadow_read_ratio);
+        set(&mut modes.route.copy_on_read, m.copy_on_read);
+        set(&mut modes.shadow_mismatch_ratio_max, m.shadow_mismatch_ratio_max);
+        set(&mut modes.shadow_compared_min, m.shadow_compared_min);
         coord.throttle = self.throttle.clone();
     }
 }
@@ -133,6 +152,8 @@ mod tests {
             pause_budget_ms = 30
             bake_ms = 1000
             moves_cluster = 3
+            dual_write = false
+            shadow_read_ratio = 0.25
             [throttle]
             migration_rate_bytes_per_s = 5000000.0
             adaptive = false
@@ -147,10 +168,20 @@ mod tests {
         let mut coord = evenkeel_coord::CoordConfig::default();
         c.apply_migration(&mut coord);
         assert_eq!((coord.driver.pause_budget_ms, coord.limits.bake_ms, coord.rebalance.moves_cluster), (30, 1000, 3));
+        assert_eq!((coord.modes.route.dual_write, coord.modes.route.shadow_read_ratio, coord.modes.route.copy_on_read), (false, 0.25, true));
         let t = coord.throttle.unwrap();
         assert_eq!(t.migration_rate_bytes_per_s, Some(5e6));
         assert!(!t.adaptive);
         assert_eq!(t.schedule.windows.len(), 1);
+    }
+
+    #[test]
+    fn out_of_range_ratios_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[migration]\nshadow_read_ratio = 2.0\n").unwrap();
+        let err = FileConfig::load(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("shadow_read_ratio"), "{err:#}");
     }
 
     #[test]
@@ -193,6 +224,11 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             drop_batch: Some(d.drop_batch),
             moves_per_node: Some(opts.coord.rebalance.moves_per_node),
             moves_cluster: Some(opts.coord.rebalance.moves_cluster),
+            dual_write: Some(opts.coord.modes.route.dual_write),
+            shadow_read_ratio: Some(opts.coord.modes.route.shadow_read_ratio),
+            copy_on_read: Some(opts.coord.modes.route.copy_on_read),
+            shadow_mismatch_ratio_max: Some(opts.coord.modes.shadow_mismatch_ratio_max),
+            shadow_compared_min: Some(opts.coord.modes.shadow_compared_min),
         },
         throttle: Some(opts.coord.throttle.clone().unwrap_or_default()),
     }

@@ -37,6 +37,16 @@ enum Command {
         /// Wait until the migration ends; exit non-zero unless it is DONE.
         #[arg(long)]
         wait: bool,
+        /// Routers do not forward acknowledged writes to the destination.
+        #[arg(long)]
+        no_dual_write: bool,
+        /// Routers do not push what clients read to the destination.
+        #[arg(long)]
+        no_copy_on_read: bool,
+        /// Fraction of reads also read on the destination and compared
+        /// (0 turns shadow reads off); default: the cluster's setting.
+        #[arg(long, value_name = "RATIO")]
+        shadow_read_ratio: Option<f64>,
         #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
         admin: String,
         #[arg(long)]
@@ -227,7 +237,10 @@ fn main() -> ExitCode {
             Command::Up(args) => up(args).await,
             Command::Cluster { command: ClusterCommand::Status { admin, json } } => status(&admin, json).await,
             Command::Bench(args) => Ok(evenkeel_bench::run_cli(args).await?),
-            Command::Move { partition, node, wait, admin, json } => evenkeel::moves::move_partition(&admin, partition, node, wait, json).await,
+            Command::Move { partition, node, wait, no_dual_write, no_copy_on_read, shadow_read_ratio, admin, json } => {
+                let modes = evenkeel_coord::api::ModeOverrides { dual_write: no_dual_write.then_some(false), shadow_read_ratio, copy_on_read: no_copy_on_read.then_some(false) };
+                evenkeel::moves::move_partition(&admin, partition, node, modes, wait, json).await
+            }
             Command::Migrations { admin, json } => evenkeel::moves::list(&admin, json).await,
             Command::Node { command } => node(command).await,
             Command::Rebalance { command } => rebalance(command).await,

@@ -163,6 +163,10 @@ mod tests {
             error: None,
             bytes_total: total,
             lag_entries: None,
+            modes: None,
+            mirror: Default::default(),
+            catch_up: Default::default(),
+            drain: Default::default(),
         }
     }
 

@@ -1,5 +1,7 @@
 //! The admin API's JSON shapes, shared with the CLI that reads them.
 
+use crate::migration::machine::{MigrationModes, Shipped};
+use evenkeel_types::latency::MirrorCounts;
 use evenkeel_types::{Epoch, NodeId, PartitionId};
 use evenkeel_types::routing::NodeState;
 use serde::{Deserialize, Serialize};
@@ -78,11 +80,45 @@ pub struct MigrationList {
     pub migrations: Vec<MigrationInfo>,
 }
 
-/// `POST /v1/migrations`: move one partition.
+/// `POST /v1/migrations`: move one partition. The same JSON object may
+/// carry [`ModeOverrides`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MoveRequest {
     pub partition: PartitionId,
     pub target: NodeId,
+}
+
+/// Per-move changes to the coordinator's default routing modes, given as
+/// extra fields of a [`MoveRequest`]: `{"partition": 3, "target": 2,
+/// "dual_write": false}`. Absent fields keep the default.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct ModeOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dual_write: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_read_ratio: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_on_read: Option<bool>,
+}
+
+impl ModeOverrides {
+    /// `defaults` with these overrides applied.
+    pub fn apply(&self, defaults: MigrationModes) -> MigrationModes {
+        let mut m = defaults;
+        m.route.dual_write = self.dual_write.unwrap_or(m.route.dual_write);
+        m.route.shadow_read_ratio = self.shadow_read_ratio.unwrap_or(m.route.shadow_read_ratio);
+        m.route.copy_on_read = self.copy_on_read.unwrap_or(m.route.copy_on_read);
+        m
+    }
+}
+
+/// A [`MoveRequest`] with [`ModeOverrides`], as the CLI sends it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MoveWithModes {
+    #[serde(flatten)]
+    pub request: MoveRequest,
+    #[serde(flatten)]
+    pub modes: ModeOverrides,
 }
 
 /// One partition move as the admin API reports it.
@@ -111,6 +147,20 @@ pub struct MigrationInfo {
     /// Source change-log entries not yet applied on the destination.
     #[serde(default)]
     pub lag_entries: Option<u64>,
+    /// The routing modes and shadow-read threshold in force.
+    #[serde(default)]
+    pub modes: Option<MigrationModes>,
+    /// Routers' dual-writes, copy-on-read pushes and shadow-read
+    /// comparisons for this migration, summed over routers.
+    #[serde(default)]
+    pub mirror: MirrorCounts,
+    /// Change-log entries catch-up shipped, and how many the destination
+    /// did not already hold.
+    #[serde(default)]
+    pub catch_up: Shipped,
+    /// The same for the last cutover attempt's drain under the fence.
+    #[serde(default)]
+    pub drain: Shipped,
 }
 
 impl MigrationInfo {
@@ -217,6 +267,10 @@ mod tests {
             error: None,
             bytes_total: None,
             lag_entries: None,
+            modes: None,
+            mirror: MirrorCounts::default(),
+            catch_up: Shipped::default(),
+            drain: Shipped::default(),
         };
         assert_eq!(m.ms_in("COPYING", 30_000), 2_000);
         assert_eq!(m.ms_in("DONE", 30_000), 11_000, "the last spell ends when the migration finished");

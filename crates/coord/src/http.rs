@@ -4,6 +4,8 @@
 //! - `GET /v1/migrations`: every migration with its transitions.
 //! - `POST /v1/migrations` `{"partition": P, "target": NODE}`: move one
 //!   partition (201 with the migration; 400 invalid, 409 busy, 503 not leader).
+//!   Optional fields `dual_write`, `shadow_read_ratio`, `copy_on_read`
+//!   override the configured modes for this move.
 //! - `POST /v1/migrations/{id}/{pause|resume|cancel|rollback|approve}`:
 //!   an operator request, checked against the stored phase (409 if the
 //!   phase does not accept it).
@@ -26,7 +28,7 @@
 //! Errors are JSON `{"error": "..."}` with a 4xx/5xx status.
 
 use crate::Coordinator;
-use crate::api::{AddNodeRequest, ApiError, MoveRequest};
+use crate::api::{AddNodeRequest, ApiError, ModeOverrides, MoveRequest};
 use axum::extract::rejection::JsonRejection;
 use axum::Json;
 use axum::Router;
@@ -66,13 +68,18 @@ async fn migrations(State(c): State<Arc<Coordinator>>) -> Response {
     }
 }
 
-async fn start_migration(State(c): State<Arc<Coordinator>>, body: Result<Json<MoveRequest>, JsonRejection>) -> Response {
+async fn start_migration(State(c): State<Arc<Coordinator>>, body: Result<Json<serde_json::Value>, JsonRejection>) -> Response {
     use crate::migration::manager::StartError;
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad request body: {}", e.body_text())),
+    let parsed = body.map_err(|e| e.body_text()).and_then(|Json(v)| {
+        let req: MoveRequest = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+        let modes: ModeOverrides = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        Ok((req, modes))
+    });
+    let (req, overrides) = match parsed {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad request body: {e}")),
     };
-    match c.migrations.start(req.partition, req.target, c.limits()).await {
+    match c.migrations.start(req.partition, req.target, c.limits(), overrides.apply(c.modes())).await {
         Ok(m) => (StatusCode::CREATED, Json(crate::migration::manager::info(&m))).into_response(),
         Err(e @ StartError::NotLeader) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
         Err(e @ (StartError::Busy(..) | StartError::Conflict(_))) => error(StatusCode::CONFLICT, &e.to_string()),

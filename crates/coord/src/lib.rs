@@ -47,6 +47,9 @@ pub struct CoordConfig {
     pub leader_ttl: Duration,
     pub driver: migration::driver::DriverConfig,
     pub limits: migration::machine::Limits,
+    /// Routing modes of new migrations (a move request may override them)
+    /// and the shadow-read threshold their verification applies.
+    pub modes: migration::machine::MigrationModes,
     /// Concurrency of a rebalance started through the API.
     pub rebalance: rebalance::Limits,
     /// Throttle settings stored when the coordinator starts (from the
@@ -62,6 +65,7 @@ impl Default for CoordConfig {
             leader_ttl: Duration::from_secs(5),
             driver: Default::default(),
             limits: Default::default(),
+            modes: Default::default(),
             rebalance: Default::default(),
             throttle: None,
         }
@@ -110,6 +114,10 @@ impl Coordinator {
 
     pub fn limits(&self) -> migration::machine::Limits {
         self.config.limits
+    }
+
+    pub fn modes(&self) -> migration::machine::MigrationModes {
+        self.config.modes
     }
 
     pub fn rebalance_limits(&self) -> rebalance::Limits {

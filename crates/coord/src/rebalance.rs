@@ -164,7 +164,7 @@ pub async fn schedule(coord: &Coordinator) -> Result<(), RebalanceError> {
         if running >= limits.moves_cluster || busy(mv.from) || busy(mv.to) {
             continue;
         }
-        match coord.migrations.start(mv.partition, mv.to, coord.limits()).await {
+        match coord.migrations.start(mv.partition, mv.to, coord.limits(), coord.modes()).await {
             Ok(m) => {
                 r.migrations[i] = Some(m.id);
                 running += 1;

@@ -9,6 +9,14 @@
 //! so admission stays right next to the work it admits. Fence, checksum and
 //! begin are on the cutover's critical path and run at once, as do log reads
 //! and applies marked `urgent` (the drain under the fence).
+//!
+//! Routers send two of their own while a partition moves: applies marked
+//! `forwarded` (dual-write and copy-on-read records) and shadow reads. They
+//! are foreground-sized (the records of one client batch), so they skip the
+//! lane, and they are accepted only while this node imports the partition:
+//! it does not own it (after the flip it serves the partition itself, and a
+//! late forward has nothing to add) and no drop has closed the import
+//! ([`crate::store::Store::close_import`]).
 
 use crate::service::NodeInner;
 use std::sync::Arc;
@@ -29,6 +37,7 @@ fn status(e: StoreError) -> Status {
     match e {
         StoreError::StaleToken { .. } => Status::aborted(e.to_string()),
         StoreError::NoSuchPartition(_) | StoreError::WrongPartition { .. } => Status::invalid_argument(e.to_string()),
+        StoreError::NotImporting { .. } => Status::failed_precondition(e.to_string()),
         other => Status::internal(other.to_string()),
     }
 }
@@ -106,6 +115,9 @@ pub(crate) async fn read_log(inner: &Arc<NodeInner>, req: &pb::ReadLogRequest) -
 /// atomic batch per record, log position taken under the partition lock),
 /// so a sub-batch boundary is like a boundary between two requests.
 pub(crate) async fn apply(inner: &Arc<NodeInner>, req: pb::ApplyRequest) -> Result<pb::ApplyResponse, Status> {
+    if req.forwarded {
+        return apply_forwarded(inner, req);
+    }
     let turn = if req.urgent { None } else { Some(inner.lane.background().await) };
     let p = admit(inner, req.header.as_ref())?;
     let records: Vec<KeyRecord> = req.records.into_iter().map(from_pb).collect::<Result<_, _>>()?;
@@ -121,6 +133,42 @@ pub(crate) async fn apply(inner: &Arc<NodeInner>, req: pb::ApplyRequest) -> Resu
         applied += blocking(inner, Urgency::of(req.urgent), move |i| i.store.apply(p, &batch)).await?;
     }
     Ok(pb::ApplyResponse { applied: applied as u32 })
+}
+
+/// A router's dual-write or copy-on-read records: applied inline, as an
+/// Execute's writes are, while the import is open.
+fn apply_forwarded(inner: &NodeInner, req: pb::ApplyRequest) -> Result<pb::ApplyResponse, Status> {
+    let (p, token) = importing(inner, req.header.as_ref())?;
+    let records: Vec<KeyRecord> = req.records.into_iter().map(from_pb).collect::<Result<_, _>>()?;
+    let applied = inner.store.apply_forwarded(p, token, &records).map_err(status)?;
+    Ok(pb::ApplyResponse { applied: applied as u32 })
+}
+
+/// The records a router's shadow read asks for; version 0 where none.
+pub(crate) fn shadow_read(inner: &NodeInner, req: &pb::ShadowReadRequest) -> Result<pb::ShadowReadResponse, Status> {
+    if req.keys.len() > PAGE_KEYS_MAX as usize {
+        return Err(Status::invalid_argument(format!("at most {PAGE_KEYS_MAX} keys per shadow read")));
+    }
+    let (p, token) = importing(inner, req.header.as_ref())?;
+    let records = inner.store.shadow_read(p, token, &req.keys).map_err(status)?;
+    let records = req
+        .keys
+        .iter()
+        .zip(records)
+        .map(|(key, r)| r.map_or_else(|| pb::KeyRecord { key: key.clone(), ..Default::default() }, |record| to_pb(&KeyRecord { key: key.clone(), record })))
+        .collect();
+    Ok(pb::ShadowReadResponse { records })
+}
+
+/// The partition and token of a router's request, if this node is not
+/// serving the partition; the store checks the token and the import.
+fn importing(inner: &NodeInner, header: Option<&pb::MigrateHeader>) -> Result<(PartitionId, u64), Status> {
+    let h = header.ok_or_else(|| Status::invalid_argument("missing migration header"))?;
+    let p = PartitionId::try_from(h.partition).map_err(|_| Status::invalid_argument("partition out of range"))?;
+    if inner.ownership.owns(p) {
+        return Err(Status::failed_precondition(format!("partition {p} is served here; nothing to forward")));
+    }
+    Ok((p, h.token))
 }
 
 pub(crate) fn fence(inner: &NodeInner, req: &pb::FenceRequest) -> Result<pb::PositionResponse, Status> {
@@ -157,6 +205,7 @@ pub(crate) async fn drop_chunk(inner: &Arc<NodeInner>, req: &pb::DropRequest) ->
     if inner.ownership.owns(p) {
         return Err(Status::failed_precondition(format!("partition {p} is owned by this node; refusing to drop it")));
     }
+    inner.store.close_import(p, req.header.as_ref().map_or(0, |h| h.token)).map_err(status)?;
     let max = req.max_keys.clamp(1, PAGE_KEYS_MAX) as usize;
     let removed = blocking(inner, Urgency::Bulk, move |i| i.store.drop_chunk(p, max)).await?;
     Ok(pb::DropResponse { removed: removed as u32 })

@@ -6,7 +6,7 @@ use evenkeel_types::latency::SecondWindow;
 use crate::lane::Lane;
 use crate::migrate_rpc;
 use crate::ownership::Ownership;
-use crate::store::{Store, partition_stats};
+use crate::store::{KeyRecord, Store, partition_stats};
 use evenkeel_rpc::pb::{self, op_result::Result as R};
 use evenkeel_types::{NodeId, PartitionId, unix_ms};
 use metrics::{Counter, Histogram};
@@ -115,14 +115,20 @@ impl NodeInner {
                     self.metrics.refused.increment(1);
                     R::Refused(refused)
                 }
-                Ok(()) => self.store.execute(p, &op.key, kind, now_ms).unwrap_or_else(|e| {
-                    self.metrics.error();
-                    tracing::error!(node = self.id, partition = p, error = %e, "execute failed");
-                    internal(e.to_string())
-                }),
+                Ok(()) => match self.store.execute_recorded(p, &op.key, kind, now_ms) {
+                    Ok((reply, record)) => {
+                        let record = record.filter(|_| op.want_record).map(|record| migrate_rpc::to_pb(&KeyRecord { key: op.key.clone(), record }));
+                        return pb::OpResult { result: Some(reply), record };
+                    }
+                    Err(e) => {
+                        self.metrics.error();
+                        tracing::error!(node = self.id, partition = p, error = %e, "execute failed");
+                        internal(e.to_string())
+                    }
+                },
             },
         };
-        pb::OpResult { result: Some(result) }
+        pb::OpResult { result: Some(result), record: None }
     }
 }
 
@@ -256,6 +262,10 @@ impl pb::node_server::Node for NodeService {
 
     async fn migrate_drop(&self, request: Request<pb::DropRequest>) -> Result<Response<pb::DropResponse>, Status> {
         Ok(Response::new(migrate_rpc::drop_chunk(&self.inner, request.get_ref()).await?))
+    }
+
+    async fn migrate_shadow_read(&self, request: Request<pb::ShadowReadRequest>) -> Result<Response<pb::ShadowReadResponse>, Status> {
+        Ok(Response::new(migrate_rpc::shadow_read(&self.inner, request.get_ref())?))
     }
 }
 

@@ -82,6 +82,10 @@ pub enum StoreError {
     NoSuchPartition(PartitionId),
     #[error("stale fencing token {got} for partition {partition}: {seen} was already seen")]
     StaleToken { partition: PartitionId, seen: u64, got: u64 },
+    /// A router's forwarded apply or shadow read for a partition this node
+    /// is not importing under that token.
+    #[error("partition {partition} is not importing under token {token}: {why}")]
+    NotImporting { partition: PartitionId, token: u64, why: &'static str },
 }
 
 /// Live counters and change-log positions of one partition.
@@ -110,6 +114,10 @@ pub struct Store {
     parts: Vec<Mutex<PartitionCounters>>,
     /// Newest migration fencing token seen per partition (persisted).
     tokens: Mutex<Vec<u64>>,
+    /// Per partition, the newest token whose import was closed by a drop
+    /// (persisted): routers' forwarded applies and shadow reads carrying it
+    /// or an older one are refused, so none lands after the drop.
+    import_closed: Mutex<Vec<u64>>,
     clock: Hlc,
     config: StoreConfig,
 }
@@ -132,7 +140,8 @@ impl Store {
         check_partition_count(&meta, config.num_partitions)?;
         let parts = (0..config.num_partitions).map(|_| Mutex::new(PartitionCounters::default())).collect();
         let tokens = Mutex::new(vec![0; config.num_partitions as usize]);
-        let store = Store { db, data, log, expiry, meta, parts, tokens, clock: Hlc::default(), config };
+        let import_closed = Mutex::new(vec![0; config.num_partitions as usize]);
+        let store = Store { db, data, log, expiry, meta, parts, tokens, import_closed, clock: Hlc::default(), config };
         store.recover()?;
         Ok(store)
     }
@@ -148,21 +157,30 @@ impl Store {
 
     /// Executes one operation on `key` in `partition` at `now_ms`.
     pub fn execute(&self, partition: PartitionId, key: &[u8], kind: &Kind, now_ms: u64) -> Result<R, StoreError> {
+        Ok(self.execute_recorded(partition, key, kind, now_ms)?.0)
+    }
+
+    /// [`Self::execute`], also returning the record involved: for a read
+    /// the stored record (tombstone or expired value included), for a write
+    /// the record written; None when there is none. Routers forward these
+    /// to a moving partition's destination and compare them there.
+    pub fn execute_recorded(&self, partition: PartitionId, key: &[u8], kind: &Kind, now_ms: u64) -> Result<(R, Option<Record>), StoreError> {
         let slot = self.slot_in(partition, key)?;
         let data_key = data_key(slot, key);
         if let Kind::Get(_) = kind {
             let stored = self.read(&data_key)?;
-            return Ok(ops::apply(kind, stored.as_ref(), now_ms, 0, self.config.limits).reply);
+            let reply = ops::apply(kind, stored.as_ref(), now_ms, 0, self.config.limits).reply;
+            return Ok((reply, stored));
         }
         let mut counters = self.parts[partition as usize].lock();
         let stored = self.read(&data_key)?;
         let version = self.clock.tick(now_ms);
         let applied = ops::apply(kind, stored.as_ref(), now_ms, version, self.config.limits);
-        if let Some(record) = applied.write {
+        if let Some(record) = &applied.write {
             assert!(stored.as_ref().is_none_or(|s| s.version < record.version), "versions must increase");
-            self.commit(partition, &mut counters, &data_key, stored.as_ref(), &record)?;
+            self.commit(partition, &mut counters, &data_key, stored.as_ref(), record)?;
         }
-        Ok(applied.reply)
+        Ok((applied.reply, applied.write))
     }
 
     /// Live keys of whole slots starting at `start_slot` within `partition`,
@@ -379,6 +397,9 @@ impl Store {
             if let Some(raw) = self.meta.get(token_key(p as PartitionId))? {
                 self.tokens.lock()[p] = u64::from_be_bytes(raw[..].try_into().map_err(|_| StoreError::Corrupt("token".into()))?);
             }
+            if let Some(raw) = self.meta.get(import_closed_key(p as PartitionId))? {
+                self.import_closed.lock()[p] = u64::from_be_bytes(raw[..].try_into().map_err(|_| StoreError::Corrupt("import closed".into()))?);
+            }
             // A dropped partition's log is gone but its positions stay used.
             if let Some(floor) = self.meta.get(log_floor_key(p as PartitionId))? {
                 let floor = u64::from_be_bytes(floor[..].try_into().map_err(|_| StoreError::Corrupt("log floor".into()))?);
@@ -462,6 +483,12 @@ pub(crate) fn data_key(slot: Slot, key: &[u8]) -> Vec<u8> {
 
 fn token_key(partition: PartitionId) -> Vec<u8> {
     let mut k = b"token/".to_vec();
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+fn import_closed_key(partition: PartitionId) -> Vec<u8> {
+    let mut k = b"import_closed/".to_vec();
     k.extend_from_slice(&partition.to_be_bytes());
     k
 }

@@ -7,11 +7,16 @@
 //! retry budget runs out. Reads are also retried when a node cannot be
 //! reached; writes are retried only when they certainly were not sent,
 //! because an INCR that may have been applied must not be applied twice.
+//!
+//! Ops on a partition that is moving may ask the source for their records
+//! ([`crate::mirror`]); once a node has answered, those are handed to the
+//! mirror, which works in the background: nothing waits for it.
 
+use crate::mirror::{Mirror, Tap};
 use crate::routes::{RouteCache, Routes};
 use bytes::Bytes;
 use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
-use evenkeel_types::NodeId;
+use evenkeel_types::{NodeId, PartitionId};
 use futures::future::join_all;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,6 +63,7 @@ impl Default for RetryBudget {
 pub struct Dispatcher {
     pub routes: Arc<RouteCache>,
     pub budget: RetryBudget,
+    pub mirror: Arc<Mirror>,
 }
 
 type Outcome = Result<R, DispatchError>;
@@ -134,22 +140,11 @@ impl Dispatcher {
         }
     }
 
-    async fn send(&self, routes: &Routes, node: NodeId, ops: &[KeyOp], indices: Vec<usize>) -> Attempt {
+    async fn send(&self, routes: &Arc<Routes>, node: NodeId, ops: &[KeyOp], indices: Vec<usize>) -> Attempt {
         let Some(mut client) = routes.client(node) else {
             return Attempt::Failed { node, indices, error: "no address".into(), maybe_sent: false };
         };
-        let table = routes.table.as_ref().expect("grouped with a table");
-        let request = pb::ExecuteRequest {
-            epoch: table.epoch,
-            ops: indices
-                .iter()
-                .map(|&i| pb::Op {
-                    partition: table.partition_of(&ops[i].key) as u32,
-                    key: ops[i].key.clone(),
-                    kind: Some(ops[i].kind.clone()),
-                })
-                .collect(),
-        };
+        let (request, taps) = self.request(routes, ops, &indices);
         let mut request = tonic::Request::new(request);
         request.set_timeout(Duration::from_millis(self.budget.rpc_timeout_ms));
         match client.execute(request).await {
@@ -158,6 +153,10 @@ impl Dispatcher {
                 if results.len() != indices.len() {
                     return Attempt::Failed { node, indices, error: "result count mismatch".into(), maybe_sent: true };
                 }
+                if !taps.is_empty() {
+                    let jobs = taps.into_iter().filter_map(|(j, p, tap)| Mirror::job(p, &ops[indices[j]].key, tap, &results[j])).collect();
+                    self.mirror.submit(routes, node, jobs);
+                }
                 Attempt::Done(indices.into_iter().zip(results).collect())
             }
             Err(status) => {
@@ -165,6 +164,32 @@ impl Dispatcher {
                 Attempt::Failed { node, indices, error: status.message().to_string(), maybe_sent }
             }
         }
+    }
+}
+
+/// An op's position in its request, its partition, and what to mirror.
+type Taps = Vec<(usize, PartitionId, Tap)>;
+
+impl Dispatcher {
+    /// The `Execute` for `indices`, and the ops whose records the mirror
+    /// wants: those on a moving partition whose modes pick them. The route
+    /// is read once per op; with no partition moving nothing is allocated.
+    fn request(&self, routes: &Routes, ops: &[KeyOp], indices: &[usize]) -> (pb::ExecuteRequest, Taps) {
+        let table = routes.table.as_ref().expect("grouped with a table");
+        let mut taps = Taps::new();
+        let ops = indices
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| {
+                let partition = table.partition_of(&ops[i].key);
+                let tap = table.route(partition).and_then(|r| self.mirror.tap(&r.modes, &ops[i].kind));
+                if let Some(tap) = tap {
+                    taps.push((j, partition, tap));
+                }
+                pb::Op { partition: partition as u32, key: ops[i].key.clone(), kind: Some(ops[i].kind.clone()), want_record: tap.is_some() }
+            })
+            .collect();
+        (pb::ExecuteRequest { epoch: table.epoch, ops }, taps)
     }
 }
 

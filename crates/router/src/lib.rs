@@ -14,6 +14,8 @@
 //!   transparently after a routing refresh within a bounded budget.
 //! - [`routes`]: the cached routing table (key → slot → partition → owner)
 //!   and a gRPC client per node, kept current by watching the metadata store.
+//! - [`mirror`]: for a moving partition, after the reply: dual-writes,
+//!   copy-on-read and shadow reads to the destination, bounded and counted.
 //! - [`report`]: per-second latency of every command, published to the
 //!   metadata store for the coordinator's throttle.
 //!
@@ -24,6 +26,7 @@ pub mod batch;
 pub mod cmd;
 pub mod dispatch;
 pub mod glob;
+pub mod mirror;
 pub mod report;
 pub mod routes;
 pub mod session;
@@ -46,11 +49,13 @@ pub struct RouterConfig {
     /// When set, clients must AUTH with it (user `default`).
     pub requirepass: Option<String>,
     pub retry: RetryBudget,
+    /// Bounds on dual-writes, copy-on-read and shadow reads.
+    pub mirror: mirror::MirrorConfig,
 }
 
 impl Default for RouterConfig {
     fn default() -> Self {
-        RouterConfig { limits: Limits::default(), max_clients: 10_000, requirepass: None, retry: RetryBudget::default() }
+        RouterConfig { limits: Limits::default(), max_clients: 10_000, requirepass: None, retry: RetryBudget::default(), mirror: Default::default() }
     }
 }
 
@@ -75,7 +80,7 @@ impl Router {
     pub async fn new(config: RouterConfig, meta: Arc<dyn MetaStore>) -> Arc<Router> {
         let routes = routes::RouteCache::start(meta.clone()).await;
         Arc::new(Router {
-            dispatcher: Dispatcher { routes, budget: config.retry },
+            dispatcher: Dispatcher { routes, budget: config.retry, mirror: mirror::Mirror::new(config.mirror) },
             config,
             started: Instant::now(),
             id: random_id(),
@@ -97,7 +102,7 @@ impl Router {
     /// open connections once their current command has been answered.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, "router listening");
-        let reporter = tokio::spawn(report::run(self.meta.clone(), self.id, self.latency.clone()));
+        let reporter = tokio::spawn(report::run(self.meta.clone(), self.id, self.latency.clone(), self.dispatcher.mirror.clone()));
         let _stop_reporter = AbortOnDrop(reporter);
         tokio::pin!(shutdown);
         loop {

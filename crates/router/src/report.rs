@@ -6,7 +6,9 @@
 //! `/evenkeel/routers/<id>`, attached to its own lease so a router that
 //! stops leaves no stale report behind. The coordinator's throttle reads
 //! these to measure the baseline and to keep a rebalance inside the
-//! disruption budget.
+//! disruption budget. The report also carries what the router mirrored
+//! for each moving partition's migration ([`crate::mirror`]); the
+//! coordinator sums those over routers to verify a migration before cutover.
 //!
 //! Command latency starts once a request has been read, so it misses the
 //! time a request waits in the socket for a busy process to get to it:
@@ -18,6 +20,7 @@
 //! core). It is the signal CockroachDB's elastic CPU limiter throttles
 //! bulk work on (Go's scheduler latency).
 
+use crate::mirror::Mirror;
 use evenkeel_meta::{LeaseId, MetaStore};
 use evenkeel_types::latency::{RouterReport, SecondWindow};
 use evenkeel_types::{keys, unix_ms};
@@ -30,9 +33,9 @@ const LEASE_TTL: Duration = Duration::from_secs(5);
 /// How often the scheduling probe samples.
 const PROBE_EVERY: Duration = Duration::from_millis(5);
 
-/// Publishes `window` (and the scheduling delay it samples itself) every
-/// second until the task is dropped.
-pub(crate) async fn run(meta: Arc<dyn MetaStore>, router: u64, window: Arc<SecondWindow>) {
+/// Publishes `window`, `mirror`'s counts and the scheduling delay it
+/// samples itself every second until the task is dropped.
+pub(crate) async fn run(meta: Arc<dyn MetaStore>, router: u64, window: Arc<SecondWindow>, mirror: Arc<Mirror>) {
     let sched = Arc::new(SecondWindow::default());
     let probe = tokio::spawn(probe_scheduling(sched.clone(), PROBE_EVERY));
     let _stop_probe = crate::AbortOnDrop(probe);
@@ -41,7 +44,7 @@ pub(crate) async fn run(meta: Arc<dyn MetaStore>, router: u64, window: Arc<Secon
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = publish(meta.as_ref(), router, &window, &sched, &mut lease).await {
+        if let Err(e) = publish(meta.as_ref(), router, &window, &sched, &mirror, &mut lease).await {
             tracing::debug!(error = %e, "router report not published");
             lease = None;
         }
@@ -62,7 +65,7 @@ pub(crate) async fn probe_scheduling(window: Arc<SecondWindow>, every: Duration)
     }
 }
 
-async fn publish(meta: &dyn MetaStore, router: u64, window: &SecondWindow, sched: &SecondWindow, lease: &mut Option<LeaseId>) -> Result<(), evenkeel_meta::MetaError> {
+async fn publish(meta: &dyn MetaStore, router: u64, window: &SecondWindow, sched: &SecondWindow, mirror: &Mirror, lease: &mut Option<LeaseId>) -> Result<(), evenkeel_meta::MetaError> {
     let id = match *lease {
         Some(id) => {
             meta.keep_alive(id).await?;
@@ -71,7 +74,7 @@ async fn publish(meta: &dyn MetaStore, router: u64, window: &SecondWindow, sched
         None => *lease.insert(meta.grant_lease(LEASE_TTL).await?),
     };
     let now = unix_ms();
-    let report = RouterReport { router, at_ms: now, last_second: window.last_second(now), sched: Some(sched.last_second(now)) };
+    let report = RouterReport { router, at_ms: now, last_second: window.last_second(now), sched: Some(sched.last_second(now)), migrations: mirror.book.snapshot() };
     meta.put(&keys::router_key(router), serde_json::to_vec(&report).expect("report serializes"), Some(id)).await?;
     Ok(())
 }

@@ -32,7 +32,7 @@ pub struct SecondSummary {
 }
 
 /// What a router publishes at `/evenkeel/routers/<id>` every second.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouterReport {
     pub router: u64,
     /// When the report was written.
@@ -44,6 +44,72 @@ pub struct RouterReport {
     /// CPU contention shows here before it shows in command latency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sched: Option<SecondSummary>,
+    /// What the router did for each moving partition's migration since it
+    /// started (cumulative, so a report the coordinator misses loses
+    /// nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<MigrationMirror>,
+}
+
+/// One migration's mirrored traffic as one router counted it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationMirror {
+    pub migration: String,
+    #[serde(flatten)]
+    pub counts: MirrorCounts,
+}
+
+/// A router's side effects for a moving partition: records forwarded to
+/// the destination and shadow-read comparisons.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MirrorCounts {
+    /// Records of acknowledged writes the destination accepted.
+    pub dual_writes: u64,
+    /// Records read on the source that the destination accepted.
+    pub copied_on_read: u64,
+    /// Side effects not attempted: the router's in-flight bound was
+    /// reached (the change log carries what a dropped forward would have).
+    pub dropped: u64,
+    /// Side effects that failed or were refused by the destination.
+    pub failed: u64,
+    #[serde(flatten)]
+    pub shadow: ShadowCounts,
+}
+
+impl MirrorCounts {
+    pub fn add(&mut self, other: &MirrorCounts) {
+        self.dual_writes += other.dual_writes;
+        self.copied_on_read += other.copied_on_read;
+        self.dropped += other.dropped;
+        self.failed += other.failed;
+        self.shadow.add(&other.shadow);
+    }
+}
+
+/// Shadow-read comparisons of source and destination records. Every
+/// comparison is a match, a lag (the destination holds an older version:
+/// expected while it catches up) or a mismatch (the same version with
+/// different contents, or a version the source never had).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShadowCounts {
+    pub compared: u64,
+    pub lagging: u64,
+    pub mismatched: u64,
+}
+
+impl ShadowCounts {
+    pub fn add(&mut self, other: &ShadowCounts) {
+        self.compared += other.compared;
+        self.lagging += other.lagging;
+        self.mismatched += other.mismatched;
+    }
+
+    /// Mismatches per comparison (0 with none compared).
+    pub fn mismatch_ratio(&self) -> f64 {
+        if self.compared == 0 { 0.0 } else { self.mismatched as f64 / self.compared as f64 }
+    }
 }
 
 pub struct SecondWindow {

@@ -10,7 +10,8 @@
 //! - [`routing`]: the epoch-stamped routing table (partition → owner) and the
 //!   membership records, as stored in the metadata store under [`keys`].
 //! - [`latency`]: per-second latency summaries (p50/p99/max) that routers
-//!   and nodes report for throttling and health gating.
+//!   and nodes report for throttling and health gating, and what routers did
+//!   for each moving partition (forwards, shadow-read comparisons).
 
 pub mod hlc;
 pub mod int;
@@ -22,7 +23,7 @@ pub mod slot;
 
 pub use hlc::{Hlc, Version};
 pub use record::Record;
-pub use routing::{Epoch, NodeId, NodeInfo, PartitionEntry, RoutingTable};
+pub use routing::{Epoch, MigrationRoute, Modes, NodeId, NodeInfo, PartitionEntry, RoutingTable};
 pub use slot::{PartitionId, SLOT_COUNT, Slot};
 
 /// Milliseconds since the Unix epoch, read from the OS clock. Only the edges

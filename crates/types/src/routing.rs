@@ -7,6 +7,15 @@
 //! sender routed with a table that predates the change (TiKV's "epoch not
 //! match"). Requests with older epochs for unchanged partitions stay valid, so
 //! a change to one partition does not disturb traffic to the others.
+//!
+//! While a partition moves, its entry also carries a [`MigrationRoute`]: the
+//! destination, the migration's fencing token and the [`Modes`] routers
+//! apply (dual-write, shadow reads, copy-on-read). Setting or clearing it
+//! advances the table's epoch (so a router never swaps a newer table for an
+//! older one with the same epoch) but not the entry's: nodes would refuse
+//! every request routed before the change with `STALE_EPOCH`, a retry storm
+//! for nothing, since a router that has not seen the route yet merely does
+//! not mirror, and the change log covers what it does not mirror.
 
 use crate::slot::{PartitionId, key_partition};
 use serde::{Deserialize, Serialize};
@@ -16,14 +25,68 @@ pub type NodeId = u32;
 /// The routing table's version; increases with every change.
 pub type Epoch = u64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartitionEntry {
     pub owner: NodeId,
-    /// The table epoch at which this entry last changed.
+    /// The table epoch at which this entry last changed owner.
     pub epoch: Epoch,
+    /// Set while the partition moves; absent in tables written before
+    /// routes existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationRoute>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a moving partition goes and what routers do meanwhile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationRoute {
+    /// The migration's id: routers count shadow reads under it.
+    pub migration: String,
+    /// The destination node.
+    pub target: NodeId,
+    /// The migration's fencing token, which routers' mirrored requests
+    /// carry (nodes refuse tokens older than the newest they have seen).
+    pub token: u64,
+    pub modes: Modes,
+}
+
+/// What routers do for a moving partition (DESIGN.md: "during a migration
+/// [the router] applies the partition's migration mode"). Every mode is a
+/// bounded asynchronous side effect after the client's reply: none decides
+/// what a client sees, and correctness rests on the change log and the
+/// fenced cutover, not on them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Modes {
+    /// Every write the source acknowledges is sent on to the destination.
+    pub dual_write: bool,
+    /// The fraction of source-served GETs also read on the destination and
+    /// compared, in [0, 1].
+    pub shadow_read_ratio: f64,
+    /// A source-served GET pushes the record it read to the destination
+    /// (hot keys arrive before the bulk copy reaches them). The coordinator
+    /// turns it on only while the copy runs.
+    pub copy_on_read: bool,
+}
+
+impl Default for Modes {
+    fn default() -> Self {
+        Modes { dual_write: true, shadow_read_ratio: 0.01, copy_on_read: true }
+    }
+}
+
+impl Modes {
+    /// All off: a route that only names the destination.
+    pub const OFF: Modes = Modes { dual_write: false, shadow_read_ratio: 0.0, copy_on_read: false };
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.shadow_read_ratio) {
+            return Err(format!("shadow_read_ratio must be within [0, 1], not {}", self.shadow_read_ratio));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoutingTable {
     pub epoch: Epoch,
     pub partitions: Vec<PartitionEntry>,
@@ -40,6 +103,10 @@ pub enum RoutingError {
     EntryFromFuture(PartitionId, Epoch, Epoch),
     #[error("cannot bootstrap a cluster without nodes")]
     NoNodes,
+    #[error("partition {0} would move to its own owner")]
+    RouteToOwner(PartitionId),
+    #[error("partition {0}: {1}")]
+    BadModes(PartitionId, String),
 }
 
 impl RoutingTable {
@@ -50,7 +117,7 @@ impl RoutingTable {
             return Err(RoutingError::NoNodes);
         }
         let partitions = (0..num_partitions as usize)
-            .map(|p| PartitionEntry { owner: nodes[p % nodes.len()], epoch: 1 })
+            .map(|p| PartitionEntry { owner: nodes[p % nodes.len()], epoch: 1, migration: None })
             .collect();
         let table = RoutingTable { epoch: 1, partitions };
         table.validate()?;
@@ -67,6 +134,12 @@ impl RoutingTable {
         for (p, e) in self.partitions.iter().enumerate() {
             if e.epoch > self.epoch {
                 return Err(RoutingError::EntryFromFuture(p as PartitionId, e.epoch, self.epoch));
+            }
+            if let Some(route) = &e.migration {
+                if route.target == e.owner {
+                    return Err(RoutingError::RouteToOwner(p as PartitionId));
+                }
+                route.modes.validate().map_err(|m| RoutingError::BadModes(p as PartitionId, m))?;
             }
         }
         Ok(())
@@ -89,12 +162,27 @@ impl RoutingTable {
         (0..self.num_partitions()).filter(|&p| self.partitions[p as usize].owner == node).collect()
     }
 
-    /// A copy with `partition` owned by `owner` under the next epoch.
+    /// A copy with `partition` owned by `owner` under the next epoch. The
+    /// flip ends the partition's migration route, if it had one.
     pub fn with_owner(&self, partition: PartitionId, owner: NodeId) -> RoutingTable {
         let mut next = self.clone();
         next.epoch += 1;
-        next.partitions[partition as usize] = PartitionEntry { owner, epoch: next.epoch };
+        next.partitions[partition as usize] = PartitionEntry { owner, epoch: next.epoch, migration: None };
         next
+    }
+
+    /// A copy with `partition`'s migration route replaced, under the next
+    /// table epoch; the entry's epoch stays (see the module overview).
+    pub fn with_route(&self, partition: PartitionId, route: Option<MigrationRoute>) -> RoutingTable {
+        let mut next = self.clone();
+        next.epoch += 1;
+        next.partitions[partition as usize].migration = route;
+        next
+    }
+
+    /// `partition`'s migration route, if it is moving.
+    pub fn route(&self, partition: PartitionId) -> Option<&MigrationRoute> {
+        self.partitions.get(partition as usize)?.migration.as_ref()
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -156,9 +244,51 @@ mod tests {
         let t = RoutingTable::bootstrap(8, &[1, 2]).unwrap();
         let u = t.with_owner(3, 1);
         assert_eq!(u.epoch, 2);
-        assert_eq!(u.partitions[3], PartitionEntry { owner: 1, epoch: 2 });
+        assert_eq!(u.partitions[3], PartitionEntry { owner: 1, epoch: 2, migration: None });
         assert_eq!(u.partitions[2], t.partitions[2]);
         assert_eq!(RoutingTable::from_json(&u.to_json()).unwrap(), u);
+    }
+
+    fn route(target: NodeId) -> MigrationRoute {
+        MigrationRoute { migration: "p3-1".into(), target, token: 42, modes: Modes::default() }
+    }
+
+    /// A route bumps the table's epoch, never the entry's (requests routed
+    /// before it stay valid), and the flip to a new owner removes it.
+    #[test]
+    fn with_route_bumps_the_table_not_the_entry() {
+        let t = RoutingTable::bootstrap(8, &[1, 2]).unwrap();
+        let u = t.with_route(3, Some(route(1)));
+        assert_eq!((u.epoch, u.partitions[3].epoch), (2, 1));
+        assert_eq!(u.route(3), Some(&route(1)));
+        assert_eq!(u.route(2), None);
+        assert_eq!(RoutingTable::from_json(&u.to_json()).unwrap(), u);
+        let flipped = u.with_owner(3, 1);
+        assert_eq!((flipped.epoch, flipped.partitions[3].epoch, flipped.route(3)), (3, 3, None));
+        assert_eq!(u.with_route(3, None).route(3), None);
+    }
+
+    /// Tables written before routes existed still parse, and a table
+    /// without routes is written exactly as before.
+    #[test]
+    fn routes_are_backwards_compatible() {
+        let old = br#"{"epoch":4,"partitions":[{"owner":1,"epoch":1},{"owner":2,"epoch":4}]}"#;
+        let t = RoutingTable::from_json(old).unwrap();
+        assert_eq!(t.partitions[1], PartitionEntry { owner: 2, epoch: 4, migration: None });
+        assert_eq!(t.to_json(), old.to_vec());
+        // Modes left out take their defaults.
+        let partial = br#"{"epoch":4,"partitions":[{"owner":1,"epoch":1,"migration":{"migration":"m","target":2,"token":9,"modes":{"dual_write":false}}}]}"#;
+        let t = RoutingTable::from_json(partial).unwrap();
+        assert_eq!(t.route(0).unwrap().modes, Modes { dual_write: false, ..Modes::default() });
+    }
+
+    #[test]
+    fn rejects_bad_routes() {
+        let t = RoutingTable::bootstrap(2, &[1, 2]).unwrap();
+        assert_eq!(RoutingTable::from_json(&t.with_route(0, Some(route(1))).to_json()), Err(RoutingError::RouteToOwner(0).to_string()));
+        let mut bad = route(2);
+        bad.modes.shadow_read_ratio = 1.5;
+        assert!(RoutingTable::from_json(&t.with_route(0, Some(bad)).to_json()).is_err());
     }
 
     #[test]

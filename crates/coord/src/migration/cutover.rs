@@ -13,7 +13,7 @@
 //! destination's changes made since cutover back to the source.
 
 use super::driver::{Driver, apply_failure, checksum, client, elapsed_ms, header, routing, set_owner, ship_log};
-use super::machine::{Event, Migration};
+use super::machine::{Event, Migration, Shipped};
 use crate::failpoints::{self, hit};
 use evenkeel_rpc::pb;
 use evenkeel_types::NodeId;
@@ -27,12 +27,14 @@ async fn fence(d: &Driver, m: &Migration, node: NodeId, fenced: bool, grant_epoc
     Ok(client(d, node).await?.migrate_fence(req).await.map_err(apply_failure)?.into_inner())
 }
 
-/// Ships `from_node`'s log from `from` to `to_node` until it reaches `end`.
-/// Returns None if the log was truncated under us.
-async fn drain(d: &Driver, m: &Migration, from_node: NodeId, to_node: NodeId, from: u64, end: u64) -> Result<Option<u64>, super::driver::Failure> {
+/// Ships `from_node`'s log from `from` to `to_node` until it reaches `end`,
+/// adding what it shipped to `tally`. Returns None if the log was truncated
+/// under us.
+async fn drain(d: &Driver, m: &Migration, from_node: NodeId, to_node: NodeId, from: u64, end: u64, tally: &mut Shipped) -> Result<Option<u64>, super::driver::Failure> {
     let mut at = from;
     while at < end {
-        let (page, _) = ship_log(d, m, from_node, to_node, at, true).await?;
+        let (page, _, shipped) = ship_log(d, m, from_node, to_node, at, true).await?;
+        tally.add(shipped.entries, shipped.applied);
         if page.truncated {
             return Ok(None);
         }
@@ -41,7 +43,7 @@ async fn drain(d: &Driver, m: &Migration, from_node: NodeId, to_node: NodeId, fr
     Ok(Some(at))
 }
 
-pub(super) async fn cutover(d: &Driver, m: &Migration, from: u64) -> Outcome {
+pub(super) async fn cutover(d: &Driver, m: &mut Migration, from: u64) -> Outcome {
     let (table, _) = routing(d).await?;
     if table.entry(m.partition).is_some_and(|e| e.owner == m.target) {
         // A previous attempt flipped the table before a crash; finish it.
@@ -63,7 +65,12 @@ pub(super) async fn cutover(d: &Driver, m: &Migration, from: u64) -> Outcome {
     // the budget (G8), not just the part that can be cut short.
     let budget = Duration::from_millis(d.config.pause_budget_ms);
     let checks = budget.saturating_sub(started.elapsed()).saturating_sub(d.flips.reserve(budget));
-    let checked = match tokio::time::timeout(checks, drain_and_check(d, m, from, end)).await {
+    let mut drained = Shipped::default();
+    let checked = tokio::time::timeout(checks, drain_and_check(d, m, from, end, &mut drained)).await;
+    // What the drain found to apply: with dual-writes, most of it was
+    // already on the destination.
+    m.drain = drained;
+    let checked = match checked {
         Ok(result) => result,
         Err(_) => {
             fence(d, m, m.source, false, 0).await?;
@@ -100,8 +107,10 @@ pub(super) async fn cutover(d: &Driver, m: &Migration, from: u64) -> Outcome {
 enum Checked {
     /// Both sides match; the destination's log ends at `target_log_next`.
     /// Nothing writes to the destination until it is unfenced after the
-    /// flip, so reverse capture starts there and misses nothing the
-    /// destination serves.
+    /// flip (routers' late dual-writes and copy-on-read pushes still
+    /// arrive, but carry records the drain already delivered, which a
+    /// versioned apply neither applies nor logs), so reverse capture starts
+    /// there and misses nothing the destination serves.
     Matched { target_log_next: u64 },
     /// The attempt ends with this event instead of a flip.
     Ended(Event),
@@ -109,8 +118,8 @@ enum Checked {
 
 /// Under the fence: drains the source's last changes and compares both
 /// sides' running digests (concurrently, O(1) each).
-async fn drain_and_check(d: &Driver, m: &Migration, from: u64, end: u64) -> Result<Checked, super::driver::Failure> {
-    if drain(d, m, m.source, m.target, from, end).await?.is_none() {
+async fn drain_and_check(d: &Driver, m: &Migration, from: u64, end: u64, drained: &mut Shipped) -> Result<Checked, super::driver::Failure> {
+    if drain(d, m, m.source, m.target, from, end, drained).await?.is_none() {
         return Ok(Checked::Ended(Event::LogTruncated { source_log_pos: end }));
     }
     let (src, dst) = tokio::try_join!(checksum(d, m, m.source, false), checksum(d, m, m.target, false))?;
@@ -160,7 +169,7 @@ pub(super) async fn roll_back(d: &Driver, m: &Migration, from: u64) -> Outcome {
     }
     let end = fence(d, m, m.target, true, 0).await?.log_next;
     hit(failpoints::ROLLBACK_FENCED)?;
-    if drain(d, m, m.target, m.source, from, end).await?.is_none() {
+    if drain(d, m, m.target, m.source, from, end, &mut Shipped::default()).await?.is_none() {
         return Err(super::driver::Failure::Permanent("destination log truncated; rollback would lose writes".into()));
     }
     let epoch = set_owner(d, m, m.source).await?;

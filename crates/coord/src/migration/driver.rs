@@ -22,8 +22,13 @@
 //!
 //! Every state boundary has a failpoint ([`crate::failpoints`]); one firing
 //! as a crash makes the driver return at once, cleaning nothing up.
+//!
+//! The partition's routing mode ([`super::route`]) follows the stored state:
+//! whenever a persisted step changes the route it calls for, the driver
+//! applies it to the routing table (best effort: routes are advisory), and
+//! once when it starts.
 
-use super::machine::{self, Action, Event, Migration, Phase};
+use super::machine::{self, Action, Event, Migration, Phase, Shipped};
 use crate::clients::NodeClients;
 use crate::failpoints::{self, Crashed};
 use evenkeel_meta::{CasOutcome, Compare, LeaseId, Lock, MetaError, MetaStore, Revision};
@@ -112,6 +117,7 @@ pub struct Driver {
 }
 
 /// Why one action did not produce an event.
+#[derive(Debug)]
 pub(super) enum Failure {
     /// Worth retrying (node unreachable, not ready yet).
     Transient(String),
@@ -144,6 +150,8 @@ pub async fn drive(d: Arc<Driver>, id: String, mut inbox: tokio::sync::mpsc::Rec
     let (mut m, rev) = load(d.meta.as_ref(), &id).await?;
     let mut rev = Saved { rev, at: Instant::now(), dirty: false };
     let mut queue: VecDeque<Action> = machine::restart_actions(&m).into();
+    // A crash may have come between a persisted step and its route.
+    super::route::ensure(&d, &m).await;
     if m.phase == Phase::Pending {
         queue.extend(machine::step(&mut m, Event::Start, unix_ms())?);
         rev.rev = save(d.meta.as_ref(), &m, rev.rev).await?;
@@ -196,6 +204,7 @@ struct Saved {
 /// is idempotent and will be redone on resume.
 async fn apply_event(d: &Driver, m: &mut Migration, saved: Saved, event: Event, queue: &mut VecDeque<Action>) -> Result<Saved, DriveError> {
     let phase = m.phase;
+    let route = super::route::desired(m);
     let progress = matches!(event, Event::ChunkCopied { .. } | Event::CaughtUp { .. } | Event::ReverseCaughtUp { .. });
     match machine::step(m, event, unix_ms()) {
         Ok(actions) => {
@@ -204,6 +213,9 @@ async fn apply_event(d: &Driver, m: &mut Migration, saved: Saved, event: Event, 
                 return Ok(Saved { dirty: true, ..saved });
             }
             let rev = save(d.meta.as_ref(), m, saved.rev).await?;
+            if super::route::desired(m) != route {
+                super::route::ensure(d, m).await;
+            }
             Ok(Saved { rev, at: Instant::now(), dirty: false })
         }
         Err(e) => {
@@ -213,12 +225,13 @@ async fn apply_event(d: &Driver, m: &mut Migration, saved: Saved, event: Event, 
     }
 }
 
-/// Mismatches with nothing left to apply mean divergence: after a few the
-/// migration fails rather than loop forever.
+/// Mismatches with nothing left to apply (or shadow reads over their
+/// threshold) mean divergence: after a few the migration fails rather than
+/// loop forever.
 fn verify_failed(mismatches: &mut u32, d: &Driver, verified: Event) -> Event {
     *mismatches += 1;
     match verified {
-        Event::Verified { detail, .. } if *mismatches >= d.config.mismatches_max => Event::Failed { error: format!("checksums differ after {mismatches} verifications: {detail}") },
+        Event::Verified { detail, .. } if *mismatches >= d.config.mismatches_max => Event::Failed { error: format!("verification failed {mismatches} times: {detail}") },
         other => other,
     }
 }
@@ -337,34 +350,37 @@ async fn copy_chunk(d: &Driver, m: &Migration, cursor: Option<bytes::Bytes>) -> 
     Ok(Some(Event::ChunkCopied { done: chunk.cursor.is_none(), cursor: chunk.cursor, keys, bytes: chunk.bytes }))
 }
 
-pub(super) async fn apply(d: &Driver, m: &Migration, node: NodeId, records: Vec<pb::KeyRecord>, urgent: bool) -> Result<(), Failure> {
+/// Applies `records` on `node`; returns how many it did not already hold.
+pub(super) async fn apply(d: &Driver, m: &Migration, node: NodeId, records: Vec<pb::KeyRecord>, urgent: bool) -> Result<u64, Failure> {
     if records.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
-    let req = pb::ApplyRequest { header: header(m), records, urgent };
-    client(d, node).await?.migrate_apply(req).await.map_err(apply_failure)?;
-    Ok(())
+    let req = pb::ApplyRequest { header: header(m), records, urgent, forwarded: false };
+    Ok(client(d, node).await?.migrate_apply(req).await.map_err(apply_failure)?.into_inner().applied as u64)
 }
 
 /// Copies one page of `from_node`'s change log from `from` to `to_node`.
-/// Returns the log page (its entries already applied and taken out) and
-/// the bytes of keys and values it moved. `urgent`: the drain under a fence,
-/// which nodes run ahead of their background lane.
-pub(super) async fn ship_log(d: &Driver, m: &Migration, from_node: NodeId, to_node: NodeId, from: u64, urgent: bool) -> Result<(pb::ReadLogResponse, u64), Failure> {
+/// Returns the log page (its entries already applied and taken out), the
+/// bytes of keys and values it moved, and how many entries it shipped and
+/// `to_node` applied. `urgent`: the drain under a fence, which nodes run
+/// ahead of their background lane.
+pub(super) async fn ship_log(d: &Driver, m: &Migration, from_node: NodeId, to_node: NodeId, from: u64, urgent: bool) -> Result<(pb::ReadLogResponse, u64, Shipped), Failure> {
     let req = pb::ReadLogRequest { header: header(m), from, max: d.config.chunk_keys, urgent };
     let mut page = client(d, from_node).await?.migrate_read_log(req).await.map_err(apply_failure)?.into_inner();
-    let mut bytes = 0;
+    let (mut bytes, mut shipped) = (0, Shipped::default());
     if !page.truncated {
         let records: Vec<pb::KeyRecord> = std::mem::take(&mut page.entries).into_iter().filter_map(|e| e.record).collect();
         bytes = records.iter().map(|r| (r.key.len() + r.value.len()) as u64).sum();
-        apply(d, m, to_node, records, urgent).await?;
+        let entries = records.len() as u64;
+        shipped.add(entries, apply(d, m, to_node, records, urgent).await?);
     }
-    Ok((page, bytes))
+    Ok((page, bytes, shipped))
 }
 
-async fn catch_up(d: &Driver, m: &Migration, from: u64) -> Outcome {
-    let (page, bytes) = ship_log(d, m, m.source, m.target, from, false).await?;
+async fn catch_up(d: &Driver, m: &mut Migration, from: u64) -> Outcome {
+    let (page, bytes, shipped) = ship_log(d, m, m.source, m.target, from, false).await?;
     failpoints::hit(failpoints::CATCH_UP_PAGE)?;
+    m.catch_up.add(shipped.entries, shipped.applied);
     if page.truncated {
         return Ok(Some(Event::LogTruncated { source_log_pos: page.log_next }));
     }
@@ -375,15 +391,29 @@ async fn catch_up(d: &Driver, m: &Migration, from: u64) -> Outcome {
 /// Compares checksums without fencing, computed by scanning the stored
 /// records on both sides (the data itself, not just the writes' running
 /// digest). A difference is expected while the source has changes the
-/// destination has not applied yet; only a difference with nothing left to
-/// apply counts as a mismatch. The authoritative comparison happens under
-/// the fence at cutover, from the O(1) running digests.
-async fn verify(d: &Driver, m: &Migration) -> Outcome {
+/// destination has not applied yet, including changes made between the two
+/// scans (a dual-write can carry one to the destination before its scan):
+/// the source's log position is read again after both. Only a difference
+/// with nothing left to apply counts as a mismatch. The authoritative
+/// comparison happens under the fence at cutover, from the O(1) running
+/// digests.
+///
+/// Shadow reads check what the checksums cannot while writes go on: live
+/// keys, compared version by version. Above their mismatch threshold the
+/// verification fails too, before any client is paused by a fence.
+async fn verify(d: &Driver, m: &mut Migration) -> Outcome {
     let (src, dst) = (checksum(d, m, m.source, true).await?, checksum(d, m, m.target, true).await?);
     let same = (src.keys, src.digest) == (dst.keys, dst.digest);
-    let explained = src.log_next > m.applied_log_pos;
-    let detail = format!("source {} keys, destination {} keys, {} changes unapplied", src.keys, dst.keys, src.log_next.saturating_sub(m.applied_log_pos));
-    Ok(Some(Event::Verified { matched: same || explained, detail, target_log_pos: dst.log_next }))
+    let source_log_next = checksum(d, m, m.source, false).await?.log_next;
+    let explained = source_log_next > m.applied_log_pos;
+    let mut detail = format!("source {} keys, destination {} keys, {} changes unapplied", src.keys, dst.keys, source_log_next.saturating_sub(m.applied_log_pos));
+    let live = super::route::totals(d.meta.as_ref()).await.map_err(|e| Failure::Transient(e.to_string()))?;
+    m.mirror = super::route::most(&m.mirror, &live.get(&m.id).copied().unwrap_or_default());
+    let shadow = super::route::shadow_check(&m.mirror.shadow, &m.modes);
+    if let Err(why) = &shadow {
+        detail = why.clone();
+    }
+    Ok(Some(Event::Verified { matched: (same || explained) && shadow.is_ok(), detail, target_log_pos: dst.log_next }))
 }
 
 /// The checksum of the migration's partition on `node`; `scan`: computed
@@ -394,7 +424,7 @@ pub(super) async fn checksum(d: &Driver, m: &Migration, node: NodeId, scan: bool
 }
 
 async fn reverse_capture(d: &Driver, m: &Migration, from: u64) -> Outcome {
-    let (page, _) = ship_log(d, m, m.target, m.source, from, false).await?;
+    let (page, _, _) = ship_log(d, m, m.target, m.source, from, false).await?;
     failpoints::hit(failpoints::REVERSE_CAPTURE)?;
     if page.truncated {
         return Err(Failure::Transient(format!("destination log truncated below {from}; rollback would lose writes")));
@@ -428,6 +458,9 @@ async fn drop_all(d: &Driver, m: &Migration, node: NodeId) -> Result<(), Failure
 
 async fn abort(d: &Driver, m: &Migration) -> Outcome {
     if m.token.is_some() {
+        // Routers stop forwarding first; the drop closes the destination's
+        // import anyway, so a forward still in flight cannot re-create it.
+        super::route::clear(d, m).await?;
         let unfence = pb::FenceRequest { header: header(m), fenced: false, grant_epoch: 0 };
         client(d, m.source).await?.migrate_fence(unfence).await.map_err(apply_failure)?;
         failpoints::hit(failpoints::ABORT_UNFENCED)?;
@@ -476,7 +509,7 @@ pub(super) async fn set_owner(d: &Driver, m: &Migration, owner: NodeId) -> Resul
 /// that stalled past its lease could flip the table after its successor
 /// finished or rolled back. The check and the CAS are two steps, so a
 /// short window remains; an etcd backend would make them one transaction.
-async fn check_lock(d: &Driver, m: &Migration) -> Result<(), Failure> {
+pub(super) async fn check_lock(d: &Driver, m: &Migration) -> Result<(), Failure> {
     let held = d.meta.get(&keys::partition_lock_key(m.partition)).await.map_err(|e| Failure::Transient(e.to_string()))?;
     match held {
         Some(kv) if Some(kv.create_revision) == m.token && kv.lease == Some(d.lease) => Ok(()),

@@ -13,7 +13,9 @@
 //! with [`StepError`] and change nothing, so a late or duplicated result (a
 //! chunk acknowledged twice after a crash) cannot corrupt the state.
 
+pub use super::route::MigrationModes;
 use bytes::Bytes;
+use evenkeel_types::latency::MirrorCounts;
 use evenkeel_types::{NodeId, PartitionId};
 use serde::{Deserialize, Serialize};
 
@@ -87,7 +89,7 @@ impl Default for Limits {
 }
 
 /// The durable state of one migration; every field survives a restart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Migration {
     pub id: String,
     pub partition: PartitionId,
@@ -126,13 +128,45 @@ pub struct Migration {
     pub limits: Limits,
     /// Every phase entered, with the time.
     pub history: Vec<(Phase, u64)>,
+    /// What routers do while the partition moves, and the shadow-read
+    /// threshold verification applies (records written before modes
+    /// existed take the defaults).
+    #[serde(default)]
+    pub modes: MigrationModes,
+    /// Routers' mirrored traffic for this migration as of the last
+    /// verification (or later, see [`super::route::totals`]).
+    #[serde(default)]
+    pub mirror: MirrorCounts,
+    /// Source change-log entries shipped by catch-up, and how many of them
+    /// the destination did not already hold (dual-writes make that few).
+    #[serde(default)]
+    pub catch_up: Shipped,
+    /// The same for the last cutover attempt's drain under the fence.
+    #[serde(default)]
+    pub drain: Shipped,
+}
+
+/// Change-log entries shipped to the destination and how many it applied;
+/// the rest it already held, delivered earlier by the copy or by routers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipped {
+    pub entries: u64,
+    pub applied: u64,
+}
+
+impl Shipped {
+    pub fn add(&mut self, entries: u64, applied: u64) {
+        self.entries += entries;
+        self.applied += applied;
+    }
 }
 
 /// An outcome reported by the driver, or an operator request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Start,
-    /// Lock taken, destination created as importing, routing in dual-write.
+    /// Lock taken, destination created as importing. Once COPYING is stored
+    /// the driver sets the routing mode ([`super::route::desired`]).
     Prepared { token: u64, source_log_pos: u64 },
     /// A snapshot chunk was applied on the destination.
     ChunkCopied { cursor: Option<Bytes>, keys: u64, bytes: u64, done: bool },
@@ -168,7 +202,8 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Take the lock, create the importing destination, record the source
-    /// log position, set the routing mode (dual-write) under a new epoch.
+    /// log position. (The routing mode is not an action: the driver keeps
+    /// it in step with the stored phase, see [`super::route`].)
     Prepare,
     CopyChunk { cursor: Option<Bytes> },
     CatchUp { from_pos: u64 },
@@ -183,7 +218,8 @@ pub enum Action {
     /// Give the partition back to the source (fence target, drain reverse
     /// changes, CAS the table back, unfence the source).
     RollBack { from_pos: u64 },
-    /// Abort: clear the routing mode, drop the destination copy.
+    /// Abort: unfence the source, clear the routing mode, drop the
+    /// destination copy (closing its import).
     Abort,
     ReleaseLock,
     /// Hold the partition lock under this driver's lease; if its token is
@@ -224,6 +260,10 @@ impl Migration {
             cleanup_done: false,
             limits,
             history: vec![(Phase::Pending, now_ms)],
+            modes: MigrationModes::default(),
+            mirror: MirrorCounts::default(),
+            catch_up: Shipped::default(),
+            drain: Shipped::default(),
         }
     }
 

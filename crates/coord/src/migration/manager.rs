@@ -7,7 +7,7 @@
 //! its target is an active member other than the current owner.
 
 use super::driver::{self, DriveError, Driver};
-use super::machine::{self, Event, Limits, Migration, Phase};
+use super::machine::{self, Event, Limits, Migration, MigrationModes, Phase};
 use crate::api::{ClusterStatus, MigrationInfo, MigrationList, Transition};
 use evenkeel_meta::{MetaError, MetaStore};
 use evenkeel_types::routing::NodeState;
@@ -124,8 +124,9 @@ impl Manager {
         Ok(m)
     }
 
-    /// Validates and starts moving `partition` to `target`.
-    pub async fn start(&self, partition: PartitionId, target: NodeId, limits: Limits) -> Result<Migration, StartError> {
+    /// Validates and starts moving `partition` to `target` under `modes`.
+    pub async fn start(&self, partition: PartitionId, target: NodeId, limits: Limits, modes: MigrationModes) -> Result<Migration, StartError> {
+        modes.validate().map_err(StartError::Invalid)?;
         let driver = self.driver.lock().clone().ok_or(StartError::NotLeader)?;
         let meta = driver.meta.as_ref();
         // Busy first: while a move is unfinished, a second request for the
@@ -136,7 +137,7 @@ impl Manager {
         }
         let source = validate(meta, partition, target).await?;
         let now = unix_ms();
-        let m = Migration::new(format!("p{partition}-{now}"), partition, source, target, limits, now);
+        let m = Migration { modes, ..Migration::new(format!("p{partition}-{now}"), partition, source, target, limits, now) };
         if !driver::create(meta, &m).await? {
             return Err(StartError::Invalid(format!("migration {} already exists", m.id)));
         }
@@ -189,6 +190,10 @@ pub fn info(m: &Migration) -> MigrationInfo {
         error: m.pause_reason.clone().or_else(|| m.error.clone()),
         bytes_total: None,
         lag_entries: None,
+        modes: Some(m.modes),
+        mirror: m.mirror,
+        catch_up: m.catch_up,
+        drain: m.drain,
     }
 }
 
@@ -204,6 +209,20 @@ pub fn info_with(m: &Migration, status: &ClusterStatus) -> MigrationInfo {
     i
 }
 
+/// Every migration, with routers' mirror counts as they report them now
+/// where those exceed the stored ones (stored at verification).
 pub async fn list_info(meta: &dyn MetaStore, status: &ClusterStatus) -> Result<MigrationList, MetaError> {
-    Ok(MigrationList { migrations: list(meta).await?.iter().map(|m| info_with(m, status)).collect() })
+    let live = super::route::totals(meta).await?;
+    let migrations = list(meta)
+        .await?
+        .iter()
+        .map(|m| {
+            let mut i = info_with(m, status);
+            if let Some(counts) = live.get(&m.id) {
+                i.mirror = super::route::most(&i.mirror, counts);
+            }
+            i
+        })
+        .collect();
+    Ok(MigrationList { migrations })
 }

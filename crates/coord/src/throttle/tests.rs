@@ -45,7 +45,7 @@ fn input(nodes: Vec<NodeStatus>, migrations: Vec<Migration>, router_p99_us: Opti
     let routers = router_p99_us
         .map(|(p99_us, count)| {
             let last_second = evenkeel_types::latency::SecondSummary { second: now_ms / 1000 - 1, count, errors: 0, p50_us: p99_us / 2, p99_us, max_us: p99_us };
-            vec![RouterReport { router: 7, at_ms: now_ms, last_second, sched: None }]
+            vec![RouterReport { router: 7, at_ms: now_ms, last_second, sched: None, migrations: vec![] }]
         })
         .unwrap_or_default();
     TickInput { settings: Settings::default(), status: Arc::new(status), routers, migrations }

@@ -10,11 +10,15 @@
 //!   if newer than what is stored, so snapshot, change log, dual-writes and
 //!   copy-on-read may arrive in any order and still converge. Applied records
 //!   enter this node's own change log, which is what reverse capture reads.
+//! - [`Store::apply_forwarded`] and [`Store::shadow_read`]: what routers
+//!   send a destination while the partition moves (dual-write and
+//!   copy-on-read records, shadow reads), accepted only while the import
+//!   is open: [`Store::close_import`] (the first drop) ends it for good.
 //! - [`Store::checksum`]: an order-independent digest of the live records.
 //! - [`Store::drop_chunk`]: deletes a bounded batch of a partition's data,
 //!   log and expiry entries; called repeatedly by a throttled background task.
 
-use super::{PartitionCounters, Store, StoreError, data_key, decode_record, expiry_key, log_floor_key, log_key, log_position, record_digest, remove_from, token_key};
+use super::{PartitionCounters, Store, StoreError, data_key, decode_record, expiry_key, import_closed_key, log_floor_key, log_key, log_position, record_digest, remove_from, token_key};
 use bytes::Bytes;
 use evenkeel_types::slot::slot_partition;
 use evenkeel_types::{PartitionId, Record, Slot};
@@ -122,6 +126,58 @@ impl Store {
     /// were applied (the rest were already superseded).
     pub fn apply(&self, partition: PartitionId, records: &[KeyRecord]) -> Result<usize, StoreError> {
         let mut counters = self.parts.get(partition as usize).ok_or(StoreError::NoSuchPartition(partition))?.lock();
+        self.apply_locked(partition, &mut counters, records)
+    }
+
+    /// [`Self::apply`] for records a router forwards under `token`, refused
+    /// unless the import is open. The check runs under the partition lock
+    /// that [`Self::close_import`] also takes, so an apply either finishes
+    /// before a drop starts (and the drop removes it) or is refused.
+    pub fn apply_forwarded(&self, partition: PartitionId, token: u64, records: &[KeyRecord]) -> Result<usize, StoreError> {
+        let mut counters = self.parts.get(partition as usize).ok_or(StoreError::NoSuchPartition(partition))?.lock();
+        self.check_import(partition, token)?;
+        self.apply_locked(partition, &mut counters, records)
+    }
+
+    /// The stored records of `keys` (all in `partition`) for a shadow read
+    /// under `token`; refused unless the import is open.
+    pub fn shadow_read(&self, partition: PartitionId, token: u64, keys: &[Bytes]) -> Result<Vec<Option<Record>>, StoreError> {
+        self.check_import(partition, token)?;
+        keys.iter().map(|k| self.read(&data_key(self.slot_in(partition, k)?, k))).collect()
+    }
+
+    /// Ends the import of `partition` under `token` and every older token,
+    /// durably: forwarded applies and shadow reads carrying them are
+    /// refused from now on. Called before a drop, whose data they would
+    /// otherwise re-create.
+    pub fn close_import(&self, partition: PartitionId, token: u64) -> Result<(), StoreError> {
+        let _counters = self.parts.get(partition as usize).ok_or(StoreError::NoSuchPartition(partition))?.lock();
+        let mut closed = self.import_closed.lock();
+        if token > closed[partition as usize] {
+            self.meta.insert(import_closed_key(partition), token.to_be_bytes())?;
+            closed[partition as usize] = token;
+        }
+        Ok(())
+    }
+
+    /// A router's token is acceptable while the coordinator has admitted it
+    /// (or a newer one: a relocked migration keeps its route's token) and
+    /// no drop of it or a newer one has started. Never admits a token:
+    /// only the coordinator does that.
+    fn check_import(&self, partition: PartitionId, token: u64) -> Result<(), StoreError> {
+        let seen = *self.tokens.lock().get(partition as usize).ok_or(StoreError::NoSuchPartition(partition))?;
+        let closed = self.import_closed.lock()[partition as usize];
+        let why = if token == 0 || token > seen {
+            "the coordinator has not begun this migration here"
+        } else if token <= closed {
+            "its import was closed by a drop"
+        } else {
+            return Ok(());
+        };
+        Err(StoreError::NotImporting { partition, token, why })
+    }
+
+    fn apply_locked(&self, partition: PartitionId, counters: &mut PartitionCounters, records: &[KeyRecord]) -> Result<usize, StoreError> {
         let mut applied = 0;
         for kr in records {
             let slot = self.slot_in(partition, &kr.key)?;
@@ -131,7 +187,7 @@ impl Store {
                 continue;
             }
             self.clock.observe(kr.record.version);
-            self.commit(partition, &mut counters, &dk, stored.as_ref(), &kr.record)?;
+            self.commit(partition, counters, &dk, stored.as_ref(), &kr.record)?;
             applied += 1;
         }
         Ok(applied)

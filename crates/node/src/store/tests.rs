@@ -335,6 +335,57 @@ fn stale_fencing_tokens_are_refused_across_restarts() {
     assert!(s.admit_token(2, 1).is_ok());
 }
 
+/// Routers' forwarded applies and shadow reads are accepted only for a token
+/// the coordinator has admitted, and never again once a drop closed the
+/// import: a late dual-write must not re-create a dropped copy, not even
+/// after a restart.
+#[test]
+fn forwarded_records_need_an_open_import_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Bytes::from_static(b"{fw}1");
+    let p = key_partition(&key, N);
+    let rec = |version| vec![KeyRecord { key: key.clone(), record: Record::value("v", None, version) }];
+    let refused = |r: Result<usize, StoreError>| matches!(r, Err(StoreError::NotImporting { .. }));
+    {
+        let s = open(dir.path());
+        assert!(refused(s.apply_forwarded(p, 3, &rec(10))), "no migration begun here");
+        s.admit_token(p, 3).unwrap();
+        assert_eq!(s.apply_forwarded(p, 3, &rec(10)).unwrap(), 1);
+        assert_eq!(s.apply_forwarded(p, 3, &rec(10)).unwrap(), 0, "versioned: a repeat changes nothing");
+        assert!(refused(s.apply_forwarded(p, 4, &rec(11))), "a token the coordinator never sent");
+        let read = s.shadow_read(p, 3, &[key.clone(), Bytes::from_static(b"{fw}absent")]).unwrap();
+        assert_eq!(read[0].as_ref().map(|r| r.version), Some(10));
+        assert!(read[1].is_none());
+        s.close_import(p, 3).unwrap();
+        assert!(refused(s.apply_forwarded(p, 3, &rec(12))));
+        assert!(matches!(s.shadow_read(p, 3, std::slice::from_ref(&key)), Err(StoreError::NotImporting { .. })));
+    }
+    let s = open(dir.path());
+    assert!(refused(s.apply_forwarded(p, 3, &rec(13))), "the closed import survives a restart");
+    s.admit_token(p, 7).unwrap();
+    assert_eq!(s.apply_forwarded(p, 7, &rec(14)).unwrap(), 1, "a later migration imports again");
+    assert!(refused(s.apply_forwarded(p, 3, &rec(15))));
+}
+
+/// `execute_recorded` returns the record a read found or a write wrote.
+#[test]
+fn execute_recorded_returns_the_record_involved() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let p = key_partition(b"r", N);
+    let get = Kind::Get(pb::Get { meta_only: false });
+    assert_eq!(s.execute_recorded(p, b"r", &get, 1000).unwrap().1, None);
+    let (_, written) = s.execute_recorded(p, b"r", &set("1", Some(9000)), 1000).unwrap();
+    let written = written.expect("a write returns its record");
+    assert_eq!((written.value.as_deref(), written.expire_at_ms), (Some(&b"1"[..]), Some(9000)));
+    assert_eq!(s.execute_recorded(p, b"r", &get, 1000).unwrap().1, Some(written.clone()));
+    let (_, deleted) = s.execute_recorded(p, b"r", &Kind::Del(pb::Del {}), 1000).unwrap();
+    assert!(deleted.as_ref().is_some_and(|d| d.value.is_none() && d.version > written.version));
+    assert_eq!(s.execute_recorded(p, b"r", &get, 1000).unwrap().1, deleted, "reads return tombstones too");
+    let (_, nothing) = s.execute_recorded(p, b"r", &Kind::Del(pb::Del {}), 1000).unwrap();
+    assert_eq!(nothing, None, "a write that changes nothing has no record");
+}
+
 /// The running digest and key count (what the cutover compares under the
 /// fence) must equal a full scan of the data after any mix of writes,
 /// expiries, sweeps, versioned applies, drops and reopens.

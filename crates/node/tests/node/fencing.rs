@@ -31,6 +31,7 @@ fn apply(token: u64, value: &str, version: u64) -> pb::ApplyRequest {
         header: Some(pb::MigrateHeader { partition: part(), token }),
         records: vec![pb::KeyRecord { key: "k".into(), tombstone: false, value: value.to_string().into(), expire_at_ms: 0, version }],
         urgent: false,
+        forwarded: false,
     }
 }
 

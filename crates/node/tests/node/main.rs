@@ -9,4 +9,5 @@ mod failpoints;
 mod fencing;
 mod lane;
 mod local;
+mod mirror;
 mod support;

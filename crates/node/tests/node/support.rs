@@ -59,7 +59,7 @@ pub fn partition_of(key: &[u8]) -> u32 {
 /// One GET. The node owns nothing (no routing table), so it is refused, but
 /// it runs the whole Execute path: in-flight count, failpoints, latency.
 pub fn get(key: &str) -> pb::ExecuteRequest {
-    let op = pb::Op { partition: partition_of(key.as_bytes()), key: key.to_string().into(), kind: Some(pb::op::Kind::Get(pb::Get { meta_only: false })) };
+    let op = pb::Op { partition: partition_of(key.as_bytes()), key: key.to_string().into(), kind: Some(pb::op::Kind::Get(pb::Get { meta_only: false })), want_record: false };
     pb::ExecuteRequest { epoch: 1, ops: vec![op] }
 }
 
@@ -76,5 +76,5 @@ pub fn apply_many(partition_key: &str, n: usize) -> pb::ApplyRequest {
     let records = (0..n)
         .map(|i| pb::KeyRecord { key: format!("{{{partition_key}}}{i}").into(), tombstone: false, value: "v".into(), expire_at_ms: 0, version: 1 + i as u64 })
         .collect();
-    pb::ApplyRequest { header: header(partition_of(partition_key.as_bytes())), records, urgent: false }
+    pb::ApplyRequest { header: header(partition_of(partition_key.as_bytes())), records, urgent: false, forwarded: false }
 }
