@@ -11,8 +11,9 @@
 //!   versioned apply, fence/unfence, checksum, drop), each admitting the
 //!   request's fencing token first.
 //! - [`lane`]: the background lane, where bulk migration work yields to
-//!   foreground requests; [`bulk`]: the low-OS-priority threads it then
-//!   runs on.
+//!   foreground requests; [`pool`]: the node's writer thread (client writes
+//!   that may wait on the engine, see `inline`) and, at low OS priority,
+//!   bulk migration work.
 //! - [`health`]: foreground latency of the last second and free disk, for
 //!   `Stats`.
 //! - [`failpoints`]: named per node, compiled in with the `failpoints`
@@ -21,9 +22,10 @@
 //! - [`lifecycle`]: registration, heartbeat lease, routing follower, sweeper
 //!   and flusher, and [`Node::run`] which serves until shutdown.
 
-pub mod bulk;
+pub mod pool;
 pub mod failpoints;
 pub mod health;
+pub(crate) mod inline;
 pub mod lane;
 pub mod lifecycle;
 pub mod migrate_rpc;

@@ -40,7 +40,7 @@ pub struct NodeConfig {
     /// total, so migrations progress under any load.
     pub background_yield_max: Duration,
     /// Threads running bulk migration store work, at `bulk_nice` (when the
-    /// background lane is on); see `crate::bulk`.
+    /// background lane is on); see `crate::pool`.
     pub bulk_threads: usize,
     /// The nice value of those threads: 0 (same as clients) to 19.
     pub bulk_nice: i32,
@@ -83,6 +83,12 @@ pub enum NodeError {
     Io(#[from] std::io::Error),
 }
 
+/// Client write requests queued for a node's writer thread before callers
+/// wait for room.
+const WRITER_QUEUE: usize = 1024;
+/// Bulk migration jobs queued; the lane's permits keep it far lower.
+const BULK_QUEUE: usize = 64;
+
 /// A storage node: its store and ownership view, ready to run.
 pub struct Node {
     inner: Arc<NodeInner>,
@@ -92,8 +98,9 @@ pub struct Node {
 impl Node {
     pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
         let store = Store::open(config.store.clone())?;
-        let bulk = config.background_lane.then(|| crate::bulk::BulkPool::new(config.id, config.bulk_threads, config.bulk_nice)).transpose()?;
-        let inner = NodeInner::new(config.id, store, Lane::new(config.id, config.lane()), bulk);
+        let bulk = config.background_lane.then(|| crate::pool::Pool::new("bulk", config.id, config.bulk_threads, config.bulk_nice, BULK_QUEUE)).transpose()?;
+        let writer = crate::pool::Pool::new("writer", config.id, 1, 0, WRITER_QUEUE)?;
+        let inner = NodeInner::new(config.id, store, Lane::new(config.id, config.lane()), writer, bulk);
         Ok(Node { inner: Arc::new(inner), config })
     }
 

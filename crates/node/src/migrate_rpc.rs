@@ -43,7 +43,7 @@ fn status(e: StoreError) -> Status {
 }
 
 /// How a store call that scans or writes many records runs: `Bulk` on the
-/// node's low-priority threads (`crate::bulk`), `Urgent` (the drain under a
+/// node's low-priority threads (`crate::pool`), `Urgent` (the drain under a
 /// cutover's fence) on tokio's blocking pool at normal priority. Never on a
 /// runtime worker: in `evenkeel up` every role shares one runtime with a
 /// worker per core, and a partition-sized scan or a page of applies there

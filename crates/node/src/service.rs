@@ -26,7 +26,11 @@ pub(crate) struct NodeInner {
     pub lane: Lane,
     /// Low-priority threads for bulk migration store work; None when the
     /// lane is off (then it runs on tokio's blocking pool like the rest).
-    pub bulk: Option<crate::bulk::BulkPool>,
+    pub bulk: Option<crate::pool::Pool>,
+    /// The node's writer thread, for client writes that may wait on the
+    /// engine (see `crate::inline`).
+    pub writer: crate::pool::Pool,
+    pub inline_writes: crate::inline::InlineWrites,
     /// Per-op Execute latency, summarized per wall-clock second.
     pub latency: SecondWindow,
     pub failpoints: Failpoints,
@@ -36,8 +40,7 @@ pub(crate) struct NodeMetrics {
     ops: Counter,
     refused: Counter,
     errors: Counter,
-    /// Executes run on the blocking pool because the engine was near its
-    /// write brakes.
+    /// Write requests sent to the writer thread (see `crate::inline`).
     offloaded: Counter,
     /// The same count as `errors`, readable for `Stats`.
     errors_total: AtomicU64,
@@ -70,13 +73,15 @@ pub struct NodeService {
 }
 
 impl NodeInner {
-    pub fn new(id: NodeId, store: Store, lane: Lane, bulk: Option<crate::bulk::BulkPool>) -> Self {
+    pub fn new(id: NodeId, store: Store, lane: Lane, writer: crate::pool::Pool, bulk: Option<crate::pool::Pool>) -> Self {
         NodeInner {
             id,
             store,
             ownership: Ownership::new(id),
             metrics: NodeMetrics::new(id),
             lane,
+            writer,
+            inline_writes: Default::default(),
             bulk,
             latency: SecondWindow::default(),
             failpoints: Failpoints::new(id),
@@ -175,15 +180,17 @@ impl pb::node_server::Node for NodeService {
         }
         let now = unix_ms();
         let ops = req.ops.len() as u64;
-        let results = if req.ops.iter().any(is_write) && inner.store.write_may_stall() {
-            // The engine is close to its write brakes, which sleep the
-            // writing thread: keep that off the runtime's workers, where it
-            // would stall every request of the process (heartbeats too).
-            inner.metrics.offloaded.increment(1);
-            let i = self.inner.clone();
-            tokio::task::spawn_blocking(move || i.execute_all(&req, now)).await.map_err(|e| Status::internal(format!("execute task failed: {e}")))?
-        } else {
-            inner.execute_all(&req, now)
+        // Reads take no lock the engine holds across disk work: inline.
+        // Writes too, unless they may wait on the engine (`crate::inline`).
+        let route = req.ops.iter().any(is_write).then(|| inner.inline_writes.route(inner.store.write_may_stall()));
+        let results = match route {
+            Some(crate::inline::Route::Writer) => {
+                inner.metrics.offloaded.increment(1);
+                let i = self.inner.clone();
+                inner.writer.run(inner.id, move || i.execute_all(&req, now)).await.map_err(|e| Status::unavailable(e.to_string()))?
+            }
+            Some(crate::inline::Route::Inline(_ticket)) => inner.execute_all(&req, now),
+            None => inner.execute_all(&req, now),
         };
         inner.metrics.ops.increment(ops);
         let took = started.elapsed();

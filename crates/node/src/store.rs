@@ -411,7 +411,7 @@ impl Store {
     }
 }
 
-/// Level-0 tables and sealed memtables from which a write is run where a
+/// Level-0 tables and sealed memtables from which a write is sent where a
 /// stall cannot hurt (fjall's own brakes are at 20 runs and 4 memtables).
 const STALL_RISK_L0: usize = 14;
 const STALL_RISK_SEALED: usize = 2;

@@ -1,6 +1,15 @@
-//! Threads for a node's bulk migration store work, at a low OS priority.
+//! Small fixed thread pools for a node's store work that must not run on the
+//! runtime's workers, each at an OS priority of its own.
 //!
-//! The background lane ([`crate::lane`]) decides *when* migration work may
+//! Two pools per node use it. The *writer* (one thread, normal priority)
+//! runs client writes that may wait on the engine (`crate::inline` decides
+//! which): on its own thread a write stuck behind fjall's journal lock or
+//! write brakes stalls only that node's writes, where on a runtime worker it
+//! stalled every request of the process. One thread per node is all the
+//! concurrency the journal lock allows anyway.
+//!
+//! The *bulk* pool runs migration store work at a low priority. The
+//! background lane ([`crate::lane`]) decides *when* migration work may
 //! start: after foreground requests in flight have finished, within a
 //! bounded wait. This pool decides *how much CPU* it gets once it runs. Its
 //! threads have a raised nice value (default 10), so when client requests
@@ -23,30 +32,29 @@ use tokio::sync::{mpsc, oneshot};
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Queued jobs beyond those running; the lane's permits keep it far lower.
-const QUEUE_MAX: usize = 64;
-
-/// A fixed set of low-priority threads; dropping the pool ends them once
-/// their queue is empty.
-pub(crate) struct BulkPool {
+/// A fixed set of threads; dropping the pool ends them once their queue is
+/// empty.
+pub(crate) struct Pool {
     jobs: mpsc::Sender<Job>,
 }
 
 /// The pool is gone (the node is shutting down).
 #[derive(Debug, thiserror::Error)]
-#[error("node {0} is shutting down; bulk work refused")]
+#[error("node {0} is shutting down; store work refused")]
 pub(crate) struct Closed(pub NodeId);
 
-impl BulkPool {
-    /// Starts `threads` (at least 1) threads running at `nice`.
-    pub fn new(node: NodeId, threads: usize, nice: i32) -> std::io::Result<BulkPool> {
-        let (tx, rx) = mpsc::channel::<Job>(QUEUE_MAX);
+impl Pool {
+    /// Starts `threads` (at least 1) threads named `ek-{name}-{node}-{i}`
+    /// running at `nice`, taking jobs from a queue of `queue` (callers wait
+    /// for room: backpressure, not an error).
+    pub fn new(name: &str, node: NodeId, threads: usize, nice: i32, queue: usize) -> std::io::Result<Pool> {
+        let (tx, rx) = mpsc::channel::<Job>(queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let rx = rx.clone();
-            std::thread::Builder::new().name(format!("ek-bulk-{node}-{i}")).spawn(move || work(rx, node, nice))?;
+            std::thread::Builder::new().name(format!("ek-{name}-{node}-{i}")).spawn(move || work(rx, node, nice))?;
         }
-        Ok(BulkPool { jobs: tx })
+        Ok(Pool { jobs: tx })
     }
 
     /// Runs `f` on a pool thread and returns its result.
@@ -69,12 +77,12 @@ fn work(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, node: NodeId, nice: i32) {
         let job = jobs.lock().expect("bulk queue lock").blocking_recv();
         let Some(job) = job else { return };
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
-            tracing::error!(node, "bulk migration job panicked");
+            tracing::error!(node, "store job panicked");
         }
     }
 }
 
-/// Raises this thread's nice value. On Linux the nice value belongs to the
+/// Sets this thread's nice value. On Linux the nice value belongs to the
 /// thread (`setpriority(PRIO_PROCESS, 0, ..)` applies to the caller only);
 /// elsewhere it would renice the whole process, so it is skipped.
 fn lower_priority(node: NodeId, nice: i32) {
@@ -83,7 +91,7 @@ fn lower_priority(node: NodeId, nice: i32) {
         // SAFETY: setpriority has no memory-safety preconditions.
         let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
         if rc != 0 {
-            tracing::warn!(node, nice, error = %std::io::Error::last_os_error(), "could not lower the bulk thread's priority");
+            tracing::warn!(node, nice, error = %std::io::Error::last_os_error(), "could not lower a store thread's priority");
         }
     }
     #[cfg(not(target_os = "linux"))]
@@ -106,7 +114,7 @@ mod tests {
 
     #[tokio::test]
     async fn jobs_run_on_niced_threads_and_return_their_results() {
-        let pool = BulkPool::new(1, 2, 10).unwrap();
+        let pool = Pool::new("bulk", 1, 2, 10, 8).unwrap();
         let name = pool.run(1, || std::thread::current().name().map(str::to_owned)).await.unwrap();
         assert!(name.is_some_and(|n| n.starts_with("ek-bulk-1-")));
         #[cfg(target_os = "linux")]
@@ -121,7 +129,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_job_is_an_error_and_the_pool_goes_on() {
-        let pool = BulkPool::new(2, 1, 0).unwrap();
+        let pool = Pool::new("writer", 2, 1, 0, 8).unwrap();
         assert!(pool.run(2, || -> u32 { panic!("boom") }).await.is_err());
         assert_eq!(pool.run(2, || 7).await.unwrap(), 7);
     }
