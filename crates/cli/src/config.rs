@@ -60,6 +60,8 @@ pub struct ClusterSection {
     pub in_process_rpc: Option<bool>,
     /// Nice value (0-19) of the nodes' bulk migration threads.
     pub bulk_nice: Option<i32>,
+    /// Age (ms) past which nodes collect tombstones no migration needs.
+    pub tombstone_grace_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -206,6 +208,7 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             background_lane: Some(opts.background_lane),
             in_process_rpc: Some(opts.in_process_rpc),
             bulk_nice: Some(opts.bulk_nice),
+            tombstone_grace_ms: Some(opts.tombstone_grace.as_millis() as u64),
         },
         router: RouterSection {
             requirepass: opts.router.requirepass.as_ref().map(|_| "(set)".to_string()),

@@ -31,6 +31,10 @@ pub struct NodeDefaults {
     pub in_process: bool,
     /// Nice value of each node's bulk migration threads.
     pub bulk_nice: i32,
+    /// Age past which a node collects tombstones no migration needs.
+    pub tombstone_grace: Duration,
+    /// Change-log entries a node keeps per partition.
+    pub log_retention_entries: u64,
 }
 
 struct Running {
@@ -60,10 +64,12 @@ impl Launcher {
         let mut store = StoreConfig::new(dir, self.defaults.num_partitions);
         store.durability = self.defaults.durability;
         store.cache_bytes = self.defaults.cache_bytes;
+        store.log_retention_entries = self.defaults.log_retention_entries;
         let mut config = NodeConfig::new(info.id, store);
         config.background_lane = self.defaults.background_lane;
         config.in_process = self.defaults.in_process;
         config.bulk_nice = self.defaults.bulk_nice;
+        config.tombstone_grace = self.defaults.tombstone_grace;
         let node = Node::open(config).with_context(|| format!("opening node {}", info.id))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a node port")?;
         let stop = self.stop_all.child_token();

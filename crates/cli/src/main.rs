@@ -311,6 +311,9 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
         anyhow::ensure!((0..=19).contains(&nice), "cluster.bulk_nice must be 0-19, not {nice}");
         opts.bulk_nice = nice;
     }
+    if let Some(ms) = c.tombstone_grace_ms {
+        opts.tombstone_grace = std::time::Duration::from_millis(ms);
+    }
     file.apply_migration(&mut opts.coord);
     Ok(opts)
 }

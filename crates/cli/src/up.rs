@@ -49,6 +49,10 @@ pub struct UpOptions {
     pub in_process_rpc: bool,
     /// Nice value of the nodes' bulk migration threads (with the lane on).
     pub bulk_nice: i32,
+    /// Age past which nodes collect tombstones no migration needs.
+    pub tombstone_grace: Duration,
+    /// Change-log entries each node keeps per partition.
+    pub log_retention_entries: u64,
 }
 
 impl UpOptions {
@@ -66,6 +70,8 @@ impl UpOptions {
             background_lane: true,
             in_process_rpc: true,
             bulk_nice: 10,
+            tombstone_grace: Duration::from_secs(600),
+            log_retention_entries: 50_000,
         }
     }
 
@@ -108,7 +114,17 @@ impl LocalCluster {
         let router_listener = bind(opts.listen, "router").await?;
         let admin_listener = bind(opts.admin, "admin API").await?;
         let stop = CancellationToken::new();
-        let defaults = NodeDefaults { data_root: opts.data_dir.clone(), num_partitions: config.num_partitions, durability: opts.durability, cache_bytes: opts.cache_bytes, background_lane: opts.background_lane, in_process: opts.in_process_rpc, bulk_nice: opts.bulk_nice };
+        let defaults = NodeDefaults {
+            data_root: opts.data_dir.clone(),
+            num_partitions: config.num_partitions,
+            durability: opts.durability,
+            cache_bytes: opts.cache_bytes,
+            background_lane: opts.background_lane,
+            in_process: opts.in_process_rpc,
+            bulk_nice: opts.bulk_nice,
+            tombstone_grace: opts.tombstone_grace,
+            log_retention_entries: opts.log_retention_entries,
+        };
         let (launcher, node_failures) = Launcher::new(meta.clone(), defaults, stop.clone());
         for info in &members {
             launcher.launch(info).await.map_err(|e| anyhow::anyhow!(e))?;

@@ -5,10 +5,10 @@
 mod common;
 
 use common::admin::{migrations, wait_for_leader, wait_rebalance_end, wait_stats};
-use common::cluster::{PAUSE_BUDGET_MS, keys_in, options, routing};
+use common::cluster::{PAUSE_BUDGET_MS, fill, keys_in, options, routing};
 use common::load::{Endpoint, Load};
 use evenkeel::up::LocalCluster;
-use evenkeel_coord::api::{MigrationInfo, MoveRequest};
+use evenkeel_coord::api::{MigrationInfo, MoveRequest, PartitionStatus};
 use evenkeel_meta::MetaStore;
 use futures::StreamExt;
 use redis::AsyncCommands;
@@ -226,6 +226,108 @@ async fn wait_state(http: &reqwest::Client, admin: &str, id: &str, state: &str) 
         assert!(!matches!(m.state.as_str(), "FAILED" | "CANCELLED") || state == m.state, "migration ended {}: {:?}", m.state, m.error);
         assert!(Instant::now() < deadline, "{id} never reached {state}: {m:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Deleted keys stay deleted when their partition moves, with tombstones
+/// collected on both sides: on the source before the move (past the
+/// grace), on the destination once the move has finished. In between, both
+/// keep them. The copy here restarts (its change log is trimmed under it),
+/// re-sending the partition to a destination that already holds live
+/// copies of keys deleted since the first pass: had the source collected
+/// those tombstones, the second pass would not carry them and the keys
+/// would come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_keys_stay_deleted_across_a_move_with_tombstones_collected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), 8, 5_000);
+    opts.tombstone_grace = Duration::from_millis(50);
+    opts.log_retention_entries = 32;
+    opts.coord.driver.chunk_keys = 10;
+    opts.coord.driver.checkpoint_interval = Duration::from_millis(50);
+    // A slow first copy (after a burst of 500 keys): the deletions below
+    // land after it passed their keys, long before it ends.
+    opts.coord.throttle.as_mut().unwrap().migration_rate_keys_per_s = Some(40.0);
+    let cluster = LocalCluster::start(opts).await.unwrap();
+    let (admin, http) = (format!("http://{}", cluster.admin_addr), reqwest::Client::new());
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let p = 2u16;
+    let mut keys = keys_in("t", p, 8, 800);
+    // In the order a snapshot reads them: by hash slot, then key.
+    keys.sort_by_key(|k| (evenkeel_types::slot::key_slot(k.as_bytes()), k.clone()));
+    fill(&client, &keys, 16).await;
+    let (early, mid, churn) = (&keys[..20], &keys[500..520], &keys[700..]);
+    let _: i64 = conn.del(early).await.unwrap();
+    // No migration yet: the source collects them once past the grace.
+    wait_partition(&http, &admin, p, "the source's tombstones collected", |s| s.tombstones == 0).await;
+
+    let source = routing(&cluster).await.entry(p).unwrap().owner;
+    let target = cluster.node_ids.iter().copied().find(|n| *n != source).unwrap();
+    // No routing modes: a dual-write would carry the deletions below to the
+    // destination too, but forwards are best effort (dropped under load);
+    // what the copy carries is what correctness rests on.
+    let request = serde_json::json!({"partition": p, "target": target, "dual_write": false, "copy_on_read": false, "shadow_read_ratio": 0.0});
+    let m: MigrationInfo = http.post(format!("{admin}/v1/migrations")).json(&request).send().await.unwrap().json().await.unwrap();
+    let copying = wait_migration(&http, &admin, &m.id, |m| m.keys_copied >= 540 || !["PENDING", "PREPARING", "COPYING"].contains(&m.state.as_str())).await;
+    assert_eq!(copying.state, "COPYING", "the copy must still run for the test to mean anything");
+    let _: i64 = conn.del(mid).await.unwrap();
+    // Enough writes to trim the change log past where catch-up starts.
+    for _ in 0..4 {
+        fill(&client, churn, 16).await;
+    }
+    let restarted = wait_migration(&http, &admin, &m.id, |m| m.transitions.iter().filter(|t| t.state == "COPYING").count() >= 2).await;
+    assert!(restarted.error.is_none(), "{restarted:?}");
+    let resp = http.patch(format!("{admin}/v1/throttle")).json(&serde_json::json!({"migration_rate_keys_per_s": null})).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    wait_state(&http, &admin, &m.id, "COMPLETED").await;
+    // In bake the destination serves, and keeps its tombstones: the
+    // migration is unfinished.
+    wait_partition(&http, &admin, p, "the destination holding the tombstones in bake", |s| s.owner == target && s.tombstones == 20).await;
+    wait_state(&http, &admin, &m.id, "DONE").await;
+    check_deleted(&client, &keys, &[early, mid].concat()).await;
+    wait_partition(&http, &admin, p, "the destination's tombstones collected", |s| s.owner == target && s.tombstones == 0).await;
+    check_deleted(&client, &keys, &[early, mid].concat()).await;
+    cluster.shutdown().await.unwrap();
+}
+
+/// Every key in `deleted` reads as absent, every other one as written, and
+/// DBSIZE agrees.
+async fn check_deleted(client: &redis::Client, keys: &[String], deleted: &[String]) {
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let got: Vec<Option<String>> = conn.mget(keys).await.unwrap();
+    for (k, v) in keys.iter().zip(got) {
+        assert_eq!(v.is_some(), !deleted.contains(k), "{k}: {v:?}");
+    }
+    let size: usize = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+    assert_eq!(size, keys.len() - deleted.len());
+}
+
+/// Waits until the stats poll shows partition `p` satisfying `f`.
+async fn wait_partition(http: &reqwest::Client, admin: &str, p: u16, what: &str, f: impl Fn(&PartitionStatus) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = common::admin::cluster(http, admin).await;
+        // Empty until the first stats poll.
+        let s = status.partitions.get(p as usize);
+        if s.is_some_and(&f) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never saw {what}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_migration(http: &reqwest::Client, admin: &str, id: &str, f: impl Fn(&MigrationInfo) -> bool) -> MigrationInfo {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = migrations(http, admin).await.into_iter().find(|m| m.id == id).expect("migration listed");
+        if f(&m) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "{id} never got there: {m:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

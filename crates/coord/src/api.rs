@@ -66,6 +66,9 @@ pub struct PartitionStatus {
     /// The owner's next change-log position (for migration lag).
     #[serde(default)]
     pub log_next: u64,
+    /// Tombstones the owner holds, not yet collected.
+    #[serde(default)]
+    pub tombstones: u64,
 }
 
 /// The body of every error response.

@@ -15,6 +15,8 @@
 //!   rates, time windows and health gates, fed once a second by the poll.
 //! - [`plan`], [`rebalance`], [`nodes`]: the planner, the rebalance
 //!   scheduler, membership changes.
+//! - [`gc`]: the tombstone-collection horizon the leader derives from the
+//!   migration records and publishes for nodes.
 //! - [`failpoints`]: crash and freeze points at the migration driver's
 //!   state boundaries, compiled in for tests only.
 
@@ -22,6 +24,7 @@ pub mod api;
 pub mod bootstrap;
 pub mod clients;
 pub mod failpoints;
+pub mod gc;
 pub mod http;
 pub mod migration;
 pub mod nodes;
@@ -191,6 +194,9 @@ impl Coordinator {
                 refreshed = tokio::time::Instant::now();
                 // Restart drivers that stopped on a transient error.
                 self.migrations.resume_all().await?;
+                if let Err(e) = gc::publish(self.meta.as_ref()).await {
+                    tracing::warn!(error = %e, "GC horizon not published");
+                }
             }
             if let Err(e) = rebalance::schedule(self).await {
                 tracing::warn!(error = %e, "rebalance scheduling failed");

@@ -91,10 +91,10 @@ fn assemble(
     table: Option<&RoutingTable>,
     leader: bool,
 ) -> ClusterStatus {
-    let mut per_partition: HashMap<(NodeId, u16), (u64, u64, u64)> = HashMap::new();
+    let mut per_partition: HashMap<(NodeId, u16), &pb::PartitionStats> = HashMap::new();
     for (&id, s) in stats {
         for p in s.as_ref().map(|s| s.partitions.as_slice()).unwrap_or_default() {
-            per_partition.insert((id, p.partition as u16), (p.keys, p.bytes, p.log_next));
+            per_partition.insert((id, p.partition as u16), p);
         }
     }
     let partitions: Vec<PartitionStatus> = table
@@ -103,8 +103,8 @@ fn assemble(
                 .iter()
                 .enumerate()
                 .map(|(p, e)| {
-                    let (keys, bytes, log_next) = per_partition.get(&(e.owner, p as u16)).copied().unwrap_or_default();
-                    PartitionStatus { id: p as u16, owner: e.owner, epoch: e.epoch, keys, bytes, log_next }
+                    let s = per_partition.get(&(e.owner, p as u16)).map_or_else(pb::PartitionStats::default, |s| (*s).clone());
+                    PartitionStatus { id: p as u16, owner: e.owner, epoch: e.epoch, keys: s.keys, bytes: s.bytes, log_next: s.log_next, tombstones: s.tombstones }
                 })
                 .collect()
         })
@@ -167,6 +167,7 @@ fn export(status: &ClusterStatus) {
     for p in &status.partitions {
         let part = p.id.to_string();
         metrics::gauge!("evenkeel_partition_keys", "partition" => part.clone()).set(p.keys as f64);
-        metrics::gauge!("evenkeel_partition_bytes", "partition" => part).set(p.bytes as f64);
+        metrics::gauge!("evenkeel_partition_bytes", "partition" => part.clone()).set(p.bytes as f64);
+        metrics::gauge!("evenkeel_partition_tombstones", "partition" => part).set(p.tombstones as f64);
     }
 }

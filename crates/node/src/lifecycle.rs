@@ -2,9 +2,10 @@
 //!
 //! [`Node::open`] opens the store. [`Node::run`] registers the node in the
 //! metadata store with its address, keeps a lease-bound liveness key alive
-//! (the heartbeat the coordinator watches), follows the routing table, runs
-//! the expiry sweeper and the background flusher, and serves gRPC on the
-//! given listener until `shutdown` resolves. On shutdown it stops serving,
+//! (the heartbeat the coordinator watches), follows the routing table and
+//! the GC horizon, runs the sweeper (expired keys, then old tombstones) and
+//! the background flusher, and serves gRPC on the given listener until
+//! `shutdown` resolves. On shutdown it stops serving,
 //! revokes its lease and fsyncs the store.
 
 use crate::lane::{Lane, LaneConfig};
@@ -13,7 +14,8 @@ use crate::store::{Store, StoreConfig, StoreError};
 use evenkeel_meta::{MetaError, MetaStore, follow};
 use evenkeel_rpc::NodeServer;
 use evenkeel_types::routing::NodeState;
-use evenkeel_types::{NodeId, NodeInfo, RoutingTable, keys, unix_ms};
+use evenkeel_types::gc::GcHorizon;
+use evenkeel_types::{NodeId, NodeInfo, PartitionId, RoutingTable, keys, unix_ms};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +28,14 @@ pub struct NodeConfig {
     pub store: StoreConfig,
     /// TTL of the liveness lease; the node refreshes it every third of this.
     pub heartbeat_ttl: Duration,
+    /// How often the sweeper deletes expired keys and collects tombstones.
     pub sweep_interval: Duration,
+    /// How old a tombstone must be before it may be collected (where the GC
+    /// horizon allows it at all). It bounds how long a record may be in
+    /// flight (router forwards, RPC retries, a zombie coordinator's last
+    /// request) and the clock skew between nodes: anything older arriving
+    /// after the tombstone is gone would come back.
+    pub tombstone_grace: Duration,
     /// How often buffered writes are fsynced in `Durability::Buffered` mode.
     pub fsync_interval: Duration,
     /// Run bulk migration work (snapshot, log reads, applies, drops) in the
@@ -56,6 +65,7 @@ impl NodeConfig {
             store,
             heartbeat_ttl: Duration::from_secs(3),
             sweep_interval: Duration::from_millis(100),
+            tombstone_grace: Duration::from_secs(600),
             fsync_interval: Duration::from_secs(1),
             background_lane: true,
             background_permits: 1,
@@ -121,7 +131,8 @@ impl Node {
         let mut tasks = JoinSet::new();
         tasks.spawn(heartbeat(meta.clone(), self.config.id, addr.clone(), lease, self.config.heartbeat_ttl));
         tasks.spawn(follow_routing(meta.clone(), self.inner.clone()));
-        tasks.spawn(sweep(self.inner.clone(), self.config.sweep_interval));
+        tasks.spawn(follow_gc_horizon(meta.clone(), self.inner.clone()));
+        tasks.spawn(sweep(self.inner.clone(), self.config.sweep_interval, self.config.tombstone_grace));
         tasks.spawn(flush(self.inner.clone(), self.config.fsync_interval));
         tracing::info!(node = self.config.id, %addr, in_process = self.config.in_process, "node serving");
         // Accepted sockets must have TCP_NODELAY: a gRPC reply is several
@@ -210,21 +221,58 @@ async fn follow_routing(meta: Arc<dyn MetaStore>, inner: Arc<NodeInner>) {
     }
 }
 
-/// Deletes expired keys of owned partitions, a bounded batch per tick, on
-/// the blocking pool (it reads and writes the store).
-async fn sweep(inner: Arc<NodeInner>, every: Duration) {
+/// Keeps the coordinator's GC horizon. An unreadable one is not adopted
+/// (the previous one stays, or none: then nothing is collected).
+async fn follow_gc_horizon(meta: Arc<dyn MetaStore>, inner: Arc<NodeInner>) {
+    let mut rx = follow::follow_key(meta, keys::GC_HORIZON.to_string());
+    loop {
+        if let Some(kv) = rx.borrow_and_update().clone() {
+            match GcHorizon::from_json(&kv.value) {
+                Ok(horizon) => inner.gc_horizon.store(Some(Arc::new(horizon))),
+                Err(e) => tracing::error!(node = inner.id, error = %e, "GC horizon not adopted"),
+            }
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Index entries one sweep tick examines, for expiry and for tombstones
+/// each.
+const SWEEP_EXAMINED_MAX: usize = 1_000;
+
+/// Each tick: deletes expired keys of owned partitions, then collects old
+/// tombstones, a bounded batch of each, on the blocking pool (it reads and
+/// writes the store).
+async fn sweep(inner: Arc<NodeInner>, every: Duration, grace: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let i = inner.clone();
-        let swept = tokio::task::spawn_blocking(move || i.store.sweep_expired(unix_ms(), 1_000, |p| i.ownership.writable(p))).await;
-        match swept {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(node = inner.id, error = %e, "expiry sweep failed"),
-            Err(e) => tracing::error!(node = inner.id, error = %e, "expiry sweep panicked"),
+        match tokio::task::spawn_blocking(move || sweep_once(&i, unix_ms(), grace)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(node = inner.id, error = %e, "sweep failed"),
+            Err(e) => tracing::error!(node = inner.id, error = %e, "sweep panicked"),
         }
     }
+}
+
+fn sweep_once(inner: &NodeInner, now_ms: u64, grace: Duration) -> Result<(), StoreError> {
+    inner.store.sweep_expired(now_ms, SWEEP_EXAMINED_MAX, |p| inner.ownership.writable(p))?;
+    let Some(horizon) = inner.gc_horizon.load_full() else { return Ok(()) };
+    let before_ms = now_ms.saturating_sub(grace.as_millis() as u64);
+    let collected = inner.store.collect_tombstones(before_ms, SWEEP_EXAMINED_MAX, |p| collectable(inner, &horizon, p))?;
+    inner.metrics.collected(collected);
+    Ok(())
+}
+
+/// Tombstones of `partition` may go: this node owns it and is not cutting
+/// it over (writable), and no migration of it is unfinished, including one
+/// the horizon does not show yet but whose token this node has admitted.
+fn collectable(inner: &NodeInner, horizon: &GcHorizon, partition: PartitionId) -> bool {
+    inner.ownership.writable(partition) && horizon.allows(partition, inner.store.admitted_token(partition))
 }
 
 /// fsyncs the journal every `every`, on the blocking pool and without

@@ -8,6 +8,7 @@ use crate::migrate_rpc;
 use crate::ownership::Ownership;
 use crate::store::{KeyRecord, Store, partition_stats};
 use evenkeel_rpc::pb::{self, op_result::Result as R};
+use evenkeel_types::gc::GcHorizon;
 use evenkeel_types::{NodeId, PartitionId, unix_ms};
 use metrics::{Counter, Histogram};
 use std::sync::Arc;
@@ -34,6 +35,9 @@ pub(crate) struct NodeInner {
     /// Per-op Execute latency, summarized per wall-clock second.
     pub latency: SecondWindow,
     pub failpoints: Failpoints,
+    /// The GC horizon the coordinator published, as last seen; None until
+    /// one is read, and then no tombstone is collected.
+    pub gc_horizon: arc_swap::ArcSwapOption<GcHorizon>,
 }
 
 pub(crate) struct NodeMetrics {
@@ -45,6 +49,7 @@ pub(crate) struct NodeMetrics {
     /// The same count as `errors`, readable for `Stats`.
     errors_total: AtomicU64,
     latency: Histogram,
+    tombstones_collected: Counter,
 }
 
 impl NodeMetrics {
@@ -56,8 +61,13 @@ impl NodeMetrics {
             errors: metrics::counter!("evenkeel_node_errors_total", "node" => node.clone()),
             offloaded: metrics::counter!("evenkeel_node_writes_offloaded_total", "node" => node.clone()),
             errors_total: AtomicU64::new(0),
-            latency: metrics::histogram!("evenkeel_node_execute_seconds", "node" => node),
+            latency: metrics::histogram!("evenkeel_node_execute_seconds", "node" => node.clone()),
+            tombstones_collected: metrics::counter!("evenkeel_node_tombstones_collected_total", "node" => node),
         }
+    }
+
+    pub fn collected(&self, tombstones: usize) {
+        self.tombstones_collected.increment(tombstones as u64);
     }
 
     fn error(&self) {
@@ -85,6 +95,7 @@ impl NodeInner {
             bulk,
             latency: SecondWindow::default(),
             failpoints: Failpoints::new(id),
+            gc_horizon: Default::default(),
         }
     }
 
@@ -228,7 +239,8 @@ impl pb::node_server::Node for NodeService {
             .filter_map(|(p, c)| {
                 let p = p as PartitionId;
                 let epoch = inner.ownership.entry_epoch(p);
-                (epoch.is_some() || c.keys > 0).then(|| partition_stats(p, c, epoch.unwrap_or(0)))
+                // Owned, or holding data (tombstones too) all the same.
+                (epoch.is_some() || c.bytes > 0).then(|| partition_stats(p, c, epoch.unwrap_or(0)))
             })
             .collect();
         let mut stats = pb::StatsResponse {

@@ -1,6 +1,6 @@
 //! The node's storage: partitions in one fjall database.
 //!
-//! Three keyspaces:
+//! Keyspaces:
 //! - `data`: `slot:u16be ++ key` → [`Record`]. A partition is a contiguous
 //!   slot range, so its data is one contiguous key range (cheap snapshot scans
 //!   and drops).
@@ -9,8 +9,19 @@
 //!   every write appends the resulting record at the next position, in the
 //!   same atomic batch as the data write, so the log is exactly the sequence
 //!   of states the partition went through. Retention is bounded per partition.
-//! - `expiry`: `at_ms:u64be ++ slot:u16be ++ key` → empty. Lets the sweeper
-//!   find expired keys without scanning everything.
+//! - `expiring` and `tombstones`: `partition:u16be ++ at_ms:u64be ++
+//!   slot:u16be ++ key` → empty ([`index`]). Let the expiry sweeper find
+//!   due keys, and tombstone collection old tombstones, of the partitions
+//!   they may act on without scanning anything else.
+//! - `meta`: the partition count, per-partition fencing tokens and log
+//!   floors, the index format.
+//!
+//! Tombstones are collected ([`Store::collect_tombstones`]) once no
+//! migration could still need them; the rule and why it is safe are in
+//! ARCHITECTURE.md (crates/node, invariants) and [`evenkeel_types::gc`].
+//! Collecting one is not a change of the key (absent and deleted read the
+//! same), so it is not logged; the change log keeps its own copy of the
+//! deletion until retention trims it.
 //!
 //! Writes to one partition are serialized by that partition's mutex, which
 //! makes read-modify-write operations atomic and keeps log order equal to
@@ -24,6 +35,7 @@
 use crate::ops::{self, OpLimits};
 use bytes::{BufMut, Bytes, BytesMut};
 use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
+use evenkeel_types::hlc::version_ms;
 use evenkeel_types::slot::{key_slot, partition_slots, slot_partition};
 use evenkeel_types::{Hlc, PartitionId, Record, Slot};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -93,7 +105,11 @@ pub enum StoreError {
 pub struct PartitionCounters {
     /// Records holding a value (expired ones too, until swept).
     pub keys: u64,
+    /// Encoded bytes of keys and records, tombstones included.
     pub bytes: u64,
+    /// Tombstones held (in `bytes`, not in `keys` or `digest`), until
+    /// collected.
+    pub tombstones: u64,
     pub log_first: u64,
     pub log_next: u64,
     /// Order-independent digest of the records holding a value: the
@@ -108,8 +124,10 @@ pub struct Store {
     db: Database,
     data: Keyspace,
     log: Keyspace,
-    expiry: Keyspace,
-    /// Store-level facts: the partition count, per-partition log floors.
+    expiring: TimeIndex,
+    tombstones: TimeIndex,
+    /// Store-level facts: the partition count, per-partition fencing tokens
+    /// and log floors, the index format.
     meta: Keyspace,
     parts: Vec<Mutex<PartitionCounters>>,
     /// Newest migration fencing token seen per partition (persisted).
@@ -124,9 +142,19 @@ pub struct Store {
 
 const TRIM_SLACK: u64 = 256;
 
+mod index;
 mod migrate;
+use index::TimeIndex;
 pub use migrate::{Checksum, KeyRecord, LogRead, SnapshotChunk};
 const NUM_PARTITIONS_KEY: &[u8] = b"num_partitions";
+/// Present once both indexes are partition-major and complete. Stores
+/// written before had a time-major `expiry` keyspace and no tombstone
+/// index; opening one rebuilds both from the data and drops `expiry`.
+const INDEX_FORMAT_KEY: &[u8] = b"index_format";
+const INDEX_FORMAT: u16 = 2;
+const LEGACY_EXPIRY: &str = "expiry";
+/// Index entries per batch while rebuilding them at open.
+const REBUILD_BATCH_ENTRIES: usize = 10_000;
 
 impl Store {
     /// Opens (or creates) the store and recovers counters, log positions and
@@ -135,13 +163,15 @@ impl Store {
         let db = Database::builder(&config.dir).cache_size(config.cache_bytes).open()?;
         let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
         let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
-        let expiry = db.keyspace("expiry", KeyspaceCreateOptions::default)?;
+        let n = config.num_partitions;
+        let expiring = TimeIndex::new(db.keyspace("expiring", KeyspaceCreateOptions::default)?, n);
+        let tombstones = TimeIndex::new(db.keyspace("tombstones", KeyspaceCreateOptions::default)?, n);
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
-        check_partition_count(&meta, config.num_partitions)?;
-        let parts = (0..config.num_partitions).map(|_| Mutex::new(PartitionCounters::default())).collect();
-        let tokens = Mutex::new(vec![0; config.num_partitions as usize]);
-        let import_closed = Mutex::new(vec![0; config.num_partitions as usize]);
-        let store = Store { db, data, log, expiry, meta, parts, tokens, import_closed, clock: Hlc::default(), config };
+        check_partition_count(&meta, n)?;
+        let parts = (0..n).map(|_| Mutex::new(PartitionCounters::default())).collect();
+        let tokens = Mutex::new(vec![0; n as usize]);
+        let import_closed = Mutex::new(vec![0; n as usize]);
+        let store = Store { db, data, log, expiring, tombstones, meta, parts, tokens, import_closed, clock: Hlc::default(), config };
         store.recover()?;
         Ok(store)
     }
@@ -215,7 +245,7 @@ impl Store {
     /// The storage engine's debt: the most level-0 tables and sealed
     /// memtables of any keyspace (see `StatsResponse`).
     pub fn engine_debt(&self) -> (usize, usize) {
-        let spaces = [&self.data, &self.log, &self.expiry];
+        let spaces = [&self.data, &self.log, &self.expiring.keys, &self.tombstones.keys];
         let l0 = spaces.iter().map(|k| k.l0_table_count()).max().unwrap_or(0);
         let sealed = spaces.iter().map(|k| k.sealed_memtable_count()).max().unwrap_or(0);
         (l0, sealed)
@@ -275,22 +305,24 @@ impl Store {
     /// Deletes keys whose expiry has passed, in partitions for which `owned`
     /// holds, looking at no more than `max_examined` index entries. Deletions
     /// are ordinary versioned writes, so they reach the change log like a DEL.
+    /// Entries of other partitions are neither read nor deleted: an
+    /// importing destination sweeps them once it owns the partition, and a
+    /// source in bake may get its partition back by a rollback.
     pub fn sweep_expired(&self, now_ms: u64, max_examined: usize, owned: impl Fn(PartitionId) -> bool) -> Result<usize, StoreError> {
-        let mut deleted = 0;
-        let due: Vec<Bytes> = self
-            .expiry
-            .range(..=(now_ms.to_be_bytes()))
-            .take(max_examined)
-            .map(|kv| kv.key().map(|k| Bytes::copy_from_slice(&k)))
-            .collect::<Result<_, _>>()?;
-        for index_key in due {
-            let (slot, key) = (u16::from_be_bytes([index_key[8], index_key[9]]), &index_key[10..]);
-            let partition = slot_partition(slot, self.num_partitions());
-            if owned(partition) && self.expire_one(partition, slot, key, now_ms)? {
-                deleted += 1;
-            }
-        }
-        Ok(deleted)
+        let mut visit = |p: PartitionId, c: &mut PartitionCounters, due: &[index::Entry]| self.expire_due(p, c, due, now_ms);
+        self.index_pass(&self.expiring, now_ms.saturating_add(1), max_examined, &owned, &mut visit)
+    }
+
+    /// Removes tombstones stamped before `before_ms` in partitions for
+    /// which `eligible` holds (asked again under the partition's lock),
+    /// looking at no more than `max_examined` index entries. Each is removed
+    /// only if it is still the key's record, under the partition's lock, so
+    /// a write to the key since is never lost. Returns how many it removed.
+    /// The caller decides eligibility: owned, not fenced, and allowed by the
+    /// GC horizon (see [`evenkeel_types::gc`]).
+    pub fn collect_tombstones(&self, before_ms: u64, max_examined: usize, eligible: impl Fn(PartitionId) -> bool) -> Result<usize, StoreError> {
+        let mut visit = |p: PartitionId, c: &mut PartitionCounters, due: &[index::Entry]| self.collect_due(p, c, due);
+        self.index_pass(&self.tombstones, before_ms, max_examined, &eligible, &mut visit)
     }
 }
 
@@ -336,21 +368,35 @@ impl Store {
         }
         batch.insert(&self.data, data_key, record.encode());
         batch.insert(&self.log, log_key(partition, counters.log_next), log_entry(&data_key[2..], record));
-        if let Some(at) = old.and_then(|o| o.expire_at_ms) {
-            batch.remove(&self.expiry, expiry_key(at, data_key));
+        // An entry both records have stays as it is: a batch must not both
+        // remove and insert one key.
+        let kept = |index: &TimeIndex, at: u64| self.index_entries(record).any(|(i, a)| std::ptr::eq(i, index) && a == at);
+        for (index, at) in old.into_iter().flat_map(|o| self.index_entries(o)).filter(|(i, a)| !kept(i, *a)) {
+            batch.remove(&index.keys, index::key(partition, at, data_key));
         }
-        if let Some(at) = record.expire_at_ms {
-            batch.insert(&self.expiry, expiry_key(at, data_key), Bytes::new());
+        for (index, at) in self.index_entries(record) {
+            batch.insert(&index.keys, index::key(partition, at, data_key), Bytes::new());
         }
         let trim_to = self.trim_point(counters);
         for pos in counters.log_first..trim_to {
             batch.remove(&self.log, log_key(partition, pos));
         }
         batch.commit()?;
+        for (index, at) in self.index_entries(record) {
+            index.noted(partition, at);
+        }
         counters.log_next += 1;
         counters.log_first = counters.log_first.max(trim_to);
         adjust(counters, &data_key[2..], old, record);
         Ok(())
+    }
+
+    /// The index entries `record` has: its expiry, if it has one, and its
+    /// version's time if it is a tombstone.
+    fn index_entries(&self, record: &Record) -> impl Iterator<Item = (&TimeIndex, u64)> {
+        let expiring = record.expire_at_ms.map(|at| (&self.expiring, at));
+        let tombstone = record.value.is_none().then(|| (&self.tombstones, version_ms(record.version)));
+        expiring.into_iter().chain(tombstone)
     }
 
     /// Where the log should start after this append; trims in steps of
@@ -361,20 +407,60 @@ impl Store {
         if len_after > keep + TRIM_SLACK { c.log_next + 1 - keep } else { c.log_first }
     }
 
-    fn expire_one(&self, partition: PartitionId, slot: Slot, key: &[u8], now_ms: u64) -> Result<bool, StoreError> {
-        let data_key = data_key(slot, key);
-        let mut counters = self.parts[partition as usize].lock();
-        let Some(stored) = self.read(&data_key)? else { return Ok(false) };
-        if stored.value.is_none() || !stored.is_expired(now_ms) {
-            return Ok(false);
+    /// Writes a tombstone over each due entry's expired value. The caller
+    /// holds the partition's lock (`counters`). An entry that no longer
+    /// names its record (none should: the index is exact) is removed, so it
+    /// cannot stand in the partition's way for good.
+    fn expire_due(&self, partition: PartitionId, counters: &mut PartitionCounters, due: &[index::Entry], now_ms: u64) -> Result<usize, StoreError> {
+        let mut expired = 0;
+        for e in due {
+            match self.read(&e.data_key)? {
+                Some(stored) if stored.value.is_some() && stored.expire_at_ms == Some(e.at_ms) => {
+                    debug_assert!(stored.is_expired(now_ms), "a due entry names an expired value");
+                    let tombstone = Record::tombstone(self.clock.tick(now_ms));
+                    self.commit(partition, counters, &e.data_key, Some(&stored), &tombstone)?;
+                    expired += 1;
+                }
+                _ => self.remove_stray(&self.expiring, partition, e)?,
+            }
         }
-        let tombstone = Record::tombstone(self.clock.tick(now_ms));
-        self.commit(partition, &mut counters, &data_key, Some(&stored), &tombstone)?;
-        Ok(true)
+        Ok(expired)
     }
 
-    /// Rebuilds counters, log positions and the clock floor by scanning.
+    /// Removes each due tombstone that is still its key's record, with its
+    /// index entry, in one batch; counters change once it is committed. The
+    /// caller holds the partition's lock (`counters`), so no write to these
+    /// keys can come between the read and the removal.
+    fn collect_due(&self, partition: PartitionId, counters: &mut PartitionCounters, due: &[index::Entry]) -> Result<usize, StoreError> {
+        let mut batch = self.db.batch();
+        let mut after = *counters;
+        let mut collected = 0;
+        for e in due {
+            batch.remove(&self.tombstones.keys, index::key(partition, e.at_ms, &e.data_key));
+            match self.read(&e.data_key)? {
+                Some(stored) if stored.value.is_none() && version_ms(stored.version) == e.at_ms => {
+                    batch.remove(&self.data, e.data_key.as_slice());
+                    remove_from(&mut after, &e.data_key[2..], &stored);
+                    collected += 1;
+                }
+                _ => tracing::warn!(partition, "tombstone index entry without its tombstone; removed"),
+            }
+        }
+        batch.commit()?;
+        *counters = after;
+        Ok(collected)
+    }
+
+    fn remove_stray(&self, index: &TimeIndex, partition: PartitionId, e: &index::Entry) -> Result<(), StoreError> {
+        tracing::warn!(partition, at_ms = e.at_ms, "index entry without its record; removed");
+        Ok(index.keys.remove(index::key(partition, e.at_ms, &e.data_key))?)
+    }
+
+    /// Rebuilds counters, log positions and the clock floor by scanning;
+    /// rebuilds the indexes of a store written in the old format.
     fn recover(&self) -> Result<(), StoreError> {
+        let rebuild = self.meta.get(INDEX_FORMAT_KEY)?.is_none_or(|v| v[..] != INDEX_FORMAT.to_be_bytes());
+        let mut pending = self.db.batch();
         for kv in self.data.iter() {
             let (k, v) = kv.into_inner()?;
             let record = decode_record(&v)?;
@@ -384,28 +470,52 @@ impl Store {
             self.clock.observe(record.version);
             let partition = slot_partition(u16::from_be_bytes([k[0], k[1]]), self.num_partitions());
             adjust(&mut self.parts[partition as usize].lock(), &k[2..], None, &record);
+            if rebuild {
+                for (index, at) in self.index_entries(&record) {
+                    pending.insert(&index.keys, index::key(partition, at, &k), Bytes::new());
+                }
+                if pending.len() >= REBUILD_BATCH_ENTRIES {
+                    std::mem::replace(&mut pending, self.db.batch()).commit()?;
+                }
+            }
         }
-        for (p, part) in self.parts.iter().enumerate() {
-            let prefix = (p as u16).to_be_bytes();
-            let mut c = part.lock();
-            if let Some(first) = self.log.prefix(prefix).next() {
-                c.log_first = log_position(&first.key()?)?;
-            }
-            if let Some(last) = self.log.prefix(prefix).next_back() {
-                c.log_next = log_position(&last.key()?)? + 1;
-            }
-            if let Some(raw) = self.meta.get(token_key(p as PartitionId))? {
-                self.tokens.lock()[p] = u64::from_be_bytes(raw[..].try_into().map_err(|_| StoreError::Corrupt("token".into()))?);
-            }
-            if let Some(raw) = self.meta.get(import_closed_key(p as PartitionId))? {
-                self.import_closed.lock()[p] = u64::from_be_bytes(raw[..].try_into().map_err(|_| StoreError::Corrupt("import closed".into()))?);
-            }
-            // A dropped partition's log is gone but its positions stay used.
-            if let Some(floor) = self.meta.get(log_floor_key(p as PartitionId))? {
-                let floor = u64::from_be_bytes(floor[..].try_into().map_err(|_| StoreError::Corrupt("log floor".into()))?);
-                c.log_first = c.log_first.max(floor);
-                c.log_next = c.log_next.max(floor);
-            }
+        if rebuild {
+            // Entries first, then the mark: a crash in between rebuilds
+            // again (no write can come before `open` returns).
+            pending.commit()?;
+            self.meta.insert(INDEX_FORMAT_KEY, INDEX_FORMAT.to_be_bytes())?;
+        }
+        if self.db.keyspace_exists(LEGACY_EXPIRY) {
+            self.db.delete_keyspace(self.db.keyspace(LEGACY_EXPIRY, KeyspaceCreateOptions::default)?)?;
+        }
+        (0..self.num_partitions()).try_for_each(|p| self.recover_partition(p))
+    }
+
+    /// Log positions, fencing tokens and log floor of one partition.
+    fn recover_partition(&self, p: PartitionId) -> Result<(), StoreError> {
+        let prefix = p.to_be_bytes();
+        let mut c = self.parts[p as usize].lock();
+        if let Some(first) = self.log.prefix(prefix).next() {
+            c.log_first = log_position(&first.key()?)?;
+        }
+        if let Some(last) = self.log.prefix(prefix).next_back() {
+            let (k, v) = last.into_inner()?;
+            c.log_next = log_position(&k)? + 1;
+            // The partition's newest version is in its newest log entry,
+            // even when its data record (a collected tombstone) is gone.
+            self.clock.observe(migrate::decode_log_entry(&v)?.record.version);
+        }
+        if let Some(raw) = self.meta.get(token_key(p))? {
+            self.tokens.lock()[p as usize] = u64::from_be_bytes(raw[..].try_into().map_err(|_| StoreError::Corrupt("token".into()))?);
+        }
+        if let Some(raw) = self.meta.get(import_closed_key(p))? {
+            self.import_closed.lock()[p as usize] = u64::from_be_bytes(raw[..].try_into().map_err(|_| StoreError::Corrupt("import closed".into()))?);
+        }
+        // A dropped partition's log is gone but its positions stay used.
+        if let Some(floor) = self.meta.get(log_floor_key(p))? {
+            let floor = u64::from_be_bytes(floor[..].try_into().map_err(|_| StoreError::Corrupt("log floor".into()))?);
+            c.log_first = c.log_first.max(floor);
+            c.log_next = c.log_next.max(floor);
         }
         Ok(())
     }
@@ -430,6 +540,8 @@ fn adjust(c: &mut PartitionCounters, key: &[u8], old: Option<&Record>, new: &Rec
     if new.value.is_some() {
         c.keys += 1;
         c.digest = c.digest.wrapping_add(record_digest(key, new));
+    } else {
+        c.tombstones += 1;
     }
 }
 
@@ -440,6 +552,8 @@ fn remove_from(c: &mut PartitionCounters, key: &[u8], record: &Record) {
     if record.value.is_some() {
         c.keys -= 1;
         c.digest = c.digest.wrapping_sub(record_digest(key, record));
+    } else {
+        c.tombstones -= 1;
     }
 }
 
@@ -519,19 +633,13 @@ fn log_entry(key: &[u8], record: &Record) -> Bytes {
     buf.freeze()
 }
 
-fn expiry_key(at_ms: u64, data_key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + data_key.len());
-    k.extend_from_slice(&at_ms.to_be_bytes());
-    k.extend_from_slice(data_key);
-    k
-}
-
 /// Converts a pb `PartitionStats` from counters.
 pub fn partition_stats(partition: PartitionId, c: &PartitionCounters, epoch: u64) -> pb::PartitionStats {
     pb::PartitionStats {
         partition: partition as u32,
         keys: c.keys,
         bytes: c.bytes,
+        tombstones: c.tombstones,
         log_first: c.log_first,
         log_next: c.log_next,
         epoch,

@@ -25,6 +25,10 @@ pub const PARTITION_LOCKS_PREFIX: &str = "/evenkeel/locks/partition/";
 /// Prefix of routers' per-second latency reports, each attached to its
 /// router's lease ([`crate::latency::SecondSummary`] plus the router id).
 pub const ROUTERS_PREFIX: &str = "/evenkeel/routers/";
+/// The tombstone-collection horizon ([`crate::gc::GcHorizon`]), written by
+/// the coordinator's leader from the migration records; absent means no
+/// node collects tombstones yet.
+pub const GC_HORIZON: &str = "/evenkeel/gc";
 /// The operator's throttle settings (JSON `ThrottleConfig`); absent means
 /// the defaults. Changed at runtime by `evenkeel throttle set`.
 pub const THROTTLE: &str = "/evenkeel/throttle";

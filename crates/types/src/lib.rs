@@ -12,7 +12,10 @@
 //! - [`latency`]: per-second latency summaries (p50/p99/max) that routers
 //!   and nodes report for throttling and health gating, and what routers did
 //!   for each moving partition (forwards, shadow-read comparisons).
+//! - [`gc`]: the tombstone-collection horizon the coordinator publishes
+//!   and nodes follow: which partitions' tombstones may go.
 
+pub mod gc;
 pub mod hlc;
 pub mod int;
 pub mod keys;

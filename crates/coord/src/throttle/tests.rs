@@ -40,7 +40,7 @@ fn input(nodes: Vec<NodeStatus>, migrations: Vec<Migration>, router_p99_us: Opti
         num_partitions: 1,
         leader: true,
         nodes,
-        partitions: vec![PartitionStatus { id: 0, owner: 1, epoch: 1, keys: 0, bytes: 0, log_next: 0 }],
+        partitions: vec![PartitionStatus { id: 0, owner: 1, epoch: 1, keys: 0, bytes: 0, log_next: 0, tombstones: 0 }],
     };
     let routers = router_p99_us
         .map(|(p99_us, count)| {

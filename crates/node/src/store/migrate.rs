@@ -16,9 +16,9 @@
 //!   is open: [`Store::close_import`] (the first drop) ends it for good.
 //! - [`Store::checksum`]: an order-independent digest of the live records.
 //! - [`Store::drop_chunk`]: deletes a bounded batch of a partition's data,
-//!   log and expiry entries; called repeatedly by a throttled background task.
+//!   log and index entries; called repeatedly by a throttled background task.
 
-use super::{PartitionCounters, Store, StoreError, data_key, decode_record, expiry_key, import_closed_key, log_floor_key, log_key, log_position, record_digest, remove_from, token_key};
+use super::{PartitionCounters, Store, StoreError, data_key, decode_record, import_closed_key, index, log_floor_key, log_key, log_position, record_digest, remove_from, token_key};
 use bytes::Bytes;
 use evenkeel_types::slot::slot_partition;
 use evenkeel_types::{PartitionId, Record, Slot};
@@ -72,6 +72,12 @@ impl Store {
             tokens[partition as usize] = token;
         }
         Ok(())
+    }
+
+    /// The newest fencing token admitted for `partition` (0: none). Nodes
+    /// compare it with the GC horizon ([`evenkeel_types::gc::GcHorizon`]).
+    pub fn admitted_token(&self, partition: PartitionId) -> u64 {
+        self.tokens.lock().get(partition as usize).copied().unwrap_or(0)
     }
 
     /// The partition's next change-log position.
@@ -217,9 +223,9 @@ impl Store {
         Ok(sum)
     }
 
-    /// Deletes up to `max_keys` of `partition`'s records (and, once the data
-    /// is gone, its change log and expiry entries). Returns how many entries
-    /// it removed; 0 means the partition is empty here.
+    /// Deletes up to `max_keys` of `partition`'s records with their index
+    /// entries (and, once the data is gone, its change log). Returns how
+    /// many entries it removed; 0 means the partition is empty here.
     pub fn drop_chunk(&self, partition: PartitionId, max_keys: usize) -> Result<usize, StoreError> {
         let (start, end) = self.partition_range(partition)?;
         let mut counters = self.parts[partition as usize].lock();
@@ -230,8 +236,8 @@ impl Store {
         for kv in self.data.range(start..end).take(max_keys.max(1)) {
             let (k, v) = kv.into_inner()?;
             let r = decode_record(&v)?;
-            if let Some(at) = r.expire_at_ms {
-                batch.remove(&self.expiry, expiry_key(at, &k));
+            for (index, at) in self.index_entries(&r) {
+                batch.remove(&index.keys, index::key(partition, at, &k));
             }
             remove_from(&mut after, &k[2..], &r);
             batch.remove(&self.data, k);
@@ -267,7 +273,7 @@ impl Store {
     }
 }
 
-fn decode_log_entry(raw: &[u8]) -> Result<KeyRecord, StoreError> {
+pub(super) fn decode_log_entry(raw: &[u8]) -> Result<KeyRecord, StoreError> {
     let corrupt = || StoreError::Corrupt("change-log entry".into());
     let len = u32::from_le_bytes(raw.get(..4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?) as usize;
     let key = raw.get(4..4 + len).ok_or_else(corrupt)?;

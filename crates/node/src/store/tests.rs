@@ -163,7 +163,7 @@ fn overwriting_a_ttl_key_drops_its_expiry_entry() {
     let s = open(dir.path());
     exec(&s, b"k", set("v", Some(100)), 10);
     exec(&s, b"k", set("w", None), 10);
-    assert_eq!(s.expiry.iter().count(), 0);
+    assert_eq!(s.expiring.keys.iter().count(), 0);
     assert_eq!(s.sweep_expired(1_000, 100, |_| true).unwrap(), 0);
     assert_eq!(get(&s, b"k", 1_000), Some(Bytes::from_static(b"w")));
 }
@@ -193,7 +193,7 @@ mod migration {
         }
     }
 
-    fn keys_in(p: PartitionId, n: usize) -> Vec<String> {
+    pub(super) fn keys_in(p: PartitionId, n: usize) -> Vec<String> {
         (0..).map(|i| format!("k{i}")).filter(|k| key_partition(k.as_bytes(), N) == p).take(n).collect()
     }
 
@@ -310,7 +310,7 @@ mod migration {
         assert_eq!((c.keys, c.bytes, c.log_first, c.log_next), (0, 0, next, next));
         assert_eq!(s.snapshot_chunk(p, None, 100, u64::MAX).unwrap().records.len(), 0);
         assert_eq!(s.counters()[other as usize].keys, 3);
-        assert_eq!(s.expiry.iter().count(), 3);
+        assert_eq!(s.expiring.keys.iter().count(), 3);
         drop(s);
         let reopened = open(dir.path());
         assert_eq!(reopened.counters()[p as usize].keys, 0);
@@ -482,3 +482,5 @@ mod running_digest {
         }
     }
 }
+
+mod gc;

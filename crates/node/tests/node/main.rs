@@ -7,6 +7,7 @@
 
 mod failpoints;
 mod fencing;
+mod gc;
 mod lane;
 mod local;
 mod mirror;
