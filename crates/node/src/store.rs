@@ -164,8 +164,10 @@ impl Store {
         let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
         let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
         let n = config.num_partitions;
-        let expiring = TimeIndex::new(db.keyspace("expiring", KeyspaceCreateOptions::default)?, n);
-        let tombstones = TimeIndex::new(db.keyspace("tombstones", KeyspaceCreateOptions::default)?, n);
+        // An expiry is a versioned write each (log append included); a
+        // batch of collected tombstones is one engine batch.
+        let expiring = TimeIndex::new(db.keyspace("expiring", KeyspaceCreateOptions::default)?, n, 16);
+        let tombstones = TimeIndex::new(db.keyspace("tombstones", KeyspaceCreateOptions::default)?, n, 64);
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         check_partition_count(&meta, n)?;
         let parts = (0..n).map(|_| Mutex::new(PartitionCounters::default())).collect();

@@ -25,13 +25,14 @@ use evenkeel_types::PartitionId;
 use fjall::Keyspace;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// Entries handled under one hold of a partition's lock; client writes to
-/// the partition wait at most this long.
-pub(super) const HOLD_ENTRIES_MAX: usize = 64;
-
 /// One index, with what its passes remember.
 pub(super) struct TimeIndex {
     pub(super) keys: Keyspace,
+    /// Entries a pass handles under one hold of a partition's lock. Client
+    /// writes to the partition wait for the hold (blocking a runtime worker,
+    /// and past `inline::STUCK_AFTER` sending the node's writes to its
+    /// writer thread), so it stays well under a millisecond.
+    hold_max: usize,
     /// Per partition, a time no entry is earlier than (0: unknown, so the
     /// first pass reads it). Lowered by every insert and set from a fresh
     /// read only under the partition's lock, so a pass that skips a
@@ -49,8 +50,9 @@ pub(super) struct Entry {
 }
 
 impl TimeIndex {
-    pub(super) fn new(keys: Keyspace, num_partitions: u16) -> Self {
-        TimeIndex { keys, earliest: (0..num_partitions).map(|_| AtomicU64::new(0)).collect(), next_partition: AtomicUsize::new(0) }
+    pub(super) fn new(keys: Keyspace, num_partitions: u16, hold_max: usize) -> Self {
+        let earliest = (0..num_partitions).map(|_| AtomicU64::new(0)).collect();
+        TimeIndex { keys, hold_max: hold_max.max(1), earliest, next_partition: AtomicUsize::new(0) }
     }
 
     /// Notes an entry at `at_ms` just committed; the caller holds the
@@ -128,9 +130,8 @@ impl Store {
         Ok(done)
     }
 
-    /// One partition's share of a pass, in batches of [`HOLD_ENTRIES_MAX`]
-    /// under its lock (released between batches so client writes
-    /// interleave). Returns what `visit` acted on and the entries examined.
+    /// One partition's share of a pass, in batches of `hold_max` under its
+    /// lock (released between batches so client writes interleave). Returns what `visit` acted on and the entries examined.
     fn pass_partition(&self, index: &TimeIndex, p: PartitionId, until_ms: u64, left: usize, eligible: &dyn Fn(PartitionId) -> bool, visit: &mut Visit) -> Result<(usize, usize), StoreError> {
         let (mut acted, mut examined) = (0, 0);
         while examined < left {
@@ -138,7 +139,7 @@ impl Store {
             if !eligible(p) {
                 break;
             }
-            let want = (left - examined).min(HOLD_ENTRIES_MAX);
+            let want = (left - examined).min(index.hold_max);
             let due = index.due(p, until_ms, want)?;
             examined += due.len().max(1);
             acted += visit(p, &mut counters, &due)?;
