@@ -330,10 +330,25 @@ impl Store {
         old: Option<&Record>,
         record: &Record,
     ) -> Result<(), StoreError> {
-        let mut batch = self.db.batch();
-        if self.config.durability == Durability::Sync {
-            batch = batch.durability(Some(PersistMode::SyncData));
-        }
+        let mut batch = self.batch();
+        let mut after = *counters;
+        self.stage(&mut batch, partition, &mut after, data_key, old, record);
+        batch.commit()?;
+        *counters = after;
+        Ok(())
+    }
+
+    /// A write batch with the store's durability.
+    fn batch(&self) -> fjall::OwnedWriteBatch {
+        let batch = self.db.batch();
+        if self.config.durability == Durability::Sync { batch.durability(Some(PersistMode::SyncData)) } else { batch }
+    }
+
+    /// Adds one record's write to `batch`: the data record, its change-log
+    /// entry at the next position, the expiry index, and any log trimming
+    /// due; `counters` (a copy the caller stores once the batch commits)
+    /// moves with it.
+    fn stage(&self, batch: &mut fjall::OwnedWriteBatch, partition: PartitionId, counters: &mut PartitionCounters, data_key: &[u8], old: Option<&Record>, record: &Record) {
         batch.insert(&self.data, data_key, record.encode());
         batch.insert(&self.log, log_key(partition, counters.log_next), log_entry(&data_key[2..], record));
         if let Some(at) = old.and_then(|o| o.expire_at_ms) {
@@ -346,11 +361,9 @@ impl Store {
         for pos in counters.log_first..trim_to {
             batch.remove(&self.log, log_key(partition, pos));
         }
-        batch.commit()?;
         counters.log_next += 1;
         counters.log_first = counters.log_first.max(trim_to);
         adjust(counters, &data_key[2..], old, record);
-        Ok(())
     }
 
     /// Where the log should start after this append; trims in steps of
