@@ -364,10 +364,25 @@ impl Store {
         old: Option<&Record>,
         record: &Record,
     ) -> Result<(), StoreError> {
-        let mut batch = self.db.batch();
-        if self.config.durability == Durability::Sync {
-            batch = batch.durability(Some(PersistMode::SyncData));
-        }
+        let mut batch = self.batch();
+        let mut after = *counters;
+        self.stage(&mut batch, partition, &mut after, data_key, old, record);
+        batch.commit()?;
+        *counters = after;
+        Ok(())
+    }
+
+    /// A write batch with the store's durability.
+    fn batch(&self) -> fjall::OwnedWriteBatch {
+        let batch = self.db.batch();
+        if self.config.durability == Durability::Sync { batch.durability(Some(PersistMode::SyncData)) } else { batch }
+    }
+
+    /// Adds one record's write to `batch`: the data record, its change-log
+    /// entry at the next position, the expiry index, and any log trimming
+    /// due; `counters` (a copy the caller stores once the batch commits)
+    /// moves with it.
+    fn stage(&self, batch: &mut fjall::OwnedWriteBatch, partition: PartitionId, counters: &mut PartitionCounters, data_key: &[u8], old: Option<&Record>, record: &Record) {
         batch.insert(&self.data, data_key, record.encode());
         batch.insert(&self.log, log_key(partition, counters.log_next), log_entry(&data_key[2..], record));
         // An entry both records have stays as it is: a batch must not both
@@ -383,14 +398,15 @@ impl Store {
         for pos in counters.log_first..trim_to {
             batch.remove(&self.log, log_key(partition, pos));
         }
-        batch.commit()?;
+        // Noted before the commit, under the partition's lock: `settle`
+        // cannot run in between, and a bound noted for a batch that then
+        // fails is only lower than it need be.
         for (index, at) in self.index_entries(record) {
             index.noted(partition, at);
         }
         counters.log_next += 1;
         counters.log_first = counters.log_first.max(trim_to);
         adjust(counters, &data_key[2..], old, record);
-        Ok(())
     }
 
     /// The index entries `record` has: its expiry, if it has one, and its

@@ -68,7 +68,9 @@ impl Default for DriverConfig {
             chunk_bytes: 256 << 10,
             pause_budget_ms: 50,
             reverse_interval: Duration::from_millis(100),
-            drop_batch: 1000,
+            // Small batches: a drop holds the node's journal lock while it
+            // writes its tombstones, and client writes queue behind it.
+            drop_batch: 256,
             attempts_max: 30,
             mismatches_max: 3,
             checkpoint_interval: Duration::from_secs(1),
@@ -432,9 +434,17 @@ async fn reverse_capture(d: &Driver, m: &Migration, from: u64) -> Outcome {
     Ok(Some(Event::ReverseCaughtUp { applied_pos: page.next }))
 }
 
-/// What one deleted key is charged against byte limits: a tombstone-sized
-/// write (key, record header) plus the LSM work it causes.
-const DROP_BYTES_PER_KEY_ESTIMATE: u64 = 64;
+/// What one deleted key is charged against byte limits when the copy's
+/// average record size is unknown.
+const DROP_BYTES_PER_KEY_DEFAULT: u64 = 64;
+
+/// What deleting one key of `m`'s partition is charged against byte limits:
+/// the average size of the records the copy moved. A delete writes a
+/// tombstone and the log and index removals now, and later compaction
+/// rewrites the table around the dead record: about the work of writing it.
+fn drop_cost_per_key(m: &Migration) -> u64 {
+    m.bytes_copied.checked_div(m.keys_copied).filter(|&b| b > 0).unwrap_or(DROP_BYTES_PER_KEY_DEFAULT)
+}
 
 /// Deletes the partition's copy on `node` in throttled batches.
 async fn drop_all(d: &Driver, m: &Migration, node: NodeId) -> Result<(), Failure> {
@@ -447,7 +457,8 @@ async fn drop_all(d: &Driver, m: &Migration, node: NodeId) -> Result<(), Failure
             // the source node's byte budget (estimated) apply.
             Ok(r) => {
                 failpoints::hit(failpoints::DROP_BATCH)?;
-                d.throttle.pace(m, r.get_ref().removed as u64 * DROP_BYTES_PER_KEY_ESTIMATE, r.get_ref().removed as u64).await
+                let removed = r.get_ref().removed as u64;
+                d.throttle.pace(m, removed * drop_cost_per_key(m), removed).await
             }
             // The node has not yet seen that it lost the partition.
             Err(s) if s.code() == tonic::Code::FailedPrecondition => return Err(Failure::Transient(s.message().to_string())),

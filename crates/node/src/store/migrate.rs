@@ -20,6 +20,7 @@
 
 use super::{PartitionCounters, Store, StoreError, data_key, decode_record, import_closed_key, index, log_floor_key, log_key, log_position, record_digest, remove_from, token_key};
 use bytes::Bytes;
+use std::collections::HashMap;
 use evenkeel_types::slot::slot_partition;
 use evenkeel_types::{PartitionId, Record, Slot};
 
@@ -183,18 +184,32 @@ impl Store {
         Err(StoreError::NotImporting { partition, token, why })
     }
 
+    /// Applies `records` in one atomic batch (one journal write, not one
+    /// per record: a page applies several times faster). A key may come
+    /// more than once (a change-log page); records staged earlier in the
+    /// batch count as stored for the later ones.
     fn apply_locked(&self, partition: PartitionId, counters: &mut PartitionCounters, records: &[KeyRecord]) -> Result<usize, StoreError> {
+        let mut batch = self.batch();
+        let mut after = *counters;
+        let mut staged: HashMap<Vec<u8>, &Record> = HashMap::new();
         let mut applied = 0;
         for kr in records {
-            let slot = self.slot_in(partition, &kr.key)?;
-            let dk = data_key(slot, &kr.key);
-            let stored = self.read(&dk)?;
+            let dk = data_key(self.slot_in(partition, &kr.key)?, &kr.key);
+            let stored = match staged.get(&dk) {
+                Some(r) => Some((*r).clone()),
+                None => self.read(&dk)?,
+            };
             if stored.as_ref().is_some_and(|s| s.version >= kr.record.version) {
                 continue;
             }
             self.clock.observe(kr.record.version);
-            self.commit(partition, counters, &dk, stored.as_ref(), &kr.record)?;
+            self.stage(&mut batch, partition, &mut after, &dk, stored.as_ref(), &kr.record);
+            staged.insert(dk, &kr.record);
             applied += 1;
+        }
+        if applied > 0 {
+            batch.commit()?;
+            *counters = after;
         }
         Ok(applied)
     }
