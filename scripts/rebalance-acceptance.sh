@@ -38,9 +38,17 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 "$BIN" node add --admin "$ADMIN"
+cat > "$OUT/nodes.py" <<'PY'
+import json, sys
+nodes = json.load(sys.stdin)["nodes"]
+print("nodes:", " ".join(f"n{n['id']}:l0={n.get('l0_tables')},sealed={n.get('sealed_memtables')},p99={n.get('p99_us')}us" for n in nodes))
+PY
 # The throttle's view each second (rate, why, baseline, gates), for the report.
 ( while kill -0 $UP 2>/dev/null; do
-    echo "--- $(date +%T)"; "$BIN" throttle show --admin "$ADMIN" 2>/dev/null | head -3; sleep 1
+    echo "--- $(date +%T)"; "$BIN" throttle show --admin "$ADMIN" 2>/dev/null | head -3
+    # Each node's engine debt and p99, to explain a slow second.
+    curl -sf "http://$ADMIN/v1/cluster" 2>/dev/null | python3 "$OUT/nodes.py" 2>/dev/null || true
+    sleep 1
   done ) > "$OUT/throttle-timeline.txt" 2>&1 &
 "$BIN" bench --target redis://127.0.0.1:6395 --rate "${RATE:-10000}" --seconds "${SECONDS_LOAD:-60}" --keys 1000000 --value-size 100 \
   --mix get=50,set=45,incr=3,del=1,mget=1 --preload --warmup-seconds "${WARMUP:-30}" --quiet --admin "$ADMIN" \

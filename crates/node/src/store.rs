@@ -92,6 +92,8 @@ pub enum StoreError {
     WrongPartition { requested: PartitionId, actual: PartitionId },
     #[error("no partition {0}")]
     NoSuchPartition(PartitionId),
+    #[error("drop cursor is not a key of partition {0}")]
+    BadDropCursor(PartitionId),
     #[error("stale fencing token {got} for partition {partition}: {seen} was already seen")]
     StaleToken { partition: PartitionId, seen: u64, got: u64 },
     /// A router's forwarded apply or shadow read for a partition this node

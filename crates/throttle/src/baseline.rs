@@ -81,6 +81,8 @@ pub struct Baseline {
     /// `(at_ms, p99_us)`, oldest first, timestamps non-decreasing.
     samples: VecDeque<(u64, u64)>,
     frozen_us: Option<u64>,
+    /// The value frozen last, kept across `unfreeze`.
+    last_frozen_us: Option<u64>,
 }
 
 impl Baseline {
@@ -95,6 +97,7 @@ impl Baseline {
             cfg,
             samples,
             frozen_us: None,
+            last_frozen_us: None,
         }
     }
 
@@ -150,11 +153,19 @@ impl Baseline {
     }
 
     /// Fixes the baseline at the current estimate (for the duration of a
-    /// rebalance) and returns it; if there is no estimate, nothing is frozen
-    /// and `None` is returned. Freezing again keeps the first value.
+    /// rebalance) and returns it. Freezing again keeps the first value.
+    ///
+    /// Without a current estimate (the window's samples went stale while an
+    /// earlier move kept the baseline frozen, and a second with nothing
+    /// moving unfroze it) it freezes the previous frozen value again: an
+    /// old baseline beats none, since without one the controller can only
+    /// hold the rate, possibly at its floor, for as long as migrations keep
+    /// running, and nothing is learned while they do. With neither, nothing
+    /// is frozen and `None` is returned.
     pub fn freeze(&mut self, now_ms: u64) -> Option<u64> {
         if self.frozen_us.is_none() {
-            self.frozen_us = self.estimate(now_ms);
+            self.frozen_us = self.estimate(now_ms).or(self.last_frozen_us);
+            self.last_frozen_us = self.frozen_us;
         }
         self.frozen_us
     }

@@ -449,8 +449,9 @@ fn drop_cost_per_key(m: &Migration) -> u64 {
 /// Deletes the partition's copy on `node` in throttled batches.
 async fn drop_all(d: &Driver, m: &Migration, node: NodeId) -> Result<(), Failure> {
     let mut c = client(d, node).await?;
+    let mut after = Default::default();
     loop {
-        let req = pb::DropRequest { header: header(m), max_keys: d.config.drop_batch };
+        let req = pb::DropRequest { header: header(m), max_keys: d.config.drop_batch, after };
         match c.migrate_drop(req).await {
             Ok(r) if r.get_ref().removed == 0 => return Ok(()),
             // Deleting costs about as much as writing; the keys limit and
@@ -458,6 +459,7 @@ async fn drop_all(d: &Driver, m: &Migration, node: NodeId) -> Result<(), Failure
             Ok(r) => {
                 failpoints::hit(failpoints::DROP_BATCH)?;
                 let removed = r.get_ref().removed as u64;
+                after = r.into_inner().last_key;
                 d.throttle.pace(m, removed * drop_cost_per_key(m), removed).await
             }
             // The node has not yet seen that it lost the partition.

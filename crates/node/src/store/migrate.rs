@@ -21,6 +21,7 @@
 use super::{PartitionCounters, Store, StoreError, data_key, decode_record, import_closed_key, index, log_floor_key, log_key, log_position, record_digest, remove_from, token_key};
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::ops::Bound;
 use evenkeel_types::slot::slot_partition;
 use evenkeel_types::{PartitionId, Record, Slot};
 
@@ -242,21 +243,49 @@ impl Store {
     /// entries (and, once the data is gone, its change log). Returns how
     /// many entries it removed; 0 means the partition is empty here.
     pub fn drop_chunk(&self, partition: PartitionId, max_keys: usize) -> Result<usize, StoreError> {
+        Ok(self.drop_chunk_after(partition, max_keys, None)?.removed)
+    }
+
+    /// [`Store::drop_chunk`] resuming after `after`, the `last_key` of the
+    /// previous chunk: the range read then starts past the keys already
+    /// deleted instead of skipping over their deletion markers, which stay
+    /// in the engine until compaction, so a whole drop reads each key once
+    /// rather than quadratically often. The cursor is only a hint: once
+    /// nothing is left after it, the chunk reads the partition from its
+    /// start, and the partition is empty only when that finds nothing. No
+    /// key can appear behind the cursor meanwhile: a dropped partition is
+    /// neither owned (no client writes) nor importing (the first drop
+    /// closed the import).
+    pub fn drop_chunk_after(&self, partition: PartitionId, max_keys: usize, after: Option<&[u8]>) -> Result<DropChunk, StoreError> {
         let (start, end) = self.partition_range(partition)?;
+        if let Some(a) = after {
+            if a < start.as_slice() || a >= end.as_slice() {
+                return Err(StoreError::BadDropCursor(partition));
+            }
+        }
         let mut counters = self.parts[partition as usize].lock();
         // Counters change only once the batch is committed.
-        let mut after = *counters;
+        let mut after_counters = *counters;
         let mut batch = self.db.batch();
         let mut removed = 0;
-        for kv in self.data.range(start..end).take(max_keys.max(1)) {
-            let (k, v) = kv.into_inner()?;
-            let r = decode_record(&v)?;
-            for (index, at) in self.index_entries(&r) {
-                batch.remove(&index.keys, index::key(partition, at, &k));
+        let mut last_key = None;
+        // From the cursor; if nothing is left after it, from the start.
+        let resume = after.map(|a| Bound::Excluded(a.to_vec()));
+        for from in resume.into_iter().chain([Bound::Included(start)]) {
+            for kv in self.data.range((from, Bound::Excluded(end.clone()))).take(max_keys.max(1)) {
+                let (k, v) = kv.into_inner()?;
+                let r = decode_record(&v)?;
+                for (index, at) in self.index_entries(&r) {
+                    batch.remove(&index.keys, index::key(partition, at, &k));
+                }
+                remove_from(&mut after_counters, &k[2..], &r);
+                batch.remove(&self.data, k.clone());
+                last_key = Some(k.to_vec());
+                removed += 1;
             }
-            remove_from(&mut after, &k[2..], &r);
-            batch.remove(&self.data, k);
-            removed += 1;
+            if removed > 0 {
+                break;
+            }
         }
         if removed == 0 {
             // Data gone: drop the change log too, keeping positions monotonic
@@ -265,12 +294,12 @@ impl Store {
                 batch.remove(&self.log, kv.key()?);
                 removed += 1;
             }
-            after.log_first = after.log_next;
-            batch.insert(&self.meta, log_floor_key(partition), after.log_next.to_be_bytes());
+            after_counters.log_first = after_counters.log_next;
+            batch.insert(&self.meta, log_floor_key(partition), after_counters.log_next.to_be_bytes());
         }
         batch.commit()?;
-        *counters = after;
-        Ok(removed)
+        *counters = after_counters;
+        Ok(DropChunk { removed, last_key })
     }
 
     fn partition_range(&self, partition: PartitionId) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
@@ -286,6 +315,16 @@ impl Store {
     fn counters_of(&self, partition: PartitionId) -> Result<PartitionCounters, StoreError> {
         self.parts.get(partition as usize).map(|p| *p.lock()).ok_or(StoreError::NoSuchPartition(partition))
     }
+}
+
+/// What one [`Store::drop_chunk_after`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropChunk {
+    /// Data records, or once they are gone change-log entries, removed.
+    pub removed: usize,
+    /// The last data key removed: where the next chunk resumes. None once
+    /// the data is gone.
+    pub last_key: Option<Vec<u8>>,
 }
 
 pub(super) fn decode_log_entry(raw: &[u8]) -> Result<KeyRecord, StoreError> {

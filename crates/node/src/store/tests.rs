@@ -317,6 +317,44 @@ mod migration {
         assert_eq!(reopened.counters()[p as usize].log_next, next, "log positions are never reused");
         assert_eq!(reopened.counters()[other as usize].keys, 3);
     }
+
+    #[test]
+    fn a_drop_resumes_after_its_cursor_and_checks_from_the_start_before_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let p = 3;
+        let keys = keys_in(p, 25);
+        for k in &keys {
+            exec(&s, k.as_bytes(), set("v", None), 10);
+        }
+        let first = s.drop_chunk_after(p, 10, None).unwrap();
+        assert_eq!(first.removed, 10);
+        let cursor = first.last_key.clone().unwrap();
+        // A key behind the cursor (none can appear in a real drop: the
+        // partition is neither owned nor importing) is still found: the
+        // cursor is only where reading starts.
+        let behind = keys.iter().map(|k| k.as_bytes()).find(|k| data_key(evenkeel_types::slot::key_slot(k), k) < cursor).unwrap().to_vec();
+        exec(&s, &behind, set("again", None), 20);
+        let mut after = first.last_key;
+        let mut removed = 0;
+        loop {
+            let c = s.drop_chunk_after(p, 10, after.as_deref()).unwrap();
+            if c.last_key.is_none() {
+                break;
+            }
+            removed += c.removed;
+            after = c.last_key;
+        }
+        assert_eq!(removed, 16, "the 15 keys after the cursor and the one written behind it");
+        assert_eq!(s.counters()[p as usize].keys, 0);
+        // Then the change log, then nothing.
+        while s.drop_chunk_after(p, 10, None).unwrap().removed > 0 {}
+        assert_eq!(s.snapshot_chunk(p, None, 100, u64::MAX).unwrap().records.len(), 0);
+        // A cursor from another partition is refused.
+        let foreign = keys_in(p + 1, 1);
+        let foreign = data_key(evenkeel_types::slot::key_slot(foreign[0].as_bytes()), foreign[0].as_bytes());
+        assert!(matches!(s.drop_chunk_after(p, 10, Some(&foreign)), Err(StoreError::BadDropCursor(3))));
+    }
 }
 
 #[test]

@@ -94,6 +94,27 @@ fn frozen_baseline_ignores_the_rebalance() {
     assert_eq!(b.frozen(), None);
     // Nothing from the rebalance was kept, and the old samples are stale.
     assert_eq!(b.estimate(30_000), None);
+    // A move starting now freezes the last baseline known rather than
+    // none: the rate would otherwise be held for the whole move.
+    assert_eq!(b.freeze(31_000), Some(1000));
+}
+
+#[test]
+fn a_second_between_moves_does_not_lose_the_baseline() {
+    let mut b = filled(&[1000; 5]);
+    assert_eq!(b.freeze(5000), Some(1000));
+    // A long move, then one second with nothing moving: that second's
+    // sample alone is no estimate, and the previous baseline is kept.
+    b.unfreeze();
+    b.push(4000, 1000, 300_000);
+    assert_eq!(b.estimate(300_000), None);
+    assert_eq!(b.freeze(301_000), Some(1000));
+    // Once a fresh window has been learned, a new freeze takes it.
+    b.unfreeze();
+    for s in 400..405 {
+        b.push(2000, 1000, s * 1000);
+    }
+    assert_eq!(b.freeze(404_000), Some(2000));
 }
 
 #[test]
