@@ -3,12 +3,15 @@
 # nodes, add a 4th, and rebalance while `evenkeel bench` sends 10,000 ops/s
 # (half reads). Prints the bench's before/during/after report.
 #
-#   scripts/rebalance-acceptance.sh [default|off|static|nolane] [OUT_DIR]
+#   scripts/rebalance-acceptance.sh [default|off|static|nolane|none] [OUT_DIR]
 #
 # default: the shipped settings (adaptive throttle, background lane)
 # off:     throttling off (adaptive off, no limits), lane still on
 # static:  adaptive off, a 5 MB/s static limit per migration
 # nolane:  default throttle, node background lane off
+# none:    no rebalance at all: the "during" window is NONE_SECONDS (default
+#          120) of the same load on the same 4 nodes, the control for what
+#          the cluster does on its own (engine flushes, compactions)
 #
 # RATE (default 10000) and SECONDS_LOAD (default 60) change the load;
 # WARMUP (default 30) seconds of load run after the preload and before the
@@ -28,6 +31,7 @@ case "$MODE" in
   off) printf '[throttle]\nadaptive = false\n' > "$CONFIG" ;;
   static) printf '[throttle]\nadaptive = false\nmigration_rate_bytes_per_s = 5000000\n' > "$CONFIG" ;;
   nolane) printf '[cluster]\nbackground_lane = false\n[throttle]\n' > "$CONFIG" ;;
+  none) printf '[throttle]\n' > "$CONFIG" ;;
   *) echo "unknown mode $MODE" >&2; exit 2 ;;
 esac
 "$BIN" up --config "$CONFIG" --data-dir "$OUT/data" --listen 127.0.0.1:6395 --admin "$ADMIN" > "$OUT/up.log" 2>&1 &
@@ -38,6 +42,8 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 "$BIN" node add --admin "$ADMIN"
+DURING="$BIN rebalance start --wait --admin $ADMIN"
+[ "$MODE" = none ] && DURING="sleep ${NONE_SECONDS:-120}"
 cat > "$OUT/nodes.py" <<'PY'
 import json, sys
 nodes = json.load(sys.stdin)["nodes"]
@@ -52,7 +58,7 @@ PY
   done ) > "$OUT/throttle-timeline.txt" 2>&1 &
 "$BIN" bench --target redis://127.0.0.1:6395 --rate "${RATE:-10000}" --seconds "${SECONDS_LOAD:-60}" --keys 1000000 --value-size 100 \
   --mix get=50,set=45,incr=3,del=1,mget=1 --preload --warmup-seconds "${WARMUP:-30}" --quiet --admin "$ADMIN" \
-  --during-cmd "$BIN rebalance start --wait --admin $ADMIN" \
+  --during-cmd "$DURING" \
   --json "$OUT/report.json" --html "$OUT/report.html" | tee "$OUT/bench.txt"
 "$BIN" migrations --admin "$ADMIN" > "$OUT/migrations.txt"
 "$BIN" migrations --json --admin "$ADMIN" > "$OUT/migrations.json"
