@@ -17,6 +17,8 @@
 # WARMUP (default 30) seconds of load run after the preload and before the
 # baseline window, so the baseline is the loaded cluster's steady state, not
 # the preload's flush and compaction backlog.
+# EXTRA_TOML (printf escapes allowed) is appended to the configuration, for
+# experiments: EXTRA_TOML='[migration]\nreverse_interval_ms = 1000'.
 # Needs a release build (cargo build --release). Uses ports 6395 and 7095.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +36,7 @@ case "$MODE" in
   none) printf '[throttle]\n' > "$CONFIG" ;;
   *) echo "unknown mode $MODE" >&2; exit 2 ;;
 esac
+if [ -n "${EXTRA_TOML:-}" ]; then printf '%b\n' "$EXTRA_TOML" >> "$CONFIG"; fi
 "$BIN" up --config "$CONFIG" --data-dir "$OUT/data" --listen 127.0.0.1:6395 --admin "$ADMIN" > "$OUT/up.log" 2>&1 &
 UP=$!
 trap 'kill $UP 2>/dev/null; wait $UP 2>/dev/null || true' EXIT

@@ -4,7 +4,7 @@
 use crate::checker::{Anomaly, AnomalyKind, Findings};
 use crate::migrations::MigrationSummary;
 use crate::phases::CommandRun;
-use crate::stats::{PhaseStats, Timeline, ratio};
+use crate::stats::{PhaseStats, Second, Timeline, ratio};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
@@ -231,6 +231,17 @@ impl Report {
         let b = &self.budget;
         let verdict = if b.within { "within budget".to_string() } else { format!("OVER budget by {:.0}%", (b.during_p99_us as f64 / b.limit_us - 1.0) * 100.0) };
         let _ = writeln!(out, "budget: p99 during {} vs {:.2} × baseline {} = {}: {verdict}", fmt_us(b.during_p99_us), b.ratio, fmt_us(b.baseline_p99_us), fmt_us(b.limit_us as u64));
+        if let Some(t) = TypicalSecond::of(&self.timeline.seconds, self.phase("before"), self.phase("during")) {
+            let _ = writeln!(
+                out,
+                "typical second: median per-second p99 before {}, during {} ({}); {} of {} seconds during over 10 × the before median",
+                fmt_us(t.before_us),
+                fmt_us(t.during_us),
+                fmt_ratio(ratio(t.during_us as f64, t.before_us as f64)),
+                t.during_spikes,
+                t.during_seconds
+            );
+        }
         match &self.command {
             Some(c) => {
                 let status = match (&c.problem, c.exit_code) {
@@ -292,9 +303,55 @@ impl Report {
     }
 }
 
+/// A phase's p99 over its whole window is set by its worst 1 % of
+/// requests, so one stalled second (an engine flush, say) in a long window
+/// decides it. The median of the per-second p99s says what a typical second
+/// was like; together with the count of spike seconds it separates "slower
+/// throughout" from "a few stalls".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypicalSecond {
+    pub before_us: u64,
+    pub during_us: u64,
+    /// Seconds of the during window whose p99 exceeded 10 × `before_us`.
+    pub during_spikes: usize,
+    pub during_seconds: usize,
+}
+
+impl TypicalSecond {
+    /// None if either window holds no whole second.
+    pub fn of(seconds: &[Second], before: &PhaseStats, during: &PhaseStats) -> Option<TypicalSecond> {
+        let p99s = |p: &PhaseStats| -> Vec<u64> {
+            let mut v: Vec<u64> = seconds.iter().filter(|s| s.t as f64 >= p.start_s && ((s.t + 1) as f64) <= p.end_s && s.requests > 0).map(|s| s.p99_us).collect();
+            v.sort_unstable();
+            v
+        };
+        let median = |v: &[u64]| (!v.is_empty()).then(|| v[v.len() / 2]);
+        let (b, d) = (p99s(before), p99s(during));
+        let (before_us, during_us) = (median(&b)?, median(&d)?);
+        let during_spikes = d.iter().filter(|&&p| p > before_us.saturating_mul(10)).count();
+        Some(TypicalSecond { before_us, during_us, during_spikes, during_seconds: d.len() })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::Latency;
+
+    #[test]
+    fn a_typical_second_ignores_a_few_stalled_ones() {
+        let second = |t: u64, p99_us: u64| Second { t, requests: 100, ok: 100, failed: 0, p50_us: 1, p99_us, p999_us: p99_us, max_us: p99_us };
+        let mut seconds: Vec<Second> = (0..10).map(|t| second(t, 1_000 + t)).collect();
+        seconds.extend((10..30).map(|t| second(t, 2_000)));
+        seconds[20] = second(20, 900_000);
+        seconds[21] = second(21, 12_000);
+        let phase = |start_s: f64, end_s: f64| PhaseStats { name: "x".into(), start_s, end_s, requests: 0, ok: 0, errors: 0, timeouts: 0, throughput: 0.0, latency: Latency::default() };
+        let t = TypicalSecond::of(&seconds, &phase(0.0, 10.0), &phase(10.0, 30.0)).unwrap();
+        assert_eq!(t, TypicalSecond { before_us: 1_005, during_us: 2_000, during_spikes: 2, during_seconds: 20 });
+        // A partial last second is left out; an empty window has no median.
+        assert_eq!(TypicalSecond::of(&seconds, &phase(0.0, 9.5), &phase(10.0, 30.0)).unwrap().before_us, 1_004);
+        assert_eq!(TypicalSecond::of(&seconds, &phase(30.0, 30.0), &phase(10.0, 30.0)), None);
+    }
 
     #[test]
     fn formats_durations_and_ratios() {

@@ -79,6 +79,8 @@ pub struct RouterSection {
 pub struct MigrationSection {
     pub pause_budget_ms: Option<u64>,
     pub bake_ms: Option<u64>,
+    /// How often reverse capture polls the new owner during bake.
+    pub reverse_interval_ms: Option<u64>,
     pub lag_entries_max: Option<u64>,
     pub cutover_attempts_max: Option<u32>,
     pub needs_approval: Option<bool>,
@@ -119,6 +121,9 @@ impl FileConfig {
         set(&mut d.chunk_bytes, m.chunk_bytes);
         set(&mut d.drop_batch, m.drop_batch);
         set(&mut l.bake_ms, m.bake_ms);
+        if let Some(ms) = m.reverse_interval_ms {
+            d.reverse_interval = std::time::Duration::from_millis(ms.max(1));
+        }
         set(&mut l.lag_entries_max, m.lag_entries_max);
         set(&mut l.cutover_attempts_max, m.cutover_attempts_max);
         set(&mut l.needs_approval, m.needs_approval);
@@ -153,6 +158,7 @@ mod tests {
             [migration]
             pause_budget_ms = 30
             bake_ms = 1000
+            reverse_interval_ms = 1000
             moves_cluster = 3
             dual_write = false
             shadow_read_ratio = 0.25
@@ -170,6 +176,7 @@ mod tests {
         let mut coord = evenkeel_coord::CoordConfig::default();
         c.apply_migration(&mut coord);
         assert_eq!((coord.driver.pause_budget_ms, coord.limits.bake_ms, coord.rebalance.moves_cluster), (30, 1000, 3));
+        assert_eq!(coord.driver.reverse_interval, std::time::Duration::from_secs(1));
         assert_eq!((coord.modes.route.dual_write, coord.modes.route.shadow_read_ratio, coord.modes.route.copy_on_read), (false, 0.25, true));
         let t = coord.throttle.unwrap();
         assert_eq!(t.migration_rate_bytes_per_s, Some(5e6));
@@ -219,6 +226,7 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
         migration: MigrationSection {
             pause_budget_ms: Some(d.pause_budget_ms),
             bake_ms: Some(l.bake_ms),
+            reverse_interval_ms: Some(d.reverse_interval.as_millis() as u64),
             lag_entries_max: Some(l.lag_entries_max),
             cutover_attempts_max: Some(l.cutover_attempts_max),
             needs_approval: Some(l.needs_approval),
