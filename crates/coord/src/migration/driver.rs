@@ -67,7 +67,11 @@ impl Default for DriverConfig {
             chunk_keys: 500,
             chunk_bytes: 256 << 10,
             pause_budget_ms: 50,
-            reverse_interval: Duration::from_millis(100),
+            // Each baking migration polls once per interval; at 100 ms, the
+            // 10–30 migrations of a rebalance that bake at once cost
+            // foreground latency for the whole bake, and 1 s of lag is
+            // nothing for a rollback's drain.
+            reverse_interval: Duration::from_secs(1),
             // Small batches: a drop holds the node's journal lock while it
             // writes its tombstones, and client writes queue behind it.
             drop_batch: 256,
