@@ -269,33 +269,46 @@ impl Store {
         let mut batch = self.db.batch();
         let mut removed = 0;
         let mut last_key = None;
-        // From the cursor; if nothing is left after it, from the start.
-        let resume = after.map(|a| Bound::Excluded(a.to_vec()));
-        for from in resume.into_iter().chain([Bound::Included(start)]) {
-            for kv in self.data.range((from, Bound::Excluded(end.clone()))).take(max_keys.max(1)) {
-                let (k, v) = kv.into_inner()?;
-                let r = decode_record(&v)?;
-                for (index, at) in self.index_entries(&r) {
-                    batch.remove(&index.keys, index::key(partition, at, &k));
+        // The counters are exact (every data record holds a value or is a
+        // tombstone), so once they say the data is gone the range is not
+        // read again for every batch of the change log below.
+        if counters.keys + counters.tombstones > 0 {
+            // From the cursor; if nothing is left after it, from the start.
+            let resume = after.map(|a| Bound::Excluded(a.to_vec()));
+            for from in resume.into_iter().chain([Bound::Included(start)]) {
+                for kv in self.data.range((from, Bound::Excluded(end.clone()))).take(max_keys.max(1)) {
+                    let (k, v) = kv.into_inner()?;
+                    let r = decode_record(&v)?;
+                    for (index, at) in self.index_entries(&r) {
+                        batch.remove(&index.keys, index::key(partition, at, &k));
+                    }
+                    remove_from(&mut after_counters, &k[2..], &r);
+                    batch.remove(&self.data, k.clone());
+                    last_key = Some(k.to_vec());
+                    removed += 1;
                 }
-                remove_from(&mut after_counters, &k[2..], &r);
-                batch.remove(&self.data, k.clone());
-                last_key = Some(k.to_vec());
-                removed += 1;
-            }
-            if removed > 0 {
-                break;
+                if removed > 0 {
+                    break;
+                }
             }
         }
         if removed == 0 {
-            // Data gone: drop the change log too, keeping positions monotonic
-            // so a later import's log never reuses a position.
-            for kv in self.log.prefix(partition.to_be_bytes()).take(max_keys.max(1)) {
-                batch.remove(&self.log, kv.key()?);
-                removed += 1;
+            // Data gone: drop the change log too, by position (its entries
+            // are exactly `log_first..log_next`), so no batch reads past the
+            // deletion markers of the ones before. The floor that keeps
+            // positions monotonic, so a later import's log never reuses one,
+            // is written with the last batch: a restart before it recovers
+            // `log_first` from the entries still there.
+            let c = &mut after_counters;
+            let to = c.log_next.min(c.log_first.saturating_add(max_keys.max(1) as u64));
+            for pos in c.log_first..to {
+                batch.remove(&self.log, log_key(partition, pos));
             }
-            after_counters.log_first = after_counters.log_next;
-            batch.insert(&self.meta, log_floor_key(partition), after_counters.log_next.to_be_bytes());
+            removed = (to - c.log_first) as usize;
+            c.log_first = to;
+            if to == c.log_next {
+                batch.insert(&self.meta, log_floor_key(partition), c.log_next.to_be_bytes());
+            }
         }
         batch.commit()?;
         *counters = after_counters;
