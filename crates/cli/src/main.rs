@@ -10,6 +10,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc rather than the system allocator: about 5% less CPU per request
+/// (figures in ARCHITECTURE, "Dependencies and why").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "evenkeel", version, about = "A sharded Redis-protocol key-value store that rebalances without users noticing.")]
 struct Cli {

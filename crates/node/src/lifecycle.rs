@@ -134,6 +134,7 @@ impl Node {
         tasks.spawn(follow_gc_horizon(meta.clone(), self.inner.clone()));
         tasks.spawn(sweep(self.inner.clone(), self.config.sweep_interval, self.config.tombstone_grace));
         tasks.spawn(flush(self.inner.clone(), self.config.fsync_interval));
+        tasks.spawn(tend_memtables(self.inner.clone()));
         tracing::info!(node = self.config.id, %addr, in_process = self.config.in_process, "node serving");
         // Accepted sockets must have TCP_NODELAY: a gRPC reply is several
         // small HTTP/2 frames, and with Nagle on, the later ones wait for the
@@ -273,6 +274,22 @@ fn sweep_once(inner: &NodeInner, now_ms: u64, grace: Duration) -> Result<(), Sto
 /// the horizon does not show yet but whose token this node has admitted.
 fn collectable(inner: &NodeInner, horizon: &GcHorizon, partition: PartitionId) -> bool {
     inner.ownership.writable(partition) && horizon.allows(partition, inner.store.admitted_token(partition))
+}
+
+/// Keeps the engine from freeing flushed memtables under its version lock
+/// (`store::memtables`). On the blocking pool: taking a reference waits for
+/// that lock, which a flush or compaction may hold across an fsync.
+async fn tend_memtables(inner: Arc<NodeInner>) {
+    let mut tick = tokio::time::interval(crate::store::TEND_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let i = inner.clone();
+        match tokio::task::spawn_blocking(move || i.store.tend_memtables()).await {
+            Ok(tended) => inner.metrics.memtables_freed(tended),
+            Err(e) => tracing::error!(node = inner.id, error = %e, "memtable tending panicked"),
+        }
+    }
 }
 
 /// fsyncs the journal every `every`, on the blocking pool and without

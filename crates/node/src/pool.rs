@@ -85,7 +85,7 @@ fn work(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, node: NodeId, nice: i32) {
 /// Sets this thread's nice value. On Linux the nice value belongs to the
 /// thread (`setpriority(PRIO_PROCESS, 0, ..)` applies to the caller only);
 /// elsewhere it would renice the whole process, so it is skipped.
-fn lower_priority(node: NodeId, nice: i32) {
+pub(crate) fn lower_priority(node: NodeId, nice: i32) {
     #[cfg(target_os = "linux")]
     if nice != 0 {
         // SAFETY: setpriority has no memory-safety preconditions.

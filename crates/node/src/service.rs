@@ -50,6 +50,9 @@ pub(crate) struct NodeMetrics {
     errors_total: AtomicU64,
     latency: Histogram,
     tombstones_collected: Counter,
+    /// Flushed memtables freed off the engine's lock (`store::memtables`).
+    memtables_freed: Counter,
+    memtables_freed_bytes: Counter,
 }
 
 impl NodeMetrics {
@@ -62,12 +65,19 @@ impl NodeMetrics {
             offloaded: metrics::counter!("evenkeel_node_writes_offloaded_total", "node" => node.clone()),
             errors_total: AtomicU64::new(0),
             latency: metrics::histogram!("evenkeel_node_execute_seconds", "node" => node.clone()),
-            tombstones_collected: metrics::counter!("evenkeel_node_tombstones_collected_total", "node" => node),
+            tombstones_collected: metrics::counter!("evenkeel_node_tombstones_collected_total", "node" => node.clone()),
+            memtables_freed: metrics::counter!("evenkeel_node_memtables_freed_total", "node" => node.clone()),
+            memtables_freed_bytes: metrics::counter!("evenkeel_node_memtables_freed_bytes_total", "node" => node),
         }
     }
 
     pub fn collected(&self, tombstones: usize) {
         self.tombstones_collected.increment(tombstones as u64);
+    }
+
+    pub fn memtables_freed(&self, tended: crate::store::Tended) {
+        self.memtables_freed.increment(tended.released as u64);
+        self.memtables_freed_bytes.increment(tended.released_bytes);
     }
 
     fn error(&self) {

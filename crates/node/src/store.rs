@@ -143,13 +143,17 @@ pub struct Store {
     /// The journal files whose directory entries `sync_journals` last
     /// made durable.
     journals_synced: Mutex<Vec<std::path::PathBuf>>,
+    /// Keeps flushed memtables from being freed under the engine's lock.
+    memtables: memtables::Keeper,
 }
 
 const TRIM_SLACK: u64 = 256;
 
 mod index;
+mod memtables;
 mod migrate;
 use index::TimeIndex;
+pub use memtables::{TEND_EVERY, Tended};
 pub use migrate::{Checksum, KeyRecord, LogRead, SnapshotChunk};
 const NUM_PARTITIONS_KEY: &[u8] = b"num_partitions";
 /// Present once both indexes are partition-major and complete. Stores
@@ -178,7 +182,7 @@ impl Store {
         let parts = (0..n).map(|_| Mutex::new(PartitionCounters::default())).collect();
         let tokens = Mutex::new(vec![0; n as usize]);
         let import_closed = Mutex::new(vec![0; n as usize]);
-        let store = Store { db, data, log, expiring, tombstones, meta, parts, tokens, import_closed, clock: Hlc::default(), config, journals_synced: Mutex::default() };
+        let store = Store { db, data, log, expiring, tombstones, meta, parts, tokens, import_closed, clock: Hlc::default(), config, journals_synced: Mutex::default(), memtables: Default::default() };
         store.recover()?;
         Ok(store)
     }
@@ -256,6 +260,14 @@ impl Store {
         let l0 = spaces.iter().map(|k| k.l0_table_count()).max().unwrap_or(0);
         let sealed = spaces.iter().map(|k| k.sealed_memtable_count()).max().unwrap_or(0);
         (l0, sealed)
+    }
+
+    /// Takes references to the keyspaces' active memtables and frees the
+    /// flushed ones the engine let go of on a low-priority thread, so the
+    /// engine does not free them under its version lock (see
+    /// `store::memtables`). Call every [`TEND_EVERY`].
+    pub fn tend_memtables(&self) -> Tended {
+        self.memtables.tend(&[&self.data, &self.log, &self.expiring.keys, &self.tombstones.keys, &self.meta])
     }
 
     /// Whether a write might now hit the engine's brakes: fjall sleeps the

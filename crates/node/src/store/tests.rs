@@ -522,3 +522,23 @@ mod running_digest {
 }
 
 mod gc;
+
+#[test]
+fn flushed_memtables_are_freed_by_the_keeper_once_the_engine_lets_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    exec(&s, b"a", set("1", None), 1000);
+    let first = s.tend_memtables();
+    assert_eq!(first.released, 0, "every memtable is still active");
+    assert_eq!(first.held, 5, "one active memtable per keyspace");
+    assert_eq!(s.tend_memtables(), first, "tending again takes no second reference");
+    // Flush the data keyspace's memtable; the next writes land in a new one.
+    s.data.rotate_memtable_and_wait().unwrap();
+    exec(&s, b"b", set("2", None), 1000);
+    s.data.rotate_memtable_and_wait().unwrap();
+    let after = s.tend_memtables();
+    assert!(after.released >= 1, "the flushed memtable is freed here, not under the engine's lock: {after:?}");
+    assert!(after.released_bytes > 0);
+    assert_eq!(get(&s, b"a", 1001), Some(Bytes::from_static(b"1")), "its data is in a table now");
+    assert_eq!(get(&s, b"b", 1001), Some(Bytes::from_static(b"2")));
+}
