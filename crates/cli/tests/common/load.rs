@@ -265,10 +265,10 @@ impl Load {
     /// an error (a client error no kill explains, or a failed read check),
     /// so a long test can say which of its steps broke the history.
     pub async fn check(&mut self, during: &str) {
-        for t in self.writers.iter_mut().filter(|t| t.is_finished()) {
+        if let Some(t) = self.writers.iter_mut().find(|t| t.is_finished()) {
             panic!("load failed during {during}: {:?}", t.await.unwrap());
         }
-        for t in self.readers.iter_mut().filter(|t| t.is_finished()) {
+        if let Some(t) = self.readers.iter_mut().find(|t| t.is_finished()) {
             panic!("load failed during {during}: {:?}", t.await.unwrap());
         }
         if self.counter.is_finished() {
