@@ -228,6 +228,8 @@ pub struct ThrottleStatus {
     pub errors_last_s: u64,
     /// Where the foreground signal came from: "routers" or "nodes".
     pub signal: String,
+    /// What the controller steers by: the median of the last
+    /// `aimd.signal_window_s` seconds' p99s over the baseline.
     pub p99_ratio: Option<f64>,
     pub budget_ratio: f64,
     /// (p99 ratio - 1) / (budget - 1): 1.0 means the budget is used up.

@@ -33,7 +33,7 @@ use evenkeel_meta::MetaStore;
 use evenkeel_throttle::health::{self, GateState, NodeSample};
 use evenkeel_throttle::ThrottleConfig;
 use evenkeel_throttle::aimd::Controller;
-use evenkeel_throttle::baseline::Baseline;
+use evenkeel_throttle::baseline::{Baseline, BaselineConfig};
 use evenkeel_throttle::bucket::TokenBucket;
 use evenkeel_throttle::health::Gate;
 use evenkeel_types::latency::RouterReport;
@@ -65,6 +65,9 @@ struct Runtime {
     settings: Settings,
     controller: Controller,
     baseline: Baseline,
+    /// The controller's signal: the median of the latest
+    /// `aimd.signal_window_s` seconds' p99s (a [`Baseline`] never frozen).
+    signal: Baseline,
     gates: HashMap<NodeId, Gate>,
     /// Per migration: bytes and keys.
     migrations: HashMap<String, (TokenBucket, TokenBucket)>,
@@ -92,6 +95,7 @@ impl Throttle {
             inner: Mutex::new(Runtime {
                 controller,
                 baseline: Baseline::new(settings.baseline.clone()),
+                signal: signal_window(&settings),
                 gates: HashMap::new(),
                 migrations: HashMap::new(),
                 nodes: HashMap::new(),
@@ -187,6 +191,19 @@ impl Throttle {
     }
 }
 
+/// The window of per-second p99s the controller's signal is the median of.
+fn signal_window(settings: &Settings) -> Baseline {
+    let window_s = settings.aimd.signal_window_s.max(1);
+    Baseline::new(BaselineConfig {
+        window_s,
+        min_samples: 1,
+        min_ops: settings.baseline.min_ops,
+        steady_samples: 2,
+        steady_ratio_max: 1.5,
+        capacity: window_s as usize + 2,
+    })
+}
+
 /// Everything one tick reads, gathered by the caller.
 pub struct TickInput {
     pub settings: Settings,
@@ -247,11 +264,15 @@ impl Runtime {
         if settings.baseline != self.settings.baseline {
             self.baseline = Baseline::new(settings.baseline.clone());
         }
+        if settings.aimd.signal_window_s != self.settings.aimd.signal_window_s || settings.baseline.min_ops != self.settings.baseline.min_ops {
+            self.signal = signal_window(&settings);
+        }
         tracing::info!(?settings, "throttle settings changed");
         self.settings = settings;
     }
 
     fn update_baseline(&mut self, fg: Foreground, moving: bool, now_ms: u64) {
+        self.signal.push(fg.p99_us, fg.ops, now_ms);
         if moving {
             // Keeps the first estimate; retries while there is none yet.
             self.baseline.freeze(now_ms);
@@ -265,9 +286,15 @@ impl Runtime {
         match self.baseline.estimate(now_ms) {
             // An idle cluster cannot be disturbed: comfortable by definition.
             _ if fg.ops < IDLE_OPS_MAX => self.controller.observe(0, 1, now_ms),
-            Some(base) => self.controller.observe(fg.p99_us, base.max(1), now_ms),
-            None => self.controller.observe(fg.p99_us, 0, now_ms),
+            Some(base) => self.controller.observe(self.signal_p99(fg, now_ms), base.max(1), now_ms),
+            None => self.controller.observe(self.signal_p99(fg, now_ms), 0, now_ms),
         }
+    }
+
+    /// The p99 the controller steers by (see `AimdConfig::signal_window_s`);
+    /// this second's if the window has no sample.
+    fn signal_p99(&self, fg: Foreground, now_ms: u64) -> u64 {
+        self.signal.estimate(now_ms).unwrap_or(fg.p99_us)
     }
 
     /// Sets every bucket to the current rates and forgets finished
@@ -318,7 +345,7 @@ impl Runtime {
     fn describe(&self, fg: Foreground, rate_reason: &str, window_reason: &str, gates: &HashMap<NodeId, GateState>, moving: usize, now_ms: u64) -> ThrottleStatus {
         let baseline = self.baseline.estimate(now_ms);
         let budget = self.settings.aimd.budget_ratio;
-        let ratio = baseline.filter(|&b| b > 0).map(|b| fg.p99_us as f64 / b as f64);
+        let ratio = baseline.filter(|&b| b > 0).map(|b| self.signal_p99(fg, now_ms) as f64 / b as f64);
         let mut nodes: Vec<NodeGateStatus> = gates.iter().map(|(&id, g)| gate_status(id, g)).collect();
         nodes.sort_by_key(|n| n.node);
         ThrottleStatus {

@@ -1,7 +1,9 @@
 //! Adaptive throttling: additive increase, multiplicative decrease (AIMD) of
 //! the migration rate, steered by client p99 latency against a baseline.
 //!
-//! Each sample compares `p99 / baseline` with the disruption budget:
+//! Each sample compares `p99 / baseline` with the disruption budget (the
+//! caller passes as `p99` the median of the last `signal_window_s` seconds'
+//! p99s, see `AimdConfig::signal_window_s`):
 //!
 //! - above `budget_ratio` (default 1.10): cut the rate by `decrease_factor`,
 //!   at most once per `decrease_cooldown_ms`, because a cut needs time
@@ -58,6 +60,11 @@ pub struct AimdConfig {
     pub decrease_cooldown_ms: u64,
     /// The rate before any sample.
     pub start_bytes_per_s: f64,
+    /// The p99 the controller compares with the baseline is the median of
+    /// the per-second p99s of this many latest seconds: the statistic the
+    /// baseline is (over its own window), and far steadier than one
+    /// second's p99, which swings ±50% with no migration running.
+    pub signal_window_s: u64,
 }
 
 impl Default for AimdConfig {
@@ -72,6 +79,7 @@ impl Default for AimdConfig {
             increase_after_samples: 2,
             decrease_cooldown_ms: 2000,
             start_bytes_per_s: 4.0 * MIB,
+            signal_window_s: 5,
         }
     }
 }
@@ -113,6 +121,11 @@ impl AimdConfig {
             finite(self.ceiling_bytes_per_s) && self.ceiling_bytes_per_s >= self.floor_bytes_per_s,
             "aimd.ceiling_bytes_per_s",
             "must be >= floor_bytes_per_s",
+        )?;
+        ensure(
+            (1..=60).contains(&self.signal_window_s),
+            "aimd.signal_window_s",
+            "must be in 1..=60",
         )?;
         ensure(
             self.increase_after_samples >= 1,

@@ -149,14 +149,44 @@ fn the_baseline_freezes_while_data_moves_and_the_rate_is_cut_above_budget() {
         t.tick(&input(nodes(), vec![m.clone()], Some((2_000, 5_000)), 110_000), 110_000);
         t.status().adaptive_rate_bytes_per_s.unwrap()
     };
-    // p99 jumps to 3x the baseline: the next tick cuts, the baseline stays.
-    t.tick(&input(nodes(), vec![m.clone()], Some((6_000, 5_000)), 111_000), 111_000);
+    // p99 jumps to 3x the baseline. One or two such seconds are not the
+    // typical recent second yet; the third is, and that tick cuts.
+    for now in [111_000, 112_000] {
+        t.tick(&input(nodes(), vec![m.clone()], Some((6_000, 5_000)), now), now);
+        assert!(!t.status().reason.starts_with("cut"), "{:?}", t.status());
+    }
+    t.tick(&input(nodes(), vec![m.clone()], Some((6_000, 5_000)), 113_000), 113_000);
     let s = t.status();
     assert!(s.baseline_frozen);
     assert!(s.adaptive_rate_bytes_per_s.unwrap() < before, "{before} -> {s:?}");
     assert!(s.reason.starts_with("cut"), "{}", s.reason);
     assert_eq!(s.rate_bytes_per_s, s.adaptive_rate_bytes_per_s, "one migration gets the whole adaptive rate");
     assert!(s.budget_used.unwrap() > 1.0, "{s:?}");
+}
+
+#[test]
+fn per_second_noise_while_moving_is_not_read_as_disruption() {
+    // Each second's p99 jitters ±5% around 2 ms and every fourth second
+    // spikes to 2.5x: the workload's own noise, the same before and during
+    // the move. Compared second by second with the baseline (the median),
+    // every spike looked over budget and was cut; the median of the last 5
+    // seconds sees the typical second, which the move does not change.
+    let p99 = |s: u64| if s % 4 == 3 { 5_000 } else { 1_900 + (s * 37) % 200 };
+    let t = Throttle::default();
+    let nodes = || vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)];
+    for s in 0..12u64 {
+        let now = 100_000 + s * 1000;
+        t.tick(&input(nodes(), vec![], Some((p99(s), 5_000)), now), now);
+    }
+    let start = t.status().adaptive_rate_bytes_per_s.unwrap();
+    let m = migration("m1", 1, 2, Phase::Copying);
+    for s in 12..72u64 {
+        let now = 100_000 + s * 1000;
+        t.tick(&input(nodes(), vec![m.clone()], Some((p99(s), 5_000)), now), now);
+        let status = t.status();
+        assert!(!status.reason.starts_with("cut"), "second {s}: {status:?}");
+    }
+    assert!(t.status().adaptive_rate_bytes_per_s.unwrap() > start, "{:?}", t.status());
 }
 
 #[test]
