@@ -1,53 +1,48 @@
-//! Where a client request runs: inline on the calling runtime worker, or on
+//! Where a client write runs: inline on the calling runtime worker, or on
 //! the node's writer thread.
 //!
-//! Inline is cheapest: no thread hop. But the engine can make a call wait
-//! on a lock held across disk work. fjall serializes a node's writes on its
-//! journal lock and sometimes holds that lock across an fsync (its flush
-//! worker syncs the journal before each memtable flush, fjall issue 329) or
-//! sleeps the writing thread (its write brakes, when flushes or compactions
-//! fall behind). And reads and writes alike take lsm-tree's version lock to
-//! find the active memtable, which a flush or compaction holds for writing
-//! across the version file's fsync (5–40 ms measured; it was held across a
-//! whole memtable's free too, until `store::memtables`). A call waiting
-//! there on a runtime worker takes the worker with it, and in `evenkeel up`
-//! there is one worker per core: a slow disk once stalled every request,
-//! heartbeat and lease renewal of the process for 2.4 s. The writer thread
-//! isolates that, but a hop costs a wakeup each way (measured: about 0.1
-//! core more at 5k ops/s on the 2-core test machine, 20% of the process's
-//! CPU).
+//! Inline is cheapest: no thread hop. But fjall serializes a node's writes
+//! on its journal lock and sometimes holds that lock across an fsync (its
+//! flush worker syncs the journal before each memtable flush, fjall issue
+//! 329) or sleeps the writing thread (its write brakes, when flushes or
+//! compactions fall behind). A write waiting there on a runtime worker
+//! takes the worker with it, and in `evenkeel up` there is one worker per
+//! core: a slow disk once stalled every request, heartbeat and lease
+//! renewal of the process for 2.4 s. The writer thread isolates that, but a
+//! hop costs a wakeup each way (measured: about 0.1 core more at 5k ops/s
+//! on the 2-core test machine, 20% of the process's CPU).
 //!
-//! So requests run inline until there is a sign they may wait: an inline
-//! call to this node has been running for longer than [`STUCK_AFTER`]
-//! (normal ones take microseconds), or, for a request that writes, the
-//! engine is close to its brakes. Then they go to the writer thread. The
-//! first call caught by a stall still holds one worker until it ends; the
-//! others do not pile up behind it, so the rest of the process keeps going.
+//! So writes run inline until there is a sign they may wait: an inline
+//! write to this node has been running for longer than [`STUCK_AFTER`]
+//! (normal ones take microseconds), or the engine is close to its brakes.
+//! Then they go to the writer thread. The first write caught by a stall
+//! still holds one worker until it ends; the others do not pile up behind
+//! it, so the rest of the process keeps going.
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// An inline call running longer than this is waiting on the engine.
+/// An inline write running longer than this is waiting on the engine.
 pub const STUCK_AFTER: Duration = Duration::from_millis(2);
 
-/// Where one request runs.
+/// Where one write request runs.
 pub(crate) enum Route<'a> {
-    /// On the calling worker; hold the ticket while executing.
+    /// On the calling worker; hold the ticket while writing.
     Inline(Ticket<'a>),
     Writer,
 }
 
-/// When the oldest inline call still running began, in µs since process
+/// When the oldest inline write still running began, in µs since process
 /// start (0: none running).
 #[derive(Default)]
-pub(crate) struct InlineCalls {
+pub(crate) struct InlineWrites {
     busy_since_us: AtomicU64,
 }
 
-/// Marks an inline call in progress; the one that set the mark clears it.
+/// Marks an inline write in progress; the one that set the mark clears it.
 pub(crate) struct Ticket<'a> {
-    writes: &'a InlineCalls,
+    writes: &'a InlineWrites,
     marked: Option<u64>,
 }
 
@@ -58,9 +53,9 @@ fn now_us() -> u64 {
     EPOCH.elapsed().as_micros() as u64 + 1
 }
 
-impl InlineCalls {
-    /// Decides where the next request runs; `engine_at_risk`: it writes and
-    /// the engine is near its write brakes.
+impl InlineWrites {
+    /// Decides where the next write runs; `engine_at_risk`: the engine is
+    /// near its write brakes.
     pub fn route(&self, engine_at_risk: bool) -> Route<'_> {
         if engine_at_risk {
             return Route::Writer;
@@ -87,11 +82,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn calls_go_inline_until_one_is_stuck() {
-        let w = InlineCalls::default();
+    fn writes_go_inline_until_one_is_stuck() {
+        let w = InlineWrites::default();
         let first = w.route(false);
         assert!(matches!(first, Route::Inline(_)));
-        // A second call while the first is young also runs inline.
+        // A second write while the first is young also runs inline.
         assert!(matches!(w.route(false), Route::Inline(_)));
         std::thread::sleep(STUCK_AFTER + Duration::from_millis(1));
         assert!(matches!(w.route(false), Route::Writer), "the first has been running too long");
@@ -101,7 +96,7 @@ mod tests {
 
     #[test]
     fn an_engine_near_its_brakes_sends_writes_to_the_writer() {
-        let w = InlineCalls::default();
+        let w = InlineWrites::default();
         assert!(matches!(w.route(true), Route::Writer));
         assert!(matches!(w.route(false), Route::Inline(_)), "routing to the writer marks nothing");
     }

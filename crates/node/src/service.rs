@@ -31,7 +31,7 @@ pub(crate) struct NodeInner {
     /// The node's writer thread, for client writes that may wait on the
     /// engine (see `crate::inline`).
     pub writer: crate::pool::Pool,
-    pub inline_calls: crate::inline::InlineCalls,
+    pub inline_writes: crate::inline::InlineWrites,
     /// Per-op Execute latency, summarized per wall-clock second.
     pub latency: SecondWindow,
     pub failpoints: Failpoints,
@@ -44,7 +44,7 @@ pub(crate) struct NodeMetrics {
     ops: Counter,
     refused: Counter,
     errors: Counter,
-    /// Requests sent to the writer thread (see `crate::inline`).
+    /// Write requests sent to the writer thread (see `crate::inline`).
     offloaded: Counter,
     /// The same count as `errors`, readable for `Stats`.
     errors_total: AtomicU64,
@@ -62,7 +62,7 @@ impl NodeMetrics {
             ops: metrics::counter!("evenkeel_node_ops_total", "node" => node.clone()),
             refused: metrics::counter!("evenkeel_node_refused_total", "node" => node.clone()),
             errors: metrics::counter!("evenkeel_node_errors_total", "node" => node.clone()),
-            offloaded: metrics::counter!("evenkeel_node_requests_offloaded_total", "node" => node.clone()),
+            offloaded: metrics::counter!("evenkeel_node_writes_offloaded_total", "node" => node.clone()),
             errors_total: AtomicU64::new(0),
             latency: metrics::histogram!("evenkeel_node_execute_seconds", "node" => node.clone()),
             tombstones_collected: metrics::counter!("evenkeel_node_tombstones_collected_total", "node" => node.clone()),
@@ -101,7 +101,7 @@ impl NodeInner {
             metrics: NodeMetrics::new(id),
             lane,
             writer,
-            inline_calls: Default::default(),
+            inline_writes: Default::default(),
             bulk,
             latency: SecondWindow::default(),
             failpoints: Failpoints::new(id),
@@ -201,17 +201,17 @@ impl pb::node_server::Node for NodeService {
         }
         let now = unix_ms();
         let ops = req.ops.len() as u64;
-        // Inline, unless the request may wait on the engine
-        // (`crate::inline`): reads too take a lock a flush or compaction
-        // can hold across an fsync.
-        let writes = req.ops.iter().any(is_write);
-        let results = match inner.inline_calls.route(writes && inner.store.write_may_stall()) {
-            crate::inline::Route::Writer => {
+        // Reads take no lock the engine holds across disk work: inline.
+        // Writes too, unless they may wait on the engine (`crate::inline`).
+        let route = req.ops.iter().any(is_write).then(|| inner.inline_writes.route(inner.store.write_may_stall()));
+        let results = match route {
+            Some(crate::inline::Route::Writer) => {
                 inner.metrics.offloaded.increment(1);
                 let i = self.inner.clone();
                 inner.writer.run(inner.id, move || i.execute_all(&req, now)).await.map_err(|e| Status::unavailable(e.to_string()))?
             }
-            crate::inline::Route::Inline(_ticket) => inner.execute_all(&req, now),
+            Some(crate::inline::Route::Inline(_ticket)) => inner.execute_all(&req, now),
+            None => inner.execute_all(&req, now),
         };
         inner.metrics.ops.increment(ops);
         let took = started.elapsed();
