@@ -106,6 +106,18 @@ impl FileConfig {
         if let Some(t) = &c.throttle {
             t.validate().map_err(|e| anyhow::anyhow!("{}: [throttle]: {e}", path.display()))?;
         }
+        let m = &c.migration;
+        let zero = [
+            ("chunk_keys", m.chunk_keys.map(u64::from)),
+            ("chunk_bytes", m.chunk_bytes),
+            ("drop_batch", m.drop_batch.map(u64::from)),
+            ("reverse_interval_ms", m.reverse_interval_ms),
+        ]
+        .into_iter()
+        .find(|(_, v)| *v == Some(0));
+        if let Some((key, _)) = zero {
+            anyhow::bail!("{}: [migration]: {key} must be at least 1", path.display());
+        }
         let mut modes = evenkeel_coord::CoordConfig::default();
         c.apply_migration(&mut modes);
         modes.modes.validate().map_err(|e| anyhow::anyhow!("{}: [migration]: {e}", path.display()))?;
@@ -122,7 +134,7 @@ impl FileConfig {
         set(&mut d.drop_batch, m.drop_batch);
         set(&mut l.bake_ms, m.bake_ms);
         if let Some(ms) = m.reverse_interval_ms {
-            d.reverse_interval = std::time::Duration::from_millis(ms.max(1));
+            d.reverse_interval = std::time::Duration::from_millis(ms);
         }
         set(&mut l.lag_entries_max, m.lag_entries_max);
         set(&mut l.cutover_attempts_max, m.cutover_attempts_max);
@@ -191,6 +203,17 @@ mod tests {
         std::fs::write(&path, "[migration]\nshadow_read_ratio = 2.0\n").unwrap();
         let err = FileConfig::load(&path).unwrap_err();
         assert!(format!("{err:#}").contains("shadow_read_ratio"), "{err:#}");
+    }
+
+    #[test]
+    fn zero_sizes_and_intervals_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for key in ["chunk_keys", "chunk_bytes", "drop_batch", "reverse_interval_ms"] {
+            std::fs::write(&path, format!("[migration]\n{key} = 0\n")).unwrap();
+            let err = FileConfig::load(&path).unwrap_err();
+            assert!(format!("{err:#}").contains(&format!("{key} must be at least 1")), "{err:#}");
+        }
     }
 
     #[test]

@@ -190,6 +190,26 @@ fn per_second_noise_while_moving_is_not_read_as_disruption() {
 }
 
 #[test]
+fn a_one_second_signal_window_cuts_on_the_first_slow_second() {
+    let mut settings = Settings::default();
+    settings.aimd.signal_window_s = 1;
+    let t = Throttle::new(settings.clone());
+    let nodes = || vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)];
+    let tick = |p99: u64, migrations: Vec<Migration>, now: u64| {
+        let mut i = input(nodes(), migrations, Some((p99, 5_000)), now);
+        i.settings = settings.clone();
+        t.tick(&i, now);
+    };
+    for s in 0..10u64 {
+        tick(2_000, vec![], 100_000 + s * 1000);
+    }
+    let m = migration("m1", 1, 2, Phase::Copying);
+    tick(2_000, vec![m.clone()], 110_000);
+    tick(6_000, vec![m], 111_000);
+    assert!(t.status().reason.starts_with("cut"), "{:?}", t.status());
+}
+
+#[test]
 fn the_static_limit_caps_the_adaptive_rate_and_pace_books_it() {
     let t = Throttle::default();
     let mut i = input(vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)], vec![migration("m1", 1, 2, Phase::Copying)], None, 10_000);

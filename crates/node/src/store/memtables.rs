@@ -102,16 +102,14 @@ impl Keeper {
             }
             let memtable = held.swap_remove(i);
             let bytes = memtable.size();
-            match FREER.as_ref().map(|tx| tx.try_send(memtable)) {
-                Some(Err(TrySendError::Full(memtable))) => {
-                    // Queue full: keep it for the next round.
-                    held.push(memtable);
-                    break;
-                }
-                // No freeing thread (or it died): freed here, by the caller,
-                // which is off the engine's lock at least.
-                Some(Err(TrySendError::Disconnected(memtable))) => drop(memtable),
-                Some(Ok(())) | None => {}
+            // Without a freeing thread (or if it died) the memtable is freed
+            // here, by the caller, which is off the engine's lock at least.
+            if let Some(tx) = FREER.as_ref()
+                && let Err(TrySendError::Full(memtable)) = tx.try_send(memtable)
+            {
+                // Queue full: keep it for the next round.
+                held.push(memtable);
+                break;
             }
             tended.released += 1;
             tended.released_bytes += bytes;
