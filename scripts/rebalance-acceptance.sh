@@ -17,6 +17,9 @@
 # WARMUP (default 30) seconds of load run after the preload and before the
 # baseline window, so the baseline is the loaded cluster's steady state, not
 # the preload's flush and compaction backlog.
+# BENCH_NICE (default 0) runs the bench at that nice value; negative (root)
+# gives it the CPU first, as if the clients ran on machines of their own:
+# on 2 shared cores the bench otherwise also measures its own scheduling.
 # EXTRA_TOML (printf escapes allowed) is appended to the configuration, for
 # experiments: EXTRA_TOML='[migration]\nreverse_interval_ms = 1000'.
 # Needs a release build (cargo build --release). Uses ports 6395 and 7095.
@@ -59,7 +62,7 @@ PY
     curl -sf "http://$ADMIN/v1/cluster" 2>/dev/null | python3 "$OUT/nodes.py" 2>/dev/null || true
     sleep 1
   done ) > "$OUT/throttle-timeline.txt" 2>&1 &
-"$BIN" bench --target redis://127.0.0.1:6395 --rate "${RATE:-10000}" --seconds "${SECONDS_LOAD:-60}" --keys 1000000 --value-size 100 \
+nice -n "${BENCH_NICE:-0}" "$BIN" bench --target redis://127.0.0.1:6395 --rate "${RATE:-10000}" --seconds "${SECONDS_LOAD:-60}" --keys 1000000 --value-size 100 \
   --mix get=50,set=45,incr=3,del=1,mget=1 --preload --warmup-seconds "${WARMUP:-30}" --quiet --admin "$ADMIN" \
   --during-cmd "$DURING" \
   --json "$OUT/report.json" --html "$OUT/report.html" | tee "$OUT/bench.txt"

@@ -123,7 +123,7 @@ fn render(s: &ThrottleStatus) -> String {
     let ratio = s.p99_ratio.map_or("-".to_string(), |r| format!("{r:.2}x"));
     let used = s.budget_used.map_or("-".to_string(), |u| format!("{:.0}%", u * 100.0));
     let mut out = format!(
-        "rate per migration {}  ({} moving)\nwhy: {}\nforeground ({}): p99 {}  sched {}  baseline {}{}  ratio {ratio}  budget {:.2}x, used {used}\n",
+        "rate per migration {}  ({} moving)\nwhy: {}\nforeground ({}): p99 {}  sched {}  baseline {}{}{}  ratio {ratio}  budget {:.2}x, used {used}\n",
         fmt_rate(s.rate_bytes_per_s),
         s.migrations_moving,
         s.reason,
@@ -132,6 +132,7 @@ fn render(s: &ThrottleStatus) -> String {
         s.sched_p99_us.map_or("-".to_string(), fmt_us),
         s.baseline_p99_us.map_or("-".to_string(), fmt_us),
         if s.baseline_frozen { " (frozen)" } else { "" },
+        s.floor_reference_p99_us.map_or(String::new(), |r| format!(", steering against the floor's {}", fmt_us(r))),
         s.budget_ratio,
     );
     for n in &s.nodes {

@@ -217,8 +217,14 @@ pub struct ThrottleStatus {
     /// Why the rate is what it is, e.g. "cut: p99 1.18x baseline".
     pub reason: String,
     pub baseline_p99_us: Option<u64>,
-    /// Frozen while migrations move data.
+    /// Frozen while migrations are in flight.
     pub baseline_frozen: bool,
+    /// The p99 at the floor the controller steers against instead of the
+    /// baseline, once p99 stayed over budget at the floor (see
+    /// `evenkeel_throttle::aimd`, "Latency that does not respond to the
+    /// rate").
+    #[serde(default)]
+    pub floor_reference_p99_us: Option<u64>,
     /// Foreground p99, ops and errors of the last complete second.
     pub p99_us: u64,
     /// The routers' scheduling delay p99 over the same second.

@@ -10,9 +10,10 @@
 //!   complete second (`/evenkeel/routers/*`), or, with no router reporting,
 //!   the worst node's. Node health from the stats poll (heartbeat, p99,
 //!   error rate, free disk) and change-log lag from the migration records.
-//! - **Baseline.** While no migration is moving data the per-second p99
+//! - **Baseline.** While no migration is in flight (pending, moving data,
+//!   baking or cleaning up; paused ones do not count) the per-second p99
 //!   samples feed [`Baseline`]; when one starts, the estimate is frozen and
-//!   every later sample is compared with it.
+//!   every later sample is compared with it, until the last one ends.
 //! - **Rate.** The per-migration rate is the smallest of the operator's
 //!   static limit, the active time window's rate, and the adaptive
 //!   controller's cluster-wide rate split over the migrations that move
@@ -175,7 +176,7 @@ impl Throttle {
         rt.adopt(input.settings.clone(), now_ms);
         let moving: Vec<&Migration> = input.migrations.iter().filter(|m| moves_data(m.phase)).collect();
         let fg = foreground(input, now_ms);
-        rt.update_baseline(fg, !moving.is_empty(), now_ms);
+        rt.update_baseline(fg, input.migrations.iter().any(|m| holds_baseline(m.phase)), now_ms);
         let decision = if moving.is_empty() { rt.controller.idle() } else { rt.adapt(fg, now_ms) };
         let effective = rt.settings.schedule.effective(now_ms);
         let adaptive_share = rt.settings.adaptive.then(|| decision.rate_bytes_per_s / moving.len().max(1) as f64);
@@ -217,6 +218,18 @@ fn moves_data(p: Phase) -> bool {
     matches!(p, Phase::Preparing | Phase::Copying | Phase::CatchingUp | Phase::ReadyForCutover | Phase::CuttingOver | Phase::CleaningUp)
 }
 
+
+/// Phases during which the baseline stays frozen: a rebalance's moves run
+/// one after another with gaps of a tick or two between them, and a moved
+/// partition's after-effects (the target's flushes and compactions, reverse
+/// capture during bake) outlast its copy. Learning from those seconds let
+/// the baseline creep up move by move (415 µs to 1.0 ms over one
+/// rebalance), until the budget no longer capped anything. Paused
+/// migrations move nothing, so a long pause lets the baseline follow the
+/// workload again.
+fn holds_baseline(p: Phase) -> bool {
+    !p.is_terminal() && p != Phase::Paused
+}
 
 /// Foreground p99 and ops of the last second: routers first (what clients
 /// feel), nodes when no router reports.
@@ -271,14 +284,15 @@ impl Runtime {
         self.settings = settings;
     }
 
-    fn update_baseline(&mut self, fg: Foreground, moving: bool, now_ms: u64) {
+    fn update_baseline(&mut self, fg: Foreground, in_flight: bool, now_ms: u64) {
         self.signal.push(fg.p99_us, fg.ops, now_ms);
-        if moving {
+        if in_flight {
             // Keeps the first estimate; retries while there is none yet.
             self.baseline.freeze(now_ms);
         } else {
             self.baseline.unfreeze();
             self.baseline.push(fg.p99_us, fg.ops, now_ms);
+            self.controller.reset_reference();
         }
     }
 
@@ -355,6 +369,7 @@ impl Runtime {
             reason: format!("{rate_reason}; {window_reason}"),
             baseline_p99_us: baseline,
             baseline_frozen: self.baseline.frozen().is_some(),
+            floor_reference_p99_us: self.controller.reference_us(),
             p99_us: fg.p99_us,
             sched_p99_us: fg.sched_p99_us,
             ops_last_s: fg.ops,

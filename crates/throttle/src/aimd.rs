@@ -30,6 +30,33 @@
 //! The rate always stays within `[floor, ceiling]`: progress never stops
 //! because of latency alone (pausing is the health gate's and the windows'
 //! job).
+//!
+//! ## Latency that does not respond to the rate
+//!
+//! Some of what a migration adds to p99 does not depend on its rate: the
+//! requests of a moving partition take an extra hop (dual writes, forwards)
+//! whatever the copy rate, and the engine work a drop's deletes cause comes
+//! later. The first acceptance runs showed the router's p99 at 2–3x the
+//! baseline at the floor as at 4 MiB/s. A controller that only compares
+//! with the baseline then sits at the floor for the whole rebalance (runs
+//! of 4 minutes instead of 1), which is the worst choice for clients: the
+//! overhead lasts as long as the migration does.
+//!
+//! So once the rate has sat at the floor with p99 over budget for
+//! `floor_patience_s` seconds, the controller takes that p99 (the signal,
+//! itself a median of several seconds) as its *reference* instead of the
+//! baseline when it is higher, and says so in its reason: from then on it
+//! raises the rate while p99 stays comfortably within budget of what the
+//! floor costs, and cuts when the rate makes it worse. If p99 is still over
+//! budget of the reference after another `floor_patience_s` at the floor,
+//! the reference is taken again. It only ever comes down otherwise: to any
+//! lower p99 seen since (the rate-independent part can be no more than
+//! that), and back to the baseline once p99 is there, so a reference taken
+//! during a transient lasts no longer than the transient (a run took 5x at
+//! the start of a rebalance as its reference and then let the rate grow
+//! with p99 at 3x). [`Controller::reset_reference`] (the caller: when no
+//! migration is in flight any more) goes back to the baseline. Nodes whose p99 is unhealthy are the health gate's to pause;
+//! this only decides how fast data moves meanwhile.
 
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +92,13 @@ pub struct AimdConfig {
     /// baseline is (over its own window), and far steadier than one
     /// second's p99, which swings ±50% with no migration running.
     pub signal_window_s: u64,
+    /// Seconds the rate may sit at the floor with p99 over budget before
+    /// the controller concludes the rate is not what raises p99 (see
+    /// "Latency that does not respond to the rate" in the module docs) and
+    /// steers against the p99 at the floor instead of the baseline. 0:
+    /// never; the rate then stays at the floor for as long as p99 is over
+    /// budget.
+    pub floor_patience_s: u64,
 }
 
 impl Default for AimdConfig {
@@ -80,6 +114,7 @@ impl Default for AimdConfig {
             decrease_cooldown_ms: 2000,
             start_bytes_per_s: 4.0 * MIB,
             signal_window_s: 5,
+            floor_patience_s: 10,
         }
     }
 }
@@ -128,6 +163,11 @@ impl AimdConfig {
             "must be in 1..=60",
         )?;
         ensure(
+            self.floor_patience_s <= 3600,
+            "aimd.floor_patience_s",
+            "must be at most 3600 (0 turns it off)",
+        )?;
+        ensure(
             self.increase_after_samples >= 1,
             "aimd.increase_after_samples",
             "must be >= 1",
@@ -166,6 +206,11 @@ pub struct Controller {
     comfortable: u32,
     last_cut_ms: Option<u64>,
     last_change_ms: u64,
+    /// The p99 at the floor the controller steers against instead of the
+    /// baseline (see the module docs), once taken.
+    reference_us: Option<u64>,
+    /// Since when the rate has been at the floor with p99 over budget.
+    over_at_floor_since_ms: Option<u64>,
 }
 
 impl Controller {
@@ -187,6 +232,8 @@ impl Controller {
             comfortable: 0,
             last_cut_ms: None,
             last_change_ms: now_ms,
+            reference_us: None,
+            over_at_floor_since_ms: None,
         }
     }
 
@@ -198,7 +245,11 @@ impl Controller {
             self.comfortable = 0;
             return self.hold("hold: no baseline yet".to_owned());
         }
-        let ratio = p99_us as f64 / baseline_us as f64;
+        let reference_us = self.reference_us.map_or(baseline_us, |r| r.max(baseline_us));
+        let ratio = p99_us as f64 / reference_us as f64;
+        if let Some(decision) = self.watch_floor(ratio, p99_us, baseline_us, now_ms) {
+            return decision;
+        }
         let decision = if ratio > self.cfg.budget_ratio {
             self.comfortable = 0;
             self.over_budget(ratio, now_ms)
@@ -208,9 +259,11 @@ impl Controller {
         } else {
             self.comfortable = 0;
             self.hold(format!(
-                "hold: p99 {ratio:.2}x baseline, inside hysteresis band"
+                "hold: p99 {ratio:.2}x {}, inside hysteresis band",
+                self.against()
             ))
         };
+        self.tighten_reference(p99_us, baseline_us);
         debug_assert!(self.rate_bytes_per_s >= self.cfg.floor_bytes_per_s);
         debug_assert!(self.rate_bytes_per_s <= self.cfg.ceiling_bytes_per_s);
         decision
@@ -223,6 +276,56 @@ impl Controller {
     pub fn idle(&mut self) -> Decision {
         self.comfortable = 0;
         self.hold("hold: nothing moving".to_owned())
+    }
+
+    /// Goes back to steering against the baseline (the caller: no
+    /// migration is in flight any more).
+    pub fn reset_reference(&mut self) {
+        self.reference_us = None;
+        self.over_at_floor_since_ms = None;
+    }
+
+    /// The p99 at the floor steered against instead of the baseline, if
+    /// taken (see the module docs).
+    pub fn reference_us(&self) -> Option<u64> {
+        self.reference_us
+    }
+
+    /// Takes the p99 at the floor as the reference once the rate has sat
+    /// there over budget for `floor_patience_s`; returns the decision of
+    /// this sample when it does.
+    fn watch_floor(&mut self, ratio: f64, p99_us: u64, baseline_us: u64, now_ms: u64) -> Option<Decision> {
+        let at_floor = self.rate_bytes_per_s <= self.cfg.floor_bytes_per_s;
+        if !at_floor || ratio <= self.cfg.budget_ratio || self.cfg.floor_patience_s == 0 {
+            self.over_at_floor_since_ms = None;
+            return None;
+        }
+        let since = *self.over_at_floor_since_ms.get_or_insert(now_ms);
+        if now_ms.saturating_sub(since) < self.cfg.floor_patience_s * 1000 {
+            return None;
+        }
+        self.reference_us = Some(p99_us);
+        self.over_at_floor_since_ms = None;
+        self.comfortable = 0;
+        Some(self.hold(format!(
+            "hold: p99 at the floor {} µs ({:.2}x baseline) for {} s does not come down with the rate; steering against it",
+            p99_us,
+            p99_us as f64 / baseline_us as f64,
+            self.cfg.floor_patience_s
+        )))
+    }
+
+    /// The reference only ever comes down: to a lower p99 seen since it
+    /// was taken, whatever the rate then (the overhead the rate does not
+    /// cause can be no more than that), and back to the baseline once p99
+    /// reaches it. A reference taken during a transient (a compaction, the
+    /// first seconds of a rebalance) so lasts no longer than the transient.
+    fn tighten_reference(&mut self, p99_us: u64, baseline_us: u64) {
+        if let Some(r) = self.reference_us
+            && p99_us < r
+        {
+            self.reference_us = (p99_us > baseline_us).then_some(p99_us);
+        }
     }
 
     /// The rate currently in force.
@@ -250,14 +353,16 @@ impl Controller {
             let since_ms = now_ms.saturating_sub(cut_ms);
             if since_ms < self.cfg.decrease_cooldown_ms {
                 return self.hold(format!(
-                    "hold: p99 {ratio:.2}x baseline over budget {budget:.2}x, last cut {since_ms} ms ago (cooldown {} ms)",
+                    "hold: p99 {ratio:.2}x {} over budget {budget:.2}x, last cut {since_ms} ms ago (cooldown {} ms)",
+                    self.against(),
                     self.cfg.decrease_cooldown_ms
                 ));
             }
         }
         if self.rate_bytes_per_s <= self.cfg.floor_bytes_per_s {
             return self.hold(format!(
-                "hold: p99 {ratio:.2}x baseline over budget {budget:.2}x, already at floor {}",
+                "hold: p99 {ratio:.2}x {} over budget {budget:.2}x, already at floor {}",
+                self.against(),
                 fmt_bytes_per_s(self.cfg.floor_bytes_per_s)
             ));
         }
@@ -268,7 +373,7 @@ impl Controller {
             cut,
             Adjust::Decrease,
             now_ms,
-            format!("cut: p99 {ratio:.2}x baseline (budget {budget:.2}x)"),
+            format!("cut: p99 {ratio:.2}x {} (budget {budget:.2}x)", self.against()),
         )
     }
 
@@ -276,14 +381,16 @@ impl Controller {
         let needed = self.cfg.increase_after_samples;
         if self.comfortable < needed {
             return self.hold(format!(
-                "hold: p99 {ratio:.2}x baseline, comfortable {}/{needed} samples",
+                "hold: p99 {ratio:.2}x {}, comfortable {}/{needed} samples",
+                self.against(),
                 self.comfortable
             ));
         }
         self.comfortable = 0;
         if self.rate_bytes_per_s >= self.cfg.ceiling_bytes_per_s {
             return self.hold(format!(
-                "hold: p99 {ratio:.2}x baseline, already at ceiling {}",
+                "hold: p99 {ratio:.2}x {}, already at ceiling {}",
+                self.against(),
                 fmt_bytes_per_s(self.cfg.ceiling_bytes_per_s)
             ));
         }
@@ -293,7 +400,7 @@ impl Controller {
             raised,
             Adjust::Increase,
             now_ms,
-            format!("raise: p99 {ratio:.2}x baseline"),
+            format!("raise: p99 {ratio:.2}x {}", self.against()),
         )
     }
 
@@ -305,6 +412,11 @@ impl Controller {
             action,
             reason,
         }
+    }
+
+    /// What ratios are relative to, for reasons.
+    fn against(&self) -> &'static str {
+        if self.reference_us.is_some() { "floor p99" } else { "baseline" }
     }
 
     fn hold(&self, reason: String) -> Decision {

@@ -165,6 +165,40 @@ fn the_baseline_freezes_while_data_moves_and_the_rate_is_cut_above_budget() {
 }
 
 #[test]
+fn the_baseline_stays_frozen_between_the_moves_of_a_rebalance() {
+    let t = Throttle::default();
+    let nodes = || vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)];
+    for s in 0..10u64 {
+        let now = 100_000 + s * 1000;
+        t.tick(&input(nodes(), vec![], Some((2_000, 5_000)), now), now);
+    }
+    // A move copies, then bakes while the next one waits to start: nothing
+    // moves data for these seconds, but the first move's after-effects
+    // (here 2x) are still in the p99s and must not become the baseline.
+    let mut now = 110_000;
+    for phase in [Phase::Copying, Phase::Completed, Phase::Completed, Phase::Completed] {
+        for _ in 0..5 {
+            t.tick(&input(nodes(), vec![migration("m1", 1, 2, phase), migration("m2", 1, 2, Phase::Pending)], Some((4_000, 5_000)), now), now);
+            now += 1000;
+        }
+        let s = t.status();
+        assert!(s.baseline_frozen, "{phase:?}: {s:?}");
+        assert!((1_900..=2_100).contains(&s.baseline_p99_us.unwrap()), "{phase:?}: {s:?}");
+    }
+    // Once every migration has ended (or is paused by the operator), the
+    // baseline follows the workload again.
+    let mut paused = migration("m2", 1, 2, Phase::Paused);
+    paused.paused_from = Some(Phase::Copying);
+    for _ in 0..12 {
+        t.tick(&input(nodes(), vec![migration("m1", 1, 2, Phase::Done), paused.clone()], Some((4_000, 5_000)), now), now);
+        now += 1000;
+    }
+    let s = t.status();
+    assert!(!s.baseline_frozen, "{s:?}");
+    assert!((3_800..=4_200).contains(&s.baseline_p99_us.unwrap()), "{s:?}");
+}
+
+#[test]
 fn per_second_noise_while_moving_is_not_read_as_disruption() {
     // Each second's p99 jitters ±5% around 2 ms and every fourth second
     // spikes to 2.5x: the workload's own noise, the same before and during

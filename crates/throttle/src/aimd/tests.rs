@@ -179,7 +179,9 @@ fn cooldown_spaces_cuts() {
 
 #[test]
 fn floor_and_ceiling_hold() {
-    let cfg = AimdConfig::default();
+    // Without the floor reference, which would otherwise take the 10x p99
+    // as what the floor costs (tested below).
+    let cfg = AimdConfig { floor_patience_s: 0, ..AimdConfig::default() };
     let mut c = Controller::new(cfg.clone(), 0);
     for s in 1..100 {
         c.observe(10_000, 1000, s * 3000);
@@ -355,4 +357,102 @@ proptest! {
         }
         prop_assert!(over_budget_fraction(&run, from) <= 0.15);
     }
+}
+
+/// A plant whose p99 has a part the rate does not change: 1.5x the
+/// baseline at any rate (a moving partition's extra hop), plus what the
+/// rate adds, which crosses the budget over that part at `r_star`.
+fn offset_plant_p99(rate: f64, r_star: f64) -> u64 {
+    let capacity = r_star / 0.2f64.sqrt();
+    (BASELINE_US as f64 * (1.5 + 1.5 * 0.5 * (rate / capacity).powi(2))) as u64
+}
+
+#[test]
+fn latency_the_rate_does_not_cause_does_not_pin_the_rate_to_the_floor() {
+    let r_star = 8.0 * MIB;
+    let run = |cfg: AimdConfig| {
+        let mut c = Controller::new(cfg, 0);
+        let mut rates = vec![];
+        let mut reasons = vec![];
+        for s in 1..=120u64 {
+            let d = c.observe(offset_plant_p99(c.rate(), r_star), BASELINE_US, s * 1000);
+            rates.push(c.rate());
+            reasons.push(d.reason);
+        }
+        (c, rates, reasons)
+    };
+
+    // Steering against the baseline alone, 1.5x is over budget at any
+    // rate: the controller cuts to the floor and stays there.
+    let (_, rates, _) = run(AimdConfig { floor_patience_s: 0, ..AimdConfig::default() });
+    let floor = AimdConfig::default().floor_bytes_per_s;
+    assert!(rates[20..].iter().all(|&r| r == floor), "{rates:?}");
+
+    // With the default patience (10 s), the p99 at the floor becomes the
+    // reference, and the rate grows until the rate's own share crosses the
+    // budget over it: it settles into the usual sawtooth below r*.
+    let (mut c, rates, reasons) = run(AimdConfig::default());
+    let taken = reasons.iter().position(|r| r.contains("does not come down with the rate")).expect("the reference is taken");
+    assert!(reasons[taken].contains("1.50x baseline"), "{}", reasons[taken]);
+    let reference = c.reference_us().unwrap();
+    assert_eq!(reference, offset_plant_p99(floor, r_star));
+    let tail = &rates[60..];
+    assert!(tail.iter().all(|&r| r >= 0.4 * r_star && r <= 1.05 * r_star + MIB), "{tail:?}");
+    let over = tail.iter().filter(|&&r| offset_plant_p99(r, r_star) as f64 > 1.10 * reference as f64).count();
+    assert!(over <= tail.len() / 20, "{over} of {} seconds over budget of the reference", tail.len());
+    assert!(reasons[60..].iter().all(|r| !r.contains("x baseline") || r.contains("does not come down")), "ratios are against the reference now");
+
+    // Once nothing is in flight the caller resets it; the next over-budget
+    // sample is compared with the baseline again and cut.
+    c.reset_reference();
+    assert_eq!(c.reference_us(), None);
+    let d = c.observe(offset_plant_p99(c.rate(), r_star), BASELINE_US, 1_000_000);
+    assert_eq!(d.action, Adjust::Decrease, "{}", d.reason);
+    assert!(d.reason.contains("x baseline"), "{}", d.reason);
+}
+
+#[test]
+fn a_worse_floor_is_taken_again_after_another_wait() {
+    // p99 at the floor is 2x, and later 4x, the baseline (say, a node's
+    // compaction): each is taken as the reference only after
+    // floor_patience_s over budget at the floor.
+    let cfg = AimdConfig { start_bytes_per_s: 0.0, ..AimdConfig::default() };
+    let mut c = Controller::new(cfg, 0);
+    let mut taken = vec![];
+    for s in 1..=40u64 {
+        let p99 = if s <= 20 { 2 * BASELINE_US } else { 4 * BASELINE_US };
+        let d = c.observe(p99, BASELINE_US, s * 1000);
+        if d.reason.contains("does not come down") {
+            taken.push((s, c.reference_us()));
+        }
+        // Rising from the floor: the plant is flat, so each raise is
+        // comfortable against the reference. Hold the rate at the floor to
+        // test the wait alone.
+        c.rate_bytes_per_s = c.cfg.floor_bytes_per_s;
+    }
+    assert_eq!(taken, vec![(11, Some(2 * BASELINE_US)), (31, Some(4 * BASELINE_US))]);
+}
+
+#[test]
+fn a_reference_taken_during_a_transient_does_not_outlive_it() {
+    let cfg = AimdConfig { start_bytes_per_s: 0.0, ..AimdConfig::default() };
+    let mut c = Controller::new(cfg, 0);
+    // 5x for 11 s at the floor: taken.
+    for s in 1..=11u64 {
+        c.observe(5 * BASELINE_US, BASELINE_US, s * 1000);
+    }
+    assert_eq!(c.reference_us(), Some(5 * BASELINE_US));
+    // The transient ends: p99 is 2x, then back at the baseline. The
+    // reference follows it down, and is gone once p99 is at the baseline.
+    c.observe(2 * BASELINE_US, BASELINE_US, 12_000);
+    assert_eq!(c.reference_us(), Some(2 * BASELINE_US));
+    c.observe(3 * BASELINE_US, BASELINE_US, 13_000);
+    assert_eq!(c.reference_us(), Some(2 * BASELINE_US), "it never goes up but by another wait at the floor");
+    c.observe(BASELINE_US, BASELINE_US, 14_000);
+    assert_eq!(c.reference_us(), None);
+    // So 1.5x is over budget again, against the baseline.
+    c.rate_bytes_per_s = 4.0 * MIB;
+    let d = c.observe(3 * BASELINE_US / 2, BASELINE_US, 20_000);
+    assert_eq!(d.action, Adjust::Decrease, "{}", d.reason);
+    assert!(d.reason.contains("x baseline"), "{}", d.reason);
 }
