@@ -236,6 +236,10 @@ fn holds_baseline(p: Phase) -> bool {
 #[derive(Debug, Clone, Copy)]
 struct Foreground {
     p99_us: u64,
+    /// What the baseline learns and the controller steers by: `p99_us`,
+    /// plus the routers' scheduling delay with
+    /// `aimd.signal_includes_sched`.
+    steer_us: u64,
     ops: u64,
     errors: u64,
     from_routers: bool,
@@ -246,8 +250,11 @@ struct Foreground {
 fn foreground(input: &TickInput, now_ms: u64) -> Foreground {
     let fresh: Vec<_> = input.routers.iter().filter(|r| now_ms.saturating_sub(r.at_ms) <= REPORT_MAX_AGE_MS).collect();
     if !fresh.is_empty() {
+        let with_sched = input.settings.aimd.signal_includes_sched;
+        let steer = |r: &&RouterReport| r.last_second.p99_us + if with_sched { r.sched.map_or(0, |s| s.p99_us) } else { 0 };
         return Foreground {
             p99_us: fresh.iter().map(|r| r.last_second.p99_us).max().unwrap_or(0),
+            steer_us: fresh.iter().map(steer).max().unwrap_or(0),
             ops: fresh.iter().map(|r| r.last_second.count).sum(),
             errors: fresh.iter().map(|r| r.last_second.errors).sum(),
             from_routers: true,
@@ -255,8 +262,10 @@ fn foreground(input: &TickInput, now_ms: u64) -> Foreground {
         };
     }
     let nodes = &input.status.nodes;
+    let p99_us = nodes.iter().map(|n| n.p99_us).max().unwrap_or(0);
     Foreground {
-        p99_us: nodes.iter().map(|n| n.p99_us).max().unwrap_or(0),
+        p99_us,
+        steer_us: p99_us,
         ops: nodes.iter().map(|n| n.ops_last_s).sum(),
         errors: 0,
         from_routers: false,
@@ -280,18 +289,23 @@ impl Runtime {
         if settings.aimd.signal_window_s != self.settings.aimd.signal_window_s || settings.baseline.min_ops != self.settings.baseline.min_ops {
             self.signal = signal_window(&settings);
         }
+        if settings.aimd.signal_includes_sched != self.settings.aimd.signal_includes_sched {
+            // Another statistic: what was learned does not compare.
+            self.baseline = Baseline::new(settings.baseline.clone());
+            self.signal = signal_window(&settings);
+        }
         tracing::info!(?settings, "throttle settings changed");
         self.settings = settings;
     }
 
     fn update_baseline(&mut self, fg: Foreground, in_flight: bool, now_ms: u64) {
-        self.signal.push(fg.p99_us, fg.ops, now_ms);
+        self.signal.push(fg.steer_us, fg.ops, now_ms);
         if in_flight {
             // Keeps the first estimate; retries while there is none yet.
             self.baseline.freeze(now_ms);
         } else {
             self.baseline.unfreeze();
-            self.baseline.push(fg.p99_us, fg.ops, now_ms);
+            self.baseline.push(fg.steer_us, fg.ops, now_ms);
             self.controller.reset_reference();
         }
     }
@@ -308,7 +322,7 @@ impl Runtime {
     /// The p99 the controller steers by (see `AimdConfig::signal_window_s`);
     /// this second's if the window has no sample.
     fn signal_p99(&self, fg: Foreground, now_ms: u64) -> u64 {
-        self.signal.estimate(now_ms).unwrap_or(fg.p99_us)
+        self.signal.estimate(now_ms).unwrap_or(fg.steer_us)
     }
 
     /// Sets every bucket to the current rates and forgets finished

@@ -99,6 +99,15 @@ pub struct AimdConfig {
     /// never; the rate then stays at the floor for as long as p99 is over
     /// budget.
     pub floor_patience_s: u64,
+    /// Experimental, off by default: the p99 the baseline learns and the
+    /// controller steers by is each router's p99 *plus* its runtime's
+    /// scheduling-delay p99 (the time a ready connection waits for a
+    /// worker, which the router's own p99, measured from parse to reply,
+    /// leaves out). On the 2-core test machine that delay was 2.4 ms
+    /// against a 0.38 ms router p99 and rose more with migration work;
+    /// clients feel both. A sum of two p99s over-estimates the p99 of the
+    /// sum, the same way before and during a rebalance.
+    pub signal_includes_sched: bool,
 }
 
 impl Default for AimdConfig {
@@ -115,6 +124,7 @@ impl Default for AimdConfig {
             start_bytes_per_s: 4.0 * MIB,
             signal_window_s: 5,
             floor_patience_s: 10,
+            signal_includes_sched: false,
         }
     }
 }

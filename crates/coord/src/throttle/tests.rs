@@ -274,3 +274,41 @@ fn merge_patch_follows_rfc_7386() {
     let patch = serde_json::json!({"a": null, "b": {"c": 5}, "f": [1]});
     assert_eq!(merge_patch(target, patch), serde_json::json!({"b": {"c": 5, "d": 3}, "e": 4, "f": [1]}));
 }
+
+#[test]
+fn with_sched_in_the_signal_a_congested_runtime_is_cut_even_when_the_router_p99_is_flat() {
+    let report = |p99_us: u64, sched_us: u64, now_ms: u64| {
+        let second = |p99_us| evenkeel_types::latency::SecondSummary { second: now_ms / 1000 - 1, count: 5_000, errors: 0, p50_us: p99_us / 2, p99_us, max_us: p99_us };
+        RouterReport { router: 7, at_ms: now_ms, last_second: second(p99_us), sched: Some(second(sched_us)), migrations: vec![] }
+    };
+    let run = |include: bool| {
+        let t = Throttle::default();
+        let mut settings = Settings::default();
+        settings.aimd.signal_includes_sched = include;
+        let nodes = || vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)];
+        let tick = |sched_us: u64, migrations: Vec<Migration>, now: u64| {
+            let mut i = input(nodes(), migrations, None, now);
+            i.settings = settings.clone();
+            i.routers = vec![report(400, sched_us, now)];
+            t.tick(&i, now);
+        };
+        for s in 0..10u64 {
+            tick(2_400, vec![], 100_000 + s * 1000);
+        }
+        let baseline = t.status().baseline_p99_us;
+        // Moving: the router's own p99 stays at 400 µs, the scheduling delay
+        // doubles.
+        let m = migration("m1", 1, 2, Phase::Copying);
+        for s in 10..16u64 {
+            tick(4_800, vec![m.clone()], 100_000 + s * 1000);
+        }
+        (baseline, t.status())
+    };
+    let (baseline, s) = run(false);
+    assert_eq!(baseline.map(|b| (380..=420).contains(&b)), Some(true), "{s:?}");
+    assert!(!s.reason.starts_with("cut"), "the router p99 alone did not move: {s:?}");
+    let (baseline, s) = run(true);
+    assert_eq!(baseline.map(|b| (2_700..=2_900).contains(&b)), Some(true), "p99 + sched: {s:?}");
+    assert!(s.reason.starts_with("cut") || s.reason.contains("over budget"), "{s:?}");
+    assert_eq!(s.p99_us, 400, "the status still shows the router's own p99");
+}
