@@ -283,15 +283,12 @@ impl Runtime {
         if settings.aimd != self.settings.aimd {
             self.controller = Controller::new(settings.aimd.clone(), now_ms);
         }
-        if settings.baseline != self.settings.baseline {
+        // Another statistic: what was learned does not compare.
+        let statistic_changed = settings.aimd.signal_includes_sched != self.settings.aimd.signal_includes_sched;
+        if settings.baseline != self.settings.baseline || statistic_changed {
             self.baseline = Baseline::new(settings.baseline.clone());
         }
-        if settings.aimd.signal_window_s != self.settings.aimd.signal_window_s || settings.baseline.min_ops != self.settings.baseline.min_ops {
-            self.signal = signal_window(&settings);
-        }
-        if settings.aimd.signal_includes_sched != self.settings.aimd.signal_includes_sched {
-            // Another statistic: what was learned does not compare.
-            self.baseline = Baseline::new(settings.baseline.clone());
+        if settings.aimd.signal_window_s != self.settings.aimd.signal_window_s || settings.baseline.min_ops != self.settings.baseline.min_ops || statistic_changed {
             self.signal = signal_window(&settings);
         }
         tracing::info!(?settings, "throttle settings changed");

@@ -55,8 +55,9 @@
 //! during a transient lasts no longer than the transient (a run took 5x at
 //! the start of a rebalance as its reference and then let the rate grow
 //! with p99 at 3x). [`Controller::reset_reference`] (the caller: when no
-//! migration is in flight any more) goes back to the baseline. Nodes whose p99 is unhealthy are the health gate's to pause;
-//! this only decides how fast data moves meanwhile.
+//! migration is in flight any more) goes back to the baseline. Nodes whose
+//! p99 is unhealthy are the health gate's to pause; this only decides how
+//! fast data moves meanwhile.
 
 use serde::{Deserialize, Serialize};
 

@@ -53,6 +53,19 @@ fn input(nodes: Vec<NodeStatus>, migrations: Vec<Migration>, router_p99_us: Opti
 
 const GOOD_DISK: u64 = 50 << 30;
 
+fn two_nodes() -> Vec<NodeStatus> {
+    vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)]
+}
+
+/// `seconds` ticks from t = 100 s, nothing in flight, routers at 2 ms p99:
+/// the baseline.
+fn calm_seconds(t: &Throttle, seconds: u64) {
+    for s in 0..seconds {
+        let now = 100_000 + s * 1000;
+        t.tick(&input(two_nodes(), vec![], Some((2_000, 5_000)), now), now);
+    }
+}
+
 #[test]
 fn a_slow_node_pauses_its_migrations_and_they_resume_after_recovery() {
     let t = Throttle::default();
@@ -116,11 +129,8 @@ fn a_full_disk_fails_migrations_before_cutover_only() {
 #[test]
 fn latency_noise_while_nothing_moves_leaves_the_rate_alone() {
     let t = Throttle::default();
-    let nodes = || vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)];
-    for s in 0..10u64 {
-        let now = 100_000 + s * 1000;
-        t.tick(&input(nodes(), vec![], Some((2_000, 5_000)), now), now);
-    }
+    let nodes = two_nodes;
+    calm_seconds(&t, 10);
     let start = t.status().adaptive_rate_bytes_per_s.unwrap();
     // The workload's own spikes (3x the baseline) with no migration moving
     // data: nothing to cut, and no reason to grow either.
@@ -137,12 +147,9 @@ fn latency_noise_while_nothing_moves_leaves_the_rate_alone() {
 #[test]
 fn the_baseline_freezes_while_data_moves_and_the_rate_is_cut_above_budget() {
     let t = Throttle::default();
-    let nodes = || vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)];
+    let nodes = two_nodes;
     // Ten calm seconds at 2 ms p99 give the baseline.
-    for s in 0..10u64 {
-        let now = 100_000 + s * 1000;
-        t.tick(&input(nodes(), vec![], Some((2_000, 5_000)), now), now);
-    }
+    calm_seconds(&t, 10);
     assert_eq!(t.status().baseline_p99_us.map(|b| (1_900..=2_100).contains(&b)), Some(true), "{:?}", t.status());
     let m = migration("m1", 1, 2, Phase::Copying);
     let before = {
@@ -167,11 +174,8 @@ fn the_baseline_freezes_while_data_moves_and_the_rate_is_cut_above_budget() {
 #[test]
 fn the_baseline_stays_frozen_between_the_moves_of_a_rebalance() {
     let t = Throttle::default();
-    let nodes = || vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)];
-    for s in 0..10u64 {
-        let now = 100_000 + s * 1000;
-        t.tick(&input(nodes(), vec![], Some((2_000, 5_000)), now), now);
-    }
+    let nodes = two_nodes;
+    calm_seconds(&t, 10);
     // A move copies, then bakes while the next one waits to start: nothing
     // moves data for these seconds, but the first move's after-effects
     // (here 2x) are still in the p99s and must not become the baseline.
