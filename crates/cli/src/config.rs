@@ -86,7 +86,6 @@ pub struct MigrationSection {
     pub needs_approval: Option<bool>,
     pub chunk_keys: Option<u32>,
     pub chunk_bytes: Option<u64>,
-    pub drop_batch: Option<u32>,
     pub moves_per_node: Option<usize>,
     pub moves_cluster: Option<usize>,
     /// Routing modes of new migrations (a move may override them).
@@ -110,7 +109,6 @@ impl FileConfig {
         let zero = [
             ("chunk_keys", m.chunk_keys.map(u64::from)),
             ("chunk_bytes", m.chunk_bytes),
-            ("drop_batch", m.drop_batch.map(u64::from)),
             ("reverse_interval_ms", m.reverse_interval_ms),
         ]
         .into_iter()
@@ -131,7 +129,6 @@ impl FileConfig {
         set(&mut d.pause_budget_ms, m.pause_budget_ms);
         set(&mut d.chunk_keys, m.chunk_keys);
         set(&mut d.chunk_bytes, m.chunk_bytes);
-        set(&mut d.drop_batch, m.drop_batch);
         set(&mut l.bake_ms, m.bake_ms);
         if let Some(ms) = m.reverse_interval_ms {
             d.reverse_interval = std::time::Duration::from_millis(ms);
@@ -209,7 +206,7 @@ mod tests {
     fn zero_sizes_and_intervals_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        for key in ["chunk_keys", "chunk_bytes", "drop_batch", "reverse_interval_ms"] {
+        for key in ["chunk_keys", "chunk_bytes", "reverse_interval_ms"] {
             std::fs::write(&path, format!("[migration]\n{key} = 0\n")).unwrap();
             let err = FileConfig::load(&path).unwrap_err();
             assert!(format!("{err:#}").contains(&format!("{key} must be at least 1")), "{err:#}");
@@ -255,7 +252,6 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             needs_approval: Some(l.needs_approval),
             chunk_keys: Some(d.chunk_keys),
             chunk_bytes: Some(d.chunk_bytes),
-            drop_batch: Some(d.drop_batch),
             moves_per_node: Some(opts.coord.rebalance.moves_per_node),
             moves_cluster: Some(opts.coord.rebalance.moves_cluster),
             dual_write: Some(opts.coord.modes.route.dual_write),

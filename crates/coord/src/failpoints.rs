@@ -56,7 +56,7 @@ pub const CUTOVER_DRAINED: &str = "coord-cutover-drained";
 pub const CUTOVER_FLIPPED: &str = "coord-cutover-flipped";
 pub const CUTOVER_UNFENCE: &str = "coord-cutover-unfence";
 pub const REVERSE_CAPTURE: &str = "coord-reverse-capture";
-pub const DROP_BATCH: &str = "coord-drop-batch";
+pub const DROPPED: &str = "coord-dropped";
 pub const ROLLBACK_FENCED: &str = "coord-rollback-fenced";
 pub const ROLLBACK_FLIPPED: &str = "coord-rollback-flipped";
 pub const ABORT_UNFENCED: &str = "coord-abort-unfenced";
@@ -94,7 +94,7 @@ pub fn after_save(phase: Phase) -> &'static str {
 
 /// Every failpoint name, so a test can check it covers them all.
 pub fn all() -> Vec<&'static str> {
-    let inside = [COPY_CHUNK, CATCH_UP_PAGE, CUTOVER_FENCED, CUTOVER_DRAINED, CUTOVER_FLIPPED, CUTOVER_UNFENCE, REVERSE_CAPTURE, DROP_BATCH, ROLLBACK_FENCED, ROLLBACK_FLIPPED, ABORT_UNFENCED];
+    let inside = [COPY_CHUNK, CATCH_UP_PAGE, CUTOVER_FENCED, CUTOVER_DRAINED, CUTOVER_FLIPPED, CUTOVER_UNFENCE, REVERSE_CAPTURE, DROPPED, ROLLBACK_FENCED, ROLLBACK_FLIPPED, ABORT_UNFENCED];
     SAVED_PHASES.iter().flat_map(|p| [before_save(*p), after_save(*p)]).chain(inside).collect()
 }
 

@@ -19,7 +19,6 @@
 //! ([`crate::store::Store::close_import`]).
 
 use crate::service::NodeInner;
-use bytes::Bytes;
 use std::sync::Arc;
 use crate::store::{KeyRecord, LogRead, StoreError};
 use evenkeel_rpc::pb;
@@ -37,7 +36,7 @@ pub const APPLY_BATCH_RECORDS: usize = 128;
 fn status(e: StoreError) -> Status {
     match e {
         StoreError::StaleToken { .. } => Status::aborted(e.to_string()),
-        StoreError::NoSuchPartition(_) | StoreError::WrongPartition { .. } | StoreError::BadDropCursor(_) => Status::invalid_argument(e.to_string()),
+        StoreError::NoSuchPartition(_) | StoreError::WrongPartition { .. } => Status::invalid_argument(e.to_string()),
         StoreError::NotImporting { .. } => Status::failed_precondition(e.to_string()),
         other => Status::internal(other.to_string()),
     }
@@ -200,17 +199,17 @@ pub(crate) async fn checksum(inner: &Arc<NodeInner>, req: &pb::ChecksumRequest) 
     Ok(pb::ChecksumResponse { keys: sum.keys, digest: sum.digest, log_next })
 }
 
-pub(crate) async fn drop_chunk(inner: &Arc<NodeInner>, req: &pb::DropRequest) -> Result<pb::DropResponse, Status> {
+/// Drops the partition's copy here: retires it (O(1); compactions remove
+/// the items, see `store::retire`) after closing its import.
+pub(crate) async fn drop_partition(inner: &Arc<NodeInner>, req: &pb::DropRequest) -> Result<pb::DropResponse, Status> {
     let _turn = inner.lane.background().await;
     let p = admit(inner, req.header.as_ref())?;
     if inner.ownership.owns(p) {
         return Err(Status::failed_precondition(format!("partition {p} is owned by this node; refusing to drop it")));
     }
     inner.store.close_import(p, req.header.as_ref().map_or(0, |h| h.token)).map_err(status)?;
-    let max = req.max_keys.clamp(1, PAGE_KEYS_MAX) as usize;
-    let after = (!req.after.is_empty()).then(|| req.after.to_vec());
-    let chunk = blocking(inner, Urgency::Bulk, move |i| i.store.drop_chunk_after(p, max, after.as_deref())).await?;
-    Ok(pb::DropResponse { removed: chunk.removed as u32, last_key: chunk.last_key.map(Bytes::from).unwrap_or_default() })
+    let removed = blocking(inner, Urgency::Bulk, move |i| i.store.retire(p)).await?;
+    Ok(pb::DropResponse { removed })
 }
 
 pub fn to_pb(kr: &KeyRecord) -> pb::KeyRecord {

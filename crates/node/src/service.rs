@@ -290,7 +290,7 @@ impl pb::node_server::Node for NodeService {
     }
 
     async fn migrate_drop(&self, request: Request<pb::DropRequest>) -> Result<Response<pb::DropResponse>, Status> {
-        Ok(Response::new(migrate_rpc::drop_chunk(&self.inner, request.get_ref()).await?))
+        Ok(Response::new(migrate_rpc::drop_partition(&self.inner, request.get_ref()).await?))
     }
 
     async fn migrate_shadow_read(&self, request: Request<pb::ShadowReadRequest>) -> Result<Response<pb::ShadowReadResponse>, Status> {

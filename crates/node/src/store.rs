@@ -14,7 +14,11 @@
 //!   due keys, and tombstone collection old tombstones, of the partitions
 //!   they may act on without scanning anything else.
 //! - `meta`: the partition count, per-partition fencing tokens and log
-//!   floors, the index format.
+//!   floors, retired markers, the index format.
+//!
+//! A dropped partition is *retired* ([`retire`]): one marker, and the
+//! engine's compactions remove its items later; it reads as empty here
+//! until it is revived (deleted key by key) before its next write.
 //!
 //! Tombstones are collected ([`Store::collect_tombstones`]) once no
 //! migration could still need them; the rule and why it is safe are in
@@ -92,8 +96,6 @@ pub enum StoreError {
     WrongPartition { requested: PartitionId, actual: PartitionId },
     #[error("no partition {0}")]
     NoSuchPartition(PartitionId),
-    #[error("drop cursor is not a key of partition {0}")]
-    BadDropCursor(PartitionId),
     #[error("stale fencing token {got} for partition {partition}: {seen} was already seen")]
     StaleToken { partition: PartitionId, seen: u64, got: u64 },
     /// A router's forwarded apply or shadow read for a partition this node
@@ -145,6 +147,8 @@ pub struct Store {
     journals_synced: Mutex<Vec<std::path::PathBuf>>,
     /// Keeps flushed memtables from being freed under the engine's lock.
     memtables: memtables::Keeper,
+    /// Partitions dropped here whose items compaction is removing.
+    retired: std::sync::Arc<retire::Retired>,
 }
 
 const TRIM_SLACK: u64 = 256;
@@ -152,6 +156,7 @@ const TRIM_SLACK: u64 = 256;
 mod index;
 mod memtables;
 mod migrate;
+mod retire;
 use index::TimeIndex;
 pub use memtables::{TEND_EVERY, Tended};
 pub use migrate::{Checksum, KeyRecord, LogRead, SnapshotChunk};
@@ -169,7 +174,12 @@ impl Store {
     /// Opens (or creates) the store and recovers counters, log positions and
     /// the clock floor from what is on disk.
     pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
-        let db = Database::builder(&config.dir).cache_size(config.cache_bytes).open()?;
+        let retired = retire::Retired::new(config.num_partitions);
+        let filters = retired.clone();
+        let db = Database::builder(&config.dir)
+            .cache_size(config.cache_bytes)
+            .with_compaction_filter_factories(std::sync::Arc::new(move |keyspace: &str| filters.factory(keyspace)))
+            .open()?;
         let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
         let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
         let n = config.num_partitions;
@@ -182,7 +192,7 @@ impl Store {
         let parts = (0..n).map(|_| Mutex::new(PartitionCounters::default())).collect();
         let tokens = Mutex::new(vec![0; n as usize]);
         let import_closed = Mutex::new(vec![0; n as usize]);
-        let store = Store { db, data, log, expiring, tombstones, meta, parts, tokens, import_closed, clock: Hlc::default(), config, journals_synced: Mutex::default(), memtables: Default::default() };
+        let store = Store { db, data, log, expiring, tombstones, meta, parts, tokens, import_closed, clock: Hlc::default(), config, journals_synced: Mutex::default(), memtables: Default::default(), retired };
         store.recover()?;
         Ok(store)
     }
@@ -209,11 +219,12 @@ impl Store {
         let slot = self.slot_in(partition, key)?;
         let data_key = data_key(slot, key);
         if let Kind::Get(_) = kind {
-            let stored = self.read(&data_key)?;
+            let stored = if self.retired.is(partition) { None } else { self.read(&data_key)? };
             let reply = ops::apply(kind, stored.as_ref(), now_ms, 0, self.config.limits).reply;
             return Ok((reply, stored));
         }
         let mut counters = self.parts[partition as usize].lock();
+        self.revive(partition, &counters)?;
         let stored = self.read(&data_key)?;
         let version = self.clock.tick(now_ms);
         let applied = ops::apply(kind, stored.as_ref(), now_ms, version, self.config.limits);
@@ -229,6 +240,9 @@ impl Store {
     /// keys and the next slot (the partition's end when exhausted).
     pub fn scan(&self, partition: PartitionId, start_slot: u32, count: usize, now_ms: u64) -> Result<(Vec<Bytes>, u32), StoreError> {
         let (first, end) = self.slots_of(partition)?;
+        if self.retired.is(partition) {
+            return Ok((Vec::new(), end));
+        }
         let mut slot = start_slot.max(first);
         let mut keys = Vec::new();
         while slot < end && keys.len() < count.max(1) {
@@ -256,7 +270,7 @@ impl Store {
     /// The storage engine's debt: the most level-0 tables and sealed
     /// memtables of any keyspace (see `StatsResponse`).
     pub fn engine_debt(&self) -> (usize, usize) {
-        let spaces = [&self.data, &self.log, &self.expiring.keys, &self.tombstones.keys];
+        let spaces = self.partition_keyspaces();
         let l0 = spaces.iter().map(|k| k.l0_table_count()).max().unwrap_or(0);
         let sealed = spaces.iter().map(|k| k.sealed_memtable_count()).max().unwrap_or(0);
         (l0, sealed)
@@ -356,6 +370,11 @@ impl Store {
 
 // Private machinery.
 impl Store {
+    /// The keyspaces that hold partitions' items.
+    fn partition_keyspaces(&self) -> [&Keyspace; 4] {
+        [&self.data, &self.log, &self.expiring.keys, &self.tombstones.keys]
+    }
+
     fn read(&self, data_key: &[u8]) -> Result<Option<Record>, StoreError> {
         self.data.get(data_key)?.map(|raw| decode_record(&raw)).transpose()
     }
@@ -501,8 +520,11 @@ impl Store {
     }
 
     /// Rebuilds counters, log positions and the clock floor by scanning;
-    /// rebuilds the indexes of a store written in the old format.
+    /// rebuilds the indexes of a store written in the old format. Records
+    /// of retired partitions count for nothing (their versions still raise
+    /// the clock floor).
     fn recover(&self) -> Result<(), StoreError> {
+        self.recover_retired()?;
         let rebuild = self.meta.get(INDEX_FORMAT_KEY)?.is_none_or(|v| v[..] != INDEX_FORMAT.to_be_bytes());
         let mut pending = self.db.batch();
         for kv in self.data.iter() {
@@ -513,6 +535,9 @@ impl Store {
             }
             self.clock.observe(record.version);
             let partition = slot_partition(u16::from_be_bytes([k[0], k[1]]), self.num_partitions());
+            if self.retired.is(partition) {
+                continue;
+            }
             adjust(&mut self.parts[partition as usize].lock(), &k[2..], None, &record);
             if rebuild {
                 for (index, at) in self.index_entries(&record) {

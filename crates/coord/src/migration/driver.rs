@@ -46,7 +46,6 @@ pub struct DriverConfig {
     pub pause_budget_ms: u64,
     /// How often reverse capture runs during bake.
     pub reverse_interval: Duration,
-    pub drop_batch: u32,
     /// Transient failures of one action before the migration fails.
     pub attempts_max: u32,
     /// Verification mismatches with nothing left to apply before failing.
@@ -72,9 +71,6 @@ impl Default for DriverConfig {
             // foreground latency for the whole bake, and 1 s of lag is
             // nothing for a rollback's drain.
             reverse_interval: Duration::from_secs(1),
-            // Small batches: a drop holds the node's journal lock while it
-            // writes its tombstones, and client writes queue behind it.
-            drop_batch: 256,
             attempts_max: 30,
             mismatches_max: 3,
             checkpoint_interval: Duration::from_secs(1),
@@ -438,38 +434,21 @@ async fn reverse_capture(d: &Driver, m: &Migration, from: u64) -> Outcome {
     Ok(Some(Event::ReverseCaughtUp { applied_pos: page.next }))
 }
 
-/// What one deleted key is charged against byte limits when the copy's
-/// average record size is unknown.
-const DROP_BYTES_PER_KEY_DEFAULT: u64 = 64;
-
-/// What deleting one key of `m`'s partition is charged against byte limits:
-/// the average size of the records the copy moved. A delete writes a
-/// tombstone and the log and index removals now, and later compaction
-/// rewrites the table around the dead record: about the work of writing it.
-fn drop_cost_per_key(m: &Migration) -> u64 {
-    m.bytes_copied.checked_div(m.keys_copied).filter(|&b| b > 0).unwrap_or(DROP_BYTES_PER_KEY_DEFAULT)
-}
-
-/// Deletes the partition's copy on `node` in throttled batches.
+/// Drops the partition's copy on `node`: one request, which the node
+/// serves in O(1) (it retires the partition and its compactions remove the
+/// items), so nothing is paced against the migration's limits. Repeating it
+/// after a crash finds nothing to drop.
 async fn drop_all(d: &Driver, m: &Migration, node: NodeId) -> Result<(), Failure> {
     let mut c = client(d, node).await?;
-    let mut after = Default::default();
-    loop {
-        let req = pb::DropRequest { header: header(m), max_keys: d.config.drop_batch, after };
-        match c.migrate_drop(req).await {
-            Ok(r) if r.get_ref().removed == 0 => return Ok(()),
-            // Deleting costs about as much as writing; the keys limit and
-            // the source node's byte budget (estimated) apply.
-            Ok(r) => {
-                failpoints::hit(failpoints::DROP_BATCH)?;
-                let removed = r.get_ref().removed as u64;
-                after = r.into_inner().last_key;
-                d.throttle.pace(m, removed * drop_cost_per_key(m), removed).await
-            }
-            // The node has not yet seen that it lost the partition.
-            Err(s) if s.code() == tonic::Code::FailedPrecondition => return Err(Failure::Transient(s.message().to_string())),
-            Err(s) => return Err(apply_failure(s)),
+    match c.migrate_drop(pb::DropRequest { header: header(m) }).await {
+        Ok(r) => {
+            tracing::info!(migration = %m.id, node, removed = r.get_ref().removed, "copy dropped");
+            failpoints::hit(failpoints::DROPPED)?;
+            Ok(())
         }
+        // The node has not yet seen that it lost the partition.
+        Err(s) if s.code() == tonic::Code::FailedPrecondition => Err(Failure::Transient(s.message().to_string())),
+        Err(s) => Err(apply_failure(s)),
     }
 }
 

@@ -8,9 +8,9 @@
 //!   collection reads what is older than the grace period.
 //!
 //! Both are exact: an entry exists exactly while the data record it names is
-//! such a record with that time, because [`Store::commit`] and
-//! [`Store::drop_chunk`] change entries in the same atomic batch as the
-//! record. The partition comes first so a pass reads only partitions it may
+//! such a record with that time, because [`Store::commit`] changes entries
+//! in the same atomic batch as the record (a retired partition's entries
+//! go with its records: compaction or `Store::revive` removes both). The partition comes first so a pass reads only partitions it may
 //! act on: entries of a partition this node imports or has just handed over
 //! (which must stay, see the store's invariants) sit in their own range and
 //! never stand in front of an owned partition's.
@@ -136,7 +136,9 @@ impl Store {
         let (mut acted, mut examined) = (0, 0);
         while examined < left {
             let mut counters = self.parts[p as usize].lock();
-            if !eligible(p) {
+            // A retired partition's entries are stale: compaction removes
+            // them, or `revive` before the partition is written again.
+            if !eligible(p) || self.retired.is(p) {
                 break;
             }
             let want = (left - examined).min(index.hold_max);

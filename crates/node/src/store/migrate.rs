@@ -15,13 +15,12 @@
 //!   copy-on-read records, shadow reads), accepted only while the import
 //!   is open: [`Store::close_import`] (the first drop) ends it for good.
 //! - [`Store::checksum`]: an order-independent digest of the live records.
-//! - [`Store::drop_chunk`]: deletes a bounded batch of a partition's data,
-//!   log and index entries; called repeatedly by a throttled background task.
+//! - [`Store::retire`] (in `retire`): drops a partition in O(1); the
+//!   engine's compactions remove its items.
 
-use super::{PartitionCounters, Store, StoreError, data_key, decode_record, import_closed_key, index, log_floor_key, log_key, log_position, record_digest, remove_from, token_key};
+use super::{PartitionCounters, Store, StoreError, data_key, decode_record, import_closed_key, log_key, log_position, record_digest, token_key};
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::ops::Bound;
 use evenkeel_types::slot::slot_partition;
 use evenkeel_types::{PartitionId, Record, Slot};
 
@@ -96,6 +95,9 @@ impl Store {
             None => std::ops::Bound::Included(start),
         };
         let mut chunk = SnapshotChunk { records: Vec::new(), cursor: None, bytes: 0 };
+        if self.retired.is(partition) {
+            return Ok(chunk);
+        }
         for kv in self.data.range::<Vec<u8>, _>((lower, std::ops::Bound::Excluded(end))) {
             let (k, v) = kv.into_inner()?;
             let record = decode_record(&v)?;
@@ -190,6 +192,7 @@ impl Store {
     /// more than once (a change-log page); records staged earlier in the
     /// batch count as stored for the later ones.
     fn apply_locked(&self, partition: PartitionId, counters: &mut PartitionCounters, records: &[KeyRecord]) -> Result<usize, StoreError> {
+        self.revive(partition, counters)?;
         let mut batch = self.batch();
         let mut after = *counters;
         let mut staged: HashMap<Vec<u8>, &Record> = HashMap::new();
@@ -228,6 +231,9 @@ impl Store {
     pub fn checksum_scan(&self, partition: PartitionId) -> Result<Checksum, StoreError> {
         let (start, end) = self.partition_range(partition)?;
         let mut sum = Checksum::default();
+        if self.retired.is(partition) {
+            return Ok(sum);
+        }
         for kv in self.data.range(start..end) {
             let (k, v) = kv.into_inner()?;
             let record = decode_record(&v)?;
@@ -239,83 +245,7 @@ impl Store {
         Ok(sum)
     }
 
-    /// Deletes up to `max_keys` of `partition`'s records with their index
-    /// entries (and, once the data is gone, its change log). Returns how
-    /// many entries it removed; 0 means the partition is empty here.
-    pub fn drop_chunk(&self, partition: PartitionId, max_keys: usize) -> Result<usize, StoreError> {
-        Ok(self.drop_chunk_after(partition, max_keys, None)?.removed)
-    }
-
-    /// [`Store::drop_chunk`] resuming after `after`, the `last_key` of the
-    /// previous chunk: the range read then starts past the keys already
-    /// deleted instead of skipping over their deletion markers, which stay
-    /// in the engine until compaction, so a whole drop reads each key once
-    /// rather than quadratically often. The cursor is only a hint: once
-    /// nothing is left after it, the chunk reads the partition from its
-    /// start, and the partition is empty only when that finds nothing. No
-    /// key can appear behind the cursor meanwhile: a dropped partition is
-    /// neither owned (no client writes) nor importing (the first drop
-    /// closed the import).
-    pub fn drop_chunk_after(&self, partition: PartitionId, max_keys: usize, after: Option<&[u8]>) -> Result<DropChunk, StoreError> {
-        let (start, end) = self.partition_range(partition)?;
-        if let Some(a) = after {
-            if a < start.as_slice() || a >= end.as_slice() {
-                return Err(StoreError::BadDropCursor(partition));
-            }
-        }
-        let mut counters = self.parts[partition as usize].lock();
-        // Counters change only once the batch is committed.
-        let mut after_counters = *counters;
-        let mut batch = self.db.batch();
-        let mut removed = 0;
-        let mut last_key = None;
-        // The counters are exact (every data record holds a value or is a
-        // tombstone), so once they say the data is gone the range is not
-        // read again for every batch of the change log below.
-        if counters.keys + counters.tombstones > 0 {
-            // From the cursor; if nothing is left after it, from the start.
-            let resume = after.map(|a| Bound::Excluded(a.to_vec()));
-            for from in resume.into_iter().chain([Bound::Included(start)]) {
-                for kv in self.data.range((from, Bound::Excluded(end.clone()))).take(max_keys.max(1)) {
-                    let (k, v) = kv.into_inner()?;
-                    let r = decode_record(&v)?;
-                    for (index, at) in self.index_entries(&r) {
-                        batch.remove(&index.keys, index::key(partition, at, &k));
-                    }
-                    remove_from(&mut after_counters, &k[2..], &r);
-                    batch.remove(&self.data, k.clone());
-                    last_key = Some(k.to_vec());
-                    removed += 1;
-                }
-                if removed > 0 {
-                    break;
-                }
-            }
-        }
-        if removed == 0 {
-            // Data gone: drop the change log too, by position (its entries
-            // are exactly `log_first..log_next`), so no batch reads past the
-            // deletion markers of the ones before. The floor that keeps
-            // positions monotonic, so a later import's log never reuses one,
-            // is written with the last batch: a restart before it recovers
-            // `log_first` from the entries still there.
-            let c = &mut after_counters;
-            let to = c.log_next.min(c.log_first.saturating_add(max_keys.max(1) as u64));
-            for pos in c.log_first..to {
-                batch.remove(&self.log, log_key(partition, pos));
-            }
-            removed = (to - c.log_first) as usize;
-            c.log_first = to;
-            if to == c.log_next {
-                batch.insert(&self.meta, log_floor_key(partition), c.log_next.to_be_bytes());
-            }
-        }
-        batch.commit()?;
-        *counters = after_counters;
-        Ok(DropChunk { removed, last_key })
-    }
-
-    fn partition_range(&self, partition: PartitionId) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+    pub(super) fn partition_range(&self, partition: PartitionId) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
         let (first, end) = self.slots_of(partition)?;
         let start = (first as Slot).to_be_bytes().to_vec();
         // The end bound is the first key of the next slot; for the last slot
@@ -328,16 +258,6 @@ impl Store {
     fn counters_of(&self, partition: PartitionId) -> Result<PartitionCounters, StoreError> {
         self.parts.get(partition as usize).map(|p| *p.lock()).ok_or(StoreError::NoSuchPartition(partition))
     }
-}
-
-/// What one [`Store::drop_chunk_after`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DropChunk {
-    /// Data records, or once they are gone change-log entries, removed.
-    pub removed: usize,
-    /// The last data key removed: where the next chunk resumes. None once
-    /// the data is gone.
-    pub last_key: Option<Vec<u8>>,
 }
 
 pub(super) fn decode_log_entry(raw: &[u8]) -> Result<KeyRecord, StoreError> {

@@ -179,7 +179,7 @@ mod migration {
         fast
     }
 
-    fn copy_all(src: &Store, dst: &Store, p: PartitionId, page: usize) -> (usize, u64) {
+    pub(super) fn copy_all(src: &Store, dst: &Store, p: PartitionId, page: usize) -> (usize, u64) {
         let (mut cursor, mut pages, mut bytes) = (None::<Bytes>, 0, 0);
         loop {
             let chunk = src.snapshot_chunk(p, cursor.as_deref(), page, u64::MAX).unwrap();
@@ -291,70 +291,6 @@ mod migration {
         exec(&b, b"x", set("2", None), 10);
         assert_ne!(sum(&a, p), sum(&b, p));
     }
-
-    #[test]
-    fn drop_removes_data_log_and_expiry_of_one_partition_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = open(dir.path());
-        let (p, other) = (2, 5);
-        for k in keys_in(p, 30).iter().chain(keys_in(other, 3).iter()) {
-            exec(&s, k.as_bytes(), set("v", Some(1_000_000)), 10);
-        }
-        let next = s.counters()[p as usize].log_next;
-        let mut rounds = 0;
-        while s.drop_chunk(p, 7).unwrap() > 0 {
-            rounds += 1;
-            assert!(rounds < 20, "drop must finish");
-        }
-        let c = s.counters()[p as usize];
-        assert_eq!((c.keys, c.bytes, c.log_first, c.log_next), (0, 0, next, next));
-        assert_eq!(s.snapshot_chunk(p, None, 100, u64::MAX).unwrap().records.len(), 0);
-        assert_eq!(s.counters()[other as usize].keys, 3);
-        assert_eq!(s.expiring.keys.iter().count(), 3);
-        drop(s);
-        let reopened = open(dir.path());
-        assert_eq!(reopened.counters()[p as usize].keys, 0);
-        assert_eq!(reopened.counters()[p as usize].log_next, next, "log positions are never reused");
-        assert_eq!(reopened.counters()[other as usize].keys, 3);
-    }
-
-    #[test]
-    fn a_drop_resumes_after_its_cursor_and_checks_from_the_start_before_it_ends() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = open(dir.path());
-        let p = 3;
-        let keys = keys_in(p, 25);
-        for k in &keys {
-            exec(&s, k.as_bytes(), set("v", None), 10);
-        }
-        let first = s.drop_chunk_after(p, 10, None).unwrap();
-        assert_eq!(first.removed, 10);
-        let cursor = first.last_key.clone().unwrap();
-        // A key behind the cursor (none can appear in a real drop: the
-        // partition is neither owned nor importing) is still found: the
-        // cursor is only where reading starts.
-        let behind = keys.iter().map(|k| k.as_bytes()).find(|k| data_key(evenkeel_types::slot::key_slot(k), k) < cursor).unwrap().to_vec();
-        exec(&s, &behind, set("again", None), 20);
-        let mut after = first.last_key;
-        let mut removed = 0;
-        loop {
-            let c = s.drop_chunk_after(p, 10, after.as_deref()).unwrap();
-            if c.last_key.is_none() {
-                break;
-            }
-            removed += c.removed;
-            after = c.last_key;
-        }
-        assert_eq!(removed, 16, "the 15 keys after the cursor and the one written behind it");
-        assert_eq!(s.counters()[p as usize].keys, 0);
-        // Then the change log, then nothing.
-        while s.drop_chunk_after(p, 10, None).unwrap().removed > 0 {}
-        assert_eq!(s.snapshot_chunk(p, None, 100, u64::MAX).unwrap().records.len(), 0);
-        // A cursor from another partition is refused.
-        let foreign = keys_in(p + 1, 1);
-        let foreign = data_key(evenkeel_types::slot::key_slot(foreign[0].as_bytes()), foreign[0].as_bytes());
-        assert!(matches!(s.drop_chunk_after(p, 10, Some(&foreign)), Err(StoreError::BadDropCursor(3))));
-    }
 }
 
 #[test]
@@ -441,7 +377,8 @@ mod running_digest {
         /// Copies the other store's partition in (versioned apply).
         ImportFromOther,
         Sweep { at: u8 },
-        Drop { max: u8 },
+        /// Drops the partition (retires it); later writes revive it.
+        Drop,
         Reopen,
     }
 
@@ -453,7 +390,7 @@ mod running_digest {
             1 => (0..24u8).prop_map(|key| Step::Append { key }),
             1 => Just(Step::ImportFromOther),
             1 => (0..100u8).prop_map(|at| Step::Sweep { at }),
-            1 => (1..8u8).prop_map(|max| Step::Drop { max }),
+            1 => Just(Step::Drop),
             1 => Just(Step::Reopen),
         ]
     }
@@ -488,8 +425,8 @@ mod running_digest {
                 *now += *at as u64;
                 s.sweep_expired(*now, 1000, |_| true).unwrap();
             }
-            Step::Drop { max } => {
-                s.drop_chunk(p, *max as usize).unwrap();
+            Step::Drop => {
+                s.retire(p).unwrap();
             }
             Step::Reopen => unreachable!("the caller reopens"),
         }
@@ -522,6 +459,7 @@ mod running_digest {
 }
 
 mod gc;
+mod retire;
 
 #[test]
 fn flushed_memtables_are_freed_by_the_keeper_once_the_engine_lets_go() {

@@ -77,8 +77,9 @@ async fn forwards_and_shadow_reads_only_while_importing() {
     assert_eq!((read[1].key.as_ref(), read[1].version), (&b"{mirror}absent"[..], 0), "absent: version 0");
     // The first drop closes the import: a late forward must not re-create
     // what the drop removes.
-    let drop = pb::DropRequest { header: header(4), max_keys: 100, ..Default::default() };
-    assert_eq!(c.migrate_drop(drop).await.unwrap().into_inner().removed, 1);
+    let drop = pb::DropRequest { header: header(4) };
+    assert_eq!(c.migrate_drop(drop.clone()).await.unwrap().into_inner().removed, 2, "the record and its change-log entry");
+    assert_eq!(c.migrate_drop(drop).await.unwrap().into_inner().removed, 0, "dropping again finds nothing");
     assert!(refused(c.migrate_apply(forward(4, "late", 11)).await.unwrap_err()));
     assert!(refused(c.migrate_shadow_read(shadow(4)).await.unwrap_err()));
     // A node that serves the partition takes no forwards either.
