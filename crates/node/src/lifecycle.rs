@@ -9,7 +9,7 @@
 //! revokes its lease and fsyncs the store.
 
 use crate::lane::{Lane, LaneConfig};
-use crate::service::{NodeInner, NodeService};
+use crate::service::{NodeInner, NodeService, OwnThreads};
 use crate::store::{Store, StoreConfig, StoreError};
 use evenkeel_meta::{MetaError, MetaStore, follow};
 use evenkeel_rpc::NodeServer;
@@ -110,7 +110,8 @@ impl Node {
         let store = Store::open(config.store.clone())?;
         let bulk = config.background_lane.then(|| crate::pool::Pool::new("bulk", config.id, config.bulk_threads, config.bulk_nice, BULK_QUEUE)).transpose()?;
         let writer = crate::pool::Pool::new("writer", config.id, 1, 0, WRITER_QUEUE)?;
-        let inner = NodeInner::new(config.id, store, Lane::new(config.id, config.lane()), writer, bulk);
+        let reader = crate::pool::Pool::new("reader", config.id, 1, 0, WRITER_QUEUE)?;
+        let inner = NodeInner::new(config.id, store, Lane::new(config.id, config.lane()), OwnThreads { writer, reader, bulk });
         Ok(Node { inner: Arc::new(inner), config })
     }
 

@@ -1,12 +1,14 @@
 //! Small fixed thread pools for a node's store work that must not run on the
 //! runtime's workers, each at an OS priority of its own.
 //!
-//! Two pools per node use it. The *writer* (one thread, normal priority)
+//! Three pools per node use it. The *writer* (one thread, normal priority)
 //! runs client writes that may wait on the engine (`crate::inline` decides
 //! which): on its own thread a write stuck behind fjall's journal lock or
 //! write brakes stalls only that node's writes, where on a runtime worker it
 //! stalled every request of the process. One thread per node is all the
-//! concurrency the journal lock allows anyway.
+//! concurrency the journal lock allows anyway. The *reader* (one thread,
+//! normal priority) does the same for reads while one is stuck behind the
+//! engine's version lock; they would all wait for that lock anyway.
 //!
 //! The *bulk* pool runs migration store work at a low priority. The
 //! background lane ([`crate::lane`]) decides *when* migration work may

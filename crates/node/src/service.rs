@@ -19,6 +19,15 @@ use tonic::{Request, Response, Status};
 /// Largest number of ops one Execute may carry.
 pub const MAX_OPS_PER_REQUEST: usize = 10_000;
 
+/// A node's own threads for store work kept off the runtime's workers
+/// (see `crate::pool`).
+pub(crate) struct OwnThreads {
+    pub writer: crate::pool::Pool,
+    pub reader: crate::pool::Pool,
+    /// None when the background lane is off.
+    pub bulk: Option<crate::pool::Pool>,
+}
+
 pub(crate) struct NodeInner {
     pub id: NodeId,
     pub store: Store,
@@ -31,7 +40,11 @@ pub(crate) struct NodeInner {
     /// The node's writer thread, for client writes that may wait on the
     /// engine (see `crate::inline`).
     pub writer: crate::pool::Pool,
-    pub inline_writes: crate::inline::InlineWrites,
+    pub inline_writes: crate::inline::Inline,
+    /// The node's reader thread, for client reads while an inline read of
+    /// this node is stuck (see `crate::inline`).
+    pub reader: crate::pool::Pool,
+    pub inline_reads: crate::inline::Inline,
     /// Per-op Execute latency, summarized per wall-clock second.
     pub latency: SecondWindow,
     pub failpoints: Failpoints,
@@ -46,6 +59,8 @@ pub(crate) struct NodeMetrics {
     errors: Counter,
     /// Write requests sent to the writer thread (see `crate::inline`).
     offloaded: Counter,
+    /// Read-only requests sent to the reader thread.
+    reads_offloaded: Counter,
     /// The same count as `errors`, readable for `Stats`.
     errors_total: AtomicU64,
     latency: Histogram,
@@ -63,6 +78,7 @@ impl NodeMetrics {
             refused: metrics::counter!("evenkeel_node_refused_total", "node" => node.clone()),
             errors: metrics::counter!("evenkeel_node_errors_total", "node" => node.clone()),
             offloaded: metrics::counter!("evenkeel_node_writes_offloaded_total", "node" => node.clone()),
+            reads_offloaded: metrics::counter!("evenkeel_node_reads_offloaded_total", "node" => node.clone()),
             errors_total: AtomicU64::new(0),
             latency: metrics::histogram!("evenkeel_node_execute_seconds", "node" => node.clone()),
             tombstones_collected: metrics::counter!("evenkeel_node_tombstones_collected_total", "node" => node.clone()),
@@ -93,16 +109,18 @@ pub struct NodeService {
 }
 
 impl NodeInner {
-    pub fn new(id: NodeId, store: Store, lane: Lane, writer: crate::pool::Pool, bulk: Option<crate::pool::Pool>) -> Self {
+    pub fn new(id: NodeId, store: Store, lane: Lane, threads: OwnThreads) -> Self {
         NodeInner {
             id,
             store,
             ownership: Ownership::new(id),
             metrics: NodeMetrics::new(id),
             lane,
-            writer,
+            writer: threads.writer,
             inline_writes: Default::default(),
-            bulk,
+            reader: threads.reader,
+            inline_reads: Default::default(),
+            bulk: threads.bulk,
             latency: SecondWindow::default(),
             failpoints: Failpoints::new(id),
             gc_horizon: Default::default(),
@@ -201,17 +219,18 @@ impl pb::node_server::Node for NodeService {
         }
         let now = unix_ms();
         let ops = req.ops.len() as u64;
-        // Reads take no lock the engine holds across disk work: inline.
-        // Writes too, unless they may wait on the engine (`crate::inline`).
-        let route = req.ops.iter().any(is_write).then(|| inner.inline_writes.route(inner.store.write_may_stall()));
+        // Inline on this worker unless the request may wait on the engine
+        // (`crate::inline`): then on the node's writer or reader thread.
+        let write = req.ops.iter().any(is_write);
+        let route = if write { inner.inline_writes.route(inner.store.write_may_stall()) } else { inner.inline_reads.route(false) };
         let results = match route {
-            Some(crate::inline::Route::Writer) => {
-                inner.metrics.offloaded.increment(1);
+            crate::inline::Route::Offload => {
+                let (pool, offloaded) = if write { (&inner.writer, &inner.metrics.offloaded) } else { (&inner.reader, &inner.metrics.reads_offloaded) };
+                offloaded.increment(1);
                 let i = self.inner.clone();
-                inner.writer.run(inner.id, move || i.execute_all(&req, now)).await.map_err(|e| Status::unavailable(e.to_string()))?
+                pool.run(inner.id, move || i.execute_all(&req, now)).await.map_err(|e| Status::unavailable(e.to_string()))?
             }
-            Some(crate::inline::Route::Inline(_ticket)) => inner.execute_all(&req, now),
-            None => inner.execute_all(&req, now),
+            crate::inline::Route::Inline(_ticket) => inner.execute_all(&req, now),
         };
         inner.metrics.ops.increment(ops);
         let took = started.elapsed();
