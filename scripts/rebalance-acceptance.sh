@@ -70,4 +70,6 @@ nice -n "${BENCH_NICE:-0}" "$BIN" bench --target redis://127.0.0.1:6395 --rate "
 "$BIN" migrations --admin "$ADMIN" > "$OUT/migrations.txt"
 "$BIN" migrations --json --admin "$ADMIN" > "$OUT/migrations.json"
 "$BIN" throttle show --admin "$ADMIN" > "$OUT/throttle.txt" || true
+# The process's counters (offloaded reads and writes, memtables freed, ...).
+curl -sf "http://$ADMIN/metrics" > "$OUT/metrics.txt" || true
 echo "report: $OUT/report.html"

@@ -89,10 +89,16 @@ async fn wait_all_done(http: &reqwest::Client, admin: &str, expected: usize) {
 
 /// Writes made on the destination during bake reach the source through
 /// reverse capture, so a rollback hands the partition back losing nothing.
+/// Also: reverse capture runs every `reverse_interval` (50 ms here) but
+/// its progress reaches the metadata store only every
+/// `bake_checkpoint_interval` (10 s), and the rollback still loses nothing:
+/// it drains from the driver's own position, not the stored one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_during_bake_loses_no_write() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = LocalCluster::start(options(dir.path(), 8, 600_000)).await.unwrap();
+    let mut opts = options(dir.path(), 8, 600_000);
+    opts.coord.driver.reverse_interval = Duration::from_millis(50);
+    let cluster = LocalCluster::start(opts).await.unwrap();
     let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let p = 3u16;
@@ -113,11 +119,16 @@ async fn rollback_during_bake_loses_no_write() {
     let again = http.post(format!("{admin}/v1/migrations")).json(&MoveRequest { partition: p, target }).send().await.unwrap();
     assert_eq!(again.status(), 409, "{}", again.text().await.unwrap());
 
+    let stored = || async { cluster.meta.get(&evenkeel_types::keys::migration_key(&started.id)).await.unwrap().unwrap().mod_revision };
+    let baking = stored().await;
     // These writes land on the target only.
     for k in &keys[..25] {
         let () = conn.set(k, "during-bake").await.unwrap();
     }
     let _: i64 = conn.del(&keys[25]).await.unwrap();
+    // Two dozen reverse captures, past the 1 s checkpoint of other phases.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(stored().await, baking, "reverse capture's progress was stored before bake_checkpoint_interval");
     roll_back(&http, &admin, &cluster, &started, source).await;
     for (i, k) in keys.iter().enumerate() {
         let got: Option<String> = conn.get(k).await.unwrap();
