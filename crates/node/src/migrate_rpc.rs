@@ -200,7 +200,8 @@ pub(crate) async fn checksum(inner: &Arc<NodeInner>, req: &pb::ChecksumRequest) 
 }
 
 /// Drops the partition's copy here: retires it (O(1); compactions remove
-/// the items, see `store::retire`) after closing its import.
+/// the items, see `store::retire`) after closing its import, then deletes
+/// the engine tables holding nothing else in the background.
 pub(crate) async fn drop_partition(inner: &Arc<NodeInner>, req: &pb::DropRequest) -> Result<pb::DropResponse, Status> {
     let _turn = inner.lane.background().await;
     let p = admit(inner, req.header.as_ref())?;
@@ -209,6 +210,16 @@ pub(crate) async fn drop_partition(inner: &Arc<NodeInner>, req: &pb::DropRequest
     }
     inner.store.close_import(p, req.header.as_ref().map_or(0, |h| h.token)).map_err(status)?;
     let removed = blocking(inner, Urgency::Bulk, move |i| i.store.retire(p)).await?;
+    if removed > 0 {
+        // Tables holding only this partition go now, in the background:
+        // `drop_range` may wait for a running compaction.
+        let i = inner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = blocking(&i, Urgency::Bulk, move |i| i.store.drop_retired_tables(p)).await {
+                tracing::warn!(node = i.id, partition = p, error = %e, "dropping a retired partition's tables failed; compaction removes its items instead");
+            }
+        });
+    }
     Ok(pb::DropResponse { removed })
 }
 

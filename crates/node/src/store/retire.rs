@@ -20,6 +20,12 @@
 //!   every item of a retired partition into a tombstone, which the last
 //!   level drops. The disk space comes back as compactions run, as it did
 //!   for key-by-key deletes.
+//! - [`Store::drop_retired_tables`], run in the background after a drop,
+//!   hands whole engine tables that hold nothing but the partition's items
+//!   to lsm-tree's `drop_range`, which deletes their files at once. A large
+//!   partition's disk space then comes back without waiting for (or
+//!   rewriting in) a compaction; small ones share tables with their
+//!   neighbours and wait for the filter.
 //! - Before the partition is written again (an import of it, or anything
 //!   else that writes under its lock) [`Store::revive`] deletes what is
 //!   still there key by key (records, index entries, change-log entries
@@ -39,6 +45,7 @@ use super::{PartitionCounters, Store, StoreError, index, log_key};
 use evenkeel_types::PartitionId;
 use evenkeel_types::slot::slot_partition;
 use fjall::compaction::filter::{CompactionFilter, CompactionFilterResult, Context, Factory, ItemAccessor, Verdict};
+use fjall::{AbstractTree, Keyspace};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -145,6 +152,40 @@ impl Store {
         Ok(held)
     }
 
+    /// Deletes the engine tables of every keyspace that hold only items of
+    /// the retired `partition`, without rewriting anything (lsm-tree's
+    /// `drop_range`). Returns how many tables it dropped. Does nothing once
+    /// the partition has been revived.
+    ///
+    /// Runs under the partition's lock: a revive waits for it, so no table
+    /// holding the revival's tombstones or a newer write can be chosen. A
+    /// table wholly inside the partition's range holds only its stale items
+    /// (nothing writes a retired partition), tombstones included, which
+    /// shadow only older stale items. `drop_range` is called only where
+    /// such a table exists: with none it still rewrites and fsyncs the
+    /// tree's version under the lock every read takes.
+    pub fn drop_retired_tables(&self, partition: PartitionId) -> Result<usize, StoreError> {
+        let _counters = self.parts.get(partition as usize).ok_or(StoreError::NoSuchPartition(partition))?.lock();
+        if !self.retired.is(partition) {
+            return Ok(0);
+        }
+        let (start, end) = self.partition_range(partition)?;
+        let next = partition.checked_add(1).map_or_else(|| vec![0xff; 3], |n| n.to_be_bytes().to_vec());
+        let prefix = (partition.to_be_bytes().to_vec(), next);
+        let mut dropped = 0;
+        for (ks, (lo, hi)) in [(&self.data, (start, end)), (&self.log, prefix.clone()), (&self.expiring.keys, prefix.clone()), (&self.tombstones.keys, prefix)] {
+            let inside = whole_tables_inside(ks, &lo, &hi);
+            if inside > 0 {
+                ks.tree.drop_range(lo..hi).map_err(fjall::Error::from)?;
+                dropped += inside;
+            }
+        }
+        if dropped > 0 {
+            tracing::info!(partition, tables = dropped, "retired partition's own tables deleted");
+        }
+        Ok(dropped)
+    }
+
     /// Whether `partition` is retired: it reads as empty, and its items
     /// wait for compaction or [`Self::revive`].
     pub fn is_retired(&self, partition: PartitionId) -> bool {
@@ -218,6 +259,18 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Tables of `ks` whose keys all lie in `[lo, hi)`.
+fn whole_tables_inside(ks: &Keyspace, lo: &[u8], hi: &[u8]) -> usize {
+    let version = ks.tree.current_version();
+    version
+        .iter_tables()
+        .filter(|t| {
+            let range = &t.metadata.key_range;
+            range.min().as_ref() >= lo && range.max().as_ref() < hi
+        })
+        .count()
 }
 
 const RETIRED_PREFIX: &[u8] = b"retired/";

@@ -134,3 +134,44 @@ fn a_client_write_to_a_retired_partition_revives_it() {
         assert!(partition_of(&k) != p || k[2..] == *keys[1].as_bytes());
     }
 }
+
+#[test]
+fn tables_holding_only_a_retired_partition_are_deleted_at_once_and_no_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let (p, q) = (1, 6);
+    // One flush with only p's items, then one with only q's: a table of
+    // each in every partition keyspace.
+    let keys = fill(&s, p, 40, 10);
+    for ks in s.partition_keyspaces() {
+        ks.rotate_memtable_and_wait().unwrap();
+    }
+    let others = fill(&s, q, 20, 10);
+    for ks in s.partition_keyspaces() {
+        ks.rotate_memtable_and_wait().unwrap();
+    }
+    let tables: usize = s.partition_keyspaces().iter().map(|ks| ks.table_count()).sum();
+    let q_before = (s.counters()[q as usize], held(&s, q));
+    assert_eq!(s.drop_retired_tables(p).unwrap(), 0, "nothing is dropped while the partition is live");
+
+    s.retire(p).unwrap();
+    assert_eq!(s.drop_retired_tables(p).unwrap(), 4, "p's table in each of the four keyspaces");
+    assert_eq!(s.partition_keyspaces().iter().map(|ks| ks.table_count()).sum::<usize>(), tables - 4);
+    assert_eq!(held(&s, p), [0; 4], "gone without a compaction");
+    assert_eq!((s.counters()[q as usize], held(&s, q)), q_before);
+    assert_eq!(get(&s, others[1].as_bytes(), 20), Some(Bytes::from_static(b"v")));
+    check_exact(&s);
+
+    // A revived partition is never touched: its new data survives.
+    exec(&s, keys[0].as_bytes(), set("new", None), 30);
+    for ks in s.partition_keyspaces() {
+        ks.rotate_memtable_and_wait().unwrap();
+    }
+    assert_eq!(s.drop_retired_tables(p).unwrap(), 0);
+    assert_eq!(get(&s, keys[0].as_bytes(), 40), Some(Bytes::from_static(b"new")));
+    drop(s);
+    let s = open(dir.path());
+    assert_eq!(get(&s, keys[0].as_bytes(), 40), Some(Bytes::from_static(b"new")));
+    assert_eq!(get(&s, others[1].as_bytes(), 40), Some(Bytes::from_static(b"v")));
+    check_exact(&s);
+}
