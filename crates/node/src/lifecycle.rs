@@ -93,9 +93,9 @@ pub enum NodeError {
     Io(#[from] std::io::Error),
 }
 
-/// Client write requests queued for a node's writer thread before callers
-/// wait for room.
-const WRITER_QUEUE: usize = 1024;
+/// Client requests queued for a node's writer or reader thread before
+/// callers wait for room.
+const OWN_THREAD_QUEUE: usize = 1024;
 /// Bulk migration jobs queued; the lane's permits keep it far lower.
 const BULK_QUEUE: usize = 64;
 
@@ -109,8 +109,8 @@ impl Node {
     pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
         let store = Store::open(config.store.clone())?;
         let bulk = config.background_lane.then(|| crate::pool::Pool::new("bulk", config.id, config.bulk_threads, config.bulk_nice, BULK_QUEUE)).transpose()?;
-        let writer = crate::pool::Pool::new("writer", config.id, 1, 0, WRITER_QUEUE)?;
-        let reader = crate::pool::Pool::new("reader", config.id, 1, 0, WRITER_QUEUE)?;
+        let writer = crate::pool::Pool::new("writer", config.id, 1, 0, OWN_THREAD_QUEUE)?;
+        let reader = crate::pool::Pool::new("reader", config.id, 1, 0, OWN_THREAD_QUEUE)?;
         let inner = NodeInner::new(config.id, store, Lane::new(config.id, config.lane()), OwnThreads { writer, reader, bulk });
         Ok(Node { inner: Arc::new(inner), config })
     }

@@ -18,11 +18,18 @@ fn held(s: &Store, partition: PartitionId) -> [usize; 4] {
     ]
 }
 
+/// Flushes every partition keyspace's memtable into a table.
+fn flush_all(s: &Store) {
+    for ks in s.partition_keyspaces() {
+        ks.rotate_memtable_and_wait().unwrap();
+    }
+}
+
 /// Flushes every keyspace and compacts it into its last level, so the
 /// compaction filter sees every item.
 fn compact_all(s: &Store) {
+    flush_all(s);
     for ks in s.partition_keyspaces() {
-        ks.rotate_memtable_and_wait().unwrap();
         ks.major_compact().unwrap();
     }
 }
@@ -143,13 +150,9 @@ fn tables_holding_only_a_retired_partition_are_deleted_at_once_and_no_others() {
     // One flush with only p's items, then one with only q's: a table of
     // each in every partition keyspace.
     let keys = fill(&s, p, 40, 10);
-    for ks in s.partition_keyspaces() {
-        ks.rotate_memtable_and_wait().unwrap();
-    }
+    flush_all(&s);
     let others = fill(&s, q, 20, 10);
-    for ks in s.partition_keyspaces() {
-        ks.rotate_memtable_and_wait().unwrap();
-    }
+    flush_all(&s);
     let tables: usize = s.partition_keyspaces().iter().map(|ks| ks.table_count()).sum();
     let q_before = (s.counters()[q as usize], held(&s, q));
     assert_eq!(s.drop_retired_tables(p).unwrap(), 0, "nothing is dropped while the partition is live");
@@ -164,9 +167,7 @@ fn tables_holding_only_a_retired_partition_are_deleted_at_once_and_no_others() {
 
     // A revived partition is never touched: its new data survives.
     exec(&s, keys[0].as_bytes(), set("new", None), 30);
-    for ks in s.partition_keyspaces() {
-        ks.rotate_memtable_and_wait().unwrap();
-    }
+    flush_all(&s);
     assert_eq!(s.drop_retired_tables(p).unwrap(), 0);
     assert_eq!(get(&s, keys[0].as_bytes(), 40), Some(Bytes::from_static(b"new")));
     drop(s);
