@@ -51,18 +51,38 @@ done
 "$BIN" node add --admin "$ADMIN"
 DURING="$BIN rebalance start --wait --admin $ADMIN"
 [ "$MODE" = none ] && DURING="sleep ${NONE_SECONDS:-120}"
-cat > "$OUT/nodes.py" <<'PY'
-import json, sys
-nodes = json.load(sys.stdin)["nodes"]
-print("nodes:", " ".join(f"n{n['id']}:l0={n.get('l0_tables')},sealed={n.get('sealed_memtables')},p99={n.get('p99_us')}us" for n in nodes))
+# The throttle's view each second (rate, why, baseline) and each node's
+# engine debt and p99, to explain a slow second. One long-lived poller: a
+# process started every second would itself be a burst of CPU on the
+# machine the bench measures.
+cat > "$OUT/timeline.py" <<'PY'
+import json, os, sys, time, urllib.request
+admin, up = sys.argv[1], int(sys.argv[2])
+def get(path):
+    with urllib.request.urlopen(f"http://{admin}{path}", timeout=2) as r:
+        return json.load(r)
+def us(v):
+    return "-" if v is None else f"{v} µs"
+while True:
+    time.sleep(1 - time.time() % 1)
+    try:
+        os.kill(up, 0)
+    except OSError:
+        break
+    try:
+        t, c = get("/v1/throttle"), get("/v1/cluster")
+    except Exception:
+        continue
+    print("---", time.strftime("%T"))
+    print(f"rate per migration {t['rate_bytes_per_s'] / 1048576:.1f} MiB/s  ({t['migrations_moving']} moving)")
+    print("why:", t["reason"])
+    ratio = "-" if t["p99_ratio"] is None else f"{t['p99_ratio']:.2f}x"
+    print(f"foreground ({t['signal']}): p99 {us(t['p99_us'])}  sched {us(t['sched_p99_us'])}  baseline {us(t['baseline_p99_us'])}  ratio {ratio}")
+    print("nodes:", " ".join(f"n{n['id']}:l0={n.get('l0_tables')},sealed={n.get('sealed_memtables')},p99={n.get('p99_us')}us" for n in c["nodes"]), flush=True)
 PY
-# The throttle's view each second (rate, why, baseline, gates), for the report.
-( while kill -0 $UP 2>/dev/null; do
-    echo "--- $(date +%T)"; "$BIN" throttle show --admin "$ADMIN" 2>/dev/null | head -3
-    # Each node's engine debt and p99, to explain a slow second.
-    curl -sf "http://$ADMIN/v1/cluster" 2>/dev/null | python3 "$OUT/nodes.py" 2>/dev/null || true
-    sleep 1
-  done ) > "$OUT/throttle-timeline.txt" 2>&1 &
+python3 "$OUT/timeline.py" "$ADMIN" $UP > "$OUT/throttle-timeline.txt" 2>&1 &
+TIMELINE=$!
+trap 'kill $UP $TIMELINE 2>/dev/null; wait $UP 2>/dev/null || true' EXIT
 nice -n "${BENCH_NICE:-0}" "$BIN" bench --target redis://127.0.0.1:6395 --rate "${RATE:-10000}" --seconds "${SECONDS_LOAD:-60}" --keys 1000000 --value-size 100 \
   --mix get=50,set=45,incr=3,del=1,mget=1 --preload --warmup-seconds "${WARMUP:-30}" --quiet --admin "$ADMIN" \
   --during-cmd "$DURING" \

@@ -4,8 +4,9 @@
 //!
 //! A run, in the order data flows ([`run::run`]):
 //! - **Schedule / Load** ([`schedule`], [`load`], [`workload`]): an open-loop
-//!   load. The [`schedule::Pacer`] thread releases request `k` at `k / rate`
-//!   seconds; each pipelined connection has a writer task that sends what is
+//!   load on a thread of its own (a single-threaded runtime). The
+//!   [`schedule::pace`] task releases request `k` at `k / rate` seconds,
+//!   sleeping on a timerfd; each pipelined connection has a writer task that sends what is
 //!   due without waiting for replies and a reader task that matches replies
 //!   to the in-flight window (a bounded channel). Latency is measured from
 //!   the *intended* send time, so stalls are not hidden by a slower request

@@ -1,7 +1,7 @@
 //! The open-loop load: one writer and one reader task per pipelined
 //! connection.
 //!
-//! The writer sends every request that the [`Pacer`](crate::schedule::Pacer)
+//! The writer sends every request that the pacer ([`pace`](crate::schedule::pace))
 //! has released for its connection, without waiting for replies. Before a
 //! request's bytes are written, its [`Pending`] record goes into a bounded
 //! channel (the in-flight window) that the reader consumes in order, one

@@ -10,7 +10,7 @@ use crate::phases::{self, CommandRun, PhaseTimes};
 use crate::pipeline::{Pipeline, expect_ok};
 use crate::recorder::{ConnLog, Live};
 use crate::report::{Budget, Correctness, ErrorSummary, RateSummary, Ratios, Report, Settings};
-use crate::schedule::{Clock, Pacer, PacerShared, Schedule};
+use crate::schedule::{self, Clock, PacerShared, Schedule};
 use crate::stats;
 use crate::workload::{Generator, KeyPicker, ValueCodec, encode_mget};
 use crate::BenchError;
@@ -119,30 +119,58 @@ async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Resu
     let pacer_shared = PacerShared::new(config.connections, if config.during_cmd.is_some() { u64::MAX } else { total_us });
     let clock = Clock { start: Instant::now() };
     let shared = Arc::new(LoadShared { clock, schedule, pacer: pacer_shared.clone(), live: Live::default(), codec, target: config.target.clone(), window: config.window, op_timeout: config.op_timeout });
-    let pacer = Pacer::start(schedule, clock, pacer_shared.clone()).map_err(BenchError::Io)?;
-    let mut drivers = tokio::task::JoinSet::new();
-    for (c, stream) in streams.into_iter().enumerate() {
-        let generator = Generator::new(seed, c as u32, config.mix.clone(), config.mget_keys, KeyPicker::new(config.dist, config.keys), KeyPicker::new(config.dist, config.counter_keys));
-        drivers.spawn(load::drive(c, stream, generator, shared.clone()));
-    }
+    let generators = (0..config.connections)
+        .map(|c| Generator::new(seed, c as u32, config.mix.clone(), config.mget_keys, KeyPicker::new(config.dist, config.keys), KeyPicker::new(config.dist, config.counter_keys)))
+        .collect();
+    let load = spawn_load_thread(streams, generators, shared.clone())?;
     let stop = CancellationToken::new();
     let interrupt = tokio::spawn(stop_on_ctrl_c(stop.clone(), pacer_shared.clone(), clock));
     let progress = (!config.quiet).then(|| tokio::spawn(progress_lines(shared.clone())));
     let (times, command) = phases::control(config, clock, &pacer_shared, &stop).await;
-    let mut log = ConnLog::default();
-    while let Some(joined) = drivers.join_next().await {
-        match joined {
-            Ok(part) => log.absorb(part),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-    // Every driver has seen the pacer finish, so this returns at once.
-    tokio::task::spawn_blocking(move || pacer.join()).await.map_err(|e| BenchError::Io(std::io::Error::other(e)))?;
+    // The load thread ends once the pacer has finished and every reply is in.
+    let log = match tokio::task::spawn_blocking(move || load.join()).await.map_err(|e| BenchError::Io(std::io::Error::other(e)))? {
+        Ok(result) => result?,
+        // It only panics on a bug; let it surface.
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
     interrupt.abort();
     if let Some(p) = progress {
         p.abort();
     }
     Ok((clock, times.clamped(pacer_shared.end_us()), command, log))
+}
+
+/// Runs the pacer and every connection on one thread of their own, in a
+/// single-threaded runtime (see `schedule.rs` for why), and returns what the
+/// connections recorded. The streams were opened on the caller's runtime and
+/// are moved over to this one.
+fn spawn_load_thread(streams: Vec<tokio::net::TcpStream>, generators: Vec<Generator>, shared: Arc<LoadShared>) -> Result<std::thread::JoinHandle<Result<ConnLog, BenchError>>, BenchError> {
+    let streams = streams.into_iter().map(|s| s.into_std()).collect::<std::io::Result<Vec<_>>>().map_err(BenchError::Io)?;
+    let run = move || -> Result<ConnLog, BenchError> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(BenchError::Io)?;
+        runtime.block_on(async move {
+            let pacer = tokio::spawn(schedule::pace(shared.schedule, shared.clock, shared.pacer.clone()));
+            let mut drivers = tokio::task::JoinSet::new();
+            for (c, (stream, generator)) in streams.into_iter().zip(generators).enumerate() {
+                let stream = tokio::net::TcpStream::from_std(stream).map_err(BenchError::Io)?;
+                drivers.spawn(load::drive(c, stream, generator, shared.clone()));
+            }
+            let mut log = ConnLog::default();
+            while let Some(joined) = drivers.join_next().await {
+                match joined {
+                    Ok(part) => log.absorb(part),
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                }
+            }
+            // Every driver has seen the pacer finish, so this returns at once.
+            match pacer.await {
+                Ok(paced) => paced.map_err(BenchError::Io)?,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+            Ok(log)
+        })
+    };
+    std::thread::Builder::new().name("bench-load".into()).spawn(run).map_err(BenchError::Io)
 }
 
 async fn stop_on_ctrl_c(stop: CancellationToken, pacer: Arc<PacerShared>, clock: Clock) {
