@@ -54,6 +54,10 @@ pub struct NodeStatus {
     pub l0_tables: u32,
     #[serde(default)]
     pub sealed_memtables: u32,
+    /// Partitions dropped here whose items compactions have not removed
+    /// yet: their space is still counted in `disk_bytes`.
+    #[serde(default)]
+    pub retired_partitions: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -148,6 +148,7 @@ fn node_status(info: &NodeInfo, live: &BTreeSet<NodeId>, stats: Option<&Result<p
         disk_total_bytes: ok.map_or(0, |s| s.disk_total_bytes),
         l0_tables: ok.map_or(0, |s| s.l0_tables),
         sealed_memtables: ok.map_or(0, |s| s.sealed_memtables),
+        retired_partitions: ok.map_or(0, |s| s.retired_partitions),
     }
 }
 
@@ -162,6 +163,7 @@ fn export(status: &ClusterStatus) {
         metrics::gauge!("evenkeel_node_disk_bytes", "node" => node.clone()).set(n.disk_bytes as f64);
         metrics::gauge!("evenkeel_node_l0_tables", "node" => node.clone()).set(n.l0_tables as f64);
         metrics::gauge!("evenkeel_node_sealed_memtables", "node" => node.clone()).set(n.sealed_memtables as f64);
+        metrics::gauge!("evenkeel_node_retired_partitions", "node" => node.clone()).set(n.retired_partitions as f64);
         metrics::gauge!("evenkeel_node_partitions", "node" => node).set(n.partitions as f64);
     }
     for p in &status.partitions {

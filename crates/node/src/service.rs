@@ -136,6 +136,7 @@ impl NodeInner {
         stats.background_yields_total = self.lane.yields_total();
         let (l0, sealed) = self.store.engine_debt();
         (stats.l0_tables, stats.sealed_memtables) = (l0 as u32, sealed as u32);
+        stats.retired_partitions = self.store.retired_partitions() as u32;
         // Zero total means unknown; a gate must not read it as a full disk.
         let (free, total) = disk_space(self.store.dir()).unwrap_or_else(|e| {
             tracing::warn!(node = self.id, error = %e, "statvfs of the data directory failed");

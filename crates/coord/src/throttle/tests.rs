@@ -24,6 +24,7 @@ fn node(id: NodeId, p99_us: u64, free: u64) -> NodeStatus {
         disk_total_bytes: 100 << 30,
         l0_tables: 0,
         sealed_memtables: 0,
+        retired_partitions: 0,
     }
 }
 

@@ -78,7 +78,9 @@ async fn forwards_and_shadow_reads_only_while_importing() {
     // The first drop closes the import: a late forward must not re-create
     // what the drop removes.
     let drop = pb::DropRequest { header: header(4) };
+    assert_eq!(node.stats().await.retired_partitions, 0);
     assert_eq!(c.migrate_drop(drop.clone()).await.unwrap().into_inner().removed, 2, "the record and its change-log entry");
+    assert_eq!(node.stats().await.retired_partitions, 1, "dropped, its items wait for compaction");
     assert_eq!(c.migrate_drop(drop).await.unwrap().into_inner().removed, 0, "dropping again finds nothing");
     assert!(refused(c.migrate_apply(forward(4, "late", 11)).await.unwrap_err()));
     assert!(refused(c.migrate_shadow_read(shadow(4)).await.unwrap_err()));
