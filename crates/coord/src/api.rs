@@ -54,8 +54,8 @@ pub struct NodeStatus {
     pub l0_tables: u32,
     #[serde(default)]
     pub sealed_memtables: u32,
-    /// Partitions dropped here whose items compactions have not removed
-    /// yet: their space is still counted in `disk_bytes`.
+    /// Partitions dropped here (retired) and not imported again since;
+    /// compactions reclaim their space, which `disk_bytes` counts until then.
     #[serde(default)]
     pub retired_partitions: u32,
 }

@@ -209,7 +209,7 @@ impl Store {
         self.retired.is(partition)
     }
 
-    /// How many partitions are retired here with items not yet removed.
+    /// How many partitions are retired here (dropped and not revived).
     pub fn retired_partitions(&self) -> usize {
         self.retired.count()
     }

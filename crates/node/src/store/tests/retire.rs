@@ -189,7 +189,6 @@ fn tables_holding_only_a_retired_partition_are_deleted_at_once_and_no_others() {
     check_exact(&s);
 }
 
-
 #[test]
 fn a_partition_revived_after_compaction_emptied_it_stays_clean_across_restarts() {
     // Compaction removed the items and a restart may replay journal batches
@@ -202,12 +201,11 @@ fn a_partition_revived_after_compaction_emptied_it_stays_clean_across_restarts()
     fill(&s, 5, 6, 10);
     s.retire(p).unwrap();
     drop(s);
-    let s = open(dir.path());
+    let mut s = open(dir.path());
     compact_all(&s);
     assert_eq!(held(&s, p), [0; 4]);
     exec(&s, keys[1].as_bytes(), set("new", None), 20);
     assert!(!s.is_retired(p));
-    let mut s = s;
     for _ in 0..2 {
         drop(s);
         s = open(dir.path());
