@@ -45,21 +45,24 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
         false => None,
     };
     let started_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let (clock, times, command, mut log) = load_with_phases(config, codec, seed).await?;
+    let (clock, times, command, log) = load_with_phases(config, codec, seed).await?;
     let touched: BTreeSet<Key> = log.ops.iter().filter(|o| matches!(o.kind, OpKind::Write(_) | OpKind::Incr(_))).map(|o| o.key).collect();
     let keys_read_back = touched.len() as u64;
     let (read_back, read_back_error) = match read_back(config, codec, clock, touched.into_iter().collect()).await {
         Ok(ops) => (ops, None),
         Err(e) => (Vec::new(), Some(e)),
     };
-    let mut ops = std::mem::take(&mut log.ops);
+    let errors = error_summary(&log);
+    let (behind_schedule, reconnects) = (log.behind_schedule, log.reconnects);
+    let mut samples = log.samples.into_vec();
+    let mut ops = log.ops.into_vec();
     ops.extend(read_back);
     let findings = checker::check(&History { preloaded: config.preload, ops });
-    let timeline = stats::timeline(&mut log.samples, &times);
+    let timeline = stats::timeline(&mut samples, &times);
     let migrations = migration_summary(config, started_unix_ms, &times).await;
     let load_s = times.end as f64 / 1e6;
-    let sent = log.samples.iter().filter(|s| s.invoke < times.end).count() as u64;
-    let ok = log.samples.iter().filter(|s| s.outcome == Outcome::Ok && s.complete < times.end).count() as u64;
+    let sent = samples.iter().filter(|s| s.invoke < times.end).count() as u64;
+    let ok = samples.iter().filter(|s| s.outcome == Outcome::Ok && s.complete < times.end).count() as u64;
     let (before, during) = (&timeline.phases[0], &timeline.phases[1]);
     Ok(Report {
         target: config.target.display(),
@@ -67,8 +70,8 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
         settings: settings(config, seed, run_id),
         ratios: Ratios::of(before, during),
         budget: Budget::of(config.budget_ratio, before, during),
-        rate: RateSummary::of(config.rate, sent, ok, load_s, log.behind_schedule, log.reconnects),
-        errors: error_summary(&log),
+        rate: RateSummary::of(config.rate, sent, ok, load_s, behind_schedule, reconnects),
+        errors,
         correctness: Correctness::from_findings(&findings, keys_read_back, read_back_error),
         command,
         migrations,

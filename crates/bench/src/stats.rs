@@ -79,6 +79,12 @@ pub struct Second {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
+    /// p99 of how late the bench itself sent this second's requests
+    /// (send lag). A slow second with a small send lag was slow in the
+    /// server; one with a large send lag was (also) the bench or the
+    /// machine holding the load generator back.
+    #[serde(default)]
+    pub lag_p99_us: u64,
 }
 
 /// How far sending lagged behind the schedule.
@@ -155,23 +161,26 @@ fn phase_stats(samples: &[Sample], times: &PhaseTimes, p: usize) -> PhaseStats {
 /// Per-second series over `[0, end)`; `samples` sorted by intended time.
 fn per_second(samples: &[Sample], end: Micros) -> Vec<Second> {
     let n = end.div_ceil(1_000_000) as usize;
-    let mut out: Vec<Second> = (0..n as u64).map(|t| Second { t, requests: 0, ok: 0, failed: 0, p50_us: 0, p99_us: 0, p999_us: 0, max_us: 0 }).collect();
+    let mut out: Vec<Second> = (0..n as u64).map(|t| Second { t, requests: 0, ok: 0, failed: 0, p50_us: 0, p99_us: 0, p999_us: 0, max_us: 0, lag_p99_us: 0 }).collect();
     for s in samples.iter().filter(|s| s.outcome == Outcome::Ok) {
         if let Some(sec) = out.get_mut((s.complete / 1_000_000) as usize) {
             sec.ok += 1;
         }
     }
-    let mut h = new_histogram();
+    let (mut h, mut lag) = (new_histogram(), new_histogram());
     for chunk in samples.chunk_by(|a, b| a.intended / 1_000_000 == b.intended / 1_000_000) {
         let Some(sec) = out.get_mut((chunk[0].intended / 1_000_000) as usize) else { continue };
         h.reset();
+        lag.reset();
         for s in chunk {
             record(&mut h, s.latency());
+            record(&mut lag, s.invoke.saturating_sub(s.intended));
             sec.failed += u64::from(s.outcome != Outcome::Ok);
         }
         let l = Latency::of(&h);
         sec.requests = chunk.len() as u64;
         (sec.p50_us, sec.p99_us, sec.p999_us, sec.max_us) = (l.p50_us, l.p99_us, l.p999_us, l.max_us);
+        sec.lag_p99_us = lag.value_at_quantile(0.99);
     }
     out
 }
@@ -199,6 +208,10 @@ mod tests {
             samples.push(sample(1_000_000 + i * 1000, if i == 999 { 50_000 } else { 1_000 }, Outcome::Ok));
             samples.push(sample(2_000_000 + i * 1000, 200, if i < 10 { Outcome::Timeout } else { Outcome::Ok }));
         }
+        // The bench sent 20 of second 1's requests 2 ms late.
+        for s in samples.iter_mut().filter(|s| (1_000_000..1_020_000).contains(&s.intended)) {
+            s.invoke = s.intended + 2_000;
+        }
         let t = timeline(&mut samples, &times);
         let [before, during, after] = [&t.phases[0], &t.phases[1], &t.phases[2]];
         assert_eq!((before.requests, before.latency.p50_us, before.latency.max_us), (1000, 100, 100));
@@ -211,8 +224,9 @@ mod tests {
         assert_eq!(t.seconds.len(), 3);
         assert_eq!(t.seconds[1].requests, 1000);
         assert_eq!(t.seconds[2].failed, 10);
+        assert_eq!(t.seconds.iter().map(|s| s.lag_p99_us).collect::<Vec<_>>(), [10, 2_000, 10]);
         assert_eq!(t.send_lag.p50_us, 10);
-        assert_eq!(t.send_lag.late_over_1ms, 0);
+        assert_eq!(t.send_lag.late_over_1ms, 20);
         assert_eq!(ratio(during.latency.p50_us as f64, before.latency.p50_us as f64), Some(10.0));
         assert_eq!(ratio(1.0, 0.0), None);
     }
