@@ -58,8 +58,12 @@ pub struct ClusterSection {
     /// Router and coordinator call nodes of this process directly instead
     /// of over loopback gRPC.
     pub in_process_rpc: Option<bool>,
-    /// Nice value (0-19) of the nodes' bulk migration threads.
+    /// The nodes' bulk migration threads are SCHED_IDLE (else `bulk_nice`).
+    pub bulk_idle: Option<bool>,
+    /// Nice value (0-19) of the nodes' bulk migration threads when not idle.
     pub bulk_nice: Option<i32>,
+    /// Nice value (0-19) of the coordinator's own runtime thread.
+    pub coordinator_nice: Option<i32>,
     /// Age (ms) past which nodes collect tombstones no migration needs.
     pub tombstone_grace_ms: Option<u64>,
 }
@@ -234,7 +238,9 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             cache_mib: Some(opts.cache_bytes / (1024 * 1024)),
             background_lane: Some(opts.background_lane),
             in_process_rpc: Some(opts.in_process_rpc),
+            bulk_idle: Some(opts.bulk_idle),
             bulk_nice: Some(opts.bulk_nice),
+            coordinator_nice: Some(opts.coordinator_nice),
             tombstone_grace_ms: Some(opts.tombstone_grace.as_millis() as u64),
         },
         router: RouterSection {

@@ -9,6 +9,7 @@
 use anyhow::Context;
 use evenkeel_coord::nodes::NodeLauncher;
 use evenkeel_meta::MetaStore;
+use evenkeel_node::priority::Priority;
 use evenkeel_node::{Durability, Node, NodeConfig, StoreConfig};
 use evenkeel_types::{NodeId, NodeInfo, keys};
 use std::collections::HashMap;
@@ -29,8 +30,8 @@ pub struct NodeDefaults {
     pub background_lane: bool,
     /// Nodes also serve this process's callers without the network.
     pub in_process: bool,
-    /// Nice value of each node's bulk migration threads.
-    pub bulk_nice: i32,
+    /// OS priority of each node's bulk migration threads.
+    pub bulk_priority: Priority,
     /// Age past which a node collects tombstones no migration needs.
     pub tombstone_grace: Duration,
     /// Change-log entries a node keeps per partition.
@@ -48,6 +49,9 @@ pub struct Launcher {
     stop_all: CancellationToken,
     running: Mutex<HashMap<NodeId, Running>>,
     failures: mpsc::Sender<anyhow::Error>,
+    /// The runtime nodes run on (the one that created the launcher), also
+    /// for nodes launched from the coordinator's own runtime (`node add`).
+    runtime: tokio::runtime::Handle,
 }
 
 /// How long a launched node may take to register its heartbeat.
@@ -56,7 +60,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 impl Launcher {
     pub fn new(meta: Arc<dyn MetaStore>, defaults: NodeDefaults, stop_all: CancellationToken) -> (Arc<Launcher>, mpsc::Receiver<anyhow::Error>) {
         let (failures, rx) = mpsc::channel(16);
-        (Arc::new(Launcher { meta, defaults, stop_all, running: Mutex::new(HashMap::new()), failures }), rx)
+        let runtime = tokio::runtime::Handle::current();
+        (Arc::new(Launcher { meta, defaults, stop_all, running: Mutex::new(HashMap::new()), failures, runtime }), rx)
     }
 
     async fn start(&self, info: &NodeInfo) -> anyhow::Result<()> {
@@ -68,14 +73,18 @@ impl Launcher {
         let mut config = NodeConfig::new(info.id, store);
         config.background_lane = self.defaults.background_lane;
         config.in_process = self.defaults.in_process;
-        config.bulk_nice = self.defaults.bulk_nice;
+        config.bulk_priority = self.defaults.bulk_priority;
         config.tombstone_grace = self.defaults.tombstone_grace;
         let node = Node::open(config).with_context(|| format!("opening node {}", info.id))?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a node port")?;
+        // Bound here, registered with the nodes' runtime in the task: a
+        // tokio listener belongs to the reactor of the runtime that made it.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding a node port")?;
+        listener.set_nonblocking(true).context("binding a node port")?;
         let stop = self.stop_all.child_token();
         let (meta, token, failures, id) = (self.meta.clone(), stop.clone(), self.failures.clone(), info.id);
-        let task = tokio::spawn(async move {
-            if let Err(e) = node.run(listener, meta, token.cancelled_owned()).await {
+        let task = self.runtime.spawn(async move {
+            let run = async { node.run(tokio::net::TcpListener::from_std(listener)?, meta, token.cancelled_owned()).await };
+            if let Err(e) = run.await {
                 let _ = failures.try_send(anyhow::Error::new(e).context(format!("node {id} failed")));
             }
         });

@@ -312,9 +312,16 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
     if let Some(local) = c.in_process_rpc {
         opts.in_process_rpc = local;
     }
+    if let Some(idle) = c.bulk_idle {
+        opts.bulk_idle = idle;
+    }
     if let Some(nice) = c.bulk_nice {
         anyhow::ensure!((0..=19).contains(&nice), "cluster.bulk_nice must be 0-19, not {nice}");
         opts.bulk_nice = nice;
+    }
+    if let Some(nice) = c.coordinator_nice {
+        anyhow::ensure!((0..=19).contains(&nice), "cluster.coordinator_nice must be 0-19, not {nice}");
+        opts.coordinator_nice = nice;
     }
     if let Some(ms) = c.tombstone_grace_ms {
         opts.tombstone_grace = std::time::Duration::from_millis(ms);

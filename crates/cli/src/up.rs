@@ -16,6 +16,7 @@ use evenkeel_meta::{CasOutcome, Compare, EmbeddedOptions, EmbeddedStore, MetaSto
 use crate::launcher::{Launcher, NodeDefaults};
 use evenkeel_coord::nodes::NodeLauncher;
 use evenkeel_node::Durability;
+use evenkeel_node::priority::Priority;
 use evenkeel_router::{Router, RouterConfig};
 use evenkeel_types::routing::NodeState;
 use evenkeel_types::{NodeId, NodeInfo, keys};
@@ -47,8 +48,14 @@ pub struct UpOptions {
     /// Router and coordinator call this process's nodes directly (same gRPC
     /// contract, no sockets); off, they use loopback gRPC like remote nodes.
     pub in_process_rpc: bool,
-    /// Nice value of the nodes' bulk migration threads (with the lane on).
+    /// The nodes' bulk migration threads (with the lane on) are
+    /// `SCHED_IDLE`; off, they run at `bulk_nice`.
+    pub bulk_idle: bool,
+    /// Nice value of the nodes' bulk migration threads when not idle-class.
     pub bulk_nice: i32,
+    /// Nice value of the coordinator's runtime (its own thread; see
+    /// [`CoordRuntime`]).
+    pub coordinator_nice: i32,
     /// Age past which nodes collect tombstones no migration needs.
     pub tombstone_grace: Duration,
     /// Change-log entries each node keeps per partition.
@@ -69,17 +76,25 @@ impl UpOptions {
             coord: CoordConfig::default(),
             background_lane: true,
             in_process_rpc: true,
+            bulk_idle: true,
             bulk_nice: 10,
+            coordinator_nice: 10,
             tombstone_grace: Duration::from_secs(600),
             log_retention_entries: 50_000,
         }
     }
 
-    /// Ephemeral loopback ports, for tests.
+    /// Ephemeral loopback ports, for tests. Migration threads at modest
+    /// priorities: test binaries run many clusters at once on a saturated
+    /// machine, where idle-class bulk threads get a token share and a
+    /// lower-priority coordinator can miss its lease; the priorities
+    /// themselves have tests of their own.
     pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
         let mut o = UpOptions::new(data_dir);
         o.listen = "127.0.0.1:0".parse().expect("valid");
         o.admin = "127.0.0.1:0".parse().expect("valid");
+        o.bulk_idle = false;
+        o.coordinator_nice = 0;
         o
     }
 }
@@ -97,6 +112,7 @@ pub struct LocalCluster {
     /// Stops the running coordinator alone (a child of `stop`).
     coord_stop: CancellationToken,
     coord_config: CoordConfig,
+    coord_runtime: Arc<CoordRuntime>,
     launcher: Arc<Launcher>,
     node_failures: tokio::sync::mpsc::Receiver<anyhow::Error>,
 }
@@ -121,7 +137,7 @@ impl LocalCluster {
             cache_bytes: opts.cache_bytes,
             background_lane: opts.background_lane,
             in_process: opts.in_process_rpc,
-            bulk_nice: opts.bulk_nice,
+            bulk_priority: Priority::of(opts.bulk_idle, opts.bulk_nice),
             tombstone_grace: opts.tombstone_grace,
             log_retention_entries: opts.log_retention_entries,
         };
@@ -134,7 +150,8 @@ impl LocalCluster {
         let router_addr = router_listener.local_addr()?;
         let node_ids = members.iter().map(|m| m.id).collect();
         let coord_stop = stop.child_token();
-        let mut cluster = LocalCluster { router_addr, admin_addr, meta, node_ids, stop, routers: JoinSet::new(), coordinators: JoinSet::new(), coord_stop, coord_config, launcher, node_failures };
+        let coord_runtime = Arc::new(CoordRuntime::new(opts.coordinator_nice)?);
+        let mut cluster = LocalCluster { router_addr, admin_addr, meta, node_ids, stop, routers: JoinSet::new(), coordinators: JoinSet::new(), coord_stop, coord_config, coord_runtime, launcher, node_failures };
         cluster.spawn_coordinator(admin_listener);
         // The router accepts clients only once the routing table exists.
         // Serving earlier answered PING (so clients and scripts took the
@@ -153,7 +170,12 @@ impl LocalCluster {
         let coord = Coordinator::with_launcher(self.meta.clone(), self.coord_config.clone(), Some(self.launcher.clone() as Arc<dyn NodeLauncher>));
         self.coord_stop = self.stop.child_token();
         let s = self.coord_stop.clone();
-        self.coordinators.spawn(async move { Ok(coord.run(listener, s.cancelled_owned()).await?) });
+        let rt = self.coord_runtime.clone();
+        self.coordinators.spawn(async move {
+            let listener = listener.into_std()?;
+            let task = rt.handle().spawn(async move { coord.run(TcpListener::from_std(listener)?, s.cancelled_owned()).await });
+            Ok(task.await.context("the coordinator panicked")??)
+        });
     }
 
     /// Stops the coordinator the way a crash looks to the rest of the
@@ -230,6 +252,48 @@ impl LocalCluster {
     }
 }
 
+/// The coordinator's own runtime: one worker thread, at a raised nice value
+/// by default. Migration orchestration (drivers, the in-process snapshot and
+/// apply calls they make with their protobuf encoding, metadata writes) then
+/// never occupies a worker that client requests are queued on, and gets a
+/// smaller share of a contended core. Nodes stay on the main runtime, also
+/// those the coordinator launches (`node add`), and urgent node work (the
+/// drain under a cutover's fence) runs on the nodes' runtime whoever calls.
+struct CoordRuntime(Option<tokio::runtime::Runtime>);
+
+impl CoordRuntime {
+    fn new(nice: i32) -> anyhow::Result<CoordRuntime> {
+        let priority = Priority::of(false, nice);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ek-coord")
+            .on_thread_start(move || {
+                if let Err(error) = priority.apply_to_current_thread() {
+                    tracing::warn!(?priority, %error, "could not lower the coordinator's priority");
+                }
+            })
+            .enable_all()
+            .build()
+            .context("starting the coordinator's runtime")?;
+        Ok(CoordRuntime(Some(rt)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("the runtime lives until drop").handle()
+    }
+}
+
+impl Drop for CoordRuntime {
+    /// Without blocking: the cluster may be dropped inside the main
+    /// runtime. The coordinator has stopped by then unless the cluster was
+    /// dropped without `shutdown`, which aborts everything anyway.
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 fn node_dir(opts: &UpOptions, id: NodeId) -> PathBuf {
     opts.data_dir.join(format!("node-{id}"))
 }
@@ -262,4 +326,22 @@ async fn ensure_members(meta: &dyn MetaStore, opts: &UpOptions) -> anyhow::Resul
         }
     }
     Ok(members)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use evenkeel_node::priority::current_thread_priority;
+
+    #[tokio::test]
+    async fn the_coordinator_runtime_runs_on_its_own_thread_at_its_nice_value() {
+        let (_, caller) = current_thread_priority();
+        let rt = CoordRuntime::new(7).unwrap();
+        let (name, (policy, nice)) = rt.handle().spawn(async { (std::thread::current().name().map(str::to_owned), current_thread_priority()) }).await.unwrap();
+        assert_eq!(name.as_deref(), Some("ek-coord"));
+        assert_eq!((policy, nice), (libc::SCHED_OTHER, (caller + 7).min(19)));
+        assert_eq!(current_thread_priority().1, caller, "the caller's runtime is untouched");
+        // Dropped inside a runtime without panicking.
+        drop(rt);
+    }
 }

@@ -146,6 +146,7 @@ fn sim_options(dir: &std::path::Path) -> UpOptions {
     // Bulk migration work at normal priority: on a busy shared machine a
     // niced thread can wait seconds for a core, and these tests are about
     // recovery, not priority.
+    opts.bulk_idle = false;
     opts.bulk_nice = 0;
     // Stored when each coordinator starts, so its health gates use them
     // from the first tick. A node gated (the Fail path, a restart) reopens

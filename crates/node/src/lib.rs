@@ -23,6 +23,7 @@
 //!   and flusher, and [`Node::run`] which serves until shutdown.
 
 pub mod pool;
+pub mod priority;
 pub mod failpoints;
 pub mod health;
 pub(crate) mod inline;

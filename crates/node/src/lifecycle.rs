@@ -8,6 +8,7 @@
 //! `shutdown` resolves. On shutdown it stops serving,
 //! revokes its lease and fsyncs the store.
 
+use crate::priority::Priority;
 use crate::lane::{Lane, LaneConfig};
 use crate::service::{NodeInner, NodeService, OwnThreads};
 use crate::store::{Store, StoreConfig, StoreError};
@@ -48,11 +49,11 @@ pub struct NodeConfig {
     /// Longest one bulk migration request waits for foreground requests, in
     /// total, so migrations progress under any load.
     pub background_yield_max: Duration,
-    /// Threads running bulk migration store work, at `bulk_nice` (when the
-    /// background lane is on); see `crate::pool`.
+    /// Threads running bulk migration store work, at `bulk_priority` (when
+    /// the background lane is on); see `crate::pool`.
     pub bulk_threads: usize,
-    /// The nice value of those threads: 0 (same as clients) to 19.
-    pub bulk_nice: i32,
+    /// Their OS priority; `SCHED_IDLE` by default (see `crate::priority`).
+    pub bulk_priority: Priority,
     /// Also serve callers in this process directly, without the network
     /// (see `evenkeel_rpc::transport`); `evenkeel up` turns it on.
     pub in_process: bool,
@@ -71,7 +72,7 @@ impl NodeConfig {
             background_permits: 1,
             background_yield_max: Duration::from_millis(20),
             bulk_threads: 1,
-            bulk_nice: 10,
+            bulk_priority: Priority::Idle,
             in_process: false,
         }
     }
@@ -108,9 +109,9 @@ pub struct Node {
 impl Node {
     pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
         let store = Store::open(config.store.clone())?;
-        let bulk = config.background_lane.then(|| crate::pool::Pool::new("bulk", config.id, config.bulk_threads, config.bulk_nice, BULK_QUEUE)).transpose()?;
-        let writer = crate::pool::Pool::new("writer", config.id, 1, 0, OWN_THREAD_QUEUE)?;
-        let reader = crate::pool::Pool::new("reader", config.id, 1, 0, OWN_THREAD_QUEUE)?;
+        let bulk = config.background_lane.then(|| crate::pool::Pool::new("bulk", config.id, config.bulk_threads, config.bulk_priority, BULK_QUEUE)).transpose()?;
+        let writer = crate::pool::Pool::new("writer", config.id, 1, Priority::Normal, OWN_THREAD_QUEUE)?;
+        let reader = crate::pool::Pool::new("reader", config.id, 1, Priority::Normal, OWN_THREAD_QUEUE)?;
         let inner = NodeInner::new(config.id, store, Lane::new(config.id, config.lane()), OwnThreads { writer, reader, bulk });
         Ok(Node { inner: Arc::new(inner), config })
     }
@@ -122,6 +123,7 @@ impl Node {
     /// Serves on `listener` until `shutdown` resolves.
     pub async fn run(self, listener: TcpListener, meta: Arc<dyn MetaStore>, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
         let addr = listener.local_addr()?.to_string();
+        let _ = self.inner.runtime.set(tokio::runtime::Handle::current());
         let service = NodeService { inner: self.inner.clone() };
         // Reachable in-process before the address is published, so every
         // client built from the membership record takes the direct path.

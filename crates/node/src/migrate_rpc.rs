@@ -44,8 +44,9 @@ fn status(e: StoreError) -> Status {
 
 /// How a store call that scans or writes many records runs: `Bulk` on the
 /// node's low-priority threads (`crate::pool`), `Urgent` (the drain under a
-/// cutover's fence) on tokio's blocking pool at normal priority. Never on a
-/// runtime worker: in `evenkeel up` every role shares one runtime with a
+/// cutover's fence) on the blocking pool of the node's own runtime, at
+/// normal priority, whichever runtime the caller runs on. Never on a
+/// runtime worker: in `evenkeel up` the router and the nodes share one runtime with a
 /// worker per core, and a partition-sized scan or a page of applies there
 /// stalls every client request (and the cutover's own timeout) behind it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +66,13 @@ async fn blocking<T: Send + 'static>(inner: &Arc<NodeInner>, urgency: Urgency, f
     let call = move || f(&i);
     let result = match (&inner.bulk, urgency) {
         (Some(pool), Urgency::Bulk) => pool.run(inner.id, call).await.map_err(|e| Status::unavailable(e.to_string()))?,
-        _ => tokio::task::spawn_blocking(call).await.map_err(|e| Status::internal(format!("store task failed: {e}")))?,
+        _ => {
+            let task = match inner.runtime.get() {
+                Some(runtime) => runtime.spawn_blocking(call),
+                None => tokio::task::spawn_blocking(call),
+            };
+            task.await.map_err(|e| Status::internal(format!("store task failed: {e}")))?
+        }
     };
     result.map_err(status)
 }

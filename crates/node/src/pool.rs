@@ -13,21 +13,20 @@
 //! The *bulk* pool runs migration store work at a low priority. The
 //! background lane ([`crate::lane`]) decides *when* migration work may
 //! start: after foreground requests in flight have finished, within a
-//! bounded wait. This pool decides *how much CPU* it gets once it runs. Its
-//! threads have a raised nice value (default 10), so when client requests
-//! and migration work compete for a core, the kernel's scheduler gives the
-//! migration roughly a tenth of it (CFS weights: nice 10 is 110 against 1024
-//! for nice 0), and all of whatever is idle. That is the seed's "operating
-//! system priority mechanism", and its rule of thumb that rebalancing should
-//! take no more than about 10% of resources at peak. It never starves:
-//! unlike `SCHED_IDLE`, a niced thread still gets its share on a saturated
-//! machine, so migrations keep progressing.
+//! bounded wait. This pool decides *how* it competes for a core once it
+//! runs: that is the seed's "operating system priority mechanism". By
+//! default its threads are `SCHED_IDLE` (they run on cores no client work
+//! wants, and a client thread that wakes preempts them at once); a node can
+//! instead give them a nice value, which guarantees them a share of a
+//! saturated machine but lets them delay client threads by up to a
+//! scheduler slice. [`crate::priority`] has the measurements.
 //!
 //! Only work that may wait goes here (snapshot pages, log reads for catch-up
 //! and reverse capture, applies, verification scans, drops). The drain under
 //! a cutover's fence is urgent: it runs on tokio's blocking pool at normal
 //! priority, since every microsecond of it is client pause.
 
+use crate::priority::Priority;
 use evenkeel_types::NodeId;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -47,14 +46,14 @@ pub(crate) struct Closed(pub NodeId);
 
 impl Pool {
     /// Starts `threads` (at least 1) threads named `ek-{name}-{node}-{i}`
-    /// running at `nice`, taking jobs from a queue of `queue` (callers wait
-    /// for room: backpressure, not an error).
-    pub fn new(name: &str, node: NodeId, threads: usize, nice: i32, queue: usize) -> std::io::Result<Pool> {
+    /// running at `priority`, taking jobs from a queue of `queue` (callers
+    /// wait for room: backpressure, not an error).
+    pub fn new(name: &str, node: NodeId, threads: usize, priority: Priority, queue: usize) -> std::io::Result<Pool> {
         let (tx, rx) = mpsc::channel::<Job>(queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let rx = rx.clone();
-            std::thread::Builder::new().name(format!("ek-{name}-{node}-{i}")).spawn(move || work(rx, node, nice))?;
+            std::thread::Builder::new().name(format!("ek-{name}-{node}-{i}")).spawn(move || work(rx, node, priority))?;
         }
         Ok(Pool { jobs: tx })
     }
@@ -72,8 +71,10 @@ impl Pool {
     }
 }
 
-fn work(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, node: NodeId, nice: i32) {
-    lower_priority(node, nice);
+fn work(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, node: NodeId, priority: Priority) {
+    if let Err(error) = priority.apply_to_current_thread() {
+        tracing::warn!(node, ?priority, %error, "could not lower a store thread's priority");
+    }
     loop {
         // One thread waits on the queue at a time; the others on the lock.
         let job = jobs.lock().expect("bulk queue lock").blocking_recv();
@@ -84,46 +85,23 @@ fn work(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, node: NodeId, nice: i32) {
     }
 }
 
-/// Sets this thread's nice value. On Linux the nice value belongs to the
-/// thread (`setpriority(PRIO_PROCESS, 0, ..)` applies to the caller only);
-/// elsewhere it would renice the whole process, so it is skipped.
-pub(crate) fn lower_priority(node: NodeId, nice: i32) {
-    #[cfg(target_os = "linux")]
-    if nice != 0 {
-        // SAFETY: setpriority has no memory-safety preconditions.
-        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
-        if rc != 0 {
-            tracing::warn!(node, nice, error = %std::io::Error::last_os_error(), "could not lower a store thread's priority");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (node, nice);
-}
-
-/// This thread's nice value (Linux), for tests.
-#[cfg(all(test, target_os = "linux"))]
-fn current_nice() -> i32 {
-    // SAFETY: as above. -1 is also a valid nice value, hence errno.
-    unsafe {
-        *libc::__errno_location() = 0;
-        libc::getpriority(libc::PRIO_PROCESS, 0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn jobs_run_on_niced_threads_and_return_their_results() {
-        let pool = Pool::new("bulk", 1, 2, 10, 8).unwrap();
+    async fn jobs_run_at_the_pools_priority_and_return_their_results() {
+        let pool = Pool::new("bulk", 1, 2, Priority::Nice(10), 8).unwrap();
         let name = pool.run(1, || std::thread::current().name().map(str::to_owned)).await.unwrap();
         assert!(name.is_some_and(|n| n.starts_with("ek-bulk-1-")));
         #[cfg(target_os = "linux")]
         {
-            let caller = current_nice();
-            let inside = pool.run(1, current_nice).await.unwrap();
-            assert_eq!(inside, (caller + 10).min(19), "bulk threads run 10 nice steps lower");
+            use crate::priority::current_thread_priority;
+            let (_, caller) = current_thread_priority();
+            let (policy, inside) = pool.run(1, current_thread_priority).await.unwrap();
+            assert_eq!((policy, inside), (libc::SCHED_OTHER, (caller + 10).min(19)), "bulk threads run 10 nice steps lower");
+            let idle = Pool::new("bulk", 2, 1, Priority::Idle, 8).unwrap();
+            assert_eq!(idle.run(2, current_thread_priority).await.unwrap().0, libc::SCHED_IDLE);
         }
         let sum: u64 = pool.run(1, || (1..=100u64).sum()).await.unwrap();
         assert_eq!(sum, 5050);
@@ -131,7 +109,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_job_is_an_error_and_the_pool_goes_on() {
-        let pool = Pool::new("writer", 2, 1, 0, 8).unwrap();
+        let pool = Pool::new("writer", 2, 1, Priority::Normal, 8).unwrap();
         assert!(pool.run(2, || -> u32 { panic!("boom") }).await.is_err());
         assert_eq!(pool.run(2, || 7).await.unwrap(), 7);
     }

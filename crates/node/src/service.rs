@@ -51,6 +51,11 @@ pub(crate) struct NodeInner {
     /// The GC horizon the coordinator published, as last seen; None until
     /// one is read, and then no tombstone is collected.
     pub gc_horizon: arc_swap::ArcSwapOption<GcHorizon>,
+    /// The runtime the node serves on (set by `Node::run`). Urgent store
+    /// work goes to its blocking pool, at the node's own priority, even when
+    /// the caller runs elsewhere: `evenkeel up`'s coordinator calls nodes
+    /// in-process from its own lower-priority runtime.
+    pub(crate) runtime: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 pub(crate) struct NodeMetrics {
@@ -124,6 +129,7 @@ impl NodeInner {
             latency: SecondWindow::default(),
             failpoints: Failpoints::new(id),
             gc_horizon: Default::default(),
+            runtime: std::sync::OnceLock::new(),
         }
     }
 
