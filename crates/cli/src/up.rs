@@ -267,11 +267,7 @@ impl CoordRuntime {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("ek-coord")
-            .on_thread_start(move || {
-                if let Err(error) = priority.apply_to_current_thread() {
-                    tracing::warn!(?priority, %error, "could not lower the coordinator's priority");
-                }
-            })
+            .on_thread_start(move || priority.apply_or_warn())
             .enable_all()
             .build()
             .context("starting the coordinator's runtime")?;

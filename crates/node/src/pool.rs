@@ -72,9 +72,7 @@ impl Pool {
 }
 
 fn work(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, node: NodeId, priority: Priority) {
-    if let Err(error) = priority.apply_to_current_thread() {
-        tracing::warn!(node, ?priority, %error, "could not lower a store thread's priority");
-    }
+    priority.apply_or_warn();
     loop {
         // One thread waits on the queue at a time; the others on the lock.
         let job = jobs.lock().expect("bulk queue lock").blocking_recv();

@@ -61,6 +61,15 @@ impl Priority {
         }
         Ok(())
     }
+
+    /// [`Priority::apply_to_current_thread`], logging a failure (the thread
+    /// then runs at the default priority, which is not worth stopping for).
+    pub fn apply_or_warn(self) {
+        if let Err(error) = self.apply_to_current_thread() {
+            let thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
+            tracing::warn!(thread, priority = ?self, %error, "could not set a thread's OS priority; it runs at the default");
+        }
+    }
 }
 
 /// The calling thread's scheduling policy and nice value (Linux), for tests.

@@ -47,7 +47,7 @@ const FREER_QUEUE: usize = 64;
 static FREER: LazyLock<Option<SyncSender<Arc<Memtable>>>> = LazyLock::new(|| {
     let (tx, rx) = sync_channel::<Arc<Memtable>>(FREER_QUEUE);
     let spawned = std::thread::Builder::new().name("ek-memfree".into()).spawn(move || {
-        let _ = crate::priority::Priority::Nice(FREER_NICE).apply_to_current_thread();
+        crate::priority::Priority::Nice(FREER_NICE).apply_or_warn();
         for memtable in rx {
             drop(memtable);
         }
