@@ -1,12 +1,17 @@
 //! The node's versioned apply path: `Store::execute` of a SET (read the
 //! current record, apply, one atomic fjall batch with the change-log entry),
-//! on a temporary directory with the default (buffered) durability.
+//! on a temporary directory with the default (buffered) durability; and
+//! `Store::apply` of a migration page (500 new records of 100 B, the
+//! coordinator's default page), which commits in sub-batches of
+//! `APPLY_BATCH` records: the page's time over its sub-batches is about how
+//! long one holds the partition and journal locks.
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use evenkeel_node::StoreConfig;
-use evenkeel_node::store::Store;
+use evenkeel_node::store::{KeyRecord, Store};
 use evenkeel_rpc::pb::{self, op::Kind};
+use evenkeel_types::Record;
 use evenkeel_types::slot::key_partition;
 use std::hint::black_box;
 
@@ -44,6 +49,27 @@ fn apply(c: &mut Criterion) {
                 (key_partition(&key, PARTITIONS), key)
             },
             |(partition, key)| black_box(store.execute(partition, &key, &set(&value), now).expect("set")),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("store_migration_apply");
+    const PAGE: usize = 500;
+    group.throughput(Throughput::Elements(PAGE as u64));
+    // One hash tag: every key of every page falls in the same partition.
+    let partition = key_partition(b"{page}", PARTITIONS);
+    let value = Bytes::from(vec![b'v'; 100]);
+    let mut round = 0u64;
+    group.bench_function("page_500x100b_new_keys", |b| {
+        b.iter_batched(
+            || {
+                round += 1;
+                (0..PAGE)
+                    .map(|i| KeyRecord { key: Bytes::from(format!("{{page}}:{round}:{i}")), record: Record::value(value.clone(), None, round << 20) })
+                    .collect::<Vec<_>>()
+            },
+            |page| black_box(store.apply(partition, &page).expect("apply")),
             BatchSize::SmallInput,
         )
     });

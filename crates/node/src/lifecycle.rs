@@ -100,6 +100,27 @@ const OWN_THREAD_QUEUE: usize = 1024;
 /// Bulk migration jobs queued; the lane's permits keep it far lower.
 const BULK_QUEUE: usize = 64;
 
+/// The nice value bulk threads get when `SCHED_IDLE` is asked for but this
+/// process could not leave it while holding a lock (see [`boostable_or_niced`]).
+const IDLE_FALLBACK_NICE: i32 = 10;
+
+/// `wanted`, unless it is `SCHED_IDLE` and threads of this process cannot
+/// boost themselves out of it while they hold a lock clients take
+/// (`crate::priority`): an idle-class holder could then wait indefinitely
+/// for a core on a busy machine, and every client write to the node with it.
+/// A niced holder still gets its share of a core.
+fn boostable_or_niced(wanted: Priority) -> Priority {
+    static IDLE_BOOSTABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if wanted != Priority::Idle || *IDLE_BOOSTABLE.get_or_init(|| Priority::Idle.boostable()) {
+        return wanted;
+    }
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(nice = IDLE_FALLBACK_NICE, "bulk threads run niced, not SCHED_IDLE: this process may not raise a thread's priority (needs CAP_SYS_NICE or RLIMIT_NICE >= 20)");
+    });
+    Priority::Nice(IDLE_FALLBACK_NICE)
+}
+
 /// A storage node: its store and ownership view, ready to run.
 pub struct Node {
     inner: Arc<NodeInner>,
@@ -109,7 +130,8 @@ pub struct Node {
 impl Node {
     pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
         let store = Store::open(config.store.clone())?;
-        let bulk = config.background_lane.then(|| crate::pool::Pool::new("bulk", config.id, config.bulk_threads, config.bulk_priority, BULK_QUEUE)).transpose()?;
+        let bulk_priority = boostable_or_niced(config.bulk_priority);
+        let bulk = config.background_lane.then(|| crate::pool::Pool::new("bulk", config.id, config.bulk_threads, bulk_priority, BULK_QUEUE)).transpose()?;
         let writer = crate::pool::Pool::new("writer", config.id, 1, Priority::Normal, OWN_THREAD_QUEUE)?;
         let reader = crate::pool::Pool::new("reader", config.id, 1, Priority::Normal, OWN_THREAD_QUEUE)?;
         let inner = NodeInner::new(config.id, store, Lane::new(config.id, config.lane()), OwnThreads { writer, reader, bulk });

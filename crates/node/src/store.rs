@@ -37,6 +37,7 @@
 //! ([`Durability::Sync`]: survives power loss, costs an fsync per write).
 
 use crate::ops::{self, OpLimits};
+use crate::priority::Boost;
 use bytes::{BufMut, Bytes, BytesMut};
 use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
 use evenkeel_types::hlc::version_ms;
@@ -153,6 +154,30 @@ pub struct Store {
 
 const TRIM_SLACK: u64 = 256;
 
+/// A partition's counters, locked ([`Store::lock_partition`]). Client
+/// writes to the partition wait for this lock, and a holder's commit takes
+/// the engine's journal lock every write to the node waits for; so a thread
+/// running at a lowered priority (a bulk thread) runs at normal priority
+/// while it holds it ([`Boost`], `crate::priority` has the measurements).
+pub(crate) struct PartitionLock<'a> {
+    // Fields drop in order: the lock is released before the boost ends.
+    counters: parking_lot::MutexGuard<'a, PartitionCounters>,
+    _boost: Boost,
+}
+
+impl std::ops::Deref for PartitionLock<'_> {
+    type Target = PartitionCounters;
+    fn deref(&self) -> &PartitionCounters {
+        &self.counters
+    }
+}
+
+impl std::ops::DerefMut for PartitionLock<'_> {
+    fn deref_mut(&mut self) -> &mut PartitionCounters {
+        &mut self.counters
+    }
+}
+
 mod index;
 mod memtables;
 mod migrate;
@@ -223,7 +248,7 @@ impl Store {
             let reply = ops::apply(kind, stored.as_ref(), now_ms, 0, self.config.limits).reply;
             return Ok((reply, stored));
         }
-        let mut counters = self.parts[partition as usize].lock();
+        let mut counters = self.lock_partition(partition)?;
         self.revive(partition, &counters)?;
         let stored = self.read(&data_key)?;
         let version = self.clock.tick(now_ms);

@@ -135,7 +135,7 @@ impl Store {
     fn pass_partition(&self, index: &TimeIndex, p: PartitionId, until_ms: u64, left: usize, eligible: &dyn Fn(PartitionId) -> bool, visit: &mut Visit) -> Result<(usize, usize), StoreError> {
         let (mut acted, mut examined) = (0, 0);
         while examined < left {
-            let mut counters = self.parts[p as usize].lock();
+            let mut counters = self.lock_partition(p)?;
             // A retired partition's entries are stale: compaction removes
             // them, or `revive` before the partition is written again.
             if !eligible(p) || self.retired.is(p) {

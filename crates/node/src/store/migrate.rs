@@ -18,11 +18,20 @@
 //! - [`Store::retire`] (in `retire`): drops a partition in O(1); the
 //!   engine's compactions remove its items.
 
-use super::{PartitionCounters, Store, StoreError, data_key, decode_record, import_closed_key, log_key, log_position, record_digest, token_key};
+use super::{PartitionCounters, PartitionLock, Store, StoreError, data_key, decode_record, import_closed_key, log_key, log_position, record_digest, token_key};
+use crate::priority::Boost;
 use bytes::Bytes;
 use std::collections::HashMap;
 use evenkeel_types::slot::slot_partition;
 use evenkeel_types::{PartitionId, Record, Slot};
+
+/// Records per engine batch when a page is applied ([`Store::apply`]).
+/// Measured (`cargo bench -p evenkeel-node --bench apply`): a page of 500
+/// new 100 B records applies in about 3.1–3.5 ms whether in sub-batches of
+/// 16, 64 or 500, so a sub-batch of 32 holds the partition lock about
+/// 0.2 ms, and fjall's journal lock (its write and memtable inserts) less,
+/// where a whole page held them for over 3 ms.
+pub const APPLY_BATCH: usize = 32;
 
 /// One record in transit between nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,9 +143,20 @@ impl Store {
 
     /// Writes each record that is newer than the stored one. Returns how many
     /// were applied (the rest were already superseded).
+    ///
+    /// A page is applied [`APPLY_BATCH`] records at a time, each an atomic
+    /// batch under the partition lock, which is released in between: client
+    /// writes to the partition, and every client write to the node (fjall's
+    /// journal lock), wait for at most one sub-batch. An error leaves a
+    /// prefix applied; applying the page again is harmless (records no
+    /// newer than the stored ones are skipped).
     pub fn apply(&self, partition: PartitionId, records: &[KeyRecord]) -> Result<usize, StoreError> {
-        let mut counters = self.parts.get(partition as usize).ok_or(StoreError::NoSuchPartition(partition))?.lock();
-        self.apply_locked(partition, &mut counters, records)
+        let mut applied = 0;
+        for batch in records.chunks(APPLY_BATCH) {
+            let mut counters = self.lock_partition(partition)?;
+            applied += self.apply_locked(partition, &mut counters, batch)?;
+        }
+        Ok(applied)
     }
 
     /// [`Self::apply`] for records a router forwards under `token`, refused
@@ -144,7 +164,7 @@ impl Store {
     /// that [`Self::close_import`] also takes, so an apply either finishes
     /// before a drop starts (and the drop removes it) or is refused.
     pub fn apply_forwarded(&self, partition: PartitionId, token: u64, records: &[KeyRecord]) -> Result<usize, StoreError> {
-        let mut counters = self.parts.get(partition as usize).ok_or(StoreError::NoSuchPartition(partition))?.lock();
+        let mut counters = self.lock_partition(partition)?;
         self.check_import(partition, token)?;
         self.apply_locked(partition, &mut counters, records)
     }
@@ -161,7 +181,7 @@ impl Store {
     /// refused from now on. Called before a drop, whose data they would
     /// otherwise re-create.
     pub fn close_import(&self, partition: PartitionId, token: u64) -> Result<(), StoreError> {
-        let _counters = self.parts.get(partition as usize).ok_or(StoreError::NoSuchPartition(partition))?.lock();
+        let _counters = self.lock_partition(partition)?;
         let mut closed = self.import_closed.lock();
         if token > closed[partition as usize] {
             self.meta.insert(import_closed_key(partition), token.to_be_bytes())?;
@@ -257,6 +277,14 @@ impl Store {
 
     fn counters_of(&self, partition: PartitionId) -> Result<PartitionCounters, StoreError> {
         self.parts.get(partition as usize).map(|p| *p.lock()).ok_or(StoreError::NoSuchPartition(partition))
+    }
+
+    /// Locks `partition`'s counters for work that writes it; see
+    /// [`PartitionLock`] for why the holder's priority is raised.
+    pub(super) fn lock_partition(&self, partition: PartitionId) -> Result<PartitionLock<'_>, StoreError> {
+        let counters = self.parts.get(partition as usize).ok_or(StoreError::NoSuchPartition(partition))?;
+        let boost = Boost::normal();
+        Ok(PartitionLock { counters: counters.lock(), _boost: boost })
     }
 }
 

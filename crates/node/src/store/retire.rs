@@ -153,7 +153,7 @@ impl Store {
     /// Change-log positions stay used: the floor is written with the
     /// marker, so a later import's log never reuses one.
     pub fn retire(&self, partition: PartitionId) -> Result<u64, StoreError> {
-        let mut counters = self.parts.get(partition as usize).ok_or(StoreError::NoSuchPartition(partition))?.lock();
+        let mut counters = self.lock_partition(partition)?;
         let c = *counters;
         let held = c.keys + c.tombstones + (c.log_next - c.log_first);
         if self.retired.is(partition) || held == 0 {
@@ -182,7 +182,7 @@ impl Store {
     /// such a table exists: with none it still rewrites and fsyncs the
     /// tree's version under the lock every read takes.
     pub fn drop_retired_tables(&self, partition: PartitionId) -> Result<usize, StoreError> {
-        let _counters = self.parts.get(partition as usize).ok_or(StoreError::NoSuchPartition(partition))?.lock();
+        let _counters = self.lock_partition(partition)?;
         if !self.retired.is(partition) {
             return Ok(0);
         }
