@@ -21,6 +21,8 @@
 # gives it the CPU first. Measured once at -10: the bench's p99 did not come
 # closer to the router's (the cluster's runtime then waited longer for a
 # core instead), so the acceptance figures use 0.
+# SAMPLES=1 also writes every request of the load to OUT_DIR/samples.csv
+# (bench --samples: about 45 MB), to find out when the slow ones were sent.
 # EXTRA_TOML (printf escapes allowed) is appended to the configuration, for
 # experiments: EXTRA_TOML='[migration]\nreverse_interval_ms = 1000'.
 # Needs a release build (cargo build --release). Uses ports 6395 and 7095.
@@ -86,9 +88,10 @@ trap 'kill $UP $TIMELINE 2>/dev/null; wait $UP 2>/dev/null || true' EXIT
 nice -n "${BENCH_NICE:-0}" "$BIN" bench --target redis://127.0.0.1:6395 --rate "${RATE:-10000}" --seconds "${SECONDS_LOAD:-60}" --keys 1000000 --value-size 100 \
   --mix get=50,set=45,incr=3,del=1,mget=1 --preload --warmup-seconds "${WARMUP:-30}" --quiet --admin "$ADMIN" \
   --during-cmd "$DURING" \
-  --json "$OUT/report.json" --html "$OUT/report.html" | tee "$OUT/bench.txt"
+  --json "$OUT/report.json" --html "$OUT/report.html" ${SAMPLES:+--samples "$OUT/samples.csv"} | tee "$OUT/bench.txt"
 "$BIN" migrations --admin "$ADMIN" > "$OUT/migrations.txt"
 "$BIN" migrations --json --admin "$ADMIN" > "$OUT/migrations.json"
+"$BIN" cluster status --json --admin "$ADMIN" > "$OUT/cluster.json" || true
 "$BIN" throttle show --admin "$ADMIN" > "$OUT/throttle.txt" || true
 # The process's counters (offloaded reads and writes, memtables freed, ...).
 curl -sf "http://$ADMIN/metrics" > "$OUT/metrics.txt" || true

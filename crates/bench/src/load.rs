@@ -44,6 +44,7 @@ pub struct LoadShared {
 
 /// A request in flight.
 struct Pending {
+    conn: u16,
     request: Request,
     intended: Micros,
     invoke: Micros,
@@ -158,7 +159,7 @@ fn fail_due(st: &mut ConnState, shared: &LoadShared, log: &mut ConnLog, why: &st
         let request = st.generator.next_request();
         let intended = shared.schedule.intended_us(st.next_k);
         st.next_k += shared.schedule.connections as u64;
-        log.samples.push(Sample { intended, invoke: now, complete: now, cmd: request.cmd(), outcome: Outcome::Error });
+        log.samples.push(Sample { intended, invoke: now, complete: now, cmd: request.cmd(), outcome: Outcome::Error, conn: st.conn as u16, key: request.first_key() });
         log.note_error(why);
         shared.live.error();
     }
@@ -213,7 +214,7 @@ async fn write_requests(mut wr: OwnedWriteHalf, tx: mpsc::Sender<Pending>, st: &
             let intended = shared.schedule.intended_us(st.next_k);
             st.next_k += step;
             request.encode(&shared.codec, &mut scratch, &mut buf);
-            permit.send(Pending { request, intended, invoke: shared.clock.now_us() });
+            permit.send(Pending { conn: st.conn as u16, request, intended, invoke: shared.clock.now_us() });
             shared.live.sent();
             batch += 1;
             if batch >= MAX_BATCH {
@@ -292,7 +293,7 @@ fn fail(shared: &LoadShared, log: &mut ConnLog, p: Pending, why: &str) {
     let complete = shared.clock.now_us();
     log.note_error(why);
     shared.live.timeout();
-    log.samples.push(Sample { intended: p.intended, invoke: p.invoke, complete, cmd: p.request.cmd(), outcome: Outcome::Timeout });
+    log.samples.push(Sample { intended: p.intended, invoke: p.invoke, complete, cmd: p.request.cmd(), outcome: Outcome::Timeout, conn: p.conn, key: p.request.first_key() });
     push_ops(log, &p, complete, Outcome::Timeout, None);
 }
 
@@ -317,7 +318,7 @@ fn record(shared: &LoadShared, log: &mut ConnLog, p: Pending, frame: Frame) {
         Outcome::Ok => shared.live.ok(),
         _ => shared.live.error(),
     }
-    log.samples.push(Sample { intended: p.intended, invoke: p.invoke, complete, cmd: p.request.cmd(), outcome });
+    log.samples.push(Sample { intended: p.intended, invoke: p.invoke, complete, cmd: p.request.cmd(), outcome, conn: p.conn, key: p.request.first_key() });
     let reply = (outcome == Outcome::Ok).then_some(&frame);
     push_ops(log, &p, complete, outcome, reply.map(|f| (f, &shared.codec)));
 }

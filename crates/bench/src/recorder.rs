@@ -12,7 +12,7 @@
 //! in every acceptance run); now it moves only chunk pointers.
 
 use crate::config::Cmd;
-use crate::history::{Micros, Op, Outcome};
+use crate::history::{Key, Micros, Op, Outcome};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,12 +27,32 @@ pub struct Sample {
     pub complete: Micros,
     pub cmd: Cmd,
     pub outcome: Outcome,
+    /// The connection that sent it.
+    pub conn: u16,
+    /// The (first) key it named.
+    pub key: Key,
 }
 
 impl Sample {
     pub fn latency(&self) -> Micros {
         self.complete.saturating_sub(self.intended)
     }
+}
+
+/// Writes `samples` as CSV to `path`: a header, then one row a request.
+pub fn write_samples(path: &std::path::Path, samples: &[Sample]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "intended_us,sent_us,completed_us,command,outcome,connection,key")?;
+    for s in samples {
+        let outcome = match s.outcome {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
+        };
+        writeln!(out, "{},{},{},{},{outcome},{},{}", s.intended, s.invoke, s.complete, s.cmd.name(), s.conn, s.key.name())?;
+    }
+    out.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()
 }
 
 /// Distinct error messages kept per connection; the rest are counted under
@@ -190,6 +210,19 @@ mod tests {
         let mut total = ConnLog::default();
         total.absorb(log);
         assert_eq!(total.errors.values().sum::<u64>(), 101);
+    }
+
+    #[test]
+    fn samples_are_written_one_row_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("samples.csv");
+        let samples = [
+            Sample { intended: 10, invoke: 12, complete: 150, cmd: Cmd::Get, outcome: Outcome::Ok, conn: 3, key: Key::Data(7) },
+            Sample { intended: 20, invoke: 25, complete: 10_025, cmd: Cmd::Incr, outcome: Outcome::Timeout, conn: 0, key: Key::Counter(2) },
+        ];
+        write_samples(&path, &samples).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "intended_us,sent_us,completed_us,command,outcome,connection,key\n10,12,150,get,ok,3,ek:7\n20,25,10025,incr,timeout,0,ekc:2\n");
     }
 
     #[test]

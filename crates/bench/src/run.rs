@@ -59,6 +59,9 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
     ops.extend(read_back);
     let findings = checker::check(&History { preloaded: config.preload, ops });
     let timeline = stats::timeline(&mut samples, &times);
+    if let Some(path) = &config.samples {
+        crate::recorder::write_samples(path, &samples).map_err(|source| BenchError::Write { path: path.clone(), source })?;
+    }
     let migrations = migration_summary(config, started_unix_ms, &times).await;
     let load_s = times.end as f64 / 1e6;
     let sent = samples.iter().filter(|s| s.invoke < times.end).count() as u64;

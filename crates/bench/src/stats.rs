@@ -196,7 +196,7 @@ mod tests {
     use crate::config::Cmd;
 
     fn sample(intended: u64, latency: u64, outcome: Outcome) -> Sample {
-        Sample { intended, invoke: intended + 10, complete: intended + latency, cmd: Cmd::Get, outcome }
+        Sample { intended, invoke: intended + 10, complete: intended + latency, cmd: Cmd::Get, outcome, conn: 0, key: crate::history::Key::Data(0) }
     }
 
     #[test]

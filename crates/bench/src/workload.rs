@@ -34,6 +34,15 @@ impl Request {
         }
     }
 
+    /// The (first) key it names.
+    pub fn first_key(&self) -> Key {
+        match self {
+            Request::Get(k) | Request::Set(k, _) | Request::Del(k) => Key::Data(*k),
+            Request::Incr(k) => Key::Counter(*k),
+            Request::Mget(keys) => Key::Data(keys.first().copied().unwrap_or(0)),
+        }
+    }
+
     /// Appends the RESP encoding to `out`; `scratch` is reused for the value.
     pub fn encode(&self, values: &ValueCodec, scratch: &mut Vec<u8>, out: &mut BytesMut) {
         match self {

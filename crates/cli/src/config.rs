@@ -66,6 +66,9 @@ pub struct ClusterSection {
     pub coordinator_nice: Option<i32>,
     /// Age (ms) past which nodes collect tombstones no migration needs.
     pub tombstone_grace_ms: Option<u64>,
+    /// Turn transparent huge pages off for the process (like Redis's
+    /// `disable-thp`).
+    pub disable_thp: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -242,6 +245,7 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             bulk_nice: Some(opts.bulk_nice),
             coordinator_nice: Some(opts.coordinator_nice),
             tombstone_grace_ms: Some(opts.tombstone_grace.as_millis() as u64),
+            disable_thp: Some(opts.disable_thp),
         },
         router: RouterSection {
             requirepass: opts.router.requirepass.as_ref().map(|_| "(set)".to_string()),

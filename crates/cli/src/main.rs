@@ -236,10 +236,36 @@ enum ClusterCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Settled before any thread starts: transparent huge pages are a
+    // process-wide choice (see `disable_transparent_huge_pages`).
+    let (command, up_opts) = match cli.command {
+        Command::Up(args) => {
+            let print = args.print_config;
+            match up_options(args) {
+                Ok(opts) => (None, Some((opts, print))),
+                Err(e) => return fail(e),
+            }
+        }
+        other => (Some(other), None),
+    };
+    // The bench measures latency: a huge-page fault on its thread would be
+    // counted as the server's.
+    let no_thp = match (&command, &up_opts) {
+        (Some(Command::Bench(_)), _) => true,
+        (_, Some((opts, print))) => opts.disable_thp && !print,
+        _ => false,
+    };
+    if no_thp && let Err(e) = evenkeel::up::disable_transparent_huge_pages() {
+        eprintln!("warning: could not turn transparent huge pages off: {e}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
-        match cli.command {
-            Command::Up(args) => up(args).await,
+        let Some(command) = command else {
+            let (opts, print) = up_opts.expect("up options");
+            return up(opts, print).await;
+        };
+        match command {
+            Command::Up(_) => unreachable!("handled above"),
             Command::Cluster { command: ClusterCommand::Status { admin, json } } => status(&admin, json).await,
             Command::Bench(args) => Ok(evenkeel_bench::run_cli(args).await?),
             Command::Move { partition, node, wait, no_dual_write, no_copy_on_read, shadow_read_ratio, admin, json } => {
@@ -255,11 +281,13 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(e),
     }
+}
+
+fn fail(e: anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::FAILURE
 }
 
 fn init_logging() {
@@ -326,13 +354,14 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
     if let Some(ms) = c.tombstone_grace_ms {
         opts.tombstone_grace = std::time::Duration::from_millis(ms);
     }
+    if let Some(off) = c.disable_thp {
+        opts.disable_thp = off;
+    }
     file.apply_migration(&mut opts.coord);
     Ok(opts)
 }
 
-async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let print = args.print_config;
-    let opts = up_options(args)?;
+async fn up(opts: UpOptions, print: bool) -> anyhow::Result<()> {
     if print {
         print!("{}", toml::to_string_pretty(&evenkeel::config::effective(&opts))?);
         return Ok(());

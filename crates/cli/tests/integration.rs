@@ -635,3 +635,35 @@ async fn shutdown_with_connected_clients_releases_the_data_dir() {
     drop(con);
     cluster.shutdown().await.unwrap();
 }
+
+/// `evenkeel up` runs without transparent huge pages unless its
+/// configuration says otherwise (huge-page faults stalled the process for
+/// milliseconds; see `disable_transparent_huge_pages`).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn up_turns_transparent_huge_pages_off_unless_told_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["up", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()];
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_evenkeel")).args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut off = false;
+    for _ in 0..100 {
+        off = std::fs::read_to_string(&status).unwrap_or_default().lines().any(|l| l.split_whitespace().eq(["THP_enabled:", "0"]));
+        if off {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(off, "THP_enabled never became 0 in {status}");
+
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[cluster]\ndisable_thp = false\n").unwrap();
+    let out = run_cli(&["up", "--config", config.to_str().unwrap(), "--print-config"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("disable_thp = false"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = run_cli(&["up", "--print-config"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("disable_thp = true"), "the default is on");
+}
