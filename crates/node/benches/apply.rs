@@ -2,9 +2,9 @@
 //! current record, apply, one atomic fjall batch with the change-log entry),
 //! on a temporary directory with the default (buffered) durability; and
 //! `Store::apply` of a migration page (500 new records of 100 B, the
-//! coordinator's default page), which commits in sub-batches of
-//! `APPLY_BATCH` records: the page's time over its sub-batches is about how
-//! long one holds the partition and journal locks.
+//! coordinator's default page) in one batch: its time per record sets
+//! `migrate_rpc::APPLY_BATCH_RECORDS`, the sub-batch a node applies under
+//! one hold of the partition lock.
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};

@@ -25,14 +25,6 @@ use std::collections::HashMap;
 use evenkeel_types::slot::slot_partition;
 use evenkeel_types::{PartitionId, Record, Slot};
 
-/// Records per engine batch when a page is applied ([`Store::apply`]).
-/// Measured (`cargo bench -p evenkeel-node --bench apply`): a page of 500
-/// new 100 B records applies in about 3.1–3.5 ms whether in sub-batches of
-/// 16, 64 or 500, so a sub-batch of 32 holds the partition lock about
-/// 0.2 ms, and fjall's journal lock (its write and memtable inserts) less,
-/// where a whole page held them for over 3 ms.
-pub const APPLY_BATCH: usize = 32;
-
 /// One record in transit between nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
@@ -142,21 +134,14 @@ impl Store {
     }
 
     /// Writes each record that is newer than the stored one. Returns how many
-    /// were applied (the rest were already superseded).
-    ///
-    /// A page is applied [`APPLY_BATCH`] records at a time, each an atomic
-    /// batch under the partition lock, which is released in between: client
-    /// writes to the partition, and every client write to the node (fjall's
-    /// journal lock), wait for at most one sub-batch. An error leaves a
-    /// prefix applied; applying the page again is harmless (records no
-    /// newer than the stored ones are skipped).
+    /// were applied (the rest were already superseded). One atomic batch
+    /// under the partition lock: callers keep `records` short
+    /// (`migrate_rpc::APPLY_BATCH_RECORDS`), since client writes to the
+    /// partition, and every client write to the node (fjall's journal lock,
+    /// held across the batch's memtable inserts), wait for it.
     pub fn apply(&self, partition: PartitionId, records: &[KeyRecord]) -> Result<usize, StoreError> {
-        let mut applied = 0;
-        for batch in records.chunks(APPLY_BATCH) {
-            let mut counters = self.lock_partition(partition)?;
-            applied += self.apply_locked(partition, &mut counters, batch)?;
-        }
-        Ok(applied)
+        let mut counters = self.lock_partition(partition)?;
+        self.apply_locked(partition, &mut counters, records)
     }
 
     /// [`Self::apply`] for records a router forwards under `token`, refused

@@ -197,31 +197,6 @@ mod migration {
         (0..).map(|i| format!("k{i}")).filter(|k| key_partition(k.as_bytes(), N) == p).take(n).collect()
     }
 
-    /// A page longer than a sub-batch applies as if it were one batch: a
-    /// key that comes twice across a sub-batch boundary ends at its newer
-    /// version, an older copy is skipped, and the checksum and change log
-    /// count each applied record once.
-    #[test]
-    fn a_page_longer_than_a_sub_batch_applies_as_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = open(dir.path());
-        let p = 3;
-        let n = 2 * migrate::APPLY_BATCH + 10;
-        let keys = keys_in(p, n);
-        let rec = |k: &str, v: &str, version| KeyRecord { key: Bytes::from(k.to_owned()), record: Record::value(v.to_owned(), None, version) };
-        let mut page: Vec<KeyRecord> = keys.iter().enumerate().map(|(i, k)| rec(k, "first", 1_000 + i as u64)).collect();
-        page.push(rec(&keys[0], "newer", 5_000));
-        page.push(rec(&keys[1], "older", 10));
-        let (_, log_before) = s.checksum(p).unwrap();
-        assert_eq!(s.apply(p, &page).unwrap(), n + 1, "every record but the older copy");
-        let (_, log_after) = s.checksum(p).unwrap();
-        assert_eq!(log_after - log_before, n as u64 + 1, "one change-log entry per applied record");
-        assert_eq!(sum(&s, p).keys, n as u64);
-        assert_eq!(get(&s, keys[0].as_bytes(), 0), Some(Bytes::from_static(b"newer")));
-        assert_eq!(get(&s, keys[1].as_bytes(), 0), Some(Bytes::from_static(b"first")));
-        assert_eq!(s.apply(p, &page).unwrap(), 0, "applying the page again changes nothing");
-    }
-
     /// A bulk thread (lowered priority) runs at normal priority while it
     /// holds a partition's lock, and lowered again once it lets go.
     #[cfg(target_os = "linux")]
