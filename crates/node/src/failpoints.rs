@@ -5,11 +5,16 @@
 //! - `node-<id>-execute-delay`, `return(MS)`: every `Execute` first sleeps MS
 //!   milliseconds (a tokio sleep; the runtime thread stays free). The delay
 //!   counts in the node's latency stats and its in-flight foreground count.
+//! - `node-<id>-admitted-write-delay`, `return(MS)`: every client write,
+//!   once admitted (ownership checked, under its partition's lock), sleeps
+//!   MS ms before it commits. This one blocks its thread, as a slow commit
+//!   would; it exists to hold a write inside that window while a fence
+//!   arrives.
 //! - `node-<id>-disk-free`, `return(BYTES)`: `Stats` reports BYTES free.
 //! - `node-<id>-stats-delay`, `return(MS)`: every `Stats` first sleeps MS ms.
 //!
 //! Only `return(N)` is meant: fail's own `sleep`/`delay`/`pause` actions
-//! block the runtime thread. Configure with `fail::cfg(name, "return(80)")`
+//! block the runtime thread (where a failpoint blocks, it says so). Configure with `fail::cfg(name, "return(80)")`
 //! and clear with `fail::remove(name)`; the registry is process-global, so
 //! tests that configure failpoints hold a `fail::FailScenario` meanwhile.
 //!
@@ -25,6 +30,10 @@ pub fn execute_delay(id: NodeId) -> String {
     format!("node-{id}-execute-delay")
 }
 
+pub fn admitted_write_delay(id: NodeId) -> String {
+    format!("node-{id}-admitted-write-delay")
+}
+
 pub fn disk_free(id: NodeId) -> String {
     format!("node-{id}-disk-free")
 }
@@ -36,17 +45,22 @@ pub fn stats_delay(id: NodeId) -> String {
 /// One node's failpoint names, formatted once so the hot path does not.
 pub(crate) struct Failpoints {
     execute_delay: String,
+    admitted_write_delay: String,
     disk_free: String,
     stats_delay: String,
 }
 
 impl Failpoints {
     pub fn new(id: NodeId) -> Self {
-        Failpoints { execute_delay: execute_delay(id), disk_free: disk_free(id), stats_delay: stats_delay(id) }
+        Failpoints { execute_delay: execute_delay(id), admitted_write_delay: admitted_write_delay(id), disk_free: disk_free(id), stats_delay: stats_delay(id) }
     }
 
     pub fn execute_delay(&self) -> Option<Duration> {
         return_u64(&self.execute_delay).map(Duration::from_millis)
+    }
+
+    pub fn admitted_write_delay(&self) -> Option<Duration> {
+        return_u64(&self.admitted_write_delay).map(Duration::from_millis)
     }
 
     pub fn disk_free_bytes(&self) -> Option<u64> {

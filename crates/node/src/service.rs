@@ -161,23 +161,33 @@ impl NodeInner {
         let result = match (u16::try_from(op.partition), &op.kind) {
             (Err(_), _) => internal(format!("no partition {}", op.partition)),
             (_, None) => internal("op without a kind".to_string()),
-            (Ok(p), Some(kind)) => match refused.check(p, || self.ownership.check(p, epoch)) {
-                Err(refused) => {
-                    self.metrics.refused.increment(1);
-                    R::Refused(refused)
-                }
-                Ok(()) => match self.store.execute_recorded(p, &op.key, kind, now_ms) {
-                    Ok((reply, record)) => {
+            (Ok(p), Some(kind)) => {
+                // Asked under the partition's lock for a write (see
+                // `Store::execute_admitted`): a fence cannot slip in
+                // between the check and the commit.
+                let admit = || {
+                    refused.check(p, || self.ownership.check(p, epoch))?;
+                    if let Some(delay) = is_write(op).then(|| self.failpoints.admitted_write_delay()).flatten() {
+                        std::thread::sleep(delay);
+                    }
+                    Ok(())
+                };
+                match self.store.execute_admitted(p, &op.key, kind, now_ms, admit) {
+                    Ok(Ok((reply, record))) => {
                         let record = record.filter(|_| op.want_record).map(|record| migrate_rpc::to_pb(&KeyRecord { key: op.key.clone(), record }));
                         return pb::OpResult { result: Some(reply), record };
+                    }
+                    Ok(Err(refused)) => {
+                        self.metrics.refused.increment(1);
+                        R::Refused(refused)
                     }
                     Err(e) => {
                         self.metrics.error();
                         tracing::error!(node = self.id, partition = p, error = %e, "execute failed");
                         internal(e.to_string())
                     }
-                },
-            },
+                }
+            }
         };
         pb::OpResult { result: Some(result), record: None }
     }

@@ -233,22 +233,45 @@ impl Store {
 
     /// Executes one operation on `key` in `partition` at `now_ms`.
     pub fn execute(&self, partition: PartitionId, key: &[u8], kind: &Kind, now_ms: u64) -> Result<R, StoreError> {
-        Ok(self.execute_recorded(partition, key, kind, now_ms)?.0)
+        match self.execute_admitted(partition, key, kind, now_ms, || Ok::<(), std::convert::Infallible>(()))? {
+            Ok((reply, _)) => Ok(reply),
+            Err(never) => match never {},
+        }
     }
 
-    /// [`Self::execute`], also returning the record involved: for a read
-    /// the stored record (tombstone or expired value included), for a write
-    /// the record written; None when there is none. Routers forward these
-    /// to a moving partition's destination and compare them there.
-    pub fn execute_recorded(&self, partition: PartitionId, key: &[u8], kind: &Kind, now_ms: u64) -> Result<(R, Option<Record>), StoreError> {
+    /// [`Self::execute`] if `admit` lets it run (else `admit`'s refusal),
+    /// also returning the record involved: for a read the stored record
+    /// (tombstone or expired value included), for a write the record
+    /// written; None when there is none. Routers forward these to a moving
+    /// partition's destination and compare them there.
+    ///
+    /// A write asks `admit` under the partition's lock, the lock a fence's
+    /// log position is read under ([`Self::log_next`]). So a write either
+    /// commits before that position is read, and the cutover's drain ships
+    /// it, or finds the fence and is refused. Asked before the lock, a
+    /// write could pass the check, the fence could report the log's end,
+    /// and the write commit after it, acknowledged but never shipped: the
+    /// drain would stop short of it and the partition would change hands
+    /// without it (the crash simulation lost a write to a rollback so).
+    pub fn execute_admitted<E>(&self, partition: PartitionId, key: &[u8], kind: &Kind, now_ms: u64, admit: impl FnOnce() -> Result<(), E>) -> Result<Result<(R, Option<Record>), E>, StoreError> {
         let slot = self.slot_in(partition, key)?;
         let data_key = data_key(slot, key);
         if let Kind::Get(_) = kind {
+            // A read takes no lock. One admitted just before a fence
+            // returns what the source held when the fence came: nothing is
+            // written here after it, and any write the destination takes
+            // later began after this read did.
+            if let Err(refused) = admit() {
+                return Ok(Err(refused));
+            }
             let stored = if self.retired.is(partition) { None } else { self.read(&data_key)? };
             let reply = ops::apply(kind, stored.as_ref(), now_ms, 0, self.config.limits).reply;
-            return Ok((reply, stored));
+            return Ok(Ok((reply, stored)));
         }
         let mut counters = self.lock_partition(partition)?;
+        if let Err(refused) = admit() {
+            return Ok(Err(refused));
+        }
         self.revive(partition, &counters)?;
         let stored = self.read(&data_key)?;
         let version = self.clock.tick(now_ms);
@@ -257,7 +280,7 @@ impl Store {
             assert!(stored.as_ref().is_none_or(|s| s.version < record.version), "versions must increase");
             self.commit(partition, &mut counters, &data_key, stored.as_ref(), record)?;
         }
-        Ok((applied.reply, applied.write))
+        Ok(Ok((applied.reply, applied.write)))
     }
 
     /// Live keys of whole slots starting at `start_slot` within `partition`,

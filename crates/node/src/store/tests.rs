@@ -369,23 +369,46 @@ fn forwarded_records_need_an_open_import_across_restarts() {
     assert!(refused(s.apply_forwarded(p, 3, &rec(15))));
 }
 
-/// `execute_recorded` returns the record a read found or a write wrote.
+/// `execute_admitted` returns the record a read found or a write wrote.
 #[test]
-fn execute_recorded_returns_the_record_involved() {
+fn execute_admitted_returns_the_record_involved() {
+    let recorded = |s: &Store, p, kind: &Kind| s.execute_admitted(p, b"r", kind, 1000, || Ok::<(), ()>(())).unwrap().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
     let p = key_partition(b"r", N);
     let get = Kind::Get(pb::Get { meta_only: false });
-    assert_eq!(s.execute_recorded(p, b"r", &get, 1000).unwrap().1, None);
-    let (_, written) = s.execute_recorded(p, b"r", &set("1", Some(9000)), 1000).unwrap();
+    assert_eq!(recorded(&s, p, &get).1, None);
+    let (_, written) = recorded(&s, p, &set("1", Some(9000)));
     let written = written.expect("a write returns its record");
     assert_eq!((written.value.as_deref(), written.expire_at_ms), (Some(&b"1"[..]), Some(9000)));
-    assert_eq!(s.execute_recorded(p, b"r", &get, 1000).unwrap().1, Some(written.clone()));
-    let (_, deleted) = s.execute_recorded(p, b"r", &Kind::Del(pb::Del {}), 1000).unwrap();
+    assert_eq!(recorded(&s, p, &get).1, Some(written.clone()));
+    let (_, deleted) = recorded(&s, p, &Kind::Del(pb::Del {}));
     assert!(deleted.as_ref().is_some_and(|d| d.value.is_none() && d.version > written.version));
-    assert_eq!(s.execute_recorded(p, b"r", &get, 1000).unwrap().1, deleted, "reads return tombstones too");
-    let (_, nothing) = s.execute_recorded(p, b"r", &Kind::Del(pb::Del {}), 1000).unwrap();
+    assert_eq!(recorded(&s, p, &get).1, deleted, "reads return tombstones too");
+    let (_, nothing) = recorded(&s, p, &Kind::Del(pb::Del {}));
     assert_eq!(nothing, None, "a write that changes nothing has no record");
+}
+
+/// A write is admitted under its partition's lock, the lock a fence's log
+/// position is read under, so no write can pass the fence check and then
+/// commit past the position the cutover drains to. A refused write
+/// changes nothing.
+#[test]
+fn a_write_is_admitted_under_the_partition_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let p = key_partition(b"r", N);
+    let held = |s: &Store| s.parts[p as usize].try_lock().is_none();
+    let mut asked = None;
+    s.execute_admitted(p, b"r", &set("1", None), 1000, || Ok::<(), ()>(asked = Some(held(&s)))).unwrap().unwrap();
+    assert_eq!(asked, Some(true), "a write asks with the partition locked");
+    let read = Kind::Get(pb::Get { meta_only: false });
+    s.execute_admitted(p, b"r", &read, 1000, || Ok::<(), ()>(asked = Some(held(&s)))).unwrap().unwrap();
+    assert_eq!(asked, Some(false), "a read takes no lock");
+    let log_next = s.log_next(p).unwrap();
+    assert_eq!(s.execute_admitted(p, b"r", &set("2", None), 1000, || Err("fenced")).unwrap(), Err("fenced"));
+    assert_eq!(s.log_next(p).unwrap(), log_next, "a refused write logs nothing");
+    assert_eq!(get(&s, b"r", 1000).as_deref(), Some(&b"1"[..]));
 }
 
 /// The running digest and key count (what the cutover compares under the

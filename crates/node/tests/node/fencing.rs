@@ -68,3 +68,45 @@ async fn stale_fencing_tokens_are_refused_over_rpc_and_after_restart() {
     stop.cancel();
     task.await.unwrap();
 }
+
+/// A write admitted just before a cutover's fence either commits below the
+/// log position the fence reports (so the drain, which ships the log up to
+/// there, carries it) or is refused. Here a failpoint holds the write
+/// between its ownership check and its commit while the fence arrives;
+/// the write is acknowledged, so it must be in the log before that
+/// position. It used to commit at the position itself: acknowledged, never
+/// drained, lost when the partition changed hands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_admitted_before_a_fence_is_below_the_position_it_reports() {
+    use evenkeel_rpc::pb::op_result::Result as R;
+    let _scenario = fail::FailScenario::setup();
+    let node = crate::support::start(61, |_| {}).await;
+    let mut client = node.client.clone();
+    let p = crate::support::partition_of(b"k");
+    let header = Some(pb::MigrateHeader { partition: p, token: 1 });
+    client.migrate_fence(pb::FenceRequest { header, fenced: false, grant_epoch: 1 }).await.unwrap();
+    let set = move |value: &str| {
+        let kind = pb::op::Kind::Set(pb::Set { value: value.to_string().into(), ..Default::default() });
+        pb::ExecuteRequest { epoch: 1, ops: vec![pb::Op { partition: p, key: "k".into(), kind: Some(kind), want_record: false }] }
+    };
+    let first = client.execute(set("before")).await.unwrap().into_inner().results;
+    assert!(matches!(first[0].result, Some(R::Written(_))), "{first:?}");
+
+    fail::cfg(evenkeel_node::failpoints::admitted_write_delay(61), "return(400)").unwrap();
+    let mut writer = client.clone();
+    let write = tokio::spawn(async move { writer.execute(set("racing")).await.unwrap().into_inner().results });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let end = client.migrate_fence(pb::FenceRequest { header, fenced: true, grant_epoch: 0 }).await.unwrap().into_inner().log_next;
+    fail::remove(evenkeel_node::failpoints::admitted_write_delay(61));
+    let racing = write.await.unwrap();
+    assert!(matches!(racing[0].result, Some(R::Written(_))), "admitted before the fence, the write goes through: {racing:?}");
+
+    // The drain reads the log up to `end`: the racing write must be there,
+    // and nothing may come after it.
+    let read = pb::ReadLogRequest { header, from: 0, max: 100, urgent: true };
+    let log = client.migrate_read_log(read).await.unwrap().into_inner();
+    let values: Vec<(u64, String)> = log.entries.iter().map(|e| (e.position, String::from_utf8_lossy(&e.record.as_ref().unwrap().value).into_owned())).collect();
+    assert_eq!(log.log_next, end, "nothing was written after the fence reported its position: {values:?}");
+    assert!(values.iter().any(|(pos, v)| v == "racing" && *pos < end), "the acknowledged write is below the fence's position {end}: {values:?}");
+    node.stop().await;
+}
