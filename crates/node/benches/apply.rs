@@ -2,7 +2,8 @@
 //! current record, apply, one atomic fjall batch with the change-log entry),
 //! on a temporary directory with the default (buffered) durability; and
 //! `Store::apply` of a migration page (500 new records of 100 B, the
-//! coordinator's default page) in one batch: its time per record sets
+//! coordinator's default page) in sub-batches of several sizes: its time
+//! per record sets
 //! `migrate_rpc::APPLY_BATCH_RECORDS`, the sub-batch a node applies under
 //! one hold of the partition lock.
 
@@ -61,18 +62,23 @@ fn apply(c: &mut Criterion) {
     let partition = key_partition(b"{page}", PARTITIONS);
     let value = Bytes::from(vec![b'v'; 100]);
     let mut round = 0u64;
-    group.bench_function("page_500x100b_new_keys", |b| {
-        b.iter_batched(
-            || {
-                round += 1;
-                (0..PAGE)
-                    .map(|i| KeyRecord { key: Bytes::from(format!("{{page}}:{round}:{i}")), record: Record::value(value.clone(), None, round << 20) })
-                    .collect::<Vec<_>>()
-            },
-            |page| black_box(store.apply(partition, &page).expect("apply")),
-            BatchSize::SmallInput,
-        )
-    });
+    // The page in sub-batches of `n` records (one lock hold and one
+    // journal write each), as a node applies it; 500 is the whole page at
+    // once.
+    for n in [4usize, 8, 16, 32, PAGE] {
+        group.bench_function(format!("page_500x100b_new_keys_in_batches_of_{n}"), |b| {
+            b.iter_batched(
+                || {
+                    round += 1;
+                    (0..PAGE)
+                        .map(|i| KeyRecord { key: Bytes::from(format!("{{page}}:{round}:{i}")), record: Record::value(value.clone(), None, round << 20) })
+                        .collect::<Vec<_>>()
+                },
+                |page| black_box(page.chunks(n).map(|batch| store.apply(partition, batch).expect("apply")).sum::<usize>()),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.finish();
 }
 

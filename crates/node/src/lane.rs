@@ -98,7 +98,39 @@ impl Drop for Foreground<'_> {
     }
 }
 
+/// What is left of one migration request's yield budget, for its store
+/// work on a bulk thread, which yields between pieces itself
+/// ([`Lane::yield_blocking`]) rather than coming back to the runtime
+/// between them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct YieldBudget {
+    deadline: std::time::Instant,
+}
+
+impl Lane {
+    /// [`Background::yield_to_foreground`] for a blocking thread: sleeps in
+    /// short steps (a thread sleep) while foreground requests are in
+    /// flight, until there are none or `budget` is spent. No budget (the
+    /// lane is off, or the work is urgent): returns at once.
+    pub fn yield_blocking(&self, budget: Option<YieldBudget>) {
+        let Some(budget) = budget else { return };
+        if !self.busy() || std::time::Instant::now() >= budget.deadline {
+            return;
+        }
+        self.yields.fetch_add(1, Ordering::Relaxed);
+        self.yields_metric.increment(1);
+        while self.busy() && std::time::Instant::now() < budget.deadline {
+            std::thread::sleep(YIELD_STEP);
+        }
+    }
+}
+
 impl Background<'_> {
+    /// The rest of this request's yield budget; None when the lane is off.
+    pub fn budget(&self) -> Option<YieldBudget> {
+        self.lane.config.enabled.then(|| YieldBudget { deadline: self.deadline.into_std() })
+    }
+
     /// Sleeps in short steps while foreground requests are in flight, until
     /// there are none or this request's budget is spent. Counts one yield per
     /// wait that happened.
@@ -171,6 +203,28 @@ mod tests {
         drop(fg);
         let resumed = waiter.await.unwrap();
         assert!(resumed - released < Duration::from_secs(1), "resumed {:?} after release", resumed - released);
+    }
+
+    #[tokio::test]
+    async fn a_blocking_thread_yields_within_the_same_budget() {
+        let lane = lane(true);
+        let work = lane.background().await;
+        let budget = work.budget();
+        assert!(budget.is_some());
+        let fg = lane.foreground();
+        let started = std::time::Instant::now();
+        lane.yield_blocking(budget);
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(15) && waited < Duration::from_secs(1), "waited {waited:?} of a 20 ms budget");
+        assert_eq!(lane.yields_total(), 1);
+        let started = std::time::Instant::now();
+        lane.yield_blocking(budget);
+        assert!(started.elapsed() < Duration::from_millis(10), "the budget is spent");
+        drop(fg);
+        lane.yield_blocking(None);
+        let off = lane_with(false, Duration::from_secs(5));
+        let _fg = off.foreground();
+        assert!(off.background().await.budget().is_none(), "a lane that is off gives no budget");
     }
 
     #[tokio::test]

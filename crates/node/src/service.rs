@@ -207,9 +207,9 @@ struct RefusedSoFar(Vec<(PartitionId, pb::Refused)>);
 impl RefusedSoFar {
     fn check(&mut self, p: PartitionId, ownership: impl FnOnce() -> Result<(), pb::Refused>) -> Result<(), pb::Refused> {
         if let Some((_, refused)) = self.0.iter().find(|(q, _)| *q == p) {
-            return Err(refused.clone());
+            return Err(*refused);
         }
-        ownership().inspect_err(|refused| self.0.push((p, refused.clone())))
+        ownership().inspect_err(|refused| self.0.push((p, *refused)))
     }
 }
 
@@ -343,9 +343,9 @@ mod tests {
         let fenced = pb::Refused { reason: pb::refused::Reason::Fenced as i32, ..Default::default() };
         let mut so_far = RefusedSoFar::default();
         assert_eq!(so_far.check(3, || Ok(())), Ok(()));
-        assert_eq!(so_far.check(5, || Err(fenced.clone())), Err(fenced.clone()));
+        assert_eq!(so_far.check(5, || Err(fenced)), Err(fenced));
         // Partition 5 became servable, but an earlier op on it was refused.
-        assert_eq!(so_far.check(5, || Ok(())), Err(fenced.clone()));
+        assert_eq!(so_far.check(5, || Ok(())), Err(fenced));
         assert_eq!(so_far.check(3, || Ok(())), Ok(()), "other partitions are unaffected");
     }
 }

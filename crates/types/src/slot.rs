@@ -33,7 +33,7 @@ fn hash_tag(key: &[u8]) -> Option<&[u8]> {
 
 /// The partition that owns `slot` when the keyspace has `num_partitions`.
 pub fn slot_partition(slot: Slot, num_partitions: u16) -> PartitionId {
-    debug_assert!(num_partitions >= 1 && num_partitions <= SLOT_COUNT);
+    debug_assert!((1..=SLOT_COUNT).contains(&num_partitions));
     ((slot as u32 * num_partitions as u32) / SLOT_COUNT as u32) as PartitionId
 }
 

@@ -399,12 +399,15 @@ fn a_write_is_admitted_under_the_partition_lock() {
     let s = open(dir.path());
     let p = key_partition(b"r", N);
     let held = |s: &Store| s.parts[p as usize].try_lock().is_none();
-    let mut asked = None;
-    s.execute_admitted(p, b"r", &set("1", None), 1000, || Ok::<(), ()>(asked = Some(held(&s)))).unwrap().unwrap();
-    assert_eq!(asked, Some(true), "a write asks with the partition locked");
-    let read = Kind::Get(pb::Get { meta_only: false });
-    s.execute_admitted(p, b"r", &read, 1000, || Ok::<(), ()>(asked = Some(held(&s)))).unwrap().unwrap();
-    assert_eq!(asked, Some(false), "a read takes no lock");
+    let asked = std::cell::Cell::new(None);
+    let admit = || {
+        asked.set(Some(held(&s)));
+        Ok::<(), ()>(())
+    };
+    s.execute_admitted(p, b"r", &set("1", None), 1000, admit).unwrap().unwrap();
+    assert_eq!(asked.get(), Some(true), "a write asks with the partition locked");
+    s.execute_admitted(p, b"r", &Kind::Get(pb::Get { meta_only: false }), 1000, admit).unwrap().unwrap();
+    assert_eq!(asked.get(), Some(false), "a read takes no lock");
     let log_next = s.log_next(p).unwrap();
     assert_eq!(s.execute_admitted(p, b"r", &set("2", None), 1000, || Err("fenced")).unwrap(), Err("fenced"));
     assert_eq!(s.log_next(p).unwrap(), log_next, "a refused write logs nothing");
