@@ -17,12 +17,15 @@ LIMIT=${LIMIT:-5000000}
 rm -rf "$OUT" && mkdir -p "$OUT"
 "$BIN" up --partitions 8 --data-dir "$OUT/data" --listen 127.0.0.1:6392 --admin "$ADMIN" > "$OUT/up.log" 2>&1 &
 UP=$!
-trap 'kill $UP 2>/dev/null; wait $UP 2>/dev/null || true' EXIT
+LOADER=
+# The concurrent bench (LOAD) goes too, or it outlives the script.
+trap 'kill $LOADER $UP 2>/dev/null; wait $LOADER $UP 2>/dev/null || true' EXIT
 for _ in $(seq 100); do "$BIN" cluster status --admin "$ADMIN" > /dev/null 2>&1 && break; sleep 0.2; done
 "$BIN" bench --target redis://127.0.0.1:6392 --rate 1000 --seconds 1 --keys "${KEYS:-1000000}" --value-size 100 --preload --quiet > "$OUT/preload.txt"
 "$BIN" throttle set --adaptive off --migration-rate "$LIMIT" --admin "$ADMIN" > /dev/null
 if [ "${LOAD:-0}" -gt 0 ]; then
   "$BIN" bench --target redis://127.0.0.1:6392 --rate "$LOAD" --seconds 600 --keys "${KEYS:-1000000}" --value-size 100 --quiet > "$OUT/load.txt" 2>&1 &
+  LOADER=$!
 fi
 # Partition 0 is on node 1 (the first third); move it to node 2.
 "$BIN" move 0 2 --wait --admin "$ADMIN" > "$OUT/move.txt"
