@@ -21,6 +21,9 @@
 # gives it the CPU first. Measured once at -10: the bench's p99 did not come
 # closer to the router's (the cluster's runtime then waited longer for a
 # core instead), so the acceptance figures use 0.
+# The report's "host noise" line (bench --host-probe) says how much the
+# machine itself stalled in each window; compare it before reading much
+# into a during/before ratio.
 # SAMPLES=1 also writes every request of the load to OUT_DIR/samples.csv
 # (bench --samples: about 45 MB), to find out when the slow ones were sent.
 # EXTRA_TOML (printf escapes allowed) is appended to the configuration, for
@@ -87,7 +90,7 @@ TIMELINE=$!
 trap 'kill $UP $TIMELINE 2>/dev/null; wait $UP 2>/dev/null || true' EXIT
 nice -n "${BENCH_NICE:-0}" "$BIN" bench --target redis://127.0.0.1:6395 --rate "${RATE:-10000}" --seconds "${SECONDS_LOAD:-60}" --keys 1000000 --value-size 100 \
   --mix get=50,set=45,incr=3,del=1,mget=1 --preload --warmup-seconds "${WARMUP:-30}" --quiet --admin "$ADMIN" \
-  --during-cmd "$DURING" \
+  --during-cmd "$DURING" --host-probe \
   --json "$OUT/report.json" --html "$OUT/report.html" ${SAMPLES:+--samples "$OUT/samples.csv"} | tee "$OUT/bench.txt"
 "$BIN" migrations --admin "$ADMIN" > "$OUT/migrations.txt"
 "$BIN" migrations --json --admin "$ADMIN" > "$OUT/migrations.json"

@@ -85,6 +85,11 @@ pub struct BenchArgs {
     /// offline analysis. About 45 bytes a request.
     #[arg(long)]
     pub samples: Option<PathBuf>,
+    /// Also measure the machine's own noise: a thread that sleeps 1 ms in
+    /// a loop notes every wake-up over 1 ms late, and the report gives the
+    /// time lost so per phase (is a slow window the system or the host?).
+    #[arg(long)]
+    pub host_probe: bool,
     /// Latency budget: this ratio times the baseline p99, drawn on the chart
     /// and checked in the summary.
     #[arg(long, default_value_t = 1.10)]
@@ -263,6 +268,7 @@ pub struct Config {
     pub json: Option<PathBuf>,
     pub html: Option<PathBuf>,
     pub samples: Option<PathBuf>,
+    pub host_probe: bool,
     pub budget_ratio: f64,
     pub seed: Option<u64>,
     pub quiet: bool,
@@ -318,6 +324,7 @@ impl Config {
             json: a.json.clone(),
             html: a.html.clone(),
             samples: a.samples.clone(),
+            host_probe: a.host_probe,
             budget_ratio: a.budget_ratio,
             seed: a.seed,
             quiet: a.quiet,

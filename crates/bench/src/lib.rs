@@ -38,6 +38,7 @@ pub mod load;
 pub mod migrations;
 pub mod phases;
 pub mod pipeline;
+pub mod probe;
 pub mod recorder;
 pub mod report;
 pub mod run;

@@ -4,6 +4,7 @@
 use crate::checker::{Anomaly, AnomalyKind, Findings};
 use crate::migrations::MigrationSummary;
 use crate::phases::CommandRun;
+use crate::probe::HostNoise;
 use crate::stats::{PhaseStats, Second, Timeline, ratio};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
@@ -29,6 +30,9 @@ pub struct Report {
     pub budget: Budget,
     /// Seconds spent on `--preload`, if it ran.
     pub preload_seconds: Option<f64>,
+    /// The machine's own noise per phase, with `--host-probe`.
+    #[serde(default)]
+    pub host: Option<HostNoise>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -241,6 +245,9 @@ impl Report {
                 t.during_spikes,
                 t.during_seconds
             );
+        }
+        if let Some(host) = &self.host {
+            let _ = writeln!(out, "host noise: {}", host.describe());
         }
         match &self.command {
             Some(c) => {

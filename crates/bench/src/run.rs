@@ -8,6 +8,7 @@ use crate::load::{self, LoadShared, read_back_value};
 use crate::migrations::{self, MigrationSummary};
 use crate::phases::{self, CommandRun, PhaseTimes};
 use crate::pipeline::{Pipeline, expect_ok};
+use crate::probe::{HostNoise, HostProbe, Stall};
 use crate::recorder::{ConnLog, Live};
 use crate::report::{Budget, Correctness, ErrorSummary, RateSummary, Ratios, Report, Settings};
 use crate::schedule::{self, Clock, PacerShared, Schedule};
@@ -45,7 +46,7 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
         false => None,
     };
     let started_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let (clock, times, command, log) = load_with_phases(config, codec, seed).await?;
+    let (clock, times, command, log, stalls) = load_with_phases(config, codec, seed).await?;
     let touched: BTreeSet<Key> = log.ops.iter().filter(|o| matches!(o.kind, OpKind::Write(_) | OpKind::Incr(_))).map(|o| o.key).collect();
     let keys_read_back = touched.len() as u64;
     let (read_back, read_back_error) = match read_back(config, codec, clock, touched.into_iter().collect()).await {
@@ -79,6 +80,7 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
         command,
         migrations,
         preload_seconds,
+        host: stalls.map(|s| HostNoise::of(&s, &times)),
         timeline,
     })
 }
@@ -115,7 +117,7 @@ fn error_summary(log: &ConnLog) -> ErrorSummary {
 }
 
 /// The timed load: connections, pacer, phase controller, progress line.
-async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Result<(Clock, PhaseTimes, Option<CommandRun>, ConnLog), BenchError> {
+async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Result<(Clock, PhaseTimes, Option<CommandRun>, ConnLog, Option<Vec<Stall>>), BenchError> {
     let mut streams = Vec::with_capacity(config.connections);
     for _ in 0..config.connections {
         streams.push(load::connect(&config.target).await.map_err(|reason| BenchError::Connect { target: config.target.display(), reason })?);
@@ -128,6 +130,7 @@ async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Resu
     let generators = (0..config.connections)
         .map(|c| Generator::new(seed, c as u32, config.mix.clone(), config.mget_keys, KeyPicker::new(config.dist, config.keys), KeyPicker::new(config.dist, config.counter_keys)))
         .collect();
+    let probe = if config.host_probe { Some(HostProbe::start(clock).map_err(BenchError::Io)?) } else { None };
     let load = spawn_load_thread(streams, generators, shared.clone())?;
     let stop = CancellationToken::new();
     let interrupt = tokio::spawn(stop_on_ctrl_c(stop.clone(), pacer_shared.clone(), clock));
@@ -143,7 +146,8 @@ async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Resu
     if let Some(p) = progress {
         p.abort();
     }
-    Ok((clock, times.clamped(pacer_shared.end_us()), command, log))
+    let stalls = probe.map(HostProbe::finish);
+    Ok((clock, times.clamped(pacer_shared.end_us()), command, log, stalls))
 }
 
 /// Runs the pacer and every connection on one thread of their own, in a

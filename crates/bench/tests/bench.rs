@@ -37,7 +37,7 @@ async fn a_short_bench_against_a_local_cluster_is_clean() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = LocalCluster::start(UpOptions::ephemeral(dir.path().join("cluster"))).await.unwrap();
     let admin = cluster.admin_addr.to_string();
-    let extra = ["--keys", "500", "--during-cmd", "echo disrupting", "--warmup-seconds", "0.5", "--baseline-seconds", "1", "--recovery-seconds", "1", "--admin", &admin];
+    let extra = ["--keys", "500", "--during-cmd", "echo disrupting", "--warmup-seconds", "0.5", "--baseline-seconds", "1", "--recovery-seconds", "1", "--admin", &admin, "--host-probe"];
     let report = evenkeel_bench::execute(&args(cluster.router_addr, dir.path(), &extra)).await.unwrap();
     cluster.shutdown().await.unwrap();
 
@@ -56,6 +56,11 @@ async fn a_short_bench_against_a_local_cluster_is_clean() {
     assert!((1350..=1450).contains(&sent), "3.5 s at 400/s, got {sent}");
     let command = report.command.as_ref().expect("the command ran");
     assert_eq!((command.exit_code, command.output_tail.as_slice()), (Some(0), &["disrupting".to_string()][..]));
+    // The host probe reports every phase (what the machine did is not
+    // up to the test, only that it was measured over the phases).
+    let host = report.host.as_ref().expect("--host-probe was given");
+    assert_eq!(host.phases.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["before", "during", "after"]);
+    assert!(host.phases.iter().all(|p| p.stalled_ms_per_s >= 0.0 && (p.stalls == 0) == (p.worst_us == 0)), "{host:?}");
     // Migration data may or may not exist yet; either way the run goes on.
     assert!(report.migrations.available || report.migrations.note.is_some());
 
@@ -64,12 +69,14 @@ async fn a_short_bench_against_a_local_cluster_is_clean() {
     let parsed: Report = serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
     assert_eq!((&parsed.settings, &parsed.correctness, &parsed.errors, &parsed.command), (&report.settings, &report.correctness, &report.errors, &report.command));
     assert_eq!(parsed.timeline.seconds, report.timeline.seconds);
+    assert_eq!(parsed.host.as_ref().map(|h| h.phases.len()), Some(3));
     for (a, b) in parsed.timeline.phases.iter().zip(&report.timeline.phases) {
         assert_eq!((a.requests, a.latency.p99_us, a.latency.max_us), (b.requests, b.latency.p99_us, b.latency.max_us));
         assert!((a.throughput - b.throughput).abs() < 1e-6);
     }
     let html = std::fs::read_to_string(dir.path().join("r.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.matches("<svg").count() == 2);
+    assert!(html.contains("host noise"));
     assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("href="), "must be self-contained");
 }
 
@@ -83,6 +90,7 @@ async fn a_store_that_drops_writes_is_caught() {
     let count = |kind| report.correctness.anomalies.iter().find(|a| a.kind == kind).unwrap().count;
     assert!(count(AnomalyKind::Lost) > 0, "{:#?}", report.correctness);
     assert!(count(AnomalyKind::Stale) > 0, "{:#?}", report.correctness);
+    assert!(report.host.is_none(), "no probe unless asked for");
     assert!(report.correctness.examples.len() <= 4 * 5);
 }
 

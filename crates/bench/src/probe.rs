@@ -1,0 +1,145 @@
+//! The host-noise probe (`--host-probe`): a thread of the bench's own that
+//! sleeps [`PERIOD`] in a loop and notes every wake-up more than
+//! [`LATE_MIN_US`] late, in the spirit of cyclictest.
+//!
+//! On a quiet machine the thread wakes within tens of µs. What delays it
+//! delays every other thread too, the measured system's included: the
+//! hypervisor taking the vCPU away, the kernel (reclaim, interrupts), or a
+//! saturated CPU. Reported per phase next to the latency figures, it tells
+//! a window the machine made slow from one the system under test made
+//! slow. On a shared 2-core machine the first is often the larger effect:
+//! a during/before p99 ratio means little if the host stalled three times
+//! as much in one window as in the other.
+//!
+//! The probe costs one wake-up per millisecond on one thread; it is off
+//! unless asked for.
+
+use crate::history::Micros;
+use crate::phases::{PHASE_NAMES, PhaseTimes};
+use crate::report::fmt_us;
+use crate::schedule::Clock;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long the probe sleeps each time.
+pub const PERIOD: Duration = Duration::from_millis(1);
+/// A wake-up later than this (past the period) counts as a stall.
+pub const LATE_MIN_US: u64 = 1_000;
+
+/// One late wake-up: when the probe woke (µs on the load's clock) and how
+/// much later than asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stall {
+    pub at_us: Micros,
+    pub late_us: u64,
+}
+
+/// The running probe; [`HostProbe::finish`] stops it.
+pub struct HostProbe {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Stall>>,
+}
+
+impl HostProbe {
+    /// Starts the probe thread, timing against `clock`.
+    pub fn start(clock: Clock) -> std::io::Result<HostProbe> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new().name("bench-probe".into()).spawn(move || {
+            let mut stalls = Vec::new();
+            while !stopped.load(Ordering::Relaxed) {
+                let asked = Instant::now();
+                std::thread::sleep(PERIOD);
+                let late_us = asked.elapsed().saturating_sub(PERIOD).as_micros() as u64;
+                if late_us > LATE_MIN_US {
+                    stalls.push(Stall { at_us: clock.now_us(), late_us });
+                }
+            }
+            stalls
+        })?;
+        Ok(HostProbe { stop, thread })
+    }
+
+    /// Stops the probe and returns the stalls it saw, in time order.
+    pub fn finish(self) -> Vec<Stall> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// The probe's figures for one phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseNoise {
+    pub name: String,
+    /// Time the probe woke late, summed, per second of the phase.
+    pub stalled_ms_per_s: f64,
+    /// Late wake-ups (each over [`LATE_MIN_US`]).
+    pub stalls: u64,
+    /// The latest one.
+    pub worst_us: u64,
+}
+
+/// The probe's figures for the three phases, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostNoise {
+    pub phases: Vec<PhaseNoise>,
+}
+
+impl HostNoise {
+    /// Sums `stalls` per phase of `times` (the warmup counts in none).
+    pub fn of(stalls: &[Stall], times: &PhaseTimes) -> HostNoise {
+        let bounds = [(times.start, times.during_start), (times.during_start, times.during_end), (times.during_end, times.end)];
+        let phases = PHASE_NAMES
+            .iter()
+            .zip(bounds)
+            .map(|(name, (from, to))| {
+                let inside: Vec<&Stall> = stalls.iter().filter(|s| from <= s.at_us && s.at_us < to).collect();
+                let seconds = to.saturating_sub(from) as f64 / 1e6;
+                let stalled_ms = inside.iter().map(|s| s.late_us).sum::<u64>() as f64 / 1e3;
+                PhaseNoise {
+                    name: name.to_string(),
+                    stalled_ms_per_s: if seconds > 0.0 { stalled_ms / seconds } else { 0.0 },
+                    stalls: inside.len() as u64,
+                    worst_us: inside.iter().map(|s| s.late_us).max().unwrap_or(0),
+                }
+            })
+            .collect();
+        HostNoise { phases }
+    }
+
+    /// One line for the report: per phase, the time a 1 ms sleeper woke
+    /// late per second, how many times, and the worst.
+    pub fn describe(&self) -> String {
+        let phases: Vec<String> = self.phases.iter().map(|p| format!("{} {:.1} ms/s ({} stalls, worst {})", p.name, p.stalled_ms_per_s, p.stalls, fmt_us(p.worst_us))).collect();
+        format!("a 1 ms sleeper woke over 1 ms late: {}", phases.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stalls_are_summed_per_phase_and_the_warmup_counts_in_none() {
+        let times = PhaseTimes { start: 1_000_000, during_start: 3_000_000, during_end: 7_000_000, end: 8_000_000 };
+        let stall = |at_us, late_us| Stall { at_us, late_us };
+        let stalls = [stall(500_000, 9_000), stall(1_000_000, 2_000), stall(2_500_000, 4_000), stall(3_000_000, 1_500), stall(6_999_999, 10_500), stall(7_500_000, 1_200)];
+        let noise = HostNoise::of(&stalls, &times);
+        let got: Vec<(&str, f64, u64, u64)> = noise.phases.iter().map(|p| (p.name.as_str(), p.stalled_ms_per_s, p.stalls, p.worst_us)).collect();
+        assert_eq!(got, [("before", 3.0, 2, 4_000), ("during", 3.0, 2, 10_500), ("after", 1.2, 1, 1_200)]);
+        assert_eq!(noise.describe(), "a 1 ms sleeper woke over 1 ms late: before 3.0 ms/s (2 stalls, worst 4.00 ms); during 3.0 ms/s (2 stalls, worst 10.50 ms); after 1.2 ms/s (1 stalls, worst 1.20 ms)");
+    }
+
+    #[test]
+    fn the_probe_stops_when_told_and_its_stalls_are_late_wakeups_in_order() {
+        let clock = Clock { start: Instant::now() };
+        let probe = HostProbe::start(clock).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let stalls = probe.finish();
+        let ended = clock.now_us();
+        assert!(stalls.iter().all(|s| s.late_us > LATE_MIN_US && s.at_us <= ended), "{stalls:?}");
+        assert!(stalls.windows(2).all(|w| w[0].at_us <= w[1].at_us), "{stalls:?}");
+    }
+}
