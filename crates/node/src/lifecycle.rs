@@ -134,7 +134,15 @@ impl Node {
         let bulk = config.background_lane.then(|| crate::pool::Pool::new("bulk", config.id, config.bulk_threads, bulk_priority, BULK_QUEUE)).transpose()?;
         let writer = crate::pool::Pool::new("writer", config.id, 1, Priority::Normal, OWN_THREAD_QUEUE)?;
         let reader = crate::pool::Pool::new("reader", config.id, 1, Priority::Normal, OWN_THREAD_QUEUE)?;
+        let fenced = store.fenced_partitions()?;
         let inner = NodeInner::new(config.id, store, Lane::new(config.id, config.lane()), OwnThreads { writer, reader, bulk });
+        // Fences outlive a restart (`Store::persist_fence`): a cutover in
+        // progress finds its source still fenced, and the coordinator lifts
+        // the fence as it would have.
+        for p in fenced {
+            tracing::info!(node = config.id, partition = p, "fenced before the restart; fenced again");
+            inner.ownership.fence(p);
+        }
         Ok(Node { inner: Arc::new(inner), config })
     }
 
@@ -237,7 +245,14 @@ async fn follow_routing(meta: Arc<dyn MetaStore>, inner: Arc<NodeInner>) {
     loop {
         if let Some(kv) = rx.borrow_and_update().clone() {
             match RoutingTable::from_json(&kv.value) {
-                Ok(table) => inner.ownership.update(&table),
+                Ok(table) => {
+                    // A fence the table made moot goes from the store too.
+                    for p in inner.ownership.update(&table) {
+                        if let Err(e) = inner.store.persist_fence(p, false) {
+                            tracing::warn!(node = inner.id, partition = p, error = %e, "could not forget a lifted fence; it returns after a restart until the table is seen");
+                        }
+                    }
+                }
                 Err(e) => tracing::error!(node = inner.id, error = %e, "unreadable routing table"),
             }
         }

@@ -194,6 +194,9 @@ fn importing(inner: &NodeInner, header: Option<&pb::MigrateHeader>) -> Result<(P
 
 pub(crate) fn fence(inner: &NodeInner, req: &pb::FenceRequest) -> Result<pb::PositionResponse, Status> {
     let p = admit(inner, req.header.as_ref())?;
+    // Stored before it takes effect, both ways, so a restart between the
+    // two comes back in the state the coordinator asked for.
+    inner.store.persist_fence(p, req.fenced).map_err(status)?;
     if req.fenced {
         inner.ownership.fence(p);
     } else {

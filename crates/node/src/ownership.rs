@@ -58,8 +58,10 @@ impl Ownership {
 
     /// Adopts `table` unless it is older than the one already adopted.
     /// Grants the table has caught up with are dropped; so are fences on
-    /// partitions this node no longer owns (they have nothing left to guard).
-    pub fn update(&self, table: &RoutingTable) {
+    /// partitions this node no longer owns (they have nothing left to
+    /// guard), which it returns.
+    pub fn update(&self, table: &RoutingTable) -> Vec<PartitionId> {
+        let mut lifted = Vec::new();
         self.modify(|v| {
             if table.epoch < v.table_epoch {
                 return;
@@ -68,8 +70,16 @@ impl Ownership {
             v.table_owned = table.partitions.iter().map(|e| (e.owner == self.node).then_some(e.epoch)).collect();
             v.grants.retain(|_, e| *e > table.epoch);
             let owned = v.table_owned.clone();
-            v.fenced.retain(|p| owned.get(*p as usize).copied().flatten().is_some() || v.grants.contains_key(p));
+            let grants = v.grants.clone();
+            v.fenced.retain(|p| {
+                let keep = owned.get(*p as usize).copied().flatten().is_some() || grants.contains_key(p);
+                if !keep {
+                    lifted.push(*p);
+                }
+                keep
+            });
         });
+        lifted
     }
 
     pub fn fence(&self, partition: PartitionId) {
@@ -159,8 +169,9 @@ mod tests {
         assert_eq!(reason(&o, 0, 5), Some(Reason::Fenced));
         assert!(o.owns(0) && !o.writable(0));
         assert!(o.check(1, 1).is_ok());
-        // Cutover committed: the table gives partition 0 to node 2.
-        o.update(&t.with_owner(0, 2));
+        // Cutover committed: the table gives partition 0 to node 2, and the
+        // fence is lifted (the node forgets it in its store too).
+        assert_eq!(o.update(&t.with_owner(0, 2)), vec![0]);
         assert_eq!(reason(&o, 0, 5), Some(Reason::NotOwner));
         // A timed-out cutover unfences instead.
         o.fence(1);

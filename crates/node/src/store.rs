@@ -712,22 +712,28 @@ pub(crate) fn data_key(slot: Slot, key: &[u8]) -> Vec<u8> {
     k
 }
 
-fn token_key(partition: PartitionId) -> Vec<u8> {
-    let mut k = b"token/".to_vec();
+/// A meta key of `partition`'s: `prefix` and the partition, big-endian.
+fn partition_meta_key(prefix: &[u8], partition: PartitionId) -> Vec<u8> {
+    let mut k = prefix.to_vec();
     k.extend_from_slice(&partition.to_be_bytes());
     k
+}
+
+fn token_key(partition: PartitionId) -> Vec<u8> {
+    partition_meta_key(b"token/", partition)
 }
 
 fn import_closed_key(partition: PartitionId) -> Vec<u8> {
-    let mut k = b"import_closed/".to_vec();
-    k.extend_from_slice(&partition.to_be_bytes());
-    k
+    partition_meta_key(b"import_closed/", partition)
 }
 
 fn log_floor_key(partition: PartitionId) -> Vec<u8> {
-    let mut k = b"log_floor/".to_vec();
-    k.extend_from_slice(&partition.to_be_bytes());
-    k
+    partition_meta_key(b"log_floor/", partition)
+}
+
+/// Present while the partition is fenced here (see `Store::persist_fence`).
+fn fenced_key(partition: PartitionId) -> Vec<u8> {
+    partition_meta_key(b"fenced/", partition)
 }
 
 fn log_key(partition: PartitionId, position: u64) -> [u8; 10] {

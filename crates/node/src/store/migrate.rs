@@ -18,7 +18,7 @@
 //! - [`Store::retire`] (in `retire`): drops a partition in O(1); the
 //!   engine's compactions remove its items.
 
-use super::{PartitionCounters, PartitionLock, Store, StoreError, data_key, decode_record, import_closed_key, log_key, log_position, record_digest, token_key};
+use super::{PartitionCounters, PartitionLock, Store, StoreError, data_key, decode_record, fenced_key, import_closed_key, log_key, log_position, record_digest, token_key};
 use crate::priority::Boost;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -159,6 +159,35 @@ impl Store {
     pub fn shadow_read(&self, partition: PartitionId, token: u64, keys: &[Bytes]) -> Result<Vec<Option<Record>>, StoreError> {
         self.check_import(partition, token)?;
         keys.iter().map(|k| self.read(&data_key(self.slot_in(partition, k)?, k))).collect()
+    }
+
+    /// Notes in the store (with its journal, like the fencing tokens) that
+    /// `partition` is fenced here, or no longer is. A fence must outlive a
+    /// restart of the node: a source that came back unfenced in the middle
+    /// of a cutover would serve writes the drain had already passed, and
+    /// the flip would orphan them. The node fences what
+    /// [`Self::fenced_partitions`] lists when it starts, and the cutover
+    /// (or its successor after a coordinator crash) lifts it as usual.
+    pub fn persist_fence(&self, partition: PartitionId, fenced: bool) -> Result<(), StoreError> {
+        if partition >= self.num_partitions() {
+            return Err(StoreError::NoSuchPartition(partition));
+        }
+        match fenced {
+            true => self.meta.insert(fenced_key(partition), [])?,
+            false => self.meta.remove(fenced_key(partition))?,
+        }
+        Ok(())
+    }
+
+    /// The partitions [`Self::persist_fence`] left fenced.
+    pub fn fenced_partitions(&self) -> Result<Vec<PartitionId>, StoreError> {
+        let mut fenced = Vec::new();
+        for p in 0..self.num_partitions() {
+            if self.meta.get(fenced_key(p))?.is_some() {
+                fenced.push(p);
+            }
+        }
+        Ok(fenced)
     }
 
     /// Ends the import of `partition` under `token` and every older token,

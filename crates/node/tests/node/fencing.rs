@@ -110,3 +110,59 @@ async fn a_write_admitted_before_a_fence_is_below_the_position_it_reports() {
     assert!(values.iter().any(|(pos, v)| v == "racing" && *pos < end), "the acknowledged write is below the fence's position {end}: {values:?}");
     node.stop().await;
 }
+
+/// A fence outlives a restart of the node. One that came back lifted in
+/// the middle of a cutover would let the source serve writes the drain had
+/// already passed, which the flip would then orphan. Lifting it is stored
+/// as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fence_outlives_a_restart_and_so_does_its_lifting() {
+    use evenkeel_rpc::pb::op_result::Result as R;
+    let dir = tempfile::tempdir().unwrap();
+    let meta: Arc<dyn MetaStore> = EmbeddedStore::in_memory();
+    // Node 1 owns every partition by the table.
+    let table = evenkeel_types::RoutingTable::bootstrap(PARTITIONS, &[1]).unwrap();
+    meta.put(evenkeel_types::keys::ROUTING, table.to_json(), None).await.unwrap();
+    let header = Some(pb::MigrateHeader { partition: part(), token: 3 });
+    let set = || {
+        let kind = pb::op::Kind::Set(pb::Set { value: "v".into(), ..Default::default() });
+        pb::ExecuteRequest { epoch: table.epoch, ops: vec![pb::Op { partition: part(), key: "k".into(), kind: Some(kind), want_record: false }] }
+    };
+    // The node serves once it has read the table.
+    let served = |results: Vec<pb::OpResult>| match &results[0].result {
+        Some(R::Written(_)) => Ok(()),
+        Some(R::Refused(r)) => Err(pb::refused::Reason::try_from(r.reason).unwrap()),
+        other => panic!("unexpected {other:?}"),
+    };
+    async fn until_served(client: &mut NodeClient, req: impl Fn() -> pb::ExecuteRequest, served: impl Fn(Vec<pb::OpResult>) -> Result<(), pb::refused::Reason>) {
+        for _ in 0..200 {
+            if served(client.execute(req()).await.unwrap().into_inner().results).is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the node never served the partition");
+    }
+
+    let (mut client, stop, task) = start(dir.path(), meta.clone()).await;
+    until_served(&mut client, set, served).await;
+    client.migrate_fence(pb::FenceRequest { header, fenced: true, grant_epoch: 0 }).await.unwrap();
+    assert_eq!(served(client.execute(set()).await.unwrap().into_inner().results), Err(pb::refused::Reason::Fenced));
+    stop.cancel();
+    task.await.unwrap();
+
+    let (mut client, stop, task) = start(dir.path(), meta.clone()).await;
+    // Give the restarted node time to read the table, which names it the
+    // owner: the fence must still hold.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(served(client.execute(set()).await.unwrap().into_inner().results), Err(pb::refused::Reason::Fenced), "the fence was lost in the restart");
+    client.migrate_fence(pb::FenceRequest { header, fenced: false, grant_epoch: 0 }).await.unwrap();
+    assert_eq!(served(client.execute(set()).await.unwrap().into_inner().results), Ok(()));
+    stop.cancel();
+    task.await.unwrap();
+
+    let (mut client, stop, task) = start(dir.path(), meta).await;
+    until_served(&mut client, set, served).await;
+    stop.cancel();
+    task.await.unwrap();
+}
