@@ -132,6 +132,13 @@ async fn open(addr: SocketAddr) -> redis::RedisResult<MultiplexedConnection> {
 struct Register {
     invoked: AtomicU64,
     acked: AtomicU64,
+    /// Unix ms the last acknowledgement arrived: a lost write's report
+    /// says when, to line up with migration records' phase history.
+    acked_at_ms: AtomicU64,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// What one counter saw: acknowledged and indeterminate INCRs.
@@ -173,6 +180,7 @@ async fn writer(ep: Arc<Endpoint>, w: usize, regs: Arc<Vec<Register>>, stop: Arc
             match conn.con.set::<_, _, ()>(key(w, k), seq.to_string()).await {
                 Ok(()) => {
                     reg.acked.store(seq, Ordering::SeqCst);
+                    reg.acked_at_ms.store(unix_ms(), Ordering::SeqCst);
                     acked += 1;
                 }
                 Err(e) => {
@@ -244,7 +252,7 @@ pub struct Load {
 impl Load {
     /// Starts the load and returns once every key has been written once.
     pub async fn start(ep: &Arc<Endpoint>, readers: usize) -> Load {
-        let regs: Arc<Vec<Register>> = Arc::new((0..WRITERS * KEYS_PER_WRITER).map(|_| Register { invoked: AtomicU64::new(0), acked: AtomicU64::new(0) }).collect());
+        let regs: Arc<Vec<Register>> = Arc::new((0..WRITERS * KEYS_PER_WRITER).map(|_| Register { invoked: AtomicU64::new(0), acked: AtomicU64::new(0), acked_at_ms: AtomicU64::new(0) }).collect());
         let stop = Arc::new(AtomicBool::new(false));
         let mut load = Load { regs: regs.clone(), stop: stop.clone(), writers: vec![], readers: vec![], counter: tokio::spawn(incrementer(ep.clone(), stop.clone())) };
         for w in 0..WRITERS {
@@ -299,7 +307,8 @@ impl Load {
         for ((name, reg), got) in names.iter().zip(self.regs.iter()).zip(values) {
             let (lo, hi) = (reg.acked.load(Ordering::SeqCst), reg.invoked.load(Ordering::SeqCst));
             let got = got.unwrap_or(0);
-            assert!(lo <= got && got <= hi, "{name}: final value {got}, but the last acknowledged write was {lo} and the last invoked {hi}");
+            let at = reg.acked_at_ms.load(Ordering::SeqCst);
+            assert!(lo <= got && got <= hi, "{name}: final value {got}, but the last acknowledged write was {lo} (acknowledged at unix ms {at}, {} ms before this check) and the last invoked {hi}", unix_ms().saturating_sub(at));
         }
         for (c, count) in counts.iter().enumerate() {
             let v: Option<u64> = conn.get(counter(c)).await.unwrap();
