@@ -14,9 +14,10 @@
 //! - `node-<id>-stats-delay`, `return(MS)`: every `Stats` first sleeps MS ms.
 //!
 //! Only `return(N)` is meant: fail's own `sleep`/`delay`/`pause` actions
-//! block the runtime thread (where a failpoint blocks, it says so). Configure with `fail::cfg(name, "return(80)")`
-//! and clear with `fail::remove(name)`; the registry is process-global, so
-//! tests that configure failpoints hold a `fail::FailScenario` meanwhile.
+//! block the runtime thread (where a failpoint blocks, it says so).
+//! Configure with `fail::cfg(name, "return(80)")` and clear with
+//! `fail::remove(name)`; the registry is process-global, so tests that
+//! configure failpoints hold a `fail::FailScenario` meanwhile.
 //!
 //! The checks compile to nothing unless the `fail` crate's `failpoints`
 //! feature is on, which this crate's `failpoints` feature turns on; so does

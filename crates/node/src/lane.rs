@@ -16,9 +16,8 @@
 use evenkeel_types::NodeId;
 use metrics::Counter;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
-use tokio::time::Instant;
 
 /// How long one step of a yield sleeps. tokio's timer rounds this up to its
 /// 1 ms resolution; sleeping (rather than `yield_now`) keeps a waiting
@@ -52,7 +51,8 @@ pub(crate) struct Foreground<'a>(&'a AtomicUsize);
 pub(crate) struct Background<'a> {
     lane: &'a Lane,
     _permit: Option<SemaphorePermit<'a>>,
-    deadline: Instant,
+    /// None when the lane is off.
+    budget: Option<YieldBudget>,
 }
 
 impl Lane {
@@ -76,7 +76,8 @@ impl Lane {
     /// yields again between pieces of a large request.
     pub async fn background(&self) -> Background<'_> {
         let permit = if self.config.enabled { Some(self.permits.acquire().await.expect("the lane's semaphore is never closed")) } else { None };
-        let work = Background { lane: self, _permit: permit, deadline: Instant::now() + self.config.yield_max };
+        let budget = self.config.enabled.then(|| YieldBudget { deadline: Instant::now() + self.config.yield_max });
+        let work = Background { lane: self, _permit: permit, budget };
         work.yield_to_foreground().await;
         work
     }
@@ -88,6 +89,22 @@ impl Lane {
 
     fn busy(&self) -> bool {
         self.foreground.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether work with `budget` should still wait: foreground requests
+    /// are in flight and the budget is not spent.
+    fn waiting(&self, budget: Option<YieldBudget>) -> bool {
+        self.busy() && budget.is_some_and(|b| Instant::now() < b.deadline)
+    }
+
+    /// [`Self::waiting`], counting a yield when it starts one.
+    fn starts_yield(&self, budget: Option<YieldBudget>) -> bool {
+        let waiting = self.waiting(budget);
+        if waiting {
+            self.yields.fetch_add(1, Ordering::Relaxed);
+            self.yields_metric.increment(1);
+        }
+        waiting
     }
 }
 
@@ -104,7 +121,7 @@ impl Drop for Foreground<'_> {
 /// between them.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct YieldBudget {
-    deadline: std::time::Instant,
+    deadline: Instant,
 }
 
 impl Lane {
@@ -113,14 +130,10 @@ impl Lane {
     /// flight, until there are none or `budget` is spent. No budget (the
     /// lane is off, or the work is urgent): returns at once.
     pub fn yield_blocking(&self, budget: Option<YieldBudget>) {
-        let Some(budget) = budget else { return };
-        if !self.busy() || std::time::Instant::now() >= budget.deadline {
-            return;
-        }
-        self.yields.fetch_add(1, Ordering::Relaxed);
-        self.yields_metric.increment(1);
-        while self.busy() && std::time::Instant::now() < budget.deadline {
-            std::thread::sleep(YIELD_STEP);
+        if self.starts_yield(budget) {
+            while self.waiting(budget) {
+                std::thread::sleep(YIELD_STEP);
+            }
         }
     }
 }
@@ -128,21 +141,17 @@ impl Lane {
 impl Background<'_> {
     /// The rest of this request's yield budget; None when the lane is off.
     pub fn budget(&self) -> Option<YieldBudget> {
-        self.lane.config.enabled.then(|| YieldBudget { deadline: self.deadline.into_std() })
+        self.budget
     }
 
     /// Sleeps in short steps while foreground requests are in flight, until
     /// there are none or this request's budget is spent. Counts one yield per
     /// wait that happened.
     pub async fn yield_to_foreground(&self) {
-        let lane = self.lane;
-        if !lane.config.enabled || !lane.busy() || Instant::now() >= self.deadline {
-            return;
-        }
-        lane.yields.fetch_add(1, Ordering::Relaxed);
-        lane.yields_metric.increment(1);
-        while lane.busy() && Instant::now() < self.deadline {
-            tokio::time::sleep(YIELD_STEP).await;
+        if self.lane.starts_yield(self.budget) {
+            while self.lane.waiting(self.budget) {
+                tokio::time::sleep(YIELD_STEP).await;
+            }
         }
     }
 }

@@ -69,10 +69,8 @@ impl Ownership {
             v.table_epoch = table.epoch;
             v.table_owned = table.partitions.iter().map(|e| (e.owner == self.node).then_some(e.epoch)).collect();
             v.grants.retain(|_, e| *e > table.epoch);
-            let owned = v.table_owned.clone();
-            let grants = v.grants.clone();
             v.fenced.retain(|p| {
-                let keep = owned.get(*p as usize).copied().flatten().is_some() || grants.contains_key(p);
+                let keep = v.table_owned.get(*p as usize).copied().flatten().is_some() || v.grants.contains_key(p);
                 if !keep {
                     lifted.push(*p);
                 }

@@ -608,6 +608,20 @@ impl Store {
         (0..self.num_partitions()).try_for_each(|p| self.recover_partition(p))
     }
 
+    /// The partitions with a meta key under `prefix` ([`partition_meta_key`]);
+    /// `what` names the key in the error if one is malformed.
+    fn partitions_under(&self, prefix: &[u8], what: &str) -> Result<Vec<PartitionId>, StoreError> {
+        let mut partitions = Vec::new();
+        for kv in self.meta.prefix(prefix) {
+            let k = kv.key()?;
+            match k.get(prefix.len()..).and_then(|s| s.try_into().ok()).map(u16::from_be_bytes) {
+                Some(p) if p < self.num_partitions() => partitions.push(p),
+                _ => return Err(StoreError::Corrupt(what.into())),
+            }
+        }
+        Ok(partitions)
+    }
+
     /// Log positions, fencing tokens and log floor of one partition.
     fn recover_partition(&self, p: PartitionId) -> Result<(), StoreError> {
         let prefix = p.to_be_bytes();
@@ -731,9 +745,11 @@ fn log_floor_key(partition: PartitionId) -> Vec<u8> {
     partition_meta_key(b"log_floor/", partition)
 }
 
+const FENCED_PREFIX: &[u8] = b"fenced/";
+
 /// Present while the partition is fenced here (see `Store::persist_fence`).
 fn fenced_key(partition: PartitionId) -> Vec<u8> {
-    partition_meta_key(b"fenced/", partition)
+    partition_meta_key(FENCED_PREFIX, partition)
 }
 
 fn log_key(partition: PartitionId, position: u64) -> [u8; 10] {

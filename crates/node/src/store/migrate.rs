@@ -181,13 +181,7 @@ impl Store {
 
     /// The partitions [`Self::persist_fence`] left fenced.
     pub fn fenced_partitions(&self) -> Result<Vec<PartitionId>, StoreError> {
-        let mut fenced = Vec::new();
-        for p in 0..self.num_partitions() {
-            if self.meta.get(fenced_key(p))?.is_some() {
-                fenced.push(p);
-            }
-        }
-        Ok(fenced)
+        self.partitions_under(super::FENCED_PREFIX, "fence marker")
     }
 
     /// Ends the import of `partition` under `token` and every older token,

@@ -271,13 +271,8 @@ impl Store {
     /// Reads the retired markers (before the recovery scan, which skips
     /// retired partitions' records).
     pub(super) fn recover_retired(&self) -> Result<(), StoreError> {
-        for kv in self.meta.prefix(RETIRED_PREFIX) {
-            let k = kv.key()?;
-            let p = k.get(RETIRED_PREFIX.len()..).and_then(|s| s.try_into().ok()).map(u16::from_be_bytes);
-            match p {
-                Some(p) if p < self.num_partitions() => self.retired.set(p, true),
-                _ => return Err(StoreError::Corrupt("retired marker".into())),
-            }
+        for p in self.partitions_under(RETIRED_PREFIX, "retired marker")? {
+            self.retired.set(p, true);
         }
         Ok(())
     }
@@ -298,5 +293,5 @@ fn whole_tables_inside(ks: &Keyspace, lo: &[u8], hi: &[u8]) -> usize {
 const RETIRED_PREFIX: &[u8] = b"retired/";
 
 fn retired_key(partition: PartitionId) -> Vec<u8> {
-    [RETIRED_PREFIX, &partition.to_be_bytes()].concat()
+    super::partition_meta_key(RETIRED_PREFIX, partition)
 }
