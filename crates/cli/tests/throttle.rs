@@ -1,7 +1,8 @@
 //! The disruption budget's machinery against a real in-process cluster:
 //! static limits hold, settings change at runtime through the admin API,
-//! a slowed node pauses its migrations until it recovers, and a node whose
-//! disk fills aborts them cleanly while the source keeps serving.
+//! a slowed node pauses its migrations until it recovers, a node whose
+//! disk fills aborts them cleanly while the source keeps serving, and a node
+//! too busy to start a request in time sheds it rather than run it late.
 //!
 //! Node faults are injected with failpoints (`fail` crate). The failpoint
 //! registry is process-wide and every test's cluster has nodes 1..3, so
@@ -264,5 +265,47 @@ async fn a_full_disk_aborts_a_migration_cleanly() {
     assert!(error.contains(&format!("node {target} critical")) && error.contains("disk"), "{error}");
     assert_eq!(h.owner(P).await, source, "the source keeps the partition");
     h.check_keys(&keys, 500).await;
+    h.cluster.shutdown().await.unwrap();
+}
+
+/// A node that cannot start an op before most of its deadline has passed
+/// (here: every Execute held longer than the router's 2 s attempt timeout)
+/// refuses it OVERLOADED instead of running it after the router gave up,
+/// which made a write indeterminate (`CLUSTERDOWN ... Timeout expired`).
+/// The router retries such refusals: a write held once succeeds, applied
+/// exactly once; a write held every time ends in TRYAGAIN within the retry
+/// budget and was never executed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_node_sheds_ops_it_cannot_start_in_time_and_the_router_retries_them() {
+    let _serial = FAILPOINTS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path()).await;
+    let key = cluster::keys_in("shed", P, PARTITIONS, 1).remove(0);
+    let owner = h.owner(P).await;
+    let failpoint = format!("node-{owner}-execute-delay");
+    let mut conn = h.redis.get_multiplexed_async_connection().await.unwrap();
+
+    fail::cfg(&failpoint, "1*return(3000)").unwrap();
+    let started = Instant::now();
+    let n: i64 = conn.incr(&key, 1).await.expect("shed once, then retried");
+    assert_eq!(n, 1, "applied exactly once");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1400), "the first attempt waited for its start deadline (3/4 of 2 s): {took:?}");
+
+    fail::cfg(&failpoint, "return(3000)").unwrap();
+    let started = Instant::now();
+    let err = conn.incr::<_, _, i64>(&key, 1).await.expect_err("shed every time");
+    let took = started.elapsed();
+    fail::remove(&failpoint);
+    let message = err.to_string();
+    assert_eq!(err.code(), Some("TRYAGAIN"), "{message}");
+    assert!(message.contains(&format!("node {owner} is overloaded")) && message.contains("not executed"), "{message}");
+    assert!(took < Duration::from_millis(6_000), "answered within the 5 s retry budget (and one short attempt): {took:?}");
+    let v: i64 = conn.get(&key).await.unwrap();
+    assert_eq!(v, 1, "the refused INCR never ran");
+
+    let metrics = h.http.get(format!("{}/metrics", h.admin)).send().await.unwrap().text().await.unwrap();
+    let shed = metrics.lines().find(|l| l.starts_with(&format!("evenkeel_node_shed_ops_total{{node=\"{owner}\"}}"))).unwrap_or_else(|| panic!("no shed count for node {owner}:\n{metrics}"));
+    assert!(shed.rsplit(' ').next().unwrap().parse::<f64>().unwrap() >= 4.0, "{shed}");
     h.cluster.shutdown().await.unwrap();
 }

@@ -5,6 +5,10 @@
 //! - `node-<id>-execute-delay`, `return(MS)`: every `Execute` first sleeps MS
 //!   milliseconds (a tokio sleep; the runtime thread stays free). The delay
 //!   counts in the node's latency stats and its in-flight foreground count.
+//!   It stands for a queue the request waits in before its ops start, so,
+//!   as a queue would, it ends at the request's start deadline
+//!   (`service::START_WITHIN_PERCENT` of its `grpc-timeout`), and then the
+//!   ops are refused `OVERLOADED`.
 //! - `node-<id>-admitted-write-delay`, `return(MS)`: every client write,
 //!   once admitted (ownership checked, under its partition's lock), sleeps
 //!   MS ms before it commits. This one blocks its thread, as a slow commit

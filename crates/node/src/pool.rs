@@ -28,7 +28,9 @@
 
 use crate::priority::Priority;
 use evenkeel_types::NodeId;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -69,7 +71,48 @@ impl Pool {
         // rather than unwinding into the caller.
         rx.await.map_err(|_| Closed(node))
     }
+
+    /// Runs `f` on a pool thread if one can start it before `start_by`,
+    /// and returns its result; `Ok(None)` when none could, and then `f`
+    /// never runs. Without a deadline this is [`Pool::run`].
+    ///
+    /// The answer is certain either way: a job that has not started by the
+    /// deadline is abandoned in its queue (it and the caller race for one
+    /// flag), so a caller that gives up never leaves work behind that
+    /// might still happen. Once started, `f` runs to the end and this waits
+    /// for it, deadline or not.
+    pub async fn run_started_by<T: Send + 'static>(&self, node: NodeId, start_by: Option<Instant>, f: impl FnOnce() -> T + Send + 'static) -> Result<Option<T>, Closed> {
+        let Some(start_by) = start_by else { return self.run(node, f).await.map(Some) };
+        let start_by = tokio::time::Instant::from_std(start_by);
+        let claim = Arc::new(AtomicU8::new(QUEUED));
+        let (tx, rx) = oneshot::channel();
+        let mine = claim.clone();
+        let job: Job = Box::new(move || {
+            if mine.compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                let _ = tx.send(f());
+            }
+        });
+        match tokio::time::timeout_at(start_by, self.jobs.send(job)).await {
+            Err(_) => return Ok(None), // no room in the queue in time: never queued
+            Ok(Err(_)) => return Err(Closed(node)),
+            Ok(Ok(())) => {}
+        }
+        let mut rx = std::pin::pin!(rx);
+        if let Ok(done) = tokio::time::timeout_at(start_by, &mut rx).await {
+            return done.map(Some).map_err(|_| Closed(node));
+        }
+        if claim.compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            return Ok(None);
+        }
+        rx.await.map(Some).map_err(|_| Closed(node))
+    }
 }
+
+/// A job's claim: still queued, taken by a pool thread, or given up by its
+/// caller at its deadline.
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const ABANDONED: u8 = 2;
 
 fn work(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, node: NodeId, priority: Priority) {
     priority.apply_or_warn();
@@ -103,6 +146,54 @@ mod tests {
         }
         let sum: u64 = pool.run(1, || (1..=100u64).sum()).await.unwrap();
         assert_eq!(sum, 5050);
+    }
+
+    #[tokio::test]
+    async fn a_job_not_started_by_its_deadline_is_abandoned_and_never_runs() {
+        use std::sync::atomic::AtomicBool;
+        use std::time::Duration;
+        let pool = Arc::new(Pool::new("writer", 3, 1, Priority::Normal, 8).unwrap());
+        // Hold the only thread until `release` is sent to.
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.run(3, move || {
+                    started_tx.send(()).unwrap();
+                    hold.recv().ok()
+                })
+                .await
+            }
+        });
+        tokio::task::spawn_blocking(move || started_rx.recv().unwrap()).await.unwrap();
+
+        let ran = Arc::new(AtomicBool::new(false));
+        let start_by = Instant::now() + Duration::from_millis(50);
+        let job = {
+            let ran = ran.clone();
+            move || ran.store(true, Ordering::SeqCst)
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(5), pool.run_started_by(3, Some(start_by), job)).await.expect("answered at its deadline, not when the thread freed");
+        assert!(matches!(answer, Ok(None)), "not started in time: {answer:?}");
+        assert!(Instant::now() >= start_by);
+        release.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        // The thread is free again and has taken the queue in order; the
+        // abandoned job did not run.
+        assert_eq!(pool.run(3, || 7).await.unwrap(), 7);
+        assert!(!ran.load(Ordering::SeqCst), "an abandoned job never runs");
+
+        // One that starts in time runs and answers, however long it takes.
+        let start_by = Some(Instant::now() + Duration::from_millis(50));
+        let slow = pool
+            .run_started_by(3, start_by, || {
+                std::thread::sleep(Duration::from_millis(150));
+                9
+            })
+            .await;
+        assert!(matches!(slow, Ok(Some(9))), "{slow:?}");
+        assert!(matches!(pool.run_started_by(3, None, || 1).await, Ok(Some(1))));
     }
 
     #[tokio::test]

@@ -13,11 +13,29 @@ use evenkeel_types::{NodeId, PartitionId, unix_ms};
 use metrics::{Counter, Histogram};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 /// Largest number of ops one Execute may carry.
 pub const MAX_OPS_PER_REQUEST: usize = 10_000;
+
+/// A node starts an `Execute`'s ops only within this share of the
+/// request's deadline (its `grpc-timeout`). An op it cannot start by then
+/// (queued behind slower work: a stalled engine, a busy writer thread) is
+/// refused `OVERLOADED`, certainly not executed, and the rest of the
+/// deadline is left for the reply to get back in time. Without this, work
+/// queued past the deadline ran after the caller had given up: a write the
+/// router had to report as indeterminate (`CLUSTERDOWN ... Timeout
+/// expired`) and that might still apply. Refused, it is retried within the
+/// router's budget like any refusal, and the client sees latency, or a
+/// `TRYAGAIN` once the budget is spent: backpressure, not a maybe.
+pub const START_WITHIN_PERCENT: u32 = 75;
+
+/// When ops of a request that arrived at `arrived` with `timeout` left must
+/// have started.
+pub fn start_by(arrived: Instant, timeout: Duration) -> Instant {
+    arrived + timeout * START_WITHIN_PERCENT / 100
+}
 
 /// A node's own threads for store work kept off the runtime's workers
 /// (see `crate::pool`).
@@ -66,6 +84,8 @@ pub(crate) struct NodeMetrics {
     offloaded: Counter,
     /// Read-only requests sent to the reader thread.
     reads_offloaded: Counter,
+    /// Ops refused OVERLOADED: not started within their deadline.
+    shed: Counter,
     /// The same count as `errors`, readable for `Stats`.
     errors_total: AtomicU64,
     latency: Histogram,
@@ -84,6 +104,7 @@ impl NodeMetrics {
             errors: metrics::counter!("evenkeel_node_errors_total", "node" => node.clone()),
             offloaded: metrics::counter!("evenkeel_node_writes_offloaded_total", "node" => node.clone()),
             reads_offloaded: metrics::counter!("evenkeel_node_reads_offloaded_total", "node" => node.clone()),
+            shed: metrics::counter!("evenkeel_node_shed_ops_total", "node" => node.clone()),
             errors_total: AtomicU64::new(0),
             latency: metrics::histogram!("evenkeel_node_execute_seconds", "node" => node.clone()),
             tombstones_collected: metrics::counter!("evenkeel_node_tombstones_collected_total", "node" => node.clone()),
@@ -152,12 +173,15 @@ impl NodeInner {
         stats.disk_total_bytes = total;
     }
 
-    fn execute_all(&self, req: &pb::ExecuteRequest, now: u64) -> Vec<pb::OpResult> {
+    /// Runs a request's ops in order. Those not started by `start_by` are
+    /// refused `OVERLOADED`: a suffix of the request, since the clock only
+    /// moves on, so no later op overtakes a refused one.
+    fn execute_all(&self, req: &pb::ExecuteRequest, now: u64, start_by: Option<Instant>) -> Vec<pb::OpResult> {
         let mut refused = RefusedSoFar::default();
-        req.ops.iter().map(|op| self.execute_one(req.epoch, op, now, &mut refused)).collect()
+        req.ops.iter().map(|op| self.execute_one(req.epoch, op, now, start_by, &mut refused)).collect()
     }
 
-    fn execute_one(&self, epoch: u64, op: &pb::Op, now_ms: u64, refused: &mut RefusedSoFar) -> pb::OpResult {
+    fn execute_one(&self, epoch: u64, op: &pb::Op, now_ms: u64, start_by: Option<Instant>, refused: &mut RefusedSoFar) -> pb::OpResult {
         let result = match (u16::try_from(op.partition), &op.kind) {
             (Err(_), _) => internal(format!("no partition {}", op.partition)),
             (_, None) => internal("op without a kind".to_string()),
@@ -166,6 +190,9 @@ impl NodeInner {
                 // `Store::execute_admitted`): a fence cannot slip in
                 // between the check and the commit.
                 let admit = || {
+                    if start_by.is_some_and(|t| Instant::now() >= t) {
+                        return Err(overloaded());
+                    }
                     refused.check(p, || self.ownership.check(p, epoch))?;
                     if let Some(delay) = is_write(op).then(|| self.failpoints.admitted_write_delay()).flatten() {
                         std::thread::sleep(delay);
@@ -178,7 +205,8 @@ impl NodeInner {
                         return pb::OpResult { result: Some(reply), record };
                     }
                     Ok(Err(refused)) => {
-                        self.metrics.refused.increment(1);
+                        let counter = if refused.reason == pb::refused::Reason::Overloaded as i32 { &self.metrics.shed } else { &self.metrics.refused };
+                        counter.increment(1);
                         R::Refused(refused)
                     }
                     Err(e) => {
@@ -217,6 +245,10 @@ fn is_write(op: &pb::Op) -> bool {
     !matches!(op.kind, Some(pb::op::Kind::Get(_)) | None)
 }
 
+fn overloaded() -> pb::Refused {
+    pb::Refused { reason: pb::refused::Reason::Overloaded as i32, epoch: 0 }
+}
+
 fn internal(message: String) -> R {
     R::Error(pb::OpError { kind: pb::op_error::Kind::Internal as i32, message })
 }
@@ -225,10 +257,14 @@ fn internal(message: String) -> R {
 impl pb::node_server::Node for NodeService {
     async fn execute(&self, request: Request<pb::ExecuteRequest>) -> Result<Response<pb::ExecuteResponse>, Status> {
         let started = Instant::now();
+        let start_by = evenkeel_rpc::request_timeout(&request).map(|t| start_by(started, t));
         let inner = &self.inner;
         let _in_flight = inner.lane.foreground();
         if let Some(delay) = inner.failpoints.execute_delay() {
-            tokio::time::sleep(delay).await;
+            // Stands for a queue the request waits in before it starts, so
+            // it waits no longer than a queue would: its start deadline.
+            let until = start_by.map_or(started + delay, |t| t.min(started + delay));
+            tokio::time::sleep_until(until.into()).await;
         }
         let req = request.into_inner();
         if req.ops.len() > MAX_OPS_PER_REQUEST {
@@ -245,9 +281,15 @@ impl pb::node_server::Node for NodeService {
                 let (pool, offloaded) = if write { (&inner.writer, &inner.metrics.offloaded) } else { (&inner.reader, &inner.metrics.reads_offloaded) };
                 offloaded.increment(1);
                 let i = self.inner.clone();
-                pool.run(inner.id, move || i.execute_all(&req, now)).await.map_err(|e| Status::unavailable(e.to_string()))?
+                let ops = req.ops.len();
+                let results = pool.run_started_by(inner.id, start_by, move || i.execute_all(&req, now, start_by)).await.map_err(|e| Status::unavailable(e.to_string()))?;
+                results.unwrap_or_else(|| {
+                    // Never started: every op is certainly not executed.
+                    inner.metrics.shed.increment(ops as u64);
+                    vec![pb::OpResult { result: Some(R::Refused(overloaded())), record: None }; ops]
+                })
             }
-            crate::inline::Route::Inline(_ticket) => inner.execute_all(&req, now),
+            crate::inline::Route::Inline(_ticket) => inner.execute_all(&req, now, start_by),
         };
         inner.metrics.ops.increment(ops);
         let took = started.elapsed();

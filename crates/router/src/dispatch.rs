@@ -2,9 +2,14 @@
 //!
 //! [`Dispatcher::run`] groups operations by owner node, sends one `Execute`
 //! per node concurrently, and collects one result per operation. Operations a
-//! node refuses (not the owner, stale epoch, fenced) were not applied, so they
-//! are retried after a routing refresh with exponential backoff, until the
-//! retry budget runs out. Reads are also retried when a node cannot be
+//! node refuses (not the owner, stale epoch, fenced, overloaded) were not
+//! applied, so they are retried with exponential backoff (after a routing
+//! refresh, unless the node was only overloaded) until the retry budget runs
+//! out. Each attempt's deadline is the per-attempt timeout or what is left
+//! of the budget, whichever is less, so an operation ends within its budget;
+//! a node starts no op after most of that deadline has passed
+//! (`OVERLOADED`), which keeps a write stuck in a queue from being sent
+//! twice or reported as indeterminate. Reads are also retried when a node cannot be
 //! reached; writes are retried only when they certainly were not sent,
 //! because an INCR that may have been applied must not be applied twice.
 //!
@@ -35,6 +40,10 @@ pub enum DispatchError {
     /// Still refused or unroutable when the retry budget ran out.
     #[error("TRYAGAIN partition is moving; retry budget of {0} ms spent")]
     TryAgain(u64),
+    /// Last refused because its owner could not start it before its
+    /// deadline when the retry budget ran out; it was not executed.
+    #[error("TRYAGAIN node {0} is overloaded: the operation was not executed; retry budget of {1} ms spent")]
+    Overloaded(NodeId, u64),
     /// The cluster has no routing table yet.
     #[error("CLUSTERDOWN the cluster is not bootstrapped yet")]
     NoTable,
@@ -50,9 +59,14 @@ pub struct RetryBudget {
     pub total_ms: u64,
     pub backoff_min_ms: u64,
     pub backoff_max_ms: u64,
-    /// Per-attempt RPC deadline.
+    /// Per-attempt RPC deadline, cut to what is left of `total_ms` (but
+    /// never below [`MIN_ATTEMPT_MS`]).
     pub rpc_timeout_ms: u64,
 }
+
+/// The shortest deadline an attempt is given, however little of the retry
+/// budget is left: enough for a node to answer at all.
+pub const MIN_ATTEMPT_MS: u64 = 50;
 
 impl Default for RetryBudget {
     fn default() -> Self {
@@ -70,7 +84,7 @@ type Outcome = Result<R, DispatchError>;
 
 /// What happened to one batch sent to one node.
 enum Attempt {
-    Done(Vec<(usize, pb::OpResult)>),
+    Done(NodeId, Vec<(usize, pb::OpResult)>),
     Failed { node: NodeId, indices: Vec<usize>, error: String, maybe_sent: bool },
 }
 
@@ -81,24 +95,33 @@ impl Dispatcher {
         let mut pending: Vec<usize> = (0..ops.len()).collect();
         let started = Instant::now();
         let mut backoff = self.budget.backoff_min_ms;
+        // Ops whose last refusal was OVERLOADED, and by which node.
+        let mut overloaded: Vec<(usize, NodeId)> = Vec::new();
         loop {
             let routes = self.routes.load();
             let (groups, unroutable) = match group_by_owner(&routes, ops, &pending) {
                 Some(g) => g,
-                None => return fill(results, &pending, DispatchError::NoTable),
+                None => return fill(results, &pending, |_| DispatchError::NoTable),
             };
-            let attempts = join_all(groups.into_iter().map(|(node, idx)| self.send(&routes, node, ops, idx))).await;
+            let left = self.budget.total_ms.saturating_sub(started.elapsed().as_millis() as u64);
+            let timeout = Duration::from_millis(self.budget.rpc_timeout_ms.min(left).max(MIN_ATTEMPT_MS));
+            let attempts = join_all(groups.into_iter().map(|(node, idx)| self.send(&routes, node, ops, idx, timeout))).await;
             pending = unroutable;
+            overloaded.clear();
             let mut refresh = false;
             for attempt in attempts {
-                self.settle(attempt, ops, &mut results, &mut pending, &mut refresh);
+                self.settle(attempt, ops, &mut results, &mut pending, &mut refresh, &mut overloaded);
             }
             if pending.is_empty() {
                 return results.into_iter().map(|r| r.expect("every op settled")).collect();
             }
             if started.elapsed().as_millis() as u64 >= self.budget.total_ms {
                 metrics::counter!("evenkeel_router_retry_budget_exhausted_total").increment(1);
-                return fill(results, &pending, DispatchError::TryAgain(self.budget.total_ms));
+                let total = self.budget.total_ms;
+                return fill(results, &pending, |i| match overloaded.iter().find(|(j, _)| *j == i) {
+                    Some(&(_, node)) => DispatchError::Overloaded(node, total),
+                    None => DispatchError::TryAgain(total),
+                });
             }
             metrics::counter!("evenkeel_router_retries_total").increment(pending.len() as u64);
             if refresh || routes.table.is_none() {
@@ -110,11 +133,18 @@ impl Dispatcher {
     }
 
     /// Records finished results; puts retryable ops back on `pending`.
-    fn settle(&self, attempt: Attempt, ops: &[KeyOp], results: &mut [Option<Outcome>], pending: &mut Vec<usize>, refresh: &mut bool) {
+    fn settle(&self, attempt: Attempt, ops: &[KeyOp], results: &mut [Option<Outcome>], pending: &mut Vec<usize>, refresh: &mut bool, overloaded: &mut Vec<(usize, NodeId)>) {
         match attempt {
-            Attempt::Done(items) => {
+            Attempt::Done(node, items) => {
                 for (i, r) in items {
                     match r.result {
+                        Some(R::Refused(refused)) if refused.reason == pb::refused::Reason::Overloaded as i32 => {
+                            // Not started in time: the routing is fine, the
+                            // backoff gives the node room.
+                            metrics::counter!("evenkeel_router_overloaded_total").increment(1);
+                            overloaded.push((i, node));
+                            pending.push(i);
+                        }
                         Some(R::Refused(_)) => {
                             // A fenced partition is either mid-cutover (the
                             // table will move on) or about to be unfenced;
@@ -140,13 +170,13 @@ impl Dispatcher {
         }
     }
 
-    async fn send(&self, routes: &Arc<Routes>, node: NodeId, ops: &[KeyOp], indices: Vec<usize>) -> Attempt {
+    async fn send(&self, routes: &Arc<Routes>, node: NodeId, ops: &[KeyOp], indices: Vec<usize>, timeout: Duration) -> Attempt {
         let Some(mut client) = routes.client(node) else {
             return Attempt::Failed { node, indices, error: "no address".into(), maybe_sent: false };
         };
         let (request, taps) = self.request(routes, ops, &indices);
         let mut request = tonic::Request::new(request);
-        request.set_timeout(Duration::from_millis(self.budget.rpc_timeout_ms));
+        request.set_timeout(timeout);
         match client.execute(request).await {
             Ok(resp) => {
                 let results = resp.into_inner().results;
@@ -157,7 +187,7 @@ impl Dispatcher {
                     let jobs = taps.into_iter().filter_map(|(j, p, tap)| Mirror::job(p, &ops[indices[j]].key, tap, &results[j])).collect();
                     self.mirror.submit(routes, node, jobs);
                 }
-                Attempt::Done(indices.into_iter().zip(results).collect())
+                Attempt::Done(node, indices.into_iter().zip(results).collect())
             }
             Err(status) => {
                 let maybe_sent = !is_connect_failure(&status);
@@ -214,9 +244,9 @@ fn group_by_owner(routes: &Routes, ops: &[KeyOp], pending: &[usize]) -> Option<(
     Some((groups, unroutable))
 }
 
-fn fill(mut results: Vec<Option<Outcome>>, pending: &[usize], error: DispatchError) -> Vec<Outcome> {
+fn fill(mut results: Vec<Option<Outcome>>, pending: &[usize], error: impl Fn(usize) -> DispatchError) -> Vec<Outcome> {
     for &i in pending {
-        results[i] = Some(Err(error.clone()));
+        results[i] = Some(Err(error(i)));
     }
     results.into_iter().map(|r| r.expect("every op settled")).collect()
 }

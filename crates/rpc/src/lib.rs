@@ -3,8 +3,10 @@
 //! The data plane is [`pb::node_client::NodeClient`] / [`pb::node_server::Node`]:
 //! the router sends batches of single-key [`pb::Op`]s stamped with its routing
 //! epoch and gets one [`pb::OpResult`] per op. Refusals (`not_owner`,
-//! `stale_epoch`, `fenced`) are part of the protocol: the router refreshes its
-//! routing table and retries them; they never reach a client.
+//! `stale_epoch`, `fenced`, `not_ready`, `overloaded`) are part of the
+//! protocol: a refused op was not executed, so the router retries it (after
+//! refreshing its routing table, for the first four) within its retry
+//! budget; they never reach a client while the budget lasts.
 
 #[allow(clippy::all, missing_docs)]
 pub mod pb {
@@ -14,7 +16,7 @@ pub mod pb {
 pub mod transport;
 
 pub use pb::node_server::{Node, NodeServer};
-pub use transport::{LocalGuard, LocalService, Transport, serve_local};
+pub use transport::{LocalGuard, LocalService, Transport, request_timeout, serve_local};
 
 /// A client of one node's `Node` service, over the network or in-process.
 pub type NodeClient = pb::node_client::NodeClient<Transport>;

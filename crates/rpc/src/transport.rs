@@ -127,6 +127,12 @@ async fn call_local(service: Option<LocalService>, addr: String, request: http::
     Ok(response.unwrap_or_else(|never| match never {}))
 }
 
+/// The deadline the caller gave `request` (its `grpc-timeout`), as time
+/// left from when the request arrived; None without one.
+pub fn request_timeout<T>(request: &tonic::Request<T>) -> Option<Duration> {
+    request.metadata().get("grpc-timeout").and_then(|v| parse_grpc_timeout(v.as_bytes()))
+}
+
 /// Parses a gRPC `grpc-timeout` header value: at most 8 digits and a unit
 /// (`H`, `M`, `S`, `m`, `u`, `n`).
 fn parse_grpc_timeout(raw: &[u8]) -> Option<Duration> {

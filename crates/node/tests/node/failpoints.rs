@@ -82,3 +82,48 @@ async fn stats_report_the_disk_failpoint_and_wait_for_the_stats_delay() {
     assert!(started.elapsed() >= Duration::from_millis(200));
     node.stop().await;
 }
+
+/// An Execute whose ops cannot start within 3/4 of its deadline (here held
+/// by the execute-delay failpoint, which stands for a queue) is answered in
+/// time with every op refused OVERLOADED, and none of them ran. Without a
+/// deadline the same delay is simply waited out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_not_started_within_their_deadline_are_refused_overloaded_and_never_run() {
+    use evenkeel_rpc::pb::{self, op_result::Result as R};
+    let _scenario = fail::FailScenario::setup();
+    let node = start(54, |_| {}).await;
+    let mut client = node.client.clone();
+    let p = crate::support::partition_of(b"k");
+    let header = Some(pb::MigrateHeader { partition: p, token: 1 });
+    client.migrate_fence(pb::FenceRequest { header, fenced: false, grant_epoch: 1 }).await.unwrap();
+    let set = |value: &str, timeout: Option<Duration>| {
+        let op = |key: &str| pb::Op { partition: p, key: key.to_string().into(), kind: Some(pb::op::Kind::Set(pb::Set { value: value.to_string().into(), ..Default::default() })), want_record: false };
+        let mut request = tonic::Request::new(pb::ExecuteRequest { epoch: 1, ops: vec![op("k"), op("k")] });
+        if let Some(t) = timeout {
+            request.set_timeout(t);
+        }
+        request
+    };
+
+    fail::cfg(execute_delay(54), "return(2000)").unwrap();
+    let started = Instant::now();
+    let results = client.execute(set("late", Some(Duration::from_millis(400)))).await.expect("answered before the deadline, not cancelled").into_inner().results;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_millis(400), "held until 3/4 of the deadline: {took:?}");
+    assert_eq!(results.len(), 2);
+    for r in &results {
+        assert!(matches!(&r.result, Some(R::Refused(refused)) if refused.reason == pb::refused::Reason::Overloaded as i32), "{results:?}");
+    }
+    fail::remove(execute_delay(54));
+    let read = client.execute(get("k")).await.unwrap().into_inner().results;
+    assert!(matches!(read[0].result, Some(R::Nil(_))), "the refused write never ran: {read:?}");
+
+    // Started in time, it runs; with no deadline, a delay is waited out.
+    let on_time = client.execute(set("on time", Some(Duration::from_millis(400)))).await.unwrap().into_inner().results;
+    assert!(on_time.iter().all(|r| matches!(r.result, Some(R::Written(_)))), "{on_time:?}");
+    fail::cfg(execute_delay(54), "return(500)").unwrap();
+    let patient = client.execute(set("patient", None)).await.unwrap().into_inner().results;
+    fail::remove(execute_delay(54));
+    assert!(patient.iter().all(|r| matches!(r.result, Some(R::Written(_)))), "{patient:?}");
+    node.stop().await;
+}

@@ -4,7 +4,7 @@
 //! node has stopped, so callers know the request never arrived.
 
 use crate::support::{get, start};
-use evenkeel_node::failpoints::execute_delay;
+use evenkeel_node::failpoints::stats_delay;
 use evenkeel_rpc::pb;
 use std::time::Duration;
 
@@ -17,15 +17,17 @@ async fn in_process_calls_keep_deadlines_and_stop_with_the_node() {
     assert_eq!(local.stats(pb::StatsRequest::default()).await.unwrap().into_inner().node_id, 61);
     assert_eq!(local.execute(get("k")).await.unwrap().into_inner().results.len(), 1);
 
-    // A deadline is enforced as tonic's server would: CANCELLED.
-    fail::cfg(execute_delay(61), "return(300)").unwrap();
-    let mut slow = tonic::Request::new(get("k"));
+    // A deadline is enforced as tonic's server would: CANCELLED. (Stats
+    // waits out its failpoint; an Execute would stop waiting at 3/4 of its
+    // deadline and answer OVERLOADED.)
+    fail::cfg(stats_delay(61), "return(300)").unwrap();
+    let mut slow = tonic::Request::new(pb::StatsRequest::default());
     slow.set_timeout(Duration::from_millis(30));
     let started = std::time::Instant::now();
-    let status = local.execute(slow).await.unwrap_err();
+    let status = local.stats(slow).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Cancelled, "{status:?}");
     assert!(started.elapsed() < Duration::from_millis(250), "the deadline cut the call short");
-    fail::remove(execute_delay(61));
+    fail::remove(stats_delay(61));
 
     node.stop().await;
     let status = local.stats(pb::StatsRequest::default()).await.unwrap_err();
