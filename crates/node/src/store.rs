@@ -154,6 +154,23 @@ pub struct Store {
 
 const TRIM_SLACK: u64 = 256;
 
+/// Whether a write enters its partition's change log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Log {
+    /// A write this node makes (a client's, the expiry sweeper's): logged,
+    /// for a migration's catch-up and drain (this node the source) or its
+    /// reverse capture and rollback (this node the destination).
+    Append,
+    /// A copy of another node's write (a migration's apply): not logged.
+    /// Nothing reads it there: reverse capture and a rollback start at the
+    /// destination's log position at verification or under the cutover's
+    /// fence, below which it holds only copies; a later move of the
+    /// partition copies a snapshot and catches up from its own start. Not
+    /// logging copies halves what an import writes (journal, memtables,
+    /// flushes, compactions) on a node that is serving clients meanwhile.
+    Skip,
+}
+
 /// A partition's counters, locked ([`Store::lock_partition`]). Client
 /// writes to the partition wait for this lock, and a holder's commit takes
 /// the engine's journal lock every write to the node waits for; so a thread
@@ -459,7 +476,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut batch = self.batch();
         let mut after = *counters;
-        self.stage(&mut batch, partition, &mut after, data_key, old, record);
+        self.stage(&mut batch, partition, &mut after, data_key, old, record, Log::Append);
         batch.commit()?;
         *counters = after;
         Ok(())
@@ -471,13 +488,13 @@ impl Store {
         if self.config.durability == Durability::Sync { batch.durability(Some(PersistMode::SyncData)) } else { batch }
     }
 
-    /// Adds one record's write to `batch`: the data record, its change-log
-    /// entry at the next position, the expiry index, and any log trimming
-    /// due; `counters` (a copy the caller stores once the batch commits)
-    /// moves with it.
-    fn stage(&self, batch: &mut fjall::OwnedWriteBatch, partition: PartitionId, counters: &mut PartitionCounters, data_key: &[u8], old: Option<&Record>, record: &Record) {
+    /// Adds one record's write to `batch`: the data record, the expiry
+    /// index, and with [`Log::Append`] its change-log entry at the next
+    /// position and any log trimming due; `counters` (a copy the caller
+    /// stores once the batch commits) moves with it.
+    #[allow(clippy::too_many_arguments)]
+    fn stage(&self, batch: &mut fjall::OwnedWriteBatch, partition: PartitionId, counters: &mut PartitionCounters, data_key: &[u8], old: Option<&Record>, record: &Record, log: Log) {
         batch.insert(&self.data, data_key, record.encode());
-        batch.insert(&self.log, log_key(partition, counters.log_next), log_entry(&data_key[2..], record));
         // An entry both records have stays as it is: a batch must not both
         // remove and insert one key.
         let kept = |index: &TimeIndex, at: u64| self.index_entries(record).any(|(i, a)| std::ptr::eq(i, index) && a == at);
@@ -487,18 +504,21 @@ impl Store {
         for (index, at) in self.index_entries(record) {
             batch.insert(&index.keys, index::key(partition, at, data_key), Bytes::new());
         }
-        let trim_to = self.trim_point(counters);
-        for pos in counters.log_first..trim_to {
-            batch.remove(&self.log, log_key(partition, pos));
-        }
         // Noted before the commit, under the partition's lock: `settle`
         // cannot run in between, and a bound noted for a batch that then
         // fails is only lower than it need be.
         for (index, at) in self.index_entries(record) {
             index.noted(partition, at);
         }
-        counters.log_next += 1;
-        counters.log_first = counters.log_first.max(trim_to);
+        if log == Log::Append {
+            batch.insert(&self.log, log_key(partition, counters.log_next), log_entry(&data_key[2..], record));
+            let trim_to = self.trim_point(counters);
+            for pos in counters.log_first..trim_to {
+                batch.remove(&self.log, log_key(partition, pos));
+            }
+            counters.log_next += 1;
+            counters.log_first = counters.log_first.max(trim_to);
+        }
         adjust(counters, &data_key[2..], old, record);
     }
 

@@ -9,7 +9,9 @@
 //! - [`Store::apply`]: idempotent versioned apply: a record is written only
 //!   if newer than what is stored, so snapshot, change log, dual-writes and
 //!   copy-on-read may arrive in any order and still converge. Applied records
-//!   enter this node's own change log, which is what reverse capture reads.
+//!   are copies and stay out of this node's change log (`Log::Skip`): the
+//!   log holds the writes this node served, which is what reverse capture
+//!   reads.
 //! - [`Store::apply_forwarded`] and [`Store::shadow_read`]: what routers
 //!   send a destination while the partition moves (dual-write and
 //!   copy-on-read records, shadow reads), accepted only while the import
@@ -18,7 +20,7 @@
 //! - [`Store::retire`] (in `retire`): drops a partition in O(1); the
 //!   engine's compactions remove its items.
 
-use super::{PartitionCounters, PartitionLock, Store, StoreError, data_key, decode_record, fenced_key, import_closed_key, log_key, log_position, record_digest, token_key};
+use super::{Log, PartitionCounters, PartitionLock, Store, StoreError, data_key, decode_record, fenced_key, import_closed_key, log_key, log_position, record_digest, token_key};
 use crate::priority::Boost;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -235,7 +237,7 @@ impl Store {
                 continue;
             }
             self.clock.observe(kr.record.version);
-            self.stage(&mut batch, partition, &mut after, &dk, stored.as_ref(), &kr.record);
+            self.stage(&mut batch, partition, &mut after, &dk, stored.as_ref(), &kr.record, Log::Skip);
             staged.insert(dk, &kr.record);
             applied += 1;
         }
