@@ -230,7 +230,7 @@ async fn reset_counters(config: &Config, clock: Clock) -> Result<(), BenchError>
         args.extend(names.iter().map(|n| n.as_bytes()));
         encode_command(&args, buf);
     };
-    let pipeline = Pipeline { target: &config.target, clock, connections: config.connections, depth: 16 };
+    let pipeline = Pipeline::new(&config.target, clock, config.connections, 16);
     pipeline
         .run(chunks, encode, expect_ok("resetting counter keys"), ProgressBar::hidden())
         .await
@@ -247,7 +247,7 @@ async fn preload(config: &Config, codec: ValueCodec, clock: Clock) -> Result<f64
         encode_command(&[b"SET", Key::Data(*k).name().as_bytes(), &value], buf);
     };
     let bar = progress_bar(u64::from(config.keys), "preload");
-    let pipeline = Pipeline { target: &config.target, clock, connections: config.connections, depth: 256 };
+    let pipeline = Pipeline::new(&config.target, clock, config.connections, 256);
     pipeline
         .run((0..config.keys).collect(), encode, expect_ok("preload SET"), bar)
         .await
@@ -268,7 +268,7 @@ async fn read_back(config: &Config, codec: ValueCodec, clock: Clock, keys: Vec<K
         )),
         other => Err(format!("MGET: {}", load::describe(&other))),
     };
-    let pipeline = Pipeline { target: &config.target, clock, connections: config.connections, depth: 16 };
+    let pipeline = Pipeline::new(&config.target, clock, config.connections, 16);
     let parts = pipeline.run(chunks, encode, on_reply, ProgressBar::hidden()).await?;
     Ok(parts.into_iter().flatten().collect())
 }
