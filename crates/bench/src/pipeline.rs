@@ -163,12 +163,15 @@ mod tests {
     use std::sync::Mutex;
     use tokio_util::codec::FramedRead;
 
+    /// Per key: SETs received, and the value stored.
+    type Seen = Arc<Mutex<HashMap<Bytes, (usize, Option<Bytes>)>>>;
+
     /// A server that stores SETs, but answers each key's first `refusals`
     /// SETs `TRYAGAIN` without storing; counts every SET per key.
-    async fn reluctant_server(refusals: usize) -> (Target, Arc<Mutex<HashMap<Bytes, (usize, Option<Bytes>)>>>) {
+    async fn reluctant_server(refusals: usize) -> (Target, Seen) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let seen: Arc<Mutex<HashMap<Bytes, (usize, Option<Bytes>)>>> = Arc::default();
+        let seen: Seen = Arc::default();
         let state = seen.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {

@@ -161,6 +161,53 @@ fn set<T>(slot: &mut T, v: Option<T>) {
     }
 }
 
+/// The configuration `opts` amounts to, as a file would state it.
+pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
+    let (d, l) = (&opts.coord.driver, &opts.coord.limits);
+    FileConfig {
+        cluster: ClusterSection {
+            nodes: Some(opts.nodes),
+            partitions: Some(opts.partitions),
+            data_dir: Some(opts.data_dir.clone()),
+            listen: Some(opts.listen),
+            admin: Some(opts.admin),
+            durability: Some(format!("{:?}", opts.durability).to_lowercase()),
+            cache_mib: Some(opts.cache_bytes / (1024 * 1024)),
+            background_lane: Some(opts.background_lane),
+            in_process_rpc: Some(opts.in_process_rpc),
+            bulk_idle: Some(opts.bulk_idle),
+            bulk_nice: Some(opts.bulk_nice),
+            coordinator_nice: Some(opts.coordinator_nice),
+            tombstone_grace_ms: Some(opts.tombstone_grace.as_millis() as u64),
+            disable_thp: Some(opts.disable_thp),
+        },
+        router: RouterSection {
+            requirepass: opts.router.requirepass.as_ref().map(|_| "(set)".to_string()),
+            max_clients: Some(opts.router.max_clients),
+            max_bulk_len: Some(opts.router.limits.max_bulk_len),
+            retry_budget_ms: Some(opts.router.retry.total_ms),
+        },
+        migration: MigrationSection {
+            pause_budget_ms: Some(d.pause_budget_ms),
+            bake_ms: Some(l.bake_ms),
+            reverse_interval_ms: Some(d.reverse_interval.as_millis() as u64),
+            lag_entries_max: Some(l.lag_entries_max),
+            cutover_attempts_max: Some(l.cutover_attempts_max),
+            needs_approval: Some(l.needs_approval),
+            chunk_keys: Some(d.chunk_keys),
+            chunk_bytes: Some(d.chunk_bytes),
+            moves_per_node: Some(opts.coord.rebalance.moves_per_node),
+            moves_cluster: Some(opts.coord.rebalance.moves_cluster),
+            dual_write: Some(opts.coord.modes.route.dual_write),
+            shadow_read_ratio: Some(opts.coord.modes.route.shadow_read_ratio),
+            copy_on_read: Some(opts.coord.modes.route.copy_on_read),
+            shadow_mismatch_ratio_max: Some(opts.coord.modes.shadow_mismatch_ratio_max),
+            shadow_compared_min: Some(opts.coord.modes.shadow_compared_min),
+        },
+        throttle: Some(opts.coord.throttle.clone().unwrap_or_default()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,52 +271,5 @@ mod tests {
     fn unknown_keys_are_errors_not_silently_ignored() {
         assert!(toml::from_str::<FileConfig>("[cluster]\nnodez = 3\n").is_err());
         assert!(toml::from_str::<FileConfig>("[clustre]\nnodes = 3\n").is_err());
-    }
-}
-
-/// The configuration `opts` amounts to, as a file would state it.
-pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
-    let (d, l) = (&opts.coord.driver, &opts.coord.limits);
-    FileConfig {
-        cluster: ClusterSection {
-            nodes: Some(opts.nodes),
-            partitions: Some(opts.partitions),
-            data_dir: Some(opts.data_dir.clone()),
-            listen: Some(opts.listen),
-            admin: Some(opts.admin),
-            durability: Some(format!("{:?}", opts.durability).to_lowercase()),
-            cache_mib: Some(opts.cache_bytes / (1024 * 1024)),
-            background_lane: Some(opts.background_lane),
-            in_process_rpc: Some(opts.in_process_rpc),
-            bulk_idle: Some(opts.bulk_idle),
-            bulk_nice: Some(opts.bulk_nice),
-            coordinator_nice: Some(opts.coordinator_nice),
-            tombstone_grace_ms: Some(opts.tombstone_grace.as_millis() as u64),
-            disable_thp: Some(opts.disable_thp),
-        },
-        router: RouterSection {
-            requirepass: opts.router.requirepass.as_ref().map(|_| "(set)".to_string()),
-            max_clients: Some(opts.router.max_clients),
-            max_bulk_len: Some(opts.router.limits.max_bulk_len),
-            retry_budget_ms: Some(opts.router.retry.total_ms),
-        },
-        migration: MigrationSection {
-            pause_budget_ms: Some(d.pause_budget_ms),
-            bake_ms: Some(l.bake_ms),
-            reverse_interval_ms: Some(d.reverse_interval.as_millis() as u64),
-            lag_entries_max: Some(l.lag_entries_max),
-            cutover_attempts_max: Some(l.cutover_attempts_max),
-            needs_approval: Some(l.needs_approval),
-            chunk_keys: Some(d.chunk_keys),
-            chunk_bytes: Some(d.chunk_bytes),
-            moves_per_node: Some(opts.coord.rebalance.moves_per_node),
-            moves_cluster: Some(opts.coord.rebalance.moves_cluster),
-            dual_write: Some(opts.coord.modes.route.dual_write),
-            shadow_read_ratio: Some(opts.coord.modes.route.shadow_read_ratio),
-            copy_on_read: Some(opts.coord.modes.route.copy_on_read),
-            shadow_mismatch_ratio_max: Some(opts.coord.modes.shadow_mismatch_ratio_max),
-            shadow_compared_min: Some(opts.coord.modes.shadow_compared_min),
-        },
-        throttle: Some(opts.coord.throttle.clone().unwrap_or_default()),
     }
 }

@@ -386,7 +386,7 @@ impl PipelineModel {
     fn command(&self, n: usize, r: u64) -> Vec<String> {
         let k = |salt: u64| format!("mix:{}", (r >> salt) % 64);
         let words: Vec<String> = match r % 23 {
-            0..=4 => vec!["SET".into(), k(8), if r % 2 == 0 { format!("{}", (r >> 20) % 999 + 1) } else { format!("v{n}") }],
+            0..=4 => vec!["SET".into(), k(8), if r.is_multiple_of(2) { format!("{}", (r >> 20) % 999 + 1) } else { format!("v{n}") }],
             5..=9 => vec!["GET".into(), k(8)],
             10..=12 => vec!["INCR".into(), k(8)],
             13 | 14 => vec!["APPEND".into(), k(8), "7".into()],

@@ -286,7 +286,7 @@ async fn catch_cutover(http: &reqwest::Client, admin: &str, plan: &Plan, within:
             return (m.clone(), true);
         }
         if all.iter().filter(|m| m.cutover_pause_ms.is_some() || failed(m)).count() == plan.moves.len() {
-            let last = all.iter().filter(|m| m.cutover_pause_ms.is_some()).next_back();
+            let last = all.iter().rfind(|m| m.cutover_pause_ms.is_some());
             return (last.unwrap_or_else(|| panic!("every move failed before cutting over: {all:?}")).clone(), false);
         }
         assert!(Instant::now() < deadline, "no cutover within {within:?}: {all:?}");

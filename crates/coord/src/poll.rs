@@ -103,7 +103,7 @@ fn assemble(
                 .iter()
                 .enumerate()
                 .map(|(p, e)| {
-                    let s = per_partition.get(&(e.owner, p as u16)).map_or_else(pb::PartitionStats::default, |s| (*s).clone());
+                    let s = per_partition.get(&(e.owner, p as u16)).map_or_else(pb::PartitionStats::default, |s| **s);
                     PartitionStatus { id: p as u16, owner: e.owner, epoch: e.epoch, keys: s.keys, bytes: s.bytes, log_next: s.log_next, tombstones: s.tombstones }
                 })
                 .collect()

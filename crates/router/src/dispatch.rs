@@ -223,9 +223,13 @@ impl Dispatcher {
     }
 }
 
+/// Pending ops' indices grouped by owner, and those with no owner to send
+/// to yet.
+type Grouped = (Vec<(NodeId, Vec<usize>)>, Vec<usize>);
+
 /// Groups pending ops by owner. `None` when there is no table; ops whose
 /// owner has no client yet are returned separately to be retried.
-fn group_by_owner(routes: &Routes, ops: &[KeyOp], pending: &[usize]) -> Option<(Vec<(NodeId, Vec<usize>)>, Vec<usize>)> {
+fn group_by_owner(routes: &Routes, ops: &[KeyOp], pending: &[usize]) -> Option<Grouped> {
     let table = routes.table.as_ref()?;
     let mut groups: Vec<(NodeId, Vec<usize>)> = Vec::new();
     let mut unroutable = Vec::new();
