@@ -274,7 +274,8 @@ async fn a_full_disk_aborts_a_migration_cleanly() {
 /// which made a write indeterminate (`CLUSTERDOWN ... Timeout expired`).
 /// The router retries such refusals: a write held once succeeds, applied
 /// exactly once; a write held every time ends in TRYAGAIN within the retry
-/// budget and was never executed.
+/// budget and was never executed. The node's shed count reaches the
+/// coordinator's cluster status, apart from its errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overloaded_node_sheds_ops_it_cannot_start_in_time_and_the_router_retries_them() {
     let _serial = FAILPOINTS.lock().await;
@@ -307,5 +308,17 @@ async fn an_overloaded_node_sheds_ops_it_cannot_start_in_time_and_the_router_ret
     let metrics = h.http.get(format!("{}/metrics", h.admin)).send().await.unwrap().text().await.unwrap();
     let shed = metrics.lines().find(|l| l.starts_with(&format!("evenkeel_node_shed_ops_total{{node=\"{owner}\"}}"))).unwrap_or_else(|| panic!("no shed count for node {owner}:\n{metrics}"));
     assert!(shed.rsplit(' ').next().unwrap().parse::<f64>().unwrap() >= 4.0, "{shed}");
+    // The coordinator sees it too (health gating pauses migrations on it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: evenkeel_coord::api::ClusterStatus = h.http.get(format!("{}/v1/cluster", h.admin)).send().await.unwrap().json().await.unwrap();
+        let node = status.nodes.iter().find(|n| n.id == owner).unwrap();
+        if node.shed_ops_total >= 4 {
+            assert_eq!(node.errors_total, 0, "shed ops are not errors: {node:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cluster status never showed node {owner}'s shed ops: {node:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     h.cluster.shutdown().await.unwrap();
 }

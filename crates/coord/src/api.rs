@@ -44,6 +44,10 @@ pub struct NodeStatus {
     /// Failed ops since the node started.
     #[serde(default)]
     pub errors_total: u64,
+    /// Ops refused OVERLOADED (not started within their deadline) since
+    /// the node started; not among `errors_total`.
+    #[serde(default)]
+    pub shed_ops_total: u64,
     #[serde(default)]
     pub disk_free_bytes: u64,
     #[serde(default)]

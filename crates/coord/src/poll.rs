@@ -144,6 +144,7 @@ fn node_status(info: &NodeInfo, live: &BTreeSet<NodeId>, stats: Option<&Result<p
         p99_us: ok.map_or(0, |s| s.execute_p99_us),
         ops_last_s: ok.map_or(0, |s| s.execute_ops_last_s),
         errors_total: ok.map_or(0, |s| s.errors_total),
+        shed_ops_total: ok.map_or(0, |s| s.shed_ops_total),
         disk_free_bytes: ok.map_or(0, |s| s.disk_free_bytes),
         disk_total_bytes: ok.map_or(0, |s| s.disk_total_bytes),
         l0_tables: ok.map_or(0, |s| s.l0_tables),

@@ -77,6 +77,8 @@ struct Runtime {
     max_concurrent: Option<usize>,
     /// Node error counters at the previous tick, for error rates.
     last_errors: HashMap<NodeId, u64>,
+    /// Each node's shed-ops count at the previous tick.
+    last_shed: HashMap<NodeId, u64>,
     /// When each node was last seen heartbeating.
     last_live_ms: HashMap<NodeId, u64>,
     status: ThrottleStatus,
@@ -103,6 +105,7 @@ impl Throttle {
                 per_migration_bytes_per_s: None,
                 max_concurrent: None,
                 last_errors: HashMap::new(),
+                last_shed: HashMap::new(),
                 last_live_ms: HashMap::new(),
                 status: ThrottleStatus::default(),
                 settings,
@@ -344,6 +347,7 @@ impl Runtime {
         let mut out = HashMap::new();
         for n in &input.status.nodes {
             let errors_before = self.last_errors.insert(n.id, n.errors_total).unwrap_or(n.errors_total);
+            let shed_before = self.last_shed.insert(n.id, n.shed_ops_total).unwrap_or(n.shed_ops_total);
             if n.live {
                 self.last_live_ms.insert(n.id, now_ms);
             }
@@ -359,6 +363,7 @@ impl Runtime {
                 log_lag_entries: log_lag(n.id, input),
                 l0_tables: n.l0_tables,
                 sealed_memtables: n.sealed_memtables,
+                shed_ops: n.shed_ops_total.saturating_sub(shed_before),
             };
             let level = health::classify(&sample, &thresholds);
             let gate = self.gates.entry(n.id).or_insert_with(|| Gate::new(thresholds.recover_after_ms));

@@ -86,6 +86,8 @@ pub(crate) struct NodeMetrics {
     reads_offloaded: Counter,
     /// Ops refused OVERLOADED: not started within their deadline.
     shed: Counter,
+    /// The same count as `shed`, readable for `Stats`.
+    shed_total: AtomicU64,
     /// The same count as `errors`, readable for `Stats`.
     errors_total: AtomicU64,
     latency: Histogram,
@@ -105,6 +107,7 @@ impl NodeMetrics {
             offloaded: metrics::counter!("evenkeel_node_writes_offloaded_total", "node" => node.clone()),
             reads_offloaded: metrics::counter!("evenkeel_node_reads_offloaded_total", "node" => node.clone()),
             shed: metrics::counter!("evenkeel_node_shed_ops_total", "node" => node.clone()),
+            shed_total: AtomicU64::new(0),
             errors_total: AtomicU64::new(0),
             latency: metrics::histogram!("evenkeel_node_execute_seconds", "node" => node.clone()),
             tombstones_collected: metrics::counter!("evenkeel_node_tombstones_collected_total", "node" => node.clone()),
@@ -120,6 +123,11 @@ impl NodeMetrics {
     pub fn memtables_freed(&self, tended: crate::store::Tended) {
         self.memtables_freed.increment(tended.released as u64);
         self.memtables_freed_bytes.increment(tended.released_bytes);
+    }
+
+    fn shed(&self, ops: u64) {
+        self.shed.increment(ops);
+        self.shed_total.fetch_add(ops, Ordering::Relaxed);
     }
 
     fn error(&self) {
@@ -160,6 +168,7 @@ impl NodeInner {
         stats.execute_p99_us = last.p99_us;
         stats.execute_ops_last_s = last.count;
         stats.errors_total = self.metrics.errors_total.load(Ordering::Relaxed);
+        stats.shed_ops_total = self.metrics.shed_total.load(Ordering::Relaxed);
         stats.background_yields_total = self.lane.yields_total();
         let (l0, sealed) = self.store.engine_debt();
         (stats.l0_tables, stats.sealed_memtables) = (l0 as u32, sealed as u32);
@@ -205,8 +214,11 @@ impl NodeInner {
                         return pb::OpResult { result: Some(reply), record };
                     }
                     Ok(Err(refused)) => {
-                        let counter = if refused.reason == pb::refused::Reason::Overloaded as i32 { &self.metrics.shed } else { &self.metrics.refused };
-                        counter.increment(1);
+                        if refused.reason == pb::refused::Reason::Overloaded as i32 {
+                            self.metrics.shed(1);
+                        } else {
+                            self.metrics.refused.increment(1);
+                        }
                         R::Refused(refused)
                     }
                     Err(e) => {
@@ -285,7 +297,7 @@ impl pb::node_server::Node for NodeService {
                 let results = pool.run_started_by(inner.id, start_by, move || i.execute_all(&req, now, start_by)).await.map_err(|e| Status::unavailable(e.to_string()))?;
                 results.unwrap_or_else(|| {
                     // Never started: every op is certainly not executed.
-                    inner.metrics.shed.increment(ops as u64);
+                    inner.metrics.shed(ops as u64);
                     vec![pb::OpResult { result: Some(R::Refused(overloaded())), record: None }; ops]
                 })
             }

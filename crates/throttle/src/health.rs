@@ -29,6 +29,11 @@ pub struct HealthThresholds {
     /// as CockroachDB's admission control holds snapshots on L0 overload.
     pub pause_l0_tables: u32,
     pub pause_sealed_memtables: u32,
+    /// Ops the node refused `OVERLOADED` (could not start them within
+    /// their deadline) since the previous sample, about a second: past
+    /// this the node is out of headroom, and migration work on it pauses
+    /// until it has had none for `recover_after_ms`. 0: any shed op.
+    pub pause_shed_ops: u64,
     pub critical_disk_free_ratio: f64,
     pub critical_heartbeat_age_ms: u64,
     /// Healthy this long without a break before a pause ends.
@@ -45,6 +50,7 @@ impl Default for HealthThresholds {
             pause_log_lag_entries: 200_000,
             pause_l0_tables: 12,
             pause_sealed_memtables: 2,
+            pause_shed_ops: 0,
             critical_disk_free_ratio: 0.02,
             critical_heartbeat_age_ms: 30_000,
             recover_after_ms: 5000,
@@ -98,6 +104,10 @@ pub struct NodeSample {
     pub l0_tables: u32,
     #[serde(default)]
     pub sealed_memtables: u32,
+    /// Ops refused `OVERLOADED` over the interval (not counted in `errors`:
+    /// they were not executed, and routers retry them).
+    #[serde(default)]
+    pub shed_ops: u64,
 }
 
 /// A node's health; reasons are for operators, e.g. "p99 82.1 ms > 50.0 ms".
@@ -285,6 +295,9 @@ fn engine(s: &NodeSample, t: &HealthThresholds, degraded: &mut Vec<String>) {
     }
     if s.sealed_memtables > t.pause_sealed_memtables {
         degraded.push(format!("{} memtables waiting for flush > {}", s.sealed_memtables, t.pause_sealed_memtables));
+    }
+    if s.shed_ops > t.pause_shed_ops {
+        degraded.push(format!("{} ops shed (overloaded: not started within their deadline) > {}", s.shed_ops, t.pause_shed_ops));
     }
 }
 

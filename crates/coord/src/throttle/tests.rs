@@ -20,6 +20,7 @@ fn node(id: NodeId, p99_us: u64, free: u64) -> NodeStatus {
         p99_us,
         ops_last_s: 1000,
         errors_total: 0,
+        shed_ops_total: 0,
         disk_free_bytes: free,
         disk_total_bytes: 100 << 30,
         l0_tables: 0,
@@ -100,6 +101,28 @@ fn a_slow_node_pauses_its_migrations_and_they_resume_after_recovery() {
     }
     let resumed_at = resumed_at.expect("the migration resumes");
     assert!(resumed_at >= 11_000 + recover_ms, "resumed at {resumed_at}, too early");
+}
+
+/// A node that sheds ops (refuses them OVERLOADED) between two ticks has
+/// no headroom left: its migrations pause with the reason shown. The count
+/// is a running total; only its growth since the previous tick counts, so
+/// a node that shed once long ago is healthy again.
+#[test]
+fn a_node_that_sheds_load_pauses_its_migrations() {
+    let t = Throttle::default();
+    let moving = migration("m1", 1, 2, Phase::Copying);
+    let shed = |total| {
+        let mut n = two_nodes();
+        n[1].shed_ops_total = total;
+        n
+    };
+    assert!(t.tick(&input(shed(40), vec![moving.clone()], None, 10_000), 10_000).is_empty(), "a total from before the first tick is history");
+    let reqs = t.tick(&input(shed(47), vec![moving.clone()], None, 11_000), 11_000);
+    let [(id, Event::Pause { reason })] = &reqs[..] else { panic!("{reqs:?}") };
+    assert_eq!(id, "m1");
+    assert!(reason.starts_with(HEALTH_PAUSE_PREFIX) && reason.contains("node 2") && reason.contains("7 ops shed"), "{reason}");
+    let gate = t.status().nodes.into_iter().find(|n| n.node == 2).unwrap();
+    assert_eq!(gate.state, "paused", "{gate:?}");
 }
 
 #[test]

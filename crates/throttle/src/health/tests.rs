@@ -11,6 +11,7 @@ fn healthy_sample() -> NodeSample {
         log_lag_entries: 10,
         l0_tables: 3,
         sealed_memtables: 0,
+        shed_ops: 0,
     }
 }
 
@@ -236,4 +237,14 @@ fn thresholds_load_with_defaults_and_validate() {
         ..HealthThresholds::default()
     };
     assert!(bad.validate().is_err());
+}
+
+#[test]
+fn shed_ops_pause_past_the_threshold() {
+    assert_eq!(level(|s| s.shed_ops = 3), degraded("3 ops shed (overloaded: not started within their deadline) > 0"));
+    let mut lenient = HealthThresholds::default();
+    lenient.pause_shed_ops = 5;
+    let sample = NodeSample { shed_ops: 5, ..healthy_sample() };
+    assert_eq!(classify(&sample, &lenient), Level::Healthy);
+    assert!(matches!(classify(&NodeSample { shed_ops: 6, ..sample }, &lenient), Level::Degraded(_)));
 }
