@@ -242,8 +242,7 @@ fn thresholds_load_with_defaults_and_validate() {
 #[test]
 fn shed_ops_pause_past_the_threshold() {
     assert_eq!(level(|s| s.shed_ops = 3), degraded("3 ops shed (overloaded: not started within their deadline) > 0"));
-    let mut lenient = HealthThresholds::default();
-    lenient.pause_shed_ops = 5;
+    let lenient = HealthThresholds { pause_shed_ops: 5, ..HealthThresholds::default() };
     let sample = NodeSample { shed_ops: 5, ..healthy_sample() };
     assert_eq!(classify(&sample, &lenient), Level::Healthy);
     assert!(matches!(classify(&NodeSample { shed_ops: 6, ..sample }, &lenient), Level::Degraded(_)));
