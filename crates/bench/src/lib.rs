@@ -44,6 +44,8 @@ pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod stats;
+#[doc(hidden)]
+pub mod testing;
 pub mod workload;
 
 pub use config::{BenchArgs, Config};

@@ -158,10 +158,8 @@ pub fn expect_ok<T>(what: &'static str) -> impl Fn(T, Frame, Micros, Micros) -> 
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use evenkeel_resp::RequestDecoder;
     use std::collections::HashMap;
     use std::sync::Mutex;
-    use tokio_util::codec::FramedRead;
 
     /// Per key: SETs received, and the value stored.
     type Seen = Arc<Mutex<HashMap<Bytes, (usize, Option<Bytes>)>>>;
@@ -169,38 +167,21 @@ mod tests {
     /// A server that stores SETs, but answers each key's first `refusals`
     /// SETs `TRYAGAIN` without storing; counts every SET per key.
     async fn reluctant_server(refusals: usize) -> (Target, Seen) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let seen: Seen = Arc::default();
         let state = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let (rd, mut wr) = socket.into_split();
-                    let mut requests = FramedRead::new(rd, RequestDecoder::default());
-                    while let Some(Ok(args)) = requests.next().await {
-                        let reply = {
-                            let mut seen = state.lock().unwrap();
-                            let entry = seen.entry(args[1].clone()).or_default();
-                            entry.0 += 1;
-                            if entry.0 > refusals {
-                                entry.1 = Some(args[2].clone());
-                                Frame::ok()
-                            } else {
-                                Frame::Error("TRYAGAIN node 1 is overloaded: the operation was not executed".into())
-                            }
-                        };
-                        let mut out = BytesMut::new();
-                        reply.encode(&mut out);
-                        if wr.write_all(&out).await.is_err() {
-                            return;
-                        }
-                    }
-                });
+        let (addr, _) = crate::testing::serve(move |args| {
+            let mut seen = state.lock().unwrap();
+            let entry = seen.entry(args[1].clone()).or_default();
+            entry.0 += 1;
+            if entry.0 > refusals {
+                entry.1 = Some(args[2].clone());
+                Frame::ok()
+            } else {
+                Frame::Error("TRYAGAIN node 1 is overloaded: the operation was not executed".into())
             }
-        });
-        (Target { host: "127.0.0.1".into(), port, username: None, password: None }, seen)
+        })
+        .await;
+        (Target { host: "127.0.0.1".into(), port: addr.port(), username: None, password: None }, seen)
     }
 
     fn set(k: &u32, buf: &mut BytesMut) {

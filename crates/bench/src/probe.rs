@@ -77,7 +77,7 @@ pub struct PhaseNoise {
     pub stalled_ms_per_s: f64,
     /// Late wake-ups (each over [`LATE_MIN_US`]).
     pub stalls: u64,
-    /// The latest one.
+    /// The longest one.
     pub worst_us: u64,
 }
 
@@ -97,11 +97,11 @@ pub struct HostNoise {
 impl HostNoise {
     /// Sums `stalls` per phase of `times` (the warmup counts in none).
     pub fn of(stalls: &[Stall], times: &PhaseTimes) -> HostNoise {
-        let bounds = [(times.start, times.during_start), (times.during_start, times.during_end), (times.during_end, times.end)];
         let phases = PHASE_NAMES
             .iter()
-            .zip(bounds)
-            .map(|(name, (from, to))| {
+            .enumerate()
+            .map(|(p, name)| {
+                let (from, to) = times.bounds(p);
                 let inside: Vec<&Stall> = stalls.iter().filter(|s| from <= s.at_us && s.at_us < to).collect();
                 let seconds = to.saturating_sub(from) as f64 / 1e6;
                 let stalled_ms = inside.iter().map(|s| s.late_us).sum::<u64>() as f64 / 1e3;

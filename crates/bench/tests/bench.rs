@@ -2,20 +2,16 @@
 //! cluster (must be clean), against a deliberately lossy RESP server (must
 //! be caught), and against nothing (must fail in one line).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use clap::Parser;
 use evenkeel::up::{LocalCluster, UpOptions};
 use evenkeel_bench::checker::AnomalyKind;
 use evenkeel_bench::{BenchArgs, BenchError, Report};
-use evenkeel_resp::{Frame, RequestDecoder};
-use futures::StreamExt;
+use evenkeel_resp::Frame;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
-use tokio_util::codec::FramedRead;
+use std::sync::Mutex;
 
 #[derive(Parser)]
 struct Cli {
@@ -107,26 +103,8 @@ async fn an_unreachable_target_is_a_one_line_error() {
 /// A RESP server with a map, that acknowledges every seventh SET without
 /// storing it.
 async fn lossy_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = Arc::new(Mutex::new((HashMap::<Bytes, Bytes>::new(), 0u64)));
-    let server = tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let state = state.clone();
-            tokio::spawn(async move {
-                let (rd, mut wr) = socket.into_split();
-                let mut requests = FramedRead::new(rd, RequestDecoder::default());
-                while let Some(Ok(args)) = requests.next().await {
-                    let mut out = BytesMut::new();
-                    answer(&state, &args).encode(&mut out);
-                    if wr.write_all(&out).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, server)
+    let state = Mutex::new((HashMap::<Bytes, Bytes>::new(), 0u64));
+    evenkeel_bench::testing::serve(move |args| answer(&state, args)).await
 }
 
 fn answer(state: &Mutex<(HashMap<Bytes, Bytes>, u64)>, args: &[Bytes]) -> Frame {

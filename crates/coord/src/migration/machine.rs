@@ -110,9 +110,9 @@ pub struct Migration {
     /// Destination change-log position reverse capture starts from. Until
     /// the flip it is the destination's position at the last verification:
     /// before it owns the partition the destination logs none of its
-    /// writes (applied copies are not logged), so a cutover finished after a crash (or rolled back)
-    /// loses nothing starting there, whatever the destination has served
-    /// since the flip.
+    /// writes (applied copies are not logged), so a cutover finished after
+    /// a crash (or rolled back) loses nothing starting there, whatever the
+    /// destination has served since the flip.
     pub reverse_log_pos: u64,
     pub keys_copied: u64,
     pub bytes_copied: u64,
