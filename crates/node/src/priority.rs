@@ -69,7 +69,7 @@ impl Priority {
             return Ok(());
         }
         let before = lowered.map_or_else(current_nice, |l| l.normal_nice);
-        set(self, before)?;
+        set(lowered.map_or(Priority::Normal, |l| l.to), self, before)?;
         LOWERED.set((self != Priority::Normal).then_some(Lowered { to: self, normal_nice: before }));
         Ok(())
     }
@@ -129,7 +129,7 @@ impl Boost {
 
     fn try_raise() -> std::io::Result<Boost> {
         let Some(lowered) = LOWERED.get() else { return Ok(Boost { restore: None }) };
-        set(Priority::Normal, lowered.normal_nice)?;
+        set(lowered.to, Priority::Normal, lowered.normal_nice)?;
         LOWERED.set(None);
         Ok(Boost { restore: Some(lowered) })
     }
@@ -140,38 +140,40 @@ impl Drop for Boost {
         if let Some(lowered) = self.restore {
             // Lowering never needs a privilege; a failure leaves the thread
             // at normal priority, which costs clients a little, not data.
-            if set(lowered.to, lowered.normal_nice).is_ok() {
+            if set(Priority::Normal, lowered.to, lowered.normal_nice).is_ok() {
                 LOWERED.set(Some(lowered));
             }
         }
     }
 }
 
-/// Sets the calling thread's policy and nice value; `normal_nice` is the
-/// nice value `Priority::Normal` means (the thread's own before lowering).
-fn set(p: Priority, normal_nice: i32) -> std::io::Result<()> {
+/// Moves the calling thread from `from` (what it runs at now) to `to`;
+/// `normal_nice` is the nice value `Priority::Normal` means (the thread's
+/// own before lowering). Only what differs is changed: a policy switch
+/// keeps the nice value, so a boost out of `SCHED_IDLE` and back is one
+/// `sched_setscheduler` each way, and one out of a nice value one
+/// `setpriority`. A bulk thread does both around every sub-batch it
+/// applies, so each syscall saved is hundreds per megabyte moved.
+fn set(from: Priority, to: Priority, normal_nice: i32) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        let policy = if p == Priority::Idle { libc::SCHED_IDLE } else { libc::SCHED_OTHER };
+        let nice = |p: Priority| if let Priority::Nice(n) = p { n } else { normal_nice };
+        let idle = |p: Priority| p == Priority::Idle;
         let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` is a valid sched_param for the call's duration;
-        // setpriority has no memory-safety preconditions.
-        let rc = unsafe {
-            match p {
-                Priority::Normal => {
-                    let rc = libc::sched_setscheduler(0, policy, &param);
-                    if rc == 0 && current_nice() != normal_nice { libc::setpriority(libc::PRIO_PROCESS, 0, normal_nice) } else { rc }
-                }
-                Priority::Nice(n) => libc::setpriority(libc::PRIO_PROCESS, 0, n),
-                Priority::Idle => libc::sched_setscheduler(0, policy, &param),
+        if idle(from) != idle(to) {
+            let policy = if idle(to) { libc::SCHED_IDLE } else { libc::SCHED_OTHER };
+            // SAFETY: `param` is a valid sched_param for the call's duration.
+            if unsafe { libc::sched_setscheduler(0, policy, &param) } != 0 {
+                return Err(std::io::Error::last_os_error());
             }
-        };
-        if rc != 0 {
+        }
+        // SAFETY: setpriority has no memory-safety preconditions.
+        if nice(from) != nice(to) && unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice(to)) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (p, normal_nice);
+    let _ = (from, to, normal_nice);
     Ok(())
 }
 
