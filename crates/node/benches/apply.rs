@@ -5,7 +5,10 @@
 //! coordinator's default page) in sub-batches of several sizes: its time
 //! per record sets
 //! `migrate_rpc::APPLY_BATCH_RECORDS`, the sub-batch a node applies under
-//! one hold of the partition lock.
+//! one hold of the partition lock; and `Store::checksum_scan` of a
+//! partition of 10,000 records of 100 B (the verification's full scan, on
+//! both sides of every move), which is read, decode and
+//! `store::record_digest` per record.
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -79,6 +82,17 @@ fn apply(c: &mut Criterion) {
             )
         });
     }
+    group.finish();
+
+    let mut group = c.benchmark_group("store_checksum_scan");
+    const RECORDS: usize = 10_000;
+    group.throughput(Throughput::Elements(RECORDS as u64));
+    let partition = key_partition(b"{scan}", PARTITIONS);
+    let page: Vec<KeyRecord> = (0..RECORDS).map(|i| KeyRecord { key: Bytes::from(format!("{{scan}}:{i}")), record: Record::value(value.clone(), None, 1 << 40) }).collect();
+    page.chunks(PAGE).for_each(|batch| {
+        store.apply(partition, batch).expect("apply");
+    });
+    group.bench_function("partition_of_10k_records_of_100b", |b| b.iter(|| black_box(store.checksum_scan(partition).expect("scan"))));
     group.finish();
 }
 
