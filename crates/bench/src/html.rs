@@ -337,7 +337,8 @@ fn migrations_text(r: &Report) -> String {
     }
     let pause = m.largest_cutover_pause_ms.map(|p| format!("{p} ms")).unwrap_or_else(|| "–".into());
     let rate = m.moved_mb_per_s.map(|v| format!("{v:.2} MB/s")).unwrap_or_else(|| "–".into());
-    format!("{} during the run · {:.1} MB and {} keys copied · moved {rate} · largest cutover pause {pause}", m.migrations.len(), m.bytes_copied as f64 / 1e6, m.keys_copied)
+    let cpu = m.cpu_text().map(|c| format!(" · {}", esc(&c))).unwrap_or_default();
+    format!("{} during the run · {:.1} MB and {} keys copied · moved {rate} · largest cutover pause {pause}{cpu}", m.migrations.len(), m.bytes_copied as f64 / 1e6, m.keys_copied)
 }
 
 fn anomalies(r: &Report, out: &mut String) {

@@ -1,10 +1,15 @@
 //! Partition moves during the run, from the admin API's `GET /v1/migrations`
 //! (shape: [`evenkeel_coord::api::MigrationList`]), placed on the run's
 //! timeline. The endpoint is optional: without it the report says so and
-//! carries on.
+//! carries on. What the moves cost the nodes in CPU comes from
+//! `GET /v1/cluster` (each node's `bulk_cpu_ms_total`), read when the
+//! disruption starts and when it ends.
 
-use evenkeel_coord::api::{MigrationInfo, MigrationList};
+use evenkeel_coord::api::{ClusterStatus, MigrationInfo, MigrationList};
+use evenkeel_types::NodeId;
 use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub const NO_ENDPOINT: &str = "no migration data (admin API has no /v1/migrations)";
@@ -41,18 +46,54 @@ pub struct MigrationSummary {
     pub largest_cutover_pause_ms: Option<u64>,
     /// Bytes copied ÷ the length of the "during" phase, in MB (10⁶ B) per second.
     pub moved_mb_per_s: Option<f64>,
+    /// CPU the nodes' bulk threads (migration store work) used while the
+    /// disruption ran, in ms; `None` when the cluster does not say.
+    #[serde(default)]
+    pub bulk_cpu_ms: Option<u64>,
 }
 
 impl MigrationSummary {
     pub fn unavailable(note: impl Into<String>) -> MigrationSummary {
         MigrationSummary { note: Some(note.into()), ..MigrationSummary::default() }
     }
+
+    /// Bulk-thread CPU per MB copied: the cost of moving data, which on a
+    /// quiet cluster is most of what a rebalance adds (and a figure the
+    /// host's noise hardly moves, unlike latency ratios).
+    pub fn bulk_cpu_ms_per_mb(&self) -> Option<f64> {
+        self.bulk_cpu_ms.filter(|_| self.bytes_copied > 0).map(|ms| ms as f64 / (self.bytes_copied as f64 / 1e6))
+    }
+
+    /// `bulk-thread CPU 490 ms (15.6 ms per MB copied)`, when known.
+    pub fn cpu_text(&self) -> Option<String> {
+        let ms = self.bulk_cpu_ms?;
+        Some(match self.bulk_cpu_ms_per_mb() {
+            Some(per) => format!("bulk-thread CPU {ms} ms ({per:.1} ms per MB copied)"),
+            None => format!("bulk-thread CPU {ms} ms"),
+        })
+    }
 }
 
 /// Fetches `/v1/migrations` from `admin` (URL or HOST:PORT).
 pub async fn fetch(admin: &str) -> Result<MigrationList, String> {
+    get_json(admin, "/v1/migrations").await
+}
+
+/// Each node's bulk-thread CPU since it started (ms), from `/v1/cluster`.
+pub async fn bulk_cpu(admin: &str) -> Result<BTreeMap<NodeId, u64>, String> {
+    let status: ClusterStatus = get_json(admin, "/v1/cluster").await?;
+    Ok(status.nodes.iter().map(|n| (n.id, n.bulk_cpu_ms_total)).collect())
+}
+
+/// CPU spent between two [`bulk_cpu`] readings: a node that appeared in
+/// between counts from zero, one that went away counts nothing.
+pub fn cpu_spent(before: &BTreeMap<NodeId, u64>, after: &BTreeMap<NodeId, u64>) -> u64 {
+    after.iter().map(|(id, ms)| ms.saturating_sub(before.get(id).copied().unwrap_or(0))).sum()
+}
+
+async fn get_json<T: DeserializeOwned>(admin: &str, path: &str) -> Result<T, String> {
     let base = if admin.contains("://") { admin.to_string() } else { format!("http://{admin}") };
-    let url = format!("{}/v1/migrations", base.trim_end_matches('/'));
+    let url = format!("{}{path}", base.trim_end_matches('/'));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
     let response = client.get(&url).send().await.map_err(|e| format!("{NO_ENDPOINT}; {url} unreachable: {e}"))?;
     if response.status() == reqwest::StatusCode::NOT_FOUND {
@@ -61,7 +102,7 @@ pub async fn fetch(admin: &str) -> Result<MigrationList, String> {
     if !response.status().is_success() {
         return Err(format!("no migration data ({url} answered {})", response.status()));
     }
-    response.json::<MigrationList>().await.map_err(|e| format!("no migration data ({url} sent unreadable JSON: {e})"))
+    response.json::<T>().await.map_err(|e| format!("no migration data ({url} sent unreadable JSON: {e})"))
 }
 
 /// Keeps the migrations that overlap `[run_start_ms, run_start_ms + run_s]`
@@ -96,6 +137,7 @@ pub fn summarize(list: &MigrationList, run_start_ms: u64, run_s: f64, during_s: 
         keys_copied: migrations.iter().map(|m| m.keys_copied).sum(),
         largest_cutover_pause_ms: migrations.iter().filter_map(|m| m.cutover_pause_ms).max(),
         moved_mb_per_s: (during_s > 0.0).then(|| bytes_copied as f64 / 1e6 / during_s),
+        bulk_cpu_ms: None,
         migrations,
     }
 }
@@ -127,6 +169,21 @@ mod tests {
         assert_eq!(s.bytes_copied, 10_000_000);
         assert_eq!(s.largest_cutover_pause_ms, Some(3));
         assert_eq!(s.moved_mb_per_s, Some(2.0));
+    }
+
+    #[test]
+    fn cpu_is_summed_per_node_and_priced_per_mb_copied() {
+        let before = BTreeMap::from([(1, 100), (2, 50), (3, 7)]);
+        // Node 4 joined during the window; node 3 left.
+        let after = BTreeMap::from([(1, 350), (2, 50), (4, 240)]);
+        assert_eq!(cpu_spent(&before, &after), 250 + 240);
+        let mut s = MigrationSummary { bytes_copied: 5_000_000, bulk_cpu_ms: Some(500), ..MigrationSummary::default() };
+        assert_eq!(s.bulk_cpu_ms_per_mb(), Some(100.0), "500 ms for 5 MB");
+        assert_eq!(s.cpu_text().as_deref(), Some("bulk-thread CPU 500 ms (100.0 ms per MB copied)"));
+        s.bytes_copied = 0;
+        assert_eq!((s.bulk_cpu_ms_per_mb(), s.cpu_text().as_deref()), (None, Some("bulk-thread CPU 500 ms")));
+        s.bulk_cpu_ms = None;
+        assert_eq!(s.cpu_text(), None);
     }
 
     #[tokio::test]

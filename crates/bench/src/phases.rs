@@ -88,23 +88,34 @@ const TAIL_LINE_CHARS: usize = 300;
 /// Drives the phases: waits out the baseline, runs the command, and fixes
 /// the end of the load. Returns when the end time is known. `stop` (Ctrl-C)
 /// skips or kills the command.
-pub async fn control(config: &Config, clock: Clock, pacer: &PacerShared, stop: &CancellationToken) -> (PhaseTimes, Option<CommandRun>) {
+/// Also returns the CPU the cluster's bulk threads used while the command
+/// ran (ms), when `--admin` gives a cluster that reports it.
+pub async fn control(config: &Config, clock: Clock, pacer: &PacerShared, stop: &CancellationToken) -> (PhaseTimes, Option<CommandRun>, Option<u64>) {
     let start = config.warmup.as_micros() as Micros;
     let during_start = start + config.baseline.as_micros() as Micros;
     let total = config.duration.as_micros() as Micros;
     let Some(command) = &config.during_cmd else {
         let during_end = during_start + (total - during_start) / 2;
-        return (PhaseTimes { start, during_start, during_end, end: total }, None);
+        return (PhaseTimes { start, during_start, during_end, end: total }, None, None);
     };
     // The phase boundary is a point in time, so waiting for it is the point.
     tokio::select! {
         _ = tokio::time::sleep_until(clock.instant(during_start).into()) => {}
-        _ = stop.cancelled() => return (PhaseTimes { start, during_start, during_end: during_start, end: total }, None),
+        _ = stop.cancelled() => return (PhaseTimes { start, during_start, during_end: during_start, end: total }, None, None),
     }
+    let cpu_before = bulk_cpu(config).await;
     let run = run_command(command, config, clock, stop).await;
+    let cpu_after = bulk_cpu(config).await;
     let recovery_end = run.ended_us + config.recovery.as_micros() as Micros;
     pacer.set_end(total.max(recovery_end));
-    (PhaseTimes { start, during_start: run.started_us, during_end: run.ended_us, end: pacer.end_us() }, Some(run))
+    let bulk_cpu_ms = cpu_before.zip(cpu_after).map(|(b, a)| crate::migrations::cpu_spent(&b, &a));
+    (PhaseTimes { start, during_start: run.started_us, during_end: run.ended_us, end: pacer.end_us() }, Some(run), bulk_cpu_ms)
+}
+
+/// The nodes' bulk-thread CPU totals, if `--admin` names a cluster that
+/// reports them (one request; a failure only leaves the figure out).
+async fn bulk_cpu(config: &Config) -> Option<std::collections::BTreeMap<evenkeel_types::NodeId, u64>> {
+    crate::migrations::bulk_cpu(config.admin.as_deref()?).await.ok()
 }
 
 async fn run_command(command: &str, config: &Config, clock: Clock, stop: &CancellationToken) -> CommandRun {

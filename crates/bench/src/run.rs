@@ -46,7 +46,7 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
         false => None,
     };
     let started_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let (clock, times, command, log, stalls) = load_with_phases(config, codec, seed).await?;
+    let (clock, times, command, log, stalls, bulk_cpu_ms) = load_with_phases(config, codec, seed).await?;
     let touched: BTreeSet<Key> = log.ops.iter().filter(|o| matches!(o.kind, OpKind::Write(_) | OpKind::Incr(_))).map(|o| o.key).collect();
     let keys_read_back = touched.len() as u64;
     let (read_back, read_back_error) = match read_back(config, codec, clock, touched.into_iter().collect()).await {
@@ -63,7 +63,7 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
     if let Some(path) = &config.samples {
         crate::recorder::write_samples(path, &samples).map_err(|source| BenchError::Write { path: path.clone(), source })?;
     }
-    let migrations = migration_summary(config, started_unix_ms, &times).await;
+    let migrations = MigrationSummary { bulk_cpu_ms, ..migration_summary(config, started_unix_ms, &times).await };
     let load_s = times.end as f64 / 1e6;
     let sent = samples.iter().filter(|s| s.invoke < times.end).count() as u64;
     let ok = samples.iter().filter(|s| s.outcome == Outcome::Ok && s.complete < times.end).count() as u64;
@@ -117,7 +117,8 @@ fn error_summary(log: &ConnLog) -> ErrorSummary {
 }
 
 /// The timed load: connections, pacer, phase controller, progress line.
-async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Result<(Clock, PhaseTimes, Option<CommandRun>, ConnLog, Option<Vec<Stall>>), BenchError> {
+/// Also returns the cluster's bulk-thread CPU during the disruption ([`phases::control`]).
+async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Result<(Clock, PhaseTimes, Option<CommandRun>, ConnLog, Option<Vec<Stall>>, Option<u64>), BenchError> {
     let mut streams = Vec::with_capacity(config.connections);
     for _ in 0..config.connections {
         streams.push(load::connect(&config.target).await.map_err(|reason| BenchError::Connect { target: config.target.display(), reason })?);
@@ -135,7 +136,7 @@ async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Resu
     let stop = CancellationToken::new();
     let interrupt = tokio::spawn(stop_on_ctrl_c(stop.clone(), pacer_shared.clone(), clock));
     let progress = (!config.quiet).then(|| tokio::spawn(progress_lines(shared.clone())));
-    let (times, command) = phases::control(config, clock, &pacer_shared, &stop).await;
+    let (times, command, bulk_cpu_ms) = phases::control(config, clock, &pacer_shared, &stop).await;
     // The load thread ends once the pacer has finished and every reply is in.
     let log = match tokio::task::spawn_blocking(move || load.join()).await.map_err(|e| BenchError::Io(std::io::Error::other(e)))? {
         Ok(result) => result?,
@@ -147,7 +148,7 @@ async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Resu
         p.abort();
     }
     let stalls = probe.map(HostProbe::finish);
-    Ok((clock, times.clamped(pacer_shared.end_us()), command, log, stalls))
+    Ok((clock, times.clamped(pacer_shared.end_us()), command, log, stalls, bulk_cpu_ms))
 }
 
 /// Runs the pacer and every connection on one thread of their own, in a

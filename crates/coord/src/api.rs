@@ -62,6 +62,10 @@ pub struct NodeStatus {
     /// compactions reclaim their space, which `disk_bytes` counts until then.
     #[serde(default)]
     pub retired_partitions: u32,
+    /// CPU time the node's bulk threads (its share of migration work) have
+    /// used since it started, in ms; 0 without a background lane.
+    #[serde(default)]
+    pub bulk_cpu_ms_total: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -30,7 +30,7 @@ use crate::priority::Priority;
 use evenkeel_types::NodeId;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -39,6 +39,9 @@ type Job = Box<dyn FnOnce() + Send>;
 /// empty.
 pub(crate) struct Pool {
     jobs: mpsc::Sender<Job>,
+    /// Never joined or detached while the pool lives, so each handle's
+    /// thread id stays valid for [`Pool::cpu_time`].
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// The pool is gone (the node is shutting down).
@@ -53,11 +56,21 @@ impl Pool {
     pub fn new(name: &str, node: NodeId, threads: usize, priority: Priority, queue: usize) -> std::io::Result<Pool> {
         let (tx, rx) = mpsc::channel::<Job>(queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
-        for i in 0..threads.max(1) {
-            let rx = rx.clone();
-            std::thread::Builder::new().name(format!("ek-{name}-{node}-{i}")).spawn(move || work(rx, node, priority))?;
-        }
-        Ok(Pool { jobs: tx })
+        let threads = (0..threads.max(1))
+            .map(|i| {
+                let rx = rx.clone();
+                std::thread::Builder::new().name(format!("ek-{name}-{node}-{i}")).spawn(move || work(rx, node, priority))
+            })
+            .collect::<std::io::Result<_>>()?;
+        Ok(Pool { jobs: tx, threads })
+    }
+
+    /// CPU time the pool's threads have used since they started (they use
+    /// none waiting for jobs): for the bulk pool, what the node's share of
+    /// migrations has cost in CPU. Read from each thread's CPU clock
+    /// (Linux); zero elsewhere.
+    pub fn cpu_time(&self) -> Duration {
+        self.threads.iter().map(thread_cpu_time).sum()
     }
 
     /// Runs `f` on a pool thread and returns its result.
@@ -106,6 +119,23 @@ impl Pool {
         }
         rx.await.map(Some).map_err(|_| Closed(node))
     }
+}
+
+#[cfg(target_os = "linux")]
+fn thread_cpu_time(thread: &std::thread::JoinHandle<()>) -> Duration {
+    use std::os::unix::thread::JoinHandleExt;
+    let mut clock: libc::clockid_t = 0;
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: the handle is neither joined nor detached (the pool owns it),
+    // so its pthread_t is valid, and both out-pointers live for the calls.
+    // A thread that has ended makes clock_gettime fail: it counts zero.
+    let ok = unsafe { libc::pthread_getcpuclockid(thread.as_pthread_t(), &mut clock) == 0 && libc::clock_gettime(clock, &mut now) == 0 };
+    if ok { Duration::new(now.tv_sec as u64, now.tv_nsec as u32) } else { Duration::ZERO }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_time(_: &std::thread::JoinHandle<()>) -> Duration {
+    Duration::ZERO
 }
 
 /// A job's claim: still queued, taken by a pool thread, or given up by its
@@ -194,6 +224,33 @@ mod tests {
             .await;
         assert!(matches!(slow, Ok(Some(9))), "{slow:?}");
         assert!(matches!(pool.run_started_by(3, None, || 1).await, Ok(Some(1))));
+    }
+
+    /// The pool's CPU time counts what its jobs burn and not the time its
+    /// threads wait for work (sleeping in a job or in the queue).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn cpu_time_counts_work_not_waiting() {
+        use std::time::Duration;
+        let pool = Pool::new("bulk", 4, 2, Priority::Normal, 8).unwrap();
+        let before = pool.cpu_time();
+        pool.run(4, || std::thread::sleep(Duration::from_millis(200))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waited = pool.cpu_time() - before;
+        assert!(waited < Duration::from_millis(50), "sleeping and waiting cost {waited:?} of CPU");
+        let spin = |ms| {
+            let until = Instant::now() + Duration::from_millis(ms);
+            let mut n = 0u64;
+            while Instant::now() < until {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        };
+        let before = pool.cpu_time();
+        let _ = tokio::join!(pool.run(4, move || spin(150)), pool.run(4, move || spin(150)));
+        let burned = pool.cpu_time() - before;
+        // Two threads spun 150 ms of wall time each; on a busy machine they
+        // get less CPU than that, never more.
+        assert!(burned > Duration::from_millis(30) && burned < Duration::from_millis(320), "two 150 ms spins cost {burned:?} of CPU");
     }
 
     #[tokio::test]

@@ -169,6 +169,7 @@ impl NodeInner {
         stats.execute_ops_last_s = last.count;
         stats.errors_total = self.metrics.errors_total.load(Ordering::Relaxed);
         stats.shed_ops_total = self.metrics.shed_total.load(Ordering::Relaxed);
+        stats.bulk_cpu_us_total = self.bulk.as_ref().map_or(0, |b| b.cpu_time().as_micros() as u64);
         stats.background_yields_total = self.lane.yields_total();
         let (l0, sealed) = self.store.engine_debt();
         (stats.l0_tables, stats.sealed_memtables) = (l0 as u32, sealed as u32);

@@ -26,6 +26,7 @@ fn node(id: NodeId, p99_us: u64, free: u64) -> NodeStatus {
         l0_tables: 0,
         sealed_memtables: 0,
         retired_partitions: 0,
+        bulk_cpu_ms_total: 0,
     }
 }
 

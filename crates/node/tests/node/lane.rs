@@ -68,6 +68,31 @@ async fn with_the_lane_off_migration_never_yields() {
     node.stop().await;
 }
 
+/// Stats count the CPU the bulk threads spend on migration requests (what
+/// moves cost a node); without a background lane there are no bulk threads
+/// and the figure stays 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_the_bulk_threads_cpu() {
+    for (id, lane) in [(44, true), (45, false)] {
+        let node = start(id, |c| c.background_lane = lane).await;
+        let mut client = node.client.clone();
+        // Starting the threads (setting their priority) costs microseconds.
+        let idle = node.stats().await.bulk_cpu_us_total;
+        assert!(idle < 1_000, "lane {lane}: {idle} µs before any migration request");
+        for round in 0..4 {
+            let applied = client.migrate_apply(apply_many(&format!("cpu{round}"), 2_000)).await.unwrap().into_inner().applied;
+            assert_eq!(applied, 2_000);
+        }
+        let cpu = node.stats().await.bulk_cpu_us_total;
+        match lane {
+            // 8,000 records applied: milliseconds of CPU, never 0.
+            true => assert!(cpu >= idle + 1_000, "bulk threads used {} µs for 8,000 records", cpu - idle),
+            false => assert_eq!(cpu, 0, "no bulk threads without the lane"),
+        }
+        node.stop().await;
+    }
+}
+
 /// The cutover's drain (log reads and applies marked urgent) runs while
 /// clients are fenced, so it never waits in the lane, even with foreground
 /// requests in flight and the lane on.
