@@ -196,6 +196,34 @@ fn the_baseline_freezes_while_data_moves_and_the_rate_is_cut_above_budget() {
     assert!(s.budget_used.unwrap() > 1.0, "{s:?}");
 }
 
+/// A small partition copies in a fraction of a second: by the tick, the
+/// move that disturbed the second is already baking. It still counts as
+/// moving (it booked work on the throttle), so p99 over budget cuts the
+/// rate instead of being written off as noise.
+#[test]
+fn a_move_that_copies_between_two_ticks_counts_as_moving() {
+    let t = Throttle::default();
+    calm_seconds(&t, 10);
+    let start = t.status().adaptive_rate_bytes_per_s.unwrap();
+    let mut reasons = Vec::new();
+    for (i, now) in [110_000u64, 111_000, 112_000, 113_000].into_iter().enumerate() {
+        let mut m = migration(&format!("m{i}"), 1, 2, Phase::Copying);
+        assert!(t.reserve(&m, 256 << 10, 500).is_some(), "no limit pauses it");
+        m.phase = Phase::Completed;
+        t.tick(&input(two_nodes(), vec![m], Some((6_000, 5_000)), now), now);
+        let s = t.status();
+        assert_eq!(s.migrations_moving, 1, "{s:?}");
+        reasons.push(s.reason);
+    }
+    assert!(reasons.iter().any(|r| r.starts_with("cut")), "{reasons:?}");
+    let s = t.status();
+    assert!(s.adaptive_rate_bytes_per_s.unwrap() < start, "{start} -> {s:?}");
+    // A second in which nothing booked work moves nothing again.
+    t.tick(&input(two_nodes(), vec![migration("m9", 1, 2, Phase::Completed)], Some((6_000, 5_000)), 114_000), 114_000);
+    let s = t.status();
+    assert_eq!((s.migrations_moving, s.reason.split(';').next()), (0, Some("hold: nothing moving")), "{s:?}");
+}
+
 #[test]
 fn the_baseline_stays_frozen_between_the_moves_of_a_rebalance() {
     let t = Throttle::default();
