@@ -16,7 +16,8 @@
 # RATE (default 10000) and SECONDS_LOAD (default 60) change the load;
 # WARMUP (default 30) seconds of load run after the preload and before the
 # baseline window, so the baseline is the loaded cluster's steady state, not
-# the preload's flush and compaction backlog.
+# the preload's flush and compaction backlog. RECOVERY (default 5) is the
+# shortest "after" window, in seconds.
 # BENCH_NICE (default 0) runs the bench at that nice value; negative (root)
 # gives it the CPU first. Measured once at -10: the bench's p99 did not come
 # closer to the router's (the cluster's runtime then waited longer for a
@@ -82,7 +83,7 @@ while True:
     print(f"rate per migration {t['rate_bytes_per_s'] / 1048576:.1f} MiB/s  ({t['migrations_moving']} moving)")
     print("why:", t["reason"])
     ratio = "-" if t["p99_ratio"] is None else f"{t['p99_ratio']:.2f}x"
-    print(f"foreground ({t['signal']}): p99 {us(t['p99_us'])}  sched {us(t['sched_p99_us'])}  baseline {us(t['baseline_p99_us'])}  ratio {ratio}")
+    print(f"foreground ({t['signal']}): p99 {us(t['p99_us'])}  from arrival {us(t.get('arrival_p99_us'))}  sched {us(t['sched_p99_us'])}  baseline {us(t['baseline_p99_us'])}  ratio {ratio}")
     print("nodes:", " ".join(f"n{n['id']}:l0={n.get('l0_tables')},sealed={n.get('sealed_memtables')},p99={n.get('p99_us')}us" for n in c["nodes"]), flush=True)
 PY
 python3 "$OUT/timeline.py" "$ADMIN" $UP > "$OUT/throttle-timeline.txt" 2>&1 &
@@ -90,7 +91,7 @@ TIMELINE=$!
 trap 'kill $UP $TIMELINE 2>/dev/null; wait $UP 2>/dev/null || true' EXIT
 nice -n "${BENCH_NICE:-0}" "$BIN" bench --target redis://127.0.0.1:6395 --rate "${RATE:-10000}" --seconds "${SECONDS_LOAD:-60}" --keys 1000000 --value-size 100 \
   --mix get=50,set=45,incr=3,del=1,mget=1 --preload --warmup-seconds "${WARMUP:-30}" --quiet --admin "$ADMIN" \
-  --during-cmd "$DURING" --host-probe \
+  --during-cmd "$DURING" --recovery-seconds "${RECOVERY:-5}" --host-probe \
   --json "$OUT/report.json" --html "$OUT/report.html" ${SAMPLES:+--samples "$OUT/samples.csv"} | tee "$OUT/bench.txt"
 "$BIN" migrations --admin "$ADMIN" > "$OUT/migrations.txt"
 "$BIN" migrations --json --admin "$ADMIN" > "$OUT/migrations.json"

@@ -123,12 +123,13 @@ fn render(s: &ThrottleStatus) -> String {
     let ratio = s.p99_ratio.map_or("-".to_string(), |r| format!("{r:.2}x"));
     let used = s.budget_used.map_or("-".to_string(), |u| format!("{:.0}%", u * 100.0));
     let mut out = format!(
-        "rate per migration {}  ({} moving)\nwhy: {}\nforeground ({}): p99 {}  sched {}  baseline {}{}{}  ratio {ratio}  budget {:.2}x, used {used}\n",
+        "rate per migration {}  ({} moving)\nwhy: {}\nforeground ({}): p99 {}  from arrival {}  sched {}  baseline {}{}{}  ratio {ratio}  budget {:.2}x, used {used}\n",
         fmt_rate(s.rate_bytes_per_s),
         s.migrations_moving,
         s.reason,
         s.signal,
         fmt_us(s.p99_us),
+        s.arrival_p99_us.map_or("-".to_string(), fmt_us),
         s.sched_p99_us.map_or("-".to_string(), fmt_us),
         s.baseline_p99_us.map_or("-".to_string(), fmt_us),
         if s.baseline_frozen { " (frozen)" } else { "" },

@@ -242,6 +242,10 @@ pub struct ThrottleStatus {
     /// The routers' scheduling delay p99 over the same second.
     #[serde(default)]
     pub sched_p99_us: Option<u64>,
+    /// The routers' p99 over the same second measured from when the kernel
+    /// received each request (the wait in the socket included).
+    #[serde(default)]
+    pub arrival_p99_us: Option<u64>,
     pub ops_last_s: u64,
     pub errors_last_s: u64,
     /// Where the foreground signal came from: "routers" or "nodes".

@@ -256,20 +256,27 @@ struct Foreground {
     p99_us: u64,
     /// What the baseline learns and the controller steers by: `p99_us`,
     /// plus the routers' scheduling delay with
-    /// `aimd.signal_includes_sched`.
+    /// `aimd.signal_includes_sched`, or the routers' p99 from arrival
+    /// with `aimd.signal_from_arrival`.
     steer_us: u64,
     ops: u64,
     errors: u64,
     from_routers: bool,
     /// The worst router's scheduling delay p99 (None: not reported).
     sched_p99_us: Option<u64>,
+    /// The worst router's p99 from arrival (None: not reported).
+    arrival_p99_us: Option<u64>,
 }
 
 fn foreground(input: &TickInput, now_ms: u64) -> Foreground {
     let fresh: Vec<_> = input.routers.iter().filter(|r| now_ms.saturating_sub(r.at_ms) <= REPORT_MAX_AGE_MS).collect();
     if !fresh.is_empty() {
-        let with_sched = input.settings.aimd.signal_includes_sched;
-        let steer = |r: &&RouterReport| r.last_second.p99_us + if with_sched { r.sched.map_or(0, |s| s.p99_us) } else { 0 };
+        let aimd = &input.settings.aimd;
+        let steer = |r: &&RouterReport| match (aimd.signal_from_arrival, r.arrival) {
+            (true, Some(a)) => a.p99_us,
+            (true, None) => r.last_second.p99_us,
+            (false, _) => r.last_second.p99_us + if aimd.signal_includes_sched { r.sched.map_or(0, |s| s.p99_us) } else { 0 },
+        };
         return Foreground {
             p99_us: fresh.iter().map(|r| r.last_second.p99_us).max().unwrap_or(0),
             steer_us: fresh.iter().map(steer).max().unwrap_or(0),
@@ -277,6 +284,7 @@ fn foreground(input: &TickInput, now_ms: u64) -> Foreground {
             errors: fresh.iter().map(|r| r.last_second.errors).sum(),
             from_routers: true,
             sched_p99_us: fresh.iter().filter_map(|r| r.sched.map(|s| s.p99_us)).max(),
+            arrival_p99_us: fresh.iter().filter_map(|r| r.arrival.map(|s| s.p99_us)).max(),
         };
     }
     let nodes = &input.status.nodes;
@@ -288,6 +296,7 @@ fn foreground(input: &TickInput, now_ms: u64) -> Foreground {
         errors: 0,
         from_routers: false,
         sched_p99_us: None,
+        arrival_p99_us: None,
     }
 }
 
@@ -302,7 +311,7 @@ impl Runtime {
             self.controller = Controller::new(settings.aimd.clone(), now_ms);
         }
         // Another statistic: what was learned does not compare.
-        let statistic_changed = settings.aimd.signal_includes_sched != self.settings.aimd.signal_includes_sched;
+        let statistic_changed = (settings.aimd.signal_includes_sched, settings.aimd.signal_from_arrival) != (self.settings.aimd.signal_includes_sched, self.settings.aimd.signal_from_arrival);
         if settings.baseline != self.settings.baseline || statistic_changed {
             self.baseline = Baseline::new(settings.baseline.clone());
         }
@@ -403,6 +412,7 @@ impl Runtime {
             floor_reference_p99_us: self.controller.reference_us(),
             p99_us: fg.p99_us,
             sched_p99_us: fg.sched_p99_us,
+            arrival_p99_us: fg.arrival_p99_us,
             ops_last_s: fg.ops,
             errors_last_s: fg.errors,
             signal: if fg.from_routers { "routers" } else { "nodes" }.to_string(),

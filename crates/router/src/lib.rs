@@ -2,6 +2,8 @@
 //! that own their keys.
 //!
 //! Layout, in the order a request meets it:
+//! - [`arrival`]: when a request's bytes reached the host (kernel receive
+//!   timestamps), so latency can count the wait in the socket.
 //! - [`session`]: one task per client connection. Decodes requests with
 //!   `evenkeel_resp`, runs them in order, writes replies in batches
 //!   (flushing before it waits for more input, so pipelines cost one write).
@@ -22,6 +24,7 @@
 //! [`Router::serve`] takes a listener and a shutdown future, so tests and
 //! `evenkeel up` pass their own sockets.
 
+pub mod arrival;
 pub mod batch;
 pub mod cmd;
 pub mod dispatch;
@@ -68,6 +71,10 @@ pub struct Router {
     pub id: u64,
     /// Latency of every command, summarized per second.
     pub latency: Arc<evenkeel_types::latency::SecondWindow>,
+    /// Latency of every command from when its bytes reached the host (see
+    /// [`arrival`]), summarized per second: `latency` plus the wait in the
+    /// socket.
+    pub arrival: Arc<evenkeel_types::latency::SecondWindow>,
     meta: Arc<dyn MetaStore>,
     clients: AtomicUsize,
     next_client_id: AtomicU64,
@@ -85,6 +92,7 @@ impl Router {
             started: Instant::now(),
             id: random_id(),
             latency: Arc::default(),
+            arrival: Arc::default(),
             meta,
             clients: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
@@ -102,7 +110,7 @@ impl Router {
     /// open connections once their current command has been answered.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, "router listening");
-        let reporter = tokio::spawn(report::run(self.meta.clone(), self.id, self.latency.clone(), self.dispatcher.mirror.clone()));
+        let reporter = tokio::spawn(report::run(self.meta.clone(), self.id, report::Windows { commands: self.latency.clone(), arrival: self.arrival.clone() }, self.dispatcher.mirror.clone()));
         let _stop_reporter = AbortOnDrop(reporter);
         tokio::pin!(shutdown);
         loop {

@@ -18,7 +18,9 @@
 //! every few milliseconds and measures how long it takes to run again
 //! (waiting behind other tasks, or for the OS to give the worker thread a
 //! core). It is the signal CockroachDB's elastic CPU limiter throttles
-//! bulk work on (Go's scheduler latency).
+//! bulk work on (Go's scheduler latency). The report's `arrival` is the
+//! direct measure: each command's latency from when the kernel received
+//! its bytes (see [`crate::arrival`]).
 
 use crate::mirror::Mirror;
 use evenkeel_meta::{LeaseId, MetaStore};
@@ -33,9 +35,17 @@ const LEASE_TTL: Duration = Duration::from_secs(5);
 /// How often the scheduling probe samples.
 const PROBE_EVERY: Duration = Duration::from_millis(5);
 
-/// Publishes `window`, `mirror`'s counts and the scheduling delay it
+/// The per-second latencies a router reports.
+pub(crate) struct Windows {
+    /// From decode to reply.
+    pub commands: Arc<SecondWindow>,
+    /// From the kernel's receipt of the request's bytes to reply.
+    pub arrival: Arc<SecondWindow>,
+}
+
+/// Publishes `windows`, `mirror`'s counts and the scheduling delay it
 /// samples itself every second until the task is dropped.
-pub(crate) async fn run(meta: Arc<dyn MetaStore>, router: u64, window: Arc<SecondWindow>, mirror: Arc<Mirror>) {
+pub(crate) async fn run(meta: Arc<dyn MetaStore>, router: u64, windows: Windows, mirror: Arc<Mirror>) {
     let sched = Arc::new(SecondWindow::default());
     let probe = tokio::spawn(probe_scheduling(sched.clone(), PROBE_EVERY));
     let _stop_probe = crate::AbortOnDrop(probe);
@@ -44,7 +54,7 @@ pub(crate) async fn run(meta: Arc<dyn MetaStore>, router: u64, window: Arc<Secon
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = publish(meta.as_ref(), router, &window, &sched, &mirror, &mut lease).await {
+        if let Err(e) = publish(meta.as_ref(), router, &windows, &sched, &mirror, &mut lease).await {
             tracing::debug!(error = %e, "router report not published");
             lease = None;
         }
@@ -65,7 +75,7 @@ pub(crate) async fn probe_scheduling(window: Arc<SecondWindow>, every: Duration)
     }
 }
 
-async fn publish(meta: &dyn MetaStore, router: u64, window: &SecondWindow, sched: &SecondWindow, mirror: &Mirror, lease: &mut Option<LeaseId>) -> Result<(), evenkeel_meta::MetaError> {
+async fn publish(meta: &dyn MetaStore, router: u64, windows: &Windows, sched: &SecondWindow, mirror: &Mirror, lease: &mut Option<LeaseId>) -> Result<(), evenkeel_meta::MetaError> {
     let id = match *lease {
         Some(id) => {
             meta.keep_alive(id).await?;
@@ -74,7 +84,7 @@ async fn publish(meta: &dyn MetaStore, router: u64, window: &SecondWindow, sched
         None => *lease.insert(meta.grant_lease(LEASE_TTL).await?),
     };
     let now = unix_ms();
-    let report = RouterReport { router, at_ms: now, last_second: window.last_second(now), sched: Some(sched.last_second(now)), migrations: mirror.book.snapshot() };
+    let report = RouterReport { router, at_ms: now, last_second: windows.commands.last_second(now), sched: Some(sched.last_second(now)), arrival: Some(windows.arrival.last_second(now)), migrations: mirror.book.snapshot() };
     meta.put(&keys::router_key(router), serde_json::to_vec(&report).expect("report serializes"), Some(id)).await?;
     Ok(())
 }

@@ -13,11 +13,13 @@
 //! gets the Redis error reply and closes the connection.
 
 use crate::Router;
+use crate::arrival::Stamped;
 use crate::batch::{Batch, BatchLimits};
 use crate::cmd::{self, Flow};
 use bytes::{Bytes, BytesMut};
 use evenkeel_resp::{Frame, ProtocolError, RequestDecoder};
 use futures::{FutureExt, StreamExt};
+use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -26,7 +28,7 @@ use tokio_util::codec::FramedRead;
 /// Replies buffered beyond this are written even mid-pipeline.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
-type Requests = FramedRead<OwnedReadHalf, RequestDecoder>;
+type Requests = FramedRead<Stamped<OwnedReadHalf>, RequestDecoder>;
 /// What the decoder yields: a request, an error, or `None` at end of input.
 type Next = Option<Result<Vec<Bytes>, ProtocolError>>;
 
@@ -46,7 +48,7 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
         return Ok(());
     }
     let mut session = Session { id, authenticated: router.config.requirepass.is_none(), name: None };
-    let mut requests = FramedRead::new(reader, RequestDecoder::new(router.config.limits));
+    let mut requests = FramedRead::new(Stamped::new(reader), RequestDecoder::new(router.config.limits));
     let mut out = BytesMut::with_capacity(4096);
     // A request taken while gathering a batch that did not join it.
     let mut carried: Option<Next> = None;
@@ -66,15 +68,21 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
             }
         };
         let Some(args) = request_or_end(id, next, &mut out) else { break };
+        // The latest read's arrival: this request's, or later if it came
+        // in an earlier read (see `arrival`).
+        let arrived = requests.get_ref().arrived().unwrap_or_else(Instant::now);
         if let Some((name, planned)) = cmd::batchable(&session, &args) {
             let mut batch = Batch::new(BatchLimits::default());
             batch.push(name, &args, planned);
             carried = gather(&mut requests, &session, &mut batch);
-            for reply in batch.run(router).await {
+            let replies = batch.run(router).await;
+            router.arrival.record_n(arrived.elapsed().as_micros() as u64, replies.len() as u64, 0, evenkeel_types::unix_ms());
+            for reply in replies {
                 reply.encode(&mut out);
             }
         } else {
             let (reply, flow) = cmd::execute(router, &mut session, args).await;
+            router.arrival.record(arrived.elapsed().as_micros() as u64, false, evenkeel_types::unix_ms());
             reply.encode(&mut out);
             if flow == Flow::Close {
                 break;

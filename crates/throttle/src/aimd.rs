@@ -109,6 +109,14 @@ pub struct AimdConfig {
     /// clients feel both. A sum of two p99s over-estimates the p99 of the
     /// sum, the same way before and during a rebalance.
     pub signal_includes_sched: bool,
+    /// Experimental, off by default: the p99 the baseline learns and the
+    /// controller steers by is each router's p99 measured from when the
+    /// kernel received a request's bytes (its `arrival` report) instead of
+    /// from decode: the wait in the socket for a worker is in it, which
+    /// clients feel and the router's own p99 leaves out. Takes precedence
+    /// over `signal_includes_sched`; a router that does not report it
+    /// counts with its own p99.
+    pub signal_from_arrival: bool,
 }
 
 impl Default for AimdConfig {
@@ -126,6 +134,7 @@ impl Default for AimdConfig {
             signal_window_s: 5,
             floor_patience_s: 10,
             signal_includes_sched: false,
+            signal_from_arrival: false,
         }
     }
 }

@@ -48,6 +48,11 @@ pub struct RouterReport {
     /// CPU contention shows here before it shows in command latency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sched: Option<SecondSummary>,
+    /// The same second's commands measured from when the kernel received
+    /// their bytes instead of from decode: adds the wait in the socket for
+    /// a worker, which clients feel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival: Option<SecondSummary>,
     /// What the router did for each moving partition's migration since it
     /// started (cumulative, so a report the coordinator misses loses
     /// nothing).

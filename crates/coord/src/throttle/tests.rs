@@ -48,7 +48,7 @@ fn input(nodes: Vec<NodeStatus>, migrations: Vec<Migration>, router_p99_us: Opti
     let routers = router_p99_us
         .map(|(p99_us, count)| {
             let last_second = evenkeel_types::latency::SecondSummary { second: now_ms / 1000 - 1, count, errors: 0, p50_us: p99_us / 2, p99_us, max_us: p99_us };
-            vec![RouterReport { router: 7, at_ms: now_ms, last_second, sched: None, migrations: vec![] }]
+            vec![RouterReport { router: 7, at_ms: now_ms, last_second, sched: None, arrival: None, migrations: vec![] }]
         })
         .unwrap_or_default();
     TickInput { settings: Settings::default(), status: Arc::new(status), routers, migrations }
@@ -336,7 +336,7 @@ fn merge_patch_follows_rfc_7386() {
 fn with_sched_in_the_signal_a_congested_runtime_is_cut_even_when_the_router_p99_is_flat() {
     let report = |p99_us: u64, sched_us: u64, now_ms: u64| {
         let second = |p99_us| evenkeel_types::latency::SecondSummary { second: now_ms / 1000 - 1, count: 5_000, errors: 0, p50_us: p99_us / 2, p99_us, max_us: p99_us };
-        RouterReport { router: 7, at_ms: now_ms, last_second: second(p99_us), sched: Some(second(sched_us)), migrations: vec![] }
+        RouterReport { router: 7, at_ms: now_ms, last_second: second(p99_us), sched: Some(second(sched_us)), arrival: None, migrations: vec![] }
     };
     let run = |include: bool| {
         let t = Throttle::default();
@@ -366,6 +366,45 @@ fn with_sched_in_the_signal_a_congested_runtime_is_cut_even_when_the_router_p99_
     assert!(!s.reason.starts_with("cut"), "the router p99 alone did not move: {s:?}");
     let (baseline, s) = run(true);
     assert_eq!(baseline.map(|b| (2_700..=2_900).contains(&b)), Some(true), "p99 + sched: {s:?}");
+    assert!(s.reason.starts_with("cut") || s.reason.contains("over budget"), "{s:?}");
+    assert_eq!(s.p99_us, 400, "the status still shows the router's own p99");
+}
+
+/// With `aimd.signal_from_arrival` the controller steers by the routers'
+/// p99 from arrival: a wait in the socket that the router's own p99 does
+/// not show cuts the rate; without it, the same seconds hold.
+#[test]
+fn from_arrival_a_wait_in_the_socket_cuts_even_when_the_router_p99_is_flat() {
+    let report = |arrival_us: u64, now_ms: u64| {
+        let second = |p99_us| evenkeel_types::latency::SecondSummary { second: now_ms / 1000 - 1, count: 5_000, errors: 0, p50_us: p99_us / 2, p99_us, max_us: p99_us };
+        RouterReport { router: 7, at_ms: now_ms, last_second: second(400), sched: Some(second(100)), arrival: Some(second(arrival_us)), migrations: vec![] }
+    };
+    let run = |from_arrival: bool| {
+        let t = Throttle::default();
+        let mut settings = Settings::default();
+        settings.aimd.signal_from_arrival = from_arrival;
+        let tick = |arrival_us: u64, migrations: Vec<Migration>, now: u64| {
+            let mut i = input(two_nodes(), migrations, None, now);
+            i.settings = settings.clone();
+            i.routers = vec![report(arrival_us, now)];
+            t.tick(&i, now);
+        };
+        for s in 0..10u64 {
+            tick(600, vec![], 100_000 + s * 1000);
+        }
+        let baseline = t.status().baseline_p99_us;
+        let m = migration("m1", 1, 2, Phase::Copying);
+        for s in 10..16u64 {
+            tick(900, vec![m.clone()], 100_000 + s * 1000);
+        }
+        (baseline, t.status())
+    };
+    let (baseline, s) = run(false);
+    assert_eq!(baseline.map(|b| (380..=420).contains(&b)), Some(true), "{s:?}");
+    assert!(!s.reason.starts_with("cut") && !s.reason.contains("over budget"), "the router p99 did not move: {s:?}");
+    assert_eq!(s.arrival_p99_us, Some(900), "shown either way: {s:?}");
+    let (baseline, s) = run(true);
+    assert_eq!(baseline.map(|b| (570..=630).contains(&b)), Some(true), "from arrival: {s:?}");
     assert!(s.reason.starts_with("cut") || s.reason.contains("over budget"), "{s:?}");
     assert_eq!(s.p99_us, 400, "the status still shows the router's own p99");
 }

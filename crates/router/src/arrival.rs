@@ -1,0 +1,166 @@
+//! When a request's bytes reached this host, from the kernel.
+//!
+//! A router's command latency starts once a request has been decoded. The
+//! time before that, while the bytes sit in the socket until a worker gets
+//! to them, is part of what the client feels and none of what the router
+//! measured: in the rebalance acceptance runs the bench's per-second p99
+//! rose by a quarter while a move copied and the router's stayed flat, on
+//! a host where the copy's threads only ran when a core was otherwise idle.
+//! The wake-up of a worker whose core a background thread is using is
+//! where that time goes.
+//!
+//! [`Stamped`] reads a connection with `recvmsg` and `SO_TIMESTAMPNS`, so
+//! each read also returns when the kernel received its last segment; the
+//! session measures a request's latency *from arrival* from there (see
+//! `Router::arrival`). A request that arrived in an earlier read than the
+//! latest one is measured from the later read's arrival, which can only
+//! understate its wait. Where the kernel gives no timestamp, a read counts
+//! as arriving when it was read: Linux stamps every received segment once
+//! any socket has asked, but turns that on in deferred work, so segments
+//! that arrive just after the first request go unstamped.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, Interest, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A reader that remembers when the data of its latest read arrived.
+pub(crate) struct Stamped<R> {
+    inner: R,
+    arrived: Option<Instant>,
+}
+
+impl<R: AsRef<TcpStream>> Stamped<R> {
+    /// Wraps `inner` and asks the kernel to timestamp what it receives. If
+    /// the socket refuses, reads count as arriving when they are read.
+    pub fn new(inner: R) -> Self {
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket descriptor owned by `inner`, and a pointer
+        // to a c_int that lives across the call, with its exact length.
+        let rc = unsafe {
+            libc::setsockopt(
+                inner.as_ref().as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(error = %io::Error::last_os_error(), "no receive timestamps on this connection");
+        }
+        Stamped { inner, arrived: None }
+    }
+
+    /// When the data of the latest read reached the host (None: nothing
+    /// read yet).
+    pub fn arrived(&self) -> Option<Instant> {
+        self.arrived
+    }
+}
+
+impl<R: AsRef<TcpStream> + Unpin> AsyncRead for Stamped<R> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let stream = this.inner.as_ref();
+        loop {
+            ready!(stream.poll_read_ready(cx))?;
+            // SAFETY: recvmsg only writes into the unfilled part, and
+            // exactly the `n` bytes it reports are marked initialized.
+            let unfilled = unsafe { buf.unfilled_mut() };
+            match stream.try_io(Interest::READABLE, || recv_stamped(stream.as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len())) {
+                Ok((n, age)) => {
+                    let now = Instant::now();
+                    this.arrived = Some(age.and_then(|a| now.checked_sub(a)).unwrap_or(now));
+                    unsafe { buf.assume_init(n) };
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+/// One `recvmsg` into the `len` bytes at `buf`: the bytes read and how
+/// long ago the kernel received them (None without a timestamp).
+fn recv_stamped(fd: libc::c_int, buf: *mut libc::c_void, len: usize) -> io::Result<(usize, Option<Duration>)> {
+    let mut iov = libc::iovec { iov_base: buf, iov_len: len };
+    // Room for one timespec control message, aligned as cmsghdr needs.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at `iov` (which points at the caller's `len`
+    // writable bytes) and at `control`, all alive for the whole call.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: the kernel filled `msg_control` with `msg_controllen` bytes
+    // of well-formed control messages; CMSG_* walk exactly those.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS {
+                stamp = Some(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>()));
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n as usize, stamp.and_then(age)))
+}
+
+/// How long ago the CLOCK_REALTIME instant `ts` was (None if in the
+/// future: a clock step).
+fn age(ts: libc::timespec) -> Option<Duration> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
+    let then = Duration::new(u64::try_from(ts.tv_sec).ok()?, u32::try_from(ts.tv_nsec).ok()?);
+    now.checked_sub(then)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Bytes that waited in the socket before being read count from when
+    /// they arrived, not from the read; a later segment moves the mark.
+    #[tokio::test]
+    async fn a_read_knows_how_long_its_bytes_waited_in_the_socket() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (read, _write) = server.into_split();
+        let mut stamped = Stamped::new(read);
+        assert_eq!(stamped.arrived(), None);
+        // The first socket to ask turns receive timestamps on for the host
+        // in a deferred kernel work item: a segment that arrives before it
+        // ran has none (and counts as arriving when read).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+
+        client.write_all(b"*1\r\n$4\r\nPING\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut buf = [0u8; 64];
+        let n = stamped.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"*1\r\n$4\r\nPING\r\n");
+        let waited = stamped.arrived().unwrap().elapsed();
+        assert!(waited >= Duration::from_millis(40), "the bytes waited ~50 ms in the socket, measured {waited:?}");
+
+        client.write_all(b"x").await.unwrap();
+        assert_eq!(stamped.read(&mut buf).await.unwrap(), 1);
+        let waited = stamped.arrived().unwrap().elapsed();
+        assert!(waited < Duration::from_millis(40), "read at once: {waited:?}");
+
+        drop(client);
+        assert_eq!(stamped.read(&mut buf).await.unwrap(), 0, "end of stream reads as 0");
+    }
+}
