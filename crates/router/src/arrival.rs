@@ -12,9 +12,10 @@
 //! [`Stamped`] reads a connection with `recvmsg` and `SO_TIMESTAMPNS`, so
 //! each read also returns when the kernel received its last segment; the
 //! session measures a request's latency *from arrival* from there (see
-//! `Router::arrival`). A request that arrived in an earlier read than the
-//! latest one is measured from the later read's arrival, which can only
-//! understate its wait. Where the kernel gives no timestamp, a read counts
+//! `Router::arrival`). The decoder reads again only once the buffer holds
+//! no complete request, so the latest read is the one that completed the
+//! request; one split over several reads counts from its last segment,
+//! which can only understate its wait. Where the kernel gives no timestamp, a read counts
 //! as arriving when it was read: Linux stamps every received segment once
 //! any socket has asked, but turns that on in deferred work, so segments
 //! that arrive just after the first request go unstamped.
@@ -75,6 +76,7 @@ impl<R: AsRef<TcpStream> + Unpin> AsyncRead for Stamped<R> {
                 Ok((n, age)) => {
                     let now = Instant::now();
                     this.arrived = Some(age.and_then(|a| now.checked_sub(a)).unwrap_or(now));
+                    // SAFETY: recvmsg wrote these `n` bytes.
                     unsafe { buf.assume_init(n) };
                     buf.advance(n);
                     return Poll::Ready(Ok(()));

@@ -68,8 +68,8 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
             }
         };
         let Some(args) = request_or_end(id, next, &mut out) else { break };
-        // The latest read's arrival: this request's, or later if it came
-        // in an earlier read (see `arrival`).
+        // When the read that completed this request arrived (see
+        // `arrival`).
         let arrived = requests.get_ref().arrived().unwrap_or_else(Instant::now);
         if let Some((name, planned)) = cmd::batchable(&session, &args) {
             let mut batch = Batch::new(BatchLimits::default());

@@ -332,34 +332,46 @@ fn merge_patch_follows_rfc_7386() {
     assert_eq!(merge_patch(target, patch), serde_json::json!({"b": {"c": 5, "d": 3}, "e": 4, "f": [1]}));
 }
 
+/// A router's summary of the second before `now_ms` with this p99.
+fn second(now_ms: u64, p99_us: u64) -> evenkeel_types::latency::SecondSummary {
+    evenkeel_types::latency::SecondSummary { second: now_ms / 1000 - 1, count: 5_000, errors: 0, p50_us: p99_us / 2, p99_us, max_us: p99_us }
+}
+
+/// Ten calm seconds with nothing in flight, then six with a migration
+/// copying, under `settings`; `report(moving, now_ms)` is the router's
+/// report of each second. Returns the baseline learned in the calm
+/// seconds and the status after the last one.
+fn calm_then_copying(settings: Settings, report: impl Fn(bool, u64) -> RouterReport) -> (Option<u64>, ThrottleStatus) {
+    let t = Throttle::default();
+    let tick = |moving: bool, now: u64| {
+        let migrations = if moving { vec![migration("m1", 1, 2, Phase::Copying)] } else { vec![] };
+        let mut i = input(two_nodes(), migrations, None, now);
+        i.settings = settings.clone();
+        i.routers = vec![report(moving, now)];
+        t.tick(&i, now);
+    };
+    for s in 0..10u64 {
+        tick(false, 100_000 + s * 1000);
+    }
+    let baseline = t.status().baseline_p99_us;
+    for s in 10..16u64 {
+        tick(true, 100_000 + s * 1000);
+    }
+    (baseline, t.status())
+}
+
 #[test]
 fn with_sched_in_the_signal_a_congested_runtime_is_cut_even_when_the_router_p99_is_flat() {
-    let report = |p99_us: u64, sched_us: u64, now_ms: u64| {
-        let second = |p99_us| evenkeel_types::latency::SecondSummary { second: now_ms / 1000 - 1, count: 5_000, errors: 0, p50_us: p99_us / 2, p99_us, max_us: p99_us };
-        RouterReport { router: 7, at_ms: now_ms, last_second: second(p99_us), sched: Some(second(sched_us)), arrival: None, migrations: vec![] }
+    // Moving: the router's own p99 stays at 400 µs, the scheduling delay
+    // doubles.
+    let report = |moving: bool, now: u64| {
+        let sched_us = if moving { 4_800 } else { 2_400 };
+        RouterReport { router: 7, at_ms: now, last_second: second(now, 400), sched: Some(second(now, sched_us)), arrival: None, migrations: vec![] }
     };
     let run = |include: bool| {
-        let t = Throttle::default();
         let mut settings = Settings::default();
         settings.aimd.signal_includes_sched = include;
-        let nodes = || vec![node(1, 1_000, GOOD_DISK), node(2, 1_000, GOOD_DISK)];
-        let tick = |sched_us: u64, migrations: Vec<Migration>, now: u64| {
-            let mut i = input(nodes(), migrations, None, now);
-            i.settings = settings.clone();
-            i.routers = vec![report(400, sched_us, now)];
-            t.tick(&i, now);
-        };
-        for s in 0..10u64 {
-            tick(2_400, vec![], 100_000 + s * 1000);
-        }
-        let baseline = t.status().baseline_p99_us;
-        // Moving: the router's own p99 stays at 400 µs, the scheduling delay
-        // doubles.
-        let m = migration("m1", 1, 2, Phase::Copying);
-        for s in 10..16u64 {
-            tick(4_800, vec![m.clone()], 100_000 + s * 1000);
-        }
-        (baseline, t.status())
+        calm_then_copying(settings, report)
     };
     let (baseline, s) = run(false);
     assert_eq!(baseline.map(|b| (380..=420).contains(&b)), Some(true), "{s:?}");
@@ -375,29 +387,14 @@ fn with_sched_in_the_signal_a_congested_runtime_is_cut_even_when_the_router_p99_
 /// not show cuts the rate; without it, the same seconds hold.
 #[test]
 fn from_arrival_a_wait_in_the_socket_cuts_even_when_the_router_p99_is_flat() {
-    let report = |arrival_us: u64, now_ms: u64| {
-        let second = |p99_us| evenkeel_types::latency::SecondSummary { second: now_ms / 1000 - 1, count: 5_000, errors: 0, p50_us: p99_us / 2, p99_us, max_us: p99_us };
-        RouterReport { router: 7, at_ms: now_ms, last_second: second(400), sched: Some(second(100)), arrival: Some(second(arrival_us)), migrations: vec![] }
+    let report = |moving: bool, now: u64| {
+        let arrival_us = if moving { 900 } else { 600 };
+        RouterReport { router: 7, at_ms: now, last_second: second(now, 400), sched: Some(second(now, 100)), arrival: Some(second(now, arrival_us)), migrations: vec![] }
     };
     let run = |from_arrival: bool| {
-        let t = Throttle::default();
         let mut settings = Settings::default();
         settings.aimd.signal_from_arrival = from_arrival;
-        let tick = |arrival_us: u64, migrations: Vec<Migration>, now: u64| {
-            let mut i = input(two_nodes(), migrations, None, now);
-            i.settings = settings.clone();
-            i.routers = vec![report(arrival_us, now)];
-            t.tick(&i, now);
-        };
-        for s in 0..10u64 {
-            tick(600, vec![], 100_000 + s * 1000);
-        }
-        let baseline = t.status().baseline_p99_us;
-        let m = migration("m1", 1, 2, Phase::Copying);
-        for s in 10..16u64 {
-            tick(900, vec![m.clone()], 100_000 + s * 1000);
-        }
-        (baseline, t.status())
+        calm_then_copying(settings, report)
     };
     let (baseline, s) = run(false);
     assert_eq!(baseline.map(|b| (380..=420).contains(&b)), Some(true), "{s:?}");
