@@ -7,7 +7,8 @@
 #
 # default: the shipped settings (adaptive throttle, background lane)
 # off:     throttling off (adaptive off, no limits), lane still on
-# static:  adaptive off, a 5 MB/s static limit per migration
+# static:  adaptive off, a static limit per migration of STATIC_RATE bytes/s
+#          (default 5000000)
 # nolane:  default throttle, node background lane off
 # arrival: default throttle steering by the routers' p99 from arrival
 #          (aimd.signal_from_arrival, experimental)
@@ -47,7 +48,7 @@ CONFIG="$OUT/evenkeel.toml"
 case "$MODE" in
   default) printf '[throttle]\n' > "$CONFIG" ;;
   off) printf '[throttle]\nadaptive = false\n' > "$CONFIG" ;;
-  static) printf '[throttle]\nadaptive = false\nmigration_rate_bytes_per_s = 5000000\n' > "$CONFIG" ;;
+  static) printf '[throttle]\nadaptive = false\nmigration_rate_bytes_per_s = %s\n' "${STATIC_RATE:-5000000}" > "$CONFIG" ;;
   nolane) printf '[cluster]\nbackground_lane = false\n[throttle]\n' > "$CONFIG" ;;
   arrival) printf '[throttle]\n[throttle.aimd]\nsignal_from_arrival = true\n' > "$CONFIG" ;;
   none) printf '[throttle]\n' > "$CONFIG" ;;
@@ -63,7 +64,7 @@ for _ in $(seq 100); do
 done
 "$BIN" node add --admin "$ADMIN"
 DURING="$BIN rebalance start --wait --admin $ADMIN"
-[ "$MODE" = none ] && DURING="sleep ${NONE_SECONDS:-120}"
+[ "$MODE" = none ] && DURING="${NONE_DURING:-sleep ${NONE_SECONDS:-120}}"
 # The throttle's view each second (rate, why, baseline) and each node's
 # engine debt and p99, to explain a slow second. One long-lived poller: a
 # process started every second would itself be a burst of CPU on the

@@ -43,6 +43,7 @@ pub mod recorder;
 pub mod report;
 pub mod run;
 pub mod schedule;
+pub mod stages;
 pub mod stats;
 #[doc(hidden)]
 pub mod testing;

@@ -28,6 +28,14 @@ pub struct MigrationWindow {
     /// When it entered CUTTING_OVER (writes fenced), if it did.
     #[serde(default)]
     pub cutover_s: Option<f64>,
+    /// When it entered COPYING, COMPLETED (the cutover done, the bake
+    /// begun) and CLEANING_UP, if it did: the stages of [`crate::stages`].
+    #[serde(default)]
+    pub copy_s: Option<f64>,
+    #[serde(default)]
+    pub completed_s: Option<f64>,
+    #[serde(default)]
+    pub cleanup_s: Option<f64>,
     pub bytes_copied: u64,
     pub keys_copied: u64,
     pub cutover_pause_ms: Option<u64>,
@@ -115,7 +123,9 @@ pub fn summarize(list: &MigrationList, run_start_ms: u64, run_s: f64, during_s: 
         .migrations
         .iter()
         .filter(overlapping)
-        .map(|m| MigrationWindow {
+        .map(|m| {
+            let entered = |state: &str| m.transitions.iter().find(|t| t.state == state).map(|t| rel(t.at_ms));
+            MigrationWindow {
             id: m.id.clone(),
             partition: m.partition,
             source: m.source,
@@ -123,10 +133,14 @@ pub fn summarize(list: &MigrationList, run_start_ms: u64, run_s: f64, during_s: 
             state: m.state.clone(),
             start_s: rel(m.started_ms),
             end_s: m.finished_ms.map(rel),
-            cutover_s: m.transitions.iter().find(|t| t.state == "CUTTING_OVER").map(|t| rel(t.at_ms)),
+            cutover_s: entered("CUTTING_OVER"),
+            copy_s: entered("COPYING"),
+            completed_s: entered("COMPLETED"),
+            cleanup_s: entered("CLEANING_UP"),
             bytes_copied: m.bytes_copied,
             keys_copied: m.keys_copied,
             cutover_pause_ms: m.cutover_pause_ms,
+        }
         })
         .collect();
     let bytes_copied = migrations.iter().map(|m| m.bytes_copied).sum();
@@ -153,7 +167,7 @@ mod tests {
             "id": id, "partition": 3, "source": 1, "target": 2, "state": "DONE",
             "started_ms": started_ms, "finished_ms": finished_ms, "bytes_copied": bytes,
             "keys_copied": bytes / 100, "cutover_pause_ms": pause,
-            "transitions": [{"state": "CUTTING_OVER", "at_ms": started_ms + 500}, {"state": "DONE", "at_ms": started_ms + 600}],
+            "transitions": [{"state": "COPYING", "at_ms": started_ms + 100}, {"state": "CUTTING_OVER", "at_ms": started_ms + 500}, {"state": "COMPLETED", "at_ms": started_ms + 520}, {"state": "CLEANING_UP", "at_ms": started_ms + 550}, {"state": "DONE", "at_ms": started_ms + 600}],
         }))
         .expect("a MigrationInfo")
     }
@@ -166,6 +180,8 @@ mod tests {
         assert_eq!(s.migrations[0].start_s, 2.0);
         assert_eq!(s.migrations[0].end_s, Some(4.0));
         assert_eq!(s.migrations[0].cutover_s, Some(2.5));
+        let m = &s.migrations[0];
+        assert_eq!((m.copy_s, m.completed_s, m.cleanup_s), (Some(2.1), Some(2.52), Some(2.55)));
         assert_eq!(s.bytes_copied, 10_000_000);
         assert_eq!(s.largest_cutover_pause_ms, Some(3));
         assert_eq!(s.moved_mb_per_s, Some(2.0));

@@ -245,6 +245,9 @@ impl Report {
                 t.during_spikes,
                 t.during_seconds
             );
+            if let Some(by_stage) = crate::stages::describe(&crate::stages::of(&self.migrations.migrations, &self.timeline.seconds), t.before_us) {
+                let _ = writeln!(out, "  by stage of the moves: {by_stage}");
+            }
         }
         if let Some(host) = &self.host {
             let _ = writeln!(out, "host noise: {}", host.describe());
