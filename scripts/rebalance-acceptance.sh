@@ -14,7 +14,10 @@
 #          (aimd.signal_from_arrival, experimental)
 # none:    no rebalance at all: the "during" window is NONE_SECONDS (default
 #          120) of the same load on the same 4 nodes, the control for what
-#          the cluster does on its own (engine flushes, compactions)
+#          the cluster does on its own (engine flushes, compactions);
+#          NONE_DURING replaces the sleep with any command, e.g. an
+#          external CPU hog, to see what work the machine does outside the
+#          cluster costs the same load
 #
 # RATE (default 10000) and SECONDS_LOAD (default 60) change the load;
 # WARMUP (default 90) seconds of load run after the preload and before the
