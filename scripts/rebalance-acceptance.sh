@@ -58,6 +58,12 @@ case "$MODE" in
   *) echo "unknown mode $MODE" >&2; exit 2 ;;
 esac
 if [ -n "${EXTRA_TOML:-}" ]; then printf '%b\n' "$EXTRA_TOML" >> "$CONFIG"; fi
+# Another run's cluster on these ports would answer in this one's place
+# (its data, its run id: the checker then reports every key as an anomaly).
+if "$BIN" cluster status --admin "$ADMIN" > /dev/null 2>&1; then
+  echo "a cluster already answers on $ADMIN: is another acceptance run going?" >&2
+  exit 1
+fi
 "$BIN" up --config "$CONFIG" --data-dir "$OUT/data" --listen 127.0.0.1:6395 --admin "$ADMIN" > "$OUT/up.log" 2>&1 &
 UP=$!
 trap 'kill $UP 2>/dev/null; wait $UP 2>/dev/null || true' EXIT
