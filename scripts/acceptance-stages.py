@@ -8,7 +8,9 @@ load's seconds into stages by the migrations' transitions (before; copy:
 first COPYING to last COMPLETED; bake; cleanup: first CLEANING_UP to last
 DONE; after; copy and cleanup overlap when moves run in waves, and then bake
 is empty) and prints each stage's median per-second p99 (the bench's
-"typical second"). With SAMPLES=1 (OUT_DIR/samples.csv) it also splits the
+"typical second"; the bench report's "by stage of the moves" line now
+gives the same table for every run, against the before window's typical
+second). With SAMPLES=1 (OUT_DIR/samples.csv) it also splits the
 copy stage's requests by what their partition was doing: copying, already
 moved, or neither (on a node that was a copy's source at the time, or not),
 with p50/p99/p99.9 of their service time (sent to completed). A tail that
