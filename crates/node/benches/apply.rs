@@ -5,7 +5,8 @@
 //! coordinator's default page) in sub-batches of several sizes: its time
 //! per record sets
 //! `migrate_rpc::APPLY_BATCH_RECORDS`, the sub-batch a node applies under
-//! one hold of the partition lock; and `Store::checksum_scan` of a
+//! one hold of the partition lock, also with the page's keys in key order
+//! as a snapshot page has them; and `Store::checksum_scan` of a
 //! partition of 10,000 records of 100 B (the verification's full scan, on
 //! both sides of every move), which is read, decode and
 //! `store::record_digest` per record.
@@ -67,15 +68,17 @@ fn apply(c: &mut Criterion) {
     let mut round = 0u64;
     // The page in sub-batches of `n` records (one lock hold and one
     // journal write each), as a node applies it; 500 is the whole page at
-    // once.
-    for n in [4usize, 8, 16, 32, PAGE] {
-        group.bench_function(format!("page_500x100b_new_keys_in_batches_of_{n}"), |b| {
+    // once. In key order is how a snapshot page arrives (the source scans
+    // its range); the others number their keys in decimal without padding,
+    // so most of their sub-batches are out of key order and read key by key.
+    for (n, in_key_order) in [(4usize, false), (8, false), (16, false), (32, false), (PAGE, false), (32, true)] {
+        let name = if in_key_order { format!("page_500x100b_new_keys_in_key_order_in_batches_of_{n}") } else { format!("page_500x100b_new_keys_in_batches_of_{n}") };
+        group.bench_function(name, |b| {
             b.iter_batched(
                 || {
                     round += 1;
-                    (0..PAGE)
-                        .map(|i| KeyRecord { key: Bytes::from(format!("{{page}}:{round}:{i}")), record: Record::value(value.clone(), None, round << 20) })
-                        .collect::<Vec<_>>()
+                    let key = |i: usize| if in_key_order { format!("{{page}}:{round:08}:{i:04}") } else { format!("{{page}}:{round}:{i}") };
+                    (0..PAGE).map(|i| KeyRecord { key: Bytes::from(key(i)), record: Record::value(value.clone(), None, round << 20) }).collect::<Vec<_>>()
                 },
                 |page| black_box(page.chunks(n).map(|batch| store.apply(partition, batch).expect("apply")).sum::<usize>()),
                 BatchSize::SmallInput,
