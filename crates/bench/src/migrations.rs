@@ -126,21 +126,21 @@ pub fn summarize(list: &MigrationList, run_start_ms: u64, run_s: f64, during_s: 
         .map(|m| {
             let entered = |state: &str| m.transitions.iter().find(|t| t.state == state).map(|t| rel(t.at_ms));
             MigrationWindow {
-            id: m.id.clone(),
-            partition: m.partition,
-            source: m.source,
-            target: m.target,
-            state: m.state.clone(),
-            start_s: rel(m.started_ms),
-            end_s: m.finished_ms.map(rel),
-            cutover_s: entered("CUTTING_OVER"),
-            copy_s: entered("COPYING"),
-            completed_s: entered("COMPLETED"),
-            cleanup_s: entered("CLEANING_UP"),
-            bytes_copied: m.bytes_copied,
-            keys_copied: m.keys_copied,
-            cutover_pause_ms: m.cutover_pause_ms,
-        }
+                id: m.id.clone(),
+                partition: m.partition,
+                source: m.source,
+                target: m.target,
+                state: m.state.clone(),
+                start_s: rel(m.started_ms),
+                end_s: m.finished_ms.map(rel),
+                cutover_s: entered("CUTTING_OVER"),
+                copy_s: entered("COPYING"),
+                completed_s: entered("COMPLETED"),
+                cleanup_s: entered("CLEANING_UP"),
+                bytes_copied: m.bytes_copied,
+                keys_copied: m.keys_copied,
+                cutover_pause_ms: m.cutover_pause_ms,
+            }
         })
         .collect();
     let bytes_copied = migrations.iter().map(|m| m.bytes_copied).sum();

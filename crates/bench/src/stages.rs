@@ -34,19 +34,22 @@ pub struct Stage {
 /// The copy, bake and cleanup stages of `moves`, in that order; a stage no
 /// move reached is left out, and so is an empty bake.
 pub fn of(moves: &[MigrationWindow], seconds: &[Second]) -> Vec<Stage> {
-    let earliest = |xs: &mut dyn Iterator<Item = f64>| xs.fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.min(x))));
-    let latest = |xs: &mut dyn Iterator<Item = f64>| xs.fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
-    let copying: Vec<&MigrationWindow> = moves.iter().filter(|m| m.copy_s.is_some()).collect();
     // A move still copying (or cleaning up) when the run ended keeps its
     // stage open to the end of the run.
-    let copy = earliest(&mut copying.iter().filter_map(|m| m.copy_s)).zip(latest(&mut copying.iter().map(|m| m.completed_s.or(m.end_s).unwrap_or(f64::INFINITY))));
-    let cleaning: Vec<&MigrationWindow> = moves.iter().filter(|m| m.cleanup_s.is_some()).collect();
-    let cleanup = earliest(&mut cleaning.iter().filter_map(|m| m.cleanup_s)).zip(latest(&mut cleaning.iter().map(|m| m.end_s.unwrap_or(f64::INFINITY))));
+    let open_end = |end: Option<f64>| end.unwrap_or(f64::INFINITY);
+    let copy = span(moves.iter().filter_map(|m| m.copy_s), moves.iter().filter(|m| m.copy_s.is_some()).map(|m| open_end(m.completed_s.or(m.end_s))));
+    let cleanup = span(moves.iter().filter_map(|m| m.cleanup_s), moves.iter().filter(|m| m.cleanup_s.is_some()).map(|m| open_end(m.end_s)));
     let bake = copy.zip(cleanup).map(|((_, copied), (cleaning, _))| (copied, cleaning)).filter(|(from, to)| to > from);
     [("copy", copy), ("bake", bake), ("cleanup", cleanup)]
         .into_iter()
-        .filter_map(|(name, span)| span.map(|(start_s, end_s)| stage(name, start_s, end_s, seconds)))
+        .filter_map(|(name, bounds)| bounds.map(|(start_s, end_s)| stage(name, start_s, end_s, seconds)))
         .collect()
+}
+
+/// From the earliest start to the latest end; `None` without a start.
+fn span(starts: impl Iterator<Item = f64>, ends: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    let start = starts.reduce(f64::min)?;
+    Some((start, ends.fold(start, f64::max)))
 }
 
 /// A second counts if it starts inside the stage: the second in which the

@@ -24,12 +24,12 @@ use super::{Log, PartitionCounters, PartitionLock, Store, StoreError, data_key, 
 use crate::priority::Boost;
 use bytes::Bytes;
 use std::collections::HashMap;
+use evenkeel_types::slot::slot_partition;
+use evenkeel_types::{PartitionId, Record, Slot};
 
 /// Fewest keys in order for which [`Store::stored_records`] reads a range
 /// rather than each key.
 const RANGE_READ_MIN: usize = 4;
-use evenkeel_types::slot::slot_partition;
-use evenkeel_types::{PartitionId, Record, Slot};
 
 /// One record in transit between nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
