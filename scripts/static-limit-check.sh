@@ -7,7 +7,10 @@
 #
 # LIMIT (bytes/s, default 5000000), KEYS (default 1000000, 100 B values) on
 # 8 partitions (about 16 MB each), and LOAD (ops/s of a concurrent bench,
-# default 0 = idle) change the run. Needs a release build. Ports 6392/7092.
+# default 0 = idle) change the run; BULK_CPU_PERCENT (default 0 = none)
+# sets the nodes' CPU ceiling on migration work (cluster.bulk_cpu_percent),
+# which also holds the copy back when it is the smaller limit. Needs a
+# release build. Ports 6392/7092.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/evenkeel-static-limit}
@@ -15,7 +18,8 @@ BIN=${EVENKEEL_BIN:-target/release/evenkeel}
 ADMIN=127.0.0.1:7092
 LIMIT=${LIMIT:-5000000}
 rm -rf "$OUT" && mkdir -p "$OUT"
-"$BIN" up --partitions 8 --data-dir "$OUT/data" --listen 127.0.0.1:6392 --admin "$ADMIN" > "$OUT/up.log" 2>&1 &
+printf '[cluster]\nbulk_cpu_percent = %s\n' "${BULK_CPU_PERCENT:-0}" > "$OUT/evenkeel.toml"
+"$BIN" up --config "$OUT/evenkeel.toml" --partitions 8 --data-dir "$OUT/data" --listen 127.0.0.1:6392 --admin "$ADMIN" > "$OUT/up.log" 2>&1 &
 UP=$!
 LOADER=
 # The concurrent bench (LOAD) goes too, or it outlives the script.

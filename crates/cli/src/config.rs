@@ -62,6 +62,9 @@ pub struct ClusterSection {
     pub bulk_idle: Option<bool>,
     /// Nice value (0-19) of the nodes' bulk migration threads when not idle.
     pub bulk_nice: Option<i32>,
+    /// Percent of one core the bulk migration threads of all nodes of the
+    /// process may use together; 0: no ceiling.
+    pub bulk_cpu_percent: Option<f64>,
     /// Nice value (0-19) of the coordinator's own runtime thread.
     pub coordinator_nice: Option<i32>,
     /// Age (ms) past which nodes collect tombstones no migration needs.
@@ -177,6 +180,7 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             in_process_rpc: Some(opts.in_process_rpc),
             bulk_idle: Some(opts.bulk_idle),
             bulk_nice: Some(opts.bulk_nice),
+            bulk_cpu_percent: Some(opts.bulk_cpu_percent),
             coordinator_nice: Some(opts.coordinator_nice),
             tombstone_grace_ms: Some(opts.tombstone_grace.as_millis() as u64),
             disable_thp: Some(opts.disable_thp),

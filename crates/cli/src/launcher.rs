@@ -10,7 +10,7 @@ use anyhow::Context;
 use evenkeel_coord::nodes::NodeLauncher;
 use evenkeel_meta::MetaStore;
 use evenkeel_node::priority::Priority;
-use evenkeel_node::{Durability, Node, NodeConfig, StoreConfig};
+use evenkeel_node::{CpuBudget, Durability, Node, NodeConfig, StoreConfig};
 use evenkeel_types::{NodeId, NodeInfo, keys};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -32,6 +32,8 @@ pub struct NodeDefaults {
     pub in_process: bool,
     /// OS priority of each node's bulk migration threads.
     pub bulk_priority: Priority,
+    /// The ceiling on their CPU time, shared by every node of the process.
+    pub bulk_cpu_budget: Option<CpuBudget>,
     /// Age past which a node collects tombstones no migration needs.
     pub tombstone_grace: Duration,
     /// Change-log entries a node keeps per partition.
@@ -74,6 +76,7 @@ impl Launcher {
         config.background_lane = self.defaults.background_lane;
         config.in_process = self.defaults.in_process;
         config.bulk_priority = self.defaults.bulk_priority;
+        config.bulk_cpu_budget = self.defaults.bulk_cpu_budget.clone();
         config.tombstone_grace = self.defaults.tombstone_grace;
         let node = Node::open(config).with_context(|| format!("opening node {}", info.id))?;
         // Bound here, registered with the nodes' runtime in the task: a

@@ -347,6 +347,10 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
         anyhow::ensure!((0..=19).contains(&nice), "cluster.bulk_nice must be 0-19, not {nice}");
         opts.bulk_nice = nice;
     }
+    if let Some(percent) = c.bulk_cpu_percent {
+        anyhow::ensure!(percent == 0.0 || evenkeel_node::CpuBudget::new(percent).is_ok(), "cluster.bulk_cpu_percent must be 0 (no ceiling) or over 0 and at most 100, not {percent}");
+        opts.bulk_cpu_percent = percent;
+    }
     if let Some(nice) = c.coordinator_nice {
         anyhow::ensure!((0..=19).contains(&nice), "cluster.coordinator_nice must be 0-19, not {nice}");
         opts.coordinator_nice = nice;

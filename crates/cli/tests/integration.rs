@@ -667,3 +667,26 @@ async fn up_turns_transparent_huge_pages_off_unless_told_not_to() {
     let out = run_cli(&["up", "--print-config"]).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("disable_thp = true"), "the default is on");
 }
+
+/// The nodes' CPU ceiling on migration work: none unless the configuration
+/// sets one; a share no budget can have is refused with the field's name
+/// before anything starts.
+#[tokio::test]
+async fn up_takes_the_bulk_cpu_ceiling_from_its_configuration_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_cli(&["up", "--print-config"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bulk_cpu_percent = 0.0"), "{}", String::from_utf8_lossy(&out.stdout));
+    let config = dir.path().join("c.toml");
+    for (value, shown) in [("5", "bulk_cpu_percent = 5.0"), ("2.5", "bulk_cpu_percent = 2.5")] {
+        std::fs::write(&config, format!("[cluster]\nbulk_cpu_percent = {value}\n")).unwrap();
+        let out = run_cli(&["up", "--config", config.to_str().unwrap(), "--print-config"]).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(shown), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+    for bad in ["150", "-1"] {
+        std::fs::write(&config, format!("[cluster]\nbulk_cpu_percent = {bad}\n")).unwrap();
+        let out = run_cli(&["up", "--config", config.to_str().unwrap(), "--print-config"]).await;
+        assert!(!out.status.success(), "bulk_cpu_percent = {bad} was taken");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cluster.bulk_cpu_percent"), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}

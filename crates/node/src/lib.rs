@@ -13,7 +13,8 @@
 //! - [`lane`]: the background lane, where bulk migration work yields to
 //!   foreground requests; [`pool`]: the node's writer thread (client writes
 //!   that may wait on the engine, see `inline`) and, at low OS priority,
-//!   bulk migration work.
+//!   bulk migration work, within a ceiling on its CPU time
+//!   ([`cpu_budget`]) that nodes of one process may share.
 //! - [`health`]: foreground latency of the last second and free disk, for
 //!   `Stats`.
 //! - [`failpoints`]: named per node, compiled in with the `failpoints`
@@ -22,6 +23,7 @@
 //! - [`lifecycle`]: registration, heartbeat lease, routing follower, sweeper
 //!   and flusher, and [`Node::run`] which serves until shutdown.
 
+pub mod cpu_budget;
 pub mod pool;
 pub mod priority;
 pub mod failpoints;
@@ -35,6 +37,7 @@ pub mod ownership;
 pub mod service;
 pub mod store;
 
+pub use cpu_budget::CpuBudget;
 pub use lifecycle::{Node, NodeConfig, NodeError};
 pub use store::{Durability, StoreConfig};
 

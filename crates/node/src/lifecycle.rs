@@ -8,6 +8,7 @@
 //! `shutdown` resolves. On shutdown it stops serving,
 //! revokes its lease and fsyncs the store.
 
+use crate::cpu_budget::CpuBudget;
 use crate::priority::Priority;
 use crate::lane::{Lane, LaneConfig};
 use crate::service::{NodeInner, NodeService, OwnThreads};
@@ -54,6 +55,9 @@ pub struct NodeConfig {
     pub bulk_threads: usize,
     /// Their OS priority; `SCHED_IDLE` by default (see `crate::priority`).
     pub bulk_priority: Priority,
+    /// A ceiling on their CPU time, which nodes of one process may share
+    /// (see `crate::cpu_budget`); None: no ceiling.
+    pub bulk_cpu_budget: Option<CpuBudget>,
     /// Also serve callers in this process directly, without the network
     /// (see `evenkeel_rpc::transport`); `evenkeel up` turns it on.
     pub in_process: bool,
@@ -73,6 +77,7 @@ impl NodeConfig {
             background_yield_max: Duration::from_millis(20),
             bulk_threads: 1,
             bulk_priority: Priority::Idle,
+            bulk_cpu_budget: None,
             in_process: false,
         }
     }
@@ -131,9 +136,9 @@ impl Node {
     pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
         let store = Store::open(config.store.clone())?;
         let bulk_priority = boostable_or_niced(config.bulk_priority);
-        let bulk = config.background_lane.then(|| crate::pool::Pool::new("bulk", config.id, config.bulk_threads, bulk_priority, BULK_QUEUE)).transpose()?;
-        let writer = crate::pool::Pool::new("writer", config.id, 1, Priority::Normal, OWN_THREAD_QUEUE)?;
-        let reader = crate::pool::Pool::new("reader", config.id, 1, Priority::Normal, OWN_THREAD_QUEUE)?;
+        let bulk = config.background_lane.then(|| crate::pool::Pool::new("bulk", config.id, config.bulk_threads, bulk_priority, BULK_QUEUE, config.bulk_cpu_budget.clone())).transpose()?;
+        let writer = crate::pool::Pool::new("writer", config.id, 1, Priority::Normal, OWN_THREAD_QUEUE, None)?;
+        let reader = crate::pool::Pool::new("reader", config.id, 1, Priority::Normal, OWN_THREAD_QUEUE, None)?;
         let fenced = store.fenced_partitions()?;
         let inner = NodeInner::new(config.id, store, Lane::new(config.id, config.lane()), OwnThreads { writer, reader, bulk });
         // Fences outlive a restart (`Store::persist_fence`): a cutover in

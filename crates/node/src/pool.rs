@@ -26,6 +26,7 @@
 //! a cutover's fence is urgent: it runs on tokio's blocking pool at normal
 //! priority, since every microsecond of it is client pause.
 
+use crate::cpu_budget::{CpuBudget, thread_cpu_now};
 use crate::priority::Priority;
 use evenkeel_types::NodeId;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -52,14 +53,16 @@ pub(crate) struct Closed(pub NodeId);
 impl Pool {
     /// Starts `threads` (at least 1) threads named `ek-{name}-{node}-{i}`
     /// running at `priority`, taking jobs from a queue of `queue` (callers
-    /// wait for room: backpressure, not an error).
-    pub fn new(name: &str, node: NodeId, threads: usize, priority: Priority, queue: usize) -> std::io::Result<Pool> {
+    /// wait for room: backpressure, not an error). With a `budget`, each
+    /// job starts once the budget allows and is charged its CPU time when it
+    /// ends (see [`crate::cpu_budget`]).
+    pub fn new(name: &str, node: NodeId, threads: usize, priority: Priority, queue: usize, budget: Option<CpuBudget>) -> std::io::Result<Pool> {
         let (tx, rx) = mpsc::channel::<Job>(queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
         let threads = (0..threads.max(1))
             .map(|i| {
-                let rx = rx.clone();
-                std::thread::Builder::new().name(format!("ek-{name}-{node}-{i}")).spawn(move || work(rx, node, priority))
+                let (rx, budget) = (rx.clone(), budget.clone());
+                std::thread::Builder::new().name(format!("ek-{name}-{node}-{i}")).spawn(move || work(rx, node, priority, budget))
             })
             .collect::<std::io::Result<_>>()?;
         Ok(Pool { jobs: tx, threads })
@@ -144,14 +147,24 @@ const QUEUED: u8 = 0;
 const STARTED: u8 = 1;
 const ABANDONED: u8 = 2;
 
-fn work(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, node: NodeId, priority: Priority) {
+fn work(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, node: NodeId, priority: Priority, budget: Option<CpuBudget>) {
     priority.apply_or_warn();
     loop {
         // One thread waits on the queue at a time; the others on the lock.
         let job = jobs.lock().expect("bulk queue lock").blocking_recv();
         let Some(job) = job else { return };
+        // Waits with the job in hand rather than before taking one: a
+        // caller that gives up on a job queued too long (`run_started_by`)
+        // then still finds it unstarted.
+        if let Some(b) = &budget {
+            b.wait_blocking();
+        }
+        let cpu_before = budget.as_ref().map(|_| thread_cpu_now());
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
             tracing::error!(node, "store job panicked");
+        }
+        if let (Some(b), Some(before)) = (&budget, cpu_before) {
+            b.charge(thread_cpu_now().saturating_sub(before));
         }
     }
 }
@@ -162,7 +175,7 @@ mod tests {
 
     #[tokio::test]
     async fn jobs_run_at_the_pools_priority_and_return_their_results() {
-        let pool = Pool::new("bulk", 1, 2, Priority::Nice(10), 8).unwrap();
+        let pool = Pool::new("bulk", 1, 2, Priority::Nice(10), 8, None).unwrap();
         let name = pool.run(1, || std::thread::current().name().map(str::to_owned)).await.unwrap();
         assert!(name.is_some_and(|n| n.starts_with("ek-bulk-1-")));
         #[cfg(target_os = "linux")]
@@ -171,7 +184,7 @@ mod tests {
             let (_, caller) = current_thread_priority();
             let (policy, inside) = pool.run(1, current_thread_priority).await.unwrap();
             assert_eq!((policy, inside), (libc::SCHED_OTHER, (caller + 10).min(19)), "bulk threads run 10 nice steps lower");
-            let idle = Pool::new("bulk", 2, 1, Priority::Idle, 8).unwrap();
+            let idle = Pool::new("bulk", 2, 1, Priority::Idle, 8, None).unwrap();
             assert_eq!(idle.run(2, current_thread_priority).await.unwrap().0, libc::SCHED_IDLE);
         }
         let sum: u64 = pool.run(1, || (1..=100u64).sum()).await.unwrap();
@@ -182,7 +195,7 @@ mod tests {
     async fn a_job_not_started_by_its_deadline_is_abandoned_and_never_runs() {
         use std::sync::atomic::AtomicBool;
         use std::time::Duration;
-        let pool = Arc::new(Pool::new("writer", 3, 1, Priority::Normal, 8).unwrap());
+        let pool = Arc::new(Pool::new("writer", 3, 1, Priority::Normal, 8, None).unwrap());
         // Hold the only thread until `release` is sent to.
         let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
         let (release, hold) = std::sync::mpsc::channel::<()>();
@@ -232,7 +245,7 @@ mod tests {
     #[tokio::test]
     async fn cpu_time_counts_work_not_waiting() {
         use std::time::Duration;
-        let pool = Pool::new("bulk", 4, 2, Priority::Normal, 8).unwrap();
+        let pool = Pool::new("bulk", 4, 2, Priority::Normal, 8, None).unwrap();
         let before = pool.cpu_time();
         pool.run(4, || std::thread::sleep(Duration::from_millis(200))).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -253,9 +266,41 @@ mod tests {
         assert!(burned > Duration::from_millis(30) && burned < Duration::from_millis(320), "two 150 ms spins cost {burned:?} of CPU");
     }
 
+    /// Two pools sharing one budget (two nodes of a process) together burn
+    /// CPU at most at its share: 30 jobs of 5 ms of CPU at 25% of a core
+    /// cannot finish in less than (150 - 5) / 0.25 = 580 ms, where they
+    /// take 150 ms without it. A busy machine only makes them slower.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn pools_sharing_a_cpu_budget_stay_within_its_share_together() {
+        use std::time::Duration;
+        let budget = CpuBudget::new(25.0).unwrap();
+        let pools = [1, 2].map(|node| Arc::new(Pool::new("bulk", node, 1, Priority::Normal, 8, Some(budget.clone())).unwrap()));
+        let burn = || {
+            let until = thread_cpu_now() + Duration::from_millis(5);
+            let mut n = 0u64;
+            while thread_cpu_now() < until {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        };
+        let started = Instant::now();
+        let mut jobs = tokio::task::JoinSet::new();
+        for i in 0..30 {
+            let pool = pools[i % 2].clone();
+            jobs.spawn(async move { pool.run(1 + (i % 2) as u32, burn).await });
+        }
+        while let Some(done) = jobs.join_next().await {
+            done.unwrap().unwrap();
+        }
+        let took = started.elapsed();
+        let burned: Duration = pools.iter().map(|p| p.cpu_time()).sum();
+        assert!(burned >= Duration::from_millis(150), "every job ran: {burned:?}");
+        assert!(took >= Duration::from_millis(500), "150 ms of CPU at 25% took only {took:?}");
+    }
+
     #[tokio::test]
     async fn a_panicking_job_is_an_error_and_the_pool_goes_on() {
-        let pool = Pool::new("writer", 2, 1, Priority::Normal, 8).unwrap();
+        let pool = Pool::new("writer", 2, 1, Priority::Normal, 8, None).unwrap();
         assert!(pool.run(2, || -> u32 { panic!("boom") }).await.is_err());
         assert_eq!(pool.run(2, || 7).await.unwrap(), 7);
     }
