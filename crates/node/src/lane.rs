@@ -9,6 +9,9 @@
 //! constant foreground load still moves its partitions: the lane sets a
 //! floor on migration progress, not just a ceiling.
 //!
+//! A `MigrateReadLog` with nothing past its position answers before the
+//! lane (`migrate_rpc::read_log`): there is no store work to defer.
+//!
 //! The cutover's own RPCs (`MigrateBegin`, `MigrateFence`, `MigrateChecksum`)
 //! bypass the lane: they run while the partition is paused, and delaying
 //! them lengthens exactly the pause the lane exists to protect.

@@ -5,6 +5,7 @@
 
 use crate::support::{TestNode, apply_many, get, partition_of, snapshot, start};
 use evenkeel_node::failpoints::execute_delay;
+use evenkeel_rpc::pb;
 use std::time::{Duration, Instant};
 
 /// How long the slow Execute stays in flight; far longer than the lane's
@@ -118,6 +119,49 @@ async fn urgent_drain_requests_skip_the_lane() {
     client.migrate_read_log(read).await.unwrap();
     assert!(!slow.is_finished(), "the Execute must still be in flight");
     assert_eq!(node.stats().await.background_yields_total, before, "urgent requests never yield");
+    slow.await.unwrap();
+    node.stop().await;
+}
+
+/// A log read with nothing new to return (what reverse capture asks each
+/// baking migration's destination every second) is answered at once: it
+/// neither waits in the lane for a foreground request in flight nor takes
+/// a bulk thread. One with entries still yields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_read_with_nothing_new_skips_the_lane() {
+    let _scenario = fail::FailScenario::setup();
+    let node = start(46, |_| {}).await;
+    let mut client = node.client.clone();
+    // Ten client writes to a partition the node is granted: ten log entries.
+    let p = partition_of(b"k");
+    let header = crate::support::header(p);
+    client.migrate_fence(pb::FenceRequest { header, fenced: false, grant_epoch: 1 }).await.unwrap();
+    for i in 0..10 {
+        let kind = pb::op::Kind::Set(pb::Set { value: "v".into(), ..Default::default() });
+        let op = pb::Op { partition: p, key: format!("{{k}}{i}").into(), kind: Some(kind), want_record: false };
+        client.execute(pb::ExecuteRequest { epoch: 1, ops: vec![op] }).await.unwrap();
+    }
+    let read = |from| pb::ReadLogRequest { header, from, max: 100, urgent: false };
+    let all = client.migrate_read_log(read(0)).await.unwrap().into_inner();
+    assert_eq!((all.entries.len(), all.next, all.log_next), (10, 10, 10));
+    fail::cfg(execute_delay(46), &format!("return({FOREGROUND_MS})")).unwrap();
+    let slow = slow_execute(&node);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node.stats().await.background_yields_total == 0 {
+        assert!(Instant::now() < deadline, "the Execute never got in flight");
+        client.migrate_snapshot(snapshot(partition_of(b"k"))).await.unwrap();
+    }
+    let (yields, cpu_before) = (node.stats().await.background_yields_total, node.stats().await.bulk_cpu_us_total);
+    for _ in 0..20 {
+        let empty = client.migrate_read_log(read(10)).await.unwrap().into_inner();
+        assert_eq!((empty.entries.len(), empty.next, empty.log_next, empty.truncated), (0, 10, 10, false));
+    }
+    assert!(!slow.is_finished(), "the Execute must still be in flight");
+    assert_eq!(node.stats().await.background_yields_total, yields, "an empty read never yields");
+    assert_eq!(node.stats().await.bulk_cpu_us_total, cpu_before, "nor runs on a bulk thread");
+    let some = client.migrate_read_log(read(5)).await.unwrap().into_inner();
+    assert_eq!((some.entries.len(), some.next), (5, 10));
+    assert_eq!(node.stats().await.background_yields_total, yields + 1, "a read with entries waits for the foreground");
     slow.await.unwrap();
     node.stop().await;
 }
