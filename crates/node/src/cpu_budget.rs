@@ -6,12 +6,12 @@
 //! but what a byte costs varies more than fourfold (16 ms of bulk-thread CPU
 //! per MB copied on an idle 2-core machine, 52–86 ms under the acceptance
 //! load: records still in the memtable's skiplist cost more to scan than
-//! ones in tables, and a thread preempted a thousand times a second refills
-//! its caches each time). What disturbs clients is the CPU: on the 2-core
-//! test machine an external process spinning at `SCHED_IDLE` for 2% of a
-//! core left the load's p99 where it was, and at 6% raised it 1.3–1.5x (no
-//! migration in either; ARCHITECTURE.md, "What the copy costs"). So the
-//! ceiling is set in CPU time, where it holds whatever the data's layout.
+//! ones in tables, and under load the bulk threads are preempted 150–1,600
+//! times a second, probably refilling their caches each time). An operator who wants migrations to use no more
+//! than so much of a node's CPU can say so here, whatever the data's layout.
+//! It is off by default: capping the acceptance rebalance's bulk threads at
+//! 2% of a core made the rebalance 2.7x longer and its p99 no better
+//! (ARCHITECTURE.md, "What the copy costs").
 //!
 //! The budget is a debt: a job starts once the balance is not negative, runs
 //! to its end (a job is one snapshot page, one applied page or one
