@@ -74,35 +74,36 @@ impl CpuBudget {
     }
 
     /// How long until work may start at `now`; zero: at once.
-    pub fn wait_at(&self, now: Instant) -> Duration {
+    fn wait_at(&self, now: Instant) -> Duration {
         let mut b = self.0.state.lock();
         self.refill(&mut b, now);
         if b.seconds >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-b.seconds / self.0.share) }
     }
 
     /// Charges `cpu` of work that ended at `now`.
-    pub fn charge_at(&self, cpu: Duration, now: Instant) {
+    fn charge_at(&self, cpu: Duration, now: Instant) {
         let mut b = self.0.state.lock();
         self.refill(&mut b, now);
         b.seconds -= cpu.as_secs_f64();
     }
 
-    /// Sleeps until work may start; returns how long that was.
-    pub fn wait_blocking(&self) -> Duration {
-        let mut total = Duration::ZERO;
+    /// Sleeps until work may start.
+    pub fn wait_blocking(&self) {
+        let mut waited = false;
         loop {
             let wait = self.wait_at(Instant::now());
             if wait.is_zero() {
-                if !total.is_zero() {
-                    self.0.waits.increment(1);
-                }
-                return total;
+                break;
             }
             std::thread::sleep(wait);
-            total += wait;
+            waited = true;
+        }
+        if waited {
+            self.0.waits.increment(1);
         }
     }
 
+    /// Charges `cpu` of work that has just ended.
     pub fn charge(&self, cpu: Duration) {
         self.charge_at(cpu, Instant::now());
     }
@@ -112,20 +113,6 @@ impl CpuBudget {
         b.seconds = (b.seconds + elapsed * self.0.share).min(SAVE_MAX.as_secs_f64() * self.0.share);
         b.at = b.at.max(now);
     }
-}
-
-/// CPU time the calling thread has used since it started (Linux; zero
-/// elsewhere, which charges nothing).
-pub(crate) fn thread_cpu_now() -> Duration {
-    #[cfg(target_os = "linux")]
-    {
-        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: the out-pointer lives for the call.
-        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } == 0 {
-            return Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
-        }
-    }
-    Duration::ZERO
 }
 
 #[cfg(test)]
@@ -183,17 +170,5 @@ mod tests {
             assert!(CpuBudget::new(bad).is_err(), "{bad}");
         }
         assert_eq!(CpuBudget::new(2.5).unwrap().percent(), 2.5);
-    }
-
-    #[test]
-    fn a_thread_cpu_clock_advances_with_work() {
-        let before = thread_cpu_now();
-        let mut x = 0u64;
-        for i in 0..5_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
-        }
-        std::hint::black_box(x);
-        #[cfg(target_os = "linux")]
-        assert!(thread_cpu_now() > before);
     }
 }
