@@ -37,8 +37,13 @@ def med(xs):
 tb = med([s["p99_us"] for s in secs if ph["before"]["start_s"] <= s["t"] < ph["before"]["end_s"]])
 td = med([s["p99_us"] for s in secs if ph["during"]["start_s"] <= s["t"] < ph["during"]["end_s"]])
 c = r["correctness"]
+# The p99 outside host freezes (bench --host-probe), when there was one.
+hp = {p["name"]: p for p in (r.get("host") or {}).get("phases", [])}
+fb, fd = hp.get("before", {}), hp.get("during", {})
+froze = fb.get("freezes", 0) + fd.get("freezes", 0)
+outside = f"  outside {froze} host freezes {fd['p99_outside_freezes_us'] / max(fb['p99_outside_freezes_us'], 1):.2f}x" if froze else ""
 print(f"{mode:8s} round {rnd}: p99 {b['p99_us']} -> {d['p99_us']} us = {d['p99_us'] / b['p99_us']:.2f}x  typical second {tb} -> {td} us = {td / max(tb, 1):.2f}x  "
-      f"during {ph['during']['end_s'] - ph['during']['start_s']:.0f} s  errors {r['errors']['errors'] + r['errors']['timeouts']}  anomalies {sum(a['count'] for a in c['anomalies'])}", flush=True)
+      f"during {ph['during']['end_s'] - ph['during']['start_s']:.0f} s  errors {r['errors']['errors'] + r['errors']['timeouts']}  anomalies {sum(a['count'] for a in c['anomalies'])}{outside}", flush=True)
 PY
   done
 done | tee "$ROOT/series.txt"

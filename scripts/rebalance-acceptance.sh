@@ -34,7 +34,11 @@
 # core instead), so the acceptance figures use 0.
 # The report's "host noise" line (bench --host-probe) says how much the
 # machine itself stalled in each window; compare it before reading much
-# into a during/before ratio.
+# into a during/before ratio. Its "host freezes" line (only when the
+# probe woke 10 ms or more late before or during) gives the p99 of the
+# requests not in flight during one: see ARCHITECTURE.md, "Host freezes".
+# scripts/freeze-trace.py, started alongside, traces what the CPUs did in
+# each freeze.
 # SAMPLES=1 also writes every request of the load to OUT_DIR/samples.csv
 # (bench --samples: about 45 MB), to find out when the slow ones were sent.
 # EXTRA_TOML (printf escapes allowed) is appended to the configuration, for

@@ -294,6 +294,9 @@ fn details(r: &Report, out: &mut String) {
     row("send lag", format!("p50 {} · p99 {} · max {} · {} sent &gt;1 ms late · {} behind schedule (window full) · {} reconnects", fmt_us(lag.p50_us), fmt_us(lag.p99_us), fmt_us(lag.max_us), lag.late_over_1ms, rate.behind_schedule, rate.reconnects));
     if let Some(host) = &r.host {
         row("host noise", esc(&host.describe()));
+        if let Some(freezes) = host.describe_freezes() {
+            row("host freezes", esc(&freezes));
+        }
     }
     if let Some(p) = r.preload_seconds {
         row("preload", format!("{} keys in {p:.2} s", r.settings.keys));

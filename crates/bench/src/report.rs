@@ -251,6 +251,9 @@ impl Report {
         }
         if let Some(host) = &self.host {
             let _ = writeln!(out, "host noise: {}", host.describe());
+            if let Some(freezes) = host.describe_freezes() {
+                let _ = writeln!(out, "  {freezes}");
+            }
         }
         match &self.command {
             Some(c) => {

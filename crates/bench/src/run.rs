@@ -80,7 +80,7 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
         command,
         migrations,
         preload_seconds,
-        host: stalls.map(|s| HostNoise::of(&s, &times)),
+        host: stalls.map(|s| HostNoise::of(&s, &times, &samples)),
         timeline,
     })
 }

@@ -105,7 +105,9 @@ pub struct Timeline {
     pub send_lag: SendLag,
 }
 
-fn record(h: &mut Histogram<u64>, us: u64) {
+/// Records `us` in `h` (at least 1 µs; past the highest value, as the
+/// highest).
+pub fn record(h: &mut Histogram<u64>, us: u64) {
     h.saturating_record(us.max(LOWEST_US));
 }
 
