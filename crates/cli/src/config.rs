@@ -72,6 +72,9 @@ pub struct ClusterSection {
     /// Turn transparent huge pages off for the process (like Redis's
     /// `disable-thp`).
     pub disable_thp: Option<bool>,
+    /// How long (ms) the allocator keeps freed memory before returning it
+    /// to the kernel; -1: never.
+    pub memory_purge_delay_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -184,6 +187,7 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             coordinator_nice: Some(opts.coordinator_nice),
             tombstone_grace_ms: Some(opts.tombstone_grace.as_millis() as u64),
             disable_thp: Some(opts.disable_thp),
+            memory_purge_delay_ms: Some(opts.memory_purge_delay_ms),
         },
         router: RouterSection {
             requirepass: opts.router.requirepass.as_ref().map(|_| "(set)".to_string()),

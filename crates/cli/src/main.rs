@@ -258,6 +258,17 @@ fn main() -> ExitCode {
     if no_thp && let Err(e) = evenkeel::up::disable_transparent_huge_pages() {
         eprintln!("warning: could not turn transparent huge pages off: {e}");
     }
+    // The bench keeps what it frees for the same reason as the cluster: a
+    // purge and the refault after it are time on the thread that times
+    // requests.
+    let purge_delay_ms = match (&command, &up_opts) {
+        (Some(Command::Bench(_)), _) => Some(evenkeel::up::DEFAULT_MEMORY_PURGE_DELAY_MS),
+        (_, Some((opts, false))) => Some(opts.memory_purge_delay_ms),
+        _ => None,
+    };
+    if let Some(ms) = purge_delay_ms {
+        evenkeel::up::set_memory_purge_delay(ms);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         let Some(command) = command else {
@@ -360,6 +371,10 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
     }
     if let Some(off) = c.disable_thp {
         opts.disable_thp = off;
+    }
+    if let Some(ms) = c.memory_purge_delay_ms {
+        anyhow::ensure!(ms >= -1, "cluster.memory_purge_delay_ms must be -1 (never) or at least 0, not {ms}");
+        opts.memory_purge_delay_ms = ms;
     }
     file.apply_migration(&mut opts.coord);
     Ok(opts)

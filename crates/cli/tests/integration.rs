@@ -668,25 +668,41 @@ async fn up_turns_transparent_huge_pages_off_unless_told_not_to() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("disable_thp = true"), "the default is on");
 }
 
+/// `up --print-config` shows `[cluster] field` as `default` when the file
+/// does not set it and as each `good` value's rendering when it does; each
+/// `bad` value is refused, the error naming the field, before anything
+/// starts.
+async fn cluster_setting_is_taken_or_refused(field: &str, default: &str, good: &[(&str, &str)], bad: &[&str]) {
+    let out = run_cli(&["up", "--print-config"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{field} = {default}")), "{}", String::from_utf8_lossy(&out.stdout));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let print_with = async |value: &str| {
+        std::fs::write(&config, format!("[cluster]\n{field} = {value}\n")).unwrap();
+        run_cli(&["up", "--config", config.to_str().unwrap(), "--print-config"]).await
+    };
+    for (value, shown) in good {
+        let out = print_with(value).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{field} = {shown}")), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+    for value in bad {
+        let out = print_with(value).await;
+        assert!(!out.status.success(), "{field} = {value} was taken");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cluster.{field}")), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 /// The nodes' CPU ceiling on migration work: none unless the configuration
-/// sets one; a share no budget can have is refused with the field's name
-/// before anything starts.
+/// sets one; a share no budget can have is refused.
 #[tokio::test]
 async fn up_takes_the_bulk_cpu_ceiling_from_its_configuration_and_refuses_bad_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = run_cli(&["up", "--print-config"]).await;
-    assert!(String::from_utf8_lossy(&out.stdout).contains("bulk_cpu_percent = 0.0"), "{}", String::from_utf8_lossy(&out.stdout));
-    let config = dir.path().join("c.toml");
-    for (value, shown) in [("5", "bulk_cpu_percent = 5.0"), ("2.5", "bulk_cpu_percent = 2.5")] {
-        std::fs::write(&config, format!("[cluster]\nbulk_cpu_percent = {value}\n")).unwrap();
-        let out = run_cli(&["up", "--config", config.to_str().unwrap(), "--print-config"]).await;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stdout).contains(shown), "{}", String::from_utf8_lossy(&out.stdout));
-    }
-    for bad in ["150", "-1"] {
-        std::fs::write(&config, format!("[cluster]\nbulk_cpu_percent = {bad}\n")).unwrap();
-        let out = run_cli(&["up", "--config", config.to_str().unwrap(), "--print-config"]).await;
-        assert!(!out.status.success(), "bulk_cpu_percent = {bad} was taken");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("cluster.bulk_cpu_percent"), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    cluster_setting_is_taken_or_refused("bulk_cpu_percent", "0.0", &[("5", "5.0"), ("2.5", "2.5")], &["150", "-1"]).await;
+}
+
+/// The allocator's purge delay: kept for good (-1) unless the
+/// configuration says otherwise; below -1 is refused.
+#[tokio::test]
+async fn up_takes_the_memory_purge_delay_from_its_configuration_and_refuses_bad_ones() {
+    cluster_setting_is_taken_or_refused("memory_purge_delay_ms", "-1", &[("1000", "1000"), ("0", "0")], &["-2"]).await;
 }
