@@ -39,9 +39,9 @@ use std::time::{Duration, Instant};
 pub const PERIOD: Duration = Duration::from_millis(1);
 /// A wake-up later than this (past the period) counts as a stall.
 pub const LATE_MIN_US: u64 = 1_000;
-/// A stall at least this long is a freeze (see the module docs). Ten times
-/// the guest scheduler's slice for a waking thread at normal priority, so a
-/// busy guest alone does not make one.
+/// A stall at least this long is a freeze (see the module docs): several
+/// times a scheduler slice (a few ms), so a guest that is merely busy
+/// rarely makes one; the traced ones were all the hypervisor's.
 pub const FREEZE_MIN_US: u64 = 10_000;
 
 /// One late wake-up: when the probe woke (µs on the load's clock) and how
