@@ -224,16 +224,46 @@ impl Coordinator {
     }
 }
 
-/// The process-wide Prometheus recorder, installed on first use.
+/// How often the recorder's histograms are drained ([`start_metrics_upkeep`]).
+pub const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The process-wide Prometheus recorder, installed on first use, with its
+/// upkeep running ([`start_metrics_upkeep`]).
 pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandle {
     static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE.get_or_init(|| {
-        let buckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .set_buckets(&buckets)
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets(&LATENCY_BUCKETS)
             .expect("buckets are valid")
             .install_recorder()
-            .expect("no other metrics recorder is installed")
+            .expect("no other metrics recorder is installed");
+        if let Err(e) = start_metrics_upkeep(handle.clone(), METRICS_UPKEEP_INTERVAL) {
+            tracing::error!(error = %e, "cannot start the metrics upkeep thread; histograms grow until /metrics is scraped");
+        }
+        handle
+    })
+}
+
+/// Histogram buckets, in seconds, for every latency histogram.
+pub const LATENCY_BUCKETS: [f64; 15] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// Drains `handle`'s histograms into their buckets every `every`, on a
+/// thread of its own, for as long as the process lives.
+///
+/// The recorder keeps every histogram sample in a list until something
+/// drains it: a scrape of `/metrics`, or this upkeep. `install_recorder`
+/// does not start one (only the exporter's own HTTP listener does), and
+/// nothing else drains: a cluster nobody scraped grew by every request's
+/// samples (router command and node execute latency, several per
+/// request), for ever. A thread, not a task: it
+/// must not take a worker from the runtime that serves clients, and each
+/// pass is short (bucketing the last interval's samples).
+pub fn start_metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle, every: Duration) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("ek-metrics".into()).spawn(move || {
+        loop {
+            std::thread::sleep(every);
+            handle.run_upkeep();
+        }
     })
 }
 
