@@ -53,6 +53,9 @@ pub struct ClusterSection {
     /// "buffered" or "sync".
     pub durability: Option<String>,
     pub cache_mib: Option<u64>,
+    /// Memtable size (MiB) of each node's data and change-log keyspaces,
+    /// for stores created with it.
+    pub memtable_mib: Option<u64>,
     /// Migration work on nodes yields to queued client requests.
     pub background_lane: Option<bool>,
     /// Router and coordinator call nodes of this process directly instead
@@ -179,6 +182,7 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             admin: Some(opts.admin),
             durability: Some(format!("{:?}", opts.durability).to_lowercase()),
             cache_mib: Some(opts.cache_bytes / (1024 * 1024)),
+            memtable_mib: Some(opts.memtable_bytes / (1024 * 1024)),
             background_lane: Some(opts.background_lane),
             in_process_rpc: Some(opts.in_process_rpc),
             bulk_idle: Some(opts.bulk_idle),

@@ -345,6 +345,10 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
         opts.router.retry.total_ms = ms;
     }
     opts.cache_bytes = args.cache_mib.or(c.cache_mib).unwrap_or(64) * 1024 * 1024;
+    if let Some(mib) = c.memtable_mib {
+        anyhow::ensure!((1..=1024).contains(&mib), "cluster.memtable_mib must be 1-1024, not {mib}");
+        opts.memtable_bytes = mib * 1024 * 1024;
+    }
     if let Some(lane) = c.background_lane {
         opts.background_lane = lane;
     }

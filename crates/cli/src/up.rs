@@ -52,6 +52,9 @@ pub struct UpOptions {
     pub router: RouterConfig,
     /// Per-node fjall block cache.
     pub cache_bytes: u64,
+    /// Per-node memtable size of the data and change-log keyspaces, for
+    /// nodes whose store is created with it.
+    pub memtable_bytes: u64,
     /// Coordinator settings (migration limits, bake time, pause budget).
     pub coord: CoordConfig,
     /// Nodes run migration work in a low-priority lane behind client work.
@@ -173,6 +176,7 @@ impl UpOptions {
             durability: Durability::default(),
             router: RouterConfig::default(),
             cache_bytes: 64 * 1024 * 1024,
+            memtable_bytes: evenkeel_node::DEFAULT_MEMTABLE_BYTES,
             coord: CoordConfig::default(),
             background_lane: true,
             in_process_rpc: true,
@@ -238,6 +242,7 @@ impl LocalCluster {
             num_partitions: config.num_partitions,
             durability: opts.durability,
             cache_bytes: opts.cache_bytes,
+            memtable_bytes: opts.memtable_bytes,
             background_lane: opts.background_lane,
             in_process: opts.in_process_rpc,
             bulk_priority: Priority::of(opts.bulk_idle, opts.bulk_nice),

@@ -700,6 +700,13 @@ async fn up_takes_the_bulk_cpu_ceiling_from_its_configuration_and_refuses_bad_on
     cluster_setting_is_taken_or_refused("bulk_cpu_percent", "0.0", &[("5", "5.0"), ("2.5", "2.5")], &["150", "-1"]).await;
 }
 
+/// The nodes' memtable size: 16 MiB unless the configuration says
+/// otherwise; none, or more than a GiB, is refused.
+#[tokio::test]
+async fn up_takes_the_memtable_size_from_its_configuration_and_refuses_bad_ones() {
+    cluster_setting_is_taken_or_refused("memtable_mib", "16", &[("64", "64"), ("1024", "1024")], &["0", "1025"]).await;
+}
+
 /// The allocator's purge delay: kept for good (-1) unless the
 /// configuration says otherwise; below -1 is refused.
 #[tokio::test]

@@ -620,3 +620,28 @@ fn flushed_memtables_are_freed_by_the_keeper_once_the_engine_lets_go() {
     assert_eq!(get(&s, b"a", 1001), Some(Bytes::from_static(b"1")), "its data is in a table now");
     assert_eq!(get(&s, b"b", 1001), Some(Bytes::from_static(b"2")));
 }
+
+/// The data keyspace flushes at the configured memtable size: 3 MB of
+/// writes leave tables behind with 1 MiB memtables, none with the default.
+#[test]
+fn the_data_memtable_flushes_at_the_configured_size() {
+    // Sealing is asynchronous: waits up to 10 s for one when `wait`.
+    let tables_after_3mb = |memtable_bytes: u64, wait: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = StoreConfig::new(dir.path(), N);
+        cfg.cache_bytes = 8 << 20;
+        cfg.memtable_bytes = memtable_bytes;
+        let store = Store::open(cfg).unwrap();
+        let value = "v".repeat(1000);
+        for i in 0..3000 {
+            exec(&store, format!("k{i}").as_bytes(), set(&value, None), 1_000);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while wait && store.data.table_count() == 0 && store.data.sealed_memtable_count() == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        store.data.table_count() + store.data.sealed_memtable_count()
+    };
+    assert!(tables_after_3mb(1 << 20, true) >= 1, "1 MiB memtables were never sealed");
+    assert_eq!(tables_after_3mb(DEFAULT_MEMTABLE_BYTES, false), 0, "a default-sized memtable was sealed after 3 MB");
+}
