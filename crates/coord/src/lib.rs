@@ -255,9 +255,9 @@ pub const LATENCY_BUCKETS: [f64; 15] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 
 /// does not start one (only the exporter's own HTTP listener does), and
 /// nothing else drains: a cluster nobody scraped grew by every request's
 /// samples (router command and node execute latency, several per
-/// request), for ever. A thread, not a task: it
-/// must not take a worker from the runtime that serves clients, and each
-/// pass is short (bucketing the last interval's samples).
+/// request), for ever. A thread, not a task: it must not take a worker
+/// from the runtime that serves clients, and each pass is short
+/// (bucketing the last interval's samples).
 pub fn start_metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle, every: Duration) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("ek-metrics".into()).spawn(move || {
         loop {

@@ -77,17 +77,18 @@ pub struct StoreConfig {
 
 /// Memtable size of the data and change-log keyspaces unless configured
 /// otherwise: a quarter of fjall's 64 MiB. A node's memtables only grow
-/// until their first flush, and at 64 MiB a node under the acceptance load
-/// (10,000 ops/s over four nodes) never flushed in a 5-minute run: the
-/// process's resident memory grew by 2-3 MB/s all run, every page of it a
-/// first touch (10 µs a page on the test VM), and a destination grew
-/// fastest while partitions moved in. Two interleaved pairs of acceptance
-/// runs, 16 against 64: peak resident memory 639-640 MB against
-/// 1,196-1,296 MB, page faults 78,000-96,000 against 189,000-245,000,
-/// bulk-thread CPU 32.0 ms per MB copied against 37.6-37.7, the process's
-/// CPU over the run 71.8 s and 75.2 s against 78.5 s and 74.5 s; window p99 0.99x and 1.22x against 1.23x
-/// and 1.06x (no difference this machine can show). Flushes then run
-/// every minute or two per node, off the lock (`store::memtables`).
+/// until their first flush, and at 64 MiB no node under the acceptance
+/// load (10,000 ops/s over four nodes) flushed in a whole run (fjall's
+/// workers used no CPU): the process's resident memory grew by 2-3 MB/s
+/// all run, every page of it a first touch (10 µs a page on the test VM),
+/// and a destination grew fastest while partitions moved in. Two
+/// interleaved pairs of acceptance runs, 16 against 64: peak resident
+/// memory 639-640 MB against 1,196-1,296 MB, page faults 78,000-96,000
+/// against 189,000-245,000, bulk-thread CPU 32.0 ms per MB copied against
+/// 37.6-37.7, the process's CPU over the run 71.8 s and 75.2 s against
+/// 78.5 s and 74.5 s; window p99 0.99x and 1.22x against 1.23x and 1.06x
+/// (no difference this machine can show). Flushed memtables are freed off
+/// the engine's lock (`store::memtables`).
 pub const DEFAULT_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 
 impl StoreConfig {
