@@ -28,6 +28,12 @@
 # no-rebalance control ranged 0.99-1.38x (typical second, 3 runs); with 90
 # they were 0.97-0.98x (2 runs). RECOVERY (default 5) is the
 # shortest "after" window, in seconds.
+# HALT_POLL_NS sets the guest's halt polling (cpuidle haltpoll's
+# guest_halt_poll_ns, root) for the run and puts the old value back after:
+# on a VM whose idle vCPUs halt without polling, waking one is a trip
+# through the hypervisor, and the median moves in a 60 µs step with any
+# extra work on an idle vCPU (ARCHITECTURE.md, "Host freezes"). The bench
+# report's "machine:" line says which setting a run had.
 # BENCH_NICE (default 0) runs the bench at that nice value; negative (root)
 # gives it the CPU first. Measured once at -10: the bench's p99 did not come
 # closer to the router's (the cluster's runtime then waited longer for a
@@ -70,7 +76,14 @@ if "$BIN" cluster status --admin "$ADMIN" > /dev/null 2>&1; then
 fi
 "$BIN" up --config "$CONFIG" --data-dir "$OUT/data" --listen 127.0.0.1:6395 --admin "$ADMIN" > "$OUT/up.log" 2>&1 &
 UP=$!
-trap 'kill $UP 2>/dev/null; wait $UP 2>/dev/null || true' EXIT
+POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+RESTORE=:
+if [ -n "${HALT_POLL_NS:-}" ]; then
+  [ -w "$POLL" ] || { echo "HALT_POLL_NS: $POLL is not writable here (root, cpuidle haltpoll)" >&2; exit 1; }
+  RESTORE="echo $(cat "$POLL") > $POLL"
+  echo "$HALT_POLL_NS" > "$POLL"
+fi
+trap 'kill $UP 2>/dev/null; wait $UP 2>/dev/null || true; eval "$RESTORE"' EXIT
 for _ in $(seq 100); do
   "$BIN" cluster status --admin "$ADMIN" > /dev/null 2>&1 && break
   sleep 0.2
@@ -109,7 +122,7 @@ while True:
 PY
 python3 "$OUT/timeline.py" "$ADMIN" $UP > "$OUT/throttle-timeline.txt" 2>&1 &
 TIMELINE=$!
-trap 'kill $UP $TIMELINE 2>/dev/null; wait $UP 2>/dev/null || true' EXIT
+trap 'kill $UP $TIMELINE 2>/dev/null; wait $UP 2>/dev/null || true; eval "$RESTORE"' EXIT
 nice -n "${BENCH_NICE:-0}" "$BIN" bench --target redis://127.0.0.1:6395 --rate "${RATE:-10000}" --seconds "${SECONDS_LOAD:-60}" --keys 1000000 --value-size 100 \
   --mix get=50,set=45,incr=3,del=1,mget=1 --preload --warmup-seconds "${WARMUP:-90}" --quiet --admin "$ADMIN" \
   --during-cmd "$DURING" --recovery-seconds "${RECOVERY:-5}" --host-probe \

@@ -292,6 +292,10 @@ fn details(r: &Report, out: &mut String) {
     row("rate", format!("requested {:.0}/s · sent {:.0}/s · achieved {:.0}/s", rate.requested_per_s, rate.sent_per_s, rate.achieved_per_s));
     let lag = &r.timeline.send_lag;
     row("send lag", format!("p50 {} · p99 {} · max {} · {} sent &gt;1 ms late · {} behind schedule (window full) · {} reconnects", fmt_us(lag.p50_us), fmt_us(lag.p99_us), fmt_us(lag.max_us), lag.late_over_1ms, rate.behind_schedule, rate.reconnects));
+    if let Some(machine) = &r.machine {
+        let caution = machine.caution().map(|c| format!(" · {}", esc(c))).unwrap_or_default();
+        row("machine", format!("{}{caution}", esc(&machine.describe())));
+    }
     if let Some(host) = &r.host {
         row("host noise", esc(&host.describe()));
         if let Some(freezes) = host.describe_freezes() {

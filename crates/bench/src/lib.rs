@@ -35,6 +35,7 @@ pub mod config;
 pub mod history;
 pub mod html;
 pub mod load;
+pub mod machine;
 pub mod migrations;
 pub mod phases;
 pub mod pipeline;

@@ -4,6 +4,7 @@
 use crate::checker::{Anomaly, AnomalyKind, Findings};
 use crate::migrations::MigrationSummary;
 use crate::phases::CommandRun;
+use crate::machine::Machine;
 use crate::probe::HostNoise;
 use crate::stats::{PhaseStats, Second, Timeline, ratio};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,10 @@ pub struct Report {
     /// The machine's own noise per phase, with `--host-probe`.
     #[serde(default)]
     pub host: Option<HostNoise>,
+    /// The machine's CPUs and idle policy ([`crate::machine`]); absent in
+    /// reports written before it was recorded.
+    #[serde(default)]
+    pub machine: Option<Machine>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,6 +252,12 @@ impl Report {
             );
             if let Some(by_stage) = crate::stages::describe(&crate::stages::of(&self.migrations.migrations, &self.timeline.seconds), t.before_us) {
                 let _ = writeln!(out, "  by stage of the moves: {by_stage}");
+            }
+        }
+        if let Some(machine) = &self.machine {
+            let _ = writeln!(out, "machine: {}", machine.describe());
+            if let Some(caution) = machine.caution() {
+                let _ = writeln!(out, "  {caution}");
             }
         }
         if let Some(host) = &self.host {

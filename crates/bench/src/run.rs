@@ -5,6 +5,7 @@ use crate::checker;
 use crate::config::Config;
 use crate::history::{History, Key, Op, OpKind, Outcome};
 use crate::load::{self, LoadShared, read_back_value};
+use crate::machine::Machine;
 use crate::migrations::{self, MigrationSummary};
 use crate::phases::{self, CommandRun, PhaseTimes};
 use crate::pipeline::{Pipeline, expect_ok};
@@ -81,6 +82,7 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
         migrations,
         preload_seconds,
         host: stalls.map(|s| HostNoise::of(&s, &times, &samples)),
+        machine: Some(Machine::read()),
         timeline,
     })
 }

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use clap::Parser;
 use evenkeel::up::{LocalCluster, UpOptions};
 use evenkeel_bench::checker::AnomalyKind;
+use evenkeel_bench::machine::Machine;
 use evenkeel_bench::{BenchArgs, BenchError, Report};
 use evenkeel_resp::Frame;
 use std::collections::HashMap;
@@ -66,13 +67,17 @@ async fn a_short_bench_against_a_local_cluster_is_clean() {
     assert_eq!((&parsed.settings, &parsed.correctness, &parsed.errors, &parsed.command), (&report.settings, &report.correctness, &report.errors, &report.command));
     assert_eq!(parsed.timeline.seconds, report.timeline.seconds);
     assert_eq!(parsed.host.as_ref().map(|h| h.phases.len()), Some(3));
+    // The machine the run measured is recorded with it, this one's own.
+    assert_eq!(report.machine, Some(Machine::read()));
+    assert_eq!(parsed.machine, report.machine);
+    assert!(report.render_text().contains(&format!("machine: {}", Machine::read().describe())));
     for (a, b) in parsed.timeline.phases.iter().zip(&report.timeline.phases) {
         assert_eq!((a.requests, a.latency.p99_us, a.latency.max_us), (b.requests, b.latency.p99_us, b.latency.max_us));
         assert!((a.throughput - b.throughput).abs() < 1e-6);
     }
     let html = std::fs::read_to_string(dir.path().join("r.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.matches("<svg").count() == 2);
-    assert!(html.contains("host noise"));
+    assert!(html.contains("host noise") && html.contains("<td>machine</td>"));
     assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("href="), "must be self-contained");
 }
 
