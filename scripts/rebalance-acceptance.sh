@@ -74,16 +74,20 @@ if "$BIN" cluster status --admin "$ADMIN" > /dev/null 2>&1; then
   echo "a cluster already answers on $ADMIN: is another acceptance run going?" >&2
   exit 1
 fi
-"$BIN" up --config "$CONFIG" --data-dir "$OUT/data" --listen 127.0.0.1:6395 --admin "$ADMIN" > "$OUT/up.log" 2>&1 &
-UP=$!
+# Set before anything starts, so a refusal leaves nothing running; the old
+# value goes back on any exit.
 POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 RESTORE=:
 if [ -n "${HALT_POLL_NS:-}" ]; then
+  [[ "$HALT_POLL_NS" =~ ^[0-9]+$ ]] || { echo "HALT_POLL_NS must be a number of nanoseconds, not '$HALT_POLL_NS'" >&2; exit 2; }
   [ -w "$POLL" ] || { echo "HALT_POLL_NS: $POLL is not writable here (root, cpuidle haltpoll)" >&2; exit 1; }
   RESTORE="echo $(cat "$POLL") > $POLL"
+  trap 'eval "$RESTORE"' EXIT
   echo "$HALT_POLL_NS" > "$POLL"
 fi
-trap 'kill $UP 2>/dev/null; wait $UP 2>/dev/null || true; eval "$RESTORE"' EXIT
+"$BIN" up --config "$CONFIG" --data-dir "$OUT/data" --listen 127.0.0.1:6395 --admin "$ADMIN" > "$OUT/up.log" 2>&1 &
+UP=$!
+trap 'kill $UP 2>/dev/null || true; wait $UP 2>/dev/null || true; eval "$RESTORE"' EXIT
 for _ in $(seq 100); do
   "$BIN" cluster status --admin "$ADMIN" > /dev/null 2>&1 && break
   sleep 0.2
@@ -122,7 +126,7 @@ while True:
 PY
 python3 "$OUT/timeline.py" "$ADMIN" $UP > "$OUT/throttle-timeline.txt" 2>&1 &
 TIMELINE=$!
-trap 'kill $UP $TIMELINE 2>/dev/null; wait $UP 2>/dev/null || true; eval "$RESTORE"' EXIT
+trap 'kill $UP $TIMELINE 2>/dev/null || true; wait $UP 2>/dev/null || true; eval "$RESTORE"' EXIT
 nice -n "${BENCH_NICE:-0}" "$BIN" bench --target redis://127.0.0.1:6395 --rate "${RATE:-10000}" --seconds "${SECONDS_LOAD:-60}" --keys 1000000 --value-size 100 \
   --mix get=50,set=45,incr=3,del=1,mget=1 --preload --warmup-seconds "${WARMUP:-90}" --quiet --admin "$ADMIN" \
   --during-cmd "$DURING" --recovery-seconds "${RECOVERY:-5}" --host-probe \

@@ -11,7 +11,7 @@
 //! an otherwise idle vCPU (a rebalance's copy, or an external `SCHED_IDLE`
 //! process spinning 6 ms in every 100) moved it to 139 µs for most of its
 //! seconds. With guest halt polling at 200 µs the same load ran at
-//! 60–65 µs and the spinner moved nothing (ARCHITECTURE.md, "Host
+//! 59–67 µs and the spinner moved nothing (ARCHITECTURE.md, "Host
 //! freezes"). So the report names the setting next to the figures, and
 //! says when it makes them a measure of the machine.
 
@@ -78,7 +78,7 @@ impl Machine {
     /// idle policy can move the figures by itself.
     pub fn caution(&self) -> Option<&'static str> {
         self.halts_without_polling().then_some(
-            "idle vCPUs halt without polling: each wake-up is a trip through the hypervisor, and extra work on an idle vCPU (a rebalance's copy) can move every request's latency; guest halt polling (haltpoll guest_halt_poll_ns) makes the ratios measure the system (ARCHITECTURE.md, Host freezes)",
+            "idle vCPUs halt without polling: each wake-up is a trip through the hypervisor, and extra work on an idle vCPU (a rebalance's copy) can move every request's latency; guest halt polling (haltpoll guest_halt_poll_ns) took that step away on the test VM (ARCHITECTURE.md, Host freezes)",
         )
     }
 }

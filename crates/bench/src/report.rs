@@ -2,9 +2,9 @@
 //! terminal rendering. The HTML page is in [`crate::html`].
 
 use crate::checker::{Anomaly, AnomalyKind, Findings};
+use crate::machine::Machine;
 use crate::migrations::MigrationSummary;
 use crate::phases::CommandRun;
-use crate::machine::Machine;
 use crate::probe::HostNoise;
 use crate::stats::{PhaseStats, Second, Timeline, ratio};
 use serde::{Deserialize, Serialize};
