@@ -29,7 +29,9 @@
 # they were 0.97-0.98x (2 runs). RECOVERY (default 5) is the
 # shortest "after" window, in seconds.
 # HALT_POLL_NS sets the guest's halt polling (cpuidle haltpoll's
-# guest_halt_poll_ns, root) for the run and puts the old value back after:
+# guest_halt_poll_ns, root; refused where the cpuidle driver is not
+# haltpoll, since nothing else reads it) for the run and puts the old
+# value back after:
 # on a VM whose idle vCPUs halt without polling, waking one is a trip
 # through the hypervisor, and the median moves in a 60 µs step with any
 # extra work on an idle vCPU (ARCHITECTURE.md, "Host freezes"). The bench
@@ -81,6 +83,10 @@ RESTORE=:
 if [ -n "${HALT_POLL_NS:-}" ]; then
   [[ "$HALT_POLL_NS" =~ ^[0-9]+$ ]] || { echo "HALT_POLL_NS must be a number of nanoseconds, not '$HALT_POLL_NS'" >&2; exit 2; }
   [ -w "$POLL" ] || { echo "HALT_POLL_NS: $POLL is not writable here (root, cpuidle haltpoll)" >&2; exit 1; }
+  # The parameter exists wherever the haltpoll module is loaded, but only
+  # the haltpoll cpuidle driver reads it: elsewhere setting it does nothing.
+  DRIVER=$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo unknown)
+  [ "$DRIVER" = haltpoll ] || { echo "HALT_POLL_NS: the cpuidle driver here is '$DRIVER', not haltpoll: guest halt polling would not apply" >&2; exit 1; }
   RESTORE="echo $(cat "$POLL") > $POLL"
   trap 'eval "$RESTORE"' EXIT
   echo "$HALT_POLL_NS" > "$POLL"

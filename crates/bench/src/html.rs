@@ -298,6 +298,9 @@ fn details(r: &Report, out: &mut String) {
     }
     if let Some(host) = &r.host {
         row("host noise", esc(&host.describe()));
+        if let Some(cpu) = host.describe_cpu() {
+            row("machine CPU", esc(&cpu));
+        }
         if let Some(freezes) = host.describe_freezes() {
             row("host freezes", esc(&freezes));
         }

@@ -32,6 +32,7 @@
 
 pub mod checker;
 pub mod config;
+pub mod cpu;
 pub mod history;
 pub mod html;
 pub mod load;

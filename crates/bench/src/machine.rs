@@ -77,9 +77,14 @@ impl Machine {
     /// The caution printed under [`Machine::describe`], if the machine's
     /// idle policy can move the figures by itself.
     pub fn caution(&self) -> Option<&'static str> {
-        self.halts_without_polling().then_some(
-            "idle vCPUs halt without polling: each wake-up is a trip through the hypervisor, and extra work on an idle vCPU (a rebalance's copy) can move every request's latency; guest halt polling (haltpoll guest_halt_poll_ns) took that step away on the test VM (ARCHITECTURE.md, Host freezes)",
-        )
+        if !self.halts_without_polling() {
+            return None;
+        }
+        Some(if self.cpuidle_driver.as_deref() == Some("haltpoll") {
+            "idle vCPUs halt without polling: each wake-up is a trip through the hypervisor, and extra work on an idle vCPU (a rebalance's copy) can move every request's latency; guest halt polling (haltpoll guest_halt_poll_ns) took that step away on the test VM (ARCHITECTURE.md, Host freezes)"
+        } else {
+            "idle vCPUs halt without polling: each wake-up is a trip through the hypervisor, and extra work on an idle vCPU (a rebalance's copy) can move every request's latency; this kernel's idle driver is not haltpoll, so guest halt polling, which took that step away on a test VM that had it, is not available here (ARCHITECTURE.md, Host freezes)"
+        })
     }
 }
 
@@ -125,7 +130,7 @@ mod tests {
         let m = Machine::read_from(dir.path());
         assert_eq!(m, Machine { cpus: Some(2), hypervisor: true, cpuidle_driver: Some("haltpoll".into()), guest_halt_poll_ns: Some(0) });
         assert_eq!(m.describe(), "2 CPUs, under a hypervisor, cpuidle haltpoll (guest halt polling 0 ns)");
-        assert!(m.caution().is_some());
+        assert!(m.caution().unwrap().contains("took that step away"));
     }
 
     #[test]
@@ -150,7 +155,9 @@ mod tests {
     #[test]
     fn a_guest_with_another_idle_driver_halts_without_polling() {
         let dir = fake(&[("proc/cpuinfo", VM_CPUINFO), ("sys/devices/system/cpu/cpuidle/current_driver", "acpi_idle")]);
-        assert!(Machine::read_from(dir.path()).halts_without_polling());
+        let m = Machine::read_from(dir.path());
+        assert!(m.halts_without_polling());
+        assert!(m.caution().unwrap().contains("not available here"), "no remedy this machine lacks is offered");
         let empty = fake(&[]);
         let m = Machine::read_from(empty.path());
         assert_eq!(m, Machine { cpus: None, hypervisor: false, cpuidle_driver: None, guest_halt_poll_ns: None });

@@ -24,6 +24,7 @@
 //! a freeze, so a reader can tell a window the host froze from one the
 //! system made slow. The budget verdict never uses it.
 
+use crate::cpu::{CpuSample, CpuUse, CROWDED_BUSY_PCT};
 use crate::history::Micros;
 use crate::recorder::Sample;
 use crate::stats::{new_histogram, record};
@@ -52,10 +53,21 @@ pub struct Stall {
     pub late_us: u64,
 }
 
+/// How often the probe also reads the machine's and the bench's CPU
+/// time ([`crate::cpu`]).
+pub const CPU_EVERY: Duration = Duration::from_millis(500);
+
 /// The running probe; [`HostProbe::finish`] stops it.
 pub struct HostProbe {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<Stall>>,
+    thread: std::thread::JoinHandle<Probed>,
+}
+
+/// What the probe saw, each in time order.
+#[derive(Debug, Default)]
+pub struct Probed {
+    pub stalls: Vec<Stall>,
+    pub cpu: Vec<CpuSample>,
 }
 
 impl HostProbe {
@@ -64,22 +76,29 @@ impl HostProbe {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let thread = std::thread::Builder::new().name("bench-probe".into()).spawn(move || {
-            let mut stalls = Vec::new();
-            while !stopped.load(Ordering::Relaxed) {
+            let mut seen = Probed::default();
+            let mut next_cpu = Instant::now();
+            loop {
+                if Instant::now() >= next_cpu || stopped.load(Ordering::Relaxed) {
+                    seen.cpu.extend(CpuSample::read(clock));
+                    next_cpu += CPU_EVERY;
+                }
+                if stopped.load(Ordering::Relaxed) {
+                    return seen;
+                }
                 let asked = Instant::now();
                 std::thread::sleep(PERIOD);
                 let late_us = asked.elapsed().saturating_sub(PERIOD).as_micros() as u64;
                 if late_us > LATE_MIN_US {
-                    stalls.push(Stall { at_us: clock.now_us(), late_us });
+                    seen.stalls.push(Stall { at_us: clock.now_us(), late_us });
                 }
             }
-            stalls
         })?;
         Ok(HostProbe { stop, thread })
     }
 
-    /// Stops the probe and returns the stalls it saw, in time order.
-    pub fn finish(self) -> Vec<Stall> {
+    /// Stops the probe and returns what it saw.
+    pub fn finish(self) -> Probed {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap_or_default()
     }
@@ -105,6 +124,10 @@ pub struct PhaseNoise {
     /// p99 of the phase's other requests.
     #[serde(default)]
     pub p99_outside_freezes_us: u64,
+    /// How busy the machine's CPUs were, and the bench's share (None
+    /// where `/proc` could not be read, and in reports written before).
+    #[serde(default)]
+    pub cpu: Option<CpuUse>,
 }
 
 /// Stalled time per second of a window past which the host, not only the
@@ -124,7 +147,8 @@ impl HostNoise {
     /// Sums `stalls` per phase of `times` (the warmup counts in none), and
     /// splits each phase's `samples` (sorted by intended time) into those
     /// in flight during a freeze and the rest.
-    pub fn of(stalls: &[Stall], times: &PhaseTimes, samples: &[Sample]) -> HostNoise {
+    pub fn of(probed: &Probed, times: &PhaseTimes, samples: &[Sample]) -> HostNoise {
+        let stalls = &probed.stalls;
         let freezes = freezes(stalls);
         let phases = PHASE_NAMES
             .iter()
@@ -152,6 +176,7 @@ impl HostNoise {
                     freezes: inside.iter().filter(|s| s.late_us >= FREEZE_MIN_US).count() as u64,
                     requests_in_freezes,
                     p99_outside_freezes_us: if outside.is_empty() { 0 } else { outside.value_at_quantile(0.99) },
+                    cpu: CpuUse::between(&probed.cpu, from, to),
                 }
             })
             .collect();
@@ -185,6 +210,24 @@ impl HostNoise {
     pub fn describe(&self) -> String {
         let phases: Vec<String> = self.phases.iter().map(|p| format!("{} {:.1} ms/s ({} stalls, worst {})", p.name, p.stalled_ms_per_s, p.stalls, fmt_us(p.worst_us))).collect();
         format!("a 1 ms sleeper woke over 1 ms late: {}; {}", phases.join("; "), self.verdict())
+    }
+
+    /// One line for the report: per phase, how busy the machine's CPUs
+    /// were and the bench's share, and which of the two windows a ratio
+    /// compares was crowded ([`CROWDED_BUSY_PCT`]). None when no phase
+    /// has figures.
+    pub fn describe_cpu(&self) -> Option<String> {
+        let phases: Vec<String> = self.phases.iter().filter_map(|p| Some(format!("{} {}", p.name, p.cpu?.describe()))).collect();
+        if phases.is_empty() {
+            return None;
+        }
+        let crowded: Vec<&str> = self.phases.iter().take(2).filter(|p| p.cpu.is_some_and(|c| c.busy_pct > CROWDED_BUSY_PCT)).map(|p| p.name.as_str()).collect();
+        let verdict = if crowded.is_empty() {
+            format!("the CPUs had room before and during (at most {CROWDED_BUSY_PCT:.0}% busy)")
+        } else {
+            format!("the CPUs were over {CROWDED_BUSY_PCT:.0}% busy {}: queueing for them shapes p99 there as much as the system does", crowded.join(" and "))
+        };
+        Some(format!("{}; {verdict}", phases.join("; ")))
     }
 
     /// Whether the two windows a during/before ratio compares had a quiet
@@ -222,7 +265,7 @@ mod tests {
         let times = PhaseTimes { start: 1_000_000, during_start: 3_000_000, during_end: 7_000_000, end: 8_000_000 };
         let stall = |at_us, late_us| Stall { at_us, late_us };
         let stalls = [stall(500_000, 9_000), stall(1_000_000, 2_000), stall(2_500_000, 4_000), stall(3_000_000, 1_500), stall(6_999_999, 10_500), stall(7_500_000, 1_200)];
-        let noise = HostNoise::of(&stalls, &times, &[]);
+        let noise = HostNoise::of(&Probed { stalls: stalls.to_vec(), cpu: vec![] }, &times, &[]);
         let got: Vec<(&str, f64, u64, u64)> = noise.phases.iter().map(|p| (p.name.as_str(), p.stalled_ms_per_s, p.stalls, p.worst_us)).collect();
         assert_eq!(got, [("before", 3.0, 2, 4_000), ("during", 3.0, 2, 10_500), ("after", 1.2, 1, 1_200)]);
         assert_eq!(
@@ -250,7 +293,7 @@ mod tests {
         samples.push(sample(1_500_000, 3_000));
         samples.push(sample(1_478_000, 900));
         samples.sort_by_key(|s| s.intended);
-        let noise = HostNoise::of(&stalls, &times, &samples);
+        let noise = HostNoise::of(&Probed { stalls: stalls.to_vec(), cpu: vec![] }, &times, &samples);
         let got: Vec<(u64, u64, u64)> = noise.phases.iter().map(|p| (p.freezes, p.requests_in_freezes, p.p99_outside_freezes_us)).collect();
         // During: the 21 requests meant for [1.479, 1.5) s are in the
         // freeze; of the other 981, the 3 ms one is the top 0.1%.
@@ -260,13 +303,13 @@ mod tests {
             "host freezes (probe 10.00 ms or more late): before 0 (0 requests in flight), during 1 (21 requests); p99 of the other requests: before 100 µs, during 100 µs (1.00x), not what the budget is judged on"
         );
         // Without a freeze before or during there is nothing to say.
-        assert_eq!(HostNoise::of(&stalls[..1], &times, &samples).describe_freezes(), None);
+        assert_eq!(HostNoise::of(&Probed { stalls: stalls[..1].to_vec(), cpu: vec![] }, &times, &samples).describe_freezes(), None);
     }
 
     #[test]
     fn the_verdict_names_the_noisy_windows_and_ignores_the_after_window() {
         let noise = |before: f64, during: f64, after: f64| HostNoise {
-            phases: [("before", before), ("during", during), ("after", after)].map(|(name, ms)| PhaseNoise { name: name.into(), stalled_ms_per_s: ms, stalls: 1, worst_us: 1_000, freezes: 0, requests_in_freezes: 0, p99_outside_freezes_us: 0 }).to_vec(),
+            phases: [("before", before), ("during", during), ("after", after)].map(|(name, ms)| PhaseNoise { name: name.into(), stalled_ms_per_s: ms, stalls: 1, worst_us: 1_000, freezes: 0, requests_in_freezes: 0, p99_outside_freezes_us: 0, cpu: None }).to_vec(),
         };
         assert_eq!(noise(0.4, 1.0, 9.0).verdict(), "the host was quiet before and during (at most 1.0 ms/s)");
         assert!(noise(0.4, 1.1, 0.0).verdict().starts_with("the host was noisy during (over"));
@@ -278,9 +321,37 @@ mod tests {
         let clock = Clock { start: Instant::now() };
         let probe = HostProbe::start(clock).unwrap();
         std::thread::sleep(Duration::from_millis(30));
-        let stalls = probe.finish();
+        let Probed { stalls, cpu } = probe.finish();
         let ended = clock.now_us();
         assert!(stalls.iter().all(|s| s.late_us > LATE_MIN_US && s.at_us <= ended), "{stalls:?}");
         assert!(stalls.windows(2).all(|w| w[0].at_us <= w[1].at_us), "{stalls:?}");
+        // A reading when it starts and one when it stops, at least.
+        if std::path::Path::new("/proc/stat").exists() {
+            assert!(cpu.len() >= 2 && cpu.windows(2).all(|w| w[0].at_us <= w[1].at_us && w[0].total <= w[1].total), "{cpu:?}");
+        }
+    }
+
+    #[test]
+    fn cpu_figures_are_given_per_phase_and_a_crowded_window_is_named() {
+        let times = PhaseTimes { start: 0, during_start: 2_000_000, during_end: 4_000_000, end: 6_000_000 };
+        // A reading every second; the CPUs 60% busy before, 90% during,
+        // 50% after; the bench 20% throughout.
+        let mut cpu = Vec::new();
+        let (mut busy, mut bench) = (0, 0);
+        for second in 0..=6u64 {
+            cpu.push(CpuSample { at_us: second * 1_000_000, busy, steal: 0, total: second * 200, bench });
+            busy += [120, 120, 180, 180, 100, 100, 0][second as usize];
+            bench += 40;
+        }
+        let noise = HostNoise::of(&Probed { stalls: vec![], cpu }, &times, &[]);
+        let got: Vec<Option<f64>> = noise.phases.iter().map(|p| p.cpu.map(|c| c.busy_pct)).collect();
+        // Each window spans its first to last reading: [0, 1] s, [2, 3] s, [4, 5] s.
+        assert_eq!(got, [Some(60.0), Some(90.0), Some(50.0)]);
+        assert_eq!(
+            noise.describe_cpu().unwrap(),
+            "before 60% busy (bench 20%); during 90% busy (bench 20%); after 50% busy (bench 20%); the CPUs were over 80% busy during: queueing for them shapes p99 there as much as the system does"
+        );
+        let none = HostNoise::of(&Probed::default(), &times, &[]);
+        assert_eq!(none.describe_cpu(), None, "no readings, no line");
     }
 }

@@ -265,6 +265,9 @@ impl Report {
             if let Some(freezes) = host.describe_freezes() {
                 let _ = writeln!(out, "  {freezes}");
             }
+            if let Some(cpu) = host.describe_cpu() {
+                let _ = writeln!(out, "machine CPU: {cpu}");
+            }
         }
         match &self.command {
             Some(c) => {

@@ -9,7 +9,7 @@ use crate::machine::Machine;
 use crate::migrations::{self, MigrationSummary};
 use crate::phases::{self, CommandRun, PhaseTimes};
 use crate::pipeline::{Pipeline, expect_ok};
-use crate::probe::{HostNoise, HostProbe, Stall};
+use crate::probe::{HostNoise, HostProbe, Probed};
 use crate::recorder::{ConnLog, Live};
 use crate::report::{Budget, Correctness, ErrorSummary, RateSummary, Ratios, Report, Settings};
 use crate::schedule::{self, Clock, PacerShared, Schedule};
@@ -47,7 +47,7 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
         false => None,
     };
     let started_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let (clock, times, command, log, stalls, bulk_cpu_ms) = load_with_phases(config, codec, seed).await?;
+    let (clock, times, command, log, probed, bulk_cpu_ms) = load_with_phases(config, codec, seed).await?;
     let touched: BTreeSet<Key> = log.ops.iter().filter(|o| matches!(o.kind, OpKind::Write(_) | OpKind::Incr(_))).map(|o| o.key).collect();
     let keys_read_back = touched.len() as u64;
     let (read_back, read_back_error) = match read_back(config, codec, clock, touched.into_iter().collect()).await {
@@ -81,7 +81,7 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
         command,
         migrations,
         preload_seconds,
-        host: stalls.map(|s| HostNoise::of(&s, &times, &samples)),
+        host: probed.map(|p| HostNoise::of(&p, &times, &samples)),
         machine: Some(Machine::read()),
         timeline,
     })
@@ -120,7 +120,7 @@ fn error_summary(log: &ConnLog) -> ErrorSummary {
 
 /// The timed load: connections, pacer, phase controller, progress line.
 /// Also returns the cluster's bulk-thread CPU during the disruption ([`phases::control`]).
-async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Result<(Clock, PhaseTimes, Option<CommandRun>, ConnLog, Option<Vec<Stall>>, Option<u64>), BenchError> {
+async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Result<(Clock, PhaseTimes, Option<CommandRun>, ConnLog, Option<Probed>, Option<u64>), BenchError> {
     let mut streams = Vec::with_capacity(config.connections);
     for _ in 0..config.connections {
         streams.push(load::connect(&config.target).await.map_err(|reason| BenchError::Connect { target: config.target.display(), reason })?);
@@ -149,8 +149,8 @@ async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Resu
     if let Some(p) = progress {
         p.abort();
     }
-    let stalls = probe.map(HostProbe::finish);
-    Ok((clock, times.clamped(pacer_shared.end_us()), command, log, stalls, bulk_cpu_ms))
+    let probed = probe.map(HostProbe::finish);
+    Ok((clock, times.clamped(pacer_shared.end_us()), command, log, probed, bulk_cpu_ms))
 }
 
 /// Runs the pacer and every connection on one thread of their own, in a

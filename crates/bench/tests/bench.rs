@@ -58,6 +58,12 @@ async fn a_short_bench_against_a_local_cluster_is_clean() {
     let host = report.host.as_ref().expect("--host-probe was given");
     assert_eq!(host.phases.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["before", "during", "after"]);
     assert!(host.phases.iter().all(|p| p.stalled_ms_per_s >= 0.0 && (p.stalls == 0) == (p.worst_us == 0)), "{host:?}");
+    // And how busy the CPUs were: readings every 500 ms give the 1 s
+    // windows figures (the during window, one `echo`, may be too short).
+    let cpu: Vec<_> = host.phases.iter().filter_map(|p| p.cpu).collect();
+    assert!(!cpu.is_empty(), "{host:?}");
+    assert!(cpu.iter().all(|c| (0.0..=100.0).contains(&c.busy_pct) && (0.0..=100.0).contains(&c.bench_pct)), "{cpu:?}");
+    assert!(report.render_text().contains("machine CPU: "));
     // Migration data may or may not exist yet; either way the run goes on.
     assert!(report.migrations.available || report.migrations.note.is_some());
 

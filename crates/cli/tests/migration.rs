@@ -315,17 +315,24 @@ async fn check_deleted(client: &redis::Client, keys: &[String], deleted: &[Strin
     assert_eq!(size, keys.len() - deleted.len());
 }
 
-/// Waits until the stats poll shows partition `p` satisfying `f`.
+/// Waits until the stats poll shows partition `p` satisfying `f`. On
+/// failure it names every distinct status it saw and when, so a missed
+/// window can be told from a state that never held.
 async fn wait_partition(http: &reqwest::Client, admin: &str, p: u16, what: &str, f: impl Fn(&PartitionStatus) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(30);
+    let mut seen: Vec<(Duration, Option<PartitionStatus>)> = Vec::new();
     loop {
         let status = common::admin::cluster(http, admin).await;
         // Empty until the first stats poll.
-        let s = status.partitions.get(p as usize);
-        if s.is_some_and(&f) {
+        let s = status.partitions.get(p as usize).cloned();
+        if s.as_ref().is_some_and(&f) {
             return;
         }
-        assert!(Instant::now() < deadline, "never saw {what}: {s:?}");
+        if seen.last().is_none_or(|(_, last)| *last != s) {
+            seen.push((started.elapsed(), s));
+        }
+        assert!(Instant::now() < deadline, "never saw {what}; statuses seen (time since the wait began): {seen:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
