@@ -251,7 +251,12 @@ async fn wait_state(http: &reqwest::Client, admin: &str, id: &str, state: &str) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_keys_stay_deleted_across_a_move_with_tombstones_collected() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path(), 8, 5_000);
+    // A 10 s bake: the in-bake check below sees the destination only
+    // through the coordinator's stats poll (once a second). With 5 s it
+    // failed once in a loaded CI run (cause not found; it passed 8 reruns,
+    // 5 of them with two CPU hogs): if it fails again, its message lists
+    // every status it saw.
+    let mut opts = options(dir.path(), 8, 10_000);
     opts.tombstone_grace = Duration::from_millis(50);
     opts.log_retention_entries = 32;
     opts.coord.driver.chunk_keys = 10;
