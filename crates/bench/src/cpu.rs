@@ -87,6 +87,20 @@ impl CpuUse {
         Some(CpuUse { busy_pct: pct(last.busy, first.busy), bench_pct: pct(last.bench, first.bench), steal_pct: pct(last.steal, first.steal) })
     }
 
+    /// Over the shortest stretch of readings that covers `[from, to)`: the
+    /// last one at or before `from` to the first at or after `to`. Where
+    /// the readings start or end inside the window (the load's first and
+    /// last second), over the part they cover. None when no two readings
+    /// bracket any of it.
+    pub fn spanning(samples: &[CpuSample], from: Micros, to: Micros) -> Option<CpuUse> {
+        let first = samples.iter().rev().find(|s| s.at_us <= from).or_else(|| samples.iter().find(|s| s.at_us < to))?;
+        let last = samples.iter().find(|s| s.at_us >= to).or_else(|| samples.iter().rev().find(|s| s.at_us > from))?;
+        if first.at_us >= last.at_us {
+            return None;
+        }
+        CpuUse::between(&[*first, *last], first.at_us, last.at_us + 1)
+    }
+
     /// "71% busy (bench 20%)", with the steal when there was any.
     pub fn describe(&self) -> String {
         let steal = if self.steal_pct >= 0.5 { format!(", steal {:.0}%", self.steal_pct) } else { String::new() };
@@ -119,6 +133,12 @@ mod tests {
         assert_eq!(u.describe(), "75% busy (bench 10%, steal 2%)");
         assert_eq!(CpuUse::between(&samples, 1_000_000, 2_000_000), None, "one reading is no window");
         assert_eq!(CpuUse::between(&[at(0, 0, 0, 5, 0), at(1, 0, 0, 5, 0)], 0, 2), None, "no ticks");
+        // A second is covered from the reading before it to the one after.
+        assert_eq!(CpuUse::spanning(&samples, 1_500_000, 2_500_000).map(|c| c.busy_pct), Some(75.0));
+        assert_eq!(CpuUse::spanning(&samples, 2_000_000, 3_000_000).map(|c| c.busy_pct), Some(75.0));
+        assert_eq!(CpuUse::spanning(&samples, 2_500_000, 3_500_000).map(|c| c.busy_pct), Some(75.0), "the part the readings cover");
+        assert_eq!(CpuUse::spanning(&samples, 3_000_000, 4_000_000), None, "one reading covers nothing");
+        assert_eq!(CpuUse::spanning(&samples, 5_000_000, 6_000_000), None);
     }
 
     #[test]

@@ -367,7 +367,7 @@ mod tests {
 
     #[test]
     fn a_typical_second_ignores_a_few_stalled_ones() {
-        let second = |t: u64, p99_us: u64| Second { t, requests: 100, ok: 100, failed: 0, p50_us: 1, p99_us, p999_us: p99_us, max_us: p99_us, lag_p99_us: 0 };
+        let second = |t: u64, p99_us: u64| Second { t, requests: 100, ok: 100, failed: 0, p50_us: 1, p99_us, p999_us: p99_us, max_us: p99_us, lag_p99_us: 0, cpu_busy_pct: None };
         let mut seconds: Vec<Second> = (0..10).map(|t| second(t, 1_000 + t)).collect();
         seconds.extend((10..30).map(|t| second(t, 2_000)));
         seconds[20] = second(20, 900_000);

@@ -9,6 +9,7 @@ use crate::machine::Machine;
 use crate::migrations::{self, MigrationSummary};
 use crate::phases::{self, CommandRun, PhaseTimes};
 use crate::pipeline::{Pipeline, expect_ok};
+use crate::cpu::CpuUse;
 use crate::probe::{HostNoise, HostProbe, Probed};
 use crate::recorder::{ConnLog, Live};
 use crate::report::{Budget, Correctness, ErrorSummary, RateSummary, Ratios, Report, Settings};
@@ -60,7 +61,12 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
     let mut ops = log.ops.into_vec();
     ops.extend(read_back);
     let findings = checker::check(&History { preloaded: config.preload, ops });
-    let timeline = stats::timeline(&mut samples, &times);
+    let mut timeline = stats::timeline(&mut samples, &times);
+    if let Some(p) = &probed {
+        for s in timeline.seconds.iter_mut() {
+            s.cpu_busy_pct = CpuUse::spanning(&p.cpu, s.t * 1_000_000, (s.t + 1) * 1_000_000).map(|c| c.busy_pct);
+        }
+    }
     if let Some(path) = &config.samples {
         crate::recorder::write_samples(path, &samples).map_err(|source| BenchError::Write { path: path.clone(), source })?;
     }

@@ -78,7 +78,7 @@ mod tests {
     use super::*;
 
     fn second(t: u64, p99_us: u64) -> Second {
-        Second { t, requests: 100, ok: 100, failed: 0, p50_us: 1, p99_us, p999_us: p99_us, max_us: p99_us, lag_p99_us: 0 }
+        Second { t, requests: 100, ok: 100, failed: 0, p50_us: 1, p99_us, p999_us: p99_us, max_us: p99_us, lag_p99_us: 0, cpu_busy_pct: None }
     }
 
     fn window(copy: f64, completed: f64, cleanup: Option<f64>, end: Option<f64>) -> MigrationWindow {

@@ -85,6 +85,11 @@ pub struct Second {
     /// machine holding the load generator back.
     #[serde(default)]
     pub lag_p99_us: u64,
+    /// How busy the machine's CPUs were over this second, in percent of
+    /// all of them (`--host-probe` only): a slow second on a crowded
+    /// machine reads differently from one on an idle machine.
+    #[serde(default)]
+    pub cpu_busy_pct: Option<f64>,
 }
 
 /// How far sending lagged behind the schedule.
@@ -163,7 +168,7 @@ fn phase_stats(samples: &[Sample], times: &PhaseTimes, p: usize) -> PhaseStats {
 /// Per-second series over `[0, end)`; `samples` sorted by intended time.
 fn per_second(samples: &[Sample], end: Micros) -> Vec<Second> {
     let n = end.div_ceil(1_000_000) as usize;
-    let mut out: Vec<Second> = (0..n as u64).map(|t| Second { t, requests: 0, ok: 0, failed: 0, p50_us: 0, p99_us: 0, p999_us: 0, max_us: 0, lag_p99_us: 0 }).collect();
+    let mut out: Vec<Second> = (0..n as u64).map(|t| Second { t, requests: 0, ok: 0, failed: 0, p50_us: 0, p99_us: 0, p999_us: 0, max_us: 0, lag_p99_us: 0, cpu_busy_pct: None }).collect();
     for s in samples.iter().filter(|s| s.outcome == Outcome::Ok) {
         if let Some(sec) = out.get_mut((s.complete / 1_000_000) as usize) {
             sec.ok += 1;
