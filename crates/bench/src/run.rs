@@ -64,7 +64,7 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
     let mut timeline = stats::timeline(&mut samples, &times);
     if let Some(p) = &probed {
         for s in timeline.seconds.iter_mut() {
-            s.cpu_busy_pct = CpuUse::spanning(&p.cpu, s.t * 1_000_000, (s.t + 1) * 1_000_000).map(|c| c.busy_pct);
+            s.cpu_busy_pct = CpuUse::spanning(&p.cpu, s.t * 1_000_000, (s.t + 1) * 1_000_000).map(|c| c.busy_pct.round().clamp(0.0, 100.0) as u8);
         }
     }
     if let Some(path) = &config.samples {

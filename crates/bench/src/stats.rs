@@ -85,11 +85,12 @@ pub struct Second {
     /// machine holding the load generator back.
     #[serde(default)]
     pub lag_p99_us: u64,
-    /// How busy the machine's CPUs were over this second, in percent of
-    /// all of them (`--host-probe` only): a slow second on a crowded
-    /// machine reads differently from one on an idle machine.
+    /// How busy the machine's CPUs were over this second, in whole percent
+    /// of all of them (`--host-probe` only): a slow second on a crowded
+    /// machine reads differently from one on an idle machine. An integer,
+    /// so the JSON report reads back exactly.
     #[serde(default)]
-    pub cpu_busy_pct: Option<f64>,
+    pub cpu_busy_pct: Option<u8>,
 }
 
 /// How far sending lagged behind the schedule.
