@@ -1,6 +1,6 @@
 //! How busy the machine was in each phase, and how much of that was the
 //! bench itself: the host probe reads `/proc/stat` and `/proc/self/stat`
-//! once a second.
+//! every [`crate::probe::CPU_EVERY`].
 //!
 //! A p99 ratio is only as meaningful as the headroom under it. On a 2-core
 //! machine that is close to saturated (the measured cluster, the bench and
@@ -42,12 +42,12 @@ impl CpuSample {
     pub fn parse(at_us: Micros, stat: &str, own: &str) -> Option<CpuSample> {
         let line = stat.lines().find(|l| l.split_whitespace().next() == Some("cpu"))?;
         let f: Vec<u64> = line.split_whitespace().skip(1).map(|v| v.parse().ok()).collect::<Option<_>>()?;
-        // user nice system idle iowait irq softirq steal (guest time is
-        // already counted in user and nice).
-        let field = |i: usize| f.get(i).copied().unwrap_or(0);
         if f.len() < 4 {
             return None;
         }
+        // user nice system idle iowait irq softirq steal (guest time is
+        // already counted in user and nice); older kernels stop earlier.
+        let field = |i: usize| f.get(i).copied().unwrap_or(0);
         let busy = field(0) + field(1) + field(2) + field(5) + field(6);
         let steal = field(7);
         let total = busy + field(3) + field(4) + steal;
@@ -80,25 +80,30 @@ impl CpuUse {
     /// `[from, to)`; None with fewer than two or no ticks between them.
     pub fn between(samples: &[CpuSample], from: Micros, to: Micros) -> Option<CpuUse> {
         let mut inside = samples.iter().filter(|s| from <= s.at_us && s.at_us < to);
-        let first = inside.next()?;
-        let last = inside.next_back()?;
+        CpuUse::from_to(inside.next()?, inside.next_back()?)
+    }
+
+    /// Over the shortest stretch of `samples` (in time order) that covers
+    /// `[from, to)`: the last reading at or before `from` to the first at or
+    /// after `to`. Where the readings start or end inside the window (the
+    /// load's first and last second), over the part they cover. None when
+    /// no two readings bracket any of it. Binary searches, so a timeline
+    /// of many seconds costs a logarithm per second.
+    pub fn spanning(samples: &[CpuSample], from: Micros, to: Micros) -> Option<CpuUse> {
+        let after_from = samples.partition_point(|s| s.at_us <= from);
+        let first = if after_from > 0 { &samples[after_from - 1] } else { samples.first().filter(|s| s.at_us < to)? };
+        let before_to = samples.partition_point(|s| s.at_us < to);
+        let last = samples.get(before_to).or_else(|| samples.last().filter(|s| s.at_us > from))?;
+        CpuUse::from_to(first, last)
+    }
+
+    /// From reading `first` to the later reading `last`; None when no
+    /// ticks passed between them (the same reading, or a clock that did
+    /// not move).
+    fn from_to(first: &CpuSample, last: &CpuSample) -> Option<CpuUse> {
         let total = last.total.checked_sub(first.total).filter(|t| *t > 0)? as f64;
         let pct = |a: u64, b: u64| 100.0 * a.saturating_sub(b) as f64 / total;
         Some(CpuUse { busy_pct: pct(last.busy, first.busy), bench_pct: pct(last.bench, first.bench), steal_pct: pct(last.steal, first.steal) })
-    }
-
-    /// Over the shortest stretch of readings that covers `[from, to)`: the
-    /// last one at or before `from` to the first at or after `to`. Where
-    /// the readings start or end inside the window (the load's first and
-    /// last second), over the part they cover. None when no two readings
-    /// bracket any of it.
-    pub fn spanning(samples: &[CpuSample], from: Micros, to: Micros) -> Option<CpuUse> {
-        let first = samples.iter().rev().find(|s| s.at_us <= from).or_else(|| samples.iter().find(|s| s.at_us < to))?;
-        let last = samples.iter().find(|s| s.at_us >= to).or_else(|| samples.iter().rev().find(|s| s.at_us > from))?;
-        if first.at_us >= last.at_us {
-            return None;
-        }
-        CpuUse::between(&[*first, *last], first.at_us, last.at_us + 1)
     }
 
     /// "71% busy (bench 20%)", with the steal when there was any.

@@ -79,11 +79,13 @@ impl HostProbe {
             let mut seen = Probed::default();
             let mut next_cpu = Instant::now();
             loop {
-                if Instant::now() >= next_cpu || stopped.load(Ordering::Relaxed) {
+                // A reading at the start, every CPU_EVERY, and at the stop.
+                let stop = stopped.load(Ordering::Relaxed);
+                if stop || Instant::now() >= next_cpu {
                     seen.cpu.extend(CpuSample::read(clock));
-                    next_cpu += CPU_EVERY;
+                    next_cpu = Instant::now() + CPU_EVERY;
                 }
-                if stopped.load(Ordering::Relaxed) {
+                if stop {
                     return seen;
                 }
                 let asked = Instant::now();

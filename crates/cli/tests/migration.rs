@@ -253,9 +253,9 @@ async fn deleted_keys_stay_deleted_across_a_move_with_tombstones_collected() {
     let dir = tempfile::tempdir().unwrap();
     // A 10 s bake: the in-bake check below sees the destination only
     // through the coordinator's stats poll (once a second). With 5 s it
-    // failed once in a loaded CI run (cause not found; it passed 8 reruns,
-    // 5 of them with two CPU hogs): if it fails again, its message lists
-    // every status it saw.
+    // failed once in a loaded CI run (cause not found; it passed 14
+    // reruns, 6 of them beside two CPU hogs): if it fails again, its
+    // message lists every status it saw.
     let mut opts = options(dir.path(), 8, 10_000);
     opts.tombstone_grace = Duration::from_millis(50);
     opts.log_retention_entries = 32;
