@@ -42,6 +42,11 @@ hp = {p["name"]: p for p in (r.get("host") or {}).get("phases", [])}
 fb, fd = hp.get("before", {}), hp.get("during", {})
 froze = fb.get("freezes", 0) + fd.get("freezes", 0)
 outside = f"  outside {froze} host freezes {fd['p99_outside_freezes_us'] / max(fb['p99_outside_freezes_us'], 1):.2f}x" if froze else ""
+# How busy the machine's CPUs were before (bench --host-probe): above about
+# 70% on a 2-core machine, queueing for a core shapes p99 and ratios are
+# draws (ARCHITECTURE.md, "A second kind of test VM").
+busy = (fb.get("cpu") or {}).get("busy_pct")
+outside += f"  machine {busy:.0f}% busy before" if busy is not None else ""
 print(f"{mode:8s} round {rnd}: p99 {b['p99_us']} -> {d['p99_us']} us = {d['p99_us'] / b['p99_us']:.2f}x  typical second {tb} -> {td} us = {td / max(tb, 1):.2f}x  "
       f"during {ph['during']['end_s'] - ph['during']['start_s']:.0f} s  errors {r['errors']['errors'] + r['errors']['timeouts']}  anomalies {sum(a['count'] for a in c['anomalies'])}{outside}", flush=True)
 PY
