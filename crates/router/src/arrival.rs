@@ -84,15 +84,13 @@ impl<R: AsRef<TcpStream> + Unpin> AsyncRead for Stamped<R> {
                 // read is a `recvmsg` that can only fail with EAGAIN: one
                 // wasted system call per request on a connection that sends
                 // one request at a time (10,000 a second in the acceptance
-                // load, 11 µs each on the nested test VM). Data arriving
-                // meanwhile is not lost: tokio clears only the readiness it
-                // saw before this call.
+                // load). Data arriving meanwhile is not lost: tokio clears
+                // only the readiness it saw before this call.
                 if 0 < got.0 && got.0 < len { Err(io::ErrorKind::WouldBlock.into()) } else { Ok(()) }
             });
-            let done = match (read, tried) {
-                (Some(got), _) => Ok(got),
-                (None, Err(e)) => Err(e),
-                (None, Ok(())) => unreachable!("a successful read records what it read"),
+            let done = match read {
+                Some(got) => Ok(got),
+                None => Err(tried.expect_err("a read that succeeded recorded what it read")),
             };
             match done {
                 Ok((n, age)) => {
@@ -155,16 +153,23 @@ fn age(ts: libc::timespec) -> Option<Duration> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+    /// A loopback connection: the client's end, and the server's read half
+    /// stamped (with its write half, to keep the connection open).
+    async fn connected() -> (TcpStream, Stamped<OwnedReadHalf>, OwnedWriteHalf) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (read, write) = server.into_split();
+        (client, Stamped::new(read), write)
+    }
 
     /// Bytes that waited in the socket before being read count from when
     /// they arrived, not from the read; a later segment moves the mark.
     #[tokio::test]
     async fn a_read_knows_how_long_its_bytes_waited_in_the_socket() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let (read, _write) = server.into_split();
-        let mut stamped = Stamped::new(read);
+        let (mut client, mut stamped, _write) = connected().await;
         assert_eq!(stamped.arrived(), None);
         // The first socket to ask turns receive timestamps on for the host
         // in a deferred kernel work item: a segment that arrives before it
@@ -194,13 +199,9 @@ mod tests {
     /// sent in between is lost.
     #[tokio::test]
     async fn a_read_that_empties_the_socket_waits_for_more_without_a_failed_call() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let (read, _write) = server.into_split();
-        let mut stamped = Stamped::new(read);
+        let (mut client, mut stamped, _write) = connected().await;
         // Tokio calls the closure only while it believes the socket readable.
-        let believed_readable = |s: &Stamped<tokio::net::tcp::OwnedReadHalf>| s.inner.as_ref().try_io(Interest::READABLE, || Ok(())).is_ok();
+        let believed_readable = |s: &Stamped<OwnedReadHalf>| s.inner.as_ref().try_io(Interest::READABLE, || Ok(())).is_ok();
 
         client.write_all(&[7u8; 100]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
