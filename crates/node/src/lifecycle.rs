@@ -162,7 +162,7 @@ impl Node {
         let service = NodeService { inner: self.inner.clone() };
         // Reachable in-process before the address is published, so every
         // client built from the membership record takes the direct path.
-        let local = self.config.in_process.then(|| evenkeel_rpc::serve_local(&addr, evenkeel_rpc::LocalService::new(node_server(service.clone()))));
+        let local = self.config.in_process.then(|| evenkeel_rpc::serve_local(&addr, service.clone(), crate::MAX_MESSAGE_BYTES));
         register(meta.as_ref(), self.config.id, &addr, &self.config.store.dir).await?;
         let lease = meta.grant_lease(self.config.heartbeat_ttl).await?;
         meta.put(&keys::live_key(self.config.id), addr.clone().into_bytes(), Some(lease)).await?;

@@ -1,6 +1,6 @@
 //! evenkeel's internal RPC, generated from `proto/evenkeel.proto`.
 //!
-//! The data plane is [`pb::node_client::NodeClient`] / [`pb::node_server::Node`]:
+//! The data plane is [`NodeClient`] / [`pb::node_server::Node`]:
 //! the router sends batches of single-key [`pb::Op`]s stamped with its routing
 //! epoch and gets one [`pb::OpResult`] per op. Refusals (`not_owner`,
 //! `stale_epoch`, `fenced`, `not_ready`, `overloaded`) are part of the
@@ -16,10 +16,7 @@ pub mod pb {
 pub mod transport;
 
 pub use pb::node_server::{Node, NodeServer};
-pub use transport::{LocalGuard, LocalService, Transport, request_timeout, serve_local};
-
-/// A client of one node's `Node` service, over the network or in-process.
-pub type NodeClient = pb::node_client::NodeClient<Transport>;
+pub use transport::{LocalGuard, NodeClient, request_timeout, serve_local};
 
 /// A client for the node at `addr` (`host:port`). If a node of this process
 /// serves `addr` in-process ([`serve_local`]), the client calls it directly;
@@ -28,11 +25,10 @@ pub type NodeClient = pb::node_client::NodeClient<Transport>;
 /// TCP_NODELAY (gRPC replies are several small frames), a 1 s connect
 /// timeout, HTTP/2 keepalive, and no message size cap beyond the node's own.
 pub fn connect_lazy(addr: &str) -> Result<NodeClient, tonic::transport::Error> {
-    let transport = match transport::local_slot(addr) {
-        Some(slot) => Transport::Local(slot),
-        None => Transport::Remote(connect_remote(addr)?),
-    };
-    Ok(NodeClient::new(transport).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+    Ok(match transport::local_slot(addr) {
+        Some(slot) => NodeClient::local(slot),
+        None => NodeClient::remote(connect_remote(addr)?),
+    })
 }
 
 fn connect_remote(addr: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
