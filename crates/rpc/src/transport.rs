@@ -55,7 +55,8 @@ impl NodeClient {
     }
 
     /// Whether calls go straight into a node of this process.
-    pub fn is_in_process(&self) -> bool {
+    #[cfg(test)]
+    fn is_in_process(&self) -> bool {
         matches!(self.0, Path::Local(_))
     }
 }
