@@ -36,6 +36,9 @@ def med(xs):
     xs = sorted(xs); return xs[len(xs) // 2] if xs else 0
 tb = med([s["p99_us"] for s in secs if ph["before"]["start_s"] <= s["t"] < ph["before"]["end_s"]])
 td = med([s["p99_us"] for s in secs if ph["during"]["start_s"] <= s["t"] < ph["during"]["end_s"]])
+# The seconds after the rebalance: as slow as during means what raised
+# "during" outlasted the moves (the machine, or the rebalanced cluster).
+ta = med([s["p99_us"] for s in secs if "after" in ph and ph["after"]["start_s"] <= s["t"] < ph["after"]["end_s"]])
 c = r["correctness"]
 # The p99 outside host freezes (bench --host-probe), when there was one.
 hp = {p["name"]: p for p in (r.get("host") or {}).get("phases", [])}
@@ -47,7 +50,7 @@ outside = f"  outside {froze} host freezes {fd['p99_outside_freezes_us'] / max(f
 # draws (ARCHITECTURE.md, "A second kind of test VM").
 busy = (fb.get("cpu") or {}).get("busy_pct")
 outside += f"  machine {busy:.0f}% busy before" if busy is not None else ""
-print(f"{mode:8s} round {rnd}: p99 {b['p99_us']} -> {d['p99_us']} us = {d['p99_us'] / b['p99_us']:.2f}x  typical second {tb} -> {td} us = {td / max(tb, 1):.2f}x  "
+print(f"{mode:8s} round {rnd}: p99 {b['p99_us']} -> {d['p99_us']} us = {d['p99_us'] / b['p99_us']:.2f}x  typical second {tb} -> {td} us = {td / max(tb, 1):.2f}x, after {ta} us = {ta / max(tb, 1):.2f}x  "
       f"during {ph['during']['end_s'] - ph['during']['start_s']:.0f} s  errors {r['errors']['errors'] + r['errors']['timeouts']}  anomalies {sum(a['count'] for a in c['anomalies'])}{outside}", flush=True)
 PY
   done
@@ -56,10 +59,10 @@ python3 - "$ROOT/series.txt" <<'PY'
 import re, sys, collections
 runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    m = re.match(r"(\S+)\s+round \d+: .*= ([\d.]+)x  typical second .*= ([\d.]+)x", line)
+    m = re.match(r"(\S+)\s+round \d+: .*= ([\d.]+)x  typical second \S+ -> \S+ us = ([\d.]+)x, after \S+ us = ([\d.]+)x", line)
     if m:
-        runs[m.group(1)].append((float(m.group(2)), float(m.group(3))))
+        runs[m.group(1)].append(tuple(float(m.group(i)) for i in (2, 3, 4)))
 for mode, xs in runs.items():
-    w = sorted(x[0] for x in xs); t = sorted(x[1] for x in xs)
-    print(f"{mode}: {len(xs)} runs, median p99 ratio {w[len(w) // 2]:.2f}x (range {w[0]:.2f}-{w[-1]:.2f}), median typical-second ratio {t[len(t) // 2]:.2f}x (range {t[0]:.2f}-{t[-1]:.2f})")
+    w, t, a = (sorted(x[i] for x in xs) for i in range(3))
+    print(f"{mode}: {len(xs)} runs, median p99 ratio {w[len(w) // 2]:.2f}x (range {w[0]:.2f}-{w[-1]:.2f}), median typical-second ratio {t[len(t) // 2]:.2f}x (range {t[0]:.2f}-{t[-1]:.2f}), after/before {a[len(a) // 2]:.2f}x (range {a[0]:.2f}-{a[-1]:.2f})")
 PY

@@ -240,16 +240,21 @@ impl Report {
         let b = &self.budget;
         let verdict = if b.within { "within budget".to_string() } else { format!("OVER budget by {:.0}%", (b.during_p99_us as f64 / b.limit_us - 1.0) * 100.0) };
         let _ = writeln!(out, "budget: p99 during {} vs {:.2} × baseline {} = {}: {verdict}", fmt_us(b.during_p99_us), b.ratio, fmt_us(b.baseline_p99_us), fmt_us(b.limit_us as u64));
-        if let Some(t) = TypicalSecond::of(&self.timeline.seconds, self.phase("before"), self.phase("during")) {
+        let after = self.timeline.phases.iter().find(|p| p.name == "after");
+        if let Some(t) = TypicalSecond::of(&self.timeline.seconds, self.phase("before"), self.phase("during"), after) {
+            let after_part = t.after_us.map_or(String::new(), |a| format!(", after {} ({})", fmt_us(a), fmt_ratio(ratio(a as f64, t.before_us as f64))));
             let _ = writeln!(
                 out,
-                "typical second: median per-second p99 before {}, during {} ({}); {} of {} seconds during over 10 × the before median",
+                "typical second: median per-second p99 before {}, during {} ({}){after_part}; {} of {} seconds during over 10 × the before median",
                 fmt_us(t.before_us),
                 fmt_us(t.during_us),
                 fmt_ratio(ratio(t.during_us as f64, t.before_us as f64)),
                 t.during_spikes,
                 t.during_seconds
             );
+            if let Some(outlasted) = t.outlasted(self.budget.ratio) {
+                let _ = writeln!(out, "  {outlasted}");
+            }
             if let Some(by_stage) = crate::stages::describe(&crate::stages::of(&self.migrations.migrations, &self.timeline.seconds), t.before_us) {
                 let _ = writeln!(out, "  by stage of the moves: {by_stage}");
             }
@@ -342,11 +347,19 @@ pub struct TypicalSecond {
     /// Seconds of the during window whose p99 exceeded 10 × `before_us`.
     pub during_spikes: usize,
     pub during_seconds: usize,
+    /// The after window's median, when it holds [`TypicalSecond::MIN_AFTER_SECONDS`]
+    /// whole seconds or more: the seconds once the disruption has ended,
+    /// the check on whether what raised "during" was the disruption at all.
+    pub after_us: Option<u64>,
 }
 
 impl TypicalSecond {
-    /// None if either window holds no whole second.
-    pub fn of(seconds: &[Second], before: &PhaseStats, during: &PhaseStats) -> Option<TypicalSecond> {
+    /// Fewer whole seconds after the disruption than this and their median
+    /// is not shown: a handful of seconds on a shared machine is a draw.
+    pub const MIN_AFTER_SECONDS: usize = 20;
+
+    /// None if either of before and during holds no whole second.
+    pub fn of(seconds: &[Second], before: &PhaseStats, during: &PhaseStats, after: Option<&PhaseStats>) -> Option<TypicalSecond> {
         let p99s = |p: &PhaseStats| -> Vec<u64> {
             let mut v: Vec<u64> = seconds.iter().filter(|s| s.t as f64 >= p.start_s && ((s.t + 1) as f64) <= p.end_s && s.requests > 0).map(|s| s.p99_us).collect();
             v.sort_unstable();
@@ -356,7 +369,27 @@ impl TypicalSecond {
         let (b, d) = (p99s(before), p99s(during));
         let (before_us, during_us) = (median(&b)?, median(&d)?);
         let during_spikes = d.iter().filter(|&&p| p > before_us.saturating_mul(10)).count();
-        Some(TypicalSecond { before_us, during_us, during_spikes, during_seconds: d.len() })
+        let after_us = after.map(p99s).filter(|a| a.len() >= Self::MIN_AFTER_SECONDS).and_then(|a| median(&a));
+        Some(TypicalSecond { before_us, during_us, during_spikes, during_seconds: d.len(), after_us })
+    }
+
+    /// When a typical second during was over `budget` × before and the
+    /// seconds after the disruption were about as slow (at least 0.9 ×
+    /// during), says so: what raised p99 outlasted the disruption, so it
+    /// was not the disruption's own work (the moves' copying, say) but the
+    /// machine drifting, or the state the disruption left (a rebalanced
+    /// cluster). A no-rebalance control run tells the two apart.
+    pub fn outlasted(&self, budget: f64) -> Option<String> {
+        let after = self.after_us?;
+        let over = self.during_us as f64 > budget * self.before_us as f64;
+        let as_slow = after as f64 >= 0.9 * self.during_us as f64;
+        (over && as_slow).then(|| {
+            format!(
+                "the seconds after it were as slow (after {} = {} of during): what raised p99 outlasted the disruption, so it was the machine drifting or the state it left, not its own work; compare a run without it",
+                fmt_us(after),
+                fmt_ratio(ratio(after as f64, self.during_us as f64))
+            )
+        })
     }
 }
 
@@ -373,11 +406,39 @@ mod tests {
         seconds[20] = second(20, 900_000);
         seconds[21] = second(21, 12_000);
         let phase = |start_s: f64, end_s: f64| PhaseStats { name: "x".into(), start_s, end_s, requests: 0, ok: 0, errors: 0, timeouts: 0, throughput: 0.0, latency: Latency::default() };
-        let t = TypicalSecond::of(&seconds, &phase(0.0, 10.0), &phase(10.0, 30.0)).unwrap();
-        assert_eq!(t, TypicalSecond { before_us: 1_005, during_us: 2_000, during_spikes: 2, during_seconds: 20 });
+        let t = TypicalSecond::of(&seconds, &phase(0.0, 10.0), &phase(10.0, 30.0), None).unwrap();
+        assert_eq!(t, TypicalSecond { before_us: 1_005, during_us: 2_000, during_spikes: 2, during_seconds: 20, after_us: None });
         // A partial last second is left out; an empty window has no median.
-        assert_eq!(TypicalSecond::of(&seconds, &phase(0.0, 9.5), &phase(10.0, 30.0)).unwrap().before_us, 1_004);
-        assert_eq!(TypicalSecond::of(&seconds, &phase(30.0, 30.0), &phase(10.0, 30.0)), None);
+        assert_eq!(TypicalSecond::of(&seconds, &phase(0.0, 9.5), &phase(10.0, 30.0), None).unwrap().before_us, 1_004);
+        assert_eq!(TypicalSecond::of(&seconds, &phase(30.0, 30.0), &phase(10.0, 30.0), None), None);
+    }
+
+    #[test]
+    fn the_after_window_shows_whether_the_rise_outlasted_the_disruption() {
+        let second = |t: u64, p99_us: u64| Second { t, requests: 100, ok: 100, failed: 0, p50_us: 1, p99_us, p999_us: p99_us, max_us: p99_us, lag_p99_us: 0, cpu_busy_pct: None };
+        let phase = |start_s: f64, end_s: f64| PhaseStats { name: "x".into(), start_s, end_s, requests: 0, ok: 0, errors: 0, timeouts: 0, throughput: 0.0, latency: Latency::default() };
+        // 20 s at 1 ms, 20 s at 2 ms during, then 30 s after at `after_us`.
+        let run = |after_us: u64| -> Vec<Second> { (0..20).map(|t| second(t, 1_000)).chain((20..40).map(|t| second(t, 2_000))).chain((40..70).map(|t| second(t, after_us))).collect() };
+        let (before, during) = (phase(0.0, 20.0), phase(20.0, 40.0));
+
+        // Still slow after the disruption: said, with the after/during ratio.
+        let slow = TypicalSecond::of(&run(1_900), &before, &during, Some(&phase(40.0, 70.0))).unwrap();
+        assert_eq!(slow.after_us, Some(1_900));
+        let said = slow.outlasted(1.10).expect("after was as slow as during");
+        assert!(said.contains("after 1.90 ms = 0.95x of during"), "{said}");
+
+        // Back to the baseline after it: the rise was the disruption's.
+        let recovered = TypicalSecond::of(&run(1_000), &before, &during, Some(&phase(40.0, 70.0))).unwrap();
+        assert_eq!(recovered.after_us, Some(1_000));
+        assert_eq!(recovered.outlasted(1.10), None);
+
+        // Within the budget during: nothing to explain.
+        assert_eq!(slow.outlasted(2.5), None);
+
+        // Too few seconds after to say anything.
+        let short = TypicalSecond::of(&run(1_900), &before, &during, Some(&phase(40.0, 40.0 + (TypicalSecond::MIN_AFTER_SECONDS - 1) as f64))).unwrap();
+        assert_eq!(short.after_us, None);
+        assert_eq!(short.outlasted(1.10), None);
     }
 
     #[test]
