@@ -240,8 +240,7 @@ impl Report {
         let b = &self.budget;
         let verdict = if b.within { "within budget".to_string() } else { format!("OVER budget by {:.0}%", (b.during_p99_us as f64 / b.limit_us - 1.0) * 100.0) };
         let _ = writeln!(out, "budget: p99 during {} vs {:.2} × baseline {} = {}: {verdict}", fmt_us(b.during_p99_us), b.ratio, fmt_us(b.baseline_p99_us), fmt_us(b.limit_us as u64));
-        let after = self.timeline.phases.iter().find(|p| p.name == "after");
-        if let Some(t) = TypicalSecond::of(&self.timeline.seconds, self.phase("before"), self.phase("during"), after) {
+        if let Some(t) = TypicalSecond::of(&self.timeline.seconds, self.phase("before"), self.phase("during"), self.phase("after")) {
             let after_part = t.after_us.map_or(String::new(), |a| format!(", after {} ({})", fmt_us(a), fmt_ratio(ratio(a as f64, t.before_us as f64))));
             let _ = writeln!(
                 out,
@@ -359,7 +358,7 @@ impl TypicalSecond {
     pub const MIN_AFTER_SECONDS: usize = 20;
 
     /// None if either of before and during holds no whole second.
-    pub fn of(seconds: &[Second], before: &PhaseStats, during: &PhaseStats, after: Option<&PhaseStats>) -> Option<TypicalSecond> {
+    pub fn of(seconds: &[Second], before: &PhaseStats, during: &PhaseStats, after: &PhaseStats) -> Option<TypicalSecond> {
         let p99s = |p: &PhaseStats| -> Vec<u64> {
             let mut v: Vec<u64> = seconds.iter().filter(|s| s.t as f64 >= p.start_s && ((s.t + 1) as f64) <= p.end_s && s.requests > 0).map(|s| s.p99_us).collect();
             v.sort_unstable();
@@ -369,7 +368,8 @@ impl TypicalSecond {
         let (b, d) = (p99s(before), p99s(during));
         let (before_us, during_us) = (median(&b)?, median(&d)?);
         let during_spikes = d.iter().filter(|&&p| p > before_us.saturating_mul(10)).count();
-        let after_us = after.map(p99s).filter(|a| a.len() >= Self::MIN_AFTER_SECONDS).and_then(|a| median(&a));
+        let a = p99s(after);
+        let after_us = if a.len() >= Self::MIN_AFTER_SECONDS { median(&a) } else { None };
         Some(TypicalSecond { before_us, during_us, during_spikes, during_seconds: d.len(), after_us })
     }
 
@@ -398,37 +398,42 @@ mod tests {
     use super::*;
     use crate::stats::Latency;
 
+    fn second(t: u64, p99_us: u64) -> Second {
+        Second { t, requests: 100, ok: 100, failed: 0, p50_us: 1, p99_us, p999_us: p99_us, max_us: p99_us, lag_p99_us: 0, cpu_busy_pct: None }
+    }
+
+    fn phase(start_s: f64, end_s: f64) -> PhaseStats {
+        PhaseStats { name: "x".into(), start_s, end_s, requests: 0, ok: 0, errors: 0, timeouts: 0, throughput: 0.0, latency: Latency::default() }
+    }
+
     #[test]
     fn a_typical_second_ignores_a_few_stalled_ones() {
-        let second = |t: u64, p99_us: u64| Second { t, requests: 100, ok: 100, failed: 0, p50_us: 1, p99_us, p999_us: p99_us, max_us: p99_us, lag_p99_us: 0, cpu_busy_pct: None };
         let mut seconds: Vec<Second> = (0..10).map(|t| second(t, 1_000 + t)).collect();
         seconds.extend((10..30).map(|t| second(t, 2_000)));
         seconds[20] = second(20, 900_000);
         seconds[21] = second(21, 12_000);
-        let phase = |start_s: f64, end_s: f64| PhaseStats { name: "x".into(), start_s, end_s, requests: 0, ok: 0, errors: 0, timeouts: 0, throughput: 0.0, latency: Latency::default() };
-        let t = TypicalSecond::of(&seconds, &phase(0.0, 10.0), &phase(10.0, 30.0), None).unwrap();
+        let no_after = phase(30.0, 30.0);
+        let t = TypicalSecond::of(&seconds, &phase(0.0, 10.0), &phase(10.0, 30.0), &no_after).unwrap();
         assert_eq!(t, TypicalSecond { before_us: 1_005, during_us: 2_000, during_spikes: 2, during_seconds: 20, after_us: None });
         // A partial last second is left out; an empty window has no median.
-        assert_eq!(TypicalSecond::of(&seconds, &phase(0.0, 9.5), &phase(10.0, 30.0), None).unwrap().before_us, 1_004);
-        assert_eq!(TypicalSecond::of(&seconds, &phase(30.0, 30.0), &phase(10.0, 30.0), None), None);
+        assert_eq!(TypicalSecond::of(&seconds, &phase(0.0, 9.5), &phase(10.0, 30.0), &no_after).unwrap().before_us, 1_004);
+        assert_eq!(TypicalSecond::of(&seconds, &phase(30.0, 30.0), &phase(10.0, 30.0), &no_after), None);
     }
 
     #[test]
     fn the_after_window_shows_whether_the_rise_outlasted_the_disruption() {
-        let second = |t: u64, p99_us: u64| Second { t, requests: 100, ok: 100, failed: 0, p50_us: 1, p99_us, p999_us: p99_us, max_us: p99_us, lag_p99_us: 0, cpu_busy_pct: None };
-        let phase = |start_s: f64, end_s: f64| PhaseStats { name: "x".into(), start_s, end_s, requests: 0, ok: 0, errors: 0, timeouts: 0, throughput: 0.0, latency: Latency::default() };
         // 20 s at 1 ms, 20 s at 2 ms during, then 30 s after at `after_us`.
         let run = |after_us: u64| -> Vec<Second> { (0..20).map(|t| second(t, 1_000)).chain((20..40).map(|t| second(t, 2_000))).chain((40..70).map(|t| second(t, after_us))).collect() };
         let (before, during) = (phase(0.0, 20.0), phase(20.0, 40.0));
 
         // Still slow after the disruption: said, with the after/during ratio.
-        let slow = TypicalSecond::of(&run(1_900), &before, &during, Some(&phase(40.0, 70.0))).unwrap();
+        let slow = TypicalSecond::of(&run(1_900), &before, &during, &phase(40.0, 70.0)).unwrap();
         assert_eq!(slow.after_us, Some(1_900));
         let said = slow.outlasted(1.10).expect("after was as slow as during");
         assert!(said.contains("after 1.90 ms = 0.95x of during"), "{said}");
 
         // Back to the baseline after it: the rise was the disruption's.
-        let recovered = TypicalSecond::of(&run(1_000), &before, &during, Some(&phase(40.0, 70.0))).unwrap();
+        let recovered = TypicalSecond::of(&run(1_000), &before, &during, &phase(40.0, 70.0)).unwrap();
         assert_eq!(recovered.after_us, Some(1_000));
         assert_eq!(recovered.outlasted(1.10), None);
 
@@ -436,7 +441,7 @@ mod tests {
         assert_eq!(slow.outlasted(2.5), None);
 
         // Too few seconds after to say anything.
-        let short = TypicalSecond::of(&run(1_900), &before, &during, Some(&phase(40.0, 40.0 + (TypicalSecond::MIN_AFTER_SECONDS - 1) as f64))).unwrap();
+        let short = TypicalSecond::of(&run(1_900), &before, &during, &phase(40.0, 40.0 + (TypicalSecond::MIN_AFTER_SECONDS - 1) as f64)).unwrap();
         assert_eq!(short.after_us, None);
         assert_eq!(short.outlasted(1.10), None);
     }
