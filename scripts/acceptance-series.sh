@@ -31,14 +31,12 @@ out, mode, rnd = sys.argv[1:]
 r = json.load(open(f"{out}/report.json"))
 ph = {p["name"]: p for p in r["timeline"]["phases"]}
 b, d = ph["before"]["latency"], ph["during"]["latency"]
-secs = r["timeline"]["seconds"]
-def med(xs):
-    xs = sorted(xs); return xs[len(xs) // 2] if xs else 0
-tb = med([s["p99_us"] for s in secs if ph["before"]["start_s"] <= s["t"] < ph["before"]["end_s"]])
-td = med([s["p99_us"] for s in secs if ph["during"]["start_s"] <= s["t"] < ph["during"]["end_s"]])
-# The seconds after the rebalance: as slow as during means what raised
-# "during" outlasted the moves (the machine, or the rebalanced cluster).
-ta = med([s["p99_us"] for s in secs if "after" in ph and ph["after"]["start_s"] <= s["t"] < ph["after"]["end_s"]])
+# The typical second (median per-second p99) of each window, as the report
+# prints it. The after window's is there when it held 20 whole seconds or
+# more: as slow as during means what raised "during" outlasted the moves
+# (the machine, or the rebalanced cluster).
+t = r.get("typical_second") or {}
+tb, td, ta = t.get("before_us", 0), t.get("during_us", 0), t.get("after_us") or 0
 c = r["correctness"]
 # The p99 outside host freezes (bench --host-probe), when there was one.
 hp = {p["name"]: p for p in (r.get("host") or {}).get("phases", [])}
@@ -50,6 +48,15 @@ outside = f"  outside {froze} host freezes {fd['p99_outside_freezes_us'] / max(f
 # draws (ARCHITECTURE.md, "A second kind of test VM").
 busy = (fb.get("cpu") or {}).get("busy_pct")
 outside += f"  machine {busy:.0f}% busy before" if busy is not None else ""
+# The probe's wake-up lateness p99, during over before: what the machine
+# added to every thread's wake-up.
+if fb.get("wake_p99_us") and fd.get("wake_p99_us"):
+    outside += f"  wake-up p99 {fd['wake_p99_us'] / fb['wake_p99_us']:.2f}x"
+# Requests to the moving partitions against the rest (bench report's "by
+# partition"): above 1 the moving partitions' path cost more.
+split = r.get("partitions")
+if split and split["rest"]["p99_us"]:
+    outside += f"  moving/rest p99 {split['moving']['p99_us'] / split['rest']['p99_us']:.2f}x"
 print(f"{mode:8s} round {rnd}: p99 {b['p99_us']} -> {d['p99_us']} us = {d['p99_us'] / b['p99_us']:.2f}x  typical second {tb} -> {td} us = {td / max(tb, 1):.2f}x, after {ta} us = {ta / max(tb, 1):.2f}x  "
       f"during {ph['during']['end_s'] - ph['during']['start_s']:.0f} s  errors {r['errors']['errors'] + r['errors']['timeouts']}  anomalies {sum(a['count'] for a in c['anomalies'])}{outside}", flush=True)
 PY

@@ -22,7 +22,8 @@
 //!   written ([`pipeline`] runs it, and `--preload`, in closed-loop batches).
 //! - **Checker** ([`checker`]): pure; finds lost writes, stale reads, values
 //!   no client wrote and reads of the future, using only real-time order.
-//! - **Report** ([`report`], [`stats`], [`html`], [`migrations`]): HDR
+//! - **Report** ([`report`], [`stats`], [`html`], [`migrations`], [`stages`],
+//!   [`partitions`]): HDR
 //!   histograms per phase and per second, during/before ratios, achieved vs
 //!   requested rate, migrations from the admin API lined up with the
 //!   timeline; rendered for the terminal, as JSON and as one HTML page.
@@ -38,6 +39,7 @@ pub mod html;
 pub mod load;
 pub mod machine;
 pub mod migrations;
+pub mod partitions;
 pub mod phases;
 pub mod pipeline;
 pub mod probe;

@@ -58,6 +58,10 @@ pub struct MigrationSummary {
     /// disruption ran, in ms; `None` when the cluster does not say.
     #[serde(default)]
     pub bulk_cpu_ms: Option<u64>,
+    /// The cluster's partition count (`/v1/cluster`), to place the load's
+    /// keys in partitions; `None` when it could not be read.
+    #[serde(default)]
+    pub num_partitions: Option<u16>,
 }
 
 impl MigrationSummary {
@@ -91,6 +95,12 @@ pub async fn fetch(admin: &str) -> Result<MigrationList, String> {
 pub async fn bulk_cpu(admin: &str) -> Result<BTreeMap<NodeId, u64>, String> {
     let status: ClusterStatus = get_json(admin, "/v1/cluster").await?;
     Ok(status.nodes.iter().map(|n| (n.id, n.bulk_cpu_ms_total)).collect())
+}
+
+/// The cluster's partition count, from `/v1/cluster`.
+pub async fn num_partitions(admin: &str) -> Result<u16, String> {
+    let status: ClusterStatus = get_json(admin, "/v1/cluster").await?;
+    Ok(status.num_partitions)
 }
 
 /// CPU spent between two [`bulk_cpu`] readings: a node that appeared in
@@ -152,6 +162,7 @@ pub fn summarize(list: &MigrationList, run_start_ms: u64, run_s: f64, during_s: 
         largest_cutover_pause_ms: migrations.iter().filter_map(|m| m.cutover_pause_ms).max(),
         moved_mb_per_s: (during_s > 0.0).then(|| bytes_copied as f64 / 1e6 / during_s),
         bulk_cpu_ms: None,
+        num_partitions: None,
         migrations,
     }
 }

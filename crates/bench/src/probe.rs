@@ -45,10 +45,10 @@ pub const LATE_MIN_US: u64 = 1_000;
 /// rarely makes one; the traced ones were all the hypervisor's.
 pub const FREEZE_MIN_US: u64 = 10_000;
 
-/// One late wake-up: when the probe woke (µs on the load's clock) and how
-/// much later than asked.
+/// One wake-up of the probe: when it woke (µs on the load's clock) and how
+/// much later than asked. Over [`LATE_MIN_US`] it is a *stall*.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stall {
+pub struct WakeUp {
     pub at_us: Micros,
     pub late_us: u64,
 }
@@ -66,7 +66,8 @@ pub struct HostProbe {
 /// What the probe saw, each in time order.
 #[derive(Debug, Default)]
 pub struct Probed {
-    pub stalls: Vec<Stall>,
+    /// Every wake-up (about 1,000 a second, 16 bytes each).
+    pub wakes: Vec<WakeUp>,
     pub cpu: Vec<CpuSample>,
 }
 
@@ -91,9 +92,7 @@ impl HostProbe {
                 let asked = Instant::now();
                 std::thread::sleep(PERIOD);
                 let late_us = asked.elapsed().saturating_sub(PERIOD).as_micros() as u64;
-                if late_us > LATE_MIN_US {
-                    seen.stalls.push(Stall { at_us: clock.now_us(), late_us });
-                }
+                seen.wakes.push(WakeUp { at_us: clock.now_us(), late_us });
             }
         })?;
         Ok(HostProbe { stop, thread })
@@ -126,6 +125,15 @@ pub struct PhaseNoise {
     /// p99 of the phase's other requests.
     #[serde(default)]
     pub p99_outside_freezes_us: u64,
+    /// How late the probe's wake-ups were, all of them, at the median and
+    /// at p99 (None without wake-ups, and in reports written before).
+    /// Where a stall counts only the millisecond-scale, these see what a
+    /// busy or virtualized machine adds to every thread's wake-up: on the
+    /// 2-core test VM the tens of microseconds a wake-up across vCPUs costs.
+    #[serde(default)]
+    pub wake_p50_us: Option<u64>,
+    #[serde(default)]
+    pub wake_p99_us: Option<u64>,
     /// How busy the machine's CPUs were, and the bench's share (None
     /// where `/proc` could not be read, and in reports written before).
     #[serde(default)]
@@ -150,14 +158,19 @@ impl HostNoise {
     /// splits each phase's `samples` (sorted by intended time) into those
     /// in flight during a freeze and the rest.
     pub fn of(probed: &Probed, times: &PhaseTimes, samples: &[Sample]) -> HostNoise {
-        let stalls = &probed.stalls;
-        let freezes = freezes(stalls);
+        let stalls: Vec<WakeUp> = probed.wakes.iter().filter(|w| w.late_us > LATE_MIN_US).copied().collect();
+        let freezes = freezes(&stalls);
         let phases = PHASE_NAMES
             .iter()
             .enumerate()
             .map(|(p, name)| {
                 let (from, to) = times.bounds(p);
-                let inside: Vec<&Stall> = stalls.iter().filter(|s| from <= s.at_us && s.at_us < to).collect();
+                let inside: Vec<&WakeUp> = stalls.iter().filter(|s| from <= s.at_us && s.at_us < to).collect();
+                let mut lateness = new_histogram();
+                for w in probed.wakes.iter().filter(|w| from <= w.at_us && w.at_us < to) {
+                    record(&mut lateness, w.late_us);
+                }
+                let quantile = |q: f64| (!lateness.is_empty()).then(|| lateness.value_at_quantile(q));
                 let seconds = to.saturating_sub(from) as f64 / 1e6;
                 let stalled_ms = inside.iter().map(|s| s.late_us).sum::<u64>() as f64 / 1e3;
                 let first = samples.partition_point(|s| s.intended < from);
@@ -178,6 +191,8 @@ impl HostNoise {
                     freezes: inside.iter().filter(|s| s.late_us >= FREEZE_MIN_US).count() as u64,
                     requests_in_freezes,
                     p99_outside_freezes_us: if outside.is_empty() { 0 } else { outside.value_at_quantile(0.99) },
+                    wake_p50_us: quantile(0.5),
+                    wake_p99_us: quantile(0.99),
                     cpu: CpuUse::between(&probed.cpu, from, to),
                 }
             })
@@ -214,6 +229,15 @@ impl HostNoise {
         format!("a 1 ms sleeper woke over 1 ms late: {}; {}", phases.join("; "), self.verdict())
     }
 
+    /// One line for the report: per phase that has them, the probe's
+    /// wake-up lateness at the median and p99, and during's p99 against
+    /// before's. None unless before and during have figures.
+    pub fn describe_wakes(&self) -> Option<String> {
+        let phases: Vec<String> = self.phases.iter().filter_map(|p| Some(format!("{} {}/{}", p.name, fmt_us(p.wake_p50_us?), fmt_us(p.wake_p99_us?)))).collect();
+        let (before, during) = (self.phases.first()?.wake_p99_us?, self.phases.get(1)?.wake_p99_us?);
+        Some(format!("a 1 ms sleeper's wake-ups were late by (p50/p99) {}; p99 during/before {}", phases.join(", "), crate::report::fmt_ratio(crate::stats::ratio(during as f64, before as f64))))
+    }
+
     /// One line for the report: per phase, how busy the machine's CPUs
     /// were and the bench's share, and which of the two windows a ratio
     /// compares was crowded ([`CROWDED_BUSY_PCT`]). None when no phase
@@ -247,7 +271,7 @@ impl HostNoise {
 /// `[start, end)` µs of each freeze, in time order and disjoint (the probe
 /// times one sleep at a time): from when the probe asked to sleep to when
 /// it woke.
-fn freezes(stalls: &[Stall]) -> Vec<(Micros, Micros)> {
+fn freezes(stalls: &[WakeUp]) -> Vec<(Micros, Micros)> {
     let period_us = PERIOD.as_micros() as u64;
     stalls.iter().filter(|s| s.late_us >= FREEZE_MIN_US).map(|s| (s.at_us.saturating_sub(s.late_us + period_us), s.at_us)).collect()
 }
@@ -265,9 +289,9 @@ mod tests {
     #[test]
     fn stalls_are_summed_per_phase_and_the_warmup_counts_in_none() {
         let times = PhaseTimes { start: 1_000_000, during_start: 3_000_000, during_end: 7_000_000, end: 8_000_000 };
-        let stall = |at_us, late_us| Stall { at_us, late_us };
+        let stall = |at_us, late_us| WakeUp { at_us, late_us };
         let stalls = [stall(500_000, 9_000), stall(1_000_000, 2_000), stall(2_500_000, 4_000), stall(3_000_000, 1_500), stall(6_999_999, 10_500), stall(7_500_000, 1_200)];
-        let noise = HostNoise::of(&Probed { stalls: stalls.to_vec(), cpu: vec![] }, &times, &[]);
+        let noise = HostNoise::of(&Probed { wakes: stalls.to_vec(), cpu: vec![] }, &times, &[]);
         let got: Vec<(&str, f64, u64, u64)> = noise.phases.iter().map(|p| (p.name.as_str(), p.stalled_ms_per_s, p.stalls, p.worst_us)).collect();
         assert_eq!(got, [("before", 3.0, 2, 4_000), ("during", 3.0, 2, 10_500), ("after", 1.2, 1, 1_200)]);
         assert_eq!(
@@ -283,7 +307,7 @@ mod tests {
         let times = PhaseTimes { start: 0, during_start: 1_000_000, during_end: 2_000_000, end: 3_000_000 };
         // A 20 ms freeze in the during window, woken at 1.5 s: [1.479, 1.5) s
         // with the period; a 5 ms stall before (not a freeze).
-        let stalls = [Stall { at_us: 500_000, late_us: 5_000 }, Stall { at_us: 1_500_000, late_us: 20_000 }];
+        let stalls = [WakeUp { at_us: 500_000, late_us: 5_000 }, WakeUp { at_us: 1_500_000, late_us: 20_000 }];
         let sample = |intended: Micros, latency: Micros| Sample { intended, invoke: intended, complete: intended + latency, cmd: Cmd::Get, outcome: Outcome::Ok, conn: 0, key: Key::Data(0) };
         // 1,000 requests a phase 1 ms apart, 100 µs each; those caught by
         // the freeze took up to 20 ms.
@@ -295,7 +319,7 @@ mod tests {
         samples.push(sample(1_500_000, 3_000));
         samples.push(sample(1_478_000, 900));
         samples.sort_by_key(|s| s.intended);
-        let noise = HostNoise::of(&Probed { stalls: stalls.to_vec(), cpu: vec![] }, &times, &samples);
+        let noise = HostNoise::of(&Probed { wakes: stalls.to_vec(), cpu: vec![] }, &times, &samples);
         let got: Vec<(u64, u64, u64)> = noise.phases.iter().map(|p| (p.freezes, p.requests_in_freezes, p.p99_outside_freezes_us)).collect();
         // During: the 21 requests meant for [1.479, 1.5) s are in the
         // freeze; of the other 981, the 3 ms one is the top 0.1%.
@@ -305,13 +329,41 @@ mod tests {
             "host freezes (probe 10.00 ms or more late): before 0 (0 requests in flight), during 1 (21 requests); p99 of the other requests: before 100 µs, during 100 µs (1.00x), not what the budget is judged on"
         );
         // Without a freeze before or during there is nothing to say.
-        assert_eq!(HostNoise::of(&Probed { stalls: stalls[..1].to_vec(), cpu: vec![] }, &times, &samples).describe_freezes(), None);
+        assert_eq!(HostNoise::of(&Probed { wakes: stalls[..1].to_vec(), cpu: vec![] }, &times, &samples).describe_freezes(), None);
+    }
+
+    #[test]
+    fn every_wakeup_counts_in_its_phase_lateness_and_only_late_ones_are_stalls() {
+        let times = PhaseTimes { start: 0, during_start: 1_000_000, during_end: 2_000_000, end: 3_000_000 };
+        // 1,000 wake-ups a phase: before 20 µs late each but twenty at
+        // 90 µs; during 40 µs but twenty at 300 µs and one stall of 2 ms;
+        // after none.
+        let wakes: Vec<WakeUp> = (0..2_000u64)
+            .map(|i| {
+                let late_us = match (i / 1_000, i % 1_000) {
+                    (1, 500) => 2_000,
+                    (0, k) if k % 50 == 7 => 90,
+                    (1, k) if k % 50 == 7 => 300,
+                    (0, _) => 20,
+                    _ => 40,
+                };
+                WakeUp { at_us: i * 1_000 + late_us, late_us }
+            })
+            .collect();
+        let noise = HostNoise::of(&Probed { wakes, cpu: vec![] }, &times, &[]);
+        let got: Vec<(Option<u64>, Option<u64>, u64)> = noise.phases.iter().map(|p| (p.wake_p50_us, p.wake_p99_us, p.stalls)).collect();
+        assert_eq!(got, [(Some(20), Some(90), 0), (Some(40), Some(300), 1), (None, None, 0)]);
+        assert_eq!(noise.describe_wakes().unwrap(), "a 1 ms sleeper's wake-ups were late by (p50/p99) before 20 µs/90 µs, during 40 µs/300 µs; p99 during/before 3.33x");
+        // A report written before these figures existed has no line.
+        let mut old = noise.clone();
+        old.phases[0].wake_p99_us = None;
+        assert_eq!(old.describe_wakes(), None);
     }
 
     #[test]
     fn the_verdict_names_the_noisy_windows_and_ignores_the_after_window() {
         let noise = |before: f64, during: f64, after: f64| HostNoise {
-            phases: [("before", before), ("during", during), ("after", after)].map(|(name, ms)| PhaseNoise { name: name.into(), stalled_ms_per_s: ms, stalls: 1, worst_us: 1_000, freezes: 0, requests_in_freezes: 0, p99_outside_freezes_us: 0, cpu: None }).to_vec(),
+            phases: [("before", before), ("during", during), ("after", after)].map(|(name, ms)| PhaseNoise { name: name.into(), stalled_ms_per_s: ms, stalls: 1, worst_us: 1_000, freezes: 0, requests_in_freezes: 0, p99_outside_freezes_us: 0, wake_p50_us: None, wake_p99_us: None, cpu: None }).to_vec(),
         };
         assert_eq!(noise(0.4, 1.0, 9.0).verdict(), "the host was quiet before and during (at most 1.0 ms/s)");
         assert!(noise(0.4, 1.1, 0.0).verdict().starts_with("the host was noisy during (over"));
@@ -319,14 +371,17 @@ mod tests {
     }
 
     #[test]
-    fn the_probe_stops_when_told_and_its_stalls_are_late_wakeups_in_order() {
+    fn the_probe_stops_when_told_and_records_its_wakeups_in_order() {
         let clock = Clock { start: Instant::now() };
+        let started = Instant::now();
         let probe = HostProbe::start(clock).unwrap();
         std::thread::sleep(Duration::from_millis(30));
-        let Probed { stalls, cpu } = probe.finish();
-        let ended = clock.now_us();
-        assert!(stalls.iter().all(|s| s.late_us > LATE_MIN_US && s.at_us <= ended), "{stalls:?}");
-        assert!(stalls.windows(2).all(|w| w[0].at_us <= w[1].at_us), "{stalls:?}");
+        let Probed { wakes, cpu } = probe.finish();
+        let (elapsed, ended) = (started.elapsed(), clock.now_us());
+        // Each wake-up ends a sleep of at least the period.
+        assert!(!wakes.is_empty() && wakes.len() as u128 <= elapsed.as_millis(), "{} wake-ups in {elapsed:?}", wakes.len());
+        assert!(wakes.iter().all(|w| w.at_us <= ended), "{wakes:?}");
+        assert!(wakes.windows(2).all(|w| w[0].at_us + PERIOD.as_micros() as u64 <= w[1].at_us), "{wakes:?}");
         // A reading when it starts and one when it stops, at least.
         if std::path::Path::new("/proc/stat").exists() {
             assert!(cpu.len() >= 2 && cpu.windows(2).all(|w| w[0].at_us <= w[1].at_us && w[0].total <= w[1].total), "{cpu:?}");
@@ -345,7 +400,7 @@ mod tests {
             busy += [120, 120, 180, 180, 100, 100, 0][second as usize];
             bench += 40;
         }
-        let noise = HostNoise::of(&Probed { stalls: vec![], cpu }, &times, &[]);
+        let noise = HostNoise::of(&Probed { wakes: vec![], cpu }, &times, &[]);
         let got: Vec<Option<f64>> = noise.phases.iter().map(|p| p.cpu.map(|c| c.busy_pct)).collect();
         // Each window spans its first to last reading: [0, 1] s, [2, 3] s, [4, 5] s.
         assert_eq!(got, [Some(60.0), Some(90.0), Some(50.0)]);

@@ -4,6 +4,7 @@
 use crate::checker::{Anomaly, AnomalyKind, Findings};
 use crate::machine::Machine;
 use crate::migrations::MigrationSummary;
+use crate::partitions::PartitionSplit;
 use crate::phases::CommandRun;
 use crate::probe::HostNoise;
 use crate::stats::{PhaseStats, Second, Timeline, ratio};
@@ -38,6 +39,14 @@ pub struct Report {
     /// reports written before it was recorded.
     #[serde(default)]
     pub machine: Option<Machine>,
+    /// The "during" window's requests split by whether their partition
+    /// was being moved ([`crate::partitions`]); absent without moves.
+    #[serde(default)]
+    pub partitions: Option<PartitionSplit>,
+    /// The median per-second p99 of each window ([`TypicalSecond`]), as the
+    /// report prints it, for scripts that compare runs.
+    #[serde(default)]
+    pub typical_second: Option<TypicalSecond>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -240,7 +249,7 @@ impl Report {
         let b = &self.budget;
         let verdict = if b.within { "within budget".to_string() } else { format!("OVER budget by {:.0}%", (b.during_p99_us as f64 / b.limit_us - 1.0) * 100.0) };
         let _ = writeln!(out, "budget: p99 during {} vs {:.2} × baseline {} = {}: {verdict}", fmt_us(b.during_p99_us), b.ratio, fmt_us(b.baseline_p99_us), fmt_us(b.limit_us as u64));
-        if let Some(t) = TypicalSecond::of(&self.timeline.seconds, self.phase("before"), self.phase("during"), self.phase("after")) {
+        if let Some(t) = self.typical_second {
             let after_part = t.after_us.map_or(String::new(), |a| format!(", after {} ({})", fmt_us(a), fmt_ratio(ratio(a as f64, t.before_us as f64))));
             let _ = writeln!(
                 out,
@@ -257,6 +266,9 @@ impl Report {
             if let Some(by_stage) = crate::stages::describe(&crate::stages::of(&self.migrations.migrations, &self.timeline.seconds), t.before_us) {
                 let _ = writeln!(out, "  by stage of the moves: {by_stage}");
             }
+            if let Some(split) = &self.partitions {
+                let _ = writeln!(out, "  by partition: {}", split.describe(self.budget.ratio));
+            }
         }
         if let Some(machine) = &self.machine {
             let _ = writeln!(out, "machine: {}", machine.describe());
@@ -268,6 +280,9 @@ impl Report {
             let _ = writeln!(out, "host noise: {}", host.describe());
             if let Some(freezes) = host.describe_freezes() {
                 let _ = writeln!(out, "  {freezes}");
+            }
+            if let Some(wakes) = host.describe_wakes() {
+                let _ = writeln!(out, "  {wakes}");
             }
             if let Some(cpu) = host.describe_cpu() {
                 let _ = writeln!(out, "machine CPU: {cpu}");
@@ -339,7 +354,7 @@ impl Report {
 /// decides it. The median of the per-second p99s says what a typical second
 /// was like; together with the count of spike seconds it separates "slower
 /// throughout" from "a few stalls".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypicalSecond {
     pub before_us: u64,
     pub during_us: u64,

@@ -7,12 +7,13 @@ use crate::history::{History, Key, Op, OpKind, Outcome};
 use crate::load::{self, LoadShared, read_back_value};
 use crate::machine::Machine;
 use crate::migrations::{self, MigrationSummary};
+use crate::partitions::PartitionSplit;
 use crate::phases::{self, CommandRun, PhaseTimes};
 use crate::pipeline::{Pipeline, expect_ok};
 use crate::cpu::CpuUse;
 use crate::probe::{HostNoise, HostProbe, Probed};
 use crate::recorder::{ConnLog, Live};
-use crate::report::{Budget, Correctness, ErrorSummary, RateSummary, Ratios, Report, Settings};
+use crate::report::{Budget, Correctness, ErrorSummary, RateSummary, Ratios, Report, Settings, TypicalSecond};
 use crate::schedule::{self, Clock, PacerShared, Schedule};
 use crate::stats;
 use crate::workload::{Generator, KeyPicker, ValueCodec, encode_mget};
@@ -75,6 +76,8 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
     let sent = samples.iter().filter(|s| s.invoke < times.end).count() as u64;
     let ok = samples.iter().filter(|s| s.outcome == Outcome::Ok && s.complete < times.end).count() as u64;
     let (before, during) = (&timeline.phases[0], &timeline.phases[1]);
+    let typical_second = TypicalSecond::of(&timeline.seconds, before, during, &timeline.phases[2]);
+    let partitions = migrations.num_partitions.and_then(|n| PartitionSplit::of(&samples, &migrations.migrations, n, times.bounds(1)));
     Ok(Report {
         target: config.target.display(),
         started_unix_ms,
@@ -89,6 +92,8 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
         preload_seconds,
         host: probed.map(|p| HostNoise::of(&p, &times, &samples)),
         machine: Some(Machine::read()),
+        partitions,
+        typical_second,
         timeline,
     })
 }
@@ -286,7 +291,10 @@ async fn migration_summary(config: &Config, started_unix_ms: u64, times: &PhaseT
     let Some(admin) = &config.admin else { return MigrationSummary::unavailable("no --admin given") };
     let (start, end) = times.bounds(1);
     match migrations::fetch(admin).await {
-        Ok(list) => migrations::summarize(&list, started_unix_ms, times.end as f64 / 1e6, (end - start) as f64 / 1e6),
+        Ok(list) => MigrationSummary {
+            num_partitions: migrations::num_partitions(admin).await.ok(),
+            ..migrations::summarize(&list, started_unix_ms, times.end as f64 / 1e6, (end - start) as f64 / 1e6)
+        },
         Err(note) => MigrationSummary::unavailable(note),
     }
 }
