@@ -64,11 +64,20 @@ async fn a_short_bench_against_a_local_cluster_is_clean() {
     assert!(!cpu.is_empty(), "{host:?}");
     assert!(cpu.iter().all(|c| (0.0..=100.0).contains(&c.busy_pct) && (0.0..=100.0).contains(&c.bench_pct)), "{cpu:?}");
     assert!(report.render_text().contains("machine CPU: "));
+    // Every wake-up's lateness counts, so the 1 s windows around the
+    // command have a median and a p99 of it.
+    let wakes: Vec<_> = host.phases.iter().filter(|p| p.name != "during").map(|p| (p.wake_p50_us, p.wake_p99_us)).collect();
+    assert!(wakes.iter().all(|w| matches!(w, (Some(p50), Some(p99)) if p50 <= p99)), "{host:?}");
+    assert!(report.render_text().contains("a 1 ms sleeper's wake-ups were late by (p50/p99) before "));
     // Each second of the load also carries it.
     let seconds: Vec<u8> = report.timeline.seconds.iter().filter_map(|s| s.cpu_busy_pct).collect();
     assert!(seconds.len() == report.timeline.seconds.len() && seconds.iter().all(|b| *b <= 100), "{:?}", report.timeline.seconds);
     // Migration data may or may not exist yet; either way the run goes on.
     assert!(report.migrations.available || report.migrations.note.is_some());
+    // With it comes the cluster's partition count; nothing moved, so there
+    // is no split of the requests by partition.
+    assert!(!report.migrations.available || report.migrations.num_partitions.is_some(), "{:?}", report.migrations);
+    assert_eq!(report.partitions, None);
 
     // serde_json's default float parsing may differ in the last bit, so
     // compare the exact parts exactly and the rest through the phases.
@@ -76,6 +85,9 @@ async fn a_short_bench_against_a_local_cluster_is_clean() {
     assert_eq!((&parsed.settings, &parsed.correctness, &parsed.errors, &parsed.command), (&report.settings, &report.correctness, &report.errors, &report.command));
     assert_eq!(parsed.timeline.seconds, report.timeline.seconds);
     assert_eq!(parsed.host.as_ref().map(|h| h.phases.len()), Some(3));
+    // The typical second goes into the JSON (scripts/acceptance-series.sh
+    // reads it there) as the text gives it.
+    assert_eq!(parsed.typical_second, report.typical_second);
     // The machine the run measured is recorded with it, this one's own.
     assert_eq!(report.machine, Some(Machine::read()));
     assert_eq!(parsed.machine, report.machine);
