@@ -17,12 +17,17 @@
 # process's system calls and context switches are counted over WINDOW
 # (default 20) seconds. Copy a build aside first (cp target/release/evenkeel
 # /tmp/evenkeel-A): cargo overwrites target/release. Needs root for perf.
+# EXTRA_TOML_A and EXTRA_TOML_B (printf escapes allowed) are appended to
+# each arm's configuration (rebalance-acceptance.sh's EXTRA_TOML): one
+# binary with a setting on and off is the comparison with no difference
+# in code layout, e.g. EXTRA_TOML_A='[cluster]\nrow_cache_mib = 0' and the
+# same binary as BIN_A and BIN_B.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { sed -n 2,18p "$0" >&2; exit 2; }
 A=$(realpath "$1"); B=$(realpath "$2"); PAIRS=${3:-3}; OUT=${4:-/tmp/evenkeel-cpu-ab}
 for bin in "$A" "$B"; do [ -x "$bin" ] || { echo "not an executable: $bin" >&2; exit 2; }; done
-[ "$A" != "$B" ] || { echo "BIN_A and BIN_B are the same file" >&2; exit 2; }
+[ "$A" != "$B" ] || [ "${EXTRA_TOML_A:-}" != "${EXTRA_TOML_B:-}" ] || { echo "BIN_A and BIN_B are the same file, with the same EXTRA_TOML" >&2; exit 2; }
 WINDOW=${WINDOW:-20}
 mkdir -p "$OUT"
 : > "$OUT/summary.txt"
@@ -45,10 +50,11 @@ SH
 chmod +x "$OUT/measure.sh"
 for round in $(seq "$PAIRS"); do
   for v in ${ORDER:-A B}; do
-    bin=$A; [ "$v" = B ] && bin=$B
+    bin=$A; extra=${EXTRA_TOML_A:-}
+    [ "$v" = B ] && { bin=$B; extra=${EXTRA_TOML_B:-}; }
     run="$OUT/$v$round"
     rm -f "$run.ticks" "$run.perf"
-    EK_BIN=$bin EK_OUT=$run EK_WINDOW=$WINDOW EVENKEEL_BIN=$bin WARMUP=${WARMUP:-60} SECONDS_LOAD=$((WINDOW + 25)) \
+    EXTRA_TOML=$extra EK_BIN=$bin EK_OUT=$run EK_WINDOW=$WINDOW EVENKEEL_BIN=$bin WARMUP=${WARMUP:-60} SECONDS_LOAD=$((WINDOW + 25)) BASELINE=20 RECOVERY=5 \
       NONE_DURING="$OUT/measure.sh" scripts/rebalance-acceptance.sh none "$OUT/run" > "$run.log" 2>&1 \
       || { echo "run $v$round failed: see $run.log" >&2; exit 1; }
     [ -s "$run.ticks" ] || { echo "run $v$round measured nothing: see $run.log" >&2; exit 1; }

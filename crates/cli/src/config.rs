@@ -56,6 +56,9 @@ pub struct ClusterSection {
     /// Memtable size (MiB) of each node's data and change-log keyspaces,
     /// for stores created with it.
     pub memtable_mib: Option<u64>,
+    /// Row cache (records kept in memory for reads) of each node, in MiB;
+    /// 0 turns it off.
+    pub row_cache_mib: Option<u64>,
     /// Migration work on nodes yields to queued client requests.
     pub background_lane: Option<bool>,
     /// Router and coordinator call nodes of this process directly instead
@@ -183,6 +186,7 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             durability: Some(format!("{:?}", opts.durability).to_lowercase()),
             cache_mib: Some(opts.cache_bytes / (1024 * 1024)),
             memtable_mib: Some(opts.memtable_bytes / (1024 * 1024)),
+            row_cache_mib: Some(opts.row_cache_bytes / (1024 * 1024)),
             background_lane: Some(opts.background_lane),
             in_process_rpc: Some(opts.in_process_rpc),
             bulk_idle: Some(opts.bulk_idle),

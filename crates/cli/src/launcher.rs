@@ -28,6 +28,8 @@ pub struct NodeDefaults {
     pub cache_bytes: u64,
     /// Memtable size of each node's data and change-log keyspaces.
     pub memtable_bytes: u64,
+    /// Row cache of each node.
+    pub row_cache_bytes: u64,
     /// Migration work yields to client requests on every node.
     pub background_lane: bool,
     /// Nodes also serve this process's callers without the network.
@@ -74,6 +76,7 @@ impl Launcher {
         store.durability = self.defaults.durability;
         store.cache_bytes = self.defaults.cache_bytes;
         store.memtable_bytes = self.defaults.memtable_bytes;
+        store.row_cache_bytes = self.defaults.row_cache_bytes;
         store.log_retention_entries = self.defaults.log_retention_entries;
         let mut config = NodeConfig::new(info.id, store);
         config.background_lane = self.defaults.background_lane;

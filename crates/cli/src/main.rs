@@ -129,6 +129,10 @@ struct UpArgs {
     /// Block cache per node, in MiB [default: 64].
     #[arg(long)]
     cache_mib: Option<u64>,
+    /// Row cache per node (records kept in memory for reads), in MiB; 0
+    /// turns it off [default: 64].
+    #[arg(long)]
+    row_cache_mib: Option<u64>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -345,6 +349,7 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
         opts.router.retry.total_ms = ms;
     }
     opts.cache_bytes = args.cache_mib.or(c.cache_mib).unwrap_or(64) * 1024 * 1024;
+    opts.row_cache_bytes = args.row_cache_mib.or(c.row_cache_mib).map_or(opts.row_cache_bytes, |mib| mib * 1024 * 1024);
     if let Some(mib) = c.memtable_mib {
         anyhow::ensure!((1..=1024).contains(&mib), "cluster.memtable_mib must be 1-1024, not {mib}");
         opts.memtable_bytes = mib * 1024 * 1024;

@@ -55,6 +55,8 @@ pub struct UpOptions {
     /// Per-node memtable size of the data and change-log keyspaces, for
     /// nodes whose store is created with it.
     pub memtable_bytes: u64,
+    /// Per-node row cache (`node::store::rows`); 0 turns it off.
+    pub row_cache_bytes: u64,
     /// Coordinator settings (migration limits, bake time, pause budget).
     pub coord: CoordConfig,
     /// Nodes run migration work in a low-priority lane behind client work.
@@ -177,6 +179,7 @@ impl UpOptions {
             router: RouterConfig::default(),
             cache_bytes: 64 * 1024 * 1024,
             memtable_bytes: evenkeel_node::DEFAULT_MEMTABLE_BYTES,
+            row_cache_bytes: evenkeel_node::DEFAULT_ROW_CACHE_BYTES,
             coord: CoordConfig::default(),
             background_lane: true,
             in_process_rpc: true,
@@ -243,6 +246,7 @@ impl LocalCluster {
             durability: opts.durability,
             cache_bytes: opts.cache_bytes,
             memtable_bytes: opts.memtable_bytes,
+            row_cache_bytes: opts.row_cache_bytes,
             background_lane: opts.background_lane,
             in_process: opts.in_process_rpc,
             bulk_priority: Priority::of(opts.bulk_idle, opts.bulk_nice),

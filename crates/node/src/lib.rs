@@ -39,7 +39,7 @@ pub mod store;
 
 pub use cpu_budget::CpuBudget;
 pub use lifecycle::{Node, NodeConfig, NodeError};
-pub use store::{DEFAULT_MEMTABLE_BYTES, Durability, StoreConfig};
+pub use store::{DEFAULT_MEMTABLE_BYTES, DEFAULT_ROW_CACHE_BYTES, Durability, StoreConfig};
 
 /// Largest RPC message a node accepts or sends: a full batch of maximal
 /// values must fit.

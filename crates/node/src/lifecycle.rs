@@ -331,7 +331,10 @@ async fn tend_memtables(inner: Arc<NodeInner>) {
         tick.tick().await;
         let i = inner.clone();
         match tokio::task::spawn_blocking(move || i.store.tend_memtables()).await {
-            Ok(tended) => inner.metrics.memtables_freed(tended),
+            Ok(tended) => {
+                inner.metrics.memtables_freed(tended);
+                inner.metrics.row_cache(inner.store.row_cache_stats());
+            }
             Err(e) => tracing::error!(node = inner.id, error = %e, "memtable tending panicked"),
         }
     }

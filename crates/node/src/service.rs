@@ -95,6 +95,11 @@ pub(crate) struct NodeMetrics {
     /// Flushed memtables freed off the engine's lock (`store::memtables`).
     memtables_freed: Counter,
     memtables_freed_bytes: Counter,
+    /// The row cache (`store::rows`), read when memtables are tended.
+    row_cache_hits: Counter,
+    row_cache_misses: Counter,
+    row_cache_bytes: metrics::Gauge,
+    row_cache_entries: metrics::Gauge,
 }
 
 impl NodeMetrics {
@@ -112,7 +117,11 @@ impl NodeMetrics {
             latency: metrics::histogram!("evenkeel_node_execute_seconds", "node" => node.clone()),
             tombstones_collected: metrics::counter!("evenkeel_node_tombstones_collected_total", "node" => node.clone()),
             memtables_freed: metrics::counter!("evenkeel_node_memtables_freed_total", "node" => node.clone()),
-            memtables_freed_bytes: metrics::counter!("evenkeel_node_memtables_freed_bytes_total", "node" => node),
+            memtables_freed_bytes: metrics::counter!("evenkeel_node_memtables_freed_bytes_total", "node" => node.clone()),
+            row_cache_hits: metrics::counter!("evenkeel_node_row_cache_hits_total", "node" => node.clone()),
+            row_cache_misses: metrics::counter!("evenkeel_node_row_cache_misses_total", "node" => node.clone()),
+            row_cache_bytes: metrics::gauge!("evenkeel_node_row_cache_bytes", "node" => node.clone()),
+            row_cache_entries: metrics::gauge!("evenkeel_node_row_cache_entries", "node" => node),
         }
     }
 
@@ -123,6 +132,13 @@ impl NodeMetrics {
     pub fn memtables_freed(&self, tended: crate::store::Tended) {
         self.memtables_freed.increment(tended.released as u64);
         self.memtables_freed_bytes.increment(tended.released_bytes);
+    }
+
+    pub fn row_cache(&self, stats: crate::store::RowCacheStats) {
+        self.row_cache_hits.absolute(stats.hits);
+        self.row_cache_misses.absolute(stats.misses);
+        self.row_cache_bytes.set(stats.bytes as f64);
+        self.row_cache_entries.set(stats.entries as f64);
     }
 
     fn shed(&self, ops: u64) {

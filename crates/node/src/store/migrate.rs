@@ -247,7 +247,9 @@ impl Store {
             applied += 1;
         }
         if applied > 0 {
-            batch.commit()?;
+            let committed = batch.commit();
+            self.rows.wrote(partition, staged.iter().map(|(k, r)| (k.as_slice(), Some(*r))), committed.is_ok());
+            committed?;
             *counters = after;
         }
         Ok(applied)

@@ -164,6 +164,7 @@ impl Store {
         batch.insert(&self.meta, super::log_floor_key(partition), c.log_next.to_be_bytes());
         batch.commit()?;
         self.retired.set(partition, true);
+        self.rows.forget_partition(partition);
         *counters = PartitionCounters { log_first: c.log_next, log_next: c.log_next, ..PartitionCounters::default() };
         tracing::info!(partition, records = c.keys + c.tombstones, log_entries = c.log_next - c.log_first, "partition retired; compactions remove its data");
         Ok(held)
@@ -223,6 +224,9 @@ impl Store {
         if !self.retired.is(partition) {
             return Ok(());
         }
+        // Before the marker goes: a read that finds the partition live
+        // again must not take an entry cached before it was retired.
+        self.rows.forget_partition(partition);
         let started = std::time::Instant::now();
         let (start, end) = self.partition_range(partition)?;
         let mut from = Bound::Included(start);

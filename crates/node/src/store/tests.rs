@@ -600,6 +600,7 @@ mod running_digest {
 
 mod gc;
 mod retire;
+mod rows;
 
 #[test]
 fn flushed_memtables_are_freed_by_the_keeper_once_the_engine_lets_go() {

@@ -1,0 +1,286 @@
+//! The row cache: each partition's recently read and written records, kept
+//! in memory so that a client's GET, and a write's read of the record it
+//! replaces, skip the storage engine.
+//!
+//! Why: a point read in the engine searches the active memtable's skiplist,
+//! then each sealed memtable's, then the tables (filters, index blocks,
+//! data blocks). Under the acceptance load that was about a fifth of the
+//! runtime workers' CPU samples (skiplist searches and the `memcmp` of
+//! their key comparisons: cache misses on a machine whose memory accesses
+//! are slow). A hit here is one hash-table lookup.
+//!
+//! Measured with the acceptance load and no rebalance (10,000 ops/s, half
+//! reads, 1M keys over four nodes; `perf record -F 499` of the up process
+//! for 20 s, the cache off and on in one pair of runs of the same binary,
+//! `EXTRA_TOML='[cluster]\nrow_cache_mib = 0'`): the runtime workers' samples
+//! fell from 7,542 to 5,327; skiplist searches and their `memcmp` from
+//! 1,357 to 646 (the inserts remain), the engine's table reads from 687 to
+//! 70. About 13% of a core less, 18% of the workers' CPU. Once the preload
+//! has written every key, nearly every read hits. Whole-process CPU in
+//! four interleaved pairs (`scripts/cpu-ab.sh` with `EXTRA_TOML_A`): medians
+//! 73.8% of a core off, 68.0% on; this VM's drift between runs (62–89% for
+//! the same build) is larger than the gain, which the profile isolates.
+//!
+//! What is cached: the stored record of a data key (`slot ++ key`), or that
+//! there is none, with the generation of its partition at the time.
+//!
+//! Consistency. The engine is the truth; the cache must never answer with
+//! a record the engine has already replaced once anyone could have seen the
+//! replacement. The rules, all resting on the partition lock every write
+//! to a partition's data holds ([`super::PartitionLock`]):
+//!
+//! - A writer, under the lock, commits to the engine first and then puts
+//!   the new record in the cache (or removes the key), and then bumps the
+//!   partition's write sequence ([`RowCache::wrote`]). A lock-free hit in
+//!   between returns the record the write replaces, as a read that came
+//!   just before the write would; nobody can have read the new one from
+//!   the cache yet, and whoever reads the engine instead misses here, so
+//!   found no entry for the key, and finds the new record in the cache or
+//!   none from then on.
+//! - A reader that misses reads the engine without the lock, and fills the
+//!   cache only if it then gets the lock at once and the partition's write
+//!   sequence has not moved since before its read: no write to the
+//!   partition came in between, so what it read is still the record
+//!   ([`RowCache::fill`]). A busy lock skips the fill rather than wait.
+//! - Dropping a partition (retire) and making it writable again (revive)
+//!   bump its generation: every entry of the partition made before no
+//!   longer counts, in O(1).
+//!
+//! Bounded: entries are weighed by their key and value bytes plus a fixed
+//! overhead, and the least useful are evicted past the capacity
+//! (`StoreConfig::row_cache_bytes`; 0 turns the cache off). Migration
+//! applies put what they write in the cache too: a destination then serves
+//! the partition it received from memory once it owns it.
+
+use evenkeel_types::{PartitionId, Record};
+use quick_cache::Weighter;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bytes an entry is charged beyond its key and value: the table slot, the
+/// key's and record's headers, the allocator's rounding.
+const ENTRY_OVERHEAD: u64 = 96;
+
+#[derive(Clone)]
+struct Cached {
+    generation: u64,
+    record: Option<Record>,
+}
+
+#[derive(Clone, Copy)]
+struct Weigh;
+
+impl Weighter<Vec<u8>, Cached> for Weigh {
+    fn weight(&self, key: &Vec<u8>, cached: &Cached) -> u64 {
+        let value = cached.record.as_ref().and_then(|r| r.value.as_ref()).map_or(0, |v| v.len());
+        key.len() as u64 + value as u64 + ENTRY_OVERHEAD
+    }
+}
+
+#[derive(Default)]
+struct PartitionState {
+    /// Bumped under the partition lock after every write to its data.
+    writes: AtomicU64,
+    /// Bumped under the partition lock when it is retired or revived.
+    generation: AtomicU64,
+}
+
+/// Hits and misses since the store opened, and what the cache holds now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowCacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub entries: u64,
+    pub bytes: u64,
+    pub capacity_bytes: u64,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Run by this thread between a missed read of the engine and its fill
+    /// (tests: a write that lands in between).
+    pub(super) static BETWEEN_READ_AND_FILL: std::cell::RefCell<Option<Box<dyn FnMut()>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A read that missed: pass it back to [`RowCache::fill`] with what the
+/// engine returned.
+#[must_use]
+pub(super) struct Miss {
+    partition: PartitionId,
+    writes: u64,
+    generation: u64,
+}
+
+pub(super) struct RowCache {
+    /// None when configured off.
+    entries: Option<quick_cache::sync::Cache<Vec<u8>, Cached, Weigh>>,
+    parts: Vec<PartitionState>,
+    capacity_bytes: u64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl RowCache {
+    pub(super) fn new(num_partitions: u16, capacity_bytes: u64) -> RowCache {
+        // quick_cache sizes its tables from the expected count: assume
+        // entries of about a 100-byte value.
+        let estimated = (capacity_bytes / 160).max(16) as usize;
+        let entries = (capacity_bytes > 0).then(|| quick_cache::sync::Cache::with_weighter(estimated, capacity_bytes, Weigh));
+        let parts = (0..num_partitions).map(|_| PartitionState::default()).collect();
+        RowCache { entries, parts, capacity_bytes, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+    }
+
+    /// The cached record of `data_key` (`Some(None)`: cached as absent), or
+    /// the [`Miss`] to fill with after reading the engine. Takes no lock.
+    pub(super) fn get(&self, partition: PartitionId, data_key: &[u8]) -> Result<Option<Record>, Miss> {
+        let state = &self.parts[partition as usize];
+        let writes = state.writes.load(Ordering::Acquire);
+        let generation = state.generation.load(Ordering::Acquire);
+        let miss = Miss { partition, writes, generation };
+        let Some(entries) = &self.entries else { return Err(miss) };
+        match entries.get(data_key) {
+            Some(c) if c.generation == generation => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Ok(c.record)
+            }
+            _ => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                Err(miss)
+            }
+        }
+    }
+
+    /// Caches `record`, read from the engine after `miss`, if no write to
+    /// the partition has happened since: `try_lock` is the partition's
+    /// lock, taken without waiting (None: held by someone, skip).
+    pub(super) fn fill<G>(&self, miss: Miss, data_key: &[u8], record: &Option<Record>, try_lock: impl FnOnce() -> Option<G>) {
+        let Some(entries) = &self.entries else { return };
+        #[cfg(test)]
+        BETWEEN_READ_AND_FILL.with_borrow_mut(|hook| hook.as_mut().map(|h| h()));
+        let Some(_locked) = try_lock() else { return };
+        let state = &self.parts[miss.partition as usize];
+        if state.writes.load(Ordering::Acquire) == miss.writes && state.generation.load(Ordering::Acquire) == miss.generation {
+            entries.insert(data_key.to_vec(), Cached { generation: miss.generation, record: record.clone() });
+        }
+    }
+
+    /// The cached record of `data_key` for a caller holding the partition
+    /// lock, reading the engine with `read` on a miss and caching what it
+    /// found: under the lock nothing can change it in between.
+    pub(super) fn get_locked<E>(&self, partition: PartitionId, data_key: &[u8], read: impl FnOnce() -> Result<Option<Record>, E>) -> Result<Option<Record>, E> {
+        match self.get(partition, data_key) {
+            Ok(record) => Ok(record),
+            Err(miss) => {
+                let record = read()?;
+                if let Some(entries) = &self.entries {
+                    entries.insert(data_key.to_vec(), Cached { generation: miss.generation, record: record.clone() });
+                }
+                Ok(record)
+            }
+        }
+    }
+
+    /// After a write to `partition` under its lock: `changes` (data key and
+    /// the record now stored, None for removed) replace what is cached for
+    /// those keys, with `cache` false they are only dropped from it; then
+    /// the partition's write sequence moves, so no read that began before
+    /// fills the cache with what it found. Called whether or not the commit
+    /// succeeded: on failure pass the keys with `cache` false.
+    pub(super) fn wrote<'a>(&self, partition: PartitionId, changes: impl IntoIterator<Item = (&'a [u8], Option<&'a Record>)>, cache: bool) {
+        let state = &self.parts[partition as usize];
+        if let Some(entries) = &self.entries {
+            let generation = state.generation.load(Ordering::Acquire);
+            for (key, record) in changes {
+                match cache {
+                    true => entries.insert(key.to_vec(), Cached { generation, record: record.cloned() }),
+                    false => {
+                        entries.remove(key);
+                    }
+                }
+            }
+        }
+        state.writes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Forgets every cached record of `partition` (it was retired or
+    /// revived under its lock).
+    pub(super) fn forget_partition(&self, partition: PartitionId) {
+        let state = &self.parts[partition as usize];
+        state.generation.fetch_add(1, Ordering::AcqRel);
+        state.writes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(super) fn stats(&self) -> RowCacheStats {
+        let (entries, bytes) = self.entries.as_ref().map_or((0, 0), |e| (e.len() as u64, e.weight()));
+        RowCacheStats { hits: self.hits.load(Ordering::Relaxed), misses: self.misses.load(Ordering::Relaxed), entries, bytes, capacity_bytes: self.capacity_bytes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn rec(v: &str, version: u64) -> Record {
+        Record::value(Bytes::from(v.to_string()), None, version)
+    }
+
+    #[test]
+    fn a_fill_after_a_write_to_the_partition_is_refused() {
+        let cache = RowCache::new(4, 1 << 20);
+        let key = b"\x00\x01k".as_slice();
+        let Err(miss) = cache.get(1, key) else { panic!("empty cache hit") };
+        // A write to the partition (any key) lands between the read and the fill.
+        cache.wrote(1, [(b"\x00\x01other".as_slice(), Some(&rec("x", 2)))], true);
+        cache.fill(miss, key, &Some(rec("stale", 1)), || Some(()));
+        assert!(cache.get(1, key).is_err(), "a read from before the write must not be cached");
+        // Without a write in between it is cached, absence included.
+        let Err(miss) = cache.get(1, key) else { panic!() };
+        cache.fill(miss, key, &None, || Some(()));
+        assert_eq!(cache.get(1, key).ok(), Some(None));
+    }
+
+    #[test]
+    fn a_busy_lock_skips_the_fill() {
+        let cache = RowCache::new(4, 1 << 20);
+        let key = b"\x00\x01k".as_slice();
+        let Err(miss) = cache.get(1, key) else { panic!() };
+        cache.fill(miss, key, &Some(rec("v", 1)), || None::<()>);
+        assert!(cache.get(1, key).is_err());
+    }
+
+    #[test]
+    fn writes_replace_or_drop_entries_and_a_retire_forgets_the_partition() {
+        let cache = RowCache::new(4, 1 << 20);
+        let (a, b) = (b"\x00\x02a".as_slice(), b"\x00\x02b".as_slice());
+        cache.wrote(2, [(a, Some(&rec("1", 1))), (b, Some(&rec("1", 1)))], true);
+        assert_eq!(cache.get(2, a).ok().flatten().and_then(|r| r.value), Some(Bytes::from("1")));
+        cache.wrote(2, [(a, Some(&rec("2", 2)))], true);
+        assert_eq!(cache.get(2, a).ok().flatten().map(|r| r.version), Some(2));
+        cache.wrote(2, [(a, None)], false);
+        assert!(cache.get(2, a).is_err(), "dropped, not cached as absent");
+        cache.forget_partition(2);
+        assert!(cache.get(2, b).is_err(), "an entry from before the retire no longer counts");
+        // Other partitions keep theirs.
+        cache.wrote(3, [(b"\x00\x03c".as_slice(), None)], true);
+        cache.forget_partition(2);
+        assert_eq!(cache.get(3, b"\x00\x03c").ok(), Some(None));
+        let stats = cache.stats();
+        assert!(stats.hits >= 3 && stats.misses >= 2 && stats.entries >= 1, "{stats:?}");
+    }
+
+    #[test]
+    fn capacity_bounds_what_is_held_and_zero_turns_it_off() {
+        let cache = RowCache::new(1, 64 * 1024);
+        let value = "v".repeat(100);
+        for i in 0..10_000u32 {
+            let key = format!("\x00\x00key{i}").into_bytes();
+            cache.wrote(0, [(key.as_slice(), Some(&rec(&value, 1)))], true);
+        }
+        let stats = cache.stats();
+        assert!(stats.bytes <= 64 * 1024 && stats.entries < 10_000 && stats.entries > 100, "{stats:?}");
+        let off = RowCache::new(1, 0);
+        off.wrote(0, [(b"\x00\x00k".as_slice(), Some(&rec("v", 1)))], true);
+        assert!(off.get(0, b"\x00\x00k").is_err());
+        assert_eq!(off.stats().entries, 0);
+    }
+}
