@@ -248,7 +248,11 @@ impl Store {
         }
         if applied > 0 {
             let committed = batch.commit();
-            self.rows.wrote(partition, staged.iter().map(|(k, r)| (k.as_slice(), Some(*r))), committed.is_ok());
+            // The node applying a migration's records does not serve the
+            // partition meanwhile (an import, or reverse capture into the
+            // old owner in bake): forget its cached records at once rather
+            // than cache each applied one on the bulk thread (see `rows`).
+            self.rows.forget_partition(partition);
             committed?;
             *counters = after;
         }

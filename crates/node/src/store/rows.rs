@@ -48,9 +48,32 @@
 //!
 //! Bounded: entries are weighed by their key and value bytes plus a fixed
 //! overhead, and the least useful are evicted past the capacity
-//! (`StoreConfig::row_cache_bytes`; 0 turns the cache off). Migration
-//! applies put what they write in the cache too: a destination then serves
-//! the partition it received from memory once it owns it.
+//! (`StoreConfig::row_cache_bytes`; 0 turns the cache off).
+//!
+//! A migration's applies forget the partition's cached records, one
+//! generation bump per page, and cache none: the node applying them does
+//! not serve the partition meanwhile (an import, or reverse capture into
+//! the old owner in bake), and fills its cache from reads once it does.
+//! Caching every applied record instead cost the destination's bulk threads
+//! about 30 ms more per MB copied (99-107 against 70-79 ms, the bench's
+//! `migrations:` line), in the copy, the stage the disruption budget is
+//! judged in.
+//!
+//! Off by default (`DEFAULT_ROW_CACHE_BYTES`), because of what rebalances
+//! did with it on. The default acceptance run (`scripts/acceptance-series.sh
+//! 3 default none`, then single runs; 2026-12-05, the nested 2-vCPU VM):
+//! with the cache on, typical second during/before 2.26x, 3.39x, 2.51x
+//! (caching applied records), 1.63x (forgetting them instead), 1.77x (and
+//! client values copied), and the after window slower than before in all
+//! five (1.47-2.91x); the routers' own p99 rose during in three of them
+//! (1.20-1.54x), where earlier sessions' default runs had it at 0.86-1.05x.
+//! The one run with it off in between: 1.03x, after 0.71x; the controls
+//! without a rebalance: 0.50x, 0.71x, 1.08x. Not found: what about a
+//! rebalance costs more with the cache. Candidates: the new node starts
+//! cold (its reads miss and fill while the others hit), and the sources
+//! keep a quarter of their entries for partitions they no longer own until
+//! eviction reaches them (the generation check skips them, the weight still
+//! counts them).
 
 use evenkeel_types::{PartitionId, Record};
 use quick_cache::Weighter;
@@ -191,7 +214,7 @@ impl RowCache {
             let generation = state.generation.load(Ordering::Acquire);
             for (key, record) in changes {
                 match cache {
-                    true => entries.insert(key.to_vec(), Cached { generation, record: record.cloned() }),
+                    true => entries.insert(key.to_vec(), Cached { generation, record: record.map(owned) }),
                     false => {
                         entries.remove(key);
                     }
@@ -213,6 +236,15 @@ impl RowCache {
         let (entries, bytes) = self.entries.as_ref().map_or((0, 0), |e| (e.len() as u64, e.weight()));
         RowCacheStats { hits: self.hits.load(Ordering::Relaxed), misses: self.misses.load(Ordering::Relaxed), entries, bytes, capacity_bytes: self.capacity_bytes }
     }
+}
+
+/// A copy of `record` whose value holds only its own bytes. A client's value
+/// is a slice of its connection's read buffer: cached as it came, it would
+/// keep that whole buffer alive for as long as the entry lives, memory the
+/// cache's weight does not count. (Records read from the engine are decoded
+/// into their own buffers already.)
+fn owned(record: &Record) -> Record {
+    Record { value: record.value.as_deref().map(bytes::Bytes::copy_from_slice), expire_at_ms: record.expire_at_ms, version: record.version }
 }
 
 #[cfg(test)]
@@ -237,6 +269,21 @@ mod tests {
         let Err(miss) = cache.get(1, key) else { panic!() };
         cache.fill(miss, key, &None, || Some(()));
         assert_eq!(cache.get(1, key).ok(), Some(None));
+    }
+
+    #[test]
+    fn a_written_value_is_cached_in_its_own_buffer_not_the_request_s() {
+        let cache = RowCache::new(1, 1 << 20);
+        // A request buffer with the value in its middle, as the RESP decoder
+        // hands it over.
+        let request = Bytes::from(vec![b'x'; 8192]);
+        let value = request.slice(100..200);
+        let record = Record::value(value, None, 1);
+        cache.wrote(0, [(b"\x00\x00k".as_slice(), Some(&record))], true);
+        let cached = cache.get(0, b"\x00\x00k").ok().flatten().and_then(|r| r.value).expect("cached");
+        assert_eq!(cached, request.slice(100..200));
+        let inside = request.as_ptr_range().contains(&cached.as_ptr());
+        assert!(!inside, "the cached value must not point into the request buffer");
     }
 
     #[test]
