@@ -536,7 +536,7 @@ impl Store {
         let mut after = *counters;
         self.stage(&mut batch, partition, &mut after, data_key, old, record, Log::Append);
         let committed = batch.commit();
-        self.rows.wrote(partition, [(data_key, Some(record))], committed.is_ok());
+        self.rows.wrote(partition, data_key, committed.is_ok().then_some(record));
         committed?;
         *counters = after;
         Ok(())
@@ -640,7 +640,9 @@ impl Store {
             }
         }
         let committed = batch.commit();
-        self.rows.wrote(partition, removed.into_iter().map(|k| (k, None)), false);
+        for key in removed {
+            self.rows.wrote(partition, key, None);
+        }
         committed?;
         *counters = after;
         Ok(collected)

@@ -202,30 +202,26 @@ impl RowCache {
         }
     }
 
-    /// After a write to `partition` under its lock: `changes` (data key and
-    /// the record now stored, None for removed) replace what is cached for
-    /// those keys, with `cache` false they are only dropped from it; then
-    /// the partition's write sequence moves, so no read that began before
-    /// fills the cache with what it found. Called whether or not the commit
-    /// succeeded: on failure pass the keys with `cache` false.
-    pub(super) fn wrote<'a>(&self, partition: PartitionId, changes: impl IntoIterator<Item = (&'a [u8], Option<&'a Record>)>, cache: bool) {
+    /// After a write of `data_key` in `partition` under its lock, committed
+    /// or not: `stored` (the record the engine now holds) replaces what is
+    /// cached for the key; None (the key was removed, or the commit failed)
+    /// drops it. Then the partition's write sequence moves, so no read that
+    /// began before fills the cache with what it found.
+    pub(super) fn wrote(&self, partition: PartitionId, data_key: &[u8], stored: Option<&Record>) {
         let state = &self.parts[partition as usize];
         if let Some(entries) = &self.entries {
-            let generation = state.generation.load(Ordering::Acquire);
-            for (key, record) in changes {
-                match cache {
-                    true => entries.insert(key.to_vec(), Cached { generation, record: record.map(owned) }),
-                    false => {
-                        entries.remove(key);
-                    }
+            match stored {
+                Some(record) => entries.insert(data_key.to_vec(), Cached { generation: state.generation.load(Ordering::Acquire), record: Some(owned(record)) }),
+                None => {
+                    entries.remove(data_key);
                 }
             }
         }
         state.writes.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Forgets every cached record of `partition` (it was retired or
-    /// revived under its lock).
+    /// Forgets every cached record of `partition`, under its lock: it was
+    /// retired or revived, or a migration applied records to it.
     pub(super) fn forget_partition(&self, partition: PartitionId) {
         let state = &self.parts[partition as usize];
         state.generation.fetch_add(1, Ordering::AcqRel);
@@ -262,7 +258,7 @@ mod tests {
         let key = b"\x00\x01k".as_slice();
         let Err(miss) = cache.get(1, key) else { panic!("empty cache hit") };
         // A write to the partition (any key) lands between the read and the fill.
-        cache.wrote(1, [(b"\x00\x01other".as_slice(), Some(&rec("x", 2)))], true);
+        cache.wrote(1, b"\x00\x01other", Some(&rec("x", 2)));
         cache.fill(miss, key, &Some(rec("stale", 1)), || Some(()));
         assert!(cache.get(1, key).is_err(), "a read from before the write must not be cached");
         // Without a write in between it is cached, absence included.
@@ -279,7 +275,7 @@ mod tests {
         let request = Bytes::from(vec![b'x'; 8192]);
         let value = request.slice(100..200);
         let record = Record::value(value, None, 1);
-        cache.wrote(0, [(b"\x00\x00k".as_slice(), Some(&record))], true);
+        cache.wrote(0, b"\x00\x00k", Some(&record));
         let cached = cache.get(0, b"\x00\x00k").ok().flatten().and_then(|r| r.value).expect("cached");
         assert_eq!(cached, request.slice(100..200));
         let inside = request.as_ptr_range().contains(&cached.as_ptr());
@@ -299,16 +295,18 @@ mod tests {
     fn writes_replace_or_drop_entries_and_a_retire_forgets_the_partition() {
         let cache = RowCache::new(4, 1 << 20);
         let (a, b) = (b"\x00\x02a".as_slice(), b"\x00\x02b".as_slice());
-        cache.wrote(2, [(a, Some(&rec("1", 1))), (b, Some(&rec("1", 1)))], true);
+        cache.wrote(2, a, Some(&rec("1", 1)));
+        cache.wrote(2, b, Some(&rec("1", 1)));
         assert_eq!(cache.get(2, a).ok().flatten().and_then(|r| r.value), Some(Bytes::from("1")));
-        cache.wrote(2, [(a, Some(&rec("2", 2)))], true);
+        cache.wrote(2, a, Some(&rec("2", 2)));
         assert_eq!(cache.get(2, a).ok().flatten().map(|r| r.version), Some(2));
-        cache.wrote(2, [(a, None)], false);
+        cache.wrote(2, a, None);
         assert!(cache.get(2, a).is_err(), "dropped, not cached as absent");
         cache.forget_partition(2);
         assert!(cache.get(2, b).is_err(), "an entry from before the retire no longer counts");
         // Other partitions keep theirs.
-        cache.wrote(3, [(b"\x00\x03c".as_slice(), None)], true);
+        let Err(miss) = cache.get(3, b"\x00\x03c") else { panic!("empty cache hit") };
+        cache.fill(miss, b"\x00\x03c", &None, || Some(()));
         cache.forget_partition(2);
         assert_eq!(cache.get(3, b"\x00\x03c").ok(), Some(None));
         let stats = cache.stats();
@@ -321,12 +319,12 @@ mod tests {
         let value = "v".repeat(100);
         for i in 0..10_000u32 {
             let key = format!("\x00\x00key{i}").into_bytes();
-            cache.wrote(0, [(key.as_slice(), Some(&rec(&value, 1)))], true);
+            cache.wrote(0, &key, Some(&rec(&value, 1)));
         }
         let stats = cache.stats();
         assert!(stats.bytes <= 64 * 1024 && stats.entries < 10_000 && stats.entries > 100, "{stats:?}");
         let off = RowCache::new(1, 0);
-        off.wrote(0, [(b"\x00\x00k".as_slice(), Some(&rec("v", 1)))], true);
+        off.wrote(0, b"\x00\x00k", Some(&rec("v", 1)));
         assert!(off.get(0, b"\x00\x00k").is_err());
         assert_eq!(off.stats().entries, 0);
     }
