@@ -126,11 +126,11 @@ struct UpArgs {
     /// Largest bulk string a client may send, in bytes [default: 67108864].
     #[arg(long)]
     max_bulk_len: Option<usize>,
-    /// Block cache per node, in MiB [default: 64].
+    /// Block cache per node, in MiB, 1-1048576 [default: 64].
     #[arg(long)]
     cache_mib: Option<u64>,
     /// Row cache per node (records kept in memory for reads), in MiB; 0
-    /// turns it off [default: 0].
+    /// turns it off; at most 1048576 [default: 0].
     #[arg(long)]
     row_cache_mib: Option<u64>,
     /// Print the effective configuration as TOML and exit.
@@ -348,8 +348,16 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
     if let Some(ms) = r.retry_budget_ms {
         opts.router.retry.total_ms = ms;
     }
-    opts.cache_bytes = args.cache_mib.or(c.cache_mib).unwrap_or(64) * 1024 * 1024;
-    opts.row_cache_bytes = args.row_cache_mib.or(c.row_cache_mib).map_or(opts.row_cache_bytes, |mib| mib * 1024 * 1024);
+    // A TiB bounds both caches: far above any machine this runs on, and
+    // far below the MiB-to-bytes product's overflow.
+    const MAX_CACHE_MIB: u64 = 1 << 20;
+    let cache_mib = args.cache_mib.or(c.cache_mib).unwrap_or(64);
+    anyhow::ensure!((1..=MAX_CACHE_MIB).contains(&cache_mib), "--cache-mib / cluster.cache_mib must be 1-{MAX_CACHE_MIB} (MiB), not {cache_mib}");
+    opts.cache_bytes = cache_mib * 1024 * 1024;
+    if let Some(mib) = args.row_cache_mib.or(c.row_cache_mib) {
+        anyhow::ensure!(mib <= MAX_CACHE_MIB, "--row-cache-mib / cluster.row_cache_mib must be 0 (off) to {MAX_CACHE_MIB} (MiB), not {mib}");
+        opts.row_cache_bytes = mib * 1024 * 1024;
+    }
     if let Some(mib) = c.memtable_mib {
         anyhow::ensure!((1..=1024).contains(&mib), "cluster.memtable_mib must be 1-1024, not {mib}");
         opts.memtable_bytes = mib * 1024 * 1024;
