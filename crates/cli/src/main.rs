@@ -130,7 +130,7 @@ struct UpArgs {
     #[arg(long)]
     cache_mib: Option<u64>,
     /// Row cache per node (records kept in memory for reads), in MiB; 0
-    /// turns it off; at most 1048576 [default: 0].
+    /// turns it off; at most 1048576 [default: 64].
     #[arg(long)]
     row_cache_mib: Option<u64>,
     /// Print the effective configuration as TOML and exit.

@@ -715,11 +715,11 @@ async fn up_takes_the_block_cache_size_from_its_configuration_and_refuses_bad_on
     cluster_setting_is_taken_or_refused("cache_mib", "64", &[("1", "1"), ("1048576", "1048576")], &["0", "1048577", "9223372036854775807"]).await;
 }
 
-/// The nodes' row cache: off unless the configuration says otherwise; more
-/// than a TiB is refused.
+/// The nodes' row cache: 64 MiB unless the configuration says otherwise (0
+/// turns it off); more than a TiB is refused.
 #[tokio::test]
 async fn up_takes_the_row_cache_size_from_its_configuration_and_refuses_bad_ones() {
-    cluster_setting_is_taken_or_refused("row_cache_mib", "0", &[("64", "64"), ("1048576", "1048576")], &["1048577", "9223372036854775807"]).await;
+    cluster_setting_is_taken_or_refused("row_cache_mib", "64", &[("0", "0"), ("1048576", "1048576")], &["1048577", "9223372036854775807"]).await;
 }
 
 /// The allocator's purge delay: kept for good (-1) unless the

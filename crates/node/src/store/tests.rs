@@ -7,7 +7,8 @@ fn open(dir: &std::path::Path) -> Store {
     let mut cfg = StoreConfig::new(dir, N);
     cfg.log_retention_entries = 10;
     cfg.cache_bytes = 8 << 20;
-    // Every store test runs through the row cache (off by default).
+    // Every store test runs through a small row cache, so evictions happen
+    // too.
     cfg.row_cache_bytes = 1 << 20;
     Store::open(cfg).unwrap()
 }
