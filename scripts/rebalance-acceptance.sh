@@ -59,6 +59,12 @@
 # (bench --samples: about 45 MB), to find out when the slow ones were sent.
 # EXTRA_TOML (printf escapes allowed) is appended to the configuration, for
 # experiments: EXTRA_TOML='[migration]\nreverse_interval_ms = 1000'.
+# The run's data (OUT_DIR/data, about 1.3 GB) is removed at the end unless
+# KEEP_DATA=1; the reports stay. A run needs 15% of its filesystem free
+# (MIN_FREE_PERCENT): below 10% the nodes' health gate pauses migrations
+# (`throttle.health.pause_disk_free_ratio`), and a series of runs that kept
+# their data once filled the disk that far, so the rebalance measured a
+# pause (status "PAUSED ... disk 9.5% free < 10.0%"), not a move.
 # Needs a release build (cargo build --release). Uses ports 6395 and 7095.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +73,11 @@ OUT=${2:-/tmp/evenkeel-acceptance-$MODE}
 BIN=${EVENKEEL_BIN:-target/release/evenkeel}
 ADMIN=127.0.0.1:7095
 rm -rf "$OUT" && mkdir -p "$OUT"
+FREE=$(df --output=avail,size -k "$OUT" | awk 'NR==2 {printf "%d", 100 * $1 / $2}')
+if [ "$FREE" -lt "${MIN_FREE_PERCENT:-15}" ]; then
+  echo "only $FREE% of the filesystem under $OUT is free (need ${MIN_FREE_PERCENT:-15}%): the nodes would pause migrations for disk below 10%; remove old runs' data directories (OUT_DIR/data)" >&2
+  exit 1
+fi
 CONFIG="$OUT/evenkeel.toml"
 case "$MODE" in
   default) printf '[throttle]\n' > "$CONFIG" ;;
@@ -151,4 +162,7 @@ nice -n "${BENCH_NICE:-0}" "$BIN" bench --target redis://127.0.0.1:6395 --rate "
 "$BIN" throttle show --admin "$ADMIN" > "$OUT/throttle.txt" || true
 # The process's counters (offloaded reads and writes, memtables freed, ...).
 curl -sf "http://$ADMIN/metrics" > "$OUT/metrics.txt" || true
+kill $UP $TIMELINE 2>/dev/null || true
+wait $UP 2>/dev/null || true
+[ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$OUT/data"
 echo "report: $OUT/report.html"
