@@ -94,7 +94,10 @@
 //! workers at 6-7% of a core in the minute after, in both arms), raised
 //! it. Why the client sees a higher baseline tail while the servers see a
 //! lower one is not found; one untested candidate is this VM's idle
-//! wake-ups (a less busy cluster leaves the vCPUs halted more often). One
+//! wake-ups (a less busy cluster leaves the vCPUs halted more often). It
+//! is not the cache at steady state alone: in a pair of no-rebalance
+//! controls (mode `none`, `NONE_SECONDS=60`) the typical second was 358 µs
+//! with it and 416 µs without (routers 97 against 137 µs). One
 //! run with 128 MiB looked like the runs without a cache (1.81x, after
 //! 1.76x). What made the earlier session's cache-on runs worse is not
 //! found either; its candidates were the new node starting cold (reads miss
