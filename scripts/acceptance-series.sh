@@ -11,7 +11,8 @@
 # RUNS (default 5) rounds; each round runs every MODE (default: default)
 # once, interleaved, so slow drift of the machine hits every mode alike.
 # Output directories are /tmp/evenkeel-series/<mode>-<round>; each run's
-# data directory is removed after it, its report is kept.
+# data directory is removed after it (by rebalance-acceptance.sh, unless
+# KEEP_DATA=1), its report is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
@@ -24,7 +25,6 @@ for round in $(seq "$RUNS"); do
   for mode in "${MODES[@]}"; do
     out="$ROOT/$mode-$round"
     scripts/rebalance-acceptance.sh "$mode" "$out" > "$out.log" 2>&1 || { echo "$mode round $round failed: see $out.log" >&2; exit 1; }
-    rm -rf "$out/data"
     python3 - "$out" "$mode" "$round" <<'PY'
 import json, sys
 out, mode, rnd = sys.argv[1:]

@@ -79,7 +79,6 @@ print(f"{v} round {rnd}: up {up / hz / window * 100:.1f}% of a core  bench {benc
 PY
   done
 done
-rm -rf "$OUT/run/data"
 python3 - "$OUT/summary.txt" <<'PY'
 import collections, re, sys
 runs = collections.defaultdict(lambda: collections.defaultdict(list))

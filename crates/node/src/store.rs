@@ -95,8 +95,8 @@ pub struct StoreConfig {
 pub const DEFAULT_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Row cache capacity unless configured otherwise: 64 MiB, room for about
-/// 300,000 records of a 100-byte value, a quarter of the acceptance data
-/// set on each of four nodes. It took 13% of a core off the acceptance
+/// 300,000 records of a 100-byte value, more than each of four nodes holds
+/// of the acceptance data set (250,000). It took 13% of a core off the acceptance
 /// load; [`rows`] has the figures, and those of the rebalances with it on
 /// and off. 0 turns it off (`cluster.row_cache_mib`).
 pub const DEFAULT_ROW_CACHE_BYTES: u64 = 64 * 1024 * 1024;
