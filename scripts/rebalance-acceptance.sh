@@ -147,7 +147,7 @@ while True:
     print("why:", t["reason"])
     ratio = "-" if t["p99_ratio"] is None else f"{t['p99_ratio']:.2f}x"
     print(f"foreground ({t['signal']}): p99 {us(t['p99_us'])}  from arrival {us(t.get('arrival_p99_us'))}  sched {us(t['sched_p99_us'])}  baseline {us(t['baseline_p99_us'])}  ratio {ratio}")
-    print("nodes:", " ".join(f"n{n['id']}:l0={n.get('l0_tables')},sealed={n.get('sealed_memtables')},p99={n.get('p99_us')}us" for n in c["nodes"]), flush=True)
+    print("nodes:", " ".join(f"n{n['id']}:l0={n.get('l0_tables')},sealed={n.get('sealed_memtables')},p99={n.get('p99_us')}us,compacting={n.get('compactions_active')}" for n in c["nodes"]), flush=True)
 PY
 python3 "$OUT/timeline.py" "$ADMIN" $UP > "$OUT/throttle-timeline.txt" 2>&1 &
 TIMELINE=$!

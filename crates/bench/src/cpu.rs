@@ -61,6 +61,20 @@ impl CpuSample {
     }
 }
 
+/// The shortest stretch of `samples` (in time order of `at`) that covers
+/// `[from, to)`: the last reading at or before `from` and the first at or
+/// after `to`. Where the readings start or end inside the window, the part
+/// they cover. None when no two readings bracket any of it (the pair may
+/// still be one reading twice, which callers read as no time passing).
+/// Binary searches.
+pub fn bracket<T>(samples: &[T], at: impl Fn(&T) -> Micros, from: Micros, to: Micros) -> Option<(&T, &T)> {
+    let after_from = samples.partition_point(|s| at(s) <= from);
+    let first = if after_from > 0 { &samples[after_from - 1] } else { samples.first().filter(|s| at(s) < to)? };
+    let before_to = samples.partition_point(|s| at(s) < to);
+    let last = samples.get(before_to).or_else(|| samples.last().filter(|s| at(s) > from))?;
+    Some((first, last))
+}
+
 /// The CPU figures of one window, each in percent of the whole machine
 /// (all CPUs): 50% on a 2-CPU machine is one CPU's worth.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -90,10 +104,7 @@ impl CpuUse {
     /// no two readings bracket any of it. Binary searches, so a timeline
     /// of many seconds costs a logarithm per second.
     pub fn spanning(samples: &[CpuSample], from: Micros, to: Micros) -> Option<CpuUse> {
-        let after_from = samples.partition_point(|s| s.at_us <= from);
-        let first = if after_from > 0 { &samples[after_from - 1] } else { samples.first().filter(|s| s.at_us < to)? };
-        let before_to = samples.partition_point(|s| s.at_us < to);
-        let last = samples.get(before_to).or_else(|| samples.last().filter(|s| s.at_us > from))?;
+        let (first, last) = bracket(samples, |s| s.at_us, from, to)?;
         CpuUse::from_to(first, last)
     }
 

@@ -305,6 +305,9 @@ fn details(r: &Report, out: &mut String) {
             row("host freezes", esc(&freezes));
         }
     }
+    if let Some(engine) = &r.engine {
+        row("storage engines", esc(&engine.describe()));
+    }
     if let Some(p) = r.preload_seconds {
         row("preload", format!("{} keys in {p:.2} s", r.settings.keys));
     }

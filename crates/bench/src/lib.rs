@@ -34,6 +34,7 @@
 pub mod checker;
 pub mod config;
 pub mod cpu;
+pub mod engine;
 pub mod history;
 pub mod html;
 pub mod load;

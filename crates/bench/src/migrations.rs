@@ -97,6 +97,18 @@ pub async fn bulk_cpu(admin: &str) -> Result<BTreeMap<NodeId, u64>, String> {
     Ok(status.nodes.iter().map(|n| (n.id, n.bulk_cpu_ms_total)).collect())
 }
 
+/// Each node's time compacting since it started (ms), from `/v1/cluster`,
+/// on a client kept across readings ([`http_client`]).
+pub async fn compaction_ms(client: &reqwest::Client, admin: &str) -> Result<BTreeMap<NodeId, u64>, String> {
+    let status: ClusterStatus = get_json_with(client, admin, "/v1/cluster").await?;
+    Ok(status.nodes.iter().map(|n| (n.id, n.compaction_ms_total)).collect())
+}
+
+/// The HTTP client admin API readings use.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())
+}
+
 /// The cluster's partition count, from `/v1/cluster`.
 pub async fn num_partitions(admin: &str) -> Result<u16, String> {
     let status: ClusterStatus = get_json(admin, "/v1/cluster").await?;
@@ -110,9 +122,12 @@ pub fn cpu_spent(before: &BTreeMap<NodeId, u64>, after: &BTreeMap<NodeId, u64>) 
 }
 
 async fn get_json<T: DeserializeOwned>(admin: &str, path: &str) -> Result<T, String> {
+    get_json_with(&http_client()?, admin, path).await
+}
+
+async fn get_json_with<T: DeserializeOwned>(client: &reqwest::Client, admin: &str, path: &str) -> Result<T, String> {
     let base = if admin.contains("://") { admin.to_string() } else { format!("http://{admin}") };
     let url = format!("{}{path}", base.trim_end_matches('/'));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
     let response = client.get(&url).send().await.map_err(|e| format!("{NO_ENDPOINT}; {url} unreachable: {e}"))?;
     if response.status() == reqwest::StatusCode::NOT_FOUND {
         return Err(NO_ENDPOINT.to_string());

@@ -2,6 +2,7 @@
 //! terminal rendering. The HTML page is in [`crate::html`].
 
 use crate::checker::{Anomaly, AnomalyKind, Findings};
+use crate::engine::EngineCycle;
 use crate::machine::Machine;
 use crate::migrations::MigrationSummary;
 use crate::partitions::PartitionSplit;
@@ -35,6 +36,10 @@ pub struct Report {
     /// The machine's own noise per phase, with `--host-probe`.
     #[serde(default)]
     pub host: Option<HostNoise>,
+    /// The storage engines' compaction per phase ([`crate::engine`]), when
+    /// `--admin` names a cluster that reports it.
+    #[serde(default)]
+    pub engine: Option<EngineCycle>,
     /// The machine's CPUs and idle policy ([`crate::machine`]); absent in
     /// reports written before it was recorded.
     #[serde(default)]
@@ -287,6 +292,9 @@ impl Report {
             if let Some(cpu) = host.describe_cpu() {
                 let _ = writeln!(out, "machine CPU: {cpu}");
             }
+        }
+        if let Some(engine) = &self.engine {
+            let _ = writeln!(out, "storage engines: {}", engine.describe());
         }
         match &self.command {
             Some(c) => {

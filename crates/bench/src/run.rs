@@ -11,6 +11,7 @@ use crate::partitions::PartitionSplit;
 use crate::phases::{self, CommandRun, PhaseTimes};
 use crate::pipeline::{Pipeline, expect_ok};
 use crate::cpu::CpuUse;
+use crate::engine::{EngineCycle, EngineSample, EngineSampler};
 use crate::probe::{HostNoise, HostProbe, Probed};
 use crate::recorder::{ConnLog, Live};
 use crate::report::{Budget, Correctness, ErrorSummary, RateSummary, Ratios, Report, Settings, TypicalSecond};
@@ -49,7 +50,7 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
         false => None,
     };
     let started_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let (clock, times, command, log, probed, bulk_cpu_ms) = load_with_phases(config, codec, seed).await?;
+    let (clock, times, command, log, Observed { probed, bulk_cpu_ms, engine }) = load_with_phases(config, codec, seed).await?;
     let touched: BTreeSet<Key> = log.ops.iter().filter(|o| matches!(o.kind, OpKind::Write(_) | OpKind::Incr(_))).map(|o| o.key).collect();
     let keys_read_back = touched.len() as u64;
     let (read_back, read_back_error) = match read_back(config, codec, clock, touched.into_iter().collect()).await {
@@ -91,6 +92,7 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
         migrations,
         preload_seconds,
         host: probed.map(|p| HostNoise::of(&p, &times, &samples)),
+        engine: EngineCycle::of(&engine, &times),
         machine: Some(Machine::read()),
         partitions,
         typical_second,
@@ -129,9 +131,17 @@ fn error_summary(log: &ConnLog) -> ErrorSummary {
     }
 }
 
+/// What was observed alongside the load: the host probe's readings, the
+/// cluster's bulk-thread CPU during the disruption ([`phases::control`])
+/// and its engines' compaction totals ([`crate::engine`]).
+struct Observed {
+    probed: Option<Probed>,
+    bulk_cpu_ms: Option<u64>,
+    engine: Vec<EngineSample>,
+}
+
 /// The timed load: connections, pacer, phase controller, progress line.
-/// Also returns the cluster's bulk-thread CPU during the disruption ([`phases::control`]).
-async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Result<(Clock, PhaseTimes, Option<CommandRun>, ConnLog, Option<Probed>, Option<u64>), BenchError> {
+async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Result<(Clock, PhaseTimes, Option<CommandRun>, ConnLog, Observed), BenchError> {
     let mut streams = Vec::with_capacity(config.connections);
     for _ in 0..config.connections {
         streams.push(load::connect(&config.target).await.map_err(|reason| BenchError::Connect { target: config.target.display(), reason })?);
@@ -145,6 +155,7 @@ async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Resu
         .map(|c| Generator::new(seed, c as u32, config.mix.clone(), config.mget_keys, KeyPicker::new(config.dist, config.keys), KeyPicker::new(config.dist, config.counter_keys)))
         .collect();
     let probe = if config.host_probe { Some(HostProbe::start(clock).map_err(BenchError::Io)?) } else { None };
+    let engine = config.admin.clone().map(|admin| EngineSampler::start(admin, clock));
     let load = spawn_load_thread(streams, generators, shared.clone())?;
     let stop = CancellationToken::new();
     let interrupt = tokio::spawn(stop_on_ctrl_c(stop.clone(), pacer_shared.clone(), clock));
@@ -161,7 +172,11 @@ async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Resu
         p.abort();
     }
     let probed = probe.map(HostProbe::finish);
-    Ok((clock, times.clamped(pacer_shared.end_us()), command, log, probed, bulk_cpu_ms))
+    let engine = match engine {
+        Some(sampler) => sampler.finish().await,
+        None => Vec::new(),
+    };
+    Ok((clock, times.clamped(pacer_shared.end_us()), command, log, Observed { probed, bulk_cpu_ms, engine }))
 }
 
 /// Runs the pacer and every connection on one thread of their own, in a

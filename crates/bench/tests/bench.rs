@@ -85,6 +85,12 @@ async fn a_short_bench_against_a_local_cluster_is_clean() {
     assert_eq!((&parsed.settings, &parsed.correctness, &parsed.errors, &parsed.command), (&report.settings, &report.correctness, &report.errors, &report.command));
     assert_eq!(parsed.timeline.seconds, report.timeline.seconds);
     assert_eq!(parsed.host.as_ref().map(|h| h.phases.len()), Some(3));
+    // The engines' compaction per phase, when the three seconds held any.
+    assert_eq!(parsed.engine, report.engine);
+    if let Some(engine) = &report.engine {
+        assert_eq!(engine.phases.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["before", "during", "after"]);
+        assert!(report.render_text().contains("storage engines: time compacting, all nodes: before "));
+    }
     // The typical second goes into the JSON (scripts/acceptance-series.sh
     // reads it there) as the text gives it.
     assert_eq!(parsed.typical_second, report.typical_second);

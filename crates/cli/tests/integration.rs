@@ -270,6 +270,12 @@ async fn keys_across_partitions_and_the_admin_view() {
     assert!(table.status.success());
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("partitions 128") && text.contains("(3 healthy)"), "unexpected table:\n{text}");
+    // The status the CLI printed came from a poll, which also set each
+    // node's engine gauges.
+    let metrics = http.get(format!("http://{}/metrics", cluster.admin_addr)).send().await.unwrap().text().await.unwrap();
+    for gauge in ["evenkeel_node_compaction_seconds_total{node=\"1\"}", "evenkeel_node_compactions_active{node=\"3\"}", "evenkeel_node_l0_tables{node=\"2\"}"] {
+        assert!(metrics.contains(gauge), "metrics lack {gauge}:\n{metrics}");
+    }
 
     drop(con);
     cluster.shutdown().await.expect("clean shutdown");

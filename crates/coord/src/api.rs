@@ -66,6 +66,14 @@ pub struct NodeStatus {
     /// used since it started, in ms; 0 without a background lane.
     #[serde(default)]
     pub bulk_cpu_ms_total: u64,
+    /// Wall time the node's storage engine has spent compacting since it
+    /// started, in ms, and how many compactions run now: the engine's own
+    /// cycle, which costs the machine's clients whether or not anything
+    /// moves.
+    #[serde(default)]
+    pub compaction_ms_total: u64,
+    #[serde(default)]
+    pub compactions_active: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

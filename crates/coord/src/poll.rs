@@ -151,6 +151,8 @@ fn node_status(info: &NodeInfo, live: &BTreeSet<NodeId>, stats: Option<&Result<p
         sealed_memtables: ok.map_or(0, |s| s.sealed_memtables),
         retired_partitions: ok.map_or(0, |s| s.retired_partitions),
         bulk_cpu_ms_total: ok.map_or(0, |s| s.bulk_cpu_us_total / 1000),
+        compaction_ms_total: ok.map_or(0, |s| s.compaction_us_total / 1000),
+        compactions_active: ok.map_or(0, |s| s.compactions_active),
     }
 }
 
@@ -167,6 +169,8 @@ fn export(status: &ClusterStatus) {
         metrics::gauge!("evenkeel_node_sealed_memtables", "node" => node.clone()).set(n.sealed_memtables as f64);
         metrics::gauge!("evenkeel_node_retired_partitions", "node" => node.clone()).set(n.retired_partitions as f64);
         metrics::gauge!("evenkeel_node_bulk_cpu_seconds_total", "node" => node.clone()).set(n.bulk_cpu_ms_total as f64 / 1000.0);
+        metrics::gauge!("evenkeel_node_compaction_seconds_total", "node" => node.clone()).set(n.compaction_ms_total as f64 / 1000.0);
+        metrics::gauge!("evenkeel_node_compactions_active", "node" => node.clone()).set(n.compactions_active as f64);
         metrics::gauge!("evenkeel_node_partitions", "node" => node).set(n.partitions as f64);
     }
     for p in &status.partitions {

@@ -190,6 +190,8 @@ impl NodeInner {
         let (l0, sealed) = self.store.engine_debt();
         (stats.l0_tables, stats.sealed_memtables) = (l0 as u32, sealed as u32);
         stats.retired_partitions = self.store.retired_partitions() as u32;
+        let (compacting, active) = self.store.engine_compactions();
+        (stats.compaction_us_total, stats.compactions_active) = (compacting.as_micros() as u64, active as u32);
         // Zero total means unknown; a gate must not read it as a full disk.
         let (free, total) = disk_space(self.store.dir()).unwrap_or_else(|e| {
             tracing::warn!(node = self.id, error = %e, "statvfs of the data directory failed");

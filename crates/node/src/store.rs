@@ -380,6 +380,15 @@ impl Store {
         (l0, sealed)
     }
 
+    /// The storage engine's compactions: wall time spent in them since the
+    /// store opened, and how many run now (see `StatsResponse`). From
+    /// fjall's runtime stats, which it marks experimental (hidden from its
+    /// docs): the version is pinned by `Cargo.lock`, and an upgrade that
+    /// drops them fails the build here, not silently.
+    pub fn engine_compactions(&self) -> (std::time::Duration, usize) {
+        (self.db.time_compacting(), self.db.active_compactions())
+    }
+
     /// Takes references to the keyspaces' active memtables and frees the
     /// flushed ones the engine let go of on a low-priority thread, so the
     /// engine does not free them under its version lock (see

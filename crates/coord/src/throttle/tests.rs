@@ -27,6 +27,8 @@ fn node(id: NodeId, p99_us: u64, free: u64) -> NodeStatus {
         sealed_memtables: 0,
         retired_partitions: 0,
         bulk_cpu_ms_total: 0,
+        compaction_ms_total: 0,
+        compactions_active: 0,
     }
 }
 

@@ -94,10 +94,18 @@
 //! workers at 6-7% of a core in the minute after, in both arms), raised
 //! it. Why the client sees a higher baseline tail while the servers see a
 //! lower one is not found; one untested candidate is this VM's idle
-//! wake-ups (a less busy cluster leaves the vCPUs halted more often). It
-//! is not the cache at steady state alone: in a pair of no-rebalance
-//! controls (mode `none`, `NONE_SECONDS=60`) the typical second was 358 µs
-//! with it and 416 µs without (routers 97 against 137 µs). One
+//! wake-ups (a less busy cluster leaves the vCPUs halted more often).
+//! No-rebalance controls (mode `none`, `NONE_SECONDS=60`) do not settle
+//! it: a first pair had the typical second before at 358 µs with the cache
+//! and 416 µs without (routers 97 against 137 µs); six more the next
+//! session, in the order on, off, off, on, on, off, had 769, 554, 520,
+//! 772, 486, 575 µs, so on 486-772 against off 520-575, overlapping. What
+//! they did settle is the CPU: the runtime workers (router and nodes) ran
+//! at 48.8-51.4% of a core with the cache and 54.8-57.7% without before
+//! the window, no overlap. The same controls' during/before ratios, with
+//! nothing moving (0.92-1.29x typical second, 0.94-1.45x window p99), are
+//! as wide as the gap between the arms, which is why the cache stays on
+//! for the CPU it saves. One
 //! run with 128 MiB looked like the runs without a cache (1.81x, after
 //! 1.76x). What made the earlier session's cache-on runs worse is not
 //! found either; its candidates were the new node starting cold (reads miss

@@ -649,3 +649,31 @@ fn the_data_memtable_flushes_at_the_configured_size() {
     assert!(tables_after_3mb(1 << 20, true) >= 1, "1 MiB memtables were never sealed");
     assert_eq!(tables_after_3mb(DEFAULT_MEMTABLE_BYTES, false), 0, "a default-sized memtable was sealed after 3 MB");
 }
+
+/// The engine's compaction time (what `StatsResponse` reports) grows when
+/// flushes leave level-0 tables for the background compactions, and no
+/// compaction is left running once they are done.
+#[test]
+fn compaction_time_grows_as_the_engine_compacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let (before, _) = s.engine_compactions();
+    let value = "v".repeat(1000);
+    for round in 0..6 {
+        for i in 0..200 {
+            exec(&s, format!("k{round}-{i}").as_bytes(), set(&value, None), 1000);
+        }
+        s.data.rotate_memtable_and_wait().unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let settled = loop {
+        let (spent, active) = s.engine_compactions();
+        if (spent > before && active == 0 && s.data.l0_table_count() < 6) || std::time::Instant::now() > deadline {
+            break (spent, active);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(settled.0 > before, "six flushes and no time compacting: {settled:?} (from {before:?})");
+    assert_eq!(settled.1, 0, "a compaction still running after 20 s");
+    assert!(s.data.l0_table_count() < 6, "the level-0 tables were compacted: {}", s.data.l0_table_count());
+}
