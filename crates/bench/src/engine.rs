@@ -143,10 +143,16 @@ impl EngineCycle {
     }
 
     /// One line for the report: each phase's time compacting, over all
-    /// nodes, and which of the two windows a ratio compares held more.
+    /// nodes, which of the two windows a ratio compares held more, and
+    /// whether the after window held more than the baseline (its typical
+    /// second then carries the engines' cycle too).
     pub fn describe(&self) -> String {
         let phases: Vec<String> = self.phases.iter().map(PhaseCompaction::describe).collect();
-        format!("time compacting, all nodes: {}; {}", phases.join(", "), self.verdict())
+        let after = match (self.phases.first(), self.phases.get(2)) {
+            (Some(before), Some(after)) if more(after, before) => "; the after window held more than before, so its seconds carry the engines' cycle too",
+            _ => "",
+        };
+        format!("time compacting, all nodes: {}; {}{after}", phases.join(", "), self.verdict())
     }
 
     /// Whether before or during held notably more compaction (per second)
@@ -155,7 +161,6 @@ impl EngineCycle {
         let (Some(before), Some(during)) = (self.phases.first(), self.phases.get(1)) else {
             return String::new();
         };
-        let more = |a: &PhaseCompaction, b: &PhaseCompaction| a.total_ms() >= NOTABLE_MS && a.ms_per_s() > MORE_FACTOR * b.ms_per_s();
         if more(during, before) {
             "the engines compacted more during than before: part of during's cost is their own cycle, which runs whether or not anything moves".to_string()
         } else if more(before, during) {
@@ -164,6 +169,11 @@ impl EngineCycle {
             "before and during held about as much compaction".to_string()
         }
     }
+}
+
+/// Whether `a` held notably more compaction per second than `b`.
+fn more(a: &PhaseCompaction, b: &PhaseCompaction) -> bool {
+    a.total_ms() >= NOTABLE_MS && a.ms_per_s() > MORE_FACTOR * b.ms_per_s()
 }
 
 fn secs(ms: u64) -> String {
@@ -198,8 +208,10 @@ mod tests {
         assert_eq!(cycle.phases[2].seconds, 60.0);
         assert_eq!(
             cycle.describe(),
-            "time compacting, all nodes: before 1.2 s (n1 0.6 s, n2 0.6 s), during 1.2 s (n1 0.6 s, n2 0.6 s), after 4.2 s (n1 0.6 s, n2 3.6 s); before and during held about as much compaction"
+            "time compacting, all nodes: before 1.2 s (n1 0.6 s, n2 0.6 s), during 1.2 s (n1 0.6 s, n2 0.6 s), after 4.2 s (n1 0.6 s, n2 3.6 s); before and during held about as much compaction; the after window held more than before, so its seconds carry the engines' cycle too"
         );
+        let even = run(&[1, 2], |_, t| 10 * t);
+        assert!(EngineCycle::of(&even, &times()).unwrap().describe().ends_with("before and during held about as much compaction"), "nothing said of an after window like the others");
     }
 
     #[test]
