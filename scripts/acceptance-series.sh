@@ -57,6 +57,11 @@ if fb.get("wake_p99_us") and fd.get("wake_p99_us"):
 split = r.get("partitions")
 if split and split["rest"]["p99_us"]:
     outside += f"  moving/rest p99 {split['moving']['p99_us'] / split['rest']['p99_us']:.2f}x"
+# The storage engines' time compacting per window (bench --admin): a
+# window their own cycle landed in is slower whether or not anything moved.
+eng = {p["name"]: sum(p["by_node"].values()) / 1e3 for p in (r.get("engine") or {}).get("phases", [])}
+if eng:
+    outside += f"  compacting {eng.get('before', 0):.1f}/{eng.get('during', 0):.1f}/{eng.get('after', 0):.1f} s"
 print(f"{mode:8s} round {rnd}: p99 {b['p99_us']} -> {d['p99_us']} us = {d['p99_us'] / b['p99_us']:.2f}x  typical second {tb} -> {td} us = {td / max(tb, 1):.2f}x, after {ta} us = {ta / max(tb, 1):.2f}x  "
       f"during {ph['during']['end_s'] - ph['during']['start_s']:.0f} s  errors {r['errors']['errors'] + r['errors']['timeouts']}  anomalies {sum(a['count'] for a in c['anomalies'])}{outside}", flush=True)
 PY
