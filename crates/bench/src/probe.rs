@@ -384,20 +384,20 @@ mod tests {
         assert!(wakes.windows(2).all(|w| w[0].at_us + PERIOD.as_micros() as u64 <= w[1].at_us), "{wakes:?}");
         // A reading when it starts and one when it stops, at least.
         if std::path::Path::new("/proc/stat").exists() {
-            assert!(cpu.len() >= 2 && cpu.windows(2).all(|w| w[0].at_us <= w[1].at_us && w[0].total <= w[1].total), "{cpu:?}");
+            assert!(cpu.len() >= 2 && cpu.windows(2).all(|w| w[0].at_us <= w[1].at_us && w[0].idle <= w[1].idle), "{cpu:?}");
         }
     }
 
     #[test]
     fn cpu_figures_are_given_per_phase_and_a_crowded_window_is_named() {
         let times = PhaseTimes { start: 0, during_start: 2_000_000, during_end: 4_000_000, end: 6_000_000 };
-        // A reading every second; the CPUs 60% busy before, 90% during,
-        // 50% after; the bench 20% throughout.
+        // A reading every second (two CPUs, 200 ticks a second); the CPUs
+        // 60% busy before, 90% during, 50% after; the bench 20% throughout.
         let mut cpu = Vec::new();
-        let (mut busy, mut bench) = (0, 0);
+        let (mut idle, mut bench) = (0, 0);
         for second in 0..=6u64 {
-            cpu.push(CpuSample { at_us: second * 1_000_000, busy, steal: 0, total: second * 200, bench });
-            busy += [120, 120, 180, 180, 100, 100, 0][second as usize];
+            cpu.push(CpuSample { at_us: second * 1_000_000, idle, steal: 0, bench, capacity_per_s: 200 });
+            idle += [80, 80, 20, 20, 100, 100, 0][second as usize];
             bench += 40;
         }
         let noise = HostNoise::of(&Probed { wakes: vec![], cpu }, &times, &[]);
