@@ -15,10 +15,10 @@
 //! spent idle and stolen, not the kernel's count of busy ticks. On the
 //! nested 2-vCPU test VM, under the cluster's load, those counts drifted
 //! from wall time (all ticks over 10 s were 17% short of it once and 10%
-//! over it another time) and user plus system ticks were 27% under, then
-//! 30% over, what the processes themselves had used, while idle time
+//! over it another time) and user plus system ticks were 23% under, then
+//! 29% over, what the processes themselves had used, while idle time
 //! (measured rather than sampled on a tickless kernel) kept wall time minus
-//! idle within 8% of the processes' own CPU both times. The bench's share is
+//! idle within 10% of the processes' own CPU both times. The bench's share is
 //! its own CPU time over the same capacity.
 
 use crate::history::Micros;
