@@ -485,11 +485,25 @@ fn render_status(s: &ClusterStatus) -> String {
     } else {
         "cluster not bootstrapped yet\n\n".to_string()
     };
-    out += &format!("{:<5} {:<22} {:<9} {:<22} {:>10} {:>12} {:>10}\n", "NODE", "ADDR", "STATE", "HEALTH", "PARTITIONS", "KEYS", "BYTES");
+    out += &format!("{:<5} {:<22} {:<9} {:<22} {:>10} {:>12} {:>10}  {}\n", "NODE", "ADDR", "STATE", "HEALTH", "PARTITIONS", "KEYS", "BYTES", "ENGINE");
     for n in &s.nodes {
         let health = n.problem.clone().unwrap_or_else(|| "ok".to_string());
         let state = format!("{:?}", n.state).to_lowercase();
-        out += &format!("{:<5} {:<22} {:<9} {:<22} {:>10} {:>12} {:>10}\n", n.id, n.addr, state, health, n.partitions, n.keys, evenkeel::progress::human(n.bytes));
+        out += &format!("{:<5} {:<22} {:<9} {:<22} {:>10} {:>12} {:>10}  {}\n", n.id, n.addr, state, health, n.partitions, n.keys, evenkeel::progress::human(n.bytes), engine_state(n));
     }
     out
+}
+
+/// A node's storage engine at a glance: its level-0 tables, memtables
+/// waiting to flush, and a compaction in progress (what slows its
+/// clients for reasons of its own).
+fn engine_state(n: &evenkeel_coord::api::NodeStatus) -> String {
+    let mut parts = vec![format!("L0 {}", n.l0_tables)];
+    if n.sealed_memtables > 0 {
+        parts.push(format!("{} memtables to flush", n.sealed_memtables));
+    }
+    if n.compactions_active > 0 {
+        parts.push("compacting".to_string());
+    }
+    parts.join(", ")
 }

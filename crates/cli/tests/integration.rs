@@ -270,6 +270,8 @@ async fn keys_across_partitions_and_the_admin_view() {
     assert!(table.status.success());
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("partitions 128") && text.contains("(3 healthy)"), "unexpected table:\n{text}");
+    // Each node's engine at a glance: level-0 tables, and more when busy.
+    assert!(text.lines().next_back().is_some_and(|l| l.contains("  L0 ")) && text.contains("ENGINE"), "no engine column:\n{text}");
     // The status the CLI printed came from a poll, which also set each
     // node's engine gauges.
     let metrics = http.get(format!("http://{}/metrics", cluster.admin_addr)).send().await.unwrap().text().await.unwrap();
