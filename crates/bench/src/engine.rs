@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// How often the sampler reads the cluster's compaction totals.
 pub const ENGINE_EVERY: Duration = Duration::from_secs(1);
@@ -45,11 +45,17 @@ pub struct EngineSample {
     pub compaction_ms: BTreeMap<NodeId, u64>,
 }
 
-/// The running sampler; [`EngineSampler::finish`] stops it.
+/// The running sampler; [`EngineSampler::finish`] stops it, and so does
+/// dropping it (a load that failed halfway leaves no task polling).
 pub struct EngineSampler {
     stop: CancellationToken,
+    _stop_on_drop: DropGuard,
     task: JoinHandle<Vec<EngineSample>>,
 }
+
+/// How long the last reading, at the end of the load, may take: a cluster
+/// that went away must not hold the report up for the client's timeout.
+const LAST_READING_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl EngineSampler {
     /// Reads `admin`'s `/v1/cluster` now and every [`ENGINE_EVERY`]; a
@@ -60,6 +66,10 @@ impl EngineSampler {
         let task = tokio::spawn(async move {
             let mut samples = Vec::new();
             let Ok(client) = migrations::http_client() else { return samples };
+            let read = || async {
+                let compaction_ms = migrations::compaction_ms(&client, &admin).await.ok()?;
+                Some(EngineSample { at_us: clock.now_us(), compaction_ms })
+            };
             let mut tick = tokio::time::interval(ENGINE_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -67,17 +77,18 @@ impl EngineSampler {
                     _ = tick.tick() => {}
                     _ = token.cancelled() => break,
                 }
-                if let Ok(compaction_ms) = migrations::compaction_ms(&client, &admin).await {
-                    samples.push(EngineSample { at_us: clock.now_us(), compaction_ms });
+                tokio::select! {
+                    sample = read() => samples.extend(sample),
+                    _ = token.cancelled() => break,
                 }
             }
             // One last reading, so the after window's end is bracketed.
-            if let Ok(compaction_ms) = migrations::compaction_ms(&client, &admin).await {
-                samples.push(EngineSample { at_us: clock.now_us(), compaction_ms });
+            if let Ok(sample) = tokio::time::timeout(LAST_READING_TIMEOUT, read()).await {
+                samples.extend(sample);
             }
             samples
         });
-        EngineSampler { stop, task }
+        EngineSampler { _stop_on_drop: stop.clone().drop_guard(), stop, task }
     }
 
     /// Stops the sampler and returns its readings, in time order.
@@ -235,6 +246,20 @@ mod tests {
         // Three times as much during, but 360 ms in all: not notable.
         let small = run(&[1, 2, 3], |_, t| t + if t >= 70 { 2 * (t.min(130) - 70) } else { 0 });
         assert_eq!(EngineCycle::of(&small, &times()).unwrap().verdict(), "before and during held about as much compaction");
+    }
+
+    /// An admin API that never answers gives no readings, and stopping
+    /// the sampler waits neither for the reading in flight nor for the
+    /// client's 5 s timeout on the last one.
+    #[tokio::test]
+    async fn a_silent_admin_api_gives_no_readings_and_does_not_hold_the_report_up() {
+        // The kernel completes connections to a listener nobody accepts on.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let sampler = EngineSampler::start(silent.local_addr().unwrap().to_string(), Clock { start: std::time::Instant::now() });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let stopping = std::time::Instant::now();
+        assert_eq!(sampler.finish().await, vec![]);
+        assert!(stopping.elapsed() < LAST_READING_TIMEOUT + Duration::from_secs(1), "{:?}", stopping.elapsed());
     }
 
     #[test]
