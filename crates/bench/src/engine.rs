@@ -67,8 +67,8 @@ impl EngineSampler {
             let mut samples = Vec::new();
             let Ok(client) = migrations::http_client() else { return samples };
             let read = || async {
-                let compaction_ms = migrations::compaction_ms(&client, &admin).await.ok()?;
-                Some(EngineSample { at_us: clock.now_us(), compaction_ms })
+                let status = migrations::cluster(&client, &admin).await.ok()?;
+                Some(EngineSample { at_us: clock.now_us(), compaction_ms: status.nodes.iter().map(|n| (n.id, n.compaction_ms_total)).collect() })
             };
             let mut tick = tokio::time::interval(ENGINE_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -146,7 +146,7 @@ impl EngineCycle {
             .filter_map(|(p, name)| {
                 let (from, to) = times.bounds(p);
                 let (first, last) = crate::cpu::bracket(samples, |s| s.at_us, from, to)?;
-                let by_node = last.compaction_ms.iter().map(|(id, ms)| (*id, ms.saturating_sub(first.compaction_ms.get(id).copied().unwrap_or(0)))).collect();
+                let by_node = migrations::spent_by_node(&first.compaction_ms, &last.compaction_ms);
                 Some(PhaseCompaction { name: name.to_string(), seconds: last.at_us.saturating_sub(first.at_us) as f64 / 1e6, by_node })
             })
             .collect();

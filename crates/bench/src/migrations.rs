@@ -93,15 +93,12 @@ pub async fn fetch(admin: &str) -> Result<MigrationList, String> {
 
 /// Each node's bulk-thread CPU since it started (ms), from `/v1/cluster`.
 pub async fn bulk_cpu(admin: &str) -> Result<BTreeMap<NodeId, u64>, String> {
-    let status: ClusterStatus = get_json(admin, "/v1/cluster").await?;
-    Ok(status.nodes.iter().map(|n| (n.id, n.bulk_cpu_ms_total)).collect())
+    Ok(cluster(&http_client()?, admin).await?.nodes.iter().map(|n| (n.id, n.bulk_cpu_ms_total)).collect())
 }
 
-/// Each node's time compacting since it started (ms), from `/v1/cluster`,
-/// on a client kept across readings ([`http_client`]).
-pub async fn compaction_ms(client: &reqwest::Client, admin: &str) -> Result<BTreeMap<NodeId, u64>, String> {
-    let status: ClusterStatus = get_json_with(client, admin, "/v1/cluster").await?;
-    Ok(status.nodes.iter().map(|n| (n.id, n.compaction_ms_total)).collect())
+/// `/v1/cluster`, on `client` (one kept across readings, [`http_client`]).
+pub async fn cluster(client: &reqwest::Client, admin: &str) -> Result<ClusterStatus, String> {
+    get_json_with(client, admin, "/v1/cluster").await
 }
 
 /// The HTTP client admin API readings use.
@@ -111,14 +108,20 @@ pub fn http_client() -> Result<reqwest::Client, String> {
 
 /// The cluster's partition count, from `/v1/cluster`.
 pub async fn num_partitions(admin: &str) -> Result<u16, String> {
-    let status: ClusterStatus = get_json(admin, "/v1/cluster").await?;
-    Ok(status.num_partitions)
+    Ok(cluster(&http_client()?, admin).await?.num_partitions)
 }
 
-/// CPU spent between two [`bulk_cpu`] readings: a node that appeared in
-/// between counts from zero, one that went away counts nothing.
+/// CPU spent between two [`bulk_cpu`] readings, summed over the nodes
+/// ([`spent_by_node`]).
 pub fn cpu_spent(before: &BTreeMap<NodeId, u64>, after: &BTreeMap<NodeId, u64>) -> u64 {
-    after.iter().map(|(id, ms)| ms.saturating_sub(before.get(id).copied().unwrap_or(0))).sum()
+    spent_by_node(before, after).values().sum()
+}
+
+/// Each node's growth between two readings of a per-node total: a node
+/// that appeared in between counts from zero, one that went away counts
+/// nothing.
+pub fn spent_by_node(before: &BTreeMap<NodeId, u64>, after: &BTreeMap<NodeId, u64>) -> BTreeMap<NodeId, u64> {
+    after.iter().map(|(id, total)| (*id, total.saturating_sub(before.get(id).copied().unwrap_or(0)))).collect()
 }
 
 async fn get_json<T: DeserializeOwned>(admin: &str, path: &str) -> Result<T, String> {
