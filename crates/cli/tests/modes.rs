@@ -10,7 +10,9 @@
 //! shadow-read RPC under the migration's token.
 //!
 //! The tests hold `SERIAL`: they measure timing-dependent states (a copy
-//! that must still be crawling) on a machine with two cores.
+//! that must still be crawling) on a machine with two cores, and one reads
+//! the process-wide node counters in `/metrics`, which another cluster in
+//! this binary would add to.
 
 mod common;
 
@@ -424,4 +426,51 @@ async fn copy_on_read_pulls_read_keys_ahead_of_the_copy() {
     let all: Vec<Option<String>> = conn.mget(&late).await.unwrap();
     assert_eq!(all, values.into_iter().map(Some).collect::<Vec<_>>());
     h.cluster.shutdown().await.unwrap();
+}
+
+/// The verification before cutover reads the copy back from the
+/// destination's stored records and takes the source's side from its
+/// running digest: the destination scans the partition, the source (which
+/// had just been read whole by the snapshot) does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_reads_back_the_destination_and_not_the_source() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path()).await;
+    h.fill().await;
+    let before = h.scans().await;
+    let m = h.start_move(json!({})).await;
+    let end = h.wait(&m.id, "DONE", |m| matches!(m.state.as_str(), "DONE" | "FAILED")).await;
+    assert_eq!(end.state, "DONE", "{end:?}");
+    let after = h.scans().await;
+    let grew = |node: u32| {
+        let (b, a) = (before.get(&node).copied().unwrap_or_default(), after.get(&node).copied().unwrap_or_default());
+        (a.0 - b.0, a.1 - b.1)
+    };
+    let (source, target) = (grew(end.source), grew(end.target));
+    println!("verification scans (scans, keys): source {source:?}, destination {target:?}");
+    assert_eq!(source, (0, 0), "the source is not scanned");
+    assert!(target.0 >= 1, "the destination is scanned before the cutover");
+    assert_eq!(target.1, target.0 * FILLER as u64, "each scan counts every key of the partition");
+    h.cluster.shutdown().await.unwrap();
+}
+
+impl Harness {
+    /// Each node's verification scans and the keys they counted, from
+    /// `/metrics`.
+    async fn scans(&self) -> std::collections::HashMap<u32, (u64, u64)> {
+        let text = self.http.get(format!("{}/metrics", self.admin)).send().await.unwrap().text().await.unwrap();
+        let mut scans = std::collections::HashMap::new();
+        for line in text.lines() {
+            for (name, field) in [("evenkeel_node_checksum_scans_total{", 0), ("evenkeel_node_checksum_scanned_keys_total{", 1)] {
+                let Some(rest) = line.strip_prefix(name) else { continue };
+                let (labels, value) = rest.split_once("} ").unwrap();
+                let node: u32 = labels.strip_prefix("node=\"").and_then(|l| l.strip_suffix('"')).unwrap().parse().unwrap();
+                let entry: &mut (u64, u64) = scans.entry(node).or_default();
+                let value = value.trim().parse::<f64>().unwrap() as u64;
+                if field == 0 { entry.0 = value } else { entry.1 = value }
+            }
+        }
+        scans
+    }
 }

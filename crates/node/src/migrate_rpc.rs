@@ -225,6 +225,8 @@ pub(crate) async fn checksum(inner: &Arc<NodeInner>, req: &pb::ChecksumRequest) 
         return Ok(pb::ChecksumResponse { keys: sum.keys, digest: sum.digest, log_next });
     }
     let sum = blocking(inner, Urgency::Bulk, move |i| i.store.checksum_scan(p)).await?;
+    inner.metrics.checksum_scans.increment(1);
+    inner.metrics.checksum_scanned_keys.increment(sum.keys);
     // Read after the scan: every write the scan saw is then below
     // `log_next`. Read before it, a write landing in between would be in
     // the digest but not counted as unapplied, and the verification would

@@ -100,6 +100,11 @@ pub(crate) struct NodeMetrics {
     row_cache_misses: Counter,
     row_cache_bytes: metrics::Gauge,
     row_cache_entries: metrics::Gauge,
+    /// Verification scans (`MigrateChecksum` with `scan`) and the records
+    /// the live keys they counted: a full read of a partition each, on the
+    /// bulk threads.
+    pub checksum_scans: Counter,
+    pub checksum_scanned_keys: Counter,
 }
 
 impl NodeMetrics {
@@ -121,7 +126,9 @@ impl NodeMetrics {
             row_cache_hits: metrics::counter!("evenkeel_node_row_cache_hits_total", "node" => node.clone()),
             row_cache_misses: metrics::counter!("evenkeel_node_row_cache_misses_total", "node" => node.clone()),
             row_cache_bytes: metrics::gauge!("evenkeel_node_row_cache_bytes", "node" => node.clone()),
-            row_cache_entries: metrics::gauge!("evenkeel_node_row_cache_entries", "node" => node),
+            row_cache_entries: metrics::gauge!("evenkeel_node_row_cache_entries", "node" => node.clone()),
+            checksum_scans: metrics::counter!("evenkeel_node_checksum_scans_total", "node" => node.clone()),
+            checksum_scanned_keys: metrics::counter!("evenkeel_node_checksum_scanned_keys_total", "node" => node),
         }
     }
 

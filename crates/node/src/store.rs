@@ -786,7 +786,7 @@ fn remove_from(c: &mut PartitionCounters, key: &[u8], record: &Record) {
 /// length, the key and the encoded record (version and expiry included, so
 /// a destination holding an older or differently-expiring copy differs).
 /// Every write computes it twice (the old record out, the new one in) and
-/// the verification's scans once per record on both sides, so it must be
+/// the verification's scan once per record on the destination, so it must be
 /// cheap: XXH3 hashes a 130-byte record in a fraction of the time of the
 /// table-driven CRC-64 it replaced (`cargo bench -p evenkeel-node --bench
 /// apply -- checksum_scan`). Digests are never stored (`recover` sums them
