@@ -20,7 +20,7 @@
 //! - [`Store::retire`] (in `retire`): drops a partition in O(1); the
 //!   engine's compactions remove its items.
 
-use super::{Log, PartitionCounters, PartitionLock, Store, StoreError, data_key, decode_record, fenced_key, import_closed_key, log_key, log_position, record_digest, token_key};
+use super::{Log, PartitionCounters, PartitionLock, Store, StoreError, data_key, decode_record, fenced_key, import_closed_key, log_key, log_position, stored_digest, token_key};
 use crate::priority::Boost;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -309,10 +309,9 @@ impl Store {
         }
         for kv in self.data.range(start..end) {
             let (k, v) = kv.into_inner()?;
-            let record = decode_record(&v)?;
-            if record.value.is_some() {
+            if let Some(digest) = stored_digest(&k[2..], &v)? {
                 sum.keys += 1;
-                sum.digest = sum.digest.wrapping_add(record_digest(&k[2..], &record));
+                sum.digest = sum.digest.wrapping_add(digest);
             }
         }
         Ok(sum)
