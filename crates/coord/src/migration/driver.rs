@@ -418,7 +418,7 @@ async fn catch_up(d: &Driver, m: &mut Migration, from: u64) -> Outcome {
 /// stored records when the node opened and is kept by every commit since
 /// (a property test holds the two equal), and a scan there would read the
 /// whole partition a second time on the node that serves it, right after
-/// the snapshot read it once: about a sixth of the sources' bulk-thread CPU
+/// the snapshot read it once: about a fifth of the sources' bulk-thread CPU
 /// in the acceptance rebalance (ARCHITECTURE.md, "Moving a partition").
 ///
 /// Shadow reads check what the checksums cannot while writes go on: live
