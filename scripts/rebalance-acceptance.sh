@@ -57,6 +57,11 @@
 # each freeze.
 # SAMPLES=1 also writes every request of the load to OUT_DIR/samples.csv
 # (bench --samples: about 45 MB), to find out when the slow ones were sent.
+# THREADS=1 samples every thread on the machine once a second
+# (scripts/thread-sample.py, OUT_DIR/threads.txt, about 3 MB) and writes
+# OUT_DIR/threads-by-stage.txt (scripts/acceptance-threads.py): each
+# stage's machine busy time, context switches and page faults, and each
+# thread group's CPU, run-queue wait and faults.
 # EXTRA_TOML (printf escapes allowed) is appended to the configuration, for
 # experiments: EXTRA_TOML='[migration]\nreverse_interval_ms = 1000'.
 # The run's data (OUT_DIR/data, about 1.3 GB) is removed at the end unless
@@ -152,6 +157,8 @@ PY
 python3 "$OUT/timeline.py" "$ADMIN" $UP > "$OUT/throttle-timeline.txt" 2>&1 &
 TIMELINE=$!
 trap 'kill $UP $TIMELINE 2>/dev/null || true; wait $UP 2>/dev/null || true; eval "$RESTORE"' EXIT
+# Ends by itself once the cluster's process has.
+[ "${THREADS:-0}" = 1 ] && python3 scripts/thread-sample.py $UP "$OUT/threads.txt" &
 nice -n "${BENCH_NICE:-0}" "$BIN" bench --target redis://127.0.0.1:6395 --rate "${RATE:-10000}" --seconds "${SECONDS_LOAD:-120}" --keys 1000000 --value-size 100 \
   --mix get=50,set=45,incr=3,del=1,mget=1 --preload --warmup-seconds "${WARMUP:-90}" --quiet --admin "$ADMIN" \
   --baseline-seconds "${BASELINE:-60}" --during-cmd "$DURING" --recovery-seconds "${RECOVERY:-60}" --host-probe \
@@ -164,5 +171,9 @@ nice -n "${BENCH_NICE:-0}" "$BIN" bench --target redis://127.0.0.1:6395 --rate "
 curl -sf "http://$ADMIN/metrics" > "$OUT/metrics.txt" || true
 kill $UP $TIMELINE 2>/dev/null || true
 wait $UP 2>/dev/null || true
+if [ "${THREADS:-0}" = 1 ]; then
+  wait
+  python3 scripts/acceptance-threads.py "$OUT" > "$OUT/threads-by-stage.txt" || echo "thread analysis failed: see $OUT/threads.txt" >&2
+fi
 [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$OUT/data"
 echo "report: $OUT/report.html"
