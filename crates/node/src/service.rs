@@ -100,9 +100,8 @@ pub(crate) struct NodeMetrics {
     row_cache_misses: Counter,
     row_cache_bytes: metrics::Gauge,
     row_cache_entries: metrics::Gauge,
-    /// Verification scans (`MigrateChecksum` with `scan`) and the records
-    /// the live keys they counted: a full read of a partition each, on the
-    /// bulk threads.
+    /// Verification scans (`MigrateChecksum` with `scan`: a full read of a
+    /// partition each, on the bulk threads) and the live keys they counted.
     pub checksum_scans: Counter,
     pub checksum_scanned_keys: Counter,
 }

@@ -794,14 +794,20 @@ fn remove_from(c: &mut PartitionCounters, key: &[u8], record: &Record) {
 /// different releases would disagree on every checksum and refuse cutovers
 /// between them, never accept a wrong copy.
 pub(crate) fn record_digest(key: &[u8], record: &Record) -> u64 {
-    let mut d = Xxh3Default::new();
-    d.update(&(key.len() as u64).to_le_bytes());
-    d.update(key);
+    let mut d = key_digest(key);
     d.update(&record.header());
     if let Some(v) = &record.value {
         d.update(v);
     }
     d.digest()
+}
+
+/// A digest's start: the key's length, then the key.
+fn key_digest(key: &[u8]) -> Xxh3Default {
+    let mut d = Xxh3Default::new();
+    d.update(&(key.len() as u64).to_le_bytes());
+    d.update(key);
+    d
 }
 
 /// [`record_digest`] of a record as stored, from its encoding (`raw`, the
@@ -812,9 +818,7 @@ fn stored_digest(key: &[u8], raw: &[u8]) -> Result<Option<u64>, StoreError> {
     if !Record::encoded_has_value(raw).map_err(|e| StoreError::Corrupt(e.to_string()))? {
         return Ok(None);
     }
-    let mut d = Xxh3Default::new();
-    d.update(&(key.len() as u64).to_le_bytes());
-    d.update(key);
+    let mut d = key_digest(key);
     d.update(raw);
     Ok(Some(d.digest()))
 }
