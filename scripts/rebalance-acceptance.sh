@@ -137,6 +137,7 @@ def get(path):
         return json.load(r)
 def us(v):
     return "-" if v is None else f"{v} µs"
+last_miss = {}
 while True:
     time.sleep(1 - time.time() % 1)
     try:
@@ -152,7 +153,11 @@ while True:
     print("why:", t["reason"])
     ratio = "-" if t["p99_ratio"] is None else f"{t['p99_ratio']:.2f}x"
     print(f"foreground ({t['signal']}): p99 {us(t['p99_us'])}  from arrival {us(t.get('arrival_p99_us'))}  sched {us(t['sched_p99_us'])}  baseline {us(t['baseline_p99_us'])}  ratio {ratio}")
-    print("nodes:", " ".join(f"n{n['id']}:l0={n.get('l0_tables')},sealed={n.get('sealed_memtables')},p99={n.get('p99_us')}us,compacting={n.get('compactions_active')}" for n in c["nodes"]), flush=True)
+    # Row-cache misses in the last second: reads that went to the engine.
+    miss = {n["id"]: n.get("row_cache_misses_total", 0) for n in c["nodes"]}
+    step = {k: v - last_miss[k] if k in last_miss else "-" for k, v in miss.items()}
+    last_miss = miss
+    print("nodes:", " ".join(f"n{n['id']}:l0={n.get('l0_tables')},sealed={n.get('sealed_memtables')},p99={n.get('p99_us')}us,compacting={n.get('compactions_active')},miss={step[n['id']]}" for n in c["nodes"]), flush=True)
 PY
 python3 "$OUT/timeline.py" "$ADMIN" $UP > "$OUT/throttle-timeline.txt" 2>&1 &
 TIMELINE=$!

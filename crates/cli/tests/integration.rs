@@ -242,6 +242,18 @@ async fn keys_across_partitions_and_the_admin_view() {
         }
     })
     .await;
+    // Every GET above went through a node's row cache, and the nodes'
+    // stats carry its counts to the admin API.
+    let cached = |s: &ClusterStatus| s.nodes.iter().map(|n| n.row_cache_hits_total + n.row_cache_misses_total).sum::<u64>();
+    let read: ClusterStatus = poll("admin API counting the GETs in the row caches", Duration::from_secs(15), || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let status: ClusterStatus = http.get(&url).send().await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
+            if cached(&status) >= N as u64 { Ok(status) } else { Err(format!("{} row-cache lookups: {status:?}", cached(&status))) }
+        }
+    })
+    .await;
+    assert!(read.nodes.iter().all(|n| n.row_cache_hits_total + n.row_cache_misses_total > 0), "every node served some of the GETs: {read:?}");
     assert_eq!(status.nodes.len(), 3);
     assert_eq!(status.num_partitions, PARTITIONS);
     assert_eq!(status.nodes.iter().map(|n| n.partitions).sum::<usize>(), PARTITIONS as usize);

@@ -74,6 +74,14 @@ pub struct NodeStatus {
     pub compaction_ms_total: u64,
     #[serde(default)]
     pub compactions_active: u32,
+    /// The node's row cache since it started: point reads answered from
+    /// memory and those that went to the storage engine. A rise in misses
+    /// per second is a node whose reads turned cold (a flush, an arriving
+    /// partition), which its p99 may follow.
+    #[serde(default)]
+    pub row_cache_hits_total: u64,
+    #[serde(default)]
+    pub row_cache_misses_total: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -153,6 +153,8 @@ fn node_status(info: &NodeInfo, live: &BTreeSet<NodeId>, stats: Option<&Result<p
         bulk_cpu_ms_total: ok.map_or(0, |s| s.bulk_cpu_us_total / 1000),
         compaction_ms_total: ok.map_or(0, |s| s.compaction_us_total / 1000),
         compactions_active: ok.map_or(0, |s| s.compactions_active),
+        row_cache_hits_total: ok.map_or(0, |s| s.row_cache_hits_total),
+        row_cache_misses_total: ok.map_or(0, |s| s.row_cache_misses_total),
     }
 }
 

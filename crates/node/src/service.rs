@@ -198,6 +198,8 @@ impl NodeInner {
         stats.retired_partitions = self.store.retired_partitions() as u32;
         let (compacting, active) = self.store.engine_compactions();
         (stats.compaction_us_total, stats.compactions_active) = (compacting.as_micros() as u64, active as u32);
+        let rows = self.store.row_cache_stats();
+        (stats.row_cache_hits_total, stats.row_cache_misses_total) = (rows.hits, rows.misses);
         // Zero total means unknown; a gate must not read it as a full disk.
         let (free, total) = disk_space(self.store.dir()).unwrap_or_else(|e| {
             tracing::warn!(node = self.id, error = %e, "statvfs of the data directory failed");

@@ -29,6 +29,8 @@ fn node(id: NodeId, p99_us: u64, free: u64) -> NodeStatus {
         bulk_cpu_ms_total: 0,
         compaction_ms_total: 0,
         compactions_active: 0,
+        row_cache_hits_total: 0,
+        row_cache_misses_total: 0,
     }
 }
 
