@@ -16,7 +16,10 @@ during, after when nothing moved) and prints, per stage:
   writer and reader threads each on their own): % of a core, run-queue
   wait in ms a second and µs per time slice, and minor faults a second.
 A rise that no group shows is outside the processes (the kernel, or the
-host); one the runtime workers show is the request path itself.
+host); one the runtime workers show is the request path itself, or the
+machine charging more per unit of work: the last line divides the
+runtime workers' CPU by the bench's load thread's, whose work per request
+is the same in every stage.
 """
 import collections, json, re, sys
 
@@ -108,3 +111,16 @@ for g in sorted(table, key=lambda g: -max(v[0] for v in table[g].values()))[:20]
         v = table[g].get(n)
         cells.append(f"{v[0]:6.1f} {v[1]:9.1f} {v[3] / 1e3 / v[2] if v[2] else 0:9.0f} {v[4]:6.0f}" if v else "")
     print(g[:28].ljust(28) + "".join(f"{c:>34}" for c in cells))
+
+# The bench's load thread does the same work for every request in every
+# stage, so its CPU is a yardstick for what the machine charges per unit of
+# work: on these VMs a busier machine makes every thread's CPU time per
+# request grow (the bench's own rose 11% in a copy stage). The runtime
+# workers' CPU over it is the request path's cost with that drift taken out;
+# a rise there that the control run does not show is the cluster's own.
+yard = table.get("evenkeel:bench-load", {})
+work = table.get("evenkeel:tokio-rt-worker", {})
+if all(yard.get(n) and work.get(n) for n in cols):
+    print()
+    print("runtime workers' CPU over the bench's load thread's (request path per unit of work):",
+          ", ".join(f"{n} {work[n][0] / yard[n][0]:.2f}" for n in cols))
