@@ -455,22 +455,54 @@ async fn verification_reads_back_the_destination_and_not_the_source() {
     h.cluster.shutdown().await.unwrap();
 }
 
+/// The cutover's destination warms its row cache with the partition it
+/// imported (a migration's applies cache nothing), so its first reads of
+/// the moved keys do not all go to the engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_owner_warms_its_row_cache_with_the_moved_partition() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path()).await;
+    h.fill().await;
+    let warmed = |counts: &std::collections::HashMap<u32, u64>, node: u32| counts.get(&node).copied().unwrap_or_default();
+    let before = h.node_counter("evenkeel_node_row_cache_warmed_total").await;
+    let m = h.start_move(json!({})).await;
+    let end = h.wait(&m.id, "DONE", |m| matches!(m.state.as_str(), "DONE" | "FAILED")).await;
+    assert_eq!(end.state, "DONE", "{end:?}");
+    // The warm-up runs after the grant, in the background: give it time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let now = h.node_counter("evenkeel_node_row_cache_warmed_total").await;
+        if warmed(&now, end.target) - warmed(&before, end.target) >= FILLER as u64 || std::time::Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(warmed(&after, end.target) - warmed(&before, end.target), FILLER as u64, "every record of the moved partition cached on the new owner");
+    assert_eq!(warmed(&after, end.source), warmed(&before, end.source), "the source warms nothing");
+    h.cluster.shutdown().await.unwrap();
+}
+
 impl Harness {
     /// Each node's verification scans and the keys they counted, from
     /// `/metrics`.
     async fn scans(&self) -> std::collections::HashMap<u32, (u64, u64)> {
+        let scans = self.node_counter("evenkeel_node_checksum_scans_total").await;
+        let keys = self.node_counter("evenkeel_node_checksum_scanned_keys_total").await;
+        scans.into_iter().map(|(node, n)| (node, (n, keys.get(&node).copied().unwrap_or_default()))).collect()
+    }
+
+    /// A per-node counter's value on each node, from `/metrics`.
+    async fn node_counter(&self, name: &str) -> std::collections::HashMap<u32, u64> {
         let text = self.http.get(format!("{}/metrics", self.admin)).send().await.unwrap().text().await.unwrap();
-        let mut scans = std::collections::HashMap::new();
+        let prefix = format!("{name}{{");
+        let mut values = std::collections::HashMap::new();
         for line in text.lines() {
-            for (name, field) in [("evenkeel_node_checksum_scans_total{", 0), ("evenkeel_node_checksum_scanned_keys_total{", 1)] {
-                let Some(rest) = line.strip_prefix(name) else { continue };
-                let (labels, value) = rest.split_once("} ").unwrap();
-                let node: u32 = labels.strip_prefix("node=\"").and_then(|l| l.strip_suffix('"')).unwrap().parse().unwrap();
-                let entry: &mut (u64, u64) = scans.entry(node).or_default();
-                let value = value.trim().parse::<f64>().unwrap() as u64;
-                if field == 0 { entry.0 = value } else { entry.1 = value }
-            }
+            let Some(rest) = line.strip_prefix(&prefix) else { continue };
+            let (labels, value) = rest.split_once("} ").unwrap();
+            let node: u32 = labels.strip_prefix("node=\"").and_then(|l| l.strip_suffix('"')).unwrap().parse().unwrap();
+            values.insert(node, value.trim().parse::<f64>().unwrap() as u64);
         }
-        scans
+        values
     }
 }

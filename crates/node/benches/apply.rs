@@ -8,8 +8,10 @@
 //! one hold of the partition lock, also with the page's keys in key order
 //! as a snapshot page has them; and `Store::checksum_scan` of a
 //! partition of 10,000 records of 100 B (the verification's full scan, on
-//! both sides of every move), which is read, decode and
-//! `store::record_digest` per record.
+//! the destination of every move), which is read and
+//! `store::stored_digest` of the stored bytes per record; and `Store::warm_rows` of the same
+//! partition (the new owner's row-cache warm-up after a cutover: read,
+//! decode, cache insert per record).
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -96,6 +98,13 @@ fn apply(c: &mut Criterion) {
         store.apply(partition, batch).expect("apply");
     });
     group.bench_function("partition_of_10k_records_of_100b", |b| b.iter(|| black_box(store.checksum_scan(partition).expect("scan"))));
+    group.finish();
+
+    // The new owner's row-cache warm-up after a cutover, over the same
+    // partition (each round replaces the entries the last one made).
+    let mut group = c.benchmark_group("store_row_cache_warm");
+    group.throughput(Throughput::Elements(RECORDS as u64));
+    group.bench_function("partition_of_10k_records_of_100b", |b| b.iter(|| black_box(store.warm_rows(partition, || {}).expect("warm"))));
     group.finish();
 }
 

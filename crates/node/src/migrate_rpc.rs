@@ -202,7 +202,7 @@ fn importing(inner: &NodeInner, header: Option<&pb::MigrateHeader>) -> Result<(P
     Ok((p, h.token))
 }
 
-pub(crate) fn fence(inner: &NodeInner, req: &pb::FenceRequest) -> Result<pb::PositionResponse, Status> {
+pub(crate) fn fence(inner: &Arc<NodeInner>, req: &pb::FenceRequest) -> Result<pb::PositionResponse, Status> {
     let p = admit(inner, req.header.as_ref())?;
     // Stored before it takes effect, both ways, so a restart between the
     // two comes back in the state the coordinator asked for.
@@ -213,7 +213,34 @@ pub(crate) fn fence(inner: &NodeInner, req: &pb::FenceRequest) -> Result<pb::Pos
         inner.ownership.unfence(p, (req.grant_epoch > 0).then_some(req.grant_epoch));
     }
     tracing::info!(node = inner.id, partition = p, fenced = req.fenced, grant_epoch = req.grant_epoch, "fence changed");
+    if !req.fenced && req.grant_epoch > 0 {
+        warm_rows(inner.clone(), p);
+    }
     position(inner, p)
+}
+
+/// Starts warming the row cache with `p`, which this node was just
+/// granted by a cutover (`Store::warm_rows`: the import cached nothing). In
+/// the background lane, on a bulk thread, yielding to foreground work
+/// between pages; the cutover does not wait for it, and a failure only
+/// leaves reads to fill the cache as usual.
+fn warm_rows(inner: Arc<NodeInner>, p: PartitionId) {
+    let runtime = inner.runtime.get().cloned();
+    let run = async move {
+        let turn = inner.lane.background().await;
+        let budget = turn.budget();
+        match blocking(&inner, Urgency::Bulk, move |i| i.store.warm_rows(p, || i.lane.yield_blocking(budget))).await {
+            Ok(warmed) => {
+                inner.metrics.row_cache_warmed.increment(warmed.records);
+                tracing::debug!(node = inner.id, partition = p, ?warmed, "row cache warmed");
+            }
+            Err(e) => tracing::warn!(node = inner.id, partition = p, error = %e, "warming the row cache failed; reads fill it instead"),
+        }
+    };
+    match runtime {
+        Some(runtime) => drop(runtime.spawn(run)),
+        None => drop(tokio::spawn(run)),
+    }
 }
 
 /// The partition's checksum: from the counters (O(1), what the cutover

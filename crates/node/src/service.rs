@@ -104,6 +104,9 @@ pub(crate) struct NodeMetrics {
     /// partition each, on the bulk threads) and the live keys they counted.
     pub checksum_scans: Counter,
     pub checksum_scanned_keys: Counter,
+    /// Records a warm-up put in the row cache for partitions this node
+    /// began to serve (`Store::warm_rows`).
+    pub row_cache_warmed: Counter,
 }
 
 impl NodeMetrics {
@@ -127,7 +130,8 @@ impl NodeMetrics {
             row_cache_bytes: metrics::gauge!("evenkeel_node_row_cache_bytes", "node" => node.clone()),
             row_cache_entries: metrics::gauge!("evenkeel_node_row_cache_entries", "node" => node.clone()),
             checksum_scans: metrics::counter!("evenkeel_node_checksum_scans_total", "node" => node.clone()),
-            checksum_scanned_keys: metrics::counter!("evenkeel_node_checksum_scanned_keys_total", "node" => node),
+            checksum_scanned_keys: metrics::counter!("evenkeel_node_checksum_scanned_keys_total", "node" => node.clone()),
+            row_cache_warmed: metrics::counter!("evenkeel_node_row_cache_warmed_total", "node" => node),
         }
     }
 

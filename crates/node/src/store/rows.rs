@@ -53,11 +53,17 @@
 //! A migration's applies forget the partition's cached records, one
 //! generation bump per page, and cache none: the node applying them does
 //! not serve the partition meanwhile (an import, or reverse capture into
-//! the old owner in bake), and fills its cache from reads once it does.
-//! Caching every applied record instead cost the destination's bulk threads
-//! about 30 ms more per MB copied (99-107 against 70-79 ms, the bench's
-//! `migrations:` line), in the copy, the stage the disruption budget is
-//! judged in.
+//! the old owner in bake). Caching every applied record instead cost the
+//! destination's bulk threads about 30 ms more per MB copied (99-107
+//! against 70-79 ms, the bench's `migrations:` line), in the copy, the
+//! stage the disruption budget is judged in. Left to fill from reads, the
+//! new owner's cache stayed cold for minutes under a uniform load (about
+//! 2,000 misses a second on the new node in the minute after the moves,
+//! under 60 on the old ones), so once the cutover grants it the partition
+//! it warms the cache from its copy, page by page
+//! ([`RowCache::fill_page`], `Store::warm_rows`): the same rule as a
+//! read's fill (no write to the partition since the page was read), and
+//! free room only, so what clients read is never evicted for it.
 //!
 //! On by default, 64 MiB per node (`DEFAULT_ROW_CACHE_BYTES`). It was off
 //! for a while because of what rebalances did with it on, and the
@@ -154,6 +160,17 @@ pub struct RowCacheStats {
     pub entries: u64,
     pub bytes: u64,
     pub capacity_bytes: u64,
+}
+
+/// What [`RowCache::fill_page`] did with a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PageFill {
+    /// Cached, this many records.
+    Cached(usize),
+    /// A write to the partition came after the page was read: not cached.
+    Raced,
+    /// The cache has no room for it (or is off): not cached.
+    Full,
 }
 
 #[cfg(test)]
@@ -257,6 +274,38 @@ impl RowCache {
             }
         }
         state.writes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Where `partition` stands before a page of its records is read for
+    /// [`Self::fill_page`]: a page read after this can be cached if
+    /// nothing has written the partition since.
+    pub(super) fn before_page(&self, partition: PartitionId) -> Miss {
+        let state = &self.parts[partition as usize];
+        Miss { partition, writes: state.writes.load(Ordering::Acquire), generation: state.generation.load(Ordering::Acquire) }
+    }
+
+    /// Caches a page of `partition`'s stored records (data key and record),
+    /// read from the engine after `since`, for a caller holding the
+    /// partition's lock: as [`Self::fill`] does for one key, only if no
+    /// write to the partition came in between. Fills free room only: a
+    /// page that would take the cache past its capacity is not cached, so
+    /// warming never evicts what clients read.
+    pub(super) fn fill_page(&self, since: Miss, page: Vec<(Vec<u8>, Record)>) -> PageFill {
+        let Some(entries) = &self.entries else { return PageFill::Full };
+        let state = &self.parts[since.partition as usize];
+        if state.writes.load(Ordering::Acquire) != since.writes || state.generation.load(Ordering::Acquire) != since.generation {
+            return PageFill::Raced;
+        }
+        let cached: Vec<(Vec<u8>, Cached)> = page.into_iter().map(|(k, r)| (k, Cached { generation: since.generation, record: Some(r) })).collect();
+        let weight: u64 = cached.iter().map(|(k, c)| Weigh.weight(k, c)).sum();
+        if entries.weight() + weight > self.capacity_bytes {
+            return PageFill::Full;
+        }
+        let n = cached.len();
+        for (k, c) in cached {
+            entries.insert(k, c);
+        }
+        PageFill::Cached(n)
     }
 
     /// Forgets every cached record of `partition`, under its lock: it was

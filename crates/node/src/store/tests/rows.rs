@@ -168,3 +168,75 @@ fn a_read_that_missed_does_not_cache_what_a_write_replaced_meanwhile() {
     crate::store::rows::BETWEEN_READ_AND_FILL.with_borrow_mut(|hook| *hook = None);
     assert_eq!(get(&s, key.as_bytes(), 5), Some(Bytes::from_static(b"new")));
 }
+
+/// `count` records of partition `p` applied as a migration applies them:
+/// stored, and not cached.
+fn import(s: &Store, p: PartitionId, count: usize) -> Vec<String> {
+    let keys = keys_in(p, count);
+    let version = s.clock().current() + 1000;
+    let records: Vec<KeyRecord> = keys.iter().map(|k| KeyRecord { key: Bytes::from(k.clone()), record: Record::value(Bytes::from(format!("v-{k}")), None, version) }).collect();
+    for page in records.chunks(64) {
+        s.apply(p, page).unwrap();
+    }
+    keys
+}
+
+#[test]
+fn a_warmed_partition_is_read_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_with_cache(dir.path(), 8 << 20);
+    let p = 5;
+    // Over two pages of the warm-up, so it pages on from each last key.
+    let keys = import(&s, p, 600);
+    let warmed = s.warm_rows(p, || {}).unwrap();
+    assert_eq!(warmed, Warmed { records: 600, retries: 0, skipped: 0, full: false });
+    let before = s.row_cache_stats();
+    for k in &keys {
+        assert_eq!(get(&s, k.as_bytes(), 1), Some(Bytes::from(format!("v-{k}"))));
+    }
+    let after = s.row_cache_stats();
+    assert_eq!((after.hits - before.hits, after.misses - before.misses), (600, 0), "every read of the imported keys hit");
+    // Other partitions were not touched.
+    assert_eq!(s.warm_rows(p + 1, || {}).unwrap().records, 0);
+}
+
+/// A write to a key of the page lands between the warm-up's read of the
+/// page and its fill: the page is read again, and the cache ends up with
+/// the write's record, never the one it replaced.
+#[test]
+fn warming_does_not_cache_what_a_write_replaced_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(open_with_cache(dir.path(), 8 << 20));
+    let p = 6;
+    let keys = import(&s, p, 100);
+    let (writer, k) = (s.clone(), keys[0].clone());
+    let mut once = true;
+    crate::store::rows::BETWEEN_READ_AND_FILL.with_borrow_mut(|hook| {
+        *hook = Some(Box::new(move || {
+            if std::mem::take(&mut once) {
+                exec(&writer, k.as_bytes(), set("new", None), 3);
+            }
+        }))
+    });
+    let warmed = s.warm_rows(p, || {}).unwrap();
+    crate::store::rows::BETWEEN_READ_AND_FILL.with_borrow_mut(|hook| *hook = None);
+    assert_eq!(warmed, Warmed { records: 100, retries: 1, skipped: 0, full: false });
+    assert_eq!(get(&s, keys[0].as_bytes(), 4), Some(Bytes::from_static(b"new")));
+    assert_eq!(get(&s, keys[1].as_bytes(), 4), Some(Bytes::from(format!("v-{}", keys[1]))));
+}
+
+/// A warm-up fills free room only: what clients read stays cached.
+#[test]
+fn warming_stops_at_a_full_cache_and_evicts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_with_cache(dir.path(), 64 << 10);
+    let hot = keys_in(2, 1).remove(0);
+    exec(&s, hot.as_bytes(), set("hot", None), 1);
+    let keys = import(&s, 7, 2_000);
+    let warmed = s.warm_rows(7, || {}).unwrap();
+    assert!(warmed.full && warmed.records > 0 && warmed.records < keys.len() as u64, "{warmed:?}");
+    assert!(s.row_cache_stats().bytes <= 64 << 10);
+    let before = hits(&s);
+    assert_eq!(get(&s, hot.as_bytes(), 2), Some(Bytes::from_static(b"hot")));
+    assert_eq!(hits(&s), before + 1, "the hot key is still cached");
+}
