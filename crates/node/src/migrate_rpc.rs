@@ -220,7 +220,8 @@ pub(crate) fn fence(inner: &Arc<NodeInner>, req: &pb::FenceRequest) -> Result<pb
 }
 
 /// Starts warming the row cache with `p`, which this node was just
-/// granted by a cutover (`Store::warm_rows`: the import cached nothing). In
+/// granted: by a cutover (`Store::warm_rows`: the import cached nothing),
+/// or by a rollback (reverse capture's applies forgot its entries). In
 /// the background lane, on a bulk thread, yielding to foreground work
 /// between pages; the cutover does not wait for it, and a failure only
 /// leaves reads to fill the cache as usual.
