@@ -17,9 +17,10 @@ during, after when nothing moved) and prints, per stage:
   wait in ms a second and µs per time slice, and minor faults a second.
 A rise that no group shows is outside the processes (the kernel, or the
 host); one the runtime workers show is the request path itself, or the
-machine charging more per unit of work: the last line divides the
-runtime workers' CPU by the bench's load thread's, whose work per request
-is the same in every stage.
+machine charging more per unit of work: a line after the table divides
+the runtime workers' CPU by the bench's load thread's, whose work per
+request is the same in every stage, and the last gives the runtime
+workers' time slices a second and CPU per slice.
 """
 import collections, json, re, sys
 
@@ -85,7 +86,7 @@ for n, (a, b) in stages.items():
 
 table = collections.defaultdict(dict)
 for n, (a, b) in stages.items():
-    acc = collections.defaultdict(lambda: [0.0, 0.0, 0, 0, 0.0])
+    acc = collections.defaultdict(lambda: [0.0, 0.0, 0, 0, 0.0, 0.0])
     for (pid, _), rows in threads.items():
         inside = [x for x in rows if a <= x[0] < b]
         if len(inside) < 2:
@@ -98,6 +99,7 @@ for n, (a, b) in stages.items():
         g[2] += last[5] - first[5]               # slices
         g[3] += last[4] - first[4]               # wait ns
         g[4] += (last[6] - first[6]) / el        # faults a second
+        g[5] += (last[5] - first[5]) / el        # slices a second
     for g, v in acc.items():
         table[g][n] = v
 
@@ -124,3 +126,10 @@ if all(yard.get(n) and work.get(n) for n in cols):
     print()
     print("runtime workers' CPU over the bench's load thread's (request path per unit of work):",
           ", ".join(f"{n} {work[n][0] / yard[n][0]:.2f}" for n in cols))
+    # How the runtime workers ran: time slices a second (schedstat's count
+    # of times on a CPU, summed over the workers) and CPU per slice. On the
+    # test VMs their CPU was higher whenever their slices were fewer and
+    # longer, with or without a rebalance (ARCHITECTURE.md, "A third kind
+    # of test VM").
+    print("runtime workers' time slices:", ", ".join(
+        f"{n} {work[n][5]:.0f}/s of {work[n][0] * 1e4 / work[n][5]:.1f} µs CPU" if work[n][5] else f"{n} -" for n in cols))
