@@ -226,8 +226,7 @@ pub(crate) fn fence(inner: &Arc<NodeInner>, req: &pb::FenceRequest) -> Result<pb
 /// between pages; the cutover does not wait for it, and a failure only
 /// leaves reads to fill the cache as usual.
 fn warm_rows(inner: Arc<NodeInner>, p: PartitionId) {
-    let runtime = inner.runtime.get().cloned();
-    let run = async move {
+    tokio::spawn(async move {
         let turn = inner.lane.background().await;
         let budget = turn.budget();
         match blocking(&inner, Urgency::Bulk, move |i| i.store.warm_rows(p, || i.lane.yield_blocking(budget))).await {
@@ -237,11 +236,7 @@ fn warm_rows(inner: Arc<NodeInner>, p: PartitionId) {
             }
             Err(e) => tracing::warn!(node = inner.id, partition = p, error = %e, "warming the row cache failed; reads fill it instead"),
         }
-    };
-    match runtime {
-        Some(runtime) => drop(runtime.spawn(run)),
-        None => drop(tokio::spawn(run)),
-    }
+    });
 }
 
 /// The partition's checksum: from the counters (O(1), what the cutover

@@ -356,7 +356,7 @@ impl Store {
         let mut warmed = Warmed::default();
         let mut retries = 0;
         while !self.retired.is(partition) {
-            let since = self.rows.before_page(partition);
+            let since = self.rows.before_read(partition);
             let mut page = Vec::with_capacity(WARM_PAGE_RECORDS);
             for kv in self.data.range(from.as_slice()..end.as_slice()).take(WARM_PAGE_RECORDS) {
                 let (k, v) = kv.into_inner()?;

@@ -211,13 +211,10 @@ impl RowCache {
     /// The cached record of `data_key` (`Some(None)`: cached as absent), or
     /// the [`Miss`] to fill with after reading the engine. Takes no lock.
     pub(super) fn get(&self, partition: PartitionId, data_key: &[u8]) -> Result<Option<Record>, Miss> {
-        let state = &self.parts[partition as usize];
-        let writes = state.writes.load(Ordering::Acquire);
-        let generation = state.generation.load(Ordering::Acquire);
-        let miss = Miss { partition, writes, generation };
+        let miss = self.before_read(partition);
         let Some(entries) = &self.entries else { return Err(miss) };
         match entries.get(data_key) {
-            Some(c) if c.generation == generation => {
+            Some(c) if c.generation == miss.generation => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 Ok(c.record)
             }
@@ -276,10 +273,11 @@ impl RowCache {
         state.writes.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Where `partition` stands before a page of its records is read for
-    /// [`Self::fill_page`]: a page read after this can be cached if
-    /// nothing has written the partition since.
-    pub(super) fn before_page(&self, partition: PartitionId) -> Miss {
+    /// Where `partition` stands before its records are read from the
+    /// engine (one for [`Self::fill`], a page for [`Self::fill_page`]):
+    /// what is read after this can be cached if nothing has written the
+    /// partition since.
+    pub(super) fn before_read(&self, partition: PartitionId) -> Miss {
         let state = &self.parts[partition as usize];
         Miss { partition, writes: state.writes.load(Ordering::Acquire), generation: state.generation.load(Ordering::Acquire) }
     }
