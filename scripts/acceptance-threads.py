@@ -10,8 +10,9 @@ first cleanup), cleanup (to the last move's end); after (or before,
 during, after when nothing moved) and prints, per stage:
 - the machine: busy ticks a second out of 100 per CPU (wall minus idle,
   iowait and steal; the kernel's user and system ticks drift on some VMs,
-  see ARCHITECTURE.md), context switches, interrupts, softirqs and page
-  faults a second;
+  see ARCHITECTURE.md), context switches, interrupts (with the local
+  timer's and the inter-processor kinds: rescheduling, function call, TLB
+  shootdown), softirqs and page faults a second;
 - per thread group (threads named alike, per process; a node's bulk,
   writer and reader threads each on their own): % of a core, run-queue
   wait in ms a second and µs per time slice, and minor faults a second.
@@ -82,7 +83,9 @@ for n, (a, b) in stages.items():
         continue
     cpus = sum(1 for k in machine if re.fullmatch(r"cpu\d+", k))
     busy = 100 * cpus - (cpu[3] + cpu[4] + cpu[7])
-    print(f"{n:8} busy {busy:.0f} of {100 * cpus} ticks/s, ctxt {ctxt[0]:.0f}/s, interrupts {intr[0]:.0f}/s, softirqs {soft[0]:.0f}/s, page faults {vm[0]:.0f}/s")
+    irq = per_second("irq", a, b)
+    kinds = f" (timer {irq[0]:.0f}, resched {irq[1]:.0f}, call {irq[2]:.0f}, tlb {irq[3]:.0f})" if irq else ""
+    print(f"{n:8} busy {busy:.0f} of {100 * cpus} ticks/s, ctxt {ctxt[0]:.0f}/s, interrupts {intr[0]:.0f}/s{kinds}, softirqs {soft[0]:.0f}/s, page faults {vm[0]:.0f}/s")
 
 table = collections.defaultdict(dict)
 for n, (a, b) in stages.items():

@@ -7,8 +7,11 @@ Each second it writes, per thread, `TIME pid tid comm ticks run_ns wait_ns
 slices minflt` (CPU ticks from /proc/<pid>/task/<tid>/stat; run time,
 run-queue wait and time slices from .../schedstat; minor page faults),
 and the machine's counters as `TIME STAT key values...`: the cpu lines of
-/proc/stat, ctxt, procs_running, softirq, the interrupt total, and
-/proc/vmstat's pgfault, pgalloc_normal, pgfree and pgpgout. One
+/proc/stat, ctxt, procs_running, softirq, the interrupt total,
+/proc/interrupts' local timer, rescheduling, function-call and TLB
+shootdown counts summed over CPUs (`irq LOC RES CAL TLB`: the last three
+are interrupts one CPU sends another, each a trip into the hypervisor on a
+VM), and /proc/vmstat's pgfault, pgalloc_normal, pgfree and pgpgout. One
 long-lived process, reading /proc only: about 0.2% of a core here.
 scripts/rebalance-acceptance.sh runs it with THREADS=1, and
 scripts/acceptance-threads.py splits its output by stage of the moves.
@@ -36,6 +39,12 @@ with open(out, "w") as f:
                 f.write(f"{t:.3f} STAT {line.strip()}\n")
             elif k == "intr":
                 f.write(f"{t:.3f} STAT intr {line.split()[1]}\n")
+        irq = {}
+        for line in open("/proc/interrupts"):
+            f2 = line.split()
+            if f2 and f2[0] in ("LOC:", "RES:", "CAL:", "TLB:"):
+                irq[f2[0][:3]] = sum(int(x) for x in f2[1:] if x.isdigit())
+        f.write(f"{t:.3f} STAT irq {irq.get('LOC', 0)} {irq.get('RES', 0)} {irq.get('CAL', 0)} {irq.get('TLB', 0)}\n")
         vm = dict(l.split() for l in open("/proc/vmstat"))
         f.write(f"{t:.3f} STAT vm {vm['pgfault']} {vm['pgalloc_normal']} {vm['pgfree']} {vm.get('pgpgout', 0)}\n")
         for p in os.listdir("/proc"):
