@@ -20,25 +20,28 @@ fn ended(state: &str) -> bool {
 /// Bytes per second between two observations of one migration.
 #[derive(Default)]
 pub struct Rates {
-    last: HashMap<String, (Instant, u64, f64)>,
+    last: HashMap<String, (Instant, u64, Option<f64>)>,
 }
 
 impl Rates {
-    /// Updates and returns `m`'s rate (smoothed over polls).
-    pub fn observe(&mut self, m: &MigrationInfo, now: Instant) -> f64 {
-        let entry = self.last.entry(m.id.clone()).or_insert((now, m.bytes_copied, 0.0));
+    /// Updates and returns `m`'s copy rate (smoothed over polls): None
+    /// until two polls at least 0.2 s apart have seen it, and whenever it
+    /// is not copying (a rate then would read as a stalled copy).
+    pub fn observe(&mut self, m: &MigrationInfo, now: Instant) -> Option<f64> {
+        let entry = self.last.entry(m.id.clone()).or_insert((now, m.bytes_copied, None));
         let dt = now.duration_since(entry.0).as_secs_f64();
         if dt >= 0.2 {
             let instant = m.bytes_copied.saturating_sub(entry.1) as f64 / dt;
-            entry.2 = if entry.2 == 0.0 { instant } else { 0.5 * entry.2 + 0.5 * instant };
+            entry.2 = Some(entry.2.map_or(instant, |r| 0.5 * r + 0.5 * instant));
             (entry.0, entry.1) = (now, m.bytes_copied);
         }
-        entry.2
+        entry.2.filter(|_| m.state == "COPYING")
     }
 }
 
 /// One line of text: `p12 1->4 COPYING [####------] 41% 3.1 MiB/7.6 MiB lag - 1.2 MiB/s eta 4s`.
-pub fn line(m: &MigrationInfo, rate: f64) -> String {
+/// `rate`: the copy's bytes per second, `-` when not known.
+pub fn line(m: &MigrationInfo, rate: Option<f64>) -> String {
     let total = m.bytes_total.unwrap_or(0).max(m.bytes_copied);
     let frac = if ended(&m.state) && m.state == "DONE" || total == 0 { 1.0 } else { m.bytes_copied as f64 / total as f64 };
     let filled = (frac * 20.0).round() as usize;
@@ -54,16 +57,16 @@ pub fn line(m: &MigrationInfo, rate: f64) -> String {
         human(m.bytes_copied),
         human(total),
         m.lag_entries.map_or("-".to_string(), |l| l.to_string()),
-        evenkeel_throttle::units::fmt_rate(Some(rate)),
+        rate.map_or("-".to_string(), evenkeel_throttle::units::fmt_bytes_per_s),
         eta(m, total, rate),
         m.error.as_ref().map(|e| format!("  ({e})")).unwrap_or_default(),
     )
 }
 
-fn eta(m: &MigrationInfo, total: u64, rate: f64) -> String {
-    if m.state != "COPYING" || rate < 1.0 {
+fn eta(m: &MigrationInfo, total: u64, rate: Option<f64>) -> String {
+    let Some(rate) = rate.filter(|r| *r >= 1.0 && m.state == "COPYING") else {
         return "-".into();
-    }
+    };
     let s = total.saturating_sub(m.bytes_copied) as f64 / rate;
     if s < 90.0 { format!("{s:.0}s") } else { format!("{:.0}m", s / 60.0) }
 }
@@ -172,19 +175,25 @@ mod tests {
 
     #[test]
     fn a_line_shows_progress_rate_and_eta() {
-        let l = line(&info("COPYING", 512 << 10, Some(1 << 20)), 256.0 * 1024.0);
+        let l = line(&info("COPYING", 512 << 10, Some(1 << 20)), Some(256.0 * 1024.0));
         assert!(l.contains("[##########----------]  50%"), "{l}");
-        assert!(l.contains("512.0 KiB/1.0 MiB") && l.contains("eta 2s"), "{l}");
-        let done = line(&info("DONE", 1 << 20, Some(1 << 20)), 0.0);
-        assert!(done.contains("100%") && done.contains("eta -"), "{done}");
+        assert!(l.contains("512.0 KiB/1.0 MiB") && l.contains("256.0 KiB/s eta 2s"), "{l}");
+        let done = line(&info("DONE", 1 << 20, Some(1 << 20)), None);
+        assert!(done.contains("100%") && done.contains("lag - - eta -"), "{done}");
+        // A copy that moved nothing between two polls says so; it is not
+        // paused (the throttle's gate says when it is).
+        let stalled = line(&info("COPYING", 0, Some(1 << 20)), Some(0.0));
+        assert!(stalled.contains("0 B/s eta -") && !stalled.contains("paused"), "{stalled}");
     }
 
     #[test]
     fn rates_come_from_successive_polls() {
         let mut r = Rates::default();
         let t0 = Instant::now();
-        assert_eq!(r.observe(&info("COPYING", 0, None), t0), 0.0);
-        let rate = r.observe(&info("COPYING", 1_000_000, None), t0 + std::time::Duration::from_secs(1));
+        assert_eq!(r.observe(&info("COPYING", 0, None), t0), None);
+        let rate = r.observe(&info("COPYING", 1_000_000, None), t0 + std::time::Duration::from_secs(1)).expect("two polls");
         assert!((rate - 1_000_000.0).abs() < 1.0, "{rate}");
+        // Once the copy is over there is no rate to show.
+        assert_eq!(r.observe(&info("CATCHING_UP", 1_000_000, None), t0 + std::time::Duration::from_secs(2)), None);
     }
 }

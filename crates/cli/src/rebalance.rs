@@ -112,10 +112,12 @@ pub async fn status(admin: &str, json: bool) -> anyhow::Result<()> {
         return Ok(());
     };
     println!("rebalance {}: {}", r.id, headline(r, &status));
+    let now = evenkeel_types::unix_ms();
     for m in &status.migrations {
-        // One poll gives no rate; the average since the migration started does.
-        let elapsed_s = (m.finished_ms.unwrap_or_else(evenkeel_types::unix_ms).saturating_sub(m.started_ms) as f64 / 1000.0).max(0.001);
-        println!("  {}", crate::progress::line(m, m.bytes_copied as f64 / elapsed_s));
+        // One poll gives no rate between polls; the copy's own average
+        // (bytes over the time spent copying) does, once it has copied.
+        let rate = m.copy_rate_bytes_per_s(now).filter(|_| m.bytes_copied > 0);
+        println!("  {}", crate::progress::line(m, rate));
     }
     Ok(())
 }
