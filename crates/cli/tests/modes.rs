@@ -470,10 +470,10 @@ async fn the_new_owner_warms_its_row_cache_with_the_moved_partition() {
     let end = h.wait(&m.id, "DONE", |m| matches!(m.state.as_str(), "DONE" | "FAILED")).await;
     assert_eq!(end.state, "DONE", "{end:?}");
     // The warm-up runs after the grant, in the background: give it time.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     let after = loop {
         let now = h.node_counter("evenkeel_node_row_cache_warmed_total").await;
-        if warmed(&now, end.target) - warmed(&before, end.target) >= FILLER as u64 || std::time::Instant::now() > deadline {
+        if warmed(&now, end.target) - warmed(&before, end.target) >= FILLER as u64 || Instant::now() > deadline {
             break now;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -350,9 +350,13 @@ impl Store {
     /// (otherwise it is read again, up to [`WARM_RETRIES`] times, then
     /// skipped: reads fill those keys as usual). `between` runs between
     /// pages, without the lock (a bulk thread yields to foreground work
-    /// there). Stops at the first page the cache has no room for.
+    /// there). Stops at the first page the cache has no room for, and
+    /// reads nothing when the cache is off.
     pub fn warm_rows(&self, partition: PartitionId, mut between: impl FnMut()) -> Result<Warmed, StoreError> {
         let (mut from, end) = self.partition_range(partition)?;
+        if !self.rows.is_on() {
+            return Ok(Warmed { full: true, ..Warmed::default() });
+        }
         let mut warmed = Warmed::default();
         let mut retries = 0;
         while !self.retired.is(partition) {

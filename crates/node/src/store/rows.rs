@@ -233,8 +233,7 @@ impl RowCache {
         #[cfg(test)]
         BETWEEN_READ_AND_FILL.with_borrow_mut(|hook| hook.as_mut().map(|h| h()));
         let Some(_locked) = try_lock() else { return };
-        let state = &self.parts[miss.partition as usize];
-        if state.writes.load(Ordering::Acquire) == miss.writes && state.generation.load(Ordering::Acquire) == miss.generation {
+        if self.unchanged_since(&miss) {
             entries.insert(data_key.to_vec(), Cached { generation: miss.generation, record: record.clone() });
         }
     }
@@ -282,6 +281,19 @@ impl RowCache {
         Miss { partition, writes: state.writes.load(Ordering::Acquire), generation: state.generation.load(Ordering::Acquire) }
     }
 
+    /// Whether nothing has written or forgotten `since.partition` since
+    /// [`Self::before_read`] returned `since`: what was read in between
+    /// may then be cached. Meaningful under the partition's lock.
+    fn unchanged_since(&self, since: &Miss) -> bool {
+        let state = &self.parts[since.partition as usize];
+        state.writes.load(Ordering::Acquire) == since.writes && state.generation.load(Ordering::Acquire) == since.generation
+    }
+
+    /// Whether the cache is on (a capacity above zero).
+    pub(super) fn is_on(&self) -> bool {
+        self.entries.is_some()
+    }
+
     /// Caches a page of `partition`'s stored records (data key and record),
     /// read from the engine after `since`, for a caller holding the
     /// partition's lock: as [`Self::fill`] does for one key, only if no
@@ -290,8 +302,7 @@ impl RowCache {
     /// warming never evicts what clients read.
     pub(super) fn fill_page(&self, since: Miss, page: Vec<(Vec<u8>, Record)>) -> PageFill {
         let Some(entries) = &self.entries else { return PageFill::Full };
-        let state = &self.parts[since.partition as usize];
-        if state.writes.load(Ordering::Acquire) != since.writes || state.generation.load(Ordering::Acquire) != since.generation {
+        if !self.unchanged_since(&since) {
             return PageFill::Raced;
         }
         let cached: Vec<(Vec<u8>, Cached)> = page.into_iter().map(|(k, r)| (k, Cached { generation: since.generation, record: Some(r) })).collect();

@@ -240,3 +240,15 @@ fn warming_stops_at_a_full_cache_and_evicts_nothing() {
     assert_eq!(get(&s, hot.as_bytes(), 2), Some(Bytes::from_static(b"hot")));
     assert_eq!(hits(&s), before + 1, "the hot key is still cached");
 }
+
+/// With the cache off a warm-up caches nothing and says the cache had no
+/// room; reads still answer from the engine.
+#[test]
+fn warming_with_the_cache_off_caches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_with_cache(dir.path(), 0);
+    let keys = import(&s, 3, 10);
+    assert_eq!(s.warm_rows(3, || {}).unwrap(), Warmed { records: 0, retries: 0, skipped: 0, full: true });
+    assert_eq!(get(&s, keys[0].as_bytes(), 1), Some(Bytes::from(format!("v-{}", keys[0]))));
+    assert_eq!(s.row_cache_stats().entries, 0);
+}
