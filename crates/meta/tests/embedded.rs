@@ -771,3 +771,56 @@ async fn concurrent_durable_writes_keep_one_order() {
     assert_eq!(store.get_prefix("c/").await.unwrap().0.len(), 100);
     assert_eq!(store.current_revision().await.unwrap(), first + 199);
 }
+
+/// The store reports its log's work for `/metrics`: each durable record and
+/// its bytes, the time each fsync took, the revision, and each snapshot. A
+/// slow disk shows here first (every routing change and migration step
+/// waits for that fsync).
+#[test]
+fn the_log_reports_records_fsyncs_revision_and_snapshots() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EmbeddedOptions {
+        compact_after_records: 3,
+        ..durable()
+    };
+    let mut wal_bytes = 0;
+    metrics::with_local_recorder(&recorder, || {
+        // One thread: the store's work, fsyncs included, runs on it, where
+        // the local recorder is.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let store = EmbeddedStore::open(dir.path(), opts).await.unwrap();
+            for i in 0..5 {
+                store.put(&format!("k{i}"), vec![7; 100], None).await.unwrap();
+            }
+            // Not a write: nothing to log.
+            store.get("k0").await.unwrap();
+            wal_bytes = std::fs::metadata(wal_file(dir.path())).unwrap().len();
+        });
+    });
+    let text = handle.render();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
+    };
+    assert_eq!(value("evenkeel_meta_wal_records_total"), 5.0);
+    assert_eq!(value("evenkeel_meta_wal_fsync_seconds_count"), 5.0);
+    // An empty store is at revision 1, as etcd's is; each write adds one.
+    assert_eq!(value("evenkeel_meta_revision"), 6.0);
+    // The fourth record passed the threshold of 3: one snapshot, and a new
+    // log that holds the fifth record after its header.
+    assert_eq!(value("evenkeel_meta_snapshots_total"), 1.0);
+    let bytes = value("evenkeel_meta_wal_bytes_total");
+    assert!(bytes > 5.0 * 100.0, "five records of 100-byte values: {bytes} bytes");
+    let header = 8.0;
+    assert!(
+        (bytes / 5.0 - (wal_bytes as f64 - header)).abs() < 1.0,
+        "the new log's one record is the average record: {bytes} bytes in 5, log {wal_bytes} bytes"
+    );
+}

@@ -174,6 +174,7 @@ impl EmbeddedStore {
         for record in &records {
             self.apply(&mut inner, wal.as_mut(), record)?;
         }
+        metrics::gauge!("evenkeel_meta_revision").set(inner.state.revision as f64);
         self.maybe_compact(&inner, wal.as_mut());
         result
     }

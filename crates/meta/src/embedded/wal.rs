@@ -94,15 +94,19 @@ impl Wal {
             }
             return Err(e.into());
         }
-        if self.fsync
-            && let Err(e) = self.file.sync_data()
-        {
-            // After a failed fsync the page cache may hold data that never reaches disk.
-            self.poison(format!("fsync of log failed: {e}"));
-            return Err(e.into());
+        if self.fsync {
+            let started = std::time::Instant::now();
+            if let Err(e) = self.file.sync_data() {
+                // After a failed fsync the page cache may hold data that never reaches disk.
+                self.poison(format!("fsync of log failed: {e}"));
+                return Err(e.into());
+            }
+            metrics::histogram!("evenkeel_meta_wal_fsync_seconds").record(started.elapsed().as_secs_f64());
         }
         self.len += frame.len() as u64;
         self.records += 1;
+        metrics::counter!("evenkeel_meta_wal_records_total").increment(1);
+        metrics::counter!("evenkeel_meta_wal_bytes_total").increment(frame.len() as u64);
         Ok(())
     }
 
@@ -143,6 +147,7 @@ impl Wal {
         if let Err(e) = fs::remove_file(wal_path(&self.dir, old_generation)) {
             tracing::warn!(error = %e, "could not delete compacted log; recovery will");
         }
+        metrics::counter!("evenkeel_meta_snapshots_total").increment(1);
         Ok(())
     }
 }
