@@ -62,19 +62,19 @@ if split and split["rest"]["p99_us"]:
 eng = {p["name"]: sum(p["by_node"].values()) / 1e3 for p in (r.get("engine") or {}).get("phases", [])}
 if eng:
     outside += f"  compacting {eng.get('before', 0):.1f}/{eng.get('during', 0):.1f}/{eng.get('after', 0):.1f} s"
+# What the run found: free memory, page cache and the 1-minute load
+# (rebalance-acceptance.sh's start-state.txt).
+try:
+    st = open(f"{out}/start-state.txt").read().split("\n")
+    mem = {l.split(":")[0]: int(l.split()[1]) for l in st if l.startswith(("MemFree:", "Cached:"))}
+    outside += f"  found free {mem['MemFree'] / 2**20:.1f} GiB, cache {mem['Cached'] / 2**20:.1f} GiB, load {st[1].split()[0]}"
+except (OSError, IndexError, KeyError, ValueError):
+    pass
 print(f"{mode:8s} round {rnd}: p99 {b['p99_us']} -> {d['p99_us']} us = {d['p99_us'] / b['p99_us']:.2f}x  typical second {tb} -> {td} us = {td / max(tb, 1):.2f}x, after {ta} us = {ta / max(tb, 1):.2f}x  "
       f"during {ph['during']['end_s'] - ph['during']['start_s']:.0f} s  errors {r['errors']['errors'] + r['errors']['timeouts']}  anomalies {sum(a['count'] for a in c['anomalies'])}{outside}", flush=True)
 PY
   done
 done | tee "$ROOT/series.txt"
-python3 - "$ROOT/series.txt" <<'PY'
-import re, sys, collections
-runs = collections.defaultdict(list)
-for line in open(sys.argv[1]):
-    m = re.match(r"(\S+)\s+round \d+: .*= ([\d.]+)x  typical second \S+ -> \S+ us = ([\d.]+)x, after \S+ us = ([\d.]+)x", line)
-    if m:
-        runs[m.group(1)].append(tuple(float(m.group(i)) for i in (2, 3, 4)))
-for mode, xs in runs.items():
-    w, t, a = (sorted(x[i] for x in xs) for i in range(3))
-    print(f"{mode}: {len(xs)} runs, median p99 ratio {w[len(w) // 2]:.2f}x (range {w[0]:.2f}-{w[-1]:.2f}), median typical-second ratio {t[len(t) // 2]:.2f}x (range {t[0]:.2f}-{t[-1]:.2f}), after/before {a[len(a) // 2]:.2f}x (range {a[0]:.2f}-{a[-1]:.2f})")
-PY
+# Per mode: medians, ranges, runs within the budget; each mode against the
+# control (mode none) with a rank test, when the series ran one.
+python3 scripts/series-summary.py "$ROOT/series.txt" | tee -a "$ROOT/series.txt"

@@ -83,6 +83,17 @@ if [ "$FREE" -lt "${MIN_FREE_PERCENT:-15}" ]; then
   echo "only $FREE% of the filesystem under $OUT is free (need ${MIN_FREE_PERCENT:-15}%): the nodes would pause migrations for disk below 10%; remove old runs' data directories (OUT_DIR/data)" >&2
   exit 1
 fi
+# The machine as the run found it: memory, page cache, disk, load, and
+# whether the previous run's cluster had just freed its memory and data
+# (the control runs' baselines were slower than the rebalancing runs' in
+# a whole series with the same configuration: ARCHITECTURE.md, "A third
+# kind of test VM"; this is to compare what the two kinds found).
+{
+  date -u +%FT%TZ
+  cat /proc/loadavg
+  grep -E '^(MemFree|Cached|Dirty|AnonPages|Shmem):' /proc/meminfo
+  df -k --output=avail,used "$OUT" | tail -1
+} > "$OUT/start-state.txt"
 CONFIG="$OUT/evenkeel.toml"
 case "$MODE" in
   default) printf '[throttle]\n' > "$CONFIG" ;;
