@@ -45,7 +45,7 @@ froze = fb.get("freezes", 0) + fd.get("freezes", 0)
 outside = f"  outside {froze} host freezes {fd['p99_outside_freezes_us'] / max(fb['p99_outside_freezes_us'], 1):.2f}x" if froze else ""
 # How busy the machine's CPUs were before (bench --host-probe): above about
 # 70% on a 2-core machine, queueing for a core shapes p99 and ratios are
-# draws (ARCHITECTURE.md, "A second kind of test VM").
+# draws (docs/disruption-budget.md, "A second kind of test VM").
 busy = (fb.get("cpu") or {}).get("busy_pct")
 outside += f"  machine {busy:.0f}% busy before" if busy is not None else ""
 # The probe's wake-up lateness p99, during over before: what the machine

@@ -10,7 +10,7 @@ first cleanup), cleanup (to the last move's end); after (or before,
 during, after when nothing moved) and prints, per stage:
 - the machine: busy ticks a second out of 100 per CPU (wall minus idle,
   iowait and steal; the kernel's user and system ticks drift on some VMs,
-  see ARCHITECTURE.md), context switches, interrupts (with the local
+  see docs/disruption-budget.md), context switches, interrupts (with the local
   timer's and the inter-processor kinds: rescheduling, function call, TLB
   shootdown), softirqs and page faults a second;
 - per thread group (threads named alike, per process; a node's bulk,
@@ -132,7 +132,7 @@ if all(yard.get(n) and work.get(n) for n in cols):
     # How the runtime workers ran: time slices a second (schedstat's count
     # of times on a CPU, summed over the workers) and CPU per slice. On the
     # test VMs their CPU was higher whenever their slices were fewer and
-    # longer, with or without a rebalance (ARCHITECTURE.md, "A third kind
-    # of test VM").
+    # longer, with or without a rebalance (docs/disruption-budget.md, "A
+    # third kind of test VM").
     print("runtime workers' time slices:", ", ".join(
         f"{n} {work[n][5]:.0f}/s of {work[n][0] * 1e4 / work[n][5]:.1f} µs CPU" if work[n][5] else f"{n} -" for n in cols))

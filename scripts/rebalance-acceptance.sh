@@ -42,7 +42,7 @@
 # value back after:
 # on a VM whose idle vCPUs halt without polling, waking one is a trip
 # through the hypervisor, and the median moves in a 60 µs step with any
-# extra work on an idle vCPU (ARCHITECTURE.md, "Host freezes"). The bench
+# extra work on an idle vCPU (docs/disruption-budget.md, "Host freezes"). The bench
 # report's "machine:" line says which setting a run had.
 # BENCH_NICE (default 0) runs the bench at that nice value; negative (root)
 # gives it the CPU first. Measured once at -10: the bench's p99 did not come
@@ -52,7 +52,7 @@
 # machine itself stalled in each window; compare it before reading much
 # into a during/before ratio. Its "host freezes" line (only when the
 # probe woke 10 ms or more late before or during) gives the p99 of the
-# requests not in flight during one: see ARCHITECTURE.md, "Host freezes".
+# requests not in flight during one: see docs/disruption-budget.md, "Host freezes".
 # scripts/freeze-trace.py, started alongside, traces what the CPUs did in
 # each freeze.
 # SAMPLES=1 also writes every request of the load to OUT_DIR/samples.csv
@@ -86,8 +86,8 @@ fi
 # The machine as the run found it: memory, page cache, disk, load, and
 # whether the previous run's cluster had just freed its memory and data
 # (the control runs' baselines were slower than the rebalancing runs' in
-# a whole series with the same configuration: ARCHITECTURE.md, "A third
-# kind of test VM"; this is to compare what the two kinds found).
+# a whole series with the same configuration: docs/disruption-budget.md, "A
+# third kind of test VM"; this is to compare what the two kinds found).
 {
   date -u +%FT%TZ
   cat /proc/loadavg

@@ -11,8 +11,8 @@
 //! an otherwise idle vCPU (a rebalance's copy, or an external `SCHED_IDLE`
 //! process spinning 6 ms in every 100) moved it to 139 µs for most of its
 //! seconds. With guest halt polling at 200 µs the same load ran at
-//! 59–67 µs and the spinner moved nothing (ARCHITECTURE.md, "Host
-//! freezes"). So the report names the setting next to the figures, and
+//! 59–67 µs and the spinner moved nothing (docs/disruption-budget.md,
+//! "Host freezes"). So the report names the setting next to the figures, and
 //! says when it makes them a measure of the machine.
 
 use serde::{Deserialize, Serialize};
@@ -81,9 +81,9 @@ impl Machine {
             return None;
         }
         Some(if self.cpuidle_driver.as_deref() == Some("haltpoll") {
-            "idle vCPUs halt without polling: each wake-up is a trip through the hypervisor, and extra work on an idle vCPU (a rebalance's copy) can move every request's latency; guest halt polling (haltpoll guest_halt_poll_ns) took that step away on the test VM (ARCHITECTURE.md, Host freezes)"
+            "idle vCPUs halt without polling: each wake-up is a trip through the hypervisor, and extra work on an idle vCPU (a rebalance's copy) can move every request's latency; guest halt polling (haltpoll guest_halt_poll_ns) took that step away on the test VM (docs/disruption-budget.md, Host freezes)"
         } else {
-            "idle vCPUs halt without polling: each wake-up is a trip through the hypervisor, and extra work on an idle vCPU (a rebalance's copy) can move every request's latency; this kernel's idle driver is not haltpoll, so guest halt polling, which took that step away on a test VM that had it, is not available here (ARCHITECTURE.md, Host freezes)"
+            "idle vCPUs halt without polling: each wake-up is a trip through the hypervisor, and extra work on an idle vCPU (a rebalance's copy) can move every request's latency; this kernel's idle driver is not haltpoll, so guest halt polling, which took that step away on a test VM that had it, is not available here (docs/disruption-budget.md, Host freezes)"
         })
     }
 }

@@ -34,8 +34,8 @@ use tokio_util::sync::CancellationToken;
 /// p99 ratio was no better (median 1.20x both, three interleaved rounds)
 /// and its window p99 worse (1.35x against 1.25x): it had 11-15 seconds
 /// with p99 over 3x the baseline's against 0-1. What the copy costs clients
-/// here is not its bulk threads' CPU rate (see ARCHITECTURE.md, "What the
-/// copy costs"); the ceiling is there for operators who want migrations'
+/// here is not its bulk threads' CPU rate (see docs/disruption-budget.md,
+/// "What the copy costs"); the ceiling is there for operators who want migrations'
 /// CPU bounded.
 pub const DEFAULT_BULK_CPU_PERCENT: f64 = 0.0;
 
@@ -116,8 +116,8 @@ unsafe extern "C" {
 /// kernel a second after use and was faulted in and zeroed again moments
 /// later: every purge an `madvise` (a TLB shootdown across the process's
 /// threads) and every refault a page fault, both traps into the hypervisor
-/// on a VM. The evidence that it matters is thin (ARCHITECTURE, "Host
-/// freezes"): in four interleaved pairs of acceptance runs the window p99
+/// on a VM. The evidence that it matters is thin (docs/disruption-budget.md,
+/// "Host freezes"): in four interleaved pairs of acceptance runs the window p99
 /// was lower with -1 in three (1.08x, 1.00x, 1.10x, 1.39x against 1.28x,
 /// 1.38x, 1.29x, 1.09x with 1000), the typical second and the copy's CPU
 /// per MB were the same. In steady load the process purged 2-3 times a

@@ -11,7 +11,7 @@
 //! than so much of a node's CPU can say so here, whatever the data's layout.
 //! It is off by default: capping the acceptance rebalance's bulk threads at
 //! 2% of a core made the rebalance 2.7x longer and its p99 no better
-//! (ARCHITECTURE.md, "What the copy costs").
+//! (docs/disruption-budget.md, "What the copy costs").
 //!
 //! The budget is a debt: a job starts once the balance is not negative, runs
 //! to its end (a job is one snapshot page, one applied page or one

@@ -69,8 +69,7 @@
 //! for a while because of what rebalances did with it on, and the
 //! rebalance figures are what decided it both ways, so here they are. The
 //! default acceptance run (`scripts/rebalance-acceptance.sh default`; the
-//! nested 2-vCPU VM, whose per-run ratios are draws: see ARCHITECTURE, "The
-//! disruption budget"):
+//! nested 2-vCPU VM, whose per-run ratios are draws: see docs/disruption-budget.md):
 //!
 //! - First (2026-12-05, a noisy host, runs not interleaved): with the cache
 //!   on, typical second during/before 2.26x, 3.39x, 2.51x (caching applied
