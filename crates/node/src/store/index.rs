@@ -76,6 +76,16 @@ impl TimeIndex {
         Ok(())
     }
 
+    /// Notes that nothing in `partition` is due, whatever its entries: the
+    /// partition is retired, so they are stale (compaction removes them,
+    /// or `Store::revive` before the partition is written again, and that
+    /// write's [`Self::noted`] lowers the bound). The caller holds the
+    /// partition's lock. Without it a retired partition's stale entries
+    /// kept the bound low and cost every pass a unit of its budget.
+    fn retired(&self, partition: PartitionId) {
+        self.earliest[partition as usize].store(u64::MAX, Ordering::Release);
+    }
+
     fn may_have_due(&self, partition: PartitionId, until_ms: u64) -> bool {
         self.earliest[partition as usize].load(Ordering::Acquire) < until_ms
     }
@@ -136,9 +146,13 @@ impl Store {
         let (mut acted, mut examined) = (0, 0);
         while examined < left {
             let mut counters = self.lock_partition(p)?;
+            if !eligible(p) {
+                break;
+            }
             // A retired partition's entries are stale: compaction removes
             // them, or `revive` before the partition is written again.
-            if !eligible(p) || self.retired.is(p) {
+            if self.retired.is(p) {
+                index.retired(p);
                 break;
             }
             let want = (left - examined).min(index.hold_max);
