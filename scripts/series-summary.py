@@ -22,7 +22,7 @@ large says these runs cannot tell the two apart. With three runs a side
 the smallest possible p is 0.1, so a series needs about five runs a mode
 for the test to be able to say anything.
 """
-import itertools
+import math
 import re
 import sys
 
@@ -38,23 +38,34 @@ def median(xs):
 
 
 def mann_whitney_p(a, b):
-    """Exact two-sided p of the U statistic (ties count a half), by
-    enumerating every split of the pooled runs: fine for a series' sizes."""
-    def u(x, y):
-        return sum(1.0 if xi > yi else 0.5 if xi == yi else 0.0 for xi in x for yi in y)
-    pooled = a + b
-    n, observed = len(a), u(a, b)
-    centre = len(a) * len(b) / 2
-    far = abs(observed - centre)
-    total = extreme = 0
-    for pick in itertools.combinations(range(len(pooled)), n):
-        chosen = set(pick)
-        x = [pooled[i] for i in pick]
-        y = [pooled[i] for i in range(len(pooled)) if i not in chosen]
-        total += 1
-        if abs(u(x, y) - centre) >= far - 1e-9:
-            extreme += 1
-    return extreme / total
+    """Exact two-sided p of the rank-sum (Mann-Whitney) test, ties given
+    their mean rank: the share of all ways to pick len(a) of the pooled
+    runs whose rank sum lies at least as far from its mean as a's does.
+    Counted by dynamic programming over rank sums, not by listing the
+    ways (26 runs have 9.7 million), so a series of any length answers
+    at once."""
+    pooled = sorted(a + b)
+    # Twice each run's mean rank, so tied runs keep whole numbers.
+    rank2, i = {}, 0
+    while i < len(pooled):
+        j = i
+        while j < len(pooled) and pooled[j] == pooled[i]:
+            j += 1
+        rank2[pooled[i]] = i + j + 1
+        i = j
+    n, total = len(a), sum(rank2[x] for x in pooled)
+    # ways[k][s]: picks of k runs whose doubled ranks sum to s.
+    ways = [[0] * (total + 1) for _ in range(n + 1)]
+    ways[0][0] = 1
+    for r in (rank2[x] for x in pooled):
+        for k in range(n, 0, -1):
+            row, fewer = ways[k], ways[k - 1]
+            for s in range(total, r - 1, -1):
+                row[s] += fewer[s - r]
+    centre = n * (len(pooled) + 1)
+    far = abs(sum(rank2[x] for x in a) - centre)
+    extreme = sum(w for s, w in enumerate(ways[n]) if abs(s - centre) >= far)
+    return extreme / math.comb(len(pooled), n)
 
 
 def main(argv):
