@@ -48,6 +48,9 @@ pub struct ClusterSection {
     pub nodes: Option<usize>,
     pub partitions: Option<u32>,
     pub data_dir: Option<PathBuf>,
+    /// Keep the metadata in etcd at these client URLs instead of
+    /// `data_dir/meta` (a build with the `etcd` feature).
+    pub etcd_endpoints: Option<Vec<String>>,
     pub listen: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     /// "buffered" or "sync".
@@ -181,6 +184,10 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             nodes: Some(opts.nodes),
             partitions: Some(opts.partitions),
             data_dir: Some(opts.data_dir.clone()),
+            etcd_endpoints: match &opts.meta {
+                crate::up::MetaBackend::Embedded => None,
+                crate::up::MetaBackend::Etcd { endpoints } => Some(endpoints.clone()),
+            },
             listen: Some(opts.listen),
             admin: Some(opts.admin),
             durability: Some(format!("{:?}", opts.durability).to_lowercase()),

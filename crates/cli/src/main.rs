@@ -104,6 +104,10 @@ struct UpArgs {
     /// Where the metadata store and every node keep their data [default: ./evenkeel-data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Keep the metadata in etcd at these client URLs (comma-separated)
+    /// instead of DATA_DIR/meta; needs a build with `--features etcd`.
+    #[arg(long, env = "EVENKEEL_ETCD_ENDPOINTS", value_delimiter = ',')]
+    etcd_endpoints: Option<Vec<String>>,
     /// RESP address clients connect to [default: 127.0.0.1:6380].
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -329,6 +333,10 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
     let mut opts = UpOptions::new(args.data_dir.or(c.data_dir.clone()).unwrap_or_else(|| "./evenkeel-data".into()));
     let pick = |flag: Option<usize>, file: Option<usize>, default: usize| flag.or(file).unwrap_or(default);
     opts.nodes = pick(args.nodes, c.nodes, opts.nodes);
+    if let Some(endpoints) = args.etcd_endpoints.or(c.etcd_endpoints.clone()) {
+        anyhow::ensure!(!endpoints.is_empty() && endpoints.iter().all(|e| !e.trim().is_empty()), "--etcd-endpoints / cluster.etcd_endpoints: give at least one etcd client URL, e.g. http://127.0.0.1:2379");
+        opts.meta = evenkeel::up::MetaBackend::Etcd { endpoints: endpoints.iter().map(|e| e.trim().to_string()).collect() };
+    }
     opts.partitions = args.partitions.or(c.partitions).unwrap_or(opts.partitions);
     opts.listen = args.listen.or(c.listen).unwrap_or(opts.listen);
     opts.admin = args.admin.or(c.admin).unwrap_or(opts.admin);

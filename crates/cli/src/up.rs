@@ -1,6 +1,7 @@
 //! A whole cluster in one process.
 //!
-//! Start-up order: metadata store → cluster config (partition count) →
+//! Start-up order: metadata store (embedded in `DATA_DIR/meta`, or etcd:
+//! [`MetaBackend`]) → cluster config (partition count) →
 //! membership (first start creates `nodes` members; later starts bring back
 //! every recorded member with its data directory) → nodes → coordinator
 //! (bootstraps the routing table once every node is live) → router. Shutdown
@@ -39,9 +40,27 @@ use tokio_util::sync::CancellationToken;
 /// CPU bounded.
 pub const DEFAULT_BULK_CPU_PERCENT: f64 = 0.0;
 
+/// Where the cluster keeps its metadata (membership, routing table,
+/// migrations, leases and locks).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum MetaBackend {
+    /// A local log in `DATA_DIR/meta` (`EmbeddedStore`): the default.
+    #[default]
+    Embedded,
+    /// An etcd cluster at these client URLs (`EtcdStore`; needs a build
+    /// with the `etcd` feature). Node data stays in `DATA_DIR`.
+    Etcd { endpoints: Vec<String> },
+}
+
+/// How long the lease behind [`keys::UP_LOCK`] lives without a keep-alive:
+/// a crashed `up` holds the cluster this long before a new one may start.
+const UP_LOCK_TTL: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct UpOptions {
     pub data_dir: PathBuf,
+    /// Where the metadata lives.
+    pub meta: MetaBackend,
     /// Nodes to create on first start.
     pub nodes: usize,
     /// Partitions to create on first start.
@@ -171,6 +190,7 @@ impl UpOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         UpOptions {
             data_dir: data_dir.into(),
+            meta: MetaBackend::Embedded,
             nodes: 3,
             partitions: 128,
             listen: "127.0.0.1:6380".parse().expect("valid"),
@@ -217,6 +237,10 @@ pub struct LocalCluster {
     pub meta: Arc<dyn MetaStore>,
     pub node_ids: Vec<NodeId>,
     stop: CancellationToken,
+    /// With the metadata in etcd: the task holding [`keys::UP_LOCK`], and
+    /// what stops it (after the nodes, at shutdown).
+    up_lock: JoinSet<anyhow::Result<()>>,
+    up_lock_stop: CancellationToken,
     routers: JoinSet<anyhow::Result<()>>,
     coordinators: JoinSet<anyhow::Result<()>>,
     /// Stops the running coordinator alone (a child of `stop`).
@@ -231,15 +255,18 @@ impl LocalCluster {
     pub async fn start(opts: UpOptions) -> anyhow::Result<LocalCluster> {
         evenkeel_coord::metrics_handle();
         std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
-        let meta_dir = opts.data_dir.join("meta");
-        let meta: Arc<dyn MetaStore> = EmbeddedStore::open(&meta_dir, EmbeddedOptions::default())
-            .await
-            .with_context(|| format!("opening the metadata store in {}", meta_dir.display()))?;
+        let meta = open_meta(&opts).await?;
+        let stop = CancellationToken::new();
+        // Not a child of `stop`: released only after every node stopped.
+        let up_lock_stop = CancellationToken::new();
+        let mut up_lock = JoinSet::new();
+        if matches!(opts.meta, MetaBackend::Etcd { .. }) {
+            up_lock.spawn(hold_up_lock(meta.clone(), up_lock_stop.clone()).await?);
+        }
         let config = bootstrap::ensure_cluster_config(meta.as_ref(), opts.partitions).await?;
         let members = ensure_members(meta.as_ref(), &opts).await?;
         let router_listener = bind(opts.listen, "router").await?;
         let admin_listener = bind(opts.admin, "admin API").await?;
-        let stop = CancellationToken::new();
         let defaults = NodeDefaults {
             data_root: opts.data_dir.clone(),
             num_partitions: config.num_partitions,
@@ -264,7 +291,7 @@ impl LocalCluster {
         let node_ids = members.iter().map(|m| m.id).collect();
         let coord_stop = stop.child_token();
         let coord_runtime = Arc::new(CoordRuntime::new(opts.coordinator_nice)?);
-        let mut cluster = LocalCluster { router_addr, admin_addr, meta, node_ids, stop, routers: JoinSet::new(), coordinators: JoinSet::new(), coord_stop, coord_config, coord_runtime, launcher, node_failures };
+        let mut cluster = LocalCluster { router_addr, admin_addr, meta, node_ids, stop, up_lock, up_lock_stop, routers: JoinSet::new(), coordinators: JoinSet::new(), coord_stop, coord_config, coord_runtime, launcher, node_failures };
         cluster.spawn_coordinator(admin_listener);
         // The router accepts clients only once the routing table exists.
         // Serving earlier answered PING (so clients and scripts took the
@@ -347,6 +374,10 @@ impl LocalCluster {
             }
         }
         self.launcher.join_all().await;
+        self.up_lock_stop.cancel();
+        while let Some(joined) = self.up_lock.join_next().await {
+            joined.context("the process lock's task panicked")??;
+        }
         Ok(())
     }
 
@@ -356,6 +387,7 @@ impl LocalCluster {
             Some(e) = self.node_failures.recv() => return e,
             Some(j) = self.routers.join_next() => j,
             Some(j) = self.coordinators.join_next() => j,
+            Some(j) = self.up_lock.join_next() => j,
         };
         match joined {
             Ok(Ok(())) => anyhow::anyhow!("a component stopped unexpectedly"),
@@ -412,6 +444,97 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// The members to run: those recorded, or `opts.nodes` new ones.
+/// The metadata store `opts` names.
+async fn open_meta(opts: &UpOptions) -> anyhow::Result<Arc<dyn MetaStore>> {
+    match &opts.meta {
+        MetaBackend::Embedded => {
+            let meta_dir = opts.data_dir.join("meta");
+            let store = EmbeddedStore::open(&meta_dir, EmbeddedOptions::default())
+                .await
+                .with_context(|| format!("opening the metadata store in {}", meta_dir.display()))?;
+            Ok(store)
+        }
+        #[cfg(feature = "etcd")]
+        MetaBackend::Etcd { endpoints } => {
+            let store = evenkeel_meta::EtcdStore::connect(evenkeel_meta::EtcdOptions::new(endpoints.clone()))
+                .await
+                .with_context(|| format!("connecting to the metadata store in etcd at {}", endpoints.join(",")))?;
+            Ok(store)
+        }
+        #[cfg(not(feature = "etcd"))]
+        MetaBackend::Etcd { .. } => {
+            bail!("this evenkeel was built without etcd support: build it with `cargo build --release --features etcd` (needs protoc: apt-get install protobuf-compiler libprotobuf-dev)")
+        }
+    }
+}
+
+/// Takes [`keys::UP_LOCK`] on a lease of [`UP_LOCK_TTL`], waiting at most
+/// that long for a crashed predecessor's lease to lapse, and returns the
+/// task that keeps it, which revokes it when `stop` is cancelled. If the
+/// lease is lost (etcd unreachable for longer than its TTL) the task takes
+/// the lock again on a new lease; only if another process took it
+/// meanwhile does it fail, and with it the cluster (see
+/// [`LocalCluster::failed`]).
+async fn hold_up_lock(meta: Arc<dyn MetaStore>, stop: CancellationToken) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
+    let lease = meta.grant_lease(UP_LOCK_TTL).await.context("granting the lease of the process lock")?;
+    let wait = UP_LOCK_TTL + Duration::from_secs(2);
+    let lock = match meta.try_lock(keys::UP_LOCK, lease).await {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => {
+            tracing::info!("another process holds {}; waiting up to {wait:?} for it to stop or its lease to lapse", keys::UP_LOCK);
+            meta.lock(keys::UP_LOCK, lease, wait).await
+        }
+        Err(e) => Err(e),
+    };
+    let lock = match lock {
+        Ok(lock) => lock,
+        Err(e) => {
+            let _ = meta.revoke_lease(lease).await;
+            let by = meta.get(keys::UP_LOCK).await.ok().flatten().and_then(|kv| kv.lease).map_or_else(|| "?".to_string(), |l| l.to_string());
+            bail!("another `evenkeel up` runs the cluster in this etcd (it holds {} on lease {by}; waited {wait:?}): {e}", keys::UP_LOCK);
+        }
+    };
+    tracing::info!(lease, token = lock.fencing_token, "holding {}", keys::UP_LOCK);
+    Ok(async move {
+        let mut lease = lease;
+        let mut tick = tokio::time::interval(UP_LOCK_TTL / 4);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    let _ = meta.revoke_lease(lease).await;
+                    return Ok(());
+                }
+                _ = tick.tick() => match meta.keep_alive(lease).await {
+                    Ok(()) => {}
+                    Err(evenkeel_meta::MetaError::LeaseNotFound(_)) => {
+                        tracing::warn!(lease, "the lease of {} expired; taking the lock again", keys::UP_LOCK);
+                        match retake_up_lock(meta.as_ref()).await {
+                            Ok(Some(new)) => lease = new,
+                            Ok(None) => bail!("lost {} (its lease expired) and another process holds it now: stopping rather than run the same nodes twice", keys::UP_LOCK),
+                            Err(e) => tracing::warn!(error = %e, "taking {} again", keys::UP_LOCK),
+                        }
+                    }
+                    // etcd unreachable for a moment: the lease outlives a
+                    // few missed keep-alives.
+                    Err(e) => tracing::warn!(error = %e, "keeping {} alive", keys::UP_LOCK),
+                },
+            }
+        }
+    })
+}
+
+/// [`keys::UP_LOCK`] on a new lease, or None if another lease holds it.
+async fn retake_up_lock(meta: &dyn MetaStore) -> Result<Option<evenkeel_meta::LeaseId>, evenkeel_meta::MetaError> {
+    let lease = meta.grant_lease(UP_LOCK_TTL).await?;
+    match meta.try_lock(keys::UP_LOCK, lease).await {
+        Ok(Some(_)) => Ok(Some(lease)),
+        other => {
+            let _ = meta.revoke_lease(lease).await;
+            other.map(|_| None)
+        }
+    }
+}
+
 async fn ensure_members(meta: &dyn MetaStore, opts: &UpOptions) -> anyhow::Result<Vec<NodeInfo>> {
     let (existing, _) = meta.get_prefix(keys::NODES_PREFIX).await?;
     let mut members: Vec<NodeInfo> = existing
@@ -435,6 +558,21 @@ async fn ensure_members(meta: &dyn MetaStore, opts: &UpOptions) -> anyhow::Resul
         }
     }
     Ok(members)
+}
+
+#[cfg(all(test, not(feature = "etcd")))]
+mod without_etcd {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_build_without_etcd_refuses_it_and_says_how_to_get_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = UpOptions::ephemeral(dir.path());
+        opts.meta = MetaBackend::Etcd { endpoints: vec!["http://127.0.0.1:2379".into()] };
+        let e = open_meta(&opts).await.err().expect("refused");
+        assert!(e.to_string().contains("--features etcd"), "{e}");
+        assert!(!dir.path().join("meta").exists(), "nothing opened instead");
+    }
 }
 
 #[cfg(all(test, target_os = "linux"))]

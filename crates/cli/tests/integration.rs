@@ -748,3 +748,32 @@ async fn up_takes_the_row_cache_size_from_its_configuration_and_refuses_bad_ones
 async fn up_takes_the_memory_purge_delay_from_its_configuration_and_refuses_bad_ones() {
     cluster_setting_is_taken_or_refused("memory_purge_delay_ms", "-1", &[("1000", "1000"), ("0", "0")], &["-2"]).await;
 }
+
+/// `up --etcd-endpoints` (or `[cluster] etcd_endpoints`) names where the
+/// metadata lives: shown by `--print-config`, an empty list refused; a
+/// start against it fails clearly when there is no etcd there (or, in a
+/// build without the `etcd` feature, says how to build one).
+#[tokio::test]
+async fn up_takes_etcd_endpoints_and_fails_clearly_without_an_etcd() {
+    let out = run_cli(&["up", "--print-config"]).await;
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("etcd_endpoints"), "the embedded store is the default");
+    let out = run_cli(&["up", "--etcd-endpoints", "http://10.0.0.1:2379,http://10.0.0.2:2379", "--print-config"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains(r#"etcd_endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]"#) || shown.contains("\"http://10.0.0.2:2379\",\n]"), "{shown}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[cluster]\netcd_endpoints = []\n").unwrap();
+    let out = run_cli(&["up", "--config", config.to_str().unwrap(), "--print-config"]).await;
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("cluster.etcd_endpoints"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let data = dir.path().join("data");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let args = ["up", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data-dir", data.to_str().unwrap(), "--etcd-endpoints", &endpoint];
+    let out = tokio::time::timeout(Duration::from_secs(30), run_cli(&args)).await.expect("gave up within 30 s");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--features etcd") || err.contains(&endpoint), "{err}");
+    assert!(!data.join("meta").exists(), "no embedded store made instead");
+}

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::admin::{migrations, wait_for_leader, wait_rebalance_end, wait_stats};
-use common::cluster::{PAUSE_BUDGET_MS, fill, keys_in, options, routing};
+use common::admin::{migrations, wait_for_leader, wait_rebalance_end, wait_stats, wait_state};
+use common::cluster::{PAUSE_BUDGET_MS, check_self_valued, fill, keys_in, move_partition_0_to_a_new_node, options, routing};
 use common::load::{Endpoint, Load};
 use evenkeel::up::LocalCluster;
 use evenkeel_coord::api::{MigrationInfo, MoveRequest, PartitionStatus};
@@ -226,19 +226,6 @@ async fn roll_back(http: &reqwest::Client, admin: &str, cluster: &LocalCluster, 
     assert_eq!(routing(cluster).await.entry(m.partition).unwrap().owner, source);
 }
 
-async fn wait_state(http: &reqwest::Client, admin: &str, id: &str, state: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let all = migrations(http, admin).await;
-        let m = all.iter().find(|m| m.id == id).expect("migration listed");
-        if m.state == state {
-            return;
-        }
-        assert!(!matches!(m.state.as_str(), "FAILED" | "CANCELLED") || state == m.state, "migration ended {}: {:?}", m.state, m.error);
-        assert!(Instant::now() < deadline, "{id} never reached {state}: {m:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Deleted keys stay deleted when their partition moves, with tombstones
 /// collected on both sides: on the source before the move (past the
@@ -364,19 +351,7 @@ async fn added_node_takes_partitions_and_survives_restart() {
     let admin = format!("http://{}", cluster.admin_addr);
     let http = reqwest::Client::new();
     wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
-    let added = http.post(format!("{admin}/v1/nodes")).json(&serde_json::json!({})).send().await.unwrap();
-    assert_eq!(added.status(), 201, "{}", added.text().await.unwrap());
-    let info: evenkeel_types::NodeInfo = added.json().await.unwrap();
-    assert_eq!(info.id, 4);
-
-    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys = keys_in("n", 0, 8, 20);
-    for k in &keys {
-        let () = conn.set(k, k).await.unwrap();
-    }
-    let m: MigrationInfo = http.post(format!("{admin}/v1/migrations")).json(&MoveRequest { partition: 0, target: 4 }).send().await.unwrap().json().await.unwrap();
-    wait_state(&http, &admin, &m.id, "DONE").await;
+    let keys = move_partition_0_to_a_new_node(&cluster, 8, "n").await;
     let refused = http.post(format!("{admin}/v1/nodes/4/remove")).send().await.unwrap();
     assert_eq!(refused.status(), 409, "a node that owns partitions cannot be removed");
     cluster.shutdown().await.unwrap();
@@ -384,12 +359,7 @@ async fn added_node_takes_partitions_and_survives_restart() {
     let cluster = LocalCluster::start(options(dir.path(), 8, 100)).await.unwrap();
     assert_eq!(cluster.node_ids, vec![1, 2, 3, 4]);
     assert_eq!(routing(&cluster).await.entry(0).unwrap().owner, 4);
-    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    for k in &keys {
-        let v: Option<String> = conn.get(k).await.unwrap();
-        assert_eq!(v.as_deref(), Some(k.as_str()));
-    }
+    check_self_valued(&cluster, &keys).await;
     cluster.shutdown().await.unwrap();
 }
 

@@ -21,11 +21,15 @@
 //! `get_prefix` and re-watch from the revision it returned.
 
 mod embedded;
+#[cfg(feature = "etcd")]
+mod etcd;
 pub mod follow;
 mod error;
 mod store;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdOptions, EtcdStore};
 pub use error::{MetaError, Result};
 pub use store::{
     CasOutcome, Compare, KeyValue, LeaseId, Lock, MAX_KEY_LEN, MAX_VALUE_LEN, MetaStore, Revision,

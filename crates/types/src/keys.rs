@@ -5,6 +5,11 @@
 
 use crate::routing::NodeId;
 
+/// Held, as a lock on its lease, by the `evenkeel up` process that runs the
+/// cluster when the metadata lives in etcd: one process runs every node, so
+/// a second one on the same etcd cluster is refused (the embedded store's
+/// lock file does this for a data directory).
+pub const UP_LOCK: &str = "/evenkeel/up";
 /// [`crate::routing::ClusterConfig`], written once at bootstrap.
 pub const CLUSTER: &str = "/evenkeel/cluster";
 /// The [`crate::RoutingTable`]; changed only by compare-and-swap.

@@ -56,3 +56,19 @@ pub async fn wait_rebalance_end(http: &reqwest::Client, admin: &str, within: Dur
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Waits (up to 30 s) until migration `id` is in `state`; fails at once if
+/// it ended FAILED or CANCELLED instead.
+pub async fn wait_state(http: &reqwest::Client, admin: &str, id: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = migrations(http, admin).await;
+        let m = all.iter().find(|m| m.id == id).expect("migration listed");
+        if m.state == state {
+            return;
+        }
+        assert!(!matches!(m.state.as_str(), "FAILED" | "CANCELLED") || state == m.state, "migration ended {}: {:?}", m.state, m.error);
+        assert!(Instant::now() < deadline, "{id} never reached {state}: {m:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -44,6 +44,40 @@ pub fn keys_in(prefix: &str, partition: PartitionId, partitions: u32, n: usize) 
     (0..).map(|i| format!("{prefix}{i}")).filter(|k| slot::key_partition(k.as_bytes(), partitions as u16) == partition).take(n).collect()
 }
 
+/// Adds a node through the admin API (node 4 of a 3-node cluster), writes
+/// 20 keys of partition 0 (of `partitions`) named `{prefix}{i}`, each with
+/// itself as its value, moves partition 0 to the new node and waits until
+/// the move is DONE. Returns the keys.
+pub async fn move_partition_0_to_a_new_node(cluster: &LocalCluster, partitions: u32, prefix: &str) -> Vec<String> {
+    let admin = format!("http://{}", cluster.admin_addr);
+    let http = reqwest::Client::new();
+    let added = http.post(format!("{admin}/v1/nodes")).json(&serde_json::json!({})).send().await.unwrap();
+    assert_eq!(added.status(), 201, "{}", added.text().await.unwrap());
+    let info: evenkeel_types::NodeInfo = added.json().await.unwrap();
+    assert_eq!(info.id, 4);
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys = keys_in(prefix, 0, partitions, 20);
+    for k in &keys {
+        let () = conn.set(k, k).await.unwrap();
+    }
+    let request = evenkeel_coord::api::MoveRequest { partition: 0, target: 4 };
+    let m: evenkeel_coord::api::MigrationInfo = http.post(format!("{admin}/v1/migrations")).json(&request).send().await.unwrap().json().await.unwrap();
+    super::admin::wait_state(&http, &admin, &m.id, "DONE").await;
+    keys
+}
+
+/// Every key reads back through the cluster's router with itself as its
+/// value (as [`move_partition_0_to_a_new_node`] wrote them).
+pub async fn check_self_valued(cluster: &LocalCluster, keys: &[String]) {
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for k in keys {
+        let v: Option<String> = conn.get(k).await.unwrap();
+        assert_eq!(v.as_deref(), Some(k.as_str()), "{k}");
+    }
+}
+
 /// Writes every key with a value of `size` bytes, in MSETs of 200.
 pub async fn fill(client: &redis::Client, keys: &[String], size: usize) {
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();

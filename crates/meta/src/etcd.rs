@@ -1,0 +1,355 @@
+//! The etcd v3 backend: the same [`MetaStore`] contract on a shared etcd
+//! cluster, so coordinators, routers and nodes on different machines see one
+//! metadata store (feature `etcd`).
+//!
+//! Each trait method is one etcd request; nothing is cached here, so every
+//! read is linearizable (etcd's default) and every revision is etcd's own
+//! store-wide revision, which the trait's model was built on:
+//!
+//! - `compare_and_swap` is one transaction: compare the key's `version`
+//!   (absent: 0) or `mod_revision`, then put or delete it, else read it for
+//!   the conflict's current value.
+//! - `watch_prefix` relays one etcd watch through a bounded channel of
+//!   `watch_buffer` events. A consumer that falls that far behind gets
+//!   `WatchLagged` and the stream ends, as with the embedded store; a watch
+//!   from a compacted revision gets `Compacted`; a watch the server cancels
+//!   or whose connection breaks ends with `Unavailable`. Callers then re-read
+//!   and re-watch (`follow`).
+//! - Leases are etcd's: TTLs are whole seconds (rounded up) and etcd raises
+//!   a TTL below its minimum (1.5 s rounded up, with its default election
+//!   timeout) to that minimum.
+//!
+//! Unary requests are bounded by `request_timeout`; a request that times
+//! out or loses its connection reports `Unavailable`, and may or may not
+//! have taken effect (a CAS caller re-reads, as after any conflict).
+//! Watches are not bounded by it: they last as long as their consumer.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions,
+    Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
+use futures::Stream;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use crate::error::{MetaError, Result};
+use crate::store::{
+    CasOutcome, Compare, KeyValue, LeaseId, MetaStore, Revision, WatchEvent, WatchStream,
+    prefix_range_end, validate_key, validate_lease, validate_prefix, validate_value,
+};
+
+/// How to reach etcd.
+#[derive(Debug, Clone)]
+pub struct EtcdOptions {
+    /// Client URLs of the etcd members, e.g. `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// Longest wait for the first connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for one unary request's answer.
+    pub request_timeout: Duration,
+    /// Events a watcher may have queued before it is dropped with `WatchLagged`.
+    pub watch_buffer: usize,
+}
+
+impl EtcdOptions {
+    pub fn new(endpoints: Vec<String>) -> Self {
+        EtcdOptions {
+            endpoints,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            watch_buffer: 1024,
+        }
+    }
+}
+
+/// A [`MetaStore`] on an etcd cluster.
+pub struct EtcdStore {
+    client: Client,
+    opts: EtcdOptions,
+}
+
+impl EtcdStore {
+    /// Connects to `opts.endpoints` and checks that etcd answers.
+    pub async fn connect(opts: EtcdOptions) -> Result<Arc<Self>> {
+        if opts.endpoints.is_empty() {
+            return Err(MetaError::InvalidArgument("no etcd endpoint given".into()));
+        }
+        if opts.watch_buffer == 0 {
+            return Err(MetaError::InvalidArgument("watch_buffer must be at least 1".into()));
+        }
+        let connect = ConnectOptions::new()
+            .with_connect_timeout(opts.connect_timeout)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        let endpoints = opts.endpoints.clone();
+        let client = bounded(opts.connect_timeout, "a connection", Client::connect(endpoints, Some(connect))).await?.map_err(|e| error("a connection", e))?;
+        let store = Arc::new(EtcdStore { client, opts });
+        // `connect` is lazy about the channel; a first request tells an
+        // endpoint with no etcd behind it from one that answers.
+        store.current_revision().await.map_err(|e| match e {
+            MetaError::Unavailable(why) => {
+                MetaError::Unavailable(format!("etcd at {} does not answer: {why}", store.opts.endpoints.join(",")))
+            }
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    /// One unary request, bounded by `request_timeout`.
+    async fn call<T>(&self, what: &str, f: impl Future<Output = EtcdResult<T>>) -> Result<T> {
+        self.ask(what, f).await?.map_err(|e| error(what, e))
+    }
+
+    /// [`Self::call`] that leaves the etcd error to the caller (lease
+    /// requests tell "no such lease" apart); only a timeout is mapped.
+    async fn ask<T>(&self, what: &str, f: impl Future<Output = EtcdResult<T>>) -> Result<EtcdResult<T>> {
+        bounded(self.opts.request_timeout, what, f).await
+    }
+}
+
+type EtcdResult<T> = std::result::Result<T, etcd_client::Error>;
+
+/// `f`, failing with `Unavailable` after `limit`.
+async fn bounded<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> Result<T> {
+    tokio::time::timeout(limit, f).await.map_err(|_| {
+        MetaError::Unavailable(format!("etcd did not answer {what} within {limit:?}; the request may or may not have taken effect"))
+    })
+}
+
+/// A lease request's answer, "no such lease" told apart.
+fn lease_answer<T>(what: &str, lease: LeaseId, answer: EtcdResult<T>) -> Result<T> {
+    answer.map_err(|e| if lease_not_found(&e) { MetaError::LeaseNotFound(lease) } else { error(what, e) })
+}
+
+/// The trait's error for an etcd client error.
+fn error(what: &str, e: etcd_client::Error) -> MetaError {
+    use etcd_client::Error as E;
+    match e {
+        E::InvalidArgs(m) => MetaError::InvalidArgument(m),
+        E::GRpcStatus(s) if s.code() == tonic::Code::InvalidArgument || s.code() == tonic::Code::FailedPrecondition => {
+            MetaError::InvalidArgument(format!("etcd refused {what}: {}", s.message()))
+        }
+        other => MetaError::Unavailable(format!("etcd {what}: {other}")),
+    }
+}
+
+/// Whether `e` is etcd's answer for a lease it does not have.
+fn lease_not_found(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => s.code() == tonic::Code::NotFound && s.message().contains("lease not found"),
+        etcd_client::Error::LeaseKeepAliveError(m) => m.contains("lease not found"),
+        _ => false,
+    }
+}
+
+/// etcd's revisions are i64, never negative.
+fn revision(r: i64) -> Revision {
+    u64::try_from(r).unwrap_or(0)
+}
+
+fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<Revision> {
+    header.map(|h| revision(h.revision())).ok_or_else(|| MetaError::Corrupt("etcd answered without a response header".into()))
+}
+
+fn key_value(kv: &etcd_client::KeyValue) -> Result<KeyValue> {
+    let key = std::str::from_utf8(kv.key()).map_err(|_| MetaError::Corrupt(format!("etcd key {:?} is not UTF-8", kv.key())))?;
+    Ok(KeyValue {
+        key: key.to_owned(),
+        value: kv.value().to_vec(),
+        create_revision: revision(kv.create_revision()),
+        mod_revision: revision(kv.mod_revision()),
+        lease: (kv.lease() != 0).then_some(kv.lease()),
+    })
+}
+
+/// The first key of the range `prefix` covers: etcd refuses an empty key,
+/// and `\0` with range end `\0` is its spelling of "every key".
+fn range_start(prefix: &str) -> Vec<u8> {
+    if prefix.is_empty() { vec![0] } else { prefix.as_bytes().to_vec() }
+}
+
+#[async_trait::async_trait]
+impl MetaStore for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        validate_key(key)?;
+        let mut kv = self.client.kv_client();
+        let resp = self.call("a get", kv.get(key, None)).await?;
+        resp.kvs().first().map(key_value).transpose()
+    }
+
+    async fn get_prefix(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision)> {
+        validate_prefix(prefix)?;
+        let mut kv = self.client.kv_client().max_decoding_message_size(usize::MAX);
+        let options = GetOptions::new().with_range(prefix_range_end(prefix));
+        let resp = self.call("a prefix read", kv.get(range_start(prefix), Some(options))).await?;
+        let kvs = resp.kvs().iter().map(key_value).collect::<Result<Vec<_>>>()?;
+        Ok((kvs, header_revision(resp.header())?))
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {
+        validate_key(key)?;
+        validate_value(&value)?;
+        validate_lease(lease)?;
+        let mut kv = self.client.kv_client();
+        let options = lease.map(|id| PutOptions::new().with_lease(id));
+        let resp = lease_answer("a put", lease.unwrap_or(0), self.ask("a put", kv.put(key, value, options)).await?)?;
+        header_revision(resp.header())
+    }
+
+    async fn delete(&self, key: &str) -> Result<Option<Revision>> {
+        validate_key(key)?;
+        let mut kv = self.client.kv_client();
+        let resp = self.call("a delete", kv.delete(key, None)).await?;
+        Ok((resp.deleted() > 0).then(|| header_revision(resp.header())).transpose()?)
+    }
+
+    async fn compare_and_swap(&self, key: &str, expect: Compare, value: Option<Vec<u8>>, lease: Option<LeaseId>) -> Result<CasOutcome> {
+        validate_key(key)?;
+        if let Some(v) = &value {
+            validate_value(v)?;
+        }
+        validate_lease(lease)?;
+        let compare = match expect {
+            // An absent key has version 0 in etcd's comparisons.
+            Compare::Absent | Compare::ModRevision(0) => EtcdCompare::version(key, CompareOp::Equal, 0),
+            Compare::ModRevision(rev) => EtcdCompare::mod_revision(key, CompareOp::Equal, i64::try_from(rev).unwrap_or(i64::MAX)),
+        };
+        let write = match value {
+            Some(v) => TxnOp::put(key, v, lease.map(|id| PutOptions::new().with_lease(id))),
+            None => TxnOp::delete(key, None),
+        };
+        let txn = Txn::new().when([compare]).and_then([write]).or_else([TxnOp::get(key, None)]);
+        let mut kv = self.client.kv_client();
+        let resp = lease_answer("a compare-and-swap", lease.unwrap_or(0), self.ask("a compare-and-swap", kv.txn(txn)).await?)?;
+        if resp.succeeded() {
+            return Ok(CasOutcome::Swapped(header_revision(resp.header())?));
+        }
+        let current = match resp.op_responses().into_iter().next() {
+            Some(TxnOpResponse::Get(get)) => get.kvs().first().map(key_value).transpose()?,
+            _ => return Err(MetaError::Corrupt("etcd's failed compare-and-swap did not return the key".into())),
+        };
+        Ok(CasOutcome::Conflict(current))
+    }
+
+    async fn watch_prefix(&self, prefix: &str, from_revision: Revision) -> Result<WatchStream> {
+        validate_prefix(prefix)?;
+        let mut options = WatchOptions::new().with_range(prefix_range_end(prefix));
+        if from_revision > 0 {
+            options = options.with_start_revision(i64::try_from(from_revision).unwrap_or(i64::MAX));
+        }
+        let mut watch = self.client.watch_client();
+        let mut stream = self.call("a watch", watch.watch(range_start(prefix), Some(options))).await?;
+        let (tx, rx) = mpsc::channel(self.opts.watch_buffer);
+        let end = Arc::new(Mutex::new(None));
+        let end_set = end.clone();
+        tokio::spawn(async move {
+            let why = tokio::select! {
+                why = relay(&mut stream, &tx, from_revision) => why,
+                // The consumer dropped the stream: stop watching.
+                () = tx.closed() => return,
+            };
+            *end_set.lock() = Some(why);
+            // Dropping `stream` here closes the watch on the server.
+        });
+        Ok(Box::pin(Relayed { rx, end, done: false }))
+    }
+
+    async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
+        let seconds = i64::try_from(ttl.as_millis().div_ceil(1000)).unwrap_or(i64::MAX).max(1);
+        let mut lease = self.client.lease_client();
+        let resp = self.call("a lease grant", lease.grant(seconds, None)).await?;
+        if !resp.error().is_empty() {
+            return Err(MetaError::Unavailable(format!("etcd refused a lease: {}", resp.error())));
+        }
+        Ok(resp.id())
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
+        validate_lease(Some(lease))?;
+        let mut client = self.client.lease_client();
+        // The client sends one keep-alive and reads its answer: a TTL above
+        // zero, or "lease not found" (etcd answers 0 for a lease it lost).
+        lease_answer("a lease keep-alive", lease, self.ask("a lease keep-alive", client.keep_alive(lease)).await?)?;
+        Ok(())
+    }
+
+    async fn revoke_lease(&self, lease: LeaseId) -> Result<()> {
+        validate_lease(Some(lease))?;
+        let mut client = self.client.lease_client();
+        lease_answer("a lease revoke", lease, self.ask("a lease revoke", client.revoke(lease)).await?)?;
+        Ok(())
+    }
+
+    async fn current_revision(&self) -> Result<Revision> {
+        let mut kv = self.client.kv_client();
+        let options = GetOptions::new().with_count_only().with_range(vec![0]);
+        let resp = self.call("a revision read", kv.get(vec![0], Some(options))).await?;
+        header_revision(resp.header())
+    }
+}
+
+/// Moves one etcd watch's events into `tx` until it ends; returns why.
+async fn relay(stream: &mut etcd_client::WatchStream, tx: &mpsc::Sender<WatchEvent>, from_revision: Revision) -> MetaError {
+    loop {
+        let resp = match stream.message().await {
+            Ok(Some(resp)) => resp,
+            Ok(None) => return MetaError::Unavailable("etcd closed the watch".into()),
+            Err(e) => return error("a watch", e),
+        };
+        if resp.compact_revision() > 0 {
+            return MetaError::Compacted { requested: from_revision, oldest: revision(resp.compact_revision()) };
+        }
+        if resp.canceled() {
+            return MetaError::Unavailable(format!("etcd cancelled the watch: {}", resp.cancel_reason()));
+        }
+        for event in resp.events() {
+            let Some(kv) = event.kv() else { continue };
+            let event = match event.event_type() {
+                EventType::Put => match key_value(kv) {
+                    Ok(kv) => WatchEvent::Put(kv),
+                    Err(e) => return e,
+                },
+                EventType::Delete => match std::str::from_utf8(kv.key()) {
+                    Ok(key) => WatchEvent::Delete { key: key.to_owned(), mod_revision: revision(kv.mod_revision()) },
+                    Err(_) => return MetaError::Corrupt(format!("etcd key {:?} is not UTF-8", kv.key())),
+                },
+            };
+            match tx.try_send(event) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => return MetaError::WatchLagged,
+                Err(mpsc::error::TrySendError::Closed(_)) => return MetaError::Closed,
+            }
+        }
+    }
+}
+
+/// The consumer's side of a relayed watch: the queued events, then why the
+/// watch ended.
+struct Relayed {
+    rx: mpsc::Receiver<WatchEvent>,
+    end: Arc<Mutex<Option<MetaError>>>,
+    done: bool,
+}
+
+impl Stream for Relayed {
+    type Item = Result<WatchEvent>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(event)) => Poll::Ready(Some(Ok(event))),
+            Poll::Ready(None) => {
+                self.done = true;
+                let why = self.end.lock().take().unwrap_or(MetaError::Closed);
+                Poll::Ready(Some(Err(why)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
