@@ -6,6 +6,7 @@
 //! starts through it. A node that stops on its own reports its error on the
 //! failure channel, which `evenkeel up` watches.
 
+use crate::claims::Claims;
 use anyhow::Context;
 use evenkeel_coord::nodes::NodeLauncher;
 use evenkeel_meta::MetaStore;
@@ -44,6 +45,25 @@ pub struct NodeDefaults {
     pub log_retention_entries: u64,
 }
 
+impl NodeDefaults {
+    /// Node `id`'s configuration, its store in `dir`.
+    pub fn config(&self, id: NodeId, dir: PathBuf) -> NodeConfig {
+        let mut store = StoreConfig::new(dir, self.num_partitions);
+        store.durability = self.durability;
+        store.cache_bytes = self.cache_bytes;
+        store.memtable_bytes = self.memtable_bytes;
+        store.row_cache_bytes = self.row_cache_bytes;
+        store.log_retention_entries = self.log_retention_entries;
+        let mut config = NodeConfig::new(id, store);
+        config.background_lane = self.background_lane;
+        config.in_process = self.in_process;
+        config.bulk_priority = self.bulk_priority;
+        config.bulk_cpu_budget = self.bulk_cpu_budget.clone();
+        config.tombstone_grace = self.tombstone_grace;
+        config
+    }
+}
+
 struct Running {
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -58,33 +78,26 @@ pub struct Launcher {
     /// The runtime nodes run on (the one that created the launcher), also
     /// for nodes launched from the coordinator's own runtime (`node add`).
     runtime: tokio::runtime::Handle,
+    /// With the metadata in etcd: each node is claimed before it starts.
+    claims: Option<Arc<Claims>>,
 }
 
 /// How long a launched node may take to register its heartbeat.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Launcher {
-    pub fn new(meta: Arc<dyn MetaStore>, defaults: NodeDefaults, stop_all: CancellationToken) -> (Arc<Launcher>, mpsc::Receiver<anyhow::Error>) {
+    pub fn new(meta: Arc<dyn MetaStore>, defaults: NodeDefaults, claims: Option<Arc<Claims>>, stop_all: CancellationToken) -> (Arc<Launcher>, mpsc::Receiver<anyhow::Error>) {
         let (failures, rx) = mpsc::channel(16);
         let runtime = tokio::runtime::Handle::current();
-        (Arc::new(Launcher { meta, defaults, stop_all, running: Mutex::new(HashMap::new()), failures, runtime }), rx)
+        (Arc::new(Launcher { meta, defaults, stop_all, running: Mutex::new(HashMap::new()), failures, runtime, claims }), rx)
     }
 
     async fn start(&self, info: &NodeInfo) -> anyhow::Result<()> {
+        if let Some(claims) = &self.claims {
+            claims.claim(info.id).await?;
+        }
         let dir = info.data_dir.clone().map_or_else(|| self.node_dir(info.id), PathBuf::from);
-        let mut store = StoreConfig::new(dir, self.defaults.num_partitions);
-        store.durability = self.defaults.durability;
-        store.cache_bytes = self.defaults.cache_bytes;
-        store.memtable_bytes = self.defaults.memtable_bytes;
-        store.row_cache_bytes = self.defaults.row_cache_bytes;
-        store.log_retention_entries = self.defaults.log_retention_entries;
-        let mut config = NodeConfig::new(info.id, store);
-        config.background_lane = self.defaults.background_lane;
-        config.in_process = self.defaults.in_process;
-        config.bulk_priority = self.defaults.bulk_priority;
-        config.bulk_cpu_budget = self.defaults.bulk_cpu_budget.clone();
-        config.tombstone_grace = self.defaults.tombstone_grace;
-        let node = Node::open(config).with_context(|| format!("opening node {}", info.id))?;
+        let node = Node::open(self.defaults.config(info.id, dir)).with_context(|| format!("opening node {}", info.id))?;
         // Bound here, registered with the nodes' runtime in the task: a
         // tokio listener belongs to the reactor of the runtime that made it.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding a node port")?;

@@ -26,6 +26,10 @@ struct Cli {
 enum Command {
     /// Run a whole cluster (nodes, router, coordinator) in this process.
     Up(UpArgs),
+    /// Run one role of a cluster (a node, a router or a coordinator) in
+    /// this process, the metadata shared with the others in etcd
+    /// (--etcd-endpoints): a cluster over several processes or machines.
+    Serve(ServeArgs),
     /// Measure latency and correctness under load, before/during/after a
     /// disruptive command, against any Redis-protocol endpoint.
     Bench(evenkeel_bench::BenchArgs),
@@ -88,6 +92,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(value_enum)]
+    role: evenkeel::serve::Role,
+    /// node: the node's id (a new id joins the cluster as a new node).
+    #[arg(long)]
+    id: Option<u32>,
+    /// The role's settings, as for `up`: --listen is the node's gRPC
+    /// address (default 127.0.0.1:0) or the router's RESP address, --admin
+    /// the coordinator's, --nodes what the coordinator bootstraps with,
+    /// --data-dir where a node keeps node-ID.
+    #[command(flatten)]
+    up: UpArgs,
 }
 
 /// Flags override the configuration file; both override the defaults
@@ -246,11 +265,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Settled before any thread starts: transparent huge pages are a
     // process-wide choice (see `disable_transparent_huge_pages`).
+    let mut serving = None;
     let (command, up_opts) = match cli.command {
         Command::Up(args) => {
             let print = args.print_config;
             match up_options(args) {
                 Ok(opts) => (None, Some((opts, print))),
+                Err(e) => return fail(e),
+            }
+        }
+        Command::Serve(ServeArgs { role, id, up }) => {
+            let (print, node_listen) = (up.print_config, up.listen);
+            match up_options(up) {
+                Ok(mut opts) => {
+                    // A node's own address; the file's `listen` is the router's.
+                    if role == evenkeel::serve::Role::Node {
+                        opts.listen = node_listen.unwrap_or_else(|| "127.0.0.1:0".parse().expect("valid"));
+                    }
+                    serving = Some((role, id));
+                    (None, Some((opts, print)))
+                }
                 Err(e) => return fail(e),
             }
         }
@@ -281,10 +315,13 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let Some(command) = command else {
             let (opts, print) = up_opts.expect("up options");
-            return up(opts, print).await;
+            return match serving {
+                Some((role, id)) if !print => serve(role, id, opts).await,
+                _ => up(opts, print).await,
+            };
         };
         match command {
-            Command::Up(_) => unreachable!("handled above"),
+            Command::Up(_) | Command::Serve(_) => unreachable!("handled above"),
             Command::Cluster { command: ClusterCommand::Status { admin, json } } => status(&admin, json).await,
             Command::Bench(args) => Ok(evenkeel_bench::run_cli(args).await?),
             Command::Move { partition, node, wait, no_dual_write, no_copy_on_read, shadow_read_ratio, admin, json } => {
@@ -425,6 +462,20 @@ async fn up(opts: UpOptions, print: bool) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     cluster.shutdown().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn serve(role: evenkeel::serve::Role, id: Option<u32>, opts: UpOptions) -> anyhow::Result<()> {
+    init_logging();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopping = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stopping.cancel();
+    });
+    evenkeel::serve::serve(role, id, opts, stop).await?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

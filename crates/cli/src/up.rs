@@ -14,6 +14,7 @@
 use anyhow::{Context, bail};
 use evenkeel_coord::{CoordConfig, Coordinator, bootstrap};
 use evenkeel_meta::{CasOutcome, Compare, EmbeddedOptions, EmbeddedStore, MetaStore};
+use crate::claims::Claims;
 use crate::launcher::{Launcher, NodeDefaults};
 use evenkeel_coord::nodes::NodeLauncher;
 use evenkeel_node::{CpuBudget, Durability};
@@ -51,10 +52,6 @@ pub enum MetaBackend {
     /// with the `etcd` feature). Node data stays in `DATA_DIR`.
     Etcd { endpoints: Vec<String> },
 }
-
-/// How long the lease behind [`keys::UP_LOCK`] lives without a keep-alive:
-/// a crashed `up` holds the cluster this long before a new one may start.
-const UP_LOCK_TTL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -187,6 +184,24 @@ pub fn transparent_huge_pages_disabled() -> bool {
 }
 
 impl UpOptions {
+    /// What every node this process runs is configured with.
+    pub(crate) fn node_defaults(&self, num_partitions: u16) -> anyhow::Result<NodeDefaults> {
+        Ok(NodeDefaults {
+            data_root: self.data_dir.clone(),
+            num_partitions,
+            durability: self.durability,
+            cache_bytes: self.cache_bytes,
+            memtable_bytes: self.memtable_bytes,
+            row_cache_bytes: self.row_cache_bytes,
+            background_lane: self.background_lane,
+            in_process: self.in_process_rpc,
+            bulk_priority: Priority::of(self.bulk_idle, self.bulk_nice),
+            bulk_cpu_budget: (self.bulk_cpu_percent > 0.0).then(|| CpuBudget::new(self.bulk_cpu_percent)).transpose().map_err(|e| anyhow::anyhow!(e))?,
+            tombstone_grace: self.tombstone_grace,
+            log_retention_entries: self.log_retention_entries,
+        })
+    }
+
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         UpOptions {
             data_dir: data_dir.into(),
@@ -237,10 +252,10 @@ pub struct LocalCluster {
     pub meta: Arc<dyn MetaStore>,
     pub node_ids: Vec<NodeId>,
     stop: CancellationToken,
-    /// With the metadata in etcd: the task holding [`keys::UP_LOCK`], and
-    /// what stops it (after the nodes, at shutdown).
-    up_lock: JoinSet<anyhow::Result<()>>,
-    up_lock_stop: CancellationToken,
+    /// With the metadata in etcd: the task keeping this process's node
+    /// claims ([`Claims`]), and what stops it (after the nodes, at shutdown).
+    claims: JoinSet<anyhow::Result<()>>,
+    claims_stop: CancellationToken,
     routers: JoinSet<anyhow::Result<()>>,
     coordinators: JoinSet<anyhow::Result<()>>,
     /// Stops the running coordinator alone (a child of `stop`).
@@ -257,31 +272,25 @@ impl LocalCluster {
         std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("creating {}", opts.data_dir.display()))?;
         let meta = open_meta(&opts).await?;
         let stop = CancellationToken::new();
-        // Not a child of `stop`: released only after every node stopped.
-        let up_lock_stop = CancellationToken::new();
-        let mut up_lock = JoinSet::new();
-        if matches!(opts.meta, MetaBackend::Etcd { .. }) {
-            up_lock.spawn(hold_up_lock(meta.clone(), up_lock_stop.clone()).await?);
-        }
+        // On etcd other processes may run nodes of this cluster: claim each
+        // node before starting it. Released (not a child of `stop`) only
+        // after every node stopped.
+        let claims_stop = CancellationToken::new();
+        let mut claims = JoinSet::new();
+        let node_claims = match opts.meta {
+            MetaBackend::Etcd { .. } => {
+                let c = Claims::new(meta.clone()).await?;
+                claims.spawn(c.clone().keep(claims_stop.clone()));
+                Some(c)
+            }
+            MetaBackend::Embedded => None,
+        };
         let config = bootstrap::ensure_cluster_config(meta.as_ref(), opts.partitions).await?;
         let members = ensure_members(meta.as_ref(), &opts).await?;
         let router_listener = bind(opts.listen, "router").await?;
         let admin_listener = bind(opts.admin, "admin API").await?;
-        let defaults = NodeDefaults {
-            data_root: opts.data_dir.clone(),
-            num_partitions: config.num_partitions,
-            durability: opts.durability,
-            cache_bytes: opts.cache_bytes,
-            memtable_bytes: opts.memtable_bytes,
-            row_cache_bytes: opts.row_cache_bytes,
-            background_lane: opts.background_lane,
-            in_process: opts.in_process_rpc,
-            bulk_priority: Priority::of(opts.bulk_idle, opts.bulk_nice),
-            bulk_cpu_budget: (opts.bulk_cpu_percent > 0.0).then(|| CpuBudget::new(opts.bulk_cpu_percent)).transpose().map_err(|e| anyhow::anyhow!(e))?,
-            tombstone_grace: opts.tombstone_grace,
-            log_retention_entries: opts.log_retention_entries,
-        };
-        let (launcher, node_failures) = Launcher::new(meta.clone(), defaults, stop.clone());
+        let defaults = opts.node_defaults(config.num_partitions)?;
+        let (launcher, node_failures) = Launcher::new(meta.clone(), defaults, node_claims, stop.clone());
         for info in &members {
             launcher.launch(info).await.map_err(|e| anyhow::anyhow!(e))?;
         }
@@ -291,7 +300,7 @@ impl LocalCluster {
         let node_ids = members.iter().map(|m| m.id).collect();
         let coord_stop = stop.child_token();
         let coord_runtime = Arc::new(CoordRuntime::new(opts.coordinator_nice)?);
-        let mut cluster = LocalCluster { router_addr, admin_addr, meta, node_ids, stop, up_lock, up_lock_stop, routers: JoinSet::new(), coordinators: JoinSet::new(), coord_stop, coord_config, coord_runtime, launcher, node_failures };
+        let mut cluster = LocalCluster { router_addr, admin_addr, meta, node_ids, stop, claims, claims_stop, routers: JoinSet::new(), coordinators: JoinSet::new(), coord_stop, coord_config, coord_runtime, launcher, node_failures };
         cluster.spawn_coordinator(admin_listener);
         // The router accepts clients only once the routing table exists.
         // Serving earlier answered PING (so clients and scripts took the
@@ -374,9 +383,9 @@ impl LocalCluster {
             }
         }
         self.launcher.join_all().await;
-        self.up_lock_stop.cancel();
-        while let Some(joined) = self.up_lock.join_next().await {
-            joined.context("the process lock's task panicked")??;
+        self.claims_stop.cancel();
+        while let Some(joined) = self.claims.join_next().await {
+            joined.context("the node claims' task panicked")??;
         }
         Ok(())
     }
@@ -387,7 +396,7 @@ impl LocalCluster {
             Some(e) = self.node_failures.recv() => return e,
             Some(j) = self.routers.join_next() => j,
             Some(j) = self.coordinators.join_next() => j,
-            Some(j) = self.up_lock.join_next() => j,
+            Some(j) = self.claims.join_next() => j,
         };
         match joined {
             Ok(Ok(())) => anyhow::anyhow!("a component stopped unexpectedly"),
@@ -439,13 +448,13 @@ fn node_dir(opts: &UpOptions, id: NodeId) -> PathBuf {
     opts.data_dir.join(format!("node-{id}"))
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for the {what}"))
 }
 
 /// The members to run: those recorded, or `opts.nodes` new ones.
 /// The metadata store `opts` names.
-async fn open_meta(opts: &UpOptions) -> anyhow::Result<Arc<dyn MetaStore>> {
+pub(crate) async fn open_meta(opts: &UpOptions) -> anyhow::Result<Arc<dyn MetaStore>> {
     match &opts.meta {
         MetaBackend::Embedded => {
             let meta_dir = opts.data_dir.join("meta");
@@ -464,73 +473,6 @@ async fn open_meta(opts: &UpOptions) -> anyhow::Result<Arc<dyn MetaStore>> {
         #[cfg(not(feature = "etcd"))]
         MetaBackend::Etcd { .. } => {
             bail!("this evenkeel was built without etcd support: build it with `cargo build --release --features etcd` (needs protoc: apt-get install protobuf-compiler libprotobuf-dev)")
-        }
-    }
-}
-
-/// Takes [`keys::UP_LOCK`] on a lease of [`UP_LOCK_TTL`], waiting at most
-/// that long for a crashed predecessor's lease to lapse, and returns the
-/// task that keeps it, which revokes it when `stop` is cancelled. If the
-/// lease is lost (etcd unreachable for longer than its TTL) the task takes
-/// the lock again on a new lease; only if another process took it
-/// meanwhile does it fail, and with it the cluster (see
-/// [`LocalCluster::failed`]).
-async fn hold_up_lock(meta: Arc<dyn MetaStore>, stop: CancellationToken) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + Send + 'static> {
-    let lease = meta.grant_lease(UP_LOCK_TTL).await.context("granting the lease of the process lock")?;
-    let wait = UP_LOCK_TTL + Duration::from_secs(2);
-    let lock = match meta.try_lock(keys::UP_LOCK, lease).await {
-        Ok(Some(lock)) => Ok(lock),
-        Ok(None) => {
-            tracing::info!("another process holds {}; waiting up to {wait:?} for it to stop or its lease to lapse", keys::UP_LOCK);
-            meta.lock(keys::UP_LOCK, lease, wait).await
-        }
-        Err(e) => Err(e),
-    };
-    let lock = match lock {
-        Ok(lock) => lock,
-        Err(e) => {
-            let _ = meta.revoke_lease(lease).await;
-            let by = meta.get(keys::UP_LOCK).await.ok().flatten().and_then(|kv| kv.lease).map_or_else(|| "?".to_string(), |l| l.to_string());
-            bail!("another `evenkeel up` runs the cluster in this etcd (it holds {} on lease {by}; waited {wait:?}): {e}", keys::UP_LOCK);
-        }
-    };
-    tracing::info!(lease, token = lock.fencing_token, "holding {}", keys::UP_LOCK);
-    Ok(async move {
-        let mut lease = lease;
-        let mut tick = tokio::time::interval(UP_LOCK_TTL / 4);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => {
-                    let _ = meta.revoke_lease(lease).await;
-                    return Ok(());
-                }
-                _ = tick.tick() => match meta.keep_alive(lease).await {
-                    Ok(()) => {}
-                    Err(evenkeel_meta::MetaError::LeaseNotFound(_)) => {
-                        tracing::warn!(lease, "the lease of {} expired; taking the lock again", keys::UP_LOCK);
-                        match retake_up_lock(meta.as_ref()).await {
-                            Ok(Some(new)) => lease = new,
-                            Ok(None) => bail!("lost {} (its lease expired) and another process holds it now: stopping rather than run the same nodes twice", keys::UP_LOCK),
-                            Err(e) => tracing::warn!(error = %e, "taking {} again", keys::UP_LOCK),
-                        }
-                    }
-                    // etcd unreachable for a moment: the lease outlives a
-                    // few missed keep-alives.
-                    Err(e) => tracing::warn!(error = %e, "keeping {} alive", keys::UP_LOCK),
-                },
-            }
-        }
-    })
-}
-
-/// [`keys::UP_LOCK`] on a new lease, or None if another lease holds it.
-async fn retake_up_lock(meta: &dyn MetaStore) -> Result<Option<evenkeel_meta::LeaseId>, evenkeel_meta::MetaError> {
-    let lease = meta.grant_lease(UP_LOCK_TTL).await?;
-    match meta.try_lock(keys::UP_LOCK, lease).await {
-        Ok(Some(_)) => Ok(Some(lease)),
-        other => {
-            let _ = meta.revoke_lease(lease).await;
-            other.map(|_| None)
         }
     }
 }

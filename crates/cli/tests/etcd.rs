@@ -35,7 +35,7 @@ async fn a_cluster_on_etcd_moves_a_partition_and_comes_back_after_a_restart() {
     let other = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let refused = LocalCluster::start(on_etcd(other.path())).await.err().expect("a second `up` on the same etcd is refused");
-    assert!(refused.to_string().contains("another `evenkeel up`"), "{refused:#}");
+    assert!(format!("{refused:#}").contains("node 1 runs in another process"), "{refused:#}");
     assert!(started.elapsed() >= Duration::from_secs(10), "it waited for the lease: {:?}", started.elapsed());
 
     let admin = format!("http://{}", cluster.admin_addr);
@@ -130,33 +130,179 @@ async fn clients_are_served_while_etcd_is_down_and_the_cluster_recovers_after() 
     cluster.shutdown().await.unwrap();
 }
 
-/// The process lock's lease lost (as after an etcd outage longer than its
-/// TTL): the process takes the lock again on a new lease; if another
-/// process took it meanwhile, this one stops rather than run the same
-/// nodes twice.
+/// The lease a process claims its nodes on lost (as after an etcd outage
+/// longer than its TTL): the process claims them again on a new lease; if
+/// another process took one meanwhile, this one stops rather than run that
+/// node twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_process_lock_is_taken_again_unless_another_process_holds_it() {
+async fn lost_node_claims_are_taken_again_unless_another_process_holds_one() {
     let etcd = etcd_server::EtcdServer::start();
     let dir = tempfile::tempdir().unwrap();
     let mut opts = options(dir.path(), 8, 100);
     opts.meta = MetaBackend::Etcd { endpoints: vec![etcd.endpoint()] };
     let mut cluster = LocalCluster::start(opts).await.unwrap();
     let meta = cluster.meta.clone();
-    let holder = async || meta.get(evenkeel_types::keys::UP_LOCK).await.unwrap().and_then(|kv| kv.lease);
-    let first = holder().await.expect("held");
+    let holder = async |node| meta.get(&evenkeel_types::keys::node_lock_key(node)).await.unwrap().and_then(|kv| kv.lease);
+    let first = holder(1).await.expect("claimed");
+    assert_eq!(holder(3).await, Some(first), "one lease for every node of the process");
     meta.revoke_lease(first).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let second = loop {
-        if let Some(l) = holder().await.filter(|l| *l != first) {
+        if let Some(l) = holder(1).await.filter(|l| *l != first) {
             break l;
         }
-        assert!(Instant::now() < deadline, "the lock was not taken again");
+        assert!(Instant::now() < deadline, "the claims were not taken again");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    assert_eq!(holder(3).await, Some(second));
 
     meta.revoke_lease(second).await.unwrap();
     let rogue = meta.grant_lease(Duration::from_secs(60)).await.unwrap();
-    meta.try_lock(evenkeel_types::keys::UP_LOCK, rogue).await.unwrap().expect("the rogue takes the free lock");
+    meta.try_lock(&evenkeel_types::keys::node_lock_key(2), rogue).await.unwrap().expect("the rogue claims node 2");
     let e = tokio::time::timeout(Duration::from_secs(10), cluster.failed()).await.expect("the cluster stopped");
-    assert!(format!("{e:#}").contains("another process holds it"), "{e:#}");
+    assert!(format!("{e:#}").contains("another process holds it now"), "{e:#}");
+}
+
+/// One `evenkeel serve ...` child process, killed when dropped; its output
+/// goes to `log`.
+struct Role {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Role {
+    fn spawn(args: &[String], log: std::path::PathBuf) -> Role {
+        let out = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_evenkeel")).args(args).stdout(out.try_clone().unwrap()).stderr(out).spawn().unwrap();
+        Role { child, log }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+}
+
+/// The coordinator answering at one of `admins` that leads.
+async fn leader(http: &reqwest::Client, admins: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for admin in admins {
+            if let Ok(r) = http.get(format!("{admin}/v1/cluster")).send().await
+                && let Ok(s) = r.json::<evenkeel_coord::api::ClusterStatus>().await
+                && s.leader
+            {
+                return admin.to_string();
+            }
+        }
+        assert!(Instant::now() < deadline, "no coordinator of {admins:?} leads");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A cluster of separate processes on one etcd, as on several machines:
+/// three `serve node`, a router and two coordinators. Clients are served;
+/// a fourth node process joins and a partition moves to it; `node add` is
+/// refused (a coordinator cannot start a node on another machine); a
+/// second process for a running node is refused; when the leading
+/// coordinator is killed the standby leads and moves another partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() {
+    let etcd = etcd_server::EtcdServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("evenkeel.toml");
+    std::fs::write(&config, "[cluster]\npartitions = 8\nnodes = 3\n[migration]\nbake_ms = 100\npause_budget_ms = 500\n[throttle.health]\npause_disk_free_ratio = 0.02\n").unwrap();
+    let data = dir.path().join("data");
+    let common = ["--etcd-endpoints".to_string(), etcd.endpoint(), "--config".into(), config.display().to_string(), "--data-dir".into(), data.display().to_string()];
+    let spawn = |name: &str, args: &[&str]| {
+        let mut all: Vec<String> = ["serve"].iter().chain(args).map(|s| s.to_string()).collect();
+        all.extend(common.iter().cloned());
+        Role::spawn(&all, dir.path().join(format!("{name}.log")))
+    };
+    let nodes: Vec<Role> = (1..=3).map(|i| spawn(&format!("node{i}"), &["node", "--id", &i.to_string()])).collect();
+    let (admin_a, admin_b, resp) = (free_addr(), free_addr(), free_addr());
+    let mut coord_a = spawn("coord-a", &["coordinator", "--admin", &admin_a]);
+    let _coord_b = spawn("coord-b", &["coordinator", "--admin", &admin_b]);
+    let _router = spawn("router", &["router", "--listen", &resp]);
+    let (admin_a, admin_b) = (format!("http://{admin_a}"), format!("http://{admin_b}"));
+    let http = reqwest::Client::new();
+
+    // Served once the coordinator has bootstrapped the routing table.
+    let client = redis::Client::open(format!("redis://{resp}")).unwrap();
+    let keys0 = keys_in("p", 0, 8, 20);
+    let keys1 = keys_in("p", 1, 8, 20);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut conn = loop {
+        if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+            && conn.set::<_, _, ()>("probe", "1").await.is_ok()
+        {
+            break conn;
+        }
+        assert!(Instant::now() < deadline, "the router never served; coordinator: {}", coord_a.output());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for k in keys0.iter().chain(&keys1) {
+        let () = conn.set(k, k).await.unwrap();
+    }
+
+    let node4 = spawn("node4", &["node", "--id", "4"]);
+    // Node 2 runs already: a second process for it waits out the claim's
+    // lease, then refuses.
+    let mut twin = spawn("node2-twin", &["node", "--id", "2"]);
+    let lead = leader(&http, &[&admin_a, &admin_b]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::admin::cluster(&http, &lead).await.nodes.iter().filter(|n| n.healthy).count() < 4 {
+        assert!(Instant::now() < deadline, "node 4 never joined: {}", node4.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = http.post(format!("{lead}/v1/nodes")).json(&serde_json::json!({})).send().await.unwrap();
+    assert!(refused.status().is_client_error() || refused.status().is_server_error(), "node add answered {}", refused.status());
+    assert!(refused.text().await.unwrap().contains("start the node process"), "node add says what to do instead");
+
+    let m: MigrationInfo = http.post(format!("{lead}/v1/migrations")).json(&MoveRequest { partition: 0, target: 4 }).send().await.unwrap().json().await.unwrap();
+    wait_state(&http, &lead, &m.id, "DONE").await;
+    for k in &keys0 {
+        let v: Option<String> = conn.get(k).await.unwrap();
+        assert_eq!(v.as_deref(), Some(k.as_str()), "{k} after the move");
+    }
+
+    // The leader dies; the standby leads and moves another partition.
+    let standby = if lead == admin_a {
+        coord_a.child.kill().unwrap();
+        admin_b.clone()
+    } else {
+        drop(_coord_b);
+        admin_a.clone()
+    };
+    let lead = leader(&http, &[&standby]).await;
+    let owner = common::admin::cluster(&http, &lead).await.partitions.iter().find(|p| p.id == 1).unwrap().owner;
+    let target = if owner == 4 { 1 } else { 4 };
+    let m: MigrationInfo = http.post(format!("{lead}/v1/migrations")).json(&MoveRequest { partition: 1, target }).send().await.unwrap().json().await.unwrap();
+    wait_state(&http, &lead, &m.id, "DONE").await;
+    for k in &keys1 {
+        let v: Option<String> = conn.get(k).await.unwrap();
+        assert_eq!(v.as_deref(), Some(k.as_str()), "{k} after the second move");
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = twin.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "a second process for node 2 kept running");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(!status.success());
+    assert!(twin.output().contains("node 2 runs in another process"), "{}", twin.output());
+    drop(nodes);
 }

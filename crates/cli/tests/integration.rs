@@ -777,3 +777,21 @@ async fn up_takes_etcd_endpoints_and_fails_clearly_without_an_etcd() {
     assert!(err.contains("--features etcd") || err.contains(&endpoint), "{err}");
     assert!(!data.join("meta").exists(), "no embedded store made instead");
 }
+
+/// `serve` refuses settings that cannot work before it connects to
+/// anything: no shared metadata store, a node without an id, a node
+/// listening on an address nobody can dial.
+#[tokio::test]
+async fn serve_refuses_what_cannot_work_before_connecting() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["serve", "router"], "--etcd-endpoints"),
+        (&["serve", "node", "--etcd-endpoints", "http://127.0.0.1:1"], "needs --id"),
+        (&["serve", "node", "--id", "1", "--listen", "0.0.0.0:7000", "--etcd-endpoints", "http://127.0.0.1:1"], "unspecified"),
+        (&["serve", "router", "--id", "1", "--etcd-endpoints", "http://127.0.0.1:1"], "--id is for `serve node` only"),
+    ];
+    for (args, says) in cases {
+        let out = run_cli(args).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{args:?}: {err}");
+    }
+}

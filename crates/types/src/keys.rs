@@ -5,11 +5,6 @@
 
 use crate::routing::NodeId;
 
-/// Held, as a lock on its lease, by the `evenkeel up` process that runs the
-/// cluster when the metadata lives in etcd: one process runs every node, so
-/// a second one on the same etcd cluster is refused (the embedded store's
-/// lock file does this for a data directory).
-pub const UP_LOCK: &str = "/evenkeel/up";
 /// [`crate::routing::ClusterConfig`], written once at bootstrap.
 pub const CLUSTER: &str = "/evenkeel/cluster";
 /// The [`crate::RoutingTable`]; changed only by compare-and-swap.
@@ -26,6 +21,10 @@ pub const COORDINATOR_LEADER: &str = "/evenkeel/coordinator/leader";
 pub const MIGRATIONS_PREFIX: &str = "/evenkeel/migrations/";
 /// Prefix of per-partition migration locks.
 pub const PARTITION_LOCKS_PREFIX: &str = "/evenkeel/locks/partition/";
+/// Prefix of per-node locks, each held by the process that runs the node
+/// when the metadata lives in etcd (the cli's `claims`): a node runs in
+/// one process only.
+pub const NODE_LOCKS_PREFIX: &str = "/evenkeel/locks/node/";
 
 /// Prefix of routers' per-second latency reports, each attached to its
 /// router's lease ([`crate::latency::SecondSummary`] plus the router id).
@@ -53,6 +52,10 @@ pub fn partition_lock_key(partition: crate::PartitionId) -> String {
 /// Zero-padded so prefix listings come back in id order.
 pub fn node_key(id: NodeId) -> String {
     format!("{NODES_PREFIX}{id:010}")
+}
+
+pub fn node_lock_key(id: NodeId) -> String {
+    format!("{NODE_LOCKS_PREFIX}{id:010}")
 }
 
 pub fn live_key(id: NodeId) -> String {

@@ -1,0 +1,101 @@
+//! `evenkeel serve node|router|coordinator`: one role of a cluster per
+//! process, every process sharing the metadata in etcd.
+//!
+//! The roles only ever talk through the metadata store and gRPC, so the
+//! code `evenkeel up` runs in one process runs here apart:
+//!
+//! - **node** (`--id N`): opens `DATA_DIR/node-N`, claims node N in etcd
+//!   (`claims`: no other process may run it), registers its address (the one
+//!   it listens on, so it must be an address the others can dial) and
+//!   heartbeats. A new id joins the cluster as a new node; the coordinator
+//!   gives it partitions when a rebalance runs.
+//! - **router** (`--listen`): the RESP endpoint; any number can run.
+//! - **coordinator** (`--admin`): any number can run; one holds the leader
+//!   lease and drives migrations, the others stand by and take over from
+//!   the stored state when it stops. It bootstraps the routing table once
+//!   `--nodes` nodes are live. `node add` is refused here (it cannot start
+//!   a node on another machine): start `serve node` with a new id instead.
+//!
+//! Each stops cleanly on Ctrl-C or SIGTERM. Not yet: `/metrics` of node and
+//! router processes (the coordinator's admin address serves its own).
+
+use crate::claims::Claims;
+use crate::up::{MetaBackend, UpOptions, bind, open_meta};
+use anyhow::{Context, bail};
+use evenkeel_coord::{CoordConfig, Coordinator, bootstrap};
+use evenkeel_node::Node;
+use evenkeel_router::Router;
+use evenkeel_types::NodeId;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    Node,
+    Router,
+    Coordinator,
+}
+
+/// Runs `role` until `stop` is cancelled (or it fails).
+pub async fn serve(role: Role, id: Option<NodeId>, opts: UpOptions, stop: CancellationToken) -> anyhow::Result<()> {
+    if !matches!(opts.meta, MetaBackend::Etcd { .. }) {
+        bail!("`serve` runs one role of a cluster whose metadata the processes share: give --etcd-endpoints (one process running every role is `evenkeel up`)");
+    }
+    // Settings first, before anything connects.
+    let id = match role {
+        Role::Node => {
+            let id = id.context("`serve node` needs --id N: the node's id (a new id joins the cluster as a new node)")?;
+            anyhow::ensure!(id > 0, "--id must be at least 1");
+            anyhow::ensure!(!opts.listen.ip().is_unspecified(), "--listen {}: a node publishes the address it listens on for the others to dial; give this machine's address, not an unspecified one", opts.listen);
+            id
+        }
+        _ => {
+            anyhow::ensure!(id.is_none(), "--id is for `serve node` only");
+            anyhow::ensure!(opts.nodes > 0, "--nodes (the nodes the routing table is bootstrapped with) must be at least 1");
+            0
+        }
+    };
+    evenkeel_coord::metrics_handle();
+    let meta = open_meta(&opts).await?;
+    let config = bootstrap::ensure_cluster_config(meta.as_ref(), opts.partitions).await?;
+    match role {
+        Role::Node => {
+            let claims = Claims::new(meta.clone()).await?;
+            claims.claim(id).await?;
+            let mut defaults = opts.node_defaults(config.num_partitions)?;
+            // Nothing else of the cluster runs in this process.
+            defaults.in_process = false;
+            let dir = opts.data_dir.join(format!("node-{id}"));
+            let node = Node::open(defaults.config(id, dir.clone())).with_context(|| format!("opening node {id} in {}", dir.display()))?;
+            let listener = bind(opts.listen, "node").await?;
+            tracing::info!(node = id, addr = %listener.local_addr()?, dir = %dir.display(), "serving node");
+            let claims_stop = CancellationToken::new();
+            let mut kept = tokio::spawn(claims.keep(claims_stop.clone()));
+            let node_stop = stop.child_token();
+            let mut run = tokio::spawn(node.run(listener, meta, node_stop.clone().cancelled_owned()));
+            let result = tokio::select! {
+                ran = &mut run => ran.context("the node panicked")?.map_err(anyhow::Error::new),
+                kept = &mut kept => {
+                    // Lost the claim to another process: stop serving at once.
+                    node_stop.cancel();
+                    let _ = run.await;
+                    return kept.context("the node claims' task panicked")?.and(Err(anyhow::anyhow!("node {id}'s claim ended")));
+                }
+            };
+            claims_stop.cancel();
+            kept.await.context("the node claims' task panicked")??;
+            result.with_context(|| format!("node {id} failed"))
+        }
+        Role::Router => {
+            let listener = bind(opts.listen, "router").await?;
+            tracing::info!(addr = %listener.local_addr()?, "serving the router");
+            let router = Router::new(opts.router.clone(), meta).await;
+            Ok(router.serve(listener, stop.cancelled_owned()).await?)
+        }
+        Role::Coordinator => {
+            let listener = bind(opts.admin, "admin API").await?;
+            tracing::info!(admin = %listener.local_addr()?, "serving a coordinator (leads once it holds the leader lease)");
+            let coord = Coordinator::new(meta, CoordConfig { bootstrap_nodes: opts.nodes, ..opts.coord.clone() });
+            Ok(coord.run(listener, stop.cancelled_owned()).await?)
+        }
+    }
+}
