@@ -103,8 +103,9 @@ struct ServeArgs {
     id: Option<u32>,
     /// The role's settings, as for `up`: --listen is the node's gRPC
     /// address (default 127.0.0.1:0) or the router's RESP address, --admin
-    /// the coordinator's, --nodes what the coordinator bootstraps with,
-    /// --data-dir where a node keeps node-ID.
+    /// the coordinator's admin API or, for a node or router, where it
+    /// serves its /metrics (none unless given), --nodes what the
+    /// coordinator bootstraps with, --data-dir where a node keeps node-ID.
     #[command(flatten)]
     up: UpArgs,
 }
@@ -275,14 +276,15 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve(ServeArgs { role, id, up }) => {
-            let (print, node_listen) = (up.print_config, up.listen);
+            let (print, node_listen, metrics) = (up.print_config, up.listen, up.admin);
             match up_options(up) {
                 Ok(mut opts) => {
                     // A node's own address; the file's `listen` is the router's.
                     if role == evenkeel::serve::Role::Node {
                         opts.listen = node_listen.unwrap_or_else(|| "127.0.0.1:0".parse().expect("valid"));
                     }
-                    serving = Some((role, id));
+                    let metrics = if role == evenkeel::serve::Role::Coordinator { None } else { metrics };
+                    serving = Some((role, id, metrics));
                     (None, Some((opts, print)))
                 }
                 Err(e) => return fail(e),
@@ -316,7 +318,7 @@ fn main() -> ExitCode {
         let Some(command) = command else {
             let (opts, print) = up_opts.expect("up options");
             return match serving {
-                Some((role, id)) if !print => serve(role, id, opts).await,
+                Some((role, id, metrics)) if !print => serve(role, id, opts, metrics).await,
                 _ => up(opts, print).await,
             };
         };
@@ -466,7 +468,7 @@ async fn up(opts: UpOptions, print: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(role: evenkeel::serve::Role, id: Option<u32>, opts: UpOptions) -> anyhow::Result<()> {
+async fn serve(role: evenkeel::serve::Role, id: Option<u32>, opts: UpOptions, metrics: Option<SocketAddr>) -> anyhow::Result<()> {
     init_logging();
     let stop = tokio_util::sync::CancellationToken::new();
     let stopping = stop.clone();
@@ -475,7 +477,7 @@ async fn serve(role: evenkeel::serve::Role, id: Option<u32>, opts: UpOptions) ->
         tracing::info!("shutting down");
         stopping.cancel();
     });
-    evenkeel::serve::serve(role, id, opts, stop).await?;
+    evenkeel::serve::serve(role, id, opts, metrics, stop).await?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

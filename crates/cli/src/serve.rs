@@ -16,8 +16,9 @@
 //!   `--nodes` nodes are live. `node add` is refused here (it cannot start
 //!   a node on another machine): start `serve node` with a new id instead.
 //!
-//! Each stops cleanly on Ctrl-C or SIGTERM. Not yet: `/metrics` of node and
-//! router processes (the coordinator's admin address serves its own).
+//! Each stops cleanly on Ctrl-C or SIGTERM. A node or router process serves
+//! its `/metrics` on `--admin` when given (a coordinator serves them with
+//! its admin API).
 
 use crate::claims::Claims;
 use crate::up::{MetaBackend, UpOptions, bind, open_meta};
@@ -35,8 +36,9 @@ pub enum Role {
     Coordinator,
 }
 
-/// Runs `role` until `stop` is cancelled (or it fails).
-pub async fn serve(role: Role, id: Option<NodeId>, opts: UpOptions, stop: CancellationToken) -> anyhow::Result<()> {
+/// Runs `role` until `stop` is cancelled (or it fails); a node or router
+/// also serves its `/metrics` on `metrics` if given.
+pub async fn serve(role: Role, id: Option<NodeId>, opts: UpOptions, metrics: Option<std::net::SocketAddr>, stop: CancellationToken) -> anyhow::Result<()> {
     if !matches!(opts.meta, MetaBackend::Etcd { .. }) {
         bail!("`serve` runs one role of a cluster whose metadata the processes share: give --etcd-endpoints (one process running every role is `evenkeel up`)");
     }
@@ -54,7 +56,18 @@ pub async fn serve(role: Role, id: Option<NodeId>, opts: UpOptions, stop: Cancel
             0
         }
     };
+    anyhow::ensure!(metrics.is_none() || role != Role::Coordinator, "a coordinator serves /metrics on its --admin address");
     evenkeel_coord::metrics_handle();
+    if let Some(addr) = metrics {
+        let listener = bind(addr, "metrics endpoint").await?;
+        tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
+        let stopped = stop.clone().cancelled_owned();
+        tokio::spawn(async move {
+            if let Err(e) = evenkeel_coord::http::serve_metrics(listener, stopped).await {
+                tracing::warn!(error = %e, "the metrics endpoint stopped");
+            }
+        });
+    }
     let meta = open_meta(&opts).await?;
     let config = bootstrap::ensure_cluster_config(meta.as_ref(), opts.partitions).await?;
     match role {

@@ -229,11 +229,21 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
         all.extend(common.iter().cloned());
         Role::spawn(&all, dir.path().join(format!("{name}.log")))
     };
-    let nodes: Vec<Role> = (1..=3).map(|i| spawn(&format!("node{i}"), &["node", "--id", &i.to_string()])).collect();
+    let (node_metrics, router_metrics) = (free_addr(), free_addr());
+    let nodes: Vec<Role> = (1..=3)
+        .map(|i| {
+            let id = i.to_string();
+            let mut args = vec!["node", "--id", &id];
+            if i == 1 {
+                args.extend(["--admin", &node_metrics]);
+            }
+            spawn(&format!("node{i}"), &args)
+        })
+        .collect();
     let (admin_a, admin_b, resp) = (free_addr(), free_addr(), free_addr());
     let mut coord_a = spawn("coord-a", &["coordinator", "--admin", &admin_a]);
     let _coord_b = spawn("coord-b", &["coordinator", "--admin", &admin_b]);
-    let _router = spawn("router", &["router", "--listen", &resp]);
+    let _router = spawn("router", &["router", "--listen", &resp, "--admin", &router_metrics]);
     let (admin_a, admin_b) = (format!("http://{admin_a}"), format!("http://{admin_b}"));
     let http = reqwest::Client::new();
 
@@ -248,11 +258,16 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
         {
             break conn;
         }
-        assert!(Instant::now() < deadline, "the router never served; coordinator: {}", coord_a.output());
+        assert!(Instant::now() < deadline, "the router never served; coordinator: {}\nnodes: {}", coord_a.output(), nodes.iter().map(Role::output).collect::<Vec<_>>().join("\n"));
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     for k in keys0.iter().chain(&keys1) {
         let () = conn.set(k, k).await.unwrap();
+    }
+    // A node and a router process serve their own /metrics.
+    for (addr, metric) in [(&node_metrics, "evenkeel_node_execute_seconds"), (&router_metrics, "evenkeel_router_")] {
+        let text = http.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(text.contains(metric), "{addr}: {text}");
     }
 
     let node4 = spawn("node4", &["node", "--id", "4"]);
