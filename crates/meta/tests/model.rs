@@ -1,9 +1,9 @@
 //! Model test: random put/delete/CAS sequences, interleaved with reopens of
 //! the durable store, must agree with a plain BTreeMap model on every result,
-//! every value and every revision.
+//! every value and every revision; with the `etcd` feature, on etcd too.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use evenkeel_meta::{
@@ -100,48 +100,72 @@ fn options() -> EmbeddedOptions {
     }
 }
 
-async fn run(dir: &Path, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let mut store: Arc<EmbeddedStore> = EmbeddedStore::open(dir, options()).await.unwrap();
+/// Where a case's store lives: reopening it is what `Op::Reopen` does.
+enum Backend {
+    Embedded(PathBuf),
+    #[cfg(feature = "etcd")]
+    Etcd(String),
+}
+
+impl Backend {
+    async fn open(&self) -> Arc<dyn MetaStore> {
+        match self {
+            Backend::Embedded(dir) => EmbeddedStore::open(dir, options()).await.unwrap(),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(endpoint) => evenkeel_meta::EtcdStore::connect(evenkeel_meta::EtcdOptions::new(vec![endpoint.clone()])).await.unwrap(),
+        }
+    }
+}
+
+/// Runs `ops` on keys under `prefix` (a store shared by several cases
+/// keeps them apart by prefix) from the store's current revision: every
+/// result, value and revision must match the model's.
+async fn run(backend: &Backend, prefix: &str, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut store = backend.open().await;
+    let base = store.current_revision().await.unwrap();
     let mut model = Model {
-        revision: 1,
+        revision: base,
         ..Model::default()
     };
+    let key = |k: usize| format!("{prefix}{}", KEYS[k]);
     for op in ops {
         match op {
             Op::Put(k, v) => {
-                let got = store.put(KEYS[k], vec![v], None).await.unwrap();
-                prop_assert_eq!(got, model.put(KEYS[k], v));
+                let got = store.put(&key(k), vec![v], None).await.unwrap();
+                prop_assert_eq!(got, model.put(&key(k), v));
             }
             Op::Delete(k) => {
-                let got = store.delete(KEYS[k]).await.unwrap();
-                prop_assert_eq!(got, model.delete(KEYS[k]));
+                let got = store.delete(&key(k)).await.unwrap();
+                prop_assert_eq!(got, model.delete(&key(k)));
             }
             Op::Cas(k, expect, value) => {
                 let compare = match expect {
                     Expect::Absent => Compare::Absent,
                     Expect::Current => {
-                        Compare::ModRevision(model.kvs.get(KEYS[k]).map_or(0, |kv| kv.mod_revision))
+                        Compare::ModRevision(model.kvs.get(&key(k)).map_or(0, |kv| kv.mod_revision))
                     }
-                    Expect::Arbitrary(rev) => Compare::ModRevision(rev),
+                    // Revisions near this case's own (0 stays "absent").
+                    Expect::Arbitrary(0) => Compare::ModRevision(0),
+                    Expect::Arbitrary(rev) => Compare::ModRevision(base - 1 + rev),
                 };
                 let got = store
-                    .compare_and_swap(KEYS[k], compare, value.map(|v| vec![v]), None)
+                    .compare_and_swap(&key(k), compare, value.map(|v| vec![v]), None)
                     .await
                     .unwrap();
-                prop_assert_eq!(got, model.cas(KEYS[k], compare, value));
+                prop_assert_eq!(got, model.cas(&key(k), compare, value));
             }
             Op::Reopen => {
                 drop(store);
-                store = EmbeddedStore::open(dir, options()).await.unwrap();
+                store = backend.open().await;
             }
         }
-        let (kvs, revision) = store.get_prefix("").await.unwrap();
+        let (kvs, revision) = store.get_prefix(prefix).await.unwrap();
         prop_assert_eq!(revision, model.revision);
         prop_assert_eq!(kvs, model.kvs.values().cloned().collect::<Vec<_>>());
-        let (under_a, _) = store.get_prefix("a").await.unwrap();
+        let (under_a, _) = store.get_prefix(&format!("{prefix}a")).await.unwrap();
         prop_assert_eq!(
             under_a.len(),
-            model.kvs.keys().filter(|k| k.starts_with('a')).count()
+            model.kvs.keys().filter(|k| k.starts_with(&format!("{prefix}a"))).count()
         );
     }
     Ok(())
@@ -154,6 +178,29 @@ proptest! {
     fn store_agrees_with_model(ops in proptest::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(run(dir.path(), ops))?;
+        runtime.block_on(run(&Backend::Embedded(dir.path().to_path_buf()), "", ops))?;
+    }
+}
+
+#[cfg(feature = "etcd")]
+#[path = "support/etcd_server.rs"]
+mod etcd_server;
+
+/// The same model on etcd: one server for every case, each case under a
+/// prefix of its own, reopening = a new client.
+#[cfg(feature = "etcd")]
+#[test]
+fn etcd_agrees_with_model() {
+    let server = etcd_server::EtcdServer::start();
+    let backend = Backend::Etcd(server.endpoint());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let case = std::cell::Cell::new(0u32);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 96, ..ProptestConfig::default() });
+    let outcome = runner.run(&proptest::collection::vec(op(), 1..60), |ops| {
+        case.set(case.get() + 1);
+        runtime.block_on(run(&backend, &format!("case{:04}/", case.get()), ops))
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
     }
 }
