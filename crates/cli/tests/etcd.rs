@@ -232,8 +232,9 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
     let (node_metrics, router_metrics) = (free_addr(), free_addr());
     let nodes: Vec<Role> = (1..=3)
         .map(|i| {
-            let id = i.to_string();
-            let mut args = vec!["node", "--id", &id];
+            // Each on an address of its own, as on machines of their own.
+            let (id, listen) = (i.to_string(), format!("127.0.0.{}:0", i + 1));
+            let mut args = vec!["node", "--id", &id, "--listen", &listen];
             if i == 1 {
                 args.extend(["--admin", &node_metrics]);
             }
@@ -270,15 +271,22 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
         assert!(text.contains(metric), "{addr}: {text}");
     }
 
-    let node4 = spawn("node4", &["node", "--id", "4"]);
+    let node4 = spawn("node4", &["node", "--id", "4", "--listen", "127.0.0.5:0"]);
     // Node 2 runs already: a second process for it waits out the claim's
     // lease, then refuses.
     let mut twin = spawn("node2-twin", &["node", "--id", "2"]);
     let lead = leader(&http, &[&admin_a, &admin_b]).await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while common::admin::cluster(&http, &lead).await.nodes.iter().filter(|n| n.healthy).count() < 4 {
+    let joined = loop {
+        let status = common::admin::cluster(&http, &lead).await;
+        if status.nodes.iter().filter(|n| n.healthy).count() == 4 {
+            break status;
+        }
         assert!(Instant::now() < deadline, "node 4 never joined: {}", node4.output());
         tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for n in &joined.nodes {
+        assert!(n.addr.starts_with(&format!("127.0.0.{}:", n.id + 1)), "node {} publishes the address it listens on: {}", n.id, n.addr);
     }
     let refused = http.post(format!("{lead}/v1/nodes")).json(&serde_json::json!({})).send().await.unwrap();
     assert!(refused.status().is_client_error() || refused.status().is_server_error(), "node add answered {}", refused.status());
