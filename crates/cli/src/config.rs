@@ -51,6 +51,8 @@ pub struct ClusterSection {
     /// Keep the metadata in etcd at these client URLs instead of
     /// `data_dir/meta` (a build with the `etcd` feature).
     pub etcd_endpoints: Option<Vec<String>>,
+    /// With `etcd_endpoints`: every key under this path (e.g. `/team-a`).
+    pub etcd_namespace: Option<String>,
     pub listen: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     /// "buffered" or "sync".
@@ -186,7 +188,11 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             data_dir: Some(opts.data_dir.clone()),
             etcd_endpoints: match &opts.meta {
                 crate::up::MetaBackend::Embedded => None,
-                crate::up::MetaBackend::Etcd { endpoints } => Some(endpoints.clone()),
+                crate::up::MetaBackend::Etcd { endpoints, .. } => Some(endpoints.clone()),
+            },
+            etcd_namespace: match &opts.meta {
+                crate::up::MetaBackend::Etcd { namespace, .. } if !namespace.is_empty() => Some(namespace.clone()),
+                _ => None,
             },
             listen: Some(opts.listen),
             admin: Some(opts.admin),

@@ -128,6 +128,10 @@ struct UpArgs {
     /// instead of DATA_DIR/meta; needs a build with `--features etcd`.
     #[arg(long, env = "EVENKEEL_ETCD_ENDPOINTS", value_delimiter = ',')]
     etcd_endpoints: Option<Vec<String>>,
+    /// With --etcd-endpoints: keep every key under this path (e.g.
+    /// /team-a), so several clusters can share one etcd [default: none].
+    #[arg(long, env = "EVENKEEL_ETCD_NAMESPACE")]
+    etcd_namespace: Option<String>,
     /// RESP address clients connect to [default: 127.0.0.1:6380].
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -374,7 +378,10 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
     opts.nodes = pick(args.nodes, c.nodes, opts.nodes);
     if let Some(endpoints) = args.etcd_endpoints.or(c.etcd_endpoints.clone()) {
         anyhow::ensure!(!endpoints.is_empty() && endpoints.iter().all(|e| !e.trim().is_empty()), "--etcd-endpoints / cluster.etcd_endpoints: give at least one etcd client URL, e.g. http://127.0.0.1:2379");
-        opts.meta = evenkeel::up::MetaBackend::Etcd { endpoints: endpoints.iter().map(|e| e.trim().to_string()).collect() };
+        let namespace = args.etcd_namespace.or(c.etcd_namespace.clone()).unwrap_or_default();
+        opts.meta = evenkeel::up::MetaBackend::Etcd { endpoints: endpoints.iter().map(|e| e.trim().to_string()).collect(), namespace };
+    } else if args.etcd_namespace.is_some() || c.etcd_namespace.is_some() {
+        anyhow::bail!("--etcd-namespace / cluster.etcd_namespace needs --etcd-endpoints (or cluster.etcd_endpoints)");
     }
     opts.partitions = args.partitions.or(c.partitions).unwrap_or(opts.partitions);
     opts.listen = args.listen.or(c.listen).unwrap_or(opts.listen);

@@ -49,8 +49,9 @@ pub enum MetaBackend {
     #[default]
     Embedded,
     /// An etcd cluster at these client URLs (`EtcdStore`; needs a build
-    /// with the `etcd` feature). Node data stays in `DATA_DIR`.
-    Etcd { endpoints: Vec<String> },
+    /// with the `etcd` feature), every key under `namespace` (empty: none).
+    /// Node data stays in `DATA_DIR`.
+    Etcd { endpoints: Vec<String>, namespace: String },
 }
 
 #[derive(Debug, Clone)]
@@ -464,8 +465,10 @@ pub(crate) async fn open_meta(opts: &UpOptions) -> anyhow::Result<Arc<dyn MetaSt
             Ok(store)
         }
         #[cfg(feature = "etcd")]
-        MetaBackend::Etcd { endpoints } => {
-            let store = evenkeel_meta::EtcdStore::connect(evenkeel_meta::EtcdOptions::new(endpoints.clone()))
+        MetaBackend::Etcd { endpoints, namespace } => {
+            let mut etcd = evenkeel_meta::EtcdOptions::new(endpoints.clone());
+            etcd.namespace = namespace.clone();
+            let store = evenkeel_meta::EtcdStore::connect(etcd)
                 .await
                 .with_context(|| format!("connecting to the metadata store in etcd at {}", endpoints.join(",")))?;
             Ok(store)
@@ -510,7 +513,7 @@ mod without_etcd {
     async fn a_build_without_etcd_refuses_it_and_says_how_to_get_it() {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = UpOptions::ephemeral(dir.path());
-        opts.meta = MetaBackend::Etcd { endpoints: vec!["http://127.0.0.1:2379".into()] };
+        opts.meta = MetaBackend::Etcd { endpoints: vec!["http://127.0.0.1:2379".into()], namespace: String::new() };
         let e = open_meta(&opts).await.err().expect("refused");
         assert!(e.to_string().contains("--features etcd"), "{e}");
         assert!(!dir.path().join("meta").exists(), "nothing opened instead");

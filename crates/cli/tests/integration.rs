@@ -761,6 +761,10 @@ async fn up_takes_etcd_endpoints_and_fails_clearly_without_an_etcd() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains(r#"etcd_endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]"#) || shown.contains("\"http://10.0.0.2:2379\",\n]"), "{shown}");
+    let out = run_cli(&["up", "--etcd-endpoints", "http://10.0.0.1:2379", "--etcd-namespace", "/team-a", "--print-config"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#"etcd_namespace = "/team-a""#), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = run_cli(&["up", "--etcd-namespace", "/team-a", "--print-config"]).await;
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("needs --etcd-endpoints"), "{}", String::from_utf8_lossy(&out.stderr));
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(&config, "[cluster]\netcd_endpoints = []\n").unwrap();

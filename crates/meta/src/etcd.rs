@@ -19,6 +19,10 @@
 //!   a TTL below its minimum (1.5 s rounded up, with its default election
 //!   timeout) to that minimum.
 //!
+//! With a `namespace`, every key is stored under it and handed back without
+//! it, so several clusters can share one etcd; revisions stay etcd's, shared
+//! by every namespace.
+//!
 //! Unary requests are bounded by `request_timeout`; a request that times
 //! out or loses its connection reports `Unavailable`, and may or may not
 //! have taken effect (a CAS caller re-reads, as after any conflict).
@@ -53,6 +57,12 @@ pub struct EtcdOptions {
     pub request_timeout: Duration,
     /// Events a watcher may have queued before it is dropped with `WatchLagged`.
     pub watch_buffer: usize,
+    /// Prefix of every key this store writes in etcd (empty: none). The
+    /// cluster's keys start with `/evenkeel/`; a namespace such as
+    /// `/team-a` keeps two clusters on one etcd apart (`/team-a/evenkeel/...`).
+    /// Two clusters' namespaces must not be prefixes of one another
+    /// (`/a` and `/ab`): a read of every key of one would see the other's.
+    pub namespace: String,
 }
 
 impl EtcdOptions {
@@ -62,6 +72,7 @@ impl EtcdOptions {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             watch_buffer: 1024,
+            namespace: String::new(),
         }
     }
 }
@@ -81,6 +92,10 @@ impl EtcdStore {
         if opts.watch_buffer == 0 {
             return Err(MetaError::InvalidArgument("watch_buffer must be at least 1".into()));
         }
+        let ns = &opts.namespace;
+        if !ns.is_empty() && (!ns.starts_with('/') || ns.ends_with('/') || ns.len() > 256) {
+            return Err(MetaError::InvalidArgument(format!("etcd namespace {ns:?}: give a path such as /team-a (a leading slash, no trailing one, at most 256 bytes)")));
+        }
         let connect = ConnectOptions::new()
             .with_connect_timeout(opts.connect_timeout)
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
@@ -99,6 +114,22 @@ impl EtcdStore {
     }
 
     /// One unary request, bounded by `request_timeout`.
+    /// `key` as stored in etcd.
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.opts.namespace)
+    }
+
+    /// The range of etcd keys under `prefix`: first key and range end.
+    fn range(&self, prefix: &str) -> (Vec<u8>, Vec<u8>) {
+        let full = self.full(prefix);
+        // etcd refuses an empty key; `\0` to `\0` is its "every key".
+        if full.is_empty() { (vec![0], vec![0]) } else { (full.as_bytes().to_vec(), prefix_range_end(&full)) }
+    }
+
+    fn key_value(&self, kv: &etcd_client::KeyValue) -> Result<KeyValue> {
+        key_value(kv, &self.opts.namespace)
+    }
+
     async fn call<T>(&self, what: &str, f: impl Future<Output = EtcdResult<T>>) -> Result<T> {
         self.ask(what, f).await?.map_err(|e| error(what, e))
     }
@@ -154,10 +185,16 @@ fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<Revis
     header.map(|h| revision(h.revision())).ok_or_else(|| MetaError::Corrupt("etcd answered without a response header".into()))
 }
 
-fn key_value(kv: &etcd_client::KeyValue) -> Result<KeyValue> {
-    let key = std::str::from_utf8(kv.key()).map_err(|_| MetaError::Corrupt(format!("etcd key {:?} is not UTF-8", kv.key())))?;
+/// The trait's key for etcd's `key`: UTF-8, under `namespace`, which is
+/// taken off.
+fn logical_key(key: &[u8], namespace: &str) -> Result<String> {
+    let key = std::str::from_utf8(key).map_err(|_| MetaError::Corrupt(format!("etcd key {key:?} is not UTF-8")))?;
+    key.strip_prefix(namespace).map(str::to_owned).ok_or_else(|| MetaError::Corrupt(format!("etcd key {key:?} is outside the namespace {namespace:?}")))
+}
+
+fn key_value(kv: &etcd_client::KeyValue, namespace: &str) -> Result<KeyValue> {
     Ok(KeyValue {
-        key: key.to_owned(),
+        key: logical_key(kv.key(), namespace)?,
         value: kv.value().to_vec(),
         create_revision: revision(kv.create_revision()),
         mod_revision: revision(kv.mod_revision()),
@@ -165,27 +202,21 @@ fn key_value(kv: &etcd_client::KeyValue) -> Result<KeyValue> {
     })
 }
 
-/// The first key of the range `prefix` covers: etcd refuses an empty key,
-/// and `\0` with range end `\0` is its spelling of "every key".
-fn range_start(prefix: &str) -> Vec<u8> {
-    if prefix.is_empty() { vec![0] } else { prefix.as_bytes().to_vec() }
-}
-
 #[async_trait::async_trait]
 impl MetaStore for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         validate_key(key)?;
         let mut kv = self.client.kv_client();
-        let resp = self.call("a get", kv.get(key, None)).await?;
-        resp.kvs().first().map(key_value).transpose()
+        let resp = self.call("a get", kv.get(self.full(key), None)).await?;
+        resp.kvs().first().map(|kv| self.key_value(kv)).transpose()
     }
 
     async fn get_prefix(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision)> {
         validate_prefix(prefix)?;
         let mut kv = self.client.kv_client().max_decoding_message_size(usize::MAX);
-        let options = GetOptions::new().with_range(prefix_range_end(prefix));
-        let resp = self.call("a prefix read", kv.get(range_start(prefix), Some(options))).await?;
-        let kvs = resp.kvs().iter().map(key_value).collect::<Result<Vec<_>>>()?;
+        let (start, end) = self.range(prefix);
+        let resp = self.call("a prefix read", kv.get(start, Some(GetOptions::new().with_range(end)))).await?;
+        let kvs = resp.kvs().iter().map(|kv| self.key_value(kv)).collect::<Result<Vec<_>>>()?;
         Ok((kvs, header_revision(resp.header())?))
     }
 
@@ -195,14 +226,14 @@ impl MetaStore for EtcdStore {
         validate_lease(lease)?;
         let mut kv = self.client.kv_client();
         let options = lease.map(|id| PutOptions::new().with_lease(id));
-        let resp = lease_answer("a put", lease.unwrap_or(0), self.ask("a put", kv.put(key, value, options)).await?)?;
+        let resp = lease_answer("a put", lease.unwrap_or(0), self.ask("a put", kv.put(self.full(key), value, options)).await?)?;
         header_revision(resp.header())
     }
 
     async fn delete(&self, key: &str) -> Result<Option<Revision>> {
         validate_key(key)?;
         let mut kv = self.client.kv_client();
-        let resp = self.call("a delete", kv.delete(key, None)).await?;
+        let resp = self.call("a delete", kv.delete(self.full(key), None)).await?;
         Ok((resp.deleted() > 0).then(|| header_revision(resp.header())).transpose()?)
     }
 
@@ -212,6 +243,8 @@ impl MetaStore for EtcdStore {
             validate_value(v)?;
         }
         validate_lease(lease)?;
+        let key = self.full(key);
+        let key = key.as_str();
         let compare = match expect {
             // An absent key has version 0 in etcd's comparisons.
             Compare::Absent | Compare::ModRevision(0) => EtcdCompare::version(key, CompareOp::Equal, 0),
@@ -228,7 +261,7 @@ impl MetaStore for EtcdStore {
             return Ok(CasOutcome::Swapped(header_revision(resp.header())?));
         }
         let current = match resp.op_responses().into_iter().next() {
-            Some(TxnOpResponse::Get(get)) => get.kvs().first().map(key_value).transpose()?,
+            Some(TxnOpResponse::Get(get)) => get.kvs().first().map(|kv| self.key_value(kv)).transpose()?,
             _ => return Err(MetaError::Corrupt("etcd's failed compare-and-swap did not return the key".into())),
         };
         Ok(CasOutcome::Conflict(current))
@@ -236,18 +269,20 @@ impl MetaStore for EtcdStore {
 
     async fn watch_prefix(&self, prefix: &str, from_revision: Revision) -> Result<WatchStream> {
         validate_prefix(prefix)?;
-        let mut options = WatchOptions::new().with_range(prefix_range_end(prefix));
+        let (start, end) = self.range(prefix);
+        let mut options = WatchOptions::new().with_range(end);
         if from_revision > 0 {
             options = options.with_start_revision(i64::try_from(from_revision).unwrap_or(i64::MAX));
         }
         let mut watch = self.client.watch_client();
-        let mut stream = self.call("a watch", watch.watch(range_start(prefix), Some(options))).await?;
+        let mut stream = self.call("a watch", watch.watch(start, Some(options))).await?;
         let (tx, rx) = mpsc::channel(self.opts.watch_buffer);
         let end = Arc::new(Mutex::new(None));
         let end_set = end.clone();
+        let namespace = self.opts.namespace.clone();
         tokio::spawn(async move {
             let why = tokio::select! {
-                why = relay(&mut stream, &tx, from_revision) => why,
+                why = relay(&mut stream, &tx, from_revision, &namespace) => why,
                 // The consumer dropped the stream: stop watching.
                 () = tx.closed() => return,
             };
@@ -292,7 +327,7 @@ impl MetaStore for EtcdStore {
 }
 
 /// Moves one etcd watch's events into `tx` until it ends; returns why.
-async fn relay(stream: &mut etcd_client::WatchStream, tx: &mpsc::Sender<WatchEvent>, from_revision: Revision) -> MetaError {
+async fn relay(stream: &mut etcd_client::WatchStream, tx: &mpsc::Sender<WatchEvent>, from_revision: Revision, namespace: &str) -> MetaError {
     loop {
         let resp = match stream.message().await {
             Ok(Some(resp)) => resp,
@@ -308,13 +343,13 @@ async fn relay(stream: &mut etcd_client::WatchStream, tx: &mpsc::Sender<WatchEve
         for event in resp.events() {
             let Some(kv) = event.kv() else { continue };
             let event = match event.event_type() {
-                EventType::Put => match key_value(kv) {
+                EventType::Put => match key_value(kv, namespace) {
                     Ok(kv) => WatchEvent::Put(kv),
                     Err(e) => return e,
                 },
-                EventType::Delete => match std::str::from_utf8(kv.key()) {
-                    Ok(key) => WatchEvent::Delete { key: key.to_owned(), mod_revision: revision(kv.mod_revision()) },
-                    Err(_) => return MetaError::Corrupt(format!("etcd key {:?} is not UTF-8", kv.key())),
+                EventType::Delete => match logical_key(kv.key(), namespace) {
+                    Ok(key) => WatchEvent::Delete { key, mod_revision: revision(kv.mod_revision()) },
+                    Err(e) => return e,
                 },
             };
             match tx.try_send(event) {

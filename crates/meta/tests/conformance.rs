@@ -1,7 +1,8 @@
 //! The `MetaStore` contract, one suite for every backend: each case runs on
 //! a fresh embedded store, and with the `etcd` feature on a fresh etcd
 //! server too (an `etcd` binary on PATH, started per case on loopback
-//! ports; Debian's `etcd-server`). The expectations are absolute revisions,
+//! ports; Debian's `etcd-server`), its keys under a namespace. The
+//! expectations are absolute revisions,
 //! so both backends must agree exactly, as the trait promises: the
 //! coordinator, routers and nodes run unchanged on either.
 
@@ -244,6 +245,8 @@ macro_rules! conformance {
                 async fn $case() {
                     let server = etcd_server::EtcdServer::start();
                     let mut opts = server.options();
+                    // Under a namespace, which must be invisible.
+                    opts.namespace = "/conformance".into();
                     $(opts.watch_buffer = $buffer;)?
                     suite::$case(evenkeel_meta::EtcdStore::connect(opts).await.expect("connect to etcd")).await;
                 }
@@ -291,6 +294,33 @@ mod etcd_only {
         // From the compaction point on, history is there.
         let mut watch = store.watch_prefix("k", 6).await.unwrap();
         assert_eq!(next_event(&mut watch).await.revision(), 6);
+    }
+
+    /// Two namespaces on one etcd see only their own keys, in reads and
+    /// watches; a namespace that is not a path is refused.
+    #[tokio::test]
+    async fn namespaces_keep_stores_apart() {
+        let server = etcd_server::EtcdServer::start();
+        let open = async |ns: &str| {
+            let mut opts = server.options();
+            opts.namespace = ns.into();
+            EtcdStore::connect(opts).await
+        };
+        let (a, b) = (open("/team-a").await.unwrap(), open("/team-b").await.unwrap());
+        let mut watch_b = b.watch_prefix("", 0).await.unwrap();
+        a.put("/evenkeel/routing", b"a".to_vec(), None).await.unwrap();
+        let rev = b.put("/evenkeel/routing", b"b".to_vec(), None).await.unwrap();
+        assert_eq!(a.get("/evenkeel/routing").await.unwrap().unwrap().value, b"a");
+        let (all_b, _) = b.get_prefix("").await.unwrap();
+        assert_eq!((keys(&all_b), all_b[0].value.as_slice()), (vec!["/evenkeel/routing"], &b"b"[..]));
+        assert_eq!(next_event(&mut watch_b).await.revision(), rev, "b's watch saw only b's write");
+        assert!(matches!(a.compare_and_swap("/evenkeel/routing", Compare::Absent, Some(vec![]), None).await.unwrap(), CasOutcome::Conflict(Some(_))));
+        let mut raw = etcd_client::Client::connect([server.endpoint()], None).await.unwrap();
+        let stored = raw.get("/team-a/evenkeel/routing", None).await.unwrap();
+        assert_eq!(stored.kvs()[0].value(), b"a", "stored under the namespace as given");
+        for bad in ["team-a", "/team-a/", "/"] {
+            assert!(matches!(open(bad).await, Err(MetaError::InvalidArgument(_))), "{bad}");
+        }
     }
 
     /// Watches are not bounded by the request timeout: a quiet watch still
