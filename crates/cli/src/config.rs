@@ -53,6 +53,9 @@ pub struct ClusterSection {
     pub etcd_endpoints: Option<Vec<String>>,
     /// With `etcd_endpoints`: every key under this path (e.g. `/team-a`).
     pub etcd_namespace: Option<String>,
+    /// With `etcd_endpoints`: the etcd user (its password only from the
+    /// environment, `EVENKEEL_ETCD_PASSWORD`).
+    pub etcd_user: Option<String>,
     pub listen: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     /// "buffered" or "sync".
@@ -192,6 +195,10 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             },
             etcd_namespace: match &opts.meta {
                 crate::up::MetaBackend::Etcd { namespace, .. } if !namespace.is_empty() => Some(namespace.clone()),
+                _ => None,
+            },
+            etcd_user: match &opts.meta {
+                crate::up::MetaBackend::Etcd { login: Some(login), .. } => Some(login.user.clone()),
                 _ => None,
             },
             listen: Some(opts.listen),

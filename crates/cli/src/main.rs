@@ -132,6 +132,10 @@ struct UpArgs {
     /// /team-a), so several clusters can share one etcd [default: none].
     #[arg(long, env = "EVENKEEL_ETCD_NAMESPACE")]
     etcd_namespace: Option<String>,
+    /// With --etcd-endpoints: the etcd user, for an etcd with authentication
+    /// on; the password is read from EVENKEEL_ETCD_PASSWORD.
+    #[arg(long, env = "EVENKEEL_ETCD_USER")]
+    etcd_user: Option<String>,
     /// RESP address clients connect to [default: 127.0.0.1:6380].
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -379,9 +383,16 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
     if let Some(endpoints) = args.etcd_endpoints.or(c.etcd_endpoints.clone()) {
         anyhow::ensure!(!endpoints.is_empty() && endpoints.iter().all(|e| !e.trim().is_empty()), "--etcd-endpoints / cluster.etcd_endpoints: give at least one etcd client URL, e.g. http://127.0.0.1:2379");
         let namespace = args.etcd_namespace.or(c.etcd_namespace.clone()).unwrap_or_default();
-        opts.meta = evenkeel::up::MetaBackend::Etcd { endpoints: endpoints.iter().map(|e| e.trim().to_string()).collect(), namespace };
-    } else if args.etcd_namespace.is_some() || c.etcd_namespace.is_some() {
-        anyhow::bail!("--etcd-namespace / cluster.etcd_namespace needs --etcd-endpoints (or cluster.etcd_endpoints)");
+        let login = match args.etcd_user.or(c.etcd_user.clone()) {
+            Some(user) => {
+                let password = std::env::var("EVENKEEL_ETCD_PASSWORD").map_err(|_| anyhow::anyhow!("--etcd-user / cluster.etcd_user {user:?}: set its password in EVENKEEL_ETCD_PASSWORD"))?;
+                Some(evenkeel::up::EtcdLogin { user, password })
+            }
+            None => None,
+        };
+        opts.meta = evenkeel::up::MetaBackend::Etcd { endpoints: endpoints.iter().map(|e| e.trim().to_string()).collect(), namespace, login };
+    } else if args.etcd_namespace.is_some() || c.etcd_namespace.is_some() || args.etcd_user.is_some() || c.etcd_user.is_some() {
+        anyhow::bail!("--etcd-namespace and --etcd-user (cluster.etcd_namespace, cluster.etcd_user) need --etcd-endpoints (or cluster.etcd_endpoints)");
     }
     opts.partitions = args.partitions.or(c.partitions).unwrap_or(opts.partitions);
     opts.listen = args.listen.or(c.listen).unwrap_or(opts.listen);

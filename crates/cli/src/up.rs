@@ -51,7 +51,21 @@ pub enum MetaBackend {
     /// An etcd cluster at these client URLs (`EtcdStore`; needs a build
     /// with the `etcd` feature), every key under `namespace` (empty: none).
     /// Node data stays in `DATA_DIR`.
-    Etcd { endpoints: Vec<String>, namespace: String },
+    Etcd { endpoints: Vec<String>, namespace: String, login: Option<EtcdLogin> },
+}
+
+/// An etcd user and password (etcd with authentication on); `Debug` leaves
+/// the password out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdLogin {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for EtcdLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdLogin").field("user", &self.user).field("password", &"<hidden>").finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -465,9 +479,10 @@ pub(crate) async fn open_meta(opts: &UpOptions) -> anyhow::Result<Arc<dyn MetaSt
             Ok(store)
         }
         #[cfg(feature = "etcd")]
-        MetaBackend::Etcd { endpoints, namespace } => {
+        MetaBackend::Etcd { endpoints, namespace, login } => {
             let mut etcd = evenkeel_meta::EtcdOptions::new(endpoints.clone());
             etcd.namespace = namespace.clone();
+            etcd.user = login.as_ref().map(|l| evenkeel_meta::EtcdUser { name: l.user.clone(), password: l.password.clone() });
             let store = evenkeel_meta::EtcdStore::connect(etcd)
                 .await
                 .with_context(|| format!("connecting to the metadata store in etcd at {}", endpoints.join(",")))?;
@@ -513,7 +528,7 @@ mod without_etcd {
     async fn a_build_without_etcd_refuses_it_and_says_how_to_get_it() {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = UpOptions::ephemeral(dir.path());
-        opts.meta = MetaBackend::Etcd { endpoints: vec!["http://127.0.0.1:2379".into()], namespace: String::new() };
+        opts.meta = MetaBackend::Etcd { endpoints: vec!["http://127.0.0.1:2379".into()], namespace: String::new(), login: None };
         let e = open_meta(&opts).await.err().expect("refused");
         assert!(e.to_string().contains("--features etcd"), "{e}");
         assert!(!dir.path().join("meta").exists(), "nothing opened instead");

@@ -763,8 +763,22 @@ async fn up_takes_etcd_endpoints_and_fails_clearly_without_an_etcd() {
     assert!(shown.contains(r#"etcd_endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]"#) || shown.contains("\"http://10.0.0.2:2379\",\n]"), "{shown}");
     let out = run_cli(&["up", "--etcd-endpoints", "http://10.0.0.1:2379", "--etcd-namespace", "/team-a", "--print-config"]).await;
     assert!(String::from_utf8_lossy(&out.stdout).contains(r#"etcd_namespace = "/team-a""#), "{}", String::from_utf8_lossy(&out.stdout));
+    // A user's password comes from the environment only, and is never shown.
+    let with_password = |password: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_evenkeel"));
+        cmd.args(["up", "--etcd-endpoints", "http://10.0.0.1:2379", "--etcd-user", "root", "--print-config"]).env_remove("EVENKEEL_ETCD_PASSWORD");
+        if let Some(p) = password {
+            cmd.env("EVENKEEL_ETCD_PASSWORD", p);
+        }
+        cmd.output().unwrap()
+    };
+    let out = with_password(None);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("EVENKEEL_ETCD_PASSWORD"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = with_password(Some("s3cret"));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && shown.contains(r#"etcd_user = "root""#) && !shown.contains("s3cret"), "{shown}");
     let out = run_cli(&["up", "--etcd-namespace", "/team-a", "--print-config"]).await;
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("needs --etcd-endpoints"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("need --etcd-endpoints"), "{}", String::from_utf8_lossy(&out.stderr));
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(&config, "[cluster]\netcd_endpoints = []\n").unwrap();

@@ -63,6 +63,22 @@ pub struct EtcdOptions {
     /// Two clusters' namespaces must not be prefixes of one another
     /// (`/a` and `/ab`): a read of every key of one would see the other's.
     pub namespace: String,
+    /// For an etcd with authentication on; the client renews its token
+    /// when etcd expires it.
+    pub user: Option<EtcdUser>,
+}
+
+/// An etcd user; `Debug` leaves the password out.
+#[derive(Clone)]
+pub struct EtcdUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for EtcdUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdUser").field("name", &self.name).field("password", &"<hidden>").finish()
+    }
 }
 
 impl EtcdOptions {
@@ -73,6 +89,7 @@ impl EtcdOptions {
             request_timeout: Duration::from_secs(5),
             watch_buffer: 1024,
             namespace: String::new(),
+            user: None,
         }
     }
 }
@@ -96,9 +113,12 @@ impl EtcdStore {
         if !ns.is_empty() && (!ns.starts_with('/') || ns.ends_with('/') || ns.len() > 256) {
             return Err(MetaError::InvalidArgument(format!("etcd namespace {ns:?}: give a path such as /team-a (a leading slash, no trailing one, at most 256 bytes)")));
         }
-        let connect = ConnectOptions::new()
+        let mut connect = ConnectOptions::new()
             .with_connect_timeout(opts.connect_timeout)
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        if let Some(user) = &opts.user {
+            connect = connect.with_user(&user.name, &user.password).with_auto_token_refresh(true);
+        }
         let endpoints = opts.endpoints.clone();
         let client = bounded(opts.connect_timeout, "a connection", Client::connect(endpoints, Some(connect))).await?.map_err(|e| error("a connection", e))?;
         let store = Arc::new(EtcdStore { client, opts });
@@ -158,6 +178,12 @@ fn lease_answer<T>(what: &str, lease: LeaseId, answer: EtcdResult<T>) -> Result<
 /// The trait's error for an etcd client error.
 fn error(what: &str, e: etcd_client::Error) -> MetaError {
     use etcd_client::Error as E;
+    if let E::GRpcStatus(s) = &e
+        && (matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied)
+            || ["user name is empty", "invalid auth token", "authentication failed"].iter().any(|m| s.message().contains(m)))
+    {
+        return MetaError::Unavailable(format!("etcd refused {what}: {} (authentication: check the etcd user and password)", s.message()));
+    }
     match e {
         E::InvalidArgs(m) => MetaError::InvalidArgument(m),
         E::GRpcStatus(s) if s.code() == tonic::Code::InvalidArgument || s.code() == tonic::Code::FailedPrecondition => {

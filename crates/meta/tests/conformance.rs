@@ -323,6 +323,32 @@ mod etcd_only {
         }
     }
 
+    /// An etcd with authentication on: the right user works, no user or a
+    /// wrong password is refused with a hint.
+    #[tokio::test]
+    async fn an_etcd_with_authentication_takes_its_user_and_refuses_others() {
+        let server = etcd_server::EtcdServer::start();
+        let mut raw = etcd_client::Client::connect([server.endpoint()], None).await.unwrap();
+        raw.user_add("root", "s3cret", None).await.unwrap();
+        raw.user_grant_role("root", "root").await.unwrap();
+        raw.auth_enable().await.unwrap();
+        let with = |user: Option<(&str, &str)>| {
+            let mut opts = server.options();
+            opts.user = user.map(|(name, password)| evenkeel_meta::EtcdUser { name: name.into(), password: password.into() });
+            opts
+        };
+        let store = EtcdStore::connect(with(Some(("root", "s3cret")))).await.unwrap();
+        store.put("k", b"v".to_vec(), None).await.unwrap();
+        assert_eq!(store.get("k").await.unwrap().unwrap().value, b"v");
+        assert!(!format!("{:?}", with(Some(("root", "s3cret")))).contains("s3cret"), "Debug hides the password");
+        for user in [None, Some(("root", "wrong"))] {
+            match EtcdStore::connect(with(user)).await {
+                Err(e) => assert!(e.to_string().contains("authentication"), "{user:?}: {e}"),
+                Ok(_) => panic!("{user:?} was let in"),
+            }
+        }
+    }
+
     /// Watches are not bounded by the request timeout: a quiet watch still
     /// delivers after it.
     #[tokio::test]
