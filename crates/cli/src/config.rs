@@ -56,6 +56,13 @@ pub struct ClusterSection {
     /// With `etcd_endpoints`: the etcd user (its password only from the
     /// environment, `EVENKEEL_ETCD_PASSWORD`).
     pub etcd_user: Option<String>,
+    /// With `etcd_endpoints` (`https://`): PEM file of the CA that signed
+    /// etcd's certificate.
+    pub etcd_ca: Option<PathBuf>,
+    /// With `etcd_ca`: this client's certificate and key (PEM), when etcd
+    /// asks for one.
+    pub etcd_cert: Option<PathBuf>,
+    pub etcd_key: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     /// "buffered" or "sync".
@@ -181,6 +188,13 @@ fn set<T>(slot: &mut T, v: Option<T>) {
     }
 }
 
+fn etcd_tls(opts: &crate::up::UpOptions) -> Option<&crate::up::EtcdTlsFiles> {
+    match &opts.meta {
+        crate::up::MetaBackend::Etcd(etcd) => etcd.tls.as_ref(),
+        crate::up::MetaBackend::Embedded => None,
+    }
+}
+
 /// The configuration `opts` amounts to, as a file would state it.
 pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
     let (d, l) = (&opts.coord.driver, &opts.coord.limits);
@@ -191,16 +205,19 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             data_dir: Some(opts.data_dir.clone()),
             etcd_endpoints: match &opts.meta {
                 crate::up::MetaBackend::Embedded => None,
-                crate::up::MetaBackend::Etcd { endpoints, .. } => Some(endpoints.clone()),
+                crate::up::MetaBackend::Etcd(etcd) => Some(etcd.endpoints.clone()),
             },
             etcd_namespace: match &opts.meta {
-                crate::up::MetaBackend::Etcd { namespace, .. } if !namespace.is_empty() => Some(namespace.clone()),
+                crate::up::MetaBackend::Etcd(etcd) if !etcd.namespace.is_empty() => Some(etcd.namespace.clone()),
                 _ => None,
             },
             etcd_user: match &opts.meta {
-                crate::up::MetaBackend::Etcd { login: Some(login), .. } => Some(login.user.clone()),
+                crate::up::MetaBackend::Etcd(etcd) => etcd.login.as_ref().map(|l| l.user.clone()),
                 _ => None,
             },
+            etcd_ca: etcd_tls(opts).map(|t| t.ca.clone()),
+            etcd_cert: etcd_tls(opts).and_then(|t| t.cert.clone()),
+            etcd_key: etcd_tls(opts).and_then(|t| t.key.clone()),
             listen: Some(opts.listen),
             admin: Some(opts.admin),
             durability: Some(format!("{:?}", opts.durability).to_lowercase()),

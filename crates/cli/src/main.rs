@@ -136,6 +136,17 @@ struct UpArgs {
     /// on; the password is read from EVENKEEL_ETCD_PASSWORD.
     #[arg(long, env = "EVENKEEL_ETCD_USER")]
     etcd_user: Option<String>,
+    /// With https:// etcd endpoints: PEM file of the CA that signed etcd's
+    /// certificate.
+    #[arg(long)]
+    etcd_ca: Option<PathBuf>,
+    /// With --etcd-ca: this client's certificate (PEM), when etcd asks for
+    /// one (its --client-cert-auth); needs --etcd-key.
+    #[arg(long)]
+    etcd_cert: Option<PathBuf>,
+    /// The private key (PEM) of --etcd-cert.
+    #[arg(long)]
+    etcd_key: Option<PathBuf>,
     /// RESP address clients connect to [default: 127.0.0.1:6380].
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -390,9 +401,22 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
             }
             None => None,
         };
-        opts.meta = evenkeel::up::MetaBackend::Etcd { endpoints: endpoints.iter().map(|e| e.trim().to_string()).collect(), namespace, login };
-    } else if args.etcd_namespace.is_some() || c.etcd_namespace.is_some() || args.etcd_user.is_some() || c.etcd_user.is_some() {
-        anyhow::bail!("--etcd-namespace and --etcd-user (cluster.etcd_namespace, cluster.etcd_user) need --etcd-endpoints (or cluster.etcd_endpoints)");
+        let (cert, key) = (args.etcd_cert.or(c.etcd_cert.clone()), args.etcd_key.or(c.etcd_key.clone()));
+        anyhow::ensure!(cert.is_some() == key.is_some(), "--etcd-cert and --etcd-key (cluster.etcd_cert, cluster.etcd_key) go together");
+        let tls = match args.etcd_ca.or(c.etcd_ca.clone()) {
+            Some(ca) => Some(evenkeel::up::EtcdTlsFiles { ca, cert, key }),
+            None => {
+                anyhow::ensure!(cert.is_none(), "--etcd-cert needs --etcd-ca (cluster.etcd_ca): the CA that signed etcd's certificate");
+                None
+            }
+        };
+        let endpoints: Vec<String> = endpoints.iter().map(|e| e.trim().to_string()).collect();
+        let https = endpoints.iter().filter(|e| e.starts_with("https://")).count();
+        anyhow::ensure!(https == 0 || https == endpoints.len(), "--etcd-endpoints: all https:// or none");
+        anyhow::ensure!((https > 0) == tls.is_some(), "--etcd-endpoints: https:// endpoints go with --etcd-ca (cluster.etcd_ca), http:// ones without");
+        opts.meta = evenkeel::up::MetaBackend::Etcd(evenkeel::up::EtcdSettings { endpoints, namespace, login, tls });
+    } else if args.etcd_namespace.is_some() || c.etcd_namespace.is_some() || args.etcd_user.is_some() || c.etcd_user.is_some() || args.etcd_ca.is_some() || c.etcd_ca.is_some() {
+        anyhow::bail!("--etcd-namespace, --etcd-user and --etcd-ca (cluster.etcd_namespace, cluster.etcd_user, cluster.etcd_ca) need --etcd-endpoints (or cluster.etcd_endpoints)");
     }
     opts.partitions = args.partitions.or(c.partitions).unwrap_or(opts.partitions);
     opts.listen = args.listen.or(c.listen).unwrap_or(opts.listen);

@@ -39,7 +39,7 @@ pub enum Role {
 /// Runs `role` until `stop` is cancelled (or it fails); a node or router
 /// also serves its `/metrics` on `metrics` if given.
 pub async fn serve(role: Role, id: Option<NodeId>, opts: UpOptions, metrics: Option<std::net::SocketAddr>, stop: CancellationToken) -> anyhow::Result<()> {
-    if !matches!(opts.meta, MetaBackend::Etcd { .. }) {
+    if !matches!(opts.meta, MetaBackend::Etcd(_)) {
         bail!("`serve` runs one role of a cluster whose metadata the processes share: give --etcd-endpoints (one process running every role is `evenkeel up`)");
     }
     // Settings first, before anything connects.

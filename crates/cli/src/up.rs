@@ -48,10 +48,39 @@ pub enum MetaBackend {
     /// A local log in `DATA_DIR/meta` (`EmbeddedStore`): the default.
     #[default]
     Embedded,
-    /// An etcd cluster at these client URLs (`EtcdStore`; needs a build
-    /// with the `etcd` feature), every key under `namespace` (empty: none).
-    /// Node data stays in `DATA_DIR`.
-    Etcd { endpoints: Vec<String>, namespace: String, login: Option<EtcdLogin> },
+    /// An etcd cluster (`EtcdStore`; needs a build with the `etcd`
+    /// feature). Node data stays in `DATA_DIR`.
+    Etcd(EtcdSettings),
+}
+
+/// How to reach etcd.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EtcdSettings {
+    /// Client URLs (`https://` with `tls`).
+    pub endpoints: Vec<String>,
+    /// Every key under this path (empty: none).
+    pub namespace: String,
+    /// For an etcd with authentication on.
+    pub login: Option<EtcdLogin>,
+    /// For an etcd that serves TLS.
+    pub tls: Option<EtcdTlsFiles>,
+}
+
+impl EtcdSettings {
+    /// Plain `http://` endpoints, no namespace, login or TLS.
+    pub fn new(endpoints: Vec<String>) -> Self {
+        EtcdSettings { endpoints, ..Default::default() }
+    }
+}
+
+/// PEM files for TLS to etcd: the CA that signed etcd's certificate, and
+/// this client's certificate and key when etcd asks for one
+/// (`--client-cert-auth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTlsFiles {
+    pub ca: PathBuf,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 /// An etcd user and password (etcd with authentication on); `Debug` leaves
@@ -293,7 +322,7 @@ impl LocalCluster {
         let claims_stop = CancellationToken::new();
         let mut claims = JoinSet::new();
         let node_claims = match opts.meta {
-            MetaBackend::Etcd { .. } => {
+            MetaBackend::Etcd(_) => {
                 let c = Claims::new(meta.clone()).await?;
                 claims.spawn(c.clone().keep(claims_stop.clone()));
                 Some(c)
@@ -479,17 +508,18 @@ pub(crate) async fn open_meta(opts: &UpOptions) -> anyhow::Result<Arc<dyn MetaSt
             Ok(store)
         }
         #[cfg(feature = "etcd")]
-        MetaBackend::Etcd { endpoints, namespace, login } => {
+        MetaBackend::Etcd(EtcdSettings { endpoints, namespace, login, tls }) => {
             let mut etcd = evenkeel_meta::EtcdOptions::new(endpoints.clone());
             etcd.namespace = namespace.clone();
             etcd.user = login.as_ref().map(|l| evenkeel_meta::EtcdUser { name: l.user.clone(), password: l.password.clone() });
+            etcd.tls = tls.as_ref().map(|t| evenkeel_meta::EtcdTls { ca: t.ca.clone(), cert: t.cert.clone(), key: t.key.clone() });
             let store = evenkeel_meta::EtcdStore::connect(etcd)
                 .await
                 .with_context(|| format!("connecting to the metadata store in etcd at {}", endpoints.join(",")))?;
             Ok(store)
         }
         #[cfg(not(feature = "etcd"))]
-        MetaBackend::Etcd { .. } => {
+        MetaBackend::Etcd(_) => {
             bail!("this evenkeel was built without etcd support: build it with `cargo build --release --features etcd` (needs protoc: apt-get install protobuf-compiler libprotobuf-dev)")
         }
     }
@@ -528,7 +558,7 @@ mod without_etcd {
     async fn a_build_without_etcd_refuses_it_and_says_how_to_get_it() {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = UpOptions::ephemeral(dir.path());
-        opts.meta = MetaBackend::Etcd { endpoints: vec!["http://127.0.0.1:2379".into()], namespace: String::new(), login: None };
+        opts.meta = MetaBackend::Etcd(EtcdSettings::new(vec!["http://127.0.0.1:2379".into()]));
         let e = open_meta(&opts).await.err().expect("refused");
         assert!(e.to_string().contains("--features etcd"), "{e}");
         assert!(!dir.path().join("meta").exists(), "nothing opened instead");

@@ -11,7 +11,7 @@ mod etcd_server;
 
 use common::admin::{wait_for_leader, wait_state};
 use common::cluster::{check_self_valued, keys_in, move_partition_0_to_a_new_node, options, routing};
-use evenkeel::up::{LocalCluster, MetaBackend};
+use evenkeel::up::{EtcdSettings, LocalCluster, MetaBackend};
 use evenkeel_coord::api::{MigrationInfo, MoveRequest};
 use redis::AsyncCommands;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ async fn a_cluster_on_etcd_moves_a_partition_and_comes_back_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let on_etcd = |dir: &std::path::Path| {
         let mut opts = options(dir, 8, 100);
-        opts.meta = MetaBackend::Etcd { endpoints: vec![etcd.endpoint()], namespace: String::new(), login: None };
+        opts.meta = MetaBackend::Etcd(EtcdSettings::new(vec![etcd.endpoint()]));
         opts
     };
     let cluster = LocalCluster::start(on_etcd(dir.path())).await.unwrap();
@@ -62,7 +62,7 @@ async fn an_unreachable_etcd_fails_the_start_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut opts = options(dir.path(), 8, 100);
-    opts.meta = MetaBackend::Etcd { endpoints: vec![format!("http://127.0.0.1:{port}")], namespace: String::new(), login: None };
+    opts.meta = MetaBackend::Etcd(EtcdSettings::new(vec![format!("http://127.0.0.1:{port}")]));
     let started = Instant::now();
     let e = LocalCluster::start(opts).await.err().expect("no etcd there");
     let text = format!("{e:#}");
@@ -80,7 +80,7 @@ async fn clients_are_served_while_etcd_is_down_and_the_cluster_recovers_after() 
     let mut etcd = etcd_server::EtcdServer::start();
     let dir = tempfile::tempdir().unwrap();
     let mut opts = options(dir.path(), 8, 100);
-    opts.meta = MetaBackend::Etcd { endpoints: vec![etcd.endpoint()], namespace: String::new(), login: None };
+    opts.meta = MetaBackend::Etcd(EtcdSettings::new(vec![etcd.endpoint()]));
     let mut cluster = LocalCluster::start(opts).await.unwrap();
     let admin = format!("http://{}", cluster.admin_addr);
     let http = reqwest::Client::new();
@@ -139,7 +139,7 @@ async fn lost_node_claims_are_taken_again_unless_another_process_holds_one() {
     let etcd = etcd_server::EtcdServer::start();
     let dir = tempfile::tempdir().unwrap();
     let mut opts = options(dir.path(), 8, 100);
-    opts.meta = MetaBackend::Etcd { endpoints: vec![etcd.endpoint()], namespace: String::new(), login: None };
+    opts.meta = MetaBackend::Etcd(EtcdSettings::new(vec![etcd.endpoint()]));
     let mut cluster = LocalCluster::start(opts).await.unwrap();
     let meta = cluster.meta.clone();
     let holder = async |node| meta.get(&evenkeel_types::keys::node_lock_key(node)).await.unwrap().and_then(|kv| kv.lease);

@@ -777,6 +777,19 @@ async fn up_takes_etcd_endpoints_and_fails_clearly_without_an_etcd() {
     let out = with_password(Some("s3cret"));
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && shown.contains(r#"etcd_user = "root""#) && !shown.contains("s3cret"), "{shown}");
+    // TLS: https:// goes with a CA, a client certificate with its key.
+    let refused: [(&[&str], &str); 3] = [
+        (&["--etcd-endpoints", "https://10.0.0.1:2379"], "go with --etcd-ca"),
+        (&["--etcd-endpoints", "http://10.0.0.1:2379", "--etcd-ca", "ca.pem"], "go with --etcd-ca"),
+        (&["--etcd-endpoints", "https://10.0.0.1:2379", "--etcd-ca", "ca.pem", "--etcd-cert", "c.pem"], "go together"),
+    ];
+    for (args, says) in refused {
+        let out = run_cli(&[&["up"][..], args, &["--print-config"]].concat()).await;
+        assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains(says), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = run_cli(&["up", "--etcd-endpoints", "https://10.0.0.1:2379", "--etcd-ca", "/etc/ca.pem", "--etcd-cert", "/etc/c.pem", "--etcd-key", "/etc/k.pem", "--print-config"]).await;
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && shown.contains(r#"etcd_ca = "/etc/ca.pem""#) && shown.contains(r#"etcd_key = "/etc/k.pem""#), "{shown} {}", String::from_utf8_lossy(&out.stderr));
     let out = run_cli(&["up", "--etcd-namespace", "/team-a", "--print-config"]).await;
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("need --etcd-endpoints"), "{}", String::from_utf8_lossy(&out.stderr));
     let dir = tempfile::tempdir().unwrap();

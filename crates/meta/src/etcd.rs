@@ -66,6 +66,34 @@ pub struct EtcdOptions {
     /// For an etcd with authentication on; the client renews its token
     /// when etcd expires it.
     pub user: Option<EtcdUser>,
+    /// For an etcd that serves TLS (`https://` endpoints).
+    pub tls: Option<EtcdTls>,
+}
+
+/// PEM files for TLS to etcd: the CA that signed etcd's certificate, and
+/// this client's certificate and key when etcd asks for one.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    pub ca: std::path::PathBuf,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl EtcdTls {
+    fn options(&self) -> Result<etcd_client::TlsOptions> {
+        let read = |path: &std::path::Path, what: &str| {
+            std::fs::read(path).map_err(|e| MetaError::InvalidArgument(format!("reading {what} {}: {e}", path.display())))
+        };
+        let mut tls = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(read(&self.ca, "the etcd CA certificate")?));
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                tls = tls.identity(etcd_client::Identity::from_pem(read(cert, "the etcd client certificate")?, read(key, "the etcd client key")?));
+            }
+            (None, None) => {}
+            _ => return Err(MetaError::InvalidArgument("an etcd client certificate and its key go together".into())),
+        }
+        Ok(tls)
+    }
 }
 
 /// An etcd user; `Debug` leaves the password out.
@@ -90,6 +118,7 @@ impl EtcdOptions {
             watch_buffer: 1024,
             namespace: String::new(),
             user: None,
+            tls: None,
         }
     }
 }
@@ -118,6 +147,12 @@ impl EtcdStore {
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
         if let Some(user) = &opts.user {
             connect = connect.with_user(&user.name, &user.password).with_auto_token_refresh(true);
+        }
+        let https = opts.endpoints.iter().filter(|e| e.starts_with("https://")).count();
+        match &opts.tls {
+            Some(tls) if https == opts.endpoints.len() => connect = connect.with_tls(tls.options()?),
+            None if https == 0 => {}
+            _ => return Err(MetaError::InvalidArgument("etcd endpoints: https:// (all of them) goes with TLS settings, http:// without".into())),
         }
         let endpoints = opts.endpoints.clone();
         let client = bounded(opts.connect_timeout, "a connection", Client::connect(endpoints, Some(connect))).await?.map_err(|e| error("a connection", e))?;

@@ -29,7 +29,7 @@ mod store;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
 #[cfg(feature = "etcd")]
-pub use etcd::{EtcdOptions, EtcdStore, EtcdUser};
+pub use etcd::{EtcdOptions, EtcdStore, EtcdTls, EtcdUser};
 pub use error::{MetaError, Result};
 pub use store::{
     CasOutcome, Compare, KeyValue, LeaseId, Lock, MAX_KEY_LEN, MAX_VALUE_LEN, MetaStore, Revision,

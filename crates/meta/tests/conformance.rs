@@ -349,6 +349,46 @@ mod etcd_only {
         }
     }
 
+    /// An etcd that serves TLS and requires client certificates: the CA and
+    /// a client certificate get in (and watches work over it); without the
+    /// client certificate, or over plain http, the start fails clearly.
+    #[tokio::test]
+    async fn tls_to_etcd_with_client_certificates() {
+        let server = etcd_server::EtcdServer::start_tls(etcd_server::TestCerts::new());
+        let certs = server.certs();
+        let with = |cert: bool| {
+            let mut opts = server.options();
+            opts.tls = Some(evenkeel_meta::EtcdTls { ca: certs.path("ca.crt"), cert: cert.then(|| certs.path("client.crt")), key: cert.then(|| certs.path("client.key")) });
+            opts
+        };
+        // The server's port accepts before its TLS is ready: retry a while.
+        let mut tries = 0;
+        let store = loop {
+            match EtcdStore::connect(with(true)).await {
+                Ok(store) => break store,
+                Err(e) if tries == 50 => panic!("TLS with a client certificate: {e}"),
+                Err(_) => tries += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let mut watch = store.watch_prefix("t/", 0).await.unwrap();
+        store.put("t/k", b"v".to_vec(), None).await.unwrap();
+        assert_eq!(next_event(&mut watch).await.key(), "t/k");
+        assert!(EtcdStore::connect(with(false)).await.is_err(), "etcd requires a client certificate");
+        let mut plain = server.options();
+        plain.endpoints = vec![server.endpoint().replace("https://", "http://")];
+        assert!(matches!(EtcdStore::connect(plain).await, Err(MetaError::Unavailable(_))));
+        let mut mismatched = with(true);
+        mismatched.endpoints = vec![server.endpoint().replace("https://", "http://")];
+        assert!(matches!(EtcdStore::connect(mismatched).await, Err(MetaError::InvalidArgument(_))), "http:// with TLS settings is refused");
+        let mut missing = with(true);
+        missing.tls.as_mut().unwrap().ca = certs.path("nowhere.crt");
+        match EtcdStore::connect(missing).await {
+            Err(MetaError::InvalidArgument(why)) => assert!(why.contains("nowhere.crt"), "{why}"),
+            other => panic!("expected the missing file named, got {:?}", other.err()),
+        }
+    }
+
     /// Watches are not bounded by the request timeout: a quiet watch still
     /// delivers after it.
     #[tokio::test]

@@ -15,6 +15,38 @@ pub struct EtcdServer {
     client_port: u16,
     peer_port: u16,
     dir: tempfile::TempDir,
+    /// Serving TLS with these, client certificates required.
+    tls: Option<TestCerts>,
+}
+
+/// A throwaway CA, a server certificate for 127.0.0.1 and a client
+/// certificate, made with the `openssl` command (EC P-256, valid a day).
+pub struct TestCerts {
+    dir: tempfile::TempDir,
+}
+
+impl TestCerts {
+    pub fn new() -> TestCerts {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(dir.path()).output().unwrap_or_else(|e| panic!("cannot run `openssl` ({e}): the TLS test needs it (Debian: apt-get install openssl)"));
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        openssl(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=evenkeel test CA"]].concat());
+        std::fs::write(dir.path().join("server.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n").unwrap();
+        std::fs::write(dir.path().join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        for who in ["server", "client"] {
+            let (key, csr, crt, ext) = (format!("{who}.key"), format!("{who}.csr"), format!("{who}.crt"), format!("{who}.ext"));
+            openssl(&[&["req"][..], &ec, &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={who}")]].concat());
+            openssl(&["x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", &crt, "-days", "1", "-extfile", &ext]);
+        }
+        TestCerts { dir }
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
 }
 
 fn free_port() -> u16 {
@@ -27,7 +59,7 @@ impl EtcdServer {
     /// them: then etcd exits, and it starts again on other ports.
     pub fn start() -> EtcdServer {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let mut server = EtcdServer { child: None, client_port: free_port(), peer_port: free_port(), dir };
+        let mut server = EtcdServer { child: None, client_port: free_port(), peer_port: free_port(), dir, tls: None };
         for _ in 0..5 {
             if server.spawn() {
                 return server;
@@ -35,6 +67,24 @@ impl EtcdServer {
             (server.client_port, server.peer_port) = (free_port(), free_port());
         }
         panic!("etcd exited at start five times (ports taken?)");
+    }
+
+    /// Starts etcd serving TLS to clients with `certs`, and requiring a
+    /// client certificate signed by its CA.
+    pub fn start_tls(certs: TestCerts) -> EtcdServer {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut server = EtcdServer { child: None, client_port: free_port(), peer_port: free_port(), dir, tls: Some(certs) };
+        for _ in 0..5 {
+            if server.spawn() {
+                return server;
+            }
+            (server.client_port, server.peer_port) = (free_port(), free_port());
+        }
+        panic!("etcd exited at start five times (ports taken?)");
+    }
+
+    pub fn certs(&self) -> &TestCerts {
+        self.tls.as_ref().expect("a TLS server")
     }
 
     /// Starts it again on its data directory and ports (after [`Self::kill`]).
@@ -52,9 +102,16 @@ impl EtcdServer {
 
     /// Spawns etcd; true once it is healthy, false if it exited.
     fn spawn(&mut self) -> bool {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = Command::new("etcd")
+        let mut etcd = Command::new("etcd");
+        if let Some(certs) = &self.tls {
+            etcd.arg(format!("--cert-file={}", certs.path("server.crt").display()))
+                .arg(format!("--key-file={}", certs.path("server.key").display()))
+                .arg(format!("--trusted-ca-file={}", certs.path("ca.crt").display()))
+                .arg("--client-cert-auth");
+        }
+        let child = etcd
             .arg("--name=test")
             .arg(format!("--data-dir={}", self.dir.path().join("data").display()))
             .arg(format!("--listen-client-urls={client}"))
@@ -82,8 +139,13 @@ impl EtcdServer {
     }
 
     /// etcd's own `/health` answer on the client port: this etcd, serving.
+    /// (With TLS: its port accepting, the child alive; a client retries.)
     fn healthy(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.client_port)) else { return false };
+        if self.tls.is_some() {
+            std::thread::sleep(Duration::from_millis(200));
+            return true;
+        }
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
         if stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
             return false;
@@ -94,7 +156,8 @@ impl EtcdServer {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     pub fn options(&self) -> evenkeel_meta::EtcdOptions {
