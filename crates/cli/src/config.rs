@@ -188,7 +188,7 @@ fn set<T>(slot: &mut T, v: Option<T>) {
     }
 }
 
-fn etcd_tls(opts: &crate::up::UpOptions) -> Option<&crate::up::EtcdTlsFiles> {
+fn etcd_tls(opts: &crate::up::UpOptions) -> Option<&evenkeel_meta::EtcdTls> {
     match &opts.meta {
         crate::up::MetaBackend::Etcd(etcd) => etcd.tls.as_ref(),
         crate::up::MetaBackend::Embedded => None,
@@ -212,7 +212,7 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
                 _ => None,
             },
             etcd_user: match &opts.meta {
-                crate::up::MetaBackend::Etcd(etcd) => etcd.login.as_ref().map(|l| l.user.clone()),
+                crate::up::MetaBackend::Etcd(etcd) => etcd.login.as_ref().map(|l| l.name.clone()),
                 _ => None,
             },
             etcd_ca: etcd_tls(opts).map(|t| t.ca.clone()),

@@ -397,14 +397,14 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
         let login = match args.etcd_user.or(c.etcd_user.clone()) {
             Some(user) => {
                 let password = std::env::var("EVENKEEL_ETCD_PASSWORD").map_err(|_| anyhow::anyhow!("--etcd-user / cluster.etcd_user {user:?}: set its password in EVENKEEL_ETCD_PASSWORD"))?;
-                Some(evenkeel::up::EtcdLogin { user, password })
+                Some(evenkeel_meta::EtcdUser { name: user, password })
             }
             None => None,
         };
         let (cert, key) = (args.etcd_cert.or(c.etcd_cert.clone()), args.etcd_key.or(c.etcd_key.clone()));
         anyhow::ensure!(cert.is_some() == key.is_some(), "--etcd-cert and --etcd-key (cluster.etcd_cert, cluster.etcd_key) go together");
         let tls = match args.etcd_ca.or(c.etcd_ca.clone()) {
-            Some(ca) => Some(evenkeel::up::EtcdTlsFiles { ca, cert, key }),
+            Some(ca) => Some(evenkeel_meta::EtcdTls { ca, cert, key }),
             None => {
                 anyhow::ensure!(cert.is_none(), "--etcd-cert needs --etcd-ca (cluster.etcd_ca): the CA that signed etcd's certificate");
                 None

@@ -61,39 +61,15 @@ pub struct EtcdSettings {
     /// Every key under this path (empty: none).
     pub namespace: String,
     /// For an etcd with authentication on.
-    pub login: Option<EtcdLogin>,
+    pub login: Option<evenkeel_meta::EtcdUser>,
     /// For an etcd that serves TLS.
-    pub tls: Option<EtcdTlsFiles>,
+    pub tls: Option<evenkeel_meta::EtcdTls>,
 }
 
 impl EtcdSettings {
     /// Plain `http://` endpoints, no namespace, login or TLS.
     pub fn new(endpoints: Vec<String>) -> Self {
         EtcdSettings { endpoints, ..Default::default() }
-    }
-}
-
-/// PEM files for TLS to etcd: the CA that signed etcd's certificate, and
-/// this client's certificate and key when etcd asks for one
-/// (`--client-cert-auth`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EtcdTlsFiles {
-    pub ca: PathBuf,
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-}
-
-/// An etcd user and password (etcd with authentication on); `Debug` leaves
-/// the password out.
-#[derive(Clone, PartialEq, Eq)]
-pub struct EtcdLogin {
-    pub user: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for EtcdLogin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EtcdLogin").field("user", &self.user).field("password", &"<hidden>").finish()
     }
 }
 
@@ -511,8 +487,8 @@ pub(crate) async fn open_meta(opts: &UpOptions) -> anyhow::Result<Arc<dyn MetaSt
         MetaBackend::Etcd(EtcdSettings { endpoints, namespace, login, tls }) => {
             let mut etcd = evenkeel_meta::EtcdOptions::new(endpoints.clone());
             etcd.namespace = namespace.clone();
-            etcd.user = login.as_ref().map(|l| evenkeel_meta::EtcdUser { name: l.user.clone(), password: l.password.clone() });
-            etcd.tls = tls.as_ref().map(|t| evenkeel_meta::EtcdTls { ca: t.ca.clone(), cert: t.cert.clone(), key: t.key.clone() });
+            etcd.user = login.clone();
+            etcd.tls = tls.clone();
             let store = evenkeel_meta::EtcdStore::connect(etcd)
                 .await
                 .with_context(|| format!("connecting to the metadata store in etcd at {}", endpoints.join(",")))?;

@@ -41,6 +41,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::error::{MetaError, Result};
+use crate::{EtcdTls, EtcdUser};
 use crate::store::{
     CasOutcome, Compare, KeyValue, LeaseId, MetaStore, Revision, WatchEvent, WatchStream,
     prefix_range_end, validate_key, validate_lease, validate_prefix, validate_value,
@@ -70,17 +71,8 @@ pub struct EtcdOptions {
     pub tls: Option<EtcdTls>,
 }
 
-/// PEM files for TLS to etcd: the CA that signed etcd's certificate, and
-/// this client's certificate and key when etcd asks for one.
-#[derive(Debug, Clone)]
-pub struct EtcdTls {
-    pub ca: std::path::PathBuf,
-    pub cert: Option<std::path::PathBuf>,
-    pub key: Option<std::path::PathBuf>,
-}
-
 impl EtcdTls {
-    fn options(&self) -> Result<etcd_client::TlsOptions> {
+    pub(crate) fn options(&self) -> Result<etcd_client::TlsOptions> {
         let read = |path: &std::path::Path, what: &str| {
             std::fs::read(path).map_err(|e| MetaError::InvalidArgument(format!("reading {what} {}: {e}", path.display())))
         };
@@ -93,19 +85,6 @@ impl EtcdTls {
             _ => return Err(MetaError::InvalidArgument("an etcd client certificate and its key go together".into())),
         }
         Ok(tls)
-    }
-}
-
-/// An etcd user; `Debug` leaves the password out.
-#[derive(Clone)]
-pub struct EtcdUser {
-    pub name: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for EtcdUser {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EtcdUser").field("name", &self.name).field("password", &"<hidden>").finish()
     }
 }
 

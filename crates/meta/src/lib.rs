@@ -23,13 +23,15 @@
 mod embedded;
 #[cfg(feature = "etcd")]
 mod etcd;
+mod etcd_settings;
 pub mod follow;
 mod error;
 mod store;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
 #[cfg(feature = "etcd")]
-pub use etcd::{EtcdOptions, EtcdStore, EtcdTls, EtcdUser};
+pub use etcd::{EtcdOptions, EtcdStore};
+pub use etcd_settings::{EtcdTls, EtcdUser};
 pub use error::{MetaError, Result};
 pub use store::{
     CasOutcome, Compare, KeyValue, LeaseId, Lock, MAX_KEY_LEN, MAX_VALUE_LEN, MetaStore, Revision,
