@@ -329,3 +329,44 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
     assert!(twin.output().contains("node 2 runs in another process"), "{}", twin.output());
     drop(nodes);
 }
+
+/// etcd lost in the middle of a rebalance, under a checked load: clients
+/// see no error and no lost or stale value (the data path does not need
+/// etcd, and a cutover that cannot write the routing table lifts its
+/// fence), and once etcd is back the rebalance resumes and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_survives_losing_etcd_in_the_middle() {
+    let mut etcd = etcd_server::EtcdServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), 16, 100);
+    opts.meta = MetaBackend::Etcd(EtcdSettings::new(vec![etcd.endpoint()]));
+    let cluster = LocalCluster::start(opts).await.unwrap();
+    let endpoint = common::load::Endpoint::new(cluster.router_addr);
+    let mut load = common::load::Load::start(&endpoint, 1).await;
+    let admin = format!("http://{}", cluster.admin_addr);
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
+    assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
+    common::admin::wait_stats(&http, &admin, 4, Duration::from_secs(10)).await;
+    let started = http.post(format!("{admin}/v1/rebalance")).send().await.unwrap();
+    assert_eq!(started.status(), 201, "{}", started.text().await.unwrap());
+    // Lose etcd once the first move is under way.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !common::admin::migrations(&http, &admin).await.iter().any(|m| m.state != "PENDING") {
+        assert!(Instant::now() < deadline, "no move started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let at_loss: Vec<String> = common::admin::migrations(&http, &admin).await.into_iter().map(|m| m.state).collect();
+    etcd.kill();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    load.check("the etcd outage").await;
+    eprintln!("moves when etcd was lost: {at_loss:?}");
+    etcd.restart();
+    let end = common::admin::wait_rebalance_end(&http, &admin, Duration::from_secs(120)).await;
+    assert_eq!(end.rebalance.as_ref().unwrap().state, evenkeel_coord::rebalance::State::Done, "{end:?}");
+    let summary = load.finish(&endpoint).await;
+    eprintln!("through the etcd outage: {summary}");
+    let table = routing(&cluster).await;
+    assert_eq!(table.partitions_of(4).len(), 4, "the new node took its quarter");
+    cluster.shutdown().await.unwrap();
+}
