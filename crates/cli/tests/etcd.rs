@@ -10,8 +10,8 @@ mod common;
 mod etcd_server;
 
 use common::admin::{wait_for_leader, wait_state};
-use common::cluster::{check_self_valued, keys_in, move_partition_0_to_a_new_node, options, routing};
-use evenkeel::up::{EtcdSettings, LocalCluster, MetaBackend};
+use common::cluster::{check_self_valued, keys_in, move_partition_0_to_a_new_node, on_etcd, routing};
+use evenkeel::up::LocalCluster;
 use evenkeel_coord::api::{MigrationInfo, MoveRequest};
 use redis::AsyncCommands;
 use std::time::{Duration, Instant};
@@ -20,12 +20,7 @@ use std::time::{Duration, Instant};
 async fn a_cluster_on_etcd_moves_a_partition_and_comes_back_after_a_restart() {
     let etcd = etcd_server::EtcdServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let on_etcd = |dir: &std::path::Path| {
-        let mut opts = options(dir, 8, 100);
-        opts.meta = MetaBackend::Etcd(EtcdSettings::new(vec![etcd.endpoint()]));
-        opts
-    };
-    let cluster = LocalCluster::start(on_etcd(dir.path())).await.unwrap();
+    let cluster = LocalCluster::start(on_etcd(dir.path(), 8, 100, etcd.endpoint())).await.unwrap();
     assert!(!dir.path().join("meta").exists(), "no embedded store beside etcd");
     let (recorded, _) = cluster.meta.get_prefix("/evenkeel/nodes/").await.unwrap();
     assert_eq!(recorded.len(), 3, "membership is in etcd");
@@ -34,7 +29,7 @@ async fn a_cluster_on_etcd_moves_a_partition_and_comes_back_after_a_restart() {
     // (after waiting out the lock's lease, which this one keeps alive).
     let other = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let refused = LocalCluster::start(on_etcd(other.path())).await.err().expect("a second `up` on the same etcd is refused");
+    let refused = LocalCluster::start(on_etcd(other.path(), 8, 100, etcd.endpoint())).await.err().expect("a second `up` on the same etcd is refused");
     assert!(format!("{refused:#}").contains("node 1 runs in another process"), "{refused:#}");
     assert!(started.elapsed() >= Duration::from_secs(10), "it waited for the lease: {:?}", started.elapsed());
 
@@ -48,7 +43,7 @@ async fn a_cluster_on_etcd_moves_a_partition_and_comes_back_after_a_restart() {
     // Shut down cleanly, the lock is released at once: the restart does
     // not wait for a lease.
     let started = Instant::now();
-    let cluster = LocalCluster::start(on_etcd(dir.path())).await.unwrap();
+    let cluster = LocalCluster::start(on_etcd(dir.path(), 8, 100, etcd.endpoint())).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     assert_eq!(cluster.node_ids, vec![1, 2, 3, 4]);
     assert_eq!(routing(&cluster).await.entry(0).unwrap().owner, 4);
@@ -61,8 +56,7 @@ async fn a_cluster_on_etcd_moves_a_partition_and_comes_back_after_a_restart() {
 async fn an_unreachable_etcd_fails_the_start_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut opts = options(dir.path(), 8, 100);
-    opts.meta = MetaBackend::Etcd(EtcdSettings::new(vec![format!("http://127.0.0.1:{port}")]));
+    let opts = on_etcd(dir.path(), 8, 100, format!("http://127.0.0.1:{port}"));
     let started = Instant::now();
     let e = LocalCluster::start(opts).await.err().expect("no etcd there");
     let text = format!("{e:#}");
@@ -79,9 +73,7 @@ async fn an_unreachable_etcd_fails_the_start_clearly() {
 async fn clients_are_served_while_etcd_is_down_and_the_cluster_recovers_after() {
     let mut etcd = etcd_server::EtcdServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path(), 8, 100);
-    opts.meta = MetaBackend::Etcd(EtcdSettings::new(vec![etcd.endpoint()]));
-    let mut cluster = LocalCluster::start(opts).await.unwrap();
+    let mut cluster = LocalCluster::start(on_etcd(dir.path(), 8, 100, etcd.endpoint())).await.unwrap();
     let admin = format!("http://{}", cluster.admin_addr);
     let http = reqwest::Client::new();
     wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
@@ -138,9 +130,7 @@ async fn clients_are_served_while_etcd_is_down_and_the_cluster_recovers_after() 
 async fn lost_node_claims_are_taken_again_unless_another_process_holds_one() {
     let etcd = etcd_server::EtcdServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path(), 8, 100);
-    opts.meta = MetaBackend::Etcd(EtcdSettings::new(vec![etcd.endpoint()]));
-    let mut cluster = LocalCluster::start(opts).await.unwrap();
+    let mut cluster = LocalCluster::start(on_etcd(dir.path(), 8, 100, etcd.endpoint())).await.unwrap();
     let meta = cluster.meta.clone();
     let holder = async |node| meta.get(&evenkeel_types::keys::node_lock_key(node)).await.unwrap().and_then(|kv| kv.lease);
     let first = holder(1).await.expect("claimed");
@@ -265,10 +255,11 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
     for k in keys0.iter().chain(&keys1) {
         let () = conn.set(k, k).await.unwrap();
     }
-    // A node and a router process serve their own /metrics.
+    // A node and a router process serve their own /metrics and /healthz.
     for (addr, metric) in [(&node_metrics, "evenkeel_node_execute_seconds"), (&router_metrics, "evenkeel_router_")] {
         let text = http.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
         assert!(text.contains(metric), "{addr}: {text}");
+        assert_eq!(http.get(format!("http://{addr}/healthz")).send().await.unwrap().status(), 200, "{addr}");
     }
 
     let node4 = spawn("node4", &["node", "--id", "4", "--listen", "127.0.0.5:0"]);
@@ -338,9 +329,7 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
 async fn a_rebalance_survives_losing_etcd_in_the_middle() {
     let mut etcd = etcd_server::EtcdServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path(), 16, 100);
-    opts.meta = MetaBackend::Etcd(EtcdSettings::new(vec![etcd.endpoint()]));
-    let cluster = LocalCluster::start(opts).await.unwrap();
+    let cluster = LocalCluster::start(on_etcd(dir.path(), 16, 100, etcd.endpoint())).await.unwrap();
     let endpoint = common::load::Endpoint::new(cluster.router_addr);
     let mut load = common::load::Load::start(&endpoint, 1).await;
     let admin = format!("http://{}", cluster.admin_addr);

@@ -9,8 +9,8 @@ mod common;
 mod etcd_server;
 
 use common::admin::wait_for_leader;
-use common::cluster::{keys_in, options, routing};
-use evenkeel::up::{EtcdSettings, LocalCluster, MetaBackend};
+use common::cluster::{keys_in, on_etcd, routing};
+use evenkeel::up::LocalCluster;
 use evenkeel_coord::api::{MigrationInfo, MoveRequest};
 use evenkeel_coord::failpoints;
 use redis::AsyncCommands;
@@ -26,9 +26,7 @@ use std::time::{Duration, Instant};
 async fn losing_etcd_at_the_flip_loses_no_acknowledged_write() {
     let mut etcd = etcd_server::EtcdServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = options(dir.path(), 8, 100);
-    opts.meta = MetaBackend::Etcd(EtcdSettings::new(vec![etcd.endpoint()]));
-    let cluster = LocalCluster::start(opts).await.unwrap();
+    let cluster = LocalCluster::start(on_etcd(dir.path(), 8, 100, etcd.endpoint())).await.unwrap();
     let admin = format!("http://{}", cluster.admin_addr);
     let http = reqwest::Client::new();
     wait_for_leader(&http, &admin, Duration::from_secs(10)).await;

@@ -222,12 +222,13 @@ async fn store_throttle(c: &Coordinator, v: serde_json::Value) -> Response {
     }
 }
 
-/// Serves only `GET /metrics` (this process's Prometheus text) on
+/// Serves only `GET /metrics` (this process's Prometheus text) and `GET
+/// /healthz` (200 while the process serves: a liveness probe) on
 /// `listener` until `shutdown`: for a process that runs a node or a router
 /// alone (`evenkeel serve`), which has no admin API of its own.
 pub async fn serve_metrics(listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     crate::metrics_handle();
-    let routes = Router::new().route("/metrics", get(metrics)).fallback(not_found);
+    let routes = Router::new().route("/metrics", get(metrics)).route("/healthz", get(|| async { "ok\n" })).fallback(not_found);
     axum::serve(listener, routes).with_graceful_shutdown(shutdown).await
 }
 

@@ -22,6 +22,13 @@ pub fn options(dir: &std::path::Path, partitions: u32, bake_ms: u64) -> UpOption
     opts
 }
 
+/// [`options`] with the metadata in the etcd at `endpoint` (http://).
+pub fn on_etcd(dir: &std::path::Path, partitions: u32, bake_ms: u64, endpoint: String) -> UpOptions {
+    let mut opts = options(dir, partitions, bake_ms);
+    opts.meta = evenkeel::up::MetaBackend::Etcd(evenkeel::up::EtcdSettings::new(vec![endpoint]));
+    opts
+}
+
 /// Default throttle settings, except that the host's own disk cannot pause
 /// migrations: a build machine can be under the 10% free that pauses a
 /// production node, and a test must not depend on that. Under 2% free it
