@@ -80,12 +80,11 @@ impl Claims {
                         Ok(()) => {}
                         Err(MetaError::LeaseNotFound(_)) => {
                             tracing::warn!(lease, "the lease of this process's node claims expired; claiming them again");
-                            if let Err(e) = self.reclaim().await {
-                                match e.downcast_ref::<MetaError>() {
-                                    // etcd still unreachable: try again next tick.
-                                    Some(_) => tracing::warn!(error = %e, "claiming nodes again"),
-                                    None => return Err(e),
-                                }
+                            match self.reclaim().await {
+                                Ok(None) => {}
+                                Ok(Some(id)) => bail!("node {id}'s claim was lost and another process holds it now: stopping rather than run node {id} twice"),
+                                // etcd still unreachable: try again next tick.
+                                Err(e) => tracing::warn!(error = %e, "claiming nodes again"),
                             }
                         }
                         // etcd unreachable for a moment: the lease outlives
@@ -97,22 +96,21 @@ impl Claims {
         }
     }
 
-    /// Every claimed node's lock on a new lease; an error that is not a
-    /// [`MetaError`] if another process holds one of them now.
-    async fn reclaim(&self) -> anyhow::Result<()> {
+    /// Every claimed node's lock on a new lease; `Some(id)` if another
+    /// process holds node `id`'s now (then nothing is claimed).
+    async fn reclaim(&self) -> Result<Option<NodeId>, MetaError> {
         let lease = self.meta.grant_lease(CLAIM_TTL).await?;
         let nodes = self.nodes.lock().clone();
         for id in nodes {
-            match self.meta.try_lock(&keys::node_lock_key(id), lease).await {
-                Ok(Some(_)) => {}
-                other => {
-                    let _ = self.meta.revoke_lease(lease).await;
-                    other?;
-                    bail!("node {id}'s claim was lost and another process holds it now: stopping rather than run node {id} twice");
-                }
-            }
+            let taken = match self.meta.try_lock(&keys::node_lock_key(id), lease).await {
+                Ok(Some(_)) => continue,
+                Ok(None) => Ok(Some(id)),
+                Err(e) => Err(e),
+            };
+            let _ = self.meta.revoke_lease(lease).await;
+            return taken;
         }
         *self.lease.lock() = lease;
-        Ok(())
+        Ok(None)
     }
 }

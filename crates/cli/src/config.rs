@@ -188,36 +188,25 @@ fn set<T>(slot: &mut T, v: Option<T>) {
     }
 }
 
-fn etcd_tls(opts: &crate::up::UpOptions) -> Option<&evenkeel_meta::EtcdTls> {
-    match &opts.meta {
-        crate::up::MetaBackend::Etcd(etcd) => etcd.tls.as_ref(),
-        crate::up::MetaBackend::Embedded => None,
-    }
-}
-
 /// The configuration `opts` amounts to, as a file would state it.
 pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
     let (d, l) = (&opts.coord.driver, &opts.coord.limits);
+    let etcd = match &opts.meta {
+        crate::up::MetaBackend::Etcd(etcd) => Some(etcd),
+        crate::up::MetaBackend::Embedded => None,
+    };
+    let tls = etcd.and_then(|e| e.tls.as_ref());
     FileConfig {
         cluster: ClusterSection {
             nodes: Some(opts.nodes),
             partitions: Some(opts.partitions),
             data_dir: Some(opts.data_dir.clone()),
-            etcd_endpoints: match &opts.meta {
-                crate::up::MetaBackend::Embedded => None,
-                crate::up::MetaBackend::Etcd(etcd) => Some(etcd.endpoints.clone()),
-            },
-            etcd_namespace: match &opts.meta {
-                crate::up::MetaBackend::Etcd(etcd) if !etcd.namespace.is_empty() => Some(etcd.namespace.clone()),
-                _ => None,
-            },
-            etcd_user: match &opts.meta {
-                crate::up::MetaBackend::Etcd(etcd) => etcd.login.as_ref().map(|l| l.name.clone()),
-                _ => None,
-            },
-            etcd_ca: etcd_tls(opts).map(|t| t.ca.clone()),
-            etcd_cert: etcd_tls(opts).and_then(|t| t.cert.clone()),
-            etcd_key: etcd_tls(opts).and_then(|t| t.key.clone()),
+            etcd_endpoints: etcd.map(|e| e.endpoints.clone()),
+            etcd_namespace: etcd.map(|e| e.namespace.clone()).filter(|n| !n.is_empty()),
+            etcd_user: etcd.and_then(|e| e.login.as_ref()).map(|l| l.name.clone()),
+            etcd_ca: tls.map(|t| t.ca.clone()),
+            etcd_cert: tls.and_then(|t| t.cert.clone()),
+            etcd_key: tls.and_then(|t| t.key.clone()),
             listen: Some(opts.listen),
             admin: Some(opts.admin),
             durability: Some(format!("{:?}", opts.durability).to_lowercase()),

@@ -472,7 +472,6 @@ pub(crate) async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpList
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for the {what}"))
 }
 
-/// The members to run: those recorded, or `opts.nodes` new ones.
 /// The metadata store `opts` names.
 pub(crate) async fn open_meta(opts: &UpOptions) -> anyhow::Result<Arc<dyn MetaStore>> {
     match &opts.meta {
@@ -501,6 +500,7 @@ pub(crate) async fn open_meta(opts: &UpOptions) -> anyhow::Result<Arc<dyn MetaSt
     }
 }
 
+/// The members to run: those recorded, or `opts.nodes` new ones.
 async fn ensure_members(meta: &dyn MetaStore, opts: &UpOptions) -> anyhow::Result<Vec<NodeInfo>> {
     let (existing, _) = meta.get_prefix(keys::NODES_PREFIX).await?;
     let mut members: Vec<NodeInfo> = existing

@@ -28,7 +28,6 @@
 //! have taken effect (a CAS caller re-reads, as after any conflict).
 //! Watches are not bounded by it: they last as long as their consumer.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +35,6 @@ use etcd_client::{
     Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions,
     Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
-use futures::Stream;
-use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::error::{MetaError, Result};
@@ -46,6 +43,11 @@ use crate::store::{
     CasOutcome, Compare, KeyValue, LeaseId, MetaStore, Revision, WatchEvent, WatchStream,
     prefix_range_end, validate_key, validate_lease, validate_prefix, validate_value,
 };
+
+/// Largest answer a prefix read takes (tonic's default, 4 MiB, is below
+/// what the cluster's own prefixes can reach: migration records of a long
+/// history; etcd's own cap on a response is 2 GiB).
+const MAX_RESPONSE_BYTES: usize = 256 << 20;
 
 /// How to reach etcd.
 #[derive(Debug, Clone)]
@@ -147,7 +149,6 @@ impl EtcdStore {
         Ok(store)
     }
 
-    /// One unary request, bounded by `request_timeout`.
     /// `key` as stored in etcd.
     fn full(&self, key: &str) -> String {
         format!("{}{key}", self.opts.namespace)
@@ -164,6 +165,7 @@ impl EtcdStore {
         key_value(kv, &self.opts.namespace)
     }
 
+    /// One unary request, bounded by `request_timeout`.
     async fn call<T>(&self, what: &str, f: impl Future<Output = EtcdResult<T>>) -> Result<T> {
         self.ask(what, f).await?.map_err(|e| error(what, e))
     }
@@ -253,7 +255,7 @@ impl MetaStore for EtcdStore {
 
     async fn get_prefix(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision)> {
         validate_prefix(prefix)?;
-        let mut kv = self.client.kv_client().max_decoding_message_size(usize::MAX);
+        let mut kv = self.client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
         let (start, end) = self.range(prefix);
         let resp = self.call("a prefix read", kv.get(start, Some(GetOptions::new().with_range(end)))).await?;
         let kvs = resp.kvs().iter().map(|kv| self.key_value(kv)).collect::<Result<Vec<_>>>()?;
@@ -316,9 +318,9 @@ impl MetaStore for EtcdStore {
         }
         let mut watch = self.client.watch_client();
         let mut stream = self.call("a watch", watch.watch(start, Some(options))).await?;
+        // The buffered events, then why the watch ended (sent once the
+        // consumer has made room for it), then the end of the stream.
         let (tx, rx) = mpsc::channel(self.opts.watch_buffer);
-        let end = Arc::new(Mutex::new(None));
-        let end_set = end.clone();
         let namespace = self.opts.namespace.clone();
         tokio::spawn(async move {
             let why = tokio::select! {
@@ -326,10 +328,11 @@ impl MetaStore for EtcdStore {
                 // The consumer dropped the stream: stop watching.
                 () = tx.closed() => return,
             };
-            *end_set.lock() = Some(why);
-            // Dropping `stream` here closes the watch on the server.
+            // Closes the watch on the server before waiting for room.
+            drop(stream);
+            let _ = tx.send(Err(why)).await;
         });
-        Ok(Box::pin(Relayed { rx, end, done: false }))
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })))
     }
 
     async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
@@ -367,7 +370,7 @@ impl MetaStore for EtcdStore {
 }
 
 /// Moves one etcd watch's events into `tx` until it ends; returns why.
-async fn relay(stream: &mut etcd_client::WatchStream, tx: &mpsc::Sender<WatchEvent>, from_revision: Revision, namespace: &str) -> MetaError {
+async fn relay(stream: &mut etcd_client::WatchStream, tx: &mpsc::Sender<Result<WatchEvent>>, from_revision: Revision, namespace: &str) -> MetaError {
     loop {
         let resp = match stream.message().await {
             Ok(Some(resp)) => resp,
@@ -392,39 +395,11 @@ async fn relay(stream: &mut etcd_client::WatchStream, tx: &mpsc::Sender<WatchEve
                     Err(e) => return e,
                 },
             };
-            match tx.try_send(event) {
+            match tx.try_send(Ok(event)) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => return MetaError::WatchLagged,
                 Err(mpsc::error::TrySendError::Closed(_)) => return MetaError::Closed,
             }
-        }
-    }
-}
-
-/// The consumer's side of a relayed watch: the queued events, then why the
-/// watch ended.
-struct Relayed {
-    rx: mpsc::Receiver<WatchEvent>,
-    end: Arc<Mutex<Option<MetaError>>>,
-    done: bool,
-}
-
-impl Stream for Relayed {
-    type Item = Result<WatchEvent>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
-        use std::task::Poll;
-        if self.done {
-            return Poll::Ready(None);
-        }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(event)) => Poll::Ready(Some(Ok(event))),
-            Poll::Ready(None) => {
-                self.done = true;
-                let why = self.end.lock().take().unwrap_or(MetaError::Closed);
-                Poll::Ready(Some(Err(why)))
-            }
-            Poll::Pending => Poll::Pending,
         }
     }
 }
