@@ -13,6 +13,13 @@
 # PARTITIONS (default 128) sets the cluster's partitions. Needs a release
 # build and an otherwise quiet machine (it measures CPU, not latency).
 # Ports 6393/7093.
+#
+# KEYS=N (default 0) SETs N keys of VALUE_SIZE (default 100) bytes first
+# (`evenkeel bench --preload`, the acceptance scenario's data with
+# KEYS=1000000) and waits SETTLE (default 30) seconds for the engine's
+# flushes and compactions: the moves then copy data, and the figures add
+# the CPU per MB copied (the bytes the coordinator counts), the copy's
+# cost per byte beside the per-move cost the empty run measures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/evenkeel-move-cost}
@@ -25,6 +32,11 @@ UP=$!
 trap 'kill $UP 2>/dev/null; wait $UP 2>/dev/null || true' EXIT
 for _ in $(seq 100); do "$BIN" cluster status --admin "$ADMIN" > /dev/null 2>&1 && break; sleep 0.2; done
 "$BIN" node add --admin "$ADMIN" > /dev/null
+if [ "${KEYS:-0}" -gt 0 ]; then
+  "$BIN" bench --target redis://127.0.0.1:6393 --keys "$KEYS" --value-size "${VALUE_SIZE:-100}" --preload \
+    --rate 100 --seconds 1 --recovery-seconds 0 --quiet > "$OUT/preload.txt" 2>&1
+  sleep "${SETTLE:-30}"
+fi
 # Let the new node's start-up work settle before the idle reading.
 sleep 3
 # One reading: wall clock, each thread group's CPU (schedstat run time,
@@ -80,8 +92,11 @@ if n == 0:
 idle_s, reb_s = b["t"] - a["t"], c["t"] - b["t"]
 def delta(x, y, kind, k):
     return y[kind].get(k, 0.0) - x[kind].get(k, 0.0)
-print(f"{n} moves of empty partitions in {reb_s:.1f} s; idle cluster measured for {idle_s:.1f} s")
-print(f"{'thread group':22s} {'idle ms/s':>10s} {'rebalance ms':>13s} {'beyond idle':>12s} {'per move':>9s}")
+mb = sum(m.get("bytes_copied", 0) for m in moves) / 1e6
+what = f"copying {mb:.1f} MB" if mb > 0 else "of empty partitions"
+print(f"{n} moves {what} in {reb_s:.1f} s; idle cluster measured for {idle_s:.1f} s")
+per_mb = lambda ms: f" {ms / mb:9.2f}" if mb > 0 else ""
+print(f"{'thread group':22s} {'idle ms/s':>10s} {'rebalance ms':>13s} {'beyond idle':>12s} {'per move':>9s}" + (f" {'per MB':>9s}" if mb > 0 else ""))
 total_idle = total_reb = total_extra = 0.0
 for g in sorted(set(b["cpu"]) | set(c["cpu"]), key=lambda g: -delta(b, c, "cpu", g)):
     idle_rate = delta(a, b, "cpu", g) / 1e6 / idle_s
@@ -89,8 +104,8 @@ for g in sorted(set(b["cpu"]) | set(c["cpu"]), key=lambda g: -delta(b, c, "cpu",
     extra = reb - idle_rate * reb_s
     total_idle, total_reb, total_extra = total_idle + idle_rate, total_reb + reb, total_extra + extra
     if reb >= 0.5 or idle_rate >= 0.05:
-        print(f"{g:22s} {idle_rate:10.2f} {reb:13.1f} {extra:12.1f} {extra / n:9.2f}")
-print(f"{'all':22s} {total_idle:10.2f} {total_reb:13.1f} {total_extra:12.1f} {total_extra / n:9.2f}")
+        print(f"{g:22s} {idle_rate:10.2f} {reb:13.1f} {extra:12.1f} {extra / n:9.2f}" + per_mb(extra))
+print(f"{'all':22s} {total_idle:10.2f} {total_reb:13.1f} {total_extra:12.1f} {total_extra / n:9.2f}" + per_mb(total_extra))
 def meta(k):
     return delta(b, c, "meta", k) - delta(a, b, "meta", k) / idle_s * reb_s
 records = meta("evenkeel_meta_wal_records_total")

@@ -16,11 +16,17 @@
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use evenkeel_node::StoreConfig;
+use evenkeel_node::migrate_rpc::APPLY_BATCH_RECORDS;
 use evenkeel_node::store::{KeyRecord, Store};
 use evenkeel_rpc::pb::{self, op::Kind};
 use evenkeel_types::Record;
 use evenkeel_types::slot::key_partition;
 use std::hint::black_box;
+
+// The allocator the `evenkeel` binary installs: what a page costs there,
+// allocations and frees included.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const PARTITIONS: u16 = 128;
 
@@ -73,7 +79,7 @@ fn apply(c: &mut Criterion) {
     // once. In key order is how a snapshot page arrives (the source scans
     // its range); the others number their keys in decimal without padding,
     // so most of their sub-batches are out of key order and read key by key.
-    for (n, in_key_order) in [(4usize, false), (8, false), (16, false), (32, false), (PAGE, false), (32, true)] {
+    for (n, in_key_order) in [(4usize, false), (8, false), (16, false), (32, false), (PAGE, false), (APPLY_BATCH_RECORDS, true), (32, true)] {
         let name = if in_key_order { format!("page_500x100b_new_keys_in_key_order_in_batches_of_{n}") } else { format!("page_500x100b_new_keys_in_batches_of_{n}") };
         group.bench_function(name, |b| {
             b.iter_batched(

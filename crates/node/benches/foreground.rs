@@ -15,6 +15,11 @@ use evenkeel_rpc::pb::{self, op::Kind};
 use evenkeel_types::slot::key_partition;
 use std::hint::black_box;
 
+// The allocator the `evenkeel` binary installs: what a page costs there,
+// allocations and frees included.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PARTITIONS: u16 = 128;
 const KEYS: usize = 333_000;
 
