@@ -40,7 +40,7 @@ use tokio::sync::mpsc;
 use crate::error::{MetaError, Result};
 use crate::{EtcdTls, EtcdUser};
 use crate::store::{
-    CasOutcome, Compare, KeyValue, LeaseId, MetaStore, Revision, WatchEvent, WatchStream,
+    CasOutcome, Compare, HeldOutcome, KeyValue, LeaseId, Lock, MetaStore, Revision, WatchEvent, WatchStream,
     prefix_range_end, validate_key, validate_lease, validate_prefix, validate_value,
 };
 
@@ -223,6 +223,61 @@ fn revision(r: i64) -> Revision {
     u64::try_from(r).unwrap_or(0)
 }
 
+/// What one compare-and-swap transaction did.
+enum Txned {
+    Swapped(Revision),
+    /// A compare failed: the key's value and, for a guarded one, the lock
+    /// key's, both read in the transaction (at one revision).
+    Failed { current: Option<KeyValue>, held: Option<Option<KeyValue>> },
+}
+
+impl EtcdStore {
+    /// A compare-and-swap of `key` as one etcd transaction, guarded by
+    /// `lock` when given: the lock key's create revision and lease are
+    /// compared too (an absent key has 0 for both, which no lock has).
+    async fn cas(&self, lock: Option<&Lock>, key: &str, expect: Compare, value: Option<Vec<u8>>, lease: Option<LeaseId>) -> Result<Txned> {
+        validate_key(key)?;
+        if let Some(v) = &value {
+            validate_value(v)?;
+        }
+        validate_lease(lease)?;
+        let key = self.full(key);
+        let key = key.as_str();
+        let mut compares = vec![match expect {
+            // An absent key has version 0 in etcd's comparisons.
+            Compare::Absent | Compare::ModRevision(0) => EtcdCompare::version(key, CompareOp::Equal, 0),
+            Compare::ModRevision(rev) => EtcdCompare::mod_revision(key, CompareOp::Equal, i64::try_from(rev).unwrap_or(i64::MAX)),
+        }];
+        let mut reads = vec![TxnOp::get(key, None)];
+        if let Some(lock) = lock {
+            let held = self.full(&lock.key);
+            compares.push(EtcdCompare::create_revision(held.as_str(), CompareOp::Equal, i64::try_from(lock.fencing_token).unwrap_or(i64::MAX)));
+            compares.push(EtcdCompare::lease(held.as_str(), CompareOp::Equal, lock.lease));
+            reads.push(TxnOp::get(held, None));
+        }
+        let write = match value {
+            Some(v) => TxnOp::put(key, v, lease.map(|id| PutOptions::new().with_lease(id))),
+            None => TxnOp::delete(key, None),
+        };
+        let txn = Txn::new().when(compares).and_then([write]).or_else(reads);
+        let mut kv = self.client.kv_client();
+        let resp = lease_answer("a compare-and-swap", lease.unwrap_or(0), self.ask("a compare-and-swap", kv.txn(txn)).await?)?;
+        if resp.succeeded() {
+            return Ok(Txned::Swapped(header_revision(resp.header())?));
+        }
+        let mut read = resp.op_responses().into_iter().map(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| self.key_value(kv)).transpose(),
+            _ => Err(MetaError::Corrupt("etcd's failed compare-and-swap did not return the keys it read".into())),
+        });
+        let current = read.next().ok_or_else(|| MetaError::Corrupt("etcd's failed compare-and-swap did not return the key".into()))??;
+        let held = match lock {
+            Some(_) => Some(read.next().ok_or_else(|| MetaError::Corrupt("etcd's failed compare-and-swap did not return the lock".into()))??),
+            None => None,
+        };
+        Ok(Txned::Failed { current, held })
+    }
+}
+
 fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<Revision> {
     header.map(|h| revision(h.revision())).ok_or_else(|| MetaError::Corrupt("etcd answered without a response header".into()))
 }
@@ -280,33 +335,19 @@ impl MetaStore for EtcdStore {
     }
 
     async fn compare_and_swap(&self, key: &str, expect: Compare, value: Option<Vec<u8>>, lease: Option<LeaseId>) -> Result<CasOutcome> {
-        validate_key(key)?;
-        if let Some(v) = &value {
-            validate_value(v)?;
-        }
-        validate_lease(lease)?;
-        let key = self.full(key);
-        let key = key.as_str();
-        let compare = match expect {
-            // An absent key has version 0 in etcd's comparisons.
-            Compare::Absent | Compare::ModRevision(0) => EtcdCompare::version(key, CompareOp::Equal, 0),
-            Compare::ModRevision(rev) => EtcdCompare::mod_revision(key, CompareOp::Equal, i64::try_from(rev).unwrap_or(i64::MAX)),
-        };
-        let write = match value {
-            Some(v) => TxnOp::put(key, v, lease.map(|id| PutOptions::new().with_lease(id))),
-            None => TxnOp::delete(key, None),
-        };
-        let txn = Txn::new().when([compare]).and_then([write]).or_else([TxnOp::get(key, None)]);
-        let mut kv = self.client.kv_client();
-        let resp = lease_answer("a compare-and-swap", lease.unwrap_or(0), self.ask("a compare-and-swap", kv.txn(txn)).await?)?;
-        if resp.succeeded() {
-            return Ok(CasOutcome::Swapped(header_revision(resp.header())?));
-        }
-        let current = match resp.op_responses().into_iter().next() {
-            Some(TxnOpResponse::Get(get)) => get.kvs().first().map(|kv| self.key_value(kv)).transpose()?,
-            _ => return Err(MetaError::Corrupt("etcd's failed compare-and-swap did not return the key".into())),
-        };
-        Ok(CasOutcome::Conflict(current))
+        Ok(match self.cas(None, key, expect, value, lease).await? {
+            Txned::Swapped(revision) => CasOutcome::Swapped(revision),
+            Txned::Failed { current, .. } => CasOutcome::Conflict(current),
+        })
+    }
+
+    async fn compare_and_swap_holding(&self, lock: &Lock, key: &str, expect: Compare, value: Option<Vec<u8>>, lease: Option<LeaseId>) -> Result<HeldOutcome> {
+        validate_key(&lock.key)?;
+        Ok(match self.cas(Some(lock), key, expect, value, lease).await? {
+            Txned::Swapped(revision) => HeldOutcome::Swapped(revision),
+            Txned::Failed { held: Some(held), .. } if !lock.is(held.as_ref()) => HeldOutcome::LockLost(held),
+            Txned::Failed { current, .. } => HeldOutcome::Conflict(current),
+        })
     }
 
     async fn watch_prefix(&self, prefix: &str, from_revision: Revision) -> Result<WatchStream> {

@@ -34,7 +34,7 @@ pub use etcd::{EtcdOptions, EtcdStore};
 pub use etcd_settings::{EtcdTls, EtcdUser};
 pub use error::{MetaError, Result};
 pub use store::{
-    CasOutcome, Compare, KeyValue, LeaseId, Lock, MAX_KEY_LEN, MAX_VALUE_LEN, MetaStore, Revision,
+    CasOutcome, Compare, HeldOutcome, KeyValue, LeaseId, Lock, MAX_KEY_LEN, MAX_VALUE_LEN, MetaStore, Revision,
     WatchEvent, WatchStream, lock_with_watch, prefix_range_end, validate_key, validate_lease,
     validate_prefix, validate_value,
 };

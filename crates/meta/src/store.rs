@@ -86,6 +86,31 @@ pub enum CasOutcome {
     Conflict(Option<KeyValue>),
 }
 
+/// What [`MetaStore::compare_and_swap_holding`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeldOutcome {
+    /// The lock was held and the compare held: written at this revision
+    /// (a delete of an absent key: the current revision, as for
+    /// [`CasOutcome::Swapped`]).
+    Swapped(Revision),
+    /// The lock was held, the compare failed; carries the key's value.
+    Conflict(Option<KeyValue>),
+    /// The lock is no longer held, whatever the compare: nothing was
+    /// written. Carries the lock key's current value (a successor's lock,
+    /// or None).
+    LockLost(Option<KeyValue>),
+}
+
+impl Lock {
+    /// Whether `current` (the lock key's value) is this lock: the key
+    /// created with this fencing token, under this lease. A successor's
+    /// lock has a later create revision; a predecessor's, found by a holder
+    /// that has not taken the lock again yet, another lease.
+    pub fn is(&self, current: Option<&KeyValue>) -> bool {
+        current.is_some_and(|kv| kv.key == self.key && kv.create_revision == self.fencing_token && kv.lease == Some(self.lease))
+    }
+}
+
 /// A held lock. The lock key is attached to `lease`, so it vanishes if the
 /// holder stops keeping the lease alive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +140,20 @@ pub trait MetaStore: Send + Sync + 'static {
         value: Option<Vec<u8>>,
         lease: Option<LeaseId>,
     ) -> Result<CasOutcome>;
+    /// [`Self::compare_and_swap`] of `key`, done only if `lock` is still
+    /// held ([`Lock::is`]), in one atomic step: no successor can take the
+    /// lock between the check and the write. For a key that no resource
+    /// guards with the lock's fencing token itself (the routing table: the
+    /// nodes check tokens, the metadata store does not), this is what makes
+    /// a holder whose lease lapsed unable to write it.
+    async fn compare_and_swap_holding(
+        &self,
+        lock: &Lock,
+        key: &str,
+        expect: Compare,
+        value: Option<Vec<u8>>,
+        lease: Option<LeaseId>,
+    ) -> Result<HeldOutcome>;
     /// Events for keys under prefix with revision >= from_revision (0 = only
     /// future events), in revision order.
     /// The stream is bounded: a consumer that falls behind by more than the

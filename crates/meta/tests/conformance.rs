@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use evenkeel_meta::{CasOutcome, Compare, KeyValue, MetaError, MetaStore, WatchEvent, WatchStream};
+use evenkeel_meta::{CasOutcome, Compare, HeldOutcome, KeyValue, Lock, MetaError, MetaStore, WatchEvent, WatchStream};
 use futures::StreamExt;
 
 /// A fresh store of one backend.
@@ -195,6 +195,43 @@ mod suite {
         assert_eq!(store.get("locks/c").await.unwrap().unwrap().create_revision, current.fencing_token);
     }
 
+    /// A compare-and-swap under a lock writes only while the lock is held
+    /// by that lease with that token, in one step with the compare; a lost
+    /// lock refuses whatever the compare, and names who holds it now.
+    pub async fn a_compare_and_swap_under_a_lock_needs_the_lock(store: Fresh) {
+        let put = |v: &str| Some(v.as_bytes().to_vec());
+        let l1 = store.grant_lease(Duration::from_secs(60)).await.unwrap();
+        let l2 = store.grant_lease(Duration::from_secs(60)).await.unwrap();
+        let lock = store.try_lock("L", l1).await.unwrap().unwrap();
+        assert_eq!(lock.fencing_token, 2);
+        assert_eq!(store.compare_and_swap_holding(&lock, "k", Compare::Absent, put("1"), None).await.unwrap(), HeldOutcome::Swapped(3));
+        let k = store.get("k").await.unwrap();
+        assert_eq!(store.compare_and_swap_holding(&lock, "k", Compare::Absent, put("2"), None).await.unwrap(), HeldOutcome::Conflict(k.clone()));
+        // The same token under another lease: a holder that found its
+        // predecessor's lock and has not taken it again.
+        let held = store.get("L").await.unwrap();
+        let found = Lock { lease: l2, ..lock.clone() };
+        assert_eq!(store.compare_and_swap_holding(&found, "k", Compare::ModRevision(3), put("x"), None).await.unwrap(), HeldOutcome::LockLost(held));
+        // Released: lost, and then a successor's.
+        store.unlock(&lock).await.unwrap();
+        assert_eq!(store.compare_and_swap_holding(&lock, "k", Compare::ModRevision(3), put("x"), None).await.unwrap(), HeldOutcome::LockLost(None));
+        let successor = store.try_lock("L", l2).await.unwrap().unwrap();
+        let held = store.get("L").await.unwrap();
+        assert_eq!(store.compare_and_swap_holding(&lock, "k", Compare::ModRevision(3), put("x"), None).await.unwrap(), HeldOutcome::LockLost(held.clone()));
+        // Both fail: the lock is what the caller has to know about.
+        assert_eq!(store.compare_and_swap_holding(&lock, "k", Compare::Absent, put("x"), None).await.unwrap(), HeldOutcome::LockLost(held));
+        assert_eq!(store.get("k").await.unwrap(), k, "nothing refused was written");
+        assert_eq!(store.current_revision().await.unwrap(), successor.fencing_token);
+        // The successor deletes under its lock; a lease that ends takes the
+        // lock with it.
+        assert_eq!(store.compare_and_swap_holding(&successor, "k", Compare::ModRevision(3), None, None).await.unwrap(), HeldOutcome::Swapped(successor.fencing_token + 1));
+        store.revoke_lease(l2).await.unwrap();
+        assert_eq!(store.compare_and_swap_holding(&successor, "k", Compare::Absent, put("y"), None).await.unwrap(), HeldOutcome::LockLost(None));
+        assert_eq!(store.get("k").await.unwrap(), None);
+        // Bad input is refused as by a plain compare-and-swap.
+        assert!(matches!(store.compare_and_swap_holding(&lock, "", Compare::Absent, None, None).await, Err(MetaError::InvalidKey(_))));
+    }
+
     pub async fn lock_waits_for_the_holder(store: Fresh) {
         let l1 = store.grant_lease(Duration::from_secs(60)).await.unwrap();
         let l2 = store.grant_lease(Duration::from_secs(60)).await.unwrap();
@@ -265,6 +302,7 @@ conformance!(
     a_watcher_that_never_reads_lags buffer 4,
     locks_are_exclusive_and_their_tokens_grow,
     lock_waits_for_the_holder,
+    a_compare_and_swap_under_a_lock_needs_the_lock,
 );
 
 #[cfg(feature = "etcd")]

@@ -31,7 +31,7 @@
 use super::machine::{self, Action, Event, Migration, Phase, Shipped};
 use crate::clients::NodeClients;
 use crate::failpoints::{self, Crashed};
-use evenkeel_meta::{CasOutcome, Compare, LeaseId, Lock, MetaError, MetaStore, Revision};
+use evenkeel_meta::{CasOutcome, Compare, HeldOutcome, LeaseId, Lock, MetaError, MetaStore, Revision};
 use evenkeel_rpc::pb;
 use evenkeel_types::{NodeId, PartitionId, RoutingTable, keys, unix_ms};
 use std::collections::VecDeque;
@@ -511,27 +511,30 @@ pub(super) async fn set_owner(d: &Driver, m: &Migration, owner: NodeId) -> Resul
         if entry.owner == owner {
             return Ok(entry.epoch);
         }
-        check_lock(d, m).await?;
         let next = table.with_owner(m.partition, owner);
-        match d.meta.compare_and_swap(keys::ROUTING, Compare::ModRevision(rev), Some(next.to_json()), None).await {
-            Ok(CasOutcome::Swapped(_)) => return Ok(next.epoch),
-            Ok(CasOutcome::Conflict(_)) => continue,
-            Err(e) => return Err(Failure::Transient(e.to_string())),
+        if swap_routing(d, m, rev, &next).await? {
+            return Ok(next.epoch);
         }
     }
 }
 
-/// Fails with `Fenced` unless this driver still holds the partition lock
-/// with the token it works under. Nodes check tokens on every migration
-/// RPC, but the routing table is a metadata key: without this, a driver
-/// that stalled past its lease could flip the table after its successor
-/// finished or rolled back. The check and the CAS are two steps, so a
-/// short window remains; an etcd backend would make them one transaction.
-pub(super) async fn check_lock(d: &Driver, m: &Migration) -> Result<(), Failure> {
-    let held = d.meta.get(&keys::partition_lock_key(m.partition)).await.map_err(|e| Failure::Transient(e.to_string()))?;
-    match held {
-        Some(kv) if Some(kv.create_revision) == m.token && kv.lease == Some(d.lease) => Ok(()),
-        _ => Err(Failure::Fenced(format!("partition {} lock is no longer held with token {:?}", m.partition, m.token))),
+/// Replaces the routing table stored at `rev` with `next` while this
+/// driver holds the partition lock with the token it works under, in one
+/// step of the metadata store (`MetaStore::compare_and_swap_holding`).
+/// False: another change came first (read again and retry); `Fenced`: the
+/// lock is lost. Nodes check tokens on every migration RPC, but the
+/// routing table is a metadata key: without the lock in the same step, a
+/// driver that stalled past its lease could flip the table after its
+/// successor finished or rolled back.
+pub(super) async fn swap_routing(d: &Driver, m: &Migration, rev: Revision, next: &RoutingTable) -> Result<bool, Failure> {
+    let fenced = || Failure::Fenced(format!("partition {} lock is no longer held with token {:?}", m.partition, m.token));
+    let token = m.token.ok_or_else(fenced)?;
+    let lock = Lock { key: keys::partition_lock_key(m.partition), lease: d.lease, fencing_token: token };
+    match d.meta.compare_and_swap_holding(&lock, keys::ROUTING, Compare::ModRevision(rev), Some(next.to_json()), None).await {
+        Ok(HeldOutcome::Swapped(_)) => Ok(true),
+        Ok(HeldOutcome::Conflict(_)) => Ok(false),
+        Ok(HeldOutcome::LockLost(_)) => Err(fenced()),
+        Err(e) => Err(Failure::Transient(e.to_string())),
     }
 }
 

@@ -25,9 +25,9 @@
 //! is above `shadow_mismatch_ratio_max`, once `shadow_compared_min`
 //! comparisons have been made.
 
-use super::driver::{Driver, Failure, check_lock, routing};
+use super::driver::{Driver, Failure, routing, swap_routing};
 use super::machine::{Migration, Phase};
-use evenkeel_meta::{CasOutcome, Compare, MetaError, MetaStore};
+use evenkeel_meta::{MetaError, MetaStore};
 use evenkeel_types::latency::{MirrorCounts, RouterReport, ShadowCounts};
 use evenkeel_types::{MigrationRoute, Modes, keys};
 use serde::{Deserialize, Serialize};
@@ -140,9 +140,9 @@ pub(super) async fn clear(d: &Driver, m: &Migration) -> Result<(), Failure> {
 /// Replaces `m`'s route in the table by compare-and-swap, retried while
 /// other entries change. Only the source's entry carries it: once the
 /// partition has flipped, the flip replaced it; and another migration's
-/// route is not ours to touch. As before the owner flip, the lock is
-/// checked first: a coordinator that lost it must not bring a route back
-/// after its successor cleared it (G10).
+/// route is not ours to touch. As the owner flip, it is written only
+/// while the lock is held: a coordinator that lost it must not bring a
+/// route back after its successor cleared it (G10).
 async fn put(d: &Driver, m: &Migration, want: Option<MigrationRoute>) -> Result<(), Failure> {
     loop {
         let (table, rev) = routing(d).await?;
@@ -151,15 +151,10 @@ async fn put(d: &Driver, m: &Migration, want: Option<MigrationRoute>) -> Result<
         if entry.owner != m.source || !ours || entry.migration == want {
             return Ok(());
         }
-        check_lock(d, m).await?;
         let next = table.with_route(m.partition, want.clone());
-        match d.meta.compare_and_swap(keys::ROUTING, Compare::ModRevision(rev), Some(next.to_json()), None).await {
-            Ok(CasOutcome::Swapped(_)) => {
-                tracing::info!(migration = %m.id, partition = m.partition, route = ?want, epoch = next.epoch, "routing mode set");
-                return Ok(());
-            }
-            Ok(CasOutcome::Conflict(_)) => continue,
-            Err(e) => return Err(Failure::Transient(e.to_string())),
+        if swap_routing(d, m, rev, &next).await? {
+            tracing::info!(migration = %m.id, partition = m.partition, route = ?want, epoch = next.epoch, "routing mode set");
+            return Ok(());
         }
     }
 }

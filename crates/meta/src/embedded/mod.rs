@@ -33,7 +33,7 @@ use self::wal::Wal;
 use self::watch::WatchHub;
 use crate::error::{MetaError, Result};
 use crate::store::{
-    CasOutcome, Compare, KeyValue, LeaseId, MetaStore, Revision, WatchStream, validate_key,
+    CasOutcome, Compare, HeldOutcome, KeyValue, LeaseId, Lock, MetaStore, Revision, WatchStream, validate_key,
     validate_lease, validate_prefix, validate_value,
 };
 
@@ -299,6 +299,34 @@ fn plan_delete(state: &State, key: &str) -> Plan<Option<Revision>> {
     Plan::write(Record::Delete { revision, key: key.to_owned() }, Some(revision))
 }
 
+fn validate_cas(key: &str, value: &Option<Vec<u8>>, lease: Option<LeaseId>) -> Result<()> {
+    validate_key(key)?;
+    if let Some(value) = value {
+        validate_value(value)?;
+    }
+    validate_lease(lease)
+}
+
+/// The plan of a compare-and-swap.
+fn plan_cas(state: &State, key: &str, expect: Compare, value: Option<Vec<u8>>, lease: Option<LeaseId>, now: Instant) -> Plan<CasOutcome> {
+    let current = state.kvs.get(key);
+    if !expect.holds(current) {
+        return Plan::answer(Ok(CasOutcome::Conflict(current.cloned())));
+    }
+    match value {
+        Some(value) => {
+            let Plan { records, result } = plan_put(state, key, value, lease, now);
+            Plan { records, result: result.map(CasOutcome::Swapped) }
+        }
+        // Deleting an absent key changes nothing, so no revision is spent.
+        None => {
+            let current = state.revision;
+            let Plan { records, result } = plan_delete(state, key);
+            Plan { records, result: result.map(|r| CasOutcome::Swapped(r.unwrap_or(current))) }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl MetaStore for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
@@ -331,27 +359,37 @@ impl MetaStore for EmbeddedStore {
         value: Option<Vec<u8>>,
         lease: Option<LeaseId>,
     ) -> Result<CasOutcome> {
-        validate_key(key)?;
-        if let Some(value) = &value {
-            validate_value(value)?;
-        }
-        validate_lease(lease)?;
+        validate_cas(key, &value, lease)?;
+        self.mutate(|state, now| plan_cas(state, key, expect, value, lease, now)).await
+    }
+
+    async fn compare_and_swap_holding(
+        &self,
+        lock: &Lock,
+        key: &str,
+        expect: Compare,
+        value: Option<Vec<u8>>,
+        lease: Option<LeaseId>,
+    ) -> Result<HeldOutcome> {
+        validate_key(&lock.key)?;
+        validate_cas(key, &value, lease)?;
         self.mutate(|state, now| {
-            let current = state.kvs.get(key);
-            if !expect.holds(current) {
-                return Plan::answer(Ok(CasOutcome::Conflict(current.cloned())));
+            let current = state.kvs.get(&lock.key);
+            if !lock.is(current) {
+                return Plan::answer(Ok(HeldOutcome::LockLost(current.cloned())));
             }
-            match value {
-                Some(value) => {
-                    let Plan { records, result } = plan_put(state, key, value, lease, now);
-                    Plan { records, result: result.map(CasOutcome::Swapped) }
-                }
-                // Deleting an absent key changes nothing, so no revision is spent.
-                None => {
-                    let current = state.revision;
-                    let Plan { records, result } = plan_delete(state, key);
-                    Plan { records, result: result.map(|r| CasOutcome::Swapped(r.unwrap_or(current))) }
-                }
+            // The lock's lease is overdue but not reaped yet: it is lost,
+            // and expires now (its keys, the lock's among them, go).
+            if let Err(expiry) = check_lease(state, lock.lease, now) {
+                return Plan { records: expiry.into_iter().collect(), result: Ok(HeldOutcome::LockLost(None)) };
+            }
+            let Plan { records, result } = plan_cas(state, key, expect, value, lease, now);
+            Plan {
+                records,
+                result: result.map(|outcome| match outcome {
+                    CasOutcome::Swapped(revision) => HeldOutcome::Swapped(revision),
+                    CasOutcome::Conflict(current) => HeldOutcome::Conflict(current),
+                }),
             }
         })
         .await
@@ -473,6 +511,23 @@ mod tests {
             .unwrap();
         assert_eq!(outcome, CasOutcome::Swapped(1));
         assert_eq!(store.current_revision().await.unwrap(), 1);
+    }
+
+    /// A lock whose lease is overdue is lost even before the reaper has
+    /// removed it: a compare-and-swap under it expires the lease instead
+    /// of writing.
+    #[tokio::test(start_paused = true)]
+    async fn a_lock_on_an_overdue_lease_guards_nothing() {
+        let store = EmbeddedStore::in_memory();
+        store.reaper_started.store(true, Ordering::Release); // keep the reaper out of it
+        let lease = store.grant_lease(Duration::from_secs(1)).await.unwrap();
+        let lock = store.try_lock("L", lease).await.unwrap().unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(store.get("L").await.unwrap().is_some(), "nobody expired it yet");
+        let outcome = store.compare_and_swap_holding(&lock, "k", Compare::Absent, Some(vec![1]), None).await.unwrap();
+        assert_eq!(outcome, HeldOutcome::LockLost(None));
+        assert_eq!((store.get("L").await.unwrap(), store.get("k").await.unwrap()), (None, None), "the lease expired, nothing was written");
+        assert_eq!(store.current_revision().await.unwrap(), 3);
     }
 
     #[tokio::test]
