@@ -17,8 +17,10 @@
 //!   a node on another machine): start `serve node` with a new id instead.
 //!
 //! Each stops cleanly on Ctrl-C or SIGTERM. A node or router process serves
-//! its `/metrics` on `--admin` when given (a coordinator serves them with
-//! its admin API).
+//! its `/metrics`, `/healthz` (liveness) and `/readyz` (readiness: a node
+//! registered and live, a router with a routing table and every owner's
+//! address) on `--admin` when given (a coordinator serves them with its
+//! admin API, where `/readyz` is its `/healthz`).
 
 use crate::claims::Claims;
 use crate::up::{MetaBackend, UpOptions, bind, open_meta};
@@ -26,7 +28,9 @@ use anyhow::{Context, bail};
 use evenkeel_coord::{CoordConfig, Coordinator, bootstrap};
 use evenkeel_node::Node;
 use evenkeel_router::Router;
+use evenkeel_coord::http::ReadyCheck;
 use evenkeel_types::NodeId;
+use std::sync::{Arc, OnceLock};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,12 +62,16 @@ pub async fn serve(role: Role, id: Option<NodeId>, opts: UpOptions, metrics: Opt
     };
     anyhow::ensure!(metrics.is_none() || role != Role::Coordinator, "a coordinator serves /metrics on its --admin address");
     evenkeel_coord::metrics_handle();
+    // What `/readyz` asks, once the role has something to say.
+    let readiness: Arc<OnceLock<ReadyCheck>> = Arc::default();
     if let Some(addr) = metrics {
         let listener = bind(addr, "metrics endpoint").await?;
         tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
         let stopped = stop.clone().cancelled_owned();
+        let readiness = readiness.clone();
+        let ready: ReadyCheck = Arc::new(move || readiness.get().map_or_else(|| Err("starting: not serving yet".into()), |check| check()));
         tokio::spawn(async move {
-            if let Err(e) = evenkeel_coord::http::serve_metrics(listener, stopped).await {
+            if let Err(e) = evenkeel_coord::http::serve_metrics(listener, ready, stopped).await {
                 tracing::warn!(error = %e, "the metrics endpoint stopped");
             }
         });
@@ -79,6 +87,8 @@ pub async fn serve(role: Role, id: Option<NodeId>, opts: UpOptions, metrics: Opt
             defaults.in_process = false;
             let dir = opts.data_dir.join(format!("node-{id}"));
             let node = Node::open(defaults.config(id, dir.clone())).with_context(|| format!("opening node {id} in {}", dir.display()))?;
+            let ready = node.readiness();
+            let _ = readiness.set(Arc::new(move || ready.check()));
             let listener = bind(opts.listen, "node").await?;
             tracing::info!(node = id, addr = %listener.local_addr()?, dir = %dir.display(), "serving node");
             let claims_stop = CancellationToken::new();
@@ -102,6 +112,8 @@ pub async fn serve(role: Role, id: Option<NodeId>, opts: UpOptions, metrics: Opt
             let listener = bind(opts.listen, "router").await?;
             tracing::info!(addr = %listener.local_addr()?, "serving the router");
             let router = Router::new(opts.router.clone(), meta).await;
+            let ready = router.clone();
+            let _ = readiness.set(Arc::new(move || ready.ready()));
             Ok(router.serve(listener, stop.cancelled_owned()).await?)
         }
         Role::Coordinator => {

@@ -205,10 +205,11 @@ async fn leader(http: &reqwest::Client, admins: &[&str]) -> String {
 /// a fourth node process joins and a partition moves to it; `node add` is
 /// refused (a coordinator cannot start a node on another machine); a
 /// second process for a running node is refused; when the leading
-/// coordinator is killed the standby leads and moves another partition.
+/// coordinator is killed the standby leads and moves another partition;
+/// when etcd goes, the node reports itself not ready, the router ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() {
-    let etcd = etcd_server::EtcdServer::start();
+    let mut etcd = etcd_server::EtcdServer::start();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("evenkeel.toml");
     std::fs::write(&config, "[cluster]\npartitions = 8\nnodes = 3\n[migration]\nbake_ms = 100\npause_budget_ms = 500\n[throttle.health]\npause_disk_free_ratio = 0.02\n").unwrap();
@@ -255,11 +256,13 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
     for k in keys0.iter().chain(&keys1) {
         let () = conn.set(k, k).await.unwrap();
     }
-    // A node and a router process serve their own /metrics and /healthz.
+    // A node and a router process serve their own /metrics, /healthz and
+    // /readyz.
     for (addr, metric) in [(&node_metrics, "evenkeel_node_execute_seconds"), (&router_metrics, "evenkeel_router_")] {
         let text = http.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
         assert!(text.contains(metric), "{addr}: {text}");
         assert_eq!(http.get(format!("http://{addr}/healthz")).send().await.unwrap().status(), 200, "{addr}");
+        assert_eq!(http.get(format!("http://{addr}/readyz")).send().await.unwrap().status(), 200, "{addr}");
     }
 
     let node4 = spawn("node4", &["node", "--id", "4", "--listen", "127.0.0.5:0"]);
@@ -318,6 +321,25 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
     };
     assert!(!status.success());
     assert!(twin.output().contains("node 2 runs in another process"), "{}", twin.output());
+
+    // Without etcd, the node serves on but is no longer ready once its
+    // liveness lease is past renewing (3 s); the router, which routes
+    // with the table it has, stays ready. Both stay alive.
+    etcd.kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let why = loop {
+        let resp = http.get(format!("http://{node_metrics}/readyz")).send().await.unwrap();
+        if resp.status() == 503 {
+            break resp.text().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "node 1 stayed ready without etcd");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(why.contains("liveness lease not renewed"), "{why}");
+    assert_eq!(http.get(format!("http://{router_metrics}/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(format!("http://{node_metrics}/healthz")).send().await.unwrap().status(), 200);
+    let v: Option<String> = conn.get(&keys0[0]).await.unwrap();
+    assert_eq!(v.as_deref(), Some(keys0[0].as_str()), "served without etcd");
     drop(nodes);
 }
 

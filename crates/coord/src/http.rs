@@ -23,7 +23,8 @@
 //!   Both validate (400 with the reason) and apply within a second.
 //! - `GET /metrics`: Prometheus text format for everything this process
 //!   records (router, nodes, coordinator when run together by `up`).
-//! - `GET /healthz`: 200 when the coordinator has a cluster view.
+//! - `GET /healthz` (and `GET /readyz`, its name as a readiness probe):
+//!   200 when the coordinator has a cluster view.
 //!
 //! Errors are JSON `{"error": "..."}` with a 4xx/5xx status.
 
@@ -51,6 +52,7 @@ pub fn routes(coord: Arc<Coordinator>) -> Router {
         .route("/v1/throttle", get(throttle_status).put(throttle_put).patch(throttle_patch))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(healthz))
         .fallback(not_found)
         .with_state(coord)
 }
@@ -222,13 +224,24 @@ async fn store_throttle(c: &Coordinator, v: serde_json::Value) -> Response {
     }
 }
 
-/// Serves only `GET /metrics` (this process's Prometheus text) and `GET
-/// /healthz` (200 while the process serves: a liveness probe) on
-/// `listener` until `shutdown`: for a process that runs a node or a router
-/// alone (`evenkeel serve`), which has no admin API of its own.
-pub async fn serve_metrics(listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+/// A readiness check: Ok when ready, otherwise why not.
+pub type ReadyCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Serves only `GET /metrics` (this process's Prometheus text), `GET
+/// /healthz` (200 while the process serves: a liveness probe) and `GET
+/// /readyz` (200 while `ready` says so, else 503 with its reason: a
+/// readiness probe) on `listener` until `shutdown`: for a process that
+/// runs a node or a router alone (`evenkeel serve`), which has no admin
+/// API of its own.
+pub async fn serve_metrics(listener: tokio::net::TcpListener, ready: ReadyCheck, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     crate::metrics_handle();
-    let routes = Router::new().route("/metrics", get(metrics)).route("/healthz", get(|| async { "ok\n" })).fallback(not_found);
+    let readyz = move || async move {
+        match ready() {
+            Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+            Err(why) => error(StatusCode::SERVICE_UNAVAILABLE, &why),
+        }
+    };
+    let routes = Router::new().route("/metrics", get(metrics)).route("/healthz", get(|| async { "ok\n" })).route("/readyz", get(readyz)).fallback(not_found);
     axum::serve(listener, routes).with_graceful_shutdown(shutdown).await
 }
 

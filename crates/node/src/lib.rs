@@ -38,7 +38,7 @@ pub mod service;
 pub mod store;
 
 pub use cpu_budget::CpuBudget;
-pub use lifecycle::{Node, NodeConfig, NodeError};
+pub use lifecycle::{Node, NodeConfig, NodeError, Readiness};
 pub use store::{DEFAULT_MEMTABLE_BYTES, DEFAULT_ROW_CACHE_BYTES, Durability, StoreConfig};
 
 /// Largest RPC message a node accepts or sends: a full batch of maximal

@@ -130,6 +130,54 @@ fn boostable_or_niced(wanted: Priority) -> Priority {
 pub struct Node {
     inner: Arc<NodeInner>,
     config: NodeConfig,
+    readiness: Readiness,
+}
+
+/// Whether a node is ready, for a readiness probe (`evenkeel serve node
+/// --admin`'s `GET /readyz`): it has registered its address and its
+/// liveness lease was renewed within the lease's TTL, so the coordinator
+/// counts it live and routers can reach it. A node whose metadata store is
+/// unreachable keeps serving what it owns, but is not ready: nothing can
+/// move to or from it, and an orchestrator rolling a restart through the
+/// cluster should wait. Cheap to clone; [`Node::run`] keeps it current.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<parking_lot::Mutex<ReadyState>>);
+
+#[derive(Default)]
+struct ReadyState {
+    /// When the liveness lease was last granted or renewed; None before
+    /// the node registered and after it stopped.
+    live_at: Option<tokio::time::Instant>,
+    ttl: Duration,
+    /// The last heartbeat's failure, while the lease is not renewed.
+    error: Option<String>,
+    stopped: bool,
+}
+
+impl Readiness {
+    /// Ok when ready; otherwise why not.
+    pub fn check(&self) -> Result<(), String> {
+        let s = self.0.lock();
+        match s.live_at {
+            _ if s.stopped => Err("the node is stopping".into()),
+            None => Err("not registered with the metadata store yet".into()),
+            Some(at) if at.elapsed() <= s.ttl => Ok(()),
+            Some(at) => Err(format!("liveness lease not renewed for {:.1} s{}", at.elapsed().as_secs_f64(), s.error.as_ref().map_or(String::new(), |e| format!(" (last error: {e})")))),
+        }
+    }
+
+    fn live(&self, ttl: Duration) {
+        let mut s = self.0.lock();
+        (s.live_at, s.ttl, s.error) = (Some(tokio::time::Instant::now()), ttl, None);
+    }
+
+    fn failed(&self, error: &MetaError) {
+        self.0.lock().error = Some(error.to_string());
+    }
+
+    fn stopped(&self) {
+        self.0.lock().stopped = true;
+    }
 }
 
 impl Node {
@@ -148,11 +196,16 @@ impl Node {
             tracing::info!(node = config.id, partition = p, "fenced before the restart; fenced again");
             inner.ownership.fence(p);
         }
-        Ok(Node { inner: Arc::new(inner), config })
+        Ok(Node { inner: Arc::new(inner), config, readiness: Readiness::default() })
     }
 
     pub fn id(&self) -> NodeId {
         self.config.id
+    }
+
+    /// This node's readiness, kept current by [`Self::run`].
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
     }
 
     /// Serves on `listener` until `shutdown` resolves.
@@ -166,8 +219,9 @@ impl Node {
         register(meta.as_ref(), self.config.id, &addr, &self.config.store.dir).await?;
         let lease = meta.grant_lease(self.config.heartbeat_ttl).await?;
         meta.put(&keys::live_key(self.config.id), addr.clone().into_bytes(), Some(lease)).await?;
+        self.readiness.live(self.config.heartbeat_ttl);
         let mut tasks = JoinSet::new();
-        tasks.spawn(heartbeat(meta.clone(), self.config.id, addr.clone(), lease, self.config.heartbeat_ttl));
+        tasks.spawn(heartbeat(meta.clone(), self.config.id, addr.clone(), lease, self.config.heartbeat_ttl, self.readiness.clone()));
         tasks.spawn(follow_routing(meta.clone(), self.inner.clone()));
         tasks.spawn(follow_gc_horizon(meta.clone(), self.inner.clone()));
         tasks.spawn(sweep(self.inner.clone(), self.config.sweep_interval, self.config.tombstone_grace));
@@ -184,6 +238,7 @@ impl Node {
             .add_service(node_server(service))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
+        self.readiness.stopped();
         drop(local);
         tasks.shutdown().await;
         if let Err(e) = meta.revoke_lease(lease).await {
@@ -220,16 +275,21 @@ async fn register(meta: &dyn MetaStore, id: NodeId, addr: &str, dir: &std::path:
 }
 
 /// Keeps the liveness lease alive; if it expired (a long stall), takes a new
-/// lease and writes the liveness key again.
-async fn heartbeat(meta: Arc<dyn MetaStore>, id: NodeId, addr: String, mut lease: i64, ttl: Duration) {
+/// lease and writes the liveness key again. Notes each renewal and failure
+/// in `ready`.
+async fn heartbeat(meta: Arc<dyn MetaStore>, id: NodeId, addr: String, mut lease: i64, ttl: Duration, ready: Readiness) {
     let mut tick = tokio::time::interval(ttl / 3);
     loop {
         tick.tick().await;
         match meta.keep_alive(lease).await {
-            Ok(()) => continue,
+            Ok(()) => {
+                ready.live(ttl);
+                continue;
+            }
             Err(MetaError::LeaseNotFound(_)) => tracing::warn!(node = id, "liveness lease expired; renewing"),
             Err(e) => {
                 tracing::warn!(node = id, error = %e, "heartbeat failed");
+                ready.failed(&e);
                 continue;
             }
         }
@@ -239,8 +299,14 @@ async fn heartbeat(meta: Arc<dyn MetaStore>, id: NodeId, addr: String, mut lease
             Ok::<_, MetaError>(l)
         };
         match renewed.await {
-            Ok(l) => lease = l,
-            Err(e) => tracing::warn!(node = id, error = %e, "could not renew liveness"),
+            Ok(l) => {
+                lease = l;
+                ready.live(ttl);
+            }
+            Err(e) => {
+                tracing::warn!(node = id, error = %e, "could not renew liveness");
+                ready.failed(&e);
+            }
         }
     }
 }

@@ -100,6 +100,24 @@ impl Router {
         })
     }
 
+    /// Ok when this router can route every key: it has the routing table
+    /// and an address for every node that owns a partition; otherwise why
+    /// not. For a readiness probe (`evenkeel serve router --admin`'s `GET
+    /// /readyz`). A router that loses its metadata store keeps routing
+    /// with what it has, and stays ready.
+    pub fn ready(&self) -> Result<(), String> {
+        let routes = self.dispatcher.routes.load();
+        let Some(table) = &routes.table else {
+            return Err("no routing table yet (is the metadata store reachable, the cluster bootstrapped?)".into());
+        };
+        let unknown: std::collections::BTreeSet<_> = table.partitions.iter().map(|e| e.owner).filter(|owner| !routes.nodes.contains_key(owner)).collect();
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("no address for node(s) {unknown:?}, which own partitions"))
+        }
+    }
+
     /// Connected clients right now.
     pub fn connected(&self) -> usize {
         self.clients.load(Ordering::Relaxed)

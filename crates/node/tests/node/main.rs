@@ -11,4 +11,5 @@ mod gc;
 mod lane;
 mod local;
 mod mirror;
+mod readiness;
 mod support;
