@@ -94,6 +94,7 @@ pub async fn serve(role: Role, id: Option<NodeId>, opts: UpOptions, metrics: Opt
             let claims_stop = CancellationToken::new();
             let mut kept = tokio::spawn(claims.keep(claims_stop.clone()));
             let node_stop = stop.child_token();
+            let removal = removed(meta.clone(), id);
             let mut run = tokio::spawn(node.run(listener, meta, node_stop.clone().cancelled_owned()));
             let result = tokio::select! {
                 ran = &mut run => ran.context("the node panicked")?.map_err(anyhow::Error::new),
@@ -102,6 +103,11 @@ pub async fn serve(role: Role, id: Option<NodeId>, opts: UpOptions, metrics: Opt
                     node_stop.cancel();
                     let _ = run.await;
                     return kept.context("the node claims' task panicked")?.and(Err(anyhow::anyhow!("node {id}'s claim ended")));
+                }
+                () = removal => {
+                    tracing::info!(node = id, dir = %dir.display(), "node removed from the cluster (evenkeel node remove): stopping; its data directory is left as it is");
+                    node_stop.cancel();
+                    run.await.context("the node panicked")?.map_err(anyhow::Error::new)
                 }
             };
             claims_stop.cancel();
@@ -121,6 +127,27 @@ pub async fn serve(role: Role, id: Option<NodeId>, opts: UpOptions, metrics: Opt
             tracing::info!(admin = %listener.local_addr()?, "serving a coordinator (leads once it holds the leader lease)");
             let coord = Coordinator::new(meta, CoordConfig { bootstrap_nodes: opts.nodes, ..opts.coord.clone() });
             Ok(coord.run(listener, stop.cancelled_owned()).await?)
+        }
+    }
+}
+
+/// Resolves once node `id`'s membership record, after being there, is
+/// gone: an operator removed the node (`evenkeel node remove`, refused
+/// while it owns a partition or takes part in a migration), so its process
+/// has nothing left to serve. A record not there yet (a new node before it
+/// registers) is not a removal.
+async fn removed(meta: Arc<dyn evenkeel_meta::MetaStore>, id: NodeId) {
+    let mut record = evenkeel_meta::follow::follow_key(meta, evenkeel_types::keys::node_key(id));
+    let mut registered = false;
+    loop {
+        match record.borrow_and_update().is_some() {
+            true => registered = true,
+            false if registered => return,
+            false => {}
+        }
+        if record.changed().await.is_err() {
+            // The follower ended (the store is gone): never a removal.
+            return std::future::pending().await;
         }
     }
 }

@@ -206,7 +206,8 @@ async fn leader(http: &reqwest::Client, admins: &[&str]) -> String {
 /// refused (a coordinator cannot start a node on another machine); a
 /// second process for a running node is refused; when the leading
 /// coordinator is killed the standby leads and moves another partition;
-/// when etcd goes, the node reports itself not ready, the router ready.
+/// a node removed by the operator stops its process; when etcd goes, the
+/// node reports itself not ready, the router ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() {
     let mut etcd = etcd_server::EtcdServer::start();
@@ -321,6 +322,27 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
     };
     assert!(!status.success());
     assert!(twin.output().contains("node 2 runs in another process"), "{}", twin.output());
+
+    // A node that owns nothing, removed by the operator: its process sees
+    // its membership record go and stops by itself, with status 0.
+    let mut node5 = spawn("node5", &["node", "--id", "5", "--listen", "127.0.0.6:0"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !common::admin::cluster(&http, &lead).await.nodes.iter().any(|n| n.id == 5 && n.healthy) {
+        assert!(Instant::now() < deadline, "node 5 never joined: {}", node5.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let removed = http.post(format!("{lead}/v1/nodes/5/remove")).send().await.unwrap();
+    assert!(removed.status().is_success(), "{}", removed.text().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = node5.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "node 5's process kept running after its removal: {}", node5.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status}: {}", node5.output());
+    assert!(node5.output().contains("node removed from the cluster"), "{}", node5.output());
 
     // Without etcd, the node serves on but is no longer ready once its
     // liveness lease is past renewing (3 s); the router, which routes
