@@ -1,13 +1,16 @@
-//! Model test: random put/delete/CAS sequences, interleaved with reopens of
-//! the durable store, must agree with a plain BTreeMap model on every result,
-//! every value and every revision; with the `etcd` feature, on etcd too.
+//! Model test: random put/delete/CAS sequences (plain, and under a lock on
+//! another key), interleaved with reopens of the durable store, must agree
+//! with a plain BTreeMap model on every result, every value and every
+//! revision; with the `etcd` feature, on etcd too.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use evenkeel_meta::{
-    CasOutcome, Compare, EmbeddedOptions, EmbeddedStore, KeyValue, MetaStore, Revision,
+    CasOutcome, Compare, EmbeddedOptions, EmbeddedStore, HeldOutcome, KeyValue, LeaseId, Lock,
+    MetaStore, Revision,
 };
 use proptest::prelude::*;
 
@@ -21,11 +24,24 @@ enum Expect {
     Arbitrary(Revision),
 }
 
+/// The fencing token of a lock held on a key.
+#[derive(Debug, Clone)]
+enum Token {
+    /// The lock key's true create revision (0 when absent).
+    Current,
+    Arbitrary(Revision),
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Put(usize, u8),
+    /// A put under the case's lease: what a lock key is.
+    PutLeased(usize, u8),
     Delete(usize),
     Cas(usize, Expect, Option<u8>),
+    /// A compare-and-swap of the first key under a lock on the second,
+    /// with that token, under the case's lease (true) or another one.
+    Holding(usize, usize, Token, bool, Expect, Option<u8>),
     Reopen,
 }
 
@@ -36,10 +52,14 @@ fn op() -> impl Strategy<Value = Op> {
         Just(Expect::Current),
         (0..40u64).prop_map(Expect::Arbitrary)
     ];
+    let token = prop_oneof![3 => Just(Token::Current), 1 => (0..40u64).prop_map(Token::Arbitrary)];
+    let value = proptest::option::of(any::<u8>());
     prop_oneof![
         4 => (key.clone(), any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
+        2 => (key.clone(), any::<u8>()).prop_map(|(k, v)| Op::PutLeased(k, v)),
         2 => key.clone().prop_map(Op::Delete),
-        4 => (key, expect, proptest::option::of(any::<u8>())).prop_map(|(k, e, v)| Op::Cas(k, e, v)),
+        4 => (key.clone(), expect.clone(), value.clone()).prop_map(|(k, e, v)| Op::Cas(k, e, v)),
+        3 => (key.clone(), key, token, prop::bool::weighted(0.8), expect, value).prop_map(|(k, l, t, ours, e, v)| Op::Holding(k, l, t, ours, e, v)),
         1 => Just(Op::Reopen),
     ]
 }
@@ -52,6 +72,10 @@ struct Model {
 
 impl Model {
     fn put(&mut self, key: &str, value: u8) -> Revision {
+        self.put_leased(key, value, None)
+    }
+
+    fn put_leased(&mut self, key: &str, value: u8, lease: Option<LeaseId>) -> Revision {
         self.revision += 1;
         let create_revision = self
             .kvs
@@ -62,7 +86,7 @@ impl Model {
             value: vec![value],
             create_revision,
             mod_revision: self.revision,
-            lease: None,
+            lease,
         };
         self.kvs.insert(key.into(), kv);
         self.revision
@@ -87,6 +111,18 @@ impl Model {
             Some(v) => self.put(key, v),
             None => self.delete(key).unwrap_or(self.revision),
         })
+    }
+
+    fn cas_holding(&mut self, lock: &Lock, key: &str, expect: Compare, value: Option<u8>) -> HeldOutcome {
+        let held = self.kvs.get(&lock.key);
+        let is_lock = held.is_some_and(|kv| kv.create_revision == lock.fencing_token && kv.lease == Some(lock.lease));
+        if !is_lock {
+            return HeldOutcome::LockLost(held.cloned());
+        }
+        match self.cas(key, expect, value) {
+            CasOutcome::Swapped(revision) => HeldOutcome::Swapped(revision),
+            CasOutcome::Conflict(current) => HeldOutcome::Conflict(current),
+        }
     }
 }
 
@@ -127,27 +163,45 @@ async fn run(backend: &Backend, prefix: &str, ops: Vec<Op>) -> Result<(), TestCa
         revision: base,
         ..Model::default()
     };
+    // Leases change no revision; they outlive reopens (the embedded
+    // store's log keeps them, etcd is the same server).
+    let lease = store.grant_lease(Duration::from_secs(600)).await.unwrap();
+    let other_lease = store.grant_lease(Duration::from_secs(600)).await.unwrap();
     let key = |k: usize| format!("{prefix}{}", KEYS[k]);
+    let compare_of = |model: &Model, k: usize, expect: Expect| match expect {
+        Expect::Absent => Compare::Absent,
+        Expect::Current => Compare::ModRevision(model.kvs.get(&key(k)).map_or(0, |kv| kv.mod_revision)),
+        // Revisions near this case's own (0 stays "absent").
+        Expect::Arbitrary(0) => Compare::ModRevision(0),
+        Expect::Arbitrary(rev) => Compare::ModRevision(base - 1 + rev),
+    };
     for op in ops {
         match op {
             Op::Put(k, v) => {
                 let got = store.put(&key(k), vec![v], None).await.unwrap();
                 prop_assert_eq!(got, model.put(&key(k), v));
             }
+            Op::PutLeased(k, v) => {
+                let got = store.put(&key(k), vec![v], Some(lease)).await.unwrap();
+                prop_assert_eq!(got, model.put_leased(&key(k), v, Some(lease)));
+            }
+            Op::Holding(k, l, token, ours, expect, value) => {
+                let fencing_token = match token {
+                    Token::Current => model.kvs.get(&key(l)).map_or(0, |kv| kv.create_revision),
+                    Token::Arbitrary(0) => 0,
+                    Token::Arbitrary(rev) => base - 1 + rev,
+                };
+                let lock = Lock { key: key(l), lease: if ours { lease } else { other_lease }, fencing_token };
+                let compare = compare_of(&model, k, expect);
+                let got = store.compare_and_swap_holding(&lock, &key(k), compare, value.map(|v| vec![v]), None).await.unwrap();
+                prop_assert_eq!(got, model.cas_holding(&lock, &key(k), compare, value));
+            }
             Op::Delete(k) => {
                 let got = store.delete(&key(k)).await.unwrap();
                 prop_assert_eq!(got, model.delete(&key(k)));
             }
             Op::Cas(k, expect, value) => {
-                let compare = match expect {
-                    Expect::Absent => Compare::Absent,
-                    Expect::Current => {
-                        Compare::ModRevision(model.kvs.get(&key(k)).map_or(0, |kv| kv.mod_revision))
-                    }
-                    // Revisions near this case's own (0 stays "absent").
-                    Expect::Arbitrary(0) => Compare::ModRevision(0),
-                    Expect::Arbitrary(rev) => Compare::ModRevision(base - 1 + rev),
-                };
+                let compare = compare_of(&model, k, expect);
                 let got = store
                     .compare_and_swap(&key(k), compare, value.map(|v| vec![v]), None)
                     .await
