@@ -41,7 +41,7 @@ use crate::error::{MetaError, Result};
 use crate::{EtcdTls, EtcdUser};
 use crate::store::{
     CasOutcome, Compare, HeldOutcome, KeyValue, LeaseId, Lock, MetaStore, Revision, WatchEvent, WatchStream,
-    prefix_range_end, validate_key, validate_lease, validate_prefix, validate_value,
+    prefix_range_end, validate_cas, validate_key, validate_lease, validate_prefix, validate_value,
 };
 
 /// Largest answer a prefix read takes (tonic's default, 4 MiB, is below
@@ -236,11 +236,7 @@ impl EtcdStore {
     /// `lock` when given: the lock key's create revision and lease are
     /// compared too (an absent key has 0 for both, which no lock has).
     async fn cas(&self, lock: Option<&Lock>, key: &str, expect: Compare, value: Option<Vec<u8>>, lease: Option<LeaseId>) -> Result<Txned> {
-        validate_key(key)?;
-        if let Some(v) = &value {
-            validate_value(v)?;
-        }
-        validate_lease(lease)?;
+        validate_cas(key, value.as_deref(), lease)?;
         let key = self.full(key);
         let key = key.as_str();
         let mut compares = vec![match expect {

@@ -246,6 +246,16 @@ pub fn validate_lease(lease: Option<LeaseId>) -> Result<()> {
     }
 }
 
+/// The checks of a compare-and-swap's arguments: its key, the value it
+/// would write (None: a delete) and that value's lease.
+pub fn validate_cas(key: &str, value: Option<&[u8]>, lease: Option<LeaseId>) -> Result<()> {
+    validate_key(key)?;
+    if let Some(value) = value {
+        validate_value(value)?;
+    }
+    validate_lease(lease)
+}
+
 /// The exclusive end of the key range covered by `prefix`, as etcd's
 /// `range_end` wants it: the prefix with its last non-0xff byte incremented.
 /// An empty prefix (or one of only 0xff) yields `[0]`, etcd's "to the end".

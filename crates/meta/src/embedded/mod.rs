@@ -33,7 +33,7 @@ use self::wal::Wal;
 use self::watch::WatchHub;
 use crate::error::{MetaError, Result};
 use crate::store::{
-    CasOutcome, Compare, HeldOutcome, KeyValue, LeaseId, Lock, MetaStore, Revision, WatchStream, validate_key,
+    CasOutcome, Compare, HeldOutcome, KeyValue, LeaseId, Lock, MetaStore, Revision, WatchStream, validate_cas, validate_key,
     validate_lease, validate_prefix, validate_value,
 };
 
@@ -299,14 +299,6 @@ fn plan_delete(state: &State, key: &str) -> Plan<Option<Revision>> {
     Plan::write(Record::Delete { revision, key: key.to_owned() }, Some(revision))
 }
 
-fn validate_cas(key: &str, value: &Option<Vec<u8>>, lease: Option<LeaseId>) -> Result<()> {
-    validate_key(key)?;
-    if let Some(value) = value {
-        validate_value(value)?;
-    }
-    validate_lease(lease)
-}
-
 /// The plan of a compare-and-swap.
 fn plan_cas(state: &State, key: &str, expect: Compare, value: Option<Vec<u8>>, lease: Option<LeaseId>, now: Instant) -> Plan<CasOutcome> {
     let current = state.kvs.get(key);
@@ -359,7 +351,7 @@ impl MetaStore for EmbeddedStore {
         value: Option<Vec<u8>>,
         lease: Option<LeaseId>,
     ) -> Result<CasOutcome> {
-        validate_cas(key, &value, lease)?;
+        validate_cas(key, value.as_deref(), lease)?;
         self.mutate(|state, now| plan_cas(state, key, expect, value, lease, now)).await
     }
 
@@ -372,7 +364,7 @@ impl MetaStore for EmbeddedStore {
         lease: Option<LeaseId>,
     ) -> Result<HeldOutcome> {
         validate_key(&lock.key)?;
-        validate_cas(key, &value, lease)?;
+        validate_cas(key, value.as_deref(), lease)?;
         self.mutate(|state, now| {
             let current = state.kvs.get(&lock.key);
             if !lock.is(current) {
