@@ -28,12 +28,13 @@
 //! have taken effect (a CAS caller re-reads, as after any conflict).
 //! Watches are not bounded by it: they last as long as their consumer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions,
-    Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions,
+    LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use tokio::sync::mpsc;
 
@@ -108,6 +109,27 @@ impl EtcdOptions {
 pub struct EtcdStore {
     client: Client,
     opts: EtcdOptions,
+    /// An open keep-alive stream per lease this store keeps alive, so a
+    /// keep-alive is one message each way on it rather than a stream
+    /// opened and closed per call. Dropped when etcd answers that the
+    /// lease is gone, when the stream breaks (the next call opens a new
+    /// one), and when this store revokes the lease.
+    keepers: parking_lot::Mutex<HashMap<LeaseId, Keeper>>,
+}
+
+/// One lease's open keep-alive stream; a call holds it for its round trip.
+type Keeper = Arc<tokio::sync::Mutex<(LeaseKeeper, LeaseKeepAliveStream)>>;
+
+/// One keep-alive on an open stream: the lease's TTL now (0 when etcd no
+/// longer has it).
+async fn renew(keeper: &Keeper) -> EtcdResult<i64> {
+    let mut open = keeper.lock().await;
+    let (keeper, stream) = &mut *open;
+    keeper.keep_alive().await?;
+    match stream.message().await? {
+        Some(resp) => Ok(resp.ttl()),
+        None => Err(etcd_client::Error::LeaseKeepAliveError("the keep-alive stream ended".into())),
+    }
 }
 
 impl EtcdStore {
@@ -137,7 +159,7 @@ impl EtcdStore {
         }
         let endpoints = opts.endpoints.clone();
         let client = bounded(opts.connect_timeout, "a connection", Client::connect(endpoints, Some(connect))).await?.map_err(|e| error("a connection", e))?;
-        let store = Arc::new(EtcdStore { client, opts });
+        let store = Arc::new(EtcdStore { client, opts, keepers: parking_lot::Mutex::default() });
         // `connect` is lazy about the channel; a first request tells an
         // endpoint with no etcd behind it from one that answers.
         store.current_revision().await.map_err(|e| match e {
@@ -384,15 +406,33 @@ impl MetaStore for EtcdStore {
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
         validate_lease(Some(lease))?;
+        let open = self.keepers.lock().get(&lease).cloned();
+        if let Some(keeper) = open {
+            match self.ask("a lease keep-alive", renew(&keeper)).await {
+                Ok(Ok(ttl)) if ttl > 0 => return Ok(()),
+                // etcd answers 0 for a lease it no longer has.
+                Ok(Ok(_)) => {
+                    self.keepers.lock().remove(&lease);
+                    return Err(MetaError::LeaseNotFound(lease));
+                }
+                // The stream broke (etcd restarted, the connection went)
+                // or did not answer in time: a new one below.
+                Ok(Err(_)) | Err(_) => {
+                    self.keepers.lock().remove(&lease);
+                }
+            }
+        }
         let mut client = self.client.lease_client();
-        // The client sends one keep-alive and reads its answer: a TTL above
-        // zero, or "lease not found" (etcd answers 0 for a lease it lost).
-        lease_answer("a lease keep-alive", lease, self.ask("a lease keep-alive", client.keep_alive(lease)).await?)?;
+        // Opening the stream sends the first keep-alive and reads its
+        // answer: a TTL above zero, or "lease not found".
+        let (keeper, stream) = lease_answer("a lease keep-alive", lease, self.ask("a lease keep-alive", client.keep_alive(lease)).await?)?;
+        self.keepers.lock().insert(lease, Arc::new(tokio::sync::Mutex::new((keeper, stream))));
         Ok(())
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> Result<()> {
         validate_lease(Some(lease))?;
+        self.keepers.lock().remove(&lease);
         let mut client = self.client.lease_client();
         lease_answer("a lease revoke", lease, self.ask("a lease revoke", client.revoke(lease)).await?)?;
         Ok(())

@@ -475,4 +475,28 @@ mod etcd_only {
         assert!(matches!(store.put("k", vec![], None).await, Err(MetaError::Unavailable(_))));
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     }
+
+    /// Keep-alives share one open stream per lease: it survives an etcd
+    /// restart (the broken stream is replaced), and a lease revoked by
+    /// someone else is reported gone on it.
+    #[tokio::test]
+    async fn a_lease_is_kept_alive_across_an_etcd_restart_and_its_revocation_seen() {
+        let mut server = etcd_server::EtcdServer::start();
+        let mut opts = server.options();
+        opts.request_timeout = Duration::from_secs(2);
+        let store = EtcdStore::connect(opts).await.unwrap();
+        let lease = store.grant_lease(Duration::from_secs(30)).await.unwrap();
+        store.put("held", vec![], Some(lease)).await.unwrap();
+        for _ in 0..3 {
+            store.keep_alive(lease).await.unwrap();
+        }
+        server.restart();
+        eventually(Duration::from_secs(20), "a keep-alive after the restart", async || store.keep_alive(lease).await.is_ok()).await;
+        store.keep_alive(lease).await.unwrap();
+        let mut raw = etcd_client::Client::connect([server.endpoint()], None).await.unwrap();
+        raw.lease_revoke(lease).await.unwrap();
+        assert!(matches!(store.keep_alive(lease).await, Err(MetaError::LeaseNotFound(l)) if l == lease));
+        assert!(matches!(store.keep_alive(lease).await, Err(MetaError::LeaseNotFound(l)) if l == lease), "and again, on a new stream");
+        assert_eq!(store.get("held").await.unwrap(), None);
+    }
 }
