@@ -203,7 +203,7 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             data_dir: Some(opts.data_dir.clone()),
             etcd_endpoints: etcd.map(|e| e.endpoints.clone()),
             etcd_namespace: etcd.map(|e| e.namespace.clone()).filter(|n| !n.is_empty()),
-            etcd_user: etcd.and_then(|e| e.login.as_ref()).map(|l| l.name.clone()),
+            etcd_user: etcd.and_then(|e| e.user.as_ref()).map(|u| u.name.clone()),
             etcd_ca: tls.map(|t| t.ca.clone()),
             etcd_cert: tls.and_then(|t| t.cert.clone()),
             etcd_key: tls.and_then(|t| t.key.clone()),

@@ -394,7 +394,7 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
     if let Some(endpoints) = args.etcd_endpoints.or(c.etcd_endpoints.clone()) {
         anyhow::ensure!(!endpoints.is_empty() && endpoints.iter().all(|e| !e.trim().is_empty()), "--etcd-endpoints / cluster.etcd_endpoints: give at least one etcd client URL, e.g. http://127.0.0.1:2379");
         let namespace = args.etcd_namespace.or(c.etcd_namespace.clone()).unwrap_or_default();
-        let login = match args.etcd_user.or(c.etcd_user.clone()) {
+        let user = match args.etcd_user.or(c.etcd_user.clone()) {
             Some(user) => {
                 let password = std::env::var("EVENKEEL_ETCD_PASSWORD").map_err(|_| anyhow::anyhow!("--etcd-user / cluster.etcd_user {user:?}: set its password in EVENKEEL_ETCD_PASSWORD"))?;
                 Some(evenkeel_meta::EtcdUser { name: user, password })
@@ -414,7 +414,9 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
         let https = endpoints.iter().filter(|e| e.starts_with("https://")).count();
         anyhow::ensure!(https == 0 || https == endpoints.len(), "--etcd-endpoints: all https:// or none");
         anyhow::ensure!((https > 0) == tls.is_some(), "--etcd-endpoints: https:// endpoints go with --etcd-ca (cluster.etcd_ca), http:// ones without");
-        opts.meta = evenkeel::up::MetaBackend::Etcd(evenkeel::up::EtcdSettings { endpoints, namespace, login, tls });
+        let mut etcd = evenkeel_meta::EtcdOptions::new(endpoints);
+        (etcd.namespace, etcd.user, etcd.tls) = (namespace, user, tls);
+        opts.meta = evenkeel::up::MetaBackend::Etcd(Box::new(etcd));
     } else if args.etcd_namespace.is_some() || c.etcd_namespace.is_some() || args.etcd_user.is_some() || c.etcd_user.is_some() || args.etcd_ca.is_some() || c.etcd_ca.is_some() {
         anyhow::bail!("--etcd-namespace, --etcd-user and --etcd-ca (cluster.etcd_namespace, cluster.etcd_user, cluster.etcd_ca) need --etcd-endpoints (or cluster.etcd_endpoints)");
     }

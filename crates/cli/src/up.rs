@@ -13,7 +13,7 @@
 
 use anyhow::{Context, bail};
 use evenkeel_coord::{CoordConfig, Coordinator, bootstrap};
-use evenkeel_meta::{CasOutcome, Compare, EmbeddedOptions, EmbeddedStore, MetaStore};
+use evenkeel_meta::{CasOutcome, Compare, EmbeddedOptions, EmbeddedStore, EtcdOptions, MetaStore};
 use crate::claims::Claims;
 use crate::launcher::{Launcher, NodeDefaults};
 use evenkeel_coord::nodes::NodeLauncher;
@@ -50,27 +50,7 @@ pub enum MetaBackend {
     Embedded,
     /// An etcd cluster (`EtcdStore`; needs a build with the `etcd`
     /// feature). Node data stays in `DATA_DIR`.
-    Etcd(EtcdSettings),
-}
-
-/// How to reach etcd.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct EtcdSettings {
-    /// Client URLs (`https://` with `tls`).
-    pub endpoints: Vec<String>,
-    /// Every key under this path (empty: none).
-    pub namespace: String,
-    /// For an etcd with authentication on.
-    pub login: Option<evenkeel_meta::EtcdUser>,
-    /// For an etcd that serves TLS.
-    pub tls: Option<evenkeel_meta::EtcdTls>,
-}
-
-impl EtcdSettings {
-    /// Plain `http://` endpoints, no namespace, login or TLS.
-    pub fn new(endpoints: Vec<String>) -> Self {
-        EtcdSettings { endpoints, ..Default::default() }
-    }
+    Etcd(Box<EtcdOptions>),
 }
 
 #[derive(Debug, Clone)]
@@ -483,14 +463,10 @@ pub(crate) async fn open_meta(opts: &UpOptions) -> anyhow::Result<Arc<dyn MetaSt
             Ok(store)
         }
         #[cfg(feature = "etcd")]
-        MetaBackend::Etcd(EtcdSettings { endpoints, namespace, login, tls }) => {
-            let mut etcd = evenkeel_meta::EtcdOptions::new(endpoints.clone());
-            etcd.namespace = namespace.clone();
-            etcd.user = login.clone();
-            etcd.tls = tls.clone();
-            let store = evenkeel_meta::EtcdStore::connect(etcd)
+        MetaBackend::Etcd(etcd) => {
+            let store = evenkeel_meta::EtcdStore::connect(etcd.as_ref().clone())
                 .await
-                .with_context(|| format!("connecting to the metadata store in etcd at {}", endpoints.join(",")))?;
+                .with_context(|| format!("connecting to the metadata store in etcd at {}", etcd.endpoints.join(",")))?;
             Ok(store)
         }
         #[cfg(not(feature = "etcd"))]
@@ -534,7 +510,7 @@ mod without_etcd {
     async fn a_build_without_etcd_refuses_it_and_says_how_to_get_it() {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = UpOptions::ephemeral(dir.path());
-        opts.meta = MetaBackend::Etcd(EtcdSettings::new(vec!["http://127.0.0.1:2379".into()]));
+        opts.meta = MetaBackend::Etcd(Box::new(EtcdOptions::new(vec!["http://127.0.0.1:2379".into()])));
         let e = open_meta(&opts).await.err().expect("refused");
         assert!(e.to_string().contains("--features etcd"), "{e}");
         assert!(!dir.path().join("meta").exists(), "nothing opened instead");

@@ -8,7 +8,8 @@
 //!
 //! - `compare_and_swap` is one transaction: compare the key's `version`
 //!   (absent: 0) or `mod_revision`, then put or delete it, else read it for
-//!   the conflict's current value.
+//!   the conflict's current value; `compare_and_swap_holding` compares the
+//!   lock key's `create_revision` and `lease` in the same transaction.
 //! - `watch_prefix` relays one etcd watch through a bounded channel of
 //!   `watch_buffer` events. A consumer that falls that far behind gets
 //!   `WatchLagged` and the stream ends, as with the embedded store; a watch
@@ -17,7 +18,8 @@
 //!   and re-watch (`follow`).
 //! - Leases are etcd's: TTLs are whole seconds (rounded up) and etcd raises
 //!   a TTL below its minimum (1.5 s rounded up, with its default election
-//!   timeout) to that minimum.
+//!   timeout) to that minimum. Keep-alives of a lease share one open etcd
+//!   keep-alive stream (`keepers`), the one state this store keeps.
 //!
 //! With a `namespace`, every key is stored under it and handed back without
 //! it, so several clusters can share one etcd; revisions stay etcd's, shared
@@ -39,40 +41,16 @@ use etcd_client::{
 use tokio::sync::mpsc;
 
 use crate::error::{MetaError, Result};
-use crate::{EtcdTls, EtcdUser};
+use crate::{EtcdOptions, EtcdTls};
 use crate::store::{
     CasOutcome, Compare, HeldOutcome, KeyValue, LeaseId, Lock, MetaStore, Revision, WatchEvent, WatchStream,
-    prefix_range_end, validate_cas, validate_key, validate_lease, validate_prefix, validate_value,
+    prefix_range_end, validate_key, validate_lease, validate_prefix, validate_write,
 };
 
 /// Largest answer a prefix read takes (tonic's default, 4 MiB, is below
 /// what the cluster's own prefixes can reach: migration records of a long
 /// history; etcd's own cap on a response is 2 GiB).
 const MAX_RESPONSE_BYTES: usize = 256 << 20;
-
-/// How to reach etcd.
-#[derive(Debug, Clone)]
-pub struct EtcdOptions {
-    /// Client URLs of the etcd members, e.g. `http://127.0.0.1:2379`.
-    pub endpoints: Vec<String>,
-    /// Longest wait for the first connection.
-    pub connect_timeout: Duration,
-    /// Longest wait for one unary request's answer.
-    pub request_timeout: Duration,
-    /// Events a watcher may have queued before it is dropped with `WatchLagged`.
-    pub watch_buffer: usize,
-    /// Prefix of every key this store writes in etcd (empty: none). The
-    /// cluster's keys start with `/evenkeel/`; a namespace such as
-    /// `/team-a` keeps two clusters on one etcd apart (`/team-a/evenkeel/...`).
-    /// Two clusters' namespaces must not be prefixes of one another
-    /// (`/a` and `/ab`): a read of every key of one would see the other's.
-    pub namespace: String,
-    /// For an etcd with authentication on; the client renews its token
-    /// when etcd expires it.
-    pub user: Option<EtcdUser>,
-    /// For an etcd that serves TLS (`https://` endpoints).
-    pub tls: Option<EtcdTls>,
-}
 
 impl EtcdTls {
     pub(crate) fn options(&self) -> Result<etcd_client::TlsOptions> {
@@ -88,20 +66,6 @@ impl EtcdTls {
             _ => return Err(MetaError::InvalidArgument("an etcd client certificate and its key go together".into())),
         }
         Ok(tls)
-    }
-}
-
-impl EtcdOptions {
-    pub fn new(endpoints: Vec<String>) -> Self {
-        EtcdOptions {
-            endpoints,
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(5),
-            watch_buffer: 1024,
-            namespace: String::new(),
-            user: None,
-            tls: None,
-        }
     }
 }
 
@@ -197,9 +161,57 @@ impl EtcdStore {
     async fn ask<T>(&self, what: &str, f: impl Future<Output = EtcdResult<T>>) -> Result<EtcdResult<T>> {
         bounded(self.opts.request_timeout, what, f).await
     }
+
+    /// A compare-and-swap of `key` as one etcd transaction, guarded by
+    /// `lock` when given: the lock key's create revision and lease are
+    /// compared too (an absent key has 0 for both, which no lock has).
+    async fn cas(&self, lock: Option<&Lock>, key: &str, expect: Compare, value: Option<Vec<u8>>, lease: Option<LeaseId>) -> Result<Txned> {
+        validate_write(key, value.as_deref(), lease)?;
+        let key = self.full(key);
+        let key = key.as_str();
+        let mut compares = vec![match expect {
+            // An absent key has version 0 in etcd's comparisons.
+            Compare::Absent | Compare::ModRevision(0) => EtcdCompare::version(key, CompareOp::Equal, 0),
+            Compare::ModRevision(rev) => EtcdCompare::mod_revision(key, CompareOp::Equal, i64::try_from(rev).unwrap_or(i64::MAX)),
+        }];
+        let mut reads = vec![TxnOp::get(key, None)];
+        if let Some(lock) = lock {
+            let held = self.full(&lock.key);
+            compares.push(EtcdCompare::create_revision(held.as_str(), CompareOp::Equal, i64::try_from(lock.fencing_token).unwrap_or(i64::MAX)));
+            compares.push(EtcdCompare::lease(held.as_str(), CompareOp::Equal, lock.lease));
+            reads.push(TxnOp::get(held, None));
+        }
+        let write = match value {
+            Some(v) => TxnOp::put(key, v, lease.map(|id| PutOptions::new().with_lease(id))),
+            None => TxnOp::delete(key, None),
+        };
+        let txn = Txn::new().when(compares).and_then([write]).or_else(reads);
+        let mut kv = self.client.kv_client();
+        let resp = lease_answer("a compare-and-swap", lease.unwrap_or(0), self.ask("a compare-and-swap", kv.txn(txn)).await?)?;
+        if resp.succeeded() {
+            return Ok(Txned::Swapped(header_revision(resp.header())?));
+        }
+        let mut reads = resp.op_responses().into_iter().map(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| self.key_value(kv)).transpose(),
+            _ => Err(MetaError::Corrupt("etcd's failed compare-and-swap answered other than the reads it asked for".into())),
+        });
+        let mut next = || reads.next().unwrap_or_else(|| Err(MetaError::Corrupt("etcd's failed compare-and-swap returned fewer reads than it asked for".into())));
+        let current = next()?;
+        let held = if lock.is_some() { next()? } else { None };
+        Ok(Txned::Failed { current, held })
+    }
 }
 
 type EtcdResult<T> = std::result::Result<T, etcd_client::Error>;
+
+/// What one compare-and-swap transaction did.
+enum Txned {
+    Swapped(Revision),
+    /// A compare failed: the key's value and, for one under a lock, the
+    /// lock key's (None otherwise), both read in the transaction (at one
+    /// revision).
+    Failed { current: Option<KeyValue>, held: Option<KeyValue> },
+}
 
 /// `f`, failing with `Unavailable` after `limit`.
 async fn bounded<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> Result<T> {
@@ -245,57 +257,6 @@ fn revision(r: i64) -> Revision {
     u64::try_from(r).unwrap_or(0)
 }
 
-/// What one compare-and-swap transaction did.
-enum Txned {
-    Swapped(Revision),
-    /// A compare failed: the key's value and, for a guarded one, the lock
-    /// key's, both read in the transaction (at one revision).
-    Failed { current: Option<KeyValue>, held: Option<Option<KeyValue>> },
-}
-
-impl EtcdStore {
-    /// A compare-and-swap of `key` as one etcd transaction, guarded by
-    /// `lock` when given: the lock key's create revision and lease are
-    /// compared too (an absent key has 0 for both, which no lock has).
-    async fn cas(&self, lock: Option<&Lock>, key: &str, expect: Compare, value: Option<Vec<u8>>, lease: Option<LeaseId>) -> Result<Txned> {
-        validate_cas(key, value.as_deref(), lease)?;
-        let key = self.full(key);
-        let key = key.as_str();
-        let mut compares = vec![match expect {
-            // An absent key has version 0 in etcd's comparisons.
-            Compare::Absent | Compare::ModRevision(0) => EtcdCompare::version(key, CompareOp::Equal, 0),
-            Compare::ModRevision(rev) => EtcdCompare::mod_revision(key, CompareOp::Equal, i64::try_from(rev).unwrap_or(i64::MAX)),
-        }];
-        let mut reads = vec![TxnOp::get(key, None)];
-        if let Some(lock) = lock {
-            let held = self.full(&lock.key);
-            compares.push(EtcdCompare::create_revision(held.as_str(), CompareOp::Equal, i64::try_from(lock.fencing_token).unwrap_or(i64::MAX)));
-            compares.push(EtcdCompare::lease(held.as_str(), CompareOp::Equal, lock.lease));
-            reads.push(TxnOp::get(held, None));
-        }
-        let write = match value {
-            Some(v) => TxnOp::put(key, v, lease.map(|id| PutOptions::new().with_lease(id))),
-            None => TxnOp::delete(key, None),
-        };
-        let txn = Txn::new().when(compares).and_then([write]).or_else(reads);
-        let mut kv = self.client.kv_client();
-        let resp = lease_answer("a compare-and-swap", lease.unwrap_or(0), self.ask("a compare-and-swap", kv.txn(txn)).await?)?;
-        if resp.succeeded() {
-            return Ok(Txned::Swapped(header_revision(resp.header())?));
-        }
-        let mut read = resp.op_responses().into_iter().map(|op| match op {
-            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| self.key_value(kv)).transpose(),
-            _ => Err(MetaError::Corrupt("etcd's failed compare-and-swap did not return the keys it read".into())),
-        });
-        let current = read.next().ok_or_else(|| MetaError::Corrupt("etcd's failed compare-and-swap did not return the key".into()))??;
-        let held = match lock {
-            Some(_) => Some(read.next().ok_or_else(|| MetaError::Corrupt("etcd's failed compare-and-swap did not return the lock".into()))??),
-            None => None,
-        };
-        Ok(Txned::Failed { current, held })
-    }
-}
-
 fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<Revision> {
     header.map(|h| revision(h.revision())).ok_or_else(|| MetaError::Corrupt("etcd answered without a response header".into()))
 }
@@ -336,9 +297,7 @@ impl MetaStore for EtcdStore {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {
-        validate_key(key)?;
-        validate_value(&value)?;
-        validate_lease(lease)?;
+        validate_write(key, Some(&value), lease)?;
         let mut kv = self.client.kv_client();
         let options = lease.map(|id| PutOptions::new().with_lease(id));
         let resp = lease_answer("a put", lease.unwrap_or(0), self.ask("a put", kv.put(self.full(key), value, options)).await?)?;
@@ -363,7 +322,7 @@ impl MetaStore for EtcdStore {
         validate_key(&lock.key)?;
         Ok(match self.cas(Some(lock), key, expect, value, lease).await? {
             Txned::Swapped(revision) => HeldOutcome::Swapped(revision),
-            Txned::Failed { held: Some(held), .. } if !lock.is(held.as_ref()) => HeldOutcome::LockLost(held),
+            Txned::Failed { held, .. } if !lock.is(held.as_ref()) => HeldOutcome::LockLost(held),
             Txned::Failed { current, .. } => HeldOutcome::Conflict(current),
         })
     }

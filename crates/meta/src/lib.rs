@@ -30,8 +30,8 @@ mod store;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
 #[cfg(feature = "etcd")]
-pub use etcd::{EtcdOptions, EtcdStore};
-pub use etcd_settings::{EtcdTls, EtcdUser};
+pub use etcd::EtcdStore;
+pub use etcd_settings::{EtcdOptions, EtcdTls, EtcdUser};
 pub use error::{MetaError, Result};
 pub use store::{
     CasOutcome, Compare, HeldOutcome, KeyValue, LeaseId, Lock, MAX_KEY_LEN, MAX_VALUE_LEN, MetaStore, Revision,

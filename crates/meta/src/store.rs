@@ -101,6 +101,17 @@ pub enum HeldOutcome {
     LockLost(Option<KeyValue>),
 }
 
+/// A held lock. The lock key is attached to `lease`, so it vanishes if the
+/// holder stops keeping the lease alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    pub key: String,
+    pub lease: LeaseId,
+    /// The lock key's create revision: strictly larger for every later holder,
+    /// so resources can reject writes carrying an older token.
+    pub fencing_token: Revision,
+}
+
 impl Lock {
     /// Whether `current` (the lock key's value) is this lock: the key
     /// created with this fencing token, under this lease. A successor's
@@ -111,15 +122,14 @@ impl Lock {
     }
 }
 
-/// A held lock. The lock key is attached to `lease`, so it vanishes if the
-/// holder stops keeping the lease alive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lock {
-    pub key: String,
-    pub lease: LeaseId,
-    /// The lock key's create revision: strictly larger for every later holder,
-    /// so resources can reject writes carrying an older token.
-    pub fencing_token: Revision,
+impl From<CasOutcome> for HeldOutcome {
+    /// A compare-and-swap done while the lock was held.
+    fn from(outcome: CasOutcome) -> Self {
+        match outcome {
+            CasOutcome::Swapped(revision) => HeldOutcome::Swapped(revision),
+            CasOutcome::Conflict(current) => HeldOutcome::Conflict(current),
+        }
+    }
 }
 
 pub type WatchStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<WatchEvent>> + Send>>;
@@ -246,9 +256,9 @@ pub fn validate_lease(lease: Option<LeaseId>) -> Result<()> {
     }
 }
 
-/// The checks of a compare-and-swap's arguments: its key, the value it
-/// would write (None: a delete) and that value's lease.
-pub fn validate_cas(key: &str, value: Option<&[u8]>, lease: Option<LeaseId>) -> Result<()> {
+/// The checks of a write's arguments: its key, the value it would write
+/// (None: a delete) and that value's lease.
+pub fn validate_write(key: &str, value: Option<&[u8]>, lease: Option<LeaseId>) -> Result<()> {
     validate_key(key)?;
     if let Some(value) = value {
         validate_value(value)?;

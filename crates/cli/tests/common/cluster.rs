@@ -25,7 +25,7 @@ pub fn options(dir: &std::path::Path, partitions: u32, bake_ms: u64) -> UpOption
 /// [`options`] with the metadata in the etcd at `endpoint` (http://).
 pub fn on_etcd(dir: &std::path::Path, partitions: u32, bake_ms: u64, endpoint: String) -> UpOptions {
     let mut opts = options(dir, partitions, bake_ms);
-    opts.meta = evenkeel::up::MetaBackend::Etcd(evenkeel::up::EtcdSettings::new(vec![endpoint]));
+    opts.meta = evenkeel::up::MetaBackend::Etcd(Box::new(evenkeel_meta::EtcdOptions::new(vec![endpoint])));
     opts
 }
 

@@ -33,8 +33,8 @@ use self::wal::Wal;
 use self::watch::WatchHub;
 use crate::error::{MetaError, Result};
 use crate::store::{
-    CasOutcome, Compare, HeldOutcome, KeyValue, LeaseId, Lock, MetaStore, Revision, WatchStream, validate_cas, validate_key,
-    validate_lease, validate_prefix, validate_value,
+    CasOutcome, Compare, HeldOutcome, KeyValue, LeaseId, Lock, MetaStore, Revision, WatchStream, validate_key,
+    validate_lease, validate_prefix, validate_write,
 };
 
 /// How often the background task looks for expired leases.
@@ -333,9 +333,7 @@ impl MetaStore for EmbeddedStore {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {
-        validate_key(key)?;
-        validate_value(&value)?;
-        validate_lease(lease)?;
+        validate_write(key, Some(&value), lease)?;
         self.mutate(|state, now| plan_put(state, key, value, lease, now)).await
     }
 
@@ -351,7 +349,7 @@ impl MetaStore for EmbeddedStore {
         value: Option<Vec<u8>>,
         lease: Option<LeaseId>,
     ) -> Result<CasOutcome> {
-        validate_cas(key, value.as_deref(), lease)?;
+        validate_write(key, value.as_deref(), lease)?;
         self.mutate(|state, now| plan_cas(state, key, expect, value, lease, now)).await
     }
 
@@ -364,7 +362,7 @@ impl MetaStore for EmbeddedStore {
         lease: Option<LeaseId>,
     ) -> Result<HeldOutcome> {
         validate_key(&lock.key)?;
-        validate_cas(key, value.as_deref(), lease)?;
+        validate_write(key, value.as_deref(), lease)?;
         self.mutate(|state, now| {
             let current = state.kvs.get(&lock.key);
             if !lock.is(current) {
@@ -376,13 +374,7 @@ impl MetaStore for EmbeddedStore {
                 return Plan { records: expiry.into_iter().collect(), result: Ok(HeldOutcome::LockLost(None)) };
             }
             let Plan { records, result } = plan_cas(state, key, expect, value, lease, now);
-            Plan {
-                records,
-                result: result.map(|outcome| match outcome {
-                    CasOutcome::Swapped(revision) => HeldOutcome::Swapped(revision),
-                    CasOutcome::Conflict(current) => HeldOutcome::Conflict(current),
-                }),
-            }
+            Plan { records, result: result.map(HeldOutcome::from) }
         })
         .await
     }
