@@ -10,7 +10,7 @@
 //! holder's lease ([`CLAIM_TTL`]) and otherwise refuses to start it.
 
 use anyhow::{Context, bail};
-use evenkeel_meta::{LeaseId, MetaError, MetaStore};
+use evenkeel_meta::{LeaseId, Lock, MetaError, MetaStore};
 use evenkeel_types::{NodeId, keys};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +57,21 @@ impl Claims {
                 bail!("node {id} runs in another process (it holds {key} on lease {by}; waited {wait:?}): stop that process first (`evenkeel up` runs every node of its cluster)")
             }
             Err(e) => Err(anyhow::Error::new(e).context(format!("claiming node {id}"))),
+        }
+    }
+
+    /// Gives node `id`'s claim up: the node stopped running here (removed,
+    /// or stopped to be started again). Its lock goes if this process's
+    /// lease still holds it, so the id is free for any process, this one
+    /// included (locks are not re-entrant: a node added later under the
+    /// same id would otherwise wait on this process's own claim).
+    pub async fn release(&self, id: NodeId) -> Result<(), MetaError> {
+        self.nodes.lock().retain(|n| *n != id);
+        let key = keys::node_lock_key(id);
+        let lease = *self.lease.lock();
+        match self.meta.get(&key).await? {
+            Some(kv) if kv.lease == Some(lease) => self.meta.unlock(&Lock { key, lease, fencing_token: kv.create_revision }).await,
+            _ => Ok(()),
         }
     }
 

@@ -147,6 +147,10 @@ impl NodeLauncher for Launcher {
     async fn stop(&self, id: NodeId) -> Result<(), String> {
         let Some(r) = self.running.lock().await.remove(&id) else { return Ok(()) };
         r.stop.cancel();
-        r.task.await.map_err(|e| format!("node {id} panicked: {e}"))
+        r.task.await.map_err(|e| format!("node {id} panicked: {e}"))?;
+        if let Some(claims) = &self.claims {
+            claims.release(id).await.map_err(|e| format!("node {id} stopped, but releasing its claim failed: {e}"))?;
+        }
+        Ok(())
     }
 }

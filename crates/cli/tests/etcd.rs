@@ -48,6 +48,23 @@ async fn a_cluster_on_etcd_moves_a_partition_and_comes_back_after_a_restart() {
     assert_eq!(cluster.node_ids, vec![1, 2, 3, 4]);
     assert_eq!(routing(&cluster).await.entry(0).unwrap().owner, 4);
     check_self_valued(&cluster, &keys).await;
+
+    // A removed node gives up its claim: the next node added takes its id
+    // (the highest plus one) at once, rather than wait out a claim this
+    // very process still held and then refuse.
+    let admin = format!("http://{}", cluster.admin_addr);
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
+    let add = async || {
+        let resp = http.post(format!("{admin}/v1/nodes")).json(&serde_json::json!({})).send().await.unwrap();
+        assert!(resp.status().is_success(), "node add: {}", resp.text().await.unwrap());
+        resp.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap()
+    };
+    assert_eq!(add().await, 5);
+    let removed = http.post(format!("{admin}/v1/nodes/5/remove")).send().await.unwrap();
+    assert!(removed.status().is_success(), "{}", removed.text().await.unwrap());
+    let started = Instant::now();
+    assert_eq!(add().await, 5, "the id is free again");
+    assert!(started.elapsed() < Duration::from_secs(10), "waited on its own claim: {:?}", started.elapsed());
     cluster.shutdown().await.unwrap();
 }
 
