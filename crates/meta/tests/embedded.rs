@@ -773,7 +773,8 @@ async fn concurrent_durable_writes_keep_one_order() {
 }
 
 /// The store reports its log's work for `/metrics`: each durable record and
-/// its bytes, the time each fsync took, the revision, and each snapshot. A
+/// its bytes, the time each commit's fsync took and how many mutations it
+/// held, the revision, and each snapshot. A
 /// slow disk shows here first (every routing change and migration step
 /// waits for that fsync).
 #[test]
@@ -811,6 +812,9 @@ fn the_log_reports_records_fsyncs_revision_and_snapshots() {
     };
     assert_eq!(value("evenkeel_meta_wal_records_total"), 5.0);
     assert_eq!(value("evenkeel_meta_wal_fsync_seconds_count"), 5.0);
+    // One writer at a time: each commit holds one mutation.
+    assert_eq!(value("evenkeel_meta_wal_commit_mutations_count"), 5.0);
+    assert_eq!(value("evenkeel_meta_wal_commit_mutations_sum"), 5.0);
     // An empty store is at revision 1, as etcd's is; each write adds one.
     assert_eq!(value("evenkeel_meta_revision"), 6.0);
     // The fourth record passed the threshold of 3: one snapshot, and a new

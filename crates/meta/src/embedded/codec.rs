@@ -171,8 +171,25 @@ impl Record {
         e.0
     }
 
-    pub(crate) fn decode(buf: &[u8]) -> Result<Record, String> {
+    /// Decodes one commit's frame payload: its records back to back (one,
+    /// or several when concurrent writers shared an fsync).
+    pub(crate) fn decode_commit(buf: &[u8]) -> Result<Vec<Record>, String> {
         let mut d = Decoder(buf);
+        let mut records = Vec::with_capacity(1);
+        loop {
+            records.push(Record::decode_next(&mut d)?);
+            if d.0.is_empty() {
+                return Ok(records);
+            }
+        }
+    }
+
+    /// Encodes one commit's frame payload (`decode_commit`'s inverse).
+    pub(crate) fn encode_commit<'a>(records: impl IntoIterator<Item = &'a Record>) -> Vec<u8> {
+        records.into_iter().flat_map(Record::encode).collect()
+    }
+
+    fn decode_next(d: &mut Decoder<'_>) -> Result<Record, String> {
         let record = match d.u8()? {
             TAG_PUT => Record::Put {
                 revision: d.u64()?,
@@ -200,7 +217,6 @@ impl Record {
             }
             tag => return Err(format!("unknown record tag {tag}")),
         };
-        d.finish()?;
         Ok(record)
     }
 }
@@ -402,8 +418,11 @@ mod tests {
     #[test]
     fn records_round_trip() {
         for record in sample_records() {
-            assert_eq!(Record::decode(&record.encode()).unwrap(), record);
+            assert_eq!(Record::decode_commit(&record.encode()).unwrap(), vec![record]);
         }
+        // A commit of several records (writers that shared an fsync).
+        let all = sample_records();
+        assert_eq!(Record::decode_commit(&Record::encode_commit(&all)).unwrap(), all);
     }
 
     #[test]
@@ -426,12 +445,13 @@ mod tests {
 
     #[test]
     fn decode_rejects_garbage() {
-        assert!(Record::decode(&[99]).is_err());
+        assert!(Record::decode_commit(&[99]).is_err());
+        assert!(Record::decode_commit(&[]).unwrap_err().contains("truncated"), "a commit holds a record");
         let mut bytes = sample_records()[0].encode();
         bytes.push(0);
-        assert!(Record::decode(&bytes).unwrap_err().contains("trailing"));
+        assert!(Record::decode_commit(&bytes).unwrap_err().contains("unknown record tag 0"));
         assert!(
-            Record::decode(&bytes[..5])
+            Record::decode_commit(&bytes[..5])
                 .unwrap_err()
                 .contains("truncated")
         );

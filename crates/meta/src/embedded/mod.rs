@@ -1,17 +1,31 @@
 //! The embedded, single-process `MetaStore`: an in-memory map made durable by
 //! a write-ahead log with snapshot compaction (see `wal` for the files).
 //!
-//! Two locks. Mutations take the writer lock (async, so waiting writers
-//! park no thread), build their log records from the state, make them
-//! durable (append + fsync), and only then apply them to the state and
-//! notify watchers. So a mutation is durable before anyone can observe it,
-//! and observers see revision order. The state lock is held only to read or
-//! apply, never across an fsync: readers (routers refreshing their table,
-//! the coordinator's polls) never wait for the disk, and the fsync runs with
-//! `block_in_place`, so the runtime moves other tasks off the thread that
-//! waits for it. Between building a record and applying it there is no
-//! await point, so a cancelled caller cannot leave a logged record
-//! unapplied.
+//! Two copies of the state. Mutations plan against the *planner's* state,
+//! under a short lock and never across the disk: the plan reads it, its
+//! records are applied to it at once, and they join the queue of records
+//! waiting for the log. The *visible* state is what readers see (routers
+//! refreshing their table, the coordinator's polls) and what watchers are
+//! told; records reach it only once durable. So a mutation is durable
+//! before anyone can observe it, and observers see revision order.
+//!
+//! Group commit. After planning, a mutation takes the writer lock. If an
+//! earlier holder already made its records durable it is done; otherwise
+//! it takes every queued record (its own and those of whoever planned
+//! while the last fsync ran), appends them as one commit (one frame, one
+//! fsync) and applies them to the visible state in order. Concurrent
+//! writers so share fsyncs instead of queueing one fsync each, and a lone
+//! writer pays what it did before. The wait and the fsync run with
+//! `block_in_place`, so the runtime moves other tasks off the thread; a
+//! mutation has no await point, so a cancelled caller cannot leave its
+//! records planned but not written. A mutation that writes nothing (a
+//! refused compare-and-swap) still waits for the records planned before
+//! it, since its answer may show them.
+//!
+//! If a commit fails, its records and every record planned on top of them
+//! are refused, and the planner's state is rebuilt from the visible one.
+//! Lease deadlines are not logged: the planner's copy holds the ones that
+//! count (keep-alives extend them there).
 
 mod codec;
 mod state;
@@ -21,7 +35,7 @@ mod watch;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -63,12 +77,36 @@ impl Default for EmbeddedOptions {
     }
 }
 
+/// What readers see: the durable state, and the watchers it notifies.
 struct Inner {
     state: State,
     watch: WatchHub,
 }
 
-/// What a mutation decided under the state lock: the records to make
+/// What mutations plan against.
+struct Planner {
+    /// The visible state with the queued records applied; its lease
+    /// deadlines are the ones that count.
+    state: State,
+    /// Planned mutations whose records are not durable yet, in order.
+    queue: Vec<Planned>,
+    /// Planned mutations not yet committed: the queue and the commit
+    /// running now, whose records readers cannot see yet.
+    uncommitted: usize,
+    /// Set once the store refuses writes (a failed fsync, an internal error).
+    poisoned: Option<String>,
+}
+
+/// One planned mutation waiting for its commit.
+struct Planned {
+    records: Vec<Record>,
+    done: Arc<Committed>,
+}
+
+/// Set once by whoever commits a planned mutation.
+type Committed = OnceLock<Result<()>>;
+
+/// What a mutation decided from the planner's state: the records to make
 /// durable and apply (in order, none for a refusal or a no-op), and the
 /// answer to give once they are applied.
 struct Plan<T> {
@@ -88,8 +126,9 @@ impl<T> Plan<T> {
 
 pub struct EmbeddedStore {
     inner: Mutex<Inner>,
-    /// The writer lock; None for the in-memory store.
-    wal: tokio::sync::Mutex<Option<Wal>>,
+    planner: Mutex<Planner>,
+    /// The writer lock; holds the log (None for the in-memory store).
+    wal: Mutex<Option<Wal>>,
     opts: EmbeddedOptions,
     dir: Option<PathBuf>,
     /// Handed to the lease reaper so it never keeps the store alive.
@@ -144,9 +183,11 @@ impl EmbeddedStore {
         dir: Option<PathBuf>,
         dir_lock: Option<File>,
     ) -> Arc<Self> {
+        let planner = Planner { state: inner.state.clone(), queue: Vec::new(), uncommitted: 0, poisoned: None };
         Arc::new_cyclic(|me| EmbeddedStore {
             inner: Mutex::new(inner),
-            wal: tokio::sync::Mutex::new(wal),
+            planner: Mutex::new(planner),
+            wal: Mutex::new(wal),
             opts,
             dir,
             me: me.clone(),
@@ -155,31 +196,115 @@ impl EmbeddedStore {
         })
     }
 
-    /// Runs one mutation: under the writer lock, `plan` decides from the
-    /// state (it may also change what is not logged: lease deadlines); its
-    /// records are made durable, then applied and published.
+    /// Runs one mutation: `plan` decides from the planner's state (it may
+    /// also change what is not logged: lease deadlines); its records are
+    /// applied there and queued, then committed (by this caller or by one
+    /// that commits the queue with it), and only then is the answer given.
     async fn mutate<T>(&self, plan: impl FnOnce(&mut State, Instant) -> Plan<T>) -> Result<T> {
-        let mut wal = self.wal.lock().await;
-        // Refuse up front once the log is poisoned, before a plan that could
-        // itself want to write (lease expiry).
-        wal.as_ref().map_or(Ok(()), Wal::check_usable)?;
-        let Plan { records, result } = plan(&mut self.inner.lock().state, Instant::now());
-        if records.is_empty() {
-            return result;
-        }
-        if let Some(w) = wal.as_mut() {
-            off_runtime(|| records.iter().try_for_each(|r| w.append(r)))?;
-        }
-        let mut inner = self.inner.lock();
-        for record in &records {
-            self.apply(&mut inner, wal.as_mut(), record)?;
-        }
-        metrics::gauge!("evenkeel_meta_revision").set(inner.state.revision as f64);
-        self.maybe_compact(&inner, wal.as_mut());
+        let (result, done) = {
+            let mut planner = self.planner.lock();
+            if let Some(reason) = &planner.poisoned {
+                return Err(MetaError::Unavailable(reason.clone()));
+            }
+            let now = Instant::now();
+            let Plan { records, result } = plan(&mut planner.state, now);
+            if records.is_empty() && planner.uncommitted == 0 {
+                // Nothing to write, and nothing it saw is still undurable.
+                return result;
+            }
+            for record in &records {
+                if let Err(e) = planner.state.apply(record, now) {
+                    // Records are built from the state they apply to, so
+                    // this is a bug, and the planner's state is now unknown.
+                    let reason = format!("internal error applying {record:?}: {e}");
+                    planner.poisoned = Some(reason.clone());
+                    return Err(MetaError::Corrupt(reason));
+                }
+            }
+            let done = Arc::new(Committed::new());
+            planner.queue.push(Planned { records, done: done.clone() });
+            planner.uncommitted += 1;
+            (result, done)
+        };
+        self.wait_for_commit(&done)?;
         result
     }
 
-    /// Applies a durable record and notifies watchers.
+    /// Returns once `done` is set, committing the queue if nobody has.
+    fn wait_for_commit(&self, done: &Committed) -> Result<()> {
+        let commit = || {
+            let mut wal = self.wal.lock();
+            if done.get().is_none() {
+                self.commit_queue(wal.as_mut());
+            }
+            match done.get() {
+                Some(outcome) => outcome.as_ref().map(|_| ()).map_err(copy_error),
+                None => Err(MetaError::Corrupt("a queued mutation was left out of its commit".into())),
+            }
+        };
+        // The in-memory store never waits for a disk.
+        if self.dir.is_some() { off_runtime(commit) } else { commit() }
+    }
+
+    /// Under the writer lock: makes every queued record durable in one
+    /// commit, applies them to the visible state and sets their outcomes.
+    fn commit_queue(&self, mut wal: Option<&mut Wal>) {
+        let batch = std::mem::take(&mut self.planner.lock().queue);
+        let records: Vec<&Record> = batch.iter().flat_map(|p| &p.records).collect();
+        if let Some(w) = wal.as_deref_mut()
+            && !records.is_empty()
+            && let Err(e) = w.append(&records)
+        {
+            self.refuse(batch, e, w);
+            return;
+        }
+        let applied = {
+            let mut inner = self.inner.lock();
+            let applied = records.into_iter().try_for_each(|r| self.apply(&mut inner, wal.as_deref_mut(), r));
+            metrics::gauge!("evenkeel_meta_revision").set(inner.state.revision as f64);
+            if applied.is_ok() {
+                self.maybe_compact(&inner, wal);
+            }
+            applied
+        };
+        metrics::histogram!("evenkeel_meta_wal_commit_mutations").record(batch.len() as f64);
+        {
+            let mut planner = self.planner.lock();
+            planner.uncommitted -= batch.len();
+            if let Err(e) = &applied {
+                // The log holds what the state could not take: write no more.
+                planner.poisoned = Some(e.to_string());
+            }
+        }
+        for planned in batch {
+            let _ = planned.done.set(applied.as_ref().map(|_| ()).map_err(copy_error));
+        }
+    }
+
+    /// A commit failed: its mutations, and every one planned on top of
+    /// them since, are refused, and the planner's state goes back to the
+    /// visible (durable) one, keeping the lease deadlines it had.
+    fn refuse(&self, batch: Vec<Planned>, error: MetaError, wal: &Wal) {
+        let mut planner = self.planner.lock();
+        let later = std::mem::take(&mut planner.queue);
+        let mut state = self.inner.lock().state.clone();
+        for (id, lease) in &mut state.leases {
+            if let Some(planned) = planner.state.leases.get(id) {
+                lease.deadline = planned.deadline;
+            }
+        }
+        planner.state = state;
+        planner.uncommitted -= batch.len() + later.len();
+        if let Err(unusable) = wal.check_usable() {
+            planner.poisoned = Some(unusable.to_string());
+        }
+        drop(planner);
+        for planned in batch.into_iter().chain(later) {
+            let _ = planned.done.set(Err(copy_error(&error)));
+        }
+    }
+
+    /// Applies a durable record to the visible state and notifies watchers.
     fn apply(&self, inner: &mut Inner, wal: Option<&mut Wal>, record: &Record) -> Result<()> {
         match inner.state.apply(record, Instant::now()) {
             Ok(events) => {
@@ -187,8 +312,8 @@ impl EmbeddedStore {
                 Ok(())
             }
             Err(e) => {
-                // Records are built from the state they apply to, so this is a
-                // bug; the log now holds a record that replay would reject.
+                // The planner's state took this record, so this is a bug;
+                // the log now holds a record that replay would reject.
                 let reason = format!("internal error applying {record:?}: {e}");
                 if let Some(wal) = wal {
                     wal.poison(reason.clone());
@@ -203,7 +328,8 @@ impl EmbeddedStore {
         if wal.records <= self.opts.compact_after_records {
             return;
         }
-        if let Err(e) = off_runtime(|| wal.compact(&inner.state)) {
+        // Already on the writer's thread, off the runtime where it can be.
+        if let Err(e) = wal.compact(&inner.state) {
             // The write itself is durable; retry after another batch rather
             // than on every write while, say, the disk is full.
             tracing::warn!(error = %e, "metadata snapshot failed; keeping the current log");
@@ -214,6 +340,12 @@ impl EmbeddedStore {
     /// Expires every lease whose deadline has passed, one record each.
     async fn expire_due_leases(&self) {
         loop {
+            // Most ticks find nothing due: answer them without a mutation,
+            // which would wait for whatever commit is running.
+            let now = Instant::now();
+            if !self.planner.lock().state.leases.values().any(|l| l.deadline <= now) {
+                return;
+            }
             let expired = self
                 .mutate(|state, now| {
                     let due = state.leases.iter().find(|(_, l)| l.deadline <= now).map(|(id, _)| *id);
@@ -255,6 +387,16 @@ impl EmbeddedStore {
                 store.expire_due_leases().await;
             }
         });
+    }
+}
+
+/// The same failure again, for each mutation a failed commit refuses
+/// (errors are not `Clone`: an I/O error keeps its kind and text).
+fn copy_error(e: &MetaError) -> MetaError {
+    match e {
+        MetaError::Io(io) => MetaError::Io(std::io::Error::new(io.kind(), io.to_string())),
+        MetaError::Corrupt(reason) => MetaError::Corrupt(reason.clone()),
+        other => MetaError::Unavailable(other.to_string()),
     }
 }
 
@@ -405,9 +547,9 @@ impl MetaStore for EmbeddedStore {
         // The common case changes only the deadline, which is not logged:
         // no writer lock, no disk.
         {
-            let mut inner = self.inner.lock();
+            let mut planner = self.planner.lock();
             let now = Instant::now();
-            match inner.state.leases.get_mut(&lease) {
+            match planner.state.leases.get_mut(&lease) {
                 None => return Err(MetaError::LeaseNotFound(lease)),
                 Some(l) if l.deadline > now => {
                     l.deadline = now + l.ttl;
@@ -512,6 +654,126 @@ mod tests {
         assert_eq!(outcome, HeldOutcome::LockLost(None));
         assert_eq!((store.get("L").await.unwrap(), store.get("k").await.unwrap()), (None, None), "the lease expired, nothing was written");
         assert_eq!(store.current_revision().await.unwrap(), 3);
+    }
+
+    /// The log's commits: how many records each frame holds.
+    fn commit_sizes(dir: &Path) -> Vec<usize> {
+        let bytes = std::fs::read(dir.join(format!("wal-{:016x}.log", 0))).unwrap();
+        let frames = codec::parse_frames(&bytes, 8).unwrap();
+        frames.payloads.iter().map(|(_, p)| Record::decode_commit(p).unwrap().len()).collect()
+    }
+
+    /// Waits until `n` mutations are planned and waiting for their commit.
+    async fn until_uncommitted(store: &EmbeddedStore, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.planner.lock().uncommitted != n {
+            assert!(std::time::Instant::now() < deadline, "{n} mutations never queued");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Writers that plan while a commit runs share the next one: one frame,
+    /// one fsync, every record durable and in revision order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[expect(clippy::await_holding_lock, reason = "the test holds the writer lock as a running commit would, while tasks on other threads queue")]
+    async fn writers_queued_behind_a_commit_share_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).await.unwrap();
+        store.put("first", vec![], None).await.unwrap();
+        let writer = store.wal.lock(); // as if a commit were running
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.put(&format!("k{i}"), vec![i], None).await.unwrap() })
+            })
+            .collect();
+        until_uncommitted(&store, 8).await;
+        assert_eq!(store.get_prefix("k").await.unwrap().0.len(), 0, "nothing visible before its commit");
+        drop(writer);
+        let mut revisions = Vec::new();
+        for t in tasks {
+            revisions.push(t.await.unwrap());
+        }
+        revisions.sort_unstable();
+        assert_eq!(revisions, (3..11).collect::<Vec<_>>());
+        assert_eq!(commit_sizes(dir.path()), vec![1, 8], "one commit for the eight");
+        drop(store);
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).await.unwrap();
+        assert_eq!(store.get_prefix("k").await.unwrap().0.len(), 8);
+        assert_eq!(store.current_revision().await.unwrap(), 10);
+    }
+
+    /// A refused compare-and-swap writes nothing, but its answer shows what
+    /// was planned before it: it is given only once that is durable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[expect(clippy::await_holding_lock, reason = "the test holds the writer lock as a running commit would, while tasks on other threads queue")]
+    async fn an_answer_showing_a_queued_write_waits_for_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).await.unwrap();
+        let writer = store.wal.lock();
+        let put = tokio::spawn({
+            let store = store.clone();
+            async move { store.put("a", b"queued".to_vec(), None).await.unwrap() }
+        });
+        until_uncommitted(&store, 1).await;
+        let refused = tokio::spawn({
+            let store = store.clone();
+            async move { store.compare_and_swap("a", Compare::Absent, Some(vec![]), None).await.unwrap() }
+        });
+        until_uncommitted(&store, 2).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!refused.is_finished(), "answered before what it saw was durable");
+        drop(writer);
+        let CasOutcome::Conflict(Some(seen)) = refused.await.unwrap() else { panic!("a conflict") };
+        assert_eq!((seen.value.as_slice(), seen.mod_revision), (&b"queued"[..], put.await.unwrap()));
+        assert_eq!(commit_sizes(dir.path()), vec![1]);
+    }
+
+    /// A failed commit refuses its mutations and those planned on top of
+    /// them while it ran; the planner forgets them, so the next write takes
+    /// the same revision and the log stays gap-free.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_refuses_what_was_planned_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).await.unwrap();
+        let base = store.put("a", b"1".to_vec(), None).await.unwrap();
+        let lease = store.grant_lease(Duration::from_secs(60)).await.unwrap();
+        let (started, running) = std::sync::mpsc::channel();
+        let (fail, failing) = std::sync::mpsc::channel::<()>();
+        let mut once = true;
+        store.wal.lock().as_mut().unwrap().before_append = Some(Box::new(move || {
+            if !std::mem::take(&mut once) {
+                return Ok(());
+            }
+            started.send(()).unwrap();
+            failing.recv().unwrap();
+            Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "injected"))
+        }));
+        let first = tokio::spawn({
+            let store = store.clone();
+            async move { store.compare_and_swap("a", Compare::ModRevision(base), Some(b"2".to_vec()), None).await }
+        });
+        running.recv_timeout(Duration::from_secs(10)).expect("the first commit runs");
+        // Planned on top of the first while its commit runs: it expects the
+        // first's revision, base + 1 (granting a lease spends none).
+        let second = tokio::spawn({
+            let store = store.clone();
+            async move { store.compare_and_swap("a", Compare::ModRevision(base + 1), Some(b"3".to_vec()), None).await }
+        });
+        until_uncommitted(&store, 2).await;
+        fail.send(()).unwrap();
+        for refused in [first.await.unwrap(), second.await.unwrap()] {
+            assert!(matches!(&refused, Err(MetaError::Io(e)) if e.kind() == std::io::ErrorKind::StorageFull), "{refused:?}");
+        }
+        assert_eq!(store.get("a").await.unwrap().unwrap().value, b"1");
+        // The lease survived the rebuilt planner with its deadline.
+        store.keep_alive(lease).await.unwrap();
+        let outcome = store.compare_and_swap("a", Compare::ModRevision(base), Some(b"4".to_vec()), None).await.unwrap();
+        assert_eq!(outcome, CasOutcome::Swapped(base + 1));
+        drop(store);
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).await.unwrap();
+        assert_eq!(store.get("a").await.unwrap().unwrap().value, b"4");
+        assert_eq!(store.current_revision().await.unwrap(), base + 1);
     }
 
     #[tokio::test]

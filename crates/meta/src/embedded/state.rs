@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::codec::{Record, Snapshot};
 use crate::store::{KeyValue, LeaseId, Revision, WatchEvent};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Lease {
     pub ttl: Duration,
     /// Not durable: recovery restarts every lease's full TTL.
@@ -20,7 +20,7 @@ pub(crate) struct Lease {
     pub keys: BTreeSet<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct State {
     pub revision: Revision,
     pub kvs: BTreeMap<String, KeyValue>,

@@ -3,8 +3,13 @@
 //! ```text
 //! LOCK              advisory lock held while a store has the directory open
 //! snapshot          "EKSNAP01" + one frame: full state, names the live log generation
-//! wal-<gen>.log     "EKWAL001" + one frame per record, appended after `snapshot`'s state
+//! wal-<gen>.log     "EKWAL001" + one frame per commit, appended after `snapshot`'s state
 //! ```
+//! A commit is the records of every mutation that shared one fsync (group
+//! commit: see `super`), back to back in one frame, so that a crash keeps
+//! all of a commit or none of it: the frame's checksum covers the whole
+//! commit, and only the last frame may be torn. A log written one record per
+//! frame (before group commit) reads the same way.
 //! Compaction creates the next generation's empty log first, then atomically
 //! replaces `snapshot` (tmp + fsync + rename + fsync dir), then deletes the
 //! old log. A crash anywhere in between leaves a snapshot whose generation's
@@ -79,13 +84,22 @@ pub(crate) struct Wal {
     pub records: usize,
     /// Set when the on-disk state is unknown; all later writes are refused.
     poisoned: Option<String>,
+    /// Tests: runs before each append; an error fails it, writing nothing.
+    #[cfg(test)]
+    pub before_append: Option<Box<dyn FnMut() -> std::io::Result<()> + Send>>,
 }
 
 impl Wal {
-    /// Makes `record` durable. On error nothing was appended, or the store is poisoned.
-    pub(crate) fn append(&mut self, record: &Record) -> Result<()> {
+    /// Makes one commit durable: `records`, in order, in one frame and one
+    /// fsync, so that recovery finds all of them or none. On error nothing
+    /// was appended, or the store is poisoned.
+    pub(crate) fn append(&mut self, records: &[&Record]) -> Result<()> {
         self.check_usable()?;
-        let frame = encode_frame(&record.encode());
+        #[cfg(test)]
+        if let Some(hook) = &mut self.before_append {
+            hook()?;
+        }
+        let frame = encode_frame(&Record::encode_commit(records.iter().copied()));
         // The log is opened in append mode: every write lands at the end.
         if let Err(e) = self.file.write_all(&frame) {
             // Cut off any partial frame so the next record does not follow garbage.
@@ -104,8 +118,8 @@ impl Wal {
             metrics::histogram!("evenkeel_meta_wal_fsync_seconds").record(started.elapsed().as_secs_f64());
         }
         self.len += frame.len() as u64;
-        self.records += 1;
-        metrics::counter!("evenkeel_meta_wal_records_total").increment(1);
+        self.records += records.len();
+        metrics::counter!("evenkeel_meta_wal_records_total").increment(records.len() as u64);
         metrics::counter!("evenkeel_meta_wal_bytes_total").increment(frame.len() as u64);
         Ok(())
     }
@@ -224,6 +238,8 @@ pub(crate) fn recover(dir: &Path, fsync: bool, now: Instant) -> Result<Recovered
         fsync,
         records,
         poisoned: None,
+        #[cfg(test)]
+        before_append: None,
     };
     Ok(Recovered {
         state,
@@ -249,15 +265,19 @@ fn replay(
     }
     let frames = parse_frames(bytes, WAL_MAGIC.len()).map_err(|e| corrupt(path, e))?;
     let mut events = Vec::new();
+    let mut records = 0;
     for (offset, payload) in &frames.payloads {
-        let record = Record::decode(payload)
-            .map_err(|e| corrupt(path, format!("record at offset {offset}: {e}")))?;
-        let produced = state
-            .apply(&record, now)
-            .map_err(|e| corrupt(path, format!("record at offset {offset}: {e}")))?;
-        events.extend(produced);
+        let commit = Record::decode_commit(payload)
+            .map_err(|e| corrupt(path, format!("commit at offset {offset}: {e}")))?;
+        for record in &commit {
+            let produced = state
+                .apply(record, now)
+                .map_err(|e| corrupt(path, format!("commit at offset {offset}: {e}")))?;
+            events.extend(produced);
+        }
+        records += commit.len();
     }
-    Ok((events, frames.valid_len, frames.payloads.len()))
+    Ok((events, frames.valid_len, records))
 }
 
 fn read_snapshot(dir: &Path) -> Result<Option<Snapshot>> {
@@ -319,7 +339,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut r = fresh(dir.path());
         for rev in 2..5 {
-            r.wal.append(&put(rev, "k")).unwrap();
+            r.wal.append(&[&put(rev, "k")]).unwrap();
         }
         drop(r);
         let path = wal_path(dir.path(), 0);
@@ -341,8 +361,8 @@ mod tests {
     fn revision_gap_is_corruption() {
         let dir = tempfile::tempdir().unwrap();
         let mut r = fresh(dir.path());
-        r.wal.append(&put(2, "a")).unwrap();
-        r.wal.append(&put(4, "b")).unwrap();
+        r.wal.append(&[&put(2, "a")]).unwrap();
+        r.wal.append(&[&put(4, "b")]).unwrap();
         drop(r);
         let err = recover(dir.path(), true, Instant::now()).err().unwrap();
         assert!(
@@ -355,7 +375,7 @@ mod tests {
     fn interrupted_compaction_leftovers_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let mut r = fresh(dir.path());
-        r.wal.append(&put(2, "a")).unwrap();
+        r.wal.append(&[&put(2, "a")]).unwrap();
         drop(r);
         // A crash after creating the next log and a partial snapshot.tmp.
         create_log(dir.path(), 1, true).unwrap();
@@ -372,13 +392,13 @@ mod tests {
         let now = Instant::now();
         for rev in 2..6 {
             let record = put(rev, &format!("k{rev}"));
-            r.wal.append(&record).unwrap();
+            r.wal.append(&[&record]).unwrap();
             r.state.apply(&record, now).unwrap();
         }
         r.wal.compact(&r.state).unwrap();
         assert!(!wal_path(dir.path(), 0).exists());
         let record = put(6, "after");
-        r.wal.append(&record).unwrap();
+        r.wal.append(&[&record]).unwrap();
         r.state.apply(&record, now).unwrap();
         let expected = r.state.kvs.clone();
         drop(r);
