@@ -478,6 +478,7 @@ pub(crate) async fn open_meta(opts: &UpOptions) -> anyhow::Result<Arc<dyn MetaSt
 
 /// The members to run: those recorded, or `opts.nodes` new ones.
 async fn ensure_members(meta: &dyn MetaStore, opts: &UpOptions) -> anyhow::Result<Vec<NodeInfo>> {
+    evenkeel_coord::nodes::finish_removals(meta).await?;
     let (existing, _) = meta.get_prefix(keys::NODES_PREFIX).await?;
     let mut members: Vec<NodeInfo> = existing
         .iter()

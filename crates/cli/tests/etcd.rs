@@ -13,6 +13,7 @@ use common::admin::{wait_for_leader, wait_state};
 use common::cluster::{check_self_valued, keys_in, move_partition_0_to_a_new_node, on_etcd, routing};
 use evenkeel::up::LocalCluster;
 use evenkeel_coord::api::{MigrationInfo, MoveRequest};
+use evenkeel_meta::{EtcdOptions, EtcdStore, MetaStore};
 use redis::AsyncCommands;
 use std::time::{Duration, Instant};
 
@@ -49,9 +50,8 @@ async fn a_cluster_on_etcd_moves_a_partition_and_comes_back_after_a_restart() {
     assert_eq!(routing(&cluster).await.entry(0).unwrap().owner, 4);
     check_self_valued(&cluster, &keys).await;
 
-    // A removed node gives up its claim: the next node added takes its id
-    // (the highest plus one) at once, rather than wait out a claim this
-    // very process still held and then refuse.
+    // A removed node gives up its claim (its process may be started again
+    // elsewhere with a new id at once) and its id is not given out again.
     let admin = format!("http://{}", cluster.admin_addr);
     wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
     let add = async || {
@@ -62,9 +62,9 @@ async fn a_cluster_on_etcd_moves_a_partition_and_comes_back_after_a_restart() {
     assert_eq!(add().await, 5);
     let removed = http.post(format!("{admin}/v1/nodes/5/remove")).send().await.unwrap();
     assert!(removed.status().is_success(), "{}", removed.text().await.unwrap());
-    let started = Instant::now();
-    assert_eq!(add().await, 5, "the id is free again");
-    assert!(started.elapsed() < Duration::from_secs(10), "waited on its own claim: {:?}", started.elapsed());
+    assert_eq!(add().await, 6, "a removed node's id is never given out again");
+    let meta = EtcdStore::connect(EtcdOptions::new(vec![etcd.endpoint()])).await.unwrap();
+    assert_eq!(meta.get(&evenkeel_types::keys::node_lock_key(5)).await.unwrap(), None, "node 5's claim was released");
     cluster.shutdown().await.unwrap();
 }
 
@@ -223,7 +223,8 @@ async fn leader(http: &reqwest::Client, admins: &[&str]) -> String {
 /// refused (a coordinator cannot start a node on another machine); a
 /// second process for a running node is refused; when the leading
 /// coordinator is killed the standby leads and moves another partition;
-/// a node removed by the operator stops its process; when etcd goes, the
+/// a node removed by the operator stops its process and, started again,
+/// refuses to rejoin; when etcd goes, the
 /// node reports itself not ready, the router ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() {
@@ -360,6 +361,20 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
     };
     assert!(status.success(), "{status}: {}", node5.output());
     assert!(node5.output().contains("node removed from the cluster"), "{}", node5.output());
+    // Started again (a supervisor's restart), it refuses to rejoin.
+    let mut again = spawn("node5-again", &["node", "--id", "5", "--listen", "127.0.0.6:0"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = again.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "removed node 5 started again and kept running: {}", again.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+    assert!(again.output().contains("node 5 was removed from the cluster"), "{}", again.output());
+    let meta = EtcdStore::connect(EtcdOptions { namespace: "/five".into(), ..EtcdOptions::new(vec![etcd.endpoint()]) }).await.unwrap();
+    assert_eq!(meta.get(&evenkeel_types::keys::node_key(5)).await.unwrap(), None, "it did not rejoin");
 
     // Without etcd, the node serves on but is no longer ready once its
     // liveness lease is past renewing (3 s); the router, which routes

@@ -9,7 +9,7 @@ use common::cluster::{PAUSE_BUDGET_MS, check_self_valued, fill, keys_in, move_pa
 use common::load::{Endpoint, Load};
 use evenkeel::up::LocalCluster;
 use evenkeel_coord::api::{MigrationInfo, MoveRequest, PartitionStatus};
-use evenkeel_meta::MetaStore;
+use evenkeel_meta::{EmbeddedOptions, EmbeddedStore, MetaStore};
 use futures::StreamExt;
 use redis::AsyncCommands;
 use std::time::{Duration, Instant};
@@ -343,7 +343,8 @@ async fn wait_migration(http: &reqwest::Client, admin: &str, id: &str, f: impl F
 
 /// `node add` starts a real node in-process; a partition moves to it; a
 /// restart on the same data directory brings the node and its keys back;
-/// removing a node that owns partitions is refused.
+/// removing a node that owns partitions is refused; a node removed is not
+/// started again and its id is not given out again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn added_node_takes_partitions_and_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -354,11 +355,33 @@ async fn added_node_takes_partitions_and_survives_restart() {
     let keys = move_partition_0_to_a_new_node(&cluster, 8, "n").await;
     let refused = http.post(format!("{admin}/v1/nodes/4/remove")).send().await.unwrap();
     assert_eq!(refused.status(), 409, "a node that owns partitions cannot be removed");
+    let add = async || {
+        let resp = http.post(format!("{admin}/v1/nodes")).json(&serde_json::json!({})).send().await.unwrap();
+        assert_eq!(resp.status(), 201, "node add: {}", resp.text().await.unwrap());
+        resp.json::<serde_json::Value>().await.unwrap()["id"].as_u64().unwrap()
+    };
+    assert_eq!(add().await, 5);
+    let removed = http.post(format!("{admin}/v1/nodes/5/remove")).send().await.unwrap();
+    assert!(removed.status().is_success(), "{}", removed.text().await.unwrap());
+    assert_eq!(add().await, 6, "a removed node's id is never given out again");
     cluster.shutdown().await.unwrap();
 
     let cluster = LocalCluster::start(options(dir.path(), 8, 100)).await.unwrap();
-    assert_eq!(cluster.node_ids, vec![1, 2, 3, 4]);
+    assert_eq!(cluster.node_ids, vec![1, 2, 3, 4, 6]);
     assert_eq!(routing(&cluster).await.entry(0).unwrap().owner, 4);
+    check_self_valued(&cluster, &keys).await;
+    cluster.shutdown().await.unwrap();
+
+    // A removal of node 6 cut off after its removal record was written
+    // (a crash before the membership record's delete): the next start
+    // finishes it instead of starting a node that would refuse to run.
+    {
+        let meta = EmbeddedStore::open(&dir.path().join("meta"), EmbeddedOptions::default()).await.unwrap();
+        let record = meta.get(&evenkeel_types::keys::node_key(6)).await.unwrap().expect("node 6 is a member");
+        meta.put(&evenkeel_types::keys::removed_key(6), record.value, None).await.unwrap();
+    }
+    let cluster = LocalCluster::start(options(dir.path(), 8, 100)).await.unwrap();
+    assert_eq!(cluster.node_ids, vec![1, 2, 3, 4]);
     check_self_valued(&cluster, &keys).await;
     cluster.shutdown().await.unwrap();
 }

@@ -5,7 +5,11 @@
 //! can start nodes itself (`evenkeel up` installs a [`NodeLauncher`]), it then
 //! starts it. Draining marks a node so the planner moves everything off it
 //! and nothing onto it. Removing is refused while the node owns partitions
-//! or takes part in an unfinished migration.
+//! or takes part in an unfinished migration; it writes a removal record
+//! before deleting the membership record, so ids are never reused (`add`
+//! counts removed ids as taken) and a removed node's process, started
+//! again, refuses to join (`evenkeel_node`'s registration reads the removal
+//! record after the membership record).
 
 use crate::migration::manager;
 use evenkeel_meta::{CasOutcome, Compare, MetaError, MetaStore};
@@ -42,6 +46,31 @@ pub async fn members(meta: &dyn MetaStore) -> Result<Vec<NodeInfo>, MetaError> {
     Ok(kvs.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect())
 }
 
+/// The highest node id ever given out: members' and removed nodes'.
+async fn highest_id(meta: &dyn MetaStore) -> Result<NodeId, MetaError> {
+    let (removed, _) = meta.get_prefix(keys::REMOVED_PREFIX).await?;
+    let removed = removed.iter().filter_map(|kv| keys::node_id_of(&kv.key));
+    Ok(members(meta).await?.iter().map(|n| n.id).chain(removed).max().unwrap_or(0))
+}
+
+/// Deletes the membership record of every node that has a removal record:
+/// a removal cut off between writing the one and deleting the other (a
+/// crash) is finished, so the node is not started and does not count as a
+/// member. Returns the ids it finished.
+pub async fn finish_removals(meta: &dyn MetaStore) -> Result<Vec<NodeId>, MetaError> {
+    let (removed, _) = meta.get_prefix(keys::REMOVED_PREFIX).await?;
+    let mut finished = Vec::new();
+    for id in removed.iter().filter_map(|kv| keys::node_id_of(&kv.key)) {
+        if let Some(kv) = meta.get(&keys::node_key(id)).await?
+            && let CasOutcome::Swapped(_) = meta.compare_and_swap(&kv.key, Compare::ModRevision(kv.mod_revision), None, None).await?
+        {
+            tracing::warn!(node = id, "finished the removal of node {id}, which was cut off before its membership record was deleted");
+            finished.push(id);
+        }
+    }
+    Ok(finished)
+}
+
 /// Records and (with a launcher) starts a new node with `weight`.
 pub async fn add(meta: &dyn MetaStore, launcher: Option<&dyn NodeLauncher>, weight: u32) -> Result<NodeInfo, NodeAdminError> {
     let launcher = launcher.ok_or(NodeAdminError::NoLauncher)?;
@@ -49,7 +78,7 @@ pub async fn add(meta: &dyn MetaStore, launcher: Option<&dyn NodeLauncher>, weig
         return Err(NodeAdminError::Refused("weight must be positive".into()));
     }
     loop {
-        let id = members(meta).await?.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+        let id = highest_id(meta).await? + 1;
         let info = NodeInfo { id, addr: String::new(), weight, state: NodeState::Active, data_dir: Some(launcher.data_dir(id)) };
         let value = serde_json::to_vec(&info).expect("node info serializes");
         if let CasOutcome::Swapped(_) = meta.compare_and_swap(&keys::node_key(id), Compare::Absent, Some(value), None).await? {
@@ -89,6 +118,13 @@ pub async fn remove(meta: &dyn MetaStore, launcher: Option<&dyn NodeLauncher>, i
     if let Some(l) = launcher {
         l.stop(id).await.map_err(NodeAdminError::Refused)?;
     }
-    meta.compare_and_swap(&kv.key, Compare::ModRevision(kv.mod_revision), None, None).await?;
+    // The removal record first: from here the node cannot register again,
+    // so the membership record can only change under us by a registration
+    // that started before (a new address), and the delete is retried.
+    meta.put(&keys::removed_key(id), kv.value.clone(), None).await?;
+    let mut revision = kv.mod_revision;
+    while let CasOutcome::Conflict(Some(current)) = meta.compare_and_swap(&kv.key, Compare::ModRevision(revision), None, None).await? {
+        revision = current.mod_revision;
+    }
     Ok(())
 }

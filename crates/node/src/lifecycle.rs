@@ -97,6 +97,8 @@ pub enum NodeError {
     Transport(#[from] tonic::transport::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("node {0} was removed from the cluster (evenkeel node remove) and node ids are never reused: to bring this machine back, start it with a new --id (its data goes to a new, empty directory)")]
+    Removed(NodeId),
 }
 
 /// Client requests queued for a node's writer or reader thread before
@@ -256,12 +258,18 @@ fn node_server(service: NodeService) -> NodeServer<NodeService> {
 
 /// Records this node's address in its membership entry, creating the entry
 /// if the node is new. Other fields (state, weight) belong to the coordinator
-/// and are kept.
-async fn register(meta: &dyn MetaStore, id: NodeId, addr: &str, dir: &std::path::Path) -> Result<(), MetaError> {
+/// and are kept. Refused for a removed node: the removal record is read
+/// after the membership record, and a removal writes it before deleting
+/// that, so a removal that races this registration is always seen (or the
+/// registration's swap fails and it looks again).
+async fn register(meta: &dyn MetaStore, id: NodeId, addr: &str, dir: &std::path::Path) -> Result<(), NodeError> {
     use evenkeel_meta::{CasOutcome, Compare};
     let key = keys::node_key(id);
     loop {
         let current = meta.get(&key).await?;
+        if meta.get(&keys::removed_key(id)).await?.is_some() {
+            return Err(NodeError::Removed(id));
+        }
         let (expect, mut info) = match &current {
             Some(kv) => (Compare::ModRevision(kv.mod_revision), serde_json::from_slice::<NodeInfo>(&kv.value).map_err(|e| MetaError::Corrupt(e.to_string()))?),
             None => (Compare::Absent, NodeInfo { id, addr: String::new(), weight: 100, state: NodeState::Active, data_dir: Some(dir.display().to_string()) }),

@@ -11,6 +11,11 @@ pub const CLUSTER: &str = "/evenkeel/cluster";
 pub const ROUTING: &str = "/evenkeel/routing";
 /// Prefix of membership records ([`crate::NodeInfo`]).
 pub const NODES_PREFIX: &str = "/evenkeel/nodes/";
+/// Prefix of removal records: the membership record a node had when an
+/// operator removed it. Node ids are never reused, so a removed node's
+/// process that is started again refuses to join instead of rejoining
+/// as a new, empty member, and `node add` counts these ids as taken.
+pub const REMOVED_PREFIX: &str = "/evenkeel/removed/";
 /// Prefix of liveness keys, each attached to its node's lease: a node whose
 /// key is gone has stopped heartbeating.
 pub const LIVE_PREFIX: &str = "/evenkeel/live/";
@@ -54,6 +59,10 @@ pub fn node_key(id: NodeId) -> String {
     format!("{NODES_PREFIX}{id:010}")
 }
 
+pub fn removed_key(id: NodeId) -> String {
+    format!("{REMOVED_PREFIX}{id:010}")
+}
+
 pub fn node_lock_key(id: NodeId) -> String {
     format!("{NODE_LOCKS_PREFIX}{id:010}")
 }
@@ -62,7 +71,7 @@ pub fn live_key(id: NodeId) -> String {
     format!("{LIVE_PREFIX}{id:010}")
 }
 
-/// The node id at the end of a membership or liveness key.
+/// The node id at the end of a membership, removal or liveness key.
 pub fn node_id_of(key: &str) -> Option<NodeId> {
     key.rsplit('/').next()?.parse().ok()
 }
@@ -75,6 +84,7 @@ mod tests {
     fn node_keys_sort_by_id_and_parse_back() {
         assert!(node_key(9) < node_key(10));
         assert_eq!(node_id_of(&node_key(42)), Some(42));
+        assert_eq!(node_id_of(&removed_key(42)), Some(42));
         assert_eq!(node_id_of(&live_key(7)), Some(7));
         assert_eq!(node_id_of("/evenkeel/nodes/x"), None);
     }

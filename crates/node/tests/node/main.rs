@@ -10,6 +10,7 @@ mod fencing;
 mod gc;
 mod lane;
 mod local;
+mod membership;
 mod mirror;
 mod readiness;
 mod support;
