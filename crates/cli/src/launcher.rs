@@ -3,8 +3,9 @@
 //! [`Launcher`] implements the coordinator's `NodeLauncher`, so
 //! `evenkeel node add` starts a real node here (own data directory, own
 //! port) and `node remove` stops one. Every node, the first ones included,
-//! starts through it. A node that stops on its own reports its error on the
-//! failure channel, which `evenkeel up` watches.
+//! starts through it. A node that fails while starting fails its start
+//! with its own error; one that stops on its own later reports its error
+//! on the failure channel, which `evenkeel up` watches.
 
 use crate::claims::Claims;
 use anyhow::Context;
@@ -104,14 +105,23 @@ impl Launcher {
         listener.set_nonblocking(true).context("binding a node port")?;
         let stop = self.stop_all.child_token();
         let (meta, token, failures, id) = (self.meta.clone(), stop.clone(), self.failures.clone(), info.id);
+        // A node that fails while starting fails its start with its own
+        // error; one that fails later is reported to `up` as a failure.
+        let (failed_starting, start_failure) = tokio::sync::oneshot::channel();
         let task = self.runtime.spawn(async move {
             let run = async { node.run(tokio::net::TcpListener::from_std(listener)?, meta, token.cancelled_owned()).await };
             if let Err(e) = run.await {
-                let _ = failures.try_send(anyhow::Error::new(e).context(format!("node {id} failed")));
+                let e = anyhow::Error::new(e).context(format!("node {id} failed"));
+                if let Err(e) = failed_starting.send(e) {
+                    let _ = failures.try_send(e);
+                }
             }
         });
         self.running.lock().await.insert(info.id, Running { stop, task });
-        self.wait_live(info.id).await
+        tokio::select! {
+            live = self.wait_live(info.id) => live,
+            Ok(e) = start_failure => Err(e),
+        }
     }
 
     async fn wait_live(&self, id: NodeId) -> anyhow::Result<()> {
@@ -152,5 +162,30 @@ impl NodeLauncher for Launcher {
             claims.release(id).await.map_err(|e| format!("node {id} stopped, but releasing its claim failed: {e}"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evenkeel_meta::EmbeddedStore;
+    use evenkeel_types::routing::NodeState;
+    use std::time::Instant;
+
+    /// A node whose run fails before it is live (here: its id was removed)
+    /// fails its start at once with its own error, not after the start
+    /// timeout with "did not start heartbeating".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_that_fails_while_starting_fails_its_start_with_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = EmbeddedStore::in_memory();
+        meta.put(&keys::removed_key(3), b"{}".to_vec(), None).await.unwrap();
+        let defaults = crate::up::UpOptions::ephemeral(dir.path()).node_defaults(8).unwrap();
+        let (launcher, _failures) = Launcher::new(meta, defaults, None, CancellationToken::new());
+        let info = NodeInfo { id: 3, addr: String::new(), weight: 100, state: NodeState::Active, data_dir: None };
+        let started = Instant::now();
+        let e = launcher.start(&info).await.expect_err("a removed node cannot start");
+        assert!(format!("{e:#}").contains("node 3 was removed"), "{e:#}");
+        assert!(started.elapsed() < START_TIMEOUT / 3, "{:?}", started.elapsed());
     }
 }
