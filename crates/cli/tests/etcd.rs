@@ -187,6 +187,19 @@ impl Role {
     fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits up to 30 s for the process to exit on its own; `what` says
+    /// why it should have.
+    async fn exit_status(&mut self, what: &str) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what} kept running: {}", self.output());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for Role {
@@ -330,14 +343,7 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
         assert_eq!(v.as_deref(), Some(k.as_str()), "{k} after the second move");
     }
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = twin.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "a second process for node 2 kept running");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let status = twin.exit_status("a second process for node 2").await;
     assert!(!status.success());
     assert!(twin.output().contains("node 2 runs in another process"), "{}", twin.output());
 
@@ -351,26 +357,12 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
     }
     let removed = http.post(format!("{lead}/v1/nodes/5/remove")).send().await.unwrap();
     assert!(removed.status().is_success(), "{}", removed.text().await.unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = node5.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "node 5's process kept running after its removal: {}", node5.output());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = node5.exit_status("node 5's process, removed,").await;
     assert!(status.success(), "{status}: {}", node5.output());
     assert!(node5.output().contains("node removed from the cluster"), "{}", node5.output());
     // Started again (a supervisor's restart), it refuses to rejoin.
     let mut again = spawn("node5-again", &["node", "--id", "5", "--listen", "127.0.0.6:0"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = again.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "removed node 5 started again and kept running: {}", again.output());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = again.exit_status("removed node 5, started again,").await;
     assert!(!status.success());
     assert!(again.output().contains("node 5 was removed from the cluster"), "{}", again.output());
     let meta = EtcdStore::connect(EtcdOptions { namespace: "/five".into(), ..EtcdOptions::new(vec![etcd.endpoint()]) }).await.unwrap();
