@@ -386,6 +386,25 @@ async fn added_node_takes_partitions_and_survives_restart() {
     cluster.shutdown().await.unwrap();
 }
 
+/// With `--durability sync` (group commit: writes wait for a shared
+/// fsync, migrations ship only what is durable on the source) a partition
+/// moves with every acknowledged write, under concurrent writers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_moves_under_sync_durability() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), 8, 100);
+    opts.durability = evenkeel_node::Durability::Sync;
+    let cluster = LocalCluster::start(opts).await.unwrap();
+    let endpoint = Endpoint::new(cluster.router_addr);
+    let load = Load::start(&endpoint, 4).await;
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, &format!("http://{}", cluster.admin_addr), Duration::from_secs(10)).await;
+    let keys = move_partition_0_to_a_new_node(&cluster, 8, "s").await;
+    load.finish(&endpoint).await;
+    check_self_valued(&cluster, &keys).await;
+    cluster.shutdown().await.unwrap();
+}
+
 /// 3 → 4 nodes: the rebalance moves a quarter of the partitions to the new
 /// node (no more than 1/(N+1) of the data plus one partition), under load,
 /// with no client error and no lost or stale value.

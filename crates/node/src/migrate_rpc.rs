@@ -95,6 +95,18 @@ pub(crate) fn position(inner: &NodeInner, partition: PartitionId) -> Result<pb::
     Ok(pb::PositionResponse { log_next: inner.store.log_next(partition).map_err(status)?, clock: inner.store.clock().current() })
 }
 
+/// In `Durability::Sync`, waits until everything read so far is durable
+/// here (group commit lets a write be read before its fsync). A migration
+/// ships only that: a position or a record a power cut could take back
+/// from this node, once on the destination, would leave the two copies
+/// apart and this node's later writes at log positions already shipped.
+pub(crate) async fn durable_here(inner: &NodeInner) -> Result<(), Status> {
+    match inner.store.durable() {
+        Some(durable) => durable.await.map_err(Status::internal),
+        None => Ok(()),
+    }
+}
+
 pub(crate) async fn snapshot(inner: &Arc<NodeInner>, req: &pb::SnapshotRequest) -> Result<pb::SnapshotResponse, Status> {
     let _turn = inner.lane.background().await;
     let p = admit(inner, req.header.as_ref())?;
@@ -102,6 +114,7 @@ pub(crate) async fn snapshot(inner: &Arc<NodeInner>, req: &pb::SnapshotRequest) 
     let max_bytes = req.max_bytes.clamp(1, PAGE_BYTES_MAX);
     let cursor = req.cursor.clone();
     let chunk = blocking(inner, Urgency::Bulk, move |i| i.store.snapshot_chunk(p, cursor.as_deref(), max_keys, max_bytes)).await?;
+    durable_here(inner).await?;
     Ok(pb::SnapshotResponse { records: chunk.records.iter().map(to_pb).collect(), cursor: chunk.cursor, bytes: chunk.bytes })
 }
 
@@ -121,7 +134,9 @@ pub(crate) async fn read_log(inner: &Arc<NodeInner>, req: &pb::ReadLogRequest) -
     // Where the log ends now, after the lane's wait.
     let log_next = inner.store.log_next(p).map_err(status)?;
     let (from, max) = (req.from, req.max.clamp(1, PAGE_KEYS_MAX) as usize);
-    match blocking(inner, Urgency::of(req.urgent), move |i| i.store.read_log(p, from, max)).await? {
+    let read = blocking(inner, Urgency::of(req.urgent), move |i| i.store.read_log(p, from, max)).await?;
+    durable_here(inner).await?;
+    match read {
         LogRead::Truncated { first } => Ok(pb::ReadLogResponse { entries: vec![], next: req.from, truncated: true, first, log_next }),
         LogRead::Entries { entries, next } => Ok(pb::ReadLogResponse {
             entries: entries.iter().map(|(pos, kr)| pb::LogEntry { position: *pos, record: Some(to_pb(kr)) }).collect(),

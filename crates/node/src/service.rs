@@ -334,6 +334,12 @@ impl pb::node_server::Node for NodeService {
             }
             crate::inline::Route::Inline(_ticket) => inner.execute_all(&req, now, start_by),
         };
+        // `Durability::Sync`: answered once an fsync covers the writes (one
+        // for every writer waiting). If it fails, their durability is
+        // unknown, and so is the answer.
+        if write && let Some(durable) = inner.store.durable() {
+            durable.await.map_err(Status::internal)?;
+        }
         inner.metrics.ops.increment(ops);
         let took = started.elapsed();
         inner.metrics.latency.record(took.as_secs_f64());
@@ -387,7 +393,9 @@ impl pb::node_server::Node for NodeService {
 
     async fn migrate_begin(&self, request: Request<pb::MigrateHeader>) -> Result<Response<pb::PositionResponse>, Status> {
         let p = migrate_rpc::admit(&self.inner, Some(request.get_ref()))?;
-        Ok(Response::new(migrate_rpc::position(&self.inner, p)?))
+        let position = migrate_rpc::position(&self.inner, p)?;
+        migrate_rpc::durable_here(&self.inner).await?;
+        Ok(Response::new(position))
     }
 
     async fn migrate_snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {

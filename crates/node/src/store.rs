@@ -176,9 +176,10 @@ pub struct Store {
     import_closed: Mutex<Vec<u64>>,
     clock: Hlc,
     config: StoreConfig,
-    /// The journal files whose directory entries `sync_journals` last
-    /// made durable.
-    journals_synced: Mutex<Vec<std::path::PathBuf>>,
+    /// The engine's journal files, fsynced without its journal lock.
+    journals: std::sync::Arc<group_sync::Journals>,
+    /// The group commit of [`Durability::Sync`].
+    group: Option<group_sync::GroupSync>,
     /// Keeps flushed memtables from being freed under the engine's lock.
     memtables: memtables::Keeper,
     /// Partitions dropped here whose items compaction is removing.
@@ -230,6 +231,7 @@ impl std::ops::DerefMut for PartitionLock<'_> {
     }
 }
 
+mod group_sync;
 mod index;
 mod memtables;
 mod migrate;
@@ -273,7 +275,9 @@ impl Store {
         let tokens = Mutex::new(vec![0; n as usize]);
         let import_closed = Mutex::new(vec![0; n as usize]);
         let rows = rows::RowCache::new(n, config.row_cache_bytes);
-        let store = Store { db, data, log, expiring, tombstones, meta, parts, tokens, import_closed, clock: Hlc::default(), config, journals_synced: Mutex::default(), memtables: Default::default(), retired, rows };
+        let journals = std::sync::Arc::new(group_sync::Journals { dir: config.dir.clone(), synced: Mutex::default() });
+        let group = (config.durability == Durability::Sync).then(|| group_sync::GroupSync::start(config.dir.clone())).transpose()?;
+        let store = Store { db, data, log, expiring, tombstones, meta, parts, tokens, import_closed, clock: Hlc::default(), config, journals, group, memtables: Default::default(), retired, rows };
         store.recover()?;
         Ok(store)
     }
@@ -427,34 +431,21 @@ impl Store {
     /// before it started. Flushed tables are fsynced by the engine itself.
     /// Returns how many journal files it synced (at least one while open).
     pub fn sync_journals(&self) -> Result<usize, StoreError> {
-        let mut journals = Vec::new();
-        for entry in std::fs::read_dir(&self.config.dir)? {
-            let path = entry?.path();
-            if path.extension().is_none_or(|e| e != "jnl") {
-                continue;
-            }
-            match std::fs::File::open(&path) {
-                Ok(file) => {
-                    file.sync_data()?;
-                    journals.push(path);
-                }
-                // Rotated away and deleted after its memtable was flushed.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        // A journal created since the last call needs its directory entry.
-        // Only then: a directory fsync commits the file system's journal,
-        // and every node doing one each second kept the disk busy for the
-        // fsync the engine does under its journal lock when it flushes.
-        journals.sort();
-        let mut synced = self.journals_synced.lock();
-        if !journals.iter().all(|j| synced.binary_search(j).is_ok()) {
-            std::fs::File::open(&self.config.dir)?.sync_all()?;
-        }
-        let count = journals.len();
-        *synced = journals;
-        Ok(count)
+        Ok(self.journals.sync()?)
+    }
+
+    /// In [`Durability::Sync`], a future that resolves once every write
+    /// committed before this call is durable (group commit: one fsync for
+    /// all the writers waiting, see [`group_sync`]); an error if an fsync
+    /// failed first. None in [`Durability::Buffered`], where a write is
+    /// acknowledged once it is in the OS.
+    pub fn durable(&self) -> Option<impl Future<Output = Result<(), String>> + Send + 'static> {
+        self.group.as_ref().map(group_sync::GroupSync::durable)
+    }
+
+    /// fsyncs the group commit has run (0 outside [`Durability::Sync`]).
+    pub fn group_syncs(&self) -> u64 {
+        self.group.as_ref().map_or(0, group_sync::GroupSync::syncs)
     }
 
     /// Deletes keys whose expiry has passed, in partitions for which `owned`
@@ -540,7 +531,9 @@ impl Store {
         old: Option<&Record>,
         record: &Record,
     ) -> Result<(), StoreError> {
-        let mut batch = self.batch();
+        // With group commit the batch goes to the OS only: the caller waits
+        // for the fsync (`Self::durable`) without the partition's lock.
+        let mut batch = if self.group.is_some() { self.db.batch() } else { self.batch() };
         let mut after = *counters;
         self.stage(&mut batch, partition, &mut after, data_key, old, record, Log::Append);
         let committed = batch.commit();

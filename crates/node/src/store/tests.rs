@@ -677,3 +677,34 @@ fn compaction_time_grows_as_the_engine_compacts() {
     assert_eq!(settled.1, 0, "a compaction still running after 20 s");
     assert!(s.data.l0_table_count() < 6, "the level-0 tables were compacted: {}", s.data.l0_table_count());
 }
+
+/// `Durability::Sync` is a group commit: a write's batch goes to the OS
+/// under the partition lock, and its acknowledgement waits for an fsync
+/// that writers running at the same time share; what was acknowledged is
+/// there after a reopen. `Buffered` has nothing to wait for.
+#[test]
+fn sync_durability_acknowledges_writes_after_a_shared_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(open(dir.path()).durable().is_none(), "buffered: acknowledged once in the OS");
+    let mut cfg = StoreConfig::new(dir.path(), N);
+    cfg.durability = Durability::Sync;
+    let store = Store::open(cfg.clone()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (store, runtime) = (&store, &runtime);
+            s.spawn(move || {
+                for i in 0..50 {
+                    let key = format!("sync-{t}-{i}");
+                    exec(store, key.as_bytes(), set("v", None), 1_000);
+                    runtime.block_on(store.durable().expect("sync durability")).expect("fsynced");
+                }
+            });
+        }
+    });
+    let syncs = store.group_syncs();
+    assert!((1..=200).contains(&syncs), "{syncs} fsyncs for 200 writes");
+    drop(store);
+    let store = Store::open(cfg).unwrap();
+    assert!((0..4).all(|t| (0..50).all(|i| get(&store, format!("sync-{t}-{i}").as_bytes(), 1_000).is_some())));
+}
