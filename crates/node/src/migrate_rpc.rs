@@ -101,7 +101,7 @@ pub(crate) fn position(inner: &NodeInner, partition: PartitionId) -> Result<pb::
 /// from this node, once on the destination, would leave the two copies
 /// apart and this node's later writes at log positions already shipped.
 pub(crate) async fn durable_here(inner: &NodeInner) -> Result<(), Status> {
-    match inner.store.durable() {
+    match inner.store.durable_background() {
         Some(durable) => durable.await.map_err(Status::internal),
         None => Ok(()),
     }

@@ -440,7 +440,13 @@ impl Store {
     /// failed first. None in [`Durability::Buffered`], where a write is
     /// acknowledged once it is in the OS.
     pub fn durable(&self) -> Option<impl Future<Output = Result<(), String>> + Send + 'static> {
-        self.group.as_ref().map(group_sync::GroupSync::durable)
+        self.group.as_ref().map(|g| g.durable(true))
+    }
+
+    /// [`Self::durable`] for background work: the fsync never runs on
+    /// the caller's thread (a runtime worker that clients need more).
+    pub fn durable_background(&self) -> Option<impl Future<Output = Result<(), String>> + Send + 'static> {
+        self.group.as_ref().map(|g| g.durable(false))
     }
 
     /// fsyncs the group commit has run (0 outside [`Durability::Sync`]).

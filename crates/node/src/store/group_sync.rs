@@ -203,11 +203,12 @@ impl GroupSync {
 
     /// Takes a ticket for every write committed before the call and
     /// returns what resolves once they are durable (an error if an fsync
-    /// failed first: their durability is unknown). With no fsync running,
-    /// runs one here, blocking this thread for it.
-    pub fn durable(&self) -> impl Future<Output = Result<(), String>> + Send + 'static {
+    /// failed first: their durability is unknown). `inline`: with no fsync
+    /// running, runs one here, blocking this thread for it; otherwise the
+    /// syncer thread runs it.
+    pub fn durable(&self, inline: bool) -> impl Future<Output = Result<(), String>> + Send + 'static {
         let ticket = self.shared.issued.fetch_add(1, Ordering::AcqRel) + 1;
-        match self.shared.sync.try_lock() {
+        match self.shared.sync.try_lock().filter(|_| inline) {
             // Inline, blocking the caller's thread (a runtime worker, for a
             // node's in-process writes) as an fsync per batch did. Handing
             // its other tasks off first (`block_in_place`) doubled what 50
@@ -286,7 +287,7 @@ mod tests {
     /// A waiter that finds no fsync running runs one on its own thread.
     fn first_waiter(sync: &Arc<GroupSync>) -> std::thread::JoinHandle<Result<(), String>> {
         let sync = sync.clone();
-        std::thread::spawn(move || tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(sync.durable()))
+        std::thread::spawn(move || tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(sync.durable(true)))
     }
 
     #[tokio::test]
@@ -296,7 +297,7 @@ mod tests {
         wait(&running);
         // Come while the first fsync runs, which may not cover them: they
         // wait without running one, and the syncer thread runs the next.
-        let later: Vec<_> = (0..10).map(|_| tokio::spawn(sync.durable())).collect();
+        let later: Vec<_> = (0..10).map(|_| tokio::spawn(sync.durable(true))).collect();
         finish.send(Ok(())).unwrap();
         first.join().unwrap().unwrap();
         wait(&running);
@@ -322,7 +323,7 @@ mod tests {
         finish.send(Err(std::io::Error::other("EIO"))).unwrap();
         let why = failed.join().unwrap().unwrap_err();
         assert!(why.contains("fsync failed") && why.contains("EIO"), "{why}");
-        let why = sync.durable().await.unwrap_err();
+        let why = sync.durable(true).await.unwrap_err();
         assert!(why.contains("EIO"), "a later write cannot be acknowledged either: {why}");
         assert!(running.recv_timeout(Duration::from_millis(100)).is_err(), "no fsync after a failed one");
     }
@@ -332,7 +333,7 @@ mod tests {
         let (sync, running, finish) = held();
         let first = first_waiter(&sync);
         wait(&running);
-        let second = sync.durable();
+        let second = sync.durable(false);
         finish.send(Ok(())).unwrap();
         first.join().unwrap().unwrap();
         // Dropped with the second outstanding: its fsync runs first.
