@@ -212,8 +212,8 @@ impl GroupSync {
             // Inline, blocking the caller's thread (a runtime worker, for a
             // node's in-process writes) as an fsync per batch did. Handing
             // its other tasks off first (`block_in_place`) doubled what 50
-            // clients got through but took a quarter off a lone client's
-            // rate on the test VM (ARCHITECTURE.md, crates/node).
+            // clients got through, and may cost a lone client a quarter of
+            // its rate on the test VM (ARCHITECTURE.md, crates/node).
             Some(mut sync) => self.shared.sync_outstanding(&mut sync),
             None => {
                 if let Some(syncer) = &self.syncer {
