@@ -176,8 +176,9 @@ pub struct Store {
     import_closed: Mutex<Vec<u64>>,
     clock: Hlc,
     config: StoreConfig,
-    /// The engine's journal files, fsynced without its journal lock.
-    journals: std::sync::Arc<group_sync::Journals>,
+    /// The journal files whose directory entries `sync_journals` last
+    /// made durable.
+    journals_synced: Mutex<Vec<std::path::PathBuf>>,
     /// The group commit of [`Durability::Sync`].
     group: Option<group_sync::GroupSync>,
     /// Keeps flushed memtables from being freed under the engine's lock.
@@ -275,9 +276,8 @@ impl Store {
         let tokens = Mutex::new(vec![0; n as usize]);
         let import_closed = Mutex::new(vec![0; n as usize]);
         let rows = rows::RowCache::new(n, config.row_cache_bytes);
-        let journals = std::sync::Arc::new(group_sync::Journals { dir: config.dir.clone(), synced: Mutex::default() });
         let group = (config.durability == Durability::Sync).then(|| group_sync::GroupSync::start(config.dir.clone())).transpose()?;
-        let store = Store { db, data, log, expiring, tombstones, meta, parts, tokens, import_closed, clock: Hlc::default(), config, journals, group, memtables: Default::default(), retired, rows };
+        let store = Store { db, data, log, expiring, tombstones, meta, parts, tokens, import_closed, clock: Hlc::default(), config, journals_synced: Mutex::default(), group, memtables: Default::default(), retired, rows };
         store.recover()?;
         Ok(store)
     }
@@ -431,7 +431,34 @@ impl Store {
     /// before it started. Flushed tables are fsynced by the engine itself.
     /// Returns how many journal files it synced (at least one while open).
     pub fn sync_journals(&self) -> Result<usize, StoreError> {
-        Ok(self.journals.sync()?)
+        let mut journals = Vec::new();
+        for entry in std::fs::read_dir(&self.config.dir)? {
+            let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "jnl") {
+                continue;
+            }
+            match std::fs::File::open(&path) {
+                Ok(file) => {
+                    file.sync_data()?;
+                    journals.push(path);
+                }
+                // Rotated away and deleted after its memtable was flushed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // A journal created since the last call needs its directory entry.
+        // Only then: a directory fsync commits the file system's journal,
+        // and every node doing one each second kept the disk busy for the
+        // fsync the engine does under its journal lock when it flushes.
+        journals.sort();
+        let mut synced = self.journals_synced.lock();
+        if !journals.iter().all(|j| synced.binary_search(j).is_ok()) {
+            std::fs::File::open(&self.config.dir)?.sync_all()?;
+        }
+        let count = journals.len();
+        *synced = journals;
+        Ok(count)
     }
 
     /// In [`Durability::Sync`], a future that resolves once every write
@@ -537,9 +564,10 @@ impl Store {
         old: Option<&Record>,
         record: &Record,
     ) -> Result<(), StoreError> {
-        // With group commit the batch goes to the OS only: the caller waits
-        // for the fsync (`Self::durable`) without the partition's lock.
-        let mut batch = if self.group.is_some() { self.db.batch() } else { self.batch() };
+        // To the OS only, in both durabilities: with `Sync` the caller waits
+        // for the group commit's fsync (`Self::durable`) without the
+        // partition's lock.
+        let mut batch = self.db.batch();
         let mut after = *counters;
         self.stage(&mut batch, partition, &mut after, data_key, old, record, Log::Append);
         let committed = batch.commit();
@@ -549,7 +577,9 @@ impl Store {
         Ok(())
     }
 
-    /// A write batch with the store's durability.
+    /// A write batch with the store's durability, for a migration's
+    /// applies: in `Sync` each is fsynced at its commit (client writes share
+    /// fsyncs instead, see [`Self::durable`]).
     fn batch(&self) -> fjall::OwnedWriteBatch {
         let batch = self.db.batch();
         if self.config.durability == Durability::Sync { batch.durability(Some(PersistMode::SyncData)) } else { batch }

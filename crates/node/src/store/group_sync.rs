@@ -24,9 +24,6 @@
 //! one unknown (the kernel may have dropped the dirty pages): from then on
 //! every wait fails, as a database stops after a failed fsync, until the
 //! node is restarted.
-//!
-//! [`Journals`] fsyncs every journal file the same way for the background
-//! flusher of [`Durability::Buffered`](super::Durability::Buffered).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,55 +32,15 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
-/// The engine's journal files, fsynced through descriptors of our own.
-pub(super) struct Journals {
-    pub dir: PathBuf,
-    /// The journal files whose directory entries were last made durable.
-    pub synced: Mutex<Vec<PathBuf>>,
-}
-
-impl Journals {
-    /// fsyncs every journal file, and the directory when a journal is new
-    /// since the last call. Returns how many journal files it synced.
-    pub fn sync(&self) -> std::io::Result<usize> {
-        let mut journals = Vec::new();
-        for entry in std::fs::read_dir(&self.dir)? {
-            let path = entry?.path();
-            if path.extension().is_none_or(|e| e != "jnl") {
-                continue;
-            }
-            match std::fs::File::open(&path) {
-                Ok(file) => {
-                    file.sync_data()?;
-                    journals.push(path);
-                }
-                // Rotated away and deleted after its memtable was flushed.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        // A journal created since the last call needs its directory entry.
-        // Only then: a directory fsync commits the file system's journal,
-        // and every node doing one each second kept the disk busy for the
-        // fsync the engine does under its journal lock when it flushes.
-        journals.sort();
-        let mut synced = self.synced.lock();
-        if !journals.iter().all(|j| synced.binary_search(j).is_ok()) {
-            std::fs::File::open(&self.dir)?.sync_all()?;
-        }
-        let count = journals.len();
-        *synced = journals;
-        Ok(count)
-    }
-}
-
 /// The journal the engine appends to, open for fsyncs of our own. The
 /// engine names journals `ID.jnl` and rotates to `ID + 1` under its journal
 /// lock, fsyncing the sealed journal, the new one and the directory as it
 /// does (fjall's `Writer::rotate`). So only the active journal can hold
 /// writes in the OS alone, and a write that reached a newer journal was
 /// made after that journal existed: a sync that first looks for the next
-/// journal and moves to it covers every write made before the look.
+/// journal and moves to it covers every write made before the look. The
+/// engine deletes sealed journals oldest first, so if the next one is gone
+/// already, so is the one held open: then the newest is found again.
 struct ActiveJournal {
     dir: PathBuf,
     id: u64,
@@ -113,6 +70,9 @@ impl ActiveJournal {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
                 Err(e) => return Err(e),
             }
+        }
+        if std::os::unix::fs::MetadataExt::nlink(&self.file.metadata()?) == 0 {
+            *self = Self::newest(&self.dir)?;
         }
         self.file.sync_data()
     }
@@ -288,6 +248,29 @@ mod tests {
     fn first_waiter(sync: &Arc<GroupSync>) -> std::thread::JoinHandle<Result<(), String>> {
         let sync = sync.clone();
         std::thread::spawn(move || tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(sync.durable(true)))
+    }
+
+    /// The fsync follows the engine's rotations, also past journals
+    /// already sealed and deleted since the last one.
+    #[test]
+    fn the_active_journal_follows_rotations() {
+        let dir = tempfile::tempdir().unwrap();
+        let create = |id: u64| std::fs::write(dir.path().join(format!("{id}.jnl")), b"").unwrap();
+        let delete = |id: u64| std::fs::remove_file(dir.path().join(format!("{id}.jnl"))).unwrap();
+        create(3);
+        create(4);
+        let mut journal = ActiveJournal::newest(dir.path()).unwrap();
+        assert_eq!(journal.id, 4);
+        create(5);
+        journal.sync().unwrap();
+        assert_eq!(journal.id, 5, "the next one");
+        create(6);
+        create(7);
+        for id in [3, 4, 5, 6] {
+            delete(id);
+        }
+        journal.sync().unwrap();
+        assert_eq!(journal.id, 7, "the next one is gone, and so is the one held: the newest");
     }
 
     #[tokio::test]
