@@ -46,29 +46,31 @@ pub async fn members(meta: &dyn MetaStore) -> Result<Vec<NodeInfo>, MetaError> {
     Ok(kvs.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect())
 }
 
+/// The ids of removed nodes (their removal records).
+async fn removed_ids(meta: &dyn MetaStore) -> Result<Vec<NodeId>, MetaError> {
+    let (removed, _) = meta.get_prefix(keys::REMOVED_PREFIX).await?;
+    Ok(removed.iter().filter_map(|kv| keys::node_id_of(&kv.key)).collect())
+}
+
 /// The highest node id ever given out: members' and removed nodes'.
 async fn highest_id(meta: &dyn MetaStore) -> Result<NodeId, MetaError> {
-    let (removed, _) = meta.get_prefix(keys::REMOVED_PREFIX).await?;
-    let removed = removed.iter().filter_map(|kv| keys::node_id_of(&kv.key));
-    Ok(members(meta).await?.iter().map(|n| n.id).chain(removed).max().unwrap_or(0))
+    let members = members(meta).await?.into_iter().map(|n| n.id);
+    Ok(members.chain(removed_ids(meta).await?).max().unwrap_or(0))
 }
 
 /// Deletes the membership record of every node that has a removal record:
 /// a removal cut off between writing the one and deleting the other (a
 /// crash) is finished, so the node is not started and does not count as a
-/// member. Returns the ids it finished.
-pub async fn finish_removals(meta: &dyn MetaStore) -> Result<Vec<NodeId>, MetaError> {
-    let (removed, _) = meta.get_prefix(keys::REMOVED_PREFIX).await?;
-    let mut finished = Vec::new();
-    for id in removed.iter().filter_map(|kv| keys::node_id_of(&kv.key)) {
+/// member.
+pub async fn finish_removals(meta: &dyn MetaStore) -> Result<(), MetaError> {
+    for id in removed_ids(meta).await? {
         if let Some(kv) = meta.get(&keys::node_key(id)).await?
             && let CasOutcome::Swapped(_) = meta.compare_and_swap(&kv.key, Compare::ModRevision(kv.mod_revision), None, None).await?
         {
             tracing::warn!(node = id, "finished the removal of node {id}, which was cut off before its membership record was deleted");
-            finished.push(id);
         }
     }
-    Ok(finished)
+    Ok(())
 }
 
 /// Records and (with a launcher) starts a new node with `weight`.

@@ -396,6 +396,7 @@ fn copy_error(e: &MetaError) -> MetaError {
     match e {
         MetaError::Io(io) => MetaError::Io(std::io::Error::new(io.kind(), io.to_string())),
         MetaError::Corrupt(reason) => MetaError::Corrupt(reason.clone()),
+        MetaError::Unavailable(reason) => MetaError::Unavailable(reason.clone()),
         other => MetaError::Unavailable(other.to_string()),
     }
 }
