@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::admin::{migrations, wait_for_leader, wait_rebalance_end, wait_stats, wait_state};
+use common::admin::{cluster as cluster_status, migrations, wait_for_leader, wait_rebalance_end, wait_stats, wait_state};
 use common::cluster::{PAUSE_BUDGET_MS, check_self_valued, fill, keys_in, move_partition_0_to_a_new_node, options, routing};
 use common::load::{Endpoint, Load};
 use evenkeel::up::LocalCluster;
@@ -402,6 +402,18 @@ async fn a_partition_moves_under_sync_durability() {
     let keys = move_partition_0_to_a_new_node(&cluster, 8, "s").await;
     load.finish(&endpoint).await;
     check_self_valued(&cluster, &keys).await;
+    // The destination's applies waited for group fsyncs, which its stats
+    // (polled each second) report.
+    let admin = format!("http://{}", cluster.admin_addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = cluster_status(&http, &admin).await;
+        if status.nodes.iter().find(|n| n.id == 4).is_some_and(|n| n.group_syncs_total > 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 4 reports no group fsync: {:?}", status.nodes);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     cluster.shutdown().await.unwrap();
 }
 

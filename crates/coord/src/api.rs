@@ -82,6 +82,11 @@ pub struct NodeStatus {
     pub row_cache_hits_total: u64,
     #[serde(default)]
     pub row_cache_misses_total: u64,
+    /// fsyncs the node's group commit has run since it started, in
+    /// `--durability sync` (0 in buffered): writes acknowledged per fsync
+    /// is how many shared one.
+    #[serde(default)]
+    pub group_syncs_total: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -155,6 +155,7 @@ fn node_status(info: &NodeInfo, live: &BTreeSet<NodeId>, stats: Option<&Result<p
         compactions_active: ok.map_or(0, |s| s.compactions_active),
         row_cache_hits_total: ok.map_or(0, |s| s.row_cache_hits_total),
         row_cache_misses_total: ok.map_or(0, |s| s.row_cache_misses_total),
+        group_syncs_total: ok.map_or(0, |s| s.group_syncs_total),
     }
 }
 
@@ -173,6 +174,7 @@ fn export(status: &ClusterStatus) {
         metrics::gauge!("evenkeel_node_bulk_cpu_seconds_total", "node" => node.clone()).set(n.bulk_cpu_ms_total as f64 / 1000.0);
         metrics::gauge!("evenkeel_node_compaction_seconds_total", "node" => node.clone()).set(n.compaction_ms_total as f64 / 1000.0);
         metrics::gauge!("evenkeel_node_compactions_active", "node" => node.clone()).set(n.compactions_active as f64);
+        metrics::gauge!("evenkeel_node_group_syncs_total", "node" => node.clone()).set(n.group_syncs_total as f64);
         metrics::gauge!("evenkeel_node_partitions", "node" => node).set(n.partitions as f64);
     }
     for p in &status.partitions {

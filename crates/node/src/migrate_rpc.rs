@@ -95,11 +95,15 @@ pub(crate) fn position(inner: &NodeInner, partition: PartitionId) -> Result<pb::
     Ok(pb::PositionResponse { log_next: inner.store.log_next(partition).map_err(status)?, clock: inner.store.clock().current() })
 }
 
-/// In `Durability::Sync`, waits until everything read so far is durable
-/// here (group commit lets a write be read before its fsync). A migration
-/// ships only that: a position or a record a power cut could take back
-/// from this node, once on the destination, would leave the two copies
-/// apart and this node's later writes at log positions already shipped.
+/// In `Durability::Sync`, waits until everything read or written so far
+/// is durable here (group commit lets a write be read before its fsync).
+/// A migration ships only that: a position or a record a power cut could
+/// take back from this node, once on the destination, would leave the two
+/// copies apart and this node's later writes at log positions already
+/// shipped. And it answers an apply or a fence only then: the coordinator
+/// checkpoints past an applied page, and goes on to drain and flip once a
+/// fence is answered. The fsync runs on the syncer thread, shared with
+/// every writer waiting, never on the caller's (a runtime worker).
 pub(crate) async fn durable_here(inner: &NodeInner) -> Result<(), Status> {
     match inner.store.durable_background() {
         Some(durable) => durable.await.map_err(Status::internal),
@@ -160,7 +164,7 @@ pub(crate) async fn read_log(inner: &Arc<NodeInner>, req: &pb::ReadLogRequest) -
 /// second for a node importing 4 MB/s of 100-byte values at 32 a batch).
 pub(crate) async fn apply(inner: &Arc<NodeInner>, req: pb::ApplyRequest) -> Result<pb::ApplyResponse, Status> {
     if req.forwarded {
-        return apply_forwarded(inner, req);
+        return apply_forwarded(inner, req).await;
     }
     let turn = if req.urgent { None } else { Some(inner.lane.background().await) };
     let p = admit(inner, req.header.as_ref())?;
@@ -178,15 +182,22 @@ pub(crate) async fn apply(inner: &Arc<NodeInner>, req: pb::ApplyRequest) -> Resu
     })
     .await?;
     drop(turn);
+    durable_here(inner).await?;
     Ok(pb::ApplyResponse { applied: applied as u32 })
 }
 
 /// A router's dual-write or copy-on-read records: applied inline, as an
-/// Execute's writes are, while the import is open.
-fn apply_forwarded(inner: &NodeInner, req: pb::ApplyRequest) -> Result<pb::ApplyResponse, Status> {
+/// Execute's writes are, while the import is open, and in
+/// `Durability::Sync` answered as they are: once an fsync shared with the
+/// node's other writers covers them (the router answers a dual-written
+/// client after both copies).
+async fn apply_forwarded(inner: &NodeInner, req: pb::ApplyRequest) -> Result<pb::ApplyResponse, Status> {
     let (p, token) = importing(inner, req.header.as_ref())?;
     let records: Vec<KeyRecord> = req.records.into_iter().map(from_pb).collect::<Result<_, _>>()?;
     let applied = inner.store.apply_forwarded(p, token, &records).map_err(status)?;
+    if let Some(durable) = inner.store.durable() {
+        durable.await.map_err(Status::internal)?;
+    }
     Ok(pb::ApplyResponse { applied: applied as u32 })
 }
 
@@ -217,7 +228,7 @@ fn importing(inner: &NodeInner, header: Option<&pb::MigrateHeader>) -> Result<(P
     Ok((p, h.token))
 }
 
-pub(crate) fn fence(inner: &Arc<NodeInner>, req: &pb::FenceRequest) -> Result<pb::PositionResponse, Status> {
+pub(crate) async fn fence(inner: &Arc<NodeInner>, req: &pb::FenceRequest) -> Result<pb::PositionResponse, Status> {
     let p = admit(inner, req.header.as_ref())?;
     // Stored before it takes effect, both ways, so a restart between the
     // two comes back in the state the coordinator asked for.
@@ -231,7 +242,9 @@ pub(crate) fn fence(inner: &Arc<NodeInner>, req: &pb::FenceRequest) -> Result<pb
     if !req.fenced && req.grant_epoch > 0 {
         warm_rows(inner.clone(), p);
     }
-    position(inner, p)
+    let position = position(inner, p)?;
+    durable_here(inner).await?;
+    Ok(position)
 }
 
 /// Starts warming the row cache with `p`, which this node was just

@@ -204,6 +204,7 @@ impl NodeInner {
         (stats.compaction_us_total, stats.compactions_active) = (compacting.as_micros() as u64, active as u32);
         let rows = self.store.row_cache_stats();
         (stats.row_cache_hits_total, stats.row_cache_misses_total) = (rows.hits, rows.misses);
+        stats.group_syncs_total = self.store.group_syncs();
         // Zero total means unknown; a gate must not read it as a full disk.
         let (free, total) = disk_space(self.store.dir()).unwrap_or_else(|e| {
             tracing::warn!(node = self.id, error = %e, "statvfs of the data directory failed");
@@ -411,7 +412,7 @@ impl pb::node_server::Node for NodeService {
     }
 
     async fn migrate_fence(&self, request: Request<pb::FenceRequest>) -> Result<Response<pb::PositionResponse>, Status> {
-        Ok(Response::new(migrate_rpc::fence(&self.inner, request.get_ref())?))
+        Ok(Response::new(migrate_rpc::fence(&self.inner, request.get_ref()).await?))
     }
 
     async fn migrate_checksum(&self, request: Request<pb::ChecksumRequest>) -> Result<Response<pb::ChecksumResponse>, Status> {

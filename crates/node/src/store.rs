@@ -577,14 +577,6 @@ impl Store {
         Ok(())
     }
 
-    /// A write batch with the store's durability, for a migration's
-    /// applies: in `Sync` each is fsynced at its commit (client writes share
-    /// fsyncs instead, see [`Self::durable`]).
-    fn batch(&self) -> fjall::OwnedWriteBatch {
-        let batch = self.db.batch();
-        if self.config.durability == Durability::Sync { batch.durability(Some(PersistMode::SyncData)) } else { batch }
-    }
-
     /// Adds one record's write to `batch`: the data record, the expiry
     /// index, and with [`Log::Append`] its change-log entry at the next
     /// position and any log trimming due; `counters` (a copy the caller

@@ -31,6 +31,7 @@ fn node(id: NodeId, p99_us: u64, free: u64) -> NodeStatus {
         compactions_active: 0,
         row_cache_hits_total: 0,
         row_cache_misses_total: 0,
+        group_syncs_total: 0,
     }
 }
 

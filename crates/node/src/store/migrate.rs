@@ -246,7 +246,9 @@ impl Store {
     /// batch count as stored for the later ones.
     fn apply_locked(&self, partition: PartitionId, counters: &mut PartitionCounters, records: &[KeyRecord]) -> Result<usize, StoreError> {
         self.revive(partition, counters)?;
-        let mut batch = self.batch();
+        // In the OS only, as a client write's batch: the RPC answers once an
+        // fsync shared with every other writer covers it (`Self::durable`).
+        let mut batch = self.db.batch();
         let mut after = *counters;
         let mut applied = 0;
         let keys = records.iter().map(|kr| Ok(data_key(self.slot_in(partition, &kr.key)?, &kr.key))).collect::<Result<Vec<_>, StoreError>>()?;

@@ -5,6 +5,7 @@
 //! `fail::FailScenario` (which serializes them and clears every failpoint
 //! afterwards) and use node ids no other test uses.
 
+mod durability;
 mod failpoints;
 mod fencing;
 mod gc;
