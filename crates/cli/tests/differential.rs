@@ -100,6 +100,11 @@ enum Check {
     /// SCAN from a cursor we never handed out: both must accept it (reply
     /// `[cursor, [keys]]`); what each returns depends on its own layout.
     ScanShape,
+    /// KEYS: the same keys, in any order.
+    Unordered,
+    /// TIME: `[seconds, microseconds]` of each server's clock, which may
+    /// differ by a second.
+    Time,
 }
 
 enum Step {
@@ -143,6 +148,10 @@ impl Script {
         self.0.push(Step::ScanType { kind });
     }
 
+    fn unordered(&mut self, args: &[&str]) {
+        self.0.push(Step::Call { args: args.iter().map(|a| a.as_bytes().to_vec()).collect(), check: Check::Unordered });
+    }
+
     fn scan_cursor(&mut self, cursor: &[u8]) {
         self.0.push(Step::Call { args: vec![b"SCAN".to_vec(), cursor.to_vec()], check: Check::ScanShape });
     }
@@ -158,6 +167,7 @@ fn script() -> Vec<Step> {
     counters(&mut s);
     append_strlen_getdel(&mut s);
     binary_and_empty(&mut s);
+    older_forms(&mut s);
     // Every key written so far is still live on both sides.
     s.cmd(&["DBSIZE"]);
     expire(&mut s);
@@ -167,6 +177,80 @@ fn script() -> Vec<Step> {
     scan(&mut s);
     s.cmd(&["QUIT"]);
     s.0
+}
+
+/// The older forms of SET (SETNX, SETEX, PSETEX, GETSET), GETRANGE and
+/// SUBSTR, TYPE, TOUCH, UNLINK, EXPIREAT and PEXPIREAT, EXPIRETIME and
+/// PEXPIRETIME, KEYS and TIME.
+fn older_forms(s: &mut Script) {
+    s.cmd(&["SETNX", "old:nx", "v1"]);
+    s.cmd(&["SETNX", "old:nx", "v2"]);
+    s.cmd(&["GET", "old:nx"]);
+    s.cmd(&["SETEX", "old:ex", "100", "v"]);
+    s.ttl("TTL", "old:ex");
+    s.cmd(&["PSETEX", "old:px", "100000", "v"]);
+    s.ttl("PTTL", "old:px");
+    s.cmd(&["setex", "old:ex", "200", "v2"]);
+    s.ttl("TTL", "old:ex");
+    for bad in ["0", "-1", "abc", "1.5", "9223372036854775807", "9223372036854775"] {
+        s.cmd(&["SETEX", "old:bad", bad, "v"]);
+        s.cmd(&["PSETEX", "old:bad", bad, "v"]);
+    }
+    s.cmd(&["EXISTS", "old:bad"]);
+    s.cmd(&["GETSET", "old:gs", "v1"]);
+    s.cmd(&["SET", "old:gs", "v2", "EX", "100"]);
+    s.cmd(&["GETSET", "old:gs", "v3"]);
+    s.ttl("TTL", "old:gs");
+    s.cmd(&["GET", "old:gs"]);
+    s.cmd(&["SET", "old:range", "Hello World"]);
+    for (start, end) in [
+        ("0", "4"), ("-5", "-1"), ("0", "-1"), ("6", "100"), ("-100", "2"), ("4", "2"), ("-1", "-5"), ("11", "20"),
+        ("-100", "-50"), ("10", "10"), ("-9223372036854775808", "9223372036854775807"),
+    ] {
+        s.cmd(&["GETRANGE", "old:range", start, end]);
+    }
+    s.cmd(&["GETRANGE", "old:missing", "0", "-1"]);
+    s.cmd(&["GETRANGE", "old:range", "x", "1"]);
+    s.cmd(&["GETRANGE", "old:missing", "0", "x"]);
+    s.cmd(&["SUBSTR", "old:range", "0", "4"]);
+    s.cmd(&["SET", "old:empty", ""]);
+    s.cmd(&["GETRANGE", "old:empty", "0", "-1"]);
+    s.cmd(&["TYPE", "old:range"]);
+    s.cmd(&["TYPE", "old:missing"]);
+    s.cmd(&["TOUCH", "old:range", "old:missing", "old:range"]);
+    s.cmd(&["UNLINK", "old:nx", "old:missing", "old:px"]);
+    s.cmd(&["EXISTS", "old:nx", "old:px"]);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
+    let (exat, pxat) = ((now.as_secs() + 100).to_string(), (now.as_millis() + 200_000).to_string());
+    s.cmd(&["SET", "old:at", "v"]);
+    s.cmd(&["EXPIREAT", "old:at", &exat]);
+    s.cmd(&["EXPIRETIME", "old:at"]);
+    s.cmd(&["PEXPIRETIME", "old:at"]);
+    s.cmd(&["PEXPIREAT", "old:at", &pxat, "GT"]);
+    s.cmd(&["PEXPIRETIME", "old:at"]);
+    s.cmd(&["EXPIRETIME", "old:at"]);
+    s.cmd(&["PEXPIREAT", "old:at", "1000", "GT"]);
+    s.cmd(&["EXPIREAT", "old:at", &exat, "NX"]);
+    s.cmd(&["EXPIREAT", "old:at", "abc"]);
+    s.cmd(&["EXPIREAT", "old:at", "9223372036854775807"]);
+    s.cmd(&["PEXPIREAT", "old:at", "9223372036854775807"]);
+    s.cmd(&["EXPIREAT", "old:at", "100", "BOGUS"]);
+    s.cmd(&["EXPIREAT", "old:at", "100", "NX", "XX"]);
+    s.cmd(&["EXPIRETIME", "old:missing"]);
+    s.cmd(&["SET", "old:forever", "v"]);
+    s.cmd(&["EXPIRETIME", "old:forever"]);
+    s.cmd(&["PEXPIRETIME", "old:forever"]);
+    s.cmd(&["EXPIREAT", "old:at", "1"]);
+    s.cmd(&["EXISTS", "old:at"]);
+    s.cmd(&["PEXPIREAT", "old:missing", "1"]);
+    for i in 0..12 {
+        s.cmd(&["SET", &format!("keys:{i}"), "v"]);
+    }
+    s.unordered(&["KEYS", "keys:*"]);
+    s.unordered(&["KEYS", "keys:1?"]);
+    s.unordered(&["KEYS", "keys:[2-4]"]);
+    s.unordered(&["KEYS", "nomatch:*"]);
+    s.0.push(Step::Call { args: vec![b"TIME".to_vec()], check: Check::Time });
 }
 
 fn connection(s: &mut Script) {
@@ -489,6 +573,24 @@ fn expired_keys_are_absent(s: &mut Script) {
 
 fn arity_and_unknown(s: &mut Script) {
     for args in [
+        &["SETNX", "arity:k"][..],
+        &["SETEX", "arity:k", "10"],
+        &["PSETEX", "arity:k", "10", "v", "x"],
+        &["GETSET", "arity:k"],
+        &["GETRANGE", "arity:k", "0"],
+        &["SUBSTR", "arity:k"],
+        &["TYPE"],
+        &["TOUCH"],
+        &["UNLINK"],
+        &["EXPIREAT", "arity:k"],
+        &["PEXPIRETIME"],
+        &["KEYS"],
+        &["KEYS", "a", "b"],
+        &["TIME", "x"],
+    ] {
+        s.cmd(args);
+    }
+    for args in [
         &["GET"][..],
         &["GET", "a", "b"],
         &["SET", "arity:k"],
@@ -714,8 +816,28 @@ fn agree(check: Check, redis: &Frame, ours: &Frame) -> bool {
         (Check::Ttl { slack }, Frame::Integer(a), Frame::Integer(b)) if *a >= 0 && *b >= 0 => (a - b).abs() <= slack,
         (Check::Hello, _, _) => normalize_hello(redis) == normalize_hello(ours),
         (Check::ScanShape, _, _) => is_scan_page(redis) && is_scan_page(ours),
+        (Check::Unordered, Frame::Array(a), Frame::Array(b)) => sorted(a) == sorted(b),
+        (Check::Time, _, _) => match (clock(redis), clock(ours)) {
+            (Some((a, _)), Some((b, _))) => a.abs_diff(b) <= 1,
+            _ => false,
+        },
         _ => redis == ours,
     }
+}
+
+fn sorted(items: &[Frame]) -> Vec<String> {
+    let mut shown: Vec<String> = items.iter().map(show).collect();
+    shown.sort();
+    shown
+}
+
+/// TIME's reply as numbers, if it has TIME's shape.
+fn clock(reply: &Frame) -> Option<(u64, u32)> {
+    let Frame::Array(parts) = reply else { return None };
+    let [Frame::Bulk(secs), Frame::Bulk(micros)] = &parts[..] else { return None };
+    let micros: u32 = std::str::from_utf8(micros).ok()?.parse().ok()?;
+    (micros < 1_000_000).then_some(())?;
+    Some((std::str::from_utf8(secs).ok()?.parse().ok()?, micros))
 }
 
 fn is_scan_page(reply: &Frame) -> bool {

@@ -1,4 +1,5 @@
-//! Key commands: DEL EXISTS EXPIRE PEXPIRE TTL PTTL PERSIST SCAN DBSIZE.
+//! Key commands: DEL UNLINK EXISTS TOUCH TYPE EXPIRE PEXPIRE EXPIREAT
+//! PEXPIREAT TTL PTTL EXPIRETIME PEXPIRETIME PERSIST SCAN KEYS DBSIZE.
 
 use super::plan::{Planned, Shape};
 use super::{c_str, int_arg, syntax_error};
@@ -28,12 +29,20 @@ pub fn persist(a: &[Bytes]) -> Result<Planned, Frame> {
     Ok(Planned::one(&a[1], Kind::Persist(pb::Persist {}), Shape::Integer))
 }
 
+/// TYPE: every value here is a string.
+pub fn key_type(a: &[Bytes]) -> Result<Planned, Frame> {
+    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: true }), Shape::Type))
+}
+
+/// EXPIRE and PEXPIRE (relative), EXPIREAT and PEXPIREAT (a Unix time).
+/// A time already past deletes the key, as in Redis.
 pub fn expire(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     let condition = expire_condition(&a[3..])?;
     let when = int_arg(&a[2])?;
     let invalid = || Frame::error(format!("ERR invalid expire time in '{name}' command"));
-    let ms = if name == "expire" { when.checked_mul(1000).ok_or_else(invalid)? } else { when };
-    let at_ms = ms.checked_add(unix_ms() as i64).ok_or_else(invalid)?;
+    let ms = if matches!(name, "expire" | "expireat") { when.checked_mul(1000).ok_or_else(invalid)? } else { when };
+    let base = if name.ends_with("at") { 0 } else { unix_ms() as i64 };
+    let at_ms = ms.checked_add(base).ok_or_else(invalid)?;
     Ok(Planned::one(&a[1], Kind::Expire(pb::Expire { at_ms, condition: condition as i32 }), Shape::Integer))
 }
 
@@ -70,6 +79,31 @@ fn expire_condition(flags: &[Bytes]) -> Result<pb::ExpireCondition, Frame> {
 
 pub fn ttl(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: true }), Shape::Ttl { millis: name == "pttl" }))
+}
+
+pub fn expiretime(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
+    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: true }), Shape::ExpireTime { millis: name == "pexpiretime" }))
+}
+
+/// Keys a KEYS call asks one node for at a time.
+const KEYS_PAGE: u32 = 1000;
+
+/// KEYS: every key matching the pattern, by walking the slots as a full
+/// SCAN does (one node call per partition or per 1000 keys). Like Redis's,
+/// it reads the whole keyspace: meant for debugging, not for traffic.
+pub async fn keys(r: &Router, a: &[Bytes]) -> Frame {
+    let pattern = Some(a[1].clone()).filter(|p| &p[..] != b"*");
+    let (mut slot, mut found) = (0u32, Vec::new());
+    while slot < SLOT_COUNT as u32 {
+        match scan_slots(r, slot, KEYS_PAGE).await {
+            Ok((keys, next)) => {
+                found.extend(keys.into_iter().filter(|k| pattern.as_ref().is_none_or(|p| glob_match(p, k))).map(Frame::Bulk));
+                slot = next;
+            }
+            Err(e) => return e,
+        }
+    }
+    Frame::Array(found)
 }
 
 /// SCAN's cursor is the next hash slot to visit (0 when done). Each call

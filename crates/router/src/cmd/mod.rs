@@ -48,6 +48,9 @@ const fn spec(name: &'static str, arity: i32, flags: &'static [&'static str], ke
 const W: &[&str] = &["write"];
 const WD: &[&str] = &["write", "denyoom"];
 const R_: &[&str] = &["readonly", "fast"];
+const RO: &[&str] = &["readonly"];
+const WF: &[&str] = &["write", "fast"];
+const WDF: &[&str] = &["write", "denyoom", "fast"];
 const F: &[&str] = &["fast"];
 const NOAUTH: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth"];
 const NOKEY: (i32, i32, i32) = (0, 0, 0);
@@ -68,24 +71,39 @@ pub const SPECS: &[Spec] = &[
     spec("echo", 2, F, NOKEY),
     spec("exists", -2, R_, ALL),
     spec("expire", -3, W, ONE),
+    spec("expireat", -3, WF, ONE),
+    spec("expiretime", 2, R_, ONE),
     spec("get", 2, R_, ONE),
     spec("getdel", 2, W, ONE),
+    spec("getrange", 4, RO, ONE),
+    spec("getset", 3, WDF, ONE),
     spec("hello", -1, NOAUTH, NOKEY),
     spec("incr", 2, WD, ONE),
     spec("incrby", 3, WD, ONE),
     spec("info", -1, F, NOKEY),
+    spec("keys", 2, RO, NOKEY),
     spec("mget", -2, R_, ALL),
     spec("mset", -3, WD, (1, -1, 2)),
     spec("persist", 2, W, ONE),
     spec("pexpire", -3, W, ONE),
+    spec("pexpireat", -3, WF, ONE),
+    spec("pexpiretime", 2, R_, ONE),
     spec("ping", -1, F, NOKEY),
+    spec("psetex", 4, WD, ONE),
     spec("pttl", 2, R_, ONE),
     spec("quit", -1, NOAUTH, NOKEY),
-    spec("scan", -2, &["readonly"], NOKEY),
+    spec("scan", -2, RO, NOKEY),
     spec("select", 2, F, NOKEY),
     spec("set", -3, WD, ONE),
+    spec("setex", 4, WD, ONE),
+    spec("setnx", 3, WDF, ONE),
     spec("strlen", 2, R_, ONE),
+    spec("substr", 4, RO, ONE),
+    spec("time", 1, F, NOKEY),
+    spec("touch", -2, R_, ALL),
     spec("ttl", 2, R_, ONE),
+    spec("type", 2, R_, ONE),
+    spec("unlink", -2, WF, ALL),
 ];
 
 pub fn find(name: &str) -> Option<&'static Spec> {
@@ -141,8 +159,16 @@ fn plan(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
         "mset" => strings::mset(a),
         "del" => keys::del(a),
         "exists" => keys::exists(a),
-        "expire" | "pexpire" => keys::expire(name, a),
+        "expire" | "pexpire" | "expireat" | "pexpireat" => keys::expire(name, a),
         "ttl" | "pttl" => keys::ttl(name, a),
+        "expiretime" | "pexpiretime" => keys::expiretime(name, a),
+        "setnx" => strings::setnx(a),
+        "setex" | "psetex" => strings::setex(name, a),
+        "getset" => strings::getset(a),
+        "getrange" | "substr" => strings::getrange(a),
+        "unlink" => keys::del(a),
+        "touch" => keys::exists(a),
+        "type" => keys::key_type(a),
         "persist" => keys::persist(a),
         _ => return None,
     })
@@ -173,6 +199,7 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
     }
     let reply = match name {
         "scan" => keys::scan(r, a).await,
+        "keys" => keys::keys(r, a).await,
         "dbsize" => keys::dbsize(r).await,
         "quit" => return (Frame::ok(), Flow::Close),
         _ => server::run(r, s, name, a).await,

@@ -30,6 +30,15 @@ pub enum Shape {
     Integer,
     /// SET: OK, or null when NX/XX was not met; with GET, the old value.
     Set { get: bool },
+    /// SETNX: 1 if it wrote, 0 if not.
+    Applied,
+    /// TYPE: `string`, or `none` when absent.
+    Type,
+    /// GETRANGE: these bytes of the value (empty when absent).
+    Range { start: i64, end: i64 },
+    /// EXPIRETIME (seconds, rounded) or PEXPIRETIME: the absolute expiry;
+    /// -2 absent, -1 no expiry.
+    ExpireTime { millis: bool },
     /// TTL (seconds, rounded) or PTTL; -2 absent, -1 no expiry.
     Ttl { millis: bool },
     /// MGET: one value or null per key.
@@ -80,6 +89,17 @@ fn single_key(shape: Shape, r: R) -> Frame {
         (Shape::Integer, R::Integer(n)) => Frame::Integer(n),
         (Shape::Set { get: true }, R::Written(w)) => w.previous.map_or(Frame::Null, Frame::Bulk),
         (Shape::Set { get: false }, R::Written(w)) => if w.applied { Frame::ok() } else { Frame::Null },
+        (Shape::Applied, R::Written(w)) => Frame::Integer(w.applied as i64),
+        (Shape::Type, R::Value(_)) => Frame::Simple("string".into()),
+        (Shape::Type, R::Nil(_)) => Frame::Simple("none".into()),
+        (Shape::Range { .. }, R::Nil(_)) => Frame::Bulk(bytes::Bytes::new()),
+        (Shape::Range { start, end }, R::Value(v)) => Frame::Bulk(v.value.slice(super::strings::range(v.value.len(), start, end))),
+        (Shape::ExpireTime { .. }, R::Nil(_)) => Frame::Integer(-2),
+        (Shape::ExpireTime { .. }, R::Value(v)) if v.expire_at_ms == 0 => Frame::Integer(-1),
+        (Shape::ExpireTime { millis }, R::Value(v)) => {
+            let at = v.expire_at_ms as i64;
+            Frame::Integer(if millis { at } else { (at + 500) / 1000 })
+        }
         (Shape::Ttl { .. }, R::Nil(_)) => Frame::Integer(-2),
         (Shape::Ttl { .. }, R::Value(v)) if v.expire_at_ms == 0 => Frame::Integer(-1),
         (Shape::Ttl { millis }, R::Value(v)) => {
@@ -130,5 +150,17 @@ mod tests {
         assert_eq!(reply(Shape::Set { get: false }, vec![Ok(written(true))]), Frame::ok());
         assert_eq!(reply(Shape::Set { get: false }, vec![Ok(written(false))]), Frame::Null);
         assert_eq!(reply(Shape::Set { get: true }, vec![Ok(written(true))]), Frame::Null);
+        assert_eq!(reply(Shape::Applied, vec![Ok(written(true))]), Frame::Integer(1));
+        assert_eq!(reply(Shape::Applied, vec![Ok(written(false))]), Frame::Integer(0));
+        assert_eq!(reply(Shape::Type, vec![Ok(value("a"))]), Frame::Simple("string".into()));
+        assert_eq!(reply(Shape::Type, vec![Ok(nil())]), Frame::Simple("none".into()));
+        assert_eq!(reply(Shape::Range { start: 1, end: -2 }, vec![Ok(value("hello"))]), Frame::Bulk("ell".into()));
+        assert_eq!(reply(Shape::Range { start: 0, end: -1 }, vec![Ok(nil())]), Frame::Bulk("".into()));
+        let expiring = |at| R::Value(pb::Value { expire_at_ms: at, ..Default::default() });
+        assert_eq!(reply(Shape::ExpireTime { millis: false }, vec![Ok(expiring(1_700_000_000_499))]), Frame::Integer(1_700_000_000));
+        assert_eq!(reply(Shape::ExpireTime { millis: false }, vec![Ok(expiring(1_700_000_000_500))]), Frame::Integer(1_700_000_001));
+        assert_eq!(reply(Shape::ExpireTime { millis: true }, vec![Ok(expiring(1_700_000_000_500))]), Frame::Integer(1_700_000_000_500));
+        assert_eq!(reply(Shape::ExpireTime { millis: true }, vec![Ok(expiring(0))]), Frame::Integer(-1));
+        assert_eq!(reply(Shape::ExpireTime { millis: false }, vec![Ok(nil())]), Frame::Integer(-2));
     }
 }

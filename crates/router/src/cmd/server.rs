@@ -20,8 +20,15 @@ pub async fn run(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> Frame 
         "info" => info(r, a).await,
         "select" => select(a),
         "config" => config(r, a),
+        "time" => time(),
         other => unreachable!("command {other} has a spec but no handler"),
     }
+}
+
+/// TIME: the router's clock, seconds and microseconds.
+fn time() -> Frame {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Frame::Array(vec![Frame::Bulk(now.as_secs().to_string().into()), Frame::Bulk(now.subsec_micros().to_string().into())])
 }
 
 fn ping(a: &[Bytes]) -> Frame {

@@ -1,4 +1,6 @@
-//! String commands: GET SET GETDEL APPEND STRLEN INCR/DECR[BY] MGET MSET.
+//! String commands: GET SET GETDEL APPEND STRLEN INCR/DECR[BY] MGET MSET,
+//! and the older forms of SET (SETNX SETEX PSETEX GETSET) and GETRANGE
+//! (SUBSTR), which are planned as the same node operations.
 
 use super::plan::{Planned, Shape};
 use super::{int_arg, syntax_error, wrong_arity};
@@ -49,6 +51,51 @@ pub fn set(a: &[Bytes]) -> Result<Planned, Frame> {
     Ok(Planned::one(&a[1], kind, Shape::Set { get: opts.get }))
 }
 
+/// SETNX: SET NX answering 1 or 0.
+pub fn setnx(a: &[Bytes]) -> Result<Planned, Frame> {
+    let kind = Kind::Set(pb::Set { value: a[2].clone(), expiry: None, condition: pb::Condition::IfAbsent as i32, get: false });
+    Ok(Planned::one(&a[1], kind, Shape::Applied))
+}
+
+/// SETEX (seconds) and PSETEX (milliseconds): SET EX / PX, with the
+/// expiry checked as SET checks it but named after the command.
+pub fn setex(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
+    let unit = if name == "setex" { "EX" } else { "PX" };
+    let opts = SetOptions { expire: Some((unit, a[2].clone())), ..Default::default() };
+    let expiry = opts.expiry_for(name, unix_ms())?;
+    let kind = Kind::Set(pb::Set { value: a[3].clone(), expiry, condition: pb::Condition::Always as i32, get: false });
+    Ok(Planned::one(&a[1], kind, Shape::Set { get: false }))
+}
+
+/// GETSET: SET GET (the old value; the TTL is cleared, as SET clears it).
+pub fn getset(a: &[Bytes]) -> Result<Planned, Frame> {
+    let kind = Kind::Set(pb::Set { value: a[2].clone(), expiry: None, condition: pb::Condition::Always as i32, get: true });
+    Ok(Planned::one(&a[1], kind, Shape::Set { get: true }))
+}
+
+/// GETRANGE (and SUBSTR): the value is read whole and cut here; the
+/// indexes are checked before the key is looked up, as Redis does.
+pub fn getrange(a: &[Bytes]) -> Result<Planned, Frame> {
+    let (start, end) = (int_arg(&a[2])?, int_arg(&a[3])?);
+    Ok(Planned::one(&a[1], get_kind(false), Shape::Range { start, end }))
+}
+
+/// The bytes of a `len`-byte value GETRANGE `start` `end` returns, by
+/// Redis 7's `getrangeCommand`: negative indexes count from the end, and
+/// the range is clamped to the value.
+pub(crate) fn range(len: usize, start: i64, end: i64) -> std::ops::Range<usize> {
+    let len = len as i64;
+    if start < 0 && end < 0 && start > end {
+        return 0..0;
+    }
+    let start = if start < 0 { (len + start).max(0) } else { start };
+    let mut end = if end < 0 { (len + end).max(0) } else { end };
+    if end >= len {
+        end = len - 1;
+    }
+    if start > end || len == 0 { 0..0 } else { start as usize..end as usize + 1 }
+}
+
 /// SET's options, parsed with Redis 7's rules: an option conflicts with the
 /// others of its group but may repeat itself (the last value wins).
 #[derive(Debug, Default, PartialEq)]
@@ -89,11 +136,16 @@ impl SetOptions {
     /// The expiry as an absolute time, validated like Redis's
     /// `getExpireMillisecondsOrReply`.
     pub(crate) fn expiry(&self, now_ms: u64) -> Result<Option<pb::set::Expiry>, Frame> {
+        self.expiry_for("set", now_ms)
+    }
+
+    /// [`Self::expiry`] for command `name` (the one its error names).
+    fn expiry_for(&self, name: &str, now_ms: u64) -> Result<Option<pb::set::Expiry>, Frame> {
         if self.keepttl {
             return Ok(Some(pb::set::Expiry::KeepTtl(true)));
         }
         let Some((unit, raw)) = &self.expire else { return Ok(None) };
-        let invalid = || Frame::error("ERR invalid expire time in 'set' command");
+        let invalid = || Frame::error(format!("ERR invalid expire time in '{name}' command"));
         let n = int_arg(raw)?;
         let seconds = matches!(*unit, "EX" | "EXAT");
         if n <= 0 || (seconds && n > i64::MAX / 1000) {
@@ -158,5 +210,36 @@ mod tests {
         assert_eq!(parse("EX 2").unwrap().expiry(1000), Ok(Some(pb::set::Expiry::ExpireAtMs(3000))));
         assert_eq!(parse("PXAT 5").unwrap().expiry(1000), Ok(Some(pb::set::Expiry::ExpireAtMs(5))));
         assert_eq!(parse("KEEPTTL").unwrap().expiry(1000), Ok(Some(pb::set::Expiry::KeepTtl(true))));
+    }
+
+    #[test]
+    fn getrange_cuts_like_redis() {
+        let cut = |len, start, end| range(len, start, end);
+        assert_eq!(cut(10, 0, 3), 0..4);
+        assert_eq!(cut(10, -3, -1), 7..10);
+        assert_eq!(cut(10, 0, -1), 0..10);
+        assert_eq!(cut(10, 5, 100), 5..10);
+        assert_eq!(cut(10, -100, 2), 0..3);
+        assert_eq!(cut(10, 4, 2), 0..0, "start past end");
+        assert_eq!(cut(10, -1, -5), 0..0, "both negative, start past end");
+        assert_eq!(cut(10, 10, 20), 0..0, "start past the value");
+        assert_eq!(cut(10, -100, -50), 0..1, "both before the start: the first byte, as Redis");
+        assert_eq!(cut(0, 0, -1), 0..0);
+        assert_eq!(cut(10, i64::MIN, i64::MAX), 0..10);
+    }
+
+    fn args(words: &[&str]) -> Vec<Bytes> {
+        words.iter().map(|w| Bytes::from(w.to_string())).collect()
+    }
+
+    #[test]
+    fn setex_checks_its_expiry_under_its_own_name() {
+        assert_eq!(setex("setex", &args(&["SETEX", "k", "0", "v"])).unwrap_err(), Frame::error("ERR invalid expire time in 'setex' command"));
+        assert_eq!(setex("psetex", &args(&["PSETEX", "k", "-1", "v"])).unwrap_err(), Frame::error("ERR invalid expire time in 'psetex' command"));
+        assert_eq!(setex("setex", &args(&["SETEX", "k", "x", "v"])).unwrap_err(), not_integer());
+        let planned = setex("psetex", &args(&["PSETEX", "k", "5000", "v"])).unwrap();
+        let Kind::Set(set) = &planned.ops[0].kind else { panic!("a SET") };
+        let Some(pb::set::Expiry::ExpireAtMs(at)) = set.expiry else { panic!("an expiry") };
+        assert!(at.abs_diff(unix_ms() + 5000) < 1000 && &set.value[..] == b"v", "{set:?}");
     }
 }
