@@ -251,6 +251,61 @@ fn older_forms(s: &mut Script) {
     s.unordered(&["KEYS", "keys:[2-4]"]);
     s.unordered(&["KEYS", "nomatch:*"]);
     s.0.push(Step::Call { args: vec![b"TIME".to_vec()], check: Check::Time });
+    getex_setrange(s, &exat, &pxat);
+}
+
+fn getex_setrange(s: &mut Script, exat: &str, pxat: &str) {
+    s.cmd(&["SET", "gx:k", "v"]);
+    s.cmd(&["GETEX", "gx:k"]);
+    s.ttl("TTL", "gx:k");
+    s.cmd(&["GETEX", "gx:k", "EX", "100"]);
+    s.ttl("TTL", "gx:k");
+    s.cmd(&["GETEX", "gx:k", "PX", "200000"]);
+    s.ttl("PTTL", "gx:k");
+    s.cmd(&["GETEX", "gx:k", "EXAT", exat]);
+    s.cmd(&["EXPIRETIME", "gx:k"]);
+    s.cmd(&["GETEX", "gx:k", "PXAT", pxat]);
+    s.cmd(&["PEXPIRETIME", "gx:k"]);
+    s.cmd(&["GETEX", "gx:k", "PERSIST"]);
+    s.ttl("TTL", "gx:k");
+    s.cmd(&["GETEX", "gx:k", "PERSIST", "PERSIST"]);
+    s.cmd(&["GETEX", "gx:k", "EX", "1", "EX", "100"]);
+    s.ttl("TTL", "gx:k");
+    for bad in [
+        &["EX"][..], &["EX", "1", "PX", "1"], &["PERSIST", "EX", "1"], &["EX", "1", "PERSIST"], &["KEEPTTL"], &["NX"], &["GET"], &["BOGUS"],
+    ] {
+        let mut args = vec!["GETEX", "gx:k"];
+        args.extend_from_slice(bad);
+        s.cmd(&args);
+    }
+    // Values Redis checks only once the key is found: nil for a missing key.
+    for bad in ["0", "-1", "abc", "9223372036854775807"] {
+        s.cmd(&["GETEX", "gx:k", "EX", bad]);
+        s.cmd(&["GETEX", "gx:missing", "EX", bad]);
+        s.cmd(&["GETEX", "gx:k", "PXAT", bad]);
+    }
+    s.cmd(&["GETEX", "gx:k", "EXAT", "1"]);
+    s.cmd(&["EXISTS", "gx:k"]);
+    s.cmd(&["GETEX", "gx:missing", "PERSIST"]);
+
+    s.cmd(&["SET", "sr:k", "Hello World"]);
+    s.cmd(&["SETRANGE", "sr:k", "6", "Redis"]);
+    s.cmd(&["GET", "sr:k"]);
+    s.cmd(&["SETRANGE", "sr:k", "15", "!"]);
+    s.cmd(&["GET", "sr:k"]);
+    s.cmd(&["SETRANGE", "sr:k", "0", ""]);
+    s.cmd(&["SETRANGE", "sr:missing", "5", ""]);
+    s.cmd(&["EXISTS", "sr:missing"]);
+    s.cmd(&["SETRANGE", "sr:new", "3", "abc"]);
+    s.cmd(&["GET", "sr:new"]);
+    s.cmd(&["SETRANGE", "sr:k", "-1", "x"]);
+    s.cmd(&["SETRANGE", "sr:k", "abc", "x"]);
+    s.cmd(&["SETRANGE", "sr:k", "536870912", "x"]);
+    s.cmd(&["SETRANGE", "sr:k", "9223372036854775807", "x"]);
+    s.cmd(&["SET", "sr:ttl", "abc", "EX", "100"]);
+    s.cmd(&["SETRANGE", "sr:ttl", "1", "X"]);
+    s.ttl("TTL", "sr:ttl");
+    s.cmd(&["GET", "sr:ttl"]);
 }
 
 fn connection(s: &mut Script) {
@@ -587,6 +642,8 @@ fn arity_and_unknown(s: &mut Script) {
         &["KEYS"],
         &["KEYS", "a", "b"],
         &["TIME", "x"],
+        &["GETEX"],
+        &["SETRANGE", "arity:k", "0"],
     ] {
         s.cmd(args);
     }

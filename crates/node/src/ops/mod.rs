@@ -43,6 +43,8 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::Append(a) => append(&a.value, live, version, limits),
         Kind::Expire(e) => expire(e, live, now_ms, version),
         Kind::Persist(_) => persist(live, version),
+        Kind::GetEx(g) => get_ex(g, live, now_ms, version),
+        Kind::SetRange(s) => set_range(s, live, version, limits),
     }
 }
 
@@ -164,6 +166,42 @@ fn persist(live: Option<&Record>, version: Version) -> Applied {
         }
         _ => no_write(R::Integer(0)),
     }
+}
+
+fn get_ex(g: &pb::GetEx, live: Option<&Record>, now_ms: u64, version: Version) -> Applied {
+    use pb::get_ex::Change;
+    let Some(record) = live else { return no_write(R::Nil(pb::Nil {})) };
+    let reply = value_reply(live, false);
+    let expire_at_ms = match &g.change {
+        None => return no_write(reply),
+        Some(Change::Invalid(e)) => return no_write(R::Error(e.clone())),
+        Some(Change::Persist(_)) if record.expire_at_ms.is_none() => return no_write(reply),
+        Some(Change::Persist(_)) => None,
+        Some(Change::AtMs(at)) if *at <= now_ms as i64 => return Applied { write: Some(Record::tombstone(version)), reply },
+        Some(Change::AtMs(at)) => Some(*at as u64),
+    };
+    Applied { write: Some(Record { value: record.value.clone(), expire_at_ms, version }), reply }
+}
+
+fn set_range(s: &pb::SetRange, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
+    let current = live.and_then(|r| r.value.clone()).unwrap_or_default();
+    if s.value.is_empty() {
+        return no_write(R::Integer(current.len() as i64));
+    }
+    let end = match usize::try_from(s.offset).ok().and_then(|o| o.checked_add(s.value.len())) {
+        Some(end) if end <= limits.max_value_bytes => end,
+        _ => return no_write(too_large()),
+    };
+    let offset = end - s.value.len();
+    let mut value = BytesMut::with_capacity(current.len().max(end));
+    value.extend_from_slice(&current);
+    if value.len() < end {
+        value.resize(end, 0);
+    }
+    value[offset..end].copy_from_slice(&s.value);
+    let len = value.len() as i64;
+    let expire = live.and_then(|r| r.expire_at_ms);
+    Applied { write: Some(Record::value(value.freeze(), expire, version)), reply: R::Integer(len) }
 }
 
 fn op_error(kind: pb::op_error::Kind) -> R {

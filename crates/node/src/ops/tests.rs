@@ -100,3 +100,39 @@ fn persist_and_getdel() {
     assert_eq!(a.write, Some(Record::tombstone(V)));
     assert!(matches!(a.reply, R::Value(ref v) if v.value == Bytes::from_static(b"v")));
 }
+
+#[test]
+fn getex_reads_then_changes_the_expiry() {
+    use pb::get_ex::Change;
+    let getex = |change| Kind::GetEx(pb::GetEx { change });
+    let with_ttl = Some(Record::value("v", Some(NOW + 100), 1));
+    let value = |at| R::Value(pb::Value { value: Bytes::from_static(b"v"), len: 1, expire_at_ms: at });
+    assert_eq!(run(getex(None), with_ttl.clone()), Applied { write: None, reply: value(NOW + 100) });
+    let a = run(getex(Some(Change::AtMs((NOW + 500) as i64))), live("v"));
+    assert_eq!(a, Applied { write: Some(Record::value("v", Some(NOW + 500), V)), reply: value(0) });
+    let a = run(getex(Some(Change::AtMs(NOW as i64))), with_ttl.clone());
+    assert_eq!(a, Applied { write: Some(Record::tombstone(V)), reply: value(NOW + 100) }, "a past time deletes, after the read");
+    let a = run(getex(Some(Change::Persist(true))), with_ttl.clone());
+    assert_eq!(a.write, Some(Record::value("v", None, V)));
+    assert_eq!(run(getex(Some(Change::Persist(true))), live("v")).write, None, "nothing to persist");
+    let invalid = pb::OpError { kind: 0, message: "invalid expire time in 'getex' command".into() };
+    assert_eq!(run(getex(Some(Change::Invalid(invalid.clone()))), with_ttl).reply, R::Error(invalid.clone()));
+    assert_eq!(run(getex(Some(Change::Invalid(invalid))), None).reply, R::Nil(pb::Nil {}), "a missing key answers nil first");
+}
+
+#[test]
+fn setrange_pads_overwrites_and_keeps_the_expiry() {
+    let setrange = |offset, value: &'static str| Kind::SetRange(pb::SetRange { offset, value: Bytes::from_static(value.as_bytes()) });
+    let a = run(setrange(6, "Redis"), Some(Record::value("Hello World", Some(NOW + 9), 1)));
+    assert_eq!(a, Applied { write: Some(Record::value("Hello Redis", Some(NOW + 9), V)), reply: R::Integer(11) });
+    let a = run(setrange(3, "ab"), None);
+    assert_eq!(a, Applied { write: Some(Record::value(Bytes::from_static(b"\0\0\0ab"), None, V)), reply: R::Integer(5) });
+    let a = run(setrange(1, "x"), live("abcd"));
+    assert_eq!(a.write.unwrap().value.unwrap(), Bytes::from_static(b"axcd"));
+    assert_eq!(run(setrange(100, ""), live("abc")), Applied { write: None, reply: R::Integer(3) }, "nothing to set");
+    assert_eq!(run(setrange(0, ""), None), Applied { write: None, reply: R::Integer(0) });
+    // OpLimits of 16 bytes here.
+    assert_eq!(run(setrange(15, "xy"), None).reply, too_large());
+    assert_eq!(run(setrange(u64::MAX, "x"), None).reply, too_large());
+    assert_eq!(run(setrange(14, "xy"), None).reply, R::Integer(16));
+}

@@ -1,6 +1,7 @@
-//! String commands: GET SET GETDEL APPEND STRLEN INCR/DECR[BY] MGET MSET,
-//! and the older forms of SET (SETNX SETEX PSETEX GETSET) and GETRANGE
-//! (SUBSTR), which are planned as the same node operations.
+//! String commands: GET SET GETDEL GETEX APPEND STRLEN INCR/DECR[BY]
+//! SETRANGE MGET MSET, and the older forms of SET (SETNX SETEX PSETEX
+//! GETSET) and GETRANGE (SUBSTR), which are planned as the same node
+//! operations.
 
 use super::plan::{Planned, Shape};
 use super::{int_arg, syntax_error, wrong_arity};
@@ -71,6 +72,47 @@ pub fn setex(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
 pub fn getset(a: &[Bytes]) -> Result<Planned, Frame> {
     let kind = Kind::Set(pb::Set { value: a[2].clone(), expiry: None, condition: pb::Condition::Always as i32, get: true });
     Ok(Planned::one(&a[1], kind, Shape::Set { get: true }))
+}
+
+/// GETEX: GET, then EX/PX/EXAT/PXAT or PERSIST change the expiry. Options
+/// are checked here (Redis's `parseExtendedStringArgumentsOrReply` for a
+/// GET); the expiry's value only for a key that exists, as Redis checks it
+/// after the lookup, so the node answers that error.
+pub fn getex(a: &[Bytes]) -> Result<Planned, Frame> {
+    use pb::get_ex::Change;
+    let (mut persist, mut expire): (bool, Option<(&'static str, Bytes)>) = (false, None);
+    let mut i = 2;
+    while i < a.len() {
+        let opt = String::from_utf8_lossy(&a[i]).to_ascii_uppercase();
+        let next = a.get(i + 1);
+        match opt.as_str() {
+            "PERSIST" if expire.is_none() => persist = true,
+            "EX" | "PX" | "EXAT" | "PXAT" if next.is_some() && !persist && expire.as_ref().is_none_or(|(u, _)| *u == opt) => {
+                let unit = match opt.as_str() { "EX" => "EX", "PX" => "PX", "EXAT" => "EXAT", _ => "PXAT" };
+                expire = Some((unit, next.expect("checked").clone()));
+                i += 1;
+            }
+            _ => return Err(syntax_error()),
+        }
+        i += 1;
+    }
+    let change = match expire {
+        Some(expire) => Some(match (SetOptions { expire: Some(expire), ..Default::default() }).expiry_for("getex", unix_ms()) {
+            Ok(Some(pb::set::Expiry::ExpireAtMs(at))) => Change::AtMs(at as i64),
+            Ok(_) => unreachable!("an EX/PX/EXAT/PXAT option gives a time"),
+            Err(Frame::Error(e)) => Change::Invalid(pb::OpError { kind: 0, message: e.strip_prefix("ERR ").unwrap_or(&e).to_string() }),
+            Err(other) => unreachable!("an argument error is an error frame: {other:?}"),
+        }),
+        None => persist.then_some(Change::Persist(true)),
+    };
+    Ok(Planned::one(&a[1], Kind::GetEx(pb::GetEx { change }), Shape::Value))
+}
+
+/// SETRANGE: the offset is checked here, the rest on the node.
+pub fn setrange(a: &[Bytes]) -> Result<Planned, Frame> {
+    let offset = int_arg(&a[2])?;
+    let offset = u64::try_from(offset).map_err(|_| Frame::error("ERR offset is out of range"))?;
+    Ok(Planned::one(&a[1], Kind::SetRange(pb::SetRange { offset, value: a[3].clone() }), Shape::Integer))
 }
 
 /// GETRANGE (and SUBSTR): the value is read whole and cut here; the
