@@ -780,6 +780,22 @@ fn scan(s: &mut Script) {
         s.scan_cursor(cursor);
     }
     glob(s);
+    flush(s);
+}
+
+fn flush(s: &mut Script) {
+    s.cmd(&["FLUSHALL", "BOGUS"]);
+    s.cmd(&["FLUSHDB", "ASYNC", "SYNC"]);
+    s.cmd(&["FLUSHALL"]);
+    s.cmd(&["DBSIZE"]);
+    s.unordered(&["KEYS", "*"]);
+    s.cmd(&["SET", "flush:k", "v"]);
+    s.cmd(&["MSET", "flush:a", "1", "flush:b", "2"]);
+    s.cmd(&["DBSIZE"]);
+    s.cmd(&["flushdb", "async"]);
+    s.cmd(&["DBSIZE"]);
+    s.cmd(&["GET", "flush:k"]);
+    s.cmd(&["FLUSHDB", "SYNC"]);
 }
 
 fn glob(s: &mut Script) {

@@ -538,6 +538,30 @@ async fn expiry_removes_keys() {
     cluster.shutdown().await.unwrap();
 }
 
+/// KEYS and FLUSHALL walk every partition in pages of 1000 keys: with
+/// more keys than a page, KEYS finds each once and FLUSHALL deletes all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_flushall_cover_every_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let mut con = connect(cluster.router_addr).await;
+    let written: BTreeSet<String> = (0..2_500).map(|i| format!("page:{i}")).collect();
+    for chunk in written.iter().collect::<Vec<_>>().chunks(500) {
+        let pairs: Vec<(&String, &String)> = chunk.iter().map(|k| (*k, *k)).collect();
+        let () = con.mset(&pairs).await.unwrap();
+    }
+    let () = con.set("other", "v").await.unwrap();
+    let found: Vec<String> = redis::cmd("KEYS").arg("page:*").query_async(&mut con).await.unwrap();
+    assert_eq!(found.len(), written.len(), "each key once");
+    assert_eq!(found.into_iter().collect::<BTreeSet<_>>(), written);
+    let () = redis::cmd("FLUSHALL").query_async(&mut con).await.unwrap();
+    let dbsize: i64 = redis::cmd("DBSIZE").query_async(&mut con).await.unwrap();
+    assert_eq!(dbsize, 0);
+    let left: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut con).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    cluster.shutdown().await.unwrap();
+}
+
 /// With requirepass set, commands need AUTH first; a wrong password is
 /// refused and the right one admits the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! Key commands: DEL UNLINK EXISTS TOUCH TYPE EXPIRE PEXPIRE EXPIREAT
-//! PEXPIREAT TTL PTTL EXPIRETIME PEXPIRETIME PERSIST SCAN KEYS DBSIZE.
+//! PEXPIREAT TTL PTTL EXPIRETIME PEXPIRETIME PERSIST SCAN KEYS DBSIZE
+//! FLUSHDB FLUSHALL.
 
 use super::plan::{Planned, Shape};
 use super::{c_str, int_arg, syntax_error};
@@ -215,6 +216,38 @@ async fn scan_slots(r: &Router, slot: u32, count: u32) -> Result<(Vec<Bytes>, u3
         let _ = r.dispatcher.routes.refresh().await;
         tokio::time::sleep(std::time::Duration::from_millis(budget.backoff_max_ms)).await;
     }
+}
+
+/// FLUSHDB and FLUSHALL (the one database): deletes every key, a page of
+/// keys at a time as a full SCAN finds them, each by an ordinary DEL (a
+/// versioned tombstone, so a partition moving meanwhile carries the
+/// deletions along). Not atomic as Redis's is: a key written into a slot
+/// the walk has passed survives it. ASYNC and SYNC are accepted; the reply
+/// comes once the walk is done either way.
+pub async fn flush(r: &Router, a: &[Bytes]) -> Frame {
+    if a.len() > 2 || a.get(1).is_some_and(|o| !o.eq_ignore_ascii_case(b"async") && !o.eq_ignore_ascii_case(b"sync")) {
+        return syntax_error();
+    }
+    let mut slot = 0u32;
+    while slot < SLOT_COUNT as u32 {
+        let (keys, next) = match scan_slots(r, slot, KEYS_PAGE).await {
+            Ok(page) => page,
+            Err(e) => return e,
+        };
+        if !keys.is_empty() {
+            let deleted = del_keys(r, keys).await;
+            if matches!(deleted, Frame::Error(_)) {
+                return deleted;
+            }
+        }
+        slot = next;
+    }
+    Frame::ok()
+}
+
+async fn del_keys(r: &Router, keys: Vec<Bytes>) -> Frame {
+    let planned = per_key(&keys, Kind::Del(pb::Del {}), Shape::Deleted);
+    super::plan::reply(planned.shape, r.dispatcher.run(&planned.ops).await)
 }
 
 /// Live keys in partitions as their owners report them.

@@ -73,6 +73,8 @@ pub const SPECS: &[Spec] = &[
     spec("expire", -3, W, ONE),
     spec("expireat", -3, WF, ONE),
     spec("expiretime", 2, R_, ONE),
+    spec("flushall", -1, W, NOKEY),
+    spec("flushdb", -1, W, NOKEY),
     spec("get", 2, R_, ONE),
     spec("getdel", 2, WF, ONE),
     spec("getex", -2, WF, ONE),
@@ -204,6 +206,7 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
     let reply = match name {
         "scan" => keys::scan(r, a).await,
         "keys" => keys::keys(r, a).await,
+        "flushall" | "flushdb" => keys::flush(r, a).await,
         "dbsize" => keys::dbsize(r).await,
         "quit" => return (Frame::ok(), Flow::Close),
         _ => server::run(r, s, name, a).await,
