@@ -252,6 +252,30 @@ fn older_forms(s: &mut Script) {
     s.unordered(&["KEYS", "nomatch:*"]);
     s.0.push(Step::Call { args: vec![b"TIME".to_vec()], check: Check::Time });
     getex_setrange(s, &exat, &pxat);
+    incrbyfloat(s);
+}
+
+/// INCRBYFLOAT: Redis adds in x87 `long double` and prints 17 decimals.
+fn incrbyfloat(s: &mut Script) {
+    s.cmd(&["INCRBYFLOAT", "fl:a", "0.1"]);
+    s.cmd(&["INCRBYFLOAT", "fl:a", "0.2"]);
+    s.cmd(&["GET", "fl:a"]);
+    for (start, by) in [
+        ("10.50", "0.1"), ("5.0e3", "2.0e2"), ("3", "-3"), ("-1", "0.5"), ("1e20", "0.1"), ("10", "5"), ("0x10", "1"),
+        ("1.7976931348623157e308", "1.7976931348623157e308"), ("1.5", "1e400"), ("0", "1e-20"), ("0", "-1e-20"),
+        ("0", "0x1p-18"), ("0", "0x3p-18"), ("0", "0x1.8"), ("0", "+.5"), ("0", "5."), ("0", "1e-4940"), ("0", "123456789.123456789"),
+        ("0", "-0"), ("1e4931", "1e4931"), ("abc", "1"), ("1", "abc"), ("1", "inf"), ("1", "-Infinity"), ("1", "nan"),
+        ("1", "1e"), ("1", " 1"), ("1", "1 "), ("1", "1e5000"), ("1", "1e-5000"), ("1", ""), ("inf", "1"), ("1 ", "1"),
+    ] {
+        s.cmd(&["SET", "fl:k", start]);
+        s.cmd(&["INCRBYFLOAT", "fl:k", by]);
+        s.cmd(&["GET", "fl:k"]);
+    }
+    s.cmd(&["INCRBYFLOAT", "fl:missing", "abc"]);
+    s.cmd(&["EXISTS", "fl:missing"]);
+    s.cmd(&["SET", "fl:ttl", "1", "EX", "100"]);
+    s.cmd(&["INCRBYFLOAT", "fl:ttl", "1.25"]);
+    s.ttl("TTL", "fl:ttl");
 }
 
 fn getex_setrange(s: &mut Script, exat: &str, pxat: &str) {
@@ -643,6 +667,7 @@ fn arity_and_unknown(s: &mut Script) {
         &["KEYS", "a", "b"],
         &["TIME", "x"],
         &["GETEX"],
+        &["INCRBYFLOAT", "arity:k"],
         &["SETRANGE", "arity:k", "0"],
     ] {
         s.cmd(args);

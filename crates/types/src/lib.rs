@@ -15,6 +15,7 @@
 //! - [`gc`]: the tombstone-collection horizon the coordinator publishes
 //!   and nodes follow: which partitions' tombstones may go.
 
+pub mod float;
 pub mod gc;
 pub mod hlc;
 pub mod int;

@@ -45,6 +45,7 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::Persist(_) => persist(live, version),
         Kind::GetEx(g) => get_ex(g, live, now_ms, version),
         Kind::SetRange(s) => set_range(s, live, version, limits),
+        Kind::IncrByFloat(i) => incr_by_float(&i.increment, live, version),
     }
 }
 
@@ -118,6 +119,20 @@ fn incr_by(delta: i64, live: Option<&Record>, version: Version) -> Applied {
     let expire = live.and_then(|r| r.expire_at_ms);
     let write = Record::value(Bytes::from(next.to_string()), expire, version);
     Applied { write: Some(write), reply: R::Integer(next) }
+}
+
+fn incr_by_float(increment: &[u8], live: Option<&Record>, version: Version) -> Applied {
+    use evenkeel_types::float::FloatError;
+    match evenkeel_types::float::incr_by_float(live.and_then(|r| r.value.as_deref()), increment) {
+        Ok(text) => {
+            let value = Bytes::from(text);
+            let expire = live.and_then(|r| r.expire_at_ms);
+            let reply = R::Value(pb::Value { value: value.clone(), len: value.len() as u64, expire_at_ms: expire.unwrap_or(0) });
+            Applied { write: Some(Record::value(value, expire, version)), reply }
+        }
+        Err(FloatError::NotFloat) => no_write(op_error(pb::op_error::Kind::NotFloat)),
+        Err(FloatError::NanOrInfinity) => no_write(op_error(pb::op_error::Kind::NanOrInfinity)),
+    }
 }
 
 fn append(suffix: &Bytes, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
@@ -209,6 +224,8 @@ fn op_error(kind: pb::op_error::Kind) -> R {
         pb::op_error::Kind::NotInteger => "value is not an integer or out of range",
         pb::op_error::Kind::Overflow => "increment or decrement would overflow",
         pb::op_error::Kind::TooLarge => "string exceeds maximum allowed size (proto-max-bulk-len)",
+        pb::op_error::Kind::NotFloat => "value is not a valid float",
+        pb::op_error::Kind::NanOrInfinity => "increment would produce NaN or Infinity",
         pb::op_error::Kind::Internal => "internal error",
     };
     R::Error(pb::OpError { kind: kind as i32, message: message.to_string() })

@@ -136,3 +136,18 @@ fn setrange_pads_overwrites_and_keeps_the_expiry() {
     assert_eq!(run(setrange(u64::MAX, "x"), None).reply, too_large());
     assert_eq!(run(setrange(14, "xy"), None).reply, R::Integer(16));
 }
+
+#[test]
+fn incrbyfloat_keeps_the_expiry_and_refuses_what_is_not_a_float() {
+    let by = |increment: &'static str| Kind::IncrByFloat(pb::IncrByFloat { increment: Bytes::from_static(increment.as_bytes()) });
+    let a = run(by("0.1"), Some(Record::value("10.5", Some(NOW + 9), 1)));
+    assert_eq!(a.write, Some(Record::value("10.6", Some(NOW + 9), V)));
+    assert!(matches!(a.reply, R::Value(ref v) if v.value == Bytes::from_static(b"10.6")));
+    assert_eq!(run(by("1.5"), None).write, Some(Record::value("1.5", None, V)));
+    let e = run(by("x"), live("1"));
+    assert!(e.write.is_none() && matches!(e.reply, R::Error(ref x) if x.message == "value is not a valid float"));
+    let e = run(by("1"), live("abc"));
+    assert!(e.write.is_none() && matches!(e.reply, R::Error(ref x) if x.kind == pb::op_error::Kind::NotFloat as i32));
+    let e = run(by("inf"), live("1"));
+    assert!(e.write.is_none() && matches!(e.reply, R::Error(ref x) if x.message == "increment would produce NaN or Infinity"));
+}

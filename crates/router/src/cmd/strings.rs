@@ -1,5 +1,5 @@
 //! String commands: GET SET GETDEL GETEX APPEND STRLEN INCR/DECR[BY]
-//! SETRANGE MGET MSET, and the older forms of SET (SETNX SETEX PSETEX
+//! INCRBYFLOAT SETRANGE MGET MSET, and the older forms of SET (SETNX SETEX PSETEX
 //! GETSET) and GETRANGE (SUBSTR), which are planned as the same node
 //! operations.
 
@@ -106,6 +106,15 @@ pub fn getex(a: &[Bytes]) -> Result<Planned, Frame> {
         None => persist.then_some(Change::Persist(true)),
     };
     Ok(Planned::one(&a[1], Kind::GetEx(pb::GetEx { change }), Shape::Value))
+}
+
+/// INCRBYFLOAT: the increment is checked here too (a stored value that is
+/// not a float answers the same error first, on the node).
+pub fn incrbyfloat(a: &[Bytes]) -> Result<Planned, Frame> {
+    if evenkeel_types::float::LongDouble::parse(&a[2]).is_none() {
+        return Err(Frame::error("ERR value is not a valid float"));
+    }
+    Ok(Planned::one(&a[1], Kind::IncrByFloat(pb::IncrByFloat { increment: a[2].clone() }), Shape::Value))
 }
 
 /// SETRANGE: the offset is checked here, the rest on the node.

@@ -1,0 +1,215 @@
+//! Floats as Redis's INCRBYFLOAT reads, adds and prints them.
+//!
+//! Redis does this in C's `long double`: on x86-64 Linux, where the Redis
+//! clients compare against runs, the x87 80-bit format (64-bit significand).
+//! A number is read with `strtold` (`string2ld`), the sum is rounded to
+//! that format, and the result is printed with `"%.17Lf"`, trailing zeros
+//! and a bare point removed (`ld2string`'s human mode). So "0.1" plus
+//! nothing prints as "0.1", where an f64 would print 0.10000000000000001,
+//! and 1e20 + 0.1 prints as 100000000000000000000, the 0.1 being below the
+//! format's precision there. The format's arithmetic is rustc_apfloat's
+//! (software, correctly rounded); printing is exact, with num-bigint.
+
+use num_bigint::BigUint;
+use rustc_apfloat::ieee::X87DoubleExtended as F80;
+use rustc_apfloat::{Float, Round, Status};
+
+/// An 80-bit extended-precision number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LongDouble(F80);
+
+/// What can go wrong adding two of them, with Redis's reply texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatError {
+    /// "value is not a valid float": not a number `string2ld` takes.
+    NotFloat,
+    /// "increment would produce NaN or Infinity".
+    NanOrInfinity,
+}
+
+/// Redis's `MAX_LONG_DOUBLE_CHARS`: longer input is not a float.
+const MAX_CHARS: usize = 5 * 1024;
+
+impl LongDouble {
+    /// Reads `raw` as Redis's `string2ld` does: `strtold`'s grammar over
+    /// the whole input (up to a NUL byte, where C's string ends), no
+    /// leading space, no NaN, and nothing that overflows to infinity or
+    /// underflows to zero (a literal `inf` is taken: it is not a range
+    /// error).
+    pub fn parse(raw: &[u8]) -> Option<LongDouble> {
+        if raw.is_empty() || raw.len() >= MAX_CHARS {
+            return None;
+        }
+        let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+        let text = std::str::from_utf8(raw).ok()?;
+        let (sign, body) = match text.as_bytes().first()? {
+            b'-' => ("-", &text[1..]),
+            b'+' => ("", &text[1..]),
+            _ => ("", text),
+        };
+        let lower = body.to_ascii_lowercase();
+        if lower == "inf" || lower == "infinity" {
+            let inf = F80::INFINITY;
+            return Some(LongDouble(if sign == "-" { -inf } else { inf }));
+        }
+        let canonical = if let Some(hex) = lower.strip_prefix("0x") {
+            format!("{sign}0x{}", hex_literal(hex)?)
+        } else {
+            decimal_literal(body)?;
+            format!("{sign}{body}")
+        };
+        let parsed = F80::from_str_r(&canonical, Round::NearestTiesToEven).ok()?;
+        let range_error = parsed.status.contains(Status::OVERFLOW) || (parsed.status.contains(Status::UNDERFLOW) && parsed.value.is_zero());
+        (!range_error && !parsed.value.is_nan()).then_some(LongDouble(parsed.value))
+    }
+
+    pub fn zero() -> LongDouble {
+        LongDouble(F80::ZERO)
+    }
+
+    /// The sum, rounded to nearest (ties to even) as the x87 unit does.
+    pub fn add(self, other: LongDouble) -> Result<LongDouble, FloatError> {
+        let sum = self.0.add_r(other.0, Round::NearestTiesToEven).value;
+        if sum.is_nan() || sum.is_infinite() { Err(FloatError::NanOrInfinity) } else { Ok(LongDouble(sum)) }
+    }
+
+    /// `"%.17Lf"` with trailing zeros (and then a bare point) removed, and
+    /// "-0" written "0": Redis's `ld2string` in human mode. Finite only.
+    pub fn to_human(self) -> String {
+        let bits = self.0.to_bits();
+        let negative = bits >> 79 & 1 == 1;
+        let biased = (bits >> 64 & 0x7fff) as i64;
+        let significand = BigUint::from(bits as u64);
+        // value = significand * 2^exp (the integer bit is explicit).
+        let exp = if biased == 0 { 1 - 16383 - 63 } else { biased - 16383 - 63 };
+        let scaled = significand * BigUint::from(10u32).pow(17);
+        let digits = if exp >= 0 {
+            scaled << exp as usize
+        } else {
+            // Round to nearest, ties to even, as glibc's printf does.
+            let shift = (-exp) as usize;
+            let quotient = &scaled >> shift;
+            let remainder = &scaled - (&quotient << shift);
+            let half = BigUint::from(1u32) << (shift - 1);
+            let odd = quotient.bit(0);
+            if remainder > half || (remainder == half && odd) { quotient + 1u32 } else { quotient }
+        };
+        let mut text = format!("{digits:0>18}");
+        text.insert(text.len() - 17, '.');
+        let text = text.trim_end_matches('0').trim_end_matches('.');
+        if negative && text != "0" { format!("-{text}") } else { text.to_string() }
+    }
+}
+
+/// Checks a decimal body (after the sign) against `strtold`'s grammar:
+/// digits with an optional point (at least one digit on either side),
+/// then an optional exponent with at least one digit.
+fn decimal_literal(body: &str) -> Option<()> {
+    let b = body.as_bytes();
+    let mut i = 0;
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - start
+    };
+    let mut mantissa = digits(&mut i);
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        mantissa += digits(&mut i);
+    }
+    if mantissa == 0 {
+        return None;
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return None;
+        }
+    }
+    (i == b.len()).then_some(())
+}
+
+/// A hex body (after `0x`, lowercased) in `strtold`'s grammar, with the
+/// binary exponent APFloat requires added when it has none.
+fn hex_literal(hex: &str) -> Option<String> {
+    let (mantissa, exponent) = match hex.split_once('p') {
+        Some((m, e)) => (m, Some(e)),
+        None => (hex, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let hex_digits = |s: &str| s.bytes().all(|c| c.is_ascii_hexdigit());
+    if int.len() + frac.len() == 0 || !hex_digits(int) || !hex_digits(frac) {
+        return None;
+    }
+    let exponent = match exponent {
+        None => "0",
+        Some(e) => {
+            let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            e
+        }
+    };
+    Some(format!("{mantissa}p{exponent}"))
+}
+
+/// INCRBYFLOAT: `current` (absent: 0) plus `increment`, printed as Redis
+/// stores and answers it. The current value is checked first.
+pub fn incr_by_float(current: Option<&[u8]>, increment: &[u8]) -> Result<String, FloatError> {
+    let value = match current {
+        None => LongDouble::zero(),
+        Some(c) => LongDouble::parse(c).ok_or(FloatError::NotFloat)?,
+    };
+    let increment = LongDouble::parse(increment).ok_or(FloatError::NotFloat)?;
+    Ok(value.add(increment)?.to_human())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incr(current: Option<&str>, by: &str) -> Result<String, FloatError> {
+        incr_by_float(current.map(str::as_bytes), by.as_bytes())
+    }
+
+    #[test]
+    fn sums_print_as_redis_on_x86_64_prints_them() {
+        assert_eq!(incr(None, "0.1").unwrap(), "0.1");
+        assert_eq!(incr(Some("10.50"), "0.1").unwrap(), "10.6");
+        assert_eq!(incr(Some("5.0e3"), "2.0e2").unwrap(), "5200");
+        assert_eq!(incr(Some("3"), "-3").unwrap(), "0");
+        assert_eq!(incr(Some("-1"), "0.5").unwrap(), "-0.5");
+        assert_eq!(incr(Some("1e20"), "0.1").unwrap(), "100000000000000000000", "below the 64-bit significand");
+        assert_eq!(incr(Some("0.1"), "0.2").unwrap(), "0.3");
+        assert_eq!(incr(None, "1e-20").unwrap(), "0", "17 decimals");
+        assert_eq!(incr(None, "-1e-20").unwrap(), "0", "-0 is written 0");
+        assert_eq!(incr(None, "0x1p-18").unwrap(), "0.00000381469726562", "a tie at the 17th decimal rounds to even");
+        assert_eq!(incr(None, "0x3p-18").unwrap(), "0.00001144409179688");
+        assert_eq!(incr(None, "0x1.8").unwrap(), "1.5");
+        assert_eq!(incr(None, "+.5").unwrap(), "0.5");
+        assert_eq!(incr(None, "5.").unwrap(), "5");
+        assert_eq!(incr(Some("1.5\0junk"), "1").unwrap(), "2.5", "C reads up to the NUL");
+        let huge = incr(None, "1e4000").unwrap();
+        assert!(huge.len() >= 4000 && huge.bytes().all(|c| c.is_ascii_digit()), "every integer digit, no point");
+    }
+
+    #[test]
+    fn what_strtold_or_redis_refuses() {
+        for bad in ["", " 1", "1 ", "abc", "1e", "1e+", ".", "-", "nan", "NaN", "1e5000", "1e-5000", "0x", "0xg", "0x1p", "1.2.3", "--1"] {
+            assert_eq!(incr(None, bad), Err(FloatError::NotFloat), "{bad:?}");
+        }
+        assert_eq!(incr(Some("abc"), "1"), Err(FloatError::NotFloat));
+        assert_eq!(incr(None, &"1".repeat(MAX_CHARS)), Err(FloatError::NotFloat));
+        assert_eq!(incr(None, "inf"), Err(FloatError::NanOrInfinity), "inf is a float, but the sum is infinite");
+        assert_eq!(incr(Some("-Infinity"), "1"), Err(FloatError::NanOrInfinity));
+        assert_eq!(incr(Some("inf"), "-inf"), Err(FloatError::NanOrInfinity));
+        assert_eq!(incr(Some("1e4932"), "1e4932"), Err(FloatError::NanOrInfinity));
+        assert!(incr(None, "1e-4940").is_ok(), "a denormal is not a range error to Redis");
+    }
+}
