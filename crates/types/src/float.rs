@@ -68,7 +68,7 @@ impl LongDouble {
     }
 
     /// The sum, rounded to nearest (ties to even) as the x87 unit does.
-    pub fn add(self, other: LongDouble) -> Result<LongDouble, FloatError> {
+    pub fn checked_add(self, other: LongDouble) -> Result<LongDouble, FloatError> {
         let sum = self.0.add_r(other.0, Round::NearestTiesToEven).value;
         if sum.is_nan() || sum.is_infinite() { Err(FloatError::NanOrInfinity) } else { Ok(LongDouble(sum)) }
     }
@@ -167,7 +167,7 @@ pub fn incr_by_float(current: Option<&[u8]>, increment: &[u8]) -> Result<String,
         Some(c) => LongDouble::parse(c).ok_or(FloatError::NotFloat)?,
     };
     let increment = LongDouble::parse(increment).ok_or(FloatError::NotFloat)?;
-    Ok(value.add(increment)?.to_human())
+    Ok(value.checked_add(increment)?.to_human())
 }
 
 #[cfg(test)]
