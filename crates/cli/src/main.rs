@@ -596,6 +596,10 @@ fn render_status(s: &ClusterStatus) -> String {
         let state = format!("{:?}", n.state).to_lowercase();
         out += &format!("{:<5} {:<22} {:<9} {:<22} {:>10} {:>12} {:>10}  {}\n", n.id, n.addr, state, health, n.partitions, n.keys, evenkeel::progress::human(n.bytes), engine_state(n));
     }
+    if !s.removed_nodes.is_empty() {
+        let ids: Vec<String> = s.removed_nodes.iter().map(u32::to_string).collect();
+        out += &format!("\nremoved nodes (ids not given out again): {}\n", ids.join(", "));
+    }
     out
 }
 

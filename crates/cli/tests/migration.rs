@@ -364,6 +364,16 @@ async fn added_node_takes_partitions_and_survives_restart() {
     let removed = http.post(format!("{admin}/v1/nodes/5/remove")).send().await.unwrap();
     assert!(removed.status().is_success(), "{}", removed.text().await.unwrap());
     assert_eq!(add().await, 6, "a removed node's id is never given out again");
+    // The cluster's status (refreshed by the stats poll each second) lists it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = cluster_status(&http, &admin).await;
+        if status.removed_nodes == [5] && status.nodes.iter().any(|n| n.id == 6) && status.nodes.iter().all(|n| n.id != 5) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the status does not show node 5 removed: {:?} {:?}", status.removed_nodes, status.nodes);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     cluster.shutdown().await.unwrap();
 
     let cluster = LocalCluster::start(options(dir.path(), 8, 100)).await.unwrap();

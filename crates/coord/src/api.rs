@@ -17,6 +17,10 @@ pub struct ClusterStatus {
     pub leader: bool,
     pub nodes: Vec<NodeStatus>,
     pub partitions: Vec<PartitionStatus>,
+    /// Ids of nodes removed from the cluster (`node remove`): never given
+    /// out again, and their processes, started again, refuse to join.
+    #[serde(default)]
+    pub removed_nodes: Vec<NodeId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -46,8 +46,8 @@ pub async fn members(meta: &dyn MetaStore) -> Result<Vec<NodeInfo>, MetaError> {
     Ok(kvs.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect())
 }
 
-/// The ids of removed nodes (their removal records).
-async fn removed_ids(meta: &dyn MetaStore) -> Result<Vec<NodeId>, MetaError> {
+/// The ids of removed nodes (their removal records), in order.
+pub(crate) async fn removed_ids(meta: &dyn MetaStore) -> Result<Vec<NodeId>, MetaError> {
     let (removed, _) = meta.get_prefix(keys::REMOVED_PREFIX).await?;
     Ok(removed.iter().filter_map(|kv| keys::node_id_of(&kv.key)).collect())
 }

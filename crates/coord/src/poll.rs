@@ -67,8 +67,9 @@ async fn collect(coord: &Coordinator) -> Result<ClusterStatus, evenkeel_meta::Me
     let table = meta.get(keys::ROUTING).await?.and_then(|kv| RoutingTable::from_json(&kv.value).ok());
     let infos: Vec<NodeInfo> = members.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect();
     let live: BTreeSet<NodeId> = live.iter().filter_map(|kv| keys::node_id_of(&kv.key)).collect();
+    let removed_nodes = crate::nodes::removed_ids(meta).await?;
     let stats = fetch_stats(&infos, &coord.clients, coord.config.stats_interval).await;
-    Ok(assemble(&infos, &live, &stats, table.as_ref(), coord.is_leader()))
+    Ok(assemble(&infos, &live, &stats, table.as_ref(), coord.is_leader(), removed_nodes))
 }
 
 async fn fetch_stats(infos: &[NodeInfo], clients: &NodeClients, timeout: Duration) -> HashMap<NodeId, Result<pb::StatsResponse, String>> {
@@ -90,6 +91,7 @@ fn assemble(
     stats: &HashMap<NodeId, Result<pb::StatsResponse, String>>,
     table: Option<&RoutingTable>,
     leader: bool,
+    removed_nodes: Vec<NodeId>,
 ) -> ClusterStatus {
     let mut per_partition: HashMap<(NodeId, u16), &pb::PartitionStats> = HashMap::new();
     for (&id, s) in stats {
@@ -117,6 +119,7 @@ fn assemble(
         leader,
         nodes,
         partitions,
+        removed_nodes,
     }
 }
 
