@@ -14,8 +14,9 @@
 # throttling is turned off (no static limits, adaptive off), and a
 # rebalance (bake 1 s instead of 30) runs while 50 clients SET keys,
 # of the moving partitions too (dual-writes to the destinations); it
-# prints the rebalance's seconds and the SET rate during it. What the migration path's durability costs
-# (in `sync` each applied page and forwarded write waits for an fsync).
+# prints the rebalance's seconds and the SET rate during it: what the
+# migration path's durability costs (in `sync` each applied page waits
+# for a shared fsync).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/evenkeel}

@@ -164,7 +164,7 @@ pub(crate) async fn read_log(inner: &Arc<NodeInner>, req: &pb::ReadLogRequest) -
 /// second for a node importing 4 MB/s of 100-byte values at 32 a batch).
 pub(crate) async fn apply(inner: &Arc<NodeInner>, req: pb::ApplyRequest) -> Result<pb::ApplyResponse, Status> {
     if req.forwarded {
-        return apply_forwarded(inner, req).await;
+        return apply_forwarded(inner, req);
     }
     let turn = if req.urgent { None } else { Some(inner.lane.background().await) };
     let p = admit(inner, req.header.as_ref())?;
@@ -187,17 +187,15 @@ pub(crate) async fn apply(inner: &Arc<NodeInner>, req: pb::ApplyRequest) -> Resu
 }
 
 /// A router's dual-write or copy-on-read records: applied inline, as an
-/// Execute's writes are, while the import is open, and in
-/// `Durability::Sync` answered as they are: once an fsync shared with the
-/// node's other writers covers them (the router answers a dual-written
-/// client after both copies).
-async fn apply_forwarded(inner: &NodeInner, req: pb::ApplyRequest) -> Result<pb::ApplyResponse, Status> {
+/// Execute's writes are, while the import is open. Answered without a
+/// durability wait also in `Durability::Sync`: the router sends them
+/// after answering its client, and nothing counts on them (the change log
+/// carries every write); the next page the migration applies here waits
+/// for an fsync that covers them too.
+fn apply_forwarded(inner: &NodeInner, req: pb::ApplyRequest) -> Result<pb::ApplyResponse, Status> {
     let (p, token) = importing(inner, req.header.as_ref())?;
     let records: Vec<KeyRecord> = req.records.into_iter().map(from_pb).collect::<Result<_, _>>()?;
     let applied = inner.store.apply_forwarded(p, token, &records).map_err(status)?;
-    if let Some(durable) = inner.store.durable() {
-        durable.await.map_err(Status::internal)?;
-    }
     Ok(pb::ApplyResponse { applied: applied as u32 })
 }
 
