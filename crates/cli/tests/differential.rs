@@ -57,6 +57,17 @@ const KNOWN_DIFFERENCES: &[KnownDifference] = &[
                  Redis has 16 by default. Our error is what Redis says with `databases 1`",
     },
     KnownDifference {
+        args: &["RENAME", "kd:a", "kd:b"],
+        ours: b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
+        reason: "RENAME, RENAMENX and MSETNX are atomic, so their keys must share a hash slot, as in Redis Cluster \
+                 (keys with one {tag} do); a standalone Redis takes any keys",
+    },
+    KnownDifference {
+        args: &["MSETNX", "kd:a", "1", "kd:b", "2"],
+        ours: b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
+        reason: "as RENAME's",
+    },
+    KnownDifference {
         args: &["CLIENT", "SETINFO", "lib-name", "differential"],
         ours: b"+OK\r\n",
         reason: "clients written for Redis 7.2 (redis-py 5, go-redis 9, ...) send CLIENT SETINFO on connect; \
@@ -253,6 +264,41 @@ fn older_forms(s: &mut Script) {
     s.0.push(Step::Call { args: vec![b"TIME".to_vec()], check: Check::Time });
     getex_setrange(s, &exat, &pxat);
     incrbyfloat(s);
+    rename_msetnx(s);
+}
+
+/// RENAME, RENAMENX and MSETNX on keys of one hash slot (`{tag}`).
+fn rename_msetnx(s: &mut Script) {
+    s.cmd(&["SET", "{rn}a", "v", "EX", "100"]);
+    s.cmd(&["RENAME", "{rn}a", "{rn}b"]);
+    s.cmd(&["EXISTS", "{rn}a"]);
+    s.cmd(&["GET", "{rn}b"]);
+    s.ttl("TTL", "{rn}b");
+    s.cmd(&["SET", "{rn}c", "other"]);
+    s.cmd(&["RENAME", "{rn}b", "{rn}c"]);
+    s.cmd(&["GET", "{rn}c"]);
+    s.ttl("TTL", "{rn}c");
+    s.cmd(&["SET", "{rn}d", "plain"]);
+    s.cmd(&["SET", "{rn}e", "ttl", "EX", "100"]);
+    s.cmd(&["RENAME", "{rn}d", "{rn}e"]);
+    s.ttl("TTL", "{rn}e");
+    s.cmd(&["RENAME", "{rn}missing", "{rn}x"]);
+    s.cmd(&["RENAME", "{rn}e", "{rn}e"]);
+    s.cmd(&["RENAME", "{rn}missing", "{rn}missing"]);
+    s.cmd(&["RENAMENX", "{rn}e", "{rn}c"]);
+    s.cmd(&["RENAMENX", "{rn}e", "{rn}f"]);
+    s.cmd(&["RENAMENX", "{rn}f", "{rn}f"]);
+    s.cmd(&["RENAMENX", "{rn}missing", "{rn}g"]);
+    s.cmd(&["MGET", "{rn}c", "{rn}e", "{rn}f"]);
+    s.cmd(&["MSETNX", "{mn}a", "1", "{mn}b", "2"]);
+    s.cmd(&["MGET", "{mn}a", "{mn}b"]);
+    s.cmd(&["MSETNX", "{mn}c", "3", "{mn}a", "4"]);
+    s.cmd(&["MGET", "{mn}a", "{mn}c"]);
+    s.cmd(&["MSETNX", "{mn}d", "1", "{mn}d", "2"]);
+    s.cmd(&["GET", "{mn}d"]);
+    s.cmd(&["MSETNX", "{mn}e", "1", "{mn}f"]);
+    s.cmd(&["MSETNX", "same", "x"]);
+    s.cmd(&["GET", "same"]);
 }
 
 /// INCRBYFLOAT: Redis adds in x87 `long double` and prints 17 decimals.
@@ -668,6 +714,9 @@ fn arity_and_unknown(s: &mut Script) {
         &["TIME", "x"],
         &["GETEX"],
         &["INCRBYFLOAT", "arity:k"],
+        &["RENAME", "arity:k"],
+        &["RENAMENX", "arity:k", "b", "c"],
+        &["MSETNX", "arity:k"],
         &["SETRANGE", "arity:k", "0"],
     ] {
         s.cmd(args);

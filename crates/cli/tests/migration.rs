@@ -468,3 +468,58 @@ async fn rebalance_after_node_add_moves_a_quarter_under_load() {
     assert!(plan.moves.is_empty(), "a balanced cluster plans nothing: {plan:?}");
     cluster.shutdown().await.unwrap();
 }
+
+/// RENAME, RENAMENX and MSETNX write several keys of one hash slot in one
+/// atomic step on the owner; a move carries each of those records through
+/// its change log like any other. Run throughout a move of their partition
+/// (copy, cutover, bake with reverse capture), they leave every key as
+/// they were acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(options(dir.path(), 8, 2_000)).await.unwrap();
+    let admin = format!("http://{}", cluster.admin_addr);
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
+    let added = http.post(format!("{admin}/v1/nodes")).json(&serde_json::json!({})).send().await.unwrap();
+    assert_eq!(added.status(), 201);
+    // One hash tag of partition 0: every key below is in its slot.
+    let tag = keys_in("rt", 0, 8, 1).remove(0);
+    let key = |name: &str, i: usize| format!("{{{tag}}}{name}{i}");
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    const N: usize = 300;
+    for i in 0..N {
+        let () = conn.set(key("a", i), i).await.unwrap();
+    }
+    let request = MoveRequest { partition: 0, target: 4 };
+    let m: MigrationInfo = http.post(format!("{admin}/v1/migrations")).json(&request).send().await.unwrap().json().await.unwrap();
+    let mut done = 0;
+    while done < N {
+        let renamed: String = redis::cmd("RENAME").arg(key("a", done)).arg(key("b", done)).query_async(&mut conn).await.unwrap();
+        assert_eq!(renamed, "OK");
+        let set: i64 = redis::cmd("MSETNX").arg(key("c", done)).arg(done).arg(key("e", done)).arg(done).query_async(&mut conn).await.unwrap();
+        assert_eq!(set, 1);
+        let moved: i64 = redis::cmd("RENAMENX").arg(key("b", done)).arg(key("d", done)).query_async(&mut conn).await.unwrap();
+        assert_eq!(moved, 1);
+        done += 1;
+        if done % 20 == 0 && migrations(&http, &admin).await.iter().any(|x| x.id == m.id && x.state == "DONE") {
+            break;
+        }
+    }
+    let state_then = migrations(&http, &admin).await.into_iter().find(|x| x.id == m.id).map(|x| x.state);
+    println!("{done} rounds of RENAME, MSETNX, RENAMENX ran during the move; it was {state_then:?} after them");
+    wait_state(&http, &admin, &m.id, "DONE").await;
+    assert_eq!(routing(&cluster).await.entry(0).unwrap().owner, 4);
+    for i in 0..N {
+        let names = ["a", "b", "c", "d", "e"].map(|name| key(name, i));
+        let values: Vec<Option<usize>> = redis::cmd("MGET").arg(&names[..]).query_async(&mut conn).await.unwrap();
+        let (a, b, c, d, e) = (values[0], values[1], values[2], values[3], values[4]);
+        if i < done {
+            assert_eq!((a, b, c, d, e), (None, None, Some(i), Some(i), Some(i)), "key {i} of {done} renamed");
+        } else {
+            assert_eq!((a, b, c, d, e), (Some(i), None, None, None, None), "key {i} left alone");
+        }
+    }
+    cluster.shutdown().await.unwrap();
+}

@@ -333,6 +333,9 @@ impl Store {
             return Ok(Err(refused));
         }
         self.revive(partition, &counters)?;
+        if let Some(keys) = ops::multi_keys(kind, key) {
+            return self.execute_multi(partition, &mut counters, &keys, kind, now_ms).map(Ok);
+        }
         let stored = self.rows.get_locked(partition, &data_key, || self.read(&data_key))?;
         let version = self.clock.tick(now_ms);
         let applied = ops::apply(kind, stored.as_ref(), now_ms, version, self.config.limits);
@@ -341,6 +344,23 @@ impl Store {
             self.commit(partition, &mut counters, &data_key, stored.as_ref(), record)?;
         }
         Ok(Ok((applied.reply, applied.write)))
+    }
+
+    /// A multi-key operation (RENAME, MSETNX) under the partition's lock
+    /// (`counters`): every key's record read, every write committed in one
+    /// batch, so no reader or migration sees half of it. Returns the reply
+    /// and the op key's write, if any (what a router forwards).
+    fn execute_multi(&self, partition: PartitionId, counters: &mut PartitionCounters, keys: &[&[u8]], kind: &Kind, now_ms: u64) -> Result<(R, Option<Record>), StoreError> {
+        let data_keys = keys.iter().map(|k| Ok(data_key(self.slot_in(partition, k)?, k))).collect::<Result<Vec<_>, StoreError>>()?;
+        let stored = data_keys.iter().map(|dk| self.rows.get_locked(partition, dk, || self.read(dk))).collect::<Result<Vec<_>, _>>()?;
+        let versions: Vec<u64> = keys.iter().map(|_| self.clock.tick(now_ms)).collect();
+        let applied = ops::apply_multi(kind, &stored, now_ms, &versions);
+        let writes: Vec<(&[u8], Option<&Record>, &Record)> = applied.writes.iter().map(|(i, r)| (data_keys[*i].as_slice(), stored[*i].as_ref(), r)).collect();
+        if !writes.is_empty() {
+            self.commit_all(partition, counters, &writes)?;
+        }
+        let own = applied.writes.into_iter().find(|(i, _)| *i == 0).map(|(_, r)| r);
+        Ok((applied.reply, own))
     }
 
     /// Live keys of whole slots starting at `start_slot` within `partition`,
@@ -564,14 +584,24 @@ impl Store {
         old: Option<&Record>,
         record: &Record,
     ) -> Result<(), StoreError> {
+        self.commit_all(partition, counters, &[(data_key, old, record)])
+    }
+
+    /// [`Self::commit`] for several keys (distinct data keys, each with its
+    /// stored record and the record to write), in one atomic batch.
+    fn commit_all(&self, partition: PartitionId, counters: &mut PartitionCounters, writes: &[(&[u8], Option<&Record>, &Record)]) -> Result<(), StoreError> {
         // To the OS only, in both durabilities: with `Sync` the caller waits
         // for the group commit's fsync (`Self::durable`) without the
         // partition's lock.
         let mut batch = self.db.batch();
         let mut after = *counters;
-        self.stage(&mut batch, partition, &mut after, data_key, old, record, Log::Append);
+        for (data_key, old, record) in writes {
+            self.stage(&mut batch, partition, &mut after, data_key, *old, record, Log::Append);
+        }
         let committed = batch.commit();
-        self.rows.wrote(partition, data_key, committed.is_ok().then_some(record));
+        for (data_key, _, record) in writes {
+            self.rows.wrote(partition, data_key, committed.as_ref().ok().map(|_| *record));
+        }
         committed?;
         *counters = after;
         Ok(())

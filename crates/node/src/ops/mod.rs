@@ -31,6 +31,65 @@ impl Default for OpLimits {
     }
 }
 
+/// The keys a multi-key operation (RENAME, MSETNX) reads and may write,
+/// its own `key` first; None for a single-key operation.
+pub fn multi_keys<'a>(kind: &'a Kind, key: &'a [u8]) -> Option<Vec<&'a [u8]>> {
+    match kind {
+        Kind::Rename(r) if r.to == key => Some(vec![key]),
+        Kind::Rename(r) => Some(vec![key, &r.to]),
+        Kind::MsetNx(m) => Some(m.keys.iter().map(|k| &k[..]).collect()),
+        _ => None,
+    }
+}
+
+/// The outcome of a multi-key operation: records to store by index into
+/// its [`multi_keys`] (each key at most once), and the reply.
+#[derive(Debug, PartialEq)]
+pub struct AppliedMulti {
+    pub writes: Vec<(usize, Record)>,
+    pub reply: R,
+}
+
+/// Executes a multi-key `kind` against the stored record of each of its
+/// [`multi_keys`] (`stored[i]`); the i-th write gets `versions[i]`.
+pub fn apply_multi(kind: &Kind, stored: &[Option<Record>], now_ms: u64, versions: &[Version]) -> AppliedMulti {
+    let live = |i: usize| stored[i].as_ref().filter(|r| r.is_live(now_ms));
+    let none = |reply| AppliedMulti { writes: vec![], reply };
+    match kind {
+        Kind::Rename(r) => {
+            let Some(source) = live(0) else { return none(op_error(pb::op_error::Kind::NoSuchKey)) };
+            let done = R::Integer(1);
+            // Same key (one of it): nothing moves (RENAMENX answers 0,
+            // RENAME OK).
+            if stored.len() < 2 {
+                return none(if r.nx { R::Integer(0) } else { done });
+            }
+            if r.nx && live(1).is_some() {
+                return none(R::Integer(0));
+            }
+            let moved = Record { value: source.value.clone(), expire_at_ms: source.expire_at_ms, version: versions[1] };
+            AppliedMulti { writes: vec![(0, Record::tombstone(versions[0])), (1, moved)], reply: done }
+        }
+        Kind::MsetNx(m) => {
+            if (0..stored.len()).any(|i| live(i).is_some()) {
+                return none(R::Integer(0));
+            }
+            // The last value of a key given more than once.
+            let mut writes: Vec<(usize, Record)> = Vec::new();
+            for (i, key) in m.keys.iter().enumerate() {
+                let first = m.keys.iter().position(|k| k == key).expect("the key is in the list");
+                let value = Record::value(m.values[i].clone(), None, versions[first]);
+                match writes.iter_mut().find(|(j, _)| *j == first) {
+                    Some(w) => w.1 = value,
+                    None => writes.push((first, value)),
+                }
+            }
+            AppliedMulti { writes, reply: R::Integer(1) }
+        }
+        other => unreachable!("{other:?} is not a multi-key operation"),
+    }
+}
+
 /// Executes `kind` against `stored` at `now_ms`; a write gets `version`.
 pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version, limits: OpLimits) -> Applied {
     let live = stored.filter(|r| r.is_live(now_ms));
@@ -46,6 +105,7 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::GetEx(g) => get_ex(g, live, now_ms, version),
         Kind::SetRange(s) => set_range(s, live, version, limits),
         Kind::IncrByFloat(i) => incr_by_float(&i.increment, live, version),
+        Kind::Rename(_) | Kind::MsetNx(_) => unreachable!("multi-key operations run through apply_multi"),
     }
 }
 
@@ -226,6 +286,7 @@ fn op_error(kind: pb::op_error::Kind) -> R {
         pb::op_error::Kind::TooLarge => "string exceeds maximum allowed size (proto-max-bulk-len)",
         pb::op_error::Kind::NotFloat => "value is not a valid float",
         pb::op_error::Kind::NanOrInfinity => "increment would produce NaN or Infinity",
+        pb::op_error::Kind::NoSuchKey => "no such key",
         pb::op_error::Kind::Internal => "internal error",
     };
     R::Error(pb::OpError { kind: kind as i32, message: message.to_string() })

@@ -151,3 +151,31 @@ fn incrbyfloat_keeps_the_expiry_and_refuses_what_is_not_a_float() {
     let e = run(by("inf"), live("1"));
     assert!(e.write.is_none() && matches!(e.reply, R::Error(ref x) if x.message == "increment would produce NaN or Infinity"));
 }
+
+#[test]
+fn rename_moves_value_and_expiry_or_refuses() {
+    let rename = |nx| Kind::Rename(pb::Rename { to: Bytes::from_static(b"b"), nx });
+    let source = Some(Record::value("v", Some(NOW + 9), 1));
+    let a = apply_multi(&rename(false), &[source.clone(), live("old")], NOW, &[10, 11]);
+    assert_eq!(a, AppliedMulti { writes: vec![(0, Record::tombstone(10)), (1, Record::value("v", Some(NOW + 9), 11))], reply: R::Integer(1) });
+    assert_eq!(apply_multi(&rename(true), &[source.clone(), live("old")], NOW, &[10, 11]).writes, vec![], "NX: the target exists");
+    assert_eq!(apply_multi(&rename(true), &[source.clone(), None], NOW, &[10, 11]).reply, R::Integer(1));
+    let missing = apply_multi(&rename(false), &[Some(Record::value("v", Some(NOW), 1)), None], NOW, &[10, 11]);
+    assert!(missing.writes.is_empty() && matches!(missing.reply, R::Error(ref e) if e.message == "no such key"), "an expired source is missing");
+    // The same key: one record, nothing written.
+    assert_eq!(apply_multi(&rename(false), std::slice::from_ref(&source), NOW, &[10]), AppliedMulti { writes: vec![], reply: R::Integer(1) });
+    assert_eq!(apply_multi(&rename(true), &[source], NOW, &[10]).reply, R::Integer(0));
+}
+
+#[test]
+fn msetnx_sets_all_or_nothing_and_a_repeated_key_takes_its_last_value() {
+    let msetnx = |pairs: &[(&'static str, &'static str)]| {
+        Kind::MsetNx(pb::MsetNx { keys: pairs.iter().map(|p| Bytes::from_static(p.0.as_bytes())).collect(), values: pairs.iter().map(|p| Bytes::from_static(p.1.as_bytes())).collect() })
+    };
+    let a = apply_multi(&msetnx(&[("a", "1"), ("b", "2"), ("a", "3")]), &[None, None, None], NOW, &[10, 11, 12]);
+    assert_eq!(a, AppliedMulti { writes: vec![(0, Record::value("3", None, 10)), (1, Record::value("2", None, 11))], reply: R::Integer(1) });
+    let blocked = apply_multi(&msetnx(&[("a", "1"), ("b", "2")]), &[None, live("x")], NOW, &[10, 11]);
+    assert_eq!(blocked, AppliedMulti { writes: vec![], reply: R::Integer(0) });
+    let expired = Some(Record::value("x", Some(NOW), 1));
+    assert_eq!(apply_multi(&msetnx(&[("a", "1")]), &[expired], NOW, &[10]).reply, R::Integer(1), "an expired key is absent");
+}

@@ -55,6 +55,43 @@ fn writes_survive_reopen_with_counters_log_and_clock() {
     assert_eq!(logged, 3);
 }
 
+/// RENAME and MSETNX read and write several keys of one partition under
+/// its lock and commit them in one batch: each key's record, its change-log
+/// entry and the counters move together, as they would for single writes,
+/// and survive a reopen. A key of another partition is refused.
+#[test]
+fn multi_key_operations_commit_their_keys_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (&b"{multi}a"[..], &b"{multi}b"[..]);
+    let p = key_partition(a, N);
+    let counters = {
+        let s = open(dir.path());
+        exec(&s, a, set("v", Some(9_000)), 1_000);
+        exec(&s, b, set("old", None), 1_000);
+        let before = s.counters()[p as usize];
+        assert_eq!(exec(&s, a, Kind::Rename(pb::Rename { to: Bytes::from_static(b"{multi}b"), nx: false }), 1_000), R::Integer(1));
+        let after = s.counters()[p as usize];
+        assert_eq!(after.log_next, before.log_next + 2, "a tombstone and a value logged");
+        assert_eq!((after.keys, after.tombstones), (1, 1));
+        assert_eq!(get(&s, a, 1_000), None);
+        assert_eq!(get(&s, b, 1_000), Some(Bytes::from_static(b"v")));
+        let (keys, values) = (vec![Bytes::from_static(b"{multi}a"), Bytes::from_static(b"{multi}c")], vec![Bytes::from_static(b"1"), Bytes::from_static(b"2")]);
+        assert_eq!(exec(&s, a, Kind::MsetNx(pb::MsetNx { keys: keys.clone(), values: values.clone() }), 1_000), R::Integer(1));
+        assert_eq!(s.counters()[p as usize].keys, 3);
+        let blocked = pb::MsetNx { keys: vec![Bytes::from_static(b"{multi}d"), Bytes::from_static(b"{multi}b")], values };
+        assert_eq!(exec(&s, a, Kind::MsetNx(blocked), 1_000), R::Integer(0));
+        assert_eq!(get(&s, b"{multi}d", 1_000), None, "nothing set when one key exists");
+        let elsewhere = (0u32..).map(|i| format!("other{i}").into_bytes()).find(|k| key_partition(k, N) != p).unwrap();
+        let refused = s.execute(p, a, &Kind::Rename(pb::Rename { to: Bytes::from(elsewhere), nx: false }), 1_000);
+        assert!(matches!(refused, Err(StoreError::WrongPartition { .. })), "{refused:?}");
+        s.counters()
+    };
+    let s = open(dir.path());
+    assert_eq!(s.counters(), counters);
+    assert_eq!(get(&s, b, 1_000), Some(Bytes::from_static(b"v")));
+    assert_eq!(get(&s, b"{multi}c", 1_000), Some(Bytes::from_static(b"2")));
+}
+
 #[test]
 fn writes_are_called_at_risk_of_stalling_before_the_engine_brakes() {
     assert!(!stall_risk(0, 0));

@@ -10,7 +10,7 @@ use crate::glob::glob_match;
 use bytes::Bytes;
 use evenkeel_resp::Frame;
 use evenkeel_rpc::pb::{self, op::Kind};
-use evenkeel_types::slot::slot_partition;
+use evenkeel_types::slot::{key_slot, slot_partition};
 use evenkeel_types::{SLOT_COUNT, unix_ms};
 
 /// One op per key (DEL, EXISTS).
@@ -28,6 +28,23 @@ pub fn exists(a: &[Bytes]) -> Result<Planned, Frame> {
 
 pub fn persist(a: &[Bytes]) -> Result<Planned, Frame> {
     Ok(Planned::one(&a[1], Kind::Persist(pb::Persist {}), Shape::Integer))
+}
+
+/// Redis Cluster's answer to a command whose keys are in different hash
+/// slots: such commands (RENAME, MSETNX) are atomic only within a slot.
+pub(crate) fn cross_slot() -> Frame {
+    Frame::error("CROSSSLOT Keys in request don't hash to the same slot")
+}
+
+/// RENAME (OK) and RENAMENX (1 or 0): one atomic node operation, so both
+/// keys must be in one hash slot, as in Redis Cluster (`{tag}`).
+pub fn rename(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
+    if key_slot(&a[1]) != key_slot(&a[2]) {
+        return Err(cross_slot());
+    }
+    let nx = name == "renamenx";
+    let shape = if nx { Shape::Integer } else { Shape::Ok };
+    Ok(Planned::one(&a[1], Kind::Rename(pb::Rename { to: a[2].clone(), nx }), shape))
 }
 
 /// TYPE: every value here is a string.

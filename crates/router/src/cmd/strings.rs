@@ -215,6 +215,21 @@ pub fn mget(a: &[Bytes]) -> Result<Planned, Frame> {
     Ok(Planned { ops, shape: Shape::Values })
 }
 
+/// MSETNX: all keys or none, in one atomic node operation, so the keys
+/// must share a hash slot (Redis Cluster's rule).
+pub fn msetnx(a: &[Bytes]) -> Result<Planned, Frame> {
+    if a.len().is_multiple_of(2) {
+        return Err(wrong_arity("msetnx"));
+    }
+    let slot = evenkeel_types::slot::key_slot(&a[1]);
+    if a[1..].chunks(2).any(|kv| evenkeel_types::slot::key_slot(&kv[0]) != slot) {
+        return Err(super::keys::cross_slot());
+    }
+    let keys = a[1..].chunks(2).map(|kv| kv[0].clone()).collect();
+    let values = a[1..].chunks(2).map(|kv| kv[1].clone()).collect();
+    Ok(Planned::one(&a[1], Kind::MsetNx(pb::MsetNx { keys, values }), Shape::Integer))
+}
+
 /// MSET across partitions is applied per key, not atomically as a whole.
 pub fn mset(a: &[Bytes]) -> Result<Planned, Frame> {
     if a.len().is_multiple_of(2) {
