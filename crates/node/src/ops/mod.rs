@@ -71,6 +71,9 @@ pub fn apply_multi(kind: &Kind, stored: &[Option<Record>], now_ms: u64, versions
             AppliedMulti { writes: vec![(0, Record::tombstone(versions[0])), (1, moved)], reply: done }
         }
         Kind::MsetNx(m) => {
+            if m.keys.is_empty() || m.keys.len() != m.values.len() {
+                return none(R::Error(pb::OpError { kind: pb::op_error::Kind::Internal as i32, message: "malformed MSETNX: a value for each key".into() }));
+            }
             if (0..stored.len()).any(|i| live(i).is_some()) {
                 return none(R::Integer(0));
             }

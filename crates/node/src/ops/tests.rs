@@ -178,4 +178,7 @@ fn msetnx_sets_all_or_nothing_and_a_repeated_key_takes_its_last_value() {
     assert_eq!(blocked, AppliedMulti { writes: vec![], reply: R::Integer(0) });
     let expired = Some(Record::value("x", Some(NOW), 1));
     assert_eq!(apply_multi(&msetnx(&[("a", "1")]), &[expired], NOW, &[10]).reply, R::Integer(1), "an expired key is absent");
+    let malformed = Kind::MsetNx(pb::MsetNx { keys: vec![Bytes::from_static(b"a")], values: vec![] });
+    let refused = apply_multi(&malformed, &[None], NOW, &[10]);
+    assert!(refused.writes.is_empty() && matches!(refused.reply, R::Error(_)), "a request from a faulty router is refused, not a panic");
 }
