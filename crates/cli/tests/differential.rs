@@ -265,6 +265,52 @@ fn older_forms(s: &mut Script) {
     getex_setrange(s, &exat, &pxat);
     incrbyfloat(s);
     rename_msetnx(s);
+    bits(s);
+}
+
+/// SETBIT, GETBIT, BITCOUNT.
+fn bits(s: &mut Script) {
+    s.cmd(&["SETBIT", "bit:k", "7", "1"]);
+    s.cmd(&["SETBIT", "bit:k", "7", "1"]);
+    s.cmd(&["SETBIT", "bit:k", "0", "1"]);
+    s.cmd(&["GET", "bit:k"]);
+    s.cmd(&["SETBIT", "bit:k", "100", "0"]);
+    s.cmd(&["STRLEN", "bit:k"]);
+    s.cmd(&["SETBIT", "bit:k", "7", "0"]);
+    s.cmd(&["GET", "bit:k"]);
+    s.cmd(&["SETBIT", "bit:zero", "20", "0"]);
+    s.cmd(&["GET", "bit:zero"]);
+    for (offset, bit) in [("-1", "1"), ("x", "1"), ("4294967296", "1"), ("0", "2"), ("0", "-1"), ("0", "x"), ("0", "01")] {
+        s.cmd(&["SETBIT", "bit:bad", offset, bit]);
+    }
+    s.cmd(&["EXISTS", "bit:bad"]);
+    s.cmd(&["SET", "bit:ttl", "a", "EX", "100"]);
+    s.cmd(&["SETBIT", "bit:ttl", "30", "1"]);
+    s.ttl("TTL", "bit:ttl");
+    s.cmd(&["SET", "bit:fb", "foobar"]);
+    for offset in ["0", "1", "2", "7", "47", "48", "1000"] {
+        s.cmd(&["GETBIT", "bit:fb", offset]);
+    }
+    s.cmd(&["GETBIT", "bit:missing", "3"]);
+    s.cmd(&["GETBIT", "bit:missing", "-1"]);
+    s.cmd(&["GETBIT", "bit:fb", "4294967296"]);
+    s.cmd(&["SET", "bit:int", "12345"]);
+    s.cmd(&["GETBIT", "bit:int", "2"]);
+    s.cmd(&["BITCOUNT", "bit:int"]);
+    s.cmd(&["BITCOUNT", "bit:fb"]);
+    for range in [
+        &["0", "0"][..], &["1", "1"], &["1", "1", "BIT"], &["5", "30", "bit"], &["-2", "-1"], &["-2", "-1", "BYTE"], &["0", "-1", "BIT"],
+        &["-5", "-1", "BIT"], &["3", "1"], &["-1", "-5", "FOO"], &["0", "1", "FOO"], &["0"], &["0", "1", "BIT", "x"], &["a", "1"],
+        &["0", "b"], &["-100", "100"], &["-9223372036854775808", "9223372036854775807", "BIT"], &["47", "47", "BIT"], &["100", "200"],
+    ] {
+        let mut args = vec!["BITCOUNT", "bit:fb"];
+        args.extend_from_slice(range);
+        s.cmd(&args);
+        args[1] = "bit:missing";
+        s.cmd(&args);
+    }
+    s.cmd(&["SET", "bit:empty", ""]);
+    s.cmd(&["BITCOUNT", "bit:empty", "0", "-1", "BIT"]);
 }
 
 /// RENAME, RENAMENX and MSETNX on keys of one hash slot (`{tag}`).
@@ -717,6 +763,9 @@ fn arity_and_unknown(s: &mut Script) {
         &["RENAME", "arity:k"],
         &["RENAMENX", "arity:k", "b", "c"],
         &["MSETNX", "arity:k"],
+        &["GETBIT", "arity:k"],
+        &["SETBIT", "arity:k", "1"],
+        &["BITCOUNT"],
         &["SETRANGE", "arity:k", "0"],
     ] {
         s.cmd(args);

@@ -108,6 +108,7 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::GetEx(g) => get_ex(g, live, now_ms, version),
         Kind::SetRange(s) => set_range(s, live, version, limits),
         Kind::IncrByFloat(i) => incr_by_float(&i.increment, live, version),
+        Kind::SetBit(b) => set_bit(b, live, version, limits),
         Kind::Rename(_) | Kind::MsetNx(_) => unreachable!("multi-key operations run through apply_multi"),
     }
 }
@@ -182,6 +183,25 @@ fn incr_by(delta: i64, live: Option<&Record>, version: Version) -> Applied {
     let expire = live.and_then(|r| r.expire_at_ms);
     let write = Record::value(Bytes::from(next.to_string()), expire, version);
     Applied { write: Some(write), reply: R::Integer(next) }
+}
+
+fn set_bit(b: &pb::SetBit, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
+    let Some(byte) = usize::try_from(b.offset >> 3).ok().filter(|byte| *byte < limits.max_value_bytes) else { return no_write(too_large()) };
+    let mask = 1u8 << (7 - (b.offset & 7));
+    let current = live.and_then(|r| r.value.as_ref());
+    let old = current.and_then(|v| v.get(byte)).is_some_and(|v| v & mask != 0);
+    // Redis writes unless the bit is already as asked in a value long
+    // enough (a missing key is created, even to clear a bit).
+    if old == b.on && current.is_some_and(|v| byte < v.len()) {
+        return no_write(R::Integer(old as i64));
+    }
+    let mut value = BytesMut::from(current.map_or(&[][..], |v| &v[..]));
+    if value.len() <= byte {
+        value.resize(byte + 1, 0);
+    }
+    if b.on { value[byte] |= mask } else { value[byte] &= !mask }
+    let expire = live.and_then(|r| r.expire_at_ms);
+    Applied { write: Some(Record::value(value.freeze(), expire, version)), reply: R::Integer(old as i64) }
 }
 
 fn incr_by_float(increment: &[u8], live: Option<&Record>, version: Version) -> Applied {

@@ -182,3 +182,21 @@ fn msetnx_sets_all_or_nothing_and_a_repeated_key_takes_its_last_value() {
     let refused = apply_multi(&malformed, &[None], NOW, &[10]);
     assert!(refused.writes.is_empty() && matches!(refused.reply, R::Error(_)), "a request from a faulty router is refused, not a panic");
 }
+
+#[test]
+fn setbit_grows_sets_clears_and_answers_the_old_bit() {
+    let setbit = |offset, on| Kind::SetBit(pb::SetBit { offset, on });
+    let a = run(setbit(7, true), None);
+    assert_eq!(a, Applied { write: Some(Record::value(Bytes::from_static(&[1]), None, V)), reply: R::Integer(0) });
+    let a = run(setbit(0, true), Some(Record::value(Bytes::from_static(&[1]), Some(NOW + 9), 1)));
+    assert_eq!(a, Applied { write: Some(Record::value(Bytes::from_static(&[0x81]), Some(NOW + 9), V)), reply: R::Integer(0) });
+    let a = run(setbit(7, false), live("\u{1}"));
+    assert_eq!(a, Applied { write: Some(Record::value(Bytes::from_static(&[0]), None, V)), reply: R::Integer(1) });
+    assert_eq!(run(setbit(7, true), live("\u{1}")), Applied { write: None, reply: R::Integer(1) }, "already set");
+    let a = run(setbit(17, false), live("a"));
+    assert_eq!(a.write.unwrap().value.unwrap(), Bytes::from_static(b"a\0\0"), "clearing past the end grows the value");
+    assert_eq!(run(setbit(3, false), None).write.unwrap().value.unwrap(), Bytes::from_static(&[0]), "a missing key is created");
+    // OpLimits of 16 bytes here.
+    assert_eq!(run(setbit(16 * 8, true), None).reply, too_large());
+    assert_eq!(run(setbit(u64::MAX, true), None).reply, too_large());
+}

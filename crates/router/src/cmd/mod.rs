@@ -11,6 +11,7 @@
 //! exposes that to the session, which runs the ops of consecutive pipelined
 //! data commands together.
 
+pub mod bits;
 pub mod keys;
 pub mod plan;
 pub mod server;
@@ -60,6 +61,7 @@ const ALL: (i32, i32, i32) = (1, -1, 1);
 /// Every command the router understands.
 pub const SPECS: &[Spec] = &[
     spec("append", 3, WD, ONE),
+    spec("bitcount", -2, RO, ONE),
     spec("auth", -2, NOAUTH, NOKEY),
     spec("client", -2, F, NOKEY),
     spec("command", -1, F, NOKEY),
@@ -76,6 +78,7 @@ pub const SPECS: &[Spec] = &[
     spec("flushall", -1, W, NOKEY),
     spec("flushdb", -1, W, NOKEY),
     spec("get", 2, R_, ONE),
+    spec("getbit", 3, R_, ONE),
     spec("getdel", 2, WF, ONE),
     spec("getex", -2, WF, ONE),
     spec("getrange", 4, RO, ONE),
@@ -102,6 +105,7 @@ pub const SPECS: &[Spec] = &[
     spec("scan", -2, RO, NOKEY),
     spec("select", 2, F, NOKEY),
     spec("set", -3, WD, ONE),
+    spec("setbit", 4, WD, ONE),
     spec("setex", 4, WD, ONE),
     spec("setnx", 3, WDF, ONE),
     spec("setrange", 4, WD, ONE),
@@ -166,6 +170,9 @@ fn plan(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
         "mget" => strings::mget(a),
         "mset" => strings::mset(a),
         "msetnx" => strings::msetnx(a),
+        "getbit" => bits::getbit(a),
+        "setbit" => bits::setbit(a),
+        "bitcount" => bits::bitcount(a),
         "rename" | "renamenx" => keys::rename(name, a),
         "del" => keys::del(a),
         "exists" => keys::exists(a),

@@ -36,6 +36,11 @@ pub enum Shape {
     Type,
     /// GETRANGE: these bytes of the value (empty when absent).
     Range { start: i64, end: i64 },
+    /// GETBIT: the bit at this offset (0 past the end or when absent).
+    Bit { offset: u64 },
+    /// BITCOUNT: set bits in the range (0 when absent, whatever the
+    /// arguments: Redis looks the key up first).
+    BitCount(super::bits::BitCountArgs),
     /// EXPIRETIME (seconds, rounded) or PEXPIRETIME: the absolute expiry;
     /// -2 absent, -1 no expiry.
     ExpireTime { millis: bool },
@@ -94,6 +99,9 @@ fn single_key(shape: Shape, r: R) -> Frame {
         (Shape::Type, R::Nil(_)) => Frame::Simple("none".into()),
         (Shape::Range { .. }, R::Nil(_)) => Frame::Bulk(bytes::Bytes::new()),
         (Shape::Range { start, end }, R::Value(v)) => Frame::Bulk(v.value.slice(super::strings::range(v.value.len(), start, end))),
+        (Shape::Bit { .. } | Shape::BitCount(_), R::Nil(_)) => Frame::Integer(0),
+        (Shape::Bit { offset }, R::Value(v)) => Frame::Integer(super::bits::bit_at(&v.value, offset)),
+        (Shape::BitCount(args), R::Value(v)) => super::bits::count_bits(&v.value, args),
         (Shape::ExpireTime { .. }, R::Nil(_)) => Frame::Integer(-2),
         (Shape::ExpireTime { .. }, R::Value(v)) if v.expire_at_ms == 0 => Frame::Integer(-1),
         (Shape::ExpireTime { millis }, R::Value(v)) => {

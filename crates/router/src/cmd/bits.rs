@@ -1,0 +1,148 @@
+//! Bit commands on string values: GETBIT, SETBIT, BITCOUNT.
+//!
+//! SETBIT is a node operation (a read-modify-write of the value); GETBIT
+//! and BITCOUNT read the value and compute here. Redis checks GETBIT's and
+//! SETBIT's arguments before the key, and BITCOUNT's only once the key is
+//! found (a missing key counts 0 whatever the arguments), so BITCOUNT's
+//! argument errors travel in its reply shape.
+
+use super::plan::{Planned, Shape};
+use super::{int_arg, syntax_error};
+use bytes::Bytes;
+use evenkeel_resp::Frame;
+use evenkeel_rpc::pb::{self, op::Kind};
+
+/// Redis's default `proto-max-bulk-len`: a bit offset must address a byte
+/// below it.
+const MAX_VALUE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// A bit offset as Redis's `getBitOffsetFromArgument` takes it.
+fn bit_offset(raw: &[u8]) -> Result<u64, Frame> {
+    let error = || Frame::error("ERR bit offset is not an integer or out of range");
+    let offset = evenkeel_types::int::parse_i64(raw).ok_or_else(error)?;
+    u64::try_from(offset).ok().filter(|o| o >> 3 < MAX_VALUE_BYTES).ok_or_else(error)
+}
+
+pub fn getbit(a: &[Bytes]) -> Result<Planned, Frame> {
+    let offset = bit_offset(&a[2])?;
+    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false }), Shape::Bit { offset }))
+}
+
+pub fn setbit(a: &[Bytes]) -> Result<Planned, Frame> {
+    let offset = bit_offset(&a[2])?;
+    let on = match evenkeel_types::int::parse_i64(&a[3]) {
+        Some(0) => false,
+        Some(1) => true,
+        _ => return Err(Frame::error("ERR bit is not an integer or out of range")),
+    };
+    Ok(Planned::one(&a[1], Kind::SetBit(pb::SetBit { offset, on }), Shape::Integer))
+}
+
+/// BITCOUNT's arguments as parsed, their errors kept for a key that exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BitCountArgs {
+    Whole,
+    Range { start: i64, end: i64, unit: Unit },
+    NotInteger,
+    Syntax,
+}
+
+/// BITCOUNT's range unit; `Invalid` is a syntax error unless the range is
+/// empty first (Redis answers 0 for start > end < 0 before reading it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Byte,
+    Bit,
+    Invalid,
+}
+
+pub fn bitcount(a: &[Bytes]) -> Result<Planned, Frame> {
+    let args = match a.len() {
+        2 => BitCountArgs::Whole,
+        4 | 5 => match (int_arg(&a[2]), int_arg(&a[3])) {
+            (Ok(start), Ok(end)) => {
+                let unit = match a.get(4) {
+                    None => Unit::Byte,
+                    Some(u) if u.eq_ignore_ascii_case(b"byte") => Unit::Byte,
+                    Some(u) if u.eq_ignore_ascii_case(b"bit") => Unit::Bit,
+                    Some(_) => Unit::Invalid,
+                };
+                BitCountArgs::Range { start, end, unit }
+            }
+            _ => BitCountArgs::NotInteger,
+        },
+        _ => BitCountArgs::Syntax,
+    };
+    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false }), Shape::BitCount(args)))
+}
+
+/// GETBIT's answer for `value`.
+pub(crate) fn bit_at(value: &[u8], offset: u64) -> i64 {
+    let byte = (offset >> 3) as usize;
+    value.get(byte).map_or(0, |b| (b >> (7 - (offset & 7)) & 1) as i64)
+}
+
+/// BITCOUNT's answer for `value`, by Redis 7's `bitcountCommand`.
+pub(crate) fn count_bits(value: &[u8], args: BitCountArgs) -> Frame {
+    let (start, end, unit) = match args {
+        BitCountArgs::Whole => return Frame::Integer(value.iter().map(|b| b.count_ones() as i64).sum()),
+        BitCountArgs::NotInteger => return super::not_integer(),
+        BitCountArgs::Syntax => return syntax_error(),
+        BitCountArgs::Range { start, end, unit } => (start, end, unit),
+    };
+    if start < 0 && end < 0 && start > end {
+        return Frame::Integer(0);
+    }
+    let bits = match unit {
+        Unit::Invalid => return syntax_error(),
+        Unit::Bit => true,
+        Unit::Byte => false,
+    };
+    let total = if bits { value.len() as i64 * 8 } else { value.len() as i64 };
+    let clamp = |i: i64| if i < 0 { (total + i).max(0) } else { i };
+    let (start, end) = (clamp(start), clamp(end).min(total - 1));
+    if start > end {
+        return Frame::Integer(0);
+    }
+    let popcount = |bytes: &[u8]| bytes.iter().map(|b| b.count_ones() as i64).sum::<i64>();
+    if !bits {
+        return Frame::Integer(popcount(&value[start as usize..=end as usize]));
+    }
+    // Whole bytes, less the bits of the first before `start` and of the
+    // last after `end`.
+    let (first, last) = ((start >> 3) as usize, (end >> 3) as usize);
+    let before = !((1u16 << (8 - (start & 7))) - 1) as u8;
+    let after = ((1u16 << (7 - (end & 7))) - 1) as u8;
+    Frame::Integer(popcount(&value[first..=last]) - popcount(&[value[first] & before, value[last] & after]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitcount_ranges_like_redis() {
+        let range = |start, end, unit| BitCountArgs::Range { start, end, unit };
+        let v = b"foobar";
+        assert_eq!(count_bits(v, BitCountArgs::Whole), Frame::Integer(26));
+        assert_eq!(count_bits(v, range(0, 0, Unit::Byte)), Frame::Integer(4));
+        assert_eq!(count_bits(v, range(1, 1, Unit::Byte)), Frame::Integer(6));
+        assert_eq!(count_bits(v, range(1, 1, Unit::Bit)), Frame::Integer(1));
+        assert_eq!(count_bits(v, range(5, 30, Unit::Bit)), Frame::Integer(17));
+        assert_eq!(count_bits(v, range(-2, -1, Unit::Byte)), Frame::Integer(7));
+        assert_eq!(count_bits(v, range(-1, -5, Unit::Invalid)), Frame::Integer(0), "empty before the unit is read");
+        assert_eq!(count_bits(v, range(0, 1, Unit::Invalid)), syntax_error());
+        assert_eq!(count_bits(b"", range(0, -1, Unit::Byte)), Frame::Integer(0));
+        assert_eq!(count_bits(v, range(i64::MIN, i64::MAX, Unit::Bit)), Frame::Integer(26));
+    }
+
+    #[test]
+    fn offsets_and_bits() {
+        assert_eq!(bit_at(&[0x80], 0), 1);
+        assert_eq!(bit_at(&[0x80], 7), 0);
+        assert_eq!(bit_at(&[0x01], 7), 1);
+        assert_eq!(bit_at(&[0x01], 100), 0);
+        assert!(bit_offset(b"-1").is_err() && bit_offset(b"4294967296").is_err() && bit_offset(b"x").is_err());
+        assert_eq!(bit_offset(b"4294967295"), Ok(4294967295));
+    }
+}
