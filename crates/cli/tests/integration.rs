@@ -405,7 +405,7 @@ struct PipelineModel {
 impl PipelineModel {
     fn command(&self, n: usize, r: u64) -> Vec<String> {
         let k = |salt: u64| format!("mix:{}", (r >> salt) % 64);
-        let words: Vec<String> = match r % 23 {
+        let words: Vec<String> = match r % 27 {
             0..=4 => vec!["SET".into(), k(8), if r.is_multiple_of(2) { format!("{}", (r >> 20) % 999 + 1) } else { format!("v{n}") }],
             5..=9 => vec!["GET".into(), k(8)],
             10..=12 => vec!["INCR".into(), k(8)],
@@ -417,6 +417,10 @@ impl PipelineModel {
             19 => vec!["GET".into()],
             20 => vec!["SET".into(), k(8), "x".into(), "EX".into(), "0".into()],
             21 => vec!["INCRBY".into(), k(8), "notanumber".into()],
+            22 => vec!["SETNX".into(), k(8), format!("n{n}")],
+            23 => vec!["GETSET".into(), k(8), format!("g{n}")],
+            24 => vec!["SETRANGE".into(), k(8), format!("{}", (r >> 20) % 4), "zz".into()],
+            25 => vec!["GETRANGE".into(), k(8), "1".into(), "-2".into()],
             _ => vec!["PING".into()],
         };
         words
@@ -451,6 +455,29 @@ impl PipelineModel {
                 Frame::Integer(unique.into_iter().filter(|k| self.values.remove(*k).is_some()).count() as i64)
             }
             ("MGET", _) => Frame::Array(a[1..].iter().map(|k| bulk(self.values.get(k))).collect()),
+            ("SETNX", _) => match self.values.contains_key(&a[1]) {
+                true => Frame::Integer(0),
+                false => {
+                    self.values.insert(a[1].clone(), a[2].clone());
+                    Frame::Integer(1)
+                }
+            },
+            ("GETSET", _) => bulk(self.values.insert(a[1].clone(), a[2].clone()).as_ref()),
+            ("SETRANGE", _) => {
+                let offset: usize = a[2].parse().unwrap();
+                let mut v = self.values.remove(&a[1]).unwrap_or_default().into_bytes();
+                if v.len() < offset + a[3].len() {
+                    v.resize(offset + a[3].len(), 0);
+                }
+                v[offset..offset + a[3].len()].copy_from_slice(a[3].as_bytes());
+                let len = v.len();
+                self.values.insert(a[1].clone(), String::from_utf8(v).expect("zero bytes and ASCII"));
+                Frame::Integer(len as i64)
+            }
+            ("GETRANGE", _) => {
+                let v = self.values.get(&a[1]).map_or(&b""[..], |v| v.as_bytes());
+                Frame::Bulk(if v.len() < 3 { bytes::Bytes::new() } else { bytes::Bytes::copy_from_slice(&v[1..v.len() - 1]) })
+            }
             ("CLIENT", 3) => {
                 self.name = Some(a[2].clone());
                 Frame::ok()
