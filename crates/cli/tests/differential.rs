@@ -266,6 +266,31 @@ fn older_forms(s: &mut Script) {
     incrbyfloat(s);
     rename_msetnx(s);
     bits(s);
+    transactions(s);
+}
+
+/// MULTI/EXEC/DISCARD on keys of one hash slot (`{tx}`).
+fn transactions(s: &mut Script) {
+    s.cmd(&["EXEC"]);
+    s.cmd(&["DISCARD"]);
+    let run = |s: &mut Script, cmds: &[&[&str]]| {
+        for c in cmds {
+            s.cmd(c);
+        }
+    };
+    run(s, &[&["MULTI"], &["SET", "{tx}a", "1"], &["INCR", "{tx}a"], &["GET", "{tx}a"], &["SET", "{tx}b", "x", "EX", "0"], &["MGET", "{tx}a", "{tx}b"], &["EXEC"]]);
+    run(s, &[&["MULTI"], &["MULTI"], &["SET", "{tx}n", "1"], &["EXEC"], &["GET", "{tx}n"]]);
+    run(s, &[&["MULTI"], &["NOSUCHCMD"], &["SET", "{tx}c", "1"], &["EXEC"], &["GET", "{tx}c"]]);
+    run(s, &[&["MULTI"], &["GET"], &["SET", "{tx}c", "1"], &["EXEC"], &["GET", "{tx}c"]]);
+    run(s, &[&["MULTI"], &["EXEC"]]);
+    run(s, &[&["MULTI"], &["PING"], &["ECHO", "hi"], &["SET", "{tx}d", "v"], &["TIME", "x"], &["EXEC"]]);
+    run(s, &[&["MULTI"], &["PING"], &["ECHO", "hi"], &["SET", "{tx}d", "v"], &["EXEC"]]);
+    run(s, &[&["MULTI"], &["SET", "{tx}e", "1"], &["DISCARD"], &["GET", "{tx}e"], &["DISCARD"]]);
+    run(s, &[&["MULTI"], &["SET", "{tx}f", "abc"], &["INCR", "{tx}f"], &["APPEND", "{tx}f", "x"], &["GETDEL", "{tx}f"], &["EXISTS", "{tx}f"], &["EXEC"]]);
+    run(s, &[&["MULTI"], &["SET", "{tx}g", "1", "EX", "100"], &["RENAME", "{tx}g", "{tx}h"], &["GET", "{tx}h"], &["EXISTS", "{tx}g"], &["MSETNX", "{tx}i", "1", "{tx}h", "2"], &["SETNX", "{tx}j", "9"], &["DEL", "{tx}h", "{tx}j"], &["EXEC"]]);
+    s.cmd(&["MGET", "{tx}h", "{tx}i", "{tx}j"]);
+    run(s, &[&["multi"], &["set", "{tx}k", "v"], &["exec"]]);
+    s.cmd(&["GET", "{tx}k"]);
 }
 
 /// SETBIT, GETBIT, BITCOUNT.

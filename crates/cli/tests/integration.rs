@@ -589,6 +589,47 @@ async fn keys_and_flushall_cover_every_page() {
     cluster.shutdown().await.unwrap();
 }
 
+/// MULTI/EXEC on keys of one hash slot is atomic: writers increment two
+/// keys in each transaction while readers read both in theirs, and no
+/// reader ever sees one incremented without the other. A transaction that
+/// brings a second slot is refused (CROSSSLOT) and discarded at EXEC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_are_atomic_within_a_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let addr = cluster.router_addr;
+    let writers = (0..3).map(|_| async move {
+        let mut con = connect(addr).await;
+        for _ in 0..200 {
+            let (a, b): (i64, i64) = redis::pipe().atomic().incr("{atomic}a", 1).incr("{atomic}b", 1).query_async(&mut con).await.unwrap();
+            assert_eq!(a, b, "the transaction's own INCRs answer in step");
+        }
+    });
+    let readers = (0..2).map(|_| async move {
+        let mut con = connect(addr).await;
+        for _ in 0..300 {
+            let (a, b): (Option<i64>, Option<i64>) = redis::pipe().atomic().get("{atomic}a").get("{atomic}b").query_async(&mut con).await.unwrap();
+            assert_eq!(a, b, "a reader saw half a transaction");
+        }
+    });
+    let handles: Vec<_> = writers.map(tokio::spawn).chain(readers.map(tokio::spawn)).collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+    let mut con = connect(addr).await;
+    let both: Vec<i64> = con.mget(&["{atomic}a", "{atomic}b"]).await.unwrap();
+    assert_eq!(both, vec![600, 600]);
+
+    let mut raw = Raw::connect(addr).await;
+    assert_eq!(raw.call(&["MULTI"]).await, Frame::ok());
+    assert_eq!(raw.call(&["SET", "{one}k", "1"]).await, Frame::Simple("QUEUED".into()));
+    assert_eq!(raw.call(&["SET", "{other}k", "1"]).await, Frame::error("CROSSSLOT Keys in request don't hash to the same slot"));
+    assert_eq!(raw.call(&["SCAN", "0"]).await, Frame::error("ERR 'scan' is not supported inside a transaction"));
+    assert_eq!(raw.call(&["EXEC"]).await, Frame::error("EXECABORT Transaction discarded because of previous errors."));
+    assert_eq!(raw.call(&["EXISTS", "{one}k"]).await, Frame::Integer(0), "nothing of it ran");
+    cluster.shutdown().await.unwrap();
+}
+
 /// With requirepass set, commands need AUTH first; a wrong password is
 /// refused and the right one admits the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

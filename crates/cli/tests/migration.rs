@@ -469,9 +469,9 @@ async fn rebalance_after_node_add_moves_a_quarter_under_load() {
     cluster.shutdown().await.unwrap();
 }
 
-/// RENAME, RENAMENX and MSETNX write several keys of one hash slot in one
-/// atomic step on the owner; a move carries each of those records through
-/// its change log like any other. Run throughout a move of their partition
+/// RENAME, RENAMENX, MSETNX and MULTI/EXEC write several keys of one hash
+/// slot in one atomic step on the owner; a move carries each of those
+/// records through its change log like any other. Run throughout a move of their partition
 /// (copy, cutover, bake with reverse capture), they leave every key as
 /// they were acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -502,23 +502,27 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
         assert_eq!(set, 1);
         let moved: i64 = redis::cmd("RENAMENX").arg(key("b", done)).arg(key("d", done)).query_async(&mut conn).await.unwrap();
         assert_eq!(moved, 1);
+        let (counted, ()): (i64, ()) = redis::pipe().atomic().incr(key("t", 0), 1).set(key("u", done), done).query_async(&mut conn).await.unwrap();
+        assert_eq!(counted, done as i64 + 1);
         done += 1;
         if done % 20 == 0 && migrations(&http, &admin).await.iter().any(|x| x.id == m.id && x.state == "DONE") {
             break;
         }
     }
     let state_then = migrations(&http, &admin).await.into_iter().find(|x| x.id == m.id).map(|x| x.state);
-    println!("{done} rounds of RENAME, MSETNX, RENAMENX ran during the move; it was {state_then:?} after them");
+    println!("{done} rounds of RENAME, MSETNX, RENAMENX, MULTI/EXEC ran during the move; it was {state_then:?} after them");
     wait_state(&http, &admin, &m.id, "DONE").await;
     assert_eq!(routing(&cluster).await.entry(0).unwrap().owner, 4);
+    let counted: Option<usize> = conn.get(key("t", 0)).await.unwrap();
+    assert_eq!(counted, Some(done), "one INCR per transaction");
     for i in 0..N {
-        let names = ["a", "b", "c", "d", "e"].map(|name| key(name, i));
+        let names = ["a", "b", "c", "d", "e", "u"].map(|name| key(name, i));
         let values: Vec<Option<usize>> = redis::cmd("MGET").arg(&names[..]).query_async(&mut conn).await.unwrap();
-        let (a, b, c, d, e) = (values[0], values[1], values[2], values[3], values[4]);
+        let (a, b, c, d, e, u) = (values[0], values[1], values[2], values[3], values[4], values[5]);
         if i < done {
-            assert_eq!((a, b, c, d, e), (None, None, Some(i), Some(i), Some(i)), "key {i} of {done} renamed");
+            assert_eq!((a, b, c, d, e, u), (None, None, Some(i), Some(i), Some(i), Some(i)), "key {i} of {done} renamed");
         } else {
-            assert_eq!((a, b, c, d, e), (Some(i), None, None, None, None), "key {i} left alone");
+            assert_eq!((a, b, c, d, e, u), (Some(i), None, None, None, None, None), "key {i} left alone");
         }
     }
     cluster.shutdown().await.unwrap();

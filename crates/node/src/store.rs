@@ -333,6 +333,9 @@ impl Store {
             return Ok(Err(refused));
         }
         self.revive(partition, &counters)?;
+        if let Kind::Transaction(t) = kind {
+            return self.execute_transaction(partition, &mut counters, key, t, now_ms).map(Ok);
+        }
         if let Some(keys) = ops::multi_keys(kind, key) {
             return self.execute_multi(partition, &mut counters, &keys, kind, now_ms).map(Ok);
         }
@@ -361,6 +364,58 @@ impl Store {
         }
         let own = applied.writes.into_iter().find(|(i, _)| *i == 0).map(|(_, r)| r);
         Ok((applied.reply, own))
+    }
+
+    /// A MULTI/EXEC transaction under the partition's lock (`counters`):
+    /// its ops run in order, each reading the transaction's own writes
+    /// before the store, and every key's last record commits in one batch
+    /// at the end, so nothing sees part of it. A key outside the partition
+    /// fails the whole transaction with nothing written. Returns the
+    /// results and `key`'s (the op's first key's) last write.
+    fn execute_transaction(&self, partition: PartitionId, counters: &mut PartitionCounters, key: &[u8], t: &pb::Transaction, now_ms: u64) -> Result<(R, Option<Record>), StoreError> {
+        // Data key -> (its record before the transaction, its latest).
+        let mut written: Vec<(Vec<u8>, Option<Record>, Record)> = Vec::new();
+        let mut results = Vec::with_capacity(t.ops.len());
+        for op in &t.ops {
+            let kind = match &op.kind {
+                Some(Kind::Transaction(_)) | None => {
+                    let message = "malformed transaction: an op without a kind, or a nested transaction".to_string();
+                    results.push(pb::OpResult { result: Some(R::Error(pb::OpError { kind: pb::op_error::Kind::Internal as i32, message })), record: None });
+                    continue;
+                }
+                Some(kind) => kind,
+            };
+            let keys = ops::multi_keys(kind, &op.key).unwrap_or_else(|| vec![&op.key[..]]);
+            let data_keys = keys.iter().map(|k| Ok(data_key(self.slot_in(partition, k)?, k))).collect::<Result<Vec<_>, StoreError>>()?;
+            let mut stored = Vec::with_capacity(data_keys.len());
+            for dk in &data_keys {
+                stored.push(match written.iter().find(|w| &w.0 == dk) {
+                    Some(w) => Some(w.2.clone()),
+                    None => self.rows.get_locked(partition, dk, || self.read(dk))?,
+                });
+            }
+            let (writes, reply) = if ops::multi_keys(kind, &op.key).is_some() {
+                let versions: Vec<u64> = keys.iter().map(|_| self.clock.tick(now_ms)).collect();
+                let applied = ops::apply_multi(kind, &stored, now_ms, &versions);
+                (applied.writes, applied.reply)
+            } else {
+                let applied = ops::apply(kind, stored[0].as_ref(), now_ms, self.clock.tick(now_ms), self.config.limits);
+                (applied.write.map(|w| (0, w)).into_iter().collect(), applied.reply)
+            };
+            for (i, record) in writes {
+                match written.iter_mut().find(|w| w.0 == data_keys[i]) {
+                    Some(w) => w.2 = record,
+                    None => written.push((data_keys[i].clone(), stored[i].clone(), record)),
+                }
+            }
+            results.push(pb::OpResult { result: Some(reply), record: None });
+        }
+        let batch: Vec<(&[u8], Option<&Record>, &Record)> = written.iter().map(|(dk, before, last)| (dk.as_slice(), before.as_ref(), last)).collect();
+        if !batch.is_empty() {
+            self.commit_all(partition, counters, &batch)?;
+        }
+        let own = written.iter().find(|w| self.slot_in(partition, key).is_ok_and(|slot| w.0 == data_key(slot, key))).map(|w| w.2.clone());
+        Ok((R::Transaction(pb::TransactionResults { results }), own))
     }
 
     /// Live keys of whole slots starting at `start_slot` within `partition`,

@@ -38,6 +38,8 @@ pub struct Session {
     pub id: u64,
     pub authenticated: bool,
     pub name: Option<bytes::Bytes>,
+    /// Between MULTI and EXEC or DISCARD: the commands queued.
+    pub multi: Option<crate::cmd::multi::Multi>,
 }
 
 pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit: bool) -> std::io::Result<()> {
@@ -47,7 +49,7 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
         writer.write_all(b"-ERR max number of clients reached\r\n").await?;
         return Ok(());
     }
-    let mut session = Session { id, authenticated: router.config.requirepass.is_none(), name: None };
+    let mut session = Session { id, authenticated: router.config.requirepass.is_none(), name: None, multi: None };
     let mut requests = FramedRead::new(Stamped::new(reader), RequestDecoder::new(router.config.limits));
     let mut out = BytesMut::with_capacity(4096);
     // A request taken while gathering a batch that did not join it.

@@ -110,6 +110,7 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::IncrByFloat(i) => incr_by_float(&i.increment, live, version),
         Kind::SetBit(b) => set_bit(b, live, version, limits),
         Kind::Rename(_) | Kind::MsetNx(_) => unreachable!("multi-key operations run through apply_multi"),
+        Kind::Transaction(_) => unreachable!("a transaction runs through Store::execute_transaction"),
     }
 }
 

@@ -92,6 +92,40 @@ fn multi_key_operations_commit_their_keys_together() {
     assert_eq!(get(&s, b"{multi}c", 1_000), Some(Bytes::from_static(b"2")));
 }
 
+/// A transaction's ops see its earlier writes, and only each key's last
+/// record is stored (one log entry per key), all in one batch; a key
+/// outside the partition fails it whole, with nothing written.
+#[test]
+fn a_transaction_reads_its_own_writes_and_commits_them_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let (a, b) = (Bytes::from_static(b"{tx}a"), Bytes::from_static(b"{tx}b"));
+    let p = key_partition(&a, N);
+    let op = |key: &Bytes, kind: Kind| pb::Op { partition: 0, key: key.clone(), kind: Some(kind), want_record: false };
+    let tx = |ops| Kind::Transaction(pb::Transaction { ops });
+    let before = s.counters()[p as usize];
+    let ops = vec![
+        op(&a, set("1", None)),
+        op(&a, Kind::IncrBy(pb::IncrBy { delta: 5 })),
+        op(&a, Kind::Get(pb::Get { meta_only: false })),
+        op(&a, Kind::Rename(pb::Rename { to: b.clone(), nx: false })),
+        op(&b, Kind::Append(pb::Append { value: Bytes::from_static(b"x") })),
+    ];
+    let R::Transaction(t) = exec(&s, &a, tx(ops), 1_000) else { panic!("a transaction's results") };
+    let replies: Vec<R> = t.results.into_iter().map(|r| r.result.unwrap()).collect();
+    assert_eq!(replies[1], R::Integer(6));
+    assert!(matches!(&replies[2], R::Value(v) if &v.value[..] == b"6"), "{:?}", replies[2]);
+    assert_eq!((replies[3].clone(), replies[4].clone()), (R::Integer(1), R::Integer(2)));
+    let after = s.counters()[p as usize];
+    assert_eq!(after.log_next, before.log_next + 2, "one entry per key: a's tombstone, b's value");
+    assert_eq!((get(&s, &a, 1_000), get(&s, &b, 1_000)), (None, Some(Bytes::from_static(b"6x"))));
+    let elsewhere = (0u32..).map(|i| Bytes::from(format!("other{i}"))).find(|k| key_partition(k, N) != p).unwrap();
+    let failed = s.execute(p, &a, &tx(vec![op(&a, set("lost", None)), op(&elsewhere, set("x", None))]), 1_000);
+    assert!(matches!(failed, Err(StoreError::WrongPartition { .. })), "{failed:?}");
+    assert_eq!(get(&s, &a, 1_000), None, "nothing of a failed transaction is written");
+    assert_eq!(s.counters()[p as usize], after);
+}
+
 #[test]
 fn writes_are_called_at_risk_of_stalling_before_the_engine_brakes() {
     assert!(!stall_risk(0, 0));

@@ -13,6 +13,7 @@
 
 pub mod bits;
 pub mod keys;
+pub mod multi;
 pub mod plan;
 pub mod server;
 pub mod strings;
@@ -54,6 +55,7 @@ const WF: &[&str] = &["write", "fast"];
 const WDF: &[&str] = &["write", "denyoom", "fast"];
 const F: &[&str] = &["fast"];
 const NOAUTH: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth"];
+const MULTI_FLAGS: &[&str] = &["noscript", "loading", "stale", "fast"];
 const NOKEY: (i32, i32, i32) = (0, 0, 0);
 const ONE: (i32, i32, i32) = (1, 1, 1);
 const ALL: (i32, i32, i32) = (1, -1, 1);
@@ -68,9 +70,11 @@ pub const SPECS: &[Spec] = &[
     spec("config", -2, F, NOKEY),
     spec("dbsize", 1, R_, NOKEY),
     spec("decr", 2, WD, ONE),
+    spec("discard", 1, MULTI_FLAGS, NOKEY),
     spec("decrby", 3, WD, ONE),
     spec("del", -2, W, ALL),
     spec("echo", 2, F, NOKEY),
+    spec("exec", 1, MULTI_FLAGS, NOKEY),
     spec("exists", -2, R_, ALL),
     spec("expire", -3, W, ONE),
     spec("expireat", -3, WF, ONE),
@@ -92,6 +96,7 @@ pub const SPECS: &[Spec] = &[
     spec("mget", -2, R_, ALL),
     spec("mset", -3, WD, (1, -1, 2)),
     spec("msetnx", -3, WD, (1, -1, 2)),
+    spec("multi", 1, MULTI_FLAGS, NOKEY),
     spec("persist", 2, W, ONE),
     spec("pexpire", -3, W, ONE),
     spec("pexpireat", -3, WF, ONE),
@@ -125,12 +130,15 @@ pub fn find(name: &str) -> Option<&'static Spec> {
 /// Executes one request. `args` is non-empty.
 pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -> (Frame, Flow) {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
-    let Some(spec) = find(&name) else { return (unknown_command(&args), Flow::Continue) };
+    let Some(spec) = find(&name) else { return (multi::flag(session, unknown_command(&args)), Flow::Continue) };
     if !session.authenticated && !spec.flags.contains(&"no_auth") {
         return (Frame::error("NOAUTH Authentication required."), Flow::Continue);
     }
     if !arity_ok(spec, args.len()) {
-        return (wrong_arity(spec.name), Flow::Continue);
+        return (multi::flag(session, wrong_arity(spec.name)), Flow::Continue);
+    }
+    if session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "quit") {
+        return (multi::queue(session, spec.name, args), Flow::Continue);
     }
     let started = std::time::Instant::now();
     let reply = run(router, session, spec.name, &args).await;
@@ -145,7 +153,7 @@ pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -
 /// their own I/O, and every command while the session is unauthenticated
 /// (so NOAUTH handling stays exactly as it is).
 pub fn batchable(session: &Session, args: &[Bytes]) -> Option<(&'static str, Result<Planned, Frame>)> {
-    if !session.authenticated || args[0].len() > MAX_NAME_LEN {
+    if !session.authenticated || session.multi.is_some() || args[0].len() > MAX_NAME_LEN {
         return None;
     }
     let spec = find(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase())?;
@@ -220,6 +228,9 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
     let reply = match name {
         "scan" => keys::scan(r, a).await,
         "keys" => keys::keys(r, a).await,
+        "multi" => multi::begin(s),
+        "discard" => multi::discard(s),
+        "exec" => multi::exec(r, s).await,
         "flushall" | "flushdb" => keys::flush(r, a).await,
         "dbsize" => keys::dbsize(r).await,
         "quit" => return (Frame::ok(), Flow::Close),

@@ -1,0 +1,135 @@
+//! MULTI, EXEC, DISCARD: transactions, atomic within one hash slot.
+//!
+//! Between MULTI and EXEC a session queues commands (`+QUEUED`). As in
+//! Redis Cluster, every key of a transaction must be in one hash slot (the
+//! command that brings another slot answers `CROSSSLOT`); then all of it
+//! lives on one partition, and EXEC sends its ops to the owner as one
+//! `Transaction` op, which the node runs under the partition's lock and
+//! commits in one batch (`Store::execute_transaction`): no other client,
+//! and no migration, sees part of it. Each command's reply is built from
+//! its ops' results as it would be alone.
+//!
+//! Redis's rules for errors: an unknown command or a wrong arity while
+//! queueing is answered and dooms the transaction (EXEC answers
+//! EXECABORT); an argument error (a bad SET option) is that command's
+//! element of EXEC's reply, and the others still run. Queued besides data
+//! commands: PING, ECHO and TIME; other commands (SCAN, KEYS, FLUSHALL,
+//! INFO, CLIENT, ...) are refused while queueing, and WATCH is not
+//! supported.
+
+use super::plan::{self, Planned, Shape};
+use super::{dispatch_error, op_error, unexpected};
+use crate::dispatch::KeyOp;
+use crate::{Router, Session};
+use bytes::Bytes;
+use evenkeel_resp::Frame;
+use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
+use evenkeel_types::Slot;
+use evenkeel_types::slot::key_slot;
+
+/// A session's transaction being queued.
+#[derive(Debug, Default)]
+pub struct Multi {
+    queued: Vec<(&'static str, Vec<Bytes>)>,
+    /// An error while queueing: EXEC discards the transaction.
+    doomed: bool,
+    /// The hash slot of every key so far.
+    slot: Option<Slot>,
+}
+
+/// Commands queued besides data commands: they read no data.
+const STATELESS: &[&str] = &["ping", "echo", "time"];
+
+/// `error`, which dooms the session's transaction if one is being queued.
+pub(crate) fn flag(session: &mut Session, error: Frame) -> Frame {
+    if let Some(multi) = session.multi.as_mut() {
+        multi.doomed = true;
+    }
+    error
+}
+
+pub fn begin(s: &mut Session) -> Frame {
+    if s.multi.is_some() {
+        return Frame::error("ERR MULTI calls can not be nested");
+    }
+    s.multi = Some(Multi::default());
+    Frame::ok()
+}
+
+pub fn discard(s: &mut Session) -> Frame {
+    match s.multi.take() {
+        Some(_) => Frame::ok(),
+        None => Frame::error("ERR DISCARD without MULTI"),
+    }
+}
+
+/// Queues a command (arity already checked) of a session in MULTI.
+pub fn queue(s: &mut Session, name: &'static str, args: Vec<Bytes>) -> Frame {
+    let multi = s.multi.as_mut().expect("queueing in MULTI");
+    match super::plan(name, &args) {
+        Some(Ok(planned)) => {
+            for op in &planned.ops {
+                let slot = key_slot(&op.key);
+                if *multi.slot.get_or_insert(slot) != slot {
+                    multi.doomed = true;
+                    return super::keys::cross_slot();
+                }
+            }
+        }
+        // Answered at EXEC, as Redis answers an argument error then.
+        Some(Err(_)) => {}
+        None if STATELESS.contains(&name) => {}
+        None => {
+            multi.doomed = true;
+            return Frame::error(format!("ERR '{name}' is not supported inside a transaction"));
+        }
+    }
+    multi.queued.push((name, args));
+    Frame::Simple("QUEUED".into())
+}
+
+/// One queued command's part of EXEC's reply.
+enum Step {
+    /// Its ops are these many of the transaction's, in order.
+    Ops(Shape, usize),
+    Done(Frame),
+}
+
+pub async fn exec(r: &Router, s: &mut Session) -> Frame {
+    let Some(multi) = s.multi.take() else { return Frame::error("ERR EXEC without MULTI") };
+    if multi.doomed {
+        return Frame::error("EXECABORT Transaction discarded because of previous errors.");
+    }
+    let (mut steps, mut ops) = (Vec::with_capacity(multi.queued.len()), Vec::new());
+    for (name, args) in &multi.queued {
+        match super::plan(name, args) {
+            Some(Ok(Planned { ops: planned, shape })) => {
+                steps.push(Step::Ops(shape, planned.len()));
+                ops.extend(planned.into_iter().map(|op| pb::Op { partition: 0, key: op.key, kind: Some(op.kind), want_record: false }));
+            }
+            Some(Err(e)) => steps.push(Step::Done(e)),
+            None => steps.push(Step::Done(super::server::run(r, s, name, args).await)),
+        }
+    }
+    let mut results = Vec::new().into_iter();
+    if let Some(first) = ops.first() {
+        let op = KeyOp { key: first.key.clone(), kind: Kind::Transaction(pb::Transaction { ops }) };
+        let outcome = r.dispatcher.run(std::slice::from_ref(&op)).await.pop().expect("one outcome per op");
+        match outcome.map_err(|e| dispatch_error(&e)).and_then(op_error) {
+            Ok(R::Transaction(t)) => results = t.results.into_iter(),
+            Ok(other) => return unexpected(&other),
+            // Not run (refused, unreachable) or failed whole: no element
+            // would be true, so EXEC answers the error.
+            Err(e) => return e,
+        }
+    }
+    let missing = || R::Error(pb::OpError { kind: pb::op_error::Kind::Internal as i32, message: "the node answered fewer results than ops".into() });
+    let replies = steps.into_iter().map(|step| match step {
+        Step::Done(frame) => frame,
+        Step::Ops(shape, n) => {
+            let outcomes = (0..n).map(|_| Ok(results.next().and_then(|r| r.result).unwrap_or_else(missing))).collect();
+            plan::reply(shape, outcomes)
+        }
+    });
+    Frame::Array(replies.collect())
+}
