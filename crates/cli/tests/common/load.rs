@@ -263,7 +263,14 @@ impl Load {
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         while regs.iter().any(|r| r.acked.load(Ordering::SeqCst) == 0) {
-            assert!(Instant::now() < deadline, "initial writes did not finish");
+            // A writer stops only on an error: say which, rather than wait
+            // for keys it will never write.
+            if let Some(i) = load.writers.iter().position(|w| w.is_finished()) {
+                let stopped = load.writers.remove(i).await;
+                panic!("writer {i} stopped before every key was written once: {stopped:?}");
+            }
+            let unwritten = regs.iter().filter(|r| r.acked.load(Ordering::SeqCst) == 0).count();
+            assert!(Instant::now() < deadline, "initial writes did not finish: {unwritten} keys never acknowledged");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         load
