@@ -336,8 +336,10 @@ impl Store {
         if let Kind::Transaction(t) = kind {
             return self.execute_transaction(partition, &mut counters, key, t, now_ms).map(Ok);
         }
-        if let Some(keys) = ops::multi_keys(kind, key) {
-            return self.execute_multi(partition, &mut counters, &keys, kind, now_ms).map(Ok);
+        if ops::multi_keys(kind, key).is_some() {
+            let mut pending = Vec::new();
+            let reply = self.run_in_step(partition, &mut pending, key, kind, now_ms)?;
+            return Ok(Ok((reply, self.commit_step(partition, &mut counters, pending, key)?)));
         }
         let stored = self.rows.get_locked(partition, &data_key, || self.read(&data_key))?;
         let version = self.clock.tick(now_ms);
@@ -349,72 +351,69 @@ impl Store {
         Ok(Ok((applied.reply, applied.write)))
     }
 
-    /// A multi-key operation (RENAME, MSETNX) under the partition's lock
-    /// (`counters`): every key's record read, every write committed in one
-    /// batch, so no reader or migration sees half of it. Returns the reply
-    /// and the op key's write, if any (what a router forwards).
-    fn execute_multi(&self, partition: PartitionId, counters: &mut PartitionCounters, keys: &[&[u8]], kind: &Kind, now_ms: u64) -> Result<(R, Option<Record>), StoreError> {
+    /// Runs one op of a multi-key step under the partition's lock: a RENAME
+    /// or MSETNX, or one op of a MULTI/EXEC transaction. Each of its keys
+    /// is read from `pending` (the step's writes so far) or else the store,
+    /// and its writes join `pending`, to be committed together by
+    /// [`Self::commit_step`]. A key outside the partition fails the step.
+    fn run_in_step(&self, partition: PartitionId, pending: &mut Vec<Pending>, key: &[u8], kind: &Kind, now_ms: u64) -> Result<R, StoreError> {
+        let multi = ops::multi_keys(kind, key);
+        let keys = multi.clone().unwrap_or_else(|| vec![key]);
         let data_keys = keys.iter().map(|k| Ok(data_key(self.slot_in(partition, k)?, k))).collect::<Result<Vec<_>, StoreError>>()?;
-        let stored = data_keys.iter().map(|dk| self.rows.get_locked(partition, dk, || self.read(dk))).collect::<Result<Vec<_>, _>>()?;
-        let versions: Vec<u64> = keys.iter().map(|_| self.clock.tick(now_ms)).collect();
-        let applied = ops::apply_multi(kind, &stored, now_ms, &versions);
-        let writes: Vec<(&[u8], Option<&Record>, &Record)> = applied.writes.iter().map(|(i, r)| (data_keys[*i].as_slice(), stored[*i].as_ref(), r)).collect();
+        let mut stored = Vec::with_capacity(data_keys.len());
+        for dk in &data_keys {
+            stored.push(match pending.iter().find(|p| &p.data_key == dk) {
+                Some(p) => Some(p.last.clone()),
+                None => self.rows.get_locked(partition, dk, || self.read(dk))?,
+            });
+        }
+        let (writes, reply) = if multi.is_some() {
+            let versions: Vec<u64> = keys.iter().map(|_| self.clock.tick(now_ms)).collect();
+            let applied = ops::apply_multi(kind, &stored, now_ms, &versions);
+            (applied.writes, applied.reply)
+        } else {
+            let applied = ops::apply(kind, stored[0].as_ref(), now_ms, self.clock.tick(now_ms), self.config.limits);
+            (applied.write.map(|w| (0, w)).into_iter().collect(), applied.reply)
+        };
+        for (i, record) in writes {
+            match pending.iter_mut().find(|p| p.data_key == data_keys[i]) {
+                Some(p) => p.last = record,
+                None => pending.push(Pending { data_key: data_keys[i].clone(), before: stored[i].clone(), last: record }),
+            }
+        }
+        Ok(reply)
+    }
+
+    /// Commits a multi-key step's writes (each key's last record, with one
+    /// change-log entry per key) in one batch, so no reader or migration
+    /// sees part of it. Returns `key`'s last write, what a router forwards.
+    fn commit_step(&self, partition: PartitionId, counters: &mut PartitionCounters, pending: Vec<Pending>, key: &[u8]) -> Result<Option<Record>, StoreError> {
+        let writes: Vec<(&[u8], Option<&Record>, &Record)> = pending.iter().map(|p| (p.data_key.as_slice(), p.before.as_ref(), &p.last)).collect();
         if !writes.is_empty() {
             self.commit_all(partition, counters, &writes)?;
         }
-        let own = applied.writes.into_iter().find(|(i, _)| *i == 0).map(|(_, r)| r);
-        Ok((applied.reply, own))
+        let own = data_key(self.slot_in(partition, key)?, key);
+        Ok(pending.into_iter().find(|p| p.data_key == own).map(|p| p.last))
     }
 
-    /// A MULTI/EXEC transaction under the partition's lock (`counters`):
-    /// its ops run in order, each reading the transaction's own writes
-    /// before the store, and every key's last record commits in one batch
-    /// at the end, so nothing sees part of it. A key outside the partition
-    /// fails the whole transaction with nothing written. Returns the
-    /// results and `key`'s (the op's first key's) last write.
+    /// A MULTI/EXEC transaction under the partition's lock: its ops run in
+    /// order as one step ([`Self::run_in_step`]), each reading the writes
+    /// of those before it, and commit together. A key outside the
+    /// partition fails the whole transaction with nothing written.
     fn execute_transaction(&self, partition: PartitionId, counters: &mut PartitionCounters, key: &[u8], t: &pb::Transaction, now_ms: u64) -> Result<(R, Option<Record>), StoreError> {
-        // Data key -> (its record before the transaction, its latest).
-        let mut written: Vec<(Vec<u8>, Option<Record>, Record)> = Vec::new();
+        let mut pending = Vec::new();
         let mut results = Vec::with_capacity(t.ops.len());
         for op in &t.ops {
-            let kind = match &op.kind {
+            let reply = match &op.kind {
                 Some(Kind::Transaction(_)) | None => {
                     let message = "malformed transaction: an op without a kind, or a nested transaction".to_string();
-                    results.push(pb::OpResult { result: Some(R::Error(pb::OpError { kind: pb::op_error::Kind::Internal as i32, message })), record: None });
-                    continue;
+                    R::Error(pb::OpError { kind: pb::op_error::Kind::Internal as i32, message })
                 }
-                Some(kind) => kind,
+                Some(kind) => self.run_in_step(partition, &mut pending, &op.key, kind, now_ms)?,
             };
-            let keys = ops::multi_keys(kind, &op.key).unwrap_or_else(|| vec![&op.key[..]]);
-            let data_keys = keys.iter().map(|k| Ok(data_key(self.slot_in(partition, k)?, k))).collect::<Result<Vec<_>, StoreError>>()?;
-            let mut stored = Vec::with_capacity(data_keys.len());
-            for dk in &data_keys {
-                stored.push(match written.iter().find(|w| &w.0 == dk) {
-                    Some(w) => Some(w.2.clone()),
-                    None => self.rows.get_locked(partition, dk, || self.read(dk))?,
-                });
-            }
-            let (writes, reply) = if ops::multi_keys(kind, &op.key).is_some() {
-                let versions: Vec<u64> = keys.iter().map(|_| self.clock.tick(now_ms)).collect();
-                let applied = ops::apply_multi(kind, &stored, now_ms, &versions);
-                (applied.writes, applied.reply)
-            } else {
-                let applied = ops::apply(kind, stored[0].as_ref(), now_ms, self.clock.tick(now_ms), self.config.limits);
-                (applied.write.map(|w| (0, w)).into_iter().collect(), applied.reply)
-            };
-            for (i, record) in writes {
-                match written.iter_mut().find(|w| w.0 == data_keys[i]) {
-                    Some(w) => w.2 = record,
-                    None => written.push((data_keys[i].clone(), stored[i].clone(), record)),
-                }
-            }
             results.push(pb::OpResult { result: Some(reply), record: None });
         }
-        let batch: Vec<(&[u8], Option<&Record>, &Record)> = written.iter().map(|(dk, before, last)| (dk.as_slice(), before.as_ref(), last)).collect();
-        if !batch.is_empty() {
-            self.commit_all(partition, counters, &batch)?;
-        }
-        let own = written.iter().find(|w| self.slot_in(partition, key).is_ok_and(|slot| w.0 == data_key(slot, key))).map(|w| w.2.clone());
+        let own = self.commit_step(partition, counters, pending, key)?;
         Ok((R::Transaction(pb::TransactionResults { results }), own))
     }
 
@@ -578,6 +577,14 @@ impl Store {
         let mut visit = |p: PartitionId, c: &mut PartitionCounters, due: &[index::Entry]| self.collect_due(p, c, due);
         self.index_pass(&self.tombstones, before_ms, max_examined, &eligible, &mut visit)
     }
+}
+
+/// A key's write in a multi-key step: its record before the step and its
+/// latest in it.
+struct Pending {
+    data_key: Vec<u8>,
+    before: Option<Record>,
+    last: Record,
 }
 
 // Private machinery.
