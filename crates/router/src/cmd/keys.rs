@@ -31,17 +31,22 @@ pub fn persist(a: &[Bytes]) -> Result<Planned, Frame> {
 }
 
 /// Redis Cluster's answer to a command whose keys are in different hash
-/// slots: such commands (RENAME, MSETNX) are atomic only within a slot.
+/// slots: such commands (RENAME, MSETNX, a transaction) are atomic only
+/// within a slot.
 pub(crate) fn cross_slot() -> Frame {
     Frame::error("CROSSSLOT Keys in request don't hash to the same slot")
+}
+
+/// `CROSSSLOT` unless every key is in one hash slot.
+pub(crate) fn one_slot<'a>(mut keys: impl Iterator<Item = &'a Bytes>) -> Result<(), Frame> {
+    let Some(first) = keys.next().map(|k| key_slot(k)) else { return Ok(()) };
+    if keys.all(|k| key_slot(k) == first) { Ok(()) } else { Err(cross_slot()) }
 }
 
 /// RENAME (OK) and RENAMENX (1 or 0): one atomic node operation, so both
 /// keys must be in one hash slot, as in Redis Cluster (`{tag}`).
 pub fn rename(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
-    if key_slot(&a[1]) != key_slot(&a[2]) {
-        return Err(cross_slot());
-    }
+    one_slot(a[1..3].iter())?;
     let nx = name == "renamenx";
     let shape = if nx { Shape::Integer } else { Shape::Ok };
     Ok(Planned::one(&a[1], Kind::Rename(pb::Rename { to: a[2].clone(), nx }), shape))
@@ -111,17 +116,33 @@ const KEYS_PAGE: u32 = 1000;
 /// it reads the whole keyspace: meant for debugging, not for traffic.
 pub async fn keys(r: &Router, a: &[Bytes]) -> Frame {
     let pattern = Some(a[1].clone()).filter(|p| &p[..] != b"*");
-    let (mut slot, mut found) = (0u32, Vec::new());
-    while slot < SLOT_COUNT as u32 {
-        match scan_slots(r, slot, KEYS_PAGE).await {
-            Ok((keys, next)) => {
-                found.extend(keys.into_iter().filter(|k| pattern.as_ref().is_none_or(|p| glob_match(p, k))).map(Frame::Bulk));
-                slot = next;
-            }
+    let (mut walk, mut found) = (SlotWalk::default(), Vec::new());
+    while let Some(page) = walk.next_page(r).await {
+        match page {
+            Ok(keys) => found.extend(keys.into_iter().filter(|k| pattern.as_ref().is_none_or(|p| glob_match(p, k))).map(Frame::Bulk)),
             Err(e) => return e,
         }
     }
     Frame::Array(found)
+}
+
+/// A walk over every slot, a page of keys at a time (KEYS, FLUSHALL).
+#[derive(Default)]
+struct SlotWalk {
+    slot: u32,
+}
+
+impl SlotWalk {
+    /// The next page of live keys, or None when every slot was visited.
+    async fn next_page(&mut self, r: &Router) -> Option<Result<Vec<Bytes>, Frame>> {
+        if self.slot >= SLOT_COUNT as u32 {
+            return None;
+        }
+        Some(scan_slots(r, self.slot, KEYS_PAGE).await.map(|(keys, next)| {
+            self.slot = next;
+            keys
+        }))
+    }
 }
 
 /// SCAN's cursor is the next hash slot to visit (0 when done). Each call
@@ -245,26 +266,18 @@ pub async fn flush(r: &Router, a: &[Bytes]) -> Frame {
     if a.len() > 2 || a.get(1).is_some_and(|o| !o.eq_ignore_ascii_case(b"async") && !o.eq_ignore_ascii_case(b"sync")) {
         return syntax_error();
     }
-    let mut slot = 0u32;
-    while slot < SLOT_COUNT as u32 {
-        let (keys, next) = match scan_slots(r, slot, KEYS_PAGE).await {
-            Ok(page) => page,
+    let mut walk = SlotWalk::default();
+    while let Some(page) = walk.next_page(r).await {
+        let keys = match page {
+            Ok(keys) => keys,
             Err(e) => return e,
         };
-        if !keys.is_empty() {
-            let deleted = del_keys(r, keys).await;
-            if matches!(deleted, Frame::Error(_)) {
-                return deleted;
-            }
+        let deleted = per_key(&keys, Kind::Del(pb::Del {}), Shape::Deleted);
+        if let error @ Frame::Error(_) = super::plan::reply(deleted.shape, r.dispatcher.run(&deleted.ops).await) {
+            return error;
         }
-        slot = next;
     }
     Frame::ok()
-}
-
-async fn del_keys(r: &Router, keys: Vec<Bytes>) -> Frame {
-    let planned = per_key(&keys, Kind::Del(pb::Del {}), Shape::Deleted);
-    super::plan::reply(planned.shape, r.dispatcher.run(&planned.ops).await)
 }
 
 /// Live keys in partitions as their owners report them.

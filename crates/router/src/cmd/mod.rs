@@ -63,16 +63,16 @@ const ALL: (i32, i32, i32) = (1, -1, 1);
 /// Every command the router understands.
 pub const SPECS: &[Spec] = &[
     spec("append", 3, WD, ONE),
-    spec("bitcount", -2, RO, ONE),
     spec("auth", -2, NOAUTH, NOKEY),
+    spec("bitcount", -2, RO, ONE),
     spec("client", -2, F, NOKEY),
     spec("command", -1, F, NOKEY),
     spec("config", -2, F, NOKEY),
     spec("dbsize", 1, R_, NOKEY),
     spec("decr", 2, WD, ONE),
-    spec("discard", 1, MULTI_FLAGS, NOKEY),
     spec("decrby", 3, WD, ONE),
     spec("del", -2, W, ALL),
+    spec("discard", 1, MULTI_FLAGS, NOKEY),
     spec("echo", 2, F, NOKEY),
     spec("exec", 1, MULTI_FLAGS, NOKEY),
     spec("exists", -2, R_, ALL),

@@ -101,6 +101,8 @@ pub async fn exec(r: &Router, s: &mut Session) -> Frame {
         return Frame::error("EXECABORT Transaction discarded because of previous errors.");
     }
     let (mut steps, mut ops) = (Vec::with_capacity(multi.queued.len()), Vec::new());
+    // Planned again (queueing only checked the slots): relative expiries
+    // count from EXEC, as in Redis.
     for (name, args) in &multi.queued {
         match super::plan(name, args) {
             Some(Ok(Planned { ops: planned, shape })) => {

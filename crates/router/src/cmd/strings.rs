@@ -80,40 +80,19 @@ pub fn getset(a: &[Bytes]) -> Result<Planned, Frame> {
 /// after the lookup, so the node answers that error.
 pub fn getex(a: &[Bytes]) -> Result<Planned, Frame> {
     use pb::get_ex::Change;
-    let (mut persist, mut expire): (bool, Option<(&'static str, Bytes)>) = (false, None);
-    let mut i = 2;
-    while i < a.len() {
-        let opt = String::from_utf8_lossy(&a[i]).to_ascii_uppercase();
-        let next = a.get(i + 1);
-        match opt.as_str() {
-            "PERSIST" if expire.is_none() => persist = true,
-            "EX" | "PX" | "EXAT" | "PXAT" if next.is_some() && !persist && expire.as_ref().is_none_or(|(u, _)| *u == opt) => {
-                let unit = match opt.as_str() { "EX" => "EX", "PX" => "PX", "EXAT" => "EXAT", _ => "PXAT" };
-                expire = Some((unit, next.expect("checked").clone()));
-                i += 1;
-            }
-            _ => return Err(syntax_error()),
-        }
-        i += 1;
-    }
-    let change = match expire {
-        Some(expire) => Some(match (SetOptions { expire: Some(expire), ..Default::default() }).expiry_for("getex", unix_ms()) {
-            Ok(Some(pb::set::Expiry::ExpireAtMs(at))) => Change::AtMs(at as i64),
-            Ok(_) => unreachable!("an EX/PX/EXAT/PXAT option gives a time"),
-            Err(Frame::Error(e)) => Change::Invalid(pb::OpError { kind: 0, message: e.strip_prefix("ERR ").unwrap_or(&e).to_string() }),
-            Err(other) => unreachable!("an argument error is an error frame: {other:?}"),
-        }),
-        None => persist.then_some(Change::Persist(true)),
+    let opts = SetOptions::parse_extended(&a[2..], true)?;
+    let change = match opts.expiry_for("getex", unix_ms()) {
+        Ok(Some(pb::set::Expiry::ExpireAtMs(at))) => Some(Change::AtMs(at as i64)),
+        Ok(_) => opts.persist.then_some(Change::Persist(true)),
+        Err(Frame::Error(e)) => Some(Change::Invalid(pb::OpError { kind: 0, message: e.strip_prefix("ERR ").unwrap_or(&e).to_string() })),
+        Err(other) => unreachable!("an argument error is an error frame: {other:?}"),
     };
     Ok(Planned::one(&a[1], Kind::GetEx(pb::GetEx { change }), Shape::Value))
 }
 
-/// INCRBYFLOAT: the increment is checked here too (a stored value that is
-/// not a float answers the same error first, on the node).
+/// INCRBYFLOAT: the node reads the stored value and the increment (both
+/// wrong give the same error, so it checks them in Redis's order).
 pub fn incrbyfloat(a: &[Bytes]) -> Result<Planned, Frame> {
-    if evenkeel_types::float::LongDouble::parse(&a[2]).is_none() {
-        return Err(Frame::error("ERR value is not a valid float"));
-    }
     Ok(Planned::one(&a[1], Kind::IncrByFloat(pb::IncrByFloat { increment: a[2].clone() }), Shape::Value))
 }
 
@@ -155,12 +134,21 @@ pub(crate) struct SetOptions {
     xx: bool,
     get: bool,
     keepttl: bool,
+    /// GETEX's PERSIST.
+    persist: bool,
     /// (unit option, raw value): EX, PX, EXAT or PXAT.
     expire: Option<(&'static str, Bytes)>,
 }
 
 impl SetOptions {
     pub(crate) fn parse(args: &[Bytes]) -> Result<SetOptions, Frame> {
+        Self::parse_extended(args, false)
+    }
+
+    /// Redis's `parseExtendedStringArgumentsOrReply`, for SET or (with
+    /// `for_get`) GETEX: NX, XX, GET and KEEPTTL only for SET, PERSIST only
+    /// for GETEX and not with an expiry.
+    fn parse_extended(args: &[Bytes], for_get: bool) -> Result<SetOptions, Frame> {
         let mut o = SetOptions::default();
         let mut i = 0;
         while i < args.len() {
@@ -168,11 +156,12 @@ impl SetOptions {
             let next = args.get(i + 1);
             let other_expire = |o: &SetOptions, unit: &str| o.keepttl || o.expire.as_ref().is_some_and(|(u, _)| *u != unit);
             match opt.as_str() {
-                "NX" if !o.xx => o.nx = true,
-                "XX" if !o.nx => o.xx = true,
-                "GET" => o.get = true,
-                "KEEPTTL" if o.expire.is_none() => o.keepttl = true,
-                "EX" | "PX" | "EXAT" | "PXAT" if next.is_some() && !other_expire(&o, &opt) => {
+                "NX" if !for_get && !o.xx => o.nx = true,
+                "XX" if !for_get && !o.nx => o.xx = true,
+                "GET" if !for_get => o.get = true,
+                "KEEPTTL" if !for_get && o.expire.is_none() => o.keepttl = true,
+                "PERSIST" if for_get && o.expire.is_none() => o.persist = true,
+                "EX" | "PX" | "EXAT" | "PXAT" if next.is_some() && !o.persist && !other_expire(&o, &opt) => {
                     let unit = match opt.as_str() { "EX" => "EX", "PX" => "PX", "EXAT" => "EXAT", _ => "PXAT" };
                     o.expire = Some((unit, next.expect("checked").clone()));
                     i += 1;
@@ -221,10 +210,7 @@ pub fn msetnx(a: &[Bytes]) -> Result<Planned, Frame> {
     if a.len().is_multiple_of(2) {
         return Err(wrong_arity("msetnx"));
     }
-    let slot = evenkeel_types::slot::key_slot(&a[1]);
-    if a[1..].chunks(2).any(|kv| evenkeel_types::slot::key_slot(&kv[0]) != slot) {
-        return Err(super::keys::cross_slot());
-    }
+    super::keys::one_slot(a[1..].iter().step_by(2))?;
     let keys = a[1..].chunks(2).map(|kv| kv[0].clone()).collect();
     let values = a[1..].chunks(2).map(|kv| kv[1].clone()).collect();
     Ok(Planned::one(&a[1], Kind::MsetNx(pb::MsetNx { keys, values }), Shape::Integer))
