@@ -27,10 +27,18 @@ use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
 use evenkeel_types::Slot;
 use evenkeel_types::slot::key_slot;
 
+/// Most commands, and argument bytes, one transaction may queue: past
+/// either, the command is refused and the transaction doomed, so a client
+/// cannot grow a router's memory without bound (EXEC then sends the whole
+/// transaction to one node in one request).
+const QUEUED_MAX: usize = 100_000;
+const QUEUED_BYTES_MAX: usize = 256 << 20;
+
 /// A session's transaction being queued.
 #[derive(Debug, Default)]
 pub struct Multi {
     queued: Vec<(&'static str, Vec<Bytes>)>,
+    queued_bytes: usize,
     /// An error while queueing: EXEC discards the transaction.
     doomed: bool,
     /// The hash slot of every key so far.
@@ -66,6 +74,11 @@ pub fn discard(s: &mut Session) -> Frame {
 /// Queues a command (arity already checked) of a session in MULTI.
 pub fn queue(s: &mut Session, name: &'static str, args: Vec<Bytes>) -> Frame {
     let multi = s.multi.as_mut().expect("queueing in MULTI");
+    let bytes: usize = args.iter().map(Bytes::len).sum();
+    if multi.queued.len() >= QUEUED_MAX || multi.queued_bytes + bytes > QUEUED_BYTES_MAX {
+        multi.doomed = true;
+        return Frame::error(format!("ERR transaction too large: at most {QUEUED_MAX} commands and {} MiB of arguments are queued", QUEUED_BYTES_MAX >> 20));
+    }
     match super::plan(name, &args) {
         Some(Ok(planned)) => {
             for op in &planned.ops {
@@ -84,6 +97,7 @@ pub fn queue(s: &mut Session, name: &'static str, args: Vec<Bytes>) -> Frame {
             return Frame::error(format!("ERR '{name}' is not supported inside a transaction"));
         }
     }
+    multi.queued_bytes += bytes;
     multi.queued.push((name, args));
     Frame::Simple("QUEUED".into())
 }
@@ -134,4 +148,25 @@ pub async fn exec(r: &Router, s: &mut Session) -> Frame {
         }
     });
     Frame::Array(replies.collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_queues_a_bounded_number_of_commands() {
+        let mut s = Session { id: 1, authenticated: true, name: None, multi: None };
+        assert_eq!(begin(&mut s), Frame::ok());
+        let set = |k: usize| vec![Bytes::from_static(b"SET"), Bytes::from(format!("{{t}}{k}")), Bytes::from_static(b"v")];
+        for k in 0..QUEUED_MAX {
+            assert_eq!(queue(&mut s, "set", set(k)), Frame::Simple("QUEUED".into()));
+        }
+        assert!(matches!(queue(&mut s, "set", set(QUEUED_MAX)), Frame::Error(e) if e.contains("transaction too large")));
+        assert!(s.multi.as_ref().unwrap().doomed, "EXEC will answer EXECABORT");
+        assert_eq!(discard(&mut s), Frame::ok());
+        assert_eq!(begin(&mut s), Frame::ok());
+        let big = vec![Bytes::from_static(b"SET"), Bytes::from_static(b"{t}k"), Bytes::from(vec![b'x'; QUEUED_BYTES_MAX])];
+        assert!(matches!(queue(&mut s, "set", big), Frame::Error(_)), "too many bytes");
+    }
 }
