@@ -18,27 +18,56 @@ pub struct Server {
     pub log: PathBuf,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    launch: Launch,
 }
+
+/// What a start was asked for, kept to start again on fresh ports.
+#[derive(Clone)]
+struct Launch {
+    data_dir: PathBuf,
+    log_dir: PathBuf,
+    run: usize,
+    extra: Vec<String>,
+    /// Starts that lost their ports (see [`Server::wait_ready`]).
+    port_retries: usize,
+}
+
+/// How often a start that lost its ports to another socket is tried again.
+const PORT_RETRIES: usize = 5;
 
 impl Server {
     /// Starts `evenkeel up --nodes 3` on `data_dir` with `extra` arguments
     /// (for example `--config FILE`); `run` names its log file.
     pub fn start(data_dir: &Path, log_dir: &Path, run: usize, extra: &[&str]) -> Server {
+        let launch = Launch {
+            data_dir: data_dir.to_path_buf(),
+            log_dir: log_dir.to_path_buf(),
+            run,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+            port_retries: 0,
+        };
+        Server::spawn(launch)
+    }
+
+    fn spawn(launch: Launch) -> Server {
         let (addr, admin) = (free_addr(), free_addr());
-        let log = log_dir.join(format!("run-{run}.log"));
+        let log = match launch.port_retries {
+            0 => launch.log_dir.join(format!("run-{}.log", launch.run)),
+            n => launch.log_dir.join(format!("run-{}-port-retry-{n}.log", launch.run)),
+        };
         let out = File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_evenkeel"))
             .args(["up", "--nodes", "3", "--data-dir"])
-            .arg(data_dir)
+            .arg(&launch.data_dir)
             .args(["--listen", &addr.to_string(), "--admin", &admin.to_string()])
-            .args(extra)
+            .args(&launch.extra)
             .env("RUST_LOG", "info,h2=warn,tower=warn,hyper=warn,fjall=warn,lsm_tree=warn")
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
             .expect("the evenkeel binary starts");
-        Server { child, log, addr, admin }
+        Server { child, log, addr, admin, launch }
     }
 
     pub fn admin_url(&self) -> String {
@@ -59,16 +88,29 @@ impl Server {
     }
 
     /// Polls PING until the router answers, failing early if the process died.
+    ///
+    /// The ports were free when [`free_addr`] looked, but another socket
+    /// (any process's outgoing connection draws from the same range) may
+    /// take one before the child binds it. A child that exits for that
+    /// alone is started again on fresh ports, at most [`PORT_RETRIES`]
+    /// times; `addr` and `admin` then name the new ports.
     pub async fn wait_ready(&mut self) -> MultiplexedConnection {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let client = redis::Client::open(format!("redis://{}/", self.addr)).unwrap();
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(Duration::from_secs(10));
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("evenkeel exited with {status} while starting:\n{}", self.log_tail());
+                let tail = self.log_tail();
+                if tail.contains("Address already in use") && self.launch.port_retries < PORT_RETRIES {
+                    eprintln!("evenkeel lost a port before binding it; starting again on fresh ports:\n{tail}");
+                    let launch = Launch { port_retries: self.launch.port_retries + 1, ..self.launch.clone() };
+                    *self = Server::spawn(launch);
+                    continue;
+                }
+                panic!("evenkeel exited with {status} while starting:\n{tail}");
             }
+            let client = redis::Client::open(format!("redis://{}/", self.addr)).unwrap();
             if let Ok(mut con) = client.get_multiplexed_async_connection_with_config(&config).await {
                 let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut con).await;
                 if pong.as_deref() == Ok("PONG") {
