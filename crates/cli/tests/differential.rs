@@ -68,6 +68,12 @@ const KNOWN_DIFFERENCES: &[KnownDifference] = &[
         reason: "as RENAME's",
     },
     KnownDifference {
+        args: &["WATCH", "kd:a", "kd:b"],
+        ours: b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
+        reason: "a transaction runs on one partition, which checks its watched keys, so they share its hash slot, \
+                 as in Redis Cluster; a standalone Redis takes any keys",
+    },
+    KnownDifference {
         args: &["CLIENT", "SETINFO", "lib-name", "differential"],
         ours: b"+OK\r\n",
         reason: "clients written for Redis 7.2 (redis-py 5, go-redis 9, ...) send CLIENT SETINFO on connect; \
@@ -291,6 +297,32 @@ fn transactions(s: &mut Script) {
     s.cmd(&["MGET", "{tx}h", "{tx}i", "{tx}j"]);
     run(s, &[&["multi"], &["set", "{tx}k", "v"], &["exec"]]);
     s.cmd(&["GET", "{tx}k"]);
+    watch(s);
+}
+
+/// WATCH and UNWATCH, the changes seen by this connection's own writes.
+fn watch(s: &mut Script) {
+    let run = |s: &mut Script, cmds: &[&[&str]]| {
+        for c in cmds {
+            s.cmd(c);
+        }
+    };
+    run(s, &[&["WATCH"], &["UNWATCH", "x"], &["SET", "{tx}w", "0"]]);
+    run(s, &[&["MULTI"], &["WATCH", "{tx}w"], &["SET", "{tx}w", "1"], &["EXEC"], &["GET", "{tx}w"]]);
+    run(s, &[&["WATCH", "{tx}w", "{tx}x"], &["MULTI"], &["INCR", "{tx}w"], &["EXEC"]]);
+    run(s, &[&["WATCH", "{tx}w", "{tx}x"], &["SET", "{tx}w", "2"], &["MULTI"], &["INCR", "{tx}w"], &["EXEC"], &["GET", "{tx}w"]]);
+    run(s, &[&["WATCH", "{tx}w"], &["SET", "{tx}w", "2"], &["MULTI"], &["PING"], &["EXEC"]]);
+    run(s, &[&["WATCH", "{tx}x"], &["SET", "{tx}x", "a"], &["DEL", "{tx}x"], &["MULTI"], &["GET", "{tx}x"], &["EXEC"]]);
+    run(s, &[&["WATCH", "{tx}w"], &["UNWATCH"], &["SET", "{tx}w", "3"], &["MULTI"], &["GET", "{tx}w"], &["EXEC"]]);
+    run(s, &[&["WATCH", "{tx}w"], &["MULTI"], &["UNWATCH"], &["SET", "{tx}w", "4"], &["EXEC"], &["GET", "{tx}w"]]);
+    run(s, &[&["WATCH", "{tx}nokey"], &["MULTI"], &["EXEC"]]);
+    run(s, &[&["WATCH", "{tx}w"], &["WATCH", "{tx}w"], &["MULTI"], &["NOSUCHCMD"], &["EXEC"], &["SET", "{tx}w", "5"], &["MULTI"], &["GET", "{tx}w"], &["EXEC"]]);
+    run(s, &[&["WATCH", "{tx}w"], &["SET", "{tx}w", "6"], &["MULTI"], &["DISCARD"], &["MULTI"], &["GET", "{tx}w"], &["EXEC"]]);
+    run(s, &[&["WATCH", "{tx}w"], &["SET", "{tx}w", "7"], &["EXEC"], &["MULTI"], &["GET", "{tx}w"], &["EXEC"]]);
+    // A watched key that expires before EXEC has changed (Redis 7.0).
+    run(s, &[&["SET", "{tx}e", "v", "PX", "100"], &["WATCH", "{tx}e"]]);
+    s.0.push(Step::Sleep(Duration::from_millis(200)));
+    run(s, &[&["MULTI"], &["SET", "{tx}e", "again"], &["EXEC"], &["GET", "{tx}e"], &["UNWATCH"]]);
 }
 
 /// SETBIT, GETBIT, BITCOUNT.

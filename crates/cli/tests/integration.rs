@@ -630,6 +630,65 @@ async fn transactions_are_atomic_within_a_slot() {
     cluster.shutdown().await.unwrap();
 }
 
+/// WATCH: a transaction whose watched key another client changed since
+/// does not run (EXEC answers a null array), and clients incrementing one
+/// counter by WATCH, GET, MULTI, SET, EXEC (retrying aborted ones) lose
+/// no increment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_aborts_a_transaction_whose_key_another_client_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let addr = cluster.router_addr;
+    let (mut a, mut b) = (Raw::connect(addr).await, Raw::connect(addr).await);
+    assert_eq!(a.call(&["WATCH", "{cas}k"]).await, Frame::ok());
+    assert_eq!(b.call(&["SET", "{cas}k", "theirs"]).await, Frame::ok());
+    assert_eq!(a.call(&["MULTI"]).await, Frame::ok());
+    assert_eq!(a.call(&["SET", "{cas}k", "mine"]).await, Frame::Simple("QUEUED".into()));
+    assert_eq!(a.call(&["EXEC"]).await, Frame::NullArray);
+    assert_eq!(a.call(&["GET", "{cas}k"]).await, Frame::bulk("theirs"));
+    assert_eq!(a.call(&["WATCH", "{cas}k", "{other}k"]).await, Frame::error("CROSSSLOT Keys in request don't hash to the same slot"));
+    assert_eq!(a.call(&["WATCH", "{cas}k"]).await, Frame::ok());
+    assert_eq!(a.call(&["MULTI"]).await, Frame::ok());
+    assert_eq!(a.call(&["SET", "{other}k", "1"]).await, Frame::error("CROSSSLOT Keys in request don't hash to the same slot"), "the transaction shares the watched keys' slot");
+    assert_eq!(a.call(&["DISCARD"]).await, Frame::ok());
+
+    const CLIENTS: usize = 4;
+    const EACH: usize = 40;
+    let clients = (0..CLIENTS).map(|_| async move {
+        let mut con = Raw::connect(addr).await;
+        let mut aborted = 0;
+        for _ in 0..EACH {
+            loop {
+                assert_eq!(con.call(&["WATCH", "{cas}n"]).await, Frame::ok());
+                let n = match con.call(&["GET", "{cas}n"]).await {
+                    Frame::Bulk(v) => std::str::from_utf8(&v).unwrap().parse::<u64>().unwrap(),
+                    Frame::Null => 0,
+                    other => panic!("GET answered {other:?}"),
+                };
+                assert_eq!(con.call(&["MULTI"]).await, Frame::ok());
+                assert_eq!(con.call(&["SET", "{cas}n", &(n + 1).to_string()]).await, Frame::Simple("QUEUED".into()));
+                match con.call(&["EXEC"]).await {
+                    Frame::Array(replies) => {
+                        assert_eq!(replies, vec![Frame::ok()]);
+                        break;
+                    }
+                    Frame::NullArray => aborted += 1,
+                    other => panic!("EXEC answered {other:?}"),
+                }
+            }
+        }
+        aborted
+    });
+    let handles: Vec<_> = clients.map(tokio::spawn).collect();
+    let mut aborted = 0;
+    for h in handles {
+        aborted += h.await.unwrap();
+    }
+    println!("{} increments, {aborted} transactions aborted and retried", CLIENTS * EACH);
+    assert_eq!(a.call(&["GET", "{cas}n"]).await, Frame::bulk((CLIENTS * EACH).to_string()), "no increment lost");
+    cluster.shutdown().await.unwrap();
+}
+
 /// With requirepass set, commands need AUTH first; a wrong password is
 /// refused and the right one admits the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

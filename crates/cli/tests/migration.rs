@@ -12,6 +12,8 @@ use evenkeel_coord::api::{MigrationInfo, MoveRequest, PartitionStatus};
 use evenkeel_meta::{EmbeddedOptions, EmbeddedStore, MetaStore};
 use futures::StreamExt;
 use redis::AsyncCommands;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,11 +471,34 @@ async fn rebalance_after_node_add_moves_a_quarter_under_load() {
     cluster.shutdown().await.unwrap();
 }
 
+/// Increments `key` by WATCH, GET, MULTI, SET, EXEC on a connection of its
+/// own until `stop` (at least once), retrying aborted transactions.
+/// Returns the increments made and the transactions aborted.
+async fn watch_increments(client: redis::Client, key: String, stop: Arc<AtomicBool>) -> (usize, usize) {
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let (mut made, mut aborted) = (0, 0);
+    while made == 0 || !stop.load(Ordering::Relaxed) {
+        let () = redis::cmd("WATCH").arg(&key).query_async(&mut con).await.unwrap();
+        let n: Option<usize> = con.get(&key).await.unwrap();
+        let ran: Option<((),)> = redis::pipe().atomic().set(&key, n.unwrap_or(0) + 1).query_async(&mut con).await.unwrap();
+        match ran {
+            Some(_) => made += 1,
+            None => aborted += 1,
+        }
+    }
+    (made, aborted)
+}
+
 /// RENAME, RENAMENX, MSETNX and MULTI/EXEC write several keys of one hash
 /// slot in one atomic step on the owner; a move carries each of those
 /// records through its change log like any other. Run throughout a move of their partition
 /// (copy, cutover, bake with reverse capture), they leave every key as
 /// they were acknowledged.
+///
+/// Meanwhile clients increment counters by WATCH, GET, MULTI, SET, EXEC:
+/// two contend for one counter (aborted transactions are retried) and
+/// none of their increments is lost; one alone on its own counter is never
+/// aborted, since a record keeps its version when it moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
@@ -493,6 +518,8 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
         let () = conn.set(key("a", i), i).await.unwrap();
     }
     let request = MoveRequest { partition: 0, target: 4 };
+    let stop = Arc::new(AtomicBool::new(false));
+    let watchers: Vec<_> = ["w", "w", "v"].iter().map(|name| tokio::spawn(watch_increments(client.clone(), key(name, 0), stop.clone()))).collect();
     let m: MigrationInfo = http.post(format!("{admin}/v1/migrations")).json(&request).send().await.unwrap().json().await.unwrap();
     let mut done = 0;
     while done < N {
@@ -512,6 +539,16 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
     let state_then = migrations(&http, &admin).await.into_iter().find(|x| x.id == m.id).map(|x| x.state);
     println!("{done} rounds of RENAME, MSETNX, RENAMENX, MULTI/EXEC ran during the move; it was {state_then:?} after them");
     wait_state(&http, &admin, &m.id, "DONE").await;
+    stop.store(true, Ordering::Relaxed);
+    let mut watched = Vec::new();
+    for w in watchers {
+        watched.push(w.await.unwrap());
+    }
+    println!("WATCH increments (done, aborted): contending {:?} {:?}, alone {:?}", watched[0], watched[1], watched[2]);
+    let contended: Option<usize> = conn.get(key("w", 0)).await.unwrap();
+    assert_eq!(contended, Some(watched[0].0 + watched[1].0), "no WATCH increment lost");
+    let alone: Option<usize> = conn.get(key("v", 0)).await.unwrap();
+    assert_eq!((alone, watched[2].1), (Some(watched[2].0), 0), "the lone watcher's transactions all ran");
     assert_eq!(routing(&cluster).await.entry(0).unwrap().owner, 4);
     let counted: Option<usize> = conn.get(key("t", 0)).await.unwrap();
     assert_eq!(counted, Some(done), "one INCR per transaction");

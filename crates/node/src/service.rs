@@ -286,7 +286,7 @@ impl RefusedSoFar {
 }
 
 fn is_write(op: &pb::Op) -> bool {
-    !matches!(op.kind, Some(pb::op::Kind::Get(_)) | None)
+    !matches!(op.kind, Some(pb::op::Kind::Get(_) | pb::op::Kind::Watch(_)) | None)
 }
 
 fn overloaded() -> pb::Refused {

@@ -316,7 +316,7 @@ impl Store {
     pub fn execute_admitted<E>(&self, partition: PartitionId, key: &[u8], kind: &Kind, now_ms: u64, admit: impl FnOnce() -> Result<(), E>) -> Result<Result<(R, Option<Record>), E>, StoreError> {
         let slot = self.slot_in(partition, key)?;
         let data_key = data_key(slot, key);
-        if let Kind::Get(_) = kind {
+        if let Kind::Get(_) | Kind::Watch(_) = kind {
             // A read takes no lock. One admitted just before a fence
             // returns what the source held when the fence came: nothing is
             // written here after it, and any write the destination takes
@@ -396,11 +396,20 @@ impl Store {
         Ok(pending.into_iter().find(|p| p.data_key == own).map(|p| p.last))
     }
 
-    /// A MULTI/EXEC transaction under the partition's lock: its ops run in
-    /// order as one step ([`Self::run_in_step`]), each reading the writes
-    /// of those before it, and commit together. A key outside the
-    /// partition fails the whole transaction with nothing written.
+    /// A MULTI/EXEC transaction under the partition's lock: if a watched
+    /// key changed since WATCH read it, nothing runs (`aborted`). Else its
+    /// ops run in order as one step ([`Self::run_in_step`]), each reading
+    /// the writes of those before it, and commit together. A key outside
+    /// the partition fails the whole transaction with nothing written.
     fn execute_transaction(&self, partition: PartitionId, counters: &mut PartitionCounters, key: &[u8], t: &pb::Transaction, now_ms: u64) -> Result<(R, Option<Record>), StoreError> {
+        for w in &t.watched {
+            let dk = data_key(self.slot_in(partition, &w.key)?, &w.key);
+            let now = ops::watched(self.rows.get_locked(partition, &dk, || self.read(&dk))?.as_ref(), now_ms);
+            let seen = w.seen.unwrap_or_default();
+            if now.version != seen.version || (seen.live && !now.live) {
+                return Ok((R::Transaction(pb::TransactionResults { results: Vec::new(), aborted: true }), None));
+            }
+        }
         let mut pending = Vec::new();
         let mut results = Vec::with_capacity(t.ops.len());
         for op in &t.ops {
@@ -414,7 +423,7 @@ impl Store {
             results.push(pb::OpResult { result: Some(reply), record: None });
         }
         let own = self.commit_step(partition, counters, pending, key)?;
-        Ok((R::Transaction(pb::TransactionResults { results }), own))
+        Ok((R::Transaction(pb::TransactionResults { results, aborted: false }), own))
     }
 
     /// Live keys of whole slots starting at `start_slot` within `partition`,

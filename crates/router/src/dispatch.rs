@@ -256,7 +256,7 @@ fn fill(mut results: Vec<Option<Outcome>>, pending: &[usize], error: impl Fn(usi
 }
 
 fn is_read(kind: &Kind) -> bool {
-    matches!(kind, Kind::Get(_))
+    matches!(kind, Kind::Get(_) | Kind::Watch(_))
 }
 
 /// True when the request certainly never reached the node (the connection

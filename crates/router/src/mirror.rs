@@ -94,10 +94,12 @@ impl Mirror {
 
     /// The tap for an op of `kind` on a partition moving under `modes`
     /// (the shadow-read sample is drawn here); None: nothing to mirror.
-    /// Reads of metadata only (EXISTS, TTL, STRLEN) are not mirrored.
+    /// Reads of metadata only (EXISTS, TTL, STRLEN) and WATCH's version
+    /// reads are not mirrored.
     pub fn tap(&self, modes: &Modes, kind: &Kind) -> Option<Tap> {
         match kind {
             Kind::Get(g) if g.meta_only => None,
+            Kind::Watch(_) => None,
             Kind::Get(_) if self.sampler.sample(modes.shadow_read_ratio) => Some(Tap::Shadow { copy: modes.copy_on_read }),
             Kind::Get(_) => modes.copy_on_read.then_some(Tap::CopyOnRead),
             _ => modes.dual_write.then_some(Tap::DualWrite),

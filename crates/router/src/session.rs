@@ -40,6 +40,8 @@ pub struct Session {
     pub name: Option<bytes::Bytes>,
     /// Between MULTI and EXEC or DISCARD: the commands queued.
     pub multi: Option<crate::cmd::multi::Multi>,
+    /// The keys WATCHed since the last EXEC, DISCARD or UNWATCH.
+    pub watched: crate::cmd::multi::Watched,
 }
 
 pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit: bool) -> std::io::Result<()> {
@@ -49,7 +51,7 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
         writer.write_all(b"-ERR max number of clients reached\r\n").await?;
         return Ok(());
     }
-    let mut session = Session { id, authenticated: router.config.requirepass.is_none(), name: None, multi: None };
+    let mut session = Session { id, authenticated: router.config.requirepass.is_none(), name: None, multi: None, watched: Default::default() };
     let mut requests = FramedRead::new(Stamped::new(reader), RequestDecoder::new(router.config.limits));
     let mut out = BytesMut::with_capacity(4096);
     // A request taken while gathering a batch that did not join it.

@@ -98,6 +98,7 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
     let live = stored.filter(|r| r.is_live(now_ms));
     match kind {
         Kind::Get(g) => read(live, g.meta_only),
+        Kind::Watch(_) => no_write(R::Watched(watched(stored, now_ms))),
         Kind::Set(s) => set(s, live, now_ms, version, limits),
         Kind::Del(_) => delete(live, version, R::Integer(1), R::Integer(0)),
         Kind::GetDel(_) => delete(live, version, value_reply(live, false), R::Nil(pb::Nil {})),
@@ -112,6 +113,13 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::Rename(_) | Kind::MsetNx(_) => unreachable!("multi-key operations run through apply_multi"),
         Kind::Transaction(_) => unreachable!("a transaction runs through Store::execute_transaction"),
     }
+}
+
+/// What WATCH records of a key, and what EXEC compares it with: the
+/// stored record's version (tombstones and expired values included; 0 for
+/// none) and whether it is live.
+pub fn watched(stored: Option<&Record>, now_ms: u64) -> pb::Watched {
+    pb::Watched { version: stored.map_or(0, |r| r.version), live: stored.is_some_and(|r| r.is_live(now_ms)) }
 }
 
 fn no_write(reply: R) -> Applied {

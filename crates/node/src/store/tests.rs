@@ -102,7 +102,7 @@ fn a_transaction_reads_its_own_writes_and_commits_them_together() {
     let (a, b) = (Bytes::from_static(b"{tx}a"), Bytes::from_static(b"{tx}b"));
     let p = key_partition(&a, N);
     let op = |key: &Bytes, kind: Kind| pb::Op { partition: 0, key: key.clone(), kind: Some(kind), want_record: false };
-    let tx = |ops| Kind::Transaction(pb::Transaction { ops });
+    let tx = |ops| Kind::Transaction(pb::Transaction { ops, watched: Vec::new() });
     let before = s.counters()[p as usize];
     let ops = vec![
         op(&a, set("1", None)),
@@ -124,6 +124,43 @@ fn a_transaction_reads_its_own_writes_and_commits_them_together() {
     assert!(matches!(failed, Err(StoreError::WrongPartition { .. })), "{failed:?}");
     assert_eq!(get(&s, &a, 1_000), None, "nothing of a failed transaction is written");
     assert_eq!(s.counters()[p as usize], after);
+}
+
+/// A transaction runs only if every watched key is as WATCH saw it: the
+/// same stored version, and still live if it was. A write (even one that
+/// changes nothing a reader sees), a deletion, or an expiry since aborts
+/// it with nothing written; an untouched key, live or absent, does not.
+#[test]
+fn a_transaction_runs_only_if_its_watched_keys_are_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let (a, b, c) = (Bytes::from_static(b"{w}a"), Bytes::from_static(b"{w}b"), Bytes::from_static(b"{w}c"));
+    let watch = |key: &Bytes, now| match exec(&s, key, Kind::Watch(pb::Watch {}), now) {
+        R::Watched(w) => pb::WatchedKey { key: key.clone(), seen: Some(w) },
+        other => panic!("a watch answers Watched: {other:?}"),
+    };
+    let run = |watched: Vec<pb::WatchedKey>, now| {
+        let ops = vec![pb::Op { partition: 0, key: c.clone(), kind: Some(Kind::IncrBy(pb::IncrBy { delta: 1 })), want_record: false }];
+        match exec(&s, &c, Kind::Transaction(pb::Transaction { ops, watched }), now) {
+            R::Transaction(t) => (t.aborted, t.results.len()),
+            other => panic!("a transaction's results: {other:?}"),
+        }
+    };
+    exec(&s, &a, set("1", None), 1_000);
+    let (live, absent) = (watch(&a, 1_000), watch(&b, 1_000));
+    assert!(live.seen.unwrap().live && live.seen.unwrap().version > 0);
+    assert_eq!(absent.seen, Some(pb::Watched { version: 0, live: false }));
+    assert_eq!(run(vec![live.clone(), absent.clone()], 1_000), (false, 1), "nothing changed");
+    exec(&s, &a, set("1", None), 1_001);
+    assert_eq!(run(vec![live, absent.clone()], 1_001), (true, 0), "rewritten with the same value");
+    assert_eq!(get(&s, &c, 1_001), Some(Bytes::from_static(b"1")), "the aborted INCR did not run");
+    exec(&s, &b, set("x", None), 1_002);
+    exec(&s, &b, Kind::Del(pb::Del {}), 1_003);
+    assert_eq!(run(vec![absent], 1_003), (true, 0), "created and deleted again");
+    exec(&s, &a, set("v", Some(2_000)), 1_004);
+    let expiring = watch(&a, 1_004);
+    assert_eq!(run(vec![expiring.clone()], 1_999), (false, 1), "still live");
+    assert_eq!(run(vec![expiring], 2_000), (true, 0), "expired since WATCH");
 }
 
 #[test]

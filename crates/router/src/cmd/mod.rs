@@ -121,6 +121,8 @@ pub const SPECS: &[Spec] = &[
     spec("ttl", 2, R_, ONE),
     spec("type", 2, R_, ONE),
     spec("unlink", -2, WF, ALL),
+    spec("unwatch", 1, MULTI_FLAGS, NOKEY),
+    spec("watch", -2, MULTI_FLAGS, ALL),
 ];
 
 pub fn find(name: &str) -> Option<&'static Spec> {
@@ -137,7 +139,7 @@ pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -
     if !arity_ok(spec, args.len()) {
         return (multi::flag(session, wrong_arity(spec.name)), Flow::Continue);
     }
-    if session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "quit") {
+    if session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "quit" | "watch") {
         return (multi::queue(session, spec.name, args), Flow::Continue);
     }
     let started = std::time::Instant::now();
@@ -231,6 +233,8 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
         "multi" => multi::begin(s),
         "discard" => multi::discard(s),
         "exec" => multi::exec(r, s).await,
+        "watch" => multi::watch(r, s, a).await,
+        "unwatch" => multi::unwatch(s),
         "flushall" | "flushdb" => keys::flush(r, a).await,
         "dbsize" => keys::dbsize(r).await,
         "quit" => return (Frame::ok(), Flow::Close),

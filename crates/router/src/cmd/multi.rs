@@ -13,9 +13,21 @@
 //! queueing is answered and dooms the transaction (EXEC answers
 //! EXECABORT); an argument error (a bad SET option) is that command's
 //! element of EXEC's reply, and the others still run. Queued besides data
-//! commands: PING, ECHO and TIME; other commands (SCAN, KEYS, FLUSHALL,
-//! INFO, CLIENT, ...) are refused while queueing, and WATCH is not
-//! supported.
+//! commands: PING, ECHO, TIME and UNWATCH; other commands (SCAN, KEYS,
+//! FLUSHALL, INFO, CLIENT, ...) are refused while queueing.
+//!
+//! WATCH (optimistic locking): the session reads each watched key's
+//! version from its owner (a `Watch` op) and EXEC hands them to the node
+//! with the transaction, which runs nothing if one has changed (EXEC then
+//! answers a null array). Watched keys share the transaction's hash slot.
+//! A version survives a migration (records are copied with it), so a
+//! partition that moves between WATCH and EXEC does not abort the
+//! transaction by itself. Where versions differ from Redis's idea of a
+//! change: a key already expired when watched counts as changed once
+//! expiry deletes it, and a watched tombstone once it is collected (both
+//! aborts); a key absent when watched, then created and deleted, is missed
+//! if its tombstone is collected before EXEC, which takes the tombstone
+//! grace (10 minutes by default) after the deletion.
 
 use super::plan::{self, Planned, Shape};
 use super::{dispatch_error, op_error, unexpected};
@@ -46,7 +58,58 @@ pub struct Multi {
 }
 
 /// Commands queued besides data commands: they read no data.
-const STATELESS: &[&str] = &["ping", "echo", "time"];
+const STATELESS: &[&str] = &["ping", "echo", "time", "unwatch"];
+
+/// Most keys a session may watch at once, for the same reason as
+/// [`QUEUED_MAX`].
+const WATCHED_MAX: usize = 100_000;
+
+/// The keys a session watches, with what WATCH saw of each.
+#[derive(Debug, Default)]
+pub struct Watched {
+    keys: Vec<pb::WatchedKey>,
+    /// Their hash slot, which the transaction's keys must share.
+    slot: Option<Slot>,
+}
+
+/// WATCH: reads the keys' versions now, for EXEC to compare.
+pub async fn watch(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
+    if s.multi.is_some() {
+        return Frame::error("ERR WATCH inside MULTI is not allowed");
+    }
+    let keys = &a[1..];
+    let mut slot = s.watched.slot;
+    for key in keys {
+        if *slot.get_or_insert(key_slot(key)) != key_slot(key) {
+            return super::keys::cross_slot();
+        }
+    }
+    if s.watched.keys.len() + keys.len() > WATCHED_MAX {
+        return Frame::error(format!("ERR too many watched keys: at most {WATCHED_MAX}"));
+    }
+    let ops: Vec<KeyOp> = keys.iter().map(|k| KeyOp { key: k.clone(), kind: Kind::Watch(pb::Watch {}) }).collect();
+    let mut seen = Vec::with_capacity(keys.len());
+    for outcome in r.dispatcher.run(&ops).await {
+        match outcome.map_err(|e| dispatch_error(&e)).and_then(op_error) {
+            Ok(R::Watched(w)) => seen.push(w),
+            Ok(other) => return unexpected(&other),
+            Err(e) => return e,
+        }
+    }
+    s.watched.slot = slot;
+    for (key, seen) in keys.iter().zip(seen) {
+        // A key watched twice keeps what it was first seen as, as in Redis.
+        if !s.watched.keys.iter().any(|w| w.key == key) {
+            s.watched.keys.push(pb::WatchedKey { key: key.clone(), seen: Some(seen) });
+        }
+    }
+    Frame::ok()
+}
+
+pub fn unwatch(s: &mut Session) -> Frame {
+    s.watched = Watched::default();
+    Frame::ok()
+}
 
 /// `error`, which dooms the session's transaction if one is being queued.
 pub(crate) fn flag(session: &mut Session, error: Frame) -> Frame {
@@ -60,13 +123,13 @@ pub fn begin(s: &mut Session) -> Frame {
     if s.multi.is_some() {
         return Frame::error("ERR MULTI calls can not be nested");
     }
-    s.multi = Some(Multi::default());
+    s.multi = Some(Multi { slot: s.watched.slot, ..Multi::default() });
     Frame::ok()
 }
 
 pub fn discard(s: &mut Session) -> Frame {
     match s.multi.take() {
-        Some(_) => Frame::ok(),
+        Some(_) => unwatch(s),
         None => Frame::error("ERR DISCARD without MULTI"),
     }
 }
@@ -111,6 +174,7 @@ enum Step {
 
 pub async fn exec(r: &Router, s: &mut Session) -> Frame {
     let Some(multi) = s.multi.take() else { return Frame::error("ERR EXEC without MULTI") };
+    let watched = std::mem::take(&mut s.watched).keys;
     if multi.doomed {
         return Frame::error("EXECABORT Transaction discarded because of previous errors.");
     }
@@ -124,14 +188,19 @@ pub async fn exec(r: &Router, s: &mut Session) -> Frame {
                 ops.extend(planned.into_iter().map(|op| pb::Op { partition: 0, key: op.key, kind: Some(op.kind), want_record: false }));
             }
             Some(Err(e)) => steps.push(Step::Done(e)),
+            // The watches are already released.
+            None if *name == "unwatch" => steps.push(Step::Done(Frame::ok())),
             None => steps.push(Step::Done(super::server::run(r, s, name, args).await)),
         }
     }
     let mut results = Vec::new().into_iter();
-    if let Some(first) = ops.first() {
-        let op = KeyOp { key: first.key.clone(), kind: Kind::Transaction(pb::Transaction { ops }) };
+    // Sent when there is something to run or to check: a transaction of
+    // PINGs on watched keys still aborts if one changed.
+    if let Some(key) = ops.first().map(|op| &op.key).or(watched.first().map(|w| &w.key)) {
+        let op = KeyOp { key: key.clone(), kind: Kind::Transaction(pb::Transaction { ops, watched }) };
         let outcome = r.dispatcher.run(std::slice::from_ref(&op)).await.pop().expect("one outcome per op");
         match outcome.map_err(|e| dispatch_error(&e)).and_then(op_error) {
+            Ok(R::Transaction(t)) if t.aborted => return Frame::NullArray,
             Ok(R::Transaction(t)) => results = t.results.into_iter(),
             Ok(other) => return unexpected(&other),
             // Not run (refused, unreachable) or failed whole: no element
@@ -156,7 +225,7 @@ mod tests {
 
     #[test]
     fn a_transaction_queues_a_bounded_number_of_commands() {
-        let mut s = Session { id: 1, authenticated: true, name: None, multi: None };
+        let mut s = Session { id: 1, authenticated: true, name: None, multi: None, watched: Watched::default() };
         assert_eq!(begin(&mut s), Frame::ok());
         let set = |k: usize| vec![Bytes::from_static(b"SET"), Bytes::from(format!("{{t}}{k}")), Bytes::from_static(b"v")];
         for k in 0..QUEUED_MAX {
