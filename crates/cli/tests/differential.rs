@@ -68,6 +68,16 @@ const KNOWN_DIFFERENCES: &[KnownDifference] = &[
         reason: "as RENAME's",
     },
     KnownDifference {
+        args: &["COPY", "kd:a", "kd:b"],
+        ours: b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
+        reason: "as RENAME's",
+    },
+    KnownDifference {
+        args: &["COPY", "{kd}a", "{kd}b", "DB", "1"],
+        ours: b"-ERR DB index is out of range\r\n",
+        reason: "one database, as SELECT's",
+    },
+    KnownDifference {
         args: &["WATCH", "kd:a", "kd:b"],
         ours: b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
         reason: "a transaction runs on one partition, which checks its watched keys, so they share its hash slot, \
@@ -300,6 +310,44 @@ fn transactions(s: &mut Script) {
     watch(s);
 }
 
+/// COPY on keys of one hash slot (`{cp}`), with its options and errors.
+fn copy(s: &mut Script) {
+    for c in [
+        &["COPY", "{cp}a", "{cp}b"][..],
+        &["SET", "{cp}a", "v", "EX", "100"],
+        &["COPY", "{cp}a", "{cp}b"],
+        &["GET", "{cp}b"],
+        &["COPY", "{cp}a", "{cp}b"],
+        &["SET", "{cp}a", "w"],
+        &["COPY", "{cp}a", "{cp}b", "REPLACE"],
+        &["GET", "{cp}b"],
+        &["TTL", "{cp}b"],
+        &["COPY", "{cp}a", "{cp}b", "replace", "REPLACE", "db", "0"],
+        &["COPY", "{cp}a", "{cp}b", "DB", "0"],
+        &["COPY", "{cp}a", "{cp}a"],
+        &["COPY", "{cp}missing", "{cp}missing"],
+        &["COPY", "{cp}a", "{cp}a", "FOO"],
+        &["COPY", "{cp}a", "{cp}b", "DB"],
+        &["COPY", "{cp}a", "{cp}b", "DB", "x"],
+        &["COPY", "{cp}a", "{cp}b", "DB", "99999999999"],
+        &["COPY", "{cp}a", "{cp}b", "DB", "-1"],
+        &["COPY", "{cp}a", "{cp}b", "DB", "16"],
+        &["COPY", "{cp}a", "{cp}b", "DB", "x", "FOO"],
+        &["COPY", "{cp}a"],
+        &["SET", "{cp}e", "soon", "PX", "1"],
+    ] {
+        s.cmd(c);
+    }
+    s.0.push(Step::Sleep(Duration::from_millis(20)));
+    s.cmd(&["COPY", "{cp}e", "{cp}f"]);
+    s.cmd(&["COPY", "{cp}a", "{cp}e"]);
+    s.cmd(&["MGET", "{cp}a", "{cp}e", "{cp}f"]);
+    s.cmd(&["MULTI"]);
+    s.cmd(&["COPY", "{cp}a", "{cp}g"]);
+    s.cmd(&["GET", "{cp}g"]);
+    s.cmd(&["EXEC"]);
+}
+
 /// WATCH and UNWATCH, the changes seen by this connection's own writes.
 fn watch(s: &mut Script) {
     let run = |s: &mut Script, cmds: &[&[&str]]| {
@@ -372,6 +420,7 @@ fn bits(s: &mut Script) {
 
 /// RENAME, RENAMENX and MSETNX on keys of one hash slot (`{tag}`).
 fn rename_msetnx(s: &mut Script) {
+    copy(s);
     s.cmd(&["SET", "{rn}a", "v", "EX", "100"]);
     s.cmd(&["RENAME", "{rn}a", "{rn}b"]);
     s.cmd(&["EXISTS", "{rn}a"]);

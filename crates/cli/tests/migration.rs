@@ -489,8 +489,8 @@ async fn watch_increments(client: redis::Client, key: String, stop: Arc<AtomicBo
     (made, aborted)
 }
 
-/// RENAME, RENAMENX, MSETNX and MULTI/EXEC write several keys of one hash
-/// slot in one atomic step on the owner; a move carries each of those
+/// RENAME, RENAMENX, MSETNX, COPY and MULTI/EXEC write several keys of
+/// one hash slot in one atomic step on the owner; a move carries each of those
 /// records through its change log like any other. Run throughout a move of their partition
 /// (copy, cutover, bake with reverse capture), they leave every key as
 /// they were acknowledged.
@@ -529,6 +529,8 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
         assert_eq!(set, 1);
         let moved: i64 = redis::cmd("RENAMENX").arg(key("b", done)).arg(key("d", done)).query_async(&mut conn).await.unwrap();
         assert_eq!(moved, 1);
+        let copied: i64 = redis::cmd("COPY").arg(key("c", done)).arg(key("f", done)).query_async(&mut conn).await.unwrap();
+        assert_eq!(copied, 1);
         let (counted, ()): (i64, ()) = redis::pipe().atomic().incr(key("t", 0), 1).set(key("u", done), done).query_async(&mut conn).await.unwrap();
         assert_eq!(counted, done as i64 + 1);
         done += 1;
@@ -537,7 +539,7 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
         }
     }
     let state_then = migrations(&http, &admin).await.into_iter().find(|x| x.id == m.id).map(|x| x.state);
-    println!("{done} rounds of RENAME, MSETNX, RENAMENX, MULTI/EXEC ran during the move; it was {state_then:?} after them");
+    println!("{done} rounds of RENAME, MSETNX, RENAMENX, COPY, MULTI/EXEC ran during the move; it was {state_then:?} after them");
     wait_state(&http, &admin, &m.id, "DONE").await;
     stop.store(true, Ordering::Relaxed);
     let mut watched = Vec::new();
@@ -553,13 +555,13 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
     let counted: Option<usize> = conn.get(key("t", 0)).await.unwrap();
     assert_eq!(counted, Some(done), "one INCR per transaction");
     for i in 0..N {
-        let names = ["a", "b", "c", "d", "e", "u"].map(|name| key(name, i));
+        let names = ["a", "b", "c", "d", "e", "f", "u"].map(|name| key(name, i));
         let values: Vec<Option<usize>> = redis::cmd("MGET").arg(&names[..]).query_async(&mut conn).await.unwrap();
-        let (a, b, c, d, e, u) = (values[0], values[1], values[2], values[3], values[4], values[5]);
+        let (a, b, c, d, e, f, u) = (values[0], values[1], values[2], values[3], values[4], values[5], values[6]);
         if i < done {
-            assert_eq!((a, b, c, d, e, u), (None, None, Some(i), Some(i), Some(i), Some(i)), "key {i} of {done} renamed");
+            assert_eq!((a, b, c, d, e, f, u), (None, None, Some(i), Some(i), Some(i), Some(i), Some(i)), "key {i} of {done} renamed");
         } else {
-            assert_eq!((a, b, c, d, e, u), (Some(i), None, None, None, None, None), "key {i} left alone");
+            assert_eq!((a, b, c, d, e, f, u), (Some(i), None, None, None, None, None, None), "key {i} left alone");
         }
     }
     cluster.shutdown().await.unwrap();

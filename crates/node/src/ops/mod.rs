@@ -31,12 +31,12 @@ impl Default for OpLimits {
     }
 }
 
-/// The keys a multi-key operation (RENAME, MSETNX) reads and may write,
-/// its own `key` first; None for a single-key operation.
+/// The keys a multi-key operation (RENAME, COPY, MSETNX) reads and may
+/// write, its own `key` first; None for a single-key operation.
 pub fn multi_keys<'a>(kind: &'a Kind, key: &'a [u8]) -> Option<Vec<&'a [u8]>> {
     match kind {
-        Kind::Rename(r) if r.to == key => Some(vec![key]),
-        Kind::Rename(r) => Some(vec![key, &r.to]),
+        Kind::Rename(pb::Rename { to, .. }) | Kind::Copy(pb::Copy { to, .. }) if to == key => Some(vec![key]),
+        Kind::Rename(pb::Rename { to, .. }) | Kind::Copy(pb::Copy { to, .. }) => Some(vec![key, to]),
         Kind::MsetNx(m) => Some(m.keys.iter().map(|k| &k[..]).collect()),
         _ => None,
     }
@@ -69,6 +69,18 @@ pub fn apply_multi(kind: &Kind, stored: &[Option<Record>], now_ms: u64, versions
             }
             let moved = Record { value: source.value.clone(), expire_at_ms: source.expire_at_ms, version: versions[1] };
             AppliedMulti { writes: vec![(0, Record::tombstone(versions[0])), (1, moved)], reply: done }
+        }
+        Kind::Copy(c) => {
+            // The router answers this itself, as Redis does, before asking.
+            if stored.len() < 2 {
+                return none(R::Error(pb::OpError { kind: pb::op_error::Kind::Internal as i32, message: "source and destination objects are the same".into() }));
+            }
+            let Some(source) = live(0) else { return none(R::Integer(0)) };
+            if live(1).is_some() && !c.replace {
+                return none(R::Integer(0));
+            }
+            let copied = Record { value: source.value.clone(), expire_at_ms: source.expire_at_ms, version: versions[1] };
+            AppliedMulti { writes: vec![(1, copied)], reply: R::Integer(1) }
         }
         Kind::MsetNx(m) => {
             if m.keys.is_empty() || m.keys.len() != m.values.len() {
@@ -110,7 +122,7 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::SetRange(s) => set_range(s, live, version, limits),
         Kind::IncrByFloat(i) => incr_by_float(&i.increment, live, version),
         Kind::SetBit(b) => set_bit(b, live, version, limits),
-        Kind::Rename(_) | Kind::MsetNx(_) => unreachable!("multi-key operations run through apply_multi"),
+        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) => unreachable!("multi-key operations run through apply_multi"),
         Kind::Transaction(_) => unreachable!("a transaction runs through Store::execute_transaction"),
     }
 }

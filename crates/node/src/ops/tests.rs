@@ -168,6 +168,22 @@ fn rename_moves_value_and_expiry_or_refuses() {
 }
 
 #[test]
+fn copy_writes_value_and_expiry_unless_the_target_is_taken() {
+    let copy = |replace| Kind::Copy(pb::Copy { to: Bytes::from_static(b"b"), replace });
+    let source = Some(Record::value("v", Some(NOW + 9), 1));
+    let a = apply_multi(&copy(false), &[source.clone(), None], NOW, &[10, 11]);
+    assert_eq!(a, AppliedMulti { writes: vec![(1, Record::value("v", Some(NOW + 9), 11))], reply: R::Integer(1) });
+    assert_eq!(apply_multi(&copy(false), &[source.clone(), live("old")], NOW, &[10, 11]), AppliedMulti { writes: vec![], reply: R::Integer(0) }, "the target exists");
+    assert_eq!(apply_multi(&copy(true), &[source.clone(), live("old")], NOW, &[10, 11]).writes, vec![(1, Record::value("v", Some(NOW + 9), 11))], "REPLACE");
+    let expired_target = Some(Record::value("old", Some(NOW), 1));
+    assert_eq!(apply_multi(&copy(false), &[source.clone(), expired_target], NOW, &[10, 11]).reply, R::Integer(1), "an expired target is absent");
+    let expired_source = Some(Record::value("v", Some(NOW), 1));
+    assert_eq!(apply_multi(&copy(true), &[expired_source, None], NOW, &[10, 11]), AppliedMulti { writes: vec![], reply: R::Integer(0) }, "an expired source is missing");
+    let same = apply_multi(&copy(true), &[source], NOW, &[10]);
+    assert!(same.writes.is_empty() && matches!(same.reply, R::Error(_)), "one key: refused, not a panic");
+}
+
+#[test]
 fn msetnx_sets_all_or_nothing_and_a_repeated_key_takes_its_last_value() {
     let msetnx = |pairs: &[(&'static str, &'static str)]| {
         Kind::MsetNx(pb::MsetNx { keys: pairs.iter().map(|p| Bytes::from_static(p.0.as_bytes())).collect(), values: pairs.iter().map(|p| Bytes::from_static(p.1.as_bytes())).collect() })

@@ -52,6 +52,37 @@ pub fn rename(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     Ok(Planned::one(&a[1], Kind::Rename(pb::Rename { to: a[2].clone(), nx }), shape))
 }
 
+/// COPY source destination [DB n] [REPLACE]: one atomic node operation
+/// on keys of one hash slot, as RENAME. There is one database, so only
+/// `DB 0` is taken; the errors come in Redis's order.
+pub fn copy(a: &[Bytes]) -> Result<Planned, Frame> {
+    one_slot(a[1..3].iter())?;
+    let mut replace = false;
+    let mut i = 3;
+    while i < a.len() {
+        match String::from_utf8_lossy(&a[i]).to_ascii_lowercase().as_str() {
+            "replace" => replace = true,
+            "db" if i + 1 < a.len() => {
+                // Redis's getIntFromObjectOrReply: a long long, then a range.
+                let db = int_arg(&a[i + 1])?;
+                if i32::try_from(db).is_err() {
+                    return Err(Frame::error(format!("ERR value is out of range, value must between {} and {}", i32::MIN, i32::MAX)));
+                }
+                if db != 0 {
+                    return Err(Frame::error("ERR DB index is out of range"));
+                }
+                i += 1;
+            }
+            _ => return Err(syntax_error()),
+        }
+        i += 1;
+    }
+    if a[1] == a[2] {
+        return Err(Frame::error("ERR source and destination objects are the same"));
+    }
+    Ok(Planned::one(&a[1], Kind::Copy(pb::Copy { to: a[2].clone(), replace }), Shape::Integer))
+}
+
 /// TYPE: every value here is a string.
 pub fn key_type(a: &[Bytes]) -> Result<Planned, Frame> {
     Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: true }), Shape::Type))
