@@ -310,6 +310,31 @@ fn transactions(s: &mut Script) {
     watch(s);
 }
 
+/// BITPOS over values of each shape, every range form and error, on a key
+/// that exists and on one that does not.
+fn bitpos(s: &mut Script) {
+    s.cmd(&["SET", "bp:ones", "\u{7f}\u{7f}"]);
+    s.cmd(&["SETBIT", "bp:ff", "15", "1"]);
+    for b in 0..15 {
+        s.cmd(&["SETBIT", "bp:ff", &b.to_string(), "1"]);
+    }
+    s.cmd(&["SETBIT", "bp:mid", "19", "1"]);
+    for key in ["bp:ff", "bp:mid", "bp:ones", "bit:empty", "bp:missing"] {
+        for args in [
+            &["1"][..], &["0"], &["2"], &["x"], &["-1"],
+            &["1", "0"], &["0", "0"], &["1", "1"], &["0", "1"], &["1", "-1"], &["0", "-2"], &["1", "5"], &["0", "100"],
+            &["1", "0", "-1"], &["0", "0", "-1"], &["0", "0", "1"], &["1", "2", "1"], &["1", "-100", "100"], &["0", "-1", "-2"],
+            &["1", "0", "23", "BIT"], &["1", "17", "19", "bit"], &["0", "0", "15", "BIT"], &["0", "3", "9", "BIT"], &["1", "0", "2", "BYTE"],
+            &["1", "5", "3", "BIT"], &["1", "0", "1", "FOO"], &["1", "x", "1", "FOO"], &["1", "0", "x", "FOO"], &["1", "0", "x"], &["1", "x"],
+            &["1", "0", "1", "BIT", "x"], &["0", "-9223372036854775808", "9223372036854775807", "BIT"], &["0", "9223372036854775807"],
+        ] {
+            let mut c = vec!["BITPOS", key];
+            c.extend_from_slice(args);
+            s.cmd(&c);
+        }
+    }
+}
+
 /// COPY on keys of one hash slot (`{cp}`), with its options and errors.
 fn copy(s: &mut Script) {
     for c in [
@@ -415,6 +440,7 @@ fn bits(s: &mut Script) {
         s.cmd(&args);
     }
     s.cmd(&["SET", "bit:empty", ""]);
+    bitpos(s);
     s.cmd(&["BITCOUNT", "bit:empty", "0", "-1", "BIT"]);
 }
 

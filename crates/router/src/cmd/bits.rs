@@ -1,10 +1,10 @@
-//! Bit commands on string values: GETBIT, SETBIT, BITCOUNT.
+//! Bit commands on string values: GETBIT, SETBIT, BITCOUNT, BITPOS.
 //!
-//! SETBIT is a node operation (a read-modify-write of the value); GETBIT
-//! and BITCOUNT read the value and compute here. Redis checks GETBIT's and
-//! SETBIT's arguments before the key, and BITCOUNT's only once the key is
-//! found (a missing key counts 0 whatever the arguments), so BITCOUNT's
-//! argument errors travel in its reply shape.
+//! SETBIT is a node operation (a read-modify-write of the value); GETBIT,
+//! BITCOUNT and BITPOS read the value and compute here. Redis checks
+//! GETBIT's and SETBIT's arguments (and BITPOS's bit) before the key, and
+//! BITCOUNT's and BITPOS's range only once the key is found (a missing key
+//! answers whatever the range), so those errors travel in the reply shape.
 
 use super::plan::{Planned, Shape};
 use super::{int_arg, syntax_error};
@@ -76,6 +76,90 @@ pub fn bitcount(a: &[Bytes]) -> Result<Planned, Frame> {
     Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false }), Shape::BitCount(args)))
 }
 
+/// BITPOS's arguments: the bit sought (checked at once) and the range,
+/// whose errors wait for a key that exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BitPosArgs {
+    pub bit: bool,
+    pub range: BitPosRange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BitPosRange {
+    Whole,
+    /// `end` None: to the end of the value, which then counts as followed
+    /// by zero bits. `bits`: positions in bits rather than bytes.
+    From { start: i64, end: Option<i64>, bits: bool },
+    NotInteger,
+    Syntax,
+}
+
+pub fn bitpos(a: &[Bytes]) -> Result<Planned, Frame> {
+    let bit = match int_arg(&a[2])? {
+        0 => false,
+        1 => true,
+        _ => return Err(Frame::error("ERR The bit argument must be 1 or 0.")),
+    };
+    // In Redis's order: start, then the unit, then end.
+    let range = match a.len() {
+        3 => BitPosRange::Whole,
+        4..=6 => match int_arg(&a[3]) {
+            Err(_) => BitPosRange::NotInteger,
+            Ok(start) => {
+                let bits = match a.get(5) {
+                    None => Some(false),
+                    Some(u) if u.eq_ignore_ascii_case(b"byte") => Some(false),
+                    Some(u) if u.eq_ignore_ascii_case(b"bit") => Some(true),
+                    Some(_) => None,
+                };
+                match (bits, a.get(4).map(|e| int_arg(e))) {
+                    (None, _) => BitPosRange::Syntax,
+                    (Some(_), Some(Err(_))) => BitPosRange::NotInteger,
+                    (Some(bits), end) => BitPosRange::From { start, end: end.map(|e| e.expect("checked above")), bits },
+                }
+            }
+        },
+        _ => BitPosRange::Syntax,
+    };
+    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false }), Shape::BitPos(BitPosArgs { bit, range })))
+}
+
+/// BITPOS's answer for `value`, by Redis 7's `bitposCommand`: the first
+/// position of the bit in the range, or -1. Looking for a 0 with no end
+/// given finds the first bit past the value when all are 1s.
+pub(crate) fn bit_position(value: &[u8], args: BitPosArgs) -> Frame {
+    let len = value.len() as i64;
+    let (start, end, bits, end_given) = match args.range {
+        BitPosRange::Whole => (0, len - 1, false, false),
+        BitPosRange::NotInteger => return super::not_integer(),
+        BitPosRange::Syntax => return syntax_error(),
+        BitPosRange::From { start, end, bits } => {
+            let total = if bits { len * 8 } else { len };
+            let clamp = |i: i64| if i < 0 { (total.saturating_add(i)).max(0) } else { i };
+            (clamp(start), clamp(end.unwrap_or(total - 1)).min(total - 1), bits, end.is_some())
+        }
+    };
+    if start > end {
+        return Frame::Integer(-1);
+    }
+    // The range in bits.
+    let (first, last) = if bits { (start, end) } else { (start * 8, end * 8 + 7) };
+    let at = |i: i64| (value[(i >> 3) as usize] >> (7 - (i & 7))) & 1 == 1;
+    let mut i = first;
+    while i <= last {
+        // Whole bytes that cannot hold the bit are skipped at once.
+        if i & 7 == 0 && i + 7 <= last && value[(i >> 3) as usize] == if args.bit { 0 } else { 0xff } {
+            i += 8;
+            continue;
+        }
+        if at(i) == args.bit {
+            return Frame::Integer(i);
+        }
+        i += 1;
+    }
+    Frame::Integer(if !args.bit && !end_given && !bits { last + 1 } else { -1 })
+}
+
 /// GETBIT's answer for `value`.
 pub(crate) fn bit_at(value: &[u8], offset: u64) -> i64 {
     let byte = (offset >> 3) as usize;
@@ -134,6 +218,25 @@ mod tests {
         assert_eq!(count_bits(v, range(0, 1, Unit::Invalid)), syntax_error());
         assert_eq!(count_bits(b"", range(0, -1, Unit::Byte)), Frame::Integer(0));
         assert_eq!(count_bits(v, range(i64::MIN, i64::MAX, Unit::Bit)), Frame::Integer(26));
+    }
+
+    #[test]
+    fn bitpos_like_redis() {
+        let whole = |bit| BitPosArgs { bit, range: BitPosRange::Whole };
+        let from = |bit, start, end, bits| BitPosArgs { bit, range: BitPosRange::From { start, end, bits } };
+        assert_eq!(bit_position(b"\xff\xf0\x00", whole(false)), Frame::Integer(12));
+        assert_eq!(bit_position(b"\x00\x0f", whole(true)), Frame::Integer(12));
+        assert_eq!(bit_position(b"\x00\x00", whole(true)), Frame::Integer(-1));
+        assert_eq!(bit_position(b"\xff\xff", whole(false)), Frame::Integer(16), "past the end: zero padding");
+        assert_eq!(bit_position(b"\xff\xff", from(false, 0, Some(-1), false)), Frame::Integer(-1), "an explicit end has no padding");
+        assert_eq!(bit_position(b"\xff\xff", from(false, 1, None, false)), Frame::Integer(16));
+        assert_eq!(bit_position(b"", whole(false)), Frame::Integer(-1), "an empty range holds no bit");
+        assert_eq!(bit_position(b"\x00\xff\x00", from(true, 2, Some(-1), false)), Frame::Integer(-1));
+        assert_eq!(bit_position(b"\x00\xff\x00", from(true, 7, Some(15), true)), Frame::Integer(8));
+        assert_eq!(bit_position(b"\x00\xff\x00", from(true, 9, Some(15), true)), Frame::Integer(9));
+        assert_eq!(bit_position(b"\x00\xff\x00", from(false, 8, Some(15), true)), Frame::Integer(-1));
+        assert_eq!(bit_position(b"\x00\xff\x00", from(true, -100, Some(i64::MAX), false)), Frame::Integer(8));
+        assert_eq!(bit_position(b"\x00", from(true, i64::MIN, Some(i64::MIN), true)), Frame::Integer(-1));
     }
 
     #[test]

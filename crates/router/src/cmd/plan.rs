@@ -41,6 +41,9 @@ pub enum Shape {
     /// BITCOUNT: set bits in the range (0 when absent, whatever the
     /// arguments: Redis looks the key up first).
     BitCount(super::bits::BitCountArgs),
+    /// BITPOS: the first position of the bit (absent: -1 for a 1, 0 for
+    /// a 0, whatever the range).
+    BitPos(super::bits::BitPosArgs),
     /// EXPIRETIME (seconds, rounded) or PEXPIRETIME: the absolute expiry;
     /// -2 absent, -1 no expiry.
     ExpireTime { millis: bool },
@@ -102,6 +105,8 @@ fn single_key(shape: Shape, r: R) -> Frame {
         (Shape::Bit { .. } | Shape::BitCount(_), R::Nil(_)) => Frame::Integer(0),
         (Shape::Bit { offset }, R::Value(v)) => Frame::Integer(super::bits::bit_at(&v.value, offset)),
         (Shape::BitCount(args), R::Value(v)) => super::bits::count_bits(&v.value, args),
+        (Shape::BitPos(args), R::Nil(_)) => Frame::Integer(if args.bit { -1 } else { 0 }),
+        (Shape::BitPos(args), R::Value(v)) => super::bits::bit_position(&v.value, args),
         (Shape::ExpireTime { .. }, R::Nil(_)) => Frame::Integer(-2),
         (Shape::ExpireTime { .. }, R::Value(v)) if v.expire_at_ms == 0 => Frame::Integer(-1),
         (Shape::ExpireTime { millis }, R::Value(v)) => {
