@@ -283,6 +283,69 @@ fn older_forms(s: &mut Script) {
     rename_msetnx(s);
     bits(s);
     transactions(s);
+    hashes(s);
+}
+
+/// Hash commands, their errors, and the type checks between hashes and
+/// strings. Small hashes, which Redis lists in insertion order as we do.
+fn hashes(s: &mut Script) {
+    let run = |s: &mut Script, cmds: &[&[&str]]| {
+        for c in cmds {
+            s.cmd(c);
+        }
+    };
+    run(s, &[
+        &["HSET", "h:a", "f1", "v1", "f2", "v2"], &["HSET", "h:a", "f1", "new", "f3", "v3"], &["HGETALL", "h:a"],
+        &["HGET", "h:a", "f1"], &["HGET", "h:a", "nope"], &["HGET", "h:missing", "f"], &["HMGET", "h:a", "f2", "nope", "f3"],
+        &["HMGET", "h:missing", "a", "b"], &["HLEN", "h:a"], &["HLEN", "h:missing"], &["HEXISTS", "h:a", "f2"], &["HEXISTS", "h:a", "x"],
+        &["HKEYS", "h:a"], &["HVALS", "h:a"], &["HKEYS", "h:missing"], &["HSTRLEN", "h:a", "f1"], &["HSTRLEN", "h:a", "x"],
+        &["HSET", "h:a", "f1"], &["HSET", "h:a"], &["HMSET", "h:a", "f4", "v4"], &["HMSET", "h:a", "f4"], &["HGETALL", "h:a"],
+        &["HSETNX", "h:a", "f1", "x"], &["HSETNX", "h:a", "f9", "x"], &["HSETNX", "h:n", "f", "v"], &["HGETALL", "h:n"],
+        &["HDEL", "h:a", "f2", "nope", "f2"], &["HDEL", "h:missing", "f"], &["HGETALL", "h:a"], &["HSET", "h:a", "f2", "back"], &["HKEYS", "h:a"],
+        &["HDEL", "h:n", "f"], &["EXISTS", "h:n"], &["TYPE", "h:a"], &["TYPE", "h:missing"],
+        &["HSET", "h:dup", "f", "1", "f", "2"], &["HGETALL", "h:dup"],
+    ]);
+    run(s, &[
+        &["HINCRBY", "h:i", "c", "5"], &["HINCRBY", "h:i", "c", "-7"], &["HINCRBY", "h:i", "c", "x"], &["HSET", "h:i", "s", "abc", "big", "9223372036854775807"],
+        &["HINCRBY", "h:i", "s", "1"], &["HINCRBY", "h:i", "big", "1"], &["HINCRBY", "h:i", "c", "99999999999999999999"],
+        &["HINCRBYFLOAT", "h:i", "f", "1.5"], &["HINCRBYFLOAT", "h:i", "f", "0.1"], &["HINCRBYFLOAT", "h:i", "c", "0.5"], &["HINCRBYFLOAT", "h:i", "s", "1"],
+        &["HINCRBYFLOAT", "h:i", "f", "x"], &["HINCRBYFLOAT", "h:i", "f", "inf"], &["HINCRBYFLOAT", "h:i", "f", "1e4000"], &["HSET", "h:i", "huge", "1e4000"],
+        &["HINCRBYFLOAT", "h:i", "c", "5.0e3"], &["HGET", "h:i", "f"], &["HLEN", "h:i"],
+    ]);
+    // A value past 64 bytes turned Redis's listpack into a hash table,
+    // whose order is its own.
+    s.unordered(&["HGETALL", "h:i"]);
+    // Types: a string command on a hash and a hash command on a string.
+    run(s, &[
+        &["SET", "h:str", "v"], &["HGET", "h:str", "f"], &["HSET", "h:str", "f", "v"], &["HGETALL", "h:str"], &["HLEN", "h:str"], &["HDEL", "h:str", "f"],
+        &["HINCRBY", "h:str", "f", "1"], &["HINCRBY", "h:str", "f", "x"], &["HINCRBYFLOAT", "h:str", "f", "x"], &["HINCRBYFLOAT", "h:str", "f", "1"],
+        &["HSCAN", "h:str", "0"], &["HSCAN", "h:str", "x"], &["HRANDFIELD", "h:str"], &["HRANDFIELD", "h:str", "x"], &["HSETNX", "h:str", "f", "v"],
+        &["GET", "h:a"], &["STRLEN", "h:a"], &["APPEND", "h:a", "x"], &["INCR", "h:a"], &["INCRBY", "h:a", "x"], &["INCRBYFLOAT", "h:a", "1"], &["GETRANGE", "h:a", "0", "1"],
+        &["SETRANGE", "h:a", "0", "x"], &["SETRANGE", "h:a", "0", ""], &["GETBIT", "h:a", "0"], &["SETBIT", "h:a", "0", "1"], &["BITCOUNT", "h:a"], &["BITCOUNT", "h:a", "x", "y"],
+        &["BITPOS", "h:a", "1"], &["BITPOS", "h:a", "2"], &["GETDEL", "h:a"], &["GETEX", "h:a", "PX", "100"], &["GETEX", "h:a", "EX", "-1"], &["GETSET", "h:a", "x"],
+        &["SET", "h:a", "x", "GET"], &["SET", "h:a", "x", "NX", "GET"], &["MGET", "h:a", "h:str", "h:missing"], &["EXISTS", "h:a", "h:str"], &["TTL", "h:a"],
+        &["SETNX", "h:a", "x"], &["HGETALL", "h:a"],
+    ]);
+    // Key commands take a hash like any value.
+    run(s, &[
+        &["EXPIRE", "h:a", "100"], &["TTL", "h:a"], &["PERSIST", "h:a"], &["TTL", "h:a"], &["HSET", "{h}x", "a", "1"], &["RENAME", "{h}x", "{h}y"],
+        &["HGETALL", "{h}y"], &["COPY", "{h}y", "{h}z"], &["HSET", "{h}z", "b", "2"], &["HGETALL", "{h}y"], &["HGETALL", "{h}z"], &["TYPE", "{h}z"],
+        &["SET", "h:a", "now a string"], &["TYPE", "h:a"], &["GET", "h:a"], &["HSET", "h:e", "f", "v"], &["EXPIRE", "h:e", "100"], &["HSET", "h:e", "g", "w"],
+        &["TTL", "h:e"], &["HDEL", "h:e", "f", "g"], &["TTL", "h:e"], &["DEL", "{h}y", "{h}z"],
+        &["MULTI"], &["HSET", "{h}t", "a", "1"], &["HINCRBY", "{h}t", "a", "2"], &["HGETALL", "{h}t"], &["EXEC"],
+    ]);
+    // HRANDFIELD's deterministic answers, HSCAN on a small hash.
+    run(s, &[
+        &["HSET", "h:r", "a", "1", "b", "2", "c", "3"], &["HRANDFIELD", "h:r", "0"], &["HRANDFIELD", "h:r", "3"], &["HRANDFIELD", "h:r", "10", "WITHVALUES"],
+        &["HRANDFIELD", "h:r", "x"], &["HRANDFIELD", "h:r", "1", "FOO"], &["HRANDFIELD", "h:r", "1", "WITHVALUES", "x"], &["HRANDFIELD", "h:missing"],
+        &["HRANDFIELD", "h:missing", "5"], &["HRANDFIELD", "h:missing", "-5", "WITHVALUES"], &["HRANDFIELD", "h:r", "-9223372036854775808"],
+        &["HRANDFIELD", "h:r", "9223372036854775807", "WITHVALUES"], &["HRANDFIELD", "h:missing", "x"], &["HRANDFIELD", "h:r", "0", "WITHVALUES"],
+        &["HSCAN", "h:r", "0"], &["HSCAN", "h:r", "0", "MATCH", "[ab]"], &["HSCAN", "h:r", "0", "COUNT", "1"], &["HSCAN", "h:r", "0", "COUNT", "0"],
+        &["HSCAN", "h:r", "0", "COUNT", "x"], &["HSCAN", "h:r", "0", "FOO", "1"], &["HSCAN", "h:r", "0", "MATCH"], &["HSCAN", "h:r", "x"], &["HSCAN", "h:r", "-1"],
+        &["HSCAN", "h:missing", "0", "FOO"], &["HSCAN", "h:r", "0", "TYPE", "string"], &["HSCAN", "h:r", "0", "NOVALUES"],
+        &["SCAN", "0", "TYPE", "hash", "MATCH", "h:r", "COUNT", "100000"], &["SCAN", "0", "TYPE", "HASH", "MATCH", "h:str", "COUNT", "100000"],
+        &["SCAN", "0", "TYPE", "string", "MATCH", "h:str", "COUNT", "100000"], &["SCAN", "0", "TYPE", "list", "MATCH", "h:*", "COUNT", "100000"],
+    ]);
 }
 
 /// MULTI/EXEC/DISCARD on keys of one hash slot (`{tx}`).

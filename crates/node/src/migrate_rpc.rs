@@ -22,7 +22,7 @@ use crate::service::NodeInner;
 use std::sync::Arc;
 use crate::store::{KeyRecord, LogRead, StoreError};
 use evenkeel_rpc::pb;
-use evenkeel_types::{PartitionId, Record};
+use evenkeel_types::{PartitionId, Record, ValueType};
 use tonic::Status;
 
 /// Largest page of records one snapshot or log read returns.
@@ -316,6 +316,7 @@ pub fn to_pb(kr: &KeyRecord) -> pb::KeyRecord {
         value: r.value.clone().unwrap_or_default(),
         expire_at_ms: r.expire_at_ms.unwrap_or(0),
         version: r.version,
+        value_type: crate::ops::value_type(r.ty) as i32,
     }
 }
 
@@ -324,6 +325,11 @@ pub fn from_pb(r: pb::KeyRecord) -> Result<KeyRecord, Status> {
         return Err(Status::invalid_argument("record without a version"));
     }
     let expire = (r.expire_at_ms != 0).then_some(r.expire_at_ms);
-    let record = if r.tombstone { Record::tombstone(r.version) } else { Record::value(r.value, expire, r.version) };
+    let record = match (r.tombstone, crate::ops::value_type_from(r.value_type)) {
+        (true, _) => Record::tombstone(r.version),
+        (false, Some(ValueType::String)) => Record::value(r.value, expire, r.version),
+        (false, Some(ValueType::Hash)) => Record::hash(r.value, expire, r.version),
+        (false, None) => return Err(Status::invalid_argument(format!("record of an unknown value type {}", r.value_type))),
+    };
     Ok(KeyRecord { key: r.key, record })
 }

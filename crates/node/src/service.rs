@@ -356,10 +356,15 @@ impl pb::node_server::Node for NodeService {
         if let Err(refused) = self.inner.ownership.check(partition, req.epoch) {
             return Ok(Response::new(pb::ScanResponse { keys: vec![], next_slot: req.start_slot, refused: Some(refused) }));
         }
+        let ty = match req.value_type.map(crate::ops::value_type_from) {
+            None => None,
+            Some(Some(ty)) => Some(ty),
+            Some(None) => return Err(Status::invalid_argument("unknown value type")),
+        };
         let (keys, next_slot) = self
             .inner
             .store
-            .scan(partition, req.start_slot, req.count as usize, unix_ms())
+            .scan(partition, req.start_slot, req.count as usize, unix_ms(), ty)
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(pb::ScanResponse { keys, next_slot, refused: None }))
     }

@@ -42,7 +42,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
 use evenkeel_types::hlc::version_ms;
 use evenkeel_types::slot::{key_slot, partition_slots, slot_partition};
-use evenkeel_types::{Hlc, PartitionId, Record, Slot};
+use evenkeel_types::{Hlc, PartitionId, Record, Slot, ValueType};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use parking_lot::Mutex;
 use std::path::PathBuf;
@@ -426,10 +426,11 @@ impl Store {
         Ok((R::Transaction(pb::TransactionResults { results, aborted: false }), own))
     }
 
-    /// Live keys of whole slots starting at `start_slot` within `partition`,
-    /// stopping at the first slot boundary after `count` keys. Returns the
-    /// keys and the next slot (the partition's end when exhausted).
-    pub fn scan(&self, partition: PartitionId, start_slot: u32, count: usize, now_ms: u64) -> Result<(Vec<Bytes>, u32), StoreError> {
+    /// Live keys of whole slots starting at `start_slot` within `partition`
+    /// (only those holding `ty`, if given), stopping at the first slot
+    /// boundary after `count` keys. Returns the keys and the next slot (the
+    /// partition's end when exhausted).
+    pub fn scan(&self, partition: PartitionId, start_slot: u32, count: usize, now_ms: u64, ty: Option<ValueType>) -> Result<(Vec<Bytes>, u32), StoreError> {
         let (first, end) = self.slots_of(partition)?;
         if self.retired.is(partition) {
             return Ok((Vec::new(), end));
@@ -439,7 +440,8 @@ impl Store {
         while slot < end && keys.len() < count.max(1) {
             for kv in self.data.prefix((slot as u16).to_be_bytes()) {
                 let (k, v) = kv.into_inner()?;
-                if decode_record(&v)?.is_live(now_ms) {
+                let record = decode_record(&v)?;
+                if record.is_live(now_ms) && ty.is_none_or(|ty| record.ty == ty) {
                     keys.push(Bytes::copy_from_slice(&k[2..]));
                 }
             }

@@ -5,8 +5,10 @@
 //!   creation, so a partition's data is one contiguous key range on a node.
 //! - [`hlc`]: the hybrid logical clock that stamps every write with a
 //!   [`Version`] unique within its partition.
-//! - [`record`]: the stored form of a key: value or tombstone, optional
-//!   absolute expiry, version. Convergence rule: newer version wins.
+//! - [`record`]: the stored form of a key: value (a string or a hash) or
+//!   tombstone, optional absolute expiry, version. Convergence rule: newer
+//!   version wins.
+//! - [`hash`]: a hash value's encoding, fields in insertion order.
 //! - [`routing`]: the epoch-stamped routing table (partition → owner) and the
 //!   membership records, as stored in the metadata store under [`keys`].
 //! - [`latency`]: per-second latency summaries (p50/p99/max) that routers
@@ -17,6 +19,7 @@
 
 pub mod float;
 pub mod gc;
+pub mod hash;
 pub mod hlc;
 pub mod int;
 pub mod keys;
@@ -26,7 +29,7 @@ pub mod routing;
 pub mod slot;
 
 pub use hlc::{Hlc, Version};
-pub use record::Record;
+pub use record::{Record, ValueType};
 pub use routing::{Epoch, MigrationRoute, Modes, NodeId, NodeInfo, PartitionEntry, RoutingTable};
 pub use slot::{PartitionId, SLOT_COUNT, Slot};
 

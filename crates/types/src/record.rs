@@ -2,13 +2,34 @@
 //!
 //! Encoding (value side of the node's data keyspace), little-endian:
 //! `flags:u8 | version:u64 | expire_at_ms:u64 (0 = none) | value bytes`.
-//! Flag bit 0 marks a tombstone, which has no value bytes.
+//! Flags: 0 a string, 1 a tombstone (no value bytes), 2 a hash (the value
+//! bytes are its [`crate::hash`] encoding).
 
 use crate::hlc::Version;
 use bytes::{BufMut, Bytes, BytesMut};
 
 const TOMBSTONE: u8 = 1;
+const HASH: u8 = 2;
 const HEADER_LEN: usize = 1 + 8 + 8;
+
+/// What a live record's value bytes hold: Redis's value types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ValueType {
+    #[default]
+    String,
+    /// A field-value map, encoded as [`crate::hash`] describes.
+    Hash,
+}
+
+impl ValueType {
+    /// The name TYPE answers, and SCAN's TYPE option takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            ValueType::String => "string",
+            ValueType::Hash => "hash",
+        }
+    }
+}
 
 /// Value or tombstone, optional absolute expiry, version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +39,8 @@ pub struct Record {
     /// Absolute expiry in Unix milliseconds.
     pub expire_at_ms: Option<u64>,
     pub version: Version,
+    /// The value's type (a tombstone's is String).
+    pub ty: ValueType,
 }
 
 /// A stored record that could not be decoded: the store is corrupt.
@@ -26,12 +49,24 @@ pub struct Record {
 pub struct CorruptRecord(pub &'static str);
 
 impl Record {
+    /// A string value.
     pub fn value(value: impl Into<Bytes>, expire_at_ms: Option<u64>, version: Version) -> Self {
-        Record { value: Some(value.into()), expire_at_ms, version }
+        Record { value: Some(value.into()), expire_at_ms, version, ty: ValueType::String }
+    }
+
+    /// A hash, given its encoding.
+    pub fn hash(encoded: impl Into<Bytes>, expire_at_ms: Option<u64>, version: Version) -> Self {
+        Record { value: Some(encoded.into()), expire_at_ms, version, ty: ValueType::Hash }
     }
 
     pub fn tombstone(version: Version) -> Self {
-        Record { value: None, expire_at_ms: None, version }
+        Record { value: None, expire_at_ms: None, version, ty: ValueType::String }
+    }
+
+    /// The same value and type at another version and expiry (RENAME,
+    /// COPY, EXPIRE, PERSIST).
+    pub fn restamped(&self, expire_at_ms: Option<u64>, version: Version) -> Self {
+        Record { value: self.value.clone(), expire_at_ms, version, ty: self.ty }
     }
 
     /// The value if the record is live at `now_ms` (not deleted, not expired).
@@ -68,7 +103,11 @@ impl Record {
     /// The encoding's fixed-size head; the value bytes follow it.
     pub fn header(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
-        h[0] = if self.value.is_none() { TOMBSTONE } else { 0 };
+        h[0] = match (&self.value, self.ty) {
+            (None, _) => TOMBSTONE,
+            (Some(_), ValueType::String) => 0,
+            (Some(_), ValueType::Hash) => HASH,
+        };
         h[1..9].copy_from_slice(&self.version.to_le_bytes());
         h[9..17].copy_from_slice(&self.expire_at_ms.unwrap_or(0).to_le_bytes());
         h
@@ -82,7 +121,7 @@ impl Record {
     pub fn encoded_has_value(raw: &[u8]) -> Result<bool, CorruptRecord> {
         match (raw.first(), raw.len()) {
             (_, len) if len < HEADER_LEN => Err(CorruptRecord("shorter than header")),
-            (Some(0), _) => Ok(true),
+            (Some(0 | &HASH), _) => Ok(true),
             (Some(&TOMBSTONE), HEADER_LEN) => Ok(false),
             (Some(&TOMBSTONE), _) => Err(CorruptRecord("tombstone with a body")),
             _ => Err(CorruptRecord("unknown flags")),
@@ -93,7 +132,8 @@ impl Record {
         let value = Self::encoded_has_value(raw)?.then(|| Bytes::copy_from_slice(&raw[HEADER_LEN..]));
         let version = u64::from_le_bytes(raw[1..9].try_into().expect("8 bytes"));
         let expire = u64::from_le_bytes(raw[9..17].try_into().expect("8 bytes"));
-        Ok(Record { value, expire_at_ms: (expire != 0).then_some(expire), version })
+        let ty = if raw[0] == HASH { ValueType::Hash } else { ValueType::String };
+        Ok(Record { value, expire_at_ms: (expire != 0).then_some(expire), version, ty })
     }
 }
 
@@ -105,8 +145,9 @@ mod tests {
     proptest! {
         #[test]
         fn round_trips(value in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
-                       expire in proptest::option::of(1u64..u64::MAX), version: u64) {
-            let r = Record { value: value.map(Bytes::from), expire_at_ms: expire, version };
+                       expire in proptest::option::of(1u64..u64::MAX), version: u64, hash: bool) {
+            let ty = if hash && value.is_some() { ValueType::Hash } else { ValueType::String };
+            let r = Record { value: value.map(Bytes::from), expire_at_ms: expire, version, ty };
             let enc = r.encode();
             prop_assert_eq!(enc.len(), r.encoded_len());
             prop_assert_eq!(Record::decode(&enc).unwrap(), r.clone());
@@ -121,7 +162,7 @@ mod tests {
         /// The check without the copy accepts and refuses what decoding
         /// does, and says what decoding finds.
         #[test]
-        fn encoded_has_value_agrees_with_decode(flags in 0u8..3, rest in proptest::collection::vec(any::<u8>(), 0..40)) {
+        fn encoded_has_value_agrees_with_decode(flags in 0u8..4, rest in proptest::collection::vec(any::<u8>(), 0..40)) {
             let raw: Vec<u8> = std::iter::once(flags).chain(rest).collect();
             prop_assert_eq!(Record::encoded_has_value(&raw), Record::decode(&raw).map(|r| r.value.is_some()));
         }

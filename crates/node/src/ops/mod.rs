@@ -7,8 +7,9 @@
 
 use bytes::{Bytes, BytesMut};
 use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
+use evenkeel_types::hash::Hash;
 use evenkeel_types::int::parse_i64;
-use evenkeel_types::{Record, Version};
+use evenkeel_types::{Record, ValueType, Version};
 
 /// The outcome of one operation on one key.
 #[derive(Debug, PartialEq)]
@@ -67,7 +68,7 @@ pub fn apply_multi(kind: &Kind, stored: &[Option<Record>], now_ms: u64, versions
             if r.nx && live(1).is_some() {
                 return none(R::Integer(0));
             }
-            let moved = Record { value: source.value.clone(), expire_at_ms: source.expire_at_ms, version: versions[1] };
+            let moved = source.restamped(source.expire_at_ms, versions[1]);
             AppliedMulti { writes: vec![(0, Record::tombstone(versions[0])), (1, moved)], reply: done }
         }
         Kind::Copy(c) => {
@@ -79,7 +80,7 @@ pub fn apply_multi(kind: &Kind, stored: &[Option<Record>], now_ms: u64, versions
             if live(1).is_some() && !c.replace {
                 return none(R::Integer(0));
             }
-            let copied = Record { value: source.value.clone(), expire_at_ms: source.expire_at_ms, version: versions[1] };
+            let copied = source.restamped(source.expire_at_ms, versions[1]);
             AppliedMulti { writes: vec![(1, copied)], reply: R::Integer(1) }
         }
         Kind::MsetNx(m) => {
@@ -108,6 +109,12 @@ pub fn apply_multi(kind: &Kind, stored: &[Option<Record>], now_ms: u64, versions
 /// Executes `kind` against `stored` at `now_ms`; a write gets `version`.
 pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version, limits: OpLimits) -> Applied {
     let live = stored.filter(|r| r.is_live(now_ms));
+    // Commands for strings refuse a hash (a SET without GET replaces it).
+    let string_only = matches!(kind, Kind::GetDel(_) | Kind::IncrBy(_) | Kind::Append(_) | Kind::GetEx(_) | Kind::SetRange(_) | Kind::IncrByFloat(_) | Kind::SetBit(_))
+        || matches!(kind, Kind::Set(s) if s.get);
+    if string_only && live.is_some_and(|r| r.ty != ValueType::String) {
+        return no_write(wrong_type());
+    }
     match kind {
         Kind::Get(g) => read(live, g.meta_only),
         Kind::Watch(_) => no_write(R::Watched(watched(stored, now_ms))),
@@ -122,6 +129,10 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::SetRange(s) => set_range(s, live, version, limits),
         Kind::IncrByFloat(i) => incr_by_float(&i.increment, live, version),
         Kind::SetBit(b) => set_bit(b, live, version, limits),
+        Kind::HSet(h) => h_set(h, live, version, limits),
+        Kind::HDel(h) => h_del(h, live, version),
+        Kind::HIncrBy(h) => h_incr_by(h, live, version, limits),
+        Kind::HIncrByFloat(h) => h_incr_by_float(h, live, version, limits),
         Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) => unreachable!("multi-key operations run through apply_multi"),
         Kind::Transaction(_) => unreachable!("a transaction runs through Store::execute_transaction"),
     }
@@ -145,7 +156,24 @@ fn value_reply(live: Option<&Record>, meta_only: bool) -> R {
             value: if meta_only { Bytes::new() } else { v.clone() },
             len: v.len() as u64,
             expire_at_ms: r.expire_at_ms.unwrap_or(0),
+            value_type: value_type(r.ty) as i32,
         }),
+    }
+}
+
+/// A value type as the wire names it.
+pub fn value_type(ty: ValueType) -> pb::ValueType {
+    match ty {
+        ValueType::String => pb::ValueType::String,
+        ValueType::Hash => pb::ValueType::Hash,
+    }
+}
+
+/// A value type the wire names; None for a number this node does not know.
+pub fn value_type_from(raw: i32) -> Option<ValueType> {
+    match pb::ValueType::try_from(raw).ok()? {
+        pb::ValueType::String => Some(ValueType::String),
+        pb::ValueType::Hash => Some(ValueType::Hash),
     }
 }
 
@@ -231,7 +259,7 @@ fn incr_by_float(increment: &[u8], live: Option<&Record>, version: Version) -> A
         Ok(text) => {
             let value = Bytes::from(text);
             let expire = live.and_then(|r| r.expire_at_ms);
-            let reply = R::Value(pb::Value { value: value.clone(), len: value.len() as u64, expire_at_ms: expire.unwrap_or(0) });
+            let reply = R::Value(pb::Value { value: value.clone(), len: value.len() as u64, expire_at_ms: expire.unwrap_or(0), value_type: 0 });
             Applied { write: Some(Record::value(value, expire, version)), reply }
         }
         Err(FloatError::NotFloat) => no_write(op_error(pb::op_error::Kind::NotFloat)),
@@ -272,7 +300,7 @@ fn expire(e: &pb::Expire, live: Option<&Record>, now_ms: u64, version: Version) 
     let write = if at <= now_ms as i64 {
         Record::tombstone(version)
     } else {
-        Record { value: record.value.clone(), expire_at_ms: Some(at as u64), version }
+        record.restamped(Some(at as u64), version)
     };
     Applied { write: Some(write), reply: R::Integer(1) }
 }
@@ -280,7 +308,7 @@ fn expire(e: &pb::Expire, live: Option<&Record>, now_ms: u64, version: Version) 
 fn persist(live: Option<&Record>, version: Version) -> Applied {
     match live {
         Some(r) if r.expire_at_ms.is_some() => {
-            let write = Record { value: r.value.clone(), expire_at_ms: None, version };
+            let write = r.restamped(None, version);
             Applied { write: Some(write), reply: R::Integer(1) }
         }
         _ => no_write(R::Integer(0)),
@@ -299,7 +327,7 @@ fn get_ex(g: &pb::GetEx, live: Option<&Record>, now_ms: u64, version: Version) -
         Some(Change::AtMs(at)) if *at <= now_ms as i64 => return Applied { write: Some(Record::tombstone(version)), reply },
         Some(Change::AtMs(at)) => Some(*at as u64),
     };
-    Applied { write: Some(Record { value: record.value.clone(), expire_at_ms, version }), reply }
+    Applied { write: Some(record.restamped(expire_at_ms, version)), reply }
 }
 
 fn set_range(s: &pb::SetRange, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
@@ -323,6 +351,118 @@ fn set_range(s: &pb::SetRange, live: Option<&Record>, version: Version, limits: 
     Applied { write: Some(Record::value(value.freeze(), expire, version)), reply: R::Integer(len) }
 }
 
+/// The hash `live` holds (absent: none yet), or the error to answer: the
+/// key holds another type, or its encoding is corrupt.
+fn hash_of(live: Option<&Record>) -> Result<Option<Hash>, R> {
+    let Some(record) = live else { return Ok(None) };
+    if record.ty != ValueType::Hash {
+        return Err(wrong_type());
+    }
+    let encoded = record.value.as_ref().expect("a live record has a value");
+    Hash::decode(encoded).map(Some).map_err(|e| error(pb::op_error::Kind::Internal, &e.to_string()))
+}
+
+/// Stores `hash` (the key goes with its last field), keeping the expiry.
+fn write_hash(hash: &Hash, live: Option<&Record>, version: Version, limits: OpLimits, reply: R) -> Applied {
+    if hash.is_empty() {
+        return Applied { write: Some(Record::tombstone(version)), reply };
+    }
+    if hash.encoded_len() > limits.max_value_bytes {
+        return no_write(error(pb::op_error::Kind::TooLarge, "hash exceeds maximum allowed size (proto-max-bulk-len)"));
+    }
+    let expire = live.and_then(|r| r.expire_at_ms);
+    Applied { write: Some(Record::hash(hash.encode(), expire, version)), reply }
+}
+
+fn h_set(h: &pb::HSet, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
+    if h.fields.is_empty() || h.fields.len() != h.values.len() {
+        return no_write(error(pb::op_error::Kind::Internal, "malformed HSET: a value for each field"));
+    }
+    let mut hash = match hash_of(live) {
+        Ok(hash) => hash.unwrap_or_default(),
+        Err(e) => return no_write(e),
+    };
+    let mut added = 0;
+    for (field, value) in h.fields.iter().zip(&h.values) {
+        if h.nx && hash.get(field).is_some() {
+            continue;
+        }
+        added += hash.set(field.clone(), value.clone()) as i64;
+    }
+    if h.nx && added == 0 {
+        return no_write(R::Integer(0));
+    }
+    write_hash(&hash, live, version, limits, R::Integer(added))
+}
+
+fn h_del(h: &pb::HDel, live: Option<&Record>, version: Version) -> Applied {
+    let mut hash = match hash_of(live) {
+        Ok(Some(hash)) => hash,
+        Ok(None) => return no_write(R::Integer(0)),
+        Err(e) => return no_write(e),
+    };
+    let removed = h.fields.iter().filter(|f| hash.remove(f)).count() as i64;
+    if removed == 0 {
+        return no_write(R::Integer(0));
+    }
+    // Smaller than before: no limit to check.
+    write_hash(&hash, live, version, OpLimits { max_value_bytes: usize::MAX }, R::Integer(removed))
+}
+
+fn h_incr_by(h: &pb::HIncrBy, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
+    let mut hash = match hash_of(live) {
+        Ok(hash) => hash.unwrap_or_default(),
+        Err(e) => return no_write(e),
+    };
+    let current = match hash.get(&h.field) {
+        None => 0,
+        Some(v) => match parse_i64(v) {
+            Some(n) => n,
+            None => return no_write(error(pb::op_error::Kind::NotInteger, "hash value is not an integer")),
+        },
+    };
+    let Some(next) = current.checked_add(h.delta) else { return no_write(op_error(pb::op_error::Kind::Overflow)) };
+    hash.set(h.field.clone(), Bytes::from(next.to_string()));
+    write_hash(&hash, live, version, limits, R::Integer(next))
+}
+
+/// HINCRBYFLOAT, its checks in Redis's order: the increment (a float, and
+/// finite), the key's type, the field's value, the sum.
+fn h_incr_by_float(h: &pb::HIncrByFloat, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
+    use evenkeel_types::float::{FloatError, LongDouble};
+    let Some(increment) = LongDouble::parse(&h.increment) else { return no_write(op_error(pb::op_error::Kind::NotFloat)) };
+    if increment.checked_add(LongDouble::zero()).is_err() {
+        return no_write(error(pb::op_error::Kind::NanOrInfinity, "value is NaN or Infinity"));
+    }
+    let mut hash = match hash_of(live) {
+        Ok(hash) => hash.unwrap_or_default(),
+        Err(e) => return no_write(e),
+    };
+    let current = match hash.get(&h.field) {
+        None => LongDouble::zero(),
+        Some(v) => match LongDouble::parse(v) {
+            Some(x) => x,
+            None => return no_write(error(pb::op_error::Kind::NotFloat, "hash value is not a float")),
+        },
+    };
+    let text = match current.checked_add(increment) {
+        Ok(sum) => Bytes::from(sum.to_human()),
+        Err(FloatError::NanOrInfinity) => return no_write(op_error(pb::op_error::Kind::NanOrInfinity)),
+        Err(FloatError::NotFloat) => unreachable!("adding two floats"),
+    };
+    hash.set(h.field.clone(), text.clone());
+    let reply = R::Value(pb::Value { len: text.len() as u64, value: text, ..Default::default() });
+    write_hash(&hash, live, version, limits, reply)
+}
+
+fn wrong_type() -> R {
+    op_error(pb::op_error::Kind::WrongType)
+}
+
+fn error(kind: pb::op_error::Kind, message: &str) -> R {
+    R::Error(pb::OpError { kind: kind as i32, message: message.to_string() })
+}
+
 fn op_error(kind: pb::op_error::Kind) -> R {
     let message = match kind {
         pb::op_error::Kind::NotInteger => "value is not an integer or out of range",
@@ -331,6 +471,7 @@ fn op_error(kind: pb::op_error::Kind) -> R {
         pb::op_error::Kind::NotFloat => "value is not a valid float",
         pb::op_error::Kind::NanOrInfinity => "increment would produce NaN or Infinity",
         pb::op_error::Kind::NoSuchKey => "no such key",
+        pb::op_error::Kind::WrongType => "Operation against a key holding the wrong kind of value",
         pb::op_error::Kind::Internal => "internal error",
     };
     R::Error(pb::OpError { kind: kind as i32, message: message.to_string() })

@@ -106,7 +106,7 @@ fn getex_reads_then_changes_the_expiry() {
     use pb::get_ex::Change;
     let getex = |change| Kind::GetEx(pb::GetEx { change });
     let with_ttl = Some(Record::value("v", Some(NOW + 100), 1));
-    let value = |at| R::Value(pb::Value { value: Bytes::from_static(b"v"), len: 1, expire_at_ms: at });
+    let value = |at| R::Value(pb::Value { value: Bytes::from_static(b"v"), len: 1, expire_at_ms: at, value_type: 0 });
     assert_eq!(run(getex(None), with_ttl.clone()), Applied { write: None, reply: value(NOW + 100) });
     let a = run(getex(Some(Change::AtMs((NOW + 500) as i64))), live("v"));
     assert_eq!(a, Applied { write: Some(Record::value("v", Some(NOW + 500), V)), reply: value(0) });
@@ -215,4 +215,98 @@ fn setbit_grows_sets_clears_and_answers_the_old_bit() {
     // OpLimits of 16 bytes here.
     assert_eq!(run(setbit(16 * 8, true), None).reply, too_large());
     assert_eq!(run(setbit(u64::MAX, true), None).reply, too_large());
+}
+
+/// As [`run`], with room for a few small hash fields (an encoded field
+/// takes 8 bytes besides its own).
+fn hrun(kind: Kind, stored: Option<Record>) -> Applied {
+    apply(&kind, stored.as_ref(), NOW, V, OpLimits { max_value_bytes: 64 })
+}
+
+fn hash_record(pairs: &[(&str, &str)], expire: Option<u64>) -> Option<Record> {
+    let mut h = Hash::default();
+    for (f, v) in pairs {
+        h.set(Bytes::copy_from_slice(f.as_bytes()), Bytes::copy_from_slice(v.as_bytes()));
+    }
+    Some(Record::hash(h.encode(), expire, 1))
+}
+
+fn fields(write: &Option<Record>) -> Vec<(String, String)> {
+    let record = write.as_ref().expect("a write");
+    assert_eq!(record.ty, ValueType::Hash);
+    let h = Hash::decode(record.value.as_ref().unwrap()).unwrap();
+    h.iter().map(|(f, v)| (String::from_utf8_lossy(f).into_owned(), String::from_utf8_lossy(v).into_owned())).collect()
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter().map(|(f, v)| (f.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn hset_counts_new_fields_keeps_the_expiry_and_nx_skips_present_ones() {
+    let hset = |fv: &[(&str, &str)], nx| {
+        let (fields, values) = fv.iter().map(|(f, v)| (Bytes::copy_from_slice(f.as_bytes()), Bytes::copy_from_slice(v.as_bytes()))).unzip();
+        Kind::HSet(pb::HSet { fields, values, nx })
+    };
+    let a = hrun(hset(&[("a", "1"), ("b", "2"), ("a", "3")], false), None);
+    assert_eq!((a.reply, fields(&a.write)), (R::Integer(2), pairs(&[("a", "3"), ("b", "2")])));
+    let a = hrun(hset(&[("b", "x"), ("c", "y")], false), hash_record(&[("a", "1"), ("b", "2")], Some(NOW + 5)));
+    assert_eq!((a.reply, fields(&a.write)), (R::Integer(1), pairs(&[("a", "1"), ("b", "x"), ("c", "y")])));
+    assert_eq!(a.write.unwrap().expire_at_ms, Some(NOW + 5), "the expiry stays");
+    assert_eq!(hrun(hset(&[("a", "9")], true), hash_record(&[("a", "1")], None)), Applied { write: None, reply: R::Integer(0) }, "NX on a present field");
+    let a = hrun(hset(&[("b", "9")], true), hash_record(&[("a", "1")], None));
+    assert_eq!((a.reply, fields(&a.write)), (R::Integer(1), pairs(&[("a", "1"), ("b", "9")])));
+    assert!(matches!(hrun(hset(&[("a", "1")], false), live("s")).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32));
+    assert!(matches!(hrun(hset(&[("a", "this value is far too long for a hash of at most 64 bytes")], false), None).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::TooLarge as i32));
+    let malformed = Kind::HSet(pb::HSet { fields: vec![Bytes::from_static(b"a")], values: vec![], nx: false });
+    assert!(matches!(hrun(malformed, None), Applied { write: None, reply: R::Error(_) }), "refused, not a panic");
+    let expired = Some(Record::hash(Bytes::from_static(b"corrupt but expired"), Some(NOW), 1));
+    assert_eq!(hrun(hset(&[("a", "1")], false), expired).reply, R::Integer(1), "an expired hash is absent");
+}
+
+#[test]
+fn hdel_removes_fields_and_the_hash_with_its_last() {
+    let hdel = |f: &[&'static str]| Kind::HDel(pb::HDel { fields: f.iter().map(|f| Bytes::from_static(f.as_bytes())).collect() });
+    let a = hrun(hdel(&["a", "x", "a"]), hash_record(&[("a", "1"), ("b", "2")], None));
+    assert_eq!((a.reply, fields(&a.write)), (R::Integer(1), pairs(&[("b", "2")])));
+    assert_eq!(hrun(hdel(&["b"]), hash_record(&[("b", "2")], None)), Applied { write: Some(Record::tombstone(V)), reply: R::Integer(1) });
+    assert_eq!(hrun(hdel(&["x"]), hash_record(&[("b", "2")], None)), Applied { write: None, reply: R::Integer(0) });
+    assert_eq!(hrun(hdel(&["x"]), None), Applied { write: None, reply: R::Integer(0) });
+}
+
+#[test]
+fn hincrby_and_hincrbyfloat_check_in_redis_order() {
+    let by = |delta| Kind::HIncrBy(pb::HIncrBy { field: Bytes::from_static(b"n"), delta });
+    let a = hrun(by(5), hash_record(&[("n", "10")], None));
+    assert_eq!((a.reply, fields(&a.write)), (R::Integer(15), pairs(&[("n", "15")])));
+    assert!(matches!(hrun(by(1), hash_record(&[("n", "x")], None)).reply, R::Error(ref e) if e.message == "hash value is not an integer"));
+    assert!(matches!(hrun(by(1), hash_record(&[("n", "9223372036854775807")], None)).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::Overflow as i32));
+    let float = |inc: &'static str| Kind::HIncrByFloat(pb::HIncrByFloat { field: Bytes::from_static(b"n"), increment: Bytes::from_static(inc.as_bytes()) });
+    let a = hrun(float("0.5"), hash_record(&[("n", "1")], None));
+    assert!(matches!(a.reply, R::Value(ref v) if v.value == Bytes::from_static(b"1.5")));
+    assert_eq!(fields(&a.write), pairs(&[("n", "1.5")]));
+    // The increment is checked before the key's type, the field after it.
+    assert!(matches!(hrun(float("x"), live("s")).reply, R::Error(ref e) if e.message == "value is not a valid float"));
+    assert!(matches!(hrun(float("inf"), live("s")).reply, R::Error(ref e) if e.message == "value is NaN or Infinity"));
+    assert!(matches!(hrun(float("1"), live("s")).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32));
+    assert!(matches!(hrun(float("1"), hash_record(&[("n", "x")], None)).reply, R::Error(ref e) if e.message == "hash value is not a float"));
+}
+
+#[test]
+fn string_commands_refuse_a_hash_and_key_commands_keep_its_type() {
+    let h = hash_record(&[("a", "1")], Some(NOW + 9));
+    for kind in [
+        Kind::IncrBy(pb::IncrBy { delta: 1 }),
+        Kind::Append(pb::Append { value: Bytes::from_static(b"x") }),
+        Kind::GetDel(pb::GetDel {}),
+        set("x", Condition::Always, true, None),
+    ] {
+        assert!(matches!(hrun(kind.clone(), h.clone()), Applied { write: None, reply: R::Error(ref e) } if e.kind == pb::op_error::Kind::WrongType as i32), "{kind:?}");
+    }
+    assert_eq!(hrun(set("x", Condition::Always, false, None), h.clone()).write, Some(Record::value("x", None, V)), "SET replaces a hash");
+    let persisted = hrun(Kind::Persist(pb::Persist {}), h.clone()).write.unwrap();
+    assert_eq!((persisted.ty, persisted.expire_at_ms), (ValueType::Hash, None));
+    let renamed = apply_multi(&Kind::Rename(pb::Rename { to: Bytes::from_static(b"b"), nx: false }), &[h.clone(), None], NOW, &[10, 11]);
+    assert_eq!(renamed.writes[1].1.ty, ValueType::Hash);
+    assert!(matches!(hrun(Kind::Get(pb::Get { meta_only: true }), h).reply, R::Value(ref v) if v.value_type == pb::ValueType::Hash as i32));
 }

@@ -336,7 +336,7 @@ impl RowCache {
 /// cache's weight does not count. (Records read from the engine are decoded
 /// into their own buffers already.)
 fn owned(record: &Record) -> Record {
-    Record { value: record.value.as_deref().map(bytes::Bytes::copy_from_slice), expire_at_ms: record.expire_at_ms, version: record.version }
+    Record { value: record.value.as_deref().map(bytes::Bytes::copy_from_slice), ..*record }
 }
 
 #[cfg(test)]

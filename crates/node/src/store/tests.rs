@@ -235,7 +235,7 @@ fn scan_returns_each_live_key_once_across_calls() {
         let (start, end) = partition_slots(p, N);
         let mut slot = start;
         while slot < end {
-            let (found, next) = s.scan(p, slot, 5, 11).unwrap();
+            let (found, next) = s.scan(p, slot, 5, 11, None).unwrap();
             assert!(next > slot);
             seen.extend(found);
             slot = next;

@@ -29,7 +29,7 @@ async fn start(dir: &std::path::Path, meta: Arc<dyn MetaStore>) -> (NodeClient, 
 fn apply(token: u64, value: &str, version: u64) -> pb::ApplyRequest {
     pb::ApplyRequest {
         header: Some(pb::MigrateHeader { partition: part(), token }),
-        records: vec![pb::KeyRecord { key: "k".into(), tombstone: false, value: value.to_string().into(), expire_at_ms: 0, version }],
+        records: vec![pb::KeyRecord { key: "k".into(), tombstone: false, value: value.to_string().into(), expire_at_ms: 0, version, ..Default::default() }],
         urgent: false,
         forwarded: false,
     }

@@ -74,7 +74,7 @@ pub fn snapshot(partition: u32) -> pb::SnapshotRequest {
 /// An apply of `n` distinct keys, all in `partition` (by hash tag).
 pub fn apply_many(partition_key: &str, n: usize) -> pb::ApplyRequest {
     let records = (0..n)
-        .map(|i| pb::KeyRecord { key: format!("{{{partition_key}}}{i}").into(), tombstone: false, value: "v".into(), expire_at_ms: 0, version: 1 + i as u64 })
+        .map(|i| pb::KeyRecord { key: format!("{{{partition_key}}}{i}").into(), tombstone: false, value: "v".into(), expire_at_ms: 0, version: 1 + i as u64, ..Default::default() })
         .collect();
     pb::ApplyRequest { header: header(partition_of(partition_key.as_bytes())), records, urgent: false, forwarded: false }
 }

@@ -83,7 +83,7 @@ pub fn copy(a: &[Bytes]) -> Result<Planned, Frame> {
     Ok(Planned::one(&a[1], Kind::Copy(pb::Copy { to: a[2].clone(), replace }), Shape::Integer))
 }
 
-/// TYPE: every value here is a string.
+/// TYPE: the value's type, `none` for no key.
 pub fn key_type(a: &[Bytes]) -> Result<Planned, Frame> {
     Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: true }), Shape::Type))
 }
@@ -169,7 +169,7 @@ impl SlotWalk {
         if self.slot >= SLOT_COUNT as u32 {
             return None;
         }
-        Some(scan_slots(r, self.slot, KEYS_PAGE).await.map(|(keys, next)| {
+        Some(scan_slots(r, self.slot, KEYS_PAGE, None).await.map(|(keys, next)| {
             self.slot = next;
             keys
         }))
@@ -192,7 +192,7 @@ pub async fn scan(r: &Router, a: &[Bytes]) -> Frame {
     // most one RPC per partition per call.
     let (mut slot, mut seen) = (cursor as u32, Vec::new());
     while slot < SLOT_COUNT as u32 && seen.len() < opts.count as usize {
-        match scan_slots(r, slot, opts.count - seen.len() as u32).await {
+        match scan_slots(r, slot, opts.count - seen.len() as u32, opts.node_type()).await {
             Ok((keys, next)) => {
                 seen.extend(keys);
                 slot = next;
@@ -208,7 +208,7 @@ pub async fn scan(r: &Router, a: &[Bytes]) -> Frame {
 /// its first NUL: an optional sign (a minus wraps around), decimal digits
 /// and nothing else, no leading space; the empty string is 0. Cursors we
 /// never hand out (a negative one is huge) simply end the iteration.
-fn parse_cursor(raw: &[u8]) -> Option<u64> {
+pub(crate) fn parse_cursor(raw: &[u8]) -> Option<u64> {
     let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
     let (negative, digits) = match raw.first() {
         None => return Some(0),
@@ -230,13 +230,14 @@ fn scan_reply(cursor: u64, keys: Vec<Frame>) -> Frame {
 struct ScanOptions {
     pattern: Option<Bytes>,
     count: u32,
-    /// TYPE filter: only "string" keys exist here.
-    type_ok: bool,
+    /// TYPE: None, any; `Some(None)`, a type no key here has (Redis 7.0
+    /// answers nothing for it, without an error).
+    ty: Option<Option<pb::ValueType>>,
 }
 
 impl ScanOptions {
     fn parse(args: &[Bytes]) -> Result<ScanOptions, Frame> {
-        let mut o = ScanOptions { pattern: None, count: 10, type_ok: true };
+        let mut o = ScanOptions { pattern: None, count: 10, ty: None };
         let mut i = 0;
         while i < args.len() {
             let (opt, value) = (String::from_utf8_lossy(&args[i]).to_ascii_uppercase(), args.get(i + 1));
@@ -249,7 +250,13 @@ impl ScanOptions {
                     o.count = n.min(u32::MAX as i64) as u32;
                 }
                 ("MATCH", Some(v)) => o.pattern = Some(v.clone()).filter(|p| &p[..] != b"*"),
-                ("TYPE", Some(v)) => o.type_ok = v.eq_ignore_ascii_case(b"string"),
+                ("TYPE", Some(v)) => {
+                    o.ty = Some(match String::from_utf8_lossy(v).to_ascii_lowercase().as_str() {
+                        "string" => Some(pb::ValueType::String),
+                        "hash" => Some(pb::ValueType::Hash),
+                        _ => None,
+                    })
+                }
                 _ => return Err(syntax_error()),
             }
             i += 2;
@@ -257,13 +264,20 @@ impl ScanOptions {
         Ok(o)
     }
 
+    /// The type the nodes filter by (they cannot filter by a type no key
+    /// has: those keys are dropped by [`Self::matches`]).
+    fn node_type(&self) -> Option<pb::ValueType> {
+        self.ty.flatten()
+    }
+
     fn matches(&self, key: &[u8]) -> bool {
-        self.type_ok && self.pattern.as_ref().is_none_or(|p| glob_match(p, key))
+        self.ty != Some(None) && self.pattern.as_ref().is_none_or(|p| glob_match(p, key))
     }
 }
 
-/// Asks the owner of `slot`'s partition for keys from `slot` on.
-async fn scan_slots(r: &Router, slot: u32, count: u32) -> Result<(Vec<Bytes>, u32), Frame> {
+/// Asks the owner of `slot`'s partition for keys from `slot` on (of type
+/// `ty` only, if given).
+async fn scan_slots(r: &Router, slot: u32, count: u32, ty: Option<pb::ValueType>) -> Result<(Vec<Bytes>, u32), Frame> {
     let budget = r.dispatcher.budget;
     let started = std::time::Instant::now();
     loop {
@@ -272,7 +286,7 @@ async fn scan_slots(r: &Router, slot: u32, count: u32) -> Result<(Vec<Bytes>, u3
         let partition = slot_partition(slot as u16, table.num_partitions());
         let owner = table.entry(partition).expect("partition exists").owner;
         if let Some(mut client) = routes.client(owner) {
-            let req = pb::ScanRequest { epoch: table.epoch, partition: partition as u32, start_slot: slot, count };
+            let req = pb::ScanRequest { epoch: table.epoch, partition: partition as u32, start_slot: slot, count, value_type: ty.map(|t| t as i32) };
             if let Ok(resp) = client.scan(req).await.map(|r| r.into_inner())
                 && resp.refused.is_none()
             {

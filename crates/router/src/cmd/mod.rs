@@ -12,6 +12,7 @@
 //! data commands together.
 
 pub mod bits;
+pub mod hashes;
 pub mod keys;
 pub mod multi;
 pub mod plan;
@@ -89,7 +90,23 @@ pub const SPECS: &[Spec] = &[
     spec("getex", -2, WF, ONE),
     spec("getrange", 4, RO, ONE),
     spec("getset", 3, WDF, ONE),
+    spec("hdel", -3, WF, ONE),
     spec("hello", -1, NOAUTH, NOKEY),
+    spec("hexists", 3, R_, ONE),
+    spec("hget", 3, R_, ONE),
+    spec("hgetall", 2, RO, ONE),
+    spec("hincrby", 4, WDF, ONE),
+    spec("hincrbyfloat", 4, WDF, ONE),
+    spec("hkeys", 2, RO, ONE),
+    spec("hlen", 2, R_, ONE),
+    spec("hmget", -3, R_, ONE),
+    spec("hmset", -4, WDF, ONE),
+    spec("hrandfield", -2, RO, ONE),
+    spec("hscan", -3, RO, ONE),
+    spec("hset", -4, WDF, ONE),
+    spec("hsetnx", 4, WDF, ONE),
+    spec("hstrlen", 3, R_, ONE),
+    spec("hvals", 2, RO, ONE),
     spec("incr", 2, WD, ONE),
     spec("incrby", 3, WD, ONE),
     spec("incrbyfloat", 3, WDF, ONE),
@@ -204,6 +221,12 @@ fn plan(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
         "touch" => keys::exists(a),
         "type" => keys::key_type(a),
         "persist" => keys::persist(a),
+        "hset" | "hmset" => hashes::hset(name, a),
+        "hsetnx" => hashes::hsetnx(a),
+        "hdel" => hashes::hdel(a),
+        "hincrby" => hashes::hincrby(a),
+        "hincrbyfloat" => hashes::hincrbyfloat(a),
+        "hget" | "hmget" | "hgetall" | "hlen" | "hexists" | "hkeys" | "hvals" | "hstrlen" | "hrandfield" | "hscan" => hashes::read(name, a),
         _ => return None,
     })
 }
@@ -258,6 +281,7 @@ async fn run_planned(r: &Router, planned: Result<Planned, Frame>) -> Frame {
 /// Turns a node's error result into the client's error reply.
 pub(crate) fn op_error(r: R) -> Result<R, Frame> {
     match r {
+        R::Error(e) if e.kind == evenkeel_rpc::pb::op_error::Kind::WrongType as i32 => Err(wrong_type()),
         R::Error(e) => Err(Frame::error(format!("ERR {}", e.message))),
         R::Refused(_) => Err(dispatch_error(&DispatchError::TryAgain(0))),
         other => Ok(other),
@@ -270,6 +294,10 @@ pub(crate) fn dispatch_error(e: &DispatchError) -> Frame {
 
 pub(crate) fn wrong_arity(name: &str) -> Frame {
     Frame::error(format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+pub(crate) fn wrong_type() -> Frame {
+    Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value")
 }
 
 pub(crate) fn syntax_error() -> Frame {

@@ -9,6 +9,7 @@
 use super::{dispatch_error, op_error, unexpected};
 use crate::dispatch::{DispatchError, KeyOp};
 use evenkeel_resp::Frame;
+use evenkeel_rpc::pb;
 use evenkeel_rpc::pb::op_result::Result as R;
 use evenkeel_types::unix_ms;
 
@@ -20,7 +21,7 @@ pub struct Planned {
 }
 
 /// How the results of a command's ops become its reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shape {
     /// GET, GETDEL: the value, or null.
     Value,
@@ -44,6 +45,9 @@ pub enum Shape {
     /// BITPOS: the first position of the bit (absent: -1 for a 1, 0 for
     /// a 0, whatever the range).
     BitPos(super::bits::BitPosArgs),
+    /// A hash read, answered from the hash's encoding
+    /// ([`super::hashes::answer`]).
+    Hash(HashRead),
     /// EXPIRETIME (seconds, rounded) or PEXPIRETIME: the absolute expiry;
     /// -2 absent, -1 no expiry.
     ExpireTime { millis: bool },
@@ -57,6 +61,24 @@ pub enum Shape {
     Present,
     /// MSET: OK.
     Ok,
+}
+
+/// What a hash read answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashRead {
+    Get(bytes::Bytes),
+    MGet(Vec<bytes::Bytes>),
+    GetAll,
+    Len,
+    Exists(bytes::Bytes),
+    Keys,
+    Vals,
+    StrLen(bytes::Bytes),
+    /// HRANDFIELD: no count, one field; a count, an array.
+    RandField { count: Option<i64>, with_values: bool },
+    /// HSCAN's MATCH pattern, or its option error (answered only for a
+    /// key that exists).
+    Scan(Result<Option<bytes::Bytes>, Frame>),
 }
 
 impl Planned {
@@ -90,6 +112,21 @@ fn success(shape: Shape, mut results: Vec<R>) -> Frame {
 }
 
 fn single_key(shape: Shape, r: R) -> Frame {
+    if let Shape::Hash(read) = &shape {
+        return match r {
+            R::Value(v) => super::hashes::answer(read, Some(&v)),
+            R::Nil(_) => super::hashes::answer(read, None),
+            other => unexpected(&other),
+        };
+    }
+    // The other shapes that read a value are for strings; those that read
+    // only the key's existence, type or expiry take any type.
+    if let R::Value(v) = &r
+        && v.value_type != pb::ValueType::String as i32
+        && !matches!(shape, Shape::Type | Shape::Ttl { .. } | Shape::ExpireTime { .. } | Shape::Integer | Shape::Set { .. } | Shape::Applied)
+    {
+        return super::wrong_type();
+    }
     match (shape, r) {
         (Shape::Value, r) => value_frame(r),
         (Shape::Length, R::Value(v)) => Frame::Integer(v.len as i64),
@@ -98,7 +135,7 @@ fn single_key(shape: Shape, r: R) -> Frame {
         (Shape::Set { get: true }, R::Written(w)) => w.previous.map_or(Frame::Null, Frame::Bulk),
         (Shape::Set { get: false }, R::Written(w)) => if w.applied { Frame::ok() } else { Frame::Null },
         (Shape::Applied, R::Written(w)) => Frame::Integer(w.applied as i64),
-        (Shape::Type, R::Value(_)) => Frame::Simple("string".into()),
+        (Shape::Type, R::Value(v)) => Frame::Simple(type_name(v.value_type).into()),
         (Shape::Type, R::Nil(_)) => Frame::Simple("none".into()),
         (Shape::Range { .. }, R::Nil(_)) => Frame::Bulk(bytes::Bytes::new()),
         (Shape::Range { start, end }, R::Value(v)) => Frame::Bulk(v.value.slice(super::strings::range(v.value.len(), start, end))),
@@ -124,9 +161,19 @@ fn single_key(shape: Shape, r: R) -> Frame {
     }
 }
 
-/// A value reply: bulk for a value, null for none.
+/// TYPE's answer for a value of this wire type.
+fn type_name(value_type: i32) -> &'static str {
+    match pb::ValueType::try_from(value_type) {
+        Ok(pb::ValueType::String) => "string",
+        Ok(pb::ValueType::Hash) => "hash",
+        Err(_) => "none",
+    }
+}
+
+/// MGET's element: bulk for a string, null for none or another type.
 fn value_frame(r: R) -> Frame {
     match r {
+        R::Value(v) if v.value_type != pb::ValueType::String as i32 => Frame::Null,
         R::Value(v) => Frame::Bulk(v.value),
         R::Nil(_) => Frame::Null,
         other => unexpected(&other),
@@ -136,7 +183,6 @@ fn value_frame(r: R) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use evenkeel_rpc::pb;
 
     fn value(v: &str) -> R {
         R::Value(pb::Value { value: bytes::Bytes::from(v.to_string()), ..Default::default() })

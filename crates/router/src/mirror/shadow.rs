@@ -56,7 +56,7 @@ fn version(r: Option<&KeyRecord>) -> u64 {
 fn same_contents(a: Option<&KeyRecord>, b: Option<&KeyRecord>) -> bool {
     match (a, b) {
         (None, None) => true,
-        (Some(a), Some(b)) => a.tombstone == b.tombstone && a.value == b.value && a.expire_at_ms == b.expire_at_ms,
+        (Some(a), Some(b)) => a.tombstone == b.tombstone && a.value == b.value && a.expire_at_ms == b.expire_at_ms && a.value_type == b.value_type,
         _ => false,
     }
 }

@@ -1,0 +1,215 @@
+//! Hash commands: HSET HSETNX HMSET HGET HMGET HGETALL HDEL HLEN HEXISTS
+//! HKEYS HVALS HSTRLEN HINCRBY HINCRBYFLOAT HRANDFIELD HSCAN.
+//!
+//! A hash is one record on its owner ([`evenkeel_types::hash`]). Writes are
+//! node operations (`HSet`, `HDel`, `HIncrBy`, `HIncrByFloat`), each a
+//! read-modify-write of the whole hash under the partition's lock. Reads
+//! fetch the hash with a GET and answer here from its encoding, so a read
+//! costs the hash's size in transfer, as a write does in work.
+//!
+//! Argument errors come in Redis's order: those Redis checks before it
+//! looks the key up are answered at once, those it checks after (HSCAN's
+//! options) wait in the reply shape, since a missing key answers first.
+
+use super::plan::{HashRead, Planned, Shape};
+use super::{int_arg, syntax_error, wrong_arity};
+use crate::glob::glob_match;
+use bytes::Bytes;
+use evenkeel_resp::Frame;
+use evenkeel_rpc::pb::{self, op::Kind};
+use evenkeel_types::hash::Hash;
+use rand::RngExt;
+
+/// HSET and HMSET: field-value pairs, HSET answering how many were new,
+/// HMSET OK.
+pub fn hset(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
+    if !a.len().is_multiple_of(2) {
+        return Err(wrong_arity(name));
+    }
+    let (fields, values) = a[2..].chunks(2).map(|p| (p[0].clone(), p[1].clone())).unzip();
+    let shape = if name == "hmset" { Shape::Ok } else { Shape::Integer };
+    Ok(Planned::one(&a[1], Kind::HSet(pb::HSet { fields, values, nx: false }), shape))
+}
+
+pub fn hsetnx(a: &[Bytes]) -> Result<Planned, Frame> {
+    Ok(Planned::one(&a[1], Kind::HSet(pb::HSet { fields: vec![a[2].clone()], values: vec![a[3].clone()], nx: true }), Shape::Integer))
+}
+
+pub fn hdel(a: &[Bytes]) -> Result<Planned, Frame> {
+    Ok(Planned::one(&a[1], Kind::HDel(pb::HDel { fields: a[2..].to_vec() }), Shape::Integer))
+}
+
+pub fn hincrby(a: &[Bytes]) -> Result<Planned, Frame> {
+    let delta = int_arg(&a[3])?;
+    Ok(Planned::one(&a[1], Kind::HIncrBy(pb::HIncrBy { field: a[2].clone(), delta }), Shape::Integer))
+}
+
+/// The increment is read on the node, where Redis's order of checks
+/// (increment, type, field, sum) can be kept.
+pub fn hincrbyfloat(a: &[Bytes]) -> Result<Planned, Frame> {
+    Ok(Planned::one(&a[1], Kind::HIncrByFloat(pb::HIncrByFloat { field: a[2].clone(), increment: a[3].clone() }), Shape::Value))
+}
+
+/// The read commands: a GET of the whole hash, answered by [`answer`].
+pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
+    let read = match name {
+        "hget" => HashRead::Get(a[2].clone()),
+        "hmget" => HashRead::MGet(a[2..].to_vec()),
+        "hgetall" => HashRead::GetAll,
+        "hlen" => HashRead::Len,
+        "hexists" => HashRead::Exists(a[2].clone()),
+        "hkeys" => HashRead::Keys,
+        "hvals" => HashRead::Vals,
+        "hstrlen" => HashRead::StrLen(a[2].clone()),
+        "hrandfield" => randfield_args(a)?,
+        // The cursor is checked, then unused: a hash is returned whole.
+        "hscan" if super::keys::parse_cursor(&a[2]).is_none() => return Err(Frame::error("ERR invalid cursor")),
+        "hscan" => HashRead::Scan(scan_options(&a[3..])),
+        other => unreachable!("{other} is not a hash read"),
+    };
+    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false }), Shape::Hash(read)))
+}
+
+/// HRANDFIELD's count and WITHVALUES, checked before the key as in Redis.
+fn randfield_args(a: &[Bytes]) -> Result<HashRead, Frame> {
+    let Some(raw) = a.get(2) else { return Ok(HashRead::RandField { count: None, with_values: false }) };
+    let count = int_arg(raw)?;
+    if count == i64::MIN {
+        return Err(Frame::error(format!("ERR value is out of range, value must between {} and {}", -i64::MAX, i64::MAX)));
+    }
+    let with_values = match a.get(3) {
+        None => false,
+        Some(w) if a.len() == 4 && w.eq_ignore_ascii_case(b"withvalues") => true,
+        Some(_) => return Err(syntax_error()),
+    };
+    if with_values && !(-i64::MAX / 2..=i64::MAX / 2).contains(&count) {
+        return Err(Frame::error("ERR value is out of range"));
+    }
+    Ok(HashRead::RandField { count: Some(count), with_values })
+}
+
+/// HSCAN's options; an error among them answers only for a key that
+/// exists.
+fn scan_options(args: &[Bytes]) -> Result<Option<Bytes>, Frame> {
+    let mut pattern = None;
+    for pair in args.chunks(2) {
+        let [option, value] = pair else { return Err(syntax_error()) };
+        match String::from_utf8_lossy(option).to_ascii_uppercase().as_str() {
+            "COUNT" => {
+                if int_arg(value)? < 1 {
+                    return Err(syntax_error());
+                }
+            }
+            "MATCH" => pattern = Some(value.clone()).filter(|p| &p[..] != b"*"),
+            _ => return Err(syntax_error()),
+        }
+    }
+    Ok(pattern)
+}
+
+/// The reply to a hash read, from the GET's value (None: no key).
+pub(crate) fn answer(read: &HashRead, value: Option<&pb::Value>) -> Frame {
+    let hash = match value {
+        None => None,
+        Some(v) if v.value_type != pb::ValueType::Hash as i32 => return super::wrong_type(),
+        Some(v) => match Hash::decode(&v.value) {
+            Ok(hash) => Some(hash),
+            Err(e) => {
+                tracing::error!(error = %e, "a node sent a hash that does not decode");
+                return Frame::error("ERR internal error: corrupt hash value");
+            }
+        },
+    };
+    let field = |f: &Bytes| hash.as_ref().and_then(|h| h.get(f).cloned());
+    let pairs = || hash.iter().flat_map(|h| h.iter()).flat_map(|(f, v)| [Frame::Bulk(f.clone()), Frame::Bulk(v.clone())]).collect();
+    match read {
+        HashRead::Get(f) => field(f).map_or(Frame::Null, Frame::Bulk),
+        HashRead::MGet(fields) => Frame::Array(fields.iter().map(|f| field(f).map_or(Frame::Null, Frame::Bulk)).collect()),
+        HashRead::GetAll => Frame::Array(pairs()),
+        HashRead::Len => Frame::Integer(hash.as_ref().map_or(0, Hash::len) as i64),
+        HashRead::Exists(f) => Frame::Integer(field(f).is_some() as i64),
+        HashRead::Keys => Frame::Array(hash.iter().flat_map(|h| h.iter()).map(|(f, _)| Frame::Bulk(f.clone())).collect()),
+        HashRead::Vals => Frame::Array(hash.iter().flat_map(|h| h.iter()).map(|(_, v)| Frame::Bulk(v.clone())).collect()),
+        HashRead::StrLen(f) => Frame::Integer(field(f).map_or(0, |v| v.len()) as i64),
+        HashRead::RandField { count, with_values } => rand_field(hash.as_ref(), *count, *with_values),
+        HashRead::Scan(options) => {
+            let Some(hash) = hash else { return scan_reply(Vec::new()) };
+            let pattern = match options {
+                Ok(pattern) => pattern,
+                Err(e) => return e.clone(),
+            };
+            let matching = hash.iter().filter(|(f, _)| pattern.as_ref().is_none_or(|p| glob_match(p, f)));
+            scan_reply(matching.flat_map(|(f, v)| [Frame::Bulk(f.clone()), Frame::Bulk(v.clone())]).collect())
+        }
+    }
+}
+
+/// HSCAN's reply: the whole hash at once, so the cursor is 0.
+fn scan_reply(items: Vec<Frame>) -> Frame {
+    Frame::Array(vec![Frame::Bulk(Bytes::from_static(b"0")), Frame::Array(items)])
+}
+
+/// HRANDFIELD by Redis 7's cases: no count, one field (null for no key);
+/// a negative count, that many picks that may repeat; a count at least the
+/// size, the whole hash in order; a smaller one, distinct fields.
+fn rand_field(hash: Option<&Hash>, count: Option<i64>, with_values: bool) -> Frame {
+    let entries: Vec<(&Bytes, &Bytes)> = hash.map(|h| h.iter().collect()).unwrap_or_default();
+    let mut rng = rand::rng();
+    let Some(count) = count else {
+        return if entries.is_empty() { Frame::Null } else { Frame::Bulk(entries[rng.random_range(0..entries.len())].0.clone()) };
+    };
+    if entries.is_empty() || count == 0 {
+        return Frame::Array(Vec::new());
+    }
+    let picked: Vec<(&Bytes, &Bytes)> = if count < 0 {
+        (0..count.unsigned_abs()).map(|_| entries[rng.random_range(0..entries.len())]).collect()
+    } else if count as u64 >= entries.len() as u64 {
+        entries
+    } else {
+        let mut chosen = rand::seq::index::sample(&mut rng, entries.len(), count as usize).into_vec();
+        chosen.sort_unstable();
+        chosen.into_iter().map(|i| entries[i]).collect()
+    };
+    let frames = picked.into_iter().flat_map(|(f, v)| {
+        let value = with_values.then(|| Frame::Bulk(v.clone()));
+        std::iter::once(Frame::Bulk(f.clone())).chain(value)
+    });
+    Frame::Array(frames.collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash_value(pairs: &[(&str, &str)]) -> pb::Value {
+        let mut h = Hash::default();
+        for (f, v) in pairs {
+            h.set(Bytes::copy_from_slice(f.as_bytes()), Bytes::copy_from_slice(v.as_bytes()));
+        }
+        let value = h.encode();
+        pb::Value { len: value.len() as u64, value, value_type: pb::ValueType::Hash as i32, ..Default::default() }
+    }
+
+    #[test]
+    fn reads_answer_from_the_encoding_in_field_order() {
+        let v = hash_value(&[("b", "2"), ("a", "1")]);
+        let bulk = |s: &str| Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()));
+        assert_eq!(answer(&HashRead::GetAll, Some(&v)), Frame::Array(vec![bulk("b"), bulk("2"), bulk("a"), bulk("1")]));
+        assert_eq!(answer(&HashRead::Get(Bytes::from_static(b"a")), Some(&v)), bulk("1"));
+        assert_eq!(answer(&HashRead::Get(Bytes::from_static(b"z")), Some(&v)), Frame::Null);
+        assert_eq!(answer(&HashRead::Len, Some(&v)), Frame::Integer(2));
+        assert_eq!(answer(&HashRead::Len, None), Frame::Integer(0));
+        assert_eq!(answer(&HashRead::Keys, None), Frame::Array(vec![]));
+        let string = pb::Value { value: Bytes::from_static(b"x"), len: 1, ..Default::default() };
+        assert_eq!(answer(&HashRead::Len, Some(&string)), super::super::wrong_type());
+        let all = answer(&HashRead::RandField { count: Some(5), with_values: false }, Some(&v));
+        assert_eq!(all, Frame::Array(vec![bulk("b"), bulk("a")]), "a count past the size: the whole hash in order");
+        let Frame::Array(picks) = answer(&HashRead::RandField { count: Some(-7), with_values: true }, Some(&v)) else { panic!() };
+        assert_eq!(picks.len(), 14, "a negative count: that many picks, with values");
+        let Frame::Array(one) = answer(&HashRead::RandField { count: Some(1), with_values: false }, Some(&v)) else { panic!() };
+        assert!(one == vec![bulk("a")] || one == vec![bulk("b")]);
+        let scan = answer(&HashRead::Scan(Ok(Some(Bytes::from_static(b"a*")))), Some(&v));
+        assert_eq!(scan, Frame::Array(vec![bulk("0"), Frame::Array(vec![bulk("a"), bulk("1")])]));
+        assert_eq!(answer(&HashRead::Scan(Err(syntax_error())), None), Frame::Array(vec![bulk("0"), Frame::Array(vec![])]), "no key: no option error");
+    }
+}
