@@ -455,6 +455,10 @@ fn watch(s: &mut Script) {
     run(s, &[&["WATCH", "{tx}w"], &["WATCH", "{tx}w"], &["MULTI"], &["NOSUCHCMD"], &["EXEC"], &["SET", "{tx}w", "5"], &["MULTI"], &["GET", "{tx}w"], &["EXEC"]]);
     run(s, &[&["WATCH", "{tx}w"], &["SET", "{tx}w", "6"], &["MULTI"], &["DISCARD"], &["MULTI"], &["GET", "{tx}w"], &["EXEC"]]);
     run(s, &[&["WATCH", "{tx}w"], &["SET", "{tx}w", "7"], &["EXEC"], &["MULTI"], &["GET", "{tx}w"], &["EXEC"]]);
+    // RESET ends the transaction, the watches and the name.
+    run(s, &[&["MULTI"], &["SET", "{tx}r", "1"], &["RESET"], &["EXEC"], &["GET", "{tx}r"]]);
+    run(s, &[&["WATCH", "{tx}r"], &["SET", "{tx}r", "2"], &["RESET"], &["MULTI"], &["GET", "{tx}r"], &["EXEC"]]);
+    run(s, &[&["CLIENT", "SETNAME", "before-reset"], &["RESET"], &["CLIENT", "GETNAME"], &["RESET", "x"], &["reset"]]);
     // A watched key that expires before EXEC has changed (Redis 7.0).
     run(s, &[&["SET", "{tx}e", "v", "PX", "100"], &["WATCH", "{tx}e"]]);
     s.0.push(Step::Sleep(Duration::from_millis(200)));

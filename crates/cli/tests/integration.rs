@@ -689,6 +689,37 @@ async fn watch_aborts_a_transaction_whose_key_another_client_changed() {
     cluster.shutdown().await.unwrap();
 }
 
+/// RANDOMKEY: null with no keys, a key that exists otherwise, and over
+/// many calls more than one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomkey_returns_existing_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let mut raw = Raw::connect(cluster.router_addr).await;
+    assert_eq!(raw.call(&["RANDOMKEY"]).await, Frame::Null);
+    assert_eq!(raw.call(&["SET", "only", "v"]).await, Frame::ok());
+    assert_eq!(raw.call(&["RANDOMKEY"]).await, Frame::bulk("only"));
+    assert_eq!(raw.call(&["SET", "gone", "v", "PX", "1"]).await, Frame::ok());
+    for i in 0..50 {
+        assert_eq!(raw.call(&["SET", &format!("k{i}"), "v"]).await, Frame::ok());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        match raw.call(&["RANDOMKEY"]).await {
+            Frame::Bulk(k) => {
+                let k = String::from_utf8(k.to_vec()).unwrap();
+                assert!(k == "only" || k.starts_with('k'), "{k} was never set or has expired");
+                seen.insert(k);
+            }
+            other => panic!("RANDOMKEY answered {other:?}"),
+        }
+    }
+    assert!(seen.len() > 10, "100 picks among 51 keys found only {seen:?}");
+    assert_eq!(raw.call(&["RANDOMKEY", "x"]).await, Frame::error("ERR wrong number of arguments for 'randomkey' command"));
+    cluster.shutdown().await.unwrap();
+}
+
 /// With requirepass set, commands need AUTH first; a wrong password is
 /// refused and the right one admits the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -713,6 +744,9 @@ async fn requirepass_gates_commands() {
     assert_eq!(other.call(&["GET", "k"]).await, Frame::error("NOAUTH Authentication required."));
     assert_eq!(other.call(&["AUTH", "default", "s3cret pass"]).await, Frame::ok());
     assert_eq!(other.call(&["GET", "k"]).await, Frame::bulk("v"));
+    // RESET takes the connection back to unauthenticated.
+    assert_eq!(other.call(&["RESET"]).await, Frame::simple("RESET"));
+    assert_eq!(other.call(&["GET", "k"]).await, Frame::error("NOAUTH Authentication required."));
 
     // The redis crate authenticates from the URL.
     let client = redis::Client::open(format!("redis://:s3cret%20pass@{}/", cluster.router_addr)).unwrap();

@@ -157,6 +157,29 @@ pub async fn keys(r: &Router, a: &[Bytes]) -> Frame {
     Frame::Array(found)
 }
 
+/// RANDOMKEY: a random key of the first page the slot walk finds from a
+/// random slot on (wrapping around), or null when there are no keys. Keys
+/// in sparse stretches of the keyspace come up more often; Redis's pick is
+/// not uniform either.
+pub async fn random_key(r: &Router) -> Frame {
+    use rand::RngExt;
+    let start = rand::rng().random_range(0..SLOT_COUNT as u32);
+    for (from, to) in [(start, SLOT_COUNT as u32), (0, start)] {
+        let mut slot = from;
+        while slot < to {
+            match scan_slots(r, slot, RANDOM_PAGE, None).await {
+                Ok((keys, _)) if !keys.is_empty() => return Frame::Bulk(keys[rand::rng().random_range(0..keys.len())].clone()),
+                Ok((_, next)) => slot = next,
+                Err(e) => return e,
+            }
+        }
+    }
+    Frame::Null
+}
+
+/// Keys a RANDOMKEY call asks one node for: a few to pick from.
+const RANDOM_PAGE: u32 = 16;
+
 /// A walk over every slot, a page of keys at a time (KEYS, FLUSHALL).
 #[derive(Default)]
 struct SlotWalk {

@@ -124,8 +124,10 @@ pub const SPECS: &[Spec] = &[
     spec("psetex", 4, WD, ONE),
     spec("pttl", 2, R_, ONE),
     spec("quit", -1, NOAUTH, NOKEY),
+    spec("randomkey", 1, RO, NOKEY),
     spec("rename", 3, W, (1, 2, 1)),
     spec("renamenx", 3, WF, (1, 2, 1)),
+    spec("reset", 1, NOAUTH, NOKEY),
     spec("scan", -2, RO, NOKEY),
     spec("select", 2, F, NOKEY),
     spec("set", -3, WD, ONE),
@@ -158,7 +160,7 @@ pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -
     if !arity_ok(spec, args.len()) {
         return (multi::flag(session, wrong_arity(spec.name)), Flow::Continue);
     }
-    if session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "quit" | "watch") {
+    if session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "quit" | "watch" | "reset") {
         return (multi::queue(session, spec.name, args), Flow::Continue);
     }
     let started = std::time::Instant::now();
@@ -262,6 +264,8 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
         "exec" => multi::exec(r, s).await,
         "watch" => multi::watch(r, s, a).await,
         "unwatch" => multi::unwatch(s),
+        "reset" => server::reset(r, s),
+        "randomkey" => keys::random_key(r).await,
         "flushall" | "flushdb" => keys::flush(r, a).await,
         "dbsize" => keys::dbsize(r).await,
         "quit" => return (Frame::ok(), Flow::Close),

@@ -206,6 +206,16 @@ fn client(s: &mut Session, a: &[Bytes]) -> Frame {
 
 /// Redis reads the index as a C `int` before checking it against the
 /// number of databases (one here).
+/// RESET: the connection as it was when it opened: no transaction, no
+/// watched keys, no name, and authenticated only if no password is set.
+pub fn reset(r: &Router, s: &mut Session) -> Frame {
+    s.multi = None;
+    s.watched = Default::default();
+    s.name = None;
+    s.authenticated = r.config.requirepass.is_none();
+    Frame::simple("RESET")
+}
+
 fn select(a: &[Bytes]) -> Frame {
     match int_arg(&a[1]).map(i32::try_from) {
         Ok(Ok(0)) => Frame::ok(),
