@@ -284,6 +284,56 @@ fn older_forms(s: &mut Script) {
     bits(s);
     transactions(s);
     hashes(s);
+    sets(s);
+}
+
+/// Set commands on sets of integers (which Redis 7.0 lists in ascending
+/// order, as we do) and, compared unordered, of other members; the type
+/// checks, and the commands on several keys of one slot.
+fn sets(s: &mut Script) {
+    let run = |s: &mut Script, cmds: &[&[&str]]| {
+        for c in cmds {
+            s.cmd(c);
+        }
+    };
+    run(s, &[
+        &["SADD", "s:i", "5", "3", "10", "3"], &["SADD", "s:i", "-1", "5"], &["SMEMBERS", "s:i"], &["SCARD", "s:i"], &["SCARD", "s:missing"],
+        &["SISMEMBER", "s:i", "3"], &["SISMEMBER", "s:i", "4"], &["SISMEMBER", "s:missing", "4"], &["SMISMEMBER", "s:i", "3", "4", "10"],
+        &["SMISMEMBER", "s:missing", "a"], &["SREM", "s:i", "3", "99", "3"], &["SMEMBERS", "s:i"], &["SREM", "s:missing", "a"],
+        &["SMEMBERS", "s:missing"], &["TYPE", "s:i"], &["SADD", "s:i"], &["SREM", "s:i"], &["SISMEMBER", "s:i"],
+        &["SADD", "s:one", "7"], &["SREM", "s:one", "7"], &["EXISTS", "s:one"], &["SADD", "s:z", "01", "1"], &["SCARD", "s:z"],
+        &["SRANDMEMBER", "s:i", "0"], &["SRANDMEMBER", "s:i", "10"], &["SRANDMEMBER", "s:i", "x"], &["SRANDMEMBER", "s:i", "1", "2"],
+        &["SRANDMEMBER", "s:missing"], &["SRANDMEMBER", "s:missing", "3"], &["SRANDMEMBER", "s:missing", "-3"], &["SRANDMEMBER", "s:i", "-9223372036854775808"],
+        &["SSCAN", "s:i", "0"], &["SSCAN", "s:i", "0", "MATCH", "1*"], &["SSCAN", "s:i", "0", "COUNT", "0"], &["SSCAN", "s:i", "x"],
+        &["SSCAN", "s:missing", "0", "FOO"], &["SSCAN", "s:i", "0", "FOO", "1"],
+        &["SPOP", "s:missing"], &["SPOP", "s:missing", "2"], &["SPOP", "s:i", "-1"], &["SPOP", "s:i", "x"], &["SPOP", "s:i", "1", "2"], &["SPOP", "s:i", "0"],
+        &["SADD", "s:p", "9"], &["SPOP", "s:p"], &["EXISTS", "s:p"], &["SADD", "s:p", "9", "8"], &["SPOP", "s:p", "5"], &["EXISTS", "s:p"],
+    ]);
+    run(s, &[
+        &["SADD", "{s}a", "1", "2", "3"], &["SADD", "{s}b", "2", "3", "4"], &["SADD", "{s}c", "3", "9"], &["SET", "{s}str", "v"],
+        &["SUNION", "{s}a", "{s}b", "{s}c"], &["SINTER", "{s}a", "{s}b", "{s}c"], &["SDIFF", "{s}a", "{s}b"], &["SDIFF", "{s}a", "{s}missing"],
+        &["SINTER", "{s}a", "{s}missing"], &["SINTER", "{s}missing", "{s}str"], &["SUNION", "{s}a", "{s}str"], &["SDIFF", "{s}missing", "{s}a"],
+        &["SUNIONSTORE", "{s}u", "{s}a", "{s}b"], &["SMEMBERS", "{s}u"], &["SINTERSTORE", "{s}u", "{s}a", "{s}c"], &["SMEMBERS", "{s}u"],
+        &["SDIFFSTORE", "{s}u", "{s}a", "{s}a"], &["EXISTS", "{s}u"], &["SUNIONSTORE", "{s}str", "{s}c"], &["TYPE", "{s}str"],
+        &["SET", "{s}str", "v"], &["SINTERSTORE", "{s}u", "{s}str"], &["EXPIRE", "{s}c", "100"], &["SUNIONSTORE", "{s}c", "{s}c", "{s}a"], &["TTL", "{s}c"],
+        &["SMEMBERS", "{s}c"], &["SUNIONSTORE", "{s}u"], &["SINTER"],
+        &["SMOVE", "{s}a", "{s}b", "1"], &["SMOVE", "{s}a", "{s}b", "1"], &["SMOVE", "{s}a", "{s}new", "2"], &["SMEMBERS", "{s}new"],
+        &["SMOVE", "{s}missing", "{s}str", "1"], &["SMOVE", "{s}a", "{s}str", "1"], &["SMOVE", "{s}a", "{s}str", "3"], &["SMOVE", "{s}str", "{s}a", "3"],
+        &["SMOVE", "{s}a", "{s}a", "3"], &["SMOVE", "{s}a", "{s}a", "7"], &["SMOVE", "{s}a", "{s}b", "3"], &["EXISTS", "{s}a"], &["SMEMBERS", "{s}b"],
+        &["MULTI"], &["SADD", "{s}t", "1"], &["SMOVE", "{s}t", "{s}b", "1"], &["SCARD", "{s}t"], &["SMEMBERS", "{s}b"], &["EXEC"],
+    ]);
+    // Types both ways.
+    run(s, &[
+        &["SET", "s:str", "v"], &["SADD", "s:str", "a"], &["SREM", "s:str", "a"], &["SMEMBERS", "s:str"], &["SCARD", "s:str"], &["SISMEMBER", "s:str", "a"],
+        &["SPOP", "s:str"], &["SPOP", "s:str", "0"], &["SRANDMEMBER", "s:str", "2"], &["SSCAN", "s:str", "0"],
+        &["SADD", "s:set", "1"], &["GET", "s:set"], &["HGET", "s:set", "f"], &["HSET", "s:set", "f", "v"], &["APPEND", "s:set", "x"], &["MGET", "s:set"],
+        &["TYPE", "s:set"], &["SCAN", "0", "TYPE", "set", "MATCH", "s:set", "COUNT", "100000"], &["SADD", "h:r", "x"], &["SMEMBERS", "h:r"],
+    ]);
+    // Members that are not integers: Redis lists them in hash table order.
+    run(s, &[&["SADD", "s:w", "b", "a", "c"]]);
+    for c in [&["SMEMBERS", "s:w"][..], &["SUNION", "s:w", "s:w"], &["SRANDMEMBER", "s:w", "5"], &["SINTER", "s:w"]] {
+        s.unordered(c);
+    }
 }
 
 /// Hash commands, their errors, and the type checks between hashes and

@@ -22,7 +22,7 @@ use crate::service::NodeInner;
 use std::sync::Arc;
 use crate::store::{KeyRecord, LogRead, StoreError};
 use evenkeel_rpc::pb;
-use evenkeel_types::{PartitionId, Record, ValueType};
+use evenkeel_types::{PartitionId, Record};
 use tonic::Status;
 
 /// Largest page of records one snapshot or log read returns.
@@ -327,8 +327,7 @@ pub fn from_pb(r: pb::KeyRecord) -> Result<KeyRecord, Status> {
     let expire = (r.expire_at_ms != 0).then_some(r.expire_at_ms);
     let record = match (r.tombstone, crate::ops::value_type_from(r.value_type)) {
         (true, _) => Record::tombstone(r.version),
-        (false, Some(ValueType::String)) => Record::value(r.value, expire, r.version),
-        (false, Some(ValueType::Hash)) => Record::hash(r.value, expire, r.version),
+        (false, Some(ty)) => Record::typed(ty, r.value, expire, r.version),
         (false, None) => return Err(Status::invalid_argument(format!("record of an unknown value type {}", r.value_type))),
     };
     Ok(KeyRecord { key: r.key, record })

@@ -3,13 +3,14 @@
 //! Encoding (value side of the node's data keyspace), little-endian:
 //! `flags:u8 | version:u64 | expire_at_ms:u64 (0 = none) | value bytes`.
 //! Flags: 0 a string, 1 a tombstone (no value bytes), 2 a hash (the value
-//! bytes are its [`crate::hash`] encoding).
+//! bytes are its [`crate::hash`] encoding), 3 a set ([`crate::set`]).
 
 use crate::hlc::Version;
 use bytes::{BufMut, Bytes, BytesMut};
 
 const TOMBSTONE: u8 = 1;
 const HASH: u8 = 2;
+const SET: u8 = 3;
 const HEADER_LEN: usize = 1 + 8 + 8;
 
 /// What a live record's value bytes hold: Redis's value types.
@@ -19,6 +20,8 @@ pub enum ValueType {
     String,
     /// A field-value map, encoded as [`crate::hash`] describes.
     Hash,
+    /// Members, encoded as [`crate::set`] describes.
+    Set,
 }
 
 impl ValueType {
@@ -27,6 +30,7 @@ impl ValueType {
         match self {
             ValueType::String => "string",
             ValueType::Hash => "hash",
+            ValueType::Set => "set",
         }
     }
 }
@@ -54,9 +58,14 @@ impl Record {
         Record { value: Some(value.into()), expire_at_ms, version, ty: ValueType::String }
     }
 
+    /// A value of type `ty`, given its encoding.
+    pub fn typed(ty: ValueType, encoded: impl Into<Bytes>, expire_at_ms: Option<u64>, version: Version) -> Self {
+        Record { value: Some(encoded.into()), expire_at_ms, version, ty }
+    }
+
     /// A hash, given its encoding.
     pub fn hash(encoded: impl Into<Bytes>, expire_at_ms: Option<u64>, version: Version) -> Self {
-        Record { value: Some(encoded.into()), expire_at_ms, version, ty: ValueType::Hash }
+        Record::typed(ValueType::Hash, encoded, expire_at_ms, version)
     }
 
     pub fn tombstone(version: Version) -> Self {
@@ -107,6 +116,7 @@ impl Record {
             (None, _) => TOMBSTONE,
             (Some(_), ValueType::String) => 0,
             (Some(_), ValueType::Hash) => HASH,
+            (Some(_), ValueType::Set) => SET,
         };
         h[1..9].copy_from_slice(&self.version.to_le_bytes());
         h[9..17].copy_from_slice(&self.expire_at_ms.unwrap_or(0).to_le_bytes());
@@ -121,7 +131,7 @@ impl Record {
     pub fn encoded_has_value(raw: &[u8]) -> Result<bool, CorruptRecord> {
         match (raw.first(), raw.len()) {
             (_, len) if len < HEADER_LEN => Err(CorruptRecord("shorter than header")),
-            (Some(0 | &HASH), _) => Ok(true),
+            (Some(0 | &HASH | &SET), _) => Ok(true),
             (Some(&TOMBSTONE), HEADER_LEN) => Ok(false),
             (Some(&TOMBSTONE), _) => Err(CorruptRecord("tombstone with a body")),
             _ => Err(CorruptRecord("unknown flags")),
@@ -132,7 +142,11 @@ impl Record {
         let value = Self::encoded_has_value(raw)?.then(|| Bytes::copy_from_slice(&raw[HEADER_LEN..]));
         let version = u64::from_le_bytes(raw[1..9].try_into().expect("8 bytes"));
         let expire = u64::from_le_bytes(raw[9..17].try_into().expect("8 bytes"));
-        let ty = if raw[0] == HASH { ValueType::Hash } else { ValueType::String };
+        let ty = match raw[0] {
+            HASH => ValueType::Hash,
+            SET => ValueType::Set,
+            _ => ValueType::String,
+        };
         Ok(Record { value, expire_at_ms: (expire != 0).then_some(expire), version, ty })
     }
 }
@@ -145,8 +159,12 @@ mod tests {
     proptest! {
         #[test]
         fn round_trips(value in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
-                       expire in proptest::option::of(1u64..u64::MAX), version: u64, hash: bool) {
-            let ty = if hash && value.is_some() { ValueType::Hash } else { ValueType::String };
+                       expire in proptest::option::of(1u64..u64::MAX), version: u64, ty in 0u8..3) {
+            let ty = match (ty, value.is_some()) {
+                (1, true) => ValueType::Hash,
+                (2, true) => ValueType::Set,
+                _ => ValueType::String,
+            };
             let r = Record { value: value.map(Bytes::from), expire_at_ms: expire, version, ty };
             let enc = r.encode();
             prop_assert_eq!(enc.len(), r.encoded_len());
@@ -162,7 +180,7 @@ mod tests {
         /// The check without the copy accepts and refuses what decoding
         /// does, and says what decoding finds.
         #[test]
-        fn encoded_has_value_agrees_with_decode(flags in 0u8..4, rest in proptest::collection::vec(any::<u8>(), 0..40)) {
+        fn encoded_has_value_agrees_with_decode(flags in 0u8..5, rest in proptest::collection::vec(any::<u8>(), 0..40)) {
             let raw: Vec<u8> = std::iter::once(flags).chain(rest).collect();
             prop_assert_eq!(Record::encoded_has_value(&raw), Record::decode(&raw).map(|r| r.value.is_some()));
         }

@@ -8,6 +8,7 @@
 use bytes::{Bytes, BytesMut};
 use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
 use evenkeel_types::hash::Hash;
+use evenkeel_types::set::Set;
 use evenkeel_types::int::parse_i64;
 use evenkeel_types::{Record, ValueType, Version};
 
@@ -32,12 +33,16 @@ impl Default for OpLimits {
     }
 }
 
-/// The keys a multi-key operation (RENAME, COPY, MSETNX) reads and may
-/// write, its own `key` first; None for a single-key operation.
+/// The keys a multi-key operation (RENAME, COPY, MSETNX, SMOVE, the set
+/// STORE commands) reads and may write, its own `key` first; None for a
+/// single-key operation.
 pub fn multi_keys<'a>(kind: &'a Kind, key: &'a [u8]) -> Option<Vec<&'a [u8]>> {
     match kind {
         Kind::Rename(pb::Rename { to, .. }) | Kind::Copy(pb::Copy { to, .. }) if to == key => Some(vec![key]),
         Kind::Rename(pb::Rename { to, .. }) | Kind::Copy(pb::Copy { to, .. }) => Some(vec![key, to]),
+        Kind::SMove(pb::SMove { to, .. }) if to == key => Some(vec![key]),
+        Kind::SMove(pb::SMove { to, .. }) => Some(vec![key, to]),
+        Kind::SetStore(st) => Some(std::iter::once(key).chain(st.sources.iter().map(|k| &k[..])).collect()),
         Kind::MsetNx(m) => Some(m.keys.iter().map(|k| &k[..]).collect()),
         _ => None,
     }
@@ -83,6 +88,8 @@ pub fn apply_multi(kind: &Kind, stored: &[Option<Record>], now_ms: u64, versions
             let copied = source.restamped(source.expire_at_ms, versions[1]);
             AppliedMulti { writes: vec![(1, copied)], reply: R::Integer(1) }
         }
+        Kind::SMove(m) => s_move(m, &live, versions),
+        Kind::SetStore(st) => set_store(st, &live, versions[0]),
         Kind::MsetNx(m) => {
             if m.keys.is_empty() || m.keys.len() != m.values.len() {
                 return none(R::Error(pb::OpError { kind: pb::op_error::Kind::Internal as i32, message: "malformed MSETNX: a value for each key".into() }));
@@ -133,7 +140,10 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::HDel(h) => h_del(h, live, version),
         Kind::HIncrBy(h) => h_incr_by(h, live, version, limits),
         Kind::HIncrByFloat(h) => h_incr_by_float(h, live, version, limits),
-        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) => unreachable!("multi-key operations run through apply_multi"),
+        Kind::SAdd(a) => s_add(&a.members, live, version, limits),
+        Kind::SRem(r) => s_rem(&r.members, live, version),
+        Kind::SPop(p) => s_pop(p, live, version),
+        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) | Kind::SMove(_) | Kind::SetStore(_) => unreachable!("multi-key operations run through apply_multi"),
         Kind::Transaction(_) => unreachable!("a transaction runs through Store::execute_transaction"),
     }
 }
@@ -166,6 +176,7 @@ pub fn value_type(ty: ValueType) -> pb::ValueType {
     match ty {
         ValueType::String => pb::ValueType::String,
         ValueType::Hash => pb::ValueType::Hash,
+        ValueType::Set => pb::ValueType::Set,
     }
 }
 
@@ -174,6 +185,7 @@ pub fn value_type_from(raw: i32) -> Option<ValueType> {
     match pb::ValueType::try_from(raw).ok()? {
         pb::ValueType::String => Some(ValueType::String),
         pb::ValueType::Hash => Some(ValueType::Hash),
+        pb::ValueType::Set => Some(ValueType::Set),
     }
 }
 
@@ -453,6 +465,152 @@ fn h_incr_by_float(h: &pb::HIncrByFloat, live: Option<&Record>, version: Version
     hash.set(h.field.clone(), text.clone());
     let reply = R::Value(pb::Value { len: text.len() as u64, value: text, ..Default::default() });
     write_hash(&hash, live, version, limits, reply)
+}
+
+/// The set `live` holds (absent: none yet), or the error to answer.
+fn set_of(live: Option<&Record>) -> Result<Option<Set>, R> {
+    let Some(record) = live else { return Ok(None) };
+    if record.ty != ValueType::Set {
+        return Err(wrong_type());
+    }
+    let encoded = record.value.as_ref().expect("a live record has a value");
+    Set::decode(encoded).map(Some).map_err(|e| error(pb::op_error::Kind::Internal, &e.to_string()))
+}
+
+/// The record storing `set` (None: it is empty, so the key goes), with
+/// `expire`, or the error for a set past the value limit.
+fn set_record(set: &Set, expire: Option<u64>, version: Version, limits: OpLimits) -> Result<Record, R> {
+    if set.is_empty() {
+        return Ok(Record::tombstone(version));
+    }
+    if set.encoded_len() > limits.max_value_bytes {
+        return Err(error(pb::op_error::Kind::TooLarge, "set exceeds maximum allowed size (proto-max-bulk-len)"));
+    }
+    Ok(Record::typed(ValueType::Set, set.encode(), expire, version))
+}
+
+/// Applies a change to the set at `live`, writing it (with its expiry)
+/// only if the change says it changed something.
+fn change_set(live: Option<&Record>, version: Version, limits: OpLimits, change: impl FnOnce(&mut Set) -> (bool, R)) -> Applied {
+    let mut set = match set_of(live) {
+        Ok(set) => set.unwrap_or_default(),
+        Err(e) => return no_write(e),
+    };
+    let (changed, reply) = change(&mut set);
+    if !changed {
+        return no_write(reply);
+    }
+    match set_record(&set, live.and_then(|r| r.expire_at_ms), version, limits) {
+        Ok(record) => Applied { write: Some(record), reply },
+        Err(e) => no_write(e),
+    }
+}
+
+fn s_add(members: &[Bytes], live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
+    change_set(live, version, limits, |set| {
+        let added = members.iter().filter(|m| set.insert((*m).clone())).count() as i64;
+        (added > 0, R::Integer(added))
+    })
+}
+
+fn s_rem(members: &[Bytes], live: Option<&Record>, version: Version) -> Applied {
+    if live.is_none() {
+        return no_write(R::Integer(0));
+    }
+    // Smaller than before: no limit to check.
+    change_set(live, version, OpLimits { max_value_bytes: usize::MAX }, |set| {
+        let removed = members.iter().filter(|m| set.remove(m)).count() as i64;
+        (removed > 0, R::Integer(removed))
+    })
+}
+
+/// SPOP: random members, distinct, chosen from the op's seed.
+fn s_pop(p: &pb::SPop, live: Option<&Record>, version: Version) -> Applied {
+    use rand::SeedableRng;
+    let empty = || match p.count {
+        None => R::Nil(pb::Nil {}),
+        Some(_) => R::Members(pb::Members { members: Vec::new() }),
+    };
+    if live.is_none() {
+        return no_write(empty());
+    }
+    change_set(live, version, OpLimits { max_value_bytes: usize::MAX }, |set| {
+        let members: Vec<Bytes> = set.members().cloned().collect();
+        let want = p.count.map_or(1, |c| c.min(members.len() as u64) as usize);
+        if want == 0 {
+            return (false, empty());
+        }
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(p.seed);
+        let popped: Vec<Bytes> = rand::seq::index::sample(&mut rng, members.len(), want).into_iter().map(|i| members[i].clone()).collect();
+        for m in &popped {
+            set.remove(m);
+        }
+        let reply = match p.count {
+            None => R::Value(pb::Value { len: popped[0].len() as u64, value: popped[0].clone(), ..Default::default() }),
+            Some(_) => R::Members(pb::Members { members: popped }),
+        };
+        (true, reply)
+    })
+}
+
+/// SMOVE, in Redis's order: a missing source answers 0; then both keys
+/// must hold sets (or the target nothing); one key is a membership test.
+fn s_move<'a>(m: &pb::SMove, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version]) -> AppliedMulti {
+    let none = |reply| AppliedMulti { writes: vec![], reply };
+    let source = match set_of(live(0)) {
+        Ok(Some(set)) => set,
+        Ok(None) => return none(R::Integer(0)),
+        Err(e) => return none(e),
+    };
+    if versions.len() < 2 {
+        return none(R::Integer(source.contains(&m.member) as i64));
+    }
+    let target = match set_of(live(1)) {
+        Ok(set) => set,
+        Err(e) => return none(e),
+    };
+    let mut source = source;
+    if !source.remove(&m.member) {
+        return none(R::Integer(0));
+    }
+    let mut target = target.unwrap_or_default();
+    target.insert(m.member.clone());
+    let unlimited = OpLimits { max_value_bytes: usize::MAX };
+    let writes = [(0, &source, live(0)), (1, &target, live(1))].map(|(i, set, was)| {
+        let record = set_record(set, was.and_then(|r| r.expire_at_ms), versions[i], unlimited).expect("no limit");
+        (i, record)
+    });
+    AppliedMulti { writes: writes.into(), reply: R::Integer(1) }
+}
+
+/// SUNIONSTORE, SINTERSTORE, SDIFFSTORE: key 0 takes the result of the
+/// sets at keys 1.. (each checked to be a set or nothing).
+fn set_store<'a>(st: &pb::SetStore, live: &dyn Fn(usize) -> Option<&'a Record>, version: Version) -> AppliedMulti {
+    let none = |reply| AppliedMulti { writes: vec![], reply };
+    let mut sources = Vec::with_capacity(st.sources.len());
+    for i in 1..=st.sources.len() {
+        match set_of(live(i)) {
+            Ok(set) => sources.push(set.unwrap_or_default()),
+            Err(e) => return none(e),
+        }
+    }
+    use evenkeel_types::set::Combine;
+    let op = match pb::set_store::Op::try_from(st.op) {
+        Ok(pb::set_store::Op::Union) => Combine::Union,
+        Ok(pb::set_store::Op::Inter) => Combine::Inter,
+        Ok(pb::set_store::Op::Diff) => Combine::Diff,
+        Err(_) => return none(error(pb::op_error::Kind::Internal, "malformed set store: unknown operation")),
+    };
+    let result = evenkeel_types::set::combine(op, &sources);
+    let card = result.len() as i64;
+    if result.is_empty() {
+        return match live(0) {
+            Some(_) => AppliedMulti { writes: vec![(0, Record::tombstone(version))], reply: R::Integer(0) },
+            None => none(R::Integer(0)),
+        };
+    }
+    let record = set_record(&result, None, version, OpLimits { max_value_bytes: usize::MAX }).expect("no limit");
+    AppliedMulti { writes: vec![(0, record)], reply: R::Integer(card) }
 }
 
 fn wrong_type() -> R {

@@ -310,3 +310,65 @@ fn string_commands_refuse_a_hash_and_key_commands_keep_its_type() {
     assert_eq!(renamed.writes[1].1.ty, ValueType::Hash);
     assert!(matches!(hrun(Kind::Get(pb::Get { meta_only: true }), h).reply, R::Value(ref v) if v.value_type == pb::ValueType::Hash as i32));
 }
+
+fn set_record(members: &[&str]) -> Option<Record> {
+    let set: Set = members.iter().map(|m| Bytes::copy_from_slice(m.as_bytes())).collect();
+    Some(Record::typed(ValueType::Set, set.encode(), None, 1))
+}
+
+fn members(write: &Option<Record>) -> Vec<String> {
+    let record = write.as_ref().expect("a write");
+    assert_eq!(record.ty, ValueType::Set);
+    Set::decode(record.value.as_ref().unwrap()).unwrap().members().map(|m| String::from_utf8_lossy(m).into_owned()).collect()
+}
+
+fn strings(m: &[&str]) -> Vec<String> {
+    m.iter().map(|s| s.to_string()).collect()
+}
+
+fn byte_list(m: &[&'static str]) -> Vec<Bytes> {
+    m.iter().map(|s| Bytes::from_static(s.as_bytes())).collect()
+}
+
+#[test]
+fn sadd_srem_and_spop_change_the_set_and_drop_it_when_empty() {
+    let a = hrun(Kind::SAdd(pb::SAdd { members: byte_list(&["a", "b", "a"]) }), None);
+    assert_eq!((a.reply, members(&a.write)), (R::Integer(2), strings(&["a", "b"])));
+    assert_eq!(hrun(Kind::SAdd(pb::SAdd { members: byte_list(&["a"]) }), set_record(&["a"])), Applied { write: None, reply: R::Integer(0) });
+    let a = hrun(Kind::SRem(pb::SRem { members: byte_list(&["a", "x"]) }), set_record(&["a", "b"]));
+    assert_eq!((a.reply, members(&a.write)), (R::Integer(1), strings(&["b"])));
+    assert_eq!(hrun(Kind::SRem(pb::SRem { members: byte_list(&["b"]) }), set_record(&["b"])).write, Some(Record::tombstone(V)));
+    assert!(matches!(hrun(Kind::SAdd(pb::SAdd { members: byte_list(&["a"]) }), live("s")).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32));
+    let pop = |count, seed| Kind::SPop(pb::SPop { count, seed });
+    let a = hrun(pop(Some(2), 7), set_record(&["a", "b", "c"]));
+    let R::Members(popped) = &a.reply else { panic!("{:?}", a.reply) };
+    let left = members(&a.write);
+    assert_eq!((popped.members.len(), left.len()), (2, 1));
+    assert!(popped.members.iter().all(|m| !left.contains(&String::from_utf8_lossy(m).into_owned())), "popped members are gone");
+    assert_eq!(hrun(pop(Some(2), 7), set_record(&["a", "b", "c"])), a, "the seed decides");
+    assert_eq!(hrun(pop(Some(9), 1), set_record(&["a"])).write, Some(Record::tombstone(V)), "the last member takes the key");
+    assert_eq!(hrun(pop(None, 1), None).reply, R::Nil(pb::Nil {}));
+    assert_eq!(hrun(pop(Some(0), 1), set_record(&["a"])), Applied { write: None, reply: R::Members(pb::Members { members: vec![] }) });
+}
+
+#[test]
+fn smove_and_set_store_follow_redis() {
+    let smove = |member: &'static str| Kind::SMove(pb::SMove { to: Bytes::from_static(b"t"), member: Bytes::from_static(member.as_bytes()) });
+    let a = apply_multi(&smove("a"), &[set_record(&["a", "b"]), None], NOW, &[10, 11]);
+    assert_eq!((a.reply, a.writes.len()), (R::Integer(1), 2));
+    assert_eq!((members(&Some(a.writes[0].1.clone())), members(&Some(a.writes[1].1.clone()))), (strings(&["b"]), strings(&["a"])));
+    assert_eq!(apply_multi(&smove("x"), &[set_record(&["a"]), None], NOW, &[10, 11]).reply, R::Integer(0));
+    assert_eq!(apply_multi(&smove("a"), &[None, live("s")], NOW, &[10, 11]).reply, R::Integer(0), "a missing source answers before the type check");
+    assert!(matches!(apply_multi(&smove("x"), &[set_record(&["a"]), live("s")], NOW, &[10, 11]).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32));
+    assert_eq!(apply_multi(&smove("a"), &[set_record(&["a"])], NOW, &[10]), AppliedMulti { writes: vec![], reply: R::Integer(1) }, "one key: a membership test");
+    let store = |op: pb::set_store::Op| Kind::SetStore(pb::SetStore { op: op as i32, sources: byte_list(&["x", "y"]) });
+    let sources = [live("old"), set_record(&["a", "b"]), set_record(&["b", "c"])];
+    let union = apply_multi(&store(pb::set_store::Op::Union), &sources, NOW, &[10, 11, 12]);
+    assert_eq!((union.reply, members(&Some(union.writes[0].1.clone()))), (R::Integer(3), strings(&["a", "b", "c"])));
+    let inter = apply_multi(&store(pb::set_store::Op::Inter), &sources, NOW, &[10, 11, 12]);
+    assert_eq!(members(&Some(inter.writes[0].1.clone())), strings(&["b"]));
+    let empty = apply_multi(&store(pb::set_store::Op::Diff), &[live("old"), set_record(&["a"]), set_record(&["a"])], NOW, &[10, 11, 12]);
+    assert_eq!(empty, AppliedMulti { writes: vec![(0, Record::tombstone(10))], reply: R::Integer(0) }, "an empty result deletes the target");
+    let typed = apply_multi(&store(pb::set_store::Op::Union), &[None, set_record(&["a"]), live("s")], NOW, &[10, 11, 12]);
+    assert!(matches!(typed.reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32) && typed.writes.is_empty());
+}

@@ -70,13 +70,19 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false }), Shape::Hash(read)))
 }
 
+/// HRANDFIELD's and SRANDMEMBER's count, as Redis reads it: any integer
+/// but the most negative.
+pub(crate) fn rand_count(raw: &[u8]) -> Result<i64, Frame> {
+    match int_arg(raw)? {
+        i64::MIN => Err(Frame::error(format!("ERR value is out of range, value must between {} and {}", -i64::MAX, i64::MAX))),
+        count => Ok(count),
+    }
+}
+
 /// HRANDFIELD's count and WITHVALUES, checked before the key as in Redis.
 fn randfield_args(a: &[Bytes]) -> Result<HashRead, Frame> {
     let Some(raw) = a.get(2) else { return Ok(HashRead::RandField { count: None, with_values: false }) };
-    let count = int_arg(raw)?;
-    if count == i64::MIN {
-        return Err(Frame::error(format!("ERR value is out of range, value must between {} and {}", -i64::MAX, i64::MAX)));
-    }
+    let count = rand_count(raw)?;
     let with_values = match a.get(3) {
         None => false,
         Some(w) if a.len() == 4 && w.eq_ignore_ascii_case(b"withvalues") => true,
@@ -88,9 +94,9 @@ fn randfield_args(a: &[Bytes]) -> Result<HashRead, Frame> {
     Ok(HashRead::RandField { count: Some(count), with_values })
 }
 
-/// HSCAN's options; an error among them answers only for a key that
-/// exists.
-fn scan_options(args: &[Bytes]) -> Result<Option<Bytes>, Frame> {
+/// HSCAN's and SSCAN's options; an error among them answers only for a
+/// key that exists.
+pub(crate) fn scan_options(args: &[Bytes]) -> Result<Option<Bytes>, Frame> {
     let mut pattern = None;
     for pair in args.chunks(2) {
         let [option, value] = pair else { return Err(syntax_error()) };
@@ -131,7 +137,10 @@ pub(crate) fn answer(read: &HashRead, value: Option<&pb::Value>) -> Frame {
         HashRead::Keys => Frame::Array(hash.iter().flat_map(|h| h.iter()).map(|(f, _)| Frame::Bulk(f.clone())).collect()),
         HashRead::Vals => Frame::Array(hash.iter().flat_map(|h| h.iter()).map(|(_, v)| Frame::Bulk(v.clone())).collect()),
         HashRead::StrLen(f) => Frame::Integer(field(f).map_or(0, |v| v.len()) as i64),
-        HashRead::RandField { count, with_values } => rand_field(hash.as_ref(), *count, *with_values),
+        HashRead::RandField { count, with_values } => {
+            let entries: Vec<(&Bytes, &Bytes)> = hash.as_ref().map(|h| h.iter().collect()).unwrap_or_default();
+            random_entries(&entries, *count, *with_values)
+        }
         HashRead::Scan(options) => {
             let Some(hash) = hash else { return scan_reply(Vec::new()) };
             let pattern = match options {
@@ -144,16 +153,16 @@ pub(crate) fn answer(read: &HashRead, value: Option<&pb::Value>) -> Frame {
     }
 }
 
-/// HSCAN's reply: the whole hash at once, so the cursor is 0.
-fn scan_reply(items: Vec<Frame>) -> Frame {
+/// HSCAN's and SSCAN's reply: the whole value at once, so the cursor is 0.
+pub(crate) fn scan_reply(items: Vec<Frame>) -> Frame {
     Frame::Array(vec![Frame::Bulk(Bytes::from_static(b"0")), Frame::Array(items)])
 }
 
-/// HRANDFIELD by Redis 7's cases: no count, one field (null for no key);
-/// a negative count, that many picks that may repeat; a count at least the
-/// size, the whole hash in order; a smaller one, distinct fields.
-fn rand_field(hash: Option<&Hash>, count: Option<i64>, with_values: bool) -> Frame {
-    let entries: Vec<(&Bytes, &Bytes)> = hash.map(|h| h.iter().collect()).unwrap_or_default();
+/// HRANDFIELD and SRANDMEMBER by Redis 7's cases, over `entries` (fields
+/// and values, or members twice): no count, one (null for none); a
+/// negative count, that many picks that may repeat; a count at least the
+/// size, all of them in order; a smaller one, distinct picks in order.
+pub(crate) fn random_entries(entries: &[(&Bytes, &Bytes)], count: Option<i64>, with_values: bool) -> Frame {
     let mut rng = rand::rng();
     let Some(count) = count else {
         return if entries.is_empty() { Frame::Null } else { Frame::Bulk(entries[rng.random_range(0..entries.len())].0.clone()) };
@@ -164,7 +173,7 @@ fn rand_field(hash: Option<&Hash>, count: Option<i64>, with_values: bool) -> Fra
     let picked: Vec<(&Bytes, &Bytes)> = if count < 0 {
         (0..count.unsigned_abs()).map(|_| entries[rng.random_range(0..entries.len())]).collect()
     } else if count as u64 >= entries.len() as u64 {
-        entries
+        entries.to_vec()
     } else {
         let mut chosen = rand::seq::index::sample(&mut rng, entries.len(), count as usize).into_vec();
         chosen.sort_unstable();

@@ -277,6 +277,7 @@ impl ScanOptions {
                     o.ty = Some(match String::from_utf8_lossy(v).to_ascii_lowercase().as_str() {
                         "string" => Some(pb::ValueType::String),
                         "hash" => Some(pb::ValueType::Hash),
+                        "set" => Some(pb::ValueType::Set),
                         _ => None,
                     })
                 }

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod multi;
 pub mod plan;
 pub mod server;
+pub mod sets;
 pub mod strings;
 
 use crate::dispatch::DispatchError;
@@ -128,15 +129,31 @@ pub const SPECS: &[Spec] = &[
     spec("rename", 3, W, (1, 2, 1)),
     spec("renamenx", 3, WF, (1, 2, 1)),
     spec("reset", 1, NOAUTH, NOKEY),
+    spec("sadd", -3, WDF, ONE),
     spec("scan", -2, RO, NOKEY),
+    spec("scard", 2, R_, ONE),
+    spec("sdiff", -2, RO, ALL),
+    spec("sdiffstore", -3, WD, ALL),
     spec("select", 2, F, NOKEY),
     spec("set", -3, WD, ONE),
     spec("setbit", 4, WD, ONE),
     spec("setex", 4, WD, ONE),
     spec("setnx", 3, WDF, ONE),
     spec("setrange", 4, WD, ONE),
+    spec("sinter", -2, RO, ALL),
+    spec("sinterstore", -3, WD, ALL),
+    spec("sismember", 3, R_, ONE),
+    spec("smembers", 2, RO, ONE),
+    spec("smismember", -3, R_, ONE),
+    spec("smove", 4, WF, (1, 2, 1)),
+    spec("spop", -2, WF, ONE),
+    spec("srandmember", -2, RO, ONE),
+    spec("srem", -3, WF, ONE),
+    spec("sscan", -3, RO, ONE),
     spec("strlen", 2, R_, ONE),
     spec("substr", 4, RO, ONE),
+    spec("sunion", -2, RO, ALL),
+    spec("sunionstore", -3, WD, ALL),
     spec("time", 1, F, NOKEY),
     spec("touch", -2, R_, ALL),
     spec("ttl", 2, R_, ONE),
@@ -229,6 +246,13 @@ fn plan(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
         "hincrby" => hashes::hincrby(a),
         "hincrbyfloat" => hashes::hincrbyfloat(a),
         "hget" | "hmget" | "hgetall" | "hlen" | "hexists" | "hkeys" | "hvals" | "hstrlen" | "hrandfield" | "hscan" => hashes::read(name, a),
+        "sadd" => sets::sadd(a),
+        "srem" => sets::srem(a),
+        "spop" => sets::spop(a),
+        "smove" => sets::smove(a),
+        "sunionstore" | "sinterstore" | "sdiffstore" => sets::store(name, a),
+        "sunion" | "sinter" | "sdiff" => sets::combine(name, a),
+        "sismember" | "smismember" | "smembers" | "scard" | "srandmember" | "sscan" => sets::read(name, a),
         _ => return None,
     })
 }

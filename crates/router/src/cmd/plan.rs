@@ -48,6 +48,12 @@ pub enum Shape {
     /// A hash read, answered from the hash's encoding
     /// ([`super::hashes::answer`]).
     Hash(HashRead),
+    /// A one-set read ([`super::sets::answer`]).
+    SetRead(SetRead),
+    /// SUNION, SINTER, SDIFF over each key's GET ([`super::sets::combined`]).
+    SetCombine(evenkeel_types::set::Combine),
+    /// SPOP with a count: the members popped.
+    Members,
     /// EXPIRETIME (seconds, rounded) or PEXPIRETIME: the absolute expiry;
     /// -2 absent, -1 no expiry.
     ExpireTime { millis: bool },
@@ -81,6 +87,19 @@ pub enum HashRead {
     Scan(Result<Option<bytes::Bytes>, Frame>),
 }
 
+/// What a one-set read answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetRead {
+    IsMember(bytes::Bytes),
+    MIsMember(Vec<bytes::Bytes>),
+    Members,
+    Card,
+    /// SRANDMEMBER: no count, one member; a count, an array.
+    Rand(Option<i64>),
+    /// SSCAN's MATCH pattern or option error, as for HSCAN.
+    Scan(Result<Option<bytes::Bytes>, Frame>),
+}
+
 impl Planned {
     pub(crate) fn one(key: &bytes::Bytes, kind: evenkeel_rpc::pb::op::Kind, shape: Shape) -> Planned {
         Planned { ops: vec![KeyOp { key: key.clone(), kind }], shape }
@@ -104,6 +123,7 @@ fn success(shape: Shape, mut results: Vec<R>) -> Frame {
         Shape::Deleted => Frame::Integer(results.iter().map(|r| if let R::Integer(n) = r { *n } else { 0 }).sum()),
         Shape::Present => Frame::Integer(results.iter().filter(|r| matches!(r, R::Value(_))).count() as i64),
         Shape::Ok => Frame::ok(),
+        Shape::SetCombine(op) => super::sets::combined(op, results),
         single => {
             assert_eq!(results.len(), 1, "a single-key shape has one op");
             single_key(single, results.pop().expect("one result"))
@@ -112,13 +132,19 @@ fn success(shape: Shape, mut results: Vec<R>) -> Frame {
 }
 
 fn single_key(shape: Shape, r: R) -> Frame {
-    if let Shape::Hash(read) = &shape {
-        return match r {
-            R::Value(v) => super::hashes::answer(read, Some(&v)),
-            R::Nil(_) => super::hashes::answer(read, None),
-            other => unexpected(&other),
-        };
+    match (&shape, r) {
+        (Shape::Hash(read), R::Value(v)) => super::hashes::answer(read, Some(&v)),
+        (Shape::Hash(read), R::Nil(_)) => super::hashes::answer(read, None),
+        (Shape::SetRead(read), R::Value(v)) => super::sets::answer(read, Some(&v)),
+        (Shape::SetRead(read), R::Nil(_)) => super::sets::answer(read, None),
+        (Shape::Members, R::Members(m)) => super::sets::popped(m.members),
+        (Shape::Hash(_) | Shape::SetRead(_) | Shape::Members, other) => unexpected(&other),
+        (_, r) => string_key(shape, r),
     }
+}
+
+/// The reply of a command for strings, or for any type.
+fn string_key(shape: Shape, r: R) -> Frame {
     // The other shapes that read a value are for strings; those that read
     // only the key's existence, type or expiry take any type.
     if let R::Value(v) = &r
@@ -166,6 +192,7 @@ fn type_name(value_type: i32) -> &'static str {
     match pb::ValueType::try_from(value_type) {
         Ok(pb::ValueType::String) => "string",
         Ok(pb::ValueType::Hash) => "hash",
+        Ok(pb::ValueType::Set) => "set",
         Err(_) => "none",
     }
 }

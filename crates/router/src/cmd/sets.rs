@@ -1,0 +1,221 @@
+//! Set commands: SADD SREM SPOP SMOVE SISMEMBER SMISMEMBER SMEMBERS SCARD
+//! SRANDMEMBER SSCAN SUNION SINTER SDIFF and SUNIONSTORE SINTERSTORE
+//! SDIFFSTORE.
+//!
+//! A set is one record, as a hash is ([`evenkeel_types::set`]). Writes are
+//! node operations (SMOVE and the STORE forms multi-key steps on one hash
+//! slot, as RENAME); reads GET the set and answer here. SUNION, SINTER and
+//! SDIFF read each key as MGET does (each key atomic, the command as a
+//! whole only inside MULTI).
+//!
+//! Redis 7.0 lists a set of integers (its intset, up to 512 members) in
+//! ascending order and any other set in its hash table's order; we list
+//! the first the same way and the second in insertion order.
+
+use super::plan::{Planned, SetRead, Shape};
+use super::{int_arg, syntax_error};
+use crate::dispatch::KeyOp;
+use bytes::Bytes;
+use evenkeel_resp::Frame;
+use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
+use evenkeel_types::set::{Combine, Set};
+use rand::RngExt;
+
+/// Redis's `set-max-intset-entries`: a set of integers up to this size is
+/// an intset, listed in ascending order.
+const INTSET_MAX: usize = 512;
+
+pub fn sadd(a: &[Bytes]) -> Result<Planned, Frame> {
+    Ok(Planned::one(&a[1], Kind::SAdd(pb::SAdd { members: a[2..].to_vec() }), Shape::Integer))
+}
+
+pub fn srem(a: &[Bytes]) -> Result<Planned, Frame> {
+    Ok(Planned::one(&a[1], Kind::SRem(pb::SRem { members: a[2..].to_vec() }), Shape::Integer))
+}
+
+/// SPOP [count]: the count is checked before the key, as in Redis.
+pub fn spop(a: &[Bytes]) -> Result<Planned, Frame> {
+    let count = match a.len() {
+        2 => None,
+        // Redis's message for any count but a non-negative integer.
+        3 => Some(int_arg(&a[2]).ok().and_then(|n| u64::try_from(n).ok()).ok_or_else(|| Frame::error("ERR value is out of range, must be positive"))?),
+        _ => return Err(syntax_error()),
+    };
+    let seed = rand::rng().random();
+    let shape = if count.is_some() { Shape::Members } else { Shape::Value };
+    Ok(Planned::one(&a[1], Kind::SPop(pb::SPop { count, seed }), shape))
+}
+
+pub fn smove(a: &[Bytes]) -> Result<Planned, Frame> {
+    super::keys::one_slot(a[1..3].iter())?;
+    Ok(Planned::one(&a[1], Kind::SMove(pb::SMove { to: a[2].clone(), member: a[3].clone() }), Shape::Integer))
+}
+
+/// SUNIONSTORE, SINTERSTORE, SDIFFSTORE: one node step over keys of one
+/// hash slot.
+pub fn store(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
+    super::keys::one_slot(a[1..].iter())?;
+    let op = match name {
+        "sunionstore" => pb::set_store::Op::Union,
+        "sinterstore" => pb::set_store::Op::Inter,
+        _ => pb::set_store::Op::Diff,
+    };
+    Ok(Planned::one(&a[1], Kind::SetStore(pb::SetStore { op: op as i32, sources: a[2..].to_vec() }), Shape::Integer))
+}
+
+/// SUNION, SINTER, SDIFF: a GET per key, combined by [`combined`].
+pub fn combine(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
+    super::keys::one_slot(a[1..].iter())?;
+    let op = match name {
+        "sunion" => Combine::Union,
+        "sinter" => Combine::Inter,
+        _ => Combine::Diff,
+    };
+    let ops = a[1..].iter().map(|k| KeyOp { key: k.clone(), kind: Kind::Get(pb::Get { meta_only: false }) }).collect();
+    Ok(Planned { ops, shape: Shape::SetCombine(op) })
+}
+
+/// The read commands of one set: a GET, answered by [`answer`].
+pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
+    let read = match name {
+        "sismember" => SetRead::IsMember(a[2].clone()),
+        "smismember" => SetRead::MIsMember(a[2..].to_vec()),
+        "smembers" => SetRead::Members,
+        "scard" => SetRead::Card,
+        "srandmember" => {
+            let count = match a.len() {
+                2 => None,
+                3 => Some(super::hashes::rand_count(&a[2])?),
+                _ => return Err(syntax_error()),
+            };
+            SetRead::Rand(count)
+        }
+        "sscan" if super::keys::parse_cursor(&a[2]).is_none() => return Err(Frame::error("ERR invalid cursor")),
+        "sscan" => SetRead::Scan(super::hashes::scan_options(&a[3..])),
+        other => unreachable!("{other} is not a set read"),
+    };
+    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false }), Shape::SetRead(read)))
+}
+
+/// The set a GET found (None: no key), or the reply for a value that is
+/// not one.
+fn decode(value: Option<&pb::Value>) -> Result<Option<Set>, Frame> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.value_type != pb::ValueType::Set as i32 => Err(super::wrong_type()),
+        Some(v) => Set::decode(&v.value).map(Some).map_err(|e| {
+            tracing::error!(error = %e, "a node sent a set that does not decode");
+            Frame::error("ERR internal error: corrupt set value")
+        }),
+    }
+}
+
+/// Members in the order Redis 7.0 lists them (see the module doc).
+fn listed(set: &Set) -> Vec<Bytes> {
+    let mut members: Vec<Bytes> = set.members().cloned().collect();
+    if members.len() <= INTSET_MAX {
+        let numbers: Option<Vec<i64>> = members.iter().map(|m| evenkeel_types::int::parse_i64(m)).collect();
+        if let Some(numbers) = numbers {
+            let mut pairs: Vec<(i64, Bytes)> = numbers.into_iter().zip(members).collect();
+            pairs.sort_unstable_by_key(|(n, _)| *n);
+            members = pairs.into_iter().map(|(_, m)| m).collect();
+        }
+    }
+    members
+}
+
+fn bulks(members: Vec<Bytes>) -> Frame {
+    Frame::Array(members.into_iter().map(Frame::Bulk).collect())
+}
+
+/// The reply to a one-set read, from the GET's value (None: no key).
+pub(crate) fn answer(read: &SetRead, value: Option<&pb::Value>) -> Frame {
+    let set = match decode(value) {
+        Ok(set) => set,
+        Err(e) => return e,
+    };
+    let has = |m: &Bytes| set.as_ref().is_some_and(|s| s.contains(m));
+    match read {
+        SetRead::IsMember(m) => Frame::Integer(has(m) as i64),
+        SetRead::MIsMember(ms) => Frame::Array(ms.iter().map(|m| Frame::Integer(has(m) as i64)).collect()),
+        SetRead::Members => bulks(set.as_ref().map(listed).unwrap_or_default()),
+        SetRead::Card => Frame::Integer(set.as_ref().map_or(0, Set::len) as i64),
+        SetRead::Rand(count) => {
+            let members = set.as_ref().map(listed).unwrap_or_default();
+            let entries: Vec<(&Bytes, &Bytes)> = members.iter().map(|m| (m, m)).collect();
+            super::hashes::random_entries(&entries, *count, false)
+        }
+        SetRead::Scan(options) => {
+            let Some(set) = set else { return super::hashes::scan_reply(Vec::new()) };
+            let pattern = match options {
+                Ok(pattern) => pattern,
+                Err(e) => return e.clone(),
+            };
+            let matching = listed(&set).into_iter().filter(|m| pattern.as_ref().is_none_or(|p| crate::glob::glob_match(p, m)));
+            super::hashes::scan_reply(matching.map(Frame::Bulk).collect())
+        }
+    }
+}
+
+/// SPOP's reply with a count: the members popped, listed as a set (Redis
+/// lists a whole intset popped at once in order).
+pub(crate) fn popped(members: Vec<Bytes>) -> Frame {
+    bulks(listed(&members.into_iter().collect()))
+}
+
+/// SUNION, SINTER, SDIFF's reply from each key's GET: WRONGTYPE if any key
+/// holds something else, as Redis checks every key.
+pub(crate) fn combined(op: Combine, results: Vec<R>) -> Frame {
+    let mut sets = Vec::with_capacity(results.len());
+    for r in results {
+        let value = match r {
+            R::Value(v) => Some(v),
+            R::Nil(_) => None,
+            other => return super::unexpected(&other),
+        };
+        match decode(value.as_ref()) {
+            Ok(set) => sets.push(set.unwrap_or_default()),
+            Err(e) => return e,
+        }
+    }
+    bulks(listed(&evenkeel_types::set::combine(op, &sets)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_value(members: &[&str]) -> pb::Value {
+        let set: Set = members.iter().map(|m| Bytes::copy_from_slice(m.as_bytes())).collect();
+        let value = set.encode();
+        pb::Value { len: value.len() as u64, value, value_type: pb::ValueType::Set as i32, ..Default::default() }
+    }
+
+    fn bulk(s: &str) -> Frame {
+        Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn integer_sets_list_in_ascending_order_others_as_inserted() {
+        let ints = set_value(&["10", "-3", "2"]);
+        assert_eq!(answer(&SetRead::Members, Some(&ints)), Frame::Array(vec![bulk("-3"), bulk("2"), bulk("10")]));
+        let mixed = set_value(&["b", "10", "a"]);
+        assert_eq!(answer(&SetRead::Members, Some(&mixed)), Frame::Array(vec![bulk("b"), bulk("10"), bulk("a")]));
+        let leading_zero = set_value(&["2", "01"]);
+        assert_eq!(answer(&SetRead::Members, Some(&leading_zero)), Frame::Array(vec![bulk("2"), bulk("01")]), "01 is not an integer to Redis");
+        assert_eq!(answer(&SetRead::Card, Some(&ints)), Frame::Integer(3));
+        assert_eq!(answer(&SetRead::MIsMember(vec![Bytes::from_static(b"2"), Bytes::from_static(b"x")]), Some(&ints)), Frame::Array(vec![Frame::Integer(1), Frame::Integer(0)]));
+        assert_eq!(answer(&SetRead::Members, None), Frame::Array(vec![]));
+        let string = pb::Value { value: Bytes::from_static(b"x"), len: 1, ..Default::default() };
+        assert_eq!(answer(&SetRead::Card, Some(&string)), super::super::wrong_type());
+    }
+
+    #[test]
+    fn combinations_check_every_key_and_list_like_a_set() {
+        let (a, b) = (R::Value(set_value(&["3", "1", "2"])), R::Value(set_value(&["2", "4"])));
+        assert_eq!(combined(Combine::Union, vec![a.clone(), b.clone()]), Frame::Array(["1", "2", "3", "4"].map(bulk).to_vec()));
+        assert_eq!(combined(Combine::Diff, vec![a.clone(), R::Nil(pb::Nil {})]), Frame::Array(["1", "2", "3"].map(bulk).to_vec()));
+        let string = R::Value(pb::Value { value: Bytes::from_static(b"x"), len: 1, ..Default::default() });
+        assert_eq!(combined(Combine::Inter, vec![R::Nil(pb::Nil {}), string]), super::super::wrong_type(), "a missing key does not end the checks");
+    }
+}
