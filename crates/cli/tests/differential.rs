@@ -285,6 +285,52 @@ fn older_forms(s: &mut Script) {
     transactions(s);
     hashes(s);
     sets(s);
+    lists(s);
+}
+
+/// List commands, their argument errors in Redis's order, and types.
+fn lists(s: &mut Script) {
+    let run = |s: &mut Script, cmds: &[&[&str]]| {
+        for c in cmds {
+            s.cmd(c);
+        }
+    };
+    run(s, &[
+        &["RPUSH", "l:a", "a", "b", "c"], &["LPUSH", "l:a", "x", "y"], &["LRANGE", "l:a", "0", "-1"], &["LLEN", "l:a"], &["LLEN", "l:missing"],
+        &["LPUSHX", "l:missing", "a"], &["RPUSHX", "l:a", "z"], &["EXISTS", "l:missing"], &["LINDEX", "l:a", "0"], &["LINDEX", "l:a", "-1"],
+        &["LINDEX", "l:a", "99"], &["LINDEX", "l:a", "x"], &["LINDEX", "l:missing", "x"], &["LRANGE", "l:a", "1", "2"], &["LRANGE", "l:a", "-100", "100"],
+        &["LRANGE", "l:a", "5", "1"], &["LRANGE", "l:a", "x", "1"], &["LRANGE", "l:missing", "0", "-1"], &["LRANGE", "l:missing", "x", "y"],
+        &["LSET", "l:a", "1", "new"], &["LSET", "l:a", "-1", "last"], &["LSET", "l:a", "99", "v"], &["LSET", "l:a", "x", "v"], &["LSET", "l:missing", "x", "v"],
+        &["LRANGE", "l:a", "0", "-1"], &["LPOP", "l:a"], &["RPOP", "l:a"], &["LPOP", "l:a", "2"], &["RPOP", "l:a", "0"], &["LPOP", "l:a", "-1"],
+        &["LPOP", "l:a", "x"], &["LPOP", "l:a", "1", "2"], &["LPOP", "l:missing"], &["LPOP", "l:missing", "2"], &["LPOP", "l:missing", "0"],
+        &["RPOP", "l:a", "100"], &["EXISTS", "l:a"], &["RPUSH", "l:r", "a", "b", "a", "c", "a", "b"], &["LREM", "l:r", "-2", "a"], &["LRANGE", "l:r", "0", "-1"],
+        &["LREM", "l:r", "1", "b"], &["LREM", "l:r", "0", "zz"], &["LREM", "l:r", "x", "a"], &["LREM", "l:missing", "1", "a"], &["LRANGE", "l:r", "0", "-1"],
+        &["LTRIM", "l:r", "1", "-1"], &["LRANGE", "l:r", "0", "-1"], &["LTRIM", "l:r", "x", "1"], &["LTRIM", "l:missing", "0", "1"], &["LTRIM", "l:r", "5", "1"], &["EXISTS", "l:r"],
+        &["RPUSH", "l:i", "a", "b", "c"], &["LINSERT", "l:i", "BEFORE", "b", "x"], &["LINSERT", "l:i", "after", "c", "y"], &["LINSERT", "l:i", "AFTER", "zz", "y"],
+        &["LINSERT", "l:i", "FOO", "b", "x"], &["LINSERT", "l:missing", "BEFORE", "b", "x"], &["LINSERT", "l:missing", "FOO", "b", "x"], &["LRANGE", "l:i", "0", "-1"],
+    ]);
+    run(s, &[
+        &["RPUSH", "l:p", "a", "b", "a", "c", "a"], &["LPOS", "l:p", "a"], &["LPOS", "l:p", "a", "RANK", "2"], &["LPOS", "l:p", "a", "RANK", "-1"],
+        &["LPOS", "l:p", "a", "COUNT", "0"], &["LPOS", "l:p", "a", "COUNT", "2", "RANK", "-1"], &["LPOS", "l:p", "a", "MAXLEN", "2", "COUNT", "0"],
+        &["LPOS", "l:p", "zz"], &["LPOS", "l:p", "zz", "COUNT", "1"], &["LPOS", "l:missing", "a"], &["LPOS", "l:missing", "a", "COUNT", "1"],
+        &["LPOS", "l:p", "a", "RANK", "0"], &["LPOS", "l:p", "a", "RANK", "x"], &["LPOS", "l:p", "a", "COUNT", "-1"], &["LPOS", "l:p", "a", "COUNT", "x"],
+        &["LPOS", "l:p", "a", "MAXLEN", "-1"], &["LPOS", "l:p", "a", "FOO", "1"], &["LPOS", "l:p", "a", "RANK"], &["LPOS", "l:missing", "a", "RANK", "0"],
+        &["LPOS", "l:p", "a", "RANK", "-9223372036854775808"], &["LPOS", "l:p", "a", "RANK", "5"],
+    ]);
+    run(s, &[
+        &["RPUSH", "{l}a", "1", "2", "3"], &["LMOVE", "{l}a", "{l}b", "LEFT", "RIGHT"], &["LMOVE", "{l}a", "{l}b", "right", "left"], &["LRANGE", "{l}b", "0", "-1"],
+        &["RPOPLPUSH", "{l}a", "{l}b"], &["EXISTS", "{l}a"], &["RPOPLPUSH", "{l}a", "{l}b"], &["LMOVE", "{l}b", "{l}b", "LEFT", "RIGHT"], &["LRANGE", "{l}b", "0", "-1"],
+        &["LMOVE", "{l}b", "{l}b", "FOO", "RIGHT"], &["LMOVE", "{l}missing", "{l}b", "LEFT", "FOO"], &["SET", "{l}s", "v"], &["LMOVE", "{l}b", "{l}s", "LEFT", "LEFT"],
+        &["LMOVE", "{l}s", "{l}b", "LEFT", "LEFT"], &["LMOVE", "{l}missing", "{l}s", "LEFT", "LEFT"], &["LRANGE", "{l}b", "0", "-1"],
+        &["MULTI"], &["RPUSH", "{l}t", "q"], &["LMOVE", "{l}t", "{l}b", "LEFT", "LEFT"], &["LLEN", "{l}t"], &["LRANGE", "{l}b", "0", "0"], &["EXEC"],
+    ]);
+    run(s, &[
+        &["SET", "l:str", "v"], &["LPUSH", "l:str", "a"], &["LPUSHX", "l:str", "a"], &["LPOP", "l:str"], &["LPOP", "l:str", "0"], &["LLEN", "l:str"],
+        &["LINDEX", "l:str", "x"], &["LRANGE", "l:str", "0", "1"], &["LSET", "l:str", "x", "v"], &["LREM", "l:str", "1", "a"], &["LTRIM", "l:str", "0", "1"],
+        &["LINSERT", "l:str", "BEFORE", "a", "b"], &["LPOS", "l:str", "a"], &["RPUSH", "l:list", "a"], &["GET", "l:list"], &["SADD", "l:list", "a"],
+        &["HGET", "l:list", "a"], &["TYPE", "l:list"], &["MGET", "l:list"], &["SCAN", "0", "TYPE", "list", "MATCH", "l:list", "COUNT", "100000"],
+        &["EXPIRE", "l:list", "100"], &["RPUSH", "l:list", "b"], &["TTL", "l:list"],
+    ]);
 }
 
 /// Set commands on sets of integers (which Redis 7.0 lists in ascending

@@ -491,7 +491,7 @@ async fn watch_increments(client: redis::Client, key: String, stop: Arc<AtomicBo
 
 /// RENAME, RENAMENX, MSETNX, COPY and MULTI/EXEC write several keys of
 /// one hash slot in one atomic step on the owner, and hashes (HSET,
-/// HINCRBY) and sets (SADD) are records of their own type; a move carries each of those
+/// HINCRBY), sets (SADD) and lists (RPUSH) are records of their own type; a move carries each of those
 /// records through its change log like any other. Run throughout a move of their partition
 /// (copy, cutover, bake with reverse capture), they leave every key as
 /// they were acknowledged.
@@ -538,6 +538,8 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
         assert_eq!(counted, done as i64 + 1);
         let added: i64 = redis::cmd("SADD").arg(key("s", 0)).arg(done).query_async(&mut conn).await.unwrap();
         assert_eq!(added, 1);
+        let pushed: i64 = redis::cmd("RPUSH").arg(key("l", 0)).arg(done).query_async(&mut conn).await.unwrap();
+        assert_eq!(pushed, done as i64 + 1);
         let (counted, ()): (i64, ()) = redis::pipe().atomic().incr(key("t", 0), 1).set(key("u", done), done).query_async(&mut conn).await.unwrap();
         assert_eq!(counted, done as i64 + 1);
         done += 1;
@@ -546,7 +548,7 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
         }
     }
     let state_then = migrations(&http, &admin).await.into_iter().find(|x| x.id == m.id).map(|x| x.state);
-    println!("{done} rounds of RENAME, MSETNX, RENAMENX, COPY, MULTI/EXEC, HSET, HINCRBY, SADD ran during the move; it was {state_then:?} after them");
+    println!("{done} rounds of RENAME, MSETNX, RENAMENX, COPY, MULTI/EXEC, HSET, HINCRBY, SADD, RPUSH ran during the move; it was {state_then:?} after them");
     wait_state(&http, &admin, &m.id, "DONE").await;
     stop.store(true, Ordering::Relaxed);
     let mut watched = Vec::new();
@@ -565,6 +567,8 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
     assert_eq!(counted, Some(done), "one HINCRBY per round");
     let (ty, members): (String, Vec<usize>) = redis::pipe().cmd("TYPE").arg(key("s", 0)).cmd("SMEMBERS").arg(key("s", 0)).query_async(&mut conn).await.unwrap();
     assert_eq!((ty.as_str(), members), ("set", (0..done).collect()), "one SADD per round, listed in order");
+    let (ty, items): (String, Vec<usize>) = redis::pipe().cmd("TYPE").arg(key("l", 0)).cmd("LRANGE").arg(key("l", 0)).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+    assert_eq!((ty.as_str(), items), ("list", (0..done).collect()), "one RPUSH per round, in order");
     for i in 0..done {
         let (ty, fields): (String, Vec<(String, usize)>) = redis::pipe().cmd("TYPE").arg(key("h", i)).cmd("HGETALL").arg(key("h", i)).query_async(&mut conn).await.unwrap();
         assert_eq!((ty.as_str(), fields), ("hash", vec![("a".to_string(), i), ("b".to_string(), i)]), "hash {i} moved as a hash");

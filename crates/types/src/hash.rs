@@ -112,9 +112,10 @@ impl Hash {
     }
 }
 
-struct Cursor<'a> {
-    raw: &'a Bytes,
-    at: usize,
+/// Reads the length-prefixed layout hashes, sets and lists share.
+pub(crate) struct Cursor<'a> {
+    pub(crate) raw: &'a Bytes,
+    pub(crate) at: usize,
 }
 
 impl Cursor<'_> {
@@ -125,13 +126,13 @@ impl Cursor<'_> {
         Ok(range)
     }
 
-    fn u32(&mut self, what: &'static str) -> Result<u32, CorruptRecord> {
+    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, CorruptRecord> {
         let r = self.take(4, what)?;
         Ok(u32::from_le_bytes(self.raw[r].try_into().expect("4 bytes")))
     }
 
     /// A length-prefixed run of bytes, shared with the encoding.
-    fn chunk(&mut self, what: &'static str) -> Result<Bytes, CorruptRecord> {
+    pub(crate) fn chunk(&mut self, what: &'static str) -> Result<Bytes, CorruptRecord> {
         let len = self.u32(what)? as usize;
         Ok(self.raw.slice(self.take(len, what)?))
     }

@@ -5,11 +5,12 @@
 //!   creation, so a partition's data is one contiguous key range on a node.
 //! - [`hlc`]: the hybrid logical clock that stamps every write with a
 //!   [`Version`] unique within its partition.
-//! - [`record`]: the stored form of a key: value (a string, hash or set) or
+//! - [`record`]: the stored form of a key: value (a string, hash, set or
+//!   list) or
 //!   tombstone, optional absolute expiry, version. Convergence rule: newer
 //!   version wins.
 //! - [`hash`]: a hash value's encoding, fields in insertion order; [`set`]:
-//!   a set's, the same layout with empty values.
+//!   a set's, the same layout with empty values; [`list`]: a list's.
 //! - [`routing`]: the epoch-stamped routing table (partition → owner) and the
 //!   membership records, as stored in the metadata store under [`keys`].
 //! - [`latency`]: per-second latency summaries (p50/p99/max) that routers
@@ -25,6 +26,7 @@ pub mod hlc;
 pub mod int;
 pub mod keys;
 pub mod latency;
+pub mod list;
 pub mod record;
 pub mod routing;
 pub mod set;

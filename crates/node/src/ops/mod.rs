@@ -7,10 +7,13 @@
 
 use bytes::{Bytes, BytesMut};
 use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
-use evenkeel_types::hash::Hash;
-use evenkeel_types::set::Set;
 use evenkeel_types::int::parse_i64;
 use evenkeel_types::{Record, ValueType, Version};
+
+mod collection;
+mod hashes;
+mod lists;
+mod sets;
 
 /// The outcome of one operation on one key.
 #[derive(Debug, PartialEq)]
@@ -43,6 +46,8 @@ pub fn multi_keys<'a>(kind: &'a Kind, key: &'a [u8]) -> Option<Vec<&'a [u8]>> {
         Kind::SMove(pb::SMove { to, .. }) if to == key => Some(vec![key]),
         Kind::SMove(pb::SMove { to, .. }) => Some(vec![key, to]),
         Kind::SetStore(st) => Some(std::iter::once(key).chain(st.sources.iter().map(|k| &k[..])).collect()),
+        Kind::LMove(pb::LMove { to, .. }) if to == key => Some(vec![key]),
+        Kind::LMove(pb::LMove { to, .. }) => Some(vec![key, to]),
         Kind::MsetNx(m) => Some(m.keys.iter().map(|k| &k[..]).collect()),
         _ => None,
     }
@@ -88,8 +93,9 @@ pub fn apply_multi(kind: &Kind, stored: &[Option<Record>], now_ms: u64, versions
             let copied = source.restamped(source.expire_at_ms, versions[1]);
             AppliedMulti { writes: vec![(1, copied)], reply: R::Integer(1) }
         }
-        Kind::SMove(m) => s_move(m, &live, versions),
-        Kind::SetStore(st) => set_store(st, &live, versions[0]),
+        Kind::SMove(m) => sets::s_move(m, &live, versions),
+        Kind::SetStore(st) => sets::set_store(st, &live, versions[0]),
+        Kind::LMove(m) => lists::l_move(m, &live, versions),
         Kind::MsetNx(m) => {
             if m.keys.is_empty() || m.keys.len() != m.values.len() {
                 return none(R::Error(pb::OpError { kind: pb::op_error::Kind::Internal as i32, message: "malformed MSETNX: a value for each key".into() }));
@@ -136,14 +142,20 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::SetRange(s) => set_range(s, live, version, limits),
         Kind::IncrByFloat(i) => incr_by_float(&i.increment, live, version),
         Kind::SetBit(b) => set_bit(b, live, version, limits),
-        Kind::HSet(h) => h_set(h, live, version, limits),
-        Kind::HDel(h) => h_del(h, live, version),
-        Kind::HIncrBy(h) => h_incr_by(h, live, version, limits),
-        Kind::HIncrByFloat(h) => h_incr_by_float(h, live, version, limits),
-        Kind::SAdd(a) => s_add(&a.members, live, version, limits),
-        Kind::SRem(r) => s_rem(&r.members, live, version),
-        Kind::SPop(p) => s_pop(p, live, version),
-        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) | Kind::SMove(_) | Kind::SetStore(_) => unreachable!("multi-key operations run through apply_multi"),
+        Kind::HSet(h) => hashes::h_set(h, live, version, limits),
+        Kind::HDel(h) => hashes::h_del(h, live, version),
+        Kind::HIncrBy(h) => hashes::h_incr_by(h, live, version, limits),
+        Kind::HIncrByFloat(h) => hashes::h_incr_by_float(h, live, version, limits),
+        Kind::SAdd(a) => sets::s_add(&a.members, live, version, limits),
+        Kind::SRem(r) => sets::s_rem(&r.members, live, version),
+        Kind::SPop(p) => sets::s_pop(p, live, version),
+        Kind::LPush(p) => lists::l_push(p, live, version, limits),
+        Kind::LPop(p) => lists::l_pop(p, live, version),
+        Kind::LSet(l) => lists::l_set(l, live, version, limits),
+        Kind::LRem(l) => lists::l_rem(l, live, version),
+        Kind::LTrim(t) => lists::l_trim(t, live, version),
+        Kind::LInsert(i) => lists::l_insert(i, live, version, limits),
+        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) | Kind::SMove(_) | Kind::SetStore(_) | Kind::LMove(_) => unreachable!("multi-key operations run through apply_multi"),
         Kind::Transaction(_) => unreachable!("a transaction runs through Store::execute_transaction"),
     }
 }
@@ -177,6 +189,7 @@ pub fn value_type(ty: ValueType) -> pb::ValueType {
         ValueType::String => pb::ValueType::String,
         ValueType::Hash => pb::ValueType::Hash,
         ValueType::Set => pb::ValueType::Set,
+        ValueType::List => pb::ValueType::List,
     }
 }
 
@@ -186,6 +199,7 @@ pub fn value_type_from(raw: i32) -> Option<ValueType> {
         pb::ValueType::String => Some(ValueType::String),
         pb::ValueType::Hash => Some(ValueType::Hash),
         pb::ValueType::Set => Some(ValueType::Set),
+        pb::ValueType::List => Some(ValueType::List),
     }
 }
 
@@ -361,256 +375,6 @@ fn set_range(s: &pb::SetRange, live: Option<&Record>, version: Version, limits: 
     let len = value.len() as i64;
     let expire = live.and_then(|r| r.expire_at_ms);
     Applied { write: Some(Record::value(value.freeze(), expire, version)), reply: R::Integer(len) }
-}
-
-/// The hash `live` holds (absent: none yet), or the error to answer: the
-/// key holds another type, or its encoding is corrupt.
-fn hash_of(live: Option<&Record>) -> Result<Option<Hash>, R> {
-    let Some(record) = live else { return Ok(None) };
-    if record.ty != ValueType::Hash {
-        return Err(wrong_type());
-    }
-    let encoded = record.value.as_ref().expect("a live record has a value");
-    Hash::decode(encoded).map(Some).map_err(|e| error(pb::op_error::Kind::Internal, &e.to_string()))
-}
-
-/// Stores `hash` (the key goes with its last field), keeping the expiry.
-fn write_hash(hash: &Hash, live: Option<&Record>, version: Version, limits: OpLimits, reply: R) -> Applied {
-    if hash.is_empty() {
-        return Applied { write: Some(Record::tombstone(version)), reply };
-    }
-    if hash.encoded_len() > limits.max_value_bytes {
-        return no_write(error(pb::op_error::Kind::TooLarge, "hash exceeds maximum allowed size (proto-max-bulk-len)"));
-    }
-    let expire = live.and_then(|r| r.expire_at_ms);
-    Applied { write: Some(Record::hash(hash.encode(), expire, version)), reply }
-}
-
-fn h_set(h: &pb::HSet, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
-    if h.fields.is_empty() || h.fields.len() != h.values.len() {
-        return no_write(error(pb::op_error::Kind::Internal, "malformed HSET: a value for each field"));
-    }
-    let mut hash = match hash_of(live) {
-        Ok(hash) => hash.unwrap_or_default(),
-        Err(e) => return no_write(e),
-    };
-    let mut added = 0;
-    for (field, value) in h.fields.iter().zip(&h.values) {
-        if h.nx && hash.get(field).is_some() {
-            continue;
-        }
-        added += hash.set(field.clone(), value.clone()) as i64;
-    }
-    if h.nx && added == 0 {
-        return no_write(R::Integer(0));
-    }
-    write_hash(&hash, live, version, limits, R::Integer(added))
-}
-
-fn h_del(h: &pb::HDel, live: Option<&Record>, version: Version) -> Applied {
-    let mut hash = match hash_of(live) {
-        Ok(Some(hash)) => hash,
-        Ok(None) => return no_write(R::Integer(0)),
-        Err(e) => return no_write(e),
-    };
-    let removed = h.fields.iter().filter(|f| hash.remove(f)).count() as i64;
-    if removed == 0 {
-        return no_write(R::Integer(0));
-    }
-    // Smaller than before: no limit to check.
-    write_hash(&hash, live, version, OpLimits { max_value_bytes: usize::MAX }, R::Integer(removed))
-}
-
-fn h_incr_by(h: &pb::HIncrBy, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
-    let mut hash = match hash_of(live) {
-        Ok(hash) => hash.unwrap_or_default(),
-        Err(e) => return no_write(e),
-    };
-    let current = match hash.get(&h.field) {
-        None => 0,
-        Some(v) => match parse_i64(v) {
-            Some(n) => n,
-            None => return no_write(error(pb::op_error::Kind::NotInteger, "hash value is not an integer")),
-        },
-    };
-    let Some(next) = current.checked_add(h.delta) else { return no_write(op_error(pb::op_error::Kind::Overflow)) };
-    hash.set(h.field.clone(), Bytes::from(next.to_string()));
-    write_hash(&hash, live, version, limits, R::Integer(next))
-}
-
-/// HINCRBYFLOAT, its checks in Redis's order: the increment (a float, and
-/// finite), the key's type, the field's value, the sum.
-fn h_incr_by_float(h: &pb::HIncrByFloat, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
-    use evenkeel_types::float::{FloatError, LongDouble};
-    let Some(increment) = LongDouble::parse(&h.increment) else { return no_write(op_error(pb::op_error::Kind::NotFloat)) };
-    if increment.checked_add(LongDouble::zero()).is_err() {
-        return no_write(error(pb::op_error::Kind::NanOrInfinity, "value is NaN or Infinity"));
-    }
-    let mut hash = match hash_of(live) {
-        Ok(hash) => hash.unwrap_or_default(),
-        Err(e) => return no_write(e),
-    };
-    let current = match hash.get(&h.field) {
-        None => LongDouble::zero(),
-        Some(v) => match LongDouble::parse(v) {
-            Some(x) => x,
-            None => return no_write(error(pb::op_error::Kind::NotFloat, "hash value is not a float")),
-        },
-    };
-    let text = match current.checked_add(increment) {
-        Ok(sum) => Bytes::from(sum.to_human()),
-        Err(FloatError::NanOrInfinity) => return no_write(op_error(pb::op_error::Kind::NanOrInfinity)),
-        Err(FloatError::NotFloat) => unreachable!("adding two floats"),
-    };
-    hash.set(h.field.clone(), text.clone());
-    let reply = R::Value(pb::Value { len: text.len() as u64, value: text, ..Default::default() });
-    write_hash(&hash, live, version, limits, reply)
-}
-
-/// The set `live` holds (absent: none yet), or the error to answer.
-fn set_of(live: Option<&Record>) -> Result<Option<Set>, R> {
-    let Some(record) = live else { return Ok(None) };
-    if record.ty != ValueType::Set {
-        return Err(wrong_type());
-    }
-    let encoded = record.value.as_ref().expect("a live record has a value");
-    Set::decode(encoded).map(Some).map_err(|e| error(pb::op_error::Kind::Internal, &e.to_string()))
-}
-
-/// The record storing `set` (None: it is empty, so the key goes), with
-/// `expire`, or the error for a set past the value limit.
-fn set_record(set: &Set, expire: Option<u64>, version: Version, limits: OpLimits) -> Result<Record, R> {
-    if set.is_empty() {
-        return Ok(Record::tombstone(version));
-    }
-    if set.encoded_len() > limits.max_value_bytes {
-        return Err(error(pb::op_error::Kind::TooLarge, "set exceeds maximum allowed size (proto-max-bulk-len)"));
-    }
-    Ok(Record::typed(ValueType::Set, set.encode(), expire, version))
-}
-
-/// Applies a change to the set at `live`, writing it (with its expiry)
-/// only if the change says it changed something.
-fn change_set(live: Option<&Record>, version: Version, limits: OpLimits, change: impl FnOnce(&mut Set) -> (bool, R)) -> Applied {
-    let mut set = match set_of(live) {
-        Ok(set) => set.unwrap_or_default(),
-        Err(e) => return no_write(e),
-    };
-    let (changed, reply) = change(&mut set);
-    if !changed {
-        return no_write(reply);
-    }
-    match set_record(&set, live.and_then(|r| r.expire_at_ms), version, limits) {
-        Ok(record) => Applied { write: Some(record), reply },
-        Err(e) => no_write(e),
-    }
-}
-
-fn s_add(members: &[Bytes], live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
-    change_set(live, version, limits, |set| {
-        let added = members.iter().filter(|m| set.insert((*m).clone())).count() as i64;
-        (added > 0, R::Integer(added))
-    })
-}
-
-fn s_rem(members: &[Bytes], live: Option<&Record>, version: Version) -> Applied {
-    if live.is_none() {
-        return no_write(R::Integer(0));
-    }
-    // Smaller than before: no limit to check.
-    change_set(live, version, OpLimits { max_value_bytes: usize::MAX }, |set| {
-        let removed = members.iter().filter(|m| set.remove(m)).count() as i64;
-        (removed > 0, R::Integer(removed))
-    })
-}
-
-/// SPOP: random members, distinct, chosen from the op's seed.
-fn s_pop(p: &pb::SPop, live: Option<&Record>, version: Version) -> Applied {
-    use rand::SeedableRng;
-    let empty = || match p.count {
-        None => R::Nil(pb::Nil {}),
-        Some(_) => R::Members(pb::Members { members: Vec::new() }),
-    };
-    if live.is_none() {
-        return no_write(empty());
-    }
-    change_set(live, version, OpLimits { max_value_bytes: usize::MAX }, |set| {
-        let members: Vec<Bytes> = set.members().cloned().collect();
-        let want = p.count.map_or(1, |c| c.min(members.len() as u64) as usize);
-        if want == 0 {
-            return (false, empty());
-        }
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(p.seed);
-        let popped: Vec<Bytes> = rand::seq::index::sample(&mut rng, members.len(), want).into_iter().map(|i| members[i].clone()).collect();
-        for m in &popped {
-            set.remove(m);
-        }
-        let reply = match p.count {
-            None => R::Value(pb::Value { len: popped[0].len() as u64, value: popped[0].clone(), ..Default::default() }),
-            Some(_) => R::Members(pb::Members { members: popped }),
-        };
-        (true, reply)
-    })
-}
-
-/// SMOVE, in Redis's order: a missing source answers 0; then both keys
-/// must hold sets (or the target nothing); one key is a membership test.
-fn s_move<'a>(m: &pb::SMove, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version]) -> AppliedMulti {
-    let none = |reply| AppliedMulti { writes: vec![], reply };
-    let source = match set_of(live(0)) {
-        Ok(Some(set)) => set,
-        Ok(None) => return none(R::Integer(0)),
-        Err(e) => return none(e),
-    };
-    if versions.len() < 2 {
-        return none(R::Integer(source.contains(&m.member) as i64));
-    }
-    let target = match set_of(live(1)) {
-        Ok(set) => set,
-        Err(e) => return none(e),
-    };
-    let mut source = source;
-    if !source.remove(&m.member) {
-        return none(R::Integer(0));
-    }
-    let mut target = target.unwrap_or_default();
-    target.insert(m.member.clone());
-    let unlimited = OpLimits { max_value_bytes: usize::MAX };
-    let writes = [(0, &source, live(0)), (1, &target, live(1))].map(|(i, set, was)| {
-        let record = set_record(set, was.and_then(|r| r.expire_at_ms), versions[i], unlimited).expect("no limit");
-        (i, record)
-    });
-    AppliedMulti { writes: writes.into(), reply: R::Integer(1) }
-}
-
-/// SUNIONSTORE, SINTERSTORE, SDIFFSTORE: key 0 takes the result of the
-/// sets at keys 1.. (each checked to be a set or nothing).
-fn set_store<'a>(st: &pb::SetStore, live: &dyn Fn(usize) -> Option<&'a Record>, version: Version) -> AppliedMulti {
-    let none = |reply| AppliedMulti { writes: vec![], reply };
-    let mut sources = Vec::with_capacity(st.sources.len());
-    for i in 1..=st.sources.len() {
-        match set_of(live(i)) {
-            Ok(set) => sources.push(set.unwrap_or_default()),
-            Err(e) => return none(e),
-        }
-    }
-    use evenkeel_types::set::Combine;
-    let op = match pb::set_store::Op::try_from(st.op) {
-        Ok(pb::set_store::Op::Union) => Combine::Union,
-        Ok(pb::set_store::Op::Inter) => Combine::Inter,
-        Ok(pb::set_store::Op::Diff) => Combine::Diff,
-        Err(_) => return none(error(pb::op_error::Kind::Internal, "malformed set store: unknown operation")),
-    };
-    let result = evenkeel_types::set::combine(op, &sources);
-    let card = result.len() as i64;
-    if result.is_empty() {
-        return match live(0) {
-            Some(_) => AppliedMulti { writes: vec![(0, Record::tombstone(version))], reply: R::Integer(0) },
-            None => none(R::Integer(0)),
-        };
-    }
-    let record = set_record(&result, None, version, OpLimits { max_value_bytes: usize::MAX }).expect("no limit");
-    AppliedMulti { writes: vec![(0, record)], reply: R::Integer(card) }
 }
 
 fn wrong_type() -> R {

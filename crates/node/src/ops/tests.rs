@@ -1,4 +1,7 @@
 use super::*;
+use evenkeel_types::hash::Hash;
+use evenkeel_types::list::List;
+use evenkeel_types::set::Set;
 use pb::{Condition, ExpireCondition};
 
 const NOW: u64 = 1_000_000;
@@ -371,4 +374,59 @@ fn smove_and_set_store_follow_redis() {
     assert_eq!(empty, AppliedMulti { writes: vec![(0, Record::tombstone(10))], reply: R::Integer(0) }, "an empty result deletes the target");
     let typed = apply_multi(&store(pb::set_store::Op::Union), &[None, set_record(&["a"]), live("s")], NOW, &[10, 11, 12]);
     assert!(matches!(typed.reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32) && typed.writes.is_empty());
+}
+
+fn list_record(items: &[&str]) -> Option<Record> {
+    let list = List(items.iter().map(|i| Bytes::copy_from_slice(i.as_bytes())).collect());
+    Some(Record::typed(ValueType::List, list.encode(), Some(NOW + 9), 1))
+}
+
+fn items(write: &Option<Record>) -> Vec<String> {
+    let record = write.as_ref().expect("a write");
+    assert_eq!((record.ty, record.expire_at_ms), (ValueType::List, Some(NOW + 9)), "a list keeps its expiry");
+    List::decode(record.value.as_ref().unwrap()).unwrap().0.iter().map(|m| String::from_utf8_lossy(m).into_owned()).collect()
+}
+
+#[test]
+fn list_writes_change_the_list_as_redis_does() {
+    let push = |left, only_existing| Kind::LPush(pb::LPush { elements: byte_list(&["x", "y"]), left, only_existing });
+    let a = hrun(push(true, false), list_record(&["a"]));
+    assert_eq!((a.reply, items(&a.write)), (R::Integer(3), strings(&["y", "x", "a"])));
+    assert_eq!(items(&hrun(push(false, true), list_record(&["a"])).write), strings(&["a", "x", "y"]));
+    assert_eq!(hrun(push(false, true), None), Applied { write: None, reply: R::Integer(0) }, "PUSHX without a list");
+    let pop = |left, count| Kind::LPop(pb::LPop { left, count });
+    let a = hrun(pop(false, Some(2)), list_record(&["a", "b", "c"]));
+    assert_eq!((a.reply, items(&a.write)), (R::Members(pb::Members { members: byte_list(&["c", "b"]) }), strings(&["a"])));
+    assert_eq!(hrun(pop(true, None), list_record(&["a"])).write, Some(Record::tombstone(V)), "the last element takes the key");
+    assert_eq!(hrun(pop(true, Some(0)), list_record(&["a"])), Applied { write: None, reply: R::Members(pb::Members { members: vec![] }) });
+    assert_eq!(hrun(pop(true, Some(3)), None).reply, R::Nil(pb::Nil {}));
+    let lset = |index: &'static str| Kind::LSet(pb::LSet { index: Bytes::from_static(index.as_bytes()), element: Bytes::from_static(b"z") });
+    assert_eq!(items(&hrun(lset("-1"), list_record(&["a", "b"])).write), strings(&["a", "z"]));
+    assert!(matches!(hrun(lset("x"), None).reply, R::Error(ref e) if e.message == "no such key"), "the key before the index");
+    assert!(matches!(hrun(lset("x"), list_record(&["a"])).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::NotInteger as i32));
+    assert!(matches!(hrun(lset("5"), list_record(&["a"])).reply, R::Error(ref e) if e.message == "index out of range"));
+    let lrem = |count| Kind::LRem(pb::LRem { count, element: Bytes::from_static(b"a") });
+    let a = hrun(lrem(-2), list_record(&["a", "b", "a", "c", "a"]));
+    assert_eq!((a.reply, items(&a.write)), (R::Integer(2), strings(&["a", "b", "c"])));
+    assert_eq!(items(&hrun(lrem(0), list_record(&["a", "b", "a"])).write), strings(&["b"]));
+    assert_eq!(hrun(lrem(1), list_record(&["b"])).write, None);
+    let trim = |start, stop| Kind::LTrim(pb::LTrim { start, stop });
+    assert_eq!(items(&hrun(trim(1, -2), list_record(&["a", "b", "c", "d"])).write), strings(&["b", "c"]));
+    assert_eq!(hrun(trim(3, 1), list_record(&["a"])).write, Some(Record::tombstone(V)));
+    let insert = |before, pivot: &'static str| Kind::LInsert(pb::LInsert { before, pivot: Bytes::from_static(pivot.as_bytes()), element: Bytes::from_static(b"n") });
+    assert_eq!(items(&hrun(insert(false, "a"), list_record(&["a", "b"])).write), strings(&["a", "n", "b"]));
+    assert_eq!(hrun(insert(true, "x"), list_record(&["a"])), Applied { write: None, reply: R::Integer(-1) });
+    assert!(matches!(hrun(push(true, false), live("s")).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32));
+}
+
+#[test]
+fn lmove_pops_and_pushes_in_one_step() {
+    let lmove = |from_left, to_left| Kind::LMove(pb::LMove { to: Bytes::from_static(b"t"), from_left, to_left });
+    let a = apply_multi(&lmove(false, true), &[list_record(&["a", "b"]), list_record(&["c"])], NOW, &[10, 11]);
+    assert!(matches!(a.reply, R::Value(ref v) if v.value == Bytes::from_static(b"b")));
+    assert_eq!((items(&Some(a.writes[0].1.clone())), items(&Some(a.writes[1].1.clone()))), (strings(&["a"]), strings(&["b", "c"])));
+    let rotated = apply_multi(&lmove(true, false), &[list_record(&["a", "b", "c"])], NOW, &[10]);
+    assert_eq!(items(&Some(rotated.writes[0].1.clone())), strings(&["b", "c", "a"]), "one key rotates");
+    assert_eq!(apply_multi(&lmove(true, true), &[None, live("s")], NOW, &[10, 11]).reply, R::Nil(pb::Nil {}));
+    assert!(matches!(apply_multi(&lmove(true, true), &[list_record(&["a"]), live("s")], NOW, &[10, 11]).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32));
 }

@@ -278,6 +278,7 @@ impl ScanOptions {
                         "string" => Some(pb::ValueType::String),
                         "hash" => Some(pb::ValueType::Hash),
                         "set" => Some(pb::ValueType::Set),
+                        "list" => Some(pb::ValueType::List),
                         _ => None,
                     })
                 }

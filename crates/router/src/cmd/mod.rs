@@ -14,6 +14,7 @@
 pub mod bits;
 pub mod hashes;
 pub mod keys;
+pub mod lists;
 pub mod multi;
 pub mod plan;
 pub mod server;
@@ -113,6 +114,18 @@ pub const SPECS: &[Spec] = &[
     spec("incrbyfloat", 3, WDF, ONE),
     spec("info", -1, F, NOKEY),
     spec("keys", 2, RO, NOKEY),
+    spec("lindex", 3, RO, ONE),
+    spec("linsert", 5, WD, ONE),
+    spec("llen", 2, R_, ONE),
+    spec("lmove", 5, WD, (1, 2, 1)),
+    spec("lpop", -2, WF, ONE),
+    spec("lpos", -3, RO, ONE),
+    spec("lpush", -3, WDF, ONE),
+    spec("lpushx", -3, WDF, ONE),
+    spec("lrange", 4, RO, ONE),
+    spec("lrem", 4, W, ONE),
+    spec("lset", 4, WD, ONE),
+    spec("ltrim", 4, W, ONE),
     spec("mget", -2, R_, ALL),
     spec("mset", -3, WD, (1, -1, 2)),
     spec("msetnx", -3, WD, (1, -1, 2)),
@@ -129,6 +142,10 @@ pub const SPECS: &[Spec] = &[
     spec("rename", 3, W, (1, 2, 1)),
     spec("renamenx", 3, WF, (1, 2, 1)),
     spec("reset", 1, NOAUTH, NOKEY),
+    spec("rpop", -2, WF, ONE),
+    spec("rpoplpush", 3, WD, (1, 2, 1)),
+    spec("rpush", -3, WDF, ONE),
+    spec("rpushx", -3, WDF, ONE),
     spec("sadd", -3, WDF, ONE),
     spec("scan", -2, RO, NOKEY),
     spec("scard", 2, R_, ONE),
@@ -253,6 +270,14 @@ fn plan(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
         "sunionstore" | "sinterstore" | "sdiffstore" => sets::store(name, a),
         "sunion" | "sinter" | "sdiff" => sets::combine(name, a),
         "sismember" | "smismember" | "smembers" | "scard" | "srandmember" | "sscan" => sets::read(name, a),
+        "lpush" | "rpush" | "lpushx" | "rpushx" => lists::push(name, a),
+        "lpop" | "rpop" => lists::pop(name, a),
+        "lset" => lists::lset(a),
+        "lrem" => lists::lrem(a),
+        "ltrim" => lists::ltrim(a),
+        "linsert" => lists::linsert(a),
+        "lmove" | "rpoplpush" => lists::lmove(name, a),
+        "llen" | "lindex" | "lrange" | "lpos" => lists::read(name, a),
         _ => return None,
     })
 }

@@ -54,6 +54,11 @@ pub enum Shape {
     SetCombine(evenkeel_types::set::Combine),
     /// SPOP with a count: the members popped.
     Members,
+    /// A list read ([`super::lists::answer`]).
+    List(ListRead),
+    /// LPOP/RPOP with a count: the elements popped, in order (a null
+    /// array for no list).
+    ListPopped,
     /// EXPIRETIME (seconds, rounded) or PEXPIRETIME: the absolute expiry;
     /// -2 absent, -1 no expiry.
     ExpireTime { millis: bool },
@@ -85,6 +90,16 @@ pub enum HashRead {
     /// HSCAN's MATCH pattern, or its option error (answered only for a
     /// key that exists).
     Scan(Result<Option<bytes::Bytes>, Frame>),
+}
+
+/// What a list read answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListRead {
+    Len,
+    /// LINDEX's index, or its error (answered only for a key that exists).
+    Index(Result<i64, Frame>),
+    Range(i64, i64),
+    Pos { element: bytes::Bytes, rank: i64, count: Option<i64>, maxlen: i64 },
 }
 
 /// What a one-set read answers.
@@ -138,7 +153,11 @@ fn single_key(shape: Shape, r: R) -> Frame {
         (Shape::SetRead(read), R::Value(v)) => super::sets::answer(read, Some(&v)),
         (Shape::SetRead(read), R::Nil(_)) => super::sets::answer(read, None),
         (Shape::Members, R::Members(m)) => super::sets::popped(m.members),
-        (Shape::Hash(_) | Shape::SetRead(_) | Shape::Members, other) => unexpected(&other),
+        (Shape::List(read), R::Value(v)) => super::lists::answer(read, Some(&v)),
+        (Shape::List(read), R::Nil(_)) => super::lists::answer(read, None),
+        (Shape::ListPopped, R::Members(m)) => Frame::Array(m.members.into_iter().map(Frame::Bulk).collect()),
+        (Shape::ListPopped, R::Nil(_)) => Frame::NullArray,
+        (Shape::Hash(_) | Shape::SetRead(_) | Shape::Members | Shape::List(_) | Shape::ListPopped, other) => unexpected(&other),
         (_, r) => string_key(shape, r),
     }
 }
@@ -193,6 +212,7 @@ fn type_name(value_type: i32) -> &'static str {
         Ok(pb::ValueType::String) => "string",
         Ok(pb::ValueType::Hash) => "hash",
         Ok(pb::ValueType::Set) => "set",
+        Ok(pb::ValueType::List) => "list",
         Err(_) => "none",
     }
 }

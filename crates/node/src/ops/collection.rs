@@ -1,0 +1,128 @@
+//! What the hash, set and list operations share: a value that is one
+//! record of its own type, read, changed and written whole.
+
+use super::{Applied, OpLimits, error, no_write, wrong_type};
+use bytes::Bytes;
+use evenkeel_rpc::pb::{self, op_result::Result as R};
+use evenkeel_types::hash::Hash;
+use evenkeel_types::list::List;
+use evenkeel_types::record::CorruptRecord;
+use evenkeel_types::set::Set;
+use evenkeel_types::{Record, ValueType, Version};
+
+/// A value type stored as one record.
+pub(super) trait Collection: Default + Sized {
+    const TYPE: ValueType;
+    /// Redis's word for it in "... exceeds maximum allowed size".
+    const NAME: &'static str;
+    fn decode(raw: &Bytes) -> Result<Self, CorruptRecord>;
+    fn encode(&self) -> Bytes;
+    fn encoded_len(&self) -> usize;
+    fn is_empty(&self) -> bool;
+}
+
+impl Collection for Hash {
+    const TYPE: ValueType = ValueType::Hash;
+    const NAME: &'static str = "hash";
+    fn decode(raw: &Bytes) -> Result<Self, CorruptRecord> {
+        Hash::decode(raw)
+    }
+    fn encode(&self) -> Bytes {
+        Hash::encode(self)
+    }
+    fn encoded_len(&self) -> usize {
+        Hash::encoded_len(self)
+    }
+    fn is_empty(&self) -> bool {
+        Hash::is_empty(self)
+    }
+}
+
+impl Collection for Set {
+    const TYPE: ValueType = ValueType::Set;
+    const NAME: &'static str = "set";
+    fn decode(raw: &Bytes) -> Result<Self, CorruptRecord> {
+        Set::decode(raw)
+    }
+    fn encode(&self) -> Bytes {
+        Set::encode(self)
+    }
+    fn encoded_len(&self) -> usize {
+        Set::encoded_len(self)
+    }
+    fn is_empty(&self) -> bool {
+        Set::is_empty(self)
+    }
+}
+
+impl Collection for List {
+    const TYPE: ValueType = ValueType::List;
+    const NAME: &'static str = "list";
+    fn decode(raw: &Bytes) -> Result<Self, CorruptRecord> {
+        List::decode(raw)
+    }
+    fn encode(&self) -> Bytes {
+        List::encode(self)
+    }
+    fn encoded_len(&self) -> usize {
+        List::encoded_len(self)
+    }
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The value `live` holds (absent: none yet), or the error to answer: the
+/// key holds another type, or its encoding is corrupt.
+pub(super) fn read<C: Collection>(live: Option<&Record>) -> Result<Option<C>, R> {
+    let Some(record) = live else { return Ok(None) };
+    if record.ty != C::TYPE {
+        return Err(wrong_type());
+    }
+    let encoded = record.value.as_ref().expect("a live record has a value");
+    C::decode(encoded).map(Some).map_err(|e| error(pb::op_error::Kind::Internal, &e.to_string()))
+}
+
+/// The record storing `value` with `expire` (a tombstone when it is empty:
+/// the key goes with its last element), or the error for a value past the
+/// limit.
+pub(super) fn record<C: Collection>(value: &C, expire: Option<u64>, version: Version, limits: OpLimits) -> Result<Record, R> {
+    if value.is_empty() {
+        return Ok(Record::tombstone(version));
+    }
+    if value.encoded_len() > limits.max_value_bytes {
+        return Err(error(pb::op_error::Kind::TooLarge, &format!("{} exceeds maximum allowed size (proto-max-bulk-len)", C::NAME)));
+    }
+    Ok(Record::typed(C::TYPE, value.encode(), expire, version))
+}
+
+/// No limit: for a value that only shrinks, or whose parts were each
+/// within one already.
+pub(super) const UNLIMITED: OpLimits = OpLimits { max_value_bytes: usize::MAX };
+
+/// Applies `change` to the value at `live` (a new, empty one if absent),
+/// writing the result with the old expiry only if `change` says it
+/// changed something.
+pub(super) fn change<C: Collection>(live: Option<&Record>, version: Version, limits: OpLimits, change: impl FnOnce(&mut C) -> (bool, R)) -> Applied {
+    let mut value = match read::<C>(live) {
+        Ok(value) => value.unwrap_or_default(),
+        Err(e) => return no_write(e),
+    };
+    let (changed, reply) = change(&mut value);
+    if !changed {
+        return no_write(reply);
+    }
+    match record(&value, live.and_then(|r| r.expire_at_ms), version, limits) {
+        Ok(record) => Applied { write: Some(record), reply },
+        Err(e) => no_write(e),
+    }
+}
+
+/// As [`change`], for a command that answers `missing` for no key and
+/// writes nothing then.
+pub(super) fn change_existing<C: Collection>(live: Option<&Record>, version: Version, limits: OpLimits, missing: R, f: impl FnOnce(&mut C) -> (bool, R)) -> Applied {
+    match live {
+        None => no_write(missing),
+        Some(_) => change(live, version, limits, f),
+    }
+}

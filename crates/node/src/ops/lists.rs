@@ -1,0 +1,112 @@
+//! List operations: LPUSH/RPUSH(X), LPOP/RPOP, LSET, LREM, LTRIM, LINSERT,
+//! and the multi-key LMOVE (RPOPLPUSH).
+
+use super::collection::{UNLIMITED, change, change_existing, read, record};
+use super::{Applied, AppliedMulti, OpLimits, error, op_error};
+use evenkeel_rpc::pb::{self, op_result::Result as R};
+use evenkeel_types::int::parse_i64;
+use evenkeel_types::list::List;
+use evenkeel_types::{Record, Version};
+
+pub(super) fn l_push(p: &pb::LPush, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
+    let push = |list: &mut List| {
+        for e in &p.elements {
+            if p.left { list.0.push_front(e.clone()) } else { list.0.push_back(e.clone()) }
+        }
+        (true, R::Integer(list.0.len() as i64))
+    };
+    if p.only_existing {
+        change_existing::<List>(live, version, limits, R::Integer(0), push)
+    } else {
+        change::<List>(live, version, limits, push)
+    }
+}
+
+/// LPOP/RPOP: no list answers Nil (a null array, with a count); a count of
+/// 0 answers an empty array.
+pub(super) fn l_pop(p: &pb::LPop, live: Option<&Record>, version: Version) -> Applied {
+    change_existing::<List>(live, version, UNLIMITED, R::Nil(pb::Nil {}), |list| {
+        let n = p.count.map_or(1, |c| c.min(list.0.len() as u64) as usize);
+        let popped: Vec<_> = (0..n).filter_map(|_| if p.left { list.0.pop_front() } else { list.0.pop_back() }).collect();
+        let reply = match p.count {
+            Some(_) => R::Members(pb::Members { members: popped.clone() }),
+            None => popped.first().map_or(R::Nil(pb::Nil {}), |e| R::Value(pb::Value { len: e.len() as u64, value: e.clone(), ..Default::default() })),
+        };
+        (!popped.is_empty(), reply)
+    })
+}
+
+/// LSET, in Redis's order: the key, its type, then the index.
+pub(super) fn l_set(l: &pb::LSet, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
+    change_existing::<List>(live, version, limits, op_error(pb::op_error::Kind::NoSuchKey), |list| {
+        let Some(index) = parse_i64(&l.index) else { return (false, op_error(pb::op_error::Kind::NotInteger)) };
+        let Some(at) = List::position(list.0.len(), index) else { return (false, error(pb::op_error::Kind::Internal, "index out of range")) };
+        list.0[at] = l.element.clone();
+        (true, R::Integer(0))
+    })
+}
+
+pub(super) fn l_rem(l: &pb::LRem, live: Option<&Record>, version: Version) -> Applied {
+    change_existing::<List>(live, version, UNLIMITED, R::Integer(0), |list| {
+        let limit = if l.count == 0 { usize::MAX } else { l.count.unsigned_abs().min(usize::MAX as u64) as usize };
+        let mut positions: Vec<usize> = list.0.iter().enumerate().filter(|(_, e)| **e == l.element).map(|(i, _)| i).collect();
+        if l.count < 0 {
+            positions.reverse();
+        }
+        positions.truncate(limit);
+        positions.sort_unstable();
+        for (removed, i) in positions.iter().enumerate() {
+            list.0.remove(i - removed);
+        }
+        (!positions.is_empty(), R::Integer(positions.len() as i64))
+    })
+}
+
+/// LTRIM: writes even when it keeps everything, as Redis touches the key.
+pub(super) fn l_trim(t: &pb::LTrim, live: Option<&Record>, version: Version) -> Applied {
+    change_existing::<List>(live, version, UNLIMITED, R::Integer(0), |list| {
+        match List::range(list.0.len(), t.start, t.stop) {
+            Some(keep) => {
+                list.0.truncate(keep.end() + 1);
+                list.0.drain(..*keep.start());
+            }
+            None => list.0.clear(),
+        }
+        (true, R::Integer(0))
+    })
+}
+
+pub(super) fn l_insert(i: &pb::LInsert, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
+    change_existing::<List>(live, version, limits, R::Integer(0), |list| {
+        let Some(at) = list.0.iter().position(|e| *e == i.pivot) else { return (false, R::Integer(-1)) };
+        list.0.insert(if i.before { at } else { at + 1 }, i.element.clone());
+        (true, R::Integer(list.0.len() as i64))
+    })
+}
+
+/// LMOVE, in Redis's order: no source list answers Nil; the source's type,
+/// then the target's. One key rotates the list.
+pub(super) fn l_move<'a>(m: &pb::LMove, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version]) -> AppliedMulti {
+    let none = |reply| AppliedMulti { writes: vec![], reply };
+    let mut source = match read::<List>(live(0)) {
+        Ok(Some(list)) => list,
+        Ok(None) => return none(R::Nil(pb::Nil {})),
+        Err(e) => return none(e),
+    };
+    let mut target = match versions.len() {
+        1 => None,
+        _ => match read::<List>(live(1)) {
+            Ok(list) => Some(list.unwrap_or_default()),
+            Err(e) => return none(e),
+        },
+    };
+    let Some(element) = (if m.from_left { source.0.pop_front() } else { source.0.pop_back() }) else { return none(R::Nil(pb::Nil {})) };
+    let to = target.as_mut().unwrap_or(&mut source);
+    if m.to_left { to.0.push_front(element.clone()) } else { to.0.push_back(element.clone()) }
+    let reply = R::Value(pb::Value { len: element.len() as u64, value: element, ..Default::default() });
+    let mut writes = vec![(0, record(&source, live(0).and_then(|r| r.expire_at_ms), versions[0], UNLIMITED).expect("no limit"))];
+    if let Some(target) = &target {
+        writes.push((1, record(target, live(1).and_then(|r| r.expire_at_ms), versions[1], UNLIMITED).expect("no limit")));
+    }
+    AppliedMulti { writes, reply }
+}

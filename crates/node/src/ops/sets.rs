@@ -1,0 +1,99 @@
+//! Set operations: SADD, SREM, SPOP, and the multi-key SMOVE and
+//! SUNIONSTORE/SINTERSTORE/SDIFFSTORE.
+
+use super::collection::{UNLIMITED, change, change_existing, read, record};
+use super::{Applied, AppliedMulti, OpLimits, error};
+use bytes::Bytes;
+use evenkeel_rpc::pb::{self, op_result::Result as R};
+use evenkeel_types::set::{Combine, Set};
+use evenkeel_types::{Record, Version};
+
+pub(super) fn s_add(members: &[Bytes], live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
+    change::<Set>(live, version, limits, |set| {
+        let added = members.iter().filter(|m| set.insert((*m).clone())).count() as i64;
+        (added > 0, R::Integer(added))
+    })
+}
+
+pub(super) fn s_rem(members: &[Bytes], live: Option<&Record>, version: Version) -> Applied {
+    change_existing::<Set>(live, version, UNLIMITED, R::Integer(0), |set| {
+        let removed = members.iter().filter(|m| set.remove(m)).count() as i64;
+        (removed > 0, R::Integer(removed))
+    })
+}
+
+/// SPOP: random members, distinct, chosen from the op's seed.
+pub(super) fn s_pop(p: &pb::SPop, live: Option<&Record>, version: Version) -> Applied {
+    use rand::SeedableRng;
+    let empty = || match p.count {
+        None => R::Nil(pb::Nil {}),
+        Some(_) => R::Members(pb::Members { members: Vec::new() }),
+    };
+    change_existing::<Set>(live, version, UNLIMITED, empty(), |set| {
+        let members: Vec<Bytes> = set.members().cloned().collect();
+        let want = p.count.map_or(1, |c| c.min(members.len() as u64) as usize);
+        if want == 0 {
+            return (false, empty());
+        }
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(p.seed);
+        let popped: Vec<Bytes> = rand::seq::index::sample(&mut rng, members.len(), want).into_iter().map(|i| members[i].clone()).collect();
+        for m in &popped {
+            set.remove(m);
+        }
+        let reply = match p.count {
+            None => R::Value(pb::Value { len: popped[0].len() as u64, value: popped[0].clone(), ..Default::default() }),
+            Some(_) => R::Members(pb::Members { members: popped }),
+        };
+        (true, reply)
+    })
+}
+
+/// SMOVE, in Redis's order: a missing source answers 0; then both keys
+/// must hold sets (or the target nothing); one key is a membership test.
+pub(super) fn s_move<'a>(m: &pb::SMove, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version]) -> AppliedMulti {
+    let none = |reply| AppliedMulti { writes: vec![], reply };
+    let mut source = match read::<Set>(live(0)) {
+        Ok(Some(set)) => set,
+        Ok(None) => return none(R::Integer(0)),
+        Err(e) => return none(e),
+    };
+    if versions.len() < 2 {
+        return none(R::Integer(source.contains(&m.member) as i64));
+    }
+    let mut target = match read::<Set>(live(1)) {
+        Ok(set) => set.unwrap_or_default(),
+        Err(e) => return none(e),
+    };
+    if !source.remove(&m.member) {
+        return none(R::Integer(0));
+    }
+    target.insert(m.member.clone());
+    let writes = [(0, &source), (1, &target)].map(|(i, set)| (i, record(set, live(i).and_then(|r| r.expire_at_ms), versions[i], UNLIMITED).expect("no limit")));
+    AppliedMulti { writes: writes.into(), reply: R::Integer(1) }
+}
+
+/// SUNIONSTORE, SINTERSTORE, SDIFFSTORE: key 0 takes the result of the
+/// sets at keys 1.. (each checked to be a set or nothing), without an
+/// expiry; an empty result deletes it.
+pub(super) fn set_store<'a>(st: &pb::SetStore, live: &dyn Fn(usize) -> Option<&'a Record>, version: Version) -> AppliedMulti {
+    let none = |reply| AppliedMulti { writes: vec![], reply };
+    let op = match pb::set_store::Op::try_from(st.op) {
+        Ok(pb::set_store::Op::Union) => Combine::Union,
+        Ok(pb::set_store::Op::Inter) => Combine::Inter,
+        Ok(pb::set_store::Op::Diff) => Combine::Diff,
+        Err(_) => return none(error(pb::op_error::Kind::Internal, "malformed set store: unknown operation")),
+    };
+    let mut sources = Vec::with_capacity(st.sources.len());
+    for i in 1..=st.sources.len() {
+        match read::<Set>(live(i)) {
+            Ok(set) => sources.push(set.unwrap_or_default()),
+            Err(e) => return none(e),
+        }
+    }
+    let result = evenkeel_types::set::combine(op, &sources);
+    if result.is_empty() && live(0).is_none() {
+        return none(R::Integer(0));
+    }
+    let stored = record(&result, None, version, UNLIMITED).expect("no limit");
+    AppliedMulti { writes: vec![(0, stored)], reply: R::Integer(result.len() as i64) }
+}
