@@ -115,16 +115,9 @@ pub(crate) fn scan_options(args: &[Bytes]) -> Result<Option<Bytes>, Frame> {
 
 /// The reply to a hash read, from the GET's value (None: no key).
 pub(crate) fn answer(read: &HashRead, value: Option<&pb::Value>) -> Frame {
-    let hash = match value {
-        None => None,
-        Some(v) if v.value_type != pb::ValueType::Hash as i32 => return super::wrong_type(),
-        Some(v) => match Hash::decode(&v.value) {
-            Ok(hash) => Some(hash),
-            Err(e) => {
-                tracing::error!(error = %e, "a node sent a hash that does not decode");
-                return Frame::error("ERR internal error: corrupt hash value");
-            }
-        },
+    let hash = match super::typed_value(value, pb::ValueType::Hash, Hash::decode) {
+        Ok(hash) => hash,
+        Err(e) => return e,
     };
     let field = |f: &Bytes| hash.as_ref().and_then(|h| h.get(f).cloned());
     let pairs = || hash.iter().flat_map(|h| h.iter()).flat_map(|(f, v)| [Frame::Bulk(f.clone()), Frame::Bulk(v.clone())]).collect();

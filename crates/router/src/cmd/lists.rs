@@ -110,16 +110,9 @@ fn lpos_args(a: &[Bytes]) -> Result<ListRead, Frame> {
 
 /// The reply to a list read, from the GET's value (None: no key).
 pub(crate) fn answer(read: &ListRead, value: Option<&pb::Value>) -> Frame {
-    let list = match value {
-        None => None,
-        Some(v) if v.value_type != pb::ValueType::List as i32 => return super::wrong_type(),
-        Some(v) => match List::decode(&v.value) {
-            Ok(list) => Some(list),
-            Err(e) => {
-                tracing::error!(error = %e, "a node sent a list that does not decode");
-                return Frame::error("ERR internal error: corrupt list value");
-            }
-        },
+    let list = match super::typed_value(value, pb::ValueType::List, List::decode) {
+        Ok(list) => list,
+        Err(e) => return e,
     };
     let items = list.map(|l| l.0).unwrap_or_default();
     match read {

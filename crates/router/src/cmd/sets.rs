@@ -100,14 +100,7 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
 /// The set a GET found (None: no key), or the reply for a value that is
 /// not one.
 fn decode(value: Option<&pb::Value>) -> Result<Option<Set>, Frame> {
-    match value {
-        None => Ok(None),
-        Some(v) if v.value_type != pb::ValueType::Set as i32 => Err(super::wrong_type()),
-        Some(v) => Set::decode(&v.value).map(Some).map_err(|e| {
-            tracing::error!(error = %e, "a node sent a set that does not decode");
-            Frame::error("ERR internal error: corrupt set value")
-        }),
-    }
+    super::typed_value(value, pb::ValueType::Set, Set::decode)
 }
 
 /// Members in the order Redis 7.0 lists them (see the module doc).
