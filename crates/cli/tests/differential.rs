@@ -363,10 +363,15 @@ fn sets(s: &mut Script) {
         &["SDIFFSTORE", "{s}u", "{s}a", "{s}a"], &["EXISTS", "{s}u"], &["SUNIONSTORE", "{s}str", "{s}c"], &["TYPE", "{s}str"],
         &["SET", "{s}str", "v"], &["SINTERSTORE", "{s}u", "{s}str"], &["EXPIRE", "{s}c", "100"], &["SUNIONSTORE", "{s}c", "{s}c", "{s}a"], &["TTL", "{s}c"],
         &["SMEMBERS", "{s}c"], &["SUNIONSTORE", "{s}u"], &["SINTER"],
+        &["SINTERCARD", "2", "{s}a", "{s}b"], &["SINTERCARD", "2", "{s}a", "{s}b", "LIMIT", "1"], &["SINTERCARD", "2", "{s}a", "{s}b", "limit", "0"],
+        &["SINTERCARD", "1", "{s}missing"], &["SINTERCARD", "2", "{s}a", "{s}str"], &["SINTERCARD", "0", "{s}a"], &["SINTERCARD", "x", "{s}a"],
+        &["SINTERCARD", "3", "{s}a", "{s}b"], &["SINTERCARD", "1", "{s}a", "LIMIT", "-1"], &["SINTERCARD", "1", "{s}a", "LIMIT", "x"],
+        &["SINTERCARD", "1", "{s}a", "LIMIT"], &["SINTERCARD", "1", "{s}a", "FOO", "1"], &["SINTERCARD", "-1", "{s}a"],
         &["SMOVE", "{s}a", "{s}b", "1"], &["SMOVE", "{s}a", "{s}b", "1"], &["SMOVE", "{s}a", "{s}new", "2"], &["SMEMBERS", "{s}new"],
         &["SMOVE", "{s}missing", "{s}str", "1"], &["SMOVE", "{s}a", "{s}str", "1"], &["SMOVE", "{s}a", "{s}str", "3"], &["SMOVE", "{s}str", "{s}a", "3"],
         &["SMOVE", "{s}a", "{s}a", "3"], &["SMOVE", "{s}a", "{s}a", "7"], &["SMOVE", "{s}a", "{s}b", "3"], &["EXISTS", "{s}a"], &["SMEMBERS", "{s}b"],
         &["MULTI"], &["SADD", "{s}t", "1"], &["SMOVE", "{s}t", "{s}b", "1"], &["SCARD", "{s}t"], &["SMEMBERS", "{s}b"], &["EXEC"],
+        &["MULTI"], &["SADD", "{s}t", "5", "6"], &["SINTER", "{s}t", "{s}b"], &["SUNION", "{s}t", "{s}missing"], &["SUNIONSTORE", "{s}u", "{s}t", "{s}b"], &["SMEMBERS", "{s}u"], &["EXEC"],
     ]);
     // Types both ways.
     run(s, &[

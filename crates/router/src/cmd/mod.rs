@@ -59,6 +59,8 @@ const WDF: &[&str] = &["write", "denyoom", "fast"];
 const F: &[&str] = &["fast"];
 const NOAUTH: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth"];
 const MULTI_FLAGS: &[&str] = &["noscript", "loading", "stale", "fast"];
+/// Read-only, with keys COMMAND's first/last/step cannot describe.
+const RM: &[&str] = &["readonly", "movablekeys"];
 const NOKEY: (i32, i32, i32) = (0, 0, 0);
 const ONE: (i32, i32, i32) = (1, 1, 1);
 const ALL: (i32, i32, i32) = (1, -1, 1);
@@ -158,6 +160,7 @@ pub const SPECS: &[Spec] = &[
     spec("setnx", 3, WDF, ONE),
     spec("setrange", 4, WD, ONE),
     spec("sinter", -2, RO, ALL),
+    spec("sintercard", -3, RM, NOKEY),
     spec("sinterstore", -3, WD, ALL),
     spec("sismember", 3, R_, ONE),
     spec("smembers", 2, RO, ONE),
@@ -269,6 +272,7 @@ fn plan(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
         "smove" => sets::smove(a),
         "sunionstore" | "sinterstore" | "sdiffstore" => sets::store(name, a),
         "sunion" | "sinter" | "sdiff" => sets::combine(name, a),
+        "sintercard" => sets::intercard(a),
         "sismember" | "smismember" | "smembers" | "scard" | "srandmember" | "sscan" => sets::read(name, a),
         "lpush" | "rpush" | "lpushx" | "rpushx" => lists::push(name, a),
         "lpop" | "rpop" => lists::pop(name, a),

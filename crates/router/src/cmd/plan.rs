@@ -52,6 +52,8 @@ pub enum Shape {
     SetRead(SetRead),
     /// SUNION, SINTER, SDIFF over each key's GET ([`super::sets::combined`]).
     SetCombine(evenkeel_types::set::Combine),
+    /// SINTERCARD over each key's GET, with its LIMIT (0: none).
+    SetInterCard(u64),
     /// SPOP with a count: the members popped.
     Members,
     /// A list read ([`super::lists::answer`]).
@@ -139,6 +141,7 @@ fn success(shape: Shape, mut results: Vec<R>) -> Frame {
         Shape::Present => Frame::Integer(results.iter().filter(|r| matches!(r, R::Value(_))).count() as i64),
         Shape::Ok => Frame::ok(),
         Shape::SetCombine(op) => super::sets::combined(op, results),
+        Shape::SetInterCard(limit) => super::sets::inter_card(limit, results),
         single => {
             assert_eq!(results.len(), 1, "a single-key shape has one op");
             single_key(single, results.pop().expect("one result"))

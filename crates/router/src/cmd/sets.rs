@@ -1,6 +1,6 @@
 //! Set commands: SADD SREM SPOP SMOVE SISMEMBER SMISMEMBER SMEMBERS SCARD
-//! SRANDMEMBER SSCAN SUNION SINTER SDIFF and SUNIONSTORE SINTERSTORE
-//! SDIFFSTORE.
+//! SRANDMEMBER SSCAN SUNION SINTER SDIFF SINTERCARD and SUNIONSTORE
+//! SINTERSTORE SDIFFSTORE.
 //!
 //! A set is one record, as a hash is ([`evenkeel_types::set`]). Writes are
 //! node operations (SMOVE and the STORE forms multi-key steps on one hash
@@ -73,6 +73,30 @@ pub fn combine(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     };
     let ops = a[1..].iter().map(|k| KeyOp { key: k.clone(), kind: Kind::Get(pb::Get { meta_only: false }) }).collect();
     Ok(Planned { ops, shape: Shape::SetCombine(op) })
+}
+
+/// SINTERCARD numkeys key... [LIMIT n]: the intersection's size (at most
+/// `n` if not 0), over a GET per key as SINTER.
+pub fn intercard(a: &[Bytes]) -> Result<Planned, Frame> {
+    let numkeys = int_arg(&a[1]).ok().filter(|n| *n >= 1).ok_or_else(|| Frame::error("ERR numkeys should be greater than 0"))?;
+    if numkeys > a.len() as i64 - 2 {
+        return Err(Frame::error("ERR Number of keys can't be greater than number of args"));
+    }
+    let (keys, options) = a[2..].split_at(numkeys as usize);
+    let mut limit = 0;
+    let mut i = 0;
+    while i < options.len() {
+        match options.get(i + 1) {
+            Some(value) if options[i].eq_ignore_ascii_case(b"limit") => {
+                limit = int_arg(value).ok().and_then(|n| u64::try_from(n).ok()).ok_or_else(|| Frame::error("ERR LIMIT can't be negative"))?;
+                i += 2;
+            }
+            _ => return Err(syntax_error()),
+        }
+    }
+    super::keys::one_slot(keys.iter())?;
+    let ops = keys.iter().map(|k| KeyOp { key: k.clone(), kind: Kind::Get(pb::Get { meta_only: false }) }).collect();
+    Ok(Planned { ops, shape: Shape::SetInterCard(limit) })
 }
 
 /// The read commands of one set: a GET, answered by [`answer`].
@@ -159,19 +183,32 @@ pub(crate) fn popped(members: Vec<Bytes>) -> Frame {
 /// SUNION, SINTER, SDIFF's reply from each key's GET: WRONGTYPE if any key
 /// holds something else, as Redis checks every key.
 pub(crate) fn combined(op: Combine, results: Vec<R>) -> Frame {
+    match combine_results(op, results) {
+        Ok(set) => bulks(listed(&set)),
+        Err(e) => e,
+    }
+}
+
+/// SINTERCARD's reply: the intersection's size, capped at `limit` (0: no
+/// cap).
+pub(crate) fn inter_card(limit: u64, results: Vec<R>) -> Frame {
+    match combine_results(Combine::Inter, results) {
+        Ok(set) => Frame::Integer(if limit == 0 { set.len() as u64 } else { (set.len() as u64).min(limit) } as i64),
+        Err(e) => e,
+    }
+}
+
+fn combine_results(op: Combine, results: Vec<R>) -> Result<Set, Frame> {
     let mut sets = Vec::with_capacity(results.len());
     for r in results {
         let value = match r {
             R::Value(v) => Some(v),
             R::Nil(_) => None,
-            other => return super::unexpected(&other),
+            other => return Err(super::unexpected(&other)),
         };
-        match decode(value.as_ref()) {
-            Ok(set) => sets.push(set.unwrap_or_default()),
-            Err(e) => return e,
-        }
+        sets.push(decode(value.as_ref())?.unwrap_or_default());
     }
-    bulks(listed(&evenkeel_types::set::combine(op, &sets)))
+    Ok(evenkeel_types::set::combine(op, &sets))
 }
 
 #[cfg(test)]
