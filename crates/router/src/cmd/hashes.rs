@@ -151,10 +151,18 @@ pub(crate) fn scan_reply(items: Vec<Frame>) -> Frame {
     Frame::Array(vec![Frame::Bulk(Bytes::from_static(b"0")), Frame::Array(items)])
 }
 
+/// Most picks a negative HRANDFIELD or SRANDMEMBER count may ask for.
+/// Redis builds whatever reply is asked for (`SRANDMEMBER k
+/// -9223372036854775807` grows its output buffer until memory runs out);
+/// here a reply is built whole before it is sent, so a larger count is
+/// refused instead.
+pub(crate) const RANDOM_REPEATS_MAX: u64 = 1_000_000;
+
 /// HRANDFIELD and SRANDMEMBER by Redis 7's cases, over `entries` (fields
 /// and values, or members twice): no count, one (null for none); a
-/// negative count, that many picks that may repeat; a count at least the
-/// size, all of them in order; a smaller one, distinct picks in order.
+/// negative count, that many picks that may repeat (at most
+/// [`RANDOM_REPEATS_MAX`]); a count at least the size, all of them in
+/// order; a smaller one, distinct picks in order.
 pub(crate) fn random_entries(entries: &[(&Bytes, &Bytes)], count: Option<i64>, with_values: bool) -> Frame {
     let mut rng = rand::rng();
     let Some(count) = count else {
@@ -162,6 +170,9 @@ pub(crate) fn random_entries(entries: &[(&Bytes, &Bytes)], count: Option<i64>, w
     };
     if entries.is_empty() || count == 0 {
         return Frame::Array(Vec::new());
+    }
+    if count < 0 && count.unsigned_abs() > RANDOM_REPEATS_MAX {
+        return Frame::error(format!("ERR count is too large: a negative count asks for at most {RANDOM_REPEATS_MAX} picks"));
     }
     let picked: Vec<(&Bytes, &Bytes)> = if count < 0 {
         (0..count.unsigned_abs()).map(|_| entries[rng.random_range(0..entries.len())]).collect()
@@ -208,6 +219,9 @@ mod tests {
         assert_eq!(all, Frame::Array(vec![bulk("b"), bulk("a")]), "a count past the size: the whole hash in order");
         let Frame::Array(picks) = answer(&HashRead::RandField { count: Some(-7), with_values: true }, Some(&v)) else { panic!() };
         assert_eq!(picks.len(), 14, "a negative count: that many picks, with values");
+        let huge = answer(&HashRead::RandField { count: Some(-(RANDOM_REPEATS_MAX as i64) - 1), with_values: false }, Some(&v));
+        assert!(matches!(huge, Frame::Error(ref e) if e.contains("too large")), "refused, not built: {huge:?}");
+        assert_eq!(answer(&HashRead::RandField { count: Some(i64::MIN + 1), with_values: false }, None), Frame::Array(vec![]), "no key: empty, as in Redis");
         let Frame::Array(one) = answer(&HashRead::RandField { count: Some(1), with_values: false }, Some(&v)) else { panic!() };
         assert!(one == vec![bulk("a")] || one == vec![bulk("b")]);
         let scan = answer(&HashRead::Scan(Ok(Some(Bytes::from_static(b"a*")))), Some(&v));
