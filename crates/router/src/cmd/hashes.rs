@@ -11,6 +11,7 @@
 //! looks the key up are answered at once, those it checks after (HSCAN's
 //! options) wait in the reply shape, since a missing key answers first.
 
+use super::collection;
 use super::plan::{HashRead, Planned, Shape};
 use super::{int_arg, syntax_error, wrong_arity};
 use crate::glob::glob_match;
@@ -18,7 +19,6 @@ use bytes::Bytes;
 use evenkeel_resp::Frame;
 use evenkeel_rpc::pb::{self, op::Kind};
 use evenkeel_types::hash::Hash;
-use rand::RngExt;
 
 /// HSET and HMSET: field-value pairs, HSET answering how many were new,
 /// HMSET OK.
@@ -64,25 +64,16 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         "hrandfield" => randfield_args(a)?,
         // The cursor is checked, then unused: a hash is returned whole.
         "hscan" if super::keys::parse_cursor(&a[2]).is_none() => return Err(Frame::error("ERR invalid cursor")),
-        "hscan" => HashRead::Scan(scan_options(&a[3..])),
+        "hscan" => HashRead::Scan(collection::scan_options(&a[3..])),
         other => unreachable!("{other} is not a hash read"),
     };
     Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false }), Shape::Hash(read)))
 }
 
-/// HRANDFIELD's and SRANDMEMBER's count, as Redis reads it: any integer
-/// but the most negative.
-pub(crate) fn rand_count(raw: &[u8]) -> Result<i64, Frame> {
-    match int_arg(raw)? {
-        i64::MIN => Err(Frame::error(format!("ERR value is out of range, value must between {} and {}", -i64::MAX, i64::MAX))),
-        count => Ok(count),
-    }
-}
-
 /// HRANDFIELD's count and WITHVALUES, checked before the key as in Redis.
 fn randfield_args(a: &[Bytes]) -> Result<HashRead, Frame> {
     let Some(raw) = a.get(2) else { return Ok(HashRead::RandField { count: None, with_values: false }) };
-    let count = rand_count(raw)?;
+    let count = collection::rand_count(raw)?;
     let with_values = match a.get(3) {
         None => false,
         Some(w) if a.len() == 4 && w.eq_ignore_ascii_case(b"withvalues") => true,
@@ -94,28 +85,9 @@ fn randfield_args(a: &[Bytes]) -> Result<HashRead, Frame> {
     Ok(HashRead::RandField { count: Some(count), with_values })
 }
 
-/// HSCAN's and SSCAN's options; an error among them answers only for a
-/// key that exists.
-pub(crate) fn scan_options(args: &[Bytes]) -> Result<Option<Bytes>, Frame> {
-    let mut pattern = None;
-    for pair in args.chunks(2) {
-        let [option, value] = pair else { return Err(syntax_error()) };
-        match String::from_utf8_lossy(option).to_ascii_uppercase().as_str() {
-            "COUNT" => {
-                if int_arg(value)? < 1 {
-                    return Err(syntax_error());
-                }
-            }
-            "MATCH" => pattern = Some(value.clone()).filter(|p| &p[..] != b"*"),
-            _ => return Err(syntax_error()),
-        }
-    }
-    Ok(pattern)
-}
-
 /// The reply to a hash read, from the GET's value (None: no key).
 pub(crate) fn answer(read: &HashRead, value: Option<&pb::Value>) -> Frame {
-    let hash = match super::typed_value(value, pb::ValueType::Hash, Hash::decode) {
+    let hash = match collection::typed_value(value, pb::ValueType::Hash, Hash::decode) {
         Ok(hash) => hash,
         Err(e) => return e,
     };
@@ -132,62 +104,18 @@ pub(crate) fn answer(read: &HashRead, value: Option<&pb::Value>) -> Frame {
         HashRead::StrLen(f) => Frame::Integer(field(f).map_or(0, |v| v.len()) as i64),
         HashRead::RandField { count, with_values } => {
             let entries: Vec<(&Bytes, &Bytes)> = hash.as_ref().map(|h| h.iter().collect()).unwrap_or_default();
-            random_entries(&entries, *count, *with_values)
+            collection::random_entries(&entries, *count, *with_values)
         }
         HashRead::Scan(options) => {
-            let Some(hash) = hash else { return scan_reply(Vec::new()) };
+            let Some(hash) = hash else { return collection::whole_scan_reply(Vec::new()) };
             let pattern = match options {
                 Ok(pattern) => pattern,
                 Err(e) => return e.clone(),
             };
             let matching = hash.iter().filter(|(f, _)| pattern.as_ref().is_none_or(|p| glob_match(p, f)));
-            scan_reply(matching.flat_map(|(f, v)| [Frame::Bulk(f.clone()), Frame::Bulk(v.clone())]).collect())
+            collection::whole_scan_reply(matching.flat_map(|(f, v)| [Frame::Bulk(f.clone()), Frame::Bulk(v.clone())]).collect())
         }
     }
-}
-
-/// HSCAN's and SSCAN's reply: the whole value at once, so the cursor is 0.
-pub(crate) fn scan_reply(items: Vec<Frame>) -> Frame {
-    Frame::Array(vec![Frame::Bulk(Bytes::from_static(b"0")), Frame::Array(items)])
-}
-
-/// Most picks a negative HRANDFIELD or SRANDMEMBER count may ask for.
-/// Redis builds whatever reply is asked for (`SRANDMEMBER k
-/// -9223372036854775807` grows its output buffer until memory runs out);
-/// here a reply is built whole before it is sent, so a larger count is
-/// refused instead.
-pub(crate) const RANDOM_REPEATS_MAX: u64 = 1_000_000;
-
-/// HRANDFIELD and SRANDMEMBER by Redis 7's cases, over `entries` (fields
-/// and values, or members twice): no count, one (null for none); a
-/// negative count, that many picks that may repeat (at most
-/// [`RANDOM_REPEATS_MAX`]); a count at least the size, all of them in
-/// order; a smaller one, distinct picks in order.
-pub(crate) fn random_entries(entries: &[(&Bytes, &Bytes)], count: Option<i64>, with_values: bool) -> Frame {
-    let mut rng = rand::rng();
-    let Some(count) = count else {
-        return if entries.is_empty() { Frame::Null } else { Frame::Bulk(entries[rng.random_range(0..entries.len())].0.clone()) };
-    };
-    if entries.is_empty() || count == 0 {
-        return Frame::Array(Vec::new());
-    }
-    if count < 0 && count.unsigned_abs() > RANDOM_REPEATS_MAX {
-        return Frame::error(format!("ERR count is too large: a negative count asks for at most {RANDOM_REPEATS_MAX} picks"));
-    }
-    let picked: Vec<(&Bytes, &Bytes)> = if count < 0 {
-        (0..count.unsigned_abs()).map(|_| entries[rng.random_range(0..entries.len())]).collect()
-    } else if count as u64 >= entries.len() as u64 {
-        entries.to_vec()
-    } else {
-        let mut chosen = rand::seq::index::sample(&mut rng, entries.len(), count as usize).into_vec();
-        chosen.sort_unstable();
-        chosen.into_iter().map(|i| entries[i]).collect()
-    };
-    let frames = picked.into_iter().flat_map(|(f, v)| {
-        let value = with_values.then(|| Frame::Bulk(v.clone()));
-        std::iter::once(Frame::Bulk(f.clone())).chain(value)
-    });
-    Frame::Array(frames.collect())
 }
 
 #[cfg(test)]
@@ -219,7 +147,7 @@ mod tests {
         assert_eq!(all, Frame::Array(vec![bulk("b"), bulk("a")]), "a count past the size: the whole hash in order");
         let Frame::Array(picks) = answer(&HashRead::RandField { count: Some(-7), with_values: true }, Some(&v)) else { panic!() };
         assert_eq!(picks.len(), 14, "a negative count: that many picks, with values");
-        let huge = answer(&HashRead::RandField { count: Some(-(RANDOM_REPEATS_MAX as i64) - 1), with_values: false }, Some(&v));
+        let huge = answer(&HashRead::RandField { count: Some(-(collection::RANDOM_REPEATS_MAX as i64) - 1), with_values: false }, Some(&v));
         assert!(matches!(huge, Frame::Error(ref e) if e.contains("too large")), "refused, not built: {huge:?}");
         assert_eq!(answer(&HashRead::RandField { count: Some(i64::MIN + 1), with_values: false }, None), Frame::Array(vec![]), "no key: empty, as in Redis");
         let Frame::Array(one) = answer(&HashRead::RandField { count: Some(1), with_values: false }, Some(&v)) else { panic!() };

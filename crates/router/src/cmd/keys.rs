@@ -5,7 +5,6 @@
 use super::plan::{Planned, Shape};
 use super::{c_str, int_arg, syntax_error};
 use crate::Router;
-use crate::dispatch::KeyOp;
 use crate::glob::glob_match;
 use bytes::Bytes;
 use evenkeel_resp::Frame;
@@ -13,17 +12,12 @@ use evenkeel_rpc::pb::{self, op::Kind};
 use evenkeel_types::slot::{key_slot, slot_partition};
 use evenkeel_types::{SLOT_COUNT, unix_ms};
 
-/// One op per key (DEL, EXISTS).
-fn per_key(keys: &[Bytes], kind: Kind, shape: Shape) -> Planned {
-    Planned { ops: keys.iter().map(|k| KeyOp { key: k.clone(), kind: kind.clone() }).collect(), shape }
-}
-
 pub fn del(a: &[Bytes]) -> Result<Planned, Frame> {
-    Ok(per_key(&a[1..], Kind::Del(pb::Del {}), Shape::Deleted))
+    Ok(Planned::per_key(&a[1..], Kind::Del(pb::Del {}), Shape::Deleted))
 }
 
 pub fn exists(a: &[Bytes]) -> Result<Planned, Frame> {
-    Ok(per_key(&a[1..], Kind::Get(pb::Get { meta_only: true }), Shape::Present))
+    Ok(Planned::per_key(&a[1..], Kind::Get(pb::Get { meta_only: true }), Shape::Present))
 }
 
 pub fn persist(a: &[Bytes]) -> Result<Planned, Frame> {
@@ -246,7 +240,7 @@ pub(crate) fn parse_cursor(raw: &[u8]) -> Option<u64> {
     Some(if negative { n.wrapping_neg() } else { n })
 }
 
-fn scan_reply(cursor: u64, keys: Vec<Frame>) -> Frame {
+pub(crate) fn scan_reply(cursor: u64, keys: Vec<Frame>) -> Frame {
     Frame::Array(vec![Frame::Bulk(Bytes::from(cursor.to_string())), Frame::Array(keys)])
 }
 
@@ -273,15 +267,8 @@ impl ScanOptions {
                     o.count = n.min(u32::MAX as i64) as u32;
                 }
                 ("MATCH", Some(v)) => o.pattern = Some(v.clone()).filter(|p| &p[..] != b"*"),
-                ("TYPE", Some(v)) => {
-                    o.ty = Some(match String::from_utf8_lossy(v).to_ascii_lowercase().as_str() {
-                        "string" => Some(pb::ValueType::String),
-                        "hash" => Some(pb::ValueType::Hash),
-                        "set" => Some(pb::ValueType::Set),
-                        "list" => Some(pb::ValueType::List),
-                        _ => None,
-                    })
-                }
+                // The proto names are Redis's type names in capitals.
+                ("TYPE", Some(v)) => o.ty = Some(pb::ValueType::from_str_name(&String::from_utf8_lossy(v).to_ascii_uppercase())),
                 _ => return Err(syntax_error()),
             }
             i += 2;
@@ -342,7 +329,7 @@ pub async fn flush(r: &Router, a: &[Bytes]) -> Frame {
             Ok(keys) => keys,
             Err(e) => return e,
         };
-        let deleted = per_key(&keys, Kind::Del(pb::Del {}), Shape::Deleted);
+        let deleted = Planned::per_key(&keys, Kind::Del(pb::Del {}), Shape::Deleted);
         if let error @ Frame::Error(_) = super::plan::reply(deleted.shape, r.dispatcher.run(&deleted.ops).await) {
             return error;
         }

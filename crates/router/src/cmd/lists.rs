@@ -110,7 +110,7 @@ fn lpos_args(a: &[Bytes]) -> Result<ListRead, Frame> {
 
 /// The reply to a list read, from the GET's value (None: no key).
 pub(crate) fn answer(read: &ListRead, value: Option<&pb::Value>) -> Frame {
-    let list = match super::typed_value(value, pb::ValueType::List, List::decode) {
+    let list = match super::collection::typed_value(value, pb::ValueType::List, List::decode) {
         Ok(list) => list,
         Err(e) => return e,
     };

@@ -12,6 +12,7 @@
 //! data commands together.
 
 pub mod bits;
+mod collection;
 pub mod hashes;
 pub mod keys;
 pub mod lists;
@@ -351,20 +352,6 @@ pub(crate) fn dispatch_error(e: &DispatchError) -> Frame {
 
 pub(crate) fn wrong_arity(name: &str) -> Frame {
     Frame::error(format!("ERR wrong number of arguments for '{name}' command"))
-}
-
-/// The value of type `ty` a GET found (None: no key), decoded by
-/// `decode`, or the reply for a value of another type (WRONGTYPE) or one
-/// that does not decode (logged: a node sent a corrupt value).
-pub(crate) fn typed_value<T, E: std::fmt::Display>(value: Option<&evenkeel_rpc::pb::Value>, ty: evenkeel_rpc::pb::ValueType, decode: impl FnOnce(&Bytes) -> Result<T, E>) -> Result<Option<T>, Frame> {
-    let Some(v) = value else { return Ok(None) };
-    if v.value_type != ty as i32 {
-        return Err(wrong_type());
-    }
-    decode(&v.value).map(Some).map_err(|e| {
-        tracing::error!(error = %e, value_type = ?ty, "a node sent a value that does not decode");
-        Frame::error(format!("ERR internal error: corrupt {} value", ty.as_str_name().to_ascii_lowercase()))
-    })
 }
 
 pub(crate) fn wrong_type() -> Frame {

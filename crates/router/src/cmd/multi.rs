@@ -80,7 +80,8 @@ pub async fn watch(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
     let keys = &a[1..];
     let mut slot = s.watched.slot;
     for key in keys {
-        if *slot.get_or_insert(key_slot(key)) != key_slot(key) {
+        let here = key_slot(key);
+        if *slot.get_or_insert(here) != here {
             return super::keys::cross_slot();
         }
     }

@@ -121,6 +121,11 @@ impl Planned {
     pub(crate) fn one(key: &bytes::Bytes, kind: evenkeel_rpc::pb::op::Kind, shape: Shape) -> Planned {
         Planned { ops: vec![KeyOp { key: key.clone(), kind }], shape }
     }
+
+    /// The same op on each key (DEL, EXISTS, MGET, SUNION, ...).
+    pub(crate) fn per_key(keys: &[bytes::Bytes], kind: evenkeel_rpc::pb::op::Kind, shape: Shape) -> Planned {
+        Planned { ops: keys.iter().map(|k| KeyOp { key: k.clone(), kind: kind.clone() }).collect(), shape }
+    }
 }
 
 /// The reply for a command whose ops ended with `outcomes` (one per op, in
@@ -183,7 +188,7 @@ fn string_key(shape: Shape, r: R) -> Frame {
         (Shape::Set { get: true }, R::Written(w)) => w.previous.map_or(Frame::Null, Frame::Bulk),
         (Shape::Set { get: false }, R::Written(w)) => if w.applied { Frame::ok() } else { Frame::Null },
         (Shape::Applied, R::Written(w)) => Frame::Integer(w.applied as i64),
-        (Shape::Type, R::Value(v)) => Frame::Simple(type_name(v.value_type).into()),
+        (Shape::Type, R::Value(v)) => Frame::Simple(type_name(v.value_type)),
         (Shape::Type, R::Nil(_)) => Frame::Simple("none".into()),
         (Shape::Range { .. }, R::Nil(_)) => Frame::Bulk(bytes::Bytes::new()),
         (Shape::Range { start, end }, R::Value(v)) => Frame::Bulk(v.value.slice(super::strings::range(v.value.len(), start, end))),
@@ -209,15 +214,10 @@ fn string_key(shape: Shape, r: R) -> Frame {
     }
 }
 
-/// TYPE's answer for a value of this wire type.
-fn type_name(value_type: i32) -> &'static str {
-    match pb::ValueType::try_from(value_type) {
-        Ok(pb::ValueType::String) => "string",
-        Ok(pb::ValueType::Hash) => "hash",
-        Ok(pb::ValueType::Set) => "set",
-        Ok(pb::ValueType::List) => "list",
-        Err(_) => "none",
-    }
+/// TYPE's answer for a value of this wire type: its proto name, which is
+/// Redis's in capitals.
+fn type_name(value_type: i32) -> String {
+    pb::ValueType::try_from(value_type).map_or_else(|_| "none".into(), |t| t.as_str_name().to_ascii_lowercase())
 }
 
 /// MGET's element: bulk for a string, null for none or another type.

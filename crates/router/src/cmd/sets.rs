@@ -12,9 +12,9 @@
 //! ascending order and any other set in its hash table's order; we list
 //! the first the same way and the second in insertion order.
 
+use super::collection;
 use super::plan::{Planned, SetRead, Shape};
 use super::{int_arg, syntax_error};
-use crate::dispatch::KeyOp;
 use bytes::Bytes;
 use evenkeel_resp::Frame;
 use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
@@ -71,8 +71,7 @@ pub fn combine(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         "sinter" => Combine::Inter,
         _ => Combine::Diff,
     };
-    let ops = a[1..].iter().map(|k| KeyOp { key: k.clone(), kind: Kind::Get(pb::Get { meta_only: false }) }).collect();
-    Ok(Planned { ops, shape: Shape::SetCombine(op) })
+    Ok(Planned::per_key(&a[1..], Kind::Get(pb::Get { meta_only: false }), Shape::SetCombine(op)))
 }
 
 /// SINTERCARD numkeys key... [LIMIT n]: the intersection's size (at most
@@ -95,8 +94,7 @@ pub fn intercard(a: &[Bytes]) -> Result<Planned, Frame> {
         }
     }
     super::keys::one_slot(keys.iter())?;
-    let ops = keys.iter().map(|k| KeyOp { key: k.clone(), kind: Kind::Get(pb::Get { meta_only: false }) }).collect();
-    Ok(Planned { ops, shape: Shape::SetInterCard(limit) })
+    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false }), Shape::SetInterCard(limit)))
 }
 
 /// The read commands of one set: a GET, answered by [`answer`].
@@ -109,13 +107,13 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         "srandmember" => {
             let count = match a.len() {
                 2 => None,
-                3 => Some(super::hashes::rand_count(&a[2])?),
+                3 => Some(collection::rand_count(&a[2])?),
                 _ => return Err(syntax_error()),
             };
             SetRead::Rand(count)
         }
         "sscan" if super::keys::parse_cursor(&a[2]).is_none() => return Err(Frame::error("ERR invalid cursor")),
-        "sscan" => SetRead::Scan(super::hashes::scan_options(&a[3..])),
+        "sscan" => SetRead::Scan(collection::scan_options(&a[3..])),
         other => unreachable!("{other} is not a set read"),
     };
     Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false }), Shape::SetRead(read)))
@@ -124,7 +122,7 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
 /// The set a GET found (None: no key), or the reply for a value that is
 /// not one.
 fn decode(value: Option<&pb::Value>) -> Result<Option<Set>, Frame> {
-    super::typed_value(value, pb::ValueType::Set, Set::decode)
+    collection::typed_value(value, pb::ValueType::Set, Set::decode)
 }
 
 /// Members in the order Redis 7.0 lists them (see the module doc).
@@ -160,16 +158,16 @@ pub(crate) fn answer(read: &SetRead, value: Option<&pb::Value>) -> Frame {
         SetRead::Rand(count) => {
             let members = set.as_ref().map(listed).unwrap_or_default();
             let entries: Vec<(&Bytes, &Bytes)> = members.iter().map(|m| (m, m)).collect();
-            super::hashes::random_entries(&entries, *count, false)
+            collection::random_entries(&entries, *count, false)
         }
         SetRead::Scan(options) => {
-            let Some(set) = set else { return super::hashes::scan_reply(Vec::new()) };
+            let Some(set) = set else { return collection::whole_scan_reply(Vec::new()) };
             let pattern = match options {
                 Ok(pattern) => pattern,
                 Err(e) => return e.clone(),
             };
             let matching = listed(&set).into_iter().filter(|m| pattern.as_ref().is_none_or(|p| crate::glob::glob_match(p, m)));
-            super::hashes::scan_reply(matching.map(Frame::Bulk).collect())
+            collection::whole_scan_reply(matching.map(Frame::Bulk).collect())
         }
     }
 }

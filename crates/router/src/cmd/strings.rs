@@ -200,8 +200,7 @@ impl SetOptions {
 }
 
 pub fn mget(a: &[Bytes]) -> Result<Planned, Frame> {
-    let ops = a[1..].iter().map(|k| KeyOp { key: k.clone(), kind: get_kind(false) }).collect();
-    Ok(Planned { ops, shape: Shape::Values })
+    Ok(Planned::per_key(&a[1..], get_kind(false), Shape::Values))
 }
 
 /// MSETNX: all keys or none, in one atomic node operation, so the keys

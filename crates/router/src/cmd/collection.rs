@@ -1,0 +1,95 @@
+//! What the hash, set and list commands share: reading a value of one
+//! type from a GET, HSCAN/SSCAN's options and reply, and the random picks
+//! of HRANDFIELD and SRANDMEMBER.
+
+use super::{int_arg, syntax_error, wrong_type};
+use bytes::Bytes;
+use evenkeel_resp::Frame;
+use evenkeel_rpc::pb;
+use rand::RngExt;
+
+/// The value of type `ty` a GET found (None: no key), decoded by
+/// `decode`, or the reply for a value of another type (WRONGTYPE) or one
+/// that does not decode (logged: a node sent a corrupt value).
+pub(crate) fn typed_value<T, E: std::fmt::Display>(value: Option<&pb::Value>, ty: pb::ValueType, decode: impl FnOnce(&Bytes) -> Result<T, E>) -> Result<Option<T>, Frame> {
+    let Some(v) = value else { return Ok(None) };
+    if v.value_type != ty as i32 {
+        return Err(wrong_type());
+    }
+    decode(&v.value).map(Some).map_err(|e| {
+        tracing::error!(error = %e, value_type = ?ty, "a node sent a value that does not decode");
+        Frame::error(format!("ERR internal error: corrupt {} value", ty.as_str_name().to_ascii_lowercase()))
+    })
+}
+
+/// HRANDFIELD's and SRANDMEMBER's count, as Redis reads it: any integer
+/// but the most negative.
+pub(crate) fn rand_count(raw: &[u8]) -> Result<i64, Frame> {
+    match int_arg(raw)? {
+        i64::MIN => Err(Frame::error(format!("ERR value is out of range, value must between {} and {}", -i64::MAX, i64::MAX))),
+        count => Ok(count),
+    }
+}
+
+/// HSCAN's and SSCAN's options; an error among them answers only for a
+/// key that exists.
+pub(crate) fn scan_options(args: &[Bytes]) -> Result<Option<Bytes>, Frame> {
+    let mut pattern = None;
+    for pair in args.chunks(2) {
+        let [option, value] = pair else { return Err(syntax_error()) };
+        match String::from_utf8_lossy(option).to_ascii_uppercase().as_str() {
+            "COUNT" => {
+                if int_arg(value)? < 1 {
+                    return Err(syntax_error());
+                }
+            }
+            "MATCH" => pattern = Some(value.clone()).filter(|p| &p[..] != b"*"),
+            _ => return Err(syntax_error()),
+        }
+    }
+    Ok(pattern)
+}
+
+/// HSCAN's and SSCAN's reply: the whole value at once, so the cursor is 0.
+pub(crate) fn whole_scan_reply(items: Vec<Frame>) -> Frame {
+    super::keys::scan_reply(0, items)
+}
+
+/// Most picks a negative HRANDFIELD or SRANDMEMBER count may ask for.
+/// Redis builds whatever reply is asked for (`SRANDMEMBER k
+/// -9223372036854775807` grows its output buffer until memory runs out);
+/// here a reply is built whole before it is sent, so a larger count is
+/// refused instead.
+pub(crate) const RANDOM_REPEATS_MAX: u64 = 1_000_000;
+
+/// HRANDFIELD and SRANDMEMBER by Redis 7's cases, over `entries` (fields
+/// and values, or members twice): no count, one (null for none); a
+/// negative count, that many picks that may repeat (at most
+/// [`RANDOM_REPEATS_MAX`]); a count at least the size, all of them in
+/// order; a smaller one, distinct picks in order.
+pub(crate) fn random_entries(entries: &[(&Bytes, &Bytes)], count: Option<i64>, with_values: bool) -> Frame {
+    let mut rng = rand::rng();
+    let Some(count) = count else {
+        return if entries.is_empty() { Frame::Null } else { Frame::Bulk(entries[rng.random_range(0..entries.len())].0.clone()) };
+    };
+    if entries.is_empty() || count == 0 {
+        return Frame::Array(Vec::new());
+    }
+    if count < 0 && count.unsigned_abs() > RANDOM_REPEATS_MAX {
+        return Frame::error(format!("ERR count is too large: a negative count asks for at most {RANDOM_REPEATS_MAX} picks"));
+    }
+    let picked: Vec<(&Bytes, &Bytes)> = if count < 0 {
+        (0..count.unsigned_abs()).map(|_| entries[rng.random_range(0..entries.len())]).collect()
+    } else if count as u64 >= entries.len() as u64 {
+        entries.to_vec()
+    } else {
+        let mut chosen = rand::seq::index::sample(&mut rng, entries.len(), count as usize).into_vec();
+        chosen.sort_unstable();
+        chosen.into_iter().map(|i| entries[i]).collect()
+    };
+    let frames = picked.into_iter().flat_map(|(f, v)| {
+        let value = with_values.then(|| Frame::Bulk(v.clone()));
+        std::iter::once(Frame::Bulk(f.clone())).chain(value)
+    });
+    Frame::Array(frames.collect())
+}
