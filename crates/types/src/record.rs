@@ -28,18 +28,6 @@ pub enum ValueType {
     List,
 }
 
-impl ValueType {
-    /// The name TYPE answers, and SCAN's TYPE option takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            ValueType::String => "string",
-            ValueType::Hash => "hash",
-            ValueType::Set => "set",
-            ValueType::List => "list",
-        }
-    }
-}
-
 /// Value or tombstone, optional absolute expiry, version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

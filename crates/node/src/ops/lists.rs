@@ -55,9 +55,11 @@ pub(super) fn l_rem(l: &pb::LRem, live: Option<&Record>, version: Version) -> Ap
         }
         positions.truncate(limit);
         positions.sort_unstable();
-        for (removed, i) in positions.iter().enumerate() {
-            list.0.remove(i - removed);
-        }
+        // One pass: removing one element at a time would shift the rest
+        // each time (quadratic on a long list).
+        let mut drop = positions.iter().peekable();
+        let kept = std::mem::take(&mut list.0).into_iter().enumerate().filter_map(|(i, e)| if drop.next_if_eq(&&i).is_some() { None } else { Some(e) }).collect();
+        list.0 = kept;
         (!positions.is_empty(), R::Integer(positions.len() as i64))
     })
 }

@@ -36,18 +36,16 @@ impl Default for OpLimits {
     }
 }
 
-/// The keys a multi-key operation (RENAME, COPY, MSETNX, SMOVE, the set
-/// STORE commands) reads and may write, its own `key` first; None for a
-/// single-key operation.
+/// The keys a multi-key operation (RENAME, COPY, MSETNX, SMOVE, LMOVE, the
+/// set STORE commands) reads and may write, its own `key` first; None for
+/// a single-key operation.
 pub fn multi_keys<'a>(kind: &'a Kind, key: &'a [u8]) -> Option<Vec<&'a [u8]>> {
     match kind {
-        Kind::Rename(pb::Rename { to, .. }) | Kind::Copy(pb::Copy { to, .. }) if to == key => Some(vec![key]),
-        Kind::Rename(pb::Rename { to, .. }) | Kind::Copy(pb::Copy { to, .. }) => Some(vec![key, to]),
-        Kind::SMove(pb::SMove { to, .. }) if to == key => Some(vec![key]),
-        Kind::SMove(pb::SMove { to, .. }) => Some(vec![key, to]),
+        // From the op key to `to`; one key when they are the same.
+        Kind::Rename(pb::Rename { to, .. }) | Kind::Copy(pb::Copy { to, .. }) | Kind::SMove(pb::SMove { to, .. }) | Kind::LMove(pb::LMove { to, .. }) => {
+            Some(if to == key { vec![key] } else { vec![key, to] })
+        }
         Kind::SetStore(st) => Some(std::iter::once(key).chain(st.sources.iter().map(|k| &k[..])).collect()),
-        Kind::LMove(pb::LMove { to, .. }) if to == key => Some(vec![key]),
-        Kind::LMove(pb::LMove { to, .. }) => Some(vec![key, to]),
         Kind::MsetNx(m) => Some(m.keys.iter().map(|k| &k[..]).collect()),
         _ => None,
     }
@@ -84,7 +82,7 @@ pub fn apply_multi(kind: &Kind, stored: &[Option<Record>], now_ms: u64, versions
         Kind::Copy(c) => {
             // The router answers this itself, as Redis does, before asking.
             if stored.len() < 2 {
-                return none(R::Error(pb::OpError { kind: pb::op_error::Kind::Internal as i32, message: "source and destination objects are the same".into() }));
+                return none(error(pb::op_error::Kind::Internal, "source and destination objects are the same"));
             }
             let Some(source) = live(0) else { return none(R::Integer(0)) };
             if live(1).is_some() && !c.replace {
@@ -98,7 +96,7 @@ pub fn apply_multi(kind: &Kind, stored: &[Option<Record>], now_ms: u64, versions
         Kind::LMove(m) => lists::l_move(m, &live, versions),
         Kind::MsetNx(m) => {
             if m.keys.is_empty() || m.keys.len() != m.values.len() {
-                return none(R::Error(pb::OpError { kind: pb::op_error::Kind::Internal as i32, message: "malformed MSETNX: a value for each key".into() }));
+                return none(error(pb::op_error::Kind::Internal, "malformed MSETNX: a value for each key"));
             }
             if (0..stored.len()).any(|i| live(i).is_some()) {
                 return none(R::Integer(0));
