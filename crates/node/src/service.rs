@@ -356,11 +356,7 @@ impl pb::node_server::Node for NodeService {
         if let Err(refused) = self.inner.ownership.check(partition, req.epoch) {
             return Ok(Response::new(pb::ScanResponse { keys: vec![], next_slot: req.start_slot, refused: Some(refused) }));
         }
-        let ty = match req.value_type.map(crate::ops::value_type_from) {
-            None => None,
-            Some(Some(ty)) => Some(ty),
-            Some(None) => return Err(Status::invalid_argument("unknown value type")),
-        };
+        let ty = req.value_type.map(|t| crate::ops::value_type_from(t).ok_or_else(|| Status::invalid_argument("unknown value type"))).transpose()?;
         let (keys, next_slot) = self
             .inner
             .store
