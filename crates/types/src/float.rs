@@ -9,9 +9,12 @@
 //! and 1e20 + 0.1 prints as 100000000000000000000, the 0.1 being below the
 //! format's precision there. The format's arithmetic is rustc_apfloat's
 //! (software, correctly rounded); printing is exact, with num-bigint.
+//!
+//! Sorted set scores are C `double`s: read with `strtod` ([`parse_double`],
+//! [`parse_range_double`]) and printed with `"%.17g"` ([`format_double`]).
 
 use num_bigint::BigUint;
-use rustc_apfloat::ieee::X87DoubleExtended as F80;
+use rustc_apfloat::ieee::{Double, X87DoubleExtended as F80};
 use rustc_apfloat::{Float, Round, Status};
 
 /// An 80-bit extended-precision number.
@@ -41,26 +44,10 @@ impl LongDouble {
             return None;
         }
         let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
-        let text = std::str::from_utf8(raw).ok()?;
-        let (sign, body) = match text.as_bytes().first()? {
-            b'-' => ("-", &text[1..]),
-            b'+' => ("", &text[1..]),
-            _ => ("", text),
-        };
-        let lower = body.to_ascii_lowercase();
-        if lower == "inf" || lower == "infinity" {
-            let inf = F80::INFINITY;
-            return Some(LongDouble(if sign == "-" { -inf } else { inf }));
+        match strto::<F80>(std::str::from_utf8(raw).ok()?)? {
+            (value, false) => Some(LongDouble(value)),
+            (_, true) => None,
         }
-        let canonical = if let Some(hex) = lower.strip_prefix("0x") {
-            format!("{sign}0x{}", hex_literal(hex)?)
-        } else {
-            decimal_literal(body)?;
-            format!("{sign}{body}")
-        };
-        let parsed = F80::from_str_r(&canonical, Round::NearestTiesToEven).ok()?;
-        let range_error = parsed.status.contains(Status::OVERFLOW) || (parsed.status.contains(Status::UNDERFLOW) && parsed.value.is_zero());
-        (!range_error && !parsed.value.is_nan()).then_some(LongDouble(parsed.value))
     }
 
     pub fn zero() -> LongDouble {
@@ -98,6 +85,91 @@ impl LongDouble {
         text.insert(text.len() - 17, '.');
         let text = text.trim_end_matches('0').trim_end_matches('.');
         if negative && text != "0" { format!("-{text}") } else { text.to_string() }
+    }
+}
+
+/// `text`, all of it, read in `strtod`'s grammar and rounded to `F`
+/// (nearest, ties to even, as glibc does): the value and whether reading
+/// it was a range error (it overflowed to infinity or underflowed to zero;
+/// a literal `inf` is not one). None: not a number, or NaN.
+fn strto<F: Float>(text: &str) -> Option<(F, bool)> {
+    let (negative, body) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let sign = if negative { "-" } else { "" };
+    let lower = body.to_ascii_lowercase();
+    if lower == "inf" || lower == "infinity" {
+        return Some((if negative { -F::INFINITY } else { F::INFINITY }, false));
+    }
+    let canonical = if let Some(hex) = lower.strip_prefix("0x") {
+        format!("{sign}0x{}", hex_literal(hex)?)
+    } else {
+        decimal_literal(body)?;
+        format!("{sign}{body}")
+    };
+    let parsed = F::from_str_r(&canonical, Round::NearestTiesToEven).ok()?;
+    let range_error = parsed.status.contains(Status::OVERFLOW) || (parsed.status.contains(Status::UNDERFLOW) && parsed.value.is_zero());
+    (!parsed.value.is_nan()).then_some((parsed.value, range_error))
+}
+
+fn to_f64(value: Double) -> f64 {
+    f64::from_bits(value.to_bits() as u64)
+}
+
+/// Reads `raw` as Redis's `getDoubleFromObject` does (ZADD's scores,
+/// ZINCRBY's increment, WEIGHTS): `strtod` over the whole input (a NUL
+/// byte ends C's string early, so it is refused), no leading space, no
+/// NaN, no range error.
+pub fn parse_double(raw: &[u8]) -> Option<f64> {
+    if raw.contains(&0) {
+        return None;
+    }
+    match strto::<Double>(std::str::from_utf8(raw).ok()?)? {
+        (value, false) => Some(to_f64(value)),
+        (_, true) => None,
+    }
+}
+
+/// Reads a score range bound's number as Redis's `zslParseRange` does:
+/// `strtod` up to the first NUL byte, leading white space skipped, an
+/// overflow taken as infinity and an underflow as zero, and an empty
+/// input read as 0 (strtod reads nothing there, and Redis only checks
+/// that it stopped at the end). None: not a number, or NaN.
+pub fn parse_range_double(raw: &[u8]) -> Option<f64> {
+    let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+    if raw.is_empty() {
+        return Some(0.0);
+    }
+    let text = std::str::from_utf8(raw).ok()?;
+    let number = text.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+    strto::<Double>(number).map(|(value, _)| to_f64(value))
+}
+
+/// `v` as C's `printf("%.17g", v)` writes it, which is how Redis 7.0
+/// answers a sorted set's scores: 17 significant digits, trailing zeros
+/// dropped, in exponent form when the exponent is below -4 or at least
+/// 17; `inf`, `-inf`.
+pub fn format_double(v: f64) -> String {
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if v.is_nan() {
+        return "nan".into();
+    }
+    // Rust's exponent form with 16 decimals is exact and rounds ties to
+    // even, as glibc's printf does.
+    let scientific = format!("{v:.16e}");
+    let (mantissa, exponent) = scientific.split_once('e').expect("exponent form");
+    let exponent: i32 = exponent.parse().expect("an integer exponent");
+    let trim = |s: &str| s.trim_end_matches('0').trim_end_matches('.').to_string();
+    if (-4..17).contains(&exponent) {
+        let fixed = format!("{v:.*}", (16 - exponent) as usize);
+        if fixed.contains('.') { trim(&fixed) } else { fixed }
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exponent.abs())
     }
 }
 
@@ -211,5 +283,24 @@ mod tests {
         assert_eq!(incr(Some("inf"), "-inf"), Err(FloatError::NanOrInfinity));
         assert_eq!(incr(Some("1e4932"), "1e4932"), Err(FloatError::NanOrInfinity));
         assert!(incr(None, "1e-4940").is_ok(), "a denormal is not a range error to Redis");
+    }
+    #[test]
+    fn scores_read_and_print_as_redis_7_0_does() {
+        for (raw, want) in [("1.1", 1.1), ("0x10", 16.0), ("-inf", f64::NEG_INFINITY), ("+Infinity", f64::INFINITY), ("1e308", 1e308), ("5.", 5.0), ("-0", 0.0)] {
+            assert_eq!(parse_double(raw.as_bytes()), Some(want), "{raw}");
+        }
+        for bad in ["", " 1", "1 ", "nan", "1e400", "1e-400", "1\0", "abc", "0x"] {
+            assert_eq!(parse_double(bad.as_bytes()), None, "{bad:?}");
+        }
+        assert_eq!(parse_range_double(b""), Some(0.0), "strtod reads nothing and stops at the end");
+        assert_eq!(parse_range_double(b" \t1"), Some(1.0));
+        assert_eq!(parse_range_double(b"1e400"), Some(f64::INFINITY));
+        assert_eq!(parse_range_double(b"2\0junk"), Some(2.0));
+        assert_eq!((parse_range_double(b"  "), parse_range_double(b"x"), parse_range_double(b"nan")), (None, None, None));
+        for (v, shown) in [(1.1, "1.1000000000000001"), (2.0, "2"), (1e20, "1e+20"), (0.000001, "9.9999999999999995e-07"), (1e-5, "1.0000000000000001e-05"),
+            (123456789012345678.0, "1.2345678901234568e+17"), (0.0001, "0.0001"), (-2.5, "-2.5"), (1e16, "10000000000000000"), (1e17, "1e+17"),
+            (f64::INFINITY, "inf"), (f64::NEG_INFINITY, "-inf"), (0.0, "0"), (-0.0, "-0"), (1.5e-300, "1.5000000000000001e-300")] {
+            assert_eq!(format_double(v), shown, "{v:e}");
+        }
     }
 }

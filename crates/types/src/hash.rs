@@ -131,6 +131,11 @@ impl Cursor<'_> {
         Ok(u32::from_le_bytes(self.raw[r].try_into().expect("4 bytes")))
     }
 
+    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, CorruptRecord> {
+        let r = self.take(8, what)?;
+        Ok(u64::from_le_bytes(self.raw[r].try_into().expect("8 bytes")))
+    }
+
     /// A length-prefixed run of bytes, shared with the encoding.
     pub(crate) fn chunk(&mut self, what: &'static str) -> Result<Bytes, CorruptRecord> {
         let len = self.u32(what)? as usize;

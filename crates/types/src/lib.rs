@@ -5,12 +5,13 @@
 //!   creation, so a partition's data is one contiguous key range on a node.
 //! - [`hlc`]: the hybrid logical clock that stamps every write with a
 //!   [`Version`] unique within its partition.
-//! - [`record`]: the stored form of a key: value (a string, hash, set or
-//!   list) or
+//! - [`record`]: the stored form of a key: value (a string, hash, set,
+//!   list or sorted set) or
 //!   tombstone, optional absolute expiry, version. Convergence rule: newer
 //!   version wins.
 //! - [`hash`]: a hash value's encoding, fields in insertion order; [`set`]:
-//!   a set's, the same layout with empty values; [`list`]: a list's.
+//!   a set's, the same layout with empty values; [`list`]: a list's;
+//!   [`zset`]: a sorted set's, with the range and combination rules.
 //! - [`routing`]: the epoch-stamped routing table (partition → owner) and the
 //!   membership records, as stored in the metadata store under [`keys`].
 //! - [`latency`]: per-second latency summaries (p50/p99/max) that routers
@@ -31,6 +32,7 @@ pub mod record;
 pub mod routing;
 pub mod set;
 pub mod slot;
+pub mod zset;
 
 pub use hlc::{Hlc, Version};
 pub use record::{Record, ValueType};

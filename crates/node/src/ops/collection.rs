@@ -1,4 +1,4 @@
-//! What the hash, set and list operations share: a value that is one
+//! What the hash, set, list and sorted set operations share: a value that is one
 //! record of its own type, read, changed and written whole.
 
 use super::{Applied, OpLimits, error, no_write, wrong_type};
@@ -8,6 +8,7 @@ use evenkeel_types::hash::Hash;
 use evenkeel_types::list::List;
 use evenkeel_types::record::CorruptRecord;
 use evenkeel_types::set::Set;
+use evenkeel_types::zset::ZSet;
 use evenkeel_types::{Record, ValueType, Version};
 
 /// A value type stored as one record.
@@ -69,6 +70,23 @@ impl Collection for List {
     }
     fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+impl Collection for ZSet {
+    const TYPE: ValueType = ValueType::ZSet;
+    const NAME: &'static str = "zset";
+    fn decode(raw: &Bytes) -> Result<Self, CorruptRecord> {
+        ZSet::decode(raw)
+    }
+    fn encode(&self) -> Bytes {
+        ZSet::encode(self)
+    }
+    fn encoded_len(&self) -> usize {
+        ZSet::encoded_len(self)
+    }
+    fn is_empty(&self) -> bool {
+        ZSet::is_empty(self)
     }
 }
 

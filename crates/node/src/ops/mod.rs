@@ -14,6 +14,7 @@ mod collection;
 mod hashes;
 mod lists;
 mod sets;
+mod zsets;
 
 /// The outcome of one operation on one key.
 #[derive(Debug, PartialEq)]
@@ -37,16 +38,17 @@ impl Default for OpLimits {
 }
 
 /// The keys a multi-key operation (RENAME, COPY, MSETNX, SMOVE, LMOVE, the
-/// set STORE commands) reads and may write, its own `key` first; None for
-/// a single-key operation.
+/// set and sorted set STORE commands, ZRANGESTORE, ZMPOP) reads and may
+/// write, its own `key` first; None for a single-key operation.
 pub fn multi_keys<'a>(kind: &'a Kind, key: &'a [u8]) -> Option<Vec<&'a [u8]>> {
     match kind {
         // From the op key to `to`; one key when they are the same.
         Kind::Rename(pb::Rename { to, .. }) | Kind::Copy(pb::Copy { to, .. }) | Kind::SMove(pb::SMove { to, .. }) | Kind::LMove(pb::LMove { to, .. }) => {
             Some(if to == key { vec![key] } else { vec![key, to] })
         }
-        Kind::SetStore(st) => Some(std::iter::once(key).chain(st.sources.iter().map(|k| &k[..])).collect()),
-        Kind::MsetNx(m) => Some(m.keys.iter().map(|k| &k[..]).collect()),
+        Kind::ZRangeStore(pb::ZRangeStore { source: to, .. }) => Some(if to == key { vec![key] } else { vec![key, to] }),
+        Kind::SetStore(pb::SetStore { sources, .. }) | Kind::ZStore(pb::ZStore { sources, .. }) => Some(std::iter::once(key).chain(sources.iter().map(|k| &k[..])).collect()),
+        Kind::MsetNx(pb::MsetNx { keys, .. }) | Kind::ZMPop(pb::ZmPop { keys, .. }) => Some(keys.iter().map(|k| &k[..]).collect()),
         _ => None,
     }
 }
@@ -94,6 +96,9 @@ pub fn apply_multi(kind: &Kind, stored: &[Option<Record>], now_ms: u64, versions
         Kind::SMove(m) => sets::s_move(m, &live, versions),
         Kind::SetStore(st) => sets::set_store(st, &live, versions[0]),
         Kind::LMove(m) => lists::l_move(m, &live, versions),
+        Kind::ZStore(st) => zsets::z_store(st, &live, versions[0]),
+        Kind::ZRangeStore(rs) => zsets::z_range_store(rs, &live, versions),
+        Kind::ZMPop(m) => zsets::z_m_pop(m, &live, versions),
         Kind::MsetNx(m) => {
             if m.keys.is_empty() || m.keys.len() != m.values.len() {
                 return none(error(pb::op_error::Kind::Internal, "malformed MSETNX: a value for each key"));
@@ -153,7 +158,13 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::LRem(l) => lists::l_rem(l, live, version),
         Kind::LTrim(t) => lists::l_trim(t, live, version),
         Kind::LInsert(i) => lists::l_insert(i, live, version, limits),
-        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) | Kind::SMove(_) | Kind::SetStore(_) | Kind::LMove(_) => unreachable!("multi-key operations run through apply_multi"),
+        Kind::ZAdd(a) => zsets::z_add(a, live, version, limits),
+        Kind::ZRem(r) => zsets::z_rem(&r.members, live, version),
+        Kind::ZPop(p) => zsets::z_pop(p, live, version),
+        Kind::ZRemRange(r) => zsets::z_rem_range(r, live, version),
+        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) | Kind::SMove(_) | Kind::SetStore(_) | Kind::LMove(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::ZMPop(_) => {
+            unreachable!("multi-key operations run through apply_multi")
+        }
         Kind::Transaction(_) => unreachable!("a transaction runs through Store::execute_transaction"),
     }
 }
@@ -188,6 +199,7 @@ pub fn value_type(ty: ValueType) -> pb::ValueType {
         ValueType::Hash => pb::ValueType::Hash,
         ValueType::Set => pb::ValueType::Set,
         ValueType::List => pb::ValueType::List,
+        ValueType::ZSet => pb::ValueType::Zset,
     }
 }
 
@@ -198,6 +210,7 @@ pub fn value_type_from(raw: i32) -> Option<ValueType> {
         pb::ValueType::Hash => Some(ValueType::Hash),
         pb::ValueType::Set => Some(ValueType::Set),
         pb::ValueType::List => Some(ValueType::List),
+        pb::ValueType::Zset => Some(ValueType::ZSet),
     }
 }
 

@@ -2,6 +2,7 @@ use super::*;
 use evenkeel_types::hash::Hash;
 use evenkeel_types::list::List;
 use evenkeel_types::set::Set;
+use evenkeel_types::zset::ZSet;
 use pb::{Condition, ExpireCondition};
 
 const NOW: u64 = 1_000_000;
@@ -429,4 +430,115 @@ fn lmove_pops_and_pushes_in_one_step() {
     assert_eq!(items(&Some(rotated.writes[0].1.clone())), strings(&["b", "c", "a"]), "one key rotates");
     assert_eq!(apply_multi(&lmove(true, true), &[None, live("s")], NOW, &[10, 11]).reply, R::Nil(pb::Nil {}));
     assert!(matches!(apply_multi(&lmove(true, true), &[list_record(&["a"]), live("s")], NOW, &[10, 11]).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32));
+}
+
+fn zset_record(entries: &[(&str, f64)]) -> Option<Record> {
+    let z: ZSet = entries.iter().map(|(m, s)| (Bytes::copy_from_slice(m.as_bytes()), *s)).collect();
+    Some(Record::typed(ValueType::ZSet, z.encode(), Some(NOW + 9), 1))
+}
+
+fn scored(write: &Option<Record>) -> Vec<(String, f64)> {
+    let record = write.as_ref().expect("a write");
+    assert_eq!(record.ty, ValueType::ZSet);
+    ZSet::decode(record.value.as_ref().unwrap()).unwrap().iter().map(|(m, s)| (String::from_utf8_lossy(m).into_owned(), s)).collect()
+}
+
+fn zadd(pairs: &[(f64, &'static str)], flags: &str) -> Kind {
+    Kind::ZAdd(pb::ZAdd {
+        scores: pairs.iter().map(|p| p.0).collect(),
+        members: pairs.iter().map(|p| Bytes::from_static(p.1.as_bytes())).collect(),
+        nx: flags.contains("nx"),
+        xx: flags.contains("xx"),
+        gt: flags.contains("gt"),
+        lt: flags.contains("lt"),
+        ch: flags.contains("ch"),
+        incr: flags.contains("incr"),
+    })
+}
+
+fn text(s: &str) -> R {
+    R::Value(pb::Value { len: s.len() as u64, value: Bytes::from(s.to_string()), ..Default::default() })
+}
+
+fn zrun(kind: Kind, stored: Option<Record>) -> Applied {
+    apply(&kind, stored.as_ref(), NOW, V, OpLimits::default())
+}
+
+#[test]
+fn zadd_follows_its_options_as_redis_does() {
+    let base = || zset_record(&[("a", 1.0), ("b", 2.0)]);
+    let a = zrun(zadd(&[(3.0, "c"), (5.0, "a")], ""), base());
+    assert_eq!(a.reply, R::Integer(1), "one added; a changed, which only CH counts");
+    assert_eq!(scored(&a.write), vec![("b".into(), 2.0), ("c".into(), 3.0), ("a".into(), 5.0)]);
+    assert_eq!(a.write.as_ref().unwrap().expire_at_ms, Some(NOW + 9), "the key keeps its expiry");
+    assert_eq!(zrun(zadd(&[(3.0, "c"), (5.0, "a")], "ch"), base()).reply, R::Integer(2));
+    assert_eq!(zrun(zadd(&[(9.0, "a"), (9.0, "n")], "nx"), base()).reply, R::Integer(1), "NX leaves a");
+    assert_eq!(zrun(zadd(&[(9.0, "a"), (9.0, "n")], "xx ch"), base()).reply, R::Integer(1), "XX changes a, adds nothing");
+    assert_eq!(zrun(zadd(&[(0.5, "a"), (3.0, "b")], "gt ch"), base()).reply, R::Integer(1), "GT: only b rises");
+    assert_eq!(zrun(zadd(&[(0.5, "a"), (3.0, "b")], "lt ch"), base()).reply, R::Integer(1), "LT: only a falls");
+    assert_eq!(zrun(zadd(&[(1.0, "a")], "xx"), None), Applied { write: None, reply: R::Integer(0) });
+    assert_eq!(zrun(zadd(&[(1.0, "a")], "ch"), base()), Applied { write: None, reply: R::Integer(0) }, "the same score changes nothing");
+    assert_eq!(zrun(zadd(&[(0.1, "a")], "incr"), base()).reply, text("1.1000000000000001"));
+    assert_eq!(zrun(zadd(&[(-1.0, "b")], "incr gt"), base()).reply, R::Nil(pb::Nil {}), "GT compares the sum");
+    assert_eq!(zrun(zadd(&[(1.0, "a")], "incr nx"), base()), Applied { write: None, reply: R::Nil(pb::Nil {}) });
+    let nan = zrun(zadd(&[(f64::NEG_INFINITY, "i")], "incr"), zset_record(&[("i", f64::INFINITY)]));
+    assert!(matches!(nan.reply, R::Error(ref e) if e.message == "resulting score is not a number (NaN)") && nan.write.is_none());
+    assert!(matches!(zrun(zadd(&[(1.0, "a")], ""), live("s")).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32));
+    assert!(matches!(zrun(zadd(&[(1.0, "a"), (2.0, "b")], "incr"), None).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::Internal as i32));
+}
+
+#[test]
+fn zset_removals_and_pops_drop_the_key_with_its_last_member() {
+    let base = || zset_record(&[("a", 1.0), ("b", 2.0), ("c", 3.5)]);
+    let a = zrun(Kind::ZRem(pb::ZRem { members: byte_list(&["a", "x"]) }), base());
+    assert_eq!((a.reply, scored(&a.write).len()), (R::Integer(1), 2));
+    let pop = |max, count| Kind::ZPop(pb::ZPop { max, count });
+    let bytes = |items: &[&'static str]| R::Members(pb::Members { members: byte_list(items) });
+    assert_eq!(zrun(pop(true, Some(2)), base()).reply, bytes(&["c", "3.5", "b", "2"]));
+    assert_eq!(zrun(pop(false, None), base()).reply, bytes(&["a", "1"]));
+    assert_eq!(zrun(pop(false, Some(5)), base()).write, Some(Record::tombstone(V)));
+    assert_eq!(zrun(pop(false, Some(0)), base()), Applied { write: None, reply: bytes(&[]) });
+    assert!(matches!(zrun(pop(false, Some(0)), live("s")).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32), "the type before the count");
+    assert_eq!(zrun(pop(false, None), None).reply, bytes(&[]));
+    let by_score = |min: &'static str, max: &'static str| {
+        let range = pb::ZRange { by: pb::z_range::By::Score as i32, min: Bytes::from_static(min.as_bytes()), max: Bytes::from_static(max.as_bytes()), ..Default::default() };
+        Kind::ZRemRange(pb::ZRemRange { range: Some(range) })
+    };
+    let a = zrun(by_score("(1", "3"), base());
+    assert_eq!((a.reply, scored(&a.write)), (R::Integer(1), vec![("a".into(), 1.0), ("c".into(), 3.5)]));
+    assert_eq!(zrun(by_score("-inf", "+inf"), base()).write, Some(Record::tombstone(V)));
+    assert_eq!(zrun(by_score("5", "9"), base()), Applied { write: None, reply: R::Integer(0) });
+}
+
+#[test]
+fn zset_stores_and_zmpop_over_several_keys() {
+    let store = |op: pb::z_store::Op, weights: Vec<f64>, aggregate: pb::z_store::Aggregate| {
+        Kind::ZStore(pb::ZStore { op: op as i32, sources: byte_list(&["a", "b"]), weights, aggregate: aggregate as i32 })
+    };
+    let inputs = [live("old"), zset_record(&[("x", 1.0), ("y", 2.0)]), set_record(&["y", "z"])];
+    let union = apply_multi(&store(pb::z_store::Op::Union, vec![2.0, 3.0], pb::z_store::Aggregate::Sum), &inputs, NOW, &[10, 11, 12]);
+    assert_eq!(union.reply, R::Integer(3));
+    let written = union.writes[0].1.clone();
+    assert_eq!(written.expire_at_ms, None, "the target loses its expiry and type");
+    assert_eq!(scored(&Some(written)), vec![("x".into(), 2.0), ("z".into(), 3.0), ("y".into(), 7.0)], "a set's members score 1");
+    let inter = apply_multi(&store(pb::z_store::Op::Inter, vec![], pb::z_store::Aggregate::Min), &inputs, NOW, &[10, 11, 12]);
+    assert_eq!(scored(&Some(inter.writes[0].1.clone())), vec![("y".into(), 1.0)]);
+    let empty = apply_multi(&store(pb::z_store::Op::Diff, vec![], pb::z_store::Aggregate::Sum), &[live("old"), None, set_record(&["y"])], NOW, &[10, 11, 12]);
+    assert_eq!(empty, AppliedMulti { writes: vec![(0, Record::tombstone(10))], reply: R::Integer(0) }, "an empty result deletes the target");
+    let typed = apply_multi(&store(pb::z_store::Op::Union, vec![], pb::z_store::Aggregate::Sum), &[None, zset_record(&[("x", 1.0)]), live("s")], NOW, &[10, 11, 12]);
+    assert!(matches!(typed.reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32));
+
+    let range = pb::ZRange { by: pb::z_range::By::Rank as i32, min: Bytes::from_static(b"0"), max: Bytes::from_static(b"0"), rev: true, ..Default::default() };
+    let range_store = Kind::ZRangeStore(pb::ZRangeStore { source: Bytes::from_static(b"src"), range: Some(range) });
+    let stored = apply_multi(&range_store, &[None, zset_record(&[("x", 1.0), ("y", 2.0)])], NOW, &[10, 11]);
+    assert_eq!((stored.reply, scored(&Some(stored.writes[0].1.clone()))), (R::Integer(1), vec![("y".into(), 2.0)]));
+    let same = apply_multi(&range_store, &[zset_record(&[("x", 1.0), ("y", 2.0)])], NOW, &[10]);
+    assert_eq!(scored(&Some(same.writes[0].1.clone())), vec![("y".into(), 2.0)], "one key: source and target");
+
+    let mpop = |count| Kind::ZMPop(pb::ZmPop { keys: byte_list(&["k0", "k1", "k2"]), max: false, count });
+    let popped = apply_multi(&mpop(5), &[None, zset_record(&[("x", 1.0), ("y", 2.0)]), live("s")], NOW, &[10, 11, 12]);
+    assert_eq!(popped.reply, R::Members(pb::Members { members: byte_list(&["k1", "x", "1", "y", "2"]) }), "the first key that exists; the string after it is not looked at");
+    assert_eq!(popped.writes, vec![(1, Record::tombstone(11))]);
+    assert_eq!(apply_multi(&mpop(1), &[None, None, None], NOW, &[10, 11, 12]).reply, R::Nil(pb::Nil {}));
+    assert!(matches!(apply_multi(&mpop(1), &[None, live("s"), zset_record(&[("x", 1.0)])], NOW, &[10, 11, 12]).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32));
 }

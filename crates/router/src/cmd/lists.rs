@@ -26,7 +26,7 @@ pub fn pop(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         3 => Some(int_arg(&a[2]).ok().and_then(|n| u64::try_from(n).ok()).ok_or_else(|| Frame::error("ERR value is out of range, must be positive"))?),
         _ => return Err(wrong_arity(name)),
     };
-    let shape = if count.is_some() { Shape::ListPopped } else { Shape::Value };
+    let shape = if count.is_some() { Shape::Popped } else { Shape::Value };
     Ok(Planned::one(&a[1], Kind::LPop(pb::LPop { left: name == "lpop", count }), shape))
 }
 

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod server;
 pub mod sets;
 pub mod strings;
+pub mod zsets;
 
 use crate::dispatch::DispatchError;
 use crate::{Router, Session};
@@ -62,6 +63,8 @@ const NOAUTH: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth"];
 const MULTI_FLAGS: &[&str] = &["noscript", "loading", "stale", "fast"];
 /// Read-only, with keys COMMAND's first/last/step cannot describe.
 const RM: &[&str] = &["readonly", "movablekeys"];
+const WM: &[&str] = &["write", "movablekeys"];
+const WDM: &[&str] = &["write", "denyoom", "movablekeys"];
 const NOKEY: (i32, i32, i32) = (0, 0, 0);
 const ONE: (i32, i32, i32) = (1, 1, 1);
 const ALL: (i32, i32, i32) = (1, -1, 1);
@@ -182,6 +185,38 @@ pub const SPECS: &[Spec] = &[
     spec("unlink", -2, WF, ALL),
     spec("unwatch", 1, MULTI_FLAGS, NOKEY),
     spec("watch", -2, MULTI_FLAGS, ALL),
+    spec("zadd", -4, WDF, ONE),
+    spec("zcard", 2, R_, ONE),
+    spec("zcount", 4, R_, ONE),
+    spec("zdiff", -3, RM, NOKEY),
+    spec("zdiffstore", -4, WDM, ONE),
+    spec("zincrby", 4, WDF, ONE),
+    spec("zinter", -3, RM, NOKEY),
+    spec("zintercard", -3, RM, NOKEY),
+    spec("zinterstore", -4, WDM, ONE),
+    spec("zlexcount", 4, R_, ONE),
+    spec("zmpop", -4, WM, NOKEY),
+    spec("zmscore", -3, R_, ONE),
+    spec("zpopmax", -2, WF, ONE),
+    spec("zpopmin", -2, WF, ONE),
+    spec("zrandmember", -2, RO, ONE),
+    spec("zrange", -4, RO, ONE),
+    spec("zrangebylex", -4, RO, ONE),
+    spec("zrangebyscore", -4, RO, ONE),
+    spec("zrangestore", -5, WD, (1, 2, 1)),
+    spec("zrank", 3, R_, ONE),
+    spec("zrem", -3, WF, ONE),
+    spec("zremrangebylex", 4, W, ONE),
+    spec("zremrangebyrank", 4, W, ONE),
+    spec("zremrangebyscore", 4, W, ONE),
+    spec("zrevrange", -4, RO, ONE),
+    spec("zrevrangebylex", -4, RO, ONE),
+    spec("zrevrangebyscore", -4, RO, ONE),
+    spec("zrevrank", 3, R_, ONE),
+    spec("zscan", -3, RO, ONE),
+    spec("zscore", 3, R_, ONE),
+    spec("zunion", -3, RM, NOKEY),
+    spec("zunionstore", -4, WDM, ONE),
 ];
 
 pub fn find(name: &str) -> Option<&'static Spec> {
@@ -283,6 +318,18 @@ fn plan(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
         "linsert" => lists::linsert(a),
         "lmove" | "rpoplpush" => lists::lmove(name, a),
         "llen" | "lindex" | "lrange" | "lpos" => lists::read(name, a),
+        "zadd" => zsets::zadd(a),
+        "zincrby" => zsets::zincrby(a),
+        "zrem" => zsets::zrem(a),
+        "zpopmin" | "zpopmax" => zsets::zpop(name, a),
+        "zmpop" => zsets::zmpop(a),
+        "zremrangebyrank" | "zremrangebyscore" | "zremrangebylex" => zsets::zremrange(name, a),
+        "zunionstore" | "zinterstore" | "zdiffstore" => zsets::store(name, a),
+        "zrangestore" => zsets::zrangestore(a),
+        "zunion" | "zinter" | "zdiff" => zsets::combine(name, a),
+        "zintercard" => zsets::intercard(a),
+        "zrange" | "zrevrange" | "zrangebyscore" | "zrevrangebyscore" | "zrangebylex" | "zrevrangebylex" => zsets::zrange(name, a),
+        "zscore" | "zmscore" | "zcard" | "zcount" | "zlexcount" | "zrank" | "zrevrank" | "zrandmember" | "zscan" => zsets::read(name, a),
         _ => return None,
     })
 }

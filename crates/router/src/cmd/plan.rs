@@ -21,7 +21,7 @@ pub struct Planned {
 }
 
 /// How the results of a command's ops become its reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Shape {
     /// GET, GETDEL: the value, or null.
     Value,
@@ -58,9 +58,21 @@ pub enum Shape {
     Members,
     /// A list read ([`super::lists::answer`]).
     List(ListRead),
-    /// LPOP/RPOP with a count: the elements popped, in order (a null
-    /// array for no list).
-    ListPopped,
+    /// LPOP/RPOP with a count, ZPOPMIN/ZPOPMAX: what was popped, in
+    /// order (for a sorted set, each member then its score; a null array
+    /// for no list).
+    Popped,
+    /// A one-key sorted set read ([`super::zsets::answer`]).
+    ZSet(Box<ZSetRead>),
+    /// ZUNION, ZINTER, ZDIFF over each key's GET, or a STORE form's
+    /// option error, answered once the keys' types are checked
+    /// ([`super::zsets::combined`]).
+    ZCombine(Box<Result<ZCombine, Frame>>),
+    /// ZINTERCARD over each key's GET, with its LIMIT (0: none) or the
+    /// LIMIT's error.
+    ZInterCard(Result<u64, Frame>),
+    /// ZMPOP: `[key, [[member, score], ...]]`, or a null array.
+    ZMPopped,
     /// EXPIRETIME (seconds, rounded) or PEXPIRETIME: the absolute expiry;
     /// -2 absent, -1 no expiry.
     ExpireTime { millis: bool },
@@ -102,6 +114,33 @@ pub enum ListRead {
     Index(Result<i64, Frame>),
     Range(i64, i64),
     Pos { element: bytes::Bytes, rank: i64, count: Option<i64>, maxlen: i64 },
+}
+
+/// What a one-key sorted set read answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ZSetRead {
+    Score(bytes::Bytes),
+    MScore(Vec<bytes::Bytes>),
+    Card,
+    /// ZCOUNT, ZLEXCOUNT: how many members the range holds.
+    Count(evenkeel_types::zset::Range),
+    Rank { member: bytes::Bytes, rev: bool },
+    Range { range: evenkeel_types::zset::Range, withscores: bool },
+    /// ZRANDMEMBER: no count, one member; a count, an array.
+    Rand { count: Option<i64>, withscores: bool },
+    /// ZSCAN's MATCH pattern or option error, as for HSCAN.
+    Scan(Result<Option<bytes::Bytes>, Frame>),
+}
+
+/// How ZUNION, ZINTER and ZDIFF (and their STORE forms) combine their
+/// inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZCombine {
+    pub op: evenkeel_types::zset::Combine,
+    /// One per input, or none (all 1).
+    pub weights: Vec<f64>,
+    pub aggregate: evenkeel_types::zset::Aggregate,
+    pub withscores: bool,
 }
 
 /// What a one-set read answers.
@@ -147,6 +186,8 @@ fn success(shape: Shape, mut results: Vec<R>) -> Frame {
         Shape::Ok => Frame::ok(),
         Shape::SetCombine(op) => super::sets::combined(op, results),
         Shape::SetInterCard(limit) => super::sets::inter_card(limit, results),
+        Shape::ZCombine(c) => super::zsets::combined(&c, results),
+        Shape::ZInterCard(limit) => super::zsets::inter_card(&limit, results),
         single => {
             assert_eq!(results.len(), 1, "a single-key shape has one op");
             single_key(single, results.pop().expect("one result"))
@@ -163,9 +204,12 @@ fn single_key(shape: Shape, r: R) -> Frame {
         (Shape::Members, R::Members(m)) => super::sets::popped(m.members),
         (Shape::List(read), R::Value(v)) => super::lists::answer(read, Some(&v)),
         (Shape::List(read), R::Nil(_)) => super::lists::answer(read, None),
-        (Shape::ListPopped, R::Members(m)) => Frame::Array(m.members.into_iter().map(Frame::Bulk).collect()),
-        (Shape::ListPopped, R::Nil(_)) => Frame::NullArray,
-        (Shape::Hash(_) | Shape::SetRead(_) | Shape::Members | Shape::List(_) | Shape::ListPopped, other) => unexpected(&other),
+        (Shape::Popped, R::Members(m)) => Frame::Array(m.members.into_iter().map(Frame::Bulk).collect()),
+        (Shape::Popped | Shape::ZMPopped, R::Nil(_)) => Frame::NullArray,
+        (Shape::ZSet(read), R::Value(v)) => super::zsets::answer(read, Some(&v)),
+        (Shape::ZSet(read), R::Nil(_)) => super::zsets::answer(read, None),
+        (Shape::ZMPopped, R::Members(m)) => super::zsets::mpopped(m.members),
+        (Shape::Hash(_) | Shape::SetRead(_) | Shape::Members | Shape::List(_) | Shape::Popped | Shape::ZSet(_) | Shape::ZMPopped, other) => unexpected(&other),
         (_, r) => string_key(shape, r),
     }
 }
