@@ -491,7 +491,8 @@ async fn watch_increments(client: redis::Client, key: String, stop: Arc<AtomicBo
 
 /// RENAME, RENAMENX, MSETNX, COPY and MULTI/EXEC write several keys of
 /// one hash slot in one atomic step on the owner, and hashes (HSET,
-/// HINCRBY), sets (SADD) and lists (RPUSH) are records of their own type; a move carries each of those
+/// HINCRBY), sets (SADD), lists (RPUSH) and sorted sets (ZADD, ZINCRBY)
+/// are records of their own type; a move carries each of those
 /// records through its change log like any other. Run throughout a move of their partition
 /// (copy, cutover, bake with reverse capture), they leave every key as
 /// they were acknowledged.
@@ -540,6 +541,10 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
         assert_eq!(added, 1);
         let pushed: i64 = redis::cmd("RPUSH").arg(key("l", 0)).arg(done).query_async(&mut conn).await.unwrap();
         assert_eq!(pushed, done as i64 + 1);
+        let added: i64 = redis::cmd("ZADD").arg(key("z", 0)).arg(done).arg(format!("m{done}")).query_async(&mut conn).await.unwrap();
+        assert_eq!(added, 1);
+        let score: String = redis::cmd("ZINCRBY").arg(key("zc", 0)).arg(0.5).arg("m").query_async(&mut conn).await.unwrap();
+        assert_eq!(score.parse::<f64>().unwrap(), (done + 1) as f64 / 2.0);
         let (counted, ()): (i64, ()) = redis::pipe().atomic().incr(key("t", 0), 1).set(key("u", done), done).query_async(&mut conn).await.unwrap();
         assert_eq!(counted, done as i64 + 1);
         done += 1;
@@ -548,7 +553,7 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
         }
     }
     let state_then = migrations(&http, &admin).await.into_iter().find(|x| x.id == m.id).map(|x| x.state);
-    println!("{done} rounds of RENAME, MSETNX, RENAMENX, COPY, MULTI/EXEC, HSET, HINCRBY, SADD, RPUSH ran during the move; it was {state_then:?} after them");
+    println!("{done} rounds of RENAME, MSETNX, RENAMENX, COPY, MULTI/EXEC, HSET, HINCRBY, SADD, RPUSH, ZADD, ZINCRBY ran during the move; it was {state_then:?} after them");
     wait_state(&http, &admin, &m.id, "DONE").await;
     stop.store(true, Ordering::Relaxed);
     let mut watched = Vec::new();
@@ -569,6 +574,10 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
     assert_eq!((ty.as_str(), members), ("set", (0..done).collect()), "one SADD per round, listed in order");
     let (ty, items): (String, Vec<usize>) = redis::pipe().cmd("TYPE").arg(key("l", 0)).cmd("LRANGE").arg(key("l", 0)).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
     assert_eq!((ty.as_str(), items), ("list", (0..done).collect()), "one RPUSH per round, in order");
+    let (ty, scored): (String, Vec<(String, usize)>) = redis::pipe().cmd("TYPE").arg(key("z", 0)).cmd("ZRANGE").arg(key("z", 0)).arg(0).arg(-1).arg("WITHSCORES").query_async(&mut conn).await.unwrap();
+    assert_eq!((ty.as_str(), scored), ("zset", (0..done).map(|i| (format!("m{i}"), i)).collect()), "one ZADD per round, by score");
+    let score: String = redis::cmd("ZSCORE").arg(key("zc", 0)).arg("m").query_async(&mut conn).await.unwrap();
+    assert_eq!(score.parse::<f64>().unwrap(), done as f64 / 2.0, "one ZINCRBY per round");
     for i in 0..done {
         let (ty, fields): (String, Vec<(String, usize)>) = redis::pipe().cmd("TYPE").arg(key("h", i)).cmd("HGETALL").arg(key("h", i)).query_async(&mut conn).await.unwrap();
         assert_eq!((ty.as_str(), fields), ("hash", vec![("a".to_string(), i), ("b".to_string(), i)]), "hash {i} moved as a hash");
