@@ -286,6 +286,7 @@ fn older_forms(s: &mut Script) {
     hashes(s);
     sets(s);
     lists(s);
+    sorted_sets(s);
 }
 
 /// List commands, their argument errors in Redis's order, and types.
@@ -330,6 +331,163 @@ fn lists(s: &mut Script) {
         &["LINSERT", "l:str", "BEFORE", "a", "b"], &["LPOS", "l:str", "a"], &["RPUSH", "l:list", "a"], &["GET", "l:list"], &["SADD", "l:list", "a"],
         &["HGET", "l:list", "a"], &["TYPE", "l:list"], &["MGET", "l:list"], &["SCAN", "0", "TYPE", "list", "MATCH", "l:list", "COUNT", "100000"],
         &["EXPIRE", "l:list", "100"], &["RPUSH", "l:list", "b"], &["TTL", "l:list"],
+    ]);
+}
+
+/// Sorted-set commands on small zsets, their errors in Redis's order, scores as Redis 7.0 prints them, and the types.
+fn sorted_sets(s: &mut Script) {
+    let run = |s: &mut Script, cmds: &[&[&str]]| {
+        for c in cmds {
+            s.cmd(c);
+        }
+    };
+    // ZADD's options; its checks go: pairs, NX with XX, GT/LT/NX, INCR's one pair, the floats, the key's type.
+    run(s, &[
+        &["ZADD", "z:a", "1", "a", "2", "b"], &["ZADD", "z:a", "3", "c", "1", "a"], &["ZADD", "z:a", "NX", "5", "a", "4", "d"], &["ZADD", "z:a", "XX", "5", "a", "9", "e"],
+        &["ZADD", "z:a", "XX", "CH", "6", "a", "9", "e"], &["ZADD", "z:a", "GT", "1", "a", "7", "b"], &["ZADD", "z:a", "GT", "CH", "1", "a", "8", "b", "5", "f"],
+        &["ZADD", "z:a", "LT", "CH", "0", "a", "9", "b"], &["ZADD", "z:a", "nx", "ch", "0", "a", "0", "g"], &["ZADD", "z:a", "XX", "GT", "CH", "1", "zz"],
+        &["ZADD", "z:a", "2", "dup", "3", "dup"], &["ZRANGE", "z:a", "0", "-1", "WITHSCORES"], &["ZADD", "z:a", "NX", "XX", "1", "a"], &["ZADD", "z:a", "GT", "LT", "1", "a"],
+        &["ZADD", "z:a", "NX", "XX", "1", "a", "2"], &["ZADD", "z:a", "NX", "XX", "abc", "a"], &["ZADD", "z:a", "INCR", "1", "a", "2", "b"],
+        &["ZADD", "z:a", "INCR", "abc", "a", "1", "b"], &["ZADD", "z:a", "1", "a", "2"], &["ZADD", "z:a", "FOO", "1", "a"], &["ZADD", "z:a", "1", "a", "abc", "b"],
+        &["ZADD", "z:missing", "XX", "1", "a"], &["ZADD", "z:missing", "XX", "INCR", "1", "a"], &["EXISTS", "z:missing"],
+    ]);
+    // ZADD INCR and ZINCRBY; inf + -inf is NaN, which both refuse. A computed -0 prints as "-0", a stored one as "0".
+    run(s, &[
+        &["ZADD", "z:i", "INCR", "1", "a"], &["ZADD", "z:i", "incr", "1.5", "a"], &["ZADD", "z:i", "NX", "INCR", "1", "a"], &["ZADD", "z:i", "GT", "INCR", "-1", "a"],
+        &["ZADD", "z:i", "LT", "INCR", "-1", "a"], &["ZADD", "z:i", "INCR", "inf", "c"], &["ZADD", "z:i", "INCR", "-inf", "c"], &["ZADD", "z:i", "INCR", "-0", "m"],
+        &["ZINCRBY", "z:i", "0.1", "p"], &["ZINCRBY", "z:i", "0.2", "p"], &["ZINCRBY", "z:i", "-0", "q"], &["ZINCRBY", "z:i", "inf", "n"], &["ZINCRBY", "z:i", "-inf", "n"],
+        &["ZSCORE", "z:i", "n"], &["ZINCRBY", "z:i", "x", "n"], &["ZRANGE", "z:i", "0", "-1", "WITHSCORES"],
+    ]);
+    // Scores are read with strtod, and printed with "%.17g" (ZSCAN prints a whole score of magnitude up to 2^62 as an integer).
+    for score in ["abc", "nan", "1e-400", "", " 1", "1 ", "0x10", "0x1p3", "inf", "-inf", "+inf", "-0", "1.5e3", "1e-320"] {
+        s.cmd(&["ZADD", "z:parse", score, score]);
+    }
+    run(s, &[
+        &["ZRANGE", "z:parse", "0", "-1", "WITHSCORES"],
+        &["ZADD", "z:f", "1.1", "a", "1e20", "b", "0.000001", "c", "3", "d", "-2.5", "e", "1e17", "f", "123456789012345678", "g", "0.1", "h", "1e15", "i"],
+        &["ZADD", "z:f", "12345678901234567890", "j", "4e18", "k", "5e18", "l", "-0", "m", "2.5e-5", "n", "1e16", "o"], &["ZRANGE", "z:f", "0", "-1", "WITHSCORES"],
+        &["ZSCORE", "z:f", "a"], &["ZMSCORE", "z:f", "b", "c", "g"], &["ZSCAN", "z:f", "0"], &["ZRANDMEMBER", "z:f", "100", "WITHSCORES"], &["ZPOPMAX", "z:f", "3"],
+    ]);
+    // Point reads and counts; score ranges.
+    run(s, &[
+        &["ZADD", "z:r", "1", "a", "2", "b", "3", "c", "4", "d", "5", "f", "5", "e", "9", "x"], &["ZREM", "z:r", "x", "y", "x"], &["ZREM", "z:r"], &["ZSCORE", "z:r", "c"],
+        &["ZSCORE", "z:r", "x"], &["ZMSCORE", "z:r", "a", "x", "e"], &["ZMSCORE", "z:missing", "a", "b"], &["ZMSCORE", "z:r"], &["ZCARD", "z:r"], &["ZCOUNT", "z:r", "(2", "4"],
+        &["ZCOUNT", "z:r", "", "3"], &["ZCOUNT", "z:r", "(", "3"], &["ZCOUNT", "z:r", " 1", "3"], &["ZCOUNT", "z:r", "( 1", "3"], &["ZCOUNT", "z:r", "1e-400", "3"],
+        &["ZCOUNT", "z:r", "x", "3"], &["ZCOUNT", "z:r", "1 ", "3"], &["ZCOUNT", "z:r", "[1", "3"], &["ZCOUNT", "z:r", "1", "nan"], &["ZCOUNT", "z:missing", "x", "1"],
+        &["ZRANK", "z:r", "e"], &["ZRANK", "z:r", "x"], &["ZREVRANK", "z:r", "a"], &["ZRANK", "z:r", "a", "WITHSCORE"],
+    ]);
+    // ZRANGE by rank, BYSCORE, REV and LIMIT; options are checked before the range, the range before the key's type.
+    run(s, &[
+        &["ZRANGE", "z:r", "0", "-1"], &["ZRANGE", "z:r", "1", "3", "WITHSCORES"], &["ZRANGE", "z:r", "3", "1"], &["ZRANGE", "z:r", "-9223372036854775808", "9223372036854775807"],
+        &["ZRANGE", "z:r", "x", "1"], &["ZRANGE", "z:r", "0", "99999999999999999999"], &["ZRANGE", "z:r", "0", "-1", "REV"], &["ZRANGE", "z:r", "0", "1", "rev", "withscores"],
+        &["ZRANGE", "z:r", "(2", "4", "byscore", "WITHSCORES"], &["ZRANGE", "z:r", "4", "2", "BYSCORE", "REV"], &["ZRANGE", "z:r", "2", "4", "BYSCORE", "REV"],
+        &["ZRANGE", "z:r", "-inf", "+inf", "BYSCORE", "LIMIT", "1", "2"], &["ZRANGE", "z:r", "-inf", "+inf", "BYSCORE", "LIMIT", "-1", "2"],
+        &["ZRANGE", "z:r", "-inf", "+inf", "BYSCORE", "LIMIT", "1", "-1"], &["ZRANGE", "z:r", "-inf", "+inf", "BYSCORE", "LIMIT", "1", "0"],
+        &["ZRANGE", "z:r", "-inf", "+inf", "BYSCORE", "LIMIT", "5", "-5"], &["ZRANGE", "z:r", "+inf", "-inf", "BYSCORE", "REV", "LIMIT", "1", "2", "WITHSCORES"],
+        &["ZRANGE", "z:r", "0", "3", "LIMIT", "0", "2", "BYSCORE"], &["ZRANGE", "z:r", "0", "-1", "LIMIT", "0", "1"], &["ZRANGE", "z:r", "x", "y", "LIMIT", "0", "1", "WITHSCORES"],
+        &["ZRANGE", "z:r", "0", "-1", "BYSCORE", "LIMIT", "0", "x"], &["ZRANGE", "z:r", "0", "-1", "BYSCORE", "BYLEX"], &["ZRANGE", "z:r", "0", "-1", "REV", "REV"],
+        &["ZRANGE", "z:r", "x", "1", "FOO"], &["ZRANGE", "z:r", "-", "+", "BYSCORE"], &["ZRANGEBYSCORE", "z:r", "(2", "(5", "WITHSCORES"],
+        &["ZRANGEBYSCORE", "z:r", "-inf", "+inf", "withscores", "limit", "4", "-1"], &["ZRANGEBYSCORE", "z:r", "0x2", "3"], &["ZRANGEBYSCORE", "z:r", "-inf", "+inf", "LIMIT", "2"],
+        &["ZRANGEBYSCORE", "z:r", "-inf", "+inf", "REV"], &["ZREVRANGEBYSCORE", "z:r", "4", "2"], &["ZREVRANGEBYSCORE", "z:r", "2", "4"],
+        &["ZREVRANGEBYSCORE", "z:r", "(5", "(1", "WITHSCORES", "LIMIT", "1", "2"], &["ZREVRANGE", "z:r", "0", "-1", "WITHSCORES"], &["ZREVRANGE", "z:r", "0", "1", "REV"],
+    ]);
+    // Lex ranges, on members of one score, compared as bytes.
+    run(s, &[
+        &["ZADD", "z:lex", "0", "a", "0", "aa", "0", "ab", "0", "b", "0", "B", "0", "", "0", "a b", "0", "c"], &["ZRANGE", "z:lex", "0", "-1"],
+        &["ZRANGE", "z:lex", "[a", "(b", "BYLEX"], &["ZRANGE", "z:lex", "-", "+", "BYLEX", "LIMIT", "2", "3"], &["ZRANGE", "z:lex", "+", "-", "BYLEX", "REV"],
+        &["ZRANGE", "z:lex", "[b", "(a", "BYLEX", "REV", "LIMIT", "0", "2"], &["ZRANGE", "z:lex", "[a", "[c", "BYLEX", "WITHSCORES"],
+        &["ZRANGE", "z:lex", "a", "c", "BYLEX", "LIMIT", "0", "1", "WITHSCORES"], &["ZRANGE", "z:lex", "[a", "[c", "BYLEX", "LIMIT", "x", "1", "WITHSCORES"],
+        &["ZRANGE", "z:lex", "a", "c", "BYLEX"], &["ZRANGEBYLEX", "z:lex", "(", "+"], &["ZRANGEBYLEX", "z:lex", "[", "(a"], &["ZRANGEBYLEX", "z:lex", "-", "+", "WITHSCORES"],
+        &["ZRANGEBYLEX", "z:lex", "", "[c"], &["ZRANGEBYLEX", "z:lex", "[a", "+x"], &["ZREVRANGEBYLEX", "z:lex", "[c", "(a"],
+        &["ZREVRANGEBYLEX", "z:lex", "+", "-", "LIMIT", "1", "2"], &["ZLEXCOUNT", "z:lex", "(a", "[ab"], &["ZLEXCOUNT", "z:missing", "a", "b"],
+    ]);
+    let bin: &[u8] = b"z:bin";
+    s.bin(&[b"ZADD", bin, b"0", b"\xff", b"0", b"\x00", b"0", b"a", b"0", b"a\x00"]);
+    s.bin(&[b"ZRANGE", bin, b"0", b"-1"]);
+    s.bin(&[b"ZRANGEBYLEX", bin, b"(a", b"+"]);
+    s.bin(&[b"ZRANGEBYLEX", bin, b"[\x80", b"+"]);
+    // ZPOPMIN, ZPOPMAX and ZMPOP; taking the last member deletes the key.
+    run(s, &[
+        &["ZADD", "z:p", "1", "a", "2", "b", "3", "c", "4", "d", "5", "e"], &["ZPOPMIN", "z:p"], &["ZPOPMAX", "z:p"], &["ZPOPMIN", "z:p", "2"], &["ZPOPMIN", "z:p", "0"],
+        &["ZPOPMIN", "z:p", "-1"], &["ZPOPMAX", "z:p", "x"], &["ZPOPMIN", "z:p", "1", "2"], &["ZPOPMIN", "z:missing"], &["ZPOPMAX", "z:missing", "2"], &["ZPOPMAX", "z:p", "5"],
+        &["EXISTS", "z:p"], &["ZADD", "{z}m1", "1", "a", "2", "b", "3", "c"], &["ZADD", "{z}m2", "10", "x"], &["SET", "{z}mstr", "v"], &["ZMPOP", "1", "{z}m1", "MIN"],
+        &["ZMPOP", "2", "{z}none", "{z}m1", "MAX", "COUNT", "5"], &["EXISTS", "{z}m1"], &["ZMPOP", "2", "{z}none", "{z}m2", "min", "count", "1"],
+        &["ZMPOP", "2", "{z}none", "{z}m2", "MIN"], &["ZMPOP", "0", "{z}m1", "MIN"], &["ZMPOP", "99999999999", "{z}m1", "MIN"], &["ZMPOP", "2", "{z}m1", "MIN"],
+        &["ZMPOP", "1", "{z}m1"], &["ZMPOP", "1", "{z}m1", "FOO"], &["ZMPOP", "1", "{z}m1", "MIN", "COUNT", "0"], &["ZMPOP", "1", "{z}m1", "MIN", "COUNT"],
+        &["ZMPOP", "1", "{z}m1", "MIN", "COUNT", "1", "COUNT", "1"], &["ZMPOP", "1", "{z}mstr", "MIN", "COUNT", "0"], &["ZMPOP", "2", "{z}none", "{z}mstr", "MIN"],
+        &["ZADD", "{z}m1", "1", "a"], &["ZMPOP", "2", "{z}m1", "{z}mstr", "MAX"],
+    ]);
+    // ZREMRANGEBYRANK, ZREMRANGEBYSCORE, ZREMRANGEBYLEX.
+    run(s, &[
+        &["ZADD", "z:rr", "1", "a", "2", "b", "3", "c", "4", "d", "5", "e", "6", "f"], &["ZREMRANGEBYRANK", "z:rr", "0", "0"], &["ZREMRANGEBYRANK", "z:rr", "-1", "-1"],
+        &["ZREMRANGEBYRANK", "z:rr", "x", "1"], &["ZREMRANGEBYSCORE", "z:rr", "(2", "3"], &["ZREMRANGEBYSCORE", "z:rr", "x", "3"], &["ZRANGE", "z:rr", "0", "-1"],
+        &["ZREMRANGEBYSCORE", "z:rr", "-inf", "+inf"], &["EXISTS", "z:rr"], &["ZADD", "z:rl", "0", "a", "0", "b", "0", "c", "0", "d"], &["ZREMRANGEBYLEX", "z:rl", "(a", "[c"],
+        &["ZREMRANGEBYLEX", "z:rl", "a", "c"], &["ZRANGE", "z:rl", "0", "-1"],
+    ]);
+    // ZUNION, ZINTER and ZDIFF: a set counts as a zset of score 1, inf - inf as 0, and every key's type is checked before the options.
+    run(s, &[
+        &["ZADD", "{z}a", "1", "a", "2", "b", "3", "c"], &["ZADD", "{z}b", "10", "b", "20", "c", "30", "d"], &["SADD", "{z}s", "c", "d", "e"], &["SET", "{z}str", "v"],
+        &["ZADD", "{z}inf", "inf", "a", "-inf", "b", "0", "z"], &["ZUNION", "2", "{z}a", "{z}b"], &["ZUNION", "2", "{z}a", "{z}b", "WITHSCORES"],
+        &["ZINTER", "2", "{z}a", "{z}b", "withscores"], &["ZDIFF", "2", "{z}a", "{z}b", "WITHSCORES"], &["ZUNION", "2", "{z}a", "{z}b", "WEIGHTS", "2", "0.5", "WITHSCORES"],
+        &["ZUNION", "2", "{z}a", "{z}b", "AGGREGATE", "MIN", "WITHSCORES"], &["ZINTER", "2", "{z}a", "{z}b", "aggregate", "max", "WITHSCORES"],
+        &["ZUNION", "2", "{z}a", "{z}b", "AGGREGATE", "SUM", "WEIGHTS", "1", "-1", "WITHSCORES"], &["ZUNION", "3", "{z}a", "{z}b", "{z}s", "WITHSCORES"],
+        &["ZDIFF", "2", "{z}s", "{z}a", "WITHSCORES"], &["ZINTER", "2", "{z}a", "{z}b", "WEIGHTS", "inf", "-inf", "WITHSCORES"],
+        &["ZUNION", "1", "{z}inf", "WEIGHTS", "0", "WITHSCORES"], &["ZUNION", "1", "{z}inf", "WEIGHTS", "-1", "WITHSCORES"], &["ZUNION", "2", "{z}inf", "{z}a", "WITHSCORES"],
+        &["ZINTER", "2", "{z}a", "{z}missing"], &["ZUNION", "2", "{z}a", "{z}str", "FOO"], &["ZUNION", "2", "{z}str", "{z}a", "WEIGHTS", "x"],
+        &["ZINTER", "2", "{z}missing", "{z}str"], &["ZUNION", "0", "{z}a"], &["ZUNION", "x", "{z}a"], &["ZUNION", "3", "{z}a", "{z}b"], &["ZUNION", "99999999999", "{z}a"],
+        &["ZUNION", "2", "{z}a", "{z}b", "WEIGHTS", "1", "x"], &["ZUNION", "2", "{z}a", "{z}b", "WEIGHTS", "1", "2", "3"],
+        &["ZUNION", "2", "{z}a", "{z}b", "FOO", "WEIGHTS", "x", "1"], &["ZUNION", "2", "{z}a", "{z}b", "AGGREGATE", "FOO"], &["ZDIFF", "2", "{z}a", "{z}b", "WEIGHTS", "1", "2"],
+    ]);
+    // The STORE forms: an empty result deletes the target, any other replaces it (type and expiry too).
+    run(s, &[
+        &["ZUNIONSTORE", "{z}d", "2", "{z}a", "{z}b"], &["ZRANGE", "{z}d", "0", "-1", "WITHSCORES"], &["ZINTERSTORE", "{z}d", "2", "{z}a", "{z}b", "AGGREGATE", "MIN"],
+        &["ZRANGE", "{z}d", "0", "-1", "WITHSCORES"], &["ZDIFFSTORE", "{z}d", "2", "{z}a", "{z}b"], &["ZRANGE", "{z}d", "0", "-1", "WITHSCORES"],
+        &["ZUNIONSTORE", "{z}d", "2", "{z}a", "{z}s", "WEIGHTS", "1", "100"], &["ZRANGE", "{z}d", "0", "-1", "WITHSCORES"], &["ZDIFFSTORE", "{z}d", "2", "{z}a", "{z}a"],
+        &["EXISTS", "{z}d"], &["ZUNIONSTORE", "{z}d", "2", "{z}a", "{z}b", "WITHSCORES"], &["ZINTERSTORE", "{z}d", "2", "{z}a", "{z}str"],
+        &["ZINTERSTORE", "{z}str", "2", "{z}a", "{z}b"], &["TYPE", "{z}str"], &["SET", "{z}str", "v"], &["ZUNIONSTORE", "{z}str", "2", "{z}missing", "{z}none"],
+        &["EXISTS", "{z}str"], &["SET", "{z}str", "v"], &["ZADD", "{z}e", "5", "q"], &["EXPIRE", "{z}e", "100"], &["ZUNIONSTORE", "{z}e", "1", "{z}e"],
+    ]);
+    s.ttl("TTL", "{z}e");
+    run(s, &[
+        &["ZADD", "{z}r", "1", "a", "2", "b", "3", "c", "4", "d"], &["ZADD", "{z}lex", "0", "a", "0", "b", "0", "c", "0", "d"], &["ZRANGESTORE", "{z}dst", "{z}r", "1", "2"],
+        &["ZRANGE", "{z}dst", "0", "-1", "WITHSCORES"], &["ZRANGESTORE", "{z}dst", "{z}r", "(1", "+inf", "BYSCORE", "LIMIT", "1", "5"],
+        &["ZRANGE", "{z}dst", "0", "-1", "WITHSCORES"], &["ZRANGESTORE", "{z}dst", "{z}lex", "+", "(a", "BYLEX", "REV", "LIMIT", "0", "2"], &["ZRANGE", "{z}dst", "0", "-1"],
+        &["ZRANGESTORE", "{z}dst", "{z}r", "0", "-1", "WITHSCORES"], &["ZRANGESTORE", "{z}dst", "{z}r", "0", "-1", "LIMIT", "0", "1"],
+        &["ZRANGESTORE", "{z}dst", "{z}str", "0", "-1"], &["ZRANGESTORE", "{z}dst", "{z}r", "5", "10"], &["EXISTS", "{z}dst"], &["ZRANGESTORE", "{z}str", "{z}r", "0", "0"],
+        &["TYPE", "{z}str"], &["SET", "{z}str", "v"], &["ZADD", "{z}dst", "9", "z"], &["EXPIRE", "{z}dst", "100"], &["ZRANGESTORE", "{z}dst", "{z}r", "0", "0"],
+    ]);
+    s.ttl("TTL", "{z}dst");
+    run(s, &[
+        &["ZINTERCARD", "2", "{z}a", "{z}b"], &["ZINTERCARD", "2", "{z}a", "{z}b", "LIMIT", "1"], &["ZINTERCARD", "2", "{z}a", "{z}b", "limit", "0"],
+        &["ZINTERCARD", "2", "{z}a", "{z}s"], &["ZINTERCARD", "1", "{z}missing"], &["ZINTERCARD", "2", "{z}str", "{z}a", "LIMIT", "x"], &["ZINTERCARD", "0", "{z}a"],
+        &["ZINTERCARD", "3", "{z}a", "{z}b"], &["ZINTERCARD", "1", "{z}a", "LIMIT", "-1"], &["ZINTERCARD", "1", "{z}a", "LIMIT", "x"], &["ZINTERCARD", "1", "{z}a", "FOO", "1"],
+    ]);
+    // ZRANDMEMBER's deterministic answers (a count past the size gives every member, last first), ZSCAN on a small zset.
+    run(s, &[
+        &["ZADD", "z:one", "7", "only"], &["ZRANDMEMBER", "z:one"], &["ZRANDMEMBER", "z:one", "-3"], &["ZRANDMEMBER", "z:one", "-2", "WITHSCORES"], &["ZRANDMEMBER", "z:r", "6"],
+        &["ZRANDMEMBER", "z:r", "10", "WITHSCORES"], &["ZRANDMEMBER", "z:r", "0"], &["ZRANDMEMBER", "z:missing"], &["ZRANDMEMBER", "z:missing", "3"],
+        &["ZRANDMEMBER", "z:r", "-9223372036854775808"], &["ZRANDMEMBER", "z:missing", "-9223372036854775808", "WITHSCORES"],
+        &["ZRANDMEMBER", "z:r", "9223372036854775807", "WITHSCORES"], &["ZRANDMEMBER", "z:r", "4611686018427387903", "WITHSCORES"], &["ZRANDMEMBER", "z:r", "x"],
+        &["ZRANDMEMBER", "z:one", "WITHSCORES"], &["ZRANDMEMBER", "z:r", "1", "FOO"], &["ZADD", "z:scan", "1", "a", "2", "b", "3.5", "c", "1.1", "ab"], &["ZSCAN", "z:scan", "0"],
+        &["ZSCAN", "z:scan", "0", "MATCH", "a*"], &["ZSCAN", "z:scan", "0", "match", "*b", "count", "100"], &["ZSCAN", "z:scan", "-1"], &["ZSCAN", "z:scan", "x"],
+        &["ZSCAN", "z:scan", "0", "COUNT", "0"], &["ZSCAN", "z:scan", "0", "COUNT", "x"], &["ZSCAN", "z:scan", "0", "FOO", "1"], &["ZSCAN", "z:missing", "0", "FOO"],
+        &["ZSCAN", "z:missing", "x"],
+    ]);
+    // Types both ways (argument errors come first), SCAN TYPE, and transactions.
+    run(s, &[
+        &["SET", "z:str", "v"], &["ZADD", "z:str", "1", "a"], &["ZADD", "z:str", "abc", "a"], &["ZINCRBY", "z:str", "x", "a"], &["ZSCORE", "z:str", "a"],
+        &["ZCOUNT", "z:str", "x", "1"], &["ZRANGE", "z:str", "0", "-1"], &["ZRANGE", "z:str", "x", "y"], &["ZRANGE", "z:str", "0", "-1", "LIMIT", "0", "1"],
+        &["ZPOPMIN", "z:str", "-1"], &["ZPOPMAX", "z:str", "0"], &["ZREMRANGEBYRANK", "z:str", "x", "1"], &["ZRANDMEMBER", "z:str", "0"], &["ZRANDMEMBER", "z:str", "x"],
+        &["ZSCAN", "z:str", "0", "FOO"], &["SADD", "z:set", "a"], &["ZADD", "z:set", "1", "a"], &["HSET", "z:hash", "f", "v"], &["ZSCORE", "z:hash", "f"],
+        &["RPUSH", "z:list", "a"], &["ZRANGE", "z:list", "0", "-1"], &["ZADD", "z:zset", "1", "a"], &["GET", "z:zset"], &["HGET", "z:zset", "a"], &["SADD", "z:zset", "a"],
+        &["LPUSH", "z:zset", "a"], &["MGET", "z:zset", "z:str"], &["TYPE", "z:zset"], &["SCAN", "0", "TYPE", "zset", "MATCH", "z:zset", "COUNT", "100000"],
+        &["EXPIRE", "z:zset", "100"], &["ZADD", "z:zset", "2", "b"],
+    ]);
+    s.ttl("TTL", "z:zset");
+    run(s, &[
+        &["ZREM", "z:zset", "a", "b"], &["EXISTS", "z:zset"], &["MULTI"], &["ZADD", "{z}t", "1", "a", "2", "b"], &["ZINCRBY", "{z}t", "5", "a"], &["ZADD", "{z}t", "x", "c"],
+        &["ZRANGE", "{z}t", "0", "-1", "WITHSCORES"], &["ZPOPMIN", "{z}t"], &["ZUNIONSTORE", "{z}u", "2", "{z}t", "{z}t"], &["ZMPOP", "1", "{z}u", "MAX"], &["ZCARD", "{z}u"],
+        &["EXEC"],
     ]);
 }
 

@@ -20,6 +20,8 @@
 //! - [`failpoints`]: named per node, compiled in with the `failpoints`
 //!   feature (and in this crate's tests).
 //! - [`ops`]: the semantics of each operation on one key, pure.
+//! - [`waiters`]: blocked pops (BLPOP and friends) waiting on keys, woken
+//!   by the store's commits to those keys.
 //! - [`lifecycle`]: registration, heartbeat lease, routing follower, sweeper
 //!   and flusher, and [`Node::run`] which serves until shutdown.
 
@@ -36,6 +38,7 @@ pub mod ops;
 pub mod ownership;
 pub mod service;
 pub mod store;
+pub mod waiters;
 
 pub use cpu_budget::CpuBudget;
 pub use lifecycle::{Node, NodeConfig, NodeError, Readiness};

@@ -42,11 +42,14 @@ pub struct Ownership {
     view: ArcSwap<View>,
     /// Serializes writers so concurrent updates cannot lose each other.
     writer: Mutex<()>,
+    /// Notified on every change: a blocked pop checks again whether it
+    /// may still be served here.
+    changed: tokio::sync::Notify,
 }
 
 impl Ownership {
     pub fn new(node: NodeId) -> Self {
-        Ownership { node, view: ArcSwap::from_pointee(View::default()), writer: Mutex::new(()) }
+        Ownership { node, view: ArcSwap::from_pointee(View::default()), writer: Mutex::new(()), changed: tokio::sync::Notify::new() }
     }
 
     fn modify(&self, f: impl FnOnce(&mut View)) {
@@ -54,6 +57,13 @@ impl Ownership {
         let mut next = (**self.view.load()).clone();
         f(&mut next);
         self.view.store(Arc::new(next));
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves at the next change of the view (enable it before checking
+    /// what it guards, or a change in between is missed).
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     /// Adopts `table` unless it is older than the one already adopted.

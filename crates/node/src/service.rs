@@ -214,6 +214,87 @@ impl NodeInner {
         stats.disk_total_bytes = total;
     }
 
+    /// Runs one `Execute`'s ops: inline or on the writer or reader thread,
+    /// then (with `Durability::Sync`) waits for their fsync; records the
+    /// call's latency from `started`.
+    async fn execute_request(self: &Arc<Self>, req: Arc<pb::ExecuteRequest>, started: Instant, start_by: Option<Instant>) -> Result<Vec<pb::OpResult>, Status> {
+        let inner = self;
+        let now = unix_ms();
+        let ops = req.ops.len() as u64;
+        // Inline on this worker unless the request may wait on the engine
+        // (`crate::inline`): then on the node's writer or reader thread.
+        let write = req.ops.iter().any(is_write);
+        let route = if write { inner.inline_writes.route(inner.store.write_may_stall()) } else { inner.inline_reads.route(false) };
+        let results = match route {
+            crate::inline::Route::Offload => {
+                let (pool, offloaded) = if write { (&inner.writer, &inner.metrics.offloaded) } else { (&inner.reader, &inner.metrics.reads_offloaded) };
+                offloaded.increment(1);
+                let (i, request) = (self.clone(), req.clone());
+                let ops = req.ops.len();
+                let results = pool.run_started_by(inner.id, start_by, move || i.execute_all(&request, now, start_by)).await.map_err(|e| Status::unavailable(e.to_string()))?;
+                results.unwrap_or_else(|| {
+                    // Never started: every op is certainly not executed.
+                    inner.metrics.shed(ops as u64);
+                    vec![pb::OpResult { result: Some(R::Refused(overloaded())), record: None }; ops]
+                })
+            }
+            crate::inline::Route::Inline(_ticket) => inner.execute_all(&req, now, start_by),
+        };
+        // `Durability::Sync`: answered once an fsync covers the writes (one
+        // for every writer waiting). If it fails, their durability is
+        // unknown, and so is the answer.
+        if write && let Some(durable) = inner.store.durable() {
+            durable.await.map_err(Status::internal)?;
+        }
+        inner.metrics.ops.increment(ops);
+        let took = started.elapsed();
+        inner.metrics.latency.record(took.as_secs_f64());
+        // Every op of the call waited for the whole call.
+        inner.latency.record_n(took.as_micros() as u64, ops, 0, unix_ms());
+        Ok(results)
+    }
+
+    /// A blocking pop alone in its request (`crate::ops::blocking_wait`):
+    /// runs it, and while it finds nothing to pop waits, up to `wait`, for
+    /// a write to one of its keys ([`crate::waiters`]) or a change of
+    /// ownership (then it runs again and is refused if the partition
+    /// moved), and runs it again. Each run is an ordinary request, in the
+    /// foreground lane and the latency figures; the waits are neither.
+    async fn execute_blocking(self: &Arc<Self>, req: Arc<pb::ExecuteRequest>, wait: Duration, started: Instant, mut start_by: Option<Instant>) -> Result<Vec<pb::OpResult>, Status> {
+        let op = &req.ops[0];
+        let kind = op.kind.as_ref().expect("a blocking op has a kind");
+        // LMOVE waits on its source only.
+        let keys = match kind {
+            pb::op::Kind::LMove(_) => vec![&op.key[..]],
+            _ => crate::ops::multi_keys(kind, &op.key).unwrap_or_else(|| vec![&op.key[..]]),
+        };
+        let data_keys = keys.iter().map(|k| crate::store::data_key(evenkeel_types::slot::key_slot(k), k)).collect();
+        let waiting = self.store.waiters().register(data_keys);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut attempt = started;
+        loop {
+            let moved = self.ownership.changed();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            let results = {
+                let _in_flight = self.lane.foreground();
+                self.execute_request(req.clone(), attempt, start_by).await?
+            };
+            let nothing = matches!(results.first().and_then(|r| r.result.as_ref()), Some(R::Nil(_)));
+            if !nothing || tokio::time::Instant::now() >= deadline {
+                return Ok(results);
+            }
+            tokio::select! {
+                _ = waiting.woken() => {}
+                _ = &mut moved => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            // Started once in time: the runs after a wake are the same op.
+            start_by = None;
+            attempt = Instant::now();
+        }
+    }
+
     /// Runs a request's ops in order. Those not started by `start_by` are
     /// refused `OVERLOADED`: a suffix of the request, since the clock only
     /// moves on, so no later op overtakes a refused one.
@@ -303,7 +384,7 @@ impl pb::node_server::Node for NodeService {
         let started = Instant::now();
         let start_by = evenkeel_rpc::request_timeout(&request).map(|t| start_by(started, t));
         let inner = &self.inner;
-        let _in_flight = inner.lane.foreground();
+        let in_flight = inner.lane.foreground();
         if let Some(delay) = inner.failpoints.execute_delay() {
             // Stands for a queue the request waits in before it starts, so
             // it waits no longer than a queue would: its start deadline.
@@ -314,38 +395,19 @@ impl pb::node_server::Node for NodeService {
         if req.ops.len() > MAX_OPS_PER_REQUEST {
             return Err(Status::invalid_argument(format!("at most {MAX_OPS_PER_REQUEST} ops per request")));
         }
-        let now = unix_ms();
-        let ops = req.ops.len() as u64;
-        // Inline on this worker unless the request may wait on the engine
-        // (`crate::inline`): then on the node's writer or reader thread.
-        let write = req.ops.iter().any(is_write);
-        let route = if write { inner.inline_writes.route(inner.store.write_may_stall()) } else { inner.inline_reads.route(false) };
-        let results = match route {
-            crate::inline::Route::Offload => {
-                let (pool, offloaded) = if write { (&inner.writer, &inner.metrics.offloaded) } else { (&inner.reader, &inner.metrics.reads_offloaded) };
-                offloaded.increment(1);
-                let i = self.inner.clone();
-                let ops = req.ops.len();
-                let results = pool.run_started_by(inner.id, start_by, move || i.execute_all(&req, now, start_by)).await.map_err(|e| Status::unavailable(e.to_string()))?;
-                results.unwrap_or_else(|| {
-                    // Never started: every op is certainly not executed.
-                    inner.metrics.shed(ops as u64);
-                    vec![pb::OpResult { result: Some(R::Refused(overloaded())), record: None }; ops]
-                })
-            }
-            crate::inline::Route::Inline(_ticket) => inner.execute_all(&req, now, start_by),
+        let wait = match &req.ops[..] {
+            [op] => op.kind.as_ref().and_then(crate::ops::blocking_wait),
+            _ => None,
         };
-        // `Durability::Sync`: answered once an fsync covers the writes (one
-        // for every writer waiting). If it fails, their durability is
-        // unknown, and so is the answer.
-        if write && let Some(durable) = inner.store.durable() {
-            durable.await.map_err(Status::internal)?;
+        let req = Arc::new(req);
+        if let Some(wait) = wait {
+            // A blocked client is not foreground work in flight: while it
+            // waits, migrations need not yield to it.
+            drop(in_flight);
+            let results = self.inner.execute_blocking(req, wait, started, start_by).await?;
+            return Ok(Response::new(pb::ExecuteResponse { results }));
         }
-        inner.metrics.ops.increment(ops);
-        let took = started.elapsed();
-        inner.metrics.latency.record(took.as_secs_f64());
-        // Every op of the call waited for the whole call.
-        inner.latency.record_n(took.as_micros() as u64, ops, 0, unix_ms());
+        let results = self.inner.execute_request(req, started, start_by).await?;
         Ok(Response::new(pb::ExecuteResponse { results }))
     }
 

@@ -187,6 +187,8 @@ pub struct Store {
     retired: std::sync::Arc<retire::Retired>,
     /// Recently read and written records ([`rows`]).
     rows: rows::RowCache,
+    /// Blocked pops, woken by the writes to their keys.
+    waiters: crate::waiters::Waiters,
 }
 
 const TRIM_SLACK: u64 = 256;
@@ -277,7 +279,7 @@ impl Store {
         let import_closed = Mutex::new(vec![0; n as usize]);
         let rows = rows::RowCache::new(n, config.row_cache_bytes);
         let group = (config.durability == Durability::Sync).then(|| group_sync::GroupSync::start(config.dir.clone())).transpose()?;
-        let store = Store { db, data, log, expiring, tombstones, meta, parts, tokens, import_closed, clock: Hlc::default(), config, journals_synced: Mutex::default(), group, memtables: Default::default(), retired, rows };
+        let store = Store { db, data, log, expiring, tombstones, meta, parts, tokens, import_closed, clock: Hlc::default(), config, journals_synced: Mutex::default(), group, memtables: Default::default(), retired, rows, waiters: Default::default() };
         store.recover()?;
         Ok(store)
     }
@@ -287,6 +289,11 @@ impl Store {
     }
 
     /// The highest version issued or seen.
+    /// The blocked pops waiting on this store's keys.
+    pub fn waiters(&self) -> &crate::waiters::Waiters {
+        &self.waiters
+    }
+
     pub fn clock(&self) -> &Hlc {
         &self.clock
     }
@@ -677,6 +684,9 @@ impl Store {
         }
         committed?;
         *counters = after;
+        for (data_key, _, _) in writes {
+            self.waiters.wake(data_key);
+        }
         Ok(())
     }
 

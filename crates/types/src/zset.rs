@@ -82,7 +82,7 @@ impl ZSet {
         let mut buf = BytesMut::with_capacity(self.encoded_len());
         buf.put_u32_le(self.len() as u32);
         for (Score(score), member) in &self.order {
-            buf.put_u64_le(score.to_bits());
+            buf.put_u64_le(if *score == 0.0 { 0 } else { score.to_bits() });
             buf.put_u32_le(member.len() as u32);
             buf.put_slice(member);
         }
@@ -106,10 +106,16 @@ impl ZSet {
     }
 
     /// Sets `member`'s score, returning the old one. `score` must not be
-    /// NaN; -0 is stored as 0.
+    /// NaN; -0 is taken as 0 (as Redis stores it in a small sorted set).
     pub fn insert(&mut self, member: Bytes, score: f64) -> Option<f64> {
+        self.insert_exact(member, if score == 0.0 { 0.0 } else { score })
+    }
+
+    /// [`Self::insert`] keeping a -0 (which compares equal to 0): a
+    /// computed result Redis answers without storing it (ZUNION's
+    /// `WEIGHTS -1` over a 0) prints as `-0`. Encoding writes it as 0.
+    fn insert_exact(&mut self, member: Bytes, score: f64) -> Option<f64> {
         assert!(!score.is_nan(), "a sorted set score is never NaN");
-        let score = if score == 0.0 { 0.0 } else { score };
         let old = self.scores.insert(member.clone(), score);
         if let Some(old) = old {
             self.order.remove(&(Score(old), member.clone()));
@@ -396,7 +402,7 @@ pub fn combine(op: Combine, inputs: &[(ZSet, f64)], aggregate: Aggregate) -> ZSe
                         Some(acc) => aggregate.apply(acc, weighted),
                         None => weighted,
                     };
-                    result.insert(member.clone(), merged);
+                    result.insert_exact(member.clone(), merged);
                 }
             }
         }
@@ -407,13 +413,13 @@ pub fn combine(op: Combine, inputs: &[(ZSet, f64)], aggregate: Aggregate) -> ZSe
                     let Some(other) = z.score(member) else { continue 'members };
                     acc = aggregate.apply(acc, zero_nan(weight * other));
                 }
-                result.insert(member.clone(), acc);
+                result.insert_exact(member.clone(), acc);
             }
         }
         Combine::Diff => {
             for (member, score) in first.iter() {
                 if !rest.iter().any(|(z, _)| z.score(member).is_some()) {
-                    result.insert(member.clone(), score);
+                    result.insert_exact(member.clone(), score);
                 }
             }
         }
@@ -535,6 +541,9 @@ mod tests {
         assert_eq!(nan_sum.score(b"x"), Some(0.0), "inf + -inf is NaN, stored as 0");
         let zero_weight = combine(Combine::Union, &[(zset(&[("x", f64::INFINITY)]), 0.0)], Aggregate::Sum);
         assert_eq!(zero_weight.score(b"x"), Some(0.0), "0 x inf is NaN, counted as 0");
+        let negated = combine(Combine::Union, &[(zset(&[("x", 0.0)]), -1.0)], Aggregate::Sum);
+        assert!(negated.score(b"x").unwrap().is_sign_negative(), "-1 x 0 is -0, as Redis answers it");
+        assert!(ZSet::decode(&negated.encode()).unwrap().score(b"x").unwrap().is_sign_positive(), "and is stored as 0");
         assert!(combine(Combine::Inter, &[(a, 1.0), (ZSet::default(), 1.0)], Aggregate::Sum).is_empty());
     }
 

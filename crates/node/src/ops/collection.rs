@@ -1,7 +1,7 @@
 //! What the hash, set, list and sorted set operations share: a value that is one
 //! record of its own type, read, changed and written whole.
 
-use super::{Applied, OpLimits, error, no_write, wrong_type};
+use super::{Applied, AppliedMulti, OpLimits, error, no_write, wrong_type};
 use bytes::Bytes;
 use evenkeel_rpc::pb::{self, op_result::Result as R};
 use evenkeel_types::hash::Hash;
@@ -143,4 +143,21 @@ pub(super) fn change_existing<C: Collection>(live: Option<&Record>, version: Ver
         None => no_write(missing),
         Some(_) => change(live, version, limits, f),
     }
+}
+
+/// LMPOP and ZMPOP (and the blocking pops): `pop` takes what it pops from
+/// the value at the first of `keys` that exists, which must be a `C`
+/// (later keys are not looked at, as in Redis). Answers that key and what
+/// `pop` returned, or Nil when no key exists.
+pub(super) fn m_pop<'a, C: Collection>(keys: &[Bytes], live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version], pop: impl FnOnce(&mut C) -> Vec<Bytes>) -> AppliedMulti {
+    let none = |reply| AppliedMulti { writes: vec![], reply };
+    let Some(i) = (0..keys.len()).find(|&i| live(i).is_some()) else { return none(R::Nil(pb::Nil {})) };
+    let mut value = match read::<C>(live(i)) {
+        Ok(value) => value.expect("a live record"),
+        Err(e) => return none(e),
+    };
+    let popped = pop(&mut value);
+    let written = record(&value, live(i).and_then(|r| r.expire_at_ms), versions[i], UNLIMITED).expect("no limit");
+    let members = std::iter::once(keys[i].clone()).chain(popped).collect();
+    AppliedMulti { writes: vec![(i, written)], reply: R::Members(pb::Members { members }) }
 }

@@ -1,7 +1,7 @@
 //! List operations: LPUSH/RPUSH(X), LPOP/RPOP, LSET, LREM, LTRIM, LINSERT,
 //! and the multi-key LMOVE (RPOPLPUSH).
 
-use super::collection::{UNLIMITED, change, change_existing, read, record};
+use super::collection::{UNLIMITED, change, change_existing, m_pop, read, record};
 use super::{Applied, AppliedMulti, OpLimits, error, op_error};
 use evenkeel_rpc::pb::{self, op_result::Result as R};
 use evenkeel_types::int::parse_i64;
@@ -111,4 +111,12 @@ pub(super) fn l_move<'a>(m: &pb::LMove, live: &dyn Fn(usize) -> Option<&'a Recor
         writes.push((1, record(target, live(1).and_then(|r| r.expire_at_ms), versions[1], UNLIMITED).expect("no limit")));
     }
     AppliedMulti { writes, reply }
+}
+
+/// LMPOP (BLPOP, BRPOP, BLMPOP): elements from the first key that exists.
+pub(super) fn l_m_pop<'a>(m: &pb::LmPop, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version]) -> AppliedMulti {
+    m_pop::<List>(&m.keys, live, versions, |list| {
+        let n = m.count.max(1).min(list.0.len() as u64) as usize;
+        (0..n).filter_map(|_| if m.left { list.0.pop_front() } else { list.0.pop_back() }).collect()
+    })
 }

@@ -38,7 +38,7 @@ impl Default for OpLimits {
 }
 
 /// The keys a multi-key operation (RENAME, COPY, MSETNX, SMOVE, LMOVE, the
-/// set and sorted set STORE commands, ZRANGESTORE, ZMPOP) reads and may
+/// set and sorted set STORE commands, ZRANGESTORE, ZMPOP, LMPOP) reads and may
 /// write, its own `key` first; None for a single-key operation.
 pub fn multi_keys<'a>(kind: &'a Kind, key: &'a [u8]) -> Option<Vec<&'a [u8]>> {
     match kind {
@@ -48,7 +48,7 @@ pub fn multi_keys<'a>(kind: &'a Kind, key: &'a [u8]) -> Option<Vec<&'a [u8]>> {
         }
         Kind::ZRangeStore(pb::ZRangeStore { source: to, .. }) => Some(if to == key { vec![key] } else { vec![key, to] }),
         Kind::SetStore(pb::SetStore { sources, .. }) | Kind::ZStore(pb::ZStore { sources, .. }) => Some(std::iter::once(key).chain(sources.iter().map(|k| &k[..])).collect()),
-        Kind::MsetNx(pb::MsetNx { keys, .. }) | Kind::ZMPop(pb::ZmPop { keys, .. }) => Some(keys.iter().map(|k| &k[..]).collect()),
+        Kind::MsetNx(pb::MsetNx { keys, .. }) | Kind::ZMPop(pb::ZmPop { keys, .. }) | Kind::LMPop(pb::LmPop { keys, .. }) => Some(keys.iter().map(|k| &k[..]).collect()),
         _ => None,
     }
 }
@@ -99,6 +99,7 @@ pub fn apply_multi(kind: &Kind, stored: &[Option<Record>], now_ms: u64, versions
         Kind::ZStore(st) => zsets::z_store(st, &live, versions[0]),
         Kind::ZRangeStore(rs) => zsets::z_range_store(rs, &live, versions),
         Kind::ZMPop(m) => zsets::z_m_pop(m, &live, versions),
+        Kind::LMPop(m) => lists::l_m_pop(m, &live, versions),
         Kind::MsetNx(m) => {
             if m.keys.is_empty() || m.keys.len() != m.values.len() {
                 return none(error(pb::op_error::Kind::Internal, "malformed MSETNX: a value for each key"));
@@ -162,7 +163,7 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::ZRem(r) => zsets::z_rem(&r.members, live, version),
         Kind::ZPop(p) => zsets::z_pop(p, live, version),
         Kind::ZRemRange(r) => zsets::z_rem_range(r, live, version),
-        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) | Kind::SMove(_) | Kind::SetStore(_) | Kind::LMove(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::ZMPop(_) => {
+        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) | Kind::SMove(_) | Kind::SetStore(_) | Kind::LMove(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::ZMPop(_) | Kind::LMPop(_) => {
             unreachable!("multi-key operations run through apply_multi")
         }
         Kind::Transaction(_) => unreachable!("a transaction runs through Store::execute_transaction"),
@@ -416,3 +417,15 @@ fn too_large() -> R {
 
 #[cfg(test)]
 mod tests;
+
+/// How long a blocking pop may wait for something to pop (see the proto's
+/// `LMPop`): None for every other op, and for a pop that does not block.
+pub fn blocking_wait(kind: &Kind) -> Option<std::time::Duration> {
+    let ms = match kind {
+        Kind::LMPop(m) => m.wait_ms,
+        Kind::ZMPop(m) => m.wait_ms,
+        Kind::LMove(m) => m.wait_ms,
+        _ => 0,
+    };
+    (ms > 0).then(|| std::time::Duration::from_millis(ms))
+}

@@ -422,7 +422,7 @@ fn list_writes_change_the_list_as_redis_does() {
 
 #[test]
 fn lmove_pops_and_pushes_in_one_step() {
-    let lmove = |from_left, to_left| Kind::LMove(pb::LMove { to: Bytes::from_static(b"t"), from_left, to_left });
+    let lmove = |from_left, to_left| Kind::LMove(pb::LMove { to: Bytes::from_static(b"t"), from_left, to_left, wait_ms: 0 });
     let a = apply_multi(&lmove(false, true), &[list_record(&["a", "b"]), list_record(&["c"])], NOW, &[10, 11]);
     assert!(matches!(a.reply, R::Value(ref v) if v.value == Bytes::from_static(b"b")));
     assert_eq!((items(&Some(a.writes[0].1.clone())), items(&Some(a.writes[1].1.clone()))), (strings(&["a"]), strings(&["b", "c"])));
@@ -535,7 +535,7 @@ fn zset_stores_and_zmpop_over_several_keys() {
     let same = apply_multi(&range_store, &[zset_record(&[("x", 1.0), ("y", 2.0)])], NOW, &[10]);
     assert_eq!(scored(&Some(same.writes[0].1.clone())), vec![("y".into(), 2.0)], "one key: source and target");
 
-    let mpop = |count| Kind::ZMPop(pb::ZmPop { keys: byte_list(&["k0", "k1", "k2"]), max: false, count });
+    let mpop = |count| Kind::ZMPop(pb::ZmPop { keys: byte_list(&["k0", "k1", "k2"]), max: false, count, wait_ms: 0 });
     let popped = apply_multi(&mpop(5), &[None, zset_record(&[("x", 1.0), ("y", 2.0)]), live("s")], NOW, &[10, 11, 12]);
     assert_eq!(popped.reply, R::Members(pb::Members { members: byte_list(&["k1", "x", "1", "y", "2"]) }), "the first key that exists; the string after it is not looked at");
     assert_eq!(popped.writes, vec![(1, Record::tombstone(11))]);

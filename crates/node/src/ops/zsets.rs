@@ -2,7 +2,7 @@
 //! ZREMRANGEBYRANK/BYSCORE/BYLEX, and the multi-key ZUNIONSTORE,
 //! ZINTERSTORE, ZDIFFSTORE, ZRANGESTORE and ZMPOP.
 
-use super::collection::{UNLIMITED, change, change_existing, read, record};
+use super::collection::{UNLIMITED, change, change_existing, m_pop, read, record};
 use super::{Applied, AppliedMulti, OpLimits, error, no_write};
 use bytes::Bytes;
 use evenkeel_rpc::pb::{self, op_result::Result as R};
@@ -187,18 +187,8 @@ pub(super) fn z_range_store<'a>(rs: &pb::ZRangeStore, live: &dyn Fn(usize) -> Op
     store(&result, live(0), versions[0])
 }
 
-/// ZMPOP: pops from the first key that exists (which must hold a sorted
-/// set; later keys are not looked at). Answers the key, then members and
-/// scores, or Nil.
+/// ZMPOP (BZPOPMIN, BZPOPMAX, BZMPOP): members and scores from the first
+/// key that exists.
 pub(super) fn z_m_pop<'a>(m: &pb::ZmPop, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version]) -> AppliedMulti {
-    let none = |reply| AppliedMulti { writes: vec![], reply };
-    let Some(i) = (0..m.keys.len()).find(|&i| live(i).is_some()) else { return none(R::Nil(pb::Nil {})) };
-    let mut z = match read::<ZSet>(live(i)) {
-        Ok(z) => z.expect("a live record"),
-        Err(e) => return none(e),
-    };
-    let popped = pop(&mut z, m.max, m.count.max(1).min(usize::MAX as u64) as usize);
-    let written = record(&z, live(i).and_then(|r| r.expire_at_ms), versions[i], UNLIMITED).expect("no limit");
-    let members = std::iter::once(m.keys[i].clone()).chain(popped).collect();
-    AppliedMulti { writes: vec![(i, written)], reply: R::Members(pb::Members { members }) }
+    m_pop::<ZSet>(&m.keys, live, versions, |z| pop(z, m.max, m.count.max(1).min(usize::MAX as u64) as usize))
 }

@@ -69,7 +69,7 @@ pub fn lmove(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         _ => (side(&a[3], b"left", b"right")?, side(&a[4], b"left", b"right")?),
     };
     super::keys::one_slot(a[1..3].iter())?;
-    Ok(Planned::one(&a[1], Kind::LMove(pb::LMove { to: a[2].clone(), from_left, to_left }), Shape::Value))
+    Ok(Planned::one(&a[1], Kind::LMove(pb::LMove { to: a[2].clone(), from_left, to_left, wait_ms: 0 }), Shape::Value))
 }
 
 /// The read commands: a GET, answered by [`answer`].

@@ -128,7 +128,7 @@ pub fn zmpop(a: &[Bytes]) -> Result<Planned, Frame> {
     }
     let keys = &a[2..where_at];
     super::keys::one_slot(keys.iter())?;
-    let op = pb::ZmPop { keys: keys.to_vec(), max, count: count.unwrap_or(1) };
+    let op = pb::ZmPop { keys: keys.to_vec(), max, count: count.unwrap_or(1), wait_ms: 0 };
     Ok(Planned::one(&keys[0], Kind::ZMPop(op), Shape::ZMPopped))
 }
 
@@ -374,6 +374,15 @@ fn score_frame(score: f64) -> Frame {
     Frame::Bulk(Bytes::from(format_double(score)))
 }
 
+/// A score as ZSCAN answers it: Redis returns a small sorted set's
+/// listpack entries as stored, where a whole score of magnitude up to 2^62
+/// is an integer (`1e17` answers `100000000000000000`; ZRANGE's `%.17g`
+/// answers `1e+17`).
+fn stored_score(score: f64) -> String {
+    const LIMIT: f64 = 4_611_686_018_427_387_904.0;
+    if score.fract() == 0.0 && score.abs() <= LIMIT { (score as i64).to_string() } else { format_double(score) }
+}
+
 /// Members, each followed by its score when `withscores`.
 fn listing(entries: impl IntoIterator<Item = (Bytes, f64)>, withscores: bool) -> Frame {
     let frames = entries.into_iter().flat_map(|(m, s)| std::iter::once(Frame::Bulk(m)).chain(withscores.then(|| score_frame(s))));
@@ -408,8 +417,8 @@ pub(crate) fn answer(read: &ZSetRead, value: Option<&pb::Value>) -> Frame {
                 Ok(pattern) => pattern,
                 Err(e) => return e.clone(),
             };
-            let matching = z.iter().filter(|(m, _)| pattern.as_ref().is_none_or(|p| crate::glob::glob_match(p, m))).map(|(m, s)| (m.clone(), s));
-            let Frame::Array(items) = listing(matching, true) else { unreachable!("a listing is an array") };
+            let matching = z.iter().filter(|(m, _)| pattern.as_ref().is_none_or(|p| crate::glob::glob_match(p, m)));
+            let items = matching.flat_map(|(m, s)| [Frame::Bulk(m.clone()), Frame::Bulk(Bytes::from(stored_score(s)))]).collect();
             collection::whole_scan_reply(items)
         }
     }
@@ -536,6 +545,12 @@ mod tests {
         assert_eq!(combined(&Err(syntax_error()), vec![R::Nil(pb::Nil {}), string]), super::super::wrong_type(), "WRONGTYPE before the option error");
         assert_eq!(combined(&Err(syntax_error()), results()), syntax_error());
         assert_eq!(inter_card(&Ok(1), results()), Frame::Integer(1));
+    }
+
+    #[test]
+    fn zscan_answers_whole_scores_as_integers() {
+        assert_eq!((stored_score(1e17), stored_score(2.5), stored_score(-4_611_686_018_427_387_904.0)), ("100000000000000000".into(), "2.5".into(), "-4611686018427387904".into()));
+        assert_eq!((stored_score(5e18), stored_score(f64::INFINITY), stored_score(-0.0)), ("5e+18".into(), "inf".into(), "0".into()));
     }
 
     #[test]
