@@ -287,6 +287,7 @@ fn older_forms(s: &mut Script) {
     sets(s);
     lists(s);
     sorted_sets(s);
+    blocking_pops(s);
 }
 
 /// List commands, their argument errors in Redis's order, and types.
@@ -542,6 +543,34 @@ fn sets(s: &mut Script) {
     run(s, &[&["SADD", "s:w", "b", "a", "c"]]);
     for c in [&["SMEMBERS", "s:w"][..], &["SUNION", "s:w", "s:w"], &["SRANDMEMBER", "s:w", "5"], &["SINTER", "s:w"]] {
         s.unordered(c);
+    }
+}
+
+/// LMPOP, and the blocking pops where they need not block: something to
+/// pop, a short timeout (null array), inside MULTI (no wait), and their
+/// argument and type errors.
+fn blocking_pops(s: &mut Script) {
+    for c in [
+        &["RPUSH", "{bp}l", "a", "b", "c", "d"][..], &["ZADD", "{bp}z", "1", "x", "2", "y", "3", "z"], &["SET", "{bp}s", "v"],
+        &["LMPOP", "2", "{bp}none", "{bp}l", "LEFT"], &["LMPOP", "1", "{bp}l", "RIGHT", "COUNT", "2"], &["LMPOP", "1", "{bp}none", "LEFT"],
+        &["LMPOP", "0", "{bp}l", "LEFT"], &["LMPOP", "x", "{bp}l", "LEFT"], &["LMPOP", "3", "{bp}l", "LEFT"], &["LMPOP", "1", "{bp}l", "UP"],
+        &["LMPOP", "1", "{bp}l", "LEFT", "COUNT", "0"], &["LMPOP", "1", "{bp}l", "LEFT", "COUNT", "1", "COUNT", "1"], &["LMPOP", "1", "{bp}l", "LEFT", "COUNT"],
+        &["LMPOP", "2", "{bp}s", "{bp}l", "LEFT"], &["LMPOP", "2", "{bp}l", "{bp}s", "LEFT"], &["LMPOP", "1", "{bp}l"],
+        &["RPUSH", "{bp}l", "e", "f"], &["BLPOP", "{bp}none", "{bp}l", "0"], &["BRPOP", "{bp}l", "0.01"], &["BLPOP", "{bp}none", "0.01"],
+        &["BLPOP", "{bp}s", "0.01"], &["BLPOP", "{bp}none", "{bp}s", "{bp}l", "0"], &["BLPOP", "{bp}l", "x"], &["BLPOP", "{bp}l", "-1"],
+        &["BLPOP", "{bp}l", "nan"], &["BLPOP", "{bp}l", "1e30"], &["BLPOP", "{bp}l", "inf"], &["BLPOP", "{bp}l"],
+        &["RPUSH", "{bp}l", "g", "h"], &["BLMOVE", "{bp}l", "{bp}m", "LEFT", "RIGHT", "0"], &["BRPOPLPUSH", "{bp}l", "{bp}m", "0"], &["LRANGE", "{bp}m", "0", "-1"],
+        &["BLMOVE", "{bp}none", "{bp}m", "LEFT", "RIGHT", "0.01"], &["BRPOPLPUSH", "{bp}none", "{bp}m", "0.01"], &["BLMOVE", "{bp}m", "{bp}s", "LEFT", "LEFT", "0"],
+        &["BLMOVE", "{bp}m", "{bp}m", "UP", "LEFT", "x"], &["BLMOVE", "{bp}m", "{bp}m", "LEFT", "LEFT", "x"], &["BLMOVE", "{bp}none", "{bp}s", "LEFT", "LEFT", "0.01"],
+        &["BLMPOP", "0", "1", "{bp}m", "RIGHT", "COUNT", "5"], &["BLMPOP", "0.01", "1", "{bp}m", "LEFT"], &["BLMPOP", "x", "1", "{bp}m", "LEFT"],
+        &["BLMPOP", "0", "0", "{bp}m", "LEFT"], &["BLMPOP", "0", "1", "{bp}m", "FOO"], &["EXISTS", "{bp}m"],
+        &["BZPOPMIN", "{bp}none", "{bp}z", "0"], &["BZPOPMAX", "{bp}z", "0.01"], &["BZPOPMIN", "{bp}none", "0.01"], &["BZPOPMIN", "{bp}s", "0"],
+        &["BZPOPMIN", "{bp}z", "x"], &["BZMPOP", "0", "2", "{bp}none", "{bp}z", "MAX", "COUNT", "3"], &["BZMPOP", "0.01", "1", "{bp}z", "MIN"],
+        &["BZMPOP", "0", "1", "{bp}z", "FOO"], &["BZMPOP", "-1", "1", "{bp}z", "MIN"], &["EXISTS", "{bp}z"],
+        &["MULTI"], &["BLPOP", "{bp}none", "0"], &["BLMOVE", "{bp}none", "{bp}m", "LEFT", "LEFT", "0"], &["BRPOPLPUSH", "{bp}none", "{bp}m", "0"],
+        &["BZPOPMIN", "{bp}none", "0"], &["BLMPOP", "0", "1", "{bp}none", "LEFT"], &["BZMPOP", "0", "1", "{bp}none", "MIN"], &["RPUSH", "{bp}l", "i"], &["BLPOP", "{bp}l", "0"], &["EXEC"],
+    ] {
+        s.cmd(c);
     }
 }
 

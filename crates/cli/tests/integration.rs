@@ -65,10 +65,18 @@ impl Raw {
     }
 
     async fn call(&mut self, args: &[&str]) -> Frame {
+        self.send(args).await;
+        self.read().await
+    }
+
+    async fn send(&mut self, args: &[&str]) {
         let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         let mut out = BytesMut::new();
         encode_command(&args, &mut out);
         self.stream.write_all(&out).await.expect("request sent");
+    }
+
+    async fn read(&mut self) -> Frame {
         loop {
             if let Some(frame) = FrameDecoder.decode(&mut self.buf).expect("well-formed reply") {
                 return frame;
@@ -691,6 +699,82 @@ async fn watch_aborts_a_transaction_whose_key_another_client_changed() {
 
 /// RANDOMKEY: null with no keys, a key that exists otherwise, and over
 /// many calls more than one of them.
+/// BLPOP, BZPOPMIN and BLMOVE wait on the owner for a push from another
+/// client (two waiters on one key both served by one push of two), give
+/// up after their timeout with a null array, answer a command pipelined
+/// behind them only afterwards, do not block inside MULTI, and stop
+/// waiting when their client disconnects, so a later push is not popped
+/// by nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_pops_wait_for_a_push_and_end_with_their_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let addr = cluster.router_addr;
+    let mut pusher = Raw::connect(addr).await;
+    let bulks = |items: &[&str]| Frame::Array(items.iter().map(|i| Frame::bulk(i.to_string())).collect());
+
+    let blocked = |args: &'static [&'static str]| async move {
+        let mut client = Raw::connect(addr).await;
+        let started = std::time::Instant::now();
+        let reply = client.call(args).await;
+        (reply, started.elapsed())
+    };
+    let waiting = tokio::spawn(blocked(&["BLPOP", "{b}none", "{b}q", "5"]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pusher.call(&["RPUSH", "{b}q", "v"]).await, Frame::Integer(1));
+    let (reply, took) = waiting.await.unwrap();
+    assert_eq!(reply, bulks(&["{b}q", "v"]));
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_millis(1800), "woken by the push (on the node), not by the timeout or the next 2 s wait: {took:?}");
+
+    let (reply, took) = blocked(&["BLPOP", "{b}empty", "0.3"]).await;
+    assert_eq!(reply, Frame::NullArray);
+    assert!(took >= Duration::from_millis(300), "waited out its timeout: {took:?}");
+
+    let zset = tokio::spawn(blocked(&["BZPOPMIN", "{b}z", "5"]));
+    let moved = tokio::spawn(blocked(&["BLMOVE", "{b}src", "{b}dst", "LEFT", "RIGHT", "5"]));
+    let two = [tokio::spawn(blocked(&["BRPOP", "{b}two", "5"])), tokio::spawn(blocked(&["BRPOP", "{b}two", "5"]))];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pusher.call(&["ZADD", "{b}z", "2", "m"]).await, Frame::Integer(1));
+    assert_eq!(pusher.call(&["LPUSH", "{b}src", "x"]).await, Frame::Integer(1));
+    assert_eq!(pusher.call(&["RPUSH", "{b}two", "a", "b"]).await, Frame::Integer(2));
+    assert_eq!(zset.await.unwrap().0, bulks(&["{b}z", "m", "2"]));
+    assert_eq!(moved.await.unwrap().0, Frame::bulk("x"));
+    assert_eq!(pusher.call(&["LRANGE", "{b}dst", "0", "-1"]).await, bulks(&["x"]));
+    let mut served = Vec::new();
+    for waiter in two {
+        served.push(format!("{:?}", waiter.await.unwrap().0));
+    }
+    served.sort();
+    assert_eq!(served, vec![format!("{:?}", bulks(&["{b}two", "a"])), format!("{:?}", bulks(&["{b}two", "b"]))], "one push of two serves both waiters");
+
+    // A command pipelined behind a blocked one is answered after it.
+    let mut client = Raw::connect(addr).await;
+    client.send(&["BLPOP", "{b}p", "5"]).await;
+    client.send(&["PING"]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(pusher.call(&["RPUSH", "{b}p", "w"]).await, Frame::Integer(1));
+    assert_eq!(client.read().await, bulks(&["{b}p", "w"]));
+    assert_eq!(client.read().await, Frame::Simple("PONG".into()));
+
+    // Inside MULTI nothing blocks.
+    assert_eq!(client.call(&["MULTI"]).await, Frame::ok());
+    for args in [&["BLPOP", "{b}none", "0"][..], &["BLMOVE", "{b}none", "{b}dst", "LEFT", "LEFT", "0"], &["BZMPOP", "0", "1", "{b}none", "MIN"]] {
+        assert_eq!(client.call(args).await, Frame::Simple("QUEUED".into()));
+    }
+    assert_eq!(client.call(&["EXEC"]).await, Frame::Array(vec![Frame::NullArray, Frame::Null, Frame::NullArray]));
+
+    // A client that goes away stops waiting: the push after it stays.
+    let mut gone = Raw::connect(addr).await;
+    gone.send(&["BLPOP", "{b}gone", "0"]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(gone);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pusher.call(&["RPUSH", "{b}gone", "kept"]).await, Frame::Integer(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pusher.call(&["LRANGE", "{b}gone", "0", "-1"]).await, bulks(&["kept"]), "no one popped it");
+    cluster.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomkey_returns_existing_keys() {
     let dir = tempfile::tempdir().unwrap();

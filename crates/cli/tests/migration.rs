@@ -489,6 +489,21 @@ async fn watch_increments(client: redis::Client, key: String, stop: Arc<AtomicBo
     (made, aborted)
 }
 
+/// Pops with BLPOP (1 s timeouts) until `stop`, then until `key` is empty:
+/// what it popped, in order.
+async fn blocking_consumer(client: redis::Client, key: String, stop: Arc<AtomicBool>) -> Vec<usize> {
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let mut popped = Vec::new();
+    loop {
+        let got: Option<(String, usize)> = redis::cmd("BLPOP").arg(&key).arg(1).query_async(&mut con).await.unwrap();
+        match got {
+            Some((_, item)) => popped.push(item),
+            None if stop.load(Ordering::Relaxed) => return popped,
+            None => {}
+        }
+    }
+}
+
 /// RENAME, RENAMENX, MSETNX, COPY and MULTI/EXEC write several keys of
 /// one hash slot in one atomic step on the owner, and hashes (HSET,
 /// HINCRBY), sets (SADD), lists (RPUSH) and sorted sets (ZADD, ZINCRBY)
@@ -500,7 +515,11 @@ async fn watch_increments(client: redis::Client, key: String, stop: Arc<AtomicBo
 /// Meanwhile clients increment counters by WATCH, GET, MULTI, SET, EXEC:
 /// two contend for one counter (aborted transactions are retried) and
 /// none of their increments is lost; one alone on its own counter is never
-/// aborted, since a record keeps its version when it moves.
+/// aborted, since a record keeps its version when it moves. A consumer
+/// BLPOPs what each round pushes, across the move: it gets every element
+/// once, in order; and a client blocked on a key of the partition from
+/// before the move is served by a push after it (its wait follows the
+/// partition to its new owner).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
@@ -522,6 +541,15 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
     let request = MoveRequest { partition: 0, target: 4 };
     let stop = Arc::new(AtomicBool::new(false));
     let watchers: Vec<_> = ["w", "w", "v"].iter().map(|name| tokio::spawn(watch_increments(client.clone(), key(name, 0), stop.clone()))).collect();
+    let consumer = tokio::spawn(blocking_consumer(client.clone(), key("q", 0), stop.clone()));
+    let late = {
+        let (client, key) = (client.clone(), key("late", 0));
+        tokio::spawn(async move {
+            let mut con = client.get_multiplexed_async_connection().await.unwrap();
+            let got: Option<(String, String)> = redis::cmd("BLPOP").arg(&key).arg(60).query_async(&mut con).await.unwrap();
+            got
+        })
+    };
     let m: MigrationInfo = http.post(format!("{admin}/v1/migrations")).json(&request).send().await.unwrap().json().await.unwrap();
     let mut done = 0;
     while done < N {
@@ -545,6 +573,7 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
         assert_eq!(added, 1);
         let score: String = redis::cmd("ZINCRBY").arg(key("zc", 0)).arg(0.5).arg("m").query_async(&mut conn).await.unwrap();
         assert_eq!(score.parse::<f64>().unwrap(), (done + 1) as f64 / 2.0);
+        let _: i64 = redis::cmd("RPUSH").arg(key("q", 0)).arg(done).query_async(&mut conn).await.unwrap();
         let (counted, ()): (i64, ()) = redis::pipe().atomic().incr(key("t", 0), 1).set(key("u", done), done).query_async(&mut conn).await.unwrap();
         assert_eq!(counted, done as i64 + 1);
         done += 1;
@@ -553,9 +582,15 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
         }
     }
     let state_then = migrations(&http, &admin).await.into_iter().find(|x| x.id == m.id).map(|x| x.state);
-    println!("{done} rounds of RENAME, MSETNX, RENAMENX, COPY, MULTI/EXEC, HSET, HINCRBY, SADD, RPUSH, ZADD, ZINCRBY ran during the move; it was {state_then:?} after them");
+    println!("{done} rounds of RENAME, MSETNX, RENAMENX, COPY, MULTI/EXEC, HSET, HINCRBY, SADD, RPUSH, ZADD, ZINCRBY, RPUSH for BLPOP ran during the move; it was {state_then:?} after them");
     wait_state(&http, &admin, &m.id, "DONE").await;
+    let pushed = std::time::Instant::now();
+    let _: i64 = redis::cmd("RPUSH").arg(key("late", 0)).arg("after").query_async(&mut conn).await.unwrap();
+    let served = tokio::time::timeout(Duration::from_secs(10), late).await.expect("the client blocked before the move is served").unwrap();
+    assert_eq!(served, Some((key("late", 0), "after".to_string())));
+    println!("a client blocked since before the move got a push after it in {:?}", pushed.elapsed());
     stop.store(true, Ordering::Relaxed);
+    assert_eq!(consumer.await.unwrap(), (0..done).collect::<Vec<_>>(), "every pushed element popped once, in order, across the move");
     let mut watched = Vec::new();
     for w in watchers {
         watched.push(w.await.unwrap());

@@ -94,6 +94,10 @@ impl Dispatcher {
         let mut results: Vec<Option<Outcome>> = vec![None; ops.len()];
         let mut pending: Vec<usize> = (0..ops.len()).collect();
         let started = Instant::now();
+        // A blocking pop may be held by its node that long on top of the
+        // usual deadline and budget.
+        let wait_ms = ops.iter().map(|op| blocking_wait_ms(&op.kind)).max().unwrap_or(0);
+        let total_ms = self.budget.total_ms + wait_ms;
         let mut backoff = self.budget.backoff_min_ms;
         // Ops whose last refusal was OVERLOADED, and by which node.
         let mut overloaded: Vec<(usize, NodeId)> = Vec::new();
@@ -103,8 +107,8 @@ impl Dispatcher {
                 Some(g) => g,
                 None => return fill(results, &pending, |_| DispatchError::NoTable),
             };
-            let left = self.budget.total_ms.saturating_sub(started.elapsed().as_millis() as u64);
-            let timeout = Duration::from_millis(self.budget.rpc_timeout_ms.min(left).max(MIN_ATTEMPT_MS));
+            let left = total_ms.saturating_sub(started.elapsed().as_millis() as u64);
+            let timeout = Duration::from_millis(self.budget.rpc_timeout_ms.min(left).max(MIN_ATTEMPT_MS) + wait_ms);
             let attempts = join_all(groups.into_iter().map(|(node, idx)| self.send(&routes, node, ops, idx, timeout))).await;
             pending = unroutable;
             overloaded.clear();
@@ -115,7 +119,7 @@ impl Dispatcher {
             if pending.is_empty() {
                 return results.into_iter().map(|r| r.expect("every op settled")).collect();
             }
-            if started.elapsed().as_millis() as u64 >= self.budget.total_ms {
+            if started.elapsed().as_millis() as u64 >= total_ms {
                 metrics::counter!("evenkeel_router_retry_budget_exhausted_total").increment(1);
                 let total = self.budget.total_ms;
                 return fill(results, &pending, |i| match overloaded.iter().find(|(j, _)| *j == i) {
@@ -253,6 +257,16 @@ fn fill(mut results: Vec<Option<Outcome>>, pending: &[usize], error: impl Fn(usi
         results[i] = Some(Err(error(i)));
     }
     results.into_iter().map(|r| r.expect("every op settled")).collect()
+}
+
+/// How long a blocking pop asks its node to wait (the proto's `LMPop`).
+fn blocking_wait_ms(kind: &Kind) -> u64 {
+    match kind {
+        Kind::LMPop(m) => m.wait_ms,
+        Kind::ZMPop(m) => m.wait_ms,
+        Kind::LMove(m) => m.wait_ms,
+        _ => 0,
+    }
 }
 
 fn is_read(kind: &Kind) -> bool {

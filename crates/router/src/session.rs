@@ -84,6 +84,27 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
             for reply in replies {
                 reply.encode(&mut out);
             }
+        } else if session.multi.is_none() && cmd::blocking::is_blocking(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase()) {
+            // The client sees the replies it is owed before this one
+            // blocks. A request pipelined behind it waits its turn; the
+            // end of the connection gives up the wait.
+            flush(&mut writer, &mut out).await?;
+            let run = cmd::execute(router, &mut session, args);
+            tokio::pin!(run);
+            let reply = loop {
+                tokio::select! {
+                    reply = &mut run => break Some(reply),
+                    next = requests.next(), if carried.is_none() => match next {
+                        None => break None,
+                        next => carried = Some(next),
+                    },
+                    _ = router.stop.cancelled() => break None,
+                }
+            };
+            // Not in the arrival latency: a wait the client asked for is
+            // not a delay the throttle should see.
+            let Some((reply, _)) = reply else { break };
+            reply.encode(&mut out);
         } else {
             let (reply, flow) = cmd::execute(router, &mut session, args).await;
             router.arrival.record(arrived.elapsed().as_micros() as u64, false, evenkeel_types::unix_ms());

@@ -15,7 +15,7 @@
 
 use num_bigint::BigUint;
 use rustc_apfloat::ieee::{Double, X87DoubleExtended as F80};
-use rustc_apfloat::{Float, Round, Status};
+use rustc_apfloat::{Float, FloatConvert, Round, Status};
 
 /// An 80-bit extended-precision number.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,6 +48,14 @@ impl LongDouble {
             (value, false) => Some(LongDouble(value)),
             (_, true) => None,
         }
+    }
+
+    /// The nearest `f64` (blocking commands' timeouts, which Redis reads
+    /// as a `long double`).
+    pub fn to_f64(self) -> f64 {
+        let mut loses_info = false;
+        let double: Double = self.0.convert_r(Round::NearestTiesToEven, &mut loses_info).value;
+        to_f64(double)
     }
 
     pub fn zero() -> LongDouble {

@@ -1,6 +1,7 @@
-//! What the hash, set and list commands share: reading a value of one
-//! type from a GET, HSCAN/SSCAN's options and reply, and the random picks
-//! of HRANDFIELD and SRANDMEMBER.
+//! What the hash, set, list and sorted set commands share: reading a value
+//! of one type from a GET, HSCAN/SSCAN/ZSCAN's options and reply, the
+//! random picks of HRANDFIELD, SRANDMEMBER and ZRANDMEMBER, and LMPOP's
+//! and ZMPOP's arguments and reply.
 
 use super::{int_arg, syntax_error, wrong_type};
 use bytes::Bytes;
@@ -92,4 +93,62 @@ pub(crate) fn random_entries(entries: &[(&Bytes, &Bytes)], count: Option<i64>, w
         std::iter::once(Frame::Bulk(f.clone())).chain(value)
     });
     Frame::Array(frames.collect())
+}
+
+/// LMPOP's and ZMPOP's arguments (and their blocking forms'): the keys,
+/// which end they pop from (true: the first word, LEFT or MIN) and how
+/// many.
+pub(crate) struct MPopArgs<'a> {
+    pub keys: &'a [Bytes],
+    pub first_end: bool,
+    pub count: u64,
+}
+
+/// A number argument in 1..=i64::MAX, or `message`.
+fn positive(raw: &[u8], message: &str) -> Result<u64, Frame> {
+    int_arg(raw).ok().filter(|n| *n >= 1).map(|n| n as u64).ok_or_else(|| Frame::error(format!("ERR {message}")))
+}
+
+/// `numkeys key [key ...] FIRST|SECOND [COUNT count]` from `a[at]`, read
+/// as Redis 7.0 reads LMPOP and ZMPOP (`first`, `second`: LEFT/RIGHT or
+/// MIN/MAX), keys in one hash slot.
+pub(crate) fn mpop_args<'a>(a: &'a [Bytes], at: usize, first: &[u8], second: &[u8]) -> Result<MPopArgs<'a>, Frame> {
+    let numkeys = positive(&a[at], "numkeys should be greater than 0")?;
+    let end_at = numkeys.checked_add(at as u64 + 1).filter(|&w| w < a.len() as u64).ok_or_else(syntax_error)? as usize;
+    let first_end = if a[end_at].eq_ignore_ascii_case(first) {
+        true
+    } else if a[end_at].eq_ignore_ascii_case(second) {
+        false
+    } else {
+        return Err(syntax_error());
+    };
+    let mut count = None;
+    let mut j = end_at + 1;
+    while j < a.len() {
+        match a.get(j + 1) {
+            Some(value) if count.is_none() && a[j].eq_ignore_ascii_case(b"count") => {
+                count = Some(positive(value, "count should be greater than 0")?);
+                j += 2;
+            }
+            _ => return Err(syntax_error()),
+        }
+    }
+    let keys = &a[at + 1..end_at];
+    super::keys::one_slot(keys.iter())?;
+    Ok(MPopArgs { keys, first_end, count: count.unwrap_or(1) })
+}
+
+/// LMPOP's and ZMPOP's reply from the node's Members (the key, then what
+/// was popped): `[key, [element, ...]]`, or with `pairs` (a sorted set's
+/// member and score) `[key, [[member, score], ...]]`.
+pub(crate) fn mpopped(members: Vec<Bytes>, pairs: bool) -> Frame {
+    let mut items = members.into_iter();
+    let Some(key) = items.next() else { return Frame::NullArray };
+    let rest: Vec<Bytes> = items.collect();
+    let popped = if pairs {
+        rest.chunks(2).map(|p| Frame::Array(p.iter().cloned().map(Frame::Bulk).collect())).collect()
+    } else {
+        rest.into_iter().map(Frame::Bulk).collect()
+    };
+    Frame::Array(vec![Frame::Bulk(key), Frame::Array(popped)])
 }

@@ -12,6 +12,7 @@
 //! data commands together.
 
 pub mod bits;
+pub mod blocking;
 mod collection;
 pub mod hashes;
 pub mod keys;
@@ -64,6 +65,12 @@ const MULTI_FLAGS: &[&str] = &["noscript", "loading", "stale", "fast"];
 /// Read-only, with keys COMMAND's first/last/step cannot describe.
 const RM: &[&str] = &["readonly", "movablekeys"];
 const WM: &[&str] = &["write", "movablekeys"];
+const WB: &[&str] = &["write", "noscript", "blocking"];
+const WBF: &[&str] = &["write", "noscript", "blocking", "fast"];
+const WDB: &[&str] = &["write", "denyoom", "noscript", "blocking"];
+const WBM: &[&str] = &["write", "blocking", "movablekeys"];
+/// Keys from the first to the one before last (BLPOP's timeout).
+const BUT_LAST: (i32, i32, i32) = (1, -2, 1);
 const WDM: &[&str] = &["write", "denyoom", "movablekeys"];
 const NOKEY: (i32, i32, i32) = (0, 0, 0);
 const ONE: (i32, i32, i32) = (1, 1, 1);
@@ -75,6 +82,14 @@ pub const SPECS: &[Spec] = &[
     spec("auth", -2, NOAUTH, NOKEY),
     spec("bitcount", -2, RO, ONE),
     spec("bitpos", -3, RO, ONE),
+    spec("blmove", 6, WDB, (1, 2, 1)),
+    spec("blmpop", -5, WBM, NOKEY),
+    spec("blpop", -3, WB, BUT_LAST),
+    spec("brpop", -3, WB, BUT_LAST),
+    spec("brpoplpush", 4, WDB, (1, 2, 1)),
+    spec("bzmpop", -5, WBM, NOKEY),
+    spec("bzpopmax", -3, WBF, BUT_LAST),
+    spec("bzpopmin", -3, WBF, BUT_LAST),
     spec("client", -2, F, NOKEY),
     spec("command", -1, F, NOKEY),
     spec("config", -2, F, NOKEY),
@@ -124,6 +139,7 @@ pub const SPECS: &[Spec] = &[
     spec("linsert", 5, WD, ONE),
     spec("llen", 2, R_, ONE),
     spec("lmove", 5, WD, (1, 2, 1)),
+    spec("lmpop", -4, WM, NOKEY),
     spec("lpop", -2, WF, ONE),
     spec("lpos", -3, RO, ONE),
     spec("lpush", -3, WDF, ONE),
@@ -253,7 +269,7 @@ pub fn batchable(session: &Session, args: &[Bytes]) -> Option<(&'static str, Res
         return None;
     }
     let spec = find(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase())?;
-    if !arity_ok(spec, args.len()) {
+    if !arity_ok(spec, args.len()) || blocking::is_blocking(spec.name) {
         return None;
     }
     Some((spec.name, plan(spec.name, args)?))
@@ -317,6 +333,10 @@ fn plan(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
         "ltrim" => lists::ltrim(a),
         "linsert" => lists::linsert(a),
         "lmove" | "rpoplpush" => lists::lmove(name, a),
+        "lmpop" => lists::lmpop(a),
+        // Run alone by `run` outside MULTI; inside, EXEC runs them without
+        // blocking, as Redis does.
+        name if blocking::is_blocking(name) => blocking::plan(name, a).map(|(planned, _)| planned),
         "llen" | "lindex" | "lrange" | "lpos" => lists::read(name, a),
         "zadd" => zsets::zadd(a),
         "zincrby" => zsets::zincrby(a),
@@ -349,11 +369,18 @@ pub(crate) fn record(router: &Router, name: &'static str, started: std::time::In
     if failed {
         metrics::counter!("evenkeel_router_errors_total", "cmd" => name).increment(1);
     }
-    router.latency.record(elapsed.as_micros() as u64, failed, evenkeel_types::unix_ms());
+    // A blocking command's wait is the client's choice, not a delay the
+    // throttle should see.
+    if !blocking::is_blocking(name) {
+        router.latency.record(elapsed.as_micros() as u64, failed, evenkeel_types::unix_ms());
+    }
 }
 
 async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (Frame, Flow) {
     use Flow::Continue as C;
+    if blocking::is_blocking(name) {
+        return (blocking::run(r, name, a).await, C);
+    }
     if let Some(planned) = plan(name, a) {
         return (run_planned(r, planned).await, C);
     }

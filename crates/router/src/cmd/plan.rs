@@ -71,8 +71,9 @@ pub enum Shape {
     /// ZINTERCARD over each key's GET, with its LIMIT (0: none) or the
     /// LIMIT's error.
     ZInterCard(Result<u64, Frame>),
-    /// ZMPOP: `[key, [[member, score], ...]]`, or a null array.
-    ZMPopped,
+    /// LMPOP: `[key, [element, ...]]`; ZMPOP (`pairs`): `[key, [[member,
+    /// score], ...]]`; a null array when no key held anything.
+    MPopped { pairs: bool },
     /// EXPIRETIME (seconds, rounded) or PEXPIRETIME: the absolute expiry;
     /// -2 absent, -1 no expiry.
     ExpireTime { millis: bool },
@@ -205,11 +206,11 @@ fn single_key(shape: Shape, r: R) -> Frame {
         (Shape::List(read), R::Value(v)) => super::lists::answer(read, Some(&v)),
         (Shape::List(read), R::Nil(_)) => super::lists::answer(read, None),
         (Shape::Popped, R::Members(m)) => Frame::Array(m.members.into_iter().map(Frame::Bulk).collect()),
-        (Shape::Popped | Shape::ZMPopped, R::Nil(_)) => Frame::NullArray,
+        (Shape::Popped | Shape::MPopped { .. }, R::Nil(_)) => Frame::NullArray,
         (Shape::ZSet(read), R::Value(v)) => super::zsets::answer(read, Some(&v)),
         (Shape::ZSet(read), R::Nil(_)) => super::zsets::answer(read, None),
-        (Shape::ZMPopped, R::Members(m)) => super::zsets::mpopped(m.members),
-        (Shape::Hash(_) | Shape::SetRead(_) | Shape::Members | Shape::List(_) | Shape::Popped | Shape::ZSet(_) | Shape::ZMPopped, other) => unexpected(&other),
+        (Shape::MPopped { pairs }, R::Members(m)) => super::collection::mpopped(m.members, *pairs),
+        (Shape::Hash(_) | Shape::SetRead(_) | Shape::Members | Shape::List(_) | Shape::Popped | Shape::ZSet(_) | Shape::MPopped { .. }, other) => unexpected(&other),
         (_, r) => string_key(shape, r),
     }
 }

@@ -101,35 +101,11 @@ pub fn zpop(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     Ok(Planned::one(&a[1], Kind::ZPop(pb::ZPop { max: name == "zpopmax", count }), Shape::Popped))
 }
 
-/// A number argument in 1..=i64::MAX, or `message`.
-fn positive(raw: &[u8], message: &str) -> Result<u64, Frame> {
-    int_arg(raw).ok().filter(|n| *n >= 1).map(|n| n as u64).ok_or_else(|| Frame::error(format!("ERR {message}")))
-}
-
 /// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count].
 pub fn zmpop(a: &[Bytes]) -> Result<Planned, Frame> {
-    let numkeys = positive(&a[1], "numkeys should be greater than 0")?;
-    let where_at = numkeys.checked_add(2).filter(|&w| w < a.len() as u64).ok_or_else(syntax_error)? as usize;
-    let max = match a[where_at].to_ascii_lowercase().as_slice() {
-        b"min" => false,
-        b"max" => true,
-        _ => return Err(syntax_error()),
-    };
-    let mut count = None;
-    let mut at = where_at + 1;
-    while at < a.len() {
-        match a.get(at + 1) {
-            Some(value) if count.is_none() && a[at].eq_ignore_ascii_case(b"count") => {
-                count = Some(positive(value, "count should be greater than 0")?);
-                at += 2;
-            }
-            _ => return Err(syntax_error()),
-        }
-    }
-    let keys = &a[2..where_at];
-    super::keys::one_slot(keys.iter())?;
-    let op = pb::ZmPop { keys: keys.to_vec(), max, count: count.unwrap_or(1), wait_ms: 0 };
-    Ok(Planned::one(&keys[0], Kind::ZMPop(op), Shape::ZMPopped))
+    let m = collection::mpop_args(a, 1, b"min", b"max")?;
+    let op = pb::ZmPop { keys: m.keys.to_vec(), max: !m.first_end, count: m.count, wait_ms: 0 };
+    Ok(Planned::one(&m.keys[0], Kind::ZMPop(op), Shape::MPopped { pairs: true }))
 }
 
 /// A range as a command gave it: the wire form the node reads, and the
@@ -479,16 +455,6 @@ pub(crate) fn inter_card(limit: &Result<u64, Frame>, results: Vec<R>) -> Frame {
     Frame::Integer(if limit == 0 { n } else { n.min(limit) } as i64)
 }
 
-/// ZMPOP's reply from the node's Members (the key, then member, score,
-/// ...): `[key, [[member, score], ...]]`.
-pub(crate) fn mpopped(members: Vec<Bytes>) -> Frame {
-    let mut items = members.into_iter();
-    let Some(key) = items.next() else { return Frame::NullArray };
-    let rest: Vec<Bytes> = items.collect();
-    let pairs = rest.chunks(2).map(|p| Frame::Array(p.iter().cloned().map(Frame::Bulk).collect())).collect();
-    Frame::Array(vec![Frame::Bulk(key), Frame::Array(pairs)])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,7 +521,7 @@ mod tests {
 
     #[test]
     fn zmpop_replies_nest_pairs_under_the_key() {
-        let reply = mpopped(["k", "a", "1", "b", "2"].iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect());
+        let reply = collection::mpopped(["k", "a", "1", "b", "2"].iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect(), true);
         assert_eq!(reply, Frame::Array(vec![Frame::Bulk(Bytes::from_static(b"k")), Frame::Array(vec![bulks(&["a", "1"]), bulks(&["b", "2"])])]));
         assert_eq!(zmpop(&args("ZMPOP 0 k MIN")).unwrap_err(), Frame::error("ERR numkeys should be greater than 0"));
         assert_eq!(zmpop(&args("ZMPOP 2 k MIN")).unwrap_err(), syntax_error());

@@ -1,0 +1,146 @@
+//! Blocking commands: BLPOP BRPOP BLMOVE BRPOPLPUSH BLMPOP BZPOPMIN
+//! BZPOPMAX BZMPOP.
+//!
+//! Each is a pop the node already knows (`LMPop`, `LMove`, `ZMPop`) with a
+//! wait: sent alone in a request, it makes the owner wait for a write to
+//! one of its keys and pop then (the node's `waiters`), not the router
+//! poll. The router asks for at most [`CHUNK`] at a time and asks again
+//! until the client's timeout runs out (0: never), so a blocked client
+//! follows its keys' partition when it moves (the owner wakes its waiters
+//! when its ownership changes, and refuses them; the dispatcher re-routes)
+//! and a lost node costs at most one chunk. Then the reply is a null
+//! array, as Redis's for a timeout.
+//!
+//! Inside MULTI these commands do not block (as in Redis): EXEC runs them
+//! as their plain pop ([`plan`] without a wait). The session runs one
+//! alone, after sending the replies it owes, and gives up on it if the
+//! client disconnects (`crate::session`).
+//!
+//! The keys of one command must share a hash slot (`CROSSSLOT`
+//! otherwise), as in Redis Cluster. Clients blocked on one key are not
+//! served in the order they blocked (Redis: longest waiting first): each
+//! write wakes every waiter on the key, and the first to run pops.
+
+use super::plan::{Planned, Shape};
+use crate::Router;
+use bytes::Bytes;
+use evenkeel_resp::Frame;
+use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
+use evenkeel_types::float::LongDouble;
+use std::time::{Duration, Instant};
+
+/// The longest one request waits on its node.
+pub const CHUNK: Duration = Duration::from_secs(2);
+
+/// Whether `name` is a blocking command.
+pub fn is_blocking(name: &str) -> bool {
+    matches!(name, "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop")
+}
+
+/// A timeout as Redis 7.0 reads one (`getTimeoutFromObjectOrReply`): a
+/// `long double` of seconds, rounded up to milliseconds; None for 0
+/// (wait forever). A value past what a C `long long` of milliseconds holds
+/// comes out negative there (x86's conversion of an overflow), so it is
+/// "negative" here too.
+pub fn timeout(raw: &[u8]) -> Result<Option<Duration>, Frame> {
+    let seconds = LongDouble::parse(raw).ok_or_else(|| Frame::error("ERR timeout is not a float or out of range"))?.to_f64();
+    let ms = (seconds * 1000.0).ceil();
+    // 2^63 ms: what an i64 of milliseconds cannot hold (NaN is outside too).
+    if !(0.0..9_223_372_036_854_775_808.0).contains(&ms) {
+        return Err(Frame::error("ERR timeout is negative"));
+    }
+    Ok((ms > 0.0).then(|| Duration::from_millis(ms as u64)))
+}
+
+/// A blocking command's plain pop (what it runs inside MULTI) and its
+/// timeout, its arguments checked in Redis's order.
+pub fn plan(name: &str, a: &[Bytes]) -> Result<(Planned, Option<Duration>), Frame> {
+    match name {
+        "blpop" | "brpop" | "bzpopmin" | "bzpopmax" => {
+            let (keys, last) = a[1..].split_at(a.len() - 2);
+            let timeout = timeout(&last[0])?;
+            super::keys::one_slot(keys.iter())?;
+            let kind = match name {
+                "blpop" | "brpop" => Kind::LMPop(pb::LmPop { keys: keys.to_vec(), left: name == "blpop", count: 1, wait_ms: 0 }),
+                _ => Kind::ZMPop(pb::ZmPop { keys: keys.to_vec(), max: name == "bzpopmax", count: 1, wait_ms: 0 }),
+            };
+            // [key, element] or [key, member, score]: the pop's Members.
+            Ok((Planned::one(&keys[0], kind, Shape::Popped), timeout))
+        }
+        "blmove" | "brpoplpush" => {
+            super::lists::lmove_ends(name, a)?;
+            let timeout = timeout(&a[a.len() - 1])?;
+            let moved = if name == "blmove" { super::lists::lmove(name, &a[..5])? } else { super::lists::lmove("rpoplpush", &a[..3])? };
+            Ok((moved, timeout))
+        }
+        "blmpop" | "bzmpop" => {
+            let timeout = timeout(&a[1])?;
+            let planned = if name == "blmpop" { super::lists::lmpop(&a[1..])? } else { super::zsets::zmpop(&a[1..])? };
+            Ok((planned, timeout))
+        }
+        other => unreachable!("{other} is not a blocking command"),
+    }
+}
+
+fn set_wait(kind: &mut Kind, wait: Duration) {
+    let ms = wait.as_millis().max(1) as u64;
+    match kind {
+        Kind::LMPop(m) => m.wait_ms = ms,
+        Kind::ZMPop(m) => m.wait_ms = ms,
+        Kind::LMove(m) => m.wait_ms = ms,
+        other => unreachable!("{other:?} does not block"),
+    }
+}
+
+/// Runs a blocking command outside MULTI.
+pub async fn run(r: &Router, name: &str, a: &[Bytes]) -> Frame {
+    let (planned, timeout) = match plan(name, a) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let chunk = deadline.map_or(CHUNK, |d| d.saturating_duration_since(Instant::now()).min(CHUNK));
+        let mut ops = planned.ops.clone();
+        set_wait(&mut ops[0].kind, chunk);
+        let outcomes = r.dispatcher.run(&ops).await;
+        if matches!(outcomes[0], Ok(R::Nil(_))) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Frame::NullArray;
+            }
+            continue;
+        }
+        return super::plan::reply(planned.shape.clone(), outcomes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::syntax_error;
+
+    #[test]
+    fn timeouts_read_as_redis_7_0_reads_them() {
+        assert_eq!(timeout(b"0"), Ok(None), "0 waits forever");
+        assert_eq!(timeout(b"1.5"), Ok(Some(Duration::from_millis(1500))));
+        assert_eq!(timeout(b"0.0001"), Ok(Some(Duration::from_millis(1))), "rounded up to a millisecond");
+        assert_eq!(timeout(b"-0.0001"), Ok(None), "rounds up to 0");
+        for negative in [&b"-1"[..], b"1e30", b"inf"] {
+            assert_eq!(timeout(negative), Err(Frame::error("ERR timeout is negative")), "{negative:?}");
+        }
+        for bad in [&b"x"[..], b"nan", b""] {
+            assert_eq!(timeout(bad), Err(Frame::error("ERR timeout is not a float or out of range")), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn arguments_are_checked_in_redis_order() {
+        let args = |line: &str| line.split(' ').map(|s| Bytes::copy_from_slice(s.as_bytes())).collect::<Vec<_>>();
+        assert_eq!(plan("blmove", &args("BLMOVE a b UP LEFT x")).unwrap_err(), syntax_error(), "directions before the timeout");
+        assert_eq!(plan("blmpop", &args("BLMPOP x 0 k LEFT")).unwrap_err(), Frame::error("ERR timeout is not a float or out of range"), "the timeout before numkeys");
+        let (planned, timeout) = plan("brpop", &args("BRPOP {t}a {t}b 2")).unwrap();
+        assert_eq!(timeout, Some(Duration::from_secs(2)));
+        let Kind::LMPop(pop) = &planned.ops[0].kind else { panic!() };
+        assert_eq!((pop.keys.len(), pop.left, pop.count, pop.wait_ms), (2, false, 1, 0), "MULTI's plan does not wait");
+    }
+}
