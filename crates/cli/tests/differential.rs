@@ -288,6 +288,7 @@ fn older_forms(s: &mut Script) {
     lists(s);
     sorted_sets(s);
     blocking_pops(s);
+    bitop_and_lcs(s);
 }
 
 /// List commands, their argument errors in Redis's order, and types.
@@ -543,6 +544,29 @@ fn sets(s: &mut Script) {
     run(s, &[&["SADD", "s:w", "b", "a", "c"]]);
     for c in [&["SMEMBERS", "s:w"][..], &["SUNION", "s:w", "s:w"], &["SRANDMEMBER", "s:w", "5"], &["SINTER", "s:w"]] {
         s.unordered(c);
+    }
+}
+
+/// BITOP over strings of different lengths (and missing keys, and a
+/// target with an expiry), and LCS with each option, in Redis's order of
+/// checks.
+fn bitop_and_lcs(s: &mut Script) {
+    for c in [
+        &["SET", "{bo}a", "foobar"][..], &["SET", "{bo}b", "abcdef12"], &["SET", "{bo}t", "old", "EX", "100"], &["RPUSH", "{bo}l", "x"],
+        &["BITOP", "AND", "{bo}t", "{bo}a", "{bo}b"], &["GET", "{bo}t"], &["TTL", "{bo}t"], &["BITOP", "or", "{bo}t", "{bo}a", "{bo}b", "{bo}none"], &["GET", "{bo}t"],
+        &["BITOP", "XOR", "{bo}t", "{bo}a", "{bo}b"], &["GET", "{bo}t"], &["BITOP", "NOT", "{bo}t", "{bo}a"], &["GET", "{bo}t"],
+        &["BITOP", "AND", "{bo}t", "{bo}a", "{bo}none"], &["GET", "{bo}t"], &["BITOP", "XOR", "{bo}a", "{bo}a", "{bo}a"], &["GET", "{bo}a"],
+        &["BITOP", "AND", "{bo}t", "{bo}none"], &["EXISTS", "{bo}t"], &["BITOP", "NOT", "{bo}t", "{bo}none"], &["EXISTS", "{bo}t"],
+        &["BITOP", "FOO", "{bo}t", "{bo}a"], &["BITOP", "NOT", "{bo}t", "{bo}a", "{bo}b"], &["BITOP", "AND", "{bo}t", "{bo}a", "{bo}l"],
+        &["BITOP", "OR", "{bo}l", "{bo}b"], &["TYPE", "{bo}l"], &["BITOP", "AND", "{bo}t"],
+        &["SET", "lcs:a", "ohmytext"], &["SET", "lcs:b", "mynewtext"], &["SET", "lcs:c", "rosettacode"], &["SET", "lcs:d", "raisethysword"], &["RPUSH", "lcs:l", "x"],
+        &["LCS", "lcs:a", "lcs:b"], &["LCS", "lcs:a", "lcs:b", "LEN"], &["LCS", "lcs:a", "lcs:b", "IDX"], &["LCS", "lcs:a", "lcs:b", "idx", "minmatchlen", "4", "withmatchlen"],
+        &["LCS", "lcs:c", "lcs:d"], &["LCS", "lcs:c", "lcs:d", "IDX", "WITHMATCHLEN"], &["LCS", "lcs:d", "lcs:c", "IDX", "MINMATCHLEN", "2"],
+        &["LCS", "lcs:a", "lcs:none"], &["LCS", "lcs:none", "lcs:none", "IDX"], &["LCS", "lcs:a", "lcs:a", "LEN"],
+        &["LCS", "lcs:a", "lcs:b", "IDX", "LEN"], &["LCS", "lcs:a", "lcs:b", "MINMATCHLEN", "-1"], &["LCS", "lcs:a", "lcs:b", "MINMATCHLEN", "x"],
+        &["LCS", "lcs:a", "lcs:b", "MINMATCHLEN"], &["LCS", "lcs:a", "lcs:b", "FOO"], &["LCS", "lcs:a", "lcs:l"], &["LCS", "lcs:l", "lcs:a", "FOO"], &["LCS", "lcs:a"],
+    ] {
+        s.cmd(c);
     }
 }
 

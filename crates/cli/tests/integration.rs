@@ -699,6 +699,14 @@ async fn watch_aborts_a_transaction_whose_key_another_client_changed() {
 
 /// RANDOMKEY: null with no keys, a key that exists otherwise, and over
 /// many calls more than one of them.
+/// INFO's `blocked_clients`.
+async fn blocked_clients(con: &mut Raw) -> usize {
+    let Frame::Bulk(info) = con.call(&["INFO", "clients"]).await else { panic!("INFO answers a bulk string") };
+    let info = String::from_utf8(info.to_vec()).unwrap();
+    let line = info.lines().find_map(|l| l.strip_prefix("blocked_clients:")).expect("INFO clients has blocked_clients");
+    line.parse().unwrap()
+}
+
 /// BLPOP, BZPOPMIN and BLMOVE wait on the owner for a push from another
 /// client (two waiters on one key both served by one push of two), give
 /// up after their timeout with a null array, answer a command pipelined
@@ -734,6 +742,7 @@ async fn blocking_pops_wait_for_a_push_and_end_with_their_client() {
     let moved = tokio::spawn(blocked(&["BLMOVE", "{b}src", "{b}dst", "LEFT", "RIGHT", "5"]));
     let two = [tokio::spawn(blocked(&["BRPOP", "{b}two", "5"])), tokio::spawn(blocked(&["BRPOP", "{b}two", "5"]))];
     tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(blocked_clients(&mut pusher).await, 4, "INFO counts the blocked clients");
     assert_eq!(pusher.call(&["ZADD", "{b}z", "2", "m"]).await, Frame::Integer(1));
     assert_eq!(pusher.call(&["LPUSH", "{b}src", "x"]).await, Frame::Integer(1));
     assert_eq!(pusher.call(&["RPUSH", "{b}two", "a", "b"]).await, Frame::Integer(2));
@@ -772,6 +781,7 @@ async fn blocking_pops_wait_for_a_push_and_end_with_their_client() {
     assert_eq!(pusher.call(&["RPUSH", "{b}gone", "kept"]).await, Frame::Integer(1));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(pusher.call(&["LRANGE", "{b}gone", "0", "-1"]).await, bulks(&["kept"]), "no one popped it");
+    assert_eq!(blocked_clients(&mut pusher).await, 0);
     cluster.shutdown().await.unwrap();
 }
 

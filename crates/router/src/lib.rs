@@ -77,6 +77,8 @@ pub struct Router {
     pub arrival: Arc<evenkeel_types::latency::SecondWindow>,
     meta: Arc<dyn MetaStore>,
     clients: AtomicUsize,
+    /// Clients in a blocking command (INFO's `blocked_clients`).
+    blocked: AtomicUsize,
     next_client_id: AtomicU64,
     /// Cancelled when `serve` stops: open sessions close too.
     pub(crate) stop: tokio_util::sync::CancellationToken,
@@ -95,6 +97,7 @@ impl Router {
             arrival: Arc::default(),
             meta,
             clients: AtomicUsize::new(0),
+            blocked: AtomicUsize::new(0),
             next_client_id: AtomicU64::new(1),
             stop: tokio_util::sync::CancellationToken::new(),
         })
@@ -121,6 +124,19 @@ impl Router {
     /// Connected clients right now.
     pub fn connected(&self) -> usize {
         self.clients.load(Ordering::Relaxed)
+    }
+
+    /// Clients waiting in a blocking command now.
+    pub fn blocked(&self) -> usize {
+        self.blocked.load(Ordering::Relaxed)
+    }
+
+    /// Counts a client as blocked until the guard drops (its command
+    /// answered, or given up with its connection).
+    pub(crate) fn block(&self) -> Blocked<'_> {
+        self.blocked.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!("evenkeel_router_blocked_clients").increment(1.0);
+        Blocked(self)
     }
 
     /// Accepts connections on `listener` until `shutdown` resolves. Each
@@ -159,6 +175,16 @@ impl Router {
                 metrics::gauge!("evenkeel_router_connected_clients").decrement(1.0);
             });
         }
+    }
+}
+
+/// One client in a blocking command ([`Router::block`]).
+pub(crate) struct Blocked<'a>(&'a Router);
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        self.0.blocked.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!("evenkeel_router_blocked_clients").decrement(1.0);
     }
 }
 

@@ -38,7 +38,7 @@ impl Default for OpLimits {
 }
 
 /// The keys a multi-key operation (RENAME, COPY, MSETNX, SMOVE, LMOVE, the
-/// set and sorted set STORE commands, ZRANGESTORE, ZMPOP, LMPOP) reads and may
+/// set and sorted set STORE commands, ZRANGESTORE, ZMPOP, LMPOP, BITOP) reads and may
 /// write, its own `key` first; None for a single-key operation.
 pub fn multi_keys<'a>(kind: &'a Kind, key: &'a [u8]) -> Option<Vec<&'a [u8]>> {
     match kind {
@@ -47,7 +47,7 @@ pub fn multi_keys<'a>(kind: &'a Kind, key: &'a [u8]) -> Option<Vec<&'a [u8]>> {
             Some(if to == key { vec![key] } else { vec![key, to] })
         }
         Kind::ZRangeStore(pb::ZRangeStore { source: to, .. }) => Some(if to == key { vec![key] } else { vec![key, to] }),
-        Kind::SetStore(pb::SetStore { sources, .. }) | Kind::ZStore(pb::ZStore { sources, .. }) => Some(std::iter::once(key).chain(sources.iter().map(|k| &k[..])).collect()),
+        Kind::SetStore(pb::SetStore { sources, .. }) | Kind::ZStore(pb::ZStore { sources, .. }) | Kind::BitOp(pb::BitOp { sources, .. }) => Some(std::iter::once(key).chain(sources.iter().map(|k| &k[..])).collect()),
         Kind::MsetNx(pb::MsetNx { keys, .. }) | Kind::ZMPop(pb::ZmPop { keys, .. }) | Kind::LMPop(pb::LmPop { keys, .. }) => Some(keys.iter().map(|k| &k[..]).collect()),
         _ => None,
     }
@@ -100,6 +100,7 @@ pub fn apply_multi(kind: &Kind, stored: &[Option<Record>], now_ms: u64, versions
         Kind::ZRangeStore(rs) => zsets::z_range_store(rs, &live, versions),
         Kind::ZMPop(m) => zsets::z_m_pop(m, &live, versions),
         Kind::LMPop(m) => lists::l_m_pop(m, &live, versions),
+        Kind::BitOp(b) => bit_op(b, &live, versions[0]),
         Kind::MsetNx(m) => {
             if m.keys.is_empty() || m.keys.len() != m.values.len() {
                 return none(error(pb::op_error::Kind::Internal, "malformed MSETNX: a value for each key"));
@@ -163,10 +164,44 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::ZRem(r) => zsets::z_rem(&r.members, live, version),
         Kind::ZPop(p) => zsets::z_pop(p, live, version),
         Kind::ZRemRange(r) => zsets::z_rem_range(r, live, version),
-        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) | Kind::SMove(_) | Kind::SetStore(_) | Kind::LMove(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::ZMPop(_) | Kind::LMPop(_) => {
+        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) | Kind::SMove(_) | Kind::SetStore(_) | Kind::LMove(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::ZMPop(_) | Kind::LMPop(_) | Kind::BitOp(_) => {
             unreachable!("multi-key operations run through apply_multi")
         }
         Kind::Transaction(_) => unreachable!("a transaction runs through Store::execute_transaction"),
+    }
+}
+
+/// BITOP: key 0 takes the combination of the strings at keys 1.. (each
+/// checked to be a string or nothing).
+fn bit_op<'a>(b: &pb::BitOp, live: &dyn Fn(usize) -> Option<&'a Record>, version: Version) -> AppliedMulti {
+    let none = |reply| AppliedMulti { writes: vec![], reply };
+    let op = match pb::bit_op::Op::try_from(b.op) {
+        Ok(op) if op != pb::bit_op::Op::Not || b.sources.len() == 1 => op,
+        _ => return none(error(pb::op_error::Kind::Internal, "malformed BITOP: an operation, and one source for NOT")),
+    };
+    let mut sources = Vec::with_capacity(b.sources.len());
+    for i in 1..=b.sources.len() {
+        match live(i) {
+            Some(r) if r.ty != ValueType::String => return none(wrong_type()),
+            Some(r) => sources.push(r.value.clone().unwrap_or_default()),
+            None => sources.push(Bytes::new()),
+        }
+    }
+    let len = sources.iter().map(Bytes::len).max().unwrap_or(0);
+    let byte = |s: &Bytes, i: usize| s.get(i).copied().unwrap_or(0);
+    let result: Vec<u8> = (0..len)
+        .map(|i| match op {
+            pb::bit_op::Op::Not => !byte(&sources[0], i),
+            pb::bit_op::Op::And => sources.iter().fold(0xff, |acc, s| acc & byte(s, i)),
+            pb::bit_op::Op::Or => sources.iter().fold(0, |acc, s| acc | byte(s, i)),
+            pb::bit_op::Op::Xor => sources.iter().fold(0, |acc, s| acc ^ byte(s, i)),
+        })
+        .collect();
+    let reply = R::Integer(len as i64);
+    match (len, live(0)) {
+        (0, None) => none(reply),
+        (0, Some(_)) => AppliedMulti { writes: vec![(0, Record::tombstone(version))], reply },
+        _ => AppliedMulti { writes: vec![(0, Record::value(result, None, version))], reply },
     }
 }
 

@@ -542,3 +542,25 @@ fn zset_stores_and_zmpop_over_several_keys() {
     assert_eq!(apply_multi(&mpop(1), &[None, None, None], NOW, &[10, 11, 12]).reply, R::Nil(pb::Nil {}));
     assert!(matches!(apply_multi(&mpop(1), &[None, live("s"), zset_record(&[("x", 1.0)])], NOW, &[10, 11, 12]).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32));
 }
+
+#[test]
+fn bitop_combines_strings_padded_with_zeros() {
+    let bitop = |op: pb::bit_op::Op, n: usize| Kind::BitOp(pb::BitOp { op: op as i32, sources: byte_list(&["a", "b", "c"][..n]) });
+    let stored = [Some(Record::value("old", Some(NOW + 9), 1)), live("\u{f0}\u{0f}"), live("\u{ff}"), None];
+    // The characters above are two-byte UTF-8: compare with the bytes.
+    let (a, b) = (stored[1].as_ref().unwrap().value.clone().unwrap(), stored[2].as_ref().unwrap().value.clone().unwrap());
+    let written = |applied: AppliedMulti| applied.writes[0].1.value.clone().unwrap().to_vec();
+    let and = apply_multi(&bitop(pb::bit_op::Op::And, 3), &stored, NOW, &[10, 11, 12, 13]);
+    assert_eq!(and.reply, R::Integer(a.len().max(b.len()) as i64));
+    assert_eq!(and.writes[0].1.expire_at_ms, None, "the target loses its expiry");
+    assert!(written(and).iter().all(|&x| x == 0), "AND with a missing key is all zeros");
+    let xor = apply_multi(&bitop(pb::bit_op::Op::Xor, 2), &stored, NOW, &[10, 11, 12]);
+    let want: Vec<u8> = (0..a.len().max(b.len())).map(|i| a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0)).collect();
+    assert_eq!(written(xor), want);
+    let not = apply_multi(&bitop(pb::bit_op::Op::Not, 1), &stored, NOW, &[10, 11]);
+    assert_eq!(written(not), a.iter().map(|x| !x).collect::<Vec<_>>());
+    let empty = apply_multi(&bitop(pb::bit_op::Op::Or, 1), &[live("x"), None], NOW, &[10, 11]);
+    assert_eq!(empty, AppliedMulti { writes: vec![(0, Record::tombstone(10))], reply: R::Integer(0) }, "an empty result deletes the target");
+    let typed = apply_multi(&bitop(pb::bit_op::Op::Or, 1), &[None, zset_record(&[("m", 1.0)])], NOW, &[10, 11]);
+    assert!(matches!(typed.reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32));
+}

@@ -1,6 +1,7 @@
-//! Bit commands on string values: GETBIT, SETBIT, BITCOUNT, BITPOS.
+//! Bit commands on string values: GETBIT, SETBIT, BITCOUNT, BITPOS, BITOP.
 //!
-//! SETBIT is a node operation (a read-modify-write of the value); GETBIT,
+//! SETBIT is a node operation (a read-modify-write of the value), BITOP a
+//! multi-key step over keys of one hash slot, as RENAME; GETBIT,
 //! BITCOUNT and BITPOS read the value and compute here. Redis checks
 //! GETBIT's and SETBIT's arguments (and BITPOS's bit) before the key, and
 //! BITCOUNT's and BITPOS's range only once the key is found (a missing key
@@ -36,6 +37,22 @@ pub fn setbit(a: &[Bytes]) -> Result<Planned, Frame> {
         _ => return Err(Frame::error("ERR bit is not an integer or out of range")),
     };
     Ok(Planned::one(&a[1], Kind::SetBit(pb::SetBit { offset, on }), Shape::Integer))
+}
+
+/// BITOP AND|OR|XOR|NOT destkey srckey [srckey ...].
+pub fn bitop(a: &[Bytes]) -> Result<Planned, Frame> {
+    let op = match a[1].to_ascii_lowercase().as_slice() {
+        b"and" => pb::bit_op::Op::And,
+        b"or" => pb::bit_op::Op::Or,
+        b"xor" => pb::bit_op::Op::Xor,
+        b"not" => pb::bit_op::Op::Not,
+        _ => return Err(syntax_error()),
+    };
+    if op == pb::bit_op::Op::Not && a.len() != 4 {
+        return Err(Frame::error("ERR BITOP NOT must be called with a single source key."));
+    }
+    super::keys::one_slot(a[2..].iter())?;
+    Ok(Planned::one(&a[2], Kind::BitOp(pb::BitOp { op: op as i32, sources: a[3..].to_vec() }), Shape::Integer))
 }
 
 /// BITCOUNT's arguments as parsed, their errors kept for a key that exists.

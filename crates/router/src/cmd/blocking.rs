@@ -99,6 +99,7 @@ pub async fn run(r: &Router, name: &str, a: &[Bytes]) -> Frame {
         Err(e) => return e,
     };
     let deadline = timeout.map(|t| Instant::now() + t);
+    let _blocked = r.block();
     loop {
         let chunk = deadline.map_or(CHUNK, |d| d.saturating_duration_since(Instant::now()).min(CHUNK));
         let mut ops = planned.ops.clone();

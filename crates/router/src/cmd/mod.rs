@@ -16,6 +16,7 @@ pub mod blocking;
 mod collection;
 pub mod hashes;
 pub mod keys;
+pub mod lcs;
 pub mod lists;
 pub mod multi;
 pub mod plan;
@@ -81,6 +82,7 @@ pub const SPECS: &[Spec] = &[
     spec("append", 3, WD, ONE),
     spec("auth", -2, NOAUTH, NOKEY),
     spec("bitcount", -2, RO, ONE),
+    spec("bitop", -4, WD, (2, -1, 1)),
     spec("bitpos", -3, RO, ONE),
     spec("blmove", 6, WDB, (1, 2, 1)),
     spec("blmpop", -5, WBM, NOKEY),
@@ -135,6 +137,7 @@ pub const SPECS: &[Spec] = &[
     spec("incrbyfloat", 3, WDF, ONE),
     spec("info", -1, F, NOKEY),
     spec("keys", 2, RO, NOKEY),
+    spec("lcs", -3, RO, (1, 2, 1)),
     spec("lindex", 3, RO, ONE),
     spec("linsert", 5, WD, ONE),
     spec("llen", 2, R_, ONE),
@@ -294,6 +297,8 @@ fn plan(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
         "setbit" => bits::setbit(a),
         "bitcount" => bits::bitcount(a),
         "bitpos" => bits::bitpos(a),
+        "bitop" => bits::bitop(a),
+        "lcs" => lcs::lcs(a),
         "rename" | "renamenx" => keys::rename(name, a),
         "copy" => keys::copy(a),
         "del" => keys::del(a),

@@ -68,6 +68,9 @@ pub enum Shape {
     /// option error, answered once the keys' types are checked
     /// ([`super::zsets::combined`]).
     ZCombine(Box<Result<ZCombine, Frame>>),
+    /// LCS over its two keys' GETs, with its options or their error
+    /// ([`super::lcs::reply`]).
+    Lcs(Box<Result<super::lcs::LcsArgs, Frame>>),
     /// ZINTERCARD over each key's GET, with its LIMIT (0: none) or the
     /// LIMIT's error.
     ZInterCard(Result<u64, Frame>),
@@ -189,6 +192,7 @@ fn success(shape: Shape, mut results: Vec<R>) -> Frame {
         Shape::SetInterCard(limit) => super::sets::inter_card(limit, results),
         Shape::ZCombine(c) => super::zsets::combined(&c, results),
         Shape::ZInterCard(limit) => super::zsets::inter_card(&limit, results),
+        Shape::Lcs(args) => super::lcs::reply(&args, results),
         single => {
             assert_eq!(results.len(), 1, "a single-key shape has one op");
             single_key(single, results.pop().expect("one result"))

@@ -266,7 +266,7 @@ async fn info(r: &Router, a: &[Bytes]) -> Frame {
         );
     }
     if want("clients") {
-        text += &format!("# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n", r.connected(), r.config.max_clients);
+        text += &format!("# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n", r.connected(), r.config.max_clients, r.blocked());
     }
     if want("cluster") {
         let routes = r.dispatcher.routes.load();
