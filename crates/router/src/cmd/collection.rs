@@ -32,6 +32,24 @@ pub(crate) fn rand_count(raw: &[u8]) -> Result<i64, Frame> {
     }
 }
 
+/// HRANDFIELD's and ZRANDMEMBER's count and its `with` word (WITHVALUES,
+/// WITHSCORES), checked before the key as in Redis: no count, or a count
+/// and whether the word follows it (a count past +-i64::MAX/2 is out of
+/// range with it, as each pick doubles the reply).
+pub(crate) fn rand_args(a: &[Bytes], with: &[u8]) -> Result<(Option<i64>, bool), Frame> {
+    let Some(raw) = a.get(2) else { return Ok((None, false)) };
+    let count = rand_count(raw)?;
+    let paired = match a.get(3) {
+        None => false,
+        Some(w) if a.len() == 4 && w.eq_ignore_ascii_case(with) => true,
+        Some(_) => return Err(syntax_error()),
+    };
+    if paired && !(-i64::MAX / 2..=i64::MAX / 2).contains(&count) {
+        return Err(Frame::error("ERR value is out of range"));
+    }
+    Ok((Some(count), paired))
+}
+
 /// HSCAN's and SSCAN's options; an error among them answers only for a
 /// key that exists.
 pub(crate) fn scan_options(args: &[Bytes]) -> Result<Option<Bytes>, Frame> {

@@ -13,7 +13,7 @@
 
 use super::collection;
 use super::plan::{HashRead, Planned, Shape};
-use super::{int_arg, syntax_error, wrong_arity};
+use super::{int_arg, wrong_arity};
 use crate::glob::glob_match;
 use bytes::Bytes;
 use evenkeel_resp::Frame;
@@ -61,28 +61,16 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         "hkeys" => HashRead::Keys,
         "hvals" => HashRead::Vals,
         "hstrlen" => HashRead::StrLen(a[2].clone()),
-        "hrandfield" => randfield_args(a)?,
+        "hrandfield" => {
+            let (count, with_values) = collection::rand_args(a, b"withvalues")?;
+            HashRead::RandField { count, with_values }
+        }
         // The cursor is checked, then unused: a hash is returned whole.
         "hscan" if super::keys::parse_cursor(&a[2]).is_none() => return Err(Frame::error("ERR invalid cursor")),
         "hscan" => HashRead::Scan(collection::scan_options(&a[3..])),
         other => unreachable!("{other} is not a hash read"),
     };
     Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false }), Shape::Hash(read)))
-}
-
-/// HRANDFIELD's count and WITHVALUES, checked before the key as in Redis.
-fn randfield_args(a: &[Bytes]) -> Result<HashRead, Frame> {
-    let Some(raw) = a.get(2) else { return Ok(HashRead::RandField { count: None, with_values: false }) };
-    let count = collection::rand_count(raw)?;
-    let with_values = match a.get(3) {
-        None => false,
-        Some(w) if a.len() == 4 && w.eq_ignore_ascii_case(b"withvalues") => true,
-        Some(_) => return Err(syntax_error()),
-    };
-    if with_values && !(-i64::MAX / 2..=i64::MAX / 2).contains(&count) {
-        return Err(Frame::error("ERR value is out of range"));
-    }
-    Ok(HashRead::RandField { count: Some(count), with_values })
 }
 
 /// The reply to a hash read, from the GET's value (None: no key).
@@ -121,6 +109,7 @@ pub(crate) fn answer(read: &HashRead, value: Option<&pb::Value>) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmd::syntax_error;
 
     fn hash_value(pairs: &[(&str, &str)]) -> pb::Value {
         let mut h = Hash::default();

@@ -210,27 +210,15 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
             ZSetRead::Count(Range::parse(by, &a[2], &a[3], false, None).map_err(range_error)?)
         }
         "zrank" | "zrevrank" => ZSetRead::Rank { member: a[2].clone(), rev: name == "zrevrank" },
-        "zrandmember" => randmember_args(a)?,
+        "zrandmember" => {
+            let (count, withscores) = collection::rand_args(a, b"withscores")?;
+            ZSetRead::Rand { count, withscores }
+        }
         "zscan" if super::keys::parse_cursor(&a[2]).is_none() => return Err(Frame::error("ERR invalid cursor")),
         "zscan" => ZSetRead::Scan(collection::scan_options(&a[3..])),
         other => unreachable!("{other} is not a sorted set read"),
     };
     Ok(read_of(&a[1], read))
-}
-
-/// ZRANDMEMBER's count and WITHSCORES, checked before the key as in Redis.
-fn randmember_args(a: &[Bytes]) -> Result<ZSetRead, Frame> {
-    let Some(raw) = a.get(2) else { return Ok(ZSetRead::Rand { count: None, withscores: false }) };
-    let count = collection::rand_count(raw)?;
-    let withscores = match a.get(3) {
-        None => false,
-        Some(w) if a.len() == 4 && w.eq_ignore_ascii_case(b"withscores") => true,
-        Some(_) => return Err(syntax_error()),
-    };
-    if withscores && !(-i64::MAX / 2..=i64::MAX / 2).contains(&count) {
-        return Err(Frame::error("ERR value is out of range"));
-    }
-    Ok(ZSetRead::Rand { count: Some(count), withscores })
 }
 
 /// `numkeys` and the keys after it at `a[at]`, checked as Redis 7.0's
