@@ -376,7 +376,7 @@ impl Store {
         }
         let (writes, reply) = if multi.is_some() {
             let versions: Vec<u64> = keys.iter().map(|_| self.clock.tick(now_ms)).collect();
-            let applied = ops::apply_multi(kind, &stored, now_ms, &versions);
+            let applied = ops::apply_multi_within(kind, &stored, now_ms, &versions, self.config.limits);
             (applied.writes, applied.reply)
         } else {
             let applied = ops::apply(kind, stored[0].as_ref(), now_ms, self.clock.tick(now_ms), self.config.limits);

@@ -114,8 +114,7 @@ pub(super) fn record<C: Collection>(value: &C, expire: Option<u64>, version: Ver
     Ok(Record::typed(C::TYPE, value.encode(), expire, version))
 }
 
-/// No limit: for a value that only shrinks, or whose parts were each
-/// within one already.
+/// No limit: for a value that only shrinks.
 pub(super) const UNLIMITED: OpLimits = OpLimits { max_value_bytes: usize::MAX };
 
 /// Applies `change` to the value at `live` (a new, empty one if absent),

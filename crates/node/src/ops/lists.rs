@@ -88,7 +88,7 @@ pub(super) fn l_insert(i: &pb::LInsert, live: Option<&Record>, version: Version,
 
 /// LMOVE, in Redis's order: no source list answers Nil; the source's type,
 /// then the target's. One key rotates the list.
-pub(super) fn l_move<'a>(m: &pb::LMove, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version]) -> AppliedMulti {
+pub(super) fn l_move<'a>(m: &pb::LMove, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version], limits: OpLimits) -> AppliedMulti {
     let none = |reply| AppliedMulti { writes: vec![], reply };
     let mut source = match read::<List>(live(0)) {
         Ok(Some(list)) => list,
@@ -108,7 +108,10 @@ pub(super) fn l_move<'a>(m: &pb::LMove, live: &dyn Fn(usize) -> Option<&'a Recor
     let reply = R::Value(pb::Value { len: element.len() as u64, value: element, ..Default::default() });
     let mut writes = vec![(0, record(&source, live(0).and_then(|r| r.expire_at_ms), versions[0], UNLIMITED).expect("no limit"))];
     if let Some(target) = &target {
-        writes.push((1, record(target, live(1).and_then(|r| r.expire_at_ms), versions[1], UNLIMITED).expect("no limit")));
+        match record(target, live(1).and_then(|r| r.expire_at_ms), versions[1], limits) {
+            Ok(written) => writes.push((1, written)),
+            Err(e) => return none(e),
+        }
     }
     AppliedMulti { writes, reply }
 }

@@ -64,6 +64,13 @@ pub struct AppliedMulti {
 /// Executes a multi-key `kind` against the stored record of each of its
 /// [`multi_keys`] (`stored[i]`); the i-th write gets `versions[i]`.
 pub fn apply_multi(kind: &Kind, stored: &[Option<Record>], now_ms: u64, versions: &[Version]) -> AppliedMulti {
+    apply_multi_within(kind, stored, now_ms, versions, OpLimits::default())
+}
+
+/// [`apply_multi`] under `limits`: a value a step writes bigger than its
+/// sources (the SMOVE or LMOVE target, a union STORE) is refused past the
+/// value limit.
+pub fn apply_multi_within(kind: &Kind, stored: &[Option<Record>], now_ms: u64, versions: &[Version], limits: OpLimits) -> AppliedMulti {
     let live = |i: usize| stored[i].as_ref().filter(|r| r.is_live(now_ms));
     let none = |reply| AppliedMulti { writes: vec![], reply };
     match kind {
@@ -93,11 +100,11 @@ pub fn apply_multi(kind: &Kind, stored: &[Option<Record>], now_ms: u64, versions
             let copied = source.restamped(source.expire_at_ms, versions[1]);
             AppliedMulti { writes: vec![(1, copied)], reply: R::Integer(1) }
         }
-        Kind::SMove(m) => sets::s_move(m, &live, versions),
-        Kind::SetStore(st) => sets::set_store(st, &live, versions[0]),
-        Kind::LMove(m) => lists::l_move(m, &live, versions),
-        Kind::ZStore(st) => zsets::z_store(st, &live, versions[0]),
-        Kind::ZRangeStore(rs) => zsets::z_range_store(rs, &live, versions),
+        Kind::SMove(m) => sets::s_move(m, &live, versions, limits),
+        Kind::SetStore(st) => sets::set_store(st, &live, versions[0], limits),
+        Kind::LMove(m) => lists::l_move(m, &live, versions, limits),
+        Kind::ZStore(st) => zsets::z_store(st, &live, versions[0], limits),
+        Kind::ZRangeStore(rs) => zsets::z_range_store(rs, &live, versions, limits),
         Kind::ZMPop(m) => zsets::z_m_pop(m, &live, versions),
         Kind::LMPop(m) => lists::l_m_pop(m, &live, versions),
         Kind::BitOp(b) => bit_op(b, &live, versions[0]),

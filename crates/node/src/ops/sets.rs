@@ -50,7 +50,7 @@ pub(super) fn s_pop(p: &pb::SPop, live: Option<&Record>, version: Version) -> Ap
 
 /// SMOVE, in Redis's order: a missing source answers 0; then both keys
 /// must hold sets (or the target nothing); one key is a membership test.
-pub(super) fn s_move<'a>(m: &pb::SMove, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version]) -> AppliedMulti {
+pub(super) fn s_move<'a>(m: &pb::SMove, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version], limits: OpLimits) -> AppliedMulti {
     let none = |reply| AppliedMulti { writes: vec![], reply };
     let mut source = match read::<Set>(live(0)) {
         Ok(Some(set)) => set,
@@ -68,14 +68,18 @@ pub(super) fn s_move<'a>(m: &pb::SMove, live: &dyn Fn(usize) -> Option<&'a Recor
         return none(R::Integer(0));
     }
     target.insert(m.member.clone());
-    let writes = [(0, &source), (1, &target)].map(|(i, set)| (i, record(set, live(i).and_then(|r| r.expire_at_ms), versions[i], UNLIMITED).expect("no limit")));
-    AppliedMulti { writes: writes.into(), reply: R::Integer(1) }
+    let moved_to = match record(&target, live(1).and_then(|r| r.expire_at_ms), versions[1], limits) {
+        Ok(written) => written,
+        Err(e) => return none(e),
+    };
+    let left = record(&source, live(0).and_then(|r| r.expire_at_ms), versions[0], UNLIMITED).expect("no limit");
+    AppliedMulti { writes: vec![(0, left), (1, moved_to)], reply: R::Integer(1) }
 }
 
 /// SUNIONSTORE, SINTERSTORE, SDIFFSTORE: key 0 takes the result of the
 /// sets at keys 1.. (each checked to be a set or nothing), without an
 /// expiry; an empty result deletes it.
-pub(super) fn set_store<'a>(st: &pb::SetStore, live: &dyn Fn(usize) -> Option<&'a Record>, version: Version) -> AppliedMulti {
+pub(super) fn set_store<'a>(st: &pb::SetStore, live: &dyn Fn(usize) -> Option<&'a Record>, version: Version, limits: OpLimits) -> AppliedMulti {
     let none = |reply| AppliedMulti { writes: vec![], reply };
     let op = match pb::set_store::Op::try_from(st.op) {
         Ok(pb::set_store::Op::Union) => Combine::Union,
@@ -94,6 +98,9 @@ pub(super) fn set_store<'a>(st: &pb::SetStore, live: &dyn Fn(usize) -> Option<&'
     if result.is_empty() && live(0).is_none() {
         return none(R::Integer(0));
     }
-    let stored = record(&result, None, version, UNLIMITED).expect("no limit");
+    let stored = match record(&result, None, version, limits) {
+        Ok(stored) => stored,
+        Err(e) => return none(e),
+    };
     AppliedMulti { writes: vec![(0, stored)], reply: R::Integer(result.len() as i64) }
 }

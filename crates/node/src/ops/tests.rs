@@ -564,3 +564,24 @@ fn bitop_combines_strings_padded_with_zeros() {
     let typed = apply_multi(&bitop(pb::bit_op::Op::Or, 1), &[None, zset_record(&[("m", 1.0)])], NOW, &[10, 11]);
     assert!(matches!(typed.reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32));
 }
+
+#[test]
+fn multi_key_steps_that_grow_a_value_keep_to_the_value_limit() {
+    let limits = OpLimits { max_value_bytes: 24 };
+    let too_large = |a: &AppliedMulti| a.writes.is_empty() && matches!(a.reply, R::Error(ref e) if e.kind == pb::op_error::Kind::TooLarge as i32);
+    // Each set encodes in 4 + 2 x (8 + 1) = 22 bytes; their union in 40.
+    let union = Kind::SetStore(pb::SetStore { op: pb::set_store::Op::Union as i32, sources: byte_list(&["a", "b"]) });
+    let stored = [None, set_record(&["1", "2"]), set_record(&["3", "4"])];
+    assert!(too_large(&apply_multi_within(&union, &stored, NOW, &[10, 11, 12], limits)), "a union past the limit is refused");
+    assert_eq!(apply_multi_within(&union, &stored, NOW, &[10, 11, 12], OpLimits::default()).reply, R::Integer(4));
+    let zunion = Kind::ZStore(pb::ZStore { op: pb::z_store::Op::Union as i32, sources: byte_list(&["a", "b"]), ..Default::default() });
+    let zstored = [None, zset_record(&[("1", 1.0)]), zset_record(&[("2", 2.0), ("3", 3.0)])];
+    assert!(too_large(&apply_multi_within(&zunion, &zstored, NOW, &[10, 11, 12], limits)));
+    // The target list is at 4 + 2 x (4 + 5) = 22 bytes; one more element
+    // takes it past 24, and nothing moves.
+    let lmove = Kind::LMove(pb::LMove { to: Bytes::from_static(b"t"), from_left: true, to_left: true, wait_ms: 0 });
+    let lists = [list_record(&["a"]), list_record(&["12345", "12345"])];
+    assert!(too_large(&apply_multi_within(&lmove, &lists, NOW, &[10, 11], limits)));
+    let smove = Kind::SMove(pb::SMove { to: Bytes::from_static(b"t"), member: Bytes::from_static(b"x") });
+    assert!(too_large(&apply_multi_within(&smove, &[set_record(&["x"]), set_record(&["1", "2"])], NOW, &[10, 11], limits)));
+}

@@ -134,17 +134,20 @@ pub(crate) fn input(live: Option<&Record>) -> Result<ZSet, R> {
 
 /// Writes `result` at key 0 for a STORE command: without an expiry, or a
 /// deletion when it is empty (nothing when there was nothing either).
-fn store(result: &ZSet, target: Option<&Record>, version: Version) -> AppliedMulti {
+fn store(result: &ZSet, target: Option<&Record>, version: Version, limits: OpLimits) -> AppliedMulti {
     let reply = R::Integer(result.len() as i64);
     if result.is_empty() && target.is_none() {
         return AppliedMulti { writes: vec![], reply };
     }
-    AppliedMulti { writes: vec![(0, record(result, None, version, UNLIMITED).expect("no limit"))], reply }
+    match record(result, None, version, limits) {
+        Ok(written) => AppliedMulti { writes: vec![(0, written)], reply },
+        Err(e) => AppliedMulti { writes: vec![], reply: e },
+    }
 }
 
 /// ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE: key 0 takes the combination of
 /// the inputs at keys 1.. (every one checked, in order).
-pub(super) fn z_store<'a>(st: &pb::ZStore, live: &dyn Fn(usize) -> Option<&'a Record>, version: Version) -> AppliedMulti {
+pub(super) fn z_store<'a>(st: &pb::ZStore, live: &dyn Fn(usize) -> Option<&'a Record>, version: Version, limits: OpLimits) -> AppliedMulti {
     let none = |reply| AppliedMulti { writes: vec![], reply };
     let op = match pb::z_store::Op::try_from(st.op) {
         Ok(pb::z_store::Op::Union) => Combine::Union,
@@ -168,12 +171,12 @@ pub(super) fn z_store<'a>(st: &pb::ZStore, live: &dyn Fn(usize) -> Option<&'a Re
             Err(e) => return none(e),
         }
     }
-    store(&evenkeel_types::zset::combine(op, &inputs, aggregate), live(0), version)
+    store(&evenkeel_types::zset::combine(op, &inputs, aggregate), live(0), version, limits)
 }
 
 /// ZRANGESTORE: key 0 takes what the range selects from the sorted set at
 /// the last key (key 0 itself when they are the same).
-pub(super) fn z_range_store<'a>(rs: &pb::ZRangeStore, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version]) -> AppliedMulti {
+pub(super) fn z_range_store<'a>(rs: &pb::ZRangeStore, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version], limits: OpLimits) -> AppliedMulti {
     let none = |reply| AppliedMulti { writes: vec![], reply };
     let range = match range(rs.range.as_ref()) {
         Ok(range) => range,
@@ -184,7 +187,7 @@ pub(super) fn z_range_store<'a>(rs: &pb::ZRangeStore, live: &dyn Fn(usize) -> Op
         Err(e) => return none(e),
     };
     let result: ZSet = source.select(&range).into_iter().collect();
-    store(&result, live(0), versions[0])
+    store(&result, live(0), versions[0], limits)
 }
 
 /// ZMPOP (BZPOPMIN, BZPOPMAX, BZMPOP): members and scores from the first
