@@ -106,6 +106,11 @@ pub struct RouterSection {
     pub max_bulk_len: Option<usize>,
     /// How long a request may be retried while partitions move.
     pub retry_budget_ms: Option<u64>,
+    /// SLOWLOG logs commands taking at least this many microseconds
+    /// (negative: none; Redis's `slowlog-log-slower-than`).
+    pub slowlog_log_slower_than: Option<i64>,
+    /// SLOWLOG keeps this many entries (Redis's `slowlog-max-len`).
+    pub slowlog_max_len: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -228,6 +233,8 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             max_clients: Some(opts.router.max_clients),
             max_bulk_len: Some(opts.router.limits.max_bulk_len),
             retry_budget_ms: Some(opts.router.retry.total_ms),
+            slowlog_log_slower_than: Some(opts.router.slowlog_slower_than_us),
+            slowlog_max_len: Some(opts.router.slowlog_max_len),
         },
         migration: MigrationSection {
             pause_budget_ms: Some(d.pause_budget_ms),

@@ -439,6 +439,8 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
     if let Some(ms) = r.retry_budget_ms {
         opts.router.retry.total_ms = ms;
     }
+    opts.router.slowlog_slower_than_us = r.slowlog_log_slower_than.unwrap_or(opts.router.slowlog_slower_than_us);
+    opts.router.slowlog_max_len = r.slowlog_max_len.unwrap_or(opts.router.slowlog_max_len);
     // A TiB bounds both caches: far above any machine this runs on, and
     // far below the MiB-to-bytes product's overflow.
     const MAX_CACHE_MIB: u64 = 1 << 20;

@@ -289,6 +289,7 @@ fn older_forms(s: &mut Script) {
     sorted_sets(s);
     blocking_pops(s);
     bitop_and_lcs(s);
+    slowlog_errors(s);
 }
 
 /// List commands, their argument errors in Redis's order, and types.
@@ -544,6 +545,19 @@ fn sets(s: &mut Script) {
     run(s, &[&["SADD", "s:w", "b", "a", "c"]]);
     for c in [&["SMEMBERS", "s:w"][..], &["SUNION", "s:w", "s:w"], &["SRANDMEMBER", "s:w", "5"], &["SINTER", "s:w"]] {
         s.unordered(c);
+    }
+}
+
+/// SLOWLOG's argument errors and CONFIG GET of its settings (its entries
+/// depend on each server's timing; CONFIG GET lists in Redis's hash table
+/// order).
+fn slowlog_errors(s: &mut Script) {
+    s.unordered(&["CONFIG", "GET", "slowlog*"]);
+    for c in [
+        &["SLOWLOG", "GET", "x"][..], &["SLOWLOG", "GET", "-2"], &["SLOWLOG", "FOO"], &["SLOWLOG", "get", "1", "2"],
+        &["SLOWLOG", "LEN", "x"], &["SLOWLOG", "RESET", "x"], &["SLOWLOG"], &["SLOWLOG", "RESET"], &["SLOWLOG", "GET", "0"],
+    ] {
+        s.cmd(c);
     }
 }
 

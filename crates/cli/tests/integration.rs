@@ -785,6 +785,51 @@ async fn blocking_pops_wait_for_a_push_and_end_with_their_client() {
     cluster.shutdown().await.unwrap();
 }
 
+/// SLOWLOG (threshold 0: every command) keeps commands run alone and in a
+/// pipelined batch, newest first, with the client's address and name,
+/// long arguments cut as Redis cuts them; not AUTH; CONFIG GET shows the
+/// settings; RESET empties it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowlog_keeps_the_commands_past_its_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = UpOptions::ephemeral(dir.path());
+    options.router.slowlog_slower_than_us = 0;
+    options.router.slowlog_max_len = 5;
+    let cluster = LocalCluster::start(options).await.expect("cluster starts");
+    let mut con = Raw::connect(cluster.router_addr).await;
+    let local = con.stream.local_addr().unwrap().to_string();
+    assert_eq!(con.call(&["SLOWLOG", "RESET"]).await, Frame::ok());
+    assert_eq!(con.call(&["CLIENT", "SETNAME", "app"]).await, Frame::ok());
+    let long = "v".repeat(200);
+    assert_eq!(con.call(&["SET", "{s}k", &long]).await, Frame::ok());
+    // Two pipelined GETs run as one batch.
+    con.send(&["GET", "{s}k"]).await;
+    con.send(&["GET", "{s}missing"]).await;
+    assert_eq!(con.read().await, Frame::bulk(long.clone()));
+    assert_eq!(con.read().await, Frame::Null);
+    assert_eq!(con.call(&["AUTH", "secret"]).await, Frame::error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"));
+    let Frame::Array(entries) = con.call(&["SLOWLOG", "GET", "-1"]).await else { panic!("SLOWLOG GET answers an array") };
+    let args = |e: &Frame| match e {
+        Frame::Array(fields) => match &fields[3] {
+            Frame::Array(args) => args.iter().map(|a| match a { Frame::Bulk(b) => String::from_utf8_lossy(b).into_owned(), other => panic!("{other:?}") }).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    let logged: Vec<Vec<String>> = entries.iter().map(args).collect();
+    let cut = format!("{}... (72 more bytes)", "v".repeat(128));
+    assert_eq!(logged[..3], [vec!["GET".to_string(), "{s}missing".into()], vec!["GET".into(), "{s}k".into()], vec!["SET".into(), "{s}k".into(), cut]], "newest first, AUTH left out");
+    let Frame::Array(newest) = &entries[0] else { panic!() };
+    assert_eq!((&newest[4], &newest[5]), (&Frame::bulk(local), &Frame::bulk("app")));
+    assert_eq!(con.call(&["SLOWLOG", "LEN"]).await, Frame::Integer(5), "bounded by slowlog_max_len");
+    let config = con.call(&["CONFIG", "GET", "slowlog*"]).await;
+    assert_eq!(config, Frame::Array(["slowlog-log-slower-than", "0", "slowlog-max-len", "5"].iter().map(|s| Frame::bulk(s.to_string())).collect()));
+    assert_eq!(con.call(&["SLOWLOG", "RESET"]).await, Frame::ok());
+    assert_eq!(con.call(&["SLOWLOG", "GET", "0"]).await, Frame::Array(vec![]));
+    assert_eq!(con.call(&["SLOWLOG", "GET", "-2"]).await, Frame::error("ERR count should be greater than or equal to -1"));
+    cluster.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomkey_returns_existing_keys() {
     let dir = tempfile::tempdir().unwrap();

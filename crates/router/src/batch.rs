@@ -44,6 +44,8 @@ pub struct Batch {
 
 struct Entry {
     name: &'static str,
+    /// For SLOWLOG.
+    args: Vec<Bytes>,
     /// The command's ops in `Batch::ops`, or its ready error reply.
     work: Result<(Shape, Range<usize>), Frame>,
 }
@@ -74,24 +76,26 @@ impl Batch {
     }
 
     /// Adds a command after those already in the batch.
-    pub fn push(&mut self, name: &'static str, args: &[Bytes], planned: Result<Planned, Frame>) {
-        self.arg_bytes += arg_bytes(args);
+    pub fn push(&mut self, name: &'static str, args: Vec<Bytes>, planned: Result<Planned, Frame>) {
+        self.arg_bytes += arg_bytes(&args);
         let work = planned.map(|p| {
             let start = self.ops.len();
             self.ops.extend(p.ops);
             (p.shape, start..self.ops.len())
         });
-        self.entries.push(Entry { name, work });
+        self.entries.push(Entry { name, args, work });
     }
 
-    /// Runs every op and returns the replies in command order.
-    pub async fn run(self, router: &Router) -> Vec<Frame> {
+    /// Runs every op and returns the replies in command order; `session`
+    /// is the client's, for SLOWLOG.
+    pub async fn run(mut self, router: &Router, session: &crate::Session) -> Vec<Frame> {
         let started = Instant::now();
         let outcomes = if self.ops.is_empty() { Vec::new() } else { router.dispatcher.run(&self.ops).await };
-        let names: Vec<&'static str> = self.entries.iter().map(|e| e.name).collect();
+        let commands: Vec<(&'static str, Vec<Bytes>)> = self.entries.iter_mut().map(|e| (e.name, std::mem::take(&mut e.args))).collect();
         let replies = self.replies(outcomes);
-        for (name, reply) in names.into_iter().zip(&replies) {
+        for ((name, args), reply) in commands.into_iter().zip(&replies) {
             crate::cmd::record(router, name, started, reply);
+            crate::cmd::slowlog(router, session, name, &args, started);
         }
         replies
     }
@@ -138,10 +142,10 @@ mod tests {
     #[test]
     fn ops_are_concatenated_in_command_order() {
         let mut b = Batch::new(BatchLimits::default());
-        b.push("get", &args("GET a"), planned(&["a"], Shape::Value));
-        b.push("set", &args("SET k v EX 0"), Err(Frame::error("ERR invalid expire time in 'set' command")));
-        b.push("mget", &args("MGET b c d"), planned(&["b", "c", "d"], Shape::Values));
-        b.push("get", &args("GET e"), planned(&["e"], Shape::Value));
+        b.push("get", args("GET a"), planned(&["a"], Shape::Value));
+        b.push("set", args("SET k v EX 0"), Err(Frame::error("ERR invalid expire time in 'set' command")));
+        b.push("mget", args("MGET b c d"), planned(&["b", "c", "d"], Shape::Values));
+        b.push("get", args("GET e"), planned(&["e"], Shape::Value));
         let keys: Vec<&[u8]> = b.ops.iter().map(|o| &o.key[..]).collect();
         assert_eq!(keys, [&b"a"[..], b"b", b"c", b"d", b"e"]);
         assert_eq!(b.len(), 4);
@@ -150,10 +154,10 @@ mod tests {
     #[test]
     fn replies_keep_positions_and_per_command_failures() {
         let mut b = Batch::new(BatchLimits::default());
-        b.push("get", &args("GET a"), planned(&["a"], Shape::Value));
-        b.push("set", &args("SET k v XX NX"), Err(crate::cmd::syntax_error()));
-        b.push("mget", &args("MGET b c"), planned(&["b", "c"], Shape::Values));
-        b.push("get", &args("GET d"), planned(&["d"], Shape::Value));
+        b.push("get", args("GET a"), planned(&["a"], Shape::Value));
+        b.push("set", args("SET k v XX NX"), Err(crate::cmd::syntax_error()));
+        b.push("mget", args("MGET b c"), planned(&["b", "c"], Shape::Values));
+        b.push("get", args("GET d"), planned(&["d"], Shape::Value));
         let nil = Ok(R::Nil(pb::Nil {}));
         let outcomes = vec![value("1"), nil, Err(DispatchError::TryAgain(7)), value("4")];
         let replies = b.replies(outcomes);
@@ -174,12 +178,12 @@ mod tests {
         let mut b = Batch::new(limits);
         let huge = args(&format!("MSET {} v", "k".repeat(100)));
         assert!(b.fits(&huge), "an empty batch takes anything");
-        b.push("get", &args("GET a"), planned(&["a"], Shape::Value));
+        b.push("get", args("GET a"), planned(&["a"], Shape::Value));
         assert!(b.fits(&args("GET b")));
         assert!(!b.fits(&args("MGET b c d")), "ops would exceed 4");
         assert!(!b.fits(&args("GET bbbbbbbbbbbbbbbbbbbb")), "bytes would exceed 20");
-        b.push("get", &args("GET b"), planned(&["b"], Shape::Value));
-        b.push("get", &args("GET c"), planned(&["c"], Shape::Value));
+        b.push("get", args("GET b"), planned(&["b"], Shape::Value));
+        b.push("get", args("GET c"), planned(&["c"], Shape::Value));
         assert!(!b.fits(&args("GET d")), "three commands is the maximum");
     }
 }

@@ -33,6 +33,7 @@ pub mod mirror;
 pub mod report;
 pub mod routes;
 pub mod session;
+pub mod slowlog;
 
 use dispatch::{Dispatcher, RetryBudget};
 use evenkeel_meta::MetaStore;
@@ -54,11 +55,23 @@ pub struct RouterConfig {
     pub retry: RetryBudget,
     /// Bounds on dual-writes, copy-on-read and shadow reads.
     pub mirror: mirror::MirrorConfig,
+    /// SLOWLOG logs commands taking at least this many microseconds
+    /// (negative: none), keeping the newest `slowlog_max_len`.
+    pub slowlog_slower_than_us: i64,
+    pub slowlog_max_len: usize,
 }
 
 impl Default for RouterConfig {
     fn default() -> Self {
-        RouterConfig { limits: Limits::default(), max_clients: 10_000, requirepass: None, retry: RetryBudget::default(), mirror: Default::default() }
+        RouterConfig {
+            limits: Limits::default(),
+            max_clients: 10_000,
+            requirepass: None,
+            retry: RetryBudget::default(),
+            mirror: Default::default(),
+            slowlog_slower_than_us: slowlog::DEFAULT_SLOWER_THAN_US,
+            slowlog_max_len: slowlog::DEFAULT_MAX_LEN,
+        }
     }
 }
 
@@ -75,6 +88,8 @@ pub struct Router {
     /// [`arrival`]), summarized per second: `latency` plus the wait in the
     /// socket.
     pub arrival: Arc<evenkeel_types::latency::SecondWindow>,
+    /// SLOWLOG's entries.
+    pub slowlog: slowlog::SlowLog,
     meta: Arc<dyn MetaStore>,
     clients: AtomicUsize,
     /// Clients in a blocking command (INFO's `blocked_clients`).
@@ -90,6 +105,7 @@ impl Router {
         let routes = routes::RouteCache::start(meta.clone()).await;
         Arc::new(Router {
             dispatcher: Dispatcher { routes, budget: config.retry, mirror: mirror::Mirror::new(config.mirror) },
+            slowlog: slowlog::SlowLog::new(config.slowlog_slower_than_us, config.slowlog_max_len),
             config,
             started: Instant::now(),
             id: random_id(),

@@ -36,6 +36,8 @@ type Next = Option<Result<Vec<Bytes>, ProtocolError>>;
 #[derive(Debug)]
 pub struct Session {
     pub id: u64,
+    /// The client's address (`ip:port`), as SLOWLOG shows it.
+    pub addr: String,
     pub authenticated: bool,
     pub name: Option<bytes::Bytes>,
     /// Between MULTI and EXEC or DISCARD: the commands queued.
@@ -46,12 +48,13 @@ pub struct Session {
 
 pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit: bool) -> std::io::Result<()> {
     socket.set_nodelay(true)?;
+    let addr = socket.peer_addr().map_or_else(|_| "?:0".to_string(), |a| a.to_string());
     let (reader, mut writer) = socket.into_split();
     if over_limit {
         writer.write_all(b"-ERR max number of clients reached\r\n").await?;
         return Ok(());
     }
-    let mut session = Session { id, authenticated: router.config.requirepass.is_none(), name: None, multi: None, watched: Default::default() };
+    let mut session = Session { id, addr, authenticated: router.config.requirepass.is_none(), name: None, multi: None, watched: Default::default() };
     let mut requests = FramedRead::new(Stamped::new(reader), RequestDecoder::new(router.config.limits));
     let mut out = BytesMut::with_capacity(4096);
     // A request taken while gathering a batch that did not join it.
@@ -77,9 +80,9 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
         let arrived = requests.get_ref().arrived().unwrap_or_else(Instant::now);
         if let Some((name, planned)) = cmd::batchable(&session, &args) {
             let mut batch = Batch::new(BatchLimits::default());
-            batch.push(name, &args, planned);
+            batch.push(name, args, planned);
             carried = gather(&mut requests, &session, &mut batch);
-            let replies = batch.run(router).await;
+            let replies = batch.run(router, &session).await;
             router.arrival.record_n(arrived.elapsed().as_micros() as u64, replies.len() as u64, 0, evenkeel_types::unix_ms());
             for reply in replies {
                 reply.encode(&mut out);
@@ -134,7 +137,7 @@ fn gather(requests: &mut Requests, session: &Session, batch: &mut Batch) -> Opti
             return Some(Some(Ok(args)));
         }
         match cmd::batchable(session, &args) {
-            Some((name, planned)) => batch.push(name, &args, planned),
+            Some((name, planned)) => batch.push(name, args, planned),
             None => return Some(Some(Ok(args))),
         }
     }

@@ -186,6 +186,7 @@ pub const SPECS: &[Spec] = &[
     spec("sintercard", -3, RM, NOKEY),
     spec("sinterstore", -3, WD, ALL),
     spec("sismember", 3, R_, ONE),
+    spec("slowlog", -2, &[], NOKEY),
     spec("smembers", 2, RO, ONE),
     spec("smismember", -3, R_, ONE),
     spec("smove", 4, WF, (1, 2, 1)),
@@ -258,7 +259,16 @@ pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -
     let started = std::time::Instant::now();
     let reply = run(router, session, spec.name, &args).await;
     record(router, spec.name, started, &reply.0);
+    slowlog(router, session, spec.name, &args, started);
     reply
+}
+
+/// Logs the command in SLOWLOG if it was slow; not blocking commands
+/// (their wait is the client's choice) nor AUTH and HELLO (passwords).
+pub(crate) fn slowlog(router: &Router, session: &Session, name: &'static str, args: &[Bytes], started: std::time::Instant) {
+    if !blocking::is_blocking(name) && !matches!(name, "auth" | "hello") {
+        router.slowlog.record(args, started.elapsed(), &session.addr, session.name.as_ref());
+    }
 }
 
 /// A data command ready to join a batch: its name and plan, or the

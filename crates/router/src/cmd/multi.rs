@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn a_transaction_queues_a_bounded_number_of_commands() {
-        let mut s = Session { id: 1, authenticated: true, name: None, multi: None, watched: Watched::default() };
+        let mut s = Session { id: 1, addr: String::new(), authenticated: true, name: None, multi: None, watched: Watched::default() };
         assert_eq!(begin(&mut s), Frame::ok());
         let set = |k: usize| vec![Bytes::from_static(b"SET"), Bytes::from(format!("{{t}}{k}")), Bytes::from_static(b"v")];
         for k in 0..QUEUED_MAX {

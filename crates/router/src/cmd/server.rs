@@ -20,6 +20,7 @@ pub async fn run(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> Frame 
         "info" => info(r, a).await,
         "select" => select(a),
         "config" => config(r, a),
+        "slowlog" => slowlog(r, a),
         "time" => time(),
         other => unreachable!("command {other} has a spec but no handler"),
     }
@@ -241,6 +242,8 @@ fn config(r: &Router, a: &[Bytes]) -> Frame {
         ("databases", "1".to_string()),
         ("maxclients", r.config.max_clients.to_string()),
         ("proto-max-bulk-len", r.config.limits.max_bulk_len.to_string()),
+        ("slowlog-log-slower-than", r.slowlog.slower_than_us().to_string()),
+        ("slowlog-max-len", r.slowlog.max_len().to_string()),
     ];
     let mut out = Vec::new();
     for (k, v) in known {
@@ -250,6 +253,27 @@ fn config(r: &Router, a: &[Bytes]) -> Frame {
         }
     }
     Frame::Array(out)
+}
+
+/// SLOWLOG GET [count] | LEN | RESET.
+fn slowlog(r: &Router, a: &[Bytes]) -> Frame {
+    match (upper(&a[1]).as_str(), a.len()) {
+        ("GET", 2) => r.slowlog.get(10),
+        ("GET", 3) => match int_arg(&a[2]) {
+            Ok(-1) => r.slowlog.get(usize::MAX),
+            Ok(n) if n >= 0 => r.slowlog.get(n as usize),
+            _ => Frame::error("ERR count should be greater than or equal to -1"),
+        },
+        ("LEN", 2) => Frame::Integer(r.slowlog.len() as i64),
+        ("RESET", 2) => {
+            r.slowlog.reset();
+            Frame::ok()
+        }
+        ("GET", _) => Frame::error(format!("ERR unknown subcommand or wrong number of arguments for '{}'. Try SLOWLOG HELP.", String::from_utf8_lossy(&a[1]))),
+        ("LEN", _) => wrong_arity("slowlog|len"),
+        ("RESET", _) => wrong_arity("slowlog|reset"),
+        _ => unknown_subcommand(&a[1], "SLOWLOG"),
+    }
 }
 
 async fn info(r: &Router, a: &[Bytes]) -> Frame {
