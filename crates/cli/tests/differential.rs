@@ -553,6 +553,17 @@ fn sets(s: &mut Script) {
 /// order).
 fn slowlog_errors(s: &mut Script) {
     s.unordered(&["CONFIG", "GET", "slowlog*"]);
+    // CLIENT LIST/INFO/KILL's errors (their listings hold per-server ids
+    // and ports).
+    for c in [
+        &["CLIENT", "KILL", "1.2.3.4:5"][..], &["CLIENT", "KILL", "ID", "999999"], &["CLIENT", "KILL", "FOO", "bar"], &["CLIENT", "KILL", "ID", "x"],
+        &["CLIENT", "KILL", "ID", "0"], &["CLIENT", "KILL", "ADDR", "1.2.3.4:5", "SKIPME", "maybe"], &["CLIENT", "KILL", "ADDR", "1.2.3.4:5", "SKIPME", "no"],
+        &["CLIENT", "KILL", "TYPE", "foo"], &["CLIENT", "KILL", "TYPE", "master"], &["CLIENT", "KILL", "USER", "nobody"], &["CLIENT", "KILL", "ID"],
+        &["CLIENT", "LIST", "TYPE", "foo"], &["CLIENT", "LIST", "ID", "x"], &["CLIENT", "LIST", "ID", "999998", "999999"], &["CLIENT", "LIST", "TYPE", "pubsub"],
+        &["CLIENT", "LIST", "FOO"], &["CLIENT", "INFO", "x"],
+    ] {
+        s.cmd(c);
+    }
     for c in [
         &["SLOWLOG", "GET", "x"][..], &["SLOWLOG", "GET", "-2"], &["SLOWLOG", "FOO"], &["SLOWLOG", "get", "1", "2"],
         &["SLOWLOG", "LEN", "x"], &["SLOWLOG", "RESET", "x"], &["SLOWLOG"], &["SLOWLOG", "RESET"], &["SLOWLOG", "GET", "0"],

@@ -830,6 +830,51 @@ async fn slowlog_keeps_the_commands_past_its_threshold() {
     cluster.shutdown().await.unwrap();
 }
 
+/// CLIENT LIST shows each connection (address, name, MULTI, a blocked
+/// client, its last command); CLIENT INFO the asking one; CLIENT KILL
+/// closes a connection by id or address (a blocked one included), sparing
+/// the asker unless SKIPME no.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_list_and_kill_show_and_close_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let addr = cluster.router_addr;
+    let (mut admin, mut other) = (Raw::connect(addr).await, Raw::connect(addr).await);
+    let other_addr = other.stream.local_addr().unwrap().to_string();
+    assert_eq!(other.call(&["CLIENT", "SETNAME", "worker"]).await, Frame::ok());
+    assert_eq!(other.call(&["MULTI"]).await, Frame::ok());
+    assert_eq!(other.call(&["SET", "k", "v"]).await, Frame::Simple("QUEUED".into()));
+    let mut blocked = Raw::connect(addr).await;
+    blocked.send(&["BLPOP", "{c}q", "0"]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let list = |frame: Frame| match frame {
+        Frame::Bulk(b) => String::from_utf8(b.to_vec()).unwrap(),
+        other => panic!("CLIENT LIST answers a bulk string, not {other:?}"),
+    };
+    let listed = list(admin.call(&["CLIENT", "LIST"]).await);
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    let line = listed.lines().find(|l| l.contains(&format!("addr={other_addr} "))).expect("the other client is listed");
+    assert!(line.contains(" name=worker ") && line.contains(" flags=x ") && line.contains(" multi=1 ") && line.contains(" cmd=set "), "{line}");
+    let blocked_line = listed.lines().find(|l| l.contains(" cmd=blpop ")).expect("the blocked client is listed");
+    assert!(blocked_line.contains(" flags=b "), "{blocked_line}");
+    let info = list(admin.call(&["CLIENT", "INFO"]).await);
+    assert!(info.contains(" cmd=client|info ") && info.ends_with('\n'), "{info}");
+    let own_id = info.split(' ').next().unwrap().strip_prefix("id=").unwrap().to_string();
+    assert_eq!(admin.call(&["CLIENT", "KILL", "ID", &own_id]).await, Frame::Integer(0), "SKIPME yes by default");
+    assert_eq!(admin.call(&["CLIENT", "KILL", &other_addr]).await, Frame::ok());
+    let blocked_id = blocked_line.split(' ').next().unwrap().strip_prefix("id=").unwrap().to_string();
+    assert_eq!(admin.call(&["CLIENT", "KILL", "ID", &blocked_id]).await, Frame::Integer(1));
+    for closed in [&mut other, &mut blocked] {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), closed.stream.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0))), "a killed client's connection is closed: {read:?} {rest:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(list(admin.call(&["CLIENT", "LIST"]).await).lines().count(), 1, "only the asker is left");
+    assert_eq!(admin.call(&["EXISTS", "k"]).await, Frame::Integer(0), "the killed client's transaction never ran");
+    cluster.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomkey_returns_existing_keys() {
     let dir = tempfile::tempdir().unwrap();

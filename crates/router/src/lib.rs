@@ -26,6 +26,7 @@
 
 pub mod arrival;
 pub mod batch;
+pub mod clients;
 pub mod cmd;
 pub mod dispatch;
 pub mod glob;
@@ -90,6 +91,8 @@ pub struct Router {
     pub arrival: Arc<evenkeel_types::latency::SecondWindow>,
     /// SLOWLOG's entries.
     pub slowlog: slowlog::SlowLog,
+    /// The connected clients (CLIENT LIST, CLIENT KILL).
+    pub registry: clients::Registry,
     meta: Arc<dyn MetaStore>,
     clients: AtomicUsize,
     /// Clients in a blocking command (INFO's `blocked_clients`).
@@ -106,6 +109,7 @@ impl Router {
         Arc::new(Router {
             dispatcher: Dispatcher { routes, budget: config.retry, mirror: mirror::Mirror::new(config.mirror) },
             slowlog: slowlog::SlowLog::new(config.slowlog_slower_than_us, config.slowlog_max_len),
+            registry: clients::Registry::default(),
             config,
             started: Instant::now(),
             id: random_id(),

@@ -36,10 +36,10 @@ type Next = Option<Result<Vec<Bytes>, ProtocolError>>;
 #[derive(Debug)]
 pub struct Session {
     pub id: u64,
-    /// The client's address (`ip:port`), as SLOWLOG shows it.
-    pub addr: String,
+    /// What CLIENT LIST shows of this connection (its address and name
+    /// among them), and CLIENT KILL's token for it.
+    pub client: std::sync::Arc<crate::clients::Client>,
     pub authenticated: bool,
-    pub name: Option<bytes::Bytes>,
     /// Between MULTI and EXEC or DISCARD: the commands queued.
     pub multi: Option<crate::cmd::multi::Multi>,
     /// The keys WATCHed since the last EXEC, DISCARD or UNWATCH.
@@ -48,13 +48,15 @@ pub struct Session {
 
 pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit: bool) -> std::io::Result<()> {
     socket.set_nodelay(true)?;
-    let addr = socket.peer_addr().map_or_else(|_| "?:0".to_string(), |a| a.to_string());
+    let shown = |a: std::io::Result<std::net::SocketAddr>| a.map_or_else(|_| "?:0".to_string(), |a| a.to_string());
+    let client = std::sync::Arc::new(crate::clients::Client::new(id, shown(socket.peer_addr()), shown(socket.local_addr()), std::os::fd::AsRawFd::as_raw_fd(&socket)));
+    let _registered = router.registry.register(client.clone());
     let (reader, mut writer) = socket.into_split();
     if over_limit {
         writer.write_all(b"-ERR max number of clients reached\r\n").await?;
         return Ok(());
     }
-    let mut session = Session { id, addr, authenticated: router.config.requirepass.is_none(), name: None, multi: None, watched: Default::default() };
+    let mut session = Session { id, client, authenticated: router.config.requirepass.is_none(), multi: None, watched: Default::default() };
     let mut requests = FramedRead::new(Stamped::new(reader), RequestDecoder::new(router.config.limits));
     let mut out = BytesMut::with_capacity(4096);
     // A request taken while gathering a batch that did not join it.
@@ -68,9 +70,10 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
                 flush(&mut writer, &mut out).await?;
                 tokio::select! {
                     next = requests.next() => next,
-                    // Shutdown closes idle connections; a command in progress
-                    // is answered first.
+                    // Shutdown and CLIENT KILL close idle connections; a
+                    // command in progress is answered first.
                     _ = router.stop.cancelled() => break,
+                    _ = session.client.kill.cancelled() => break,
                 }
             }
         };
@@ -78,6 +81,7 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
         // When the read that completed this request arrived (see
         // `arrival`).
         let arrived = requests.get_ref().arrived().unwrap_or_else(Instant::now);
+        session.client.started(label(&args));
         if let Some((name, planned)) = cmd::batchable(&session, &args) {
             let mut batch = Batch::new(BatchLimits::default());
             batch.push(name, args, planned);
@@ -92,6 +96,8 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
             // blocks. A request pipelined behind it waits its turn; the
             // end of the connection gives up the wait.
             flush(&mut writer, &mut out).await?;
+            let client = session.client.clone();
+            client.set_blocked(true);
             let run = cmd::execute(router, &mut session, args);
             tokio::pin!(run);
             let reply = loop {
@@ -102,8 +108,10 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
                         next => carried = Some(next),
                     },
                     _ = router.stop.cancelled() => break None,
+                    _ = client.kill.cancelled() => break None,
                 }
             };
+            client.set_blocked(false);
             // Not in the arrival latency: a wait the client asked for is
             // not a delay the throttle should see.
             let Some((reply, _)) = reply else { break };
@@ -116,12 +124,26 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
                 break;
             }
         }
+        session.client.ended(session.multi.as_ref().map(|m| m.len()));
+        if session.client.kill.is_cancelled() {
+            break;
+        }
         if out.len() >= WRITE_BATCH_BYTES {
             flush(&mut writer, &mut out).await?;
         }
     }
     flush(&mut writer, &mut out).await?;
     writer.shutdown().await
+}
+
+/// A command as CLIENT LIST's `cmd` names it: lower case, with the
+/// subcommand of a command that has them (`client|list`).
+fn label(args: &[Bytes]) -> String {
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    match args.get(1) {
+        Some(sub) if matches!(name.as_str(), "client" | "config" | "slowlog" | "command" | "object") => format!("{name}|{}", String::from_utf8_lossy(sub).to_ascii_lowercase()),
+        _ => name,
+    }
 }
 
 /// Adds to `batch` the data commands that are already decoded or readable,

@@ -267,7 +267,7 @@ pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -
 /// (their wait is the client's choice) nor AUTH and HELLO (passwords).
 pub(crate) fn slowlog(router: &Router, session: &Session, name: &'static str, args: &[Bytes], started: std::time::Instant) {
     if !blocking::is_blocking(name) && !matches!(name, "auth" | "hello") {
-        router.slowlog.record(args, started.elapsed(), &session.addr, session.name.as_ref());
+        router.slowlog.record(args, started.elapsed(), &session.client.addr, session.client.name().as_ref());
     }
 }
 

@@ -57,6 +57,17 @@ pub struct Multi {
     slot: Option<Slot>,
 }
 
+impl Multi {
+    /// Commands queued so far (CLIENT LIST's `multi`).
+    pub fn len(&self) -> usize {
+        self.queued.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queued.is_empty()
+    }
+}
+
 /// Commands queued besides data commands: they read no data.
 const STATELESS: &[&str] = &["ping", "echo", "time", "unwatch"];
 
@@ -226,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_transaction_queues_a_bounded_number_of_commands() {
-        let mut s = Session { id: 1, addr: String::new(), authenticated: true, name: None, multi: None, watched: Watched::default() };
+        let mut s = Session { id: 1, client: std::sync::Arc::new(crate::clients::Client::new(1, String::new(), String::new(), -1)), authenticated: true, multi: None, watched: Watched::default() };
         assert_eq!(begin(&mut s), Frame::ok());
         let set = |k: usize| vec![Bytes::from_static(b"SET"), Bytes::from(format!("{{t}}{k}")), Bytes::from_static(b"v")];
         for k in 0..QUEUED_MAX {

@@ -16,7 +16,7 @@ pub async fn run(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> Frame 
         "hello" => hello(r, s, a),
         "auth" => auth(r, s, a),
         "command" => command(a),
-        "client" => client(s, a),
+        "client" => client(r, s, a),
         "info" => info(r, a).await,
         "select" => select(a),
         "config" => config(r, a),
@@ -98,7 +98,7 @@ fn hello(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
         return Frame::error("NOPROTO unsupported protocol version");
     }
     if let Some(n) = name {
-        s.name = (!n.is_empty()).then_some(n);
+        s.client.set_name((!n.is_empty()).then_some(n));
     }
     hello_reply(s)
 }
@@ -186,16 +186,31 @@ fn valid_name(name: &[u8]) -> Result<(), Frame> {
 
 fn set_name(s: &mut Session, name: Bytes) -> Result<(), Frame> {
     valid_name(&name)?;
-    s.name = (!name.is_empty()).then_some(name);
+    s.client.set_name((!name.is_empty()).then_some(name));
     Ok(())
 }
 
-fn client(s: &mut Session, a: &[Bytes]) -> Frame {
+fn client(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
     let sub = upper(&a[1]);
     match (sub.as_str(), a.len()) {
+        ("LIST", _) => match list_filter(&a[2..]) {
+            Ok(filter) => Frame::Bulk(Bytes::from(r.registry.list(&filter))),
+            Err(e) => e,
+        },
+        ("INFO", 2) => Frame::Bulk(Bytes::from(s.client.line())),
+        ("INFO", _) => wrong_arity("client|info"),
+        // The old form: one address, OK or an error.
+        ("KILL", 3) => {
+            let filter = crate::clients::Filter { addr: Some(String::from_utf8_lossy(&a[2]).into_owned()), ..Default::default() };
+            if r.registry.kill(&filter) > 0 { Frame::ok() } else { Frame::error("ERR No such client") }
+        }
+        ("KILL", _) => match kill_filter(s, &a[2..]) {
+            Ok(filter) => Frame::Integer(r.registry.kill(&filter) as i64),
+            Err(e) => e,
+        },
         ("SETNAME", 3) => set_name(s, a[2].clone()).map_or_else(|e| e, |()| Frame::ok()),
         ("SETNAME", _) => wrong_arity("client|setname"),
-        ("GETNAME", 2) => s.name.clone().map_or(Frame::Null, Frame::Bulk),
+        ("GETNAME", 2) => s.client.name().map_or(Frame::Null, Frame::Bulk),
         ("GETNAME", _) => wrong_arity("client|getname"),
         ("ID", 2) => Frame::Integer(s.id as i64),
         // Redis 7.2's; 7.0 lacks it, but 7.2-era clients send it on connect.
@@ -205,6 +220,58 @@ fn client(s: &mut Session, a: &[Bytes]) -> Frame {
     }
 }
 
+/// CLIENT LIST's filters: TYPE (only `normal` clients here) and ID.
+fn list_filter(args: &[Bytes]) -> Result<crate::clients::Filter, Frame> {
+    let mut filter = crate::clients::Filter::default();
+    match args {
+        [] => {}
+        [t, ty] if t.eq_ignore_ascii_case(b"type") => filter.none = !client_type(ty)?,
+        [i, ids @ ..] if i.eq_ignore_ascii_case(b"id") && !ids.is_empty() => {
+            let ids = ids.iter().map(|id| int_arg(id).ok().filter(|n| *n > 0).map(|n| n as u64).ok_or_else(|| Frame::error("ERR Invalid client ID")));
+            filter.ids = Some(ids.collect::<Result<_, _>>()?);
+        }
+        _ => return Err(syntax_error()),
+    }
+    Ok(filter)
+}
+
+/// Whether a client TYPE names this router's clients (all `normal`);
+/// an error for a type Redis does not know.
+fn client_type(ty: &[u8]) -> Result<bool, Frame> {
+    match upper(ty).as_str() {
+        "NORMAL" => Ok(true),
+        "MASTER" | "REPLICA" | "SLAVE" | "PUBSUB" => Ok(false),
+        _ => Err(Frame::error(format!("ERR Unknown client type '{}'", c_str(ty, 128)))),
+    }
+}
+
+/// CLIENT KILL's filters, in pairs: ID, TYPE, USER, ADDR, LADDR, SKIPME
+/// (yes by default: the client asking is spared).
+fn kill_filter(s: &Session, args: &[Bytes]) -> Result<crate::clients::Filter, Frame> {
+    let mut filter = crate::clients::Filter { skip: Some(s.id), ..Default::default() };
+    if args.is_empty() || !args.len().is_multiple_of(2) {
+        return Err(syntax_error());
+    }
+    for pair in args.chunks(2) {
+        let value = &pair[1];
+        match upper(&pair[0]).as_str() {
+            "ID" => {
+                let id = int_arg(value).ok().filter(|n| *n > 0).ok_or_else(|| Frame::error("ERR client-id should be greater than 0"))?;
+                filter.ids = Some(vec![id as u64]);
+            }
+            "TYPE" => filter.none |= !client_type(value)?,
+            "USER" if value[..] == b"default"[..] => {}
+            "USER" => return Err(Frame::error(format!("ERR No such user '{}'", c_str(value, 128)))),
+            "ADDR" => filter.addr = Some(String::from_utf8_lossy(value).into_owned()),
+            "LADDR" => filter.laddr = Some(String::from_utf8_lossy(value).into_owned()),
+            "SKIPME" if value.eq_ignore_ascii_case(b"yes") => filter.skip = Some(s.id),
+            "SKIPME" if value.eq_ignore_ascii_case(b"no") => filter.skip = None,
+            _ => return Err(syntax_error()),
+        }
+    }
+    Ok(filter)
+}
+
 /// Redis reads the index as a C `int` before checking it against the
 /// number of databases (one here).
 /// RESET: the connection as it was when it opened: no transaction, no
@@ -212,7 +279,7 @@ fn client(s: &mut Session, a: &[Bytes]) -> Frame {
 pub fn reset(r: &Router, s: &mut Session) -> Frame {
     s.multi = None;
     s.watched = Default::default();
-    s.name = None;
+    s.client.set_name(None);
     s.authenticated = r.config.requirepass.is_none();
     Frame::simple("RESET")
 }

@@ -1,0 +1,196 @@
+//! The connected clients, for CLIENT LIST, CLIENT INFO and CLIENT KILL.
+//!
+//! Each session registers a [`Client`] for its lifetime and keeps what
+//! CLIENT LIST shows current (name, last command, when it was last
+//! active, MULTI, blocked). CLIENT KILL cancels a client's token; its
+//! session closes the connection once the command in progress (if any)
+//! is answered, as Redis does.
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// One connection.
+pub struct Client {
+    pub id: u64,
+    /// `ip:port` of the client, and of the router's end.
+    pub addr: String,
+    pub laddr: String,
+    pub fd: i32,
+    opened: Instant,
+    state: Mutex<State>,
+    /// Cancelled by CLIENT KILL.
+    pub kill: CancellationToken,
+}
+
+struct State {
+    name: Option<Bytes>,
+    /// The last command started, as CLIENT LIST names it.
+    cmd: String,
+    active: Instant,
+    /// Commands queued in MULTI; None outside one.
+    multi: Option<usize>,
+    blocked: bool,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("id", &self.id).field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub fn new(id: u64, addr: String, laddr: String, fd: i32) -> Client {
+        let now = Instant::now();
+        let state = State { name: None, cmd: "NULL".into(), active: now, multi: None, blocked: false };
+        Client { id, addr, laddr, fd, opened: now, state: Mutex::new(state), kill: CancellationToken::new() }
+    }
+
+    pub fn name(&self) -> Option<Bytes> {
+        self.state.lock().name.clone()
+    }
+
+    pub fn set_name(&self, name: Option<Bytes>) {
+        self.state.lock().name = name;
+    }
+
+    /// A command starts: its name (`client|list` for a subcommand).
+    pub fn started(&self, cmd: String) {
+        let mut s = self.state.lock();
+        s.cmd = cmd;
+        s.active = Instant::now();
+    }
+
+    /// A command ended, leaving the session in MULTI with `queued`
+    /// commands, or not (None).
+    pub fn ended(&self, queued: Option<usize>) {
+        let mut s = self.state.lock();
+        s.multi = queued;
+        s.active = Instant::now();
+    }
+
+    pub fn set_blocked(&self, blocked: bool) {
+        self.state.lock().blocked = blocked;
+    }
+
+    /// This client's line of CLIENT LIST (Redis 7.0's fields; those about
+    /// Redis's own buffers are 0, pub/sub counts 0).
+    pub fn line(&self) -> String {
+        let s = self.state.lock();
+        let name = s.name.as_ref().map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
+        let flags = match (s.multi.is_some(), s.blocked) {
+            (true, _) => "x",
+            (_, true) => "b",
+            _ => "N",
+        };
+        let multi = s.multi.map_or(-1, |q| q as i64);
+        format!(
+            "id={} addr={} laddr={} fd={} name={name} age={} idle={} flags={flags} db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp=2\n",
+            self.id,
+            self.addr,
+            self.laddr,
+            self.fd,
+            self.opened.elapsed().as_secs(),
+            s.active.elapsed().as_secs(),
+            s.cmd,
+        )
+    }
+}
+
+/// Which clients CLIENT KILL or CLIENT LIST means.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub ids: Option<Vec<u64>>,
+    pub addr: Option<String>,
+    pub laddr: Option<String>,
+    /// TYPE master, replica or pubsub, or USER other than default: no
+    /// client of this router is one.
+    pub none: bool,
+    /// Leave out the client asking (CLIENT KILL's SKIPME, by default).
+    pub skip: Option<u64>,
+}
+
+impl Filter {
+    fn matches(&self, c: &Client) -> bool {
+        !self.none
+            && self.ids.as_ref().is_none_or(|ids| ids.contains(&c.id))
+            && self.addr.as_ref().is_none_or(|a| *a == c.addr)
+            && self.laddr.as_ref().is_none_or(|a| *a == c.laddr)
+            && self.skip != Some(c.id)
+    }
+}
+
+#[derive(Default)]
+pub struct Registry {
+    clients: Mutex<BTreeMap<u64, Arc<Client>>>,
+}
+
+impl Registry {
+    /// Registers `client` until the returned guard drops.
+    pub fn register(&self, client: Arc<Client>) -> Registered<'_> {
+        let id = client.id;
+        self.clients.lock().insert(id, client);
+        Registered { registry: self, id }
+    }
+
+    /// CLIENT LIST's lines for the clients `filter` picks, by id.
+    pub fn list(&self, filter: &Filter) -> String {
+        self.clients.lock().values().filter(|c| filter.matches(c)).map(|c| c.line()).collect()
+    }
+
+    /// Cancels the clients `filter` picks; how many.
+    pub fn kill(&self, filter: &Filter) -> usize {
+        let clients = self.clients.lock();
+        let mut killed = 0;
+        for c in clients.values().filter(|c| filter.matches(c)) {
+            c.kill.cancel();
+            killed += 1;
+        }
+        killed
+    }
+}
+
+/// A session's registration ([`Registry::register`]).
+pub struct Registered<'a> {
+    registry: &'a Registry,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.registry.clients.lock().remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_pick_clients_and_kill_cancels_them() {
+        let registry = Registry::default();
+        let a = Arc::new(Client::new(1, "127.0.0.1:1000".into(), "127.0.0.1:6380".into(), 7));
+        let b = Arc::new(Client::new(2, "127.0.0.1:2000".into(), "127.0.0.1:6380".into(), 8));
+        let _ra = registry.register(a.clone());
+        {
+            let _rb = registry.register(b.clone());
+            b.set_name(Some(Bytes::from_static(b"worker")));
+            b.started("client|list".into());
+            let listed = registry.list(&Filter::default());
+            assert_eq!(listed.lines().count(), 2);
+            assert!(listed.contains("id=2 addr=127.0.0.1:2000 laddr=127.0.0.1:6380 fd=8 name=worker age=0 idle=0 flags=N"), "{listed}");
+            assert!(listed.contains("cmd=client|list user=default"), "{listed}");
+            let by_addr = Filter { addr: Some("127.0.0.1:1000".into()), ..Default::default() };
+            assert_eq!(registry.kill(&by_addr), 1);
+            assert!(a.kill.is_cancelled() && !b.kill.is_cancelled());
+            assert_eq!(registry.kill(&Filter { ids: Some(vec![2]), skip: Some(2), ..Default::default() }), 0, "SKIPME");
+            assert_eq!(registry.kill(&Filter { none: true, ..Default::default() }), 0);
+        }
+        assert_eq!(registry.list(&Filter::default()).lines().count(), 1, "a session's registration ends with it");
+        a.ended(Some(3));
+        assert!(a.line().contains("flags=x db=0 sub=0 psub=0 ssub=0 multi=3 "), "{}", a.line());
+    }
+}
