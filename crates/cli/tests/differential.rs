@@ -38,6 +38,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A difference from Redis that evenkeel makes on purpose.
 struct KnownDifference {
+    /// Sent to both servers first.
+    setup: &'static [&'static [&'static str]],
     args: &'static [&'static str],
     /// Our exact reply, as RESP bytes.
     ours: &'static [u8],
@@ -46,44 +48,58 @@ struct KnownDifference {
 
 const KNOWN_DIFFERENCES: &[KnownDifference] = &[
     KnownDifference {
+        setup: &[],
         args: &["HELLO", "3"],
         ours: b"-NOPROTO unsupported protocol version\r\n",
         reason: "evenkeel speaks RESP2 only; Redis 7 switches the connection to RESP3 and replies with a map",
     },
     KnownDifference {
+        setup: &[],
         args: &["SELECT", "1"],
         ours: b"-ERR DB index is out of range\r\n",
         reason: "evenkeel has a single database (CONFIG GET databases says 1, like Redis Cluster); \
                  Redis has 16 by default. Our error is what Redis says with `databases 1`",
     },
     KnownDifference {
+        setup: &[],
         args: &["RENAME", "kd:a", "kd:b"],
         ours: b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
         reason: "RENAME, RENAMENX and MSETNX are atomic, so their keys must share a hash slot, as in Redis Cluster \
                  (keys with one {tag} do); a standalone Redis takes any keys",
     },
     KnownDifference {
+        setup: &[],
         args: &["MSETNX", "kd:a", "1", "kd:b", "2"],
         ours: b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
         reason: "as RENAME's",
     },
     KnownDifference {
+        setup: &[],
         args: &["COPY", "kd:a", "kd:b"],
         ours: b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
         reason: "as RENAME's",
     },
     KnownDifference {
+        setup: &[],
         args: &["COPY", "{kd}a", "{kd}b", "DB", "1"],
         ours: b"-ERR DB index is out of range\r\n",
         reason: "one database, as SELECT's",
     },
     KnownDifference {
+        setup: &[],
         args: &["WATCH", "kd:a", "kd:b"],
         ours: b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
         reason: "a transaction runs on one partition, which checks its watched keys, so they share its hash slot, \
                  as in Redis Cluster; a standalone Redis takes any keys",
     },
     KnownDifference {
+        setup: &[&["SET", "kd:object", "v"]],
+        args: &["OBJECT", "IDLETIME", "kd:object"],
+        ours: b"-ERR evenkeel does not track when a key was last accessed, so it has no idle time to report\r\n",
+        reason: "no access time is kept per key; Redis answers the seconds since the last access",
+    },
+    KnownDifference {
+        setup: &[],
         args: &["CLIENT", "SETINFO", "lib-name", "differential"],
         ours: b"+OK\r\n",
         reason: "clients written for Redis 7.2 (redis-py 5, go-redis 9, ...) send CLIENT SETINFO on connect; \
@@ -290,6 +306,7 @@ fn older_forms(s: &mut Script) {
     blocking_pops(s);
     bitop_and_lcs(s);
     slowlog_errors(s);
+    object(s);
 }
 
 /// List commands, their argument errors in Redis's order, and types.
@@ -545,6 +562,46 @@ fn sets(s: &mut Script) {
     run(s, &[&["SADD", "s:w", "b", "a", "c"]]);
     for c in [&["SMEMBERS", "s:w"][..], &["SUNION", "s:w", "s:w"], &["SRANDMEMBER", "s:w", "5"], &["SINTER", "s:w"]] {
         s.unordered(c);
+    }
+}
+
+/// OBJECT ENCODING for each type at and past Redis's compact-encoding
+/// limits (values written in one go, so Redis's encoding is the one their
+/// content implies), REFCOUNT's shared integers, FREQ, HELP and errors.
+fn object(s: &mut Script) {
+    let long = "x".repeat(45);
+    let wide = "w".repeat(65);
+    let ints: Vec<String> = (0..513).map(|i| i.to_string()).collect();
+    let mut sadd: Vec<&str> = vec!["SADD", "ob:bigset"];
+    sadd.extend(ints.iter().map(String::as_str));
+    s.cmd(&sadd);
+    let fields: Vec<String> = (0..513).map(|i| format!("f{i}")).collect();
+    let mut hset: Vec<&str> = vec!["HSET", "ob:bighash"];
+    hset.extend(fields.iter().flat_map(|f| [f.as_str(), "v"]));
+    s.cmd(&hset);
+    s.cmd(&hset[..2 + 2 * 512].iter().map(|a| if *a == "ob:bighash" { "ob:hash512" } else { a }).collect::<Vec<_>>());
+    let members: Vec<String> = (0..129).flat_map(|i| [i.to_string(), format!("m{i}")]).collect();
+    let mut zadd: Vec<&str> = vec!["ZADD", "ob:bigzset"];
+    zadd.extend(members.iter().map(String::as_str));
+    s.cmd(&zadd);
+    s.cmd(&zadd[..2 + 2 * 128].iter().map(|a| if *a == "ob:bigzset" { "ob:zset128" } else { a }).collect::<Vec<_>>());
+    for c in [
+        &["SET", "ob:int", "100"][..], &["SET", "ob:big", "10000"], &["SET", "ob:zero", "012"], &["SET", "ob:neg", "-0"], &["SET", "ob:s44", &long[..44]],
+        &["SET", "ob:s45", &long], &["SET", "ob:huge", "123456789012345678901"], &["INCR", "ob:incr"], &["INCRBYFLOAT", "ob:float", "1.5"], &["APPEND", "ob:app", "12"],
+        &["RPUSH", "ob:list", "a"], &["SADD", "ob:intset", "1", "2"], &["SADD", "ob:strset", "a"], &["HSET", "ob:hash", "f", "v"], &["HSET", "ob:widehash", "f", &wide],
+        &["ZADD", "ob:zset", "1", "m"], &["ZADD", "ob:widezset", "1", &wide],
+    ] {
+        s.cmd(c);
+    }
+    for key in ["ob:int", "ob:big", "ob:zero", "ob:neg", "ob:s44", "ob:s45", "ob:huge", "ob:incr", "ob:float", "ob:app", "ob:list", "ob:intset", "ob:strset", "ob:bigset", "ob:hash", "ob:widehash", "ob:bighash", "ob:hash512", "ob:zset", "ob:widezset", "ob:bigzset", "ob:zset128", "ob:none"] {
+        s.cmd(&["OBJECT", "ENCODING", key]);
+        s.cmd(&["OBJECT", "REFCOUNT", key]);
+    }
+    for c in [
+        &["OBJECT", "FREQ", "ob:int"][..], &["OBJECT", "FREQ", "ob:none"], &["OBJECT", "IDLETIME", "ob:none"], &["OBJECT", "HELP"], &["OBJECT", "help", "x"],
+        &["OBJECT", "ENCODING"], &["OBJECT", "encoding", "a", "b"], &["OBJECT", "FOO", "k"], &["OBJECT"],
+    ] {
+        s.cmd(c);
     }
 }
 
@@ -1602,6 +1659,11 @@ async fn check_oracle_version(redis: &mut Conn) {
 async fn check_known_differences(redis: SocketAddr, ours: SocketAddr) -> Vec<Mismatch> {
     let mut mismatches = Vec::new();
     for d in KNOWN_DIFFERENCES {
+        for setup in d.setup {
+            let setup: Vec<Vec<u8>> = setup.iter().map(|a| a.as_bytes().to_vec()).collect();
+            Conn::open(ours).await.call(&setup).await;
+            Conn::open(redis).await.call(&setup).await;
+        }
         let args: Vec<Vec<u8>> = d.args.iter().map(|a| a.as_bytes().to_vec()).collect();
         let expected = FrameDecoder.decode(&mut BytesMut::from(d.ours)).expect("valid RESP").expect("a whole frame");
         let ours_reply = Conn::open(ours).await.call(&args).await;

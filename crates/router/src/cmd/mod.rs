@@ -19,6 +19,7 @@ pub mod keys;
 pub mod lcs;
 pub mod lists;
 pub mod multi;
+pub mod object;
 pub mod plan;
 pub mod server;
 pub mod sets;
@@ -155,6 +156,7 @@ pub const SPECS: &[Spec] = &[
     spec("mset", -3, WD, (1, -1, 2)),
     spec("msetnx", -3, WD, (1, -1, 2)),
     spec("multi", 1, MULTI_FLAGS, NOKEY),
+    spec("object", -2, &[], NOKEY),
     spec("persist", 2, W, ONE),
     spec("pexpire", -3, W, ONE),
     spec("pexpireat", -3, WF, ONE),
@@ -309,6 +311,7 @@ fn plan(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
         "bitpos" => bits::bitpos(a),
         "bitop" => bits::bitop(a),
         "lcs" => lcs::lcs(a),
+        "object" => object::object(a),
         "rename" | "renamenx" => keys::rename(name, a),
         "copy" => keys::copy(a),
         "del" => keys::del(a),

@@ -68,6 +68,8 @@ pub enum Shape {
     /// option error, answered once the keys' types are checked
     /// ([`super::zsets::combined`]).
     ZCombine(Box<Result<ZCombine, Frame>>),
+    /// OBJECT ENCODING and friends ([`super::object::answer`]).
+    Object(super::object::Query),
     /// LCS over its two keys' GETs, with its options or their error
     /// ([`super::lcs::reply`]).
     Lcs(Box<Result<super::lcs::LcsArgs, Frame>>),
@@ -211,6 +213,7 @@ fn single_key(shape: Shape, r: R) -> Frame {
         (Shape::List(read), R::Nil(_)) => super::lists::answer(read, None),
         (Shape::Popped, R::Members(m)) => Frame::Array(m.members.into_iter().map(Frame::Bulk).collect()),
         (Shape::Popped | Shape::MPopped { .. }, R::Nil(_)) => Frame::NullArray,
+        (Shape::Object(query), r) => super::object::answer(*query, r),
         (Shape::ZSet(read), R::Value(v)) => super::zsets::answer(read, Some(&v)),
         (Shape::ZSet(read), R::Nil(_)) => super::zsets::answer(read, None),
         (Shape::MPopped { pairs }, R::Members(m)) => super::collection::mpopped(m.members, *pairs),
