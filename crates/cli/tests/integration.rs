@@ -788,7 +788,7 @@ async fn blocking_pops_wait_for_a_push_and_end_with_their_client() {
 /// SLOWLOG (threshold 0: every command) keeps commands run alone and in a
 /// pipelined batch, newest first, with the client's address and name,
 /// long arguments cut as Redis cuts them; not AUTH; CONFIG GET shows the
-/// settings; RESET empties it.
+/// settings; RESET empties it. INFO stats and commandstats count them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowlog_keeps_the_commands_past_its_threshold() {
     let dir = tempfile::tempdir().unwrap();
@@ -827,6 +827,22 @@ async fn slowlog_keeps_the_commands_past_its_threshold() {
     assert_eq!(con.call(&["SLOWLOG", "RESET"]).await, Frame::ok());
     assert_eq!(con.call(&["SLOWLOG", "GET", "0"]).await, Frame::Array(vec![]));
     assert_eq!(con.call(&["SLOWLOG", "GET", "-2"]).await, Frame::error("ERR count should be greater than or equal to -1"));
+
+    // INFO's counters: the SET and both GETs (batched) are counted, the
+    // failed AUTH as a failed call.
+    let info = |frame: Frame| match frame {
+        Frame::Bulk(b) => String::from_utf8(b.to_vec()).unwrap(),
+        other => panic!("INFO answers a bulk string, not {other:?}"),
+    };
+    let commands = info(con.call(&["INFO", "commandstats"]).await);
+    assert!(commands.starts_with("# Commandstats\r\n"), "{commands}");
+    assert!(commands.contains("cmdstat_set:calls=1,") && commands.contains("cmdstat_get:calls=2,"), "{commands}");
+    assert!(commands.contains("cmdstat_auth:calls=1,") && commands.contains(",rejected_calls=0,failed_calls=1\r\n"), "{commands}");
+    let stats = info(con.call(&["INFO", "stats"]).await);
+    let field = |name: &str| stats.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| panic!("{name} in {stats}"));
+    assert!(field("total_commands_processed:") >= 12, "{stats}");
+    assert!(field("total_connections_received:") >= 1 && field("total_error_replies:") >= 2, "{stats}");
+    assert!(!info(con.call(&["INFO"]).await).contains("# Commandstats"), "not a default section");
     cluster.shutdown().await.unwrap();
 }
 

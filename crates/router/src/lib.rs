@@ -35,6 +35,7 @@ pub mod report;
 pub mod routes;
 pub mod session;
 pub mod slowlog;
+pub mod stats;
 
 use dispatch::{Dispatcher, RetryBudget};
 use evenkeel_meta::MetaStore;
@@ -93,6 +94,8 @@ pub struct Router {
     pub slowlog: slowlog::SlowLog,
     /// The connected clients (CLIENT LIST, CLIENT KILL).
     pub registry: clients::Registry,
+    /// INFO's counters.
+    pub stats: stats::Stats,
     meta: Arc<dyn MetaStore>,
     clients: AtomicUsize,
     /// Clients in a blocking command (INFO's `blocked_clients`).
@@ -110,6 +113,7 @@ impl Router {
             dispatcher: Dispatcher { routes, budget: config.retry, mirror: mirror::Mirror::new(config.mirror) },
             slowlog: slowlog::SlowLog::new(config.slowlog_slower_than_us, config.slowlog_max_len),
             registry: clients::Registry::default(),
+            stats: stats::Stats::default(),
             config,
             started: Instant::now(),
             id: random_id(),
@@ -187,6 +191,8 @@ impl Router {
             let id = self.next_client_id.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 let over_limit = router.clients.fetch_add(1, Ordering::AcqRel) >= router.config.max_clients;
+                let counter = if over_limit { &router.stats.rejected_connections } else { &router.stats.connections };
+                counter.fetch_add(1, Ordering::Relaxed);
                 metrics::gauge!("evenkeel_router_connected_clients").increment(1.0);
                 if let Err(e) = session::run(&router, socket, id, over_limit).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");

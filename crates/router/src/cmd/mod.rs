@@ -387,6 +387,7 @@ pub(crate) fn record(router: &Router, name: &'static str, started: std::time::In
     if failed {
         metrics::counter!("evenkeel_router_errors_total", "cmd" => name).increment(1);
     }
+    router.stats.command(name, elapsed.as_micros() as u64, failed);
     // A blocking command's wait is the client's choice, not a delay the
     // throttle should see.
     if !blocking::is_blocking(name) {

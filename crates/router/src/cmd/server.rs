@@ -359,6 +359,13 @@ async fn info(r: &Router, a: &[Bytes]) -> Frame {
     if want("clients") {
         text += &format!("# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n", r.connected(), r.config.max_clients, r.blocked());
     }
+    if want("stats") {
+        text += &r.stats.section(r.latency.last_second(evenkeel_types::unix_ms()).count);
+    }
+    // Not in the default sections, as in Redis.
+    if section.as_deref().is_some_and(|s| s == "commandstats" || s == "all" || s == "everything") {
+        text += &r.stats.command_section();
+    }
     if want("cluster") {
         let routes = r.dispatcher.routes.load();
         let partitions = routes.table.as_ref().map_or(0, |t| t.partitions.len());
