@@ -32,6 +32,7 @@ pub mod record;
 pub mod routing;
 pub mod set;
 pub mod slot;
+pub mod sort;
 pub mod zset;
 
 pub use hlc::{Hlc, Version};

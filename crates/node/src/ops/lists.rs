@@ -123,3 +123,44 @@ pub(super) fn l_m_pop<'a>(m: &pb::LmPop, live: &dyn Fn(usize) -> Option<&'a Reco
         (0..n).filter_map(|_| if m.left { list.0.pop_front() } else { list.0.pop_back() }).collect()
     })
 }
+
+/// The elements SORT reads from a list, set or sorted set (missing: none),
+/// in their stored order, and whether they are a set's.
+pub(crate) fn sortable(live: Option<&Record>) -> Result<(Vec<bytes::Bytes>, bool), R> {
+    use evenkeel_types::ValueType;
+    let Some(record) = live else { return Ok((Vec::new(), false)) };
+    Ok(match record.ty {
+        ValueType::List => (read::<List>(live)?.unwrap_or_default().0.into(), false),
+        ValueType::Set => (read::<evenkeel_types::set::Set>(live)?.unwrap_or_default().members().cloned().collect(), true),
+        ValueType::ZSet => (read::<evenkeel_types::zset::ZSet>(live)?.unwrap_or_default().iter().map(|(m, _)| m.clone()).collect(), false),
+        _ => return Err(super::wrong_type()),
+    })
+}
+
+/// SORT ... STORE: key 0 takes the sorted elements of the last key (key 0
+/// itself when they are the same) as a list.
+pub(super) fn sort_store<'a>(st: &pb::SortStore, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version], limits: OpLimits) -> AppliedMulti {
+    use evenkeel_types::sort::{SortSpec, sort};
+    let none = |reply| AppliedMulti { writes: vec![], reply };
+    let (elements, is_set) = match sortable(live(versions.len() - 1)) {
+        Ok(found) => found,
+        Err(e) => return none(e),
+    };
+    // Redis sorts a set for STORE even with BY <constant>, so the result
+    // does not depend on its hash table.
+    let forced = is_set && st.dont_sort;
+    let spec = SortSpec { desc: st.desc, alpha: st.alpha || forced, dont_sort: st.dont_sort && !forced, limit: st.offset.map(|o| (o, st.count)) };
+    let sorted = match sort(elements, spec) {
+        Ok(sorted) => sorted,
+        Err(_) => return none(error(pb::op_error::Kind::NotFloat, "One or more scores can't be converted into double")),
+    };
+    let stored: List = List(if st.gets.is_empty() { sorted.into() } else { sorted.iter().flat_map(|e| st.gets.iter().map(move |&hash| if hash { e.clone() } else { bytes::Bytes::new() })).collect() });
+    let reply = R::Integer(stored.0.len() as i64);
+    if stored.0.is_empty() && live(0).is_none() {
+        return none(reply);
+    }
+    match record(&stored, None, versions[0], limits) {
+        Ok(written) => AppliedMulti { writes: vec![(0, written)], reply },
+        Err(e) => none(e),
+    }
+}

@@ -38,7 +38,8 @@ impl Default for OpLimits {
 }
 
 /// The keys a multi-key operation (RENAME, COPY, MSETNX, SMOVE, LMOVE, the
-/// set and sorted set STORE commands, ZRANGESTORE, ZMPOP, LMPOP, BITOP) reads and may
+/// set and sorted set STORE commands, ZRANGESTORE, ZMPOP, LMPOP, BITOP,
+/// SORT ... STORE) reads and may
 /// write, its own `key` first; None for a single-key operation.
 pub fn multi_keys<'a>(kind: &'a Kind, key: &'a [u8]) -> Option<Vec<&'a [u8]>> {
     match kind {
@@ -46,7 +47,7 @@ pub fn multi_keys<'a>(kind: &'a Kind, key: &'a [u8]) -> Option<Vec<&'a [u8]>> {
         Kind::Rename(pb::Rename { to, .. }) | Kind::Copy(pb::Copy { to, .. }) | Kind::SMove(pb::SMove { to, .. }) | Kind::LMove(pb::LMove { to, .. }) => {
             Some(if to == key { vec![key] } else { vec![key, to] })
         }
-        Kind::ZRangeStore(pb::ZRangeStore { source: to, .. }) => Some(if to == key { vec![key] } else { vec![key, to] }),
+        Kind::ZRangeStore(pb::ZRangeStore { source: to, .. }) | Kind::SortStore(pb::SortStore { source: to, .. }) => Some(if to == key { vec![key] } else { vec![key, to] }),
         Kind::SetStore(pb::SetStore { sources, .. }) | Kind::ZStore(pb::ZStore { sources, .. }) | Kind::BitOp(pb::BitOp { sources, .. }) => Some(std::iter::once(key).chain(sources.iter().map(|k| &k[..])).collect()),
         Kind::MsetNx(pb::MsetNx { keys, .. }) | Kind::ZMPop(pb::ZmPop { keys, .. }) | Kind::LMPop(pb::LmPop { keys, .. }) => Some(keys.iter().map(|k| &k[..]).collect()),
         _ => None,
@@ -108,6 +109,7 @@ pub fn apply_multi_within(kind: &Kind, stored: &[Option<Record>], now_ms: u64, v
         Kind::ZMPop(m) => zsets::z_m_pop(m, &live, versions),
         Kind::LMPop(m) => lists::l_m_pop(m, &live, versions),
         Kind::BitOp(b) => bit_op(b, &live, versions[0]),
+        Kind::SortStore(st) => lists::sort_store(st, &live, versions, limits),
         Kind::MsetNx(m) => {
             if m.keys.is_empty() || m.keys.len() != m.values.len() {
                 return none(error(pb::op_error::Kind::Internal, "malformed MSETNX: a value for each key"));
@@ -171,7 +173,7 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::ZRem(r) => zsets::z_rem(&r.members, live, version),
         Kind::ZPop(p) => zsets::z_pop(p, live, version),
         Kind::ZRemRange(r) => zsets::z_rem_range(r, live, version),
-        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) | Kind::SMove(_) | Kind::SetStore(_) | Kind::LMove(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::ZMPop(_) | Kind::LMPop(_) | Kind::BitOp(_) => {
+        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) | Kind::SMove(_) | Kind::SetStore(_) | Kind::LMove(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::ZMPop(_) | Kind::LMPop(_) | Kind::BitOp(_) | Kind::SortStore(_) => {
             unreachable!("multi-key operations run through apply_multi")
         }
         Kind::Transaction(_) => unreachable!("a transaction runs through Store::execute_transaction"),

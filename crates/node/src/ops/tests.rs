@@ -585,3 +585,23 @@ fn multi_key_steps_that_grow_a_value_keep_to_the_value_limit() {
     let smove = Kind::SMove(pb::SMove { to: Bytes::from_static(b"t"), member: Bytes::from_static(b"x") });
     assert!(too_large(&apply_multi_within(&smove, &[set_record(&["x"]), set_record(&["1", "2"])], NOW, &[10, 11], limits)));
 }
+
+#[test]
+fn sort_store_writes_the_sorted_list_in_one_step() {
+    let sort = |gets: Vec<bool>, limit: Option<(i64, i64)>, alpha: bool, dont_sort: bool| {
+        Kind::SortStore(pb::SortStore { source: Bytes::from_static(b"src"), alpha, dont_sort, offset: limit.map(|l| l.0), count: limit.map_or(0, |l| l.1), gets, ..Default::default() })
+    };
+    let stored_list = |a: &AppliedMulti| List::decode(a.writes.first().unwrap_or_else(|| panic!("no write: {:?}", a.reply)).1.value.as_ref().unwrap()).unwrap().0.into_iter().map(|e| String::from_utf8_lossy(&e).into_owned()).collect::<Vec<_>>();
+    let target = Some(Record::value("old", Some(NOW + 9), 1));
+    let a = apply_multi(&sort(vec![], None, false, false), &[target.clone(), list_record(&["3", "1", "2"])], NOW, &[10, 11]);
+    assert_eq!((a.reply.clone(), stored_list(&a)), (R::Integer(3), strings(&["1", "2", "3"])));
+    assert_eq!((a.writes[0].1.ty, a.writes[0].1.expire_at_ms), (ValueType::List, None), "a list, without the target's expiry");
+    let a = apply_multi(&sort(vec![true, false], Some((0, 1)), true, false), &[None, zset_record(&[("b", 2.0), ("a", 1.0)])], NOW, &[10, 11]);
+    assert_eq!(stored_list(&a), strings(&["a", ""]), "GET # and a constant (empty)");
+    let a = apply_multi(&sort(vec![], None, false, true), &[None, set_record(&["b", "c", "a"])], NOW, &[10, 11]);
+    assert_eq!(stored_list(&a), strings(&["a", "b", "c"]), "a set with BY <constant> is sorted ALPHA for STORE");
+    let not_double = apply_multi(&sort(vec![], None, false, false), &[target.clone(), list_record(&["x"])], NOW, &[10, 11]);
+    assert!(not_double.writes.is_empty() && matches!(not_double.reply, R::Error(ref e) if e.message == "One or more scores can't be converted into double"));
+    assert_eq!(apply_multi(&sort(vec![], None, false, false), &[target, None], NOW, &[10, 11]).writes, vec![(0, Record::tombstone(10))], "nothing to sort deletes the target");
+    assert!(matches!(apply_multi(&sort(vec![], None, false, false), &[None, live("s")], NOW, &[10, 11]).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32));
+}

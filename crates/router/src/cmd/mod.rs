@@ -23,6 +23,7 @@ pub mod object;
 pub mod plan;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 pub mod zsets;
 
@@ -192,6 +193,8 @@ pub const SPECS: &[Spec] = &[
     spec("smembers", 2, RO, ONE),
     spec("smismember", -3, R_, ONE),
     spec("smove", 4, WF, (1, 2, 1)),
+    spec("sort", -2, &["write", "denyoom", "movablekeys"], ONE),
+    spec("sort_ro", -2, RM, ONE),
     spec("spop", -2, WF, ONE),
     spec("srandmember", -2, RO, ONE),
     spec("srem", -3, WF, ONE),
@@ -312,6 +315,7 @@ fn plan(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
         "bitop" => bits::bitop(a),
         "lcs" => lcs::lcs(a),
         "object" => object::object(a),
+        "sort" | "sort_ro" => sort::sort_command(name, a),
         "rename" | "renamenx" => keys::rename(name, a),
         "copy" => keys::copy(a),
         "del" => keys::del(a),

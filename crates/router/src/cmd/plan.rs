@@ -68,6 +68,8 @@ pub enum Shape {
     /// option error, answered once the keys' types are checked
     /// ([`super::zsets::combined`]).
     ZCombine(Box<Result<ZCombine, Frame>>),
+    /// SORT and SORT_RO without STORE ([`super::sort::answer`]).
+    Sort(Box<super::sort::SortRead>),
     /// OBJECT ENCODING and friends ([`super::object::answer`]).
     Object(super::object::Query),
     /// LCS over its two keys' GETs, with its options or their error
@@ -214,6 +216,7 @@ fn single_key(shape: Shape, r: R) -> Frame {
         (Shape::Popped, R::Members(m)) => Frame::Array(m.members.into_iter().map(Frame::Bulk).collect()),
         (Shape::Popped | Shape::MPopped { .. }, R::Nil(_)) => Frame::NullArray,
         (Shape::Object(query), r) => super::object::answer(*query, r),
+        (Shape::Sort(read), r) => super::sort::answer(read, r),
         (Shape::ZSet(read), R::Value(v)) => super::zsets::answer(read, Some(&v)),
         (Shape::ZSet(read), R::Nil(_)) => super::zsets::answer(read, None),
         (Shape::MPopped { pairs }, R::Members(m)) => super::collection::mpopped(m.members, *pairs),
