@@ -716,7 +716,11 @@ async fn blocked_clients(con: &mut Raw) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_pops_wait_for_a_push_and_end_with_their_client() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = start(&dir).await;
+    // A node request's usual deadline shorter than one wait on the node: a
+    // blocking request must get the wait on top of it.
+    let mut options = UpOptions::ephemeral(dir.path());
+    options.router.retry.rpc_timeout_ms = 500;
+    let cluster = LocalCluster::start(options).await.expect("cluster starts");
     let addr = cluster.router_addr;
     let mut pusher = Raw::connect(addr).await;
     let bulks = |items: &[&str]| Frame::Array(items.iter().map(|i| Frame::bulk(i.to_string())).collect());
@@ -737,6 +741,11 @@ async fn blocking_pops_wait_for_a_push_and_end_with_their_client() {
     let (reply, took) = blocked(&["BLPOP", "{b}empty", "0.3"]).await;
     assert_eq!(reply, Frame::NullArray);
     assert!(took >= Duration::from_millis(300), "waited out its timeout: {took:?}");
+    // Past one whole 2 s wait on the node, whose request outlives the
+    // usual deadline.
+    let (reply, took) = blocked(&["BZPOPMIN", "{b}empty", "2.5"]).await;
+    assert_eq!(reply, Frame::NullArray);
+    assert!(took >= Duration::from_millis(2500), "waited out its timeout: {took:?}");
 
     let zset = tokio::spawn(blocked(&["BZPOPMIN", "{b}z", "5"]));
     let moved = tokio::spawn(blocked(&["BLMOVE", "{b}src", "{b}dst", "LEFT", "RIGHT", "5"]));

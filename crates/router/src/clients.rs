@@ -28,8 +28,9 @@ pub struct Client {
 
 struct State {
     name: Option<Bytes>,
-    /// The last command started, as CLIENT LIST names it.
-    cmd: String,
+    /// The name and first argument of the last command started, named
+    /// as CLIENT LIST names it only when listed ([`label`]).
+    cmd: Option<(Bytes, Option<Bytes>)>,
     active: Instant,
     /// Commands queued in MULTI; None outside one.
     multi: Option<usize>,
@@ -45,7 +46,7 @@ impl std::fmt::Debug for Client {
 impl Client {
     pub fn new(id: u64, addr: String, laddr: String, fd: i32) -> Client {
         let now = Instant::now();
-        let state = State { name: None, cmd: "NULL".into(), active: now, multi: None, blocked: false };
+        let state = State { name: None, cmd: None, active: now, multi: None, blocked: false };
         Client { id, addr, laddr, fd, opened: now, state: Mutex::new(state), kill: CancellationToken::new() }
     }
 
@@ -57,10 +58,11 @@ impl Client {
         self.state.lock().name = name;
     }
 
-    /// A command starts: its name (`client|list` for a subcommand).
-    pub fn started(&self, cmd: String) {
+    /// A command starts (`args` non-empty): keeps its name and first
+    /// argument (shared, not copied).
+    pub fn started(&self, args: &[Bytes]) {
         let mut s = self.state.lock();
-        s.cmd = cmd;
+        s.cmd = Some((args[0].clone(), args.get(1).cloned()));
         s.active = Instant::now();
     }
 
@@ -95,8 +97,18 @@ impl Client {
             self.fd,
             self.opened.elapsed().as_secs(),
             s.active.elapsed().as_secs(),
-            s.cmd,
+            s.cmd.as_ref().map_or_else(|| "NULL".to_string(), |(name, sub)| label(name, sub.as_ref())),
         )
+    }
+}
+
+/// A command as CLIENT LIST's `cmd` names it: lower case, with the
+/// subcommand of a command that has them (`client|list`).
+fn label(name: &[u8], sub: Option<&Bytes>) -> String {
+    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+    match sub {
+        Some(sub) if matches!(name.as_str(), "client" | "config" | "slowlog" | "command" | "object") => format!("{name}|{}", String::from_utf8_lossy(sub).to_ascii_lowercase()),
+        _ => name,
     }
 }
 
@@ -178,7 +190,7 @@ mod tests {
         {
             let _rb = registry.register(b.clone());
             b.set_name(Some(Bytes::from_static(b"worker")));
-            b.started("client|list".into());
+            b.started(&[Bytes::from_static(b"CLIENT"), Bytes::from_static(b"List")]);
             let listed = registry.list(&Filter::default());
             assert_eq!(listed.lines().count(), 2);
             assert!(listed.contains("id=2 addr=127.0.0.1:2000 laddr=127.0.0.1:6380 fd=8 name=worker age=0 idle=0 flags=N"), "{listed}");

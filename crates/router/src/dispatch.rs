@@ -96,7 +96,7 @@ impl Dispatcher {
         let started = Instant::now();
         // A blocking pop may be held by its node that long on top of the
         // usual deadline and budget.
-        let wait_ms = ops.iter().map(|op| blocking_wait_ms(&op.kind)).max().unwrap_or(0);
+        let wait_ms = ops.iter().map(|op| op.kind.blocking_wait_ms()).max().unwrap_or(0);
         let total_ms = self.budget.total_ms + wait_ms;
         let mut backoff = self.budget.backoff_min_ms;
         // Ops whose last refusal was OVERLOADED, and by which node.
@@ -257,16 +257,6 @@ fn fill(mut results: Vec<Option<Outcome>>, pending: &[usize], error: impl Fn(usi
         results[i] = Some(Err(error(i)));
     }
     results.into_iter().map(|r| r.expect("every op settled")).collect()
-}
-
-/// How long a blocking pop asks its node to wait (the proto's `LMPop`).
-fn blocking_wait_ms(kind: &Kind) -> u64 {
-    match kind {
-        Kind::LMPop(m) => m.wait_ms,
-        Kind::ZMPop(m) => m.wait_ms,
-        Kind::LMove(m) => m.wait_ms,
-        _ => 0,
-    }
 }
 
 fn is_read(kind: &Kind) -> bool {

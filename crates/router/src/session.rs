@@ -81,7 +81,7 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
         // When the read that completed this request arrived (see
         // `arrival`).
         let arrived = requests.get_ref().arrived().unwrap_or_else(Instant::now);
-        session.client.started(label(&args));
+        session.client.started(&args);
         if let Some((name, planned)) = cmd::batchable(&session, &args) {
             let mut batch = Batch::new(BatchLimits::default());
             batch.push(name, args, planned);
@@ -134,16 +134,6 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
     }
     flush(&mut writer, &mut out).await?;
     writer.shutdown().await
-}
-
-/// A command as CLIENT LIST's `cmd` names it: lower case, with the
-/// subcommand of a command that has them (`client|list`).
-fn label(args: &[Bytes]) -> String {
-    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
-    match args.get(1) {
-        Some(sub) if matches!(name.as_str(), "client" | "config" | "slowlog" | "command" | "object") => format!("{name}|{}", String::from_utf8_lossy(sub).to_ascii_lowercase()),
-        _ => name,
-    }
 }
 
 /// Adds to `batch` the data commands that are already decoded or readable,

@@ -15,6 +15,31 @@ pub mod pb {
 
 pub mod transport;
 
+impl pb::op::Kind {
+    /// How long a blocking pop (`LMPop`, `LMove`, `ZMPop`) may wait on its
+    /// node for something to pop (see the proto's `LMPop`); 0 for every
+    /// other op.
+    pub fn blocking_wait_ms(&self) -> u64 {
+        match self {
+            pb::op::Kind::LMPop(m) => m.wait_ms,
+            pb::op::Kind::ZMPop(m) => m.wait_ms,
+            pb::op::Kind::LMove(m) => m.wait_ms,
+            _ => 0,
+        }
+    }
+
+    /// Sets [`Self::blocking_wait_ms`]; false for an op that cannot block.
+    pub fn set_blocking_wait_ms(&mut self, ms: u64) -> bool {
+        match self {
+            pb::op::Kind::LMPop(m) => m.wait_ms = ms,
+            pb::op::Kind::ZMPop(m) => m.wait_ms = ms,
+            pb::op::Kind::LMove(m) => m.wait_ms = ms,
+            _ => return false,
+        }
+        true
+    }
+}
+
 pub use pb::node_server::{Node, NodeServer};
 pub use transport::{LocalGuard, NodeClient, request_timeout, serve_local};
 

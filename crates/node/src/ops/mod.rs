@@ -465,11 +465,6 @@ mod tests;
 /// How long a blocking pop may wait for something to pop (see the proto's
 /// `LMPop`): None for every other op, and for a pop that does not block.
 pub fn blocking_wait(kind: &Kind) -> Option<std::time::Duration> {
-    let ms = match kind {
-        Kind::LMPop(m) => m.wait_ms,
-        Kind::ZMPop(m) => m.wait_ms,
-        Kind::LMove(m) => m.wait_ms,
-        _ => 0,
-    };
+    let ms = kind.blocking_wait_ms();
     (ms > 0).then(|| std::time::Duration::from_millis(ms))
 }

@@ -82,16 +82,6 @@ pub fn plan(name: &str, a: &[Bytes]) -> Result<(Planned, Option<Duration>), Fram
     }
 }
 
-fn set_wait(kind: &mut Kind, wait: Duration) {
-    let ms = wait.as_millis().max(1) as u64;
-    match kind {
-        Kind::LMPop(m) => m.wait_ms = ms,
-        Kind::ZMPop(m) => m.wait_ms = ms,
-        Kind::LMove(m) => m.wait_ms = ms,
-        other => unreachable!("{other:?} does not block"),
-    }
-}
-
 /// Runs a blocking command outside MULTI.
 pub async fn run(r: &Router, name: &str, a: &[Bytes]) -> Frame {
     let (planned, timeout) = match plan(name, a) {
@@ -103,7 +93,8 @@ pub async fn run(r: &Router, name: &str, a: &[Bytes]) -> Frame {
     loop {
         let chunk = deadline.map_or(CHUNK, |d| d.saturating_duration_since(Instant::now()).min(CHUNK));
         let mut ops = planned.ops.clone();
-        set_wait(&mut ops[0].kind, chunk);
+        let blocks = ops[0].kind.set_blocking_wait_ms(chunk.as_millis().max(1) as u64);
+        assert!(blocks, "a blocking command plans a pop that can wait");
         let outcomes = r.dispatcher.run(&ops).await;
         if matches!(outcomes[0], Ok(R::Nil(_))) {
             if deadline.is_some_and(|d| Instant::now() >= d) {

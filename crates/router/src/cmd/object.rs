@@ -89,12 +89,16 @@ const ZSET_LISTPACK_ENTRIES: usize = 128;
 const LISTPACK_VALUE: usize = 64;
 const INTSET_ENTRIES: usize = 512;
 
+/// Whether Redis keeps `len` entries of these sizes in a listpack.
+fn listpack(len: usize, entries: usize, mut sizes: impl Iterator<Item = usize>) -> bool {
+    len <= entries && sizes.all(|s| s <= LISTPACK_VALUE)
+}
+
 fn encoding(v: &pb::Value) -> Result<&'static str, Frame> {
     let corrupt = |e: evenkeel_types::record::CorruptRecord| {
         tracing::error!(error = %e, "a node sent a value that does not decode");
         Frame::error("ERR internal error: corrupt value")
     };
-    let small = |len: usize, entries: usize, mut sizes: Box<dyn Iterator<Item = usize> + '_>| len <= entries && sizes.all(|s| s <= LISTPACK_VALUE);
     Ok(match pb::ValueType::try_from(v.value_type) {
         Ok(pb::ValueType::String) => {
             if v.value.len() <= 20 && parse_i64(&v.value).is_some() {
@@ -107,7 +111,7 @@ fn encoding(v: &pb::Value) -> Result<&'static str, Frame> {
         }
         Ok(pb::ValueType::Hash) => {
             let hash = Hash::decode(&v.value).map_err(corrupt)?;
-            if small(hash.len(), HASH_LISTPACK_ENTRIES, Box::new(hash.iter().flat_map(|(f, v)| [f.len(), v.len()]))) { "listpack" } else { "hashtable" }
+            if listpack(hash.len(), HASH_LISTPACK_ENTRIES, hash.iter().flat_map(|(f, v)| [f.len(), v.len()])) { "listpack" } else { "hashtable" }
         }
         Ok(pb::ValueType::Set) => {
             let set = Set::decode(&v.value).map_err(corrupt)?;
@@ -116,7 +120,7 @@ fn encoding(v: &pb::Value) -> Result<&'static str, Frame> {
         Ok(pb::ValueType::List) => "quicklist",
         Ok(pb::ValueType::Zset) => {
             let z = ZSet::decode(&v.value).map_err(corrupt)?;
-            if small(z.len(), ZSET_LISTPACK_ENTRIES, Box::new(z.iter().map(|(m, _)| m.len()))) { "listpack" } else { "skiplist" }
+            if listpack(z.len(), ZSET_LISTPACK_ENTRIES, z.iter().map(|(m, _)| m.len())) { "listpack" } else { "skiplist" }
         }
         Err(_) => return Err(Frame::error("ERR internal error: a value of an unknown type")),
     })
