@@ -304,6 +304,7 @@ fn older_forms(s: &mut Script) {
     lists(s);
     sorted_sets(s);
     blocking_pops(s);
+    streams(s);
     bitop_and_lcs(s);
     slowlog_errors(s);
     object(s);
@@ -709,6 +710,215 @@ fn blocking_pops(s: &mut Script) {
     ] {
         s.cmd(c);
     }
+}
+
+/// Streams: XADD (explicit IDs only, never `*`), XLEN, XRANGE and XREVRANGE,
+/// XDEL, XTRIM, XREAD, the consumer groups (XGROUP CREATE, SETID, DESTROY,
+/// CREATECONSUMER, DELCONSUMER; XREADGROUP, XACK, the summary form of
+/// XPENDING, XCLAIM and XAUTOCLAIM with min-idle-time 0, XINFO GROUPS with
+/// its entries-read and lag), XSETID, the errors in Redis's order, and the
+/// types. Nothing that shows times (XINFO STREAM and CONSUMERS, the extended
+/// XPENDING, XCLAIM's IDLE and TIME) and no BLOCK that waits more than 10ms.
+fn streams(s: &mut Script) {
+    let run = |s: &mut Script, cmds: &[&[&str]]| {
+        for c in cmds {
+            s.cmd(c);
+        }
+    };
+    // XADD: explicit IDs (a bare ms is ms-0; the parts are read with strtoull, so `+6` and `06` pass), the ID checks, pairs, NOMKSTREAM, and exact
+    // trimming by MAXLEN and MINID (which may trim the new entry too).
+    run(s, &[
+        &["XADD", "{xa}s", "1-1", "f", "v"], &["XADD", "{xa}s", "1-2", "a", "1", "b", "2"], &["XADD", "{xa}s", "5", "f", "v"], &["XADD", "{xa}s", "5", "f", "v"],
+        &["XADD", "{xa}s", "4-9", "f", "v"], &["XADD", "{xa}s", "0-0", "f", "v"], &["XADD", "{xa}new", "0-1", "f", "v"], &["XADD", "{xa}s", "6-x", "f", "v"],
+        &["XADD", "{xa}s", "-1", "f", "v"], &["XADD", "{xa}s", "+6", "f", "v"], &["XADD", "{xa}s", "06-01", "f", "v"], &["XRANGE", "{xa}s", "6", "6"],
+        &["XADD", "{xa}s", "7", "f"], &["XADD", "{xa}s", "7"], &["XADD", "{xa}s", "7", "f", "v", "f", "w"], &["XADD", "{xa}e", "1", "", ""], &["XRANGE", "{xa}e", "-", "+"],
+        &["XLEN", "{xa}s"], &["XLEN", "{xa}missing"], &["XADD", "{xa}missing", "NOMKSTREAM", "1-1", "f", "v"], &["EXISTS", "{xa}missing"],
+        &["XADD", "{xa}missing", "NOMKSTREAM", "0-0", "f", "v"], &["XADD", "{xa}s", "nomkstream", "maxlen", "2", "9", "f", "v"], &["XRANGE", "{xa}s", "-", "+"],
+        &["XADD", "{xa}s", "MAXLEN", "=", "1", "10", "f", "v"], &["XADD", "{xa}s", "MAXLEN", "~", "1", "11", "f", "v"], &["XLEN", "{xa}s"],
+        &["XADD", "{xa}s", "MINID", "11", "12", "f", "v"], &["XADD", "{xa}s", "MINID", "=", "12", "13", "f", "v"], &["XADD", "{xa}s", "MINID", "~", "13", "14", "f", "v"],
+        &["XRANGE", "{xa}s", "-", "+"], &["XADD", "{xa}s", "MINID", "20", "15", "f", "v"], &["XLEN", "{xa}s"], &["XADD", "{xa}s", "MAXLEN", "0", "16", "f", "v"],
+        &["EXISTS", "{xa}s"], &["XADD", "{xa}s", "16", "f", "v"],
+    ]);
+    // XADD's option errors (all before the key's type), LIMIT, `~` on a stream of one node (nothing trimmed), the exhausted stream, and the types.
+    run(s, &[
+        &["XADD", "{xa}s", "MAXLEN", "2", "LIMIT", "10", "17", "f", "v"], &["XADD", "{xa}s", "MAXLEN", "~", "2", "LIMIT", "10", "17", "f", "v"],
+        &["XADD", "{xa}s", "MAXLEN", "~", "2", "LIMIT", "-1", "18", "f", "v"], &["XADD", "{xa}s", "MAXLEN", "-1", "18", "f", "v"],
+        &["XADD", "{xa}s", "MAXLEN", "x", "18", "f", "v"], &["XADD", "{xa}s", "MAXLEN", "1", "MINID", "1", "18", "f", "v"],
+        &["XADD", "{xa}s", "MAXLEN", "1", "MAXLEN", "5", "18", "f", "v"], &["XADD", "{xa}s", "MINID", "x", "18", "f", "v"], &["XADD", "{xa}s", "FOO", "18", "f", "v"],
+        &["XADD", "{xa}s", "LIMIT", "5", "18", "f", "v"], &["XADD", "{xa}s", "18", "f", "v", "MAXLEN", "1"], &["XRANGE", "{xa}s", "-", "+"], &["XADD", "{xa}t", "1", "f", "v"],
+        &["XADD", "{xa}t", "2", "f", "v"], &["XADD", "{xa}t", "3", "f", "v"], &["XADD", "{xa}t", "4", "f", "v"], &["XADD", "{xa}t", "MAXLEN", "~", "2", "5", "f", "v"],
+        &["XLEN", "{xa}t"], &["XADD", "{xa}t", "MAXLEN", "=", "3", "6", "f", "v"], &["XRANGE", "{xa}t", "-", "+"],
+        &["XADD", "{xa}max", "18446744073709551615-18446744073709551615", "f", "v"], &["XADD", "{xa}max", "18446744073709551616", "f", "v"], &["XADD", "{xa}max", "5", "f", "v"],
+        &["SET", "{xa}str", "v"], &["XADD", "{xa}str", "1", "f", "v"], &["XADD", "{xa}str", "NOMKSTREAM", "1", "f", "v"], &["XLEN", "{xa}str"],
+        &["XADD", "{xa}str", "x", "f", "v"], &["XADD", "{xa}str", "0-0", "f", "v"],
+    ]);
+    // XRANGE and XREVRANGE: incomplete IDs (5 is 5-0 as a start, 5-max as an end), exclusive bounds, COUNT (0 or negative gives a null array, but a
+    // missing key an empty one), errors.
+    run(s, &[
+        &["XADD", "{xq}r", "1-1", "a", "1"], &["XADD", "{xq}r", "1-2", "b", "2"], &["XADD", "{xq}r", "2-0", "c", "3"], &["XADD", "{xq}r", "5-0", "d", "4"],
+        &["XADD", "{xq}r", "5-3", "e", "5"], &["XADD", "{xq}r", "7-1", "f", "6"], &["XRANGE", "{xq}r", "-", "+"], &["XREVRANGE", "{xq}r", "+", "-"],
+        &["XRANGE", "{xq}r", "1", "1"], &["XRANGE", "{xq}r", "2", "5"], &["XRANGE", "{xq}r", "(1-1", "(5-3"], &["XRANGE", "{xq}r", "(5", "+"], &["XRANGE", "{xq}r", "-", "(5"],
+        &["XRANGE", "{xq}r", "-", "(5-0"], &["XRANGE", "{xq}r", "(-", "+"], &["XRANGE", "{xq}r", "(0-0", "+"],
+        &["XRANGE", "{xq}r", "(18446744073709551615-18446744073709551615", "+"], &["XRANGE", "{xq}r", "-", "(0-0"], &["XRANGE", "{xq}r", "5", "2"],
+        &["XRANGE", "{xq}r", "(2-0", "(2-0"], &["XRANGE", "{xq}r", "-", "+", "COUNT", "2"], &["XRANGE", "{xq}r", "-", "+", "count", "0"],
+        &["XRANGE", "{xq}r", "-", "+", "COUNT", "-1"], &["XRANGE", "{xq}r", "-", "+", "COUNT", "x"], &["XRANGE", "{xq}r", "-", "+", "COUNT"],
+        &["XRANGE", "{xq}r", "-", "+", "FOO", "1"], &["XRANGE", "{xq}r", "-", "+", "COUNT", "1", "COUNT", "3"], &["XRANGE", "{xq}r", "1-x", "+"], &["XRANGE", "{xq}r", "-"],
+        &["XRANGE", "{xq}missing", "-", "+"], &["XRANGE", "{xq}missing", "-", "+", "COUNT", "0"], &["XRANGE", "{xq}missing", "x", "+"],
+        &["XREVRANGE", "{xq}r", "+", "-", "COUNT", "2"], &["XREVRANGE", "{xq}r", "5", "2"], &["XREVRANGE", "{xq}r", "(5-3", "(1-2"], &["XREVRANGE", "{xq}r", "2", "5"],
+        &["XREVRANGE", "{xq}r", "+", "-", "COUNT", "0"], &["XREVRANGE", "{xq}r", "5", "(5"], &["XREVRANGE", "{xq}missing", "(0-0", "-"], &["SET", "{xq}str", "v"],
+        &["XRANGE", "{xq}str", "-", "+"], &["XRANGE", "{xq}str", "x", "+"],
+    ]);
+    // XDEL (every ID is parsed before any entry goes; a missing key answers 0 first) and XTRIM.
+    run(s, &[
+        &["XADD", "{xd}s", "1", "a", "1"], &["XADD", "{xd}s", "2", "b", "2"], &["XADD", "{xd}s", "3", "c", "3"], &["XADD", "{xd}s", "4", "d", "4"], &["XDEL", "{xd}s", "2-0"],
+        &["XDEL", "{xd}s", "2-0"], &["XDEL", "{xd}s", "1", "3", "1", "99"], &["XDEL", "{xd}s", "4", "x"], &["XDEL", "{xd}s"], &["XRANGE", "{xd}s", "-", "+"],
+        &["XDEL", "{xd}s", "4"], &["XLEN", "{xd}s"], &["EXISTS", "{xd}s"], &["XADD", "{xd}s", "4", "x", "y"], &["XDEL", "{xd}missing", "x"], &["SET", "{xd}str", "v"],
+        &["XDEL", "{xd}str", "x"], &["XADD", "{xt}s", "1", "f", "v"], &["XADD", "{xt}s", "2", "f", "v"], &["XADD", "{xt}s", "3", "f", "v"], &["XADD", "{xt}s", "4", "f", "v"],
+        &["XADD", "{xt}s", "5", "f", "v"], &["XTRIM", "{xt}s", "MAXLEN", "~", "2"], &["XTRIM", "{xt}s", "MAXLEN", "4"], &["XTRIM", "{xt}s", "maxlen", "=", "3"],
+        &["XRANGE", "{xt}s", "-", "+"], &["XTRIM", "{xt}s", "MINID", "4"], &["XTRIM", "{xt}s", "MINID", "=", "4"], &["XTRIM", "{xt}s", "MINID", "~", "5"],
+        &["XTRIM", "{xt}s", "MINID", "4-1"], &["XTRIM", "{xt}s", "MINID", "6"], &["XLEN", "{xt}s"], &["EXISTS", "{xt}s"], &["XTRIM", "{xt}s", "MAXLEN", "2", "LIMIT", "1"],
+        &["XTRIM", "{xt}s", "MAXLEN", "~", "2", "LIMIT", "1"], &["XTRIM", "{xt}s", "MAXLEN", "~", "2", "LIMIT", "-1"], &["XTRIM", "{xt}s", "MAXLEN", "-1"],
+        &["XTRIM", "{xt}s", "MINID", "(5"], &["XTRIM", "{xt}s", "MAXLEN", "1", "MINID", "1"], &["XTRIM", "{xt}s", "FOO", "1"], &["XTRIM", "{xt}s", "LIMIT", "1"],
+        &["XTRIM", "{xt}s", "MAXLEN"], &["XTRIM", "{xt}s", "MAXLEN", "1", "2"], &["XTRIM", "{xt}missing", "MAXLEN", "0"], &["XTRIM", "{xt}missing", "MAXLEN", "x"],
+        &["SET", "{xt}str", "v"], &["XTRIM", "{xt}str", "MAXLEN", "0"], &["XTRIM", "{xt}str", "MAXLEN", "x"],
+    ]);
+    // XREAD: several streams (only those with entries are listed; none at all is a null array), $, COUNT, BLOCK where it need not wait or waits 10ms,
+    // and the errors.
+    run(s, &[
+        &["XADD", "{xr}a", "1", "f", "1"], &["XADD", "{xr}a", "2", "f", "2"], &["XADD", "{xr}a", "3", "f", "3"], &["XADD", "{xr}b", "5", "g", "5"],
+        &["XREAD", "STREAMS", "{xr}a", "0"], &["XREAD", "COUNT", "2", "STREAMS", "{xr}a", "1"], &["XREAD", "STREAMS", "{xr}a", "{xr}b", "0", "0"],
+        &["XREAD", "COUNT", "1", "STREAMS", "{xr}a", "{xr}b", "2", "0-0"], &["XREAD", "STREAMS", "{xr}a", "{xr}b", "3", "0"], &["XREAD", "STREAMS", "{xr}a", "{xr}b", "3", "5"],
+        &["XREAD", "STREAMS", "{xr}a", "$"], &["XREAD", "STREAMS", "{xr}none", "{xr}b", "0", "0"], &["XREAD", "COUNT", "0", "STREAMS", "{xr}a", "0"],
+        &["XREAD", "count", "1", "streams", "{xr}a", "{xr}a", "0", "1"], &["XREAD", "COUNT", "x", "STREAMS", "{xr}a", "0"], &["XREAD", "STREAMS", "{xr}a", "{xr}b", "0"],
+        &["XREAD", "STREAMS", "{xr}a"], &["XREAD", "FOO", "1", "STREAMS", "{xr}a", "0"], &["XREAD", "STREAMS", "{xr}a", "-"], &["XREAD", "STREAMS", "{xr}a", ">"],
+        &["XREAD", "NOACK", "STREAMS", "{xr}a", "0"], &["XREAD", "GROUP", "g", "c", "STREAMS", "{xr}a", "0"], &["XREAD", "BLOCK", "10", "STREAMS", "{xr}none", "0"],
+        &["XREAD", "BLOCK", "10", "STREAMS", "{xr}a", "$"], &["XREAD", "BLOCK", "0", "COUNT", "1", "STREAMS", "{xr}a", "1"], &["XREAD", "BLOCK", "-1", "STREAMS", "{xr}a", "0"],
+        &["XREAD", "BLOCK", "1.5", "STREAMS", "{xr}a", "0"], &["SET", "{xr}str", "v"], &["XREAD", "STREAMS", "{xr}a", "{xr}str", "0", "0"], &["XREAD", "STREAMS", "{xr}str", "x"],
+        &["XREAD", "STREAMS", "{xr}a", "{xr}str", "x", "0"],
+    ]);
+    // XGROUP CREATE (the key is looked up before the ID is parsed, the ID parsed before BUSYGROUP), DESTROY, and XINFO GROUPS; unknown subcommands
+    // and arities.
+    run(s, &[
+        &["XADD", "{xg}s", "1", "f", "1"], &["XADD", "{xg}s", "2", "f", "2"], &["XADD", "{xg}s", "3", "f", "3"], &["XGROUP", "CREATE", "{xg}s", "g1", "0"],
+        &["XGROUP", "CREATE", "{xg}s", "g1", "0"], &["XGROUP", "CREATE", "{xg}s", "g1", "x"], &["XGROUP", "CREATE", "{xg}s", "g2", "$"],
+        &["XGROUP", "CREATE", "{xg}s", "g3", "2"], &["XGROUP", "CREATE", "{xg}s", "g4", "0", "ENTRIESREAD", "1"], &["XGROUP", "CREATE", "{xg}s", "g5", "$", "ENTRIESREAD", "-2"],
+        &["XGROUP", "CREATE", "{xg}s", "g5", "$", "ENTRIESREAD"], &["xgroup", "create", "{xg}s", "g5", "0", "foo"], &["XGROUP", "CREATE", "{xg}s", "g5", "(1"],
+        &["XGROUP", "CREATE", "{xg}s", "g5", "9"], &["XGROUP", "CREATE", "{xg}s", "g6"], &["XGROUP", "CREATE", "{xg}none", "g", "x"],
+        &["XGROUP", "CREATE", "{xg}none", "g", "$", "MKSTREAM"], &["TYPE", "{xg}none"], &["XGROUP", "CREATE", "{xg}none3", "g", "x", "MKSTREAM"], &["EXISTS", "{xg}none3"],
+        &["XGROUP", "CREATE", "{xg}none3", "g", "0", "mkstream", "ENTRIESREAD", "3"], &["XINFO", "GROUPS", "{xg}none3"], &["XINFO", "GROUPS", "{xg}none"],
+        &["XINFO", "GROUPS", "{xg}s"], &["XGROUP", "DESTROY", "{xg}s", "g5"], &["XGROUP", "DESTROY", "{xg}s", "g5"], &["XGROUP", "DESTROY", "{xg}s"],
+        &["XGROUP", "DESTROY", "{xg}missing", "g"], &["XINFO", "GROUPS", "{xg}s"], &["SET", "{xg}str", "v"], &["XGROUP", "CREATE", "{xg}str", "g", "0", "MKSTREAM"],
+        &["XINFO", "GROUPS", "{xg}str"], &["XINFO", "GROUPS", "{xg}missing"], &["XINFO", "GROUPS"], &["XINFO", "FOO", "{xg}s"], &["XINFO"], &["XGROUP"],
+        &["xgroup", "foo", "{xg}s"],
+    ]);
+    // XGROUP SETID, CREATECONSUMER and DELCONSUMER (which answers how many entries the consumer had pending).
+    run(s, &[
+        &["XADD", "{xg}t", "1", "f", "1"], &["XADD", "{xg}t", "2", "f", "2"], &["XADD", "{xg}t", "3", "f", "3"], &["XGROUP", "CREATE", "{xg}t", "g", "0"],
+        &["XGROUP", "SETID", "{xg}t", "g", "$"], &["XINFO", "GROUPS", "{xg}t"], &["XGROUP", "SETID", "{xg}t", "g", "1", "ENTRIESREAD", "1"], &["XINFO", "GROUPS", "{xg}t"],
+        &["XGROUP", "SETID", "{xg}t", "g", "1", "ENTRIESREAD", "-2"], &["XGROUP", "SETID", "{xg}t", "g", "1", "FOO", "1"], &["XGROUP", "SETID", "{xg}t", "g", "x"],
+        &["XGROUP", "SETID", "{xg}t", "nogroup", "x"], &["XGROUP", "SETID", "{xg}none4", "g", "0"], &["XGROUP", "SETID", "{xg}t", "g"], &["XGROUP", "SETID", "{xg}t", "g", "9"],
+        &["XINFO", "GROUPS", "{xg}t"], &["XGROUP", "CREATECONSUMER", "{xg}t", "g", "alice"], &["XGROUP", "CREATECONSUMER", "{xg}t", "g", "alice"],
+        &["XGROUP", "CREATECONSUMER", "{xg}t", "g", "bob"], &["XGROUP", "CREATECONSUMER", "{xg}t", "nogroup", "alice"], &["XGROUP", "CREATECONSUMER", "{xg}none4", "g", "alice"],
+        &["XGROUP", "CREATECONSUMER", "{xg}t", "g", "a", "b"], &["XINFO", "GROUPS", "{xg}t"], &["XGROUP", "DELCONSUMER", "{xg}t", "g", "alice"],
+        &["XGROUP", "DELCONSUMER", "{xg}t", "g", "nobody"], &["XGROUP", "DELCONSUMER", "{xg}t", "nogroup", "alice"], &["XGROUP", "DELCONSUMER", "{xg}t", "g"],
+        &["XINFO", "GROUPS", "{xg}t"], &["XGROUP", "SETID", "{xg}str", "g", "0"], &["XGROUP", "CREATECONSUMER", "{xg}str", "g", "c"],
+    ]);
+    // XREADGROUP with > and with history IDs (an entry deleted since reads as a null), NOACK, several streams, XACK, XPENDING's summary, DELCONSUMER
+    // with pending entries.
+    run(s, &[
+        &["XADD", "{xc}s", "1", "f", "1"], &["XADD", "{xc}s", "2", "f", "2"], &["XADD", "{xc}s", "3", "f", "3"], &["XADD", "{xc}s", "4", "f", "4"],
+        &["XADD", "{xc}t", "1", "g", "1"], &["XGROUP", "CREATE", "{xc}s", "g", "0"], &["XGROUP", "CREATE", "{xc}t", "g", "$"], &["XPENDING", "{xc}s", "g"],
+        &["XREADGROUP", "GROUP", "g", "alice", "COUNT", "2", "STREAMS", "{xc}s", ">"], &["XINFO", "GROUPS", "{xc}s"],
+        &["XREADGROUP", "GROUP", "g", "bob", "COUNT", "1", "STREAMS", "{xc}s", ">"], &["XPENDING", "{xc}s", "g"], &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", "{xc}s", "0"],
+        &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", "{xc}s", "1"], &["XREADGROUP", "GROUP", "g", "carol", "STREAMS", "{xc}s", "0"],
+        &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", "{xc}s", "{xc}t", ">", ">"], &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", "{xc}s", "{xc}t", ">", ">"],
+        &["XADD", "{xc}t", "2", "g", "2"], &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", "{xc}s", "{xc}t", "0", ">"], &["XINFO", "GROUPS", "{xc}s"],
+        &["XPENDING", "{xc}s", "g"], &["XACK", "{xc}s", "g", "1", "9", "1"], &["XACK", "{xc}s", "g", "1"], &["XACK", "{xc}s", "nogroup", "x"], &["XACK", "{xc}missing", "g", "x"],
+        &["XACK", "{xc}s", "g", "2", "x"], &["XACK", "{xc}s", "g"], &["XPENDING", "{xc}s", "g"], &["XDEL", "{xc}s", "3"],
+        &["XREADGROUP", "GROUP", "g", "bob", "STREAMS", "{xc}s", "0"], &["XADD", "{xc}s", "5", "f", "5"], &["XADD", "{xc}s", "6", "f", "6"],
+        &["XREADGROUP", "GROUP", "g", "dave", "NOACK", "COUNT", "1", "STREAMS", "{xc}s", ">"], &["XPENDING", "{xc}s", "g"], &["XINFO", "GROUPS", "{xc}s"],
+        &["XREADGROUP", "GROUP", "g", "alice", "BLOCK", "10", "STREAMS", "{xc}s", ">"], &["XREADGROUP", "GROUP", "g", "alice", "BLOCK", "10", "STREAMS", "{xc}s", ">"],
+        &["XREADGROUP", "GROUP", "g", "alice", "BLOCK", "10", "COUNT", "2", "STREAMS", "{xc}s", "0"],
+        &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", "{xc}s", "18446744073709551615-18446744073709551615"], &["XGROUP", "DELCONSUMER", "{xc}s", "g", "alice"],
+        &["XPENDING", "{xc}s", "g"], &["XREADGROUP", "group", "g", "frank", "count", "0", "streams", "{xc}s", ">"], &["XADD", "{xc}s", "7", "f", "7"],
+        &["XREADGROUP", "GROUP", "g", "frank", "COUNT", "0", "STREAMS", "{xc}s", ">"],
+    ]);
+    // XREADGROUP's and XPENDING's errors: arity, options, NOGROUP (before the ID is parsed), $, and the types.
+    run(s, &[
+        &["XREADGROUP", "GROUP", "nogroup", "alice", "STREAMS", "{xc}s", ">"], &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", "{xc}s", "{xc}missing", ">", ">"],
+        &["XREADGROUP", "GROUP", "nogroup", "alice", "STREAMS", "{xc}s", "x"], &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", "{xc}s", "x"],
+        &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", "{xc}s", "$"], &["XREADGROUP", "GROUP", "g", "STREAMS", "{xc}s", ">"], &["XREADGROUP", "STREAMS", "{xc}s", ">"],
+        &["XREADGROUP", "COUNT", "1", "STREAMS", "{xc}s", "{xc}t", "0", "0"],
+        &["XREADGROUP", "GROUP", "g", "alice", "COUNT", "x", "STREAMS", "{xc}s", ">"], &["XREADGROUP", "GROUP", "g", "alice", "BLOCK", "-1", "STREAMS", "{xc}s", ">"],
+        &["XREADGROUP", "GROUP", "g", "alice", "FOO", "STREAMS", "{xc}s", ">"], &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", "{xc}s", "{xc}t", ">"],
+        &["SET", "{xc}str", "v"], &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", "{xc}str", "x"], &["XACK", "{xc}str", "g", "1"], &["XPENDING", "{xc}str", "g"],
+        &["XPENDING", "{xc}missing", "g"], &["XPENDING", "{xc}s", "nogroup"], &["XPENDING", "{xc}s"], &["XGROUP", "CREATE", "{xc}e", "g", "$", "MKSTREAM"],
+        &["XREADGROUP", "GROUP", "g", "c", "BLOCK", "10", "STREAMS", "{xc}e", ">"], &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "{xc}e", "0"],
+    ]);
+    // XCLAIM with min-idle-time 0 (an entry deleted meanwhile leaves the PEL and is not returned), JUSTID, FORCE, RETRYCOUNT, LASTID, and its errors.
+    run(s, &[
+        &["XADD", "{xm}s", "1", "f", "1"], &["XADD", "{xm}s", "2", "f", "2"], &["XADD", "{xm}s", "3", "f", "3"], &["XADD", "{xm}s", "4", "f", "4"],
+        &["XADD", "{xm}s", "5", "f", "5"], &["XGROUP", "CREATE", "{xm}s", "g", "0"], &["XCLAIM", "{xm}s", "g", "zed", "0", "1"],
+        &["XREADGROUP", "GROUP", "g", "alice", "COUNT", "4", "STREAMS", "{xm}s", ">"], &["XCLAIM", "{xm}s", "g", "zed", "100000000", "1"], &["XINFO", "GROUPS", "{xm}s"],
+        &["XCLAIM", "{xm}s", "g", "bob", "0", "1", "2"], &["XPENDING", "{xm}s", "g"], &["XCLAIM", "{xm}s", "g", "bob", "0", "1", "JUSTID"],
+        &["XCLAIM", "{xm}s", "g", "bob", "0", "5"], &["XCLAIM", "{xm}s", "g", "bob", "0", "5", "FORCE"], &["XCLAIM", "{xm}s", "g", "bob", "0", "9", "FORCE"],
+        &["XPENDING", "{xm}s", "g"], &["XDEL", "{xm}s", "3"], &["XCLAIM", "{xm}s", "g", "bob", "0", "3"], &["XPENDING", "{xm}s", "g"],
+        &["XCLAIM", "{xm}s", "g", "carol", "0", "4", "RETRYCOUNT", "7"], &["XCLAIM", "{xm}s", "g", "carol", "-1", "4", "JUSTID"],
+        &["XCLAIM", "{xm}s", "g", "carol", "0", "4", "LASTID", "10"], &["XINFO", "GROUPS", "{xm}s"], &["XCLAIM", "{xm}s", "g", "carol", "0", "4", "1", "2", "JUSTID", "FORCE"],
+        &["XPENDING", "{xm}s", "g"], &["XCLAIM", "{xm}s", "g", "carol", "0", "4", "LASTID", "x"], &["XCLAIM", "{xm}s", "g", "carol", "0", "4", "RETRYCOUNT", "x"],
+        &["XCLAIM", "{xm}s", "g", "carol", "0", "4", "RETRYCOUNT"], &["XCLAIM", "{xm}s", "g", "carol", "0", "4", "IDLE", "x"],
+        &["XCLAIM", "{xm}s", "g", "carol", "0", "4", "FOO"], &["XCLAIM", "{xm}s", "g", "carol", "0", "x"], &["XCLAIM", "{xm}s", "g", "carol", "x", "4"],
+        &["XCLAIM", "{xm}s", "g", "carol", "0"], &["XCLAIM", "{xm}s", "nogroup", "carol", "0", "4"], &["XCLAIM", "{xm}missing", "g", "c", "x", "1"], &["SET", "{xm}str", "v"],
+        &["XCLAIM", "{xm}str", "g", "c", "0", "1"],
+    ]);
+    // XAUTOCLAIM: the cursor, COUNT, JUSTID, deleted entries (listed third), a start taking - + and (, and its errors.
+    run(s, &[
+        &["XADD", "{xm}a", "1", "f", "1"], &["XADD", "{xm}a", "2", "f", "2"], &["XADD", "{xm}a", "3", "f", "3"], &["XADD", "{xm}a", "4", "f", "4"],
+        &["XADD", "{xm}a", "5", "f", "5"], &["XGROUP", "CREATE", "{xm}a", "g", "0"], &["XAUTOCLAIM", "{xm}a", "g", "bob", "0", "0"],
+        &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", "{xm}a", ">"], &["XAUTOCLAIM", "{xm}a", "g", "bob", "0", "0", "COUNT", "2"],
+        &["XAUTOCLAIM", "{xm}a", "g", "bob", "0", "3-0", "COUNT", "1", "JUSTID"], &["XDEL", "{xm}a", "4"], &["XAUTOCLAIM", "{xm}a", "g", "bob", "0", "4"],
+        &["XPENDING", "{xm}a", "g"], &["XAUTOCLAIM", "{xm}a", "g", "carol", "0", "-"], &["XAUTOCLAIM", "{xm}a", "g", "carol", "0", "(1", "JUSTID"],
+        &["XAUTOCLAIM", "{xm}a", "g", "carol", "0", "+"], &["XAUTOCLAIM", "{xm}a", "g", "yan", "100000000", "0"], &["XINFO", "GROUPS", "{xm}a"],
+        &["XAUTOCLAIM", "{xm}a", "g", "dave", "-1", "0", "count", "2", "justid"], &["XPENDING", "{xm}a", "g"], &["XAUTOCLAIM", "{xm}a", "g", "carol", "0", "0", "COUNT", "0"],
+        &["XAUTOCLAIM", "{xm}a", "g", "carol", "0", "0", "COUNT", "x"], &["XAUTOCLAIM", "{xm}a", "g", "carol", "0", "0", "COUNT"],
+        &["XAUTOCLAIM", "{xm}a", "g", "carol", "0", "0", "FOO"], &["XAUTOCLAIM", "{xm}a", "g", "carol", "0", "x"], &["XAUTOCLAIM", "{xm}a", "g", "carol", "x", "0"],
+        &["XAUTOCLAIM", "{xm}a", "g", "carol", "0"], &["XAUTOCLAIM", "{xm}a", "nogroup", "carol", "0", "0"], &["XAUTOCLAIM", "{xm}a", "nogroup", "carol", "0", "x"],
+        &["XAUTOCLAIM", "{xm}missing", "g", "carol", "x", "0"], &["XAUTOCLAIM", "{xm}str", "g", "carol", "0", "0"], &["XGROUP", "CREATE", "{xm}a", "g2", "$"],
+        &["XAUTOCLAIM", "{xm}a", "g2", "dave", "0", "0"], &["XPENDING", "{xm}a", "g2"],
+    ]);
+    // XINFO GROUPS' entries-read and lag as reads, deletions (the lag is unknown until the group passes them) and trims move them.
+    run(s, &[
+        &["XADD", "{xl}s", "1", "f", "v"], &["XADD", "{xl}s", "2", "f", "v"], &["XADD", "{xl}s", "3", "f", "v"], &["XADD", "{xl}s", "4", "f", "v"],
+        &["XADD", "{xl}s", "5", "f", "v"], &["XGROUP", "CREATE", "{xl}s", "g", "0"], &["XGROUP", "CREATE", "{xl}s", "h", "0"],
+        &["XREADGROUP", "GROUP", "g", "c", "COUNT", "2", "STREAMS", "{xl}s", ">"], &["XDEL", "{xl}s", "4"], &["XINFO", "GROUPS", "{xl}s"],
+        &["XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "STREAMS", "{xl}s", ">"], &["XINFO", "GROUPS", "{xl}s"], &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "{xl}s", ">"],
+        &["XDEL", "{xl}s", "1"], &["XADD", "{xl}s", "6", "f", "v"], &["XGROUP", "SETID", "{xl}s", "h", "$"], &["XINFO", "GROUPS", "{xl}s"],
+        &["XGROUP", "SETID", "{xl}s", "h", "0"], &["XTRIM", "{xl}s", "MAXLEN", "0"], &["XGROUP", "CREATE", "{xl}s", "k", "$"], &["XINFO", "GROUPS", "{xl}s"],
+    ]);
+    // XSETID: checked against the top entry, not the last ID, and with ENTRIESADDED and MAXDELETEDID, some checks made before the key is looked up.
+    run(s, &[
+        &["XSETID", "{xs}missing", "5"], &["XSETID", "{xs}missing", "x"], &["XSETID", "{xs}missing", "10", "MAXDELETEDID", "11"],
+        &["XSETID", "{xs}missing", "10", "ENTRIESADDED", "-1"], &["XADD", "{xs}s", "1", "f", "v"], &["XADD", "{xs}s", "2", "f", "v"], &["XSETID", "{xs}s", "5"],
+        &["XADD", "{xs}s", "4", "f", "v"], &["XSETID", "{xs}s", "3"], &["XADD", "{xs}s", "4", "f", "v"], &["XSETID", "{xs}s", "1"], &["XSETID", "{xs}s", "4"],
+        &["XSETID", "{xs}s", "0-0"], &["XSETID", "{xs}s"], &["XSETID", "{xs}s", "10", "ENTRIESADDED", "2"], &["XSETID", "{xs}s", "10", "ENTRIESADDED", "x"],
+        &["XSETID", "{xs}s", "10", "MAXDELETEDID", "x"], &["XSETID", "{xs}s", "10", "ENTRIESADDED", "3", "ENTRIESADDED", "2"], &["XSETID", "{xs}s", "10", "FOO", "1"],
+        &["XSETID", "{xs}s", "10", "ENTRIESADDED"], &["XGROUP", "CREATE", "{xs}s", "g", "0"], &["XSETID", "{xs}s", "10", "maxdeletedid", "10", "entriesadded", "9"],
+        &["XINFO", "GROUPS", "{xs}s"], &["XADD", "{xs}s", "10", "f", "v"], &["SET", "{xs}str", "v"], &["XSETID", "{xs}str", "1"], &["XSETID", "{xs}str", "x"],
+        &["XADD", "{xs}e", "5", "f", "v"], &["XDEL", "{xs}e", "5"], &["XSETID", "{xs}e", "1"], &["XADD", "{xs}e", "2", "f", "v"],
+    ]);
+    // Streams among the other types, RENAME and COPY (the groups and PELs go along), and in MULTI (where blocking reads do not wait).
+    run(s, &[
+        &["XADD", "{xy}s", "1", "f", "v"], &["XGROUP", "CREATE", "{xy}s", "g", "0"], &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "{xy}s", ">"], &["GET", "{xy}s"],
+        &["LPUSH", "{xy}s", "a"], &["HSET", "{xy}s", "f", "v"], &["ZADD", "{xy}s", "1", "a"], &["TYPE", "{xy}s"], &["OBJECT", "ENCODING", "{xy}s"],
+        &["SCAN", "0", "TYPE", "stream", "MATCH", "{xy}s", "COUNT", "100000"], &["EXPIRE", "{xy}s", "100"], &["XADD", "{xy}s", "2", "f", "v"],
+    ]);
+    s.ttl("TTL", "{xy}s");
+    run(s, &[
+        &["RENAME", "{xy}s", "{xy}r"], &["EXISTS", "{xy}s", "{xy}r"], &["XRANGE", "{xy}r", "-", "+"], &["COPY", "{xy}r", "{xy}c"], &["XACK", "{xy}c", "g", "1"],
+        &["XPENDING", "{xy}r", "g"], &["XINFO", "GROUPS", "{xy}c"], &["MULTI"], &["XADD", "{xy}m", "1", "f", "v"], &["XREAD", "BLOCK", "0", "STREAMS", "{xy}none", "0"],
+        &["XGROUP", "CREATE", "{xy}m", "g", "$"], &["XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "{xy}m", ">"], &["XADD", "{xy}m", "0", "f", "v"],
+        &["XRANGE", "{xy}m", "-", "+"], &["EXEC"], &["DEL", "{xy}r", "{xy}c", "{xy}m"], &["EXISTS", "{xy}r"], &["XLEN", "{xy}r"], &["XINFO", "GROUPS", "{xy}r"],
+    ]);
 }
 
 /// Hash commands, their errors, and the type checks between hashes and

@@ -94,7 +94,7 @@ impl Batch {
         let commands: Vec<(&'static str, Vec<Bytes>)> = self.entries.iter_mut().map(|e| (e.name, std::mem::take(&mut e.args))).collect();
         let replies = self.replies(outcomes);
         for ((name, args), reply) in commands.into_iter().zip(&replies) {
-            crate::cmd::record(router, name, started, reply);
+            crate::cmd::record(router, name, false, started, reply);
             crate::cmd::slowlog(router, session, name, &args, started);
         }
         replies

@@ -260,7 +260,11 @@ fn fill(mut results: Vec<Option<Outcome>>, pending: &[usize], error: impl Fn(usi
 }
 
 fn is_read(kind: &Kind) -> bool {
-    matches!(kind, Kind::Get(_) | Kind::Watch(_))
+    match kind {
+        Kind::Get(_) | Kind::Watch(_) => true,
+        Kind::Stream(s) => s.args.first().is_some_and(|name| evenkeel_types::stream::command::is_read_only(name)),
+        _ => false,
+    }
 }
 
 /// True when the request certainly never reached the node (the connection

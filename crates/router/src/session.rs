@@ -91,7 +91,7 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
             for reply in replies {
                 reply.encode(&mut out);
             }
-        } else if session.multi.is_none() && cmd::blocking::is_blocking(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase()) {
+        } else if session.multi.is_none() && cmd::blocking::is_blocking(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase(), &args) {
             // The client sees the replies it is owed before this one
             // blocks. A request pipelined behind it waits its turn; the
             // end of the connection gives up the wait.

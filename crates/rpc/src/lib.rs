@@ -16,7 +16,8 @@ pub mod pb {
 pub mod transport;
 
 impl pb::op::Kind {
-    /// How long a blocking pop (`LMPop`, `LMove`, `ZMPop`) may wait on its
+    /// How long a blocking pop (`LMPop`, `LMove`, `ZMPop`) or stream read
+    /// (`Stream`: XREAD, XREADGROUP) may wait on its
     /// node for something to pop (see the proto's `LMPop`); 0 for every
     /// other op.
     pub fn blocking_wait_ms(&self) -> u64 {
@@ -24,6 +25,7 @@ impl pb::op::Kind {
             pb::op::Kind::LMPop(m) => m.wait_ms,
             pb::op::Kind::ZMPop(m) => m.wait_ms,
             pb::op::Kind::LMove(m) => m.wait_ms,
+            pb::op::Kind::Stream(m) => m.wait_ms,
             _ => 0,
         }
     }
@@ -34,6 +36,7 @@ impl pb::op::Kind {
             pb::op::Kind::LMPop(m) => m.wait_ms = ms,
             pb::op::Kind::ZMPop(m) => m.wait_ms = ms,
             pb::op::Kind::LMove(m) => m.wait_ms = ms,
+            pb::op::Kind::Stream(m) => m.wait_ms = ms,
             _ => return false,
         }
         true

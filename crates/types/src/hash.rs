@@ -126,6 +126,11 @@ impl Cursor<'_> {
         Ok(range)
     }
 
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, CorruptRecord> {
+        let r = self.take(1, what)?;
+        Ok(self.raw[r.start])
+    }
+
     pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, CorruptRecord> {
         let r = self.take(4, what)?;
         Ok(u32::from_le_bytes(self.raw[r].try_into().expect("4 bytes")))

@@ -33,6 +33,7 @@ pub mod routing;
 pub mod set;
 pub mod slot;
 pub mod sort;
+pub mod stream;
 pub mod zset;
 
 pub use hlc::{Hlc, Version};

@@ -14,6 +14,7 @@ const HASH: u8 = 2;
 const SET: u8 = 3;
 const LIST: u8 = 4;
 const ZSET: u8 = 5;
+const STREAM: u8 = 6;
 const HEADER_LEN: usize = 1 + 8 + 8;
 
 /// What a live record's value bytes hold: Redis's value types.
@@ -29,6 +30,8 @@ pub enum ValueType {
     List,
     /// Members with scores, encoded as [`crate::zset`] describes.
     ZSet,
+    /// Entries and consumer groups, encoded as [`crate::stream`] describes.
+    Stream,
 }
 
 /// Value or tombstone, optional absolute expiry, version.
@@ -115,6 +118,7 @@ impl Record {
             (Some(_), ValueType::Set) => SET,
             (Some(_), ValueType::List) => LIST,
             (Some(_), ValueType::ZSet) => ZSET,
+            (Some(_), ValueType::Stream) => STREAM,
         };
         h[1..9].copy_from_slice(&self.version.to_le_bytes());
         h[9..17].copy_from_slice(&self.expire_at_ms.unwrap_or(0).to_le_bytes());
@@ -129,7 +133,7 @@ impl Record {
     pub fn encoded_has_value(raw: &[u8]) -> Result<bool, CorruptRecord> {
         match (raw.first(), raw.len()) {
             (_, len) if len < HEADER_LEN => Err(CorruptRecord("shorter than header")),
-            (Some(0 | &HASH | &SET | &LIST | &ZSET), _) => Ok(true),
+            (Some(0 | &HASH | &SET | &LIST | &ZSET | &STREAM), _) => Ok(true),
             (Some(&TOMBSTONE), HEADER_LEN) => Ok(false),
             (Some(&TOMBSTONE), _) => Err(CorruptRecord("tombstone with a body")),
             _ => Err(CorruptRecord("unknown flags")),
@@ -145,6 +149,7 @@ impl Record {
             SET => ValueType::Set,
             LIST => ValueType::List,
             ZSET => ValueType::ZSet,
+            STREAM => ValueType::Stream,
             _ => ValueType::String,
         };
         Ok(Record { value, expire_at_ms: (expire != 0).then_some(expire), version, ty })
@@ -159,12 +164,13 @@ mod tests {
     proptest! {
         #[test]
         fn round_trips(value in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
-                       expire in proptest::option::of(1u64..u64::MAX), version: u64, ty in 0u8..5) {
+                       expire in proptest::option::of(1u64..u64::MAX), version: u64, ty in 0u8..6) {
             let ty = match (ty, value.is_some()) {
                 (1, true) => ValueType::Hash,
                 (2, true) => ValueType::Set,
                 (3, true) => ValueType::List,
                 (4, true) => ValueType::ZSet,
+                (5, true) => ValueType::Stream,
                 _ => ValueType::String,
             };
             let r = Record { value: value.map(Bytes::from), expire_at_ms: expire, version, ty };
@@ -182,7 +188,7 @@ mod tests {
         /// The check without the copy accepts and refuses what decoding
         /// does, and says what decoding finds.
         #[test]
-        fn encoded_has_value_agrees_with_decode(flags in 0u8..7, rest in proptest::collection::vec(any::<u8>(), 0..40)) {
+        fn encoded_has_value_agrees_with_decode(flags in 0u8..8, rest in proptest::collection::vec(any::<u8>(), 0..40)) {
             let raw: Vec<u8> = std::iter::once(flags).chain(rest).collect();
             prop_assert_eq!(Record::encoded_has_value(&raw), Record::decode(&raw).map(|r| r.value.is_some()));
         }

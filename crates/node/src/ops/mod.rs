@@ -14,6 +14,7 @@ mod collection;
 mod hashes;
 mod lists;
 mod sets;
+mod streams;
 mod zsets;
 
 /// The outcome of one operation on one key.
@@ -39,7 +40,7 @@ impl Default for OpLimits {
 
 /// The keys a multi-key operation (RENAME, COPY, MSETNX, SMOVE, LMOVE, the
 /// set and sorted set STORE commands, ZRANGESTORE, ZMPOP, LMPOP, BITOP,
-/// SORT ... STORE) reads and may
+/// SORT ... STORE, XREAD and XREADGROUP over several streams) reads and may
 /// write, its own `key` first; None for a single-key operation.
 pub fn multi_keys<'a>(kind: &'a Kind, key: &'a [u8]) -> Option<Vec<&'a [u8]>> {
     match kind {
@@ -50,6 +51,7 @@ pub fn multi_keys<'a>(kind: &'a Kind, key: &'a [u8]) -> Option<Vec<&'a [u8]>> {
         Kind::ZRangeStore(pb::ZRangeStore { source: to, .. }) | Kind::SortStore(pb::SortStore { source: to, .. }) => Some(if to == key { vec![key] } else { vec![key, to] }),
         Kind::SetStore(pb::SetStore { sources, .. }) | Kind::ZStore(pb::ZStore { sources, .. }) | Kind::BitOp(pb::BitOp { sources, .. }) => Some(std::iter::once(key).chain(sources.iter().map(|k| &k[..])).collect()),
         Kind::MsetNx(pb::MsetNx { keys, .. }) | Kind::ZMPop(pb::ZmPop { keys, .. }) | Kind::LMPop(pb::LmPop { keys, .. }) => Some(keys.iter().map(|k| &k[..]).collect()),
+        Kind::Stream(pb::Stream { keys, .. }) if keys.len() > 1 => Some(keys.iter().map(|k| &k[..]).collect()),
         _ => None,
     }
 }
@@ -110,6 +112,7 @@ pub fn apply_multi_within(kind: &Kind, stored: &[Option<Record>], now_ms: u64, v
         Kind::LMPop(m) => lists::l_m_pop(m, &live, versions),
         Kind::BitOp(b) => bit_op(b, &live, versions[0]),
         Kind::SortStore(st) => lists::sort_store(st, &live, versions, limits),
+        Kind::Stream(st) => streams::run(st, &live, now_ms, versions, limits),
         Kind::MsetNx(m) => {
             if m.keys.is_empty() || m.keys.len() != m.values.len() {
                 return none(error(pb::op_error::Kind::Internal, "malformed MSETNX: a value for each key"));
@@ -173,6 +176,10 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::ZRem(r) => zsets::z_rem(&r.members, live, version),
         Kind::ZPop(p) => zsets::z_pop(p, live, version),
         Kind::ZRemRange(r) => zsets::z_rem_range(r, live, version),
+        Kind::Stream(st) => {
+            let applied = streams::run(st, &|_| live, now_ms, &[version], limits);
+            Applied { write: applied.writes.into_iter().next().map(|(_, w)| w), reply: applied.reply }
+        }
         Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) | Kind::SMove(_) | Kind::SetStore(_) | Kind::LMove(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::ZMPop(_) | Kind::LMPop(_) | Kind::BitOp(_) | Kind::SortStore(_) => {
             unreachable!("multi-key operations run through apply_multi")
         }
@@ -245,6 +252,7 @@ pub fn value_type(ty: ValueType) -> pb::ValueType {
         ValueType::Set => pb::ValueType::Set,
         ValueType::List => pb::ValueType::List,
         ValueType::ZSet => pb::ValueType::Zset,
+        ValueType::Stream => pb::ValueType::Stream,
     }
 }
 
@@ -256,6 +264,7 @@ pub fn value_type_from(raw: i32) -> Option<ValueType> {
         pb::ValueType::Set => Some(ValueType::Set),
         pb::ValueType::List => Some(ValueType::List),
         pb::ValueType::Zset => Some(ValueType::ZSet),
+        pb::ValueType::Stream => Some(ValueType::Stream),
     }
 }
 

@@ -605,3 +605,44 @@ fn sort_store_writes_the_sorted_list_in_one_step() {
     assert_eq!(apply_multi(&sort(vec![], None, false, false), &[target, None], NOW, &[10, 11]).writes, vec![(0, Record::tombstone(10))], "nothing to sort deletes the target");
     assert!(matches!(apply_multi(&sort(vec![], None, false, false), &[None, live("s")], NOW, &[10, 11]).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::WrongType as i32));
 }
+
+fn stream_op(line: &str, keys: &[&str]) -> Kind {
+    let args = line.split(' ').map(|w| Bytes::copy_from_slice(w.as_bytes())).collect();
+    Kind::Stream(pb::Stream { args, keys: keys.iter().map(|k| Bytes::copy_from_slice(k.as_bytes())).collect(), wait_ms: 0 })
+}
+
+fn reply_frame(r: &R) -> pb::reply::Kind {
+    let R::Reply(pb::Reply { kind: Some(kind) }) = r else { panic!("{r:?}") };
+    kind.clone()
+}
+
+#[test]
+fn stream_commands_store_a_stream_record_and_keep_its_expiry() {
+    let added = apply(&stream_op("XADD s 5-1 f v", &["s"]), None, NOW, V, OpLimits::default());
+    assert_eq!(reply_frame(&added.reply), pb::reply::Kind::Bulk(Bytes::from_static(b"5-1")));
+    let record = added.write.expect("XADD writes");
+    assert_eq!((record.ty, record.version), (ValueType::Stream, V));
+    let expiring = Record { expire_at_ms: Some(NOW + 9), ..record };
+    let grouped = apply(&stream_op("XGROUP CREATE s g 0", &["s"]), Some(&expiring), NOW, V + 1, OpLimits::default());
+    assert_eq!(grouped.write.as_ref().and_then(|r| r.expire_at_ms), Some(NOW + 9), "a stream write keeps the key's expiry");
+    let read = apply(&stream_op("XRANGE s - +", &["s"]), Some(&expiring), NOW, V + 1, OpLimits::default());
+    assert!(read.write.is_none(), "a read writes nothing");
+    let too_big = apply(&stream_op("XADD s 6 f 0123456789abcdef", &["s"]), Some(&expiring), NOW, V + 1, OpLimits { max_value_bytes: 64 });
+    assert_eq!(reply_frame(&too_big.reply), pb::reply::Kind::Error("ERR Elements are too large to be stored".into()));
+    assert!(too_big.write.is_none());
+    let wrong = apply(&stream_op("XLEN s", &["s"]), live("x").as_ref(), NOW, V, OpLimits::default());
+    assert!(matches!(reply_frame(&wrong.reply), pb::reply::Kind::Error(e) if e.starts_with("WRONGTYPE")));
+}
+
+#[test]
+fn a_read_of_several_streams_with_nothing_new_answers_nil() {
+    let a = apply(&stream_op("XADD {t}a 1 f v", &["{t}a"]), None, NOW, V, OpLimits::default()).write;
+    let read = stream_op("XREAD STREAMS {t}a {t}b 1 0", &["{t}a", "{t}b"]);
+    assert_eq!(multi_keys(&read, b"{t}a").map(|k| k.len()), Some(2));
+    assert_eq!(apply_multi(&read, &[a.clone(), None], NOW, &[10, 11]).reply, R::Nil(pb::Nil {}), "what a blocked read waits on");
+    let group = apply(&stream_op("XGROUP CREATE {t}a g 0", &["{t}a"]), a.as_ref(), NOW, V + 1, OpLimits::default()).write;
+    let consume = stream_op("XREADGROUP GROUP g c STREAMS {t}a {t}b > 0", &["{t}a", "{t}b"]);
+    let served = apply_multi(&consume, &[group, None], NOW, &[10, 11]);
+    assert!(matches!(reply_frame(&served.reply), pb::reply::Kind::Error(e) if e.starts_with("NOGROUP")), "{:?}", served.reply);
+    assert!(served.writes.is_empty(), "an error writes nothing");
+}

@@ -32,8 +32,14 @@ use std::time::{Duration, Instant};
 /// The longest one request waits on its node.
 pub const CHUNK: Duration = Duration::from_secs(2);
 
-/// Whether `name` is a blocking command.
-pub fn is_blocking(name: &str) -> bool {
+/// Whether the command blocks: the blocking pops, and XREAD and
+/// XREADGROUP with BLOCK.
+pub fn is_blocking(name: &str, a: &[Bytes]) -> bool {
+    is_pop(name) || super::streams::blocks(name, a)
+}
+
+/// Whether `name` is a blocking pop.
+pub fn is_pop(name: &str) -> bool {
     matches!(name, "blpop" | "brpop" | "blmove" | "brpoplpush" | "blmpop" | "bzpopmin" | "bzpopmax" | "bzmpop")
 }
 
@@ -78,12 +84,20 @@ pub fn plan(name: &str, a: &[Bytes]) -> Result<(Planned, Option<Duration>), Fram
             let planned = if name == "blmpop" { super::lists::lmpop(&a[1..])? } else { super::zsets::zmpop(&a[1..])? };
             Ok((planned, timeout))
         }
+        "xread" | "xreadgroup" => Ok((super::streams::plan(name, a)?, super::streams::timeout(a))),
         other => unreachable!("{other} is not a blocking command"),
     }
 }
 
 /// Runs a blocking command outside MULTI.
 pub async fn run(r: &Router, name: &str, a: &[Bytes]) -> Frame {
+    let pinned;
+    let a = if name == "xread" {
+        pinned = pin_dollar_ids(r, a).await;
+        &pinned[..]
+    } else {
+        a
+    };
     let (planned, timeout) = match plan(name, a) {
         Ok(p) => p,
         Err(e) => return e,
@@ -104,6 +118,28 @@ pub async fn run(r: &Router, name: &str, a: &[Bytes]) -> Frame {
         }
         return super::plan::reply(planned.shape.clone(), outcomes);
     }
+}
+
+/// XREAD BLOCK with `$`: each such stream's last ID now, read once, so
+/// every wait after the first still reads entries added after the call
+/// began. A stream whose GET fails keeps its `$` (its owner reads it at
+/// each wait).
+async fn pin_dollar_ids(r: &Router, a: &[Bytes]) -> Vec<Bytes> {
+    let keys = super::streams::dollar_keys(a);
+    if keys.is_empty() {
+        return a.to_vec();
+    }
+    let ops: Vec<_> = keys.iter().map(|k| crate::dispatch::KeyOp { key: k.clone(), kind: Kind::Get(pb::Get { meta_only: false }) }).collect();
+    let mut last_ids = Vec::new();
+    for (key, outcome) in keys.into_iter().zip(r.dispatcher.run(&ops).await) {
+        let id = match outcome {
+            Ok(R::Nil(_)) => Some(Bytes::from_static(b"0-0")),
+            Ok(R::Value(v)) if v.value_type == pb::ValueType::Stream as i32 => evenkeel_types::stream::Stream::encoded_last_id(&v.value).ok().map(|id| id.to_bytes()),
+            _ => None,
+        };
+        last_ids.extend(id.map(|id| (key, id)));
+    }
+    super::streams::pin_dollar_ids(a, &last_ids)
 }
 
 #[cfg(test)]

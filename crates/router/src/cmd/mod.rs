@@ -24,6 +24,7 @@ pub mod plan;
 pub mod server;
 pub mod sets;
 pub mod sort;
+pub mod streams;
 pub mod strings;
 pub mod zsets;
 
@@ -210,6 +211,21 @@ pub const SPECS: &[Spec] = &[
     spec("unlink", -2, WF, ALL),
     spec("unwatch", 1, MULTI_FLAGS, NOKEY),
     spec("watch", -2, MULTI_FLAGS, ALL),
+    spec("xack", -4, WF, ONE),
+    spec("xadd", -5, WDF, ONE),
+    spec("xautoclaim", -6, WF, ONE),
+    spec("xclaim", -6, WF, ONE),
+    spec("xdel", -3, WF, ONE),
+    spec("xgroup", -2, &[], NOKEY),
+    spec("xinfo", -2, &[], NOKEY),
+    spec("xlen", 2, R_, ONE),
+    spec("xpending", -3, RO, ONE),
+    spec("xrange", -4, RO, ONE),
+    spec("xread", -4, &["readonly", "blocking", "movablekeys"], NOKEY),
+    spec("xreadgroup", -7, &["write", "blocking", "movablekeys"], NOKEY),
+    spec("xrevrange", -4, RO, ONE),
+    spec("xsetid", -3, WDF, ONE),
+    spec("xtrim", -4, W, ONE),
     spec("zadd", -4, WDF, ONE),
     spec("zcard", 2, R_, ONE),
     spec("zcount", 4, R_, ONE),
@@ -263,7 +279,7 @@ pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -
     }
     let started = std::time::Instant::now();
     let reply = run(router, session, spec.name, &args).await;
-    record(router, spec.name, started, &reply.0);
+    record(router, spec.name, blocking::is_blocking(spec.name, &args), started, &reply.0);
     slowlog(router, session, spec.name, &args, started);
     reply
 }
@@ -271,7 +287,7 @@ pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -
 /// Logs the command in SLOWLOG if it was slow; not blocking commands
 /// (their wait is the client's choice) nor AUTH and HELLO (passwords).
 pub(crate) fn slowlog(router: &Router, session: &Session, name: &'static str, args: &[Bytes], started: std::time::Instant) {
-    if !blocking::is_blocking(name) && !matches!(name, "auth" | "hello") {
+    if !blocking::is_blocking(name, args) && !matches!(name, "auth" | "hello") {
         router.slowlog.record(args, started.elapsed(), &session.client.addr, session.client.name().as_ref());
     }
 }
@@ -287,7 +303,7 @@ pub fn batchable(session: &Session, args: &[Bytes]) -> Option<(&'static str, Res
         return None;
     }
     let spec = find(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase())?;
-    if !arity_ok(spec, args.len()) || blocking::is_blocking(spec.name) {
+    if !arity_ok(spec, args.len()) || blocking::is_blocking(spec.name, args) {
         return None;
     }
     Some((spec.name, plan(spec.name, args)?))
@@ -358,7 +374,8 @@ fn plan(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
         "lmpop" => lists::lmpop(a),
         // Run alone by `run` outside MULTI; inside, EXEC runs them without
         // blocking, as Redis does.
-        name if blocking::is_blocking(name) => blocking::plan(name, a).map(|(planned, _)| planned),
+        name if blocking::is_pop(name) => blocking::plan(name, a).map(|(planned, _)| planned),
+        name if streams::is_stream(name) => streams::plan(name, a),
         "llen" | "lindex" | "lrange" | "lpos" => lists::read(name, a),
         "zadd" => zsets::zadd(a),
         "zincrby" => zsets::zincrby(a),
@@ -384,7 +401,7 @@ fn arity_ok(spec: &Spec, args: usize) -> bool {
 /// Per-command metrics, for commands run alone or in a batch.
 /// Records a command's latency in the metrics and in the router's
 /// per-second window (what the coordinator's throttle reads).
-pub(crate) fn record(router: &Router, name: &'static str, started: std::time::Instant, reply: &Frame) {
+pub(crate) fn record(router: &Router, name: &'static str, blocked: bool, started: std::time::Instant, reply: &Frame) {
     let elapsed = started.elapsed();
     metrics::histogram!("evenkeel_router_command_seconds", "cmd" => name).record(elapsed.as_secs_f64());
     let failed = matches!(reply, Frame::Error(_));
@@ -394,14 +411,14 @@ pub(crate) fn record(router: &Router, name: &'static str, started: std::time::In
     router.stats.command(name, elapsed.as_micros() as u64, failed);
     // A blocking command's wait is the client's choice, not a delay the
     // throttle should see.
-    if !blocking::is_blocking(name) {
+    if !blocked {
         router.latency.record(elapsed.as_micros() as u64, failed, evenkeel_types::unix_ms());
     }
 }
 
 async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (Frame, Flow) {
     use Flow::Continue as C;
-    if blocking::is_blocking(name) {
+    if blocking::is_blocking(name, a) {
         return (blocking::run(r, name, a).await, C);
     }
     if let Some(planned) = plan(name, a) {

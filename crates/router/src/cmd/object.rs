@@ -118,6 +118,7 @@ fn encoding(v: &pb::Value) -> Result<&'static str, Frame> {
             if set.len() <= INTSET_ENTRIES && set.members().all(|m| parse_i64(m).is_some()) { "intset" } else { "hashtable" }
         }
         Ok(pb::ValueType::List) => "quicklist",
+        Ok(pb::ValueType::Stream) => "stream",
         Ok(pb::ValueType::Zset) => {
             let z = ZSet::decode(&v.value).map_err(corrupt)?;
             if listpack(z.len(), ZSET_LISTPACK_ENTRIES, z.iter().map(|(m, _)| m.len())) { "listpack" } else { "skiplist" }

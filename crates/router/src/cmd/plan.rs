@@ -72,6 +72,9 @@ pub enum Shape {
     Sort(Box<super::sort::SortRead>),
     /// OBJECT ENCODING and friends ([`super::object::answer`]).
     Object(super::object::Query),
+    /// A stream command: the owner's reply as it is (a null array when a
+    /// read found nothing).
+    Stream,
     /// LCS over its two keys' GETs, with its options or their error
     /// ([`super::lcs::reply`]).
     Lcs(Box<Result<super::lcs::LcsArgs, Frame>>),
@@ -220,7 +223,9 @@ fn single_key(shape: Shape, r: R) -> Frame {
         (Shape::ZSet(read), R::Value(v)) => super::zsets::answer(read, Some(&v)),
         (Shape::ZSet(read), R::Nil(_)) => super::zsets::answer(read, None),
         (Shape::MPopped { pairs }, R::Members(m)) => super::collection::mpopped(m.members, *pairs),
-        (Shape::Hash(_) | Shape::SetRead(_) | Shape::Members | Shape::List(_) | Shape::Popped | Shape::ZSet(_) | Shape::MPopped { .. }, other) => unexpected(&other),
+        (Shape::Stream, R::Reply(r)) => super::streams::answer(r),
+        (Shape::Stream, R::Nil(_)) => Frame::NullArray,
+        (Shape::Hash(_) | Shape::SetRead(_) | Shape::Members | Shape::List(_) | Shape::Popped | Shape::ZSet(_) | Shape::MPopped { .. } | Shape::Stream, other) => unexpected(&other),
         (_, r) => string_key(shape, r),
     }
 }
