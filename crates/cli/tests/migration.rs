@@ -504,6 +504,30 @@ async fn blocking_consumer(client: redis::Client, key: String, stop: Arc<AtomicB
     }
 }
 
+/// Reads a stream as consumer `c` of group `g` (XREADGROUP BLOCK, at most
+/// 1 s per wait) and acknowledges each entry; returns each entry's `n`
+/// field in the order read, once `stop` is set and a wait finds nothing.
+async fn group_consumer(client: redis::Client, key: String, stop: Arc<AtomicBool>) -> Vec<usize> {
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let mut read = Vec::new();
+    loop {
+        type Streams = Vec<(String, Vec<(String, Vec<String>)>)>;
+        let got: Option<Streams> = redis::cmd("XREADGROUP").arg("GROUP").arg("g").arg("c").arg("COUNT").arg(50).arg("BLOCK").arg(1000).arg("STREAMS").arg(&key).arg(">").query_async(&mut con).await.unwrap();
+        match got {
+            Some(streams) => {
+                for (id, fields) in streams.into_iter().flat_map(|(_, entries)| entries) {
+                    assert_eq!(fields[0], "n");
+                    read.push(fields[1].parse().unwrap());
+                    let acked: i64 = redis::cmd("XACK").arg(&key).arg("g").arg(&id).query_async(&mut con).await.unwrap();
+                    assert_eq!(acked, 1, "{id} was pending");
+                }
+            }
+            None if stop.load(Ordering::Relaxed) => return read,
+            None => {}
+        }
+    }
+}
+
 /// RENAME, RENAMENX, MSETNX, COPY and MULTI/EXEC write several keys of
 /// one hash slot in one atomic step on the owner, and hashes (HSET,
 /// HINCRBY), sets (SADD), lists (RPUSH) and sorted sets (ZADD, ZINCRBY)
@@ -519,7 +543,10 @@ async fn blocking_consumer(client: redis::Client, key: String, stop: Arc<AtomicB
 /// BLPOPs what each round pushes, across the move: it gets every element
 /// once, in order; and a client blocked on a key of the partition from
 /// before the move is served by a push after it (its wait follows the
-/// partition to its new owner).
+/// partition to its new owner). A stream gets an entry per round (XADD
+/// with a `*` ID, made by whichever node owns it then) and a consumer
+/// group reads and acknowledges them across the move: each entry once,
+/// in order, nothing left pending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
@@ -542,6 +569,9 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
     let stop = Arc::new(AtomicBool::new(false));
     let watchers: Vec<_> = ["w", "w", "v"].iter().map(|name| tokio::spawn(watch_increments(client.clone(), key(name, 0), stop.clone()))).collect();
     let consumer = tokio::spawn(blocking_consumer(client.clone(), key("q", 0), stop.clone()));
+    let made: String = redis::cmd("XGROUP").arg("CREATE").arg(key("x", 0)).arg("g").arg("$").arg("MKSTREAM").query_async(&mut conn).await.unwrap();
+    assert_eq!(made, "OK");
+    let group = tokio::spawn(group_consumer(client.clone(), key("x", 0), stop.clone()));
     let late = {
         let (client, key) = (client.clone(), key("late", 0));
         tokio::spawn(async move {
@@ -574,6 +604,7 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
         let score: String = redis::cmd("ZINCRBY").arg(key("zc", 0)).arg(0.5).arg("m").query_async(&mut conn).await.unwrap();
         assert_eq!(score.parse::<f64>().unwrap(), (done + 1) as f64 / 2.0);
         let _: i64 = redis::cmd("RPUSH").arg(key("q", 0)).arg(done).query_async(&mut conn).await.unwrap();
+        let _: String = redis::cmd("XADD").arg(key("x", 0)).arg("*").arg("n").arg(done).query_async(&mut conn).await.unwrap();
         let (counted, ()): (i64, ()) = redis::pipe().atomic().incr(key("t", 0), 1).set(key("u", done), done).query_async(&mut conn).await.unwrap();
         assert_eq!(counted, done as i64 + 1);
         done += 1;
@@ -582,7 +613,7 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
         }
     }
     let state_then = migrations(&http, &admin).await.into_iter().find(|x| x.id == m.id).map(|x| x.state);
-    println!("{done} rounds of RENAME, MSETNX, RENAMENX, COPY, MULTI/EXEC, HSET, HINCRBY, SADD, RPUSH, ZADD, ZINCRBY, RPUSH for BLPOP ran during the move; it was {state_then:?} after them");
+    println!("{done} rounds of RENAME, MSETNX, RENAMENX, COPY, MULTI/EXEC, HSET, HINCRBY, SADD, RPUSH, ZADD, ZINCRBY, RPUSH for BLPOP, XADD for XREADGROUP ran during the move; it was {state_then:?} after them");
     wait_state(&http, &admin, &m.id, "DONE").await;
     let pushed = std::time::Instant::now();
     let _: i64 = redis::cmd("RPUSH").arg(key("late", 0)).arg("after").query_async(&mut conn).await.unwrap();
@@ -591,6 +622,10 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
     println!("a client blocked since before the move got a push after it in {:?}", pushed.elapsed());
     stop.store(true, Ordering::Relaxed);
     assert_eq!(consumer.await.unwrap(), (0..done).collect::<Vec<_>>(), "every pushed element popped once, in order, across the move");
+    assert_eq!(group.await.unwrap(), (0..done).collect::<Vec<_>>(), "every stream entry read by the group once, in order, across the move");
+    let (length, pending): (usize, (usize, Option<String>, Option<String>, Option<Vec<(String, String)>>)) =
+        redis::pipe().cmd("XLEN").arg(key("x", 0)).cmd("XPENDING").arg(key("x", 0)).arg("g").query_async(&mut conn).await.unwrap();
+    assert_eq!((length, pending), (done, (0, None, None, None)), "one XADD per round, each acknowledged");
     let mut watched = Vec::new();
     for w in watchers {
         watched.push(w.await.unwrap());
