@@ -794,6 +794,64 @@ async fn blocking_pops_wait_for_a_push_and_end_with_their_client() {
     cluster.shutdown().await.unwrap();
 }
 
+/// XREAD and XREADGROUP with BLOCK wait on the owner for an XADD from
+/// another client, give up after their timeout with a null array (past
+/// one 2 s wait on the node), do not block inside MULTI, and stop waiting
+/// when their client disconnects: an entry added after that is not
+/// delivered to the consumer that left (nothing pending).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_reads_block_until_an_entry_arrives_and_end_with_their_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(UpOptions::ephemeral(dir.path())).await.expect("cluster starts");
+    let addr = cluster.router_addr;
+    let mut writer = Raw::connect(addr).await;
+    let bulk = |s: &str| Frame::bulk(s.to_string());
+    let entry = |id: &str, v: &str| Frame::Array(vec![bulk(id), Frame::Array(vec![bulk("f"), bulk(v)])]);
+    let blocked = |args: Vec<&'static str>| async move {
+        let mut client = Raw::connect(addr).await;
+        let started = std::time::Instant::now();
+        let reply = client.call(&args).await;
+        (reply, started.elapsed())
+    };
+
+    assert_eq!(writer.call(&["XADD", "{s}a", "1-1", "f", "old"]).await, bulk("1-1"));
+    let reading = tokio::spawn(blocked(vec!["XREAD", "BLOCK", "5000", "STREAMS", "{s}none", "{s}a", "$", "$"]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(writer.call(&["XADD", "{s}a", "2-1", "f", "new"]).await, bulk("2-1"));
+    let (reply, took) = reading.await.unwrap();
+    assert_eq!(reply, Frame::Array(vec![Frame::Array(vec![bulk("{s}a"), Frame::Array(vec![entry("2-1", "new")])])]), "only what came after the call");
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_millis(1800), "woken by the XADD: {took:?}");
+    let (reply, took) = blocked(vec!["XREAD", "BLOCK", "2500", "STREAMS", "{s}a", "$"]).await;
+    assert_eq!(reply, Frame::NullArray);
+    assert!(took >= Duration::from_millis(2500), "waited out its timeout: {took:?}");
+
+    assert_eq!(writer.call(&["XGROUP", "CREATE", "{s}a", "g", "$"]).await, Frame::ok());
+    let consuming = tokio::spawn(blocked(vec!["XREADGROUP", "GROUP", "g", "alice", "BLOCK", "5000", "STREAMS", "{s}a", ">"]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(writer.call(&["XADD", "{s}a", "3-1", "f", "job"]).await, bulk("3-1"));
+    assert_eq!(consuming.await.unwrap().0, Frame::Array(vec![Frame::Array(vec![bulk("{s}a"), Frame::Array(vec![entry("3-1", "job")])])]));
+    assert_eq!(writer.call(&["XACK", "{s}a", "g", "3-1"]).await, Frame::Integer(1));
+
+    // Inside MULTI nothing blocks.
+    assert_eq!(writer.call(&["MULTI"]).await, Frame::ok());
+    assert_eq!(writer.call(&["XREAD", "BLOCK", "0", "STREAMS", "{s}none", "$"]).await, Frame::Simple("QUEUED".into()));
+    assert_eq!(writer.call(&["XREADGROUP", "GROUP", "g", "alice", "BLOCK", "0", "STREAMS", "{s}a", ">"]).await, Frame::Simple("QUEUED".into()));
+    assert_eq!(writer.call(&["EXEC"]).await, Frame::Array(vec![Frame::NullArray, Frame::NullArray]));
+
+    // A consumer that goes away stops waiting: the entry after it stays unread.
+    let mut gone = Raw::connect(addr).await;
+    gone.send(&["XREADGROUP", "GROUP", "g", "bob", "BLOCK", "0", "STREAMS", "{s}a", ">"]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(blocked_clients(&mut writer).await, 1);
+    drop(gone);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(writer.call(&["XADD", "{s}a", "4-1", "f", "kept"]).await, bulk("4-1"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(writer.call(&["XPENDING", "{s}a", "g"]).await, Frame::Array(vec![Frame::Integer(0), Frame::Null, Frame::Null, Frame::NullArray]), "no one read it");
+    assert_eq!(blocked_clients(&mut writer).await, 0);
+    cluster.shutdown().await.unwrap();
+}
+
 /// SLOWLOG (threshold 0: every command) keeps commands run alone and in a
 /// pipelined batch, newest first, with the client's address and name,
 /// long arguments cut as Redis cuts them; not AUTH; CONFIG GET shows the
