@@ -762,7 +762,8 @@ fn xclaim(a: &[Bytes], key: &mut Key, now_ms: u64) -> Result<Reply> {
         };
         let pending = match g.pel.get(&id) {
             Some(p) => p.clone(),
-            None if force => Pending { consumer: Bytes::new(), delivery_ms: 0, delivery_count: 0 },
+            // As Redis makes one for FORCE: delivered once, now.
+            None if force => Pending { consumer: Bytes::new(), delivery_ms: now_ms, delivery_count: 1 },
             None => continue,
         };
         let forced = !g.pel.contains_key(&id);
