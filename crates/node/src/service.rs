@@ -367,7 +367,7 @@ impl RefusedSoFar {
 }
 
 fn is_write(op: &pb::Op) -> bool {
-    !matches!(op.kind, Some(pb::op::Kind::Get(_) | pb::op::Kind::Watch(_)) | None)
+    op.kind.as_ref().is_some_and(|kind| !crate::ops::is_read(kind))
 }
 
 fn overloaded() -> pb::Refused {

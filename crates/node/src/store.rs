@@ -323,7 +323,7 @@ impl Store {
     pub fn execute_admitted<E>(&self, partition: PartitionId, key: &[u8], kind: &Kind, now_ms: u64, admit: impl FnOnce() -> Result<(), E>) -> Result<Result<(R, Option<Record>), E>, StoreError> {
         let slot = self.slot_in(partition, key)?;
         let data_key = data_key(slot, key);
-        if let Kind::Get(_) | Kind::Watch(_) = kind {
+        if ops::is_read(kind) {
             // A read takes no lock. One admitted just before a fence
             // returns what the source held when the fence came: nothing is
             // written here after it, and any write the destination takes

@@ -126,6 +126,10 @@ impl Cursor<'_> {
         Ok(range)
     }
 
+    pub(crate) fn skip(&mut self, n: usize, what: &'static str) -> Result<(), CorruptRecord> {
+        self.take(n, what).map(|_| ())
+    }
+
     pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, CorruptRecord> {
         let r = self.take(1, what)?;
         Ok(self.raw[r.start])

@@ -35,7 +35,6 @@ use crate::record::CorruptRecord;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::Bound;
 
 /// Entries per node before a new one starts (Redis's default
 /// `stream-node-max-entries`).
@@ -195,7 +194,9 @@ impl Group {
 /// A stream: entries, node boundaries, counters and consumer groups.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Stream {
-    entries: BTreeMap<StreamId, Vec<Bytes>>,
+    /// In ID order; each node's live entries are a run of them, in node
+    /// order.
+    entries: Vec<Entry>,
     nodes: Vec<Node>,
     /// The greatest ID ever added (or set by XSETID).
     pub last_id: StreamId,
@@ -217,35 +218,42 @@ impl Stream {
 
     /// The first entry's ID, 0-0 when empty (Redis's `first_id`).
     pub fn first_id(&self) -> StreamId {
-        self.entries.keys().next().copied().unwrap_or_default()
+        self.entries.first().map(|e| e.id).unwrap_or_default()
     }
 
     /// The last entry's ID, 0-0 when empty (`streamLastValidID`).
     pub fn last_valid_id(&self) -> StreamId {
-        self.entries.keys().next_back().copied().unwrap_or_default()
+        self.entries.last().map(|e| e.id).unwrap_or_default()
     }
 
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
     }
 
-    pub fn get(&self, id: &StreamId) -> Option<&[Bytes]> {
-        self.entries.get(id).map(Vec::as_slice)
+    /// Where `id` is or would go.
+    fn position(&self, id: StreamId) -> usize {
+        self.entries.partition_point(|e| e.id < id)
+    }
+
+    pub fn get(&self, id: &StreamId) -> Option<&Entry> {
+        self.entries.get(self.position(*id)).filter(|e| e.id == *id)
     }
 
     /// Entries with IDs in `start..=end`, forwards or backwards.
-    pub fn range(&self, start: StreamId, end: StreamId, rev: bool) -> Box<dyn Iterator<Item = (&StreamId, &Vec<Bytes>)> + '_> {
+    pub fn range(&self, start: StreamId, end: StreamId, rev: bool) -> Box<dyn Iterator<Item = &Entry> + '_> {
         if start > end {
             return Box::new(std::iter::empty());
         }
-        let range = self.entries.range((Bound::Included(start), Bound::Included(end)));
-        if rev { Box::new(range.rev()) } else { Box::new(range) }
+        let from = self.position(start);
+        let to = self.entries.partition_point(|e| e.id <= end);
+        let run = &self.entries[from..to.max(from)];
+        if rev { Box::new(run.iter().rev()) } else { Box::new(run.iter()) }
     }
 
     /// Adds an entry at `id` (greater than every ID so far), to the last
     /// node if it has room.
-    pub fn append(&mut self, id: StreamId, items: Vec<Bytes>) {
-        debug_assert!(id > self.last_id || (self.entries_added == 0 && id > StreamId::ZERO));
+    pub fn append(&mut self, id: StreamId, items: &[Bytes]) {
+        debug_assert!(self.entries.last().is_none_or(|e| e.id < id) && id > StreamId::ZERO);
         match self.nodes.last_mut() {
             Some(node) if node.total < NODE_MAX_ENTRIES => {
                 node.total += 1;
@@ -254,7 +262,7 @@ impl Stream {
             }
             _ => self.nodes.push(Node { first: id, last: id, total: 1, live: 1 }),
         }
-        self.entries.insert(id, items);
+        self.entries.push(Entry::new(id, items));
         self.entries_added += 1;
         self.last_id = id;
     }
@@ -262,13 +270,15 @@ impl Stream {
     /// Deletes the entry at `id`, if there is one (XDEL, without the
     /// `max_deleted` bookkeeping).
     pub fn remove(&mut self, id: &StreamId) -> bool {
-        if self.entries.remove(id).is_none() {
+        let at = self.position(*id);
+        if self.entries.get(at).is_none_or(|e| e.id != *id) {
             return false;
         }
-        let at = self.nodes.partition_point(|n| n.first <= *id) - 1;
-        self.nodes[at].live -= 1;
-        if self.nodes[at].live == 0 {
-            self.nodes.remove(at);
+        self.entries.remove(at);
+        let node = self.nodes.partition_point(|n| n.first <= *id) - 1;
+        self.nodes[node].live -= 1;
+        if self.nodes[node].live == 0 {
+            self.nodes.remove(node);
         }
         true
     }
@@ -279,9 +289,14 @@ impl Stream {
     /// nodes only). Returns how many went.
     pub fn trim(&mut self, rule: Trim, approx: bool, limit: u64) -> u64 {
         let mut deleted = 0u64;
-        while let Some(node) = self.nodes.first().copied() {
+        // The first node's live entries are the first `live` entries.
+        let mut drop = 0usize;
+        let mut nodes = 0usize;
+        let len = self.len() as u64;
+        while let Some(node) = self.nodes.get(nodes).copied() {
+            let left = len - deleted;
             if let Trim::MaxLen(max) = rule
-                && self.len() as u64 <= max
+                && left <= max
             {
                 break;
             }
@@ -289,38 +304,30 @@ impl Stream {
                 break;
             }
             let whole = match rule {
-                Trim::MaxLen(max) => self.len() as u64 - node.live as u64 >= max,
+                Trim::MaxLen(max) => left - node.live as u64 >= max,
                 Trim::MinId(min) => node.last < min,
             };
             if whole {
-                let ids: Vec<StreamId> = self.entries.range(node.first..=node.last).map(|(id, _)| *id).collect();
-                for id in ids {
-                    self.entries.remove(&id);
-                }
-                self.nodes.remove(0);
+                drop += node.live as usize;
+                nodes += 1;
                 deleted += node.live as u64;
                 continue;
             }
             if approx {
                 break;
             }
-            let ids: Vec<StreamId> = self.entries.range(node.first..=node.last).map(|(id, _)| *id).collect();
-            let mut removed = 0;
-            for id in ids {
-                let stop = match rule {
-                    Trim::MaxLen(max) => self.len() as u64 <= max,
-                    Trim::MinId(min) => id >= min,
-                };
-                if stop {
-                    break;
-                }
-                self.entries.remove(&id);
-                removed += 1;
-            }
-            self.nodes[0].live -= removed;
+            let run = &self.entries[drop..drop + node.live as usize];
+            let removed = match rule {
+                Trim::MaxLen(max) => (left - max) as usize,
+                Trim::MinId(min) => run.partition_point(|e| e.id < min),
+            };
+            drop += removed;
             deleted += removed as u64;
+            self.nodes[nodes].live -= removed as u32;
             break;
         }
+        self.entries.drain(..drop);
+        self.nodes.drain(..nodes);
         deleted
     }
 
@@ -387,12 +394,10 @@ impl Stream {
             b.put_u32_le(n.live);
         }
         b.put_u32_le(self.entries.len() as u32);
-        for (id, items) in &self.entries {
-            put_id(&mut b, *id);
-            b.put_u32_le(items.len() as u32);
-            for item in items {
-                put_chunk(&mut b, item);
-            }
+        for e in &self.entries {
+            put_id(&mut b, e.id);
+            b.put_u32_le(e.count);
+            b.put_slice(&e.raw);
         }
         b.put_u32_le(self.groups.len() as u32);
         for (name, g) in &self.groups {
@@ -417,7 +422,7 @@ impl Stream {
     }
 
     pub fn encoded_len(&self) -> usize {
-        let entries: usize = self.entries.values().map(|items| 20 + items.iter().map(|i| 4 + i.len()).sum::<usize>()).sum();
+        let entries: usize = self.entries.iter().map(|e| 20 + e.raw.len()).sum();
         let groups: usize = self
             .groups
             .iter()
@@ -445,22 +450,31 @@ impl Stream {
             }
             s.nodes.push(node);
         }
-        let mut previous = None;
-        for _ in 0..c.u32(short)? {
+        let count = c.u32(short)? as usize;
+        s.entries.reserve(count.min(raw.len() / 20));
+        for _ in 0..count {
             let at = id(&mut c)?;
-            if previous.is_some_and(|p| p >= at) {
+            if s.entries.last().is_some_and(|p| p.id >= at) {
                 return Err(CorruptRecord("stream entries out of order"));
             }
-            previous = Some(at);
-            let n = c.u32(short)? as usize;
-            let mut items = Vec::with_capacity(n.min(raw.len() / 4));
+            let n = c.u32(short)?;
+            let start = c.at;
             for _ in 0..n {
-                items.push(c.chunk(short)?);
+                let len = c.u32(short)? as usize;
+                c.skip(len, short)?;
             }
-            s.entries.insert(at, items);
+            s.entries.push(Entry { id: at, count: n, raw: raw.slice(start..c.at) });
         }
-        let counted: usize = s.nodes.iter().map(|n| n.live as usize).sum();
-        if counted != s.entries.len() || s.nodes.iter().any(|n| s.entries.range(n.first..=n.last).count() != n.live as usize) {
+        // Each node's live entries are the next run of entries, within it.
+        let mut at = 0;
+        for n in &s.nodes {
+            let run = s.entries.get(at..at + n.live as usize).ok_or(CorruptRecord("stream nodes do not match its entries"))?;
+            if run.iter().any(|e| e.id < n.first || e.id > n.last) {
+                return Err(CorruptRecord("stream nodes do not match its entries"));
+            }
+            at += n.live as usize;
+        }
+        if at != s.entries.len() {
             return Err(CorruptRecord("stream nodes do not match its entries"));
         }
         for _ in 0..c.u32(short)? {
@@ -494,6 +508,41 @@ impl Stream {
             return Err(CorruptRecord("unknown stream format"));
         }
         id(&mut c)
+    }
+}
+
+/// One entry: its ID and its fields and values, kept encoded (each
+/// `len:u32 | bytes`) as a slice of the stream's bytes, so decoding a
+/// stream copies no item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: StreamId,
+    count: u32,
+    raw: Bytes,
+}
+
+impl Entry {
+    fn new(id: StreamId, items: &[Bytes]) -> Entry {
+        let mut raw = BytesMut::with_capacity(items.iter().map(|i| 4 + i.len()).sum());
+        for item in items {
+            put_chunk(&mut raw, item);
+        }
+        Entry { id, count: items.len() as u32, raw: raw.freeze() }
+    }
+
+    /// The fields and values, in order.
+    pub fn items(&self) -> impl Iterator<Item = Bytes> + '_ {
+        let mut at = 0;
+        (0..self.count).map(move |_| {
+            let len = u32::from_le_bytes(self.raw[at..at + 4].try_into().expect("4 bytes")) as usize;
+            at += 4 + len;
+            self.raw.slice(at - len..at)
+        })
+    }
+
+    /// Bytes the entry takes in the encoding.
+    pub fn encoded_len(&self) -> usize {
+        20 + self.raw.len()
     }
 }
 

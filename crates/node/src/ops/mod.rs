@@ -17,6 +17,16 @@ mod sets;
 mod streams;
 mod zsets;
 
+/// Whether `kind` only reads one key (GET, WATCH, a read-only stream
+/// command on one stream): it runs without the partition's lock.
+pub fn is_read(kind: &Kind) -> bool {
+    match kind {
+        Kind::Get(_) | Kind::Watch(_) => true,
+        Kind::Stream(s) => s.keys.len() <= 1 && s.args.first().is_some_and(|name| evenkeel_types::stream::command::is_read_only(name)),
+        _ => false,
+    }
+}
+
 /// The outcome of one operation on one key.
 #[derive(Debug, PartialEq)]
 pub struct Applied {

@@ -10,7 +10,7 @@
 //! Arity and subcommand names are checked before (the router's command
 //! table); the checks Redis makes after them are all here.
 
-use super::{Consumer, Group, Pending, Stream, StreamId, Trim, parse_id};
+use super::{Consumer, Entry, Group, Pending, Stream, StreamId, Trim, parse_id};
 use crate::int::parse_i64;
 use bytes::Bytes;
 
@@ -323,7 +323,7 @@ fn xadd(a: &[Bytes], key: &mut Key, now_ms: u64, max_bytes: usize) -> Result<Rep
     if id <= last {
         return refuse(key, err("The ID specified in XADD is equal or smaller than the target stream top item"));
     }
-    let items: Vec<Bytes> = a[p.id_at + 1..].to_vec();
+    let items = &a[p.id_at + 1..];
     let size: usize = items.iter().map(|i| 4 + i.len()).sum::<usize>() + 20;
     if s.encoded_len() + size > max_bytes {
         return refuse(key, err("Elements are too large to be stored"));
@@ -390,7 +390,7 @@ fn xrange(a: &[Bytes], key: &Key, rev: bool) -> Result<Reply> {
         return Ok(Reply::NilArray);
     }
     let limit = count.unwrap_or(u64::MAX) as usize;
-    Ok(Reply::Array(s.range(start, end, rev).take(limit).map(|(id, items)| entry(*id, items)).collect()))
+    Ok(Reply::Array(s.range(start, end, rev).take(limit).map(entry).collect()))
 }
 
 fn xread(a: &[Bytes], keys: &mut [Key], now_ms: u64) -> Result<Reply> {
@@ -434,7 +434,7 @@ fn xread(a: &[Bytes], keys: &mut [Key], now_ms: u64) -> Result<Reply> {
                     continue;
                 }
                 let start = gt.next().expect("below the last valid ID");
-                s.range(start, StreamId::MAX, false).take(limit).map(|(id, items)| entry(*id, items)).collect()
+                s.range(start, StreamId::MAX, false).take(limit).map(entry).collect()
             }
             Some((group, consumer)) if gt != StreamId::MAX => {
                 keys[i].changed = true;
@@ -467,7 +467,7 @@ fn deliver(s: &mut Stream, group: &Bytes, consumer: &Bytes, after: StreamId, lim
     let mut g = s.groups.remove(group).expect("checked to exist");
     seen(&mut g, consumer, now_ms);
     let start = after.next().expect("below the last valid ID");
-    let ids: Vec<StreamId> = s.range(start, StreamId::MAX, false).take(limit).map(|(id, _)| *id).collect();
+    let ids: Vec<StreamId> = s.range(start, StreamId::MAX, false).take(limit).map(|e| e.id).collect();
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if g.entries_read != -1 && !s.has_tombstones_from(id) {
@@ -479,7 +479,7 @@ fn deliver(s: &mut Stream, group: &Bytes, consumer: &Bytes, after: StreamId, lim
         if !noack {
             g.pel.insert(id, Pending { consumer: consumer.clone(), delivery_ms: now_ms, delivery_count: 1 });
         }
-        out.push(entry(id, s.get(&id).expect("in range")));
+        out.push(entry(s.get(&id).expect("in range")));
     }
     s.groups.insert(group.clone(), g);
     out
@@ -495,11 +495,11 @@ fn history(s: &mut Stream, group: &Bytes, consumer: &Bytes, after: StreamId, lim
         let ids: Vec<StreamId> = g.pel.range(start..).filter(|(_, p)| p.consumer == consumer).take(limit).map(|(id, _)| *id).collect();
         for id in ids {
             match s.get(&id) {
-                Some(items) => {
+                Some(e) => {
                     let p = g.pel.get_mut(&id).expect("listed above");
                     p.delivery_ms = now_ms;
                     p.delivery_count += 1;
-                    out.push(entry(id, items));
+                    out.push(entry(e));
                 }
                 None => out.push(Reply::Array(vec![Reply::Bulk(id.to_bytes()), Reply::NilArray])),
             }
@@ -755,7 +755,7 @@ fn xclaim(a: &[Bytes], key: &mut Key, now_ms: u64) -> Result<Reply> {
     let consumer = a[3].clone();
     let mut out = Vec::new();
     for id in ids {
-        let Some(items) = s.get(&id) else {
+        let Some(e) = s.get(&id) else {
             // The entry is gone: so is its pending entry.
             changed |= g.pel.remove(&id).is_some();
             continue;
@@ -778,7 +778,7 @@ fn xclaim(a: &[Bytes], key: &mut Key, now_ms: u64) -> Result<Reply> {
         };
         g.pel.insert(id, Pending { consumer: consumer.clone(), delivery_ms, delivery_count });
         changed = true;
-        out.push(if justid { Reply::Bulk(id.to_bytes()) } else { entry(id, items) });
+        out.push(if justid { Reply::Bulk(id.to_bytes()) } else { entry(e) });
     }
     s.groups.insert(a[2].clone(), g);
     key.changed = changed;
@@ -826,7 +826,7 @@ fn xautoclaim(a: &[Bytes], key: &mut Key, now_ms: u64) -> Result<Reply> {
             break;
         };
         next = id.next();
-        let Some(items) = s.get(&id) else {
+        let Some(e) = s.get(&id) else {
             g.pel.remove(&id);
             deleted.push(Reply::Bulk(id.to_bytes()));
             changed = true;
@@ -840,7 +840,7 @@ fn xautoclaim(a: &[Bytes], key: &mut Key, now_ms: u64) -> Result<Reply> {
         seen(&mut g, &consumer, now_ms);
         g.pel.insert(id, Pending { consumer: consumer.clone(), delivery_ms: now_ms, delivery_count });
         changed = true;
-        claimed.push(if justid { Reply::Bulk(id.to_bytes()) } else { entry(id, items) });
+        claimed.push(if justid { Reply::Bulk(id.to_bytes()) } else { entry(e) });
         count -= 1;
     }
     // The cursor: the next pending entry after the last one looked at.
@@ -934,7 +934,7 @@ fn xinfo(a: &[Bytes], key: &Key, now_ms: u64) -> Result<Reply> {
                 id(s.first_id()),
             ];
             if !full {
-                let edge = |e: Option<(&StreamId, &Vec<Bytes>)>| e.map_or(Reply::Nil, |(i, items)| entry(*i, items));
+                let edge = |e: Option<&Entry>| e.map_or(Reply::Nil, entry);
                 out.extend([
                     bulk("groups"),
                     Reply::Int(s.groups.len() as i64),
@@ -946,7 +946,7 @@ fn xinfo(a: &[Bytes], key: &Key, now_ms: u64) -> Result<Reply> {
                 return Ok(Reply::Array(out));
             }
             out.push(bulk("entries"));
-            out.push(Reply::Array(s.range(StreamId::ZERO, StreamId::MAX, false).take(count).map(|(i, items)| entry(*i, items)).collect()));
+            out.push(Reply::Array(s.range(StreamId::ZERO, StreamId::MAX, false).take(count).map(entry).collect()));
             out.push(bulk("groups"));
             out.push(Reply::Array(
                 s.groups
@@ -1047,8 +1047,8 @@ fn xsetid(a: &[Bytes], key: &mut Key) -> Result<Reply> {
 }
 
 /// An entry as replies show it: `[id, [field, value, ...]]`.
-fn entry(id: StreamId, items: &[Bytes]) -> Reply {
-    Reply::Array(vec![Reply::Bulk(id.to_bytes()), Reply::Array(items.iter().cloned().map(Reply::Bulk).collect())])
+fn entry(e: &Entry) -> Reply {
+    Reply::Array(vec![Reply::Bulk(e.id.to_bytes()), Reply::Array(e.items().map(Reply::Bulk).collect())])
 }
 
 fn strict_id(raw: &[u8]) -> Result<StreamId> {

@@ -8,7 +8,7 @@ fn id(ms: u64, seq: u64) -> StreamId {
 fn filled(n: u64) -> Stream {
     let mut s = Stream::default();
     for i in 1..=n {
-        s.append(id(i, 0), vec![Bytes::from_static(b"f"), Bytes::from(i.to_string())]);
+        s.append(id(i, 0), &[Bytes::from_static(b"f"), Bytes::from(i.to_string())]);
     }
     s
 }
@@ -47,7 +47,7 @@ fn entries_fill_nodes_of_a_hundred_counting_deleted_ones() {
     assert_eq!(s.nodes().iter().map(|n| (n.total, n.live)).collect::<Vec<_>>(), vec![(100, 100), (100, 100), (50, 50)]);
     assert!(s.remove(&id(250, 0)));
     assert!(!s.remove(&id(250, 0)), "once");
-    s.append(id(251, 0), vec![]);
+    s.append(id(251, 0), &[]);
     assert_eq!(s.nodes()[2].total, 51, "a deleted entry still takes its place in the node");
     for i in 1..=100 {
         s.remove(&id(i, 0));
@@ -123,10 +123,10 @@ proptest! {
         for (op, n, bytes) in ops {
             match op {
                 0 | 1 => {
-                    s.append(StreamId::new(s.last_id.ms + 1 + n % 3, n % 2), vec![Bytes::from(bytes)]);
+                    s.append(StreamId::new(s.last_id.ms + 1 + n % 3, n % 2), &[Bytes::from(bytes), Bytes::from_static(b"v")]);
                 }
                 2 => {
-                    let target = s.range(StreamId::ZERO, StreamId::MAX, false).nth(n as usize % 7).map(|(i, _)| *i);
+                    let target = s.range(StreamId::ZERO, StreamId::MAX, false).nth(n as usize % 7).map(|e| e.id);
                     if let Some(t) = target {
                         s.remove(&t);
                     }
