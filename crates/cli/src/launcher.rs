@@ -44,6 +44,8 @@ pub struct NodeDefaults {
     pub tombstone_grace: Duration,
     /// Change-log entries a node keeps per partition.
     pub log_retention_entries: u64,
+    /// Change-log bytes a node keeps per partition.
+    pub log_retention_bytes: u64,
 }
 
 impl NodeDefaults {
@@ -55,6 +57,7 @@ impl NodeDefaults {
         store.memtable_bytes = self.memtable_bytes;
         store.row_cache_bytes = self.row_cache_bytes;
         store.log_retention_entries = self.log_retention_entries;
+        store.log_retention_bytes = self.log_retention_bytes;
         let mut config = NodeConfig::new(id, store);
         config.background_lane = self.background_lane;
         config.in_process = self.in_process;

@@ -96,6 +96,8 @@ pub struct UpOptions {
     pub tombstone_grace: Duration,
     /// Change-log entries each node keeps per partition.
     pub log_retention_entries: u64,
+    /// Change-log bytes each node keeps per partition.
+    pub log_retention_bytes: u64,
     /// The process runs without transparent huge pages
     /// ([`disable_transparent_huge_pages`]); applied by `evenkeel up`'s
     /// `main` before it starts any thread, not by [`LocalCluster::start`].
@@ -199,6 +201,7 @@ impl UpOptions {
             bulk_cpu_budget: (self.bulk_cpu_percent > 0.0).then(|| CpuBudget::new(self.bulk_cpu_percent)).transpose().map_err(|e| anyhow::anyhow!(e))?,
             tombstone_grace: self.tombstone_grace,
             log_retention_entries: self.log_retention_entries,
+            log_retention_bytes: self.log_retention_bytes,
         })
     }
 
@@ -224,6 +227,7 @@ impl UpOptions {
             coordinator_nice: 10,
             tombstone_grace: Duration::from_secs(600),
             log_retention_entries: 50_000,
+            log_retention_bytes: evenkeel_node::store::DEFAULT_LOG_RETENTION_BYTES,
             disable_thp: true,
             memory_purge_delay_ms: DEFAULT_MEMORY_PURGE_DELAY_MS,
         }

@@ -66,6 +66,11 @@ pub struct StoreConfig {
     pub durability: Durability,
     /// Change-log entries kept per partition.
     pub log_retention_entries: u64,
+    /// Change-log bytes kept per partition: the older entries go past it,
+    /// whatever their count (a log of large records, such as a big hash or
+    /// stream rewritten per write, would otherwise hold
+    /// `log_retention_entries` copies of it). The newest entry always stays.
+    pub log_retention_bytes: u64,
     /// fjall block cache size.
     pub cache_bytes: u64,
     /// Largest memtable of the data and change-log keyspaces before it is
@@ -101,6 +106,10 @@ pub const DEFAULT_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 /// and off. 0 turns it off (`cluster.row_cache_mib`).
 pub const DEFAULT_ROW_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Default [`StoreConfig::log_retention_bytes`]: 64 MiB per partition,
+/// which 50,000 entries of records up to about 1 KiB stay under.
+pub const DEFAULT_LOG_RETENTION_BYTES: u64 = 64 * 1024 * 1024;
+
 impl StoreConfig {
     pub fn new(dir: impl Into<PathBuf>, num_partitions: u16) -> Self {
         StoreConfig {
@@ -108,6 +117,7 @@ impl StoreConfig {
             num_partitions,
             durability: Durability::default(),
             log_retention_entries: 50_000,
+            log_retention_bytes: DEFAULT_LOG_RETENTION_BYTES,
             cache_bytes: 256 * 1024 * 1024,
             memtable_bytes: DEFAULT_MEMTABLE_BYTES,
             row_cache_bytes: DEFAULT_ROW_CACHE_BYTES,
@@ -150,6 +160,9 @@ pub struct PartitionCounters {
     pub tombstones: u64,
     pub log_first: u64,
     pub log_next: u64,
+    /// Encoded bytes (keys and values) of the change-log entries from
+    /// `log_first` to `log_next`.
+    pub log_bytes: u64,
     /// Order-independent digest of the records holding a value: the
     /// wrapping sum of each one's [`record_digest`], kept in step with every
     /// write, so a partition's checksum costs nothing to read (the cutover
@@ -713,13 +726,16 @@ impl Store {
             index.noted(partition, at);
         }
         if log == Log::Append {
-            batch.insert(&self.log, log_key(partition, counters.log_next), log_entry(&data_key[2..], record));
-            let trim_to = self.trim_point(counters);
+            let entry = log_entry(&data_key[2..], record);
+            counters.log_bytes += (LOG_KEY_LEN + entry.len()) as u64;
+            batch.insert(&self.log, log_key(partition, counters.log_next), entry);
+            counters.log_next += 1;
+            let (trim_to, freed) = self.trim_point(partition, counters);
             for pos in counters.log_first..trim_to {
                 batch.remove(&self.log, log_key(partition, pos));
             }
-            counters.log_next += 1;
             counters.log_first = counters.log_first.max(trim_to);
+            counters.log_bytes -= freed;
         }
         adjust(counters, &data_key[2..], old, record);
     }
@@ -732,12 +748,41 @@ impl Store {
         expiring.into_iter().chain(tombstone)
     }
 
-    /// Where the log should start after this append; trims in steps of
-    /// `TRIM_SLACK` so the cost is amortized over many writes.
-    fn trim_point(&self, c: &PartitionCounters) -> u64 {
+    /// Where the log should start after an append (the entries before it
+    /// go) and the bytes that frees. Past `log_retention_entries` it keeps
+    /// that many, trimming in steps of `TRIM_SLACK` so the cost is
+    /// amortized over many writes; past `log_retention_bytes` it trims to
+    /// 7/8 of that, for the same reason, reading the entries it removes
+    /// for their sizes. The newest entry always stays, and an entry of the
+    /// batch being staged is never removed (only committed ones are read).
+    fn trim_point(&self, partition: PartitionId, c: &PartitionCounters) -> (u64, u64) {
         let keep = self.config.log_retention_entries.max(1);
-        let len_after = c.log_next + 1 - c.log_first;
-        if len_after > keep + TRIM_SLACK { c.log_next + 1 - keep } else { c.log_first }
+        let by_count = if c.log_next - c.log_first > keep + TRIM_SLACK { c.log_next - keep } else { c.log_first };
+        let limit = self.config.log_retention_bytes;
+        if by_count == c.log_first && c.log_bytes <= limit {
+            return (c.log_first, 0);
+        }
+        let target = if c.log_bytes > limit { limit - limit / 8 } else { u64::MAX };
+        let (mut to, mut freed) = (c.log_first, 0u64);
+        for kv in self.log.range(log_key(partition, c.log_first)..log_key(partition, c.log_next - 1)) {
+            if to >= by_count && c.log_bytes - freed <= target {
+                break;
+            }
+            let (k, v) = match kv.into_inner() {
+                Ok(kv) => kv,
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "reading the change log to trim it");
+                    break;
+                }
+            };
+            match log_position(&k) {
+                Ok(pos) if pos == to => {}
+                _ => break,
+            }
+            freed += (k.len() + v.len()) as u64;
+            to += 1;
+        }
+        (to, freed)
     }
 
     /// Writes a tombstone over each due entry's expired value. The caller
@@ -857,6 +902,7 @@ impl Store {
         if let Some(first) = self.log.prefix(prefix).next() {
             c.log_first = log_position(&first.key()?)?;
         }
+
         if let Some(last) = self.log.prefix(prefix).next_back() {
             let (k, v) = last.into_inner()?;
             c.log_next = log_position(&k)? + 1;
@@ -875,6 +921,12 @@ impl Store {
             let floor = u64::from_be_bytes(floor[..].try_into().map_err(|_| StoreError::Corrupt("log floor".into()))?);
             c.log_first = c.log_first.max(floor);
             c.log_next = c.log_next.max(floor);
+        }
+        // What retention trims by: the entries from the first position on
+        // (any below a drop's floor are on their way out).
+        for kv in self.log.range(log_key(p, c.log_first)..log_key(p, c.log_next)) {
+            let (k, v) = kv.into_inner()?;
+            c.log_bytes += (k.len() + v.len()) as u64;
         }
         Ok(())
     }
@@ -1005,7 +1057,9 @@ fn fenced_key(partition: PartitionId) -> Vec<u8> {
     partition_meta_key(FENCED_PREFIX, partition)
 }
 
-fn log_key(partition: PartitionId, position: u64) -> [u8; 10] {
+const LOG_KEY_LEN: usize = 10;
+
+fn log_key(partition: PartitionId, position: u64) -> [u8; LOG_KEY_LEN] {
     let mut k = [0u8; 10];
     k[..2].copy_from_slice(&partition.to_be_bytes());
     k[2..].copy_from_slice(&position.to_be_bytes());
