@@ -90,6 +90,11 @@ pub struct ClusterSection {
     pub coordinator_nice: Option<i32>,
     /// Age (ms) past which nodes collect tombstones no migration needs.
     pub tombstone_grace_ms: Option<u64>,
+    /// Free disk (MiB) under which nodes refuse commands that add data
+    /// (OOM); 0: no reserve.
+    pub min_free_disk_mib: Option<u64>,
+    /// Change-log bytes (MiB) each node keeps per partition, at most.
+    pub log_retention_mib: Option<u64>,
     /// Turn transparent huge pages off for the process (like Redis's
     /// `disable-thp`).
     pub disable_thp: Option<bool>,
@@ -225,6 +230,8 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             bulk_cpu_percent: Some(opts.bulk_cpu_percent),
             coordinator_nice: Some(opts.coordinator_nice),
             tombstone_grace_ms: Some(opts.tombstone_grace.as_millis() as u64),
+            min_free_disk_mib: Some(opts.min_free_disk_bytes >> 20),
+            log_retention_mib: Some(opts.log_retention_bytes >> 20),
             disable_thp: Some(opts.disable_thp),
             memory_purge_delay_ms: Some(opts.memory_purge_delay_ms),
         },

@@ -46,6 +46,8 @@ pub struct NodeDefaults {
     pub log_retention_entries: u64,
     /// Change-log bytes a node keeps per partition.
     pub log_retention_bytes: u64,
+    /// Free disk under which a node refuses ops that add data.
+    pub min_free_disk_bytes: u64,
 }
 
 impl NodeDefaults {
@@ -58,6 +60,7 @@ impl NodeDefaults {
         store.row_cache_bytes = self.row_cache_bytes;
         store.log_retention_entries = self.log_retention_entries;
         store.log_retention_bytes = self.log_retention_bytes;
+        store.min_free_disk_bytes = self.min_free_disk_bytes;
         let mut config = NodeConfig::new(id, store);
         config.background_lane = self.background_lane;
         config.in_process = self.in_process;

@@ -479,6 +479,13 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
     if let Some(ms) = c.tombstone_grace_ms {
         opts.tombstone_grace = std::time::Duration::from_millis(ms);
     }
+    if let Some(mib) = c.min_free_disk_mib {
+        opts.min_free_disk_bytes = mib.checked_mul(1 << 20).ok_or_else(|| anyhow::anyhow!("cluster.min_free_disk_mib is too large: {mib}"))?;
+    }
+    if let Some(mib) = c.log_retention_mib {
+        anyhow::ensure!(mib >= 1, "cluster.log_retention_mib must be at least 1, not {mib}");
+        opts.log_retention_bytes = mib.checked_mul(1 << 20).ok_or_else(|| anyhow::anyhow!("cluster.log_retention_mib is too large: {mib}"))?;
+    }
     if let Some(off) = c.disable_thp {
         opts.disable_thp = off;
     }

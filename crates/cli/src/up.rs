@@ -98,6 +98,8 @@ pub struct UpOptions {
     pub log_retention_entries: u64,
     /// Change-log bytes each node keeps per partition.
     pub log_retention_bytes: u64,
+    /// Free disk under which nodes refuse commands that add data.
+    pub min_free_disk_bytes: u64,
     /// The process runs without transparent huge pages
     /// ([`disable_transparent_huge_pages`]); applied by `evenkeel up`'s
     /// `main` before it starts any thread, not by [`LocalCluster::start`].
@@ -202,6 +204,7 @@ impl UpOptions {
             tombstone_grace: self.tombstone_grace,
             log_retention_entries: self.log_retention_entries,
             log_retention_bytes: self.log_retention_bytes,
+            min_free_disk_bytes: self.min_free_disk_bytes,
         })
     }
 
@@ -228,6 +231,7 @@ impl UpOptions {
             tombstone_grace: Duration::from_secs(600),
             log_retention_entries: 50_000,
             log_retention_bytes: evenkeel_node::store::DEFAULT_LOG_RETENTION_BYTES,
+            min_free_disk_bytes: evenkeel_node::store::DEFAULT_MIN_FREE_DISK_BYTES,
             disable_thp: true,
             memory_purge_delay_ms: DEFAULT_MEMORY_PURGE_DELAY_MS,
         }

@@ -852,6 +852,32 @@ async fn stream_reads_block_until_an_entry_arrives_and_end_with_their_client() {
     cluster.shutdown().await.unwrap();
 }
 
+/// Below its free-disk reserve a node refuses commands that add data with
+/// Redis's OOM error, in a transaction too; reads, deletions and pops
+/// still run. The reserve here is more than any disk has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_below_its_disk_reserve_refuses_commands_that_add_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = UpOptions::ephemeral(dir.path());
+    options.min_free_disk_bytes = u64::MAX / 2;
+    let cluster = LocalCluster::start(options).await.expect("cluster starts");
+    let mut con = Raw::connect(cluster.router_addr).await;
+    let oom = |reply: &Frame| matches!(reply, Frame::Error(e) if e.starts_with("OOM command not allowed: node ") && e.contains("MiB of disk free, under its"));
+    for args in [&["SET", "k", "v"][..], &["INCR", "n"], &["HSET", "h", "f", "v"], &["XADD", "s", "*", "f", "v"], &["RPUSH", "l", "x"]] {
+        let reply = con.call(args).await;
+        assert!(oom(&reply), "{args:?}: {reply:?}");
+    }
+    assert_eq!(con.call(&["GET", "k"]).await, Frame::Null, "reads run");
+    assert_eq!(con.call(&["DEL", "k", "n"]).await, Frame::Integer(0), "deletions run");
+    assert_eq!(con.call(&["LPOP", "l"]).await, Frame::Null, "pops run");
+    assert_eq!(con.call(&["MULTI"]).await, Frame::ok());
+    assert_eq!(con.call(&["SET", "{t}a", "1"]).await, Frame::Simple("QUEUED".into()));
+    assert_eq!(con.call(&["DEL", "{t}b"]).await, Frame::Simple("QUEUED".into()));
+    let exec = con.call(&["EXEC"]).await;
+    assert!(oom(&exec), "a transaction that adds data: {exec:?}");
+    cluster.shutdown().await.unwrap();
+}
+
 /// SLOWLOG (threshold 0: every command) keeps commands run alone and in a
 /// pipelined batch, newest first, with the client's address and name,
 /// long arguments cut as Redis cuts them; not AUTH; CONFIG GET shows the

@@ -66,6 +66,8 @@ pub(crate) struct NodeInner {
     /// Per-op Execute latency, summarized per wall-clock second.
     pub latency: SecondWindow,
     pub failpoints: Failpoints,
+    /// The free disk kept: ops that add data are refused below it.
+    pub disk: crate::health::DiskReserve,
     /// The GC horizon the coordinator published, as last seen; None until
     /// one is read, and then no tombstone is collected.
     pub gc_horizon: arc_swap::ArcSwapOption<GcHorizon>,
@@ -107,6 +109,8 @@ pub(crate) struct NodeMetrics {
     /// Records a warm-up put in the row cache for partitions this node
     /// began to serve (`Store::warm_rows`).
     pub row_cache_warmed: Counter,
+    /// Ops refused because the disk was below its reserve.
+    out_of_space: Counter,
 }
 
 impl NodeMetrics {
@@ -131,7 +135,8 @@ impl NodeMetrics {
             row_cache_entries: metrics::gauge!("evenkeel_node_row_cache_entries", "node" => node.clone()),
             checksum_scans: metrics::counter!("evenkeel_node_checksum_scans_total", "node" => node.clone()),
             checksum_scanned_keys: metrics::counter!("evenkeel_node_checksum_scanned_keys_total", "node" => node.clone()),
-            row_cache_warmed: metrics::counter!("evenkeel_node_row_cache_warmed_total", "node" => node),
+            row_cache_warmed: metrics::counter!("evenkeel_node_row_cache_warmed_total", "node" => node.clone()),
+            out_of_space: metrics::counter!("evenkeel_node_out_of_space_refusals_total", "node" => node),
         }
     }
 
@@ -170,6 +175,7 @@ pub struct NodeService {
 
 impl NodeInner {
     pub fn new(id: NodeId, store: Store, lane: Lane, threads: OwnThreads) -> Self {
+        let disk = crate::health::DiskReserve::new(store.dir(), store.min_free_disk_bytes());
         NodeInner {
             id,
             store,
@@ -183,6 +189,7 @@ impl NodeInner {
             bulk: threads.bulk,
             latency: SecondWindow::default(),
             failpoints: Failpoints::new(id),
+            disk,
             gc_horizon: Default::default(),
             runtime: std::sync::OnceLock::new(),
         }
@@ -307,6 +314,14 @@ impl NodeInner {
         let result = match (u16::try_from(op.partition), &op.kind) {
             (Err(_), _) => internal(format!("no partition {}", op.partition)),
             (_, None) => internal("op without a kind".to_string()),
+            // The real disk, not the `disk-free` failpoint: that one tests
+            // the coordinator's health gates, which act before the reserve.
+            (Ok(_), Some(kind)) if crate::ops::adds_data(kind) && self.disk.check(now_ms, None).is_err() => {
+                let free = self.disk.check(now_ms, None).err().unwrap_or_default();
+                self.metrics.out_of_space.increment(1);
+                let message = format!("command not allowed: node {} has {} MiB of disk free, under its {} MiB reserve; delete data or add space", self.id, free >> 20, self.disk.min_free() >> 20);
+                R::Error(pb::OpError { kind: pb::op_error::Kind::OutOfSpace as i32, message })
+            }
             (Ok(p), Some(kind)) => {
                 // Asked under the partition's lock for a write (see
                 // `Store::execute_admitted`): a fence cannot slip in

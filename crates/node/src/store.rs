@@ -71,6 +71,11 @@ pub struct StoreConfig {
     /// stream rewritten per write, would otherwise hold
     /// `log_retention_entries` copies of it). The newest entry always stays.
     pub log_retention_bytes: u64,
+    /// Free disk space under which the node refuses ops that add data
+    /// (`ops::adds_data`) with an OOM error, so the engine never runs out
+    /// of space mid-flush (fjall then poisons the store and every write
+    /// fails); deletions still run. 0: no reserve.
+    pub min_free_disk_bytes: u64,
     /// fjall block cache size.
     pub cache_bytes: u64,
     /// Largest memtable of the data and change-log keyspaces before it is
@@ -110,6 +115,10 @@ pub const DEFAULT_ROW_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// which 50,000 entries of records up to about 1 KiB stay under.
 pub const DEFAULT_LOG_RETENTION_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Default [`StoreConfig::min_free_disk_bytes`]: 512 MiB, room for a
+/// few memtable flushes and a compaction's output.
+pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 512 * 1024 * 1024;
+
 impl StoreConfig {
     pub fn new(dir: impl Into<PathBuf>, num_partitions: u16) -> Self {
         StoreConfig {
@@ -118,6 +127,7 @@ impl StoreConfig {
             durability: Durability::default(),
             log_retention_entries: 50_000,
             log_retention_bytes: DEFAULT_LOG_RETENTION_BYTES,
+            min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
             cache_bytes: 256 * 1024 * 1024,
             memtable_bytes: DEFAULT_MEMTABLE_BYTES,
             row_cache_bytes: DEFAULT_ROW_CACHE_BYTES,
@@ -478,6 +488,11 @@ impl Store {
     /// The data directory.
     pub fn dir(&self) -> &std::path::Path {
         &self.config.dir
+    }
+
+    /// The free space under which ops that add data are refused.
+    pub fn min_free_disk_bytes(&self) -> u64 {
+        self.config.min_free_disk_bytes
     }
 
     /// The storage engine's debt: the most level-0 tables and sealed

@@ -27,6 +27,20 @@ pub fn is_read(kind: &Kind) -> bool {
     }
 }
 
+/// Whether `kind` may add data (Redis's `denyoom` commands): refused while
+/// the node's disk is below its reserve. Reads, deletions, pops, expiry
+/// changes and renames are not.
+pub fn adds_data(kind: &Kind) -> bool {
+    match kind {
+        Kind::Set(_) | Kind::Append(_) | Kind::IncrBy(_) | Kind::IncrByFloat(_) | Kind::SetRange(_) | Kind::SetBit(_) => true,
+        Kind::HSet(_) | Kind::HIncrBy(_) | Kind::HIncrByFloat(_) | Kind::SAdd(_) | Kind::LPush(_) | Kind::LInsert(_) | Kind::LSet(_) | Kind::ZAdd(_) => true,
+        Kind::Copy(_) | Kind::MsetNx(_) | Kind::SetStore(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::SortStore(_) | Kind::BitOp(_) => true,
+        Kind::Stream(s) => s.args.first().is_some_and(|name| ["xadd", "xsetid", "xgroup"].iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes()))),
+        Kind::Transaction(t) => t.ops.iter().filter_map(|op| op.kind.as_ref()).any(adds_data),
+        _ => false,
+    }
+}
+
 /// The outcome of one operation on one key.
 #[derive(Debug, PartialEq)]
 pub struct Applied {
@@ -470,6 +484,7 @@ fn op_error(kind: pb::op_error::Kind) -> R {
         pb::op_error::Kind::NoSuchKey => "no such key",
         pb::op_error::Kind::WrongType => "Operation against a key holding the wrong kind of value",
         pb::op_error::Kind::Internal => "internal error",
+        pb::op_error::Kind::OutOfSpace => "out of disk space",
     };
     R::Error(pb::OpError { kind: kind as i32, message: message.to_string() })
 }

@@ -454,6 +454,8 @@ async fn run_planned(r: &Router, planned: Result<Planned, Frame>) -> Frame {
 pub(crate) fn op_error(r: R) -> Result<R, Frame> {
     match r {
         R::Error(e) if e.kind == evenkeel_rpc::pb::op_error::Kind::WrongType as i32 => Err(wrong_type()),
+        // Redis's code for a write refused for want of room.
+        R::Error(e) if e.kind == evenkeel_rpc::pb::op_error::Kind::OutOfSpace as i32 => Err(Frame::error(format!("OOM {}", e.message))),
         R::Error(e) => Err(Frame::error(format!("ERR {}", e.message))),
         R::Refused(_) => Err(dispatch_error(&DispatchError::TryAgain(0))),
         other => Ok(other),
