@@ -81,6 +81,18 @@ const KNOWN_DIFFERENCES: &[KnownDifference] = &[
     },
     KnownDifference {
         setup: &[],
+        args: &["PFMERGE", "kd:a", "kd:b"],
+        ours: b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
+        reason: "PFMERGE, and PFCOUNT of several keys, run as one step on one partition: as RENAME's",
+    },
+    KnownDifference {
+        setup: &[],
+        args: &["PFCOUNT", "kd:a", "kd:b"],
+        ours: b"-CROSSSLOT Keys in request don't hash to the same slot\r\n",
+        reason: "as PFMERGE's",
+    },
+    KnownDifference {
+        setup: &[],
         args: &["COPY", "{kd}a", "{kd}b", "DB", "1"],
         ours: b"-ERR DB index is out of range\r\n",
         reason: "one database, as SELECT's",
@@ -304,6 +316,7 @@ fn older_forms(s: &mut Script) {
     lists(s);
     sorted_sets(s);
     blocking_pops(s);
+    hyperloglog(s);
     streams(s);
     bitop_and_lcs(s);
     slowlog_errors(s);
@@ -919,6 +932,52 @@ fn streams(s: &mut Script) {
         &["XGROUP", "CREATE", "{xy}m", "g", "$"], &["XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "{xy}m", ">"], &["XADD", "{xy}m", "0", "f", "v"],
         &["XRANGE", "{xy}m", "-", "+"], &["EXEC"], &["DEL", "{xy}r", "{xy}c", "{xy}m"], &["EXISTS", "{xy}r"], &["XLEN", "{xy}r"], &["XINFO", "GROUPS", "{xy}r"],
     ]);
+}
+
+/// PFADD, PFCOUNT and PFMERGE, compared byte for byte: GET shows the
+/// HyperLogLog's representation (sparse runs, the switch to dense past
+/// 3,000 bytes or a register over 32, the cached count and its stale bit),
+/// so every step must leave exactly Redis's bytes. Corrupt and foreign
+/// values answer Redis's errors.
+fn hyperloglog(s: &mut Script) {
+    let elements: Vec<String> = (0..2600).map(|i| format!("el:{i}")).collect();
+    for (n, chunk) in elements.chunks(200).enumerate() {
+        let mut args = vec!["PFADD", "{hl}big"];
+        args.extend(chunk.iter().map(String::as_str));
+        s.cmd(&args);
+        s.cmd(&["GET", "{hl}big"]);
+        if n % 3 == 0 {
+            s.cmd(&["PFCOUNT", "{hl}big"]);
+            s.cmd(&["GET", "{hl}big"]);
+        }
+    }
+    for c in [
+        &["PFADD", "{hl}a", "x", "y", "z"][..], &["GET", "{hl}a"], &["PFCOUNT", "{hl}a"], &["GET", "{hl}a"], &["PFADD", "{hl}a", "x"], &["PFADD", "{hl}a"],
+        &["PFADD", "{hl}e"], &["GET", "{hl}e"], &["PFCOUNT", "{hl}e"], &["PFCOUNT", "{hl}none"], &["EXISTS", "{hl}none"],
+        &["PFADD", "{hl}b", "a", "b", "c", "d", "e", "f", "g"], &["PFMERGE", "{hl}m", "{hl}a", "{hl}b"], &["GET", "{hl}m"], &["PFCOUNT", "{hl}m"],
+        &["PFCOUNT", "{hl}a", "{hl}b", "{hl}none"], &["PFMERGE", "{hl}m2", "{hl}a", "{hl}big"], &["GET", "{hl}m2"], &["PFCOUNT", "{hl}m2"],
+        &["PFMERGE", "{hl}a", "{hl}big"], &["GET", "{hl}a"], &["PFCOUNT", "{hl}a", "{hl}big", "{hl}b"], &["PFMERGE", "{hl}n"], &["GET", "{hl}n"],
+        &["SET", "{hl}s", "notanhll"], &["PFADD", "{hl}s", "x"], &["PFCOUNT", "{hl}s"], &["PFCOUNT", "{hl}a", "{hl}s"], &["PFMERGE", "{hl}a", "{hl}s"],
+        &["SET", "{hl}short", "HYLL"], &["PFCOUNT", "{hl}short"], &["RPUSH", "{hl}l", "x"], &["PFADD", "{hl}l", "x"], &["PFCOUNT", "{hl}l"],
+        &["PFCOUNT", "{hl}a", "{hl}l"], &["PFMERGE", "{hl}l", "{hl}a"], &["PFADD"], &["PFCOUNT"], &["PFMERGE"], &["TYPE", "{hl}a"],
+    ] {
+        s.cmd(c);
+    }
+    // Corrupt: a sparse run past the registers, a dense value of the
+    // wrong length, an unknown encoding. The cached count is stale
+    // (top bit set) so PFCOUNT reads the runs.
+    let mut sparse_bad = b"HYLL\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x80".to_vec();
+    sparse_bad.extend_from_slice(&[0x7f, 0xff, 0x7f, 0xff]);
+    let mut dense_short = b"HYLL\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x80".to_vec();
+    dense_short.extend_from_slice(&[0u8; 100]);
+    let unknown = b"HYLL\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x80\x7f\xff".to_vec();
+    for (key, value) in [(&b"{hl}c1"[..], &sparse_bad), (b"{hl}c2", &dense_short), (b"{hl}c3", &unknown)] {
+        s.bin(&[b"SET", key, value]);
+        s.bin(&[b"PFCOUNT", key]);
+        s.bin(&[b"PFADD", key, b"x"]);
+        s.bin(&[b"PFCOUNT", key, b"{hl}b"]);
+        s.bin(&[b"PFMERGE", b"{hl}t", key]);
+    }
 }
 
 /// Hash commands, their errors, and the type checks between hashes and

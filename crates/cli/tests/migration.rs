@@ -623,8 +623,8 @@ async fn renames_and_msetnx_during_a_move_end_as_acknowledged() {
     stop.store(true, Ordering::Relaxed);
     assert_eq!(consumer.await.unwrap(), (0..done).collect::<Vec<_>>(), "every pushed element popped once, in order, across the move");
     assert_eq!(group.await.unwrap(), (0..done).collect::<Vec<_>>(), "every stream entry read by the group once, in order, across the move");
-    let (length, pending): (usize, (usize, Option<String>, Option<String>, Option<Vec<(String, String)>>)) =
-        redis::pipe().cmd("XLEN").arg(key("x", 0)).cmd("XPENDING").arg(key("x", 0)).arg("g").query_async(&mut conn).await.unwrap();
+    type Pending = (usize, Option<String>, Option<String>, Option<Vec<(String, String)>>);
+    let (length, pending): (usize, Pending) = redis::pipe().cmd("XLEN").arg(key("x", 0)).cmd("XPENDING").arg(key("x", 0)).arg("g").query_async(&mut conn).await.unwrap();
     assert_eq!((length, pending), (done, (0, None, None, None)), "one XADD per round, each acknowledged");
     let mut watched = Vec::new();
     for w in watchers {

@@ -23,6 +23,7 @@
 pub mod float;
 pub mod gc;
 pub mod hash;
+pub mod hll;
 pub mod hlc;
 pub mod int;
 pub mod keys;

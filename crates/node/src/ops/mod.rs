@@ -12,6 +12,7 @@ use evenkeel_types::{Record, ValueType, Version};
 
 mod collection;
 mod hashes;
+mod hll;
 mod lists;
 mod sets;
 mod streams;
@@ -35,6 +36,7 @@ pub fn adds_data(kind: &Kind) -> bool {
         Kind::Set(_) | Kind::Append(_) | Kind::IncrBy(_) | Kind::IncrByFloat(_) | Kind::SetRange(_) | Kind::SetBit(_) => true,
         Kind::HSet(_) | Kind::HIncrBy(_) | Kind::HIncrByFloat(_) | Kind::SAdd(_) | Kind::LPush(_) | Kind::LInsert(_) | Kind::LSet(_) | Kind::ZAdd(_) => true,
         Kind::Copy(_) | Kind::MsetNx(_) | Kind::SetStore(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::SortStore(_) | Kind::BitOp(_) => true,
+        Kind::PfAdd(_) | Kind::PfMerge(_) => true,
         Kind::Stream(s) => s.args.first().is_some_and(|name| ["xadd", "xsetid", "xgroup"].iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes()))),
         Kind::Transaction(t) => t.ops.iter().filter_map(|op| op.kind.as_ref()).any(adds_data),
         _ => false,
@@ -75,7 +77,8 @@ pub fn multi_keys<'a>(kind: &'a Kind, key: &'a [u8]) -> Option<Vec<&'a [u8]>> {
         Kind::ZRangeStore(pb::ZRangeStore { source: to, .. }) | Kind::SortStore(pb::SortStore { source: to, .. }) => Some(if to == key { vec![key] } else { vec![key, to] }),
         Kind::SetStore(pb::SetStore { sources, .. }) | Kind::ZStore(pb::ZStore { sources, .. }) | Kind::BitOp(pb::BitOp { sources, .. }) => Some(std::iter::once(key).chain(sources.iter().map(|k| &k[..])).collect()),
         Kind::MsetNx(pb::MsetNx { keys, .. }) | Kind::ZMPop(pb::ZmPop { keys, .. }) | Kind::LMPop(pb::LmPop { keys, .. }) => Some(keys.iter().map(|k| &k[..]).collect()),
-        Kind::Stream(pb::Stream { keys, .. }) if keys.len() > 1 => Some(keys.iter().map(|k| &k[..]).collect()),
+        Kind::Stream(pb::Stream { keys, .. }) | Kind::PfCount(pb::PfCount { keys }) if keys.len() > 1 => Some(keys.iter().map(|k| &k[..]).collect()),
+        Kind::PfMerge(pb::PfMerge { sources }) => Some(std::iter::once(key).chain(sources.iter().map(|k| &k[..])).collect()),
         _ => None,
     }
 }
@@ -137,6 +140,8 @@ pub fn apply_multi_within(kind: &Kind, stored: &[Option<Record>], now_ms: u64, v
         Kind::BitOp(b) => bit_op(b, &live, versions[0]),
         Kind::SortStore(st) => lists::sort_store(st, &live, versions, limits),
         Kind::Stream(st) => streams::run(st, &live, now_ms, versions, limits),
+        Kind::PfCount(c) => hll::pf_count_union(c.keys.len(), &live),
+        Kind::PfMerge(m) => hll::pf_merge(m.sources.len() + 1, &live, versions[0]),
         Kind::MsetNx(m) => {
             if m.keys.is_empty() || m.keys.len() != m.values.len() {
                 return none(error(pb::op_error::Kind::Internal, "malformed MSETNX: a value for each key"));
@@ -200,11 +205,13 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::ZRem(r) => zsets::z_rem(&r.members, live, version),
         Kind::ZPop(p) => zsets::z_pop(p, live, version),
         Kind::ZRemRange(r) => zsets::z_rem_range(r, live, version),
+        Kind::PfAdd(a) => hll::pf_add(a, live, version, limits),
+        Kind::PfCount(_) => hll::pf_count(live, version),
         Kind::Stream(st) => {
             let applied = streams::run(st, &|_| live, now_ms, &[version], limits);
             Applied { write: applied.writes.into_iter().next().map(|(_, w)| w), reply: applied.reply }
         }
-        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) | Kind::SMove(_) | Kind::SetStore(_) | Kind::LMove(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::ZMPop(_) | Kind::LMPop(_) | Kind::BitOp(_) | Kind::SortStore(_) => {
+        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) | Kind::SMove(_) | Kind::SetStore(_) | Kind::LMove(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::ZMPop(_) | Kind::LMPop(_) | Kind::BitOp(_) | Kind::SortStore(_) | Kind::PfMerge(_) => {
             unreachable!("multi-key operations run through apply_multi")
         }
         Kind::Transaction(_) => unreachable!("a transaction runs through Store::execute_transaction"),

@@ -646,3 +646,23 @@ fn a_read_of_several_streams_with_nothing_new_answers_nil() {
     assert!(matches!(reply_frame(&served.reply), pb::reply::Kind::Error(e) if e.starts_with("NOGROUP")), "{:?}", served.reply);
     assert!(served.writes.is_empty(), "an error writes nothing");
 }
+
+#[test]
+fn pfcount_writes_a_stale_cached_count_back_and_then_only_reads() {
+    let limits = OpLimits::default();
+    let added = apply(&Kind::PfAdd(pb::PfAdd { elements: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")] }), None, NOW, V, limits);
+    assert_eq!(added.reply, R::Integer(1));
+    let stale = added.write.expect("a new HyperLogLog is written");
+    let count = Kind::PfCount(pb::PfCount { keys: vec![Bytes::from_static(b"k")] });
+    let first = apply(&count, Some(&stale), NOW, V + 1, limits);
+    assert_eq!(first.reply, R::Integer(2));
+    let cached = first.write.expect("the fresh count is stored, as Redis does");
+    let second = apply(&count, Some(&cached), NOW, V + 2, limits);
+    assert_eq!((second.reply, second.write), (R::Integer(2), None), "a valid cache is only read");
+    let merge = Kind::PfMerge(pb::PfMerge { sources: vec![Bytes::from_static(b"s")] });
+    assert!(adds_data(&merge) && adds_data(&Kind::PfAdd(pb::PfAdd::default())) && !adds_data(&count));
+    let merged = apply_multi(&merge, &[None, Some(cached)], NOW, &[10, 11]);
+    assert_eq!(merged.reply, R::Integer(1));
+    let foreign = apply(&count, live("plain").as_ref(), NOW, V, limits);
+    assert_eq!(foreign.reply, R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error("WRONGTYPE Key is not a valid HyperLogLog string value.".into())) }));
+}

@@ -15,6 +15,7 @@ pub mod bits;
 pub mod blocking;
 mod collection;
 pub mod hashes;
+pub mod hll;
 pub mod keys;
 pub mod lcs;
 pub mod lists;
@@ -160,6 +161,9 @@ pub const SPECS: &[Spec] = &[
     spec("multi", 1, MULTI_FLAGS, NOKEY),
     spec("object", -2, &[], NOKEY),
     spec("persist", 2, W, ONE),
+    spec("pfadd", -2, WDF, ONE),
+    spec("pfcount", -2, RO, ALL),
+    spec("pfmerge", -2, WD, ALL),
     spec("pexpire", -3, W, ONE),
     spec("pexpireat", -3, WF, ONE),
     spec("pexpiretime", 2, R_, ONE),
@@ -330,6 +334,9 @@ fn plan(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
         "bitpos" => bits::bitpos(a),
         "bitop" => bits::bitop(a),
         "lcs" => lcs::lcs(a),
+        "pfadd" => hll::pfadd(a),
+        "pfcount" => hll::pfcount(a),
+        "pfmerge" => hll::pfmerge(a),
         "object" => object::object(a),
         "sort" | "sort_ro" => sort::sort_command(name, a),
         "rename" | "renamenx" => keys::rename(name, a),
@@ -457,6 +464,9 @@ pub(crate) fn op_error(r: R) -> Result<R, Frame> {
         // Redis's code for a write refused for want of room.
         R::Error(e) if e.kind == evenkeel_rpc::pb::op_error::Kind::OutOfSpace as i32 => Err(Frame::error(format!("OOM {}", e.message))),
         R::Error(e) => Err(Frame::error(format!("ERR {}", e.message))),
+        // An error line the node wrote whole (HyperLogLog's WRONGTYPE and
+        // INVALIDOBJ).
+        R::Reply(evenkeel_rpc::pb::Reply { kind: Some(evenkeel_rpc::pb::reply::Kind::Error(e)) }) => Err(Frame::Error(e)),
         R::Refused(_) => Err(dispatch_error(&DispatchError::TryAgain(0))),
         other => Ok(other),
     }
