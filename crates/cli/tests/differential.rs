@@ -317,6 +317,8 @@ fn older_forms(s: &mut Script) {
     sorted_sets(s);
     blocking_pops(s);
     hyperloglog(s);
+    bitfield(s);
+    geo(s);
     streams(s);
     bitop_and_lcs(s);
     slowlog_errors(s);
@@ -977,6 +979,82 @@ fn hyperloglog(s: &mut Script) {
         s.bin(&[b"PFADD", key, b"x"]);
         s.bin(&[b"PFCOUNT", key, b"{hl}b"]);
         s.bin(&[b"PFMERGE", b"{hl}t", key]);
+    }
+}
+
+/// BITFIELD and BITFIELD_RO: argument errors in Redis's order, fields of
+/// every width read and written big-endian at any offset (`#n` too),
+/// WRAP/SAT/FAIL overflow on signed and unsigned fields, the string grown
+/// for writes (even ones that fail), and the resulting bytes via GET.
+fn bitfield(s: &mut Script) {
+    for c in [
+        &["BITFIELD", "{bf}a", "SET", "u8", "0", "255", "GET", "u4", "0", "GET", "i4", "4", "GET", "u8", "4"][..], &["GET", "{bf}a"],
+        &["BITFIELD", "{bf}a", "OVERFLOW", "FAIL", "SET", "u2", "100", "9"], &["STRLEN", "{bf}a"], &["GET", "{bf}a"],
+        &["BITFIELD", "{bf}a", "GET", "u8", "#1", "INCRBY", "i5", "#2", "33", "GET", "i5", "#2"], &["GET", "{bf}a"],
+        &["BITFIELD", "{bf}a", "OVERFLOW", "SAT", "INCRBY", "u63", "0", "-1", "INCRBY", "i64", "0", "9223372036854775807", "INCRBY", "i64", "0", "1"],
+        &["BITFIELD", "{bf}a", "OVERFLOW", "WRAP", "INCRBY", "i64", "0", "9223372036854775807", "INCRBY", "u63", "1", "9223372036854775807"],
+        &["BITFIELD", "{bf}a", "OVERFLOW", "SAT", "SET", "u3", "5", "100", "SET", "i3", "5", "-100", "OVERFLOW", "FAIL", "SET", "i3", "5", "4", "SET", "u1", "0", "2"],
+        &["BITFIELD", "{bf}a", "INCRBY", "u2", "200", "1", "INCRBY", "u2", "200", "1", "INCRBY", "u2", "200", "1", "INCRBY", "u2", "200", "1"],
+        &["BITFIELD", "{bf}a", "OVERFLOW", "SAT", "INCRBY", "i8", "16", "200", "INCRBY", "i8", "16", "-300", "OVERFLOW", "FAIL", "INCRBY", "i8", "16", "-1"],
+        &["BITFIELD", "{bf}a", "SET", "i8", "16", "300", "GET", "i8", "16", "SET", "u16", "7", "-1", "GET", "u16", "7"], &["GET", "{bf}a"],
+        &["BITFIELD_RO", "{bf}a", "GET", "u8", "0", "GET", "i64", "3", "GET", "u8", "1000"], &["BITFIELD_RO", "{bf}a", "GET", "u8", "0", "SET", "u8", "0", "1"],
+        &["BITFIELD_RO", "{bf}a", "OVERFLOW", "SAT", "GET", "u8", "0"], &["BITFIELD", "{bf}a"], &["BITFIELD_RO", "{bf}a"], &["BITFIELD", "{bf}none", "GET", "i8", "0"],
+        &["EXISTS", "{bf}none"], &["BITFIELD", "{bf}new", "OVERFLOW", "FAIL", "INCRBY", "u2", "0", "5"], &["GET", "{bf}new"],
+        &["BITFIELD", "{bf}a", "GET", "u8"], &["BITFIELD", "{bf}a", "SET", "u8", "0"], &["BITFIELD", "{bf}a", "FOO", "u8", "0"], &["BITFIELD", "{bf}a", "OVERFLOW", "BOUNCE", "GET", "u8", "0"],
+        &["BITFIELD", "{bf}a", "OVERFLOW"], &["BITFIELD", "{bf}a", "GET", "u64", "0"], &["BITFIELD", "{bf}a", "GET", "i65", "0"], &["BITFIELD", "{bf}a", "GET", "U8", "0"],
+        &["BITFIELD", "{bf}a", "GET", "i0", "0"], &["BITFIELD", "{bf}a", "GET", "i08", "0"], &["BITFIELD", "{bf}a", "GET", "u8", "-1"], &["BITFIELD", "{bf}a", "GET", "u8", "#-1"],
+        &["BITFIELD", "{bf}a", "GET", "u8", "x"], &["BITFIELD", "{bf}a", "GET", "u8", "4294967296"], &["BITFIELD", "{bf}a", "GET", "u8", "4294967295"],
+        &["BITFIELD", "{bf}a", "GET", "u8", "#536870912"], &["BITFIELD", "{bf}a", "SET", "u8", "0", "x"], &["BITFIELD", "{bf}a", "INCRBY", "u8", "0", "1.5"],
+        &["BITFIELD", "{bf}a", "SET", "u8", "0", "1", "GET", "u8", "x"], &["SET", "{bf}s", "abc"], &["BITFIELD", "{bf}s", "INCRBY", "u8", "#1", "1"], &["GET", "{bf}s"],
+        &["RPUSH", "{bf}l", "x"], &["BITFIELD", "{bf}l", "GET", "u8", "0"], &["BITFIELD", "{bf}l", "SET", "u8", "0", "1"], &["BITFIELD_RO", "{bf}l", "GET", "u8", "0"],
+        &["BITFIELD", "{bf}l", "GET", "u64", "0"], &["BITFIELD"], &["BITFIELD_RO"],
+    ] {
+        s.cmd(c);
+    }
+}
+
+/// Geospatial commands: scores, positions, hashes and distances to the
+/// printed digit; searches by radius and box (sorted, so the order does
+/// not depend on how the candidates were scanned); argument errors in
+/// Redis's order, which checks the key's type first.
+fn geo(s: &mut Script) {
+    for c in [
+        &["GEOADD", "{geo}s", "13.361389", "38.115556", "Palermo", "15.087269", "37.502669", "Catania"][..], &["ZRANGE", "{geo}s", "0", "-1", "WITHSCORES"],
+        &["GEOADD", "{geo}s", "2.35", "48.85", "Paris", "-0.1278", "51.5074", "London", "-73.935242", "40.730610", "NewYork", "139.6917", "35.6895", "Tokyo"],
+        &["GEOADD", "{geo}s", "180", "85.05112878", "Corner", "-180", "-85.05112878", "Other", "0", "0", "Zero"], &["ZRANGE", "{geo}s", "0", "-1", "WITHSCORES"],
+        &["GEOADD", "{geo}s", "NX", "CH", "13", "38", "Palermo", "1", "1", "New"], &["GEOADD", "{geo}s", "XX", "CH", "13", "38", "Palermo", "1", "1", "Newer"],
+        &["GEOADD", "{geo}s", "NX", "XX", "1", "1", "x"], &["GEOADD", "{geo}s", "NX", "CH", "CH"], &["GEOADD", "{geo}s", "GT", "1", "1", "x"], &["GEOADD", "{geo}s", "1", "2", "x", "3"],
+        &["GEOADD", "{geo}s", "x", "2", "m"], &["GEOADD", "{geo}s", "1", "x", "m"], &["GEOADD", "{geo}s", "200", "100", "m"], &["GEOADD", "{geo}s", "13.361389", "85.2", "m"],
+        &["GEOADD", "{geo}s", "inf", "0", "m"],
+        &["GEOPOS", "{geo}s", "Palermo", "Catania", "Corner", "Other", "Zero", "nope"], &["GEOPOS", "{geo}none", "a"], &["GEOPOS", "{geo}s"],
+        &["GEOHASH", "{geo}s", "Palermo", "Catania", "Tokyo", "Corner", "Other", "Zero", "nope"], &["GEOHASH", "{geo}none", "a", "b"],
+        &["GEODIST", "{geo}s", "Palermo", "Catania"], &["GEODIST", "{geo}s", "Palermo", "Catania", "km"], &["GEODIST", "{geo}s", "Palermo", "Tokyo", "MI"],
+        &["GEODIST", "{geo}s", "London", "NewYork", "ft"], &["GEODIST", "{geo}s", "Palermo", "Palermo"], &["GEODIST", "{geo}s", "Zero", "Corner", "m"],
+        &["GEODIST", "{geo}s", "Palermo", "nope"], &["GEODIST", "{geo}none", "a", "b"], &["GEODIST", "{geo}s", "Palermo", "Catania", "parsecs"],
+        &["GEODIST", "{geo}s", "Palermo", "Catania", "km", "extra"],
+        &["GEOSEARCH", "{geo}s", "FROMLONLAT", "15", "37", "BYRADIUS", "200", "km", "ASC", "WITHCOORD", "WITHDIST", "WITHHASH"],
+        &["GEOSEARCH", "{geo}s", "FROMMEMBER", "Palermo", "BYRADIUS", "2000", "km", "DESC", "WITHDIST"],
+        &["GEOSEARCH", "{geo}s", "FROMLONLAT", "15", "37", "BYBOX", "400", "400", "km", "ASC", "WITHDIST"],
+        &["GEOSEARCH", "{geo}s", "FROMLONLAT", "10", "45", "BYBOX", "3000", "600", "km", "DESC", "WITHCOORD"],
+        &["GEOSEARCH", "{geo}s", "FROMMEMBER", "London", "BYRADIUS", "10000", "mi", "COUNT", "3"], &["GEOSEARCH", "{geo}s", "FROMMEMBER", "London", "BYRADIUS", "10000", "mi", "COUNT", "3", "DESC"],
+        &["GEOSEARCH", "{geo}none", "FROMMEMBER", "x", "BYRADIUS", "1", "km"], &["GEOSEARCH", "{geo}s", "FROMMEMBER", "nope", "BYRADIUS", "1", "km"],
+        &["GEOSEARCH", "{geo}s", "FROMLONLAT", "15", "37", "BYRADIUS", "1", "km", "BYBOX", "1", "1", "km"], &["GEOSEARCH", "{geo}s", "BYRADIUS", "1", "km", "ASC"],
+        &["GEOSEARCH", "{geo}s", "FROMLONLAT", "15", "37", "ASC", "WITHDIST"], &["GEOSEARCH", "{geo}s", "FROMLONLAT", "15", "37", "BYRADIUS", "1", "km", "ANY"],
+        &["GEOSEARCH", "{geo}s", "FROMLONLAT", "15", "37", "BYRADIUS", "1", "km", "COUNT", "0"], &["GEOSEARCH", "{geo}s", "FROMLONLAT", "15", "37", "BYRADIUS", "x", "km"],
+        &["GEOSEARCH", "{geo}s", "FROMLONLAT", "15", "37", "BYRADIUS", "-1", "km"], &["GEOSEARCH", "{geo}s", "FROMLONLAT", "15", "37", "BYBOX", "-1", "1", "km"],
+        &["GEOSEARCH", "{geo}s", "FROMLONLAT", "15", "37", "BYBOX", "x", "1", "km"], &["GEOSEARCH", "{geo}s", "FROMLONLAT", "15", "37", "BYBOX", "1", "y", "km"],
+        &["GEOSEARCH", "{geo}s", "FROMLONLAT", "200", "37", "BYRADIUS", "1", "km"], &["GEOSEARCH", "{geo}s", "FROMLONLAT", "15", "37", "BYRADIUS", "1", "parsecs"],
+        &["GEOSEARCH", "{geo}s", "FROMLONLAT", "15", "37", "BYRADIUS", "1", "km", "STORE", "x"], &["GEOSEARCH", "{geo}s", "FROMLONLAT", "15", "37", "BYRADIUS", "1", "km", "FOO"],
+        &["GEORADIUS", "{geo}s", "15", "37", "200", "km", "ASC", "WITHDIST", "WITHCOORD"], &["GEORADIUS_RO", "{geo}s", "15", "37", "2000", "km", "COUNT", "2", "WITHHASH"],
+        &["GEORADIUS", "{geo}s", "15", "37", "-1", "km"], &["GEORADIUS", "{geo}s", "15", "37", "1", "parsecs"], &["GEORADIUS", "{geo}s", "15", "x", "1", "km"],
+        &["GEORADIUS_RO", "{geo}s", "15", "37", "200", "km", "STORE", "x"], &["GEORADIUS", "{geo}none", "15", "37", "200", "km", "ASC"],
+        &["GEORADIUSBYMEMBER", "{geo}s", "Palermo", "300", "km", "DESC", "WITHDIST"], &["GEORADIUSBYMEMBER_RO", "{geo}s", "Paris", "1000", "km", "ASC", "COUNT", "1"],
+        &["GEORADIUSBYMEMBER", "{geo}s", "nope", "1", "km"], &["GEORADIUSBYMEMBER", "{geo}none", "nope", "x", "km"], &["GEORADIUSBYMEMBER", "{geo}s", "Paris", "x", "km"],
+        &["SET", "{geo}str", "x"], &["GEOADD", "{geo}str", "1", "1", "m"], &["GEOPOS", "{geo}str", "m"], &["GEODIST", "{geo}str", "a", "b", "parsecs"], &["GEOHASH", "{geo}str", "m"],
+        &["GEOSEARCH", "{geo}str", "FOO"], &["GEORADIUS", "{geo}str", "x", "y", "z", "w"], &["GEORADIUSBYMEMBER", "{geo}str", "a", "b", "c"],
+        &["GEOADD", "{geo}s"], &["GEOSEARCH", "{geo}s", "FROMLONLAT", "1", "2"], &["TYPE", "{geo}s"],
+    ] {
+        s.cmd(c);
     }
 }
 

@@ -20,7 +20,9 @@
 //! - [`gc`]: the tombstone-collection horizon the coordinator publishes
 //!   and nodes follow: which partitions' tombstones may go.
 
+pub mod bitfield;
 pub mod float;
+pub mod geo;
 pub mod gc;
 pub mod hash;
 pub mod hll;

@@ -36,7 +36,7 @@ pub fn adds_data(kind: &Kind) -> bool {
         Kind::Set(_) | Kind::Append(_) | Kind::IncrBy(_) | Kind::IncrByFloat(_) | Kind::SetRange(_) | Kind::SetBit(_) => true,
         Kind::HSet(_) | Kind::HIncrBy(_) | Kind::HIncrByFloat(_) | Kind::SAdd(_) | Kind::LPush(_) | Kind::LInsert(_) | Kind::LSet(_) | Kind::ZAdd(_) => true,
         Kind::Copy(_) | Kind::MsetNx(_) | Kind::SetStore(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::SortStore(_) | Kind::BitOp(_) => true,
-        Kind::PfAdd(_) | Kind::PfMerge(_) => true,
+        Kind::PfAdd(_) | Kind::PfMerge(_) | Kind::BitField(_) => true,
         Kind::Stream(s) => s.args.first().is_some_and(|name| ["xadd", "xsetid", "xgroup"].iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes()))),
         Kind::Transaction(t) => t.ops.iter().filter_map(|op| op.kind.as_ref()).any(adds_data),
         _ => false,
@@ -206,6 +206,7 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::ZPop(p) => zsets::z_pop(p, live, version),
         Kind::ZRemRange(r) => zsets::z_rem_range(r, live, version),
         Kind::PfAdd(a) => hll::pf_add(a, live, version, limits),
+        Kind::BitField(b) => bit_field(b, live, version, limits),
         Kind::PfCount(_) => hll::pf_count(live, version),
         Kind::Stream(st) => {
             let applied = streams::run(st, &|_| live, now_ms, &[version], limits);
@@ -250,6 +251,31 @@ fn bit_op<'a>(b: &pb::BitOp, live: &dyn Fn(usize) -> Option<&'a Record>, version
         (0, Some(_)) => AppliedMulti { writes: vec![(0, Record::tombstone(version))], reply },
         _ => AppliedMulti { writes: vec![(0, Record::value(result, None, version))], reply },
     }
+}
+
+/// BITFIELD with writes: the string grown to hold them, then every
+/// subcommand in order (`evenkeel_types::bitfield::run`).
+fn bit_field(b: &pb::BitField, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
+    use evenkeel_types::bitfield;
+    let reply_error = |line: &str| R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(line.to_string())) });
+    let fields = match bitfield::parse(&b.args, limits.max_value_bytes as u64) {
+        Ok(fields) => fields,
+        Err(e) => return no_write(reply_error(e.message())),
+    };
+    if live.is_some_and(|r| r.ty != ValueType::String) {
+        return no_write(wrong_type());
+    }
+    if bitfield::needed_len(&fields).is_some_and(|len| len > limits.max_value_bytes) {
+        return no_write(too_large());
+    }
+    let mut value = live.and_then(|r| r.value.as_ref()).map_or_else(Vec::new, |v| v.to_vec());
+    let results = bitfield::run(&mut value, &fields);
+    let items = results
+        .into_iter()
+        .map(|r| pb::Reply { kind: Some(r.map_or(pb::reply::Kind::Null(pb::Nil {}), pb::reply::Kind::Integer)) })
+        .collect();
+    let reply = R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Array(pb::ReplyArray { items })) });
+    Applied { write: Some(Record::value(value, live.and_then(|r| r.expire_at_ms), version)), reply }
 }
 
 /// What WATCH records of a key, and what EXEC compares it with: the

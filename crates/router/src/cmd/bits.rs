@@ -40,6 +40,33 @@ pub fn setbit(a: &[Bytes]) -> Result<Planned, Frame> {
 }
 
 /// BITOP AND|OR|XOR|NOT destkey srckey [srckey ...].
+/// BITFIELD and BITFIELD_RO: arguments checked first, as Redis does.
+/// Only GETs: a read, answered from the key's GET; else (BITFIELD only)
+/// one op on the owner carrying the subcommands, which it checks again
+/// with the same parser (`evenkeel_types::bitfield`).
+pub fn bitfield(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
+    let fields = evenkeel_types::bitfield::parse(&a[2..], MAX_VALUE_BYTES).map_err(|e| Frame::error(e.message()))?;
+    if evenkeel_types::bitfield::read_only(&fields) {
+        return Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false }), Shape::BitField(fields)));
+    }
+    if name == "bitfield_ro" {
+        return Err(Frame::error("ERR BITFIELD_RO only supports the GET subcommand"));
+    }
+    Ok(Planned::one(&a[1], Kind::BitField(pb::BitField { args: a[2..].to_vec() }), Shape::Reply))
+}
+
+/// A read-only BITFIELD's answer from the key's GET (absent: zeros).
+pub(crate) fn bitfield_read(fields: &[evenkeel_types::bitfield::Field], r: evenkeel_rpc::pb::op_result::Result) -> Frame {
+    use evenkeel_rpc::pb::op_result::Result as R;
+    let value = match r {
+        R::Value(v) if v.value_type != pb::ValueType::String as i32 => return super::wrong_type(),
+        R::Value(v) => v.value,
+        R::Nil(_) => Bytes::new(),
+        other => return super::unexpected(&other),
+    };
+    Frame::Array(fields.iter().map(|f| Frame::Integer(evenkeel_types::bitfield::get(&value, f))).collect())
+}
+
 pub fn bitop(a: &[Bytes]) -> Result<Planned, Frame> {
     let op = match a[1].to_ascii_lowercase().as_slice() {
         b"and" => pb::bit_op::Op::And,

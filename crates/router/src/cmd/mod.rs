@@ -14,6 +14,7 @@
 pub mod bits;
 pub mod blocking;
 mod collection;
+pub mod geo;
 pub mod hashes;
 pub mod hll;
 pub mod keys;
@@ -86,6 +87,8 @@ pub const SPECS: &[Spec] = &[
     spec("append", 3, WD, ONE),
     spec("auth", -2, NOAUTH, NOKEY),
     spec("bitcount", -2, RO, ONE),
+    spec("bitfield", -2, WDM, ONE),
+    spec("bitfield_ro", -2, &["readonly", "fast"], ONE),
     spec("bitop", -4, WD, (2, -1, 1)),
     spec("bitpos", -3, RO, ONE),
     spec("blmove", 6, WDB, (1, 2, 1)),
@@ -113,6 +116,15 @@ pub const SPECS: &[Spec] = &[
     spec("expiretime", 2, R_, ONE),
     spec("flushall", -1, W, NOKEY),
     spec("flushdb", -1, W, NOKEY),
+    spec("geoadd", -5, WD, ONE),
+    spec("geodist", -4, RO, ONE),
+    spec("geohash", -2, RO, ONE),
+    spec("geopos", -2, RO, ONE),
+    spec("georadius", -6, &["write", "denyoom", "movablekeys"], ONE),
+    spec("georadius_ro", -6, RO, ONE),
+    spec("georadiusbymember", -5, &["write", "denyoom", "movablekeys"], ONE),
+    spec("georadiusbymember_ro", -5, RO, ONE),
+    spec("geosearch", -7, RO, ONE),
     spec("get", 2, R_, ONE),
     spec("getbit", 3, R_, ONE),
     spec("getdel", 2, WF, ONE),
@@ -333,7 +345,10 @@ fn plan(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
         "bitcount" => bits::bitcount(a),
         "bitpos" => bits::bitpos(a),
         "bitop" => bits::bitop(a),
+        "bitfield" | "bitfield_ro" => bits::bitfield(name, a),
         "lcs" => lcs::lcs(a),
+        "geoadd" => geo::geoadd(a),
+        "geopos" | "geodist" | "geohash" | "geosearch" | "georadius" | "georadius_ro" | "georadiusbymember" | "georadiusbymember_ro" => geo::read(name, a),
         "pfadd" => hll::pfadd(a),
         "pfcount" => hll::pfcount(a),
         "pfmerge" => hll::pfmerge(a),

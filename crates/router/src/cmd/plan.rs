@@ -72,9 +72,14 @@ pub enum Shape {
     Sort(Box<super::sort::SortRead>),
     /// OBJECT ENCODING and friends ([`super::object::answer`]).
     Object(super::object::Query),
-    /// A stream command: the owner's reply as it is (a null array when a
-    /// read found nothing).
-    Stream,
+    /// The owner's reply as it is (`R::Reply`: stream commands, BITFIELD's
+    /// writes); a null array for Nil (a stream read that found nothing).
+    Reply,
+    /// GEOPOS, GEODIST, GEOHASH and the searches, from the sorted set's
+    /// GET ([`super::geo::answer`]).
+    Geo(Box<super::geo::GeoRead>),
+    /// BITFIELD and BITFIELD_RO with GETs only, from the key's GET.
+    BitField(Vec<evenkeel_types::bitfield::Field>),
     /// LCS over its two keys' GETs, with its options or their error
     /// ([`super::lcs::reply`]).
     Lcs(Box<Result<super::lcs::LcsArgs, Frame>>),
@@ -223,9 +228,11 @@ fn single_key(shape: Shape, r: R) -> Frame {
         (Shape::ZSet(read), R::Value(v)) => super::zsets::answer(read, Some(&v)),
         (Shape::ZSet(read), R::Nil(_)) => super::zsets::answer(read, None),
         (Shape::MPopped { pairs }, R::Members(m)) => super::collection::mpopped(m.members, *pairs),
-        (Shape::Stream, R::Reply(r)) => super::streams::answer(r),
-        (Shape::Stream, R::Nil(_)) => Frame::NullArray,
-        (Shape::Hash(_) | Shape::SetRead(_) | Shape::Members | Shape::List(_) | Shape::Popped | Shape::ZSet(_) | Shape::MPopped { .. } | Shape::Stream, other) => unexpected(&other),
+        (Shape::Reply, R::Reply(r)) => reply_frame(r),
+        (Shape::Reply, R::Nil(_)) => Frame::NullArray,
+        (Shape::BitField(fields), r) => super::bits::bitfield_read(fields, r),
+        (Shape::Geo(read), r) => super::geo::answer(read, r),
+        (Shape::Hash(_) | Shape::SetRead(_) | Shape::Members | Shape::List(_) | Shape::Popped | Shape::ZSet(_) | Shape::MPopped { .. } | Shape::Reply, other) => unexpected(&other),
         (_, r) => string_key(shape, r),
     }
 }
@@ -290,6 +297,20 @@ fn value_frame(r: R) -> Frame {
     }
 }
 
+/// A reply the owner built (`pb::Reply`) as the client sees it.
+pub(crate) fn reply_frame(r: pb::Reply) -> Frame {
+    use pb::reply::Kind as K;
+    match r.kind {
+        Some(K::Bulk(b)) => Frame::Bulk(b),
+        Some(K::Integer(n)) => Frame::Integer(n),
+        Some(K::Simple(s)) => Frame::Simple(s),
+        Some(K::Error(e)) => Frame::Error(e),
+        Some(K::Null(_)) => Frame::Null,
+        Some(K::NullArray(_)) | None => Frame::NullArray,
+        Some(K::Array(a)) => Frame::Array(a.items.into_iter().map(reply_frame).collect()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,3 +354,4 @@ mod tests {
         assert_eq!(reply(Shape::ExpireTime { millis: false }, vec![Ok(nil())]), Frame::Integer(-2));
     }
 }
+

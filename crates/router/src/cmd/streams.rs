@@ -79,27 +79,18 @@ pub fn plan(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     let keys = command::keys(a).map_err(frame)?;
     super::keys::one_slot(keys.iter())?;
     let op = pb::Stream { args: a.to_vec(), keys: keys.clone(), wait_ms: 0 };
-    Ok(Planned::one(&keys[0], Kind::Stream(op), Shape::Stream))
+    Ok(Planned::one(&keys[0], Kind::Stream(op), Shape::Reply))
 }
 
-/// XGROUP's and XINFO's subcommand and its arity (Redis 7.0's table).
+/// XGROUP's and XINFO's subcommand and its arity (Redis 7.0's table, as
+/// `stream::command::check_arity` keeps it).
 fn subcommand(name: &str, a: &[Bytes]) -> Result<(), Frame> {
-    let sub = String::from_utf8_lossy(&a[1]).to_ascii_lowercase();
-    let arity = match (name, sub.as_str()) {
-        (_, "help") => 2,
-        ("xgroup", "create" | "setid") => -5,
-        ("xgroup", "destroy") => 4,
-        ("xgroup", "createconsumer" | "delconsumer") => 5,
-        ("xinfo", "consumers") => 4,
-        ("xinfo", "groups") => 3,
-        ("xinfo", "stream") => -3,
-        _ => return Err(Frame::error(format!("ERR unknown subcommand '{}'. Try {} HELP.", super::c_str(&a[1], 128), name.to_ascii_uppercase()))),
+    let full = match command::check_arity(a) {
+        Ok(full) => full,
+        Err(shown) if shown.contains('|') => return Err(wrong_arity(&shown)),
+        Err(_) => return Err(Frame::error(format!("ERR unknown subcommand '{}'. Try {} HELP.", super::c_str(&a[1], 128), name.to_ascii_uppercase()))),
     };
-    let n = a.len() as i32;
-    if (arity > 0 && n != arity) || (arity < 0 && n < -arity) {
-        return Err(wrong_arity(&format!("{name}|{sub}")));
-    }
-    if sub == "help" {
+    if full.ends_with("|help") {
         let help = if name == "xgroup" { XGROUP_HELP } else { XINFO_HELP };
         return Err(Frame::Array(help.iter().map(|l| Frame::Simple(l.to_string())).collect()));
     }
@@ -141,20 +132,6 @@ fn frame(r: Reply) -> Frame {
         Reply::NilArray => Frame::NullArray,
         Reply::Array(items) => Frame::Array(items.into_iter().map(frame).collect()),
         Reply::Error(e) => Frame::Error(e),
-    }
-}
-
-/// The owner's reply as the client sees it.
-pub(crate) fn answer(r: pb::Reply) -> Frame {
-    use pb::reply::Kind as K;
-    match r.kind {
-        Some(K::Bulk(b)) => Frame::Bulk(b),
-        Some(K::Integer(n)) => Frame::Integer(n),
-        Some(K::Simple(s)) => Frame::Simple(s),
-        Some(K::Error(e)) => Frame::Error(e),
-        Some(K::Null(_)) => Frame::Null,
-        Some(K::NullArray(_)) | None => Frame::NullArray,
-        Some(K::Array(a)) => Frame::Array(a.items.into_iter().map(answer).collect()),
     }
 }
 

@@ -58,6 +58,9 @@ impl Key {
 /// or the error Redis gives before looking any up (XREAD's and
 /// XREADGROUP's option errors). The command's arity is already checked.
 pub fn keys(args: &[Bytes]) -> Result<Vec<Bytes>, Reply> {
+    if let Err(name) = args.first().map_or(Err(String::new()), |_| check_arity(args)) {
+        return Err(wrong_arity(&name));
+    }
     let name = lower(&args[0]);
     match name.as_str() {
         "xread" | "xreadgroup" => {
@@ -158,8 +161,52 @@ pub fn is_read_only(name: &[u8]) -> bool {
     matches!(lower(name).as_str(), "xlen" | "xrange" | "xrevrange" | "xread" | "xpending" | "xinfo")
 }
 
+/// A stream command's arity as Redis 7.0's table has it (negative: at
+/// least), with XGROUP's and XINFO's subcommands as `xgroup|create`;
+/// None for a name that is not one.
+pub fn arity(name: &str) -> Option<i32> {
+    Some(match name {
+        "xlen" | "xgroup|help" | "xinfo|help" => 2,
+        "xgroup" | "xinfo" => -2,
+        "xdel" | "xpending" | "xsetid" | "xinfo|stream" => -3,
+        "xrange" | "xrevrange" | "xtrim" | "xack" | "xread" => -4,
+        "xinfo|groups" => 3,
+        "xgroup|destroy" => 4,
+        "xadd" | "xgroup|create" | "xgroup|setid" => -5,
+        "xinfo|consumers" => 4,
+        "xgroup|createconsumer" | "xgroup|delconsumer" => 5,
+        "xclaim" | "xautoclaim" => -6,
+        "xreadgroup" => -7,
+        _ => return None,
+    })
+}
+
+/// The table name of a command and its arity check: `xgroup|create` for
+/// XGROUP CREATE. Err(name) when the count is wrong (the name to show in
+/// Redis's arity error), or the subcommand unknown (then the bare name).
+pub fn check_arity(args: &[Bytes]) -> Result<String, String> {
+    let name = lower(&args[0]);
+    let full = match (name.as_str(), args.get(1)) {
+        ("xgroup" | "xinfo", Some(sub)) => format!("{name}|{}", lower(sub)),
+        _ => name.clone(),
+    };
+    let Some(arity) = arity(&full) else { return Err(name) };
+    let n = args.len() as i32;
+    if (arity > 0 && n != arity) || (arity < 0 && n < -arity) { Err(full) } else { Ok(full) }
+}
+
 /// Runs one stream command over its keys (as [`keys`] lists them).
 pub fn run(args: &[Bytes], keys: &mut [Key], now_ms: u64, max_bytes: usize) -> Reply {
+    // The router checked these; a malformed op must not index past them.
+    if args.is_empty() {
+        return err("empty stream command");
+    }
+    if let Err(name) = check_arity(args) {
+        return wrong_arity(&name);
+    }
+    if keys.is_empty() {
+        return err("a stream command without its keys");
+    }
     let name = lower(&args[0]);
     let result = match name.as_str() {
         "xadd" => xadd(args, &mut keys[0], now_ms, max_bytes),
@@ -285,7 +332,7 @@ fn xadd(a: &[Bytes], key: &mut Key, now_ms: u64, max_bytes: usize) -> Result<Rep
     let p = add_trim_args(a, true)?;
     let fields = a.len().saturating_sub(p.id_at + 1);
     if p.id_at + 1 > a.len() || fields < 2 || fields % 2 == 1 {
-        return Err(arity("xadd"));
+        return Err(wrong_arity("xadd"));
     }
     if let Some((id, Some(_))) = p.id
         && id.is_zero()
@@ -1085,7 +1132,7 @@ fn wrong_type() -> Reply {
     Reply::Error("WRONGTYPE Operation against a key holding the wrong kind of value".into())
 }
 
-fn arity(name: &str) -> Reply {
+fn wrong_arity(name: &str) -> Reply {
     err(&format!("wrong number of arguments for '{name}' command"))
 }
 

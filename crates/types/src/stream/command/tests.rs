@@ -52,8 +52,8 @@ fn xadd_makes_ids_that_only_grow() {
     assert_eq!(s.run("XADD s 600-* a 1"), bulk("600-0"));
     assert_eq!(s.run("XADD s 600 a 1"), err("The ID specified in XADD is equal or smaller than the target stream top item"));
     assert_eq!(s.run("XADD s 0-0 a 1"), err("The ID specified in XADD must be greater than 0-0"));
-    assert_eq!(s.run("XADD s 700 a"), arity("xadd"));
-    assert_eq!(s.run("XADD s MAXLEN 1"), arity("xadd"), "no ID: the fields are missing");
+    assert_eq!(s.run("XADD s 700 a"), wrong_arity("xadd"));
+    assert_eq!(s.run("XADD s MAXLEN 1"), wrong_arity("xadd"), "no ID: the fields are missing");
     assert_eq!(s.run("XADD s LIMIT 5 700 a 1"), err("syntax error, LIMIT cannot be used without specifying a trimming strategy"));
     assert_eq!(s.run("XADD s MAXLEN = 1 LIMIT 5 700 a 1"), err("syntax error, LIMIT cannot be used without the special ~ option"));
     assert!(!s.0.changed, "errors write nothing");
@@ -145,4 +145,17 @@ fn xsetid_keeps_ids_growing() {
     assert_eq!(s.run("XSETID s 9 ENTRIESADDED 7 MAXDELETEDID 2"), Reply::Ok);
     assert_eq!((s.stream().last_id, s.stream().entries_added, s.stream().max_deleted), (StreamId::new(9, 0), 7, StreamId::new(2, 0)));
     assert_eq!(s.run("XADD s 9 f v"), err("The ID specified in XADD is equal or smaller than the target stream top item"));
+}
+
+#[test]
+fn a_malformed_command_is_refused_not_run() {
+    let mut s = One::new();
+    assert_eq!(s.run("XRANGE s"), err("wrong number of arguments for 'xrange' command"));
+    assert_eq!(s.run("XGROUP CREATE s"), err("wrong number of arguments for 'xgroup|create' command"));
+    assert_eq!(s.run("XGROUP NOPE s g"), err("wrong number of arguments for 'xgroup' command"));
+    assert_eq!(run(&[], &mut [], 0, 1), err("empty stream command"));
+    let args = |line: &str| line.split(' ').map(|w| Bytes::copy_from_slice(w.as_bytes())).collect::<Vec<_>>();
+    assert_eq!(run(&args("XLEN s"), &mut [], 0, 1), err("a stream command without its keys"));
+    assert!(super::keys(&args("XADD s")).is_err());
+    assert_eq!(check_arity(&args("XINFO HELP")), Ok("xinfo|help".to_string()));
 }

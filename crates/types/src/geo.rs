@@ -1,0 +1,175 @@
+//! Geospatial indexes as Redis 7.0 keeps them: a sorted set whose scores
+//! are 52-bit interleaved geohashes of each member's longitude and
+//! latitude (`geohashEncodeWGS84`). Positions read back as the centre of
+//! the member's cell; distances are haversine on Redis's earth radius,
+//! with the same libm calls, so replies agree to the last printed digit.
+
+/// Redis's limits: Web Mercator's latitudes.
+pub const LAT_MIN: f64 = -85.051_128_78;
+pub const LAT_MAX: f64 = 85.051_128_78;
+pub const LONG_MIN: f64 = -180.0;
+pub const LONG_MAX: f64 = 180.0;
+const STEP: u32 = 26;
+/// Redis's `EARTH_RADIUS_IN_METERS`.
+pub const EARTH_RADIUS_M: f64 = 6_372_797.560_856;
+
+fn spread(v: u32) -> u64 {
+    let mut x = v as u64;
+    x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF;
+    x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF;
+    x = (x | (x << 4)) & 0x0F0F_0F0F_0F0F_0F0F;
+    x = (x | (x << 2)) & 0x3333_3333_3333_3333;
+    (x | (x << 1)) & 0x5555_5555_5555_5555
+}
+
+fn squash(v: u64) -> u32 {
+    let mut x = v & 0x5555_5555_5555_5555;
+    x = (x | (x >> 1)) & 0x3333_3333_3333_3333;
+    x = (x | (x >> 2)) & 0x0F0F_0F0F_0F0F_0F0F;
+    x = (x | (x >> 4)) & 0x00FF_00FF_00FF_00FF;
+    x = (x | (x >> 8)) & 0x0000_FFFF_0000_FFFF;
+    ((x | (x >> 16)) & 0x0000_0000_FFFF_FFFF) as u32
+}
+
+/// Whether Redis accepts the pair (`extractLongLatOrReply`).
+pub fn valid(lon: f64, lat: f64) -> bool {
+    (LONG_MIN..=LONG_MAX).contains(&lon) && (LAT_MIN..=LAT_MAX).contains(&lat)
+}
+
+/// The 26-step geohash of a point within the given ranges
+/// (`geohashEncode`); latitude in the even bits, longitude in the odd.
+fn encode_in(lon: f64, lat: f64, long_range: (f64, f64), lat_range: (f64, f64)) -> u64 {
+    let lat_offset = (lat - lat_range.0) / (lat_range.1 - lat_range.0) * (1u64 << STEP) as f64;
+    let long_offset = (lon - long_range.0) / (long_range.1 - long_range.0) * (1u64 << STEP) as f64;
+    // C's conversion to uint32_t truncates.
+    spread(lat_offset as u32) | (spread(long_offset as u32) << 1)
+}
+
+/// A member's score for a valid point (`geohashEncodeWGS84`, aligned to 52
+/// bits).
+pub fn score(lon: f64, lat: f64) -> f64 {
+    encode_in(lon, lat, (LONG_MIN, LONG_MAX), (LAT_MIN, LAT_MAX)) as f64
+}
+
+/// The centre of a score's cell, as GEOPOS answers it
+/// (`geohashDecodeToLongLatWGS84`).
+pub fn position(score: f64) -> (f64, f64) {
+    let bits = score as u64;
+    let (ilat, ilon) = (squash(bits) as f64, squash(bits >> 1) as f64);
+    let cells = (1u64 << STEP) as f64;
+    let (lat_scale, long_scale) = (LAT_MAX - LAT_MIN, LONG_MAX - LONG_MIN);
+    let lat_min = LAT_MIN + (ilat / cells) * lat_scale;
+    let lat_max = LAT_MIN + ((ilat + 1.0) / cells) * lat_scale;
+    let lon_min = LONG_MIN + (ilon / cells) * long_scale;
+    let lon_max = LONG_MIN + ((ilon + 1.0) / cells) * long_scale;
+    let lon = ((lon_min + lon_max) / 2.0).clamp(LONG_MIN, LONG_MAX);
+    let lat = ((lat_min + lat_max) / 2.0).clamp(LAT_MIN, LAT_MAX);
+    (lon, lat)
+}
+
+/// GEOHASH's 11-character string of a score: its position re-encoded on
+/// the standard latitude range (±90) in base 32, the last character 0.
+pub fn hash_string(score: f64) -> String {
+    const ALPHABET: &[u8] = b"0123456789bcdefghjkmnpqrstuvwxyz";
+    let (lon, lat) = position(score);
+    let bits = encode_in(lon, lat, (-180.0, 180.0), (-90.0, 90.0));
+    (0..11).map(|i| if i == 10 { '0' } else { ALPHABET[((bits >> (52 - (i + 1) * 5)) & 0x1f) as usize] as char }).collect()
+}
+
+fn radians(degrees: f64) -> f64 {
+    degrees * (std::f64::consts::PI / 180.0)
+}
+
+/// Distance in metres along the same latitude change only.
+fn lat_distance(lat1: f64, lat2: f64) -> f64 {
+    EARTH_RADIUS_M * (radians(lat2) - radians(lat1)).abs()
+}
+
+/// Haversine distance in metres (`geohashGetDistance`).
+pub fn distance(lon1: f64, lat1: f64, lon2: f64, lat2: f64) -> f64 {
+    let v = ((radians(lon2) - radians(lon1)) / 2.0).sin();
+    if v == 0.0 {
+        return lat_distance(lat1, lat2);
+    }
+    let (lat1r, lat2r) = (radians(lat1), radians(lat2));
+    let u = ((lat2r - lat1r) / 2.0).sin();
+    let a = u * u + lat1r.cos() * lat2r.cos() * v * v;
+    2.0 * EARTH_RADIUS_M * a.sqrt().asin()
+}
+
+/// A distance unit's metres (`extractUnitOrReply`); None for another.
+pub fn unit(raw: &[u8]) -> Option<f64> {
+    match &raw.to_ascii_lowercase()[..] {
+        b"m" => Some(1.0),
+        b"km" => Some(1000.0),
+        b"ft" => Some(0.3048),
+        b"mi" => Some(1609.34),
+        _ => None,
+    }
+}
+
+/// Where a search looks (`GeoShape`): metres from its centre.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shape {
+    Radius(f64),
+    Box { width: f64, height: f64 },
+}
+
+/// Whether the point is inside the shape around `center`, and its
+/// distance from the centre in metres if so (`geoWithinShape`).
+pub fn within(shape: Shape, center: (f64, f64), point: (f64, f64)) -> Option<f64> {
+    match shape {
+        Shape::Radius(r) => Some(distance(center.0, center.1, point.0, point.1)).filter(|d| *d <= r),
+        Shape::Box { width, height } => {
+            if lat_distance(point.1, center.1) > height / 2.0 {
+                return None;
+            }
+            if distance(point.0, point.1, center.0, point.1) > width / 2.0 {
+                return None;
+            }
+            Some(distance(center.0, center.1, point.0, point.1))
+        }
+    }
+}
+
+/// A coordinate as GEOPOS and WITHCOORD print it (`%.17Lf`, trailing
+/// zeros and a bare point removed).
+pub fn format_coordinate(v: f64) -> String {
+    let s = format!("{v:.17}");
+    let s = s.trim_end_matches('0');
+    s.trim_end_matches('.').to_string()
+}
+
+/// A distance as GEODIST and WITHDIST print it (`%.4f`).
+pub fn format_distance(metres: f64, unit_metres: f64) -> String {
+    format!("{:.4}", metres / unit_metres)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_positions_and_hashes_are_redis_7_0s() {
+        // GEOADD Sicily 13.361389 38.115556 Palermo 15.087269 37.502669 Catania
+        // on redis-server 7.0.15, then ZSCORE, GEOPOS, GEOHASH, GEODIST.
+        assert_eq!(score(13.361389, 38.115556), 3479099956230698.0);
+        assert_eq!(score(15.087269, 37.502669), 3479447370796909.0);
+        let (lon, lat) = position(3479099956230698.0);
+        assert_eq!((format_coordinate(lon), format_coordinate(lat)), ("13.36138933897018433".into(), "38.11555639549629859".into()));
+        assert_eq!(hash_string(3479099956230698.0), "sqc8b49rny0");
+        assert_eq!(hash_string(3479447370796909.0), "sqdtr74hyu0");
+        let (p, c) = (position(3479099956230698.0), position(3479447370796909.0));
+        assert_eq!(format_distance(distance(p.0, p.1, c.0, c.1), 1.0), "166274.1516");
+        assert_eq!(format_distance(distance(p.0, p.1, c.0, c.1), 1000.0), "166.2742");
+        assert_eq!(format_distance(distance(15.0, 37.0, c.0, c.1), 1000.0), "56.4413");
+    }
+
+    #[test]
+    fn boxes_check_latitude_then_longitude() {
+        let center = (15.0, 37.0);
+        assert!(within(Shape::Box { width: 400_000.0, height: 400_000.0 }, center, position(3479447370796909.0)).is_some());
+        assert!(within(Shape::Box { width: 400_000.0, height: 10_000.0 }, center, position(3479447370796909.0)).is_none());
+        assert!(!valid(200.0, 10.0) && !valid(10.0, 85.2) && valid(-180.0, LAT_MIN));
+    }
+}
