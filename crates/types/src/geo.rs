@@ -9,6 +9,11 @@ pub const LAT_MIN: f64 = -85.051_128_78;
 pub const LAT_MAX: f64 = 85.051_128_78;
 pub const LONG_MIN: f64 = -180.0;
 pub const LONG_MAX: f64 = 180.0;
+use crate::float::parse_double;
+use crate::int::parse_i64;
+use crate::zset::ZSet;
+use bytes::Bytes;
+
 const STEP: u32 = 26;
 /// Redis's `EARTH_RADIUS_IN_METERS`.
 pub const EARTH_RADIUS_M: f64 = 6_372_797.560_856;
@@ -130,6 +135,208 @@ pub fn within(shape: Shape, center: (f64, f64), point: (f64, f64)) -> Option<f64
             Some(distance(center.0, center.1, point.0, point.1))
         }
     }
+}
+
+/// A longitude and latitude argument pair (`extractLongLatOrReply`); the
+/// error line Redis answers otherwise.
+pub fn lon_lat(lon: &[u8], lat: &[u8]) -> Result<(f64, f64), String> {
+    let not_float = || "ERR value is not a valid float".to_string();
+    let lon = parse_double(lon).ok_or_else(not_float)?;
+    let lat = parse_double(lat).ok_or_else(not_float)?;
+    if !valid(lon, lat) {
+        return Err(format!("ERR invalid longitude,latitude pair {lon:.6},{lat:.6}"));
+    }
+    Ok((lon, lat))
+}
+
+/// A unit argument's metres, or Redis's error line.
+pub fn unit_arg(raw: &[u8]) -> Result<f64, String> {
+    unit(raw).ok_or_else(|| "ERR unsupported unit provided. please use M, KM, FT, MI".to_string())
+}
+
+/// One member a search found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Match {
+    pub member: Bytes,
+    pub score: f64,
+    /// From the centre, in metres.
+    pub dist: f64,
+    pub point: (f64, f64),
+}
+
+/// What a search found and how to answer it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub matches: Vec<Match>,
+    /// The metres of the unit distances are given in.
+    pub conversion: f64,
+    pub with_dist: bool,
+    pub with_hash: bool,
+    pub with_coord: bool,
+    /// STORE/STOREDIST (GEOSEARCHSTORE): the key to write and whether to
+    /// store distances (in the unit) rather than geohashes.
+    pub store: Option<(Bytes, bool)>,
+}
+
+impl Found {
+    /// The sorted set a STORE writes: each match with its geohash, or its
+    /// distance in the unit.
+    pub fn stored(&self, dist: bool) -> ZSet {
+        self.matches.iter().map(|m| (m.member.clone(), if dist { m.dist / self.conversion } else { m.score })).collect()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Sort {
+    None,
+    Asc,
+    Desc,
+}
+
+/// GEOSEARCH, GEOSEARCHSTORE, GEORADIUS and GEORADIUSBYMEMBER (and the
+/// `_RO` forms): the arguments (the whole command, name first) read as
+/// `georadiusGeneric` reads them once the source key's type is checked,
+/// then every member of `zset` (None: no key) looked at. Errors are
+/// Redis's lines.
+pub fn search(a: &[Bytes], zset: Option<&ZSet>) -> Result<Found, String> {
+    let name = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
+    let err = |line: &str| line.to_string();
+    let member_pos = |m: &[u8]| zset.and_then(|z| z.score(m)).map(position).ok_or_else(|| err("ERR could not decode requested zset member"));
+    let radius = |r: &[u8], u: &[u8]| -> Result<f64, String> {
+        let r = parse_double(r).ok_or_else(|| err("ERR need numeric radius"))?;
+        if r < 0.0 {
+            return Err(err("ERR radius cannot be negative"));
+        }
+        Ok(r * unit_arg(u)?)
+    };
+    let geosearch = name.starts_with("geosearch");
+    let can_store = matches!(name.as_str(), "georadius" | "georadiusbymember");
+    let mut center = None;
+    let mut shape = None;
+    let mut conversion = 1.0;
+    let mut store: Option<(Bytes, bool)> = None;
+    let base = match name.as_str() {
+        "georadius" | "georadius_ro" => {
+            center = Some(lon_lat(&a[2], &a[3])?);
+            shape = Some(Shape::Radius(radius(&a[4], &a[5])?));
+            conversion = unit_arg(&a[5])?;
+            6
+        }
+        // Without the key Redis reads neither the member nor the radius.
+        "georadiusbymember" | "georadiusbymember_ro" => {
+            if zset.is_some() {
+                center = Some(member_pos(&a[2])?);
+                shape = Some(Shape::Radius(radius(&a[3], &a[4])?));
+                conversion = unit_arg(&a[4])?;
+            }
+            5
+        }
+        "geosearchstore" => {
+            store = Some((a[1].clone(), false));
+            3
+        }
+        _ => 2,
+    };
+    let (mut with_dist, mut with_hash, mut with_coord, mut any) = (false, false, false, false);
+    let (mut from_member, mut from_loc, mut by_radius, mut by_box) = (false, false, false, false);
+    let mut sort = Sort::None;
+    let mut count: i64 = 0;
+    let rest = &a[base..];
+    let mut i = 0;
+    while i < rest.len() {
+        let remaining = rest.len();
+        match &rest[i].to_ascii_lowercase()[..] {
+            b"withdist" => with_dist = true,
+            b"withhash" => with_hash = true,
+            b"withcoord" => with_coord = true,
+            b"any" => any = true,
+            b"asc" => sort = Sort::Asc,
+            b"desc" => sort = Sort::Desc,
+            b"count" if i + 1 < remaining => {
+                count = parse_i64(&rest[i + 1]).ok_or_else(|| err("ERR value is not an integer or out of range"))?;
+                if count <= 0 {
+                    return Err(err("ERR COUNT must be > 0"));
+                }
+                i += 1;
+            }
+            kw @ (b"store" | b"storedist") if can_store && i + 1 < remaining => {
+                store = Some((rest[i + 1].clone(), kw == b"storedist"));
+                i += 1;
+            }
+            b"storedist" if name == "geosearchstore" => {
+                if let Some(s) = store.as_mut() {
+                    s.1 = true;
+                }
+            }
+            b"frommember" if geosearch && i + 1 < remaining && !from_loc && !from_member => {
+                if zset.is_some() {
+                    center = Some(member_pos(&rest[i + 1])?);
+                }
+                from_member = true;
+                i += 1;
+            }
+            b"fromlonlat" if geosearch && i + 2 < remaining && !from_loc && !from_member => {
+                center = Some(lon_lat(&rest[i + 1], &rest[i + 2])?);
+                from_loc = true;
+                i += 2;
+            }
+            b"byradius" if geosearch && i + 2 < remaining && !by_box && !by_radius => {
+                shape = Some(Shape::Radius(radius(&rest[i + 1], &rest[i + 2])?));
+                conversion = unit_arg(&rest[i + 2])?;
+                by_radius = true;
+                i += 2;
+            }
+            b"bybox" if geosearch && i + 3 < remaining && !by_box && !by_radius => {
+                let width = parse_double(&rest[i + 1]).ok_or_else(|| err("ERR need numeric width"))?;
+                let height = parse_double(&rest[i + 2]).ok_or_else(|| err("ERR need numeric height"))?;
+                if width < 0.0 || height < 0.0 {
+                    return Err(err("ERR height or width cannot be negative"));
+                }
+                conversion = unit_arg(&rest[i + 3])?;
+                shape = Some(Shape::Box { width: width * conversion, height: height * conversion });
+                by_box = true;
+                i += 3;
+            }
+            _ => return Err(err("ERR syntax error")),
+        }
+        i += 1;
+    }
+    if store.is_some() && (with_dist || with_hash || with_coord) {
+        let what = if geosearch { "GEOSEARCHSTORE" } else { "STORE option in GEORADIUS" };
+        return Err(format!("ERR {what} is not compatible with WITHDIST, WITHHASH and WITHCOORD options"));
+    }
+    if geosearch && !(from_member || from_loc) {
+        return Err(format!("ERR exactly one of FROMMEMBER or FROMLONLAT can be specified for {}", String::from_utf8_lossy(&a[0])));
+    }
+    if geosearch && !(by_radius || by_box) {
+        return Err(format!("ERR exactly one of BYRADIUS and BYBOX can be specified for {}", String::from_utf8_lossy(&a[0])));
+    }
+    if any && count == 0 {
+        return Err(err("ERR the ANY argument requires COUNT argument"));
+    }
+    let mut found = Found { matches: Vec::new(), conversion, with_dist, with_hash, with_coord, store };
+    let (Some(zset), Some(center), Some(shape)) = (zset, center, shape) else { return Ok(found) };
+    if count != 0 && sort == Sort::None && !any {
+        sort = Sort::Asc;
+    }
+    for (member, score) in zset.iter() {
+        let point = position(score);
+        if let Some(dist) = within(shape, center, point) {
+            found.matches.push(Match { member: member.clone(), score, dist, point });
+            if any && found.matches.len() as i64 >= count {
+                break;
+            }
+        }
+    }
+    match sort {
+        Sort::Asc => found.matches.sort_by(|x, y| x.dist.total_cmp(&y.dist)),
+        Sort::Desc => found.matches.sort_by(|x, y| y.dist.total_cmp(&x.dist)),
+        Sort::None => {}
+    }
+    if count > 0 {
+        found.matches.truncate(count as usize);
+    }
+    Ok(found)
 }
 
 /// A coordinate as GEOPOS and WITHCOORD print it (`%.17Lf`, trailing

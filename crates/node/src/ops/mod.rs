@@ -36,7 +36,7 @@ pub fn adds_data(kind: &Kind) -> bool {
         Kind::Set(_) | Kind::Append(_) | Kind::IncrBy(_) | Kind::IncrByFloat(_) | Kind::SetRange(_) | Kind::SetBit(_) => true,
         Kind::HSet(_) | Kind::HIncrBy(_) | Kind::HIncrByFloat(_) | Kind::SAdd(_) | Kind::LPush(_) | Kind::LInsert(_) | Kind::LSet(_) | Kind::ZAdd(_) => true,
         Kind::Copy(_) | Kind::MsetNx(_) | Kind::SetStore(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::SortStore(_) | Kind::BitOp(_) => true,
-        Kind::PfAdd(_) | Kind::PfMerge(_) | Kind::BitField(_) => true,
+        Kind::PfAdd(_) | Kind::PfMerge(_) | Kind::BitField(_) | Kind::GeoStore(_) => true,
         Kind::Stream(s) => s.args.first().is_some_and(|name| ["xadd", "xsetid", "xgroup"].iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes()))),
         Kind::Transaction(t) => t.ops.iter().filter_map(|op| op.kind.as_ref()).any(adds_data),
         _ => false,
@@ -74,7 +74,9 @@ pub fn multi_keys<'a>(kind: &'a Kind, key: &'a [u8]) -> Option<Vec<&'a [u8]>> {
         Kind::Rename(pb::Rename { to, .. }) | Kind::Copy(pb::Copy { to, .. }) | Kind::SMove(pb::SMove { to, .. }) | Kind::LMove(pb::LMove { to, .. }) => {
             Some(if to == key { vec![key] } else { vec![key, to] })
         }
-        Kind::ZRangeStore(pb::ZRangeStore { source: to, .. }) | Kind::SortStore(pb::SortStore { source: to, .. }) => Some(if to == key { vec![key] } else { vec![key, to] }),
+        Kind::ZRangeStore(pb::ZRangeStore { source: to, .. }) | Kind::SortStore(pb::SortStore { source: to, .. }) | Kind::GeoStore(pb::GeoStore { source: to, .. }) => {
+            Some(if to == key { vec![key] } else { vec![key, to] })
+        }
         Kind::SetStore(pb::SetStore { sources, .. }) | Kind::ZStore(pb::ZStore { sources, .. }) | Kind::BitOp(pb::BitOp { sources, .. }) => Some(std::iter::once(key).chain(sources.iter().map(|k| &k[..])).collect()),
         Kind::MsetNx(pb::MsetNx { keys, .. }) | Kind::ZMPop(pb::ZmPop { keys, .. }) | Kind::LMPop(pb::LmPop { keys, .. }) => Some(keys.iter().map(|k| &k[..]).collect()),
         Kind::Stream(pb::Stream { keys, .. }) | Kind::PfCount(pb::PfCount { keys }) if keys.len() > 1 => Some(keys.iter().map(|k| &k[..]).collect()),
@@ -142,6 +144,7 @@ pub fn apply_multi_within(kind: &Kind, stored: &[Option<Record>], now_ms: u64, v
         Kind::Stream(st) => streams::run(st, &live, now_ms, versions, limits),
         Kind::PfCount(c) => hll::pf_count_union(c.keys.len(), &live),
         Kind::PfMerge(m) => hll::pf_merge(m.sources.len() + 1, &live, versions[0]),
+        Kind::GeoStore(g) => geo_store(g, &live, stored.len(), versions[0], limits),
         Kind::MsetNx(m) => {
             if m.keys.is_empty() || m.keys.len() != m.values.len() {
                 return none(error(pb::op_error::Kind::Internal, "malformed MSETNX: a value for each key"));
@@ -212,7 +215,7 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
             let applied = streams::run(st, &|_| live, now_ms, &[version], limits);
             Applied { write: applied.writes.into_iter().next().map(|(_, w)| w), reply: applied.reply }
         }
-        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) | Kind::SMove(_) | Kind::SetStore(_) | Kind::LMove(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::ZMPop(_) | Kind::LMPop(_) | Kind::BitOp(_) | Kind::SortStore(_) | Kind::PfMerge(_) => {
+        Kind::Rename(_) | Kind::Copy(_) | Kind::MsetNx(_) | Kind::SMove(_) | Kind::SetStore(_) | Kind::LMove(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::ZMPop(_) | Kind::LMPop(_) | Kind::BitOp(_) | Kind::SortStore(_) | Kind::PfMerge(_) | Kind::GeoStore(_) => {
             unreachable!("multi-key operations run through apply_multi")
         }
         Kind::Transaction(_) => unreachable!("a transaction runs through Store::execute_transaction"),
@@ -251,6 +254,41 @@ fn bit_op<'a>(b: &pb::BitOp, live: &dyn Fn(usize) -> Option<&'a Record>, version
         (0, Some(_)) => AppliedMulti { writes: vec![(0, Record::tombstone(version))], reply },
         _ => AppliedMulti { writes: vec![(0, Record::value(result, None, version))], reply },
     }
+}
+
+/// GEOSEARCHSTORE and GEORADIUS ... STORE: key 0 takes the search's
+/// matches over the sorted set at the source (key 1, or key 0 when they
+/// are the same key: `keys` is 1), or is deleted when none matched.
+fn geo_store<'a>(g: &pb::GeoStore, live: &dyn Fn(usize) -> Option<&'a Record>, keys: usize, version: Version, limits: OpLimits) -> AppliedMulti {
+    let none = |reply| AppliedMulti { writes: vec![], reply };
+    let source = match live(keys - 1) {
+        None => None,
+        Some(r) if r.ty != ValueType::ZSet => return none(wrong_type()),
+        Some(r) => match evenkeel_types::zset::ZSet::decode(r.value.as_ref().expect("a live record has a value")) {
+            Ok(z) => Some(z),
+            Err(e) => return none(error(pb::op_error::Kind::Internal, &format!("corrupt sorted set: {}", e.0))),
+        },
+    };
+    let found = match (g.args.is_empty(), evenkeel_types::geo::search(&g.args, source.as_ref())) {
+        (true, _) => return none(error(pb::op_error::Kind::Internal, "malformed GEOSTORE: no command")),
+        (_, Err(line)) => return none(R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(line)) })),
+        (_, Ok(found)) => found,
+    };
+    let Some((_, dist)) = found.store else {
+        return none(error(pb::op_error::Kind::Internal, "malformed GEOSTORE: a search without STORE"));
+    };
+    let stored = found.matches.len() as i64;
+    if stored == 0 {
+        return match live(0) {
+            Some(_) => AppliedMulti { writes: vec![(0, Record::tombstone(version))], reply: R::Integer(0) },
+            None => none(R::Integer(0)),
+        };
+    }
+    let encoded = found.stored(dist).encode();
+    if encoded.len() > limits.max_value_bytes {
+        return none(too_large());
+    }
+    AppliedMulti { writes: vec![(0, Record::typed(ValueType::ZSet, encoded, None, version))], reply: R::Integer(stored) }
 }
 
 /// BITFIELD with writes: the string grown to hold them, then every

@@ -14,13 +14,11 @@
 
 use super::collection;
 use super::plan::{Planned, Shape};
-use super::{not_integer, syntax_error};
+use super::syntax_error;
 use bytes::Bytes;
 use evenkeel_resp::Frame;
 use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
-use evenkeel_types::float::parse_double;
 use evenkeel_types::geo;
-use evenkeel_types::int::parse_i64;
 use evenkeel_types::zset::ZSet;
 
 /// A geo read, answered from the sorted set's GET.
@@ -33,22 +31,13 @@ pub enum GeoRead {
     Search(Vec<Bytes>),
 }
 
-fn not_float() -> Frame {
-    Frame::error("ERR value is not a valid float")
-}
-
 /// A longitude and latitude (`extractLongLatOrReply`).
 fn lon_lat(lon: &[u8], lat: &[u8]) -> Result<(f64, f64), Frame> {
-    let lon = parse_double(lon).ok_or_else(not_float)?;
-    let lat = parse_double(lat).ok_or_else(not_float)?;
-    if !geo::valid(lon, lat) {
-        return Err(Frame::error(format!("ERR invalid longitude,latitude pair {lon:.6},{lat:.6}")));
-    }
-    Ok((lon, lat))
+    geo::lon_lat(lon, lat).map_err(Frame::Error)
 }
 
 fn unit(raw: &[u8]) -> Result<f64, Frame> {
-    geo::unit(raw).ok_or_else(|| Frame::error("ERR unsupported unit provided. please use M, KM, FT, MI"))
+    geo::unit_arg(raw).map_err(Frame::Error)
 }
 
 /// GEOADD key [NX|XX] [CH] lon lat member ...: a ZADD of each point's
@@ -79,8 +68,28 @@ pub fn geoadd(a: &[Bytes]) -> Result<Planned, Frame> {
     Ok(Planned::one(&a[1], Kind::ZAdd(zadd), Shape::Integer))
 }
 
+/// GEOSEARCHSTORE, and GEORADIUS/GEORADIUSBYMEMBER naming STORE or
+/// STOREDIST and a key: one step on the owner of both keys
+/// (`pb::GeoStore`), which searches and stores.
+fn store(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
+    let (dest, source) = match name {
+        "geosearchstore" => (a[1].clone(), a[2].clone()),
+        "georadius" | "georadiusbymember" => {
+            let base = if name == "georadius" { 6 } else { 5 };
+            let rest = a.get(base..).unwrap_or_default();
+            let at = rest.iter().position(|w| w.eq_ignore_ascii_case(b"store") || w.eq_ignore_ascii_case(b"storedist")).filter(|i| i + 1 < rest.len())?;
+            (rest[at + 1].clone(), a[1].clone())
+        }
+        _ => return None,
+    };
+    Some(super::keys::one_slot([&dest, &source].into_iter()).map(|()| Planned::one(&dest, Kind::GeoStore(pb::GeoStore { args: a.to_vec(), source }), Shape::Integer)))
+}
+
 /// GEOPOS, GEODIST, GEOHASH and the searches: the key's GET.
 pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
+    if let Some(planned) = store(name, a) {
+        return planned;
+    }
     let read = match name {
         "geopos" => GeoRead::Pos(a[2..].to_vec()),
         "geohash" => GeoRead::Hash(a[2..].to_vec()),
@@ -128,8 +137,10 @@ pub(crate) fn answer(read: &GeoRead, r: R) -> Frame {
             let (pa, pb) = (geo::position(sa), geo::position(sb));
             Frame::bulk(geo::format_distance(geo::distance(pa.0, pa.1, pb.0, pb.1), *unit))
         }
-        GeoRead::Search(args) => match search(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase(), args, zset.as_ref()) {
-            Ok(frame) | Err(frame) => frame,
+        GeoRead::Search(args) => match geo::search(args, zset.as_ref()) {
+            Ok(found) if found.store.is_some() => super::unexpected(&R::Nil(pb::Nil {})),
+            Ok(found) => render(found),
+            Err(line) => Frame::Error(line),
         },
     }
 }
@@ -138,155 +149,30 @@ fn coordinate(v: f64) -> Frame {
     Frame::bulk(geo::format_coordinate(v))
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Sort {
-    None,
-    Asc,
-    Desc,
-}
-
-/// GEOSEARCH / GEORADIUS / GEORADIUSBYMEMBER (and `_RO`), arguments read
-/// as `georadiusGeneric` reads them, after the key's type.
-fn search(name: &str, a: &[Bytes], zset: Option<&ZSet>) -> Result<Frame, Frame> {
-    let member_pos = |m: &[u8]| zset.and_then(|z| z.score(m)).map(geo::position).ok_or_else(|| Frame::error("ERR could not decode requested zset member"));
-    let radius = |r: &[u8], u: &[u8]| -> Result<f64, Frame> {
-        let r = parse_double(r).ok_or_else(|| Frame::error("ERR need numeric radius"))?;
-        if r < 0.0 {
-            return Err(Frame::error("ERR radius cannot be negative"));
-        }
-        Ok(r * unit(u)?)
-    };
-    let geosearch = name == "geosearch";
-    let mut center = None;
-    let mut shape = None;
-    let mut conversion = 1.0;
-    let base = match name {
-        "georadius" | "georadius_ro" => {
-            center = Some(lon_lat(&a[2], &a[3])?);
-            shape = Some(geo::Shape::Radius(radius(&a[4], &a[5])?));
-            conversion = unit(&a[5])?;
-            6
-        }
-        // Without the key Redis reads neither the member nor the radius.
-        "georadiusbymember" | "georadiusbymember_ro" => {
-            if zset.is_some() {
-                center = Some(member_pos(&a[2])?);
-                shape = Some(geo::Shape::Radius(radius(&a[3], &a[4])?));
-                conversion = unit(&a[4])?;
-            }
-            5
-        }
-        _ => 2,
-    };
-    let (mut with_dist, mut with_hash, mut with_coord, mut any) = (false, false, false, false);
-    let (mut from_member, mut from_loc, mut by_radius, mut by_box) = (false, false, false, false);
-    let mut sort = Sort::None;
-    let mut count: i64 = 0;
-    let rest = &a[base..];
-    let mut i = 0;
-    while i < rest.len() {
-        let remaining = rest.len();
-        match &rest[i].to_ascii_lowercase()[..] {
-            b"withdist" => with_dist = true,
-            b"withhash" => with_hash = true,
-            b"withcoord" => with_coord = true,
-            b"any" => any = true,
-            b"asc" => sort = Sort::Asc,
-            b"desc" => sort = Sort::Desc,
-            b"count" if i + 1 < remaining => {
-                count = parse_i64(&rest[i + 1]).ok_or_else(not_integer)?;
-                if count <= 0 {
-                    return Err(Frame::error("ERR COUNT must be > 0"));
-                }
-                i += 1;
-            }
-            b"store" | b"storedist" if i + 1 < remaining && !geosearch && !name.ends_with("_ro") => {
-                return Err(Frame::error("ERR STORE and STOREDIST are not supported by evenkeel yet (use GEOSEARCH and ZADD)"));
-            }
-            b"frommember" if geosearch && i + 1 < remaining && !from_loc && !from_member => {
-                if zset.is_some() {
-                    center = Some(member_pos(&rest[i + 1])?);
-                }
-                from_member = true;
-                i += 1;
-            }
-            b"fromlonlat" if geosearch && i + 2 < remaining && !from_loc && !from_member => {
-                center = Some(lon_lat(&rest[i + 1], &rest[i + 2])?);
-                from_loc = true;
-                i += 2;
-            }
-            b"byradius" if geosearch && i + 2 < remaining && !by_box && !by_radius => {
-                shape = Some(geo::Shape::Radius(radius(&rest[i + 1], &rest[i + 2])?));
-                conversion = unit(&rest[i + 2])?;
-                by_radius = true;
-                i += 2;
-            }
-            b"bybox" if geosearch && i + 3 < remaining && !by_box && !by_radius => {
-                let width = parse_double(&rest[i + 1]).ok_or_else(|| Frame::error("ERR need numeric width"))?;
-                let height = parse_double(&rest[i + 2]).ok_or_else(|| Frame::error("ERR need numeric height"))?;
-                if width < 0.0 || height < 0.0 {
-                    return Err(Frame::error("ERR height or width cannot be negative"));
-                }
-                conversion = unit(&rest[i + 3])?;
-                shape = Some(geo::Shape::Box { width: width * conversion, height: height * conversion });
-                by_box = true;
-                i += 3;
-            }
-            _ => return Err(syntax_error()),
-        }
-        i += 1;
-    }
-    if geosearch && !(from_member || from_loc) {
-        return Err(Frame::error(format!("ERR exactly one of FROMMEMBER or FROMLONLAT can be specified for {}", String::from_utf8_lossy(&a[0]))));
-    }
-    if geosearch && !(by_radius || by_box) {
-        return Err(Frame::error(format!("ERR exactly one of BYRADIUS and BYBOX can be specified for {}", String::from_utf8_lossy(&a[0]))));
-    }
-    if any && count == 0 {
-        return Err(Frame::error("ERR the ANY argument requires COUNT argument"));
-    }
-    let (Some(zset), Some(center), Some(shape)) = (zset, center, shape) else { return Ok(Frame::Array(vec![])) };
-    if count != 0 && sort == Sort::None && !any {
-        sort = Sort::Asc;
-    }
-    let mut found: Vec<(&Bytes, f64, f64, (f64, f64))> = Vec::new();
-    for (member, score) in zset.iter() {
-        let point = geo::position(score);
-        if let Some(dist) = geo::within(shape, center, point) {
-            found.push((member, score, dist, point));
-            if any && found.len() as i64 >= count {
-                break;
-            }
-        }
-    }
-    match sort {
-        Sort::Asc => found.sort_by(|x, y| x.2.total_cmp(&y.2)),
-        Sort::Desc => found.sort_by(|x, y| y.2.total_cmp(&x.2)),
-        Sort::None => {}
-    }
-    if count > 0 {
-        found.truncate(count as usize);
-    }
-    let options = with_dist || with_hash || with_coord;
-    Ok(Frame::Array(
+/// A search's reply: members, with their distance, hash and position as
+/// asked.
+fn render(found: geo::Found) -> Frame {
+    let options = found.with_dist || found.with_hash || found.with_coord;
+    Frame::Array(
         found
+            .matches
             .into_iter()
-            .map(|(member, score, dist, (lon, lat))| {
+            .map(|m| {
                 if !options {
-                    return Frame::Bulk(member.clone());
+                    return Frame::Bulk(m.member);
                 }
-                let mut item = vec![Frame::Bulk(member.clone())];
-                if with_dist {
-                    item.push(Frame::bulk(geo::format_distance(dist, conversion)));
+                let mut item = vec![Frame::Bulk(m.member)];
+                if found.with_dist {
+                    item.push(Frame::bulk(geo::format_distance(m.dist, found.conversion)));
                 }
-                if with_hash {
-                    item.push(Frame::Integer(score as i64));
+                if found.with_hash {
+                    item.push(Frame::Integer(m.score as i64));
                 }
-                if with_coord {
-                    item.push(Frame::Array(vec![coordinate(lon), coordinate(lat)]));
+                if found.with_coord {
+                    item.push(Frame::Array(vec![coordinate(m.point.0), coordinate(m.point.1)]));
                 }
                 Frame::Array(item)
             })
             .collect(),
-    ))
+    )
 }
