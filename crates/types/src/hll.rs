@@ -350,33 +350,43 @@ fn promote(hll: &mut Vec<u8>, index: usize, count: u8) -> Result<bool, HllError>
     Ok(true)
 }
 
+/// Calls `f(first, len, value)` for each run of a sparse value's
+/// registers in order (zeros too); Corrupt unless the runs cover exactly
+/// the 16,384 registers.
+fn for_each_run(sparse: &[u8], mut f: impl FnMut(usize, usize, u8)) -> Result<(), HllError> {
+    let (mut idx, mut p) = (0usize, HEADER);
+    while p < sparse.len() {
+        let (op, len) = opcode(sparse, p);
+        let (n, value) = match op {
+            Op::Zero(n) | Op::XZero(n) => (n, 0),
+            Op::Val(value, n) => (n, value),
+        };
+        if idx + n > REGISTERS {
+            return Err(HllError::Corrupt);
+        }
+        f(idx, n, value);
+        idx += n;
+        p += len;
+    }
+    if idx != REGISTERS {
+        return Err(HllError::Corrupt);
+    }
+    Ok(())
+}
+
 /// The dense form of a sparse value (`hllSparseToDense`): the header kept,
 /// the registers set from the runs.
 fn to_dense(sparse: &[u8]) -> Result<Vec<u8>, HllError> {
     let mut dense = vec![0u8; DENSE_SIZE];
     dense[..HEADER].copy_from_slice(&sparse[..HEADER]);
     dense[4] = DENSE;
-    let mut idx = 0;
-    let mut p = HEADER;
-    while p < sparse.len() {
-        let (op, len) = opcode(sparse, p);
-        match op {
-            Op::Zero(n) | Op::XZero(n) => idx += n,
-            Op::Val(v, n) => {
-                if idx + n > REGISTERS {
-                    break;
-                }
-                for _ in 0..n {
-                    dense_set(&mut dense[HEADER..], idx, v);
-                    idx += 1;
-                }
+    for_each_run(sparse, |first, n, value| {
+        if value > 0 {
+            for idx in first..first + n {
+                dense_set(&mut dense[HEADER..], idx, value);
             }
         }
-        p += len;
-    }
-    if idx != REGISTERS {
-        return Err(HllError::Corrupt);
-    }
+    })?;
     Ok(dense)
 }
 
@@ -388,28 +398,11 @@ fn merge_into(max: &mut [u8; REGISTERS], v: &[u8]) -> Result<(), HllError> {
         }
         return Ok(());
     }
-    let mut i = 0;
-    let mut p = HEADER;
-    while p < v.len() {
-        let (op, len) = opcode(v, p);
-        match op {
-            Op::Zero(n) | Op::XZero(n) => i += n,
-            Op::Val(value, n) => {
-                if i + n > REGISTERS {
-                    break;
-                }
-                for m in &mut max[i..i + n] {
-                    *m = (*m).max(value);
-                }
-                i += n;
-            }
+    for_each_run(v, |first, n, value| {
+        for m in &mut max[first..first + n] {
+            *m = (*m).max(value);
         }
-        p += len;
-    }
-    if i != REGISTERS {
-        return Err(HllError::Corrupt);
-    }
-    Ok(())
+    })
 }
 
 /// Register values counted, of a checked value (sparse runs must cover
@@ -422,21 +415,7 @@ fn histogram(v: &[u8]) -> Result<[u32; 64], HllError> {
         }
         return Ok(histo);
     }
-    let (mut idx, mut p) = (0usize, HEADER);
-    while p < v.len() {
-        let (op, len) = opcode(v, p);
-        match op {
-            Op::Zero(n) | Op::XZero(n) => histo[0] += n as u32,
-            Op::Val(value, n) => histo[value as usize] += n as u32,
-        }
-        idx += match op {
-            Op::Zero(n) | Op::XZero(n) | Op::Val(_, n) => n,
-        };
-        p += len;
-    }
-    if idx != REGISTERS {
-        return Err(HllError::Corrupt);
-    }
+    for_each_run(v, |_, n, value| histo[value as usize] += n as u32)?;
     Ok(histo)
 }
 

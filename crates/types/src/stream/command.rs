@@ -907,20 +907,16 @@ fn xinfo(a: &[Bytes], key: &Key, now_ms: u64) -> Result<Reply> {
             s.groups
                 .iter()
                 .map(|(name, g)| {
-                    Reply::Array(vec![
+                    let mut fields = vec![
                         bulk("name"),
                         Reply::Bulk(name.clone()),
                         bulk("consumers"),
                         Reply::Int(g.consumers.len() as i64),
                         bulk("pending"),
                         Reply::Int(g.pel.len() as i64),
-                        bulk("last-delivered-id"),
-                        id(g.last_id),
-                        bulk("entries-read"),
-                        if g.entries_read == -1 { Reply::Nil } else { Reply::Int(g.entries_read) },
-                        bulk("lag"),
-                        s.lag(g).map_or(Reply::Nil, Reply::Int),
-                    ])
+                    ];
+                    fields.extend(position(s, g));
+                    Reply::Array(fields)
                 })
                 .collect(),
         )),
@@ -1022,28 +1018,37 @@ fn xinfo(a: &[Bytes], key: &Key, now_ms: u64) -> Result<Reply> {
                                 ])
                             })
                             .collect();
-                        Reply::Array(vec![
-                            bulk("name"),
-                            Reply::Bulk(name.clone()),
-                            bulk("last-delivered-id"),
-                            id(g.last_id),
-                            bulk("entries-read"),
-                            if g.entries_read == -1 { Reply::Nil } else { Reply::Int(g.entries_read) },
-                            bulk("lag"),
-                            s.lag(g).map_or(Reply::Nil, Reply::Int),
+                        let mut fields = vec![bulk("name"), Reply::Bulk(name.clone())];
+                        fields.extend(position(s, g));
+                        fields.extend([
                             bulk("pel-count"),
                             Reply::Int(g.pel.len() as i64),
                             bulk("pending"),
                             Reply::Array(pending),
                             bulk("consumers"),
                             Reply::Array(consumers),
-                        ])
+                        ]);
+                        Reply::Array(fields)
                     })
                     .collect(),
             ));
             Ok(Reply::Array(out))
         }
     }
+}
+
+/// A group's position as XINFO shows it: last delivered ID, entries read
+/// (null when unknown) and lag (null when it cannot be known).
+fn position(s: &Stream, g: &Group) -> [Reply; 6] {
+    let bulk = |text: &str| Reply::Bulk(Bytes::copy_from_slice(text.as_bytes()));
+    [
+        bulk("last-delivered-id"),
+        Reply::Bulk(g.last_id.to_bytes()),
+        bulk("entries-read"),
+        if g.entries_read == -1 { Reply::Nil } else { Reply::Int(g.entries_read) },
+        bulk("lag"),
+        s.lag(g).map_or(Reply::Nil, Reply::Int),
+    ]
 }
 
 fn xsetid(a: &[Bytes], key: &mut Key) -> Result<Reply> {
