@@ -962,6 +962,7 @@ fn hyperloglog(s: &mut Script) {
         &["SET", "{hl}s", "notanhll"], &["PFADD", "{hl}s", "x"], &["PFCOUNT", "{hl}s"], &["PFCOUNT", "{hl}a", "{hl}s"], &["PFMERGE", "{hl}a", "{hl}s"],
         &["SET", "{hl}short", "HYLL"], &["PFCOUNT", "{hl}short"], &["RPUSH", "{hl}l", "x"], &["PFADD", "{hl}l", "x"], &["PFCOUNT", "{hl}l"],
         &["PFCOUNT", "{hl}a", "{hl}l"], &["PFMERGE", "{hl}l", "{hl}a"], &["PFADD"], &["PFCOUNT"], &["PFMERGE"], &["TYPE", "{hl}a"],
+        &["OBJECT", "ENCODING", "{hl}a"], &["OBJECT", "ENCODING", "{hl}e"], &["OBJECT", "ENCODING", "{hl}big"],
     ] {
         s.cmd(c);
     }

@@ -199,7 +199,19 @@ enum Sort {
 /// then every member of `zset` (None: no key) looked at. Errors are
 /// Redis's lines.
 pub fn search(a: &[Bytes], zset: Option<&ZSet>) -> Result<Found, String> {
-    let name = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
+    let name = a.first().map_or_else(String::new, |n| String::from_utf8_lossy(n).to_ascii_lowercase());
+    // The command table's arity; checked again so a malformed op from
+    // elsewhere cannot index past its arguments.
+    let least = match name.as_str() {
+        "georadius" | "georadius_ro" => 6,
+        "georadiusbymember" | "georadiusbymember_ro" => 5,
+        "geosearch" => 7,
+        "geosearchstore" => 8,
+        _ => return Err(format!("ERR '{name}' is not a geo search")),
+    };
+    if a.len() < least {
+        return Err(format!("ERR wrong number of arguments for '{name}' command"));
+    }
     let err = |line: &str| line.to_string();
     let member_pos = |m: &[u8]| zset.and_then(|z| z.score(m)).map(position).ok_or_else(|| err("ERR could not decode requested zset member"));
     let radius = |r: &[u8], u: &[u8]| -> Result<f64, String> {
@@ -370,6 +382,14 @@ mod tests {
         assert_eq!(format_distance(distance(p.0, p.1, c.0, c.1), 1.0), "166274.1516");
         assert_eq!(format_distance(distance(p.0, p.1, c.0, c.1), 1000.0), "166.2742");
         assert_eq!(format_distance(distance(15.0, 37.0, c.0, c.1), 1000.0), "56.4413");
+    }
+
+    #[test]
+    fn a_search_too_short_is_refused_not_run() {
+        let args = |line: &str| line.split(' ').map(|w| Bytes::copy_from_slice(w.as_bytes())).collect::<Vec<_>>();
+        assert_eq!(search(&args("GEORADIUS k 1 2"), None), Err("ERR wrong number of arguments for 'georadius' command".into()));
+        assert!(search(&[], None).is_err());
+        assert_eq!(search(&args("GEOSEARCH k FROMLONLAT 1 2 BYRADIUS 1 km"), None).map(|f| f.matches.len()), Ok(0), "no key: nothing found");
     }
 
     #[test]

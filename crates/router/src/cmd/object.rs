@@ -101,7 +101,11 @@ fn encoding(v: &pb::Value) -> Result<&'static str, Frame> {
     };
     Ok(match pb::ValueType::try_from(v.value_type) {
         Ok(pb::ValueType::String) => {
-            if v.value.len() <= 20 && parse_i64(&v.value).is_some() {
+            // PFADD and PFMERGE make their value raw, whatever its length
+            // (Redis unshares it into a raw string before writing).
+            if evenkeel_types::hll::check(&v.value).is_ok() {
+                "raw"
+            } else if v.value.len() <= 20 && parse_i64(&v.value).is_some() {
                 "int"
             } else if v.value.len() <= 44 {
                 "embstr"
