@@ -1410,6 +1410,7 @@ fn getex_setrange(s: &mut Script, exat: &str, pxat: &str) {
 }
 
 fn connection(s: &mut Script) {
+    s.cmd(&["ROLE"]);
     s.cmd(&["PING"]);
     s.cmd(&["PING", "hello world"]);
     s.cmd(&["ECHO", "echo me"]);

@@ -881,7 +881,9 @@ async fn a_node_below_its_disk_reserve_refuses_commands_that_add_data() {
 /// SLOWLOG (threshold 0: every command) keeps commands run alone and in a
 /// pipelined batch, newest first, with the client's address and name,
 /// long arguments cut as Redis cuts them; not AUTH; CONFIG GET shows the
-/// settings; RESET empties it. INFO stats and commandstats count them.
+/// settings; RESET empties it. INFO stats and commandstats count them;
+/// INFO's memory, replication, persistence and CPU sections and ROLE
+/// answer what monitoring tools read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowlog_keeps_the_commands_past_its_threshold() {
     let dir = tempfile::tempdir().unwrap();
@@ -935,7 +937,17 @@ async fn slowlog_keeps_the_commands_past_its_threshold() {
     let field = |name: &str| stats.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| panic!("{name} in {stats}"));
     assert!(field("total_commands_processed:") >= 12, "{stats}");
     assert!(field("total_connections_received:") >= 1 && field("total_error_replies:") >= 2, "{stats}");
-    assert!(!info(con.call(&["INFO"]).await).contains("# Commandstats"), "not a default section");
+    let all = info(con.call(&["INFO"]).await);
+    assert!(!all.contains("# Commandstats"), "not a default section");
+    // What monitoring tools read: memory (the process's resident size),
+    // replication (a primary without replicas), persistence, CPU.
+    let memory = info(con.call(&["INFO", "memory"]).await);
+    let used = memory.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    assert!(used > 1 << 20 && memory.contains("maxmemory_policy:noeviction\r\n"), "{memory}");
+    for line in ["role:master\r\n", "connected_slaves:0\r\n", "loading:0\r\n", "used_cpu_user:"] {
+        assert!(all.contains(line), "INFO has {line:?}: {all}");
+    }
+    assert_eq!(con.call(&["ROLE"]).await, Frame::Array(vec![Frame::bulk("master"), Frame::Integer(0), Frame::Array(vec![])]));
     cluster.shutdown().await.unwrap();
 }
 

@@ -84,6 +84,9 @@ pub struct Router {
     pub started: Instant,
     /// This router's id in its latency reports (random per process start).
     pub id: u64,
+    /// INFO replication's `master_replid`: 40 random hex digits per start,
+    /// as Redis draws one.
+    pub replid: String,
     /// Latency of every command, summarized per second.
     pub latency: Arc<evenkeel_types::latency::SecondWindow>,
     /// Latency of every command from when its bytes reached the host (see
@@ -117,6 +120,7 @@ impl Router {
             config,
             started: Instant::now(),
             id: random_id(),
+            replid: (0..20).map(|_| format!("{:02x}", rand::random::<u8>())).collect(),
             latency: Arc::default(),
             arrival: Arc::default(),
             meta,

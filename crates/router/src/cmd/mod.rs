@@ -188,6 +188,7 @@ pub const SPECS: &[Spec] = &[
     spec("rename", 3, W, (1, 2, 1)),
     spec("renamenx", 3, WF, (1, 2, 1)),
     spec("reset", 1, NOAUTH, NOKEY),
+    spec("role", 1, &["noscript", "loading", "stale", "fast"], NOKEY),
     spec("rpop", -2, WF, ONE),
     spec("rpoplpush", 3, WD, (1, 2, 1)),
     spec("rpush", -3, WDF, ONE),

@@ -22,6 +22,9 @@ pub async fn run(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> Frame 
         "config" => config(r, a),
         "slowlog" => slowlog(r, a),
         "time" => time(),
+        // A primary with no replicas: evenkeel replicates by moving
+        // partitions, not by Redis replication.
+        "role" => Frame::Array(vec![Frame::bulk("master"), Frame::Integer(0), Frame::Array(vec![])]),
         other => unreachable!("command {other} has a spec but no handler"),
     }
 }
@@ -366,6 +369,20 @@ async fn info(r: &Router, a: &[Bytes]) -> Frame {
     if section.as_deref().is_some_and(|s| s == "commandstats" || s == "all" || s == "everything") {
         text += &r.stats.command_section();
     }
+    if want("memory") {
+        text += &memory_section();
+    }
+    if want("persistence") {
+        // Writes are durable as they are acknowledged (see README,
+        // durability); there are no snapshots or AOF to report.
+        text += "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_bgsave_in_progress:0\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n\r\n";
+    }
+    if want("replication") {
+        text += &format!("# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_replid:{}\r\nmaster_repl_offset:0\r\n\r\n", r.replid);
+    }
+    if want("cpu") {
+        text += &cpu_section();
+    }
     if want("cluster") {
         let routes = r.dispatcher.routes.load();
         let partitions = routes.table.as_ref().map_or(0, |t| t.partitions.len());
@@ -380,4 +397,44 @@ async fn info(r: &Router, a: &[Bytes]) -> Frame {
         }
     }
     Frame::Bulk(Bytes::from(text))
+}
+
+/// INFO memory: this process's resident memory as the kernel counts it
+/// (with `evenkeel up`, nodes and coordinator included), its peak, the
+/// machine's memory. Redis's `used_memory` is its allocator's count;
+/// here it is the resident size, the nearest figure every process has.
+fn memory_section() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |field: &str| status.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0) * 1024;
+    let (rss, peak) = (kib("VmRSS:"), kib("VmHWM:"));
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())).unwrap_or(0) * 1024;
+    format!(
+        "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\n\r\n",
+        human_bytes(rss),
+        human_bytes(rss),
+        human_bytes(peak),
+        human_bytes(total)
+    )
+}
+
+/// INFO cpu: this process's CPU seconds (`getrusage`), as Redis prints them.
+fn cpu_section() -> String {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0;
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let (sys, user) = if ok { (secs(usage.ru_stime), secs(usage.ru_utime)) } else { (0.0, 0.0) };
+    format!("# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\n\r\n")
+}
+
+/// Bytes as Redis's `bytesToHuman` prints them (`1.94M`).
+fn human_bytes(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        n if n < 1024.0 => format!("{n}B"),
+        n if n < 1024.0 * 1024.0 => format!("{:.2}K", n / 1024.0),
+        n if n < 1024.0 * 1024.0 * 1024.0 => format!("{:.2}M", n / (1024.0 * 1024.0)),
+        n if n < 1024.0 * 1024.0 * 1024.0 * 1024.0 => format!("{:.2}G", n / (1024.0 * 1024.0 * 1024.0)),
+        n => format!("{:.2}T", n / (1024.0 * 1024.0 * 1024.0 * 1024.0)),
+    }
 }
