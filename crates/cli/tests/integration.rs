@@ -708,7 +708,8 @@ async fn blocked_clients(con: &mut Raw) -> usize {
 }
 
 /// BLPOP, BZPOPMIN and BLMOVE wait on the owner for a push from another
-/// client (two waiters on one key both served by one push of two), give
+/// client (two waiters on one key both served by one push of two; three
+/// served in the order they blocked), give
 /// up after their timeout with a null array, answer a command pipelined
 /// behind them only afterwards, do not block inside MULTI, and stop
 /// waiting when their client disconnects, so a later push is not popped
@@ -764,6 +765,18 @@ async fn blocking_pops_wait_for_a_push_and_end_with_their_client() {
     }
     served.sort();
     assert_eq!(served, vec![format!("{:?}", bulks(&["{b}two", "a"])), format!("{:?}", bulks(&["{b}two", "b"]))], "one push of two serves both waiters");
+
+    // Served longest waiting first, as Redis serves them: one push of
+    // three elements, three clients that blocked one after the other.
+    let mut queue = Vec::new();
+    for _ in 0..3 {
+        queue.push(tokio::spawn(blocked(&["BLPOP", "{b}fifo", "5"])));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(pusher.call(&["RPUSH", "{b}fifo", "first", "second", "third"]).await, Frame::Integer(3));
+    for (waiter, expected) in queue.into_iter().zip(["first", "second", "third"]) {
+        assert_eq!(waiter.await.unwrap().0, bulks(&["{b}fifo", expected]), "the client that blocked first pops first");
+    }
 
     // A command pipelined behind a blocked one is answered after it.
     let mut client = Raw::connect(addr).await;

@@ -276,7 +276,7 @@ impl NodeInner {
             _ => crate::ops::multi_keys(kind, &op.key).unwrap_or_else(|| vec![&op.key[..]]),
         };
         let data_keys = keys.iter().map(|k| crate::store::data_key(evenkeel_types::slot::key_slot(k), k)).collect();
-        let waiting = self.store.waiters().register(data_keys);
+        let waiting = self.store.waiters().register(data_keys, kind.blocked_since_us());
         let deadline = tokio::time::Instant::now() + wait;
         let mut attempt = started;
         loop {

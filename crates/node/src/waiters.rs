@@ -1,48 +1,62 @@
-//! Clients blocked on keys (BLPOP, BLMOVE, BZPOPMIN and the like): what a
-//! write to one of their keys wakes.
+//! Clients blocked on keys (BLPOP, BLMOVE, BZPOPMIN, XREAD BLOCK and the
+//! like): what a write to one of their keys wakes.
 //!
 //! A blocked op registers one [`Waiting`] for all its keys, tries to pop,
-//! and if there was nothing waits on it. Every committed write wakes the
-//! waiters of the keys it wrote ([`Waiters::wake`], called by the store
-//! after a commit); a woken op tries again. A wake that comes between the
-//! try and the wait is kept (a `Notify` permit), so none is lost. Writes
-//! pay one atomic load while nobody waits on this node.
+//! and if there was nothing waits on it. Waiters on a key are kept oldest
+//! first, by when their client's command began (`since_us`, the same on
+//! every request of one command), then by registration. A committed write
+//! wakes the oldest waiter of each key it wrote ([`Waiters::wake`], called
+//! by the store after a commit); when a waiter goes (it popped, timed out
+//! or its client left) it wakes the next oldest of its keys, which tries
+//! in turn. So one push of three elements serves three waiters, oldest
+//! first, as Redis serves them; a read that does not consume (XREAD) is
+//! handed on the same way. A wake that comes between the try and the wait
+//! is kept (a `Notify` permit), so none is lost. Writes pay one atomic
+//! load while nobody waits on this node.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::Notify;
+
+/// A waiter's place: when its command began, then registration order.
+type Place = (u64, u64);
 
 #[derive(Default)]
 pub struct Waiters {
     /// Registrations alive, for the writers' fast path.
     active: AtomicUsize,
-    /// Per data key, the waiters on it.
-    keys: Mutex<HashMap<Vec<u8>, Vec<Arc<Notify>>>>,
+    /// Registrations made, for the order among equal `since_us`.
+    registered: AtomicU64,
+    /// Per data key, its waiters, oldest first.
+    keys: Mutex<HashMap<Vec<u8>, Vec<(Place, Arc<Notify>)>>>,
 }
 
 impl Waiters {
-    /// Registers a waiter on `data_keys` until the returned guard drops.
-    pub fn register(&self, data_keys: Vec<Vec<u8>>) -> Waiting<'_> {
+    /// Registers a waiter on `data_keys`, placed by `since_us`, until the
+    /// returned guard drops.
+    pub fn register(&self, data_keys: Vec<Vec<u8>>, since_us: u64) -> Waiting<'_> {
         let notify = Arc::new(Notify::new());
+        let place = (since_us, self.registered.fetch_add(1, Ordering::Relaxed));
         let mut keys = self.keys.lock();
         for k in &data_keys {
-            keys.entry(k.clone()).or_default().push(notify.clone());
+            let list = keys.entry(k.clone()).or_default();
+            let at = list.partition_point(|(p, _)| *p < place);
+            list.insert(at, (place, notify.clone()));
         }
         self.active.fetch_add(1, Ordering::Release);
         Waiting { waiters: self, data_keys, notify }
     }
 
-    /// Wakes every waiter on `data_key` (each tries its pop again).
+    /// Wakes the oldest waiter on `data_key` (it tries its pop again, and
+    /// hands the wake on when it goes).
     pub fn wake(&self, data_key: &[u8]) {
         if self.active.load(Ordering::Acquire) == 0 {
             return;
         }
-        if let Some(waiting) = self.keys.lock().get(data_key) {
-            for n in waiting {
-                n.notify_one();
-            }
+        if let Some((_, first)) = self.keys.lock().get(data_key).and_then(|list| list.first()) {
+            first.notify_one();
         }
     }
 
@@ -61,20 +75,27 @@ pub struct Waiting<'a> {
 
 impl Waiting<'_> {
     /// Resolves once a write to one of the keys committed since
-    /// registration (or since the last time this resolved).
+    /// registration (or since the last time this resolved), and this
+    /// waiter's turn came.
     pub async fn woken(&self) {
         self.notify.notified().await
     }
 }
 
 impl Drop for Waiting<'_> {
+    /// Leaves each key's queue and wakes the next oldest there: what this
+    /// waiter was woken for may serve it too (more elements, or a read
+    /// that takes nothing away).
     fn drop(&mut self) {
         let mut keys = self.waiters.keys.lock();
         for k in &self.data_keys {
             if let Some(list) = keys.get_mut(k) {
-                list.retain(|n| !Arc::ptr_eq(n, &self.notify));
-                if list.is_empty() {
-                    keys.remove(k);
+                list.retain(|(_, n)| !Arc::ptr_eq(n, &self.notify));
+                match list.first() {
+                    Some((_, next)) => next.notify_one(),
+                    None => {
+                        keys.remove(k);
+                    }
                 }
             }
         }
@@ -88,19 +109,26 @@ mod tests {
     use std::time::Duration;
 
     #[tokio::test]
-    async fn a_write_wakes_the_waiters_of_its_key_only() {
+    async fn a_write_wakes_the_oldest_waiter_of_its_key_which_hands_it_on() {
         let waiters = Waiters::default();
-        let a = waiters.register(vec![b"a".to_vec(), b"b".to_vec()]);
-        let c = waiters.register(vec![b"c".to_vec()]);
-        waiters.wake(b"b");
-        tokio::time::timeout(Duration::from_secs(1), a.woken()).await.expect("a write to b wakes a waiter on a and b");
-        assert!(tokio::time::timeout(Duration::from_millis(50), c.woken()).await.is_err(), "c was not written");
+        let woke = |w: &Waiting<'_>| {
+            let n = w.notify.clone();
+            async move { tokio::time::timeout(Duration::from_millis(100), n.notified()).await.is_ok() }
+        };
+        let late = waiters.register(vec![b"a".to_vec()], 20);
+        let early = waiters.register(vec![b"a".to_vec(), b"b".to_vec()], 10);
+        let other = waiters.register(vec![b"c".to_vec()], 5);
+        waiters.wake(b"a");
+        assert!(woke(&early).await, "the command that began first is first, whatever the registration order");
+        assert!(!woke(&late).await, "one wake for the oldest only");
+        assert!(!woke(&other).await, "c was not written");
         waiters.wake(b"c");
-        // The wake came before the wait: kept, not lost.
-        tokio::time::timeout(Duration::from_secs(1), c.woken()).await.expect("a wake before the wait is kept");
+        assert!(woke(&other).await, "a wake before the wait is kept");
+        drop(early);
+        assert!(woke(&late).await, "the oldest leaving hands the wake to the next");
         assert_eq!(waiters.active(), 2);
-        drop(a);
-        drop(c);
+        drop(late);
+        drop(other);
         assert_eq!((waiters.active(), waiters.keys.lock().len()), (0, 0), "dropping a registration removes it");
     }
 }

@@ -30,16 +30,30 @@ impl pb::op::Kind {
         }
     }
 
-    /// Sets [`Self::blocking_wait_ms`]; false for an op that cannot block.
-    pub fn set_blocking_wait_ms(&mut self, ms: u64) -> bool {
+    /// Sets [`Self::blocking_wait_ms`] and when the client's command began
+    /// (Unix µs: its place among the key's waiters, see the proto's
+    /// `LMPop`); false for an op that cannot block.
+    pub fn set_blocking_wait(&mut self, ms: u64, since_us: u64) -> bool {
         match self {
-            pb::op::Kind::LMPop(m) => m.wait_ms = ms,
-            pb::op::Kind::ZMPop(m) => m.wait_ms = ms,
-            pb::op::Kind::LMove(m) => m.wait_ms = ms,
-            pb::op::Kind::Stream(m) => m.wait_ms = ms,
+            pb::op::Kind::LMPop(m) => (m.wait_ms, m.blocked_since_us) = (ms, since_us),
+            pb::op::Kind::ZMPop(m) => (m.wait_ms, m.blocked_since_us) = (ms, since_us),
+            pb::op::Kind::LMove(m) => (m.wait_ms, m.blocked_since_us) = (ms, since_us),
+            pb::op::Kind::Stream(m) => (m.wait_ms, m.blocked_since_us) = (ms, since_us),
             _ => return false,
         }
         true
+    }
+
+    /// When a blocking op's command began (see [`Self::set_blocking_wait`]);
+    /// 0 for every other op.
+    pub fn blocked_since_us(&self) -> u64 {
+        match self {
+            pb::op::Kind::LMPop(m) => m.blocked_since_us,
+            pb::op::Kind::ZMPop(m) => m.blocked_since_us,
+            pb::op::Kind::LMove(m) => m.blocked_since_us,
+            pb::op::Kind::Stream(m) => m.blocked_since_us,
+            _ => 0,
+        }
     }
 }
 

@@ -422,7 +422,7 @@ fn list_writes_change_the_list_as_redis_does() {
 
 #[test]
 fn lmove_pops_and_pushes_in_one_step() {
-    let lmove = |from_left, to_left| Kind::LMove(pb::LMove { to: Bytes::from_static(b"t"), from_left, to_left, wait_ms: 0 });
+    let lmove = |from_left, to_left| Kind::LMove(pb::LMove { to: Bytes::from_static(b"t"), from_left, to_left, wait_ms: 0, blocked_since_us: 0 });
     let a = apply_multi(&lmove(false, true), &[list_record(&["a", "b"]), list_record(&["c"])], NOW, &[10, 11]);
     assert!(matches!(a.reply, R::Value(ref v) if v.value == Bytes::from_static(b"b")));
     assert_eq!((items(&Some(a.writes[0].1.clone())), items(&Some(a.writes[1].1.clone()))), (strings(&["a"]), strings(&["b", "c"])));
@@ -535,7 +535,7 @@ fn zset_stores_and_zmpop_over_several_keys() {
     let same = apply_multi(&range_store, &[zset_record(&[("x", 1.0), ("y", 2.0)])], NOW, &[10]);
     assert_eq!(scored(&Some(same.writes[0].1.clone())), vec![("y".into(), 2.0)], "one key: source and target");
 
-    let mpop = |count| Kind::ZMPop(pb::ZmPop { keys: byte_list(&["k0", "k1", "k2"]), max: false, count, wait_ms: 0 });
+    let mpop = |count| Kind::ZMPop(pb::ZmPop { keys: byte_list(&["k0", "k1", "k2"]), max: false, count, wait_ms: 0, blocked_since_us: 0 });
     let popped = apply_multi(&mpop(5), &[None, zset_record(&[("x", 1.0), ("y", 2.0)]), live("s")], NOW, &[10, 11, 12]);
     assert_eq!(popped.reply, R::Members(pb::Members { members: byte_list(&["k1", "x", "1", "y", "2"]) }), "the first key that exists; the string after it is not looked at");
     assert_eq!(popped.writes, vec![(1, Record::tombstone(11))]);
@@ -579,7 +579,7 @@ fn multi_key_steps_that_grow_a_value_keep_to_the_value_limit() {
     assert!(too_large(&apply_multi_within(&zunion, &zstored, NOW, &[10, 11, 12], limits)));
     // The target list is at 4 + 2 x (4 + 5) = 22 bytes; one more element
     // takes it past 24, and nothing moves.
-    let lmove = Kind::LMove(pb::LMove { to: Bytes::from_static(b"t"), from_left: true, to_left: true, wait_ms: 0 });
+    let lmove = Kind::LMove(pb::LMove { to: Bytes::from_static(b"t"), from_left: true, to_left: true, wait_ms: 0, blocked_since_us: 0 });
     let lists = [list_record(&["a"]), list_record(&["12345", "12345"])];
     assert!(too_large(&apply_multi_within(&lmove, &lists, NOW, &[10, 11], limits)));
     let smove = Kind::SMove(pb::SMove { to: Bytes::from_static(b"t"), member: Bytes::from_static(b"x") });
@@ -608,7 +608,7 @@ fn sort_store_writes_the_sorted_list_in_one_step() {
 
 fn stream_op(line: &str, keys: &[&str]) -> Kind {
     let args = line.split(' ').map(|w| Bytes::copy_from_slice(w.as_bytes())).collect();
-    Kind::Stream(pb::Stream { args, keys: keys.iter().map(|k| Bytes::copy_from_slice(k.as_bytes())).collect(), wait_ms: 0 })
+    Kind::Stream(pb::Stream { args, keys: keys.iter().map(|k| Bytes::copy_from_slice(k.as_bytes())).collect(), wait_ms: 0, blocked_since_us: 0 })
 }
 
 fn reply_frame(r: &R) -> pb::reply::Kind {

@@ -17,9 +17,10 @@
 //! client disconnects (`crate::session`).
 //!
 //! The keys of one command must share a hash slot (`CROSSSLOT`
-//! otherwise), as in Redis Cluster. Clients blocked on one key are not
-//! served in the order they blocked (Redis: longest waiting first): each
-//! write wakes every waiter on the key, and the first to run pops.
+//! otherwise), as in Redis Cluster. Clients blocked on one key are
+//! served longest waiting first, as in Redis: each request carries when
+//! its command began (`blocked_since_us`), and the owner wakes the oldest
+//! waiter of a written key, which hands the wake on when it is done.
 
 use super::plan::{Planned, Shape};
 use crate::Router;
@@ -67,8 +68,8 @@ pub fn plan(name: &str, a: &[Bytes]) -> Result<(Planned, Option<Duration>), Fram
             let timeout = timeout(&last[0])?;
             super::keys::one_slot(keys.iter())?;
             let kind = match name {
-                "blpop" | "brpop" => Kind::LMPop(pb::LmPop { keys: keys.to_vec(), left: name == "blpop", count: 1, wait_ms: 0 }),
-                _ => Kind::ZMPop(pb::ZmPop { keys: keys.to_vec(), max: name == "bzpopmax", count: 1, wait_ms: 0 }),
+                "blpop" | "brpop" => Kind::LMPop(pb::LmPop { keys: keys.to_vec(), left: name == "blpop", count: 1, wait_ms: 0, blocked_since_us: 0 }),
+                _ => Kind::ZMPop(pb::ZmPop { keys: keys.to_vec(), max: name == "bzpopmax", count: 1, wait_ms: 0, blocked_since_us: 0 }),
             };
             // [key, element] or [key, member, score]: the pop's Members.
             Ok((Planned::one(&keys[0], kind, Shape::Popped), timeout))
@@ -104,10 +105,12 @@ pub async fn run(r: &Router, name: &str, a: &[Bytes]) -> Frame {
     };
     let deadline = timeout.map(|t| Instant::now() + t);
     let _blocked = r.block();
+    // The client's place among the key's waiters, kept on every request.
+    let since_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
     loop {
         let chunk = deadline.map_or(CHUNK, |d| d.saturating_duration_since(Instant::now()).min(CHUNK));
         let mut ops = planned.ops.clone();
-        let blocks = ops[0].kind.set_blocking_wait_ms(chunk.as_millis().max(1) as u64);
+        let blocks = ops[0].kind.set_blocking_wait(chunk.as_millis().max(1) as u64, since_us);
         assert!(blocks, "a blocking command plans a pop that can wait");
         let outcomes = r.dispatcher.run(&ops).await;
         if matches!(outcomes[0], Ok(R::Nil(_))) {

@@ -74,13 +74,13 @@ pub(crate) fn lmove_ends(name: &str, a: &[Bytes]) -> Result<(bool, bool), Frame>
 pub fn lmove(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     let (from_left, to_left) = lmove_ends(name, a)?;
     super::keys::one_slot(a[1..3].iter())?;
-    Ok(Planned::one(&a[1], Kind::LMove(pb::LMove { to: a[2].clone(), from_left, to_left, wait_ms: 0 }), Shape::Value))
+    Ok(Planned::one(&a[1], Kind::LMove(pb::LMove { to: a[2].clone(), from_left, to_left, wait_ms: 0, blocked_since_us: 0 }), Shape::Value))
 }
 
 /// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count].
 pub fn lmpop(a: &[Bytes]) -> Result<Planned, Frame> {
     let m = super::collection::mpop_args(a, 1, b"left", b"right")?;
-    let op = pb::LmPop { keys: m.keys.to_vec(), left: m.first_end, count: m.count, wait_ms: 0 };
+    let op = pb::LmPop { keys: m.keys.to_vec(), left: m.first_end, count: m.count, wait_ms: 0, blocked_since_us: 0 };
     Ok(Planned::one(&m.keys[0], Kind::LMPop(op), Shape::MPopped { pairs: false }))
 }
 

@@ -78,7 +78,7 @@ pub fn plan(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     }
     let keys = command::keys(a).map_err(frame)?;
     super::keys::one_slot(keys.iter())?;
-    let op = pb::Stream { args: a.to_vec(), keys: keys.clone(), wait_ms: 0 };
+    let op = pb::Stream { args: a.to_vec(), keys: keys.clone(), wait_ms: 0, blocked_since_us: 0 };
     Ok(Planned::one(&keys[0], Kind::Stream(op), Shape::Reply))
 }
 

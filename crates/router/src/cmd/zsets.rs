@@ -104,7 +104,7 @@ pub fn zpop(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
 /// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count].
 pub fn zmpop(a: &[Bytes]) -> Result<Planned, Frame> {
     let m = collection::mpop_args(a, 1, b"min", b"max")?;
-    let op = pb::ZmPop { keys: m.keys.to_vec(), max: !m.first_end, count: m.count, wait_ms: 0 };
+    let op = pb::ZmPop { keys: m.keys.to_vec(), max: !m.first_end, count: m.count, wait_ms: 0, blocked_since_us: 0 };
     Ok(Planned::one(&m.keys[0], Kind::ZMPop(op), Shape::MPopped { pairs: true }))
 }
 
