@@ -23,6 +23,9 @@ use tokio::sync::Notify;
 /// A waiter's place: when its command began, then registration order.
 type Place = (u64, u64);
 
+/// A key's waiters, oldest first.
+type Queue = Vec<(Place, Arc<Notify>)>;
+
 #[derive(Default)]
 pub struct Waiters {
     /// Registrations alive, for the writers' fast path.
@@ -30,7 +33,7 @@ pub struct Waiters {
     /// Registrations made, for the order among equal `since_us`.
     registered: AtomicU64,
     /// Per data key, its waiters, oldest first.
-    keys: Mutex<HashMap<Vec<u8>, Vec<(Place, Arc<Notify>)>>>,
+    keys: Mutex<HashMap<Vec<u8>, Queue>>,
 }
 
 impl Waiters {
