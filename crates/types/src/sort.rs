@@ -39,6 +39,19 @@ fn score(element: &[u8]) -> Result<f64, NotDouble> {
 }
 
 /// `elements` (in their stored order) sorted and windowed by `spec`.
+/// The elements SORT reads from a value of type `ty` (its encoding
+/// `raw`): a list's in order, a set's or a sorted set's members in their
+/// listing order. None for a type SORT refuses (WRONGTYPE).
+pub fn elements(ty: crate::ValueType, raw: &Bytes) -> Option<Result<Vec<Bytes>, crate::record::CorruptRecord>> {
+    use crate::ValueType;
+    Some(match ty {
+        ValueType::List => crate::list::List::decode(raw).map(|l| l.0.into()),
+        ValueType::Set => crate::set::Set::decode(raw).map(|s| s.members().cloned().collect()),
+        ValueType::ZSet => crate::zset::ZSet::decode(raw).map(|z| z.iter().map(|(m, _)| m.clone()).collect()),
+        _ => return None,
+    })
+}
+
 pub fn sort(mut elements: Vec<Bytes>, spec: SortSpec) -> Result<Vec<Bytes>, NotDouble> {
     if spec.dont_sort {
         if spec.desc {

@@ -127,14 +127,13 @@ pub(super) fn l_m_pop<'a>(m: &pb::LmPop, live: &dyn Fn(usize) -> Option<&'a Reco
 /// The elements SORT reads from a list, set or sorted set (missing: none),
 /// in their stored order, and whether they are a set's.
 pub(crate) fn sortable(live: Option<&Record>) -> Result<(Vec<bytes::Bytes>, bool), R> {
-    use evenkeel_types::ValueType;
     let Some(record) = live else { return Ok((Vec::new(), false)) };
-    Ok(match record.ty {
-        ValueType::List => (read::<List>(live)?.unwrap_or_default().0.into(), false),
-        ValueType::Set => (read::<evenkeel_types::set::Set>(live)?.unwrap_or_default().members().cloned().collect(), true),
-        ValueType::ZSet => (read::<evenkeel_types::zset::ZSet>(live)?.unwrap_or_default().iter().map(|(m, _)| m.clone()).collect(), false),
-        _ => return Err(super::wrong_type()),
-    })
+    let raw = record.value.as_ref().expect("a live record has a value");
+    match evenkeel_types::sort::elements(record.ty, raw) {
+        None => Err(super::wrong_type()),
+        Some(Err(e)) => Err(super::error(pb::op_error::Kind::Internal, &e.to_string())),
+        Some(Ok(found)) => Ok((found, record.ty == evenkeel_types::ValueType::Set)),
+    }
 }
 
 /// SORT ... STORE: key 0 takes the sorted elements of the last key (key 0

@@ -16,10 +16,7 @@ use super::syntax_error;
 use bytes::Bytes;
 use evenkeel_resp::Frame;
 use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
-use evenkeel_types::list::List;
-use evenkeel_types::set::Set;
 use evenkeel_types::sort::{SortSpec, sort};
-use evenkeel_types::zset::ZSet;
 
 /// A SORT read: its ordering and its GETs (true: `#`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,13 +83,20 @@ pub fn sort_command(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
 /// The elements of a list, set or sorted set a GET found, in their stored
 /// order.
 fn elements(v: &pb::Value) -> Result<Vec<Bytes>, Frame> {
-    use super::collection::typed_value;
-    Ok(match pb::ValueType::try_from(v.value_type) {
-        Ok(pb::ValueType::List) => typed_value(Some(v), pb::ValueType::List, List::decode)?.unwrap_or_default().0.into(),
-        Ok(pb::ValueType::Set) => typed_value(Some(v), pb::ValueType::Set, Set::decode)?.unwrap_or_default().members().cloned().collect(),
-        Ok(pb::ValueType::Zset) => typed_value(Some(v), pb::ValueType::Zset, ZSet::decode)?.unwrap_or_default().iter().map(|(m, _)| m.clone()).collect(),
-        _ => return Err(super::wrong_type()),
-    })
+    let ty = pb::ValueType::try_from(v.value_type).ok().and_then(|t| match t {
+        pb::ValueType::List => Some(evenkeel_types::ValueType::List),
+        pb::ValueType::Set => Some(evenkeel_types::ValueType::Set),
+        pb::ValueType::Zset => Some(evenkeel_types::ValueType::ZSet),
+        _ => None,
+    });
+    match ty.and_then(|ty| evenkeel_types::sort::elements(ty, &v.value)) {
+        None => Err(super::wrong_type()),
+        Some(Ok(found)) => Ok(found),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "a node sent a value that does not decode");
+            Err(Frame::error("ERR internal error: corrupt value"))
+        }
+    }
 }
 
 /// SORT's reply from the key's GET.
