@@ -107,7 +107,7 @@ impl Client {
 fn label(name: &[u8], sub: Option<&Bytes>) -> String {
     let name = String::from_utf8_lossy(name).to_ascii_lowercase();
     match sub {
-        Some(sub) if matches!(name.as_str(), "client" | "config" | "slowlog" | "command" | "object") => format!("{name}|{}", String::from_utf8_lossy(sub).to_ascii_lowercase()),
+        Some(sub) if matches!(name.as_str(), "client" | "config" | "slowlog" | "command" | "object" | "memory" | "xgroup" | "xinfo") => format!("{name}|{}", String::from_utf8_lossy(sub).to_ascii_lowercase()),
         _ => name,
     }
 }

@@ -15,7 +15,8 @@ const SET: u8 = 3;
 const LIST: u8 = 4;
 const ZSET: u8 = 5;
 const STREAM: u8 = 6;
-const HEADER_LEN: usize = 1 + 8 + 8;
+/// Bytes of an encoded record before its value: flags, version, expiry.
+pub const HEADER_LEN: usize = 1 + 8 + 8;
 
 /// What a live record's value bytes hold: Redis's value types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

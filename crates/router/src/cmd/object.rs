@@ -131,6 +131,53 @@ fn encoding(v: &pb::Value) -> Result<&'static str, Frame> {
     })
 }
 
+const MEMORY_HELP: &[&str] = &[
+    "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "USAGE <key> [SAMPLES <count>]",
+    "    Return memory in bytes used by <key> and its value. Nested values are",
+    "    sampled up to <count> times (default: 5, 0 means sample all).",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// MEMORY USAGE key [SAMPLES n] and MEMORY HELP. USAGE answers the bytes
+/// the key takes in its node's store: the key, the record's header and
+/// its encoded value (the key's GET without the value, `meta_only`);
+/// Redis answers its in-memory object's size, which is larger. Redis's
+/// DOCTOR, STATS, MALLOC-STATS and PURGE describe its allocator and are
+/// not served.
+pub fn memory(a: &[Bytes]) -> Result<Planned, Frame> {
+    let sub = String::from_utf8_lossy(&a[1]).to_ascii_uppercase();
+    match (sub.as_str(), a.len()) {
+        ("HELP", 2) => Err(Frame::Array(MEMORY_HELP.iter().map(|l| Frame::Simple(l.to_string())).collect())),
+        ("USAGE", n) if n >= 3 => {
+            let mut j = 3;
+            while j < a.len() {
+                if !a[j].eq_ignore_ascii_case(b"samples") || j + 1 >= a.len() {
+                    return Err(super::syntax_error());
+                }
+                if super::int_arg(&a[j + 1])? < 0 {
+                    return Err(super::syntax_error());
+                }
+                j += 2;
+            }
+            Ok(Planned::one(&a[2], Kind::Get(pb::Get { meta_only: true }), Shape::MemoryUsage(a[2].len())))
+        }
+        ("HELP" | "USAGE", _) => Err(wrong_arity(&format!("memory|{}", sub.to_ascii_lowercase()))),
+        ("DOCTOR" | "STATS" | "MALLOC-STATS" | "PURGE", _) => Err(Frame::error(format!("ERR MEMORY {sub} is not served by evenkeel (its memory is per node; see INFO memory and /metrics)"))),
+        _ => Err(Frame::error(format!("ERR unknown subcommand '{}'. Try MEMORY HELP.", super::c_str(&a[1], 128)))),
+    }
+}
+
+/// MEMORY USAGE's answer: the key, the record header and the value.
+pub(crate) fn memory_usage(key_len: usize, r: R) -> Frame {
+    match r {
+        R::Value(v) => Frame::Integer((key_len + evenkeel_types::record::HEADER_LEN + v.len as usize) as i64),
+        R::Nil(_) => Frame::Null,
+        other => super::unexpected(&other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

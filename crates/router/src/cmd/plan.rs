@@ -78,6 +78,8 @@ pub enum Shape {
     /// GEOPOS, GEODIST, GEOHASH and the searches, from the sorted set's
     /// GET ([`super::geo::answer`]).
     Geo(Box<super::geo::GeoRead>),
+    /// MEMORY USAGE: the key's length, for the record's size.
+    MemoryUsage(usize),
     /// BITFIELD and BITFIELD_RO with GETs only, from the key's GET.
     BitField(Vec<evenkeel_types::bitfield::Field>),
     /// LCS over its two keys' GETs, with its options or their error
@@ -232,6 +234,7 @@ fn single_key(shape: Shape, r: R) -> Frame {
         (Shape::Reply, R::Nil(_)) => Frame::NullArray,
         (Shape::BitField(fields), r) => super::bits::bitfield_read(fields, r),
         (Shape::Geo(read), r) => super::geo::answer(read, r),
+        (Shape::MemoryUsage(key_len), r) => super::object::memory_usage(*key_len, r),
         (Shape::Hash(_) | Shape::SetRead(_) | Shape::Members | Shape::List(_) | Shape::Popped | Shape::ZSet(_) | Shape::MPopped { .. } | Shape::Reply, other) => unexpected(&other),
         (_, r) => string_key(shape, r),
     }
