@@ -479,6 +479,8 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
     if let Some(ms) = c.tombstone_grace_ms {
         opts.tombstone_grace = std::time::Duration::from_millis(ms);
     }
+    // WATCH trusts an absent key for half the time a tombstone is kept.
+    opts.router.watch_absent_max = opts.tombstone_grace / 2;
     if let Some(mib) = c.min_free_disk_mib {
         opts.min_free_disk_bytes = mib.checked_mul(1 << 20).ok_or_else(|| anyhow::anyhow!("cluster.min_free_disk_mib is too large: {mib}"))?;
     }

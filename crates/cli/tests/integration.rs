@@ -865,6 +865,35 @@ async fn stream_reads_block_until_an_entry_arrives_and_end_with_their_client() {
     cluster.shutdown().await.unwrap();
 }
 
+/// A watch that found its key absent is trusted for half the tombstone
+/// grace: a create-and-delete in between would read absent again once the
+/// tombstone is collected, so EXEC aborts after that; before it, the
+/// transaction runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_of_an_absent_key_expires_with_half_the_tombstone_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = UpOptions::ephemeral(dir.path());
+    options.router.watch_absent_max = Duration::from_millis(300);
+    let cluster = LocalCluster::start(options).await.expect("cluster starts");
+    let mut con = Raw::connect(cluster.router_addr).await;
+    for (pause, expected) in [(Duration::ZERO, Frame::Array(vec![Frame::ok()])), (Duration::from_millis(400), Frame::NullArray)] {
+        assert_eq!(con.call(&["WATCH", "{w}absent"]).await, Frame::ok());
+        tokio::time::sleep(pause).await;
+        assert_eq!(con.call(&["MULTI"]).await, Frame::ok());
+        assert_eq!(con.call(&["SET", "{w}other", "x"]).await, Frame::Simple("QUEUED".into()));
+        assert_eq!(con.call(&["EXEC"]).await, expected, "after {pause:?}");
+        assert_eq!(con.call(&["DEL", "{w}other"]).await, Frame::Integer(matches!(expected, Frame::Array(_)) as i64));
+    }
+    // A key that exists is not subject to it.
+    assert_eq!(con.call(&["SET", "{w}present", "1"]).await, Frame::ok());
+    assert_eq!(con.call(&["WATCH", "{w}present"]).await, Frame::ok());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(con.call(&["MULTI"]).await, Frame::ok());
+    assert_eq!(con.call(&["INCR", "{w}present"]).await, Frame::Simple("QUEUED".into()));
+    assert_eq!(con.call(&["EXEC"]).await, Frame::Array(vec![Frame::Integer(2)]));
+    cluster.shutdown().await.unwrap();
+}
+
 /// Below its free-disk reserve a node refuses commands that add data with
 /// Redis's OOM error, in a transaction too; reads, deletions and pops
 /// still run. The reserve here is more than any disk has.

@@ -61,6 +61,11 @@ pub struct RouterConfig {
     /// (negative: none), keeping the newest `slowlog_max_len`.
     pub slowlog_slower_than_us: i64,
     pub slowlog_max_len: usize,
+    /// How long WATCH trusts that a key it found absent stayed so: past
+    /// this, EXEC aborts, since the key may have been created, deleted
+    /// and its tombstone collected (which takes the nodes' tombstone
+    /// grace). Half the grace.
+    pub watch_absent_max: std::time::Duration,
 }
 
 impl Default for RouterConfig {
@@ -73,6 +78,7 @@ impl Default for RouterConfig {
             mirror: Default::default(),
             slowlog_slower_than_us: slowlog::DEFAULT_SLOWER_THAN_US,
             slowlog_max_len: slowlog::DEFAULT_MAX_LEN,
+            watch_absent_max: std::time::Duration::from_secs(300),
         }
     }
 }

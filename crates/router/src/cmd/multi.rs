@@ -25,9 +25,11 @@
 //! transaction by itself. Where versions differ from Redis's idea of a
 //! change: a key already expired when watched counts as changed once
 //! expiry deletes it, and a watched tombstone once it is collected (both
-//! aborts); a key absent when watched, then created and deleted, is missed
-//! if its tombstone is collected before EXEC, which takes the tombstone
-//! grace (10 minutes by default) after the deletion.
+//! aborts). A key absent when watched, then created and deleted, reads
+//! absent again once its tombstone is collected, which takes the nodes'
+//! tombstone grace (10 minutes by default): so a watch that found a key
+//! absent is trusted for half the grace (`watch_absent_max`), and EXEC
+//! aborts after that.
 
 use super::plan::{self, Planned, Shape};
 use super::{dispatch_error, op_error, unexpected};
@@ -81,6 +83,8 @@ pub struct Watched {
     keys: Vec<pb::WatchedKey>,
     /// Their hash slot, which the transaction's keys must share.
     slot: Option<Slot>,
+    /// When a key was first found absent (nothing stored), if one was.
+    absent_since: Option<std::time::Instant>,
 }
 
 /// WATCH: reads the keys' versions now, for EXEC to compare.
@@ -109,6 +113,9 @@ pub async fn watch(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
         }
     }
     s.watched.slot = slot;
+    if seen.iter().any(|w| w.version == 0) {
+        s.watched.absent_since.get_or_insert_with(std::time::Instant::now);
+    }
     for (key, seen) in keys.iter().zip(seen) {
         // A key watched twice keeps what it was first seen as, as in Redis.
         if !s.watched.keys.iter().any(|w| w.key == key) {
@@ -186,10 +193,14 @@ enum Step {
 
 pub async fn exec(r: &Router, s: &mut Session) -> Frame {
     let Some(multi) = s.multi.take() else { return Frame::error("ERR EXEC without MULTI") };
-    let watched = std::mem::take(&mut s.watched).keys;
+    let watched = std::mem::take(&mut s.watched);
     if multi.doomed {
         return Frame::error("EXECABORT Transaction discarded because of previous errors.");
     }
+    if watched.absent_since.is_some_and(|t| t.elapsed() >= r.config.watch_absent_max) {
+        return Frame::NullArray;
+    }
+    let watched = watched.keys;
     let (mut steps, mut ops) = (Vec::with_capacity(multi.queued.len()), Vec::new());
     // Planned again (queueing only checked the slots): relative expiries
     // count from EXEC, as in Redis.
