@@ -664,6 +664,8 @@ fn object(s: &mut Script) {
 /// order).
 fn slowlog_errors(s: &mut Script) {
     s.unordered(&["CONFIG", "GET", "slowlog*"]);
+    s.unordered(&["CONFIG", "GET", "maxmemory", "maxmemory-policy", "timeout", "notify-keyspace-events", "hll-sparse-max-bytes", "stream-node-max-entries"]);
+    s.unordered(&["CONFIG", "GET", "hash-max-listpack-entries", "zset-max-listpack-entries", "set-max-intset-entries"]);
     // CLIENT LIST/INFO/KILL's errors (their listings hold per-server ids
     // and ports).
     for c in [

@@ -84,10 +84,10 @@ pub(crate) fn answer(query: Query, r: R) -> Frame {
 }
 
 /// Redis 7.0's built-in limits for its compact encodings.
-const HASH_LISTPACK_ENTRIES: usize = 512;
-const ZSET_LISTPACK_ENTRIES: usize = 128;
+pub(crate) const HASH_LISTPACK_ENTRIES: usize = 512;
+pub(crate) const ZSET_LISTPACK_ENTRIES: usize = 128;
 const LISTPACK_VALUE: usize = 64;
-const INTSET_ENTRIES: usize = 512;
+pub(crate) const INTSET_ENTRIES: usize = 512;
 
 /// Whether Redis keeps `len` entries of these sizes in a listpack.
 fn listpack(len: usize, entries: usize, mut sizes: impl Iterator<Item = usize>) -> bool {

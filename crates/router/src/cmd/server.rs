@@ -314,6 +314,20 @@ fn config(r: &Router, a: &[Bytes]) -> Frame {
         ("proto-max-bulk-len", r.config.limits.max_bulk_len.to_string()),
         ("slowlog-log-slower-than", r.slowlog.slower_than_us().to_string()),
         ("slowlog-max-len", r.slowlog.max_len().to_string()),
+        // What evenkeel does, in Redis's terms: nothing is evicted, idle
+        // clients are kept, no keyspace events are published; the
+        // encodings OBJECT reports and streams' nodes follow Redis's
+        // defaults (a stream node has no byte limit here).
+        ("maxmemory", "0".to_string()),
+        ("maxmemory-policy", "noeviction".to_string()),
+        ("timeout", "0".to_string()),
+        ("notify-keyspace-events", String::new()),
+        ("hash-max-listpack-entries", super::object::HASH_LISTPACK_ENTRIES.to_string()),
+        ("zset-max-listpack-entries", super::object::ZSET_LISTPACK_ENTRIES.to_string()),
+        ("set-max-intset-entries", super::object::INTSET_ENTRIES.to_string()),
+        ("hll-sparse-max-bytes", evenkeel_types::hll::SPARSE_MAX_BYTES.to_string()),
+        ("stream-node-max-entries", evenkeel_types::stream::NODE_MAX_ENTRIES.to_string()),
+        ("stream-node-max-bytes", "0".to_string()),
     ];
     let mut out = Vec::new();
     for (k, v) in known {
