@@ -972,6 +972,10 @@ fn hyperloglog(s: &mut Script) {
         &["SET", "{hl}short", "HYLL"], &["PFCOUNT", "{hl}short"], &["RPUSH", "{hl}l", "x"], &["PFADD", "{hl}l", "x"], &["PFCOUNT", "{hl}l"],
         &["PFCOUNT", "{hl}a", "{hl}l"], &["PFMERGE", "{hl}l", "{hl}a"], &["PFADD"], &["PFCOUNT"], &["PFMERGE"], &["TYPE", "{hl}a"],
         &["OBJECT", "ENCODING", "{hl}a"], &["OBJECT", "ENCODING", "{hl}e"], &["OBJECT", "ENCODING", "{hl}big"],
+        &["PFADD", "{hl}d", "x", "y", "z"], &["PFDEBUG", "ENCODING", "{hl}d"], &["PFDEBUG", "DECODE", "{hl}d"], &["PFDEBUG", "TODENSE", "{hl}d"], &["GET", "{hl}d"],
+        &["PFDEBUG", "ENCODING", "{hl}d"], &["PFDEBUG", "TODENSE", "{hl}d"], &["PFDEBUG", "DECODE", "{hl}d"], &["PFDEBUG", "NOPE", "{hl}d"], &["PFDEBUG", "ENCODING", "{hl}none"],
+        &["PFDEBUG", "ENCODING", "{hl}s"], &["PFDEBUG", "NOPE", "{hl}l"], &["PFADD", "{hl}g", "q"], &["PFDEBUG", "GETREG", "{hl}g"], &["PFDEBUG", "ENCODING", "{hl}g"],
+        &["PFDEBUG", "GETREG", "{hl}big"], &["PFDEBUG", "ENCODING"], &["PFSELFTEST"], &["PFSELFTEST", "x"],
     ] {
         s.cmd(c);
     }

@@ -151,6 +151,105 @@ pub fn is_dense(value: &[u8]) -> bool {
     value.get(4) == Some(&DENSE)
 }
 
+/// What PFDEBUG answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Debug {
+    /// GETREG: every register's value.
+    Registers(Vec<u8>),
+    /// DECODE: the sparse runs as `Z:n z:n v:value,n`.
+    Decoded(String),
+    /// ENCODING: `sparse` or `dense`.
+    Encoding(&'static str),
+    /// TODENSE: whether it converted.
+    Converted(bool),
+}
+
+/// PFDEBUG `sub` over a checked HyperLogLog (`pfdebugCommand`): the
+/// answer, and the value to store when GETREG or TODENSE made a sparse
+/// one dense. Errors are Redis's lines.
+pub fn debug(sub: &[u8], value: &[u8]) -> Result<(Debug, Option<Vec<u8>>), String> {
+    check(value).map_err(|e| e.message().to_string())?;
+    let corrupt = |e: HllError| e.message().to_string();
+    match &sub.to_ascii_lowercase()[..] {
+        b"getreg" => {
+            let dense = if value[4] == SPARSE { Some(to_dense(value).map_err(corrupt)?) } else { None };
+            let registers = &dense.as_deref().unwrap_or(value)[HEADER..];
+            Ok((Debug::Registers((0..REGISTERS).map(|i| dense_get(registers, i)).collect()), dense))
+        }
+        b"decode" => {
+            if value[4] != SPARSE {
+                return Err("ERR HLL encoding is not sparse".to_string());
+            }
+            let mut runs = Vec::new();
+            let mut p = HEADER;
+            while p < value.len() {
+                let (op, len) = opcode(value, p);
+                runs.push(match op {
+                    Op::Zero(n) => format!("z:{n}"),
+                    Op::XZero(n) => format!("Z:{n}"),
+                    Op::Val(v, n) => format!("v:{v},{n}"),
+                });
+                p += len;
+            }
+            Ok((Debug::Decoded(runs.join(" ")), None))
+        }
+        b"encoding" => Ok((Debug::Encoding(if value[4] == DENSE { "dense" } else { "sparse" }), None)),
+        b"todense" => match value[4] {
+            SPARSE => Ok((Debug::Converted(true), Some(to_dense(value).map_err(corrupt)?))),
+            _ => Ok((Debug::Converted(false), None)),
+        },
+        _ => Err(format!("ERR Unknown PFDEBUG subcommand '{}'", String::from_utf8_lossy(sub))),
+    }
+}
+
+/// PFSELFTEST: dense registers read back what was written without
+/// touching their neighbours, a sparse value and its dense form hold the
+/// same registers and count the same, and counts stay within the error
+/// Redis's test allows. Err names the first failure.
+pub fn self_test() -> Result<(), String> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut registers = vec![0u8; DENSE_SIZE - HEADER];
+    let mut expected = vec![0u8; REGISTERS];
+    for _ in 0..100 {
+        for (i, e) in expected.iter_mut().enumerate() {
+            *e = (next() & 63) as u8;
+            dense_set(&mut registers, i, *e);
+        }
+        if let Some(i) = (0..REGISTERS).find(|&i| dense_get(&registers, i) != expected[i]) {
+            return Err(format!("TESTFAILED Register {i} should be {} but is {}", expected[i], dense_get(&registers, i)));
+        }
+    }
+    let mut hll = empty();
+    let mut checked = 0;
+    for n in 1..=20_000u64 {
+        let element = next().to_le_bytes();
+        if let Some(v) = add(Some(&hll), &[element]).map_err(|e| format!("TESTFAILED {}", e.message()))? {
+            hll = v;
+        }
+        if n.is_power_of_two() || n % 1000 == 0 {
+            let (card, _) = count(&hll).map_err(|e| format!("TESTFAILED {}", e.message()))?;
+            if hll[4] == SPARSE && count(&to_dense(&hll).map_err(|e| format!("TESTFAILED {}", e.message()))?).map(|c| c.0) != Ok(card) {
+                return Err(format!("TESTFAILED sparse and dense forms count apart at {n} elements"));
+            }
+            // Redis's bound: 5 standard errors (1.04/sqrt(m) each), and
+            // an absolute one for tiny sets.
+            let allowed = (n as f64 * 5.0 * 1.04 / (REGISTERS as f64).sqrt()).max(2.0);
+            if (card as f64 - n as f64).abs() > allowed {
+                return Err(format!("TESTFAILED Too big error. card:{card} abserr:{}", (card as f64 - n as f64).abs()));
+            }
+            checked += 1;
+        }
+    }
+    debug_assert!(checked > 0);
+    Ok(())
+}
+
 fn invalidate(hll: &mut [u8]) {
     hll[15] |= 0x80;
 }
@@ -504,6 +603,21 @@ mod tests {
         let big = count(&sparse).unwrap().0;
         assert!((4900..=5100).contains(&big), "{big}");
         assert_eq!(add(Some(&sparse), &elements[..10]).unwrap(), None, "nothing new");
+    }
+
+    #[test]
+    fn the_self_test_passes_and_debug_shows_the_encoding() {
+        assert_eq!(self_test(), Ok(()));
+        let a = add(None, &["a"]).unwrap().unwrap();
+        assert_eq!(debug(b"DECODE", &a).unwrap().0, Debug::Decoded("Z:12711 v:2,1 Z:3672".into()));
+        assert_eq!(debug(b"encoding", &a).unwrap().0, Debug::Encoding("sparse"));
+        let (registers, dense) = debug(b"getreg", &a).unwrap();
+        let Debug::Registers(r) = registers else { panic!() };
+        assert_eq!((r.len(), r[12711], r.iter().filter(|v| **v > 0).count()), (REGISTERS, 2, 1));
+        let dense = dense.expect("GETREG makes it dense, as Redis");
+        assert_eq!(debug(b"todense", &dense).unwrap(), (Debug::Converted(false), None));
+        assert_eq!(debug(b"decode", &dense).unwrap_err(), "ERR HLL encoding is not sparse");
+        assert_eq!(debug(b"nope", &a).unwrap_err(), "ERR Unknown PFDEBUG subcommand 'nope'");
     }
 
     #[test]

@@ -79,3 +79,28 @@ pub(super) fn pf_merge<'a>(keys: usize, live: &dyn Fn(usize) -> Option<&'a Recor
         Ok(v) => AppliedMulti { writes: vec![(0, Record::value(v, live(0).and_then(|r| r.expire_at_ms), version))], reply: R::Integer(1) },
     }
 }
+
+/// PFDEBUG: the answer, and the dense value stored when GETREG or TODENSE
+/// converted a sparse one.
+pub(super) fn pf_debug(d: &pb::PfDebug, live: Option<&Record>, version: Version) -> Applied {
+    use evenkeel_types::hll::Debug;
+    use pb::reply::Kind as K;
+    let line = |l: String| R::Reply(pb::Reply { kind: Some(K::Error(l)) });
+    let value = match string_value(live) {
+        Ok(Some(v)) => v,
+        Ok(None) => return no_write(line("ERR The specified key does not exist".into())),
+        Err(reply) => return no_write(reply),
+    };
+    let (answer, dense) = match hll::debug(&d.subcommand, value) {
+        Ok(done) => done,
+        Err(l) => return no_write(line(l)),
+    };
+    let kind = match answer {
+        Debug::Registers(r) => K::Array(pb::ReplyArray { items: r.into_iter().map(|v| pb::Reply { kind: Some(K::Integer(v as i64)) }).collect() }),
+        Debug::Decoded(text) => K::Bulk(text.into()),
+        Debug::Encoding(name) => K::Simple(name.into()),
+        Debug::Converted(done) => K::Integer(done as i64),
+    };
+    let write = dense.map(|v| Record::value(v, live.and_then(|r| r.expire_at_ms), version));
+    Applied { write, reply: R::Reply(pb::Reply { kind: Some(kind) }) }
+}

@@ -36,7 +36,7 @@ pub fn adds_data(kind: &Kind) -> bool {
         Kind::Set(_) | Kind::Append(_) | Kind::IncrBy(_) | Kind::IncrByFloat(_) | Kind::SetRange(_) | Kind::SetBit(_) => true,
         Kind::HSet(_) | Kind::HIncrBy(_) | Kind::HIncrByFloat(_) | Kind::SAdd(_) | Kind::LPush(_) | Kind::LInsert(_) | Kind::LSet(_) | Kind::ZAdd(_) => true,
         Kind::Copy(_) | Kind::MsetNx(_) | Kind::SetStore(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::SortStore(_) | Kind::BitOp(_) => true,
-        Kind::PfAdd(_) | Kind::PfMerge(_) | Kind::BitField(_) | Kind::GeoStore(_) => true,
+        Kind::PfAdd(_) | Kind::PfMerge(_) | Kind::PfDebug(_) | Kind::BitField(_) | Kind::GeoStore(_) => true,
         Kind::Stream(s) => s.args.first().is_some_and(|name| ["xadd", "xsetid", "xgroup"].iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes()))),
         Kind::Transaction(t) => t.ops.iter().filter_map(|op| op.kind.as_ref()).any(adds_data),
         _ => false,
@@ -211,6 +211,7 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::PfAdd(a) => hll::pf_add(a, live, version, limits),
         Kind::BitField(b) => bit_field(b, live, version, limits),
         Kind::PfCount(_) => hll::pf_count(live, version),
+        Kind::PfDebug(d) => hll::pf_debug(d, live, version),
         Kind::Stream(st) => {
             let applied = streams::run(st, &|_| live, now_ms, &[version], limits);
             Applied { write: applied.writes.into_iter().next().map(|(_, w)| w), reply: applied.reply }

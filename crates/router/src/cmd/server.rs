@@ -22,6 +22,7 @@ pub async fn run(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> Frame 
         "config" => config(r, a),
         "slowlog" => slowlog(r, a),
         "time" => time(),
+        "pfselftest" => super::hll::pfselftest(),
         // A primary with no replicas: evenkeel replicates by moving
         // partitions, not by Redis replication.
         "role" => Frame::Array(vec![Frame::bulk("master"), Frame::Integer(0), Frame::Array(vec![])]),
