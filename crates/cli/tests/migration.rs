@@ -388,7 +388,8 @@ async fn added_node_takes_partitions_and_survives_restart() {
     // (a crash before the membership record's delete): the next start
     // finishes it instead of starting a node that would refuse to run.
     {
-        let meta = EmbeddedStore::open(&dir.path().join("meta"), EmbeddedOptions::default()).await.unwrap();
+        let meta_dir = dir.path().join("meta");
+        let meta = when_unlocked(|| EmbeddedStore::open(&meta_dir, EmbeddedOptions::default())).await;
         let record = meta.get(&evenkeel_types::keys::node_key(6)).await.unwrap().expect("node 6 is a member");
         meta.put(&evenkeel_types::keys::removed_key(6), record.value, None).await.unwrap();
     }

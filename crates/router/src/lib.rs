@@ -179,12 +179,25 @@ impl Router {
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, "router listening");
         let reporter = tokio::spawn(report::run(self.meta.clone(), self.id, report::Windows { commands: self.latency.clone(), arrival: self.arrival.clone() }, self.dispatcher.mirror.clone()));
-        let _stop_reporter = AbortOnDrop(reporter);
+        let mut stop_reporter = AbortOnDrop(Some(reporter));
+        // Every connection's task, so shutdown can wait for them: each holds
+        // the router, and through it the metadata store, which a restart
+        // in the same process must be able to open again.
+        let mut sessions = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
+            while sessions.try_join_next().is_some() {}
             let (socket, peer) = tokio::select! {
                 _ = &mut shutdown => {
                     self.stop.cancel();
+                    stop_reporter.stop().await;
+                    // Sessions end at the stop (a blocked command gives up
+                    // its wait); one stuck past this is aborted.
+                    let drained = tokio::time::timeout(std::time::Duration::from_secs(5), async { while sessions.join_next().await.is_some() {} }).await;
+                    if drained.is_err() {
+                        tracing::warn!(left = sessions.len(), "connections still running 5 s after the stop; aborted");
+                        sessions.shutdown().await;
+                    }
                     return Ok(());
                 }
                 accepted = listener.accept() => match accepted {
@@ -199,7 +212,7 @@ impl Router {
             };
             let router = self.clone();
             let id = self.next_client_id.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
+            sessions.spawn(async move {
                 let over_limit = router.clients.fetch_add(1, Ordering::AcqRel) >= router.config.max_clients;
                 let counter = if over_limit { &router.stats.rejected_connections } else { &router.stats.connections };
                 counter.fetch_add(1, Ordering::Relaxed);
@@ -225,11 +238,23 @@ impl Drop for Blocked<'_> {
 }
 
 /// Aborts a background task when the owner returns.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl AbortOnDrop {
+    /// Aborts the task and waits until it is gone (with what it held).
+    async fn stop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 

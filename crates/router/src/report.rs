@@ -48,7 +48,7 @@ pub(crate) struct Windows {
 pub(crate) async fn run(meta: Arc<dyn MetaStore>, router: u64, windows: Windows, mirror: Arc<Mirror>) {
     let sched = Arc::new(SecondWindow::default());
     let probe = tokio::spawn(probe_scheduling(sched.clone(), PROBE_EVERY));
-    let _stop_probe = crate::AbortOnDrop(probe);
+    let _stop_probe = crate::AbortOnDrop(Some(probe));
     let mut lease: Option<LeaseId> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -339,6 +339,7 @@ fn xadd(a: &[Bytes], key: &mut Key, now_ms: u64, max_bytes: usize) -> Result<Rep
     {
         return Err(err("The ID specified in XADD must be greater than 0-0"));
     }
+    let created = matches!(key.value, Value::Absent);
     match key.value {
         Value::Other => return Err(wrong_type()),
         Value::Absent if p.nomkstream => return Ok(Reply::Nil),
@@ -346,10 +347,9 @@ fn xadd(a: &[Bytes], key: &mut Key, now_ms: u64, max_bytes: usize) -> Result<Rep
         Value::Stream(_) => {}
     }
     let Value::Stream(s) = &mut key.value else { unreachable!("made a stream above") };
-    let fresh = s.entries_added == 0 && s.groups.is_empty() && s.last_id.is_zero();
     let refuse = |key: &mut Key, e: Reply| {
-        // A stream XADD made and could not add to is not left behind.
-        if fresh {
+        // A stream this XADD made and could not add to is not left behind.
+        if created {
             key.value = Value::Absent;
         }
         Err(e)
