@@ -316,8 +316,7 @@ impl NodeInner {
             (_, None) => internal("op without a kind".to_string()),
             // The real disk, not the `disk-free` failpoint: that one tests
             // the coordinator's health gates, which act before the reserve.
-            (Ok(_), Some(kind)) if crate::ops::adds_data(kind) && self.disk.check(now_ms, None).is_err() => {
-                let free = self.disk.check(now_ms, None).err().unwrap_or_default();
+            (Ok(_), Some(kind)) if let Some(free) = crate::ops::adds_data(kind).then(|| self.disk.check(now_ms, None).err()).flatten() => {
                 self.metrics.out_of_space.increment(1);
                 let message = format!("command not allowed: node {} has {} MiB of disk free, under its {} MiB reserve; delete data or add space", self.id, free >> 20, self.disk.min_free() >> 20);
                 R::Error(pb::OpError { kind: pb::op_error::Kind::OutOfSpace as i32, message })

@@ -3,13 +3,13 @@
 //! HyperLogLog answers Redis's own error line (`WRONGTYPE Key is not a
 //! valid HyperLogLog string value.`, `INVALIDOBJ ...`) as a `Reply`.
 
-use super::{Applied, AppliedMulti, OpLimits, no_write, wrong_type};
+use super::{Applied, AppliedMulti, OpLimits, error_line, no_write, wrong_type};
 use evenkeel_rpc::pb::{self, op_result::Result as R};
 use evenkeel_types::hll::{self, HllError};
 use evenkeel_types::{Record, ValueType, Version};
 
 fn failed(e: HllError) -> R {
-    R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(e.message().to_string())) })
+    error_line(e.message())
 }
 
 /// The string value of a live record, or the reply for another type.
@@ -85,15 +85,14 @@ pub(super) fn pf_merge<'a>(keys: usize, live: &dyn Fn(usize) -> Option<&'a Recor
 pub(super) fn pf_debug(d: &pb::PfDebug, live: Option<&Record>, version: Version) -> Applied {
     use evenkeel_types::hll::Debug;
     use pb::reply::Kind as K;
-    let line = |l: String| R::Reply(pb::Reply { kind: Some(K::Error(l)) });
     let value = match string_value(live) {
         Ok(Some(v)) => v,
-        Ok(None) => return no_write(line("ERR The specified key does not exist".into())),
+        Ok(None) => return no_write(error_line("ERR The specified key does not exist")),
         Err(reply) => return no_write(reply),
     };
     let (answer, dense) = match hll::debug(&d.subcommand, value) {
         Ok(done) => done,
-        Err(l) => return no_write(line(l)),
+        Err(l) => return no_write(error_line(l)),
     };
     let kind = match answer {
         Debug::Registers(r) => K::Array(pb::ReplyArray { items: r.into_iter().map(|v| pb::Reply { kind: Some(K::Integer(v as i64)) }).collect() }),

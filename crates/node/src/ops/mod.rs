@@ -272,7 +272,7 @@ fn geo_store<'a>(g: &pb::GeoStore, live: &dyn Fn(usize) -> Option<&'a Record>, k
     };
     let found = match (g.args.is_empty(), evenkeel_types::geo::search(&g.args, source.as_ref())) {
         (true, _) => return none(error(pb::op_error::Kind::Internal, "malformed GEOSTORE: no command")),
-        (_, Err(line)) => return none(R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(line)) })),
+        (_, Err(line)) => return none(error_line(line)),
         (_, Ok(found)) => found,
     };
     let Some((_, dist)) = found.store else {
@@ -296,10 +296,9 @@ fn geo_store<'a>(g: &pb::GeoStore, live: &dyn Fn(usize) -> Option<&'a Record>, k
 /// subcommand in order (`evenkeel_types::bitfield::run`).
 fn bit_field(b: &pb::BitField, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
     use evenkeel_types::bitfield;
-    let reply_error = |line: &str| R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(line.to_string())) });
     let fields = match bitfield::parse(&b.args, limits.max_value_bytes as u64) {
         Ok(fields) => fields,
-        Err(e) => return no_write(reply_error(e.message())),
+        Err(e) => return no_write(error_line(e.message())),
     };
     if live.is_some_and(|r| r.ty != ValueType::String) {
         return no_write(wrong_type());
@@ -544,6 +543,12 @@ fn wrong_type() -> R {
 
 fn error(kind: pb::op_error::Kind, message: &str) -> R {
     R::Error(pb::OpError { kind: kind as i32, message: message.to_string() })
+}
+
+/// An error line written whole, code first (`WRONGTYPE Key is not a
+/// valid HyperLogLog...`, `ERR ...`), which the router passes on as is.
+fn error_line(line: impl Into<String>) -> R {
+    R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(line.into())) })
 }
 
 fn op_error(kind: pb::op_error::Kind) -> R {

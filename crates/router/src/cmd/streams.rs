@@ -62,12 +62,12 @@ pub fn is_stream(name: &str) -> bool {
 
 /// XREAD or XREADGROUP with BLOCK (a blocking command then).
 pub fn blocks(name: &str, a: &[Bytes]) -> bool {
-    matches!(name, "xread" | "xreadgroup") && ReadArgs::parse(a).is_ok_and(|r| r.block_ms.is_some())
+    matches!(name, "xread" | "xreadgroup") && read_args(a).is_ok_and(|r| r.block_ms.is_some())
 }
 
 /// BLOCK's timeout: None waits forever (BLOCK 0).
 pub fn timeout(a: &[Bytes]) -> Option<std::time::Duration> {
-    ReadArgs::parse(a).ok().and_then(|r| r.block_ms).filter(|ms| *ms > 0).map(std::time::Duration::from_millis)
+    read_args(a).ok().and_then(|r| r.block_ms).filter(|ms| *ms > 0).map(std::time::Duration::from_millis)
 }
 
 /// The stream command's op, or the error Redis answers before looking a
@@ -76,7 +76,7 @@ pub fn plan(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     if matches!(name, "xgroup" | "xinfo") {
         subcommand(name, a)?;
     }
-    let keys = command::keys(a).map_err(frame)?;
+    let keys = command::keys(a, evenkeel_types::unix_ms()).map_err(error_line)?;
     super::keys::one_slot(keys.iter())?;
     let op = pb::Stream { args: a.to_vec(), keys: keys.clone(), wait_ms: 0, blocked_since_us: 0 };
     Ok(Planned::one(&keys[0], Kind::Stream(op), Shape::Reply))
@@ -102,7 +102,7 @@ fn subcommand(name: &str, a: &[Bytes]) -> Result<(), Frame> {
 /// none for (another type: the owner answers WRONGTYPE) keeps its `$`.
 pub fn pin_dollar_ids(a: &[Bytes], last_ids: &[(Bytes, Bytes)]) -> Vec<Bytes> {
     let mut args = a.to_vec();
-    let Ok(r) = ReadArgs::parse(a) else { return args };
+    let Ok(r) = read_args(a) else { return args };
     for i in 0..r.count_streams {
         let (key, id) = (&a[r.first + i], &mut args[r.first + r.count_streams + i]);
         if &id[..] == b"$"
@@ -116,22 +116,23 @@ pub fn pin_dollar_ids(a: &[Bytes], last_ids: &[(Bytes, Bytes)]) -> Vec<Bytes> {
 
 /// The keys XREAD names with `$`.
 pub fn dollar_keys(a: &[Bytes]) -> Vec<Bytes> {
-    let Ok(r) = ReadArgs::parse(a) else { return vec![] };
+    let Ok(r) = read_args(a) else { return vec![] };
     if r.group.is_some() {
         return vec![];
     }
     (0..r.count_streams).filter(|i| &a[r.first + r.count_streams + i][..] == b"$").map(|i| a[r.first + i].clone()).collect()
 }
 
-fn frame(r: Reply) -> Frame {
+/// XREAD's and XREADGROUP's options, read at the router's clock.
+fn read_args(a: &[Bytes]) -> Result<ReadArgs, Reply> {
+    ReadArgs::parse(a, evenkeel_types::unix_ms())
+}
+
+/// The error `command::keys` answers, as the client sees it.
+fn error_line(r: Reply) -> Frame {
     match r {
-        Reply::Bulk(b) => Frame::Bulk(b),
-        Reply::Int(n) => Frame::Integer(n),
-        Reply::Ok => Frame::ok(),
-        Reply::Nil => Frame::Null,
-        Reply::NilArray => Frame::NullArray,
-        Reply::Array(items) => Frame::Array(items.into_iter().map(frame).collect()),
-        Reply::Error(e) => Frame::Error(e),
+        Reply::Error(line) => Frame::Error(line),
+        other => unreachable!("keys fail with an error line, not {other:?}"),
     }
 }
 

@@ -57,14 +57,14 @@ impl Key {
 /// The keys a stream command names, each once, in order of appearance;
 /// or the error Redis gives before looking any up (XREAD's and
 /// XREADGROUP's option errors). The command's arity is already checked.
-pub fn keys(args: &[Bytes]) -> Result<Vec<Bytes>, Reply> {
+pub fn keys(args: &[Bytes], now_ms: u64) -> Result<Vec<Bytes>, Reply> {
     if let Err(name) = args.first().map_or(Err(String::new()), |_| check_arity(args)) {
         return Err(wrong_arity(&name));
     }
     let name = lower(&args[0]);
     match name.as_str() {
         "xread" | "xreadgroup" => {
-            let r = ReadArgs::parse(args)?;
+            let r = ReadArgs::parse(args, now_ms)?;
             let mut keys: Vec<Bytes> = Vec::new();
             for k in &args[r.first..r.first + r.count_streams] {
                 if !keys.contains(k) {
@@ -95,7 +95,8 @@ pub struct ReadArgs {
 
 impl ReadArgs {
     /// Parses the options as `xreadCommand` does; its errors come first.
-    pub fn parse(a: &[Bytes]) -> Result<ReadArgs, Reply> {
+    /// A BLOCK must end before the clock (`now_ms`) overflows.
+    pub fn parse(a: &[Bytes], now_ms: u64) -> Result<ReadArgs, Reply> {
         let group_cmd = a[0].eq_ignore_ascii_case(b"xreadgroup");
         let mut r = ReadArgs { block_ms: None, count: 0, group: None, noack: false, first: 0, count_streams: 0 };
         let mut i = 1;
@@ -109,7 +110,7 @@ impl ReadArgs {
                     if ms < 0 {
                         return Err(err("timeout is negative"));
                     }
-                    if ms > i64::MAX - crate::unix_ms() as i64 {
+                    if ms > i64::MAX - now_ms as i64 {
                         return Err(err("timeout is out of range"));
                     }
                     r.block_ms = Some(ms as u64);
@@ -158,7 +159,7 @@ impl ReadArgs {
 /// Whether the command never changes a stream (so running it twice is
 /// harmless).
 pub fn is_read_only(name: &[u8]) -> bool {
-    matches!(lower(name).as_str(), "xlen" | "xrange" | "xrevrange" | "xread" | "xpending" | "xinfo")
+    [&b"xlen"[..], b"xrange", b"xrevrange", b"xread", b"xpending", b"xinfo"].iter().any(|n| name.eq_ignore_ascii_case(n))
 }
 
 /// A stream command's arity as Redis 7.0's table has it (negative: at
@@ -441,7 +442,7 @@ fn xrange(a: &[Bytes], key: &Key, rev: bool) -> Result<Reply> {
 }
 
 fn xread(a: &[Bytes], keys: &mut [Key], now_ms: u64) -> Result<Reply> {
-    let r = ReadArgs::parse(a)?;
+    let r = ReadArgs::parse(a, now_ms)?;
     let names = &a[r.first..r.first + r.count_streams];
     let raw_ids = &a[r.first + r.count_streams..];
     let at = |keys: &[Key], name: &Bytes| keys.iter().position(|k| k.name == name).expect("every stream's key is given");

@@ -127,11 +127,11 @@ fn xread_checks_each_stream_in_turn() {
     assert_eq!(run(&args("XREAD STREAMS a 0"), &mut keys, 1, 1 << 20), Reply::NilArray);
     assert_eq!(run(&args("XREAD STREAMS a >"), &mut keys, 1, 1 << 20), err("The > ID can be specified only when calling XREADGROUP using the GROUP <group> <consumer> option."));
     assert_eq!(run(&args("XREADGROUP GROUP g c STREAMS a >"), &mut keys, 1, 1 << 20), Reply::Error("NOGROUP No such key 'a' or consumer group 'g' in XREADGROUP with GROUP option".into()));
-    assert_eq!(super::keys(&args("XREAD COUNT 1 STREAMS a b a 0 0 0")).unwrap(), vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")], "each key once");
-    assert_eq!(super::keys(&args("XREAD STREAMS a b 0")), Err(err("Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified.")));
-    assert_eq!(ReadArgs::parse(&args("XREAD BLOCK -1 STREAMS a 0")), Err(err("timeout is negative")));
-    assert_eq!(ReadArgs::parse(&args("XREAD BLOCK 0 STREAMS a 0")).unwrap().block_ms, Some(0));
-    assert_eq!(ReadArgs::parse(&args("XREADGROUP STREAMS a 0")), Err(err("Missing GROUP option for XREADGROUP")));
+    assert_eq!(super::keys(&args("XREAD COUNT 1 STREAMS a b a 0 0 0"), 1).unwrap(), vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")], "each key once");
+    assert_eq!(super::keys(&args("XREAD STREAMS a b 0"), 1), Err(err("Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified.")));
+    assert_eq!(ReadArgs::parse(&args("XREAD BLOCK -1 STREAMS a 0"), 1), Err(err("timeout is negative")));
+    assert_eq!(ReadArgs::parse(&args("XREAD BLOCK 0 STREAMS a 0"), 1).unwrap().block_ms, Some(0));
+    assert_eq!(ReadArgs::parse(&args("XREADGROUP STREAMS a 0"), 1), Err(err("Missing GROUP option for XREADGROUP")));
 }
 
 #[test]
@@ -156,6 +156,6 @@ fn a_malformed_command_is_refused_not_run() {
     assert_eq!(run(&[], &mut [], 0, 1), err("empty stream command"));
     let args = |line: &str| line.split(' ').map(|w| Bytes::copy_from_slice(w.as_bytes())).collect::<Vec<_>>();
     assert_eq!(run(&args("XLEN s"), &mut [], 0, 1), err("a stream command without its keys"));
-    assert!(super::keys(&args("XADD s")).is_err());
+    assert!(super::keys(&args("XADD s"), 1).is_err());
     assert_eq!(check_arity(&args("XINFO HELP")), Ok("xinfo|help".to_string()));
 }
