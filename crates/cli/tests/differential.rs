@@ -324,6 +324,7 @@ fn older_forms(s: &mut Script) {
     sorted_sets(s);
     blocking_pops(s);
     hyperloglog(s);
+    pubsub(s);
     bitfield(s);
     geo(s);
     streams(s);
@@ -950,6 +951,23 @@ fn streams(s: &mut Script) {
 /// 3,000 bytes or a register over 32, the cached count and its stale bit),
 /// so every step must leave exactly Redis's bytes. Corrupt and foreign
 /// values answer Redis's errors.
+/// The Pub/Sub commands that answer with one reply on a connection that
+/// subscribes to nothing (SUBSCRIBE's replies are checked by the
+/// integration test): PUBLISH and SPUBLISH with no subscriber, PUBSUB's
+/// subcommands and errors, and unsubscribing with nothing subscribed.
+fn pubsub(s: &mut Script) {
+    for c in [
+        &["PUBLISH", "ch", "m"][..], &["SPUBLISH", "ch", "m"], &["PUBLISH", "ch"], &["PUBLISH", "ch", "m", "x"], &["SPUBLISH", "ch"],
+        &["PUBSUB", "CHANNELS"], &["PUBSUB", "channels", "*"], &["PUBSUB", "CHANNELS", "a", "b"], &["PUBSUB", "NUMSUB"], &["PUBSUB", "NUMSUB", "a", "b"],
+        &["PUBSUB", "NUMPAT"], &["PUBSUB", "NUMPAT", "x"], &["PUBSUB", "SHARDCHANNELS"], &["PUBSUB", "SHARDCHANNELS", "x*"], &["PUBSUB", "SHARDCHANNELS", "a", "b"],
+        &["PUBSUB", "SHARDNUMSUB"], &["PUBSUB", "SHARDNUMSUB", "a"], &["PUBSUB", "HELP"], &["PUBSUB", "help", "x"], &["PUBSUB", "NOPE"], &["PUBSUB"],
+        &["SUBSCRIBE"], &["PSUBSCRIBE"], &["SSUBSCRIBE"], &["UNSUBSCRIBE"], &["PUNSUBSCRIBE"], &["SUNSUBSCRIBE"], &["UNSUBSCRIBE", "a"], &["PUNSUBSCRIBE", "p*"],
+        &["SUNSUBSCRIBE", "a"],
+    ] {
+        s.cmd(c);
+    }
+}
+
 fn hyperloglog(s: &mut Script) {
     let elements: Vec<String> = (0..2600).map(|i| format!("el:{i}")).collect();
     for (n, chunk) in elements.chunks(200).enumerate() {
@@ -2154,6 +2172,7 @@ fn show(frame: &Frame) -> String {
         Frame::Null => "(nil)".into(),
         Frame::NullArray => "(nil array)".into(),
         Frame::Array(items) => format!("[{}]", items.iter().map(show).collect::<Vec<_>>().join(", ")),
+        Frame::Replies(replies) => replies.iter().map(show).collect::<Vec<_>>().join(" "),
     }
 }
 

@@ -1038,6 +1038,177 @@ async fn client_list_and_kill_show_and_close_connections() {
     cluster.shutdown().await.unwrap();
 }
 
+/// `[word, args...]` as bulk strings, and a trailing integer if given: a
+/// Pub/Sub confirmation or message as Redis writes it.
+fn push(parts: &[&str], count: Option<i64>) -> Frame {
+    let mut items: Vec<Frame> = parts.iter().map(|p| Frame::bulk(p.to_string())).collect();
+    items.extend(count.map(Frame::Integer));
+    Frame::Array(items)
+}
+
+/// A second router on the cluster's metadata, serving until the token is
+/// cancelled.
+async fn second_router(cluster: &LocalCluster) -> (SocketAddr, tokio_util::sync::CancellationToken, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let router = evenkeel_router::Router::new(evenkeel_router::RouterConfig::default(), cluster.meta.clone()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let serving = tokio::spawn(router.serve(listener, stop.clone().cancelled_owned()));
+    (addr, stop, serving)
+}
+
+/// Pub/Sub across two routers: messages reach subscribers of channels,
+/// patterns and shard channels whichever router they and the publisher
+/// use and whichever node relays; counts and PUBSUB's answers cover the
+/// cluster; one publisher's messages on a channel arrive in order; a
+/// subscribed connection takes only the Pub/Sub commands; unsubscribing,
+/// RESET and disconnecting end the subscriptions cluster-wide; and a
+/// subscriber that does not read is disconnected past its backlog limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_reaches_subscribers_on_every_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let (r2, stop2, serving2) = second_router(&cluster).await;
+    let r1 = cluster.router_addr;
+    let mut a = Raw::connect(r1).await;
+    a.send(&["SUBSCRIBE", "news", "other"]).await;
+    assert_eq!(a.read().await, push(&["subscribe", "news"], Some(1)));
+    assert_eq!(a.read().await, push(&["subscribe", "other"], Some(2)));
+    let mut b = Raw::connect(r2).await;
+    assert_eq!(b.call(&["PSUBSCRIBE", "n*"]).await, push(&["psubscribe", "n*"], Some(1)));
+    let mut c = Raw::connect(r2).await;
+    assert_eq!(c.call(&["SSUBSCRIBE", "x", "y"]).await, Frame::error("CROSSSLOT Keys in request don't hash to the same slot"));
+    c.send(&["SSUBSCRIBE", "{s}a", "{s}b"]).await;
+    assert_eq!(c.read().await, push(&["ssubscribe", "{s}a"], Some(1)));
+    assert_eq!(c.read().await, push(&["ssubscribe", "{s}b"], Some(2)));
+
+    let mut p = Raw::connect(r1).await;
+    assert_eq!(p.call(&["PUBLISH", "news", "hello"]).await, Frame::Integer(2), "a channel and a pattern subscription, on two routers");
+    assert_eq!(a.read().await, push(&["message", "news", "hello"], None));
+    assert_eq!(b.read().await, push(&["pmessage", "n*", "news", "hello"], None));
+    assert_eq!(p.call(&["PUBLISH", "other", "o"]).await, Frame::Integer(1));
+    assert_eq!(a.read().await, push(&["message", "other", "o"], None));
+    assert_eq!(p.call(&["SPUBLISH", "{s}a", "s1"]).await, Frame::Integer(1));
+    assert_eq!(c.read().await, push(&["smessage", "{s}a", "s1"], None));
+    assert_eq!(p.call(&["PUBLISH", "{s}a", "x"]).await, Frame::Integer(0), "shard channels are a namespace of their own");
+    assert_eq!(p.call(&["PUBLISH", "nobody", "x"]).await, Frame::Integer(1), "only the pattern");
+    assert_eq!(b.read().await, push(&["pmessage", "n*", "nobody", "x"], None));
+
+    // The whole cluster's subscriptions, asked of either router.
+    let mut q = Raw::connect(r2).await;
+    assert_eq!(q.call(&["PUBSUB", "CHANNELS"]).await, Frame::Array(vec![Frame::bulk("news"), Frame::bulk("other")]));
+    assert_eq!(q.call(&["PUBSUB", "CHANNELS", "n*"]).await, Frame::Array(vec![Frame::bulk("news")]));
+    assert_eq!(q.call(&["PUBSUB", "NUMSUB", "news", "nope"]).await, Frame::Array(vec![Frame::bulk("news"), Frame::Integer(1), Frame::bulk("nope"), Frame::Integer(0)]));
+    assert_eq!(q.call(&["PUBSUB", "NUMPAT"]).await, Frame::Integer(1));
+    assert_eq!(q.call(&["PUBSUB", "SHARDCHANNELS"]).await, Frame::Array(vec![Frame::bulk("{s}a"), Frame::bulk("{s}b")]));
+    assert_eq!(q.call(&["PUBSUB", "SHARDNUMSUB", "{s}b"]).await, Frame::Array(vec![Frame::bulk("{s}b"), Frame::Integer(1)]));
+    assert_eq!(q.call(&["PUBSUB", "NUMPAT", "x"]).await, Frame::error("ERR wrong number of arguments for 'pubsub|numpat' command"));
+    assert_eq!(q.call(&["PUBSUB", "channels", "a", "b"]).await, Frame::error("ERR unknown subcommand or wrong number of arguments for 'channels'. Try PUBSUB HELP."));
+    let Frame::Bulk(listed) = q.call(&["CLIENT", "LIST", "TYPE", "pubsub"]).await else { panic!("CLIENT LIST answers a bulk string") };
+    let listed = String::from_utf8(listed.to_vec()).unwrap();
+    assert_eq!(listed.lines().count(), 2, "b and c on this router: {listed}");
+    assert!(listed.contains(" flags=P db=0 sub=0 psub=1 ssub=0 ") && listed.contains(" sub=0 psub=0 ssub=2 "), "{listed}");
+
+    // A SUBSCRIBE is confirmed only once every node has taken it, so a
+    // PUBLISH sent after the confirmation reaches the subscriber however
+    // slowly the nodes take subscriptions.
+    {
+        let _failpoints = fail::FailScenario::setup();
+        for node in &cluster.node_ids {
+            fail::cfg(evenkeel_node::failpoints::pubsub_interest_delay(*node), "return(300)").unwrap();
+        }
+        let mut late = Raw::connect(r2).await;
+        let asked = Instant::now();
+        assert_eq!(late.call(&["SUBSCRIBE", "late"]).await, push(&["subscribe", "late"], Some(1)));
+        assert!(asked.elapsed() >= Duration::from_millis(300), "confirmed before the nodes took it: {:?}", asked.elapsed());
+        assert_eq!(p.call(&["PUBLISH", "late", "m"]).await, Frame::Integer(1));
+        assert_eq!(late.read().await, push(&["message", "late", "m"], None));
+    }
+
+    // Channels all over the cluster, so every node relays some.
+    let channels: Vec<String> = (0..48).map(|i| format!("ch:{i}")).collect();
+    let mut d = Raw::connect(r2).await;
+    let mut subscribe = vec!["SUBSCRIBE"];
+    subscribe.extend(channels.iter().map(String::as_str));
+    d.send(&subscribe).await;
+    for (i, ch) in channels.iter().enumerate() {
+        assert_eq!(d.read().await, push(&["subscribe", ch], Some(i as i64 + 1)));
+    }
+    for ch in &channels {
+        assert_eq!(p.call(&["PUBLISH", ch, ch]).await, Frame::Integer(1), "{ch}");
+    }
+    let mut got = BTreeSet::new();
+    for _ in &channels {
+        let Frame::Array(m) = d.read().await else { panic!("a message is an array") };
+        assert_eq!(m[0], Frame::bulk("message"));
+        assert_eq!(m[1], m[2]);
+        got.insert(format!("{:?}", m[1]));
+    }
+    assert_eq!(got.len(), channels.len(), "each channel's message arrived once");
+
+    // One publisher's messages on one channel arrive in order.
+    for i in 0..100 {
+        assert_eq!(p.call(&["PUBLISH", "news", &i.to_string()]).await, Frame::Integer(2));
+    }
+    for i in 0..100 {
+        assert_eq!(a.read().await, push(&["message", "news", &i.to_string()], None));
+        assert_eq!(b.read().await, push(&["pmessage", "n*", "news", &i.to_string()], None));
+    }
+
+    // A PUBLISH in a transaction goes out with it, after its writes.
+    assert_eq!(p.call(&["MULTI"]).await, Frame::ok());
+    assert_eq!(p.call(&["SET", "k", "v"]).await, Frame::simple("QUEUED"));
+    assert_eq!(p.call(&["PUBLISH", "other", "tx"]).await, Frame::simple("QUEUED"));
+    assert_eq!(p.call(&["EXEC"]).await, Frame::Array(vec![Frame::ok(), Frame::Integer(1)]));
+    assert_eq!(a.read().await, push(&["message", "other", "tx"], None));
+    assert_eq!(p.call(&["MULTI"]).await, Frame::ok());
+    assert_eq!(p.call(&["SUBSCRIBE", "x"]).await, Frame::error("ERR 'subscribe' is not supported inside a transaction"));
+    assert_eq!(p.call(&["DISCARD"]).await, Frame::ok());
+
+    // While subscribed, only the Pub/Sub commands (and PING, QUIT, RESET).
+    assert_eq!(a.call(&["GET", "k"]).await, Frame::error("ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"));
+    assert_eq!(a.call(&["PING"]).await, push(&["pong", ""], None));
+    assert_eq!(a.call(&["PING", "hi"]).await, push(&["pong", "hi"], None));
+    a.send(&["UNSUBSCRIBE"]).await;
+    assert_eq!(a.read().await, push(&["unsubscribe", "news"], Some(1)));
+    assert_eq!(a.read().await, push(&["unsubscribe", "other"], Some(0)));
+    assert_eq!(a.call(&["GET", "k"]).await, Frame::bulk("v"), "a client subscribed to nothing runs any command");
+    assert_eq!(a.call(&["UNSUBSCRIBE"]).await, Frame::Array(vec![Frame::bulk("unsubscribe"), Frame::Null, Frame::Integer(0)]));
+    assert_eq!(p.call(&["PUBLISH", "other", "o"]).await, Frame::Integer(0));
+    assert_eq!(c.call(&["RESET"]).await, Frame::simple("RESET"));
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let numpat = q.call(&["PUBSUB", "NUMPAT"]).await;
+        let shard = q.call(&["PUBSUB", "SHARDCHANNELS"]).await;
+        if numpat == Frame::Integer(0) && shard == Frame::Array(vec![]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the gone subscriptions are still on the nodes: {numpat:?} {shard:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A subscriber that never reads is disconnected once 32 MiB wait for
+    // it; the publisher is not held up.
+    let mut stuck = Raw::connect(r1).await;
+    assert_eq!(stuck.call(&["SUBSCRIBE", "firehose"]).await, push(&["subscribe", "firehose"], Some(1)));
+    let mb = "x".repeat(1 << 20);
+    let mut sent = 0;
+    while p.call(&["PUBLISH", "firehose", &mb]).await != Frame::Integer(0) {
+        sent += 1;
+        assert!(sent < 200, "the stuck subscriber still counts after {sent} MiB");
+    }
+    println!("the stuck subscriber was dropped after {sent} MiB");
+    assert!(sent > 32, "not before its backlog passed the limit: {sent} MiB");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stuck.stream.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(_))), "the stuck subscriber's connection is closed: {read:?}");
+
+    stop2.cancel();
+    serving2.await.unwrap().unwrap();
+    cluster.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomkey_returns_existing_keys() {
     let dir = tempfile::tempdir().unwrap();

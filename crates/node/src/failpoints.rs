@@ -16,6 +16,8 @@
 //!   arrives.
 //! - `node-<id>-disk-free`, `return(BYTES)`: `Stats` reports BYTES free.
 //! - `node-<id>-stats-delay`, `return(MS)`: every `Stats` first sleeps MS ms.
+//! - `node-<id>-pubsub-interest-delay`, `return(MS)`: every
+//!   `PubSubInterest` (a router's subscription change) first sleeps MS ms.
 //!
 //! Only `return(N)` is meant: fail's own `sleep`/`delay`/`pause` actions
 //! block the runtime thread (where a failpoint blocks, it says so).
@@ -47,17 +49,22 @@ pub fn stats_delay(id: NodeId) -> String {
     format!("node-{id}-stats-delay")
 }
 
+pub fn pubsub_interest_delay(id: NodeId) -> String {
+    format!("node-{id}-pubsub-interest-delay")
+}
+
 /// One node's failpoint names, formatted once so the hot path does not.
 pub(crate) struct Failpoints {
     execute_delay: String,
     admitted_write_delay: String,
     disk_free: String,
     stats_delay: String,
+    pubsub_interest_delay: String,
 }
 
 impl Failpoints {
     pub fn new(id: NodeId) -> Self {
-        Failpoints { execute_delay: execute_delay(id), admitted_write_delay: admitted_write_delay(id), disk_free: disk_free(id), stats_delay: stats_delay(id) }
+        Failpoints { execute_delay: execute_delay(id), admitted_write_delay: admitted_write_delay(id), disk_free: disk_free(id), stats_delay: stats_delay(id), pubsub_interest_delay: pubsub_interest_delay(id) }
     }
 
     pub fn execute_delay(&self) -> Option<Duration> {
@@ -74,6 +81,10 @@ impl Failpoints {
 
     pub fn stats_delay(&self) -> Option<Duration> {
         return_u64(&self.stats_delay).map(Duration::from_millis)
+    }
+
+    pub fn pubsub_interest_delay(&self) -> Option<Duration> {
+        return_u64(&self.pubsub_interest_delay).map(Duration::from_millis)
     }
 }
 

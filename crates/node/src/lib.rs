@@ -20,6 +20,8 @@
 //! - [`failpoints`]: named per node, compiled in with the `failpoints`
 //!   feature (and in this crate's tests).
 //! - [`ops`]: the semantics of each operation on one key, pure.
+//! - [`pubsub`]: the Pub/Sub relay: routers' feeds and subscriptions,
+//!   PUBLISH counted and put on the feeds that want it.
 //! - [`waiters`]: blocked pops (BLPOP and friends) waiting on keys, woken
 //!   by the store's commits to those keys.
 //! - [`lifecycle`]: registration, heartbeat lease, routing follower, sweeper
@@ -36,6 +38,7 @@ pub mod lifecycle;
 pub mod migrate_rpc;
 pub mod ops;
 pub mod ownership;
+pub mod pubsub;
 pub mod service;
 pub mod store;
 pub mod waiters;

@@ -236,6 +236,13 @@ impl Node {
         // its own `tcp_nodelay` setting only to sockets it binds itself, so
         // the incoming stream of our listener sets it.
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        // Pub/Sub feeds never end by themselves: close them at the stop, or
+        // the server would wait for them.
+        let relay = self.inner.relay.clone();
+        let shutdown = async move {
+            shutdown.await;
+            relay.close();
+        };
         let served = tonic::transport::Server::builder()
             .add_service(node_server(service))
             .serve_with_incoming_shutdown(incoming, shutdown)

@@ -71,6 +71,8 @@ pub(crate) struct NodeInner {
     /// The GC horizon the coordinator published, as last seen; None until
     /// one is read, and then no tombstone is collected.
     pub gc_horizon: arc_swap::ArcSwapOption<GcHorizon>,
+    /// Pub/Sub: the routers' links and what they subscribe to.
+    pub relay: crate::pubsub::Relay,
     /// The runtime the node serves on (set by `Node::run`). Urgent store
     /// work goes to its blocking pool, at the node's own priority, even when
     /// the caller runs elsewhere: `evenkeel up`'s coordinator calls nodes
@@ -191,6 +193,7 @@ impl NodeInner {
             failpoints: Failpoints::new(id),
             disk,
             gc_horizon: Default::default(),
+            relay: Default::default(),
             runtime: std::sync::OnceLock::new(),
         }
     }
@@ -502,6 +505,29 @@ impl pb::node_server::Node for NodeService {
 
     async fn migrate_shadow_read(&self, request: Request<pb::ShadowReadRequest>) -> Result<Response<pb::ShadowReadResponse>, Status> {
         Ok(Response::new(migrate_rpc::shadow_read(&self.inner, request.get_ref())?))
+    }
+
+    type PubSubFeedStream = evenkeel_rpc::Feed;
+
+    async fn pub_sub_feed(&self, request: Request<pb::FeedRequest>) -> Result<Response<Self::PubSubFeedStream>, Status> {
+        let pb::FeedRequest { link, router } = request.into_inner();
+        Ok(Response::new(Box::pin(self.inner.relay.open(link, router)?)))
+    }
+
+    async fn pub_sub_interest(&self, request: Request<pb::InterestRequest>) -> Result<Response<pb::InterestResponse>, Status> {
+        if let Some(delay) = self.inner.failpoints.pubsub_interest_delay() {
+            tokio::time::sleep(delay).await;
+        }
+        self.inner.relay.interest(request.into_inner())?;
+        Ok(Response::new(pb::InterestResponse {}))
+    }
+
+    async fn publish(&self, request: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
+        Ok(Response::new(pb::PublishResponse { receivers: self.inner.relay.publish(request.into_inner()) }))
+    }
+
+    async fn pub_sub_query(&self, request: Request<pb::PubSubQueryRequest>) -> Result<Response<pb::PubSubQueryResponse>, Status> {
+        Ok(Response::new(pb::PubSubQueryResponse { subscriptions: self.inner.relay.query(request.get_ref()) }))
     }
 }
 

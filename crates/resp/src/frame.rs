@@ -22,6 +22,10 @@ pub enum Frame {
     NullArray,
     /// `*<n>\r\n` followed by `n` frames.
     Array(Vec<Frame>),
+    /// Several replies to one command, written one after another with no
+    /// header (SUBSCRIBE confirms each channel with a reply of its own).
+    /// Only servers build it; the decoder never yields it.
+    Replies(Vec<Frame>),
 }
 
 impl Frame {
@@ -76,6 +80,11 @@ impl Frame {
                 put_header(dst, b'*', items.len());
                 for item in items {
                     item.encode(dst);
+                }
+            }
+            Frame::Replies(replies) => {
+                for reply in replies {
+                    reply.encode(dst);
                 }
             }
         }

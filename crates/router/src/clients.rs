@@ -35,6 +35,8 @@ struct State {
     /// Commands queued in MULTI; None outside one.
     multi: Option<usize>,
     blocked: bool,
+    /// Channels, patterns and shard channels subscribed to.
+    subscriptions: [usize; 3],
 }
 
 impl std::fmt::Debug for Client {
@@ -46,7 +48,7 @@ impl std::fmt::Debug for Client {
 impl Client {
     pub fn new(id: u64, addr: String, laddr: String, fd: i32) -> Client {
         let now = Instant::now();
-        let state = State { name: None, cmd: None, active: now, multi: None, blocked: false };
+        let state = State { name: None, cmd: None, active: now, multi: None, blocked: false, subscriptions: [0; 3] };
         Client { id, addr, laddr, fd, opened: now, state: Mutex::new(state), kill: CancellationToken::new() }
     }
 
@@ -78,19 +80,30 @@ impl Client {
         self.state.lock().blocked = blocked;
     }
 
+    /// Whether it subscribes to anything (CLIENT LIST's TYPE pubsub).
+    pub fn subscribed(&self) -> bool {
+        self.state.lock().subscriptions.iter().any(|&n| n > 0)
+    }
+
+    /// How many channels, patterns and shard channels it subscribes to.
+    pub fn set_subscriptions(&self, counts: [usize; 3]) {
+        self.state.lock().subscriptions = counts;
+    }
+
     /// This client's line of CLIENT LIST (Redis 7.0's fields; those about
-    /// Redis's own buffers are 0, pub/sub counts 0).
+    /// Redis's own buffers are 0).
     pub fn line(&self) -> String {
         let s = self.state.lock();
         let name = s.name.as_ref().map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
-        let flags = match (s.multi.is_some(), s.blocked) {
-            (true, _) => "x",
-            (_, true) => "b",
-            _ => "N",
-        };
+        let [sub, psub, ssub] = s.subscriptions;
+        // In Redis's order of flags.
+        let mut flags: String = [(sub + psub + ssub > 0, 'P'), (s.multi.is_some(), 'x'), (s.blocked, 'b')].iter().filter(|(on, _)| *on).map(|&(_, f)| f).collect();
+        if flags.is_empty() {
+            flags.push('N');
+        }
         let multi = s.multi.map_or(-1, |q| q as i64);
         format!(
-            "id={} addr={} laddr={} fd={} name={name} age={} idle={} flags={flags} db=0 sub=0 psub=0 ssub=0 multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp=2\n",
+            "id={} addr={} laddr={} fd={} name={name} age={} idle={} flags={flags} db=0 sub={sub} psub={psub} ssub={ssub} multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp=2\n",
             self.id,
             self.addr,
             self.laddr,
@@ -118,9 +131,12 @@ pub struct Filter {
     pub ids: Option<Vec<u64>>,
     pub addr: Option<String>,
     pub laddr: Option<String>,
-    /// TYPE master, replica or pubsub, or USER other than default: no
-    /// client of this router is one.
+    /// TYPE master or replica, or USER other than default: no client of
+    /// this router is one.
     pub none: bool,
+    /// TYPE pubsub (true: clients subscribed to something) or normal
+    /// (false: the others).
+    pub pubsub: Option<bool>,
     /// Leave out the client asking (CLIENT KILL's SKIPME, by default).
     pub skip: Option<u64>,
 }
@@ -128,6 +144,7 @@ pub struct Filter {
 impl Filter {
     fn matches(&self, c: &Client) -> bool {
         !self.none
+            && self.pubsub.is_none_or(|p| p == c.subscribed())
             && self.ids.as_ref().is_none_or(|ids| ids.contains(&c.id))
             && self.addr.as_ref().is_none_or(|a| *a == c.addr)
             && self.laddr.as_ref().is_none_or(|a| *a == c.laddr)

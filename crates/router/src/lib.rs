@@ -18,6 +18,8 @@
 //!   and a gRPC client per node, kept current by watching the metadata store.
 //! - [`mirror`]: for a moving partition, after the reply: dual-writes,
 //!   copy-on-read and shadow reads to the destination, bounded and counted.
+//! - [`pubsub`]: Pub/Sub: this router's subscribers, its link to every
+//!   node (which relay messages between routers), fan-out to clients.
 //! - [`report`]: per-second latency of every command, published to the
 //!   metadata store for the coordinator's throttle.
 //!
@@ -29,8 +31,9 @@ pub mod batch;
 pub mod clients;
 pub mod cmd;
 pub mod dispatch;
-pub mod glob;
+pub use evenkeel_types::glob;
 pub mod mirror;
+pub mod pubsub;
 pub mod report;
 pub mod routes;
 pub mod session;
@@ -105,6 +108,8 @@ pub struct Router {
     pub registry: clients::Registry,
     /// INFO's counters.
     pub stats: stats::Stats,
+    /// Pub/Sub: subscriptions and the links to the nodes.
+    pub pubsub: Arc<pubsub::Hub>,
     meta: Arc<dyn MetaStore>,
     clients: AtomicUsize,
     /// Clients in a blocking command (INFO's `blocked_clients`).
@@ -118,14 +123,16 @@ impl Router {
     /// Builds a router that follows the routing table in `meta`.
     pub async fn new(config: RouterConfig, meta: Arc<dyn MetaStore>) -> Arc<Router> {
         let routes = routes::RouteCache::start(meta.clone()).await;
+        let id = random_id();
         Arc::new(Router {
+            pubsub: pubsub::Hub::new(id),
             dispatcher: Dispatcher { routes, budget: config.retry, mirror: mirror::Mirror::new(config.mirror) },
             slowlog: slowlog::SlowLog::new(config.slowlog_slower_than_us, config.slowlog_max_len),
             registry: clients::Registry::default(),
             stats: stats::Stats::default(),
             config,
             started: Instant::now(),
-            id: random_id(),
+            id,
             replid: (0..20).map(|_| format!("{:02x}", rand::random::<u8>())).collect(),
             latency: Arc::default(),
             arrival: Arc::default(),
@@ -180,6 +187,8 @@ impl Router {
         tracing::info!(addr = %listener.local_addr()?, "router listening");
         let reporter = tokio::spawn(report::run(self.meta.clone(), self.id, report::Windows { commands: self.latency.clone(), arrival: self.arrival.clone() }, self.dispatcher.mirror.clone()));
         let mut stop_reporter = AbortOnDrop(Some(reporter));
+        let links = tokio::spawn(self.pubsub.clone().run_links(self.dispatcher.routes.clone(), self.stop.clone()));
+        let mut stop_links = AbortOnDrop(Some(links));
         // Every connection's task, so shutdown can wait for them: each holds
         // the router, and through it the metadata store, which a restart
         // in the same process must be able to open again.
@@ -191,6 +200,7 @@ impl Router {
                 _ = &mut shutdown => {
                     self.stop.cancel();
                     stop_reporter.stop().await;
+                    stop_links.stop().await;
                     // Sessions end at the stop (a blocked command gives up
                     // its wait); one stuck past this is aborted.
                     let drained = tokio::time::timeout(std::time::Duration::from_secs(5), async { while sessions.join_next().await.is_some() {} }).await;

@@ -34,6 +34,8 @@ pub struct RouteCache {
     meta: Arc<dyn MetaStore>,
     current: ArcSwap<Routes>,
     refreshing: tokio::sync::Mutex<Instant>,
+    /// Bumped at every install, for those who act on a change of members.
+    changes: tokio::sync::watch::Sender<u64>,
     /// Dropped with the cache, which ends the follower task.
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -49,6 +51,7 @@ impl RouteCache {
             meta: meta.clone(),
             current: ArcSwap::from_pointee(Routes { table: None, nodes: HashMap::new() }),
             refreshing: tokio::sync::Mutex::new(Instant::now() - MIN_REFRESH_GAP),
+            changes: tokio::sync::watch::Sender::new(0),
             _stop: stop_tx,
         });
         let _ = cache.refresh().await;
@@ -58,6 +61,11 @@ impl RouteCache {
 
     pub fn load(&self) -> Arc<Routes> {
         self.current.load_full()
+    }
+
+    /// Changes whenever new routes are installed.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Reads the routing table and membership from the store now.
@@ -91,6 +99,7 @@ impl RouteCache {
             })
             .collect();
         self.current.store(Arc::new(Routes { table, nodes }));
+        self.changes.send_modify(|n| *n += 1);
     }
 }
 

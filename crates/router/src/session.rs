@@ -44,6 +44,9 @@ pub struct Session {
     pub multi: Option<crate::cmd::multi::Multi>,
     /// The keys WATCHed since the last EXEC, DISCARD or UNWATCH.
     pub watched: crate::cmd::multi::Watched,
+    /// Its Pub/Sub subscriptions and the messages waiting for it; from
+    /// the first (UN)SUBSCRIBE on, until RESET or the end.
+    pub subscriber: Option<crate::pubsub::Subscriber>,
 }
 
 pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit: bool) -> std::io::Result<()> {
@@ -56,26 +59,39 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
         writer.write_all(b"-ERR max number of clients reached\r\n").await?;
         return Ok(());
     }
-    let mut session = Session { id, client, authenticated: router.config.requirepass.is_none(), multi: None, watched: Default::default() };
+    let mut session = Session { id, client, authenticated: router.config.requirepass.is_none(), multi: None, watched: Default::default(), subscriber: None };
     let mut requests = FramedRead::new(Stamped::new(reader), RequestDecoder::new(router.config.limits));
     let mut out = BytesMut::with_capacity(4096);
     // A request taken while gathering a batch that did not join it.
     let mut carried: Option<Next> = None;
-    loop {
+    'session: loop {
         // Take the next request without waiting if one is already decoded or
         // readable; otherwise flush what we owe before waiting.
         let next = match carried.take().or_else(|| requests.next().now_or_never()) {
             Some(n) => n,
-            None => {
-                flush(&mut writer, &mut out).await?;
+            None => loop {
+                // A client that stops reading must not hold the session
+                // past CLIENT KILL (or its Pub/Sub backlog limit).
                 tokio::select! {
-                    next = requests.next() => next,
+                    flushed = flush(&mut writer, &mut out) => flushed?,
+                    _ = session.client.kill.cancelled() => return Ok(()),
+                }
+                tokio::select! {
+                    next = requests.next() => break next,
                     // Shutdown and CLIENT KILL close idle connections; a
                     // command in progress is answered first.
-                    _ = router.stop.cancelled() => break,
-                    _ = session.client.kill.cancelled() => break,
+                    _ = router.stop.cancelled() => break 'session,
+                    _ = session.client.kill.cancelled() => break 'session,
+                    // Pub/Sub messages are written between replies, as
+                    // they come: those waiting go out together.
+                    Some(message) = pushed(&mut session.subscriber) => {
+                        out.extend_from_slice(&message);
+                        while out.len() < WRITE_BATCH_BYTES && let Some(more) = session.subscriber.as_mut().and_then(|s| s.try_next()) {
+                            out.extend_from_slice(&more);
+                        }
+                    }
                 }
-            }
+            },
         };
         let Some(args) = request_or_end(id, next, &mut out) else { break };
         // When the read that completed this request arrived (see
@@ -132,8 +148,20 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
             flush(&mut writer, &mut out).await?;
         }
     }
-    flush(&mut writer, &mut out).await?;
+    // What is owed goes out, unless the client has stopped reading.
+    match tokio::time::timeout(std::time::Duration::from_secs(1), flush(&mut writer, &mut out)).await {
+        Ok(flushed) => flushed?,
+        Err(_) => return Ok(()),
+    }
     writer.shutdown().await
+}
+
+/// The next Pub/Sub message for a subscribed session; never, for others.
+async fn pushed(subscriber: &mut Option<crate::pubsub::Subscriber>) -> Option<Bytes> {
+    match subscriber {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Adds to `batch` the data commands that are already decoded or readable,

@@ -29,6 +29,7 @@ use crate::pb::node_client::NodeClient as GrpcClient;
 use crate::pb::node_server::Node;
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -96,6 +97,29 @@ rpcs! {
     migrate_checksum(pb::ChecksumRequest) -> pb::ChecksumResponse;
     migrate_drop(pb::DropRequest) -> pb::DropResponse;
     migrate_shadow_read(pb::ShadowReadRequest) -> pb::ShadowReadResponse;
+    pub_sub_interest(pb::InterestRequest) -> pb::InterestResponse;
+    publish(pb::PublishRequest) -> pb::PublishResponse;
+    pub_sub_query(pb::PubSubQueryRequest) -> pb::PubSubQueryResponse;
+}
+
+/// A node's Pub/Sub feed ([`NodeClient::pub_sub_feed`]), and the stream
+/// type every [`Node`] served in-process answers it with.
+pub type Feed = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::PubSubMessage, Status>> + Send>>;
+
+impl NodeClient {
+    /// Opens a Pub/Sub feed: the messages the node relays to this link
+    /// until the stream ends. In-process, the node's own stream; over the
+    /// network, tonic's (each message within the size limits as above).
+    pub async fn pub_sub_feed(&mut self, request: impl tonic::IntoRequest<pb::FeedRequest>) -> Result<Feed, Status> {
+        match &mut self.0 {
+            Path::Remote(client) => Ok(Box::pin(client.pub_sub_feed(request).await?.into_inner())),
+            Path::Local(slot) => {
+                let (node, _) = slot.serving()?;
+                let feed = node.pub_sub_feed(request.into_request()).await;
+                feed.map(Response::into_inner).map_err(|s| Status::with_details_and_metadata(s.code(), s.message(), s.details().to_vec().into(), s.metadata().clone()))
+            }
+        }
+    }
 }
 
 /// Runs an in-process handler's call under the request's deadline and
@@ -124,17 +148,20 @@ fn within_limit(message: &impl prost::Message, limit: usize, what: &str) -> Resu
     Ok(())
 }
 
+/// A node served in-process: its feed is a boxed stream.
+type LocalNode = dyn Node<PubSubFeedStream = Feed>;
+
 /// Where an in-process node at one address is reachable; empty while no
 /// node serves there.
 pub(crate) struct LocalSlot {
     addr: String,
-    serving: Mutex<Option<(Arc<dyn Node>, usize)>>,
+    serving: Mutex<Option<(Arc<LocalNode>, usize)>>,
 }
 
 impl LocalSlot {
     /// The node serving here and its message size limit, or the refusal a
     /// stopped node's closed port would give.
-    fn serving(&self) -> Result<(Arc<dyn Node>, usize), Status> {
+    fn serving(&self) -> Result<(Arc<LocalNode>, usize), Status> {
         if let Some(serving) = self.serving.lock().expect("local slot lock").clone() {
             return Ok(serving);
         }
@@ -161,7 +188,7 @@ static REGISTRY: LazyLock<Mutex<HashMap<String, Arc<LocalSlot>>>> = LazyLock::ne
 /// enforces): every client built by [`crate::connect_lazy`] for `addr`
 /// from now on calls it directly. Clients built earlier keep their network
 /// channel.
-pub fn serve_local(addr: &str, node: impl Node, max_message_bytes: usize) -> LocalGuard {
+pub fn serve_local(addr: &str, node: impl Node<PubSubFeedStream = Feed>, max_message_bytes: usize) -> LocalGuard {
     let slot = REGISTRY
         .lock()
         .expect("local registry lock")
@@ -263,6 +290,20 @@ mod tests {
         async fn migrate_shadow_read(&self, _: Request<pb::ShadowReadRequest>) -> Result<Response<pb::ShadowReadResponse>, Status> {
             Err(Status::unimplemented("migrate_shadow_read"))
         }
+        type PubSubFeedStream = Feed;
+        async fn pub_sub_feed(&self, _: Request<pb::FeedRequest>) -> Result<Response<Feed>, Status> {
+            let messages = (0..3).map(|i| Ok(pb::PubSubMessage { channel: bytes::Bytes::from(format!("ch{i}")), ..Default::default() }));
+            Ok(Response::new(Box::pin(tokio_stream::iter(messages.collect::<Vec<_>>()))))
+        }
+        async fn pub_sub_interest(&self, _: Request<pb::InterestRequest>) -> Result<Response<pb::InterestResponse>, Status> {
+            Err(Status::unimplemented("pub_sub_interest"))
+        }
+        async fn publish(&self, _: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
+            Err(Status::unimplemented("publish"))
+        }
+        async fn pub_sub_query(&self, _: Request<pb::PubSubQueryRequest>) -> Result<Response<pb::PubSubQueryResponse>, Status> {
+            Err(Status::unimplemented("pub_sub_query"))
+        }
     }
 
     /// A fake node served in-process at `addr` with `limit` as its message
@@ -338,6 +379,18 @@ mod tests {
         assert!(refused_connection(&status), "callers can tell the request never arrived: {status:?}");
         let _again = serve_local("fake:5", Arc::new(Fake::default()), 1 << 20);
         assert_eq!(client.execute(ops("k", 2)).await.unwrap().into_inner().results.len(), 2, "the same client reaches the node that came back");
+    }
+
+    #[tokio::test]
+    async fn an_in_process_feed_is_the_nodes_own_stream() {
+        use tokio_stream::StreamExt;
+        let (_fake, guard, mut client) = served("fake:6", 1 << 20);
+        let feed = client.pub_sub_feed(pb::FeedRequest::default()).await.unwrap();
+        let channels: Vec<_> = feed.map(|m| m.unwrap().channel).collect().await;
+        assert_eq!(channels, ["ch0", "ch1", "ch2"]);
+        drop(guard);
+        let status = client.pub_sub_feed(pb::FeedRequest::default()).await.err().expect("a stopped node refuses a feed");
+        assert!(refused_connection(&status), "{status:?}");
     }
 
     #[test]

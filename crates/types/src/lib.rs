@@ -19,11 +19,14 @@
 //!   for each moving partition (forwards, shadow-read comparisons).
 //! - [`gc`]: the tombstone-collection horizon the coordinator publishes
 //!   and nodes follow: which partitions' tombstones may go.
+//! - [`glob`]: Redis's glob patterns (SCAN MATCH, KEYS, PSUBSCRIBE), used
+//!   by routers and by nodes (which match Pub/Sub patterns).
 
 pub mod bitfield;
 pub mod float;
 pub mod geo;
 pub mod gc;
+pub mod glob;
 pub mod hash;
 pub mod hll;
 pub mod hlc;

@@ -23,6 +23,7 @@ pub mod lists;
 pub mod multi;
 pub mod object;
 pub mod plan;
+pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod sort;
@@ -78,6 +79,9 @@ const WBM: &[&str] = &["write", "blocking", "movablekeys"];
 /// Keys from the first to the one before last (BLPOP's timeout).
 const BUT_LAST: (i32, i32, i32) = (1, -2, 1);
 const WDM: &[&str] = &["write", "denyoom", "movablekeys"];
+/// SUBSCRIBE and the rest that change what a connection subscribes to.
+const PS: &[&str] = &["pubsub", "noscript", "loading", "stale"];
+const PUB: &[&str] = &["pubsub", "loading", "stale", "fast"];
 const NOKEY: (i32, i32, i32) = (0, 0, 0);
 const ONE: (i32, i32, i32) = (1, 1, 1);
 const ALL: (i32, i32, i32) = (1, -1, 1);
@@ -185,6 +189,10 @@ pub const SPECS: &[Spec] = &[
     spec("pexpiretime", 2, R_, ONE),
     spec("ping", -1, F, NOKEY),
     spec("psetex", 4, WD, ONE),
+    spec("psubscribe", -2, PS, NOKEY),
+    spec("publish", 3, PUB, NOKEY),
+    spec("pubsub", -2, &["loading", "stale"], NOKEY),
+    spec("punsubscribe", -1, PS, NOKEY),
     spec("pttl", 2, R_, ONE),
     spec("quit", -1, NOAUTH, NOKEY),
     spec("randomkey", 1, RO, NOKEY),
@@ -217,19 +225,24 @@ pub const SPECS: &[Spec] = &[
     spec("smove", 4, WF, (1, 2, 1)),
     spec("sort", -2, &["write", "denyoom", "movablekeys"], ONE),
     spec("sort_ro", -2, RM, ONE),
+    spec("spublish", 3, PUB, ONE),
     spec("spop", -2, WF, ONE),
     spec("srandmember", -2, RO, ONE),
     spec("srem", -3, WF, ONE),
+    spec("ssubscribe", -2, PS, ALL),
     spec("sscan", -3, RO, ONE),
     spec("strlen", 2, R_, ONE),
+    spec("subscribe", -2, PS, NOKEY),
     spec("substr", 4, RO, ONE),
     spec("sunion", -2, RO, ALL),
     spec("sunionstore", -3, WD, ALL),
+    spec("sunsubscribe", -1, PS, ALL),
     spec("time", 1, F, NOKEY),
     spec("touch", -2, R_, ALL),
     spec("ttl", 2, R_, ONE),
     spec("type", 2, R_, ONE),
     spec("unlink", -2, WF, ALL),
+    spec("unsubscribe", -1, PS, NOKEY),
     spec("unwatch", 1, MULTI_FLAGS, NOKEY),
     spec("watch", -2, MULTI_FLAGS, ALL),
     spec("xack", -4, WF, ONE),
@@ -295,6 +308,9 @@ pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -
     if !arity_ok(spec, args.len()) {
         return (multi::flag(session, wrong_arity(spec.name)), Flow::Continue);
     }
+    if pubsub::subscribed(session) && !pubsub::allowed_when_subscribed(spec.name) {
+        return (pubsub::refused_when_subscribed(spec.name), Flow::Continue);
+    }
     if session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "quit" | "watch" | "reset") {
         return (multi::queue(session, spec.name, args), Flow::Continue);
     }
@@ -320,7 +336,7 @@ pub(crate) fn slowlog(router: &Router, session: &Session, name: &'static str, ar
 /// their own I/O, and every command while the session is unauthenticated
 /// (so NOAUTH handling stays exactly as it is).
 pub fn batchable(session: &Session, args: &[Bytes]) -> Option<(&'static str, Result<Planned, Frame>)> {
-    if !session.authenticated || session.multi.is_some() || args[0].len() > MAX_NAME_LEN {
+    if !session.authenticated || session.multi.is_some() || args[0].len() > MAX_NAME_LEN || pubsub::subscribed(session) {
         return None;
     }
     let spec = find(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase())?;
@@ -461,7 +477,15 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
         "exec" => multi::exec(r, s).await,
         "watch" => multi::watch(r, s, a).await,
         "unwatch" => multi::unwatch(s),
-        "reset" => server::reset(r, s),
+        "reset" => {
+            pubsub::reset(s);
+            server::reset(r, s)
+        }
+        "subscribe" | "psubscribe" | "ssubscribe" => pubsub::subscribe(r, s, name, a).await,
+        "unsubscribe" | "punsubscribe" | "sunsubscribe" => pubsub::unsubscribe(r, s, name, a),
+        "publish" | "spublish" => pubsub::publish(r, name, a).await,
+        "pubsub" => pubsub::pubsub(r, a).await,
+        "ping" if pubsub::subscribed(s) && a.len() <= 2 => pubsub::ping(a),
         "randomkey" => keys::random_key(r).await,
         "flushall" | "flushdb" => keys::flush(r, a).await,
         "dbsize" => keys::dbsize(r).await,

@@ -71,7 +71,7 @@ impl Multi {
 }
 
 /// Commands queued besides data commands: they read no data.
-const STATELESS: &[&str] = &["ping", "echo", "time", "unwatch"];
+const STATELESS: &[&str] = &["ping", "echo", "time", "unwatch", "publish", "spublish"];
 
 /// Most keys a session may watch at once, for the same reason as
 /// [`QUEUED_MAX`].
@@ -189,6 +189,8 @@ enum Step {
     /// Its ops are these many of the transaction's, in order.
     Ops(Shape, usize),
     Done(Frame),
+    /// PUBLISH or SPUBLISH: sent once the transaction has run.
+    Publish(&'static str, Vec<Bytes>),
 }
 
 pub async fn exec(r: &Router, s: &mut Session) -> Frame {
@@ -213,6 +215,7 @@ pub async fn exec(r: &Router, s: &mut Session) -> Frame {
             Some(Err(e)) => steps.push(Step::Done(e)),
             // The watches are already released.
             None if *name == "unwatch" => steps.push(Step::Done(Frame::ok())),
+            None if matches!(*name, "publish" | "spublish") => steps.push(Step::Publish(name, args.clone())),
             None => steps.push(Step::Done(super::server::run(r, s, name, args).await)),
         }
     }
@@ -232,14 +235,19 @@ pub async fn exec(r: &Router, s: &mut Session) -> Frame {
         }
     }
     let missing = || R::Error(pb::OpError { kind: pb::op_error::Kind::Internal as i32, message: "the node answered fewer results than ops".into() });
-    let replies = steps.into_iter().map(|step| match step {
-        Step::Done(frame) => frame,
-        Step::Ops(shape, n) => {
-            let outcomes = (0..n).map(|_| Ok(results.next().and_then(|r| r.result).unwrap_or_else(missing))).collect();
-            plan::reply(shape, outcomes)
-        }
-    });
-    Frame::Array(replies.collect())
+    let mut replies = Vec::with_capacity(steps.len());
+    for step in steps {
+        replies.push(match step {
+            Step::Done(frame) => frame,
+            Step::Ops(shape, n) => {
+                let outcomes = (0..n).map(|_| Ok(results.next().and_then(|r| r.result).unwrap_or_else(missing))).collect();
+                plan::reply(shape, outcomes)
+            }
+            // After the writes, so a subscriber told of a change can read it.
+            Step::Publish(name, args) => super::pubsub::publish(r, name, &args).await,
+        });
+    }
+    Frame::Array(replies)
 }
 
 #[cfg(test)]
@@ -248,7 +256,7 @@ mod tests {
 
     #[test]
     fn a_transaction_queues_a_bounded_number_of_commands() {
-        let mut s = Session { id: 1, client: std::sync::Arc::new(crate::clients::Client::new(1, String::new(), String::new(), -1)), authenticated: true, multi: None, watched: Watched::default() };
+        let mut s = Session { id: 1, client: std::sync::Arc::new(crate::clients::Client::new(1, String::new(), String::new(), -1)), authenticated: true, multi: None, watched: Watched::default(), subscriber: None };
         assert_eq!(begin(&mut s), Frame::ok());
         let set = |k: usize| vec![Bytes::from_static(b"SET"), Bytes::from(format!("{{t}}{k}")), Bytes::from_static(b"v")];
         for k in 0..QUEUED_MAX {

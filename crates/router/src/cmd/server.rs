@@ -224,12 +224,12 @@ fn client(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
     }
 }
 
-/// CLIENT LIST's filters: TYPE (only `normal` clients here) and ID.
+/// CLIENT LIST's filters: TYPE (`normal` or `pubsub` clients here) and ID.
 fn list_filter(args: &[Bytes]) -> Result<crate::clients::Filter, Frame> {
     let mut filter = crate::clients::Filter::default();
     match args {
         [] => {}
-        [t, ty] if t.eq_ignore_ascii_case(b"type") => filter.none = !client_type(ty)?,
+        [t, ty] if t.eq_ignore_ascii_case(b"type") => client_type(&mut filter, ty)?,
         [i, ids @ ..] if i.eq_ignore_ascii_case(b"id") && !ids.is_empty() => {
             let ids = ids.iter().map(|id| int_arg(id).ok().filter(|n| *n > 0).map(|n| n as u64).ok_or_else(|| Frame::error("ERR Invalid client ID")));
             filter.ids = Some(ids.collect::<Result<_, _>>()?);
@@ -239,14 +239,17 @@ fn list_filter(args: &[Bytes]) -> Result<crate::clients::Filter, Frame> {
     Ok(filter)
 }
 
-/// Whether a client TYPE names this router's clients (all `normal`);
-/// an error for a type Redis does not know.
-fn client_type(ty: &[u8]) -> Result<bool, Frame> {
+/// Narrows `filter` to a client TYPE: `normal` and `pubsub` clients (those
+/// subscribed to anything) are this router's, none is a master or a
+/// replica; an error for a type Redis does not know.
+fn client_type(filter: &mut crate::clients::Filter, ty: &[u8]) -> Result<(), Frame> {
     match upper(ty).as_str() {
-        "NORMAL" => Ok(true),
-        "MASTER" | "REPLICA" | "SLAVE" | "PUBSUB" => Ok(false),
-        _ => Err(Frame::error(format!("ERR Unknown client type '{}'", c_str(ty, 128)))),
+        "NORMAL" => filter.pubsub = Some(false),
+        "PUBSUB" => filter.pubsub = Some(true),
+        "MASTER" | "REPLICA" | "SLAVE" => filter.none = true,
+        _ => return Err(Frame::error(format!("ERR Unknown client type '{}'", c_str(ty, 128)))),
     }
+    Ok(())
 }
 
 /// CLIENT KILL's filters, in pairs: ID, TYPE, USER, ADDR, LADDR, SKIPME
@@ -263,7 +266,7 @@ fn kill_filter(s: &Session, args: &[Bytes]) -> Result<crate::clients::Filter, Fr
                 let id = int_arg(value).ok().filter(|n| *n > 0).ok_or_else(|| Frame::error("ERR client-id should be greater than 0"))?;
                 filter.ids = Some(vec![id as u64]);
             }
-            "TYPE" => filter.none |= !client_type(value)?,
+            "TYPE" => client_type(&mut filter, value)?,
             "USER" if value[..] == b"default"[..] => {}
             "USER" => return Err(Frame::error(format!("ERR No such user '{}'", c_str(value, 128)))),
             "ADDR" => filter.addr = Some(String::from_utf8_lossy(value).into_owned()),
@@ -378,7 +381,7 @@ async fn info(r: &Router, a: &[Bytes]) -> Frame {
         text += &format!("# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n", r.connected(), r.config.max_clients, r.blocked());
     }
     if want("stats") {
-        text += &r.stats.section(r.latency.last_second(evenkeel_types::unix_ms()).count);
+        text += &r.stats.section(r.latency.last_second(evenkeel_types::unix_ms()).count, r.pubsub.local_counts());
     }
     // Not in the default sections, as in Redis.
     if section.as_deref().is_some_and(|s| s == "commandstats" || s == "all" || s == "everything") {

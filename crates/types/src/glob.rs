@@ -1,4 +1,4 @@
-//! Redis's glob matching (`stringmatchlen`) for SCAN MATCH.
+//! Redis's glob matching (`stringmatchlen`) for SCAN MATCH, KEYS and Pub/Sub patterns.
 //!
 //! `*` any run, `?` one byte, `[abc]` / `[^abc]` / `[a-z]` classes, `\x`
 //! escapes. Bytes, not characters, as in Redis.
