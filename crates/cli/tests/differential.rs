@@ -148,6 +148,124 @@ async fn router_answers_like_redis_7() {
     assert!(mismatches.is_empty(), "{} of {commands} commands answered differently from Redis (see above)", mismatches.len());
 }
 
+/// Keyspace notifications against Redis 7.0: with `notify-keyspace-events
+/// KEAn` on both, every command of [`KEYSPACE_SCRIPT`] must raise the
+/// same messages, in the same order, on a subscriber to `__key*__:*`.
+/// (Expiry's `expired`, raised by the sweeper, is checked by the
+/// integration test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyspace_events_match_redis_7() {
+    let redis = tokio::task::spawn_blocking(RedisServer::start).await.expect("starting redis-server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = LocalCluster::start(UpOptions::ephemeral(dir.path())).await.expect("evenkeel starts");
+    // Past the wait before the router relays through a new link, so the
+    // sentinel below takes the same node as the events.
+    tokio::time::sleep(evenkeel_router::pubsub::LINK_MATURITY + Duration::from_millis(500)).await;
+    let mut mismatches = Vec::new();
+    let mut sides = Vec::new();
+    for addr in [redis.addr, cluster.router_addr] {
+        let mut commands = Conn::open(addr).await;
+        assert_eq!(commands.call(&args(&["CONFIG", "SET", "notify-keyspace-events", "KEAn"])).await, Frame::ok());
+        assert_eq!(commands.call(&args(&["CONFIG", "GET", "notify-keyspace-events"])).await, Frame::Array(vec![Frame::bulk("notify-keyspace-events"), Frame::bulk("AKE")]));
+        let mut events = Conn::open(addr).await;
+        events.send(&args(&["PSUBSCRIBE", "__key*__:*"])).await;
+        events.read_frame("PSUBSCRIBE").await;
+        events.send(&args(&[SENTINEL_COMMAND[0], SENTINEL_COMMAND[1]])).await;
+        events.read_frame("SUBSCRIBE").await;
+        sides.push((commands, events));
+    }
+    let mut queued = false;
+    for (n, command) in KEYSPACE_SCRIPT.iter().enumerate() {
+        // Inside MULTI the sentinel would be queued too: a transaction's
+        // events are compared at EXEC.
+        let in_multi = queued || command[0] == "MULTI";
+        queued = in_multi && command[0] != "EXEC";
+        if queued {
+            for (commands, _) in &mut sides {
+                commands.call(&args(command)).await;
+            }
+            continue;
+        }
+        let mut seen = Vec::new();
+        for (side, (commands, events)) in sides.iter_mut().enumerate() {
+            commands.call(&args(command)).await;
+            // The sentinel's channel shares the keys' slot, so it takes the
+            // node that raised their events, and arrives after them.
+            let marker = n.to_string();
+            commands.call(&args(&["PUBLISH", SENTINEL_COMMAND[1], &marker])).await;
+            let mut raised = Vec::new();
+            loop {
+                let frame = tokio::time::timeout(REPLY_TIMEOUT, events.read_frame("an event")).await.unwrap_or_else(|_| panic!("no sentinel after {} on {} (seen: {raised:?})", command.join(" "), ["redis", "evenkeel"][side]));
+                let Frame::Array(parts) = frame else { panic!("a message is an array") };
+                if parts[0] == Frame::bulk("message") {
+                    assert_eq!(parts[2], Frame::bulk(marker.clone()), "sentinels in order");
+                    break;
+                }
+                raised.push(format!("{} {}", show(&parts[2]), show(&parts[3])));
+            }
+            seen.push(raised);
+        }
+        if seen[0] != seen[1] {
+            mismatches.push(Mismatch { command: command.join(" "), redis: seen[0].join(", "), ours: seen[1].join(", ") });
+        }
+    }
+    cluster.shutdown().await.expect("clean shutdown");
+    println!("keyspace events: {} commands, {} mismatches", KEYSPACE_SCRIPT.len(), mismatches.len());
+    for m in &mismatches {
+        eprintln!("MISMATCH {}\n    redis:    {}\n    evenkeel: {}", m.command, m.redis, m.ours);
+    }
+    assert!(mismatches.is_empty(), "{} commands raised other events than Redis's (see above)", mismatches.len());
+}
+
+fn args(a: &[&str]) -> Vec<Vec<u8>> {
+    a.iter().map(|s| s.as_bytes().to_vec()).collect()
+}
+
+/// The subscription that closes each command's events (its channel in
+/// the `{n}` slot of every key below).
+const SENTINEL_COMMAND: [&str; 2] = ["SUBSCRIBE", "{n}sentinel"];
+
+/// Every command that raises keyspace events, and some that do not; all
+/// keys in one hash slot.
+const KEYSPACE_SCRIPT: &[&[&str]] = &[
+    &["SET", "{n}s", "1"], &["SET", "{n}s", "2", "EX", "100"], &["SET", "{n}s", "3", "NX"], &["SET", "{n}s", "3", "KEEPTTL"], &["SETNX", "{n}s2", "x"],
+    &["GETSET", "{n}s", "4"], &["INCR", "{n}c"], &["DECRBY", "{n}c", "5"], &["INCRBYFLOAT", "{n}f", "1.5"], &["APPEND", "{n}s", "x"],
+    &["SETRANGE", "{n}s", "1", "yy"], &["SETRANGE", "{n}none", "0", ""], &["SETBIT", "{n}b", "7", "1"], &["SETBIT", "{n}b", "7", "1"],
+    &["BITFIELD", "{n}b", "SET", "u8", "0", "255"], &["BITFIELD", "{n}b", "GET", "u8", "0"], &["BITOP", "OR", "{n}bo", "{n}b", "{n}s"],
+    &["BITOP", "AND", "{n}bo", "{n}missing"], &["MSET", "{n}m1", "a", "{n}m2", "b"], &["MSETNX", "{n}m3", "a", "{n}m4", "b"], &["MSETNX", "{n}m3", "a"],
+    &["EXPIRE", "{n}m1", "100"], &["PEXPIRE", "{n}m1", "100000"], &["EXPIRE", "{n}m1", "100", "NX"], &["PERSIST", "{n}m1"], &["PERSIST", "{n}m1"],
+    &["EXPIRE", "{n}m2", "-1"], &["GETEX", "{n}m3", "EX", "100"], &["GETEX", "{n}m3", "PERSIST"], &["GETEX", "{n}m3"], &["GETDEL", "{n}m3"],
+    &["DEL", "{n}m4", "{n}nothing", "{n}s2"], &["RENAME", "{n}s", "{n}s9"], &["RENAME", "{n}s9", "{n}c"], &["RENAMENX", "{n}c", "{n}f"],
+    &["COPY", "{n}c", "{n}cc"], &["COPY", "{n}c", "{n}cc", "REPLACE"], &["COPY", "{n}c", "{n}cc"],
+    &["HSET", "{n}h", "a", "1", "b", "2"], &["HSET", "{n}h", "a", "1"], &["HSETNX", "{n}h", "a", "x"], &["HSETNX", "{n}h", "c", "3"],
+    &["HINCRBY", "{n}h", "a", "5"], &["HINCRBYFLOAT", "{n}h", "b", "0.5"], &["HDEL", "{n}h", "a", "zz"], &["HDEL", "{n}h", "zz"], &["HDEL", "{n}h", "b", "c"],
+    &["SADD", "{n}set", "a", "b", "c"], &["SADD", "{n}set", "a"], &["SREM", "{n}set", "a"], &["SREM", "{n}set", "zz"], &["SPOP", "{n}set", "5"],
+    &["SADD", "{n}set2", "x", "y"], &["SMOVE", "{n}set2", "{n}set3", "x"], &["SMOVE", "{n}set2", "{n}set3", "y"], &["SMOVE", "{n}set2", "{n}set3", "y"],
+    &["SINTERSTORE", "{n}si", "{n}set3", "{n}set3"], &["SUNIONSTORE", "{n}si", "{n}set3", "{n}missing"], &["SDIFFSTORE", "{n}si", "{n}set3", "{n}set3"],
+    &["SDIFFSTORE", "{n}si", "{n}set3", "{n}set3"],
+    &["RPUSH", "{n}l", "a", "b", "c", "d"], &["LPUSH", "{n}l", "z"], &["LPUSHX", "{n}nol", "a"], &["LPOP", "{n}l"], &["RPOP", "{n}l", "1"],
+    &["LSET", "{n}l", "0", "q"], &["LINSERT", "{n}l", "BEFORE", "q", "p"], &["LINSERT", "{n}l", "BEFORE", "nope", "p"], &["LREM", "{n}l", "0", "p"],
+    &["LTRIM", "{n}l", "0", "0"], &["LMOVE", "{n}l", "{n}l2", "LEFT", "RIGHT"], &["RPOPLPUSH", "{n}l2", "{n}l2"], &["LMPOP", "1", "{n}l2", "LEFT", "COUNT", "5"],
+    &["RPUSH", "{n}l3", "x"], &["LTRIM", "{n}l3", "1", "0"], &["BLPOP", "{n}l3", "{n}l4", "0.01"],
+    &["ZADD", "{n}z", "1", "a", "2", "b", "3", "c", "4", "d"], &["ZADD", "{n}z", "1", "a"], &["ZINCRBY", "{n}z", "1", "a"], &["ZREM", "{n}z", "a", "zz"],
+    &["ZPOPMIN", "{n}z"], &["ZPOPMAX", "{n}z"], &["ZADD", "{n}z", "5", "e", "6", "f"], &["ZREMRANGEBYSCORE", "{n}z", "5", "5"], &["ZREMRANGEBYRANK", "{n}z", "0", "0"],
+    &["ZADD", "{n}zl", "0", "a", "0", "b"], &["ZREMRANGEBYLEX", "{n}zl", "[a", "[a"], &["ZUNIONSTORE", "{n}zu", "2", "{n}z", "{n}zl"],
+    &["ZINTERSTORE", "{n}zu", "2", "{n}z", "{n}zl"], &["ZDIFFSTORE", "{n}zu", "1", "{n}zl"], &["ZRANGESTORE", "{n}zr", "{n}zl", "0", "-1"],
+    &["ZRANGESTORE", "{n}zr", "{n}zl", "5", "6"], &["ZMPOP", "1", "{n}zl", "MIN", "COUNT", "10"], &["ZREM", "{n}z", "f", "d", "e"],
+    &["GEOADD", "{n}g", "13.361389", "38.115556", "Palermo", "15.087269", "37.502669", "Catania"],
+    &["GEOSEARCHSTORE", "{n}gs", "{n}g", "FROMLONLAT", "15", "37", "BYRADIUS", "200", "km", "ASC"], &["GEORADIUS", "{n}g", "15", "37", "200", "km", "STORE", "{n}gr"],
+    &["GEOSEARCHSTORE", "{n}gs", "{n}g", "FROMLONLAT", "0", "0", "BYRADIUS", "1", "km"],
+    &["RPUSH", "{n}sl", "3", "1", "2"], &["SORT", "{n}sl", "STORE", "{n}sorted"], &["SORT", "{n}missing", "STORE", "{n}sorted"],
+    &["PFADD", "{n}hll", "a", "b"], &["PFADD", "{n}hll", "a"], &["PFCOUNT", "{n}hll"], &["PFMERGE", "{n}hll2", "{n}hll"],
+    &["XADD", "{n}x", "1-1", "f", "v"], &["XADD", "{n}x", "MAXLEN", "1", "2-1", "f", "v"], &["XDEL", "{n}x", "2-1"], &["XADD", "{n}x", "3-1", "f", "v"],
+    &["XTRIM", "{n}x", "MAXLEN", "0"], &["XSETID", "{n}x", "5-0"], &["XGROUP", "CREATE", "{n}x", "g", "0"], &["XGROUP", "CREATECONSUMER", "{n}x", "g", "c"],
+    &["XGROUP", "SETID", "{n}x", "g", "$"], &["XGROUP", "DELCONSUMER", "{n}x", "g", "c"], &["XGROUP", "DESTROY", "{n}x", "g"],
+    &["XGROUP", "CREATE", "{n}x2", "g", "$", "MKSTREAM"], &["XADD", "{n}x2", "NOMKSTREAM", "*", "f", "v"],
+    &["MULTI"], &["SET", "{n}t", "1"], &["INCR", "{n}t"], &["DEL", "{n}t"], &["EXEC"],
+    &["DEL", "{n}h", "{n}set3", "{n}l2", "{n}z", "{n}zl", "{n}x2"],
+    &["SET", "{n}last", "1"], &["FLUSHALL"],
+];
+
 // ---------------------------------------------------------------- script
 
 /// How two replies are compared.

@@ -1204,6 +1204,19 @@ async fn pubsub_reaches_subscribers_on_every_router() {
     let read = tokio::time::timeout(Duration::from_secs(10), stuck.stream.read_to_end(&mut rest)).await;
     assert!(matches!(read, Ok(Ok(_))), "the stuck subscriber's connection is closed: {read:?}");
 
+    // Keyspace notifications, set through one router for the whole
+    // cluster: a key's expiry raises `expired` when the sweeper deletes it.
+    assert_eq!(q.call(&["CONFIG", "SET", "notify-keyspace-events", "Ex"]).await, Frame::ok());
+    assert_eq!(p.call(&["CONFIG", "GET", "notify-keyspace-events"]).await, Frame::Array(vec![Frame::bulk("notify-keyspace-events"), Frame::bulk("xE")]));
+    assert_eq!(q.call(&["CONFIG", "SET", "notify-keyspace-events", "Q"]).await, Frame::error("ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'."));
+    let mut expiries = Raw::connect(r2).await;
+    expiries.send(&["SUBSCRIBE", "__keyevent@0__:expired", "__keyevent@0__:set"]).await;
+    assert_eq!(expiries.read().await, push(&["subscribe", "__keyevent@0__:expired"], Some(1)));
+    assert_eq!(expiries.read().await, push(&["subscribe", "__keyevent@0__:set"], Some(2)));
+    // The SET raises no `set`: strings' class is off.
+    assert_eq!(p.call(&["SET", "short-lived", "v", "PX", "100"]).await, Frame::ok());
+    assert_eq!(expiries.read().await, push(&["message", "__keyevent@0__:expired", "short-lived"], None));
+
     stop2.cancel();
     serving2.await.unwrap().unwrap();
     cluster.shutdown().await.unwrap();

@@ -226,6 +226,7 @@ impl Node {
         tasks.spawn(heartbeat(meta.clone(), self.config.id, addr.clone(), lease, self.config.heartbeat_ttl, self.readiness.clone()));
         tasks.spawn(follow_routing(meta.clone(), self.inner.clone()));
         tasks.spawn(follow_gc_horizon(meta.clone(), self.inner.clone()));
+        tasks.spawn(follow_notify_flags(meta.clone(), self.inner.clone()));
         tasks.spawn(sweep(self.inner.clone(), self.config.sweep_interval, self.config.tombstone_grace));
         tasks.spawn(flush(self.inner.clone(), self.config.fsync_interval));
         tasks.spawn(tend_memtables(self.inner.clone()));
@@ -358,6 +359,22 @@ async fn follow_gc_horizon(meta: Arc<dyn MetaStore>, inner: Arc<NodeInner>) {
                 Ok(horizon) => inner.gc_horizon.store(Some(Arc::new(horizon))),
                 Err(e) => tracing::error!(node = inner.id, error = %e, "GC horizon not adopted"),
             }
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Keeps the store's keyspace-notification flags as CONFIG SET last
+/// stored them.
+async fn follow_notify_flags(meta: Arc<dyn MetaStore>, inner: Arc<NodeInner>) {
+    let mut rx = follow::follow_key(meta, keys::NOTIFY_KEYSPACE_EVENTS.to_string());
+    loop {
+        let raw = rx.borrow_and_update().as_ref().map(|kv| kv.value.clone()).unwrap_or_default();
+        match evenkeel_types::notify::Flags::from_stored(&raw) {
+            Some(flags) => inner.store.notifier().set(flags),
+            None => tracing::error!(node = inner.id, value = %String::from_utf8_lossy(&raw), "unreadable notify-keyspace-events; keeping the flags in force"),
         }
         if rx.changed().await.is_err() {
             return;

@@ -19,6 +19,7 @@
 use bytes::Bytes;
 use evenkeel_rpc::pb::{self, SubscriptionKind};
 use evenkeel_types::glob::glob_match;
+use evenkeel_types::notify::{self, Flags};
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -188,6 +189,43 @@ impl Relay {
     /// Links open now.
     pub fn links(&self) -> usize {
         self.state.lock().expect("relay lock").links.len()
+    }
+}
+
+/// Keyspace notifications: the `notify-keyspace-events` flags in force on
+/// this node (from the metadata store) and the relay their events go
+/// through. The owner of a key raises its events, so every event is
+/// raised once, by the node that made the change.
+#[derive(Default)]
+pub struct Notifier {
+    flags: std::sync::atomic::AtomicU32,
+    relay: Relay,
+}
+
+impl Notifier {
+    pub fn set(&self, flags: Flags) {
+        self.flags.store(flags.0, Ordering::Relaxed);
+    }
+
+    pub fn flags(&self) -> Flags {
+        Flags(self.flags.load(Ordering::Relaxed))
+    }
+
+    /// Whether any event is published: what a write checks before working
+    /// out its events.
+    pub fn on(&self) -> bool {
+        self.flags().0 & (notify::KEYSPACE | notify::KEYEVENT) != 0
+    }
+
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
+    /// Publishes one event on `key`, if its class is enabled.
+    pub fn raise(&self, key: &[u8], class: u32, event: &str) {
+        for (channel, payload) in self.flags().messages(class, event, key) {
+            self.relay.publish(pb::PublishRequest { shard: false, channel: channel.into(), payload: payload.into() });
+        }
     }
 }
 

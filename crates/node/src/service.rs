@@ -71,7 +71,8 @@ pub(crate) struct NodeInner {
     /// The GC horizon the coordinator published, as last seen; None until
     /// one is read, and then no tombstone is collected.
     pub gc_horizon: arc_swap::ArcSwapOption<GcHorizon>,
-    /// Pub/Sub: the routers' links and what they subscribe to.
+    /// Pub/Sub: the routers' links and what they subscribe to (the
+    /// store's notifier raises keyspace events through it too).
     pub relay: crate::pubsub::Relay,
     /// The runtime the node serves on (set by `Node::run`). Urgent store
     /// work goes to its blocking pool, at the node's own priority, even when
@@ -178,6 +179,7 @@ pub struct NodeService {
 impl NodeInner {
     pub fn new(id: NodeId, store: Store, lane: Lane, threads: OwnThreads) -> Self {
         let disk = crate::health::DiskReserve::new(store.dir(), store.min_free_disk_bytes());
+        let relay = store.notifier().relay().clone();
         NodeInner {
             id,
             store,
@@ -193,7 +195,7 @@ impl NodeInner {
             failpoints: Failpoints::new(id),
             disk,
             gc_horizon: Default::default(),
-            relay: Default::default(),
+            relay,
             runtime: std::sync::OnceLock::new(),
         }
     }

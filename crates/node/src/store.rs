@@ -212,7 +212,12 @@ pub struct Store {
     rows: rows::RowCache,
     /// Blocked pops, woken by the writes to their keys.
     waiters: crate::waiters::Waiters,
+    /// Keyspace notifications of this store's writes and expiries.
+    notifier: crate::pubsub::Notifier,
 }
+
+/// A keyspace event waiting for its write to commit: key, class, name.
+type Notice = (Vec<u8>, u32, &'static str);
 
 const TRIM_SLACK: u64 = 256;
 
@@ -302,7 +307,7 @@ impl Store {
         let import_closed = Mutex::new(vec![0; n as usize]);
         let rows = rows::RowCache::new(n, config.row_cache_bytes);
         let group = (config.durability == Durability::Sync).then(|| group_sync::GroupSync::start(config.dir.clone())).transpose()?;
-        let store = Store { db, data, log, expiring, tombstones, meta, parts, tokens, import_closed, clock: Hlc::default(), config, journals_synced: Mutex::default(), group, memtables: Default::default(), retired, rows, waiters: Default::default() };
+        let store = Store { db, data, log, expiring, tombstones, meta, parts, tokens, import_closed, clock: Hlc::default(), config, journals_synced: Mutex::default(), group, memtables: Default::default(), retired, rows, waiters: Default::default(), notifier: Default::default() };
         store.recover()?;
         Ok(store)
     }
@@ -315,6 +320,27 @@ impl Store {
     /// The blocked pops waiting on this store's keys.
     pub fn waiters(&self) -> &crate::waiters::Waiters {
         &self.waiters
+    }
+
+    /// Keyspace notifications: their flags and the Pub/Sub relay.
+    pub fn notifier(&self) -> &crate::pubsub::Notifier {
+        &self.notifier
+    }
+
+    /// Works out the events of an applied op (keys `keys`, live records
+    /// `before`, `writes` by key index) into `out`, if any is published.
+    fn notices(&self, kind: &Kind, keys: &[&[u8]], before: &[Option<&Record>], writes: &[(usize, &Record)], now_ms: u64, out: &mut Vec<Notice>) {
+        if writes.is_empty() || !self.notifier.on() {
+            return;
+        }
+        out.extend(ops::notify::events(kind, before, writes, now_ms).into_iter().map(|e| (keys[e.key].to_vec(), e.class, e.name)));
+    }
+
+    /// Publishes events whose writes have committed.
+    fn raise(&self, notices: Vec<Notice>) {
+        for (key, class, name) in notices {
+            self.notifier.raise(&key, class, name);
+        }
     }
 
     pub fn clock(&self) -> &Hlc {
@@ -367,9 +393,11 @@ impl Store {
             return self.execute_transaction(partition, &mut counters, key, t, now_ms).map(Ok);
         }
         if ops::multi_keys(kind, key).is_some() {
-            let mut pending = Vec::new();
-            let reply = self.run_in_step(partition, &mut pending, key, kind, now_ms)?;
-            return Ok(Ok((reply, self.commit_step(partition, &mut counters, pending, key)?)));
+            let (mut pending, mut notices) = (Vec::new(), Vec::new());
+            let reply = self.run_in_step(partition, &mut pending, &mut notices, key, kind, now_ms)?;
+            let written = self.commit_step(partition, &mut counters, pending, key)?;
+            self.raise(notices);
+            return Ok(Ok((reply, written)));
         }
         let stored = self.rows.get_locked(partition, &data_key, || self.read(&data_key))?;
         let version = self.clock.tick(now_ms);
@@ -377,6 +405,9 @@ impl Store {
         if let Some(record) = &applied.write {
             assert!(stored.as_ref().is_none_or(|s| s.version < record.version), "versions must increase");
             self.commit(partition, &mut counters, &data_key, stored.as_ref(), record)?;
+            let mut notices = Vec::new();
+            self.notices(kind, &[key], &[stored.as_ref().filter(|r| r.is_live(now_ms))], &[(0, record)], now_ms, &mut notices);
+            self.raise(notices);
         }
         Ok(Ok((applied.reply, applied.write)))
     }
@@ -386,7 +417,7 @@ impl Store {
     /// is read from `pending` (the step's writes so far) or else the store,
     /// and its writes join `pending`, to be committed together by
     /// [`Self::commit_step`]. A key outside the partition fails the step.
-    fn run_in_step(&self, partition: PartitionId, pending: &mut Vec<Pending>, key: &[u8], kind: &Kind, now_ms: u64) -> Result<R, StoreError> {
+    fn run_in_step(&self, partition: PartitionId, pending: &mut Vec<Pending>, notices: &mut Vec<Notice>, key: &[u8], kind: &Kind, now_ms: u64) -> Result<R, StoreError> {
         let multi = ops::multi_keys(kind, key);
         let keys = multi.clone().unwrap_or_else(|| vec![key]);
         let data_keys = keys.iter().map(|k| Ok(data_key(self.slot_in(partition, k)?, k))).collect::<Result<Vec<_>, StoreError>>()?;
@@ -403,8 +434,11 @@ impl Store {
             (applied.writes, applied.reply)
         } else {
             let applied = ops::apply(kind, stored[0].as_ref(), now_ms, self.clock.tick(now_ms), self.config.limits);
-            (applied.write.map(|w| (0, w)).into_iter().collect(), applied.reply)
+            (applied.write.map(|w| (0, w)).into_iter().collect::<Vec<_>>(), applied.reply)
         };
+        let live: Vec<Option<&Record>> = stored.iter().map(|r| r.as_ref().filter(|r| r.is_live(now_ms))).collect();
+        let written: Vec<(usize, &Record)> = writes.iter().map(|(i, r)| (*i, r)).collect();
+        self.notices(kind, &keys, &live, &written, now_ms, notices);
         for (i, record) in writes {
             match pending.iter_mut().find(|p| p.data_key == data_keys[i]) {
                 Some(p) => p.last = record,
@@ -440,7 +474,7 @@ impl Store {
                 return Ok((R::Transaction(pb::TransactionResults { results: Vec::new(), aborted: true }), None));
             }
         }
-        let mut pending = Vec::new();
+        let (mut pending, mut notices) = (Vec::new(), Vec::new());
         let mut results = Vec::with_capacity(t.ops.len());
         for op in &t.ops {
             let reply = match &op.kind {
@@ -448,11 +482,12 @@ impl Store {
                     let message = "malformed transaction: an op without a kind, or a nested transaction".to_string();
                     R::Error(pb::OpError { kind: pb::op_error::Kind::Internal as i32, message })
                 }
-                Some(kind) => self.run_in_step(partition, &mut pending, &op.key, kind, now_ms)?,
+                Some(kind) => self.run_in_step(partition, &mut pending, &mut notices, &op.key, kind, now_ms)?,
             };
             results.push(pb::OpResult { result: Some(reply), record: None });
         }
         let own = self.commit_step(partition, counters, pending, key)?;
+        self.raise(notices);
         Ok((R::Transaction(pb::TransactionResults { results, aborted: false }), own))
     }
 
@@ -812,6 +847,8 @@ impl Store {
                     debug_assert!(stored.is_expired(now_ms), "a due entry names an expired value");
                     let tombstone = Record::tombstone(self.clock.tick(now_ms));
                     self.commit(partition, counters, &e.data_key, Some(&stored), &tombstone)?;
+                    // The key after its two-byte slot.
+                    self.notifier.raise(&e.data_key[2..], evenkeel_types::notify::EXPIRED, "expired");
                     expired += 1;
                 }
                 _ => self.remove_stray(&self.expiring, partition, e)?,

@@ -326,7 +326,7 @@ mod tests {
         let m = Mirror::new(MirrorConfig::default());
         let all = Modes { dual_write: true, shadow_read_ratio: 1.0, copy_on_read: true };
         assert_eq!(m.tap(&all, &set()), Some(Tap::DualWrite));
-        assert_eq!(m.tap(&all, &Kind::Del(pb::Del {})), Some(Tap::DualWrite));
+        assert_eq!(m.tap(&all, &Kind::Del(pb::Del::default())), Some(Tap::DualWrite));
         assert_eq!(m.tap(&all, &get(false)), Some(Tap::Shadow { copy: true }));
         assert_eq!(m.tap(&all, &get(true)), None, "EXISTS/TTL/STRLEN are not mirrored");
         let copy_only = Modes { shadow_read_ratio: 0.0, ..all };

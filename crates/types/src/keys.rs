@@ -41,6 +41,10 @@ pub const GC_HORIZON: &str = "/evenkeel/gc";
 /// The operator's throttle settings (JSON `ThrottleConfig`); absent means
 /// the defaults. Changed at runtime by `evenkeel throttle set`.
 pub const THROTTLE: &str = "/evenkeel/throttle";
+/// Keyspace notifications' flags (`crate::notify::Flags::stored`, their
+/// bits in decimal); absent or empty means none.
+/// Written by CONFIG SET through any router; every node follows it.
+pub const NOTIFY_KEYSPACE_EVENTS: &str = "/evenkeel/notify-keyspace-events";
 
 pub fn router_key(id: u64) -> String {
     format!("{ROUTERS_PREFIX}{id:020}")

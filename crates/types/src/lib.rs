@@ -19,6 +19,7 @@
 //!   for each moving partition (forwards, shadow-read comparisons).
 //! - [`gc`]: the tombstone-collection horizon the coordinator publishes
 //!   and nodes follow: which partitions' tombstones may go.
+//! - [`notify`]: keyspace notifications' flags and channels.
 //! - [`glob`]: Redis's glob patterns (SCAN MATCH, KEYS, PSUBSCRIBE), used
 //!   by routers and by nodes (which match Pub/Sub patterns).
 
@@ -34,6 +35,7 @@ pub mod int;
 pub mod keys;
 pub mod latency;
 pub mod list;
+pub mod notify;
 pub mod record;
 pub mod routing;
 pub mod set;

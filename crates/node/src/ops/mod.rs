@@ -16,6 +16,7 @@ mod hll;
 mod lists;
 mod sets;
 mod streams;
+pub mod notify;
 mod zsets;
 
 /// Whether `kind` only reads one key (GET, WATCH, a read-only stream

@@ -53,7 +53,7 @@ fn set_keepttl_and_past_expiry() {
 fn expired_records_read_as_absent() {
     let expired = Some(Record::value("v", Some(NOW), 1));
     assert_eq!(run(Kind::Get(pb::Get { meta_only: false }), expired.clone()).reply, R::Nil(pb::Nil {}));
-    assert_eq!(run(Kind::Del(pb::Del {}), expired.clone()), Applied { write: None, reply: R::Integer(0) });
+    assert_eq!(run(Kind::Del(pb::Del::default()), expired.clone()), Applied { write: None, reply: R::Integer(0) });
     assert_eq!(run(Kind::IncrBy(pb::IncrBy { delta: 1 }), expired).reply, R::Integer(1));
 }
 

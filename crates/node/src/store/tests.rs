@@ -41,7 +41,7 @@ fn writes_survive_reopen_with_counters_log_and_clock() {
         let s = open(dir.path());
         exec(&s, b"a", set("1", None), 1000);
         exec(&s, b"b", set("22", Some(5000)), 1000);
-        exec(&s, b"a", Kind::Del(pb::Del {}), 1000);
+        exec(&s, b"a", Kind::Del(pb::Del::default()), 1000);
         (s.counters(), s.clock().current())
     };
     let s = open(dir.path());
@@ -155,7 +155,7 @@ fn a_transaction_runs_only_if_its_watched_keys_are_unchanged() {
     assert_eq!(run(vec![live, absent.clone()], 1_001), (true, 0), "rewritten with the same value");
     assert_eq!(get(&s, &c, 1_001), Some(Bytes::from_static(b"1")), "the aborted INCR did not run");
     exec(&s, &b, set("x", None), 1_002);
-    exec(&s, &b, Kind::Del(pb::Del {}), 1_003);
+    exec(&s, &b, Kind::Del(pb::Del::default()), 1_003);
     assert_eq!(run(vec![absent], 1_003), (true, 0), "created and deleted again");
     exec(&s, &a, set("v", Some(2_000)), 1_004);
     let expiring = watch(&a, 1_004);
@@ -262,7 +262,7 @@ fn scan_returns_each_live_key_once_across_calls() {
     for k in &keys {
         exec(&s, k.as_bytes(), set("v", None), 10);
     }
-    exec(&s, b"key:7", Kind::Del(pb::Del {}), 10);
+    exec(&s, b"key:7", Kind::Del(pb::Del::default()), 10);
     let mut seen = Vec::new();
     for p in 0..N {
         let (start, end) = partition_slots(p, N);
@@ -383,7 +383,7 @@ mod migration {
         let chunk = src.snapshot_chunk(p, None, 20, u64::MAX).unwrap();
         dst.apply(p, &chunk.records).unwrap();
         exec(&src, keys[0].as_bytes(), set("v1", None), 11);
-        exec(&src, keys[45].as_bytes(), Kind::Del(pb::Del {}), 11);
+        exec(&src, keys[45].as_bytes(), Kind::Del(pb::Del::default()), 11);
         let rest = src.snapshot_chunk(p, chunk.cursor.as_deref(), 1000, u64::MAX).unwrap();
         assert!(rest.cursor.is_none());
         dst.apply(p, &rest.records).unwrap();
@@ -612,10 +612,10 @@ fn execute_admitted_returns_the_record_involved() {
     let written = written.expect("a write returns its record");
     assert_eq!((written.value.as_deref(), written.expire_at_ms), (Some(&b"1"[..]), Some(9000)));
     assert_eq!(recorded(&s, p, &get).1, Some(written.clone()));
-    let (_, deleted) = recorded(&s, p, &Kind::Del(pb::Del {}));
+    let (_, deleted) = recorded(&s, p, &Kind::Del(pb::Del::default()));
     assert!(deleted.as_ref().is_some_and(|d| d.value.is_none() && d.version > written.version));
     assert_eq!(recorded(&s, p, &get).1, deleted, "reads return tombstones too");
-    let (_, nothing) = recorded(&s, p, &Kind::Del(pb::Del {}));
+    let (_, nothing) = recorded(&s, p, &Kind::Del(pb::Del::default()));
     assert_eq!(nothing, None, "a write that changes nothing has no record");
 }
 
@@ -693,7 +693,7 @@ mod running_digest {
                 exec(s, &key(*k), set(&value.to_string(), ttl.map(|t| *now + t as u64)), *now);
             }
             Step::Del { key: k } => {
-                exec(s, &key(*k), Kind::Del(pb::Del {}), *now);
+                exec(s, &key(*k), Kind::Del(pb::Del::default()), *now);
             }
             Step::Incr { key: k } => {
                 exec(s, &key(*k), Kind::IncrBy(pb::IncrBy { delta: 1 }), *now);

@@ -45,7 +45,7 @@ async fn execute(client: &mut NodeClient, ops: Vec<pb::Op>) {
 
 async fn write_and_delete(client: &mut NodeClient, keys: &[String]) {
     execute(client, keys.iter().map(|k| set(k, None)).collect()).await;
-    execute(client, keys.iter().map(|k| op(k, pb::op::Kind::Del(pb::Del {}))).collect()).await;
+    execute(client, keys.iter().map(|k| op(k, pb::op::Kind::Del(pb::Del::default()))).collect()).await;
 }
 
 async fn partition_stats(client: &mut NodeClient, tag: &str) -> pb::PartitionStats {

@@ -57,7 +57,7 @@ async fn execute_returns_records_only_for_ops_that_ask() {
     assert!(written.version > 0);
     assert_eq!(results[1].record.as_ref(), Some(&written), "a read returns the stored record");
     assert_eq!((results[2].record.as_ref(), results[3].record.as_ref()), (None, None));
-    let deleted = execute(&node, vec![op(Kind::Del(pb::Del {}), true)]).await;
+    let deleted = execute(&node, vec![op(Kind::Del(pb::Del::default()), true)]).await;
     let tombstone = deleted[0].record.clone().expect("a delete's tombstone");
     assert!(tombstone.tombstone && tombstone.version > written.version);
     node.stop().await;

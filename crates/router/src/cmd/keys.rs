@@ -13,7 +13,7 @@ use evenkeel_types::slot::{key_slot, slot_partition};
 use evenkeel_types::{SLOT_COUNT, unix_ms};
 
 pub fn del(a: &[Bytes]) -> Result<Planned, Frame> {
-    Ok(Planned::per_key(&a[1..], Kind::Del(pb::Del {}), Shape::Deleted))
+    Ok(Planned::per_key(&a[1..], Kind::Del(pb::Del::default()), Shape::Deleted))
 }
 
 pub fn exists(a: &[Bytes]) -> Result<Planned, Frame> {
@@ -329,7 +329,7 @@ pub async fn flush(r: &Router, a: &[Bytes]) -> Frame {
             Ok(keys) => keys,
             Err(e) => return e,
         };
-        let deleted = Planned::per_key(&keys, Kind::Del(pb::Del {}), Shape::Deleted);
+        let deleted = Planned::per_key(&keys, Kind::Del(pb::Del { flush: true }), Shape::Deleted);
         if let error @ Frame::Error(_) = super::plan::reply(deleted.shape, r.dispatcher.run(&deleted.ops).await) {
             return error;
         }

@@ -19,7 +19,7 @@ pub async fn run(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> Frame 
         "client" => client(r, s, a),
         "info" => info(r, a).await,
         "select" => select(a),
-        "config" => config(r, a),
+        "config" => config(r, a).await,
         "slowlog" => slowlog(r, a),
         "time" => time(),
         "pfselftest" => super::hll::pfselftest(),
@@ -300,16 +300,27 @@ fn select(a: &[Bytes]) -> Frame {
     }
 }
 
-fn config(r: &Router, a: &[Bytes]) -> Frame {
+async fn config(r: &Router, a: &[Bytes]) -> Frame {
+    if a[1].eq_ignore_ascii_case(b"SET") {
+        return config_set(r, a).await;
+    }
     if !a[1].eq_ignore_ascii_case(b"GET") {
         return match upper(&a[1]).as_str() {
-            "SET" | "RESETSTAT" | "REWRITE" => Frame::error("ERR evenkeel is configured through its configuration file, not CONFIG"),
+            "RESETSTAT" | "REWRITE" => Frame::error("ERR evenkeel is configured through its configuration file, not CONFIG"),
             _ => unknown_subcommand(&a[1], "CONFIG"),
         };
     }
     if a.len() < 3 {
         return wrong_arity("config|get");
     }
+    let notify = if a[2..].iter().any(|p| crate::glob::glob_match(&p.to_ascii_lowercase(), b"notify-keyspace-events")) {
+        match notify_flags(r).await {
+            Ok(flags) => flags.render(),
+            Err(e) => return e,
+        }
+    } else {
+        String::new()
+    };
     let known = [
         ("appendonly", "no".to_string()),
         ("save", String::new()),
@@ -319,13 +330,13 @@ fn config(r: &Router, a: &[Bytes]) -> Frame {
         ("slowlog-log-slower-than", r.slowlog.slower_than_us().to_string()),
         ("slowlog-max-len", r.slowlog.max_len().to_string()),
         // What evenkeel does, in Redis's terms: nothing is evicted, idle
-        // clients are kept, no keyspace events are published; the
-        // encodings OBJECT reports and streams' nodes follow Redis's
-        // defaults (a stream node has no byte limit here).
+        // clients are kept; the encodings OBJECT reports and streams'
+        // nodes follow Redis's defaults (a stream node has no byte limit
+        // here).
         ("maxmemory", "0".to_string()),
         ("maxmemory-policy", "noeviction".to_string()),
         ("timeout", "0".to_string()),
-        ("notify-keyspace-events", String::new()),
+        ("notify-keyspace-events", notify),
         ("hash-max-listpack-entries", super::object::HASH_LISTPACK_ENTRIES.to_string()),
         ("zset-max-listpack-entries", super::object::ZSET_LISTPACK_ENTRIES.to_string()),
         ("set-max-intset-entries", super::object::INTSET_ENTRIES.to_string()),
@@ -341,6 +352,44 @@ fn config(r: &Router, a: &[Bytes]) -> Frame {
         }
     }
     Frame::Array(out)
+}
+
+/// The cluster's keyspace-notification flags, as stored by CONFIG SET.
+async fn notify_flags(r: &Router) -> Result<evenkeel_types::notify::Flags, Frame> {
+    let stored = r.meta.get(evenkeel_types::keys::NOTIFY_KEYSPACE_EVENTS).await.map_err(|e| Frame::error(format!("ERR metadata store unavailable: {e}")))?;
+    Ok(stored.and_then(|kv| evenkeel_types::notify::Flags::from_stored(&kv.value)).unwrap_or_default())
+}
+
+/// CONFIG SET: only `notify-keyspace-events` changes at runtime (for the
+/// whole cluster: every node follows the value in the metadata store);
+/// the rest comes from the configuration file.
+async fn config_set(r: &Router, a: &[Bytes]) -> Frame {
+    if a.len() < 4 || !a.len().is_multiple_of(2) {
+        return wrong_arity("config|set");
+    }
+    let mut flags = None;
+    for pair in a[2..].chunks(2) {
+        let name = pair[0].to_ascii_lowercase();
+        if name != b"notify-keyspace-events" {
+            let known = ["appendonly", "save", "databases", "maxclients", "proto-max-bulk-len", "slowlog-log-slower-than", "slowlog-max-len", "maxmemory", "maxmemory-policy", "timeout"];
+            if known.iter().any(|k| k.as_bytes() == name) {
+                return Frame::error(format!("ERR evenkeel is configured through its configuration file, not CONFIG ('{}' cannot be set at runtime)", c_str(&pair[0], 128)));
+            }
+            return Frame::error(format!("ERR Unknown option or number of arguments for CONFIG SET - '{}'", c_str(&pair[0], 128)));
+        }
+        if flags.is_some() {
+            return Frame::error("ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - duplicate parameter");
+        }
+        match evenkeel_types::notify::Flags::parse(&pair[1]) {
+            Some(f) => flags = Some(f),
+            None => return Frame::error("ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'."),
+        }
+    }
+    let Some(flags) = flags else { return Frame::ok() };
+    match r.meta.put(evenkeel_types::keys::NOTIFY_KEYSPACE_EVENTS, flags.stored(), None).await {
+        Ok(_) => Frame::ok(),
+        Err(e) => Frame::error(format!("ERR metadata store unavailable: {e}")),
+    }
 }
 
 /// SLOWLOG GET [count] | LEN | RESET.

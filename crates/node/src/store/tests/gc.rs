@@ -6,7 +6,7 @@ use super::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 fn del(s: &Store, key: &[u8], now: u64) {
-    exec(s, key, Kind::Del(pb::Del {}), now);
+    exec(s, key, Kind::Del(pb::Del::default()), now);
 }
 
 /// The data records of partitions that are not retired (a retired

@@ -42,7 +42,7 @@ fn fill(s: &Store, p: PartitionId, n: usize, now: u64) -> Vec<String> {
         exec(s, k.as_bytes(), set("v", Some(1_000_000)), now);
     }
     for k in keys.iter().step_by(3) {
-        exec(s, k.as_bytes(), Kind::Del(pb::Del {}), now);
+        exec(s, k.as_bytes(), Kind::Del(pb::Del::default()), now);
     }
     keys
 }
@@ -113,7 +113,7 @@ fn a_partition_imported_again_is_revived_first_so_no_old_record_comes_back_or_mi
     let s = open(d1.path());
     // Meanwhile, at the new owner: one key deleted and its tombstone
     // collected (so the import never mentions it), one key rewritten.
-    exec(&source, keys[1].as_bytes(), Kind::Del(pb::Del {}), 30);
+    exec(&source, keys[1].as_bytes(), Kind::Del(pb::Del::default()), 30);
     source.collect_tombstones(u64::MAX, 1000, |_| true).unwrap();
     exec(&source, keys[2].as_bytes(), set("new", None), 30);
 

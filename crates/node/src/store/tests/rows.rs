@@ -55,7 +55,7 @@ fn every_way_a_record_changes_is_seen_by_the_next_read() {
     assert!(stored.is_some_and(|r| r.value.is_none()), "the sweeper's tombstone, even read at a time before the expiry");
 
     // A delete, then the tombstone's collection: the cached tombstone goes.
-    exec(&s, a, Kind::Del(pb::Del {}), 300);
+    exec(&s, a, Kind::Del(pb::Del::default()), 300);
     assert_eq!(get(&s, a, 301), None);
     assert!(s.collect_tombstones(u64::MAX, 100, |_| true).unwrap() >= 1);
     let stored = s.execute_admitted(p, a, &Kind::Get(pb::Get { meta_only: false }), 302, || Ok::<(), ()>(())).unwrap().unwrap().1;
