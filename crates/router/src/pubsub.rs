@@ -445,9 +445,12 @@ async fn link(hub: Arc<Hub>, node: NodeId, client: NodeClient) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let (serial, updates, acked) = hub.attach(node);
+        // Detaches when this opening ends, or when the task is aborted
+        // (the node left the membership or changed address).
+        let attached = Attached { hub: &hub, node, serial };
         let opened = std::time::Instant::now();
         let ended = serve_link(&hub, node, client.clone(), serial, updates, acked).await;
-        hub.detach(node, serial);
+        drop(attached);
         match ended {
             Err(e) if e.code() == tonic::Code::Unavailable => tracing::debug!(router = hub.router, node, error = %e, "pub/sub link to node down; retrying"),
             Err(e) => tracing::warn!(router = hub.router, node, error = %e, "pub/sub link to node ended; reopening (messages published there meanwhile are lost)"),
@@ -455,6 +458,19 @@ async fn link(hub: Arc<Hub>, node: NodeId, client: NodeClient) {
         }
         backoff = if opened.elapsed() > Duration::from_secs(5) { Duration::from_millis(50) } else { (backoff * 2).min(Duration::from_secs(2)) };
         tokio::time::sleep(backoff).await;
+    }
+}
+
+/// A link's handle in the hub, for as long as one opening of it lasts.
+struct Attached<'a> {
+    hub: &'a Hub,
+    node: NodeId,
+    serial: u64,
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        self.hub.detach(self.node, self.serial);
     }
 }
 
