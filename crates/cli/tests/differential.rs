@@ -1081,6 +1081,12 @@ fn pubsub(s: &mut Script) {
         &["PUBSUB", "SHARDNUMSUB"], &["PUBSUB", "SHARDNUMSUB", "a"], &["PUBSUB", "HELP"], &["PUBSUB", "help", "x"], &["PUBSUB", "NOPE"], &["PUBSUB"],
         &["SUBSCRIBE"], &["PSUBSCRIBE"], &["SSUBSCRIBE"], &["UNSUBSCRIBE"], &["PUNSUBSCRIBE"], &["SUNSUBSCRIBE"], &["UNSUBSCRIBE", "a"], &["PUNSUBSCRIBE", "p*"],
         &["SUNSUBSCRIBE", "a"],
+        // Replication and client-side commands a client may send.
+        &["WAIT", "0", "0"], &["WAIT", "1", "10"], &["WAIT", "x", "0"], &["WAIT", "0", "-1"], &["WAIT", "0", "x"], &["WAIT", "1"],
+        &["CLIENT", "NO-EVICT", "on"], &["CLIENT", "NO-EVICT", "OFF"], &["CLIENT", "NO-EVICT", "maybe"], &["CLIENT", "NO-EVICT"],
+        &["CLIENT", "GETREDIR"], &["CLIENT", "GETREDIR", "x"], &["CLIENT", "UNBLOCK", "99999"], &["CLIENT", "UNBLOCK", "99999", "ERROR"],
+        &["CLIENT", "UNBLOCK", "x"], &["CLIENT", "UNBLOCK", "1", "foo"], &["CLIENT", "UNBLOCK"], &["CLIENT", "REPLY", "foo"], &["CLIENT", "REPLY"],
+        &["CLIENT", "REPLY", "ON"], &["CLIENT", "TRACKINGINFO"], &["CLIENT", "HELP"], &["CLIENT", "NO-TOUCH", "on"],
     ] {
         s.cmd(c);
     }

@@ -1222,6 +1222,48 @@ async fn pubsub_reaches_subscribers_on_every_router() {
     cluster.shutdown().await.unwrap();
 }
 
+/// CLIENT REPLY OFF and SKIP silence replies (the commands still run);
+/// CLIENT UNBLOCK ends another client's blocking command as a timeout or
+/// with an error, and answers 0 for a client that is not blocked; WAIT
+/// answers 0 (no replicas).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_reply_and_unblock_steer_a_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let addr = cluster.router_addr;
+    let mut a = Raw::connect(addr).await;
+    a.send(&["CLIENT", "REPLY", "OFF"]).await;
+    a.send(&["SET", "{r}k", "1"]).await;
+    a.send(&["INCR", "{r}k"]).await;
+    assert_eq!(a.call(&["CLIENT", "REPLY", "ON"]).await, Frame::ok(), "the first reply after OFF is ON's");
+    a.send(&["CLIENT", "REPLY", "SKIP"]).await;
+    a.send(&["INCR", "{r}k"]).await;
+    assert_eq!(a.call(&["GET", "{r}k"]).await, Frame::bulk("3"), "the silenced commands ran");
+    assert_eq!(a.call(&["WAIT", "1", "100"]).await, Frame::Integer(0));
+
+    let mut blocked = Raw::connect(addr).await;
+    let Frame::Integer(id) = blocked.call(&["CLIENT", "ID"]).await else { panic!("CLIENT ID answers an integer") };
+    assert_eq!(a.call(&["CLIENT", "UNBLOCK", &id.to_string()]).await, Frame::Integer(0), "not blocked yet");
+    for (how, reply) in [("TIMEOUT", Frame::NullArray), ("ERROR", Frame::error("UNBLOCKED client unblocked via CLIENT UNBLOCK"))] {
+        blocked.send(&["BLPOP", "{r}empty", "0"]).await;
+        let started = Instant::now();
+        loop {
+            let unblocked = a.call(&["CLIENT", "UNBLOCK", &id.to_string(), how]).await;
+            if unblocked == Frame::Integer(1) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "the client never showed as blocked");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(blocked.read().await, reply, "{how}");
+        assert!(started.elapsed() < Duration::from_secs(4), "ended within its current wait on the node");
+    }
+    // A push after the unblock stays in the list: nothing popped it.
+    assert_eq!(a.call(&["RPUSH", "{r}empty", "x"]).await, Frame::Integer(1));
+    assert_eq!(a.call(&["LLEN", "{r}empty"]).await, Frame::Integer(1));
+    cluster.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomkey_returns_existing_keys() {
     let dir = tempfile::tempdir().unwrap();

@@ -24,6 +24,18 @@ pub struct Client {
     state: Mutex<State>,
     /// Cancelled by CLIENT KILL.
     pub kill: CancellationToken,
+    /// Set by CLIENT UNBLOCK while the client is in a blocking command
+    /// ([`Unblock`] as a number), read by the command between its waits.
+    unblock: std::sync::atomic::AtomicU8,
+}
+
+/// How CLIENT UNBLOCK ends a blocking command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unblock {
+    /// As if its timeout had passed.
+    Timeout = 1,
+    /// With `-UNBLOCKED`.
+    Error = 2,
 }
 
 struct State {
@@ -49,7 +61,7 @@ impl Client {
     pub fn new(id: u64, addr: String, laddr: String, fd: i32) -> Client {
         let now = Instant::now();
         let state = State { name: None, cmd: None, active: now, multi: None, blocked: false, subscriptions: [0; 3] };
-        Client { id, addr, laddr, fd, opened: now, state: Mutex::new(state), kill: CancellationToken::new() }
+        Client { id, addr, laddr, fd, opened: now, state: Mutex::new(state), kill: CancellationToken::new(), unblock: Default::default() }
     }
 
     pub fn name(&self) -> Option<Bytes> {
@@ -76,8 +88,21 @@ impl Client {
         s.active = Instant::now();
     }
 
+    /// Enters or leaves a blocking command; either way no CLIENT UNBLOCK
+    /// is pending.
     pub fn set_blocked(&self, blocked: bool) {
-        self.state.lock().blocked = blocked;
+        let mut state = self.state.lock();
+        state.blocked = blocked;
+        self.unblock.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A CLIENT UNBLOCK of the blocking command this client is in.
+    pub fn unblocked(&self) -> Option<Unblock> {
+        match self.unblock.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => Some(Unblock::Timeout),
+            2 => Some(Unblock::Error),
+            _ => None,
+        }
     }
 
     /// Whether it subscribes to anything (CLIENT LIST's TYPE pubsub).
@@ -168,6 +193,22 @@ impl Registry {
     /// CLIENT LIST's lines for the clients `filter` picks, by id.
     pub fn list(&self, filter: &Filter) -> String {
         self.clients.lock().values().filter(|c| filter.matches(c)).map(|c| c.line()).collect()
+    }
+
+    /// CLIENT UNBLOCK: marks the blocking command client `id` waits in,
+    /// if it waits in one (then true). The command ends when its current
+    /// wait on the node does (at most 2 s): cutting that wait short could
+    /// drop an element the node had just popped for it.
+    pub fn unblock(&self, id: u64, how: Unblock) -> bool {
+        let clients = self.clients.lock();
+        let Some(c) = clients.get(&id) else { return false };
+        // Under the client's lock, so the command cannot leave meanwhile
+        // and find the mark in its next one.
+        let state = c.state.lock();
+        if state.blocked {
+            c.unblock.store(how as u8, std::sync::atomic::Ordering::Relaxed);
+        }
+        state.blocked
     }
 
     /// Cancels the clients `filter` picks; how many.

@@ -47,6 +47,34 @@ pub struct Session {
     /// Its Pub/Sub subscriptions and the messages waiting for it; from
     /// the first (UN)SUBSCRIBE on, until RESET or the end.
     pub subscriber: Option<crate::pubsub::Subscriber>,
+    /// CLIENT REPLY: which replies are sent.
+    pub replies: Replies,
+}
+
+/// CLIENT REPLY's modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Replies {
+    #[default]
+    On,
+    Off,
+    /// The next this many replies are not sent (SKIP's own and the next
+    /// command's), then On.
+    Skip(u8),
+}
+
+impl Session {
+    /// Whether the reply of the command just run is sent (and, under
+    /// SKIP, counts it).
+    fn sends_reply(&mut self) -> bool {
+        match self.replies {
+            Replies::On => true,
+            Replies::Off => false,
+            Replies::Skip(n) => {
+                self.replies = if n <= 1 { Replies::On } else { Replies::Skip(n - 1) };
+                false
+            }
+        }
+    }
 }
 
 pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit: bool) -> std::io::Result<()> {
@@ -59,7 +87,7 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
         writer.write_all(b"-ERR max number of clients reached\r\n").await?;
         return Ok(());
     }
-    let mut session = Session { id, client, authenticated: router.config.requirepass.is_none(), multi: None, watched: Default::default(), subscriber: None };
+    let mut session = Session { id, client, authenticated: router.config.requirepass.is_none(), multi: None, watched: Default::default(), subscriber: None, replies: Replies::On };
     let mut requests = FramedRead::new(Stamped::new(reader), RequestDecoder::new(router.config.limits));
     let mut out = BytesMut::with_capacity(4096);
     // A request taken while gathering a batch that did not join it.
@@ -105,7 +133,9 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
             let replies = batch.run(router, &session).await;
             router.arrival.record_n(arrived.elapsed().as_micros() as u64, replies.len() as u64, 0, evenkeel_types::unix_ms());
             for reply in replies {
-                reply.encode(&mut out);
+                if session.sends_reply() {
+                    reply.encode(&mut out);
+                }
             }
         } else if session.multi.is_none() && cmd::blocking::is_blocking(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase(), &args) {
             // The client sees the replies it is owed before this one
@@ -114,28 +144,34 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
             flush(&mut writer, &mut out).await?;
             let client = session.client.clone();
             client.set_blocked(true);
-            let run = cmd::execute(router, &mut session, args);
-            tokio::pin!(run);
-            let reply = loop {
-                tokio::select! {
-                    reply = &mut run => break Some(reply),
-                    next = requests.next(), if carried.is_none() => match next {
-                        None => break None,
-                        next => carried = Some(next),
-                    },
-                    _ = router.stop.cancelled() => break None,
-                    _ = client.kill.cancelled() => break None,
+            let reply = {
+                let run = cmd::execute(router, &mut session, args);
+                tokio::pin!(run);
+                loop {
+                    tokio::select! {
+                        reply = &mut run => break Some(reply),
+                        next = requests.next(), if carried.is_none() => match next {
+                            None => break None,
+                            next => carried = Some(next),
+                        },
+                        _ = router.stop.cancelled() => break None,
+                        _ = client.kill.cancelled() => break None,
+                    }
                 }
             };
             client.set_blocked(false);
             // Not in the arrival latency: a wait the client asked for is
             // not a delay the throttle should see.
             let Some((reply, _)) = reply else { break };
-            reply.encode(&mut out);
+            if session.sends_reply() {
+                reply.encode(&mut out);
+            }
         } else {
             let (reply, flow) = cmd::execute(router, &mut session, args).await;
             router.arrival.record(arrived.elapsed().as_micros() as u64, false, evenkeel_types::unix_ms());
-            reply.encode(&mut out);
+            if session.sends_reply() {
+                reply.encode(&mut out);
+            }
             if flow == Flow::Close {
                 break;
             }

@@ -91,7 +91,7 @@ pub fn plan(name: &str, a: &[Bytes]) -> Result<(Planned, Option<Duration>), Fram
 }
 
 /// Runs a blocking command outside MULTI.
-pub async fn run(r: &Router, name: &str, a: &[Bytes]) -> Frame {
+pub async fn run(r: &Router, client: &crate::clients::Client, name: &str, a: &[Bytes]) -> Frame {
     let pinned;
     let a = if name == "xread" {
         pinned = pin_dollar_ids(r, a).await;
@@ -114,6 +114,11 @@ pub async fn run(r: &Router, name: &str, a: &[Bytes]) -> Frame {
         assert!(blocks, "a blocking command plans a pop that can wait");
         let outcomes = r.dispatcher.run(&ops).await;
         if matches!(outcomes[0], Ok(R::Nil(_))) {
+            match client.unblocked() {
+                Some(crate::clients::Unblock::Error) => return Frame::error("UNBLOCKED client unblocked via CLIENT UNBLOCK"),
+                Some(crate::clients::Unblock::Timeout) => return Frame::NullArray,
+                None => {}
+            }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Frame::NullArray;
             }

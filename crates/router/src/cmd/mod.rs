@@ -244,6 +244,7 @@ pub const SPECS: &[Spec] = &[
     spec("unlink", -2, WF, ALL),
     spec("unsubscribe", -1, PS, NOKEY),
     spec("unwatch", 1, MULTI_FLAGS, NOKEY),
+    spec("wait", 3, &["noscript"], NOKEY),
     spec("watch", -2, MULTI_FLAGS, ALL),
     spec("xack", -4, WF, ONE),
     spec("xadd", -5, WDF, ONE),
@@ -464,7 +465,7 @@ pub(crate) fn record(router: &Router, name: &'static str, blocked: bool, started
 async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (Frame, Flow) {
     use Flow::Continue as C;
     if blocking::is_blocking(name, a) {
-        return (blocking::run(r, name, a).await, C);
+        return (blocking::run(r, &s.client, name, a).await, C);
     }
     if let Some(planned) = plan(name, a) {
         return (run_planned(r, planned).await, C);

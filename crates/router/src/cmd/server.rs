@@ -22,6 +22,7 @@ pub async fn run(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> Frame 
         "config" => config(r, a).await,
         "slowlog" => slowlog(r, a),
         "time" => time(),
+        "wait" => wait(a),
         "pfselftest" => super::hll::pfselftest(),
         // A primary with no replicas: evenkeel replicates by moving
         // partitions, not by Redis replication.
@@ -220,7 +221,128 @@ fn client(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
         // Redis 7.2's; 7.0 lacks it, but 7.2-era clients send it on connect.
         ("SETINFO", 4) => Frame::ok(),
         ("SETINFO", _) => wrong_arity("client|setinfo"),
+        ("UNBLOCK", 3 | 4) => client_unblock(r, a),
+        ("UNBLOCK", _) => wrong_arity("client|unblock"),
+        ("REPLY", 3) => match upper(&a[2]).as_str() {
+            "ON" => {
+                s.replies = crate::session::Replies::On;
+                Frame::ok()
+            }
+            // Their own reply is not sent either.
+            "OFF" => {
+                s.replies = crate::session::Replies::Off;
+                Frame::ok()
+            }
+            "SKIP" => {
+                s.replies = crate::session::Replies::Skip(2);
+                Frame::ok()
+            }
+            _ => syntax_error(),
+        },
+        ("REPLY", _) => wrong_arity("client|reply"),
+        // Nothing is evicted here, so every client is as good as NO-EVICT.
+        ("NO-EVICT", 3) if a[2].eq_ignore_ascii_case(b"on") || a[2].eq_ignore_ascii_case(b"off") => Frame::ok(),
+        ("NO-EVICT", 3) => syntax_error(),
+        ("NO-EVICT", _) => wrong_arity("client|no-evict"),
+        // No client tracks keys: nothing is redirected.
+        ("GETREDIR", 2) => Frame::Integer(-1),
+        ("GETREDIR", _) => wrong_arity("client|getredir"),
+        ("TRACKINGINFO", 2) => Frame::Array(vec![
+            Frame::bulk("flags"),
+            Frame::Array(vec![Frame::bulk("off")]),
+            Frame::bulk("redirect"),
+            Frame::Integer(-1),
+            Frame::bulk("prefixes"),
+            Frame::Array(Vec::new()),
+        ]),
+        ("TRACKINGINFO", _) => wrong_arity("client|trackinginfo"),
+        ("TRACKING" | "CACHING", _) => Frame::error("ERR client-side caching (CLIENT TRACKING) is not supported by evenkeel"),
+        // A pause would hold this router's clients only, not the cluster's.
+        ("PAUSE" | "UNPAUSE", _) => Frame::error("ERR CLIENT PAUSE is not supported: evenkeel moves data without pausing clients, and a pause would hold one router's clients only"),
+        ("HELP", 2) => Frame::Array(CLIENT_HELP.iter().map(|l| Frame::simple(*l)).collect()),
+        ("HELP", _) => wrong_arity("client|help"),
         _ => unknown_subcommand(&a[1], "CLIENT"),
+    }
+}
+
+/// CLIENT UNBLOCK id [TIMEOUT|ERROR]: 1 if the client was in a blocking
+/// command, which then answers as if timed out (or with an error) once its
+/// current wait on the node ends.
+fn client_unblock(r: &Router, a: &[Bytes]) -> Frame {
+    let id = match int_arg(&a[2]) {
+        Ok(id) => id,
+        Err(e) => return e,
+    };
+    let how = match a.get(3).map(|m| upper(m)).as_deref() {
+        None | Some("TIMEOUT") => crate::clients::Unblock::Timeout,
+        Some("ERROR") => crate::clients::Unblock::Error,
+        Some(_) => return Frame::error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
+    };
+    Frame::Integer(r.registry.unblock(id as u64, how) as i64)
+}
+
+const CLIENT_HELP: &[&str] = &[
+    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CACHING (YES|NO)",
+    "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+    "GETREDIR",
+    "    Return the client ID we are redirecting to when tracking is enabled.",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Kill connections by type.",
+    "    * USER <username>",
+    "      Kill connections authenticated by <username>.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Return clients of specified type.",
+    "UNPAUSE",
+    "    Stop the current client pause, resuming traffic.",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
+    "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+    "         [OPTIN] [OPTOUT] [NOLOOP]",
+    "    Control server assisted client side caching.",
+    "TRACKINGINFO",
+    "    Report tracking status for the current connection.",
+    "NO-EVICT (ON|OFF)",
+    "    Protect current client connection from eviction.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// WAIT numreplicas timeout: no replica acknowledges anything (a node's
+/// writes are durable on the node itself, see `--durability`), so 0, at
+/// once, as a Redis without replicas answers.
+fn wait(a: &[Bytes]) -> Frame {
+    if let Err(e) = int_arg(&a[1]) {
+        return e;
+    }
+    match evenkeel_types::int::parse_i64(&a[2]) {
+        None => Frame::error("ERR timeout is not an integer or out of range"),
+        Some(t) if t < 0 => Frame::error("ERR timeout is negative"),
+        Some(_) => Frame::Integer(0),
     }
 }
 
