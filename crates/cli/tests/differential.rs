@@ -118,6 +118,36 @@ const KNOWN_DIFFERENCES: &[KnownDifference] = &[
         reason: "no access time is kept per key; Redis answers the seconds since the last access",
     },
     KnownDifference {
+        setup: &[&["SET", "kd:move", "v"]],
+        args: &["MOVE", "kd:move", "1"],
+        ours: b"-ERR DB index is out of range\r\n",
+        reason: "one database, as SELECT's",
+    },
+    KnownDifference {
+        setup: &[],
+        args: &["SWAPDB", "0", "1"],
+        ours: b"-ERR DB index is out of range\r\n",
+        reason: "one database, as SELECT's",
+    },
+    KnownDifference {
+        setup: &[],
+        args: &["LATENCY", "DOCTOR"],
+        ours: b"$231\r\nevenkeel keeps no latency monitor samples. Per-command latency is in INFO commandstats, SLOWLOG and the /metrics histograms (evenkeel_router_command_seconds); `evenkeel throttle show` reports the p99 the migration throttle watches.\r\n",
+        reason: "no latency monitor (Redis's is off by default too, and its DOCTOR says so in its own words)",
+    },
+    KnownDifference {
+        setup: &[],
+        args: &["LATENCY", "HISTOGRAM"],
+        ours: b"-ERR LATENCY HISTOGRAM is not kept by evenkeel: INFO commandstats has each command's calls and mean time, /metrics its latency histogram (evenkeel_router_command_seconds)\r\n",
+        reason: "per-command histograms are in /metrics, not kept in Redis's format",
+    },
+    KnownDifference {
+        setup: &[],
+        args: &["BGSAVE"],
+        ours: b"-ERR evenkeel writes every change to disk as it is acknowledged (see --durability): there is no snapshot or append-only file to save or rewrite\r\n",
+        reason: "no RDB snapshots or AOF: every node's store is durable as it writes (SAVE and BGREWRITEAOF answer the same)",
+    },
+    KnownDifference {
         setup: &[],
         args: &["CLIENT", "SETINFO", "lib-name", "differential"],
         ours: b"+OK\r\n",
@@ -1087,6 +1117,13 @@ fn pubsub(s: &mut Script) {
         &["CLIENT", "GETREDIR"], &["CLIENT", "GETREDIR", "x"], &["CLIENT", "UNBLOCK", "99999"], &["CLIENT", "UNBLOCK", "99999", "ERROR"],
         &["CLIENT", "UNBLOCK", "x"], &["CLIENT", "UNBLOCK", "1", "foo"], &["CLIENT", "UNBLOCK"], &["CLIENT", "REPLY", "foo"], &["CLIENT", "REPLY"],
         &["CLIENT", "REPLY", "ON"], &["CLIENT", "TRACKINGINFO"], &["CLIENT", "HELP"], &["CLIENT", "NO-TOUCH", "on"],
+        // Server commands operators' tools send.
+        &["LATENCY", "LATEST"], &["LATENCY", "HISTORY", "command"], &["LATENCY", "RESET"], &["LATENCY", "RESET", "a", "b"], &["LATENCY", "HELP"],
+        &["LATENCY", "GRAPH", "command"], &["LATENCY", "FOO"], &["LATENCY"], &["LATENCY", "HISTORY"], &["LATENCY", "DOCTOR", "x"], &["LASTSAVE", "x"],
+        &["CLUSTER", "INFO"], &["CLUSTER", "SLOTS"], &["CLUSTER", "KEYSLOT", "foo"], &["CLUSTER", "foo"], &["CLUSTER"], &["READONLY"], &["READWRITE"],
+        &["ASKING"], &["ASKING", "x"], &["SWAPDB", "0", "0"], &["SWAPDB", "x", "0"], &["SWAPDB", "0", "x"], &["SWAPDB", "99999999999", "0"],
+        &["SWAPDB", "-1", "0"], &["SWAPDB", "0"], &["MOVE", "k", "0"], &["MOVE", "k", "x"], &["MOVE", "k", "16"], &["MOVE", "k", "-1"],
+        &["MOVE", "k", "99999999999"],
     ] {
         s.cmd(c);
     }

@@ -19,6 +19,16 @@ pub async fn run(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> Frame 
         "client" => client(r, s, a),
         "info" => info(r, a).await,
         "select" => select(a),
+        "swapdb" => swapdb(a),
+        "move" => move_key(a),
+        "lastsave" => Frame::Integer(evenkeel_types::unix_ms() as i64 / 1000),
+        "save" | "bgsave" | "bgrewriteaof" => Frame::error("ERR evenkeel writes every change to disk as it is acknowledged (see --durability): there is no snapshot or append-only file to save or rewrite"),
+        // A standalone Redis's answer: clients see one Redis, whatever the
+        // partitions behind it (INFO cluster: cluster_enabled:0).
+        "readonly" | "readwrite" | "asking" => cluster_disabled(),
+        "cluster" if CLUSTER_SUBCOMMANDS.contains(&upper(&a[1]).as_str()) => cluster_disabled(),
+        "cluster" => unknown_subcommand(&a[1], "CLUSTER"),
+        "latency" => latency(a),
         "config" => config(r, a).await,
         "slowlog" => slowlog(r, a),
         "time" => time(),
@@ -413,6 +423,76 @@ pub fn reset(r: &Router, s: &mut Session) -> Frame {
     Frame::simple("RESET")
 }
 
+fn cluster_disabled() -> Frame {
+    Frame::error("ERR This instance has cluster support disabled")
+}
+
+/// Redis 7.0's CLUSTER subcommands, which a Redis without cluster support
+/// refuses (others are unknown).
+const CLUSTER_SUBCOMMANDS: &[&str] = &[
+    "ADDSLOTS", "ADDSLOTSRANGE", "BUMPEPOCH", "COUNT-FAILURE-REPORTS", "COUNTKEYSINSLOT", "DELSLOTS", "DELSLOTSRANGE", "FAILOVER", "FLUSHSLOTS", "FORGET",
+    "GETKEYSINSLOT", "HELP", "INFO", "KEYSLOT", "LINKS", "MEET", "MYID", "NODES", "REPLICAS", "REPLICATE", "RESET", "SAVECONFIG", "SET-CONFIG-EPOCH",
+    "SETSLOT", "SHARDS", "SLAVES", "SLOTS",
+];
+
+/// SWAPDB: one database, so only 0 with itself.
+fn swapdb(a: &[Bytes]) -> Frame {
+    let index = |raw: &Bytes, which: &str| evenkeel_types::int::parse_i64(raw).filter(|n| i32::try_from(*n).is_ok()).ok_or_else(|| Frame::error(format!("ERR invalid {which} DB index")));
+    match (index(&a[1], "first"), index(&a[2], "second")) {
+        (Err(e), _) | (_, Err(e)) => e,
+        (Ok(0), Ok(0)) => Frame::ok(),
+        _ => Frame::error("ERR DB index is out of range"),
+    }
+}
+
+/// MOVE key db: one database, so never anywhere.
+fn move_key(a: &[Bytes]) -> Frame {
+    match int_arg(&a[2]).map(i32::try_from) {
+        Ok(Ok(0)) => Frame::error("ERR source and destination objects are the same"),
+        Ok(Ok(_)) => Frame::error("ERR DB index is out of range"),
+        Ok(Err(_)) => Frame::error("ERR value is out of range, value must between -2147483648 and 2147483647"),
+        Err(e) => e,
+    }
+}
+
+const LATENCY_HELP: &[&str] = &[
+    "LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DOCTOR",
+    "    Return a human readable latency analysis report.",
+    "GRAPH <event>",
+    "    Return an ASCII latency graph for the <event> class.",
+    "HISTORY <event>",
+    "    Return time-latency samples for the <event> class.",
+    "LATEST",
+    "    Return the latest latency samples for all events.",
+    "RESET [<event> ...]",
+    "    Reset latency data of one or more <event> classes.",
+    "    (default: reset all data for all event classes)",
+    "HISTOGRAM [COMMAND ...]",
+    "    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
+    "    If no commands are specified then all histograms are replied.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// LATENCY: Redis's latency monitor, which evenkeel does not keep (as a
+/// Redis with `latency-monitor-threshold 0`, its default): no events, no
+/// samples. Per-command latency is in INFO commandstats, SLOWLOG and
+/// `/metrics`.
+fn latency(a: &[Bytes]) -> Frame {
+    let sub = upper(&a[1]);
+    match (sub.as_str(), a.len()) {
+        ("LATEST", 2) | ("HISTORY", 3) => Frame::Array(Vec::new()),
+        ("RESET", _) => Frame::Integer(0),
+        ("GRAPH", 3) => Frame::error(format!("ERR No samples available for event '{}'", c_str(&a[2], 128))),
+        ("DOCTOR", 2) => Frame::bulk("evenkeel keeps no latency monitor samples. Per-command latency is in INFO commandstats, SLOWLOG and the /metrics histograms (evenkeel_router_command_seconds); `evenkeel throttle show` reports the p99 the migration throttle watches."),
+        ("HELP", 2) => Frame::Array(LATENCY_HELP.iter().map(|l| Frame::simple(*l)).collect()),
+        ("HISTOGRAM", _) => Frame::error("ERR LATENCY HISTOGRAM is not kept by evenkeel: INFO commandstats has each command's calls and mean time, /metrics its latency histogram (evenkeel_router_command_seconds)"),
+        ("LATEST" | "HISTORY" | "GRAPH" | "DOCTOR" | "HELP", _) => wrong_arity(&format!("latency|{}", sub.to_ascii_lowercase())),
+        _ => unknown_subcommand(&a[1], "LATENCY"),
+    }
+}
+
 fn select(a: &[Bytes]) -> Frame {
     match int_arg(&a[1]).map(i32::try_from) {
         Ok(Ok(0)) => Frame::ok(),
@@ -564,7 +644,8 @@ async fn info(r: &Router, a: &[Bytes]) -> Frame {
     if want("persistence") {
         // Writes are durable as they are acknowledged (see README,
         // durability); there are no snapshots or AOF to report.
-        text += "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_bgsave_in_progress:0\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n\r\n";
+        // LASTSAVE and rdb_last_save_time answer now for the same reason.
+        text += &format!("# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:0\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n\r\n", evenkeel_types::unix_ms() / 1000);
     }
     if want("replication") {
         text += &format!("# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_replid:{}\r\nmaster_repl_offset:0\r\n\r\n", r.replid);
