@@ -1264,6 +1264,39 @@ async fn client_reply_and_unblock_steer_a_connection() {
     cluster.shutdown().await.unwrap();
 }
 
+/// MONITOR: a monitoring client gets a line for each command the router
+/// receives after its MONITOR (batched or not, AUTH left out), in Redis's
+/// format, between its own replies; RESET ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_shows_the_commands_the_router_receives() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let addr = cluster.router_addr;
+    let mut watcher = Raw::connect(addr).await;
+    assert_eq!(watcher.call(&["MONITOR"]).await, Frame::ok());
+    let mut other = Raw::connect(addr).await;
+    let other_addr = other.stream.local_addr().unwrap().to_string();
+    assert_eq!(other.call(&["SET", "m", "a b\"c"]).await, Frame::ok());
+    other.call(&["AUTH", "secret"]).await;
+    // A pipeline: both run as one batch.
+    other.send(&["GET", "m"]).await;
+    other.send(&["EXISTS", "m"]).await;
+    other.read().await;
+    other.read().await;
+    let mut lines = Vec::new();
+    while lines.len() < 3 {
+        let Frame::Simple(line) = watcher.read().await else { panic!("a monitor line is a simple string") };
+        lines.push(line);
+    }
+    let shown: Vec<&str> = lines.iter().map(|l| l.split_once("] ").unwrap().1).collect();
+    assert_eq!(shown, [r#""SET" "m" "a b\"c""#, r#""GET" "m""#, r#""EXISTS" "m""#]);
+    assert!(lines[0].contains(&format!(" [0 {other_addr}] ")), "{}", lines[0]);
+    assert_eq!(watcher.call(&["RESET"]).await, Frame::simple("RESET"));
+    assert_eq!(other.call(&["GET", "m"]).await, Frame::bulk("a b\"c"));
+    assert_eq!(watcher.call(&["PING"]).await, Frame::simple("PONG"), "no line after RESET");
+    cluster.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomkey_returns_existing_keys() {
     let dir = tempfile::tempdir().unwrap();

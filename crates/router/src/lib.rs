@@ -33,6 +33,7 @@ pub mod cmd;
 pub mod dispatch;
 pub use evenkeel_types::glob;
 pub mod mirror;
+pub mod monitor;
 pub mod pubsub;
 pub mod report;
 pub mod routes;
@@ -110,6 +111,8 @@ pub struct Router {
     pub stats: stats::Stats,
     /// Pub/Sub: subscriptions and the links to the nodes.
     pub pubsub: Arc<pubsub::Hub>,
+    /// MONITOR's feed of this router's commands.
+    pub monitor: monitor::Monitor,
     meta: Arc<dyn MetaStore>,
     clients: AtomicUsize,
     /// Clients in a blocking command (INFO's `blocked_clients`).
@@ -126,6 +129,7 @@ impl Router {
         let id = random_id();
         Arc::new(Router {
             pubsub: pubsub::Hub::new(id),
+            monitor: Default::default(),
             dispatcher: Dispatcher { routes, budget: config.retry, mirror: mirror::Mirror::new(config.mirror) },
             slowlog: slowlog::SlowLog::new(config.slowlog_slower_than_us, config.slowlog_max_len),
             registry: clients::Registry::default(),

@@ -49,6 +49,9 @@ pub struct Session {
     pub subscriber: Option<crate::pubsub::Subscriber>,
     /// CLIENT REPLY: which replies are sent.
     pub replies: Replies,
+    /// After MONITOR: the lines of this router's commands, written between
+    /// replies.
+    pub monitor: Option<crate::monitor::Watch>,
 }
 
 /// CLIENT REPLY's modes.
@@ -87,7 +90,7 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
         writer.write_all(b"-ERR max number of clients reached\r\n").await?;
         return Ok(());
     }
-    let mut session = Session { id, client, authenticated: router.config.requirepass.is_none(), multi: None, watched: Default::default(), subscriber: None, replies: Replies::On };
+    let mut session = Session { id, client, authenticated: router.config.requirepass.is_none(), multi: None, watched: Default::default(), subscriber: None, replies: Replies::On, monitor: None };
     let mut requests = FramedRead::new(Stamped::new(reader), RequestDecoder::new(router.config.limits));
     let mut out = BytesMut::with_capacity(4096);
     // A request taken while gathering a batch that did not join it.
@@ -118,10 +121,18 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
                             out.extend_from_slice(&more);
                         }
                     }
+                    line = monitored(&mut session.monitor) => match line {
+                        Ok(line) => out.extend_from_slice(&line),
+                        Err(behind) => {
+                            tracing::warn!(session = id, behind, "MONITOR client fell too far behind; disconnecting it");
+                            return Ok(());
+                        }
+                    },
                 }
             },
         };
         let Some(args) = request_or_end(id, next, &mut out) else { break };
+        router.monitor.feed(&session.client.addr, &args);
         // When the read that completed this request arrived (see
         // `arrival`).
         let arrived = requests.get_ref().arrived().unwrap_or_else(Instant::now);
@@ -129,7 +140,7 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
         if let Some((name, planned)) = cmd::batchable(&session, &args) {
             let mut batch = Batch::new(BatchLimits::default());
             batch.push(name, args, planned);
-            carried = gather(&mut requests, &session, &mut batch);
+            carried = gather(router, &mut requests, &session, &mut batch);
             let replies = batch.run(router, &session).await;
             router.arrival.record_n(arrived.elapsed().as_micros() as u64, replies.len() as u64, 0, evenkeel_types::unix_ms());
             for reply in replies {
@@ -192,6 +203,19 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
     writer.shutdown().await
 }
 
+/// The next MONITOR line for a monitoring session (Err: how many lines it
+/// fell behind by); never, for others.
+async fn monitored(watch: &mut Option<crate::monitor::Watch>) -> Result<Bytes, u64> {
+    let Some(w) = watch else { return std::future::pending().await };
+    loop {
+        match w.lines.recv().await {
+            Ok(line) => return Ok(line),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => return Err(n),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
+}
+
 /// The next Pub/Sub message for a subscribed session; never, for others.
 async fn pushed(subscriber: &mut Option<crate::pubsub::Subscriber>) -> Option<Bytes> {
     match subscriber {
@@ -205,7 +229,7 @@ async fn pushed(subscriber: &mut Option<crate::pubsub::Subscriber>) -> Option<By
 /// end of input) that did not join, to be handled after the batch. Session
 /// state cannot change while gathering: only barrier commands change it,
 /// and a barrier ends the batch.
-fn gather(requests: &mut Requests, session: &Session, batch: &mut Batch) -> Option<Next> {
+fn gather(router: &Router, requests: &mut Requests, session: &Session, batch: &mut Batch) -> Option<Next> {
     loop {
         let next = requests.next().now_or_never()?;
         let Some(Ok(args)) = next else { return Some(next) };
@@ -213,7 +237,10 @@ fn gather(requests: &mut Requests, session: &Session, batch: &mut Batch) -> Opti
             return Some(Some(Ok(args)));
         }
         match cmd::batchable(session, &args) {
-            Some((name, planned)) => batch.push(name, args, planned),
+            Some((name, planned)) => {
+                router.monitor.feed(&session.client.addr, &args);
+                batch.push(name, args, planned);
+            }
             None => return Some(Some(Ok(args))),
         }
     }

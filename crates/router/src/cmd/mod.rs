@@ -179,6 +179,7 @@ pub const SPECS: &[Spec] = &[
     spec("lset", 4, WD, ONE),
     spec("ltrim", 4, W, ONE),
     spec("memory", -2, &[], NOKEY),
+    spec("monitor", 1, &["admin", "noscript", "loading", "stale"], NOKEY),
     spec("move", 3, WF, ONE),
     spec("mget", -2, R_, ALL),
     spec("mset", -3, WD, (1, -1, 2)),
@@ -491,7 +492,14 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
         "unwatch" => multi::unwatch(s),
         "reset" => {
             pubsub::reset(s);
+            s.monitor = None;
             server::reset(r, s)
+        }
+        // From the next command on, this router's commands are written to
+        // the client between its replies.
+        "monitor" => {
+            s.monitor.get_or_insert_with(|| r.monitor.watch());
+            Frame::ok()
         }
         "subscribe" | "psubscribe" | "ssubscribe" => pubsub::subscribe(r, s, name, a).await,
         "unsubscribe" | "punsubscribe" | "sunsubscribe" => pubsub::unsubscribe(r, s, name, a),

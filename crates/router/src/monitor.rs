@@ -1,0 +1,125 @@
+//! MONITOR: every command this router receives, as a line, to the clients
+//! that asked.
+//!
+//! Lines are Redis's: `+<seconds>.<micros> [0 <client address>] "name"
+//! "arg" ...`, each argument quoted as `sdscatrepr` quotes it. A router sees
+//! its own clients' commands only (Redis Cluster's MONITOR shows one
+//! node's). AUTH and HELLO are not shown (passwords). While nobody
+//! monitors, feeding costs one atomic load per command.
+
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::broadcast;
+
+/// Lines a monitoring client may fall behind by before it is disconnected
+/// (Redis would let its output buffer grow without bound).
+pub const BACKLOG_LINES: usize = 65_536;
+
+pub struct Monitor {
+    lines: broadcast::Sender<Bytes>,
+    watchers: Arc<AtomicUsize>,
+}
+
+impl Default for Monitor {
+    fn default() -> Self {
+        Monitor { lines: broadcast::Sender::new(BACKLOG_LINES), watchers: Arc::default() }
+    }
+}
+
+/// A monitoring client's lines, until dropped.
+pub struct Watch {
+    watchers: Arc<AtomicUsize>,
+    pub lines: broadcast::Receiver<Bytes>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.watchers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").finish_non_exhaustive()
+    }
+}
+
+impl Monitor {
+    /// Starts watching: every command fed from now on.
+    pub fn watch(&self) -> Watch {
+        self.watchers.fetch_add(1, Ordering::Relaxed);
+        Watch { watchers: self.watchers.clone(), lines: self.lines.subscribe() }
+    }
+
+    /// Shows a command (`args` non-empty) from `client` (`ip:port`) to the
+    /// watchers, if any.
+    pub fn feed(&self, client: &str, args: &[Bytes]) {
+        if self.watchers.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if args[0].eq_ignore_ascii_case(b"auth") || args[0].eq_ignore_ascii_case(b"hello") {
+            return;
+        }
+        let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let _ = self.lines.send(line(now_us, client, args));
+    }
+}
+
+/// One MONITOR line; `now_us` in Unix microseconds.
+fn line(now_us: u64, client: &str, args: &[Bytes]) -> Bytes {
+    let mut out = BytesMut::with_capacity(64 + args.iter().map(|a| a.len() + 3).sum::<usize>());
+    out.extend_from_slice(format!("+{}.{:06} [0 {client}]", now_us / 1_000_000, now_us % 1_000_000).as_bytes());
+    for a in args {
+        out.extend_from_slice(b" ");
+        repr(a, &mut out);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.freeze()
+}
+
+/// Redis's `sdscatrepr`: a quoted string, `\"`, `\\`, `\n`, `\r`, `\t`,
+/// `\a`, `\b` escaped, other unprintable bytes as `\xhh`.
+fn repr(arg: &[u8], out: &mut BytesMut) {
+    out.extend_from_slice(b"\"");
+    for &b in arg {
+        match b {
+            b'\\' | b'"' => out.extend_from_slice(&[b'\\', b]),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            7 => out.extend_from_slice(b"\\a"),
+            8 => out.extend_from_slice(b"\\b"),
+            b if b.is_ascii_graphic() || b == b' ' => out.extend_from_slice(&[b]),
+            b => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+        }
+    }
+    out.extend_from_slice(b"\"");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_quote_arguments_as_redis_does() {
+        let args = [Bytes::from_static(b"set"), Bytes::from_static(b"k \"q\"\\"), Bytes::from_static(b"\n\r\t\x07\x08\x00\xff")];
+        let shown = line(1_339_518_083_107_412, "127.0.0.1:60866", &args);
+        assert_eq!(&shown[..], &b"+1339518083.107412 [0 127.0.0.1:60866] \"set\" \"k \\\"q\\\"\\\\\" \"\\n\\r\\t\\a\\b\\x00\\xff\"\r\n"[..]);
+        assert!(line(5_000_001, "c", &args[..1]).starts_with(b"+5.000001 [0 c] \"set\""));
+    }
+
+    #[tokio::test]
+    async fn watchers_see_commands_fed_after_they_start_and_auth_never() {
+        let monitor = Monitor::default();
+        monitor.feed("c", &[Bytes::from_static(b"get"), Bytes::from_static(b"before")]);
+        let mut watch = monitor.watch();
+        monitor.feed("c", &[Bytes::from_static(b"AUTH"), Bytes::from_static(b"secret")]);
+        monitor.feed("c", &[Bytes::from_static(b"get"), Bytes::from_static(b"after")]);
+        let seen = watch.lines.recv().await.unwrap();
+        assert!(seen.ends_with(b"[0 c] \"get\" \"after\"\r\n"), "{seen:?}");
+        assert!(watch.lines.try_recv().is_err());
+        drop(watch);
+        assert_eq!(monitor.watchers.load(Ordering::Relaxed), 0);
+    }
+}
