@@ -1239,6 +1239,8 @@ async fn client_reply_and_unblock_steer_a_connection() {
     a.send(&["CLIENT", "REPLY", "SKIP"]).await;
     a.send(&["INCR", "{r}k"]).await;
     assert_eq!(a.call(&["GET", "{r}k"]).await, Frame::bulk("3"), "the silenced commands ran");
+    a.send(&["CLIENT", "REPLY", "OFF"]).await;
+    assert_eq!(a.call(&["RESET"]).await, Frame::simple("RESET"), "RESET turns replies back on");
     assert_eq!(a.call(&["WAIT", "1", "100"]).await, Frame::Integer(0));
 
     let mut blocked = Raw::connect(addr).await;

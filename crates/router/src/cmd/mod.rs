@@ -490,9 +490,12 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
         "exec" => multi::exec(r, s).await,
         "watch" => multi::watch(r, s, a).await,
         "unwatch" => multi::unwatch(s),
+        // As Redis's RESET: also out of Pub/Sub, MONITOR and CLIENT REPLY
+        // OFF/SKIP.
         "reset" => {
             pubsub::reset(s);
             s.monitor = None;
+            s.replies = crate::session::Replies::On;
             server::reset(r, s)
         }
         // From the next command on, this router's commands are written to
