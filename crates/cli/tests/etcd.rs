@@ -271,6 +271,8 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
     let mut coord_a = spawn("coord-a", &["coordinator", "--admin", &admin_a]);
     let _coord_b = spawn("coord-b", &["coordinator", "--admin", &admin_b]);
     let _router = spawn("router", &["router", "--listen", &resp, "--admin", &router_metrics]);
+    let resp2 = free_addr();
+    let _router2 = spawn("router2", &["router", "--listen", &resp2]);
     let (admin_a, admin_b) = (format!("http://{admin_a}"), format!("http://{admin_b}"));
     let http = reqwest::Client::new();
 
@@ -291,6 +293,32 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
     for k in keys0.iter().chain(&keys1) {
         let () = conn.set(k, k).await.unwrap();
     }
+    // Pub/Sub between router processes: a message published through one
+    // reaches a subscriber of the other, relayed by a node process.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut pubsub = loop {
+        if let Ok(mut p) = redis::Client::open(format!("redis://{resp2}")).unwrap().get_async_pubsub().await
+            && p.subscribe("news").await.is_ok()
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the second router never served");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut messages = pubsub.on_message();
+    for i in 0.. {
+        // Counted 1 once the subscriber's router has linked to the node
+        // relaying.
+        let receivers: i64 = conn.publish("news", format!("m{i}")).await.unwrap();
+        if receivers == 1 {
+            let m = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut messages)).await.expect("the message arrives").unwrap();
+            assert_eq!(m.get_payload::<String>().unwrap(), format!("m{i}"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no subscriber counted across router processes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(messages);
     // A node and a router process serve their own /metrics, /healthz and
     // /readyz.
     for (addr, metric) in [(&node_metrics, "evenkeel_node_execute_seconds"), (&router_metrics, "evenkeel_router_")] {
