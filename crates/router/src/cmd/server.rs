@@ -515,45 +515,65 @@ async fn config(r: &Router, a: &[Bytes]) -> Frame {
     if a.len() < 3 {
         return wrong_arity("config|get");
     }
-    let notify = if a[2..].iter().any(|p| crate::glob::glob_match(&p.to_ascii_lowercase(), b"notify-keyspace-events")) {
-        match notify_flags(r).await {
-            Ok(flags) => flags.render(),
-            Err(e) => return e,
-        }
-    } else {
-        String::new()
-    };
-    let known = [
-        ("appendonly", "no".to_string()),
-        ("save", String::new()),
-        ("databases", "1".to_string()),
-        ("maxclients", r.config.max_clients.to_string()),
-        ("proto-max-bulk-len", r.config.limits.max_bulk_len.to_string()),
-        ("slowlog-log-slower-than", r.slowlog.slower_than_us().to_string()),
-        ("slowlog-max-len", r.slowlog.max_len().to_string()),
-        // What evenkeel does, in Redis's terms: nothing is evicted, idle
-        // clients are kept; the encodings OBJECT reports and streams'
-        // nodes follow Redis's defaults (a stream node has no byte limit
-        // here).
-        ("maxmemory", "0".to_string()),
-        ("maxmemory-policy", "noeviction".to_string()),
-        ("timeout", "0".to_string()),
-        ("notify-keyspace-events", notify),
-        ("hash-max-listpack-entries", super::object::HASH_LISTPACK_ENTRIES.to_string()),
-        ("zset-max-listpack-entries", super::object::ZSET_LISTPACK_ENTRIES.to_string()),
-        ("set-max-intset-entries", super::object::INTSET_ENTRIES.to_string()),
-        ("hll-sparse-max-bytes", evenkeel_types::hll::SPARSE_MAX_BYTES.to_string()),
-        ("stream-node-max-entries", evenkeel_types::stream::NODE_MAX_ENTRIES.to_string()),
-        ("stream-node-max-bytes", "0".to_string()),
-    ];
     let mut out = Vec::new();
-    for (k, v) in known {
-        if a[2..].iter().any(|p| crate::glob::glob_match(&p.to_ascii_lowercase(), k.as_bytes())) {
-            out.push(Frame::bulk(k));
-            out.push(Frame::bulk(v));
+    for &name in CONFIG_NAMES {
+        if a[2..].iter().any(|p| crate::glob::glob_match(&p.to_ascii_lowercase(), name.as_bytes())) {
+            let value = match config_value(r, name).await {
+                Ok(v) => v,
+                Err(e) => return e,
+            };
+            out.push(Frame::bulk(name));
+            out.push(Frame::bulk(value));
         }
     }
     Frame::Array(out)
+}
+
+/// The settings CONFIG GET answers, in its order; CONFIG SET changes only
+/// `notify-keyspace-events`.
+const CONFIG_NAMES: &[&str] = &[
+    "appendonly",
+    "save",
+    "databases",
+    "maxclients",
+    "proto-max-bulk-len",
+    "slowlog-log-slower-than",
+    "slowlog-max-len",
+    "maxmemory",
+    "maxmemory-policy",
+    "timeout",
+    "notify-keyspace-events",
+    "hash-max-listpack-entries",
+    "zset-max-listpack-entries",
+    "set-max-intset-entries",
+    "hll-sparse-max-bytes",
+    "stream-node-max-entries",
+    "stream-node-max-bytes",
+];
+
+/// One of [`CONFIG_NAMES`]' values. What evenkeel does, in Redis's terms:
+/// nothing is evicted, idle clients are kept; the encodings OBJECT
+/// reports and streams' nodes follow Redis's defaults (a stream node has
+/// no byte limit here).
+async fn config_value(r: &Router, name: &str) -> Result<String, Frame> {
+    Ok(match name {
+        "appendonly" => "no".into(),
+        "databases" => "1".into(),
+        "maxclients" => r.config.max_clients.to_string(),
+        "proto-max-bulk-len" => r.config.limits.max_bulk_len.to_string(),
+        "slowlog-log-slower-than" => r.slowlog.slower_than_us().to_string(),
+        "slowlog-max-len" => r.slowlog.max_len().to_string(),
+        "maxmemory" | "timeout" | "stream-node-max-bytes" => "0".into(),
+        "maxmemory-policy" => "noeviction".into(),
+        "notify-keyspace-events" => notify_flags(r).await?.render(),
+        "hash-max-listpack-entries" => super::object::HASH_LISTPACK_ENTRIES.to_string(),
+        "zset-max-listpack-entries" => super::object::ZSET_LISTPACK_ENTRIES.to_string(),
+        "set-max-intset-entries" => super::object::INTSET_ENTRIES.to_string(),
+        "hll-sparse-max-bytes" => evenkeel_types::hll::SPARSE_MAX_BYTES.to_string(),
+        "stream-node-max-entries" => evenkeel_types::stream::NODE_MAX_ENTRIES.to_string(),
+        // `save`: no snapshots are taken.
+        _ => String::new(),
+    })
 }
 
 /// The cluster's keyspace-notification flags, as stored by CONFIG SET.
@@ -573,8 +593,7 @@ async fn config_set(r: &Router, a: &[Bytes]) -> Frame {
     for pair in a[2..].chunks(2) {
         let name = pair[0].to_ascii_lowercase();
         if name != b"notify-keyspace-events" {
-            let known = ["appendonly", "save", "databases", "maxclients", "proto-max-bulk-len", "slowlog-log-slower-than", "slowlog-max-len", "maxmemory", "maxmemory-policy", "timeout"];
-            if known.iter().any(|k| k.as_bytes() == name) {
+            if CONFIG_NAMES.iter().any(|k| k.as_bytes() == name) {
                 return Frame::error(format!("ERR evenkeel is configured through its configuration file, not CONFIG ('{}' cannot be set at runtime)", c_str(&pair[0], 128)));
             }
             return Frame::error(format!("ERR Unknown option or number of arguments for CONFIG SET - '{}'", c_str(&pair[0], 128)));
