@@ -436,9 +436,12 @@ impl Store {
             let applied = ops::apply(kind, stored[0].as_ref(), now_ms, self.clock.tick(now_ms), self.config.limits);
             (applied.write.map(|w| (0, w)).into_iter().collect::<Vec<_>>(), applied.reply)
         };
-        let live: Vec<Option<&Record>> = stored.iter().map(|r| r.as_ref().filter(|r| r.is_live(now_ms))).collect();
-        let written: Vec<(usize, &Record)> = writes.iter().map(|(i, r)| (*i, r)).collect();
-        self.notices(kind, &keys, &live, &written, now_ms, notices);
+        // Nothing is worked out (or allocated) while notifications are off.
+        if self.notifier.on() {
+            let live: Vec<Option<&Record>> = stored.iter().map(|r| r.as_ref().filter(|r| r.is_live(now_ms))).collect();
+            let written: Vec<(usize, &Record)> = writes.iter().map(|(i, r)| (*i, r)).collect();
+            self.notices(kind, &keys, &live, &written, now_ms, notices);
+        }
         for (i, record) in writes {
             match pending.iter_mut().find(|p| p.data_key == data_keys[i]) {
                 Some(p) => p.last = record,

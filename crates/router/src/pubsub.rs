@@ -221,20 +221,20 @@ impl State {
 pub struct Hub {
     router: u64,
     state: Mutex<State>,
-    next_client: AtomicU64,
     next_serial: AtomicU64,
 }
 
 impl Hub {
     pub fn new(router: u64) -> Arc<Hub> {
-        Arc::new(Hub { router, state: Mutex::default(), next_client: AtomicU64::new(1), next_serial: AtomicU64::new(1) })
+        Arc::new(Hub { router, state: Mutex::default(), next_serial: AtomicU64::new(1) })
     }
 
-    /// A subscriber for a client whose disconnection `kill` asks for.
-    pub fn subscriber(self: &Arc<Self>, kill: CancellationToken) -> Subscriber {
+    /// A subscriber for client `id` (unique in this router), whose
+    /// disconnection `kill` asks for.
+    pub fn subscriber(self: &Arc<Self>, id: u64, kill: CancellationToken) -> Subscriber {
         let (tx, rx) = mpsc::unbounded_channel();
         let outbox = Outbox { tx, queued: Arc::default(), kill };
-        Subscriber { id: self.next_client.fetch_add(1, Ordering::Relaxed), hub: self.clone(), rx, outbox, held: Default::default() }
+        Subscriber { id, hub: self.clone(), rx, outbox, held: Default::default() }
     }
 
     /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE: one confirmation per name, sent
@@ -547,8 +547,8 @@ mod tests {
     #[tokio::test]
     async fn replies_count_as_redis_and_messages_reach_each_matching_subscription() {
         let hub = Hub::new(1);
-        let mut a = hub.subscriber(CancellationToken::new());
-        let mut b = hub.subscriber(CancellationToken::new());
+        let mut a = hub.subscriber(1, CancellationToken::new());
+        let mut b = hub.subscriber(2, CancellationToken::new());
         let confirm = |w: &'static str, n: &str, c: i64| confirmation(w, Frame::bulk(n.to_string()), c);
         assert_eq!(hub.subscribe(&mut a, SubscriptionKind::Channel, &names(&["x", "y", "x"])).await, [confirm("subscribe", "x", 1), confirm("subscribe", "y", 2), confirm("subscribe", "x", 2)]);
         assert_eq!(hub.subscribe(&mut a, SubscriptionKind::Pattern, &names(&["*"])).await, [confirm("psubscribe", "*", 3)]);
@@ -575,7 +575,7 @@ mod tests {
     async fn a_client_past_its_backlog_is_disconnected() {
         let hub = Hub::new(1);
         let kill = CancellationToken::new();
-        let mut slow = hub.subscriber(kill.clone());
+        let mut slow = hub.subscriber(1, kill.clone());
         hub.subscribe(&mut slow, SubscriptionKind::Channel, &names(&["c"])).await;
         let payload = "x".repeat(1 << 20);
         for _ in 0..31 {

@@ -44,15 +44,21 @@ fn one_slot(kind: SubscriptionKind, names: &[Bytes]) -> Result<(), Frame> {
     Ok(())
 }
 
+/// The session's subscriber, made at its first (UN)SUBSCRIBE.
+fn subscriber<'s>(r: &Router, s: &'s mut Session) -> &'s mut crate::pubsub::Subscriber {
+    s.subscriber.get_or_insert_with(|| r.pubsub.subscriber(s.id, s.client.kill.clone()))
+}
+
 /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE.
 pub async fn subscribe(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> Frame {
     let kind = kind(name);
     if let Err(e) = one_slot(kind, &a[1..]) {
         return e;
     }
-    let sub = s.subscriber.get_or_insert_with(|| r.pubsub.subscriber(s.client.kill.clone()));
+    let sub = subscriber(r, s);
     let replies = r.pubsub.subscribe(sub, kind, &a[1..]).await;
-    s.client.set_subscriptions(sub.counts());
+    let counts = sub.counts();
+    s.client.set_subscriptions(counts);
     Frame::Replies(replies)
 }
 
@@ -63,9 +69,10 @@ pub fn unsubscribe(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> Fram
     if let Err(e) = one_slot(kind, &a[1..]) {
         return e;
     }
-    let sub = s.subscriber.get_or_insert_with(|| r.pubsub.subscriber(s.client.kill.clone()));
+    let sub = subscriber(r, s);
     let replies = r.pubsub.unsubscribe(sub, kind, &a[1..]);
-    s.client.set_subscriptions(sub.counts());
+    let counts = sub.counts();
+    s.client.set_subscriptions(counts);
     Frame::Replies(replies)
 }
 
