@@ -166,7 +166,7 @@ impl Throttle {
         // Microseconds, not milliseconds × 1000: a chunk's wait is a few ms,
         // and a clock truncated to whole ms made `pace` sleep again for the
         // truncation after almost every chunk.
-        let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let now_us = evenkeel_types::unix_us();
         let mut rt = self.inner.lock();
         let rt = &mut *rt;
         let (rate, keys_rate, node_rate) = (rt.per_migration_bytes_per_s, rt.settings.migration_rate_keys_per_s, rt.settings.node_rate_bytes_per_s);

@@ -61,7 +61,7 @@ impl Monitor {
         if args[0].eq_ignore_ascii_case(b"auth") || args[0].eq_ignore_ascii_case(b"hello") {
             return;
         }
-        let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let now_us = evenkeel_types::unix_us();
         let _ = self.lines.send(line(now_us, client, args));
     }
 }

@@ -49,6 +49,12 @@ pub use record::{Record, ValueType};
 pub use routing::{Epoch, MigrationRoute, Modes, NodeId, NodeInfo, PartitionEntry, RoutingTable};
 pub use slot::{PartitionId, SLOT_COUNT, Slot};
 
+/// Microseconds since the Unix epoch, read from the OS clock (for the
+/// edges, as [`unix_ms`]).
+pub fn unix_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
 /// Milliseconds since the Unix epoch, read from the OS clock. Only the edges
 /// (servers, drivers) call this; cores take `now_ms` as a parameter.
 pub fn unix_ms() -> u64 {

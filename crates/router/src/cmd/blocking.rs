@@ -106,7 +106,7 @@ pub async fn run(r: &Router, client: &crate::clients::Client, name: &str, a: &[B
     let deadline = timeout.map(|t| Instant::now() + t);
     let _blocked = r.block();
     // The client's place among the key's waiters, kept on every request.
-    let since_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+    let since_us = evenkeel_types::unix_us();
     loop {
         let chunk = deadline.map_or(CHUNK, |d| d.saturating_duration_since(Instant::now()).min(CHUNK));
         let mut ops = planned.ops.clone();
