@@ -195,10 +195,19 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
             flush(&mut writer, &mut out).await?;
         }
     }
-    // What is owed goes out, unless the client has stopped reading.
-    match tokio::time::timeout(std::time::Duration::from_secs(1), flush(&mut writer, &mut out)).await {
-        Ok(flushed) => flushed?,
-        Err(_) => return Ok(()),
+    // What is owed goes out (a QUIT's OK, replies before the end of
+    // input). A killed connection (CLIENT KILL, or a Pub/Sub client past
+    // its backlog, which may not be reading at all) gets what the socket
+    // takes without waiting: the reply to a command it was running when
+    // killed, as a rule. A client slow to take the rest is bounded by the
+    // router's stop.
+    if session.client.kill.is_cancelled() {
+        let _ = writer.try_write(&out);
+        return Ok(());
+    }
+    tokio::select! {
+        flushed = flush(&mut writer, &mut out) => flushed?,
+        _ = session.client.kill.cancelled() => return Ok(()),
     }
     writer.shutdown().await
 }
