@@ -16,15 +16,12 @@ use tokio::sync::broadcast;
 /// (Redis would let its output buffer grow without bound).
 pub const BACKLOG_LINES: usize = 65_536;
 
+#[derive(Default)]
 pub struct Monitor {
-    lines: broadcast::Sender<Bytes>,
+    /// Made at the first MONITOR: its buffer of [`BACKLOG_LINES`] slots is
+    /// megabytes, which a router nobody monitors does not need.
+    lines: std::sync::OnceLock<broadcast::Sender<Bytes>>,
     watchers: Arc<AtomicUsize>,
-}
-
-impl Default for Monitor {
-    fn default() -> Self {
-        Monitor { lines: broadcast::Sender::new(BACKLOG_LINES), watchers: Arc::default() }
-    }
 }
 
 /// A monitoring client's lines, until dropped.
@@ -49,7 +46,8 @@ impl Monitor {
     /// Starts watching: every command fed from now on.
     pub fn watch(&self) -> Watch {
         self.watchers.fetch_add(1, Ordering::Relaxed);
-        Watch { watchers: self.watchers.clone(), lines: self.lines.subscribe() }
+        let lines = self.lines.get_or_init(|| broadcast::Sender::new(BACKLOG_LINES)).subscribe();
+        Watch { watchers: self.watchers.clone(), lines }
     }
 
     /// Shows a command (`args` non-empty) from `client` (`ip:port`) to the
@@ -62,7 +60,9 @@ impl Monitor {
             return;
         }
         let now_us = evenkeel_types::unix_us();
-        let _ = self.lines.send(line(now_us, client, args));
+        if let Some(lines) = self.lines.get() {
+            let _ = lines.send(line(now_us, client, args));
+        }
     }
 }
 
