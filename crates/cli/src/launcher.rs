@@ -61,6 +61,7 @@ impl NodeDefaults {
         store.log_retention_entries = self.log_retention_entries;
         store.log_retention_bytes = self.log_retention_bytes;
         store.min_free_disk_bytes = self.min_free_disk_bytes;
+        store.scripts = Some(Arc::new(evenkeel_script::Engine::new(Arc::new(evenkeel_router::cmd::scripting::ScriptCommands), evenkeel_script::Limits::default())));
         let mut config = NodeConfig::new(id, store);
         config.background_lane = self.background_lane;
         config.in_process = self.in_process;

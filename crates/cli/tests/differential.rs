@@ -293,6 +293,10 @@ const KEYSPACE_SCRIPT: &[&[&str]] = &[
     &["XGROUP", "CREATE", "{n}x2", "g", "$", "MKSTREAM"], &["XADD", "{n}x2", "NOMKSTREAM", "*", "f", "v"],
     &["MULTI"], &["SET", "{n}t", "1"], &["INCR", "{n}t"], &["DEL", "{n}t"], &["EXEC"],
     &["DEL", "{n}h", "{n}set3", "{n}l2", "{n}z", "{n}zl", "{n}x2"],
+    // A script's commands raise their events, in order, once it commits.
+    &["EVAL", "redis.call('set', KEYS[1], 'v') redis.call('expire', KEYS[1], 100) redis.call('lpush', KEYS[2], 'a') return redis.call('del', KEYS[1])", "2", "{n}e1", "{n}e2"],
+    &["EVAL", "redis.call('rpop', KEYS[1]) redis.call('hset', KEYS[2], 'f', 'v') error('after the writes')", "2", "{n}e2", "{n}e3"],
+    &["EVAL", "return redis.call('get', KEYS[1])", "1", "{n}e3"],
     &["SET", "{n}last", "1"], &["FLUSHALL"],
 ];
 
@@ -480,6 +484,7 @@ fn older_forms(s: &mut Script) {
     slowlog_errors(s);
     object(s);
     sort_cases(s);
+    scripting(s);
 }
 
 /// List commands, their argument errors in Redis's order, and types.
@@ -2412,5 +2417,136 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// EVAL and friends: conversions both ways, `redis.call` over the data
+/// commands, the errors (with their `script: <sha>, on @user_script:<n>.`
+/// tail), the sandbox, EVALSHA and SCRIPT. Keys a script touches share a
+/// hash slot (`{lua}`), as a cluster requires; keyless scripts touch one.
+fn scripting(s: &mut Script) {
+    let eval = |s: &mut Script, body: &str, keys: &[&str], args: &[&str]| {
+        let n = keys.len().to_string();
+        let mut c = vec!["EVAL", body, &n];
+        c.extend_from_slice(keys);
+        c.extend_from_slice(args);
+        s.cmd(&c);
+    };
+    // Values from Lua to the client.
+    for body in [
+        "return 1", "return -3.99", "return 3.99", "return 'str'", "return ''", "return true", "return false", "return nil", "return {}",
+        "return {1, 2.7, 'a', false, true, nil, 5}", "return {1, {2, {3, {}}}, {ok = 'x'}, {err = 'E x'}}", "return {err = 3}", "return {ok = 3}",
+        "return redis.error_reply('My Error')", "return redis.error_reply('-ERR2 x')", "return {err = 'Boom'}", "return redis.status_reply('FINE')",
+        "return {1, {err = 'x'}, 2}", "local t = {} t[1] = 'a' t[3] = 'c' return t", "return {a = 1}", "return 2^31", "return -2^40", "return 0.5",
+        "return redis.sha1hex('')", "return redis.sha1hex('abc')", "return #KEYS + #ARGV", "return tostring(1/3)", "return tostring(1e20)",
+        "return string.format('%d-%s-%5.2f', 7, 'x', 3.14159)", "return string.rep('ab', 3, ',')", "return table.concat({1, 2, 3}, '+')",
+        "local t = {3, 1, 2} table.sort(t) return t", "return {string.byte('AZ', 1, 2)}", "return string.char(72, 105)", "return {string.find('hello', 'l+')}",
+        "return (string.gsub('a-b-c', '-', '+'))", "return select('#', 1, nil, 3)", "return {unpack({1, 2, 3})}", "return math.floor(-2.5)", "return math.max(3, 9, 1)",
+        "return tonumber('0x10')", "return tonumber('z', 36)", "return type(loadstring)", "return type(coroutine.wrap)", "return _VERSION",
+        "return redis.REDIS_VERSION", "return redis.LOG_WARNING", "return redis.log(redis.LOG_WARNING, 'from the differential test')",
+        "return redis.replicate_commands()", "return redis.set_repl(redis.REPL_ALL)", "return redis.breakpoint()",
+    ] {
+        eval(s, body, &[], &[]);
+    }
+    // The libraries: cjson, bit, cmsgpack.
+    for body in [
+        "return cjson.encode({a = {1, 2, 3}})", "return cjson.encode({b = 'x/y'})", "return cjson.encode({1, 2.5, 'x', true, false, cjson.null})", "return cjson.encode({})",
+        "return cjson.encode('\\1\\127\\n\\t\\\\\\34')", "return cjson.encode(0.1)", "return cjson.encode(1e300)", "return cjson.encode(-0)", "return cjson.encode(123456789012345)",
+        "return cjson.encode({[1] = 1, [2] = 2, [4] = 4})", "return cjson.encode({[1] = 1, [20] = 2})", "return cjson.encode(function() end)", "return cjson.encode({[true] = 1})",
+        "return cjson.encode(0/0)", "return cjson.encode(1/0)", "local t = {} t[1] = t return cjson.encode(t)",
+        "return cjson.decode('[1,2,{\"a\":null}]')[2]", "return cjson.decode('{\"a\":[1,2.5,true,null]}').a", "return cjson.encode(cjson.decode('{\"a\":[1,2.5,true,null]}'))",
+        "return cjson.decode('\"\\\\u00e9\\\\n\"')", "return cjson.decode('{')", "return cjson.decode('[1,]')", "return cjson.decode('')", "return cjson.decode('nul')",
+        "return tostring(cjson.decode('null') == cjson.null)", "return cjson.decode('1e2')", "return cjson.decode('  [ ]  ')", "return cjson.decode(3)",
+        "return bit.band(12, 10)", "return bit.bor(12, 10, 1)", "return bit.bxor(12, 10)", "return bit.bnot(0)", "return bit.lshift(1, 31)", "return bit.rshift(-1, 28)",
+        "return bit.arshift(-256, 4)", "return bit.tohex(255)", "return bit.tohex(255, -4)", "return bit.tohex(-1, 2)", "return bit.tobit(2^32 + 5)", "return bit.rol(1, 33)",
+        "return bit.ror(1, 1)", "return bit.bswap(0x12345678)", "return bit.band('x')", "return bit.band()", "return bit.tobit(1.5)",
+        "return cmsgpack.pack(1, 2.5, 'ab', {1, 2}, {a = 1}, true, false, -1, -200, 70000, 2^40, 0.1)", "return {cmsgpack.unpack(cmsgpack.pack(1, 'x', {1, 2, 3}))}",
+        "local t = cmsgpack.unpack(cmsgpack.pack({a = 'b'})) return t.a", "return cmsgpack.pack(string.rep('x', 40))", "return cmsgpack.unpack('\\193')",
+        "return {cmsgpack.unpack_one(cmsgpack.pack(7, 8))}", "return {cmsgpack.unpack_limit(cmsgpack.pack(7, 8, 9), 2)}", "return cmsgpack.pack()", "return cmsgpack.unpack('')",
+    ] {
+        eval(s, body, &[], &[]);
+    }
+    eval(s, "return {KEYS[1], KEYS[2], ARGV[1], ARGV[2], #KEYS, #ARGV}", &["{lua}a", "{lua}b"], &["x", "y"]);
+    eval(s, "return {ARGV[1], tostring(KEYS[1])}", &[], &["only"]);
+    // redis.call over the data commands, replies to Lua and back.
+    for body in [
+        "return redis.call('set', KEYS[1], ARGV[1])", "return redis.call('get', KEYS[1])", "return redis.call('set', KEYS[1], ARGV[1]).ok",
+        "return type(redis.call('get', KEYS[2]))", "return redis.call('incr', KEYS[2])", "return redis.call('incrbyfloat', KEYS[2], '1.5')",
+        "redis.call('set', KEYS[1], 3.0) return redis.call('get', KEYS[1])", "redis.call('set', KEYS[1], 0.1) return redis.call('get', KEYS[1])",
+        "redis.call('set', KEYS[1], 1e20) return redis.call('get', KEYS[1])", "redis.call('set', KEYS[1], -0.0) return redis.call('get', KEYS[1])",
+        "redis.call('set', KEYS[1], 2^53) return redis.call('get', KEYS[1])", "redis.call('set', KEYS[1], 1e17) return redis.call('get', KEYS[1])", "return redis.call('mget', KEYS[1], KEYS[2], KEYS[3])",
+        "return redis.call('mset', KEYS[1], 'm1', KEYS[3], 'm3')", "return redis.call('exists', KEYS[1], KEYS[2], KEYS[3])",
+        "return redis.call('hset', KEYS[4], 'f', 'v', 'g', 'w')", "return redis.call('hget', KEYS[4], 'f')", "return redis.call('hmget', KEYS[4], 'f', 'nope')",
+        "return redis.call('lpush', KEYS[5], 'a', 'b', 'c')", "return redis.call('lrange', KEYS[5], 0, -1)", "return redis.call('lpop', KEYS[5])",
+        "return redis.call('rpoplpush', KEYS[5], KEYS[5])", "return redis.call('zadd', KEYS[6], 1, 'one', 2.5, 'two')", "return redis.call('zrange', KEYS[6], 0, -1, 'withscores')",
+        "return redis.call('zscore', KEYS[6], 'two')", "return redis.call('zincrby', KEYS[6], 1, 'one')", "return redis.call('sadd', KEYS[7], 'x', 'y', 'z')",
+        "local m = redis.call('smembers', KEYS[7]) table.sort(m) return m", "return redis.call('sismember', KEYS[7], 'y')",
+        "return redis.call('xadd', KEYS[8], '1-1', 'a', 'b')", "return redis.call('xadd', KEYS[8], '1-1', 'a', 'b')", "return redis.call('xrange', KEYS[8], '-', '+')",
+        "return redis.call('xlen', KEYS[8])", "return redis.call('type', KEYS[8])", "return redis.call('type', KEYS[4])", "return redis.call('expire', KEYS[1], 100)",
+        "return redis.call('ttl', KEYS[1])", "return redis.call('persist', KEYS[1])", "return redis.call('getdel', KEYS[3])", "return redis.call('del', KEYS[1], KEYS[3])",
+        "return redis.call('rename', KEYS[2], KEYS[3])", "return redis.call('get', KEYS[3])", "return redis.call('pfadd', KEYS[9], 'a', 'b')", "return redis.call('pfcount', KEYS[9])",
+        "return redis.call('setbit', KEYS[10], 7, 1)", "return redis.call('bitcount', KEYS[10])", "return redis.call('getrange', KEYS[4], 0, -1)",
+        "return redis.call('lpush', KEYS[4], 'x')", "return redis.call('get', KEYS[4])", "return redis.call('ping')", "return redis.call('ping', 'hi')", "return redis.call('echo', 'e')",
+        "return redis.call('set', KEYS[1], 'v', 'xx', 'nx')", "return redis.call('incr', KEYS[4])", "return redis.call('hgetall', KEYS[11])", "return redis.call('zrange', KEYS[11], 0, -1)",
+        "return redis.call('lindex', KEYS[5], 0)", "return redis.call('zrangebyscore', KEYS[6], '-inf', '+inf')", "return redis.call('scard', KEYS[7])",
+    ] {
+        eval(s, body, &["{lua}a", "{lua}b", "{lua}c", "{lua}h", "{lua}l", "{lua}z", "{lua}s", "{lua}x", "{lua}p", "{lua}bits", "{lua}none"], &["value"]);
+    }
+    s.cmd(&["TYPE", "{lua}h"]);
+    s.cmd(&["LRANGE", "{lua}l", "0", "-1"]);
+    // A keyless script: runs where the key it touches lives.
+    eval(s, "redis.call('set', 'lua:keyless', 'k') return redis.call('get', 'lua:keyless')", &[], &[]);
+    s.cmd(&["GET", "lua:keyless"]);
+    eval(s, "return redis.call('get', 1.5)", &[], &[]);
+    // Errors, caught and not.
+    for body in [
+        "return redis.call('hget', KEYS[1], 'f')", "return redis.call('nosuch')", "return x", "x = 1", "return rawset(_G, 'zz', 1)", "return redis.call('set', 'k')",
+        "return 'a' .. ", "error('boom')", "error({err = 'tbl'})", "\n\nerror('line three')", "local a = 1\nlocal b = 2\nreturn redis.call('incr', KEYS[1])",
+        "return redis.call()", "return redis.call(1)", "return redis.call('get', {})", "return redis.call('get', nil)",
+        "return redis.call('subscribe', 'x')", "return redis.call('blpop', 'x', 0)", "return redis.call('eval', 'return 1', 0)", "return redis.call('multi')",
+        "return redis.call('script', 'flush')", "return pcall(redis.call, 'hget', KEYS[1], 'f')", "local ok, e = pcall(redis.call, 'hget', KEYS[1], 'f') return e",
+        "local ok, e = pcall(redis.call, 'nosuch') return e", "return redis.pcall('hget', KEYS[1], 'f')", "return redis.pcall('nosuch')",
+        "local ok, e = pcall(error, 'x') return {tostring(ok), e}", "local ok, e = pcall(function() local x = nil return x.y end) return e",
+        "return print", "return dofile", "return loadfile", "return require", "return setfenv", "return module", "return debug", "return os",
+        "return redis.call('get', KEYS[1]) .. 1", "return nosuch()", "local t = setmetatable({}, {__index = function() error('deep') end}) return t.x",
+        "redis.call('set', KEYS[2], 'before') return redis.call('lpush', KEYS[1], 'x')",
+    ] {
+        eval(s, body, &["{lua}a", "{lua}b"], &[]);
+    }
+    s.cmd(&["GET", "{lua}b"]);
+    // Arguments of EVAL itself.
+    for c in [
+        &["EVAL", "return 1", "-1"][..], &["EVAL", "return 1", "3", "a"], &["EVAL", "return 1", "x"], &["EVAL", "return 1"], &["EVAL"], &["EVAL", "return 1", "1"],
+        &["EVAL", "return 1", "0", "extra", "args"], &["EVAL", "return 1", "00"], &["EVAL", "return 1", " 1"],
+    ] {
+        s.cmd(c);
+    }
+    // EVAL_RO and EVALSHA_RO.
+    s.cmd(&["EVAL_RO", "return redis.call('get', KEYS[1])", "1", "{lua}a"]);
+    s.cmd(&["EVAL_RO", "return redis.call('set', KEYS[1], 'x')", "1", "{lua}a"]);
+    s.cmd(&["EVAL_RO", "return redis.pcall('del', KEYS[1])", "1", "{lua}a"]);
+    // The script cache.
+    let body = "return 'cached ' .. ARGV[1]";
+    let sha = evenkeel_script::sha1_hex(body.as_bytes());
+    for c in [
+        &["EVALSHA", sha.as_str(), "0", "a"][..], &["SCRIPT", "LOAD", body], &["EVALSHA", sha.as_str(), "0", "b"], &["EVALSHA", &sha.to_uppercase(), "0", "c"],
+        &["EVALSHA_RO", sha.as_str(), "0", "d"], &["EVALSHA", "0000000000000000000000000000000000000000", "0"], &["EVALSHA", "short", "0"],
+        &["SCRIPT", "EXISTS", sha.as_str(), "0000000000000000000000000000000000000000"], &["SCRIPT", "EXISTS"], &["SCRIPT", "LOAD", "return ("], &["SCRIPT", "LOAD"],
+        &["SCRIPT", "FLUSH"], &["SCRIPT", "EXISTS", sha.as_str()], &["EVALSHA", sha.as_str(), "0"], &["SCRIPT", "FLUSH", "ASYNC"], &["SCRIPT", "FLUSH", "sync"],
+        &["SCRIPT", "FLUSH", "later"], &["SCRIPT", "KILL"], &["SCRIPT", "KILL", "x"], &["SCRIPT", "HELP"], &["SCRIPT", "nope"], &["SCRIPT"],
+    ] {
+        s.cmd(c);
+    }
+    // EVAL caches what it ran.
+    s.cmd(&["EVAL", body, "0", "e"]);
+    s.cmd(&["EVALSHA", sha.as_str(), "0", "f"]);
+    s.cmd(&["SCRIPT", "EXISTS", sha.as_str()]);
+    // In a transaction.
+    for c in [
+        &["MULTI"][..], &["SET", "{lua}m", "1"], &["EVAL", "return redis.call('incr', KEYS[1])", "1", "{lua}m"], &["EVALSHA", "ffffffffffffffffffffffffffffffffffffffff", "0"],
+        &["EVAL", "return redis.call('get', ARGV[1])", "0", "{lua}m"], &["EVAL", "return 1", "-1"], &["EVAL", "error('in exec')", "1", "{lua}m"], &["EXEC"],
+        &["MULTI"], &["EVAL", "return 1"], &["EXEC"],
+    ] {
+        s.cmd(c);
     }
 }

@@ -1619,3 +1619,82 @@ async fn serve_refuses_what_cannot_work_before_connecting() {
         assert!(!out.status.success() && err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// EVAL and friends: a script runs on the node that owns its keys' slot,
+/// atomically, with Redis's replies and errors; EVALSHA reads the router's
+/// script cache; a keyless script runs where the first key it touches
+/// lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_run_atomically_where_their_keys_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let addr = cluster.router_addr;
+    let mut a = Raw::connect(addr).await;
+    assert_eq!(a.call(&["EVAL", "return redis.call('set', KEYS[1], ARGV[1])", "1", "{s}k", "v"]).await, Frame::ok());
+    assert_eq!(a.call(&["EVAL", "return {KEYS[1], ARGV[1], 3.9, redis.call('get', KEYS[1])}", "1", "{s}k", "a"]).await, Frame::Array(vec![Frame::bulk("{s}k"), Frame::bulk("a"), Frame::Integer(3), Frame::bulk("v")]));
+
+    let get = "return redis.call('get', KEYS[1])";
+    let sha = evenkeel_script::sha1_hex(get.as_bytes());
+    assert_eq!(a.call(&["EVALSHA", &sha, "1", "{s}k"]).await, Frame::error("NOSCRIPT No matching script. Please use EVAL."));
+    assert_eq!(a.call(&["SCRIPT", "LOAD", get]).await, Frame::bulk(sha.clone()));
+    assert_eq!(a.call(&["EVALSHA", &sha.to_uppercase(), "1", "{s}k"]).await, Frame::bulk("v"));
+    assert_eq!(a.call(&["EVALSHA_RO", &sha, "1", "{s}k"]).await, Frame::bulk("v"));
+    assert_eq!(a.call(&["SCRIPT", "EXISTS", &sha, "ffff"]).await, Frame::Array(vec![Frame::Integer(1), Frame::Integer(0)]));
+    let cached = |info: Frame| match info {
+        Frame::Bulk(b) => String::from_utf8_lossy(&b).lines().find_map(|l| l.strip_prefix("number_of_cached_scripts:").map(str::to_string)),
+        _ => None,
+    };
+    assert_eq!(cached(a.call(&["INFO", "memory"]).await).as_deref(), Some("3"), "two EVALs and a SCRIPT LOAD");
+    assert_eq!(a.call(&["SCRIPT", "FLUSH"]).await, Frame::ok());
+    assert_eq!(cached(a.call(&["INFO", "memory"]).await).as_deref(), Some("0"));
+    assert_eq!(a.call(&["EVALSHA", &sha, "1", "{s}k"]).await, Frame::error("NOSCRIPT No matching script. Please use EVAL."));
+    assert!(matches!(a.call(&["SCRIPT", "LOAD", "return ("]).await, Frame::Error(e) if e.starts_with("ERR Error compiling script (new function): user_script:1:")));
+
+    // Keys share one slot: declared (CROSSSLOT) or not.
+    assert_eq!(a.call(&["EVAL", "return 1", "2", "a", "b"]).await, Frame::error("CROSSSLOT Keys in request don't hash to the same slot"));
+    assert_eq!(a.call(&["EVAL", "return redis.call('get', '{s}k')", "1", "{s}other"]).await, Frame::bulk("v"));
+    let Frame::Error(e) = a.call(&["EVAL", "return redis.call('get', 'elsewhere')", "1", "{s}k"]).await else { panic!("an error") };
+    assert!(e.starts_with("ERR Script attempted to access keys that do not hash to the same slot"), "{e}");
+    // A keyless script runs on the owner of the first key it touches,
+    // even one another partition holds than slot 0's (where it starts).
+    let far = (0..).map(|i| format!("far{i}")).find(|k| key_partition(k.as_bytes(), PARTITIONS) != key_partition(b"", PARTITIONS)).unwrap();
+    assert_eq!(a.call(&["EVAL", "redis.call('set', ARGV[1], 'x') return redis.call('get', ARGV[1])", "0", &far]).await, Frame::bulk("x"));
+    assert_eq!(a.call(&["GET", &far]).await, Frame::bulk("x"));
+
+    // Redis's rules: a failing script keeps what it wrote before the
+    // error; EVAL_RO refuses writes; EVAL in MULTI runs in the
+    // transaction (its keys in the transaction's slot).
+    let Frame::Error(e) = a.call(&["EVAL", "redis.call('set', KEYS[1], 'before') error('boom')", "1", "{s}p"]).await else { panic!("an error") };
+    assert!(e.starts_with("ERR user_script:1: boom script: "), "{e}");
+    assert_eq!(a.call(&["GET", "{s}p"]).await, Frame::bulk("before"));
+    let Frame::Error(e) = a.call(&["EVAL_RO", "return redis.call('set', KEYS[1], 'x')", "1", "{s}p"]).await else { panic!("an error") };
+    assert!(e.starts_with("ERR Write commands are not allowed from read-only scripts."), "{e}");
+    let queued = Frame::Simple("QUEUED".into());
+    assert_eq!(a.call(&["MULTI"]).await, Frame::ok());
+    assert_eq!(a.call(&["SET", "{s}m", "1"]).await, queued);
+    assert_eq!(a.call(&["EVAL", "return redis.call('incr', KEYS[1])", "1", "{s}m"]).await, queued);
+    assert_eq!(a.call(&["EVALSHA", &"f".repeat(40), "0"]).await, queued);
+    assert_eq!(a.call(&["EVAL", "return redis.call('get', ARGV[1])", "0", "{s}m"]).await, queued);
+    assert_eq!(a.call(&["EXEC"]).await, Frame::Array(vec![Frame::ok(), Frame::Integer(2), Frame::error("NOSCRIPT No matching script. Please use EVAL."), Frame::bulk("2")]));
+    assert_eq!(a.call(&["MULTI"]).await, Frame::ok());
+    assert_eq!(a.call(&["SET", "{s}m", "1"]).await, queued);
+    assert_eq!(a.call(&["EVAL", "return 1", "1", "elsewhere"]).await, Frame::error("CROSSSLOT Keys in request don't hash to the same slot"));
+    assert_eq!(a.call(&["EXEC"]).await, Frame::error("EXECABORT Transaction discarded because of previous errors."));
+
+    // Atomic: read, then write what was read plus one, from 8 clients at
+    // once; none of the 1,600 increments is lost.
+    let incr = "local n = tonumber(redis.call('get', KEYS[1]) or '0') redis.call('set', KEYS[1], n + 1) return n + 1";
+    let workers = (0..8).map(|_| {
+        tokio::spawn(async move {
+            let mut con = Raw::connect(addr).await;
+            for _ in 0..200 {
+                assert!(matches!(con.call(&["EVAL", incr, "1", "{s}n"]).await, Frame::Integer(_)));
+            }
+        })
+    });
+    for w in workers.collect::<Vec<_>>() {
+        w.await.unwrap();
+    }
+    assert_eq!(a.call(&["GET", "{s}n"]).await, Frame::bulk("1600"));
+    cluster.shutdown().await.unwrap();
+}

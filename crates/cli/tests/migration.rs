@@ -749,3 +749,50 @@ async fn pubsub_messages_flow_through_a_move_and_a_node_restart() {
     drop(messages);
     cluster.shutdown().await.unwrap();
 }
+
+/// Scripts keep running while their partition moves: each EVAL increments
+/// a counter and appends the new value to a list (two keys of one slot of
+/// partition 0) from 4 clients, every call answers, and at the end the
+/// counter, the list's length and the number of calls agree, the list in
+/// order: no script ran twice, half, or was lost in the cutover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_run_exactly_once_through_a_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(options(dir.path(), 8, 100)).await.unwrap();
+    let admin = format!("http://{}", cluster.admin_addr);
+    wait_for_leader(&reqwest::Client::new(), &admin, Duration::from_secs(10)).await;
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let tag = keys_in("tag", 0, 8, 1).remove(0);
+    let (counter, log) = (format!("{{{tag}}}n"), format!("{{{tag}}}log"));
+    let script = redis::Script::new("local n = redis.call('incr', KEYS[1]) redis.call('rpush', KEYS[2], n) return n");
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, counter, log, script, stop) = (client.clone(), counter.clone(), log.clone(), script.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+                let mut calls = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let _: i64 = script.key(&counter).key(&log).invoke_async(&mut conn).await.expect("every script call answers");
+                    calls += 1;
+                }
+                calls
+            })
+        })
+        .collect();
+    move_partition_0_to_a_new_node(&cluster, 8, "k").await;
+    stop.store(true, Ordering::Relaxed);
+    let mut calls = 0;
+    for w in workers {
+        calls += w.await.unwrap();
+    }
+    assert_eq!(routing(&cluster).await.entry(0).unwrap().owner, 4);
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let n: u64 = conn.get(&counter).await.unwrap();
+    let list: Vec<u64> = conn.lrange(&log, 0, -1).await.unwrap();
+    println!("{calls} script calls during the move");
+    assert!(calls > 0);
+    assert_eq!(n, calls);
+    assert_eq!(list, (1..=calls).collect::<Vec<_>>());
+    cluster.shutdown().await.unwrap();
+}

@@ -6,7 +6,8 @@
 //! - [`ownership`]: the partitions this node owns, from the routing table it
 //!   follows in the metadata store, with per-partition epochs.
 //! - [`store`]: partitions in fjall, each with a change log; atomic
-//!   read-modify-write per partition; counters; active expiry.
+//!   read-modify-write per partition; counters; active expiry; EVAL's
+//!   scripts, run with `evenkeel-script` under a partition's lock.
 //! - [`migrate_rpc`]: the migration RPCs (snapshot pages, change-log reads,
 //!   versioned apply, fence/unfence, checksum, drop), each admitting the
 //!   request's fencing token first.

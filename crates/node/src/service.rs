@@ -7,7 +7,7 @@ use crate::lane::Lane;
 use crate::migrate_rpc;
 use crate::ownership::Ownership;
 use crate::store::{KeyRecord, Store, partition_stats};
-use evenkeel_rpc::pb::{self, op_result::Result as R};
+use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
 use evenkeel_types::gc::GcHorizon;
 use evenkeel_types::{NodeId, PartitionId, unix_ms};
 use metrics::{Counter, Histogram};
@@ -236,7 +236,14 @@ impl NodeInner {
         // Inline on this worker unless the request may wait on the engine
         // (`crate::inline`): then on the node's writer or reader thread.
         let write = req.ops.iter().any(is_write);
-        let route = if write { inner.inline_writes.route(inner.store.write_may_stall()) } else { inner.inline_reads.route(false) };
+        // A script may run for as long as its time limit: never on a
+        // worker of the async runtime.
+        let script = req.ops.iter().any(|op| match &op.kind {
+            Some(Kind::Script(_)) => true,
+            Some(Kind::Transaction(t)) => t.ops.iter().any(|op| matches!(op.kind, Some(Kind::Script(_)))),
+            _ => false,
+        });
+        let route = if write { inner.inline_writes.route(script || inner.store.write_may_stall()) } else { inner.inline_reads.route(false) };
         let results = match route {
             crate::inline::Route::Offload => {
                 let (pool, offloaded) = if write { (&inner.writer, &inner.metrics.offloaded) } else { (&inner.reader, &inner.metrics.reads_offloaded) };

@@ -46,6 +46,7 @@ use evenkeel_types::{Hlc, PartitionId, Record, Slot, ValueType};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use parking_lot::Mutex;
 use std::path::PathBuf;
+use std::sync::Arc;
 use xxhash_rust::xxh3::Xxh3Default;
 
 /// When an acknowledged write is on disk.
@@ -86,6 +87,9 @@ pub struct StoreConfig {
     /// the engine; 0 turns it off.
     pub row_cache_bytes: u64,
     pub limits: OpLimits,
+    /// Runs EVAL's scripts; None: scripts are refused (a node started
+    /// without the router's command layer, as in this crate's tests).
+    pub scripts: Option<Arc<evenkeel_script::Engine>>,
 }
 
 /// Memtable size of the data and change-log keyspaces unless configured
@@ -132,6 +136,7 @@ impl StoreConfig {
             memtable_bytes: DEFAULT_MEMTABLE_BYTES,
             row_cache_bytes: DEFAULT_ROW_CACHE_BYTES,
             limits: OpLimits::default(),
+            scripts: None,
         }
     }
 }
@@ -392,6 +397,9 @@ impl Store {
         if let Kind::Transaction(t) = kind {
             return self.execute_transaction(partition, &mut counters, key, t, now_ms).map(Ok);
         }
+        if let Kind::Script(s) = kind {
+            return self.execute_script(partition, &mut counters, key, s, now_ms).map(Ok);
+        }
         if ops::multi_keys(kind, key).is_some() {
             let (mut pending, mut notices) = (Vec::new(), Vec::new());
             let reply = self.run_in_step(partition, &mut pending, &mut notices, key, kind, now_ms)?;
@@ -485,6 +493,15 @@ impl Store {
                     let message = "malformed transaction: an op without a kind, or a nested transaction".to_string();
                     R::Error(pb::OpError { kind: pb::op_error::Kind::Internal as i32, message })
                 }
+                // EVAL queued in MULTI: a key of another partition is no
+                // use to it here.
+                Some(Kind::Script(script)) => match self.run_script_in_step(partition, &mut pending, &mut notices, script, now_ms)? {
+                    R::ScriptElsewhere(_) => {
+                        let error = "ERR Script attempted to access keys that do not hash to the same slot as the transaction's".to_string();
+                        R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(error)) })
+                    }
+                    reply => reply,
+                },
                 Some(kind) => self.run_in_step(partition, &mut pending, &mut notices, &op.key, kind, now_ms)?,
             };
             results.push(pb::OpResult { result: Some(reply), record: None });
@@ -492,6 +509,77 @@ impl Store {
         let own = self.commit_step(partition, counters, pending, key)?;
         self.raise(notices);
         Ok((R::Transaction(pb::TransactionResults { results, aborted: false }), own))
+    }
+
+    /// An EVAL script under the partition's lock, as one step
+    /// ([`Self::run_script_in_step`]); what it wrote commits together when
+    /// it returns or fails (Redis keeps a failed script's writes too).
+    fn execute_script(&self, partition: PartitionId, counters: &mut PartitionCounters, key: &[u8], script: &pb::Script, now_ms: u64) -> Result<(R, Option<Record>), StoreError> {
+        let (mut pending, mut notices) = (Vec::new(), Vec::new());
+        let reply = self.run_script_in_step(partition, &mut pending, &mut notices, script, now_ms)?;
+        let own = self.commit_step(partition, counters, pending, key)?;
+        self.raise(notices);
+        Ok((reply, own))
+    }
+
+    /// Runs a script in a step: each op of its `redis.call`s as one op of
+    /// the step ([`Self::run_in_step`]), reading the writes before it.
+    /// Stopped by a limit, the script's writes leave the step (those of a
+    /// transaction's ops before it stay). Every key it touches must share
+    /// the slot of its first declared key; a script that declares none
+    /// takes the slot of the first key it touches, and if that key is in
+    /// another partition it stops there, with nothing written, and the
+    /// answer says where to run it.
+    fn run_script_in_step(&self, partition: PartitionId, pending: &mut Vec<Pending>, notices: &mut Vec<Notice>, script: &pb::Script, now_ms: u64) -> Result<R, StoreError> {
+        use evenkeel_script::{Access, Outcome};
+        let Some(engine) = &self.config.scripts else {
+            let error = "ERR this node runs no scripts: it was started without the command layer scripts need".to_string();
+            return Ok(R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(error)) }));
+        };
+        enum Stop {
+            Elsewhere(Bytes),
+            Failed(StoreError),
+        }
+        let (pending_before, notices_before) = (pending.clone(), notices.len());
+        let mut slot = script.keys.first().map(|k| key_slot(k));
+        let outcome = engine.run(script, &mut |op_key: &[u8], kind: &Kind| {
+            if matches!(kind, Kind::Transaction(_) | Kind::Script(_)) {
+                return Err(Access::Denied("ERR This Redis command is not allowed from script".into()));
+            }
+            for k in ops::multi_keys(kind, op_key).unwrap_or_else(|| vec![op_key]) {
+                let here = key_slot(k);
+                match slot {
+                    Some(s) if s == here => {}
+                    Some(_) => return Err(Access::Denied("ERR Script attempted to access keys that do not hash to the same slot as its first key (in a cluster, a script's keys must share one hash slot: use {hash tags})".into())),
+                    None if self.slot_in(partition, k).is_err() => return Err(Access::Abort(Stop::Elsewhere(Bytes::copy_from_slice(k)))),
+                    None => slot = Some(here),
+                }
+            }
+            self.run_in_step(partition, pending, notices, op_key, kind, now_ms).map_err(|e| Access::Abort(Stop::Failed(e)))
+        });
+        let undo = |pending: &mut Vec<Pending>, notices: &mut Vec<Notice>| {
+            *pending = pending_before;
+            notices.truncate(notices_before);
+        };
+        let counted = match &outcome {
+            Outcome::Answered(_) => "answered",
+            Outcome::Stopped(_) => "stopped",
+            Outcome::Aborted(Stop::Elsewhere(_)) => "elsewhere",
+            Outcome::Aborted(Stop::Failed(_)) => "failed",
+        };
+        metrics::counter!("evenkeel_node_scripts_total", "outcome" => counted).increment(1);
+        match outcome {
+            Outcome::Answered(reply) => Ok(R::Reply(reply)),
+            Outcome::Stopped(reply) => {
+                undo(pending, notices);
+                Ok(R::Reply(reply))
+            }
+            Outcome::Aborted(Stop::Elsewhere(key)) => {
+                undo(pending, notices);
+                Ok(R::ScriptElsewhere(pb::ScriptElsewhere { key }))
+            }
+            Outcome::Aborted(Stop::Failed(e)) => Err(e),
+        }
     }
 
     /// Live keys of whole slots starting at `start_slot` within `partition`
@@ -665,6 +753,7 @@ impl Store {
 
 /// A key's write in a multi-key step: its record before the step and its
 /// latest in it.
+#[derive(Clone)]
 struct Pending {
     data_key: Vec<u8>,
     before: Option<Record>,

@@ -113,6 +113,8 @@ pub struct Router {
     pub pubsub: Arc<pubsub::Hub>,
     /// MONITOR's feed of this router's commands.
     pub monitor: monitor::Monitor,
+    /// EVALSHA's scripts.
+    pub scripts: cmd::scripting::ScriptCache,
     meta: Arc<dyn MetaStore>,
     clients: AtomicUsize,
     /// Clients in a blocking command (INFO's `blocked_clients`).
@@ -130,6 +132,7 @@ impl Router {
         Arc::new(Router {
             pubsub: pubsub::Hub::new(id),
             monitor: Default::default(),
+            scripts: Default::default(),
             dispatcher: Dispatcher { routes, budget: config.retry, mirror: mirror::Mirror::new(config.mirror) },
             slowlog: slowlog::SlowLog::new(config.slowlog_slower_than_us, config.slowlog_max_len),
             registry: clients::Registry::default(),

@@ -40,6 +40,8 @@ pub fn adds_data(kind: &Kind) -> bool {
         Kind::PfAdd(_) | Kind::PfMerge(_) | Kind::PfDebug(_) | Kind::BitField(_) | Kind::GeoStore(_) => true,
         Kind::Stream(s) => s.args.first().is_some_and(|name| ["xadd", "xsetid", "xgroup"].iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes()))),
         Kind::Transaction(t) => t.ops.iter().filter_map(|op| op.kind.as_ref()).any(adds_data),
+        // Whatever its commands: it cannot be known before it runs.
+        Kind::Script(s) => !s.read_only,
         _ => false,
     }
 }
@@ -221,6 +223,7 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
             unreachable!("multi-key operations run through apply_multi")
         }
         Kind::Transaction(_) => unreachable!("a transaction runs through Store::execute_transaction"),
+        Kind::Script(_) => unreachable!("a script runs through Store::execute_script"),
     }
 }
 

@@ -849,3 +849,94 @@ fn sync_durability_acknowledges_writes_after_a_shared_fsync() {
     let store = Store::open(cfg).unwrap();
     assert!((0..4).all(|t| (0..50).all(|i| get(&store, format!("sync-{t}-{i}").as_bytes(), 1_000).is_some())));
 }
+
+/// GET and SET for scripts, planned as the router plans them.
+struct ScriptCommands;
+
+impl evenkeel_script::Commands for ScriptCommands {
+    fn plan(&self, a: &[Bytes]) -> evenkeel_script::Call {
+        use evenkeel_script::Call;
+        let reply = |kind| pb::Reply { kind: Some(kind) };
+        match (&a[0][..], a.len()) {
+            (b"get", 2) => Call::Ops {
+                ops: vec![(a[1].clone(), Kind::Get(pb::Get { meta_only: false }))],
+                write: false,
+                answer: Box::new(move |mut r| match r.pop() {
+                    Some(R::Value(v)) => reply(pb::reply::Kind::Bulk(v.value)),
+                    _ => reply(pb::reply::Kind::Null(pb::Nil {})),
+                }),
+            },
+            (b"set", 3) => Call::Ops { ops: vec![(a[1].clone(), set(&String::from_utf8_lossy(&a[2]), None))], write: true, answer: Box::new(move |_| reply(pb::reply::Kind::Simple("OK".into()))) },
+            _ => Call::Reply(reply(pb::reply::Kind::Error("ERR Unknown Redis command called from script".into()))),
+        }
+    }
+}
+
+fn script(body: &str, keys: &[&[u8]], args: &[&[u8]]) -> pb::Script {
+    let b = |v: &[&[u8]]| v.iter().map(|s| Bytes::copy_from_slice(s)).collect();
+    pb::Script { body: Bytes::copy_from_slice(body.as_bytes()), sha: evenkeel_script::sha1_hex(body.as_bytes()), keys: b(keys), args: b(args), read_only: false }
+}
+
+fn error_reply(r: &R) -> &str {
+    match r {
+        R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(e)) }) => e,
+        other => panic!("an error reply, not {other:?}"),
+    }
+}
+
+/// A script's writes commit together when it returns (or fails, as in
+/// Redis); stopped by its time limit it writes nothing, also inside a
+/// transaction, whose other ops still commit. Keys share the first
+/// declared key's slot; a keyless script whose first key is in another
+/// partition stops before writing and says where that key is.
+#[test]
+fn scripts_commit_as_one_step_and_a_stopped_one_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = StoreConfig::new(dir.path(), N);
+    let limits = evenkeel_script::Limits { time: std::time::Duration::from_millis(100), ..Default::default() };
+    cfg.scripts = Some(Arc::new(evenkeel_script::Engine::new(Arc::new(ScriptCommands), limits)));
+    let s = Store::open(cfg).unwrap();
+    let (a, b) = (&b"{sc}a"[..], &b"{sc}b"[..]);
+    let p = key_partition(a, N);
+    let run = |keys: &[&[u8]], body: &str| exec(&s, keys.first().copied().unwrap_or(a), Kind::Script(script(body, keys, &[])), 1_000);
+
+    let before = s.counters()[p as usize];
+    let r = run(&[a, b], "redis.call('set', KEYS[1], '1') redis.call('set', KEYS[2], '2') redis.call('set', KEYS[1], '3') return redis.call('get', KEYS[1])");
+    assert_eq!(r, R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Bulk(Bytes::from_static(b"3"))) }));
+    assert_eq!((get(&s, a, 1_000), get(&s, b, 1_000)), (Some(Bytes::from_static(b"3")), Some(Bytes::from_static(b"2"))));
+    assert_eq!(s.counters()[p as usize].log_next, before.log_next + 2, "one change-log entry per key written");
+
+    let c = &b"{sc}c"[..];
+    let committed = s.counters()[p as usize];
+    let r = run(&[c], "redis.call('set', KEYS[1], 'x') while true do end");
+    assert!(error_reply(&r).starts_with("ERR script stopped: it ran longer than 100 ms"), "{r:?}");
+    assert_eq!(get(&s, c, 1_000), None);
+    assert_eq!(s.counters()[p as usize], committed, "nothing of a stopped script is written");
+    let r = run(&[c], "redis.call('set', KEYS[1], 'kept') error('boom')");
+    assert!(error_reply(&r).starts_with("ERR user_script:1: boom"), "{r:?}");
+    assert_eq!(get(&s, c, 1_000), Some(Bytes::from_static(b"kept")), "a failed script keeps what it wrote, as in Redis");
+
+    let other_slot = (0u32..).map(|i| format!("k{i}")).find(|k| key_partition(k.as_bytes(), N) == p && key_slot(k.as_bytes()) != key_slot(a)).unwrap();
+    let r = exec(&s, a, Kind::Script(script("return redis.call('get', ARGV[1])", &[a], &[other_slot.as_bytes()])), 1_000);
+    assert!(error_reply(&r).starts_with("ERR Script attempted to access keys that do not hash to the same slot"), "{r:?}");
+    // Keyless: the first key picks the slot, in this partition or not.
+    let r = exec(&s, a, Kind::Script(script("redis.call('set', ARGV[1], 'v') return redis.call('get', ARGV[1])", &[], &[other_slot.as_bytes()])), 1_000);
+    assert_eq!(r, R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Bulk(Bytes::from_static(b"v"))) }));
+    let far = (0u32..).map(|i| format!("far{i}")).find(|k| key_partition(k.as_bytes(), N) != p).unwrap();
+    let r = exec(&s, a, Kind::Script(script("return redis.call('set', ARGV[1], 'no')", &[], &[far.as_bytes()])), 1_000);
+    assert_eq!(r, R::ScriptElsewhere(pb::ScriptElsewhere { key: Bytes::from(far.clone()) }));
+
+    // In a transaction: the stopped script's writes go, the others stay.
+    let (t1, t2, t3) = (&b"{sc}t1"[..], &b"{sc}t2"[..], &b"{sc}t3"[..]);
+    let op = |key: &[u8], kind: Kind| pb::Op { partition: 0, key: Bytes::copy_from_slice(key), kind: Some(kind), want_record: false };
+    let ops = vec![op(t1, set("1", None)), op(t2, Kind::Script(script("redis.call('set', KEYS[1], 'x') while true do end", &[t2], &[]))), op(t3, set("3", None))];
+    let R::Transaction(t) = exec(&s, t1, Kind::Transaction(pb::Transaction { ops, watched: Vec::new() }), 1_000) else { panic!("a transaction's results") };
+    assert!(error_reply(t.results[1].result.as_ref().unwrap()).starts_with("ERR script stopped"));
+    assert_eq!((get(&s, t1, 1_000), get(&s, t2, 1_000), get(&s, t3, 1_000)), (Some(Bytes::from_static(b"1")), None, Some(Bytes::from_static(b"3"))));
+
+    // A store without the command layer refuses scripts.
+    let plain = tempfile::tempdir().unwrap();
+    let s = open(plain.path());
+    let r = exec(&s, a, Kind::Script(script("return 1", &[a], &[])), 1_000);
+    assert!(error_reply(&r).contains("runs no scripts"), "{r:?}");
+}

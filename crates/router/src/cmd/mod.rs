@@ -24,6 +24,7 @@ pub mod multi;
 pub mod object;
 pub mod plan;
 pub mod pubsub;
+pub mod scripting;
 pub mod server;
 pub mod sets;
 pub mod sort;
@@ -82,6 +83,9 @@ const WDM: &[&str] = &["write", "denyoom", "movablekeys"];
 /// SUBSCRIBE and the rest that change what a connection subscribes to.
 const PS: &[&str] = &["pubsub", "noscript", "loading", "stale"];
 const PUB: &[&str] = &["pubsub", "loading", "stale", "fast"];
+/// EVAL and EVALSHA; EVAL_RO and EVALSHA_RO.
+const EVAL: &[&str] = &["noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"];
+const EVAL_RO: &[&str] = &["readonly", "noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"];
 const NOKEY: (i32, i32, i32) = (0, 0, 0);
 const ONE: (i32, i32, i32) = (1, 1, 1);
 const ALL: (i32, i32, i32) = (1, -1, 1);
@@ -117,6 +121,10 @@ pub const SPECS: &[Spec] = &[
     spec("del", -2, W, ALL),
     spec("discard", 1, MULTI_FLAGS, NOKEY),
     spec("echo", 2, F, NOKEY),
+    spec("eval", -3, EVAL, NOKEY),
+    spec("eval_ro", -3, EVAL_RO, NOKEY),
+    spec("evalsha", -3, EVAL, NOKEY),
+    spec("evalsha_ro", -3, EVAL_RO, NOKEY),
     spec("exec", 1, MULTI_FLAGS, NOKEY),
     spec("exists", -2, R_, ALL),
     spec("expire", -3, W, ONE),
@@ -218,6 +226,7 @@ pub const SPECS: &[Spec] = &[
     spec("save", 1, &["admin", "noscript"], NOKEY),
     spec("scan", -2, RO, NOKEY),
     spec("scard", 2, R_, ONE),
+    spec("script", -2, &[], NOKEY),
     spec("sdiff", -2, RO, ALL),
     spec("sdiffstore", -3, WD, ALL),
     spec("select", 2, F, NOKEY),
@@ -508,6 +517,8 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
         "unsubscribe" | "punsubscribe" | "sunsubscribe" => pubsub::unsubscribe(r, s, name, a),
         "publish" | "spublish" => pubsub::publish(r, name, a).await,
         "pubsub" => pubsub::pubsub(r, a).await,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" => scripting::eval(r, name, a).await,
+        "script" => scripting::script(r, a),
         "ping" if pubsub::subscribed(s) && a.len() <= 2 => pubsub::ping(a),
         "randomkey" => keys::random_key(r).await,
         "flushall" | "flushdb" => keys::flush(r, a).await,

@@ -13,8 +13,10 @@
 //! queueing is answered and dooms the transaction (EXEC answers
 //! EXECABORT); an argument error (a bad SET option) is that command's
 //! element of EXEC's reply, and the others still run. Queued besides data
-//! commands: PING, ECHO, TIME and UNWATCH; other commands (SCAN, KEYS,
-//! FLUSHALL, INFO, CLIENT, ...) are refused while queueing.
+//! commands: EVAL and its forms (a `Script` op of the transaction, its
+//! declared keys in the transaction's slot), PING, ECHO, TIME, UNWATCH,
+//! PUBLISH and SPUBLISH; other commands (SCAN, KEYS, FLUSHALL, INFO,
+//! CLIENT, ...) are refused while queueing.
 //!
 //! WATCH (optimistic locking): the session reads each watched key's
 //! version from its owner (a `Watch` op) and EXEC hands them to the node
@@ -174,6 +176,15 @@ pub fn queue(s: &mut Session, name: &'static str, args: Vec<Bytes>) -> Frame {
         // Answered at EXEC, as Redis answers an argument error then.
         Some(Err(_)) => {}
         None if STATELESS.contains(&name) => {}
+        None if super::scripting::is_eval(name) => {
+            for key in super::scripting::declared_keys(&args).unwrap_or_default() {
+                let slot = key_slot(key);
+                if *multi.slot.get_or_insert(slot) != slot {
+                    multi.doomed = true;
+                    return super::keys::cross_slot();
+                }
+            }
+        }
         None => {
             multi.doomed = true;
             return Frame::error(format!("ERR '{name}' is not supported inside a transaction"));
@@ -191,6 +202,8 @@ enum Step {
     Done(Frame),
     /// PUBLISH or SPUBLISH: sent once the transaction has run.
     Publish(&'static str, Vec<Bytes>),
+    /// EVAL and its forms: one op of the transaction, answering a reply.
+    Script,
 }
 
 pub async fn exec(r: &Router, s: &mut Session) -> Frame {
@@ -216,13 +229,24 @@ pub async fn exec(r: &Router, s: &mut Session) -> Frame {
             // The watches are already released.
             None if *name == "unwatch" => steps.push(Step::Done(Frame::ok())),
             None if matches!(*name, "publish" | "spublish") => steps.push(Step::Publish(name, args.clone())),
+            None if super::scripting::is_eval(name) => match super::scripting::prepare(r, name, args) {
+                Ok(script) => {
+                    steps.push(Step::Script);
+                    ops.push(pb::Op { partition: 0, key: script.keys.first().cloned().unwrap_or_default(), kind: Some(Kind::Script(script)), want_record: false });
+                }
+                Err(e) => steps.push(Step::Done(e)),
+            },
             None => steps.push(Step::Done(super::server::run(r, s, name, args).await)),
         }
     }
     let mut results = Vec::new().into_iter();
     // Sent when there is something to run or to check: a transaction of
     // PINGs on watched keys still aborts if one changed.
-    if let Some(key) = ops.first().map(|op| &op.key).or(watched.first().map(|w| &w.key)) {
+    // Routed by a key (a keyless script's empty one only if nothing else
+    // names a key).
+    let keyed = |op: &&pb::Op| !matches!(&op.kind, Some(Kind::Script(s)) if s.keys.is_empty());
+    let route = ops.iter().find(keyed).or(ops.first()).map(|op| &op.key);
+    if let Some(key) = route.or(watched.first().map(|w| &w.key)) {
         let op = KeyOp { key: key.clone(), kind: Kind::Transaction(pb::Transaction { ops, watched }) };
         let outcome = r.dispatcher.run(std::slice::from_ref(&op)).await.pop().expect("one outcome per op");
         match outcome.map_err(|e| dispatch_error(&e)).and_then(op_error) {
@@ -245,6 +269,11 @@ pub async fn exec(r: &Router, s: &mut Session) -> Frame {
             }
             // After the writes, so a subscriber told of a change can read it.
             Step::Publish(name, args) => super::pubsub::publish(r, name, &args).await,
+            Step::Script => match op_error(results.next().and_then(|r| r.result).unwrap_or_else(missing)) {
+                Ok(R::Reply(reply)) => plan::reply_frame(reply),
+                Ok(other) => unexpected(&other),
+                Err(e) => e,
+            },
         });
     }
     Frame::Array(replies)

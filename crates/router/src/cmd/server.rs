@@ -42,7 +42,7 @@ pub async fn run(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> Frame 
 }
 
 /// TIME: the router's clock, seconds and microseconds.
-fn time() -> Frame {
+pub(crate) fn time() -> Frame {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     Frame::Array(vec![Frame::Bulk(now.as_secs().to_string().into()), Frame::Bulk(now.subsec_micros().to_string().into())])
 }
@@ -658,7 +658,7 @@ async fn info(r: &Router, a: &[Bytes]) -> Frame {
         text += &r.stats.command_section();
     }
     if want("memory") {
-        text += &memory_section();
+        text += &memory_section(r.scripts.len());
     }
     if want("persistence") {
         // Writes are durable as they are acknowledged (see README,
@@ -692,13 +692,14 @@ async fn info(r: &Router, a: &[Bytes]) -> Frame {
 /// (with `evenkeel up`, nodes and coordinator included), its peak, the
 /// machine's memory. Redis's `used_memory` is its allocator's count;
 /// here it is the resident size, the nearest figure every process has.
-fn memory_section() -> String {
+/// `scripts`: this router's cached scripts.
+fn memory_section(scripts: usize) -> String {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kib = |field: &str| status.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0) * 1024;
     let (rss, peak) = (kib("VmRSS:"), kib("VmHWM:"));
     let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())).unwrap_or(0) * 1024;
     format!(
-        "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\n\r\n",
+        "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\ntotal_system_memory:{total}\r\ntotal_system_memory_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nnumber_of_cached_scripts:{scripts}\r\n\r\n",
         human_bytes(rss),
         human_bytes(rss),
         human_bytes(peak),

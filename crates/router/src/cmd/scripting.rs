@@ -1,0 +1,310 @@
+//! EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT: Lua scripts, run by the
+//! node that owns their keys.
+//!
+//! As in Redis Cluster, a script's declared keys share one hash slot
+//! (else `CROSSSLOT`), and the router sends the whole script to the slot's
+//! owner as one `Script` op. The node runs it under the partition's lock
+//! with `evenkeel_script` and commits what it wrote in one batch when it
+//! returns, so no client and no migration sees it half done; a moving
+//! partition refuses it like any write, and the dispatcher retries it at
+//! the new owner. Keys it touches without declaring them must share the
+//! declared keys' slot. A script that declares no keys runs where the
+//! first key it touches lives: it starts on slot 0's owner, and if that
+//! key is elsewhere the node stops it before anything is written and
+//! answers where; the router runs it once more there.
+//!
+//! `redis.call` goes through this crate's command planning
+//! ([`ScriptCommands`]): a script's commands are planned into the same ops,
+//! and answered in the same shapes, as a client's.
+//!
+//! Scripts are cached by SHA1 per router (EVAL and SCRIPT LOAD add to it;
+//! EVALSHA reads it), as Redis Cluster caches them per node: a client that
+//! gets NOSCRIPT sends EVAL, as every client library does. Scripts added by
+//! EVAL are forgotten oldest first past [`EVAL_CACHED_MAX`] (Redis 7.4 does
+//! the same); those added by SCRIPT LOAD stay until SCRIPT FLUSH.
+
+use super::plan::{self, reply_frame};
+use super::{dispatch_error, int_arg, op_error, unexpected};
+use crate::Router;
+use crate::dispatch::KeyOp;
+use bytes::Bytes;
+use evenkeel_resp::Frame;
+use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
+use evenkeel_script::{Call, sha1_hex};
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+
+/// Scripts cached by EVAL (not SCRIPT LOAD) kept at most.
+pub const EVAL_CACHED_MAX: usize = 500;
+/// Most bytes of script bodies one router keeps.
+pub const CACHED_BYTES_MAX: usize = 256 << 20;
+
+/// This router's scripts by SHA1.
+#[derive(Default)]
+pub struct ScriptCache(Mutex<Cache>);
+
+#[derive(Default)]
+struct Cache {
+    /// Body, and whether SCRIPT LOAD added it.
+    scripts: HashMap<String, (Bytes, bool)>,
+    /// Scripts EVAL added, oldest first.
+    evaluated: VecDeque<String>,
+    bytes: usize,
+}
+
+impl ScriptCache {
+    pub fn get(&self, sha: &str) -> Option<Bytes> {
+        self.0.lock().scripts.get(sha).map(|(body, _)| body.clone())
+    }
+
+    /// Adds a script that compiles.
+    fn add(&self, sha: String, body: Bytes, loaded: bool) -> Result<(), Frame> {
+        let mut c = self.0.lock();
+        if let Some(entry) = c.scripts.get_mut(&sha) {
+            entry.1 |= loaded;
+            return Ok(());
+        }
+        if c.bytes + body.len() > CACHED_BYTES_MAX {
+            return Err(Frame::error(format!("ERR this router caches at most {} MiB of scripts: SCRIPT FLUSH, or send this one with EVAL", CACHED_BYTES_MAX >> 20)));
+        }
+        c.bytes += body.len();
+        if !loaded {
+            c.evaluated.push_back(sha.clone());
+        }
+        c.scripts.insert(sha, (body, loaded));
+        while c.evaluated.len() > EVAL_CACHED_MAX {
+            let oldest = c.evaluated.pop_front().expect("not empty");
+            if let Some((body, false)) = c.scripts.get(&oldest).cloned() {
+                c.scripts.remove(&oldest);
+                c.bytes -= body.len();
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) {
+        *self.0.lock() = Cache::default();
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().scripts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Whether `name` runs a script (EVAL and its forms).
+pub(crate) fn is_eval(name: &str) -> bool {
+    matches!(name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro")
+}
+
+/// The keys EVAL's `numkeys` declares (arity already checked).
+pub(crate) fn declared_keys(a: &[Bytes]) -> Result<&[Bytes], Frame> {
+    match int_arg(&a[2]) {
+        Ok(n) if n < 0 => Err(Frame::error("ERR Number of keys can't be negative")),
+        Ok(n) if n as usize > a.len() - 3 => Err(Frame::error("ERR Number of keys can't be greater than number of args")),
+        Ok(n) => Ok(&a[3..3 + n as usize]),
+        Err(e) => Err(e),
+    }
+}
+
+/// EVAL's (or EVALSHA's) script, ready to send: its body (from the cache
+/// for EVALSHA), keys of one slot, compiled once before it is cached.
+pub(crate) fn prepare(r: &Router, name: &str, a: &[Bytes]) -> Result<pb::Script, Frame> {
+    let (body, sha) = if name.starts_with("evalsha") {
+        let sha = String::from_utf8_lossy(&a[1]).to_ascii_lowercase();
+        match r.scripts.get(&sha) {
+            Some(body) => (body, sha),
+            None => return Err(Frame::error("NOSCRIPT No matching script. Please use EVAL.")),
+        }
+    } else {
+        (a[1].clone(), sha1_hex(&a[1]))
+    };
+    let keys = declared_keys(a)?;
+    super::keys::one_slot(keys.iter())?;
+    if r.scripts.get(&sha).is_none() {
+        evenkeel_script::compile_check(&body).map_err(Frame::Error)?;
+        // A full cache only means EVALSHA will not find it: it still runs.
+        let _ = r.scripts.add(sha.clone(), body.clone(), false);
+    }
+    Ok(pb::Script { body, sha, keys: keys.to_vec(), args: a[3 + keys.len()..].to_vec(), read_only: name.ends_with("_ro") })
+}
+
+/// EVAL, EVALSHA, EVAL_RO, EVALSHA_RO.
+pub async fn eval(r: &Router, name: &str, a: &[Bytes]) -> Frame {
+    let script = match prepare(r, name, a) {
+        Ok(script) => script,
+        Err(e) => return e,
+    };
+    let keyless = script.keys.is_empty();
+    // A keyless script starts at slot 0's owner (the empty key's slot).
+    let mut at = script.keys.first().cloned().unwrap_or_default();
+    for run in 0..2 {
+        let op = KeyOp { key: at.clone(), kind: Kind::Script(script.clone()) };
+        let outcome = r.dispatcher.run(std::slice::from_ref(&op)).await.pop().expect("one outcome per op");
+        match outcome.map_err(|e| dispatch_error(&e)).and_then(op_error) {
+            Ok(R::Reply(reply)) => return reply_frame(reply),
+            Ok(R::ScriptElsewhere(e)) if run == 0 && keyless => at = e.key,
+            Ok(R::ScriptElsewhere(_)) => break,
+            Ok(other) => return unexpected(&other),
+            Err(e) => return e,
+        }
+    }
+    Frame::error("ERR a script that declares no keys touched keys of different partitions on two runs; declare its keys (they must share a hash slot)")
+}
+
+/// SCRIPT LOAD, EXISTS, FLUSH, KILL, HELP (DEBUG refused).
+pub fn script(r: &Router, a: &[Bytes]) -> Frame {
+    let sub = String::from_utf8_lossy(&a[1]).to_ascii_uppercase();
+    match (sub.as_str(), a.len()) {
+        ("LOAD", 3) => {
+            let sha = sha1_hex(&a[2]);
+            if r.scripts.get(&sha).is_none()
+                && let Err(e) = evenkeel_script::compile_check(&a[2])
+            {
+                return Frame::Error(e);
+            }
+            match r.scripts.add(sha.clone(), a[2].clone(), true) {
+                Ok(()) => Frame::Bulk(sha.into()),
+                Err(e) => e,
+            }
+        }
+        ("EXISTS", n) if n >= 3 => Frame::Array(a[2..].iter().map(|sha| Frame::Integer(r.scripts.get(&String::from_utf8_lossy(sha).to_ascii_lowercase()).is_some() as i64)).collect()),
+        ("FLUSH", 2) => {
+            r.scripts.flush();
+            Frame::ok()
+        }
+        ("FLUSH", 3) => match String::from_utf8_lossy(&a[2]).to_ascii_uppercase().as_str() {
+            "ASYNC" | "SYNC" => {
+                r.scripts.flush();
+                Frame::ok()
+            }
+            _ => Frame::error("ERR SCRIPT FLUSH only support SYNC|ASYNC option"),
+        },
+        // Nodes stop a script at its time limit by themselves.
+        ("KILL", 2) => Frame::error("NOTBUSY No scripts in execution right now."),
+        ("DEBUG", 3) => Frame::error("ERR SCRIPT DEBUG is not supported: scripts run on the node that owns their keys"),
+        ("HELP", 2) => Frame::Array(HELP.iter().map(|l| Frame::simple(*l)).collect()),
+        (sub @ ("LOAD" | "EXISTS" | "FLUSH" | "KILL" | "DEBUG" | "HELP"), _) => Frame::error(format!("ERR wrong number of arguments for 'script|{}' command", sub.to_ascii_lowercase())),
+        _ => Frame::error(format!("ERR unknown subcommand '{}'. Try SCRIPT HELP.", String::from_utf8_lossy(&a[1]))),
+    }
+}
+
+const HELP: &[&str] = &[
+    "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DEBUG (YES|SYNC|NO)",
+    "    Set the debug mode for subsequent scripts executed.",
+    "EXISTS <sha1> [<sha1> ...]",
+    "    Return information about the existence of the scripts in the script cache.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Flush the Lua scripts cache. Very dangerous on replicas.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the scripts cache.",
+    "    * SYNC: Synchronously flush the scripts cache.",
+    "KILL",
+    "    Kill the currently executing Lua script.",
+    "LOAD <script>",
+    "    Load a script into the scripts cache without executing it.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// The command layer of a script's `redis.call`: the same planning as a
+/// client's commands, with Redis's refusals for scripts.
+pub struct ScriptCommands;
+
+impl evenkeel_script::Commands for ScriptCommands {
+    fn plan(&self, a: &[Bytes]) -> Call {
+        let refuse = |e: &str| Call::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(e.to_string())) });
+        let name = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
+        let Some(spec) = super::find(&name) else { return refuse("ERR Unknown Redis command called from script") };
+        if !super::arity_ok(spec, a.len()) {
+            return refuse("ERR Wrong number of args calling Redis command from script");
+        }
+        if spec.flags.contains(&"noscript") {
+            return refuse("ERR This Redis command is not allowed from script");
+        }
+        match spec.name {
+            "ping" if a.len() == 1 => return Call::Reply(frame_reply(Frame::Simple("PONG".into()))),
+            "ping" | "echo" => return Call::Reply(frame_reply(Frame::Bulk(a[1].clone()))),
+            "time" => return Call::Reply(frame_reply(super::server::time())),
+            _ => {}
+        }
+        match super::plan(spec.name, a) {
+            Some(Ok(planned)) => {
+                let write = spec.flags.contains(&"write");
+                let shape = planned.shape;
+                Call::Ops { ops: planned.ops.into_iter().map(|op| (op.key, op.kind)).collect(), write, answer: Box::new(move |results| frame_reply(plan::reply(shape, results.into_iter().map(Ok).collect()))) }
+            }
+            Some(Err(e)) => Call::Reply(frame_reply(e)),
+            None => refuse("ERR This Redis command is not allowed from script"),
+        }
+    }
+}
+
+/// A reply as the node carries it (`pb::Reply`); the inverse of
+/// [`reply_frame`].
+fn frame_reply(f: Frame) -> pb::Reply {
+    use pb::reply::Kind as K;
+    let kind = match f {
+        Frame::Simple(s) => K::Simple(s),
+        Frame::Error(e) => K::Error(e),
+        Frame::Integer(n) => K::Integer(n),
+        Frame::Bulk(b) => K::Bulk(b),
+        Frame::Null => K::Null(pb::Nil {}),
+        Frame::NullArray => K::NullArray(pb::Nil {}),
+        Frame::Array(items) | Frame::Replies(items) => K::Array(pb::ReplyArray { items: items.into_iter().map(frame_reply).collect() }),
+    };
+    pb::Reply { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_cross_to_the_node_and_back_unchanged() {
+        let f = Frame::Array(vec![Frame::Simple("OK".into()), Frame::Error("ERR x".into()), Frame::Integer(-3), Frame::bulk("b"), Frame::Null, Frame::NullArray, Frame::Array(vec![])]);
+        assert_eq!(reply_frame(frame_reply(f.clone())), f);
+    }
+
+    #[test]
+    fn eval_cached_scripts_are_forgotten_oldest_first_and_loaded_ones_kept() {
+        let cache = ScriptCache::default();
+        cache.add("loaded".into(), Bytes::from_static(b"return 1"), true).unwrap();
+        for i in 0..EVAL_CACHED_MAX + 10 {
+            cache.add(format!("s{i}"), Bytes::from(format!("return {i}")), false).unwrap();
+        }
+        assert_eq!(cache.len(), EVAL_CACHED_MAX + 1);
+        assert!(cache.get("s0").is_none() && cache.get("s9").is_none());
+        assert!(cache.get("s10").is_some() && cache.get("loaded").is_some());
+        // SCRIPT LOAD of a script EVAL cached keeps it past the bound.
+        cache.add("s10".into(), Bytes::from_static(b"return 10"), true).unwrap();
+        for i in 0..EVAL_CACHED_MAX {
+            cache.add(format!("t{i}"), Bytes::from(format!("return {i}")), false).unwrap();
+        }
+        assert!(cache.get("s10").is_some() && cache.get("s11").is_none());
+        cache.flush();
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn script_commands_refuse_what_redis_refuses_in_scripts() {
+        use evenkeel_script::Commands;
+        let plan = |args: &[&str]| ScriptCommands.plan(&args.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect::<Vec<_>>());
+        let error = |call: Call| match call {
+            Call::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(e)) }) => e,
+            _ => panic!("an error"),
+        };
+        assert_eq!(error(plan(&["nosuch"])), "ERR Unknown Redis command called from script");
+        assert_eq!(error(plan(&["get"])), "ERR Wrong number of args calling Redis command from script");
+        assert_eq!(error(plan(&["blpop", "l", "0"])), "ERR This Redis command is not allowed from script");
+        assert_eq!(error(plan(&["subscribe", "c"])), "ERR This Redis command is not allowed from script");
+        assert_eq!(error(plan(&["set", "k", "v", "xx", "nx"])), "ERR syntax error");
+        assert!(matches!(plan(&["set", "k", "v"]), Call::Ops { write: true, ref ops, .. } if ops.len() == 1));
+        assert!(matches!(plan(&["mget", "a", "b"]), Call::Ops { write: false, ref ops, .. } if ops.len() == 2));
+    }
+}

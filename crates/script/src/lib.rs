@@ -1,0 +1,635 @@
+//! EVAL's Lua scripts: the sandbox Redis 7.0 gives them, run for a node.
+//!
+//! A script runs on the node that owns its keys' hash slot, under that
+//! partition's lock (the node's `Store::execute_script`), so no other
+//! client and no migration sees it half done. This crate holds what is
+//! Lua about it, so the node stays a store and the router can check a
+//! script compiles (SCRIPT LOAD) without a node:
+//!
+//! - [`Engine`]: a pool of Lua 5.1 states (Redis embeds 5.1), each set up
+//!   once as Redis sets up its scripting state: the base, table, string
+//!   and math libraries with the file and module functions removed;
+//!   `cjson`, `bit` and `cmsgpack` ([`libs`]); the `redis` table
+//!   (`call`, `pcall`, `error_reply`, `status_reply`, `sha1hex`, `log`,
+//!   `setresp`, ...); globals read-only (`x = 1` and reading an undefined
+//!   global are errors, with Redis's messages). Compiled scripts are cached
+//!   per state by their SHA1.
+//! - `redis.call` turns its arguments into a command and hands it to the
+//!   node's [`Commands`] (the router's command planning, wired in by the
+//!   binary), which answers with the command's ops; the node runs each op
+//!   through the `access` callback (checking the key's slot) and
+//!   [`Commands`] shapes the results into the reply a client would get.
+//!   Replies become Lua values and back as Redis converts them.
+//! - Errors read as Redis 7.0's: `<message> script: <sha>, on
+//!   @user_script:<line>.`, with `ERR` before a runtime error's text.
+//!
+//! Where evenkeel is stricter than Redis: a script that runs longer than
+//! [`Limits::time`] or allocates more than [`Limits::memory`] is stopped
+//! and nothing it wrote is kept (Redis, past its busy time, lets other
+//! clients wait for SCRIPT KILL, which cannot stop a script that wrote).
+//! `pcall` cannot catch the stop.
+
+use bytes::Bytes;
+use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R, reply::Kind as Rk};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, RegistryKey, StdLib, Table, Value, VmState};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+mod libs;
+
+/// The hex SHA1 of a script's body: its name for EVALSHA.
+pub fn sha1_hex(body: &[u8]) -> String {
+    sha1_smol::Sha1::from(body).digest().to_string()
+}
+
+/// Whether `body` compiles; else the error EVAL or SCRIPT LOAD answers.
+pub fn compile_check(body: &[u8]) -> Result<(), String> {
+    let lua = Lua::new_with(StdLib::NONE, LuaOptions::new()).map_err(|e| format!("ERR cannot start Lua: {e}"))?;
+    lua.load(body).set_name("@user_script").into_function().map(|_| ()).map_err(compile_error)
+}
+
+fn compile_error(e: mlua::Error) -> String {
+    let text = match e {
+        mlua::Error::SyntaxError { message, .. } => message,
+        other => other.to_string(),
+    };
+    format!("ERR Error compiling script (new function): {}", one_line(&text))
+}
+
+/// Error replies are one line.
+fn one_line(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
+}
+
+/// What one `redis.call` is, from the command layer.
+pub enum Call {
+    /// A data command: run `ops` in order (each a key and what to do to
+    /// it), then `answer` shapes their results into the reply. `write`:
+    /// the command may write (refused in EVAL_RO scripts).
+    Ops { ops: Vec<(Bytes, Kind)>, write: bool, answer: Box<dyn FnOnce(Vec<R>) -> pb::Reply + Send> },
+    /// Answered without data (PING, ECHO, TIME), or refused (unknown
+    /// command, wrong arity, an argument error, not allowed in scripts).
+    Reply(pb::Reply),
+}
+
+/// The command layer a script's `redis.call` goes through. It lives in the
+/// router crate (its planning is what clients' commands go through too);
+/// the binary hands it to each node.
+pub trait Commands: Send + Sync + 'static {
+    /// `args` is the command, name first (at least one argument).
+    fn plan(&self, args: &[Bytes]) -> Call;
+}
+
+/// The node's side of a script's ops: runs one (key, op) in the script's
+/// step and answers its result, or why not.
+pub type AccessFn<'a, E> = dyn FnMut(&[u8], &Kind) -> Result<R, Access<E>> + 'a;
+
+/// Why the node did not run an op of a script.
+pub enum Access<E> {
+    /// Refused (a key of another slot): `redis.call` raises this error,
+    /// which the script may catch.
+    Denied(String),
+    /// The script must stop now, and nothing it wrote may be kept: a key
+    /// in another partition (a keyless script's first), a storage failure.
+    Abort(E),
+}
+
+/// How a script ended.
+#[derive(Debug)]
+pub enum Outcome<E> {
+    /// It returned, or failed with an error (the reply is that error); as
+    /// in Redis, what it wrote before failing is kept.
+    Answered(pb::Reply),
+    /// Stopped by a limit, or never started (it does not compile): an
+    /// error reply, and nothing it wrote may be kept.
+    Stopped(pb::Reply),
+    /// Stopped by [`Access::Abort`].
+    Aborted(E),
+}
+
+/// A script's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest a script runs before it is stopped (Redis's
+    /// `lua-time-limit`, 5 s, after which Redis answers BUSY to others).
+    pub time: Duration,
+    /// Most memory one Lua state may hold.
+    pub memory: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { time: Duration::from_secs(5), memory: 256 << 20 }
+    }
+}
+
+/// Most compiled scripts one Lua state keeps; past it the cache is dropped
+/// (a state per concurrent script, so the bound is per state).
+const COMPILED_MAX: usize = 1_000;
+/// Lua instructions between two looks at the clock.
+const HOOK_EVERY: u32 = 10_000;
+/// Deepest table a script may return (Redis stops at Lua's C stack).
+const NESTING_MAX: usize = 1_000;
+
+/// The Lua states of a node, one per script running at once.
+pub struct Engine {
+    commands: Arc<dyn Commands>,
+    idle: Mutex<Vec<Vm>>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("idle", &self.idle.lock().len()).field("limits", &self.limits).finish()
+    }
+}
+
+/// What a running script has been stopped for (`Flags::stop`).
+const RUNNING: u8 = 0;
+const TIMED_OUT: u8 = 1;
+const ABORTED: u8 = 2;
+
+/// Shared by a state's hook, its `pcall` guard and the run.
+struct Flags {
+    stop: AtomicU8,
+    deadline: Mutex<Instant>,
+    /// The error line the last failed `redis.call` raised: the handler
+    /// writes it as it is (other errors get `ERR ` before them).
+    raised: Mutex<Option<String>>,
+}
+
+impl Flags {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) != RUNNING
+    }
+}
+
+struct Vm {
+    lua: Lua,
+    /// `run(f, handler)`: `f` under xpcall with Redis's error handler.
+    run: Function,
+    handler: Function,
+    flags: Arc<Flags>,
+    compiled: HashMap<String, RegistryKey>,
+    /// Its memory limit.
+    memory: usize,
+}
+
+impl Engine {
+    pub fn new(commands: Arc<dyn Commands>, limits: Limits) -> Engine {
+        Engine { commands, idle: Mutex::new(Vec::new()), limits }
+    }
+
+    /// Runs `script`: each op of each `redis.call` goes to `access` (the
+    /// node runs it in the script's step and answers its result).
+    pub fn run<E>(&self, script: &pb::Script, access: &mut AccessFn<'_, E>) -> Outcome<E> {
+        let taken = self.idle.lock().pop();
+        let mut vm = match taken.map_or_else(|| Vm::new(self.limits.memory), Ok) {
+            Ok(vm) => vm,
+            Err(e) => return Outcome::Stopped(error(format!("ERR cannot start a Lua state: {e}"))),
+        };
+        let outcome = vm.execute(script, self.commands.as_ref(), self.limits.time, access);
+        // A stopped state may hold what the script left half done (a
+        // memory error can come anywhere): made again.
+        if !matches!(outcome, Outcome::Stopped(_) | Outcome::Aborted(_)) {
+            self.idle.lock().push(vm);
+        }
+        outcome
+    }
+}
+
+/// The Lua half of the sandbox, run once per state with the flag reader;
+/// returns `run`.
+const PRELUDE: &str = r#"
+local stopped = ...
+local raw_pcall, raw_xpcall, error = pcall, xpcall, error
+-- A stopped script cannot go on by catching the stop.
+local function pass(...)
+  if stopped() then error("script stopped", 0) end
+  return ...
+end
+pcall = function(...) return pass(raw_pcall(...)) end
+xpcall = function(...) return pass(raw_xpcall(...)) end
+for _, name in ipairs({"print", "setfenv", "getfenv", "module", "require", "newproxy", "dofile", "loadfile"}) do
+  _G[name] = nil
+end
+setmetatable(_G, {
+  __index = function(_, k)
+    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+  end,
+  __newindex = function()
+    error("Attempt to modify a readonly table", 2)
+  end,
+  __metatable = false,
+})
+return function(f, handler) return raw_xpcall(f, handler) end
+"#;
+
+/// Where a run's `redis.call` finds the node's callback (a function scoped
+/// to the run) in the registry.
+const RAW: &std::ffi::CStr = c"evenkeel.script.raw";
+
+/// `redis.call`: a C function, as Redis's is, so that `return
+/// redis.call(...)` is no Lua tail call (the error handler still finds the
+/// script's line), and a failed command raises its error line itself, a
+/// string, as Redis 7.0 does (`pcall` returns it as it is).
+unsafe extern "C-unwind" fn redis_call(state: *mut mlua::lua_State) -> std::ffi::c_int {
+    // SAFETY: called by Lua with `state`; only stack and registry calls on
+    // it. `lua_call` and `lua_error` may unwind (longjmp) out of this frame,
+    // which owns nothing to drop.
+    unsafe { forward(state, true) }
+}
+
+/// `redis.pcall`: [`redis_call`], but a failed command's error is its
+/// answer (a table `{err = ...}`).
+unsafe extern "C-unwind" fn redis_pcall(state: *mut mlua::lua_State) -> std::ffi::c_int {
+    // SAFETY: as `redis_call`.
+    unsafe { forward(state, false) }
+}
+
+/// Calls the run's callback with this call's arguments; it answers the
+/// reply and whether it is an error.
+unsafe fn forward(state: *mut mlua::lua_State, raise: bool) -> std::ffi::c_int {
+    use mlua::ffi;
+    unsafe {
+        let n = ffi::lua_gettop(state);
+        ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, RAW.as_ptr());
+        ffi::lua_insert(state, 1);
+        ffi::lua_call(state, n, 2);
+        if raise && ffi::lua_toboolean(state, -1) != 0 {
+            ffi::lua_getfield(state, -2, c"err".as_ptr());
+            ffi::lua_error(state);
+        }
+        ffi::lua_settop(state, -2);
+        1
+    }
+}
+
+impl Vm {
+    fn new(memory: usize) -> mlua::Result<Vm> {
+        let lua = Lua::new_with(StdLib::TABLE | StdLib::STRING | StdLib::MATH, LuaOptions::new())?;
+        let flags = Arc::new(Flags { stop: AtomicU8::new(RUNNING), deadline: Mutex::new(Instant::now()), raised: Mutex::new(None) });
+        libs::install(&lua)?;
+        lua.globals().set("redis", redis_table(&lua)?)?;
+        let reader = flags.clone();
+        let stopped = lua.create_function(move |_, ()| Ok(reader.stopped()))?;
+        let run: Function = lua.load(PRELUDE).set_name("=prelude").call(stopped)?;
+        // rawset may not get past the read-only globals either (a Rust
+        // function, so a failure reads as a C function's would).
+        let globals = lua.globals();
+        let rawset = lua.create_function(move |_, (t, k, v): (Table, Value, Value)| {
+            if t.to_pointer() == globals.to_pointer() {
+                return Err(mlua::Error::runtime("Attempt to modify a readonly table"));
+            }
+            t.raw_set(k, v)?;
+            Ok(t)
+        })?;
+        lua.globals().raw_set("rawset", rawset)?;
+        let raised = flags.clone();
+        let handler = lua.create_function(move |lua, err: Value| error_table(lua, err, raised.raised.lock().take()))?;
+        let watch = flags.clone();
+        lua.set_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), move |_, _| {
+            if watch.stopped() || Instant::now() >= *watch.deadline.lock() {
+                let _ = watch.stop.compare_exchange(RUNNING, TIMED_OUT, Ordering::Relaxed, Ordering::Relaxed);
+                return Err(mlua::Error::runtime("script stopped"));
+            }
+            Ok(VmState::Continue)
+        })?;
+        lua.set_memory_limit(memory)?;
+        Ok(Vm { lua, run, handler, flags, compiled: HashMap::new(), memory })
+    }
+
+    fn function(&mut self, script: &pb::Script) -> Result<Function, String> {
+        if let Some(f) = self.compiled.get(&script.sha).and_then(|key| self.lua.registry_value::<Function>(key).ok()) {
+            return Ok(f);
+        }
+        let f = self.lua.load(&script.body[..]).set_name("@user_script").into_function().map_err(compile_error)?;
+        if self.compiled.len() >= COMPILED_MAX {
+            for (_, key) in self.compiled.drain() {
+                let _ = self.lua.remove_registry_value(key);
+            }
+        }
+        if let Ok(key) = self.lua.create_registry_value(f.clone()) {
+            self.compiled.insert(script.sha.clone(), key);
+        }
+        Ok(f)
+    }
+
+    fn execute<E>(&mut self, script: &pb::Script, commands: &dyn Commands, time: Duration, access: &mut AccessFn<'_, E>) -> Outcome<E> {
+        if sha1_hex(&script.body) != script.sha {
+            return Outcome::Stopped(error("ERR the script's SHA1 does not match its body".into()));
+        }
+        let f = match self.function(script) {
+            Ok(f) => f,
+            Err(e) => return Outcome::Stopped(error(e)),
+        };
+        if let Err(e) = self.set_arguments(script) {
+            return Outcome::Stopped(error(format!("ERR cannot pass the script its arguments: {}", one_line(&e.to_string()))));
+        }
+        self.flags.stop.store(RUNNING, Ordering::Relaxed);
+        *self.flags.deadline.lock() = Instant::now() + time;
+        *self.flags.raised.lock() = None;
+        let aborted = std::cell::RefCell::new(None);
+        let flags = self.flags.clone();
+        let ran = self.lua.scope(|scope| {
+            let raw = scope.create_function_mut(|lua, args: MultiValue| {
+                if flags.stopped() {
+                    return Err(mlua::Error::runtime("script stopped"));
+                }
+                match call(lua, commands, script.read_only, args, access)? {
+                    Step::Reply(reply) => {
+                        let failed = match &reply.kind {
+                            Some(Rk::Error(e)) => Some(e.clone()),
+                            _ => None,
+                        };
+                        let answer = (to_lua(lua, reply)?, failed.is_some());
+                        *flags.raised.lock() = failed;
+                        Ok(answer)
+                    }
+                    Step::Abort(e) => {
+                        *aborted.borrow_mut() = Some(e);
+                        flags.stop.store(ABORTED, Ordering::Relaxed);
+                        Err(mlua::Error::runtime("script stopped"))
+                    }
+                }
+            })?;
+            self.lua.set_named_registry_value(RAW.to_str().expect("ASCII"), raw)?;
+            let out = self.run.call::<MultiValue>((f, self.handler.clone()));
+            self.lua.set_named_registry_value(RAW.to_str().expect("ASCII"), Value::Nil)?;
+            out
+        });
+        match self.flags.stop.load(Ordering::Relaxed) {
+            ABORTED => {
+                if let Some(e) = aborted.into_inner() {
+                    return Outcome::Aborted(e);
+                }
+            }
+            TIMED_OUT => {
+                return Outcome::Stopped(error(format!("ERR script stopped: it ran longer than {} ms, and nothing it wrote was kept", time.as_millis())));
+            }
+            _ => {}
+        }
+        let out = match ran {
+            Ok(out) => out,
+            Err(mlua::Error::MemoryError(_)) => return Outcome::Stopped(error(memory_error(self.memory))),
+            Err(e) => return Outcome::Stopped(error(format!("ERR script failed: {}", one_line(&e.to_string())))),
+        };
+        let mut out = out.into_iter();
+        let ok = matches!(out.next(), Some(Value::Boolean(true)));
+        let value = out.next().unwrap_or(Value::Nil);
+        if ok {
+            return Outcome::Answered(from_lua(&value, 0));
+        }
+        // Lua 5.1 calls no error handler for a memory error: xpcall
+        // answers its message.
+        if matches!(&value, Value::String(s) if s.as_bytes().as_ref() == b"not enough memory") {
+            return Outcome::Stopped(error(memory_error(self.memory)));
+        }
+        Outcome::Answered(error(script_error(&value, &script.sha)))
+    }
+
+    /// KEYS and ARGV, set past the read-only guard.
+    fn set_arguments(&self, script: &pb::Script) -> mlua::Result<()> {
+        let globals = self.lua.globals();
+        for (name, items) in [("KEYS", &script.keys), ("ARGV", &script.args)] {
+            let t = self.lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.iter().enumerate() {
+                t.raw_set(i + 1, self.lua.create_string(&item[..])?)?;
+            }
+            globals.raw_set(name, t)?;
+        }
+        Ok(())
+    }
+}
+
+fn memory_error(limit: usize) -> String {
+    format!("ERR script stopped: it used more than {} MiB of memory, and nothing it wrote was kept", limit >> 20)
+}
+
+/// A failed script's error line, as Redis 7.0 writes it.
+fn script_error(value: &Value, sha: &str) -> String {
+    let (message, line) = match value {
+        Value::Table(t) => (t.raw_get::<Option<String>>("err").ok().flatten().unwrap_or_else(|| "ERR unknown error".into()), t.raw_get::<Option<i64>>("line").ok().flatten()),
+        Value::String(s) => (format!("ERR {}", s.to_string_lossy()), None),
+        other => (format!("ERR {other:?}"), None),
+    };
+    let message = message.strip_prefix('-').unwrap_or(&message).to_string();
+    match line {
+        Some(line) => one_line(&format!("{message} script: {sha}, on @user_script:{line}.")),
+        None => one_line(&format!("{message} script: {sha}")),
+    }
+}
+
+/// The error handler: the error as a table of its message (`ERR ` before
+/// a runtime error's text) and the script's line it came from.
+fn error_table(lua: &Lua, err: Value, raised: Option<String>) -> mlua::Result<Table> {
+    let message = match &err {
+        Value::Table(t) => match t.raw_get::<Value>("err")? {
+            Value::String(s) => s.to_string_lossy(),
+            _ => "ERR unknown error".into(),
+        },
+        Value::String(s) if raised.as_deref() == Some(&*s.to_string_lossy()) => s.to_string_lossy(),
+        Value::String(s) => format!("ERR {}", s.to_string_lossy()),
+        Value::Error(e) => format!("ERR {}", error_text(e)),
+        other => format!("ERR {}", other.to_string().unwrap_or_default()),
+    };
+    let t = lua.create_table()?;
+    t.raw_set("err", message)?;
+    // The innermost frame of the script itself (not of `redis.call`'s
+    // wrapper or a library function).
+    for level in 1.. {
+        let Some(found) = lua.inspect_stack(level, |d| (d.source().source.as_deref() == Some("@user_script")).then(|| d.current_line()).flatten()) else { break };
+        if let Some(line) = found {
+            t.raw_set("line", line)?;
+            break;
+        }
+    }
+    Ok(t)
+}
+
+/// A Rust callback's error without mlua's traceback decoration.
+fn error_text(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::CallbackError { cause, .. } => error_text(cause),
+        mlua::Error::RuntimeError(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// What one `redis.call` came to.
+enum Step<E> {
+    Reply(pb::Reply),
+    Abort(E),
+}
+
+fn call<E>(lua: &Lua, commands: &dyn Commands, read_only: bool, args: MultiValue, access: &mut AccessFn<'_, E>) -> mlua::Result<Step<E>> {
+    if args.is_empty() {
+        return Ok(Step::Reply(error("ERR Please specify at least one argument for this redis lib call".into())));
+    }
+    let mut argv = Vec::with_capacity(args.len());
+    for arg in args {
+        argv.push(match arg {
+            Value::String(s) => Bytes::copy_from_slice(&s.as_bytes()),
+            // Redis prints numbers with "%.17g" (3.0 is "3", 0.1 is
+            // "0.10000000000000001").
+            Value::Number(n) => Bytes::from(evenkeel_types::float::format_double(n)),
+            // Lua 5.1's numbers are all doubles (mlua shows whole ones as
+            // integers): 1e17 prints "1e+17", as in Redis.
+            Value::Integer(n) => Bytes::from(evenkeel_types::float::format_double(n as f64)),
+            _ => return Ok(Step::Reply(error("ERR Lua redis lib command arguments must be strings or integers".into()))),
+        });
+    }
+    let _ = lua;
+    Ok(match commands.plan(&argv) {
+        Call::Reply(reply) => Step::Reply(reply),
+        Call::Ops { write: true, .. } if read_only => Step::Reply(error("ERR Write commands are not allowed from read-only scripts.".into())),
+        Call::Ops { ops, answer, .. } => {
+            let mut results = Vec::with_capacity(ops.len());
+            for (key, kind) in &ops {
+                match access(key, kind) {
+                    Ok(r) => results.push(r),
+                    Err(Access::Denied(message)) => return Ok(Step::Reply(error(message))),
+                    Err(Access::Abort(e)) => return Ok(Step::Abort(e)),
+                }
+            }
+            Step::Reply(answer(results))
+        }
+    })
+}
+
+fn error(line: String) -> pb::Reply {
+    pb::Reply { kind: Some(Rk::Error(line)) }
+}
+
+/// A reply as a Lua value, as Redis converts it: integers to numbers,
+/// bulk strings to strings, status replies to `{ok = ...}`, errors to
+/// `{err = ...}`, nulls to `false`, arrays to tables.
+fn to_lua(lua: &Lua, reply: pb::Reply) -> mlua::Result<Value> {
+    Ok(match reply.kind {
+        Some(Rk::Bulk(b)) => Value::String(lua.create_string(&b[..])?),
+        Some(Rk::Integer(n)) => Value::Number(n as f64),
+        Some(Rk::Simple(s)) => {
+            let t = lua.create_table()?;
+            t.raw_set("ok", s)?;
+            Value::Table(t)
+        }
+        Some(Rk::Error(e)) => {
+            let t = lua.create_table()?;
+            t.raw_set("err", e)?;
+            Value::Table(t)
+        }
+        Some(Rk::Null(_)) | Some(Rk::NullArray(_)) | None => Value::Boolean(false),
+        Some(Rk::Array(a)) => {
+            let t = lua.create_table_with_capacity(a.items.len(), 0)?;
+            for (i, item) in a.items.into_iter().enumerate() {
+                t.raw_set(i + 1, to_lua(lua, item)?)?;
+            }
+            Value::Table(t)
+        }
+    })
+}
+
+/// A script's return value as a reply, as Redis converts it: strings to
+/// bulk strings, numbers to integers (truncated), `true` to 1, `false`
+/// and nil to null, a table with `err` or `ok` to an error or status, any
+/// other table to an array of its elements 1..n (up to the first nil).
+fn from_lua(value: &Value, depth: usize) -> pb::Reply {
+    let kind = match value {
+        Value::String(s) => Rk::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
+        Value::Number(n) => Rk::Integer(*n as i64),
+        Value::Integer(n) => Rk::Integer(*n),
+        Value::Boolean(true) => Rk::Integer(1),
+        Value::Table(_) if depth >= NESTING_MAX => Rk::Error(format!("ERR reached the most nesting a script's reply may have ({NESTING_MAX})")),
+        Value::Table(t) => {
+            if let Ok(Value::String(e)) = t.raw_get::<Value>("err") {
+                let e = e.to_string_lossy();
+                return error(one_line(e.strip_prefix('-').unwrap_or(&e)));
+            }
+            if let Ok(Value::String(s)) = t.raw_get::<Value>("ok") {
+                return pb::Reply { kind: Some(Rk::Simple(one_line(&s.to_string_lossy()))) };
+            }
+            let mut items = Vec::new();
+            for i in 1.. {
+                match t.raw_get::<Value>(i) {
+                    Ok(Value::Nil) | Err(_) => break,
+                    Ok(v) => items.push(from_lua(&v, depth + 1)),
+                }
+            }
+            Rk::Array(pb::ReplyArray { items })
+        }
+        _ => Rk::Null(pb::Nil {}),
+    };
+    pb::Reply { kind: Some(kind) }
+}
+
+/// The `redis` table.
+fn redis_table(lua: &Lua) -> mlua::Result<Table> {
+    let redis = lua.create_table()?;
+    // SAFETY: both are C functions that use Lua's stack API as documented.
+    unsafe {
+        redis.set("call", lua.create_c_function(redis_call)?)?;
+        redis.set("pcall", lua.create_c_function(redis_pcall)?)?;
+    }
+    redis.set(
+        "error_reply",
+        lua.create_function(|lua, e: mlua::LuaString| {
+            let t = lua.create_table()?;
+            let e = e.to_string_lossy();
+            t.raw_set("err", e.strip_prefix('-').unwrap_or(&e).to_string())?;
+            Ok(t)
+        })?,
+    )?;
+    redis.set(
+        "status_reply",
+        lua.create_function(|lua, s: mlua::LuaString| {
+            let t = lua.create_table()?;
+            t.raw_set("ok", s)?;
+            Ok(t)
+        })?,
+    )?;
+    redis.set("sha1hex", lua.create_function(|_, s: mlua::LuaString| Ok(sha1_hex(&s.as_bytes())))?)?;
+    redis.set(
+        "log",
+        lua.create_function(|_, args: MultiValue| {
+            let mut args = args.into_iter();
+            let level = args.next().and_then(|v| v.as_number().or_else(|| v.as_integer().map(|n| n as f64))).unwrap_or(-1.0);
+            let text: Vec<String> = args.map(|v| v.to_string().unwrap_or_default()).collect();
+            let text = text.join(" ");
+            match level as i64 {
+                0 => tracing::debug!(target: "evenkeel::script", "{text}"),
+                1 | 2 => tracing::info!(target: "evenkeel::script", "{text}"),
+                3 => tracing::warn!(target: "evenkeel::script", "{text}"),
+                _ => return Err(mlua::Error::runtime("Invalid debug level.")),
+            }
+            Ok(())
+        })?,
+    )?;
+    for (name, level) in [("LOG_DEBUG", 0), ("LOG_VERBOSE", 1), ("LOG_NOTICE", 2), ("LOG_WARNING", 3)] {
+        redis.set(name, level)?;
+    }
+    // No replicas: replication settings are accepted and change nothing.
+    for (name, value) in [("REPL_NONE", 0), ("REPL_AOF", 1), ("REPL_SLAVE", 2), ("REPL_REPLICA", 2), ("REPL_ALL", 3)] {
+        redis.set(name, value)?;
+    }
+    redis.set("set_repl", lua.create_function(|_, _: MultiValue| Ok(()))?)?;
+    redis.set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
+    redis.set(
+        "setresp",
+        lua.create_function(|_, v: i64| match v {
+            2 => Ok(()),
+            3 => Err(mlua::Error::runtime("RESP3 is not supported in scripts: evenkeel speaks RESP2")),
+            _ => Err(mlua::Error::runtime("RESP version must be 2 or 3.")),
+        })?,
+    )?;
+    redis.set("breakpoint", lua.create_function(|_, ()| Ok(false))?)?;
+    redis.set("debug", lua.create_function(|_, _: MultiValue| Ok(()))?)?;
+    redis.set("REDIS_VERSION", "7.0.15")?;
+    redis.set("REDIS_VERSION_NUM", 0x07000f)?;
+    Ok(redis)
+}
+
+#[cfg(test)]
+mod tests;
