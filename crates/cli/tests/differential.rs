@@ -485,6 +485,7 @@ fn older_forms(s: &mut Script) {
     object(s);
     sort_cases(s);
     scripting(s);
+    functions(s);
 }
 
 /// List commands, their argument errors in Redis's order, and types.
@@ -2547,6 +2548,65 @@ fn scripting(s: &mut Script) {
         &["EVAL", "return redis.call('get', ARGV[1])", "0", "{lua}m"], &["EVAL", "return 1", "-1"], &["EVAL", "error('in exec')", "1", "{lua}m"], &["EXEC"],
         &["MULTI"], &["EVAL", "return 1"], &["EXEC"],
     ] {
+        s.cmd(c);
+    }
+}
+
+/// FUNCTION and FCALL: loading (and its errors), calling, listing,
+/// deleting. One library at a time is listed (Redis lists its libraries
+/// in its dictionary's order).
+fn functions(s: &mut Script) {
+    let lib = |name: &str, code: &str| format!("#!lua name={name}\n{code}");
+    let mylib = lib("mylib", "redis.register_function('myfunc', function(keys, args) return redis.call('get', keys[1]) end)\nredis.register_function{function_name='ro', callback=function(keys, args) return {keys[1], args[1], #keys, #args} end, flags={'no-writes'}, description='read only'}");
+    let first = lib("mylib", "redis.register_function('myfunc', function(keys, args) return 1 end)");
+    let errors = lib("errs", "redis.register_function('f', function() error('boom') end)\nredis.register_function('f2', function() return x end)\nredis.register_function('f3', function() return redis.call('nosuch') end)\nredis.register_function('f4', function(k) return redis.call('set', k[1], 'v') end)\nredis.register_function{function_name='f5', callback=function(k) return redis.call('set', k[1], 'v') end, flags={'no-writes'}}\nredis.register_function('f6', function(k, a) return redis.pcall('incr', k[1]) end)");
+    let bad = [
+        "return 1".to_string(), "#!lua name=x".into(), "#!js name=x\n".into(), "#!lua name=x foo=bar\n".into(), "#!lua\nredis.register_function('f', function() end)".into(),
+        lib("lib2", "redis.register_function('myfunc', function() return 1 end)"), lib("lib2", "return 1"), lib("lib2", "redis.call('set','x','y')"), lib("lib2", "local a = "),
+        lib("lib2", "x = 1"), lib("lib2", "return KEYS"), lib("lib2", "redis.register_function('f 1', function() end)"), lib("lib2", "redis.register_function('g', 5)"),
+        lib("lib2", "redis.register_function{function_name='g', callback=function() end, flags={'bogus'}}"), lib("lib2", "redis.register_function{function_name='g', callback=function() end, nope=1}"),
+        lib("lib-2", "redis.register_function('g', function() end)"), lib("", "redis.register_function('g', function() end)"),
+    ];
+    for c in [&["FUNCTION", "FLUSH"][..], &["FUNCTION", "LOAD", &first], &["FUNCTION", "LOAD", &first], &["FUNCTION", "LOAD", "REPLACE", &mylib], &["SET", "fn:s", "sv"]] {
+        s.cmd(c);
+    }
+    for c in [
+        &["FCALL", "myfunc", "1", "fn:s"][..], &["FCALL", "ro", "0"], &["FCALL", "ro", "2", "{fn}a", "{fn}b", "x"], &["FCALL_RO", "ro", "1", "fn:s", "y"], &["FCALL_RO", "myfunc", "1", "fn:s"],
+        &["FCALL", "nosuch", "0"], &["FCALL", "myfunc", "x"], &["FCALL", "myfunc", "-1"], &["FCALL", "myfunc", "2", "a"], &["FCALL"], &["FCALL", "myfunc"],
+        &["FUNCTION", "STATS"], &["FUNCTION", "STATS", "x"],
+    ] {
+        s.cmd(c);
+    }
+    for code in &bad {
+        s.cmd(&["FUNCTION", "LOAD", code]);
+    }
+    s.cmd(&["FUNCTION", "LOAD", "FORCE", &first]);
+    s.cmd(&["FUNCTION", "DELETE", "mylib"]);
+    // Listed with one function (Redis lists a library's functions in its
+    // dictionary's order; see the README's known differences).
+    let single = lib("single", "redis.register_function{function_name='only', callback=function() return 1 end, flags={'no-writes', 'allow-oom'}, description='the one'}");
+    for c in [
+        &["FUNCTION", "LOAD", &single][..], &["FUNCTION", "LIST"], &["FUNCTION", "LIST", "WITHCODE"], &["FUNCTION", "LIST", "LIBRARYNAME", "sing*"], &["FUNCTION", "LIST", "libraryname", "zz*", "withcode"],
+        &["FUNCTION", "LIST", "x"], &["FUNCTION", "LIST", "LIBRARYNAME"], &["FUNCTION", "STATS"], &["FCALL", "only", "0"], &["FUNCTION", "DELETE", "single"],
+    ] {
+        s.cmd(c);
+    }
+    s.cmd(&["FUNCTION", "LOAD", &errors]);
+    for c in [
+        &["FCALL", "f", "0"][..], &["FCALL", "f2", "0"], &["FCALL", "f3", "0"], &["FCALL", "f4", "1", "fn:w"], &["FCALL_RO", "f4", "1", "fn:w"], &["FCALL", "f5", "1", "fn:w"],
+        &["FCALL_RO", "f5", "1", "fn:w"], &["FCALL", "f6", "1", "fn:w"], &["GET", "fn:w"],
+    ] {
+        s.cmd(c);
+    }
+    for c in [
+        &["FUNCTION", "DELETE", "errs"][..], &["FUNCTION", "DELETE", "errs"], &["FUNCTION", "DELETE"], &["FUNCTION", "KILL"], &["FUNCTION", "FLUSH", "async"], &["FUNCTION", "FLUSH", "bad"],
+        &["FUNCTION", "FLUSH", "sync"], &["FUNCTION", "nope"], &["FUNCTION"], &["FUNCTION", "HELP"], &["FUNCTION", "LIST"], &["FUNCTION", "STATS"],
+    ] {
+        s.cmd(c);
+    }
+    // In a transaction.
+    let tx = lib("tx", "redis.register_function('incr2', function(k) return redis.call('incrby', k[1], 2) end)");
+    for c in [&["FUNCTION", "LOAD", &tx][..], &["MULTI"], &["SET", "{fn}m", "1"], &["FCALL", "incr2", "1", "{fn}m"], &["FCALL", "nosuch", "0"], &["EXEC"], &["FUNCTION", "FLUSH"]] {
         s.cmd(c);
     }
 }

@@ -1698,3 +1698,57 @@ async fn scripts_run_atomically_where_their_keys_live() {
     assert_eq!(a.call(&["GET", "{s}n"]).await, Frame::bulk("1600"));
     cluster.shutdown().await.unwrap();
 }
+
+/// FUNCTION libraries are the cluster's: loaded through one router, they
+/// are called, listed and deleted through another; FCALL runs a function
+/// atomically on the owner of its keys; `no-writes` functions alone run
+/// under FCALL_RO.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_libraries_serve_every_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let (other, stop, serving) = second_router(&cluster).await;
+    let (mut a, mut b) = (Raw::connect(cluster.router_addr).await, Raw::connect(other).await);
+    let code = "#!lua name=counters\n\
+        redis.register_function('bump', function(keys, args) local n = redis.call('incrby', keys[1], args[1]) redis.call('rpush', keys[2], n) return n end)\n\
+        redis.register_function{function_name = 'peek', callback = function(keys) return redis.call('get', keys[1]) end, flags = {'no-writes'}, description = 'reads'}";
+    assert_eq!(a.call(&["FUNCTION", "LOAD", code]).await, Frame::bulk("counters"));
+    assert_eq!(a.call(&["FCALL", "bump", "2", "{f}n", "{f}log", "5"]).await, Frame::Integer(5), "at once through the router that loaded it");
+    // The other router follows the libraries in the metadata store.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let through_b = loop {
+        let reply = b.call(&["FCALL", "bump", "2", "{f}n", "{f}log", "2"]).await;
+        if reply != Frame::error("ERR Function not found") || Instant::now() >= deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(through_b, Frame::Integer(7));
+    assert_eq!(b.call(&["FCALL_RO", "peek", "1", "{f}n"]).await, Frame::bulk("7"));
+    assert_eq!(b.call(&["FCALL_RO", "bump", "2", "{f}n", "{f}log", "1"]).await, Frame::error("ERR Can not execute a script with write flag using *_ro command."));
+    assert_eq!(a.call(&["LRANGE", "{f}log", "0", "-1"]).await, Frame::Array(vec![Frame::bulk("5"), Frame::bulk("7")]));
+    assert_eq!(b.call(&["FCALL", "bump", "2", "{f}n", "other", "1"]).await, Frame::error("CROSSSLOT Keys in request don't hash to the same slot"));
+    let Frame::Array(listed) = b.call(&["FUNCTION", "LIST", "LIBRARYNAME", "count*"]).await else { panic!("FUNCTION LIST answers an array") };
+    assert_eq!(listed.len(), 1);
+    assert_eq!(b.call(&["FUNCTION", "LOAD", code]).await, Frame::error("ERR Library 'counters' already exists"));
+    let clash = "#!lua name=other\nredis.register_function('bump', function() return 0 end)";
+    assert_eq!(b.call(&["FUNCTION", "LOAD", clash]).await, Frame::error("ERR Function bump already exists"));
+    let replaced = code.replace("return n end", "return n * 10 end");
+    assert_eq!(b.call(&["FUNCTION", "LOAD", "REPLACE", &replaced]).await, Frame::bulk("counters"));
+    assert_eq!(b.call(&["FCALL", "bump", "2", "{f}n", "{f}log", "1"]).await, Frame::Integer(80), "the replaced code runs");
+
+    assert_eq!(b.call(&["FUNCTION", "DELETE", "counters"]).await, Frame::ok());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let gone = loop {
+        let reply = a.call(&["FCALL", "bump", "2", "{f}n", "{f}log", "1"]).await;
+        if reply == Frame::error("ERR Function not found") || Instant::now() >= deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(gone, Frame::error("ERR Function not found"), "the first router follows the deletion");
+    assert_eq!(a.call(&["FUNCTION", "DELETE", "counters"]).await, Frame::error("ERR Library not found"));
+    stop.cancel();
+    serving.await.unwrap().unwrap();
+    cluster.shutdown().await.unwrap();
+}

@@ -115,6 +115,8 @@ pub struct Router {
     pub monitor: monitor::Monitor,
     /// EVALSHA's scripts.
     pub scripts: cmd::scripting::ScriptCache,
+    /// FUNCTION's libraries, the cluster's (followed in the metadata store).
+    pub functions: cmd::functions::Functions,
     meta: Arc<dyn MetaStore>,
     clients: AtomicUsize,
     /// Clients in a blocking command (INFO's `blocked_clients`).
@@ -133,6 +135,7 @@ impl Router {
             pubsub: pubsub::Hub::new(id),
             monitor: Default::default(),
             scripts: Default::default(),
+            functions: cmd::functions::Functions::new(meta.clone()),
             dispatcher: Dispatcher { routes, budget: config.retry, mirror: mirror::Mirror::new(config.mirror) },
             slowlog: slowlog::SlowLog::new(config.slowlog_slower_than_us, config.slowlog_max_len),
             registry: clients::Registry::default(),

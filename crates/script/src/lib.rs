@@ -151,6 +151,9 @@ impl std::fmt::Debug for Engine {
 const RUNNING: u8 = 0;
 const TIMED_OUT: u8 = 1;
 const ABORTED: u8 = 2;
+/// Out of memory, or a failure of the binding itself: the state is not
+/// reused.
+const SPOILED: u8 = 3;
 
 /// Shared by a state's hook, its `pcall` guard and the run.
 struct Flags {
@@ -169,11 +172,18 @@ impl Flags {
 
 struct Vm {
     lua: Lua,
-    /// `run(f, handler)`: `f` under xpcall with Redis's error handler.
+    /// `run(f, handler, ...)`: `f(...)` under xpcall with Redis's error
+    /// handler.
     run: Function,
+    /// `library_env(loading)`: a function library's globals, and what ends
+    /// its loading.
+    library_env: Function,
     handler: Function,
     flags: Arc<Flags>,
     compiled: HashMap<String, RegistryKey>,
+    /// Function libraries loaded, by their code's SHA1: a table of their
+    /// functions by name.
+    libraries: HashMap<String, RegistryKey>,
     /// Its memory limit.
     memory: usize,
 }
@@ -192,9 +202,9 @@ impl Engine {
             Err(e) => return Outcome::Stopped(error(format!("ERR cannot start a Lua state: {e}"))),
         };
         let outcome = vm.execute(script, self.commands.as_ref(), self.limits.time, access);
-        // A stopped state may hold what the script left half done (a
-        // memory error can come anywhere): made again.
-        if !matches!(outcome, Outcome::Stopped(_) | Outcome::Aborted(_)) {
+        // A state whose script was stopped may hold what it left half done
+        // (a memory error can come anywhere): made again.
+        if vm.flags.stop.load(Ordering::Relaxed) == RUNNING {
             self.idle.lock().push(vm);
         }
         outcome
@@ -203,7 +213,7 @@ impl Engine {
 
 /// The Lua half of the sandbox, run once per state with the flag reader;
 /// returns `run`.
-const PRELUDE: &str = r#"
+const PRELUDE: &str = r##"
 local stopped = ...
 local raw_pcall, raw_xpcall, error = pcall, xpcall, error
 -- A stopped script cannot go on by catching the stop.
@@ -225,12 +235,166 @@ setmetatable(_G, {
   end,
   __metatable = false,
 })
-return function(f, handler) return raw_xpcall(f, handler) end
-"#;
+local G, rawget, tostring, select, unpack = _G, rawget, tostring, select, unpack
+-- `run(f, handler, ...)`: f(...) under xpcall (which passes no arguments
+-- in Lua 5.1).
+local function run(f, handler, ...)
+  if select("#", ...) == 0 then return raw_xpcall(f, handler) end
+  local args, n = {...}, select("#", ...)
+  return raw_xpcall(function() return f(unpack(args, 1, n)) end, handler)
+end
+-- A function library's globals: the read-only globals without EVAL's KEYS
+-- and ARGV, and, while it loads, `loading` as `redis`. Returns the table
+-- and what ends the loading.
+local function library_env(loading)
+  local env = {}
+  setmetatable(env, {
+    __index = function(_, k)
+      if k == "redis" and loading then return loading end
+      local v = rawget(G, k)
+      if v == nil or k == "KEYS" or k == "ARGV" then
+        error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+      end
+      return v
+    end,
+    __newindex = function()
+      error("Attempt to modify a readonly table", 2)
+    end,
+    __metatable = false,
+  })
+  return env, function() loading = nil end
+end
+return run, library_env
+"##;
 
 /// Where a run's `redis.call` finds the node's callback (a function scoped
 /// to the run) in the registry.
 const RAW: &std::ffi::CStr = c"evenkeel.script.raw";
+/// Longest a library's code may run while it loads (Redis: 500 ms).
+const LOAD_TIME: Duration = Duration::from_millis(500);
+
+/// A library's function, as FUNCTION LIST shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionInfo {
+    pub name: String,
+    pub description: Option<String>,
+    pub flags: Vec<String>,
+}
+
+/// A function library FUNCTION LOAD accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Library {
+    pub name: String,
+    /// In the order the code registered them.
+    pub functions: Vec<FunctionInfo>,
+}
+
+struct Registered {
+    info: FunctionInfo,
+    callback: Function,
+}
+
+/// Loads a library's code as FUNCTION LOAD does, in a state of its own:
+/// its name and functions, or FUNCTION LOAD's error.
+pub fn load_library(code: &[u8]) -> Result<Library, String> {
+    let vm = Vm::new(Limits::default().memory).map_err(|e| format!("ERR cannot start Lua: {e}"))?;
+    let (name, registered) = vm.load_library(code, LOAD_TIME)?;
+    Ok(Library { name, functions: registered.into_iter().map(|r| r.info).collect() })
+}
+
+/// A library's shebang line (`#!lua name=<name>`): its name, and the code
+/// with that line made a comment (so lines keep their numbers).
+fn library_metadata(code: &[u8]) -> Result<(String, Vec<u8>), String> {
+    let Some(rest) = code.strip_prefix(b"#!") else { return Err("ERR Missing library metadata".into()) };
+    let Some(end) = rest.iter().position(|&b| b == b'\n') else { return Err("ERR Invalid library metadata".into()) };
+    let line = String::from_utf8_lossy(&rest[..end]);
+    let mut parts = line.split(' ').filter(|p| !p.is_empty());
+    let engine = parts.next().unwrap_or_default();
+    if !engine.eq_ignore_ascii_case("lua") {
+        return Err(format!("ERR Engine '{engine}' not found"));
+    }
+    let mut name = None;
+    for part in parts {
+        match part.strip_prefix("name=") {
+            Some(n) => name = Some(n.to_string()),
+            None => return Err(format!("ERR Invalid metadata value given: {part}")),
+        }
+    }
+    let name = name.ok_or("ERR Library name was not given")?;
+    if !valid_name(&name) {
+        return Err("ERR Library names can only contain letters, numbers, or underscores(_) and must be at least one character long".into());
+    }
+    let mut body = b"--".to_vec();
+    body.extend_from_slice(code);
+    Ok((name, body))
+}
+
+/// Library and function names: letters, digits, underscores.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The flags a function may declare.
+const FUNCTION_FLAGS: &[&str] = &["no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys"];
+
+/// `redis.register_function(name, callback)` or
+/// `redis.register_function{function_name = ..., callback = ..., flags =
+/// {...}, description = ...}`: adds an entry to `registered`.
+fn register_function(lua: &Lua, registered: &Table, args: MultiValue) -> mlua::Result<()> {
+    let fail = |m: &str| Err(mlua::Error::runtime(m));
+    let (name, callback, description, flags) = match args.len() {
+        2 => {
+            let mut args = args.into_iter();
+            let name = args.next().expect("two");
+            let Value::Function(callback) = args.next().expect("two") else { return fail("second argument to redis.register_function must be a function") };
+            let Value::String(name) = name else { return fail("first argument to redis.register_function must be a string") };
+            (name.to_string_lossy(), callback, None, Vec::new())
+        }
+        1 => {
+            let Some(Value::Table(t)) = args.into_iter().next() else { return fail("calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments).") };
+            let (mut name, mut callback, mut description, mut flags) = (None, None, None, Vec::new());
+            for pair in t.pairs::<String, Value>() {
+                let (k, v) = pair?;
+                match (k.as_str(), v) {
+                    ("function_name", Value::String(s)) => name = Some(s.to_string_lossy()),
+                    ("function_name", _) => return fail("function_name argument given to redis.register_function must be a string"),
+                    ("callback", Value::Function(f)) => callback = Some(f),
+                    ("callback", _) => return fail("callback argument given to redis.register_function must be a function"),
+                    ("description", Value::String(s)) => description = Some(s.to_string_lossy()),
+                    ("description", _) => return fail("description argument given to redis.register_function must be a string"),
+                    ("flags", Value::Table(f)) => {
+                        for flag in f.sequence_values::<Value>() {
+                            match flag? {
+                                Value::String(s) if FUNCTION_FLAGS.contains(&&*s.to_string_lossy()) => flags.push(s.to_string_lossy()),
+                                _ => return fail("unknown flag given"),
+                            }
+                        }
+                    }
+                    ("flags", _) => return fail("flags argument to redis.register_function must be a table representing function flags"),
+                    _ => return fail("unknown argument given to redis.register_function"),
+                }
+            }
+            let Some(name) = name else { return fail("redis.register_function must get a function name argument") };
+            let Some(callback) = callback else { return fail("redis.register_function must get a callback argument") };
+            (name, callback, description, flags)
+        }
+        _ => return fail("wrong number of arguments to redis.register_function"),
+    };
+    if !valid_name(&name) {
+        return fail("Library names can only contain letters, numbers, or underscores(_) and must be at least one character long");
+    }
+    for entry in registered.sequence_values::<Table>() {
+        if entry?.raw_get::<String>("name")? == name {
+            return fail("Function already exists in the library");
+        }
+    }
+    let entry = lua.create_table()?;
+    entry.raw_set("name", name)?;
+    entry.raw_set("callback", callback)?;
+    entry.raw_set("description", description)?;
+    entry.raw_set("flags", flags)?;
+    registered.raw_push(entry)
+}
 
 /// `redis.call`: a C function, as Redis's is, so that `return
 /// redis.call(...)` is no Lua tail call (the error handler still finds the
@@ -276,7 +440,7 @@ impl Vm {
         lua.globals().set("redis", redis_table(&lua)?)?;
         let reader = flags.clone();
         let stopped = lua.create_function(move |_, ()| Ok(reader.stopped()))?;
-        let run: Function = lua.load(PRELUDE).set_name("=prelude").call(stopped)?;
+        let (run, library_env): (Function, Function) = lua.load(PRELUDE).set_name("=prelude").call(stopped)?;
         // rawset may not get past the read-only globals either (a Rust
         // function, so a failure reads as a C function's would).
         let globals = lua.globals();
@@ -299,7 +463,7 @@ impl Vm {
             Ok(VmState::Continue)
         })?;
         lua.set_memory_limit(memory)?;
-        Ok(Vm { lua, run, handler, flags, compiled: HashMap::new(), memory })
+        Ok(Vm { lua, run, library_env, handler, flags, compiled: HashMap::new(), libraries: HashMap::new(), memory })
     }
 
     fn function(&mut self, script: &pb::Script) -> Result<Function, String> {
@@ -322,15 +486,21 @@ impl Vm {
         if sha1_hex(&script.body) != script.sha {
             return Outcome::Stopped(error("ERR the script's SHA1 does not match its body".into()));
         }
-        let f = match self.function(script) {
-            Ok(f) => f,
-            Err(e) => return Outcome::Stopped(error(e)),
-        };
-        if let Err(e) = self.set_arguments(script) {
-            return Outcome::Stopped(error(format!("ERR cannot pass the script its arguments: {}", one_line(&e.to_string()))));
-        }
         self.flags.stop.store(RUNNING, Ordering::Relaxed);
         *self.flags.deadline.lock() = Instant::now() + time;
+        // EVAL's chunk sees KEYS and ARGV as globals; a library's function
+        // gets them as its arguments.
+        let called = if script.function.is_empty() {
+            self.function(script).and_then(|f| self.set_arguments(script).map(|()| (f, None)).map_err(|e| format!("ERR cannot pass the script its arguments: {}", one_line(&e.to_string()))))
+        } else {
+            self.library_function(script, time)
+        };
+        let (f, arguments) = match called {
+            Ok(called) => called,
+            Err(e) => return Outcome::Stopped(error(e)),
+        };
+        // The loading may have used up some of the time.
+        self.flags.stop.store(RUNNING, Ordering::Relaxed);
         *self.flags.raised.lock() = None;
         let aborted = std::cell::RefCell::new(None);
         let flags = self.flags.clone();
@@ -357,7 +527,10 @@ impl Vm {
                 }
             })?;
             self.lua.set_named_registry_value(RAW.to_str().expect("ASCII"), raw)?;
-            let out = self.run.call::<MultiValue>((f, self.handler.clone()));
+            let out = match &arguments {
+                None => self.run.call::<MultiValue>((f, self.handler.clone())),
+                Some((keys, args)) => self.run.call::<MultiValue>((f, self.handler.clone(), keys.clone(), args.clone())),
+            };
             self.lua.set_named_registry_value(RAW.to_str().expect("ASCII"), Value::Nil)?;
             out
         });
@@ -374,8 +547,14 @@ impl Vm {
         }
         let out = match ran {
             Ok(out) => out,
-            Err(mlua::Error::MemoryError(_)) => return Outcome::Stopped(error(memory_error(self.memory))),
-            Err(e) => return Outcome::Stopped(error(format!("ERR script failed: {}", one_line(&e.to_string())))),
+            Err(mlua::Error::MemoryError(_)) => {
+                self.flags.stop.store(SPOILED, Ordering::Relaxed);
+                return Outcome::Stopped(error(memory_error(self.memory)));
+            }
+            Err(e) => {
+                self.flags.stop.store(SPOILED, Ordering::Relaxed);
+                return Outcome::Stopped(error(format!("ERR script failed: {}", one_line(&e.to_string()))));
+            }
         };
         let mut out = out.into_iter();
         let ok = matches!(out.next(), Some(Value::Boolean(true)));
@@ -386,9 +565,101 @@ impl Vm {
         // Lua 5.1 calls no error handler for a memory error: xpcall
         // answers its message.
         if matches!(&value, Value::String(s) if s.as_bytes().as_ref() == b"not enough memory") {
+            self.flags.stop.store(SPOILED, Ordering::Relaxed);
             return Outcome::Stopped(error(memory_error(self.memory)));
         }
-        Outcome::Answered(error(script_error(&value, &script.sha)))
+        let name = if script.function.is_empty() { &script.sha } else { &script.function };
+        Outcome::Answered(error(script_error(&value, name)))
+    }
+
+    /// FCALL's function: its library loaded (once per state) and the
+    /// function's KEYS and ARGV tables.
+    fn library_function(&mut self, script: &pb::Script, time: Duration) -> Result<(Function, Option<(Table, Table)>), String> {
+        let functions = match self.libraries.get(&script.sha).and_then(|key| self.lua.registry_value::<Table>(key).ok()) {
+            Some(functions) => functions,
+            None => {
+                let (_, registered) = self.load_library(&script.body, time)?;
+                let functions = self.lua.create_table().map_err(|e| e.to_string())?;
+                for r in registered {
+                    functions.raw_set(r.info.name, r.callback).map_err(|e| e.to_string())?;
+                }
+                if self.libraries.len() >= COMPILED_MAX {
+                    for (_, key) in self.libraries.drain() {
+                        let _ = self.lua.remove_registry_value(key);
+                    }
+                }
+                if let Ok(key) = self.lua.create_registry_value(functions.clone()) {
+                    self.libraries.insert(script.sha.clone(), key);
+                }
+                functions
+            }
+        };
+        let f = functions.raw_get::<Option<Function>>(script.function.as_str()).ok().flatten().ok_or("ERR Function not found")?;
+        let list = |items: &[Bytes]| -> mlua::Result<Table> {
+            let t = self.lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.iter().enumerate() {
+                t.raw_set(i + 1, self.lua.create_string(&item[..])?)?;
+            }
+            Ok(t)
+        };
+        let keys = list(&script.keys).map_err(|e| e.to_string())?;
+        let args = list(&script.args).map_err(|e| e.to_string())?;
+        Ok((f, Some((keys, args))))
+    }
+
+    /// Runs a library's code (FUNCTION LOAD's) in its own globals, where
+    /// `redis` offers `register_function` (and logging) but no commands;
+    /// returns its name and what it registered, or FUNCTION LOAD's error.
+    fn load_library(&self, code: &[u8], time: Duration) -> Result<(String, Vec<Registered>), String> {
+        let (name, body) = library_metadata(code)?;
+        let registered = self.lua.create_table().map_err(|e| e.to_string())?;
+        let (env, loaded): (Table, Function) = self.library_env.call(self.loading_redis(&registered).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let chunk = self.lua.load(&body[..]).set_name("@user_function").set_environment(env).into_function().map_err(|e| compile_error(e).replace("ERR Error compiling script (new function): ", "ERR Error compiling function: "))?;
+        self.flags.stop.store(RUNNING, Ordering::Relaxed);
+        *self.flags.deadline.lock() = Instant::now() + time.min(LOAD_TIME);
+        let ran = self.run.call::<MultiValue>((chunk, self.handler.clone()));
+        loaded.call::<()>(()).map_err(|e| e.to_string())?;
+        if self.flags.stop.load(Ordering::Relaxed) == TIMED_OUT {
+            return Err(format!("ERR Error registering functions: the library's code ran longer than {} ms", time.min(LOAD_TIME).as_millis()));
+        }
+        let mut out = ran.map_err(|e| format!("ERR Error registering functions: {}", one_line(&e.to_string())))?.into_iter();
+        if !matches!(out.next(), Some(Value::Boolean(true))) {
+            let message = match out.next() {
+                Some(Value::Table(t)) => t.raw_get::<Option<String>>("err").ok().flatten().unwrap_or_else(|| "ERR unknown error".into()),
+                Some(Value::String(s)) => format!("ERR {}", s.to_string_lossy()),
+                _ => "ERR unknown error".into(),
+            };
+            return Err(one_line(&format!("ERR Error registering functions: {message}")));
+        }
+        let mut functions = Vec::new();
+        for entry in registered.sequence_values::<Table>() {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let info = FunctionInfo {
+                name: entry.raw_get("name").map_err(|e| e.to_string())?,
+                description: entry.raw_get("description").map_err(|e| e.to_string())?,
+                flags: entry.raw_get::<Vec<String>>("flags").map_err(|e| e.to_string())?,
+            };
+            functions.push(Registered { info, callback: entry.raw_get("callback").map_err(|e| e.to_string())? });
+        }
+        if functions.is_empty() {
+            return Err("ERR No functions registered".into());
+        }
+        Ok((name, functions))
+    }
+
+    /// `redis` while a library loads: registering and logging, no
+    /// commands (`redis.call` reads as a missing global, as in Redis).
+    fn loading_redis(&self, registered: &Table) -> mlua::Result<Table> {
+        let redis: Table = self.lua.globals().raw_get("redis")?;
+        let loading = self.lua.create_table()?;
+        for name in ["log", "LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING", "setresp", "REDIS_VERSION", "REDIS_VERSION_NUM"] {
+            loading.raw_set(name, redis.raw_get::<Value>(name)?)?;
+        }
+        let collector = registered.clone();
+        loading.raw_set("register_function", self.lua.create_function(move |lua, args: MultiValue| register_function(lua, &collector, args))?)?;
+        let missing = self.lua.load(r#"return setmetatable({}, {__index = function(_, k) error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2) end})"#).set_name("=loading").call::<Table>(())?;
+        loading.set_metatable(missing.metatable())?;
+        Ok(loading)
     }
 
     /// KEYS and ARGV, set past the read-only guard.
@@ -410,16 +681,20 @@ fn memory_error(limit: usize) -> String {
 }
 
 /// A failed script's error line, as Redis 7.0 writes it.
-fn script_error(value: &Value, sha: &str) -> String {
-    let (message, line) = match value {
-        Value::Table(t) => (t.raw_get::<Option<String>>("err").ok().flatten().unwrap_or_else(|| "ERR unknown error".into()), t.raw_get::<Option<i64>>("line").ok().flatten()),
+/// `name`: the script's SHA1, or FCALL's function name.
+fn script_error(value: &Value, name: &str) -> String {
+    let (message, at) = match value {
+        Value::Table(t) => (
+            t.raw_get::<Option<String>>("err").ok().flatten().unwrap_or_else(|| "ERR unknown error".into()),
+            t.raw_get::<Option<String>>("source").ok().flatten().zip(t.raw_get::<Option<i64>>("line").ok().flatten()),
+        ),
         Value::String(s) => (format!("ERR {}", s.to_string_lossy()), None),
         other => (format!("ERR {other:?}"), None),
     };
     let message = message.strip_prefix('-').unwrap_or(&message).to_string();
-    match line {
-        Some(line) => one_line(&format!("{message} script: {sha}, on @user_script:{line}.")),
-        None => one_line(&format!("{message} script: {sha}")),
+    match at {
+        Some((source, line)) => one_line(&format!("{message} script: {name}, on {source}:{line}.")),
+        None => one_line(&format!("{message} script: {name}")),
     }
 }
 
@@ -441,8 +716,14 @@ fn error_table(lua: &Lua, err: Value, raised: Option<String>) -> mlua::Result<Ta
     // The innermost frame of the script itself (not of `redis.call`'s
     // wrapper or a library function).
     for level in 1.. {
-        let Some(found) = lua.inspect_stack(level, |d| (d.source().source.as_deref() == Some("@user_script")).then(|| d.current_line()).flatten()) else { break };
-        if let Some(line) = found {
+        let Some(found) = lua.inspect_stack(level, |d| {
+            let source = d.source().source.map(|s| s.to_string());
+            source.filter(|s| s == "@user_script" || s == "@user_function").and_then(|s| Some((s, d.current_line()?)))
+        }) else {
+            break;
+        };
+        if let Some((source, line)) = found {
+            t.raw_set("source", source)?;
             t.raw_set("line", line)?;
             break;
         }

@@ -59,7 +59,7 @@ impl Node {
 
 fn script(body: &str, keys: &[&str], args: &[&str]) -> pb::Script {
     let b = |v: &[&str]| v.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect();
-    pb::Script { body: Bytes::copy_from_slice(body.as_bytes()), sha: sha1_hex(body.as_bytes()), keys: b(keys), args: b(args), read_only: false }
+    pb::Script { body: Bytes::copy_from_slice(body.as_bytes()), sha: sha1_hex(body.as_bytes()), keys: b(keys), args: b(args), read_only: false, function: String::new() }
 }
 
 fn engine(limits: Limits) -> Engine {
@@ -254,4 +254,53 @@ fn states_are_reused_and_keep_compiled_scripts() {
     assert_eq!(node.data[&b"n"[..]], Bytes::from_static(b"2"));
     assert_eq!(e.idle.lock().len(), 1, "one state served every run");
     assert_eq!(e.idle.lock()[0].compiled.len(), 1);
+}
+
+fn fcall(e: &Engine, node: &mut Node, code: &str, function: &str, keys: &[&str], args: &[&str]) -> Outcome<&'static str> {
+    let mut s = script(code, keys, args);
+    s.function = function.into();
+    run_on(e, node, &s)
+}
+
+#[test]
+fn libraries_load_as_function_load_loads_them() {
+    let code = "#!lua name=mylib\nredis.register_function('plain', function(keys, args) return {keys[1], args[1]} end)\nredis.register_function{function_name = 'ro', callback = function() return 2 end, flags = {'no-writes'}, description = 'read only'}";
+    let lib = load_library(code.as_bytes()).unwrap();
+    assert_eq!(lib.name, "mylib");
+    assert_eq!(lib.functions, vec![FunctionInfo { name: "plain".into(), description: None, flags: vec![] }, FunctionInfo { name: "ro".into(), description: Some("read only".into()), flags: vec!["no-writes".into()] }]);
+    let refused = |code: &str| load_library(code.as_bytes()).unwrap_err();
+    assert_eq!(refused("return 1"), "ERR Missing library metadata");
+    assert_eq!(refused("#!lua name=x"), "ERR Invalid library metadata");
+    assert_eq!(refused("#!js name=x\n"), "ERR Engine 'js' not found");
+    assert_eq!(refused("#!lua name=x foo=bar\n"), "ERR Invalid metadata value given: foo=bar");
+    assert_eq!(refused("#!lua\nreturn 1"), "ERR Library name was not given");
+    assert_eq!(refused("#!lua name=a-b\nreturn 1"), "ERR Library names can only contain letters, numbers, or underscores(_) and must be at least one character long");
+    assert_eq!(refused("#!lua name=x\nreturn 1"), "ERR No functions registered");
+    assert_eq!(refused("#!lua name=x\nlocal a = "), "ERR Error compiling function: user_function:2: unexpected symbol near '<eof>'");
+    assert_eq!(refused("#!lua name=x\nredis.call('set', 'x', 'y')"), "ERR Error registering functions: ERR user_function:2: Script attempted to access nonexistent global variable 'call'");
+    assert_eq!(refused("#!lua name=x\nx = 1"), "ERR Error registering functions: ERR user_function:2: Attempt to modify a readonly table");
+    assert_eq!(refused("#!lua name=x\nreturn KEYS"), "ERR Error registering functions: ERR user_function:2: Script attempted to access nonexistent global variable 'KEYS'");
+    assert_eq!(refused("#!lua name=x\nredis.register_function('g', 5)"), "ERR Error registering functions: ERR second argument to redis.register_function must be a function");
+    assert_eq!(refused("#!lua name=x\nredis.register_function{function_name = 'g', callback = function() end, flags = {'bogus'}}"), "ERR Error registering functions: ERR unknown flag given");
+    assert_eq!(refused("#!lua name=x\nredis.register_function{function_name = 'g', callback = function() end, nope = 1}"), "ERR Error registering functions: ERR unknown argument given to redis.register_function");
+    assert_eq!(refused("#!lua name=x\nredis.register_function('f 1', function() end)"), "ERR Error registering functions: ERR Library names can only contain letters, numbers, or underscores(_) and must be at least one character long");
+    assert_eq!(refused("#!lua name=x\nwhile true do end"), "ERR Error registering functions: the library's code ran longer than 500 ms");
+}
+
+#[test]
+fn fcall_runs_a_library_function_with_its_keys_and_arguments() {
+    let e = engine(Limits::default());
+    let mut node = Node::default();
+    let code = "#!lua name=lib\nlocal prefix = 'p:'\nredis.register_function('put', function(keys, args) redis.call('set', keys[1], prefix .. args[1]) return redis.call('get', keys[1]) end)\nredis.register_function('fail', function() error('boom') end)\nredis.register_function('globals', function() return KEYS end)";
+    let Outcome::Answered(r) = fcall(&e, &mut node, code, "put", &["k"], &["v"]) else { panic!() };
+    assert_eq!(r, bulk("p:v"));
+    let Outcome::Answered(r) = fcall(&e, &mut node, code, "fail", &[], &[]) else { panic!() };
+    assert_eq!(r, err("ERR user_function:4: boom script: fail, on @user_function:4."));
+    let Outcome::Answered(r) = fcall(&e, &mut node, code, "globals", &[], &[]) else { panic!() };
+    assert_eq!(r, err("ERR user_function:5: Script attempted to access nonexistent global variable 'KEYS' script: globals, on @user_function:5."));
+    assert!(matches!(fcall(&e, &mut node, code, "nosuch", &[], &[]), Outcome::Stopped(r) if r == err("ERR Function not found")));
+    // EVAL after FCALL on the same state still sees its globals.
+    let s = script("return KEYS[1]", &["k1"], &[]);
+    assert!(matches!(run_on(&e, &mut node, &s), Outcome::Answered(r) if r == bulk("k1")));
+    assert_eq!(e.idle.lock()[0].libraries.len(), 1, "the library was loaded once");
 }

@@ -45,6 +45,9 @@ pub const THROTTLE: &str = "/evenkeel/throttle";
 /// bits in decimal); absent or empty means none.
 /// Written by CONFIG SET through any router; every node follows it.
 pub const NOTIFY_KEYSPACE_EVENTS: &str = "/evenkeel/notify-keyspace-events";
+/// FUNCTION LOAD's libraries: `<prefix><library name>` holds its code.
+/// Every router follows them.
+pub const FUNCTIONS_PREFIX: &str = "/evenkeel/functions/";
 
 pub fn router_key(id: u64) -> String {
     format!("{ROUTERS_PREFIX}{id:020}")

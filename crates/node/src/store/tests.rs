@@ -874,7 +874,7 @@ impl evenkeel_script::Commands for ScriptCommands {
 
 fn script(body: &str, keys: &[&[u8]], args: &[&[u8]]) -> pb::Script {
     let b = |v: &[&[u8]]| v.iter().map(|s| Bytes::copy_from_slice(s)).collect();
-    pb::Script { body: Bytes::copy_from_slice(body.as_bytes()), sha: evenkeel_script::sha1_hex(body.as_bytes()), keys: b(keys), args: b(args), read_only: false }
+    pb::Script { body: Bytes::copy_from_slice(body.as_bytes()), sha: evenkeel_script::sha1_hex(body.as_bytes()), keys: b(keys), args: b(args), read_only: false, function: String::new() }
 }
 
 fn error_reply(r: &R) -> &str {

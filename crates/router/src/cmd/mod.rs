@@ -14,6 +14,7 @@
 pub mod bits;
 pub mod blocking;
 mod collection;
+pub mod functions;
 pub mod geo;
 pub mod hashes;
 pub mod hll;
@@ -130,8 +131,11 @@ pub const SPECS: &[Spec] = &[
     spec("expire", -3, W, ONE),
     spec("expireat", -3, WF, ONE),
     spec("expiretime", 2, R_, ONE),
+    spec("fcall", -3, EVAL, NOKEY),
+    spec("fcall_ro", -3, EVAL_RO, NOKEY),
     spec("flushall", -1, W, NOKEY),
     spec("flushdb", -1, W, NOKEY),
+    spec("function", -2, &[], NOKEY),
     spec("geoadd", -5, WD, ONE),
     spec("geodist", -4, RO, ONE),
     spec("geohash", -2, RO, ONE),
@@ -517,7 +521,8 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
         "unsubscribe" | "punsubscribe" | "sunsubscribe" => pubsub::unsubscribe(r, s, name, a),
         "publish" | "spublish" => pubsub::publish(r, name, a).await,
         "pubsub" => pubsub::pubsub(r, a).await,
-        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" => scripting::eval(r, name, a).await,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => scripting::eval(r, name, a).await,
+        "function" => functions::function(r, a).await,
         "script" => scripting::script(r, a),
         "ping" if pubsub::subscribed(s) && a.len() <= 2 => pubsub::ping(a),
         "randomkey" => keys::random_key(r).await,

@@ -95,9 +95,9 @@ impl ScriptCache {
     }
 }
 
-/// Whether `name` runs a script (EVAL and its forms).
+/// Whether `name` runs a script (EVAL, FCALL and their forms).
 pub(crate) fn is_eval(name: &str) -> bool {
-    matches!(name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro")
+    matches!(name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro")
 }
 
 /// The keys EVAL's `numkeys` declares (arity already checked).
@@ -110,9 +110,13 @@ pub(crate) fn declared_keys(a: &[Bytes]) -> Result<&[Bytes], Frame> {
     }
 }
 
-/// EVAL's (or EVALSHA's) script, ready to send: its body (from the cache
-/// for EVALSHA), keys of one slot, compiled once before it is cached.
+/// EVAL's (or EVALSHA's, or FCALL's) script, ready to send: its body
+/// (from the cache for EVALSHA), keys of one slot, compiled once before it
+/// is cached.
 pub(crate) fn prepare(r: &Router, name: &str, a: &[Bytes]) -> Result<pb::Script, Frame> {
+    if name.starts_with("fcall") {
+        return super::functions::prepare(r, name, a);
+    }
     let (body, sha) = if name.starts_with("evalsha") {
         let sha = String::from_utf8_lossy(&a[1]).to_ascii_lowercase();
         match r.scripts.get(&sha) {
@@ -129,10 +133,10 @@ pub(crate) fn prepare(r: &Router, name: &str, a: &[Bytes]) -> Result<pb::Script,
         // A full cache only means EVALSHA will not find it: it still runs.
         let _ = r.scripts.add(sha.clone(), body.clone(), false);
     }
-    Ok(pb::Script { body, sha, keys: keys.to_vec(), args: a[3 + keys.len()..].to_vec(), read_only: name.ends_with("_ro") })
+    Ok(pb::Script { body, sha, keys: keys.to_vec(), args: a[3 + keys.len()..].to_vec(), read_only: name.ends_with("_ro"), function: String::new() })
 }
 
-/// EVAL, EVALSHA, EVAL_RO, EVALSHA_RO.
+/// EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, FCALL, FCALL_RO.
 pub async fn eval(r: &Router, name: &str, a: &[Bytes]) -> Frame {
     let script = match prepare(r, name, a) {
         Ok(script) => script,
