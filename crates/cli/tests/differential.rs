@@ -2446,6 +2446,7 @@ fn scripting(s: &mut Script) {
         "return tonumber('0x10')", "return tonumber('z', 36)", "return type(loadstring)", "return type(coroutine.wrap)", "return _VERSION",
         "return redis.REDIS_VERSION", "return redis.LOG_WARNING", "return redis.log(redis.LOG_WARNING, 'from the differential test')",
         "return redis.replicate_commands()", "return redis.set_repl(redis.REPL_ALL)", "return redis.breakpoint()",
+        "return redis.call('publish', 'lua:ch', 'm')", "return redis.call('spublish', 'lua:ch', 'm')", "return redis.call('publish', 'lua:ch')",
     ] {
         eval(s, body, &[], &[]);
     }
@@ -2526,6 +2527,7 @@ fn scripting(s: &mut Script) {
     s.cmd(&["EVAL_RO", "return redis.call('get', KEYS[1])", "1", "{lua}a"]);
     s.cmd(&["EVAL_RO", "return redis.call('set', KEYS[1], 'x')", "1", "{lua}a"]);
     s.cmd(&["EVAL_RO", "return redis.pcall('del', KEYS[1])", "1", "{lua}a"]);
+    s.cmd(&["EVAL_RO", "return redis.call('publish', 'lua:ch', 'm')", "0"]);
     // The script cache.
     let body = "return 'cached ' .. ARGV[1]";
     let sha = evenkeel_script::sha1_hex(body.as_bytes());

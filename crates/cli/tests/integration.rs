@@ -1681,6 +1681,18 @@ async fn scripts_run_atomically_where_their_keys_live() {
     assert_eq!(a.call(&["EVAL", "return 1", "1", "elsewhere"]).await, Frame::error("CROSSSLOT Keys in request don't hash to the same slot"));
     assert_eq!(a.call(&["EXEC"]).await, Frame::error("EXECABORT Transaction discarded because of previous errors."));
 
+    // PUBLISH from a script: counted at once, sent once it commits (the
+    // subscriber reads the script's write when told).
+    let mut sub = Raw::connect(addr).await;
+    assert_eq!(sub.call(&["SUBSCRIBE", "news"]).await, Frame::Array(vec![Frame::bulk("subscribe"), Frame::bulk("news"), Frame::Integer(1)]));
+    let published = a.call(&["EVAL", "redis.call('set', KEYS[1], 'fresh') return redis.call('publish', 'news', KEYS[1])", "1", "{s}pub"]).await;
+    assert_eq!(published, Frame::Integer(1));
+    assert_eq!(sub.read().await, Frame::Array(vec![Frame::bulk("message"), Frame::bulk("news"), Frame::bulk("{s}pub")]));
+    assert_eq!(a.call(&["GET", "{s}pub"]).await, Frame::bulk("fresh"));
+    let Frame::Error(e) = a.call(&["EVAL", "redis.call('publish', 'news', 'lost') error('after')", "0"]).await else { panic!("an error") };
+    assert!(e.starts_with("ERR user_script:1: after"), "{e}");
+    assert_eq!(sub.read().await, Frame::Array(vec![Frame::bulk("message"), Frame::bulk("news"), Frame::bulk("lost")]), "a failed script keeps what it did, as in Redis");
+
     // Atomic: read, then write what was read plus one, from 8 clients at
     // once; none of the 1,600 increments is lost.
     let incr = "local n = tonumber(redis.call('get', KEYS[1]) or '0') redis.call('set', KEYS[1], n + 1) return n + 1";

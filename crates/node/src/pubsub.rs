@@ -154,6 +154,13 @@ impl Relay {
         receivers
     }
 
+    /// How many subscriptions a message on `channel` would reach now
+    /// (what [`Self::publish`] would answer).
+    pub fn receivers(&self, shard: bool, channel: &[u8]) -> u64 {
+        let state = self.state.lock().expect("relay lock");
+        state.links.values().map(|link| link.receivers(shard, channel)).sum()
+    }
+
     /// Subscriptions summed over every link (see `PubSubQueryRequest`).
     pub fn query(&self, request: &pb::PubSubQueryRequest) -> Vec<pb::Subscription> {
         let state = self.state.lock().expect("relay lock");

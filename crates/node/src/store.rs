@@ -222,7 +222,12 @@ pub struct Store {
 }
 
 /// A keyspace event waiting for its write to commit: key, class, name.
-type Notice = (Vec<u8>, u32, &'static str);
+/// What a step publishes once it has committed: a keyspace event (key,
+/// class, name), or a script's PUBLISH.
+enum Notice {
+    Event(Vec<u8>, u32, &'static str),
+    Message(pb::PublishRequest),
+}
 
 const TRIM_SLACK: u64 = 256;
 
@@ -338,13 +343,18 @@ impl Store {
         if writes.is_empty() || !self.notifier.on() {
             return;
         }
-        out.extend(ops::notify::events(kind, before, writes, now_ms).into_iter().map(|e| (keys[e.key].to_vec(), e.class, e.name)));
+        out.extend(ops::notify::events(kind, before, writes, now_ms).into_iter().map(|e| Notice::Event(keys[e.key].to_vec(), e.class, e.name)));
     }
 
     /// Publishes events whose writes have committed.
     fn raise(&self, notices: Vec<Notice>) {
-        for (key, class, name) in notices {
-            self.notifier.raise(&key, class, name);
+        for notice in notices {
+            match notice {
+                Notice::Event(key, class, name) => self.notifier.raise(&key, class, name),
+                Notice::Message(message) => {
+                    self.notifier.relay().publish(message);
+                }
+            }
         }
     }
 
@@ -531,7 +541,7 @@ impl Store {
     /// another partition it stops there, with nothing written, and the
     /// answer says where to run it.
     fn run_script_in_step(&self, partition: PartitionId, pending: &mut Vec<Pending>, notices: &mut Vec<Notice>, script: &pb::Script, now_ms: u64) -> Result<R, StoreError> {
-        use evenkeel_script::{Access, Outcome};
+        use evenkeel_script::{Access, Outcome, Request};
         let Some(engine) = &self.config.scripts else {
             let error = "ERR this node runs no scripts: it was started without the command layer scripts need".to_string();
             return Ok(R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(error)) }));
@@ -542,7 +552,23 @@ impl Store {
         }
         let (pending_before, notices_before) = (pending.clone(), notices.len());
         let mut slot = script.keys.first().map(|k| key_slot(k));
-        let outcome = engine.run(script, &mut |op_key: &[u8], kind: &Kind| {
+        let outcome = engine.run(script, &mut |request: Request<'_>| {
+            let (op_key, kind) = match request {
+                Request::Op(key, kind) => (key, kind),
+                // Counted now, sent once the script's writes commit.
+                Request::Publish { shard, channel, message } => {
+                    if shard {
+                        let here = key_slot(channel);
+                        match slot {
+                            Some(s) if s != here => return Err(Access::Denied("ERR Script attempted to access keys that do not hash to the same slot as its first key (in a cluster, a script's keys must share one hash slot: use {hash tags})".into())),
+                            _ => {}
+                        }
+                    }
+                    let receivers = self.notifier.relay().receivers(shard, channel);
+                    notices.push(Notice::Message(pb::PublishRequest { shard, channel: Bytes::copy_from_slice(channel), payload: Bytes::copy_from_slice(message) }));
+                    return Ok(R::Integer(receivers as i64));
+                }
+            };
             if matches!(kind, Kind::Transaction(_) | Kind::Script(_)) {
                 return Err(Access::Denied("ERR This Redis command is not allowed from script".into()));
             }

@@ -73,6 +73,8 @@ pub enum Call {
     /// Answered without data (PING, ECHO, TIME), or refused (unknown
     /// command, wrong arity, an argument error, not allowed in scripts).
     Reply(pb::Reply),
+    /// PUBLISH or SPUBLISH (`shard`), answered with the receivers' count.
+    Publish { shard: bool, channel: Bytes, message: Bytes },
 }
 
 /// The command layer a script's `redis.call` goes through. It lives in the
@@ -85,7 +87,18 @@ pub trait Commands: Send + Sync + 'static {
 
 /// The node's side of a script's ops: runs one (key, op) in the script's
 /// step and answers its result, or why not.
-pub type AccessFn<'a, E> = dyn FnMut(&[u8], &Kind) -> Result<R, Access<E>> + 'a;
+pub type AccessFn<'a, E> = dyn FnMut(Request<'_>) -> Result<R, Access<E>> + 'a;
+
+/// What a script asks of its node.
+#[derive(Debug, Clone, Copy)]
+pub enum Request<'a> {
+    /// Run this op on this key in the script's step.
+    Op(&'a [u8], &'a Kind),
+    /// PUBLISH (or SPUBLISH, `shard`): answer how many subscriptions will
+    /// receive the message (an Integer), and send it once the script's
+    /// writes commit (never, if it is stopped).
+    Publish { shard: bool, channel: &'a [u8], message: &'a [u8] },
+}
 
 /// Why the node did not run an op of a script.
 pub enum Access<E> {
@@ -767,10 +780,18 @@ fn call<E>(lua: &Lua, commands: &dyn Commands, read_only: bool, args: MultiValue
     Ok(match commands.plan(&argv) {
         Call::Reply(reply) => Step::Reply(reply),
         Call::Ops { write: true, .. } if read_only => Step::Reply(error("ERR Write commands are not allowed from read-only scripts.".into())),
+        // PUBLISH may replicate: a write, for read-only scripts.
+        Call::Publish { .. } if read_only => Step::Reply(error("ERR Write commands are not allowed from read-only scripts.".into())),
+        Call::Publish { shard, channel, message } => match access(Request::Publish { shard, channel: &channel, message: &message }) {
+            Ok(R::Integer(n)) => Step::Reply(pb::Reply { kind: Some(Rk::Integer(n)) }),
+            Ok(_) => Step::Reply(error("ERR internal error: the node answered PUBLISH with no count".into())),
+            Err(Access::Denied(message)) => Step::Reply(error(message)),
+            Err(Access::Abort(e)) => Step::Abort(e),
+        },
         Call::Ops { ops, answer, .. } => {
             let mut results = Vec::with_capacity(ops.len());
             for (key, kind) in &ops {
-                match access(key, kind) {
+                match access(Request::Op(key, kind)) {
                     Ok(r) => results.push(r),
                     Err(Access::Denied(message)) => return Ok(Step::Reply(error(message))),
                     Err(Access::Abort(e)) => return Ok(Step::Abort(e)),

@@ -22,6 +22,7 @@ impl Commands for Fake {
                 answer: Box::new(|_| pb::Reply { kind: Some(Rk::Simple("OK".into())) }),
             },
             ("ping", 1) => reply(Rk::Simple("PONG".into())),
+            ("publish", 3) => Call::Publish { shard: false, channel: a[1].clone(), message: a[2].clone() },
             ("wrong", _) => reply(Rk::Error("WRONGTYPE Operation against a key holding the wrong kind of value".into())),
             _ => reply(Rk::Error("ERR Unknown Redis command called from script".into())),
         }
@@ -33,6 +34,7 @@ impl Commands for Fake {
 #[derive(Default)]
 struct Node {
     data: HashMap<Bytes, Bytes>,
+    published: Vec<(Bytes, Bytes)>,
 }
 
 impl Node {
@@ -67,7 +69,13 @@ fn engine(limits: Limits) -> Engine {
 }
 
 fn run_on(e: &Engine, node: &mut Node, s: &pb::Script) -> Outcome<&'static str> {
-    e.run(s, &mut |key, kind| node.access(key, kind))
+    e.run(s, &mut |request| match request {
+        Request::Op(key, kind) => node.access(key, kind),
+        Request::Publish { channel, message, .. } => {
+            node.published.push((Bytes::copy_from_slice(channel), Bytes::copy_from_slice(message)));
+            Ok(R::Integer(1))
+        }
+    })
 }
 
 /// The reply of a script that answered.
@@ -189,6 +197,20 @@ fn a_script_that_does_not_compile_never_starts() {
     let mut s = script("return 1", &[], &[]);
     s.sha = sha1_hex(b"return 2");
     assert!(matches!(run_on(&e, &mut Node::default(), &s), Outcome::Stopped(_)), "a body that is not its SHA1's");
+}
+
+#[test]
+fn publish_asks_the_node_which_sends_after_the_commit() {
+    let e = engine(Limits::default());
+    let mut node = Node::default();
+    let Outcome::Answered(r) = run_on(&e, &mut node, &script("return redis.call('publish', 'ch', 'hello')", &[], &[])) else { panic!() };
+    assert_eq!(r, int(1));
+    assert_eq!(node.published, vec![(Bytes::from_static(b"ch"), Bytes::from_static(b"hello"))]);
+    let mut s = script("return redis.call('publish', 'ch', 'x')", &[], &[]);
+    s.read_only = true;
+    let Outcome::Answered(r) = run_on(&e, &mut node, &s) else { panic!() };
+    assert_eq!(r, script_err("ERR Write commands are not allowed from read-only scripts.", "return redis.call('publish', 'ch', 'x')", 1));
+    assert_eq!(node.published.len(), 1);
 }
 
 #[test]
