@@ -821,6 +821,15 @@ fn slowlog_errors(s: &mut Script) {
     s.unordered(&["CONFIG", "GET", "slowlog*"]);
     s.unordered(&["CONFIG", "GET", "maxmemory", "maxmemory-policy", "timeout", "notify-keyspace-events", "hll-sparse-max-bytes", "stream-node-max-entries"]);
     s.unordered(&["CONFIG", "GET", "hash-max-listpack-entries", "zset-max-listpack-entries", "set-max-intset-entries"]);
+    // The script time limit (busy-reply-threshold, once lua-time-limit).
+    s.unordered(&["CONFIG", "GET", "busy*"]);
+    s.unordered(&["CONFIG", "GET", "lua-time-limit", "busy-reply-threshold"]);
+    for c in [
+        &["CONFIG", "SET", "busy-reply-threshold", "x"][..], &["CONFIG", "SET", "lua-time-limit", "-1"], &["CONFIG", "SET", "busy-reply-threshold", "4000", "lua-time-limit", "6000"],
+        &["CONFIG", "GET", "busy-reply-threshold"], &["CONFIG", "SET", "lua-time-limit", "5000"], &["CONFIG", "GET", "lua-time-limit"],
+    ] {
+        s.cmd(c);
+    }
     // CLIENT LIST/INFO/KILL's errors (their listings hold per-server ids
     // and ports).
     for c in [

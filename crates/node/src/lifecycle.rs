@@ -227,6 +227,7 @@ impl Node {
         tasks.spawn(follow_routing(meta.clone(), self.inner.clone()));
         tasks.spawn(follow_gc_horizon(meta.clone(), self.inner.clone()));
         tasks.spawn(follow_notify_flags(meta.clone(), self.inner.clone()));
+        tasks.spawn(follow_script_time_limit(meta.clone(), self.inner.clone()));
         tasks.spawn(sweep(self.inner.clone(), self.config.sweep_interval, self.config.tombstone_grace));
         tasks.spawn(flush(self.inner.clone(), self.config.fsync_interval));
         tasks.spawn(tend_memtables(self.inner.clone()));
@@ -375,6 +376,24 @@ async fn follow_notify_flags(meta: Arc<dyn MetaStore>, inner: Arc<NodeInner>) {
         match evenkeel_types::notify::Flags::from_stored(&raw) {
             Some(flags) => inner.store.notifier().set(flags),
             None => tracing::error!(node = inner.id, value = %String::from_utf8_lossy(&raw), "unreadable notify-keyspace-events; keeping the flags in force"),
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Keeps the script engine's time limit as the cluster's setting says
+/// (the default while it is absent).
+async fn follow_script_time_limit(meta: Arc<dyn MetaStore>, inner: Arc<NodeInner>) {
+    let Some(engine) = inner.store.scripts().cloned() else { return };
+    let mut rx = follow::follow_key(meta, keys::SCRIPT_TIME_LIMIT.to_string());
+    loop {
+        let stored = rx.borrow_and_update().as_ref().map(|kv| kv.value.clone());
+        match stored.map(|raw| String::from_utf8_lossy(&raw).parse::<u64>()) {
+            None => engine.set_time_limit(evenkeel_script::Limits::default().time),
+            Some(Ok(ms)) if ms > 0 => engine.set_time_limit(Duration::from_millis(ms)),
+            Some(_) => tracing::error!(node = inner.id, "unreadable script time limit in the metadata store; keeping the one in force"),
         }
         if rx.changed().await.is_err() {
             return;

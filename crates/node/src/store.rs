@@ -337,6 +337,11 @@ impl Store {
         &self.notifier
     }
 
+    /// What runs EVAL's scripts, if this store runs them.
+    pub fn scripts(&self) -> Option<&Arc<evenkeel_script::Engine>> {
+        self.config.scripts.as_ref()
+    }
+
     /// Works out the events of an applied op (keys `keys`, live records
     /// `before`, `writes` by key index) into `out`, if any is published.
     fn notices(&self, kind: &Kind, keys: &[&[u8]], before: &[Option<&Record>], writes: &[(usize, &Record)], now_ms: u64, out: &mut Vec<Notice>) {

@@ -152,6 +152,8 @@ pub struct Engine {
     commands: Arc<dyn Commands>,
     idle: Mutex<Vec<Vm>>,
     limits: Limits,
+    /// [`Limits::time`] in ms, changed at runtime ([`Engine::set_time_limit`]).
+    time_ms: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -203,7 +205,18 @@ struct Vm {
 
 impl Engine {
     pub fn new(commands: Arc<dyn Commands>, limits: Limits) -> Engine {
-        Engine { commands, idle: Mutex::new(Vec::new()), limits }
+        let time_ms = std::sync::atomic::AtomicU64::new(limits.time.as_millis() as u64);
+        Engine { commands, idle: Mutex::new(Vec::new()), limits, time_ms }
+    }
+
+    /// Sets how long a script may run from its next run on (the cluster's
+    /// `busy-reply-threshold`).
+    pub fn set_time_limit(&self, limit: Duration) {
+        self.time_ms.store(limit.as_millis().max(1) as u64, Ordering::Relaxed);
+    }
+
+    pub fn time_limit(&self) -> Duration {
+        Duration::from_millis(self.time_ms.load(Ordering::Relaxed))
     }
 
     /// Runs `script`: each op of each `redis.call` goes to `access` (the
@@ -214,7 +227,7 @@ impl Engine {
             Ok(vm) => vm,
             Err(e) => return Outcome::Stopped(error(format!("ERR cannot start a Lua state: {e}"))),
         };
-        let outcome = vm.execute(script, self.commands.as_ref(), self.limits.time, access);
+        let outcome = vm.execute(script, self.commands.as_ref(), self.time_limit(), access);
         // A state whose script was stopped may hold what it left half done
         // (a memory error can come anywhere): made again.
         if vm.flags.stop.load(Ordering::Relaxed) == RUNNING {

@@ -45,6 +45,10 @@ pub const THROTTLE: &str = "/evenkeel/throttle";
 /// bits in decimal); absent or empty means none.
 /// Written by CONFIG SET through any router; every node follows it.
 pub const NOTIFY_KEYSPACE_EVENTS: &str = "/evenkeel/notify-keyspace-events";
+/// How long a script may run before its node stops it, in ms (decimal);
+/// absent: 5000. Written by CONFIG SET busy-reply-threshold (or
+/// lua-time-limit) through any router; every node follows it.
+pub const SCRIPT_TIME_LIMIT: &str = "/evenkeel/script-time-limit";
 /// FUNCTION LOAD's libraries: `<prefix><library name>` holds its code.
 /// Every router follows them.
 pub const FUNCTIONS_PREFIX: &str = "/evenkeel/functions/";

@@ -517,7 +517,9 @@ async fn config(r: &Router, a: &[Bytes]) -> Frame {
     }
     let mut out = Vec::new();
     for &name in CONFIG_NAMES {
-        if a[2..].iter().any(|p| crate::glob::glob_match(&p.to_ascii_lowercase(), name.as_bytes())) {
+        // An old name answers only when asked by name, as in Redis.
+        let matches = |p: &Bytes| if ALIASES.contains(&name) { p.eq_ignore_ascii_case(name.as_bytes()) } else { crate::glob::glob_match(&p.to_ascii_lowercase(), name.as_bytes()) };
+        if a[2..].iter().any(matches) {
             let value = match config_value(r, name).await {
                 Ok(v) => v,
                 Err(e) => return e,
@@ -529,8 +531,8 @@ async fn config(r: &Router, a: &[Bytes]) -> Frame {
     Frame::Array(out)
 }
 
-/// The settings CONFIG GET answers, in its order; CONFIG SET changes only
-/// `notify-keyspace-events`.
+/// The settings CONFIG GET answers, in its order; CONFIG SET changes
+/// `notify-keyspace-events` and the script time limit.
 const CONFIG_NAMES: &[&str] = &[
     "appendonly",
     "save",
@@ -543,6 +545,8 @@ const CONFIG_NAMES: &[&str] = &[
     "maxmemory-policy",
     "timeout",
     "notify-keyspace-events",
+    "busy-reply-threshold",
+    "lua-time-limit",
     "hash-max-listpack-entries",
     "zset-max-listpack-entries",
     "set-max-intset-entries",
@@ -550,6 +554,9 @@ const CONFIG_NAMES: &[&str] = &[
     "stream-node-max-entries",
     "stream-node-max-bytes",
 ];
+
+/// Old names of settings in [`CONFIG_NAMES`].
+const ALIASES: &[&str] = &["lua-time-limit"];
 
 /// One of [`CONFIG_NAMES`]' values. What evenkeel does, in Redis's terms:
 /// nothing is evicted, idle clients are kept; the encodings OBJECT
@@ -566,6 +573,7 @@ async fn config_value(r: &Router, name: &str) -> Result<String, Frame> {
         "maxmemory" | "timeout" | "stream-node-max-bytes" => "0".into(),
         "maxmemory-policy" => "noeviction".into(),
         "notify-keyspace-events" => notify_flags(r).await?.render(),
+        "busy-reply-threshold" | "lua-time-limit" => script_time_limit(r).await?.to_string(),
         "hash-max-listpack-entries" => super::object::HASH_LISTPACK_ENTRIES.to_string(),
         "zset-max-listpack-entries" => super::object::ZSET_LISTPACK_ENTRIES.to_string(),
         "set-max-intset-entries" => super::object::INTSET_ENTRIES.to_string(),
@@ -582,35 +590,50 @@ async fn notify_flags(r: &Router) -> Result<evenkeel_types::notify::Flags, Frame
     Ok(stored.and_then(|kv| evenkeel_types::notify::Flags::from_stored(&kv.value)).unwrap_or_default())
 }
 
-/// CONFIG SET: only `notify-keyspace-events` changes at runtime (for the
-/// whole cluster: every node follows the value in the metadata store);
-/// the rest comes from the configuration file.
+/// The cluster's script time limit in ms, as stored by CONFIG SET.
+async fn script_time_limit(r: &Router) -> Result<u64, Frame> {
+    let stored = r.meta.get(evenkeel_types::keys::SCRIPT_TIME_LIMIT).await.map_err(|e| Frame::error(format!("ERR metadata store unavailable: {e}")))?;
+    Ok(stored.and_then(|kv| String::from_utf8_lossy(&kv.value).parse().ok()).unwrap_or(evenkeel_script::Limits::default().time.as_millis() as u64))
+}
+
+/// CONFIG SET: `notify-keyspace-events` and the script time limit
+/// (`busy-reply-threshold`, or its old name `lua-time-limit`) change at
+/// runtime, for the whole cluster: every node follows the value in the
+/// metadata store. The rest comes from the configuration file.
 async fn config_set(r: &Router, a: &[Bytes]) -> Frame {
     if a.len() < 4 || !a.len().is_multiple_of(2) {
         return wrong_arity("config|set");
     }
-    let mut flags = None;
+    let failed = |name: &str, why: &str| Frame::error(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {why}"));
+    let (mut flags, mut time_limit) = (None, None);
     for pair in a[2..].chunks(2) {
-        let name = pair[0].to_ascii_lowercase();
-        if name != b"notify-keyspace-events" {
-            if CONFIG_NAMES.iter().any(|k| k.as_bytes() == name) {
-                return Frame::error(format!("ERR evenkeel is configured through its configuration file, not CONFIG ('{}' cannot be set at runtime)", c_str(&pair[0], 128)));
-            }
-            return Frame::error(format!("ERR Unknown option or number of arguments for CONFIG SET - '{}'", c_str(&pair[0], 128)));
-        }
-        if flags.is_some() {
-            return Frame::error("ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - duplicate parameter");
-        }
-        match evenkeel_types::notify::Flags::parse(&pair[1]) {
-            Some(f) => flags = Some(f),
-            None => return Frame::error("ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'."),
+        let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+        match name.as_str() {
+            "notify-keyspace-events" if flags.is_some() => return failed(&name, "duplicate parameter"),
+            "notify-keyspace-events" => match evenkeel_types::notify::Flags::parse(&pair[1]) {
+                Some(f) => flags = Some(f),
+                None => return failed(&name, "Invalid event class character. Use 'Ag$lshzxeKEtmdn'."),
+            },
+            // One setting under two names, which Redis lets a CONFIG SET
+            // give twice.
+            "busy-reply-threshold" | "lua-time-limit" => match int_arg(&pair[1]) {
+                Ok(ms) if ms > 0 => time_limit = Some(ms as u64),
+                Ok(ms) if ms < 0 => return failed(&name, "argument must be between 0 and 9223372036854775807 inclusive"),
+                // Scripts are stopped at the limit here, so there is one.
+                Ok(_) => return failed(&name, "argument must be at least 1 (ms): evenkeel stops a script that runs past it"),
+                Err(_) => return failed(&name, "argument couldn't be parsed into an integer"),
+            },
+            _ if CONFIG_NAMES.contains(&name.as_str()) => return Frame::error(format!("ERR evenkeel is configured through its configuration file, not CONFIG ('{}' cannot be set at runtime)", c_str(&pair[0], 128))),
+            _ => return Frame::error(format!("ERR Unknown option or number of arguments for CONFIG SET - '{}'", c_str(&pair[0], 128))),
         }
     }
-    let Some(flags) = flags else { return Frame::ok() };
-    match r.meta.put(evenkeel_types::keys::NOTIFY_KEYSPACE_EVENTS, flags.stored(), None).await {
-        Ok(_) => Frame::ok(),
-        Err(e) => Frame::error(format!("ERR metadata store unavailable: {e}")),
+    let writes = flags.map(|f| (evenkeel_types::keys::NOTIFY_KEYSPACE_EVENTS, f.stored())).into_iter().chain(time_limit.map(|ms| (evenkeel_types::keys::SCRIPT_TIME_LIMIT, ms.to_string().into_bytes())));
+    for (key, value) in writes {
+        if let Err(e) = r.meta.put(key, value, None).await {
+            return Frame::error(format!("ERR metadata store unavailable: {e}"));
+        }
     }
+    Frame::ok()
 }
 
 /// SLOWLOG GET [count] | LEN | RESET.
