@@ -152,10 +152,12 @@ pub enum Cmd {
     Incr,
     Del,
     Mget,
+    /// EVAL of a script that INCRs a counter key: checked as INCR is.
+    Eval,
 }
 
 impl Cmd {
-    pub const ALL: [Cmd; 5] = [Cmd::Get, Cmd::Set, Cmd::Incr, Cmd::Del, Cmd::Mget];
+    pub const ALL: [Cmd; 6] = [Cmd::Get, Cmd::Set, Cmd::Incr, Cmd::Del, Cmd::Mget, Cmd::Eval];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -164,6 +166,7 @@ impl Cmd {
             Cmd::Incr => "incr",
             Cmd::Del => "del",
             Cmd::Mget => "mget",
+            Cmd::Eval => "eval",
         }
     }
 }
@@ -180,7 +183,7 @@ impl Mix {
         let mut weights: Vec<(Cmd, u32)> = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, w) = part.split_once('=').ok_or_else(|| format!("{part:?} is not NAME=WEIGHT"))?;
-            let cmd = Cmd::ALL.into_iter().find(|c| c.name() == name.trim().to_ascii_lowercase()).ok_or_else(|| format!("unknown command {name:?} (use get, set, incr, del, mget)"))?;
+            let cmd = Cmd::ALL.into_iter().find(|c| c.name() == name.trim().to_ascii_lowercase()).ok_or_else(|| format!("unknown command {name:?} (use get, set, incr, del, mget, eval)"))?;
             let w: u32 = w.trim().parse().map_err(|_| format!("{part:?}: weight must be a whole number"))?;
             if weights.iter().any(|(c, _)| *c == cmd) {
                 return Err(format!("{name} appears twice"));
@@ -361,6 +364,7 @@ mod tests {
         assert_eq!(m.pick(95), Cmd::Incr);
         assert_eq!(m.pick(98), Cmd::Del);
         assert_eq!(m.pick(99), Cmd::Mget);
+        assert_eq!(Mix::parse("eval=1").unwrap().pick(0), Cmd::Eval);
         assert_eq!(Mix::parse("set=1").unwrap().weight(Cmd::Get), 0);
         assert!(Mix::parse("get=0").is_err());
         assert!(Mix::parse("hget=1").unwrap_err().contains("unknown"));

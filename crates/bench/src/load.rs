@@ -307,7 +307,7 @@ fn record(shared: &LoadShared, log: &mut ConnLog, p: Pending, frame: Frame) {
         }
         (Request::Get(_), Frame::Bulk(_) | Frame::Null)
         | (Request::Set(..), Frame::Simple(_))
-        | (Request::Incr(_) | Request::Del(_), Frame::Integer(_)) => Outcome::Ok,
+        | (Request::Incr(_) | Request::Eval(_) | Request::Del(_), Frame::Integer(_)) => Outcome::Ok,
         (Request::Mget(keys), Frame::Array(items)) if items.len() == keys.len() => Outcome::Ok,
         (_, other) => {
             log.note_error(&format!("unexpected reply to {}: {other:?}", p.request.cmd().name()));
@@ -330,7 +330,7 @@ fn push_ops(log: &mut ConnLog, p: &Pending, complete: Micros, outcome: Outcome, 
     match (&p.request, reply) {
         (Request::Set(k, id), _) => log.ops.push(op(Key::Data(*k), OpKind::Write(Val::Written(*id)))),
         (Request::Del(k), _) => log.ops.push(op(Key::Data(*k), OpKind::Write(Val::Nil))),
-        (Request::Incr(k), reply) => {
+        (Request::Incr(k) | Request::Eval(k), reply) => {
             let n = match reply {
                 Some((Frame::Integer(n), _)) => Some(*n),
                 _ => None,

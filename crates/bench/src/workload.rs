@@ -21,7 +21,13 @@ pub enum Request {
     Incr(u32),
     Del(u32),
     Mget(Vec<u32>),
+    /// EVAL of [`EVAL_INCR`] on a counter key.
+    Eval(u32),
 }
+
+/// The script `--mix eval=N` runs: an INCR of its key, so the checker
+/// treats its replies as INCR's (each value once, in order).
+pub const EVAL_INCR: &str = "return redis.call('incr', KEYS[1])";
 
 impl Request {
     pub fn cmd(&self) -> Cmd {
@@ -31,6 +37,7 @@ impl Request {
             Request::Incr(_) => Cmd::Incr,
             Request::Del(_) => Cmd::Del,
             Request::Mget(_) => Cmd::Mget,
+            Request::Eval(_) => Cmd::Eval,
         }
     }
 
@@ -38,7 +45,7 @@ impl Request {
     pub fn first_key(&self) -> Key {
         match self {
             Request::Get(k) | Request::Set(k, _) | Request::Del(k) => Key::Data(*k),
-            Request::Incr(k) => Key::Counter(*k),
+            Request::Incr(k) | Request::Eval(k) => Key::Counter(*k),
             Request::Mget(keys) => Key::Data(keys.first().copied().unwrap_or(0)),
         }
     }
@@ -54,6 +61,7 @@ impl Request {
             Request::Incr(k) => encode_command(&[b"INCR", Key::Counter(*k).name().as_bytes()], out),
             Request::Del(k) => encode_command(&[b"DEL", Key::Data(*k).name().as_bytes()], out),
             Request::Mget(keys) => encode_mget(keys.iter().map(|k| Key::Data(*k)), out),
+            Request::Eval(k) => encode_command(&[b"EVAL", EVAL_INCR.as_bytes(), b"1", Key::Counter(*k).name().as_bytes()], out),
         }
     }
 }
@@ -180,6 +188,7 @@ impl Generator {
                 Request::Set(self.data.pick(&mut self.rng), ValueId { client: self.client, seq: self.seq })
             }
             Cmd::Incr => Request::Incr(self.counters.pick(&mut self.rng)),
+            Cmd::Eval => Request::Eval(self.counters.pick(&mut self.rng)),
             Cmd::Del => Request::Del(self.data.pick(&mut self.rng)),
             Cmd::Mget => Request::Mget((0..self.mget_keys).map(|_| self.data.pick(&mut self.rng)).collect()),
         }
@@ -223,8 +232,10 @@ mod tests {
         Request::Set(5, ValueId { client: 2, seq: 9 }).encode(&codec, &mut scratch, &mut out);
         Request::Mget(vec![1, 2]).encode(&codec, &mut scratch, &mut out);
         Request::Incr(0).encode(&codec, &mut scratch, &mut out);
+        Request::Eval(3).encode(&codec, &mut scratch, &mut out);
         let expected = "*3\r\n$3\r\nSET\r\n$4\r\nek:5\r\n$13\r\n00000001:2:9:\r\n".to_string()
-            + "*3\r\n$4\r\nMGET\r\n$4\r\nek:1\r\n$4\r\nek:2\r\n*2\r\n$4\r\nINCR\r\n$5\r\nekc:0\r\n";
+            + "*3\r\n$4\r\nMGET\r\n$4\r\nek:1\r\n$4\r\nek:2\r\n*2\r\n$4\r\nINCR\r\n$5\r\nekc:0\r\n"
+            + &format!("*4\r\n$4\r\nEVAL\r\n${}\r\n{EVAL_INCR}\r\n$1\r\n1\r\n$5\r\nekc:3\r\n", EVAL_INCR.len());
         assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
     }
 
