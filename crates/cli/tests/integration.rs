@@ -1730,16 +1730,39 @@ async fn scripts_run_atomically_where_their_keys_live() {
     cluster.shutdown().await.unwrap();
 }
 
-/// FUNCTION libraries are the cluster's: loaded through one router, they
-/// are called, listed and deleted through another; FCALL runs a function
-/// atomically on the owner of its keys; `no-writes` functions alone run
-/// under FCALL_RO.
+/// SCRIPT LOAD's scripts and FUNCTION libraries are the cluster's: loaded
+/// through one router, they run (and are flushed, listed, deleted) through
+/// another; FCALL runs a function atomically on the owner of its keys;
+/// `no-writes` functions alone run under FCALL_RO.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn function_libraries_serve_every_router() {
+async fn loaded_scripts_and_function_libraries_serve_every_router() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = start(&dir).await;
     let (other, stop, serving) = second_router(&cluster).await;
     let (mut a, mut b) = (Raw::connect(cluster.router_addr).await, Raw::connect(other).await);
+    let body = "return 'loaded ' .. ARGV[1]";
+    let sha = evenkeel_script::sha1_hex(body.as_bytes());
+    assert_eq!(a.call(&["SCRIPT", "LOAD", body]).await, Frame::bulk(sha.clone()));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let through_b = loop {
+        let reply = b.call(&["EVALSHA", &sha, "0", "b"]).await;
+        if reply != Frame::error("NOSCRIPT No matching script. Please use EVAL.") || Instant::now() >= deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(through_b, Frame::bulk("loaded b"), "a script loaded through one router runs through the other");
+    assert_eq!(b.call(&["SCRIPT", "FLUSH"]).await, Frame::ok());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let flushed = loop {
+        let reply = a.call(&["SCRIPT", "EXISTS", &sha]).await;
+        if reply == Frame::Array(vec![Frame::Integer(0)]) || Instant::now() >= deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(flushed, Frame::Array(vec![Frame::Integer(0)]), "SCRIPT FLUSH through one router reaches the other");
+
     let code = "#!lua name=counters\n\
         redis.register_function('bump', function(keys, args) local n = redis.call('incrby', keys[1], args[1]) redis.call('rpush', keys[2], n) return n end)\n\
         redis.register_function{function_name = 'peek', callback = function(keys) return redis.call('get', keys[1]) end, flags = {'no-writes'}, description = 'reads'}";

@@ -29,6 +29,7 @@
 pub mod arrival;
 pub mod batch;
 pub mod clients;
+pub mod followed;
 pub mod cmd;
 pub mod dispatch;
 pub use evenkeel_types::glob;
@@ -113,7 +114,8 @@ pub struct Router {
     pub pubsub: Arc<pubsub::Hub>,
     /// MONITOR's feed of this router's commands.
     pub monitor: monitor::Monitor,
-    /// EVALSHA's scripts.
+    /// EVALSHA's scripts: SCRIPT LOAD's, the cluster's (followed in the
+    /// metadata store), and those EVAL ran here.
     pub scripts: cmd::scripting::ScriptCache,
     /// FUNCTION's libraries, the cluster's (followed in the metadata store).
     pub functions: cmd::functions::Functions,
@@ -134,7 +136,7 @@ impl Router {
         Arc::new(Router {
             pubsub: pubsub::Hub::new(id),
             monitor: Default::default(),
-            scripts: Default::default(),
+            scripts: cmd::scripting::ScriptCache::new(meta.clone()),
             functions: cmd::functions::Functions::new(meta.clone()),
             dispatcher: Dispatcher { routes, budget: config.retry, mirror: mirror::Mirror::new(config.mirror) },
             slowlog: slowlog::SlowLog::new(config.slowlog_slower_than_us, config.slowlog_max_len),

@@ -49,6 +49,9 @@ pub const NOTIFY_KEYSPACE_EVENTS: &str = "/evenkeel/notify-keyspace-events";
 /// absent: 5000. Written by CONFIG SET busy-reply-threshold (or
 /// lua-time-limit) through any router; every node follows it.
 pub const SCRIPT_TIME_LIMIT: &str = "/evenkeel/script-time-limit";
+/// SCRIPT LOAD's scripts: `<prefix><sha1>` holds the body. Every router
+/// follows them (EVALSHA through any router finds them).
+pub const SCRIPTS_PREFIX: &str = "/evenkeel/scripts/";
 /// FUNCTION LOAD's libraries: `<prefix><library name>` holds its code.
 /// Every router follows them.
 pub const FUNCTIONS_PREFIX: &str = "/evenkeel/functions/";

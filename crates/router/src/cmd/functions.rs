@@ -19,7 +19,8 @@ use super::scripting::declared_keys;
 use crate::Router;
 use bytes::Bytes;
 use evenkeel_meta::MetaStore;
-use evenkeel_meta::follow::{Snapshot, follow_prefix};
+use crate::followed::Followed;
+use evenkeel_meta::follow::Snapshot;
 use evenkeel_resp::Frame;
 use evenkeel_rpc::pb;
 use evenkeel_script::{Library, load_library, sha1_hex};
@@ -27,12 +28,6 @@ use evenkeel_types::keys::FUNCTIONS_PREFIX;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::watch;
-
-/// Longest FUNCTION LOAD, DELETE or FLUSH waits for this router's copy to
-/// show its change.
-const SEEN_WAIT: Duration = Duration::from_secs(2);
 
 /// A library as the routers know it.
 #[derive(Debug)]
@@ -82,31 +77,21 @@ impl Registry {
 
 /// This router's copy of the cluster's libraries.
 pub struct Functions {
-    meta: Arc<dyn MetaStore>,
-    follow: Mutex<watch::Receiver<Snapshot>>,
+    stored: Followed,
     registry: Mutex<Arc<Registry>>,
 }
 
 impl Functions {
     pub fn new(meta: Arc<dyn MetaStore>) -> Functions {
-        let follow = follow_prefix(meta.clone(), FUNCTIONS_PREFIX.to_string());
-        Functions { meta, follow: Mutex::new(follow), registry: Mutex::default() }
+        Functions { stored: Followed::new(meta, FUNCTIONS_PREFIX), registry: Mutex::default() }
     }
 
     /// The libraries as last seen (rebuilt when they changed).
     pub fn current(&self) -> Arc<Registry> {
-        let mut follow = self.follow.lock();
-        if follow.has_changed().unwrap_or(false) {
-            let built = Arc::new(Registry::build(&follow.borrow_and_update()));
-            *self.registry.lock() = built;
+        if let Some(built) = self.stored.if_changed(Registry::build) {
+            *self.registry.lock() = Arc::new(built);
         }
         self.registry.lock().clone()
-    }
-
-    /// Waits until this router's copy of `key` satisfies `seen`.
-    async fn wait_for(&self, key: &str, seen: impl Fn(Option<&evenkeel_meta::KeyValue>) -> bool) {
-        let mut follow = self.follow.lock().clone();
-        let _ = tokio::time::timeout(SEEN_WAIT, follow.wait_for(|s| seen(s.get(key)))).await;
     }
 }
 
@@ -184,12 +169,9 @@ async fn load(r: &Router, a: &[Bytes]) -> Frame {
             return Frame::error(format!("ERR Function {} already exists", f.name));
         }
     }
-    let key = format!("{FUNCTIONS_PREFIX}{}", library.name);
-    let written = match r.functions.meta.put(&key, code.to_vec(), None).await {
-        Ok(revision) => revision,
-        Err(e) => return Frame::error(format!("ERR could not store the library in the metadata store: {e}")),
-    };
-    r.functions.wait_for(&key, |kv| kv.is_some_and(|kv| kv.mod_revision >= written)).await;
+    if let Err(e) = r.functions.stored.put(&library.name, code.to_vec()).await {
+        return e;
+    }
     Frame::Bulk(library.name.into())
 }
 
@@ -197,21 +179,17 @@ async fn delete(r: &Router, name: &str) -> Frame {
     if !r.functions.current().libraries.contains_key(name) {
         return Frame::error("ERR Library not found");
     }
-    let key = format!("{FUNCTIONS_PREFIX}{name}");
-    if let Err(e) = r.functions.meta.delete(&key).await {
-        return Frame::error(format!("ERR could not delete the library from the metadata store: {e}"));
+    if let Err(e) = r.functions.stored.delete(name).await {
+        return e;
     }
-    r.functions.wait_for(&key, |kv| kv.is_none()).await;
     Frame::ok()
 }
 
 async fn flush(r: &Router) -> Frame {
     for name in r.functions.current().libraries.keys() {
-        let key = format!("{FUNCTIONS_PREFIX}{name}");
-        if let Err(e) = r.functions.meta.delete(&key).await {
-            return Frame::error(format!("ERR could not delete the library from the metadata store: {e}"));
+        if let Err(e) = r.functions.stored.delete(name).await {
+            return e;
         }
-        r.functions.wait_for(&key, |kv| kv.is_none()).await;
     }
     Frame::ok()
 }

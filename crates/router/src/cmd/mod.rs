@@ -523,7 +523,7 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
         "pubsub" => pubsub::pubsub(r, a).await,
         "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => scripting::eval(r, name, a).await,
         "function" => functions::function(r, a).await,
-        "script" => scripting::script(r, a),
+        "script" => scripting::script(r, a).await,
         "ping" if pubsub::subscribed(s) && a.len() <= 2 => pubsub::ping(a),
         "randomkey" => keys::random_key(r).await,
         "flushall" | "flushdb" => keys::flush(r, a).await,

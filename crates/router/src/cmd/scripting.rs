@@ -17,11 +17,12 @@
 //! ([`ScriptCommands`]): a script's commands are planned into the same ops,
 //! and answered in the same shapes, as a client's.
 //!
-//! Scripts are cached by SHA1 per router (EVAL and SCRIPT LOAD add to it;
-//! EVALSHA reads it), as Redis Cluster caches them per node: a client that
-//! gets NOSCRIPT sends EVAL, as every client library does. Scripts added by
-//! EVAL are forgotten oldest first past [`EVAL_CACHED_MAX`] (Redis 7.4 does
-//! the same); those added by SCRIPT LOAD stay until SCRIPT FLUSH.
+//! EVALSHA finds a script SCRIPT LOAD stored for the whole cluster (under
+//! `/evenkeel/scripts/` in the metadata store, which every router follows,
+//! so a script loaded through one router runs through any, as on one Redis
+//! server), or one EVAL ran through this router: those are this router's
+//! alone and are forgotten oldest first past [`EVAL_CACHED_MAX`] (Redis 7.4
+//! does the same). SCRIPT FLUSH clears both.
 
 use super::plan::{self, reply_frame};
 use super::{dispatch_error, int_arg, op_error, unexpected};
@@ -31,63 +32,105 @@ use bytes::Bytes;
 use evenkeel_resp::Frame;
 use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
 use evenkeel_script::{Call, sha1_hex};
+use crate::followed::Followed;
+use evenkeel_meta::MetaStore;
+use evenkeel_types::keys::SCRIPTS_PREFIX;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 /// Scripts cached by EVAL (not SCRIPT LOAD) kept at most.
 pub const EVAL_CACHED_MAX: usize = 500;
-/// Most bytes of script bodies one router keeps.
+/// Most bytes of script bodies EVAL keeps in one router.
 pub const CACHED_BYTES_MAX: usize = 256 << 20;
+/// Most bytes of script bodies SCRIPT LOAD keeps for the cluster (every
+/// router holds them all; each at most the metadata store's largest
+/// value, 1 MiB).
+pub const LOADED_BYTES_MAX: usize = 64 << 20;
 
-/// This router's scripts by SHA1.
-#[derive(Default)]
-pub struct ScriptCache(Mutex<Cache>);
+/// The scripts EVALSHA finds: those SCRIPT LOAD stored for the whole
+/// cluster (followed in the metadata store), and those EVAL ran through
+/// this router.
+pub struct ScriptCache {
+    evaluated: Mutex<Evaluated>,
+    loaded: Option<Followed>,
+}
 
+/// This router's scripts from EVAL, by SHA1, forgotten oldest first.
 #[derive(Default)]
-struct Cache {
-    /// Body, and whether SCRIPT LOAD added it.
-    scripts: HashMap<String, (Bytes, bool)>,
-    /// Scripts EVAL added, oldest first.
-    evaluated: VecDeque<String>,
+struct Evaluated {
+    scripts: HashMap<String, Bytes>,
+    order: VecDeque<String>,
     bytes: usize,
 }
 
 impl ScriptCache {
-    pub fn get(&self, sha: &str) -> Option<Bytes> {
-        self.0.lock().scripts.get(sha).map(|(body, _)| body.clone())
+    pub fn new(meta: Arc<dyn MetaStore>) -> ScriptCache {
+        ScriptCache { evaluated: Mutex::default(), loaded: Some(Followed::new(meta, SCRIPTS_PREFIX)) }
     }
 
-    /// Adds a script that compiles.
-    fn add(&self, sha: String, body: Bytes, loaded: bool) -> Result<(), Frame> {
-        let mut c = self.0.lock();
-        if let Some(entry) = c.scripts.get_mut(&sha) {
-            entry.1 |= loaded;
-            return Ok(());
+    /// EVAL's cache alone (tests).
+    pub fn local() -> ScriptCache {
+        ScriptCache { evaluated: Mutex::default(), loaded: None }
+    }
+
+    pub fn get(&self, sha: &str) -> Option<Bytes> {
+        if let Some(body) = self.evaluated.lock().scripts.get(sha) {
+            return Some(body.clone());
         }
-        if c.bytes + body.len() > CACHED_BYTES_MAX {
-            return Err(Frame::error(format!("ERR this router caches at most {} MiB of scripts: SCRIPT FLUSH, or send this one with EVAL", CACHED_BYTES_MAX >> 20)));
+        let loaded = self.loaded.as_ref()?;
+        loaded.with(|s| s.get(&loaded.key(sha)).map(|kv| Bytes::copy_from_slice(&kv.value)))
+    }
+
+    /// Remembers a script EVAL ran (it compiles).
+    fn evaluated(&self, sha: String, body: Bytes) {
+        let mut c = self.evaluated.lock();
+        if c.scripts.contains_key(&sha) || body.len() > CACHED_BYTES_MAX {
+            return;
         }
         c.bytes += body.len();
-        if !loaded {
-            c.evaluated.push_back(sha.clone());
-        }
-        c.scripts.insert(sha, (body, loaded));
-        while c.evaluated.len() > EVAL_CACHED_MAX {
-            let oldest = c.evaluated.pop_front().expect("not empty");
-            if let Some((body, false)) = c.scripts.get(&oldest).cloned() {
-                c.scripts.remove(&oldest);
+        c.order.push_back(sha.clone());
+        c.scripts.insert(sha, body);
+        while c.order.len() > EVAL_CACHED_MAX || c.bytes > CACHED_BYTES_MAX {
+            let oldest = c.order.pop_front().expect("not empty");
+            if let Some(body) = c.scripts.remove(&oldest) {
                 c.bytes -= body.len();
             }
+        }
+    }
+
+    /// SCRIPT LOAD: stores a script that compiles for the whole cluster.
+    async fn load(&self, sha: &str, body: &Bytes) -> Result<(), Frame> {
+        let Some(loaded) = &self.loaded else {
+            self.evaluated(sha.to_string(), body.clone());
+            return Ok(());
+        };
+        let (present, bytes) = loaded.with(|s| (s.contains_key(&loaded.key(sha)), s.values().map(|kv| kv.value.len()).sum::<usize>()));
+        if present {
+            return Ok(());
+        }
+        if bytes + body.len() > LOADED_BYTES_MAX {
+            return Err(Frame::error(format!("ERR the cluster keeps at most {} MiB of loaded scripts: SCRIPT FLUSH, or send this one with EVAL", LOADED_BYTES_MAX >> 20)));
+        }
+        loaded.put(sha, body.to_vec()).await
+    }
+
+    /// SCRIPT FLUSH: the cluster's loaded scripts, and this router's.
+    async fn flush(&self) -> Result<(), Frame> {
+        *self.evaluated.lock() = Evaluated::default();
+        let Some(loaded) = &self.loaded else { return Ok(()) };
+        let names: Vec<String> = loaded.with(|s| s.keys().map(|k| k[SCRIPTS_PREFIX.len()..].to_string()).collect());
+        for name in names {
+            loaded.delete(&name).await?;
         }
         Ok(())
     }
 
-    fn flush(&self) {
-        *self.0.lock() = Cache::default();
-    }
-
+    /// Scripts EVALSHA finds here (INFO's `number_of_cached_scripts`).
     pub fn len(&self) -> usize {
-        self.0.lock().scripts.len()
+        let evaluated = self.evaluated.lock();
+        let loaded = self.loaded.as_ref().map_or(0, |l| l.with(|s| s.keys().filter(|k| !evaluated.scripts.contains_key(&k[SCRIPTS_PREFIX.len()..])).count()));
+        evaluated.scripts.len() + loaded
     }
 
     pub fn is_empty(&self) -> bool {
@@ -130,8 +173,7 @@ pub(crate) fn prepare(r: &Router, name: &str, a: &[Bytes]) -> Result<pb::Script,
     super::keys::one_slot(keys.iter())?;
     if r.scripts.get(&sha).is_none() {
         evenkeel_script::compile_check(&body).map_err(Frame::Error)?;
-        // A full cache only means EVALSHA will not find it: it still runs.
-        let _ = r.scripts.add(sha.clone(), body.clone(), false);
+        r.scripts.evaluated(sha.clone(), body.clone());
     }
     Ok(pb::Script { body, sha, keys: keys.to_vec(), args: a[3 + keys.len()..].to_vec(), read_only: name.ends_with("_ro"), function: String::new() })
 }
@@ -160,7 +202,7 @@ pub async fn eval(r: &Router, name: &str, a: &[Bytes]) -> Frame {
 }
 
 /// SCRIPT LOAD, EXISTS, FLUSH, KILL, HELP (DEBUG refused).
-pub fn script(r: &Router, a: &[Bytes]) -> Frame {
+pub async fn script(r: &Router, a: &[Bytes]) -> Frame {
     let sub = String::from_utf8_lossy(&a[1]).to_ascii_uppercase();
     match (sub.as_str(), a.len()) {
         ("LOAD", 3) => {
@@ -170,21 +212,15 @@ pub fn script(r: &Router, a: &[Bytes]) -> Frame {
             {
                 return Frame::Error(e);
             }
-            match r.scripts.add(sha.clone(), a[2].clone(), true) {
+            match r.scripts.load(&sha, &a[2]).await {
                 Ok(()) => Frame::Bulk(sha.into()),
                 Err(e) => e,
             }
         }
         ("EXISTS", n) if n >= 3 => Frame::Array(a[2..].iter().map(|sha| Frame::Integer(r.scripts.get(&String::from_utf8_lossy(sha).to_ascii_lowercase()).is_some() as i64)).collect()),
-        ("FLUSH", 2) => {
-            r.scripts.flush();
-            Frame::ok()
-        }
+        ("FLUSH", 2) => r.scripts.flush().await.map_or_else(|e| e, |()| Frame::ok()),
         ("FLUSH", 3) => match String::from_utf8_lossy(&a[2]).to_ascii_uppercase().as_str() {
-            "ASYNC" | "SYNC" => {
-                r.scripts.flush();
-                Frame::ok()
-            }
+            "ASYNC" | "SYNC" => r.scripts.flush().await.map_or_else(|e| e, |()| Frame::ok()),
             _ => Frame::error("ERR SCRIPT FLUSH only support SYNC|ASYNC option"),
         },
         // Nodes stop a script at its time limit by themselves.
@@ -277,23 +313,17 @@ mod tests {
     }
 
     #[test]
-    fn eval_cached_scripts_are_forgotten_oldest_first_and_loaded_ones_kept() {
-        let cache = ScriptCache::default();
-        cache.add("loaded".into(), Bytes::from_static(b"return 1"), true).unwrap();
+    fn eval_cached_scripts_are_forgotten_oldest_first() {
+        let cache = ScriptCache::local();
         for i in 0..EVAL_CACHED_MAX + 10 {
-            cache.add(format!("s{i}"), Bytes::from(format!("return {i}")), false).unwrap();
+            cache.evaluated(format!("s{i}"), Bytes::from(format!("return {i}")));
         }
-        assert_eq!(cache.len(), EVAL_CACHED_MAX + 1);
+        assert_eq!(cache.len(), EVAL_CACHED_MAX);
         assert!(cache.get("s0").is_none() && cache.get("s9").is_none());
-        assert!(cache.get("s10").is_some() && cache.get("loaded").is_some());
-        // SCRIPT LOAD of a script EVAL cached keeps it past the bound.
-        cache.add("s10".into(), Bytes::from_static(b"return 10"), true).unwrap();
-        for i in 0..EVAL_CACHED_MAX {
-            cache.add(format!("t{i}"), Bytes::from(format!("return {i}")), false).unwrap();
-        }
-        assert!(cache.get("s10").is_some() && cache.get("s11").is_none());
-        cache.flush();
-        assert!(cache.is_empty());
+        assert!(cache.get("s10").is_some() && cache.get(&format!("s{}", EVAL_CACHED_MAX + 9)).is_some());
+        // Bytes bound too: one body past the bound is not kept at all.
+        cache.evaluated("big".into(), Bytes::from(vec![b' '; CACHED_BYTES_MAX + 1]));
+        assert!(cache.get("big").is_none());
     }
 
     #[test]

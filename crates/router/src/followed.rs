@@ -1,0 +1,69 @@
+//! A prefix of the metadata store this router keeps a copy of and writes
+//! through: the cluster's function libraries and SCRIPT LOAD's scripts.
+//!
+//! The copy follows the store ([`evenkeel_meta::follow::follow_prefix`]);
+//! a write through [`Followed::put`] or [`Followed::delete`] returns once
+//! the copy shows it (at most [`SEEN_WAIT`]), so the client that made a
+//! change sees it on its next command through this router. Other routers
+//! see it as soon as their own copies follow.
+
+use evenkeel_meta::MetaStore;
+use evenkeel_meta::follow::{Snapshot, follow_prefix};
+use evenkeel_resp::Frame;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Longest a write waits for this router's copy to show it.
+pub const SEEN_WAIT: Duration = Duration::from_secs(2);
+
+pub struct Followed {
+    meta: Arc<dyn MetaStore>,
+    rx: Mutex<watch::Receiver<Snapshot>>,
+    prefix: &'static str,
+}
+
+impl Followed {
+    pub fn new(meta: Arc<dyn MetaStore>, prefix: &'static str) -> Followed {
+        let rx = follow_prefix(meta.clone(), prefix.to_string());
+        Followed { meta, rx: Mutex::new(rx), prefix }
+    }
+
+    /// `f` of the copy as it is now.
+    pub fn with<T>(&self, f: impl FnOnce(&Snapshot) -> T) -> T {
+        f(&self.rx.lock().borrow())
+    }
+
+    /// `f` of the copy if it changed since the last call (None if not).
+    pub fn if_changed<T>(&self, f: impl FnOnce(&Snapshot) -> T) -> Option<T> {
+        let mut rx = self.rx.lock();
+        rx.has_changed().unwrap_or(false).then(|| f(&rx.borrow_and_update()))
+    }
+
+    /// The store key of `name`.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// Writes `name`, and waits until the copy shows it.
+    pub async fn put(&self, name: &str, value: Vec<u8>) -> Result<(), Frame> {
+        let key = self.key(name);
+        let written = self.meta.put(&key, value, None).await.map_err(|e| Frame::error(format!("ERR could not write to the metadata store: {e}")))?;
+        self.wait_for(&key, |kv| kv.is_some_and(|kv| kv.mod_revision >= written)).await;
+        Ok(())
+    }
+
+    /// Deletes `name`, and waits until the copy shows it.
+    pub async fn delete(&self, name: &str) -> Result<(), Frame> {
+        let key = self.key(name);
+        self.meta.delete(&key).await.map_err(|e| Frame::error(format!("ERR could not delete from the metadata store: {e}")))?;
+        self.wait_for(&key, |kv| kv.is_none()).await;
+        Ok(())
+    }
+
+    async fn wait_for(&self, key: &str, seen: impl Fn(Option<&evenkeel_meta::KeyValue>) -> bool) {
+        let mut rx = self.rx.lock().clone();
+        let _ = tokio::time::timeout(SEEN_WAIT, rx.wait_for(|s| seen(s.get(key)))).await;
+    }
+}
