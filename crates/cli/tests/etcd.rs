@@ -319,6 +319,26 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(messages);
+    // Scripts run in node processes; a function library loaded through one
+    // router process is called through the other (both follow it in etcd).
+    let mut conn2 = redis::Client::open(format!("redis://{resp2}")).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let got: String = redis::cmd("EVAL").arg("redis.call('set', KEYS[1], ARGV[1]) return redis.call('get', KEYS[1])").arg(1).arg("lua:procs").arg("by-script").query_async(&mut conn2).await.unwrap();
+    assert_eq!(got, "by-script");
+    let library = "#!lua name=procs\nredis.register_function('double', function(keys) return redis.call('incrby', keys[1], redis.call('get', keys[1]) or 0) end)";
+    let loaded: String = redis::cmd("FUNCTION").arg("LOAD").arg(library).query_async(&mut conn).await.unwrap();
+    assert_eq!(loaded, "procs");
+    let () = conn.set("fn:n", 21).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match redis::cmd("FCALL").arg("double").arg(1).arg("fn:n").query_async::<i64>(&mut conn2).await {
+            Ok(n) => {
+                assert_eq!(n, 42);
+                break;
+            }
+            Err(e) if e.to_string().contains("Function not found") && Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("FCALL through the other router process: {e}"),
+        }
+    }
     // A node and a router process serve their own /metrics, /healthz and
     // /readyz.
     for (addr, metric) in [(&node_metrics, "evenkeel_node_execute_seconds"), (&router_metrics, "evenkeel_router_")] {
