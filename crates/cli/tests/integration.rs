@@ -1700,6 +1700,25 @@ async fn scripts_run_atomically_where_their_keys_live() {
     assert_eq!(a.call(&["CONFIG", "SET", "lua-time-limit", "0"]).await, Frame::error("ERR CONFIG SET failed (possibly related to argument 'lua-time-limit') - argument must be at least 1 (ms): evenkeel stops a script that runs past it"));
     assert_eq!(a.call(&["CONFIG", "SET", "lua-time-limit", "5000"]).await, Frame::ok());
 
+    // SCRIPT KILL stops a running script on whichever node runs it, and
+    // nothing it wrote is kept; FUNCTION KILL leaves EVAL's scripts alone.
+    assert_eq!(a.call(&["SCRIPT", "KILL"]).await, Frame::error("NOTBUSY No scripts in execution right now."));
+    let mut spinner = Raw::connect(addr).await;
+    let spin = "redis.call('set', KEYS[1], 'never') while true do end";
+    spinner.send(&["EVAL", spin, "1", "{s}spin"]).await;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        assert_eq!(a.call(&["FUNCTION", "KILL"]).await, Frame::error("NOTBUSY No scripts in execution right now."));
+        match a.call(&["SCRIPT", "KILL"]).await {
+            f if f == Frame::ok() => break,
+            f => assert!(f == Frame::error("NOTBUSY No scripts in execution right now.") && Instant::now() < deadline, "{f:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sha = evenkeel_script::sha1_hex(spin.as_bytes());
+    assert_eq!(spinner.read().await, Frame::Error(format!("ERR Script killed by user with SCRIPT KILL... script: {sha}, on @user_script:1.")));
+    assert_eq!(a.call(&["EXISTS", "{s}spin"]).await, Frame::Integer(0));
+
     // PUBLISH from a script: counted at once, sent once it commits (the
     // subscriber reads the script's write when told).
     let mut sub = Raw::connect(addr).await;

@@ -538,6 +538,11 @@ impl pb::node_server::Node for NodeService {
     async fn pub_sub_query(&self, request: Request<pb::PubSubQueryRequest>) -> Result<Response<pb::PubSubQueryResponse>, Status> {
         Ok(Response::new(pb::PubSubQueryResponse { subscriptions: self.inner.relay.query(request.get_ref()) }))
     }
+
+    async fn kill_scripts(&self, request: Request<pb::KillScriptsRequest>) -> Result<Response<pb::KillScriptsResponse>, Status> {
+        let killed = self.inner.store.scripts().map_or(0, |engine| engine.kill(request.get_ref().functions));
+        Ok(Response::new(pb::KillScriptsResponse { killed: killed as u32 }))
+    }
 }
 
 #[cfg(test)]

@@ -100,6 +100,7 @@ rpcs! {
     pub_sub_interest(pb::InterestRequest) -> pb::InterestResponse;
     publish(pb::PublishRequest) -> pb::PublishResponse;
     pub_sub_query(pb::PubSubQueryRequest) -> pb::PubSubQueryResponse;
+    kill_scripts(pb::KillScriptsRequest) -> pb::KillScriptsResponse;
 }
 
 /// A node's Pub/Sub feed ([`NodeClient::pub_sub_feed`]), and the stream
@@ -303,6 +304,10 @@ mod tests {
         }
         async fn pub_sub_query(&self, _: Request<pb::PubSubQueryRequest>) -> Result<Response<pb::PubSubQueryResponse>, Status> {
             Err(Status::unimplemented("pub_sub_query"))
+        }
+
+        async fn kill_scripts(&self, _: Request<pb::KillScriptsRequest>) -> Result<Response<pb::KillScriptsResponse>, Status> {
+            Err(Status::unimplemented("kill_scripts"))
         }
     }
 

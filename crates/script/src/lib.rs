@@ -154,6 +154,9 @@ pub struct Engine {
     limits: Limits,
     /// [`Limits::time`] in ms, changed at runtime ([`Engine::set_time_limit`]).
     time_ms: std::sync::atomic::AtomicU64,
+    /// The scripts running now: whether each is a function, and its
+    /// state's flags ([`Engine::kill`] stops them).
+    running: Mutex<Vec<(bool, Arc<Flags>)>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -166,6 +169,8 @@ impl std::fmt::Debug for Engine {
 const RUNNING: u8 = 0;
 const TIMED_OUT: u8 = 1;
 const ABORTED: u8 = 2;
+/// By SCRIPT KILL or FUNCTION KILL ([`Engine::kill`]).
+const KILLED: u8 = 4;
 /// Out of memory, or a failure of the binding itself: the state is not
 /// reused.
 const SPOILED: u8 = 3;
@@ -206,7 +211,14 @@ struct Vm {
 impl Engine {
     pub fn new(commands: Arc<dyn Commands>, limits: Limits) -> Engine {
         let time_ms = std::sync::atomic::AtomicU64::new(limits.time.as_millis() as u64);
-        Engine { commands, idle: Mutex::new(Vec::new()), limits, time_ms }
+        Engine { commands, idle: Mutex::new(Vec::new()), limits, time_ms, running: Mutex::default() }
+    }
+
+    /// SCRIPT KILL (EVAL's scripts) or FUNCTION KILL (`functions`): stops
+    /// every running script of that kind at its next instruction-count
+    /// hook; nothing it wrote is kept. Returns how many it stopped.
+    pub fn kill(&self, functions: bool) -> usize {
+        self.running.lock().iter().filter(|(f, _)| *f == functions).filter(|(_, flags)| flags.stop.compare_exchange(RUNNING, KILLED, Ordering::Relaxed, Ordering::Relaxed).is_ok()).count()
     }
 
     /// Sets how long a script may run from its next run on (the cluster's
@@ -227,7 +239,11 @@ impl Engine {
             Ok(vm) => vm,
             Err(e) => return Outcome::Stopped(error(format!("ERR cannot start a Lua state: {e}"))),
         };
+        vm.flags.stop.store(RUNNING, Ordering::Relaxed);
+        let entry = (!script.function.is_empty(), vm.flags.clone());
+        self.running.lock().push(entry.clone());
         let outcome = vm.execute(script, self.commands.as_ref(), self.time_limit(), access);
+        self.running.lock().retain(|(_, flags)| !Arc::ptr_eq(flags, &entry.1));
         // A state whose script was stopped may hold what it left half done
         // (a memory error can come anywhere): made again.
         if vm.flags.stop.load(Ordering::Relaxed) == RUNNING {
@@ -512,8 +528,6 @@ impl Vm {
         if sha1_hex(&script.body) != script.sha {
             return Outcome::Stopped(error("ERR the script's SHA1 does not match its body".into()));
         }
-        self.flags.stop.store(RUNNING, Ordering::Relaxed);
-        *self.flags.deadline.lock() = Instant::now() + time;
         // EVAL's chunk sees KEYS and ARGV as globals; a library's function
         // gets them as its arguments.
         let called = if script.function.is_empty() {
@@ -525,8 +539,8 @@ impl Vm {
             Ok(called) => called,
             Err(e) => return Outcome::Stopped(error(e)),
         };
-        // The loading may have used up some of the time.
-        self.flags.stop.store(RUNNING, Ordering::Relaxed);
+        // The script's time starts now (a library's loading had its own).
+        *self.flags.deadline.lock() = Instant::now() + time;
         *self.flags.raised.lock() = None;
         let aborted = std::cell::RefCell::new(None);
         let flags = self.flags.clone();
@@ -568,6 +582,19 @@ impl Vm {
             }
             TIMED_OUT => {
                 return Outcome::Stopped(error(format!("ERR script stopped: it ran longer than {} ms, and nothing it wrote was kept", time.as_millis())));
+            }
+            // Redis's words, where the handler placed the stop.
+            KILLED => {
+                let name = if script.function.is_empty() { &script.sha } else { &script.function };
+                let at = match &ran {
+                    Ok(out) => match out.iter().nth(1) {
+                        Some(Value::Table(t)) => t.raw_get::<Option<String>>("source").ok().flatten().zip(t.raw_get::<Option<i64>>("line").ok().flatten()),
+                        _ => None,
+                    },
+                    Err(_) => None,
+                };
+                let place = at.map_or(String::new(), |(source, line)| format!(", on {source}:{line}."));
+                return Outcome::Stopped(error(format!("ERR Script killed by user with SCRIPT KILL... script: {name}{place}")));
             }
             _ => {}
         }
@@ -641,7 +668,6 @@ impl Vm {
         let registered = self.lua.create_table().map_err(|e| e.to_string())?;
         let (env, loaded): (Table, Function) = self.library_env.call(self.loading_redis(&registered).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
         let chunk = self.lua.load(&body[..]).set_name("@user_function").set_environment(env).into_function().map_err(|e| compile_error(e).replace("ERR Error compiling script (new function): ", "ERR Error compiling function: "))?;
-        self.flags.stop.store(RUNNING, Ordering::Relaxed);
         *self.flags.deadline.lock() = Instant::now() + time.min(LOAD_TIME);
         let ran = self.run.call::<MultiValue>((chunk, self.handler.clone()));
         loaded.call::<()>(()).map_err(|e| e.to_string())?;

@@ -326,3 +326,27 @@ fn fcall_runs_a_library_function_with_its_keys_and_arguments() {
     assert!(matches!(run_on(&e, &mut node, &s), Outcome::Answered(r) if r == bulk("k1")));
     assert_eq!(e.idle.lock()[0].libraries.len(), 1, "the library was loaded once");
 }
+
+#[test]
+fn script_kill_stops_running_scripts_of_its_kind() {
+    let e = Arc::new(engine(Limits::default()));
+    assert_eq!(e.kill(false), 0, "nothing runs");
+    let body = "redis.call('set', 'k', 'v')\nwhile true do pcall(function() end) end";
+    let spinning = std::thread::spawn({
+        let e = e.clone();
+        move || run_on(&e, &mut Node::default(), &script(body, &[], &[]))
+    });
+    let started = Instant::now();
+    while e.running.lock().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(e.kill(true), 0, "FUNCTION KILL leaves EVAL's scripts alone");
+    assert_eq!(e.kill(false), 1);
+    match spinning.join().unwrap() {
+        Outcome::Stopped(r) => assert_eq!(r, script_err("ERR Script killed by user with SCRIPT KILL...", body, 2)),
+        other => panic!("{other:?}"),
+    }
+    assert!(e.running.lock().is_empty());
+    assert!(matches!(run_on(&e, &mut Node::default(), &script("return 1", &[], &[])), Outcome::Answered(_)), "the next script runs");
+}

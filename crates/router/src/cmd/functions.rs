@@ -140,8 +140,7 @@ pub async fn function(r: &Router, a: &[Bytes]) -> Frame {
             let counts = Frame::Array(vec![Frame::bulk("libraries_count"), Frame::Integer(registry.libraries.len() as i64), Frame::bulk("functions_count"), Frame::Integer(registry.function_count() as i64)]);
             Frame::Array(vec![Frame::bulk("running_script"), Frame::Null, Frame::bulk("engines"), Frame::Array(vec![Frame::bulk("LUA"), counts])])
         }
-        // Nodes stop a function at the time limit by themselves.
-        "KILL" => Frame::error("NOTBUSY No scripts in execution right now."),
+        "KILL" => super::scripting::kill(r, true).await,
         "DUMP" => Frame::error("ERR FUNCTION DUMP is not supported: FUNCTION LIST WITHCODE gives every library's code, which FUNCTION LOAD takes"),
         "RESTORE" => Frame::error("ERR FUNCTION RESTORE is not supported: load each library's code with FUNCTION LOAD"),
         "HELP" => Frame::Array(HELP.iter().map(|l| Frame::simple(*l)).collect()),

@@ -223,12 +223,37 @@ pub async fn script(r: &Router, a: &[Bytes]) -> Frame {
             "ASYNC" | "SYNC" => r.scripts.flush().await.map_or_else(|e| e, |()| Frame::ok()),
             _ => Frame::error("ERR SCRIPT FLUSH only support SYNC|ASYNC option"),
         },
-        // Nodes stop a script at its time limit by themselves.
-        ("KILL", 2) => Frame::error("NOTBUSY No scripts in execution right now."),
+        ("KILL", 2) => kill(r, false).await,
         ("DEBUG", 3) => Frame::error("ERR SCRIPT DEBUG is not supported: scripts run on the node that owns their keys"),
         ("HELP", 2) => Frame::Array(HELP.iter().map(|l| Frame::simple(*l)).collect()),
         (sub @ ("LOAD" | "EXISTS" | "FLUSH" | "KILL" | "DEBUG" | "HELP"), _) => Frame::error(format!("ERR wrong number of arguments for 'script|{}' command", sub.to_ascii_lowercase())),
         _ => Frame::error(format!("ERR unknown subcommand '{}'. Try SCRIPT HELP.", String::from_utf8_lossy(&a[1]))),
+    }
+}
+
+/// SCRIPT KILL (EVAL's scripts) and FUNCTION KILL (`functions`): asks
+/// every node to stop the scripts of that kind it is running; nothing they
+/// wrote is kept (Redis refuses to kill a script that wrote). OK if one
+/// was stopped.
+pub(crate) async fn kill(r: &Router, functions: bool) -> Frame {
+    let nodes: Vec<_> = r.dispatcher.routes.load().nodes.values().map(|(_, client)| client.clone()).collect();
+    let asks = nodes.into_iter().map(|mut client| async move {
+        let mut request = tonic::Request::new(pb::KillScriptsRequest { functions });
+        request.set_timeout(std::time::Duration::from_secs(2));
+        client.kill_scripts(request).await
+    });
+    let mut killed = 0;
+    let mut failed = None;
+    for answer in futures::future::join_all(asks).await {
+        match answer {
+            Ok(a) => killed += a.into_inner().killed,
+            Err(e) => failed = Some(e),
+        }
+    }
+    match (killed, failed) {
+        (0, Some(e)) => Frame::error(format!("ERR could not reach every node to stop its scripts: {}", e.message())),
+        (0, None) => Frame::error("NOTBUSY No scripts in execution right now."),
+        _ => Frame::ok(),
     }
 }
 
