@@ -2497,7 +2497,7 @@ fn scripting(s: &mut Script) {
         "return redis.call('ttl', KEYS[1])", "return redis.call('persist', KEYS[1])", "return redis.call('getdel', KEYS[3])", "return redis.call('del', KEYS[1], KEYS[3])",
         "return redis.call('rename', KEYS[2], KEYS[3])", "return redis.call('get', KEYS[3])", "return redis.call('pfadd', KEYS[9], 'a', 'b')", "return redis.call('pfcount', KEYS[9])",
         "return redis.call('setbit', KEYS[10], 7, 1)", "return redis.call('bitcount', KEYS[10])", "return redis.call('getrange', KEYS[4], 0, -1)",
-        "return redis.call('lpush', KEYS[4], 'x')", "return redis.call('get', KEYS[4])", "return redis.call('ping')", "return redis.call('ping', 'hi')", "return redis.call('echo', 'e')",
+        "return redis.call('lpush', KEYS[4], 'x')", "return redis.call('get', KEYS[4])", "return redis.call('ping')", "return redis.call('ping', 'hi')", "return redis.call('ping', 'a', 'b')", "return redis.call('echo', 'e')",
         "return redis.call('set', KEYS[1], 'v', 'xx', 'nx')", "return redis.call('incr', KEYS[4])", "return redis.call('hgetall', KEYS[11])", "return redis.call('zrange', KEYS[11], 0, -1)",
         "return redis.call('lindex', KEYS[5], 0)", "return redis.call('zrangebyscore', KEYS[6], '-inf', '+inf')", "return redis.call('scard', KEYS[7])",
     ] {

@@ -169,11 +169,11 @@ impl std::fmt::Debug for Engine {
 const RUNNING: u8 = 0;
 const TIMED_OUT: u8 = 1;
 const ABORTED: u8 = 2;
-/// By SCRIPT KILL or FUNCTION KILL ([`Engine::kill`]).
-const KILLED: u8 = 4;
 /// Out of memory, or a failure of the binding itself: the state is not
 /// reused.
 const SPOILED: u8 = 3;
+/// By SCRIPT KILL or FUNCTION KILL ([`Engine::kill`]).
+const KILLED: u8 = 4;
 
 /// Shared by a state's hook, its `pcall` guard and the run.
 struct Flags {
@@ -244,9 +244,10 @@ impl Engine {
         self.running.lock().push(entry.clone());
         let outcome = vm.execute(script, self.commands.as_ref(), self.time_limit(), access);
         self.running.lock().retain(|(_, flags)| !Arc::ptr_eq(flags, &entry.1));
-        // A state whose script was stopped may hold what it left half done
-        // (a memory error can come anywhere): made again.
-        if vm.flags.stop.load(Ordering::Relaxed) == RUNNING {
+        // A stop is a Lua error like any other, which the state survives;
+        // not a memory error, which can come anywhere, nor a failure of the
+        // binding: that state is made again.
+        if vm.flags.stop.load(Ordering::Relaxed) != SPOILED {
             self.idle.lock().push(vm);
         }
         outcome

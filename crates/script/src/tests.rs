@@ -235,9 +235,12 @@ fn a_denied_key_is_an_error_the_script_may_catch_and_an_abort_is_not() {
     let s = script("redis.call('set', 'a', '1') pcall(redis.call, 'get', 'elsewhere') return redis.call('set', 'b', '2')", &[], &[]);
     assert!(matches!(run_on(&e, &mut node, &s), Outcome::Aborted("elsewhere")));
     assert!(!node.data.contains_key(&b"b"[..]), "nothing runs past an abort");
-    // The state is made again, and the next script runs.
+    // The state goes on (an abort is an ordinary Lua error), and the next
+    // script runs on it.
+    assert_eq!(e.idle.lock().len(), 1);
     let s = script("return redis.call('get', 'a')", &[], &[]);
     assert!(matches!(run_on(&e, &mut node, &s), Outcome::Answered(_)));
+    assert_eq!(e.idle.lock().len(), 1);
 }
 
 #[test]
@@ -262,6 +265,7 @@ fn a_script_past_its_memory_limit_is_stopped() {
         Outcome::Stopped(r) => assert_eq!(r, err("ERR script stopped: it used more than 16 MiB of memory, and nothing it wrote was kept")),
         other => panic!("{other:?}"),
     }
+    assert_eq!(e.idle.lock().len(), 0, "a state out of memory is not kept");
     assert!(matches!(run_on(&e, &mut Node::default(), &script("return 1", &[], &[])), Outcome::Answered(_)));
 }
 

@@ -294,6 +294,7 @@ impl evenkeel_script::Commands for ScriptCommands {
         }
         match spec.name {
             "ping" if a.len() == 1 => return Call::Reply(frame_reply(Frame::Simple("PONG".into()))),
+            "ping" if a.len() > 2 => return Call::Reply(frame_reply(super::wrong_arity("ping"))),
             "ping" | "echo" => return Call::Reply(frame_reply(Frame::Bulk(a[1].clone()))),
             "time" => return Call::Reply(frame_reply(super::server::time())),
             "publish" | "spublish" => return Call::Publish { shard: spec.name == "spublish", channel: a[1].clone(), message: a[2].clone() },
