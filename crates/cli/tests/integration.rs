@@ -1681,25 +1681,6 @@ async fn scripts_run_atomically_where_their_keys_live() {
     assert_eq!(a.call(&["EVAL", "return 1", "1", "elsewhere"]).await, Frame::error("CROSSSLOT Keys in request don't hash to the same slot"));
     assert_eq!(a.call(&["EXEC"]).await, Frame::error("EXECABORT Transaction discarded because of previous errors."));
 
-    // The time limit is the cluster's (CONFIG SET busy-reply-threshold,
-    // followed by every node); a script past it is stopped and nothing it
-    // wrote is kept.
-    assert_eq!(a.call(&["CONFIG", "SET", "busy-reply-threshold", "200"]).await, Frame::ok());
-    assert_eq!(a.call(&["CONFIG", "GET", "lua-time-limit"]).await, Frame::Array(vec![Frame::bulk("lua-time-limit"), Frame::bulk("200")]));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let started = Instant::now();
-        let Frame::Error(e) = a.call(&["EVAL", "redis.call('set', KEYS[1], 'never') while true do end", "1", "{s}loop"]).await else { panic!("an endless script fails") };
-        if e == "ERR script stopped: it ran longer than 200 ms, and nothing it wrote was kept" {
-            assert!(started.elapsed() < Duration::from_secs(2), "stopped near its limit: {:?}", started.elapsed());
-            break;
-        }
-        assert!(e.starts_with("ERR script stopped: it ran longer than 5000 ms") && Instant::now() < deadline, "{e}");
-    }
-    assert_eq!(a.call(&["EXISTS", "{s}loop"]).await, Frame::Integer(0));
-    assert_eq!(a.call(&["CONFIG", "SET", "lua-time-limit", "0"]).await, Frame::error("ERR CONFIG SET failed (possibly related to argument 'lua-time-limit') - argument must be at least 1 (ms): evenkeel stops a script that runs past it"));
-    assert_eq!(a.call(&["CONFIG", "SET", "lua-time-limit", "5000"]).await, Frame::ok());
-
     // SCRIPT KILL stops a running script on whichever node runs it, and
     // nothing it wrote is kept; FUNCTION KILL leaves EVAL's scripts alone.
     assert_eq!(a.call(&["SCRIPT", "KILL"]).await, Frame::error("NOTBUSY No scripts in execution right now."));
@@ -1718,6 +1699,25 @@ async fn scripts_run_atomically_where_their_keys_live() {
     let sha = evenkeel_script::sha1_hex(spin.as_bytes());
     assert_eq!(spinner.read().await, Frame::Error(format!("ERR Script killed by user with SCRIPT KILL... script: {sha}, on @user_script:1.")));
     assert_eq!(a.call(&["EXISTS", "{s}spin"]).await, Frame::Integer(0));
+
+    // The time limit is the cluster's (CONFIG SET busy-reply-threshold,
+    // followed by every node); a script past it is stopped and nothing it
+    // wrote is kept.
+    assert_eq!(a.call(&["CONFIG", "SET", "busy-reply-threshold", "200"]).await, Frame::ok());
+    assert_eq!(a.call(&["CONFIG", "GET", "lua-time-limit"]).await, Frame::Array(vec![Frame::bulk("lua-time-limit"), Frame::bulk("200")]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let started = Instant::now();
+        let Frame::Error(e) = a.call(&["EVAL", "redis.call('set', KEYS[1], 'never') while true do end", "1", "{s}loop"]).await else { panic!("an endless script fails") };
+        if e == "ERR script stopped: it ran longer than 200 ms, and nothing it wrote was kept" {
+            assert!(started.elapsed() < Duration::from_secs(2), "stopped near its limit: {:?}", started.elapsed());
+            break;
+        }
+        assert!(e.starts_with("ERR script stopped: it ran longer than 5000 ms") && Instant::now() < deadline, "{e}");
+    }
+    assert_eq!(a.call(&["EXISTS", "{s}loop"]).await, Frame::Integer(0));
+    assert_eq!(a.call(&["CONFIG", "SET", "lua-time-limit", "0"]).await, Frame::error("ERR CONFIG SET failed (possibly related to argument 'lua-time-limit') - argument must be at least 1 (ms): evenkeel stops a script that runs past it"));
+    assert_eq!(a.call(&["CONFIG", "SET", "lua-time-limit", "5000"]).await, Frame::ok());
 
     // PUBLISH from a script: counted at once, sent once it commits (the
     // subscriber reads the script's write when told).
