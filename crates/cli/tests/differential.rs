@@ -2456,6 +2456,11 @@ fn scripting(s: &mut Script) {
         "return redis.REDIS_VERSION", "return redis.LOG_WARNING", "return redis.log(redis.LOG_WARNING, 'from the differential test')",
         "return redis.replicate_commands()", "return redis.set_repl(redis.REPL_ALL)", "return redis.breakpoint()",
         "return redis.call('publish', 'lua:ch', 'm')", "return redis.call('spublish', 'lua:ch', 'm')", "return redis.call('publish', 'lua:ch')",
+        // The libraries are read-only, and still readable every way.
+        "string.x = 1", "string.format = nil", "redis.call = nil", "cjson.encode = nil", "table.insert = nil", "math.pi = 3", "bit.band = nil",
+        "return rawset(string, 'x', 1)", "return setmetatable(string, {})", "local n = 0 for k in pairs(string) do n = n + 1 end return n",
+        "local n = 0 for k in pairs(redis) do n = n + 1 end return n > 10", "return rawget(string, 'format') ~= nil", "return getmetatable(string)",
+        "return next(math) ~= nil", "return ('abc'):upper()", "return string.rep('x', 3)", "return #table",
     ] {
         eval(s, body, &[], &[]);
     }

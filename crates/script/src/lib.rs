@@ -269,6 +269,29 @@ xpcall = function(...) return pass(raw_xpcall(...)) end
 for _, name in ipairs({"print", "setfenv", "getfenv", "module", "require", "newproxy", "dofile", "loadfile"}) do
   _G[name] = nil
 end
+-- The libraries are read-only, as Redis makes them (so no script changes
+-- them for the scripts after it): each global is a proxy that reads
+-- through to the library. pairs, ipairs, next and rawget see through a
+-- proxy; rawset refuses one (Rust, below).
+local raw_next, raw_ipairs, raw_rawget = next, ipairs, rawget
+local originals = setmetatable({}, {__mode = "k"})
+local function readonly(t)
+  local proxy = setmetatable({}, {
+    __index = t,
+    __newindex = function() error("Attempt to modify a readonly table", 2) end,
+    __metatable = false,
+  })
+  originals[proxy] = t
+  return proxy
+end
+for _, name in ipairs({"string", "table", "math", "coroutine", "redis", "cjson", "bit", "cmsgpack"}) do
+  _G[name] = readonly(_G[name])
+end
+getmetatable("").__index = _G.string
+next = function(t, k) return raw_next(originals[t] or t, k) end
+pairs = function(t) return raw_next, originals[t] or t, nil end
+ipairs = function(t) return raw_ipairs(originals[t] or t) end
+rawget = function(t, k) return raw_rawget(originals[t] or t, k) end
 setmetatable(_G, {
   __index = function(_, k)
     error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
@@ -278,7 +301,7 @@ setmetatable(_G, {
   end,
   __metatable = false,
 })
-local G, rawget, tostring, select, unpack = _G, rawget, tostring, select, unpack
+local G, rawget, tostring, select, unpack = _G, raw_rawget, tostring, select, unpack
 -- `run(f, handler, ...)`: f(...) under xpcall (which passes no arguments
 -- in Lua 5.1).
 local function run(f, handler, ...)
@@ -307,7 +330,7 @@ local function library_env(loading)
   })
   return env, function() loading = nil end
 end
-return run, library_env
+return run, library_env, originals
 "##;
 
 /// Where a run's `redis.call` finds the node's callback (a function scoped
@@ -483,18 +506,30 @@ impl Vm {
         lua.globals().set("redis", redis_table(&lua)?)?;
         let reader = flags.clone();
         let stopped = lua.create_function(move |_, ()| Ok(reader.stopped()))?;
-        let (run, library_env): (Function, Function) = lua.load(PRELUDE).set_name("=prelude").call(stopped)?;
-        // rawset may not get past the read-only globals either (a Rust
-        // function, so a failure reads as a C function's would).
+        let (run, library_env, readonly_tables): (Function, Function, Table) = lua.load(PRELUDE).set_name("=prelude").call(stopped)?;
+        let readonly = readonly_tables.clone();
+        // rawset may not get past the read-only globals and libraries
+        // either (a Rust function, so a failure reads as a C function's).
         let globals = lua.globals();
         let rawset = lua.create_function(move |_, (t, k, v): (Table, Value, Value)| {
-            if t.to_pointer() == globals.to_pointer() {
+            if t.to_pointer() == globals.to_pointer() || readonly.contains_key(&t)? {
                 return Err(mlua::Error::runtime("Attempt to modify a readonly table"));
             }
             t.raw_set(k, v)?;
             Ok(t)
         })?;
         lua.globals().raw_set("rawset", rawset)?;
+        // Nor setmetatable (Lua's own answers "cannot change a protected
+        // metatable"; Redis's, the read-only error).
+        let (globals, readonly) = (lua.globals(), readonly_tables.clone());
+        let setmetatable_lua: Function = lua.globals().raw_get("setmetatable")?;
+        let setmetatable = lua.create_function(move |_, (t, mt): (Table, Value)| {
+            if t.to_pointer() == globals.to_pointer() || readonly.contains_key(&t)? {
+                return Err(mlua::Error::runtime("Attempt to modify a readonly table"));
+            }
+            setmetatable_lua.call::<Table>((t, mt))
+        })?;
+        lua.globals().raw_set("setmetatable", setmetatable)?;
         let raised = flags.clone();
         let handler = lua.create_function(move |lua, err: Value| error_table(lua, err, raised.raised.lock().take()))?;
         let watch = flags.clone();
@@ -706,7 +741,7 @@ impl Vm {
         let redis: Table = self.lua.globals().raw_get("redis")?;
         let loading = self.lua.create_table()?;
         for name in ["log", "LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING", "setresp", "REDIS_VERSION", "REDIS_VERSION_NUM"] {
-            loading.raw_set(name, redis.raw_get::<Value>(name)?)?;
+            loading.raw_set(name, redis.get::<Value>(name)?)?;
         }
         let collector = registered.clone();
         loading.raw_set("register_function", self.lua.create_function(move |lua, args: MultiValue| register_function(lua, &collector, args))?)?;

@@ -181,6 +181,12 @@ fn errors_read_as_redis_7_writes_them() {
     // pcall gets a failed command's error line; redis.pcall its table.
     assert_eq!(eval("local ok, e = pcall(redis.call, 'wrong') return {tostring(ok), e}"), array(vec![bulk("false"), bulk("WRONGTYPE Operation against a key holding the wrong kind of value")]));
     assert_eq!(eval("return redis.pcall('wrong')"), err("WRONGTYPE Operation against a key holding the wrong kind of value"));
+    // The libraries are read-only too, and stay whole for the next script.
+    let e = engine(Limits::default());
+    for body in ["string.rep = nil", "rawset(string, 'rep', nil)", "setmetatable(string, nil)"] {
+        assert!(matches!(run_on(&e, &mut Node::default(), &script(body, &[], &[])), Outcome::Answered(pb::Reply { kind: Some(Rk::Error(_)) })), "{body}");
+    }
+    assert!(matches!(run_on(&e, &mut Node::default(), &script("return string.rep('x', 2)", &[], &[])), Outcome::Answered(r) if r == bulk("xx")));
     // rawset still works on the script's own tables.
     assert_eq!(eval("local t = {} rawset(t, 1, 'a') return t"), array(vec![bulk("a")]));
 }
