@@ -370,13 +370,22 @@ async fn follow_gc_horizon(meta: Arc<dyn MetaStore>, inner: Arc<NodeInner>) {
 /// Keeps the store's keyspace-notification flags as CONFIG SET last
 /// stored them.
 async fn follow_notify_flags(meta: Arc<dyn MetaStore>, inner: Arc<NodeInner>) {
-    let mut rx = follow::follow_key(meta, keys::NOTIFY_KEYSPACE_EVENTS.to_string());
-    loop {
-        let raw = rx.borrow_and_update().as_ref().map(|kv| kv.value.clone()).unwrap_or_default();
-        match evenkeel_types::notify::Flags::from_stored(&raw) {
+    follow_setting(meta, keys::NOTIFY_KEYSPACE_EVENTS, |stored| {
+        let raw = stored.unwrap_or_default();
+        match evenkeel_types::notify::Flags::from_stored(raw) {
             Some(flags) => inner.store.notifier().set(flags),
-            None => tracing::error!(node = inner.id, value = %String::from_utf8_lossy(&raw), "unreadable notify-keyspace-events; keeping the flags in force"),
+            None => tracing::error!(node = inner.id, value = %String::from_utf8_lossy(raw), "unreadable notify-keyspace-events; keeping the flags in force"),
         }
+    })
+    .await
+}
+
+/// Calls `apply` with a cluster setting's stored value (None while it is
+/// absent), now and after each change, until the store's follower ends.
+async fn follow_setting(meta: Arc<dyn MetaStore>, key: &str, mut apply: impl FnMut(Option<&[u8]>)) {
+    let mut rx = follow::follow_key(meta, key.to_string());
+    loop {
+        apply(rx.borrow_and_update().as_ref().map(|kv| &kv.value[..]));
         if rx.changed().await.is_err() {
             return;
         }
@@ -387,18 +396,11 @@ async fn follow_notify_flags(meta: Arc<dyn MetaStore>, inner: Arc<NodeInner>) {
 /// (the default while it is absent).
 async fn follow_script_time_limit(meta: Arc<dyn MetaStore>, inner: Arc<NodeInner>) {
     let Some(engine) = inner.store.scripts().cloned() else { return };
-    let mut rx = follow::follow_key(meta, keys::SCRIPT_TIME_LIMIT.to_string());
-    loop {
-        let stored = rx.borrow_and_update().as_ref().map(|kv| kv.value.clone());
-        match stored.map(|raw| String::from_utf8_lossy(&raw).parse::<u64>()) {
-            None => engine.set_time_limit(evenkeel_script::Limits::default().time),
-            Some(Ok(ms)) if ms > 0 => engine.set_time_limit(Duration::from_millis(ms)),
-            Some(_) => tracing::error!(node = inner.id, "unreadable script time limit in the metadata store; keeping the one in force"),
-        }
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
+    follow_setting(meta, keys::SCRIPT_TIME_LIMIT, |stored| match evenkeel_script::time_limit_from_stored(stored) {
+        Some(limit) => engine.set_time_limit(limit),
+        None => tracing::error!(node = inner.id, "unreadable script time limit in the metadata store; keeping the one in force"),
+    })
+    .await
 }
 
 /// Index entries one sweep tick examines, for expiry and for tombstones

@@ -551,6 +551,7 @@ impl Store {
             let error = "ERR this node runs no scripts: it was started without the command layer scripts need".to_string();
             return Ok(R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(error)) }));
         };
+        const OTHER_SLOT: &str = "ERR Script attempted to access keys that do not hash to the same slot as its first key (in a cluster, a script's keys must share one hash slot: use {hash tags})";
         enum Stop {
             Elsewhere(Bytes),
             Failed(StoreError),
@@ -565,7 +566,7 @@ impl Store {
                     if shard {
                         let here = key_slot(channel);
                         match slot {
-                            Some(s) if s != here => return Err(Access::Denied("ERR Script attempted to access keys that do not hash to the same slot as its first key (in a cluster, a script's keys must share one hash slot: use {hash tags})".into())),
+                            Some(s) if s != here => return Err(Access::Denied(OTHER_SLOT.into())),
                             _ => {}
                         }
                     }
@@ -581,7 +582,7 @@ impl Store {
                 let here = key_slot(k);
                 match slot {
                     Some(s) if s == here => {}
-                    Some(_) => return Err(Access::Denied("ERR Script attempted to access keys that do not hash to the same slot as its first key (in a cluster, a script's keys must share one hash slot: use {hash tags})".into())),
+                    Some(_) => return Err(Access::Denied(OTHER_SLOT.into())),
                     None if self.slot_in(partition, k).is_err() => return Err(Access::Abort(Stop::Elsewhere(Bytes::copy_from_slice(k)))),
                     None => slot = Some(here),
                 }

@@ -139,6 +139,16 @@ impl Default for Limits {
     }
 }
 
+/// The cluster's script time limit as the metadata store holds it
+/// (`keys::SCRIPT_TIME_LIMIT`: decimal ms, at least 1; absent: the
+/// default); None when unreadable.
+pub fn time_limit_from_stored(stored: Option<&[u8]>) -> Option<Duration> {
+    match stored {
+        None => Some(Limits::default().time),
+        Some(raw) => std::str::from_utf8(raw).ok()?.parse::<u64>().ok().filter(|&ms| ms > 0).map(Duration::from_millis),
+    }
+}
+
 /// Most compiled scripts one Lua state keeps; past it the cache is dropped
 /// (a state per concurrent script, so the bound is per state).
 const COMPILED_MAX: usize = 1_000;
@@ -585,7 +595,7 @@ impl Vm {
                 if flags.stopped() {
                     return Err(mlua::Error::runtime("script stopped"));
                 }
-                match call(lua, commands, script.read_only, args, access)? {
+                match call(commands, script.read_only, args, access) {
                     Step::Reply(reply) => {
                         let failed = match &reply.kind {
                             Some(Rk::Error(e)) => Some(e.clone()),
@@ -622,13 +632,7 @@ impl Vm {
             // Redis's words, where the handler placed the stop.
             KILLED => {
                 let name = if script.function.is_empty() { &script.sha } else { &script.function };
-                let at = match &ran {
-                    Ok(out) => match out.iter().nth(1) {
-                        Some(Value::Table(t)) => t.raw_get::<Option<String>>("source").ok().flatten().zip(t.raw_get::<Option<i64>>("line").ok().flatten()),
-                        _ => None,
-                    },
-                    Err(_) => None,
-                };
+                let at = ran.as_ref().ok().and_then(|out| out.iter().nth(1)).and_then(|value| failure(value).1);
                 let place = at.map_or(String::new(), |(source, line)| format!(", on {source}:{line}."));
                 return Outcome::Stopped(error(format!("ERR Script killed by user with SCRIPT KILL... script: {name}{place}")));
             }
@@ -684,15 +688,8 @@ impl Vm {
             }
         };
         let f = functions.raw_get::<Option<Function>>(script.function.as_str()).ok().flatten().ok_or("ERR Function not found")?;
-        let list = |items: &[Bytes]| -> mlua::Result<Table> {
-            let t = self.lua.create_table_with_capacity(items.len(), 0)?;
-            for (i, item) in items.iter().enumerate() {
-                t.raw_set(i + 1, self.lua.create_string(&item[..])?)?;
-            }
-            Ok(t)
-        };
-        let keys = list(&script.keys).map_err(|e| e.to_string())?;
-        let args = list(&script.args).map_err(|e| e.to_string())?;
+        let keys = strings(&self.lua, &script.keys).map_err(|e| e.to_string())?;
+        let args = strings(&self.lua, &script.args).map_err(|e| e.to_string())?;
         Ok((f, Some((keys, args))))
     }
 
@@ -712,11 +709,7 @@ impl Vm {
         }
         let mut out = ran.map_err(|e| format!("ERR Error registering functions: {}", one_line(&e.to_string())))?.into_iter();
         if !matches!(out.next(), Some(Value::Boolean(true))) {
-            let message = match out.next() {
-                Some(Value::Table(t)) => t.raw_get::<Option<String>>("err").ok().flatten().unwrap_or_else(|| "ERR unknown error".into()),
-                Some(Value::String(s)) => format!("ERR {}", s.to_string_lossy()),
-                _ => "ERR unknown error".into(),
-            };
+            let (message, _) = failure(&out.next().unwrap_or(Value::Nil));
             return Err(one_line(&format!("ERR Error registering functions: {message}")));
         }
         let mut functions = Vec::new();
@@ -753,15 +746,18 @@ impl Vm {
     /// KEYS and ARGV, set past the read-only guard.
     fn set_arguments(&self, script: &pb::Script) -> mlua::Result<()> {
         let globals = self.lua.globals();
-        for (name, items) in [("KEYS", &script.keys), ("ARGV", &script.args)] {
-            let t = self.lua.create_table_with_capacity(items.len(), 0)?;
-            for (i, item) in items.iter().enumerate() {
-                t.raw_set(i + 1, self.lua.create_string(&item[..])?)?;
-            }
-            globals.raw_set(name, t)?;
-        }
-        Ok(())
+        globals.raw_set("KEYS", strings(&self.lua, &script.keys)?)?;
+        globals.raw_set("ARGV", strings(&self.lua, &script.args)?)
     }
+}
+
+/// A Lua array of `items` as strings (KEYS and ARGV).
+fn strings(lua: &Lua, items: &[Bytes]) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(items.len(), 0)?;
+    for (i, item) in items.iter().enumerate() {
+        t.raw_set(i + 1, lua.create_string(&item[..])?)?;
+    }
+    Ok(t)
 }
 
 fn memory_error(limit: usize) -> String {
@@ -771,18 +767,25 @@ fn memory_error(limit: usize) -> String {
 /// A failed script's error line, as Redis 7.0 writes it.
 /// `name`: the script's SHA1, or FCALL's function name.
 fn script_error(value: &Value, name: &str) -> String {
-    let (message, at) = match value {
+    let (message, at) = failure(value);
+    let message = message.strip_prefix('-').unwrap_or(&message).to_string();
+    match at {
+        Some((source, line)) => one_line(&format!("{message} script: {name}, on {source}:{line}.")),
+        None => one_line(&format!("{message} script: {name}")),
+    }
+}
+
+/// A failed run's error as the handler left it ([`error_table`]): its
+/// message, and the script's source and line it came from, if known.
+fn failure(value: &Value) -> (String, Option<(String, i64)>) {
+    match value {
         Value::Table(t) => (
             t.raw_get::<Option<String>>("err").ok().flatten().unwrap_or_else(|| "ERR unknown error".into()),
             t.raw_get::<Option<String>>("source").ok().flatten().zip(t.raw_get::<Option<i64>>("line").ok().flatten()),
         ),
         Value::String(s) => (format!("ERR {}", s.to_string_lossy()), None),
+        Value::Nil => ("ERR unknown error".into(), None),
         other => (format!("ERR {other:?}"), None),
-    };
-    let message = message.strip_prefix('-').unwrap_or(&message).to_string();
-    match at {
-        Some((source, line)) => one_line(&format!("{message} script: {name}, on {source}:{line}.")),
-        None => one_line(&format!("{message} script: {name}")),
     }
 }
 
@@ -834,9 +837,9 @@ enum Step<E> {
     Abort(E),
 }
 
-fn call<E>(lua: &Lua, commands: &dyn Commands, read_only: bool, args: MultiValue, access: &mut AccessFn<'_, E>) -> mlua::Result<Step<E>> {
+fn call<E>(commands: &dyn Commands, read_only: bool, args: MultiValue, access: &mut AccessFn<'_, E>) -> Step<E> {
     if args.is_empty() {
-        return Ok(Step::Reply(error("ERR Please specify at least one argument for this redis lib call".into())));
+        return Step::Reply(error("ERR Please specify at least one argument for this redis lib call".into()));
     }
     let mut argv = Vec::with_capacity(args.len());
     for arg in args {
@@ -848,11 +851,10 @@ fn call<E>(lua: &Lua, commands: &dyn Commands, read_only: bool, args: MultiValue
             // Lua 5.1's numbers are all doubles (mlua shows whole ones as
             // integers): 1e17 prints "1e+17", as in Redis.
             Value::Integer(n) => Bytes::from(evenkeel_types::float::format_double(n as f64)),
-            _ => return Ok(Step::Reply(error("ERR Lua redis lib command arguments must be strings or integers".into()))),
+            _ => return Step::Reply(error("ERR Lua redis lib command arguments must be strings or integers".into())),
         });
     }
-    let _ = lua;
-    Ok(match commands.plan(&argv) {
+    match commands.plan(&argv) {
         Call::Reply(reply) => Step::Reply(reply),
         Call::Ops { write: true, .. } if read_only => Step::Reply(error("ERR Write commands are not allowed from read-only scripts.".into())),
         // PUBLISH may replicate: a write, for read-only scripts.
@@ -868,13 +870,13 @@ fn call<E>(lua: &Lua, commands: &dyn Commands, read_only: bool, args: MultiValue
             for (key, kind) in &ops {
                 match access(Request::Op(key, kind)) {
                     Ok(r) => results.push(r),
-                    Err(Access::Denied(message)) => return Ok(Step::Reply(error(message))),
-                    Err(Access::Abort(e)) => return Ok(Step::Abort(e)),
+                    Err(Access::Denied(message)) => return Step::Reply(error(message)),
+                    Err(Access::Abort(e)) => return Step::Abort(e),
                 }
             }
             Step::Reply(answer(results))
         }
-    })
+    }
 }
 
 fn error(line: String) -> pb::Reply {

@@ -28,6 +28,7 @@
 //! around its Rust body, which raises what the body reports.
 
 use mlua::{Function, LightUserData, Lua, MultiValue, Table, Value, ffi};
+use evenkeel_types::float::format_g;
 use std::os::raw::c_int;
 
 pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
@@ -194,26 +195,6 @@ fn check_integer(lua: &Lua, args: &MultiValue, i: usize, default: Option<i64>) -
         Some(n) if (-9223372036854775808.0..9223372036854775808.0).contains(&n) => Ok(n as i64),
         Some(_) => Ok(i64::MIN),
         None => Err(Fail::Arg(i as c_int + 1, format!("number expected, got {}", type_name(args.get(i))))),
-    }
-}
-
-/// C's `printf("%.<precision>g", x)`.
-fn format_g(x: f64, precision: usize) -> String {
-    if x.is_nan() {
-        return if x.is_sign_negative() { "-nan" } else { "nan" }.into();
-    }
-    if x.is_infinite() || x == 0.0 {
-        return x.to_string(); // "inf", "-inf", "0", "-0"
-    }
-    // Rust rounds the exact binary value half to even, as glibc does.
-    let sci = format!("{:.*e}", precision - 1, x);
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let strip = |s: &str| if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s.to_string() };
-    if exp < -4 || exp >= precision as i32 {
-        format!("{}e{}{:02}", strip(mantissa), if exp < 0 { '-' } else { '+' }, exp.abs())
-    } else {
-        strip(&format!("{:.*}", (precision as i32 - 1 - exp) as usize, x))
     }
 }
 
@@ -1009,15 +990,6 @@ mod tests {
         for (code, expected) in cases {
             let got: mlua::LuaString = lua.load(format!("{PRELUDE} {code}")).set_name("@user_script").eval().unwrap_or_else(|e| panic!("{code}: {e}"));
             assert_eq!(got.to_string_lossy(), *expected, "{code}");
-        }
-    }
-
-    #[test]
-    fn format_g_is_printf() {
-        for (x, expected) in
-            [(123456789012345.0, "1.2345678901234e+14"), (1e-5, "1e-05"), (0.1, "0.1"), (-0.0, "-0"), (1e14, "1e+14"), (12345678901234.0, "12345678901234")]
-        {
-            assert_eq!(format_g(x, 14), expected);
         }
     }
 

@@ -156,25 +156,33 @@ pub fn parse_range_double(raw: &[u8]) -> Option<f64> {
 }
 
 /// `v` as C's `printf("%.17g", v)` writes it, which is how Redis 7.0
-/// answers a sorted set's scores: 17 significant digits, trailing zeros
-/// dropped, in exponent form when the exponent is below -4 or at least
-/// 17; `inf`, `-inf`.
+/// answers a sorted set's scores (and turns a script's numbers into
+/// arguments): 17 significant digits, trailing zeros dropped, in exponent
+/// form when the exponent is below -4 or at least 17; `inf`, `-inf`.
 pub fn format_double(v: f64) -> String {
+    format_g(v, 17)
+}
+
+/// `v` as C's `printf("%.<precision>g", v)` writes it (glibc): `precision`
+/// significant digits (at least 1), trailing zeros dropped, in exponent
+/// form when the exponent is below -4 or at least `precision`; `inf`,
+/// `-inf`, and `nan` or `-nan` by the sign bit.
+pub fn format_g(v: f64, precision: usize) -> String {
     if v.is_infinite() {
         return if v > 0.0 { "inf".into() } else { "-inf".into() };
     }
     if v.is_nan() {
-        return "nan".into();
+        return if v.is_sign_negative() { "-nan".into() } else { "nan".into() };
     }
-    // Rust's exponent form with 16 decimals is exact and rounds ties to
-    // even, as glibc's printf does.
-    let scientific = format!("{v:.16e}");
+    let precision = precision.max(1);
+    // Rust's exponent form is exact and rounds ties to even, as glibc's
+    // printf does.
+    let scientific = format!("{v:.*e}", precision - 1);
     let (mantissa, exponent) = scientific.split_once('e').expect("exponent form");
     let exponent: i32 = exponent.parse().expect("an integer exponent");
-    let trim = |s: &str| s.trim_end_matches('0').trim_end_matches('.').to_string();
-    if (-4..17).contains(&exponent) {
-        let fixed = format!("{v:.*}", (16 - exponent) as usize);
-        if fixed.contains('.') { trim(&fixed) } else { fixed }
+    let trim = |s: &str| if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s.to_string() };
+    if (-4..precision as i32).contains(&exponent) {
+        trim(&format!("{v:.*}", (precision as i32 - 1 - exponent) as usize))
     } else {
         let sign = if exponent < 0 { '-' } else { '+' };
         format!("{}e{sign}{:02}", trim(mantissa), exponent.abs())
@@ -310,5 +318,10 @@ mod tests {
             (f64::INFINITY, "inf"), (f64::NEG_INFINITY, "-inf"), (0.0, "0"), (-0.0, "-0"), (1.5e-300, "1.5000000000000001e-300")] {
             assert_eq!(format_double(v), shown, "{v:e}");
         }
+        // Other precisions (cjson's 14), and NaN's sign, as glibc prints.
+        for (v, shown) in [(123456789012345.0, "1.2345678901234e+14"), (1e-5, "1e-05"), (0.1, "0.1"), (-0.0, "-0"), (1e14, "1e+14"), (12345678901234.0, "12345678901234")] {
+            assert_eq!(format_g(v, 14), shown, "{v:e}");
+        }
+        assert_eq!((format_double(f64::NAN), format_double(-f64::NAN)), ("nan".to_string(), "-nan".to_string()));
     }
 }

@@ -74,6 +74,11 @@ impl ScriptCache {
         ScriptCache { evaluated: Mutex::default(), loaded: None }
     }
 
+    /// Whether EVALSHA finds `sha` (no copy of the body).
+    pub fn contains(&self, sha: &str) -> bool {
+        self.evaluated.lock().scripts.contains_key(sha) || self.loaded.as_ref().is_some_and(|l| l.with(|s| s.contains_key(&l.key(sha))))
+    }
+
     pub fn get(&self, sha: &str) -> Option<Bytes> {
         if let Some(body) = self.evaluated.lock().scripts.get(sha) {
             return Some(body.clone());
@@ -160,18 +165,21 @@ pub(crate) fn prepare(r: &Router, name: &str, a: &[Bytes]) -> Result<pb::Script,
     if name.starts_with("fcall") {
         return super::functions::prepare(r, name, a);
     }
-    let (body, sha) = if name.starts_with("evalsha") {
+    let (body, sha, cached) = if name.starts_with("evalsha") {
         let sha = String::from_utf8_lossy(&a[1]).to_ascii_lowercase();
         match r.scripts.get(&sha) {
-            Some(body) => (body, sha),
+            Some(body) => (body, sha, true),
             None => return Err(Frame::error("NOSCRIPT No matching script. Please use EVAL.")),
         }
     } else {
-        (a[1].clone(), sha1_hex(&a[1]))
+        let sha = sha1_hex(&a[1]);
+        let cached = r.scripts.contains(&sha);
+        (a[1].clone(), sha, cached)
     };
     let keys = declared_keys(a)?;
     super::keys::one_slot(keys.iter())?;
-    if r.scripts.get(&sha).is_none() {
+    // Compiled once here, the first time this router sees it.
+    if !cached {
         evenkeel_script::compile_check(&body).map_err(Frame::Error)?;
         r.scripts.evaluated(sha.clone(), body.clone());
     }
@@ -207,7 +215,7 @@ pub async fn script(r: &Router, a: &[Bytes]) -> Frame {
     match (sub.as_str(), a.len()) {
         ("LOAD", 3) => {
             let sha = sha1_hex(&a[2]);
-            if r.scripts.get(&sha).is_none()
+            if !r.scripts.contains(&sha)
                 && let Err(e) = evenkeel_script::compile_check(&a[2])
             {
                 return Frame::Error(e);
@@ -217,7 +225,7 @@ pub async fn script(r: &Router, a: &[Bytes]) -> Frame {
                 Err(e) => e,
             }
         }
-        ("EXISTS", n) if n >= 3 => Frame::Array(a[2..].iter().map(|sha| Frame::Integer(r.scripts.get(&String::from_utf8_lossy(sha).to_ascii_lowercase()).is_some() as i64)).collect()),
+        ("EXISTS", n) if n >= 3 => Frame::Array(a[2..].iter().map(|sha| Frame::Integer(r.scripts.contains(&String::from_utf8_lossy(sha).to_ascii_lowercase()) as i64)).collect()),
         ("FLUSH", 2) => r.scripts.flush().await.map_or_else(|e| e, |()| Frame::ok()),
         ("FLUSH", 3) => match String::from_utf8_lossy(&a[2]).to_ascii_uppercase().as_str() {
             "ASYNC" | "SYNC" => r.scripts.flush().await.map_or_else(|e| e, |()| Frame::ok()),

@@ -593,7 +593,8 @@ async fn notify_flags(r: &Router) -> Result<evenkeel_types::notify::Flags, Frame
 /// The cluster's script time limit in ms, as stored by CONFIG SET.
 async fn script_time_limit(r: &Router) -> Result<u64, Frame> {
     let stored = r.meta.get(evenkeel_types::keys::SCRIPT_TIME_LIMIT).await.map_err(|e| Frame::error(format!("ERR metadata store unavailable: {e}")))?;
-    Ok(stored.and_then(|kv| String::from_utf8_lossy(&kv.value).parse().ok()).unwrap_or(evenkeel_script::Limits::default().time.as_millis() as u64))
+    let limit = evenkeel_script::time_limit_from_stored(stored.as_ref().map(|kv| &kv.value[..])).unwrap_or(evenkeel_script::Limits::default().time);
+    Ok(limit.as_millis() as u64)
 }
 
 /// CONFIG SET: `notify-keyspace-events` and the script time limit
