@@ -1123,6 +1123,18 @@ async fn pubsub_reaches_subscribers_on_every_router() {
         assert!(asked.elapsed() >= Duration::from_millis(300), "confirmed before the nodes took it: {:?}", asked.elapsed());
         assert_eq!(p.call(&["PUBLISH", "late", "m"]).await, Frame::Integer(1));
         assert_eq!(late.read().await, push(&["message", "late", "m"], None));
+        // And an UNSUBSCRIBE once every node dropped it: a PUBLISH sent
+        // after the confirmation no longer counts the client.
+        let asked = Instant::now();
+        assert_eq!(late.call(&["UNSUBSCRIBE", "late"]).await, push(&["unsubscribe", "late"], Some(0)));
+        assert!(asked.elapsed() >= Duration::from_millis(300), "confirmed before the nodes dropped it: {:?}", asked.elapsed());
+        assert_eq!(p.call(&["PUBLISH", "late", "m"]).await, Frame::Integer(0));
+        // RESET too.
+        assert_eq!(late.call(&["SUBSCRIBE", "late"]).await, push(&["subscribe", "late"], Some(1)));
+        let asked = Instant::now();
+        assert_eq!(late.call(&["RESET"]).await, Frame::simple("RESET"));
+        assert!(asked.elapsed() >= Duration::from_millis(300), "RESET answered before the nodes dropped its subscription: {:?}", asked.elapsed());
+        assert_eq!(p.call(&["PUBLISH", "late", "m"]).await, Frame::Integer(0));
     }
 
     // Channels all over the cluster, so every node relays some.

@@ -12,7 +12,8 @@
 //! - A SUBSCRIBE is answered once every link that is up (or opening) has
 //!   applied it (at most [`ACK_WAIT`]), so a message published after the
 //!   confirmation reaches the subscriber, whichever router or node it goes
-//!   through.
+//!   through. An UNSUBSCRIBE likewise, so a PUBLISH sent after its
+//!   confirmation no longer counts the client.
 //! - Messages of one channel from one publisher arrive in order: PUBLISH
 //!   goes to the owner of the channel's hash slot, and each node's feed is
 //!   one ordered stream.
@@ -134,8 +135,10 @@ impl Subscriber {
     }
 }
 
-impl Drop for Subscriber {
-    fn drop(&mut self) {
+impl Subscriber {
+    /// Drops every subscription; what to wait for to know each node
+    /// applied that.
+    fn release(&mut self) -> Vec<(watch::Receiver<u64>, u64)> {
         let mut state = self.hub.state.lock().expect("pubsub lock");
         let mut changed = Vec::new();
         for kind in KINDS {
@@ -143,7 +146,20 @@ impl Drop for Subscriber {
                 changed.push(state.remove(kind, name, self.id));
             }
         }
-        state.send(changed);
+        state.send(changed)
+    }
+
+    /// RESET: every subscription dropped, returning once the nodes
+    /// dropped them (as UNSUBSCRIBE does).
+    pub async fn leave(mut self) {
+        let waits = self.release();
+        applied(waits, "unsubscription").await;
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -252,33 +268,34 @@ impl Hub {
             }
             state.send(changed)
         };
-        let applied = futures::future::join_all(waits.into_iter().map(|(mut acked, seq)| async move { acked.wait_for(|a| *a >= seq).await.map(|_| ()) }));
-        if tokio::time::timeout(ACK_WAIT, applied).await.is_err() {
-            metrics::counter!("evenkeel_router_pubsub_slow_subscribes_total").increment(1);
-            tracing::warn!(wait_ms = ACK_WAIT.as_millis() as u64, "a node did not confirm a subscription in time; answering anyway");
-        }
+        applied(waits, "subscription").await;
         replies
     }
 
     /// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE: `names`, or every
-    /// subscription of the kind when empty. No message of a name arrives
-    /// after its confirmation.
-    pub fn unsubscribe(&self, sub: &mut Subscriber, kind: SubscriptionKind, names: &[Bytes]) -> Vec<Frame> {
+    /// subscription of the kind when empty, answered once the nodes
+    /// dropped them (so a PUBLISH sent after the confirmation no longer
+    /// counts this client). No message of a name reaches the client after
+    /// its confirmation.
+    pub async fn unsubscribe(&self, sub: &mut Subscriber, kind: SubscriptionKind, names: &[Bytes]) -> Vec<Frame> {
         let word = unsubscribe_word(kind);
         let names: Vec<Bytes> = if names.is_empty() { sub.held[index(kind)].iter().cloned().collect() } else { names.to_vec() };
         if names.is_empty() {
             return vec![confirmation(word, Frame::Null, sub.count(kind))];
         }
-        let mut state = self.state.lock().expect("pubsub lock");
-        let mut changed = Vec::new();
         let mut replies = Vec::with_capacity(names.len());
-        for name in names {
-            if sub.held[index(kind)].remove(&name) {
-                changed.push(state.remove(kind, name.clone(), sub.id));
+        let waits = {
+            let mut state = self.state.lock().expect("pubsub lock");
+            let mut changed = Vec::new();
+            for name in names {
+                if sub.held[index(kind)].remove(&name) {
+                    changed.push(state.remove(kind, name.clone(), sub.id));
+                }
+                replies.push(confirmation(word, Frame::Bulk(name), sub.count(kind)));
             }
-            replies.push(confirmation(word, Frame::Bulk(name), sub.count(kind)));
-        }
-        state.send(changed);
+            state.send(changed)
+        };
+        applied(waits, "unsubscription").await;
         replies
     }
 
@@ -508,6 +525,16 @@ async fn serve_link(hub: &Hub, node: NodeId, mut client: NodeClient, serial: u64
     }
 }
 
+/// Waits (at most [`ACK_WAIT`]) until every link's node applied the
+/// update each of `waits` names.
+async fn applied(waits: Vec<(watch::Receiver<u64>, u64)>, what: &str) {
+    let all = futures::future::join_all(waits.into_iter().map(|(mut acked, seq)| async move { acked.wait_for(|a| *a >= seq).await.map(|_| ()) }));
+    if tokio::time::timeout(ACK_WAIT, all).await.is_err() {
+        metrics::counter!("evenkeel_router_pubsub_slow_subscribes_total").increment(1);
+        tracing::warn!(wait_ms = ACK_WAIT.as_millis() as u64, what, "a node did not confirm a change of subscriptions in time; answering anyway");
+    }
+}
+
 fn subscribe_word(kind: SubscriptionKind) -> &'static str {
     match kind {
         SubscriptionKind::Channel => "subscribe",
@@ -562,8 +589,8 @@ mod tests {
         assert_eq!(a.try_next(), Some(encoded(&["smessage", "x", "s"])));
         assert_eq!(a.try_next(), None);
         assert_eq!(b.try_next(), Some(encoded(&["message", "x", "m"])));
-        assert_eq!(hub.unsubscribe(&mut a, SubscriptionKind::Channel, &[]), [confirm("unsubscribe", "x", 2), confirm("unsubscribe", "y", 1)]);
-        assert_eq!(hub.unsubscribe(&mut a, SubscriptionKind::Channel, &[]), [confirmation("unsubscribe", Frame::Null, 1)]);
+        assert_eq!(hub.unsubscribe(&mut a, SubscriptionKind::Channel, &[]).await, [confirm("unsubscribe", "x", 2), confirm("unsubscribe", "y", 1)]);
+        assert_eq!(hub.unsubscribe(&mut a, SubscriptionKind::Channel, &[]).await, [confirmation("unsubscribe", Frame::Null, 1)]);
         hub.deliver(&message(false, "y", "gone"));
         assert_eq!(a.try_next(), Some(encoded(&["pmessage", "*", "y", "gone"])), "only the pattern now");
         drop(b);

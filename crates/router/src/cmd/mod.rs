@@ -506,7 +506,7 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
         // As Redis's RESET: also out of Pub/Sub, MONITOR and CLIENT REPLY
         // OFF/SKIP.
         "reset" => {
-            pubsub::reset(s);
+            pubsub::reset(s).await;
             s.monitor = None;
             s.replies = crate::session::Replies::On;
             server::reset(r, s)
@@ -518,7 +518,7 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
             Frame::ok()
         }
         "subscribe" | "psubscribe" | "ssubscribe" => pubsub::subscribe(r, s, name, a).await,
-        "unsubscribe" | "punsubscribe" | "sunsubscribe" => pubsub::unsubscribe(r, s, name, a),
+        "unsubscribe" | "punsubscribe" | "sunsubscribe" => pubsub::unsubscribe(r, s, name, a).await,
         "publish" | "spublish" => pubsub::publish(r, name, a).await,
         "pubsub" => pubsub::pubsub(r, a).await,
         "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => scripting::eval(r, name, a).await,

@@ -64,21 +64,23 @@ pub async fn subscribe(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> 
 
 /// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE. The subscriber stays with the
 /// session, so messages it was sent before are still written.
-pub fn unsubscribe(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> Frame {
+pub async fn unsubscribe(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> Frame {
     let kind = kind(name);
     if let Err(e) = one_slot(kind, &a[1..]) {
         return e;
     }
     let sub = subscriber(r, s);
-    let replies = r.pubsub.unsubscribe(sub, kind, &a[1..]);
+    let replies = r.pubsub.unsubscribe(sub, kind, &a[1..]).await;
     let counts = sub.counts();
     s.client.set_subscriptions(counts);
     Frame::Replies(replies)
 }
 
-/// Drops every subscription (RESET).
-pub fn reset(s: &mut Session) {
-    s.subscriber = None;
+/// Drops every subscription (RESET), returning once the nodes did.
+pub async fn reset(s: &mut Session) {
+    if let Some(sub) = s.subscriber.take() {
+        sub.leave().await;
+    }
     s.client.set_subscriptions([0; 3]);
 }
 
