@@ -49,12 +49,6 @@ struct KnownDifference {
 const KNOWN_DIFFERENCES: &[KnownDifference] = &[
     KnownDifference {
         setup: &[],
-        args: &["HELLO", "3"],
-        ours: b"-NOPROTO unsupported protocol version\r\n",
-        reason: "evenkeel speaks RESP2 only; Redis 7 switches the connection to RESP3 and replies with a map",
-    },
-    KnownDifference {
-        setup: &[],
         args: &["SELECT", "1"],
         ours: b"-ERR DB index is out of range\r\n",
         reason: "evenkeel has a single database (CONFIG GET databases says 1, like Redis Cluster); \
@@ -158,20 +152,52 @@ const KNOWN_DIFFERENCES: &[KnownDifference] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn router_answers_like_redis_7() {
+    differential(2).await;
+}
+
+/// The same script over RESP3: both connections start with `HELLO 3`
+/// (and the script's `HELLO 2`s are `HELLO 3`s), so every reply is
+/// compared in RESP3's types: maps, sets, doubles, pushes, nulls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_answers_like_redis_7_over_resp3() {
+    differential(3).await;
+}
+
+async fn differential(protocol: u8) {
     let redis = tokio::task::spawn_blocking(RedisServer::start).await.expect("starting redis-server");
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = LocalCluster::start(UpOptions::ephemeral(dir.path())).await.expect("evenkeel starts");
 
     let mut pair = Pair { redis: Conn::open(redis.addr).await, ours: Conn::open(cluster.router_addr).await };
     check_oracle_version(&mut pair.redis).await;
-    let script = script();
+    let mut script = script();
+    if protocol == 3 {
+        // RESP3 from the start, and again after each RESET (which goes
+        // back to RESP2).
+        let hello = || Step::Call { args: vec![b"HELLO".to_vec(), b"3".to_vec()], check: Check::Hello };
+        let mut resp3 = vec![hello()];
+        for mut step in script {
+            let mut reset = false;
+            if let Step::Call { args, .. } = &mut step {
+                if args[0].eq_ignore_ascii_case(b"hello") && args.get(1).is_some_and(|v| v == b"2") {
+                    args[1] = b"3".to_vec();
+                }
+                reset = args.len() == 1 && args[0].eq_ignore_ascii_case(b"reset");
+            }
+            resp3.push(step);
+            if reset {
+                resp3.push(hello());
+            }
+        }
+        script = resp3;
+    }
     let mut mismatches = pair.run(&script).await;
     pair.assert_both_closed().await;
     mismatches.extend(check_known_differences(redis.addr, cluster.router_addr).await);
     cluster.shutdown().await.expect("clean shutdown");
 
     let commands = script.iter().filter(|s| !matches!(s, Step::Sleep(_))).count() + KNOWN_DIFFERENCES.len();
-    println!("differential: {commands} scripted commands, {} mismatches", mismatches.len());
+    println!("differential (RESP{protocol}): {commands} scripted commands, {} mismatches", mismatches.len());
     for m in &mismatches {
         eprintln!("MISMATCH {}\n    redis:    {}\n    evenkeel: {}", m.command, m.redis, m.ours);
     }
@@ -2208,7 +2234,11 @@ fn agree(check: Check, redis: &Frame, ours: &Frame) -> bool {
         (Check::Ttl { slack }, Frame::Integer(a), Frame::Integer(b)) if *a >= 0 && *b >= 0 => (a - b).abs() <= slack,
         (Check::Hello, _, _) => normalize_hello(redis) == normalize_hello(ours),
         (Check::ScanShape, _, _) => is_scan_page(redis) && is_scan_page(ours),
-        (Check::Unordered, Frame::Array(a), Frame::Array(b)) => sorted(a) == sorted(b),
+        (Check::Unordered, Frame::Array(a), Frame::Array(b)) | (Check::Unordered, Frame::Set(a), Frame::Set(b)) => sorted(a) == sorted(b),
+        (Check::Unordered, Frame::Map(a), Frame::Map(b)) => {
+            let entries = |m: &[(Frame, Frame)]| sorted(&m.iter().map(|(k, v)| Frame::Array(vec![k.clone(), v.clone()])).collect::<Vec<_>>());
+            entries(a) == entries(b)
+        }
         (Check::Time, _, _) => match (clock(redis), clock(ours)) {
             (Some((a, _)), Some((b, _))) => a.abs_diff(b) <= 1,
             _ => false,
@@ -2238,14 +2268,20 @@ fn is_scan_page(reply: &Frame) -> bool {
 
 /// Blanks the values of HELLO's `id` and `version` fields.
 fn normalize_hello(reply: &Frame) -> Frame {
-    let Frame::Array(items) = reply else { return reply.clone() };
-    let mut items = items.clone();
-    for i in (0..items.len().saturating_sub(1)).step_by(2) {
-        if matches!(&items[i], Frame::Bulk(k) if &k[..] == b"id" || &k[..] == b"version") {
-            items[i + 1] = Frame::Simple("<normalized>".into());
+    let normalized = |key: &Frame| matches!(key, Frame::Bulk(k) if &k[..] == b"id" || &k[..] == b"version");
+    match reply {
+        Frame::Array(items) => {
+            let mut items = items.clone();
+            for i in (0..items.len().saturating_sub(1)).step_by(2) {
+                if normalized(&items[i]) {
+                    items[i + 1] = Frame::Simple("<normalized>".into());
+                }
+            }
+            Frame::Array(items)
         }
+        Frame::Map(entries) => Frame::Map(entries.iter().map(|(k, v)| (k.clone(), if normalized(k) { Frame::Simple("<normalized>".into()) } else { v.clone() })).collect()),
+        other => other.clone(),
     }
-    Frame::Array(items)
 }
 
 /// The oracle must be Redis 7, or "matches Redis 7" proves nothing.
@@ -2348,6 +2384,13 @@ fn show(frame: &Frame) -> String {
         Frame::Null => "(nil)".into(),
         Frame::NullArray => "(nil array)".into(),
         Frame::Array(items) => format!("[{}]", items.iter().map(show).collect::<Vec<_>>().join(", ")),
+        Frame::Set(items) => format!("set{{{}}}", items.iter().map(show).collect::<Vec<_>>().join(", ")),
+        Frame::Push(items) => format!("push[{}]", items.iter().map(show).collect::<Vec<_>>().join(", ")),
+        Frame::Map(entries) | Frame::Pairs(entries) | Frame::NestedMap(entries) => format!("{{{}}}", entries.iter().map(|(k, v)| format!("{} => {}", show(k), show(v))).collect::<Vec<_>>().join(", ")),
+        Frame::Double(d) => format!("(double) {d}"),
+        Frame::Boolean(b) => format!("({b})"),
+        Frame::BigNumber(n) => format!("(big number) {n}"),
+        Frame::Verbatim { format, text } => format!("verbatim {}:\"{}\"", format.escape_ascii(), text.escape_ascii()),
         Frame::Replies(replies) => replies.iter().map(show).collect::<Vec<_>>().join(" "),
     }
 }

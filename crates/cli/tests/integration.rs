@@ -1234,6 +1234,71 @@ async fn pubsub_reaches_subscribers_on_every_router() {
     cluster.shutdown().await.unwrap();
 }
 
+/// RESP3 after `HELLO 3`: typed replies (maps, sets, doubles, pairs,
+/// verbatim text, `_` nulls); Pub/Sub messages as pushes to a connection
+/// that still runs any command; RESET back to RESP2. And a RESP3 client
+/// library (the `redis` crate asking for RESP3) reads them as Redis's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resp3_connections_get_typed_replies_and_pushed_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let r = cluster.router_addr;
+    let map = |pairs: &[(&str, Frame)]| Frame::Map(pairs.iter().map(|(k, v)| (Frame::bulk(k.to_string()), v.clone())).collect());
+
+    let mut c = Raw::connect(r).await;
+    let Frame::Map(hello) = c.call(&["HELLO", "3"]).await else { panic!("HELLO 3 answers a map") };
+    assert!(hello.contains(&(Frame::bulk("proto"), Frame::Integer(3))), "{hello:?}");
+    assert_eq!(c.call(&["HSET", "h", "a", "1", "b", "2"]).await, Frame::Integer(2));
+    assert_eq!(c.call(&["HGETALL", "h"]).await, map(&[("a", Frame::bulk("1")), ("b", Frame::bulk("2"))]));
+    assert_eq!(c.call(&["SADD", "s", "x"]).await, Frame::Integer(1));
+    assert_eq!(c.call(&["SMEMBERS", "s"]).await, Frame::Set(vec![Frame::bulk("x")]));
+    assert_eq!(c.call(&["ZADD", "z", "1.5", "m", "0.1", "n"]).await, Frame::Integer(2));
+    assert_eq!(c.call(&["ZSCORE", "z", "m"]).await, Frame::Double("1.5".into()));
+    assert_eq!(c.call(&["ZINCRBY", "z", "1", "m"]).await, Frame::Double("2.5".into()));
+    let pair = |m: &str, s: &str| Frame::Array(vec![Frame::bulk(m.to_string()), Frame::Double(s.into())]);
+    assert_eq!(c.call(&["ZRANGE", "z", "0", "-1", "WITHSCORES"]).await, Frame::Array(vec![pair("n", "0.10000000000000001"), pair("m", "2.5")]));
+    assert_eq!(c.call(&["GET", "missing"]).await, Frame::Null, "RESP3's null");
+    assert_eq!(c.call(&["CONFIG", "GET", "maxmemory"]).await, map(&[("maxmemory", Frame::bulk("0"))]));
+    let Frame::Verbatim { format, text } = c.call(&["CLIENT", "INFO"]).await else { panic!("CLIENT INFO is verbatim text") };
+    assert_eq!((&format, String::from_utf8_lossy(&text).contains(" resp=3")), (b"txt", true), "{text:?}");
+
+    // A RESP3 subscriber gets pushes and may run any command meanwhile.
+    let mut sub = Raw::connect(r).await;
+    assert!(matches!(sub.call(&["HELLO", "3"]).await, Frame::Map(_)));
+    assert_eq!(sub.call(&["SUBSCRIBE", "ch"]).await, Frame::Push(vec![Frame::bulk("subscribe"), Frame::bulk("ch"), Frame::Integer(1)]));
+    assert_eq!(sub.call(&["HGET", "h", "a"]).await, Frame::bulk("1"), "commands run while subscribed");
+    assert_eq!(sub.call(&["PING"]).await, Frame::simple("PONG"), "PING answers as usual");
+    let mut publisher = Raw::connect(r).await;
+    assert_eq!(publisher.call(&["PUBLISH", "ch", "hi"]).await, Frame::Integer(1));
+    assert_eq!(sub.read().await, Frame::Push(vec![Frame::bulk("message"), Frame::bulk("ch"), Frame::bulk("hi")]));
+    // RESET: back to RESP2 and out of Pub/Sub.
+    assert_eq!(sub.call(&["RESET"]).await, Frame::simple("RESET"));
+    assert_eq!(sub.call(&["HGETALL", "h"]).await, Frame::Array(["a", "1", "b", "2"].map(Frame::bulk).to_vec()));
+    assert_eq!(sub.call(&["GET", "missing"]).await, Frame::Null);
+    assert_eq!(publisher.call(&["PUBLISH", "ch", "hi"]).await, Frame::Integer(0));
+    // A RESP2 subscriber keeps RESP2's subscribed mode.
+    assert_eq!(sub.call(&["SUBSCRIBE", "ch"]).await, push(&["subscribe", "ch"], Some(1)));
+    assert_eq!(sub.call(&["PING"]).await, push(&["pong", ""], None));
+    assert!(matches!(sub.call(&["GET", "k"]).await, Frame::Error(e) if e.contains("only (P|S)SUBSCRIBE")));
+
+    // The redis crate asking for RESP3 reads our replies as typed values.
+    let client = redis::Client::open(format!("redis://{r}/?protocol=resp3")).expect("valid URL");
+    let mut con = client.get_multiplexed_async_connection().await.expect("connects with HELLO 3");
+    let all: HashMap<String, i64> = con.hgetall("h").await.unwrap();
+    assert_eq!(all, HashMap::from([("a".to_string(), 1), ("b".to_string(), 2)]));
+    let score: f64 = con.zscore("z", "m").await.unwrap();
+    assert_eq!(score, 2.5);
+    let ranked: Vec<(String, f64)> = con.zrange_withscores("z", 0, -1).await.unwrap();
+    assert_eq!(ranked, vec![("n".to_string(), 0.1), ("m".to_string(), 2.5)]);
+    let members: HashSet<String> = con.smembers("s").await.unwrap();
+    assert_eq!(members, HashSet::from(["x".to_string()]));
+    let info: String = redis::cmd("INFO").arg("server").query_async(&mut con).await.unwrap();
+    assert!(info.contains("redis_version:7."), "{info}");
+    drop(con);
+
+    cluster.shutdown().await.unwrap();
+}
+
 /// CLIENT REPLY OFF and SKIP silence replies (the commands still run);
 /// CLIENT UNBLOCK ends another client's blocking command as a timeout or
 /// with an error, and answers 0 for a client that is not blocked; WAIT

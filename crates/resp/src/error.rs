@@ -39,9 +39,13 @@ pub enum ProtocolError {
     /// is not followed by whitespace.
     #[error("Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
-    /// A reply frame starts with a byte that is not a RESP2 type marker.
+    /// A reply frame starts with a byte that is not a RESP type marker.
     #[error("Protocol error: invalid frame type '{}'", char::from(*.0))]
     InvalidFrameType(u8),
+    /// A RESP3 null (`_`) or boolean (`#`) line, or a verbatim string's
+    /// format, that is not well formed.
+    #[error("Protocol error: malformed '{}' frame", char::from(*.0))]
+    InvalidLine(u8),
     /// An integer reply is not a valid signed 64-bit decimal number.
     #[error("Protocol error: invalid integer")]
     InvalidInteger,

@@ -1,6 +1,9 @@
-//! RESP2, the Redis wire protocol, for evenkeel.
+//! RESP, the Redis wire protocol, for evenkeel: RESP2, and RESP3 for
+//! connections that ask for it with `HELLO 3`.
 //!
-//! - [`Frame`] is one RESP2 value; [`Frame::encode`] writes its exact bytes.
+//! - [`Frame`] is one reply value; [`Frame::encode_as`] writes its exact
+//!   bytes in a connection's [`Protocol`] (RESP3's types in their RESP2
+//!   form for a RESP2 connection, as Redis does).
 //! - On the server, [`RequestDecoder`] turns client bytes into argument
 //!   vectors (`Vec<Bytes>`), accepting both multibulk and inline requests with
 //!   the same rules and error texts as Redis 7, bounded by [`Limits`].
@@ -37,7 +40,7 @@ mod reply;
 mod request;
 
 pub use error::ProtocolError;
-pub use frame::{Frame, ReplyEncoder, encode_command};
+pub use frame::{Frame, Protocol, ReplyEncoder, encode_command};
 pub use reply::{FrameDecoder, MAX_FRAME_DEPTH};
 pub use request::RequestDecoder;
 

@@ -1,4 +1,4 @@
-//! Client-side decoding of arbitrary RESP2 reply frames.
+//! Client-side decoding of arbitrary reply frames, RESP2's and RESP3's.
 
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
@@ -11,7 +11,10 @@ use crate::lex::{Search, parse_ll, search_cr};
 /// Deepest array nesting [`FrameDecoder`] accepts; a top-level array is depth 1.
 pub const MAX_FRAME_DEPTH: usize = 64;
 
-/// Decodes any RESP2 frame; used by clients, load generators and tests.
+/// Decodes any RESP2 or RESP3 frame; used by clients, load generators and
+/// tests. RESP3's null is [`Frame::Null`], its blob error an
+/// [`Frame::Error`]; an attribute (`|`) is read and dropped with the
+/// frame it annotates returned.
 ///
 /// It enforces [`Limits::default`] on bulk and array lengths and on line
 /// lengths, and [`MAX_FRAME_DEPTH`] on nesting. It is stateless: each call
@@ -72,9 +75,16 @@ impl Parser<'_> {
             return Ok(None);
         };
         match marker {
-            b'+' | b'-' | b':' => self.line_frame(marker, pos),
-            b'$' => self.bulk(pos),
-            b'*' => self.array(pos, depth),
+            b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => self.line_frame(marker, pos),
+            b'$' | b'!' | b'=' => self.bulk(marker, pos),
+            b'*' | b'~' | b'>' => self.array(marker, pos, depth),
+            b'%' => self.map(pos, depth),
+            b'|' => {
+                let Some((_, after)) = self.map(pos, depth)? else {
+                    return Ok(None);
+                };
+                self.frame(after, depth)
+            }
             other => Err(ProtocolError::InvalidFrameType(other)),
         }
     }
@@ -101,11 +111,18 @@ impl Parser<'_> {
             return Ok(None);
         };
         let text = &self.buf[pos + 1..cr];
+        let lossy = || String::from_utf8_lossy(text).into_owned();
         let frame = match marker {
             b':' => Frame::Integer(parse_ll(text).ok_or(ProtocolError::InvalidInteger)?),
+            b'_' if text.is_empty() => Frame::Null,
+            b'#' if text == b"t" => Frame::Boolean(true),
+            b'#' if text == b"f" => Frame::Boolean(false),
+            b'_' | b'#' => return Err(ProtocolError::InvalidLine(marker)),
             _ if self.source.is_none() => Frame::Null,
-            b'+' => Frame::Simple(String::from_utf8_lossy(text).into_owned()),
-            _ => Frame::Error(String::from_utf8_lossy(text).into_owned()),
+            b'+' => Frame::Simple(lossy()),
+            b',' => Frame::Double(lossy()),
+            b'(' => Frame::BigNumber(lossy()),
+            _ => Frame::Error(lossy()),
         };
         Ok(Some((frame, next)))
     }
@@ -131,8 +148,9 @@ impl Parser<'_> {
         }
     }
 
-    /// Parses a bulk string or the null bulk string.
-    fn bulk(&self, pos: usize) -> Result<Parsed, ProtocolError> {
+    /// Parses a bulk string or the null bulk string, or RESP3's blob
+    /// error (`!`) or verbatim string (`=`, its format first: `txt:`).
+    fn bulk(&self, marker: u8, pos: usize) -> Result<Parsed, ProtocolError> {
         let header = self.length(
             pos,
             ProtocolError::TooBigBulkCount,
@@ -151,15 +169,50 @@ impl Parser<'_> {
             (None, _) | (Some(b'\r'), None) => return Ok(None),
             _ => return Err(ProtocolError::UnterminatedBulk),
         }
-        let frame = match self.source {
-            Some(bytes) => Frame::Bulk(bytes.slice(start..end)),
-            None => Frame::Null,
+        let frame = match (self.source, marker) {
+            (None, _) => Frame::Null,
+            (Some(bytes), b'!') => Frame::Error(String::from_utf8_lossy(&bytes[start..end]).into_owned()),
+            (Some(bytes), b'=') => match &bytes[start..end] {
+                [a, b, c, b':', ..] => Frame::Verbatim { format: [*a, *b, *c], text: bytes.slice(start + 4..end) },
+                _ => return Err(ProtocolError::InvalidLine(marker)),
+            },
+            (Some(bytes), _) => Frame::Bulk(bytes.slice(start..end)),
         };
         Ok(Some((frame, end + 2)))
     }
 
-    /// Parses an array or the null array.
-    fn array(&self, pos: usize, depth: usize) -> Result<Parsed, ProtocolError> {
+    /// Parses an array or the null array, or RESP3's set (`~`) or push
+    /// (`>`).
+    fn array(&self, marker: u8, pos: usize, depth: usize) -> Result<Parsed, ProtocolError> {
+        let Some((items, next)) = self.items(pos, depth, 1)? else {
+            return Ok(None);
+        };
+        let frame = match (items, marker) {
+            (None, _) => Frame::NullArray,
+            (Some(items), b'~') => Frame::Set(items),
+            (Some(items), b'>') => Frame::Push(items),
+            (Some(items), _) => Frame::Array(items),
+        };
+        Ok(Some((frame, next)))
+    }
+
+    /// Parses RESP3's map (`%`, also an attribute's body).
+    fn map(&self, pos: usize, depth: usize) -> Result<Parsed, ProtocolError> {
+        let Some((items, next)) = self.items(pos, depth, 2)? else {
+            return Ok(None);
+        };
+        let mut entries = Vec::new();
+        let mut items = items.unwrap_or_default().into_iter();
+        while let (Some(key), Some(value)) = (items.next(), items.next()) {
+            entries.push((key, value));
+        }
+        Ok(Some((Frame::Map(entries), next)))
+    }
+
+    /// Parses an aggregate's header (`None` for `-1`) and its count times
+    /// `per` frames (collected only when building).
+    #[allow(clippy::type_complexity)]
+    fn items(&self, pos: usize, depth: usize, per: usize) -> Result<Option<(Option<Vec<Frame>>, usize)>, ProtocolError> {
         let header = self.length(
             pos,
             ProtocolError::TooBigMultibulkCount,
@@ -170,8 +223,9 @@ impl Parser<'_> {
             return Ok(None);
         };
         let Some(count) = count else {
-            return Ok(Some((Frame::NullArray, next)));
+            return Ok(Some((None, next)));
         };
+        let count = count.checked_mul(per).ok_or(ProtocolError::InvalidMultibulkLength)?;
         if depth > MAX_FRAME_DEPTH {
             return Err(ProtocolError::NestingTooDeep);
         }
@@ -192,7 +246,7 @@ impl Parser<'_> {
             }
             next = after;
         }
-        Ok(Some((Frame::Array(items), next)))
+        Ok(Some((Some(items), next)))
     }
 }
 
@@ -236,6 +290,31 @@ mod tests {
             ]),
         ];
         assert_eq!(bytewise(input).unwrap(), expected);
+    }
+
+    #[test]
+    fn decodes_resp3_types() {
+        let input = b"_\r\n,1.5\r\n,-inf\r\n#t\r\n#f\r\n(3492890328409238509324850943850943825024385\r\n!8\r\nERR oops\r\n=8\r\ntxt:a\r\nb\r\n%2\r\n+a\r\n:1\r\n$1\r\nb\r\n~1\r\n:2\r\n>2\r\n+message\r\n_\r\n~0\r\n|1\r\n+ttl\r\n:3\r\n:7\r\n";
+        let expected = vec![
+            Frame::Null,
+            Frame::Double("1.5".into()),
+            Frame::Double("-inf".into()),
+            Frame::Boolean(true),
+            Frame::Boolean(false),
+            Frame::BigNumber("3492890328409238509324850943850943825024385".into()),
+            Frame::error("ERR oops"),
+            Frame::Verbatim { format: *b"txt", text: bytes::Bytes::from_static(b"a\r\nb") },
+            Frame::Map(vec![(Frame::simple("a"), Frame::Integer(1)), (Frame::bulk("b"), Frame::Set(vec![Frame::Integer(2)]))]),
+            Frame::Push(vec![Frame::simple("message"), Frame::Null]),
+            Frame::Set(vec![]),
+            // The attribute is dropped; the frame after it is the reply.
+            Frame::Integer(7),
+        ];
+        assert_eq!(bytewise(input).unwrap(), expected);
+        assert!(one(b"%2\r\n+a\r\n:1\r\n+b\r\n").unwrap().is_none(), "a map waits for its last value");
+        assert!(matches!(one(b"#x\r\n"), Err(ProtocolError::InvalidLine(b'#'))));
+        assert!(matches!(one(b"_x\r\n"), Err(ProtocolError::InvalidLine(b'_'))));
+        assert!(matches!(one(b"=2\r\nab\r\n"), Err(ProtocolError::InvalidLine(b'='))));
     }
 
     #[test]

@@ -49,6 +49,8 @@ struct State {
     blocked: bool,
     /// Channels, patterns and shard channels subscribed to.
     subscriptions: [usize; 3],
+    /// The protocol it speaks (HELLO's).
+    protocol: evenkeel_resp::Protocol,
 }
 
 impl std::fmt::Debug for Client {
@@ -60,7 +62,7 @@ impl std::fmt::Debug for Client {
 impl Client {
     pub fn new(id: u64, addr: String, laddr: String, fd: i32) -> Client {
         let now = Instant::now();
-        let state = State { name: None, cmd: None, active: now, multi: None, blocked: false, subscriptions: [0; 3] };
+        let state = State { name: None, cmd: None, active: now, multi: None, blocked: false, subscriptions: [0; 3], protocol: Default::default() };
         Client { id, addr, laddr, fd, opened: now, state: Mutex::new(state), kill: CancellationToken::new(), unblock: Default::default() }
     }
 
@@ -110,6 +112,11 @@ impl Client {
         self.state.lock().subscriptions.iter().any(|&n| n > 0)
     }
 
+    /// The protocol it switched to with HELLO (CLIENT LIST's `resp`).
+    pub fn set_protocol(&self, protocol: evenkeel_resp::Protocol) {
+        self.state.lock().protocol = protocol;
+    }
+
     /// How many channels, patterns and shard channels it subscribes to.
     pub fn set_subscriptions(&self, counts: [usize; 3]) {
         self.state.lock().subscriptions = counts;
@@ -128,7 +135,7 @@ impl Client {
         }
         let multi = s.multi.map_or(-1, |q| q as i64);
         format!(
-            "id={} addr={} laddr={} fd={} name={name} age={} idle={} flags={flags} db=0 sub={sub} psub={psub} ssub={ssub} multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp=2\n",
+            "id={} addr={} laddr={} fd={} name={name} age={} idle={} flags={flags} db=0 sub={sub} psub={psub} ssub={ssub} multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
             self.id,
             self.addr,
             self.laddr,
@@ -136,6 +143,7 @@ impl Client {
             self.opened.elapsed().as_secs(),
             s.active.elapsed().as_secs(),
             s.cmd.as_ref().map_or_else(|| "NULL".to_string(), |(name, sub)| label(name, sub.as_ref())),
+            s.protocol.version(),
         )
     }
 }

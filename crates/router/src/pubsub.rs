@@ -552,7 +552,7 @@ fn unsubscribe_word(kind: SubscriptionKind) -> &'static str {
 }
 
 fn confirmation(word: &'static str, name: Frame, count: i64) -> Frame {
-    Frame::Array(vec![Frame::bulk(word), name, Frame::Integer(count)])
+    Frame::Push(vec![Frame::bulk(word), name, Frame::Integer(count)])
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::arrival::Stamped;
 use crate::batch::{Batch, BatchLimits};
 use crate::cmd::{self, Flow};
 use bytes::{Bytes, BytesMut};
-use evenkeel_resp::{Frame, ProtocolError, RequestDecoder};
+use evenkeel_resp::{Frame, Protocol, ProtocolError, RequestDecoder};
 use futures::{FutureExt, StreamExt};
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
@@ -52,6 +52,8 @@ pub struct Session {
     /// After MONITOR: the lines of this router's commands, written between
     /// replies.
     pub monitor: Option<crate::monitor::Watch>,
+    /// RESP2, or RESP3 after `HELLO 3`: how its replies are written.
+    pub protocol: Protocol,
 }
 
 /// CLIENT REPLY's modes.
@@ -90,7 +92,7 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
         writer.write_all(b"-ERR max number of clients reached\r\n").await?;
         return Ok(());
     }
-    let mut session = Session { id, client, authenticated: router.config.requirepass.is_none(), multi: None, watched: Default::default(), subscriber: None, replies: Replies::On, monitor: None };
+    let mut session = Session { id, client, authenticated: router.config.requirepass.is_none(), multi: None, watched: Default::default(), subscriber: None, replies: Replies::On, monitor: None, protocol: Protocol::Resp2 };
     let mut requests = FramedRead::new(Stamped::new(reader), RequestDecoder::new(router.config.limits));
     let mut out = BytesMut::with_capacity(4096);
     // A request taken while gathering a batch that did not join it.
@@ -116,9 +118,9 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
                     // Pub/Sub messages are written between replies, as
                     // they come: those waiting go out together.
                     Some(message) = pushed(&mut session.subscriber) => {
-                        out.extend_from_slice(&message);
+                        put_message(&mut out, &message, session.protocol);
                         while out.len() < WRITE_BATCH_BYTES && let Some(more) = session.subscriber.as_mut().and_then(|s| s.try_next()) {
-                            out.extend_from_slice(&more);
+                            put_message(&mut out, &more, session.protocol);
                         }
                     }
                     line = monitored(&mut session.monitor) => match line {
@@ -145,7 +147,7 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
             router.arrival.record_n(arrived.elapsed().as_micros() as u64, replies.len() as u64, 0, evenkeel_types::unix_ms());
             for reply in replies {
                 if session.sends_reply() {
-                    reply.encode(&mut out);
+                    reply.encode_as(session.protocol, &mut out);
                 }
             }
         } else if session.multi.is_none() && cmd::blocking::is_blocking(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase(), &args) {
@@ -175,13 +177,13 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
             // not a delay the throttle should see.
             let Some((reply, _)) = reply else { break };
             if session.sends_reply() {
-                reply.encode(&mut out);
+                reply.encode_as(session.protocol, &mut out);
             }
         } else {
             let (reply, flow) = cmd::execute(router, &mut session, args).await;
             router.arrival.record(arrived.elapsed().as_micros() as u64, false, evenkeel_types::unix_ms());
             if session.sends_reply() {
-                reply.encode(&mut out);
+                reply.encode_as(session.protocol, &mut out);
             }
             if flow == Flow::Close {
                 break;
@@ -222,6 +224,19 @@ async fn monitored(watch: &mut Option<crate::monitor::Watch>) -> Result<Bytes, u
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => return Err(n),
             Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
         }
+    }
+}
+
+/// Writes a Pub/Sub message, encoded once for every subscriber as a RESP2
+/// array (`*`), as a RESP3 connection takes it: a push (`>`), the same
+/// bytes after the marker.
+fn put_message(out: &mut BytesMut, message: &[u8], protocol: Protocol) {
+    match (protocol, message.split_first()) {
+        (Protocol::Resp3, Some((b'*', rest))) => {
+            out.extend_from_slice(b">");
+            out.extend_from_slice(rest);
+        }
+        _ => out.extend_from_slice(message),
     }
 }
 

@@ -901,7 +901,17 @@ fn to_lua(lua: &Lua, reply: pb::Reply) -> mlua::Result<Value> {
             Value::Table(t)
         }
         Some(Rk::Null(_)) | Some(Rk::NullArray(_)) | None => Value::Boolean(false),
-        Some(Rk::Array(a)) => {
+        // Maps as RESP2 shows them (a script speaks RESP2): keys and
+        // values alternating, or (a nested map) in pairs.
+        Some(Rk::NestedMap(a)) => {
+            let t = lua.create_table_with_capacity(a.items.len() / 2, 0)?;
+            for (i, pair) in a.items.chunks(2).enumerate() {
+                let items = pair.iter().map(|item| to_lua(lua, item.clone())).collect::<mlua::Result<Vec<_>>>()?;
+                t.raw_set(i + 1, lua.create_sequence_from(items)?)?;
+            }
+            Value::Table(t)
+        }
+        Some(Rk::Array(a)) | Some(Rk::Map(a)) => {
             let t = lua.create_table_with_capacity(a.items.len(), 0)?;
             for (i, item) in a.items.into_iter().enumerate() {
                 t.raw_set(i + 1, to_lua(lua, item)?)?;

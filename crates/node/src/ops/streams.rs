@@ -46,6 +46,11 @@ pub(super) fn run<'a>(st: &pb::Stream, live: &dyn Fn(usize) -> Option<&'a Record
     AppliedMulti { writes, reply }
 }
 
+/// A map's keys and values, alternating.
+fn alternating(entries: Vec<(Reply, Reply)>) -> pb::ReplyArray {
+    pb::ReplyArray { items: entries.into_iter().flat_map(|(k, v)| [to_pb(k), to_pb(v)]).collect() }
+}
+
 /// A reply as the wire carries it.
 pub fn to_pb(reply: Reply) -> pb::Reply {
     use pb::reply::Kind as K;
@@ -56,6 +61,8 @@ pub fn to_pb(reply: Reply) -> pb::Reply {
         Reply::Nil => K::Null(pb::Nil {}),
         Reply::NilArray => K::NullArray(pb::Nil {}),
         Reply::Array(items) => K::Array(pb::ReplyArray { items: items.into_iter().map(to_pb).collect() }),
+        Reply::Map(entries) => K::Map(alternating(entries)),
+        Reply::NestedMap(entries) => K::NestedMap(alternating(entries)),
         Reply::Error(e) => K::Error(e),
     };
     pb::Reply { kind: Some(kind) }

@@ -72,7 +72,8 @@ pub fn plan(name: &str, a: &[Bytes]) -> Result<(Planned, Option<Duration>), Fram
                 _ => Kind::ZMPop(pb::ZmPop { keys: keys.to_vec(), max: name == "bzpopmax", count: 1, wait_ms: 0, blocked_since_us: 0 }),
             };
             // [key, element] or [key, member, score]: the pop's Members.
-            Ok((Planned::one(&keys[0], kind, Shape::Popped), timeout))
+            let shape = if name.starts_with("bz") { Shape::KeyedScore } else { Shape::Popped };
+            Ok((Planned::one(&keys[0], kind, shape), timeout))
         }
         "blmove" | "brpoplpush" => {
             super::lists::lmove_ends(name, a)?;

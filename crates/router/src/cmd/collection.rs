@@ -86,7 +86,7 @@ pub(crate) const RANDOM_REPEATS_MAX: u64 = 1_000_000;
 /// negative count, that many picks that may repeat (at most
 /// [`RANDOM_REPEATS_MAX`]); a count at least the size, all of them in
 /// order; a smaller one, distinct picks in order.
-pub(crate) fn random_entries(entries: &[(&Bytes, &Bytes)], count: Option<i64>, with_values: bool) -> Frame {
+pub(crate) fn random_entries(entries: &[(&Bytes, &Frame)], count: Option<i64>, with_values: bool) -> Frame {
     let mut rng = rand::rng();
     let Some(count) = count else {
         return if entries.is_empty() { Frame::Null } else { Frame::Bulk(entries[rng.random_range(0..entries.len())].0.clone()) };
@@ -97,7 +97,7 @@ pub(crate) fn random_entries(entries: &[(&Bytes, &Bytes)], count: Option<i64>, w
     if count < 0 && count.unsigned_abs() > RANDOM_REPEATS_MAX {
         return Frame::error(format!("ERR count is too large: a negative count asks for at most {RANDOM_REPEATS_MAX} picks"));
     }
-    let picked: Vec<(&Bytes, &Bytes)> = if count < 0 {
+    let picked: Vec<(&Bytes, &Frame)> = if count < 0 {
         (0..count.unsigned_abs()).map(|_| entries[rng.random_range(0..entries.len())]).collect()
     } else if count as u64 >= entries.len() as u64 {
         entries.to_vec()
@@ -106,11 +106,12 @@ pub(crate) fn random_entries(entries: &[(&Bytes, &Bytes)], count: Option<i64>, w
         chosen.sort_unstable();
         chosen.into_iter().map(|i| entries[i]).collect()
     };
-    let frames = picked.into_iter().flat_map(|(f, v)| {
-        let value = with_values.then(|| Frame::Bulk(v.clone()));
-        std::iter::once(Frame::Bulk(f.clone())).chain(value)
-    });
-    Frame::Array(frames.collect())
+    if with_values {
+        // Pairs in RESP3, as Redis 7.0 answers.
+        Frame::Pairs(picked.into_iter().map(|(f, v)| (Frame::Bulk(f.clone()), v.clone())).collect())
+    } else {
+        Frame::Array(picked.into_iter().map(|(f, _)| Frame::Bulk(f.clone())).collect())
+    }
 }
 
 /// LMPOP's and ZMPOP's arguments (and their blocking forms'): the keys,
@@ -164,7 +165,7 @@ pub(crate) fn mpopped(members: Vec<Bytes>, pairs: bool) -> Frame {
     let Some(key) = items.next() else { return Frame::NullArray };
     let rest: Vec<Bytes> = items.collect();
     let popped = if pairs {
-        rest.chunks(2).map(|p| Frame::Array(p.iter().cloned().map(Frame::Bulk).collect())).collect()
+        super::zsets::mpopped_pairs(rest)
     } else {
         rest.into_iter().map(Frame::Bulk).collect()
     };

@@ -137,8 +137,8 @@ pub async fn function(r: &Router, a: &[Bytes]) -> Frame {
         "LIST" => list(r, &a[2..]),
         "STATS" => {
             let registry = r.functions.current();
-            let counts = Frame::Array(vec![Frame::bulk("libraries_count"), Frame::Integer(registry.libraries.len() as i64), Frame::bulk("functions_count"), Frame::Integer(registry.function_count() as i64)]);
-            Frame::Array(vec![Frame::bulk("running_script"), Frame::Null, Frame::bulk("engines"), Frame::Array(vec![Frame::bulk("LUA"), counts])])
+            let counts = Frame::Map(vec![(Frame::bulk("libraries_count"), Frame::Integer(registry.libraries.len() as i64)), (Frame::bulk("functions_count"), Frame::Integer(registry.function_count() as i64))]);
+            Frame::Map(vec![(Frame::bulk("running_script"), Frame::Null), (Frame::bulk("engines"), Frame::Map(vec![(Frame::bulk("LUA"), counts)]))])
         }
         "KILL" => super::scripting::kill(r, true).await,
         "DUMP" => Frame::error("ERR FUNCTION DUMP is not supported: FUNCTION LIST WITHCODE gives every library's code, which FUNCTION LOAD takes"),
@@ -219,21 +219,18 @@ fn list(r: &Router, a: &[Bytes]) -> Frame {
                     .functions
                     .iter()
                     .map(|f| {
-                        Frame::Array(vec![
-                            Frame::bulk("name"),
-                            Frame::Bulk(f.name.clone().into()),
-                            Frame::bulk("description"),
-                            f.description.clone().map_or(Frame::Null, |d| Frame::Bulk(d.into())),
-                            Frame::bulk("flags"),
-                            Frame::Array(f.flags.iter().map(|flag| Frame::simple(flag.clone())).collect()),
+                        Frame::Map(vec![
+                            (Frame::bulk("name"), Frame::Bulk(f.name.clone().into())),
+                            (Frame::bulk("description"), f.description.clone().map_or(Frame::Null, |d| Frame::Bulk(d.into()))),
+                            (Frame::bulk("flags"), Frame::Set(f.flags.iter().map(|flag| Frame::simple(flag.clone())).collect())),
                         ])
                     })
                     .collect();
-                let mut entry = vec![Frame::bulk("library_name"), Frame::Bulk(l.library.name.clone().into()), Frame::bulk("engine"), Frame::bulk("LUA"), Frame::bulk("functions"), Frame::Array(functions)];
+                let mut entry = vec![(Frame::bulk("library_name"), Frame::Bulk(l.library.name.clone().into())), (Frame::bulk("engine"), Frame::bulk("LUA")), (Frame::bulk("functions"), Frame::Array(functions))];
                 if code {
-                    entry.extend([Frame::bulk("library_code"), Frame::Bulk(l.code.clone())]);
+                    entry.push((Frame::bulk("library_code"), Frame::Bulk(l.code.clone())));
                 }
-                Frame::Array(entry)
+                Frame::Map(entry)
             })
             .collect(),
     )

@@ -145,8 +145,10 @@ pub(crate) fn answer(read: &GeoRead, r: R) -> Frame {
     }
 }
 
+/// A coordinate as Redis answers it: a double in RESP3 (its "human"
+/// long double text), a bulk string in RESP2.
 fn coordinate(v: f64) -> Frame {
-    Frame::bulk(geo::format_coordinate(v))
+    Frame::Double(geo::format_coordinate(v))
 }
 
 /// A search's reply: members, with their distance, hash and position as

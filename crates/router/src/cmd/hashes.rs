@@ -80,18 +80,18 @@ pub(crate) fn answer(read: &HashRead, value: Option<&pb::Value>) -> Frame {
         Err(e) => return e,
     };
     let field = |f: &Bytes| hash.as_ref().and_then(|h| h.get(f).cloned());
-    let pairs = || hash.iter().flat_map(|h| h.iter()).flat_map(|(f, v)| [Frame::Bulk(f.clone()), Frame::Bulk(v.clone())]).collect();
     match read {
         HashRead::Get(f) => field(f).map_or(Frame::Null, Frame::Bulk),
         HashRead::MGet(fields) => Frame::Array(fields.iter().map(|f| field(f).map_or(Frame::Null, Frame::Bulk)).collect()),
-        HashRead::GetAll => Frame::Array(pairs()),
+        HashRead::GetAll => Frame::Map(hash.iter().flat_map(|h| h.iter()).map(|(f, v)| (Frame::Bulk(f.clone()), Frame::Bulk(v.clone()))).collect()),
         HashRead::Len => Frame::Integer(hash.as_ref().map_or(0, Hash::len) as i64),
         HashRead::Exists(f) => Frame::Integer(field(f).is_some() as i64),
         HashRead::Keys => Frame::Array(hash.iter().flat_map(|h| h.iter()).map(|(f, _)| Frame::Bulk(f.clone())).collect()),
         HashRead::Vals => Frame::Array(hash.iter().flat_map(|h| h.iter()).map(|(_, v)| Frame::Bulk(v.clone())).collect()),
         HashRead::StrLen(f) => Frame::Integer(field(f).map_or(0, |v| v.len()) as i64),
         HashRead::RandField { count, with_values } => {
-            let entries: Vec<(&Bytes, &Bytes)> = hash.as_ref().map(|h| h.iter().collect()).unwrap_or_default();
+            let values: Vec<(&Bytes, Frame)> = hash.as_ref().map(|h| h.iter().map(|(f, v)| (f, Frame::Bulk(v.clone()))).collect()).unwrap_or_default();
+            let entries: Vec<(&Bytes, &Frame)> = values.iter().map(|(f, v)| (*f, v)).collect();
             collection::random_entries(&entries, *count, *with_values)
         }
         HashRead::Scan(options) => {
@@ -124,7 +124,7 @@ mod tests {
     fn reads_answer_from_the_encoding_in_field_order() {
         let v = hash_value(&[("b", "2"), ("a", "1")]);
         let bulk = |s: &str| Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()));
-        assert_eq!(answer(&HashRead::GetAll, Some(&v)), Frame::Array(vec![bulk("b"), bulk("2"), bulk("a"), bulk("1")]));
+        assert_eq!(answer(&HashRead::GetAll, Some(&v)), Frame::Map(vec![(bulk("b"), bulk("2")), (bulk("a"), bulk("1"))]));
         assert_eq!(answer(&HashRead::Get(Bytes::from_static(b"a")), Some(&v)), bulk("1"));
         assert_eq!(answer(&HashRead::Get(Bytes::from_static(b"z")), Some(&v)), Frame::Null);
         assert_eq!(answer(&HashRead::Len, Some(&v)), Frame::Integer(2));
@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(answer(&HashRead::Len, Some(&string)), super::super::wrong_type());
         let all = answer(&HashRead::RandField { count: Some(5), with_values: false }, Some(&v));
         assert_eq!(all, Frame::Array(vec![bulk("b"), bulk("a")]), "a count past the size: the whole hash in order");
-        let Frame::Array(picks) = answer(&HashRead::RandField { count: Some(-7), with_values: true }, Some(&v)) else { panic!() };
+        let Frame::Array(picks) = answer(&HashRead::RandField { count: Some(-7), with_values: true }, Some(&v)).into_resp2() else { panic!() };
         assert_eq!(picks.len(), 14, "a negative count: that many picks, with values");
         let huge = answer(&HashRead::RandField { count: Some(-(collection::RANDOM_REPEATS_MAX as i64) - 1), with_values: false }, Some(&v));
         assert!(matches!(huge, Frame::Error(ref e) if e.contains("too large")), "refused, not built: {huge:?}");

@@ -139,7 +139,7 @@ fn answer(a: &[u8], b: &[u8], args: LcsArgs) -> Frame {
         }
     }
     if args.idx {
-        return Frame::Array(vec![Frame::bulk("matches"), Frame::Array(ranges), Frame::bulk("len"), Frame::Integer(total as i64)]);
+        return Frame::Map(vec![(Frame::bulk("matches"), Frame::Array(ranges)), (Frame::bulk("len"), Frame::Integer(total as i64))]);
     }
     Frame::Bulk(Bytes::from(result))
 }
@@ -162,10 +162,10 @@ mod tests {
         assert_eq!(run("ohmytext", "mynewtext", LcsArgs { len: true, ..Default::default() }), Frame::Integer(6));
         let idx = run("ohmytext", "mynewtext", LcsArgs { idx: true, ..Default::default() });
         let matches = Frame::Array(vec![Frame::Array(vec![pair(4, 7), pair(5, 8)]), Frame::Array(vec![pair(2, 3), pair(0, 1)])]);
-        assert_eq!(idx, Frame::Array(vec![Frame::bulk("matches"), matches, Frame::bulk("len"), Frame::Integer(6)]));
+        assert_eq!(idx, Frame::Map(vec![(Frame::bulk("matches"), matches), (Frame::bulk("len"), Frame::Integer(6))]));
         let long = run("ohmytext", "mynewtext", LcsArgs { idx: true, min_match_len: 4, with_match_len: true, ..Default::default() });
         let matches = Frame::Array(vec![Frame::Array(vec![pair(4, 7), pair(5, 8), Frame::Integer(4)])]);
-        assert_eq!(long, Frame::Array(vec![Frame::bulk("matches"), matches, Frame::bulk("len"), Frame::Integer(6)]));
+        assert_eq!(long, Frame::Map(vec![(Frame::bulk("matches"), matches), (Frame::bulk("len"), Frame::Integer(6))]));
         assert_eq!(run("", "abc", LcsArgs::default()), Frame::bulk(""));
     }
 

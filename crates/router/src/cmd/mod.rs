@@ -334,7 +334,7 @@ pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -
     if !arity_ok(spec, args.len()) {
         return (multi::flag(session, wrong_arity(spec.name)), Flow::Continue);
     }
-    if pubsub::subscribed(session) && !pubsub::allowed_when_subscribed(spec.name) {
+    if pubsub::subscribed_mode(session) && !pubsub::allowed_when_subscribed(spec.name) {
         return (pubsub::refused_when_subscribed(spec.name), Flow::Continue);
     }
     if session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "quit" | "watch" | "reset") {
@@ -524,7 +524,7 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
         "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => scripting::eval(r, name, a).await,
         "function" => functions::function(r, a).await,
         "script" => scripting::script(r, a).await,
-        "ping" if pubsub::subscribed(s) && a.len() <= 2 => pubsub::ping(a),
+        "ping" if pubsub::subscribed_mode(s) && a.len() <= 2 => pubsub::ping(a),
         "randomkey" => keys::random_key(r).await,
         "flushall" | "flushdb" => keys::flush(r, a).await,
         "dbsize" => keys::dbsize(r).await,

@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn a_transaction_queues_a_bounded_number_of_commands() {
-        let mut s = Session { id: 1, client: std::sync::Arc::new(crate::clients::Client::new(1, String::new(), String::new(), -1)), authenticated: true, multi: None, watched: Watched::default(), subscriber: None, replies: Default::default(), monitor: None };
+        let mut s = Session { id: 1, client: std::sync::Arc::new(crate::clients::Client::new(1, String::new(), String::new(), -1)), authenticated: true, multi: None, watched: Watched::default(), subscriber: None, replies: Default::default(), monitor: None, protocol: Default::default() };
         assert_eq!(begin(&mut s), Frame::ok());
         let set = |k: usize| vec![Bytes::from_static(b"SET"), Bytes::from(format!("{{t}}{k}")), Bytes::from_static(b"v")];
         for k in 0..QUEUED_MAX {

@@ -25,6 +25,9 @@ pub struct Planned {
 pub enum Shape {
     /// GET, GETDEL: the value, or null.
     Value,
+    /// ZINCRBY, ZADD INCR: the new score the node wrote as text, as a
+    /// double (null when NX/XX/GT/LT prevented it).
+    Score,
     /// STRLEN: the value's length, 0 when absent.
     Length,
     /// APPEND, INCR and friends, EXPIRE, PERSIST: the node's integer.
@@ -58,10 +61,14 @@ pub enum Shape {
     Members,
     /// A list read ([`super::lists::answer`]).
     List(ListRead),
-    /// LPOP/RPOP with a count, ZPOPMIN/ZPOPMAX: what was popped, in
-    /// order (for a sorted set, each member then its score; a null array
-    /// for no list).
+    /// LPOP/RPOP with a count, BLPOP/BRPOP: what was popped, in order (a
+    /// null array for no list).
     Popped,
+    /// ZPOPMIN/ZPOPMAX: each member then its score; with a count
+    /// (`nested`), RESP3 pairs them.
+    ZPopped { nested: bool },
+    /// BZPOPMIN/BZPOPMAX: the key, the member and its score.
+    KeyedScore,
     /// A one-key sorted set read ([`super::zsets::answer`]).
     ZSet(Box<ZSetRead>),
     /// ZUNION, ZINTER, ZDIFF over each key's GET, or a STORE form's
@@ -224,7 +231,9 @@ fn single_key(shape: Shape, r: R) -> Frame {
         (Shape::List(read), R::Value(v)) => super::lists::answer(read, Some(&v)),
         (Shape::List(read), R::Nil(_)) => super::lists::answer(read, None),
         (Shape::Popped, R::Members(m)) => Frame::Array(m.members.into_iter().map(Frame::Bulk).collect()),
-        (Shape::Popped | Shape::MPopped { .. }, R::Nil(_)) => Frame::NullArray,
+        (Shape::ZPopped { nested }, R::Members(m)) => super::zsets::popped(m.members, *nested),
+        (Shape::KeyedScore, R::Members(m)) => super::zsets::keyed_score(m.members),
+        (Shape::Popped | Shape::ZPopped { .. } | Shape::KeyedScore | Shape::MPopped { .. }, R::Nil(_)) => Frame::NullArray,
         (Shape::Object(query), r) => super::object::answer(*query, r),
         (Shape::Sort(read), r) => super::sort::answer(read, r),
         (Shape::ZSet(read), R::Value(v)) => super::zsets::answer(read, Some(&v)),
@@ -235,7 +244,7 @@ fn single_key(shape: Shape, r: R) -> Frame {
         (Shape::BitField(fields), r) => super::bits::bitfield_read(fields, r),
         (Shape::Geo(read), r) => super::geo::answer(read, r),
         (Shape::MemoryUsage(key_len), r) => super::object::memory_usage(*key_len, r),
-        (Shape::Hash(_) | Shape::SetRead(_) | Shape::Members | Shape::List(_) | Shape::Popped | Shape::ZSet(_) | Shape::MPopped { .. } | Shape::Reply, other) => unexpected(&other),
+        (Shape::Hash(_) | Shape::SetRead(_) | Shape::Members | Shape::List(_) | Shape::Popped | Shape::ZPopped { .. } | Shape::KeyedScore | Shape::ZSet(_) | Shape::MPopped { .. } | Shape::Reply, other) => unexpected(&other),
         (_, r) => string_key(shape, r),
     }
 }
@@ -252,6 +261,10 @@ fn string_key(shape: Shape, r: R) -> Frame {
     }
     match (shape, r) {
         (Shape::Value, r) => value_frame(r),
+        (Shape::Score, r) => match value_frame(r) {
+            Frame::Bulk(text) => Frame::Double(String::from_utf8_lossy(&text).into_owned()),
+            other => other,
+        },
         (Shape::Length, R::Value(v)) => Frame::Integer(v.len as i64),
         (Shape::Length, R::Nil(_)) => Frame::Integer(0),
         (Shape::Integer, R::Integer(n)) => Frame::Integer(n),
@@ -300,6 +313,12 @@ fn value_frame(r: R) -> Frame {
     }
 }
 
+/// A map's alternating keys and values as pairs.
+fn pairs(a: pb::ReplyArray) -> Vec<(Frame, Frame)> {
+    let mut items = a.items.into_iter().map(reply_frame);
+    std::iter::from_fn(|| Some((items.next()?, items.next()?))).collect()
+}
+
 /// A reply the owner built (`pb::Reply`) as the client sees it.
 pub(crate) fn reply_frame(r: pb::Reply) -> Frame {
     use pb::reply::Kind as K;
@@ -311,6 +330,8 @@ pub(crate) fn reply_frame(r: pb::Reply) -> Frame {
         Some(K::Null(_)) => Frame::Null,
         Some(K::NullArray(_)) | None => Frame::NullArray,
         Some(K::Array(a)) => Frame::Array(a.items.into_iter().map(reply_frame).collect()),
+        Some(K::Map(a)) => Frame::Map(pairs(a)),
+        Some(K::NestedMap(a)) => Frame::NestedMap(pairs(a)),
     }
 }
 

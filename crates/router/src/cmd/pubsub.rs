@@ -28,6 +28,13 @@ pub fn subscribed(s: &Session) -> bool {
     s.subscriber.as_ref().is_some_and(|sub| sub.total() > 0)
 }
 
+/// RESP2's subscribed mode: a RESP2 connection holding a subscription
+/// runs only the Pub/Sub commands (and PING answers as a message). Over
+/// RESP3, messages are pushes and every command runs, as in Redis.
+pub fn subscribed_mode(s: &Session) -> bool {
+    s.protocol == evenkeel_resp::Protocol::Resp2 && subscribed(s)
+}
+
 fn kind(name: &str) -> SubscriptionKind {
     match name {
         "psubscribe" | "punsubscribe" => SubscriptionKind::Pattern,

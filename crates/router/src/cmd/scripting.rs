@@ -320,11 +320,11 @@ impl evenkeel_script::Commands for ScriptCommands {
     }
 }
 
-/// A reply as the node carries it (`pb::Reply`); the inverse of
-/// [`reply_frame`].
+/// A reply as a script sees it, RESP2's (`pb::Reply`); the inverse of
+/// [`reply_frame`] for RESP2's types.
 fn frame_reply(f: Frame) -> pb::Reply {
     use pb::reply::Kind as K;
-    let kind = match f {
+    let kind = match f.into_resp2() {
         Frame::Simple(s) => K::Simple(s),
         Frame::Error(e) => K::Error(e),
         Frame::Integer(n) => K::Integer(n),
@@ -332,6 +332,7 @@ fn frame_reply(f: Frame) -> pb::Reply {
         Frame::Null => K::Null(pb::Nil {}),
         Frame::NullArray => K::NullArray(pb::Nil {}),
         Frame::Array(items) | Frame::Replies(items) => K::Array(pb::ReplyArray { items: items.into_iter().map(frame_reply).collect() }),
+        other => unreachable!("into_resp2 leaves only RESP2's types, not {other:?}"),
     };
     pb::Reply { kind: Some(kind) }
 }

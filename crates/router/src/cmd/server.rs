@@ -4,7 +4,7 @@
 use super::{SPECS, Spec, c_str, int_arg, syntax_error, wrong_arity};
 use crate::{Router, Session};
 use bytes::Bytes;
-use evenkeel_resp::Frame;
+use evenkeel_resp::{Frame, Protocol};
 
 /// The Redis version evenkeel's replies are modelled on.
 pub const REDIS_COMPAT_VERSION: &str = "7.0.15";
@@ -94,8 +94,9 @@ fn auth(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
 /// protocols, before the name is applied.
 fn hello(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
     let version = match a.get(1).map(|v| int_arg(v)) {
-        None => 2,
-        Some(Ok(v @ 2..=3)) => v,
+        None => None,
+        Some(Ok(2)) => Some(Protocol::Resp2),
+        Some(Ok(3)) => Some(Protocol::Resp3),
         Some(Ok(_)) => return Frame::error("NOPROTO unsupported protocol version"),
         Some(Err(_)) => return Frame::error("ERR Protocol version is not an integer or out of range"),
     };
@@ -109,11 +110,13 @@ fn hello(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
     if let Some(Err(e)) = name.as_ref().map(|n| valid_name(n)) {
         return e;
     }
-    if version == 3 {
-        return Frame::error("NOPROTO unsupported protocol version");
-    }
     if let Some(n) = name {
         s.client.set_name((!n.is_empty()).then_some(n));
+    }
+    // Without a version the connection keeps its protocol, as in Redis.
+    if let Some(protocol) = version {
+        s.protocol = protocol;
+        s.client.set_protocol(protocol);
     }
     hello_reply(s)
 }
@@ -142,28 +145,28 @@ fn hello_options(r: &Router, s: &mut Session, a: &[Bytes]) -> Result<Option<Byte
 }
 
 fn hello_reply(s: &Session) -> Frame {
-    let pairs: Vec<Frame> = vec![
-        Frame::bulk("server"), Frame::bulk("redis"),
-        Frame::bulk("version"), Frame::bulk(REDIS_COMPAT_VERSION),
-        Frame::bulk("proto"), Frame::Integer(2),
-        Frame::bulk("id"), Frame::Integer(s.id as i64),
-        Frame::bulk("mode"), Frame::bulk("standalone"),
-        Frame::bulk("role"), Frame::bulk("master"),
-        Frame::bulk("modules"), Frame::Array(vec![]),
-    ];
-    Frame::Array(pairs)
+    Frame::Map(vec![
+        (Frame::bulk("server"), Frame::bulk("redis")),
+        (Frame::bulk("version"), Frame::bulk(REDIS_COMPAT_VERSION)),
+        (Frame::bulk("proto"), Frame::Integer(s.protocol.version())),
+        (Frame::bulk("id"), Frame::Integer(s.id as i64)),
+        (Frame::bulk("mode"), Frame::bulk("standalone")),
+        (Frame::bulk("role"), Frame::bulk("master")),
+        (Frame::bulk("modules"), Frame::Array(vec![])),
+    ])
 }
 
 fn command_info(spec: &Spec) -> Frame {
     Frame::Array(vec![
         Frame::bulk(spec.name),
         Frame::Integer(spec.arity as i64),
-        Frame::Array(spec.flags.iter().map(|f| Frame::Simple(f.to_string())).collect()),
+        // Flags, ACL categories and tips are sets in RESP3.
+        Frame::Set(spec.flags.iter().map(|f| Frame::Simple(f.to_string())).collect()),
         Frame::Integer(spec.first_key as i64),
         Frame::Integer(spec.last_key as i64),
         Frame::Integer(spec.step as i64),
-        Frame::Array(vec![]),
-        Frame::Array(vec![]),
+        Frame::Set(vec![]),
+        Frame::Set(vec![]),
         Frame::Array(vec![]),
         Frame::Array(vec![]),
     ])
@@ -175,7 +178,7 @@ fn command(a: &[Bytes]) -> Frame {
     }
     match upper(&a[1]).as_str() {
         "COUNT" if a.len() == 2 => Frame::Integer(SPECS.len() as i64),
-        "DOCS" => Frame::Array(vec![]),
+        "DOCS" => Frame::Map(vec![]),
         "INFO" => Frame::Array(
             a[2..]
                 .iter()
@@ -209,10 +212,10 @@ fn client(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
     let sub = upper(&a[1]);
     match (sub.as_str(), a.len()) {
         ("LIST", _) => match list_filter(&a[2..]) {
-            Ok(filter) => Frame::Bulk(Bytes::from(r.registry.list(&filter))),
+            Ok(filter) => Frame::verbatim(r.registry.list(&filter)),
             Err(e) => e,
         },
-        ("INFO", 2) => Frame::Bulk(Bytes::from(s.client.line())),
+        ("INFO", 2) => Frame::verbatim(s.client.line()),
         ("INFO", _) => wrong_arity("client|info"),
         // The old form: one address, OK or an error.
         ("KILL", 3) => {
@@ -257,13 +260,10 @@ fn client(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
         // No client tracks keys: nothing is redirected.
         ("GETREDIR", 2) => Frame::Integer(-1),
         ("GETREDIR", _) => wrong_arity("client|getredir"),
-        ("TRACKINGINFO", 2) => Frame::Array(vec![
-            Frame::bulk("flags"),
-            Frame::Array(vec![Frame::bulk("off")]),
-            Frame::bulk("redirect"),
-            Frame::Integer(-1),
-            Frame::bulk("prefixes"),
-            Frame::Array(Vec::new()),
+        ("TRACKINGINFO", 2) => Frame::Map(vec![
+            (Frame::bulk("flags"), Frame::Set(vec![Frame::bulk("off")])),
+            (Frame::bulk("redirect"), Frame::Integer(-1)),
+            (Frame::bulk("prefixes"), Frame::Array(Vec::new())),
         ]),
         ("TRACKINGINFO", _) => wrong_arity("client|trackinginfo"),
         ("TRACKING" | "CACHING", _) => Frame::error("ERR client-side caching (CLIENT TRACKING) is not supported by evenkeel"),
@@ -420,6 +420,9 @@ pub fn reset(r: &Router, s: &mut Session) -> Frame {
     s.watched = Default::default();
     s.client.set_name(None);
     s.authenticated = r.config.requirepass.is_none();
+    // Back to RESP2, as in Redis (RESET's own reply is written in RESP2).
+    s.protocol = Protocol::Resp2;
+    s.client.set_protocol(Protocol::Resp2);
     Frame::simple("RESET")
 }
 
@@ -485,7 +488,7 @@ fn latency(a: &[Bytes]) -> Frame {
         ("LATEST", 2) | ("HISTORY", 3) => Frame::Array(Vec::new()),
         ("RESET", _) => Frame::Integer(0),
         ("GRAPH", 3) => Frame::error(format!("ERR No samples available for event '{}'", c_str(&a[2], 128))),
-        ("DOCTOR", 2) => Frame::bulk("evenkeel keeps no latency monitor samples. Per-command latency is in INFO commandstats, SLOWLOG and the /metrics histograms (evenkeel_router_command_seconds); `evenkeel throttle show` reports the p99 the migration throttle watches."),
+        ("DOCTOR", 2) => Frame::verbatim("evenkeel keeps no latency monitor samples. Per-command latency is in INFO commandstats, SLOWLOG and the /metrics histograms (evenkeel_router_command_seconds); `evenkeel throttle show` reports the p99 the migration throttle watches."),
         ("HELP", 2) => Frame::Array(LATENCY_HELP.iter().map(|l| Frame::simple(*l)).collect()),
         ("HISTOGRAM", _) => Frame::error("ERR LATENCY HISTOGRAM is not kept by evenkeel: INFO commandstats has each command's calls and mean time, /metrics its latency histogram (evenkeel_router_command_seconds)"),
         ("LATEST" | "HISTORY" | "GRAPH" | "DOCTOR" | "HELP", _) => wrong_arity(&format!("latency|{}", sub.to_ascii_lowercase())),
@@ -524,11 +527,10 @@ async fn config(r: &Router, a: &[Bytes]) -> Frame {
                 Ok(v) => v,
                 Err(e) => return e,
             };
-            out.push(Frame::bulk(name));
-            out.push(Frame::bulk(value));
+            out.push((Frame::bulk(name), Frame::bulk(value)));
         }
     }
-    Frame::Array(out)
+    Frame::Map(out)
 }
 
 /// The settings CONFIG GET answers, in its order; CONFIG SET changes
@@ -709,7 +711,7 @@ async fn info(r: &Router, a: &[Bytes]) -> Frame {
             text += &format!("db0:keys={n},expires=0,avg_ttl=0\r\n");
         }
     }
-    Frame::Bulk(Bytes::from(text))
+    Frame::verbatim(text)
 }
 
 /// INFO memory: this process's resident memory as the kernel counts it

@@ -139,8 +139,9 @@ fn listed(set: &Set) -> Vec<Bytes> {
     members
 }
 
+/// Members as a set reply (RESP3's set; an array in RESP2).
 fn bulks(members: Vec<Bytes>) -> Frame {
-    Frame::Array(members.into_iter().map(Frame::Bulk).collect())
+    Frame::Set(members.into_iter().map(Frame::Bulk).collect())
 }
 
 /// The reply to a one-set read, from the GET's value (None: no key).
@@ -157,7 +158,7 @@ pub(crate) fn answer(read: &SetRead, value: Option<&pb::Value>) -> Frame {
         SetRead::Card => Frame::Integer(set.as_ref().map_or(0, Set::len) as i64),
         SetRead::Rand(count) => {
             let members = set.as_ref().map(listed).unwrap_or_default();
-            let entries: Vec<(&Bytes, &Bytes)> = members.iter().map(|m| (m, m)).collect();
+            let entries: Vec<(&Bytes, &Frame)> = members.iter().map(|m| (m, &Frame::Null)).collect();
             collection::random_entries(&entries, *count, false)
         }
         SetRead::Scan(options) => {
@@ -226,14 +227,14 @@ mod tests {
     #[test]
     fn integer_sets_list_in_ascending_order_others_as_inserted() {
         let ints = set_value(&["10", "-3", "2"]);
-        assert_eq!(answer(&SetRead::Members, Some(&ints)), Frame::Array(vec![bulk("-3"), bulk("2"), bulk("10")]));
+        assert_eq!(answer(&SetRead::Members, Some(&ints)), Frame::Set(vec![bulk("-3"), bulk("2"), bulk("10")]));
         let mixed = set_value(&["b", "10", "a"]);
-        assert_eq!(answer(&SetRead::Members, Some(&mixed)), Frame::Array(vec![bulk("b"), bulk("10"), bulk("a")]));
+        assert_eq!(answer(&SetRead::Members, Some(&mixed)), Frame::Set(vec![bulk("b"), bulk("10"), bulk("a")]));
         let leading_zero = set_value(&["2", "01"]);
-        assert_eq!(answer(&SetRead::Members, Some(&leading_zero)), Frame::Array(vec![bulk("2"), bulk("01")]), "01 is not an integer to Redis");
+        assert_eq!(answer(&SetRead::Members, Some(&leading_zero)), Frame::Set(vec![bulk("2"), bulk("01")]), "01 is not an integer to Redis");
         assert_eq!(answer(&SetRead::Card, Some(&ints)), Frame::Integer(3));
         assert_eq!(answer(&SetRead::MIsMember(vec![Bytes::from_static(b"2"), Bytes::from_static(b"x")]), Some(&ints)), Frame::Array(vec![Frame::Integer(1), Frame::Integer(0)]));
-        assert_eq!(answer(&SetRead::Members, None), Frame::Array(vec![]));
+        assert_eq!(answer(&SetRead::Members, None), Frame::Set(vec![]));
         let string = pb::Value { value: Bytes::from_static(b"x"), len: 1, ..Default::default() };
         assert_eq!(answer(&SetRead::Card, Some(&string)), super::super::wrong_type());
     }
@@ -241,8 +242,8 @@ mod tests {
     #[test]
     fn combinations_check_every_key_and_list_like_a_set() {
         let (a, b) = (R::Value(set_value(&["3", "1", "2"])), R::Value(set_value(&["2", "4"])));
-        assert_eq!(combined(Combine::Union, vec![a.clone(), b.clone()]), Frame::Array(["1", "2", "3", "4"].map(bulk).to_vec()));
-        assert_eq!(combined(Combine::Diff, vec![a.clone(), R::Nil(pb::Nil {})]), Frame::Array(["1", "2", "3"].map(bulk).to_vec()));
+        assert_eq!(combined(Combine::Union, vec![a.clone(), b.clone()]), Frame::Set(["1", "2", "3", "4"].map(bulk).to_vec()));
+        assert_eq!(combined(Combine::Diff, vec![a.clone(), R::Nil(pb::Nil {})]), Frame::Set(["1", "2", "3"].map(bulk).to_vec()));
         let string = R::Value(pb::Value { value: Bytes::from_static(b"x"), len: 1, ..Default::default() });
         assert_eq!(combined(Combine::Inter, vec![R::Nil(pb::Nil {}), string]), super::super::wrong_type(), "a missing key does not end the checks");
     }

@@ -75,7 +75,7 @@ pub fn zadd(a: &[Bytes]) -> Result<Planned, Frame> {
         op.scores.push(parse_double(&pair[0]).ok_or_else(not_float)?);
         op.members.push(pair[1].clone());
     }
-    let shape = if op.incr { Shape::Value } else { Shape::Integer };
+    let shape = if op.incr { Shape::Score } else { Shape::Integer };
     Ok(Planned::one(&a[1], Kind::ZAdd(op), shape))
 }
 
@@ -83,7 +83,7 @@ pub fn zadd(a: &[Bytes]) -> Result<Planned, Frame> {
 pub fn zincrby(a: &[Bytes]) -> Result<Planned, Frame> {
     let increment = parse_double(&a[2]).ok_or_else(not_float)?;
     let op = pb::ZAdd { scores: vec![increment], members: vec![a[3].clone()], incr: true, ..Default::default() };
-    Ok(Planned::one(&a[1], Kind::ZAdd(op), Shape::Value))
+    Ok(Planned::one(&a[1], Kind::ZAdd(op), Shape::Score))
 }
 
 pub fn zrem(a: &[Bytes]) -> Result<Planned, Frame> {
@@ -98,7 +98,7 @@ pub fn zpop(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         3 => Some(int_arg(&a[2]).ok().and_then(|n| u64::try_from(n).ok()).ok_or_else(|| Frame::error("ERR value is out of range, must be positive"))?),
         _ => return Err(syntax_error()),
     };
-    Ok(Planned::one(&a[1], Kind::ZPop(pb::ZPop { max: name == "zpopmax", count }), Shape::Popped))
+    Ok(Planned::one(&a[1], Kind::ZPop(pb::ZPop { max: name == "zpopmax", count }), Shape::ZPopped { nested: count.is_some() }))
 }
 
 /// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count].
@@ -334,8 +334,38 @@ fn decode(value: Option<&pb::Value>) -> Result<Option<ZSet>, Frame> {
     collection::typed_value(value, pb::ValueType::Zset, ZSet::decode)
 }
 
-fn score_frame(score: f64) -> Frame {
-    Frame::Bulk(Bytes::from(format_double(score)))
+/// A score as Redis answers it: a double (`%.17g`; a bulk string in RESP2).
+pub(crate) fn score_frame(score: f64) -> Frame {
+    Frame::Double(format_double(score))
+}
+
+/// A score the node wrote as text (a pop's), as [`score_frame`] answers it.
+fn score_text(text: &Bytes) -> Frame {
+    Frame::Double(String::from_utf8_lossy(text).into_owned())
+}
+
+/// Members and scores as a pop lists them (member, score, ...).
+fn scored(flat: Vec<Bytes>) -> Vec<(Frame, Frame)> {
+    flat.chunks(2).map(|p| (Frame::Bulk(p[0].clone()), p.get(1).map_or(Frame::Null, score_text))).collect()
+}
+
+/// ZPOPMIN/ZPOPMAX's reply: flat, or (with a count) pairs in RESP3, as
+/// Redis 7.0 answers.
+pub(crate) fn popped(flat: Vec<Bytes>, nested: bool) -> Frame {
+    let pairs = scored(flat);
+    if nested { Frame::Pairs(pairs) } else { Frame::Array(pairs.into_iter().flat_map(|(m, s)| [m, s]).collect()) }
+}
+
+/// BZPOPMIN/BZPOPMAX's reply: `[key, member, score]`.
+pub(crate) fn keyed_score(popped: Vec<Bytes>) -> Frame {
+    let mut items = popped.into_iter();
+    let key = items.next().map_or(Frame::Null, Frame::Bulk);
+    Frame::Array(std::iter::once(key).chain(scored(items.collect()).into_iter().flat_map(|(m, s)| [m, s])).collect())
+}
+
+/// ZMPOP's `[[member, score], ...]`.
+pub(crate) fn mpopped_pairs(flat: Vec<Bytes>) -> Vec<Frame> {
+    scored(flat).into_iter().map(|(m, s)| Frame::Array(vec![m, s])).collect()
 }
 
 /// A score as ZSCAN answers it: Redis returns a small sorted set's
@@ -347,10 +377,14 @@ fn stored_score(score: f64) -> String {
     if score.fract() == 0.0 && score.abs() <= LIMIT { (score as i64).to_string() } else { format_double(score) }
 }
 
-/// Members, each followed by its score when `withscores`.
+/// Members, each with its score when `withscores` (pairs in RESP3).
 fn listing(entries: impl IntoIterator<Item = (Bytes, f64)>, withscores: bool) -> Frame {
-    let frames = entries.into_iter().flat_map(|(m, s)| std::iter::once(Frame::Bulk(m)).chain(withscores.then(|| score_frame(s))));
-    Frame::Array(frames.collect())
+    let entries = entries.into_iter();
+    if withscores {
+        Frame::Pairs(entries.map(|(m, s)| (Frame::Bulk(m), score_frame(s))).collect())
+    } else {
+        Frame::Array(entries.map(|(m, _)| Frame::Bulk(m)).collect())
+    }
 }
 
 /// The reply to a one-key read, from the GET's value (None: no key).
@@ -371,8 +405,8 @@ pub(crate) fn answer(read: &ZSetRead, value: Option<&pb::Value>) -> Frame {
         ZSetRead::Rand { count, withscores } => {
             // Highest first: Redis answers a count past the size with the
             // whole set, walked from its end.
-            let entries: Vec<(Bytes, Bytes)> = all().rev().map(|(m, s)| (m, Bytes::from(format_double(s)))).collect();
-            let refs: Vec<(&Bytes, &Bytes)> = entries.iter().map(|(m, s)| (m, s)).collect();
+            let entries: Vec<(Bytes, Frame)> = all().rev().map(|(m, s)| (m, score_frame(s))).collect();
+            let refs: Vec<(&Bytes, &Frame)> = entries.iter().map(|(m, s)| (m, s)).collect();
             collection::random_entries(&refs, *count, *withscores)
         }
         ZSetRead::Scan(options) => {
@@ -481,7 +515,7 @@ mod tests {
             let Shape::ZSet(read) = planned.shape else { panic!() };
             answer(&read, Some(&z))
         };
-        assert_eq!(answered("ZREVRANGEBYSCORE k 2 -inf WITHSCORES"), bulks(&["b", "2", "a", "1"]));
+        assert_eq!(answered("ZREVRANGEBYSCORE k 2 -inf WITHSCORES").into_resp2(), bulks(&["b", "2", "a", "1"]));
         assert_eq!(answered("ZRANGE k (3 1 BYSCORE REV LIMIT 1 1"), bulks(&["a"]));
         assert_eq!(answered("ZRANGE k 0 0 REV"), bulks(&["c"]));
         assert_eq!(answered("ZREVRANGEBYLEX k + [b"), bulks(&["c", "b"]));
@@ -493,7 +527,7 @@ mod tests {
         let set_value = pb::Value { value: set.encode(), value_type: pb::ValueType::Set as i32, ..Default::default() };
         let results = || vec![R::Value(zset_value(&[("x", 2.0), ("y", 1.0)])), R::Value(set_value.clone())];
         let c = |op, withscores| Ok(ZCombine { op, weights: vec![], aggregate: Aggregate::Sum, withscores });
-        assert_eq!(combined(&c(Combine::Inter, true), results()), bulks(&["x", "3"]), "a set's member scores 1");
+        assert_eq!(combined(&c(Combine::Inter, true), results()), Frame::Pairs(vec![(Frame::bulk("x"), Frame::Double("3".into()))]), "a set's member scores 1");
         assert_eq!(combined(&c(Combine::Diff, false), results()), bulks(&["y"]));
         let string = R::Value(pb::Value { value: Bytes::from_static(b"v"), ..Default::default() });
         assert_eq!(combined(&Err(syntax_error()), vec![R::Nil(pb::Nil {}), string]), super::super::wrong_type(), "WRONGTYPE before the option error");
@@ -510,7 +544,8 @@ mod tests {
     #[test]
     fn zmpop_replies_nest_pairs_under_the_key() {
         let reply = collection::mpopped(["k", "a", "1", "b", "2"].iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect(), true);
-        assert_eq!(reply, Frame::Array(vec![Frame::Bulk(Bytes::from_static(b"k")), Frame::Array(vec![bulks(&["a", "1"]), bulks(&["b", "2"])])]));
+        let pair = |m: &'static str, s: &str| Frame::Array(vec![Frame::Bulk(Bytes::from_static(m.as_bytes())), Frame::Double(s.into())]);
+        assert_eq!(reply, Frame::Array(vec![Frame::Bulk(Bytes::from_static(b"k")), Frame::Array(vec![pair("a", "1"), pair("b", "2")])]));
         assert_eq!(zmpop(&args("ZMPOP 0 k MIN")).unwrap_err(), Frame::error("ERR numkeys should be greater than 0"));
         assert_eq!(zmpop(&args("ZMPOP 2 k MIN")).unwrap_err(), syntax_error());
         assert_eq!(zmpop(&args("ZMPOP 1 k MIN COUNT 0")).unwrap_err(), Frame::error("ERR count should be greater than 0"));

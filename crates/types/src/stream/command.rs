@@ -26,6 +26,12 @@ pub enum Reply {
     /// The null array.
     NilArray,
     Array(Vec<Reply>),
+    /// A map in RESP3 (XINFO's); keys and values alternating in one
+    /// array in RESP2.
+    Map(Vec<(Reply, Reply)>),
+    /// A map in RESP3 that RESP2 shows as `[key, value]` pairs (XREAD's
+    /// streams).
+    NestedMap(Vec<(Reply, Reply)>),
     /// The error line, code first (`ERR ...`, `NOGROUP ...`).
     Error(String),
 }
@@ -499,9 +505,10 @@ fn xread(a: &[Bytes], keys: &mut [Key], now_ms: u64) -> Result<Reply> {
                 deliver(s, group, consumer, last, limit, r.noack, now_ms)
             }
         };
-        served.push(Reply::Array(vec![Reply::Bulk(name.clone()), Reply::Array(entries)]));
+        served.push((Reply::Bulk(name.clone()), Reply::Array(entries)));
     }
-    Ok(if served.is_empty() { Reply::NilArray } else { Reply::Array(served) })
+    // Stream to entries: a map in RESP3, `[name, entries]` pairs in RESP2.
+    Ok(if served.is_empty() { Reply::NilArray } else { Reply::NestedMap(served) })
 }
 
 /// A consumer of `group`, made if new, seen now.
@@ -917,7 +924,7 @@ fn xinfo(a: &[Bytes], key: &Key, now_ms: u64) -> Result<Reply> {
                         Reply::Int(g.pel.len() as i64),
                     ];
                     fields.extend(position(s, g));
-                    Reply::Array(fields)
+                    map(fields)
                 })
                 .collect(),
         )),
@@ -927,7 +934,7 @@ fn xinfo(a: &[Bytes], key: &Key, now_ms: u64) -> Result<Reply> {
                 g.consumers
                     .iter()
                     .map(|(name, c)| {
-                        Reply::Array(vec![
+                        map(vec![
                             bulk("name"),
                             Reply::Bulk(name.clone()),
                             bulk("pending"),
@@ -987,7 +994,7 @@ fn xinfo(a: &[Bytes], key: &Key, now_ms: u64) -> Result<Reply> {
                     bulk("last-entry"),
                     edge(s.range(StreamId::ZERO, StreamId::MAX, true).next()),
                 ]);
-                return Ok(Reply::Array(out));
+                return Ok(map(out));
             }
             out.push(bulk("entries"));
             out.push(Reply::Array(s.range(StreamId::ZERO, StreamId::MAX, false).take(count).map(entry).collect()));
@@ -1007,7 +1014,7 @@ fn xinfo(a: &[Bytes], key: &Key, now_ms: u64) -> Result<Reply> {
                             .iter()
                             .map(|(cname, c)| {
                                 let own = g.pending_of(cname).take(count).map(|(i, p)| Reply::Array(vec![id(*i), Reply::Int(p.delivery_ms as i64), Reply::Int(p.delivery_count as i64)])).collect();
-                                Reply::Array(vec![
+                                map(vec![
                                     bulk("name"),
                                     Reply::Bulk(cname.clone()),
                                     bulk("seen-time"),
@@ -1029,13 +1036,20 @@ fn xinfo(a: &[Bytes], key: &Key, now_ms: u64) -> Result<Reply> {
                             bulk("consumers"),
                             Reply::Array(consumers),
                         ]);
-                        Reply::Array(fields)
+                        map(fields)
                     })
                     .collect(),
             ));
-            Ok(Reply::Array(out))
+            Ok(map(out))
         }
     }
+}
+
+/// Fields and their values alternating, as a map (RESP3's; XINFO's
+/// replies).
+fn map(fields: Vec<Reply>) -> Reply {
+    let mut items = fields.into_iter();
+    Reply::Map(std::iter::from_fn(|| Some((items.next()?, items.next()?))).collect())
 }
 
 /// A group's position as XINFO shows it: last delivered ID, entries read

@@ -91,19 +91,19 @@ fn a_group_delivers_each_entry_once_and_tracks_what_is_pending() {
     for i in 1..=3 {
         s.run(&format!("XADD s {i} f {i}"));
     }
-    let Reply::Array(streams) = s.run_at(2_000, "XREADGROUP GROUP g alice COUNT 2 STREAMS s >") else { panic!() };
-    assert_eq!(ids(&match &streams[0] { Reply::Array(kv) => kv[1].clone(), _ => panic!() }), ["1-0", "2-0"]);
+    let Reply::NestedMap(streams) = s.run_at(2_000, "XREADGROUP GROUP g alice COUNT 2 STREAMS s >") else { panic!() };
+    assert_eq!(ids(&streams[0].1), ["1-0", "2-0"]);
     assert!(s.0.changed);
-    let Reply::Array(streams) = s.run_at(2_000, "XREADGROUP GROUP g bob STREAMS s >") else { panic!() };
-    assert_eq!(ids(&match &streams[0] { Reply::Array(kv) => kv[1].clone(), _ => panic!() }), ["3-0"]);
+    let Reply::NestedMap(streams) = s.run_at(2_000, "XREADGROUP GROUP g bob STREAMS s >") else { panic!() };
+    assert_eq!(ids(&streams[0].1), ["3-0"]);
     assert_eq!(s.run("XREADGROUP GROUP g bob STREAMS s >"), Reply::NilArray, "nothing new: the null a blocked read waits on");
     let g = &s.stream().groups[&Bytes::from_static(b"g")];
     assert_eq!((g.last_id, g.entries_read, g.pel.len()), (StreamId::new(3, 0), 3, 3));
     assert_eq!(s.run("XACK s g 1 9"), Reply::Int(1));
     assert_eq!(s.run("XACK s g 1 x"), invalid_id());
     // alice's history: 2-0 only, now delivered twice.
-    let Reply::Array(streams) = s.run("XREADGROUP GROUP g alice STREAMS s 0") else { panic!() };
-    assert_eq!(ids(&match &streams[0] { Reply::Array(kv) => kv[1].clone(), _ => panic!() }), ["2-0"]);
+    let Reply::NestedMap(streams) = s.run("XREADGROUP GROUP g alice STREAMS s 0") else { panic!() };
+    assert_eq!(ids(&streams[0].1), ["2-0"]);
     assert_eq!(s.stream().groups[&Bytes::from_static(b"g")].pel[&StreamId::new(2, 0)].delivery_count, 2);
     // Claims: 3-0 idle 1 s at 3 000 is claimable with min-idle 1 000.
     assert_eq!(ids(&s.run_at(3_000, "XCLAIM s g alice 1000 3 JUSTID")), ["3-0"]);
