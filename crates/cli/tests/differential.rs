@@ -211,6 +211,16 @@ async fn differential(protocol: u8) {
 /// integration test.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyspace_events_match_redis_7() {
+    keyspace_events(2).await;
+}
+
+/// The same with the subscriber speaking RESP3: each event a push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyspace_events_match_redis_7_over_resp3() {
+    keyspace_events(3).await;
+}
+
+async fn keyspace_events(protocol: u8) {
     let redis = tokio::task::spawn_blocking(RedisServer::start).await.expect("starting redis-server");
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = LocalCluster::start(UpOptions::ephemeral(dir.path())).await.expect("evenkeel starts");
@@ -224,6 +234,9 @@ async fn keyspace_events_match_redis_7() {
         assert_eq!(commands.call(&args(&["CONFIG", "SET", "notify-keyspace-events", "KEAn"])).await, Frame::ok());
         assert_eq!(commands.call(&args(&["CONFIG", "GET", "notify-keyspace-events"])).await, Frame::Array(vec![Frame::bulk("notify-keyspace-events"), Frame::bulk("AKE")]));
         let mut events = Conn::open(addr).await;
+        if protocol == 3 {
+            assert!(matches!(events.call(&args(&["HELLO", "3"])).await, Frame::Map(_)));
+        }
         events.send(&args(&["PSUBSCRIBE", "__key*__:*"])).await;
         events.read_frame("PSUBSCRIBE").await;
         events.send(&args(&[SENTINEL_COMMAND[0], SENTINEL_COMMAND[1]])).await;
@@ -252,7 +265,11 @@ async fn keyspace_events_match_redis_7() {
             let mut raised = Vec::new();
             loop {
                 let frame = tokio::time::timeout(REPLY_TIMEOUT, events.read_frame("an event")).await.unwrap_or_else(|_| panic!("no sentinel after {} on {} (seen: {raised:?})", command.join(" "), ["redis", "evenkeel"][side]));
-                let Frame::Array(parts) = frame else { panic!("a message is an array") };
+                let parts = match frame {
+                    Frame::Array(parts) if protocol == 2 => parts,
+                    Frame::Push(parts) if protocol == 3 => parts,
+                    other => panic!("a message over RESP{protocol} is {other:?}"),
+                };
                 if parts[0] == Frame::bulk("message") {
                     assert_eq!(parts[2], Frame::bulk(marker.clone()), "sentinels in order");
                     break;
@@ -266,7 +283,7 @@ async fn keyspace_events_match_redis_7() {
         }
     }
     cluster.shutdown().await.expect("clean shutdown");
-    println!("keyspace events: {} commands, {} mismatches", KEYSPACE_SCRIPT.len(), mismatches.len());
+    println!("keyspace events (RESP{protocol}): {} commands, {} mismatches", KEYSPACE_SCRIPT.len(), mismatches.len());
     for m in &mismatches {
         eprintln!("MISMATCH {}\n    redis:    {}\n    evenkeel: {}", m.command, m.redis, m.ours);
     }
