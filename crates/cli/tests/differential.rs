@@ -1175,6 +1175,21 @@ fn pubsub(s: &mut Script) {
         &["CLIENT", "GETREDIR"], &["CLIENT", "GETREDIR", "x"], &["CLIENT", "UNBLOCK", "99999"], &["CLIENT", "UNBLOCK", "99999", "ERROR"],
         &["CLIENT", "UNBLOCK", "x"], &["CLIENT", "UNBLOCK", "1", "foo"], &["CLIENT", "UNBLOCK"], &["CLIENT", "REPLY", "foo"], &["CLIENT", "REPLY"],
         &["CLIENT", "REPLY", "ON"], &["CLIENT", "TRACKINGINFO"], &["CLIENT", "HELP"], &["CLIENT", "NO-TOUCH", "on"],
+        // CLIENT TRACKING's options and errors (no key is read while it is
+        // on: invalidations would come at different moments).
+        &["CLIENT", "TRACKING"], &["CLIENT", "TRACKING", "maybe"], &["CLIENT", "TRACKING", "on", "foo"], &["CLIENT", "TRACKING", "on", "REDIRECT"],
+        &["CLIENT", "TRACKING", "on", "REDIRECT", "x"], &["CLIENT", "TRACKING", "on", "REDIRECT", "999999"], &["CLIENT", "TRACKING", "on", "REDIRECT", "0"],
+        &["CLIENT", "TRACKING", "on", "PREFIX", "a"], &["CLIENT", "TRACKING", "on", "OPTIN", "OPTOUT"], &["CLIENT", "TRACKING", "on", "BCAST", "OPTIN"],
+        &["CLIENT", "GETREDIR"], &["CLIENT", "CACHING", "yes"], &["CLIENT", "TRACKING", "on", "OPTIN"], &["CLIENT", "TRACKINGINFO"],
+        &["CLIENT", "CACHING", "no"], &["CLIENT", "CACHING", "maybe"], &["CLIENT", "CACHING", "yes"], &["CLIENT", "TRACKINGINFO"],
+        &["CLIENT", "TRACKING", "on", "OPTOUT"], &["CLIENT", "TRACKING", "on", "BCAST"], &["CLIENT", "TRACKING", "on"], &["CLIENT", "TRACKINGINFO"],
+        &["CLIENT", "GETREDIR"], &["CLIENT", "TRACKING", "off"], &["CLIENT", "TRACKING", "off"], &["CLIENT", "TRACKING", "on", "OPTOUT", "NOLOOP"],
+        &["CLIENT", "TRACKINGINFO"], &["CLIENT", "CACHING", "no"], &["CLIENT", "TRACKINGINFO"], &["CLIENT", "TRACKING", "off"], &["CLIENT", "CACHING"],
+        &["CLIENT", "CACHING", "yes", "no"], &["CLIENT", "TRACKINGINFO"], &["CLIENT", "GETREDIR"],
+        &["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "a", "PREFIX", "ab"], &["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "zz:", "PREFIX", "yy:"],
+        &["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "zz"], &["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "zz:1"], &["CLIENT", "TRACKINGINFO"],
+        &["CLIENT", "TRACKING", "on", "BCAST", "NOLOOP"], &["CLIENT", "TRACKINGINFO"], &["CLIENT", "TRACKING", "on"], &["CLIENT", "TRACKING", "on", "BCAST", "OPTOUT"],
+        &["CLIENT", "TRACKING", "off"], &["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "x", "PREFIX", "x"], &["CLIENT", "TRACKINGINFO"], &["CLIENT", "TRACKING", "off"],
         // Server commands operators' tools send.
         &["LATENCY", "LATEST"], &["LATENCY", "HISTORY", "command"], &["LATENCY", "RESET"], &["LATENCY", "RESET", "a", "b"], &["LATENCY", "HELP"],
         &["LATENCY", "GRAPH", "command"], &["LATENCY", "FOO"], &["LATENCY"], &["LATENCY", "HISTORY"], &["LATENCY", "DOCTOR", "x"], &["LASTSAVE", "x"],

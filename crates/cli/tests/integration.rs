@@ -1299,6 +1299,114 @@ async fn resp3_connections_get_typed_replies_and_pushed_messages() {
     cluster.shutdown().await.unwrap();
 }
 
+/// CLIENT TRACKING, as Redis 7.0's client-side caching: a RESP3 client's
+/// reads are tracked and a write through any router (or an expiry)
+/// pushes `invalidate` once; OPTIN tracks only after CLIENT CACHING yes;
+/// NOLOOP skips the client's own writes; REDIRECT sends a RESP2 target
+/// messages on `__redis__:invalidate`; OFF and RESET stop it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_tracking_invalidates_what_clients_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let (r2, stop2, serving2) = second_router(&cluster).await;
+    let r1 = cluster.router_addr;
+    let invalidate = |key: &str| Frame::Push(vec![Frame::bulk("invalidate"), Frame::Array(vec![Frame::bulk(key.to_string())])]);
+    let mut writer = Raw::connect(r2).await;
+    for k in ["a", "b", "c", "d"] {
+        assert_eq!(writer.call(&["SET", k, "1"]).await, Frame::ok());
+    }
+
+    let mut c = Raw::connect(r1).await;
+    assert!(matches!(c.call(&["HELLO", "3"]).await, Frame::Map(_)));
+    assert_eq!(c.call(&["CLIENT", "TRACKING", "on"]).await, Frame::ok());
+    assert_eq!(c.call(&["CLIENT", "GETREDIR"]).await, Frame::Integer(0));
+    assert_eq!(c.call(&["GET", "a"]).await, Frame::bulk("1"));
+    assert_eq!(c.call(&["MGET", "b", "c"]).await, Frame::Array(vec![Frame::bulk("1"), Frame::bulk("1")]));
+    // Written through the other router: each reader hears once.
+    assert_eq!(writer.call(&["SET", "a", "2"]).await, Frame::ok());
+    assert_eq!(c.read().await, invalidate("a"));
+    assert_eq!(writer.call(&["SET", "a", "3"]).await, Frame::ok());
+    assert_eq!(writer.call(&["DEL", "b"]).await, Frame::Integer(1));
+    assert_eq!(c.read().await, invalidate("b"), "a was not read again: no second invalidation");
+    // A key that expires is invalidated when the sweeper deletes it.
+    assert_eq!(writer.call(&["SET", "e", "v", "PX", "100"]).await, Frame::ok());
+    assert_eq!(c.call(&["GET", "e"]).await, Frame::bulk("v"));
+    assert_eq!(c.read().await, invalidate("e"));
+    // Its own write too (no NOLOOP).
+    assert_eq!(c.call(&["SET", "c", "2"]).await, Frame::ok());
+    assert_eq!(c.read().await, invalidate("c"));
+
+    // Reads inside MULTI are tracked too.
+    assert_eq!(c.call(&["MULTI"]).await, Frame::ok());
+    assert_eq!(c.call(&["GET", "d"]).await, Frame::simple("QUEUED"));
+    assert_eq!(c.call(&["SET", "{d}x", "1"]).await, Frame::simple("QUEUED"));
+    assert_eq!(c.call(&["EXEC"]).await, Frame::Array(vec![Frame::bulk("1"), Frame::ok()]));
+    assert_eq!(writer.call(&["SET", "d", "0"]).await, Frame::ok());
+    assert_eq!(c.read().await, invalidate("d"));
+    assert_eq!(writer.call(&["SET", "d", "1"]).await, Frame::ok());
+
+    // OPTIN: only reads after CLIENT CACHING yes; NOLOOP: not its own writes.
+    assert_eq!(c.call(&["CLIENT", "TRACKING", "off"]).await, Frame::ok());
+    assert_eq!(c.call(&["CLIENT", "TRACKING", "on", "OPTIN", "NOLOOP"]).await, Frame::ok());
+    assert_eq!(c.call(&["GET", "d"]).await, Frame::bulk("1"));
+    assert_eq!(writer.call(&["SET", "d", "2"]).await, Frame::ok());
+    assert_eq!(c.call(&["CLIENT", "CACHING", "yes"]).await, Frame::ok());
+    assert_eq!(c.call(&["GET", "a"]).await, Frame::bulk("3"));
+    assert_eq!(c.call(&["SET", "a", "4"]).await, Frame::ok(), "its own write: not told");
+    assert_eq!(c.call(&["CLIENT", "CACHING", "yes"]).await, Frame::ok());
+    assert_eq!(c.call(&["GET", "d"]).await, Frame::bulk("2"));
+    assert_eq!(writer.call(&["SET", "d", "3"]).await, Frame::ok());
+    assert_eq!(c.read().await, invalidate("d"), "d untracked before CACHING yes, a skipped under NOLOOP");
+    let Frame::Map(info) = c.call(&["CLIENT", "TRACKINGINFO"]).await else { panic!("TRACKINGINFO is a map") };
+    assert_eq!(info[0].1, Frame::Set(["on", "optin", "noloop"].map(Frame::bulk).to_vec()));
+
+    // REDIRECT to a RESP2 client subscribed to __redis__:invalidate.
+    let mut target = Raw::connect(r1).await;
+    let Frame::Integer(target_id) = target.call(&["CLIENT", "ID"]).await else { panic!("CLIENT ID") };
+    assert_eq!(target.call(&["SUBSCRIBE", "__redis__:invalidate"]).await, push(&["subscribe", "__redis__:invalidate"], Some(1)));
+    let mut r = Raw::connect(r1).await;
+    let redirect = target_id.to_string();
+    assert_eq!(r.call(&["CLIENT", "TRACKING", "on", "REDIRECT", "99999"]).await, Frame::error("ERR The client ID you want redirect to does not exist"));
+    assert_eq!(r.call(&["CLIENT", "TRACKING", "on", "REDIRECT", &redirect]).await, Frame::ok());
+    assert_eq!(r.call(&["CLIENT", "GETREDIR"]).await, Frame::Integer(target_id));
+    assert_eq!(r.call(&["GET", "b"]).await, Frame::Null);
+    assert_eq!(writer.call(&["SET", "b", "x"]).await, Frame::ok());
+    assert_eq!(target.read().await, Frame::Array(vec![Frame::bulk("message"), Frame::bulk("__redis__:invalidate"), Frame::Array(vec![Frame::bulk("b")])]));
+    // RESET ends tracking.
+    assert_eq!(r.call(&["RESET"]).await, Frame::simple("RESET"));
+    assert_eq!(r.call(&["CLIENT", "GETREDIR"]).await, Frame::Integer(-1));
+
+    // BCAST: every write under a prefix, read or not, through any router.
+    let mut b = Raw::connect(r1).await;
+    assert!(matches!(b.call(&["HELLO", "3"]).await, Frame::Map(_)));
+    assert_eq!(b.call(&["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "user:"]).await, Frame::ok());
+    assert_eq!(writer.call(&["SET", "user:1", "x"]).await, Frame::ok());
+    assert_eq!(b.read().await, invalidate("user:1"));
+    assert_eq!(writer.call(&["SET", "other", "x"]).await, Frame::ok());
+    assert_eq!(writer.call(&["DEL", "user:1"]).await, Frame::Integer(1));
+    assert_eq!(b.read().await, invalidate("user:1"), "nothing for `other`; user:1 again though not read");
+    let Frame::Map(info) = b.call(&["CLIENT", "TRACKINGINFO"]).await else { panic!("TRACKINGINFO is a map") };
+    assert_eq!(info[2].1, Frame::Array(vec![Frame::bulk("user:")]));
+    assert_eq!(b.call(&["CLIENT", "TRACKING", "off"]).await, Frame::ok());
+
+    // OFF: nothing more. A last tracked read on another connection shows
+    // the stream carries nothing in between.
+    assert_eq!(c.call(&["CLIENT", "TRACKING", "off"]).await, Frame::ok());
+    assert_eq!(c.call(&["GET", "c"]).await, Frame::bulk("2"));
+    assert_eq!(writer.call(&["SET", "c", "3"]).await, Frame::ok());
+    let mut last = Raw::connect(r1).await;
+    assert!(matches!(last.call(&["HELLO", "3"]).await, Frame::Map(_)));
+    assert_eq!(last.call(&["CLIENT", "TRACKING", "on"]).await, Frame::ok());
+    assert_eq!(last.call(&["GET", "z"]).await, Frame::Null);
+    assert_eq!(writer.call(&["SET", "z", "1"]).await, Frame::ok());
+    assert_eq!(last.read().await, invalidate("z"));
+    assert_eq!(c.call(&["PING"]).await, Frame::simple("PONG"), "no invalidation after OFF");
+
+    stop2.cancel();
+    serving2.await.unwrap().unwrap();
+    cluster.shutdown().await.unwrap();
+}
+
 /// CLIENT REPLY OFF and SKIP silence replies (the commands still run);
 /// CLIENT UNBLOCK ends another client's blocking command as a timeout or
 /// with an error, and answers 0 for a client that is not blocked; WAIT

@@ -796,3 +796,158 @@ async fn scripts_run_exactly_once_through_a_move() {
     assert_eq!(list, (1..=calls).collect::<Vec<_>>());
     cluster.shutdown().await.unwrap();
 }
+
+/// CLIENT TRACKING through a move: a RESP3 client caches what it reads and
+/// drops what it is told to, while another client keeps writing the same
+/// keys and their partition moves to another node. Once the writes stop
+/// and the invalidations are in, every value still cached is the stored
+/// one: the source invalidated what it tracked when it was fenced, and
+/// reads after the move were tracked by the new owner. (The move stays
+/// in bake, so the source never drops the partition, which would
+/// invalidate its keys too.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_side_caches_stay_true_through_a_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(options(dir.path(), 8, 600_000)).await.unwrap();
+    let admin = format!("http://{}", cluster.admin_addr);
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let keys = keys_in("cached", 0, 8, 8);
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for k in &keys {
+        let () = conn.set(k, "seed").await.unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (client, keys, stop) = (client.clone(), keys.clone(), stop.clone());
+        async move {
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let () = conn.set(&keys[i % keys.len()], i).await.expect("every write answers");
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            i
+        }
+    });
+    let reader = tokio::spawn({
+        let (addr, keys, stop) = (cluster.router_addr, keys.clone(), stop.clone());
+        async move {
+            let mut cache = Cache::open(addr).await;
+            while !stop.load(Ordering::Relaxed) {
+                for k in &keys {
+                    cache.get(k).await;
+                }
+                // As a client library does between requests.
+                cache.drain(Duration::from_millis(1)).await;
+            }
+            cache
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let source = routing(&cluster).await.entry(0).unwrap().owner;
+    let target = cluster.node_ids.iter().copied().find(|n| *n != source).unwrap();
+    let started: MigrationInfo = http.post(format!("{admin}/v1/migrations")).json(&MoveRequest { partition: 0, target }).send().await.unwrap().json().await.unwrap();
+    wait_state(&http, &admin, &started.id, "COMPLETED").await;
+    // Writes on the new owner, to keys cached before the move and after.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.await.unwrap();
+    let mut cache = reader.await.unwrap();
+    assert_eq!(routing(&cluster).await.entry(0).unwrap().owner, target);
+    // The last invalidations reach the client within a moment.
+    cache.drain(Duration::from_millis(500)).await;
+    let mut stale = Vec::new();
+    for (k, cached) in &cache.values {
+        let stored: String = conn.get(k).await.unwrap();
+        if *cached != stored {
+            stale.push(format!("{k}: cached {cached}, stored {stored}"));
+        }
+    }
+    println!("{writes} writes; {} reads, {} from the cache; {} invalidations; {} keys cached at the end", cache.reads, cache.hits, cache.invalidations, cache.values.len());
+    assert!(stale.is_empty(), "stale cached values: {stale:?}");
+    assert!(cache.invalidations > 0 && cache.hits > 0 && writes > 0);
+    cluster.shutdown().await.unwrap();
+}
+
+/// A client-side cache over one RESP3 connection with CLIENT TRACKING on.
+struct Cache {
+    stream: tokio::net::TcpStream,
+    buf: bytes::BytesMut,
+    values: std::collections::HashMap<String, String>,
+    reads: usize,
+    hits: usize,
+    invalidations: usize,
+}
+
+impl Cache {
+    async fn open(addr: std::net::SocketAddr) -> Cache {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut cache = Cache { stream, buf: bytes::BytesMut::new(), values: Default::default(), reads: 0, hits: 0, invalidations: 0 };
+        assert!(matches!(cache.call(&["HELLO", "3"]).await, evenkeel_resp::Frame::Map(_)));
+        assert_eq!(cache.call(&["CLIENT", "TRACKING", "on"]).await, evenkeel_resp::Frame::ok());
+        cache
+    }
+
+    /// The reply to `args`; pushes read meanwhile are applied.
+    async fn call(&mut self, args: &[&str]) -> evenkeel_resp::Frame {
+        use tokio::io::AsyncWriteExt;
+        let mut out = bytes::BytesMut::new();
+        evenkeel_resp::encode_command(&args.iter().map(|a| a.as_bytes()).collect::<Vec<_>>(), &mut out);
+        self.stream.write_all(&out).await.unwrap();
+        loop {
+            match self.next(Duration::from_secs(10)).await.expect("a reply within 10 s") {
+                evenkeel_resp::Frame::Push(p) => self.apply(p),
+                reply => return reply,
+            }
+        }
+    }
+
+    async fn next(&mut self, wait: Duration) -> Option<evenkeel_resp::Frame> {
+        use tokio::io::AsyncReadExt;
+        use tokio_util::codec::Decoder;
+        loop {
+            if let Some(frame) = evenkeel_resp::FrameDecoder.decode(&mut self.buf).unwrap() {
+                return Some(frame);
+            }
+            let n = tokio::time::timeout(wait, self.stream.read_buf(&mut self.buf)).await.ok()?.unwrap();
+            assert!(n > 0, "connection closed");
+        }
+    }
+
+    fn apply(&mut self, push: Vec<evenkeel_resp::Frame>) {
+        use evenkeel_resp::Frame;
+        assert_eq!(push[0], Frame::bulk("invalidate"), "only invalidations are pushed: {push:?}");
+        self.invalidations += 1;
+        match &push[1] {
+            Frame::Array(keys) => {
+                for k in keys {
+                    let Frame::Bulk(k) = k else { panic!("a key is a bulk string") };
+                    self.values.remove(&*String::from_utf8_lossy(k));
+                }
+            }
+            Frame::Null | Frame::NullArray => self.values.clear(),
+            other => panic!("invalidate carries keys or null: {other:?}"),
+        }
+    }
+
+    async fn get(&mut self, key: &str) {
+        self.reads += 1;
+        if self.values.contains_key(key) {
+            self.hits += 1;
+            return;
+        }
+        let evenkeel_resp::Frame::Bulk(v) = self.call(&["GET", key]).await else { panic!("{key} holds a string") };
+        self.values.insert(key.to_string(), String::from_utf8_lossy(&v).into_owned());
+    }
+
+    /// Applies the pushes that arrive within `quiet` of each other.
+    async fn drain(&mut self, quiet: Duration) {
+        while let Some(frame) = self.next(quiet).await {
+            let evenkeel_resp::Frame::Push(p) = frame else { panic!("only pushes while idle: {frame:?}") };
+            self.apply(p);
+        }
+    }
+}

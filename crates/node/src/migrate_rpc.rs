@@ -233,6 +233,9 @@ pub(crate) async fn fence(inner: &Arc<NodeInner>, req: &pb::FenceRequest) -> Res
     inner.store.persist_fence(p, req.fenced).map_err(status)?;
     if req.fenced {
         inner.ownership.fence(p);
+        // No read is served here from now on: clients caching keys of `p`
+        // drop them, and read (and track) them at the next owner.
+        inner.store.invalidate_tracked(p);
     } else {
         inner.ownership.unfence(p, (req.grant_epoch > 0).then_some(req.grant_epoch));
     }
@@ -295,6 +298,7 @@ pub(crate) async fn drop_partition(inner: &Arc<NodeInner>, req: &pb::DropRequest
     }
     inner.store.close_import(p, req.header.as_ref().map_or(0, |h| h.token)).map_err(status)?;
     let removed = blocking(inner, Urgency::Bulk, move |i| i.store.retire(p)).await?;
+    inner.store.invalidate_tracked(p);
     if removed > 0 {
         // Tables holding only this partition go now, in the background:
         // `drop_range` may wait for a running compaction.

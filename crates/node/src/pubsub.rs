@@ -32,10 +32,26 @@ use tonic::Status;
 /// link is dropped.
 pub const FEED_BACKLOG_BYTES: usize = 64 << 20;
 
+/// Keys [`Relay::track`] holds at most; past it an older one is
+/// invalidated to make room (Redis's `tracking-table-max-keys` default).
+pub const TRACKED_KEYS_MAX: usize = 1_000_000;
+
 /// The relay of one node; cheap to clone.
 #[derive(Clone, Default)]
 pub struct Relay {
     state: Arc<Mutex<State>>,
+    tracked: Arc<Tracked>,
+}
+
+/// CLIENT TRACKING on this node: each key a router's clients read with
+/// `track`, and which routers, until it is next written.
+#[derive(Default)]
+struct Tracked {
+    keys: Mutex<HashMap<Bytes, Vec<u64>>>,
+    /// How many keys `keys` holds: a write checks this, not the lock.
+    count: AtomicUsize,
+    /// Whether a link has a BCAST prefix (as of its last update).
+    broadcasting: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -56,6 +72,8 @@ struct Link {
     channels: HashMap<Bytes, u32>,
     patterns: HashMap<Bytes, u32>,
     shard: HashMap<Bytes, u32>,
+    /// CLIENT TRACKING BCAST's prefixes.
+    prefixes: HashMap<Bytes, u32>,
 }
 
 impl Link {
@@ -64,7 +82,13 @@ impl Link {
             SubscriptionKind::Channel => &mut self.channels,
             SubscriptionKind::Pattern => &mut self.patterns,
             SubscriptionKind::ShardChannel => &mut self.shard,
+            SubscriptionKind::TrackingPrefix => &mut self.prefixes,
         }
+    }
+
+    /// Whether a BCAST prefix of the link covers `key`.
+    fn broadcasts(&self, key: &[u8]) -> bool {
+        self.prefixes.keys().any(|p| key.starts_with(p))
     }
 
     /// The link's subscriptions that receive a message on `channel`.
@@ -93,7 +117,7 @@ impl Relay {
         let serial = state.opened;
         let (tx, rx) = mpsc::unbounded_channel();
         let backlog = Arc::new(AtomicUsize::new(0));
-        let fresh = Link { router, serial, tx, backlog: backlog.clone(), channels: HashMap::new(), patterns: HashMap::new(), shard: HashMap::new() };
+        let fresh = Link { router, serial, tx, backlog: backlog.clone(), channels: HashMap::new(), patterns: HashMap::new(), shard: HashMap::new(), prefixes: HashMap::new() };
         if state.links.insert(link, fresh).is_some() {
             tracing::info!(link, router, "pub/sub link reopened");
         }
@@ -108,7 +132,7 @@ impl Relay {
             return Err(Status::not_found(format!("no pub/sub link {} here (its feed ended)", request.link)));
         };
         if request.replace {
-            (link.channels, link.patterns, link.shard) = Default::default();
+            (link.channels, link.patterns, link.shard, link.prefixes) = Default::default();
         }
         for s in request.subscriptions {
             let kind = SubscriptionKind::try_from(s.kind).map_err(|_| Status::invalid_argument(format!("unknown subscription kind {}", s.kind)))?;
@@ -119,27 +143,37 @@ impl Relay {
                 held.insert(s.name, s.clients);
             }
         }
+        let broadcasting = state.links.values().any(|l| !l.prefixes.is_empty());
+        self.tracked.broadcasting.store(broadcasting, Ordering::Relaxed);
         Ok(())
     }
 
     /// Puts a message on every link with a subscription that receives
     /// it; answers how many subscriptions do.
     pub fn publish(&self, request: pb::PublishRequest) -> u64 {
+        let message = pb::PubSubMessage { shard: request.shard, channel: request.channel, payload: request.payload, invalidate: false };
+        let receivers = self.send(&message, |link| link.receivers(message.shard, &message.channel));
+        metrics::counter!("evenkeel_node_pubsub_published_total").increment(1);
+        receivers
+    }
+
+    /// Queues `message` on each link `receivers` counts a receiver on;
+    /// answers their sum. A link whose feed is past its backlog (or gone)
+    /// is dropped.
+    fn send(&self, message: &pb::PubSubMessage, receivers: impl Fn(&Link) -> u64) -> u64 {
         let mut state = self.state.lock().expect("relay lock");
-        let mut receivers = 0;
-        let mut lost = Vec::new();
-        let message = pb::PubSubMessage { shard: request.shard, channel: request.channel, payload: request.payload };
+        let (mut total, mut lost) = (0, Vec::new());
         for (&id, link) in &state.links {
-            let n = link.receivers(message.shard, &message.channel);
+            let n = receivers(link);
             if n == 0 {
                 continue;
             }
-            let queued = link.backlog.fetch_add(size(&message), Ordering::Relaxed) + size(&message);
+            let queued = link.backlog.fetch_add(size(message), Ordering::Relaxed) + size(message);
             if queued > FEED_BACKLOG_BYTES || link.tx.send(message.clone()).is_err() {
                 lost.push((id, queued > FEED_BACKLOG_BYTES));
                 continue;
             }
-            receivers += n;
+            total += n;
         }
         for (id, overflow) in lost {
             if let Some(link) = state.links.remove(&id)
@@ -150,8 +184,76 @@ impl Relay {
             }
         }
         metrics::gauge!("evenkeel_node_pubsub_links").set(state.links.len() as f64);
-        metrics::counter!("evenkeel_node_pubsub_published_total").increment(1);
-        receivers
+        total
+    }
+
+    /// CLIENT TRACKING: a client of `router` is about to read `key` and
+    /// cache it. Noted before the read, so a write that commits after the
+    /// read began finds it (a write before it is what the read returns).
+    pub fn track(&self, router: u64, key: &[u8]) {
+        let evicted = {
+            let mut keys = self.tracked.keys.lock().expect("tracking lock");
+            let routers = keys.entry(Bytes::copy_from_slice(key)).or_default();
+            if !routers.contains(&router) {
+                routers.push(router);
+            }
+            let evicted = if keys.len() > TRACKED_KEYS_MAX { keys.keys().find(|k| k[..] != *key).cloned().and_then(|k| keys.remove_entry(&k)) } else { None };
+            self.tracked.count.store(keys.len(), Ordering::Relaxed);
+            evicted
+        };
+        if let Some((key, routers)) = evicted {
+            metrics::counter!("evenkeel_node_tracking_evicted_total").increment(1);
+            self.tell(key, &routers);
+        }
+    }
+
+    /// `key` was written (or expired): the routers whose clients read it
+    /// are told, and it is forgotten until it is read again.
+    pub fn invalidate(&self, key: &[u8]) {
+        let broadcasting = self.tracked.broadcasting.load(Ordering::Relaxed);
+        let routers = if self.tracked.count.load(Ordering::Relaxed) == 0 {
+            None
+        } else {
+            let mut keys = self.tracked.keys.lock().expect("tracking lock");
+            let routers = keys.remove(key);
+            self.tracked.count.store(keys.len(), Ordering::Relaxed);
+            routers
+        };
+        if routers.is_some() || broadcasting {
+            self.tell(Bytes::copy_from_slice(key), routers.as_deref().unwrap_or_default());
+        }
+    }
+
+    /// Invalidates every tracked key `which` picks (a partition fenced
+    /// for a move, or dropped): its next reader reads, and tracks it, at
+    /// the new owner. Answers how many.
+    pub fn invalidate_where(&self, which: impl Fn(&[u8]) -> bool) -> usize {
+        if self.tracked.count.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        let picked: Vec<(Bytes, Vec<u64>)> = {
+            let mut keys = self.tracked.keys.lock().expect("tracking lock");
+            let picked = keys.extract_if(|k, _| which(k)).collect();
+            self.tracked.count.store(keys.len(), Ordering::Relaxed);
+            picked
+        };
+        for (key, routers) in &picked {
+            self.tell(key.clone(), routers);
+        }
+        picked.len()
+    }
+
+    /// Keys tracked now.
+    pub fn tracked_keys(&self) -> usize {
+        self.tracked.count.load(Ordering::Relaxed)
+    }
+
+    /// Sends `key`'s invalidation down the feed of each of `routers`, and
+    /// of each link with a BCAST prefix covering it: once per link.
+    fn tell(&self, key: Bytes, routers: &[u64]) {
+        let message = pb::PubSubMessage { channel: key, invalidate: true, ..Default::default() };
+        let sent = self.send(&message, |link| (routers.contains(&link.router) || link.broadcasts(&message.channel)) as u64);
+        metrics::counter!("evenkeel_node_tracking_invalidations_total").increment(sent);
     }
 
     /// How many subscriptions a message on `channel` would reach now
@@ -171,6 +273,7 @@ impl Relay {
                 SubscriptionKind::Channel => &link.channels,
                 SubscriptionKind::Pattern => &link.patterns,
                 SubscriptionKind::ShardChannel => &link.shard,
+                SubscriptionKind::TrackingPrefix => &link.prefixes,
             };
             for (name, &n) in held {
                 *sums.entry(name.clone()).or_default() += n;
@@ -304,6 +407,37 @@ mod tests {
         assert_eq!(relay.links(), 2, "a feed the router dropped takes its link along");
         let status = relay.interest(pb::InterestRequest { link: 3, ..Default::default() }).unwrap_err();
         assert_eq!(status.code(), tonic::Code::NotFound);
+    }
+
+    #[tokio::test]
+    async fn tracked_keys_are_invalidated_once_on_their_routers_links() {
+        let relay = Relay::default();
+        let mut a = relay.open(1, 10).unwrap();
+        let mut b = relay.open(2, 20).unwrap();
+        let invalidation = |key: &str| pb::PubSubMessage { channel: Bytes::copy_from_slice(key.as_bytes()), invalidate: true, ..Default::default() };
+        relay.invalidate(b"k");
+        assert_eq!(relay.tracked_keys(), 0, "nothing tracked: a write sends nothing");
+        relay.track(10, b"k");
+        relay.track(10, b"k");
+        relay.track(20, b"k");
+        relay.track(20, b"j");
+        relay.invalidate(b"k");
+        assert_eq!(a.next().await.unwrap().unwrap(), invalidation("k"));
+        assert_eq!(b.next().await.unwrap().unwrap(), invalidation("k"));
+        relay.invalidate(b"k");
+        assert_eq!(relay.tracked_keys(), 1, "k forgotten until read again");
+        // A fenced partition's keys: every one its routers read.
+        assert_eq!(relay.invalidate_where(|key| key == b"j"), 1);
+        assert_eq!(b.next().await.unwrap().unwrap(), invalidation("j"));
+        // BCAST: a link's prefix covers every write under it, tracked or not.
+        relay.interest(pb::InterestRequest { link: 1, replace: false, subscriptions: vec![sub(SubscriptionKind::TrackingPrefix, "user:", 1)] }).unwrap();
+        relay.invalidate(b"user:1");
+        relay.invalidate(b"other");
+        relay.track(20, b"user:2");
+        relay.invalidate(b"user:2");
+        assert_eq!(a.next().await.unwrap().unwrap(), invalidation("user:1"));
+        assert_eq!(a.next().await.unwrap().unwrap(), invalidation("user:2"), "once per link, not for `other`");
+        assert_eq!(b.next().await.unwrap().unwrap(), invalidation("user:2"));
     }
 
     #[tokio::test]

@@ -319,10 +319,19 @@ impl NodeInner {
     /// moves on, so no later op overtakes a refused one.
     fn execute_all(&self, req: &pb::ExecuteRequest, now: u64, start_by: Option<Instant>) -> Vec<pb::OpResult> {
         let mut refused = RefusedSoFar::default();
-        req.ops.iter().map(|op| self.execute_one(req.epoch, op, now, start_by, &mut refused)).collect()
+        req.ops.iter().map(|op| self.execute_one(req.epoch, req.router, op, now, start_by, &mut refused)).collect()
     }
 
-    fn execute_one(&self, epoch: u64, op: &pb::Op, now_ms: u64, start_by: Option<Instant>, refused: &mut RefusedSoFar) -> pb::OpResult {
+    fn execute_one(&self, epoch: u64, router: u64, op: &pb::Op, now_ms: u64, start_by: Option<Instant>, refused: &mut RefusedSoFar) -> pb::OpResult {
+        if op.track {
+            // Before the read (see `Relay::track`); a transaction's keys are
+            // its tracked ops'.
+            let relay = self.store.notifier().relay();
+            match &op.kind {
+                Some(Kind::Transaction(t)) => t.ops.iter().filter(|o| o.track).for_each(|o| relay.track(router, &o.key)),
+                _ => relay.track(router, &op.key),
+            }
+        }
         let result = match (u16::try_from(op.partition), &op.kind) {
             (Err(_), _) => internal(format!("no partition {}", op.partition)),
             (_, None) => internal("op without a kind".to_string()),

@@ -367,6 +367,14 @@ impl Store {
         &self.clock
     }
 
+    /// CLIENT TRACKING: invalidates every tracked key of `partition`,
+    /// which is fenced for a move or dropped (its readers read, and track,
+    /// at its next owner). Answers how many.
+    pub fn invalidate_tracked(&self, partition: PartitionId) -> usize {
+        let n = self.num_partitions();
+        self.notifier.relay().invalidate_where(|key| slot_partition(key_slot(key), n) == partition)
+    }
+
     /// Executes one operation on `key` in `partition` at `now_ms`.
     pub fn execute(&self, partition: PartitionId, key: &[u8], kind: &Kind, now_ms: u64) -> Result<R, StoreError> {
         match self.execute_admitted(partition, key, kind, now_ms, || Ok::<(), std::convert::Infallible>(()))? {
@@ -873,6 +881,9 @@ impl Store {
         *counters = after;
         for (data_key, _, _) in writes {
             self.waiters.wake(data_key);
+            // CLIENT TRACKING: readers of the key (after its two-byte slot)
+            // drop what they cached.
+            self.notifier.relay().invalidate(&data_key[2..]);
         }
         Ok(())
     }

@@ -198,6 +198,11 @@ impl Registry {
         Registered { registry: self, id }
     }
 
+    /// Whether client `id` is connected.
+    pub fn exists(&self, id: u64) -> bool {
+        self.clients.lock().contains_key(&id)
+    }
+
     /// CLIENT LIST's lines for the clients `filter` picks, by id.
     pub fn list(&self, filter: &Filter) -> String {
         self.clients.lock().values().filter(|c| filter.matches(c)).map(|c| c.line()).collect()

@@ -31,6 +31,15 @@ use std::time::{Duration, Instant};
 pub struct KeyOp {
     pub key: Bytes,
     pub kind: Kind,
+    /// CLIENT TRACKING: the owner notes the key as cached by a client of
+    /// this router (`pb::Op.track`).
+    pub track: bool,
+}
+
+impl KeyOp {
+    pub fn new(key: Bytes, kind: Kind) -> KeyOp {
+        KeyOp { key, kind, track: false }
+    }
 }
 
 /// Why an operation failed without a reply from its owner. The router turns
@@ -78,6 +87,9 @@ pub struct Dispatcher {
     pub routes: Arc<RouteCache>,
     pub budget: RetryBudget,
     pub mirror: Arc<Mirror>,
+    /// This router's id, which nodes send CLIENT TRACKING's
+    /// invalidations to (`pb::ExecuteRequest.router`).
+    pub router: u64,
 }
 
 type Outcome = Result<R, DispatchError>;
@@ -220,10 +232,10 @@ impl Dispatcher {
                 if let Some(tap) = tap {
                     taps.push((j, partition, tap));
                 }
-                pb::Op { partition: partition as u32, key: ops[i].key.clone(), kind: Some(ops[i].kind.clone()), want_record: tap.is_some() }
+                pb::Op { partition: partition as u32, key: ops[i].key.clone(), kind: Some(ops[i].kind.clone()), want_record: tap.is_some(), track: ops[i].track }
             })
             .collect();
-        (pb::ExecuteRequest { epoch: table.epoch, ops }, taps)
+        (pb::ExecuteRequest { epoch: table.epoch, ops, router: self.router }, taps)
     }
 }
 

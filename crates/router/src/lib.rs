@@ -41,6 +41,7 @@ pub mod routes;
 pub mod session;
 pub mod slowlog;
 pub mod stats;
+pub mod tracking;
 
 use dispatch::{Dispatcher, RetryBudget};
 use evenkeel_meta::MetaStore;
@@ -138,7 +139,7 @@ impl Router {
             monitor: Default::default(),
             scripts: cmd::scripting::ScriptCache::new(meta.clone()),
             functions: cmd::functions::Functions::new(meta.clone()),
-            dispatcher: Dispatcher { routes, budget: config.retry, mirror: mirror::Mirror::new(config.mirror) },
+            dispatcher: Dispatcher { routes, budget: config.retry, mirror: mirror::Mirror::new(config.mirror), router: id },
             slowlog: slowlog::SlowLog::new(config.slowlog_slower_than_us, config.slowlog_max_len),
             registry: clients::Registry::default(),
             stats: stats::Stats::default(),

@@ -301,9 +301,9 @@ impl Task {
         let table = self.routes.table.as_ref()?;
         let ops = keys
             .into_iter()
-            .map(|key| pb::Op { partition: self.partition as u32, key, kind: Some(Kind::Get(pb::Get { meta_only: false })), want_record: true })
+            .map(|key| pb::Op { partition: self.partition as u32, key, kind: Some(Kind::Get(pb::Get { meta_only: false })), want_record: true, track: false })
             .collect();
-        let req = self.request(pb::ExecuteRequest { epoch: table.epoch, ops });
+        let req = self.request(pb::ExecuteRequest { epoch: table.epoch, ops, router: 0 });
         let results = self.routes.client(source)?.execute(req).await.ok()?.into_inner().results;
         results.into_iter().map(|r| matches!(r.result, Some(R::Value(_)) | Some(R::Nil(_))).then_some(r.record)).collect()
     }

@@ -26,7 +26,7 @@
 
 use crate::routes::RouteCache;
 use bytes::{Bytes, BytesMut};
-use evenkeel_resp::Frame;
+use evenkeel_resp::{Frame, Protocol};
 use evenkeel_rpc::NodeClient;
 use evenkeel_rpc::pb::{self, SubscriptionKind};
 use evenkeel_types::NodeId;
@@ -136,6 +136,13 @@ impl Subscriber {
 }
 
 impl Subscriber {
+    /// The client's protocol changed (HELLO): how invalidations reach it.
+    pub fn set_protocol(&self, protocol: Protocol) {
+        if let Some(target) = self.hub.state.lock().expect("pubsub lock").targets.get_mut(&self.id) {
+            target.1 = protocol;
+        }
+    }
+
     /// Drops every subscription; what to wait for to know each node
     /// applied that.
     fn release(&mut self) -> Vec<(watch::Receiver<u64>, u64)> {
@@ -160,6 +167,10 @@ impl Subscriber {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         self.release();
+        let mut state = self.hub.state.lock().expect("pubsub lock");
+        state.targets.remove(&self.id);
+        let changed = state.tracking.disable(self.id);
+        state.send(changed.into_iter().map(prefix_update).collect());
     }
 }
 
@@ -186,6 +197,10 @@ struct State {
     /// Per kind: name → the clients holding it.
     subs: [HashMap<Bytes, HashMap<u64, Outbox>>; 3],
     links: HashMap<NodeId, LinkHandle>,
+    /// Every subscriber's queue and protocol, by client: where CLIENT
+    /// TRACKING's invalidations go.
+    targets: HashMap<u64, (Outbox, Protocol)>,
+    tracking: crate::tracking::Table,
 }
 
 impl State {
@@ -227,9 +242,33 @@ impl State {
         waits
     }
 
-    /// Every subscription this router holds, as a link's first update.
+    /// Sends CLIENT TRACKING's invalidation of `key` (None: of everything)
+    /// to each of `targets`, as Redis does: a push to a RESP3 client; to a
+    /// RESP2 one (a REDIRECT target) a message on `__redis__:invalidate`
+    /// if it subscribes to it; nothing otherwise.
+    fn tell(&self, targets: &[u64], key: Option<&Bytes>) {
+        let keys = key.map_or(Frame::NullArray, |k| Frame::Array(vec![Frame::Bulk(k.clone())]));
+        for target in targets {
+            let Some((outbox, protocol)) = self.targets.get(target) else { continue };
+            let frame = match protocol {
+                Protocol::Resp3 => Frame::Push(vec![Frame::bulk("invalidate"), keys.clone()]),
+                Protocol::Resp2 if self.subs[index(SubscriptionKind::Channel)].get(crate::tracking::INVALIDATE_CHANNEL.as_bytes()).is_some_and(|h| h.contains_key(target)) => {
+                    Frame::Array(vec![Frame::bulk("message"), Frame::bulk(crate::tracking::INVALIDATE_CHANNEL), keys.clone()])
+                }
+                Protocol::Resp2 => continue,
+            };
+            let mut out = BytesMut::new();
+            frame.encode_as(*protocol, &mut out);
+            outbox.push(&out.freeze(), *target);
+            metrics::counter!("evenkeel_router_tracking_invalidations_total").increment(1);
+        }
+    }
+
+    /// Every subscription this router holds (and CLIENT TRACKING's BCAST
+    /// prefixes), as a link's first update.
     fn snapshot(&self) -> Vec<pb::Subscription> {
-        KINDS.iter().flat_map(|&kind| self.subs[index(kind)].iter().map(move |(name, holders)| pb::Subscription { kind: kind as i32, name: name.clone(), clients: holders.len() as u32 })).collect()
+        let subscriptions = KINDS.iter().flat_map(|&kind| self.subs[index(kind)].iter().map(move |(name, holders)| pb::Subscription { kind: kind as i32, name: name.clone(), clients: holders.len() as u32 }));
+        subscriptions.chain(self.tracking.prefixes().map(|(p, n)| prefix_update((p.clone(), n)))).collect()
     }
 }
 
@@ -247,10 +286,73 @@ impl Hub {
 
     /// A subscriber for client `id` (unique in this router), whose
     /// disconnection `kill` asks for.
-    pub fn subscriber(self: &Arc<Self>, id: u64, kill: CancellationToken) -> Subscriber {
+    pub fn subscriber(self: &Arc<Self>, id: u64, kill: CancellationToken, protocol: Protocol) -> Subscriber {
         let (tx, rx) = mpsc::unbounded_channel();
         let outbox = Outbox { tx, queued: Arc::default(), kill };
+        self.state.lock().expect("pubsub lock").targets.insert(id, (outbox.clone(), protocol));
         Subscriber { id, hub: self.clone(), rx, outbox, held: Default::default() }
+    }
+
+    /// CLIENT TRACKING ON for `sub`'s client in `mode`, its invalidations
+    /// going to client `target` (itself without REDIRECT). With BCAST,
+    /// answered once every node broadcasts its new prefixes (as SUBSCRIBE
+    /// waits), so a write after the reply is invalidated.
+    pub async fn track(&self, sub: &Subscriber, target: u64, mode: &crate::tracking::Mode) {
+        let waits = {
+            let mut state = self.state.lock().expect("pubsub lock");
+            let changed = state.tracking.enable(sub.id, target, mode);
+            state.send(changed.into_iter().map(prefix_update).collect())
+        };
+        applied(waits, "tracking prefix").await;
+    }
+
+    /// CLIENT TRACKING OFF: the client's keys and prefixes are forgotten.
+    pub fn untrack(&self, client: u64) {
+        let mut state = self.state.lock().expect("pubsub lock");
+        let changed = state.tracking.disable(client);
+        state.send(changed.into_iter().map(prefix_update).collect());
+    }
+
+    /// A tracking client is about to read `keys` (before its ops go out,
+    /// so an invalidation that comes back at once finds it).
+    pub fn remember(&self, client: u64, keys: impl IntoIterator<Item = Bytes>) {
+        let mut state = self.state.lock().expect("pubsub lock");
+        for (key, targets) in state.tracking.remember(client, keys) {
+            metrics::counter!("evenkeel_router_tracking_evicted_total").increment(1);
+            state.tell(&targets, Some(&key));
+        }
+        metrics::gauge!("evenkeel_router_tracking_keys").set(state.tracking.len() as f64);
+    }
+
+    /// A NOLOOP client writes `keys`: it is not told of these writes.
+    pub fn written_by(&self, client: u64, keys: &[Bytes]) {
+        let mut state = self.state.lock().expect("pubsub lock");
+        for key in keys {
+            state.tracking.written_by(client, key);
+        }
+    }
+
+    /// The NOLOOP client's write of `keys` failed (or may not have run):
+    /// the keys are as they were but no longer tracked for it, so it is
+    /// told to drop them.
+    pub fn write_failed(&self, client: u64, keys: &[Bytes]) {
+        let state = self.state.lock().expect("pubsub lock");
+        if let Some(target) = state.tracking.target(client) {
+            for key in keys {
+                state.tell(&[target], Some(key));
+            }
+        }
+    }
+
+    /// Every tracking client drops everything it caches: a link to a node
+    /// opened or ended, so invalidations may have been lost.
+    fn flush_tracking(&self) {
+        let mut state = self.state.lock().expect("pubsub lock");
+        let targets = state.tracking.flushed();
+        if !targets.is_empty() {
+            metrics::counter!("evenkeel_router_tracking_flushes_total").increment(1);
+            state.tell(&targets, None);
+        }
     }
 
     /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE: one confirmation per name, sent
@@ -301,7 +403,13 @@ impl Hub {
 
     /// Hands a message from a node to this router's clients.
     fn deliver(&self, m: &pb::PubSubMessage) {
-        let state = self.state.lock().expect("pubsub lock");
+        let mut state = self.state.lock().expect("pubsub lock");
+        if m.invalidate {
+            let targets = state.tracking.invalidated(&m.channel);
+            state.tell(&targets, Some(&m.channel));
+            metrics::gauge!("evenkeel_router_tracking_keys").set(state.tracking.len() as f64);
+            return;
+        }
         let encode = |parts: Vec<Frame>| {
             let mut out = BytesMut::new();
             Frame::Array(parts).encode(&mut out);
@@ -339,18 +447,32 @@ impl Hub {
         (serial, rx, acked_tx)
     }
 
-    /// The node took the link's first update.
+    /// The node took the link's update: the first time, every tracking
+    /// client drops what it caches (invalidations sent while the link was
+    /// not open are lost).
     fn ready(&self, node: NodeId, serial: u64) {
-        let mut state = self.state.lock().expect("pubsub lock");
-        if let Some(link) = state.links.get_mut(&node).filter(|l| l.serial == serial) {
-            link.ready_at.get_or_insert_with(std::time::Instant::now);
+        let first = {
+            let mut state = self.state.lock().expect("pubsub lock");
+            match state.links.get_mut(&node).filter(|l| l.serial == serial) {
+                Some(link) if link.ready_at.is_none() => {
+                    link.ready_at = Some(std::time::Instant::now());
+                    true
+                }
+                _ => false,
+            }
+        };
+        if first {
+            self.flush_tracking();
         }
     }
 
     fn detach(&self, node: NodeId, serial: u64) {
-        let mut state = self.state.lock().expect("pubsub lock");
-        if state.links.get(&node).is_some_and(|l| l.serial == serial) {
-            state.links.remove(&node);
+        let removed = {
+            let mut state = self.state.lock().expect("pubsub lock");
+            state.links.get(&node).is_some_and(|l| l.serial == serial) && state.links.remove(&node).is_some()
+        };
+        if removed {
+            self.flush_tracking();
         }
     }
 
@@ -525,6 +647,11 @@ async fn serve_link(hub: &Hub, node: NodeId, mut client: NodeClient, serial: u64
     }
 }
 
+/// A BCAST prefix's client count, as a link's subscription.
+fn prefix_update((prefix, clients): (Bytes, u32)) -> pb::Subscription {
+    pb::Subscription { kind: SubscriptionKind::TrackingPrefix as i32, name: prefix, clients }
+}
+
 /// Waits (at most [`ACK_WAIT`]) until every link's node applied the
 /// update each of `waits` names.
 async fn applied(waits: Vec<(watch::Receiver<u64>, u64)>, what: &str) {
@@ -540,6 +667,7 @@ fn subscribe_word(kind: SubscriptionKind) -> &'static str {
         SubscriptionKind::Channel => "subscribe",
         SubscriptionKind::Pattern => "psubscribe",
         SubscriptionKind::ShardChannel => "ssubscribe",
+        SubscriptionKind::TrackingPrefix => unreachable!("no command subscribes to a tracking prefix"),
     }
 }
 
@@ -548,6 +676,7 @@ fn unsubscribe_word(kind: SubscriptionKind) -> &'static str {
         SubscriptionKind::Channel => "unsubscribe",
         SubscriptionKind::Pattern => "punsubscribe",
         SubscriptionKind::ShardChannel => "sunsubscribe",
+        SubscriptionKind::TrackingPrefix => unreachable!("no command subscribes to a tracking prefix"),
     }
 }
 
@@ -564,7 +693,7 @@ mod tests {
     }
 
     fn message(shard: bool, channel: &str, payload: &str) -> pb::PubSubMessage {
-        pb::PubSubMessage { shard, channel: Bytes::copy_from_slice(channel.as_bytes()), payload: Bytes::copy_from_slice(payload.as_bytes()) }
+        pb::PubSubMessage { shard, channel: Bytes::copy_from_slice(channel.as_bytes()), payload: Bytes::copy_from_slice(payload.as_bytes()), invalidate: false }
     }
 
     fn encoded(parts: &[&str]) -> Bytes {
@@ -574,8 +703,8 @@ mod tests {
     #[tokio::test]
     async fn replies_count_as_redis_and_messages_reach_each_matching_subscription() {
         let hub = Hub::new(1);
-        let mut a = hub.subscriber(1, CancellationToken::new());
-        let mut b = hub.subscriber(2, CancellationToken::new());
+        let mut a = hub.subscriber(1, CancellationToken::new(), Protocol::Resp2);
+        let mut b = hub.subscriber(2, CancellationToken::new(), Protocol::Resp2);
         let confirm = |w: &'static str, n: &str, c: i64| confirmation(w, Frame::bulk(n.to_string()), c);
         assert_eq!(hub.subscribe(&mut a, SubscriptionKind::Channel, &names(&["x", "y", "x"])).await, [confirm("subscribe", "x", 1), confirm("subscribe", "y", 2), confirm("subscribe", "x", 2)]);
         assert_eq!(hub.subscribe(&mut a, SubscriptionKind::Pattern, &names(&["*"])).await, [confirm("psubscribe", "*", 3)]);
@@ -602,7 +731,7 @@ mod tests {
     async fn a_client_past_its_backlog_is_disconnected() {
         let hub = Hub::new(1);
         let kill = CancellationToken::new();
-        let mut slow = hub.subscriber(1, kill.clone());
+        let mut slow = hub.subscriber(1, kill.clone(), Protocol::Resp2);
         hub.subscribe(&mut slow, SubscriptionKind::Channel, &names(&["c"])).await;
         let payload = "x".repeat(1 << 20);
         for _ in 0..31 {

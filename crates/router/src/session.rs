@@ -54,6 +54,12 @@ pub struct Session {
     pub monitor: Option<crate::monitor::Watch>,
     /// RESP2, or RESP3 after `HELLO 3`: how its replies are written.
     pub protocol: Protocol,
+    /// CLIENT TRACKING's options while it is on.
+    pub tracking: Option<crate::tracking::Mode>,
+    /// CLIENT CACHING's flag for the next command, and the command
+    /// running's.
+    pub caching: Option<bool>,
+    pub caching_now: Option<bool>,
 }
 
 /// CLIENT REPLY's modes.
@@ -92,7 +98,7 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
         writer.write_all(b"-ERR max number of clients reached\r\n").await?;
         return Ok(());
     }
-    let mut session = Session { id, client, authenticated: router.config.requirepass.is_none(), multi: None, watched: Default::default(), subscriber: None, replies: Replies::On, monitor: None, protocol: Protocol::Resp2 };
+    let mut session = Session { id, client, authenticated: router.config.requirepass.is_none(), multi: None, watched: Default::default(), subscriber: None, replies: Replies::On, monitor: None, protocol: Protocol::Resp2, tracking: None, caching: None, caching_now: None };
     let mut requests = FramedRead::new(Stamped::new(reader), RequestDecoder::new(router.config.limits));
     let mut out = BytesMut::with_capacity(4096);
     // A request taken while gathering a batch that did not join it.

@@ -323,7 +323,7 @@ mod tests {
 
     fn ops(key: &'static str, n: usize) -> pb::ExecuteRequest {
         let op = pb::Op { key: bytes::Bytes::from_static(key.as_bytes()), ..Default::default() };
-        pb::ExecuteRequest { epoch: 1, ops: vec![op; n] }
+        pb::ExecuteRequest { epoch: 1, ops: vec![op; n], router: 0 }
     }
 
     fn refused_connection(status: &Status) -> bool {

@@ -21,7 +21,7 @@ fn keys_of(tag: &str, n: usize) -> Vec<String> {
 }
 
 fn op(key: &str, kind: pb::op::Kind) -> pb::Op {
-    pb::Op { partition: partition_of(key.as_bytes()), key: key.to_string().into(), kind: Some(kind), want_record: false }
+    pb::Op { partition: partition_of(key.as_bytes()), key: key.to_string().into(), kind: Some(kind), want_record: false, track: false }
 }
 
 fn set(key: &str, expire_at_ms: Option<u64>) -> pb::Op {
@@ -33,7 +33,7 @@ fn set(key: &str, expire_at_ms: Option<u64>) -> pb::Op {
 async fn execute(client: &mut NodeClient, ops: Vec<pb::Op>) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let reply = client.execute(pb::ExecuteRequest { epoch: 1, ops: ops.clone() }).await.unwrap().into_inner();
+        let reply = client.execute(pb::ExecuteRequest { epoch: 1, ops: ops.clone(), router: 0 }).await.unwrap().into_inner();
         // Refused only until the node has read the routing table.
         if reply.results.iter().all(|r| !matches!(r.result, Some(pb::op_result::Result::Refused(_)))) {
             return;

@@ -138,8 +138,8 @@ async fn a_log_read_with_nothing_new_skips_the_lane() {
     client.migrate_fence(pb::FenceRequest { header, fenced: false, grant_epoch: 1 }).await.unwrap();
     for i in 0..10 {
         let kind = pb::op::Kind::Set(pb::Set { value: "v".into(), ..Default::default() });
-        let op = pb::Op { partition: p, key: format!("{{k}}{i}").into(), kind: Some(kind), want_record: false };
-        client.execute(pb::ExecuteRequest { epoch: 1, ops: vec![op] }).await.unwrap();
+        let op = pb::Op { partition: p, key: format!("{{k}}{i}").into(), kind: Some(kind), want_record: false, track: false };
+        client.execute(pb::ExecuteRequest { epoch: 1, ops: vec![op], router: 0 }).await.unwrap();
     }
     let read = |from| pb::ReadLogRequest { header, from, max: 100, urgent: false };
     let all = client.migrate_read_log(read(0)).await.unwrap().into_inner();

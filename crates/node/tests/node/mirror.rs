@@ -16,7 +16,7 @@ fn header(token: u64) -> Option<pb::MigrateHeader> {
 }
 
 fn op(kind: Kind, want_record: bool) -> pb::Op {
-    pb::Op { partition: partition(), key: KEY.into(), kind: Some(kind), want_record }
+    pb::Op { partition: partition(), key: KEY.into(), kind: Some(kind), want_record, track: false }
 }
 
 fn set(value: &str) -> Kind {
@@ -28,7 +28,7 @@ fn get() -> Kind {
 }
 
 async fn execute(node: &TestNode, ops: Vec<pb::Op>) -> Vec<pb::OpResult> {
-    node.client.clone().execute(pb::ExecuteRequest { epoch: 1, ops }).await.unwrap().into_inner().results
+    node.client.clone().execute(pb::ExecuteRequest { epoch: 1, ops, router: 0 }).await.unwrap().into_inner().results
 }
 
 fn forward(token: u64, value: &str, version: u64) -> pb::ApplyRequest {

@@ -340,6 +340,9 @@ pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -
     if session.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "multi" | "quit" | "watch" | "reset") {
         return (multi::queue(session, spec.name, args), Flow::Continue);
     }
+    // CLIENT CACHING's flag is this command's (CLIENT CACHING itself sets
+    // the next one's).
+    session.caching_now = session.caching.take();
     let started = std::time::Instant::now();
     let reply = run(router, session, spec.name, &args).await;
     record(router, spec.name, blocking::is_blocking(spec.name, &args), started, &reply.0);
@@ -362,7 +365,9 @@ pub(crate) fn slowlog(router: &Router, session: &Session, name: &'static str, ar
 /// their own I/O, and every command while the session is unauthenticated
 /// (so NOAUTH handling stays exactly as it is).
 pub fn batchable(session: &Session, args: &[Bytes]) -> Option<(&'static str, Result<Planned, Frame>)> {
-    if !session.authenticated || session.multi.is_some() || args[0].len() > MAX_NAME_LEN || pubsub::subscribed(session) {
+    // A tracking client's commands run one at a time: each notes what it
+    // reads (see `tracking`).
+    if !session.authenticated || session.multi.is_some() || args[0].len() > MAX_NAME_LEN || pubsub::subscribed(session) || session.tracking.is_some() {
         return None;
     }
     let spec = find(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase())?;
@@ -492,8 +497,31 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
     if blocking::is_blocking(name, a) {
         return (blocking::run(r, &s.client, name, a).await, C);
     }
-    if let Some(planned) = plan(name, a) {
-        return (run_planned(r, planned).await, C);
+    if let Some(mut planned) = plan(name, a) {
+        let mut written = Vec::new();
+        if let (Ok(p), Some(mode)) = (&mut planned, &s.tracking) {
+            let spec = find(name).expect("a planned command has a spec");
+            if spec.flags.contains(&"readonly") && crate::tracking::tracks(Some(mode), s.caching_now) {
+                // Noted here before the ops go out, and by the owners
+                // before they read.
+                r.pubsub.remember(s.id, p.ops.iter().map(|o| o.key.clone()));
+                p.ops.iter_mut().for_each(|o| o.track = true);
+            } else if mode.noloop && spec.flags.contains(&"write") {
+                // NOLOOP: the client stops tracking what it writes without
+                // being told (as in Redis, where its own write ends the
+                // key's tracking), before the invalidation can come back.
+                written = p.ops.iter().map(|o| o.key.clone()).collect();
+                r.pubsub.written_by(s.id, &written);
+            }
+        }
+        let reply = run_planned(r, planned).await;
+        // A write that failed (or may not have run) leaves the key as it
+        // was, but no longer tracked for the client: it is told to drop
+        // it, so nothing it caches can go stale unseen.
+        if !written.is_empty() && matches!(reply, Frame::Error(_)) {
+            r.pubsub.write_failed(s.id, &written);
+        }
+        return (reply, C);
     }
     let reply = match name {
         "scan" => keys::scan(r, a).await,

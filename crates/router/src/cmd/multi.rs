@@ -105,7 +105,7 @@ pub async fn watch(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
     if s.watched.keys.len() + keys.len() > WATCHED_MAX {
         return Frame::error(format!("ERR too many watched keys: at most {WATCHED_MAX}"));
     }
-    let ops: Vec<KeyOp> = keys.iter().map(|k| KeyOp { key: k.clone(), kind: Kind::Watch(pb::Watch {}) }).collect();
+    let ops: Vec<KeyOp> = keys.iter().map(|k| KeyOp::new(k.clone(), Kind::Watch(pb::Watch {}))).collect();
     let mut seen = Vec::with_capacity(keys.len());
     for outcome in r.dispatcher.run(&ops).await {
         match outcome.map_err(|e| dispatch_error(&e)).and_then(op_error) {
@@ -217,13 +217,20 @@ pub async fn exec(r: &Router, s: &mut Session) -> Frame {
     }
     let watched = watched.keys;
     let (mut steps, mut ops) = (Vec::with_capacity(multi.queued.len()), Vec::new());
+    // CLIENT TRACKING: the transaction's reads are tracked as a lone
+    // command's are (noted here and by the owner before it runs them).
+    let tracking = crate::tracking::tracks(s.tracking.as_ref(), s.caching_now);
     // Planned again (queueing only checked the slots): relative expiries
     // count from EXEC, as in Redis.
     for (name, args) in &multi.queued {
         match super::plan(name, args) {
             Some(Ok(Planned { ops: planned, shape })) => {
                 steps.push(Step::Ops(shape, planned.len()));
-                ops.extend(planned.into_iter().map(|op| pb::Op { partition: 0, key: op.key, kind: Some(op.kind), want_record: false }));
+                let track = tracking && super::find(name).is_some_and(|spec| spec.flags.contains(&"readonly"));
+                if track {
+                    r.pubsub.remember(s.id, planned.iter().map(|op| op.key.clone()));
+                }
+                ops.extend(planned.into_iter().map(|op| pb::Op { partition: 0, key: op.key, kind: Some(op.kind), want_record: false, track }));
             }
             Some(Err(e)) => steps.push(Step::Done(e)),
             // The watches are already released.
@@ -232,7 +239,7 @@ pub async fn exec(r: &Router, s: &mut Session) -> Frame {
             None if super::scripting::is_eval(name) => match super::scripting::prepare(r, name, args) {
                 Ok(script) => {
                     steps.push(Step::Script);
-                    ops.push(pb::Op { partition: 0, key: script.keys.first().cloned().unwrap_or_default(), kind: Some(Kind::Script(script)), want_record: false });
+                    ops.push(pb::Op { partition: 0, key: script.keys.first().cloned().unwrap_or_default(), kind: Some(Kind::Script(script)), want_record: false, track: false });
                 }
                 Err(e) => steps.push(Step::Done(e)),
             },
@@ -247,7 +254,8 @@ pub async fn exec(r: &Router, s: &mut Session) -> Frame {
     let keyed = |op: &&pb::Op| !matches!(&op.kind, Some(Kind::Script(s)) if s.keys.is_empty());
     let route = ops.iter().find(keyed).or(ops.first()).map(|op| &op.key);
     if let Some(key) = route.or(watched.first().map(|w| &w.key)) {
-        let op = KeyOp { key: key.clone(), kind: Kind::Transaction(pb::Transaction { ops, watched }) };
+        let mut op = KeyOp::new(key.clone(), Kind::Transaction(pb::Transaction { ops, watched }));
+        op.track = matches!(&op.kind, Kind::Transaction(t) if t.ops.iter().any(|o| o.track));
         let outcome = r.dispatcher.run(std::slice::from_ref(&op)).await.pop().expect("one outcome per op");
         match outcome.map_err(|e| dispatch_error(&e)).and_then(op_error) {
             Ok(R::Transaction(t)) if t.aborted => return Frame::NullArray,
@@ -285,7 +293,7 @@ mod tests {
 
     #[test]
     fn a_transaction_queues_a_bounded_number_of_commands() {
-        let mut s = Session { id: 1, client: std::sync::Arc::new(crate::clients::Client::new(1, String::new(), String::new(), -1)), authenticated: true, multi: None, watched: Watched::default(), subscriber: None, replies: Default::default(), monitor: None, protocol: Default::default() };
+        let mut s = Session { id: 1, client: std::sync::Arc::new(crate::clients::Client::new(1, String::new(), String::new(), -1)), authenticated: true, multi: None, watched: Watched::default(), subscriber: None, replies: Default::default(), monitor: None, protocol: Default::default(), tracking: None, caching: None, caching_now: None };
         assert_eq!(begin(&mut s), Frame::ok());
         let set = |k: usize| vec![Bytes::from_static(b"SET"), Bytes::from(format!("{{t}}{k}")), Bytes::from_static(b"v")];
         for k in 0..QUEUED_MAX {

@@ -183,12 +183,12 @@ pub enum SetRead {
 
 impl Planned {
     pub(crate) fn one(key: &bytes::Bytes, kind: evenkeel_rpc::pb::op::Kind, shape: Shape) -> Planned {
-        Planned { ops: vec![KeyOp { key: key.clone(), kind }], shape }
+        Planned { ops: vec![KeyOp::new(key.clone(), kind)], shape }
     }
 
     /// The same op on each key (DEL, EXISTS, MGET, SUNION, ...).
     pub(crate) fn per_key(keys: &[bytes::Bytes], kind: evenkeel_rpc::pb::op::Kind, shape: Shape) -> Planned {
-        Planned { ops: keys.iter().map(|k| KeyOp { key: k.clone(), kind: kind.clone() }).collect(), shape }
+        Planned { ops: keys.iter().map(|k| KeyOp::new(k.clone(), kind.clone())).collect(), shape }
     }
 }
 

@@ -51,9 +51,10 @@ fn one_slot(kind: SubscriptionKind, names: &[Bytes]) -> Result<(), Frame> {
     Ok(())
 }
 
-/// The session's subscriber, made at its first (UN)SUBSCRIBE.
-fn subscriber<'s>(r: &Router, s: &'s mut Session) -> &'s mut crate::pubsub::Subscriber {
-    s.subscriber.get_or_insert_with(|| r.pubsub.subscriber(s.id, s.client.kill.clone()))
+/// The session's subscriber, made at its first (UN)SUBSCRIBE (or when
+/// it turns CLIENT TRACKING on, or RESP3 on: then it takes pushes).
+pub fn subscriber<'s>(r: &Router, s: &'s mut Session) -> &'s mut crate::pubsub::Subscriber {
+    s.subscriber.get_or_insert_with(|| r.pubsub.subscriber(s.id, s.client.kill.clone(), s.protocol))
 }
 
 /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE.

@@ -196,7 +196,7 @@ pub async fn eval(r: &Router, name: &str, a: &[Bytes]) -> Frame {
     // A keyless script starts at slot 0's owner (the empty key's slot).
     let mut at = script.keys.first().cloned().unwrap_or_default();
     for run in 0..2 {
-        let op = KeyOp { key: at.clone(), kind: Kind::Script(script.clone()) };
+        let op = KeyOp::new(at.clone(), Kind::Script(script.clone()));
         let outcome = r.dispatcher.run(std::slice::from_ref(&op)).await.pop().expect("one outcome per op");
         match outcome.map_err(|e| dispatch_error(&e)).and_then(op_error) {
             Ok(R::Reply(reply)) => return reply_frame(reply),

@@ -16,7 +16,7 @@ pub async fn run(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> Frame 
         "hello" => hello(r, s, a),
         "auth" => auth(r, s, a),
         "command" => command(a),
-        "client" => client(r, s, a),
+        "client" => client(r, s, a).await,
         "info" => info(r, a).await,
         "select" => select(a),
         "swapdb" => swapdb(a),
@@ -117,6 +117,14 @@ fn hello(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
     if let Some(protocol) = version {
         s.protocol = protocol;
         s.client.set_protocol(protocol);
+        // A RESP3 connection takes pushes (CLIENT TRACKING's
+        // invalidations, as a REDIRECT target too) from now on.
+        if protocol == Protocol::Resp3 {
+            super::pubsub::subscriber(r, s);
+        }
+        if let Some(sub) = &s.subscriber {
+            sub.set_protocol(protocol);
+        }
     }
     hello_reply(s)
 }
@@ -208,7 +216,7 @@ fn set_name(s: &mut Session, name: Bytes) -> Result<(), Frame> {
     Ok(())
 }
 
-fn client(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
+async fn client(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
     let sub = upper(&a[1]);
     match (sub.as_str(), a.len()) {
         ("LIST", _) => match list_filter(&a[2..]) {
@@ -258,15 +266,34 @@ fn client(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
         ("NO-EVICT", 3) => syntax_error(),
         ("NO-EVICT", _) => wrong_arity("client|no-evict"),
         // No client tracks keys: nothing is redirected.
-        ("GETREDIR", 2) => Frame::Integer(-1),
+        ("GETREDIR", 2) => Frame::Integer(crate::tracking::redirect_id(s.tracking.as_ref())),
         ("GETREDIR", _) => wrong_arity("client|getredir"),
-        ("TRACKINGINFO", 2) => Frame::Map(vec![
-            (Frame::bulk("flags"), Frame::Set(vec![Frame::bulk("off")])),
-            (Frame::bulk("redirect"), Frame::Integer(-1)),
-            (Frame::bulk("prefixes"), Frame::Array(Vec::new())),
-        ]),
+        ("TRACKINGINFO", 2) => crate::tracking::info(s.tracking.as_ref(), s.caching_now),
         ("TRACKINGINFO", _) => wrong_arity("client|trackinginfo"),
-        ("TRACKING" | "CACHING", _) => Frame::error("ERR client-side caching (CLIENT TRACKING) is not supported by evenkeel"),
+        ("TRACKING", n) if n >= 3 => match crate::tracking::parse(&a[2..], s.tracking.as_ref(), |id| r.registry.exists(id)) {
+            Ok(Some(mode)) => {
+                let target = mode.redirect.unwrap_or(s.id);
+                let sub = super::pubsub::subscriber(r, s);
+                r.pubsub.track(sub, target, &mode).await;
+                s.tracking = Some(mode);
+                Frame::ok()
+            }
+            Ok(None) => {
+                r.pubsub.untrack(s.id);
+                s.tracking = None;
+                Frame::ok()
+            }
+            Err(e) => e,
+        },
+        ("TRACKING", _) => wrong_arity("client|tracking"),
+        ("CACHING", 3) => match crate::tracking::caching(s, &a[2..]) {
+            Ok(flag) => {
+                s.caching = Some(flag);
+                Frame::ok()
+            }
+            Err(e) => e,
+        },
+        ("CACHING", _) => wrong_arity("client|caching"),
         // A pause would hold this router's clients only, not the cluster's.
         ("PAUSE" | "UNPAUSE", _) => Frame::error("ERR CLIENT PAUSE is not supported: evenkeel moves data without pausing clients, and a pause would hold one router's clients only"),
         ("HELP", 2) => Frame::Array(CLIENT_HELP.iter().map(|l| Frame::simple(*l)).collect()),
@@ -420,9 +447,12 @@ pub fn reset(r: &Router, s: &mut Session) -> Frame {
     s.watched = Default::default();
     s.client.set_name(None);
     s.authenticated = r.config.requirepass.is_none();
-    // Back to RESP2, as in Redis (RESET's own reply is written in RESP2).
+    // Back to RESP2, as in Redis (RESET's own reply is written in RESP2),
+    // and tracking off (the subscriber, dropped before, took its keys).
     s.protocol = Protocol::Resp2;
     s.client.set_protocol(Protocol::Resp2);
+    r.pubsub.untrack(s.id);
+    (s.tracking, s.caching) = (None, None);
     Frame::simple("RESET")
 }
 

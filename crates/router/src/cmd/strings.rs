@@ -222,10 +222,7 @@ pub fn mset(a: &[Bytes]) -> Result<Planned, Frame> {
     }
     let ops = a[1..]
         .chunks(2)
-        .map(|kv| KeyOp {
-            key: kv[0].clone(),
-            kind: Kind::Set(pb::Set { value: kv[1].clone(), expiry: None, condition: 0, get: false }),
-        })
+        .map(|kv| KeyOp::new(kv[0].clone(), Kind::Set(pb::Set { value: kv[1].clone(), expiry: None, condition: 0, get: false })))
         .collect();
     Ok(Planned { ops, shape: Shape::Ok })
 }
