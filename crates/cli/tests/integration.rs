@@ -1347,6 +1347,9 @@ async fn client_tracking_invalidates_what_clients_cache() {
 
     // OPTIN: only reads after CLIENT CACHING yes; NOLOOP: not its own writes.
     assert_eq!(c.call(&["CLIENT", "TRACKING", "off"]).await, Frame::ok());
+    let Frame::Verbatim { text: info, .. } = c.call(&["INFO"]).await else { panic!("INFO is verbatim text over RESP3") };
+    let info = String::from_utf8_lossy(&info).into_owned();
+    assert!(info.contains("tracking_clients:0\r\n") && info.contains("tracking_total_keys:0\r\n"), "{info}");
     assert_eq!(c.call(&["CLIENT", "TRACKING", "on", "OPTIN", "NOLOOP"]).await, Frame::ok());
     assert_eq!(c.call(&["GET", "d"]).await, Frame::bulk("1"));
     assert_eq!(writer.call(&["SET", "d", "2"]).await, Frame::ok());

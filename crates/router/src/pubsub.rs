@@ -313,6 +313,11 @@ impl Hub {
         state.send(changed.into_iter().map(prefix_update).collect());
     }
 
+    /// CLIENT TRACKING's figures for INFO: clients, keys, items, prefixes.
+    pub fn tracking_counts(&self) -> [usize; 4] {
+        self.state.lock().expect("pubsub lock").tracking.counts()
+    }
+
     /// A tracking client is about to read `keys` (before its ops go out,
     /// so an invalidation that comes back at once finds it).
     pub fn remember(&self, client: u64, keys: impl IntoIterator<Item = Bytes>) {

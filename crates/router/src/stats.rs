@@ -32,10 +32,10 @@ impl Stats {
     /// The `# Stats` section's fields (`ops_last_second` from the latency
     /// window; the channels, patterns and shard channels this router's
     /// clients subscribe to).
-    pub fn section(&self, ops_last_second: u64, [channels, patterns, shard]: [usize; 3]) -> String {
+    pub fn section(&self, ops_last_second: u64, [channels, patterns, shard]: [usize; 3], [_, keys, items, prefixes]: [usize; 4]) -> String {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{ops_last_second}\r\nrejected_connections:{}\r\npubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard}\r\ntotal_error_replies:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{ops_last_second}\r\nrejected_connections:{}\r\npubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard}\r\ntracking_total_keys:{keys}\r\ntracking_total_items:{items}\r\ntracking_total_prefixes:{prefixes}\r\ntotal_error_replies:{}\r\n\r\n",
             load(&self.connections),
             load(&self.commands),
             load(&self.rejected_connections),
@@ -65,8 +65,8 @@ mod tests {
         stats.command("get", 10, false);
         stats.command("get", 20, true);
         stats.command("set", 5, false);
-        assert!(stats.section(7, [0; 3]).contains("total_commands_processed:3\r\ninstantaneous_ops_per_sec:7\r\n"));
-        assert!(stats.section(0, [1, 2, 3]).contains("total_error_replies:1\r\n"));
+        assert!(stats.section(7, [0; 3], [0; 4]).contains("total_commands_processed:3\r\ninstantaneous_ops_per_sec:7\r\n"));
+        assert!(stats.section(0, [1, 2, 3], [1, 4, 5, 6]).contains("tracking_total_keys:4\r\ntracking_total_items:5\r\ntracking_total_prefixes:6\r\ntotal_error_replies:1\r\n"));
         assert_eq!(
             stats.command_section(),
             "# Commandstats\r\ncmdstat_get:calls=2,usec=30,usec_per_call=15.00,rejected_calls=0,failed_calls=1\r\ncmdstat_set:calls=1,usec=5,usec_per_call=5.00,rejected_calls=0,failed_calls=0\r\n\r\n"

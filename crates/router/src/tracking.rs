@@ -321,6 +321,12 @@ impl Table {
     pub fn len(&self) -> usize {
         self.keys.len()
     }
+
+    /// INFO's figures: tracking clients, keys, (key, client) items, BCAST
+    /// prefixes.
+    pub fn counts(&self) -> [usize; 4] {
+        [self.clients.len(), self.keys.len(), self.keys.values().map(HashSet::len).sum(), self.prefixes.len()]
+    }
 }
 
 #[cfg(test)]

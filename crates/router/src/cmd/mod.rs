@@ -366,8 +366,9 @@ pub(crate) fn slowlog(router: &Router, session: &Session, name: &'static str, ar
 /// (so NOAUTH handling stays exactly as it is).
 pub fn batchable(session: &Session, args: &[Bytes]) -> Option<(&'static str, Result<Planned, Frame>)> {
     // A tracking client's commands run one at a time: each notes what it
-    // reads (see `tracking`).
-    if !session.authenticated || session.multi.is_some() || args[0].len() > MAX_NAME_LEN || pubsub::subscribed(session) || session.tracking.is_some() {
+    // reads (see `tracking`); so does the command after CLIENT CACHING,
+    // whose flag it takes.
+    if !session.authenticated || session.multi.is_some() || args[0].len() > MAX_NAME_LEN || pubsub::subscribed(session) || session.tracking.is_some() || session.caching.is_some() {
         return None;
     }
     let spec = find(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase())?;

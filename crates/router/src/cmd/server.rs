@@ -704,10 +704,10 @@ async fn info(r: &Router, a: &[Bytes]) -> Frame {
         );
     }
     if want("clients") {
-        text += &format!("# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n", r.connected(), r.config.max_clients, r.blocked());
+        text += &format!("# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\ntracking_clients:{}\r\n\r\n", r.connected(), r.config.max_clients, r.blocked(), r.pubsub.tracking_counts()[0]);
     }
     if want("stats") {
-        text += &r.stats.section(r.latency.last_second(evenkeel_types::unix_ms()).count, r.pubsub.local_counts());
+        text += &r.stats.section(r.latency.last_second(evenkeel_types::unix_ms()).count, r.pubsub.local_counts(), r.pubsub.tracking_counts());
     }
     // Not in the default sections, as in Redis.
     if section.as_deref().is_some_and(|s| s == "commandstats" || s == "all" || s == "everything") {
