@@ -2536,8 +2536,27 @@ fn scripting(s: &mut Script) {
         "return rawset(string, 'x', 1)", "return setmetatable(string, {})", "local n = 0 for k in pairs(string) do n = n + 1 end return n",
         "local n = 0 for k in pairs(redis) do n = n + 1 end return n > 10", "return rawget(string, 'format') ~= nil", "return getmetatable(string)",
         "return next(math) ~= nil", "return ('abc'):upper()", "return string.rep('x', 3)", "return #table",
+        // RESP3's values from Lua (a RESP2 client sees their RESP2 form),
+        // and booleans after redis.setresp(3).
+        "return {double = 1.5}", "return {double = 0.1}", "return {double = 1/0}", "return {map = {a = 1, b = {double = 2}}}", "return {set = {a = true}}",
+        "return {big_number = '123'}", "return {verbatim_string = {format = 'txt', string = 'hi'}}", "return {verbatim_string = {format = 'markdown', string = 'x'}}",
+        "redis.setresp(3) return true", "redis.setresp(3) return false", "redis.setresp(3) return {true, false, 1}", "redis.setresp(3) redis.setresp(2) return false",
+        "redis.setresp(4)", "redis.setresp(3) return type(redis.call('get', 'lua:nokey'))", "redis.setresp(3) return redis.call('get', 'lua:nokey')",
     ] {
         eval(s, body, &[], &[]);
+    }
+    // After setresp(3), redis.call's replies keep RESP3's types.
+    s.cmd(&["HSET", "{r3}h", "f", "v"]);
+    s.cmd(&["ZADD", "{r3}z", "1.5", "a", "2", "b"]);
+    s.cmd(&["SADD", "{r3}s", "x"]);
+    for (body, key) in [
+        ("redis.setresp(3) return redis.call('hgetall', KEYS[1]).map.f", "{r3}h"), ("redis.setresp(3) return redis.call('hgetall', KEYS[1])", "{r3}h"),
+        ("redis.setresp(3) return tostring(redis.call('smembers', KEYS[1]).set.x)", "{r3}s"), ("redis.setresp(3) return redis.call('zscore', KEYS[1], 'a').double * 2", "{r3}z"),
+        ("redis.setresp(3) return redis.call('zrange', KEYS[1], 0, -1, 'withscores')", "{r3}z"), ("redis.setresp(3) return redis.call('zscore', KEYS[1], 'a')", "{r3}z"),
+        ("local r = redis.call('zrange', KEYS[1], 0, -1, 'withscores') return {r[1], type(r[2])}", "{r3}z"), ("redis.setresp(3) local r = redis.call('zrange', KEYS[1], 0, -1, 'withscores') return {r[1][1], type(r[1][2])}", "{r3}z"),
+        ("redis.setresp(3) return redis.call('client', 'info') ~= nil", "{r3}h"),
+    ] {
+        eval(s, body, &[key], &[]);
     }
     // The libraries: cjson, bit, cmsgpack.
     for body in [

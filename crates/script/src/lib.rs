@@ -81,8 +81,10 @@ pub enum Call {
 /// router crate (its planning is what clients' commands go through too);
 /// the binary hands it to each node.
 pub trait Commands: Send + Sync + 'static {
-    /// `args` is the command, name first (at least one argument).
-    fn plan(&self, args: &[Bytes]) -> Call;
+    /// `args` is the command, name first (at least one argument); `resp3`:
+    /// the script called `redis.setresp(3)`, so its reply keeps RESP3's
+    /// types (else RESP2's).
+    fn plan(&self, args: &[Bytes], resp3: bool) -> Call;
 }
 
 /// The node's side of a script's ops: runs one (key, op) in the script's
@@ -346,6 +348,14 @@ return run, library_env, originals
 /// Where a run's `redis.call` finds the node's callback (a function scoped
 /// to the run) in the registry.
 const RAW: &std::ffi::CStr = c"evenkeel.script.raw";
+/// Registry key of the protocol `redis.setresp` chose (2 or 3); each
+/// script starts with 2.
+const RESP: &str = "evenkeel.script.resp";
+
+/// Whether the running script chose RESP3.
+fn resp3(lua: &Lua) -> bool {
+    lua.named_registry_value::<i64>(RESP).is_ok_and(|v| v == 3)
+}
 /// Longest a library's code may run while it loads (Redis: 500 ms).
 const LOAD_TIME: Duration = Duration::from_millis(500);
 
@@ -585,6 +595,9 @@ impl Vm {
             Ok(called) => called,
             Err(e) => return Outcome::Stopped(error(e)),
         };
+        if let Err(e) = self.lua.set_named_registry_value(RESP, 2) {
+            return Outcome::Stopped(error(format!("ERR cannot start the script: {}", one_line(&e.to_string()))));
+        }
         // The script's time starts now (a library's loading had its own).
         *self.flags.deadline.lock() = Instant::now() + time;
         *self.flags.raised.lock() = None;
@@ -595,13 +608,14 @@ impl Vm {
                 if flags.stopped() {
                     return Err(mlua::Error::runtime("script stopped"));
                 }
-                match call(commands, script.read_only, args, access) {
+                let resp3 = resp3(lua);
+                match call(commands, script.read_only, resp3, args, access) {
                     Step::Reply(reply) => {
                         let failed = match &reply.kind {
                             Some(Rk::Error(e)) => Some(e.clone()),
                             _ => None,
                         };
-                        let answer = (to_lua(lua, reply)?, failed.is_some());
+                        let answer = (to_lua(lua, reply, resp3)?, failed.is_some());
                         *flags.raised.lock() = failed;
                         Ok(answer)
                     }
@@ -653,7 +667,7 @@ impl Vm {
         let ok = matches!(out.next(), Some(Value::Boolean(true)));
         let value = out.next().unwrap_or(Value::Nil);
         if ok {
-            return Outcome::Answered(from_lua(&value, 0));
+            return Outcome::Answered(from_lua(&value, 0, resp3(&self.lua)));
         }
         // Lua 5.1 calls no error handler for a memory error: xpcall
         // answers its message.
@@ -837,7 +851,7 @@ enum Step<E> {
     Abort(E),
 }
 
-fn call<E>(commands: &dyn Commands, read_only: bool, args: MultiValue, access: &mut AccessFn<'_, E>) -> Step<E> {
+fn call<E>(commands: &dyn Commands, read_only: bool, resp3: bool, args: MultiValue, access: &mut AccessFn<'_, E>) -> Step<E> {
     if args.is_empty() {
         return Step::Reply(error("ERR Please specify at least one argument for this redis lib call".into()));
     }
@@ -854,7 +868,7 @@ fn call<E>(commands: &dyn Commands, read_only: bool, args: MultiValue, access: &
             _ => return Step::Reply(error("ERR Lua redis lib command arguments must be strings or integers".into())),
         });
     }
-    match commands.plan(&argv) {
+    match commands.plan(&argv, resp3) {
         Call::Reply(reply) => Step::Reply(reply),
         Call::Ops { write: true, .. } if read_only => Step::Reply(error("ERR Write commands are not allowed from read-only scripts.".into())),
         // PUBLISH may replicate: a write, for read-only scripts.
@@ -885,73 +899,128 @@ fn error(line: String) -> pb::Reply {
 
 /// A reply as a Lua value, as Redis converts it: integers to numbers,
 /// bulk strings to strings, status replies to `{ok = ...}`, errors to
-/// `{err = ...}`, nulls to `false`, arrays to tables.
-fn to_lua(lua: &Lua, reply: pb::Reply) -> mlua::Result<Value> {
+/// `{err = ...}`, nulls to `false` (RESP3: nil), arrays to tables; and
+/// after `redis.setresp(3)` RESP3's: a map to `{map = {k = v}}`, a set to
+/// `{set = {m = true}}`, a double to `{double = n}`, a big number to
+/// `{big_number = s}`, verbatim text to `{verbatim_string = {format = f,
+/// string = s}}`, booleans to booleans.
+fn to_lua(lua: &Lua, reply: pb::Reply, resp3: bool) -> mlua::Result<Value> {
+    let one = |field: &str, value: Value| -> mlua::Result<Value> {
+        let t = lua.create_table()?;
+        t.raw_set(field, value)?;
+        Ok(Value::Table(t))
+    };
+    let pairs = |a: pb::ReplyArray| -> mlua::Result<Table> {
+        let t = lua.create_table()?;
+        let mut items = a.items.into_iter();
+        while let (Some(k), Some(v)) = (items.next(), items.next()) {
+            t.raw_set(to_lua(lua, k, resp3)?, to_lua(lua, v, resp3)?)?;
+        }
+        Ok(t)
+    };
     Ok(match reply.kind {
         Some(Rk::Bulk(b)) => Value::String(lua.create_string(&b[..])?),
         Some(Rk::Integer(n)) => Value::Number(n as f64),
-        Some(Rk::Simple(s)) => {
-            let t = lua.create_table()?;
-            t.raw_set("ok", s)?;
-            Value::Table(t)
-        }
-        Some(Rk::Error(e)) => {
-            let t = lua.create_table()?;
-            t.raw_set("err", e)?;
-            Value::Table(t)
-        }
+        Some(Rk::Simple(s)) => one("ok", Value::String(lua.create_string(&s)?))?,
+        Some(Rk::Error(e)) => one("err", Value::String(lua.create_string(&e)?))?,
+        Some(Rk::Null(_)) | Some(Rk::NullArray(_)) | None if resp3 => Value::Nil,
         Some(Rk::Null(_)) | Some(Rk::NullArray(_)) | None => Value::Boolean(false),
-        // Maps as RESP2 shows them (a script speaks RESP2): keys and
-        // values alternating, or (a nested map) in pairs.
-        Some(Rk::NestedMap(a)) => {
-            let t = lua.create_table_with_capacity(a.items.len() / 2, 0)?;
-            for (i, pair) in a.items.chunks(2).enumerate() {
-                let items = pair.iter().map(|item| to_lua(lua, item.clone())).collect::<mlua::Result<Vec<_>>>()?;
-                t.raw_set(i + 1, lua.create_sequence_from(items)?)?;
-            }
-            Value::Table(t)
-        }
-        Some(Rk::Array(a)) | Some(Rk::Map(a)) => {
+        Some(Rk::Array(a)) => {
             let t = lua.create_table_with_capacity(a.items.len(), 0)?;
             for (i, item) in a.items.into_iter().enumerate() {
-                t.raw_set(i + 1, to_lua(lua, item)?)?;
+                t.raw_set(i + 1, to_lua(lua, item, resp3)?)?;
             }
             Value::Table(t)
         }
+        Some(Rk::Map(a)) | Some(Rk::NestedMap(a)) => one("map", Value::Table(pairs(a)?))?,
+        Some(Rk::Set(a)) => {
+            let t = lua.create_table()?;
+            for item in a.items {
+                t.raw_set(to_lua(lua, item, resp3)?, true)?;
+            }
+            one("set", Value::Table(t))?
+        }
+        Some(Rk::Double(d)) => one("double", Value::Number(evenkeel_types::float::parse_double(d.as_bytes()).unwrap_or(f64::NAN)))?,
+        Some(Rk::BigNumber(n)) => one("big_number", Value::String(lua.create_string(&n)?))?,
+        Some(Rk::Verbatim(v)) => {
+            let t = lua.create_table()?;
+            t.raw_set("format", lua.create_string(&v.format[..])?)?;
+            t.raw_set("string", lua.create_string(&v.text[..])?)?;
+            one("verbatim_string", Value::Table(t))?
+        }
+        Some(Rk::Boolean(b)) => Value::Boolean(b),
     })
 }
 
 /// A script's return value as a reply, as Redis converts it: strings to
-/// bulk strings, numbers to integers (truncated), `true` to 1, `false`
-/// and nil to null, a table with `err` or `ok` to an error or status, any
-/// other table to an array of its elements 1..n (up to the first nil).
-fn from_lua(value: &Value, depth: usize) -> pb::Reply {
+/// bulk strings, numbers to integers (truncated), `true` to 1 and `false`
+/// and nil to null (after `redis.setresp(3)`, booleans to booleans), a
+/// table with `err` or `ok` to an error or status, with `double`,
+/// `big_number`, `verbatim_string`, `map` or `set` to that RESP3 reply
+/// (which a RESP2 client sees in RESP2's form), any other table to an
+/// array of its elements 1..n (up to the first nil).
+fn from_lua(value: &Value, depth: usize, resp3: bool) -> pb::Reply {
     let kind = match value {
         Value::String(s) => Rk::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
         Value::Number(n) => Rk::Integer(*n as i64),
         Value::Integer(n) => Rk::Integer(*n),
+        Value::Boolean(b) if resp3 => Rk::Boolean(*b),
         Value::Boolean(true) => Rk::Integer(1),
         Value::Table(_) if depth >= NESTING_MAX => Rk::Error(format!("ERR reached the most nesting a script's reply may have ({NESTING_MAX})")),
-        Value::Table(t) => {
-            if let Ok(Value::String(e)) = t.raw_get::<Value>("err") {
-                let e = e.to_string_lossy();
-                return error(one_line(e.strip_prefix('-').unwrap_or(&e)));
-            }
-            if let Ok(Value::String(s)) = t.raw_get::<Value>("ok") {
-                return pb::Reply { kind: Some(Rk::Simple(one_line(&s.to_string_lossy()))) };
-            }
-            let mut items = Vec::new();
-            for i in 1.. {
-                match t.raw_get::<Value>(i) {
-                    Ok(Value::Nil) | Err(_) => break,
-                    Ok(v) => items.push(from_lua(&v, depth + 1)),
+        Value::Table(t) => match typed_table(t, depth, resp3) {
+            Some(kind) => kind,
+            None => {
+                let mut items = Vec::new();
+                for i in 1.. {
+                    match t.raw_get::<Value>(i) {
+                        Ok(Value::Nil) | Err(_) => break,
+                        Ok(v) => items.push(from_lua(&v, depth + 1, resp3)),
+                    }
                 }
+                Rk::Array(pb::ReplyArray { items })
             }
-            Rk::Array(pb::ReplyArray { items })
-        }
+        },
         _ => Rk::Null(pb::Nil {}),
     };
     pb::Reply { kind: Some(kind) }
+}
+
+/// A table with a field saying what reply it is (`err`, `ok`, `double`,
+/// `big_number`, `verbatim_string`, `map`, `set`, looked for in Redis's
+/// order), or None for an array. Apart from [`from_lua`], so an array's
+/// recursion keeps its stack frames small.
+#[inline(never)]
+fn typed_table(t: &Table, depth: usize, resp3: bool) -> Option<Rk> {
+    let field = |name: &str| t.raw_get::<Value>(name).unwrap_or(Value::Nil);
+    if let Value::String(e) = field("err") {
+        let e = e.to_string_lossy();
+        return Some(Rk::Error(one_line(e.strip_prefix('-').unwrap_or(&e))));
+    }
+    if let Value::String(s) = field("ok") {
+        return Some(Rk::Simple(one_line(&s.to_string_lossy())));
+    }
+    match field("double") {
+        Value::Number(n) => return Some(Rk::Double(evenkeel_types::float::format_double(n))),
+        Value::Integer(n) => return Some(Rk::Double(evenkeel_types::float::format_double(n as f64))),
+        _ => {}
+    }
+    if let Value::String(n) = field("big_number") {
+        return Some(Rk::BigNumber(one_line(&n.to_string_lossy())));
+    }
+    if let Value::Table(v) = field("verbatim_string")
+        && let (Ok(Value::String(format)), Ok(Value::String(text))) = (v.raw_get::<Value>("format"), v.raw_get::<Value>("string"))
+    {
+        let format = format.as_bytes();
+        return Some(Rk::Verbatim(pb::ReplyVerbatim { format: Bytes::copy_from_slice(&format[..format.len().min(3)]), text: Bytes::copy_from_slice(&text.as_bytes()) }));
+    }
+    if let Value::Table(m) = field("map") {
+        let items = m.pairs::<Value, Value>().flatten().flat_map(|(k, v)| [from_lua(&k, depth + 1, resp3), from_lua(&v, depth + 1, resp3)]).collect();
+        return Some(Rk::Map(pb::ReplyArray { items }));
+    }
+    if let Value::Table(s) = field("set") {
+        return Some(Rk::Set(pb::ReplyArray { items: s.pairs::<Value, Value>().flatten().map(|(k, _)| from_lua(&k, depth + 1, resp3)).collect() }));
+    }
+    None
 }
 
 /// The `redis` table.
@@ -1007,9 +1076,8 @@ fn redis_table(lua: &Lua) -> mlua::Result<Table> {
     redis.set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
     redis.set(
         "setresp",
-        lua.create_function(|_, v: i64| match v {
-            2 => Ok(()),
-            3 => Err(mlua::Error::runtime("RESP3 is not supported in scripts: evenkeel speaks RESP2")),
+        lua.create_function(|lua, v: i64| match v {
+            2 | 3 => lua.set_named_registry_value(RESP, v),
             _ => Err(mlua::Error::runtime("RESP version must be 2 or 3.")),
         })?,
     )?;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 struct Fake;
 
 impl Commands for Fake {
-    fn plan(&self, a: &[Bytes]) -> Call {
+    fn plan(&self, a: &[Bytes], _resp3: bool) -> Call {
         let reply = |kind| Call::Reply(pb::Reply { kind: Some(kind) });
         match (&String::from_utf8_lossy(&a[0]).to_ascii_lowercase()[..], a.len()) {
             ("get", 2) => Call::Ops {
@@ -129,6 +129,25 @@ fn return_values_convert_as_redis_converts_them() {
     assert_eq!(eval("return {err = 'a\\r\\nb'}"), err("a  b"));
     // Nested past the bound: an error, not a stack overflow.
     assert!(matches!(eval("local t = {} local c = t for i = 1, 2000 do c[1] = {} c = c[1] end return t").kind, Some(Rk::Array(_))));
+}
+
+#[test]
+fn resp3_values_convert_as_redis_converts_them() {
+    let reply = |kind: Rk| pb::Reply { kind: Some(kind) };
+    assert_eq!(eval("return {double = 1.5}"), reply(Rk::Double("1.5".into())));
+    assert_eq!(eval("return {double = 0.1}"), reply(Rk::Double("0.10000000000000001".into())));
+    assert_eq!(eval("return {big_number = '12\\r\\n3'}"), reply(Rk::BigNumber("12  3".into())));
+    assert_eq!(eval("return {map = {a = 1}}"), reply(Rk::Map(pb::ReplyArray { items: vec![bulk("a"), int(1)] })));
+    assert_eq!(eval("return {set = {x = true}}"), reply(Rk::Set(pb::ReplyArray { items: vec![bulk("x")] })));
+    assert_eq!(eval("return {verbatim_string = {format = 'markdown', string = 'hi'}}"), reply(Rk::Verbatim(pb::ReplyVerbatim { format: "mar".into(), text: "hi".into() })));
+    // Booleans: 1 and null, or after setresp(3) booleans; each script
+    // starts with RESP2 again.
+    assert_eq!(eval("return {true, false}"), array(vec![int(1), null()]));
+    assert_eq!(eval("redis.setresp(3) return {true, false}"), array(vec![reply(Rk::Boolean(true)), reply(Rk::Boolean(false))]));
+    assert_eq!(eval("return false"), null());
+    // After setresp(3) a null reply is nil, not false.
+    assert_eq!(eval("redis.setresp(3) return type(redis.call('get', 'absent'))"), bulk("nil"));
+    assert_eq!(eval("return type(redis.call('get', 'absent'))"), bulk("boolean"));
 }
 
 #[test]

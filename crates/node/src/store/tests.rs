@@ -854,7 +854,7 @@ fn sync_durability_acknowledges_writes_after_a_shared_fsync() {
 struct ScriptCommands;
 
 impl evenkeel_script::Commands for ScriptCommands {
-    fn plan(&self, a: &[Bytes]) -> evenkeel_script::Call {
+    fn plan(&self, a: &[Bytes], _resp3: bool) -> evenkeel_script::Call {
         use evenkeel_script::Call;
         let reply = |kind| pb::Reply { kind: Some(kind) };
         match (&a[0][..], a.len()) {

@@ -332,6 +332,14 @@ pub(crate) fn reply_frame(r: pb::Reply) -> Frame {
         Some(K::Array(a)) => Frame::Array(a.items.into_iter().map(reply_frame).collect()),
         Some(K::Map(a)) => Frame::Map(pairs(a)),
         Some(K::NestedMap(a)) => Frame::NestedMap(pairs(a)),
+        Some(K::Set(a)) => Frame::Set(a.items.into_iter().map(reply_frame).collect()),
+        Some(K::Double(d)) => Frame::Double(d),
+        Some(K::BigNumber(n)) => Frame::BigNumber(n),
+        Some(K::Verbatim(v)) => match <[u8; 3]>::try_from(&v.format[..]) {
+            Ok(format) => Frame::Verbatim { format, text: v.text },
+            Err(_) => Frame::Bulk(v.text),
+        },
+        Some(K::Boolean(b)) => Frame::Boolean(b),
     }
 }
 

@@ -290,7 +290,8 @@ const HELP: &[&str] = &[
 pub struct ScriptCommands;
 
 impl evenkeel_script::Commands for ScriptCommands {
-    fn plan(&self, a: &[Bytes]) -> Call {
+    fn plan(&self, a: &[Bytes], resp3: bool) -> Call {
+        let shaped = move |f: Frame| frame_reply(f, resp3);
         let refuse = |e: &str| Call::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(e.to_string())) });
         let name = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
         let Some(spec) = super::find(&name) else { return refuse("ERR Unknown Redis command called from script") };
@@ -301,10 +302,10 @@ impl evenkeel_script::Commands for ScriptCommands {
             return refuse("ERR This Redis command is not allowed from script");
         }
         match spec.name {
-            "ping" if a.len() == 1 => return Call::Reply(frame_reply(Frame::Simple("PONG".into()))),
-            "ping" if a.len() > 2 => return Call::Reply(frame_reply(super::wrong_arity("ping"))),
-            "ping" | "echo" => return Call::Reply(frame_reply(Frame::Bulk(a[1].clone()))),
-            "time" => return Call::Reply(frame_reply(super::server::time())),
+            "ping" if a.len() == 1 => return Call::Reply(shaped(Frame::Simple("PONG".into()))),
+            "ping" if a.len() > 2 => return Call::Reply(shaped(super::wrong_arity("ping"))),
+            "ping" | "echo" => return Call::Reply(shaped(Frame::Bulk(a[1].clone()))),
+            "time" => return Call::Reply(shaped(super::server::time())),
             "publish" | "spublish" => return Call::Publish { shard: spec.name == "spublish", channel: a[1].clone(), message: a[2].clone() },
             _ => {}
         }
@@ -312,27 +313,38 @@ impl evenkeel_script::Commands for ScriptCommands {
             Some(Ok(planned)) => {
                 let write = spec.flags.contains(&"write");
                 let shape = planned.shape;
-                Call::Ops { ops: planned.ops.into_iter().map(|op| (op.key, op.kind)).collect(), write, answer: Box::new(move |results| frame_reply(plan::reply(shape, results.into_iter().map(Ok).collect()))) }
+                Call::Ops { ops: planned.ops.into_iter().map(|op| (op.key, op.kind)).collect(), write, answer: Box::new(move |results| frame_reply(plan::reply(shape, results.into_iter().map(Ok).collect()), resp3)) }
             }
-            Some(Err(e)) => Call::Reply(frame_reply(e)),
+            Some(Err(e)) => Call::Reply(shaped(e)),
             None => refuse("ERR This Redis command is not allowed from script"),
         }
     }
 }
 
-/// A reply as a script sees it, RESP2's (`pb::Reply`); the inverse of
-/// [`reply_frame`] for RESP2's types.
-fn frame_reply(f: Frame) -> pb::Reply {
+/// A reply as a script sees it (`pb::Reply`): RESP2's types, or after
+/// `redis.setresp(3)` RESP3's (pairs nested, as RESP3 shows them); the
+/// inverse of [`reply_frame`].
+fn frame_reply(f: Frame, resp3: bool) -> pb::Reply {
     use pb::reply::Kind as K;
-    let kind = match f.into_resp2() {
+    let f = if resp3 { f } else { f.into_resp2() };
+    let all = |items: Vec<Frame>| pb::ReplyArray { items: items.into_iter().map(|i| frame_reply(i, resp3)).collect() };
+    let alternating = |pairs: Vec<(Frame, Frame)>| all(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect());
+    let kind = match f {
         Frame::Simple(s) => K::Simple(s),
         Frame::Error(e) => K::Error(e),
         Frame::Integer(n) => K::Integer(n),
         Frame::Bulk(b) => K::Bulk(b),
         Frame::Null => K::Null(pb::Nil {}),
         Frame::NullArray => K::NullArray(pb::Nil {}),
-        Frame::Array(items) | Frame::Replies(items) => K::Array(pb::ReplyArray { items: items.into_iter().map(frame_reply).collect() }),
-        other => unreachable!("into_resp2 leaves only RESP2's types, not {other:?}"),
+        Frame::Array(items) | Frame::Replies(items) | Frame::Push(items) => K::Array(all(items)),
+        Frame::Pairs(pairs) => K::Array(all(pairs.into_iter().map(|(a, b)| Frame::Array(vec![a, b])).collect())),
+        Frame::Map(pairs) => K::Map(alternating(pairs)),
+        Frame::NestedMap(pairs) => K::NestedMap(alternating(pairs)),
+        Frame::Set(items) => K::Set(all(items)),
+        Frame::Double(d) => K::Double(d),
+        Frame::BigNumber(n) => K::BigNumber(n),
+        Frame::Verbatim { format, text } => K::Verbatim(pb::ReplyVerbatim { format: Bytes::copy_from_slice(&format), text }),
+        Frame::Boolean(b) => K::Boolean(b),
     };
     pb::Reply { kind: Some(kind) }
 }
@@ -344,7 +356,17 @@ mod tests {
     #[test]
     fn replies_cross_to_the_node_and_back_unchanged() {
         let f = Frame::Array(vec![Frame::Simple("OK".into()), Frame::Error("ERR x".into()), Frame::Integer(-3), Frame::bulk("b"), Frame::Null, Frame::NullArray, Frame::Array(vec![])]);
-        assert_eq!(reply_frame(frame_reply(f.clone())), f);
+        assert_eq!(reply_frame(frame_reply(f.clone(), false)), f);
+        let resp3 = Frame::Array(vec![
+            Frame::Map(vec![(Frame::bulk("k"), Frame::Set(vec![Frame::bulk("m")]))]),
+            Frame::NestedMap(vec![(Frame::bulk("s"), Frame::Array(vec![]))]),
+            Frame::Double("1.5".into()),
+            Frame::BigNumber("12345678901234567890".into()),
+            Frame::verbatim("text"),
+            Frame::Boolean(false),
+        ]);
+        assert_eq!(reply_frame(frame_reply(resp3.clone(), true)), resp3, "after setresp(3) a script sees RESP3's types");
+        assert_eq!(reply_frame(frame_reply(resp3.clone(), false)), resp3.into_resp2());
     }
 
     #[test]
@@ -364,7 +386,7 @@ mod tests {
     #[test]
     fn script_commands_refuse_what_redis_refuses_in_scripts() {
         use evenkeel_script::Commands;
-        let plan = |args: &[&str]| ScriptCommands.plan(&args.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect::<Vec<_>>());
+        let plan = |args: &[&str]| ScriptCommands.plan(&args.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect::<Vec<_>>(), false);
         let error = |call: Call| match call {
             Call::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(e)) }) => e,
             _ => panic!("an error"),
