@@ -1403,6 +1403,17 @@ async fn client_tracking_invalidates_what_clients_cache() {
     assert_eq!(last.call(&["GET", "z"]).await, Frame::Null);
     assert_eq!(writer.call(&["SET", "z", "1"]).await, Frame::ok());
     assert_eq!(last.read().await, invalidate("z"));
+    // A client blocked in BLPOP hears of a write at once, not when its
+    // wait ends.
+    assert_eq!(last.call(&["GET", "z"]).await, Frame::bulk("1"));
+    last.send(&["BLPOP", "waiting", "10"]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(writer.call(&["SET", "z", "2"]).await, Frame::ok());
+    let heard = Instant::now();
+    assert_eq!(last.read().await, invalidate("z"));
+    assert!(heard.elapsed() < Duration::from_secs(5), "while BLPOP still waited");
+    assert_eq!(writer.call(&["RPUSH", "waiting", "x"]).await, Frame::Integer(1));
+    assert_eq!(last.read().await, Frame::Array(vec![Frame::bulk("waiting"), Frame::bulk("x")]));
     assert_eq!(c.call(&["PING"]).await, Frame::simple("PONG"), "no invalidation after OFF");
 
     stop2.cancel();

@@ -163,6 +163,12 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
             flush(&mut writer, &mut out).await?;
             let client = session.client.clone();
             client.set_blocked(true);
+            // A RESP3 client's pushes (Pub/Sub messages, CLIENT TRACKING's
+            // invalidations) reach it while it waits, as in Redis: a
+            // cache must not wait for a BLPOP to end to hear of a write.
+            // (A RESP2 subscriber runs no blocking command.)
+            let protocol = session.protocol;
+            let mut pushes = if protocol == Protocol::Resp3 { session.subscriber.take() } else { None };
             let reply = {
                 let run = cmd::execute(router, &mut session, args);
                 tokio::pin!(run);
@@ -173,11 +179,18 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
                             None => break None,
                             next => carried = Some(next),
                         },
+                        Some(message) = pushed(&mut pushes) => {
+                            put_message(&mut out, &message, protocol);
+                            flush(&mut writer, &mut out).await?;
+                        }
                         _ = router.stop.cancelled() => break None,
                         _ = client.kill.cancelled() => break None,
                     }
                 }
             };
+            if pushes.is_some() {
+                session.subscriber = pushes;
+            }
             client.set_blocked(false);
             // Not in the arrival latency: a wait the client asked for is
             // not a delay the throttle should see.
