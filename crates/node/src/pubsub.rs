@@ -143,8 +143,7 @@ impl Relay {
                 held.insert(s.name, s.clients);
             }
         }
-        let broadcasting = state.links.values().any(|l| !l.prefixes.is_empty());
-        self.tracked.broadcasting.store(broadcasting, Ordering::Relaxed);
+        self.refresh_broadcasting(&state);
         Ok(())
     }
 
@@ -184,7 +183,15 @@ impl Relay {
             }
         }
         metrics::gauge!("evenkeel_node_pubsub_links").set(state.links.len() as f64);
+        // A write checks this before locking: links that ended (here, or
+        // dropped by their router) take their prefixes along.
+        self.refresh_broadcasting(&state);
         total
+    }
+
+    /// Notes whether any link has a BCAST prefix.
+    fn refresh_broadcasting(&self, state: &State) {
+        self.tracked.broadcasting.store(state.links.values().any(|l| !l.prefixes.is_empty()), Ordering::Relaxed);
     }
 
     /// CLIENT TRACKING: a client of `router` is about to read `key` and

@@ -142,33 +142,9 @@ impl Frame {
             Frame::Array(items) => put_items(dst, b'*', items, protocol),
             Frame::Set(items) => put_items(dst, if resp3 { b'~' } else { b'*' }, items, protocol),
             Frame::Push(items) => put_items(dst, if resp3 { b'>' } else { b'*' }, items, protocol),
-            Frame::Map(entries) => {
-                if resp3 {
-                    put_header(dst, b'%', entries.len());
-                } else {
-                    put_header(dst, b'*', entries.len() * 2);
-                }
-                for (key, value) in entries {
-                    key.encode_as(protocol, dst);
-                    value.encode_as(protocol, dst);
-                }
-            }
-            // RESP3 nests pairs and RESP2 flattens them; a nested map is
-            // the other way round.
-            Frame::Pairs(pairs) | Frame::NestedMap(pairs) => {
-                let nested = matches!(self, Frame::Pairs(_)) == resp3;
-                match (self, resp3) {
-                    (Frame::NestedMap(_), true) => put_header(dst, b'%', pairs.len()),
-                    _ => put_header(dst, b'*', if nested { pairs.len() } else { pairs.len() * 2 }),
-                }
-                for (first, second) in pairs {
-                    if nested {
-                        put_header(dst, b'*', 2);
-                    }
-                    first.encode_as(protocol, dst);
-                    second.encode_as(protocol, dst);
-                }
-            }
+            Frame::Map(pairs) => put_pairs(dst, pairs, if resp3 { PairsAs::Map } else { PairsAs::Flat }, protocol),
+            Frame::Pairs(pairs) => put_pairs(dst, pairs, if resp3 { PairsAs::Nested } else { PairsAs::Flat }, protocol),
+            Frame::NestedMap(pairs) => put_pairs(dst, pairs, if resp3 { PairsAs::Map } else { PairsAs::Nested }, protocol),
             Frame::Double(text) if resp3 => put_line(dst, b',', text),
             Frame::BigNumber(digits) if resp3 => put_line(dst, b'(', digits),
             Frame::Double(text) | Frame::BigNumber(text) => put_bulk(dst, text.as_bytes()),
@@ -214,6 +190,31 @@ impl Frame {
             Frame::Verbatim { text, .. } => Frame::Bulk(text),
             other => other,
         }
+    }
+}
+
+/// How [`put_pairs`] writes pairs.
+enum PairsAs {
+    /// RESP3's map: `%<n>`, then each key and value.
+    Map,
+    /// One array of keys and values alternating.
+    Flat,
+    /// An array of two-element arrays.
+    Nested,
+}
+
+fn put_pairs(dst: &mut BytesMut, pairs: &[(Frame, Frame)], how: PairsAs, protocol: Protocol) {
+    match how {
+        PairsAs::Map => put_header(dst, b'%', pairs.len()),
+        PairsAs::Flat => put_header(dst, b'*', pairs.len() * 2),
+        PairsAs::Nested => put_header(dst, b'*', pairs.len()),
+    }
+    for (first, second) in pairs {
+        if matches!(how, PairsAs::Nested) {
+            put_header(dst, b'*', 2);
+        }
+        first.encode_as(protocol, dst);
+        second.encode_as(protocol, dst);
     }
 }
 

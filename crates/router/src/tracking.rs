@@ -1,5 +1,5 @@
 //! CLIENT TRACKING: server-assisted client-side caching, as Redis 7.0
-//! offers it (default mode, OPTIN, OPTOUT, NOLOOP, REDIRECT).
+//! offers it (default mode, OPTIN, OPTOUT, NOLOOP, REDIRECT, BCAST).
 //!
 //! A tracking client's read commands send their ops with `track`: the key's
 //! owner notes, before reading, that this router's clients cache the key,
@@ -133,9 +133,23 @@ pub fn caching(s: &Session, a: &[Bytes]) -> Result<bool, Frame> {
     }
 }
 
+/// Before a command of session `s` sends `ops` (a `readonly` command's if
+/// `readonly`): if the session's mode and CLIENT CACHING flag have its
+/// reads tracked, marks them `track` and notes their keys for the client
+/// (here before the ops go out, by their owners before they read).
+/// Answers whether it did.
+pub fn mark_reads(r: &crate::Router, s: &Session, readonly: bool, ops: &mut [crate::dispatch::KeyOp]) -> bool {
+    if !readonly || !tracks(s.tracking.as_ref(), s.caching_now) {
+        return false;
+    }
+    r.pubsub.remember(s.id, ops.iter().map(|o| o.key.clone()));
+    ops.iter_mut().for_each(|o| o.track = true);
+    true
+}
+
 /// Whether a read command's keys are tracked, given the client's mode and
 /// its CLIENT CACHING flag for this command.
-pub fn tracks(mode: Option<&Mode>, caching: Option<bool>) -> bool {
+fn tracks(mode: Option<&Mode>, caching: Option<bool>) -> bool {
     match mode {
         None => false,
         Some(m) if m.optin => caching == Some(true),

@@ -502,12 +502,8 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
         let mut written = Vec::new();
         if let (Ok(p), Some(mode)) = (&mut planned, &s.tracking) {
             let spec = find(name).expect("a planned command has a spec");
-            if spec.flags.contains(&"readonly") && crate::tracking::tracks(Some(mode), s.caching_now) {
-                // Noted here before the ops go out, and by the owners
-                // before they read.
-                r.pubsub.remember(s.id, p.ops.iter().map(|o| o.key.clone()));
-                p.ops.iter_mut().for_each(|o| o.track = true);
-            } else if mode.noloop && spec.flags.contains(&"write") {
+            let tracked = crate::tracking::mark_reads(r, s, spec.flags.contains(&"readonly"), &mut p.ops);
+            if !tracked && mode.noloop && spec.flags.contains(&"write") {
                 // NOLOOP: the client stops tracking what it writes without
                 // being told (as in Redis, where its own write ends the
                 // key's tracking), before the invalidation can come back.

@@ -217,20 +217,16 @@ pub async fn exec(r: &Router, s: &mut Session) -> Frame {
     }
     let watched = watched.keys;
     let (mut steps, mut ops) = (Vec::with_capacity(multi.queued.len()), Vec::new());
-    // CLIENT TRACKING: the transaction's reads are tracked as a lone
-    // command's are (noted here and by the owner before it runs them).
-    let tracking = crate::tracking::tracks(s.tracking.as_ref(), s.caching_now);
     // Planned again (queueing only checked the slots): relative expiries
     // count from EXEC, as in Redis.
     for (name, args) in &multi.queued {
         match super::plan(name, args) {
-            Some(Ok(Planned { ops: planned, shape })) => {
+            Some(Ok(Planned { ops: mut planned, shape })) => {
                 steps.push(Step::Ops(shape, planned.len()));
-                let track = tracking && super::find(name).is_some_and(|spec| spec.flags.contains(&"readonly"));
-                if track {
-                    r.pubsub.remember(s.id, planned.iter().map(|op| op.key.clone()));
-                }
-                ops.extend(planned.into_iter().map(|op| pb::Op { partition: 0, key: op.key, kind: Some(op.kind), want_record: false, track }));
+                // CLIENT TRACKING: the transaction's reads are tracked as a
+                // lone command's are.
+                crate::tracking::mark_reads(r, s, super::find(name).is_some_and(|spec| spec.flags.contains(&"readonly")), &mut planned);
+                ops.extend(planned.into_iter().map(|op| pb::Op { partition: 0, key: op.key, kind: Some(op.kind), want_record: false, track: op.track }));
             }
             Some(Err(e)) => steps.push(Step::Done(e)),
             // The watches are already released.

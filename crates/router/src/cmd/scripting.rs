@@ -325,9 +325,13 @@ impl evenkeel_script::Commands for ScriptCommands {
 /// `redis.setresp(3)` RESP3's (pairs nested, as RESP3 shows them); the
 /// inverse of [`reply_frame`].
 fn frame_reply(f: Frame, resp3: bool) -> pb::Reply {
+    as_reply(if resp3 { f } else { f.into_resp2() })
+}
+
+/// `f`, of whichever types it holds, as the node carries a reply.
+fn as_reply(f: Frame) -> pb::Reply {
     use pb::reply::Kind as K;
-    let f = if resp3 { f } else { f.into_resp2() };
-    let all = |items: Vec<Frame>| pb::ReplyArray { items: items.into_iter().map(|i| frame_reply(i, resp3)).collect() };
+    let all = |items: Vec<Frame>| pb::ReplyArray { items: items.into_iter().map(as_reply).collect() };
     let alternating = |pairs: Vec<(Frame, Frame)>| all(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect());
     let kind = match f {
         Frame::Simple(s) => K::Simple(s),

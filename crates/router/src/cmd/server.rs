@@ -265,7 +265,6 @@ async fn client(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
         ("NO-EVICT", 3) if a[2].eq_ignore_ascii_case(b"on") || a[2].eq_ignore_ascii_case(b"off") => Frame::ok(),
         ("NO-EVICT", 3) => syntax_error(),
         ("NO-EVICT", _) => wrong_arity("client|no-evict"),
-        // No client tracks keys: nothing is redirected.
         ("GETREDIR", 2) => Frame::Integer(crate::tracking::redirect_id(s.tracking.as_ref())),
         ("GETREDIR", _) => wrong_arity("client|getredir"),
         ("TRACKINGINFO", 2) => crate::tracking::info(s.tracking.as_ref(), s.caching_now),
@@ -451,7 +450,6 @@ pub fn reset(r: &Router, s: &mut Session) -> Frame {
     // and tracking off (the subscriber, dropped before, took its keys).
     s.protocol = Protocol::Resp2;
     s.client.set_protocol(Protocol::Resp2);
-    r.pubsub.untrack(s.id);
     (s.tracking, s.caching) = (None, None);
     Frame::simple("RESET")
 }
@@ -693,6 +691,8 @@ fn slowlog(r: &Router, a: &[Bytes]) -> Frame {
 async fn info(r: &Router, a: &[Bytes]) -> Frame {
     let section = a.get(1).map(|s| String::from_utf8_lossy(s).to_ascii_lowercase());
     let want = |name: &str| section.as_deref().is_none_or(|s| s == name || s == "all" || s == "default" || s == "everything");
+    // Counted once (a walk over the tracked keys), for both sections.
+    let tracking = if want("clients") || want("stats") { r.pubsub.tracking_counts() } else { [0; 4] };
     let mut text = String::new();
     if want("server") {
         text += &format!(
@@ -704,10 +704,10 @@ async fn info(r: &Router, a: &[Bytes]) -> Frame {
         );
     }
     if want("clients") {
-        text += &format!("# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\ntracking_clients:{}\r\n\r\n", r.connected(), r.config.max_clients, r.blocked(), r.pubsub.tracking_counts()[0]);
+        text += &format!("# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\ntracking_clients:{}\r\n\r\n", r.connected(), r.config.max_clients, r.blocked(), tracking[0]);
     }
     if want("stats") {
-        text += &r.stats.section(r.latency.last_second(evenkeel_types::unix_ms()).count, r.pubsub.local_counts(), r.pubsub.tracking_counts());
+        text += &r.stats.section(r.latency.last_second(evenkeel_types::unix_ms()).count, r.pubsub.local_counts(), tracking);
     }
     // Not in the default sections, as in Redis.
     if section.as_deref().is_some_and(|s| s == "commandstats" || s == "all" || s == "everything") {
