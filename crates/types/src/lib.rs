@@ -36,6 +36,7 @@ pub mod keys;
 pub mod latency;
 pub mod list;
 pub mod notify;
+pub mod rdb;
 pub mod record;
 pub mod routing;
 pub mod set;

@@ -196,8 +196,8 @@ impl Group {
 pub struct Stream {
     /// In ID order; each node's live entries are a run of them, in node
     /// order.
-    entries: Vec<Entry>,
-    nodes: Vec<Node>,
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) nodes: Vec<Node>,
     /// The greatest ID ever added (or set by XSETID).
     pub last_id: StreamId,
     /// The greatest ID deleted by XDEL (or set by XSETID).
@@ -522,7 +522,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn new(id: StreamId, items: &[Bytes]) -> Entry {
+    pub(crate) fn new(id: StreamId, items: &[Bytes]) -> Entry {
         let mut raw = BytesMut::with_capacity(items.iter().map(|i| 4 + i.len()).sum());
         for item in items {
             put_chunk(&mut raw, item);

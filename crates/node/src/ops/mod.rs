@@ -37,7 +37,7 @@ pub fn adds_data(kind: &Kind) -> bool {
         Kind::Set(_) | Kind::Append(_) | Kind::IncrBy(_) | Kind::IncrByFloat(_) | Kind::SetRange(_) | Kind::SetBit(_) => true,
         Kind::HSet(_) | Kind::HIncrBy(_) | Kind::HIncrByFloat(_) | Kind::SAdd(_) | Kind::LPush(_) | Kind::LInsert(_) | Kind::LSet(_) | Kind::ZAdd(_) => true,
         Kind::Copy(_) | Kind::MsetNx(_) | Kind::SetStore(_) | Kind::ZStore(_) | Kind::ZRangeStore(_) | Kind::SortStore(_) | Kind::BitOp(_) => true,
-        Kind::PfAdd(_) | Kind::PfMerge(_) | Kind::PfDebug(_) | Kind::BitField(_) | Kind::GeoStore(_) => true,
+        Kind::PfAdd(_) | Kind::PfMerge(_) | Kind::PfDebug(_) | Kind::BitField(_) | Kind::GeoStore(_) | Kind::Restore(_) => true,
         Kind::Stream(s) => s.args.first().is_some_and(|name| ["xadd", "xsetid", "xgroup"].iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes()))),
         Kind::Transaction(t) => t.ops.iter().filter_map(|op| op.kind.as_ref()).any(adds_data),
         // Whatever its commands: it cannot be known before it runs.
@@ -215,6 +215,7 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         Kind::BitField(b) => bit_field(b, live, version, limits),
         Kind::PfCount(_) => hll::pf_count(live, version),
         Kind::PfDebug(d) => hll::pf_debug(d, live, version),
+        Kind::Restore(r) => restore(r, live, now_ms, version, limits),
         Kind::Stream(st) => {
             let applied = streams::run(st, &|_| live, now_ms, &[version], limits);
             Applied { write: applied.writes.into_iter().next().map(|(_, w)| w), reply: applied.reply }
@@ -318,6 +319,30 @@ fn bit_field(b: &pb::BitField, live: Option<&Record>, version: Version, limits: 
         .collect();
     let reply = R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Array(pb::ReplyArray { items })) });
     Applied { write: Some(Record::value(value, live.and_then(|r| r.expire_at_ms), version)), reply }
+}
+
+/// RESTORE: the decoded value stored whole, over a live key only with
+/// `replace`; an expiry already past deletes instead (Redis stores
+/// nothing then, having deleted the old value for REPLACE).
+fn restore(r: &pb::Restore, live: Option<&Record>, now_ms: u64, version: Version, limits: OpLimits) -> Applied {
+    if r.value.len() > limits.max_value_bytes {
+        return no_write(too_large());
+    }
+    if live.is_some() && !r.replace {
+        return no_write(error_line("BUSYKEY Target key name already exists."));
+    }
+    let Some(ty) = value_type_from(r.value_type) else {
+        return no_write(error(pb::op_error::Kind::Internal, "malformed RESTORE: unknown value type"));
+    };
+    let ok = R::Integer(1);
+    if r.expire_at_ms != 0 && r.expire_at_ms <= now_ms {
+        return match live {
+            Some(_) => Applied { write: Some(Record::tombstone(version)), reply: ok },
+            None => no_write(ok),
+        };
+    }
+    let expire_at_ms = (r.expire_at_ms != 0).then_some(r.expire_at_ms);
+    Applied { write: Some(Record::typed(ty, r.value.clone(), expire_at_ms, version)), reply: ok }
 }
 
 /// What WATCH records of a key, and what EXEC compares it with: the

@@ -75,8 +75,9 @@ fn by_key(kind: &Kind, before: &[Option<&Record>], writes: &[(usize, &Record)], 
         let emptied = existed && !written.is_live(now_ms);
         let created = !existed && written.is_live(now_ms);
         let mut push = |class, name| out.push(Event { key: i, class, name });
-        // RENAME and COPY add their target anew even over an old one.
-        let adds = created || (i == 1 && matches!(kind, Kind::Rename(_) | Kind::Copy(_)));
+        // RENAME and COPY add their target anew even over an old one, and
+        // RESTORE ... REPLACE its key (Redis deletes it, then adds it).
+        let adds = created || (i == 1 && matches!(kind, Kind::Rename(_) | Kind::Copy(_))) || (matches!(kind, Kind::Restore(_)) && written.is_live(now_ms));
         if adds {
             push(NEW, "new");
         }
@@ -133,6 +134,8 @@ fn named(kind: &Kind, i: usize, emptied: bool) -> Vec<(u32, &'static str)> {
         Kind::Rename(_) if i == 0 => one(GENERIC, "rename_from"),
         Kind::Rename(_) => one(GENERIC, "rename_to"),
         Kind::Copy(_) if i == 1 => one(GENERIC, "copy_to"),
+        Kind::Restore(_) if emptied => one(GENERIC, "del"),
+        Kind::Restore(_) => one(GENERIC, "restore"),
         Kind::HSet(_) => one(HASH, "hset"),
         Kind::HDel(_) => one(HASH, "hdel"),
         Kind::HIncrBy(_) => one(HASH, "hincrby"),

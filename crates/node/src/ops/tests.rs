@@ -666,3 +666,26 @@ fn pfcount_writes_a_stale_cached_count_back_and_then_only_reads() {
     let foreign = apply(&count, live("plain").as_ref(), NOW, V, limits);
     assert_eq!(foreign.reply, R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error("WRONGTYPE Key is not a valid HyperLogLog string value.".into())) }));
 }
+
+#[test]
+fn restore_writes_any_type_once_or_with_replace() {
+    let hash = Hash::default();
+    let mut h = hash.clone();
+    h.set(Bytes::from("f"), Bytes::from("v"));
+    let restore = |expire_at_ms, replace| Kind::Restore(pb::Restore { value_type: pb::ValueType::Hash as i32, value: h.encode(), expire_at_ms, replace });
+    let busy = R::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error("BUSYKEY Target key name already exists.".into())) });
+    let a = run(restore(0, false), None);
+    assert_eq!(a, Applied { write: Some(Record::typed(ValueType::Hash, h.encode(), None, V)), reply: R::Integer(1) });
+    assert_eq!(run(restore(0, false), live("old")), Applied { write: None, reply: busy.clone() });
+    // An expired key does not count as there.
+    let expired = Some(Record::value("old", Some(NOW - 1), 1));
+    assert_eq!(run(restore(NOW + 5, false), expired).write, Some(Record::typed(ValueType::Hash, h.encode(), Some(NOW + 5), V)));
+    assert_eq!(run(restore(0, true), live("old")).write.map(|r| r.ty), Some(ValueType::Hash));
+    // A TTL already past: nothing stored; with REPLACE the old value goes.
+    assert_eq!(run(restore(NOW, false), None), Applied { write: None, reply: R::Integer(1) });
+    assert_eq!(run(restore(NOW, true), live("old")), Applied { write: Some(Record::tombstone(V)), reply: R::Integer(1) });
+    assert_eq!(run(restore(NOW, false), live("old")).reply, busy);
+    // Past the value limit (16 bytes in these tests).
+    let big = Kind::Restore(pb::Restore { value_type: pb::ValueType::String as i32, value: Bytes::from(vec![b'x'; 17]), expire_at_ms: 0, replace: true });
+    assert!(matches!(run(big, None).reply, R::Error(e) if e.kind == pb::op_error::Kind::TooLarge as i32));
+}

@@ -14,6 +14,7 @@
 pub mod bits;
 pub mod blocking;
 mod collection;
+pub mod dump;
 pub mod functions;
 pub mod geo;
 pub mod hashes;
@@ -121,6 +122,7 @@ pub const SPECS: &[Spec] = &[
     spec("decrby", 3, WD, ONE),
     spec("del", -2, W, ALL),
     spec("discard", 1, MULTI_FLAGS, NOKEY),
+    spec("dump", 2, RO, ONE),
     spec("echo", 2, F, NOKEY),
     spec("eval", -3, EVAL, NOKEY),
     spec("eval_ro", -3, EVAL_RO, NOKEY),
@@ -194,6 +196,7 @@ pub const SPECS: &[Spec] = &[
     spec("monitor", 1, &["admin", "noscript", "loading", "stale"], NOKEY),
     spec("move", 3, WF, ONE),
     spec("mget", -2, R_, ALL),
+    spec("migrate", -6, &["write", "movablekeys"], (3, 3, 1)),
     spec("mset", -3, WD, (1, -1, 2)),
     spec("msetnx", -3, WD, (1, -1, 2)),
     spec("multi", 1, MULTI_FLAGS, NOKEY),
@@ -221,6 +224,8 @@ pub const SPECS: &[Spec] = &[
     spec("rename", 3, W, (1, 2, 1)),
     spec("renamenx", 3, WF, (1, 2, 1)),
     spec("reset", 1, NOAUTH, NOKEY),
+    spec("restore", -4, WD, ONE),
+    spec("restore-asking", -4, &["write", "denyoom", "asking"], ONE),
     spec("role", 1, &["noscript", "loading", "stale", "fast"], NOKEY),
     spec("rpop", -2, WF, ONE),
     spec("rpoplpush", 3, WD, (1, 2, 1)),
@@ -407,6 +412,8 @@ fn plan(name: &str, a: &[Bytes]) -> Option<Result<Planned, Frame>> {
         "pfmerge" => hll::pfmerge(a),
         "pfdebug" => hll::pfdebug(a),
         "object" => object::object(a),
+        "dump" => dump::dump(a),
+        "restore" | "restore-asking" => dump::restore(a),
         "memory" => object::memory(a),
         "sort" | "sort_ro" => sort::sort_command(name, a),
         "rename" | "renamenx" => keys::rename(name, a),

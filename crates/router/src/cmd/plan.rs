@@ -79,6 +79,11 @@ pub enum Shape {
     Sort(Box<super::sort::SortRead>),
     /// OBJECT ENCODING and friends ([`super::object::answer`]).
     Object(super::object::Query),
+    /// DUMP: the value as Redis's payload ([`super::dump::answer`]).
+    Dump,
+    /// RESTORE with a bad TTL or payload, from the key's GET: BUSYKEY if
+    /// it exists, else this error ([`super::dump::refused`]).
+    RestoreRefused(Frame),
     /// The owner's reply as it is (`R::Reply`: stream commands, BITFIELD's
     /// writes); a null array for Nil (a stream read that found nothing).
     Reply,
@@ -235,6 +240,8 @@ fn single_key(shape: Shape, r: R) -> Frame {
         (Shape::KeyedScore, R::Members(m)) => super::zsets::keyed_score(m.members),
         (Shape::Popped | Shape::ZPopped { .. } | Shape::KeyedScore | Shape::MPopped { .. }, R::Nil(_)) => Frame::NullArray,
         (Shape::Object(query), r) => super::object::answer(*query, r),
+        (Shape::Dump, r) => super::dump::answer(r),
+        (Shape::RestoreRefused(error), r) => super::dump::refused(error.clone(), r),
         (Shape::Sort(read), r) => super::sort::answer(read, r),
         (Shape::ZSet(read), R::Value(v)) => super::zsets::answer(read, Some(&v)),
         (Shape::ZSet(read), R::Nil(_)) => super::zsets::answer(read, None),

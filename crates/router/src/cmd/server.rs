@@ -22,6 +22,7 @@ pub async fn run(r: &Router, s: &mut Session, name: &str, a: &[Bytes]) -> Frame 
         "swapdb" => swapdb(a),
         "move" => move_key(a),
         "lastsave" => Frame::Integer(evenkeel_types::unix_ms() as i64 / 1000),
+        "migrate" => Frame::error("ERR MIGRATE is not supported: a router does not open connections to other servers. DUMP each key here and RESTORE it there (MIGRATE from a Redis into evenkeel works: its RESTOREs are served)"),
         "save" | "bgsave" | "bgrewriteaof" => Frame::error("ERR evenkeel writes every change to disk as it is acknowledged (see --durability): there is no snapshot or append-only file to save or rewrite"),
         // A standalone Redis's answer: clients see one Redis, whatever the
         // partitions behind it (INFO cluster: cluster_enabled:0).
