@@ -1423,8 +1423,10 @@ async fn client_tracking_invalidates_what_clients_cache() {
 
 /// CLIENT REPLY OFF and SKIP silence replies (the commands still run);
 /// CLIENT UNBLOCK ends another client's blocking command as a timeout or
-/// with an error, and answers 0 for a client that is not blocked; WAIT
-/// answers 0 (no replicas).
+/// with an error, at once (its wait on the node is cancelled, not left to
+/// run out its 2 s chunk), and answers 0 for a client that is not
+/// blocked; a blocked client that disconnects has nothing popped for it;
+/// WAIT answers 0 (no replicas).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_reply_and_unblock_steer_a_connection() {
     let dir = tempfile::tempdir().unwrap();
@@ -1448,6 +1450,8 @@ async fn client_reply_and_unblock_steer_a_connection() {
     for (how, reply) in [("TIMEOUT", Frame::NullArray), ("ERROR", Frame::error("UNBLOCKED client unblocked via CLIENT UNBLOCK"))] {
         blocked.send(&["BLPOP", "{r}empty", "0"]).await;
         let started = Instant::now();
+        // Well into its first wait on the node.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         loop {
             let unblocked = a.call(&["CLIENT", "UNBLOCK", &id.to_string(), how]).await;
             if unblocked == Frame::Integer(1) {
@@ -1456,12 +1460,25 @@ async fn client_reply_and_unblock_steer_a_connection() {
             assert!(started.elapsed() < Duration::from_secs(5), "the client never showed as blocked");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let unblocked_at = Instant::now();
         assert_eq!(blocked.read().await, reply, "{how}");
-        assert!(started.elapsed() < Duration::from_secs(4), "ended within its current wait on the node");
+        // The wait's chunk on the node is 2 s: ending well before it means
+        // the node's wait was cancelled.
+        assert!(unblocked_at.elapsed() < Duration::from_secs(1), "ended at once, not with its wait on the node: {:?}", unblocked_at.elapsed());
     }
     // A push after the unblock stays in the list: nothing popped it.
     assert_eq!(a.call(&["RPUSH", "{r}empty", "x"]).await, Frame::Integer(1));
     assert_eq!(a.call(&["LLEN", "{r}empty"]).await, Frame::Integer(1));
+    // A blocked client that leaves: its wait is cancelled, and a push
+    // after it stays in the list.
+    let mut leaving = Raw::connect(addr).await;
+    leaving.send(&["BLPOP", "{r}gone", "0"]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(leaving);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(a.call(&["RPUSH", "{r}gone", "x"]).await, Frame::Integer(1));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(a.call(&["LLEN", "{r}gone"]).await, Frame::Integer(1), "nothing popped for the client that left");
     cluster.shutdown().await.unwrap();
 }
 

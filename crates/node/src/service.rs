@@ -289,12 +289,24 @@ impl NodeInner {
         };
         let data_keys = keys.iter().map(|k| crate::store::data_key(evenkeel_types::slot::key_slot(k), k)).collect();
         let waiting = self.store.waiters().register(data_keys, kind.blocked_since_us());
+        // CLIENT UNBLOCK, or the client gone: ends the wait, never a pop.
+        let cancel = (op.waiter != 0).then(|| self.store.waiters().watch((req.router, op.waiter, kind.blocked_since_us())));
         let deadline = tokio::time::Instant::now() + wait;
         let mut attempt = started;
+        let nil = || vec![pb::OpResult { result: Some(R::Nil(pb::Nil {})), record: None }];
         loop {
+            if cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+                return Ok(nil());
+            }
             let moved = self.ownership.changed();
             tokio::pin!(moved);
             moved.as_mut().enable();
+            let cancelled = async {
+                match &cancel {
+                    Some(c) => c.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
             let results = {
                 let _in_flight = self.lane.foreground();
                 self.execute_request(req.clone(), attempt, start_by).await?
@@ -307,6 +319,7 @@ impl NodeInner {
                 _ = waiting.woken() => {}
                 _ = &mut moved => {}
                 _ = tokio::time::sleep_until(deadline) => {}
+                _ = cancelled => return Ok(results),
             }
             // Started once in time: the runs after a wake are the same op.
             start_by = None;
@@ -335,6 +348,7 @@ impl NodeInner {
         let result = match (u16::try_from(op.partition), &op.kind) {
             (Err(_), _) => internal(format!("no partition {}", op.partition)),
             (_, None) => internal("op without a kind".to_string()),
+            (_, Some(Kind::CancelWait(c))) => R::Integer(self.store.waiters().cancel((router, c.waiter, c.since_us)) as i64),
             // The real disk, not the `disk-free` failpoint: that one tests
             // the coordinator's health gates, which act before the reserve.
             (Ok(_), Some(kind)) if let Some(free) = crate::ops::adds_data(kind).then(|| self.disk.check(now_ms, None).err()).flatten() => {

@@ -34,6 +34,28 @@ pub struct Waiters {
     registered: AtomicU64,
     /// Per data key, its waiters, oldest first.
     keys: Mutex<HashMap<Vec<u8>, Queue>>,
+    /// Blocked commands a CLIENT UNBLOCK (or their client leaving) may
+    /// end early, by router, client and when the command began.
+    cancels: Mutex<HashMap<WaitId, Cancel>>,
+}
+
+/// Names one blocked command: its router, its client there, and when the
+/// command began (so a late cancel never ends the client's next one).
+pub type WaitId = (u64, u64, u64);
+
+/// Cancels kept for commands not (yet) waiting here: a cancel may reach
+/// the node before the op it cancels, and is then honoured when the op
+/// comes. Beyond this many, those older than [`CANCEL_KEPT`] go first.
+const CANCELS_KEPT: usize = 4096;
+/// How long a cancel no op claimed is kept (longer than any chunk of
+/// wait a router asks for).
+const CANCEL_KEPT: std::time::Duration = std::time::Duration::from_secs(30);
+
+struct Cancel {
+    notify: Arc<Notify>,
+    cancelled: bool,
+    watched: bool,
+    at: std::time::Instant,
 }
 
 impl Waiters {
@@ -66,6 +88,61 @@ impl Waiters {
     /// Waiters registered now, for metrics.
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Relaxed)
+    }
+
+    /// Makes the blocked command `id` cancellable until the returned guard
+    /// drops; it comes cancelled if a cancel came first.
+    pub fn watch(&self, id: WaitId) -> Watch<'_> {
+        let mut cancels = self.cancels.lock();
+        let entry = cancels.entry(id).or_insert_with(|| Cancel { notify: Arc::new(Notify::new()), cancelled: false, watched: false, at: std::time::Instant::now() });
+        entry.watched = true;
+        Watch { waiters: self, id, notify: entry.notify.clone() }
+    }
+
+    /// Cancels the blocked command `id`: true if it is waiting here (it
+    /// stops at once), else the cancel is kept for when it comes.
+    pub fn cancel(&self, id: WaitId) -> bool {
+        let mut cancels = self.cancels.lock();
+        if cancels.len() >= CANCELS_KEPT {
+            cancels.retain(|_, c| c.watched || c.at.elapsed() < CANCEL_KEPT);
+            if cancels.len() >= CANCELS_KEPT {
+                // All recent: the oldest unclaimed go.
+                let mut unclaimed: Vec<(std::time::Instant, WaitId)> = cancels.iter().filter(|(_, c)| !c.watched).map(|(id, c)| (c.at, *id)).collect();
+                unclaimed.sort_unstable();
+                for (_, id) in unclaimed.iter().take(CANCELS_KEPT / 4) {
+                    cancels.remove(id);
+                }
+            }
+        }
+        let entry = cancels.entry(id).or_insert_with(|| Cancel { notify: Arc::new(Notify::new()), cancelled: false, watched: false, at: std::time::Instant::now() });
+        entry.cancelled = true;
+        entry.notify.notify_one();
+        entry.watched
+    }
+}
+
+/// A blocked command that may be cancelled ([`Waiters::watch`]).
+pub struct Watch<'a> {
+    waiters: &'a Waiters,
+    id: WaitId,
+    notify: Arc<Notify>,
+}
+
+impl Watch<'_> {
+    /// Whether a cancel came.
+    pub fn is_cancelled(&self) -> bool {
+        self.waiters.cancels.lock().get(&self.id).is_some_and(|c| c.cancelled)
+    }
+
+    /// Resolves when a cancel comes (at once if one came already).
+    pub async fn cancelled(&self) {
+        self.notify.notified().await
+    }
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        self.waiters.cancels.lock().remove(&self.id);
     }
 }
 
@@ -133,5 +210,32 @@ mod tests {
         drop(late);
         drop(other);
         assert_eq!((waiters.active(), waiters.keys.lock().len()), (0, 0), "dropping a registration removes it");
+    }
+
+    #[tokio::test]
+    async fn a_cancel_ends_its_own_wait_whenever_it_comes() {
+        let waiters = Waiters::default();
+        let ends = |w: &Watch<'_>| {
+            let n = w.notify.clone();
+            async move { tokio::time::timeout(Duration::from_millis(100), n.notified()).await.is_ok() }
+        };
+        let watched = waiters.watch((1, 7, 100));
+        assert!(!watched.is_cancelled());
+        assert!(!waiters.cancel((1, 7, 99)), "another command of the same client");
+        assert!(!waiters.cancel((2, 7, 100)), "the same client id on another router");
+        assert!(!ends(&watched).await);
+        assert!(waiters.cancel((1, 7, 100)), "it waits here");
+        assert!(watched.is_cancelled() && ends(&watched).await);
+        drop(watched);
+        // Before the op comes: kept, and the op comes cancelled.
+        assert!(!waiters.cancel((1, 8, 5)));
+        let late = waiters.watch((1, 8, 5));
+        assert!(late.is_cancelled() && ends(&late).await);
+        drop(late);
+        assert_eq!(waiters.cancels.lock().len(), 2, "the two unclaimed cancels of other commands are kept");
+        for i in 0..CANCELS_KEPT as u64 {
+            waiters.cancel((3, i, 1));
+        }
+        assert!(waiters.cancels.lock().len() <= CANCELS_KEPT, "unclaimed cancels are bounded");
     }
 }

@@ -47,6 +47,9 @@ struct State {
     /// Commands queued in MULTI; None outside one.
     multi: Option<usize>,
     blocked: bool,
+    /// While blocked: the first key of its wait and when its command
+    /// began, which name the wait for a cancel ([`Client::waiting_on`]).
+    waiting: Option<(Bytes, u64)>,
     /// Channels, patterns and shard channels subscribed to.
     subscriptions: [usize; 3],
     /// The protocol it speaks (HELLO's).
@@ -62,7 +65,7 @@ impl std::fmt::Debug for Client {
 impl Client {
     pub fn new(id: u64, addr: String, laddr: String, fd: i32) -> Client {
         let now = Instant::now();
-        let state = State { name: None, cmd: None, active: now, multi: None, blocked: false, subscriptions: [0; 3], protocol: Default::default() };
+        let state = State { name: None, cmd: None, active: now, multi: None, blocked: false, waiting: None, subscriptions: [0; 3], protocol: Default::default() };
         Client { id, addr, laddr, fd, opened: now, state: Mutex::new(state), kill: CancellationToken::new(), unblock: Default::default() }
     }
 
@@ -95,7 +98,20 @@ impl Client {
     pub fn set_blocked(&self, blocked: bool) {
         let mut state = self.state.lock();
         state.blocked = blocked;
+        state.waiting = None;
         self.unblock.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The blocking command waits on its node: on `key`'s owner, for the
+    /// command that began at `since_us`.
+    pub fn set_waiting(&self, key: Bytes, since_us: u64) {
+        self.state.lock().waiting = Some((key, since_us));
+    }
+
+    /// What a cancel of its wait names ([`Self::set_waiting`]), while it
+    /// waits.
+    pub fn waiting_on(&self) -> Option<(Bytes, u64)> {
+        self.state.lock().waiting.clone()
     }
 
     /// A CLIENT UNBLOCK of the blocking command this client is in.
@@ -209,19 +225,22 @@ impl Registry {
     }
 
     /// CLIENT UNBLOCK: marks the blocking command client `id` waits in,
-    /// if it waits in one (then true). The command ends when its current
-    /// wait on the node does (at most 2 s): cutting that wait short could
-    /// drop an element the node had just popped for it.
-    pub fn unblock(&self, id: u64, how: Unblock) -> bool {
+    /// if it waits in one, and returns what names its wait on the node
+    /// (None when it is not blocked; `Some(None)` between two waits). The
+    /// caller cancels that wait (`cmd::blocking::cancel`), which ends it
+    /// at once unless the node already popped for it; the command reads
+    /// the mark when its wait ends.
+    pub fn unblock(&self, id: u64, how: Unblock) -> Option<Option<(Bytes, u64)>> {
         let clients = self.clients.lock();
-        let Some(c) = clients.get(&id) else { return false };
+        let c = clients.get(&id)?;
         // Under the client's lock, so the command cannot leave meanwhile
         // and find the mark in its next one.
         let state = c.state.lock();
-        if state.blocked {
-            c.unblock.store(how as u8, std::sync::atomic::Ordering::Relaxed);
+        if !state.blocked {
+            return None;
         }
-        state.blocked
+        c.unblock.store(how as u8, std::sync::atomic::Ordering::Relaxed);
+        Some(state.waiting.clone())
     }
 
     /// Cancels the clients `filter` picks; how many.

@@ -34,11 +34,14 @@ pub struct KeyOp {
     /// CLIENT TRACKING: the owner notes the key as cached by a client of
     /// this router (`pb::Op.track`).
     pub track: bool,
+    /// A blocking op's client id (`pb::Op.waiter`), so CLIENT UNBLOCK can
+    /// end its wait; 0 otherwise.
+    pub waiter: u64,
 }
 
 impl KeyOp {
     pub fn new(key: Bytes, kind: Kind) -> KeyOp {
-        KeyOp { key, kind, track: false }
+        KeyOp { key, kind, track: false, waiter: 0 }
     }
 }
 
@@ -232,7 +235,7 @@ impl Dispatcher {
                 if let Some(tap) = tap {
                     taps.push((j, partition, tap));
                 }
-                pb::Op { partition: partition as u32, key: ops[i].key.clone(), kind: Some(ops[i].kind.clone()), want_record: tap.is_some(), track: ops[i].track }
+                pb::Op { partition: partition as u32, key: ops[i].key.clone(), kind: Some(ops[i].kind.clone()), want_record: tap.is_some(), track: ops[i].track, waiter: ops[i].waiter }
             })
             .collect();
         (pb::ExecuteRequest { epoch: table.epoch, ops, router: self.router }, taps)
@@ -273,7 +276,8 @@ fn fill(mut results: Vec<Option<Outcome>>, pending: &[usize], error: impl Fn(usi
 
 fn is_read(kind: &Kind) -> bool {
     match kind {
-        Kind::Get(_) | Kind::Watch(_) => true,
+        // A cancel may be sent again: it ends a wait or is kept for one.
+        Kind::Get(_) | Kind::Watch(_) | Kind::CancelWait(_) => true,
         Kind::Stream(s) => s.args.first().is_some_and(|name| evenkeel_types::stream::command::is_read_only(name)),
         _ => false,
     }

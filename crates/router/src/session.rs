@@ -19,7 +19,7 @@ use crate::cmd::{self, Flow};
 use bytes::{Bytes, BytesMut};
 use evenkeel_resp::{Frame, Protocol, ProtocolError, RequestDecoder};
 use futures::{FutureExt, StreamExt};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -172,7 +172,7 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
             let reply = {
                 let run = cmd::execute(router, &mut session, args);
                 tokio::pin!(run);
-                loop {
+                let reply = loop {
                     tokio::select! {
                         reply = &mut run => break Some(reply),
                         next = requests.next(), if carried.is_none() => match next {
@@ -186,7 +186,21 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
                         _ = router.stop.cancelled() => break None,
                         _ = client.kill.cancelled() => break None,
                     }
+                };
+                if reply.is_none() {
+                    // The client is gone (or going): its wait on the node
+                    // is cancelled and the command let finish, rather than
+                    // dropped, so the node pops nothing for a client no
+                    // longer there (dropped mid-request, a pop could be
+                    // done and its answer lost). Bounded all the same.
+                    // Marked as CLIENT UNBLOCK marks it, so the command
+                    // ends with this wait rather than start another.
+                    if let Some(Some((key, since_us))) = router.registry.unblock(client.id, crate::clients::Unblock::Timeout) {
+                        cmd::blocking::cancel(router, client.id, key, since_us).await;
+                    }
+                    let _ = tokio::time::timeout(cmd::blocking::CHUNK + Duration::from_secs(1), &mut run).await;
                 }
+                reply
             };
             if pushes.is_some() {
                 session.subscriber = pushes;

@@ -23,7 +23,7 @@ mod zsets;
 /// command on one stream): it runs without the partition's lock.
 pub fn is_read(kind: &Kind) -> bool {
     match kind {
-        Kind::Get(_) | Kind::Watch(_) => true,
+        Kind::Get(_) | Kind::Watch(_) | Kind::CancelWait(_) => true,
         Kind::Stream(s) => s.keys.len() <= 1 && s.args.first().is_some_and(|name| evenkeel_types::stream::command::is_read_only(name)),
         _ => false,
     }
@@ -224,6 +224,9 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
             unreachable!("multi-key operations run through apply_multi")
         }
         Kind::Transaction(_) => unreachable!("a transaction runs through Store::execute_transaction"),
+        // Answered by the node before any data op (`service`): never in a
+        // transaction or script.
+        Kind::CancelWait(_) => no_write(error(pb::op_error::Kind::Internal, "CancelWait is sent alone")),
         Kind::Script(_) => unreachable!("a script runs through Store::execute_script"),
     }
 }

@@ -101,7 +101,7 @@ fn a_transaction_reads_its_own_writes_and_commits_them_together() {
     let s = open(dir.path());
     let (a, b) = (Bytes::from_static(b"{tx}a"), Bytes::from_static(b"{tx}b"));
     let p = key_partition(&a, N);
-    let op = |key: &Bytes, kind: Kind| pb::Op { partition: 0, key: key.clone(), kind: Some(kind), want_record: false, track: false };
+    let op = |key: &Bytes, kind: Kind| pb::Op { partition: 0, key: key.clone(), kind: Some(kind), want_record: false, track: false, waiter: 0 };
     let tx = |ops| Kind::Transaction(pb::Transaction { ops, watched: Vec::new() });
     let before = s.counters()[p as usize];
     let ops = vec![
@@ -140,7 +140,7 @@ fn a_transaction_runs_only_if_its_watched_keys_are_unchanged() {
         other => panic!("a watch answers Watched: {other:?}"),
     };
     let run = |watched: Vec<pb::WatchedKey>, now| {
-        let ops = vec![pb::Op { partition: 0, key: c.clone(), kind: Some(Kind::IncrBy(pb::IncrBy { delta: 1 })), want_record: false, track: false }];
+        let ops = vec![pb::Op { partition: 0, key: c.clone(), kind: Some(Kind::IncrBy(pb::IncrBy { delta: 1 })), want_record: false, track: false, waiter: 0 }];
         match exec(&s, &c, Kind::Transaction(pb::Transaction { ops, watched }), now) {
             R::Transaction(t) => (t.aborted, t.results.len()),
             other => panic!("a transaction's results: {other:?}"),
@@ -928,7 +928,7 @@ fn scripts_commit_as_one_step_and_a_stopped_one_writes_nothing() {
 
     // In a transaction: the stopped script's writes go, the others stay.
     let (t1, t2, t3) = (&b"{sc}t1"[..], &b"{sc}t2"[..], &b"{sc}t3"[..]);
-    let op = |key: &[u8], kind: Kind| pb::Op { partition: 0, key: Bytes::copy_from_slice(key), kind: Some(kind), want_record: false, track: false };
+    let op = |key: &[u8], kind: Kind| pb::Op { partition: 0, key: Bytes::copy_from_slice(key), kind: Some(kind), want_record: false, track: false, waiter: 0 };
     let ops = vec![op(t1, set("1", None)), op(t2, Kind::Script(script("redis.call('set', KEYS[1], 'x') while true do end", &[t2], &[]))), op(t3, set("3", None))];
     let R::Transaction(t) = exec(&s, t1, Kind::Transaction(pb::Transaction { ops, watched: Vec::new() }), 1_000) else { panic!("a transaction's results") };
     assert!(error_reply(t.results[1].result.as_ref().unwrap()).starts_with("ERR script stopped"));

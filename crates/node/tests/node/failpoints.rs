@@ -97,7 +97,7 @@ async fn ops_not_started_within_their_deadline_are_refused_overloaded_and_never_
     let header = Some(pb::MigrateHeader { partition: p, token: 1 });
     client.migrate_fence(pb::FenceRequest { header, fenced: false, grant_epoch: 1 }).await.unwrap();
     let set = |value: &str, timeout: Option<Duration>| {
-        let op = |key: &str| pb::Op { partition: p, key: key.to_string().into(), kind: Some(pb::op::Kind::Set(pb::Set { value: value.to_string().into(), ..Default::default() })), want_record: false, track: false };
+        let op = |key: &str| pb::Op { partition: p, key: key.to_string().into(), kind: Some(pb::op::Kind::Set(pb::Set { value: value.to_string().into(), ..Default::default() })), want_record: false, track: false, waiter: 0 };
         let mut request = tonic::Request::new(pb::ExecuteRequest { epoch: 1, ops: vec![op("k"), op("k")], router: 0 });
         if let Some(t) = timeout {
             request.set_timeout(t);

@@ -87,7 +87,7 @@ async fn a_write_admitted_before_a_fence_is_below_the_position_it_reports() {
     client.migrate_fence(pb::FenceRequest { header, fenced: false, grant_epoch: 1 }).await.unwrap();
     let set = move |value: &str| {
         let kind = pb::op::Kind::Set(pb::Set { value: value.to_string().into(), ..Default::default() });
-        pb::ExecuteRequest { epoch: 1, ops: vec![pb::Op { partition: p, key: "k".into(), kind: Some(kind), want_record: false, track: false }], router: 0 }
+        pb::ExecuteRequest { epoch: 1, ops: vec![pb::Op { partition: p, key: "k".into(), kind: Some(kind), want_record: false, track: false, waiter: 0 }], router: 0 }
     };
     let first = client.execute(set("before")).await.unwrap().into_inner().results;
     assert!(matches!(first[0].result, Some(R::Written(_))), "{first:?}");
@@ -126,7 +126,7 @@ async fn a_fence_outlives_a_restart_and_so_does_its_lifting() {
     let header = Some(pb::MigrateHeader { partition: part(), token: 3 });
     let set = || {
         let kind = pb::op::Kind::Set(pb::Set { value: "v".into(), ..Default::default() });
-        pb::ExecuteRequest { epoch: table.epoch, ops: vec![pb::Op { partition: part(), key: "k".into(), kind: Some(kind), want_record: false, track: false }], router: 0 }
+        pb::ExecuteRequest { epoch: table.epoch, ops: vec![pb::Op { partition: part(), key: "k".into(), kind: Some(kind), want_record: false, track: false, waiter: 0 }], router: 0 }
     };
     // The node serves once it has read the table.
     let served = |results: Vec<pb::OpResult>| match &results[0].result {

@@ -21,7 +21,7 @@ fn keys_of(tag: &str, n: usize) -> Vec<String> {
 }
 
 fn op(key: &str, kind: pb::op::Kind) -> pb::Op {
-    pb::Op { partition: partition_of(key.as_bytes()), key: key.to_string().into(), kind: Some(kind), want_record: false, track: false }
+    pb::Op { partition: partition_of(key.as_bytes()), key: key.to_string().into(), kind: Some(kind), want_record: false, track: false, waiter: 0 }
 }
 
 fn set(key: &str, expire_at_ms: Option<u64>) -> pb::Op {

@@ -138,7 +138,7 @@ async fn a_log_read_with_nothing_new_skips_the_lane() {
     client.migrate_fence(pb::FenceRequest { header, fenced: false, grant_epoch: 1 }).await.unwrap();
     for i in 0..10 {
         let kind = pb::op::Kind::Set(pb::Set { value: "v".into(), ..Default::default() });
-        let op = pb::Op { partition: p, key: format!("{{k}}{i}").into(), kind: Some(kind), want_record: false, track: false };
+        let op = pb::Op { partition: p, key: format!("{{k}}{i}").into(), kind: Some(kind), want_record: false, track: false, waiter: 0 };
         client.execute(pb::ExecuteRequest { epoch: 1, ops: vec![op], router: 0 }).await.unwrap();
     }
     let read = |from| pb::ReadLogRequest { header, from, max: 100, urgent: false };

@@ -16,7 +16,7 @@ fn header(token: u64) -> Option<pb::MigrateHeader> {
 }
 
 fn op(kind: Kind, want_record: bool) -> pb::Op {
-    pb::Op { partition: partition(), key: KEY.into(), kind: Some(kind), want_record, track: false }
+    pb::Op { partition: partition(), key: KEY.into(), kind: Some(kind), want_record, track: false, waiter: 0 }
 }
 
 fn set(value: &str) -> Kind {

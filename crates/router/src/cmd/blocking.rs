@@ -13,8 +13,10 @@
 //!
 //! Inside MULTI these commands do not block (as in Redis): EXEC runs them
 //! as their plain pop ([`plan`] without a wait). The session runs one
-//! alone, after sending the replies it owes, and gives up on it if the
-//! client disconnects (`crate::session`).
+//! alone, after sending the replies it owes. CLIENT UNBLOCK, and the
+//! client disconnecting, cancel its wait on the node ([`cancel`]): the
+//! node ends it then and there unless it popped for it, so an element is
+//! never popped for a command no one will answer.
 //!
 //! The keys of one command must share a hash slot (`CROSSSLOT`
 //! otherwise), as in Redis Cluster. Clients blocked on one key are
@@ -106,19 +108,28 @@ pub async fn run(r: &Router, client: &crate::clients::Client, name: &str, a: &[B
     };
     let deadline = timeout.map(|t| Instant::now() + t);
     let _blocked = r.block();
-    // The client's place among the key's waiters, kept on every request.
+    // The client's place among the key's waiters, kept on every request,
+    // and with the client's id what names its wait for a cancel.
     let since_us = evenkeel_types::unix_us();
+    client.set_waiting(planned.ops[0].key.clone(), since_us);
+    let unblocked = || match client.unblocked() {
+        Some(crate::clients::Unblock::Error) => Some(Frame::error("UNBLOCKED client unblocked via CLIENT UNBLOCK")),
+        Some(crate::clients::Unblock::Timeout) => Some(Frame::NullArray),
+        None => None,
+    };
     loop {
+        if let Some(reply) = unblocked() {
+            return reply;
+        }
         let chunk = deadline.map_or(CHUNK, |d| d.saturating_duration_since(Instant::now()).min(CHUNK));
         let mut ops = planned.ops.clone();
         let blocks = ops[0].kind.set_blocking_wait(chunk.as_millis().max(1) as u64, since_us);
         assert!(blocks, "a blocking command plans a pop that can wait");
+        ops[0].waiter = client.id;
         let outcomes = r.dispatcher.run(&ops).await;
         if matches!(outcomes[0], Ok(R::Nil(_))) {
-            match client.unblocked() {
-                Some(crate::clients::Unblock::Error) => return Frame::error("UNBLOCKED client unblocked via CLIENT UNBLOCK"),
-                Some(crate::clients::Unblock::Timeout) => return Frame::NullArray,
-                None => {}
+            if let Some(reply) = unblocked() {
+                return reply;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Frame::NullArray;
@@ -126,6 +137,19 @@ pub async fn run(r: &Router, client: &crate::clients::Client, name: &str, a: &[B
             continue;
         }
         return super::plan::reply(planned.shape.clone(), outcomes);
+    }
+}
+
+/// Ends the wait on its node of client `id`'s blocking command that began
+/// at `since_us` and waits on `key`'s owner (`pb::CancelWait`): the node
+/// answers that wait as timed out, unless it popped for it already. CLIENT
+/// UNBLOCK sends it, and so does a session whose blocked client left, so
+/// that nothing is popped for a client no longer there.
+pub async fn cancel(r: &Router, id: u64, key: Bytes, since_us: u64) {
+    let op = crate::dispatch::KeyOp::new(key, Kind::CancelWait(pb::CancelWait { waiter: id, since_us }));
+    if let Err(e) = &r.dispatcher.run(&[op]).await[0] {
+        // The wait still ends with its chunk (at most `CHUNK`).
+        tracing::debug!(client = id, error = %e, "could not cancel a blocked command's wait");
     }
 }
 

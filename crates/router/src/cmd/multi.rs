@@ -226,7 +226,7 @@ pub async fn exec(r: &Router, s: &mut Session) -> Frame {
                 // CLIENT TRACKING: the transaction's reads are tracked as a
                 // lone command's are.
                 crate::tracking::mark_reads(r, s, super::find(name).is_some_and(|spec| spec.flags.contains(&"readonly")), &mut planned);
-                ops.extend(planned.into_iter().map(|op| pb::Op { partition: 0, key: op.key, kind: Some(op.kind), want_record: false, track: op.track }));
+                ops.extend(planned.into_iter().map(|op| pb::Op { partition: 0, key: op.key, kind: Some(op.kind), want_record: false, track: op.track, waiter: 0 }));
             }
             Some(Err(e)) => steps.push(Step::Done(e)),
             // The watches are already released.
@@ -235,7 +235,7 @@ pub async fn exec(r: &Router, s: &mut Session) -> Frame {
             None if super::scripting::is_eval(name) => match super::scripting::prepare(r, name, args) {
                 Ok(script) => {
                     steps.push(Step::Script);
-                    ops.push(pb::Op { partition: 0, key: script.keys.first().cloned().unwrap_or_default(), kind: Some(Kind::Script(script)), want_record: false, track: false });
+                    ops.push(pb::Op { partition: 0, key: script.keys.first().cloned().unwrap_or_default(), kind: Some(Kind::Script(script)), want_record: false, track: false, waiter: 0 });
                 }
                 Err(e) => steps.push(Step::Done(e)),
             },

@@ -243,7 +243,7 @@ async fn client(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
         // Redis 7.2's; 7.0 lacks it, but 7.2-era clients send it on connect.
         ("SETINFO", 4) => Frame::ok(),
         ("SETINFO", _) => wrong_arity("client|setinfo"),
-        ("UNBLOCK", 3 | 4) => client_unblock(r, a),
+        ("UNBLOCK", 3 | 4) => client_unblock(r, a).await,
         ("UNBLOCK", _) => wrong_arity("client|unblock"),
         ("REPLY", 3) => match upper(&a[2]).as_str() {
             "ON" => {
@@ -305,7 +305,7 @@ async fn client(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
 /// CLIENT UNBLOCK id [TIMEOUT|ERROR]: 1 if the client was in a blocking
 /// command, which then answers as if timed out (or with an error) once its
 /// current wait on the node ends.
-fn client_unblock(r: &Router, a: &[Bytes]) -> Frame {
+async fn client_unblock(r: &Router, a: &[Bytes]) -> Frame {
     let id = match int_arg(&a[2]) {
         Ok(id) => id,
         Err(e) => return e,
@@ -315,7 +315,15 @@ fn client_unblock(r: &Router, a: &[Bytes]) -> Frame {
         Some("ERROR") => crate::clients::Unblock::Error,
         Some(_) => return Frame::error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
     };
-    Frame::Integer(r.registry.unblock(id as u64, how) as i64)
+    match r.registry.unblock(id as u64, how) {
+        None => Frame::Integer(0),
+        Some(waiting) => {
+            if let Some((key, since_us)) = waiting {
+                super::blocking::cancel(r, id as u64, key, since_us).await;
+            }
+            Frame::Integer(1)
+        }
+    }
 }
 
 const CLIENT_HELP: &[&str] = &[
