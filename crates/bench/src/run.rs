@@ -240,7 +240,8 @@ async fn progress_lines(shared: Arc<LoadShared>) {
     }
 }
 
-fn progress_bar(len: u64, what: &str) -> ProgressBar {
+/// A bar of `len` steps on a terminal (hidden otherwise), labelled `what`.
+pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
     if !std::io::stdout().is_terminal() {
         return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
     }

@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod claims;
 pub mod config;
+pub mod import;
 pub mod launcher;
 pub mod moves;
 pub mod progress;

@@ -22,6 +22,62 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// The Redis to copy from: redis://[[user]:password@]host:port.
+    #[arg(long)]
+    from: String,
+    /// The evenkeel router to copy into.
+    #[arg(long, default_value = "redis://127.0.0.1:6379", env = "EVENKEEL_ROUTER")]
+    to: String,
+    /// Only keys matching this glob pattern (SCAN's MATCH).
+    #[arg(long = "match", value_name = "PATTERN")]
+    pattern: Option<String>,
+    /// Keys per SCAN step and per pipeline.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// At most this many keys a second (0: no limit), to spare the source.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Overwrite keys evenkeel already holds (else they are kept).
+    #[arg(long)]
+    replace: bool,
+    /// Resume from this SCAN cursor (an interrupted import prints it).
+    #[arg(long, default_value = "0")]
+    cursor: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    use evenkeel_bench::config::Target;
+    let opts = evenkeel::import::ImportOptions {
+        from: Target::parse(&args.from).map_err(anyhow::Error::msg)?,
+        to: Target::parse(&args.to).map_err(anyhow::Error::msg)?,
+        pattern: args.pattern,
+        batch: args.batch,
+        rate: args.rate,
+        replace: args.replace,
+        cursor: args.cursor,
+    };
+    let progress = if args.json { indicatif::ProgressBar::hidden() } else { evenkeel_bench::run::progress_bar(0, "keys scanned") };
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let report = evenkeel::import::run(&opts, &progress, stop).await?;
+    progress.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", evenkeel::import::describe(&report));
+    }
+    if report.failed > 0 || report.cursor != "0" {
+        anyhow::bail!("the import is not complete");
+    }
+    Ok(())
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a whole cluster (nodes, router, coordinator) in this process.
@@ -33,6 +89,9 @@ enum Command {
     /// Measure latency and correctness under load, before/during/after a
     /// disruptive command, against any Redis-protocol endpoint.
     Bench(evenkeel_bench::BenchArgs),
+    /// Copy the keys of a Redis into evenkeel (SCAN, then DUMP there and
+    /// RESTORE here, with their expiry), through one of its routers.
+    Import(ImportArgs),
     /// Inspect the cluster.
     Cluster {
         #[command(subcommand)]
@@ -353,6 +412,7 @@ fn main() -> ExitCode {
             Command::Node { command } => node(command).await,
             Command::Rebalance { command } => rebalance(command).await,
             Command::Migration { action, id, admin } => evenkeel::moves::control(&admin, &action, &id).await,
+            Command::Import(args) => import(args).await,
             Command::Throttle { command } => throttle(command).await,
         }
     });

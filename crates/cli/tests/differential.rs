@@ -263,6 +263,72 @@ async fn redis_migrate_moves_keys_into_evenkeel() {
     assert!(mismatches.is_empty(), "{} keys read back otherwise after MIGRATE (see above)", mismatches.len());
 }
 
+/// `evenkeel import` from a Redis 7.0: every key of every type comes over
+/// with its expiry, only those its pattern matches when given one; a second run keeps what evenkeel
+/// holds, unless `--replace`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_copies_a_redis_into_evenkeel() {
+    use evenkeel::import::{ImportOptions, run};
+    let redis = tokio::task::spawn_blocking(RedisServer::start).await.expect("starting redis-server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = LocalCluster::start(UpOptions::ephemeral(dir.path())).await.expect("evenkeel starts");
+    let mut pair = Pair { redis: Conn::open(redis.addr).await, ours: Conn::open(cluster.router_addr).await };
+    let mut keys = Vec::new();
+    for i in 0..200 {
+        let k = |t: &str| format!("imp:{t}:{i}");
+        let commands: Vec<Vec<String>> = vec![
+            vec!["SET".into(), k("s"), format!("value {i} ").repeat(i % 7 + 1)],
+            vec!["SET".into(), k("t"), i.to_string(), "EX".into(), (1000 + i).to_string()],
+            vec!["HSET".into(), k("h"), "a".into(), i.to_string(), "b".into(), "x".repeat(i)],
+            vec!["RPUSH".into(), k("l"), "1".into(), "two".into(), i.to_string()],
+            vec!["SADD".into(), k("set"), i.to_string(), (i + 1).to_string()],
+            vec!["ZADD".into(), k("z"), "1.5".into(), "m".into(), i.to_string(), "n".into()],
+            vec!["XADD".into(), k("x"), format!("{}-1", i + 1), "f".into(), "v".into()],
+        ];
+        for c in commands {
+            keys.push(c[1].clone());
+            let args: Vec<Vec<u8>> = c.iter().map(|a| a.as_bytes().to_vec()).collect();
+            assert!(!matches!(pair.redis.call(&args).await, Frame::Error(_)), "{c:?}");
+        }
+    }
+    let port = |addr: SocketAddr| evenkeel_bench::config::Target::parse(&addr.to_string()).unwrap();
+    let opts = |pattern: Option<&str>, replace: bool| ImportOptions { from: port(redis.addr), to: port(cluster.router_addr), pattern: pattern.map(String::from), batch: 64, rate: 0, replace, cursor: "0".into() };
+    let hidden = indicatif::ProgressBar::hidden();
+
+    let hashes = run(&opts(Some("imp:h:*"), false), &hidden, std::future::pending()).await.expect("import");
+    assert_eq!((hashes.copied, hashes.existing, hashes.failed, hashes.cursor.as_str()), (200, 0, 0, "0"), "{hashes:?}");
+    let all = run(&opts(None, false), &hidden, std::future::pending()).await.expect("import");
+    assert_eq!((all.scanned, all.copied, all.existing, all.gone, all.failed), (1400, 1200, 200, 0, 0), "{all:?}");
+    let mut script = Script::default();
+    script.cmd(&["DBSIZE"]);
+    for k in &keys {
+        script.cmd(&["TYPE", k]);
+        script.ttl("TTL", k);
+        match k.split(':').nth(1) {
+            Some("h") => script.cmd(&["HGETALL", k]),
+            Some("l") => script.cmd(&["LRANGE", k, "0", "-1"]),
+            Some("set") => script.cmd(&["SMEMBERS", k]),
+            Some("z") => script.cmd(&["ZRANGE", k, "0", "-1", "WITHSCORES"]),
+            Some("x") => script.cmd(&["XRANGE", k, "-", "+"]),
+            _ => script.cmd(&["GET", k]),
+        }
+    }
+    let mut mismatches = pair.run(&script.0).await;
+    // Kept without --replace, overwritten with it.
+    pair.ours.call(&args(&["SET", "imp:s:0", "changed here"])).await;
+    let kept = run(&opts(Some("imp:s:0"), false), &hidden, std::future::pending()).await.expect("import");
+    assert_eq!((kept.copied, kept.existing), (0, 1));
+    assert_eq!(pair.ours.call(&args(&["GET", "imp:s:0"])).await, Frame::bulk("changed here"));
+    let replaced = run(&opts(Some("imp:s:0"), true), &hidden, std::future::pending()).await.expect("import");
+    assert_eq!((replaced.copied, replaced.existing), (1, 0));
+    mismatches.extend(pair.run(&[Step::Call { args: args(&["GET", "imp:s:0"]), check: Check::Exact }]).await);
+    cluster.shutdown().await.expect("clean shutdown");
+    for m in &mismatches {
+        eprintln!("MISMATCH {}\n    redis:    {}\n    evenkeel: {}", m.command, m.redis, m.ours);
+    }
+    assert!(mismatches.is_empty(), "{} reads answered otherwise after the import (see above)", mismatches.len());
+}
+
 /// Keyspace notifications against Redis 7.0: with `notify-keyspace-events
 /// KEAn` on both, every command of [`KEYSPACE_SCRIPT`] must raise the
 /// same messages, in the same order, on a subscriber to `__key*__:*`.

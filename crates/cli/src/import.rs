@@ -1,0 +1,272 @@
+//! `evenkeel import`: copies the keys of a Redis (any server that answers
+//! SCAN, PTTL and DUMP: Redis 2.8 and later, Valkey, another evenkeel)
+//! into evenkeel through one of its routers, in Redis's own serialization
+//! (DUMP there, RESTORE here), so every type and encoding comes over as
+//! it is, with its expiry.
+//!
+//! It walks the source with SCAN (COUNT `batch`), reads each batch's keys
+//! with one pipeline of `PTTL` and `DUMP` per key, and writes them with
+//! one pipeline of `RESTORE key <expiry> <payload> ABSTTL [REPLACE]`. The
+//! expiry is made absolute when the key is read (this host's clock plus
+//! its PTTL), so time spent in the pipeline does not lengthen a TTL; a
+//! key that expires before it is written is not created. Keys that
+//! vanish between SCAN and DUMP are counted as gone. Without `--replace`
+//! a key already in evenkeel is kept (counted as existing); with it, the
+//! source's value wins. A RESTORE answered TRYAGAIN (its partition was
+//! moving, the write certainly not done) is sent again, so an import can
+//! run while evenkeel rebalances.
+//!
+//! It is a copy, not a replication stream: SCAN returns every key that
+//! exists for the whole walk at least once, but a key written on the
+//! source after its batch was read keeps its old value here, and a key
+//! deleted there stays. Stop the writers first for an exact copy, or run
+//! again with `--replace` to catch up on changed keys. An interrupted
+//! import (Ctrl-C) prints the cursor to resume from (`--cursor`). Redis
+//! Cluster's nodes each hold their own keys: import from every primary.
+
+use anyhow::{Context, bail};
+use bytes::{Bytes, BytesMut};
+use evenkeel_bench::config::Target;
+use evenkeel_resp::{Frame, FrameDecoder, encode_command};
+use futures::StreamExt;
+use indicatif::ProgressBar;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+/// How long one reply may take.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Rounds of resending RESTOREs answered TRYAGAIN, pausing up to 2 s.
+const TRYAGAIN_ROUNDS: u32 = 30;
+/// Keys whose failure is reported by name (the rest are counted).
+const FAILURES_SHOWN: usize = 20;
+
+/// What to copy, from where, how fast.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    pub from: Target,
+    pub to: Target,
+    /// Only keys matching this glob (SCAN's MATCH).
+    pub pattern: Option<String>,
+    /// SCAN's COUNT, and the keys in one pipeline.
+    pub batch: usize,
+    /// At most this many keys a second (0: as fast as they go).
+    pub rate: u64,
+    /// Overwrite keys evenkeel already holds.
+    pub replace: bool,
+    /// The SCAN cursor to start from ("0": the beginning).
+    pub cursor: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ImportReport {
+    /// Keys SCAN returned.
+    pub scanned: u64,
+    /// Keys written.
+    pub copied: u64,
+    /// Keys evenkeel already held (kept: no `--replace`).
+    pub existing: u64,
+    /// Keys gone (deleted or expired) before they were read or written.
+    pub gone: u64,
+    /// Keys the router refused (after retries), with the reasons of the
+    /// first few.
+    pub failed: u64,
+    pub failures: Vec<(String, String)>,
+    /// Payload bytes written.
+    pub bytes: u64,
+    /// Where SCAN stopped: "0" when the walk is complete.
+    pub cursor: String,
+    pub seconds: f64,
+}
+
+/// One connection, for pipelines of commands.
+struct Conn {
+    framed: Framed<TcpStream, FrameDecoder>,
+    buf: BytesMut,
+}
+
+impl Conn {
+    async fn open(target: &Target) -> anyhow::Result<Conn> {
+        let stream = evenkeel_bench::load::connect(target).await.map_err(anyhow::Error::msg).with_context(|| format!("connecting to {}", target.display()))?;
+        Ok(Conn { framed: Framed::new(stream, FrameDecoder), buf: BytesMut::new() })
+    }
+
+    /// Sends every command, then reads one reply each.
+    async fn pipeline(&mut self, commands: &[Vec<Bytes>]) -> anyhow::Result<Vec<Frame>> {
+        self.buf.clear();
+        for c in commands {
+            let args: Vec<&[u8]> = c.iter().map(|a| &a[..]).collect();
+            encode_command(&args, &mut self.buf);
+        }
+        self.framed.get_mut().write_all(&self.buf).await?;
+        let mut replies = Vec::with_capacity(commands.len());
+        for _ in commands {
+            match tokio::time::timeout(REPLY_TIMEOUT, self.framed.next()).await {
+                Ok(Some(Ok(frame))) => replies.push(frame),
+                Ok(Some(Err(e))) => bail!("reading a reply: {e}"),
+                Ok(None) => bail!("the server closed the connection"),
+                Err(_) => bail!("no reply within {REPLY_TIMEOUT:?}"),
+            }
+        }
+        Ok(replies)
+    }
+
+    async fn call(&mut self, args: &[&[u8]]) -> anyhow::Result<Frame> {
+        let command: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();
+        Ok(self.pipeline(&[command]).await?.remove(0))
+    }
+}
+
+fn now_ms() -> u64 {
+    evenkeel_types::unix_ms()
+}
+
+/// Copies the keys; `progress` counts keys scanned (its length, when
+/// known, is the source's DBSIZE). Stops early, with the cursor to resume
+/// from, when `stop` resolves.
+pub async fn run(opts: &ImportOptions, progress: &ProgressBar, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<ImportReport> {
+    if opts.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let started = Instant::now();
+    let mut source = Conn::open(&opts.from).await?;
+    let mut target = Conn::open(&opts.to).await?;
+    if let Frame::Integer(n) = source.call(&[b"DBSIZE"]).await? {
+        progress.set_length(n.max(0) as u64);
+    }
+    tokio::pin!(stop);
+    let mut report = ImportReport { cursor: opts.cursor.clone(), ..ImportReport::default() };
+    loop {
+        let batch = tokio::select! {
+            batch = one_batch(opts, &mut source, &mut target, &mut report) => batch?,
+            _ = &mut stop => {
+                report.seconds = started.elapsed().as_secs_f64();
+                return Ok(report);
+            }
+        };
+        progress.inc(batch);
+        if report.cursor == "0" {
+            break;
+        }
+        if opts.rate > 0 {
+            // Paced on keys scanned: never ahead of `rate` a second.
+            let due = Duration::from_secs_f64(report.scanned as f64 / opts.rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// One SCAN step and its keys copied; how many keys it scanned.
+async fn one_batch(opts: &ImportOptions, source: &mut Conn, target: &mut Conn, report: &mut ImportReport) -> anyhow::Result<u64> {
+    let count = opts.batch.to_string();
+    let mut scan: Vec<&[u8]> = vec![b"SCAN", report.cursor.as_bytes()];
+    if let Some(p) = &opts.pattern {
+        scan.extend([&b"MATCH"[..], p.as_bytes()]);
+    }
+    scan.extend([&b"COUNT"[..], count.as_bytes()]);
+    let (cursor, keys) = match source.call(&scan).await? {
+        Frame::Array(parts) if parts.len() == 2 => match (&parts[0], &parts[1]) {
+            (Frame::Bulk(c), Frame::Array(keys)) => {
+                let keys: Vec<Bytes> = keys.iter().filter_map(|k| if let Frame::Bulk(k) = k { Some(k.clone()) } else { None }).collect();
+                (String::from_utf8_lossy(c).into_owned(), keys)
+            }
+            _ => bail!("SCAN answered {parts:?}"),
+        },
+        Frame::Error(e) => bail!("SCAN on the source failed: {e}"),
+        other => bail!("SCAN answered {other:?}"),
+    };
+    let scanned = keys.len() as u64;
+    report.scanned += scanned;
+    let mut reads = Vec::with_capacity(keys.len() * 2);
+    for k in &keys {
+        reads.push(vec![Bytes::from_static(b"PTTL"), k.clone()]);
+        reads.push(vec![Bytes::from_static(b"DUMP"), k.clone()]);
+    }
+    let read_at = now_ms();
+    let replies = source.pipeline(&reads).await?;
+    let mut writes = Vec::with_capacity(keys.len());
+    for (key, pair) in keys.into_iter().zip(replies.chunks(2)) {
+        let expire_at = match &pair[0] {
+            Frame::Integer(-2) => None,
+            Frame::Integer(-1) => Some(0),
+            Frame::Integer(ms) if *ms >= 0 => Some(read_at + *ms as u64),
+            Frame::Error(e) => bail!("PTTL {} on the source failed: {e}", key.escape_ascii()),
+            other => bail!("PTTL answered {other:?}"),
+        };
+        let payload = match &pair[1] {
+            Frame::Bulk(p) => Some(p.clone()),
+            Frame::Null | Frame::NullArray => None,
+            Frame::Error(e) => bail!("DUMP {} on the source failed: {e}", key.escape_ascii()),
+            other => bail!("DUMP answered {other:?}"),
+        };
+        // Gone, or due to expire before it could be written.
+        let (Some(expire_at), Some(payload)) = (expire_at.filter(|&at| at == 0 || at > now_ms()), payload) else {
+            report.gone += 1;
+            continue;
+        };
+        let mut restore = vec![Bytes::from_static(b"RESTORE"), key, Bytes::from(expire_at.to_string()), payload, Bytes::from_static(b"ABSTTL")];
+        if opts.replace {
+            restore.push(Bytes::from_static(b"REPLACE"));
+        }
+        writes.push(restore);
+    }
+    let mut pause = Duration::from_millis(50);
+    for round in 0.. {
+        if writes.is_empty() {
+            break;
+        }
+        let replies = target.pipeline(&writes).await?;
+        let mut again = Vec::new();
+        for (write, reply) in writes.into_iter().zip(replies) {
+            match reply {
+                Frame::Simple(_) => {
+                    report.copied += 1;
+                    report.bytes += write[3].len() as u64;
+                }
+                Frame::Error(e) if e.starts_with("BUSYKEY") => report.existing += 1,
+                Frame::Error(e) if e.starts_with("TRYAGAIN") && round < TRYAGAIN_ROUNDS => again.push(write),
+                Frame::Error(e) => {
+                    report.failed += 1;
+                    if report.failures.len() < FAILURES_SHOWN {
+                        report.failures.push((String::from_utf8_lossy(&write[1]).into_owned(), e));
+                    }
+                }
+                other => bail!("RESTORE answered {other:?}"),
+            }
+        }
+        writes = again;
+        if !writes.is_empty() {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+    report.cursor = cursor;
+    Ok(scanned)
+}
+
+/// The report as a line for people.
+pub fn describe(r: &ImportReport) -> String {
+    let mut line = format!("imported {} keys ({} bytes of payload) in {:.1}s", r.copied, r.bytes, r.seconds);
+    if r.existing > 0 {
+        line.push_str(&format!("; {} already there, kept (--replace overwrites them)", r.existing));
+    }
+    if r.gone > 0 {
+        line.push_str(&format!("; {} gone before they were read", r.gone));
+    }
+    if r.failed > 0 {
+        line.push_str(&format!("; {} FAILED", r.failed));
+        for (key, e) in &r.failures {
+            line.push_str(&format!("\n  {key}: {e}"));
+        }
+    }
+    if r.cursor != "0" {
+        line.push_str(&format!("\nstopped early: resume with --cursor {}", r.cursor));
+    }
+    line
+}
