@@ -16,13 +16,23 @@
 //! moving, the write certainly not done) is sent again, so an import can
 //! run while evenkeel rebalances.
 //!
-//! It is a copy, not a replication stream: SCAN returns every key that
-//! exists for the whole walk at least once, but a key written on the
-//! source after its batch was read keeps its old value here, and a key
-//! deleted there stays. Stop the writers first for an exact copy, or run
-//! again with `--replace` to catch up on changed keys. An interrupted
-//! import (Ctrl-C) prints the cursor to resume from (`--cursor`). Redis
-//! Cluster's nodes each hold their own keys: import from every primary.
+//! By itself it is a copy, not a replication stream: SCAN returns every
+//! key that exists for the whole walk at least once, but a key written on
+//! the source after its batch was read keeps its old value here, and a key
+//! deleted there stays. With `follow` it keeps evenkeel in step until
+//! stopped: before the walk it subscribes to the source's keyspace events
+//! (`__keyevent@0__:*`, which needs `notify-keyspace-events` with `E` and
+//! every type class, `A`), marks each key an event names, and once the
+//! walk is done copies every marked key again as it is then (RESTORE
+//! REPLACE, or DEL when it is gone), as long as events come. Reading the
+//! key's state after its event, rather than replaying the event, makes the
+//! order of events irrelevant: the last copy of a key is taken after its
+//! last change. Keyspace events are Pub/Sub, at most once: if the
+//! subscription drops, changes may have been missed, and the import says
+//! so and fails. FLUSHALL on the source raises no per-key event and is not
+//! followed. An interrupted walk (Ctrl-C) prints the cursor to resume from
+//! (`--cursor`). Redis Cluster's nodes each hold their own keys: import
+//! from every primary.
 
 use anyhow::{Context, bail};
 use bytes::{Bytes, BytesMut};
@@ -30,6 +40,9 @@ use evenkeel_bench::config::Target;
 use evenkeel_resp::{Frame, FrameDecoder, encode_command};
 use futures::StreamExt;
 use indicatif::ProgressBar;
+use parking_lot::Mutex;
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -57,6 +70,12 @@ pub struct ImportOptions {
     pub replace: bool,
     /// The SCAN cursor to start from ("0": the beginning).
     pub cursor: String,
+    /// After the walk, keep copying the keys the source changes until
+    /// stopped (see the module docs).
+    pub follow: bool,
+    /// With `follow`, turn on the source's keyspace events (`EA` added to
+    /// `notify-keyspace-events`) if they are off, rather than refuse.
+    pub set_notify: bool,
 }
 
 /// What an import did.
@@ -76,6 +95,13 @@ pub struct ImportReport {
     pub failures: Vec<(String, String)>,
     /// Payload bytes written.
     pub bytes: u64,
+    /// With `follow`: keys copied again after a change on the source, and
+    /// keys deleted here because they were gone there.
+    pub followed: u64,
+    pub deleted: u64,
+    /// With `follow`: keys changed on the source and not copied yet when
+    /// the import stopped.
+    pub lag: u64,
     /// Where SCAN stopped: "0" when the walk is complete.
     pub cursor: String,
     pub seconds: f64,
@@ -133,6 +159,8 @@ pub async fn run(opts: &ImportOptions, progress: &ProgressBar, stop: impl std::f
     let started = Instant::now();
     let mut source = Conn::open(&opts.from).await?;
     let mut target = Conn::open(&opts.to).await?;
+    // Subscribed before the walk, so no change after it began is missed.
+    let changes = if opts.follow { Some(Changes::subscribe(opts, &mut source).await?) } else { None };
     if let Frame::Integer(n) = source.call(&[b"DBSIZE"]).await? {
         progress.set_length(n.max(0) as u64);
     }
@@ -143,11 +171,15 @@ pub async fn run(opts: &ImportOptions, progress: &ProgressBar, stop: impl std::f
             batch = one_batch(opts, &mut source, &mut target, &mut report) => batch?,
             _ = &mut stop => {
                 report.seconds = started.elapsed().as_secs_f64();
+                report.lag = changes.as_ref().map_or(0, Changes::pending);
                 return Ok(report);
             }
         };
         progress.inc(batch);
         if report.cursor == "0" {
+            if let Some(changes) = &changes {
+                follow(opts, changes, &mut source, &mut target, &mut report, progress, &mut stop).await?;
+            }
             break;
         }
         if opts.rate > 0 {
@@ -183,6 +215,15 @@ async fn one_batch(opts: &ImportOptions, source: &mut Conn, target: &mut Conn, r
     };
     let scanned = keys.len() as u64;
     report.scanned += scanned;
+    copy_keys(keys, opts.replace, false, source, target, report).await?;
+    report.cursor = cursor;
+    Ok(scanned)
+}
+
+/// Copies `keys` as they are on the source now. A key gone there is
+/// counted as gone, or with `mirror_deletes` (following changes) deleted
+/// here too.
+async fn copy_keys(keys: Vec<Bytes>, replace: bool, mirror_deletes: bool, source: &mut Conn, target: &mut Conn, report: &mut ImportReport) -> anyhow::Result<()> {
     let mut reads = Vec::with_capacity(keys.len() * 2);
     for k in &keys {
         reads.push(vec![Bytes::from_static(b"PTTL"), k.clone()]);
@@ -207,11 +248,15 @@ async fn one_batch(opts: &ImportOptions, source: &mut Conn, target: &mut Conn, r
         };
         // Gone, or due to expire before it could be written.
         let (Some(expire_at), Some(payload)) = (expire_at.filter(|&at| at == 0 || at > now_ms()), payload) else {
-            report.gone += 1;
+            if mirror_deletes {
+                writes.push(vec![Bytes::from_static(b"DEL"), key]);
+            } else {
+                report.gone += 1;
+            }
             continue;
         };
         let mut restore = vec![Bytes::from_static(b"RESTORE"), key, Bytes::from(expire_at.to_string()), payload, Bytes::from_static(b"ABSTTL")];
-        if opts.replace {
+        if replace {
             restore.push(Bytes::from_static(b"REPLACE"));
         }
         writes.push(restore);
@@ -225,6 +270,11 @@ async fn one_batch(opts: &ImportOptions, source: &mut Conn, target: &mut Conn, r
         let mut again = Vec::new();
         for (write, reply) in writes.into_iter().zip(replies) {
             match reply {
+                Frame::Integer(_) => report.deleted += 1,
+                Frame::Simple(_) if mirror_deletes => {
+                    report.followed += 1;
+                    report.bytes += write[3].len() as u64;
+                }
                 Frame::Simple(_) => {
                     report.copied += 1;
                     report.bytes += write[3].len() as u64;
@@ -246,8 +296,141 @@ async fn one_batch(opts: &ImportOptions, source: &mut Conn, target: &mut Conn, r
             pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
-    report.cursor = cursor;
-    Ok(scanned)
+    Ok(())
+}
+
+/// The keys the source changed since the import subscribed to its
+/// keyspace events, not yet copied again; filled by a task reading the
+/// subscription.
+struct Changes {
+    state: Arc<Mutex<ChangeState>>,
+    woken: Arc<tokio::sync::Notify>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ChangeState {
+    keys: HashSet<Bytes>,
+    /// Why the subscription ended (events may have been missed since).
+    ended: Option<String>,
+}
+
+impl Changes {
+    /// Checks (or, with `set_notify`, turns on) the source's keyspace
+    /// events and subscribes to them on a connection of its own.
+    async fn subscribe(opts: &ImportOptions, source: &mut Conn) -> anyhow::Result<Changes> {
+        let flags = match source.call(&[b"CONFIG", b"GET", b"notify-keyspace-events"]).await? {
+            Frame::Array(parts) if parts.len() == 2 => match &parts[1] {
+                Frame::Bulk(f) => String::from_utf8_lossy(f).into_owned(),
+                other => bail!("CONFIG GET notify-keyspace-events answered {other:?}"),
+            },
+            Frame::Map(pairs) if pairs.len() == 1 => match &pairs[0].1 {
+                Frame::Bulk(f) => String::from_utf8_lossy(f).into_owned(),
+                other => bail!("CONFIG GET notify-keyspace-events answered {other:?}"),
+            },
+            Frame::Error(e) => bail!("cannot read the source's notify-keyspace-events ({e}); --follow needs its keyspace events"),
+            other => bail!("CONFIG GET notify-keyspace-events answered {other:?}"),
+        };
+        if !follows_every_change(&flags) {
+            if !opts.set_notify {
+                bail!(
+                    "--follow needs the source's keyspace events for every key type (notify-keyspace-events has {flags:?}; it needs E and A): run CONFIG SET notify-keyspace-events EA on it, or pass --set-notify-keyspace-events"
+                );
+            }
+            let wanted = format!("{flags}EA");
+            match source.call(&[b"CONFIG", b"SET", b"notify-keyspace-events", wanted.as_bytes()]).await? {
+                Frame::Simple(_) => {}
+                other => bail!("CONFIG SET notify-keyspace-events {wanted} on the source answered {other:?}"),
+            }
+        }
+        let mut events = Conn::open(&opts.from).await?;
+        let pattern = b"__keyevent@0__:*";
+        match events.call(&[b"PSUBSCRIBE", pattern]).await? {
+            Frame::Array(parts) | Frame::Push(parts) if parts.first() == Some(&Frame::bulk("psubscribe")) => {}
+            other => bail!("PSUBSCRIBE on the source answered {other:?}"),
+        }
+        let state: Arc<Mutex<ChangeState>> = Arc::default();
+        let woken = Arc::new(tokio::sync::Notify::new());
+        let (s, w) = (state.clone(), woken.clone());
+        let reader = tokio::spawn(async move {
+            let why = loop {
+                match events.framed.next().await {
+                    Some(Ok(Frame::Array(parts) | Frame::Push(parts))) if parts.len() == 4 && parts[0] == Frame::bulk("pmessage") => {
+                        if let Frame::Bulk(key) = &parts[3] {
+                            s.lock().keys.insert(key.clone());
+                            w.notify_one();
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break format!("the keyspace event subscription failed: {e}"),
+                    None => break "the source closed the keyspace event subscription (a subscriber too far behind is disconnected: client-output-buffer-limit pubsub)".to_string(),
+                }
+            };
+            s.lock().ended = Some(why);
+            w.notify_one();
+        });
+        Ok(Changes { state, woken, reader })
+    }
+
+    fn pending(&self) -> u64 {
+        self.state.lock().keys.len() as u64
+    }
+
+    /// Up to `n` changed keys, taken from the set.
+    fn take(&self, n: usize) -> Result<Vec<Bytes>, String> {
+        let mut state = self.state.lock();
+        if let Some(why) = &state.ended {
+            return Err(why.clone());
+        }
+        let keys: Vec<Bytes> = state.keys.iter().take(n).cloned().collect();
+        for k in &keys {
+            state.keys.remove(k);
+        }
+        Ok(keys)
+    }
+}
+
+impl Drop for Changes {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Whether `flags` (notify-keyspace-events) raise a keyevent for every
+/// change of every type: `E`, and `A` or each of its classes.
+fn follows_every_change(flags: &str) -> bool {
+    flags.contains('E') && (flags.contains('A') || "g$lshzxet".chars().all(|c| flags.contains(c)))
+}
+
+/// Copies the changed keys again, as they come, until `stop`; then the
+/// ones marked by then (not those marked while it finishes), and returns.
+async fn follow(
+    opts: &ImportOptions,
+    changes: &Changes,
+    source: &mut Conn,
+    target: &mut Conn,
+    report: &mut ImportReport,
+    progress: &ProgressBar,
+    stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> anyhow::Result<()> {
+    progress.set_length(progress.position());
+    let missed = |why: String| anyhow::anyhow!("{why}: changes may have been missed; import again with --replace");
+    loop {
+        let keys = changes.take(opts.batch).map_err(missed)?;
+        if keys.is_empty() {
+            tokio::select! {
+                _ = changes.woken.notified() => continue,
+                _ = stop.as_mut() => break,
+            }
+        }
+        copy_keys(keys, true, true, source, target, report).await?;
+    }
+    let last = changes.take(usize::MAX).map_err(missed)?;
+    for keys in last.chunks(opts.batch) {
+        copy_keys(keys.to_vec(), true, true, source, target, report).await?;
+    }
+    report.lag = changes.pending();
+    Ok(())
 }
 
 /// The report as a line for people.
@@ -264,6 +447,9 @@ pub fn describe(r: &ImportReport) -> String {
         for (key, e) in &r.failures {
             line.push_str(&format!("\n  {key}: {e}"));
         }
+    }
+    if r.followed + r.deleted > 0 || r.lag > 0 {
+        line.push_str(&format!("; following changes: {} copied again, {} deleted, {} not yet copied when stopped", r.followed, r.deleted, r.lag));
     }
     if r.cursor != "0" {
         line.push_str(&format!("\nstopped early: resume with --cursor {}", r.cursor));

@@ -45,6 +45,15 @@ struct ImportArgs {
     /// Resume from this SCAN cursor (an interrupted import prints it).
     #[arg(long, default_value = "0")]
     cursor: String,
+    /// After the copy, keep copying the keys the source changes (its
+    /// keyspace events) until Ctrl-C: stop the writers, wait for the
+    /// import to catch up, then point clients at evenkeel.
+    #[arg(long)]
+    follow: bool,
+    /// With --follow, turn on the source's keyspace events if they are off
+    /// (CONFIG SET notify-keyspace-events, adding EA), rather than refuse.
+    #[arg(long, requires = "follow")]
+    set_notify_keyspace_events: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -60,6 +69,8 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
         rate: args.rate,
         replace: args.replace,
         cursor: args.cursor,
+        follow: args.follow,
+        set_notify: args.set_notify_keyspace_events,
     };
     let progress = if args.json { indicatif::ProgressBar::hidden() } else { evenkeel_bench::run::progress_bar(0, "keys scanned") };
     let stop = async {

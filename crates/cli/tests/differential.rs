@@ -292,7 +292,7 @@ async fn import_copies_a_redis_into_evenkeel() {
         }
     }
     let port = |addr: SocketAddr| evenkeel_bench::config::Target::parse(&addr.to_string()).unwrap();
-    let opts = |pattern: Option<&str>, replace: bool| ImportOptions { from: port(redis.addr), to: port(cluster.router_addr), pattern: pattern.map(String::from), batch: 64, rate: 0, replace, cursor: "0".into() };
+    let opts = |pattern: Option<&str>, replace: bool| ImportOptions { from: port(redis.addr), to: port(cluster.router_addr), pattern: pattern.map(String::from), batch: 64, rate: 0, replace, cursor: "0".into(), follow: false, set_notify: false };
     let hidden = indicatif::ProgressBar::hidden();
 
     let hashes = run(&opts(Some("imp:h:*"), false), &hidden, std::future::pending()).await.expect("import");
@@ -327,6 +327,75 @@ async fn import_copies_a_redis_into_evenkeel() {
         eprintln!("MISMATCH {}\n    redis:    {}\n    evenkeel: {}", m.command, m.redis, m.ours);
     }
     assert!(mismatches.is_empty(), "{} reads answered otherwise after the import (see above)", mismatches.len());
+}
+
+/// `evenkeel import --follow` from a Redis 7.0: refused while the source
+/// raises no keyspace events (unless told to turn them on); then, after
+/// the copy, every change made on the source while it follows (writes,
+/// new keys, deletes, an expiry, a rename, a type change) reaches
+/// evenkeel, so once stopped both hold the same keys and values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_follows_a_redis_until_stopped() {
+    use evenkeel::import::{ImportOptions, run};
+    let redis = tokio::task::spawn_blocking(RedisServer::start).await.expect("starting redis-server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = LocalCluster::start(UpOptions::ephemeral(dir.path())).await.expect("evenkeel starts");
+    let mut pair = Pair { redis: Conn::open(redis.addr).await, ours: Conn::open(cluster.router_addr).await };
+    for i in 0..300 {
+        pair.redis.call(&args(&["SET", &format!("f:s:{i}"), &i.to_string()])).await;
+    }
+    pair.redis.call(&args(&["RPUSH", "f:list", "a", "b"])).await;
+    let target = |addr: SocketAddr| evenkeel_bench::config::Target::parse(&addr.to_string()).unwrap();
+    let opts = ImportOptions { from: target(redis.addr), to: target(cluster.router_addr), pattern: None, batch: 50, rate: 0, replace: false, cursor: "0".into(), follow: true, set_notify: false };
+    let refused = run(&opts, &indicatif::ProgressBar::hidden(), std::future::pending()).await.expect_err("no keyspace events on the source");
+    assert!(refused.to_string().contains("notify-keyspace-events"), "{refused}");
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let importing = tokio::spawn(async move {
+        let opts = ImportOptions { set_notify: true, ..opts };
+        run(&opts, &indicatif::ProgressBar::hidden(), async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    // Changes while it copies and follows.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..300 {
+        let key = format!("f:s:{i}");
+        match i % 6 {
+            0 => pair.redis.call(&args(&["SET", &key, "changed"])).await,
+            1 => pair.redis.call(&args(&["DEL", &key])).await,
+            2 => pair.redis.call(&args(&["INCRBY", &key, "1000"])).await,
+            3 => pair.redis.call(&args(&["PEXPIRE", &key, "300"])).await,
+            4 => pair.redis.call(&args(&["RENAME", &key, &format!("f:renamed:{i}")])).await,
+            _ => pair.redis.call(&args(&["SADD", &format!("f:new:{i}"), "m"])).await,
+        };
+    }
+    pair.redis.call(&args(&["DEL", "f:list"])).await;
+    pair.redis.call(&args(&["HSET", "f:list", "now", "a hash"])).await;
+    // The expiries pass, and their events arrive.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    stop.send(()).expect("the import runs");
+    let report = importing.await.expect("import task").expect("import");
+    assert_eq!((report.copied, report.failed, report.lag, report.cursor.as_str()), (301, 0, 0, "0"), "{report:?}");
+    assert!(report.followed >= 200 && report.deleted >= 150, "{report:?}");
+    let mut script = Script::default();
+    script.cmd(&["DBSIZE"]);
+    script.scan(None);
+    for i in 0..300 {
+        for k in [format!("f:s:{i}"), format!("f:renamed:{i}")] {
+            script.cmd(&["GET", &k]);
+            script.ttl("TTL", &k);
+        }
+        script.cmd(&["SMEMBERS", &format!("f:new:{i}")]);
+    }
+    script.cmd(&["HGETALL", "f:list"]);
+    let mismatches = pair.run(&script.0).await;
+    cluster.shutdown().await.expect("clean shutdown");
+    for m in &mismatches {
+        eprintln!("MISMATCH {}\n    redis:    {}\n    evenkeel: {}", m.command, m.redis, m.ours);
+    }
+    assert!(mismatches.is_empty(), "{} reads answered otherwise after following (see above)", mismatches.len());
 }
 
 /// Keyspace notifications against Redis 7.0: with `notify-keyspace-events
