@@ -413,10 +413,11 @@ async fn follow(
     progress: &ProgressBar,
     stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> anyhow::Result<()> {
-    progress.set_length(progress.position());
+    progress.set_style(indicatif::ProgressStyle::with_template("following the source's changes: {msg}").expect("a valid template"));
     let missed = |why: String| anyhow::anyhow!("{why}: changes may have been missed; import again with --replace");
     loop {
         let keys = changes.take(opts.batch).map_err(missed)?;
+        progress.set_message(format!("{} keys copied again, {} deleted, {} waiting", report.followed, report.deleted, keys.len() as u64 + changes.pending()));
         if keys.is_empty() {
             tokio::select! {
                 _ = changes.woken.notified() => continue,
