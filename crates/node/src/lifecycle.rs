@@ -218,6 +218,9 @@ impl Node {
         // Reachable in-process before the address is published, so every
         // client built from the membership record takes the direct path.
         let local = self.config.in_process.then(|| evenkeel_rpc::serve_local(&addr, service.clone(), crate::MAX_MESSAGE_BYTES));
+        if !self.config.in_process {
+            evenkeel_rpc::forget_local(&addr);
+        }
         register(meta.as_ref(), self.config.id, &addr, &self.config.store.dir).await?;
         let lease = meta.grant_lease(self.config.heartbeat_ttl).await?;
         meta.put(&keys::live_key(self.config.id), addr.clone().into_bytes(), Some(lease)).await?;

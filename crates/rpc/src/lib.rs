@@ -58,7 +58,7 @@ impl pb::op::Kind {
 }
 
 pub use pb::node_server::{Node, NodeServer};
-pub use transport::{Feed, LocalGuard, NodeClient, request_timeout, serve_local};
+pub use transport::{Feed, LocalGuard, NodeClient, forget_local, request_timeout, serve_local};
 
 /// A client for the node at `addr` (`host:port`). If a node of this process
 /// serves `addr` in-process ([`serve_local`]), the client calls it directly;

@@ -200,6 +200,19 @@ pub fn serve_local(addr: &str, node: impl Node<PubSubFeedStream = Feed>, max_mes
     LocalGuard(slot)
 }
 
+/// Forgets the in-process slot for `addr` unless a node serves there now:
+/// for a node served over the network at an address an in-process node of
+/// this process once had (the system reuses ports), so that clients built
+/// from then on connect to it over TCP rather than find the old, empty
+/// slot and answer "not serving". (A serving slot's node holds the
+/// address's listener, so no other node can have it meanwhile.)
+pub fn forget_local(addr: &str) {
+    let mut registry = REGISTRY.lock().expect("local registry lock");
+    if registry.get(addr).is_some_and(|slot| slot.serving.lock().expect("local slot lock").is_none()) {
+        registry.remove(addr);
+    }
+}
+
 /// The in-process slot for `addr`, if a node of this process ever served
 /// there.
 pub(crate) fn local_slot(addr: &str) -> Option<Arc<LocalSlot>> {
@@ -384,6 +397,16 @@ mod tests {
         assert!(refused_connection(&status), "callers can tell the request never arrived: {status:?}");
         let _again = serve_local("fake:5", Arc::new(Fake::default()), 1 << 20);
         assert_eq!(client.execute(ops("k", 2)).await.unwrap().into_inner().results.len(), 2, "the same client reaches the node that came back");
+    }
+
+    #[tokio::test]
+    async fn a_port_reused_by_a_network_node_is_reached_over_the_network() {
+        let (_fake, guard, _client) = served("127.0.0.1:7", 1 << 20);
+        forget_local("127.0.0.1:7");
+        assert!(crate::connect_lazy("127.0.0.1:7").unwrap().is_in_process(), "a serving slot is kept");
+        drop(guard);
+        forget_local("127.0.0.1:7");
+        assert!(!crate::connect_lazy("127.0.0.1:7").unwrap().is_in_process(), "an empty one is forgotten");
     }
 
     #[tokio::test]
