@@ -58,7 +58,8 @@ const FAILURES_SHOWN: usize = 20;
 /// What to copy, from where, how fast.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
-    pub from: Target,
+    /// The server to copy from (not read by [`run_file`]).
+    pub from: Option<Target>,
     pub to: Target,
     /// Only keys matching this glob (SCAN's MATCH).
     pub pattern: Option<String>,
@@ -102,6 +103,11 @@ pub struct ImportReport {
     /// With `follow`: keys changed on the source and not copied yet when
     /// the import stopped.
     pub lag: u64,
+    /// From a file: keys of other databases (not copied), and function
+    /// libraries loaded or already there (kept: no `--replace`).
+    pub other_db: u64,
+    pub functions: u64,
+    pub existing_functions: u64,
     /// Where SCAN stopped: "0" when the walk is complete.
     pub cursor: String,
     pub seconds: f64,
@@ -157,7 +163,8 @@ pub async fn run(opts: &ImportOptions, progress: &ProgressBar, stop: impl std::f
         bail!("--batch must be at least 1");
     }
     let started = Instant::now();
-    let mut source = Conn::open(&opts.from).await?;
+    let from = opts.from.as_ref().context("no source server to import from")?;
+    let mut source = Conn::open(from).await?;
     let mut target = Conn::open(&opts.to).await?;
     // Subscribed before the walk, so no change after it began is missed.
     let changes = if opts.follow { Some(Changes::subscribe(opts, &mut source).await?) } else { None };
@@ -261,6 +268,12 @@ async fn copy_keys(keys: Vec<Bytes>, replace: bool, mirror_deletes: bool, source
         }
         writes.push(restore);
     }
+    write(writes, mirror_deletes, target, report).await
+}
+
+/// Sends RESTOREs (and, following, DELs) to the router in one pipeline,
+/// those answered TRYAGAIN again after a pause, and counts the outcomes.
+async fn write(mut writes: Vec<Vec<Bytes>>, following: bool, target: &mut Conn, report: &mut ImportReport) -> anyhow::Result<()> {
     let mut pause = Duration::from_millis(50);
     for round in 0.. {
         if writes.is_empty() {
@@ -271,7 +284,7 @@ async fn copy_keys(keys: Vec<Bytes>, replace: bool, mirror_deletes: bool, source
         for (write, reply) in writes.into_iter().zip(replies) {
             match reply {
                 Frame::Integer(_) => report.deleted += 1,
-                Frame::Simple(_) if mirror_deletes => {
+                Frame::Simple(_) if following => {
                     report.followed += 1;
                     report.bytes += write[3].len() as u64;
                 }
@@ -297,6 +310,94 @@ async fn copy_keys(keys: Vec<Bytes>, replace: bool, mirror_deletes: bool, source
         }
     }
     Ok(())
+}
+
+/// Copies the keys of an RDB file (what Redis's SAVE writes) of database
+/// `db` (those of other databases are counted in `other_db`; evenkeel has
+/// one) and its function libraries, reading the file in pieces; a key
+/// already expired counts as gone. `progress` counts bytes of the file.
+pub async fn run_file(path: &std::path::Path, db: u64, opts: &ImportOptions, progress: &ProgressBar, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<ImportReport> {
+    use evenkeel_types::rdb::file::{Entry, FileReader};
+    use tokio::io::AsyncReadExt;
+    if opts.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let started = Instant::now();
+    let mut file = tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?;
+    progress.set_length(file.metadata().await?.len());
+    let mut target = Conn::open(&opts.to).await?;
+    let pattern = opts.pattern.as_ref().map(|p| p.as_bytes().to_vec());
+    let (mut reader, mut buf, mut at, mut eof) = (FileReader::default(), Vec::new(), 0usize, false);
+    let mut report = ImportReport { cursor: "0".into(), ..ImportReport::default() };
+    let mut writes = Vec::new();
+    tokio::pin!(stop);
+    loop {
+        let entry = reader.next(&buf[at..], eof).with_context(|| format!("reading {}", path.display()))?;
+        let Some((entry, n)) = entry else {
+            // Keep what is not consumed, and read at least as much again.
+            buf.drain(..at);
+            at = 0;
+            let want = buf.len().max(1 << 20);
+            let start = buf.len();
+            buf.resize(start + want, 0);
+            let got = tokio::select! {
+                got = file.read(&mut buf[start..]) => got.with_context(|| format!("reading {}", path.display()))?,
+                _ = &mut stop => break,
+            };
+            buf.truncate(start + got);
+            eof = got == 0;
+            continue;
+        };
+        at += n;
+        progress.inc(n as u64);
+        match entry {
+            Entry::Header(_) => {}
+            Entry::Key { db: key_db, .. } if key_db != db => report.other_db += 1,
+            Entry::Key { key, .. } if pattern.as_ref().is_some_and(|p| !evenkeel_types::glob::glob_match(p, &key)) => {}
+            Entry::Key { key, expire_at_ms, payload, .. } => {
+                report.scanned += 1;
+                match expire_at_ms {
+                    Some(at) if at <= now_ms() => report.gone += 1,
+                    _ => {
+                        let mut restore = vec![Bytes::from_static(b"RESTORE"), key, Bytes::from(expire_at_ms.unwrap_or(0).to_string()), payload, Bytes::from_static(b"ABSTTL")];
+                        if opts.replace {
+                            restore.push(Bytes::from_static(b"REPLACE"));
+                        }
+                        writes.push(restore);
+                    }
+                }
+                if writes.len() >= opts.batch {
+                    write(std::mem::take(&mut writes), false, &mut target, &mut report).await?;
+                }
+            }
+            Entry::Function(code) => {
+                let mut load: Vec<&[u8]> = vec![b"FUNCTION", b"LOAD"];
+                if opts.replace {
+                    load.push(b"REPLACE");
+                }
+                load.push(&code);
+                match target.call(&load).await? {
+                    Frame::Bulk(_) => report.functions += 1,
+                    Frame::Error(e) if e.contains("already exists") => report.existing_functions += 1,
+                    Frame::Error(e) => {
+                        report.failed += 1;
+                        report.failures.push(("(a function library)".into(), e));
+                    }
+                    other => bail!("FUNCTION LOAD answered {other:?}"),
+                }
+            }
+            Entry::End => {
+                write(std::mem::take(&mut writes), false, &mut target, &mut report).await?;
+                report.seconds = started.elapsed().as_secs_f64();
+                return Ok(report);
+            }
+        }
+    }
+    // Stopped: what was read is written, and the import is incomplete.
+    write(writes, false, &mut target, &mut report).await?;
+    report.cursor = "stopped".into();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
 }
 
 /// The keys the source changed since the import subscribed to its
@@ -343,7 +444,7 @@ impl Changes {
                 other => bail!("CONFIG SET notify-keyspace-events {wanted} on the source answered {other:?}"),
             }
         }
-        let mut events = Conn::open(&opts.from).await?;
+        let mut events = Conn::open(opts.from.as_ref().context("no source server to follow")?).await?;
         let pattern = b"__keyevent@0__:*";
         match events.call(&[b"PSUBSCRIBE", pattern]).await? {
             Frame::Array(parts) | Frame::Push(parts) if parts.first() == Some(&Frame::bulk("psubscribe")) => {}
@@ -449,10 +550,18 @@ pub fn describe(r: &ImportReport) -> String {
             line.push_str(&format!("\n  {key}: {e}"));
         }
     }
+    if r.functions + r.existing_functions > 0 {
+        line.push_str(&format!("; {} function libraries loaded, {} already there", r.functions, r.existing_functions));
+    }
+    if r.other_db > 0 {
+        line.push_str(&format!("; {} keys of other databases left out (--db picks the one to import)", r.other_db));
+    }
     if r.followed + r.deleted > 0 || r.lag > 0 {
         line.push_str(&format!("; following changes: {} copied again, {} deleted, {} not yet copied when stopped", r.followed, r.deleted, r.lag));
     }
-    if r.cursor != "0" {
+    if r.cursor == "stopped" {
+        line.push_str("\nstopped early: the file was not read to its end");
+    } else if r.cursor != "0" {
         line.push_str(&format!("\nstopped early: resume with --cursor {}", r.cursor));
     }
     line

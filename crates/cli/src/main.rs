@@ -23,10 +23,17 @@ struct Cli {
 }
 
 #[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["from", "rdb"]))]
 struct ImportArgs {
     /// The Redis to copy from: redis://[[user]:password@]host:port.
     #[arg(long)]
-    from: String,
+    from: Option<String>,
+    /// Or an RDB file to copy from (what Redis's SAVE writes, dump.rdb).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["follow", "cursor", "rate"])]
+    rdb: Option<PathBuf>,
+    /// With --rdb: the file's database to import (evenkeel has one).
+    #[arg(long, default_value_t = 0, requires = "rdb")]
+    db: u64,
     /// The evenkeel router to copy into.
     #[arg(long, default_value = "redis://127.0.0.1:6379", env = "EVENKEEL_ROUTER")]
     to: String,
@@ -62,7 +69,7 @@ struct ImportArgs {
 async fn import(args: ImportArgs) -> anyhow::Result<()> {
     use evenkeel_bench::config::Target;
     let opts = evenkeel::import::ImportOptions {
-        from: Target::parse(&args.from).map_err(anyhow::Error::msg)?,
+        from: args.from.as_deref().map(Target::parse).transpose().map_err(anyhow::Error::msg)?,
         to: Target::parse(&args.to).map_err(anyhow::Error::msg)?,
         pattern: args.pattern,
         batch: args.batch,
@@ -72,11 +79,15 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
         follow: args.follow,
         set_notify: args.set_notify_keyspace_events,
     };
-    let progress = if args.json { indicatif::ProgressBar::hidden() } else { evenkeel_bench::run::progress_bar(0, "keys scanned") };
+    let what = if args.rdb.is_some() { "bytes read" } else { "keys scanned" };
+    let progress = if args.json { indicatif::ProgressBar::hidden() } else { evenkeel_bench::run::progress_bar(0, what) };
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let report = evenkeel::import::run(&opts, &progress, stop).await?;
+    let report = match &args.rdb {
+        Some(path) => evenkeel::import::run_file(path, args.db, &opts, &progress, stop).await?,
+        None => evenkeel::import::run(&opts, &progress, stop).await?,
+    };
     progress.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

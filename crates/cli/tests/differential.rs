@@ -169,12 +169,35 @@ async fn router_answers_like_redis_7_over_resp3() {
     differential(3).await;
 }
 
-async fn differential(protocol: u8) {
-    let redis = tokio::task::spawn_blocking(RedisServer::start).await.expect("starting redis-server");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cluster = LocalCluster::start(UpOptions::ephemeral(dir.path())).await.expect("evenkeel starts");
+/// A throwaway redis-server (the oracle) and an in-process evenkeel
+/// cluster, with a connection to each.
+struct Oracle {
+    redis: RedisServer,
+    cluster: LocalCluster,
+    pair: Pair,
+    _dir: tempfile::TempDir,
+}
 
-    let mut pair = Pair { redis: Conn::open(redis.addr).await, ours: Conn::open(cluster.router_addr).await };
+impl Oracle {
+    async fn start() -> Oracle {
+        let redis = tokio::task::spawn_blocking(RedisServer::start).await.expect("starting redis-server");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cluster = LocalCluster::start(UpOptions::ephemeral(dir.path())).await.expect("evenkeel starts");
+        let pair = Pair { redis: Conn::open(redis.addr).await, ours: Conn::open(cluster.router_addr).await };
+        Oracle { redis, cluster, pair, _dir: dir }
+    }
+}
+
+/// Prints every mismatch, then fails if there was one.
+fn assert_agree(mismatches: &[Mismatch], what: &str) {
+    for m in mismatches {
+        eprintln!("MISMATCH {}\n    redis:    {}\n    evenkeel: {}", m.command, m.redis, m.ours);
+    }
+    assert!(mismatches.is_empty(), "{} {what} (see above)", mismatches.len());
+}
+
+async fn differential(protocol: u8) {
+    let Oracle { redis, cluster, mut pair, _dir } = Oracle::start().await;
     check_oracle_version(&mut pair.redis).await;
     let mut script = script();
     if protocol == 3 {
@@ -204,10 +227,7 @@ async fn differential(protocol: u8) {
 
     let commands = script.iter().filter(|s| !matches!(s, Step::Sleep(_))).count() + KNOWN_DIFFERENCES.len();
     println!("differential (RESP{protocol}): {commands} scripted commands, {} mismatches", mismatches.len());
-    for m in &mismatches {
-        eprintln!("MISMATCH {}\n    redis:    {}\n    evenkeel: {}", m.command, m.redis, m.ours);
-    }
-    assert!(mismatches.is_empty(), "{} of {commands} commands answered differently from Redis (see above)", mismatches.len());
+    assert_agree(&mismatches, &format!("of {commands} commands answered differently from Redis"));
 }
 
 /// Redis's own MIGRATE into evenkeel: a Redis 7.0 moves keys of every
@@ -216,10 +236,7 @@ async fn differential(protocol: u8) {
 /// Redis did before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_migrate_moves_keys_into_evenkeel() {
-    let redis = tokio::task::spawn_blocking(RedisServer::start).await.expect("starting redis-server");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cluster = LocalCluster::start(UpOptions::ephemeral(dir.path())).await.expect("evenkeel starts");
-    let mut pair = Pair { redis: Conn::open(redis.addr).await, ours: Conn::open(cluster.router_addr).await };
+    let Oracle { redis: _redis, cluster, mut pair, _dir } = Oracle::start().await;
     let setup: Vec<Vec<String>> = vec![
         vec!["SET".into(), "m:s".into(), "x".repeat(300)],
         vec!["SET".into(), "m:ttl".into(), "v".into(), "EX".into(), "1000".into()],
@@ -257,10 +274,7 @@ async fn redis_migrate_moves_keys_into_evenkeel() {
     let mismatches = pair.run(&script.0).await;
     assert_eq!(pair.redis.call(&migrate).await, Frame::error("ERR Target instance replied with error: BUSYKEY Target key name already exists."));
     cluster.shutdown().await.expect("clean shutdown");
-    for m in &mismatches {
-        eprintln!("MISMATCH {}\n    redis:    {}\n    evenkeel: {}", m.command, m.redis, m.ours);
-    }
-    assert!(mismatches.is_empty(), "{} keys read back otherwise after MIGRATE (see above)", mismatches.len());
+    assert_agree(&mismatches, "keys read back otherwise after MIGRATE");
 }
 
 /// `evenkeel import` from a Redis 7.0: every key of every type comes over
@@ -269,10 +283,7 @@ async fn redis_migrate_moves_keys_into_evenkeel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_copies_a_redis_into_evenkeel() {
     use evenkeel::import::{ImportOptions, run};
-    let redis = tokio::task::spawn_blocking(RedisServer::start).await.expect("starting redis-server");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cluster = LocalCluster::start(UpOptions::ephemeral(dir.path())).await.expect("evenkeel starts");
-    let mut pair = Pair { redis: Conn::open(redis.addr).await, ours: Conn::open(cluster.router_addr).await };
+    let Oracle { redis, cluster, mut pair, _dir } = Oracle::start().await;
     let mut keys = Vec::new();
     for i in 0..200 {
         let k = |t: &str| format!("imp:{t}:{i}");
@@ -292,7 +303,7 @@ async fn import_copies_a_redis_into_evenkeel() {
         }
     }
     let port = |addr: SocketAddr| evenkeel_bench::config::Target::parse(&addr.to_string()).unwrap();
-    let opts = |pattern: Option<&str>, replace: bool| ImportOptions { from: port(redis.addr), to: port(cluster.router_addr), pattern: pattern.map(String::from), batch: 64, rate: 0, replace, cursor: "0".into(), follow: false, set_notify: false };
+    let opts = |pattern: Option<&str>, replace: bool| ImportOptions { from: Some(port(redis.addr)), to: port(cluster.router_addr), pattern: pattern.map(String::from), batch: 64, rate: 0, replace, cursor: "0".into(), follow: false, set_notify: false };
     let hidden = indicatif::ProgressBar::hidden();
 
     let hashes = run(&opts(Some("imp:h:*"), false), &hidden, std::future::pending()).await.expect("import");
@@ -323,10 +334,70 @@ async fn import_copies_a_redis_into_evenkeel() {
     assert_eq!((replaced.copied, replaced.existing), (1, 0));
     mismatches.extend(pair.run(&[Step::Call { args: args(&["GET", "imp:s:0"]), check: Check::Exact }]).await);
     cluster.shutdown().await.expect("clean shutdown");
-    for m in &mismatches {
-        eprintln!("MISMATCH {}\n    redis:    {}\n    evenkeel: {}", m.command, m.redis, m.ours);
+    assert_agree(&mismatches, "reads answered otherwise after the import");
+}
+
+/// `evenkeel import --rdb` of the file a Redis 7.0's SAVE wrote: the
+/// chosen database's keys of every type with their expiries, and the
+/// function libraries, read in pieces; a second run keeps what is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_reads_a_redis_rdb_file() {
+    use evenkeel::import::{ImportOptions, run_file};
+    let Oracle { redis, cluster, mut pair, _dir } = Oracle::start().await;
+    let mut script = Script::default();
+    for i in 0..150 {
+        let k = |t: &str| format!("rdb:{t}:{i}");
+        for c in [
+            vec!["SET".to_string(), k("s"), "v".repeat(i * 50)],
+            vec!["SET".into(), k("t"), i.to_string(), "EX".into(), (1000 + i).to_string()],
+            [vec!["HSET".to_string(), k("h")], (0..i * 5).flat_map(|j| [format!("f{j}"), j.to_string()]).collect()].concat(),
+            vec!["RPUSH".into(), k("l"), "x".into(), i.to_string()],
+            vec!["SADD".into(), k("set"), i.to_string(), "m".into()],
+            vec!["ZADD".into(), k("z"), "2.5".into(), "a".into(), i.to_string(), "b".into()],
+            vec!["XADD".into(), k("x"), format!("{}-1", i + 1), "f".into(), "v".into()],
+        ] {
+            if c[0] == "HSET" && c.len() == 2 {
+                continue;
+            }
+            let args: Vec<Vec<u8>> = c.iter().map(|a| a.as_bytes().to_vec()).collect();
+            assert!(!matches!(pair.redis.call(&args).await, Frame::Error(_)), "{c:?}");
+            let key = c[1].as_str();
+            script.ttl("TTL", key);
+            match c[0].as_str() {
+                "HSET" => {
+                    script.cmd(&["HLEN", key]);
+                    script.unordered(&["HGETALL", key]);
+                }
+                "RPUSH" => script.cmd(&["LRANGE", key, "0", "-1"]),
+                "SADD" => script.unordered(&["SMEMBERS", key]),
+                "ZADD" => script.cmd(&["ZRANGE", key, "0", "-1", "WITHSCORES"]),
+                "XADD" => script.cmd(&["XRANGE", key, "-", "+"]),
+                _ => script.cmd(&["GET", key]),
+            }
+        }
     }
-    assert!(mismatches.is_empty(), "{} reads answered otherwise after the import (see above)", mismatches.len());
+    let library = "#!lua name=rdblib\nredis.register_function('rdbf', function() return 'from the file' end)";
+    assert_eq!(pair.redis.call(&args(&["FUNCTION", "LOAD", library])).await, Frame::bulk("rdblib"));
+    pair.redis.call(&args(&["SELECT", "1"])).await;
+    pair.redis.call(&args(&["SET", "rdb:elsewhere", "db1"])).await;
+    pair.redis.call(&args(&["SELECT", "0"])).await;
+    assert_eq!(pair.redis.call(&args(&["SAVE"])).await, Frame::ok());
+    let file = redis._dir.path().join("dump.rdb");
+    let to = evenkeel_bench::config::Target::parse(&cluster.router_addr.to_string()).unwrap();
+    let opts = ImportOptions { from: None, to, pattern: None, batch: 40, rate: 0, replace: false, cursor: "0".into(), follow: false, set_notify: false };
+    let hidden = indicatif::ProgressBar::hidden();
+    let report = run_file(&file, 0, &opts, &hidden, std::future::pending()).await.expect("import");
+    assert_eq!((report.copied, report.other_db, report.functions, report.failed, report.cursor.as_str()), (1049, 1, 1, 0, "0"), "{report:?}");
+    script.cmd(&["DBSIZE"]);
+    script.cmd(&["FCALL", "rdbf", "0"]);
+    let mut mismatches = pair.run(&script.0).await;
+    // Not in evenkeel: the key of database 1.
+    assert_eq!(pair.ours.call(&args(&["EXISTS", "rdb:elsewhere"])).await, Frame::Integer(0));
+    let again = run_file(&file, 0, &opts, &hidden, std::future::pending()).await.expect("import");
+    assert_eq!((again.copied, again.existing, again.existing_functions), (0, 1049, 1), "{again:?}");
+    mismatches.extend(pair.run(&[Step::Call { args: args(&["FCALL", "rdbf", "0"]), check: Check::Exact }]).await);
+    cluster.shutdown().await.expect("clean shutdown");
+    assert_agree(&mismatches, "reads answered otherwise after importing the file");
 }
 
 /// `evenkeel import --follow` from a Redis 7.0: refused while the source
@@ -337,16 +408,13 @@ async fn import_copies_a_redis_into_evenkeel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_follows_a_redis_until_stopped() {
     use evenkeel::import::{ImportOptions, run};
-    let redis = tokio::task::spawn_blocking(RedisServer::start).await.expect("starting redis-server");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cluster = LocalCluster::start(UpOptions::ephemeral(dir.path())).await.expect("evenkeel starts");
-    let mut pair = Pair { redis: Conn::open(redis.addr).await, ours: Conn::open(cluster.router_addr).await };
+    let Oracle { redis, cluster, mut pair, _dir } = Oracle::start().await;
     for i in 0..300 {
         pair.redis.call(&args(&["SET", &format!("f:s:{i}"), &i.to_string()])).await;
     }
     pair.redis.call(&args(&["RPUSH", "f:list", "a", "b"])).await;
     let target = |addr: SocketAddr| evenkeel_bench::config::Target::parse(&addr.to_string()).unwrap();
-    let opts = ImportOptions { from: target(redis.addr), to: target(cluster.router_addr), pattern: None, batch: 50, rate: 0, replace: false, cursor: "0".into(), follow: true, set_notify: false };
+    let opts = ImportOptions { from: Some(target(redis.addr)), to: target(cluster.router_addr), pattern: None, batch: 50, rate: 0, replace: false, cursor: "0".into(), follow: true, set_notify: false };
     let refused = run(&opts, &indicatif::ProgressBar::hidden(), std::future::pending()).await.expect_err("no keyspace events on the source");
     assert!(refused.to_string().contains("notify-keyspace-events"), "{refused}");
 
@@ -392,10 +460,7 @@ async fn import_follows_a_redis_until_stopped() {
     script.cmd(&["HGETALL", "f:list"]);
     let mismatches = pair.run(&script.0).await;
     cluster.shutdown().await.expect("clean shutdown");
-    for m in &mismatches {
-        eprintln!("MISMATCH {}\n    redis:    {}\n    evenkeel: {}", m.command, m.redis, m.ours);
-    }
-    assert!(mismatches.is_empty(), "{} reads answered otherwise after following (see above)", mismatches.len());
+    assert_agree(&mismatches, "reads answered otherwise after following");
 }
 
 /// Keyspace notifications against Redis 7.0: with `notify-keyspace-events
@@ -489,10 +554,7 @@ async fn keyspace_events(protocol: u8) {
     }
     cluster.shutdown().await.expect("clean shutdown");
     println!("keyspace events (RESP{protocol}): {} commands, {} mismatches", KEYSPACE_SCRIPT.len(), mismatches.len());
-    for m in &mismatches {
-        eprintln!("MISMATCH {}\n    redis:    {}\n    evenkeel: {}", m.command, m.redis, m.ours);
-    }
-    assert!(mismatches.is_empty(), "{} commands raised other events than Redis's (see above)", mismatches.len());
+    assert_agree(&mismatches, "commands raised other events than Redis's");
 }
 
 fn args(a: &[&str]) -> Vec<Vec<u8>> {

@@ -57,6 +57,33 @@ impl pb::op::Kind {
     }
 }
 
+/// A value type as the wire names it.
+pub fn value_type(ty: evenkeel_types::ValueType) -> pb::ValueType {
+    use evenkeel_types::ValueType as T;
+    match ty {
+        T::String => pb::ValueType::String,
+        T::Hash => pb::ValueType::Hash,
+        T::Set => pb::ValueType::Set,
+        T::List => pb::ValueType::List,
+        T::ZSet => pb::ValueType::Zset,
+        T::Stream => pb::ValueType::Stream,
+    }
+}
+
+/// A value type the wire names; None for a number this build does not
+/// know.
+pub fn value_type_from(raw: i32) -> Option<evenkeel_types::ValueType> {
+    use evenkeel_types::ValueType as T;
+    Some(match pb::ValueType::try_from(raw).ok()? {
+        pb::ValueType::String => T::String,
+        pb::ValueType::Hash => T::Hash,
+        pb::ValueType::Set => T::Set,
+        pb::ValueType::List => T::List,
+        pb::ValueType::Zset => T::ZSet,
+        pb::ValueType::Stream => T::Stream,
+    })
+}
+
 pub use pb::node_server::{Node, NodeServer};
 pub use transport::{Feed, LocalGuard, NodeClient, forget_local, request_timeout, serve_local};
 

@@ -23,6 +23,7 @@
 //! against the bytes left, and an LZF string may not claim to expand more
 //! than LZF can.
 
+pub mod file;
 mod listpack;
 mod stream;
 
@@ -84,6 +85,10 @@ pub enum PayloadError {
     #[error("Bad data format")]
     BadFormat(&'static str),
 }
+
+/// The detail of an object that runs past the bytes given: in a file
+/// read in pieces, a sign to read more.
+const CUT_SHORT: &str = "payload cut short";
 
 fn bad<T>(what: &'static str) -> Result<T, PayloadError> {
     Err(PayloadError::BadFormat(what))
@@ -427,7 +432,7 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], PayloadError> {
         if n > self.left() {
-            return bad("payload cut short");
+            return bad(CUT_SHORT);
         }
         self.at += n;
         Ok(&self.raw[self.at - n..self.at])
@@ -462,7 +467,7 @@ impl<'a> Reader<'a> {
     fn count(&mut self, min_bytes: usize) -> Result<usize, PayloadError> {
         let n = self.len()?;
         if n > (self.left() / min_bytes) as u64 {
-            return bad("count larger than the payload");
+            return bad(CUT_SHORT);
         }
         Ok(n as usize)
     }
@@ -476,7 +481,7 @@ impl<'a> Reader<'a> {
     fn one_string(&mut self) -> Result<Bytes, PayloadError> {
         match self.len_or_special()? {
             Ok(len) => {
-                let len = usize::try_from(len).ok().filter(|&l| l <= self.left()).ok_or(PayloadError::BadFormat("string longer than the payload"))?;
+                let len = usize::try_from(len).ok().filter(|&l| l <= self.left()).ok_or(PayloadError::BadFormat(CUT_SHORT))?;
                 Ok(Bytes::copy_from_slice(self.take(len)?))
             }
             Err(0) => Ok(Bytes::from((self.u8()? as i8).to_string())),
@@ -485,7 +490,7 @@ impl<'a> Reader<'a> {
             Err(3) => {
                 let packed = self.len()?;
                 let len = self.len()?;
-                let packed = usize::try_from(packed).ok().filter(|&l| l <= self.left()).ok_or(PayloadError::BadFormat("LZF string longer than the payload"))?;
+                let packed = usize::try_from(packed).ok().filter(|&l| l <= self.left()).ok_or(PayloadError::BadFormat(CUT_SHORT))?;
                 // LZF expands at most 264 bytes from 2 (a back reference).
                 let len = usize::try_from(len).ok().filter(|&l| l <= self.budget && l <= packed.saturating_mul(133) + 1).ok_or(PayloadError::BadFormat("LZF string longer than it can expand to"))?;
                 let packed = self.take(packed)?;

@@ -371,29 +371,7 @@ fn value_reply(live: Option<&Record>, meta_only: bool) -> R {
     }
 }
 
-/// A value type as the wire names it.
-pub fn value_type(ty: ValueType) -> pb::ValueType {
-    match ty {
-        ValueType::String => pb::ValueType::String,
-        ValueType::Hash => pb::ValueType::Hash,
-        ValueType::Set => pb::ValueType::Set,
-        ValueType::List => pb::ValueType::List,
-        ValueType::ZSet => pb::ValueType::Zset,
-        ValueType::Stream => pb::ValueType::Stream,
-    }
-}
-
-/// A value type the wire names; None for a number this node does not know.
-pub fn value_type_from(raw: i32) -> Option<ValueType> {
-    match pb::ValueType::try_from(raw).ok()? {
-        pb::ValueType::String => Some(ValueType::String),
-        pb::ValueType::Hash => Some(ValueType::Hash),
-        pb::ValueType::Set => Some(ValueType::Set),
-        pb::ValueType::List => Some(ValueType::List),
-        pb::ValueType::Zset => Some(ValueType::ZSet),
-        pb::ValueType::Stream => Some(ValueType::Stream),
-    }
-}
+pub use evenkeel_rpc::{value_type, value_type_from};
 
 fn read(live: Option<&Record>, meta_only: bool) -> Applied {
     no_write(value_reply(live, meta_only))

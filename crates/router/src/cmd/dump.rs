@@ -21,7 +21,7 @@ use bytes::Bytes;
 use evenkeel_resp::Frame;
 use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
 use evenkeel_types::rdb::{self, PayloadError};
-use evenkeel_types::{ValueType, unix_ms};
+use evenkeel_types::unix_ms;
 
 /// DUMP key: the key's value as Redis's payload, or null.
 pub fn dump(a: &[Bytes]) -> Result<Planned, Frame> {
@@ -35,35 +35,13 @@ pub(crate) fn answer(r: R) -> Frame {
         R::Nil(_) => return Frame::Null,
         other => return super::unexpected(&other),
     };
-    let Some(ty) = value_type(v.value_type) else { return Frame::error("ERR internal error: a value of an unknown type") };
+    let Some(ty) = evenkeel_rpc::value_type_from(v.value_type) else { return Frame::error("ERR internal error: a value of an unknown type") };
     match rdb::dump(ty, &v.value) {
         Ok(payload) => Frame::Bulk(payload),
         Err(e) => {
             tracing::error!(error = %e, "a node sent a value that does not decode");
             Frame::error("ERR internal error: corrupt value")
         }
-    }
-}
-
-fn value_type(raw: i32) -> Option<ValueType> {
-    Some(match pb::ValueType::try_from(raw).ok()? {
-        pb::ValueType::String => ValueType::String,
-        pb::ValueType::Hash => ValueType::Hash,
-        pb::ValueType::Set => ValueType::Set,
-        pb::ValueType::List => ValueType::List,
-        pb::ValueType::Zset => ValueType::ZSet,
-        pb::ValueType::Stream => ValueType::Stream,
-    })
-}
-
-fn wire_type(ty: ValueType) -> pb::ValueType {
-    match ty {
-        ValueType::String => pb::ValueType::String,
-        ValueType::Hash => pb::ValueType::Hash,
-        ValueType::Set => pb::ValueType::Set,
-        ValueType::List => pb::ValueType::List,
-        ValueType::ZSet => pb::ValueType::Zset,
-        ValueType::Stream => pb::ValueType::Stream,
     }
 }
 
@@ -107,7 +85,7 @@ pub fn restore(a: &[Bytes]) -> Result<Planned, Frame> {
             t if absttl => t as u64,
             t => unix_ms().saturating_add(t as u64),
         };
-        Ok(pb::Restore { value_type: wire_type(ty) as i32, value, expire_at_ms, replace })
+        Ok(pb::Restore { value_type: evenkeel_rpc::value_type(ty) as i32, value, expire_at_ms, replace })
     });
     match value {
         Ok(r) => Ok(Planned::one(&a[1], Kind::Restore(r), Shape::Ok)),

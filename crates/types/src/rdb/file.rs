@@ -1,0 +1,288 @@
+//! An RDB file (what Redis's SAVE and BGSAVE write, `dump.rdb`), read
+//! entry by entry from the bytes as they come, so a file of any size is
+//! read in pieces.
+//!
+//! A file is `REDIS` and a four-digit version, then opcodes and keys:
+//! auxiliary fields (`AUX`), the database a run of keys belongs to
+//! (`SELECTDB`) and its size hint (`RESIZEDB`), a key's expiry in seconds
+//! or milliseconds and its LRU or LFU hint, which come before the key they
+//! belong to, function libraries (`FUNCTION2`, Redis 7), module data, and
+//! each key as its object type, its name and the object, as a DUMP payload
+//! holds it. `EOF` ends the file, with a CRC-64 of everything before it
+//! (0: not computed). Each key comes out as a DUMP payload framed for
+//! [`super::restore`] (RESTORE takes it as it is), with its absolute
+//! expiry; a library as its code, for FUNCTION LOAD. Module data cannot be
+//! read past (its length is the module's to know): it stops the read.
+
+use super::{CUT_SHORT, MAX_RESTORE_VERSION, MAX_STRING, PayloadError, Reader, object};
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The newest file version read (Redis 7.4's). Keys of the types Redis
+/// 7.0 knows are framed as RDB 11 payloads: their encodings did not
+/// change.
+pub const MAX_FILE_VERSION: u16 = 12;
+
+static FILE_CRC: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_REDIS);
+
+const OP_FUNCTION_PRE_GA: u8 = 246;
+const OP_FUNCTION2: u8 = 245;
+const OP_MODULE_AUX: u8 = 247;
+const OP_IDLE: u8 = 248;
+const OP_FREQ: u8 = 249;
+const OP_AUX: u8 = 250;
+const OP_RESIZEDB: u8 = 251;
+const OP_EXPIRETIME_MS: u8 = 252;
+const OP_EXPIRETIME: u8 = 253;
+const OP_SELECTDB: u8 = 254;
+const OP_EOF: u8 = 255;
+
+/// Why a file could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FileError {
+    #[error("not an RDB file: it does not start with REDIS and a version")]
+    NotRdb,
+    #[error("RDB version {0} is newer than this build reads ({MAX_FILE_VERSION})")]
+    Version(u16),
+    #[error("the file ends before its EOF marker: it is cut short")]
+    Truncated,
+    #[error("the file's checksum does not match its contents: it is damaged")]
+    Checksum,
+    #[error("{0} at byte {1}")]
+    Bad(&'static str, u64),
+}
+
+/// One entry of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// The header, with the file's RDB version.
+    Header(u16),
+    /// A key of database `db`, its value as a DUMP payload, and its
+    /// absolute expiry (Unix ms).
+    Key { db: u64, key: Bytes, expire_at_ms: Option<u64>, payload: Bytes },
+    /// A function library's code.
+    Function(Bytes),
+    /// The end of the file (its checksum, if it had one, matched).
+    End,
+}
+
+/// Reads a file's entries; see the module docs.
+pub struct FileReader {
+    version: Option<u16>,
+    db: u64,
+    /// Bytes consumed so far, for error positions.
+    offset: u64,
+    digest: crc::Digest<'static, u64>,
+}
+
+impl Default for FileReader {
+    fn default() -> Self {
+        FileReader { version: None, db: 0, offset: 0, digest: FILE_CRC.digest() }
+    }
+}
+
+impl FileReader {
+    /// The file's RDB version, once its header was read.
+    pub fn version(&self) -> Option<u16> {
+        self.version
+    }
+
+    /// The next entry in `buf`, the bytes after those consumed so far,
+    /// and how many bytes it took: None when `buf` does not hold all of
+    /// it yet (give it more bytes; `eof` says no more will come).
+    pub fn next(&mut self, buf: &[u8], eof: bool) -> Result<Option<(Entry, usize)>, FileError> {
+        let Some(version) = self.version else {
+            if buf.len() < 9 {
+                return if eof { Err(FileError::NotRdb) } else { Ok(None) };
+            }
+            let digits = std::str::from_utf8(&buf[5..9]).ok().filter(|d| d.bytes().all(|b| b.is_ascii_digit()));
+            let version = match (&buf[..5], digits.and_then(|d| d.parse::<u16>().ok())) {
+                (b"REDIS", Some(v)) => v,
+                _ => return Err(FileError::NotRdb),
+            };
+            if version > MAX_FILE_VERSION {
+                return Err(FileError::Version(version));
+            }
+            self.consume(&buf[..9]);
+            self.version = Some(version);
+            return Ok(Some((Entry::Header(version), 9)));
+        };
+        let (mut db, mut expire) = (self.db, None);
+        let mut r = Reader { raw: buf, at: 0, budget: MAX_STRING };
+        let cut = |e: PayloadError, offset: u64| match e {
+            PayloadError::BadFormat(why) if why == CUT_SHORT => if eof { Err(FileError::Truncated) } else { Ok(None) },
+            PayloadError::BadFormat(why) => Err(FileError::Bad(why, offset)),
+            PayloadError::VersionOrChecksum => Err(FileError::Bad("a value that does not decode", offset)),
+        };
+        loop {
+            let start = r.at;
+            let offset = self.offset + start as u64;
+            let step = (|| -> Result<Option<Entry>, PayloadError> {
+                let op = r.u8()?;
+                Ok(match op {
+                    OP_EOF => {
+                        if version >= 5 {
+                            let sum = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
+                            let mut digest = self.digest.clone();
+                            digest.update(&buf[..start + 1]);
+                            if sum != 0 && sum != digest.finalize() {
+                                return Err(PayloadError::BadFormat("checksum"));
+                            }
+                        }
+                        Some(Entry::End)
+                    }
+                    OP_SELECTDB => {
+                        db = r.len()?;
+                        None
+                    }
+                    OP_RESIZEDB => {
+                        r.len()?;
+                        r.len()?;
+                        None
+                    }
+                    OP_AUX => {
+                        r.string()?;
+                        r.string()?;
+                        None
+                    }
+                    OP_EXPIRETIME_MS => {
+                        expire = Some(r.millis()?);
+                        None
+                    }
+                    OP_EXPIRETIME => {
+                        expire = Some(u32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes")) as u64 * 1000);
+                        None
+                    }
+                    OP_FREQ => {
+                        r.u8()?;
+                        None
+                    }
+                    OP_IDLE => {
+                        r.len()?;
+                        None
+                    }
+                    OP_FUNCTION2 => Some(Entry::Function(r.string()?)),
+                    OP_MODULE_AUX => return Err(PayloadError::BadFormat("module data (a module's auxiliary fields), which only that module reads")),
+                    OP_FUNCTION_PRE_GA => return Err(PayloadError::BadFormat("functions in Redis 7.0's release-candidate format")),
+                    ty => {
+                        let key = r.string()?;
+                        let object_at = r.at;
+                        object(ty, &mut r)?;
+                        let mut payload = BytesMut::with_capacity(r.at - object_at + 11);
+                        payload.put_u8(ty);
+                        payload.put_slice(&buf[object_at..r.at]);
+                        payload.put_u16_le(version.min(MAX_RESTORE_VERSION));
+                        let crc = super::CRC.checksum(&payload);
+                        payload.put_u64_le(crc);
+                        Some(Entry::Key { db, key, expire_at_ms: expire.take(), payload: payload.freeze() })
+                    }
+                })
+            })();
+            match step {
+                Ok(Some(entry)) => {
+                    self.consume(&buf[..r.at]);
+                    self.db = db;
+                    return Ok(Some((entry, r.at)));
+                }
+                Ok(None) => continue,
+                Err(PayloadError::BadFormat("checksum")) => return Err(FileError::Checksum),
+                // Nothing of this attempt is kept: it starts again with
+                // more bytes.
+                Err(e) => return cut(e, offset),
+            }
+        }
+    }
+
+    fn consume(&mut self, bytes: &[u8]) {
+        self.digest.update(bytes);
+        self.offset += bytes.len() as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What redis-server 7.0.15's SAVE wrote for: SET s hello, SET n 42,
+    /// SET ttl v PXAT 4102444800000, HSET h f v, RPUSH l a b, XADD x 1-1 f
+    /// v, and in database 1 SET other db1; and a function library `lib`.
+    const REDIS_FILE: &str = "524544495330303130fa0972656469732d76657206372e302e3135fa0a72656469732d62697473c040fa056374696d65c20f36166bfa08757365642d6d656dc2604b1000fa08616f662d62617365c000f5404423216c7561206e616d653d6c69620a72656469732e72656769737465725f66756e6374696f6e282766272c2066756e6374696f6e28292072657475726e203120656e6429fe00fb06010001730568656c6c6f1001680d0d0000000200816602817602ff00016ec02afc00d8c32cbb030000000374746c01761301780110000000000000000100000000000000011d1d0000000a0001010001010181660200010201000100018176020401ff01010101010000010012016c01020d0d0000000200816102816202fffe01fb010000056f7468657203646231ff7252b8e93fb3202c";
+
+    fn file() -> Vec<u8> {
+        (0..REDIS_FILE.len()).step_by(2).map(|i| u8::from_str_radix(&REDIS_FILE[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// Reads every entry, feeding the bytes `piece` at a time.
+    fn read_all(bytes: &[u8], piece: usize) -> Result<Vec<Entry>, FileError> {
+        let (mut reader, mut entries, mut at, mut have) = (FileReader::default(), Vec::new(), 0, 0);
+        loop {
+            let eof = have == bytes.len();
+            match reader.next(&bytes[at..have], eof)? {
+                Some((Entry::End, _)) => {
+                    entries.push(Entry::End);
+                    return Ok(entries);
+                }
+                Some((entry, n)) => {
+                    entries.push(entry);
+                    at += n;
+                }
+                None => have = (have + piece).min(bytes.len()),
+            }
+        }
+    }
+
+    fn keys(entries: &[Entry]) -> Vec<(u64, String, Option<u64>, ValueType)> {
+        entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Key { db, key, expire_at_ms, payload } => Some((*db, String::from_utf8_lossy(key).into_owned(), *expire_at_ms, super::super::restore(payload).expect("a payload RESTORE reads").0)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    use crate::ValueType;
+
+    #[test]
+    fn reads_a_redis_7_file_in_pieces_of_any_size() {
+        let bytes = file();
+        let whole = read_all(&bytes, bytes.len()).unwrap();
+        assert_eq!(whole[0], Entry::Header(10));
+        assert!(matches!(&whole[1], Entry::Function(code) if code.starts_with(b"#!lua name=lib")));
+        assert_eq!(
+            keys(&whole),
+            vec![
+                (0, "s".into(), None, ValueType::String),
+                (0, "h".into(), None, ValueType::Hash),
+                (0, "n".into(), None, ValueType::String),
+                (0, "ttl".into(), Some(4_102_444_800_000), ValueType::String),
+                (0, "x".into(), None, ValueType::Stream),
+                (0, "l".into(), None, ValueType::List),
+                (1, "other".into(), None, ValueType::String),
+            ]
+        );
+        assert_eq!(whole.last(), Some(&Entry::End));
+        for piece in [1, 2, 7, 64] {
+            assert_eq!(read_all(&bytes, piece).unwrap(), whole, "in pieces of {piece}");
+        }
+    }
+
+    #[test]
+    fn refuses_damaged_cut_and_foreign_files() {
+        let bytes = file();
+        let n = bytes.len();
+        let mut damaged = bytes.clone();
+        let hello = bytes.windows(5).position(|w| w == b"hello").unwrap();
+        damaged[hello] ^= 1;
+        assert_eq!(read_all(&damaged, 1000), Err(FileError::Checksum), "a value's byte changed");
+        let mut checksum = bytes.clone();
+        checksum[n - 1] ^= 1;
+        assert_eq!(read_all(&checksum, 1000), Err(FileError::Checksum));
+        assert_eq!(read_all(&bytes[..n - 30], 16), Err(FileError::Truncated));
+        assert_eq!(read_all(b"PK\x03\x04 not an rdb", 100), Err(FileError::NotRdb));
+        assert_eq!(read_all(b"REDIS0099", 100), Err(FileError::Version(99)));
+        // A checksum of 0 is not checked (rdbchecksum no).
+        let mut unchecked = bytes.clone();
+        unchecked[n - 8..].fill(0);
+        assert!(read_all(&unchecked, 1000).is_ok());
+    }
+}
