@@ -114,19 +114,19 @@ pub struct ImportReport {
 }
 
 /// One connection, for pipelines of commands.
-struct Conn {
+pub(crate) struct Conn {
     framed: Framed<TcpStream, FrameDecoder>,
     buf: BytesMut,
 }
 
 impl Conn {
-    async fn open(target: &Target) -> anyhow::Result<Conn> {
+    pub(crate) async fn open(target: &Target) -> anyhow::Result<Conn> {
         let stream = evenkeel_bench::load::connect(target).await.map_err(anyhow::Error::msg).with_context(|| format!("connecting to {}", target.display()))?;
         Ok(Conn { framed: Framed::new(stream, FrameDecoder), buf: BytesMut::new() })
     }
 
     /// Sends every command, then reads one reply each.
-    async fn pipeline(&mut self, commands: &[Vec<Bytes>]) -> anyhow::Result<Vec<Frame>> {
+    pub(crate) async fn pipeline(&mut self, commands: &[Vec<Bytes>]) -> anyhow::Result<Vec<Frame>> {
         self.buf.clear();
         for c in commands {
             let args: Vec<&[u8]> = c.iter().map(|a| &a[..]).collect();
@@ -145,13 +145,13 @@ impl Conn {
         Ok(replies)
     }
 
-    async fn call(&mut self, args: &[&[u8]]) -> anyhow::Result<Frame> {
+    pub(crate) async fn call(&mut self, args: &[&[u8]]) -> anyhow::Result<Frame> {
         let command: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();
         Ok(self.pipeline(&[command]).await?.remove(0))
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     evenkeel_types::unix_ms()
 }
 
@@ -203,13 +203,23 @@ pub async fn run(opts: &ImportOptions, progress: &ProgressBar, stop: impl std::f
 
 /// One SCAN step and its keys copied; how many keys it scanned.
 async fn one_batch(opts: &ImportOptions, source: &mut Conn, target: &mut Conn, report: &mut ImportReport) -> anyhow::Result<u64> {
-    let count = opts.batch.to_string();
-    let mut scan: Vec<&[u8]> = vec![b"SCAN", report.cursor.as_bytes()];
-    if let Some(p) = &opts.pattern {
+    let (cursor, keys) = scan_step(source, &report.cursor, opts.pattern.as_deref(), opts.batch).await?;
+    let scanned = keys.len() as u64;
+    report.scanned += scanned;
+    copy_keys(keys, opts.replace, false, source, target, report).await?;
+    report.cursor = cursor;
+    Ok(scanned)
+}
+
+/// One SCAN step from `cursor`: the next cursor and the keys.
+pub(crate) async fn scan_step(source: &mut Conn, cursor: &str, pattern: Option<&str>, count: usize) -> anyhow::Result<(String, Vec<Bytes>)> {
+    let count = count.to_string();
+    let mut scan: Vec<&[u8]> = vec![b"SCAN", cursor.as_bytes()];
+    if let Some(p) = pattern {
         scan.extend([&b"MATCH"[..], p.as_bytes()]);
     }
     scan.extend([&b"COUNT"[..], count.as_bytes()]);
-    let (cursor, keys) = match source.call(&scan).await? {
+    Ok(match source.call(&scan).await? {
         Frame::Array(parts) if parts.len() == 2 => match (&parts[0], &parts[1]) {
             (Frame::Bulk(c), Frame::Array(keys)) => {
                 let keys: Vec<Bytes> = keys.iter().filter_map(|k| if let Frame::Bulk(k) = k { Some(k.clone()) } else { None }).collect();
@@ -219,18 +229,13 @@ async fn one_batch(opts: &ImportOptions, source: &mut Conn, target: &mut Conn, r
         },
         Frame::Error(e) => bail!("SCAN on the source failed: {e}"),
         other => bail!("SCAN answered {other:?}"),
-    };
-    let scanned = keys.len() as u64;
-    report.scanned += scanned;
-    copy_keys(keys, opts.replace, false, source, target, report).await?;
-    report.cursor = cursor;
-    Ok(scanned)
+    })
 }
 
-/// Copies `keys` as they are on the source now. A key gone there is
-/// counted as gone, or with `mirror_deletes` (following changes) deleted
-/// here too.
-async fn copy_keys(keys: Vec<Bytes>, replace: bool, mirror_deletes: bool, source: &mut Conn, target: &mut Conn, report: &mut ImportReport) -> anyhow::Result<()> {
+/// Each key's value as DUMP's payload and its absolute expiry (0: none),
+/// read in one pipeline of PTTL and DUMP; None for a key gone, or due to
+/// expire before anything could be done with it.
+pub(crate) async fn read_keys(source: &mut Conn, keys: Vec<Bytes>) -> anyhow::Result<Vec<(Bytes, Option<(u64, Bytes)>)>> {
     let mut reads = Vec::with_capacity(keys.len() * 2);
     for k in &keys {
         reads.push(vec![Bytes::from_static(b"PTTL"), k.clone()]);
@@ -238,7 +243,7 @@ async fn copy_keys(keys: Vec<Bytes>, replace: bool, mirror_deletes: bool, source
     }
     let read_at = now_ms();
     let replies = source.pipeline(&reads).await?;
-    let mut writes = Vec::with_capacity(keys.len());
+    let mut out = Vec::with_capacity(keys.len());
     for (key, pair) in keys.into_iter().zip(replies.chunks(2)) {
         let expire_at = match &pair[0] {
             Frame::Integer(-2) => None,
@@ -253,8 +258,22 @@ async fn copy_keys(keys: Vec<Bytes>, replace: bool, mirror_deletes: bool, source
             Frame::Error(e) => bail!("DUMP {} on the source failed: {e}", key.escape_ascii()),
             other => bail!("DUMP answered {other:?}"),
         };
-        // Gone, or due to expire before it could be written.
-        let (Some(expire_at), Some(payload)) = (expire_at.filter(|&at| at == 0 || at > now_ms()), payload) else {
+        let value = match (expire_at.filter(|&at| at == 0 || at > now_ms()), payload) {
+            (Some(at), Some(payload)) => Some((at, payload)),
+            _ => None,
+        };
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+/// Copies `keys` as they are on the source now. A key gone there is
+/// counted as gone, or with `mirror_deletes` (following changes) deleted
+/// here too.
+async fn copy_keys(keys: Vec<Bytes>, replace: bool, mirror_deletes: bool, source: &mut Conn, target: &mut Conn, report: &mut ImportReport) -> anyhow::Result<()> {
+    let mut writes = Vec::with_capacity(keys.len());
+    for (key, value) in read_keys(source, keys).await? {
+        let Some((expire_at, payload)) = value else {
             if mirror_deletes {
                 writes.push(vec![Bytes::from_static(b"DEL"), key]);
             } else {

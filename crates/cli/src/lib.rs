@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod claims;
 pub mod config;
+pub mod export;
 pub mod import;
 pub mod launcher;
 pub mod moves;

@@ -66,6 +66,49 @@ struct ImportArgs {
     json: bool,
 }
 
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// The file to write (replaced once complete).
+    #[arg(long, value_name = "FILE")]
+    rdb: PathBuf,
+    /// The evenkeel router (or Redis) to read from.
+    #[arg(long, default_value = "redis://127.0.0.1:6379", env = "EVENKEEL_ROUTER")]
+    from: String,
+    /// Only keys matching this glob pattern (SCAN's MATCH).
+    #[arg(long = "match", value_name = "PATTERN")]
+    pattern: Option<String>,
+    /// Keys per SCAN step and per pipeline.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// At most this many keys a second (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let opts = evenkeel::export::ExportOptions {
+        from: evenkeel_bench::config::Target::parse(&args.from).map_err(anyhow::Error::msg)?,
+        pattern: args.pattern,
+        batch: args.batch,
+        rate: args.rate,
+    };
+    let progress = if args.json { indicatif::ProgressBar::hidden() } else { evenkeel_bench::run::progress_bar(0, "keys scanned") };
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let report = evenkeel::export::run(&opts, &args.rdb, &progress, stop).await?;
+    progress.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", evenkeel::export::describe(&report, &args.rdb));
+    }
+    Ok(())
+}
+
 async fn import(args: ImportArgs) -> anyhow::Result<()> {
     use evenkeel_bench::config::Target;
     let opts = evenkeel::import::ImportOptions {
@@ -114,6 +157,9 @@ enum Command {
     /// Copy the keys of a Redis into evenkeel (SCAN, then DUMP there and
     /// RESTORE here, with their expiry), through one of its routers.
     Import(ImportArgs),
+    /// Write evenkeel's keys to an RDB file (Redis's SAVE format): a
+    /// backup `import --rdb` reads back, and a file Redis loads.
+    Export(ExportArgs),
     /// Inspect the cluster.
     Cluster {
         #[command(subcommand)]
@@ -435,6 +481,7 @@ fn main() -> ExitCode {
             Command::Rebalance { command } => rebalance(command).await,
             Command::Migration { action, id, admin } => evenkeel::moves::control(&admin, &action, &id).await,
             Command::Import(args) => import(args).await,
+            Command::Export(args) => export(args).await,
             Command::Throttle { command } => throttle(command).await,
         }
     });

@@ -400,6 +400,62 @@ async fn import_reads_a_redis_rdb_file() {
     assert_agree(&mismatches, "reads answered otherwise after importing the file");
 }
 
+/// `evenkeel export --rdb` writes a file a Redis 7.0 loads at startup
+/// with the same keys (every type, with expiries) and function libraries
+/// as the evenkeel it was written from; a pattern writes only its keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_writes_an_rdb_file_redis_loads() {
+    use evenkeel::export::{ExportOptions, run};
+    let Oracle { redis: _redis, cluster, mut pair, _dir } = Oracle::start().await;
+    let mut writes = Script::default();
+    let mut reads = Script::default();
+    for i in 0..120 {
+        let k = |t: &str| format!("exp:{t}:{i}");
+        writes.cmd(&["SET", &k("s"), &"v".repeat(i * 3)]);
+        writes.cmd(&["SET", &k("t"), "x", "EX", &(1000 + i).to_string()]);
+        writes.0.push(Step::Call { args: [vec![b"HSET".to_vec(), k("h").into_bytes()], (0..=i).flat_map(|j| [format!("f{j}").into_bytes(), j.to_string().into_bytes()]).collect()].concat(), check: Check::Exact });
+        writes.cmd(&["RPUSH", &k("l"), "a", &i.to_string()]);
+        writes.cmd(&["SADD", &k("set"), &i.to_string(), "7"]);
+        writes.cmd(&["ZADD", &k("z"), &format!("{i}.25"), "m", "-1", "n"]);
+        writes.cmd(&["XADD", &k("x"), &format!("{}-1", i + 1), "f", "v"]);
+        writes.cmd(&["XGROUP", "CREATE", &k("x"), "g", "0"]);
+        reads.cmd(&["GET", &k("s")]);
+        reads.ttl("TTL", &k("t"));
+        reads.cmd(&["HLEN", &k("h")]);
+        reads.unordered(&["HGETALL", &k("h")]);
+        reads.cmd(&["LRANGE", &k("l"), "0", "-1"]);
+        reads.cmd(&["SMEMBERS", &k("set")]);
+        reads.cmd(&["ZRANGE", &k("z"), "0", "-1", "WITHSCORES"]);
+        reads.cmd(&["XRANGE", &k("x"), "-", "+"]);
+        reads.cmd(&["XINFO", "GROUPS", &k("x")]);
+    }
+    writes.cmd(&["FUNCTION", "LOAD", "#!lua name=explib\nredis.register_function('expf', function() return 'exported' end)"]);
+    reads.cmd(&["DBSIZE"]);
+    reads.cmd(&["FCALL", "expf", "0"]);
+    let mut mismatches = pair.run(&writes.0).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("evenkeel.rdb");
+    let from = evenkeel_bench::config::Target::parse(&cluster.router_addr.to_string()).unwrap();
+    let opts = ExportOptions { from, pattern: None, batch: 50, rate: 0 };
+    let report = run(&opts, &file, &indicatif::ProgressBar::hidden(), std::future::pending()).await.expect("export");
+    assert_eq!((report.keys, report.functions, report.gone), (840, 1, 0), "{report:?}");
+    let loaded = tokio::task::spawn_blocking({
+        let file = file.clone();
+        move || RedisServer::start_from(Some(&file))
+    })
+    .await
+    .expect("redis-server loads the file");
+    let mut from_file = Pair { redis: Conn::open(loaded.addr).await, ours: Conn::open(cluster.router_addr).await };
+    mismatches.extend(from_file.run(&reads.0).await);
+    // Only the keys a pattern matches.
+    let only = ExportOptions { pattern: Some("exp:s:*".into()), ..opts };
+    let report = run(&only, &file, &indicatif::ProgressBar::hidden(), std::future::pending()).await.expect("export");
+    assert_eq!(report.keys, 120);
+    assert!(!dir.path().join(".evenkeel.rdb.partial").exists(), "the partial file is renamed into place");
+    cluster.shutdown().await.expect("clean shutdown");
+    assert_agree(&mismatches, "reads answered otherwise by the Redis that loaded the exported file");
+}
+
 /// `evenkeel import --follow` from a Redis 7.0: refused while the source
 /// raises no keyspace events (unless told to turn them on); then, after
 /// the copy, every change made on the source while it follows (writes,
@@ -2912,13 +2968,18 @@ impl RedisServer {
     /// Starts redis-server on a free port. Another process may grab the port
     /// between our probe and redis's bind, so a failed start is retried.
     fn start() -> RedisServer {
+        Self::start_from(None)
+    }
+
+    /// Starts one that loads `rdb` (an RDB file) at startup, or empty.
+    fn start_from(rdb: Option<&Path>) -> RedisServer {
         assert!(
             Path::new(REDIS_SERVER).exists(),
             "{REDIS_SERVER} is missing: the differential test needs a real Redis 7 as its oracle. Install it with `apt-get install redis-server`"
         );
         let mut failures = Vec::new();
         for _ in 0..3 {
-            match Self::try_start() {
+            match Self::try_start(rdb) {
                 Ok(server) => return server,
                 Err(e) => failures.push(e),
             }
@@ -2926,8 +2987,11 @@ impl RedisServer {
         panic!("redis-server did not start:\n{}", failures.join("\n---\n"));
     }
 
-    fn try_start() -> Result<RedisServer, String> {
+    fn try_start(rdb: Option<&Path>) -> Result<RedisServer, String> {
         let dir = tempfile::tempdir().expect("tempdir");
+        if let Some(rdb) = rdb {
+            std::fs::copy(rdb, dir.path().join("dump.rdb")).expect("copying the RDB file");
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
         let mut child = Command::new(REDIS_SERVER)
             .args(["--save", "", "--appendonly", "no", "--port", &port.to_string(), "--bind", "127.0.0.1"])
