@@ -37,15 +37,8 @@ struct ImportArgs {
     /// The evenkeel router to copy into.
     #[arg(long, default_value = "redis://127.0.0.1:6379", env = "EVENKEEL_ROUTER")]
     to: String,
-    /// Only keys matching this glob pattern (SCAN's MATCH).
-    #[arg(long = "match", value_name = "PATTERN")]
-    pattern: Option<String>,
-    /// Keys per SCAN step and per pipeline.
-    #[arg(long, default_value_t = 500)]
-    batch: usize,
-    /// At most this many keys a second (0: no limit), to spare the source.
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
+    #[command(flatten)]
+    walk: WalkArgs,
     /// Overwrite keys evenkeel already holds (else they are kept).
     #[arg(long)]
     replace: bool,
@@ -74,26 +67,34 @@ struct ExportArgs {
     /// The evenkeel router (or Redis) to read from.
     #[arg(long, default_value = "redis://127.0.0.1:6379", env = "EVENKEEL_ROUTER")]
     from: String,
+    #[command(flatten)]
+    walk: WalkArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How `import` and `export` walk the keys.
+#[derive(clap::Args)]
+struct WalkArgs {
     /// Only keys matching this glob pattern (SCAN's MATCH).
     #[arg(long = "match", value_name = "PATTERN")]
     pattern: Option<String>,
     /// Keys per SCAN step and per pipeline.
     #[arg(long, default_value_t = 500)]
     batch: usize,
-    /// At most this many keys a second (0: no limit).
+    /// At most this many keys a second (0: no limit), to spare the server
+    /// read from.
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let opts = evenkeel::export::ExportOptions {
         from: evenkeel_bench::config::Target::parse(&args.from).map_err(anyhow::Error::msg)?,
-        pattern: args.pattern,
-        batch: args.batch,
-        rate: args.rate,
+        pattern: args.walk.pattern,
+        batch: args.walk.batch,
+        rate: args.walk.rate,
     };
     let progress = if args.json { indicatif::ProgressBar::hidden() } else { evenkeel_bench::run::progress_bar(0, "keys scanned") };
     let stop = async {
@@ -114,9 +115,9 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let opts = evenkeel::import::ImportOptions {
         from: args.from.as_deref().map(Target::parse).transpose().map_err(anyhow::Error::msg)?,
         to: Target::parse(&args.to).map_err(anyhow::Error::msg)?,
-        pattern: args.pattern,
-        batch: args.batch,
-        rate: args.rate,
+        pattern: args.walk.pattern,
+        batch: args.walk.batch,
+        rate: args.walk.rate,
         replace: args.replace,
         cursor: args.cursor,
         follow: args.follow,
