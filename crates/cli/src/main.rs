@@ -35,7 +35,7 @@ struct ImportArgs {
     #[arg(long, default_value_t = 0, requires = "rdb")]
     db: u64,
     /// The evenkeel router to copy into.
-    #[arg(long, default_value = "redis://127.0.0.1:6379", env = "EVENKEEL_ROUTER")]
+    #[arg(long, default_value = "redis://127.0.0.1:6380", env = "EVENKEEL_ROUTER")]
     to: String,
     #[command(flatten)]
     walk: WalkArgs,
@@ -65,7 +65,7 @@ struct ExportArgs {
     #[arg(long, value_name = "FILE")]
     rdb: PathBuf,
     /// The evenkeel router (or Redis) to read from.
-    #[arg(long, default_value = "redis://127.0.0.1:6379", env = "EVENKEEL_ROUTER")]
+    #[arg(long, default_value = "redis://127.0.0.1:6380", env = "EVENKEEL_ROUTER")]
     from: String,
     #[command(flatten)]
     walk: WalkArgs,
