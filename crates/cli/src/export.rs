@@ -12,7 +12,9 @@
 //! temporary name, synced, and renamed into place once complete, so a
 //! file at the path is always whole. Like the import, it is a walk, not a
 //! point-in-time snapshot: a key changed while it runs is written as it
-//! was when its batch was read.
+//! was when its batch was read. A key SCAN returns twice is written once
+//! (Redis refuses to load a file with a key twice), which costs the
+//! export memory for every key's name.
 
 use crate::import::{Conn, now_ms, read_keys, scan_step};
 use anyhow::{Context, bail};
@@ -75,12 +77,17 @@ pub async fn run(opts: &ExportOptions, path: &Path, progress: &ProgressBar, stop
     writer.select_db(&mut out, keys_hint, 0);
     let mut cursor = "0".to_string();
     let mut scanned = 0u64;
+    // SCAN may return a key more than once (a Redis rehashing, a partition
+    // moving here), and Redis refuses to load a file that holds a key
+    // twice: each is written once.
+    let mut written_keys = std::collections::HashSet::new();
     tokio::pin!(stop);
     let written = async {
         loop {
             let (next, keys) = scan_step(&mut source, &cursor, opts.pattern.as_deref(), opts.batch).await?;
             scanned += keys.len() as u64;
             progress.inc(keys.len() as u64);
+            let keys: Vec<bytes::Bytes> = keys.into_iter().filter(|k| written_keys.insert(k.clone())).collect();
             for (key, value) in read_keys(&mut source, keys).await? {
                 match value {
                     Some((at, payload)) => {

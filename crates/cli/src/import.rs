@@ -96,6 +96,8 @@ pub struct ImportReport {
     pub failures: Vec<(String, String)>,
     /// Payload bytes written.
     pub bytes: u64,
+    /// Writes answered TRYAGAIN (a partition moving) and sent again.
+    pub retried: u64,
     /// With `follow`: keys copied again after a change on the source, and
     /// keys deleted here because they were gone there.
     pub followed: u64,
@@ -312,7 +314,10 @@ async fn write(mut writes: Vec<Vec<Bytes>>, following: bool, target: &mut Conn, 
                     report.bytes += write[3].len() as u64;
                 }
                 Frame::Error(e) if e.starts_with("BUSYKEY") => report.existing += 1,
-                Frame::Error(e) if e.starts_with("TRYAGAIN") && round < TRYAGAIN_ROUNDS => again.push(write),
+                Frame::Error(e) if e.starts_with("TRYAGAIN") && round < TRYAGAIN_ROUNDS => {
+                    report.retried += 1;
+                    again.push(write);
+                }
                 Frame::Error(e) => {
                     report.failed += 1;
                     if report.failures.len() < FAILURES_SHOWN {

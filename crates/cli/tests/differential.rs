@@ -17,6 +17,8 @@
 //! cannot be observed by a sequential script and so is only noted here: MSET
 //! across partitions is applied key by key, not atomically.
 
+mod common;
+
 use bytes::BytesMut;
 use evenkeel::up::{LocalCluster, UpOptions};
 use evenkeel_resp::{Frame, FrameDecoder, encode_command};
@@ -335,6 +337,36 @@ async fn import_copies_a_redis_into_evenkeel() {
     mismatches.extend(pair.run(&[Step::Call { args: args(&["GET", "imp:s:0"]), check: Check::Exact }]).await);
     cluster.shutdown().await.expect("clean shutdown");
     assert_agree(&mismatches, "reads answered otherwise after the import");
+}
+
+/// `evenkeel import` while evenkeel moves a partition to a node added
+/// meanwhile: every key arrives with its value, none is refused (a write
+/// refused TRYAGAIN in the cutover is sent again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_runs_through_a_partition_move() {
+    use evenkeel::import::{ImportOptions, run};
+    let redis = tokio::task::spawn_blocking(RedisServer::start).await.expect("starting redis-server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = LocalCluster::start(common::cluster::options(dir.path(), 8, 100)).await.expect("evenkeel starts");
+    common::admin::wait_for_leader(&reqwest::Client::new(), &format!("http://{}", cluster.admin_addr), Duration::from_secs(10)).await;
+    let mut pair = Pair { redis: Conn::open(redis.addr).await, ours: Conn::open(cluster.router_addr).await };
+    let keys: Vec<String> = (0..4000).map(|i| format!("mv:{i}")).collect();
+    let mut reads = Script::default();
+    for (i, k) in keys.iter().enumerate() {
+        pair.redis.call(&args(&["SET", k, &format!("value {i}")])).await;
+        reads.cmd(&["GET", k]);
+    }
+    let target = |addr: SocketAddr| evenkeel_bench::config::Target::parse(&addr.to_string()).unwrap();
+    let opts = ImportOptions { from: Some(target(redis.addr)), to: target(cluster.router_addr), pattern: None, batch: 100, rate: 2000, replace: false, cursor: "0".into(), follow: false, set_notify: false };
+    let importing = tokio::spawn(async move { run(&opts, &indicatif::ProgressBar::hidden(), std::future::pending()).await });
+    let moved = common::cluster::move_partition_0_to_a_new_node(&cluster, 8, "mvk").await;
+    let report = importing.await.expect("import task").expect("import");
+    println!("imported {} keys in {:.1}s while partition 0 moved; {} writes sent again", report.copied, report.seconds, report.retried);
+    assert_eq!((report.copied, report.failed, report.gone), (4000, 0, 0), "{report:?}");
+    let mismatches = pair.run(&reads.0).await;
+    common::cluster::check_self_valued(&cluster, &moved).await;
+    cluster.shutdown().await.expect("clean shutdown");
+    assert_agree(&mismatches, "keys read otherwise after importing through a move");
 }
 
 /// `evenkeel import --rdb` of the file a Redis 7.0's SAVE wrote: the
