@@ -30,7 +30,8 @@
 //! last change. Keyspace events are Pub/Sub, at most once: if the
 //! subscription drops, changes may have been missed, and the import says
 //! so and fails. FLUSHALL on the source raises no per-key event and is not
-//! followed. An interrupted walk (Ctrl-C) prints the cursor to resume from
+//! followed. Keyspace events the import turned on (`set_notify`) are
+//! turned back off when it ends. An interrupted walk (Ctrl-C) prints the cursor to resume from
 //! (`--cursor`). Redis Cluster's nodes each hold their own keys: import
 //! from every primary.
 
@@ -170,6 +171,33 @@ pub async fn run(opts: &ImportOptions, progress: &ProgressBar, stop: impl std::f
     let mut target = Conn::open(&opts.to).await?;
     // Subscribed before the walk, so no change after it began is missed.
     let changes = if opts.follow { Some(Changes::subscribe(opts, &mut source).await?) } else { None };
+    let outcome = walk(opts, started, changes.as_ref(), &mut source, &mut target, progress, stop).await;
+    // Keyspace events turned on for the import go back off.
+    if let Some(flags) = changes.as_ref().and_then(|c| c.original_flags.as_deref()) {
+        let restored = async {
+            let mut conn = Conn::open(from).await?;
+            match conn.call(&[b"CONFIG", b"SET", b"notify-keyspace-events", flags.as_bytes()]).await? {
+                Frame::Simple(_) => anyhow::Ok(()),
+                other => bail!("it answered {other:?}"),
+            }
+        };
+        if let Err(e) = restored.await {
+            eprintln!("warning: could not set the source's notify-keyspace-events back to {flags:?}: {e:#}");
+        }
+    }
+    outcome
+}
+
+/// The walk (and, with `changes`, the following) of [`run`].
+async fn walk(
+    opts: &ImportOptions,
+    started: Instant,
+    changes: Option<&Changes>,
+    source: &mut Conn,
+    target: &mut Conn,
+    progress: &ProgressBar,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<ImportReport> {
     if let Frame::Integer(n) = source.call(&[b"DBSIZE"]).await? {
         progress.set_length(n.max(0) as u64);
     }
@@ -177,17 +205,17 @@ pub async fn run(opts: &ImportOptions, progress: &ProgressBar, stop: impl std::f
     let mut report = ImportReport { cursor: opts.cursor.clone(), ..ImportReport::default() };
     loop {
         let batch = tokio::select! {
-            batch = one_batch(opts, &mut source, &mut target, &mut report) => batch?,
+            batch = one_batch(opts, source, target, &mut report) => batch?,
             _ = &mut stop => {
                 report.seconds = started.elapsed().as_secs_f64();
-                report.lag = changes.as_ref().map_or(0, Changes::pending);
+                report.lag = changes.map_or(0, Changes::pending);
                 return Ok(report);
             }
         };
         progress.inc(batch);
         if report.cursor == "0" {
-            if let Some(changes) = &changes {
-                follow(opts, changes, &mut source, &mut target, &mut report, progress, &mut stop).await?;
+            if let Some(changes) = changes {
+                follow(opts, changes, source, target, &mut report, progress, &mut stop).await?;
             }
             break;
         }
@@ -428,6 +456,9 @@ pub async fn run_file(path: &std::path::Path, db: u64, opts: &ImportOptions, pro
 /// keyspace events, not yet copied again; filled by a task reading the
 /// subscription.
 struct Changes {
+    /// The source's notify-keyspace-events before the import turned its
+    /// events on (`set_notify`), to put back when it ends.
+    original_flags: Option<String>,
     state: Arc<Mutex<ChangeState>>,
     woken: Arc<tokio::sync::Notify>,
     reader: tokio::task::JoinHandle<()>,
@@ -456,6 +487,7 @@ impl Changes {
             Frame::Error(e) => bail!("cannot read the source's notify-keyspace-events ({e}); --follow needs its keyspace events"),
             other => bail!("CONFIG GET notify-keyspace-events answered {other:?}"),
         };
+        let mut original_flags = None;
         if !follows_every_change(&flags) {
             if !opts.set_notify {
                 bail!(
@@ -467,6 +499,7 @@ impl Changes {
                 Frame::Simple(_) => {}
                 other => bail!("CONFIG SET notify-keyspace-events {wanted} on the source answered {other:?}"),
             }
+            original_flags = Some(flags);
         }
         let mut events = Conn::open(opts.from.as_ref().context("no source server to follow")?).await?;
         let pattern = b"__keyevent@0__:*";
@@ -494,7 +527,7 @@ impl Changes {
             s.lock().ended = Some(why);
             w.notify_one();
         });
-        Ok(Changes { state, woken, reader })
+        Ok(Changes { original_flags, state, woken, reader })
     }
 
     fn pending(&self) -> u64 {

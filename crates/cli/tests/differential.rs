@@ -534,6 +534,7 @@ async fn import_follows_a_redis_until_stopped() {
     stop.send(()).expect("the import runs");
     let report = importing.await.expect("import task").expect("import");
     assert_eq!((report.copied, report.failed, report.lag, report.cursor.as_str()), (301, 0, 0, "0"), "{report:?}");
+    assert_eq!(pair.redis.call(&args(&["CONFIG", "GET", "notify-keyspace-events"])).await, Frame::Array(vec![Frame::bulk("notify-keyspace-events"), Frame::bulk("")]), "the events it turned on are off again");
     assert!(report.followed >= 200 && report.deleted >= 150, "{report:?}");
     let mut script = Script::default();
     script.cmd(&["DBSIZE"]);
