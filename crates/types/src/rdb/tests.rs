@@ -156,6 +156,99 @@ fn reads_pre_7_encodings() {
     assert_eq!(ZSet::decode(&v).unwrap().iter().map(|(_, s)| s).collect::<Vec<_>>(), vec![1.5, f64::INFINITY]);
 }
 
+/// A ziplist of short strings (as Redis 6 wrote small hashes, sorted sets
+/// and list nodes).
+fn ziplist_of(items: &[&str]) -> Vec<u8> {
+    let mut zl = vec![0u8; 10];
+    let mut prev = 0u8;
+    for item in items {
+        zl.extend_from_slice(&[prev, item.len() as u8]);
+        zl.extend_from_slice(item.as_bytes());
+        prev = 2 + item.len() as u8;
+    }
+    zl.push(0xFF);
+    let n = zl.len() as u32;
+    zl[..4].copy_from_slice(&n.to_le_bytes());
+    zl[8..10].copy_from_slice(&(items.len() as u16).to_le_bytes());
+    zl
+}
+
+/// `body` framed as a payload of RDB `version`.
+fn framed(body: &[u8], version: u16) -> Vec<u8> {
+    let mut p = body.to_vec();
+    p.extend_from_slice(&version.to_le_bytes());
+    let crc = CRC.checksum(&p);
+    p.extend_from_slice(&crc.to_le_bytes());
+    p
+}
+
+/// The other encodings Redis 6 (ziplists, quicklist v1, stream v1) and
+/// Redis 7.2 (listpack sets, stream v3) write.
+#[test]
+fn reads_the_encodings_of_redis_6_and_7_2() {
+    let blob = |ty: u8, zl: &[u8]| {
+        let mut body = BytesMut::new();
+        body.put_u8(ty);
+        put_string(&mut body, zl);
+        body.to_vec()
+    };
+    let (ty, v) = restore(&framed(&blob(T_ZSET_ZIPLIST, &ziplist_of(&["m", "1.5", "n", "2"])), 9)).unwrap();
+    assert_eq!(ty, ValueType::ZSet);
+    assert_eq!(ZSet::decode(&v).unwrap().iter().map(|(m, s)| (m.clone(), s)).collect::<Vec<_>>(), vec![(b("m"), 1.5), (b("n"), 2.0)]);
+    let (ty, v) = restore(&framed(&blob(T_HASH_ZIPLIST, &ziplist_of(&["f", "v", "g", "12"])), 9)).unwrap();
+    assert_eq!(ty, ValueType::Hash);
+    assert_eq!(Hash::decode(&v).unwrap().get(b"g"), Some(&b("12")));
+    assert!(matches!(restore(&framed(&blob(T_HASH_ZIPLIST, &ziplist_of(&["f", "v", "g"])), 9)), Err(PayloadError::BadFormat(_))), "a field without a value");
+    // Quicklist v1: two ziplist nodes.
+    let mut body = BytesMut::new();
+    body.put_u8(T_LIST_QUICKLIST);
+    put_len(&mut body, 2);
+    put_string(&mut body, &ziplist_of(&["a", "b"]));
+    put_string(&mut body, &ziplist_of(&["c"]));
+    let (ty, v) = restore(&framed(&body, 9)).unwrap();
+    assert_eq!((ty, List::decode(&v).unwrap().0), (ValueType::List, vec![b("a"), b("b"), b("c")].into()));
+    // Redis 7.2's listpack set.
+    let mut lp = listpack::Writer::default();
+    lp.string(b"a");
+    lp.string(b"5");
+    let (ty, v) = restore(&framed(&blob(T_SET_LISTPACK, &lp.finish()), 11)).unwrap();
+    assert_eq!((ty, Set::decode(&v).unwrap().members().cloned().collect::<Vec<_>>()), (ValueType::Set, vec![b("a"), b("5")]));
+    // Redis 7.2's stream (v3): no entries, a group with a consumer that
+    // has a seen and an active time.
+    let mut body = BytesMut::new();
+    body.put_u8(T_STREAM_LISTPACKS_3);
+    for n in [0, 0, 5, 5, 0, 0, 0, 0, 7, 1] {
+        put_len(&mut body, n); // nodes, length, last ID, first ID, max deleted, added, groups
+    }
+    put_string(&mut body, b"g");
+    for n in [5, 5, 7, 0, 1] {
+        put_len(&mut body, n); // last ID, entries read, pending, consumers
+    }
+    put_string(&mut body, b"c");
+    body.put_u64_le(1000);
+    body.put_u64_le(2000);
+    put_len(&mut body, 0);
+    let (ty, v) = restore(&framed(&body, 11)).unwrap();
+    let s = crate::stream::Stream::decode(&v).unwrap();
+    assert_eq!((ty, s.last_id, s.entries_added, s.is_empty()), (ValueType::Stream, StreamId::new(5, 5), 7, true));
+    let g = &s.groups[&b("g")];
+    assert_eq!((g.last_id, g.entries_read, g.consumers[&b("c")].seen_ms), (StreamId::new(5, 5), 7, 1000));
+    // Redis 6's stream (v1): no first ID, deleted ID, entries added or
+    // entries read; those are derived.
+    let mut body = BytesMut::new();
+    body.put_u8(T_STREAM_LISTPACKS);
+    for n in [0, 0, 3, 0, 1] {
+        put_len(&mut body, n); // nodes, length, last ID, groups
+    }
+    put_string(&mut body, b"g");
+    for n in [3, 0, 0, 0] {
+        put_len(&mut body, n); // last ID, pending, consumers
+    }
+    let (_, v) = restore(&framed(&body, 9)).unwrap();
+    let s = crate::stream::Stream::decode(&v).unwrap();
+    assert_eq!((s.last_id, s.entries_added, s.groups[&b("g")].entries_read), (StreamId::new(3, 0), 0, 0));
+}
+
 /// Values past Redis's compact limits take its general encodings, and
 /// come back the same.
 #[test]
