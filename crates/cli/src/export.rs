@@ -16,7 +16,7 @@
 //! (Redis refuses to load a file with a key twice), which costs the
 //! export memory for every key's name.
 
-use crate::import::{Conn, now_ms, read_keys, scan_step};
+use crate::import::{Conn, read_keys, scan_step};
 use anyhow::{Context, bail};
 use bytes::BytesMut;
 use evenkeel_bench::config::Target;
@@ -69,7 +69,7 @@ pub async fn run(opts: &ExportOptions, path: &Path, progress: &ProgressBar, stop
     let mut file = tokio::fs::File::create(&partial).await.with_context(|| format!("creating {}", partial.display()))?;
     let mut report = ExportReport::default();
     let mut out = BytesMut::with_capacity(1 << 20);
-    let mut writer = FileWriter::start(&mut out, now_ms() / 1000);
+    let mut writer = FileWriter::start(&mut out, evenkeel_types::unix_ms() / 1000);
     for code in &libraries {
         writer.function(&mut out, code);
         report.functions += 1;

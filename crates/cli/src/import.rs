@@ -39,6 +39,7 @@ use anyhow::{Context, bail};
 use bytes::{Bytes, BytesMut};
 use evenkeel_bench::config::Target;
 use evenkeel_resp::{Frame, FrameDecoder, encode_command};
+use evenkeel_types::unix_ms;
 use futures::StreamExt;
 use indicatif::ProgressBar;
 use parking_lot::Mutex;
@@ -116,6 +117,16 @@ pub struct ImportReport {
     pub seconds: f64,
 }
 
+impl ImportReport {
+    /// Counts a refused key, keeping the reasons of the first few.
+    fn fail(&mut self, key: String, reason: String) {
+        self.failed += 1;
+        if self.failures.len() < FAILURES_SHOWN {
+            self.failures.push((key, reason));
+        }
+    }
+}
+
 /// One connection, for pipelines of commands.
 pub(crate) struct Conn {
     framed: Framed<TcpStream, FrameDecoder>,
@@ -152,10 +163,6 @@ impl Conn {
         let command: Vec<Bytes> = args.iter().map(|a| Bytes::copy_from_slice(a)).collect();
         Ok(self.pipeline(&[command]).await?.remove(0))
     }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    evenkeel_types::unix_ms()
 }
 
 /// Copies the keys; `progress` counts keys scanned (its length, when
@@ -271,7 +278,7 @@ pub(crate) async fn read_keys(source: &mut Conn, keys: Vec<Bytes>) -> anyhow::Re
         reads.push(vec![Bytes::from_static(b"PTTL"), k.clone()]);
         reads.push(vec![Bytes::from_static(b"DUMP"), k.clone()]);
     }
-    let read_at = now_ms();
+    let read_at = unix_ms();
     let replies = source.pipeline(&reads).await?;
     let mut out = Vec::with_capacity(keys.len());
     for (key, pair) in keys.into_iter().zip(replies.chunks(2)) {
@@ -288,7 +295,7 @@ pub(crate) async fn read_keys(source: &mut Conn, keys: Vec<Bytes>) -> anyhow::Re
             Frame::Error(e) => bail!("DUMP {} on the source failed: {e}", key.escape_ascii()),
             other => bail!("DUMP answered {other:?}"),
         };
-        let value = match (expire_at.filter(|&at| at == 0 || at > now_ms()), payload) {
+        let value = match (expire_at.filter(|&at| at == 0 || at > unix_ms()), payload) {
             (Some(at), Some(payload)) => Some((at, payload)),
             _ => None,
         };
@@ -311,13 +318,18 @@ async fn copy_keys(keys: Vec<Bytes>, replace: bool, mirror_deletes: bool, source
             }
             continue;
         };
-        let mut restore = vec![Bytes::from_static(b"RESTORE"), key, Bytes::from(expire_at.to_string()), payload, Bytes::from_static(b"ABSTTL")];
-        if replace {
-            restore.push(Bytes::from_static(b"REPLACE"));
-        }
-        writes.push(restore);
+        writes.push(restore_command(key, expire_at, payload, replace));
     }
     write(writes, mirror_deletes, target, report).await
+}
+
+/// `RESTORE key <expire_at> payload ABSTTL [REPLACE]` (0: no expiry).
+fn restore_command(key: Bytes, expire_at: u64, payload: Bytes, replace: bool) -> Vec<Bytes> {
+    let mut restore = vec![Bytes::from_static(b"RESTORE"), key, Bytes::from(expire_at.to_string()), payload, Bytes::from_static(b"ABSTTL")];
+    if replace {
+        restore.push(Bytes::from_static(b"REPLACE"));
+    }
+    restore
 }
 
 /// Sends RESTOREs (and, following, DELs) to the router in one pipeline,
@@ -346,12 +358,7 @@ async fn write(mut writes: Vec<Vec<Bytes>>, following: bool, target: &mut Conn, 
                     report.retried += 1;
                     again.push(write);
                 }
-                Frame::Error(e) => {
-                    report.failed += 1;
-                    if report.failures.len() < FAILURES_SHOWN {
-                        report.failures.push((String::from_utf8_lossy(&write[1]).into_owned(), e));
-                    }
-                }
+                Frame::Error(e) => report.fail(String::from_utf8_lossy(&write[1]).into_owned(), e),
                 other => bail!("RESTORE answered {other:?}"),
             }
         }
@@ -409,14 +416,8 @@ pub async fn run_file(path: &std::path::Path, db: u64, opts: &ImportOptions, pro
             Entry::Key { key, expire_at_ms, payload, .. } => {
                 report.scanned += 1;
                 match expire_at_ms {
-                    Some(at) if at <= now_ms() => report.gone += 1,
-                    _ => {
-                        let mut restore = vec![Bytes::from_static(b"RESTORE"), key, Bytes::from(expire_at_ms.unwrap_or(0).to_string()), payload, Bytes::from_static(b"ABSTTL")];
-                        if opts.replace {
-                            restore.push(Bytes::from_static(b"REPLACE"));
-                        }
-                        writes.push(restore);
-                    }
+                    Some(at) if at <= unix_ms() => report.gone += 1,
+                    _ => writes.push(restore_command(key, expire_at_ms.unwrap_or(0), payload, opts.replace)),
                 }
                 if writes.len() >= opts.batch {
                     write(std::mem::take(&mut writes), false, &mut target, &mut report).await?;
@@ -431,10 +432,7 @@ pub async fn run_file(path: &std::path::Path, db: u64, opts: &ImportOptions, pro
                 match target.call(&load).await? {
                     Frame::Bulk(_) => report.functions += 1,
                     Frame::Error(e) if e.contains("already exists") => report.existing_functions += 1,
-                    Frame::Error(e) => {
-                        report.failed += 1;
-                        report.failures.push(("(a function library)".into(), e));
-                    }
+                    Frame::Error(e) => report.fail("(a function library)".into(), e),
                     other => bail!("FUNCTION LOAD answered {other:?}"),
                 }
             }

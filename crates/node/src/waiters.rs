@@ -58,6 +58,12 @@ struct Cancel {
     at: std::time::Instant,
 }
 
+impl Cancel {
+    fn new() -> Cancel {
+        Cancel { notify: Arc::new(Notify::new()), cancelled: false, watched: false, at: std::time::Instant::now() }
+    }
+}
+
 impl Waiters {
     /// Registers a waiter on `data_keys`, placed by `since_us`, until the
     /// returned guard drops.
@@ -94,7 +100,7 @@ impl Waiters {
     /// drops; it comes cancelled if a cancel came first.
     pub fn watch(&self, id: WaitId) -> Watch<'_> {
         let mut cancels = self.cancels.lock();
-        let entry = cancels.entry(id).or_insert_with(|| Cancel { notify: Arc::new(Notify::new()), cancelled: false, watched: false, at: std::time::Instant::now() });
+        let entry = cancels.entry(id).or_insert_with(Cancel::new);
         entry.watched = true;
         Watch { waiters: self, id, notify: entry.notify.clone() }
     }
@@ -114,7 +120,7 @@ impl Waiters {
                 }
             }
         }
-        let entry = cancels.entry(id).or_insert_with(|| Cancel { notify: Arc::new(Notify::new()), cancelled: false, watched: false, at: std::time::Instant::now() });
+        let entry = cancels.entry(id).or_insert_with(Cancel::new);
         entry.cancelled = true;
         entry.notify.notify_one();
         entry.watched

@@ -227,7 +227,7 @@ impl Registry {
     /// CLIENT UNBLOCK: marks the blocking command client `id` waits in,
     /// if it waits in one, and returns what names its wait on the node
     /// (None when it is not blocked; `Some(None)` between two waits). The
-    /// caller cancels that wait (`cmd::blocking::cancel`), which ends it
+    /// caller cancels that wait (`cmd::blocking::unblock`), which ends it
     /// at once unless the node already popped for it; the command reads
     /// the mark when its wait ends.
     pub fn unblock(&self, id: u64, how: Unblock) -> Option<Option<(Bytes, u64)>> {

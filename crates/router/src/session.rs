@@ -195,9 +195,7 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
                     // done and its answer lost). Bounded all the same.
                     // Marked as CLIENT UNBLOCK marks it, so the command
                     // ends with this wait rather than start another.
-                    if let Some(Some((key, since_us))) = router.registry.unblock(client.id, crate::clients::Unblock::Timeout) {
-                        cmd::blocking::cancel(router, client.id, key, since_us).await;
-                    }
+                    cmd::blocking::unblock(router, client.id, crate::clients::Unblock::Timeout).await;
                     let _ = tokio::time::timeout(cmd::blocking::CHUNK + Duration::from_secs(1), &mut run).await;
                 }
                 reply

@@ -62,13 +62,6 @@ const T_STREAM_LISTPACKS_2: u8 = 19;
 const T_SET_LISTPACK: u8 = 20;
 const T_STREAM_LISTPACKS_3: u8 = 21;
 
-/// Redis 7.0's built-in limits for its compact encodings, which [`dump`]
-/// follows (`hash-max-listpack-entries`/`-value`,
-/// `zset-max-listpack-entries`/`-value`, `set-max-intset-entries`).
-const HASH_LISTPACK_ENTRIES: usize = 512;
-const ZSET_LISTPACK_ENTRIES: usize = 128;
-const LISTPACK_VALUE: usize = 64;
-const INTSET_ENTRIES: usize = 512;
 /// A list's quicklist node closes at 8 KiB (`list-max-listpack-size -2`).
 const QUICKLIST_NODE_BYTES: usize = 8 * 1024;
 /// The most bytes the strings [`restore`] reads may add up to, the
@@ -105,7 +98,7 @@ pub fn dump(ty: ValueType, value: &Bytes) -> Result<Bytes, CorruptRecord> {
         }
         ValueType::Hash => {
             let hash = Hash::decode(value)?;
-            if hash.len() <= HASH_LISTPACK_ENTRIES && hash.iter().all(|(f, v)| f.len() <= LISTPACK_VALUE && v.len() <= LISTPACK_VALUE) {
+            if crate::encoding::hash_is_listpack(&hash) {
                 out.put_u8(T_HASH_LISTPACK);
                 let mut lp = listpack::Writer::default();
                 for (f, v) in hash.iter() {
@@ -124,8 +117,7 @@ pub fn dump(ty: ValueType, value: &Bytes) -> Result<Bytes, CorruptRecord> {
         }
         ValueType::Set => {
             let set = Set::decode(value)?;
-            let ints: Option<Vec<i64>> = (set.len() <= INTSET_ENTRIES).then(|| set.members().map(|m| parse_i64(m)).collect()).flatten();
-            match ints {
+            match crate::encoding::set_as_intset(&set) {
                 Some(mut ints) => {
                     ints.sort_unstable();
                     out.put_u8(T_SET_INTSET);
@@ -162,7 +154,7 @@ pub fn dump(ty: ValueType, value: &Bytes) -> Result<Bytes, CorruptRecord> {
         }
         ValueType::ZSet => {
             let z = ZSet::decode(value)?;
-            if z.len() <= ZSET_LISTPACK_ENTRIES && z.iter().all(|(m, _)| m.len() <= LISTPACK_VALUE) {
+            if crate::encoding::zset_is_listpack(&z) {
                 out.put_u8(T_ZSET_LISTPACK);
                 let mut lp = listpack::Writer::default();
                 for (m, score) in z.iter() {

@@ -14,7 +14,7 @@
 //! Inside MULTI these commands do not block (as in Redis): EXEC runs them
 //! as their plain pop ([`plan`] without a wait). The session runs one
 //! alone, after sending the replies it owes. CLIENT UNBLOCK, and the
-//! client disconnecting, cancel its wait on the node ([`cancel`]): the
+//! client disconnecting, cancel its wait on the node ([`unblock`]): the
 //! node ends it then and there unless it popped for it, so an element is
 //! never popped for a command no one will answer.
 //!
@@ -140,17 +140,22 @@ pub async fn run(r: &Router, client: &crate::clients::Client, name: &str, a: &[B
     }
 }
 
-/// Ends the wait on its node of client `id`'s blocking command that began
-/// at `since_us` and waits on `key`'s owner (`pb::CancelWait`): the node
-/// answers that wait as timed out, unless it popped for it already. CLIENT
-/// UNBLOCK sends it, and so does a session whose blocked client left, so
-/// that nothing is popped for a client no longer there.
-pub async fn cancel(r: &Router, id: u64, key: Bytes, since_us: u64) {
+/// Ends client `id`'s blocking command, if it is in one (then true): marks
+/// it (`how` it ends) and cancels its wait on the node (`pb::CancelWait`
+/// to the owner of the wait's first key), which answers that wait as
+/// timed out unless it popped for it already. CLIENT UNBLOCK does this,
+/// and so does a session whose blocked client left, so that nothing is
+/// popped for a client no longer there.
+pub async fn unblock(r: &Router, id: u64, how: crate::clients::Unblock) -> bool {
+    let Some(waiting) = r.registry.unblock(id, how) else { return false };
+    // None between two waits: the mark ends the command before the next.
+    let Some((key, since_us)) = waiting else { return true };
     let op = crate::dispatch::KeyOp::new(key, Kind::CancelWait(pb::CancelWait { waiter: id, since_us }));
     if let Err(e) = &r.dispatcher.run(&[op]).await[0] {
         // The wait still ends with its chunk (at most `CHUNK`).
         tracing::debug!(client = id, error = %e, "could not cancel a blocked command's wait");
     }
+    true
 }
 
 /// XREAD BLOCK with `$`: each such stream's last ID now, read once, so

@@ -36,13 +36,7 @@ pub(crate) fn answer(r: R) -> Frame {
         other => return super::unexpected(&other),
     };
     let Some(ty) = evenkeel_rpc::value_type_from(v.value_type) else { return Frame::error("ERR internal error: a value of an unknown type") };
-    match rdb::dump(ty, &v.value) {
-        Ok(payload) => Frame::Bulk(payload),
-        Err(e) => {
-            tracing::error!(error = %e, "a node sent a value that does not decode");
-            Frame::error("ERR internal error: corrupt value")
-        }
-    }
+    rdb::dump(ty, &v.value).map_or_else(super::corrupt_value, Frame::Bulk)
 }
 
 /// RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f].

@@ -609,6 +609,13 @@ pub(crate) fn not_integer() -> Frame {
     Frame::error("ERR value is not an integer or out of range")
 }
 
+/// The reply for a value a node sent that does not decode (logged: the
+/// node's store is corrupt).
+pub(crate) fn corrupt_value(e: impl std::fmt::Display) -> Frame {
+    tracing::error!(error = %e, "a node sent a value that does not decode");
+    Frame::error("ERR internal error: corrupt value")
+}
+
 pub(crate) fn unexpected(r: &R) -> Frame {
     tracing::error!(reply = ?r, "node sent a reply of the wrong kind");
     Frame::error("ERR internal error: unexpected reply from storage node")

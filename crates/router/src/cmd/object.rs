@@ -83,22 +83,9 @@ pub(crate) fn answer(query: Query, r: R) -> Frame {
     }
 }
 
-/// Redis 7.0's built-in limits for its compact encodings.
-pub(crate) const HASH_LISTPACK_ENTRIES: usize = 512;
-pub(crate) const ZSET_LISTPACK_ENTRIES: usize = 128;
-const LISTPACK_VALUE: usize = 64;
-pub(crate) const INTSET_ENTRIES: usize = 512;
-
-/// Whether Redis keeps `len` entries of these sizes in a listpack.
-fn listpack(len: usize, entries: usize, mut sizes: impl Iterator<Item = usize>) -> bool {
-    len <= entries && sizes.all(|s| s <= LISTPACK_VALUE)
-}
-
 fn encoding(v: &pb::Value) -> Result<&'static str, Frame> {
-    let corrupt = |e: evenkeel_types::record::CorruptRecord| {
-        tracing::error!(error = %e, "a node sent a value that does not decode");
-        Frame::error("ERR internal error: corrupt value")
-    };
+    use evenkeel_types::encoding::{hash_is_listpack, set_as_intset, zset_is_listpack};
+    let corrupt = super::corrupt_value;
     Ok(match pb::ValueType::try_from(v.value_type) {
         Ok(pb::ValueType::String) => {
             // PFADD and PFMERGE make their value raw, whatever its length
@@ -115,17 +102,17 @@ fn encoding(v: &pb::Value) -> Result<&'static str, Frame> {
         }
         Ok(pb::ValueType::Hash) => {
             let hash = Hash::decode(&v.value).map_err(corrupt)?;
-            if listpack(hash.len(), HASH_LISTPACK_ENTRIES, hash.iter().flat_map(|(f, v)| [f.len(), v.len()])) { "listpack" } else { "hashtable" }
+            if hash_is_listpack(&hash) { "listpack" } else { "hashtable" }
         }
         Ok(pb::ValueType::Set) => {
             let set = Set::decode(&v.value).map_err(corrupt)?;
-            if set.len() <= INTSET_ENTRIES && set.members().all(|m| parse_i64(m).is_some()) { "intset" } else { "hashtable" }
+            if set_as_intset(&set).is_some() { "intset" } else { "hashtable" }
         }
         Ok(pb::ValueType::List) => "quicklist",
         Ok(pb::ValueType::Stream) => "stream",
         Ok(pb::ValueType::Zset) => {
             let z = ZSet::decode(&v.value).map_err(corrupt)?;
-            if listpack(z.len(), ZSET_LISTPACK_ENTRIES, z.iter().map(|(m, _)| m.len())) { "listpack" } else { "skiplist" }
+            if zset_is_listpack(&z) { "listpack" } else { "skiplist" }
         }
         Err(_) => return Err(Frame::error("ERR internal error: a value of an unknown type")),
     })

@@ -315,15 +315,7 @@ async fn client_unblock(r: &Router, a: &[Bytes]) -> Frame {
         Some("ERROR") => crate::clients::Unblock::Error,
         Some(_) => return Frame::error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
     };
-    match r.registry.unblock(id as u64, how) {
-        None => Frame::Integer(0),
-        Some(waiting) => {
-            if let Some((key, since_us)) = waiting {
-                super::blocking::cancel(r, id as u64, key, since_us).await;
-            }
-            Frame::Integer(1)
-        }
-    }
+    Frame::Integer(super::blocking::unblock(r, id as u64, how).await as i64)
 }
 
 const CLIENT_HELP: &[&str] = &[
@@ -613,9 +605,9 @@ async fn config_value(r: &Router, name: &str) -> Result<String, Frame> {
         "maxmemory-policy" => "noeviction".into(),
         "notify-keyspace-events" => notify_flags(r).await?.render(),
         "busy-reply-threshold" | "lua-time-limit" => script_time_limit(r).await?.to_string(),
-        "hash-max-listpack-entries" => super::object::HASH_LISTPACK_ENTRIES.to_string(),
-        "zset-max-listpack-entries" => super::object::ZSET_LISTPACK_ENTRIES.to_string(),
-        "set-max-intset-entries" => super::object::INTSET_ENTRIES.to_string(),
+        "hash-max-listpack-entries" => evenkeel_types::encoding::HASH_LISTPACK_ENTRIES.to_string(),
+        "zset-max-listpack-entries" => evenkeel_types::encoding::ZSET_LISTPACK_ENTRIES.to_string(),
+        "set-max-intset-entries" => evenkeel_types::encoding::INTSET_ENTRIES.to_string(),
         "hll-sparse-max-bytes" => evenkeel_types::hll::SPARSE_MAX_BYTES.to_string(),
         "stream-node-max-entries" => evenkeel_types::stream::NODE_MAX_ENTRIES.to_string(),
         // `save`: no snapshots are taken.

@@ -83,19 +83,12 @@ pub fn sort_command(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
 /// The elements of a list, set or sorted set a GET found, in their stored
 /// order.
 fn elements(v: &pb::Value) -> Result<Vec<Bytes>, Frame> {
-    let ty = pb::ValueType::try_from(v.value_type).ok().and_then(|t| match t {
-        pb::ValueType::List => Some(evenkeel_types::ValueType::List),
-        pb::ValueType::Set => Some(evenkeel_types::ValueType::Set),
-        pb::ValueType::Zset => Some(evenkeel_types::ValueType::ZSet),
-        _ => None,
-    });
+    use evenkeel_types::ValueType;
+    let ty = evenkeel_rpc::value_type_from(v.value_type).filter(|t| matches!(t, ValueType::List | ValueType::Set | ValueType::ZSet));
     match ty.and_then(|ty| evenkeel_types::sort::elements(ty, &v.value)) {
         None => Err(super::wrong_type()),
         Some(Ok(found)) => Ok(found),
-        Some(Err(e)) => {
-            tracing::error!(error = %e, "a node sent a value that does not decode");
-            Err(Frame::error("ERR internal error: corrupt value"))
-        }
+        Some(Err(e)) => Err(super::corrupt_value(e)),
     }
 }
 

@@ -106,7 +106,7 @@ impl FileReader {
             self.version = Some(version);
             return Ok(Some((Entry::Header(version), 9)));
         };
-        let (mut db, mut expire) = (self.db, None);
+        let (mut db, mut expire, mut checksum) = (self.db, None, None);
         let mut r = Reader { raw: buf, at: 0, budget: MAX_STRING };
         let cut = |e: PayloadError, offset: u64| match e {
             PayloadError::BadFormat(why) if why == CUT_SHORT => if eof { Err(FileError::Truncated) } else { Ok(None) },
@@ -121,12 +121,7 @@ impl FileReader {
                 Ok(match op {
                     OP_EOF => {
                         if version >= 5 {
-                            let sum = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
-                            let mut digest = self.digest.clone();
-                            digest.update(&buf[..start + 1]);
-                            if sum != 0 && sum != digest.finalize() {
-                                return Err(PayloadError::BadFormat("checksum"));
-                            }
+                            checksum = Some(u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes")));
                         }
                         Some(Entry::End)
                     }
@@ -179,12 +174,19 @@ impl FileReader {
             })();
             match step {
                 Ok(Some(entry)) => {
+                    // The checksum covers every byte before it (0: none).
+                    if let Some(sum) = checksum.filter(|&sum| sum != 0) {
+                        let mut digest = self.digest.clone();
+                        digest.update(&buf[..r.at - 8]);
+                        if sum != digest.finalize() {
+                            return Err(FileError::Checksum);
+                        }
+                    }
                     self.consume(&buf[..r.at]);
                     self.db = db;
                     return Ok(Some((entry, r.at)));
                 }
                 Ok(None) => continue,
-                Err(PayloadError::BadFormat("checksum")) => return Err(FileError::Checksum),
                 // Nothing of this attempt is kept: it starts again with
                 // more bytes.
                 Err(e) => return cut(e, offset),

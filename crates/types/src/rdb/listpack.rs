@@ -135,13 +135,25 @@ fn backlen(len: usize) -> ([u8; 5], usize) {
     (buf, n)
 }
 
+/// Checks the frame listpacks and ziplists share: a header of `header`
+/// bytes whose first four are the blob's size and whose last two count its
+/// entries (65535: too many to count), then the entries and an end byte
+/// 0xFF. Returns the count and where the end byte is.
+fn frame(blob: &[u8], header: usize, what: &'static str) -> Result<(u16, usize), PayloadError> {
+    if blob.len() <= header || u32::from_le_bytes(blob[..4].try_into().expect("4 bytes")) as usize != blob.len() || blob[blob.len() - 1] != 0xFF {
+        return bad(what);
+    }
+    Ok((u16::from_le_bytes([blob[header - 2], blob[header - 1]]), blob.len() - 1))
+}
+
+/// Whether `found` entries are what a frame's count says.
+fn counted(declared: u16, found: usize) -> bool {
+    declared == u16::MAX || declared as usize == found
+}
+
 /// A listpack's entries.
 pub(super) fn items(blob: &[u8]) -> Result<Vec<Item>, PayloadError> {
-    if blob.len() < 7 || u32::from_le_bytes(blob[..4].try_into().expect("4 bytes")) as usize != blob.len() || blob[blob.len() - 1] != 0xFF {
-        return bad("listpack header does not match its size");
-    }
-    let declared = u16::from_le_bytes([blob[4], blob[5]]);
-    let end = blob.len() - 1;
+    let (declared, end) = frame(blob, 6, "listpack header does not match its size")?;
     let mut at = 6;
     let mut out = Vec::new();
     while at < end {
@@ -184,7 +196,7 @@ pub(super) fn items(blob: &[u8]) -> Result<Vec<Item>, PayloadError> {
         at += size + n;
         out.push(item);
     }
-    if declared != u16::MAX && declared as usize != out.len() {
+    if !counted(declared, out.len()) {
         return bad("listpack count does not match its entries");
     }
     Ok(out)
@@ -199,11 +211,7 @@ pub(super) fn read(blob: &[u8]) -> Result<Vec<Bytes>, PayloadError> {
 /// zltail:u32 | zllen:u16 | entries | 0xFF`, each entry the previous
 /// entry's length (1 byte, or 0xFE and 4 bytes), its encoding and data.
 pub(super) fn ziplist(blob: &[u8]) -> Result<Vec<Bytes>, PayloadError> {
-    if blob.len() < 11 || u32::from_le_bytes(blob[..4].try_into().expect("4 bytes")) as usize != blob.len() || blob[blob.len() - 1] != 0xFF {
-        return bad("ziplist header does not match its size");
-    }
-    let declared = u16::from_le_bytes([blob[8], blob[9]]);
-    let end = blob.len() - 1;
+    let (declared, end) = frame(blob, 10, "ziplist header does not match its size")?;
     let mut at = 10;
     let mut out = Vec::new();
     while at < end {
@@ -239,7 +247,7 @@ pub(super) fn ziplist(blob: &[u8]) -> Result<Vec<Bytes>, PayloadError> {
         out.push(Bytes::copy_from_slice(need(at + header, data)?));
         at += header + data;
     }
-    if at != end || (declared != u16::MAX && declared as usize != out.len()) {
+    if at != end || !counted(declared, out.len()) {
         return bad("ziplist count does not match its entries");
     }
     Ok(out)

@@ -26,6 +26,13 @@ use std::collections::BTreeMap;
 const DELETED: i64 = 1;
 const SAMEFIELDS: i64 = 2;
 
+/// The listpack items an entry of `fields` fields takes before its own
+/// count: flags, the two ID differences, and the values (with SAMEFIELDS)
+/// or the field count, fields and values.
+fn entry_items(fields: i64, same: bool) -> i64 {
+    fields + 3 + if same { 0 } else { fields + 1 }
+}
+
 fn put_raw_id(out: &mut BytesMut, id: StreamId) {
     out.put_u64(id.ms);
     out.put_u64(id.seq);
@@ -69,7 +76,7 @@ pub(super) fn dump(out: &mut BytesMut, s: &Stream) {
                 }
                 lp.string(&pair[1]);
             }
-            lp.int((fields + 3 + if same { 0 } else { fields + 1 }) as i64);
+            lp.int(entry_items(fields as i64, same));
         }
         put_string(out, &lp.finish());
     }
@@ -216,7 +223,7 @@ fn read_node(s: &mut Stream, master: StreamId, items: Vec<Item>) -> Result<(), P
             });
             items.push(next()?.into_bytes());
         }
-        if next()?.int()? != n + 3 + if same { 0 } else { n + 1 } {
+        if next()?.int()? != entry_items(n, same) {
             return bad("stream entry's item count does not match it");
         }
         total += 1;
