@@ -69,6 +69,11 @@ impl AdminClient {
         self.send(self.http.post(format!("{}{path}", self.base))).await
     }
 
+    /// POST `path` with a JSON body; the reply as JSON.
+    pub async fn post_json_with<T: serde::de::DeserializeOwned>(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<T> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    }
+
     /// PATCH `path` with a JSON body; the reply as JSON.
     pub async fn patch_json<T: serde::de::DeserializeOwned>(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<T> {
         self.send(self.http.patch(format!("{}{path}", self.base)).json(body)).await

@@ -132,6 +132,10 @@ pub struct MigrationSection {
     pub chunk_bytes: Option<u64>,
     pub moves_per_node: Option<usize>,
     pub moves_cluster: Option<usize>,
+    /// The stages a rebalance runs in unless `rebalance start --stages`
+    /// says otherwise, e.g. "canary=1%:10m:approve,10%:30m,100%"; "none"
+    /// runs every move at once.
+    pub rebalance_stages: Option<String>,
     /// Routing modes of new migrations (a move may override them).
     pub dual_write: Option<bool>,
     pub shadow_read_ratio: Option<f64>,
@@ -160,6 +164,9 @@ impl FileConfig {
         if let Some((key, _)) = zero {
             anyhow::bail!("{}: [migration]: {key} must be at least 1", path.display());
         }
+        if let Some(spec) = &m.rebalance_stages {
+            evenkeel_coord::stages::parse(spec).map_err(|e| anyhow::anyhow!("{}: [migration]: rebalance_stages: {e}", path.display()))?;
+        }
         let mut modes = evenkeel_coord::CoordConfig::default();
         c.apply_migration(&mut modes);
         modes.modes.validate().map_err(|e| anyhow::anyhow!("{}: [migration]: {e}", path.display()))?;
@@ -182,6 +189,10 @@ impl FileConfig {
         set(&mut l.needs_approval, m.needs_approval);
         set(&mut coord.rebalance.moves_per_node, m.moves_per_node);
         set(&mut coord.rebalance.moves_cluster, m.moves_cluster);
+        // Checked by `load`.
+        if let Some(Ok(stages)) = m.rebalance_stages.as_deref().map(evenkeel_coord::stages::parse) {
+            coord.rebalance_stages = stages;
+        }
         let modes = &mut coord.modes;
         set(&mut modes.route.dual_write, m.dual_write);
         set(&mut modes.route.shadow_read_ratio, m.shadow_read_ratio);
@@ -254,6 +265,7 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             chunk_bytes: Some(d.chunk_bytes),
             moves_per_node: Some(opts.coord.rebalance.moves_per_node),
             moves_cluster: Some(opts.coord.rebalance.moves_cluster),
+            rebalance_stages: Some(evenkeel_coord::stages::format(&opts.coord.rebalance_stages)),
             dual_write: Some(opts.coord.modes.route.dual_write),
             shadow_read_ratio: Some(opts.coord.modes.route.shadow_read_ratio),
             copy_on_read: Some(opts.coord.modes.route.copy_on_read),
@@ -321,6 +333,21 @@ mod tests {
             let err = FileConfig::load(&path).unwrap_err();
             assert!(format!("{err:#}").contains(&format!("{key} must be at least 1")), "{err:#}");
         }
+    }
+
+    #[test]
+    fn rebalance_stages_are_read_checked_and_printed_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[migration]\nrebalance_stages = \"canary=1%:10m:approve,100%\"\n").unwrap();
+        let mut coord = evenkeel_coord::CoordConfig::default();
+        FileConfig::load(&path).unwrap().apply_migration(&mut coord);
+        assert_eq!(coord.rebalance_stages.len(), 2);
+        assert_eq!((coord.rebalance_stages[0].bake_ms, coord.rebalance_stages[0].approval), (600_000, true));
+        assert_eq!(evenkeel_coord::stages::format(&coord.rebalance_stages), "canary=1%:10m:approve,stage 2=100%");
+        std::fs::write(&path, "[migration]\nrebalance_stages = \"canary=1%,50%\"\n").unwrap();
+        let err = FileConfig::load(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("rebalance_stages: the last stage"), "{err:#}");
     }
 
     #[test]

@@ -333,8 +333,17 @@ enum RebalanceCommand {
     Plan(AdminArgs),
     /// Start a rebalance; with --wait, exit 0 only once every move is DONE.
     Start {
+        /// Exit 0 only once every move is DONE; non-zero if it fails or a
+        /// stage halts it.
         #[arg(long)]
         wait: bool,
+        /// Run the moves in stages, each judged before the next:
+        /// `[NAME=]SHARE%[:BAKE][:approve]`, comma-separated, shares
+        /// cumulative, e.g. `canary=1%:10m:approve,10%:30m,100%`; `none`
+        /// runs every move at once [default: the configuration's
+        /// rebalance_stages, none unless set]
+        #[arg(long)]
+        stages: Option<String>,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -347,6 +356,9 @@ enum RebalanceCommand {
     Cancel(AdminArgs),
     /// Hand every moved partition still in bake back to its source.
     Rollback(AdminArgs),
+    /// Let a staged rebalance go on past a stage that passed and waits for
+    /// approval.
+    Approve(AdminArgs),
 }
 
 #[derive(clap::Args)]
@@ -679,12 +691,13 @@ async fn rebalance(command: RebalanceCommand) -> anyhow::Result<()> {
     use evenkeel::rebalance as r;
     match command {
         RebalanceCommand::Plan(a) => r::plan(&a.admin, a.json).await,
-        RebalanceCommand::Start { wait, admin } => r::start(&admin.admin, wait, admin.json).await,
+        RebalanceCommand::Start { wait, stages, admin } => r::start(&admin.admin, wait, stages.as_deref(), admin.json).await,
         RebalanceCommand::Status(a) => r::status(&a.admin, a.json).await,
         RebalanceCommand::Pause(a) => r::control(&a.admin, "pause").await,
         RebalanceCommand::Resume(a) => r::control(&a.admin, "resume").await,
         RebalanceCommand::Cancel(a) => r::control(&a.admin, "cancel").await,
         RebalanceCommand::Rollback(a) => r::control(&a.admin, "rollback").await,
+        RebalanceCommand::Approve(a) => r::control(&a.admin, "approve").await,
     }
 }
 

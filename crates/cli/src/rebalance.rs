@@ -1,4 +1,4 @@
-//! `evenkeel rebalance plan | start [--wait] | status | pause | resume | cancel | rollback`.
+//! `evenkeel rebalance plan | start [--wait] [--stages SPEC] | status | pause | resume | cancel | rollback | approve`.
 
 use crate::admin::AdminClient;
 use anyhow::bail;
@@ -31,11 +31,21 @@ fn print_plan(plan: &Plan) {
     }
 }
 
-pub async fn start(admin: &str, wait: bool, json: bool) -> anyhow::Result<()> {
+pub async fn start(admin: &str, wait: bool, stages: Option<&str>, json: bool) -> anyhow::Result<()> {
+    if let Some(spec) = stages {
+        // Checked here too, so a typo fails before any request is sent.
+        evenkeel_coord::stages::parse(spec).map_err(|e| anyhow::anyhow!("--stages: {e}"))?;
+    }
     let client = AdminClient::new(admin)?;
-    let r: Rebalance = client.post_json("/v1/rebalance").await?;
+    let r: Rebalance = match stages {
+        Some(spec) => client.post_json_with("/v1/rebalance", &serde_json::json!({ "stages": spec })).await?,
+        None => client.post_json("/v1/rebalance").await?,
+    };
     if !json {
         println!("rebalance {} started: {} moves", r.id, r.plan.moves.len());
+        for line in stage_lines(&r) {
+            println!("  {line}");
+        }
     }
     if !wait {
         if json {
@@ -47,9 +57,10 @@ pub async fn start(admin: &str, wait: bool, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(&end)?);
     }
-    match end.rebalance.map(|r| r.state) {
-        Some(State::Done) => Ok(()),
-        Some(s) => bail!("rebalance ended {s:?}"),
+    match end.rebalance {
+        Some(r) if r.state == State::Done => Ok(()),
+        Some(Rebalance { halted: Some(why), .. }) => bail!("rebalance halted: {why}; `evenkeel rebalance resume` goes on, `rollback` hands back what is in bake, `cancel` stops"),
+        Some(r) => bail!("rebalance ended {:?}", r.state),
         None => bail!("the rebalance record disappeared"),
     }
 }
@@ -63,7 +74,8 @@ async fn follow(client: &AdminClient, id: &str, quiet: bool) -> anyhow::Result<R
         if !quiet {
             display.update(&headline(r, &status), &status.migrations);
         }
-        if !r.state.is_active() {
+        // A halted rebalance waits for a person: --wait reports it.
+        if !r.state.is_active() || r.halted.is_some() {
             display.finish();
             return Ok(status);
         }
@@ -74,6 +86,12 @@ async fn follow(client: &AdminClient, id: &str, quiet: bool) -> anyhow::Result<R
 /// The overall line plus the throttle's rate and why.
 fn headline(r: &Rebalance, s: &RebalanceStatus) -> String {
     let mut line = progress_line(r, s);
+    if let Some(stage) = r.current_stage() {
+        line += &format!("\nstage {}/{} {:?}: {}", r.stage + 1, r.stages.len(), stage.spec.name, stage_state(stage));
+    }
+    if let Some(why) = &r.halted {
+        line += &format!("\nhalted: {why}");
+    }
     if let Some(t) = &s.throttle {
         line += &format!("\nthrottle: {} per migration ({})", crate::throttle::fmt_rate(t.rate_bytes_per_s), t.reason);
     }
@@ -112,6 +130,9 @@ pub async fn status(admin: &str, json: bool) -> anyhow::Result<()> {
         return Ok(());
     };
     println!("rebalance {}: {}", r.id, headline(r, &status));
+    for line in stage_lines(r) {
+        println!("  {line}");
+    }
     let now = evenkeel_types::unix_ms();
     for m in &status.migrations {
         // One poll gives no rate between polls; the copy's own average
@@ -120,6 +141,37 @@ pub async fn status(admin: &str, json: bool) -> anyhow::Result<()> {
         println!("  {}", crate::progress::line(m, rate));
     }
     Ok(())
+}
+
+/// One line per stage: its share, moves, bake, gate and where it stands.
+fn stage_lines(r: &Rebalance) -> Vec<String> {
+    r.stages
+        .iter()
+        .enumerate()
+        .map(|(i, st)| {
+            let gate = if st.spec.approval { ", approval gate" } else { "" };
+            format!(
+                "stage {} {:?}: up to {}% of the moves ({} moves), bake {}{gate}: {}",
+                i + 1,
+                st.spec.name,
+                st.spec.share_percent,
+                st.moves.len(),
+                evenkeel_coord::stages::format_ms(st.spec.bake_ms),
+                stage_state(st)
+            )
+        })
+        .collect()
+}
+
+/// Where a stage stands, with its verdict once judged.
+fn stage_state(st: &evenkeel_coord::stages::Stage) -> String {
+    let now = evenkeel_types::unix_ms();
+    match (st.phase(), &st.verdict, st.bake_until_ms) {
+        ("baking", _, Some(until)) => format!("baking, {} left", evenkeel_coord::stages::format_ms(until.saturating_sub(now) / 1000 * 1000)),
+        ("awaiting approval", Some(v), _) => format!("passed ({}); awaiting `evenkeel rebalance approve`", v.detail),
+        (phase, Some(v), _) => format!("{phase} ({})", v.detail),
+        (phase, None, _) => phase.to_string(),
+    }
 }
 
 pub async fn control(admin: &str, action: &str) -> anyhow::Result<()> {

@@ -472,6 +472,126 @@ async fn rebalance_after_node_add_moves_a_quarter_under_load() {
     cluster.shutdown().await.unwrap();
 }
 
+/// Polls the rebalance (every 50 ms, up to `within`) until `f` holds.
+async fn wait_rebalance(http: &reqwest::Client, admin: &str, what: &str, within: Duration, f: impl Fn(&evenkeel_coord::rebalance::Rebalance) -> bool) -> evenkeel_coord::api::RebalanceStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = common::admin::rebalance(http, admin).await;
+        if s.rebalance.as_ref().is_some_and(&f) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The moves of a rebalance that have a migration.
+fn started(r: &evenkeel_coord::rebalance::Rebalance) -> Vec<usize> {
+    (0..r.migrations.len()).filter(|&i| r.migrations[i].is_some()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_rebalance_runs_its_canary_alone_then_waits_for_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(options(dir.path(), 16, 100)).await.unwrap();
+    let endpoint = Endpoint::new(cluster.router_addr);
+    let load = Load::start(&endpoint, 1).await;
+    let admin = format!("http://{}", cluster.admin_addr);
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
+    assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
+    wait_stats(&http, &admin, 4, Duration::from_secs(10)).await;
+
+    let bad = http.post(format!("{admin}/v1/rebalance")).json(&serde_json::json!({ "stages": "canary=10%,50%" })).send().await.unwrap();
+    assert_eq!(bad.status(), 400, "a stage list that never reaches 100% is refused");
+    assert!(bad.text().await.unwrap().contains("must reach 100%"));
+
+    let reply = http.post(format!("{admin}/v1/rebalance")).json(&serde_json::json!({ "stages": "canary=1%:1s:approve,50%,100%" })).send().await.unwrap();
+    assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap());
+    let r: evenkeel_coord::rebalance::Rebalance = reply.json().await.unwrap();
+    assert_eq!(r.plan.moves.len(), 4);
+    assert_eq!(r.stages.iter().map(|s| s.moves.len()).collect::<Vec<_>>(), vec![1, 1, 2], "1% -> 1 move, 50% -> 2, 100% -> 4");
+    let smallest = r.plan.moves.iter().map(|m| m.bytes).min().unwrap();
+    assert_eq!(r.plan.moves[r.stages[0].moves[0]].bytes, smallest, "the canary is the smallest move");
+
+    // The canary moves alone, bakes a second, passes and waits.
+    let s = wait_rebalance(&http, &admin, "the canary awaits approval", Duration::from_secs(60), |r| r.stages[0].phase() == "awaiting approval").await;
+    let r = s.rebalance.unwrap();
+    let canary = &r.stages[0];
+    let verdict = canary.verdict.as_ref().unwrap();
+    assert!(verdict.passed && verdict.detail.contains("no client errors"), "{verdict:?}");
+    assert!(verdict.at_ms >= canary.landed_ms.unwrap() + 1_000, "judged after its bake: {canary:?}");
+    assert_eq!(started(&r), canary.moves, "only the canary's move started");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let r = common::admin::rebalance(&http, &admin).await.rebalance.unwrap();
+    assert_eq!((started(&r), r.stage), (canary.moves.clone(), 0), "the gate holds the next stage");
+
+    let approved = http.post(format!("{admin}/v1/rebalance/approve")).send().await.unwrap();
+    assert_eq!(approved.status(), 200, "{}", approved.text().await.unwrap());
+    let again = http.post(format!("{admin}/v1/rebalance/approve")).send().await.unwrap();
+    assert_eq!(again.status(), 409, "nothing else waits for approval");
+
+    let end = wait_rebalance_end(&http, &admin, Duration::from_secs(60)).await;
+    let r = end.rebalance.unwrap();
+    assert_eq!(r.state, evenkeel_coord::rebalance::State::Done, "{r:?}");
+    assert!(r.stages.iter().all(|s| s.finished_ms.is_some() && s.verdict.as_ref().is_some_and(|v| v.passed)), "{:?}", r.stages);
+    assert!(r.stages[1].started_ms.unwrap() >= r.stages[0].approved_ms.unwrap(), "stage 2 began after the approval");
+    load.finish(&endpoint).await;
+    let table = routing(&cluster).await;
+    for node in 1..=4 {
+        assert_eq!(table.partitions_of(node).len(), 4, "node {node}");
+    }
+    cluster.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_whose_move_fails_halts_the_rebalance_until_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), 16, 100);
+    // Every migration waits for approval before its cutover: a fixed point
+    // at which the test cancels the canary.
+    opts.coord.limits.needs_approval = true;
+    let cluster = LocalCluster::start(opts).await.unwrap();
+    let admin = format!("http://{}", cluster.admin_addr);
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let keys: Vec<String> = (0..16).flat_map(|p| keys_in("staged", p, 16, 20)).collect();
+    fill(&client, &keys, 100).await;
+    assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
+    wait_stats(&http, &admin, 4, Duration::from_secs(10)).await;
+    let reply = http.post(format!("{admin}/v1/rebalance")).json(&serde_json::json!({ "stages": "canary=1%,100%" })).send().await.unwrap();
+    assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap());
+
+    let s = wait_rebalance(&http, &admin, "the canary's move starts", Duration::from_secs(10), |r| !started(r).is_empty()).await;
+    let r = s.rebalance.unwrap();
+    let canary = r.migrations[r.stages[0].moves[0]].clone().unwrap();
+    wait_state(&http, &admin, &canary, "READY_FOR_CUTOVER").await;
+    let cancelled = http.post(format!("{admin}/v1/migrations/{canary}/cancel")).send().await.unwrap();
+    assert_eq!(cancelled.status(), 200, "{}", cancelled.text().await.unwrap());
+
+    let s = wait_rebalance(&http, &admin, "the rebalance halts", Duration::from_secs(10), |r| r.halted.is_some()).await;
+    let r = s.rebalance.unwrap();
+    assert_eq!(r.state, evenkeel_coord::rebalance::State::Paused);
+    let why = r.halted.clone().unwrap();
+    assert!(why.contains("canary") && why.contains("CANCELLED"), "{why}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let r = common::admin::rebalance(&http, &admin).await.rebalance.unwrap();
+    assert_eq!(started(&r).len(), 1, "a halted rebalance starts nothing: {r:?}");
+
+    // The CLI's --wait would report the halt; `resume` goes on past it.
+    let resumed = http.post(format!("{admin}/v1/rebalance/resume")).send().await.unwrap();
+    assert_eq!(resumed.status(), 200, "{}", resumed.text().await.unwrap());
+    let s = wait_rebalance(&http, &admin, "stage 2 starts its moves", Duration::from_secs(10), |r| r.stage == 1 && !started(r).is_empty() && started(r).len() > 1).await;
+    let r = s.rebalance.unwrap();
+    assert!(r.halted.is_none() && r.stages[0].approved_ms.is_some(), "{r:?}");
+    let cancel = http.post(format!("{admin}/v1/rebalance/cancel")).send().await.unwrap();
+    assert_eq!(cancel.status(), 200);
+    let end = wait_rebalance_end(&http, &admin, Duration::from_secs(10)).await;
+    assert_eq!(end.rebalance.unwrap().state, evenkeel_coord::rebalance::State::Cancelled);
+    cluster.shutdown().await.unwrap();
+}
+
 /// Increments `key` by WATCH, GET, MULTI, SET, EXEC on a connection of its
 /// own until `stop` (at least once), retrying aborted transactions.
 /// Returns the increments made and the transactions aborted.

@@ -273,6 +273,11 @@ pub struct ThrottleStatus {
     pub arrival_p99_us: Option<u64>,
     pub ops_last_s: u64,
     pub errors_last_s: u64,
+    /// Errors of the store's making (TRYAGAIN after the retry budget,
+    /// CLUSTERDOWN) clients saw since this coordinator began leading, summed
+    /// over routers. The disruption budget allows none.
+    #[serde(default)]
+    pub client_unavailable_total: u64,
     /// Where the foreground signal came from: "routers" or "nodes".
     pub signal: String,
     /// What the controller steers by: the median of the last

@@ -13,9 +13,11 @@
 //!   process cannot start nodes). `POST /v1/nodes/{id}/{drain|activate|remove}`
 //!   (remove: 409 unless the node owns nothing).
 //! - `GET /v1/rebalance/plan`: the moves a rebalance would make now.
-//!   `POST /v1/rebalance`: start one (409 while one is active).
+//!   `POST /v1/rebalance`: start one (409 while one is active); an optional
+//!   body `{"stages": "canary=1%:10m:approve,100%"}` (or a list of stage
+//!   objects) runs it in stages.
 //!   `GET /v1/rebalance`: it and its migrations.
-//!   `POST /v1/rebalance/{pause|resume|cancel|rollback}`.
+//!   `POST /v1/rebalance/{pause|resume|cancel|rollback|approve}`.
 //! - `GET /v1/throttle`: the throttle's settings and its last decision
 //!   (rate and why, baseline, p99 ratio, budget used, node gates).
 //!   `PUT /v1/throttle` replaces the settings; `PATCH /v1/throttle` merges a
@@ -156,8 +158,22 @@ async fn rebalance_plan(State(c): State<Arc<Coordinator>>) -> Response {
     crate::rebalance::current_plan(&c).await.map_or_else(rebalance_error, |p| Json(p).into_response())
 }
 
-async fn rebalance_start(State(c): State<Arc<Coordinator>>) -> Response {
-    match crate::rebalance::start(&c, c.rebalance_limits()).await {
+async fn rebalance_start(State(c): State<Arc<Coordinator>>, body: axum::body::Bytes) -> Response {
+    // The body is optional: none starts the configured default.
+    let request: crate::rebalance::StartRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        Default::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad request body: {e}")),
+        }
+    };
+    let stages = match request.stages.map(crate::rebalance::StagesArg::resolve) {
+        None => c.rebalance_stages(),
+        Some(Ok(stages)) => stages,
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &format!("stages: {e}")),
+    };
+    match crate::rebalance::start(&c, c.rebalance_limits(), stages).await {
         Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
         Err(e) => rebalance_error(e),
     }
@@ -178,10 +194,10 @@ async fn rebalance_status(State(c): State<Arc<Coordinator>>) -> Response {
     Json(crate::api::RebalanceStatus { rebalance: current, migrations, throttle: Some(c.throttle.status()) }).into_response()
 }
 
-/// `POST /v1/rebalance/{pause|resume|cancel|rollback}`.
+/// `POST /v1/rebalance/{pause|resume|cancel|rollback|approve}`.
 async fn rebalance_control(State(c): State<Arc<Coordinator>>, Path(action): Path<String>) -> Response {
-    if !matches!(action.as_str(), "pause" | "resume" | "cancel" | "rollback") {
-        return error(StatusCode::NOT_FOUND, &format!("unknown action {action:?}; use pause, resume, cancel or rollback"));
+    if !matches!(action.as_str(), "pause" | "resume" | "cancel" | "rollback" | "approve") {
+        return error(StatusCode::NOT_FOUND, &format!("unknown action {action:?}; use pause, resume, cancel, rollback or approve"));
     }
     crate::rebalance::control(&c, &action).await.map_or_else(rebalance_error, |r| Json(r).into_response())
 }

@@ -30,6 +30,7 @@ pub mod migration;
 pub mod nodes;
 pub mod plan;
 pub mod rebalance;
+pub mod stages;
 pub mod throttle;
 mod poll;
 
@@ -55,6 +56,9 @@ pub struct CoordConfig {
     pub modes: migration::machine::MigrationModes,
     /// Concurrency of a rebalance started through the API.
     pub rebalance: rebalance::Limits,
+    /// The stages a rebalance runs in when its request names none (empty:
+    /// all moves at once).
+    pub rebalance_stages: Vec<stages::StageSpec>,
     /// Throttle settings stored when the coordinator starts (from the
     /// configuration file); None keeps what is stored.
     pub throttle: Option<throttle::Settings>,
@@ -70,6 +74,7 @@ impl Default for CoordConfig {
             limits: Default::default(),
             modes: Default::default(),
             rebalance: Default::default(),
+            rebalance_stages: Vec::new(),
             throttle: None,
         }
     }
@@ -84,6 +89,10 @@ pub struct Coordinator {
     pub migrations: migration::manager::Manager,
     pub throttle: Arc<throttle::Throttle>,
     launcher: Option<Arc<dyn nodes::NodeLauncher>>,
+    /// Per rebalance stage ("id/index"): the throttle's count of client
+    /// errors of the store's making when this coordinator first saw the
+    /// stage running. In memory: a new leader judges from its takeover.
+    stage_marks: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Coordinator {
@@ -99,6 +108,7 @@ impl Coordinator {
             migrations: Default::default(),
             throttle: Arc::default(),
             launcher,
+            stage_marks: Default::default(),
         })
     }
 
@@ -125,6 +135,22 @@ impl Coordinator {
 
     pub fn rebalance_limits(&self) -> rebalance::Limits {
         self.config.rebalance
+    }
+
+    /// The stages a rebalance started without any runs in.
+    pub fn rebalance_stages(&self) -> Vec<stages::StageSpec> {
+        self.config.rebalance_stages.clone()
+    }
+
+    /// The error count at `stage`'s start as this coordinator saw it,
+    /// recorded now if it had not seen the stage yet.
+    fn stage_mark(&self, stage: &str) -> u64 {
+        let (_, now) = self.throttle.observed_since(u64::MAX);
+        let mut marks = self.stage_marks.lock();
+        // Only the current rebalance's stages are kept.
+        let rebalance = stage.split('/').next().unwrap_or_default();
+        marks.retain(|k, _| k.split('/').next() == Some(rebalance));
+        *marks.entry(stage.to_string()).or_insert(now)
     }
 
     pub fn is_leader(&self) -> bool {

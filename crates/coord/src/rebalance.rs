@@ -8,11 +8,18 @@
 //! (migrations in bake do not count) and marks the rebalance DONE once every move ended DONE (FAILED if any ended
 //! otherwise). Pause, resume, cancel and rollback apply to the rebalance and
 //! to its migrations.
+//!
+//! A rebalance started with stages ([`crate::stages`]) starts only the
+//! current stage's moves; once they have cut over, the stage bakes, is
+//! judged, and waits for `approve` where it has a gate. A stage that fails
+//! halts the rebalance (PAUSED, `halted` saying why; its running moves are
+//! paused too); `resume` goes on past it.
 
 use crate::Coordinator;
 use crate::migration::machine::{Event, Phase};
 use crate::migration::manager::{self, StartError};
 use crate::plan::{self, NodeLoad, PartitionLoad, Plan};
+use crate::stages::{self, MoveState, Observation, Stage, StageSpec, Step};
 use evenkeel_meta::{CasOutcome, Compare, MetaError, MetaStore, Revision};
 use evenkeel_types::routing::NodeState;
 use evenkeel_types::{RoutingTable, unix_ms};
@@ -62,6 +69,57 @@ pub struct Rebalance {
     /// Per move: why it was skipped, if it was.
     pub skipped: Vec<Option<String>>,
     pub limits: Limits,
+    /// The stages the moves run in; empty: all at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Stage>,
+    /// The current stage (an index into `stages`).
+    #[serde(default)]
+    pub stage: usize,
+    /// Why a stage halted the rebalance, while it is PAUSED for that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted: Option<String>,
+    /// The throttle's baseline p99 (µs) when the rebalance started (or
+    /// when one was first known): what stages' bakes are judged against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_p99_us: Option<u64>,
+}
+
+impl Rebalance {
+    /// The stage now running, if the rebalance is staged.
+    pub fn current_stage(&self) -> Option<&Stage> {
+        self.stages.get(self.stage)
+    }
+
+    /// Whether move `i` may start now: every move of an unstaged
+    /// rebalance, the current stage's of a staged one.
+    fn may_start(&self, i: usize) -> bool {
+        self.stages.is_empty() || self.current_stage().is_some_and(|s| s.started_ms.is_some() && s.moves.contains(&i))
+    }
+}
+
+/// `POST /v1/rebalance`'s optional body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StartRequest {
+    /// The stages to run the moves in, as a list or in the CLI's notation
+    /// (`canary=1%:10m:approve,100%`); absent: the configured default.
+    #[serde(default)]
+    pub stages: Option<StagesArg>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum StagesArg {
+    Spec(String),
+    List(Vec<StageSpec>),
+}
+
+impl StagesArg {
+    pub fn resolve(self) -> Result<Vec<StageSpec>, String> {
+        match self {
+            StagesArg::Spec(s) => stages::parse(&s),
+            StagesArg::List(l) => stages::validate(&l).map(|()| l),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,8 +169,10 @@ async fn store(meta: &dyn MetaStore, r: &Rebalance, expect: Compare) -> Result<(
     }
 }
 
-/// Plans and records a new rebalance; refused while one is active.
-pub async fn start(coord: &Coordinator, limits: Limits) -> Result<Rebalance, RebalanceError> {
+/// Plans and records a new rebalance, in `specs`' stages (none: all moves
+/// at once); refused while one is active.
+pub async fn start(coord: &Coordinator, limits: Limits, specs: Vec<StageSpec>) -> Result<Rebalance, RebalanceError> {
+    stages::validate(&specs).map_err(RebalanceError::Invalid)?;
     if !coord.is_leader() {
         return Err(RebalanceError::Conflict("this coordinator is not the leader".into()));
     }
@@ -126,7 +186,21 @@ pub async fn start(coord: &Coordinator, limits: Limits) -> Result<Rebalance, Reb
     let now = unix_ms();
     let n = plan.moves.len();
     let state = if n == 0 { State::Done } else { State::Running };
-    let r = Rebalance { id: format!("r{now}"), state, created_ms: now, finished_ms: (n == 0).then_some(now), plan, migrations: vec![None; n], skipped: vec![None; n], limits };
+    let stages = if n == 0 { Vec::new() } else { stages::assign(&specs, &plan.moves).into_iter().zip(specs).map(|(moves, spec)| Stage::new(spec, moves)).collect() };
+    let r = Rebalance {
+        id: format!("r{now}"),
+        state,
+        created_ms: now,
+        finished_ms: (n == 0).then_some(now),
+        plan,
+        migrations: vec![None; n],
+        skipped: vec![None; n],
+        limits,
+        stages,
+        stage: 0,
+        halted: None,
+        baseline_p99_us: coord.throttle.baseline_p99_us(),
+    };
     let expect = existing.map_or(Compare::Absent, |(_, rev)| Compare::ModRevision(rev));
     store(coord.meta(), &r, expect).await?;
     Ok(r)
@@ -154,9 +228,20 @@ pub async fn schedule(coord: &Coordinator) -> Result<(), RebalanceError> {
     // The operator's overrides and the active time window apply at once,
     // also to a rebalance started before they changed.
     let limits = coord.throttle.concurrency(r.limits);
-    let mut changed = false;
+    let by_id: HashMap<&str, &crate::migration::machine::Migration> = all.iter().map(|m| (m.id.as_str(), m)).collect();
+    let mut changed = advance_stages(coord, &mut r, &by_id, unix_ms());
+    if r.state != State::Running {
+        // A stage halted it: recorded first, then its running moves paused.
+        store(meta, &r, Compare::ModRevision(rev)).await?;
+        let why = r.halted.clone().unwrap_or_default();
+        tracing::warn!(rebalance = %r.id, %why, "rebalance halted by a stage");
+        for id in r.migrations.iter().flatten() {
+            let _ = coord.migrations.control(id, Event::Pause { reason: why.clone() }).await;
+        }
+        return Ok(());
+    }
     for i in 0..r.plan.moves.len() {
-        if r.migrations[i].is_some() || r.skipped[i].is_some() {
+        if r.migrations[i].is_some() || r.skipped[i].is_some() || !r.may_start(i) {
             continue;
         }
         let mv = r.plan.moves[i];
@@ -185,8 +270,103 @@ pub async fn schedule(coord: &Coordinator) -> Result<(), RebalanceError> {
     Ok(())
 }
 
-/// Marks the rebalance DONE or FAILED once every move has ended.
+/// Where move `i` of `r` stands, for its stage.
+fn move_state(r: &Rebalance, i: usize, by_id: &HashMap<&str, &crate::migration::machine::Migration>) -> MoveState {
+    let partition = r.plan.moves[i].partition;
+    if let Some(why) = &r.skipped[i] {
+        return MoveState::Failed(format!("partition {partition}'s move was skipped: {why}"));
+    }
+    let Some(id) = &r.migrations[i] else { return MoveState::NotStarted };
+    match by_id.get(id.as_str()) {
+        // Listed by the manager until it is garbage-collected; a
+        // migration no longer listed ended long ago.
+        None => MoveState::Landed,
+        Some(m) => match m.phase {
+            Phase::Completed | Phase::CleaningUp | Phase::Done => MoveState::Landed,
+            p if p.is_terminal() => MoveState::Failed(format!("partition {partition}'s move {id} ended {}{}", p.name(), m.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default())),
+            _ => MoveState::Moving,
+        },
+    }
+}
+
+/// Takes the current stage as far as it can go now: starts it, lands it,
+/// judges it after its bake, moves on to the next. Returns whether the
+/// record changed; a stage that halts leaves the rebalance PAUSED with
+/// `halted` set.
+fn advance_stages(coord: &Coordinator, r: &mut Rebalance, by_id: &HashMap<&str, &crate::migration::machine::Migration>, now: u64) -> bool {
+    let mut changed = false;
+    if r.baseline_p99_us.is_none() && !r.stages.is_empty() {
+        r.baseline_p99_us = coord.throttle.baseline_p99_us();
+        changed |= r.baseline_p99_us.is_some();
+    }
+    while let Some(stage) = r.stages.get(r.stage) {
+        let key = format!("{}/{}", r.id, r.stage);
+        if stage.started_ms.is_none() {
+            tracing::info!(rebalance = %r.id, stage = %stage.spec.name, moves = stage.moves.len(), "stage starts");
+            r.stages[r.stage].started_ms = Some(now);
+            coord.stage_mark(&key);
+            changed = true;
+        }
+        let states: Vec<MoveState> = r.stages[r.stage].moves.iter().map(|&i| move_state(r, i, by_id)).collect();
+        let stage = &mut r.stages[r.stage];
+        let step = if stage.moves.is_empty() { Step::Next } else { stages::step(stage, &states, now) };
+        match step {
+            Step::Run | Step::Bake | Step::AwaitApproval => break,
+            Step::Landed { bake_until_ms } => {
+                tracing::info!(rebalance = %r.id, stage = %stage.spec.name, bake = %stages::format_ms(stage.spec.bake_ms), "stage landed; baking");
+                stage.landed_ms = Some(now);
+                stage.bake_until_ms = Some(bake_until_ms);
+            }
+            Step::Judge => {
+                let landed = stage.landed_ms.unwrap_or(now);
+                let (samples, unavailable_now) = coord.throttle.observed_since(landed);
+                let until = stage.bake_until_ms.unwrap_or(now);
+                let involved: Vec<u32> = stage.moves.iter().flat_map(|&i| [r.plan.moves[i].from, r.plan.moves[i].to]).collect();
+                let throttle = coord.throttle.status();
+                let observation = Observation {
+                    seconds: samples.iter().filter(|s| stage.spec.bake_ms > 0 && s.at_ms <= until).map(|s| (s.p99_us, s.ops)).collect(),
+                    unavailable: unavailable_now.saturating_sub(coord.stage_mark(&key)),
+                    baseline_p99_us: r.baseline_p99_us,
+                    budget_ratio: throttle.budget_ratio,
+                    unhealthy: throttle
+                        .nodes
+                        .iter()
+                        .filter(|n| n.state != "open" && involved.contains(&n.node))
+                        .map(|n| format!("node {} {} ({})", n.node, n.state, n.reasons.join(", ")))
+                        .collect(),
+                };
+                let verdict = stages::judge(stage, &observation, now);
+                tracing::info!(rebalance = %r.id, stage = %stage.spec.name, passed = verdict.passed, detail = %verdict.detail, "stage judged");
+                metrics::counter!("evenkeel_rebalance_stages_judged_total", "outcome" => if verdict.passed { "passed" } else { "failed" }).increment(1);
+                stage.verdict = Some(verdict);
+            }
+            Step::Next => {
+                stage.finished_ms.get_or_insert(now);
+                if r.stage + 1 == r.stages.len() {
+                    changed = true;
+                    break;
+                }
+                r.stage += 1;
+            }
+            Step::Halt(why) => {
+                r.state = State::Paused;
+                r.halted = Some(why);
+                changed = true;
+                break;
+            }
+        }
+        changed = true;
+    }
+    metrics::gauge!("evenkeel_rebalance_stage").set(if r.stages.is_empty() { 0.0 } else { (r.stage + 1) as f64 });
+    changed
+}
+
+/// Marks the rebalance DONE or FAILED once every move has ended (and,
+/// when staged, the last stage has passed).
 fn finish_if_done(r: &mut Rebalance, phase: &HashMap<&str, Phase>) -> bool {
+    if r.stages.last().is_some_and(|s| s.finished_ms.is_none()) {
+        return false;
+    }
     let ended = |i: usize| r.skipped[i].is_some() || r.migrations[i].as_deref().and_then(|id| phase.get(id)).is_some_and(|p| p.is_terminal());
     if !(0..r.plan.moves.len()).all(ended) {
         return false;
@@ -201,16 +381,37 @@ fn finish_if_done(r: &mut Rebalance, phase: &HashMap<&str, Phase>) -> bool {
 pub async fn control(coord: &Coordinator, action: &str) -> Result<Rebalance, RebalanceError> {
     let meta = coord.meta();
     let (mut r, rev) = load(meta).await?.ok_or_else(|| RebalanceError::Invalid("no rebalance has run".into()))?;
+    let now = unix_ms();
+    if action == "approve" {
+        // An operator's pause does not stop an approval; a halt is lifted
+        // by `resume` instead.
+        let waiting = r.state.is_active() && r.halted.is_none() && r.current_stage().is_some_and(|s| s.phase() == "awaiting approval");
+        let Some(stage) = r.stages.get_mut(r.stage).filter(|_| waiting) else {
+            return Err(RebalanceError::Conflict(format!("rebalance {} has no stage waiting for approval{}", r.id, r.current_stage().map(|s| format!(" (stage {:?} is {})", s.spec.name, s.phase())).unwrap_or_default())));
+        };
+        stage.approved_ms = Some(now);
+        tracing::info!(rebalance = %r.id, stage = %stage.spec.name, "stage approved");
+        store(meta, &r, Compare::ModRevision(rev)).await?;
+        return Ok(r);
+    }
     let (next, event) = match (action, r.state) {
         ("pause", State::Running) => (State::Paused, Some(Event::Pause { reason: "rebalance paused by operator".into() })),
-        ("resume", State::Paused) => (State::Running, Some(Event::Resume)),
+        ("resume", State::Paused) => {
+            // Resuming past a halted stage is the operator's approval of it.
+            if r.halted.take().is_some()
+                && let Some(stage) = r.stages.get_mut(r.stage)
+            {
+                stage.approved_ms = Some(now);
+            }
+            (State::Running, Some(Event::Resume))
+        }
         ("cancel", State::Running | State::Paused) => (State::Cancelled, Some(Event::Cancel)),
         ("rollback", _) => (State::Cancelled, Some(Event::Rollback)),
         (a, s) => return Err(RebalanceError::Conflict(format!("cannot {a} a rebalance that is {s:?}"))),
     };
     r.state = next;
     if !next.is_active() {
-        r.finished_ms = Some(unix_ms());
+        r.finished_ms = Some(now);
     }
     store(meta, &r, Compare::ModRevision(rev)).await?;
     // Each migration takes the request only if its phase allows it (a move

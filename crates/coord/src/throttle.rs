@@ -90,8 +90,28 @@ struct Runtime {
     last_shed: HashMap<NodeId, u64>,
     /// When each node was last seen heartbeating.
     last_live_ms: HashMap<NodeId, u64>,
+    /// Each router's `unavailable_total` at the previous tick.
+    last_unavailable: HashMap<u64, u64>,
+    /// Errors of the store's making clients saw since this coordinator
+    /// began ticking: the sum of the routers' increases.
+    unavailable_total: u64,
+    /// The foreground's last seconds, oldest first, at most
+    /// [`SAMPLES_KEPT`]: what a staged rebalance judges a bake by.
+    samples: std::collections::VecDeque<Sample>,
     status: ThrottleStatus,
 }
+
+/// One tick's foreground second: the statistic the baseline learns
+/// (`steer_us`) and the requests behind it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub at_ms: u64,
+    pub p99_us: u64,
+    pub ops: u64,
+}
+
+/// A day of seconds (about 2 MB): the longest bake judged whole.
+const SAMPLES_KEPT: usize = 86_400;
 
 impl Default for Throttle {
     fn default() -> Self {
@@ -117,6 +137,9 @@ impl Throttle {
                 last_errors: HashMap::new(),
                 last_shed: HashMap::new(),
                 last_live_ms: HashMap::new(),
+                last_unavailable: HashMap::new(),
+                unavailable_total: 0,
+                samples: std::collections::VecDeque::new(),
                 status: ThrottleStatus::default(),
                 settings,
             }),
@@ -125,6 +148,23 @@ impl Throttle {
 
     pub fn settings(&self) -> Settings {
         self.inner.lock().settings.clone()
+    }
+
+    /// The foreground seconds sampled at or after `from_ms` (per-second p99
+    /// as the baseline measures it, and requests), and the count of errors
+    /// of the store's making clients saw since this coordinator started
+    /// ticking.
+    pub fn observed_since(&self, from_ms: u64) -> (Vec<Sample>, u64) {
+        let rt = self.inner.lock();
+        let first = rt.samples.partition_point(|s| s.at_ms < from_ms);
+        (rt.samples.range(first..).copied().collect(), rt.unavailable_total)
+    }
+
+    /// The baseline the throttle holds now (frozen while migrations are in
+    /// flight), in the statistic [`Sample::p99_us`] measures.
+    pub fn baseline_p99_us(&self) -> Option<u64> {
+        let rt = self.inner.lock();
+        rt.baseline.estimate(unix_ms())
     }
 
     pub fn status(&self) -> ThrottleStatus {
@@ -194,6 +234,11 @@ impl Throttle {
         let mut moving = std::mem::take(&mut rt.paced);
         moving.extend(input.migrations.iter().filter(|m| moves_data(m.phase)).map(|m| m.id.clone()));
         let fg = foreground(input, now_ms);
+        rt.count_unavailable(&input.routers);
+        if rt.samples.len() == SAMPLES_KEPT {
+            rt.samples.pop_front();
+        }
+        rt.samples.push_back(Sample { at_ms: now_ms, p99_us: fg.steer_us, ops: fg.ops });
         rt.update_baseline(fg, input.migrations.iter().any(|m| holds_baseline(m.phase)), now_ms);
         let decision = if moving.is_empty() { rt.controller.idle() } else { rt.adapt(fg, now_ms) };
         let effective = rt.settings.schedule.effective(now_ms);
@@ -301,6 +346,19 @@ fn foreground(input: &TickInput, now_ms: u64) -> Foreground {
 }
 
 impl Runtime {
+    /// Adds each router's increase of `unavailable_total` since the last
+    /// tick (a router seen for the first time, or whose count went back
+    /// because it restarted, counts whole).
+    fn count_unavailable(&mut self, routers: &[RouterReport]) {
+        for r in routers {
+            let last = self.last_unavailable.insert(r.router, r.unavailable_total);
+            self.unavailable_total += match last {
+                Some(before) if before <= r.unavailable_total => r.unavailable_total - before,
+                _ => r.unavailable_total,
+            };
+        }
+    }
+
     /// Takes new operator settings; the controller restarts only if its own
     /// configuration changed.
     fn adopt(&mut self, settings: Settings, now_ms: u64) {
@@ -415,6 +473,7 @@ impl Runtime {
             arrival_p99_us: fg.arrival_p99_us,
             ops_last_s: fg.ops,
             errors_last_s: fg.errors,
+            client_unavailable_total: self.unavailable_total,
             signal: if fg.from_routers { "routers" } else { "nodes" }.to_string(),
             p99_ratio: ratio,
             budget_ratio: budget,
@@ -482,6 +541,7 @@ fn export(s: &ThrottleStatus) {
     metrics::gauge!("evenkeel_throttle_p99_seconds").set(s.p99_us as f64 / 1e6);
     metrics::gauge!("evenkeel_throttle_budget_used_ratio").set(s.budget_used.unwrap_or(0.0));
     metrics::gauge!("evenkeel_throttle_migrations_moving").set(s.migrations_moving as f64);
+    metrics::gauge!("evenkeel_client_unavailable_total").set(s.client_unavailable_total as f64);
     for n in &s.nodes {
         metrics::gauge!("evenkeel_throttle_node_gate_open", "node" => n.node.to_string()).set((n.state == "open") as u8 as f64);
     }

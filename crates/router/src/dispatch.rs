@@ -93,6 +93,12 @@ pub struct Dispatcher {
     /// This router's id, which nodes send CLIENT TRACKING's
     /// invalidations to (`pb::ExecuteRequest.router`).
     pub router: u64,
+    /// Operations answered with a [`DispatchError`] since the router
+    /// started: the errors clients saw because of the store (a move that
+    /// outlasted the retry budget, an overloaded or unreachable node), not
+    /// because of their commands. Reported to the coordinator, which
+    /// judges a staged rebalance's stages by it.
+    pub unavailable: Arc<std::sync::atomic::AtomicU64>,
 }
 
 type Outcome = Result<R, DispatchError>;
@@ -106,6 +112,17 @@ enum Attempt {
 impl Dispatcher {
     /// Runs `ops`, returning one outcome per op, in order.
     pub async fn run(&self, ops: &[KeyOp]) -> Vec<Outcome> {
+        let outcomes = self.attempt_all(ops).await;
+        let failed = outcomes.iter().filter(|o| o.is_err()).count() as u64;
+        if failed > 0 {
+            self.unavailable.fetch_add(failed, std::sync::atomic::Ordering::Relaxed);
+            metrics::counter!("evenkeel_router_unavailable_total").increment(failed);
+        }
+        outcomes
+    }
+
+    /// [`Dispatcher::run`], retrying inside the budget.
+    async fn attempt_all(&self, ops: &[KeyOp]) -> Vec<Outcome> {
         let mut results: Vec<Option<Outcome>> = vec![None; ops.len()];
         let mut pending: Vec<usize> = (0..ops.len()).collect();
         let started = Instant::now();
@@ -305,4 +322,21 @@ fn is_connect_failure(status: &tonic::Status) -> bool {
 
 fn internal(message: &str) -> pb::OpError {
     pb::OpError { kind: pb::op_error::Kind::Internal as i32, message: message.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn errors_of_the_stores_making_are_counted_for_the_coordinator() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta: Arc<dyn evenkeel_meta::MetaStore> = evenkeel_meta::EmbeddedStore::open(dir.path(), Default::default()).await.unwrap();
+        let dispatcher = Dispatcher { routes: RouteCache::start(meta).await, budget: RetryBudget::default(), mirror: Mirror::new(Default::default()), router: 1, unavailable: Default::default() };
+        // No routing table yet: every op fails with CLUSTERDOWN.
+        let ops = [KeyOp::new(Bytes::from_static(b"a"), Kind::Get(Default::default())), KeyOp::new(Bytes::from_static(b"b"), Kind::Get(Default::default()))];
+        let outcomes = dispatcher.run(&ops).await;
+        assert!(outcomes.iter().all(|o| *o == Err(DispatchError::NoTable)), "{outcomes:?}");
+        assert_eq!(dispatcher.unavailable.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
 }

@@ -139,7 +139,7 @@ impl Router {
             monitor: Default::default(),
             scripts: cmd::scripting::ScriptCache::new(meta.clone()),
             functions: cmd::functions::Functions::new(meta.clone()),
-            dispatcher: Dispatcher { routes, budget: config.retry, mirror: mirror::Mirror::new(config.mirror), router: id },
+            dispatcher: Dispatcher { routes, budget: config.retry, mirror: mirror::Mirror::new(config.mirror), router: id, unavailable: Default::default() },
             slowlog: slowlog::SlowLog::new(config.slowlog_slower_than_us, config.slowlog_max_len),
             registry: clients::Registry::default(),
             stats: stats::Stats::default(),
@@ -198,7 +198,7 @@ impl Router {
     /// open connections once their current command has been answered.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, "router listening");
-        let reporter = tokio::spawn(report::run(self.meta.clone(), self.id, report::Windows { commands: self.latency.clone(), arrival: self.arrival.clone() }, self.dispatcher.mirror.clone()));
+        let reporter = tokio::spawn(report::run(self.meta.clone(), self.id, report::Windows { commands: self.latency.clone(), arrival: self.arrival.clone(), unavailable: self.dispatcher.unavailable.clone() }, self.dispatcher.mirror.clone()));
         let mut stop_reporter = AbortOnDrop(Some(reporter));
         let links = tokio::spawn(self.pubsub.clone().run_links(self.dispatcher.routes.clone(), self.stop.clone()));
         let mut stop_links = AbortOnDrop(Some(links));

@@ -41,6 +41,9 @@ pub(crate) struct Windows {
     pub commands: Arc<SecondWindow>,
     /// From the kernel's receipt of the request's bytes to reply.
     pub arrival: Arc<SecondWindow>,
+    /// The dispatcher's count of operations that failed for the store's
+    /// reasons ([`crate::dispatch::Dispatcher::unavailable`]).
+    pub unavailable: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Publishes `windows`, `mirror`'s counts and the scheduling delay it
@@ -84,7 +87,7 @@ async fn publish(meta: &dyn MetaStore, router: u64, windows: &Windows, sched: &S
         None => *lease.insert(meta.grant_lease(LEASE_TTL).await?),
     };
     let now = unix_ms();
-    let report = RouterReport { router, at_ms: now, last_second: windows.commands.last_second(now), sched: Some(sched.last_second(now)), arrival: Some(windows.arrival.last_second(now)), migrations: mirror.book.snapshot() };
+    let report = RouterReport { router, at_ms: now, last_second: windows.commands.last_second(now), sched: Some(sched.last_second(now)), arrival: Some(windows.arrival.last_second(now)), unavailable_total: windows.unavailable.load(std::sync::atomic::Ordering::Relaxed), migrations: mirror.book.snapshot() };
     meta.put(&keys::router_key(router), serde_json::to_vec(&report).expect("report serializes"), Some(id)).await?;
     Ok(())
 }

@@ -53,11 +53,21 @@ pub struct RouterReport {
     /// a worker, which clients feel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arrival: Option<SecondSummary>,
+    /// Operations the router has answered with an error of the store's
+    /// making (TRYAGAIN after the retry budget, CLUSTERDOWN) since it
+    /// started: cumulative, so a missed report loses nothing. The
+    /// disruption budget allows none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unavailable_total: u64,
     /// What the router did for each moving partition's migration since it
     /// started (cumulative, so a report the coordinator misses loses
     /// nothing).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub migrations: Vec<MigrationMirror>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One migration's mirrored traffic as one router counted it.

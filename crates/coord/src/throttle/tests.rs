@@ -54,7 +54,7 @@ fn input(nodes: Vec<NodeStatus>, migrations: Vec<Migration>, router_p99_us: Opti
     let routers = router_p99_us
         .map(|(p99_us, count)| {
             let last_second = evenkeel_types::latency::SecondSummary { second: now_ms / 1000 - 1, count, errors: 0, p50_us: p99_us / 2, p99_us, max_us: p99_us };
-            vec![RouterReport { router: 7, at_ms: now_ms, last_second, sched: None, arrival: None, migrations: vec![] }]
+            vec![RouterReport { router: 7, at_ms: now_ms, last_second, sched: None, arrival: None, unavailable_total: 0, migrations: vec![] }]
         })
         .unwrap_or_default();
     TickInput { settings: Settings::default(), status: Arc::new(status), routers, migrations }
@@ -372,7 +372,7 @@ fn with_sched_in_the_signal_a_congested_runtime_is_cut_even_when_the_router_p99_
     // doubles.
     let report = |moving: bool, now: u64| {
         let sched_us = if moving { 4_800 } else { 2_400 };
-        RouterReport { router: 7, at_ms: now, last_second: second(now, 400), sched: Some(second(now, sched_us)), arrival: None, migrations: vec![] }
+        RouterReport { router: 7, at_ms: now, last_second: second(now, 400), sched: Some(second(now, sched_us)), arrival: None, unavailable_total: 0, migrations: vec![] }
     };
     let run = |include: bool| {
         let mut settings = Settings::default();
@@ -395,7 +395,7 @@ fn with_sched_in_the_signal_a_congested_runtime_is_cut_even_when_the_router_p99_
 fn from_arrival_a_wait_in_the_socket_cuts_even_when_the_router_p99_is_flat() {
     let report = |moving: bool, now: u64| {
         let arrival_us = if moving { 900 } else { 600 };
-        RouterReport { router: 7, at_ms: now, last_second: second(now, 400), sched: Some(second(now, 100)), arrival: Some(second(now, arrival_us)), migrations: vec![] }
+        RouterReport { router: 7, at_ms: now, last_second: second(now, 400), sched: Some(second(now, 100)), arrival: Some(second(now, arrival_us)), unavailable_total: 0, migrations: vec![] }
     };
     let run = |from_arrival: bool| {
         let mut settings = Settings::default();
@@ -410,4 +410,26 @@ fn from_arrival_a_wait_in_the_socket_cuts_even_when_the_router_p99_is_flat() {
     assert_eq!(baseline.map(|b| (570..=630).contains(&b)), Some(true), "from arrival: {s:?}");
     assert!(s.reason.starts_with("cut") || s.reason.contains("over budget"), "{s:?}");
     assert_eq!(s.p99_us, 400, "the status still shows the router's own p99");
+}
+
+#[test]
+fn client_errors_of_the_stores_making_are_summed_over_routers_and_restarts() {
+    let t = Throttle::default();
+    let tick = |now: u64, reports: &[(u64, u64)]| {
+        let mut i = input(two_nodes(), vec![], Some((2_000, 5_000)), now);
+        let template = i.routers[0].clone();
+        i.routers = reports.iter().map(|&(router, unavailable_total)| RouterReport { router, unavailable_total, ..template.clone() }).collect();
+        t.tick(&i, now);
+    };
+    // A router already counting when first seen counts whole.
+    tick(100_000, &[(1, 3), (2, 0)]);
+    tick(101_000, &[(1, 5), (2, 4)]);
+    // Router 2 restarted (its count began again at 0) and counted 2.
+    tick(102_000, &[(1, 5), (2, 2)]);
+    let (samples, unavailable) = t.observed_since(101_000);
+    assert_eq!(unavailable, 3 + (2 + 4) + 2);
+    assert_eq!(t.status().client_unavailable_total, 11);
+    // Each tick's second, from the asked time on, as the baseline sees it.
+    assert_eq!(samples.iter().map(|s| (s.at_ms, s.p99_us, s.ops)).collect::<Vec<_>>(), vec![(101_000, 2_000, 10_000), (102_000, 2_000, 10_000)]);
+    assert!(t.observed_since(u64::MAX).0.is_empty());
 }

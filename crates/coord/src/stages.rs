@@ -1,0 +1,506 @@
+//! Staged rebalances: a canary first, then widening stages, each judged
+//! before the next begins.
+//!
+//! A rebalance's moves can run as one batch (the default) or in *stages*,
+//! as staged rollouts do: a canary of a few moves, then larger shares of
+//! the plan. Each stage's share is cumulative ("1%, 10%, 50%, 100%" of the
+//! moves done by the end of each stage), so the stage sizes follow the plan
+//! whatever its length; a share rounds up to whole moves, and a stage that
+//! rounds to no new move is skipped. The smallest moves go first: the
+//! canary is the cheapest to copy and to roll back.
+//!
+//! A stage runs its moves under the rebalance's usual limits. Once each of
+//! them has cut over (its migration is in bake, or done), the stage
+//! *lands* and bakes for its `bake_ms`: the seed's "bake time", during
+//! which effects that need time show. Then it is judged:
+//!
+//! - every move of the stage ended DONE or is still baking (a move that
+//!   failed halts the rebalance as soon as it fails);
+//! - no client saw an error of the store's making from the stage's start to
+//!   the end of its bake (the routers' `unavailable_total`: TRYAGAIN after
+//!   the retry budget, CLUSTERDOWN), the disruption budget's zero errors;
+//! - the typical second of the bake (the median of its per-second p99s,
+//!   seconds with fewer than [`MIN_OPS`] requests left out) within the
+//!   throttle's budget ratio of the baseline taken when the rebalance
+//!   started ("latency within 10% of baseline"); not judged without a
+//!   baseline, a bake, or a busy second;
+//! - every node the stage moved partitions between has an open health gate.
+//!
+//! A stage that passes goes on to the next, or waits for `rebalance
+//! approve` when it has an approval gate. One that fails halts the
+//! rebalance (PAUSED, with the reason): `rebalance resume` goes on anyway,
+//! `rebalance rollback` hands back what is still in bake, `cancel` stops.
+//!
+//! Everything here is a pure function of its input and the clock it is
+//! given; the scheduler in [`crate::rebalance`] gathers the input.
+
+use crate::plan::Move;
+use serde::{Deserialize, Serialize};
+
+/// Seconds with fewer requests than this say nothing about latency.
+pub const MIN_OPS: u64 = 50;
+/// The longest bake a stage may ask for: 30 days.
+pub const BAKE_MAX_MS: u64 = 30 * 86_400_000;
+
+/// One stage as the operator describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageSpec {
+    pub name: String,
+    /// Percent of the plan's moves done by the end of this stage
+    /// (cumulative), in (0, 100]; the last stage's is 100.
+    pub share_percent: f64,
+    /// How long the stage is watched once its moves have cut over.
+    #[serde(default)]
+    pub bake_ms: u64,
+    /// The next stage waits for `rebalance approve`.
+    #[serde(default)]
+    pub approval: bool,
+}
+
+/// Parses a stage list: `[NAME=]SHARE%[:BAKE][:approve]`, comma-separated,
+/// for example `canary=1%:10m:approve,10%:30m,50%:30m,100%`. BAKE is a
+/// number with a unit (`ms`, `s`, `m`, `h`, `d`). `none` (or an empty
+/// string) is no staging.
+pub fn parse(spec: &str) -> Result<Vec<StageSpec>, String> {
+    let spec = spec.trim();
+    if spec.is_empty() || spec == "none" {
+        return Ok(Vec::new());
+    }
+    let mut stages = Vec::new();
+    for (i, item) in spec.split(',').enumerate() {
+        let item = item.trim();
+        let (name, rest) = match item.split_once('=') {
+            Some((n, r)) => (n.trim().to_string(), r),
+            None => (format!("stage {}", i + 1), item),
+        };
+        let mut parts = rest.split(':').map(str::trim);
+        let share = parts.next().unwrap_or("");
+        let share_percent = share
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .ok_or_else(|| format!("stage {:?}: {share:?} is not a share like 10%", name))?;
+        let mut stage = StageSpec { name, share_percent, bake_ms: 0, approval: false };
+        for part in parts {
+            if part.eq_ignore_ascii_case("approve") {
+                stage.approval = true;
+            } else {
+                stage.bake_ms = parse_duration_ms(part).map_err(|e| format!("stage {:?}: {e}", stage.name))?;
+            }
+        }
+        stages.push(stage);
+    }
+    validate(&stages)?;
+    Ok(stages)
+}
+
+/// A stage list in [`parse`]'s notation ("none" for no stages).
+pub fn format(stages: &[StageSpec]) -> String {
+    if stages.is_empty() {
+        return "none".into();
+    }
+    let item = |s: &StageSpec| {
+        let mut out = format!("{}={}%", s.name, s.share_percent);
+        if s.bake_ms > 0 {
+            out += &format!(":{}", format_ms(s.bake_ms));
+        }
+        if s.approval {
+            out += ":approve";
+        }
+        out
+    };
+    stages.iter().map(item).collect::<Vec<_>>().join(",")
+}
+
+/// Checks a stage list: shares rise strictly and end at 100%, names are
+/// given and unique, bakes are at most [`BAKE_MAX_MS`].
+pub fn validate(stages: &[StageSpec]) -> Result<(), String> {
+    let mut previous = 0.0;
+    for (i, s) in stages.iter().enumerate() {
+        if s.name.trim().is_empty() {
+            return Err(format!("stage {} has no name", i + 1));
+        }
+        if stages[..i].iter().any(|o| o.name == s.name) {
+            return Err(format!("two stages are named {:?}", s.name));
+        }
+        if !(s.share_percent > previous && s.share_percent <= 100.0) {
+            return Err(format!("stage {:?}: shares are cumulative and must rise, up to 100% ({}% after {}%)", s.name, s.share_percent, previous));
+        }
+        if s.bake_ms > BAKE_MAX_MS {
+            return Err(format!("stage {:?}: a bake may last at most 30 days", s.name));
+        }
+        previous = s.share_percent;
+    }
+    match stages.last() {
+        Some(last) if last.share_percent != 100.0 => Err(format!("the last stage ({:?}) must reach 100% of the moves, not {}%", last.name, last.share_percent)),
+        _ => Ok(()),
+    }
+}
+
+/// `500ms`, `90s`, `10m`, `2h`, `1d` in milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 90s or 10m"))?;
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "" => return Err(format!("{s:?} needs a unit (ms, s, m, h or d)")),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h or d)")),
+    };
+    n.checked_mul(scale).ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// Prints a duration as the operator would write it.
+pub fn format_ms(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let unit = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")].into_iter().find(|(scale, _)| ms.is_multiple_of(*scale));
+    match unit {
+        Some((scale, name)) => format!("{}{name}", ms / scale),
+        None => format!("{ms}ms"),
+    }
+}
+
+/// The moves of each stage, as indices into `moves`: the smallest moves
+/// first (then by partition), each stage taking its cumulative share
+/// rounded up. Stages may be left empty when the plan is short.
+pub fn assign(specs: &[StageSpec], moves: &[Move]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..moves.len()).collect();
+    order.sort_by_key(|&i| (moves[i].bytes, moves[i].partition));
+    let mut out = Vec::with_capacity(specs.len());
+    let mut taken = 0;
+    for (i, s) in specs.iter().enumerate() {
+        let upto = if i + 1 == specs.len() { moves.len() } else { ((s.share_percent / 100.0) * moves.len() as f64).ceil() as usize };
+        let upto = upto.clamp(taken, moves.len());
+        out.push(order[taken..upto].to_vec());
+        taken = upto;
+    }
+    out
+}
+
+/// One stage of a running rebalance, as stored in its record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    #[serde(flatten)]
+    pub spec: StageSpec,
+    /// Indices into the plan's moves.
+    pub moves: Vec<usize>,
+    #[serde(default)]
+    pub started_ms: Option<u64>,
+    /// When the last of its moves cut over.
+    #[serde(default)]
+    pub landed_ms: Option<u64>,
+    #[serde(default)]
+    pub bake_until_ms: Option<u64>,
+    #[serde(default)]
+    pub verdict: Option<Verdict>,
+    /// When the operator approved the next stage (or resumed past a halt).
+    #[serde(default)]
+    pub approved_ms: Option<u64>,
+    /// When the next stage was allowed to start.
+    #[serde(default)]
+    pub finished_ms: Option<u64>,
+}
+
+impl Stage {
+    pub fn new(spec: StageSpec, moves: Vec<usize>) -> Stage {
+        Stage { spec, moves, started_ms: None, landed_ms: None, bake_until_ms: None, verdict: None, approved_ms: None, finished_ms: None }
+    }
+
+    /// What the stage is doing, in a word, for status lines.
+    pub fn phase(&self) -> &'static str {
+        let passed = self.verdict.as_ref().map(|v| v.passed);
+        match (self.started_ms, self.landed_ms, passed, self.approved_ms, self.finished_ms) {
+            (.., Some(_)) if passed == Some(true) => "passed",
+            (.., Some(_)) => "let through by the operator",
+            (.., Some(_), None) => "approved",
+            (_, _, Some(false), None, None) => "failed",
+            (_, _, Some(true), None, None) => "awaiting approval",
+            (_, Some(_), None, None, None) => "baking",
+            (Some(_), None, None, None, None) => "moving",
+            (None, ..) => "waiting",
+        }
+    }
+}
+
+/// A stage's judgement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub passed: bool,
+    pub at_ms: u64,
+    /// Every criterion's outcome, in words.
+    pub detail: String,
+    /// The bake's typical second over the baseline, when judged.
+    #[serde(default)]
+    pub p99_ratio: Option<f64>,
+    /// Errors of the store's making clients saw during the stage.
+    pub unavailable: u64,
+    /// Busy seconds the latency was judged on.
+    pub seconds: u64,
+}
+
+/// Where one of a stage's moves stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MoveState {
+    NotStarted,
+    Moving,
+    /// Cut over: baking (its own bake, reverse capture on) or DONE.
+    Landed,
+    /// Ended other than DONE (FAILED, ROLLED_BACK, CANCELLED), or skipped.
+    Failed(String),
+}
+
+/// What the stage's judgement reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observation {
+    /// Per-second p99 (µs) and request count over the bake.
+    pub seconds: Vec<(u64, u64)>,
+    /// Errors of the store's making since the stage started.
+    pub unavailable: u64,
+    /// The rebalance's baseline p99, if known.
+    pub baseline_p99_us: Option<u64>,
+    pub budget_ratio: f64,
+    /// Involved nodes whose health gate is not open, with why.
+    pub unhealthy: Vec<String>,
+}
+
+/// What the scheduler should do with the current stage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Its moves may start (or are running).
+    Run,
+    /// Landed now: bake until then.
+    Landed { bake_until_ms: u64 },
+    /// Baking: nothing to do until then.
+    Bake,
+    /// The bake is over: judge it with an [`Observation`].
+    Judge,
+    /// Judged and passed, waiting for the operator's approval.
+    AwaitApproval,
+    /// Passed (and approved where needed): the next stage may start.
+    Next,
+    /// Halt the rebalance: a move failed or the stage was judged failed.
+    Halt(String),
+}
+
+/// The current stage's next step, from its moves' states.
+pub fn step(stage: &Stage, moves: &[MoveState], now_ms: u64) -> Step {
+    // Finished, or let go by the operator (an approval, or a resume past a
+    // halt, whatever halted it).
+    if stage.finished_ms.is_some() || stage.approved_ms.is_some() {
+        return Step::Next;
+    }
+    if let Some(v) = &stage.verdict {
+        return match (v.passed, stage.spec.approval) {
+            (false, _) => Step::Halt(format!("stage {:?} failed: {}", stage.spec.name, v.detail)),
+            (true, true) => Step::AwaitApproval,
+            (true, false) => Step::Next,
+        };
+    }
+    if let Some(why) = moves.iter().find_map(|m| if let MoveState::Failed(why) = m { Some(why) } else { None }) {
+        return Step::Halt(format!("stage {:?}: {why}", stage.spec.name));
+    }
+    match stage.bake_until_ms {
+        Some(until) if now_ms >= until => Step::Judge,
+        Some(_) => Step::Bake,
+        None if moves.iter().all(|m| *m == MoveState::Landed) => Step::Landed { bake_until_ms: now_ms + stage.spec.bake_ms },
+        None => Step::Run,
+    }
+}
+
+/// Judges a stage whose bake is over (see the module documentation).
+pub fn judge(stage: &Stage, o: &Observation, now_ms: u64) -> Verdict {
+    let mut failures = Vec::new();
+    let mut passes = Vec::new();
+    if o.unavailable > 0 {
+        failures.push(format!("clients saw {} errors of the store's making", o.unavailable));
+    } else {
+        passes.push("no client errors".to_string());
+    }
+    let mut busy: Vec<u64> = o.seconds.iter().filter(|(_, ops)| *ops >= MIN_OPS).map(|(p99, _)| *p99).collect();
+    busy.sort_unstable();
+    let typical = (!busy.is_empty()).then(|| busy[busy.len() / 2]);
+    let ratio = match (typical, o.baseline_p99_us) {
+        (Some(t), Some(b)) if b > 0 => Some(t as f64 / b as f64),
+        _ => None,
+    };
+    match ratio {
+        Some(r) if r > o.budget_ratio => failures.push(format!("typical p99 of the bake {r:.2}x the baseline (budget {:.2}x)", o.budget_ratio)),
+        Some(r) => passes.push(format!("typical p99 of the bake {r:.2}x the baseline")),
+        None if stage.spec.bake_ms == 0 => passes.push("latency not judged (no bake)".into()),
+        None if o.baseline_p99_us.is_none() => passes.push("latency not judged (no baseline)".into()),
+        None => passes.push("latency not judged (no busy second in the bake)".into()),
+    }
+    if o.unhealthy.is_empty() {
+        passes.push("nodes healthy".into());
+    } else {
+        failures.push(format!("unhealthy: {}", o.unhealthy.join("; ")));
+    }
+    let passed = failures.is_empty();
+    Verdict {
+        passed,
+        at_ms: now_ms,
+        detail: if passed { passes.join(", ") } else { failures.join(", ") },
+        p99_ratio: ratio,
+        unavailable: o.unavailable,
+        seconds: busy.len() as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mv(partition: u16, bytes: u64) -> Move {
+        Move { partition, from: 1, to: 4, bytes }
+    }
+
+    #[test]
+    fn parses_the_seeds_stages() {
+        let s = parse("canary=1%:10m:approve, early=10%:2h, 50%:1d, complete=100%").unwrap();
+        assert_eq!(s.len(), 4);
+        assert_eq!(s[0], StageSpec { name: "canary".into(), share_percent: 1.0, bake_ms: 600_000, approval: true });
+        assert_eq!((s[1].name.as_str(), s[1].bake_ms, s[1].approval), ("early", 7_200_000, false));
+        assert_eq!((s[2].name.as_str(), s[2].share_percent, s[2].bake_ms), ("stage 3", 50.0, 86_400_000));
+        assert_eq!((s[3].share_percent, s[3].bake_ms), (100.0, 0));
+        assert_eq!(parse("none").unwrap(), vec![]);
+        assert_eq!(parse("").unwrap(), vec![]);
+        assert_eq!(parse("0.5%:500ms,100%").unwrap()[0].bake_ms, 500);
+        assert_eq!(parse(&format(&s)).unwrap(), s, "format writes what parse reads");
+        assert_eq!(format(&s), "canary=1%:10m:approve,early=10%:2h,stage 3=50%:1d,complete=100%");
+        assert_eq!(format(&[]), "none");
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_run() {
+        let err = |s: &str| parse(s).unwrap_err();
+        assert!(err("10%,5%,100%").contains("must rise"), "{}", err("10%,5%,100%"));
+        assert!(err("10%,50%").contains("must reach 100%"));
+        assert!(err("a=10%,a=100%").contains("two stages are named"));
+        assert!(err("10").contains("not a share"));
+        assert!(err("10%:10,100%").contains("needs a unit"));
+        assert!(err("10%:10w,100%").contains("unknown unit"));
+        assert!(err("10%:31d,100%").contains("30 days"));
+        assert!(err("0%,100%").contains("must rise"));
+        assert!(err("=10%,100%").contains("no name"));
+        assert!(err("10%,150%").contains("must rise"));
+        assert!(err("10%:99999999999999999d,100%").contains("too long"));
+    }
+
+    #[test]
+    fn durations_print_as_written() {
+        for s in ["0s", "500ms", "90s", "10m", "2h", "1d"] {
+            let ms = parse_duration_ms(s).unwrap();
+            assert_eq!(format_ms(ms), if s == "0s" { "0s" } else { s });
+        }
+        assert_eq!(format_ms(90_000), "90s");
+    }
+
+    #[test]
+    fn stages_take_cumulative_shares_smallest_moves_first() {
+        let moves: Vec<Move> = (0..32u16).map(|p| mv(p, 1_000 - p as u64)).collect();
+        let specs = parse("1%,10%,50%,100%").unwrap();
+        let stages = assign(&specs, &moves);
+        let sizes: Vec<usize> = stages.iter().map(Vec::len).collect();
+        // ceil(0.32) = 1, ceil(3.2) = 4, 16, 32.
+        assert_eq!(sizes, vec![1, 3, 12, 16]);
+        // The smallest move (partition 31) is the canary.
+        assert_eq!(stages[0], vec![31]);
+        let mut all: Vec<usize> = stages.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..32).collect::<Vec<_>>(), "every move in exactly one stage");
+        // A short plan leaves later stages empty rather than repeating moves.
+        let stages = assign(&specs, &moves[..2]);
+        assert_eq!(stages.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 0, 0, 1]);
+        assert_eq!(assign(&specs, &[]).concat(), Vec::<usize>::new());
+    }
+
+    fn stage(bake_ms: u64, approval: bool) -> Stage {
+        Stage::new(StageSpec { name: "canary".into(), share_percent: 10.0, bake_ms, approval }, vec![0, 1])
+    }
+
+    #[test]
+    fn a_stage_runs_lands_bakes_and_is_judged() {
+        use MoveState::*;
+        let mut s = stage(60_000, false);
+        assert_eq!(step(&s, &[NotStarted, NotStarted], 0), Step::Run);
+        assert_eq!(step(&s, &[Landed, Moving], 10), Step::Run);
+        assert_eq!(step(&s, &[Landed, Landed], 20), Step::Landed { bake_until_ms: 60_020 });
+        s.landed_ms = Some(20);
+        s.bake_until_ms = Some(60_020);
+        assert_eq!(s.phase(), "baking");
+        assert_eq!(step(&s, &[Landed, Landed], 60_019), Step::Bake);
+        assert_eq!(step(&s, &[Landed, Landed], 60_020), Step::Judge);
+        let o = Observation { seconds: vec![(500, 1_000); 60], unavailable: 0, baseline_p99_us: Some(480), budget_ratio: 1.1, unhealthy: vec![] };
+        let v = judge(&s, &o, 60_020);
+        assert!(v.passed, "{v:?}");
+        assert_eq!((v.seconds, v.p99_ratio.map(|r| (r * 100.0).round())), (60, Some(104.0)));
+        s.verdict = Some(v);
+        assert_eq!(step(&s, &[Landed, Landed], 60_100), Step::Next);
+    }
+
+    #[test]
+    fn a_failed_move_halts_at_once() {
+        use MoveState::*;
+        let mut s = stage(60_000, false);
+        let moves = [Landed, Failed("partition 3's move ended FAILED: checksum".into())];
+        match step(&s, &moves, 5) {
+            Step::Halt(why) => assert!(why.contains("partition 3") && why.contains("canary"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // `rebalance resume` lets the stage go, failed move and all.
+        s.approved_ms = Some(6);
+        assert_eq!(step(&s, &moves, 7), Step::Next);
+    }
+
+    #[test]
+    fn each_criterion_can_fail_a_stage() {
+        let s = stage(60_000, false);
+        let good = Observation { seconds: vec![(500, 1_000); 30], unavailable: 0, baseline_p99_us: Some(500), budget_ratio: 1.1, unhealthy: vec![] };
+        assert!(judge(&s, &good, 1).passed);
+        let v = judge(&s, &Observation { unavailable: 3, ..good.clone() }, 1);
+        assert!(!v.passed && v.detail.contains("3 errors"), "{v:?}");
+        // The median second decides: a few slow seconds do not.
+        let mut seconds = vec![(500, 1_000); 30];
+        seconds.extend(vec![(5_000, 1_000); 10]);
+        assert!(judge(&s, &Observation { seconds: seconds.clone(), ..good.clone() }, 1).passed);
+        seconds.extend(vec![(5_000, 1_000); 25]);
+        let v = judge(&s, &Observation { seconds, ..good.clone() }, 1);
+        assert!(!v.passed && v.detail.contains("10.00x"), "{v:?}");
+        // Idle seconds are not judged.
+        let v = judge(&s, &Observation { seconds: vec![(50_000, 10); 30], ..good.clone() }, 1);
+        assert!(v.passed && v.detail.contains("no busy second"), "{v:?}");
+        let v = judge(&s, &Observation { baseline_p99_us: None, ..good.clone() }, 1);
+        assert!(v.passed && v.detail.contains("no baseline"), "{v:?}");
+        let v = judge(&s, &Observation { unhealthy: vec!["node 4: p99 12 ms".into()], ..good }, 1);
+        assert!(!v.passed && v.detail.contains("node 4"), "{v:?}");
+    }
+
+    #[test]
+    fn a_failed_stage_halts_until_resumed_and_approval_waits() {
+        use MoveState::*;
+        let mut s = stage(0, true);
+        s.verdict = Some(Verdict { passed: false, at_ms: 1, detail: "clients saw 2 errors".into(), p99_ratio: None, unavailable: 2, seconds: 0 });
+        assert!(matches!(step(&s, &[Landed, Landed], 2), Step::Halt(why) if why.contains("2 errors")));
+        assert_eq!(s.phase(), "failed");
+        // `rebalance resume` past a halt approves.
+        s.approved_ms = Some(3);
+        assert_eq!(step(&s, &[Landed, Landed], 4), Step::Next);
+        s.finished_ms = Some(4);
+        assert_eq!(s.phase(), "let through by the operator");
+        let mut s = stage(0, true);
+        s.verdict = Some(Verdict { passed: true, at_ms: 1, detail: String::new(), p99_ratio: None, unavailable: 0, seconds: 0 });
+        assert_eq!(step(&s, &[Landed, Landed], 2), Step::AwaitApproval);
+        assert_eq!(s.phase(), "awaiting approval");
+        s.approved_ms = Some(3);
+        assert_eq!(s.phase(), "approved");
+        assert_eq!(step(&s, &[Landed, Landed], 4), Step::Next);
+        s.finished_ms = Some(4);
+        assert_eq!(s.phase(), "passed");
+    }
+}
