@@ -525,6 +525,12 @@ async fn a_staged_rebalance_runs_its_canary_alone_then_waits_for_approval() {
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let r = common::admin::rebalance(&http, &admin).await.rebalance.unwrap();
     assert_eq!((started(&r), r.stage), (canary.moves.clone(), 0), "the gate holds the next stage");
+    // The dashboard shows the same: the stage waits for approval.
+    let page = http.get(format!("{admin}/dashboard")).send().await.unwrap();
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let page = page.text().await.unwrap();
+    assert!(page.contains("canary") && page.contains("evenkeel rebalance approve") && page.contains(&r.id), "{page}");
+    assert_eq!(page.matches(r#"class="cell"#).count(), 16, "one cell per partition");
 
     let approved = http.post(format!("{admin}/v1/rebalance/approve")).send().await.unwrap();
     assert_eq!(approved.status(), 200, "{}", approved.text().await.unwrap());

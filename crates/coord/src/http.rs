@@ -1,5 +1,7 @@
 //! The admin HTTP API.
 //!
+//! - `GET /` and `GET /dashboard`: the dashboard, an HTML page that reloads
+//!   itself ([`crate::dashboard`]; read-only).
 //! - `GET /v1/cluster`: [`crate::api::ClusterStatus`] as JSON.
 //! - `GET /v1/migrations`: every migration with its transitions.
 //! - `POST /v1/migrations` `{"partition": P, "target": NODE}`: move one
@@ -43,6 +45,8 @@ use std::sync::Arc;
 
 pub fn routes(coord: Arc<Coordinator>) -> Router {
     Router::new()
+        .route("/", get(dashboard))
+        .route("/dashboard", get(dashboard))
         .route("/v1/cluster", get(cluster))
         .route("/v1/migrations", get(migrations).post(start_migration))
         .route("/v1/migrations/{id}/{action}", axum::routing::post(control_migration))
@@ -57,6 +61,25 @@ pub fn routes(coord: Arc<Coordinator>) -> Router {
         .route("/readyz", get(healthz))
         .fallback(not_found)
         .with_state(coord)
+}
+
+/// `GET /` and `/dashboard`: the page of [`crate::dashboard`].
+async fn dashboard(State(c): State<Arc<Coordinator>>) -> Response {
+    let status = c.status();
+    let migrations = match crate::migration::manager::list(c.meta()).await {
+        Ok(all) => all.iter().map(|m| crate::migration::manager::info_with(m, &status)).collect::<Vec<_>>(),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    let rebalance = match crate::rebalance::load(c.meta()).await {
+        Ok(r) => r.map(|(r, _)| r),
+        Err(e) => return rebalance_error(e),
+    };
+    let now_ms = evenkeel_types::unix_ms();
+    let throttle = c.throttle.status();
+    let (samples, _) = c.throttle.observed_since(now_ms.saturating_sub(crate::dashboard::CHART_MS));
+    let view = crate::dashboard::View { now_ms, leader: c.is_leader(), status: &status, migrations: &migrations, rebalance: rebalance.as_ref(), throttle: &throttle, samples: &samples };
+    let page = crate::dashboard::render(&view).into_string();
+    ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"), (axum::http::header::CACHE_CONTROL, "no-store")], page).into_response()
 }
 
 async fn cluster(State(c): State<Arc<Coordinator>>) -> Response {

@@ -23,6 +23,7 @@
 pub mod api;
 pub mod bootstrap;
 pub mod clients;
+pub mod dashboard;
 pub mod failpoints;
 pub mod gc;
 pub mod http;
