@@ -41,8 +41,8 @@ impl AdminClient {
         self.send(self.http.post(format!("{}/v1/migrations/{id}/{action}", self.base))).await
     }
 
-    pub async fn add_node(&self, weight: u32) -> anyhow::Result<NodeInfo> {
-        self.send(self.http.post(format!("{}/v1/nodes", self.base)).json(&AddNodeRequest { weight: Some(weight) })).await
+    pub async fn add_node(&self, weight: u32, zone: Option<String>) -> anyhow::Result<NodeInfo> {
+        self.send(self.http.post(format!("{}/v1/nodes", self.base)).json(&AddNodeRequest { weight: Some(weight), zone })).await
     }
 
     /// drain, activate or remove.

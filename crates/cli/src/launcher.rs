@@ -189,7 +189,7 @@ mod tests {
         meta.put(&keys::removed_key(3), b"{}".to_vec(), None).await.unwrap();
         let defaults = crate::up::UpOptions::ephemeral(dir.path()).node_defaults(8).unwrap();
         let (launcher, _failures) = Launcher::new(meta, defaults, None, CancellationToken::new());
-        let info = NodeInfo { id: 3, addr: String::new(), weight: 100, state: NodeState::Active, data_dir: None };
+        let info = NodeInfo { id: 3, addr: String::new(), weight: 100, state: NodeState::Active, data_dir: None, zone: None };
         let started = Instant::now();
         let e = launcher.start(&info).await.expect_err("a removed node cannot start");
         assert!(format!("{e:#}").contains("node 3 was removed"), "{e:#}");

@@ -229,6 +229,11 @@ struct ServeArgs {
     /// node: the node's id (a new id joins the cluster as a new node).
     #[arg(long)]
     id: Option<u32>,
+    /// node: the zone (failure domain: zone, rack, region) the node
+    /// records itself in when it starts, as `evenkeel node zone` sets it;
+    /// left out, the recorded zone is kept.
+    #[arg(long)]
+    zone: Option<String>,
     /// The role's settings, as for `up`: --listen is the node's gRPC
     /// address (default 127.0.0.1:0) or the router's RESP address, --admin
     /// the coordinator's admin API or, for a node or router, where it
@@ -344,6 +349,12 @@ enum RebalanceCommand {
         /// rebalance_stages, none unless set]
         #[arg(long)]
         stages: Option<String>,
+        /// What a stage that fails does: pause (halt until `rebalance
+        /// resume`, `rollback` or `cancel`) or rollback (hand back every
+        /// move still in its bake and cancel the rest, at once)
+        /// [default: pause]
+        #[arg(long, value_parser = ["pause", "rollback"])]
+        on_stage_failure: Option<String>,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -354,7 +365,7 @@ enum RebalanceCommand {
     Resume(AdminArgs),
     /// Stop starting moves and cancel those not yet cutting over.
     Cancel(AdminArgs),
-    /// Hand every moved partition still in bake back to its source.
+    /// Hand every moved partition still in bake back to its source and cancel the moves not yet cut over.
     Rollback(AdminArgs),
     /// Let a staged rebalance go on past a stage that passed and waits for
     /// approval.
@@ -377,6 +388,10 @@ enum NodeCommand {
         /// Relative capacity; 100 is a standard node.
         #[arg(long, default_value_t = 100)]
         weight: u32,
+        /// The node's zone (failure domain: a zone, rack or region), which a
+        /// staged rebalance's `rings` stage goes by.
+        #[arg(long)]
+        zone: Option<String>,
         #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
         admin: String,
         #[arg(long)]
@@ -397,6 +412,17 @@ enum NodeCommand {
     /// Remove an empty node (refused while it owns partitions).
     Remove {
         id: u32,
+        #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
+        admin: String,
+    },
+    /// Place a node in a zone (failure domain), or in none with --clear.
+    Zone {
+        id: u32,
+        /// The zone: letters, digits, '-', '_', '.', '/' (at most 64).
+        #[arg(required_unless_present = "clear")]
+        zone: Option<String>,
+        #[arg(long, conflicts_with = "zone")]
+        clear: bool,
         #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
         admin: String,
     },
@@ -434,7 +460,7 @@ fn main() -> ExitCode {
                 Err(e) => return fail(e),
             }
         }
-        Command::Serve(ServeArgs { role, id, up }) => {
+        Command::Serve(ServeArgs { role, id, zone, up }) => {
             let (print, node_listen, metrics) = (up.print_config, up.listen, up.admin);
             match up_options(up) {
                 Ok(mut opts) => {
@@ -443,7 +469,7 @@ fn main() -> ExitCode {
                         opts.listen = node_listen.unwrap_or_else(|| "127.0.0.1:0".parse().expect("valid"));
                     }
                     let metrics = if role == evenkeel::serve::Role::Coordinator { None } else { metrics };
-                    serving = Some((role, id, metrics));
+                    serving = Some((role, id, zone, metrics));
                     (None, Some((opts, print)))
                 }
                 Err(e) => return fail(e),
@@ -477,7 +503,7 @@ fn main() -> ExitCode {
         let Some(command) = command else {
             let (opts, print) = up_opts.expect("up options");
             return match serving {
-                Some((role, id, metrics)) if !print => serve(role, id, opts, metrics).await,
+                Some((role, id, zone, metrics)) if !print => serve(role, id, zone, opts, metrics).await,
                 _ => up(opts, print).await,
             };
         };
@@ -665,7 +691,7 @@ async fn up(opts: UpOptions, print: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(role: evenkeel::serve::Role, id: Option<u32>, opts: UpOptions, metrics: Option<SocketAddr>) -> anyhow::Result<()> {
+async fn serve(role: evenkeel::serve::Role, id: Option<u32>, zone: Option<String>, opts: UpOptions, metrics: Option<SocketAddr>) -> anyhow::Result<()> {
     init_logging();
     let stop = tokio_util::sync::CancellationToken::new();
     let stopping = stop.clone();
@@ -674,7 +700,7 @@ async fn serve(role: evenkeel::serve::Role, id: Option<u32>, opts: UpOptions, me
         tracing::info!("shutting down");
         stopping.cancel();
     });
-    evenkeel::serve::serve(role, id, opts, metrics, stop).await?;
+    evenkeel::serve::serve(role, id, zone, opts, metrics, stop).await?;
     tracing::info!("stopped cleanly");
     Ok(())
 }
@@ -691,7 +717,10 @@ async fn rebalance(command: RebalanceCommand) -> anyhow::Result<()> {
     use evenkeel::rebalance as r;
     match command {
         RebalanceCommand::Plan(a) => r::plan(&a.admin, a.json).await,
-        RebalanceCommand::Start { wait, stages, admin } => r::start(&admin.admin, wait, stages.as_deref(), admin.json).await,
+        RebalanceCommand::Start { wait, stages, on_stage_failure, admin } => {
+            let on_failure = on_stage_failure.map(|f| if f == "rollback" { evenkeel_coord::rebalance::OnStageFailure::Rollback } else { evenkeel_coord::rebalance::OnStageFailure::Pause });
+            r::start(&admin.admin, wait, stages.as_deref(), on_failure, admin.json).await
+        }
         RebalanceCommand::Status(a) => r::status(&a.admin, a.json).await,
         RebalanceCommand::Pause(a) => r::control(&a.admin, "pause").await,
         RebalanceCommand::Resume(a) => r::control(&a.admin, "resume").await,
@@ -703,12 +732,20 @@ async fn rebalance(command: RebalanceCommand) -> anyhow::Result<()> {
 
 async fn node(command: NodeCommand) -> anyhow::Result<()> {
     match command {
-        NodeCommand::Add { weight, admin, json } => {
-            let info = AdminClient::new(&admin)?.add_node(weight).await?;
+        NodeCommand::Add { weight, zone, admin, json } => {
+            let info = AdminClient::new(&admin)?.add_node(weight, zone).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&info)?);
             } else {
-                println!("node {} added at {} (weight {})", info.id, info.data_dir.as_deref().unwrap_or("?"), info.weight);
+                let zone = info.zone.as_deref().map(|z| format!(", zone {z}")).unwrap_or_default();
+                println!("node {} added at {} (weight {}{zone})", info.id, info.data_dir.as_deref().unwrap_or("?"), info.weight);
+            }
+        }
+        NodeCommand::Zone { id, zone, clear: _, admin } => {
+            let info: evenkeel_types::routing::NodeInfo = AdminClient::new(&admin)?.post_json_with(&format!("/v1/nodes/{id}/zone"), &serde_json::json!({ "zone": zone })).await?;
+            match &info.zone {
+                Some(z) => println!("node {id} is in zone {z}"),
+                None => println!("node {id} is in no zone"),
             }
         }
         NodeCommand::Drain { id, admin } => {
@@ -744,11 +781,12 @@ fn render_status(s: &ClusterStatus) -> String {
     } else {
         "cluster not bootstrapped yet\n\n".to_string()
     };
-    out += &format!("{:<5} {:<22} {:<9} {:<22} {:>10} {:>12} {:>10}  {}\n", "NODE", "ADDR", "STATE", "HEALTH", "PARTITIONS", "KEYS", "BYTES", "ENGINE");
+    out += &format!("{:<5} {:<22} {:<9} {:<10} {:<22} {:>10} {:>12} {:>10}  {}\n", "NODE", "ADDR", "STATE", "ZONE", "HEALTH", "PARTITIONS", "KEYS", "BYTES", "ENGINE");
     for n in &s.nodes {
         let health = n.problem.clone().unwrap_or_else(|| "ok".to_string());
         let state = format!("{:?}", n.state).to_lowercase();
-        out += &format!("{:<5} {:<22} {:<9} {:<22} {:>10} {:>12} {:>10}  {}\n", n.id, n.addr, state, health, n.partitions, n.keys, evenkeel::progress::human(n.bytes), engine_state(n));
+        let zone = n.zone.as_deref().unwrap_or("-");
+        out += &format!("{:<5} {:<22} {:<9} {:<10} {:<22} {:>10} {:>12} {:>10}  {}\n", n.id, n.addr, state, zone, health, n.partitions, n.keys, evenkeel::progress::human(n.bytes), engine_state(n));
     }
     if !s.removed_nodes.is_empty() {
         let ids: Vec<String> = s.removed_nodes.iter().map(u32::to_string).collect();

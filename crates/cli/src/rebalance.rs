@@ -4,7 +4,7 @@ use crate::admin::AdminClient;
 use anyhow::bail;
 use evenkeel_coord::api::RebalanceStatus;
 use evenkeel_coord::plan::Plan;
-use evenkeel_coord::rebalance::{Rebalance, State};
+use evenkeel_coord::rebalance::{OnStageFailure, Rebalance, State};
 use std::time::Duration;
 
 const POLL: Duration = Duration::from_millis(500);
@@ -31,16 +31,20 @@ fn print_plan(plan: &Plan) {
     }
 }
 
-pub async fn start(admin: &str, wait: bool, stages: Option<&str>, json: bool) -> anyhow::Result<()> {
+pub async fn start(admin: &str, wait: bool, stages: Option<&str>, on_stage_failure: Option<OnStageFailure>, json: bool) -> anyhow::Result<()> {
     if let Some(spec) = stages {
         // Checked here too, so a typo fails before any request is sent.
         evenkeel_coord::stages::parse(spec).map_err(|e| anyhow::anyhow!("--stages: {e}"))?;
     }
     let client = AdminClient::new(admin)?;
-    let r: Rebalance = match stages {
-        Some(spec) => client.post_json_with("/v1/rebalance", &serde_json::json!({ "stages": spec })).await?,
-        None => client.post_json("/v1/rebalance").await?,
-    };
+    let mut body = serde_json::Map::new();
+    if let Some(spec) = stages {
+        body.insert("stages".into(), spec.into());
+    }
+    if let Some(f) = on_stage_failure {
+        body.insert("on_stage_failure".into(), serde_json::to_value(f)?);
+    }
+    let r: Rebalance = client.post_json_with("/v1/rebalance", &serde_json::Value::Object(body)).await?;
     if !json {
         println!("rebalance {} started: {} moves", r.id, r.plan.moves.len());
         for line in stage_lines(&r) {
@@ -59,6 +63,7 @@ pub async fn start(admin: &str, wait: bool, stages: Option<&str>, json: bool) ->
     }
     match end.rebalance {
         Some(r) if r.state == State::Done => Ok(()),
+        Some(Rebalance { halted: Some(why), state: State::Cancelled, .. }) => bail!("rebalance halted and rolled back: {why}"),
         Some(Rebalance { halted: Some(why), .. }) => bail!("rebalance halted: {why}; `evenkeel rebalance resume` goes on, `rollback` hands back what is in bake, `cancel` stops"),
         Some(r) => bail!("rebalance ended {:?}", r.state),
         None => bail!("the rebalance record disappeared"),
@@ -87,7 +92,7 @@ async fn follow(client: &AdminClient, id: &str, quiet: bool) -> anyhow::Result<R
 fn headline(r: &Rebalance, s: &RebalanceStatus) -> String {
     let mut line = progress_line(r, s);
     if let Some(stage) = r.current_stage() {
-        line += &format!("\nstage {}/{} {:?}: {}", r.stage + 1, r.stages.len(), stage.spec.name, stage_state(stage));
+        line += &format!("\nstage {}/{} {:?}: {}", r.stage + 1, r.stages.len(), stage.spec.name, stage.describe(evenkeel_types::unix_ms()));
     }
     if let Some(why) = &r.halted {
         line += &format!("\nhalted: {why}");
@@ -157,21 +162,10 @@ fn stage_lines(r: &Rebalance) -> Vec<String> {
                 st.spec.share_percent,
                 st.moves.len(),
                 evenkeel_coord::stages::format_ms(st.spec.bake_ms),
-                stage_state(st)
+                st.describe(evenkeel_types::unix_ms())
             )
         })
         .collect()
-}
-
-/// Where a stage stands, with its verdict once judged.
-fn stage_state(st: &evenkeel_coord::stages::Stage) -> String {
-    let now = evenkeel_types::unix_ms();
-    match (st.phase(), &st.verdict, st.bake_until_ms) {
-        ("baking", _, Some(until)) => format!("baking, {} left", evenkeel_coord::stages::format_ms(until.saturating_sub(now) / 1000 * 1000)),
-        ("awaiting approval", Some(v), _) => format!("passed ({}); awaiting `evenkeel rebalance approve`", v.detail),
-        (phase, Some(v), _) => format!("{phase} ({})", v.detail),
-        (phase, None, _) => phase.to_string(),
-    }
 }
 
 pub async fn control(admin: &str, action: &str) -> anyhow::Result<()> {

@@ -42,7 +42,7 @@ pub enum Role {
 
 /// Runs `role` until `stop` is cancelled (or it fails); a node or router
 /// also serves its `/metrics` on `metrics` if given.
-pub async fn serve(role: Role, id: Option<NodeId>, opts: UpOptions, metrics: Option<std::net::SocketAddr>, stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(role: Role, id: Option<NodeId>, zone: Option<String>, opts: UpOptions, metrics: Option<std::net::SocketAddr>, stop: CancellationToken) -> anyhow::Result<()> {
     if !matches!(opts.meta, MetaBackend::Etcd(_)) {
         bail!("`serve` runs one role of a cluster whose metadata the processes share: give --etcd-endpoints (one process running every role is `evenkeel up`)");
     }
@@ -51,11 +51,15 @@ pub async fn serve(role: Role, id: Option<NodeId>, opts: UpOptions, metrics: Opt
         Role::Node => {
             let id = id.context("`serve node` needs --id N: the node's id (a new id joins the cluster as a new node)")?;
             anyhow::ensure!(id > 0, "--id must be at least 1");
+            if let Some(z) = &zone {
+                evenkeel_coord::nodes::check_zone(z.clone()).map_err(|e| anyhow::anyhow!("--zone: {e}"))?;
+            }
             anyhow::ensure!(!opts.listen.ip().is_unspecified(), "--listen {}: a node publishes the address it listens on for the others to dial; give this machine's address, not an unspecified one", opts.listen);
             id
         }
         _ => {
             anyhow::ensure!(id.is_none(), "--id is for `serve node` only");
+            anyhow::ensure!(zone.is_none(), "--zone is for `serve node` only (a node's zone)");
             anyhow::ensure!(opts.nodes > 0, "--nodes (the nodes the routing table is bootstrapped with) must be at least 1");
             0
         }
@@ -86,7 +90,9 @@ pub async fn serve(role: Role, id: Option<NodeId>, opts: UpOptions, metrics: Opt
             // Nothing else of the cluster runs in this process.
             defaults.in_process = false;
             let dir = opts.data_dir.join(format!("node-{id}"));
-            let node = Node::open(defaults.config(id, dir.clone())).with_context(|| format!("opening node {id} in {}", dir.display()))?;
+            let mut config = defaults.config(id, dir.clone());
+            config.zone = zone;
+            let node = Node::open(config).with_context(|| format!("opening node {id} in {}", dir.display()))?;
             let ready = node.readiness();
             let _ = readiness.set(Arc::new(move || ready.check()));
             let listener = bind(opts.listen, "node").await?;

@@ -502,7 +502,7 @@ async fn ensure_members(meta: &dyn MetaStore, opts: &UpOptions) -> anyhow::Resul
         bail!("--nodes must be at least 1");
     }
     for id in 1..=opts.nodes as NodeId {
-        let info = NodeInfo { id, addr: String::new(), weight: 100, state: NodeState::Active, data_dir: Some(node_dir(opts, id).display().to_string()) };
+        let info = NodeInfo { id, addr: String::new(), weight: 100, state: NodeState::Active, data_dir: Some(node_dir(opts, id).display().to_string()), zone: None };
         let value = serde_json::to_vec(&info)?;
         if let CasOutcome::Swapped(_) = meta.compare_and_swap(&keys::node_key(id), Compare::Absent, Some(value), None).await? {
             members.push(info);

@@ -348,7 +348,7 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
         assert_eq!(http.get(format!("http://{addr}/readyz")).send().await.unwrap().status(), 200, "{addr}");
     }
 
-    let node4 = spawn("node4", &["node", "--id", "4", "--listen", "127.0.0.5:0"]);
+    let node4 = spawn("node4", &["node", "--id", "4", "--listen", "127.0.0.5:0", "--zone", "rack-b"]);
     // Node 2 runs already: a second process for it waits out the claim's
     // lease, then refuses.
     let mut twin = spawn("node2-twin", &["node", "--id", "2"]);
@@ -364,6 +364,7 @@ async fn a_cluster_of_separate_processes_serves_moves_and_survives_its_leader() 
     };
     for n in &joined.nodes {
         assert!(n.addr.starts_with(&format!("127.0.0.{}:", n.id + 1)), "node {} publishes the address it listens on: {}", n.id, n.addr);
+        assert_eq!(n.zone.as_deref(), (n.id == 4).then_some("rack-b"), "node {} records the zone it was started with", n.id);
     }
     let refused = http.post(format!("{lead}/v1/nodes")).json(&serde_json::json!({})).send().await.unwrap();
     assert!(refused.status().is_client_error() || refused.status().is_server_error(), "node add answered {}", refused.status());

@@ -5,7 +5,7 @@
 mod common;
 
 use common::admin::{cluster as cluster_status, migrations, wait_for_leader, wait_rebalance_end, wait_stats, wait_state};
-use common::cluster::{PAUSE_BUDGET_MS, check_self_valued, fill, keys_in, move_partition_0_to_a_new_node, options, routing};
+use common::cluster::{PAUSE_BUDGET_MS, check_filled, check_self_valued, fill, keys_in, move_partition_0_to_a_new_node, options, routing};
 use common::load::{Endpoint, Load};
 use evenkeel::up::LocalCluster;
 use evenkeel_coord::api::{MigrationInfo, MoveRequest, PartitionStatus};
@@ -595,6 +595,100 @@ async fn a_stage_whose_move_fails_halts_the_rebalance_until_resumed() {
     assert_eq!(cancel.status(), 200);
     let end = wait_rebalance_end(&http, &admin, Duration::from_secs(10)).await;
     assert_eq!(end.rebalance.unwrap().state, evenkeel_coord::rebalance::State::Cancelled);
+    cluster.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_stage_can_roll_back_the_moves_still_in_bake() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long bake keeps the canary's move rollable; every migration waits
+    // for approval before its cutover, so the test decides which cut over.
+    let mut opts = options(dir.path(), 16, 120_000);
+    opts.coord.limits.needs_approval = true;
+    let cluster = LocalCluster::start(opts).await.unwrap();
+    let admin = format!("http://{}", cluster.admin_addr);
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let keys: Vec<String> = (0..16).flat_map(|p| keys_in("undo", p, 16, 20)).collect();
+    fill(&client, &keys, 100).await;
+    let before = routing(&cluster).await;
+    assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
+    wait_stats(&http, &admin, 4, Duration::from_secs(10)).await;
+    let body = serde_json::json!({ "stages": "canary=1%,50%,100%", "on_stage_failure": "rollback" });
+    let reply = http.post(format!("{admin}/v1/rebalance")).json(&body).send().await.unwrap();
+    assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap());
+    let r: evenkeel_coord::rebalance::Rebalance = reply.json().await.unwrap();
+    assert_eq!(r.stages.iter().map(|s| s.moves.len()).collect::<Vec<_>>(), vec![1, 1, 2]);
+    let canary_move = r.plan.moves[r.stages[0].moves[0]];
+
+    // The canary cuts over and bakes; its stage (no bake of its own) passes.
+    let s = wait_rebalance(&http, &admin, "the canary's move starts", Duration::from_secs(10), |r| !started(r).is_empty()).await;
+    let canary = s.rebalance.unwrap().migrations[r.stages[0].moves[0]].clone().unwrap();
+    wait_state(&http, &admin, &canary, "READY_FOR_CUTOVER").await;
+    assert_eq!(http.post(format!("{admin}/v1/migrations/{canary}/approve")).send().await.unwrap().status(), 200);
+    wait_state(&http, &admin, &canary, "COMPLETED").await;
+    // Stage 2's move fails (cancelled before its cutover).
+    let s = wait_rebalance(&http, &admin, "stage 2's move starts", Duration::from_secs(10), |r| r.stage == 1 && r.migrations[r.stages[1].moves[0]].is_some()).await;
+    let r2 = s.rebalance.unwrap();
+    assert!(r2.stages[0].verdict.as_ref().is_some_and(|v| v.passed), "{:?}", r2.stages[0]);
+    let second = r2.migrations[r2.stages[1].moves[0]].clone().unwrap();
+    wait_state(&http, &admin, &second, "READY_FOR_CUTOVER").await;
+    assert_eq!(http.post(format!("{admin}/v1/migrations/{second}/cancel")).send().await.unwrap().status(), 200);
+
+    // The halt rolls the rebalance back: the canary's partition goes home.
+    let end = wait_rebalance_end(&http, &admin, Duration::from_secs(10)).await;
+    let r = end.rebalance.unwrap();
+    assert_eq!(r.state, evenkeel_coord::rebalance::State::Cancelled);
+    assert!(r.halted.as_deref().is_some_and(|why| why.contains("CANCELLED")), "{r:?}");
+    assert_eq!(started(&r).len(), 2, "stage 3 never started");
+    wait_state(&http, &admin, &canary, "ROLLED_BACK").await;
+    let table = routing(&cluster).await;
+    assert_eq!(table.entry(canary_move.partition).unwrap().owner, before.entry(canary_move.partition).unwrap().owner, "the canary's partition is back on node {}", canary_move.from);
+    assert!(table.partitions_of(4).is_empty(), "nothing stayed on the new node");
+    check_filled(&client, &keys, 100).await;
+    cluster.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rings_move_partitions_into_one_zone_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(options(dir.path(), 16, 100)).await.unwrap();
+    let admin = format!("http://{}", cluster.admin_addr);
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let keys: Vec<String> = (0..16).flat_map(|p| keys_in("ring", p, 16, 20)).collect();
+    fill(&client, &keys, 100).await;
+    let bad = http.post(format!("{admin}/v1/nodes")).json(&serde_json::json!({ "zone": "no spaces" })).send().await.unwrap();
+    assert_eq!(bad.status(), 400, "a bad zone name is refused before any node starts");
+    // Node 4 in zone "west"; node 5 added without one, then placed in "east".
+    let n4: evenkeel_types::routing::NodeInfo = http.post(format!("{admin}/v1/nodes")).json(&serde_json::json!({ "zone": "west" })).send().await.unwrap().json().await.unwrap();
+    let n5: evenkeel_types::routing::NodeInfo = http.post(format!("{admin}/v1/nodes")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((n4.id, n4.zone.as_deref(), n5.id, n5.zone.as_deref()), (4, Some("west"), 5, None));
+    let placed = http.post(format!("{admin}/v1/nodes/5/zone")).json(&serde_json::json!({ "zone": "east" })).send().await.unwrap();
+    assert_eq!(placed.status(), 200, "{}", placed.text().await.unwrap());
+    let status = wait_stats(&http, &admin, 5, Duration::from_secs(10)).await;
+    let zone = |id: u32| status.nodes.iter().find(|n| n.id == id).unwrap().zone.clone();
+    assert_eq!((zone(4).as_deref(), zone(5).as_deref(), zone(1)), (Some("west"), Some("east"), None));
+
+    // West first, as listed; then east.
+    let reply = http.post(format!("{admin}/v1/rebalance")).json(&serde_json::json!({ "stages": "rings@west" })).send().await.unwrap();
+    assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap());
+    let r: evenkeel_coord::rebalance::Rebalance = reply.json().await.unwrap();
+    assert_eq!(r.stages.iter().map(|s| s.spec.name.as_str()).collect::<Vec<_>>(), vec!["ring west", "ring east"]);
+    for (stage, node) in r.stages.iter().zip([4, 5]) {
+        assert!(!stage.moves.is_empty() && stage.moves.iter().all(|&i| r.plan.moves[i].to == node), "{stage:?}");
+    }
+    let end = wait_rebalance_end(&http, &admin, Duration::from_secs(60)).await;
+    let r = end.rebalance.unwrap();
+    assert_eq!(r.state, evenkeel_coord::rebalance::State::Done, "{r:?}");
+    assert!(r.stages[1].started_ms.unwrap() >= r.stages[0].finished_ms.unwrap(), "east began once west had passed");
+    // Each east move began after the west ring had passed.
+    let all = migrations(&http, &admin).await;
+    let began = |i: usize| all.iter().find(|m| Some(&m.id) == r.migrations[i].as_ref()).unwrap().started_ms;
+    assert!(r.stages[1].moves.iter().all(|&i| began(i) >= r.stages[0].finished_ms.unwrap()));
+    check_filled(&client, &keys, 100).await;
     cluster.shutdown().await.unwrap();
 }
 

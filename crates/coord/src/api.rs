@@ -29,6 +29,9 @@ pub struct NodeStatus {
     pub addr: String,
     pub state: NodeState,
     pub weight: u32,
+    /// The zone the operator placed the node in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
     /// Heartbeating and answering stats.
     pub healthy: bool,
     /// Heartbeating (its liveness key exists), whether or not stats answered.
@@ -230,6 +233,15 @@ pub struct Transition {
 pub struct AddNodeRequest {
     /// Relative capacity; 100 (the default) is a standard node.
     pub weight: Option<u32>,
+    /// The node's zone (failure domain), for staged rebalances' rings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+}
+
+/// `POST /v1/nodes/{id}/zone`: place a node in a zone (`null`: in none).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ZoneRequest {
+    pub zone: Option<String>,
 }
 
 /// `GET /v1/rebalance`: the current (or last) rebalance and its migrations.

@@ -185,7 +185,11 @@ fn rebalance(v: &View) -> Markup {
             strong { (format!("{:?}", r.state)) } ": " (done) " of " (r.plan.moves.len()) " moves done, " (bytes(r.plan.moved_bytes)) " of " (bytes(r.plan.total_bytes)) " to move"
             @if let Some(why) = &r.halted {
                 br; span.bad { "halted: " (why) } br;
-                span.muted { code { "evenkeel rebalance resume" } " goes on, " code { "rollback" } " hands back what is in bake, " code { "cancel" } " stops" }
+                @if r.state.is_active() {
+                    span.muted { code { "evenkeel rebalance resume" } " goes on, " code { "rollback" } " hands back what is in bake, " code { "cancel" } " stops" }
+                } @else {
+                    span.muted { "rolled back: the moves in their bake were handed back, the others cancelled" }
+                }
             }
         }
         @if !r.stages.is_empty() {
@@ -206,18 +210,15 @@ fn rebalance(v: &View) -> Markup {
     }
 }
 
+/// [`Stage::describe`], coloured by outcome.
 fn stage_state(s: &Stage, now_ms: u64) -> Markup {
-    let detail = s.verdict.as_ref().map(|v| v.detail.clone());
-    html! {
-        @match s.phase() {
-            "baking" => { "baking, " (stages::format_ms(s.bake_until_ms.unwrap_or(now_ms).saturating_sub(now_ms) / 1000 * 1000)) " left" }
-            "awaiting approval" => { span.warn { "passed, awaiting " code { "evenkeel rebalance approve" } } }
-            "failed" => { span.bad { "failed" } }
-            "passed" => { span.ok { "passed" } }
-            other => { (other) }
-        }
-        @if let Some(d) = detail { br; span.muted { (d) } }
-    }
+    let class = match s.phase() {
+        "failed" => "bad",
+        "passed" => "ok",
+        "awaiting approval" => "warn",
+        _ => "",
+    };
+    html! { span class=(class) { (s.describe(now_ms)) } }
 }
 
 fn is_ended(state: &str) -> bool {
@@ -269,11 +270,12 @@ fn nodes(v: &View) -> Markup {
     html! {
         h2 { "Nodes" }
         table {
-            tr { th { "node" } th { "address" } th { "state" } th { "health" } th.n { "partitions" } th.n { "keys" } th.n { "bytes" } th.n { "p99" } th.n { "ops/s" } th.n { "disk free" } }
+            tr { th { "node" } th { "address" } th { "zone" } th { "state" } th { "health" } th.n { "partitions" } th.n { "keys" } th.n { "bytes" } th.n { "p99" } th.n { "ops/s" } th.n { "disk free" } }
             @for n in &v.status.nodes {
                 tr {
                     td { span style=(format!("color:{}", colour(n.id))) { "■ " } (n.id) }
                     td { (n.addr) }
+                    td { @match &n.zone { Some(z) => { (z) } None => { span.muted { "-" } } } }
                     td { (format!("{:?}", n.state).to_lowercase()) }
                     td { (health(n, gates.get(&n.id).copied())) }
                     td.n { (n.partitions) }
@@ -339,6 +341,7 @@ mod tests {
             addr: format!("127.0.0.1:{}", 7000 + id),
             state: NodeState::Active,
             weight: 100,
+            zone: (id == 4).then(|| "zone-b".to_string()),
             healthy: id != 3,
             live: true,
             problem: (id == 3).then(|| "p99 12 ms".to_string()),
@@ -399,7 +402,7 @@ mod tests {
             removed_nodes: vec![],
         };
         let migrations = vec![migration("m-run", 2, "COPYING"), migration("m-done", 1, "DONE")];
-        let mut stage = Stage::new(StageSpec { name: "<script>alert(1)</script>".into(), share_percent: 10.0, bake_ms: 60_000, approval: true }, vec![0]);
+        let mut stage = Stage::new(StageSpec { name: "<script>alert(1)</script>".into(), share_percent: 10.0, bake_ms: 60_000, approval: true, rings: None }, vec![0]);
         stage.started_ms = Some(1);
         stage.verdict = Some(Verdict { passed: true, at_ms: 2, detail: "no client errors".into(), p99_ratio: Some(1.02), unavailable: 0, seconds: 60 });
         let r = Rebalance {
@@ -415,6 +418,7 @@ mod tests {
             stage: 0,
             halted: None,
             baseline_p99_us: Some(400),
+            on_stage_failure: Default::default(),
         };
         let throttle = ThrottleStatus { p99_us: 600, baseline_p99_us: Some(400), budget_ratio: 1.1, p99_ratio: Some(1.5), client_unavailable_total: 2, reason: "cut: p99 1.50x baseline".into(), ..Default::default() };
         let samples: Vec<Sample> = (0..30).map(|i| Sample { at_ms: 300_000 + i * 1000, p99_us: 400 + i, ops: 1000 }).collect();
@@ -424,7 +428,7 @@ mod tests {
         assert!(page.contains(r#"http-equiv="refresh" content="2""#));
         // Operator-supplied text is escaped, never markup.
         assert!(!page.contains("<script>") && page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");
-        assert!(page.contains("awaiting") && page.contains("evenkeel rebalance approve"));
+        assert!(page.contains(r#"<span class="warn">passed, awaiting `evenkeel rebalance approve` (no client errors)</span>"#), "{page}");
         assert!(page.contains("cut: p99 1.50x baseline") && page.contains(r#"<span class="bad">1.50x</span>"#));
         assert!(page.contains(r#"<span class="bad">2</span>"#), "two client errors shown as bad");
         // One chart point per sample, and the budget line at 440 µs.
@@ -438,6 +442,7 @@ mod tests {
         // Four nodes, node 3 unhealthy with its problem; four cells, one moving.
         assert_eq!(page.matches("127.0.0.1:700").count(), 4);
         assert!(page.contains("unhealthy") && page.contains("p99 12 ms"));
+        assert!(page.contains("<td>zone-b</td>"), "node 4's zone");
         assert_eq!(page.matches(r#"class="cell"#).count(), 4);
         assert_eq!(page.matches(r#"class="cell moving""#).count(), 1);
         assert!(page.contains("moving 1 → 4 (COPYING)"));

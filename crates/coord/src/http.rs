@@ -11,13 +11,15 @@
 //! - `POST /v1/migrations/{id}/{pause|resume|cancel|rollback|approve}`:
 //!   an operator request, checked against the stored phase (409 if the
 //!   phase does not accept it).
-//! - `POST /v1/nodes` `{"weight": W}`: add a node (201; 501 when this
+//! - `POST /v1/nodes` `{"weight": W, "zone": Z}`: add a node (201; 501 when this
 //!   process cannot start nodes). `POST /v1/nodes/{id}/{drain|activate|remove}`
-//!   (remove: 409 unless the node owns nothing).
+//!   (remove: 409 unless the node owns nothing); `POST /v1/nodes/{id}/zone`
+//!   `{"zone": Z}` places a node in a zone (`null`: none).
 //! - `GET /v1/rebalance/plan`: the moves a rebalance would make now.
 //!   `POST /v1/rebalance`: start one (409 while one is active); an optional
 //!   body `{"stages": "canary=1%:10m:approve,100%"}` (or a list of stage
-//!   objects) runs it in stages.
+//!   objects) runs it in stages, `"on_stage_failure": "rollback"` rolls it
+//!   back when a stage fails (default `"pause"`).
 //!   `GET /v1/rebalance`: it and its migrations.
 //!   `POST /v1/rebalance/{pause|resume|cancel|rollback|approve}`.
 //! - `GET /v1/throttle`: the throttle's settings and its last decision
@@ -135,23 +137,28 @@ async fn control_migration(State(c): State<Arc<Coordinator>>, Path((id, action))
     }
 }
 
-/// `POST /v1/nodes` `{"weight": W}` (optional): add a node.
+/// `POST /v1/nodes` `{"weight": W, "zone": Z}` (both optional): add a node.
 async fn add_node(State(c): State<Arc<Coordinator>>, body: Option<Json<AddNodeRequest>>) -> Response {
-    let weight = body.and_then(|Json(b)| b.weight).unwrap_or(100);
-    match crate::nodes::add(c.meta(), c.launcher(), weight).await {
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    match crate::nodes::add(c.meta(), c.launcher(), request.weight.unwrap_or(100), request.zone).await {
         Ok(info) => (StatusCode::CREATED, Json(info)).into_response(),
         Err(e) => node_error(e),
     }
 }
 
-/// `POST /v1/nodes/{id}/{drain|activate|remove}`.
-async fn node_action(State(c): State<Arc<Coordinator>>, Path((id, action)): Path<(u32, String)>) -> Response {
+/// `POST /v1/nodes/{id}/{drain|activate|remove|zone}` (zone: body
+/// `{"zone": "Z"}`, `null` for none).
+async fn node_action(State(c): State<Arc<Coordinator>>, Path((id, action)): Path<(u32, String)>, body: axum::body::Bytes) -> Response {
     use evenkeel_types::routing::NodeState;
     let result = match action.as_str() {
         "drain" => crate::nodes::set_state(c.meta(), id, NodeState::Draining).await.map(|i| Json(i).into_response()),
         "activate" => crate::nodes::set_state(c.meta(), id, NodeState::Active).await.map(|i| Json(i).into_response()),
         "remove" => crate::nodes::remove(c.meta(), c.launcher(), id).await.map(|()| StatusCode::NO_CONTENT.into_response()),
-        other => return error(StatusCode::NOT_FOUND, &format!("unknown action {other:?}; use drain, activate or remove")),
+        "zone" => match serde_json::from_slice::<crate::api::ZoneRequest>(&body) {
+            Ok(z) => crate::nodes::set_zone(c.meta(), id, z.zone).await.map(|i| Json(i).into_response()),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad request body (want {{\"zone\": \"NAME\"}}): {e}")),
+        },
+        other => return error(StatusCode::NOT_FOUND, &format!("unknown action {other:?}; use drain, activate, remove or zone")),
     };
     result.unwrap_or_else(node_error)
 }
@@ -161,6 +168,7 @@ fn node_error(e: crate::nodes::NodeAdminError) -> Response {
     let code = match &e {
         E::NotFound(_) => StatusCode::NOT_FOUND,
         E::Refused(_) => StatusCode::CONFLICT,
+        E::Invalid(_) => StatusCode::BAD_REQUEST,
         E::NoLauncher => StatusCode::NOT_IMPLEMENTED,
         E::Meta(_) | E::LaunchFailed(..) => StatusCode::SERVICE_UNAVAILABLE,
     };
@@ -196,7 +204,7 @@ async fn rebalance_start(State(c): State<Arc<Coordinator>>, body: axum::body::By
         Some(Ok(stages)) => stages,
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &format!("stages: {e}")),
     };
-    match crate::rebalance::start(&c, c.rebalance_limits(), stages).await {
+    match crate::rebalance::start(&c, c.rebalance_limits(), stages, request.on_stage_failure.unwrap_or_default()).await {
         Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
         Err(e) => rebalance_error(e),
     }

@@ -35,6 +35,9 @@ pub enum NodeAdminError {
     NotFound(NodeId),
     #[error("{0}")]
     Refused(String),
+    /// The request itself is wrong (a bad zone name).
+    #[error("{0}")]
+    Invalid(String),
     #[error("this coordinator cannot start nodes; start the node process on its machine and it will join")]
     NoLauncher,
     #[error("node {0} was recorded but failed to start: {1}")]
@@ -73,15 +76,16 @@ pub async fn finish_removals(meta: &dyn MetaStore) -> Result<(), MetaError> {
     Ok(())
 }
 
-/// Records and (with a launcher) starts a new node with `weight`.
-pub async fn add(meta: &dyn MetaStore, launcher: Option<&dyn NodeLauncher>, weight: u32) -> Result<NodeInfo, NodeAdminError> {
+/// Records and (with a launcher) starts a new node with `weight`, in `zone`.
+pub async fn add(meta: &dyn MetaStore, launcher: Option<&dyn NodeLauncher>, weight: u32, zone: Option<String>) -> Result<NodeInfo, NodeAdminError> {
     let launcher = launcher.ok_or(NodeAdminError::NoLauncher)?;
     if weight == 0 {
         return Err(NodeAdminError::Refused("weight must be positive".into()));
     }
+    let zone = zone.map(check_zone).transpose()?;
     loop {
         let id = highest_id(meta).await? + 1;
-        let info = NodeInfo { id, addr: String::new(), weight, state: NodeState::Active, data_dir: Some(launcher.data_dir(id)) };
+        let info = NodeInfo { id, addr: String::new(), weight, state: NodeState::Active, data_dir: Some(launcher.data_dir(id)), zone: zone.clone() };
         let value = serde_json::to_vec(&info).expect("node info serializes");
         if let CasOutcome::Swapped(_) = meta.compare_and_swap(&keys::node_key(id), Compare::Absent, Some(value), None).await? {
             launcher.launch(&info).await.map_err(|e| NodeAdminError::LaunchFailed(id, e))?;
@@ -90,12 +94,33 @@ pub async fn add(meta: &dyn MetaStore, launcher: Option<&dyn NodeLauncher>, weig
     }
 }
 
+/// The longest zone name.
+pub const ZONE_MAX: usize = 64;
+
+/// A zone name as given, if it is one: 1 to [`ZONE_MAX`] characters of
+/// letters, digits, `-`, `_`, `.` and `/`.
+pub fn check_zone(zone: String) -> Result<String, NodeAdminError> {
+    let ok = !zone.is_empty() && zone.len() <= ZONE_MAX && zone.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    if ok { Ok(zone) } else { Err(NodeAdminError::Invalid(format!("zone {zone:?}: use 1 to {ZONE_MAX} letters, digits, '-', '_', '.' or '/'"))) }
+}
+
 /// Sets a member's state (drain, or back to active).
 pub async fn set_state(meta: &dyn MetaStore, id: NodeId, state: NodeState) -> Result<NodeInfo, NodeAdminError> {
+    update(meta, id, |info| info.state = state).await
+}
+
+/// Places a member in `zone` (None: in none).
+pub async fn set_zone(meta: &dyn MetaStore, id: NodeId, zone: Option<String>) -> Result<NodeInfo, NodeAdminError> {
+    let zone = zone.map(check_zone).transpose()?;
+    update(meta, id, |info| info.zone = zone.clone()).await
+}
+
+/// Changes a member's record by compare-and-swap, retrying on conflict.
+async fn update(meta: &dyn MetaStore, id: NodeId, change: impl Fn(&mut NodeInfo)) -> Result<NodeInfo, NodeAdminError> {
     loop {
         let kv = meta.get(&keys::node_key(id)).await?.ok_or(NodeAdminError::NotFound(id))?;
         let mut info: NodeInfo = serde_json::from_slice(&kv.value).map_err(|e| MetaError::Corrupt(e.to_string()))?;
-        info.state = state;
+        change(&mut info);
         let value = serde_json::to_vec(&info).expect("node info serializes");
         if let CasOutcome::Swapped(_) = meta.compare_and_swap(&kv.key, Compare::ModRevision(kv.mod_revision), Some(value), None).await? {
             return Ok(info);

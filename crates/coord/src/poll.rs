@@ -137,6 +137,7 @@ fn node_status(info: &NodeInfo, live: &BTreeSet<NodeId>, stats: Option<&Result<p
         addr: info.addr.clone(),
         state: info.state,
         weight: info.weight,
+        zone: info.zone.clone(),
         healthy: problem.is_none(),
         live: live.contains(&info.id),
         problem,

@@ -82,6 +82,23 @@ pub struct Rebalance {
     /// when one was first known): what stages' bakes are judged against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline_p99_us: Option<u64>,
+    /// What a stage that fails does to the rebalance.
+    #[serde(default)]
+    pub on_stage_failure: OnStageFailure,
+}
+
+/// What a failed stage does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStageFailure {
+    /// Halt: the rebalance PAUSED, its running moves paused, until an
+    /// operator resumes, rolls back or cancels it.
+    #[default]
+    Pause,
+    /// Roll back at once, as `rebalance rollback` does: every move still
+    /// in its bake handed back to its source, every move not yet cut over
+    /// cancelled, the rebalance CANCELLED.
+    Rollback,
 }
 
 impl Rebalance {
@@ -104,6 +121,9 @@ pub struct StartRequest {
     /// (`canary=1%:10m:approve,100%`); absent: the configured default.
     #[serde(default)]
     pub stages: Option<StagesArg>,
+    /// What a failed stage does (default: pause).
+    #[serde(default)]
+    pub on_stage_failure: Option<OnStageFailure>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -171,7 +191,7 @@ async fn store(meta: &dyn MetaStore, r: &Rebalance, expect: Compare) -> Result<(
 
 /// Plans and records a new rebalance, in `specs`' stages (none: all moves
 /// at once); refused while one is active.
-pub async fn start(coord: &Coordinator, limits: Limits, specs: Vec<StageSpec>) -> Result<Rebalance, RebalanceError> {
+pub async fn start(coord: &Coordinator, limits: Limits, specs: Vec<StageSpec>, on_stage_failure: OnStageFailure) -> Result<Rebalance, RebalanceError> {
     stages::validate(&specs).map_err(RebalanceError::Invalid)?;
     if !coord.is_leader() {
         return Err(RebalanceError::Conflict("this coordinator is not the leader".into()));
@@ -186,7 +206,8 @@ pub async fn start(coord: &Coordinator, limits: Limits, specs: Vec<StageSpec>) -
     let now = unix_ms();
     let n = plan.moves.len();
     let state = if n == 0 { State::Done } else { State::Running };
-    let stages = if n == 0 { Vec::new() } else { stages::assign(&specs, &plan.moves).into_iter().zip(specs).map(|(moves, spec)| Stage::new(spec, moves)).collect() };
+    let zones: HashMap<u32, Option<String>> = crate::nodes::members(coord.meta()).await?.into_iter().map(|n| (n.id, n.zone)).collect();
+    let stages = if n == 0 { Vec::new() } else { stages::assign(&specs, &plan.moves, |node| zones.get(&node).cloned().flatten()) };
     let r = Rebalance {
         id: format!("r{now}"),
         state,
@@ -200,6 +221,7 @@ pub async fn start(coord: &Coordinator, limits: Limits, specs: Vec<StageSpec>) -
         stage: 0,
         halted: None,
         baseline_p99_us: coord.throttle.baseline_p99_us(),
+        on_stage_failure,
     };
     let expect = existing.map_or(Compare::Absent, |(_, rev)| Compare::ModRevision(rev));
     store(coord.meta(), &r, expect).await?;
@@ -231,12 +253,22 @@ pub async fn schedule(coord: &Coordinator) -> Result<(), RebalanceError> {
     let by_id: HashMap<&str, &crate::migration::machine::Migration> = all.iter().map(|m| (m.id.as_str(), m)).collect();
     let mut changed = advance_stages(coord, &mut r, &by_id, unix_ms());
     if r.state != State::Running {
-        // A stage halted it: recorded first, then its running moves paused.
-        store(meta, &r, Compare::ModRevision(rev)).await?;
+        // A stage halted it: recorded first, then its moves paused (or
+        // rolled back).
         let why = r.halted.clone().unwrap_or_default();
-        tracing::warn!(rebalance = %r.id, %why, "rebalance halted by a stage");
-        for id in r.migrations.iter().flatten() {
-            let _ = coord.migrations.control(id, Event::Pause { reason: why.clone() }).await;
+        let roll_back = r.on_stage_failure == OnStageFailure::Rollback;
+        if roll_back {
+            r.state = State::Cancelled;
+            r.finished_ms = Some(unix_ms());
+        }
+        store(meta, &r, Compare::ModRevision(rev)).await?;
+        tracing::warn!(rebalance = %r.id, %why, roll_back, "rebalance halted by a stage");
+        if roll_back {
+            undo(coord, &r).await;
+        } else {
+            for id in r.migrations.iter().flatten() {
+                let _ = coord.migrations.control(id, Event::Pause { reason: why.clone() }).await;
+            }
         }
         return Ok(());
     }
@@ -406,7 +438,7 @@ pub async fn control(coord: &Coordinator, action: &str) -> Result<Rebalance, Reb
             (State::Running, Some(Event::Resume))
         }
         ("cancel", State::Running | State::Paused) => (State::Cancelled, Some(Event::Cancel)),
-        ("rollback", _) => (State::Cancelled, Some(Event::Rollback)),
+        ("rollback", _) => (State::Cancelled, None),
         (a, s) => return Err(RebalanceError::Conflict(format!("cannot {a} a rebalance that is {s:?}"))),
     };
     r.state = next;
@@ -421,5 +453,20 @@ pub async fn control(coord: &Coordinator, action: &str) -> Result<Rebalance, Reb
             let _ = coord.migrations.control(id, e.clone()).await;
         }
     }
+    if action == "rollback" {
+        undo(coord, &r).await;
+    }
     Ok(r)
+}
+
+/// Undoes what can be undone of `r`'s moves: each one cutting over or in its
+/// bake is rolled back (its partition handed back to the source, losing
+/// nothing), each one not yet cut over is cancelled (so no partition moves
+/// after a rollback was asked for). Moves past their bake stay.
+async fn undo(coord: &Coordinator, r: &Rebalance) {
+    for id in r.migrations.iter().flatten() {
+        if coord.migrations.control(id, Event::Rollback).await.is_err() {
+            let _ = coord.migrations.control(id, Event::Cancel).await;
+        }
+    }
 }

@@ -55,12 +55,22 @@ pub struct StageSpec {
     /// The next stage waits for `rebalance approve`.
     #[serde(default)]
     pub approval: bool,
+    /// A *rings* stage (the last one only): when the rebalance starts it
+    /// becomes one stage per zone of the remaining moves' target nodes,
+    /// these zones first in this order, then the others by name, then the
+    /// moves into nodes in no zone; each ring with this stage's bake and
+    /// gate. `None` for a stage by share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rings: Option<Vec<String>>,
 }
 
 /// Parses a stage list: `[NAME=]SHARE%[:BAKE][:approve]`, comma-separated,
 /// for example `canary=1%:10m:approve,10%:30m,50%:30m,100%`. BAKE is a
-/// number with a unit (`ms`, `s`, `m`, `h`, `d`). `none` (or an empty
-/// string) is no staging.
+/// number with a unit (`ms`, `s`, `m`, `h`, `d`). The last item may be
+/// `[NAME=]rings[@ZONE|ZONE...][:BAKE][:approve]` instead of a share: the
+/// rest of the moves, one zone at a time (see [`StageSpec::rings`]), for
+/// example `canary=1%:10m,rings@us-west|us-east:30m:approve`. `none` (or
+/// an empty string) is no staging.
 pub fn parse(spec: &str) -> Result<Vec<StageSpec>, String> {
     let spec = spec.trim();
     if spec.is_empty() || spec == "none" {
@@ -75,11 +85,20 @@ pub fn parse(spec: &str) -> Result<Vec<StageSpec>, String> {
         };
         let mut parts = rest.split(':').map(str::trim);
         let share = parts.next().unwrap_or("");
-        let share_percent = share
-            .strip_suffix('%')
-            .and_then(|n| n.trim().parse::<f64>().ok())
-            .ok_or_else(|| format!("stage {:?}: {share:?} is not a share like 10%", name))?;
-        let mut stage = StageSpec { name, share_percent, bake_ms: 0, approval: false };
+        let rings = match share.split_once('@') {
+            _ if share == "rings" => Some(Vec::new()),
+            Some(("rings", zones)) => Some(zones.split('|').map(|z| z.trim().to_string()).collect()),
+            _ => None,
+        };
+        let share_percent = match rings {
+            Some(_) => 100.0,
+            None => share
+                .strip_suffix('%')
+                .and_then(|n| n.trim().parse::<f64>().ok())
+                .ok_or_else(|| format!("stage {:?}: {share:?} is not a share like 10% (or rings)", name))?,
+        };
+        let name = if rings.is_some() && !item.contains('=') { "ring".to_string() } else { name };
+        let mut stage = StageSpec { name, share_percent, bake_ms: 0, approval: false, rings };
         for part in parts {
             if part.eq_ignore_ascii_case("approve") {
                 stage.approval = true;
@@ -99,7 +118,11 @@ pub fn format(stages: &[StageSpec]) -> String {
         return "none".into();
     }
     let item = |s: &StageSpec| {
-        let mut out = format!("{}={}%", s.name, s.share_percent);
+        let mut out = match &s.rings {
+            Some(zones) if zones.is_empty() => format!("{}=rings", s.name),
+            Some(zones) => format!("{}=rings@{}", s.name, zones.join("|")),
+            None => format!("{}={}%", s.name, s.share_percent),
+        };
         if s.bake_ms > 0 {
             out += &format!(":{}", format_ms(s.bake_ms));
         }
@@ -127,6 +150,14 @@ pub fn validate(stages: &[StageSpec]) -> Result<(), String> {
         }
         if s.bake_ms > BAKE_MAX_MS {
             return Err(format!("stage {:?}: a bake may last at most 30 days", s.name));
+        }
+        if let Some(zones) = &s.rings {
+            if i + 1 != stages.len() {
+                return Err(format!("stage {:?}: rings must be the last stage", s.name));
+            }
+            if let Some(bad) = zones.iter().find(|z| crate::nodes::check_zone(z.to_string()).is_err()) {
+                return Err(format!("stage {:?}: {bad:?} is not a zone name (letters, digits, '-', '_', '.', '/')", s.name));
+            }
         }
         previous = s.share_percent;
     }
@@ -166,18 +197,48 @@ pub fn format_ms(ms: u64) -> String {
     }
 }
 
-/// The moves of each stage, as indices into `moves`: the smallest moves
-/// first (then by partition), each stage taking its cumulative share
-/// rounded up. Stages may be left empty when the plan is short.
-pub fn assign(specs: &[StageSpec], moves: &[Move]) -> Vec<Vec<usize>> {
+/// The stages a rebalance of `moves` runs, each with its moves (indices
+/// into `moves`): the smallest moves first (then by partition), each stage
+/// by share taking its cumulative share rounded up (it may be left empty
+/// when the plan is short), a rings stage expanded into one stage per
+/// zone of the remaining moves' targets (`zone_of`), named after it
+/// ("ring us-west"), its share the one reached once it is done.
+pub fn assign(specs: &[StageSpec], moves: &[Move], zone_of: impl Fn(u32) -> Option<String>) -> Vec<Stage> {
     let mut order: Vec<usize> = (0..moves.len()).collect();
     order.sort_by_key(|&i| (moves[i].bytes, moves[i].partition));
     let mut out = Vec::with_capacity(specs.len());
     let mut taken = 0;
     for (i, s) in specs.iter().enumerate() {
+        if let Some(first) = &s.rings {
+            let mut rings: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+            for &m in &order[taken..] {
+                let zone = zone_of(moves[m].to);
+                match rings.iter_mut().find(|(z, _)| *z == zone) {
+                    Some((_, ring)) => ring.push(m),
+                    None => rings.push((zone, vec![m])),
+                }
+            }
+            // Listed zones first, in their order; then by name; no zone last.
+            rings.sort_by_key(|(zone, _)| match zone {
+                Some(z) => (first.iter().position(|f| f == z).unwrap_or(first.len()), false, z.clone()),
+                None => (first.len(), true, String::new()),
+            });
+            for (zone, ring) in rings {
+                taken += ring.len();
+                let spec = StageSpec {
+                    name: format!("{} {}", s.name, zone.as_deref().unwrap_or("(no zone)")),
+                    share_percent: (taken as f64 * 1000.0 / moves.len() as f64).round() / 10.0,
+                    bake_ms: s.bake_ms,
+                    approval: s.approval,
+                    rings: None,
+                };
+                out.push(Stage::new(spec, ring));
+            }
+            continue;
+        }
         let upto = if i + 1 == specs.len() { moves.len() } else { ((s.share_percent / 100.0) * moves.len() as f64).ceil() as usize };
         let upto = upto.clamp(taken, moves.len());
-        out.push(order[taken..upto].to_vec());
+        out.push(Stage::new(s.clone(), order[taken..upto].to_vec()));
         taken = upto;
     }
     out
@@ -224,6 +285,20 @@ impl Stage {
             (_, Some(_), None, None, None) => "baking",
             (Some(_), None, None, None, None) => "moving",
             (None, ..) => "waiting",
+        }
+    }
+
+    /// The stage's state in words, as status lines print it: its phase,
+    /// the bake time left, what to run when it waits for approval.
+    pub fn describe(&self, now_ms: u64) -> String {
+        let phase = match self.phase() {
+            "baking" => format!("baking, {} left", format_ms(self.bake_until_ms.unwrap_or(now_ms).saturating_sub(now_ms) / 1000 * 1000)),
+            "awaiting approval" => "passed, awaiting `evenkeel rebalance approve`".to_string(),
+            other => other.to_string(),
+        };
+        match &self.verdict {
+            Some(v) => format!("{phase} ({})", v.detail),
+            None => phase,
         }
     }
 }
@@ -364,7 +439,7 @@ mod tests {
     fn parses_the_seeds_stages() {
         let s = parse("canary=1%:10m:approve, early=10%:2h, 50%:1d, complete=100%").unwrap();
         assert_eq!(s.len(), 4);
-        assert_eq!(s[0], StageSpec { name: "canary".into(), share_percent: 1.0, bake_ms: 600_000, approval: true });
+        assert_eq!(s[0], StageSpec { name: "canary".into(), share_percent: 1.0, bake_ms: 600_000, approval: true, rings: None });
         assert_eq!((s[1].name.as_str(), s[1].bake_ms, s[1].approval), ("early", 7_200_000, false));
         assert_eq!((s[2].name.as_str(), s[2].share_percent, s[2].bake_ms), ("stage 3", 50.0, 86_400_000));
         assert_eq!((s[3].share_percent, s[3].bake_ms), (100.0, 0));
@@ -401,11 +476,19 @@ mod tests {
         assert_eq!(format_ms(90_000), "90s");
     }
 
+    fn no_zone(_: u32) -> Option<String> {
+        None
+    }
+
+    fn moves_of(stages: &[Stage]) -> Vec<Vec<usize>> {
+        stages.iter().map(|s| s.moves.clone()).collect()
+    }
+
     #[test]
     fn stages_take_cumulative_shares_smallest_moves_first() {
         let moves: Vec<Move> = (0..32u16).map(|p| mv(p, 1_000 - p as u64)).collect();
         let specs = parse("1%,10%,50%,100%").unwrap();
-        let stages = assign(&specs, &moves);
+        let stages = moves_of(&assign(&specs, &moves, no_zone));
         let sizes: Vec<usize> = stages.iter().map(Vec::len).collect();
         // ceil(0.32) = 1, ceil(3.2) = 4, 16, 32.
         assert_eq!(sizes, vec![1, 3, 12, 16]);
@@ -415,13 +498,46 @@ mod tests {
         all.sort_unstable();
         assert_eq!(all, (0..32).collect::<Vec<_>>(), "every move in exactly one stage");
         // A short plan leaves later stages empty rather than repeating moves.
-        let stages = assign(&specs, &moves[..2]);
+        let stages = moves_of(&assign(&specs, &moves[..2], no_zone));
         assert_eq!(stages.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 0, 0, 1]);
-        assert_eq!(assign(&specs, &[]).concat(), Vec::<usize>::new());
+        assert_eq!(moves_of(&assign(&specs, &[], no_zone)).concat(), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn rings_take_the_rest_one_zone_at_a_time() {
+        let specs = parse("canary=10%:1m,rings@east|west:30m:approve").unwrap();
+        assert_eq!(specs[1].rings, Some(vec!["east".to_string(), "west".to_string()]));
+        assert_eq!(format(&specs), "canary=10%:1m,ring=rings@east|west:30m:approve");
+        assert_eq!(parse(&format(&specs)).unwrap(), specs);
+        // Ten moves into nodes 4 (north), 5 (west), 6 (east), 7 (no zone).
+        let moves: Vec<Move> = (0..10u16).map(|p| Move { partition: p, from: 1, to: 4 + (p as u32 % 4), bytes: 100 + p as u64 }).collect();
+        let zone_of = |n: u32| match n {
+            4 => Some("north".to_string()),
+            5 => Some("west".to_string()),
+            6 => Some("east".to_string()),
+            _ => None,
+        };
+        let stages = assign(&specs, &moves, zone_of);
+        let names: Vec<&str> = stages.iter().map(|s| s.spec.name.as_str()).collect();
+        assert_eq!(names, vec!["canary", "ring east", "ring west", "ring north", "ring (no zone)"], "listed zones, then by name, then none");
+        assert_eq!(stages[0].moves, vec![0], "the canary is the smallest move");
+        for s in &stages[1..] {
+            let zone = s.spec.name.strip_prefix("ring ").unwrap();
+            assert!(s.moves.iter().all(|&m| zone_of(moves[m].to).as_deref().unwrap_or("(no zone)") == zone), "{s:?}");
+            assert!((s.spec.bake_ms, s.spec.approval, s.spec.rings.is_none()) == (1_800_000, true, true));
+        }
+        assert_eq!(stages.iter().map(|s| s.moves.len()).sum::<usize>(), 10);
+        assert_eq!(stages.iter().map(|s| s.spec.share_percent).collect::<Vec<_>>(), vec![10.0, 30.0, 60.0, 80.0, 100.0]);
+        validate(&stages.iter().map(|s| s.spec.clone()).collect::<Vec<_>>()).unwrap();
+        // Plain `rings`: every zone by name.
+        let stages = assign(&parse("rings").unwrap(), &moves, zone_of);
+        assert_eq!(stages.iter().map(|s| s.spec.name.as_str()).collect::<Vec<_>>(), vec!["ring east", "ring north", "ring west", "ring (no zone)"]);
+        assert!(parse("rings,100%").unwrap_err().contains("must be the last"));
+        assert!(parse("rings@a b").unwrap_err().contains("not a zone name"));
     }
 
     fn stage(bake_ms: u64, approval: bool) -> Stage {
-        Stage::new(StageSpec { name: "canary".into(), share_percent: 10.0, bake_ms, approval }, vec![0, 1])
+        Stage::new(StageSpec { name: "canary".into(), share_percent: 10.0, bake_ms, approval, rings: None }, vec![0, 1])
     }
 
     #[test]
@@ -435,6 +551,7 @@ mod tests {
         s.bake_until_ms = Some(60_020);
         assert_eq!(s.phase(), "baking");
         assert_eq!(step(&s, &[Landed, Landed], 60_019), Step::Bake);
+        assert_eq!(s.describe(30_020), "baking, 30s left");
         assert_eq!(step(&s, &[Landed, Landed], 60_020), Step::Judge);
         let o = Observation { seconds: vec![(500, 1_000); 60], unavailable: 0, baseline_p99_us: Some(480), budget_ratio: 1.1, unhealthy: vec![] };
         let v = judge(&s, &o, 60_020);
@@ -497,6 +614,7 @@ mod tests {
         s.verdict = Some(Verdict { passed: true, at_ms: 1, detail: String::new(), p99_ratio: None, unavailable: 0, seconds: 0 });
         assert_eq!(step(&s, &[Landed, Landed], 2), Step::AwaitApproval);
         assert_eq!(s.phase(), "awaiting approval");
+        assert_eq!(s.describe(2), "passed, awaiting `evenkeel rebalance approve` ()");
         s.approved_ms = Some(3);
         assert_eq!(s.phase(), "approved");
         assert_eq!(step(&s, &[Landed, Landed], 4), Step::Next);

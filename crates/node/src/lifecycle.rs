@@ -61,6 +61,9 @@ pub struct NodeConfig {
     /// Also serve callers in this process directly, without the network
     /// (see `evenkeel_rpc::transport`); `evenkeel up` turns it on.
     pub in_process: bool,
+    /// The zone to record in the node's membership entry when it starts
+    /// (`serve node --zone`); None keeps what is recorded.
+    pub zone: Option<String>,
 }
 
 impl NodeConfig {
@@ -79,6 +82,7 @@ impl NodeConfig {
             bulk_priority: Priority::Idle,
             bulk_cpu_budget: None,
             in_process: false,
+            zone: None,
         }
     }
 
@@ -221,7 +225,7 @@ impl Node {
         if !self.config.in_process {
             evenkeel_rpc::forget_local(&addr);
         }
-        register(meta.as_ref(), self.config.id, &addr, &self.config.store.dir).await?;
+        register(meta.as_ref(), self.config.id, &addr, &self.config.store.dir, self.config.zone.as_deref()).await?;
         let lease = meta.grant_lease(self.config.heartbeat_ttl).await?;
         meta.put(&keys::live_key(self.config.id), addr.clone().into_bytes(), Some(lease)).await?;
         self.readiness.live(self.config.heartbeat_ttl);
@@ -268,13 +272,13 @@ fn node_server(service: NodeService) -> NodeServer<NodeService> {
     NodeServer::new(service).max_decoding_message_size(crate::MAX_MESSAGE_BYTES).max_encoding_message_size(crate::MAX_MESSAGE_BYTES)
 }
 
-/// Records this node's address in its membership entry, creating the entry
-/// if the node is new. Other fields (state, weight) belong to the coordinator
-/// and are kept. Refused for a removed node: the removal record is read
+/// Records this node's address (and `zone`, if given) in its membership
+/// entry, creating the entry if the node is new. Other fields (state,
+/// weight) belong to the coordinator and are kept. Refused for a removed node: the removal record is read
 /// after the membership record, and a removal writes it before deleting
 /// that, so a removal that races this registration is always seen (or the
 /// registration's swap fails and it looks again).
-async fn register(meta: &dyn MetaStore, id: NodeId, addr: &str, dir: &std::path::Path) -> Result<(), NodeError> {
+async fn register(meta: &dyn MetaStore, id: NodeId, addr: &str, dir: &std::path::Path, zone: Option<&str>) -> Result<(), NodeError> {
     use evenkeel_meta::{CasOutcome, Compare};
     let key = keys::node_key(id);
     loop {
@@ -284,9 +288,12 @@ async fn register(meta: &dyn MetaStore, id: NodeId, addr: &str, dir: &std::path:
         }
         let (expect, mut info) = match &current {
             Some(kv) => (Compare::ModRevision(kv.mod_revision), serde_json::from_slice::<NodeInfo>(&kv.value).map_err(|e| MetaError::Corrupt(e.to_string()))?),
-            None => (Compare::Absent, NodeInfo { id, addr: String::new(), weight: 100, state: NodeState::Active, data_dir: Some(dir.display().to_string()) }),
+            None => (Compare::Absent, NodeInfo { id, addr: String::new(), weight: 100, state: NodeState::Active, data_dir: Some(dir.display().to_string()), zone: None }),
         };
         info.addr = addr.to_string();
+        if let Some(z) = zone {
+            info.zone = Some(z.to_string());
+        }
         let value = serde_json::to_vec(&info).expect("node info serializes");
         if let CasOutcome::Swapped(_) = meta.compare_and_swap(&key, expect, Some(value), None).await? {
             return Ok(());

@@ -218,6 +218,11 @@ pub struct NodeInfo {
     pub state: NodeState,
     /// Where the node keeps its data, when the node runs inside `evenkeel up`.
     pub data_dir: Option<String>,
+    /// The failure domain the operator placed the node in (a zone, rack or
+    /// region): a staged rebalance's `rings` stage moves partitions into one
+    /// zone at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 /// Cluster-wide settings fixed at creation.

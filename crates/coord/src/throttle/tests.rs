@@ -10,6 +10,7 @@ fn node(id: NodeId, p99_us: u64, free: u64) -> NodeStatus {
         addr: String::new(),
         state: NodeState::Active,
         weight: 100,
+        zone: None,
         healthy: true,
         live: true,
         problem: None,
