@@ -550,6 +550,19 @@ async fn a_staged_rebalance_runs_its_canary_alone_then_waits_for_approval() {
     cluster.shutdown().await.unwrap();
 }
 
+/// A cluster of 16 partitions started with `opts`, once it has a leader,
+/// with 20 keys of 100 B (named after `prefix`) in each partition.
+async fn filled_cluster(opts: evenkeel::up::UpOptions, prefix: &str) -> (LocalCluster, String, reqwest::Client, redis::Client, Vec<String>) {
+    let cluster = LocalCluster::start(opts).await.unwrap();
+    let admin = format!("http://{}", cluster.admin_addr);
+    let http = reqwest::Client::new();
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    let keys: Vec<String> = (0..16).flat_map(|p| keys_in(prefix, p, 16, 20)).collect();
+    fill(&client, &keys, 100).await;
+    (cluster, admin, http, client, keys)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_whose_move_fails_halts_the_rebalance_until_resumed() {
     let dir = tempfile::tempdir().unwrap();
@@ -557,13 +570,7 @@ async fn a_stage_whose_move_fails_halts_the_rebalance_until_resumed() {
     // Every migration waits for approval before its cutover: a fixed point
     // at which the test cancels the canary.
     opts.coord.limits.needs_approval = true;
-    let cluster = LocalCluster::start(opts).await.unwrap();
-    let admin = format!("http://{}", cluster.admin_addr);
-    let http = reqwest::Client::new();
-    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
-    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
-    let keys: Vec<String> = (0..16).flat_map(|p| keys_in("staged", p, 16, 20)).collect();
-    fill(&client, &keys, 100).await;
+    let (cluster, admin, http, client, keys) = filled_cluster(opts, "staged").await;
     assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
     wait_stats(&http, &admin, 4, Duration::from_secs(10)).await;
     let reply = http.post(format!("{admin}/v1/rebalance")).json(&serde_json::json!({ "stages": "canary=1%,100%" })).send().await.unwrap();
@@ -595,6 +602,7 @@ async fn a_stage_whose_move_fails_halts_the_rebalance_until_resumed() {
     assert_eq!(cancel.status(), 200);
     let end = wait_rebalance_end(&http, &admin, Duration::from_secs(10)).await;
     assert_eq!(end.rebalance.unwrap().state, evenkeel_coord::rebalance::State::Cancelled);
+    check_filled(&client, &keys, 100).await;
     cluster.shutdown().await.unwrap();
 }
 
@@ -605,13 +613,7 @@ async fn a_failed_stage_can_roll_back_the_moves_still_in_bake() {
     // for approval before its cutover, so the test decides which cut over.
     let mut opts = options(dir.path(), 16, 120_000);
     opts.coord.limits.needs_approval = true;
-    let cluster = LocalCluster::start(opts).await.unwrap();
-    let admin = format!("http://{}", cluster.admin_addr);
-    let http = reqwest::Client::new();
-    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
-    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
-    let keys: Vec<String> = (0..16).flat_map(|p| keys_in("undo", p, 16, 20)).collect();
-    fill(&client, &keys, 100).await;
+    let (cluster, admin, http, client, keys) = filled_cluster(opts, "undo").await;
     let before = routing(&cluster).await;
     assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
     wait_stats(&http, &admin, 4, Duration::from_secs(10)).await;
@@ -653,13 +655,7 @@ async fn a_failed_stage_can_roll_back_the_moves_still_in_bake() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rings_move_partitions_into_one_zone_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = LocalCluster::start(options(dir.path(), 16, 100)).await.unwrap();
-    let admin = format!("http://{}", cluster.admin_addr);
-    let http = reqwest::Client::new();
-    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
-    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
-    let keys: Vec<String> = (0..16).flat_map(|p| keys_in("ring", p, 16, 20)).collect();
-    fill(&client, &keys, 100).await;
+    let (cluster, admin, http, client, keys) = filled_cluster(options(dir.path(), 16, 100), "ring").await;
     let bad = http.post(format!("{admin}/v1/nodes")).json(&serde_json::json!({ "zone": "no spaces" })).send().await.unwrap();
     assert_eq!(bad.status(), 400, "a bad zone name is refused before any node starts");
     // Node 4 in zone "west"; node 5 added without one, then placed in "east".

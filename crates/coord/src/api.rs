@@ -314,6 +314,43 @@ pub struct NodeGateStatus {
 }
 
 #[cfg(test)]
+impl NodeStatus {
+    /// A healthy active node of weight 100 holding one partition and
+    /// nothing else, serving 1,000 ops/s: tests change what they need.
+    pub(crate) fn for_tests(id: NodeId) -> NodeStatus {
+        NodeStatus {
+            id,
+            addr: String::new(),
+            state: NodeState::Active,
+            weight: 100,
+            zone: None,
+            healthy: true,
+            live: true,
+            problem: None,
+            partitions: 1,
+            keys: 0,
+            bytes: 0,
+            disk_bytes: 0,
+            p99_us: 0,
+            ops_last_s: 1000,
+            errors_total: 0,
+            shed_ops_total: 0,
+            disk_free_bytes: 0,
+            disk_total_bytes: 100 << 30,
+            l0_tables: 0,
+            sealed_memtables: 0,
+            retired_partitions: 0,
+            bulk_cpu_ms_total: 0,
+            compaction_ms_total: 0,
+            compactions_active: 0,
+            row_cache_hits_total: 0,
+            row_cache_misses_total: 0,
+            group_syncs_total: 0,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -333,37 +333,19 @@ mod tests {
     use crate::plan::{Move, Plan};
     use crate::rebalance::{Limits, State};
     use crate::stages::{StageSpec, Verdict};
-    use evenkeel_types::routing::NodeState;
 
     fn node(id: u32) -> NodeStatus {
         NodeStatus {
-            id,
             addr: format!("127.0.0.1:{}", 7000 + id),
-            state: NodeState::Active,
-            weight: 100,
             zone: (id == 4).then(|| "zone-b".to_string()),
             healthy: id != 3,
-            live: true,
             problem: (id == 3).then(|| "p99 12 ms".to_string()),
             partitions: 2,
             keys: 10,
             bytes: 2048,
-            disk_bytes: 0,
             p99_us: 420,
-            ops_last_s: 1000,
-            errors_total: 0,
-            shed_ops_total: 0,
             disk_free_bytes: 1 << 30,
-            disk_total_bytes: 2 << 30,
-            l0_tables: 0,
-            sealed_memtables: 0,
-            retired_partitions: 0,
-            bulk_cpu_ms_total: 0,
-            compaction_ms_total: 0,
-            compactions_active: 0,
-            row_cache_hits_total: 0,
-            row_cache_misses_total: 0,
-            group_syncs_total: 0,
+            ..NodeStatus::for_tests(id)
         }
     }
 

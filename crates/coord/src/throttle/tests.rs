@@ -1,39 +1,10 @@
 use super::*;
 use crate::api::{NodeStatus, PartitionStatus};
 use crate::migration::machine::Limits;
-use evenkeel_types::routing::NodeState;
 use std::sync::Arc;
 
 fn node(id: NodeId, p99_us: u64, free: u64) -> NodeStatus {
-    NodeStatus {
-        id,
-        addr: String::new(),
-        state: NodeState::Active,
-        weight: 100,
-        zone: None,
-        healthy: true,
-        live: true,
-        problem: None,
-        partitions: 1,
-        keys: 0,
-        bytes: 0,
-        disk_bytes: 0,
-        p99_us,
-        ops_last_s: 1000,
-        errors_total: 0,
-        shed_ops_total: 0,
-        disk_free_bytes: free,
-        disk_total_bytes: 100 << 30,
-        l0_tables: 0,
-        sealed_memtables: 0,
-        retired_partitions: 0,
-        bulk_cpu_ms_total: 0,
-        compaction_ms_total: 0,
-        compactions_active: 0,
-        row_cache_hits_total: 0,
-        row_cache_misses_total: 0,
-        group_syncs_total: 0,
-    }
+    NodeStatus { p99_us, disk_free_bytes: free, ..NodeStatus::for_tests(id) }
 }
 
 fn migration(id: &str, source: NodeId, target: NodeId, phase: Phase) -> Migration {
