@@ -386,7 +386,7 @@ mod tests {
         let migrations = vec![migration("m-run", 2, "COPYING"), migration("m-done", 1, "DONE")];
         let mut stage = Stage::new(StageSpec { name: "<script>alert(1)</script>".into(), share_percent: 10.0, bake_ms: 60_000, approval: true, rings: None }, vec![0]);
         stage.started_ms = Some(1);
-        stage.verdict = Some(Verdict { passed: true, at_ms: 2, detail: "no client errors".into(), p99_ratio: Some(1.02), unavailable: 0, seconds: 60 });
+        stage.verdict = Some(Verdict { passed: true, at_ms: 2, detail: "no client errors".into(), p99_ratio: Some(1.02), moving_p99_ratio: None, unavailable: 0, seconds: 60 });
         let r = Rebalance {
             id: "r1".into(),
             state: State::Running,

@@ -350,13 +350,15 @@ fn advance_stages(coord: &Coordinator, r: &mut Rebalance, by_id: &HashMap<&str, 
                 stage.bake_until_ms = Some(bake_until_ms);
             }
             Step::Judge => {
+                let started = stage.started_ms.unwrap_or(now);
                 let landed = stage.landed_ms.unwrap_or(now);
-                let (samples, unavailable_now) = coord.throttle.observed_since(landed);
+                let (samples, unavailable_now) = coord.throttle.observed_since(started);
                 let until = stage.bake_until_ms.unwrap_or(now);
                 let involved: Vec<u32> = stage.moves.iter().flat_map(|&i| [r.plan.moves[i].from, r.plan.moves[i].to]).collect();
                 let throttle = coord.throttle.status();
                 let observation = Observation {
-                    seconds: samples.iter().filter(|s| stage.spec.bake_ms > 0 && s.at_ms <= until).map(|s| (s.p99_us, s.ops)).collect(),
+                    seconds: samples.iter().filter(|s| stage.spec.bake_ms > 0 && s.at_ms > landed && s.at_ms <= until).map(|s| (s.p99_us, s.ops)).collect(),
+                    moving_seconds: samples.iter().filter(|s| s.at_ms <= landed).map(|s| (s.p99_us, s.ops)).collect(),
                     unavailable: unavailable_now.saturating_sub(coord.stage_mark(&key)),
                     baseline_p99_us: r.baseline_p99_us,
                     budget_ratio: throttle.budget_ratio,

@@ -313,6 +313,10 @@ pub struct Verdict {
     /// The bake's typical second over the baseline, when judged.
     #[serde(default)]
     pub p99_ratio: Option<f64>,
+    /// The typical second while the stage's moves ran, over the baseline
+    /// (reported, not judged).
+    #[serde(default)]
+    pub moving_p99_ratio: Option<f64>,
     /// Errors of the store's making clients saw during the stage.
     pub unavailable: u64,
     /// Busy seconds the latency was judged on.
@@ -335,6 +339,10 @@ pub enum MoveState {
 pub struct Observation {
     /// Per-second p99 (µs) and request count over the bake.
     pub seconds: Vec<(u64, u64)>,
+    /// The same while the stage's moves ran (from its start to its
+    /// landing): reported with the verdict, not judged (keeping those
+    /// seconds inside the budget is the throttle's work).
+    pub moving_seconds: Vec<(u64, u64)>,
     /// Errors of the store's making since the stage started.
     pub unavailable: u64,
     /// The rebalance's baseline p99, if known.
@@ -397,13 +405,7 @@ pub fn judge(stage: &Stage, o: &Observation, now_ms: u64) -> Verdict {
     } else {
         passes.push("no client errors".to_string());
     }
-    let mut busy: Vec<u64> = o.seconds.iter().filter(|(_, ops)| *ops >= MIN_OPS).map(|(p99, _)| *p99).collect();
-    busy.sort_unstable();
-    let typical = (!busy.is_empty()).then(|| busy[busy.len() / 2]);
-    let ratio = match (typical, o.baseline_p99_us) {
-        (Some(t), Some(b)) if b > 0 => Some(t as f64 / b as f64),
-        _ => None,
-    };
+    let (ratio, busy) = typical_ratio(&o.seconds, o.baseline_p99_us);
     match ratio {
         Some(r) if r > o.budget_ratio => failures.push(format!("typical p99 of the bake {r:.2}x the baseline (budget {:.2}x)", o.budget_ratio)),
         Some(r) => passes.push(format!("typical p99 of the bake {r:.2}x the baseline")),
@@ -417,14 +419,27 @@ pub fn judge(stage: &Stage, o: &Observation, now_ms: u64) -> Verdict {
         failures.push(format!("unhealthy: {}", o.unhealthy.join("; ")));
     }
     let passed = failures.is_empty();
-    Verdict {
-        passed,
-        at_ms: now_ms,
-        detail: if passed { passes.join(", ") } else { failures.join(", ") },
-        p99_ratio: ratio,
-        unavailable: o.unavailable,
-        seconds: busy.len() as u64,
+    let (moving_ratio, _) = typical_ratio(&o.moving_seconds, o.baseline_p99_us);
+    let mut detail = if passed { passes.join(", ") } else { failures.join(", ") };
+    if let Some(r) = moving_ratio {
+        let used = ((r - 1.0) / (o.budget_ratio - 1.0)).max(0.0) * 100.0;
+        detail += &format!("; while its moves ran: typical p99 {r:.2}x the baseline, {used:.0}% of the budget");
     }
+    Verdict { passed, at_ms: now_ms, detail, p99_ratio: ratio, moving_p99_ratio: moving_ratio, unavailable: o.unavailable, seconds: busy }
+}
+
+/// The typical second of `seconds` (the median of the per-second p99s of
+/// those with at least [`MIN_OPS`] requests) over `baseline`, and how many
+/// seconds it rests on.
+fn typical_ratio(seconds: &[(u64, u64)], baseline: Option<u64>) -> (Option<f64>, u64) {
+    let mut busy: Vec<u64> = seconds.iter().filter(|(_, ops)| *ops >= MIN_OPS).map(|(p99, _)| *p99).collect();
+    busy.sort_unstable();
+    let typical = (!busy.is_empty()).then(|| busy[busy.len() / 2]);
+    let ratio = match (typical, baseline) {
+        (Some(t), Some(b)) if b > 0 => Some(t as f64 / b as f64),
+        _ => None,
+    };
+    (ratio, busy.len() as u64)
 }
 
 #[cfg(test)]
@@ -553,9 +568,12 @@ mod tests {
         assert_eq!(step(&s, &[Landed, Landed], 60_019), Step::Bake);
         assert_eq!(s.describe(30_020), "baking, 30s left");
         assert_eq!(step(&s, &[Landed, Landed], 60_020), Step::Judge);
-        let o = Observation { seconds: vec![(500, 1_000); 60], unavailable: 0, baseline_p99_us: Some(480), budget_ratio: 1.1, unhealthy: vec![] };
+        let o = Observation { seconds: vec![(500, 1_000); 60], moving_seconds: vec![(600, 1_000); 10], unavailable: 0, baseline_p99_us: Some(480), budget_ratio: 1.1, unhealthy: vec![] };
         let v = judge(&s, &o, 60_020);
         assert!(v.passed, "{v:?}");
+        // The moves' seconds are reported, not judged: 1.25x, 250% of the budget.
+        assert!(v.detail.ends_with("while its moves ran: typical p99 1.25x the baseline, 250% of the budget"), "{v:?}");
+        assert_eq!(v.moving_p99_ratio, Some(1.25));
         assert_eq!((v.seconds, v.p99_ratio.map(|r| (r * 100.0).round())), (60, Some(104.0)));
         s.verdict = Some(v);
         assert_eq!(step(&s, &[Landed, Landed], 60_100), Step::Next);
@@ -578,7 +596,7 @@ mod tests {
     #[test]
     fn each_criterion_can_fail_a_stage() {
         let s = stage(60_000, false);
-        let good = Observation { seconds: vec![(500, 1_000); 30], unavailable: 0, baseline_p99_us: Some(500), budget_ratio: 1.1, unhealthy: vec![] };
+        let good = Observation { seconds: vec![(500, 1_000); 30], moving_seconds: vec![], unavailable: 0, baseline_p99_us: Some(500), budget_ratio: 1.1, unhealthy: vec![] };
         assert!(judge(&s, &good, 1).passed);
         let v = judge(&s, &Observation { unavailable: 3, ..good.clone() }, 1);
         assert!(!v.passed && v.detail.contains("3 errors"), "{v:?}");
@@ -602,7 +620,7 @@ mod tests {
     fn a_failed_stage_halts_until_resumed_and_approval_waits() {
         use MoveState::*;
         let mut s = stage(0, true);
-        s.verdict = Some(Verdict { passed: false, at_ms: 1, detail: "clients saw 2 errors".into(), p99_ratio: None, unavailable: 2, seconds: 0 });
+        s.verdict = Some(Verdict { passed: false, at_ms: 1, detail: "clients saw 2 errors".into(), p99_ratio: None, moving_p99_ratio: None, unavailable: 2, seconds: 0 });
         assert!(matches!(step(&s, &[Landed, Landed], 2), Step::Halt(why) if why.contains("2 errors")));
         assert_eq!(s.phase(), "failed");
         // `rebalance resume` past a halt approves.
@@ -611,7 +629,7 @@ mod tests {
         s.finished_ms = Some(4);
         assert_eq!(s.phase(), "let through by the operator");
         let mut s = stage(0, true);
-        s.verdict = Some(Verdict { passed: true, at_ms: 1, detail: String::new(), p99_ratio: None, unavailable: 0, seconds: 0 });
+        s.verdict = Some(Verdict { passed: true, at_ms: 1, detail: String::new(), p99_ratio: None, moving_p99_ratio: None, unavailable: 0, seconds: 0 });
         assert_eq!(step(&s, &[Landed, Landed], 2), Step::AwaitApproval);
         assert_eq!(s.phase(), "awaiting approval");
         assert_eq!(s.describe(2), "passed, awaiting `evenkeel rebalance approve` ()");
