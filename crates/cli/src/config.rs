@@ -136,6 +136,11 @@ pub struct MigrationSection {
     /// says otherwise, e.g. "canary=1%:10m:approve,10%:30m,100%"; "none"
     /// runs every move at once.
     pub rebalance_stages: Option<String>,
+    /// Start a rebalance automatically when the membership changed (a node
+    /// joined, drains, came back, changed weight) and then held still for
+    /// `auto_rebalance_settle_ms`.
+    pub auto_rebalance: Option<bool>,
+    pub auto_rebalance_settle_ms: Option<u64>,
     /// Routing modes of new migrations (a move may override them).
     pub dual_write: Option<bool>,
     pub shadow_read_ratio: Option<f64>,
@@ -145,6 +150,9 @@ pub struct MigrationSection {
     pub shadow_mismatch_ratio_max: Option<f64>,
     pub shadow_compared_min: Option<u64>,
 }
+
+/// How long the membership must hold still before an automatic rebalance.
+pub const DEFAULT_AUTO_REBALANCE_SETTLE_MS: u64 = 30_000;
 
 impl FileConfig {
     pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
@@ -192,6 +200,12 @@ impl FileConfig {
         // Checked by `load`.
         if let Some(Ok(stages)) = m.rebalance_stages.as_deref().map(evenkeel_coord::stages::parse) {
             coord.rebalance_stages = stages;
+        }
+        let settle_ms = m.auto_rebalance_settle_ms.unwrap_or(DEFAULT_AUTO_REBALANCE_SETTLE_MS);
+        match m.auto_rebalance {
+            Some(true) => coord.auto_rebalance_settle = Some(std::time::Duration::from_millis(settle_ms)),
+            Some(false) => coord.auto_rebalance_settle = None,
+            None => {}
         }
         let modes = &mut coord.modes;
         set(&mut modes.route.dual_write, m.dual_write);
@@ -266,6 +280,8 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             moves_per_node: Some(opts.coord.rebalance.moves_per_node),
             moves_cluster: Some(opts.coord.rebalance.moves_cluster),
             rebalance_stages: Some(evenkeel_coord::stages::format(&opts.coord.rebalance_stages)),
+            auto_rebalance: Some(opts.coord.auto_rebalance_settle.is_some()),
+            auto_rebalance_settle_ms: Some(opts.coord.auto_rebalance_settle.map_or(DEFAULT_AUTO_REBALANCE_SETTLE_MS, |d| d.as_millis() as u64)),
             dual_write: Some(opts.coord.modes.route.dual_write),
             shadow_read_ratio: Some(opts.coord.modes.route.shadow_read_ratio),
             copy_on_read: Some(opts.coord.modes.route.copy_on_read),
@@ -348,6 +364,17 @@ mod tests {
         std::fs::write(&path, "[migration]\nrebalance_stages = \"canary=1%,50%\"\n").unwrap();
         let err = FileConfig::load(&path).unwrap_err();
         assert!(format!("{err:#}").contains("rebalance_stages: the last stage"), "{err:#}");
+    }
+
+    #[test]
+    fn auto_rebalance_is_off_unless_turned_on() {
+        let mut coord = evenkeel_coord::CoordConfig::default();
+        toml::from_str::<FileConfig>("[migration]\nauto_rebalance_settle_ms = 500\n").unwrap().apply_migration(&mut coord);
+        assert_eq!(coord.auto_rebalance_settle, None);
+        toml::from_str::<FileConfig>("[migration]\nauto_rebalance = true\n").unwrap().apply_migration(&mut coord);
+        assert_eq!(coord.auto_rebalance_settle, Some(std::time::Duration::from_secs(30)));
+        toml::from_str::<FileConfig>("[migration]\nauto_rebalance = true\nauto_rebalance_settle_ms = 500\n").unwrap().apply_migration(&mut coord);
+        assert_eq!(coord.auto_rebalance_settle, Some(std::time::Duration::from_millis(500)));
     }
 
     #[test]

@@ -134,7 +134,8 @@ pub async fn status(admin: &str, json: bool) -> anyhow::Result<()> {
         println!("no rebalance has run");
         return Ok(());
     };
-    println!("rebalance {}: {}", r.id, headline(r, &status));
+    let how = if r.auto { " (started automatically: the membership changed)" } else { "" };
+    println!("rebalance {}{how}: {}", r.id, headline(r, &status));
     for line in stage_lines(r) {
         println!("  {line}");
     }

@@ -688,6 +688,44 @@ async fn rings_move_partitions_into_one_zone_at_a_time() {
     cluster.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_rebalances_itself_once_per_membership() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), 16, 100);
+    opts.coord.auto_rebalance_settle = Some(Duration::from_millis(500));
+    let (cluster, admin, http, client, keys) = filled_cluster(opts, "auto").await;
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert!(common::admin::rebalance(&http, &admin).await.rebalance.is_none(), "a balanced cluster starts nothing");
+
+    // A node joins: once the membership settles, a rebalance starts by itself.
+    assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
+    let s = wait_rebalance(&http, &admin, "an automatic rebalance starts", Duration::from_secs(20), |r| r.auto).await;
+    let first = s.rebalance.unwrap().id;
+    let end = wait_rebalance_end(&http, &admin, Duration::from_secs(60)).await;
+    assert_eq!(end.rebalance.as_ref().unwrap().state, evenkeel_coord::rebalance::State::Done, "{end:?}");
+    let table = routing(&cluster).await;
+    assert!((1..=4).all(|n| table.partitions_of(n).len() == 4), "{table:?}");
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(common::admin::rebalance(&http, &admin).await.rebalance.unwrap().id, first, "one rebalance per membership");
+
+    // Another joins; the operator cancels what starts: it is not restarted
+    // behind their back, and they can still start one themselves.
+    assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
+    let s = wait_rebalance(&http, &admin, "a second automatic rebalance starts", Duration::from_secs(20), |r| r.auto && r.id != first).await;
+    let second = s.rebalance.unwrap().id;
+    assert_eq!(http.post(format!("{admin}/v1/rebalance/cancel")).send().await.unwrap().status(), 200);
+    wait_rebalance_end(&http, &admin, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let r = common::admin::rebalance(&http, &admin).await.rebalance.unwrap();
+    assert_eq!((r.id.as_str(), r.state), (second.as_str(), evenkeel_coord::rebalance::State::Cancelled), "a cancelled rebalance stays cancelled");
+    let manual = http.post(format!("{admin}/v1/rebalance")).send().await.unwrap();
+    assert_eq!(manual.status(), 201, "{}", manual.text().await.unwrap());
+    let end = wait_rebalance_end(&http, &admin, Duration::from_secs(60)).await;
+    assert!(!end.rebalance.as_ref().unwrap().auto && end.rebalance.as_ref().unwrap().state == evenkeel_coord::rebalance::State::Done, "{end:?}");
+    check_filled(&client, &keys, 100).await;
+    cluster.shutdown().await.unwrap();
+}
+
 /// Increments `key` by WATCH, GET, MULTI, SET, EXEC on a connection of its
 /// own until `stop` (at least once), retrying aborted transactions.
 /// Returns the increments made and the transactions aborted.

@@ -180,7 +180,7 @@ fn rebalance(v: &View) -> Markup {
     let phase: HashMap<&str, &str> = v.migrations.iter().map(|m| (m.id.as_str(), m.state.as_str())).collect();
     let done = r.migrations.iter().flatten().filter(|id| phase.get(id.as_str()) == Some(&"DONE")).count();
     html! {
-        h2 { "Rebalance " (r.id) }
+        h2 { "Rebalance " (r.id) @if r.auto { " " span.muted { "(started automatically: the membership changed)" } } }
         p {
             strong { (format!("{:?}", r.state)) } ": " (done) " of " (r.plan.moves.len()) " moves done, " (bytes(r.plan.moved_bytes)) " of " (bytes(r.plan.total_bytes)) " to move"
             @if let Some(why) = &r.halted {
@@ -401,12 +401,15 @@ mod tests {
             halted: None,
             baseline_p99_us: Some(400),
             on_stage_failure: Default::default(),
+            membership: None,
+            auto: true,
         };
         let throttle = ThrottleStatus { p99_us: 600, baseline_p99_us: Some(400), budget_ratio: 1.1, p99_ratio: Some(1.5), client_unavailable_total: 2, reason: "cut: p99 1.50x baseline".into(), ..Default::default() };
         let samples: Vec<Sample> = (0..30).map(|i| Sample { at_ms: 300_000 + i * 1000, p99_us: 400 + i, ops: 1000 }).collect();
         let view = View { now_ms: 330_000, leader: true, status: &status, migrations: &migrations, rebalance: Some(&r), throttle: &throttle, samples: &samples };
         let page = render(&view).into_string();
         assert!(page.starts_with("<!DOCTYPE html>"));
+        assert!(page.contains("started automatically"));
         assert!(page.contains(r#"http-equiv="refresh" content="2""#));
         // Operator-supplied text is escaped, never markup.
         assert!(!page.contains("<script>") && page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");

@@ -204,7 +204,8 @@ async fn rebalance_start(State(c): State<Arc<Coordinator>>, body: axum::body::By
         Some(Ok(stages)) => stages,
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &format!("stages: {e}")),
     };
-    match crate::rebalance::start(&c, c.rebalance_limits(), stages, request.on_stage_failure.unwrap_or_default()).await {
+    let options = crate::rebalance::StartOptions { limits: c.rebalance_limits(), stages, on_stage_failure: request.on_stage_failure.unwrap_or_default(), auto: false };
+    match crate::rebalance::start(&c, options).await {
         Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
         Err(e) => rebalance_error(e),
     }

@@ -21,6 +21,7 @@
 //!   state boundaries, compiled in for tests only.
 
 pub mod api;
+pub mod auto;
 pub mod bootstrap;
 pub mod clients;
 pub mod dashboard;
@@ -60,6 +61,9 @@ pub struct CoordConfig {
     /// The stages a rebalance runs in when its request names none (empty:
     /// all moves at once).
     pub rebalance_stages: Vec<stages::StageSpec>,
+    /// Start a rebalance by itself when the membership changed and held
+    /// still this long ([`auto`]); None: only on request.
+    pub auto_rebalance_settle: Option<Duration>,
     /// Throttle settings stored when the coordinator starts (from the
     /// configuration file); None keeps what is stored.
     pub throttle: Option<throttle::Settings>,
@@ -76,6 +80,7 @@ impl Default for CoordConfig {
             modes: Default::default(),
             rebalance: Default::default(),
             rebalance_stages: Vec::new(),
+            auto_rebalance_settle: None,
             throttle: None,
         }
     }
@@ -94,6 +99,8 @@ pub struct Coordinator {
     /// errors of the store's making when this coordinator first saw the
     /// stage running. In memory: a new leader judges from its takeover.
     stage_marks: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
+    /// The membership automatic rebalancing last saw, and since when.
+    auto_watch: auto::Watch,
 }
 
 impl Coordinator {
@@ -110,6 +117,7 @@ impl Coordinator {
             throttle: Arc::default(),
             launcher,
             stage_marks: Default::default(),
+            auto_watch: Default::default(),
         })
     }
 
@@ -141,6 +149,10 @@ impl Coordinator {
     /// The stages a rebalance started without any runs in.
     pub fn rebalance_stages(&self) -> Vec<stages::StageSpec> {
         self.config.rebalance_stages.clone()
+    }
+
+    pub(crate) fn auto_watch(&self) -> &auto::Watch {
+        &self.auto_watch
     }
 
     /// The error count at `stage`'s start as this coordinator saw it,
@@ -214,6 +226,7 @@ impl Coordinator {
         // third of its TTL.
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut refreshed = tokio::time::Instant::now();
+        let mut ticks: u64 = 0;
         loop {
             tick.tick().await;
             if refreshed.elapsed() >= ttl / 3 {
@@ -227,6 +240,13 @@ impl Coordinator {
             }
             if let Err(e) = rebalance::schedule(self).await {
                 tracing::warn!(error = %e, "rebalance scheduling failed");
+            }
+            // Automatic rebalancing looks once a second (five ticks).
+            ticks = ticks.wrapping_add(1);
+            if let Some(settle) = self.config.auto_rebalance_settle.filter(|_| ticks % 5 == 0)
+                && let Err(e) = auto::tick(self, settle.as_millis() as u64).await
+            {
+                tracing::warn!(error = %e, "automatic rebalancing could not look at the cluster");
             }
             if let Err(e) = bootstrap::ensure_routing(self.meta.as_ref(), self.config.bootstrap_nodes).await {
                 tracing::warn!(error = %e, "bootstrap not possible yet");

@@ -85,6 +85,24 @@ pub struct Rebalance {
     /// What a stage that fails does to the rebalance.
     #[serde(default)]
     pub on_stage_failure: OnStageFailure,
+    /// The membership the plan was made for ([`crate::auto::digest`]):
+    /// automatic rebalancing starts nothing more for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<u64>,
+    /// Started by the coordinator itself (`auto_rebalance`), not by a request.
+    #[serde(default)]
+    pub auto: bool,
+}
+
+/// How to run a rebalance.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StartOptions {
+    pub limits: Limits,
+    /// Its stages (none: every move at once).
+    pub stages: Vec<StageSpec>,
+    pub on_stage_failure: OnStageFailure,
+    /// Started by the coordinator itself.
+    pub auto: bool,
 }
 
 /// What a failed stage does.
@@ -189,9 +207,10 @@ async fn store(meta: &dyn MetaStore, r: &Rebalance, expect: Compare) -> Result<(
     }
 }
 
-/// Plans and records a new rebalance, in `specs`' stages (none: all moves
-/// at once); refused while one is active.
-pub async fn start(coord: &Coordinator, limits: Limits, specs: Vec<StageSpec>, on_stage_failure: OnStageFailure) -> Result<Rebalance, RebalanceError> {
+/// Plans and records a new rebalance run as `options` say; refused while
+/// one is active.
+pub async fn start(coord: &Coordinator, options: StartOptions) -> Result<Rebalance, RebalanceError> {
+    let StartOptions { limits, stages: specs, on_stage_failure, auto } = options;
     stages::validate(&specs).map_err(RebalanceError::Invalid)?;
     if !coord.is_leader() {
         return Err(RebalanceError::Conflict("this coordinator is not the leader".into()));
@@ -206,7 +225,9 @@ pub async fn start(coord: &Coordinator, limits: Limits, specs: Vec<StageSpec>, o
     let now = unix_ms();
     let n = plan.moves.len();
     let state = if n == 0 { State::Done } else { State::Running };
-    let zones: HashMap<u32, Option<String>> = crate::nodes::members(coord.meta()).await?.into_iter().map(|n| (n.id, n.zone)).collect();
+    let members = crate::nodes::members(coord.meta()).await?;
+    let membership = crate::auto::digest(&members);
+    let zones: HashMap<u32, Option<String>> = members.into_iter().map(|n| (n.id, n.zone)).collect();
     let stages = if n == 0 { Vec::new() } else { stages::assign(&specs, &plan.moves, |node| zones.get(&node).cloned().flatten()) };
     let r = Rebalance {
         id: format!("r{now}"),
@@ -222,6 +243,8 @@ pub async fn start(coord: &Coordinator, limits: Limits, specs: Vec<StageSpec>, o
         halted: None,
         baseline_p99_us: coord.throttle.baseline_p99_us(),
         on_stage_failure,
+        membership: Some(membership),
+        auto,
     };
     let expect = existing.map_or(Compare::Absent, |(_, rev)| Compare::ModRevision(rev));
     store(coord.meta(), &r, expect).await?;

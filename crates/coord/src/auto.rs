@@ -1,0 +1,210 @@
+//! Automatic rebalancing: the leader starts a rebalance by itself when the
+//! cluster's membership changed (a node joined, is draining, came back
+//! active, changed weight) and the plan has moves, once the membership has
+//! held still for a settling time.
+//!
+//! Off by default (`[migration] auto_rebalance`): moving data is the
+//! operator's decision until they hand it over. When on:
+//!
+//! - It runs the configured default stages (`rebalance_stages`), so a
+//!   canary and bakes apply to automatic rebalances as to manual ones.
+//! - It starts at most one rebalance per membership: every rebalance
+//!   records the membership it planned for ([`digest`]), and while the
+//!   membership equals the last rebalance's, nothing starts again, whatever
+//!   that rebalance's end. So a rebalance an operator cancelled, or that
+//!   failed or halted, is not restarted behind their back; a change to the
+//!   membership (or a manual `rebalance start`) is what starts the next.
+//! - It waits for the membership to hold still for `settle_ms` (nodes
+//!   joining one after another make one rebalance, not one per node), and
+//!   for every node to be healthy (a rebalance onto a sick node would only
+//!   pause at its health gate).
+//!
+//! The decision ([`decide`]) is a pure function of what the tick sees; the
+//! time the membership last changed is kept in memory, so a new leader
+//! waits a full settling time before starting anything.
+
+use crate::Coordinator;
+use crate::rebalance::{self, Rebalance};
+use evenkeel_types::routing::{NodeInfo, NodeState};
+use parking_lot::Mutex;
+use std::hash::{Hash, Hasher};
+
+/// What the planner's input depends on in a membership: ids, weights,
+/// drain flags. A digest of it, the same in every process and release.
+pub fn digest(members: &[NodeInfo]) -> u64 {
+    let mut m: Vec<(u32, u32, bool)> = members.iter().map(|n| (n.id, n.weight, n.state == NodeState::Draining)).collect();
+    m.sort_unstable();
+    // FNV-1a over the fields' bytes: stable, unlike std's `DefaultHasher`.
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    for (id, weight, draining) in m {
+        id.hash(&mut h);
+        weight.hash(&mut h);
+        draining.hash(&mut h);
+    }
+    h.finish()
+}
+
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+/// What one tick sees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Input {
+    pub now_ms: u64,
+    /// The membership's digest now.
+    pub membership: u64,
+    /// When this coordinator first saw the membership as it is now.
+    pub membership_since_ms: u64,
+    /// The last rebalance: whether it is still active, and the membership
+    /// it planned for (None: recorded before digests were kept).
+    pub last: Option<(bool, Option<u64>)>,
+    /// Moves the plan would make now.
+    pub planned_moves: usize,
+    /// Nodes that are not healthy now.
+    pub unhealthy: usize,
+    pub settle_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Start,
+    /// Nothing to do, and why (for logs and status).
+    Wait(&'static str),
+}
+
+pub fn decide(i: &Input) -> Decision {
+    match i.last {
+        Some((true, _)) => return Decision::Wait("a rebalance is running"),
+        Some((false, Some(planned))) if planned == i.membership => return Decision::Wait("the last rebalance planned for this membership"),
+        _ => {}
+    }
+    if i.planned_moves == 0 {
+        return Decision::Wait("balanced");
+    }
+    if i.now_ms.saturating_sub(i.membership_since_ms) < i.settle_ms {
+        return Decision::Wait("the membership changed recently: settling");
+    }
+    if i.unhealthy > 0 {
+        return Decision::Wait("a node is unhealthy");
+    }
+    Decision::Start
+}
+
+/// The membership this coordinator last saw and since when.
+#[derive(Default)]
+pub struct Watch {
+    seen: Mutex<Option<(u64, u64)>>,
+}
+
+impl Watch {
+    /// When `membership` was first seen (now, if it differs from the last).
+    fn since(&self, membership: u64, now_ms: u64) -> u64 {
+        let mut seen = self.seen.lock();
+        match *seen {
+            Some((m, since)) if m == membership => since,
+            _ => {
+                *seen = Some((membership, now_ms));
+                now_ms
+            }
+        }
+    }
+}
+
+/// One leader tick: starts a rebalance if [`decide`] says so.
+pub async fn tick(coord: &Coordinator, settle_ms: u64) -> Result<Option<Rebalance>, rebalance::RebalanceError> {
+    let now_ms = evenkeel_types::unix_ms();
+    let members = crate::nodes::members(coord.meta()).await?;
+    let membership = digest(&members);
+    let membership_since_ms = coord.auto_watch().since(membership, now_ms);
+    let last = rebalance::load(coord.meta()).await?.map(|(r, _)| (r.state.is_active(), r.membership));
+    // Cheap checks first: planning reads the routing table and stats.
+    let early = Input { now_ms, membership, membership_since_ms, last, planned_moves: 1, unhealthy: 0, settle_ms };
+    if let Decision::Wait(_) = decide(&early) {
+        return Ok(None);
+    }
+    let status = coord.status();
+    // The stats poll has not seen every member yet: wait for it.
+    if members.iter().any(|m| !status.nodes.iter().any(|n| n.id == m.id)) {
+        return Ok(None);
+    }
+    let input = Input { planned_moves: rebalance::current_plan(coord).await?.moves.len(), unhealthy: status.nodes.iter().filter(|n| !n.healthy).count(), ..early };
+    match decide(&input) {
+        Decision::Start => {
+            let options = rebalance::StartOptions { limits: coord.rebalance_limits(), stages: coord.rebalance_stages(), on_stage_failure: Default::default(), auto: true };
+            let r = rebalance::start(coord, options).await?;
+            tracing::info!(rebalance = %r.id, moves = r.plan.moves.len(), "membership changed: rebalance started automatically");
+            metrics::counter!("evenkeel_rebalance_auto_started_total").increment(1);
+            Ok(Some(r))
+        }
+        Decision::Wait(_) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: u32, weight: u32, state: NodeState) -> NodeInfo {
+        NodeInfo { id, addr: format!("10.0.0.{id}:7000"), weight, state, data_dir: None, zone: None }
+    }
+
+    #[test]
+    fn the_digest_covers_what_the_planner_reads_and_nothing_else() {
+        let three = vec![node(1, 100, NodeState::Active), node(2, 100, NodeState::Active), node(3, 100, NodeState::Active)];
+        let d = digest(&three);
+        let mut reordered = three.clone();
+        reordered.reverse();
+        assert_eq!(digest(&reordered), d, "order does not matter");
+        let mut moved = three.clone();
+        moved[0].addr = "10.9.9.9:1".into();
+        moved[0].zone = Some("a".into());
+        assert_eq!(digest(&moved), d, "addresses and zones do not change the plan");
+        let mut four = three.clone();
+        four.push(node(4, 100, NodeState::Active));
+        let mut heavier = three.clone();
+        heavier[1].weight = 200;
+        let mut draining = three.clone();
+        draining[2].state = NodeState::Draining;
+        let all = [d, digest(&four), digest(&heavier), digest(&draining)];
+        for (i, a) in all.iter().enumerate() {
+            assert!(all[i + 1..].iter().all(|b| a != b), "{all:?}");
+        }
+        // Stable across processes and releases: a fixed value.
+        assert_eq!(digest(&[]), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn starts_once_per_membership_after_it_settles() {
+        let base = Input { now_ms: 100_000, membership: 7, membership_since_ms: 60_000, last: None, planned_moves: 8, unhealthy: 0, settle_ms: 30_000 };
+        assert_eq!(decide(&base), Decision::Start, "a new cluster's first membership change");
+        assert_eq!(decide(&Input { membership_since_ms: 80_000, ..base.clone() }), Decision::Wait("the membership changed recently: settling"));
+        assert_eq!(decide(&Input { last: Some((true, Some(6))), ..base.clone() }), Decision::Wait("a rebalance is running"));
+        // Whatever the last one's end (done, cancelled, failed), not again
+        // for the membership it planned for.
+        assert_eq!(decide(&Input { last: Some((false, Some(7))), ..base.clone() }), Decision::Wait("the last rebalance planned for this membership"));
+        assert_eq!(decide(&Input { last: Some((false, Some(6))), ..base.clone() }), Decision::Start, "the membership changed since");
+        assert_eq!(decide(&Input { last: Some((false, None)), ..base.clone() }), Decision::Start);
+        assert_eq!(decide(&Input { planned_moves: 0, ..base.clone() }), Decision::Wait("balanced"));
+        assert_eq!(decide(&Input { unhealthy: 1, ..base.clone() }), Decision::Wait("a node is unhealthy"));
+    }
+
+    #[test]
+    fn the_watch_dates_a_membership_from_when_it_was_first_seen() {
+        let w = Watch::default();
+        assert_eq!(w.since(1, 10), 10);
+        assert_eq!(w.since(1, 50), 10);
+        assert_eq!(w.since(2, 60), 60);
+        assert_eq!(w.since(1, 70), 70, "back to an earlier membership counts as a change");
+    }
+}
