@@ -243,7 +243,7 @@ impl Coordinator {
             }
             // Automatic rebalancing looks once a second (five ticks).
             ticks = ticks.wrapping_add(1);
-            if let Some(settle) = self.config.auto_rebalance_settle.filter(|_| ticks % 5 == 0)
+            if let Some(settle) = self.config.auto_rebalance_settle.filter(|_| ticks.is_multiple_of(5))
                 && let Err(e) = auto::tick(self, settle.as_millis() as u64).await
             {
                 tracing::warn!(error = %e, "automatic rebalancing could not look at the cluster");
