@@ -130,6 +130,9 @@ pub async fn status(admin: &str, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
     }
+    if let Some(why) = &status.auto {
+        println!("automatic rebalancing: {why}");
+    }
     let Some(r) = &status.rebalance else {
         println!("no rebalance has run");
         return Ok(());

@@ -695,7 +695,9 @@ async fn the_cluster_rebalances_itself_once_per_membership() {
     opts.coord.auto_rebalance_settle = Some(Duration::from_millis(500));
     let (cluster, admin, http, client, keys) = filled_cluster(opts, "auto").await;
     tokio::time::sleep(Duration::from_millis(2_000)).await;
-    assert!(common::admin::rebalance(&http, &admin).await.rebalance.is_none(), "a balanced cluster starts nothing");
+    let s = common::admin::rebalance(&http, &admin).await;
+    assert!(s.rebalance.is_none(), "a balanced cluster starts nothing");
+    assert_eq!(s.auto.as_deref(), Some("balanced"), "and says why");
 
     // A node joins: once the membership settles, a rebalance starts by itself.
     assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
@@ -718,6 +720,7 @@ async fn the_cluster_rebalances_itself_once_per_membership() {
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let r = common::admin::rebalance(&http, &admin).await.rebalance.unwrap();
     assert_eq!((r.id.as_str(), r.state), (second.as_str(), evenkeel_coord::rebalance::State::Cancelled), "a cancelled rebalance stays cancelled");
+    assert_eq!(common::admin::rebalance(&http, &admin).await.auto.as_deref(), Some("the last rebalance planned for this membership"));
     let manual = http.post(format!("{admin}/v1/rebalance")).send().await.unwrap();
     assert_eq!(manual.status(), 201, "{}", manual.text().await.unwrap());
     let end = wait_rebalance_end(&http, &admin, Duration::from_secs(60)).await;

@@ -252,6 +252,10 @@ pub struct RebalanceStatus {
     /// The throttle's current rate and why.
     #[serde(default)]
     pub throttle: Option<ThrottleStatus>,
+    /// Automatic rebalancing's last decision ("balanced", "settling", ...);
+    /// None when it is off (or has not looked yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<String>,
 }
 
 /// `GET /v1/throttle`: the throttle's settings and what it decided last.

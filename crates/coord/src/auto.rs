@@ -101,13 +101,25 @@ pub fn decide(i: &Input) -> Decision {
     Decision::Start
 }
 
-/// The membership this coordinator last saw and since when.
+/// The membership this coordinator last saw and since when, and what it
+/// decided last.
 #[derive(Default)]
 pub struct Watch {
     seen: Mutex<Option<(u64, u64)>>,
+    last: Mutex<Option<String>>,
 }
 
 impl Watch {
+    /// What automatic rebalancing decided at its last look, in words
+    /// (None before its first look).
+    pub fn last_decision(&self) -> Option<String> {
+        self.last.lock().clone()
+    }
+
+    fn note(&self, what: &str) {
+        *self.last.lock() = Some(what.to_string());
+    }
+
     /// When `membership` was first seen (now, if it differs from the last).
     fn since(&self, membership: u64, now_ms: u64) -> u64 {
         let mut seen = self.seen.lock();
@@ -130,12 +142,14 @@ pub async fn tick(coord: &Coordinator, settle_ms: u64) -> Result<Option<Rebalanc
     let last = rebalance::load(coord.meta()).await?.map(|(r, _)| (r.state.is_active(), r.membership));
     // Cheap checks first: planning reads the routing table and stats.
     let early = Input { now_ms, membership, membership_since_ms, last, planned_moves: 1, unhealthy: 0, settle_ms };
-    if let Decision::Wait(_) = decide(&early) {
+    if let Decision::Wait(why) = decide(&early) {
+        coord.auto_watch().note(why);
         return Ok(None);
     }
     let status = coord.status();
     // The stats poll has not seen every member yet: wait for it.
     if members.iter().any(|m| !status.nodes.iter().any(|n| n.id == m.id)) {
+        coord.auto_watch().note("waiting for the stats of a new node");
         return Ok(None);
     }
     let input = Input { planned_moves: rebalance::current_plan(coord).await?.moves.len(), unhealthy: status.nodes.iter().filter(|n| !n.healthy).count(), ..early };
@@ -145,9 +159,13 @@ pub async fn tick(coord: &Coordinator, settle_ms: u64) -> Result<Option<Rebalanc
             let r = rebalance::start(coord, options).await?;
             tracing::info!(rebalance = %r.id, moves = r.plan.moves.len(), "membership changed: rebalance started automatically");
             metrics::counter!("evenkeel_rebalance_auto_started_total").increment(1);
+            coord.auto_watch().note(&format!("started rebalance {}", r.id));
             Ok(Some(r))
         }
-        Decision::Wait(_) => Ok(None),
+        Decision::Wait(why) => {
+            coord.auto_watch().note(why);
+            Ok(None)
+        }
     }
 }
 

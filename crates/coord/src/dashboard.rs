@@ -43,6 +43,8 @@ pub struct View<'a> {
     pub throttle: &'a ThrottleStatus,
     /// The foreground's seconds over the last [`CHART_MS`], oldest first.
     pub samples: &'a [Sample],
+    /// Automatic rebalancing's last decision (None: off).
+    pub auto: Option<&'a str>,
 }
 
 const CSS: &str = "body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif;margin:16px auto;max-width:1200px;color:#222;padding:0 12px}\
@@ -174,13 +176,15 @@ fn chart(v: &View) -> Markup {
 }
 
 fn rebalance(v: &View) -> Markup {
+    let auto = html! { @if let Some(why) = v.auto { p.muted { "automatic rebalancing: " (why) } } };
     let Some(r) = v.rebalance else {
-        return html! { h2 { "Rebalance" } p.muted { "None has run. " code { "evenkeel rebalance plan" } " shows what one would move." } };
+        return html! { h2 { "Rebalance" } p.muted { "None has run. " code { "evenkeel rebalance plan" } " shows what one would move." } (auto) };
     };
     let phase: HashMap<&str, &str> = v.migrations.iter().map(|m| (m.id.as_str(), m.state.as_str())).collect();
     let done = r.migrations.iter().flatten().filter(|id| phase.get(id.as_str()) == Some(&"DONE")).count();
     html! {
         h2 { "Rebalance " (r.id) @if r.auto { " " span.muted { "(started automatically: the membership changed)" } } }
+        (auto)
         p {
             strong { (format!("{:?}", r.state)) } ": " (done) " of " (r.plan.moves.len()) " moves done, " (bytes(r.plan.moved_bytes)) " of " (bytes(r.plan.total_bytes)) " to move"
             @if let Some(why) = &r.halted {
@@ -406,10 +410,10 @@ mod tests {
         };
         let throttle = ThrottleStatus { p99_us: 600, baseline_p99_us: Some(400), budget_ratio: 1.1, p99_ratio: Some(1.5), client_unavailable_total: 2, reason: "cut: p99 1.50x baseline".into(), ..Default::default() };
         let samples: Vec<Sample> = (0..30).map(|i| Sample { at_ms: 300_000 + i * 1000, p99_us: 400 + i, ops: 1000 }).collect();
-        let view = View { now_ms: 330_000, leader: true, status: &status, migrations: &migrations, rebalance: Some(&r), throttle: &throttle, samples: &samples };
+        let view = View { now_ms: 330_000, leader: true, status: &status, migrations: &migrations, rebalance: Some(&r), throttle: &throttle, samples: &samples, auto: Some("a rebalance is running") };
         let page = render(&view).into_string();
         assert!(page.starts_with("<!DOCTYPE html>"));
-        assert!(page.contains("started automatically"));
+        assert!(page.contains("started automatically") && page.contains("automatic rebalancing: a rebalance is running"));
         assert!(page.contains(r#"http-equiv="refresh" content="2""#));
         // Operator-supplied text is escaped, never markup.
         assert!(!page.contains("<script>") && page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");
@@ -437,8 +441,8 @@ mod tests {
     fn an_empty_cluster_renders_too() {
         let status = ClusterStatus { bootstrapped: false, epoch: 0, num_partitions: 0, leader: false, nodes: vec![], partitions: vec![], removed_nodes: vec![] };
         let throttle = ThrottleStatus::default();
-        let page = render(&View { now_ms: 0, leader: false, status: &status, migrations: &[], rebalance: None, throttle: &throttle, samples: &[] }).into_string();
+        let page = render(&View { now_ms: 0, leader: false, status: &status, migrations: &[], rebalance: None, throttle: &throttle, samples: &[], auto: None }).into_string();
         assert!(page.contains("not bootstrapped") && page.contains("standing by") && page.contains("None has run"));
-        assert!(page.contains("not measured yet"));
+        assert!(page.contains("not measured yet") && !page.contains("automatic rebalancing"));
     }
 }

@@ -79,7 +79,8 @@ async fn dashboard(State(c): State<Arc<Coordinator>>) -> Response {
     let now_ms = evenkeel_types::unix_ms();
     let throttle = c.throttle.status();
     let (samples, _) = c.throttle.observed_since(now_ms.saturating_sub(crate::dashboard::CHART_MS));
-    let view = crate::dashboard::View { now_ms, leader: c.is_leader(), status: &status, migrations: &migrations, rebalance: rebalance.as_ref(), throttle: &throttle, samples: &samples };
+    let auto = c.auto_rebalance_status();
+    let view = crate::dashboard::View { now_ms, leader: c.is_leader(), status: &status, migrations: &migrations, rebalance: rebalance.as_ref(), throttle: &throttle, samples: &samples, auto: auto.as_deref() };
     let page = crate::dashboard::render(&view).into_string();
     ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"), (axum::http::header::CACHE_CONTROL, "no-store")], page).into_response()
 }
@@ -223,7 +224,7 @@ async fn rebalance_status(State(c): State<Arc<Coordinator>>) -> Response {
     let ids: Vec<&String> = current.iter().flat_map(|r| r.migrations.iter().flatten()).collect();
     let status = c.status();
     let migrations = all.iter().filter(|m| ids.contains(&&m.id)).map(|m| crate::migration::manager::info_with(m, &status)).collect();
-    Json(crate::api::RebalanceStatus { rebalance: current, migrations, throttle: Some(c.throttle.status()) }).into_response()
+    Json(crate::api::RebalanceStatus { rebalance: current, migrations, throttle: Some(c.throttle.status()), auto: c.auto_rebalance_status() }).into_response()
 }
 
 /// `POST /v1/rebalance/{pause|resume|cancel|rollback|approve}`.

@@ -155,6 +155,11 @@ impl Coordinator {
         &self.auto_watch
     }
 
+    /// Automatic rebalancing's last decision, when it is on.
+    pub fn auto_rebalance_status(&self) -> Option<String> {
+        self.config.auto_rebalance_settle.and(self.auto_watch.last_decision())
+    }
+
     /// The error count at `stage`'s start as this coordinator saw it,
     /// recorded now if it had not seen the stage yet.
     fn stage_mark(&self, stage: &str) -> u64 {
