@@ -729,6 +729,34 @@ async fn the_cluster_rebalances_itself_once_per_membership() {
     cluster.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_waits_at_its_gate_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, admin, http, _, keys) = filled_cluster(options(dir.path(), 16, 100), "gate").await;
+    assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
+    wait_stats(&http, &admin, 4, Duration::from_secs(10)).await;
+    let reply = http.post(format!("{admin}/v1/rebalance")).json(&serde_json::json!({ "stages": "canary=1%:approve,100%" })).send().await.unwrap();
+    assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap());
+    let s = wait_rebalance(&http, &admin, "the canary awaits approval", Duration::from_secs(30), |r| r.stages[0].phase() == "awaiting approval").await;
+    let id = s.rebalance.unwrap().id;
+    cluster.shutdown().await.unwrap();
+
+    // The whole cluster restarts: the new leader finds the gate closed.
+    let cluster = LocalCluster::start(options(dir.path(), 16, 100)).await.unwrap();
+    let admin = format!("http://{}", cluster.admin_addr);
+    wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let r = common::admin::rebalance(&http, &admin).await.rebalance.unwrap();
+    assert_eq!((r.id.as_str(), r.state, r.stage, r.stages[0].phase()), (id.as_str(), evenkeel_coord::rebalance::State::Running, 0, "awaiting approval"));
+    assert_eq!(started(&r).len(), 1, "nothing past the gate started: {r:?}");
+    assert_eq!(http.post(format!("{admin}/v1/rebalance/approve")).send().await.unwrap().status(), 200);
+    let end = wait_rebalance_end(&http, &admin, Duration::from_secs(60)).await;
+    assert_eq!(end.rebalance.unwrap().state, evenkeel_coord::rebalance::State::Done);
+    let client = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
+    check_filled(&client, &keys, 100).await;
+    cluster.shutdown().await.unwrap();
+}
+
 /// Increments `key` by WATCH, GET, MULTI, SET, EXEC on a connection of its
 /// own until `stop` (at least once), retrying aborted transactions.
 /// Returns the increments made and the transactions aborted.
