@@ -62,6 +62,10 @@ pub struct MigrationSummary {
     /// keys in partitions; `None` when it could not be read.
     #[serde(default)]
     pub num_partitions: Option<u16>,
+    /// A staged rebalance started during the run: one line per stage, its
+    /// moves and where it ended ([`stage_lines`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<String>,
 }
 
 impl MigrationSummary {
@@ -84,6 +88,20 @@ impl MigrationSummary {
             None => format!("bulk-thread CPU {ms} ms"),
         })
     }
+}
+
+/// The stages of `r`, if it is a staged rebalance created at or after
+/// `run_start_ms`: one line each, with its verdict.
+pub fn stage_lines(r: &evenkeel_coord::rebalance::Rebalance, run_start_ms: u64, now_ms: u64) -> Vec<String> {
+    if r.created_ms < run_start_ms {
+        return Vec::new();
+    }
+    r.stages.iter().map(|s| format!("{} ({} moves): {}", s.spec.name, s.moves.len(), s.describe(now_ms))).collect()
+}
+
+/// Fetches `/v1/rebalance` from `admin`.
+pub async fn fetch_rebalance(admin: &str) -> Result<evenkeel_coord::api::RebalanceStatus, String> {
+    get_json(admin, "/v1/rebalance").await
 }
 
 /// Fetches `/v1/migrations` from `admin` (URL or HOST:PORT).
@@ -181,6 +199,7 @@ pub fn summarize(list: &MigrationList, run_start_ms: u64, run_s: f64, during_s: 
         moved_mb_per_s: (during_s > 0.0).then(|| bytes_copied as f64 / 1e6 / during_s),
         bulk_cpu_ms: None,
         num_partitions: None,
+        stages: Vec::new(),
         migrations,
     }
 }
@@ -229,6 +248,26 @@ mod tests {
         assert_eq!((s.bulk_cpu_ms_per_mb(), s.cpu_text().as_deref()), (None, Some("bulk-thread CPU 500 ms")));
         s.bulk_cpu_ms = None;
         assert_eq!(s.cpu_text(), None);
+    }
+
+    #[test]
+    fn a_staged_rebalance_of_the_run_lists_its_stages() {
+        use evenkeel_coord::stages::{Stage, StageSpec, Verdict};
+        let spec = |name: &str, share_percent| StageSpec { name: name.into(), share_percent, bake_ms: 10_000, approval: false, rings: None };
+        let mut canary = Stage::new(spec("canary", 1.0), vec![0]);
+        canary.started_ms = Some(1);
+        canary.verdict = Some(Verdict { passed: true, at_ms: 2, detail: "no client errors".into(), p99_ratio: Some(1.0), moving_p99_ratio: None, unavailable: 0, seconds: 10 });
+        canary.finished_ms = Some(3);
+        let rest = Stage::new(spec("rest", 100.0), vec![1, 2]);
+        let r: evenkeel_coord::rebalance::Rebalance = serde_json::from_value(serde_json::json!({
+            "id": "r1", "state": "RUNNING", "created_ms": 5_000, "finished_ms": null,
+            "plan": { "moves": [], "moved_bytes": 0, "total_bytes": 0, "before": [], "after": [] },
+            "migrations": [], "skipped": [], "limits": { "moves_per_node": 1, "moves_cluster": 2 },
+            "stages": [canary, rest],
+        }))
+        .unwrap();
+        assert_eq!(stage_lines(&r, 4_000, 10_000), vec!["canary (1 moves): passed (no client errors)".to_string(), "rest (2 moves): waiting".to_string()]);
+        assert!(stage_lines(&r, 6_000, 10_000).is_empty(), "a rebalance from before the run is not this run's");
     }
 
     #[tokio::test]

@@ -309,6 +309,10 @@ async fn migration_summary(config: &Config, started_unix_ms: u64, times: &PhaseT
     match migrations::fetch(admin).await {
         Ok(list) => MigrationSummary {
             num_partitions: migrations::num_partitions(admin).await.ok(),
+            stages: match migrations::fetch_rebalance(admin).await {
+                Ok(status) => status.rebalance.map(|r| migrations::stage_lines(&r, started_unix_ms, evenkeel_types::unix_ms())).unwrap_or_default(),
+                Err(_) => Vec::new(),
+            },
             ..migrations::summarize(&list, started_unix_ms, times.end as f64 / 1e6, (end - start) as f64 / 1e6)
         },
         Err(note) => MigrationSummary::unavailable(note),
