@@ -502,11 +502,17 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let Some(command) = command else {
             let (opts, print) = up_opts.expect("up options");
+            if print {
+                quiet_on_closed_stdout();
+            }
             return match serving {
                 Some((role, id, zone, metrics)) if !print => serve(role, id, zone, opts, metrics).await,
                 _ => up(opts, print).await,
             };
         };
+        if !matches!(command, Command::Bench(_)) {
+            quiet_on_closed_stdout();
+        }
         match command {
             Command::Up(_) | Command::Serve(_) => unreachable!("handled above"),
             Command::Cluster { command: ClusterCommand::Status { admin, json } } => status(&admin, json).await,
@@ -689,6 +695,25 @@ async fn up(opts: UpOptions, print: bool) -> anyhow::Result<()> {
     cluster.shutdown().await?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// A command's output piped into a reader that stops early (`evenkeel
+/// rebalance status | head`): Rust's `println!` panics when stdout is a
+/// closed pipe, which printed a panic and a backtrace. The command ends
+/// quietly instead, with the status a process killed by SIGPIPE has (128 +
+/// 13), as command-line tools written in C do. (Resetting SIGPIPE to its
+/// default would do the same, but it would also kill the process on a
+/// broken socket: the admin API client writes with `writev`, which has no
+/// MSG_NOSIGNAL.)
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload().downcast_ref::<String>().map(String::as_str).or_else(|| info.payload().downcast_ref::<&str>().copied()).unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 async fn serve(role: evenkeel::serve::Role, id: Option<u32>, zone: Option<String>, opts: UpOptions, metrics: Option<SocketAddr>) -> anyhow::Result<()> {

@@ -1597,6 +1597,33 @@ async fn cluster_status_reports_unreachable_admin() {
     }
 }
 
+/// `evenkeel cluster status | head -1`: the reader goes away before the
+/// command prints. It ends quietly with a SIGPIPE death's status (141),
+/// not with a panic and a backtrace on stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_piped_into_a_reader_that_stops_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let admin = cluster.admin_addr.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_evenkeel"))
+            .args(["cluster", "status", "--json", "--admin", &admin])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The read end closes before the command has its answer to print.
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+    cluster.shutdown().await.unwrap();
+}
+
 /// A lone request is answered without Nagle-style delays anywhere on its
 /// path (client → router → node and back). With TCP_NODELAY missing on one
 /// hop, every SET+GET pair took ~44 ms (a delayed ACK); the median here is
