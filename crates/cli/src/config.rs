@@ -141,6 +141,9 @@ pub struct MigrationSection {
     /// `auto_rebalance_settle_ms`.
     pub auto_rebalance: Option<bool>,
     pub auto_rebalance_settle_ms: Option<u64>,
+    /// The p99 ratio (bake's typical second over the baseline) a staged
+    /// rebalance's stage may reach; left out: the throttle's budget ratio.
+    pub stage_p99_ratio_max: Option<f64>,
     /// Routing modes of new migrations (a move may override them).
     pub dual_write: Option<bool>,
     pub shadow_read_ratio: Option<f64>,
@@ -172,6 +175,11 @@ impl FileConfig {
         if let Some((key, _)) = zero {
             anyhow::bail!("{}: [migration]: {key} must be at least 1", path.display());
         }
+        if let Some(r) = m.stage_p99_ratio_max
+            && !(r.is_finite() && r >= 1.0)
+        {
+            anyhow::bail!("{}: [migration]: stage_p99_ratio_max must be at least 1.0, not {r}", path.display());
+        }
         if let Some(spec) = &m.rebalance_stages {
             evenkeel_coord::stages::parse(spec).map_err(|e| anyhow::anyhow!("{}: [migration]: rebalance_stages: {e}", path.display()))?;
         }
@@ -200,6 +208,9 @@ impl FileConfig {
         // Checked by `load`.
         if let Some(Ok(stages)) = m.rebalance_stages.as_deref().map(evenkeel_coord::stages::parse) {
             coord.rebalance_stages = stages;
+        }
+        if m.stage_p99_ratio_max.is_some() {
+            coord.stage_p99_ratio_max = m.stage_p99_ratio_max;
         }
         let settle_ms = m.auto_rebalance_settle_ms.unwrap_or(DEFAULT_AUTO_REBALANCE_SETTLE_MS);
         match m.auto_rebalance {
@@ -282,6 +293,7 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             rebalance_stages: Some(evenkeel_coord::stages::format(&opts.coord.rebalance_stages)),
             auto_rebalance: Some(opts.coord.auto_rebalance_settle.is_some()),
             auto_rebalance_settle_ms: Some(opts.coord.auto_rebalance_settle.map_or(DEFAULT_AUTO_REBALANCE_SETTLE_MS, |d| d.as_millis() as u64)),
+            stage_p99_ratio_max: opts.coord.stage_p99_ratio_max,
             dual_write: Some(opts.coord.modes.route.dual_write),
             shadow_read_ratio: Some(opts.coord.modes.route.shadow_read_ratio),
             copy_on_read: Some(opts.coord.modes.route.copy_on_read),
@@ -364,6 +376,19 @@ mod tests {
         std::fs::write(&path, "[migration]\nrebalance_stages = \"canary=1%,50%\"\n").unwrap();
         let err = FileConfig::load(&path).unwrap_err();
         assert!(format!("{err:#}").contains("rebalance_stages: the last stage"), "{err:#}");
+    }
+
+    #[test]
+    fn a_stage_p99_ratio_under_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[migration]\nstage_p99_ratio_max = 0.9\n").unwrap();
+        let err = FileConfig::load(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("stage_p99_ratio_max must be at least 1.0"), "{err:#}");
+        std::fs::write(&path, "[migration]\nstage_p99_ratio_max = 1.5\n").unwrap();
+        let mut coord = evenkeel_coord::CoordConfig::default();
+        FileConfig::load(&path).unwrap().apply_migration(&mut coord);
+        assert_eq!(coord.stage_p99_ratio_max, Some(1.5));
     }
 
     #[test]

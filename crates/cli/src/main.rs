@@ -355,6 +355,11 @@ enum RebalanceCommand {
         /// [default: pause]
         #[arg(long, value_parser = ["pause", "rollback"])]
         on_stage_failure: Option<String>,
+        /// The p99 ratio (a stage's bake, typical second over the baseline)
+        /// a stage may reach and pass [default: the configuration's
+        /// stage_p99_ratio_max, else the throttle's budget ratio]
+        #[arg(long)]
+        stage_p99_ratio_max: Option<f64>,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -742,9 +747,10 @@ async fn rebalance(command: RebalanceCommand) -> anyhow::Result<()> {
     use evenkeel::rebalance as r;
     match command {
         RebalanceCommand::Plan(a) => r::plan(&a.admin, a.json).await,
-        RebalanceCommand::Start { wait, stages, on_stage_failure, admin } => {
+        RebalanceCommand::Start { wait, stages, on_stage_failure, stage_p99_ratio_max, admin } => {
             let on_failure = on_stage_failure.map(|f| if f == "rollback" { evenkeel_coord::rebalance::OnStageFailure::Rollback } else { evenkeel_coord::rebalance::OnStageFailure::Pause });
-            r::start(&admin.admin, wait, stages.as_deref(), on_failure, admin.json).await
+            let request = evenkeel_coord::rebalance::StartRequest { stages: stages.map(evenkeel_coord::rebalance::StagesArg::Spec), on_stage_failure: on_failure, stage_p99_ratio_max };
+            r::start(&admin.admin, wait, request, admin.json).await
         }
         RebalanceCommand::Status(a) => r::status(&a.admin, a.json).await,
         RebalanceCommand::Pause(a) => r::control(&a.admin, "pause").await,

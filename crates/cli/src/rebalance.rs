@@ -4,7 +4,7 @@ use crate::admin::AdminClient;
 use anyhow::bail;
 use evenkeel_coord::api::RebalanceStatus;
 use evenkeel_coord::plan::Plan;
-use evenkeel_coord::rebalance::{OnStageFailure, Rebalance, State};
+use evenkeel_coord::rebalance::{Rebalance, StartRequest, State};
 use std::time::Duration;
 
 const POLL: Duration = Duration::from_millis(500);
@@ -31,20 +31,13 @@ fn print_plan(plan: &Plan) {
     }
 }
 
-pub async fn start(admin: &str, wait: bool, stages: Option<&str>, on_stage_failure: Option<OnStageFailure>, json: bool) -> anyhow::Result<()> {
-    if let Some(spec) = stages {
+pub async fn start(admin: &str, wait: bool, request: StartRequest, json: bool) -> anyhow::Result<()> {
+    if let Some(stages) = request.stages.clone() {
         // Checked here too, so a typo fails before any request is sent.
-        evenkeel_coord::stages::parse(spec).map_err(|e| anyhow::anyhow!("--stages: {e}"))?;
+        stages.resolve().map_err(|e| anyhow::anyhow!("--stages: {e}"))?;
     }
     let client = AdminClient::new(admin)?;
-    let mut body = serde_json::Map::new();
-    if let Some(spec) = stages {
-        body.insert("stages".into(), spec.into());
-    }
-    if let Some(f) = on_stage_failure {
-        body.insert("on_stage_failure".into(), serde_json::to_value(f)?);
-    }
-    let r: Rebalance = client.post_json_with("/v1/rebalance", &serde_json::Value::Object(body)).await?;
+    let r: Rebalance = client.post_json_with("/v1/rebalance", &serde_json::to_value(&request)?).await?;
     if !json {
         println!("rebalance {} started: {} moves", r.id, r.plan.moves.len());
         for line in stage_lines(&r) {

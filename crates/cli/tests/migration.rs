@@ -505,6 +505,8 @@ async fn a_staged_rebalance_runs_its_canary_alone_then_waits_for_approval() {
     let bad = http.post(format!("{admin}/v1/rebalance")).json(&serde_json::json!({ "stages": "canary=10%,50%" })).send().await.unwrap();
     assert_eq!(bad.status(), 400, "a stage list that never reaches 100% is refused");
     assert!(bad.text().await.unwrap().contains("must reach 100%"));
+    let bad = http.post(format!("{admin}/v1/rebalance")).json(&serde_json::json!({ "stages": "100%", "stage_p99_ratio_max": 0.5 })).send().await.unwrap();
+    assert_eq!(bad.status(), 400, "a stage p99 ratio under 1 is refused");
 
     let reply = http.post(format!("{admin}/v1/rebalance")).json(&serde_json::json!({ "stages": "canary=1%:1s:approve,50%,100%" })).send().await.unwrap();
     assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap());

@@ -155,7 +155,13 @@ pub async fn tick(coord: &Coordinator, settle_ms: u64) -> Result<Option<Rebalanc
     let input = Input { planned_moves: rebalance::current_plan(coord).await?.moves.len(), unhealthy: status.nodes.iter().filter(|n| !n.healthy).count(), ..early };
     match decide(&input) {
         Decision::Start => {
-            let options = rebalance::StartOptions { limits: coord.rebalance_limits(), stages: coord.rebalance_stages(), on_stage_failure: Default::default(), auto: true };
+            let options = rebalance::StartOptions {
+                limits: coord.rebalance_limits(),
+                stages: coord.rebalance_stages(),
+                on_stage_failure: Default::default(),
+                auto: true,
+                stage_p99_ratio_max: coord.stage_p99_ratio_max(),
+            };
             let r = rebalance::start(coord, options).await?;
             tracing::info!(rebalance = %r.id, moves = r.plan.moves.len(), "membership changed: rebalance started automatically");
             metrics::counter!("evenkeel_rebalance_auto_started_total").increment(1);

@@ -407,6 +407,7 @@ mod tests {
             on_stage_failure: Default::default(),
             membership: None,
             auto: true,
+            stage_p99_ratio_max: None,
         };
         let throttle = ThrottleStatus { p99_us: 600, baseline_p99_us: Some(400), budget_ratio: 1.1, p99_ratio: Some(1.5), client_unavailable_total: 2, reason: "cut: p99 1.50x baseline".into(), ..Default::default() };
         let samples: Vec<Sample> = (0..30).map(|i| Sample { at_ms: 300_000 + i * 1000, p99_us: 400 + i, ops: 1000 }).collect();

@@ -19,7 +19,8 @@
 //!   `POST /v1/rebalance`: start one (409 while one is active); an optional
 //!   body `{"stages": "canary=1%:10m:approve,100%"}` (or a list of stage
 //!   objects) runs it in stages, `"on_stage_failure": "rollback"` rolls it
-//!   back when a stage fails (default `"pause"`).
+//!   back when a stage fails (default `"pause"`), `"stage_p99_ratio_max"`
+//!   sets the p99 ratio a stage's bake may reach.
 //!   `GET /v1/rebalance`: it and its migrations.
 //!   `POST /v1/rebalance/{pause|resume|cancel|rollback|approve}`.
 //! - `GET /v1/throttle`: the throttle's settings and its last decision
@@ -205,7 +206,13 @@ async fn rebalance_start(State(c): State<Arc<Coordinator>>, body: axum::body::By
         Some(Ok(stages)) => stages,
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &format!("stages: {e}")),
     };
-    let options = crate::rebalance::StartOptions { limits: c.rebalance_limits(), stages, on_stage_failure: request.on_stage_failure.unwrap_or_default(), auto: false };
+    let options = crate::rebalance::StartOptions {
+        limits: c.rebalance_limits(),
+        stages,
+        on_stage_failure: request.on_stage_failure.unwrap_or_default(),
+        auto: false,
+        stage_p99_ratio_max: request.stage_p99_ratio_max.or(c.stage_p99_ratio_max()),
+    };
     match crate::rebalance::start(&c, options).await {
         Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),
         Err(e) => rebalance_error(e),

@@ -64,6 +64,9 @@ pub struct CoordConfig {
     /// Start a rebalance by itself when the membership changed and held
     /// still this long ([`auto`]); None: only on request.
     pub auto_rebalance_settle: Option<Duration>,
+    /// The p99 ratio a stage's bake may reach, unless a request says
+    /// otherwise; None: the throttle's budget ratio.
+    pub stage_p99_ratio_max: Option<f64>,
     /// Throttle settings stored when the coordinator starts (from the
     /// configuration file); None keeps what is stored.
     pub throttle: Option<throttle::Settings>,
@@ -81,6 +84,7 @@ impl Default for CoordConfig {
             rebalance: Default::default(),
             rebalance_stages: Vec::new(),
             auto_rebalance_settle: None,
+            stage_p99_ratio_max: None,
             throttle: None,
         }
     }
@@ -149,6 +153,11 @@ impl Coordinator {
     /// The stages a rebalance started without any runs in.
     pub fn rebalance_stages(&self) -> Vec<stages::StageSpec> {
         self.config.rebalance_stages.clone()
+    }
+
+    /// The configured p99 ratio a stage's bake may reach.
+    pub fn stage_p99_ratio_max(&self) -> Option<f64> {
+        self.config.stage_p99_ratio_max
     }
 
     pub(crate) fn auto_watch(&self) -> &auto::Watch {

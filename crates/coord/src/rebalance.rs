@@ -92,6 +92,10 @@ pub struct Rebalance {
     /// Started by the coordinator itself (`auto_rebalance`), not by a request.
     #[serde(default)]
     pub auto: bool,
+    /// The p99 ratio a stage's bake may reach (None: the throttle's budget
+    /// ratio).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_p99_ratio_max: Option<f64>,
 }
 
 /// How to run a rebalance.
@@ -103,6 +107,9 @@ pub struct StartOptions {
     pub on_stage_failure: OnStageFailure,
     /// Started by the coordinator itself.
     pub auto: bool,
+    /// The p99 ratio a stage's bake may reach (None: the throttle's budget
+    /// ratio).
+    pub stage_p99_ratio_max: Option<f64>,
 }
 
 /// What a failed stage does.
@@ -142,6 +149,10 @@ pub struct StartRequest {
     /// What a failed stage does (default: pause).
     #[serde(default)]
     pub on_stage_failure: Option<OnStageFailure>,
+    /// The p99 ratio a stage's bake may reach (default: the configured
+    /// one, else the throttle's budget ratio).
+    #[serde(default)]
+    pub stage_p99_ratio_max: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -210,8 +221,13 @@ async fn store(meta: &dyn MetaStore, r: &Rebalance, expect: Compare) -> Result<(
 /// Plans and records a new rebalance run as `options` say; refused while
 /// one is active.
 pub async fn start(coord: &Coordinator, options: StartOptions) -> Result<Rebalance, RebalanceError> {
-    let StartOptions { limits, stages: specs, on_stage_failure, auto } = options;
+    let StartOptions { limits, stages: specs, on_stage_failure, auto, stage_p99_ratio_max } = options;
     stages::validate(&specs).map_err(RebalanceError::Invalid)?;
+    if let Some(r) = stage_p99_ratio_max
+        && !(r.is_finite() && r >= 1.0)
+    {
+        return Err(RebalanceError::Invalid(format!("stage_p99_ratio_max must be a number of at least 1.0, not {r}")));
+    }
     if !coord.is_leader() {
         return Err(RebalanceError::Conflict("this coordinator is not the leader".into()));
     }
@@ -245,6 +261,7 @@ pub async fn start(coord: &Coordinator, options: StartOptions) -> Result<Rebalan
         on_stage_failure,
         membership: Some(membership),
         auto,
+        stage_p99_ratio_max,
     };
     let expect = existing.map_or(Compare::Absent, |(_, rev)| Compare::ModRevision(rev));
     store(coord.meta(), &r, expect).await?;
@@ -384,7 +401,7 @@ fn advance_stages(coord: &Coordinator, r: &mut Rebalance, by_id: &HashMap<&str, 
                     moving_seconds: samples.iter().filter(|s| s.at_ms <= landed).map(|s| (s.p99_us, s.ops)).collect(),
                     unavailable: unavailable_now.saturating_sub(coord.stage_mark(&key)),
                     baseline_p99_us: r.baseline_p99_us,
-                    budget_ratio: throttle.budget_ratio,
+                    budget_ratio: r.stage_p99_ratio_max.unwrap_or(throttle.budget_ratio),
                     unhealthy: throttle
                         .nodes
                         .iter()
