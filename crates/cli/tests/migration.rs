@@ -759,6 +759,31 @@ async fn a_stage_waits_at_its_gate_across_a_restart() {
     cluster.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passed_last_stage_is_recorded_once_while_its_moves_bake() {
+    let dir = tempfile::tempdir().unwrap();
+    // The moves bake 4 s after their cutover; the stage passes before that.
+    let (cluster, admin, http, client, keys) = filled_cluster(options(dir.path(), 16, 4_000), "once").await;
+    assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
+    wait_stats(&http, &admin, 4, Duration::from_secs(10)).await;
+    let reply = http.post(format!("{admin}/v1/rebalance")).json(&serde_json::json!({ "stages": "all=100%" })).send().await.unwrap();
+    assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap());
+    let s = wait_rebalance(&http, &admin, "the stage passes", Duration::from_secs(30), |r| r.stages[0].finished_ms.is_some()).await;
+    let r = s.rebalance.unwrap();
+    assert_eq!(r.state, evenkeel_coord::rebalance::State::Running, "its moves still bake: {r:?}");
+    let revision = || async { cluster.meta.get(evenkeel_coord::rebalance::KEY).await.unwrap().unwrap().mod_revision };
+    let before = revision().await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let r = common::admin::rebalance(&http, &admin).await.rebalance.unwrap();
+    if r.state == evenkeel_coord::rebalance::State::Running {
+        assert_eq!(revision().await, before, "nothing to record while the moves bake (5 scheduler ticks passed)");
+    }
+    let end = wait_rebalance_end(&http, &admin, Duration::from_secs(30)).await;
+    assert_eq!(end.rebalance.unwrap().state, evenkeel_coord::rebalance::State::Done);
+    check_filled(&client, &keys, 100).await;
+    cluster.shutdown().await.unwrap();
+}
+
 /// Increments `key` by WATCH, GET, MULTI, SET, EXEC on a connection of its
 /// own until `stop` (at least once), retrying aborted transactions.
 /// Returns the increments made and the transactions aborted.

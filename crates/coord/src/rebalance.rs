@@ -415,9 +415,12 @@ fn advance_stages(coord: &Coordinator, r: &mut Rebalance, by_id: &HashMap<&str, 
                 stage.verdict = Some(verdict);
             }
             Step::Next => {
+                let newly = stage.finished_ms.is_none();
                 stage.finished_ms.get_or_insert(now);
                 if r.stage + 1 == r.stages.len() {
-                    changed = true;
+                    // The last stage passed; its moves may still bake.
+                    // Written once, not at every tick until they end.
+                    changed |= newly;
                     break;
                 }
                 r.stage += 1;
