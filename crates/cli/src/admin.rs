@@ -84,6 +84,12 @@ impl AdminClient {
         self.send(self.http.put(format!("{}{path}", self.base)).json(body)).await
     }
 
+    /// GET `path` with a query string built from `query` (encoded); the
+    /// reply as JSON.
+    pub async fn get_json_query<T: serde::de::DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<T> {
+        self.send(self.http.get(format!("{}{path}", self.base)).query(query)).await
+    }
+
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http.get(format!("{}{path}", self.base))).await
     }

@@ -334,8 +334,15 @@ enum ThrottleCommand {
 
 #[derive(Subcommand)]
 enum RebalanceCommand {
-    /// Show the moves a rebalance would make now.
-    Plan(AdminArgs),
+    /// Show the moves a rebalance would make now (and, with --stages, the
+    /// stages they would run in).
+    Plan {
+        /// Split the moves as `rebalance start --stages SPEC` would.
+        #[arg(long)]
+        stages: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Start a rebalance; with --wait, exit 0 only once every move is DONE.
     Start {
         /// Exit 0 only once every move is DONE; non-zero if it fails or a
@@ -746,7 +753,7 @@ async fn shutdown_signal() {
 async fn rebalance(command: RebalanceCommand) -> anyhow::Result<()> {
     use evenkeel::rebalance as r;
     match command {
-        RebalanceCommand::Plan(a) => r::plan(&a.admin, a.json).await,
+        RebalanceCommand::Plan { stages, admin } => r::plan(&admin.admin, stages.as_deref(), admin.json).await,
         RebalanceCommand::Start { wait, stages, on_stage_failure, stage_p99_ratio_max, admin } => {
             let on_failure = on_stage_failure.map(|f| if f == "rollback" { evenkeel_coord::rebalance::OnStageFailure::Rollback } else { evenkeel_coord::rebalance::OnStageFailure::Pause });
             let request = evenkeel_coord::rebalance::StartRequest { stages: stages.map(evenkeel_coord::rebalance::StagesArg::Spec), on_stage_failure: on_failure, stage_p99_ratio_max };

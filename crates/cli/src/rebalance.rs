@@ -4,18 +4,30 @@ use crate::admin::AdminClient;
 use anyhow::bail;
 use evenkeel_coord::api::RebalanceStatus;
 use evenkeel_coord::plan::Plan;
-use evenkeel_coord::rebalance::{Rebalance, StartRequest, State};
+use evenkeel_coord::rebalance::{PlanPreview, Rebalance, StartRequest, State};
 use std::time::Duration;
 
 const POLL: Duration = Duration::from_millis(500);
 
-pub async fn plan(admin: &str, json: bool) -> anyhow::Result<()> {
-    let plan: Plan = AdminClient::new(admin)?.get_json("/v1/rebalance/plan").await?;
+pub async fn plan(admin: &str, stages: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let query: Vec<(&str, &str)> = match stages {
+        Some(spec) => {
+            evenkeel_coord::stages::parse(spec).map_err(|e| anyhow::anyhow!("--stages: {e}"))?;
+            vec![("stages", spec)]
+        }
+        None => Vec::new(),
+    };
+    let preview: PlanPreview = AdminClient::new(admin)?.get_json_query("/v1/rebalance/plan", &query).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        println!("{}", serde_json::to_string_pretty(&preview)?);
         return Ok(());
     }
-    print_plan(&plan);
+    print_plan(&preview.plan);
+    for (i, st) in preview.stages.iter().enumerate() {
+        let partitions: Vec<String> = st.moves.iter().map(|&m| preview.plan.moves[m].partition.to_string()).collect();
+        let gate = if st.spec.approval { ", approval gate" } else { "" };
+        println!("stage {} {:?}: {} moves (partitions {}), bake {}{gate}", i + 1, st.spec.name, st.moves.len(), partitions.join(" "), evenkeel_coord::stages::format_ms(st.spec.bake_ms));
+    }
     Ok(())
 }
 

@@ -670,11 +670,25 @@ async fn rings_move_partitions_into_one_zone_at_a_time() {
     let zone = |id: u32| status.nodes.iter().find(|n| n.id == id).unwrap().zone.clone();
     assert_eq!((zone(4).as_deref(), zone(5).as_deref(), zone(1)), (Some("west"), Some("east"), None));
 
+    // A preview splits the plan as the start will (the CLI's `rebalance plan
+    // --stages`, which encodes the spec's `@` and `|`).
+    let preview = tokio::task::spawn_blocking({
+        let admin = admin.clone();
+        move || std::process::Command::new(env!("CARGO_BIN_EXE_evenkeel")).args(["rebalance", "plan", "--stages", "rings@west", "--json", "--admin", &admin]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(preview.status.success(), "{}", String::from_utf8_lossy(&preview.stderr));
+    let preview: evenkeel_coord::rebalance::PlanPreview = serde_json::from_slice(&preview.stdout).unwrap();
+    assert_eq!(preview.stages.iter().map(|s| (s.spec.name.as_str(), s.moves.len())).collect::<Vec<_>>(), vec![("ring west", 3), ("ring east", 3)]);
+    let bad = http.get(format!("{admin}/v1/rebalance/plan?stages=rings,100%25")).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
     // West first, as listed; then east.
     let reply = http.post(format!("{admin}/v1/rebalance")).json(&serde_json::json!({ "stages": "rings@west" })).send().await.unwrap();
     assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap());
     let r: evenkeel_coord::rebalance::Rebalance = reply.json().await.unwrap();
     assert_eq!(r.stages.iter().map(|s| s.spec.name.as_str()).collect::<Vec<_>>(), vec!["ring west", "ring east"]);
+    assert_eq!(r.stages.iter().map(|s| s.moves.clone()).collect::<Vec<_>>(), preview.stages.iter().map(|s| s.moves.clone()).collect::<Vec<_>>(), "as previewed");
     for (stage, node) in r.stages.iter().zip([4, 5]) {
         assert!(!stage.moves.is_empty() && stage.moves.iter().all(|&i| r.plan.moves[i].to == node), "{stage:?}");
     }

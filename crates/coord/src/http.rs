@@ -15,7 +15,8 @@
 //!   process cannot start nodes). `POST /v1/nodes/{id}/{drain|activate|remove}`
 //!   (remove: 409 unless the node owns nothing); `POST /v1/nodes/{id}/zone`
 //!   `{"zone": Z}` places a node in a zone (`null`: none).
-//! - `GET /v1/rebalance/plan`: the moves a rebalance would make now.
+//! - `GET /v1/rebalance/plan[?stages=SPEC]`: the moves a rebalance would
+//!   make now (and the stages they would run in).
 //!   `POST /v1/rebalance`: start one (409 while one is active); an optional
 //!   body `{"stages": "canary=1%:10m:approve,100%"}` (or a list of stage
 //!   objects) runs it in stages, `"on_stage_failure": "rollback"` rolls it
@@ -40,10 +41,11 @@ use crate::api::{AddNodeRequest, ApiError, ModeOverrides, MoveRequest};
 use axum::extract::rejection::JsonRejection;
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub fn routes(coord: Arc<Coordinator>) -> Router {
@@ -187,8 +189,14 @@ fn rebalance_error(e: crate::rebalance::RebalanceError) -> Response {
     error(code, &e.to_string())
 }
 
-async fn rebalance_plan(State(c): State<Arc<Coordinator>>) -> Response {
-    crate::rebalance::current_plan(&c).await.map_or_else(rebalance_error, |p| Json(p).into_response())
+/// `GET /v1/rebalance/plan[?stages=SPEC]`.
+async fn rebalance_plan(State(c): State<Arc<Coordinator>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let specs = match q.get("stages").map(|s| crate::stages::parse(s)) {
+        None => Vec::new(),
+        Some(Ok(specs)) => specs,
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &format!("stages: {e}")),
+    };
+    crate::rebalance::preview(&c, &specs).await.map_or_else(rebalance_error, |p| Json(p).into_response())
 }
 
 async fn rebalance_start(State(c): State<Arc<Coordinator>>, body: axum::body::Bytes) -> Response {

@@ -204,6 +204,29 @@ pub async fn current_plan(coord: &Coordinator) -> Result<Plan, RebalanceError> {
     Ok(plan::plan(&nodes, &partitions)?)
 }
 
+/// `GET /v1/rebalance/plan[?stages=SPEC]`: the plan, and with stages the
+/// stages its moves would run in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanPreview {
+    #[serde(flatten)]
+    pub plan: Plan,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Stage>,
+}
+
+/// The plan the cluster would run now, split into `specs`' stages.
+pub async fn preview(coord: &Coordinator, specs: &[StageSpec]) -> Result<PlanPreview, RebalanceError> {
+    let plan = current_plan(coord).await?;
+    let zones = zones(coord).await?;
+    let stages = stages::assign(specs, &plan.moves, |node| zones.get(&node).cloned().flatten());
+    Ok(PlanPreview { plan, stages })
+}
+
+/// Each member's zone.
+async fn zones(coord: &Coordinator) -> Result<HashMap<u32, Option<String>>, RebalanceError> {
+    Ok(crate::nodes::members(coord.meta()).await?.into_iter().map(|n| (n.id, n.zone)).collect())
+}
+
 pub async fn load(meta: &dyn MetaStore) -> Result<Option<(Rebalance, Revision)>, RebalanceError> {
     let Some(kv) = meta.get(KEY).await? else { return Ok(None) };
     let r = serde_json::from_slice(&kv.value).map_err(|e| MetaError::Corrupt(format!("rebalance record: {e}")))?;
@@ -241,9 +264,8 @@ pub async fn start(coord: &Coordinator, options: StartOptions) -> Result<Rebalan
     let now = unix_ms();
     let n = plan.moves.len();
     let state = if n == 0 { State::Done } else { State::Running };
-    let members = crate::nodes::members(coord.meta()).await?;
-    let membership = crate::auto::digest(&members);
-    let zones: HashMap<u32, Option<String>> = members.into_iter().map(|n| (n.id, n.zone)).collect();
+    let membership = crate::auto::digest(&crate::nodes::members(coord.meta()).await?);
+    let zones = zones(coord).await?;
     let stages = if n == 0 { Vec::new() } else { stages::assign(&specs, &plan.moves, |node| zones.get(&node).cloned().flatten()) };
     let r = Rebalance {
         id: format!("r{now}"),
