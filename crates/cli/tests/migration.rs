@@ -565,6 +565,16 @@ async fn filled_cluster(opts: evenkeel::up::UpOptions, prefix: &str) -> (LocalCl
     (cluster, admin, http, client, keys)
 }
 
+/// Adds a node, waits until the stats poll covers it (4 nodes), and starts
+/// a rebalance with `body`; returns it as started.
+async fn add_node_and_rebalance(http: &reqwest::Client, admin: &str, body: serde_json::Value) -> evenkeel_coord::rebalance::Rebalance {
+    assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
+    wait_stats(http, admin, 4, Duration::from_secs(10)).await;
+    let reply = http.post(format!("{admin}/v1/rebalance")).json(&body).send().await.unwrap();
+    assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap());
+    reply.json().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_whose_move_fails_halts_the_rebalance_until_resumed() {
     let dir = tempfile::tempdir().unwrap();
@@ -573,10 +583,7 @@ async fn a_stage_whose_move_fails_halts_the_rebalance_until_resumed() {
     // at which the test cancels the canary.
     opts.coord.limits.needs_approval = true;
     let (cluster, admin, http, client, keys) = filled_cluster(opts, "staged").await;
-    assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
-    wait_stats(&http, &admin, 4, Duration::from_secs(10)).await;
-    let reply = http.post(format!("{admin}/v1/rebalance")).json(&serde_json::json!({ "stages": "canary=1%,100%" })).send().await.unwrap();
-    assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap());
+    add_node_and_rebalance(&http, &admin, serde_json::json!({ "stages": "canary=1%,100%" })).await;
 
     let s = wait_rebalance(&http, &admin, "the canary's move starts", Duration::from_secs(10), |r| !started(r).is_empty()).await;
     let r = s.rebalance.unwrap();
@@ -617,12 +624,7 @@ async fn a_failed_stage_can_roll_back_the_moves_still_in_bake() {
     opts.coord.limits.needs_approval = true;
     let (cluster, admin, http, client, keys) = filled_cluster(opts, "undo").await;
     let before = routing(&cluster).await;
-    assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
-    wait_stats(&http, &admin, 4, Duration::from_secs(10)).await;
-    let body = serde_json::json!({ "stages": "canary=1%,50%,100%", "on_stage_failure": "rollback" });
-    let reply = http.post(format!("{admin}/v1/rebalance")).json(&body).send().await.unwrap();
-    assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap());
-    let r: evenkeel_coord::rebalance::Rebalance = reply.json().await.unwrap();
+    let r = add_node_and_rebalance(&http, &admin, serde_json::json!({ "stages": "canary=1%,50%,100%", "on_stage_failure": "rollback" })).await;
     assert_eq!(r.stages.iter().map(|s| s.moves.len()).collect::<Vec<_>>(), vec![1, 1, 2]);
     let canary_move = r.plan.moves[r.stages[0].moves[0]];
 
@@ -749,10 +751,7 @@ async fn the_cluster_rebalances_itself_once_per_membership() {
 async fn a_stage_waits_at_its_gate_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (cluster, admin, http, _, keys) = filled_cluster(options(dir.path(), 16, 100), "gate").await;
-    assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
-    wait_stats(&http, &admin, 4, Duration::from_secs(10)).await;
-    let reply = http.post(format!("{admin}/v1/rebalance")).json(&serde_json::json!({ "stages": "canary=1%:approve,100%" })).send().await.unwrap();
-    assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap());
+    add_node_and_rebalance(&http, &admin, serde_json::json!({ "stages": "canary=1%:approve,100%" })).await;
     let s = wait_rebalance(&http, &admin, "the canary awaits approval", Duration::from_secs(30), |r| r.stages[0].phase() == "awaiting approval").await;
     let id = s.rebalance.unwrap().id;
     cluster.shutdown().await.unwrap();
@@ -778,10 +777,7 @@ async fn a_passed_last_stage_is_recorded_once_while_its_moves_bake() {
     let dir = tempfile::tempdir().unwrap();
     // The moves bake 4 s after their cutover; the stage passes before that.
     let (cluster, admin, http, client, keys) = filled_cluster(options(dir.path(), 16, 4_000), "once").await;
-    assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
-    wait_stats(&http, &admin, 4, Duration::from_secs(10)).await;
-    let reply = http.post(format!("{admin}/v1/rebalance")).json(&serde_json::json!({ "stages": "all=100%" })).send().await.unwrap();
-    assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap());
+    add_node_and_rebalance(&http, &admin, serde_json::json!({ "stages": "all=100%" })).await;
     let s = wait_rebalance(&http, &admin, "the stage passes", Duration::from_secs(30), |r| r.stages[0].finished_ms.is_some()).await;
     let r = s.rebalance.unwrap();
     assert_eq!(r.state, evenkeel_coord::rebalance::State::Running, "its moves still bake: {r:?}");
