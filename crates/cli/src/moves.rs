@@ -37,7 +37,7 @@ async fn follow(client: &AdminClient, id: &str, quiet: bool) -> anyhow::Result<M
             }
         }
         printed = m.transitions.len();
-        if matches!(m.state.as_str(), "DONE" | "FAILED" | "CANCELLED" | "ROLLED_BACK") {
+        if m.has_ended() {
             if !quiet && let Some(p) = m.cutover_pause_ms {
                 println!("  cutover paused writes for {p} ms");
             }

@@ -12,11 +12,6 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::Instant;
 
-/// States after which a migration's bar is finished.
-fn ended(state: &str) -> bool {
-    matches!(state, "DONE" | "FAILED" | "CANCELLED" | "ROLLED_BACK")
-}
-
 /// Bytes per second between two observations of one migration.
 #[derive(Default)]
 pub struct Rates {
@@ -43,7 +38,7 @@ impl Rates {
 /// `rate`: the copy's bytes per second, `-` when not known.
 pub fn line(m: &MigrationInfo, rate: Option<f64>) -> String {
     let total = m.bytes_total.unwrap_or(0).max(m.bytes_copied);
-    let frac = if ended(&m.state) && m.state == "DONE" || total == 0 { 1.0 } else { m.bytes_copied as f64 / total as f64 };
+    let frac = if m.state == "DONE" || total == 0 { 1.0 } else { m.bytes_copied as f64 / total as f64 };
     let filled = (frac * 20.0).round() as usize;
     format!(
         "p{:<5} {}->{} {:<17} [{}{}] {:>3.0}% {}/{} lag {} {} eta {}{}",
@@ -113,7 +108,7 @@ impl Display {
                     let bar = self.bars.entry(m.id.clone()).or_insert_with(|| mp.add(ProgressBar::new(0).with_style(ProgressStyle::with_template("{msg}").expect("static template"))));
                     if !bar.is_finished() {
                         bar.set_message(line(m, rate));
-                        if ended(&m.state) {
+                        if m.has_ended() {
                             bar.finish();
                         }
                     }

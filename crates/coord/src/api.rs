@@ -207,6 +207,12 @@ pub struct MigrationInfo {
 }
 
 impl MigrationInfo {
+    /// Whether the migration reached a phase with no way out (DONE,
+    /// FAILED, CANCELLED, ROLLED_BACK).
+    pub fn has_ended(&self) -> bool {
+        matches!(self.state.as_str(), "DONE" | "FAILED" | "CANCELLED" | "ROLLED_BACK")
+    }
+
     /// Milliseconds spent in `state` (all its spells; a spell still open
     /// counts up to `now_ms`).
     pub fn ms_in(&self, state: &str, now_ms: u64) -> u64 {

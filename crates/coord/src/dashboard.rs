@@ -225,14 +225,10 @@ fn stage_state(s: &Stage, now_ms: u64) -> Markup {
     html! { span class=(class) { (s.describe(now_ms)) } }
 }
 
-fn is_ended(state: &str) -> bool {
-    matches!(state, "DONE" | "FAILED" | "CANCELLED" | "ROLLED_BACK")
-}
-
 fn migrations(v: &View) -> Markup {
-    let mut running: Vec<&MigrationInfo> = v.migrations.iter().filter(|m| !is_ended(&m.state)).collect();
+    let mut running: Vec<&MigrationInfo> = v.migrations.iter().filter(|m| !m.has_ended()).collect();
     running.sort_by_key(|m| (m.started_ms, m.partition));
-    let mut ended: Vec<&MigrationInfo> = v.migrations.iter().filter(|m| is_ended(&m.state)).collect();
+    let mut ended: Vec<&MigrationInfo> = v.migrations.iter().filter(|m| m.has_ended()).collect();
     ended.sort_by_key(|m| std::cmp::Reverse(m.finished_ms.unwrap_or(m.started_ms)));
     ended.truncate(ENDED_SHOWN);
     html! {
@@ -248,7 +244,7 @@ fn migrations(v: &View) -> Markup {
                         td { (m.source) " → " (m.target) }
                         td {
                             @if m.state == "DONE" { span.ok { (m.state) } }
-                            @else if is_ended(&m.state) { span.bad { (m.state) } }
+                            @else if m.has_ended() { span.bad { (m.state) } }
                             @else { (m.state) }
                             @if let Some(e) = &m.error { br; span.muted { (e) } }
                         }
@@ -310,7 +306,7 @@ fn health(n: &NodeStatus, gate: Option<&crate::api::NodeGateStatus>) -> Markup {
 }
 
 fn partition_map(v: &View) -> Markup {
-    let moving: HashMap<u16, &MigrationInfo> = v.migrations.iter().filter(|m| !is_ended(&m.state)).map(|m| (m.partition, m)).collect();
+    let moving: HashMap<u16, &MigrationInfo> = v.migrations.iter().filter(|m| !m.has_ended()).map(|m| (m.partition, m)).collect();
     html! {
         h2 { "Partitions" }
         div.grid {
