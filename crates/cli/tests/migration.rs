@@ -9,6 +9,7 @@ use common::cluster::{PAUSE_BUDGET_MS, check_filled, check_self_valued, fill, ke
 use common::load::{Endpoint, Load};
 use evenkeel::up::LocalCluster;
 use evenkeel_coord::api::{MigrationInfo, MoveRequest, PartitionStatus};
+use evenkeel_coord::stages::StagePhase;
 use evenkeel_meta::{EmbeddedOptions, EmbeddedStore, MetaStore};
 use futures::StreamExt;
 use redis::AsyncCommands;
@@ -517,7 +518,7 @@ async fn a_staged_rebalance_runs_its_canary_alone_then_waits_for_approval() {
     assert_eq!(r.plan.moves[r.stages[0].moves[0]].bytes, smallest, "the canary is the smallest move");
 
     // The canary moves alone, bakes a second, passes and waits.
-    let s = wait_rebalance(&http, &admin, "the canary awaits approval", Duration::from_secs(60), |r| r.stages[0].phase() == "awaiting approval").await;
+    let s = wait_rebalance(&http, &admin, "the canary awaits approval", Duration::from_secs(60), |r| r.stages[0].phase() == StagePhase::AwaitingApproval).await;
     let r = s.rebalance.unwrap();
     let canary = &r.stages[0];
     let verdict = canary.verdict.as_ref().unwrap();
@@ -752,7 +753,7 @@ async fn a_stage_waits_at_its_gate_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (cluster, admin, http, _, keys) = filled_cluster(options(dir.path(), 16, 100), "gate").await;
     add_node_and_rebalance(&http, &admin, serde_json::json!({ "stages": "canary=1%:approve,100%" })).await;
-    let s = wait_rebalance(&http, &admin, "the canary awaits approval", Duration::from_secs(30), |r| r.stages[0].phase() == "awaiting approval").await;
+    let s = wait_rebalance(&http, &admin, "the canary awaits approval", Duration::from_secs(30), |r| r.stages[0].phase() == StagePhase::AwaitingApproval).await;
     let id = s.rebalance.unwrap().id;
     cluster.shutdown().await.unwrap();
 
@@ -762,7 +763,7 @@ async fn a_stage_waits_at_its_gate_across_a_restart() {
     wait_for_leader(&http, &admin, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let r = common::admin::rebalance(&http, &admin).await.rebalance.unwrap();
-    assert_eq!((r.id.as_str(), r.state, r.stage, r.stages[0].phase()), (id.as_str(), evenkeel_coord::rebalance::State::Running, 0, "awaiting approval"));
+    assert_eq!((r.id.as_str(), r.state, r.stage, r.stages[0].phase()), (id.as_str(), evenkeel_coord::rebalance::State::Running, 0, StagePhase::AwaitingApproval));
     assert_eq!(started(&r).len(), 1, "nothing past the gate started: {r:?}");
     assert_eq!(http.post(format!("{admin}/v1/rebalance/approve")).send().await.unwrap().status(), 200);
     let end = wait_rebalance_end(&http, &admin, Duration::from_secs(60)).await;

@@ -19,7 +19,7 @@
 
 use crate::api::{ClusterStatus, MigrationInfo, NodeStatus, ThrottleStatus};
 use crate::rebalance::Rebalance;
-use crate::stages::{self, Stage};
+use crate::stages::{self, Stage, StagePhase};
 use crate::throttle::Sample;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use std::collections::HashMap;
@@ -217,9 +217,9 @@ fn rebalance(v: &View) -> Markup {
 /// [`Stage::describe`], coloured by outcome.
 fn stage_state(s: &Stage, now_ms: u64) -> Markup {
     let class = match s.phase() {
-        "failed" => "bad",
-        "passed" => "ok",
-        "awaiting approval" => "warn",
+        StagePhase::Failed => "bad",
+        StagePhase::Passed => "ok",
+        StagePhase::AwaitingApproval => "warn",
         _ => "",
     };
     html! { span class=(class) { (s.describe(now_ms)) } }

@@ -81,7 +81,7 @@ async fn dashboard(State(c): State<Arc<Coordinator>>) -> Response {
     };
     let now_ms = evenkeel_types::unix_ms();
     let throttle = c.throttle.status();
-    let (samples, _) = c.throttle.observed_since(now_ms.saturating_sub(crate::dashboard::CHART_MS));
+    let samples = c.throttle.samples_since(now_ms.saturating_sub(crate::dashboard::CHART_MS));
     let auto = c.auto_rebalance_status();
     let view = crate::dashboard::View { now_ms, leader: c.is_leader(), status: &status, migrations: &migrations, rebalance: rebalance.as_ref(), throttle: &throttle, samples: &samples, auto: auto.as_deref() };
     let page = crate::dashboard::render(&view).into_string();

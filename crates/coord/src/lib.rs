@@ -172,7 +172,7 @@ impl Coordinator {
     /// The error count at `stage`'s start as this coordinator saw it,
     /// recorded now if it had not seen the stage yet.
     fn stage_mark(&self, stage: &str) -> u64 {
-        let (_, now) = self.throttle.observed_since(u64::MAX);
+        let now = self.throttle.client_unavailable_total();
         let mut marks = self.stage_marks.lock();
         // Only the current rebalance's stages are kept.
         let rebalance = stage.split('/').next().unwrap_or_default();

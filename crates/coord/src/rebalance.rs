@@ -21,7 +21,7 @@ use crate::migration::manager::{self, StartError};
 use crate::plan::{self, NodeLoad, PartitionLoad, Plan};
 use crate::stages::{self, MoveState, Observation, Stage, StageSpec, Step};
 use evenkeel_meta::{CasOutcome, Compare, MetaError, MetaStore, Revision};
-use evenkeel_types::routing::NodeState;
+use evenkeel_types::routing::{NodeInfo, NodeState};
 use evenkeel_types::{RoutingTable, unix_ms};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -185,14 +185,16 @@ pub enum RebalanceError {
 
 /// The plan the cluster would run now.
 pub async fn current_plan(coord: &Coordinator) -> Result<Plan, RebalanceError> {
+    plan_for(coord, &crate::nodes::members(coord.meta()).await?).await
+}
+
+/// The plan for `members` (read once by the caller, so that the plan, the
+/// membership digest and the zones a rebalance records agree).
+async fn plan_for(coord: &Coordinator, members: &[NodeInfo]) -> Result<Plan, RebalanceError> {
     let meta = coord.meta();
     let table = meta.get(evenkeel_types::keys::ROUTING).await?.ok_or_else(|| RebalanceError::Invalid("the cluster is not bootstrapped".into()))?;
     let table = RoutingTable::from_json(&table.value).map_err(RebalanceError::Invalid)?;
-    let nodes: Vec<NodeLoad> = crate::nodes::members(meta)
-        .await?
-        .iter()
-        .map(|n| NodeLoad { id: n.id, weight: n.weight, draining: n.state == NodeState::Draining })
-        .collect();
+    let nodes: Vec<NodeLoad> = members.iter().map(|n| NodeLoad { id: n.id, weight: n.weight, draining: n.state == NodeState::Draining }).collect();
     let status = coord.status();
     let bytes: HashMap<u16, u64> = status.partitions.iter().map(|p| (p.id, p.bytes)).collect();
     let partitions: Vec<PartitionLoad> = table
@@ -216,15 +218,15 @@ pub struct PlanPreview {
 
 /// The plan the cluster would run now, split into `specs`' stages.
 pub async fn preview(coord: &Coordinator, specs: &[StageSpec]) -> Result<PlanPreview, RebalanceError> {
-    let plan = current_plan(coord).await?;
-    let zones = zones(coord).await?;
-    let stages = stages::assign(specs, &plan.moves, |node| zones.get(&node).cloned().flatten());
+    let members = crate::nodes::members(coord.meta()).await?;
+    let plan = plan_for(coord, &members).await?;
+    let stages = stages::assign(specs, &plan.moves, zone_of(&members));
     Ok(PlanPreview { plan, stages })
 }
 
-/// Each member's zone.
-async fn zones(coord: &Coordinator) -> Result<HashMap<u32, Option<String>>, RebalanceError> {
-    Ok(crate::nodes::members(coord.meta()).await?.into_iter().map(|n| (n.id, n.zone)).collect())
+/// A member's zone by node id, for [`stages::assign`].
+fn zone_of(members: &[NodeInfo]) -> impl Fn(u32) -> Option<String> + '_ {
+    |node| members.iter().find(|n| n.id == node).and_then(|n| n.zone.clone())
 }
 
 pub async fn load(meta: &dyn MetaStore) -> Result<Option<(Rebalance, Revision)>, RebalanceError> {
@@ -260,13 +262,13 @@ pub async fn start(coord: &Coordinator, options: StartOptions) -> Result<Rebalan
     {
         return Err(RebalanceError::Conflict(format!("rebalance {} is {:?}; cancel it first", r.id, r.state)));
     }
-    let plan = current_plan(coord).await?;
+    let members = crate::nodes::members(coord.meta()).await?;
+    let plan = plan_for(coord, &members).await?;
     let now = unix_ms();
     let n = plan.moves.len();
     let state = if n == 0 { State::Done } else { State::Running };
-    let membership = crate::auto::digest(&crate::nodes::members(coord.meta()).await?);
-    let zones = zones(coord).await?;
-    let stages = if n == 0 { Vec::new() } else { stages::assign(&specs, &plan.moves, |node| zones.get(&node).cloned().flatten()) };
+    let membership = crate::auto::digest(&members);
+    let stages = if n == 0 { Vec::new() } else { stages::assign(&specs, &plan.moves, zone_of(&members)) };
     let r = Rebalance {
         id: format!("r{now}"),
         state,
@@ -414,14 +416,14 @@ fn advance_stages(coord: &Coordinator, r: &mut Rebalance, by_id: &HashMap<&str, 
             Step::Judge => {
                 let started = stage.started_ms.unwrap_or(now);
                 let landed = stage.landed_ms.unwrap_or(now);
-                let (samples, unavailable_now) = coord.throttle.observed_since(started);
+                let samples = coord.throttle.samples_since(started);
                 let until = stage.bake_until_ms.unwrap_or(now);
                 let involved: Vec<u32> = stage.moves.iter().flat_map(|&i| [r.plan.moves[i].from, r.plan.moves[i].to]).collect();
                 let throttle = coord.throttle.status();
                 let observation = Observation {
                     seconds: samples.iter().filter(|s| stage.spec.bake_ms > 0 && s.at_ms > landed && s.at_ms <= until).map(|s| (s.p99_us, s.ops)).collect(),
                     moving_seconds: samples.iter().filter(|s| s.at_ms <= landed).map(|s| (s.p99_us, s.ops)).collect(),
-                    unavailable: unavailable_now.saturating_sub(coord.stage_mark(&key)),
+                    unavailable: coord.throttle.client_unavailable_total().saturating_sub(coord.stage_mark(&key)),
                     baseline_p99_us: r.baseline_p99_us,
                     budget_ratio: r.stage_p99_ratio_max.unwrap_or(throttle.budget_ratio),
                     unhealthy: throttle
@@ -484,7 +486,7 @@ pub async fn control(coord: &Coordinator, action: &str) -> Result<Rebalance, Reb
     if action == "approve" {
         // An operator's pause does not stop an approval; a halt is lifted
         // by `resume` instead.
-        let waiting = r.state.is_active() && r.halted.is_none() && r.current_stage().is_some_and(|s| s.phase() == "awaiting approval");
+        let waiting = r.state.is_active() && r.halted.is_none() && r.current_stage().is_some_and(|s| s.phase() == stages::StagePhase::AwaitingApproval);
         let Some(stage) = r.stages.get_mut(r.stage).filter(|_| waiting) else {
             return Err(RebalanceError::Conflict(format!("rebalance {} has no stage waiting for approval{}", r.id, r.current_stage().map(|s| format!(" (stage {:?} is {})", s.spec.name, s.phase())).unwrap_or_default())));
         };

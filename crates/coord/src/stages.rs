@@ -273,18 +273,20 @@ impl Stage {
         Stage { spec, moves, started_ms: None, landed_ms: None, bake_until_ms: None, verdict: None, approved_ms: None, finished_ms: None }
     }
 
-    /// What the stage is doing, in a word, for status lines.
-    pub fn phase(&self) -> &'static str {
+    /// What the stage is doing.
+    pub fn phase(&self) -> StagePhase {
+        use StagePhase as P;
         let passed = self.verdict.as_ref().map(|v| v.passed);
         match (self.started_ms, self.landed_ms, passed, self.approved_ms, self.finished_ms) {
-            (.., Some(_)) if passed == Some(true) => "passed",
-            (.., Some(_)) => "let through by the operator",
-            (.., Some(_), None) => "approved",
-            (_, _, Some(false), None, None) => "failed",
-            (_, _, Some(true), None, None) => "awaiting approval",
-            (_, Some(_), None, None, None) => "baking",
-            (Some(_), None, None, None, None) => "moving",
-            (None, ..) => "waiting",
+            (.., Some(_)) if passed == Some(true) => P::Passed,
+            (.., Some(_)) => P::LetThrough,
+            (.., Some(_), None) => P::Approved,
+            (_, _, Some(false), None, None) => P::Failed,
+            (_, _, Some(true), None, None) if self.spec.approval => P::AwaitingApproval,
+            (_, _, Some(true), None, None) => P::Passed,
+            (_, Some(_), None, None, None) => P::Baking,
+            (Some(_), None, None, None, None) => P::Moving,
+            (None, ..) => P::Waiting,
         }
     }
 
@@ -292,14 +294,51 @@ impl Stage {
     /// the bake time left, what to run when it waits for approval.
     pub fn describe(&self, now_ms: u64) -> String {
         let phase = match self.phase() {
-            "baking" => format!("baking, {} left", format_ms(self.bake_until_ms.unwrap_or(now_ms).saturating_sub(now_ms) / 1000 * 1000)),
-            "awaiting approval" => "passed, awaiting `evenkeel rebalance approve`".to_string(),
+            StagePhase::Baking => format!("baking, {} left", format_ms(self.bake_until_ms.unwrap_or(now_ms).saturating_sub(now_ms) / 1000 * 1000)),
+            StagePhase::AwaitingApproval => "passed, awaiting `evenkeel rebalance approve`".to_string(),
             other => other.to_string(),
         };
         match &self.verdict {
             Some(v) => format!("{phase} ({})", v.detail),
             None => phase,
         }
+    }
+}
+
+/// Where a stage stands ([`Stage::phase`], derived from its record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StagePhase {
+    /// Not started: an earlier stage is current.
+    Waiting,
+    /// Its moves run.
+    Moving,
+    /// Its moves have cut over; its bake runs.
+    Baking,
+    /// Judged and passed; its approval gate holds the next stage.
+    AwaitingApproval,
+    /// Approved (or let through past a halt); the next stage is about to
+    /// start.
+    Approved,
+    /// Judged and failed: the rebalance halted.
+    Failed,
+    /// Judged, passed and gone on.
+    Passed,
+    /// Failed (or halted by a move), then let go on by the operator.
+    LetThrough,
+}
+
+impl std::fmt::Display for StagePhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StagePhase::Waiting => "waiting",
+            StagePhase::Moving => "moving",
+            StagePhase::Baking => "baking",
+            StagePhase::AwaitingApproval => "awaiting approval",
+            StagePhase::Approved => "approved",
+            StagePhase::Failed => "failed",
+            StagePhase::Passed => "passed",
+            StagePhase::LetThrough => "let through by the operator",
+        })
     }
 }
 
@@ -564,7 +603,7 @@ mod tests {
         assert_eq!(step(&s, &[Landed, Landed], 20), Step::Landed { bake_until_ms: 60_020 });
         s.landed_ms = Some(20);
         s.bake_until_ms = Some(60_020);
-        assert_eq!(s.phase(), "baking");
+        assert_eq!(s.phase(), StagePhase::Baking);
         assert_eq!(step(&s, &[Landed, Landed], 60_019), Step::Bake);
         assert_eq!(s.describe(30_020), "baking, 30s left");
         assert_eq!(step(&s, &[Landed, Landed], 60_020), Step::Judge);
@@ -622,21 +661,21 @@ mod tests {
         let mut s = stage(0, true);
         s.verdict = Some(Verdict { passed: false, at_ms: 1, detail: "clients saw 2 errors".into(), p99_ratio: None, moving_p99_ratio: None, unavailable: 2, seconds: 0 });
         assert!(matches!(step(&s, &[Landed, Landed], 2), Step::Halt(why) if why.contains("2 errors")));
-        assert_eq!(s.phase(), "failed");
+        assert_eq!(s.phase(), StagePhase::Failed);
         // `rebalance resume` past a halt approves.
         s.approved_ms = Some(3);
         assert_eq!(step(&s, &[Landed, Landed], 4), Step::Next);
         s.finished_ms = Some(4);
-        assert_eq!(s.phase(), "let through by the operator");
+        assert_eq!(s.phase(), StagePhase::LetThrough);
         let mut s = stage(0, true);
         s.verdict = Some(Verdict { passed: true, at_ms: 1, detail: String::new(), p99_ratio: None, moving_p99_ratio: None, unavailable: 0, seconds: 0 });
         assert_eq!(step(&s, &[Landed, Landed], 2), Step::AwaitApproval);
-        assert_eq!(s.phase(), "awaiting approval");
+        assert_eq!(s.phase(), StagePhase::AwaitingApproval);
         assert_eq!(s.describe(2), "passed, awaiting `evenkeel rebalance approve` ()");
         s.approved_ms = Some(3);
-        assert_eq!(s.phase(), "approved");
+        assert_eq!(s.phase(), StagePhase::Approved);
         assert_eq!(step(&s, &[Landed, Landed], 4), Step::Next);
         s.finished_ms = Some(4);
-        assert_eq!(s.phase(), "passed");
+        assert_eq!(s.phase(), StagePhase::Passed);
     }
 }

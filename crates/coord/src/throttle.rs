@@ -150,14 +150,18 @@ impl Throttle {
         self.inner.lock().settings.clone()
     }
 
-    /// The foreground seconds sampled at or after `from_ms` (per-second p99
-    /// as the baseline measures it, and requests), and the count of errors
-    /// of the store's making clients saw since this coordinator started
-    /// ticking.
-    pub fn observed_since(&self, from_ms: u64) -> (Vec<Sample>, u64) {
+    /// The foreground seconds sampled at or after `from_ms`: per-second p99
+    /// as the baseline measures it, and requests.
+    pub fn samples_since(&self, from_ms: u64) -> Vec<Sample> {
         let rt = self.inner.lock();
         let first = rt.samples.partition_point(|s| s.at_ms < from_ms);
-        (rt.samples.range(first..).copied().collect(), rt.unavailable_total)
+        rt.samples.range(first..).copied().collect()
+    }
+
+    /// Errors of the store's making clients saw since this coordinator
+    /// started ticking (summed over routers).
+    pub fn client_unavailable_total(&self) -> u64 {
+        self.inner.lock().unavailable_total
     }
 
     /// The baseline the throttle holds now (frozen while migrations are in
