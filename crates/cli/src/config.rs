@@ -343,51 +343,45 @@ mod tests {
         assert_eq!(t.schedule.windows.len(), 1);
     }
 
-    #[test]
-    fn out_of_range_ratios_are_refused() {
+    /// `FileConfig::load` of a file holding `text`.
+    fn load(text: &str) -> anyhow::Result<FileConfig> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[migration]\nshadow_read_ratio = 2.0\n").unwrap();
-        let err = FileConfig::load(&path).unwrap_err();
+        std::fs::write(&path, text).unwrap();
+        FileConfig::load(&path)
+    }
+
+    #[test]
+    fn out_of_range_ratios_are_refused() {
+        let err = load("[migration]\nshadow_read_ratio = 2.0\n").unwrap_err();
         assert!(format!("{err:#}").contains("shadow_read_ratio"), "{err:#}");
     }
 
     #[test]
     fn zero_sizes_and_intervals_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
         for key in ["chunk_keys", "chunk_bytes", "reverse_interval_ms"] {
-            std::fs::write(&path, format!("[migration]\n{key} = 0\n")).unwrap();
-            let err = FileConfig::load(&path).unwrap_err();
+            let err = load(&format!("[migration]\n{key} = 0\n")).unwrap_err();
             assert!(format!("{err:#}").contains(&format!("{key} must be at least 1")), "{err:#}");
         }
     }
 
     #[test]
     fn rebalance_stages_are_read_checked_and_printed_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[migration]\nrebalance_stages = \"canary=1%:10m:approve,100%\"\n").unwrap();
         let mut coord = evenkeel_coord::CoordConfig::default();
-        FileConfig::load(&path).unwrap().apply_migration(&mut coord);
+        load("[migration]\nrebalance_stages = \"canary=1%:10m:approve,100%\"\n").unwrap().apply_migration(&mut coord);
         assert_eq!(coord.rebalance_stages.len(), 2);
         assert_eq!((coord.rebalance_stages[0].bake_ms, coord.rebalance_stages[0].approval), (600_000, true));
         assert_eq!(evenkeel_coord::stages::format(&coord.rebalance_stages), "canary=1%:10m:approve,stage 2=100%");
-        std::fs::write(&path, "[migration]\nrebalance_stages = \"canary=1%,50%\"\n").unwrap();
-        let err = FileConfig::load(&path).unwrap_err();
+        let err = load("[migration]\nrebalance_stages = \"canary=1%,50%\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("rebalance_stages: the last stage"), "{err:#}");
     }
 
     #[test]
     fn a_stage_p99_ratio_under_one_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[migration]\nstage_p99_ratio_max = 0.9\n").unwrap();
-        let err = FileConfig::load(&path).unwrap_err();
+        let err = load("[migration]\nstage_p99_ratio_max = 0.9\n").unwrap_err();
         assert!(format!("{err:#}").contains("stage_p99_ratio_max must be at least 1.0"), "{err:#}");
-        std::fs::write(&path, "[migration]\nstage_p99_ratio_max = 1.5\n").unwrap();
         let mut coord = evenkeel_coord::CoordConfig::default();
-        FileConfig::load(&path).unwrap().apply_migration(&mut coord);
+        load("[migration]\nstage_p99_ratio_max = 1.5\n").unwrap().apply_migration(&mut coord);
         assert_eq!(coord.stage_p99_ratio_max, Some(1.5));
     }
 
