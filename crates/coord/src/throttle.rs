@@ -90,8 +90,10 @@ struct Runtime {
     last_shed: HashMap<NodeId, u64>,
     /// When each node was last seen heartbeating.
     last_live_ms: HashMap<NodeId, u64>,
-    /// Each router's `unavailable_total` at the previous tick.
-    last_unavailable: HashMap<u64, u64>,
+    /// Each router's `unavailable_total` at the previous tick, and when it
+    /// was last seen (a router gone for [`ROUTER_FORGET_MS`] is forgotten,
+    /// so restarts, each a new router id, do not grow the map).
+    last_unavailable: HashMap<u64, (u64, u64)>,
     /// Errors of the store's making clients saw since this coordinator
     /// began ticking: the sum of the routers' increases.
     unavailable_total: u64,
@@ -109,6 +111,9 @@ pub struct Sample {
     pub p99_us: u64,
     pub ops: u64,
 }
+
+/// How long a router no report names is remembered.
+const ROUTER_FORGET_MS: u64 = 600_000;
 
 /// A day of seconds (about 2 MB): the longest bake judged whole.
 const SAMPLES_KEPT: usize = 86_400;
@@ -238,7 +243,7 @@ impl Throttle {
         let mut moving = std::mem::take(&mut rt.paced);
         moving.extend(input.migrations.iter().filter(|m| moves_data(m.phase)).map(|m| m.id.clone()));
         let fg = foreground(input, now_ms);
-        rt.count_unavailable(&input.routers);
+        rt.count_unavailable(&input.routers, now_ms);
         if rt.samples.len() == SAMPLES_KEPT {
             rt.samples.pop_front();
         }
@@ -353,9 +358,10 @@ impl Runtime {
     /// Adds each router's increase of `unavailable_total` since the last
     /// tick (a router seen for the first time, or whose count went back
     /// because it restarted, counts whole).
-    fn count_unavailable(&mut self, routers: &[RouterReport]) {
+    fn count_unavailable(&mut self, routers: &[RouterReport], now_ms: u64) {
+        self.last_unavailable.retain(|_, (_, seen)| now_ms.saturating_sub(*seen) < ROUTER_FORGET_MS);
         for r in routers {
-            let last = self.last_unavailable.insert(r.router, r.unavailable_total);
+            let last = self.last_unavailable.insert(r.router, (r.unavailable_total, now_ms)).map(|(count, _)| count);
             self.unavailable_total += match last {
                 Some(before) if before <= r.unavailable_total => r.unavailable_total - before,
                 _ => r.unavailable_total,

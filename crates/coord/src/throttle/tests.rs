@@ -404,4 +404,11 @@ fn client_errors_of_the_stores_making_are_summed_over_routers_and_restarts() {
     // Each tick's second, from the asked time on, as the baseline sees it.
     assert_eq!(samples.iter().map(|s| (s.at_ms, s.p99_us, s.ops)).collect::<Vec<_>>(), vec![(101_000, 2_000, 10_000), (102_000, 2_000, 10_000)]);
     assert!(t.samples_since(u64::MAX).is_empty());
+    // A router no report named for ten minutes is forgotten (restarts make
+    // new router ids; the map does not grow with them): seen again, its
+    // count is new.
+    tick(500_000, &[(1, 5)]);
+    tick(800_000, &[(1, 5)]);
+    tick(801_000, &[(1, 5), (2, 2)]);
+    assert_eq!(t.client_unavailable_total(), 11 + 2);
 }
