@@ -39,6 +39,8 @@ use serde::{Deserialize, Serialize};
 
 /// Seconds with fewer requests than this say nothing about latency.
 pub const MIN_OPS: u64 = 50;
+/// The most stages a list may have (a rings stage counts as one).
+pub const STAGES_MAX: usize = 64;
 /// The longest bake a stage may ask for: 30 days.
 pub const BAKE_MAX_MS: u64 = 30 * 86_400_000;
 
@@ -134,9 +136,13 @@ pub fn format(stages: &[StageSpec]) -> String {
     stages.iter().map(item).collect::<Vec<_>>().join(",")
 }
 
-/// Checks a stage list: shares rise strictly and end at 100%, names are
-/// given and unique, bakes are at most [`BAKE_MAX_MS`].
+/// Checks a stage list: at most [`STAGES_MAX`] stages, shares rise
+/// strictly and end at 100%, names are given and unique, bakes are at most
+/// [`BAKE_MAX_MS`].
 pub fn validate(stages: &[StageSpec]) -> Result<(), String> {
+    if stages.len() > STAGES_MAX {
+        return Err(format!("{} stages: at most {STAGES_MAX}", stages.len()));
+    }
     let mut previous = 0.0;
     for (i, s) in stages.iter().enumerate() {
         if s.name.trim().is_empty() {
@@ -519,6 +525,8 @@ mod tests {
         assert!(err("=10%,100%").contains("no name"));
         assert!(err("10%,150%").contains("must rise"));
         assert!(err("10%:99999999999999999d,100%").contains("too long"));
+        let many: Vec<String> = (1..=65).map(|i| format!("{}%", i as f64 * 100.0 / 65.0)).collect();
+        assert!(err(&many.join(",")).contains("at most 64"), "{}", err(&many.join(",")));
     }
 
     #[test]
