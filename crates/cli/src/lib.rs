@@ -11,6 +11,8 @@
 //! - [`admin`]: the HTTP client the CLI uses to talk to a running cluster.
 //! - [`rebalance`]: `evenkeel rebalance ...`.
 //! - [`moves`]: `evenkeel move` and `evenkeel migrations`.
+//! - [`partitions`]: `evenkeel cluster partitions`, each partition's size
+//!   and client load.
 //! - [`progress`]: per-migration progress bars and lines.
 //! - [`throttle`]: `evenkeel throttle show | set | reset`.
 //! - [`config`]: the TOML configuration file of `evenkeel up --config`.
@@ -22,6 +24,7 @@ pub mod export;
 pub mod import;
 pub mod launcher;
 pub mod moves;
+pub mod partitions;
 pub mod progress;
 pub mod rebalance;
 pub mod serve;

@@ -457,6 +457,23 @@ enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Every partition's owner, size and client load (reads and writes per
+    /// second, averaged over about a minute), busiest first.
+    Partitions {
+        #[arg(long, value_enum, default_value = "load")]
+        sort: evenkeel::partitions::Order,
+        /// Show at most this many.
+        #[arg(long, value_name = "N")]
+        top: Option<usize>,
+        /// Only the partitions this node owns.
+        #[arg(long, value_name = "ID")]
+        node: Option<u32>,
+        #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
+        admin: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -528,6 +545,9 @@ fn main() -> ExitCode {
         match command {
             Command::Up(_) | Command::Serve(_) => unreachable!("handled above"),
             Command::Cluster { command: ClusterCommand::Status { admin, json } } => status(&admin, json).await,
+            Command::Cluster { command: ClusterCommand::Partitions { sort, top, node, admin, json } } => {
+                evenkeel::partitions::run(&admin, evenkeel::partitions::Listing { order: sort, top, node }, json).await
+            }
             Command::Bench(args) => Ok(evenkeel_bench::run_cli(args).await?),
             Command::Move { partition, node, wait, no_dual_write, no_copy_on_read, shadow_read_ratio, admin, json } => {
                 let modes = evenkeel_coord::api::ModeOverrides { dual_write: no_dual_write.then_some(false), shadow_read_ratio, copy_on_read: no_copy_on_read.then_some(false) };
@@ -819,12 +839,13 @@ fn render_status(s: &ClusterStatus) -> String {
     } else {
         "cluster not bootstrapped yet\n\n".to_string()
     };
-    out += &format!("{:<5} {:<22} {:<9} {:<10} {:<22} {:>10} {:>12} {:>10}  {}\n", "NODE", "ADDR", "STATE", "ZONE", "HEALTH", "PARTITIONS", "KEYS", "BYTES", "ENGINE");
+    out += &format!("{:<5} {:<22} {:<9} {:<10} {:<22} {:>10} {:>12} {:>10} {:>9}  {}\n", "NODE", "ADDR", "STATE", "ZONE", "HEALTH", "PARTITIONS", "KEYS", "BYTES", "OPS/S", "ENGINE");
     for n in &s.nodes {
         let health = n.problem.clone().unwrap_or_else(|| "ok".to_string());
         let state = format!("{:?}", n.state).to_lowercase();
         let zone = n.zone.as_deref().unwrap_or("-");
-        out += &format!("{:<5} {:<22} {:<9} {:<10} {:<22} {:>10} {:>12} {:>10}  {}\n", n.id, n.addr, state, zone, health, n.partitions, n.keys, evenkeel::progress::human(n.bytes), engine_state(n));
+        let ops: f64 = s.partitions.iter().filter(|p| p.owner == n.id).map(|p| p.ops_per_s()).sum();
+        out += &format!("{:<5} {:<22} {:<9} {:<10} {:<22} {:>10} {:>12} {:>10} {:>9.1}  {}\n", n.id, n.addr, state, zone, health, n.partitions, n.keys, evenkeel::progress::human(n.bytes), ops, engine_state(n));
     }
     if !s.removed_nodes.is_empty() {
         let ids: Vec<String> = s.removed_nodes.iter().map(u32::to_string).collect();

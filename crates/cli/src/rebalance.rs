@@ -35,7 +35,7 @@ fn print_plan(plan: &Plan) {
     let pct = if plan.total_bytes == 0 { 0.0 } else { 100.0 * plan.moved_bytes as f64 / plan.total_bytes as f64 };
     println!("{} moves, {} of {} bytes ({pct:.1}%)", plan.moves.len(), plan.moved_bytes, plan.total_bytes);
     for m in &plan.moves {
-        println!("  partition {:>5}: node {} -> node {} ({} bytes)", m.partition, m.from, m.to, m.bytes);
+        println!("  partition {:>5}: node {} -> node {} ({} bytes, {} ops/s)", m.partition, m.from, m.to, m.bytes, m.ops_per_s);
     }
     println!("{:<6} {:>18} {:>18}", "NODE", "BEFORE (parts/B)", "AFTER (parts/B)");
     for (b, a) in plan.before.iter().zip(&plan.after) {

@@ -292,6 +292,19 @@ async fn keys_across_partitions_and_the_admin_view() {
     assert!(text.contains("partitions 128") && text.contains("(3 healthy)"), "unexpected table:\n{text}");
     // Each node's engine at a glance: level-0 tables, and more when busy.
     assert!(text.lines().next_back().is_some_and(|l| l.contains("  L0 ")) && text.contains("ENGINE"), "no engine column:\n{text}");
+    // Partitions by load: the busiest first, at most --top, one node's with --node.
+    let out = run_cli(&["cluster", "partitions", "--top", "5", "--admin", &admin, "--json"]).await;
+    assert!(out.status.success(), "cluster partitions failed: {}", String::from_utf8_lossy(&out.stderr));
+    let top: Vec<evenkeel_coord::api::PartitionStatus> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(top.len(), 5);
+    assert!(top.windows(2).all(|w| w[0].ops_per_s() >= w[1].ops_per_s()), "busiest first: {top:?}");
+    let out = run_cli(&["cluster", "partitions", "--node", "2", "--sort", "id", "--admin", &admin, "--json"]).await;
+    let mine: Vec<evenkeel_coord::api::PartitionStatus> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(mine.len(), cli.nodes.iter().find(|n| n.id == 2).unwrap().partitions);
+    assert!(mine.iter().all(|p| p.owner == 2) && mine.windows(2).all(|w| w[0].id < w[1].id));
+    let table = run_cli(&["cluster", "partitions", "--top", "3", "--admin", &admin]).await;
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("READS/S") && text.contains("3 of 128 partitions; the cluster serves"), "unexpected table:\n{text}");
     // The status the CLI printed came from a poll, which also set each
     // node's engine gauges.
     let metrics = http.get(format!("http://{}/metrics", cluster.admin_addr)).send().await.unwrap().text().await.unwrap();

@@ -577,6 +577,68 @@ async fn add_node_and_rebalance(http: &reqwest::Client, admin: &str, body: serde
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_rebalance_moves_the_quietest_partitions_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, admin, http, client, _) = filled_cluster(options(dir.path(), 16, 100), "quiet").await;
+    // Node 3 drains: every partition it owns is in the plan. Two of them
+    // take client reads and are made the smallest (the order by size alone
+    // would pick one as the canary); the others get one large value each
+    // and no traffic after it.
+    let owned: Vec<u16> = routing(&cluster).await.partitions.iter().enumerate().filter(|(_, e)| e.owner == 3).map(|(p, _)| p as u16).collect();
+    assert!(owned.len() >= 4, "node 3 owns {owned:?}");
+    let (hot, quiet) = owned.split_at(2);
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for &p in quiet {
+        let () = conn.set(&keys_in("quiet-big", p, 16, 1)[0], "x".repeat(20_000)).await.unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (hot_keys, stop, client) = (hot.iter().flat_map(|&p| keys_in("quiet", p, 16, 20)).collect::<Vec<_>>(), stop.clone(), client.clone());
+        tokio::spawn(async move {
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let _: Vec<Option<String>> = conn.mget(&hot_keys).await.unwrap();
+            }
+        })
+    };
+    // The poll measures each partition's load from the nodes' counts.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let s = cluster_status(&http, &admin).await;
+        if s.partitions.len() < 16 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let ops = |p: u16| s.partitions[p as usize].ops_per_s();
+        let least_hot = hot.iter().map(|&p| ops(p)).fold(f64::INFINITY, f64::min);
+        let most_quiet = quiet.iter().map(|&p| ops(p)).fold(0.0, f64::max);
+        if least_hot > 50.0 && least_hot > 8.0 * most_quiet {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the hot partitions never read as hot: {:?}", s.partitions);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let bytes = |p: u16| status.partitions[p as usize].bytes;
+    assert!(hot.iter().all(|&h| quiet.iter().all(|&q| bytes(h) < bytes(q))), "the hot partitions are the smallest");
+
+    assert_eq!(http.post(format!("{admin}/v1/nodes/3/drain")).send().await.unwrap().status(), 200);
+    let preview: evenkeel_coord::rebalance::PlanPreview =
+        http.get(format!("{admin}/v1/rebalance/plan")).query(&[("stages", "canary=1%,half=50%,100%")]).send().await.unwrap().json().await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    reader.await.unwrap();
+    let order: Vec<u16> = preview.stages.iter().flat_map(|s| s.moves.iter().map(|&m| preview.plan.moves[m].partition)).collect();
+    let mut planned: Vec<u16> = preview.plan.moves.iter().map(|m| m.partition).collect();
+    planned.sort_unstable();
+    assert_eq!(planned, owned, "draining moves every partition of node 3");
+    assert!(quiet.contains(&order[0]), "the canary is a quiet partition, not the smallest: {order:?} (hot {hot:?})");
+    assert!(order.ends_with(hot) || order.ends_with(&[hot[1], hot[0]]), "the busy partitions move last: {order:?} (hot {hot:?})");
+    for m in preview.plan.moves.iter().filter(|m| hot.contains(&m.partition)) {
+        assert!(m.ops_per_s >= 50, "a move carries its partition's load: {m:?}");
+    }
+    cluster.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_whose_move_fails_halts_the_rebalance_until_resumed() {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = options(dir.path(), 16, 100);

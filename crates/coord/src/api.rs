@@ -109,6 +109,19 @@ pub struct PartitionStatus {
     /// Tombstones the owner holds, not yet collected.
     #[serde(default)]
     pub tombstones: u64,
+    /// Client reads and writes per second on the partition, averaged over
+    /// about a minute (`crate::load`); 0 until two polls measured it.
+    #[serde(default)]
+    pub reads_per_s: f64,
+    #[serde(default)]
+    pub writes_per_s: f64,
+}
+
+impl PartitionStatus {
+    /// Client ops per second, reads and writes.
+    pub fn ops_per_s(&self) -> f64 {
+        self.reads_per_s + self.writes_per_s
+    }
 }
 
 /// The body of every error response.

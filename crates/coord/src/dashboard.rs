@@ -17,7 +17,7 @@
 //! operators and from the network). No script: the page is a plain
 //! document, readable with any browser or `curl`.
 
-use crate::api::{ClusterStatus, MigrationInfo, NodeStatus, ThrottleStatus};
+use crate::api::{ClusterStatus, MigrationInfo, NodeStatus, PartitionStatus, ThrottleStatus};
 use crate::rebalance::Rebalance;
 use crate::stages::{self, Stage, StagePhase};
 use crate::throttle::Sample;
@@ -31,6 +31,8 @@ pub const REFRESH_S: u32 = 2;
 pub const CHART_MS: u64 = 300_000;
 /// Ended migrations listed below the running ones.
 const ENDED_SHOWN: usize = 10;
+/// Busiest partitions listed under the partition map.
+const BUSIEST: usize = 5;
 
 /// Everything one page shows.
 pub struct View<'a> {
@@ -313,8 +315,8 @@ fn partition_map(v: &View) -> Markup {
             @for p in &v.status.partitions {
                 @let m = moving.get(&p.id);
                 @let tip = match m {
-                    Some(m) => format!("partition {}: node {}, {} keys, {}; moving {} → {} ({})", p.id, p.owner, p.keys, bytes(p.bytes), m.source, m.target, m.state),
-                    None => format!("partition {}: node {}, {} keys, {}", p.id, p.owner, p.keys, bytes(p.bytes)),
+                    Some(m) => format!("partition {}: node {}, {} keys, {}, {:.1} ops/s; moving {} → {} ({})", p.id, p.owner, p.keys, bytes(p.bytes), p.ops_per_s(), m.source, m.target, m.state),
+                    None => format!("partition {}: node {}, {} keys, {}, {:.1} ops/s", p.id, p.owner, p.keys, bytes(p.bytes), p.ops_per_s()),
                 };
                 div.cell.moving[m.is_some()] style=(format!("background:{}", colour(p.owner))) title=(tip) {}
             }
@@ -323,13 +325,41 @@ fn partition_map(v: &View) -> Markup {
             @for n in &v.status.nodes { span { span style=(format!("color:{}", colour(n.id))) { "■" } " node " (n.id) } }
             span { "outlined: moving" }
         }
+        (busiest(v))
+    }
+}
+
+/// The partitions with the most client traffic, and each one's share:
+/// the ones a staged rebalance moves last.
+fn busiest(v: &View) -> Markup {
+    let total: f64 = v.status.partitions.iter().map(PartitionStatus::ops_per_s).sum();
+    let mut hot: Vec<&PartitionStatus> = v.status.partitions.iter().filter(|p| p.ops_per_s() > 0.0).collect();
+    hot.sort_by(|a, b| b.ops_per_s().total_cmp(&a.ops_per_s()).then(a.id.cmp(&b.id)));
+    hot.truncate(BUSIEST);
+    html! {
+        @if !hot.is_empty() {
+            h3 { "Busiest partitions" }
+            table {
+                tr { th.n { "partition" } th { "node" } th.n { "reads/s" } th.n { "writes/s" } th.n { "share" } th.n { "bytes" } }
+                @for p in hot {
+                    tr {
+                        td.n { (p.id) }
+                        td { span style=(format!("color:{}", colour(p.owner))) { "■ " } (p.owner) }
+                        td.n { (format!("{:.1}", p.reads_per_s)) }
+                        td.n { (format!("{:.1}", p.writes_per_s)) }
+                        td.n { (format!("{:.1}%", 100.0 * p.ops_per_s() / total)) }
+                        td.n { (bytes(p.bytes)) }
+                    }
+                }
+            }
+            p.muted { (format!("{total:.1} ops/s in all, averaged over about a minute; a staged rebalance moves the quietest partitions first")) }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::PartitionStatus;
     use crate::plan::{Move, Plan};
     use crate::rebalance::{Limits, State};
     use crate::stages::{StageSpec, Verdict};
@@ -380,7 +410,12 @@ mod tests {
             num_partitions: 4,
             leader: true,
             nodes: (1..=4).map(node).collect(),
-            partitions: (0..4).map(|p| PartitionStatus { id: p, owner: 1 + p as u32 % 3, epoch: 7, keys: 10, bytes: 1024, log_next: 0, tombstones: 0 }).collect(),
+            partitions: (0..4)
+                .map(|p| {
+                    let (reads_per_s, writes_per_s) = [(10.0, 0.0), (0.0, 0.0), (30.0, 10.0), (0.0, 0.0)][p as usize];
+                    PartitionStatus { id: p, owner: 1 + p as u32 % 3, epoch: 7, keys: 10, bytes: 1024, log_next: 0, tombstones: 0, reads_per_s, writes_per_s }
+                })
+                .collect(),
             removed_nodes: vec![],
         };
         let migrations = vec![migration("m-run", 2, "COPYING"), migration("m-done", 1, "DONE")];
@@ -392,7 +427,7 @@ mod tests {
             state: State::Running,
             created_ms: 0,
             finished_ms: None,
-            plan: Plan { moves: vec![Move { partition: 1, from: 1, to: 4, bytes: 1024 }], moved_bytes: 1024, total_bytes: 4096, before: vec![], after: vec![] },
+            plan: Plan { moves: vec![Move { partition: 1, from: 1, to: 4, bytes: 1024, ops_per_s: 0 }], moved_bytes: 1024, total_bytes: 4096, before: vec![], after: vec![] },
             migrations: vec![Some("m-done".into())],
             skipped: vec![None],
             limits: Limits::default(),
@@ -432,6 +467,13 @@ mod tests {
         assert_eq!(page.matches(r#"class="cell"#).count(), 4);
         assert_eq!(page.matches(r#"class="cell moving""#).count(), 1);
         assert!(page.contains("moving 1 → 4 (COPYING)"));
+        assert!(page.contains("partition 2: node 3, 10 keys, 1.0 KiB, 40.0 ops/s; moving"), "{page}");
+        // The busiest partitions, with their share; idle ones not listed.
+        let busiest = page.split("Busiest partitions").nth(1).unwrap();
+        let p2 = busiest.find("<td class=\"n\">80.0%</td>").unwrap();
+        assert!(p2 < busiest.find("<td class=\"n\">20.0%</td>").unwrap(), "{busiest}");
+        assert_eq!(busiest.matches("%</td>").count(), 2, "{busiest}");
+        assert!(busiest.contains("50.0 ops/s in all"));
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod dashboard;
 pub mod failpoints;
 pub mod gc;
 pub mod http;
+pub mod load;
 pub mod migration;
 pub mod nodes;
 pub mod plan;
@@ -105,6 +106,8 @@ pub struct Coordinator {
     stage_marks: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
     /// The membership automatic rebalancing last saw, and since when.
     auto_watch: auto::Watch,
+    /// Per-partition client load, from the stats polls (`load`).
+    load: parking_lot::Mutex<load::LoadTracker>,
 }
 
 impl Coordinator {
@@ -122,6 +125,7 @@ impl Coordinator {
             launcher,
             stage_marks: Default::default(),
             auto_watch: Default::default(),
+            load: Default::default(),
         })
     }
 

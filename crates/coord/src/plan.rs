@@ -52,6 +52,10 @@ pub struct PartitionLoad {
     pub id: PartitionId,
     pub owner: NodeId,
     pub bytes: u64,
+    /// Client ops per second on it, rounded up (`crate::load`): carried into
+    /// its move for ordering stages, not planned by.
+    #[serde(default)]
+    pub ops_per_s: u64,
 }
 
 /// Move `partition` (of size `bytes`) from `from` to `to`.
@@ -61,6 +65,9 @@ pub struct Move {
     pub from: NodeId,
     pub to: NodeId,
     pub bytes: u64,
+    /// The partition's client load when planned (ops/s, rounded up).
+    #[serde(default)]
+    pub ops_per_s: u64,
 }
 
 /// What one node holds.
@@ -151,6 +158,8 @@ pub fn apply(partitions: &[PartitionLoad], plan: &Plan) -> Vec<PartitionLoad> {
 struct Part {
     bytes: u64,
     id: PartitionId,
+    /// Carried along (ids are unique, so it never decides the order).
+    ops_per_s: u64,
 }
 
 #[derive(Debug)]
@@ -221,7 +230,7 @@ impl Cluster {
             let node = &mut states[i];
             node.count += 1;
             node.bytes += p.bytes;
-            node.held.push(Part { bytes: p.bytes, id: p.id });
+            node.held.push(Part { bytes: p.bytes, id: p.id, ops_per_s: p.ops_per_s });
         }
         let weights: Vec<u64> = sorted_nodes.iter().zip(&states).map(|(n, s)| if s.eligible { n.weight as u64 } else { 0 }).collect();
         if !partitions.is_empty() && weights.iter().all(|&w| w == 0) {
@@ -323,7 +332,7 @@ impl Cluster {
         let r = &mut self.nodes[receiver];
         r.count += 1;
         r.bytes += part.bytes;
-        Move { partition: part.id, from, to: r.id, bytes: part.bytes }
+        Move { partition: part.id, from, to: r.id, bytes: part.bytes, ops_per_s: part.ops_per_s }
     }
 }
 

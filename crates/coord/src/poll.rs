@@ -9,6 +9,7 @@
 use crate::Coordinator;
 use crate::api::{ClusterStatus, NodeStatus, PartitionStatus};
 use crate::clients::NodeClients;
+use crate::load::LoadTracker;
 use evenkeel_rpc::pb;
 use evenkeel_types::{NodeId, NodeInfo, RoutingTable, keys};
 use std::collections::{BTreeSet, HashMap};
@@ -69,7 +70,9 @@ async fn collect(coord: &Coordinator) -> Result<ClusterStatus, evenkeel_meta::Me
     let live: BTreeSet<NodeId> = live.iter().filter_map(|kv| keys::node_id_of(&kv.key)).collect();
     let removed_nodes = crate::nodes::removed_ids(meta).await?;
     let stats = fetch_stats(&infos, &coord.clients, coord.config.stats_interval).await;
-    Ok(assemble(&infos, &live, &stats, table.as_ref(), coord.is_leader(), removed_nodes))
+    let mut load = coord.load.lock();
+    let status = assemble(&infos, &live, &stats, table.as_ref(), &mut load, evenkeel_types::unix_ms());
+    Ok(ClusterStatus { leader: coord.is_leader(), removed_nodes, ..status })
 }
 
 async fn fetch_stats(infos: &[NodeInfo], clients: &NodeClients, timeout: Duration) -> HashMap<NodeId, Result<pb::StatsResponse, String>> {
@@ -85,13 +88,15 @@ async fn fetch_stats(infos: &[NodeInfo], clients: &NodeClients, timeout: Duratio
     futures::future::join_all(calls).await.into_iter().collect()
 }
 
+/// The status from one poll's reads (`leader` and `removed_nodes` are left
+/// for the caller), feeding each owner's op counts to `load`.
 fn assemble(
     infos: &[NodeInfo],
     live: &BTreeSet<NodeId>,
     stats: &HashMap<NodeId, Result<pb::StatsResponse, String>>,
     table: Option<&RoutingTable>,
-    leader: bool,
-    removed_nodes: Vec<NodeId>,
+    load: &mut LoadTracker,
+    now_ms: u64,
 ) -> ClusterStatus {
     let mut per_partition: HashMap<(NodeId, u16), &pb::PartitionStats> = HashMap::new();
     for (&id, s) in stats {
@@ -105,8 +110,20 @@ fn assemble(
                 .iter()
                 .enumerate()
                 .map(|(p, e)| {
-                    let s = per_partition.get(&(e.owner, p as u16)).map_or_else(pb::PartitionStats::default, |s| **s);
-                    PartitionStatus { id: p as u16, owner: e.owner, epoch: e.epoch, keys: s.keys, bytes: s.bytes, log_next: s.log_next, tombstones: s.tombstones }
+                    let sample = per_partition.get(&(e.owner, p as u16));
+                    let rates = load.observe(p as u16, e.owner, sample.map(|s| (s.reads_total, s.writes_total)), now_ms);
+                    let s = sample.map_or_else(pb::PartitionStats::default, |s| **s);
+                    PartitionStatus {
+                        id: p as u16,
+                        owner: e.owner,
+                        epoch: e.epoch,
+                        keys: s.keys,
+                        bytes: s.bytes,
+                        log_next: s.log_next,
+                        tombstones: s.tombstones,
+                        reads_per_s: rates.reads_per_s,
+                        writes_per_s: rates.writes_per_s,
+                    }
                 })
                 .collect()
         })
@@ -116,10 +133,10 @@ fn assemble(
         bootstrapped: table.is_some(),
         epoch: table.map_or(0, |t| t.epoch),
         num_partitions: table.map_or(0, |t| t.num_partitions()),
-        leader,
+        leader: false,
         nodes,
         partitions,
-        removed_nodes,
+        removed_nodes: Vec::new(),
     }
 }
 
@@ -185,6 +202,8 @@ fn export(status: &ClusterStatus) {
         let part = p.id.to_string();
         metrics::gauge!("evenkeel_partition_keys", "partition" => part.clone()).set(p.keys as f64);
         metrics::gauge!("evenkeel_partition_bytes", "partition" => part.clone()).set(p.bytes as f64);
-        metrics::gauge!("evenkeel_partition_tombstones", "partition" => part).set(p.tombstones as f64);
+        metrics::gauge!("evenkeel_partition_tombstones", "partition" => part.clone()).set(p.tombstones as f64);
+        metrics::gauge!("evenkeel_partition_ops_per_second", "partition" => part.clone(), "kind" => "read").set(p.reads_per_s);
+        metrics::gauge!("evenkeel_partition_ops_per_second", "partition" => part, "kind" => "write").set(p.writes_per_s);
     }
 }

@@ -196,12 +196,15 @@ async fn plan_for(coord: &Coordinator, members: &[NodeInfo]) -> Result<Plan, Reb
     let table = RoutingTable::from_json(&table.value).map_err(RebalanceError::Invalid)?;
     let nodes: Vec<NodeLoad> = members.iter().map(|n| NodeLoad { id: n.id, weight: n.weight, draining: n.state == NodeState::Draining }).collect();
     let status = coord.status();
-    let bytes: HashMap<u16, u64> = status.partitions.iter().map(|p| (p.id, p.bytes)).collect();
+    let known: HashMap<u16, (u64, u64)> = status.partitions.iter().map(|p| (p.id, (p.bytes, p.ops_per_s().ceil() as u64))).collect();
     let partitions: Vec<PartitionLoad> = table
         .partitions
         .iter()
         .enumerate()
-        .map(|(p, e)| PartitionLoad { id: p as u16, owner: e.owner, bytes: bytes.get(&(p as u16)).copied().unwrap_or(0) })
+        .map(|(p, e)| {
+            let (bytes, ops_per_s) = known.get(&(p as u16)).copied().unwrap_or_default();
+            PartitionLoad { id: p as u16, owner: e.owner, bytes, ops_per_s }
+        })
         .collect();
     Ok(plan::plan(&nodes, &partitions)?)
 }

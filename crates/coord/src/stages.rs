@@ -6,8 +6,11 @@
 //! the plan. Each stage's share is cumulative ("1%, 10%, 50%, 100%" of the
 //! moves done by the end of each stage), so the stage sizes follow the plan
 //! whatever its length; a share rounds up to whole moves, and a stage that
-//! rounds to no new move is skipped. The smallest moves go first: the
-//! canary is the cheapest to copy and to roll back.
+//! rounds to no new move is skipped. The quietest partitions go first, the
+//! smallest among equally quiet ones ([`run_order`]): the seed's partition
+//! selection for a canary, which puts the fewest clients at risk and is the
+//! cheapest to copy and to roll back; the busiest partitions move last,
+//! once the earlier stages have shown the move does no harm.
 //!
 //! A stage runs its moves under the rebalance's usual limits. Once each of
 //! them has cut over (its migration is in bake, or done), the stage
@@ -203,15 +206,28 @@ pub fn format_ms(ms: u64) -> String {
     }
 }
 
+/// The order of a staged rebalance's moves: by load class first (0 for a
+/// partition no client used, else 1 + ⌊log₂ ops/s⌋: loads within the same
+/// power of two count alike, so a second's noise does not reorder
+/// partitions that carry about the same traffic), then the smallest, then
+/// by partition.
+pub fn run_order(m: &Move) -> (u32, u64, u16) {
+    let class = match m.ops_per_s {
+        0 => 0,
+        ops => 1 + ops.ilog2(),
+    };
+    (class, m.bytes, m.partition)
+}
+
 /// The stages a rebalance of `moves` runs, each with its moves (indices
-/// into `moves`): the smallest moves first (then by partition), each stage
+/// into `moves`): in [`run_order`] (quietest, then smallest), each stage
 /// by share taking its cumulative share rounded up (it may be left empty
 /// when the plan is short), a rings stage expanded into one stage per
 /// zone of the remaining moves' targets (`zone_of`), named after it
 /// ("ring us-west"), its share the one reached once it is done.
 pub fn assign(specs: &[StageSpec], moves: &[Move], zone_of: impl Fn(u32) -> Option<String>) -> Vec<Stage> {
     let mut order: Vec<usize> = (0..moves.len()).collect();
-    order.sort_by_key(|&i| (moves[i].bytes, moves[i].partition));
+    order.sort_by_key(|&i| run_order(&moves[i]));
     let mut out = Vec::with_capacity(specs.len());
     let mut taken = 0;
     for (i, s) in specs.iter().enumerate() {
@@ -492,7 +508,7 @@ mod tests {
     use super::*;
 
     fn mv(partition: u16, bytes: u64) -> Move {
-        Move { partition, from: 1, to: 4, bytes }
+        Move { partition, from: 1, to: 4, bytes, ops_per_s: 0 }
     }
 
     #[test]
@@ -566,13 +582,27 @@ mod tests {
     }
 
     #[test]
+    fn the_quietest_partitions_go_first_and_the_busiest_last() {
+        // Partition 0 is the smallest but the busiest; 1 no client uses; 2
+        // and 3 carry about the same load (the same power of two), so size
+        // orders them; 4 is busier.
+        let load = [(0, 10, 5_000), (1, 900, 0), (2, 500, 40), (3, 300, 60), (4, 200, 100)];
+        let moves: Vec<Move> = load.iter().map(|&(p, bytes, ops)| Move { partition: p, from: 1, to: 4, bytes, ops_per_s: ops }).collect();
+        let stages = moves_of(&assign(&parse("canary=20%,40%,100%").unwrap(), &moves, no_zone));
+        assert_eq!(stages, vec![vec![1], vec![3], vec![2, 4, 0]]);
+        assert_eq!(run_order(&moves[1]).0, 0, "no load is class 0");
+        assert_eq!((run_order(&moves[2]).0, run_order(&moves[3]).0), (6, 6), "40 and 60 ops/s alike");
+        assert!(run_order(&moves[0]) > run_order(&moves[4]));
+    }
+
+    #[test]
     fn rings_take_the_rest_one_zone_at_a_time() {
         let specs = parse("canary=10%:1m,rings@east|west:30m:approve").unwrap();
         assert_eq!(specs[1].rings, Some(vec!["east".to_string(), "west".to_string()]));
         assert_eq!(format(&specs), "canary=10%:1m,ring=rings@east|west:30m:approve");
         assert_eq!(parse(&format(&specs)).unwrap(), specs);
         // Ten moves into nodes 4 (north), 5 (west), 6 (east), 7 (no zone).
-        let moves: Vec<Move> = (0..10u16).map(|p| Move { partition: p, from: 1, to: 4 + (p as u32 % 4), bytes: 100 + p as u64 }).collect();
+        let moves: Vec<Move> = (0..10u16).map(|p| Move { partition: p, from: 1, to: 4 + (p as u32 % 4), bytes: 100 + p as u64, ops_per_s: 0 }).collect();
         let zone_of = |n: u32| match n {
             4 => Some("north".to_string()),
             5 => Some("west".to_string()),

@@ -36,6 +36,7 @@ pub mod health;
 pub(crate) mod inline;
 pub mod lane;
 pub mod lifecycle;
+pub mod load;
 pub mod migrate_rpc;
 pub mod ops;
 pub mod ownership;

@@ -65,6 +65,8 @@ pub(crate) struct NodeInner {
     pub inline_reads: crate::inline::Inline,
     /// Per-op Execute latency, summarized per wall-clock second.
     pub latency: SecondWindow,
+    /// Client ops served per partition (`crate::load`).
+    pub op_counts: crate::load::OpCounts,
     pub failpoints: Failpoints,
     /// The free disk kept: ops that add data are refused below it.
     pub disk: crate::health::DiskReserve,
@@ -180,6 +182,7 @@ impl NodeInner {
     pub fn new(id: NodeId, store: Store, lane: Lane, threads: OwnThreads) -> Self {
         let disk = crate::health::DiskReserve::new(store.dir(), store.min_free_disk_bytes());
         let relay = store.notifier().relay().clone();
+        let op_counts = crate::load::OpCounts::new(store.num_partitions());
         NodeInner {
             id,
             store,
@@ -192,6 +195,7 @@ impl NodeInner {
             inline_reads: Default::default(),
             bulk: threads.bulk,
             latency: SecondWindow::default(),
+            op_counts,
             failpoints: Failpoints::new(id),
             disk,
             gc_horizon: Default::default(),
@@ -372,6 +376,7 @@ impl NodeInner {
                 };
                 match self.store.execute_admitted(p, &op.key, kind, now_ms, admit) {
                     Ok(Ok((reply, record))) => {
+                        self.op_counts.record(p, is_write(op));
                         let record = record.filter(|_| op.want_record).map(|record| migrate_rpc::to_pb(&KeyRecord { key: op.key.clone(), record }));
                         return pb::OpResult { result: Some(reply), record };
                     }
@@ -490,7 +495,7 @@ impl pb::node_server::Node for NodeService {
                 let p = p as PartitionId;
                 let epoch = inner.ownership.entry_epoch(p);
                 // Owned, or holding data (tombstones too) all the same.
-                (epoch.is_some() || c.bytes > 0).then(|| partition_stats(p, c, epoch.unwrap_or(0)))
+                (epoch.is_some() || c.bytes > 0).then(|| partition_stats(p, c, epoch.unwrap_or(0), inner.op_counts.get(p)))
             })
             .collect();
         let mut stats = pb::StatsResponse {

@@ -1266,9 +1266,12 @@ fn log_entry(key: &[u8], record: &Record) -> Bytes {
     buf.freeze()
 }
 
-/// Converts a pb `PartitionStats` from counters.
-pub fn partition_stats(partition: PartitionId, c: &PartitionCounters, epoch: u64) -> pb::PartitionStats {
+/// Converts a pb `PartitionStats` from counters and the `(reads, writes)`
+/// served on the partition (`crate::load`).
+pub fn partition_stats(partition: PartitionId, c: &PartitionCounters, epoch: u64, (reads_total, writes_total): (u64, u64)) -> pb::PartitionStats {
     pb::PartitionStats {
+        reads_total,
+        writes_total,
         partition: partition as u32,
         keys: c.keys,
         bytes: c.bytes,

@@ -16,7 +16,7 @@ fn round_robin(owners: &[NodeId], sizes: &[u64]) -> Vec<PartitionLoad> {
     sizes
         .iter()
         .enumerate()
-        .map(|(p, &bytes)| PartitionLoad { id: p as PartitionId, owner: owners[p % owners.len()], bytes })
+        .map(|(p, &bytes)| PartitionLoad { id: p as PartitionId, owner: owners[p % owners.len()], bytes, ops_per_s: 0 })
         .collect()
 }
 
@@ -80,13 +80,13 @@ fn bytes_decide_which_partitions_move() {
     // Moving the two 10-byte partitions would balance counts but leave the
     // new node with 20 of 100 bytes; a 10 and a 40 balance both.
     let parts = vec![
-        PartitionLoad { id: 0, owner: 1, bytes: 10 },
-        PartitionLoad { id: 1, owner: 1, bytes: 40 },
-        PartitionLoad { id: 2, owner: 1, bytes: 10 },
-        PartitionLoad { id: 3, owner: 1, bytes: 40 },
+        PartitionLoad { id: 0, owner: 1, bytes: 10, ops_per_s: 0 },
+        PartitionLoad { id: 1, owner: 1, bytes: 40, ops_per_s: 0 },
+        PartitionLoad { id: 2, owner: 1, bytes: 10, ops_per_s: 0 },
+        PartitionLoad { id: 3, owner: 1, bytes: 40, ops_per_s: 0 },
     ];
     let plan = plan(&standard_nodes(1..=2), &parts).unwrap();
-    assert_eq!(plan.moves, vec![Move { partition: 0, from: 1, to: 2, bytes: 10 }, Move { partition: 1, from: 1, to: 2, bytes: 40 }]);
+    assert_eq!(plan.moves, vec![Move { partition: 0, from: 1, to: 2, bytes: 10, ops_per_s: 0 }, Move { partition: 1, from: 1, to: 2, bytes: 40, ops_per_s: 0 }]);
     assert_eq!(plan.after, vec![NodeSummary { id: 1, partitions: 2, bytes: 50 }, NodeSummary { id: 2, partitions: 2, bytes: 50 }]);
 }
 
@@ -237,7 +237,7 @@ proptest! {
         placed in proptest::collection::vec((any::<prop::sample::Index>(), 0u64..1000), 0..200),
     ) {
         let nodes: Vec<NodeLoad> = specs.iter().enumerate().map(|(i, &(weight, draining))| NodeLoad { id: 10 + i as NodeId, weight, draining }).collect();
-        let parts: Vec<PartitionLoad> = placed.iter().enumerate().map(|(p, (owner, bytes))| PartitionLoad { id: p as PartitionId, owner: nodes[owner.index(nodes.len())].id, bytes: *bytes }).collect();
+        let parts: Vec<PartitionLoad> = placed.iter().enumerate().map(|(p, (owner, bytes))| PartitionLoad { id: p as PartitionId, owner: nodes[owner.index(nodes.len())].id, bytes: *bytes, ops_per_s: 0 }).collect();
         let eligible: Vec<&NodeLoad> = nodes.iter().filter(|n| !n.draining && n.weight > 0).collect();
         let result = plan(&nodes, &parts);
         if eligible.is_empty() && !parts.is_empty() {

@@ -20,7 +20,7 @@ fn input(nodes: Vec<NodeStatus>, migrations: Vec<Migration>, router_p99_us: Opti
         num_partitions: 1,
         leader: true,
         nodes,
-        partitions: vec![PartitionStatus { id: 0, owner: 1, epoch: 1, keys: 0, bytes: 0, log_next: 0, tombstones: 0 }],
+        partitions: vec![PartitionStatus { id: 0, owner: 1, epoch: 1, keys: 0, bytes: 0, log_next: 0, tombstones: 0, reads_per_s: 0.0, writes_per_s: 0.0 }],
         removed_nodes: vec![],
     };
     let routers = router_p99_us
