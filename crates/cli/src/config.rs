@@ -144,6 +144,13 @@ pub struct MigrationSection {
     /// The p99 ratio (bake's typical second over the baseline) a staged
     /// rebalance's stage may reach; left out: the throttle's budget ratio.
     pub stage_p99_ratio_max: Option<f64>,
+    /// Rebalances also even out client load by swapping busy partitions
+    /// for quiet ones (a request may say otherwise); with `auto_rebalance`,
+    /// load uneven past `load_tolerance` starts one too, at most one per
+    /// `load_rebalance_cooldown_ms`.
+    pub balance_load: Option<bool>,
+    pub load_tolerance: Option<f64>,
+    pub load_rebalance_cooldown_ms: Option<u64>,
     /// Routing modes of new migrations (a move may override them).
     pub dual_write: Option<bool>,
     pub shadow_read_ratio: Option<f64>,
@@ -180,6 +187,11 @@ impl FileConfig {
         {
             anyhow::bail!("{}: [migration]: stage_p99_ratio_max must be at least 1.0, not {r}", path.display());
         }
+        if let Some(t) = m.load_tolerance
+            && !(t.is_finite() && t > 0.0)
+        {
+            anyhow::bail!("{}: [migration]: load_tolerance must be above 0, not {t}", path.display());
+        }
         if let Some(spec) = &m.rebalance_stages {
             evenkeel_coord::stages::parse(spec).map_err(|e| anyhow::anyhow!("{}: [migration]: rebalance_stages: {e}", path.display()))?;
         }
@@ -211,6 +223,12 @@ impl FileConfig {
         }
         if m.stage_p99_ratio_max.is_some() {
             coord.stage_p99_ratio_max = m.stage_p99_ratio_max;
+        }
+        // `load_tolerance` alone changes the tolerance, not whether.
+        let base = coord.balance_load.unwrap_or_default();
+        coord.balance_load = m.balance_load.unwrap_or(coord.balance_load.is_some()).then(|| evenkeel_coord::plan::LoadBalance { tolerance: m.load_tolerance.unwrap_or(base.tolerance), ..base });
+        if let Some(ms) = m.load_rebalance_cooldown_ms {
+            coord.load_rebalance_cooldown = std::time::Duration::from_millis(ms);
         }
         let settle_ms = m.auto_rebalance_settle_ms.unwrap_or(DEFAULT_AUTO_REBALANCE_SETTLE_MS);
         match m.auto_rebalance {
@@ -294,6 +312,9 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             auto_rebalance: Some(opts.coord.auto_rebalance_settle.is_some()),
             auto_rebalance_settle_ms: Some(opts.coord.auto_rebalance_settle.map_or(DEFAULT_AUTO_REBALANCE_SETTLE_MS, |d| d.as_millis() as u64)),
             stage_p99_ratio_max: opts.coord.stage_p99_ratio_max,
+            balance_load: Some(opts.coord.balance_load.is_some()),
+            load_tolerance: Some(opts.coord.balance_load.unwrap_or_default().tolerance),
+            load_rebalance_cooldown_ms: Some(opts.coord.load_rebalance_cooldown.as_millis() as u64),
             dual_write: Some(opts.coord.modes.route.dual_write),
             shadow_read_ratio: Some(opts.coord.modes.route.shadow_read_ratio),
             copy_on_read: Some(opts.coord.modes.route.copy_on_read),
@@ -383,6 +404,20 @@ mod tests {
         let mut coord = evenkeel_coord::CoordConfig::default();
         load("[migration]\nstage_p99_ratio_max = 1.5\n").unwrap().apply_migration(&mut coord);
         assert_eq!(coord.stage_p99_ratio_max, Some(1.5));
+    }
+
+    #[test]
+    fn load_balancing_is_off_unless_turned_on() {
+        let mut coord = evenkeel_coord::CoordConfig::default();
+        load("[migration]\nload_tolerance = 0.5\n").unwrap().apply_migration(&mut coord);
+        assert_eq!(coord.balance_load, None, "a tolerance alone turns nothing on");
+        load("[migration]\nbalance_load = true\nload_tolerance = 0.5\nload_rebalance_cooldown_ms = 60000\n").unwrap().apply_migration(&mut coord);
+        assert_eq!(coord.balance_load.map(|l| l.tolerance), Some(0.5));
+        assert_eq!(coord.load_rebalance_cooldown, std::time::Duration::from_secs(60));
+        load("[migration]\nbalance_load = false\n").unwrap().apply_migration(&mut coord);
+        assert_eq!(coord.balance_load, None);
+        let err = load("[migration]\nload_tolerance = 0\n").unwrap_err();
+        assert!(format!("{err:#}").contains("load_tolerance must be above 0"), "{err:#}");
     }
 
     #[test]

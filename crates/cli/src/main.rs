@@ -332,6 +332,22 @@ enum ThrottleCommand {
     },
 }
 
+/// Whether a rebalance also evens out client load.
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// Also even out client load: swap busy partitions of the busiest
+    /// nodes for quiet ones of the quietest (`--balance-load false`: counts
+    /// and bytes only) [default: the configuration's balance_load, off
+    /// unless set]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    balance_load: Option<bool>,
+    /// Swap while the busiest node carries more than 1 + T times its share
+    /// of the load [default: the configuration's load_tolerance, 0.25];
+    /// implies --balance-load
+    #[arg(long, value_name = "T")]
+    load_tolerance: Option<f64>,
+}
+
 #[derive(Subcommand)]
 enum RebalanceCommand {
     /// Show the moves a rebalance would make now (and, with --stages, the
@@ -340,6 +356,8 @@ enum RebalanceCommand {
         /// Split the moves as `rebalance start --stages SPEC` would.
         #[arg(long)]
         stages: Option<String>,
+        #[command(flatten)]
+        load: LoadArgs,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -367,6 +385,8 @@ enum RebalanceCommand {
         /// stage_p99_ratio_max, else the throttle's budget ratio]
         #[arg(long)]
         stage_p99_ratio_max: Option<f64>,
+        #[command(flatten)]
+        load: LoadArgs,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -773,10 +793,16 @@ async fn shutdown_signal() {
 async fn rebalance(command: RebalanceCommand) -> anyhow::Result<()> {
     use evenkeel::rebalance as r;
     match command {
-        RebalanceCommand::Plan { stages, admin } => r::plan(&admin.admin, stages.as_deref(), admin.json).await,
-        RebalanceCommand::Start { wait, stages, on_stage_failure, stage_p99_ratio_max, admin } => {
+        RebalanceCommand::Plan { stages, load, admin } => r::plan(&admin.admin, stages.as_deref(), load.balance_load, load.load_tolerance, admin.json).await,
+        RebalanceCommand::Start { wait, stages, on_stage_failure, stage_p99_ratio_max, load, admin } => {
             let on_failure = on_stage_failure.map(|f| if f == "rollback" { evenkeel_coord::rebalance::OnStageFailure::Rollback } else { evenkeel_coord::rebalance::OnStageFailure::Pause });
-            let request = evenkeel_coord::rebalance::StartRequest { stages: stages.map(evenkeel_coord::rebalance::StagesArg::Spec), on_stage_failure: on_failure, stage_p99_ratio_max };
+            let request = evenkeel_coord::rebalance::StartRequest {
+                stages: stages.map(evenkeel_coord::rebalance::StagesArg::Spec),
+                on_stage_failure: on_failure,
+                stage_p99_ratio_max,
+                balance_load: load.balance_load,
+                load_tolerance: load.load_tolerance,
+            };
             r::start(&admin.admin, wait, request, admin.json).await
         }
         RebalanceCommand::Status(a) => r::status(&a.admin, a.json).await,

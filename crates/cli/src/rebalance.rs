@@ -9,15 +9,19 @@ use std::time::Duration;
 
 const POLL: Duration = Duration::from_millis(500);
 
-pub async fn plan(admin: &str, stages: Option<&str>, json: bool) -> anyhow::Result<()> {
-    let query: Vec<(&str, &str)> = match stages {
-        Some(spec) => {
-            evenkeel_coord::stages::parse(spec).map_err(|e| anyhow::anyhow!("--stages: {e}"))?;
-            vec![("stages", spec)]
-        }
-        None => Vec::new(),
-    };
-    let preview: PlanPreview = AdminClient::new(admin)?.get_json_query("/v1/rebalance/plan", &query).await?;
+pub async fn plan(admin: &str, stages: Option<&str>, balance_load: Option<bool>, load_tolerance: Option<f64>, json: bool) -> anyhow::Result<()> {
+    let mut query: Vec<(&str, String)> = Vec::new();
+    if let Some(spec) = stages {
+        evenkeel_coord::stages::parse(spec).map_err(|e| anyhow::anyhow!("--stages: {e}"))?;
+        query.push(("stages", spec.to_string()));
+    }
+    if let Some(b) = balance_load {
+        query.push(("balance_load", b.to_string()));
+    }
+    if let Some(t) = load_tolerance {
+        query.push(("load_tolerance", t.to_string()));
+    }
+    let preview: PlanPreview = AdminClient::new(admin)?.get_json_query("/v1/rebalance/plan", &query.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&preview)?);
         return Ok(());
@@ -37,6 +41,9 @@ fn print_plan(plan: &Plan) {
     for m in &plan.moves {
         println!("  partition {:>5}: node {} -> node {} ({} bytes, {} ops/s)", m.partition, m.from, m.to, m.bytes, m.ops_per_s);
     }
+    if let Some(l) = &plan.load {
+        println!("load: {} swaps; the busiest node carries {:.2}x its share of the load now, {:.2}x after", l.swaps, l.spread_before, l.spread_after);
+    }
     println!("{:<6} {:>18} {:>18}", "NODE", "BEFORE (parts/B)", "AFTER (parts/B)");
     for (b, a) in plan.before.iter().zip(&plan.after) {
         println!("{:<6} {:>7}/{:<10} {:>7}/{:<10}", b.id, b.partitions, b.bytes, a.partitions, a.bytes);
@@ -52,6 +59,9 @@ pub async fn start(admin: &str, wait: bool, request: StartRequest, json: bool) -
     let r: Rebalance = client.post_json_with("/v1/rebalance", &serde_json::to_value(&request)?).await?;
     if !json {
         println!("rebalance {} started: {} moves", r.id, r.plan.moves.len());
+        if let Some(l) = r.plan.load.filter(|l| l.swaps > 0) {
+            println!("  {} of them in {} swaps for load (the busiest node at {:.2}x its share, {:.2}x after)", 2 * l.swaps, l.swaps, l.spread_before, l.spread_after);
+        }
         for line in stage_lines(&r) {
             println!("  {line}");
         }
@@ -142,8 +152,11 @@ pub async fn status(admin: &str, json: bool) -> anyhow::Result<()> {
         println!("no rebalance has run");
         return Ok(());
     };
-    let how = if r.auto { " (started automatically: the membership changed)" } else { "" };
+    let how = r.started_because().map(|why| format!(" (started automatically: {why})")).unwrap_or_default();
     println!("rebalance {}{how}: {}", r.id, headline(r, &status));
+    if let Some(l) = r.plan.load.filter(|l| l.swaps > 0) {
+        println!("  load: {} swaps; the busiest node carried {:.2}x its share of the load, {:.2}x planned after", l.swaps, l.spread_before, l.spread_after);
+    }
     for line in stage_lines(r) {
         println!("  {line}");
     }

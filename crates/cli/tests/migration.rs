@@ -638,6 +638,66 @@ async fn a_staged_rebalance_moves_the_quietest_partitions_first() {
     cluster.shutdown().await.unwrap();
 }
 
+/// Reads `keys` in MGETs until `stop`; each key's partition counts one op
+/// per read.
+fn read_until(client: &redis::Client, keys: Vec<String>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut reads = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let got: Vec<Option<String>> = conn.mget(&keys).await.unwrap();
+            assert!(got.iter().all(Option::is_some), "a key read as missing");
+            reads += 1;
+        }
+        reads
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_evens_out_uneven_load_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path(), 16, 100);
+    opts.coord.auto_rebalance_settle = Some(Duration::from_millis(500));
+    opts.coord.balance_load = Some(evenkeel_coord::plan::LoadBalance::default());
+    opts.coord.load_rebalance_cooldown = Duration::from_secs(600);
+    let (cluster, admin, http, client, keys) = filled_cluster(opts, "even").await;
+    // Node 1's six partitions (0, 3, ..., 15) take every read, evenly.
+    let hot: Vec<u16> = routing(&cluster).await.partitions_of(1);
+    assert_eq!(hot.len(), 6, "{hot:?}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = read_until(&client, hot.iter().flat_map(|&p| keys_in("even", p, 16, 20)).collect(), stop.clone());
+
+    // Automatic rebalancing sees the spread (3x node 1's share) and swaps
+    // hot partitions for quiet ones until each node has two.
+    let s = wait_rebalance(&http, &admin, "a load rebalance starts by itself", Duration::from_secs(30), |_| true).await;
+    let r = s.rebalance.unwrap();
+    assert!(r.auto, "{r:?}");
+    let load = r.plan.load.expect("the plan has a load phase");
+    assert!(load.spread_before > 2.0, "{load:?}");
+    assert_eq!(r.plan.moves.len(), 2 * load.swaps, "swaps alone: the counts were even");
+    for pair in r.plan.moves.chunks(2) {
+        assert!(pair[0].from == 1 && hot.contains(&pair[0].partition) && pair[1].to == 1 && !hot.contains(&pair[1].partition), "{pair:?}");
+    }
+    let end = wait_rebalance_end(&http, &admin, Duration::from_secs(60)).await;
+    let r = end.rebalance.unwrap();
+    assert_eq!(r.state, evenkeel_coord::rebalance::State::Done, "{r:?}");
+    let table = routing(&cluster).await;
+    for node in 1..=3 {
+        let mine = hot.iter().filter(|&&p| table.entry(p).unwrap().owner == node).count();
+        assert_eq!(mine, 2, "node {node} holds {mine} of the busy partitions");
+        assert_eq!(table.partitions_of(node).len(), if node == 1 { 6 } else { 5 }, "counts unchanged");
+    }
+    // Even now: nothing more starts (and the cooldown would hold it).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = http.get(format!("{admin}/v1/rebalance")).send().await.unwrap().json::<evenkeel_coord::api::RebalanceStatus>().await.unwrap();
+    assert_eq!(s.rebalance.unwrap().id, r.id, "no second rebalance");
+    stop.store(true, Ordering::Relaxed);
+    assert!(reader.await.unwrap() > 0);
+    check_filled(&client, &keys, 100).await;
+    cluster.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_whose_move_fails_halts_the_rebalance_until_resumed() {
     let dir = tempfile::tempdir().unwrap();

@@ -19,9 +19,24 @@
 //!   for every node to be healthy (a rebalance onto a sick node would only
 //!   pause at its health gate).
 //!
+//! With `balance_load` configured, uneven client load starts one too (a
+//! *load rebalance*: swaps of busy partitions for quiet ones, see
+//! [`crate::plan`]), on the same membership, when:
+//!
+//! - the plan, with its load phase, has moves: the busiest node carries
+//!   more than `1 + tolerance` of its share of a cluster load of at least
+//!   `min_ops_per_s` (per-partition loads are minute averages already), and
+//!   has for the settling time;
+//! - the last rebalance ended DONE at least the cooldown
+//!   (`load_rebalance_cooldown_ms`, 30 minutes) ago: one that was
+//!   cancelled, failed or halted leaves the cluster to the operator until
+//!   the membership changes, and the cooldown keeps load that wanders from
+//!   partition to partition from keeping data in motion.
+//!
 //! The decision ([`decide`]) is a pure function of what the tick sees; the
-//! time the membership last changed is kept in memory, so a new leader
-//! waits a full settling time before starting anything.
+//! times the membership last changed and the load turned uneven are kept
+//! in memory, so a new leader waits a full settling time before starting
+//! anything.
 
 use crate::Coordinator;
 use crate::rebalance::{self, Rebalance};
@@ -66,14 +81,30 @@ pub struct Input {
     pub membership: u64,
     /// When this coordinator first saw the membership as it is now.
     pub membership_since_ms: u64,
-    /// The last rebalance: whether it is still active, and the membership
-    /// it planned for (None: recorded before digests were kept).
-    pub last: Option<(bool, Option<u64>)>,
-    /// Moves the plan would make now.
+    /// The last rebalance, if any.
+    pub last: Option<Last>,
+    /// Moves the plan would make now (with its load phase, if configured).
     pub planned_moves: usize,
+    /// Of those, swaps of the load phase (two moves each).
+    pub load_swaps: usize,
+    /// Since when this coordinator has seen the plan call for swaps.
+    pub uneven_since_ms: u64,
     /// Nodes that are not healthy now.
     pub unhealthy: usize,
     pub settle_ms: u64,
+    pub cooldown_ms: u64,
+}
+
+/// The last rebalance as [`decide`] needs it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Last {
+    pub active: bool,
+    /// The membership it planned for (None: recorded before digests were
+    /// kept).
+    pub membership: Option<u64>,
+    /// It ended DONE.
+    pub done: bool,
+    pub finished_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -84,15 +115,31 @@ pub enum Decision {
 }
 
 pub fn decide(i: &Input) -> Decision {
+    let settled = |since: u64| i.now_ms.saturating_sub(since) >= i.settle_ms;
     match i.last {
-        Some((true, _)) => return Decision::Wait("a rebalance is running"),
-        Some((false, Some(planned))) if planned == i.membership => return Decision::Wait("the last rebalance planned for this membership"),
+        Some(Last { active: true, .. }) => return Decision::Wait("a rebalance is running"),
+        Some(last) if last.membership == Some(i.membership) => {
+            // The membership is as planned for: only load may call for more.
+            if i.load_swaps == 0 {
+                return Decision::Wait("the last rebalance planned for this membership");
+            }
+            if !last.done {
+                return Decision::Wait("load is uneven, but the last rebalance did not finish: left to the operator");
+            }
+            if i.now_ms.saturating_sub(last.finished_ms.unwrap_or(0)) < i.cooldown_ms {
+                return Decision::Wait("load is uneven: cooling down after the last rebalance");
+            }
+        }
         _ => {}
     }
     if i.planned_moves == 0 {
         return Decision::Wait("balanced");
     }
-    if i.now_ms.saturating_sub(i.membership_since_ms) < i.settle_ms {
+    // A plan of swaps alone is for load, which must stay uneven a while.
+    if i.planned_moves == 2 * i.load_swaps && !settled(i.uneven_since_ms) {
+        return Decision::Wait("load is uneven: settling");
+    }
+    if !settled(i.membership_since_ms) {
         return Decision::Wait("the membership changed recently: settling");
     }
     if i.unhealthy > 0 {
@@ -106,6 +153,8 @@ pub fn decide(i: &Input) -> Decision {
 #[derive(Default)]
 pub struct Watch {
     seen: Mutex<Option<(u64, u64)>>,
+    /// Since when the plan has called for swaps.
+    uneven: Mutex<Option<u64>>,
     last: Mutex<Option<String>>,
 }
 
@@ -118,6 +167,17 @@ impl Watch {
 
     fn note(&self, what: &str) {
         *self.last.lock() = Some(what.to_string());
+    }
+
+    /// Since when the plan has called for swaps (now, if it did not at the
+    /// last look); forgotten when it does not.
+    fn uneven_since(&self, swaps: usize, now_ms: u64) -> u64 {
+        let mut uneven = self.uneven.lock();
+        if swaps == 0 {
+            *uneven = None;
+            return now_ms;
+        }
+        *uneven.get_or_insert(now_ms)
     }
 
     /// When `membership` was first seen (now, if it differs from the last).
@@ -134,14 +194,31 @@ impl Watch {
 }
 
 /// One leader tick: starts a rebalance if [`decide`] says so.
-pub async fn tick(coord: &Coordinator, settle_ms: u64) -> Result<Option<Rebalance>, rebalance::RebalanceError> {
+pub async fn tick(coord: &Coordinator, settle_ms: u64, cooldown_ms: u64) -> Result<Option<Rebalance>, rebalance::RebalanceError> {
     let now_ms = evenkeel_types::unix_ms();
     let members = crate::nodes::members(coord.meta()).await?;
     let membership = digest(&members);
     let membership_since_ms = coord.auto_watch().since(membership, now_ms);
-    let last = rebalance::load(coord.meta()).await?.map(|(r, _)| (r.state.is_active(), r.membership));
+    let last = rebalance::load(coord.meta()).await?.map(|(r, _)| Last {
+        active: r.state.is_active(),
+        membership: r.membership,
+        done: r.state == rebalance::State::Done,
+        finished_ms: r.finished_ms,
+    });
+    let load_on = coord.balance_load().is_some();
     // Cheap checks first: planning reads the routing table and stats.
-    let early = Input { now_ms, membership, membership_since_ms, last, planned_moves: 1, unhealthy: 0, settle_ms };
+    let early = Input {
+        now_ms,
+        membership,
+        membership_since_ms,
+        last,
+        planned_moves: 1,
+        load_swaps: load_on as usize,
+        uneven_since_ms: 0,
+        unhealthy: 0,
+        settle_ms,
+        cooldown_ms,
+    };
     if let Decision::Wait(why) = decide(&early) {
         coord.auto_watch().note(why);
         return Ok(None);
@@ -152,7 +229,15 @@ pub async fn tick(coord: &Coordinator, settle_ms: u64) -> Result<Option<Rebalanc
         coord.auto_watch().note("waiting for the stats of a new node");
         return Ok(None);
     }
-    let input = Input { planned_moves: rebalance::current_plan(coord).await?.moves.len(), unhealthy: status.nodes.iter().filter(|n| !n.healthy).count(), ..early };
+    let plan = rebalance::current_plan(coord).await?;
+    let load_swaps = plan.load.map_or(0, |l| l.swaps);
+    let input = Input {
+        planned_moves: plan.moves.len(),
+        load_swaps,
+        uneven_since_ms: coord.auto_watch().uneven_since(load_swaps, now_ms),
+        unhealthy: status.nodes.iter().filter(|n| !n.healthy).count(),
+        ..early
+    };
     match decide(&input) {
         Decision::Start => {
             let options = rebalance::StartOptions {
@@ -161,9 +246,11 @@ pub async fn tick(coord: &Coordinator, settle_ms: u64) -> Result<Option<Rebalanc
                 on_stage_failure: Default::default(),
                 auto: true,
                 stage_p99_ratio_max: coord.stage_p99_ratio_max(),
+                load: coord.balance_load(),
             };
             let r = rebalance::start(coord, options).await?;
-            tracing::info!(rebalance = %r.id, moves = r.plan.moves.len(), "membership changed: rebalance started automatically");
+            let why = if last.is_some_and(|l| l.membership == Some(membership)) { "load uneven" } else { "membership changed" };
+            tracing::info!(rebalance = %r.id, moves = r.plan.moves.len(), swaps = load_swaps, "{why}: rebalance started automatically");
             metrics::counter!("evenkeel_rebalance_auto_started_total").increment(1);
             coord.auto_watch().note(&format!("started rebalance {}", r.id));
             Ok(Some(r))
@@ -210,17 +297,67 @@ mod tests {
 
     #[test]
     fn starts_once_per_membership_after_it_settles() {
-        let base = Input { now_ms: 100_000, membership: 7, membership_since_ms: 60_000, last: None, planned_moves: 8, unhealthy: 0, settle_ms: 30_000 };
+        let base = input();
         assert_eq!(decide(&base), Decision::Start, "a new cluster's first membership change");
         assert_eq!(decide(&Input { membership_since_ms: 80_000, ..base.clone() }), Decision::Wait("the membership changed recently: settling"));
-        assert_eq!(decide(&Input { last: Some((true, Some(6))), ..base.clone() }), Decision::Wait("a rebalance is running"));
+        assert_eq!(decide(&Input { last: Some(last(true, Some(6), false)), ..base.clone() }), Decision::Wait("a rebalance is running"));
         // Whatever the last one's end (done, cancelled, failed), not again
         // for the membership it planned for.
-        assert_eq!(decide(&Input { last: Some((false, Some(7))), ..base.clone() }), Decision::Wait("the last rebalance planned for this membership"));
-        assert_eq!(decide(&Input { last: Some((false, Some(6))), ..base.clone() }), Decision::Start, "the membership changed since");
-        assert_eq!(decide(&Input { last: Some((false, None)), ..base.clone() }), Decision::Start);
+        for done in [true, false] {
+            assert_eq!(decide(&Input { last: Some(last(false, Some(7), done)), ..base.clone() }), Decision::Wait("the last rebalance planned for this membership"));
+        }
+        assert_eq!(decide(&Input { last: Some(last(false, Some(6), false)), ..base.clone() }), Decision::Start, "the membership changed since");
+        assert_eq!(decide(&Input { last: Some(last(false, None, false)), ..base.clone() }), Decision::Start);
         assert_eq!(decide(&Input { planned_moves: 0, ..base.clone() }), Decision::Wait("balanced"));
         assert_eq!(decide(&Input { unhealthy: 1, ..base.clone() }), Decision::Wait("a node is unhealthy"));
+    }
+
+    fn input() -> Input {
+        Input {
+            now_ms: 100_000,
+            membership: 7,
+            membership_since_ms: 60_000,
+            last: None,
+            planned_moves: 8,
+            load_swaps: 0,
+            uneven_since_ms: 0,
+            unhealthy: 0,
+            settle_ms: 30_000,
+            cooldown_ms: 1_800_000,
+        }
+    }
+
+    fn last(active: bool, membership: Option<u64>, done: bool) -> Last {
+        Last { active, membership, done, finished_ms: Some(10_000) }
+    }
+
+    #[test]
+    fn uneven_load_starts_a_rebalance_after_the_cooldown_if_the_last_one_finished() {
+        let now = 10_000 + 1_800_000;
+        let base = Input { now_ms: now, last: Some(last(false, Some(7), true)), planned_moves: 4, load_swaps: 2, uneven_since_ms: now - 30_000, ..input() };
+        assert_eq!(decide(&base), Decision::Start, "same membership, uneven load, cooled down, settled");
+        assert_eq!(decide(&Input { load_swaps: 0, planned_moves: 0, ..base.clone() }), Decision::Wait("the last rebalance planned for this membership"));
+        assert_eq!(decide(&Input { now_ms: now - 1, uneven_since_ms: 0, ..base.clone() }), Decision::Wait("load is uneven: cooling down after the last rebalance"));
+        assert_eq!(decide(&Input { uneven_since_ms: now - 29_999, ..base.clone() }), Decision::Wait("load is uneven: settling"));
+        let first = Input { last: None, uneven_since_ms: now - 1, ..base.clone() };
+        assert_eq!(decide(&first), Decision::Wait("load is uneven: settling"), "no rebalance yet: load settles all the same");
+        assert_eq!(decide(&Input { planned_moves: 6, ..first }), Decision::Start, "moves for counts too: the membership's settling is what counts");
+        assert_eq!(
+            decide(&Input { last: Some(last(false, Some(7), false)), ..base.clone() }),
+            Decision::Wait("load is uneven, but the last rebalance did not finish: left to the operator")
+        );
+        assert_eq!(decide(&Input { unhealthy: 1, ..base.clone() }), Decision::Wait("a node is unhealthy"));
+        assert_eq!(decide(&Input { last: Some(last(true, Some(7), false)), ..base }), Decision::Wait("a rebalance is running"));
+    }
+
+    #[test]
+    fn the_watch_dates_uneven_load_from_when_it_was_first_seen() {
+        let w = Watch::default();
+        assert_eq!(w.uneven_since(0, 5), 5);
+        assert_eq!(w.uneven_since(2, 10), 10);
+        assert_eq!(w.uneven_since(1, 40), 10, "still uneven");
+        assert_eq!(w.uneven_since(0, 50), 50);
+        assert_eq!(w.uneven_since(3, 60), 60, "uneven again: a new start");
     }
 
     #[test]

@@ -185,8 +185,11 @@ fn rebalance(v: &View) -> Markup {
     let phase: HashMap<&str, &str> = v.migrations.iter().map(|m| (m.id.as_str(), m.state.as_str())).collect();
     let done = r.migrations.iter().flatten().filter(|id| phase.get(id.as_str()) == Some(&"DONE")).count();
     html! {
-        h2 { "Rebalance " (r.id) @if r.auto { " " span.muted { "(started automatically: the membership changed)" } } }
+        h2 { "Rebalance " (r.id) @if let Some(why) = r.started_because() { " " span.muted { "(started automatically: " (why) ")" } } }
         (auto)
+        @if let Some(l) = r.plan.load.filter(|l| l.swaps > 0) {
+            p { (format!("load: {} swaps; the busiest node carried {:.2}x its share of the client load, {:.2}x planned after", l.swaps, l.spread_before, l.spread_after)) }
+        }
         p {
             strong { (format!("{:?}", r.state)) } ": " (done) " of " (r.plan.moves.len()) " moves done, " (bytes(r.plan.moved_bytes)) " of " (bytes(r.plan.total_bytes)) " to move"
             @if let Some(why) = &r.halted {
@@ -427,7 +430,7 @@ mod tests {
             state: State::Running,
             created_ms: 0,
             finished_ms: None,
-            plan: Plan { moves: vec![Move { partition: 1, from: 1, to: 4, bytes: 1024, ops_per_s: 0 }], moved_bytes: 1024, total_bytes: 4096, before: vec![], after: vec![] },
+            plan: Plan { moves: vec![Move { partition: 1, from: 1, to: 4, bytes: 1024, ops_per_s: 0 }], moved_bytes: 1024, total_bytes: 4096, before: vec![], after: vec![], load: None },
             migrations: vec![Some("m-done".into())],
             skipped: vec![None],
             limits: Limits::default(),

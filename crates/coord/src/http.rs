@@ -15,13 +15,15 @@
 //!   process cannot start nodes). `POST /v1/nodes/{id}/{drain|activate|remove}`
 //!   (remove: 409 unless the node owns nothing); `POST /v1/nodes/{id}/zone`
 //!   `{"zone": Z}` places a node in a zone (`null`: none).
-//! - `GET /v1/rebalance/plan[?stages=SPEC]`: the moves a rebalance would
-//!   make now (and the stages they would run in).
+//! - `GET /v1/rebalance/plan[?stages=SPEC&balance_load=true&load_tolerance=T]`:
+//!   the moves a rebalance would make now (and the stages they would run
+//!   in; with `balance_load`, the swaps that even out client load too).
 //!   `POST /v1/rebalance`: start one (409 while one is active); an optional
 //!   body `{"stages": "canary=1%:10m:approve,100%"}` (or a list of stage
 //!   objects) runs it in stages, `"on_stage_failure": "rollback"` rolls it
 //!   back when a stage fails (default `"pause"`), `"stage_p99_ratio_max"`
-//!   sets the p99 ratio a stage's bake may reach.
+//!   sets the p99 ratio a stage's bake may reach, `"balance_load": true`
+//!   (and `"load_tolerance": T`) evens out client load too.
 //!   `GET /v1/rebalance`: it and its migrations.
 //!   `POST /v1/rebalance/{pause|resume|cancel|rollback|approve}`.
 //! - `GET /v1/throttle`: the throttle's settings and its last decision
@@ -189,14 +191,28 @@ fn rebalance_error(e: crate::rebalance::RebalanceError) -> Response {
     error(code, &e.to_string())
 }
 
-/// `GET /v1/rebalance/plan[?stages=SPEC]`.
+/// `GET /v1/rebalance/plan[?stages=SPEC&balance_load=BOOL&load_tolerance=T]`.
 async fn rebalance_plan(State(c): State<Arc<Coordinator>>, Query(q): Query<HashMap<String, String>>) -> Response {
     let specs = match q.get("stages").map(|s| crate::stages::parse(s)) {
         None => Vec::new(),
         Some(Ok(specs)) => specs,
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &format!("stages: {e}")),
     };
-    crate::rebalance::preview(&c, &specs).await.map_or_else(rebalance_error, |p| Json(p).into_response())
+    let balance_load = match q.get("balance_load").map(|b| b.parse::<bool>()) {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "balance_load: use true or false"),
+    };
+    let load_tolerance = match q.get("load_tolerance").map(|t| t.parse::<f64>()) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "load_tolerance: not a number"),
+    };
+    let load = match crate::rebalance::load_balance(balance_load, load_tolerance, c.balance_load()) {
+        Ok(load) => load,
+        Err(e) => return rebalance_error(e),
+    };
+    crate::rebalance::preview(&c, &specs, load).await.map_or_else(rebalance_error, |p| Json(p).into_response())
 }
 
 async fn rebalance_start(State(c): State<Arc<Coordinator>>, body: axum::body::Bytes) -> Response {
@@ -214,12 +230,17 @@ async fn rebalance_start(State(c): State<Arc<Coordinator>>, body: axum::body::By
         Some(Ok(stages)) => stages,
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &format!("stages: {e}")),
     };
+    let load = match crate::rebalance::load_balance(request.balance_load, request.load_tolerance, c.balance_load()) {
+        Ok(load) => load,
+        Err(e) => return rebalance_error(e),
+    };
     let options = crate::rebalance::StartOptions {
         limits: c.rebalance_limits(),
         stages,
         on_stage_failure: request.on_stage_failure.unwrap_or_default(),
         auto: false,
         stage_p99_ratio_max: request.stage_p99_ratio_max.or(c.stage_p99_ratio_max()),
+        load,
     };
     match crate::rebalance::start(&c, options).await {
         Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),

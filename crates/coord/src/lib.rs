@@ -68,6 +68,14 @@ pub struct CoordConfig {
     /// The p99 ratio a stage's bake may reach, unless a request says
     /// otherwise; None: the throttle's budget ratio.
     pub stage_p99_ratio_max: Option<f64>,
+    /// Rebalances also even out client load ([`plan::plan_with`]), unless
+    /// a request says otherwise; with automatic rebalancing, a load spread
+    /// past the tolerance starts one too ([`auto`]). None: counts and bytes
+    /// only.
+    pub balance_load: Option<plan::LoadBalance>,
+    /// The least time between the end of one rebalance and a rebalance
+    /// automatic rebalancing starts for load.
+    pub load_rebalance_cooldown: Duration,
     /// Throttle settings stored when the coordinator starts (from the
     /// configuration file); None keeps what is stored.
     pub throttle: Option<throttle::Settings>,
@@ -86,6 +94,8 @@ impl Default for CoordConfig {
             rebalance_stages: Vec::new(),
             auto_rebalance_settle: None,
             stage_p99_ratio_max: None,
+            balance_load: None,
+            load_rebalance_cooldown: Duration::from_secs(1800),
             throttle: None,
         }
     }
@@ -162,6 +172,11 @@ impl Coordinator {
     /// The configured p99 ratio a stage's bake may reach.
     pub fn stage_p99_ratio_max(&self) -> Option<f64> {
         self.config.stage_p99_ratio_max
+    }
+
+    /// The load phase rebalances run with unless a request says otherwise.
+    pub fn balance_load(&self) -> Option<plan::LoadBalance> {
+        self.config.balance_load
     }
 
     pub(crate) fn auto_watch(&self) -> &auto::Watch {
@@ -262,7 +277,7 @@ impl Coordinator {
             // Automatic rebalancing looks once a second (five ticks).
             ticks = ticks.wrapping_add(1);
             if let Some(settle) = self.config.auto_rebalance_settle.filter(|_| ticks.is_multiple_of(5))
-                && let Err(e) = auto::tick(self, settle.as_millis() as u64).await
+                && let Err(e) = auto::tick(self, settle.as_millis() as u64, self.config.load_rebalance_cooldown.as_millis() as u64).await
             {
                 tracing::warn!(error = %e, "automatic rebalancing could not look at the cluster");
             }

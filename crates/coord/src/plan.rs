@@ -30,6 +30,25 @@
 //! `moved_bytes ≤ max(L, ⌊B/(N+1)⌋)`. `B/(N+1)` plus one partition cannot be
 //! promised for every input: when the old nodes with one partition too many
 //! hold the largest partitions, `L` itself exceeds it (see the tests).
+//!
+//! **Load.** Optionally ([`plan_with`], [`LoadBalance`]), a second phase
+//! evens out client load (ops/s, [`crate::load`]) once counts are at their
+//! targets, by *swaps*: a busy partition of the node furthest over its
+//! load share for a quieter one of a node under its share, two moves that
+//! leave every count as it was. Each node's load target is its weighted
+//! share of the cluster's load; the phase runs while the busiest node
+//! carries more than `1 + tolerance` times its target, and takes each time
+//! the swap that lowers `Σ loadᵢ² / targetᵢ` the most (so every swap makes
+//! the spread strictly smaller, and the phase ends), among those that leave
+//! both nodes at least `tolerance / 4` under the busiest node's ratio
+//! before it (two moves must buy a clear gain). A swap never takes a
+//! node's bytes past `max(its bytes before, 110% of its byte target)`, and
+//! never touches a partition the count phase moved. A partition busier
+//! than a node's whole share (a hot key) cannot be evened out by moving it:
+//! its new node would be as busy, so no such swap is made. Each partition
+//! is swapped at most once per plan. Below
+//! [`LoadBalance::min_ops_per_s`] of cluster load nothing is swapped
+//! (noise).
 
 use evenkeel_types::{NodeId, PartitionId};
 use serde::{Deserialize, Serialize};
@@ -78,7 +97,7 @@ pub struct NodeSummary {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// In the order the planner chose them; each partition appears at most once.
     pub moves: Vec<Move>,
@@ -87,6 +106,39 @@ pub struct Plan {
     /// Every node, ascending by id, before and after the moves.
     pub before: Vec<NodeSummary>,
     pub after: Vec<NodeSummary>,
+    /// With load balancing: the swaps (pairs of moves, after the count
+    /// phase's moves) and the busiest node's load over its share before and
+    /// after the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadOutcome>,
+}
+
+/// What the load phase did (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoadOutcome {
+    pub swaps: usize,
+    /// The most any eligible node carries over its load share (1.0 is even),
+    /// before the plan and once it is carried out.
+    pub spread_before: f64,
+    pub spread_after: f64,
+}
+
+/// Options of the load phase.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoadBalance {
+    /// Swap while the busiest node carries more than `1 + tolerance` times
+    /// its share.
+    pub tolerance: f64,
+    /// At most this many swaps (two moves each).
+    pub max_swaps: usize,
+    /// Below this much cluster load (ops/s), nothing is swapped.
+    pub min_ops_per_s: u64,
+}
+
+impl Default for LoadBalance {
+    fn default() -> Self {
+        LoadBalance { tolerance: 0.25, max_swaps: 8, min_ops_per_s: 100 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,6 +159,175 @@ pub enum PlanError {
 /// documentation). Fails when a partition's owner is not in `nodes`, when an
 /// id is listed twice, or when partitions exist but no node may take them.
 pub fn plan(nodes: &[NodeLoad], partitions: &[PartitionLoad]) -> Result<Plan, PlanError> {
+    plan_with(nodes, partitions, None)
+}
+
+/// [`plan`], then with `load` the load phase's swaps (see the module
+/// documentation).
+pub fn plan_with(nodes: &[NodeLoad], partitions: &[PartitionLoad], load: Option<LoadBalance>) -> Result<Plan, PlanError> {
+    let mut plan = plan_counts(nodes, partitions)?;
+    if let Some(options) = load {
+        let after = apply(partitions, &plan);
+        let moved: std::collections::BTreeSet<PartitionId> = plan.moves.iter().map(|m| m.partition).collect();
+        let targets: Vec<(NodeId, u64, u64)> = {
+            let cluster = Cluster::new(nodes, partitions)?;
+            cluster.nodes.iter().filter(|n| n.eligible).map(|n| (n.id, weight_of(nodes, n.id), n.byte_target)).collect()
+        };
+        let spread_before = load_spread(&targets, partitions);
+        let swaps = load_swaps(&targets, &after, &moved, options);
+        let mut applied = after;
+        for (a, b) in &swaps {
+            for m in [a, b] {
+                let p = applied.iter_mut().find(|p| p.id == m.partition).expect("a swap moves a partition of the input");
+                p.owner = m.to;
+            }
+            plan.moves.extend([*a, *b]);
+        }
+        plan.moved_bytes = plan.moves.iter().map(|m| m.bytes).sum();
+        plan.after = summaries(&plan.after, &applied);
+        plan.load = Some(LoadOutcome { swaps: swaps.len(), spread_before, spread_after: load_spread(&targets, &applied) });
+    }
+    Ok(plan)
+}
+
+fn weight_of(nodes: &[NodeLoad], id: NodeId) -> u64 {
+    nodes.iter().find(|n| n.id == id).map_or(0, |n| n.weight as u64)
+}
+
+/// Every node's summary in `like`'s order, recounted from `partitions`.
+fn summaries(like: &[NodeSummary], partitions: &[PartitionLoad]) -> Vec<NodeSummary> {
+    like.iter()
+        .map(|s| {
+            let mine = partitions.iter().filter(|p| p.owner == s.id);
+            NodeSummary { id: s.id, partitions: mine.clone().count(), bytes: mine.map(|p| p.bytes).sum() }
+        })
+        .collect()
+}
+
+/// The most any of `targets`' nodes (id, weight, byte target) carries over
+/// its weighted share of the load of `partitions`; 1.0 when nothing is
+/// loaded.
+pub fn load_spread(targets: &[(NodeId, u64, u64)], partitions: &[PartitionLoad]) -> f64 {
+    let total: f64 = partitions.iter().map(|p| p.ops_per_s as f64).sum();
+    let weights: u64 = targets.iter().map(|t| t.1).sum();
+    if total <= 0.0 || weights == 0 {
+        return 1.0;
+    }
+    targets
+        .iter()
+        .map(|&(id, w, _)| {
+            let load: f64 = partitions.iter().filter(|p| p.owner == id).map(|p| p.ops_per_s as f64).sum();
+            let target = total * w as f64 / weights as f64;
+            if target > 0.0 { load / target } else { 1.0 }
+        })
+        .fold(1.0, f64::max)
+}
+
+/// Candidates looked at per node and swap: a node's busiest partitions to
+/// give, the partner's quietest to take back.
+const SWAP_CANDIDATES: usize = 32;
+
+/// The load phase: swaps between eligible nodes `targets` (id, weight, byte
+/// target) over `partitions` as the count phase leaves them, none touching
+/// `fixed`.
+fn load_swaps(targets: &[(NodeId, u64, u64)], partitions: &[PartitionLoad], fixed: &std::collections::BTreeSet<PartitionId>, options: LoadBalance) -> Vec<(Move, Move)> {
+    let total: f64 = partitions.iter().map(|p| p.ops_per_s as f64).sum();
+    let weights: u64 = targets.iter().map(|t| t.1).sum();
+    if total < options.min_ops_per_s as f64 || total <= 0.0 || weights == 0 || targets.len() < 2 {
+        return Vec::new();
+    }
+    struct N {
+        id: NodeId,
+        target: f64,
+        load: f64,
+        bytes: u64,
+        byte_cap: u64,
+        /// Partitions it may still swap.
+        free: Vec<PartitionLoad>,
+    }
+    let mut nodes: Vec<N> = targets
+        .iter()
+        .map(|&(id, w, byte_target)| {
+            let mine: Vec<PartitionLoad> = partitions.iter().filter(|p| p.owner == id).copied().collect();
+            let bytes = mine.iter().map(|p| p.bytes).sum();
+            N {
+                id,
+                target: total * w as f64 / weights as f64,
+                load: mine.iter().map(|p| p.ops_per_s as f64).sum(),
+                bytes,
+                byte_cap: bytes.max(byte_target.saturating_add(byte_target / 10)),
+                free: mine.into_iter().filter(|p| !fixed.contains(&p.id)).collect(),
+            }
+        })
+        .collect();
+    let mut swaps = Vec::new();
+    while swaps.len() < options.max_swaps {
+        // The busiest node relative to its share, the lowest id on a tie.
+        let h = (0..nodes.len()).max_by(|&a, &b| (nodes[a].load / nodes[a].target).total_cmp(&(nodes[b].load / nodes[b].target)).then(b.cmp(&a))).expect("two nodes or more");
+        if nodes[h].load <= nodes[h].target * (1.0 + options.tolerance) {
+            break;
+        }
+        let mut give = nodes[h].free.clone();
+        give.sort_by_key(|p| (Reverse(p.ops_per_s), p.id));
+        give.truncate(SWAP_CANDIDATES);
+        // (gain, h's partition, partner, partner's partition): the largest
+        // fall of Σ load²/target, then the fewest bytes moved, then ids.
+        let mut best: Option<(f64, u64, PartitionLoad, usize, PartitionLoad)> = None;
+        for c in (0..nodes.len()).filter(|&c| c != h) {
+            let mut take = nodes[c].free.clone();
+            take.sort_by_key(|p| (p.ops_per_s, p.id));
+            take.truncate(SWAP_CANDIDATES);
+            for p in &give {
+                for q in take.iter().filter(|q| q.ops_per_s < p.ops_per_s) {
+                    let (hn, cn) = (&nodes[h], &nodes[c]);
+                    let h_bytes = hn.bytes as i128 - p.bytes as i128 + q.bytes as i128;
+                    let c_bytes = cn.bytes as i128 + p.bytes as i128 - q.bytes as i128;
+                    if h_bytes > hn.byte_cap as i128 || c_bytes > cn.byte_cap as i128 {
+                        continue;
+                    }
+                    let d = (p.ops_per_s - q.ops_per_s) as f64;
+                    let before = hn.load * hn.load / hn.target + cn.load * cn.load / cn.target;
+                    let after = (hn.load - d).powi(2) / hn.target + (cn.load + d).powi(2) / cn.target;
+                    let gain = before - after;
+                    // Worth two moves only if the pair's busier side ends
+                    // clearly below where the busiest node was: moving a
+                    // hot key's partition only moves the problem.
+                    let worst = ((hn.load - d) / hn.target).max((cn.load + d) / cn.target);
+                    if gain <= 0.0 || worst > hn.load / hn.target - options.tolerance / 4.0 {
+                        continue;
+                    }
+                    let moved = p.bytes + q.bytes;
+                    let better = match &best {
+                        None => true,
+                        Some((g, b, bp, bc, bq)) => gain > *g || (gain == *g && (moved, p.id, nodes[c].id, q.id) < (*b, bp.id, nodes[*bc].id, bq.id)),
+                    };
+                    if better {
+                        best = Some((gain, moved, *p, c, *q));
+                    }
+                }
+            }
+        }
+        let Some((_, _, p, c, q)) = best else {
+            break;
+        };
+        let d = (p.ops_per_s - q.ops_per_s) as f64;
+        let (h_id, c_id) = (nodes[h].id, nodes[c].id);
+        nodes[h].load -= d;
+        nodes[c].load += d;
+        nodes[h].bytes = nodes[h].bytes - p.bytes + q.bytes;
+        nodes[c].bytes = nodes[c].bytes + p.bytes - q.bytes;
+        nodes[h].free.retain(|x| x.id != p.id);
+        nodes[c].free.retain(|x| x.id != q.id);
+        swaps.push((
+            Move { partition: p.id, from: h_id, to: c_id, bytes: p.bytes, ops_per_s: p.ops_per_s },
+            Move { partition: q.id, from: c_id, to: h_id, bytes: q.bytes, ops_per_s: q.ops_per_s },
+        ));
+    }
+    swaps
+}
+
+/// The count phase: the fewest moves to the count targets.
+fn plan_counts(nodes: &[NodeLoad], partitions: &[PartitionLoad]) -> Result<Plan, PlanError> {
     let mut cluster = Cluster::new(nodes, partitions)?;
     let before = cluster.summaries();
     let mut moves = Vec::new();
@@ -126,6 +347,7 @@ pub fn plan(nodes: &[NodeLoad], partitions: &[PartitionLoad]) -> Result<Plan, Pl
         moves,
         before,
         after: cluster.summaries(),
+        load: None,
     })
 }
 

@@ -18,7 +18,7 @@
 use crate::Coordinator;
 use crate::migration::machine::{Event, Phase};
 use crate::migration::manager::{self, StartError};
-use crate::plan::{self, NodeLoad, PartitionLoad, Plan};
+use crate::plan::{self, LoadBalance, NodeLoad, PartitionLoad, Plan};
 use crate::stages::{self, MoveState, Observation, Stage, StageSpec, Step};
 use evenkeel_meta::{CasOutcome, Compare, MetaError, MetaStore, Revision};
 use evenkeel_types::routing::{NodeInfo, NodeState};
@@ -110,6 +110,8 @@ pub struct StartOptions {
     /// The p99 ratio a stage's bake may reach (None: the throttle's budget
     /// ratio).
     pub stage_p99_ratio_max: Option<f64>,
+    /// Also even out client load by swaps (`plan::plan_with`).
+    pub load: Option<LoadBalance>,
 }
 
 /// What a failed stage does.
@@ -127,6 +129,12 @@ pub enum OnStageFailure {
 }
 
 impl Rebalance {
+    /// Why automatic rebalancing started it (None: a request did).
+    pub fn started_because(&self) -> Option<&'static str> {
+        let for_load = self.plan.load.is_some_and(|l| l.swaps > 0 && self.plan.moves.len() == 2 * l.swaps);
+        self.auto.then_some(if for_load { "client load was uneven" } else { "the membership changed" })
+    }
+
     /// The stage now running, if the rebalance is staged.
     pub fn current_stage(&self) -> Option<&Stage> {
         self.stages.get(self.stage)
@@ -153,6 +161,25 @@ pub struct StartRequest {
     /// one, else the throttle's budget ratio).
     #[serde(default)]
     pub stage_p99_ratio_max: Option<f64>,
+    /// Also even out client load (default: as configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance_load: Option<bool>,
+    /// The load spread tolerated (default: as configured, else 0.25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_tolerance: Option<f64>,
+}
+
+/// The load phase `balance_load` and `load_tolerance` ask for, given the
+/// configured one (None: off).
+pub fn load_balance(balance_load: Option<bool>, load_tolerance: Option<f64>, configured: Option<LoadBalance>) -> Result<Option<LoadBalance>, RebalanceError> {
+    if let Some(t) = load_tolerance
+        && !(t.is_finite() && t > 0.0)
+    {
+        return Err(RebalanceError::Invalid(format!("load_tolerance must be a number above 0, not {t}")));
+    }
+    let on = balance_load.unwrap_or(configured.is_some() || load_tolerance.is_some());
+    let base = configured.unwrap_or_default();
+    Ok(on.then(|| LoadBalance { tolerance: load_tolerance.unwrap_or(base.tolerance), ..base }))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -183,14 +210,14 @@ pub enum RebalanceError {
     Invalid(String),
 }
 
-/// The plan the cluster would run now.
+/// The plan the cluster would run now, with the configured load phase.
 pub async fn current_plan(coord: &Coordinator) -> Result<Plan, RebalanceError> {
-    plan_for(coord, &crate::nodes::members(coord.meta()).await?).await
+    plan_for(coord, &crate::nodes::members(coord.meta()).await?, coord.balance_load()).await
 }
 
 /// The plan for `members` (read once by the caller, so that the plan, the
 /// membership digest and the zones a rebalance records agree).
-async fn plan_for(coord: &Coordinator, members: &[NodeInfo]) -> Result<Plan, RebalanceError> {
+async fn plan_for(coord: &Coordinator, members: &[NodeInfo], load: Option<LoadBalance>) -> Result<Plan, RebalanceError> {
     let meta = coord.meta();
     let table = meta.get(evenkeel_types::keys::ROUTING).await?.ok_or_else(|| RebalanceError::Invalid("the cluster is not bootstrapped".into()))?;
     let table = RoutingTable::from_json(&table.value).map_err(RebalanceError::Invalid)?;
@@ -206,7 +233,7 @@ async fn plan_for(coord: &Coordinator, members: &[NodeInfo]) -> Result<Plan, Reb
             PartitionLoad { id: p as u16, owner: e.owner, bytes, ops_per_s }
         })
         .collect();
-    Ok(plan::plan(&nodes, &partitions)?)
+    Ok(plan::plan_with(&nodes, &partitions, load)?)
 }
 
 /// `GET /v1/rebalance/plan[?stages=SPEC]`: the plan, and with stages the
@@ -220,9 +247,9 @@ pub struct PlanPreview {
 }
 
 /// The plan the cluster would run now, split into `specs`' stages.
-pub async fn preview(coord: &Coordinator, specs: &[StageSpec]) -> Result<PlanPreview, RebalanceError> {
+pub async fn preview(coord: &Coordinator, specs: &[StageSpec], load: Option<LoadBalance>) -> Result<PlanPreview, RebalanceError> {
     let members = crate::nodes::members(coord.meta()).await?;
-    let plan = plan_for(coord, &members).await?;
+    let plan = plan_for(coord, &members, load).await?;
     let stages = stages::assign(specs, &plan.moves, zone_of(&members));
     Ok(PlanPreview { plan, stages })
 }
@@ -249,7 +276,7 @@ async fn store(meta: &dyn MetaStore, r: &Rebalance, expect: Compare) -> Result<(
 /// Plans and records a new rebalance run as `options` say; refused while
 /// one is active.
 pub async fn start(coord: &Coordinator, options: StartOptions) -> Result<Rebalance, RebalanceError> {
-    let StartOptions { limits, stages: specs, on_stage_failure, auto, stage_p99_ratio_max } = options;
+    let StartOptions { limits, stages: specs, on_stage_failure, auto, stage_p99_ratio_max, load: load_phase } = options;
     stages::validate(&specs).map_err(RebalanceError::Invalid)?;
     if let Some(r) = stage_p99_ratio_max
         && !(r.is_finite() && r >= 1.0)
@@ -266,7 +293,7 @@ pub async fn start(coord: &Coordinator, options: StartOptions) -> Result<Rebalan
         return Err(RebalanceError::Conflict(format!("rebalance {} is {:?}; cancel it first", r.id, r.state)));
     }
     let members = crate::nodes::members(coord.meta()).await?;
-    let plan = plan_for(coord, &members).await?;
+    let plan = plan_for(coord, &members, load_phase).await?;
     let now = unix_ms();
     let n = plan.moves.len();
     let state = if n == 0 { State::Done } else { State::Running };

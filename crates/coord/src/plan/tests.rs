@@ -300,3 +300,113 @@ fn check_counts(nodes: &[NodeLoad], parts: &[PartitionLoad], after: &[PartitionL
     prop_assert_eq!(plan.moves.len(), must_lose.max(must_gain));
     Ok(())
 }
+
+fn loaded(owners: &[NodeId], loads: &[u64]) -> Vec<PartitionLoad> {
+    loads.iter().enumerate().map(|(p, &ops)| PartitionLoad { id: p as PartitionId, owner: owners[p % owners.len()], bytes: MB, ops_per_s: ops }).collect()
+}
+
+#[test]
+fn swaps_even_out_a_busy_node_and_keep_every_count() {
+    let nodes = standard_nodes(1..=3);
+    // Node 1 holds partitions 0, 3, 6, each at 100 ops/s; the others 10.
+    let loads: Vec<u64> = (0..9).map(|p| if p % 3 == 0 { 100 } else { 10 }).collect();
+    let parts = loaded(&[1, 2, 3], &loads);
+    assert!(plan(&nodes, &parts).unwrap().moves.is_empty(), "counts and bytes are even");
+    let p = plan_with(&nodes, &parts, Some(LoadBalance::default())).unwrap();
+    let load = p.load.unwrap();
+    assert!((load.spread_before - 2.5).abs() < 1e-9, "300 of 360 ops/s on a third of the cluster: {load:?}");
+    // One busy partition per node: even.
+    assert_eq!((load.swaps, load.spread_after), (2, 1.0), "{load:?}");
+    assert_eq!(p.moves.len(), 4);
+    // Each swap gives a busy partition of node 1 for a quiet one.
+    for pair in p.moves.chunks(2) {
+        assert_eq!((pair[0].from, pair[0].ops_per_s, pair[1].to, pair[1].ops_per_s), (1, 100, 1, 10), "{pair:?}");
+        assert_eq!(pair[0].to, pair[1].from);
+    }
+    let after = apply(&parts, &p);
+    for id in 1..=3 {
+        assert_eq!(count_of(&after, id), 3, "node {id}");
+    }
+    assert_eq!(p.after, p.before, "a swap of equal sizes changes no summary");
+    // Planning again on the result: nothing left to even out.
+    let again = plan_with(&nodes, &after, Some(LoadBalance::default())).unwrap();
+    assert!(again.moves.is_empty(), "{again:?}");
+}
+
+#[test]
+fn a_hot_key_is_not_moved_around_and_a_quiet_cluster_is_left_alone() {
+    let nodes = standard_nodes(1..=3);
+    let mut loads = vec![1; 12];
+    loads[0] = 1_000;
+    let p = plan_with(&nodes, &loaded(&[1, 2, 3], &loads), Some(LoadBalance::default())).unwrap();
+    assert!(p.moves.is_empty(), "moving the hot partition would only move the problem: {p:?}");
+    assert!(p.load.unwrap().spread_before > 2.9);
+    // 40 + 8 ops/s in all: under the 100 a load phase needs.
+    let loads: Vec<u64> = (0..12).map(|p| if p % 3 == 0 { 10 } else { 1 }).collect();
+    let p = plan_with(&nodes, &loaded(&[1, 2, 3], &loads), Some(LoadBalance::default())).unwrap();
+    assert!(p.moves.is_empty());
+    let p = plan_with(&nodes, &loaded(&[1, 2, 3], &loads), Some(LoadBalance { min_ops_per_s: 0, ..LoadBalance::default() })).unwrap();
+    assert!(!p.moves.is_empty(), "with no minimum the same cluster is evened out");
+}
+
+#[test]
+fn a_heavier_node_takes_more_load() {
+    // Node 2 weighs 200: its share is half the load, and half the partitions.
+    let nodes = vec![NodeLoad { id: 1, weight: 100, draining: false }, NodeLoad { id: 2, weight: 200, draining: false }, NodeLoad { id: 3, weight: 100, draining: false }];
+    let owners = [1, 2, 2, 3];
+    let loads: Vec<u64> = (0..16).map(|p| if owners[p % 4] == 2 { 10 } else { 60 }).collect();
+    let parts = loaded(&owners, &loads);
+    assert!(plan(&nodes, &parts).unwrap().moves.is_empty());
+    let p = plan_with(&nodes, &parts, Some(LoadBalance::default())).unwrap();
+    let load = p.load.unwrap();
+    assert!(load.spread_before > 1.7 && load.spread_after <= 1.25 && load.swaps > 0, "{load:?}");
+    assert!(p.moves.chunks(2).all(|pair| pair[0].to == 2 && pair[1].from == 2), "load goes to the heavy node: {p:?}");
+}
+
+proptest! {
+    #[test]
+    fn the_load_phase_keeps_counts_moves_each_partition_once_and_narrows_the_spread(
+        owners in prop::collection::vec(0usize..4, 8..64),
+        loads in prop::collection::vec(0u64..2_000, 64),
+        sizes in prop::collection::vec(1u64..10 * MB, 64),
+        add in any::<bool>(),
+    ) {
+        let mut nodes = standard_nodes(1..=4);
+        if add {
+            nodes.push(NodeLoad { id: 5, weight: 100, draining: false });
+        }
+        let parts: Vec<PartitionLoad> = owners.iter().enumerate().map(|(p, &o)| PartitionLoad { id: p as PartitionId, owner: o as NodeId + 1, bytes: sizes[p], ops_per_s: loads[p] }).collect();
+        let counts = plan(&nodes, &parts).unwrap();
+        let options = LoadBalance { tolerance: 0.1, max_swaps: 6, min_ops_per_s: 0 };
+        let p = plan_with(&nodes, &parts, Some(options)).unwrap();
+        prop_assert_eq!(&p.moves[..counts.moves.len()], &counts.moves[..], "the count phase comes first, unchanged");
+        let load = p.load.unwrap();
+        prop_assert!(load.swaps <= options.max_swaps);
+        prop_assert_eq!(p.moves.len(), counts.moves.len() + 2 * load.swaps);
+        let mut seen = std::collections::BTreeSet::new();
+        prop_assert!(p.moves.iter().all(|m| seen.insert(m.partition)), "each partition moves at most once");
+        let after = apply(&parts, &p);
+        let by_counts = apply(&parts, &counts);
+        for n in &nodes {
+            prop_assert_eq!(count_of(&after, n.id), count_of(&by_counts, n.id));
+        }
+        // Against the spread the count phase leaves (its own moves may
+        // widen it: they balance counts and bytes, not load).
+        let targets: Vec<(NodeId, u64, u64)> = nodes.iter().map(|n| (n.id, n.weight as u64, 0)).collect();
+        let counted = load_spread(&targets, &by_counts);
+        prop_assert!(load.spread_after <= counted + 1e-9, "{:?} after the count phase {}", load, counted);
+        prop_assert!((load_spread(&targets, &after) - load.spread_after).abs() < 1e-9);
+        prop_assert!((load_spread(&targets, &parts) - load.spread_before).abs() < 1e-9);
+        // No swap takes a node past 110% of its byte share unless it was there.
+        let total: u64 = parts.iter().map(|q| q.bytes).sum();
+        let bytes_of = |ps: &[PartitionLoad], id: NodeId| ps.iter().filter(|q| q.owner == id).map(|q| q.bytes).sum::<u64>();
+        for n in &nodes {
+            let share = total / nodes.len() as u64;
+            let cap = bytes_of(&by_counts, n.id).max(share + share / 10);
+            prop_assert!(bytes_of(&after, n.id) <= cap, "node {} holds {} > {}", n.id, bytes_of(&after, n.id), cap);
+        }
+        prop_assert_eq!(p.moved_bytes, p.moves.iter().map(|m| m.bytes).sum::<u64>());
+        let expected: Vec<NodeSummary> = p.after.iter().map(|s| NodeSummary { id: s.id, partitions: count_of(&after, s.id), bytes: after.iter().filter(|q| q.owner == s.id).map(|q| q.bytes).sum() }).collect();
+        prop_assert_eq!(&p.after, &expected);
+    }
+}
