@@ -477,6 +477,18 @@ enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The busiest keys (sampled on the nodes over about 10 s) and how much
+    /// of their partition's load each one is.
+    Hotkeys {
+        /// Show at most this many.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        top: usize,
+        #[arg(long, default_value = "http://127.0.0.1:7070", env = "EVENKEEL_ADMIN")]
+        admin: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Every partition's owner, size and client load (reads and writes per
     /// second, averaged over about a minute), busiest first.
     Partitions {
@@ -565,6 +577,7 @@ fn main() -> ExitCode {
         match command {
             Command::Up(_) | Command::Serve(_) => unreachable!("handled above"),
             Command::Cluster { command: ClusterCommand::Status { admin, json } } => status(&admin, json).await,
+            Command::Cluster { command: ClusterCommand::Hotkeys { top, admin, json } } => evenkeel::partitions::hot_keys(&admin, top, json).await,
             Command::Cluster { command: ClusterCommand::Partitions { sort, top, node, admin, json } } => {
                 evenkeel::partitions::run(&admin, evenkeel::partitions::Listing { order: sort, top, node }, json).await
             }

@@ -1,12 +1,15 @@
 //! `evenkeel cluster partitions`: every partition with its owner, size and
 //! client load, busiest first by default, so an operator sees where the
 //! traffic is (and which partitions a staged rebalance will move first:
-//! the quietest, see `evenkeel_coord::stages::run_order`).
+//! the quietest, see `evenkeel_coord::stages::run_order`). `evenkeel
+//! cluster hotkeys`: the busiest keys, and how much of their partition's
+//! load each one is (a partition whose load is one key cannot be evened
+//! out by moving partitions).
 
 use crate::admin::AdminClient;
 use crate::progress::human;
 use anyhow::Context;
-use evenkeel_coord::api::{ClusterStatus, PartitionStatus};
+use evenkeel_coord::api::{ClusterStatus, HotKeyStatus, PartitionStatus};
 use evenkeel_types::NodeId;
 
 /// How `cluster partitions` lists them.
@@ -79,6 +82,33 @@ pub fn render(status: &ClusterStatus, parts: &[PartitionStatus]) -> String {
     out
 }
 
+pub async fn hot_keys(admin: &str, top: usize, json: bool) -> anyhow::Result<()> {
+    let status = AdminClient::new(admin)?.cluster().await?;
+    let keys: Vec<HotKeyStatus> = status.hot_keys.iter().take(top).cloned().collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&keys).context("encoding JSON")?);
+    } else {
+        print!("{}", render_hot_keys(&status, &keys));
+    }
+    Ok(())
+}
+
+/// A table of `keys` with each one's share of its partition's load.
+pub fn render_hot_keys(status: &ClusterStatus, keys: &[HotKeyStatus]) -> String {
+    if keys.is_empty() {
+        return "no key stands out yet (nodes sample one op in 16 and report every 10 s)\n".to_string();
+    }
+    let mut out = format!("{:<40} {:>5} {:>9} {:>10} {:>8} {:>10}\n", "KEY", "NODE", "PARTITION", "OPS/S", "±", "OF PART.");
+    for k in keys {
+        let part = status.partitions.iter().find(|p| p.id == k.partition).map_or(0.0, PartitionStatus::ops_per_s);
+        let share = if part > 0.0 { format!("{:.0}%", (100.0 * k.ops_per_s / part).min(100.0)) } else { "-".to_string() };
+        let key = if k.truncated { format!("{}...", k.key) } else { k.key.clone() };
+        out += &format!("{:<40} {:>5} {:>9} {:>10.1} {:>8.1} {:>10}\n", key, k.node, k.partition, k.ops_per_s, k.error_ops_per_s, share);
+    }
+    out += "sampled: one op in 16 over each node's last 10 s window; OPS/S may overstate a key by up to ±\n";
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,11 +126,27 @@ mod tests {
             nodes: vec![],
             partitions: vec![part(0, 1, 4096, 40, 10.0, 0.0), part(1, 2, 100, 1, 0.0, 0.0), part(2, 1, 2048, 90, 60.0, 20.0), part(3, 2, 8192, 5, 5.0, 5.0)],
             removed_nodes: vec![],
+            hot_keys: vec![],
         }
     }
 
     fn ids(parts: &[PartitionStatus]) -> Vec<u16> {
         parts.iter().map(|p| p.id).collect()
+    }
+
+    #[test]
+    fn hot_keys_show_their_share_of_their_partition() {
+        let s = status();
+        let keys = vec![
+            HotKeyStatus { key: "\"user:1\"".into(), node: 1, partition: 2, ops_per_s: 64.0, error_ops_per_s: 0.0, truncated: false },
+            HotKeyStatus { key: "\"x\"".into(), node: 2, partition: 1, ops_per_s: 1.6, error_ops_per_s: 1.6, truncated: true },
+        ];
+        let out = render_hot_keys(&s, &keys);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("KEY") && lines[0].ends_with("OF PART."), "{out}");
+        assert!(lines[1].starts_with("\"user:1\"") && lines[1].ends_with(" 80%"), "64 of partition 2's 80 ops/s: {out}");
+        assert!(lines[2].starts_with("\"x\"...") && lines[2].ends_with(" -"), "partition 1 has no load figure: {out}");
+        assert!(render_hot_keys(&s, &[]).starts_with("no key stands out yet"));
     }
 
     #[test]

@@ -322,6 +322,43 @@ async fn run_cli(args: &[&str]) -> std::process::Output {
     tokio::time::timeout(Duration::from_secs(30), run).await.expect("CLI finishes within 30 s").unwrap().expect("CLI runs")
 }
 
+/// A key clients hammer is named by `cluster hotkeys` (nodes sample their
+/// ops over 10 s windows), with its share of its partition's load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_busiest_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let mut con = connect(cluster.router_addr).await;
+    let admin = cluster.admin_addr.to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut round = 0u64;
+    let hot = loop {
+        // INCR the hot key 20 times for each read of a quiet one.
+        let mut pipe = redis::pipe();
+        for i in 0..20 {
+            pipe.incr("hot\x00key", 1).ignore().get(format!("quiet:{round}:{i}")).ignore();
+        }
+        let () = pipe.query_async(&mut con).await.unwrap();
+        round += 1;
+        if round.is_multiple_of(50) {
+            let out = run_cli(&["cluster", "hotkeys", "--top", "3", "--admin", &admin, "--json"]).await;
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let keys: Vec<evenkeel_coord::api::HotKeyStatus> = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(keys.len() <= 3);
+            if let Some(first) = keys.first().filter(|k| k.key == r#""hot\x00key""#) {
+                break first.clone();
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "the hot key was never named");
+    };
+    assert_eq!(hot.partition, key_partition(b"hot\x00key", PARTITIONS));
+    assert!(hot.ops_per_s > 0.0 && !hot.truncated, "{hot:?}");
+    let table = run_cli(&["cluster", "hotkeys", "--admin", &admin]).await;
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.lines().nth(1).is_some_and(|l| l.starts_with(r#""hot\x00key""#)), "{text}");
+    cluster.shutdown().await.expect("clean shutdown");
+}
+
 /// A pipeline of 1,000 commands mixing SET, GET and INCR on a handful of
 /// keys: each reply must reflect every earlier command of the pipeline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

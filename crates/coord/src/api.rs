@@ -21,6 +21,28 @@ pub struct ClusterStatus {
     /// out again, and their processes, started again, refuse to join.
     #[serde(default)]
     pub removed_nodes: Vec<NodeId>,
+    /// The busiest keys over the nodes' last sampling windows (about 10 s),
+    /// busiest first, at most [`HOT_KEYS_SHOWN`].
+    #[serde(default)]
+    pub hot_keys: Vec<HotKeyStatus>,
+}
+
+/// Hot keys a cluster status lists.
+pub const HOT_KEYS_SHOWN: usize = 20;
+
+/// A key among the cluster's busiest (`evenkeel_node::hotkeys`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HotKeyStatus {
+    /// The key as redis-cli prints it (quoted, `\xhh` escapes); at most its
+    /// first 256 bytes when `truncated`.
+    pub key: String,
+    pub node: NodeId,
+    pub partition: PartitionId,
+    /// Client ops per second, an overestimate by at most `error_ops_per_s`.
+    pub ops_per_s: f64,
+    pub error_ops_per_s: f64,
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

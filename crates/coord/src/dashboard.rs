@@ -357,12 +357,29 @@ fn busiest(v: &View) -> Markup {
             }
             p.muted { (format!("{total:.1} ops/s in all, averaged over about a minute; a staged rebalance moves the quietest partitions first")) }
         }
+        @if !v.status.hot_keys.is_empty() {
+            h3 { "Busiest keys" }
+            table {
+                tr { th { "key" } th { "node" } th.n { "partition" } th.n { "ops/s" } th.n { "±" } }
+                @for k in v.status.hot_keys.iter().take(BUSIEST) {
+                    tr {
+                        td { code { (k.key) @if k.truncated { "…" } } }
+                        td { span style=(format!("color:{}", colour(k.node))) { "■ " } (k.node) }
+                        td.n { (k.partition) }
+                        td.n { (format!("{:.1}", k.ops_per_s)) }
+                        td.n { (format!("{:.1}", k.error_ops_per_s)) }
+                    }
+                }
+            }
+            p.muted { "sampled on the nodes, one op in 16 over about 10 s" }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::HotKeyStatus;
     use crate::plan::{Move, Plan};
     use crate::rebalance::{Limits, State};
     use crate::stages::{StageSpec, Verdict};
@@ -420,6 +437,7 @@ mod tests {
                 })
                 .collect(),
             removed_nodes: vec![],
+            hot_keys: vec![HotKeyStatus { key: "\"<b>hot</b>\"".into(), node: 3, partition: 2, ops_per_s: 32.0, error_ops_per_s: 1.6, truncated: false }],
         };
         let migrations = vec![migration("m-run", 2, "COPYING"), migration("m-done", 1, "DONE")];
         let mut stage = Stage::new(StageSpec { name: "<script>alert(1)</script>".into(), share_percent: 10.0, bake_ms: 60_000, approval: true, rings: None }, vec![0]);
@@ -477,11 +495,12 @@ mod tests {
         assert!(p2 < busiest.find("<td class=\"n\">20.0%</td>").unwrap(), "{busiest}");
         assert_eq!(busiest.matches("%</td>").count(), 2, "{busiest}");
         assert!(busiest.contains("50.0 ops/s in all"));
+        assert!(busiest.contains("Busiest keys") && busiest.contains("<code>&quot;&lt;b&gt;hot&lt;/b&gt;&quot;</code>") && busiest.contains("32.0"), "{busiest}");
     }
 
     #[test]
     fn an_empty_cluster_renders_too() {
-        let status = ClusterStatus { bootstrapped: false, epoch: 0, num_partitions: 0, leader: false, nodes: vec![], partitions: vec![], removed_nodes: vec![] };
+        let status = ClusterStatus { bootstrapped: false, epoch: 0, num_partitions: 0, leader: false, nodes: vec![], partitions: vec![], removed_nodes: vec![], hot_keys: vec![] };
         let throttle = ThrottleStatus::default();
         let page = render(&View { now_ms: 0, leader: false, status: &status, migrations: &[], rebalance: None, throttle: &throttle, samples: &[], auto: None }).into_string();
         assert!(page.contains("not bootstrapped") && page.contains("standing by") && page.contains("None has run"));

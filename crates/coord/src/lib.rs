@@ -127,7 +127,7 @@ impl Coordinator {
 
     /// A coordinator that can also start and stop nodes in this process.
     pub fn with_launcher(meta: Arc<dyn MetaStore>, config: CoordConfig, launcher: Option<Arc<dyn nodes::NodeLauncher>>) -> Arc<Coordinator> {
-        let empty = api::ClusterStatus { bootstrapped: false, epoch: 0, num_partitions: 0, leader: false, nodes: vec![], partitions: vec![], removed_nodes: vec![] };
+        let empty = api::ClusterStatus { bootstrapped: false, epoch: 0, num_partitions: 0, leader: false, nodes: vec![], partitions: vec![], removed_nodes: vec![], hot_keys: vec![] };
         Arc::new(Coordinator { meta, config, status: ArcSwap::from_pointee(empty), leader: AtomicBool::new(false),
             clients: Arc::default(),
             migrations: Default::default(),

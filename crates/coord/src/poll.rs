@@ -7,7 +7,7 @@
 //! it answered the stats call.
 
 use crate::Coordinator;
-use crate::api::{ClusterStatus, NodeStatus, PartitionStatus};
+use crate::api::{ClusterStatus, HotKeyStatus, NodeStatus, PartitionStatus};
 use crate::clients::NodeClients;
 use crate::load::LoadTracker;
 use evenkeel_rpc::pb;
@@ -129,6 +129,22 @@ fn assemble(
         })
         .unwrap_or_default();
     let nodes = infos.iter().map(|info| node_status(info, live, stats.get(&info.id), &partitions)).collect();
+    let mut hot_keys: Vec<HotKeyStatus> = stats
+        .iter()
+        .filter_map(|(&node, s)| Some((node, s.as_ref().ok()?)))
+        .flat_map(|(node, s)| {
+            s.hot_keys.iter().map(move |h| HotKeyStatus {
+                key: evenkeel_types::repr::quote(&h.key),
+                node,
+                partition: h.partition as u16,
+                ops_per_s: h.ops_per_s,
+                error_ops_per_s: h.error_ops_per_s,
+                truncated: h.truncated,
+            })
+        })
+        .collect();
+    hot_keys.sort_by(|a, b| b.ops_per_s.total_cmp(&a.ops_per_s).then_with(|| a.key.cmp(&b.key)));
+    hot_keys.truncate(crate::api::HOT_KEYS_SHOWN);
     ClusterStatus {
         bootstrapped: table.is_some(),
         epoch: table.map_or(0, |t| t.epoch),
@@ -137,6 +153,7 @@ fn assemble(
         nodes,
         partitions,
         removed_nodes: Vec::new(),
+        hot_keys,
     }
 }
 

@@ -33,6 +33,7 @@ pub mod pool;
 pub mod priority;
 pub mod failpoints;
 pub mod health;
+pub mod hotkeys;
 pub(crate) mod inline;
 pub mod lane;
 pub mod lifecycle;

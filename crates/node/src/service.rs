@@ -67,6 +67,8 @@ pub(crate) struct NodeInner {
     pub latency: SecondWindow,
     /// Client ops served per partition (`crate::load`).
     pub op_counts: crate::load::OpCounts,
+    /// The busiest keys, sampled (`crate::hotkeys`).
+    pub hot_keys: crate::hotkeys::HotKeys,
     pub failpoints: Failpoints,
     /// The free disk kept: ops that add data are refused below it.
     pub disk: crate::health::DiskReserve,
@@ -196,6 +198,7 @@ impl NodeInner {
             bulk: threads.bulk,
             latency: SecondWindow::default(),
             op_counts,
+            hot_keys: crate::hotkeys::HotKeys::new(unix_ms()),
             failpoints: Failpoints::new(id),
             disk,
             gc_horizon: Default::default(),
@@ -377,6 +380,7 @@ impl NodeInner {
                 match self.store.execute_admitted(p, &op.key, kind, now_ms, admit) {
                     Ok(Ok((reply, record))) => {
                         self.op_counts.record(p, is_write(op));
+                        self.hot_keys.op(p, &op.key, now_ms);
                         let record = record.filter(|_| op.want_record).map(|record| migrate_rpc::to_pb(&KeyRecord { key: op.key.clone(), record }));
                         return pb::OpResult { result: Some(reply), record };
                     }
@@ -498,10 +502,17 @@ impl pb::node_server::Node for NodeService {
                 (epoch.is_some() || c.bytes > 0).then(|| partition_stats(p, c, epoch.unwrap_or(0), inner.op_counts.get(p)))
             })
             .collect();
+        let hot_keys = inner
+            .hot_keys
+            .report(unix_ms())
+            .into_iter()
+            .map(|h| pb::HotKey { key: h.key, partition: h.partition as u32, ops_per_s: h.ops_per_s, error_ops_per_s: h.error_ops_per_s, truncated: h.truncated })
+            .collect();
         let mut stats = pb::StatsResponse {
             node_id: inner.id,
             clock: inner.store.clock().current(),
             partitions,
+            hot_keys,
             disk_bytes: inner.store.disk_bytes(),
             ..Default::default()
         };

@@ -78,23 +78,9 @@ fn line(now_us: u64, client: &str, args: &[Bytes]) -> Bytes {
     out.freeze()
 }
 
-/// Redis's `sdscatrepr`: a quoted string, `\"`, `\\`, `\n`, `\r`, `\t`,
-/// `\a`, `\b` escaped, other unprintable bytes as `\xhh`.
+/// Redis's `sdscatrepr` (`evenkeel_types::repr::quote`).
 fn repr(arg: &[u8], out: &mut BytesMut) {
-    out.extend_from_slice(b"\"");
-    for &b in arg {
-        match b {
-            b'\\' | b'"' => out.extend_from_slice(&[b'\\', b]),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            7 => out.extend_from_slice(b"\\a"),
-            8 => out.extend_from_slice(b"\\b"),
-            b if b.is_ascii_graphic() || b == b' ' => out.extend_from_slice(&[b]),
-            b => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
-        }
-    }
-    out.extend_from_slice(b"\"");
+    out.extend_from_slice(evenkeel_types::repr::quote(arg).as_bytes());
 }
 
 #[cfg(test)]

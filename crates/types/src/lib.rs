@@ -39,6 +39,7 @@ pub mod list;
 pub mod notify;
 pub mod rdb;
 pub mod record;
+pub mod repr;
 pub mod routing;
 pub mod set;
 pub mod slot;

@@ -22,6 +22,7 @@ fn input(nodes: Vec<NodeStatus>, migrations: Vec<Migration>, router_p99_us: Opti
         nodes,
         partitions: vec![PartitionStatus { id: 0, owner: 1, epoch: 1, keys: 0, bytes: 0, log_next: 0, tombstones: 0, reads_per_s: 0.0, writes_per_s: 0.0 }],
         removed_nodes: vec![],
+        hot_keys: vec![],
     };
     let routers = router_p99_us
         .map(|(p99_us, count)| {
