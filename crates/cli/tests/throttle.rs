@@ -322,3 +322,49 @@ async fn an_overloaded_node_sheds_ops_it_cannot_start_in_time_and_the_router_ret
     }
     h.cluster.shutdown().await.unwrap();
 }
+
+/// A partition written faster than the migration rate limit still moves:
+/// catch-up paces only the backlog, not the partition's own writes, or it
+/// would never catch up (with every page paced, this move was 36,000
+/// entries behind after a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_written_faster_than_the_rate_limit_still_moves() {
+    let _serial = FAILPOINTS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start(dir.path()).await;
+    let keys = h.fill(600, 1000).await;
+    let limit = 200_000.0;
+    let resp = h.patch_throttle(json!({"migration_rate_bytes_per_s": limit, "adaptive": false})).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    h.wait_throttle("the static rate", |s| s.rate_bytes_per_s == Some(limit)).await;
+    // A writer rewrites the partition's keys at about 800 KB/s, four times
+    // the limit, until the move ends.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (client, keys, stop) = (h.redis.clone(), keys.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let value = "w".repeat(1000);
+            let mut written = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = Instant::now();
+                let pairs: Vec<(&String, &String)> = keys.iter().take(80).map(|k| (k, &value)).collect();
+                let () = conn.mset(&pairs).await.unwrap();
+                written += 80;
+                tokio::time::sleep(Duration::from_millis(100).saturating_sub(started.elapsed())).await;
+            }
+            written
+        })
+    };
+    let source = h.owner(P).await;
+    let target = h.cluster.node_ids.iter().copied().find(|n| *n != source).unwrap();
+    let m = h.start_move(target).await;
+    let done = h.wait_migration(&m.id, Duration::from_secs(60), |m| m.state == "DONE" || m.state == "FAILED").await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    eprintln!("{written} writes; catch-up {:?}; {:?}", done.catch_up, done.transitions.iter().map(|t| (&t.state, t.at_ms)).collect::<Vec<_>>());
+    assert_eq!(done.state, "DONE", "{done:?}");
+    assert_eq!(h.owner(P).await, target);
+    h.check_keys(&keys, 1000).await;
+    h.cluster.shutdown().await.unwrap();
+}

@@ -399,7 +399,7 @@ async fn catch_up(d: &Driver, m: &mut Migration, from: u64) -> Outcome {
     if page.truncated {
         return Ok(Some(Event::LogTruncated { source_log_pos: page.log_next }));
     }
-    d.throttle.pace(m, bytes, page.next.saturating_sub(from)).await;
+    d.throttle.pace_catch_up(m, bytes, page.next.saturating_sub(from), page.log_next, page.next).await;
     Ok(Some(Event::CaughtUp { applied_pos: page.next, lag: page.log_next.saturating_sub(page.next) }))
 }
 

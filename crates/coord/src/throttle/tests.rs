@@ -294,6 +294,30 @@ fn the_static_limit_caps_the_adaptive_rate_and_pace_books_it() {
 }
 
 #[test]
+fn catch_up_paces_the_backlog_and_lets_the_partitions_own_writes_through() {
+    assert_eq!(catch_up_paced(500_000, 500, 0), ((500_000, 500), 0));
+    assert_eq!(catch_up_paced(500_000, 500, 200), ((300_000, 300), 200));
+    assert_eq!(catch_up_paced(500_000, 500, 2_000), ((0, 0), 500));
+    assert_eq!(catch_up_paced(0, 0, 10), ((0, 0), 0), "an empty page");
+    // Pages of 500 entries (1 KB each) while clients write 2,000 entries
+    // between every other page (what a 200 KB/s limit against 800 KB/s
+    // of writes did before the credit carried over).
+    let t = Throttle::default();
+    let m = migration("m1", 1, 2, Phase::CatchingUp);
+    assert_eq!(t.catch_up_booking(&m, 500_000, 500, 4_040, 1_554), (500_000, 500), "the first page: nothing known to have arrived");
+    assert_eq!(t.catch_up_booking(&m, 500_000, 500, 6_040, 2_054), (0, 0), "2,000 arrived: this page is theirs");
+    assert_eq!(t.catch_up_booking(&m, 500_000, 500, 6_040, 2_554), (0, 0), "and so is the next: the credit carries over");
+    assert_eq!(t.catch_up_booking(&m, 500_000, 500, 6_040, 3_054), (0, 0));
+    assert_eq!(t.catch_up_booking(&m, 500_000, 500, 6_040, 3_554), (0, 0), "four pages: the 2,000 that arrived");
+    assert_eq!(t.catch_up_booking(&m, 500_000, 500, 6_040, 4_054), (500_000, 500), "then the backlog, paced");
+    // The credit never exceeds what is left to ship.
+    let m2 = migration("m2", 1, 2, Phase::CatchingUp);
+    t.catch_up_booking(&m2, 1_000, 1, 100, 99);
+    assert_eq!(t.catch_up_booking(&m2, 1_000, 1, 1_000_000, 999_999), (0, 0));
+    assert_eq!(t.inner.lock().log_heads[&m2.id], (1_000_000, 1), "the lag left after the page: one entry");
+}
+
+#[test]
 fn concurrency_overrides_apply_to_a_running_rebalance() {
     let t = Throttle::default();
     let limits = crate::rebalance::Limits { moves_per_node: 1, moves_cluster: 2 };
