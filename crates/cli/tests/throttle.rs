@@ -41,7 +41,11 @@ struct Harness {
 
 impl Harness {
     async fn start(dir: &std::path::Path) -> Harness {
-        let cluster = LocalCluster::start(options(dir)).await.unwrap();
+        Harness::start_with(options(dir)).await
+    }
+
+    async fn start_with(opts: UpOptions) -> Harness {
+        let cluster = LocalCluster::start(opts).await.unwrap();
         let admin = format!("http://{}", cluster.admin_addr);
         let redis = redis::Client::open(format!("redis://{}", cluster.router_addr)).unwrap();
         let h = Harness { cluster, http: reqwest::Client::new(), admin, redis };
@@ -326,12 +330,17 @@ async fn an_overloaded_node_sheds_ops_it_cannot_start_in_time_and_the_router_ret
 /// A partition written faster than the migration rate limit still moves:
 /// catch-up paces only the backlog, not the partition's own writes, or it
 /// would never catch up (with every page paced, this move was 36,000
-/// entries behind after a minute).
+/// entries behind after a minute); and in bake, reverse capture keeps up
+/// with the writes at the new owner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_written_faster_than_the_rate_limit_still_moves() {
     let _serial = FAILPOINTS.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::start(dir.path()).await;
+    let mut opts = options(dir.path());
+    opts.coord.limits.bake_ms = 9_000;
+    // The status reads reverse capture's position as last recorded.
+    opts.coord.driver.bake_checkpoint_interval = Duration::from_millis(200);
+    let h = Harness::start_with(opts).await;
     let keys = h.fill(600, 1000).await;
     let limit = 200_000.0;
     let resp = h.patch_throttle(json!({"migration_rate_bytes_per_s": limit, "adaptive": false})).await;
@@ -359,10 +368,22 @@ async fn a_partition_written_faster_than_the_rate_limit_still_moves() {
     let source = h.owner(P).await;
     let target = h.cluster.node_ids.iter().copied().find(|n| *n != source).unwrap();
     let m = h.start_move(target).await;
+    // In bake, the writes go on at the new owner and reverse capture keeps
+    // the source up to date with them, so a rollback would have little to
+    // apply: about a second of writes (800 entries) at most. With one page
+    // a second (500 entries) it fell 300 entries further behind each
+    // second: 2,400 after 8 s.
+    let baking = h.wait_migration(&m.id, Duration::from_secs(60), |m| m.state == "COMPLETED" || m.state == "FAILED").await;
+    assert_eq!(baking.state, "COMPLETED", "{baking:?}");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let late = h.migration(&m.id).await;
+    assert_eq!(late.state, "COMPLETED");
+    let reverse_lag = late.lag_entries.expect("a lag in bake");
+    assert!(reverse_lag < 1_500, "reverse capture fell {reverse_lag} entries behind");
     let done = h.wait_migration(&m.id, Duration::from_secs(60), |m| m.state == "DONE" || m.state == "FAILED").await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let written = writer.await.unwrap();
-    eprintln!("{written} writes; catch-up {:?}; {:?}", done.catch_up, done.transitions.iter().map(|t| (&t.state, t.at_ms)).collect::<Vec<_>>());
+    eprintln!("{written} writes; reverse lag {reverse_lag} after 8 s of bake; catch-up {:?}; {:?}", done.catch_up, done.transitions.iter().map(|t| (&t.state, t.at_ms)).collect::<Vec<_>>());
     assert_eq!(done.state, "DONE", "{done:?}");
     assert_eq!(h.owner(P).await, target);
     h.check_keys(&keys, 1000).await;

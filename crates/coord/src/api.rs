@@ -222,7 +222,10 @@ pub struct MigrationInfo {
     /// The partition's size as of the last stats poll (the copy's goal).
     #[serde(default)]
     pub bytes_total: Option<u64>,
-    /// Source change-log entries not yet applied on the destination.
+    /// Change-log entries not yet shipped: while catching up, the source's
+    /// not yet applied on the destination; in bake, the destination's not
+    /// yet captured back to the source (what a rollback would still apply;
+    /// as of reverse capture's last checkpoint, every 10 s by default).
     #[serde(default)]
     pub lag_entries: Option<u64>,
     /// The routing modes and shadow-read threshold in force.

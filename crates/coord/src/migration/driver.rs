@@ -447,13 +447,30 @@ pub(super) async fn checksum(d: &Driver, m: &Migration, node: NodeId, scan: bool
     Ok(client(d, node).await?.migrate_checksum(req).await.map_err(apply_failure)?.into_inner())
 }
 
+/// Pages one reverse capture ships at most, back to back, before it waits
+/// for the next interval.
+const REVERSE_PAGES_MAX: usize = 32;
+
+/// Ships what the destination has logged since `from` back to the source:
+/// page after page until none is left (at most [`REVERSE_PAGES_MAX`]), so a
+/// partition written faster than a page per interval does not fall behind
+/// all bake long (one page a second was 500 entries a second: a bake under
+/// heavier writes left a rollback ever more to apply under its fence, and
+/// past the log's retention it could no longer roll back at all).
 async fn reverse_capture(d: &Driver, m: &Migration, from: u64) -> Outcome {
-    let (page, _, _) = ship_log(d, m, m.target, m.source, from, false).await?;
-    failpoints::hit(failpoints::REVERSE_CAPTURE)?;
-    if page.truncated {
-        return Err(Failure::Transient(format!("destination log truncated below {from}; rollback would lose writes")));
+    let mut at = from;
+    for _ in 0..REVERSE_PAGES_MAX {
+        let (page, _, _) = ship_log(d, m, m.target, m.source, at, false).await?;
+        failpoints::hit(failpoints::REVERSE_CAPTURE)?;
+        if page.truncated {
+            return Err(Failure::Transient(format!("destination log truncated below {at}; rollback would lose writes")));
+        }
+        at = page.next;
+        if page.next >= page.log_next {
+            break;
+        }
     }
-    Ok(Some(Event::ReverseCaughtUp { applied_pos: page.next }))
+    Ok(Some(Event::ReverseCaughtUp { applied_pos: at }))
 }
 
 /// Drops the partition's copy on `node`: one request, which the node

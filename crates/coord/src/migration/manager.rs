@@ -197,14 +197,22 @@ pub fn info(m: &Migration) -> MigrationInfo {
     }
 }
 
-/// [`info`] plus what the last stats poll knows: the partition's size and,
-/// while catching up, the change-log lag.
+/// [`info`] plus what the last stats poll knows: the partition's size and
+/// the change-log lag: while catching up, the source's entries not yet
+/// applied on the destination; in bake, the destination's not yet captured
+/// back to the source (what a rollback would still have to apply).
 pub fn info_with(m: &Migration, status: &ClusterStatus) -> MigrationInfo {
     let mut i = info(m);
     if let Some(p) = status.partitions.iter().find(|p| p.id == m.partition) {
         i.bytes_total = Some(p.bytes);
         let catching_up = matches!(m.phase, Phase::CatchingUp | Phase::ReadyForCutover) || (m.phase == Phase::Paused && m.paused_from.is_some_and(|f| f != Phase::Copying));
-        i.lag_entries = (catching_up && p.owner == m.source).then(|| p.log_next.saturating_sub(m.applied_log_pos));
+        i.lag_entries = if catching_up && p.owner == m.source {
+            Some(p.log_next.saturating_sub(m.applied_log_pos))
+        } else if m.phase == Phase::Completed && p.owner == m.target {
+            Some(p.log_next.saturating_sub(m.reverse_log_pos))
+        } else {
+            None
+        };
     }
     i
 }
