@@ -233,7 +233,8 @@ async fn roll_back(http: &reqwest::Client, admin: &str, cluster: &LocalCluster, 
 /// Deleted keys stay deleted when their partition moves, with tombstones
 /// collected on both sides: on the source before the move (past the
 /// grace), on the destination once the move has finished. In between, both
-/// keep them. The copy here restarts (its change log is trimmed under it),
+/// keep them. The copy here restarts (its change log is trimmed under it,
+/// writes passing even the bound of the migration's hold on it),
 /// re-sending the partition to a destination that already holds live
 /// copies of keys deleted since the first pass: had the source collected
 /// those tombstones, the second pass would not carry them and the keys
@@ -279,8 +280,10 @@ async fn deleted_keys_stay_deleted_across_a_move_with_tombstones_collected() {
     let copying = wait_migration(&http, &admin, &m.id, |m| m.keys_copied >= 540 || !["PENDING", "PREPARING", "COPYING"].contains(&m.state.as_str())).await;
     assert_eq!(copying.state, "COPYING", "the copy must still run for the test to mean anything");
     let _: i64 = conn.del(mid).await.unwrap();
-    // Enough writes to trim the change log past where catch-up starts.
-    for _ in 0..4 {
+    // Enough writes to trim the change log past where catch-up starts:
+    // past the migration's hold on it too, which keeps at most 16 times
+    // the retention (512 entries here).
+    for _ in 0..8 {
         fill(&client, churn, 16).await;
     }
     let restarted = wait_migration(&http, &admin, &m.id, |m| m.transitions.iter().filter(|t| t.state == "COPYING").count() >= 2).await;

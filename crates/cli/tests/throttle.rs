@@ -331,7 +331,8 @@ async fn an_overloaded_node_sheds_ops_it_cannot_start_in_time_and_the_router_ret
 /// catch-up paces only the backlog, not the partition's own writes, or it
 /// would never catch up (with every page paced, this move was 36,000
 /// entries behind after a minute); and in bake, reverse capture keeps up
-/// with the writes at the new owner.
+/// with the writes at the new owner; and the source keeps the change log
+/// the catch-up needs although the copy's writes pass its retention.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_written_faster_than_the_rate_limit_still_moves() {
     let _serial = FAILPOINTS.lock().await;
@@ -340,6 +341,9 @@ async fn a_partition_written_faster_than_the_rate_limit_still_moves() {
     opts.coord.limits.bake_ms = 9_000;
     // The status reads reverse capture's position as last recorded.
     opts.coord.driver.bake_checkpoint_interval = Duration::from_millis(200);
+    // The copy's 1,400 or so writes pass the log's retention: only the
+    // migration's hold keeps them for its catch-up.
+    opts.log_retention_entries = 300;
     let h = Harness::start_with(opts).await;
     let keys = h.fill(600, 1000).await;
     let limit = 200_000.0;
@@ -385,6 +389,7 @@ async fn a_partition_written_faster_than_the_rate_limit_still_moves() {
     let written = writer.await.unwrap();
     eprintln!("{written} writes; reverse lag {reverse_lag} after 8 s of bake; catch-up {:?}; {:?}", done.catch_up, done.transitions.iter().map(|t| (&t.state, t.at_ms)).collect::<Vec<_>>());
     assert_eq!(done.state, "DONE", "{done:?}");
+    assert_eq!(done.transitions.iter().filter(|t| t.state == "COPYING").count(), 1, "copied once: the log was held for its catch-up");
     assert_eq!(h.owner(P).await, target);
     h.check_keys(&keys, 1000).await;
     h.cluster.shutdown().await.unwrap();

@@ -95,6 +95,19 @@ pub(crate) fn position(inner: &NodeInner, partition: PartitionId) -> Result<pb::
     Ok(pb::PositionResponse { log_next: inner.store.log_next(partition).map_err(status)?, clock: inner.store.clock().current() })
 }
 
+/// Where a migration begins: the partition's log position, held from
+/// there (`Store::hold_log`) so the copy's catch-up finds it. A begin that
+/// finds a live hold (a new leader taking a migration over, which admits
+/// its token with a begin) keeps it where it is: the migration still
+/// needs what lies between.
+pub(crate) fn begin(inner: &NodeInner, partition: PartitionId) -> Result<pb::PositionResponse, Status> {
+    let at = position(inner, partition)?;
+    let now = evenkeel_types::unix_ms();
+    let held = inner.store.log_hold(partition).map_err(status)?.is_some_and(|h| now < h.until_ms);
+    inner.store.hold_log(partition, (!held).then_some(at.log_next), now).map_err(status)?;
+    Ok(at)
+}
+
 /// In `Durability::Sync`, waits until everything read or written so far
 /// is durable here (group commit lets a write be read before its fsync).
 /// A migration ships only that: a position or a record a power cut could
@@ -114,6 +127,8 @@ pub(crate) async fn durable_here(inner: &NodeInner) -> Result<(), Status> {
 pub(crate) async fn snapshot(inner: &Arc<NodeInner>, req: &pb::SnapshotRequest) -> Result<pb::SnapshotResponse, Status> {
     let _turn = inner.lane.background().await;
     let p = admit(inner, req.header.as_ref())?;
+    // The copy goes on: its catch-up's start stays held.
+    inner.store.hold_log(p, None, evenkeel_types::unix_ms()).map_err(status)?;
     let max_keys = req.max_keys.clamp(1, PAGE_KEYS_MAX) as usize;
     let max_bytes = req.max_bytes.clamp(1, PAGE_BYTES_MAX);
     let cursor = req.cursor.clone();
@@ -129,6 +144,9 @@ pub(crate) async fn read_log(inner: &Arc<NodeInner>, req: &pb::ReadLogRequest) -
     // partition nobody wrote to since, a read through the lane cost a wait
     // of up to `background_yield_max` and two thread hand-offs for nothing.
     let p = admit(inner, req.header.as_ref())?;
+    // What this reader has yet to read stays (catch-up, drain, reverse
+    // capture, rollback).
+    inner.store.hold_log(p, Some(req.from), evenkeel_types::unix_ms()).map_err(status)?;
     let log_next = inner.store.log_next(p).map_err(status)?;
     if req.from >= log_next {
         return Ok(pb::ReadLogResponse { entries: vec![], next: req.from, truncated: false, first: 0, log_next });

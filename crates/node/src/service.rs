@@ -522,7 +522,7 @@ impl pb::node_server::Node for NodeService {
 
     async fn migrate_begin(&self, request: Request<pb::MigrateHeader>) -> Result<Response<pb::PositionResponse>, Status> {
         let p = migrate_rpc::admit(&self.inner, Some(request.get_ref()))?;
-        let position = migrate_rpc::position(&self.inner, p)?;
+        let position = migrate_rpc::begin(&self.inner, p)?;
         migrate_rpc::durable_here(&self.inner).await?;
         Ok(Response::new(position))
     }

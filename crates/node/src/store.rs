@@ -183,7 +183,37 @@ pub struct PartitionCounters {
     /// write, so a partition's checksum costs nothing to read (the cutover
     /// compares both sides' under the fence) and equals a full scan's.
     pub digest: u64,
+    /// A migration reading this partition's change log holds it from where
+    /// it reads (in memory only; see [`LogHold`]).
+    pub log_hold: Option<LogHold>,
 }
+
+/// A migration's hold on a partition's change log: entries from `from` are
+/// kept past the retention limits until `until_ms`, renewed by each
+/// snapshot page and log read of the migration, so the log a copy will
+/// catch up from is not trimmed under it. Without it, a partition whose
+/// writes during its copy exceeded the retention (50,000 entries by
+/// default) was truncated below the catch-up's start and copied again,
+/// which took as long and was truncated again: a big, busy partition
+/// never moved. A hold keeps at most [`LOG_HOLD_ENTRIES_FACTOR`] times the
+/// entry retention and [`LOG_HOLD_BYTES_FACTOR`] times the byte retention
+/// (past that the log is trimmed as without one, and the migration copies
+/// again, as before); one a migration stopped renewing (ended, paused, its
+/// coordinator gone) lapses after [`LOG_HOLD_MS`]. Lost on restart: the
+/// next read renews it, and what was trimmed meanwhile makes the copy
+/// start again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogHold {
+    pub from: u64,
+    pub until_ms: u64,
+}
+
+/// How long a hold lasts without renewal.
+pub const LOG_HOLD_MS: u64 = 60_000;
+/// A hold keeps at most this many times `log_retention_entries`...
+pub const LOG_HOLD_ENTRIES_FACTOR: u64 = 16;
+/// ... and this many times `log_retention_bytes`.
+pub const LOG_HOLD_BYTES_FACTOR: u64 = 4;
 
 /// The node's partitions and the clock that versions their writes.
 pub struct Store {
@@ -947,10 +977,25 @@ impl Store {
         if by_count == c.log_first && c.log_bytes <= limit {
             return (c.log_first, 0);
         }
+        // A migration's hold, while it lasts and within its bounds.
+        let held = c.log_hold.filter(|h| {
+            let within = c.log_next.saturating_sub(h.from) <= keep.saturating_mul(LOG_HOLD_ENTRIES_FACTOR) && c.log_bytes <= limit.saturating_mul(LOG_HOLD_BYTES_FACTOR);
+            within && evenkeel_types::unix_ms() < h.until_ms
+        });
+        let (by_count, limit) = match held {
+            Some(h) => (by_count.min(h.from.max(c.log_first)), limit.saturating_mul(LOG_HOLD_BYTES_FACTOR)),
+            None => (by_count, limit),
+        };
+        if by_count == c.log_first && c.log_bytes <= limit {
+            return (c.log_first, 0);
+        }
         let target = if c.log_bytes > limit { limit - limit / 8 } else { u64::MAX };
         let (mut to, mut freed) = (c.log_first, 0u64);
         for kv in self.log.range(log_key(partition, c.log_first)..log_key(partition, c.log_next - 1)) {
             if to >= by_count && c.log_bytes - freed <= target {
+                break;
+            }
+            if held.is_some_and(|h| to >= h.from) {
                 break;
             }
             let (k, v) = match kv.into_inner() {

@@ -112,6 +112,22 @@ impl Store {
         Ok(self.counters_of(partition)?.log_next)
     }
 
+    /// The hold on `partition`'s change log, lapsed or not.
+    pub fn log_hold(&self, partition: PartitionId) -> Result<Option<super::LogHold>, StoreError> {
+        Ok(self.counters_of(partition)?.log_hold)
+    }
+
+    /// Holds `partition`'s change log from `from` (None: from where the
+    /// hold already is, or the log's start without one) for
+    /// [`super::LOG_HOLD_MS`] after `now_ms` (see [`super::LogHold`]).
+    pub fn hold_log(&self, partition: PartitionId, from: Option<u64>, now_ms: u64) -> Result<(), StoreError> {
+        let mut c = self.lock_partition(partition)?;
+        let live = c.log_hold.filter(|h| now_ms < h.until_ms);
+        let from = from.or(live.map(|h| h.from)).unwrap_or(c.log_first);
+        c.log_hold = Some(super::LogHold { from, until_ms: now_ms + super::LOG_HOLD_MS });
+        Ok(())
+    }
+
     /// Up to `max_keys` records (and about `max_bytes`) of `partition` after
     /// `cursor` (an opaque position returned by the previous call).
     pub fn snapshot_chunk(&self, partition: PartitionId, cursor: Option<&[u8]>, max_keys: usize, max_bytes: u64) -> Result<SnapshotChunk, StoreError> {

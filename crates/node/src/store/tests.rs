@@ -202,6 +202,52 @@ fn change_log_retention_is_bounded() {
     assert_eq!(open(dir.path()).counters()[p], c);
 }
 
+/// A migration's hold keeps the log from where it reads, past the
+/// retention; it follows the reader, is bounded, lapses, and is not kept
+/// across a reopen.
+#[test]
+fn a_migrations_hold_keeps_the_change_log_it_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let open_held = || {
+        let mut cfg = StoreConfig::new(dir.path(), N);
+        cfg.log_retention_entries = 100;
+        Store::open(cfg).unwrap()
+    };
+    let s = open_held();
+    let p = key_partition(b"k", N);
+    let write = |n: usize| {
+        for i in 0..n {
+            exec(&s, b"k", set(&i.to_string(), None), 1000);
+        }
+    };
+    let now = evenkeel_types::unix_ms;
+    write(20);
+    s.hold_log(p, Some(5), now()).unwrap();
+    write(1000);
+    let c = s.counters()[p as usize];
+    assert_eq!((c.log_first, c.log_next), (5, 1020), "held from 5: only what lies before it trimmed (100 kept without the hold)");
+    assert!(matches!(s.read_log(p, 5, 10).unwrap(), LogRead::Entries { .. }));
+    // The reader moved on to 900: the log behind it goes.
+    s.hold_log(p, Some(900), now()).unwrap();
+    write(400);
+    assert_eq!(s.counters()[p as usize].log_first, 900);
+    // Renewed where it is (a snapshot page), it stays at 900.
+    s.hold_log(p, None, now()).unwrap();
+    assert_eq!(s.log_hold(p).unwrap().map(|h| h.from), Some(900));
+    // Bounded: past 16 times the retention (1,600 entries) it holds nothing.
+    s.hold_log(p, Some(1420), now()).unwrap();
+    write(1700);
+    let c = s.counters()[p as usize];
+    assert!(c.log_next == 3120 && c.log_first > 1420, "trimmed as without a hold: {c:?}");
+    assert!(matches!(s.read_log(p, 1420, 10).unwrap(), LogRead::Truncated { .. }));
+    // A hold nobody renewed for a minute has lapsed.
+    s.hold_log(p, Some(3100), now() - 2 * LOG_HOLD_MS).unwrap();
+    write(400);
+    assert!(s.counters()[p as usize].log_first > 3100, "{:?}", s.counters()[p as usize]);
+    drop(s);
+    assert_eq!(open_held().log_hold(p).unwrap(), None, "holds are in memory only");
+}
+
 /// Large records are bounded by bytes, not only by count: 200 writes of a
 /// 64 KiB value under a 1 MiB bound keep about 14 entries (7/8 of the
 /// bound after each trim), the byte count matches what is on disk, and it
