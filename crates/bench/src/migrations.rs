@@ -39,6 +39,10 @@ pub struct MigrationWindow {
     pub bytes_copied: u64,
     pub keys_copied: u64,
     pub cutover_pause_ms: Option<u64>,
+    /// Times its copy began: more than once when its change log was
+    /// trimmed under it (the copy then starts over).
+    #[serde(default)]
+    pub copies: usize,
 }
 
 /// Migrations lined up with the run.
@@ -78,6 +82,12 @@ impl MigrationSummary {
     /// host's noise hardly moves, unlike latency ratios).
     pub fn bulk_cpu_ms_per_mb(&self) -> Option<f64> {
         self.bulk_cpu_ms.filter(|_| self.bytes_copied > 0).map(|ms| ms as f64 / (self.bytes_copied as f64 / 1e6))
+    }
+
+    /// Copies started again (a change log trimmed under them), summed over
+    /// the migrations: each is a partition copied twice.
+    pub fn copies_restarted(&self) -> usize {
+        self.migrations.iter().map(|m| m.copies.saturating_sub(1)).sum()
     }
 
     /// `bulk-thread CPU 490 ms (15.6 ms per MB copied)`, when known.
@@ -186,6 +196,7 @@ pub fn summarize(list: &MigrationList, run_start_ms: u64, run_s: f64, during_s: 
                 bytes_copied: m.bytes_copied,
                 keys_copied: m.keys_copied,
                 cutover_pause_ms: m.cutover_pause_ms,
+                copies: m.transitions.iter().filter(|t| t.state == "COPYING").count(),
             }
         })
         .collect();
@@ -233,6 +244,11 @@ mod tests {
         assert_eq!(s.bytes_copied, 10_000_000);
         assert_eq!(s.largest_cutover_pause_ms, Some(3));
         assert_eq!(s.moved_mb_per_s, Some(2.0));
+        assert_eq!((s.migrations[0].copies, s.copies_restarted()), (1, 0));
+        let mut twice = super::tests::m("twice", 12_000, None, 1, None);
+        twice.transitions.push(evenkeel_coord::api::Transition { state: "COPYING".into(), at_ms: 13_000 });
+        let s = summarize(&MigrationList { migrations: vec![twice] }, 10_000, 60.0, 5.0);
+        assert_eq!(s.copies_restarted(), 1, "copied again once");
     }
 
     #[test]

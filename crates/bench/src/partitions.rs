@@ -120,7 +120,7 @@ mod tests {
     }
 
     fn moving(partition: u16, start_s: f64, end_s: Option<f64>) -> MigrationWindow {
-        MigrationWindow { id: format!("p{partition}"), partition, source: 1, target: 2, state: "DONE".into(), start_s, end_s, cutover_s: None, copy_s: None, completed_s: None, cleanup_s: None, bytes_copied: 0, keys_copied: 0, cutover_pause_ms: None }
+        MigrationWindow { id: format!("p{partition}"), partition, source: 1, target: 2, state: "DONE".into(), start_s, end_s, cutover_s: None, copy_s: None, completed_s: None, cleanup_s: None, bytes_copied: 0, keys_copied: 0, cutover_pause_ms: None, copies: 1 }
     }
 
     /// 2,000 requests a second for `seconds` from `from_s`, alternating

@@ -319,6 +319,10 @@ impl Report {
                 let pause = m.largest_cutover_pause_ms.map(|p| format!("{p} ms")).unwrap_or_else(|| "–".into());
                 let rate = m.moved_mb_per_s.map(|r| format!("{r:.2} MB/s")).unwrap_or_else(|| "–".into());
                 let _ = writeln!(out, "migrations: {} during the run, {:.1} MB / {} keys copied, moved {rate}, largest cutover pause {pause}{}", m.migrations.len(), m.bytes_copied as f64 / 1e6, m.keys_copied, m.cpu_text().map(|c| format!("; {c}")).unwrap_or_default());
+                let restarted = m.copies_restarted();
+                if restarted > 0 {
+                    let _ = writeln!(out, "  {restarted} copies started over: a change log was trimmed under them (see `log_retention_mib`)");
+                }
                 for line in &m.stages {
                     let _ = writeln!(out, "  stage {line}");
                 }

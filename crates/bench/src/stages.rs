@@ -97,6 +97,7 @@ mod tests {
             bytes_copied: 1,
             keys_copied: 1,
             cutover_pause_ms: Some(1),
+            copies: 1,
         }
     }
 
