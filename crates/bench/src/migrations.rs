@@ -196,7 +196,7 @@ pub fn summarize(list: &MigrationList, run_start_ms: u64, run_s: f64, during_s: 
                 bytes_copied: m.bytes_copied,
                 keys_copied: m.keys_copied,
                 cutover_pause_ms: m.cutover_pause_ms,
-                copies: m.transitions.iter().filter(|t| t.state == "COPYING").count(),
+                copies: m.copies(),
             }
         })
         .collect();

@@ -39,9 +39,13 @@ impl Rates {
 pub fn line(m: &MigrationInfo, rate: Option<f64>) -> String {
     let total = m.bytes_total.unwrap_or(0).max(m.bytes_copied);
     let frac = if m.state == "DONE" || total == 0 { 1.0 } else { m.bytes_copied as f64 / total as f64 };
+    let again = match m.copies() {
+        0 | 1 => String::new(),
+        n => format!("  (copy {n}: the change log was trimmed under the earlier ones)"),
+    };
     let filled = (frac * 20.0).round() as usize;
     format!(
-        "p{:<5} {}->{} {:<17} [{}{}] {:>3.0}% {}/{} lag {} {} eta {}{}",
+        "p{:<5} {}->{} {:<17} [{}{}] {:>3.0}% {}/{} lag {} {} eta {}{again}{}",
         m.partition,
         m.source,
         m.target,
@@ -179,6 +183,10 @@ mod tests {
         // paused (the throttle's gate says when it is).
         let stalled = line(&info("COPYING", 0, Some(1 << 20)), Some(0.0));
         assert!(stalled.contains("0 B/s eta -") && !stalled.contains("paused"), "{stalled}");
+        assert!(!l.contains("copy"), "a first copy says nothing: {l}");
+        let mut again = info("COPYING", 3 << 19, Some(1 << 20));
+        again.transitions = ["COPYING", "CATCHING_UP", "COPYING"].iter().map(|s| evenkeel_coord::api::Transition { state: s.to_string(), at_ms: 0 }).collect();
+        assert!(line(&again, None).ends_with("(copy 2: the change log was trimmed under the earlier ones)"), "{}", line(&again, None));
     }
 
     #[test]

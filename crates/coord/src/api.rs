@@ -251,6 +251,12 @@ impl MigrationInfo {
         matches!(self.state.as_str(), "DONE" | "FAILED" | "CANCELLED" | "ROLLED_BACK")
     }
 
+    /// Times its copy began: more than one when its change log was trimmed
+    /// under it and the copy started over (`bytes_copied` counts them all).
+    pub fn copies(&self) -> usize {
+        self.transitions.iter().filter(|t| t.state == "COPYING").count()
+    }
+
     /// Milliseconds spent in `state` (all its spells; a spell still open
     /// counts up to `now_ms`).
     pub fn ms_in(&self, state: &str, now_ms: u64) -> u64 {
