@@ -31,9 +31,13 @@
 //! promised for every input: when the old nodes with one partition too many
 //! hold the largest partitions, `L` itself exceeds it (see the tests).
 //!
-//! **Load.** Optionally ([`plan_with`], [`LoadBalance`]), a second phase
-//! evens out client load (ops/s, [`crate::load`]) once counts are at their
-//! targets, by *swaps*: a busy partition of the node furthest over its
+//! **Load.** Optionally ([`plan_with`], [`LoadBalance`]), client load
+//! (ops/s, [`crate::load`]) counts too. In the count phase, of the donor's
+//! partitions the byte guard allows and within a tenth of the wanted size
+//! of the closest one, the move takes the one that lowers
+//! `Σ loadᵢ² / targetᵢ` over donor and receiver most (the bound above
+//! rests on the guard alone, so it still holds). Then a second phase
+//! evens out what is left once counts are at their targets, by *swaps*: a busy partition of the node furthest over its
 //! load share for a quieter one of a node under its share, two moves that
 //! leave every count as it was. Each node's load target is its weighted
 //! share of the cluster's load; the phase runs while the busiest node
@@ -165,7 +169,9 @@ pub fn plan(nodes: &[NodeLoad], partitions: &[PartitionLoad]) -> Result<Plan, Pl
 /// [`plan`], then with `load` the load phase's swaps (see the module
 /// documentation).
 pub fn plan_with(nodes: &[NodeLoad], partitions: &[PartitionLoad], load: Option<LoadBalance>) -> Result<Plan, PlanError> {
-    let mut plan = plan_counts(nodes, partitions)?;
+    let total_load = partitions.iter().fold(0u64, |sum, p| sum.saturating_add(p.ops_per_s));
+    let by_load = load.is_some_and(|o| total_load >= o.min_ops_per_s.max(1));
+    let mut plan = plan_counts(nodes, partitions, by_load)?;
     if let Some(options) = load {
         let after = apply(partitions, &plan);
         let moved: std::collections::BTreeSet<PartitionId> = plan.moves.iter().map(|m| m.partition).collect();
@@ -326,9 +332,11 @@ fn load_swaps(targets: &[(NodeId, u64, u64)], partitions: &[PartitionLoad], fixe
     swaps
 }
 
-/// The count phase: the fewest moves to the count targets.
-fn plan_counts(nodes: &[NodeLoad], partitions: &[PartitionLoad]) -> Result<Plan, PlanError> {
+/// The count phase: the fewest moves to the count targets; `by_load`: of
+/// the partitions about as good for bytes, the one that evens out load.
+fn plan_counts(nodes: &[NodeLoad], partitions: &[PartitionLoad], by_load: bool) -> Result<Plan, PlanError> {
     let mut cluster = Cluster::new(nodes, partitions)?;
+    cluster.by_load = by_load;
     let before = cluster.summaries();
     let mut moves = Vec::new();
     while let Some(receiver) = cluster.receiver() {
@@ -392,6 +400,10 @@ struct NodeState {
     bytes: u64,
     count_target: usize,
     byte_target: u64,
+    /// Client ops/s it carries, and its weighted share of the cluster's
+    /// (0 when ineligible); read only when the count phase goes by load.
+    load: f64,
+    load_target: f64,
     /// Partitions the node holds from the start and still holds, ascending.
     /// Received partitions are not added: a receiver never gives any away.
     held: Vec<Part>,
@@ -418,6 +430,10 @@ struct Cluster {
     /// Ascending by id.
     nodes: Vec<NodeState>,
     total_bytes: u64,
+    /// Among the partitions the byte guard allows and about as close to the
+    /// wanted size, choose the one that evens out load best
+    /// ([`Cluster::choose`]).
+    by_load: bool,
 }
 
 impl Cluster {
@@ -442,6 +458,8 @@ impl Cluster {
                 bytes: 0,
                 count_target: 0,
                 byte_target: 0,
+                load: 0.0,
+                load_target: 0.0,
                 held: Vec::new(),
             })
             .collect();
@@ -452,6 +470,7 @@ impl Cluster {
             let node = &mut states[i];
             node.count += 1;
             node.bytes += p.bytes;
+            node.load += p.ops_per_s as f64;
             node.held.push(Part { bytes: p.bytes, id: p.id, ops_per_s: p.ops_per_s });
         }
         let weights: Vec<u64> = sorted_nodes.iter().zip(&states).map(|(n, s)| if s.eligible { n.weight as u64 } else { 0 }).collect();
@@ -460,12 +479,15 @@ impl Cluster {
         }
         let counts: Vec<usize> = states.iter().map(|s| s.count).collect();
         let count_targets = count_targets(&weights, &counts, partitions.len());
+        let total_load: f64 = states.iter().map(|s| s.load).sum();
+        let weight_sum: u64 = weights.iter().sum();
         for ((state, target), &w) in states.iter_mut().zip(count_targets).zip(&weights) {
             state.count_target = target;
             state.byte_target = share(total_bytes as u128, w, &weights).0 as u64;
+            state.load_target = if weight_sum > 0 { total_load * w as f64 / weight_sum as f64 } else { 0.0 };
             state.held.sort_unstable();
         }
-        Ok(Cluster { nodes: states, total_bytes })
+        Ok(Cluster { nodes: states, total_bytes, by_load: false })
     }
 
     fn summaries(&self) -> Vec<NodeSummary> {
@@ -499,7 +521,28 @@ impl Cluster {
         let limit = (pivot as u128 + slack).min(u64::MAX as u128) as u64;
         let held = &self.nodes[donor].held;
         let allowed = held.partition_point(|p| p.bytes <= limit).max(1);
-        closest(&held[..allowed], self.wanted_size(donor, receiver))
+        let wanted = self.wanted_size(donor, receiver);
+        let best = closest(&held[..allowed], wanted);
+        if !self.by_load {
+            return best;
+        }
+        // About as close: within a tenth of the wanted size of the closest.
+        // The guard alone bounds the bytes moved, so any of these keeps
+        // the bound.
+        let distance = |p: &Part| p.bytes.abs_diff(wanted);
+        let near = distance(&held[best]).saturating_add(wanted / 10);
+        let (d, r) = (&self.nodes[donor], &self.nodes[receiver]);
+        let spread = |x: f64| {
+            let term = |load: f64, target: f64| if target > 0.0 { load * load / target } else { 0.0 };
+            term(d.load - x, d.load_target) + term(r.load + x, r.load_target)
+        };
+        (0..allowed)
+            .filter(|&i| distance(&held[i]) <= near)
+            .min_by(|&a, &b| {
+                let (pa, pb) = (&held[a], &held[b]);
+                spread(pa.ops_per_s as f64).total_cmp(&spread(pb.ops_per_s as f64)).then(distance(pa).cmp(&distance(pb))).then(pa.id.cmp(&pb.id))
+            })
+            .unwrap_or(best)
     }
 
     /// The least bytes `receiver` can end with, given what it holds and that
@@ -550,10 +593,12 @@ impl Cluster {
         let d = &mut self.nodes[donor];
         d.count -= 1;
         d.bytes -= part.bytes;
+        d.load -= part.ops_per_s as f64;
         let from = d.id;
         let r = &mut self.nodes[receiver];
         r.count += 1;
         r.bytes += part.bytes;
+        r.load += part.ops_per_s as f64;
         Move { partition: part.id, from, to: r.id, bytes: part.bytes, ops_per_s: part.ops_per_s }
     }
 }

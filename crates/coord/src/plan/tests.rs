@@ -229,6 +229,27 @@ proptest! {
         prop_assert_eq!(super::plan(&nodes, &after).unwrap().moves, vec![]);
     }
 
+    /// The same bound holds when load picks among the partitions the byte
+    /// guard allows (the count phase of a plan that balances load).
+    #[test]
+    fn adding_a_node_is_bounded_when_load_picks_the_partitions((n, sizes) in grown_cluster(), seed in any::<u64>()) {
+        let owners: Vec<NodeId> = (1..=n as NodeId).collect();
+        let mut parts = round_robin(&owners, &sizes);
+        let mut x = seed | 1;
+        for p in &mut parts {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            p.ops_per_s = (x >> 33) % 2_000;
+        }
+        let nodes = standard_nodes(1..=n as NodeId + 1);
+        let options = LoadBalance { max_swaps: 0, min_ops_per_s: 0, ..LoadBalance::default() };
+        let plan = plan_with(&nodes, &parts, Some(options)).unwrap();
+        let share = plan.total_bytes / (n as u64 + 1);
+        prop_assert_eq!(plan.moves.len(), parts.len() / (n + 1));
+        prop_assert!(plan.moves.iter().all(|m| m.to == n as NodeId + 1));
+        let least = least_bytes(&parts, &moves_from(&plan));
+        prop_assert!(plan.moved_bytes <= least.max(share), "moved {} least {} share {}", plan.moved_bytes, least, share);
+    }
+
     /// Invariants on arbitrary clusters: weights, draining and weightless
     /// nodes, any owners.
     #[test]
@@ -334,6 +355,27 @@ fn swaps_even_out_a_busy_node_and_keep_every_count() {
 }
 
 #[test]
+fn a_joining_node_takes_the_busy_nodes_load_in_the_count_phase() {
+    // Node 1's four partitions at 100 ops/s, the others' at 10; all 1 MB.
+    let mut nodes = standard_nodes(1..=3);
+    let loads: Vec<u64> = (0..12).map(|p| if p % 3 == 0 { 100 } else { 10 }).collect();
+    let parts = loaded(&[1, 2, 3], &loads);
+    nodes.push(NodeLoad { id: 4, weight: 100, draining: false });
+    let plain = plan(&nodes, &parts).unwrap();
+    let p = plan_with(&nodes, &parts, Some(LoadBalance::default())).unwrap();
+    let count_phase = &p.moves[..plain.moves.len()];
+    assert_eq!(count_phase.len(), 3);
+    for m in count_phase {
+        assert_eq!((m.to, m.ops_per_s), (4, if m.from == 1 { 100 } else { 10 }), "{m:?}");
+    }
+    assert!(plain.moves.iter().any(|m| m.from == 1 && m.ops_per_s == 100), "by bytes alone node 1 gives one of its partitions too (all are busy)");
+    // Node 1 still carries 300 of 480 ops/s: swaps even out the rest.
+    let load = p.load.unwrap();
+    assert!(load.spread_after <= 1.25 && load.swaps >= 1, "{load:?}");
+    assert_eq!(p.moved_bytes, (3 + 2 * load.swaps as u64) * MB);
+}
+
+#[test]
 fn a_hot_key_is_not_moved_around_and_a_quiet_cluster_is_left_alone() {
     let nodes = standard_nodes(1..=3);
     let mut loads = vec![1; 12];
@@ -376,10 +418,16 @@ proptest! {
             nodes.push(NodeLoad { id: 5, weight: 100, draining: false });
         }
         let parts: Vec<PartitionLoad> = owners.iter().enumerate().map(|(p, &o)| PartitionLoad { id: p as PartitionId, owner: o as NodeId + 1, bytes: sizes[p], ops_per_s: loads[p] }).collect();
-        let counts = plan(&nodes, &parts).unwrap();
+        let plain = plan(&nodes, &parts).unwrap();
         let options = LoadBalance { tolerance: 0.1, max_swaps: 6, min_ops_per_s: 0 };
         let p = plan_with(&nodes, &parts, Some(options)).unwrap();
-        prop_assert_eq!(&p.moves[..counts.moves.len()], &counts.moves[..], "the count phase comes first, unchanged");
+        // The count phase comes first: as many moves as without load (the
+        // fewest), reaching the same counts (load may pick other
+        // partitions, and so other donors next).
+        let counts = Plan { moves: p.moves[..plain.moves.len()].to_vec(), ..plain.clone() };
+        for n in &nodes {
+            prop_assert_eq!(count_of(&apply(&parts, &counts), n.id), count_of(&apply(&parts, &plain), n.id));
+        }
         let load = p.load.unwrap();
         prop_assert!(load.swaps <= options.max_swaps);
         prop_assert_eq!(p.moves.len(), counts.moves.len() + 2 * load.swaps);
