@@ -169,174 +169,10 @@ pub fn plan(nodes: &[NodeLoad], partitions: &[PartitionLoad]) -> Result<Plan, Pl
 /// [`plan`], then with `load` the load phase's swaps (see the module
 /// documentation).
 pub fn plan_with(nodes: &[NodeLoad], partitions: &[PartitionLoad], load: Option<LoadBalance>) -> Result<Plan, PlanError> {
-    let total_load = partitions.iter().fold(0u64, |sum, p| sum.saturating_add(p.ops_per_s));
-    let by_load = load.is_some_and(|o| total_load >= o.min_ops_per_s.max(1));
-    let mut plan = plan_counts(nodes, partitions, by_load)?;
-    if let Some(options) = load {
-        let after = apply(partitions, &plan);
-        let moved: std::collections::BTreeSet<PartitionId> = plan.moves.iter().map(|m| m.partition).collect();
-        let targets: Vec<(NodeId, u64, u64)> = {
-            let cluster = Cluster::new(nodes, partitions)?;
-            cluster.nodes.iter().filter(|n| n.eligible).map(|n| (n.id, weight_of(nodes, n.id), n.byte_target)).collect()
-        };
-        let spread_before = load_spread(&targets, partitions);
-        let swaps = load_swaps(&targets, &after, &moved, options);
-        let mut applied = after;
-        for (a, b) in &swaps {
-            for m in [a, b] {
-                let p = applied.iter_mut().find(|p| p.id == m.partition).expect("a swap moves a partition of the input");
-                p.owner = m.to;
-            }
-            plan.moves.extend([*a, *b]);
-        }
-        plan.moved_bytes = plan.moves.iter().map(|m| m.bytes).sum();
-        plan.after = summaries(&plan.after, &applied);
-        plan.load = Some(LoadOutcome { swaps: swaps.len(), spread_before, spread_after: load_spread(&targets, &applied) });
-    }
-    Ok(plan)
-}
-
-fn weight_of(nodes: &[NodeLoad], id: NodeId) -> u64 {
-    nodes.iter().find(|n| n.id == id).map_or(0, |n| n.weight as u64)
-}
-
-/// Every node's summary in `like`'s order, recounted from `partitions`.
-fn summaries(like: &[NodeSummary], partitions: &[PartitionLoad]) -> Vec<NodeSummary> {
-    like.iter()
-        .map(|s| {
-            let mine = partitions.iter().filter(|p| p.owner == s.id);
-            NodeSummary { id: s.id, partitions: mine.clone().count(), bytes: mine.map(|p| p.bytes).sum() }
-        })
-        .collect()
-}
-
-/// The most any of `targets`' nodes (id, weight, byte target) carries over
-/// its weighted share of the load of `partitions`; 1.0 when nothing is
-/// loaded.
-pub fn load_spread(targets: &[(NodeId, u64, u64)], partitions: &[PartitionLoad]) -> f64 {
-    let total: f64 = partitions.iter().map(|p| p.ops_per_s as f64).sum();
-    let weights: u64 = targets.iter().map(|t| t.1).sum();
-    if total <= 0.0 || weights == 0 {
-        return 1.0;
-    }
-    targets
-        .iter()
-        .map(|&(id, w, _)| {
-            let load: f64 = partitions.iter().filter(|p| p.owner == id).map(|p| p.ops_per_s as f64).sum();
-            let target = total * w as f64 / weights as f64;
-            if target > 0.0 { load / target } else { 1.0 }
-        })
-        .fold(1.0, f64::max)
-}
-
-/// Candidates looked at per node and swap: a node's busiest partitions to
-/// give, the partner's quietest to take back.
-const SWAP_CANDIDATES: usize = 32;
-
-/// The load phase: swaps between eligible nodes `targets` (id, weight, byte
-/// target) over `partitions` as the count phase leaves them, none touching
-/// `fixed`.
-fn load_swaps(targets: &[(NodeId, u64, u64)], partitions: &[PartitionLoad], fixed: &std::collections::BTreeSet<PartitionId>, options: LoadBalance) -> Vec<(Move, Move)> {
-    let total: f64 = partitions.iter().map(|p| p.ops_per_s as f64).sum();
-    let weights: u64 = targets.iter().map(|t| t.1).sum();
-    if total < options.min_ops_per_s as f64 || total <= 0.0 || weights == 0 || targets.len() < 2 {
-        return Vec::new();
-    }
-    struct N {
-        id: NodeId,
-        target: f64,
-        load: f64,
-        bytes: u64,
-        byte_cap: u64,
-        /// Partitions it may still swap.
-        free: Vec<PartitionLoad>,
-    }
-    let mut nodes: Vec<N> = targets
-        .iter()
-        .map(|&(id, w, byte_target)| {
-            let mine: Vec<PartitionLoad> = partitions.iter().filter(|p| p.owner == id).copied().collect();
-            let bytes = mine.iter().map(|p| p.bytes).sum();
-            N {
-                id,
-                target: total * w as f64 / weights as f64,
-                load: mine.iter().map(|p| p.ops_per_s as f64).sum(),
-                bytes,
-                byte_cap: bytes.max(byte_target.saturating_add(byte_target / 10)),
-                free: mine.into_iter().filter(|p| !fixed.contains(&p.id)).collect(),
-            }
-        })
-        .collect();
-    let mut swaps = Vec::new();
-    while swaps.len() < options.max_swaps {
-        // The busiest node relative to its share, the lowest id on a tie.
-        let h = (0..nodes.len()).max_by(|&a, &b| (nodes[a].load / nodes[a].target).total_cmp(&(nodes[b].load / nodes[b].target)).then(b.cmp(&a))).expect("two nodes or more");
-        if nodes[h].load <= nodes[h].target * (1.0 + options.tolerance) {
-            break;
-        }
-        let mut give = nodes[h].free.clone();
-        give.sort_by_key(|p| (Reverse(p.ops_per_s), p.id));
-        give.truncate(SWAP_CANDIDATES);
-        // (gain, h's partition, partner, partner's partition): the largest
-        // fall of Σ load²/target, then the fewest bytes moved, then ids.
-        let mut best: Option<(f64, u64, PartitionLoad, usize, PartitionLoad)> = None;
-        for c in (0..nodes.len()).filter(|&c| c != h) {
-            let mut take = nodes[c].free.clone();
-            take.sort_by_key(|p| (p.ops_per_s, p.id));
-            take.truncate(SWAP_CANDIDATES);
-            for p in &give {
-                for q in take.iter().filter(|q| q.ops_per_s < p.ops_per_s) {
-                    let (hn, cn) = (&nodes[h], &nodes[c]);
-                    let h_bytes = hn.bytes as i128 - p.bytes as i128 + q.bytes as i128;
-                    let c_bytes = cn.bytes as i128 + p.bytes as i128 - q.bytes as i128;
-                    if h_bytes > hn.byte_cap as i128 || c_bytes > cn.byte_cap as i128 {
-                        continue;
-                    }
-                    let d = (p.ops_per_s - q.ops_per_s) as f64;
-                    let before = hn.load * hn.load / hn.target + cn.load * cn.load / cn.target;
-                    let after = (hn.load - d).powi(2) / hn.target + (cn.load + d).powi(2) / cn.target;
-                    let gain = before - after;
-                    // Worth two moves only if the pair's busier side ends
-                    // clearly below where the busiest node was: moving a
-                    // hot key's partition only moves the problem.
-                    let worst = ((hn.load - d) / hn.target).max((cn.load + d) / cn.target);
-                    if gain <= 0.0 || worst > hn.load / hn.target - options.tolerance / 4.0 {
-                        continue;
-                    }
-                    let moved = p.bytes + q.bytes;
-                    let better = match &best {
-                        None => true,
-                        Some((g, b, bp, bc, bq)) => gain > *g || (gain == *g && (moved, p.id, nodes[c].id, q.id) < (*b, bp.id, nodes[*bc].id, bq.id)),
-                    };
-                    if better {
-                        best = Some((gain, moved, *p, c, *q));
-                    }
-                }
-            }
-        }
-        let Some((_, _, p, c, q)) = best else {
-            break;
-        };
-        let d = (p.ops_per_s - q.ops_per_s) as f64;
-        let (h_id, c_id) = (nodes[h].id, nodes[c].id);
-        nodes[h].load -= d;
-        nodes[c].load += d;
-        nodes[h].bytes = nodes[h].bytes - p.bytes + q.bytes;
-        nodes[c].bytes = nodes[c].bytes + p.bytes - q.bytes;
-        nodes[h].free.retain(|x| x.id != p.id);
-        nodes[c].free.retain(|x| x.id != q.id);
-        swaps.push((
-            Move { partition: p.id, from: h_id, to: c_id, bytes: p.bytes, ops_per_s: p.ops_per_s },
-            Move { partition: q.id, from: c_id, to: h_id, bytes: q.bytes, ops_per_s: q.ops_per_s },
-        ));
-    }
-    swaps
-}
-
-/// The count phase: the fewest moves to the count targets; `by_load`: of
-/// the partitions about as good for bytes, the one that evens out load.
-fn plan_counts(nodes: &[NodeLoad], partitions: &[PartitionLoad], by_load: bool) -> Result<Plan, PlanError> {
     let mut cluster = Cluster::new(nodes, partitions)?;
-    cluster.by_load = by_load;
+    let options = load.filter(|o| cluster.total_load > 0.0 && cluster.total_load >= o.min_ops_per_s as f64);
+    cluster.by_load = options.is_some();
+    let spread_before = cluster.load_spread();
     let before = cluster.summaries();
     let mut moves = Vec::new();
     while let Some(receiver) = cluster.receiver() {
@@ -349,14 +185,11 @@ fn plan_counts(nodes: &[NodeLoad], partitions: &[PartitionLoad], by_load: bool) 
     for n in &cluster.nodes {
         assert_eq!(n.count, n.count_target, "node {} ends at its count target", n.id);
     }
-    Ok(Plan {
-        moved_bytes: moves.iter().map(|m| m.bytes).sum(),
-        total_bytes: cluster.total_bytes,
-        moves,
-        before,
-        after: cluster.summaries(),
-        load: None,
-    })
+    let load = load.map(|_| {
+        let swaps = options.map_or(0, |o| cluster.swap_for_load(o, &mut moves));
+        LoadOutcome { swaps, spread_before, spread_after: cluster.load_spread() }
+    });
+    Ok(Plan { moved_bytes: moves.iter().map(|m| m.bytes).sum(), total_bytes: cluster.total_bytes, moves, before, after: cluster.summaries(), load })
 }
 
 /// The partitions as they are once `plan` has been carried out.
@@ -430,6 +263,8 @@ struct Cluster {
     /// Ascending by id.
     nodes: Vec<NodeState>,
     total_bytes: u64,
+    /// Client ops/s over every partition.
+    total_load: f64,
     /// Among the partitions the byte guard allows and about as close to the
     /// wanted size, choose the one that evens out load best
     /// ([`Cluster::choose`]).
@@ -487,7 +322,89 @@ impl Cluster {
             state.load_target = if weight_sum > 0 { total_load * w as f64 / weight_sum as f64 } else { 0.0 };
             state.held.sort_unstable();
         }
-        Ok(Cluster { nodes: states, total_bytes, by_load: false })
+        Ok(Cluster { nodes: states, total_bytes, total_load, by_load: false })
+    }
+
+    /// The most any eligible node carries over its share of the load (1.0
+    /// is even, and what a cluster without load reads).
+    fn load_spread(&self) -> f64 {
+        self.nodes.iter().filter(|n| n.eligible && n.load_target > 0.0).map(|n| n.load / n.load_target).fold(1.0, f64::max)
+    }
+
+    /// The load phase (see the module documentation): swaps between
+    /// eligible nodes of partitions each still holds from the start (none
+    /// the count phase moved, none swapped before), appended to `moves` two
+    /// by two. Returns how many.
+    fn swap_for_load(&mut self, options: LoadBalance, moves: &mut Vec<Move>) -> usize {
+        let eligible: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].eligible && self.nodes[i].load_target > 0.0).collect();
+        if eligible.len() < 2 {
+            return 0;
+        }
+        let caps: Vec<u64> = self.nodes.iter().map(|n| n.bytes.max(n.byte_target.saturating_add(n.byte_target / 10))).collect();
+        let ratio = |n: &NodeState| n.load / n.load_target;
+        let mut swaps = 0;
+        while swaps < options.max_swaps {
+            // The busiest node relative to its share, the lowest id on a tie.
+            let h = eligible.iter().copied().max_by(|&a, &b| ratio(&self.nodes[a]).total_cmp(&ratio(&self.nodes[b])).then(b.cmp(&a))).expect("two nodes or more");
+            let hn = &self.nodes[h];
+            if hn.load <= hn.load_target * (1.0 + options.tolerance) {
+                break;
+            }
+            let mut give: Vec<usize> = (0..hn.held.len()).collect();
+            give.sort_by_key(|&i| (Reverse(hn.held[i].ops_per_s), hn.held[i].id));
+            give.truncate(SWAP_CANDIDATES);
+            // (gain, bytes moved, h's partition, partner, partner's
+            // partition): the largest fall of Σ load²/target, then the
+            // fewest bytes moved, then ids.
+            let mut best: Option<(f64, u64, usize, usize, usize)> = None;
+            for &c in eligible.iter().filter(|&&c| c != h) {
+                let cn = &self.nodes[c];
+                let mut take: Vec<usize> = (0..cn.held.len()).collect();
+                take.sort_by_key(|&i| (cn.held[i].ops_per_s, cn.held[i].id));
+                take.truncate(SWAP_CANDIDATES);
+                for &pi in &give {
+                    let p = hn.held[pi];
+                    for &qi in take.iter().filter(|&&qi| cn.held[qi].ops_per_s < p.ops_per_s) {
+                        let q = cn.held[qi];
+                        let h_bytes = hn.bytes as i128 - p.bytes as i128 + q.bytes as i128;
+                        let c_bytes = cn.bytes as i128 + p.bytes as i128 - q.bytes as i128;
+                        if h_bytes > caps[h] as i128 || c_bytes > caps[c] as i128 {
+                            continue;
+                        }
+                        let d = (p.ops_per_s - q.ops_per_s) as f64;
+                        let before = hn.load * hn.load / hn.load_target + cn.load * cn.load / cn.load_target;
+                        let after = (hn.load - d).powi(2) / hn.load_target + (cn.load + d).powi(2) / cn.load_target;
+                        let gain = before - after;
+                        // Worth two moves only if the pair's busier side ends
+                        // clearly below where the busiest node was: moving a
+                        // hot key's partition only moves the problem.
+                        let worst = ((hn.load - d) / hn.load_target).max((cn.load + d) / cn.load_target);
+                        if gain <= 0.0 || worst > ratio(hn) - options.tolerance / 4.0 {
+                            continue;
+                        }
+                        let moved = p.bytes + q.bytes;
+                        let better = match best {
+                            None => true,
+                            Some((g, b, bpi, bc, bqi)) => {
+                                gain > g || (gain == g && (moved, p.id, cn.id, q.id) < (b, hn.held[bpi].id, self.nodes[bc].id, self.nodes[bc].held[bqi].id))
+                            }
+                        };
+                        if better {
+                            best = Some((gain, moved, pi, c, qi));
+                        }
+                    }
+                }
+            }
+            let Some((_, _, pi, c, qi)) = best else {
+                break;
+            };
+            // Neither partition goes back into a `held` list: each is
+            // swapped once.
+            moves.push(self.transfer(h, pi, c));
+            moves.push(self.transfer(c, qi, h));
+            swaps += 1;
+        }
+        swaps
     }
 
     fn summaries(&self) -> Vec<NodeSummary> {
@@ -602,6 +519,10 @@ impl Cluster {
         Move { partition: part.id, from, to: r.id, bytes: part.bytes, ops_per_s: part.ops_per_s }
     }
 }
+
+/// Candidates looked at per node and swap: a node's busiest partitions to
+/// give, the partner's quietest to take back.
+const SWAP_CANDIDATES: usize = 32;
 
 /// Count targets: every weighted share rounded down, then one more for as many
 /// nodes with a fractional share as there are partitions left over. Those are
