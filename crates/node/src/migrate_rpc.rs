@@ -20,7 +20,7 @@
 
 use crate::service::NodeInner;
 use std::sync::Arc;
-use crate::store::{KeyRecord, LogRead, StoreError};
+use crate::store::{HoldFrom, KeyRecord, LogRead, StoreError};
 use evenkeel_rpc::pb;
 use evenkeel_types::{PartitionId, Record};
 use tonic::Status;
@@ -96,16 +96,11 @@ pub(crate) fn position(inner: &NodeInner, partition: PartitionId) -> Result<pb::
 }
 
 /// Where a migration begins: the partition's log position, held from
-/// there (`Store::hold_log`) so the copy's catch-up finds it. A begin that
-/// finds a live hold (a new leader taking a migration over, which admits
-/// its token with a begin) keeps it where it is: the migration still
-/// needs what lies between.
+/// there (`Store::hold_log`, `HoldFrom::Begin`) so the copy's catch-up
+/// finds it.
 pub(crate) fn begin(inner: &NodeInner, partition: PartitionId) -> Result<pb::PositionResponse, Status> {
-    let at = position(inner, partition)?;
-    let now = evenkeel_types::unix_ms();
-    let held = inner.store.log_hold(partition).map_err(status)?.is_some_and(|h| now < h.until_ms);
-    inner.store.hold_log(partition, (!held).then_some(at.log_next), now).map_err(status)?;
-    Ok(at)
+    inner.store.hold_log(partition, HoldFrom::Begin, evenkeel_types::unix_ms()).map_err(status)?;
+    position(inner, partition)
 }
 
 /// In `Durability::Sync`, waits until everything read or written so far
@@ -128,7 +123,7 @@ pub(crate) async fn snapshot(inner: &Arc<NodeInner>, req: &pb::SnapshotRequest) 
     let _turn = inner.lane.background().await;
     let p = admit(inner, req.header.as_ref())?;
     // The copy goes on: its catch-up's start stays held.
-    inner.store.hold_log(p, None, evenkeel_types::unix_ms()).map_err(status)?;
+    inner.store.hold_log(p, HoldFrom::Renew, evenkeel_types::unix_ms()).map_err(status)?;
     let max_keys = req.max_keys.clamp(1, PAGE_KEYS_MAX) as usize;
     let max_bytes = req.max_bytes.clamp(1, PAGE_BYTES_MAX);
     let cursor = req.cursor.clone();
@@ -146,7 +141,7 @@ pub(crate) async fn read_log(inner: &Arc<NodeInner>, req: &pb::ReadLogRequest) -
     let p = admit(inner, req.header.as_ref())?;
     // What this reader has yet to read stays (catch-up, drain, reverse
     // capture, rollback).
-    inner.store.hold_log(p, Some(req.from), evenkeel_types::unix_ms()).map_err(status)?;
+    inner.store.hold_log(p, HoldFrom::Reader(req.from), evenkeel_types::unix_ms()).map_err(status)?;
     let log_next = inner.store.log_next(p).map_err(status)?;
     if req.from >= log_next {
         return Ok(pb::ReadLogResponse { entries: vec![], next: req.from, truncated: false, first: 0, log_next });

@@ -311,7 +311,7 @@ mod rows;
 use index::TimeIndex;
 pub use rows::RowCacheStats;
 pub use memtables::{TEND_EVERY, Tended};
-pub use migrate::{Checksum, KeyRecord, LogRead, SnapshotChunk, Warmed};
+pub use migrate::{Checksum, HoldFrom, KeyRecord, LogRead, SnapshotChunk, Warmed};
 const NUM_PARTITIONS_KEY: &[u8] = b"num_partitions";
 /// Present once both indexes are partition-major and complete. Stores
 /// written before had a time-major `expiry` keyspace and no tombstone

@@ -112,18 +112,16 @@ impl Store {
         Ok(self.counters_of(partition)?.log_next)
     }
 
-    /// The hold on `partition`'s change log, lapsed or not.
-    pub fn log_hold(&self, partition: PartitionId) -> Result<Option<super::LogHold>, StoreError> {
-        Ok(self.counters_of(partition)?.log_hold)
-    }
-
-    /// Holds `partition`'s change log from `from` (None: from where the
-    /// hold already is, or the log's start without one) for
-    /// [`super::LOG_HOLD_MS`] after `now_ms` (see [`super::LogHold`]).
-    pub fn hold_log(&self, partition: PartitionId, from: Option<u64>, now_ms: u64) -> Result<(), StoreError> {
+    /// Holds `partition`'s change log for [`super::LOG_HOLD_MS`] after
+    /// `now_ms` (see [`super::LogHold`]), from where `from` says.
+    pub fn hold_log(&self, partition: PartitionId, from: HoldFrom, now_ms: u64) -> Result<(), StoreError> {
         let mut c = self.lock_partition(partition)?;
-        let live = c.log_hold.filter(|h| now_ms < h.until_ms);
-        let from = from.or(live.map(|h| h.from)).unwrap_or(c.log_first);
+        let live = c.log_hold.filter(|h| now_ms < h.until_ms).map(|h| h.from);
+        let from = match from {
+            HoldFrom::Reader(at) => at,
+            HoldFrom::Begin => live.unwrap_or(c.log_next),
+            HoldFrom::Renew => live.unwrap_or(c.log_first),
+        };
         c.log_hold = Some(super::LogHold { from, until_ms: now_ms + super::LOG_HOLD_MS });
         Ok(())
     }
@@ -443,6 +441,21 @@ impl Store {
         let boost = Boost::normal();
         Ok(PartitionLock { counters: counters.lock(), _boost: boost })
     }
+}
+
+/// Where [`Store::hold_log`] holds a partition's change log from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldFrom {
+    /// A reader at this position (catch-up, drain, reverse capture,
+    /// rollback): what it has yet to read.
+    Reader(u64),
+    /// A migration beginning: the log's head, unless a live hold is kept
+    /// (a new leader taking the migration over begins again, and still
+    /// needs what lies between).
+    Begin,
+    /// A copy going on: where the live hold is, or the log's start without
+    /// one (the node restarted: keep what is left).
+    Renew,
 }
 
 pub(super) fn decode_log_entry(raw: &[u8]) -> Result<KeyRecord, StoreError> {

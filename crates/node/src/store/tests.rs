@@ -222,30 +222,38 @@ fn a_migrations_hold_keeps_the_change_log_it_still_reads() {
     };
     let now = evenkeel_types::unix_ms;
     write(20);
-    s.hold_log(p, Some(5), now()).unwrap();
+    s.hold_log(p, HoldFrom::Reader(5), now()).unwrap();
     write(1000);
     let c = s.counters()[p as usize];
     assert_eq!((c.log_first, c.log_next), (5, 1020), "held from 5: only what lies before it trimmed (100 kept without the hold)");
     assert!(matches!(s.read_log(p, 5, 10).unwrap(), LogRead::Entries { .. }));
     // The reader moved on to 900: the log behind it goes.
-    s.hold_log(p, Some(900), now()).unwrap();
+    s.hold_log(p, HoldFrom::Reader(900), now()).unwrap();
     write(400);
     assert_eq!(s.counters()[p as usize].log_first, 900);
     // Renewed where it is (a snapshot page), it stays at 900.
-    s.hold_log(p, None, now()).unwrap();
-    assert_eq!(s.log_hold(p).unwrap().map(|h| h.from), Some(900));
+    s.hold_log(p, HoldFrom::Renew, now()).unwrap();
+    assert_eq!(s.counters()[p as usize].log_hold.map(|h| h.from), Some(900));
+    // A begin over a live hold (a new leader taking the migration over)
+    // keeps it where it is.
+    s.hold_log(p, HoldFrom::Begin, now()).unwrap();
+    assert_eq!(s.counters()[p as usize].log_hold.map(|h| h.from), Some(900));
     // Bounded: past 16 times the retention (1,600 entries) it holds nothing.
-    s.hold_log(p, Some(1420), now()).unwrap();
+    s.hold_log(p, HoldFrom::Reader(1420), now()).unwrap();
     write(1700);
     let c = s.counters()[p as usize];
     assert!(c.log_next == 3120 && c.log_first > 1420, "trimmed as without a hold: {c:?}");
     assert!(matches!(s.read_log(p, 1420, 10).unwrap(), LogRead::Truncated { .. }));
     // A hold nobody renewed for a minute has lapsed.
-    s.hold_log(p, Some(3100), now() - 2 * LOG_HOLD_MS).unwrap();
+    s.hold_log(p, HoldFrom::Reader(3100), now() - 2 * LOG_HOLD_MS).unwrap();
     write(400);
     assert!(s.counters()[p as usize].log_first > 3100, "{:?}", s.counters()[p as usize]);
+    // With none live, a begin holds from the log's head.
+    s.hold_log(p, HoldFrom::Reader(0), now() - 2 * LOG_HOLD_MS).unwrap();
+    s.hold_log(p, HoldFrom::Begin, now()).unwrap();
+    assert_eq!(s.counters()[p as usize].log_hold.map(|h| h.from), Some(3520));
     drop(s);
-    assert_eq!(open_held().log_hold(p).unwrap(), None, "holds are in memory only");
+    assert_eq!(open_held().counters()[p as usize].log_hold, None, "holds are in memory only");
 }
 
 /// Large records are bounded by bytes, not only by count: 200 writes of a
