@@ -11,9 +11,9 @@
 //! migration forwards or applies are not client ops and are not counted
 //! either.
 //!
-//! One relaxed atomic add per op; partitions' counters sit side by side, and
-//! a node serves a few hundred partitions at most, so the whole table is a
-//! few kilobytes.
+//! One relaxed atomic add per op. Two counters per partition of the
+//! cluster: 4 KiB at the default 128 partitions, 256 KiB at the most
+//! (16,384, one per hash slot).
 
 use evenkeel_types::PartitionId;
 use std::sync::atomic::{AtomicU64, Ordering};
