@@ -180,6 +180,11 @@ impl Watch {
         *uneven.get_or_insert(now_ms)
     }
 
+    /// Forgets since when load has been uneven.
+    fn forget_uneven(&self) {
+        *self.uneven.lock() = None;
+    }
+
     /// When `membership` was first seen (now, if it differs from the last).
     fn since(&self, membership: u64, now_ms: u64) -> u64 {
         let mut seen = self.seen.lock();
@@ -221,6 +226,9 @@ pub async fn tick(coord: &Coordinator, settle_ms: u64, cooldown_ms: u64) -> Resu
     };
     if let Decision::Wait(why) = decide(&early) {
         coord.auto_watch().note(why);
+        // The plan is not looked at meanwhile (a rebalance runs, or cools
+        // down): uneven load must be seen anew for its settling time.
+        coord.auto_watch().forget_uneven();
         return Ok(None);
     }
     let status = coord.status();
@@ -358,6 +366,8 @@ mod tests {
         assert_eq!(w.uneven_since(1, 40), 10, "still uneven");
         assert_eq!(w.uneven_since(0, 50), 50);
         assert_eq!(w.uneven_since(3, 60), 60, "uneven again: a new start");
+        w.forget_uneven();
+        assert_eq!(w.uneven_since(3, 90), 90, "not looked at in between (a rebalance ran): a new start");
     }
 
     #[test]
