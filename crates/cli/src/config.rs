@@ -187,11 +187,7 @@ impl FileConfig {
         {
             anyhow::bail!("{}: [migration]: stage_p99_ratio_max must be at least 1.0, not {r}", path.display());
         }
-        if let Some(t) = m.load_tolerance
-            && !(t.is_finite() && t > 0.0)
-        {
-            anyhow::bail!("{}: [migration]: load_tolerance must be above 0, not {t}", path.display());
-        }
+        evenkeel_coord::rebalance::load_balance(Some(false), m.load_tolerance, None).map_err(|e| anyhow::anyhow!("{}: [migration]: {e}", path.display()))?;
         if let Some(spec) = &m.rebalance_stages {
             evenkeel_coord::stages::parse(spec).map_err(|e| anyhow::anyhow!("{}: [migration]: rebalance_stages: {e}", path.display()))?;
         }
@@ -224,9 +220,12 @@ impl FileConfig {
         if m.stage_p99_ratio_max.is_some() {
             coord.stage_p99_ratio_max = m.stage_p99_ratio_max;
         }
-        // `load_tolerance` alone changes the tolerance, not whether.
-        let base = coord.balance_load.unwrap_or_default();
-        coord.balance_load = m.balance_load.unwrap_or(coord.balance_load.is_some()).then(|| evenkeel_coord::plan::LoadBalance { tolerance: m.load_tolerance.unwrap_or(base.tolerance), ..base });
+        // `load_tolerance` alone changes the tolerance, not whether (checked
+        // by `load`).
+        let on = m.balance_load.unwrap_or(coord.balance_load.is_some());
+        if let Ok(load) = evenkeel_coord::rebalance::load_balance(Some(on), m.load_tolerance, coord.balance_load) {
+            coord.balance_load = load;
+        }
         if let Some(ms) = m.load_rebalance_cooldown_ms {
             coord.load_rebalance_cooldown = std::time::Duration::from_millis(ms);
         }

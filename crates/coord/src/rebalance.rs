@@ -175,7 +175,7 @@ pub fn load_balance(balance_load: Option<bool>, load_tolerance: Option<f64>, con
     if let Some(t) = load_tolerance
         && !(t.is_finite() && t > 0.0)
     {
-        return Err(RebalanceError::Invalid(format!("load_tolerance must be a number above 0, not {t}")));
+        return Err(RebalanceError::Invalid(format!("load_tolerance must be above 0, not {t}")));
     }
     let on = balance_load.unwrap_or(configured.is_some() || load_tolerance.is_some());
     let base = configured.unwrap_or_default();
