@@ -131,7 +131,17 @@ pub async fn cluster(client: &reqwest::Client, admin: &str) -> Result<ClusterSta
 
 /// The HTTP client admin API readings use.
 pub fn http_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())
+    authorized(reqwest::Client::builder().timeout(Duration::from_secs(5)))?.build().map_err(|e| e.to_string())
+}
+
+/// `builder` sending the admin token the environment gives
+/// ([`evenkeel_coord::auth::client_authorization`]) with every request:
+/// the bench's readings and the CLI's admin client.
+pub fn authorized(builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, String> {
+    let Some(value) = evenkeel_coord::auth::client_authorization()? else { return Ok(builder) };
+    let mut value = reqwest::header::HeaderValue::from_str(&value).map_err(|e| format!("the admin token: {e}"))?;
+    value.set_sensitive(true);
+    Ok(builder.default_headers(reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)])))
 }
 
 /// The cluster's partition count, from `/v1/cluster`.
@@ -164,7 +174,10 @@ async fn get_json_with<T: DeserializeOwned>(client: &reqwest::Client, admin: &st
         return Err(NO_ENDPOINT.to_string());
     }
     if !response.status().is_success() {
-        return Err(format!("no migration data ({url} answered {})", response.status()));
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        let message = serde_json::from_slice::<evenkeel_coord::api::ApiError>(&body).map(|e| e.error).unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+        return Err(format!("no migration data ({url} answered {status}: {message})"));
     }
     response.json::<T>().await.map_err(|e| format!("no migration data ({url} sent unreadable JSON: {e})"))
 }

@@ -16,8 +16,11 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
+    /// A client of the admin API at `admin`, sending the token of
+    /// `EVENKEEL_ADMIN_TOKEN` (or `EVENKEEL_ADMIN_TOKEN_FILE`) if set.
     pub fn new(admin: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
+        let builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10));
+        let http = evenkeel_bench::migrations::authorized(builder).map_err(|e| anyhow!(e))?.build()?;
         Ok(AdminClient { base: base_url(admin), http })
     }
 
@@ -55,8 +58,7 @@ impl AdminClient {
         }
         let status = resp.status();
         let body = resp.bytes().await.unwrap_or_default();
-        let message = serde_json::from_slice::<ApiError>(&body).map(|e| e.error).unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-        Err(anyhow!("node {id} {action}: {status}: {message}"))
+        Err(anyhow!("node {id} {action}: {status}: {}", error_message(&body)))
     }
 
     /// GET `path` (under the admin base URL) as JSON.
@@ -104,11 +106,16 @@ impl AdminClient {
         let status = resp.status();
         let body = resp.bytes().await.with_context(|| format!("reading the reply from {url}"))?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<ApiError>(&body).map(|e| e.error).unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-            return Err(anyhow!("{url} answered {status}: {message}"));
+            return Err(anyhow!("{url} answered {status}: {}", error_message(&body)));
         }
         serde_json::from_slice(&body).with_context(|| format!("{url} sent a reply this CLI does not understand"))
     }
+}
+
+/// The message of an admin API error reply (its JSON `error`, else the
+/// body as text).
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<ApiError>(body).map(|e| e.error).unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned())
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

@@ -65,6 +65,12 @@ pub struct ClusterSection {
     pub etcd_key: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// A file of tokens (one per line) the admin API asks for; none: it
+    /// answers anyone who reaches it.
+    pub admin_token_file: Option<PathBuf>,
+    /// Serve the admin API without a token on an address other than
+    /// loopback (refused otherwise).
+    pub admin_insecure: Option<bool>,
     /// "buffered" or "sync".
     pub durability: Option<String>,
     pub cache_mib: Option<u64>,
@@ -272,6 +278,8 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             etcd_key: tls.and_then(|t| t.key.clone()),
             listen: Some(opts.listen),
             admin: Some(opts.admin),
+            admin_token_file: opts.admin_token_file.clone(),
+            admin_insecure: Some(opts.admin_insecure),
             durability: Some(format!("{:?}", opts.durability).to_lowercase()),
             cache_mib: Some(opts.cache_bytes / (1024 * 1024)),
             memtable_mib: Some(opts.memtable_bytes / (1024 * 1024)),

@@ -286,6 +286,14 @@ struct UpArgs {
     /// Admin HTTP API and /metrics [default: 127.0.0.1:7070].
     #[arg(long)]
     admin: Option<SocketAddr>,
+    /// A file of tokens (one per line) the admin API asks for (as `Authorization:
+    /// Bearer TOKEN`; the CLI sends EVENKEEL_ADMIN_TOKEN); /metrics, /healthz and /readyz stay open.
+    #[arg(long, env = "EVENKEEL_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Serve the admin API without a token on an address other than loopback
+    /// (refused otherwise: whoever reaches it could drain and remove nodes).
+    #[arg(long)]
+    admin_insecure: bool,
     /// Partitions, fixed when the cluster is created [default: 128].
     #[arg(long)]
     partitions: Option<u32>,
@@ -662,6 +670,11 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
     opts.partitions = args.partitions.or(c.partitions).unwrap_or(opts.partitions);
     opts.listen = args.listen.or(c.listen).unwrap_or(opts.listen);
     opts.admin = args.admin.or(c.admin).unwrap_or(opts.admin);
+    opts.admin_token_file = args.admin_token_file.or(c.admin_token_file.clone());
+    if let Some(file) = &opts.admin_token_file {
+        opts.coord.admin_auth = Some(evenkeel_coord::auth::AdminAuth::from_file(file).map_err(|e| anyhow::anyhow!(e))?);
+    }
+    opts.admin_insecure = args.admin_insecure || c.admin_insecure.unwrap_or(false);
     let durability = match (args.durability, c.durability.as_deref()) {
         (Some(d), _) => d,
         (None, None | Some("buffered")) => DurabilityArg::Buffered,

@@ -129,7 +129,7 @@ pub async fn serve(role: Role, id: Option<NodeId>, zone: Option<String>, opts: U
             Ok(router.serve(listener, stop.cancelled_owned()).await?)
         }
         Role::Coordinator => {
-            let listener = bind(opts.admin, "admin API").await?;
+            let listener = crate::up::bind_admin(&opts).await?;
             tracing::info!(admin = %listener.local_addr()?, "serving a coordinator (leads once it holds the leader lease)");
             let coord = Coordinator::new(meta, CoordConfig { bootstrap_nodes: opts.nodes, ..opts.coord.clone() });
             Ok(coord.run(listener, stop.cancelled_owned()).await?)

@@ -64,6 +64,12 @@ pub struct UpOptions {
     pub partitions: u32,
     pub listen: SocketAddr,
     pub admin: SocketAddr,
+    /// The file the admin API's tokens were read from (they are in
+    /// `coord.admin_auth`), for `--print-config`.
+    pub admin_token_file: Option<PathBuf>,
+    /// Serve the admin API without a token off loopback
+    /// ([`evenkeel_coord::auth::check_exposure`]).
+    pub admin_insecure: bool,
     pub durability: Durability,
     pub router: RouterConfig,
     /// Per-node fjall block cache.
@@ -216,6 +222,8 @@ impl UpOptions {
             partitions: 128,
             listen: "127.0.0.1:6380".parse().expect("valid"),
             admin: "127.0.0.1:7070".parse().expect("valid"),
+            admin_token_file: None,
+            admin_insecure: false,
             durability: Durability::default(),
             router: RouterConfig::default(),
             cache_bytes: 64 * 1024 * 1024,
@@ -296,7 +304,7 @@ impl LocalCluster {
         let config = bootstrap::ensure_cluster_config(meta.as_ref(), opts.partitions).await?;
         let members = ensure_members(meta.as_ref(), &opts).await?;
         let router_listener = bind(opts.listen, "router").await?;
-        let admin_listener = bind(opts.admin, "admin API").await?;
+        let admin_listener = bind_admin(&opts).await?;
         let defaults = opts.node_defaults(config.num_partitions)?;
         let (launcher, node_failures) = Launcher::new(meta.clone(), defaults, node_claims, stop.clone());
         for info in &members {
@@ -454,6 +462,13 @@ impl Drop for CoordRuntime {
 
 fn node_dir(opts: &UpOptions, id: NodeId) -> PathBuf {
     opts.data_dir.join(format!("node-{id}"))
+}
+
+/// Binds the admin API's address, once [`evenkeel_coord::auth::check_exposure`]
+/// allows serving it there as configured.
+pub async fn bind_admin(opts: &UpOptions) -> anyhow::Result<TcpListener> {
+    evenkeel_coord::auth::check_exposure(opts.admin, opts.coord.admin_auth.as_ref(), opts.admin_insecure).map_err(|e| anyhow::anyhow!(e))?;
+    bind(opts.admin, "admin API").await
 }
 
 pub(crate) async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

@@ -2118,3 +2118,104 @@ async fn loaded_scripts_and_function_libraries_serve_every_router() {
     serving.await.unwrap().unwrap();
     cluster.shutdown().await.unwrap();
 }
+
+/// With a token file, the admin API answers only requests carrying one of
+/// its tokens (bearer, or a Basic password for browsers), and the CLI
+/// sends the one of `EVENKEEL_ADMIN_TOKEN` or `EVENKEEL_ADMIN_TOKEN_FILE`;
+/// `/metrics` and the probes stay open. Without a token, `up` refuses an
+/// admin address off loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_asks_for_a_token_when_given_one() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = ("0ld-t0ken-0123456789abcdef", "n3w-t0ken-fedcba9876543210");
+    let file = dir.path().join("admin-tokens");
+    std::fs::write(&file, format!("# two during a rotation\n{old}\n{new}\n")).unwrap();
+    let mut opts = UpOptions::ephemeral(dir.path().join("data"));
+    opts.coord.admin_auth = Some(evenkeel_coord::auth::AdminAuth::from_file(&file).unwrap());
+    let cluster = LocalCluster::start(opts).await.expect("cluster starts");
+    let base = format!("http://{}", cluster.admin_addr);
+    let http = reqwest::Client::new();
+
+    let refused = http.get(format!("{base}/v1/cluster")).send().await.unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let challenges: Vec<_> = refused.headers().get_all(reqwest::header::WWW_AUTHENTICATE).iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert!(challenges.first().is_some_and(|c| c.starts_with("Basic")) && challenges.iter().any(|c| c.starts_with("Bearer")), "{challenges:?}");
+    let body: evenkeel_coord::api::ApiError = refused.json().await.unwrap();
+    assert!(body.error.contains("EVENKEEL_ADMIN_TOKEN"), "{}", body.error);
+    let wrong = http.post(format!("{base}/v1/rebalance/pause")).bearer_auth("not-0ne-0f-the-t0kens").send().await.unwrap();
+    assert_eq!(wrong.status(), reqwest::StatusCode::UNAUTHORIZED);
+    for token in [old, new] {
+        let ok = http.get(format!("{base}/v1/cluster")).bearer_auth(token).send().await.unwrap();
+        assert_eq!(ok.status(), reqwest::StatusCode::OK, "token {token}");
+    }
+    // A browser's Basic credentials: any user, the token as password.
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("ops:{new}"));
+    let page = http.get(format!("{base}/dashboard")).header("authorization", format!("Basic {basic}")).send().await.unwrap();
+    assert_eq!(page.status(), reqwest::StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("<html"));
+    // Open (503 until the coordinator's first poll, never 401).
+    for open in ["/healthz", "/readyz"] {
+        assert_ne!(http.get(format!("{base}{open}")).send().await.unwrap().status(), reqwest::StatusCode::UNAUTHORIZED, "{open}");
+    }
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("evenkeel_admin_requests_refused_total{reason=\"missing\"}") && metrics.contains("evenkeel_admin_requests_refused_total{reason=\"refused\"}"), "{metrics}");
+
+    // The CLI: refused without a token, with the way out in the message;
+    // served with either variable.
+    let admin = cluster.admin_addr.to_string();
+    let cli = |env: Vec<(&'static str, String)>| {
+        let admin = admin.clone();
+        async move {
+            let run = tokio::task::spawn_blocking(move || {
+                let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_evenkeel"));
+                cmd.args(["cluster", "status", "--json", "--admin", &admin]).env_remove("EVENKEEL_ADMIN_TOKEN").env_remove("EVENKEEL_ADMIN_TOKEN_FILE");
+                cmd.envs(env).output()
+            });
+            tokio::time::timeout(Duration::from_secs(30), run).await.unwrap().unwrap().unwrap()
+        }
+    };
+    let out = cli(vec![]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("401") && stderr.contains("EVENKEEL_ADMIN_TOKEN"), "stderr: {stderr}");
+    let out = cli(vec![("EVENKEEL_ADMIN_TOKEN", new.to_string())]).await;
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let status: evenkeel_coord::api::ClusterStatus = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status.nodes.len(), 3);
+    let out = cli(vec![("EVENKEEL_ADMIN_TOKEN_FILE", file.display().to_string())]).await;
+    assert!(out.status.success(), "the file's first token: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(vec![("EVENKEEL_ADMIN_TOKEN", "short".to_string())]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("at least 16 characters"), "stderr: {stderr}");
+    cluster.shutdown().await.unwrap();
+
+    // `up` on an address others can reach, without a token: refused before
+    // anything binds; a token file of a weak token is refused too.
+    let weak = dir.path().join("weak");
+    std::fs::write(&weak, "hunter2\n").unwrap();
+    for (extra, expected) in [(vec![], "without authentication"), (vec!["--admin-token-file", weak.to_str().unwrap()], "at least 16 characters")] {
+        let data = dir.path().join("refused");
+        let mut args = vec!["up", "--data-dir", data.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin", "0.0.0.0:0"];
+        args.extend(extra);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_evenkeel"))
+            .args(&args)
+            .env_remove("EVENKEEL_ADMIN_TOKEN_FILE")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Killed if it starts after all, so a failure leaves nothing running.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("`up` {args:?} started instead of refusing");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(expected), "stderr: {stderr}");
+    }
+}

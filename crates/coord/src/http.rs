@@ -36,6 +36,9 @@
 //! - `GET /healthz` (and `GET /readyz`, its name as a readiness probe):
 //!   200 when the coordinator has a cluster view.
 //!
+//! With a token configured ([`crate::auth`]), everything but `/metrics`,
+//! `/healthz` and `/readyz` needs it (401 otherwise).
+//!
 //! Errors are JSON `{"error": "..."}` with a 4xx/5xx status.
 
 use crate::Coordinator;
@@ -67,7 +70,29 @@ pub fn routes(coord: Arc<Coordinator>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(healthz))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(coord.clone(), authenticate))
         .with_state(coord)
+}
+
+/// Lets a request through if the admin API asks for no token, its path is
+/// open, or it carries a token ([`crate::auth`]); else 401.
+async fn authenticate(State(c): State<Arc<Coordinator>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let Some(auth) = &c.config.admin_auth else { return next.run(request).await };
+    if crate::auth::is_open(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let (reason, message) = match auth.check(request.headers().get(axum::http::header::AUTHORIZATION)) {
+        crate::auth::Verdict::Allowed => return next.run(request).await,
+        crate::auth::Verdict::Missing => ("missing", format!("this admin API needs a token: set {} (or {}) for the CLI, or send `Authorization: Bearer TOKEN`", crate::auth::TOKEN_ENV, crate::auth::TOKEN_FILE_ENV)),
+        crate::auth::Verdict::Refused => ("refused", "this admin API does not accept the token given".to_string()),
+    };
+    metrics::counter!("evenkeel_admin_requests_refused_total", "reason" => reason).increment(1);
+    tracing::debug!(path = %request.uri().path(), reason, "admin request refused");
+    let mut response = error(StatusCode::UNAUTHORIZED, &message);
+    for (name, value) in crate::auth::challenges() {
+        response.headers_mut().append(name, value);
+    }
+    response
 }
 
 /// `GET /` and `/dashboard`: the page of [`crate::dashboard`].

@@ -21,6 +21,7 @@
 //!   state boundaries, compiled in for tests only.
 
 pub mod api;
+pub mod auth;
 pub mod auto;
 pub mod bootstrap;
 pub mod clients;
@@ -79,6 +80,9 @@ pub struct CoordConfig {
     /// Throttle settings stored when the coordinator starts (from the
     /// configuration file); None keeps what is stored.
     pub throttle: Option<throttle::Settings>,
+    /// The tokens the admin API asks for ([`auth`]); None: it answers
+    /// anyone (refused off loopback unless meant: [`auth::check_exposure`]).
+    pub admin_auth: Option<auth::AdminAuth>,
 }
 
 impl Default for CoordConfig {
@@ -97,6 +101,7 @@ impl Default for CoordConfig {
             balance_load: None,
             load_rebalance_cooldown: Duration::from_secs(1800),
             throttle: None,
+            admin_auth: None,
         }
     }
 }
