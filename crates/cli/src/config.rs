@@ -113,6 +113,12 @@ pub struct ClusterSection {
 #[serde(default, deny_unknown_fields)]
 pub struct RouterSection {
     pub requirepass: Option<String>,
+    /// The RESP endpoint speaks TLS with this certificate chain (PEM) and
+    /// `tls_key`; plain RESP is not served then.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// With TLS: clients must present a certificate this CA (PEM) signed.
+    pub tls_client_ca: Option<PathBuf>,
     pub max_clients: Option<usize>,
     pub max_bulk_len: Option<usize>,
     /// How long a request may be retried while partitions move.
@@ -298,6 +304,9 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
         },
         router: RouterSection {
             requirepass: opts.router.requirepass.as_ref().map(|_| "(set)".to_string()),
+            tls_cert: opts.tls.as_ref().map(|t| t.cert.clone()),
+            tls_key: opts.tls.as_ref().map(|t| t.key.clone()),
+            tls_client_ca: opts.tls.as_ref().and_then(|t| t.client_ca.clone()),
             max_clients: Some(opts.router.max_clients),
             max_bulk_len: Some(opts.router.limits.max_bulk_len),
             retry_budget_ms: Some(opts.router.retry.total_ms),

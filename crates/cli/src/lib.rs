@@ -29,4 +29,5 @@ pub mod progress;
 pub mod rebalance;
 pub mod serve;
 pub mod throttle;
+pub mod tls;
 pub mod up;

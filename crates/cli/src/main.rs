@@ -304,6 +304,16 @@ struct UpArgs {
     /// Require clients to AUTH with this password.
     #[arg(long, env = "EVENKEEL_REQUIREPASS")]
     requirepass: Option<String>,
+    /// Clients connect with TLS: this certificate chain (PEM) and --tls-key;
+    /// plain RESP is not served then.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// With TLS: clients must present a certificate this CA (PEM) signed.
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
     /// [default: 10000]
     #[arg(long)]
     max_clients: Option<usize>,
@@ -686,6 +696,16 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
         DurabilityArg::Sync => Durability::Sync,
     };
     opts.router.requirepass = args.requirepass.or(r.requirepass.clone());
+    let (cert, key, client_ca) = (args.tls_cert.or(r.tls_cert.clone()), args.tls_key.or(r.tls_key.clone()), args.tls_client_ca.or(r.tls_client_ca.clone()));
+    opts.tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(evenkeel::tls::TlsFiles { cert, key, client_ca }),
+        (None, None) => {
+            anyhow::ensure!(client_ca.is_none(), "--tls-client-ca ([router] tls_client_ca) needs --tls-cert and --tls-key: client certificates are checked in a TLS handshake");
+            None
+        }
+        _ => anyhow::bail!("--tls-cert and --tls-key ([router] tls_cert, tls_key) go together"),
+    };
+    opts.router.tls = opts.tls.as_ref().map(|t| t.server_config()).transpose()?;
     opts.router.max_clients = pick(args.max_clients, r.max_clients, opts.router.max_clients);
     opts.router.limits.max_bulk_len = pick(args.max_bulk_len, r.max_bulk_len, opts.router.limits.max_bulk_len);
     if let Some(ms) = r.retry_budget_ms {

@@ -70,6 +70,9 @@ pub struct UpOptions {
     /// Serve the admin API without a token off loopback
     /// ([`evenkeel_coord::auth::check_exposure`]).
     pub admin_insecure: bool,
+    /// The RESP endpoint's TLS files (built into `router.tls`), for
+    /// `--print-config`.
+    pub tls: Option<crate::tls::TlsFiles>,
     pub durability: Durability,
     pub router: RouterConfig,
     /// Per-node fjall block cache.
@@ -224,6 +227,7 @@ impl UpOptions {
             admin: "127.0.0.1:7070".parse().expect("valid"),
             admin_token_file: None,
             admin_insecure: false,
+            tls: None,
             durability: Durability::default(),
             router: RouterConfig::default(),
             cache_bytes: 64 * 1024 * 1024,

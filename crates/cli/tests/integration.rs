@@ -22,6 +22,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
+/// `TestCerts`: a throwaway CA with server and client certificates.
+#[path = "../../meta/tests/support/etcd_server.rs"]
+mod etcd_server;
+
 const PARTITIONS: u16 = 128;
 
 async fn start(dir: &tempfile::TempDir) -> LocalCluster {
@@ -2217,5 +2221,53 @@ async fn the_admin_api_asks_for_a_token_when_given_one() {
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains(expected), "stderr: {stderr}");
+    }
+}
+
+/// With a certificate and key, the RESP endpoint speaks TLS only: Redis's
+/// own client (`redis-cli --tls`) reads and writes through it, a plain
+/// client is not served, and with a client CA a client without a
+/// certificate that CA signed is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_connect_over_tls_with_the_certificates_it_asks_for() {
+    let certs = etcd_server::TestCerts::new();
+    let redis_cli = |addr: SocketAddr, extra: &[&str], command: &[&str]| {
+        let mut args = vec!["-h".to_string(), "127.0.0.1".into(), "-p".into(), addr.port().to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(command.iter().map(|a| a.to_string()));
+        async move {
+            let run = tokio::task::spawn_blocking(move || std::process::Command::new("redis-cli").args(&args).output());
+            let out = tokio::time::timeout(Duration::from_secs(30), run).await.expect("redis-cli finishes").unwrap().expect("redis-cli runs (Debian: redis-tools)");
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)).trim().to_string()
+        }
+    };
+    let (ca, cert, key) = (certs.path("ca.crt"), certs.path("client.crt"), certs.path("client.key"));
+    let (ca, cert, key) = (ca.to_str().unwrap(), cert.to_str().unwrap(), key.to_str().unwrap());
+    for client_ca in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = UpOptions::ephemeral(dir.path());
+        let files = evenkeel::tls::TlsFiles { cert: certs.path("server.crt"), key: certs.path("server.key"), client_ca: client_ca.then(|| certs.path("ca.crt")) };
+        opts.router.tls = Some(files.server_config().unwrap());
+        let cluster = LocalCluster::start(opts).await.expect("cluster starts");
+        let addr = cluster.router_addr;
+        let with_cert = ["--tls", "--cacert", ca, "--cert", cert, "--key", key];
+        assert_eq!(redis_cli(addr, &with_cert, &["SET", "greeting", "hello over tls"]).await, "OK");
+        assert_eq!(redis_cli(addr, &with_cert, &["GET", "greeting"]).await, "hello over tls");
+        let without_cert = redis_cli(addr, &["--tls", "--cacert", ca], &["GET", "greeting"]).await;
+        if client_ca {
+            assert!(!without_cert.contains("hello"), "a client without a certificate is refused: {without_cert}");
+        } else {
+            assert_eq!(without_cert, "hello over tls");
+        }
+        // The client checks the server too: another CA's view fails.
+        let untrusted = redis_cli(addr, &["--tls", "--cacert", certs.path("client.crt").to_str().unwrap()], &["PING"]).await;
+        assert!(!untrusted.contains("PONG"), "{untrusted}");
+        // Plain RESP gets no reply, only the end of the connection.
+        let mut plain = TcpStream::connect(addr).await.unwrap();
+        plain.write_all(b"*1\r\n$4\r\nPING\r\n").await.unwrap();
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut got)).await.expect("the router ends a plain connection");
+        assert!(!String::from_utf8_lossy(&got).contains("PONG"), "{read:?} {got:?}");
+        cluster.shutdown().await.unwrap();
     }
 }

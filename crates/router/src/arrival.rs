@@ -56,10 +56,51 @@ impl<R: AsRef<TcpStream>> Stamped<R> {
         Stamped { inner, arrived: None }
     }
 
-    /// When the data of the latest read reached the host (None: nothing
-    /// read yet).
-    pub fn arrived(&self) -> Option<Instant> {
+}
+
+/// A reader that knows when the data of its latest read arrived: what a
+/// session reads requests from.
+pub(crate) trait Arrivals: AsyncRead + Unpin {
+    /// When the data of the latest read arrived (None: nothing read yet).
+    fn arrived(&self) -> Option<Instant>;
+}
+
+impl<R: AsRef<TcpStream> + Unpin> Arrivals for Stamped<R> {
+    fn arrived(&self) -> Option<Instant> {
         self.arrived
+    }
+}
+
+/// A reader whose socket is out of reach, under TLS (the kernel's
+/// timestamps are on the encrypted bytes, read by the TLS layer): data
+/// counts as arriving when a read returns it, so the time it waited in
+/// the socket's queue before the router read it is not counted.
+pub(crate) struct ReadTimed<R> {
+    inner: R,
+    arrived: Option<Instant>,
+}
+
+impl<R> ReadTimed<R> {
+    pub fn new(inner: R) -> Self {
+        ReadTimed { inner, arrived: None }
+    }
+}
+
+impl<R: AsyncRead + Unpin> Arrivals for ReadTimed<R> {
+    fn arrived(&self) -> Option<Instant> {
+        self.arrived
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for ReadTimed<R> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.arrived = Some(Instant::now());
+        }
+        polled
     }
 }
 

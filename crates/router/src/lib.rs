@@ -72,6 +72,11 @@ pub struct RouterConfig {
     /// and its tombstone collected (which takes the nodes' tombstone
     /// grace). Half the grace.
     pub watch_absent_max: std::time::Duration,
+    /// When set, clients connect with TLS (the certificate, key and
+    /// client-certificate rule it holds; the CLI builds it from
+    /// `[router] tls_cert`, `tls_key`, `tls_client_ca`); plain RESP is not
+    /// served then.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl Default for RouterConfig {
@@ -85,6 +90,7 @@ impl Default for RouterConfig {
             slowlog_slower_than_us: slowlog::DEFAULT_SLOWER_THAN_US,
             slowlog_max_len: slowlog::DEFAULT_MAX_LEN,
             watch_absent_max: std::time::Duration::from_secs(300),
+            tls: None,
         }
     }
 }
@@ -127,6 +133,8 @@ pub struct Router {
     next_client_id: AtomicU64,
     /// Cancelled when `serve` stops: open sessions close too.
     pub(crate) stop: tokio_util::sync::CancellationToken,
+    /// Handshakes clients' TLS ([`RouterConfig::tls`]).
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Router {
@@ -143,6 +151,7 @@ impl Router {
             slowlog: slowlog::SlowLog::new(config.slowlog_slower_than_us, config.slowlog_max_len),
             registry: clients::Registry::default(),
             stats: stats::Stats::default(),
+            tls: config.tls.clone().map(tokio_rustls::TlsAcceptor::from),
             config,
             started: Instant::now(),
             id,

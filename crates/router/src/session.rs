@@ -13,22 +13,23 @@
 //! gets the Redis error reply and closes the connection.
 
 use crate::Router;
-use crate::arrival::Stamped;
+use crate::arrival::{Arrivals, ReadTimed, Stamped};
 use crate::batch::{Batch, BatchLimits};
 use crate::cmd::{self, Flow};
 use bytes::{Bytes, BytesMut};
 use evenkeel_resp::{Frame, Protocol, ProtocolError, RequestDecoder};
 use futures::{FutureExt, StreamExt};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::FramedRead;
 
 /// Replies buffered beyond this are written even mid-pipeline.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
-type Requests = FramedRead<Stamped<OwnedReadHalf>, RequestDecoder>;
+type Requests<R> = FramedRead<R, RequestDecoder>;
+/// How long a client has to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the decoder yields: a request, an error, or `None` at end of input.
 type Next = Option<Result<Vec<Bytes>, ProtocolError>>;
 
@@ -93,13 +94,36 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
     let shown = |a: std::io::Result<std::net::SocketAddr>| a.map_or_else(|_| "?:0".to_string(), |a| a.to_string());
     let client = std::sync::Arc::new(crate::clients::Client::new(id, shown(socket.peer_addr()), shown(socket.local_addr()), std::os::fd::AsRawFd::as_raw_fd(&socket)));
     let _registered = router.registry.register(client.clone());
-    let (reader, mut writer) = socket.into_split();
+    match &router.tls {
+        None => {
+            let (reader, writer) = socket.into_split();
+            serve(router, client, Stamped::new(reader), writer, id, over_limit).await
+        }
+        Some(acceptor) => {
+            let failed = |reason: &'static str, e: std::io::Error| {
+                metrics::counter!("evenkeel_router_tls_handshake_failures_total", "reason" => reason).increment(1);
+                e
+            };
+            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return Err(failed("refused", e)),
+                Err(_) => return Err(failed("timeout", std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake not finished in time"))),
+            };
+            let (reader, writer) = tokio::io::split(stream);
+            serve(router, client, ReadTimed::new(reader), writer, id, over_limit).await
+        }
+    }
+}
+
+/// The session of one connection, once its stream is ready: requests read
+/// from `reader`, replies written to `writer`.
+async fn serve<R: Arrivals, W: AsyncWrite + Unpin>(router: &Router, client: std::sync::Arc<crate::clients::Client>, reader: R, mut writer: W, id: u64, over_limit: bool) -> std::io::Result<()> {
     if over_limit {
         writer.write_all(b"-ERR max number of clients reached\r\n").await?;
         return Ok(());
     }
     let mut session = Session { id, client, authenticated: router.config.requirepass.is_none(), multi: None, watched: Default::default(), subscriber: None, replies: Replies::On, monitor: None, protocol: Protocol::Resp2, tracking: None, caching: None, caching_now: None };
-    let mut requests = FramedRead::new(Stamped::new(reader), RequestDecoder::new(router.config.limits));
+    let mut requests = FramedRead::new(reader, RequestDecoder::new(router.config.limits));
     let mut out = BytesMut::with_capacity(4096);
     // A request taken while gathering a batch that did not join it.
     let mut carried: Option<Next> = None;
@@ -235,7 +259,8 @@ pub(crate) async fn run(router: &Router, socket: TcpStream, id: u64, over_limit:
     // killed, as a rule. A client slow to take the rest is bounded by the
     // router's stop.
     if session.client.kill.is_cancelled() {
-        let _ = writer.try_write(&out);
+        // One write attempt, without waiting.
+        let _ = writer.write(&out).now_or_never();
         return Ok(());
     }
     tokio::select! {
@@ -284,7 +309,7 @@ async fn pushed(subscriber: &mut Option<crate::pubsub::Subscriber>) -> Option<By
 /// end of input) that did not join, to be handled after the batch. Session
 /// state cannot change while gathering: only barrier commands change it,
 /// and a barrier ends the batch.
-fn gather(router: &Router, requests: &mut Requests, session: &Session, batch: &mut Batch) -> Option<Next> {
+fn gather<R: Arrivals>(router: &Router, requests: &mut Requests<R>, session: &Session, batch: &mut Batch) -> Option<Next> {
     loop {
         let next = requests.next().now_or_never()?;
         let Some(Ok(args)) = next else { return Some(next) };
@@ -324,7 +349,7 @@ fn request_or_end(id: u64, next: Next, out: &mut BytesMut) -> Option<Vec<Bytes>>
     }
 }
 
-async fn flush(writer: &mut OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
+async fn flush<W: AsyncWrite + Unpin>(writer: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
     if !out.is_empty() {
         writer.write_all(out).await?;
         out.clear();
