@@ -131,13 +131,30 @@ pub async fn cluster(client: &reqwest::Client, admin: &str) -> Result<ClusterSta
 
 /// The HTTP client admin API readings use.
 pub fn http_client() -> Result<reqwest::Client, String> {
-    authorized(reqwest::Client::builder().timeout(Duration::from_secs(5)))?.build().map_err(|e| e.to_string())
+    admin_client(reqwest::Client::builder().timeout(Duration::from_secs(5)))?.build().map_err(|e| e.to_string())
 }
 
-/// `builder` sending the admin token the environment gives
-/// ([`evenkeel_coord::auth::client_authorization`]) with every request:
-/// the bench's readings and the CLI's admin client.
-pub fn authorized(builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, String> {
+/// The environment variable naming the PEM file of the CA an admin API
+/// over TLS (an `https://` address) is checked against.
+pub const ADMIN_CA_ENV: &str = "EVENKEEL_ADMIN_CA";
+
+/// `builder` as an admin API client the environment describes: sending
+/// its token ([`evenkeel_coord::auth::client_authorization`]) with every
+/// request, and trusting the CA of [`ADMIN_CA_ENV`] for `https://`
+/// addresses. The bench's readings and the CLI's admin client.
+pub fn admin_client(builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, String> {
+    let mut builder = builder;
+    if let Some(path) = std::env::var_os(ADMIN_CA_ENV) {
+        let path = std::path::Path::new(&path);
+        let pem = std::fs::read(path).map_err(|e| format!("{ADMIN_CA_ENV}: reading {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("{ADMIN_CA_ENV}: {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{ADMIN_CA_ENV}: {}: no certificate in it (PEM)", path.display()));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
     let Some(value) = evenkeel_coord::auth::client_authorization()? else { return Ok(builder) };
     let mut value = reqwest::header::HeaderValue::from_str(&value).map_err(|e| format!("the admin token: {e}"))?;
     value.set_sensitive(true);

@@ -17,10 +17,11 @@ pub struct AdminClient {
 
 impl AdminClient {
     /// A client of the admin API at `admin`, sending the token of
-    /// `EVENKEEL_ADMIN_TOKEN` (or `EVENKEEL_ADMIN_TOKEN_FILE`) if set.
+    /// `EVENKEEL_ADMIN_TOKEN` (or `EVENKEEL_ADMIN_TOKEN_FILE`) if set, and
+    /// trusting the CA of `EVENKEEL_ADMIN_CA` for an `https://` address.
     pub fn new(admin: &str) -> anyhow::Result<Self> {
         let builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10));
-        let http = evenkeel_bench::migrations::authorized(builder).map_err(|e| anyhow!(e))?.build()?;
+        let http = evenkeel_bench::migrations::admin_client(builder).map_err(|e| anyhow!(e))?.build()?;
         Ok(AdminClient { base: base_url(admin), http })
     }
 
@@ -50,9 +51,7 @@ impl AdminClient {
 
     /// drain, activate or remove.
     pub async fn node_action(&self, id: u32, action: &str) -> anyhow::Result<()> {
-        let resp = self.http.post(format!("{}/v1/nodes/{id}/{action}", self.base)).send().await.map_err(|e| {
-            anyhow!("cannot reach the evenkeel admin API at {}: {} (is the cluster running? pass --admin)", self.base, root_cause(&e))
-        })?;
+        let resp = self.http.post(format!("{}/v1/nodes/{id}/{action}", self.base)).send().await.map_err(|e| self.unreachable(&e))?;
         if resp.status().is_success() {
             return Ok(());
         }
@@ -100,15 +99,26 @@ impl AdminClient {
         let (client, request) = request.build_split();
         let request = request?;
         let url = request.url().to_string();
-        let resp = client.execute(request).await.map_err(|e| {
-            anyhow!("cannot reach the evenkeel admin API at {}: {} (is the cluster running? pass --admin)", self.base, root_cause(&e))
-        })?;
+        let resp = client.execute(request).await.map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
         let body = resp.bytes().await.with_context(|| format!("reading the reply from {url}"))?;
         if !status.is_success() {
             return Err(anyhow!("{url} answered {status}: {}", error_message(&body)));
         }
         serde_json::from_slice(&body).with_context(|| format!("{url} sent a reply this CLI does not understand"))
+    }
+}
+
+impl AdminClient {
+    /// Why a request got no answer, with what to try.
+    fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
+        let cause = root_cause(e);
+        let hint = if self.base.starts_with("https://") && cause.contains("certificate") {
+            format!("set {} to the PEM file of the CA that signed the admin API's certificate", evenkeel_bench::migrations::ADMIN_CA_ENV)
+        } else {
+            "is the cluster running? pass --admin".to_string()
+        };
+        anyhow!("cannot reach the evenkeel admin API at {}: {cause} ({hint})", self.base)
     }
 }
 

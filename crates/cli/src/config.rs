@@ -71,6 +71,10 @@ pub struct ClusterSection {
     /// Serve the admin API without a token on an address other than
     /// loopback (refused otherwise).
     pub admin_insecure: Option<bool>,
+    /// The admin API speaks HTTPS with this certificate chain and key
+    /// (PEM).
+    pub admin_tls_cert: Option<PathBuf>,
+    pub admin_tls_key: Option<PathBuf>,
     /// "buffered" or "sync".
     pub durability: Option<String>,
     pub cache_mib: Option<u64>,
@@ -286,6 +290,8 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             admin: Some(opts.admin),
             admin_token_file: opts.admin_token_file.clone(),
             admin_insecure: Some(opts.admin_insecure),
+            admin_tls_cert: opts.admin_tls.as_ref().map(|t| t.cert.clone()),
+            admin_tls_key: opts.admin_tls.as_ref().map(|t| t.key.clone()),
             durability: Some(format!("{:?}", opts.durability).to_lowercase()),
             cache_mib: Some(opts.cache_bytes / (1024 * 1024)),
             memtable_mib: Some(opts.memtable_bytes / (1024 * 1024)),

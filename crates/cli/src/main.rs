@@ -294,6 +294,14 @@ struct UpArgs {
     /// (refused otherwise: whoever reaches it could drain and remove nodes).
     #[arg(long)]
     admin_insecure: bool,
+    /// The admin API speaks HTTPS with this certificate chain (PEM) and
+    /// --admin-tls-key (clients: an https:// --admin URL, and the CA in
+    /// EVENKEEL_ADMIN_CA).
+    #[arg(long)]
+    admin_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --admin-tls-cert.
+    #[arg(long)]
+    admin_tls_key: Option<PathBuf>,
     /// Partitions, fixed when the cluster is created [default: 128].
     #[arg(long)]
     partitions: Option<u32>,
@@ -685,6 +693,12 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
         opts.coord.admin_auth = Some(evenkeel_coord::auth::AdminAuth::from_file(file).map_err(|e| anyhow::anyhow!(e))?);
     }
     opts.admin_insecure = args.admin_insecure || c.admin_insecure.unwrap_or(false);
+    opts.admin_tls = match (args.admin_tls_cert.or(c.admin_tls_cert.clone()), args.admin_tls_key.or(c.admin_tls_key.clone())) {
+        (Some(cert), Some(key)) => Some(evenkeel::tls::TlsFiles { cert, key, client_ca: None }),
+        (None, None) => None,
+        _ => anyhow::bail!("--admin-tls-cert and --admin-tls-key ([cluster] admin_tls_cert, admin_tls_key) go together"),
+    };
+    opts.coord.admin_tls = opts.admin_tls.as_ref().map(|t| t.server_config()).transpose()?;
     let durability = match (args.durability, c.durability.as_deref()) {
         (Some(d), _) => d,
         (None, None | Some("buffered")) => DurabilityArg::Buffered,

@@ -73,6 +73,9 @@ pub struct UpOptions {
     /// The RESP endpoint's TLS files (built into `router.tls`), for
     /// `--print-config`.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// The admin API's TLS files (built into `coord.admin_tls`), for
+    /// `--print-config`.
+    pub admin_tls: Option<crate::tls::TlsFiles>,
     pub durability: Durability,
     pub router: RouterConfig,
     /// Per-node fjall block cache.
@@ -228,6 +231,7 @@ impl UpOptions {
             admin_token_file: None,
             admin_insecure: false,
             tls: None,
+            admin_tls: None,
             durability: Durability::default(),
             router: RouterConfig::default(),
             cache_bytes: 64 * 1024 * 1024,

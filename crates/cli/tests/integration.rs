@@ -2271,3 +2271,48 @@ async fn clients_connect_over_tls_with_the_certificates_it_asks_for() {
         cluster.shutdown().await.unwrap();
     }
 }
+
+/// With a certificate, the admin API speaks HTTPS only; the CLI reaches it
+/// at an `https://` address with the CA of `EVENKEEL_ADMIN_CA` (and says
+/// to set it when the certificate is not trusted), with the token as
+/// before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_speaks_https_with_a_certificate() {
+    let certs = etcd_server::TestCerts::new();
+    let dir = tempfile::tempdir().unwrap();
+    let token = "https-t0ken-0123456789abcdef";
+    let mut opts = UpOptions::ephemeral(dir.path());
+    let files = evenkeel::tls::TlsFiles { cert: certs.path("server.crt"), key: certs.path("server.key"), client_ca: None };
+    opts.coord.admin_tls = Some(files.server_config().unwrap());
+    opts.coord.admin_auth = Some(evenkeel_coord::auth::AdminAuth::new(vec![token.to_string()]).unwrap());
+    let cluster = LocalCluster::start(opts).await.expect("cluster starts");
+    let url = format!("https://127.0.0.1:{}", cluster.admin_addr.port());
+    let ca = certs.path("ca.crt").display().to_string();
+    let cli = |env: Vec<(&'static str, String)>| {
+        let url = url.clone();
+        async move {
+            let run = tokio::task::spawn_blocking(move || {
+                let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_evenkeel"));
+                cmd.args(["cluster", "status", "--json", "--admin", &url]).env_remove("EVENKEEL_ADMIN_CA").env_remove("EVENKEEL_ADMIN_TOKEN_FILE");
+                cmd.envs(env).output()
+            });
+            tokio::time::timeout(Duration::from_secs(30), run).await.unwrap().unwrap().unwrap()
+        }
+    };
+    let out = cli(vec![("EVENKEEL_ADMIN_CA", ca.clone()), ("EVENKEEL_ADMIN_TOKEN", token.to_string())]).await;
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let status: ClusterStatus = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status.nodes.len(), 3);
+    let out = cli(vec![("EVENKEEL_ADMIN_TOKEN", token.to_string())]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("EVENKEEL_ADMIN_CA"), "an untrusted certificate names the way out: {stderr}");
+    let out = cli(vec![("EVENKEEL_ADMIN_CA", ca.clone())]).await;
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("401"), "the token is still asked for");
+    // Plain HTTP is not served; HTTPS with the CA is, /metrics included.
+    assert!(reqwest::get(format!("http://{}/metrics", cluster.admin_addr)).await.is_err());
+    let pem = std::fs::read(certs.path("ca.crt")).unwrap();
+    let https = reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap()).build().unwrap();
+    let metrics = https.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("evenkeel_admin_tls_handshake_failures_total{reason=\"refused\"}"), "the untrusted and plain attempts are counted:\n{metrics}");
+    cluster.shutdown().await.unwrap();
+}

@@ -36,6 +36,7 @@ pub mod plan;
 pub mod rebalance;
 pub mod stages;
 pub mod throttle;
+pub mod tls;
 mod poll;
 
 use arc_swap::ArcSwap;
@@ -83,6 +84,8 @@ pub struct CoordConfig {
     /// The tokens the admin API asks for ([`auth`]); None: it answers
     /// anyone (refused off loopback unless meant: [`auth::check_exposure`]).
     pub admin_auth: Option<auth::AdminAuth>,
+    /// Serve the admin API over TLS with this configuration ([`tls`]).
+    pub admin_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl Default for CoordConfig {
@@ -102,6 +105,7 @@ impl Default for CoordConfig {
             load_rebalance_cooldown: Duration::from_secs(1800),
             throttle: None,
             admin_auth: None,
+            admin_tls: None,
         }
     }
 }
@@ -222,7 +226,10 @@ impl Coordinator {
         tasks.spawn(self.clone().lead());
         tasks.spawn(poll::run(self.clone()));
         tracing::info!(addr = %listener.local_addr()?, "admin API listening");
-        let served = axum::serve(listener, http::routes(self.clone())).with_graceful_shutdown(shutdown).await;
+        let served = match &self.config.admin_tls {
+            None => axum::serve(listener, http::routes(self.clone())).with_graceful_shutdown(shutdown).await,
+            Some(config) => axum::serve(tls::TlsListener::new(listener, config.clone())?, http::routes(self.clone())).with_graceful_shutdown(shutdown).await,
+        };
         tasks.shutdown().await;
         // Drivers run in their own tasks; stop them with the coordinator.
         self.migrations.step_down();
