@@ -75,6 +75,13 @@ pub struct ClusterSection {
     /// (PEM).
     pub admin_tls_cert: Option<PathBuf>,
     pub admin_tls_key: Option<PathBuf>,
+    /// Mutual TLS on the internal gRPC between nodes, routers and
+    /// coordinators: the cluster's CA and this process's certificate and
+    /// key (PEM), which must name `internal_tls_name` (default "evenkeel").
+    pub internal_tls_ca: Option<PathBuf>,
+    pub internal_tls_cert: Option<PathBuf>,
+    pub internal_tls_key: Option<PathBuf>,
+    pub internal_tls_name: Option<String>,
     /// "buffered" or "sync".
     pub durability: Option<String>,
     pub cache_mib: Option<u64>,
@@ -292,6 +299,10 @@ pub fn effective(opts: &crate::up::UpOptions) -> FileConfig {
             admin_insecure: Some(opts.admin_insecure),
             admin_tls_cert: opts.admin_tls.as_ref().map(|t| t.cert.clone()),
             admin_tls_key: opts.admin_tls.as_ref().map(|t| t.key.clone()),
+            internal_tls_ca: opts.internal_tls.as_ref().and_then(|t| t.files.client_ca.clone()),
+            internal_tls_cert: opts.internal_tls.as_ref().map(|t| t.files.cert.clone()),
+            internal_tls_key: opts.internal_tls.as_ref().map(|t| t.files.key.clone()),
+            internal_tls_name: opts.internal_tls.as_ref().map(|t| t.name.clone()),
             durability: Some(format!("{:?}", opts.durability).to_lowercase()),
             cache_mib: Some(opts.cache_bytes / (1024 * 1024)),
             memtable_mib: Some(opts.memtable_bytes / (1024 * 1024)),

@@ -302,6 +302,20 @@ struct UpArgs {
     /// The private key (PEM) of --admin-tls-cert.
     #[arg(long)]
     admin_tls_key: Option<PathBuf>,
+    /// Mutual TLS on the internal gRPC (nodes, routers, coordinators): the
+    /// cluster's CA (PEM); needs --internal-tls-cert and --internal-tls-key.
+    #[arg(long)]
+    internal_tls_ca: Option<PathBuf>,
+    /// This process's certificate (PEM), signed by --internal-tls-ca and
+    /// naming --internal-tls-name.
+    #[arg(long)]
+    internal_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --internal-tls-cert.
+    #[arg(long)]
+    internal_tls_key: Option<PathBuf>,
+    /// The DNS name every process's certificate carries [default: evenkeel].
+    #[arg(long)]
+    internal_tls_name: Option<String>,
     /// Partitions, fixed when the cluster is created [default: 128].
     #[arg(long)]
     partitions: Option<u32>,
@@ -699,6 +713,24 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
         _ => anyhow::bail!("--admin-tls-cert and --admin-tls-key ([cluster] admin_tls_cert, admin_tls_key) go together"),
     };
     opts.coord.admin_tls = opts.admin_tls.as_ref().map(|t| t.server_config()).transpose()?;
+    let internal = (args.internal_tls_ca.or(c.internal_tls_ca.clone()), args.internal_tls_cert.or(c.internal_tls_cert.clone()), args.internal_tls_key.or(c.internal_tls_key.clone()));
+    let name = args.internal_tls_name.or(c.internal_tls_name.clone());
+    opts.internal_tls = match internal {
+        (Some(ca), Some(cert), Some(key)) => {
+            let name = name.unwrap_or_else(|| evenkeel::tls::DEFAULT_INTERNAL_TLS_NAME.to_string());
+            anyhow::ensure!(!name.is_empty(), "--internal-tls-name ([cluster] internal_tls_name) must not be empty");
+            Some(evenkeel::tls::InternalTls { files: evenkeel::tls::TlsFiles { cert, key, client_ca: Some(ca) }, name })
+        }
+        (None, None, None) => {
+            anyhow::ensure!(name.is_none(), "--internal-tls-name ([cluster] internal_tls_name) needs --internal-tls-ca, --internal-tls-cert and --internal-tls-key");
+            None
+        }
+        _ => anyhow::bail!("--internal-tls-ca, --internal-tls-cert and --internal-tls-key ([cluster] internal_tls_ca, internal_tls_cert, internal_tls_key) go together"),
+    };
+    // Checked now, so a bad file stops the start with its name.
+    if let Some(tls) = &opts.internal_tls {
+        tls.load()?;
+    }
     let durability = match (args.durability, c.durability.as_deref()) {
         (Some(d), _) => d,
         (None, None | Some("buffered")) => DurabilityArg::Buffered,
@@ -791,6 +823,7 @@ async fn up(opts: UpOptions, print: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     init_logging();
+    apply_internal_tls(&opts)?;
     let mut cluster = LocalCluster::start(opts).await?;
     tracing::info!(
         router = %cluster.router_addr, admin = %cluster.admin_addr, nodes = ?cluster.node_ids,
@@ -828,8 +861,19 @@ fn quiet_on_closed_stdout() {
     }));
 }
 
+/// Makes the process's internal gRPC mutual TLS, if configured: before any
+/// node serves or any client connects.
+fn apply_internal_tls(opts: &UpOptions) -> anyhow::Result<()> {
+    if let Some(tls) = &opts.internal_tls {
+        evenkeel_rpc::set_cluster_tls(tls.load()?).map_err(|e| anyhow::anyhow!(e))?;
+        tracing::info!(name = %tls.name, "internal gRPC: mutual TLS");
+    }
+    Ok(())
+}
+
 async fn serve(role: evenkeel::serve::Role, id: Option<u32>, zone: Option<String>, opts: UpOptions, metrics: Option<SocketAddr>) -> anyhow::Result<()> {
     init_logging();
+    apply_internal_tls(&opts)?;
     let stop = tokio_util::sync::CancellationToken::new();
     let stopping = stop.clone();
     tokio::spawn(async move {

@@ -54,6 +54,31 @@ impl TlsFiles {
     }
 }
 
+/// Mutual TLS on the cluster's internal gRPC (`--internal-tls-ca`,
+/// `--internal-tls-cert`, `--internal-tls-key`, `--internal-tls-name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalTls {
+    /// This process's certificate and key; `client_ca` is the cluster's CA.
+    pub files: TlsFiles,
+    /// The name every process's certificate carries (a DNS subject
+    /// alternative name), checked instead of the address a node registered.
+    pub name: String,
+}
+
+/// [`InternalTls::name`] unless configured otherwise.
+pub const DEFAULT_INTERNAL_TLS_NAME: &str = "evenkeel";
+
+impl InternalTls {
+    /// The files read and checked (the key matches the certificate, the CA
+    /// file holds a CA certificate) as the gRPC layer takes them.
+    pub fn load(&self) -> anyhow::Result<evenkeel_rpc::ClusterTls> {
+        self.files.server_config().context("--internal-tls-*")?;
+        let ca = self.files.client_ca.as_ref().context("--internal-tls-ca is required")?;
+        let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        Ok(evenkeel_rpc::ClusterTls { ca_pem: read(ca)?, cert_pem: read(&self.files.cert)?, key_pem: read(&self.files.key)?, server_name: self.name.clone() })
+    }
+}
+
 /// The certificates of a PEM file (at least one).
 fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let read = CertificateDer::pem_file_iter(path).map_err(|e| anyhow::anyhow!("{e}")).with_context(|| format!("reading {}", path.display()))?;

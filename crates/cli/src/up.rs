@@ -76,6 +76,10 @@ pub struct UpOptions {
     /// The admin API's TLS files (built into `coord.admin_tls`), for
     /// `--print-config`.
     pub admin_tls: Option<crate::tls::TlsFiles>,
+    /// Mutual TLS on the internal gRPC; applied by `main` to the process
+    /// ([`evenkeel_rpc::set_cluster_tls`]) before anything starts, not by
+    /// [`LocalCluster::start`].
+    pub internal_tls: Option<crate::tls::InternalTls>,
     pub durability: Durability,
     pub router: RouterConfig,
     /// Per-node fjall block cache.
@@ -232,6 +236,7 @@ impl UpOptions {
             admin_insecure: false,
             tls: None,
             admin_tls: None,
+            internal_tls: None,
             durability: Durability::default(),
             router: RouterConfig::default(),
             cache_bytes: 64 * 1024 * 1024,

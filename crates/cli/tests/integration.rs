@@ -22,6 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
+mod common;
+
 /// `TestCerts`: a throwaway CA with server and client certificates.
 #[path = "../../meta/tests/support/etcd_server.rs"]
 mod etcd_server;
@@ -2315,4 +2317,35 @@ async fn the_admin_api_speaks_https_with_a_certificate() {
     let metrics = https.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("evenkeel_admin_tls_handshake_failures_total{reason=\"refused\"}"), "the untrusted and plain attempts are counted:\n{metrics}");
     cluster.shutdown().await.unwrap();
+}
+
+/// With internal TLS, the real binary's nodes serve their gRPC over mutual
+/// TLS and router and coordinator call them so (the in-process shortcut off,
+/// so every call crosses a socket): clients read and write through the
+/// router, the coordinator sees every node healthy, and a caller without
+/// the cluster's certificate (this test process) is refused by the nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_grpc_runs_over_mutual_tls_when_configured() {
+    let certs = etcd_server::TestCerts::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("evenkeel.toml");
+    std::fs::write(&config, "[cluster]\nin_process_rpc = false\n").unwrap();
+    let (ca, cert, key) = (certs.path("ca.crt"), certs.path("server.crt"), certs.path("server.key"));
+    // The test certificate names 127.0.0.1 (an IP address is a name too).
+    let args = ["--config", config.to_str().unwrap(), "--internal-tls-ca", ca.to_str().unwrap(), "--internal-tls-cert", cert.to_str().unwrap(), "--internal-tls-key", key.to_str().unwrap(), "--internal-tls-name", "127.0.0.1"];
+    let mut server = common::server::Server::start(&dir.path().join("data"), dir.path(), 0, &args);
+    let mut con = server.wait_ready().await;
+    for i in 0..50 {
+        let _: () = con.set(format!("k{i}"), i).await.unwrap();
+    }
+    let got: Vec<i64> = redis::cmd("MGET").arg((0..50).map(|i| format!("k{i}")).collect::<Vec<_>>()).query_async(&mut con).await.unwrap();
+    assert_eq!(got, (0..50).collect::<Vec<i64>>());
+    let http = reqwest::Client::new();
+    let status = common::admin::wait_stats(&http, &server.admin_url(), 3, Duration::from_secs(30)).await;
+    assert!(server.log_tail().contains("internal gRPC: mutual TLS"), "{}", server.log_tail());
+    // A plain caller: refused (it never gets an answer).
+    let mut plain = evenkeel_rpc::connect_lazy(&status.nodes[0].addr).unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(10), plain.stats(evenkeel_rpc::pb::StatsRequest::default())).await.expect("refused within 10 s");
+    assert!(refused.is_err(), "a caller without the cluster's certificate got an answer");
+    server.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(30)).await;
 }

@@ -252,7 +252,13 @@ impl Node {
             shutdown.await;
             relay.close();
         };
-        let served = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        // Mutual TLS when the process has it: callers present a
+        // certificate of the cluster's CA.
+        if let Some(tls) = evenkeel_rpc::cluster_tls() {
+            server = server.tls_config(tls.server())?;
+        }
+        let served = server
             .add_service(node_server(service))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
