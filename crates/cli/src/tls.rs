@@ -3,18 +3,22 @@
 //! certificates clients must present (Redis's `tls-auth-clients yes` with
 //! `tls-ca-cert-file`).
 //!
-//! Read once when the process starts; a file that cannot be read or parsed,
-//! a key that does not match the certificate, or a CA file without a
-//! certificate stops the start with the file named. rustls on ring; TLS
-//! 1.2 and 1.3 (rustls's safe defaults).
+//! Read when the process starts; a file that cannot be read or parsed, a
+//! key that does not match the certificate, or a CA file without a
+//! certificate stops the start with the file named. The certificate and
+//! key are then followed ([`ReloadingCert`]): a renewal is served without
+//! a restart. rustls on ring; TLS 1.2 and 1.3 (rustls's safe defaults).
 
 use anyhow::{Context, bail};
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Where the RESP endpoint's TLS material is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,16 +31,12 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
-    /// The server configuration the router handshakes with.
+    /// The server configuration the router (or the admin API) handshakes
+    /// with. Its certificate and key are reloaded when their files change
+    /// ([`ReloadingCert`]); the client CA is read once.
     pub fn server_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-        let chain = certificates(&self.cert)?;
-        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| anyhow::anyhow!("{e}")).with_context(|| format!("tls_key {}: no private key read (PEM, PKCS#8, PKCS#1 or SEC1)", self.key.display()))?;
-        // rustls 0.23.48 deprecates ring's provider for lacking
-        // post-quantum key exchange (aws-lc-rs has it, at the cost of a
-        // C library built with every build); ring's suites and groups are
-        // what Redis's OpenSSL builds offer clients today.
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(provider());
+        let certified = ReloadingCert::new(self.cert.clone(), self.key.clone(), provider.clone())?;
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().context("TLS protocol versions")?;
         let builder = match &self.client_ca {
             Some(ca) => {
@@ -49,9 +49,101 @@ impl TlsFiles {
             }
             None => builder.with_no_client_auth(),
         };
-        let config = builder.with_single_cert(chain, key).with_context(|| format!("tls_cert {} with tls_key {} (does the key belong to the certificate?)", self.cert.display(), self.key.display()))?;
-        Ok(Arc::new(config))
+        Ok(Arc::new(builder.with_cert_resolver(Arc::new(certified))))
     }
+}
+
+/// rustls on ring. rustls 0.23.48 deprecates ring's provider for lacking
+/// post-quantum key exchange (aws-lc-rs has it, at the cost of a C library
+/// built with every build); ring's suites and groups are what Redis's
+/// OpenSSL builds offer clients today.
+#[allow(deprecated)]
+fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// How often a handshake may look at the certificate files' modification
+/// times.
+pub const RELOAD_CHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// A certificate and key that follow their files: a renewed certificate
+/// (a new one from the CA, a rotated key) is served without a restart and
+/// without closing a connection. At most every [`RELOAD_CHECK_EVERY`], a
+/// handshake reads both files (a few KB; contents, not modification times,
+/// which two writes within one clock tick can share); if either changed,
+/// they are checked again (the key must belong to the certificate) and new
+/// handshakes use them. A pair that does not
+/// read or match is logged and the one in use kept: a renewal written in
+/// two steps (certificate, then key) is taken once both are there.
+/// Counted in `evenkeel_tls_certificate_reloads_total{outcome}`.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    current: ArcSwap<rustls::sign::CertifiedKey>,
+    /// The files' contents when `current` was read, and when they were
+    /// last looked at.
+    seen: Mutex<(Vec<u8>, Vec<u8>, Instant)>,
+}
+
+impl ReloadingCert {
+    /// Reads the pair now; an error names the file.
+    pub fn new(cert: PathBuf, key: PathBuf, provider: Arc<rustls::crypto::CryptoProvider>) -> anyhow::Result<ReloadingCert> {
+        let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let (cert_pem, key_pem) = (read(&cert)?, read(&key)?);
+        let current = load_pair(&cert, &cert_pem, &key, &key_pem, &provider)?;
+        Ok(ReloadingCert { cert, key, provider, current: ArcSwap::from_pointee(current), seen: Mutex::new((cert_pem, key_pem, Instant::now())) })
+    }
+
+    /// The pair to serve, reloaded first if the files changed and the last
+    /// look is at least `every` old.
+    pub fn current(&self, every: Duration) -> Arc<rustls::sign::CertifiedKey> {
+        self.refresh(every);
+        self.current.load_full()
+    }
+
+    fn refresh(&self, every: Duration) {
+        // A handshake that finds another one looking serves what is there.
+        let Some(mut seen) = self.seen.try_lock() else { return };
+        if seen.2.elapsed() < every {
+            return;
+        }
+        seen.2 = Instant::now();
+        let (Ok(cert_pem), Ok(key_pem)) = (std::fs::read(&self.cert), std::fs::read(&self.key)) else {
+            tracing::warn!(cert = %self.cert.display(), key = %self.key.display(), "TLS certificate files unreadable; still serving the previous pair");
+            return;
+        };
+        if (&cert_pem, &key_pem) == (&seen.0, &seen.1) {
+            return;
+        }
+        match load_pair(&self.cert, &cert_pem, &self.key, &key_pem, &self.provider) {
+            Ok(pair) => {
+                self.current.store(Arc::new(pair));
+                (seen.0, seen.1) = (cert_pem, key_pem);
+                tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
+                metrics::counter!("evenkeel_tls_certificate_reloads_total", "outcome" => "reloaded").increment(1);
+            }
+            Err(e) => {
+                tracing::warn!(cert = %self.cert.display(), error = format!("{e:#}"), "TLS certificate files changed but do not load; still serving the previous pair");
+                metrics::counter!("evenkeel_tls_certificate_reloads_total", "outcome" => "failed").increment(1);
+            }
+        }
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current(RELOAD_CHECK_EVERY))
+    }
+}
+
+/// A certificate chain and its key (the contents of the files named),
+/// parsed and checked to belong together.
+fn load_pair(cert: &Path, cert_pem: &[u8], key: &Path, key_pem: &[u8], provider: &rustls::crypto::CryptoProvider) -> anyhow::Result<rustls::sign::CertifiedKey> {
+    let chain = parse_certificates(cert, cert_pem)?;
+    let key_der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| anyhow::anyhow!("{e}")).with_context(|| format!("tls_key {}: no private key read (PEM, PKCS#8, PKCS#1 or SEC1)", key.display()))?;
+    rustls::sign::CertifiedKey::from_der(chain, key_der, provider).with_context(|| format!("tls_cert {} with tls_key {} (does the key belong to the certificate?)", cert.display(), key.display()))
 }
 
 /// Mutual TLS on the cluster's internal gRPC (`--internal-tls-ca`,
@@ -81,10 +173,79 @@ impl InternalTls {
 
 /// The certificates of a PEM file (at least one).
 fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let read = CertificateDer::pem_file_iter(path).map_err(|e| anyhow::anyhow!("{e}")).with_context(|| format!("reading {}", path.display()))?;
-    let certs = read.collect::<Result<Vec<_>, _>>().map_err(|e| anyhow::anyhow!("{e}")).with_context(|| format!("{}: not a PEM certificate file", path.display()))?;
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_certificates(path, &pem)
+}
+
+/// The certificates of `pem`, the contents of `path` (at least one).
+fn parse_certificates(path: &Path, pem: &[u8]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow::anyhow!("{e}")).with_context(|| format!("{}: not a PEM certificate file", path.display()))?;
     if certs.is_empty() {
         bail!("{}: no certificate in it (PEM, -----BEGIN CERTIFICATE-----)", path.display());
     }
     Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate and key made by the `openssl` command.
+    fn pair(dir: &Path, name: &str) -> (Vec<u8>, Vec<u8>) {
+        let (cert, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+        let out = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", &format!("/CN={name}")])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("the openssl command runs (Debian: apt-get install openssl)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (std::fs::read(cert).unwrap(), std::fs::read(key).unwrap())
+    }
+
+    fn der(pem: &[u8]) -> Vec<u8> {
+        CertificateDer::pem_slice_iter(pem).next().unwrap().unwrap().to_vec()
+    }
+
+    #[test]
+    fn a_renewed_certificate_is_served_once_both_files_hold_it_and_a_broken_one_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (pair(dir.path(), "a"), pair(dir.path(), "b"));
+        let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+        std::fs::write(&cert, &a.0).unwrap();
+        std::fs::write(&key, &a.1).unwrap();
+        let r = ReloadingCert::new(cert.clone(), key.clone(), Arc::new(provider())).unwrap();
+        let served = |every| r.current(every).cert[0].to_vec();
+        assert_eq!(served(Duration::ZERO), der(&a.0));
+        // Half a renewal: B's certificate with A's key does not load.
+        std::fs::write(&cert, &b.0).unwrap();
+        assert_eq!(served(Duration::ZERO), der(&a.0));
+        // Not looked at again before `every` has passed.
+        std::fs::write(&key, &b.1).unwrap();
+        assert_eq!(served(Duration::from_secs(3600)), der(&a.0));
+        assert_eq!(served(Duration::ZERO), der(&b.0));
+        // A file that is not PEM: the pair in use stays.
+        std::fs::write(&cert, b"not a certificate").unwrap();
+        assert_eq!(served(Duration::ZERO), der(&b.0));
+        std::fs::write(&cert, &a.0).unwrap();
+        std::fs::write(&key, &a.1).unwrap();
+        assert_eq!(served(Duration::ZERO), der(&a.0));
+    }
+
+    #[test]
+    fn a_bad_pair_stops_the_start_with_the_file_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (pair(dir.path(), "a"), pair(dir.path(), "b"));
+        let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+        std::fs::write(&cert, &a.0).unwrap();
+        std::fs::write(&key, &b.1).unwrap();
+        let files = TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: None };
+        let e = format!("{:#}", files.server_config().unwrap_err());
+        assert!(e.contains("does the key belong to the certificate"), "{e}");
+        let files = TlsFiles { cert: key.clone(), key, client_ca: None };
+        let e = format!("{:#}", files.server_config().unwrap_err());
+        assert!(e.contains("no certificate in it"), "{e}");
+    }
 }
