@@ -109,15 +109,22 @@ pub struct Target {
     pub port: u16,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// `rediss://`: TLS, the server's certificate checked against
+    /// `tls_ca` (import and export; the bench's load speaks plain RESP).
+    pub tls: bool,
+    /// PEM file of the CA a TLS server's certificate must chain to.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Target {
-    /// Parses `redis://[[user]:password@]host:port[/db]` or `host:port`.
+    /// Parses `redis://[[user]:password@]host:port[/db]`, the same with
+    /// `rediss://` (TLS), or `host:port`.
     pub fn parse(s: &str) -> Result<Target, String> {
-        let rest = match s.split_once("://") {
-            Some(("redis", rest)) => rest,
-            Some((scheme, _)) => return Err(format!("unsupported scheme {scheme:?} (use redis://HOST:PORT)")),
-            None => s,
+        let (tls, rest) = match s.split_once("://") {
+            Some(("redis", rest)) => (false, rest),
+            Some(("rediss", rest)) => (true, rest),
+            Some((scheme, _)) => return Err(format!("unsupported scheme {scheme:?} (use redis://HOST:PORT, or rediss:// for TLS)")),
+            None => (false, s),
         };
         let rest = rest.split('/').next().unwrap_or_default();
         let (auth, hostport) = match rest.rsplit_once('@') {
@@ -134,12 +141,13 @@ impl Target {
             return Err(format!("{s:?} has no host"));
         }
         let port = port.parse().map_err(|_| format!("{s:?}: bad port {port:?}"))?;
-        Ok(Target { host: host.to_string(), port, username, password })
+        Ok(Target { host: host.to_string(), port, username, password, tls, tls_ca: None })
     }
 
     /// `redis://host:port`, without credentials.
     pub fn display(&self) -> String {
-        if self.host.contains(':') { format!("redis://[{}]:{}", self.host, self.port) } else { format!("redis://{}:{}", self.host, self.port) }
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        if self.host.contains(':') { format!("{scheme}://[{}]:{}", self.host, self.port) } else { format!("{scheme}://{}:{}", self.host, self.port) }
     }
 }
 
@@ -349,6 +357,10 @@ mod tests {
         assert_eq!((t.host.as_str(), t.username.as_deref(), t.password.as_deref()), ("::1", Some("bob"), Some("pw")));
         assert_eq!(t.display(), "redis://[::1]:7000");
         assert_eq!(Target::parse("h:1").unwrap().port, 1);
+        let t = Target::parse("rediss://:pw@example.com:6380").unwrap();
+        assert!(t.tls && !Target::parse("redis://example.com:6380").unwrap().tls);
+        assert_eq!(t.display(), "rediss://example.com:6380");
+        assert!(Target::parse("http://h:1").unwrap_err().contains("rediss://"));
         assert!(Target::parse("redis://localhost").unwrap_err().contains("no port"));
         assert!(Target::parse("http://localhost:1").unwrap_err().contains("scheme"));
         assert!(Target::parse("redis://h:99999").unwrap_err().contains("bad port"));

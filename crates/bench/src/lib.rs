@@ -52,6 +52,7 @@ pub mod stages;
 pub mod stats;
 #[doc(hidden)]
 pub mod testing;
+pub mod tls;
 pub mod workload;
 
 pub use config::{BenchArgs, Config};

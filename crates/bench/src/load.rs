@@ -23,7 +23,7 @@ use evenkeel_resp::{Frame, FrameDecoder, encode_command};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
@@ -55,9 +55,32 @@ struct Pending {
 const MAX_BATCH: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Opens a connection, with TCP_NODELAY, and authenticates if the target
-/// carries credentials.
+/// Opens a plain connection, with TCP_NODELAY, and authenticates if the
+/// target carries credentials: the bench's load (its connections move to a
+/// runtime of their own as sockets, which a TLS session cannot).
 pub async fn connect(target: &Target) -> Result<TcpStream, String> {
+    if target.tls {
+        return Err(format!("{}: `evenkeel bench` speaks plain RESP only (give it a redis:// endpoint)", target.display()));
+    }
+    authenticate(tcp_connect(target).await?, target).await
+}
+
+/// A connection of either kind.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Opens a connection, over TLS for a `rediss://` target, and
+/// authenticates if the target carries credentials: import and export.
+pub async fn connect_any(target: &Target) -> Result<Box<dyn Io>, String> {
+    let tcp = tcp_connect(target).await?;
+    if !target.tls {
+        return Ok(Box::new(authenticate(tcp, target).await?));
+    }
+    let tls = tokio::time::timeout(CONNECT_TIMEOUT, crate::tls::connect(tcp, target)).await.map_err(|_| format!("no TLS handshake within {CONNECT_TIMEOUT:?}"))??;
+    Ok(Box::new(authenticate(tls, target).await?))
+}
+
+async fn tcp_connect(target: &Target) -> Result<TcpStream, String> {
     let addr = (target.host.as_str(), target.port);
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
@@ -65,6 +88,11 @@ pub async fn connect(target: &Target) -> Result<TcpStream, String> {
         Err(_) => return Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
     };
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
+/// AUTH on `stream` if the target carries credentials.
+async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(stream: S, target: &Target) -> Result<S, String> {
     let Some(password) = &target.password else { return Ok(stream) };
     let mut args: Vec<&[u8]> = vec![b"AUTH"];
     if let Some(user) = &target.username {
@@ -79,7 +107,7 @@ pub async fn connect(target: &Target) -> Result<TcpStream, String> {
 }
 
 /// Sends one command and reads one reply.
-pub async fn round_trip(stream: TcpStream, args: &[&[u8]]) -> Result<(TcpStream, Frame), String> {
+pub async fn round_trip<S: AsyncRead + AsyncWrite + Unpin>(stream: S, args: &[&[u8]]) -> Result<(S, Frame), String> {
     let mut buf = BytesMut::new();
     encode_command(args, &mut buf);
     let mut framed = tokio_util::codec::Framed::new(stream, FrameDecoder);

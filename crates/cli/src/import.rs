@@ -47,7 +47,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 /// How long one reply may take.
@@ -129,13 +128,13 @@ impl ImportReport {
 
 /// One connection, for pipelines of commands.
 pub(crate) struct Conn {
-    framed: Framed<TcpStream, FrameDecoder>,
+    framed: Framed<Box<dyn evenkeel_bench::load::Io>, FrameDecoder>,
     buf: BytesMut,
 }
 
 impl Conn {
     pub(crate) async fn open(target: &Target) -> anyhow::Result<Conn> {
-        let stream = evenkeel_bench::load::connect(target).await.map_err(anyhow::Error::msg).with_context(|| format!("connecting to {}", target.display()))?;
+        let stream = evenkeel_bench::load::connect_any(target).await.map_err(anyhow::Error::msg).with_context(|| format!("connecting to {}", target.display()))?;
         Ok(Conn { framed: Framed::new(stream, FrameDecoder), buf: BytesMut::new() })
     }
 

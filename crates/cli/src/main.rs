@@ -87,11 +87,24 @@ struct WalkArgs {
     /// read from.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// For a rediss:// (TLS) endpoint: the PEM file of the CA that signed
+    /// its certificate.
+    #[arg(long, value_name = "FILE", env = "EVENKEEL_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+}
+
+impl WalkArgs {
+    /// `url` as a target, trusting `--tls-ca` if it is rediss://.
+    fn target(&self, url: &str) -> anyhow::Result<evenkeel_bench::config::Target> {
+        let mut target = evenkeel_bench::config::Target::parse(url).map_err(anyhow::Error::msg)?;
+        target.tls_ca = self.tls_ca.clone();
+        Ok(target)
+    }
 }
 
 async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let opts = evenkeel::export::ExportOptions {
-        from: evenkeel_bench::config::Target::parse(&args.from).map_err(anyhow::Error::msg)?,
+        from: args.walk.target(&args.from)?,
         pattern: args.walk.pattern,
         batch: args.walk.batch,
         rate: args.walk.rate,
@@ -111,10 +124,9 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
 }
 
 async fn import(args: ImportArgs) -> anyhow::Result<()> {
-    use evenkeel_bench::config::Target;
     let opts = evenkeel::import::ImportOptions {
-        from: args.from.as_deref().map(Target::parse).transpose().map_err(anyhow::Error::msg)?,
-        to: Target::parse(&args.to).map_err(anyhow::Error::msg)?,
+        from: args.from.as_deref().map(|from| args.walk.target(from)).transpose()?,
+        to: args.walk.target(&args.to)?,
         pattern: args.walk.pattern,
         batch: args.walk.batch,
         rate: args.walk.rate,
@@ -824,10 +836,11 @@ async fn up(opts: UpOptions, print: bool) -> anyhow::Result<()> {
     }
     init_logging();
     apply_internal_tls(&opts)?;
+    let tls = if opts.tls.is_some() { " --tls --cacert CA.pem" } else { "" };
     let mut cluster = LocalCluster::start(opts).await?;
     tracing::info!(
         router = %cluster.router_addr, admin = %cluster.admin_addr, nodes = ?cluster.node_ids,
-        "evenkeel is up; try: redis-cli -p {}", cluster.router_addr.port()
+        "evenkeel is up; try: redis-cli -p {}{tls}", cluster.router_addr.port()
     );
     let failure = tokio::select! {
         _ = shutdown_signal() => None,

@@ -15,6 +15,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use arc_swap::ArcSwap;
+use evenkeel_bench::tls::provider;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,15 +52,6 @@ impl TlsFiles {
         };
         Ok(Arc::new(builder.with_cert_resolver(Arc::new(certified))))
     }
-}
-
-/// rustls on ring. rustls 0.23.48 deprecates ring's provider for lacking
-/// post-quantum key exchange (aws-lc-rs has it, at the cost of a C library
-/// built with every build); ring's suites and groups are what Redis's
-/// OpenSSL builds offer clients today.
-#[allow(deprecated)]
-fn provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
 }
 
 /// How often a handshake may look at the certificate files' modification

@@ -2261,6 +2261,20 @@ async fn clients_connect_over_tls_with_the_certificates_it_asks_for() {
         } else {
             assert_eq!(without_cert, "hello over tls");
         }
+        if !client_ca {
+            // evenkeel's own tools reach it at rediss:// with the CA:
+            // export, empty, import back.
+            let url = format!("rediss://127.0.0.1:{}", addr.port());
+            let rdb = dir.path().join("tls.rdb");
+            let out = run_cli(&["export", "--rdb", rdb.to_str().unwrap(), "--from", &url, "--tls-ca", ca]).await;
+            assert!(out.status.success(), "export: {}", String::from_utf8_lossy(&out.stderr));
+            let out = run_cli(&["export", "--rdb", rdb.to_str().unwrap(), "--from", &url]).await;
+            assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--tls-ca"), "a rediss:// endpoint without a CA is refused by name");
+            assert_eq!(redis_cli(addr, &with_cert, &["DEL", "greeting"]).await, "1");
+            let out = run_cli(&["import", "--rdb", rdb.to_str().unwrap(), "--to", &url, "--tls-ca", ca]).await;
+            assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(redis_cli(addr, &with_cert, &["GET", "greeting"]).await, "hello over tls");
+        }
         // The client checks the server too: another CA's view fails.
         let untrusted = redis_cli(addr, &["--tls", "--cacert", certs.path("client.crt").to_str().unwrap()], &["PING"]).await;
         assert!(!untrusted.contains("PONG"), "{untrusted}");

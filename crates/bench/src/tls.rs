@@ -1,0 +1,40 @@
+//! TLS for the tools that connect to a `rediss://` endpoint (import and
+//! export), and the crypto provider every TLS piece of the project uses.
+
+use crate::config::Target;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+
+/// rustls on ring. rustls 0.23.48 deprecates ring's provider for lacking
+/// post-quantum key exchange (aws-lc-rs has it, at the cost of a C library
+/// built with every build); ring's suites and groups are what Redis's
+/// OpenSSL builds offer clients today.
+#[allow(deprecated)]
+pub fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// A TLS session over `tcp` with `target`, whose certificate must chain to
+/// the CA of `target.tls_ca` and name its host.
+pub async fn connect(tcp: TcpStream, target: &Target) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let ca = target.tls_ca.as_ref().ok_or_else(|| format!("{}: a rediss:// endpoint needs --tls-ca FILE, the PEM file of the CA that signed its certificate", target.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca).map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
+        roots.add(cert).map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("--tls-ca {}: no certificate in it (PEM)", ca.display()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(target.host.clone()).map_err(|e| format!("{}: {e}", target.display()))?;
+    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| format!("TLS with {}: {e}", target.display()))
+}
