@@ -2363,3 +2363,40 @@ async fn internal_grpc_runs_over_mutual_tls_when_configured() {
     assert!(refused.is_err(), "a caller without the cluster's certificate got an answer");
     server.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(30)).await;
 }
+
+/// The audit log: every admin request that can change something is logged
+/// once answered, with the caller's address, the number of its token, the
+/// path and the status; refusals too; reads are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_changes_and_refusals_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = ("audit-t0ken-one-0123456789", "audit-t0ken-two-0123456789");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{first}\n{second}\n")).unwrap();
+    let mut server = common::server::Server::start(&dir.path().join("data"), dir.path(), 0, &["--admin-token-file", tokens.to_str().unwrap()]);
+    server.wait_ready().await;
+    let base = server.admin_url();
+    let http = reqwest::Client::new();
+    let paused = http.post(format!("{base}/v1/rebalance/pause")).bearer_auth(second).send().await.unwrap();
+    let status = paused.status().as_u16();
+    assert_ne!(status, 401);
+    let read = http.get(format!("{base}/v1/throttle")).bearer_auth(first).send().await.unwrap();
+    assert_eq!(read.status(), reqwest::StatusCode::OK);
+    let refused = http.post(format!("{base}/v1/nodes/2/drain")).bearer_auth("an-0ld-t0ken-long-enough").send().await.unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let log = poll("the audit lines", Duration::from_secs(10), || {
+        let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+        async move { if log.contains("admin request refused") { Ok(log) } else { Err("no refusal logged yet".to_string()) } }
+    })
+    .await;
+    let audit: Vec<&str> = log.lines().filter(|l| l.contains("admin request")).collect();
+    let change = audit.iter().find(|l| l.contains("/v1/rebalance/pause")).unwrap_or_else(|| panic!("the change is logged: {audit:?}"));
+    assert!(change.contains("token=2") && change.contains(&format!("status={status}")) && change.contains("peer=127.0.0.1:"), "{change}");
+    let refusal = audit.iter().find(|l| l.contains("refused")).unwrap();
+    assert!(refusal.contains("/v1/nodes/2/drain") && refusal.contains("reason=refused"), "{refusal}");
+    assert!(!audit.iter().any(|l| l.contains("/v1/throttle")), "reads are not audited: {audit:?}");
+    assert!(!log.contains(first) && !log.contains(second), "no token is ever logged");
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(&format!("evenkeel_admin_changes_total{{status=\"{status}\"}} 1")), "{metrics}");
+    server.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(30)).await;
+}

@@ -28,13 +28,20 @@
 //!
 //! Tokens are compared in constant time (`subtle`), so the time a refusal
 //! takes says nothing about how much of a guess was right. Only their
-//! count is ever printed ([`AdminAuth`]'s `Debug`).
+//! count is ever printed ([`AdminAuth`]'s `Debug`), and the audit log
+//! names a caller by its token's number in the file.
+//!
+//! The audit log: every request that can change something (any method but
+//! GET and HEAD) is logged once answered, at info level under the target
+//! `evenkeel::audit`, with the peer's address, the token's number (when
+//! tokens are on), method, path and status; every refusal too, with the
+//! peer and why. Counted in `evenkeel_admin_changes_total{status}`.
 
 use axum::http::{HeaderValue, header};
 use base64::Engine as _;
 use std::net::SocketAddr;
 use std::path::Path;
-use subtle::ConstantTimeEq;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 /// The environment variable the admin clients (CLI, bench) read a token
 /// from.
@@ -64,7 +71,9 @@ impl std::fmt::Debug for AdminAuth {
 /// What [`AdminAuth::check`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    Allowed,
+    /// With the token's number (1 for the file's first): who it was, for
+    /// the audit log, without the secret.
+    Allowed(usize),
     /// No `Authorization` header, or one of another scheme.
     Missing,
     /// A token that is not one of ours (or a malformed header).
@@ -121,8 +130,15 @@ impl AdminAuth {
         };
         // Every token is compared, so the time taken does not say which
         // (or whether an earlier one) matched.
-        let matched = self.tokens.iter().fold(subtle::Choice::from(0), |any, t| any | t.as_bytes().ct_eq(&given));
-        if bool::from(matched) { Verdict::Allowed } else { Verdict::Refused }
+        let mut which = 0u64;
+        for (i, t) in self.tokens.iter().enumerate() {
+            let n = u64::try_from(i + 1).unwrap_or(u64::MAX);
+            which.conditional_assign(&n, t.as_bytes().ct_eq(&given));
+        }
+        match which {
+            0 => Verdict::Refused,
+            n => Verdict::Allowed(n as usize),
+        }
     }
 }
 
@@ -207,10 +223,10 @@ mod tests {
     #[test]
     fn a_bearer_token_or_basic_password_of_any_listed_token_passes() {
         let a = auth();
-        assert_eq!(a.check(Some(&header(&format!("Bearer {A}")))), Verdict::Allowed);
-        assert_eq!(a.check(Some(&header(&format!("bearer  {B} ")))), Verdict::Allowed);
-        assert_eq!(a.check(Some(&basic(&format!("admin:{A}")))), Verdict::Allowed);
-        assert_eq!(a.check(Some(&basic(&format!(":{B}")))), Verdict::Allowed);
+        assert_eq!(a.check(Some(&header(&format!("Bearer {A}")))), Verdict::Allowed(1));
+        assert_eq!(a.check(Some(&header(&format!("bearer  {B} ")))), Verdict::Allowed(2));
+        assert_eq!(a.check(Some(&basic(&format!("admin:{A}")))), Verdict::Allowed(1));
+        assert_eq!(a.check(Some(&basic(&format!(":{B}")))), Verdict::Allowed(2));
     }
 
     #[test]

@@ -75,19 +75,53 @@ pub fn routes(coord: Arc<Coordinator>) -> Router {
 }
 
 /// Lets a request through if the admin API asks for no token, its path is
-/// open, or it carries a token ([`crate::auth`]); else 401.
+/// open, or it carries a token ([`crate::auth`]); else 401. Requests that
+/// can change something, and refusals, go to the audit log.
 async fn authenticate(State(c): State<Arc<Coordinator>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let Some(auth) = &c.config.admin_auth else { return next.run(request).await };
-    if crate::auth::is_open(request.uri().path()) {
-        return next.run(request).await;
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<Peer>>().map_or_else(|| "-".to_string(), |a| a.0.0.to_string());
+    let token = match &c.config.admin_auth {
+        Some(auth) if !crate::auth::is_open(request.uri().path()) => match auth.check(request.headers().get(axum::http::header::AUTHORIZATION)) {
+            crate::auth::Verdict::Allowed(n) => Some(n),
+            refusal => return refuse(refusal, &peer, &request),
+        },
+        _ => None,
+    };
+    let changes = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let response = next.run(request).await;
+    if changes {
+        let status = response.status();
+        metrics::counter!("evenkeel_admin_changes_total", "status" => status.as_str().to_string()).increment(1);
+        let token = token.map_or_else(|| "-".to_string(), |n| n.to_string());
+        tracing::info!(target: "evenkeel::audit", %peer, %token, %method, %path, status = status.as_u16(), "admin request");
     }
-    let (reason, message) = match auth.check(request.headers().get(axum::http::header::AUTHORIZATION)) {
-        crate::auth::Verdict::Allowed => return next.run(request).await,
-        crate::auth::Verdict::Missing => ("missing", format!("this admin API needs a token: set {} (or {}) for the CLI, or send `Authorization: Bearer TOKEN`", crate::auth::TOKEN_ENV, crate::auth::TOKEN_FILE_ENV)),
+    response
+}
+
+/// The address a request came from, over TCP or TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// The 401 for a request without one of the tokens.
+fn refuse(verdict: crate::auth::Verdict, peer: &str, request: &axum::extract::Request) -> Response {
+    let (reason, message) = match verdict {
         crate::auth::Verdict::Refused => ("refused", "this admin API does not accept the token given".to_string()),
+        _ => ("missing", format!("this admin API needs a token: set {} (or {}) for the CLI, or send `Authorization: Bearer TOKEN`", crate::auth::TOKEN_ENV, crate::auth::TOKEN_FILE_ENV)),
     };
     metrics::counter!("evenkeel_admin_requests_refused_total", "reason" => reason).increment(1);
-    tracing::debug!(path = %request.uri().path(), reason, "admin request refused");
+    tracing::info!(target: "evenkeel::audit", %peer, method = %request.method(), path = %request.uri().path(), %reason, "admin request refused");
     let mut response = error(StatusCode::UNAUTHORIZED, &message);
     for (name, value) in crate::auth::challenges() {
         response.headers_mut().append(name, value);

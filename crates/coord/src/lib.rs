@@ -226,9 +226,11 @@ impl Coordinator {
         tasks.spawn(self.clone().lead());
         tasks.spawn(poll::run(self.clone()));
         tracing::info!(addr = %listener.local_addr()?, "admin API listening");
+        // The peer's address reaches handlers (the audit log names it).
+        let app = http::routes(self.clone()).into_make_service_with_connect_info::<http::Peer>();
         let served = match &self.config.admin_tls {
-            None => axum::serve(listener, http::routes(self.clone())).with_graceful_shutdown(shutdown).await,
-            Some(config) => axum::serve(tls::TlsListener::new(listener, config.clone())?, http::routes(self.clone())).with_graceful_shutdown(shutdown).await,
+            None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+            Some(config) => axum::serve(tls::TlsListener::new(listener, config.clone())?, app).with_graceful_shutdown(shutdown).await,
         };
         tasks.shutdown().await;
         // Drivers run in their own tasks; stop them with the coordinator.
