@@ -197,6 +197,14 @@ mod tests {
         (std::fs::read(cert).unwrap(), std::fs::read(key).unwrap())
     }
 
+    /// The server's certificate and key files, holding `cert` and `key`.
+    fn served_files(dir: &Path, cert: &[u8], key: &[u8]) -> (PathBuf, PathBuf) {
+        let files = (dir.join("server.crt"), dir.join("server.key"));
+        std::fs::write(&files.0, cert).unwrap();
+        std::fs::write(&files.1, key).unwrap();
+        files
+    }
+
     fn der(pem: &[u8]) -> Vec<u8> {
         CertificateDer::pem_slice_iter(pem).next().unwrap().unwrap().to_vec()
     }
@@ -205,9 +213,7 @@ mod tests {
     fn a_renewed_certificate_is_served_once_both_files_hold_it_and_a_broken_one_never() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (pair(dir.path(), "a"), pair(dir.path(), "b"));
-        let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
-        std::fs::write(&cert, &a.0).unwrap();
-        std::fs::write(&key, &a.1).unwrap();
+        let (cert, key) = served_files(dir.path(), &a.0, &a.1);
         let r = ReloadingCert::new(cert.clone(), key.clone(), Arc::new(provider())).unwrap();
         let served = |every| r.current(every).cert[0].to_vec();
         assert_eq!(served(Duration::ZERO), der(&a.0));
@@ -230,9 +236,7 @@ mod tests {
     fn a_bad_pair_stops_the_start_with_the_file_named() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (pair(dir.path(), "a"), pair(dir.path(), "b"));
-        let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
-        std::fs::write(&cert, &a.0).unwrap();
-        std::fs::write(&key, &b.1).unwrap();
+        let (cert, key) = served_files(dir.path(), &a.0, &b.1);
         let files = TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: None };
         let e = format!("{:#}", files.server_config().unwrap_err());
         assert!(e.contains("does the key belong to the certificate"), "{e}");

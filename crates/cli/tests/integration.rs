@@ -2125,6 +2125,21 @@ async fn loaded_scripts_and_function_libraries_serve_every_router() {
     cluster.shutdown().await.unwrap();
 }
 
+/// `evenkeel cluster status --json` against `admin` with only `env` of the
+/// admin client's variables set (none inherited from the test's own).
+async fn status_with_env(admin: &str, env: Vec<(&'static str, String)>) -> std::process::Output {
+    let admin = admin.to_string();
+    let run = tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_evenkeel"));
+        cmd.args(["cluster", "status", "--json", "--admin", &admin]);
+        for var in ["EVENKEEL_ADMIN_TOKEN", "EVENKEEL_ADMIN_TOKEN_FILE", "EVENKEEL_ADMIN_CA"] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(env).output()
+    });
+    tokio::time::timeout(Duration::from_secs(30), run).await.expect("the CLI finishes within 30 s").unwrap().expect("the CLI runs")
+}
+
 /// With a token file, the admin API answers only requests carrying one of
 /// its tokens (bearer, or a Basic password for browsers), and the CLI
 /// sends the one of `EVENKEEL_ADMIN_TOKEN` or `EVENKEEL_ADMIN_TOKEN_FILE`;
@@ -2170,17 +2185,7 @@ async fn the_admin_api_asks_for_a_token_when_given_one() {
     // The CLI: refused without a token, with the way out in the message;
     // served with either variable.
     let admin = cluster.admin_addr.to_string();
-    let cli = |env: Vec<(&'static str, String)>| {
-        let admin = admin.clone();
-        async move {
-            let run = tokio::task::spawn_blocking(move || {
-                let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_evenkeel"));
-                cmd.args(["cluster", "status", "--json", "--admin", &admin]).env_remove("EVENKEEL_ADMIN_TOKEN").env_remove("EVENKEEL_ADMIN_TOKEN_FILE");
-                cmd.envs(env).output()
-            });
-            tokio::time::timeout(Duration::from_secs(30), run).await.unwrap().unwrap().unwrap()
-        }
-    };
+    let cli = |env: Vec<(&'static str, String)>| status_with_env(&admin, env);
     let out = cli(vec![]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("401") && stderr.contains("EVENKEEL_ADMIN_TOKEN"), "stderr: {stderr}");
@@ -2304,17 +2309,7 @@ async fn the_admin_api_speaks_https_with_a_certificate() {
     let cluster = LocalCluster::start(opts).await.expect("cluster starts");
     let url = format!("https://127.0.0.1:{}", cluster.admin_addr.port());
     let ca = certs.path("ca.crt").display().to_string();
-    let cli = |env: Vec<(&'static str, String)>| {
-        let url = url.clone();
-        async move {
-            let run = tokio::task::spawn_blocking(move || {
-                let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_evenkeel"));
-                cmd.args(["cluster", "status", "--json", "--admin", &url]).env_remove("EVENKEEL_ADMIN_CA").env_remove("EVENKEEL_ADMIN_TOKEN_FILE");
-                cmd.envs(env).output()
-            });
-            tokio::time::timeout(Duration::from_secs(30), run).await.unwrap().unwrap().unwrap()
-        }
-    };
+    let cli = |env: Vec<(&'static str, String)>| status_with_env(&url, env);
     let out = cli(vec![("EVENKEEL_ADMIN_CA", ca.clone()), ("EVENKEEL_ADMIN_TOKEN", token.to_string())]).await;
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let status: ClusterStatus = serde_json::from_slice(&out.stdout).unwrap();
