@@ -10,9 +10,14 @@ use std::time::Duration;
 /// check of every reply.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// RESP endpoint: redis://[[USER]:PASSWORD@]HOST:PORT (or HOST:PORT).
+    /// RESP endpoint: redis://[[USER]:PASSWORD@]HOST:PORT (or HOST:PORT);
+    /// rediss:// for TLS, with --tls-ca.
     #[arg(long, default_value = "redis://127.0.0.1:6380")]
     pub target: String,
+    /// For a rediss:// target: the PEM file of the CA that signed its
+    /// certificate.
+    #[arg(long, value_name = "FILE", env = "EVENKEEL_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Requests per second, sent on schedule whether or not replies keep up.
     #[arg(long, default_value_t = 10_000)]
     pub rate: u64,
@@ -313,7 +318,7 @@ impl Config {
             return Err(bad("budget-ratio", "must be a positive number".into()));
         }
         Ok(Config {
-            target: Target::parse(&a.target).map_err(|m| bad("target", m))?,
+            target: Target { tls_ca: a.tls_ca.clone(), ..Target::parse(&a.target).map_err(|m| bad("target", m))? },
             rate: a.rate,
             duration: warmup + duration,
             warmup,

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -56,28 +55,61 @@ const MAX_BATCH: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens a plain connection, with TCP_NODELAY, and authenticates if the
-/// target carries credentials: the bench's load (its connections move to a
-/// runtime of their own as sockets, which a TLS session cannot).
+/// target carries credentials. The bench opens its plain connections so,
+/// before the load starts, and moves them to the load's own runtime as
+/// sockets (a TLS session cannot move: [`connect_conn`] opens those there).
 pub async fn connect(target: &Target) -> Result<TcpStream, String> {
-    if target.tls {
-        return Err(format!("{}: `evenkeel bench` speaks plain RESP only (give it a redis:// endpoint)", target.display()));
-    }
+    debug_assert!(!target.tls, "a TLS target is opened with connect_conn");
     authenticate(tcp_connect(target).await?, target).await
 }
 
-/// A connection of either kind.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+/// A connection of either kind: plain, or TLS for a `rediss://` target.
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
 
 /// Opens a connection, over TLS for a `rediss://` target, and
-/// authenticates if the target carries credentials: import and export.
-pub async fn connect_any(target: &Target) -> Result<Box<dyn Io>, String> {
+/// authenticates if the target carries credentials.
+pub async fn connect_conn(target: &Target) -> Result<Conn, String> {
     let tcp = tcp_connect(target).await?;
     if !target.tls {
-        return Ok(Box::new(authenticate(tcp, target).await?));
+        return Ok(Conn::Plain(authenticate(tcp, target).await?));
     }
     let tls = tokio::time::timeout(CONNECT_TIMEOUT, crate::tls::connect(tcp, target)).await.map_err(|_| format!("no TLS handshake within {CONNECT_TIMEOUT:?}"))??;
-    Ok(Box::new(authenticate(tls, target).await?))
+    Ok(Conn::Tls(Box::new(authenticate(tls, target).await?)))
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 async fn tcp_connect(target: &Target) -> Result<TcpStream, String> {
@@ -141,18 +173,22 @@ struct ConnState {
 }
 
 /// Runs connection `conn` until the pacer has finished and every reply is
-/// in (or timed out). `first` is the already-open connection.
-pub async fn drive(conn: usize, first: TcpStream, generator: Generator, shared: Arc<LoadShared>) -> ConnLog {
+/// in (or timed out). `first` is the already-open connection, if any (a
+/// TLS target's are opened here).
+pub async fn drive(conn: usize, first: Option<Conn>, generator: Generator, shared: Arc<LoadShared>) -> ConnLog {
     let mut st = ConnState { conn, next_k: conn as u64, generator };
     let mut log = ConnLog::default();
-    let mut stream = Some(first);
+    let mut stream = first;
+    let mut opened = stream.is_some();
     let mut backoff = Duration::from_millis(20);
     loop {
         let s = match stream.take() {
             Some(s) => s,
-            None => match connect(&shared.target).await {
+            None => match connect_conn(&shared.target).await {
                 Ok(s) => {
-                    log.reconnects += 1;
+                    // A TLS target's first connection is no reconnect.
+                    log.reconnects += u64::from(opened);
+                    opened = true;
                     backoff = Duration::from_millis(20);
                     s
                 }
@@ -200,8 +236,22 @@ enum SessionEnd {
 }
 
 /// One connection's lifetime: a reader task plus this task as the writer.
-async fn session(stream: TcpStream, st: &mut ConnState, shared: &Arc<LoadShared>, log: &mut ConnLog) -> SessionEnd {
-    let (rd, wr) = stream.into_split();
+/// A plain socket splits into owned halves (no lock between them), a TLS
+/// session through tokio's `split`.
+async fn session(stream: Conn, st: &mut ConnState, shared: &Arc<LoadShared>, log: &mut ConnLog) -> SessionEnd {
+    match stream {
+        Conn::Plain(s) => {
+            let (rd, wr) = s.into_split();
+            run_session(rd, wr, st, shared, log).await
+        }
+        Conn::Tls(s) => {
+            let (rd, wr) = tokio::io::split(*s);
+            run_session(rd, wr, st, shared, log).await
+        }
+    }
+}
+
+async fn run_session<R: AsyncRead + Unpin + Send + 'static, W: AsyncWrite + Unpin>(rd: R, wr: W, st: &mut ConnState, shared: &Arc<LoadShared>, log: &mut ConnLog) -> SessionEnd {
     let (tx, rx) = mpsc::channel(shared.window);
     let abort = CancellationToken::new();
     let reader = tokio::spawn(read_replies(rd, rx, shared.clone(), abort.clone()));
@@ -217,7 +267,7 @@ async fn session(stream: TcpStream, st: &mut ConnState, shared: &Arc<LoadShared>
     end
 }
 
-async fn write_requests(mut wr: OwnedWriteHalf, tx: mpsc::Sender<Pending>, st: &mut ConnState, shared: &LoadShared, log: &mut ConnLog) -> SessionEnd {
+async fn write_requests<W: AsyncWrite + Unpin>(mut wr: W, tx: mpsc::Sender<Pending>, st: &mut ConnState, shared: &LoadShared, log: &mut ConnLog) -> SessionEnd {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut scratch = Vec::with_capacity(shared.codec.size + 32);
     let step = shared.schedule.connections as u64;
@@ -265,7 +315,7 @@ async fn write_requests(mut wr: OwnedWriteHalf, tx: mpsc::Sender<Pending>, st: &
     }
 }
 
-async fn flush(wr: &mut OwnedWriteHalf, buf: &mut BytesMut) -> std::io::Result<()> {
+async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, buf: &mut BytesMut) -> std::io::Result<()> {
     if !buf.is_empty() {
         wr.write_all(buf).await?;
         buf.clear();
@@ -275,7 +325,7 @@ async fn flush(wr: &mut OwnedWriteHalf, buf: &mut BytesMut) -> std::io::Result<(
 
 /// Reads replies in order and records each against its [`Pending`]; on a
 /// broken or silent connection, fails everything still in flight.
-async fn read_replies(rd: OwnedReadHalf, mut rx: mpsc::Receiver<Pending>, shared: Arc<LoadShared>, abort: CancellationToken) -> ConnLog {
+async fn read_replies<R: AsyncRead + Unpin>(rd: R, mut rx: mpsc::Receiver<Pending>, shared: Arc<LoadShared>, abort: CancellationToken) -> ConnLog {
     let mut frames = FramedRead::new(rd, FrameDecoder);
     let mut log = ConnLog::default();
     let failure = loop {

@@ -10,7 +10,7 @@
 
 use crate::config::Target;
 use crate::history::Micros;
-use crate::load::{connect, describe};
+use crate::load::{connect_conn, describe};
 use crate::schedule::Clock;
 use bytes::BytesMut;
 use evenkeel_resp::{Frame, FrameDecoder};
@@ -101,7 +101,7 @@ async fn one_connection<T, R>(
     on_reply: &(dyn Fn(T, Frame, Micros, Micros) -> Result<Option<R>, String> + Send + Sync),
     progress: &ProgressBar,
 ) -> Result<Vec<R>, String> {
-    let stream = connect(target).await?;
+    let stream = connect_conn(target).await?;
     let mut framed = Framed::new(stream, FrameDecoder);
     let mut out = Vec::new();
     let mut buf = BytesMut::new();

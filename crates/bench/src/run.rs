@@ -35,7 +35,7 @@ const BATCH_KEYS: usize = 100;
 /// only failures to run at all are errors).
 pub async fn run(config: &Config) -> Result<Report, BenchError> {
     let unreachable = |reason: String| BenchError::Connect { target: config.target.display(), reason };
-    let (stream, pong) = load::round_trip(load::connect(&config.target).await.map_err(unreachable)?, &[b"PING"]).await.map_err(unreachable)?;
+    let (stream, pong) = load::round_trip(load::connect_conn(&config.target).await.map_err(unreachable)?, &[b"PING"]).await.map_err(unreachable)?;
     drop(stream);
     if !matches!(pong, Frame::Simple(_) | Frame::Bulk(_)) {
         return Err(BenchError::Target { target: config.target.display(), message: format!("PING: {}", load::describe(&pong)) });
@@ -142,9 +142,13 @@ struct Observed {
 
 /// The timed load: connections, pacer, phase controller, progress line.
 async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Result<(Clock, PhaseTimes, Option<CommandRun>, ConnLog, Observed), BenchError> {
+    // Plain connections are opened here, so a refusal stops the run before
+    // it starts; TLS ones on the load's runtime (the PING above checked
+    // the target), since a TLS session cannot move between runtimes.
     let mut streams = Vec::with_capacity(config.connections);
     for _ in 0..config.connections {
-        streams.push(load::connect(&config.target).await.map_err(|reason| BenchError::Connect { target: config.target.display(), reason })?);
+        let stream = if config.target.tls { None } else { Some(load::connect(&config.target).await.map_err(|reason| BenchError::Connect { target: config.target.display(), reason })?) };
+        streams.push(stream);
     }
     let schedule = Schedule { rate: config.rate, connections: config.connections };
     let total_us = config.duration.as_micros() as u64;
@@ -183,15 +187,15 @@ async fn load_with_phases(config: &Config, codec: ValueCodec, seed: u64) -> Resu
 /// single-threaded runtime (see `schedule.rs` for why), and returns what the
 /// connections recorded. The streams were opened on the caller's runtime and
 /// are moved over to this one.
-fn spawn_load_thread(streams: Vec<tokio::net::TcpStream>, generators: Vec<Generator>, shared: Arc<LoadShared>) -> Result<std::thread::JoinHandle<Result<ConnLog, BenchError>>, BenchError> {
-    let streams = streams.into_iter().map(|s| s.into_std()).collect::<std::io::Result<Vec<_>>>().map_err(BenchError::Io)?;
+fn spawn_load_thread(streams: Vec<Option<tokio::net::TcpStream>>, generators: Vec<Generator>, shared: Arc<LoadShared>) -> Result<std::thread::JoinHandle<Result<ConnLog, BenchError>>, BenchError> {
+    let streams = streams.into_iter().map(|s| s.map(|s| s.into_std()).transpose()).collect::<std::io::Result<Vec<_>>>().map_err(BenchError::Io)?;
     let run = move || -> Result<ConnLog, BenchError> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(BenchError::Io)?;
         runtime.block_on(async move {
             let pacer = tokio::spawn(schedule::pace(shared.schedule, shared.clock, shared.pacer.clone()));
             let mut drivers = tokio::task::JoinSet::new();
             for (c, (stream, generator)) in streams.into_iter().zip(generators).enumerate() {
-                let stream = tokio::net::TcpStream::from_std(stream).map_err(BenchError::Io)?;
+                let stream = stream.map(tokio::net::TcpStream::from_std).transpose().map_err(BenchError::Io)?.map(load::Conn::Plain);
                 drivers.spawn(load::drive(c, stream, generator, shared.clone()));
             }
             let mut log = ConnLog::default();

@@ -128,13 +128,13 @@ impl ImportReport {
 
 /// One connection, for pipelines of commands.
 pub(crate) struct Conn {
-    framed: Framed<Box<dyn evenkeel_bench::load::Io>, FrameDecoder>,
+    framed: Framed<evenkeel_bench::load::Conn, FrameDecoder>,
     buf: BytesMut,
 }
 
 impl Conn {
     pub(crate) async fn open(target: &Target) -> anyhow::Result<Conn> {
-        let stream = evenkeel_bench::load::connect_any(target).await.map_err(anyhow::Error::msg).with_context(|| format!("connecting to {}", target.display()))?;
+        let stream = evenkeel_bench::load::connect_conn(target).await.map_err(anyhow::Error::msg).with_context(|| format!("connecting to {}", target.display()))?;
         Ok(Conn { framed: Framed::new(stream, FrameDecoder), buf: BytesMut::new() })
     }
 

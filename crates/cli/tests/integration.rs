@@ -2279,6 +2279,14 @@ async fn clients_connect_over_tls_with_the_certificates_it_asks_for() {
             let out = run_cli(&["import", "--rdb", rdb.to_str().unwrap(), "--to", &url, "--tls-ca", ca]).await;
             assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
             assert_eq!(redis_cli(addr, &with_cert, &["GET", "greeting"]).await, "hello over tls");
+            // And the bench drives its load over TLS: every request
+            // answered, nothing reconnected.
+            let report = dir.path().join("bench.json");
+            let out = run_cli(&["bench", "--target", &url, "--tls-ca", ca, "--rate", "200", "--seconds", "2", "--connections", "2", "--keys", "100", "--quiet", "--json", report.to_str().unwrap()]).await;
+            assert!(out.status.success(), "bench: {}", String::from_utf8_lossy(&out.stderr));
+            let report: evenkeel_bench::report::Report = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+            assert_eq!((report.errors.errors, report.errors.timeouts, report.rate.reconnects), (0, 0, 0), "{:?}", report.errors);
+            assert!(report.timeline.seconds.iter().map(|s| s.requests).sum::<u64>() >= 300, "{:?}", report.rate);
         }
         // The client checks the server too: another CA's view fails.
         let untrusted = redis_cli(addr, &["--tls", "--cacert", certs.path("client.crt").to_str().unwrap()], &["PING"]).await;
