@@ -17,9 +17,10 @@
 //!
 //! Several tokens may be valid at once (one per line of the file), so a
 //! token is rotated without a moment where clients are refused: add the
-//! new one, restart the coordinators one at a time (a standby takes over
-//! meanwhile), move the clients to it, then remove the old one the same
-//! way.
+//! new one, move the clients to it, then remove the old one. The file is
+//! followed (read again at most every 10 s by a request, by content): no
+//! restart; a changed file that is not valid is logged and the tokens in
+//! use kept (`evenkeel_admin_token_reloads_total{outcome}`).
 //!
 //! [`check_exposure`] refuses to serve the admin API on an address other
 //! than loopback without a token unless the operator says it is meant
@@ -37,7 +38,12 @@
 //! tokens are on), method, path and status; every refusal too, with the
 //! peer and why. Counted in `evenkeel_admin_changes_total{status}`.
 
+use arc_swap::ArcSwap;
 use axum::http::{HeaderValue, header};
+use parking_lot::Mutex;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use base64::Engine as _;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -56,15 +62,33 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// Paths served without a token.
 const OPEN_PATHS: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
 
-/// The tokens the admin API accepts.
-#[derive(Clone, PartialEq, Eq)]
+/// How often a request may look at the token file again.
+pub const RELOAD_CHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// The tokens the admin API accepts; clones share them. Read from a file,
+/// they follow it ([`AdminAuth::check`]).
+#[derive(Clone)]
 pub struct AdminAuth {
-    tokens: Vec<String>,
+    tokens: Arc<ArcSwap<Vec<String>>>,
+    file: Option<Arc<TokenFile>>,
+}
+
+/// Where the tokens came from: the file, its contents when they were read,
+/// and when it was last looked at.
+struct TokenFile {
+    path: PathBuf,
+    seen: Mutex<(String, Instant)>,
+}
+
+impl PartialEq for AdminAuth {
+    fn eq(&self, other: &Self) -> bool {
+        *self.tokens.load() == *other.tokens.load()
+    }
 }
 
 impl std::fmt::Debug for AdminAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AdminAuth {{ {} token(s) }}", self.tokens.len())
+        write!(f, "AdminAuth {{ {} token(s) }}", self.token_count())
     }
 }
 
@@ -85,33 +109,69 @@ impl AdminAuth {
     /// characters of visible ASCII (what fits in a header as is), and
     /// there must be one.
     pub fn new(tokens: Vec<String>) -> Result<AdminAuth, String> {
-        if tokens.is_empty() {
-            return Err("no token given".into());
-        }
-        for (i, t) in tokens.iter().enumerate() {
-            check_token(t).map_err(|e| format!("token {}: {e}", i + 1))?;
-        }
-        Ok(AdminAuth { tokens })
+        checked(&tokens)?;
+        Ok(AdminAuth { tokens: Arc::new(ArcSwap::from_pointee(tokens)), file: None })
     }
 
     /// From a file: one token per line; blank lines and lines starting
-    /// with `#` are skipped, spaces around a token ignored.
+    /// with `#` are skipped, spaces around a token ignored. The file is
+    /// followed: at most every [`RELOAD_CHECK_EVERY`] a request reads it
+    /// again, and a changed file whose tokens are valid replaces them (so
+    /// a token is added or withdrawn without a restart); one that is not
+    /// is logged and the tokens in use kept.
     pub fn from_file(path: &Path) -> Result<AdminAuth, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("reading the admin token file {}: {e}", path.display()))?;
-        let tokens = parse_tokens(&text);
-        if tokens.is_empty() {
-            return Err(format!("the admin token file {} holds no token (one per line; `openssl rand -hex 32` makes one)", path.display()));
-        }
-        AdminAuth::new(tokens).map_err(|e| format!("the admin token file {}: {e}", path.display()))
+        let tokens = tokens_of_file(path, &text)?;
+        Ok(AdminAuth { tokens: Arc::new(ArcSwap::from_pointee(tokens)), file: Some(Arc::new(TokenFile { path: path.to_path_buf(), seen: Mutex::new((text, Instant::now())) })) })
     }
 
     pub fn token_count(&self) -> usize {
-        self.tokens.len()
+        self.tokens.load().len()
+    }
+
+    /// Reads the token file again if `every` has passed since the last
+    /// look, and takes its tokens if it changed and they are valid.
+    fn refresh(&self, every: Duration) {
+        let Some(file) = &self.file else { return };
+        let (path, seen) = (&file.path, &file.seen);
+        // A request that finds another one looking uses what is there.
+        let Some(mut seen) = seen.try_lock() else { return };
+        if seen.1.elapsed() < every {
+            return;
+        }
+        seen.1 = Instant::now();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) if text == seen.0 => return,
+            Ok(text) => text,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "admin token file unreadable; keeping the tokens in use");
+                return;
+            }
+        };
+        match tokens_of_file(path, &text) {
+            Ok(tokens) => {
+                tracing::info!(file = %path.display(), tokens = tokens.len(), "admin tokens reloaded");
+                metrics::counter!("evenkeel_admin_token_reloads_total", "outcome" => "reloaded").increment(1);
+                self.tokens.store(Arc::new(tokens));
+                seen.0 = text;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "admin token file changed but is not valid; keeping the tokens in use");
+                metrics::counter!("evenkeel_admin_token_reloads_total", "outcome" => "failed").increment(1);
+            }
+        }
     }
 
     /// Whether `authorization` (the request's header, if any) carries one
     /// of the tokens, as a bearer token or a Basic password.
     pub fn check(&self, authorization: Option<&HeaderValue>) -> Verdict {
+        self.check_within(authorization, RELOAD_CHECK_EVERY)
+    }
+
+    /// [`Self::check`], looking at the token file again if `every` has
+    /// passed since the last look.
+    pub fn check_within(&self, authorization: Option<&HeaderValue>, every: Duration) -> Verdict {
+        self.refresh(every);
         let Some(value) = authorization else { return Verdict::Missing };
         let Ok(value) = value.to_str() else { return Verdict::Refused };
         let value = value.trim();
@@ -131,7 +191,7 @@ impl AdminAuth {
         // Every token is compared, so the time taken does not say which
         // (or whether an earlier one) matched.
         let mut which = 0u64;
-        for (i, t) in self.tokens.iter().enumerate() {
+        for (i, t) in self.tokens.load().iter().enumerate() {
             let n = u64::try_from(i + 1).unwrap_or(u64::MAX);
             which.conditional_assign(&n, t.as_bytes().ct_eq(&given));
         }
@@ -145,6 +205,27 @@ impl AdminAuth {
 /// Whether `path` is served without a token.
 pub fn is_open(path: &str) -> bool {
     OPEN_PATHS.contains(&path)
+}
+
+/// Valid tokens: at least one, each as [`check_token`] wants.
+fn checked(tokens: &[String]) -> Result<(), String> {
+    if tokens.is_empty() {
+        return Err("no token given".into());
+    }
+    for (i, t) in tokens.iter().enumerate() {
+        check_token(t).map_err(|e| format!("token {}: {e}", i + 1))?;
+    }
+    Ok(())
+}
+
+/// The tokens of a token file's `text`, valid.
+fn tokens_of_file(path: &Path, text: &str) -> Result<Vec<String>, String> {
+    let tokens = parse_tokens(text);
+    if tokens.is_empty() {
+        return Err(format!("the admin token file {} holds no token (one per line; `openssl rand -hex 32` makes one)", path.display()));
+    }
+    checked(&tokens).map_err(|e| format!("the admin token file {}: {e}", path.display()))?;
+    Ok(tokens)
 }
 
 /// The lines of a token file that hold tokens.
@@ -245,8 +326,7 @@ mod tests {
 
     #[test]
     fn token_files_skip_comments_and_blank_lines_and_refuse_weak_tokens() {
-        let dir = std::env::temp_dir().join(format!("evenkeel-auth-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile_dir("files");
         let file = dir.join("tokens");
         std::fs::write(&file, format!("# rotated 2026-12\n\n  {A}  \n{B}\n")).unwrap();
         assert_eq!(AdminAuth::from_file(&file).unwrap(), auth());
@@ -259,6 +339,40 @@ mod tests {
         assert!(AdminAuth::from_file(&dir.join("absent")).unwrap_err().contains("reading the admin token file"));
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(format!("{:?}", auth()), "AdminAuth { 2 token(s) }");
+    }
+
+    #[test]
+    fn a_changed_token_file_is_followed_and_a_broken_one_ignored() {
+        let dir = tempfile_dir("reload");
+        let file = dir.join("tokens");
+        std::fs::write(&file, format!("{A}\n")).unwrap();
+        let auth = AdminAuth::from_file(&file).unwrap();
+        let shared = auth.clone();
+        let bearer = |t: &str| header(&format!("Bearer {t}"));
+        let now = Duration::ZERO;
+        assert_eq!(auth.check_within(Some(&bearer(B)), now), Verdict::Refused);
+        // B added (a rotation's first step): both pass, in every clone.
+        std::fs::write(&file, format!("{A}\n{B}\n")).unwrap();
+        assert_eq!(auth.check_within(Some(&bearer(B)), Duration::from_secs(3600)), Verdict::Refused, "not looked at before `every`");
+        assert_eq!(auth.check_within(Some(&bearer(B)), now), Verdict::Allowed(2));
+        assert_eq!(shared.check_within(Some(&bearer(A)), now), Verdict::Allowed(1));
+        // A file that is not valid (a weak token): the tokens in use stay.
+        std::fs::write(&file, "short\n").unwrap();
+        assert_eq!(auth.check_within(Some(&bearer(A)), now), Verdict::Allowed(1));
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(auth.check_within(Some(&bearer(B)), now), Verdict::Allowed(2));
+        // A withdrawn: refused from then on.
+        std::fs::write(&file, format!("{B}\n")).unwrap();
+        assert_eq!(auth.check_within(Some(&bearer(A)), now), Verdict::Refused);
+        assert_eq!(auth.check_within(Some(&bearer(B)), now), Verdict::Allowed(1));
+        assert_eq!(auth.token_count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("evenkeel-auth-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]
