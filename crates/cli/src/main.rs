@@ -733,7 +733,8 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
         (Some(ca), Some(cert), Some(key)) => {
             let name = name.unwrap_or_else(|| evenkeel::tls::DEFAULT_INTERNAL_TLS_NAME.to_string());
             anyhow::ensure!(!name.is_empty(), "--internal-tls-name ([cluster] internal_tls_name) must not be empty");
-            Some(evenkeel::tls::InternalTls { files: evenkeel::tls::TlsFiles { cert, key, client_ca: Some(ca) }, name })
+            // Read and checked now, so a bad file stops the start with its name.
+            Some(evenkeel::tls::InternalTls::load(evenkeel::tls::TlsFiles { cert, key, client_ca: Some(ca) }, name)?)
         }
         (None, None, None) => {
             anyhow::ensure!(name.is_none(), "--internal-tls-name ([cluster] internal_tls_name) needs --internal-tls-ca, --internal-tls-cert and --internal-tls-key");
@@ -741,10 +742,6 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
         }
         _ => anyhow::bail!("--internal-tls-ca, --internal-tls-cert and --internal-tls-key ([cluster] internal_tls_ca, internal_tls_cert, internal_tls_key) go together"),
     };
-    // Checked now, so a bad file stops the start with its name.
-    if let Some(tls) = &opts.internal_tls {
-        tls.load()?;
-    }
     let durability = match (args.durability, c.durability.as_deref()) {
         (Some(d), _) => d,
         (None, None | Some("buffered")) => DurabilityArg::Buffered,
@@ -880,7 +877,7 @@ fn quiet_on_closed_stdout() {
 /// node serves or any client connects.
 fn apply_internal_tls(opts: &UpOptions) -> anyhow::Result<()> {
     if let Some(tls) = &opts.internal_tls {
-        evenkeel_rpc::set_cluster_tls(tls.load()?).map_err(|e| anyhow::anyhow!(e))?;
+        evenkeel_rpc::set_cluster_tls(tls.tls.clone()).map_err(|e| anyhow::anyhow!(e))?;
         tracing::info!(name = %tls.name, "internal gRPC: mutual TLS");
     }
     Ok(())

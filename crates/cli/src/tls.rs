@@ -14,12 +14,11 @@ use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use arc_swap::ArcSwap;
 use evenkeel_bench::tls::provider;
-use parking_lot::Mutex;
+use evenkeel_coord::followed::{Followed, RELOAD_CHECK_EVERY};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where the RESP endpoint's TLS material is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,10 +40,8 @@ impl TlsFiles {
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().context("TLS protocol versions")?;
         let builder = match &self.client_ca {
             Some(ca) => {
-                let mut roots = RootCertStore::empty();
-                for cert in certificates(ca)? {
-                    roots.add(cert).with_context(|| format!("tls_client_ca {}: a certificate that is no CA certificate", ca.display()))?;
-                }
+                let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+                let roots = roots(ca, &pem).context("tls_client_ca")?;
                 let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().with_context(|| format!("tls_client_ca {}", ca.display()))?;
                 builder.with_client_cert_verifier(verifier)
             }
@@ -54,73 +51,30 @@ impl TlsFiles {
     }
 }
 
-/// How often a handshake may look at the certificate files' modification
-/// times.
-pub const RELOAD_CHECK_EVERY: Duration = Duration::from_secs(10);
-
-/// A certificate and key that follow their files: a renewed certificate
-/// (a new one from the CA, a rotated key) is served without a restart and
-/// without closing a connection. At most every [`RELOAD_CHECK_EVERY`], a
-/// handshake reads both files (a few KB; contents, not modification times,
-/// which two writes within one clock tick can share); if either changed,
-/// they are checked again (the key must belong to the certificate) and new
-/// handshakes use them. A pair that does not
-/// read or match is logged and the one in use kept: a renewal written in
-/// two steps (certificate, then key) is taken once both are there.
-/// Counted in `evenkeel_tls_certificate_reloads_total{outcome}`.
+/// A certificate and key that follow their files
+/// ([`evenkeel_coord::followed`]): a renewed certificate (a new one from the
+/// CA, a rotated key) is served without a restart and without closing a
+/// connection. At most every 10 s a handshake reads both files; a changed
+/// pair is checked again (the key must belong to the certificate) before
+/// new handshakes use it, and one that does not load is logged and the
+/// pair in use kept, so a renewal written in two steps (certificate, then
+/// key) is taken once both are there. Counted in
+/// `evenkeel_tls_certificate_reloads_total{outcome}`.
 #[derive(Debug)]
-pub struct ReloadingCert {
-    cert: PathBuf,
-    key: PathBuf,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-    current: ArcSwap<rustls::sign::CertifiedKey>,
-    /// The files' contents when `current` was read, and when they were
-    /// last looked at.
-    seen: Mutex<(Vec<u8>, Vec<u8>, Instant)>,
-}
+pub struct ReloadingCert(Followed<rustls::sign::CertifiedKey>);
 
 impl ReloadingCert {
     /// Reads the pair now; an error names the file.
     pub fn new(cert: PathBuf, key: PathBuf, provider: Arc<rustls::crypto::CryptoProvider>) -> anyhow::Result<ReloadingCert> {
-        let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-        let (cert_pem, key_pem) = (read(&cert)?, read(&key)?);
-        let current = load_pair(&cert, &cert_pem, &key, &key_pem, &provider)?;
-        Ok(ReloadingCert { cert, key, provider, current: ArcSwap::from_pointee(current), seen: Mutex::new((cert_pem, key_pem, Instant::now())) })
+        let (shown_cert, shown_key) = (cert.clone(), key.clone());
+        let parse = move |contents: &[Vec<u8>]| load_pair(&shown_cert, &contents[0], &shown_key, &contents[1], &provider).map_err(|e| format!("{e:#}"));
+        Ok(ReloadingCert(Followed::new("the TLS certificate and key", "evenkeel_tls_certificate_reloads_total", vec![cert, key], parse).map_err(anyhow::Error::msg)?))
     }
 
     /// The pair to serve, reloaded first if the files changed and the last
     /// look is at least `every` old.
     pub fn current(&self, every: Duration) -> Arc<rustls::sign::CertifiedKey> {
-        self.refresh(every);
-        self.current.load_full()
-    }
-
-    fn refresh(&self, every: Duration) {
-        // A handshake that finds another one looking serves what is there.
-        let Some(mut seen) = self.seen.try_lock() else { return };
-        if seen.2.elapsed() < every {
-            return;
-        }
-        seen.2 = Instant::now();
-        let (Ok(cert_pem), Ok(key_pem)) = (std::fs::read(&self.cert), std::fs::read(&self.key)) else {
-            tracing::warn!(cert = %self.cert.display(), key = %self.key.display(), "TLS certificate files unreadable; still serving the previous pair");
-            return;
-        };
-        if (&cert_pem, &key_pem) == (&seen.0, &seen.1) {
-            return;
-        }
-        match load_pair(&self.cert, &cert_pem, &self.key, &key_pem, &self.provider) {
-            Ok(pair) => {
-                self.current.store(Arc::new(pair));
-                (seen.0, seen.1) = (cert_pem, key_pem);
-                tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
-                metrics::counter!("evenkeel_tls_certificate_reloads_total", "outcome" => "reloaded").increment(1);
-            }
-            Err(e) => {
-                tracing::warn!(cert = %self.cert.display(), error = format!("{e:#}"), "TLS certificate files changed but do not load; still serving the previous pair");
-                metrics::counter!("evenkeel_tls_certificate_reloads_total", "outcome" => "failed").increment(1);
-            }
-        }
+        self.0.current(every)
     }
 }
 
@@ -140,33 +94,41 @@ fn load_pair(cert: &Path, cert_pem: &[u8], key: &Path, key_pem: &[u8], provider:
 
 /// Mutual TLS on the cluster's internal gRPC (`--internal-tls-ca`,
 /// `--internal-tls-cert`, `--internal-tls-key`, `--internal-tls-name`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InternalTls {
     /// This process's certificate and key; `client_ca` is the cluster's CA.
     pub files: TlsFiles,
     /// The name every process's certificate carries (a DNS subject
     /// alternative name), checked instead of the address a node registered.
     pub name: String,
+    /// What the files hold, as the gRPC layer takes it.
+    pub tls: evenkeel_rpc::ClusterTls,
 }
 
 /// [`InternalTls::name`] unless configured otherwise.
 pub const DEFAULT_INTERNAL_TLS_NAME: &str = "evenkeel";
 
 impl InternalTls {
-    /// The files read and checked (the key matches the certificate, the CA
-    /// file holds a CA certificate) as the gRPC layer takes them.
-    pub fn load(&self) -> anyhow::Result<evenkeel_rpc::ClusterTls> {
-        self.files.server_config().context("--internal-tls-*")?;
-        let ca = self.files.client_ca.as_ref().context("--internal-tls-ca is required")?;
+    /// Reads `files` once and checks them (the key belongs to the
+    /// certificate, the CA file holds CA certificates); an error names the
+    /// file.
+    pub fn load(files: TlsFiles, name: String) -> anyhow::Result<InternalTls> {
+        let ca = files.client_ca.as_ref().context("--internal-tls-ca is required")?;
         let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-        Ok(evenkeel_rpc::ClusterTls { ca_pem: read(ca)?, cert_pem: read(&self.files.cert)?, key_pem: read(&self.files.key)?, server_name: self.name.clone() })
+        let tls = evenkeel_rpc::ClusterTls { ca_pem: read(ca)?, cert_pem: read(&files.cert)?, key_pem: read(&files.key)?, server_name: name.clone() };
+        load_pair(&files.cert, &tls.cert_pem, &files.key, &tls.key_pem, &provider()).context("--internal-tls-cert, --internal-tls-key")?;
+        roots(ca, &tls.ca_pem).context("--internal-tls-ca")?;
+        Ok(InternalTls { files, name, tls })
     }
 }
 
-/// The certificates of a PEM file (at least one).
-fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    parse_certificates(path, &pem)
+/// The CA certificates of `pem`, the contents of `path` (at least one).
+fn roots(path: &Path, pem: &[u8]) -> anyhow::Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for cert in parse_certificates(path, pem)? {
+        roots.add(cert).with_context(|| format!("{}: a certificate that is no CA certificate", path.display()))?;
+    }
+    Ok(roots)
 }
 
 /// The certificates of `pem`, the contents of `path` (at least one).

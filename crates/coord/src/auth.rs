@@ -38,15 +38,13 @@
 //! tokens are on), method, path and status; every refusal too, with the
 //! peer and why. Counted in `evenkeel_admin_changes_total{status}`.
 
-use arc_swap::ArcSwap;
+use crate::followed::{Followed, RELOAD_CHECK_EVERY};
 use axum::http::{HeaderValue, header};
-use parking_lot::Mutex;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 use base64::Engine as _;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 /// The environment variable the admin clients (CLI, bench) read a token
@@ -62,27 +60,16 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// Paths served without a token.
 const OPEN_PATHS: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
 
-/// How often a request may look at the token file again.
-pub const RELOAD_CHECK_EVERY: Duration = Duration::from_secs(10);
-
 /// The tokens the admin API accepts; clones share them. Read from a file,
-/// they follow it ([`AdminAuth::check`]).
+/// they follow it ([`crate::followed`]).
 #[derive(Clone)]
 pub struct AdminAuth {
-    tokens: Arc<ArcSwap<Vec<String>>>,
-    file: Option<Arc<TokenFile>>,
-}
-
-/// Where the tokens came from: the file, its contents when they were read,
-/// and when it was last looked at.
-struct TokenFile {
-    path: PathBuf,
-    seen: Mutex<(String, Instant)>,
+    tokens: Arc<Followed<Vec<String>>>,
 }
 
 impl PartialEq for AdminAuth {
     fn eq(&self, other: &Self) -> bool {
-        *self.tokens.load() == *other.tokens.load()
+        self.tokens.get() == other.tokens.get()
     }
 }
 
@@ -110,7 +97,7 @@ impl AdminAuth {
     /// there must be one.
     pub fn new(tokens: Vec<String>) -> Result<AdminAuth, String> {
         checked(&tokens)?;
-        Ok(AdminAuth { tokens: Arc::new(ArcSwap::from_pointee(tokens)), file: None })
+        Ok(AdminAuth { tokens: Arc::new(Followed::fixed(tokens)) })
     }
 
     /// From a file: one token per line; blank lines and lines starting
@@ -120,46 +107,14 @@ impl AdminAuth {
     /// a token is added or withdrawn without a restart); one that is not
     /// is logged and the tokens in use kept.
     pub fn from_file(path: &Path) -> Result<AdminAuth, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("reading the admin token file {}: {e}", path.display()))?;
-        let tokens = tokens_of_file(path, &text)?;
-        Ok(AdminAuth { tokens: Arc::new(ArcSwap::from_pointee(tokens)), file: Some(Arc::new(TokenFile { path: path.to_path_buf(), seen: Mutex::new((text, Instant::now())) })) })
+        let shown = path.to_path_buf();
+        let parse = move |contents: &[Vec<u8>]| tokens_of_file(&shown, &String::from_utf8_lossy(&contents[0]));
+        let tokens = Followed::new("the admin token file", "evenkeel_admin_token_reloads_total", vec![path.to_path_buf()], parse)?;
+        Ok(AdminAuth { tokens: Arc::new(tokens) })
     }
 
     pub fn token_count(&self) -> usize {
-        self.tokens.load().len()
-    }
-
-    /// Reads the token file again if `every` has passed since the last
-    /// look, and takes its tokens if it changed and they are valid.
-    fn refresh(&self, every: Duration) {
-        let Some(file) = &self.file else { return };
-        let (path, seen) = (&file.path, &file.seen);
-        // A request that finds another one looking uses what is there.
-        let Some(mut seen) = seen.try_lock() else { return };
-        if seen.1.elapsed() < every {
-            return;
-        }
-        seen.1 = Instant::now();
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) if text == seen.0 => return,
-            Ok(text) => text,
-            Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "admin token file unreadable; keeping the tokens in use");
-                return;
-            }
-        };
-        match tokens_of_file(path, &text) {
-            Ok(tokens) => {
-                tracing::info!(file = %path.display(), tokens = tokens.len(), "admin tokens reloaded");
-                metrics::counter!("evenkeel_admin_token_reloads_total", "outcome" => "reloaded").increment(1);
-                self.tokens.store(Arc::new(tokens));
-                seen.0 = text;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "admin token file changed but is not valid; keeping the tokens in use");
-                metrics::counter!("evenkeel_admin_token_reloads_total", "outcome" => "failed").increment(1);
-            }
-        }
+        self.tokens.get().len()
     }
 
     /// Whether `authorization` (the request's header, if any) carries one
@@ -171,7 +126,7 @@ impl AdminAuth {
     /// [`Self::check`], looking at the token file again if `every` has
     /// passed since the last look.
     pub fn check_within(&self, authorization: Option<&HeaderValue>, every: Duration) -> Verdict {
-        self.refresh(every);
+        let tokens = self.tokens.current(every);
         let Some(value) = authorization else { return Verdict::Missing };
         let Ok(value) = value.to_str() else { return Verdict::Refused };
         let value = value.trim();
@@ -191,9 +146,8 @@ impl AdminAuth {
         // Every token is compared, so the time taken does not say which
         // (or whether an earlier one) matched.
         let mut which = 0u64;
-        for (i, t) in self.tokens.load().iter().enumerate() {
-            let n = u64::try_from(i + 1).unwrap_or(u64::MAX);
-            which.conditional_assign(&n, t.as_bytes().ct_eq(&given));
+        for (i, t) in tokens.iter().enumerate() {
+            which.conditional_assign(&(i as u64 + 1), t.as_bytes().ct_eq(&given));
         }
         match which {
             0 => Verdict::Refused,

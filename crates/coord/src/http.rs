@@ -86,10 +86,10 @@ async fn authenticate(State(c): State<Arc<Coordinator>>, request: axum::extract:
         },
         _ => None,
     };
-    let changes = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
-    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    // Only what can change something is audited.
+    let audited = (!matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD)).then(|| (request.method().clone(), request.uri().path().to_string()));
     let response = next.run(request).await;
-    if changes {
+    if let Some((method, path)) = audited {
         let status = response.status();
         metrics::counter!("evenkeel_admin_changes_total", "status" => status.as_str().to_string()).increment(1);
         let token = token.map_or_else(|| "-".to_string(), |n| n.to_string());

@@ -27,6 +27,7 @@ pub mod bootstrap;
 pub mod clients;
 pub mod dashboard;
 pub mod failpoints;
+pub mod followed;
 pub mod gc;
 pub mod http;
 pub mod load;

@@ -455,8 +455,9 @@ impl Runtime {
     /// migrations.
     fn apply_rates(&mut self, migrations: &[Migration], now_ms: u64) {
         let now_us = now_ms * 1000;
-        self.migrations.retain(|id, _| migrations.iter().any(|m| &m.id == id && !m.phase.is_terminal()));
-        self.log_heads.retain(|id, _| migrations.iter().any(|m| &m.id == id && !m.phase.is_terminal()));
+        let live = |id: &String| migrations.iter().any(|m| &m.id == id && !m.phase.is_terminal());
+        self.migrations.retain(|id, _| live(id));
+        self.log_heads.retain(|id, _| live(id));
         let (rate, keys_rate) = (self.per_migration_bytes_per_s, self.settings.migration_rate_keys_per_s);
         for (b, k) in self.migrations.values_mut() {
             b.set_rate(rate, now_us);

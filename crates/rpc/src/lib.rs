@@ -119,7 +119,7 @@ fn connect_remote(addr: &str) -> Result<tonic::transport::Channel, tonic::transp
 /// against `ca` under the name `server_name` (node addresses are
 /// whatever each node registered, so certificates name the cluster, not
 /// the address). PEM, read by the caller.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClusterTls {
     pub ca_pem: Vec<u8>,
     pub cert_pem: Vec<u8>,
@@ -157,7 +157,7 @@ static CLUSTER_TLS: std::sync::OnceLock<ClusterTls> = std::sync::OnceLock::new()
 /// none). Err with the one already set if it differs.
 pub fn set_cluster_tls(tls: ClusterTls) -> Result<(), String> {
     let set = CLUSTER_TLS.get_or_init(|| tls.clone());
-    if set.ca_pem == tls.ca_pem && set.cert_pem == tls.cert_pem && set.key_pem == tls.key_pem && set.server_name == tls.server_name {
+    if *set == tls {
         Ok(())
     } else {
         Err("this process already has another cluster TLS configuration".into())
