@@ -437,6 +437,13 @@ enum RebalanceCommand {
         /// stage_p99_ratio_max, else the throttle's budget ratio]
         #[arg(long)]
         stage_p99_ratio_max: Option<f64>,
+        /// Run exactly the moves of a reviewed plan (`evenkeel rebalance
+        /// plan --json > FILE`; `-` reads standard input) instead of
+        /// planning again; refused, and nothing started, if the cluster
+        /// changed since in a way the plan no longer fits (a partition
+        /// moved, a target drained or left)
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["balance_load", "load_tolerance"])]
+        plan: Option<std::path::PathBuf>,
         #[command(flatten)]
         load: LoadArgs,
         #[command(flatten)]
@@ -910,7 +917,7 @@ async fn rebalance(command: RebalanceCommand) -> anyhow::Result<()> {
     use evenkeel::rebalance as r;
     match command {
         RebalanceCommand::Plan { stages, load, admin } => r::plan(&admin.admin, stages.as_deref(), load.balance_load, load.load_tolerance, admin.json).await,
-        RebalanceCommand::Start { wait, stages, on_stage_failure, stage_p99_ratio_max, load, admin } => {
+        RebalanceCommand::Start { wait, stages, on_stage_failure, stage_p99_ratio_max, plan, load, admin } => {
             let on_failure = on_stage_failure.map(|f| if f == "rollback" { evenkeel_coord::rebalance::OnStageFailure::Rollback } else { evenkeel_coord::rebalance::OnStageFailure::Pause });
             let request = evenkeel_coord::rebalance::StartRequest {
                 stages: stages.map(evenkeel_coord::rebalance::StagesArg::Spec),
@@ -918,6 +925,7 @@ async fn rebalance(command: RebalanceCommand) -> anyhow::Result<()> {
                 stage_p99_ratio_max,
                 balance_load: load.balance_load,
                 load_tolerance: load.load_tolerance,
+                moves: plan.as_deref().map(r::read_plan).transpose()?,
             };
             r::start(&admin.admin, wait, request, admin.json).await
         }

@@ -3,7 +3,7 @@
 use crate::admin::AdminClient;
 use anyhow::bail;
 use evenkeel_coord::api::RebalanceStatus;
-use evenkeel_coord::plan::Plan;
+use evenkeel_coord::plan::{MoveSpec, Plan};
 use evenkeel_coord::rebalance::{PlanPreview, Rebalance, StartRequest, State};
 use std::time::Duration;
 
@@ -32,7 +32,31 @@ pub async fn plan(admin: &str, stages: Option<&str>, balance_load: Option<bool>,
         let gate = if st.spec.approval { ", approval gate" } else { "" };
         println!("stage {} {:?}: {} moves (partitions {}), bake {}{gate}", i + 1, st.spec.name, st.moves.len(), partitions.join(" "), evenkeel_coord::stages::format_ms(st.spec.bake_ms));
     }
+    if !preview.plan.moves.is_empty() {
+        println!("(`rebalance start` plans again; to run exactly these moves: `rebalance plan --json > plan.json`, then `rebalance start --plan plan.json`)");
+    }
     Ok(())
+}
+
+/// The moves of a plan file (`rebalance plan --json`'s output, or any JSON
+/// object with a `moves` list of `{partition, from, to}`); `-` reads
+/// standard input.
+pub fn read_plan(path: &std::path::Path) -> anyhow::Result<Vec<MoveSpec>> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| anyhow::anyhow!("--plan -: reading standard input: {e}"))?
+    } else {
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--plan {}: {e}", path.display()))?
+    };
+    parse_plan(&text).map_err(|e| anyhow::anyhow!("--plan {}: {e}", path.display()))
+}
+
+fn parse_plan(text: &str) -> Result<Vec<MoveSpec>, String> {
+    #[derive(serde::Deserialize)]
+    struct PlanFile {
+        moves: Option<Vec<MoveSpec>>,
+    }
+    let file: PlanFile = serde_json::from_str(text).map_err(|e| format!("not a plan: {e} (write one with `evenkeel rebalance plan --json > FILE`)"))?;
+    file.moves.ok_or_else(|| "no \"moves\" list (write one with `evenkeel rebalance plan --json > FILE`)".to_string())
 }
 
 fn print_plan(plan: &Plan) {
@@ -58,7 +82,8 @@ pub async fn start(admin: &str, wait: bool, request: StartRequest, json: bool) -
     let client = AdminClient::new(admin)?;
     let r: Rebalance = client.post_json_with("/v1/rebalance", &serde_json::to_value(&request)?).await?;
     if !json {
-        println!("rebalance {} started: {} moves", r.id, r.plan.moves.len());
+        let given = if request.moves.is_some() { " (the given plan)" } else { "" };
+        println!("rebalance {} started: {} moves{given}", r.id, r.plan.moves.len());
         if let Some(l) = r.plan.load.filter(|l| l.swaps > 0) {
             println!("  {} of them in {} swaps for load (the busiest node at {:.2}x its share, {:.2}x after)", 2 * l.swaps, l.swaps, l.spread_before, l.spread_after);
         }
@@ -194,4 +219,18 @@ pub async fn control(admin: &str, action: &str) -> anyhow::Result<()> {
     let r: Rebalance = AdminClient::new(admin)?.post_json(&format!("/v1/rebalance/{action}")).await?;
     println!("rebalance {}: {action} accepted, now {:?}", r.id, r.state);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_file_is_read_for_its_moves() {
+        let file = r#"{"moves": [{"partition": 7, "from": 1, "to": 4, "bytes": 10, "ops_per_s": 0}, {"partition": 2, "from": 3, "to": 4}], "moved_bytes": 10, "stages": []}"#;
+        assert_eq!(parse_plan(file).unwrap(), vec![MoveSpec { partition: 7, from: 1, to: 4 }, MoveSpec { partition: 2, from: 3, to: 4 }]);
+        assert!(parse_plan(r#"{"stages": []}"#).unwrap_err().contains("no \"moves\" list"));
+        assert!(parse_plan(r#"{"moves": [{"partition": 7, "from": 1}]}"#).unwrap_err().contains("missing field `to`"));
+        assert!(parse_plan("moves: 7").unwrap_err().starts_with("not a plan"));
+    }
 }

@@ -800,12 +800,7 @@ async fn rings_move_partitions_into_one_zone_at_a_time() {
 
     // A preview splits the plan as the start will (the CLI's `rebalance plan
     // --stages`, which encodes the spec's `@` and `|`).
-    let preview = tokio::task::spawn_blocking({
-        let admin = admin.clone();
-        move || std::process::Command::new(env!("CARGO_BIN_EXE_evenkeel")).args(["rebalance", "plan", "--stages", "rings@west", "--json", "--admin", &admin]).output().unwrap()
-    })
-    .await
-    .unwrap();
+    let preview = evenkeel_cli(&["rebalance", "plan", "--stages", "rings@west", "--json", "--admin", &admin]).await;
     assert!(preview.status.success(), "{}", String::from_utf8_lossy(&preview.stderr));
     let preview: evenkeel_coord::rebalance::PlanPreview = serde_json::from_slice(&preview.stdout).unwrap();
     assert_eq!(preview.stages.iter().map(|s| (s.spec.name.as_str(), s.moves.len())).collect::<Vec<_>>(), vec![("ring west", 3), ("ring east", 3)]);
@@ -828,6 +823,78 @@ async fn rings_move_partitions_into_one_zone_at_a_time() {
     let all = migrations(&http, &admin).await;
     let began = |i: usize| all.iter().find(|m| Some(&m.id) == r.migrations[i].as_ref()).unwrap().started_ms;
     assert!(r.stages[1].moves.iter().all(|&i| began(i) >= r.stages[0].finished_ms.unwrap()));
+    check_filled(&client, &keys, 100).await;
+    cluster.shutdown().await.unwrap();
+}
+
+/// Runs the evenkeel binary with `args` off the runtime's workers.
+async fn evenkeel_cli(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || std::process::Command::new(env!("CARGO_BIN_EXE_evenkeel")).args(&args).output().unwrap()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewed_plan_runs_as_given_and_a_stale_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, admin, http, client, keys) = filled_cluster(options(dir.path(), 16, 100), "given").await;
+    assert_eq!(http.post(format!("{admin}/v1/nodes")).send().await.unwrap().status(), 201);
+    wait_stats(&http, &admin, 4, Duration::from_secs(10)).await;
+    // The operator saves the plan, keeps two of its moves in another order,
+    // and runs that.
+    let saved = evenkeel_cli(&["rebalance", "plan", "--json", "--admin", &admin]).await;
+    assert!(saved.status.success(), "{}", String::from_utf8_lossy(&saved.stderr));
+    let mut file: serde_json::Value = serde_json::from_slice(&saved.stdout).unwrap();
+    let moves = file["moves"].as_array().unwrap().clone();
+    assert_eq!(moves.len(), 4, "16 partitions over 4 nodes: 4 move");
+    file["moves"] = serde_json::json!([moves[2], moves[0]]);
+    let path = dir.path().join("plan.json");
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    let run = evenkeel_cli(&["rebalance", "start", "--plan", &path.display().to_string(), "--admin", &admin]).await;
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{out}{}", String::from_utf8_lossy(&run.stderr));
+    assert!(out.contains("2 moves (the given plan)"), "{out}");
+    let r = wait_rebalance_end(&http, &admin, Duration::from_secs(60)).await.rebalance.unwrap();
+    assert_eq!(r.state, evenkeel_coord::rebalance::State::Done);
+    let partition = |m: &serde_json::Value| m["partition"].as_u64().unwrap() as u16;
+    assert_eq!(r.plan.moves.iter().map(|m| m.partition).collect::<Vec<_>>(), vec![partition(&moves[2]), partition(&moves[0])], "exactly the given moves, in their order");
+    let table = routing(&cluster).await;
+    for m in &moves {
+        let owner = table.partitions[partition(m) as usize].owner;
+        let expected = if [&moves[2], &moves[0]].contains(&m) { 4 } else { m["from"].as_u64().unwrap() as u32 };
+        assert_eq!(owner, expected, "partition {}", partition(m));
+    }
+    check_filled(&client, &keys, 100).await;
+
+    // The same file again: its partitions have moved since; refused, with
+    // what changed and what to do, and nothing started.
+    let again = evenkeel_cli(&["rebalance", "start", "--plan", &path.display().to_string(), "--admin", &admin]).await;
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success());
+    assert!(err.contains("409") && err.contains(&format!("partition {} is owned by node 4 now", partition(&moves[2]))) && err.contains("plan again"), "{err}");
+    assert_eq!(common::admin::rebalance(&http, &admin).await.rebalance.unwrap().id, r.id, "nothing started");
+    // Plans that never fit, and a load phase asked of a given plan: 400.
+    for (body, why) in [
+        (serde_json::json!({ "moves": [{ "partition": 1, "from": 9, "to": 9 }] }), "moves from node 9 to node 9"),
+        (serde_json::json!({ "moves": [{ "partition": 99, "from": 1, "to": 2 }] }), "partition 99 does not exist"),
+        (serde_json::json!({ "moves": [moves[1], moves[1]] }), "more than once"),
+        (serde_json::json!({ "moves": [moves[1]], "balance_load": true }), "runs as it is"),
+    ] {
+        let reply = http.post(format!("{admin}/v1/rebalance")).json(&body).send().await.unwrap();
+        assert_eq!(reply.status(), 400, "{body}");
+        let text = reply.text().await.unwrap();
+        assert!(text.contains(why), "{body}: {text}");
+    }
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{\"stages\": []}").unwrap();
+    let refused = evenkeel_cli(&["rebalance", "start", "--plan", &broken.display().to_string(), "--admin", &admin]).await;
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("no \"moves\" list"), "{refused:?}");
+    // The rest of the saved plan still fits and runs.
+    let rest = http.post(format!("{admin}/v1/rebalance")).json(&serde_json::json!({ "moves": [moves[1], moves[3]] })).send().await.unwrap();
+    assert_eq!(rest.status(), 201, "{}", rest.text().await.unwrap());
+    let end = wait_rebalance_end(&http, &admin, Duration::from_secs(60)).await;
+    assert_eq!(end.rebalance.unwrap().state, evenkeel_coord::rebalance::State::Done);
+    let plan: evenkeel_coord::plan::Plan = http.get(format!("{admin}/v1/rebalance/plan")).send().await.unwrap().json().await.unwrap();
+    assert!(plan.moves.is_empty(), "the whole reviewed plan, run in two parts, balances the cluster: {plan:?}");
     check_filled(&client, &keys, 100).await;
     cluster.shutdown().await.unwrap();
 }

@@ -255,6 +255,7 @@ pub async fn tick(coord: &Coordinator, settle_ms: u64, cooldown_ms: u64) -> Resu
                 auto: true,
                 stage_p99_ratio_max: coord.stage_p99_ratio_max(),
                 load: coord.balance_load(),
+                moves: None,
             };
             let r = rebalance::start(coord, options).await?;
             let why = if last.is_some_and(|l| l.membership == Some(membership)) { "load uneven" } else { "membership changed" };

@@ -23,7 +23,9 @@
 //!   objects) runs it in stages, `"on_stage_failure": "rollback"` rolls it
 //!   back when a stage fails (default `"pause"`), `"stage_p99_ratio_max"`
 //!   sets the p99 ratio a stage's bake may reach, `"balance_load": true`
-//!   (and `"load_tolerance": T`) evens out client load too.
+//!   (and `"load_tolerance": T`) evens out client load too, `"moves":
+//!   [{"partition": P, "from": A, "to": B}, ...]` runs a reviewed plan
+//!   as it is (400 if it never fit, 409 if the cluster moved on since).
 //!   `GET /v1/rebalance`: it and its migrations.
 //!   `POST /v1/rebalance/{pause|resume|cancel|rollback|approve}`.
 //! - `GET /v1/throttle`: the throttle's settings and its last decision
@@ -289,7 +291,10 @@ async fn rebalance_start(State(c): State<Arc<Coordinator>>, body: axum::body::By
         Some(Ok(stages)) => stages,
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &format!("stages: {e}")),
     };
-    let load = match crate::rebalance::load_balance(request.balance_load, request.load_tolerance, c.balance_load()) {
+    // A given plan is run as it is; the configured load phase shapes
+    // computed plans only (asking for it with a given plan is refused).
+    let configured = if request.moves.is_some() { None } else { c.balance_load() };
+    let load = match crate::rebalance::load_balance(request.balance_load, request.load_tolerance, configured) {
         Ok(load) => load,
         Err(e) => return rebalance_error(e),
     };
@@ -300,6 +305,7 @@ async fn rebalance_start(State(c): State<Arc<Coordinator>>, body: axum::body::By
         auto: false,
         stage_p99_ratio_max: request.stage_p99_ratio_max.or(c.stage_p99_ratio_max()),
         load,
+        moves: request.moves,
     };
     match crate::rebalance::start(&c, options).await {
         Ok(r) => (StatusCode::CREATED, Json(r)).into_response(),

@@ -215,6 +215,97 @@ pub fn apply(partitions: &[PartitionLoad], plan: &Plan) -> Vec<PartitionLoad> {
     after
 }
 
+/// A move as an operator gives it: a reviewed plan (`rebalance plan
+/// --json`) run as it is by `rebalance start --plan FILE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveSpec {
+    pub partition: PartitionId,
+    pub from: NodeId,
+    pub to: NodeId,
+}
+
+impl From<&Move> for MoveSpec {
+    fn from(m: &Move) -> Self {
+        MoveSpec { partition: m.partition, from: m.from, to: m.to }
+    }
+}
+
+/// Why a given plan cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GivenPlanError {
+    #[error("partition {0} does not exist (the cluster has {1} partitions)")]
+    NoSuchPartition(PartitionId, usize),
+    #[error("partition {0} is in the plan more than once")]
+    Repeated(PartitionId),
+    #[error("partition {0} moves from node {1} to node {1}")]
+    ToItself(PartitionId, NodeId),
+    #[error("node {to}, to which the plan moves partition {partition}, is not a member")]
+    NotAMember { partition: PartitionId, to: NodeId },
+    #[error("partition {partition} is owned by node {owner} now, not node {from} as the plan says")]
+    OwnerChanged { partition: PartitionId, from: NodeId, owner: NodeId },
+    #[error("node {to}, to which the plan moves partition {partition}, {why}")]
+    NotEligible { partition: PartitionId, to: NodeId, why: &'static str },
+}
+
+impl GivenPlanError {
+    /// The plan was right when made and the cluster has changed since
+    /// (planning again answers it), as opposed to a plan that never was.
+    pub fn is_stale(&self) -> bool {
+        matches!(self, GivenPlanError::OwnerChanged { .. } | GivenPlanError::NotEligible { .. })
+    }
+}
+
+/// The [`Plan`] of exactly `moves`, in their order, checked against the
+/// cluster as it is: each partition exists and appears once, is owned by
+/// the move's `from`, and goes to another member that may take
+/// partitions (not draining, weight above 0). Sizes and loads are the
+/// partitions' current ones. Nothing is added or reordered, and no load
+/// outcome is claimed; no moves is an empty plan, as a balanced cluster's.
+pub fn given(nodes: &[NodeLoad], partitions: &[PartitionLoad], moves: &[MoveSpec]) -> Result<Plan, GivenPlanError> {
+    let by_id: BTreeMap<PartitionId, &PartitionLoad> = partitions.iter().map(|p| (p.id, p)).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut planned = Vec::with_capacity(moves.len());
+    for m in moves {
+        let Some(p) = by_id.get(&m.partition) else { return Err(GivenPlanError::NoSuchPartition(m.partition, partitions.len())) };
+        if !seen.insert(m.partition) {
+            return Err(GivenPlanError::Repeated(m.partition));
+        }
+        if m.from == m.to {
+            return Err(GivenPlanError::ToItself(m.partition, m.from));
+        }
+        let Some(to) = nodes.iter().find(|n| n.id == m.to) else { return Err(GivenPlanError::NotAMember { partition: m.partition, to: m.to }) };
+        if p.owner != m.from {
+            return Err(GivenPlanError::OwnerChanged { partition: m.partition, from: m.from, owner: p.owner });
+        }
+        if to.draining || to.weight == 0 {
+            let why = if to.draining { "is draining" } else { "has weight 0" };
+            return Err(GivenPlanError::NotEligible { partition: m.partition, to: m.to, why });
+        }
+        planned.push(Move { partition: m.partition, from: m.from, to: m.to, bytes: p.bytes, ops_per_s: p.ops_per_s });
+    }
+    let summaries = |parts: &[PartitionLoad]| -> Vec<NodeSummary> {
+        let mut ids: Vec<NodeId> = nodes.iter().map(|n| n.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.iter()
+            .map(|&id| {
+                let held = parts.iter().filter(|p| p.owner == id);
+                NodeSummary { id, partitions: held.clone().count(), bytes: held.map(|p| p.bytes).sum() }
+            })
+            .collect()
+    };
+    let mut plan = Plan {
+        moved_bytes: planned.iter().map(|m| m.bytes).sum(),
+        total_bytes: partitions.iter().map(|p| p.bytes).sum(),
+        moves: planned,
+        before: summaries(partitions),
+        after: Vec::new(),
+        load: None,
+    };
+    plan.after = summaries(&apply(partitions, &plan));
+    Ok(plan)
+}
+
 /// A partition as the planner tracks it. Ordered by size, then id, so that
 /// "the smallest" and "the closest" are always one well-defined partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

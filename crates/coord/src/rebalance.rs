@@ -3,6 +3,9 @@
 //! `start` snapshots the cluster (members with weights and drain flags,
 //! partition owners, bytes from the last stats poll), asks [`crate::plan`]
 //! for the fewest moves, and stores the result at `/evenkeel/rebalance`.
+//! Or it runs a reviewed plan as given (`moves`: `rebalance start --plan
+//! FILE`), once [`plan::given`] has checked it against the cluster as it
+//! is: a plan the cluster has moved on from is refused, never adjusted.
 //! The leader's scheduler ([`schedule`], every tick) starts moves while at
 //! most `moves_per_node` run on any node and `moves_cluster` in total, and
 //! (migrations in bake do not count) and marks the rebalance DONE once every move ended DONE (FAILED if any ended
@@ -18,7 +21,7 @@
 use crate::Coordinator;
 use crate::migration::machine::{Event, Phase};
 use crate::migration::manager::{self, StartError};
-use crate::plan::{self, LoadBalance, NodeLoad, PartitionLoad, Plan};
+use crate::plan::{self, GivenPlanError, LoadBalance, MoveSpec, NodeLoad, PartitionLoad, Plan};
 use crate::stages::{self, MoveState, Observation, Stage, StageSpec, Step};
 use evenkeel_meta::{CasOutcome, Compare, MetaError, MetaStore, Revision};
 use evenkeel_types::routing::{NodeInfo, NodeState};
@@ -112,6 +115,8 @@ pub struct StartOptions {
     pub stage_p99_ratio_max: Option<f64>,
     /// Also even out client load by swaps (`plan::plan_with`).
     pub load: Option<LoadBalance>,
+    /// Run exactly these moves instead of planning (`plan::given`).
+    pub moves: Option<Vec<MoveSpec>>,
 }
 
 /// What a failed stage does.
@@ -167,6 +172,11 @@ pub struct StartRequest {
     /// The load spread tolerated (default: as configured, else 0.25).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_tolerance: Option<f64>,
+    /// A reviewed plan's moves, run as they are (in this order, each
+    /// checked against the cluster: 409 if it moved on since the plan).
+    /// Not with `balance_load` or `load_tolerance`, which shape a plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moves: Option<Vec<MoveSpec>>,
 }
 
 /// The load phase `balance_load` and `load_tolerance` ask for, given the
@@ -218,6 +228,25 @@ pub async fn current_plan(coord: &Coordinator) -> Result<Plan, RebalanceError> {
 /// The plan for `members` (read once by the caller, so that the plan, the
 /// membership digest and the zones a rebalance records agree).
 async fn plan_for(coord: &Coordinator, members: &[NodeInfo], load: Option<LoadBalance>) -> Result<Plan, RebalanceError> {
+    let (nodes, partitions) = planner_input(coord, members).await?;
+    Ok(plan::plan_with(&nodes, &partitions, load)?)
+}
+
+/// `moves` as a plan, if they still fit the cluster of `members`.
+async fn given_plan(coord: &Coordinator, members: &[NodeInfo], moves: &[MoveSpec]) -> Result<Plan, RebalanceError> {
+    let (nodes, partitions) = planner_input(coord, members).await?;
+    plan::given(&nodes, &partitions, moves).map_err(|e: GivenPlanError| {
+        if e.is_stale() {
+            RebalanceError::Conflict(format!("{e}: the cluster changed since the plan was made; plan again"))
+        } else {
+            RebalanceError::Invalid(format!("the given plan: {e}"))
+        }
+    })
+}
+
+/// The planner's view of the cluster: `members`, and every partition's
+/// owner (the routing table), size and load (the last stats poll).
+async fn planner_input(coord: &Coordinator, members: &[NodeInfo]) -> Result<(Vec<NodeLoad>, Vec<PartitionLoad>), RebalanceError> {
     let meta = coord.meta();
     let table = meta.get(evenkeel_types::keys::ROUTING).await?.ok_or_else(|| RebalanceError::Invalid("the cluster is not bootstrapped".into()))?;
     let table = RoutingTable::from_json(&table.value).map_err(RebalanceError::Invalid)?;
@@ -233,7 +262,7 @@ async fn plan_for(coord: &Coordinator, members: &[NodeInfo], load: Option<LoadBa
             PartitionLoad { id: p as u16, owner: e.owner, bytes, ops_per_s }
         })
         .collect();
-    Ok(plan::plan_with(&nodes, &partitions, load)?)
+    Ok((nodes, partitions))
 }
 
 /// `GET /v1/rebalance/plan[?stages=SPEC]`: the plan, and with stages the
@@ -276,7 +305,10 @@ async fn store(meta: &dyn MetaStore, r: &Rebalance, expect: Compare) -> Result<(
 /// Plans and records a new rebalance run as `options` say; refused while
 /// one is active.
 pub async fn start(coord: &Coordinator, options: StartOptions) -> Result<Rebalance, RebalanceError> {
-    let StartOptions { limits, stages: specs, on_stage_failure, auto, stage_p99_ratio_max, load: load_phase } = options;
+    let StartOptions { limits, stages: specs, on_stage_failure, auto, stage_p99_ratio_max, load: load_phase, moves } = options;
+    if moves.is_some() && load_phase.is_some() {
+        return Err(RebalanceError::Invalid("a given plan runs as it is: balance_load and load_tolerance shape a computed plan, not a given one".into()));
+    }
     stages::validate(&specs).map_err(RebalanceError::Invalid)?;
     if let Some(r) = stage_p99_ratio_max
         && !(r.is_finite() && r >= 1.0)
@@ -293,7 +325,10 @@ pub async fn start(coord: &Coordinator, options: StartOptions) -> Result<Rebalan
         return Err(RebalanceError::Conflict(format!("rebalance {} is {:?}; cancel it first", r.id, r.state)));
     }
     let members = crate::nodes::members(coord.meta()).await?;
-    let plan = plan_for(coord, &members, load_phase).await?;
+    let plan = match &moves {
+        Some(moves) => given_plan(coord, &members, moves).await?,
+        None => plan_for(coord, &members, load_phase).await?,
+    };
     let now = unix_ms();
     let n = plan.moves.len();
     let state = if n == 0 { State::Done } else { State::Running };

@@ -458,3 +458,50 @@ proptest! {
         prop_assert_eq!(&p.after, &expected);
     }
 }
+
+#[test]
+fn a_computed_plan_given_back_is_the_same_plan() {
+    let mut nodes = standard_nodes(1..=4);
+    nodes[2].draining = true;
+    let parts = round_robin(&[1, 2, 3], &varied_sizes(48, 10 * MB));
+    let computed = plan(&nodes, &parts).unwrap();
+    assert!(!computed.moves.is_empty());
+    let specs: Vec<MoveSpec> = computed.moves.iter().map(MoveSpec::from).collect();
+    assert_eq!(given(&nodes, &parts, &specs).unwrap(), computed, "the reviewed plan runs as computed");
+    // A subset runs as given, in its order, with summaries that add up.
+    let some = [specs[3], specs[0]];
+    let p = given(&nodes, &parts, &some).unwrap();
+    assert_eq!(p.moves.iter().map(|m| m.partition).collect::<Vec<_>>(), vec![specs[3].partition, specs[0].partition]);
+    assert_eq!(p.moved_bytes, parts[specs[3].partition as usize].bytes + parts[specs[0].partition as usize].bytes);
+    assert_eq!(p.before, computed.before);
+    let after = apply(&parts, &p);
+    for s in &p.after {
+        assert_eq!(s.partitions, count_of(&after, s.id), "node {}", s.id);
+    }
+    assert_eq!(p.load, None);
+}
+
+#[test]
+fn a_given_plan_is_checked_against_the_cluster_as_it_is() {
+    let mut nodes = standard_nodes(1..=3);
+    nodes.push(NodeLoad { id: 4, weight: 0, draining: false });
+    nodes[1].draining = true;
+    let parts = round_robin(&[1, 2, 3], &[MB; 6]);
+    let m = |partition, from, to| MoveSpec { partition, from, to };
+    let err = |moves: &[MoveSpec]| given(&nodes, &parts, moves).unwrap_err();
+    assert!(given(&nodes, &parts, &[]).unwrap().moves.is_empty(), "no moves: an empty plan, as a balanced cluster's");
+    assert_eq!(err(&[m(6, 1, 3)]), GivenPlanError::NoSuchPartition(6, 6));
+    assert_eq!(err(&[m(0, 1, 3), m(0, 1, 3)]), GivenPlanError::Repeated(0));
+    assert_eq!(err(&[m(0, 1, 1)]), GivenPlanError::ToItself(0, 1));
+    assert_eq!(err(&[m(0, 1, 9)]), GivenPlanError::NotAMember { partition: 0, to: 9 });
+    let moved = err(&[m(1, 1, 3)]);
+    assert_eq!(moved, GivenPlanError::OwnerChanged { partition: 1, from: 1, owner: 2 });
+    assert!(moved.is_stale());
+    assert_eq!(err(&[m(0, 1, 2)]), GivenPlanError::NotEligible { partition: 0, to: 2, why: "is draining" });
+    assert_eq!(err(&[m(0, 1, 4)]).to_string(), "node 4, to which the plan moves partition 0, has weight 0");
+    assert!(!err(&[m(0, 1, 9)]).is_stale(), "an unknown node is not the cluster moving on");
+    // Moving partitions off a draining node is what draining asks for.
+    let p = given(&nodes, &parts, &[m(1, 2, 3), m(4, 2, 1)]).unwrap();
+    assert_eq!((p.after[1].partitions, p.after[0].partitions, p.after[2].partitions), (0, 3, 3));
+    assert_eq!(p.after.len(), 4, "every member is summarized");
+}
