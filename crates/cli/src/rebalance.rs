@@ -27,6 +27,9 @@ pub async fn plan(admin: &str, stages: Option<&str>, balance_load: Option<bool>,
         return Ok(());
     }
     print_plan(&preview.plan);
+    if let Some(e) = &preview.estimate {
+        println!("duration: {}", e.describe());
+    }
     for (i, st) in preview.stages.iter().enumerate() {
         let partitions: Vec<String> = st.moves.iter().map(|&m| preview.plan.moves[m].partition.to_string()).collect();
         let gate = if st.spec.approval { ", approval gate" } else { "" };
@@ -139,6 +142,9 @@ fn headline(r: &Rebalance, s: &RebalanceStatus) -> String {
     }
     if let Some(t) = &s.throttle {
         line += &format!("\nthrottle: {} per migration ({})", crate::throttle::fmt_rate(t.rate_bytes_per_s), t.reason);
+    }
+    if let Some(e) = &s.remaining {
+        line += &format!("\nleft: {}", e.describe());
     }
     line
 }

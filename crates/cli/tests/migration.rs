@@ -846,6 +846,10 @@ async fn a_reviewed_plan_runs_as_given_and_a_stale_one_is_refused() {
     let mut file: serde_json::Value = serde_json::from_slice(&saved.stdout).unwrap();
     let moves = file["moves"].as_array().unwrap().clone();
     assert_eq!(moves.len(), 4, "16 partitions over 4 nodes: 4 move");
+    // With no move made yet, the estimate assumes 250 ms a move and the
+    // four, all into node 4, run one at a time.
+    assert_eq!(file["estimate"]["cost"]["samples"], 0, "{file}");
+    assert!(file["estimate"]["seconds"].as_f64().unwrap() >= 1.0, "{file}");
     file["moves"] = serde_json::json!([moves[2], moves[0]]);
     let path = dir.path().join("plan.json");
     std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
@@ -888,10 +892,21 @@ async fn a_reviewed_plan_runs_as_given_and_a_stale_one_is_refused() {
     std::fs::write(&broken, "{\"stages\": []}").unwrap();
     let refused = evenkeel_cli(&["rebalance", "start", "--plan", &broken.display().to_string(), "--admin", &admin]).await;
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("no \"moves\" list"), "{refused:?}");
-    // The rest of the saved plan still fits and runs.
+    // The plan of what is left is estimated from the two moves made.
+    let left: evenkeel_coord::rebalance::PlanPreview = http.get(format!("{admin}/v1/rebalance/plan")).send().await.unwrap().json().await.unwrap();
+    let estimate = left.estimate.expect("a plan with moves is estimated");
+    assert_eq!((left.plan.moves.len(), estimate.cost.samples), (2, 2), "{estimate:?}");
+    assert!(estimate.seconds > 0.0 && estimate.cost.overhead_ms > 0.0, "{estimate:?}");
+    // The rest of the saved plan still fits and runs; while it does, its
+    // status says how long it still needs.
     let rest = http.post(format!("{admin}/v1/rebalance")).json(&serde_json::json!({ "moves": [moves[1], moves[3]] })).send().await.unwrap();
     assert_eq!(rest.status(), 201, "{}", rest.text().await.unwrap());
+    let running = common::admin::rebalance(&http, &admin).await;
+    if running.rebalance.as_ref().unwrap().state.is_active() {
+        assert!(running.remaining.is_some(), "{running:?}");
+    }
     let end = wait_rebalance_end(&http, &admin, Duration::from_secs(60)).await;
+    assert!(end.remaining.is_none(), "an ended rebalance needs no time: {end:?}");
     assert_eq!(end.rebalance.unwrap().state, evenkeel_coord::rebalance::State::Done);
     let plan: evenkeel_coord::plan::Plan = http.get(format!("{admin}/v1/rebalance/plan")).send().await.unwrap().json().await.unwrap();
     assert!(plan.moves.is_empty(), "the whole reviewed plan, run in two parts, balances the cluster: {plan:?}");

@@ -306,6 +306,9 @@ pub struct RebalanceStatus {
     /// None when it is off (or has not looked yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto: Option<String>,
+    /// How long the active rebalance still needs (`crate::estimate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<crate::estimate::Estimate>,
 }
 
 /// `GET /v1/throttle`: the throttle's settings and what it decided last.

@@ -42,6 +42,8 @@ pub struct View<'a> {
     /// Every migration listed (running and ended), any order.
     pub migrations: &'a [MigrationInfo],
     pub rebalance: Option<&'a Rebalance>,
+    /// How long it still needs (while active).
+    pub remaining: Option<&'a crate::estimate::Estimate>,
     pub throttle: &'a ThrottleStatus,
     /// The foreground's seconds over the last [`CHART_MS`], oldest first.
     pub samples: &'a [Sample],
@@ -192,6 +194,7 @@ fn rebalance(v: &View) -> Markup {
         }
         p {
             strong { (format!("{:?}", r.state)) } ": " (done) " of " (r.plan.moves.len()) " moves done, " (bytes(r.plan.moved_bytes)) " of " (bytes(r.plan.total_bytes)) " to move"
+            @if let Some(e) = v.remaining { br; "left: " (e.describe()) }
             @if let Some(why) = &r.halted {
                 br; span.bad { "halted: " (why) } br;
                 @if r.state.is_active() {
@@ -463,9 +466,12 @@ mod tests {
         };
         let throttle = ThrottleStatus { p99_us: 600, baseline_p99_us: Some(400), budget_ratio: 1.1, p99_ratio: Some(1.5), client_unavailable_total: 2, reason: "cut: p99 1.50x baseline".into(), ..Default::default() };
         let samples: Vec<Sample> = (0..30).map(|i| Sample { at_ms: 300_000 + i * 1000, p99_us: 400 + i, ops: 1000 }).collect();
-        let view = View { now_ms: 330_000, leader: true, status: &status, migrations: &migrations, rebalance: Some(&r), throttle: &throttle, samples: &samples, auto: Some("a rebalance is running") };
+        let cost = crate::estimate::MoveCost { overhead_ms: 1000.0, bytes_per_s: 1048576.0, tail_ms: 0.0, samples: 0, rate_samples: 0 };
+        let left = crate::estimate::Estimate { seconds: 75.0, cost, limits: Limits::default(), approvals: 0 };
+        let view = View { now_ms: 330_000, leader: true, status: &status, migrations: &migrations, rebalance: Some(&r), remaining: Some(&left), throttle: &throttle, samples: &samples, auto: Some("a rebalance is running") };
         let page = render(&view).into_string();
         assert!(page.starts_with("<!DOCTYPE html>"));
+        assert!(page.contains("left: about 1m15s ("), "{page}");
         assert!(page.contains("started automatically") && page.contains("automatic rebalancing: a rebalance is running"));
         assert!(page.contains(r#"http-equiv="refresh" content="2""#));
         // Operator-supplied text is escaped, never markup.
@@ -502,7 +508,7 @@ mod tests {
     fn an_empty_cluster_renders_too() {
         let status = ClusterStatus { bootstrapped: false, epoch: 0, num_partitions: 0, leader: false, nodes: vec![], partitions: vec![], removed_nodes: vec![], hot_keys: vec![] };
         let throttle = ThrottleStatus::default();
-        let page = render(&View { now_ms: 0, leader: false, status: &status, migrations: &[], rebalance: None, throttle: &throttle, samples: &[], auto: None }).into_string();
+        let page = render(&View { now_ms: 0, leader: false, status: &status, migrations: &[], rebalance: None, remaining: None, throttle: &throttle, samples: &[], auto: None }).into_string();
         assert!(page.contains("not bootstrapped") && page.contains("standing by") && page.contains("None has run"));
         assert!(page.contains("not measured yet") && !page.contains("automatic rebalancing"));
     }

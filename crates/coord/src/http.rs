@@ -131,22 +131,29 @@ fn refuse(verdict: crate::auth::Verdict, peer: &str, request: &axum::extract::Re
     response
 }
 
+/// How long `r` still needs under the limits in force now.
+fn remaining_of(c: &Coordinator, r: &crate::rebalance::Rebalance, all: &[crate::migration::machine::Migration], now_ms: u64) -> Option<crate::estimate::Estimate> {
+    crate::rebalance::remaining(r, all, &crate::rebalance::move_cost(c, all), c.throttle.concurrency(r.limits), now_ms)
+}
+
 /// `GET /` and `/dashboard`: the page of [`crate::dashboard`].
 async fn dashboard(State(c): State<Arc<Coordinator>>) -> Response {
     let status = c.status();
-    let migrations = match crate::migration::manager::list(c.meta()).await {
-        Ok(all) => all.iter().map(|m| crate::migration::manager::info_with(m, &status)).collect::<Vec<_>>(),
+    let all = match crate::migration::manager::list(c.meta()).await {
+        Ok(all) => all,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
+    let migrations: Vec<_> = all.iter().map(|m| crate::migration::manager::info_with(m, &status)).collect();
     let rebalance = match crate::rebalance::load(c.meta()).await {
         Ok(r) => r.map(|(r, _)| r),
         Err(e) => return rebalance_error(e),
     };
     let now_ms = evenkeel_types::unix_ms();
+    let remaining = rebalance.as_ref().and_then(|r| remaining_of(&c, r, &all, now_ms));
     let throttle = c.throttle.status();
     let samples = c.throttle.samples_since(now_ms.saturating_sub(crate::dashboard::CHART_MS));
     let auto = c.auto_rebalance_status();
-    let view = crate::dashboard::View { now_ms, leader: c.is_leader(), status: &status, migrations: &migrations, rebalance: rebalance.as_ref(), throttle: &throttle, samples: &samples, auto: auto.as_deref() };
+    let view = crate::dashboard::View { now_ms, leader: c.is_leader(), status: &status, migrations: &migrations, rebalance: rebalance.as_ref(), remaining: remaining.as_ref(), throttle: &throttle, samples: &samples, auto: auto.as_deref() };
     let page = crate::dashboard::render(&view).into_string();
     ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"), (axum::http::header::CACHE_CONTROL, "no-store")], page).into_response()
 }
@@ -325,7 +332,8 @@ async fn rebalance_status(State(c): State<Arc<Coordinator>>) -> Response {
     let ids: Vec<&String> = current.iter().flat_map(|r| r.migrations.iter().flatten()).collect();
     let status = c.status();
     let migrations = all.iter().filter(|m| ids.contains(&&m.id)).map(|m| crate::migration::manager::info_with(m, &status)).collect();
-    Json(crate::api::RebalanceStatus { rebalance: current, migrations, throttle: Some(c.throttle.status()), auto: c.auto_rebalance_status() }).into_response()
+    let remaining = current.as_ref().and_then(|r| remaining_of(&c, r, &all, evenkeel_types::unix_ms()));
+    Json(crate::api::RebalanceStatus { rebalance: current, migrations, throttle: Some(c.throttle.status()), auto: c.auto_rebalance_status(), remaining }).into_response()
 }
 
 /// `POST /v1/rebalance/{pause|resume|cancel|rollback|approve}`.

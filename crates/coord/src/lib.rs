@@ -26,6 +26,7 @@ pub mod auto;
 pub mod bootstrap;
 pub mod clients;
 pub mod dashboard;
+pub mod estimate;
 pub mod failpoints;
 pub mod followed;
 pub mod gc;

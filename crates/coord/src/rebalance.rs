@@ -21,6 +21,7 @@
 use crate::Coordinator;
 use crate::migration::machine::{Event, Phase};
 use crate::migration::manager::{self, StartError};
+use crate::estimate::{self, Estimate, MoveCost, Pending, StageRun};
 use crate::plan::{self, GivenPlanError, LoadBalance, MoveSpec, NodeLoad, PartitionLoad, Plan};
 use crate::stages::{self, MoveState, Observation, Stage, StageSpec, Step};
 use evenkeel_meta::{CasOutcome, Compare, MetaError, MetaStore, Revision};
@@ -273,14 +274,106 @@ pub struct PlanPreview {
     pub plan: Plan,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<Stage>,
+    /// How long it would take (none for an empty plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimate>,
 }
 
-/// The plan the cluster would run now, split into `specs`' stages.
+/// The plan the cluster would run now, split into `specs`' stages, with
+/// how long it would take.
 pub async fn preview(coord: &Coordinator, specs: &[StageSpec], load: Option<LoadBalance>) -> Result<PlanPreview, RebalanceError> {
     let members = crate::nodes::members(coord.meta()).await?;
     let plan = plan_for(coord, &members, load).await?;
     let stages = stages::assign(specs, &plan.moves, zone_of(&members));
-    Ok(PlanPreview { plan, stages })
+    let cost = move_cost(coord, &manager::list(coord.meta()).await?);
+    let limits = coord.throttle.concurrency(coord.rebalance_limits());
+    let estimate = (!plan.moves.is_empty()).then(|| lay_out(&plan, &stages, 0, |_| MoveNow::Waiting, &cost, limits, 0));
+    Ok(PlanPreview { plan, stages, estimate })
+}
+
+/// What a move costs now: learned from the cluster's recent moves
+/// (`migrations`), capped by a static per-migration rate, else the
+/// throttle's starting rate ([`estimate::MoveCost::learn`]).
+pub fn move_cost(coord: &Coordinator, migrations: &[crate::migration::machine::Migration]) -> MoveCost {
+    let settings = coord.throttle.settings();
+    let start = settings.migration_rate_bytes_per_s.unwrap_or(settings.aimd.start_bytes_per_s);
+    MoveCost::learn(migrations, start, coord.limits().bake_ms, settings.migration_rate_bytes_per_s)
+}
+
+/// Where one move of a rebalance stands, for its estimate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum MoveNow {
+    Waiting,
+    /// Under way for this long.
+    Running { elapsed_ms: u64 },
+    /// Cut over (baking or DONE), skipped or ended otherwise: no time left.
+    Finished,
+}
+
+/// The estimate of `plan` in `stages` from stage `first` on, each move
+/// where `state` says; `now` for the current stage's bake.
+fn lay_out(plan: &Plan, stages: &[Stage], first: usize, state: impl Fn(usize) -> MoveNow, cost: &MoveCost, limits: Limits, now: u64) -> Estimate {
+    let run_of = |moves: &mut dyn Iterator<Item = usize>, bake_ms: f64| {
+        let mut run = StageRun { bake_ms, ..Default::default() };
+        for i in moves {
+            let p = Pending::of(&plan.moves[i], cost);
+            match state(i) {
+                MoveNow::Waiting => run.waiting.push(p),
+                MoveNow::Running { elapsed_ms } => run.running.push(Pending { ms: (p.ms - elapsed_ms as f64).max(0.0), ..p }),
+                MoveNow::Finished => {}
+            }
+        }
+        run
+    };
+    let runs: Vec<StageRun> = if stages.is_empty() {
+        vec![run_of(&mut (0..plan.moves.len()), 0.0)]
+    } else {
+        stages
+            .iter()
+            .skip(first)
+            .map(|st| {
+                let bake = match st.bake_until_ms {
+                    Some(until) => until.saturating_sub(now),
+                    None => st.spec.bake_ms,
+                };
+                run_of(&mut st.moves.iter().copied(), bake as f64)
+            })
+            .collect()
+    };
+    let approvals = stages.iter().enumerate().skip(first).filter(|(i, st)| i + 1 < stages.len() && st.spec.approval && st.approved_ms.is_none()).count();
+    let seconds = estimate::total_ms(&runs, limits, cost.tail_ms) / 1000.0;
+    Estimate { seconds, cost: *cost, limits, approvals }
+}
+
+/// How long the active rebalance `r` still needs (None once it ended),
+/// its moves' migrations among `migrations`.
+pub fn remaining(r: &Rebalance, migrations: &[crate::migration::machine::Migration], cost: &MoveCost, limits: Limits, now: u64) -> Option<Estimate> {
+    if !r.state.is_active() {
+        return None;
+    }
+    let by_id: HashMap<&str, &crate::migration::machine::Migration> = migrations.iter().map(|m| (m.id.as_str(), m)).collect();
+    let state = |i: usize| match r.migrations[i].as_deref().map(|id| by_id.get(id)) {
+        None if r.skipped[i].is_some() => MoveNow::Finished,
+        None => MoveNow::Waiting,
+        // Its record is gone: long finished.
+        Some(None) => MoveNow::Finished,
+        Some(Some(m)) => {
+            let before_cutover = m.phase == Phase::Paused && m.paused_from.is_some_and(|p| !matches!(p, Phase::Completed | Phase::CleaningUp));
+            if before_cutover || matches!(m.phase, Phase::Pending | Phase::Preparing | Phase::Copying | Phase::CatchingUp | Phase::ReadyForCutover | Phase::CuttingOver) {
+                MoveNow::Running { elapsed_ms: now.saturating_sub(m.history.first().map_or(now, |h| h.1)) }
+            } else {
+                MoveNow::Finished
+            }
+        }
+    };
+    let mut e = lay_out(&r.plan, &r.stages, r.stage, state, cost, limits, now);
+    if (0..r.plan.moves.len()).all(|i| state(i) == MoveNow::Finished) {
+        // Every move has cut over: what is left is their bake.
+        let bake = r.migrations.iter().flatten().filter_map(|id| by_id.get(id.as_str())?.bake_until_ms).map(|t| t.saturating_sub(now)).max().unwrap_or(0);
+        let stage_bake = r.current_stage().and_then(|s| s.bake_until_ms).map_or(0, |t| t.saturating_sub(now));
+        e.seconds = bake.max(stage_bake) as f64 / 1000.0;
+    }
+    Some(e)
 }
 
 /// A member's zone by node id, for [`stages::assign`].
