@@ -1564,9 +1564,16 @@ fn pubsub(s: &mut Script) {
         &["ASKING"], &["ASKING", "x"], &["SWAPDB", "0", "0"], &["SWAPDB", "x", "0"], &["SWAPDB", "0", "x"], &["SWAPDB", "99999999999", "0"],
         &["SWAPDB", "-1", "0"], &["SWAPDB", "0"], &["MOVE", "k", "0"], &["MOVE", "k", "x"], &["MOVE", "k", "16"], &["MOVE", "k", "-1"],
         &["MOVE", "k", "99999999999"],
+        // COMMAND LIST: every get* and hash command is served (the whole list
+        // is not Redis's: it names its subcommands, and what is not served).
+        &["COMMAND", "LIST", "FILTERBY"], &["COMMAND", "LIST", "FILTERBY", "PATTERN"], &["COMMAND", "LIST", "FILTERBY", "PATTERN", "a", "b"],
+        &["COMMAND", "LIST", "FILTERBY", "FOO", "a"], &["COMMAND", "LIST", "FOO"], &["COMMAND", "LIST", "FILTERBY", "MODULE", "x"],
+        &["COMMAND", "LIST", "FILTERBY", "PATTERN", "nosuchcommand*"], &["COMMAND", "HELP", "x"],
     ] {
         s.cmd(c);
     }
+    s.unordered(&["COMMAND", "LIST", "FILTERBY", "PATTERN", "get*"]);
+    s.unordered(&["COMMAND", "LIST", "FILTERBY", "pattern", "h[a-z]*"]);
 }
 
 fn hyperloglog(s: &mut Script) {

@@ -195,9 +195,55 @@ fn command(a: &[Bytes]) -> Frame {
                 .collect(),
         ),
         "COUNT" => wrong_arity("command|count"),
+        "LIST" => command_list(&a[2..]),
+        "HELP" if a.len() == 2 => Frame::Array(COMMAND_HELP.iter().map(|l| Frame::simple(*l)).collect()),
+        "HELP" => wrong_arity("command|help"),
         _ => unknown_subcommand(&a[1], "COMMAND"),
     }
 }
+
+/// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN glob]:
+/// the names of the commands served, parsed as Redis 7.0 parses it (one
+/// FILTERBY, the last three arguments). There are no modules, so a module filter lists
+/// nothing; there are no ACLs, so a category filter is refused rather
+/// than answered with a list that would look like Redis's and not be it.
+fn command_list(opts: &[Bytes]) -> Frame {
+    let mut pattern: Option<&[u8]> = None;
+    let mut module = false;
+    let mut i = 0;
+    while i < opts.len() {
+        if !(upper(&opts[i]) == "FILTERBY" && opts.len() - i - 1 == 2) {
+            return Frame::error("ERR syntax error");
+        }
+        match upper(&opts[i + 1]).as_str() {
+            "MODULE" => (module, pattern) = (true, None),
+            "PATTERN" => (module, pattern) = (false, Some(&opts[i + 2][..])),
+            "ACLCAT" => return Frame::error("ERR COMMAND LIST FILTERBY ACLCAT is not served: evenkeel keeps no ACL categories"),
+            _ => return Frame::error("ERR syntax error"),
+        }
+        i += 3;
+    }
+    if module {
+        return Frame::Array(vec![]);
+    }
+    Frame::Array(SPECS.iter().filter(|s| pattern.is_none_or(|p| evenkeel_types::glob::glob_match(p, s.name.as_bytes()))).map(|s| Frame::bulk(s.name)).collect())
+}
+
+const COMMAND_HELP: &[&str] = &[
+    "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "(no subcommand)",
+    "    Return details about all commands this server serves.",
+    "COUNT",
+    "    Return the number of commands this server serves.",
+    "LIST [FILTERBY (MODULE <module-name>|PATTERN <pattern>)]",
+    "    Return the names of the commands this server serves.",
+    "INFO [<command-name> ...]",
+    "    Return details about the given commands.",
+    "DOCS [<command-name> ...]",
+    "    Return documentation details (none are kept).",
+    "HELP",
+    "    Prints this help.",
+];
 
 /// Redis prints the subcommand with `%.128s`.
 fn unknown_subcommand(sub: &[u8], cmd: &str) -> Frame {
