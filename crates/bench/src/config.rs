@@ -14,10 +14,8 @@ pub struct BenchArgs {
     /// rediss:// for TLS, with --tls-ca.
     #[arg(long, default_value = "redis://127.0.0.1:6380")]
     pub target: String,
-    /// For a rediss:// target: the PEM file of the CA that signed its
-    /// certificate.
-    #[arg(long, value_name = "FILE", env = "EVENKEEL_TLS_CA")]
-    pub tls_ca: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Requests per second, sent on schedule whether or not replies keep up.
     #[arg(long, default_value_t = 10_000)]
     pub rate: u64,
@@ -107,6 +105,39 @@ pub struct BenchArgs {
     pub quiet: bool,
 }
 
+/// How a tool reaches a `rediss://` endpoint: the CA its certificate must
+/// chain to, and a certificate of the tool's own when the server asks for
+/// one (`--tls-client-ca` there, Redis's `tls-auth-clients`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// For a rediss:// endpoint: the PEM file of the CA that signed its
+    /// certificate.
+    #[arg(long, value_name = "FILE", env = "EVENKEEL_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// For a rediss:// endpoint that asks clients for a certificate: this
+    /// one (PEM), with --tls-key.
+    #[arg(long, value_name = "FILE", env = "EVENKEEL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", env = "EVENKEEL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// `target` with these files.
+    pub fn apply(&self, target: Target) -> Target {
+        let client_cert = self.tls_cert.clone().zip(self.tls_key.clone()).map(|(cert, key)| ClientCert { cert, key });
+        Target { tls_ca: self.tls_ca.clone(), client_cert, ..target }
+    }
+}
+
+/// A client certificate and its key (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Where to send the load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -118,7 +149,9 @@ pub struct Target {
     /// `tls_ca` (import and export; the bench's load speaks plain RESP).
     pub tls: bool,
     /// PEM file of the CA a TLS server's certificate must chain to.
-    pub tls_ca: Option<std::path::PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    /// The certificate to present when the server asks for one.
+    pub client_cert: Option<ClientCert>,
 }
 
 impl Target {
@@ -146,7 +179,7 @@ impl Target {
             return Err(format!("{s:?} has no host"));
         }
         let port = port.parse().map_err(|_| format!("{s:?}: bad port {port:?}"))?;
-        Ok(Target { host: host.to_string(), port, username, password, tls, tls_ca: None })
+        Ok(Target { host: host.to_string(), port, username, password, tls, tls_ca: None, client_cert: None })
     }
 
     /// `redis://host:port`, without credentials.
@@ -318,7 +351,7 @@ impl Config {
             return Err(bad("budget-ratio", "must be a positive number".into()));
         }
         Ok(Config {
-            target: Target { tls_ca: a.tls_ca.clone(), ..Target::parse(&a.target).map_err(|m| bad("target", m))? },
+            target: a.tls.apply(Target::parse(&a.target).map_err(|m| bad("target", m))?),
             rate: a.rate,
             duration: warmup + duration,
             warmup,

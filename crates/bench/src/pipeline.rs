@@ -181,7 +181,7 @@ mod tests {
             }
         })
         .await;
-        (Target { host: "127.0.0.1".into(), port: addr.port(), username: None, password: None, tls: false, tls_ca: None }, seen)
+        (Target { host: "127.0.0.1".into(), port: addr.port(), username: None, password: None, tls: false, tls_ca: None, client_cert: None }, seen)
     }
 
     fn set(k: &u32, buf: &mut BytesMut) {

@@ -87,18 +87,14 @@ struct WalkArgs {
     /// read from.
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// For a rediss:// (TLS) endpoint: the PEM file of the CA that signed
-    /// its certificate.
-    #[arg(long, value_name = "FILE", env = "EVENKEEL_TLS_CA")]
-    tls_ca: Option<PathBuf>,
+    #[command(flatten)]
+    tls: evenkeel_bench::config::TlsArgs,
 }
 
 impl WalkArgs {
     /// `url` as a target, trusting `--tls-ca` if it is rediss://.
     fn target(&self, url: &str) -> anyhow::Result<evenkeel_bench::config::Target> {
-        let mut target = evenkeel_bench::config::Target::parse(url).map_err(anyhow::Error::msg)?;
-        target.tls_ca = self.tls_ca.clone();
-        Ok(target)
+        Ok(self.tls.apply(evenkeel_bench::config::Target::parse(url).map_err(anyhow::Error::msg)?))
     }
 }
 

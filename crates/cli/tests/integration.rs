@@ -2263,6 +2263,18 @@ async fn clients_connect_over_tls_with_the_certificates_it_asks_for() {
         let without_cert = redis_cli(addr, &["--tls", "--cacert", ca], &["GET", "greeting"]).await;
         if client_ca {
             assert!(!without_cert.contains("hello"), "a client without a certificate is refused: {without_cert}");
+            // evenkeel's tools present one with --tls-cert and --tls-key.
+            let url = format!("rediss://127.0.0.1:{}", addr.port());
+            let rdb = dir.path().join("mtls.rdb");
+            let out = run_cli(&["export", "--rdb", rdb.to_str().unwrap(), "--from", &url, "--tls-ca", ca, "--tls-cert", cert, "--tls-key", key]).await;
+            assert!(out.status.success(), "export with a client certificate: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(std::fs::read(&rdb).unwrap().windows(14).any(|w| w == b"hello over tls"), "the key was read");
+            let out = run_cli(&["export", "--rdb", rdb.to_str().unwrap(), "--from", &url, "--tls-ca", ca]).await;
+            assert!(!out.status.success(), "without one the server refuses the tool too");
+            let out = run_cli(&["export", "--rdb", rdb.to_str().unwrap(), "--from", &url, "--tls-ca", ca, "--tls-cert", cert]).await;
+            assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--tls-key"), "a certificate without its key: {}", String::from_utf8_lossy(&out.stderr));
+            let out = run_cli(&["bench", "--target", &url, "--tls-ca", ca, "--tls-cert", cert, "--tls-key", key, "--rate", "100", "--seconds", "1", "--connections", "1", "--keys", "10", "--quiet"]).await;
+            assert!(out.status.success(), "bench with a client certificate: {}", String::from_utf8_lossy(&out.stderr));
         } else {
             assert_eq!(without_cert, "hello over tls");
         }
