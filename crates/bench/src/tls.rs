@@ -8,14 +8,8 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
-/// rustls on ring. rustls 0.23.48 deprecates ring's provider for lacking
-/// post-quantum key exchange (aws-lc-rs has it, at the cost of a C library
-/// built with every build); ring's suites and groups are what Redis's
-/// OpenSSL builds offer clients today.
-#[allow(deprecated)]
-pub fn provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
-}
+/// The crypto provider every TLS piece of the project uses (rustls on ring).
+pub use evenkeel_rpc::tls::provider;
 
 /// A TLS session over `tcp` with `target`, whose certificate must chain to
 /// the CA of `target.tls_ca` and name its host; presenting

@@ -93,6 +93,10 @@ pub async fn start(admin: &str, wait: bool, request: StartRequest, json: bool) -
         for line in stage_lines(&r) {
             println!("  {line}");
         }
+        // How long it will take, as the coordinator estimates it now.
+        if let Ok(RebalanceStatus { remaining: Some(e), .. }) = client.get_json::<RebalanceStatus>("/v1/rebalance").await {
+            println!("  {}", e.describe());
+        }
     }
     if !wait {
         if json {

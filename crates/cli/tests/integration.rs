@@ -2359,7 +2359,10 @@ async fn internal_grpc_runs_over_mutual_tls_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("evenkeel.toml");
     std::fs::write(&config, "[cluster]\nin_process_rpc = false\n").unwrap();
-    let (ca, cert, key) = (certs.path("ca.crt"), certs.path("server.crt"), certs.path("server.key"));
+    // The certificate and key in files of their own, renewed below.
+    let (ca, cert, key) = (certs.path("ca.crt"), dir.path().join("internal.crt"), dir.path().join("internal.key"));
+    std::fs::copy(certs.path("server.crt"), &cert).unwrap();
+    std::fs::copy(certs.path("server.key"), &key).unwrap();
     // The test certificate names 127.0.0.1 (an IP address is a name too).
     let args = ["--config", config.to_str().unwrap(), "--internal-tls-ca", ca.to_str().unwrap(), "--internal-tls-cert", cert.to_str().unwrap(), "--internal-tls-key", key.to_str().unwrap(), "--internal-tls-name", "127.0.0.1"];
     let mut server = common::server::Server::start(&dir.path().join("data"), dir.path(), 0, &args);
@@ -2376,6 +2379,34 @@ async fn internal_grpc_runs_over_mutual_tls_when_configured() {
     let mut plain = evenkeel_rpc::connect_lazy(&status.nodes[0].addr).unwrap();
     let refused = tokio::time::timeout(Duration::from_secs(10), plain.stats(evenkeel_rpc::pb::StatsRequest::default())).await.expect("refused within 10 s");
     assert!(refused.is_err(), "a caller without the cluster's certificate got an answer");
+    // A renewal (a new certificate from the same CA) is served within the
+    // 10 s the files are looked at, without a restart; the cluster goes on.
+    // What a node presents to a caller with a certificate of the CA.
+    let s_client = {
+        let addr = status.nodes[0].addr.clone();
+        ["s_client", "-connect", &addr, "-CAfile", ca.to_str().unwrap(), "-cert", certs.path("client.crt").to_str().unwrap(), "-key", certs.path("client.key").to_str().unwrap()].map(String::from)
+    };
+    let served = move || {
+        let args = s_client.clone();
+        async move { tokio::task::spawn_blocking(move || std::process::Command::new("openssl").args(&args).stdin(std::process::Stdio::null()).output().unwrap()).await.unwrap() }
+    };
+    let first = served().await;
+    assert!(String::from_utf8_lossy(&first.stdout).contains("subject=CN = server\n"), "the first certificate: {first:?}");
+    certs.issue("renewed", "server");
+    std::fs::copy(certs.path("renewed.crt"), &cert).unwrap();
+    std::fs::copy(certs.path("renewed.key"), &key).unwrap();
+    poll("the renewed certificate served", Duration::from_secs(30), || {
+        let served = served.clone();
+        async move {
+            let out = String::from_utf8_lossy(&served().await.stdout).into_owned();
+            if out.contains("subject=CN = renewed\n") { Ok(()) } else { Err(out) }
+        }
+    })
+    .await;
+    let metrics = http.get(format!("{}/metrics", server.admin_url())).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("evenkeel_internal_tls_reloads_total{outcome=\"reloaded\"}"), "{metrics}");
+    let got: Vec<i64> = redis::cmd("MGET").arg((0..50).map(|i| format!("k{i}")).collect::<Vec<_>>()).query_async(&mut con).await.unwrap();
+    assert_eq!(got, (0..50).collect::<Vec<i64>>());
     server.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(30)).await;
 }
 

@@ -857,7 +857,9 @@ async fn a_reviewed_plan_runs_as_given_and_a_stale_one_is_refused() {
     let out = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{out}{}", String::from_utf8_lossy(&run.stderr));
     assert!(out.contains("2 moves (the given plan)"), "{out}");
+    // With how long it will take, unless it was over before the CLI asked.
     let r = wait_rebalance_end(&http, &admin, Duration::from_secs(60)).await.rebalance.unwrap();
+    assert!(out.contains("\n  about ") || r.finished_ms.unwrap() < r.created_ms + 500, "{out}");
     assert_eq!(r.state, evenkeel_coord::rebalance::State::Done);
     let partition = |m: &serde_json::Value| m["partition"].as_u64().unwrap() as u16;
     assert_eq!(r.plan.moves.iter().map(|m| m.partition).collect::<Vec<_>>(), vec![partition(&moves[2]), partition(&moves[0])], "exactly the given moves, in their order");

@@ -28,7 +28,7 @@ pub mod clients;
 pub mod dashboard;
 pub mod estimate;
 pub mod failpoints;
-pub mod followed;
+pub use evenkeel_rpc::followed;
 pub mod gc;
 pub mod http;
 pub mod load;

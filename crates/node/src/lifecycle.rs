@@ -244,7 +244,6 @@ impl Node {
         // router's delayed ACK, adding ~40 ms to every request. tonic applies
         // its own `tcp_nodelay` setting only to sockets it binds itself, so
         // the incoming stream of our listener sets it.
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         // Pub/Sub feeds never end by themselves: close them at the stop, or
         // the server would wait for them.
         let relay = self.inner.relay.clone();
@@ -252,16 +251,17 @@ impl Node {
             shutdown.await;
             relay.close();
         };
-        let mut server = tonic::transport::Server::builder();
-        // Mutual TLS when the process has it: callers present a
-        // certificate of the cluster's CA.
-        if let Some(tls) = evenkeel_rpc::cluster_tls() {
-            server = server.tls_config(tls.server())?;
-        }
-        let served = server
-            .add_service(node_server(service))
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+        let server = tonic::transport::Server::builder().add_service(node_server(service));
+        let served = match evenkeel_rpc::cluster_tls() {
+            // Mutual TLS when the process has it: callers present a
+            // certificate of the cluster's CA. The handshakes are ours, so
+            // that renewed certificates and CAs are taken as they come.
+            Some(tls) => {
+                let incoming = evenkeel_rpc::tls::Handshaking::new(listener, tls.server_config(), "node gRPC", "evenkeel_internal_tls_handshake_failures_total")?;
+                server.serve_with_incoming_shutdown(incoming, shutdown).await
+            }
+            None => server.serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown).await,
+        };
         self.readiness.stopped();
         drop(local);
         tasks.shutdown().await;

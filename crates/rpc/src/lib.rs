@@ -13,7 +13,11 @@ pub mod pb {
     tonic::include_proto!("evenkeel.v1");
 }
 
+pub mod followed;
+pub mod tls;
 pub mod transport;
+
+pub use tls::ClusterTls;
 
 impl pb::op::Kind {
     /// How long a blocking pop (`LMPop`, `LMove`, `ZMPop`) or stream read
@@ -102,51 +106,16 @@ pub fn connect_lazy(addr: &str) -> Result<NodeClient, tonic::transport::Error> {
 
 fn connect_remote(addr: &str) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     let tls = CLUSTER_TLS.get();
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}"))?
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(std::time::Duration::from_secs(1))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(std::time::Duration::from_secs(10));
-    if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls.client())?;
-    }
-    Ok(endpoint.connect_lazy())
-}
-
-/// Mutual TLS between the processes of a cluster: every node serves its
-/// gRPC with `cert` and asks its callers for a certificate `ca` signed;
-/// every caller (router, coordinator) presents `cert` and checks the node's
-/// against `ca` under the name `server_name` (node addresses are
-/// whatever each node registered, so certificates name the cluster, not
-/// the address). PEM, read by the caller.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClusterTls {
-    pub ca_pem: Vec<u8>,
-    pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
-    pub server_name: String,
-}
-
-impl std::fmt::Debug for ClusterTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ClusterTls {{ server_name: {:?} }}", self.server_name)
-    }
-}
-
-impl ClusterTls {
-    fn identity(&self) -> tonic::transport::Identity {
-        tonic::transport::Identity::from_pem(&self.cert_pem, &self.key_pem)
-    }
-
-    fn client(&self) -> tonic::transport::ClientTlsConfig {
-        tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(&self.ca_pem)).identity(self.identity()).domain_name(self.server_name.clone())
-    }
-
-    /// What a node's gRPC server handshakes with: its certificate, and
-    /// callers' certificates required.
-    pub fn server(&self) -> tonic::transport::ServerTlsConfig {
-        tonic::transport::ServerTlsConfig::new().identity(self.identity()).client_ca_root(tonic::transport::Certificate::from_pem(&self.ca_pem))
-    }
+    Ok(match tls {
+        // TLS is ours (tonic's takes a fixed identity): the connector
+        // handshakes with the followed certificate and CA.
+        Some(tls) => endpoint.connect_with_connector_lazy(tls.connector()),
+        None => endpoint.connect_lazy(),
+    })
 }
 
 static CLUSTER_TLS: std::sync::OnceLock<ClusterTls> = std::sync::OnceLock::new();

@@ -21,6 +21,13 @@ pub struct EtcdServer {
 
 /// A throwaway CA, a server certificate for 127.0.0.1 and a client
 /// certificate, made with the `openssl` command (EC P-256, valid a day).
+const EC: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap_or_else(|e| panic!("cannot run `openssl` ({e}): the TLS test needs it (Debian: apt-get install openssl)"));
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 pub struct TestCerts {
     dir: tempfile::TempDir,
 }
@@ -28,20 +35,22 @@ pub struct TestCerts {
 impl TestCerts {
     pub fn new() -> TestCerts {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl").args(args).current_dir(dir.path()).output().unwrap_or_else(|e| panic!("cannot run `openssl` ({e}): the TLS test needs it (Debian: apt-get install openssl)"));
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        openssl(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=evenkeel test CA"]].concat());
+        openssl(dir.path(), &[&["req", "-x509"][..], &EC, &["-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=evenkeel test CA"]].concat());
         std::fs::write(dir.path().join("server.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n").unwrap();
         std::fs::write(dir.path().join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-        for who in ["server", "client"] {
-            let (key, csr, crt, ext) = (format!("{who}.key"), format!("{who}.csr"), format!("{who}.crt"), format!("{who}.ext"));
-            openssl(&[&["req"][..], &ec, &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={who}")]].concat());
-            openssl(&["x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", &crt, "-days", "1", "-extfile", &ext]);
-        }
-        TestCerts { dir }
+        let certs = TestCerts { dir };
+        certs.issue("server", "server");
+        certs.issue("client", "client");
+        certs
+    }
+
+    /// A certificate `{name}.crt` (subject `CN={name}`) and its key
+    /// `{name}.key` from the same CA, for what `{like}` is for (server or
+    /// client): a renewal.
+    pub fn issue(&self, name: &str, like: &str) {
+        let (key, csr, crt, ext) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{like}.ext"));
+        openssl(self.dir.path(), &[&["req"][..], &EC, &["-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")]].concat());
+        openssl(self.dir.path(), &["x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", &crt, "-days", "1", "-extfile", &ext]);
     }
 
     pub fn path(&self, name: &str) -> std::path::PathBuf {

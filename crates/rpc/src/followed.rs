@@ -1,6 +1,7 @@
 //! A value read from files that a running process follows: the admin API's
-//! token file ([`crate::auth`]) and the TLS certificate and key of the RESP
-//! endpoint and the admin API (the cli's `tls::ReloadingCert`).
+//! token file (`evenkeel_coord::auth`), TLS certificates and keys
+//! ([`crate::tls::ReloadingCert`]: the RESP endpoint, the admin API, the
+//! internal gRPC) and the internal gRPC's CA ([`crate::tls::ReloadingRoots`]).
 //!
 //! At most every [`RELOAD_CHECK_EVERY`], a caller (a request, a handshake)
 //! reads the files again. Their contents, not their modification times,
