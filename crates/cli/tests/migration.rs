@@ -913,6 +913,26 @@ async fn a_reviewed_plan_runs_as_given_and_a_stale_one_is_refused() {
     let plan: evenkeel_coord::plan::Plan = http.get(format!("{admin}/v1/rebalance/plan")).send().await.unwrap().json().await.unwrap();
     assert!(plan.moves.is_empty(), "the whole reviewed plan, run in two parts, balances the cluster: {plan:?}");
     check_filled(&client, &keys, 100).await;
+
+    // Moves allowed only in a window that opens in two hours (at 1 MB/s):
+    // the estimate waits for it, and copies no faster than it allows.
+    let minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 60;
+    let hhmm = |m: u64| format!("{:02}:{:02}", m % 1440 / 60, m % 60);
+    let window = serde_json::json!({ "schedule": { "windows": [{ "start": hhmm(minute + 120), "end": hhmm(minute + 180), "tz": "UTC", "rate_bytes_per_s": 1e6 }], "default_rate_bytes_per_s": 0 } });
+    let set = http.patch(format!("{admin}/v1/throttle")).json(&window).send().await.unwrap();
+    assert_eq!(set.status(), 200, "{}", set.text().await.unwrap());
+    assert_eq!(http.post(format!("{admin}/v1/nodes/4/drain")).send().await.unwrap().status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let estimate = loop {
+        let p: evenkeel_coord::rebalance::PlanPreview = http.get(format!("{admin}/v1/rebalance/plan")).send().await.unwrap().json().await.unwrap();
+        match p.estimate {
+            Some(e) if e.waiting_s > 0.0 => break e,
+            other => assert!(Instant::now() < deadline, "the window is not waited for: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!((7080.0..=7200.0).contains(&estimate.waiting_s) && !estimate.never_opens, "{estimate:?}");
+    assert!(estimate.cost.bytes_per_s <= 1e6 && estimate.describe().contains("waiting for a time window"), "{}", estimate.describe());
     cluster.shutdown().await.unwrap();
 }
 

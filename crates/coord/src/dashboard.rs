@@ -467,7 +467,7 @@ mod tests {
         let throttle = ThrottleStatus { p99_us: 600, baseline_p99_us: Some(400), budget_ratio: 1.1, p99_ratio: Some(1.5), client_unavailable_total: 2, reason: "cut: p99 1.50x baseline".into(), ..Default::default() };
         let samples: Vec<Sample> = (0..30).map(|i| Sample { at_ms: 300_000 + i * 1000, p99_us: 400 + i, ops: 1000 }).collect();
         let cost = crate::estimate::MoveCost { overhead_ms: 1000.0, bytes_per_s: 1048576.0, tail_ms: 0.0, samples: 0, rate_samples: 0 };
-        let left = crate::estimate::Estimate { seconds: 75.0, cost, limits: Limits::default(), approvals: 0 };
+        let left = crate::estimate::Basis { cost, limits: Limits::default(), waiting_ms: Some(0) }.estimate(75_000.0, 0);
         let view = View { now_ms: 330_000, leader: true, status: &status, migrations: &migrations, rebalance: Some(&r), remaining: Some(&left), throttle: &throttle, samples: &samples, auto: Some("a rebalance is running") };
         let page = render(&view).into_string();
         assert!(page.starts_with("<!DOCTYPE html>"));

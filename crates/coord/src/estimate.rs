@@ -35,6 +35,8 @@ use crate::rebalance::Limits;
 use evenkeel_types::NodeId;
 use serde::{Deserialize, Serialize};
 
+const OPEN_DAYS: i64 = evenkeel_throttle::window::OPEN_HORIZON_DAYS;
+
 /// Copies smaller than this measure overhead, not a rate.
 pub const MIN_RATE_SAMPLE: u64 = 256 * 1024;
 /// Moves learned from: the most recent DONE ones.
@@ -234,6 +236,33 @@ pub struct Estimate {
     /// Approval gates still ahead: they add however long a person takes.
     #[serde(default)]
     pub approvals: usize,
+    /// Of `seconds`, the wait for the throttle's time windows to let moves
+    /// run (0: they may run now).
+    #[serde(default)]
+    pub waiting_s: f64,
+    /// The windows pause moves at every time of the next
+    /// [`evenkeel_throttle::window::OPEN_HORIZON_DAYS`] days: `seconds` is
+    /// the run once they allow it.
+    #[serde(default)]
+    pub never_opens: bool,
+}
+
+/// What an estimate made now rests on: what a move costs, the concurrency
+/// limits, and how long until the time windows let moves run (None: not
+/// within the horizon), all as they will be when they do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Basis {
+    pub cost: MoveCost,
+    pub limits: Limits,
+    pub waiting_ms: Option<u64>,
+}
+
+impl Basis {
+    /// The estimate of a run of `run_ms` with `approvals` gates ahead.
+    pub fn estimate(&self, run_ms: f64, approvals: usize) -> Estimate {
+        let waiting_s = self.waiting_ms.unwrap_or(0) as f64 / 1000.0;
+        Estimate { seconds: waiting_s + run_ms / 1000.0, cost: self.cost, limits: self.limits, approvals, waiting_s, never_opens: self.waiting_ms.is_none() }
+    }
 }
 
 impl Estimate {
@@ -250,8 +279,15 @@ impl Estimate {
             1 => " plus the wait for 1 approval".to_string(),
             n => format!(" plus the waits for {n} approvals"),
         };
+        let when = if self.never_opens {
+            format!("once the time windows allow moves (they pause them at every time of the next {OPEN_DAYS} days), ")
+        } else if self.waiting_s > 0.0 {
+            format!("of which {} waiting for a time window that allows moves; ", clock(self.waiting_s))
+        } else {
+            String::new()
+        };
         format!(
-            "about {}{gates} ({} a move besides its copy, copies at {:.1} MiB/s, {} move(s) per node and {} in the cluster at a time; {basis})",
+            "about {}{gates} ({when}{} a move besides its copy, copies at {:.1} MiB/s, {} move(s) per node and {} in the cluster at a time; {basis})",
             clock(self.seconds),
             short_ms(self.cost.overhead_ms),
             self.cost.bytes_per_s / (1024.0 * 1024.0),
@@ -384,8 +420,12 @@ mod tests {
     #[test]
     fn the_description_names_its_basis() {
         let cost = MoveCost { overhead_ms: 1500.0, bytes_per_s: 2.0 * MIB as f64, tail_ms: 30_000.0, samples: 12, rate_samples: 3 };
-        let e = Estimate { seconds: 130.0, cost, limits: LIMITS, approvals: 1 };
-        let quick = Estimate { seconds: 3.0, cost: MoveCost { overhead_ms: 30.4, samples: 0, ..cost }, limits: LIMITS, approvals: 0 };
+        let e = Basis { cost, limits: LIMITS, waiting_ms: Some(0) }.estimate(130_000.0, 1);
+        let quick = Basis { cost: MoveCost { overhead_ms: 30.4, samples: 0, ..cost }, limits: LIMITS, waiting_ms: Some(0) }.estimate(3000.0, 0);
+        let later = Basis { cost, limits: LIMITS, waiting_ms: Some(3_600_000) }.estimate(60_000.0, 0);
+        assert!(later.describe().starts_with("about 1h01m (of which 1h00m waiting for a time window that allows moves; 1.5 s a move"), "{}", later.describe());
+        let never = Basis { cost, limits: LIMITS, waiting_ms: None }.estimate(60_000.0, 0);
+        assert!(never.never_opens && never.describe().starts_with("about 1m00s (once the time windows allow moves (they pause them at every time of the next 8 days), 1.5 s"), "{}", never.describe());
         assert!(quick.describe().starts_with("about 3s (30 ms a move besides its copy,"), "{}", quick.describe());
         assert!(quick.describe().ends_with("no moves made yet: the throttle's starting rate, 250 ms a move besides its copy)"), "{}", quick.describe());
         assert_eq!(

@@ -133,7 +133,7 @@ fn refuse(verdict: crate::auth::Verdict, peer: &str, request: &axum::extract::Re
 
 /// How long `r` still needs under the limits in force now.
 fn remaining_of(c: &Coordinator, r: &crate::rebalance::Rebalance, all: &[crate::migration::machine::Migration], now_ms: u64) -> Option<crate::estimate::Estimate> {
-    crate::rebalance::remaining(r, all, &crate::rebalance::move_cost(c, all), c.throttle.concurrency(r.limits), now_ms)
+    crate::rebalance::remaining(r, all, &crate::rebalance::basis(c, all, r.limits, now_ms), now_ms)
 }
 
 /// `GET /` and `/dashboard`: the page of [`crate::dashboard`].

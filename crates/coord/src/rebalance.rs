@@ -285,19 +285,30 @@ pub async fn preview(coord: &Coordinator, specs: &[StageSpec], load: Option<Load
     let members = crate::nodes::members(coord.meta()).await?;
     let plan = plan_for(coord, &members, load).await?;
     let stages = stages::assign(specs, &plan.moves, zone_of(&members));
-    let cost = move_cost(coord, &manager::list(coord.meta()).await?);
-    let limits = coord.throttle.concurrency(coord.rebalance_limits());
-    let estimate = (!plan.moves.is_empty()).then(|| lay_out(&plan, &stages, 0, |_| MoveNow::Waiting, &cost, limits, 0));
+    let now = unix_ms();
+    let basis = basis(coord, &manager::list(coord.meta()).await?, coord.rebalance_limits(), now);
+    let estimate = (!plan.moves.is_empty()).then(|| lay_out(&plan, &stages, 0, |_| MoveNow::Waiting, &basis, now));
     Ok(PlanPreview { plan, stages, estimate })
 }
 
-/// What a move costs now: learned from the cluster's recent moves
-/// (`migrations`), capped by a static per-migration rate, else the
-/// throttle's starting rate ([`estimate::MoveCost::learn`]).
-pub fn move_cost(coord: &Coordinator, migrations: &[crate::migration::machine::Migration]) -> MoveCost {
+/// What an estimate made at `now` rests on: a move's cost learned from
+/// the cluster's recent moves (`migrations`, [`estimate::MoveCost::learn`];
+/// with none, the static per-migration rate or the window's, else the
+/// throttle's starting rate), capped by the static rate and the rate of
+/// the time window in force once moves may run; `limits` as the settings
+/// and that window make them; and the wait until then
+/// (`Schedule::next_open`).
+pub fn basis(coord: &Coordinator, migrations: &[crate::migration::machine::Migration], limits: Limits, now: u64) -> estimate::Basis {
     let settings = coord.throttle.settings();
-    let start = settings.migration_rate_bytes_per_s.unwrap_or(settings.aimd.start_bytes_per_s);
-    MoveCost::learn(migrations, start, coord.limits().bake_ms, settings.migration_rate_bytes_per_s)
+    let open = settings.schedule.next_open(now);
+    let window = settings.schedule.effective(open.unwrap_or(now));
+    let cap = [settings.migration_rate_bytes_per_s, window.rate_bytes_per_s.filter(|r| *r > 0.0)].into_iter().flatten().reduce(f64::min);
+    let start = if settings.adaptive { cap.map_or(settings.aimd.start_bytes_per_s, |c| c.min(settings.aimd.start_bytes_per_s)) } else { cap.unwrap_or(settings.aimd.start_bytes_per_s) };
+    estimate::Basis {
+        cost: MoveCost::learn(migrations, start, coord.limits().bake_ms, cap),
+        limits: crate::throttle::concurrency_under(&settings, window.max_concurrent, limits),
+        waiting_ms: open.map(|t| t - now),
+    }
 }
 
 /// Where one move of a rebalance stands, for its estimate.
@@ -312,7 +323,8 @@ enum MoveNow {
 
 /// The estimate of `plan` in `stages` from stage `first` on, each move
 /// where `state` says; `now` for the current stage's bake.
-fn lay_out(plan: &Plan, stages: &[Stage], first: usize, state: impl Fn(usize) -> MoveNow, cost: &MoveCost, limits: Limits, now: u64) -> Estimate {
+fn lay_out(plan: &Plan, stages: &[Stage], first: usize, state: impl Fn(usize) -> MoveNow, basis: &estimate::Basis, now: u64) -> Estimate {
+    let (cost, limits) = (&basis.cost, basis.limits);
     let run_of = |moves: &mut dyn Iterator<Item = usize>, bake_ms: f64| {
         let mut run = StageRun { bake_ms, ..Default::default() };
         for i in moves {
@@ -341,13 +353,12 @@ fn lay_out(plan: &Plan, stages: &[Stage], first: usize, state: impl Fn(usize) ->
             .collect()
     };
     let approvals = stages.iter().enumerate().skip(first).filter(|(i, st)| i + 1 < stages.len() && st.spec.approval && st.approved_ms.is_none()).count();
-    let seconds = estimate::total_ms(&runs, limits, cost.tail_ms) / 1000.0;
-    Estimate { seconds, cost: *cost, limits, approvals }
+    basis.estimate(estimate::total_ms(&runs, limits, cost.tail_ms), approvals)
 }
 
 /// How long the active rebalance `r` still needs (None once it ended),
 /// its moves' migrations among `migrations`.
-pub fn remaining(r: &Rebalance, migrations: &[crate::migration::machine::Migration], cost: &MoveCost, limits: Limits, now: u64) -> Option<Estimate> {
+pub fn remaining(r: &Rebalance, migrations: &[crate::migration::machine::Migration], basis: &estimate::Basis, now: u64) -> Option<Estimate> {
     if !r.state.is_active() {
         return None;
     }
@@ -366,14 +377,15 @@ pub fn remaining(r: &Rebalance, migrations: &[crate::migration::machine::Migrati
             }
         }
     };
-    let mut e = lay_out(&r.plan, &r.stages, r.stage, state, cost, limits, now);
     if (0..r.plan.moves.len()).all(|i| state(i) == MoveNow::Finished) {
-        // Every move has cut over: what is left is their bake.
+        // Every move has cut over: what is left is their bake, which no
+        // window holds up.
         let bake = r.migrations.iter().flatten().filter_map(|id| by_id.get(id.as_str())?.bake_until_ms).map(|t| t.saturating_sub(now)).max().unwrap_or(0);
         let stage_bake = r.current_stage().and_then(|s| s.bake_until_ms).map_or(0, |t| t.saturating_sub(now));
-        e.seconds = bake.max(stage_bake) as f64 / 1000.0;
+        let open_now = estimate::Basis { waiting_ms: Some(0), ..*basis };
+        return Some(open_now.estimate(bake.max(stage_bake) as f64, 0));
     }
-    Some(e)
+    Some(lay_out(&r.plan, &r.stages, r.stage, state, basis, now))
 }
 
 /// A member's zone by node id, for [`stages::assign`].

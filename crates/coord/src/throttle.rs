@@ -47,6 +47,14 @@ use std::time::Duration;
 /// What the operator sets, stored at `/evenkeel/throttle`.
 pub type Settings = ThrottleConfig;
 
+/// A rebalance's `limits` as `settings` override them, the cluster-wide
+/// one capped by a time window's `max_concurrent`.
+pub fn concurrency_under(settings: &Settings, window_max: Option<usize>, limits: crate::rebalance::Limits) -> crate::rebalance::Limits {
+    let per_node = settings.moves_per_node.unwrap_or(limits.moves_per_node);
+    let cluster = settings.moves_cluster.unwrap_or(limits.moves_cluster);
+    crate::rebalance::Limits { moves_per_node: per_node, moves_cluster: window_max.map_or(cluster, |w| cluster.min(w)) }
+}
+
 /// Reports older than this are ignored (the router stopped or lags).
 const REPORT_MAX_AGE_MS: u64 = 3_000;
 /// Fewer foreground requests than this in a second is an idle cluster: it
@@ -188,10 +196,7 @@ impl Throttle {
     /// Concurrency limits from the settings and the active window.
     pub fn concurrency(&self, limits: crate::rebalance::Limits) -> crate::rebalance::Limits {
         let rt = self.inner.lock();
-        let per_node = rt.settings.moves_per_node.unwrap_or(limits.moves_per_node);
-        let cluster = rt.settings.moves_cluster.unwrap_or(limits.moves_cluster);
-        let cluster = rt.max_concurrent.map_or(cluster, |w| cluster.min(w));
-        crate::rebalance::Limits { moves_per_node: per_node, moves_cluster: cluster }
+        concurrency_under(&rt.settings, rt.max_concurrent, limits)
     }
 
     /// Waits until migration `m` may continue after moving `bytes` and

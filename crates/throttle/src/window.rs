@@ -145,6 +145,45 @@ impl Schedule {
     }
 }
 
+impl Schedule {
+    /// The first instant at or after `now_ms` at which migrations may move
+    /// (the rate in force is not 0): `now_ms` itself unless a window or
+    /// the default pauses them then, else the next window start or end
+    /// (every window's, over the next [`OPEN_HORIZON_DAYS`] days, in its
+    /// zone) at which the rate in force is not 0. None if there is no such
+    /// instant within that horizon.
+    pub fn next_open(&self, now_ms: u64) -> Option<u64> {
+        let open = |t: u64| self.effective(t).rate_bytes_per_s != Some(0.0);
+        if open(now_ms) {
+            return Some(now_ms);
+        }
+        let at = Timestamp::from_millisecond(i64::try_from(now_ms).ok()?).ok()?;
+        let mut changes = Vec::new();
+        for (i, w) in self.windows.iter().enumerate() {
+            let Ok(c) = w.compile(i) else { continue };
+            let today = c.tz.to_datetime(at).date();
+            for d in -1..=OPEN_HORIZON_DAYS {
+                let Ok(day) = today.checked_add(jiff::Span::new().days(d)) else { continue };
+                for minute in [c.start_min, c.end_min] {
+                    let local = day.at((minute / 60) as i8, (minute % 60) as i8, 0, 0);
+                    if let Ok(instant) = c.tz.to_timestamp(local)
+                        && let Ok(t) = u64::try_from(instant.as_millisecond())
+                        && t > now_ms
+                    {
+                        changes.push(t);
+                    }
+                }
+            }
+        }
+        changes.sort_unstable();
+        changes.dedup();
+        changes.into_iter().find(|&t| open(t))
+    }
+}
+
+/// How far ahead [`Schedule::next_open`] looks.
+pub const OPEN_HORIZON_DAYS: i64 = 8;
+
 /// A window with its times parsed and its zone resolved.
 struct Compiled {
     start_min: u16,

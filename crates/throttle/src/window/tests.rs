@@ -246,3 +246,27 @@ fn loads_from_json_with_defaults() {
     assert_eq!(s.windows[1].days, Some(vec![Day::Mon, Day::Tue]));
     assert_eq!(s.default_rate_bytes_per_s, None);
 }
+
+#[test]
+fn the_next_open_instant_is_found_across_days_zones_and_paused_windows() {
+    // Moves only from 02:00 to 06:00 UTC.
+    let nightly = Schedule { windows: vec![window("02:00", "06:00", "UTC", Some(500.0 * MB))], default_rate_bytes_per_s: Some(0.0), ..Schedule::default() };
+    assert_eq!(nightly.next_open(ms("2026-01-01T03:00:00Z")), Some(ms("2026-01-01T03:00:00Z")), "open now");
+    assert_eq!(nightly.next_open(ms("2026-01-01T10:00:00Z")), Some(ms("2026-01-02T02:00:00Z")));
+    assert_eq!(nightly.next_open(ms("2026-01-01T01:59:00Z")), Some(ms("2026-01-01T02:00:00Z")));
+    // In its zone: 02:00 New York in July is 06:00 UTC.
+    let ny = Schedule { windows: vec![window("02:00", "06:00", "America/New_York", Some(MB))], default_rate_bytes_per_s: Some(0.0), ..Schedule::default() };
+    assert_eq!(ny.next_open(ms("2026-07-01T12:00:00Z")), Some(ms("2026-07-02T06:00:00Z")));
+    // Saturdays only: from a Monday (2026-01-05), the Saturday after.
+    let mut sat = window("22:00", "04:00", "UTC", None);
+    sat.days = Some(vec![Day::Sat]);
+    let weekend = Schedule { windows: vec![sat], default_rate_bytes_per_s: Some(0.0), ..Schedule::default() };
+    assert_eq!(weekend.next_open(ms("2026-01-05T12:00:00Z")), Some(ms("2026-01-10T22:00:00Z")));
+    // A window that pauses, unlimited outside it: open at its end.
+    let business = Schedule { windows: vec![window("09:00", "17:00", "UTC", Some(0.0))], ..Schedule::default() };
+    assert_eq!(business.next_open(ms("2026-01-01T12:00:00Z")), Some(ms("2026-01-01T17:00:00Z")));
+    // Never: paused everywhere.
+    let never = Schedule { windows: vec![window("02:00", "06:00", "UTC", Some(0.0))], default_rate_bytes_per_s: Some(0.0), ..Schedule::default() };
+    assert_eq!(never.next_open(ms("2026-01-01T12:00:00Z")), None);
+    assert_eq!(Schedule::default().next_open(7), Some(7), "no schedule: always open");
+}
