@@ -89,6 +89,16 @@ impl MoveCost {
     pub fn move_ms(&self, bytes: u64) -> f64 {
         self.overhead_ms + bytes as f64 * 1000.0 / self.bytes_per_s
     }
+
+    /// What a move of `bytes` under way for `elapsed_ms`, with `copied`
+    /// bytes copied, still needs: what its cost leaves of the time, and at
+    /// least its bytes not yet copied at the copy rate (a copy slower than
+    /// the learned rate is not done just because its time is up).
+    pub fn left_ms(&self, bytes: u64, copied: u64, elapsed_ms: u64) -> f64 {
+        let by_time = self.move_ms(bytes) - elapsed_ms as f64;
+        let by_bytes = bytes.saturating_sub(copied) as f64 * 1000.0 / self.bytes_per_s;
+        by_time.max(by_bytes).max(0.0)
+    }
 }
 
 /// The phases of one DONE migration that the cost is learned from.
@@ -363,6 +373,15 @@ mod tests {
         let bare = done("h", 8 * MIB, &[]);
         let none = MoveCost::learn(&[failed, running, bare], 5.0 * MIB as f64, 30_000, None);
         assert_eq!((none.samples, none.overhead_ms, none.bytes_per_s, none.tail_ms), (0, DEFAULT_OVERHEAD_MS, 5.0 * MIB as f64, 30_000.0));
+    }
+
+    #[test]
+    fn a_move_under_way_needs_its_time_left_and_at_least_its_uncopied_bytes() {
+        let c = MoveCost { overhead_ms: 1000.0, bytes_per_s: MIB as f64, tail_ms: 0.0, samples: 1, rate_samples: 1 };
+        assert_eq!(c.left_ms(4 * MIB, 0, 0), 5000.0);
+        assert_eq!(c.left_ms(4 * MIB, 2 * MIB, 2000), 3000.0, "on schedule");
+        assert_eq!(c.left_ms(4 * MIB, MIB, 4000), 3000.0, "slower than learned: the bytes left decide");
+        assert_eq!(c.left_ms(4 * MIB, 4 * MIB, 9000), 0.0, "overdue and copied: nothing left");
     }
 
     #[test]

@@ -315,8 +315,8 @@ pub fn basis(coord: &Coordinator, migrations: &[crate::migration::machine::Migra
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum MoveNow {
     Waiting,
-    /// Under way for this long.
-    Running { elapsed_ms: u64 },
+    /// Under way for this long, with this many bytes copied.
+    Running { elapsed_ms: u64, copied: u64 },
     /// Cut over (baking or DONE), skipped or ended otherwise: no time left.
     Finished,
 }
@@ -331,7 +331,7 @@ fn lay_out(plan: &Plan, stages: &[Stage], first: usize, state: impl Fn(usize) ->
             let p = Pending::of(&plan.moves[i], cost);
             match state(i) {
                 MoveNow::Waiting => run.waiting.push(p),
-                MoveNow::Running { elapsed_ms } => run.running.push(Pending { ms: (p.ms - elapsed_ms as f64).max(0.0), ..p }),
+                MoveNow::Running { elapsed_ms, copied } => run.running.push(Pending { ms: cost.left_ms(plan.moves[i].bytes, copied, elapsed_ms), ..p }),
                 MoveNow::Finished => {}
             }
         }
@@ -371,7 +371,7 @@ pub fn remaining(r: &Rebalance, migrations: &[crate::migration::machine::Migrati
         Some(Some(m)) => {
             let before_cutover = m.phase == Phase::Paused && m.paused_from.is_some_and(|p| !matches!(p, Phase::Completed | Phase::CleaningUp));
             if before_cutover || matches!(m.phase, Phase::Pending | Phase::Preparing | Phase::Copying | Phase::CatchingUp | Phase::ReadyForCutover | Phase::CuttingOver) {
-                MoveNow::Running { elapsed_ms: now.saturating_sub(m.history.first().map_or(now, |h| h.1)) }
+                MoveNow::Running { elapsed_ms: now.saturating_sub(m.history.first().map_or(now, |h| h.1)), copied: m.bytes_copied }
             } else {
                 MoveNow::Finished
             }
