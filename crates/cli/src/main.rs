@@ -737,7 +737,7 @@ fn up_options(args: UpArgs) -> anyhow::Result<UpOptions> {
             let name = name.unwrap_or_else(|| evenkeel::tls::DEFAULT_INTERNAL_TLS_NAME.to_string());
             anyhow::ensure!(!name.is_empty(), "--internal-tls-name ([cluster] internal_tls_name) must not be empty");
             // Read and checked now, so a bad file stops the start with its name.
-            Some(evenkeel::tls::InternalTls::load(evenkeel::tls::TlsFiles { cert, key, client_ca: Some(ca) }, name)?)
+            Some(evenkeel::tls::load_internal(ca, cert, key, name)?)
         }
         (None, None, None) => {
             anyhow::ensure!(name.is_none(), "--internal-tls-name ([cluster] internal_tls_name) needs --internal-tls-ca, --internal-tls-cert and --internal-tls-key");
@@ -880,8 +880,8 @@ fn quiet_on_closed_stdout() {
 /// node serves or any client connects.
 fn apply_internal_tls(opts: &UpOptions) -> anyhow::Result<()> {
     if let Some(tls) = &opts.internal_tls {
-        evenkeel_rpc::set_cluster_tls(tls.tls.clone()).map_err(|e| anyhow::anyhow!(e))?;
-        tracing::info!(name = %tls.name, "internal gRPC: mutual TLS");
+        evenkeel_rpc::set_cluster_tls(tls.clone()).map_err(|e| anyhow::anyhow!(e))?;
+        tracing::info!(name = %tls.server_name, "internal gRPC: mutual TLS");
     }
     Ok(())
 }

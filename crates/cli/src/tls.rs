@@ -47,29 +47,15 @@ impl TlsFiles {
     }
 }
 
-/// Mutual TLS on the cluster's internal gRPC (`--internal-tls-ca`,
-/// `--internal-tls-cert`, `--internal-tls-key`, `--internal-tls-name`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct InternalTls {
-    /// This process's certificate and key; `client_ca` is the cluster's CA.
-    pub files: TlsFiles,
-    /// The name every process's certificate carries (a DNS subject
-    /// alternative name), checked instead of the address a node registered.
-    pub name: String,
-    /// What the files hold, as the gRPC layer takes it (and follows).
-    pub tls: evenkeel_rpc::ClusterTls,
-}
-
-/// [`InternalTls::name`] unless configured otherwise.
+/// The name every process's internal certificate carries (a DNS subject
+/// alternative name) unless `--internal-tls-name` says otherwise.
 pub const DEFAULT_INTERNAL_TLS_NAME: &str = "evenkeel";
 
-impl InternalTls {
-    /// Reads `files` once and checks them (the key belongs to the
-    /// certificate, the CA file holds CA certificates); an error names the
-    /// file. The gRPC layer follows them from then on.
-    pub fn load(files: TlsFiles, name: String) -> anyhow::Result<InternalTls> {
-        let ca = files.client_ca.clone().context("--internal-tls-ca is required")?;
-        let tls = evenkeel_rpc::ClusterTls::load(ca, files.cert.clone(), files.key.clone(), name.clone()).map_err(anyhow::Error::msg).context("--internal-tls-ca, --internal-tls-cert, --internal-tls-key")?;
-        Ok(InternalTls { files, name, tls })
-    }
+/// Mutual TLS on the cluster's internal gRPC (`--internal-tls-ca`,
+/// `--internal-tls-cert`, `--internal-tls-key`, `--internal-tls-name`):
+/// the files read and checked now (the key belongs to the certificate, the
+/// CA file holds CA certificates), an error naming the file; the gRPC
+/// layer follows them from then on.
+pub fn load_internal(ca: PathBuf, cert: PathBuf, key: PathBuf, name: String) -> anyhow::Result<evenkeel_rpc::ClusterTls> {
+    evenkeel_rpc::ClusterTls::load(ca, cert, key, name).map_err(anyhow::Error::msg).context("--internal-tls-ca, --internal-tls-cert, --internal-tls-key")
 }

@@ -79,7 +79,7 @@ pub struct UpOptions {
     /// Mutual TLS on the internal gRPC; applied by `main` to the process
     /// ([`evenkeel_rpc::set_cluster_tls`]) before anything starts, not by
     /// [`LocalCluster::start`].
-    pub internal_tls: Option<crate::tls::InternalTls>,
+    pub internal_tls: Option<evenkeel_rpc::ClusterTls>,
     pub durability: Durability,
     pub router: RouterConfig,
     /// Per-node fjall block cache.

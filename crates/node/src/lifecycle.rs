@@ -239,11 +239,6 @@ impl Node {
         tasks.spawn(flush(self.inner.clone(), self.config.fsync_interval));
         tasks.spawn(tend_memtables(self.inner.clone()));
         tracing::info!(node = self.config.id, %addr, in_process = self.config.in_process, "node serving");
-        // Accepted sockets must have TCP_NODELAY: a gRPC reply is several
-        // small HTTP/2 frames, and with Nagle on, the later ones wait for the
-        // router's delayed ACK, adding ~40 ms to every request. tonic applies
-        // its own `tcp_nodelay` setting only to sockets it binds itself, so
-        // the incoming stream of our listener sets it.
         // Pub/Sub feeds never end by themselves: close them at the stop, or
         // the server would wait for them.
         let relay = self.inner.relay.clone();
@@ -252,6 +247,12 @@ impl Node {
             relay.close();
         };
         let server = tonic::transport::Server::builder().add_service(node_server(service));
+        // Accepted sockets must have TCP_NODELAY: a gRPC reply is several
+        // small HTTP/2 frames, and with Nagle on, the later ones wait for the
+        // router's delayed ACK, adding ~40 ms to every request. tonic applies
+        // its own `tcp_nodelay` setting only to sockets it binds itself, so
+        // the incoming stream of our listener sets it (`Handshaking` does
+        // too).
         let served = match evenkeel_rpc::cluster_tls() {
             // Mutual TLS when the process has it: callers present a
             // certificate of the cluster's CA. The handshakes are ours, so
