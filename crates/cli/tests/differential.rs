@@ -896,6 +896,72 @@ fn older_forms(s: &mut Script) {
     sort_cases(s);
     scripting(s);
     functions(s);
+    point_reads(s);
+}
+
+/// Point reads of collections, which nodes answer from a part of the
+/// value (`evenkeel_types::project`): spans at and past either end, from
+/// the end, empty ones, names asked twice, in MULTI and in a script, and
+/// every type refusing them.
+fn point_reads(s: &mut Script) {
+    let mut push = vec!["RPUSH", "pr:l"];
+    let elements: Vec<String> = (0..40).map(|i| format!("e{i}")).collect();
+    push.extend(elements.iter().map(String::as_str));
+    s.cmd(&push);
+    for (a, b) in [("0", "0"), ("3", "7"), ("-1", "-1"), ("-5", "-2"), ("-100", "2"), ("38", "100"), ("40", "41"), ("5", "4"), ("-1", "-5"), ("0", "-1"), ("-40", "-40"), ("-41", "-41")] {
+        s.cmd(&["LRANGE", "pr:l", a, b]);
+    }
+    for i in ["0", "39", "40", "-1", "-40", "-41", "17", "+3"] {
+        s.cmd(&["LINDEX", "pr:l", i]);
+    }
+    let mut zadd = vec!["ZADD".to_string(), "pr:z".into()];
+    for i in 0..30 {
+        zadd.extend([format!("{}", (i * 7) % 30), format!("m{i}")]);
+    }
+    zadd.extend(["5".into(), "tie-a".into(), "5".into(), "tie-b".into()]);
+    s.cmd(&zadd.iter().map(String::as_str).collect::<Vec<_>>());
+    for (a, b) in [("0", "2"), ("-3", "-1"), ("10", "5"), ("29", "40"), ("-100", "0"), ("0", "-1")] {
+        s.cmd(&["ZRANGE", "pr:z", a, b, "WITHSCORES"]);
+        s.cmd(&["ZRANGE", "pr:z", a, b, "REV"]);
+        s.cmd(&["ZREVRANGE", "pr:z", a, b, "WITHSCORES"]);
+    }
+    for m in ["m0", "m29", "tie-a", "tie-b", "m13", "nope"] {
+        s.cmd(&["ZRANK", "pr:z", m]);
+        s.cmd(&["ZREVRANK", "pr:z", m]);
+        s.cmd(&["ZSCORE", "pr:z", m]);
+    }
+    s.cmd(&["ZMSCORE", "pr:z", "m3", "nope", "m3", "tie-b"]);
+    s.cmd(&["ZCARD", "pr:z"]);
+    s.cmd(&["HSET", "pr:h", "a", "1", "b", "", "c", "333"]);
+    s.cmd(&["HMGET", "pr:h", "c", "zz", "a", "c", "b"]);
+    s.cmd(&["HSTRLEN", "pr:h", "c"]);
+    s.cmd(&["HSTRLEN", "pr:h", "b"]);
+    s.cmd(&["HEXISTS", "pr:h", "b"]);
+    s.cmd(&["SADD", "pr:s", "1", "2", "x"]);
+    s.cmd(&["SMISMEMBER", "pr:s", "x", "x", "3", "1"]);
+    s.cmd(&["SCARD", "pr:s"]);
+    s.cmd(&["EVAL", "return {redis.call('LINDEX', KEYS[1], -1), redis.call('ZRANK', KEYS[2], 'm2'), redis.call('SCARD', KEYS[3])}", "3", "{pr}l", "{pr}z", "{pr}s"]);
+    s.cmd(&["RPUSH", "{pr}l", "a", "b", "c"]);
+    s.cmd(&["ZADD", "{pr}z", "1", "m2", "0", "m1"]);
+    s.cmd(&["SADD", "{pr}s", "q"]);
+    s.cmd(&["MULTI"]);
+    s.cmd(&["LRANGE", "{pr}l", "-2", "-1"]);
+    s.cmd(&["ZREVRANK", "{pr}z", "m1"]);
+    s.cmd(&["SCARD", "{pr}s"]);
+    s.cmd(&["EXEC"]);
+    s.cmd(&["EVAL", "return {redis.call('LINDEX', KEYS[1], -1), redis.call('ZRANK', KEYS[2], 'm2'), redis.call('SCARD', KEYS[3])}", "3", "{pr}l", "{pr}z", "{pr}s"]);
+    s.cmd(&["XADD", "pr:x", "1-1", "f", "v"]);
+    for key in ["pr:x", "pr:h", "pr:l"] {
+        s.cmd(&["LRANGE", key, "0", "1"]);
+        s.cmd(&["LINDEX", key, "0"]);
+        s.cmd(&["LLEN", key]);
+        s.cmd(&["HGET", key, "a"]);
+        s.cmd(&["HLEN", key]);
+        s.cmd(&["SISMEMBER", key, "a"]);
+        s.cmd(&["ZRANK", key, "a"]);
+        s.cmd(&["ZRANGE", key, "0", "1"]);
+        s.cmd(&["ZCARD", key]);
+    }
 }
 
 /// List commands, their argument errors in Redis's order, and types.

@@ -37,6 +37,7 @@ pub mod keys;
 pub mod latency;
 pub mod list;
 pub mod notify;
+pub mod project;
 pub mod rdb;
 pub mod record;
 pub mod repr;

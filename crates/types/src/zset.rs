@@ -8,9 +8,10 @@
 //! Scores are never NaN, and a zero is stored as +0 (Redis answers `0`
 //! for `ZADD k -0 m`).
 //!
-//! A sorted set is one record, as a hash is: each write rewrites it and
-//! each read fetches it, so it suits sets of up to some thousands of
-//! members.
+//! A sorted set is one record, as a hash is: each write rewrites it, so
+//! it suits sets of up to some thousands of members. Point reads take
+//! only the part they need ([`crate::project`]); range reads by score or
+//! lex fetch it whole.
 
 use crate::hash::Cursor;
 use crate::list::List;

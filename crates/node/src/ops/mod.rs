@@ -181,7 +181,7 @@ pub fn apply(kind: &Kind, stored: Option<&Record>, now_ms: u64, version: Version
         return no_write(wrong_type());
     }
     match kind {
-        Kind::Get(g) => read(live, g.meta_only),
+        Kind::Get(g) => read(live, g),
         Kind::Watch(_) => no_write(R::Watched(watched(stored, now_ms))),
         Kind::Set(s) => set(s, live, now_ms, version, limits),
         Kind::Del(_) => delete(live, version, R::Integer(1), R::Integer(0)),
@@ -367,14 +367,36 @@ fn value_reply(live: Option<&Record>, meta_only: bool) -> R {
             len: v.len() as u64,
             expire_at_ms: r.expire_at_ms.unwrap_or(0),
             value_type: value_type(r.ty) as i32,
+            elements: None,
+            first: 0,
         }),
     }
 }
 
 pub use evenkeel_rpc::{value_type, value_type_from};
 
-fn read(live: Option<&Record>, meta_only: bool) -> Applied {
-    no_write(value_reply(live, meta_only))
+/// A GET: the value, its metadata only, or with `project` the part of a
+/// collection the read needs (`evenkeel_types::project`); a value of
+/// another type then answers its metadata (the command answers WRONGTYPE).
+fn read(live: Option<&Record>, g: &pb::Get) -> Applied {
+    let Some(project) = &g.project else { return no_write(value_reply(live, g.meta_only)) };
+    let Some((r, v)) = live.and_then(|r| r.value.as_ref().map(|v| (r, v))) else { return no_write(R::Nil(pb::Nil {})) };
+    let part = match &project.window {
+        Some(w) => evenkeel_types::project::window(r.ty, v, w.start, w.stop, w.rev),
+        None => evenkeel_types::project::entries(r.ty, v, &project.entries),
+    };
+    match part {
+        None => no_write(value_reply(live, true)),
+        Some(Err(e)) => no_write(error(pb::op_error::Kind::Internal, &e.to_string())),
+        Some(Ok(part)) => no_write(R::Value(pb::Value {
+            len: part.value.len() as u64,
+            value: part.value,
+            expire_at_ms: r.expire_at_ms.unwrap_or(0),
+            value_type: value_type(r.ty) as i32,
+            elements: Some(part.elements),
+            first: part.first,
+        })),
+    }
 }
 
 fn set(s: &pb::Set, live: Option<&Record>, now_ms: u64, version: Version, limits: OpLimits) -> Applied {
@@ -455,7 +477,7 @@ fn incr_by_float(increment: &[u8], live: Option<&Record>, version: Version) -> A
         Ok(text) => {
             let value = Bytes::from(text);
             let expire = live.and_then(|r| r.expire_at_ms);
-            let reply = R::Value(pb::Value { value: value.clone(), len: value.len() as u64, expire_at_ms: expire.unwrap_or(0), value_type: 0 });
+            let reply = R::Value(pb::Value { value: value.clone(), len: value.len() as u64, expire_at_ms: expire.unwrap_or(0), value_type: 0, elements: None, first: 0 });
             Applied { write: Some(Record::value(value, expire, version)), reply }
         }
         Err(FloatError::NotFloat) => no_write(op_error(pb::op_error::Kind::NotFloat)),

@@ -52,7 +52,7 @@ fn set_keepttl_and_past_expiry() {
 #[test]
 fn expired_records_read_as_absent() {
     let expired = Some(Record::value("v", Some(NOW), 1));
-    assert_eq!(run(Kind::Get(pb::Get { meta_only: false }), expired.clone()).reply, R::Nil(pb::Nil {}));
+    assert_eq!(run(Kind::Get(pb::Get { meta_only: false, project: None }), expired.clone()).reply, R::Nil(pb::Nil {}));
     assert_eq!(run(Kind::Del(pb::Del::default()), expired.clone()), Applied { write: None, reply: R::Integer(0) });
     assert_eq!(run(Kind::IncrBy(pb::IncrBy { delta: 1 }), expired).reply, R::Integer(1));
 }
@@ -110,7 +110,7 @@ fn getex_reads_then_changes_the_expiry() {
     use pb::get_ex::Change;
     let getex = |change| Kind::GetEx(pb::GetEx { change });
     let with_ttl = Some(Record::value("v", Some(NOW + 100), 1));
-    let value = |at| R::Value(pb::Value { value: Bytes::from_static(b"v"), len: 1, expire_at_ms: at, value_type: 0 });
+    let value = |at| R::Value(pb::Value { value: Bytes::from_static(b"v"), len: 1, expire_at_ms: at, value_type: 0, elements: None, first: 0 });
     assert_eq!(run(getex(None), with_ttl.clone()), Applied { write: None, reply: value(NOW + 100) });
     let a = run(getex(Some(Change::AtMs((NOW + 500) as i64))), live("v"));
     assert_eq!(a, Applied { write: Some(Record::value("v", Some(NOW + 500), V)), reply: value(0) });
@@ -312,7 +312,23 @@ fn string_commands_refuse_a_hash_and_key_commands_keep_its_type() {
     assert_eq!((persisted.ty, persisted.expire_at_ms), (ValueType::Hash, None));
     let renamed = apply_multi(&Kind::Rename(pb::Rename { to: Bytes::from_static(b"b"), nx: false }), &[h.clone(), None], NOW, &[10, 11]);
     assert_eq!(renamed.writes[1].1.ty, ValueType::Hash);
-    assert!(matches!(hrun(Kind::Get(pb::Get { meta_only: true }), h).reply, R::Value(ref v) if v.value_type == pb::ValueType::Hash as i32));
+    assert!(matches!(hrun(Kind::Get(pb::Get { meta_only: true, project: None }), h).reply, R::Value(ref v) if v.value_type == pb::ValueType::Hash as i32));
+}
+
+#[test]
+fn a_projected_get_answers_the_part_the_read_needs() {
+    let project = |names: &[&str]| Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names.iter().map(|n| Bytes::copy_from_slice(n.as_bytes())).collect(), window: None }) });
+    let h = hash_record(&[("a", "1"), ("b", "2"), ("c", "3")], Some(NOW + 9));
+    let R::Value(v) = hrun(project(&["c"]), h.clone()).reply else { panic!("a value") };
+    assert_eq!(Hash::decode(&v.value).unwrap().get(b"c"), Some(&Bytes::from_static(b"3")));
+    assert_eq!((v.elements, v.first, v.expire_at_ms, v.value_type), (Some(3), 2, NOW + 9, pb::ValueType::Hash as i32));
+    assert_eq!(hrun(project(&["a"]), None).reply, R::Nil(pb::Nil {}), "no key: nil");
+    let expired = hash_record(&[("a", "1")], Some(NOW - 1));
+    assert_eq!(hrun(project(&["a"]), expired).reply, R::Nil(pb::Nil {}), "an expired key: nil");
+    let R::Value(s) = hrun(project(&["a"]), live("a string")).reply else { panic!("a value") };
+    assert_eq!((s.value.len(), s.elements, s.value_type), (0, None, pb::ValueType::String as i32), "another type: its metadata, for WRONGTYPE");
+    let corrupt = Some(Record::typed(ValueType::Hash, Bytes::from_static(b"\x05\0\0\0\x01"), None, 1));
+    assert!(matches!(hrun(project(&["a"]), corrupt).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::Internal as i32), "a corrupt value: an error, not a panic");
 }
 
 fn set_record(members: &[&str]) -> Option<Record> {

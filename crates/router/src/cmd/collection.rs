@@ -6,8 +6,34 @@
 use super::{int_arg, syntax_error, wrong_type};
 use bytes::Bytes;
 use evenkeel_resp::Frame;
-use evenkeel_rpc::pb;
+use evenkeel_rpc::pb::{self, op::Kind};
 use rand::RngExt;
+
+/// A GET of only the `names` of a collection (hash fields, set or sorted
+/// set members; none: only its count), as `evenkeel_types::project` cuts
+/// it on the node: a point read of a big collection ships and decodes a
+/// few entries, not the whole value.
+pub(crate) fn get_entries(names: Vec<Bytes>) -> Kind {
+    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names, window: None }) })
+}
+
+/// A GET of a list's elements, or a sorted set's members by rank, at
+/// positions `start..=stop` as LRANGE reads them (`rev`: from the end).
+pub(crate) fn get_window(start: i64, stop: i64, rev: bool) -> Kind {
+    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: Vec::new(), window: Some(pb::Window { start, stop, rev }) }) })
+}
+
+/// Whether a GET's value is a part of its collection (see
+/// [`get_entries`]); a node from before projections answers the whole.
+pub(crate) fn is_part(value: Option<&pb::Value>) -> bool {
+    value.is_some_and(|v| v.elements.is_some())
+}
+
+/// The collection's element count: the part's note of it, or the count
+/// of the whole value decoded (`whole`).
+pub(crate) fn elements(value: Option<&pb::Value>, whole: usize) -> i64 {
+    value.and_then(|v| v.elements).map_or(whole as i64, |n| n as i64)
+}
 
 /// The value of type `ty` a GET found (None: no key), decoded by
 /// `decode`, or the reply for a value of another type (WRONGTYPE) or one

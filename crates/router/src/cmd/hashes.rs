@@ -4,8 +4,10 @@
 //! A hash is one record on its owner ([`evenkeel_types::hash`]). Writes are
 //! node operations (`HSet`, `HDel`, `HIncrBy`, `HIncrByFloat`), each a
 //! read-modify-write of the whole hash under the partition's lock. Reads
-//! fetch the hash with a GET and answer here from its encoding, so a read
-//! costs the hash's size in transfer, as a write does in work.
+//! GET the hash and answer here from its encoding: HGET, HMGET, HEXISTS
+//! and HSTRLEN only the fields they name and HLEN only the count
+//! ([`collection::get_entries`]: the node cuts them out of the value), the
+//! others all of it.
 //!
 //! Argument errors come in Redis's order: those Redis checks before it
 //! looks the key up are answered at once, those it checks after (HSCAN's
@@ -50,7 +52,8 @@ pub fn hincrbyfloat(a: &[Bytes]) -> Result<Planned, Frame> {
     Ok(Planned::one(&a[1], Kind::HIncrByFloat(pb::HIncrByFloat { field: a[2].clone(), increment: a[3].clone() }), Shape::Value))
 }
 
-/// The read commands: a GET of the whole hash, answered by [`answer`].
+/// The read commands: a GET of the fields they name (HLEN: of the count
+/// alone), or of the whole hash, answered by [`answer`].
 pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     let read = match name {
         "hget" => HashRead::Get(a[2].clone()),
@@ -70,7 +73,13 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         "hscan" => HashRead::Scan(collection::scan_options(&a[3..])),
         other => unreachable!("{other} is not a hash read"),
     };
-    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false }), Shape::Hash(read)))
+    let get = match &read {
+        HashRead::Get(f) | HashRead::Exists(f) | HashRead::StrLen(f) => collection::get_entries(vec![f.clone()]),
+        HashRead::MGet(fields) => collection::get_entries(fields.clone()),
+        HashRead::Len => collection::get_entries(Vec::new()),
+        _ => Kind::Get(pb::Get { meta_only: false, project: None }),
+    };
+    Ok(Planned::one(&a[1], get, Shape::Hash(read)))
 }
 
 /// The reply to a hash read, from the GET's value (None: no key).
@@ -84,7 +93,7 @@ pub(crate) fn answer(read: &HashRead, value: Option<&pb::Value>) -> Frame {
         HashRead::Get(f) => field(f).map_or(Frame::Null, Frame::Bulk),
         HashRead::MGet(fields) => Frame::Array(fields.iter().map(|f| field(f).map_or(Frame::Null, Frame::Bulk)).collect()),
         HashRead::GetAll => Frame::Map(hash.iter().flat_map(|h| h.iter()).map(|(f, v)| (Frame::Bulk(f.clone()), Frame::Bulk(v.clone()))).collect()),
-        HashRead::Len => Frame::Integer(hash.as_ref().map_or(0, Hash::len) as i64),
+        HashRead::Len => Frame::Integer(collection::elements(value, hash.as_ref().map_or(0, Hash::len))),
         HashRead::Exists(f) => Frame::Integer(field(f).is_some() as i64),
         HashRead::Keys => Frame::Array(hash.iter().flat_map(|h| h.iter()).map(|(f, _)| Frame::Bulk(f.clone())).collect()),
         HashRead::Vals => Frame::Array(hash.iter().flat_map(|h| h.iter()).map(|(_, v)| Frame::Bulk(v.clone())).collect()),

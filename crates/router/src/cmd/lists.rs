@@ -84,7 +84,8 @@ pub fn lmpop(a: &[Bytes]) -> Result<Planned, Frame> {
     Ok(Planned::one(&m.keys[0], Kind::LMPop(op), Shape::MPopped { pairs: false }))
 }
 
-/// The read commands: a GET, answered by [`answer`].
+/// The read commands: a GET (LLEN of the count alone, LINDEX and LRANGE of
+/// their span, LPOS of the list), answered by [`answer`].
 pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     let read = match name {
         "llen" => ListRead::Len,
@@ -94,7 +95,13 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         "lpos" => lpos_args(a)?,
         other => unreachable!("{other} is not a list read"),
     };
-    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false }), Shape::List(read)))
+    let get = match &read {
+        ListRead::Len | ListRead::Index(Err(_)) => super::collection::get_entries(Vec::new()),
+        ListRead::Index(Ok(i)) => super::collection::get_window(*i, *i, false),
+        ListRead::Range(start, stop) => super::collection::get_window(*start, *stop, false),
+        ListRead::Pos { .. } => Kind::Get(pb::Get { meta_only: false, project: None }),
+    };
+    Ok(Planned::one(&a[1], get, Shape::List(read)))
 }
 
 /// LPOS's options, checked before the key as in Redis 7.0.
@@ -127,11 +134,15 @@ pub(crate) fn answer(read: &ListRead, value: Option<&pb::Value>) -> Frame {
         Err(e) => return e,
     };
     let items = list.map(|l| l.0).unwrap_or_default();
+    // A window holds just what LINDEX or LRANGE answers.
+    let part = super::collection::is_part(value);
     match read {
-        ListRead::Len => Frame::Integer(items.len() as i64),
+        ListRead::Len => Frame::Integer(super::collection::elements(value, items.len())),
         ListRead::Index(_) if value.is_none() => Frame::Null,
         ListRead::Index(Err(e)) => e.clone(),
+        ListRead::Index(Ok(_)) if part => items.front().map_or(Frame::Null, |e| Frame::Bulk(e.clone())),
         ListRead::Index(Ok(i)) => List::position(items.len(), *i).map_or(Frame::Null, |at| Frame::Bulk(items[at].clone())),
+        ListRead::Range(..) if part => Frame::Array(items.into_iter().map(Frame::Bulk).collect()),
         ListRead::Range(start, stop) => {
             let range = List::range(items.len(), *start, *stop);
             Frame::Array(range.into_iter().flatten().map(|i| Frame::Bulk(items[i].clone())).collect())

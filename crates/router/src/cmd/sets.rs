@@ -71,7 +71,7 @@ pub fn combine(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         "sinter" => Combine::Inter,
         _ => Combine::Diff,
     };
-    Ok(Planned::per_key(&a[1..], Kind::Get(pb::Get { meta_only: false }), Shape::SetCombine(op)))
+    Ok(Planned::per_key(&a[1..], Kind::Get(pb::Get { meta_only: false, project: None }), Shape::SetCombine(op)))
 }
 
 /// SINTERCARD numkeys key... [LIMIT n]: the intersection's size (at most
@@ -94,10 +94,12 @@ pub fn intercard(a: &[Bytes]) -> Result<Planned, Frame> {
         }
     }
     super::keys::one_slot(keys.iter())?;
-    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false }), Shape::SetInterCard(limit)))
+    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None }), Shape::SetInterCard(limit)))
 }
 
-/// The read commands of one set: a GET, answered by [`answer`].
+/// The read commands of one set: a GET (of the members SISMEMBER and
+/// SMISMEMBER name, of SCARD's count alone, else of the set), answered by
+/// [`answer`].
 pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     let read = match name {
         "sismember" => SetRead::IsMember(a[2].clone()),
@@ -116,7 +118,13 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         "sscan" => SetRead::Scan(collection::scan_options(&a[3..])),
         other => unreachable!("{other} is not a set read"),
     };
-    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false }), Shape::SetRead(read)))
+    let get = match &read {
+        SetRead::IsMember(m) => collection::get_entries(vec![m.clone()]),
+        SetRead::MIsMember(ms) => collection::get_entries(ms.clone()),
+        SetRead::Card => collection::get_entries(Vec::new()),
+        _ => Kind::Get(pb::Get { meta_only: false, project: None }),
+    };
+    Ok(Planned::one(&a[1], get, Shape::SetRead(read)))
 }
 
 /// The set a GET found (None: no key), or the reply for a value that is
@@ -155,7 +163,7 @@ pub(crate) fn answer(read: &SetRead, value: Option<&pb::Value>) -> Frame {
         SetRead::IsMember(m) => Frame::Integer(has(m) as i64),
         SetRead::MIsMember(ms) => Frame::Array(ms.iter().map(|m| Frame::Integer(has(m) as i64)).collect()),
         SetRead::Members => bulks(set.as_ref().map(listed).unwrap_or_default()),
-        SetRead::Card => Frame::Integer(set.as_ref().map_or(0, Set::len) as i64),
+        SetRead::Card => Frame::Integer(collection::elements(value, set.as_ref().map_or(0, Set::len))),
         SetRead::Rand(count) => {
             let members = set.as_ref().map(listed).unwrap_or_default();
             let entries: Vec<(&Bytes, &Frame)> = members.iter().map(|m| (m, &Frame::Null)).collect();

@@ -25,7 +25,7 @@ use evenkeel_resp::Frame;
 use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
 use evenkeel_types::float::{format_double, parse_double};
 use evenkeel_types::set::Set;
-use evenkeel_types::zset::{Aggregate, By, Combine, Range, RangeError, ZSet};
+use evenkeel_types::zset::{Aggregate, Bounds, By, Combine, Range, RangeError, ZSet};
 
 fn not_float() -> Frame {
     Frame::error("ERR value is not a valid float")
@@ -195,8 +195,17 @@ pub fn zremrange(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     Ok(Planned::one(&a[1], Kind::ZRemRange(pb::ZRemRange { range: Some(wire) }), Shape::Integer))
 }
 
+/// A read's GET: of the members it names, of the count alone, of a span
+/// of ranks, or of the whole set.
 fn read_of(key: &Bytes, read: ZSetRead) -> Planned {
-    Planned::one(key, Kind::Get(pb::Get { meta_only: false }), Shape::ZSet(Box::new(read)))
+    let get = match &read {
+        ZSetRead::Score(m) | ZSetRead::Rank { member: m, .. } => collection::get_entries(vec![m.clone()]),
+        ZSetRead::MScore(ms) => collection::get_entries(ms.clone()),
+        ZSetRead::Card => collection::get_entries(Vec::new()),
+        ZSetRead::Range { range: Range { bounds: Bounds::Rank { start, stop }, rev, limit: None }, .. } => collection::get_window(*start, *stop, *rev),
+        _ => Kind::Get(pb::Get { meta_only: false, project: None }),
+    };
+    Planned::one(key, get, Shape::ZSet(Box::new(read)))
 }
 
 /// The other one-key reads: a GET, answered by [`answer`].
@@ -278,7 +287,7 @@ pub fn combine(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     let (keys, options) = numkeys(name, a, 1)?;
     super::keys::one_slot(keys.iter())?;
     let combine = combine_options(combine_op(name), keys.len(), options, false);
-    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false }), Shape::ZCombine(Box::new(combine))))
+    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None }), Shape::ZCombine(Box::new(combine))))
 }
 
 /// ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE dst numkeys key... [options]: one
@@ -288,7 +297,7 @@ pub fn store(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     let (keys, options) = numkeys(name, a, 2)?;
     super::keys::one_slot(std::iter::once(&a[1]).chain(keys))?;
     match combine_options(combine_op(name), keys.len(), options, true) {
-        Err(e) => Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false }), Shape::ZCombine(Box::new(Err(e))))),
+        Err(e) => Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None }), Shape::ZCombine(Box::new(Err(e))))),
         Ok(c) => {
             let op = match c.op {
                 Combine::Union => pb::z_store::Op::Union,
@@ -311,7 +320,7 @@ pub fn intercard(a: &[Bytes]) -> Result<Planned, Frame> {
     let (keys, options) = numkeys("zintercard", a, 1)?;
     super::keys::one_slot(keys.iter())?;
     let limit = intercard_limit(options);
-    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false }), Shape::ZInterCard(limit)))
+    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None }), Shape::ZInterCard(limit)))
 }
 
 /// ZINTERCARD's options: LIMIT n, any number of times (the last counts).
@@ -393,14 +402,25 @@ pub(crate) fn answer(read: &ZSetRead, value: Option<&pb::Value>) -> Frame {
         Ok(z) => z,
         Err(e) => return e,
     };
+    let part = collection::is_part(value);
     let score = |m: &Bytes| z.as_ref().and_then(|z| z.score(m)).map_or(Frame::Null, score_frame);
     let all = || z.iter().flat_map(|z| z.iter()).map(|(m, s)| (m.clone(), s));
     match read {
         ZSetRead::Score(m) => score(m),
         ZSetRead::MScore(ms) => Frame::Array(ms.iter().map(score).collect()),
-        ZSetRead::Card => Frame::Integer(z.as_ref().map_or(0, ZSet::len) as i64),
+        ZSetRead::Card => Frame::Integer(collection::elements(value, z.as_ref().map_or(0, ZSet::len))),
         ZSetRead::Count(range) => Frame::Integer(z.as_ref().map_or(0, |z| z.select(range).len()) as i64),
+        // A part holding the member says where it stands in the whole.
+        ZSetRead::Rank { member, rev } if part => match (z.as_ref().and_then(|z| z.score(member)), value) {
+            (Some(_), Some(v)) => Frame::Integer(if *rev { collection::elements(value, 0) - 1 - v.first as i64 } else { v.first as i64 }),
+            _ => Frame::Null,
+        },
         ZSetRead::Rank { member, rev } => z.as_ref().and_then(|z| z.rank(member, *rev)).map_or(Frame::Null, |r| Frame::Integer(r as i64)),
+        // A window holds just the ranks asked for.
+        ZSetRead::Range { range: Range { bounds: Bounds::Rank { .. }, rev, limit: None }, withscores } if part => {
+            let all = Range { bounds: Bounds::Rank { start: 0, stop: -1 }, rev: *rev, limit: None };
+            listing(z.as_ref().map(|z| z.select(&all)).unwrap_or_default(), *withscores)
+        }
         ZSetRead::Range { range, withscores } => listing(z.as_ref().map(|z| z.select(range)).unwrap_or_default(), *withscores),
         ZSetRead::Rand { count, withscores } => {
             // Highest first: Redis answers a count past the size with the
@@ -489,6 +509,31 @@ mod tests {
         let z: ZSet = entries.iter().map(|(m, s)| (Bytes::copy_from_slice(m.as_bytes()), *s)).collect();
         let value = z.encode();
         pb::Value { len: value.len() as u64, value, value_type: pb::ValueType::Zset as i32, ..Default::default() }
+    }
+
+    /// What the node answers a projected GET with, cut from `whole`.
+    fn part_of(whole: &pb::Value, get: &Kind) -> pb::Value {
+        let Kind::Get(pb::Get { project: Some(p), .. }) = get else { panic!("not projected: {get:?}") };
+        let ty = evenkeel_types::record::ValueType::ZSet;
+        let part = match &p.window {
+            Some(w) => evenkeel_types::project::window(ty, &whole.value, w.start, w.stop, w.rev),
+            None => evenkeel_types::project::entries(ty, &whole.value, &p.entries),
+        };
+        let part = part.unwrap().unwrap();
+        pb::Value { len: part.value.len() as u64, value: part.value, elements: Some(part.elements), first: part.first, ..whole.clone() }
+    }
+
+    #[test]
+    fn point_reads_answer_from_a_part_as_from_the_whole() {
+        let whole = zset_value(&[("a", 1.0), ("b", 2.0), ("c", 3.0), ("d", 4.0), ("e", 5.0)]);
+        for line in ["zrank k c", "zrevrank k c", "zrank k zz", "zscore k d", "zmscore k e zz a", "zcard k", "zrange k 1 3 withscores", "zrange k -2 -1 rev", "zrevrange k 0 1", "zrange k 3 1"] {
+            let a = args(line);
+            let planned = if a[0] == "zrange" || a[0] == "zrevrange" { zrange(&line[..line.find(' ').unwrap()], &a).unwrap() } else { read(&line[..line.find(' ').unwrap()], &a).unwrap() };
+            let Shape::ZSet(zread) = planned.shape else { panic!() };
+            let part = part_of(&whole, &planned.ops[0].kind);
+            assert!(part.value.len() < whole.value.len() || line == "zrange k 3 1", "{line}: a part, not the whole");
+            assert_eq!(answer(&zread, Some(&part)), answer(&zread, Some(&whole)), "{line}");
+        }
     }
 
     fn bulks(items: &[&str]) -> Frame {

@@ -1,0 +1,296 @@
+//! Parts of a collection, cut from its encoding without decoding it: what a
+//! node answers a point read of a hash, set, sorted set or list with (the
+//! RPC's `Get.project`), so that HGET, SISMEMBER, ZSCORE, ZRANK, SCARD,
+//! LINDEX or a short LRANGE of a collection of 100,000 elements neither
+//! ships the whole value to the router nor builds its index there.
+//!
+//! A projection is itself a valid encoding of the same type (a sub-sequence
+//! of the entries, in stored order, with their count), so the router
+//! answers from it with the code that answers from a whole value; what the
+//! part cannot tell (the whole count, where the part starts) comes beside
+//! it in [`Projected`].
+//!
+//! The walk reads each entry's length prefixes only: it allocates nothing
+//! per entry, copies only what it keeps, and stops once it has every name
+//! it was asked for (names are unique in a hash, set or sorted set). A
+//! malformed encoding is a [`CorruptRecord`], as decoding it would be.
+
+use crate::list::List;
+use crate::record::{CorruptRecord, ValueType};
+use bytes::{BufMut, Bytes, BytesMut};
+use std::collections::HashSet;
+use std::ops::Range;
+
+/// A part of a collection and what it cannot tell by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Projected {
+    /// The part: an encoding of the collection's type.
+    pub value: Bytes,
+    /// The whole collection's element count.
+    pub elements: u64,
+    /// Where the part's first entry stands in the whole (stored order);
+    /// 0 for an empty part.
+    pub first: u64,
+}
+
+/// How one type lays out an entry after the `count:u32` all share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `len:u32 | field | len:u32 | value` (hashes; sets, with empty values).
+    Pairs,
+    /// `len:u32 | element` (lists).
+    Single,
+    /// `score:f64 | len:u32 | member` (sorted sets).
+    Scored,
+}
+
+impl Layout {
+    fn of(ty: ValueType) -> Option<Layout> {
+        match ty {
+            ValueType::Hash | ValueType::Set => Some(Layout::Pairs),
+            ValueType::List => Some(Layout::Single),
+            ValueType::ZSet => Some(Layout::Scored),
+            ValueType::String | ValueType::Stream => None,
+        }
+    }
+}
+
+/// Whether values of `ty` can be projected.
+pub fn projectable(ty: ValueType) -> bool {
+    Layout::of(ty).is_some()
+}
+
+/// The entries of an encoding, each as (its bytes, its name's bytes).
+struct Walk<'a> {
+    raw: &'a [u8],
+    at: usize,
+    left: u32,
+    layout: Layout,
+}
+
+impl<'a> Walk<'a> {
+    fn new(layout: Layout, raw: &'a [u8]) -> Result<(Walk<'a>, u32), CorruptRecord> {
+        let count = raw.get(..4).ok_or(CorruptRecord("collection shorter than its count"))?;
+        let count = u32::from_le_bytes(count.try_into().expect("4 bytes"));
+        Ok((Walk { raw, at: 4, left: count, layout }, count))
+    }
+
+    fn take(&mut self, n: usize) -> Result<Range<usize>, CorruptRecord> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.raw.len()).ok_or(CorruptRecord("collection entry cut short"))?;
+        let range = self.at..end;
+        self.at = end;
+        Ok(range)
+    }
+
+    fn chunk(&mut self) -> Result<Range<usize>, CorruptRecord> {
+        let len = self.take(4)?;
+        let len = u32::from_le_bytes(self.raw[len].try_into().expect("4 bytes")) as usize;
+        self.take(len)
+    }
+}
+
+impl Iterator for Walk<'_> {
+    type Item = Result<(Range<usize>, Range<usize>), CorruptRecord>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let start = self.at;
+        let name = match self.layout {
+            Layout::Pairs => self.chunk().and_then(|name| self.chunk().map(|_| name)),
+            Layout::Single => self.chunk(),
+            Layout::Scored => self.take(8).and_then(|_| self.chunk()),
+        };
+        Some(name.map(|name| (start..self.at, name)))
+    }
+}
+
+/// A part made of `count` entries whose bytes are `body`.
+fn part(count: usize, body: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(4 + body.len());
+    out.put_u32_le(count as u32);
+    out.put_slice(body);
+    out.freeze()
+}
+
+/// The entries of `raw` (a value of `ty`) named in `names`: a hash's
+/// fields, a set's or sorted set's members (a list's elements are not
+/// unique; ask by [`window`]). No names: an empty part, for the count.
+/// `None` if `ty` is not a collection.
+pub fn entries(ty: ValueType, raw: &Bytes, names: &[Bytes]) -> Option<Result<Projected, CorruptRecord>> {
+    let layout = Layout::of(ty)?;
+    Some(entries_of(layout, raw, names))
+}
+
+fn entries_of(layout: Layout, raw: &Bytes, names: &[Bytes]) -> Result<Projected, CorruptRecord> {
+    let (walk, count) = Walk::new(layout, raw)?;
+    let wanted: HashSet<&[u8]> = names.iter().map(|n| n.as_ref()).collect();
+    // A few names are compared directly (most entries fail on the length
+    // alone); hashing every entry's name costs more than that.
+    let few: Vec<&[u8]> = if wanted.len() <= 8 { wanted.iter().copied().collect() } else { Vec::new() };
+    let asked = |name: &[u8]| if wanted.len() <= 8 { few.iter().any(|n| n.len() == name.len() && *n == name) } else { wanted.contains(name) };
+    let (mut body, mut kept, mut first) = (Vec::new(), 0usize, None);
+    if !wanted.is_empty() {
+        for (i, entry) in walk.enumerate() {
+            let (bytes, name) = entry?;
+            if asked(&raw[name]) {
+                first.get_or_insert(i as u64);
+                body.extend_from_slice(&raw[bytes]);
+                kept += 1;
+                if kept == wanted.len() {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(Projected { value: part(kept, &body), elements: count as u64, first: first.unwrap_or(0) })
+}
+
+/// The entries of `raw` (a value of `ty`) at positions `start..=stop` as
+/// LRANGE reads them (negative from the end, clamped), counted from the
+/// end with `rev` (ZREVRANGE); the part keeps stored order. The whole
+/// value when the span covers it (shared, not copied). `None` if `ty` is
+/// not a collection.
+pub fn window(ty: ValueType, raw: &Bytes, start: i64, stop: i64, rev: bool) -> Option<Result<Projected, CorruptRecord>> {
+    let layout = Layout::of(ty)?;
+    Some(window_of(layout, raw, start, stop, rev))
+}
+
+fn window_of(layout: Layout, raw: &Bytes, start: i64, stop: i64, rev: bool) -> Result<Projected, CorruptRecord> {
+    let (walk, count) = Walk::new(layout, raw)?;
+    let len = count as usize;
+    let Some(span) = List::range(len, start, stop) else {
+        return Ok(Projected { value: part(0, &[]), elements: count as u64, first: 0 });
+    };
+    let span = if rev { len - 1 - span.end()..len - span.start() } else { *span.start()..span.end() + 1 };
+    if span.len() == len {
+        return Ok(Projected { value: raw.clone(), elements: count as u64, first: 0 });
+    }
+    let mut body = Vec::new();
+    for (i, entry) in walk.enumerate().take(span.end) {
+        let (bytes, _) = entry?;
+        if i >= span.start {
+            body.extend_from_slice(&raw[bytes]);
+        }
+    }
+    Ok(Projected { value: part(span.len(), &body), elements: count as u64, first: span.start as u64 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::Hash;
+    use crate::list::List;
+    use crate::set::Set;
+    use crate::zset::ZSet;
+    use proptest::prelude::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    fn hash(pairs: &[(&str, &str)]) -> Bytes {
+        let mut h = Hash::default();
+        for (f, v) in pairs {
+            h.set(b(f), b(v));
+        }
+        h.encode()
+    }
+
+    #[test]
+    fn a_hash_part_holds_the_fields_asked_for_in_stored_order() {
+        let raw = hash(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]);
+        let p = entries(ValueType::Hash, &raw, &[b("c"), b("zz"), b("a"), b("c")]).unwrap().unwrap();
+        let part = Hash::decode(&p.value).unwrap();
+        assert_eq!(part.iter().map(|(f, v)| (f.clone(), v.clone())).collect::<Vec<_>>(), vec![(b("a"), b("1")), (b("c"), b("3"))]);
+        assert_eq!((p.elements, p.first), (4, 0));
+        let p = entries(ValueType::Hash, &raw, &[b("d")]).unwrap().unwrap();
+        assert_eq!((Hash::decode(&p.value).unwrap().len(), p.first), (1, 3));
+        let none = entries(ValueType::Hash, &raw, &[]).unwrap().unwrap();
+        assert_eq!((Hash::decode(&none.value).unwrap().len(), none.elements), (0, 4), "no names: the count alone");
+        assert!(entries(ValueType::String, &raw, &[]).is_none());
+    }
+
+    #[test]
+    fn sets_and_sorted_sets_project_by_member() {
+        let s: Set = ["x", "y", "z"].into_iter().map(b).collect();
+        let p = entries(ValueType::Set, &s.encode(), &[b("z"), b("q")]).unwrap().unwrap();
+        let part = Set::decode(&p.value).unwrap();
+        assert!(part.contains(b"z") && !part.contains(b"x"));
+        assert_eq!((part.len(), p.elements, p.first), (1, 3, 2));
+
+        let z: ZSet = [(b("a"), 3.0), (b("b"), 1.0), (b("c"), 2.0)].into_iter().collect();
+        let p = entries(ValueType::ZSet, &z.encode(), &[b("a")]).unwrap().unwrap();
+        let part = ZSet::decode(&p.value).unwrap();
+        assert_eq!((part.score(b"a"), p.first), (Some(3.0), 2), "a is the highest: rank 2");
+    }
+
+    #[test]
+    fn windows_follow_lrange_and_zrevrange() {
+        let l: List = List((0..10).map(|i| b(&i.to_string())).collect());
+        let raw = l.encode();
+        let items = |p: &Projected| List::decode(&p.value).unwrap().0.into_iter().collect::<Vec<_>>();
+        let p = window(ValueType::List, &raw, 2, 4, false).unwrap().unwrap();
+        assert_eq!((items(&p), p.elements, p.first), (vec![b("2"), b("3"), b("4")], 10, 2));
+        let p = window(ValueType::List, &raw, -2, -1, false).unwrap().unwrap();
+        assert_eq!((items(&p), p.first), (vec![b("8"), b("9")], 8));
+        let p = window(ValueType::List, &raw, 0, 1, true).unwrap().unwrap();
+        assert_eq!((items(&p), p.first), (vec![b("8"), b("9")], 8), "rev: the last two, in stored order");
+        let p = window(ValueType::List, &raw, 5, 3, false).unwrap().unwrap();
+        assert_eq!((items(&p), p.elements), (vec![], 10));
+        let all = window(ValueType::List, &raw, 0, -1, false).unwrap().unwrap();
+        assert_eq!(all.value.as_ptr(), raw.as_ptr(), "the whole value is shared, not copied");
+    }
+
+    #[test]
+    fn a_malformed_encoding_is_corrupt_not_a_panic() {
+        let raw = hash(&[("a", "1"), ("b", "2")]);
+        for cut in 0..raw.len() {
+            let short = raw.slice(..cut);
+            assert!(entries(ValueType::Hash, &short, &[b("b")]).unwrap().is_err(), "cut at {cut}");
+        }
+        let mut lying = raw.to_vec();
+        lying[0] = 200;
+        assert!(window(ValueType::Hash, &Bytes::from(lying), 0, -2, false).unwrap().is_err());
+    }
+
+    proptest! {
+        /// A part answers every point read as the whole value does.
+        #[test]
+        fn a_part_answers_as_the_whole(fields in proptest::collection::vec("[a-e]{0,3}", 0..24), asked in proptest::collection::vec("[a-e]{0,3}", 0..6)) {
+            let mut h = Hash::default();
+            for (i, f) in fields.iter().enumerate() {
+                h.set(b(f), b(&i.to_string()));
+            }
+            let raw = h.encode();
+            let asked: Vec<Bytes> = asked.iter().map(|a| b(a)).collect();
+            let p = entries(ValueType::Hash, &raw, &asked).unwrap().unwrap();
+            let part = Hash::decode(&p.value).unwrap();
+            prop_assert_eq!(p.elements as usize, h.len());
+            for a in &asked {
+                prop_assert_eq!(part.get(a), h.get(a));
+            }
+            if let Some((first, _)) = part.iter().next() {
+                prop_assert_eq!(h.iter().position(|(f, _)| f == first), Some(p.first as usize));
+            }
+        }
+
+        #[test]
+        fn a_window_is_the_range_of_the_whole(n in 0usize..30, start in -40i64..40, stop in -40i64..40, rev in any::<bool>()) {
+            let l = List((0..n).map(|i| b(&i.to_string())).collect());
+            let p = window(ValueType::List, &l.encode(), start, stop, rev).unwrap().unwrap();
+            let got: Vec<Bytes> = List::decode(&p.value).unwrap().0.into_iter().collect();
+            let walk: Vec<Bytes> = if rev { l.0.iter().rev().cloned().collect() } else { l.0.iter().cloned().collect() };
+            let mut want: Vec<Bytes> = List::range(n, start, stop).map(|r| walk[r].to_vec()).unwrap_or_default();
+            if rev {
+                want.reverse();
+            }
+            prop_assert_eq!(&got, &want);
+            if let Some(first) = got.first() {
+                prop_assert_eq!(l.0.iter().position(|e| e == first), Some(p.first as usize));
+            }
+        }
+    }
+}
