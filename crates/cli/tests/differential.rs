@@ -930,6 +930,26 @@ fn point_reads(s: &mut Script) {
         s.cmd(&["ZREVRANK", "pr:z", m]);
         s.cmd(&["ZSCORE", "pr:z", m]);
     }
+    for range in [
+        &["ZRANGEBYSCORE", "pr:z", "-inf", "+inf", "LIMIT", "0", "1"][..],
+        &["ZRANGEBYSCORE", "pr:z", "5", "(9", "WITHSCORES"],
+        &["ZRANGEBYSCORE", "pr:z", "(5", "9", "LIMIT", "1", "2"],
+        &["ZRANGEBYSCORE", "pr:z", "3", "20", "LIMIT", "2", "-1"],
+        &["ZRANGEBYSCORE", "pr:z", "3", "20", "LIMIT", "-1", "5"],
+        &["ZRANGEBYSCORE", "pr:z", "3", "20", "LIMIT", "50", "5"],
+        &["ZRANGEBYSCORE", "pr:z", "9", "3"],
+        &["ZRANGEBYSCORE", "pr:z", "(5", "(5"],
+        &["ZRANGEBYSCORE", "pr:z", "-inf", "+inf"],
+        &["ZREVRANGEBYSCORE", "pr:z", "+inf", "-inf", "LIMIT", "0", "3"],
+        &["ZREVRANGEBYSCORE", "pr:z", "(20", "5", "WITHSCORES", "LIMIT", "1", "4"],
+        &["ZRANGE", "pr:z", "(4", "12", "BYSCORE", "REV", "LIMIT", "2", "3"],
+        &["ZRANGE", "pr:z", "4", "12", "BYSCORE", "LIMIT", "0", "0"],
+        &["ZRANGEBYSCORE", "pr:z", "x", "1"],
+        &["ZRANGEBYSCORE", "pr:h", "0", "1"],
+        &["ZRANGEBYSCORE", "pr:missing", "0", "1", "LIMIT", "0", "1"],
+    ] {
+        s.cmd(range);
+    }
     s.cmd(&["ZMSCORE", "pr:z", "m3", "nope", "m3", "tie-b"]);
     s.cmd(&["ZCARD", "pr:z"]);
     s.cmd(&["HSET", "pr:h", "a", "1", "b", "", "c", "333"]);

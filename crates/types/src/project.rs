@@ -17,6 +17,7 @@
 
 use crate::list::List;
 use crate::record::{CorruptRecord, ValueType};
+use crate::zset::ScoreBound;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::HashSet;
 use std::ops::Range;
@@ -178,6 +179,58 @@ fn window_of(layout: Layout, raw: &Bytes, start: i64, stop: i64, rev: bool) -> R
     Ok(Projected { value: part(span.len(), &body), elements: count as u64, first: span.start as u64 })
 }
 
+/// The members of `raw` (a sorted set's encoding) whose scores lie in
+/// `min..max`, walked from the highest with `rev`, then LIMIT's `offset`
+/// and `count` applied in that walk (a negative count: all the rest; a
+/// negative offset: none), as `ZSet::select` chooses them; the part keeps
+/// stored order. Scores ascend in the encoding, so the walk stops past
+/// `max`, and going forward, once LIMIT has what it takes.
+pub fn scores(raw: &Bytes, min: ScoreBound, max: ScoreBound, rev: bool, limit: Option<(i64, i64)>) -> Result<Projected, CorruptRecord> {
+    let (walk, count) = Walk::new(Layout::Scored, raw)?;
+    let empty = || Projected { value: part(0, &[]), elements: count as u64, first: 0 };
+    let (skip, take) = match limit {
+        None => (0, usize::MAX),
+        Some((offset, _)) if offset < 0 => return Ok(empty()),
+        Some((offset, n)) => (usize::try_from(offset).unwrap_or(usize::MAX), usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+    // Walking backward, LIMIT takes from the run's end: only that many
+    // entries are kept while walking forward to it.
+    let keep = if rev { skip.saturating_add(take) } else { usize::MAX };
+    let mut run: std::collections::VecDeque<(usize, Range<usize>)> = std::collections::VecDeque::new();
+    for (i, entry) in walk.enumerate() {
+        let (bytes, _) = entry?;
+        let score = f64::from_le_bytes(raw[bytes.start..bytes.start + 8].try_into().expect("8 bytes"));
+        if !max.above(score) {
+            break;
+        }
+        if min.below(score) {
+            if run.len() == keep {
+                run.pop_front();
+            }
+            run.push_back((i, bytes));
+            if !rev && run.len() - skip.min(run.len()) >= take {
+                break;
+            }
+        }
+    }
+    let picked: Vec<&(usize, Range<usize>)> = if rev {
+        let mut p: Vec<_> = run.iter().rev().skip(skip).take(take).collect();
+        p.reverse();
+        p
+    } else {
+        run.iter().skip(skip).take(take).collect()
+    };
+    let Some(&(first, _)) = picked.first().copied() else { return Ok(empty()) };
+    if picked.len() == count as usize {
+        return Ok(Projected { value: raw.clone(), elements: count as u64, first: 0 });
+    }
+    let mut body = Vec::with_capacity(picked.iter().map(|(_, r)| r.len()).sum());
+    for (_, bytes) in &picked {
+        body.extend_from_slice(&raw[bytes.clone()]);
+    }
+    Ok(Projected { value: part(picked.len(), &body), elements: count as u64, first: first as u64 })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +310,20 @@ mod tests {
     }
 
     proptest! {
+        /// A score range's part lists what `ZSet::select` lists.
+        #[test]
+        fn a_score_part_selects_as_the_whole(given in proptest::collection::vec(-5i32..5, 0..20), min in -6i32..6, span in 0i32..8, exclusive in any::<(bool, bool)>(), rev in any::<bool>(), limit in proptest::option::of((-1i64..4, -1i64..4))) {
+            use crate::zset::{Bounds, Range as ZRange};
+            let z: ZSet = given.iter().enumerate().map(|(i, s)| (b(&format!("m{i}")), *s as f64)).collect();
+            let (lo, hi) = (ScoreBound { value: min as f64, exclusive: exclusive.0 }, ScoreBound { value: (min + span) as f64, exclusive: exclusive.1 });
+            let range = ZRange { bounds: Bounds::Score { min: lo, max: hi }, rev, limit };
+            let p = scores(&z.encode(), lo, hi, rev, limit).unwrap();
+            let part = ZSet::decode(&p.value).unwrap();
+            let all = ZRange { bounds: Bounds::Rank { start: 0, stop: -1 }, rev, limit: None };
+            prop_assert_eq!(part.select(&all), z.select(&range));
+            prop_assert_eq!(p.elements as usize, z.len());
+        }
+
         /// A part answers every point read as the whole value does.
         #[test]
         fn a_part_answers_as_the_whole(fields in proptest::collection::vec("[a-e]{0,3}", 0..24), asked in proptest::collection::vec("[a-e]{0,3}", 0..6)) {

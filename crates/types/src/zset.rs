@@ -10,8 +10,8 @@
 //!
 //! A sorted set is one record, as a hash is: each write rewrites it, so
 //! it suits sets of up to some thousands of members. Point reads take
-//! only the part they need ([`crate::project`]); range reads by score or
-//! lex fetch it whole.
+//! only the part they need ([`crate::project`]), ranges by score too;
+//! ranges by lex fetch it whole.
 
 use crate::hash::Cursor;
 use crate::list::List;
@@ -213,12 +213,12 @@ impl ScoreBound {
     }
 
     /// Whether `score` is at or past this bound taken as a minimum.
-    fn below(&self, score: f64) -> bool {
+    pub(crate) fn below(&self, score: f64) -> bool {
         if self.exclusive { score > self.value } else { score >= self.value }
     }
 
     /// Whether `score` is at or before this bound taken as a maximum.
-    fn above(&self, score: f64) -> bool {
+    pub(crate) fn above(&self, score: f64) -> bool {
         if self.exclusive { score < self.value } else { score <= self.value }
     }
 }

@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use evenkeel_rpc::pb::{self, op::Kind, op_result::Result as R};
 use evenkeel_types::int::parse_i64;
 use evenkeel_types::{Record, ValueType, Version};
+use evenkeel_types::zset::{Bounds, Range};
 
 mod collection;
 mod hashes;
@@ -381,9 +382,15 @@ pub use evenkeel_rpc::{value_type, value_type_from};
 fn read(live: Option<&Record>, g: &pb::Get) -> Applied {
     let Some(project) = &g.project else { return no_write(value_reply(live, g.meta_only)) };
     let Some((r, v)) = live.and_then(|r| r.value.as_ref().map(|v| (r, v))) else { return no_write(R::Nil(pb::Nil {})) };
-    let part = match &project.window {
-        Some(w) => evenkeel_types::project::window(r.ty, v, w.start, w.stop, w.rev),
-        None => evenkeel_types::project::entries(r.ty, v, &project.entries),
+    let part = match (&project.window, &project.scores) {
+        (Some(w), _) => evenkeel_types::project::window(r.ty, v, w.start, w.stop, w.rev),
+        (None, Some(_)) if r.ty != ValueType::ZSet => None,
+        (None, Some(range)) => match zsets::range(Some(range)) {
+            Ok(Range { bounds: Bounds::Score { min, max }, rev, limit }) => Some(evenkeel_types::project::scores(v, min, max, rev, limit)),
+            Ok(_) => return no_write(error(pb::op_error::Kind::Internal, "malformed projection: a range of scores that is not by score")),
+            Err(e) => return no_write(e),
+        },
+        (None, None) => evenkeel_types::project::entries(r.ty, v, &project.entries),
     };
     match part {
         None => no_write(value_reply(live, true)),

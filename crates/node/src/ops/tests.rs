@@ -317,7 +317,7 @@ fn string_commands_refuse_a_hash_and_key_commands_keep_its_type() {
 
 #[test]
 fn a_projected_get_answers_the_part_the_read_needs() {
-    let project = |names: &[&str]| Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names.iter().map(|n| Bytes::copy_from_slice(n.as_bytes())).collect(), window: None }) });
+    let project = |names: &[&str]| Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names.iter().map(|n| Bytes::copy_from_slice(n.as_bytes())).collect(), ..Default::default() }) });
     let h = hash_record(&[("a", "1"), ("b", "2"), ("c", "3")], Some(NOW + 9));
     let R::Value(v) = hrun(project(&["c"]), h.clone()).reply else { panic!("a value") };
     assert_eq!(Hash::decode(&v.value).unwrap().get(b"c"), Some(&Bytes::from_static(b"3")));

@@ -14,13 +14,19 @@ use rand::RngExt;
 /// it on the node: a point read of a big collection ships and decodes a
 /// few entries, not the whole value.
 pub(crate) fn get_entries(names: Vec<Bytes>) -> Kind {
-    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names, window: None }) })
+    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names, ..Default::default() }) })
 }
 
 /// A GET of a list's elements, or a sorted set's members by rank, at
 /// positions `start..=stop` as LRANGE reads them (`rev`: from the end).
 pub(crate) fn get_window(start: i64, stop: i64, rev: bool) -> Kind {
-    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: Vec::new(), window: Some(pb::Window { start, stop, rev }) }) })
+    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { window: Some(pb::Window { start, stop, rev }), ..Default::default() }) })
+}
+
+/// A GET of the members of a sorted set a range by score and its LIMIT
+/// select (`range` as the node reads it).
+pub(crate) fn get_scores(range: pb::ZRange) -> Kind {
+    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { scores: Some(range), ..Default::default() }) })
 }
 
 /// Whether a GET's value is a part of its collection (see

@@ -173,7 +173,10 @@ pub fn zrange(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         _ => (Some(By::Lex), Some(true)),
     };
     let args = range_args(a, 2, by, rev, false)?;
-    Ok(read_of(&a[1], ZSetRead::Range { range: args.range, withscores: args.withscores }))
+    let by_score = matches!(args.range.bounds, Bounds::Score { .. });
+    let planned = read_of(&a[1], ZSetRead::Range { range: args.range, withscores: args.withscores });
+    // By score: only the members the range and its LIMIT select.
+    Ok(if by_score { Planned { ops: vec![crate::dispatch::KeyOp::new(a[1].clone(), collection::get_scores(args.wire))], ..planned } } else { planned })
 }
 
 /// ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count].
@@ -416,8 +419,9 @@ pub(crate) fn answer(read: &ZSetRead, value: Option<&pb::Value>) -> Frame {
             _ => Frame::Null,
         },
         ZSetRead::Rank { member, rev } => z.as_ref().and_then(|z| z.rank(member, *rev)).map_or(Frame::Null, |r| Frame::Integer(r as i64)),
-        // A window holds just the ranks asked for.
-        ZSetRead::Range { range: Range { bounds: Bounds::Rank { .. }, rev, limit: None }, withscores } if part => {
+        // A window holds just the ranks asked for; a part by score just
+        // what the range and its LIMIT select.
+        ZSetRead::Range { range: Range { bounds: Bounds::Rank { .. } | Bounds::Score { .. }, rev, .. }, withscores } if part => {
             let all = Range { bounds: Bounds::Rank { start: 0, stop: -1 }, rev: *rev, limit: None };
             listing(z.as_ref().map(|z| z.select(&all)).unwrap_or_default(), *withscores)
         }
@@ -515,20 +519,25 @@ mod tests {
     fn part_of(whole: &pb::Value, get: &Kind) -> pb::Value {
         let Kind::Get(pb::Get { project: Some(p), .. }) = get else { panic!("not projected: {get:?}") };
         let ty = evenkeel_types::record::ValueType::ZSet;
-        let part = match &p.window {
-            Some(w) => evenkeel_types::project::window(ty, &whole.value, w.start, w.stop, w.rev),
-            None => evenkeel_types::project::entries(ty, &whole.value, &p.entries),
+        let part = match (&p.window, &p.scores) {
+            (Some(w), _) => evenkeel_types::project::window(ty, &whole.value, w.start, w.stop, w.rev).unwrap(),
+            (None, Some(r)) => {
+                let Ok(Range { bounds: Bounds::Score { min, max }, rev, limit }) = Range::parse(By::Score, &r.min, &r.max, r.rev, r.offset.map(|o| (o, r.count))) else { panic!("{r:?}") };
+                evenkeel_types::project::scores(&whole.value, min, max, rev, limit)
+            }
+            (None, None) => evenkeel_types::project::entries(ty, &whole.value, &p.entries).unwrap(),
         };
-        let part = part.unwrap().unwrap();
+        let part = part.unwrap();
         pb::Value { len: part.value.len() as u64, value: part.value, elements: Some(part.elements), first: part.first, ..whole.clone() }
     }
 
     #[test]
     fn point_reads_answer_from_a_part_as_from_the_whole() {
         let whole = zset_value(&[("a", 1.0), ("b", 2.0), ("c", 3.0), ("d", 4.0), ("e", 5.0)]);
-        for line in ["zrank k c", "zrevrank k c", "zrank k zz", "zscore k d", "zmscore k e zz a", "zcard k", "zrange k 1 3 withscores", "zrange k -2 -1 rev", "zrevrange k 0 1", "zrange k 3 1"] {
+        for line in ["zrank k c", "zrevrank k c", "zrank k zz", "zscore k d", "zmscore k e zz a", "zcard k", "zrange k 1 3 withscores", "zrange k -2 -1 rev", "zrevrange k 0 1", "zrange k 3 1", "zrangebyscore k (1 4 limit 1 1", "zrevrangebyscore k +inf 2 withscores"] {
             let a = args(line);
-            let planned = if a[0] == "zrange" || a[0] == "zrevrange" { zrange(&line[..line.find(' ').unwrap()], &a).unwrap() } else { read(&line[..line.find(' ').unwrap()], &a).unwrap() };
+            let name = &line[..line.find(' ').unwrap()];
+            let planned = if name.contains("range") { zrange(name, &a) } else { read(name, &a) }.unwrap();
             let Shape::ZSet(zread) = planned.shape else { panic!() };
             let part = part_of(&whole, &planned.ops[0].kind);
             assert!(part.value.len() < whole.value.len() || line == "zrange k 3 1", "{line}: a part, not the whole");
