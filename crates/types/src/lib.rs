@@ -24,6 +24,7 @@
 //!   by routers and by nodes (which match Pub/Sub patterns).
 
 pub mod bitfield;
+pub mod edit;
 pub mod encoding;
 pub mod float;
 pub mod geo;

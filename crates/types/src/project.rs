@@ -36,7 +36,7 @@ pub struct Projected {
 
 /// How one type lays out an entry after the `count:u32` all share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
+pub(crate) enum Layout {
     /// `len:u32 | field | len:u32 | value` (hashes; sets, with empty values).
     Pairs,
     /// `len:u32 | element` (lists).
@@ -62,7 +62,7 @@ pub fn projectable(ty: ValueType) -> bool {
 }
 
 /// The entries of an encoding, each as (its bytes, its name's bytes).
-struct Walk<'a> {
+pub(crate) struct Walk<'a> {
     raw: &'a [u8],
     at: usize,
     left: u32,
@@ -70,7 +70,7 @@ struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    fn new(layout: Layout, raw: &'a [u8]) -> Result<(Walk<'a>, u32), CorruptRecord> {
+    pub(crate) fn new(layout: Layout, raw: &'a [u8]) -> Result<(Walk<'a>, u32), CorruptRecord> {
         let count = raw.get(..4).ok_or(CorruptRecord("collection shorter than its count"))?;
         let count = u32::from_le_bytes(count.try_into().expect("4 bytes"));
         Ok((Walk { raw, at: 4, left: count, layout }, count))
@@ -109,7 +109,7 @@ impl Iterator for Walk<'_> {
 }
 
 /// A part made of `count` entries whose bytes are `body`.
-fn part(count: usize, body: &[u8]) -> Bytes {
+pub(crate) fn part(count: usize, body: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(4 + body.len());
     out.put_u32_le(count as u32);
     out.put_slice(body);

@@ -114,6 +114,41 @@ pub(super) fn record<C: Collection>(value: &C, expire: Option<u64>, version: Ver
     Ok(Record::typed(C::TYPE, value.encode(), expire, version))
 }
 
+/// The encoding `live` holds (None: no key), for a write that edits it in
+/// place (`evenkeel_types::edit`), or the error: the key holds another
+/// type.
+pub(super) fn encoded<C: Collection>(live: Option<&Record>) -> Result<Option<&Bytes>, R> {
+    match live {
+        None => Ok(None),
+        Some(r) if r.ty != C::TYPE => Err(wrong_type()),
+        Some(r) => Ok(Some(r.value.as_ref().expect("a live record has a value"))),
+    }
+}
+
+/// The error for an encoding an edit refused: the store is corrupt.
+pub(super) fn corrupt(e: CorruptRecord) -> R {
+    error(pb::op_error::Kind::Internal, &e.to_string())
+}
+
+/// The write of an edited value (a tombstone once it is empty) answered
+/// with `reply`, or the error for one past the limit.
+pub(super) fn edited<C: Collection>(e: evenkeel_types::edit::Edited, live: Option<&Record>, version: Version, limits: OpLimits, reply: R) -> Applied {
+    match edited_record::<C>(e, live, version, limits) {
+        Ok(record) => Applied { write: Some(record), reply },
+        Err(e) => no_write(e),
+    }
+}
+
+pub(super) fn edited_record<C: Collection>(e: evenkeel_types::edit::Edited, live: Option<&Record>, version: Version, limits: OpLimits) -> Result<Record, R> {
+    if e.count == 0 {
+        return Ok(Record::tombstone(version));
+    }
+    if e.value.len() > limits.max_value_bytes {
+        return Err(error(pb::op_error::Kind::TooLarge, &format!("{} exceeds maximum allowed size (proto-max-bulk-len)", C::NAME)));
+    }
+    Ok(Record::typed(C::TYPE, e.value, live.and_then(|r| r.expire_at_ms), version))
+}
+
 /// No limit: for a value that only shrinks.
 pub(super) const UNLIMITED: OpLimits = OpLimits { max_value_bytes: usize::MAX };
 

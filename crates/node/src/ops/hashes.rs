@@ -1,9 +1,10 @@
 //! Hash operations: HSET/HSETNX/HMSET, HDEL, HINCRBY, HINCRBYFLOAT.
 
-use super::collection::{UNLIMITED, change, change_existing};
+use super::collection::{Collection, UNLIMITED, change, corrupt, edited, encoded};
 use super::{Applied, OpLimits, error, no_write, op_error};
 use bytes::Bytes;
 use evenkeel_rpc::pb::{self, op_result::Result as R};
+use evenkeel_types::edit;
 use evenkeel_types::hash::Hash;
 use evenkeel_types::int::parse_i64;
 use evenkeel_types::{Record, Version};
@@ -12,24 +13,38 @@ pub(super) fn h_set(h: &pb::HSet, live: Option<&Record>, version: Version, limit
     if h.fields.is_empty() || h.fields.len() != h.values.len() {
         return no_write(error(pb::op_error::Kind::Internal, "malformed HSET: a value for each field"));
     }
-    change::<Hash>(live, version, limits, |hash| {
-        let mut added = 0;
-        for (field, value) in h.fields.iter().zip(&h.values) {
-            if h.nx && hash.get(field).is_some() {
-                continue;
-            }
-            added += hash.set(field.clone(), value.clone()) as i64;
-        }
-        // HSET writes even when nothing changes, as Redis (WATCH sees it).
-        (!h.nx || added > 0, R::Integer(added))
-    })
+    let raw = match encoded::<Hash>(live) {
+        Ok(raw) => raw,
+        Err(e) => return no_write(e),
+    };
+    let pairs: Vec<(Bytes, Bytes)> = h.fields.iter().cloned().zip(h.values.iter().cloned()).collect();
+    let (e, added) = match edit::upsert(raw, &pairs, h.nx) {
+        Ok(upserted) => upserted,
+        Err(e) => return no_write(corrupt(e)),
+    };
+    // HSET writes even when nothing changes, as Redis (WATCH sees it).
+    if h.nx && added == 0 {
+        return no_write(R::Integer(0));
+    }
+    edited::<Hash>(e, live, version, limits, R::Integer(added as i64))
 }
 
 pub(super) fn h_del(h: &pb::HDel, live: Option<&Record>, version: Version) -> Applied {
-    change_existing::<Hash>(live, version, UNLIMITED, R::Integer(0), |hash| {
-        let removed = h.fields.iter().filter(|f| hash.remove(f)).count() as i64;
-        (removed > 0, R::Integer(removed))
-    })
+    remove::<Hash>(&h.fields, live, version)
+}
+
+/// HDEL and SREM, on the encoding ([`edit::remove`]).
+pub(super) fn remove<C: Collection>(names: &[Bytes], live: Option<&Record>, version: Version) -> Applied {
+    let raw = match encoded::<C>(live) {
+        Ok(Some(raw)) => raw,
+        Ok(None) => return no_write(R::Integer(0)),
+        Err(e) => return no_write(e),
+    };
+    match edit::remove(raw, names) {
+        Err(e) => no_write(corrupt(e)),
+        Ok((_, 0)) => no_write(R::Integer(0)),
+        Ok((e, removed)) => edited::<C>(e, live, version, UNLIMITED, R::Integer(removed as i64)),
+    }
 }
 
 pub(super) fn h_incr_by(h: &pb::HIncrBy, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {

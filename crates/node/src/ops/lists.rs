@@ -1,39 +1,52 @@
 //! List operations: LPUSH/RPUSH(X), LPOP/RPOP, LSET, LREM, LTRIM, LINSERT,
 //! and the multi-key LMOVE (RPOPLPUSH).
 
-use super::collection::{UNLIMITED, change, change_existing, m_pop, read, record};
-use super::{Applied, AppliedMulti, OpLimits, error, op_error};
+use super::collection::{UNLIMITED, change_existing, corrupt, edited, edited_record, encoded, read, record};
+use super::{Applied, AppliedMulti, OpLimits, error, no_write, op_error};
+use evenkeel_types::edit;
 use evenkeel_rpc::pb::{self, op_result::Result as R};
 use evenkeel_types::int::parse_i64;
 use evenkeel_types::list::List;
 use evenkeel_types::{Record, Version};
 
+/// LPUSH/RPUSH(X), on the encoding ([`edit::push`]: the list's elements
+/// are not walked).
 pub(super) fn l_push(p: &pb::LPush, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
-    let push = |list: &mut List| {
-        for e in &p.elements {
-            if p.left { list.0.push_front(e.clone()) } else { list.0.push_back(e.clone()) }
-        }
-        (true, R::Integer(list.0.len() as i64))
+    let raw = match encoded::<List>(live) {
+        Ok(raw) => raw,
+        Err(e) => return no_write(e),
     };
-    if p.only_existing {
-        change_existing::<List>(live, version, limits, R::Integer(0), push)
-    } else {
-        change::<List>(live, version, limits, push)
+    if p.only_existing && raw.is_none() {
+        return no_write(R::Integer(0));
     }
+    let e = match edit::push(raw, &p.elements, p.left) {
+        Ok(e) => e,
+        Err(e) => return no_write(corrupt(e)),
+    };
+    let count = e.count as i64;
+    edited::<List>(e, live, version, limits, R::Integer(count))
 }
 
 /// LPOP/RPOP: no list answers Nil (a null array, with a count); a count of
-/// 0 answers an empty array.
+/// 0 answers an empty array. On the encoding ([`edit::pop`]).
 pub(super) fn l_pop(p: &pb::LPop, live: Option<&Record>, version: Version) -> Applied {
-    change_existing::<List>(live, version, UNLIMITED, R::Nil(pb::Nil {}), |list| {
-        let n = p.count.map_or(1, |c| c.min(list.0.len() as u64) as usize);
-        let popped: Vec<_> = (0..n).filter_map(|_| if p.left { list.0.pop_front() } else { list.0.pop_back() }).collect();
-        let reply = match p.count {
-            Some(_) => R::Members(pb::Members { members: popped.clone() }),
-            None => popped.first().map_or(R::Nil(pb::Nil {}), |e| R::Value(pb::Value { len: e.len() as u64, value: e.clone(), ..Default::default() })),
-        };
-        (!popped.is_empty(), reply)
-    })
+    let raw = match encoded::<List>(live) {
+        Ok(Some(raw)) => raw,
+        Ok(None) => return no_write(R::Nil(pb::Nil {})),
+        Err(e) => return no_write(e),
+    };
+    let (popped, rest) = match edit::pop(raw, p.count.map_or(1, |c| c.min(usize::MAX as u64) as usize), p.left) {
+        Ok(popped) => popped,
+        Err(e) => return no_write(corrupt(e)),
+    };
+    let reply = match p.count {
+        Some(_) => R::Members(pb::Members { members: popped.clone() }),
+        None => popped.first().map_or(R::Nil(pb::Nil {}), |e| R::Value(pb::Value { len: e.len() as u64, value: e.clone(), ..Default::default() })),
+    };
+    if popped.is_empty() {
+        return no_write(reply);
+    }
+    edited::<List>(rest, live, version, UNLIMITED, reply)
 }
 
 /// LSET, in Redis's order: the key, its type, then the index.
@@ -116,12 +129,23 @@ pub(super) fn l_move<'a>(m: &pb::LMove, live: &dyn Fn(usize) -> Option<&'a Recor
     AppliedMulti { writes, reply }
 }
 
-/// LMPOP (BLPOP, BRPOP, BLMPOP): elements from the first key that exists.
+/// LMPOP (BLPOP, BRPOP, BLMPOP): elements from the first key that exists
+/// (later keys are not looked at, as in Redis), popped on the encoding
+/// ([`edit::pop`]); answers that key and the elements.
 pub(super) fn l_m_pop<'a>(m: &pb::LmPop, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version]) -> AppliedMulti {
-    m_pop::<List>(&m.keys, live, versions, |list| {
-        let n = m.count.max(1).min(list.0.len() as u64) as usize;
-        (0..n).filter_map(|_| if m.left { list.0.pop_front() } else { list.0.pop_back() }).collect()
-    })
+    let none = |reply| AppliedMulti { writes: vec![], reply };
+    let Some(i) = (0..m.keys.len()).find(|&i| live(i).is_some()) else { return none(R::Nil(pb::Nil {})) };
+    let raw = match encoded::<List>(live(i)) {
+        Ok(raw) => raw.expect("a live record"),
+        Err(e) => return none(e),
+    };
+    let (popped, rest) = match edit::pop(raw, m.count.max(1).min(usize::MAX as u64) as usize, m.left) {
+        Ok(popped) => popped,
+        Err(e) => return none(corrupt(e)),
+    };
+    let written = edited_record::<List>(rest, live(i), versions[i], UNLIMITED).expect("no limit");
+    let members = std::iter::once(m.keys[i].clone()).chain(popped).collect();
+    AppliedMulti { writes: vec![(i, written)], reply: R::Members(pb::Members { members }) }
 }
 
 /// The elements SORT reads from a list, set or sorted set (missing: none),

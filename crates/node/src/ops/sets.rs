@@ -1,25 +1,30 @@
 //! Set operations: SADD, SREM, SPOP, and the multi-key SMOVE and
 //! SUNIONSTORE/SINTERSTORE/SDIFFSTORE.
 
-use super::collection::{UNLIMITED, change, change_existing, read, record};
-use super::{Applied, AppliedMulti, OpLimits, error};
+use super::collection::{UNLIMITED, change_existing, corrupt, edited, encoded, read, record};
+use super::{Applied, AppliedMulti, OpLimits, error, no_write};
 use bytes::Bytes;
 use evenkeel_rpc::pb::{self, op_result::Result as R};
 use evenkeel_types::set::{Combine, Set};
 use evenkeel_types::{Record, Version};
 
+/// SADD, on the encoding ([`evenkeel_types::edit::upsert`]: a set is a
+/// hash of empty values).
 pub(super) fn s_add(members: &[Bytes], live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
-    change::<Set>(live, version, limits, |set| {
-        let added = members.iter().filter(|m| set.insert((*m).clone())).count() as i64;
-        (added > 0, R::Integer(added))
-    })
+    let raw = match encoded::<Set>(live) {
+        Ok(raw) => raw,
+        Err(e) => return no_write(e),
+    };
+    let pairs: Vec<(Bytes, Bytes)> = members.iter().map(|m| (m.clone(), Bytes::new())).collect();
+    match evenkeel_types::edit::upsert(raw, &pairs, true) {
+        Err(e) => no_write(corrupt(e)),
+        Ok((_, 0)) => no_write(R::Integer(0)),
+        Ok((e, added)) => edited::<Set>(e, live, version, limits, R::Integer(added as i64)),
+    }
 }
 
 pub(super) fn s_rem(members: &[Bytes], live: Option<&Record>, version: Version) -> Applied {
-    change_existing::<Set>(live, version, UNLIMITED, R::Integer(0), |set| {
-        let removed = members.iter().filter(|m| set.remove(m)).count() as i64;
-        (removed > 0, R::Integer(removed))
-    })
+    super::hashes::remove::<Set>(members, live, version)
 }
 
 /// SPOP: random members, distinct, chosen from the op's seed.
