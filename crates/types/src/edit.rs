@@ -14,6 +14,7 @@
 //! projection does ([`crate::project`]), and refuse a malformed encoding
 //! as [`CorruptRecord`].
 
+use crate::list::List;
 use crate::project::{Layout, Walk, part};
 use crate::record::CorruptRecord;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -201,6 +202,130 @@ pub fn remove(raw: &Bytes, names: &[Bytes]) -> Result<(Edited, usize), CorruptRe
     Ok((Edited { value: out.freeze(), count }, removed))
 }
 
+/// A write to the named entries of a hash, set or sorted set, given as
+/// what those entries are after it: `part` is an encoding of `ty` holding
+/// them (those `names` the write removed are absent, those it added are
+/// there), as the write left the projection of `names`
+/// ([`crate::project::entries`]) it was applied to. The rest of `raw`
+/// (None: a new value) is copied unchanged: a hash's or set's entries keep
+/// their places, new ones go last in the part's order; a sorted set's are
+/// placed by score. A write that removes a hash field and sets it again
+/// is not one this takes (it would keep the field's place); the node's
+/// writes set fields or remove them. `None` for a list or a type that is
+/// no collection.
+pub fn merge(ty: crate::record::ValueType, raw: Option<&Bytes>, names: &[Bytes], part: &Bytes) -> Option<Result<Edited, CorruptRecord>> {
+    let layout = match crate::project::Layout::of(ty) {
+        Some(Layout::Single) | None => return None,
+        Some(layout) => layout,
+    };
+    let empty = Bytes::from_static(&[0, 0, 0, 0]);
+    Some(merge_of(layout, raw.unwrap_or(&empty), names, part))
+}
+
+/// ZREMRANGEBYRANK and ZREMRANGEBYSCORE: the sorted set in `raw` without
+/// the run of members `bounds` selects (ranks as LRANGE reads them, or
+/// scores between min and max: one run, scores ascending), and how many
+/// went. `None` for a lex range (walked as Redis walks a listpack, which
+/// the decoded set does).
+pub fn remove_run(raw: &Bytes, bounds: &crate::zset::Bounds) -> Option<Result<(Edited, usize), CorruptRecord>> {
+    use crate::zset::Bounds;
+    let (walk, count) = match Walk::new(Layout::Scored, raw) {
+        Ok(walked) => walked,
+        Err(e) => return Some(Err(e)),
+    };
+    let count = count as usize;
+    let ranks = match bounds {
+        Bounds::Rank { start, stop } => List::range(count, *start, *stop),
+        _ => None,
+    };
+    let inside = |i: usize, score: f64| match bounds {
+        Bounds::Rank { .. } => ranks.as_ref().is_some_and(|r| r.contains(&i)),
+        Bounds::Score { min, max } => min.below(score) && max.above(score),
+        Bounds::Lex { .. } => unreachable!("checked below"),
+    };
+    if matches!(bounds, Bounds::Lex { .. }) {
+        return None;
+    }
+    let mut run: Option<Range<usize>> = None;
+    let mut removed = 0;
+    for (i, entry) in walk.enumerate() {
+        let (bytes, _) = match entry {
+            Ok(entry) => entry,
+            Err(e) => return Some(Err(e)),
+        };
+        if inside(i, score_at(raw, &bytes)) {
+            run = Some(run.map_or(bytes.clone(), |r| r.start..bytes.end));
+            removed += 1;
+        } else if run.is_some() {
+            break;
+        }
+    }
+    let Some(run) = run else { return Some(Ok((Edited { value: raw.clone(), count }, 0))) };
+    let mut body = Vec::with_capacity(raw.len() - run.len());
+    body.extend_from_slice(&raw[4..run.start]);
+    body.extend_from_slice(&raw[run.end..]);
+    Some(Ok((Edited { value: part(count - removed, &body), count: count - removed }, removed)))
+}
+
+/// A sorted set entry's score, read from its first eight bytes.
+fn score_at(raw: &[u8], entry: &Range<usize>) -> f64 {
+    f64::from_le_bytes(raw[entry.start..entry.start + 8].try_into().expect("8 bytes"))
+}
+
+fn merge_of(layout: Layout, raw: &Bytes, names: &[Bytes], part: &Bytes) -> Result<Edited, CorruptRecord> {
+    let (news, _) = Walk::new(layout, part)?;
+    let news: Vec<(Range<usize>, Range<usize>)> = news.collect::<Result<_, _>>()?;
+    let named = Names::new(names.iter().map(|n| n.as_ref()), false);
+    let in_part = Names::new(news.iter().map(|(_, n)| &part[n.clone()]), false);
+    let mut used = vec![false; news.len()];
+    let (walk, count) = Walk::new(layout, raw)?;
+    let mut out = BytesMut::with_capacity(raw.len() + part.len());
+    out.put_u32_le(0);
+    let (mut run, mut count, mut next) = (4, count as usize, 0);
+    for entry in walk {
+        let (bytes, name) = entry?;
+        if layout == Layout::Scored {
+            // The part's entries that sort before this one go first.
+            let here = (score_at(raw, &bytes), &raw[name.clone()]);
+            while let Some((b, n)) = news.get(next) {
+                let new = (score_at(part, b), &part[n.clone()]);
+                if new.0 > here.0 || (new.0 == here.0 && new.1 >= here.1) {
+                    break;
+                }
+                out.put_slice(&raw[run..bytes.start]);
+                run = bytes.start;
+                out.put_slice(&part[b.clone()]);
+                count += 1;
+                next += 1;
+            }
+        }
+        if named.find(&raw[name.clone()]).is_none() {
+            continue;
+        }
+        out.put_slice(&raw[run..bytes.start]);
+        run = bytes.end;
+        count -= 1;
+        if layout == Layout::Pairs
+            && let Some(i) = in_part.find(&raw[name])
+        {
+            out.put_slice(&part[news[i].0.clone()]);
+            used[i] = true;
+            count += 1;
+        }
+    }
+    out.put_slice(&raw[run..]);
+    let rest: Vec<&(Range<usize>, Range<usize>)> = match layout {
+        Layout::Scored => news[next..].iter().collect(),
+        _ => news.iter().zip(&used).filter(|(_, used)| !**used).map(|(n, _)| n).collect(),
+    };
+    for (b, _) in rest {
+        out.put_slice(&part[b.clone()]);
+        count += 1;
+    }
+    out[..4].copy_from_slice(&(count as u32).to_le_bytes());
+    Ok(Edited { value: out.freeze(), count })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +375,77 @@ mod tests {
     }
 
     proptest! {
+        /// A write applied to the projection of the members it names and
+        /// merged back gives what it gives applied to the whole set.
+        #[test]
+        fn a_merged_part_matches_the_whole_written(start in proptest::collection::vec(("[a-e]{1,2}", -3i32..3), 0..12), writes in proptest::collection::vec(("[a-e]{1,2}", proptest::option::of(-3i32..3)), 1..5)) {
+            use crate::record::ValueType;
+            use crate::zset::ZSet;
+            let mut whole: ZSet = start.iter().map(|(m, s)| (b(m), *s as f64)).collect();
+            let names: Vec<Bytes> = writes.iter().map(|(m, _)| b(m)).collect();
+            let raw = whole.encode();
+            let projected = crate::project::entries(ValueType::ZSet, &raw, &names).unwrap().unwrap();
+            let mut part = ZSet::decode(&projected.value).unwrap();
+            for (m, score) in &writes {
+                match score {
+                    Some(s) => {
+                        whole.insert(b(m), *s as f64);
+                        part.insert(b(m), *s as f64);
+                    }
+                    None => {
+                        whole.remove(m.as_bytes());
+                        part.remove(m.as_bytes());
+                    }
+                }
+            }
+            let merged = merge(ValueType::ZSet, Some(&raw), &names, &part.encode()).unwrap().unwrap();
+            prop_assert_eq!((&merged.value, merged.count), (&whole.encode(), whole.len()));
+            // The same with a hash: fields keep their places. (A write
+            // here sets a field or removes it, never both: a field removed
+            // and set again would keep its place, where the whole hash
+            // would move it last.)
+            let writes: Vec<_> = writes.iter().filter(|(f, v)| v.is_some() || writes.iter().all(|(g, w)| g != f || w.is_none())).collect();
+            let names: Vec<Bytes> = writes.iter().map(|(m, _)| b(m)).collect();
+            let mut h = Hash::default();
+            for (f, v) in &start {
+                h.set(b(f), b(&v.to_string()));
+            }
+            let raw = h.encode();
+            let projected = crate::project::entries(ValueType::Hash, &raw, &names).unwrap().unwrap();
+            let mut part = Hash::decode(&projected.value).unwrap();
+            for (f, v) in writes {
+                match v {
+                    Some(v) => {
+                        h.set(b(f), b(&v.to_string()));
+                        part.set(b(f), b(&v.to_string()));
+                    }
+                    None => {
+                        h.remove(f.as_bytes());
+                        part.remove(f.as_bytes());
+                    }
+                }
+            }
+            let merged = merge(ValueType::Hash, Some(&raw), &names, &part.encode()).unwrap().unwrap();
+            prop_assert_eq!((&merged.value, merged.count), (&h.encode(), h.len()));
+        }
+
+        #[test]
+        fn a_removed_run_matches_the_whole_removed(given in proptest::collection::vec(-4i32..4, 0..14), lo in -6i64..6, hi in -6i64..6, by_score in any::<bool>(), exclusive in any::<(bool, bool)>()) {
+            use crate::zset::{Bounds, Range as ZRange, ScoreBound, ZSet};
+            let mut z: ZSet = given.iter().enumerate().map(|(i, s)| (b(&format!("m{i}")), *s as f64)).collect();
+            let bounds = if by_score {
+                Bounds::Score { min: ScoreBound { value: lo as f64, exclusive: exclusive.0 }, max: ScoreBound { value: hi as f64, exclusive: exclusive.1 } }
+            } else {
+                Bounds::Rank { start: lo, stop: hi }
+            };
+            let (e, removed) = remove_run(&z.encode(), &bounds).unwrap().unwrap();
+            let chosen = z.select(&ZRange { bounds, rev: false, limit: None });
+            for (m, _) in &chosen {
+                z.remove(m);
+            }
+            prop_assert_eq!((&e.value, e.count, removed), (&z.encode(), z.len(), chosen.len()));
+        }
+
         #[test]
         fn list_edits_match_the_decoded_list(start in proptest::collection::vec("[a-c]{0,3}", 0..12), pushed in proptest::collection::vec("[a-c]{0,3}", 0..5), left in any::<bool>(), n in 0usize..16) {
             let mut list = List(start.iter().map(|s| b(s)).collect());

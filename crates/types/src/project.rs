@@ -46,7 +46,7 @@ pub(crate) enum Layout {
 }
 
 impl Layout {
-    fn of(ty: ValueType) -> Option<Layout> {
+    pub(crate) fn of(ty: ValueType) -> Option<Layout> {
         match ty {
             ValueType::Hash | ValueType::Set => Some(Layout::Pairs),
             ValueType::List => Some(Layout::Single),

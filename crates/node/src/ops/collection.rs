@@ -149,6 +149,34 @@ pub(super) fn edited_record<C: Collection>(e: evenkeel_types::edit::Edited, live
     Ok(Record::typed(C::TYPE, e.value, live.and_then(|r| r.expire_at_ms), version))
 }
 
+/// As [`change`], for a write that reads and changes only the entries it
+/// names (ZADD, ZREM, HINCRBY, ...): `change` gets the projection of
+/// `names` (`evenkeel_types::project`), not the whole value, and what it
+/// leaves is merged back into the encoding (`evenkeel_types::edit::merge`),
+/// the other entries copied as they are. `missing` set: no key answers it
+/// and writes nothing.
+pub(super) fn change_named<C: Collection>(live: Option<&Record>, names: &[Bytes], version: Version, limits: OpLimits, missing: Option<R>, change: impl FnOnce(&mut C) -> (bool, R)) -> Applied {
+    let raw = match encoded::<C>(live) {
+        Ok(None) if missing.is_some() => return no_write(missing.expect("checked")),
+        Ok(raw) => raw,
+        Err(e) => return no_write(e),
+    };
+    let projected = raw.map(|raw| evenkeel_types::project::entries(C::TYPE, raw, names).expect("a collection type"));
+    let mut part = match projected.map(|p| p.and_then(|p| C::decode(&p.value))) {
+        None => C::default(),
+        Some(Ok(part)) => part,
+        Some(Err(e)) => return no_write(corrupt(e)),
+    };
+    let (changed, reply) = change(&mut part);
+    if !changed {
+        return no_write(reply);
+    }
+    match evenkeel_types::edit::merge(C::TYPE, raw, names, &part.encode()).expect("a hash, set or sorted set") {
+        Ok(e) => edited::<C>(e, live, version, limits, reply),
+        Err(e) => no_write(corrupt(e)),
+    }
+}
+
 /// No limit: for a value that only shrinks.
 pub(super) const UNLIMITED: OpLimits = OpLimits { max_value_bytes: usize::MAX };
 

@@ -1,6 +1,6 @@
 //! Hash operations: HSET/HSETNX/HMSET, HDEL, HINCRBY, HINCRBYFLOAT.
 
-use super::collection::{Collection, UNLIMITED, change, corrupt, edited, encoded};
+use super::collection::{Collection, UNLIMITED, change_named, corrupt, edited, encoded};
 use super::{Applied, OpLimits, error, no_write, op_error};
 use bytes::Bytes;
 use evenkeel_rpc::pb::{self, op_result::Result as R};
@@ -48,7 +48,7 @@ pub(super) fn remove<C: Collection>(names: &[Bytes], live: Option<&Record>, vers
 }
 
 pub(super) fn h_incr_by(h: &pb::HIncrBy, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
-    change::<Hash>(live, version, limits, |hash| {
+    change_named::<Hash>(live, std::slice::from_ref(&h.field), version, limits, None, |hash| {
         let current = match hash.get(&h.field) {
             None => 0,
             Some(v) => match parse_i64(v) {
@@ -70,7 +70,7 @@ pub(super) fn h_incr_by_float(h: &pb::HIncrByFloat, live: Option<&Record>, versi
     if increment.checked_add(LongDouble::zero()).is_err() {
         return no_write(error(pb::op_error::Kind::NanOrInfinity, "value is NaN or Infinity"));
     }
-    change::<Hash>(live, version, limits, |hash| {
+    change_named::<Hash>(live, std::slice::from_ref(&h.field), version, limits, None, |hash| {
         let current = match hash.get(&h.field) {
             None => LongDouble::zero(),
             Some(v) => match LongDouble::parse(v) {

@@ -2,7 +2,7 @@
 //! ZREMRANGEBYRANK/BYSCORE/BYLEX, and the multi-key ZUNIONSTORE,
 //! ZINTERSTORE, ZDIFFSTORE, ZRANGESTORE and ZMPOP.
 
-use super::collection::{UNLIMITED, change, change_existing, m_pop, read, record};
+use super::collection::{UNLIMITED, change_existing, change_named, m_pop, read, record};
 use super::{Applied, AppliedMulti, OpLimits, error, no_write};
 use bytes::Bytes;
 use evenkeel_rpc::pb::{self, op_result::Result as R};
@@ -26,7 +26,7 @@ pub(super) fn z_add(a: &pb::ZAdd, live: Option<&Record>, version: Version, limit
     if a.xx && live.is_none() {
         return no_write(nothing());
     }
-    change::<ZSet>(live, version, limits, |z| {
+    change_named::<ZSet>(live, &a.members, version, limits, None, |z| {
         let (mut added, mut updated, mut last) = (0, 0, None);
         for (&score, member) in a.scores.iter().zip(&a.members) {
             match z.score(member) {
@@ -69,7 +69,7 @@ fn text(s: String) -> R {
 }
 
 pub(super) fn z_rem(members: &[Bytes], live: Option<&Record>, version: Version) -> Applied {
-    change_existing::<ZSet>(live, version, UNLIMITED, R::Integer(0), |z| {
+    change_named::<ZSet>(live, members, version, UNLIMITED, Some(R::Integer(0)), |z| {
         let removed = members.iter().filter(|m| z.remove(m).is_some()).count() as i64;
         (removed > 0, R::Integer(removed))
     })
@@ -114,6 +114,15 @@ pub(super) fn z_rem_range(r: &pb::ZRemRange, live: Option<&Record>, version: Ver
         Ok(range) => range,
         Err(e) => return no_write(e),
     };
+    // By rank or score, the run is cut out of the encoding.
+    if let Some(raw) = live.filter(|r| r.ty == ValueType::ZSet).and_then(|r| r.value.as_ref()) {
+        match evenkeel_types::edit::remove_run(raw, &range.bounds) {
+            None => {}
+            Some(Err(e)) => return no_write(super::collection::corrupt(e)),
+            Some(Ok((_, 0))) => return no_write(R::Integer(0)),
+            Some(Ok((e, removed))) => return super::collection::edited::<ZSet>(e, live, version, UNLIMITED, R::Integer(removed as i64)),
+        }
+    }
     change_existing::<ZSet>(live, version, UNLIMITED, R::Integer(0), |z| {
         let chosen = z.select(&range);
         for (member, _) in &chosen {
