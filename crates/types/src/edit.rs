@@ -222,6 +222,53 @@ pub fn merge(ty: crate::record::ValueType, raw: Option<&Bytes>, names: &[Bytes],
     Some(merge_of(layout, raw.unwrap_or(&empty), names, part))
 }
 
+/// LTRIM: the list in `raw` with only the elements at `start..=stop` (as
+/// LTRIM reads them: negative from the end, clamped); none left: count 0.
+pub fn trim(raw: &Bytes, start: i64, stop: i64) -> Result<Edited, CorruptRecord> {
+    let (walk, count) = Walk::new(Layout::Single, raw)?;
+    let Some(keep) = List::range(count as usize, start, stop) else { return Ok(Edited { value: part(0, &[]), count: 0 }) };
+    let (mut from, mut to) = (4, 4);
+    for (i, entry) in walk.enumerate().take(keep.end() + 1) {
+        let (bytes, _) = entry?;
+        if i == *keep.start() {
+            from = bytes.start;
+        }
+        to = bytes.end;
+    }
+    let kept = keep.end() + 1 - keep.start();
+    Ok(Edited { value: part(kept, &raw[from..to]), count: kept })
+}
+
+/// ZPOPMIN (or ZPOPMAX, `max`) of up to `n` members of the sorted set in
+/// `raw`: each member and its score in the order popped, and the rest.
+pub fn pop_scored(raw: &Bytes, n: usize, max: bool) -> Result<(Vec<(Bytes, f64)>, Edited), CorruptRecord> {
+    let (walk, count) = Walk::new(Layout::Scored, raw)?;
+    let count = count as usize;
+    let n = n.min(count);
+    let (first, end) = if max { (count - n, count) } else { (0, n) };
+    let (mut popped, mut from, mut to) = (Vec::with_capacity(n), raw.len(), raw.len());
+    for (i, entry) in walk.enumerate().take(end) {
+        let (bytes, member) = entry?;
+        if i == first {
+            from = bytes.start;
+        }
+        if i >= first {
+            popped.push((raw.slice(member), score_at(raw, &bytes)));
+            to = bytes.end;
+        }
+    }
+    if max {
+        popped.reverse();
+    }
+    if n == 0 {
+        return Ok((popped, Edited { value: raw.clone(), count }));
+    }
+    let mut body = Vec::with_capacity(raw.len() - (to - from));
+    body.extend_from_slice(&raw[4..from]);
+    body.extend_from_slice(&raw[to..]);
+    Ok((popped, Edited { value: part(count - n, &body), count: count - n }))
+}
+
 /// ZREMRANGEBYRANK and ZREMRANGEBYSCORE: the sorted set in `raw` without
 /// the run of members `bounds` selects (ranks as LRANGE reads them, or
 /// scores between min and max: one run, scores ascending), and how many
@@ -444,6 +491,29 @@ mod tests {
                 z.remove(m);
             }
             prop_assert_eq!((&e.value, e.count, removed), (&z.encode(), z.len(), chosen.len()));
+        }
+
+        #[test]
+        fn trims_and_scored_pops_match_the_decoded_value(n in 0usize..12, lo in -14i64..14, hi in -14i64..14, k in 0usize..14, max in any::<bool>()) {
+            use crate::zset::ZSet;
+            let mut list = List((0..n).map(|i| b(&i.to_string())).collect());
+            let e = trim(&list.encode(), lo, hi).unwrap();
+            match List::range(n, lo, hi) {
+                Some(keep) => {
+                    list.0.truncate(keep.end() + 1);
+                    list.0.drain(..*keep.start());
+                }
+                None => list.0.clear(),
+            }
+            prop_assert_eq!((&e.value, e.count), (&list.encode(), list.0.len()));
+            let mut z: ZSet = (0..n).map(|i| (b(&format!("m{i}")), (i % 4) as f64)).collect();
+            let (popped, rest) = pop_scored(&z.encode(), k, max).unwrap();
+            let want: Vec<(Bytes, f64)> = if max { z.iter().rev().take(k).map(|(m, s)| (m.clone(), s)).collect() } else { z.iter().take(k).map(|(m, s)| (m.clone(), s)).collect() };
+            for (m, _) in &want {
+                z.remove(m);
+            }
+            prop_assert_eq!(popped, want);
+            prop_assert_eq!((&rest.value, rest.count), (&z.encode(), z.len()));
         }
 
         #[test]

@@ -208,18 +208,22 @@ pub(super) fn change_existing<C: Collection>(live: Option<&Record>, version: Ver
 }
 
 /// LMPOP and ZMPOP (and the blocking pops): `pop` takes what it pops from
-/// the value at the first of `keys` that exists, which must be a `C`
-/// (later keys are not looked at, as in Redis). Answers that key and what
-/// `pop` returned, or Nil when no key exists.
-pub(super) fn m_pop<'a, C: Collection>(keys: &[Bytes], live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version], pop: impl FnOnce(&mut C) -> Vec<Bytes>) -> AppliedMulti {
+/// the encoding at the first of `keys` that exists, which must be a `C`
+/// (later keys are not looked at, as in Redis), and answers it with the
+/// rest (`evenkeel_types::edit`). Answers that key and what was popped,
+/// or Nil when no key exists.
+pub(super) fn m_pop<'a, C: Collection>(keys: &[Bytes], live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version], pop: impl FnOnce(&Bytes) -> Result<(Vec<Bytes>, evenkeel_types::edit::Edited), CorruptRecord>) -> AppliedMulti {
     let none = |reply| AppliedMulti { writes: vec![], reply };
     let Some(i) = (0..keys.len()).find(|&i| live(i).is_some()) else { return none(R::Nil(pb::Nil {})) };
-    let mut value = match read::<C>(live(i)) {
-        Ok(value) => value.expect("a live record"),
+    let raw = match encoded::<C>(live(i)) {
+        Ok(raw) => raw.expect("a live record"),
         Err(e) => return none(e),
     };
-    let popped = pop(&mut value);
-    let written = record(&value, live(i).and_then(|r| r.expire_at_ms), versions[i], UNLIMITED).expect("no limit");
+    let (popped, rest) = match pop(raw) {
+        Ok(popped) => popped,
+        Err(e) => return none(corrupt(e)),
+    };
+    let written = edited_record::<C>(rest, live(i), versions[i], UNLIMITED).expect("no limit");
     let members = std::iter::once(keys[i].clone()).chain(popped).collect();
     AppliedMulti { writes: vec![(i, written)], reply: R::Members(pb::Members { members }) }
 }

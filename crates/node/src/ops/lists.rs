@@ -1,7 +1,7 @@
 //! List operations: LPUSH/RPUSH(X), LPOP/RPOP, LSET, LREM, LTRIM, LINSERT,
 //! and the multi-key LMOVE (RPOPLPUSH).
 
-use super::collection::{UNLIMITED, change_existing, corrupt, edited, edited_record, encoded, read, record};
+use super::collection::{UNLIMITED, change_existing, corrupt, edited, encoded, m_pop, read, record};
 use super::{Applied, AppliedMulti, OpLimits, error, no_write, op_error};
 use evenkeel_types::edit;
 use evenkeel_rpc::pb::{self, op_result::Result as R};
@@ -78,17 +78,18 @@ pub(super) fn l_rem(l: &pb::LRem, live: Option<&Record>, version: Version) -> Ap
 }
 
 /// LTRIM: writes even when it keeps everything, as Redis touches the key.
+/// On the encoding ([`edit::trim`]): capping a list (LPUSH then LTRIM 0 999)
+/// copies what it keeps.
 pub(super) fn l_trim(t: &pb::LTrim, live: Option<&Record>, version: Version) -> Applied {
-    change_existing::<List>(live, version, UNLIMITED, R::Integer(0), |list| {
-        match List::range(list.0.len(), t.start, t.stop) {
-            Some(keep) => {
-                list.0.truncate(keep.end() + 1);
-                list.0.drain(..*keep.start());
-            }
-            None => list.0.clear(),
-        }
-        (true, R::Integer(0))
-    })
+    let raw = match encoded::<List>(live) {
+        Ok(Some(raw)) => raw,
+        Ok(None) => return no_write(R::Integer(0)),
+        Err(e) => return no_write(e),
+    };
+    match edit::trim(raw, t.start, t.stop) {
+        Ok(e) => edited::<List>(e, live, version, UNLIMITED, R::Integer(0)),
+        Err(e) => no_write(corrupt(e)),
+    }
 }
 
 pub(super) fn l_insert(i: &pb::LInsert, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
@@ -133,19 +134,7 @@ pub(super) fn l_move<'a>(m: &pb::LMove, live: &dyn Fn(usize) -> Option<&'a Recor
 /// (later keys are not looked at, as in Redis), popped on the encoding
 /// ([`edit::pop`]); answers that key and the elements.
 pub(super) fn l_m_pop<'a>(m: &pb::LmPop, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version]) -> AppliedMulti {
-    let none = |reply| AppliedMulti { writes: vec![], reply };
-    let Some(i) = (0..m.keys.len()).find(|&i| live(i).is_some()) else { return none(R::Nil(pb::Nil {})) };
-    let raw = match encoded::<List>(live(i)) {
-        Ok(raw) => raw.expect("a live record"),
-        Err(e) => return none(e),
-    };
-    let (popped, rest) = match edit::pop(raw, m.count.max(1).min(usize::MAX as u64) as usize, m.left) {
-        Ok(popped) => popped,
-        Err(e) => return none(corrupt(e)),
-    };
-    let written = edited_record::<List>(rest, live(i), versions[i], UNLIMITED).expect("no limit");
-    let members = std::iter::once(m.keys[i].clone()).chain(popped).collect();
-    AppliedMulti { writes: vec![(i, written)], reply: R::Members(pb::Members { members }) }
+    m_pop::<List>(&m.keys, live, versions, |raw| edit::pop(raw, m.count.max(1).min(usize::MAX as u64) as usize, m.left))
 }
 
 /// The elements SORT reads from a list, set or sorted set (missing: none),

@@ -75,26 +75,24 @@ pub(super) fn z_rem(members: &[Bytes], live: Option<&Record>, version: Version) 
     })
 }
 
-/// Removes up to `count` members from the low (or high) end: the
-/// members and their scores' text, flat, in the order popped.
-fn pop(z: &mut ZSet, max: bool, count: usize) -> Vec<Bytes> {
-    let popped: Vec<(Bytes, f64)> =
-        if max { z.iter().rev().take(count).map(|(m, s)| (m.clone(), s)).collect() } else { z.iter().take(count).map(|(m, s)| (m.clone(), s)).collect() };
-    let mut flat = Vec::with_capacity(popped.len() * 2);
-    for (member, score) in popped {
-        z.remove(&member);
-        flat.push(member);
-        flat.push(Bytes::from(format_double(score)));
+/// ZPOPMIN/ZPOPMAX: the key's type is checked before a count of 0 is.
+/// On the encoding ([`evenkeel_types::edit::pop_scored`]).
+pub(super) fn z_pop(p: &pb::ZPop, live: Option<&Record>, version: Version) -> Applied {
+    let raw = match super::collection::encoded::<ZSet>(live) {
+        Ok(Some(raw)) => raw,
+        Ok(None) => return no_write(R::Members(pb::Members::default())),
+        Err(e) => return no_write(e),
+    };
+    match evenkeel_types::edit::pop_scored(raw, p.count.map_or(1, |c| c.min(usize::MAX as u64) as usize), p.max) {
+        Err(e) => no_write(super::collection::corrupt(e)),
+        Ok((popped, _)) if popped.is_empty() => no_write(R::Members(pb::Members::default())),
+        Ok((popped, rest)) => super::collection::edited::<ZSet>(rest, live, version, UNLIMITED, R::Members(pb::Members { members: flat(popped) })),
     }
-    flat
 }
 
-/// ZPOPMIN/ZPOPMAX: the key's type is checked before a count of 0 is.
-pub(super) fn z_pop(p: &pb::ZPop, live: Option<&Record>, version: Version) -> Applied {
-    change_existing::<ZSet>(live, version, UNLIMITED, R::Members(pb::Members::default()), |z| {
-        let popped = pop(z, p.max, p.count.map_or(1, |c| c.min(usize::MAX as u64) as usize));
-        (!popped.is_empty(), R::Members(pb::Members { members: popped }))
-    })
+/// Popped members and their scores' text, flat, in the order popped.
+fn flat(popped: Vec<(Bytes, f64)>) -> Vec<Bytes> {
+    popped.into_iter().flat_map(|(m, s)| [m, Bytes::from(format_double(s))]).collect()
 }
 
 /// The selection a [`pb::ZRange`] describes (the router has checked it).
@@ -202,5 +200,8 @@ pub(super) fn z_range_store<'a>(rs: &pb::ZRangeStore, live: &dyn Fn(usize) -> Op
 /// ZMPOP (BZPOPMIN, BZPOPMAX, BZMPOP): members and scores from the first
 /// key that exists.
 pub(super) fn z_m_pop<'a>(m: &pb::ZmPop, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version]) -> AppliedMulti {
-    m_pop::<ZSet>(&m.keys, live, versions, |z| pop(z, m.max, m.count.max(1).min(usize::MAX as u64) as usize))
+    m_pop::<ZSet>(&m.keys, live, versions, |raw| {
+        let (popped, rest) = evenkeel_types::edit::pop_scored(raw, m.count.max(1).min(usize::MAX as u64) as usize, m.max)?;
+        Ok((flat(popped), rest))
+    })
 }
