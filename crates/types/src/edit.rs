@@ -103,6 +103,42 @@ pub fn pop(raw: &Bytes, n: usize, left: bool) -> Result<(Vec<Bytes>, Edited), Co
     Ok((popped, Edited { value: part(count - n, &raw[kept]), count: count - n }))
 }
 
+/// LREM: the list in `raw` without its elements equal to `element`, the
+/// first `count` of them from the head (a negative count: from the tail;
+/// 0: all); answers the rest and how many went.
+pub fn remove_equal(raw: &Bytes, element: &[u8], count: i64) -> Result<(Edited, usize), CorruptRecord> {
+    let (walk, total) = Walk::new(Layout::Single, raw)?;
+    let limit = if count == 0 { usize::MAX } else { usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX) };
+    // The entries to drop, in stored order: from the head the first
+    // `limit` matches; from the tail the last `limit`, kept while walking.
+    let mut drop: VecDeque<Range<usize>> = VecDeque::new();
+    for entry in walk {
+        let (bytes, e) = entry?;
+        if &raw[e] != element {
+            continue;
+        }
+        if count >= 0 && drop.len() == limit {
+            break;
+        }
+        if count < 0 && drop.len() == limit {
+            drop.pop_front();
+        }
+        drop.push_back(bytes);
+    }
+    if drop.is_empty() {
+        return Ok((Edited { value: raw.clone(), count: total as usize }, 0));
+    }
+    let mut body = Vec::with_capacity(raw.len());
+    let mut run = 4;
+    for gone in &drop {
+        body.extend_from_slice(&raw[run..gone.start]);
+        run = gone.end;
+    }
+    body.extend_from_slice(&raw[run..]);
+    let left = total as usize - drop.len();
+    Ok((Edited { value: part(left, &body), count: left }, drop.len()))
+}
+
 /// Whether an entry's name is one asked for: a few are compared directly
 /// (most entries fail on the length alone), more looked up.
 struct Names<'a> {
@@ -514,6 +550,23 @@ mod tests {
             }
             prop_assert_eq!(popped, want);
             prop_assert_eq!((&rest.value, rest.count), (&z.encode(), z.len()));
+        }
+
+        #[test]
+        fn lrem_matches_the_decoded_list(items in proptest::collection::vec("[ab]", 0..12), count in -4i64..4) {
+            let mut list = List(items.iter().map(|s| b(s)).collect());
+            let (e, removed) = remove_equal(&list.encode(), b"a", count).unwrap();
+            let limit = if count == 0 { usize::MAX } else { count.unsigned_abs() as usize };
+            let mut positions: Vec<usize> = list.0.iter().enumerate().filter(|(_, x)| x.as_ref() == b"a").map(|(i, _)| i).collect();
+            if count < 0 {
+                positions.reverse();
+            }
+            positions.truncate(limit);
+            positions.sort_unstable();
+            for i in positions.iter().rev() {
+                list.0.remove(*i);
+            }
+            prop_assert_eq!((&e.value, e.count, removed), (&list.encode(), list.0.len(), positions.len()));
         }
 
         #[test]

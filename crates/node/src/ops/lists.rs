@@ -1,7 +1,7 @@
 //! List operations: LPUSH/RPUSH(X), LPOP/RPOP, LSET, LREM, LTRIM, LINSERT,
 //! and the multi-key LMOVE (RPOPLPUSH).
 
-use super::collection::{UNLIMITED, change_existing, corrupt, edited, encoded, m_pop, read, record};
+use super::collection::{UNLIMITED, change_existing, corrupt, edited, edited_record, encoded, m_pop, record};
 use super::{Applied, AppliedMulti, OpLimits, error, no_write, op_error};
 use evenkeel_types::edit;
 use evenkeel_rpc::pb::{self, op_result::Result as R};
@@ -59,22 +59,20 @@ pub(super) fn l_set(l: &pb::LSet, live: Option<&Record>, version: Version, limit
     })
 }
 
+/// LREM, on the encoding ([`edit::remove_equal`]): a reliable queue's
+/// acknowledgement (LREM of one item from its processing list) copies the
+/// list once.
 pub(super) fn l_rem(l: &pb::LRem, live: Option<&Record>, version: Version) -> Applied {
-    change_existing::<List>(live, version, UNLIMITED, R::Integer(0), |list| {
-        let limit = if l.count == 0 { usize::MAX } else { l.count.unsigned_abs().min(usize::MAX as u64) as usize };
-        let mut positions: Vec<usize> = list.0.iter().enumerate().filter(|(_, e)| **e == l.element).map(|(i, _)| i).collect();
-        if l.count < 0 {
-            positions.reverse();
-        }
-        positions.truncate(limit);
-        positions.sort_unstable();
-        // One pass: removing one element at a time would shift the rest
-        // each time (quadratic on a long list).
-        let mut drop = positions.iter().peekable();
-        let kept = std::mem::take(&mut list.0).into_iter().enumerate().filter_map(|(i, e)| if drop.next_if_eq(&&i).is_some() { None } else { Some(e) }).collect();
-        list.0 = kept;
-        (!positions.is_empty(), R::Integer(positions.len() as i64))
-    })
+    let raw = match encoded::<List>(live) {
+        Ok(Some(raw)) => raw,
+        Ok(None) => return no_write(R::Integer(0)),
+        Err(e) => return no_write(e),
+    };
+    match edit::remove_equal(raw, &l.element, l.count) {
+        Err(e) => no_write(corrupt(e)),
+        Ok((_, 0)) => no_write(R::Integer(0)),
+        Ok((e, removed)) => edited::<List>(e, live, version, UNLIMITED, R::Integer(removed as i64)),
+    }
 }
 
 /// LTRIM: writes even when it keeps everything, as Redis touches the key.
@@ -104,25 +102,35 @@ pub(super) fn l_insert(i: &pb::LInsert, live: Option<&Record>, version: Version,
 /// then the target's. One key rotates the list.
 pub(super) fn l_move<'a>(m: &pb::LMove, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version], limits: OpLimits) -> AppliedMulti {
     let none = |reply| AppliedMulti { writes: vec![], reply };
-    let mut source = match read::<List>(live(0)) {
-        Ok(Some(list)) => list,
+    let source = match encoded::<List>(live(0)) {
+        Ok(Some(raw)) => raw,
         Ok(None) => return none(R::Nil(pb::Nil {})),
         Err(e) => return none(e),
     };
-    let mut target = match versions.len() {
+    // None: the target is the source (a rotation).
+    let target = match versions.len() {
         1 => None,
-        _ => match read::<List>(live(1)) {
-            Ok(list) => Some(list.unwrap_or_default()),
+        _ => match encoded::<List>(live(1)) {
+            Ok(raw) => Some(raw),
             Err(e) => return none(e),
         },
     };
-    let Some(element) = (if m.from_left { source.0.pop_front() } else { source.0.pop_back() }) else { return none(R::Nil(pb::Nil {})) };
-    let to = target.as_mut().unwrap_or(&mut source);
-    if m.to_left { to.0.push_front(element.clone()) } else { to.0.push_back(element.clone()) }
+    // On the encodings: one pop, one push (each a copy of its list).
+    let moved = edit::pop(source, 1, m.from_left).and_then(|(popped, rest)| {
+        let element = popped.into_iter().next().expect("a live list has an element");
+        match target {
+            None => Ok((element.clone(), edit::push(Some(&rest.value), std::slice::from_ref(&element), m.to_left)?, None)),
+            Some(target) => Ok((element.clone(), rest, Some(edit::push(target, std::slice::from_ref(&element), m.to_left)?))),
+        }
+    });
+    let (element, source, target) = match moved {
+        Ok(moved) => moved,
+        Err(e) => return none(corrupt(e)),
+    };
     let reply = R::Value(pb::Value { len: element.len() as u64, value: element, ..Default::default() });
-    let mut writes = vec![(0, record(&source, live(0).and_then(|r| r.expire_at_ms), versions[0], UNLIMITED).expect("no limit"))];
-    if let Some(target) = &target {
-        match record(target, live(1).and_then(|r| r.expire_at_ms), versions[1], limits) {
+    let mut writes = vec![(0, edited_record::<List>(source, live(0), versions[0], UNLIMITED).expect("no limit"))];
+    if let Some(target) = target {
+        match edited_record::<List>(target, live(1), versions[1], limits) {
             Ok(written) => writes.push((1, written)),
             Err(e) => return none(e),
         }
