@@ -139,6 +139,70 @@ pub fn remove_equal(raw: &Bytes, element: &[u8], count: i64) -> Result<(Edited, 
     Ok((Edited { value: part(left, &body), count: left }, drop.len()))
 }
 
+/// LINSERT: the list in `raw` with `element` before (or after) the first
+/// element equal to `pivot`; None if there is none.
+pub fn insert_at_pivot(raw: &Bytes, pivot: &[u8], element: &[u8], before: bool) -> Result<Option<Edited>, CorruptRecord> {
+    let (walk, count) = Walk::new(Layout::Single, raw)?;
+    for entry in walk {
+        let (bytes, e) = entry?;
+        if &raw[e] != pivot {
+            continue;
+        }
+        let at = if before { bytes.start } else { bytes.end };
+        let mut body = Vec::with_capacity(raw.len() + 4 + element.len());
+        body.extend_from_slice(&raw[4..at]);
+        body.extend_from_slice(&(element.len() as u32).to_le_bytes());
+        body.extend_from_slice(element);
+        body.extend_from_slice(&raw[at..]);
+        let count = count as usize + 1;
+        return Ok(Some(Edited { value: part(count, &body), count }));
+    }
+    Ok(None)
+}
+
+/// LSET: the list in `raw` with the element at `index` (negative from
+/// the end) replaced; None if the index is out of range.
+pub fn set_at(raw: &Bytes, index: i64, element: &[u8]) -> Result<Option<Edited>, CorruptRecord> {
+    let (mut walk, count) = Walk::new(Layout::Single, raw)?;
+    let Some(at) = List::position(count as usize, index) else { return Ok(None) };
+    let Some(entry) = walk.nth(at) else { return Err(CorruptRecord("list shorter than its count")) };
+    let (bytes, _) = entry?;
+    let mut body = Vec::with_capacity(raw.len() + element.len());
+    body.extend_from_slice(&raw[4..bytes.start]);
+    body.extend_from_slice(&(element.len() as u32).to_le_bytes());
+    body.extend_from_slice(element);
+    body.extend_from_slice(&raw[bytes.end..]);
+    Ok(Some(Edited { value: part(count as usize, &body), count: count as usize }))
+}
+
+/// SPOP: the members of the set in `raw` at stored `positions` (distinct,
+/// each below its count), in the order given, and the set without them.
+pub fn take_positions(raw: &Bytes, positions: &[usize]) -> Result<(Vec<Bytes>, Edited), CorruptRecord> {
+    let (walk, count) = Walk::new(Layout::Pairs, raw)?;
+    let mut sorted: Vec<(usize, usize)> = positions.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+    sorted.sort_unstable();
+    let mut taken = vec![Bytes::new(); positions.len()];
+    let mut body = Vec::with_capacity(raw.len());
+    let (mut run, mut next) = (4, 0);
+    for (i, entry) in walk.enumerate() {
+        let Some(&(at, slot)) = sorted.get(next) else { break };
+        let (bytes, member) = entry?;
+        if i != at {
+            continue;
+        }
+        taken[slot] = raw.slice(member);
+        body.extend_from_slice(&raw[run..bytes.start]);
+        run = bytes.end;
+        next += 1;
+    }
+    if next != sorted.len() {
+        return Err(CorruptRecord("set shorter than its count"));
+    }
+    body.extend_from_slice(&raw[run..]);
+    let left = count as usize - positions.len();
+    Ok((taken, Edited { value: part(left, &body), count: left }))
+}
+
 /// Whether an entry's name is one asked for: a few are compared directly
 /// (most entries fail on the length alone), more looked up.
 struct Names<'a> {
@@ -567,6 +631,41 @@ mod tests {
                 list.0.remove(*i);
             }
             prop_assert_eq!((&e.value, e.count, removed), (&list.encode(), list.0.len(), positions.len()));
+        }
+
+        #[test]
+        fn list_and_set_point_edits_match_the_decoded_value(items in proptest::collection::vec("[abc]", 0..10), index in -12i64..12, before in any::<bool>(), picks in proptest::collection::btree_set(0usize..10, 0..4)) {
+            let list = List(items.iter().map(|s| b(s)).collect());
+            let raw = list.encode();
+            let inserted = insert_at_pivot(&raw, b"b", b"new", before).unwrap();
+            let mut want = list.clone();
+            match want.0.iter().position(|e| e.as_ref() == b"b") {
+                Some(at) => {
+                    want.0.insert(if before { at } else { at + 1 }, b("new"));
+                    let e = inserted.unwrap();
+                    prop_assert_eq!((&e.value, e.count), (&want.encode(), want.0.len()));
+                }
+                None => prop_assert!(inserted.is_none()),
+            }
+            let replaced = set_at(&raw, index, b"zz").unwrap();
+            match List::position(list.0.len(), index) {
+                Some(at) => {
+                    let mut want = list.clone();
+                    want.0[at] = b("zz");
+                    prop_assert_eq!(replaced.unwrap().value, want.encode());
+                }
+                None => prop_assert!(replaced.is_none()),
+            }
+            let mut set: Set = (0..10).map(|i| b(&format!("m{i}"))).collect();
+            let picks: Vec<usize> = picks.into_iter().rev().collect();
+            let members: Vec<Bytes> = set.members().cloned().collect();
+            let (taken, rest) = take_positions(&set.encode(), &picks).unwrap();
+            let want: Vec<Bytes> = picks.iter().map(|&i| members[i].clone()).collect();
+            for m in &want {
+                set.remove(m);
+            }
+            prop_assert_eq!(taken, want);
+            prop_assert_eq!((&rest.value, rest.count), (&set.encode(), set.len()));
         }
 
         #[test]

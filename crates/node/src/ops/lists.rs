@@ -1,7 +1,7 @@
 //! List operations: LPUSH/RPUSH(X), LPOP/RPOP, LSET, LREM, LTRIM, LINSERT,
 //! and the multi-key LMOVE (RPOPLPUSH).
 
-use super::collection::{UNLIMITED, change_existing, corrupt, edited, edited_record, encoded, m_pop, record};
+use super::collection::{UNLIMITED, corrupt, edited, edited_record, encoded, m_pop, record};
 use super::{Applied, AppliedMulti, OpLimits, error, no_write, op_error};
 use evenkeel_types::edit;
 use evenkeel_rpc::pb::{self, op_result::Result as R};
@@ -50,13 +50,19 @@ pub(super) fn l_pop(p: &pb::LPop, live: Option<&Record>, version: Version) -> Ap
 }
 
 /// LSET, in Redis's order: the key, its type, then the index.
+/// On the encoding ([`edit::set_at`]).
 pub(super) fn l_set(l: &pb::LSet, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
-    change_existing::<List>(live, version, limits, op_error(pb::op_error::Kind::NoSuchKey), |list| {
-        let Some(index) = parse_i64(&l.index) else { return (false, op_error(pb::op_error::Kind::NotInteger)) };
-        let Some(at) = List::position(list.0.len(), index) else { return (false, error(pb::op_error::Kind::Internal, "index out of range")) };
-        list.0[at] = l.element.clone();
-        (true, R::Integer(0))
-    })
+    let raw = match encoded::<List>(live) {
+        Ok(Some(raw)) => raw,
+        Ok(None) => return no_write(op_error(pb::op_error::Kind::NoSuchKey)),
+        Err(e) => return no_write(e),
+    };
+    let Some(index) = parse_i64(&l.index) else { return no_write(op_error(pb::op_error::Kind::NotInteger)) };
+    match edit::set_at(raw, index, &l.element) {
+        Err(e) => no_write(corrupt(e)),
+        Ok(None) => no_write(error(pb::op_error::Kind::Internal, "index out of range")),
+        Ok(Some(e)) => edited::<List>(e, live, version, limits, R::Integer(0)),
+    }
 }
 
 /// LREM, on the encoding ([`edit::remove_equal`]): a reliable queue's
@@ -90,12 +96,21 @@ pub(super) fn l_trim(t: &pb::LTrim, live: Option<&Record>, version: Version) -> 
     }
 }
 
+/// On the encoding ([`edit::insert_at_pivot`]).
 pub(super) fn l_insert(i: &pb::LInsert, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {
-    change_existing::<List>(live, version, limits, R::Integer(0), |list| {
-        let Some(at) = list.0.iter().position(|e| *e == i.pivot) else { return (false, R::Integer(-1)) };
-        list.0.insert(if i.before { at } else { at + 1 }, i.element.clone());
-        (true, R::Integer(list.0.len() as i64))
-    })
+    let raw = match encoded::<List>(live) {
+        Ok(Some(raw)) => raw,
+        Ok(None) => return no_write(R::Integer(0)),
+        Err(e) => return no_write(e),
+    };
+    match edit::insert_at_pivot(raw, &i.pivot, &i.element, i.before) {
+        Err(e) => no_write(corrupt(e)),
+        Ok(None) => no_write(R::Integer(-1)),
+        Ok(Some(e)) => {
+            let count = e.count as i64;
+            edited::<List>(e, live, version, limits, R::Integer(count))
+        }
+    }
 }
 
 /// LMOVE, in Redis's order: no source list answers Nil; the source's type,

@@ -1,7 +1,7 @@
 //! Set operations: SADD, SREM, SPOP, and the multi-key SMOVE and
 //! SUNIONSTORE/SINTERSTORE/SDIFFSTORE.
 
-use super::collection::{UNLIMITED, change_existing, corrupt, edited, encoded, read, record};
+use super::collection::{UNLIMITED, corrupt, edited, edited_record, encoded, read, record};
 use super::{Applied, AppliedMulti, OpLimits, error, no_write};
 use bytes::Bytes;
 use evenkeel_rpc::pb::{self, op_result::Result as R};
@@ -34,50 +34,66 @@ pub(super) fn s_pop(p: &pb::SPop, live: Option<&Record>, version: Version) -> Ap
         None => R::Nil(pb::Nil {}),
         Some(_) => R::Members(pb::Members { members: Vec::new() }),
     };
-    change_existing::<Set>(live, version, UNLIMITED, empty(), |set| {
-        let members: Vec<Bytes> = set.members().cloned().collect();
-        let want = p.count.map_or(1, |c| c.min(members.len() as u64) as usize);
-        if want == 0 {
-            return (false, empty());
-        }
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(p.seed);
-        let popped: Vec<Bytes> = rand::seq::index::sample(&mut rng, members.len(), want).into_iter().map(|i| members[i].clone()).collect();
-        for m in &popped {
-            set.remove(m);
-        }
-        let reply = match p.count {
-            None => R::Value(pb::Value { len: popped[0].len() as u64, value: popped[0].clone(), ..Default::default() }),
-            Some(_) => R::Members(pb::Members { members: popped }),
-        };
-        (true, reply)
-    })
+    let raw = match encoded::<Set>(live) {
+        Ok(Some(raw)) => raw,
+        Ok(None) => return no_write(empty()),
+        Err(e) => return no_write(e),
+    };
+    // The positions drawn in the stored order; the members there are
+    // taken out of the encoding ([`evenkeel_types::edit::take_positions`]).
+    let Some(len) = raw.get(..4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")) as usize) else {
+        return no_write(corrupt(evenkeel_types::record::CorruptRecord("set shorter than its count")));
+    };
+    let want = p.count.map_or(1, |c| c.min(len as u64) as usize);
+    if want == 0 {
+        return no_write(empty());
+    }
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(p.seed);
+    let positions = rand::seq::index::sample(&mut rng, len, want).into_vec();
+    let (popped, rest) = match evenkeel_types::edit::take_positions(raw, &positions) {
+        Ok(taken) => taken,
+        Err(e) => return no_write(corrupt(e)),
+    };
+    let reply = match p.count {
+        None => R::Value(pb::Value { len: popped[0].len() as u64, value: popped[0].clone(), ..Default::default() }),
+        Some(_) => R::Members(pb::Members { members: popped }),
+    };
+    edited::<Set>(rest, live, version, UNLIMITED, reply)
 }
 
 /// SMOVE, in Redis's order: a missing source answers 0; then both keys
 /// must hold sets (or the target nothing); one key is a membership test.
 pub(super) fn s_move<'a>(m: &pb::SMove, live: &dyn Fn(usize) -> Option<&'a Record>, versions: &[Version], limits: OpLimits) -> AppliedMulti {
     let none = |reply| AppliedMulti { writes: vec![], reply };
-    let mut source = match read::<Set>(live(0)) {
-        Ok(Some(set)) => set,
+    let source = match encoded::<Set>(live(0)) {
+        Ok(Some(raw)) => raw,
         Ok(None) => return none(R::Integer(0)),
         Err(e) => return none(e),
     };
+    let member = std::slice::from_ref(&m.member);
+    // On the encodings: a removal and an upsert, each a copy of its set.
+    let removed = evenkeel_types::edit::remove(source, member);
     if versions.len() < 2 {
-        return none(R::Integer(source.contains(&m.member) as i64));
+        return none(match removed {
+            Ok((_, n)) => R::Integer(n as i64),
+            Err(e) => corrupt(e),
+        });
     }
-    let mut target = match read::<Set>(live(1)) {
-        Ok(set) => set.unwrap_or_default(),
+    let target = match encoded::<Set>(live(1)) {
+        Ok(raw) => raw,
         Err(e) => return none(e),
     };
-    if !source.remove(&m.member) {
-        return none(R::Integer(0));
-    }
-    target.insert(m.member.clone());
-    let moved_to = match record(&target, live(1).and_then(|r| r.expire_at_ms), versions[1], limits) {
+    let moved = removed.and_then(|(left, n)| Ok((left, n, evenkeel_types::edit::upsert(target, &[(m.member.clone(), Bytes::new())], true)?.0)));
+    let (left, moved_to) = match moved {
+        Ok((_, 0, _)) => return none(R::Integer(0)),
+        Ok((left, _, to)) => (left, to),
+        Err(e) => return none(corrupt(e)),
+    };
+    let moved_to = match edited_record::<Set>(moved_to, live(1), versions[1], limits) {
         Ok(written) => written,
         Err(e) => return none(e),
     };
-    let left = record(&source, live(0).and_then(|r| r.expire_at_ms), versions[0], UNLIMITED).expect("no limit");
+    let left = edited_record::<Set>(left, live(0), versions[0], UNLIMITED).expect("no limit");
     AppliedMulti { writes: vec![(0, left), (1, moved_to)], reply: R::Integer(1) }
 }
 
