@@ -50,6 +50,23 @@ impl Hash {
         Ok(hash)
     }
 
+    /// The fields and values of `raw` in order, sharing its bytes, without
+    /// the index [`Self::decode`] builds (for reads that list the whole
+    /// hash: HGETALL, HKEYS, SMEMBERS, ..., where building it was most of
+    /// the work). Duplicate fields are not looked for.
+    pub fn pairs(raw: &Bytes) -> Result<Vec<(Bytes, Bytes)>, CorruptRecord> {
+        let mut cursor = Cursor { raw, at: 0 };
+        let count = cursor.u32("hash shorter than its count")? as usize;
+        let mut pairs = Vec::with_capacity(count.min(raw.len() / 8));
+        for _ in 0..count {
+            pairs.push((cursor.chunk("hash field cut short")?, cursor.chunk("hash value cut short")?));
+        }
+        if cursor.at != raw.len() {
+            return Err(CorruptRecord("bytes after the hash's last field"));
+        }
+        Ok(pairs)
+    }
+
     pub fn encode(&self) -> Bytes {
         let mut buf = BytesMut::with_capacity(self.encoded_len());
         buf.put_u32_le(self.len() as u32);

@@ -79,6 +79,23 @@ impl ZSet {
         Ok(ZSet { scores, order: entries.into_iter().collect() })
     }
 
+    /// The members and scores of `raw` in order, sharing its bytes,
+    /// without the indexes [`Self::decode`] builds (for reads that list
+    /// a span as stored). Order and uniqueness are not checked.
+    pub fn entries(raw: &Bytes) -> Result<Vec<(Bytes, f64)>, CorruptRecord> {
+        let mut cursor = Cursor { raw, at: 0 };
+        let count = cursor.u32("sorted set shorter than its count")? as usize;
+        let mut entries = Vec::with_capacity(count.min(raw.len() / 12));
+        for _ in 0..count {
+            let score = f64::from_bits(cursor.u64("sorted set score cut short")?);
+            entries.push((cursor.chunk("sorted set member cut short")?, score));
+        }
+        if cursor.at != raw.len() {
+            return Err(CorruptRecord("bytes after the sorted set's last member"));
+        }
+        Ok(entries)
+    }
+
     pub fn encode(&self) -> Bytes {
         let mut buf = BytesMut::with_capacity(self.encoded_len());
         buf.put_u32_le(self.len() as u32);

@@ -84,6 +84,14 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
 
 /// The reply to a hash read, from the GET's value (None: no key).
 pub(crate) fn answer(read: &HashRead, value: Option<&pb::Value>) -> Frame {
+    // Reads that list the hash walk its encoding; point reads (of a part,
+    // or of the whole from an older node) look fields up.
+    if matches!(read, HashRead::GetAll | HashRead::Keys | HashRead::Vals | HashRead::RandField { .. } | HashRead::Scan(_)) {
+        return match collection::typed_value(value, pb::ValueType::Hash, Hash::pairs) {
+            Ok(pairs) => listing(read, pairs.as_deref()),
+            Err(e) => e,
+        };
+    }
     let hash = match collection::typed_value(value, pb::ValueType::Hash, Hash::decode) {
         Ok(hash) => hash,
         Err(e) => return e,
@@ -92,26 +100,38 @@ pub(crate) fn answer(read: &HashRead, value: Option<&pb::Value>) -> Frame {
     match read {
         HashRead::Get(f) => field(f).map_or(Frame::Null, Frame::Bulk),
         HashRead::MGet(fields) => Frame::Array(fields.iter().map(|f| field(f).map_or(Frame::Null, Frame::Bulk)).collect()),
-        HashRead::GetAll => Frame::Map(hash.iter().flat_map(|h| h.iter()).map(|(f, v)| (Frame::Bulk(f.clone()), Frame::Bulk(v.clone()))).collect()),
         HashRead::Len => Frame::Integer(collection::elements(value, hash.as_ref().map_or(0, Hash::len))),
         HashRead::Exists(f) => Frame::Integer(field(f).is_some() as i64),
-        HashRead::Keys => Frame::Array(hash.iter().flat_map(|h| h.iter()).map(|(f, _)| Frame::Bulk(f.clone())).collect()),
-        HashRead::Vals => Frame::Array(hash.iter().flat_map(|h| h.iter()).map(|(_, v)| Frame::Bulk(v.clone())).collect()),
         HashRead::StrLen(f) => Frame::Integer(field(f).map_or(0, |v| v.len()) as i64),
+        HashRead::GetAll | HashRead::Keys | HashRead::Vals | HashRead::RandField { .. } | HashRead::Scan(_) => unreachable!("answered by listing"),
+    }
+}
+
+/// The reply to a read that lists the hash, from its fields and values in
+/// order (None: no key).
+fn listing(read: &HashRead, pairs: Option<&[(Bytes, Bytes)]>) -> Frame {
+    let all = pairs.unwrap_or_default();
+    match read {
+        HashRead::GetAll => Frame::Map(all.iter().map(|(f, v)| (Frame::Bulk(f.clone()), Frame::Bulk(v.clone()))).collect()),
+        HashRead::Keys => Frame::Array(all.iter().map(|(f, _)| Frame::Bulk(f.clone())).collect()),
+        HashRead::Vals => Frame::Array(all.iter().map(|(_, v)| Frame::Bulk(v.clone())).collect()),
         HashRead::RandField { count, with_values } => {
-            let values: Vec<(&Bytes, Frame)> = hash.as_ref().map(|h| h.iter().map(|(f, v)| (f, Frame::Bulk(v.clone()))).collect()).unwrap_or_default();
+            let values: Vec<(&Bytes, Frame)> = all.iter().map(|(f, v)| (f, Frame::Bulk(v.clone()))).collect();
             let entries: Vec<(&Bytes, &Frame)> = values.iter().map(|(f, v)| (*f, v)).collect();
             collection::random_entries(&entries, *count, *with_values)
         }
         HashRead::Scan(options) => {
-            let Some(hash) = hash else { return collection::whole_scan_reply(Vec::new()) };
+            if pairs.is_none() {
+                return collection::whole_scan_reply(Vec::new());
+            }
             let pattern = match options {
                 Ok(pattern) => pattern,
                 Err(e) => return e.clone(),
             };
-            let matching = hash.iter().filter(|(f, _)| pattern.as_ref().is_none_or(|p| glob_match(p, f)));
+            let matching = all.iter().filter(|(f, _)| pattern.as_ref().is_none_or(|p| glob_match(p, f)));
             collection::whole_scan_reply(matching.flat_map(|(f, v)| [Frame::Bulk(f.clone()), Frame::Bulk(v.clone())]).collect())
         }
+        other => unreachable!("{other:?} does not list the hash"),
     }
 }
 

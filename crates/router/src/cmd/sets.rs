@@ -133,9 +133,14 @@ fn decode(value: Option<&pb::Value>) -> Result<Option<Set>, Frame> {
     collection::typed_value(value, pb::ValueType::Set, Set::decode)
 }
 
+/// Members in the order Redis 7.0 lists them, from the set's encoding (a
+/// hash of empty values: walked, not indexed).
+fn listed(raw: &Bytes) -> Result<Vec<Bytes>, evenkeel_types::record::CorruptRecord> {
+    Ok(ordered(evenkeel_types::hash::Hash::pairs(raw)?.into_iter().map(|(m, _)| m).collect()))
+}
+
 /// Members in the order Redis 7.0 lists them (see the module doc).
-fn listed(set: &Set) -> Vec<Bytes> {
-    let mut members: Vec<Bytes> = set.members().cloned().collect();
+fn ordered(mut members: Vec<Bytes>) -> Vec<Bytes> {
     if members.len() <= INTSET_MAX {
         let numbers: Option<Vec<i64>> = members.iter().map(|m| evenkeel_types::int::parse_i64(m)).collect();
         if let Some(numbers) = numbers {
@@ -154,6 +159,13 @@ fn bulks(members: Vec<Bytes>) -> Frame {
 
 /// The reply to a one-set read, from the GET's value (None: no key).
 pub(crate) fn answer(read: &SetRead, value: Option<&pb::Value>) -> Frame {
+    // Reads that list the set walk its encoding; membership looks it up.
+    if matches!(read, SetRead::Members | SetRead::Rand(_) | SetRead::Scan(_)) {
+        return match collection::typed_value(value, pb::ValueType::Set, listed) {
+            Ok(members) => listing(read, members),
+            Err(e) => e,
+        };
+    }
     let set = match decode(value) {
         Ok(set) => set,
         Err(e) => return e,
@@ -162,36 +174,45 @@ pub(crate) fn answer(read: &SetRead, value: Option<&pb::Value>) -> Frame {
     match read {
         SetRead::IsMember(m) => Frame::Integer(has(m) as i64),
         SetRead::MIsMember(ms) => Frame::Array(ms.iter().map(|m| Frame::Integer(has(m) as i64)).collect()),
-        SetRead::Members => bulks(set.as_ref().map(listed).unwrap_or_default()),
         SetRead::Card => Frame::Integer(collection::elements(value, set.as_ref().map_or(0, Set::len))),
+        SetRead::Members | SetRead::Rand(_) | SetRead::Scan(_) => unreachable!("answered by listing"),
+    }
+}
+
+/// The reply to a read that lists the set, from its members as listed
+/// (None: no key).
+fn listing(read: &SetRead, members: Option<Vec<Bytes>>) -> Frame {
+    match read {
+        SetRead::Members => bulks(members.unwrap_or_default()),
         SetRead::Rand(count) => {
-            let members = set.as_ref().map(listed).unwrap_or_default();
+            let members = members.unwrap_or_default();
             let entries: Vec<(&Bytes, &Frame)> = members.iter().map(|m| (m, &Frame::Null)).collect();
             collection::random_entries(&entries, *count, false)
         }
         SetRead::Scan(options) => {
-            let Some(set) = set else { return collection::whole_scan_reply(Vec::new()) };
+            let Some(members) = members else { return collection::whole_scan_reply(Vec::new()) };
             let pattern = match options {
                 Ok(pattern) => pattern,
                 Err(e) => return e.clone(),
             };
-            let matching = listed(&set).into_iter().filter(|m| pattern.as_ref().is_none_or(|p| crate::glob::glob_match(p, m)));
+            let matching = members.into_iter().filter(|m| pattern.as_ref().is_none_or(|p| crate::glob::glob_match(p, m)));
             collection::whole_scan_reply(matching.map(Frame::Bulk).collect())
         }
+        other => unreachable!("{other:?} does not list the set"),
     }
 }
 
 /// SPOP's reply with a count: the members popped, listed as a set (Redis
 /// lists a whole intset popped at once in order).
 pub(crate) fn popped(members: Vec<Bytes>) -> Frame {
-    bulks(listed(&members.into_iter().collect()))
+    bulks(ordered(members))
 }
 
 /// SUNION, SINTER, SDIFF's reply from each key's GET: WRONGTYPE if any key
 /// holds something else, as Redis checks every key.
 pub(crate) fn combined(op: Combine, results: Vec<R>) -> Frame {
     match combine_results(op, results) {
-        Ok(set) => bulks(listed(&set)),
+        Ok(set) => bulks(ordered(set.members().cloned().collect())),
         Err(e) => e,
     }
 }

@@ -401,6 +401,20 @@ fn listing(entries: impl IntoIterator<Item = (Bytes, f64)>, withscores: bool) ->
 
 /// The reply to a one-key read, from the GET's value (None: no key).
 pub(crate) fn answer(read: &ZSetRead, value: Option<&pb::Value>) -> Frame {
+    // A window or a range by score holds just what it lists, in stored
+    // order: walked, not indexed.
+    if let (ZSetRead::Range { range: Range { bounds: Bounds::Rank { .. } | Bounds::Score { .. }, rev, .. }, withscores }, true) = (read, collection::is_part(value)) {
+        return match collection::typed_value(value, pb::ValueType::Zset, ZSet::entries) {
+            Ok(entries) => {
+                let mut entries = entries.unwrap_or_default();
+                if *rev {
+                    entries.reverse();
+                }
+                listing(entries, *withscores)
+            }
+            Err(e) => e,
+        };
+    }
     let z = match decode(value) {
         Ok(z) => z,
         Err(e) => return e,
@@ -419,12 +433,6 @@ pub(crate) fn answer(read: &ZSetRead, value: Option<&pb::Value>) -> Frame {
             _ => Frame::Null,
         },
         ZSetRead::Rank { member, rev } => z.as_ref().and_then(|z| z.rank(member, *rev)).map_or(Frame::Null, |r| Frame::Integer(r as i64)),
-        // A window holds just the ranks asked for; a part by score just
-        // what the range and its LIMIT select.
-        ZSetRead::Range { range: Range { bounds: Bounds::Rank { .. } | Bounds::Score { .. }, rev, .. }, withscores } if part => {
-            let all = Range { bounds: Bounds::Rank { start: 0, stop: -1 }, rev: *rev, limit: None };
-            listing(z.as_ref().map(|z| z.select(&all)).unwrap_or_default(), *withscores)
-        }
         ZSetRead::Range { range, withscores } => listing(z.as_ref().map(|z| z.select(range)).unwrap_or_default(), *withscores),
         ZSetRead::Rand { count, withscores } => {
             // Highest first: Redis answers a count past the size with the
