@@ -15,10 +15,10 @@
 //! as [`CorruptRecord`].
 
 use crate::list::List;
-use crate::project::{Layout, Walk, part};
+use crate::project::{Layout, Names, Walk, part};
 use crate::record::CorruptRecord;
 use bytes::{BufMut, Bytes, BytesMut};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::Range;
 
 /// An edited value: its encoding and its element count (0: the key goes).
@@ -28,7 +28,8 @@ pub struct Edited {
     pub count: usize,
 }
 
-fn count_of(raw: &[u8]) -> Result<usize, CorruptRecord> {
+/// The element count an encoding starts with.
+pub fn count_of(raw: &[u8]) -> Result<usize, CorruptRecord> {
     let count = raw.get(..4).ok_or(CorruptRecord("collection shorter than its count"))?;
     Ok(u32::from_le_bytes(count.try_into().expect("4 bytes")) as usize)
 }
@@ -203,36 +204,6 @@ pub fn take_positions(raw: &Bytes, positions: &[usize]) -> Result<(Vec<Bytes>, E
     Ok((taken, Edited { value: part(left, &body), count: left }))
 }
 
-/// Whether an entry's name is one asked for: a few are compared directly
-/// (most entries fail on the length alone), more looked up.
-struct Names<'a> {
-    few: Vec<(&'a [u8], usize)>,
-    many: HashMap<&'a [u8], usize>,
-}
-
-impl<'a> Names<'a> {
-    /// Each distinct name with the index of its last mention (`first`:
-    /// of its first).
-    fn new(names: impl Iterator<Item = &'a [u8]>, first: bool) -> Names<'a> {
-        let mut many = HashMap::new();
-        for (i, name) in names.enumerate() {
-            if !first || !many.contains_key(name) {
-                many.insert(name, i);
-            }
-        }
-        let few = if many.len() <= 8 { many.iter().map(|(n, i)| (*n, *i)).collect() } else { Vec::new() };
-        Names { few, many }
-    }
-
-    fn find(&self, name: &[u8]) -> Option<usize> {
-        if self.many.len() <= 8 {
-            self.few.iter().find(|(n, _)| n.len() == name.len() && *n == name).map(|(_, i)| *i)
-        } else {
-            self.many.get(name).copied()
-        }
-    }
-}
-
 fn put_pair(out: &mut BytesMut, field: &[u8], value: &[u8]) {
     out.put_u32_le(field.len() as u32);
     out.put_slice(field);
@@ -250,6 +221,7 @@ pub fn upsert(raw: Option<&Bytes>, pairs: &[(Bytes, Bytes)], nx: bool) -> Result
     let raw = raw.unwrap_or(&empty);
     let (walk, count) = Walk::new(Layout::Pairs, raw)?;
     let names = Names::new(pairs.iter().map(|(f, _)| f.as_ref()), nx);
+    // By each distinct name's chosen mention: there already, or appended.
     let mut found = vec![false; pairs.len()];
     let grown: usize = pairs.iter().map(|(f, v)| 8 + f.len() + v.len()).sum();
     let mut out = BytesMut::with_capacity(raw.len() + grown);
@@ -267,10 +239,11 @@ pub fn upsert(raw: Option<&Bytes>, pairs: &[(Bytes, Bytes)], nx: bool) -> Result
     }
     out.put_slice(&raw[run..]);
     let mut added = 0;
-    for (i, (field, _)) in pairs.iter().enumerate() {
+    for (field, _) in pairs {
         let chosen = names.find(field).expect("every name is indexed");
         // A new field, at its first mention, with its chosen value.
-        if !found[chosen] && !pairs[..i].iter().any(|(f, _)| f == field) {
+        if !found[chosen] {
+            found[chosen] = true;
             put_pair(&mut out, field, &pairs[chosen].1);
             added += 1;
         }

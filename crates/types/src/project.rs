@@ -19,7 +19,7 @@ use crate::list::List;
 use crate::record::{CorruptRecord, ValueType};
 use crate::zset::ScoreBound;
 use bytes::{BufMut, Bytes, BytesMut};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ops::Range;
 
 /// A part of a collection and what it cannot tell by itself.
@@ -108,6 +108,45 @@ impl Iterator for Walk<'_> {
     }
 }
 
+/// Whether an entry's name is one asked for: a few are compared directly
+/// (most entries fail on the length alone), more looked up.
+pub(crate) struct Names<'a> {
+    few: Vec<(&'a [u8], usize)>,
+    many: HashMap<&'a [u8], usize>,
+}
+
+impl<'a> Names<'a> {
+    /// Each distinct name with the index of its last mention (`first`:
+    /// of its first).
+    pub(crate) fn new(names: impl Iterator<Item = &'a [u8]>, first: bool) -> Names<'a> {
+        let mut many = HashMap::new();
+        for (i, name) in names.enumerate() {
+            if !first || !many.contains_key(name) {
+                many.insert(name, i);
+            }
+        }
+        let few = if many.len() <= 8 { many.iter().map(|(n, i)| (*n, *i)).collect() } else { Vec::new() };
+        Names { few, many }
+    }
+
+    /// How many distinct names.
+    pub(crate) fn len(&self) -> usize {
+        self.many.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.many.is_empty()
+    }
+
+    pub(crate) fn find(&self, name: &[u8]) -> Option<usize> {
+        if self.many.len() <= 8 {
+            self.few.iter().find(|(n, _)| n.len() == name.len() && *n == name).map(|(_, i)| *i)
+        } else {
+            self.many.get(name).copied()
+        }
+    }
+}
+
 /// A part made of `count` entries whose bytes are `body`.
 pub(crate) fn part(count: usize, body: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(4 + body.len());
@@ -127,16 +166,12 @@ pub fn entries(ty: ValueType, raw: &Bytes, names: &[Bytes]) -> Option<Result<Pro
 
 fn entries_of(layout: Layout, raw: &Bytes, names: &[Bytes]) -> Result<Projected, CorruptRecord> {
     let (walk, count) = Walk::new(layout, raw)?;
-    let wanted: HashSet<&[u8]> = names.iter().map(|n| n.as_ref()).collect();
-    // A few names are compared directly (most entries fail on the length
-    // alone); hashing every entry's name costs more than that.
-    let few: Vec<&[u8]> = if wanted.len() <= 8 { wanted.iter().copied().collect() } else { Vec::new() };
-    let asked = |name: &[u8]| if wanted.len() <= 8 { few.iter().any(|n| n.len() == name.len() && *n == name) } else { wanted.contains(name) };
+    let wanted = Names::new(names.iter().map(|n| n.as_ref()), false);
     let (mut body, mut kept, mut first) = (Vec::new(), 0usize, None);
     if !wanted.is_empty() {
         for (i, entry) in walk.enumerate() {
             let (bytes, name) = entry?;
-            if asked(&raw[name]) {
+            if wanted.find(&raw[name]).is_some() {
                 first.get_or_insert(i as u64);
                 body.extend_from_slice(&raw[bytes]);
                 kept += 1;

@@ -149,6 +149,20 @@ pub(super) fn edited_record<C: Collection>(e: evenkeel_types::edit::Edited, live
     Ok(Record::typed(C::TYPE, e.value, live.and_then(|r| r.expire_at_ms), version))
 }
 
+/// HDEL and SREM, on the encoding (`evenkeel_types::edit::remove`).
+pub(super) fn remove<C: Collection>(names: &[Bytes], live: Option<&Record>, version: Version) -> Applied {
+    let raw = match encoded::<C>(live) {
+        Ok(Some(raw)) => raw,
+        Ok(None) => return no_write(R::Integer(0)),
+        Err(e) => return no_write(e),
+    };
+    match evenkeel_types::edit::remove(raw, names) {
+        Err(e) => no_write(corrupt(e)),
+        Ok((_, 0)) => no_write(R::Integer(0)),
+        Ok((e, removed)) => edited::<C>(e, live, version, UNLIMITED, R::Integer(removed as i64)),
+    }
+}
+
 /// As [`change`], for a write that reads and changes only the entries it
 /// names (ZADD, ZREM, HINCRBY, ...): `change` gets the projection of
 /// `names` (`evenkeel_types::project`), not the whole value, and what it

@@ -1,6 +1,6 @@
 //! Hash operations: HSET/HSETNX/HMSET, HDEL, HINCRBY, HINCRBYFLOAT.
 
-use super::collection::{Collection, UNLIMITED, change_named, corrupt, edited, encoded};
+use super::collection::{change_named, corrupt, edited, encoded, remove};
 use super::{Applied, OpLimits, error, no_write, op_error};
 use bytes::Bytes;
 use evenkeel_rpc::pb::{self, op_result::Result as R};
@@ -31,20 +31,6 @@ pub(super) fn h_set(h: &pb::HSet, live: Option<&Record>, version: Version, limit
 
 pub(super) fn h_del(h: &pb::HDel, live: Option<&Record>, version: Version) -> Applied {
     remove::<Hash>(&h.fields, live, version)
-}
-
-/// HDEL and SREM, on the encoding ([`edit::remove`]).
-pub(super) fn remove<C: Collection>(names: &[Bytes], live: Option<&Record>, version: Version) -> Applied {
-    let raw = match encoded::<C>(live) {
-        Ok(Some(raw)) => raw,
-        Ok(None) => return no_write(R::Integer(0)),
-        Err(e) => return no_write(e),
-    };
-    match edit::remove(raw, names) {
-        Err(e) => no_write(corrupt(e)),
-        Ok((_, 0)) => no_write(R::Integer(0)),
-        Ok((e, removed)) => edited::<C>(e, live, version, UNLIMITED, R::Integer(removed as i64)),
-    }
 }
 
 pub(super) fn h_incr_by(h: &pb::HIncrBy, live: Option<&Record>, version: Version, limits: OpLimits) -> Applied {

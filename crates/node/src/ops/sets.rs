@@ -1,7 +1,7 @@
 //! Set operations: SADD, SREM, SPOP, and the multi-key SMOVE and
 //! SUNIONSTORE/SINTERSTORE/SDIFFSTORE.
 
-use super::collection::{UNLIMITED, corrupt, edited, edited_record, encoded, read, record};
+use super::collection::{UNLIMITED, corrupt, edited, edited_record, encoded, read, record, remove};
 use super::{Applied, AppliedMulti, OpLimits, error, no_write};
 use bytes::Bytes;
 use evenkeel_rpc::pb::{self, op_result::Result as R};
@@ -24,7 +24,7 @@ pub(super) fn s_add(members: &[Bytes], live: Option<&Record>, version: Version, 
 }
 
 pub(super) fn s_rem(members: &[Bytes], live: Option<&Record>, version: Version) -> Applied {
-    super::hashes::remove::<Set>(members, live, version)
+    remove::<Set>(members, live, version)
 }
 
 /// SPOP: random members, distinct, chosen from the op's seed.
@@ -41,8 +41,9 @@ pub(super) fn s_pop(p: &pb::SPop, live: Option<&Record>, version: Version) -> Ap
     };
     // The positions drawn in the stored order; the members there are
     // taken out of the encoding ([`evenkeel_types::edit::take_positions`]).
-    let Some(len) = raw.get(..4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")) as usize) else {
-        return no_write(corrupt(evenkeel_types::record::CorruptRecord("set shorter than its count")));
+    let len = match evenkeel_types::edit::count_of(raw) {
+        Ok(len) => len,
+        Err(e) => return no_write(corrupt(e)),
     };
     let want = p.count.map_or(1, |c| c.min(len as u64) as usize);
     if want == 0 {
