@@ -73,11 +73,13 @@ pub async fn list(admin: &str, json: bool) -> anyhow::Result<()> {
 /// What routers mirrored for `m` and what the change log still had to
 /// apply: `  dual-writes 812 (0 dropped, 0 failed), copied on read 40;
 /// shadow reads 95 compared, 3 lagging, 0 mismatched; catch-up applied 2 of
-/// 830 entries, drain 0 of 4`.
+/// 830 entries, drain 0 of 4`, with `, 12 too large to mirror` after the
+/// copies on read when sources withheld records.
 fn mirror_line(m: &MigrationInfo) -> String {
     let (c, s) = (&m.mirror, &m.mirror.shadow);
+    let withheld = if c.withheld > 0 { format!(", {} too large to mirror", c.withheld) } else { String::new() };
     format!(
-        "  dual-writes {} ({} dropped, {} failed), copied on read {}; shadow reads {} compared, {} lagging, {} mismatched; catch-up applied {} of {} entries, drain {} of {}",
+        "  dual-writes {} ({} dropped, {} failed), copied on read {}{withheld}; shadow reads {} compared, {} lagging, {} mismatched; catch-up applied {} of {} entries, drain {} of {}",
         c.dual_writes, c.dropped, c.failed, c.copied_on_read, s.compared, s.lagging, s.mismatched, m.catch_up.applied, m.catch_up.entries, m.drain.applied, m.drain.entries
     )
 }

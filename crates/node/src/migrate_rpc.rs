@@ -27,7 +27,7 @@ use tonic::Status;
 
 /// Largest page of records one snapshot or log read returns.
 pub const PAGE_KEYS_MAX: u32 = 10_000;
-/// Largest page of bytes one snapshot read returns (about).
+/// Largest page of bytes one snapshot or log read returns (about).
 pub const PAGE_BYTES_MAX: u64 = 16 * 1024 * 1024;
 /// Records applied under one hold of the partition lock; between such
 /// sub-batches an apply yields to foreground requests. Measured (`cargo
@@ -151,7 +151,8 @@ pub(crate) async fn read_log(inner: &Arc<NodeInner>, req: &pb::ReadLogRequest) -
     // Where the log ends now, after the lane's wait.
     let log_next = inner.store.log_next(p).map_err(status)?;
     let (from, max) = (req.from, req.max.clamp(1, PAGE_KEYS_MAX) as usize);
-    let read = blocking(inner, Urgency::of(req.urgent), move |i| i.store.read_log(p, from, max)).await?;
+    let max_bytes = if req.max_bytes == 0 { PAGE_BYTES_MAX } else { req.max_bytes.min(PAGE_BYTES_MAX) };
+    let read = blocking(inner, Urgency::of(req.urgent), move |i| i.store.read_log(p, from, max, max_bytes)).await?;
     durable_here(inner).await?;
     match read {
         LogRead::Truncated { first } => Ok(pb::ReadLogResponse { entries: vec![], next: req.from, truncated: true, first, log_next }),

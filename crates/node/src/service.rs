@@ -261,7 +261,7 @@ impl NodeInner {
                 results.unwrap_or_else(|| {
                     // Never started: every op is certainly not executed.
                     inner.metrics.shed(ops as u64);
-                    vec![pb::OpResult { result: Some(R::Refused(overloaded())), record: None }; ops]
+                    vec![pb::OpResult { result: Some(R::Refused(overloaded())), ..Default::default() }; ops]
                 })
             }
             crate::inline::Route::Inline(_ticket) => inner.execute_all(&req, now, start_by),
@@ -300,7 +300,7 @@ impl NodeInner {
         let cancel = (op.waiter != 0).then(|| self.store.waiters().watch((req.router, op.waiter, kind.blocked_since_us())));
         let deadline = tokio::time::Instant::now() + wait;
         let mut attempt = started;
-        let nil = || vec![pb::OpResult { result: Some(R::Nil(pb::Nil {})), record: None }];
+        let nil = || vec![pb::OpResult { result: Some(R::Nil(pb::Nil {})), ..Default::default() }];
         loop {
             if cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
                 return Ok(nil());
@@ -381,8 +381,10 @@ impl NodeInner {
                     Ok(Ok((reply, record))) => {
                         self.op_counts.record(p, is_write(op));
                         self.hot_keys.op(p, &op.key, now_ms);
-                        let record = record.filter(|_| op.want_record).map(|record| migrate_rpc::to_pb(&KeyRecord { key: op.key.clone(), record }));
-                        return pb::OpResult { result: Some(reply), record };
+                        return match record.filter(|_| op.want_record) {
+                            Some(record) if record.encoded_len() > MIRROR_RECORD_MAX => pb::OpResult { result: Some(reply), record: None, record_withheld: true },
+                            record => pb::OpResult { result: Some(reply), record: record.map(|record| migrate_rpc::to_pb(&KeyRecord { key: op.key.clone(), record })), record_withheld: false },
+                        };
                     }
                     Ok(Err(refused)) => {
                         if refused.reason == pb::refused::Reason::Overloaded as i32 {
@@ -400,7 +402,7 @@ impl NodeInner {
                 }
             }
         };
-        pb::OpResult { result: Some(result), record: None }
+        pb::OpResult { result: Some(result), ..Default::default() }
     }
 }
 
@@ -423,6 +425,17 @@ impl RefusedSoFar {
         ownership().inspect_err(|refused| self.0.push((p, *refused)))
     }
 }
+
+/// The largest record a node returns for a router to mirror
+/// (`Op.want_record`: dual-write, copy-on-read, shadow reads); a larger one
+/// is withheld (`OpResult.record_withheld`). A write to a big collection
+/// rewrites its whole record, so mirroring it shipped the whole collection
+/// twice per write (to the router, then to the destination: 6 MB each for
+/// a 100,000-field hash), and a projected read (HGET) shipped the whole
+/// collection to the router to compare a record it never answered from.
+/// The change log carries such writes to the destination anyway, once per
+/// page however often the key was written (`Store::read_log`).
+pub const MIRROR_RECORD_MAX: usize = 64 * 1024;
 
 fn is_write(op: &pb::Op) -> bool {
     op.kind.as_ref().is_some_and(|kind| !crate::ops::is_read(kind))

@@ -557,7 +557,7 @@ impl Store {
                 },
                 Some(kind) => self.run_in_step(partition, &mut pending, &mut notices, &op.key, kind, now_ms)?,
             };
-            results.push(pb::OpResult { result: Some(reply), record: None });
+            results.push(pb::OpResult { result: Some(reply), ..Default::default() });
         }
         let own = self.commit_step(partition, counters, pending, key)?;
         self.raise(notices);
@@ -1140,7 +1140,7 @@ impl Store {
             c.log_next = log_position(&k)? + 1;
             // The partition's newest version is in its newest log entry,
             // even when its data record (a collected tombstone) is gone.
-            self.clock.observe(migrate::decode_log_entry(&v)?.record.version);
+            self.clock.observe(migrate::decode_log_entry(&v)?.version());
         }
         if let Some(raw) = self.meta.get(token_key(p))? {
             self.tokens.lock()[p as usize] = u64::from_be_bytes(raw[..].try_into().map_err(|_| StoreError::Corrupt("token".into()))?);
@@ -1303,7 +1303,35 @@ fn log_position(key: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(raw))
 }
 
+/// A record whose encoding is larger than this enters the change log by
+/// reference: its key and version, not the record. Every write of a big
+/// hash, set, list or sorted set rewrites its whole record (one record per
+/// key), and a whole-record entry wrote it a second time: the journal,
+/// memtable, flushes and compactions of the log carried as many bytes as
+/// the data (a 100,000-field hash: 6 MB twice per HSET), and its byte
+/// retention held only a few such entries, so a partition with a hot big
+/// key could not keep a migration's catch-up in its log. A reader resolves
+/// a reference to the key's record when it reads ([`Store::read_log`]):
+/// that record is the entry's or a later one, which the destination's
+/// newer-wins apply takes as it would the later entries themselves. Below
+/// this size a whole entry is cheaper: the reader takes it from the log's
+/// sequential read instead of a point read of the data. fjall compresses
+/// journal entries over 4 KiB, which is where copying starts to cost.
+pub const LOG_WHOLE_MAX: usize = 8 * 1024;
+
+/// Set in a change-log entry's key length when the entry is a reference.
+/// An older binary reads such an entry as a key longer than the entry and
+/// reports the log corrupt rather than misreading it.
+pub(crate) const LOG_REF: u32 = 1 << 31;
+
 fn log_entry(key: &[u8], record: &Record) -> Bytes {
+    if record.encoded_len() > LOG_WHOLE_MAX {
+        let mut buf = BytesMut::with_capacity(4 + key.len() + 8);
+        buf.put_u32_le(key.len() as u32 | LOG_REF);
+        buf.put_slice(key);
+        buf.put_u64_le(record.version);
+        return buf.freeze();
+    }
     let mut buf = BytesMut::with_capacity(4 + key.len() + record.encoded_len());
     buf.put_u32_le(key.len() as u32);
     buf.put_slice(key);

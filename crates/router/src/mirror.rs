@@ -76,6 +76,9 @@ pub struct Job {
     pub tap: Tap,
     /// The record the source returned (None: it holds none).
     pub record: Option<pb::KeyRecord>,
+    /// The source withheld the record as too large to mirror
+    /// (`OpResult.record_withheld`): nothing is done but counting it.
+    pub withheld: bool,
 }
 
 pub struct Mirror {
@@ -107,21 +110,31 @@ impl Mirror {
     }
 
     /// The job for an answered op, if the answer is worth mirroring: the op
-    /// was served (not refused, not an error), and a forward has a record.
+    /// was served (not refused, not an error), and a forward has a record
+    /// or the source withheld it (a job only counted).
     pub fn job(partition: PartitionId, key: &Bytes, tap: Tap, result: &pb::OpResult) -> Option<Job> {
         if matches!(result.result, None | Some(R::Refused(_)) | Some(R::Error(_))) {
             return None;
         }
-        if !matches!(tap, Tap::Shadow { .. }) && result.record.is_none() {
+        let withheld = result.record_withheld;
+        if !matches!(tap, Tap::Shadow { .. }) && result.record.is_none() && !withheld {
             return None;
         }
-        Some(Job { partition, key: key.clone(), tap, record: result.record.clone() })
+        Some(Job { partition, key: key.clone(), tap, record: result.record.clone(), withheld })
     }
 
     /// Starts the side effects of `jobs`, which `source` answered using
     /// `routes`; returns at once.
     pub fn submit(self: &Arc<Self>, routes: &Arc<Routes>, source: NodeId, mut jobs: Vec<Job>) {
-        jobs.retain(|j| j.tap != Tap::CopyOnRead || j.record.as_ref().is_some_and(|r| self.recent.first_time(j.partition, &j.key, r.version)));
+        jobs.retain(|j| {
+            if j.withheld {
+                if let Some(route) = routes.table.as_ref().and_then(|t| t.route(j.partition)) {
+                    self.count(route, j.tap, 1, Outcome::Withheld);
+                }
+                return false;
+            }
+            j.tap != Tap::CopyOnRead || j.record.as_ref().is_some_and(|r| self.recent.first_time(j.partition, &j.key, r.version))
+        });
         jobs.sort_by_key(|j| (j.partition, class(j.tap)));
         for group in jobs.chunk_by(|a, b| (a.partition, class(a.tap)) == (b.partition, class(b.tap))) {
             let Some(route) = routes.table.as_ref().and_then(|t| t.route(group[0].partition)) else { continue };
@@ -167,6 +180,8 @@ fn class(tap: Tap) -> u8 {
 enum Outcome {
     Sent,
     Dropped,
+    /// The source withheld the record as too large to mirror.
+    Withheld,
     Failed,
     Compared(Verdict),
 }
@@ -176,6 +191,7 @@ impl Outcome {
         match self {
             Outcome::Sent => "sent",
             Outcome::Dropped => "dropped",
+            Outcome::Withheld => "withheld",
             Outcome::Failed => "failed",
             Outcome::Compared(Verdict::Match) => "match",
             Outcome::Compared(Verdict::Lagging) => "lagging",
@@ -188,6 +204,7 @@ impl Outcome {
             (Outcome::Sent, Tap::DualWrite) => c.dual_writes += n,
             (Outcome::Sent, _) => c.copied_on_read += n,
             (Outcome::Dropped, _) => c.dropped += n,
+            (Outcome::Withheld, _) => c.withheld += n,
             (Outcome::Failed, _) => c.failed += n,
             (Outcome::Compared(v), _) => {
                 c.shadow.compared += n;
@@ -341,13 +358,20 @@ mod tests {
     fn jobs_come_from_served_results() {
         let key = Bytes::from_static(b"k");
         let record = pb::KeyRecord { key: key.clone(), value: "v".into(), version: 7, ..Default::default() };
-        let served = |record| pb::OpResult { result: Some(R::Nil(pb::Nil {})), record };
-        let refused = pb::OpResult { result: Some(R::Refused(pb::Refused::default())), record: Some(record.clone()) };
+        let served = |record| pb::OpResult { result: Some(R::Nil(pb::Nil {})), record, record_withheld: false };
+        let refused = pb::OpResult { result: Some(R::Refused(pb::Refused::default())), record: Some(record.clone()), record_withheld: false };
         assert!(Mirror::job(1, &key, Tap::DualWrite, &served(Some(record.clone()))).is_some());
         assert!(Mirror::job(1, &key, Tap::DualWrite, &served(None)).is_none());
         assert!(Mirror::job(1, &key, Tap::DualWrite, &refused).is_none());
         assert!(Mirror::job(1, &key, Tap::Shadow { copy: false }, &served(None)).is_some());
         assert!(Mirror::job(1, &key, Tap::Shadow { copy: false }, &refused).is_none());
+        // A record the source withheld as too large: every tap only counts
+        // it (a shadow read must not compare it as missing).
+        let withheld = pb::OpResult { result: Some(R::Written(pb::Written::default())), record: None, record_withheld: true };
+        for tap in [Tap::DualWrite, Tap::CopyOnRead, Tap::Shadow { copy: true }] {
+            let job = Mirror::job(1, &key, tap, &withheld).expect("counted");
+            assert!(job.withheld && job.record.is_none());
+        }
     }
 
     #[test]
@@ -356,10 +380,11 @@ mod tests {
         Outcome::Sent.add(&mut c, Tap::DualWrite, 3);
         Outcome::Sent.add(&mut c, Tap::CopyOnRead, 2);
         Outcome::Dropped.add(&mut c, Tap::DualWrite, 1);
+        Outcome::Withheld.add(&mut c, Tap::Shadow { copy: false }, 4);
         Outcome::Compared(Verdict::Match).add(&mut c, Tap::Shadow { copy: false }, 1);
         Outcome::Compared(Verdict::Lagging).add(&mut c, Tap::Shadow { copy: false }, 1);
         Outcome::Compared(Verdict::Mismatch).add(&mut c, Tap::Shadow { copy: false }, 1);
-        assert_eq!((c.dual_writes, c.copied_on_read, c.dropped, c.failed), (3, 2, 1, 0));
+        assert_eq!((c.dual_writes, c.copied_on_read, c.dropped, c.withheld, c.failed), (3, 2, 1, 4, 0));
         assert_eq!((c.shadow.compared, c.shadow.lagging, c.shadow.mismatched), (3, 1, 1));
     }
 }

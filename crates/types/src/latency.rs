@@ -90,6 +90,10 @@ pub struct MirrorCounts {
     /// Side effects not attempted: the router's in-flight bound was
     /// reached (the change log carries what a dropped forward would have).
     pub dropped: u64,
+    /// Side effects not attempted: the source withheld the record as too
+    /// large to mirror (over 64 KiB: a big collection's; the change log
+    /// carries it).
+    pub withheld: u64,
     /// Side effects that failed or were refused by the destination.
     pub failed: u64,
     #[serde(flatten)]
@@ -101,6 +105,7 @@ impl MirrorCounts {
         self.dual_writes += other.dual_writes;
         self.copied_on_read += other.copied_on_read;
         self.dropped += other.dropped;
+        self.withheld += other.withheld;
         self.failed += other.failed;
         self.shadow.add(&other.shadow);
     }

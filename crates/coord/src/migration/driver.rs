@@ -380,7 +380,7 @@ pub(super) async fn apply(d: &Driver, m: &Migration, node: NodeId, records: Vec<
 /// `to_node` applied. `urgent`: the drain under a fence, which nodes run
 /// ahead of their background lane.
 pub(super) async fn ship_log(d: &Driver, m: &Migration, from_node: NodeId, to_node: NodeId, from: u64, urgent: bool) -> Result<(pb::ReadLogResponse, u64, Shipped), Failure> {
-    let req = pb::ReadLogRequest { header: header(m), from, max: d.config.chunk_keys, urgent };
+    let req = pb::ReadLogRequest { header: header(m), from, max: d.config.chunk_keys, urgent, max_bytes: d.config.chunk_bytes };
     let mut page = client(d, from_node).await?.migrate_read_log(req).await.map_err(apply_failure)?.into_inner();
     let (mut bytes, mut shipped) = (0, Shipped::default());
     if !page.truncated {

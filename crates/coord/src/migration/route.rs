@@ -103,6 +103,7 @@ pub fn most(a: &MirrorCounts, b: &MirrorCounts) -> MirrorCounts {
         dual_writes: a.dual_writes.max(b.dual_writes),
         copied_on_read: a.copied_on_read.max(b.copied_on_read),
         dropped: a.dropped.max(b.dropped),
+        withheld: a.withheld.max(b.withheld),
         failed: a.failed.max(b.failed),
         shadow,
     }

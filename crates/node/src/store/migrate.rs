@@ -24,13 +24,16 @@ use super::rows::PageFill;
 use super::{Log, PartitionCounters, PartitionLock, Store, StoreError, data_key, decode_record, fenced_key, import_closed_key, log_key, log_position, stored_digest, token_key};
 use crate::priority::Boost;
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use evenkeel_types::slot::slot_partition;
 use evenkeel_types::{PartitionId, Record, Slot};
 
 /// Fewest keys in order for which [`Store::stored_records`] reads a range
 /// rather than each key.
 const RANGE_READ_MIN: usize = 4;
+/// Entries of keys already covered a log page passes over at most
+/// ([`Store::read_log`]): a few MB of reading, however hot the key.
+pub const LOG_PASS_OVER_MAX: usize = 100_000;
 /// Records a row-cache warm-up reads and caches at once (one lock hold).
 const WARM_PAGE_RECORDS: usize = 256;
 /// Times a warm-up reads a page again after a write to the partition
@@ -151,22 +154,61 @@ impl Store {
         Ok(chunk)
     }
 
-    /// Up to `max` change-log entries of `partition` from position `from`.
-    pub fn read_log(&self, partition: PartitionId, from: u64, max: usize) -> Result<LogRead, StoreError> {
+    /// Change-log entries of `partition` from position `from`: up to `max`
+    /// of them, and no more once their records reach `max_bytes` (at least
+    /// one). An entry by reference ([`Logged::Ref`]) comes with its key's
+    /// record as it is now: the entry's or a later one. That record covers
+    /// every entry of its key in the range read (all committed before the
+    /// record was read), so later entries of the key are passed over, and
+    /// the page goes on past its byte bound while it only passes over
+    /// entries (up to [`LOG_PASS_OVER_MAX`]): a big key written all through
+    /// a move ships once a page, and a page covers every write to it up to
+    /// the log's head when the page began, not one write per page. A
+    /// reference to a key that holds no record any more (a collected
+    /// tombstone, whose own entry comes later) brings nothing.
+    pub fn read_log(&self, partition: PartitionId, from: u64, max: usize, max_bytes: u64) -> Result<LogRead, StoreError> {
         let counters = self.counters_of(partition)?;
         if from < counters.log_first {
             return Ok(LogRead::Truncated { first: counters.log_first });
         }
         let mut entries = Vec::new();
-        let range = log_key(partition, from)..log_key(partition, counters.log_next);
-        for kv in self.log.range(range).take(max.max(1)) {
+        let (mut first, mut next, mut bytes, mut taken, mut passed) = (None, from.max(counters.log_first), 0u64, 0, 0);
+        let mut covered: HashSet<Bytes> = HashSet::new();
+        for kv in self.log.range(log_key(partition, from)..log_key(partition, counters.log_next)) {
             let (k, v) = kv.into_inner()?;
-            entries.push((log_position(&k)?, decode_log_entry(&v)?));
+            let position = log_position(&k)?;
+            first.get_or_insert(position);
+            let logged = decode_log_entry(&v)?;
+            if covered.contains(logged.key()) {
+                next = position + 1;
+                passed += 1;
+                if passed >= LOG_PASS_OVER_MAX {
+                    break;
+                }
+                continue;
+            }
+            if taken >= max.max(1) || bytes >= max_bytes {
+                break;
+            }
+            next = position + 1;
+            taken += 1;
+            let kr = match logged {
+                Logged::Whole(kr) => kr,
+                Logged::Ref { key, .. } => {
+                    let now = if self.retired.is(partition) { None } else { self.read(&data_key(self.slot_in(partition, &key)?, &key))? };
+                    // Nothing read covers nothing: the deletion's entry
+                    // must still ship.
+                    let Some(record) = now else { continue };
+                    covered.insert(key.clone());
+                    KeyRecord { key, record }
+                }
+            };
+            bytes += (kr.key.len() + kr.record.encoded_len()) as u64;
+            entries.push((position, kr));
         }
-        let next = entries.last().map_or(from.max(counters.log_first), |(p, _)| p + 1);
         // Trimming runs under the partition lock after our counters read; if
         // it removed entries we were about to return, report truncation.
-        if entries.first().is_some_and(|(p, _)| *p != from) {
+        if first.is_some_and(|p| p != from) {
             return Ok(LogRead::Truncated { first: self.counters_of(partition)?.log_first });
         }
         Ok(LogRead::Entries { entries, next })
@@ -458,10 +500,42 @@ pub enum HoldFrom {
     Renew,
 }
 
-pub(super) fn decode_log_entry(raw: &[u8]) -> Result<KeyRecord, StoreError> {
+/// One change-log entry as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Logged {
+    /// The record the write wrote.
+    Whole(KeyRecord),
+    /// A write of a record larger than [`super::LOG_WHOLE_MAX`]: its key
+    /// and version; the record is the key's in the data.
+    Ref { key: Bytes, version: u64 },
+}
+
+impl Logged {
+    fn key(&self) -> &[u8] {
+        match self {
+            Logged::Whole(kr) => &kr.key,
+            Logged::Ref { key, .. } => key,
+        }
+    }
+
+    /// The version the write gave its key.
+    pub(super) fn version(&self) -> u64 {
+        match self {
+            Logged::Whole(kr) => kr.record.version,
+            Logged::Ref { version, .. } => *version,
+        }
+    }
+}
+
+pub(super) fn decode_log_entry(raw: &[u8]) -> Result<Logged, StoreError> {
     let corrupt = || StoreError::Corrupt("change-log entry".into());
-    let len = u32::from_le_bytes(raw.get(..4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?) as usize;
+    let head = u32::from_le_bytes(raw.get(..4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?);
+    let len = (head & !super::LOG_REF) as usize;
     let key = raw.get(4..4 + len).ok_or_else(corrupt)?;
-    let record = decode_record(&raw[4 + len..])?;
-    Ok(KeyRecord { key: Bytes::copy_from_slice(key), record })
+    let rest = &raw[4 + len..];
+    if head & super::LOG_REF != 0 {
+        let version = u64::from_le_bytes(rest.try_into().map_err(|_| corrupt())?);
+        return Ok(Logged::Ref { key: Bytes::copy_from_slice(key), version });
+    }
+    Ok(Logged::Whole(KeyRecord { key: Bytes::copy_from_slice(key), record: decode_record(rest)? }))
 }

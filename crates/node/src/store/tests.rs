@@ -226,7 +226,7 @@ fn a_migrations_hold_keeps_the_change_log_it_still_reads() {
     write(1000);
     let c = s.counters()[p as usize];
     assert_eq!((c.log_first, c.log_next), (5, 1020), "held from 5: only what lies before it trimmed (100 kept without the hold)");
-    assert!(matches!(s.read_log(p, 5, 10).unwrap(), LogRead::Entries { .. }));
+    assert!(matches!(s.read_log(p, 5, 10, u64::MAX).unwrap(), LogRead::Entries { .. }));
     // The reader moved on to 900: the log behind it goes.
     s.hold_log(p, HoldFrom::Reader(900), now()).unwrap();
     write(400);
@@ -243,7 +243,7 @@ fn a_migrations_hold_keeps_the_change_log_it_still_reads() {
     write(1700);
     let c = s.counters()[p as usize];
     assert!(c.log_next == 3120 && c.log_first > 1420, "trimmed as without a hold: {c:?}");
-    assert!(matches!(s.read_log(p, 1420, 10).unwrap(), LogRead::Truncated { .. }));
+    assert!(matches!(s.read_log(p, 1420, 10, u64::MAX).unwrap(), LogRead::Truncated { .. }));
     // A hold nobody renewed for a minute has lapsed.
     s.hold_log(p, HoldFrom::Reader(3100), now() - 2 * LOG_HOLD_MS).unwrap();
     write(400);
@@ -263,14 +263,15 @@ fn a_migrations_hold_keeps_the_change_log_it_still_reads() {
 #[test]
 fn change_log_retention_is_bounded_by_bytes_too() {
     let dir = tempfile::tempdir().unwrap();
-    let open_bounded = || {
+    let open_bounded = |bytes: u64| {
         let mut cfg = StoreConfig::new(dir.path(), N);
-        cfg.log_retention_bytes = 1 << 20;
+        cfg.log_retention_bytes = bytes;
         Store::open(cfg).unwrap()
     };
-    let s = open_bounded();
+    let s = open_bounded(1 << 20);
     let p = key_partition(b"big", N) as usize;
-    let value = "x".repeat(64 << 10);
+    // Whole entries (a bigger record is logged by reference).
+    let value = "x".repeat(6 << 10);
     for _ in 0..200 {
         exec(&s, b"big", set(&value, None), 1000);
     }
@@ -281,10 +282,10 @@ fn change_log_retention_is_bounded_by_bytes_too() {
     assert_eq!(on_disk.first().map(|(_, pos)| *pos), Some(c.log_first));
     assert!(c.log_bytes <= 1 << 20 && c.log_next - c.log_first >= 10, "{c:?}");
     drop(s);
-    assert_eq!(open_bounded().counters()[p], c, "rebuilt at open");
+    assert_eq!(open_bounded(1 << 20).counters()[p], c, "rebuilt at open");
     // One record past the bound on its own stays: the newest entry is kept.
-    let s = open_bounded();
-    exec(&s, b"big", set(&"y".repeat(2 << 20), None), 1000);
+    let s = open_bounded(4 << 10);
+    exec(&s, b"big", set(&"y".repeat(6 << 10), None), 1000);
     let c = s.counters()[p];
     assert_eq!((c.log_next - c.log_first, c.log_next), (1, 201), "{c:?}");
 }
@@ -441,7 +442,7 @@ mod migration {
         let rest = src.snapshot_chunk(p, chunk.cursor.as_deref(), 1000, u64::MAX).unwrap();
         assert!(rest.cursor.is_none());
         dst.apply(p, &rest.records).unwrap();
-        let LogRead::Entries { entries, next } = src.read_log(p, start_pos, 1000).unwrap() else { panic!("truncated") };
+        let LogRead::Entries { entries, next } = src.read_log(p, start_pos, 1000, u64::MAX).unwrap() else { panic!("truncated") };
         assert_eq!(entries.len(), 2);
         let records: Vec<KeyRecord> = entries.into_iter().map(|(_, r)| r).collect();
         dst.apply(p, &records).unwrap();
@@ -474,12 +475,12 @@ mod migration {
         assert!(pages > 1);
         let copied = dst.counters()[p as usize];
         assert_eq!((copied.keys, copied.log_first, copied.log_next), (30, 0, 0), "copies are counted but not logged");
-        assert_eq!(dst.read_log(p, 0, 100).unwrap(), LogRead::Entries { entries: vec![], next: 0 });
+        assert_eq!(dst.read_log(p, 0, 100, u64::MAX).unwrap(), LogRead::Entries { entries: vec![], next: 0 });
         let newest = src.clock().current();
         assert!(dst.clock().current() >= newest);
 
         exec(&dst, keys[3].as_bytes(), set("served", None), 20);
-        let LogRead::Entries { entries, next } = dst.read_log(p, 0, 100).unwrap() else { panic!("truncated") };
+        let LogRead::Entries { entries, next } = dst.read_log(p, 0, 100, u64::MAX).unwrap() else { panic!("truncated") };
         assert_eq!((entries.len(), next), (1, 1), "a write the node serves is logged");
         assert_eq!((entries[0].1.key.as_ref(), entries[0].1.record.value.as_deref()), (keys[3].as_bytes(), Some(&b"served"[..])));
 
@@ -584,12 +585,162 @@ mod migration {
         }
         let first = s.counters()[p as usize].log_first;
         assert!(first > 0);
-        assert_eq!(s.read_log(p, 0, 10).unwrap(), LogRead::Truncated { first });
-        let LogRead::Entries { entries, next } = s.read_log(p, first, 3).unwrap() else { panic!() };
+        assert_eq!(s.read_log(p, 0, 10, u64::MAX).unwrap(), LogRead::Truncated { first });
+        let LogRead::Entries { entries, next } = s.read_log(p, first, 3, u64::MAX).unwrap() else { panic!() };
         assert_eq!(entries.iter().map(|e| e.0).collect::<Vec<_>>(), vec![first, first + 1, first + 2]);
         assert_eq!(next, first + 3);
         let end = s.counters()[p as usize].log_next;
-        assert_eq!(s.read_log(p, end, 10).unwrap(), LogRead::Entries { entries: vec![], next: end });
+        assert_eq!(s.read_log(p, end, 10, u64::MAX).unwrap(), LogRead::Entries { entries: vec![], next: end });
+    }
+
+    /// A value past `LOG_WHOLE_MAX` bytes, filled with `fill`.
+    pub(super) fn big(fill: u8) -> String {
+        String::from_utf8(vec![fill; LOG_WHOLE_MAX + 1]).unwrap()
+    }
+
+    /// A big record enters the log as its key and version; a reader gets
+    /// the key's record as it is when it reads, once per page (it covers the
+    /// key's later entries, passed over even past the page's byte bound),
+    /// pages end at their byte bound, and the entries survive a reopen (the
+    /// clock comes back above their versions).
+    #[test]
+    fn a_big_write_is_logged_by_reference_and_read_as_the_record_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let p = 2;
+        let keys = keys_in(p, 3);
+        let before = s.counters()[p as usize];
+        exec(&s, keys[0].as_bytes(), set(&big(b'a'), None), 10);
+        let after = s.counters()[p as usize];
+        assert_eq!(after.log_next, before.log_next + 1);
+        assert!(after.log_bytes - before.log_bytes < 64, "a reference, not the record: {} bytes", after.log_bytes - before.log_bytes);
+        exec(&s, keys[0].as_bytes(), set(&big(b'b'), None), 11);
+        exec(&s, keys[1].as_bytes(), set("small", None), 12);
+        exec(&s, keys[0].as_bytes(), set(&big(b'c'), None), 13);
+        exec(&s, keys[2].as_bytes(), set(&big(b'd'), None), 14);
+        let LogRead::Entries { entries, next } = s.read_log(p, 0, 100, u64::MAX).unwrap() else { panic!("truncated") };
+        assert_eq!(next, 5);
+        let got: Vec<(u64, &[u8], u8)> = entries.iter().map(|(pos, kr)| (*pos, kr.key.as_ref(), kr.record.value.as_ref().unwrap()[0])).collect();
+        assert_eq!(got, vec![(0, keys[0].as_bytes(), b'c'), (2, keys[1].as_bytes(), b's'), (4, keys[2].as_bytes(), b'd')], "the first reference brings the record now; the later ones to the same key bring nothing");
+        // A byte bound of one byte: one entry a page, and each page goes on
+        // where the last ended.
+        let (mut from, mut pages) = (0, vec![]);
+        while from < 5 {
+            let LogRead::Entries { entries, next } = s.read_log(p, from, 100, 1).unwrap() else { panic!("truncated") };
+            pages.push(entries.iter().map(|(pos, _)| *pos).collect::<Vec<_>>());
+            from = next;
+        }
+        assert_eq!(pages, vec![vec![0], vec![2], vec![3], vec![4]], "a page ends at its first record past the bound, but passes over the entries its records cover (1: the record 0 brought is newer); a reference read again in a later page brings the record again");
+        let (counters, clock) = (s.counters(), s.clock().current());
+        drop(s);
+        let s = open(dir.path());
+        assert_eq!(s.counters(), counters);
+        assert!(s.clock().current() >= clock);
+        assert_eq!(s.read_log(p, 0, 100, u64::MAX).unwrap(), LogRead::Entries { entries, next: 5 });
+    }
+
+    /// A reference whose key holds no record any more (its tombstone was
+    /// collected) brings nothing: the deletion's own entry follows it.
+    #[test]
+    fn a_reference_to_a_collected_key_brings_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let p = 4;
+        let k = &keys_in(p, 1)[0];
+        exec(&s, k.as_bytes(), set(&big(b'a'), None), 10);
+        exec(&s, k.as_bytes(), Kind::Del(pb::Del::default()), 11);
+        assert_eq!(s.collect_tombstones(u64::MAX, 100, |_| true).unwrap(), 1);
+        let LogRead::Entries { entries, next } = s.read_log(p, 0, 100, u64::MAX).unwrap() else { panic!("truncated") };
+        assert_eq!(next, 2);
+        assert_eq!(entries.len(), 1);
+        assert_eq!((entries[0].0, entries[0].1.record.value.is_none()), (1, true), "only the tombstone's own entry");
+    }
+
+    mod converges {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            Small { key: u8, value: u8 },
+            Big { key: u8, fill: u8 },
+            Del { key: u8 },
+            /// A snapshot page of this many records.
+            Copy(u8),
+            /// A log page of at most this many entries and this many bytes.
+            Ship(u8, u16),
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                3 => (0..6u8, any::<u8>()).prop_map(|(key, value)| Step::Small { key, value }),
+                3 => (0..6u8, b'a'..=b'z').prop_map(|(key, fill)| Step::Big { key, fill }),
+                1 => (0..6u8).prop_map(|key| Step::Del { key }),
+                2 => (1..4u8).prop_map(Step::Copy),
+                2 => (1..6u8, 1..40_000u16).prop_map(|(n, b)| Step::Ship(n, b)),
+            ]
+        }
+
+        fn ship(src: &Store, dst: &Store, p: PartitionId, from: u64, max: usize, max_bytes: u64) -> u64 {
+            let LogRead::Entries { entries, next } = src.read_log(p, from, max, max_bytes).unwrap() else { panic!("truncated at {from}") };
+            let records: Vec<KeyRecord> = entries.into_iter().map(|(_, r)| r).collect();
+            dst.apply(p, &records).unwrap();
+            next
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+            /// A move (snapshot pages, then the log from where the copy
+            /// began, in pages bounded by entries and bytes) with writes of
+            /// small and big values and deletions between its pages ends
+            /// with the destination holding what the source holds, record
+            /// for record.
+            #[test]
+            fn a_move_converges_with_whole_and_referenced_entries(steps in proptest::collection::vec(step(), 1..50)) {
+                let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+                let (src, dst) = (open(d1.path()), open(d2.path()));
+                let p = 6;
+                let keys = keys_in(p, 6);
+                for k in &keys[..3] {
+                    exec(&src, k.as_bytes(), set(&big(b'0'), None), 10);
+                }
+                src.hold_log(p, HoldFrom::Begin, evenkeel_types::unix_ms()).unwrap();
+                let (mut from, mut cursor, mut copied) = (src.counters()[p as usize].log_next, None::<Bytes>, false);
+                let mut now = 10;
+                for step in &steps {
+                    now += 1;
+                    match step {
+                        Step::Small { key, value } => { exec(&src, keys[*key as usize].as_bytes(), set(&value.to_string(), None), now); }
+                        Step::Big { key, fill } => { exec(&src, keys[*key as usize].as_bytes(), set(&big(*fill), None), now); }
+                        Step::Del { key } => { exec(&src, keys[*key as usize].as_bytes(), Kind::Del(pb::Del::default()), now); }
+                        Step::Copy(n) if !copied => {
+                            let chunk = src.snapshot_chunk(p, cursor.as_deref(), *n as usize, u64::MAX).unwrap();
+                            dst.apply(p, &chunk.records).unwrap();
+                            copied = chunk.cursor.is_none();
+                            cursor = chunk.cursor;
+                        }
+                        Step::Copy(_) => {}
+                        Step::Ship(n, b) if copied => from = ship(&src, &dst, p, from, *n as usize, *b as u64),
+                        Step::Ship(..) => {}
+                    }
+                }
+                if !copied {
+                    loop {
+                        let chunk = src.snapshot_chunk(p, cursor.as_deref(), 2, u64::MAX).unwrap();
+                        dst.apply(p, &chunk.records).unwrap();
+                        match chunk.cursor { Some(c) => cursor = Some(c), None => break }
+                    }
+                }
+                while from < src.counters()[p as usize].log_next {
+                    from = ship(&src, &dst, p, from, 3, 10_000);
+                }
+                prop_assert_eq!(sum(&src, p), sum(&dst, p));
+                for k in &keys {
+                    let dk = data_key(key_slot(k.as_bytes()), k.as_bytes());
+                    prop_assert_eq!(src.read(&dk).unwrap(), dst.read(&dk).unwrap(), "{}", k);
+                }
+            }
+        }
     }
 
     #[test]

@@ -103,7 +103,7 @@ async fn a_write_admitted_before_a_fence_is_below_the_position_it_reports() {
 
     // The drain reads the log up to `end`: the racing write must be there,
     // and nothing may come after it.
-    let read = pb::ReadLogRequest { header, from: 0, max: 100, urgent: true };
+    let read = pb::ReadLogRequest { header, from: 0, max: 100, urgent: true, max_bytes: 0 };
     let log = client.migrate_read_log(read).await.unwrap().into_inner();
     let values: Vec<(u64, String)> = log.entries.iter().map(|e| (e.position, String::from_utf8_lossy(&e.record.as_ref().unwrap().value).into_owned())).collect();
     assert_eq!(log.log_next, end, "nothing was written after the fence reported its position: {values:?}");

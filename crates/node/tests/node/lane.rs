@@ -115,7 +115,7 @@ async fn urgent_drain_requests_skip_the_lane() {
     urgent.urgent = true;
     assert_eq!(client.migrate_apply(urgent).await.unwrap().into_inner().applied, 1_000);
     let header = apply_many("u", 1).header;
-    let read = evenkeel_rpc::pb::ReadLogRequest { header, from: 0, max: 100, urgent: true };
+    let read = evenkeel_rpc::pb::ReadLogRequest { header, from: 0, max: 100, urgent: true, max_bytes: 0 };
     client.migrate_read_log(read).await.unwrap();
     assert!(!slow.is_finished(), "the Execute must still be in flight");
     assert_eq!(node.stats().await.background_yields_total, before, "urgent requests never yield");
@@ -141,7 +141,7 @@ async fn a_log_read_with_nothing_new_skips_the_lane() {
         let op = pb::Op { partition: p, key: format!("{{k}}{i}").into(), kind: Some(kind), want_record: false, track: false, waiter: 0 };
         client.execute(pb::ExecuteRequest { epoch: 1, ops: vec![op], router: 0 }).await.unwrap();
     }
-    let read = |from| pb::ReadLogRequest { header, from, max: 100, urgent: false };
+    let read = |from| pb::ReadLogRequest { header, from, max: 100, urgent: false, max_bytes: 0 };
     let all = client.migrate_read_log(read(0)).await.unwrap().into_inner();
     assert_eq!((all.entries.len(), all.next, all.log_next), (10, 10, 10));
     fail::cfg(execute_delay(46), &format!("return({FOREGROUND_MS})")).unwrap();

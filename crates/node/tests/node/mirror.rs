@@ -60,6 +60,14 @@ async fn execute_returns_records_only_for_ops_that_ask() {
     let deleted = execute(&node, vec![op(Kind::Del(pb::Del::default()), true)]).await;
     let tombstone = deleted[0].record.clone().expect("a delete's tombstone");
     assert!(tombstone.tombstone && tombstone.version > written.version);
+    assert!(!deleted[0].record_withheld && !results[0].record_withheld);
+    // A record over the mirroring bound is withheld, from a write and a
+    // read alike; the reply is whole.
+    let big = "x".repeat(evenkeel_node::service::MIRROR_RECORD_MAX);
+    let results = execute(&node, vec![op(set(&big), true), op(get(), true), op(get(), false)]).await;
+    assert!(matches!(results[0].result, Some(R::Written(_))));
+    assert!(matches!(&results[1].result, Some(R::Value(v)) if v.value.len() == big.len()));
+    assert_eq!(results.iter().map(|r| (r.record.is_some(), r.record_withheld)).collect::<Vec<_>>(), vec![(false, true), (false, true), (false, false)]);
     node.stop().await;
 }
 

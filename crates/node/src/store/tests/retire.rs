@@ -66,7 +66,7 @@ fn a_retired_partition_reads_as_empty_at_once_and_compaction_removes_its_items()
     assert!(s.snapshot_chunk(p, None, 100, u64::MAX).unwrap().records.is_empty());
     assert_eq!(sum(&s, p), Checksum::default());
     assert_eq!(s.scan(p, 0, 100, 20, None).unwrap().0, Vec::<Bytes>::new());
-    assert!(matches!(s.read_log(p, before.log_next, 100).unwrap(), LogRead::Entries { ref entries, .. } if entries.is_empty()));
+    assert!(matches!(s.read_log(p, before.log_next, 100, u64::MAX).unwrap(), LogRead::Entries { ref entries, .. } if entries.is_empty()));
     assert_eq!(s.sweep_expired(2_000_000, 1000, |_| true).unwrap(), 6 - 2, "only the other partition's values expire");
     assert_eq!(s.collect_tombstones(u64::MAX, 1000, |_| true).unwrap(), 2 + 4, "only the other partition's tombstones");
     assert_eq!(s.retire(p).unwrap(), 0, "retiring again finds nothing");
