@@ -100,6 +100,8 @@ struct Runtime {
     last_errors: HashMap<NodeId, u64>,
     /// Each node's shed-ops count at the previous tick.
     last_shed: HashMap<NodeId, u64>,
+    /// Each node's usual p99, which its p99 gate compares with.
+    usual_p99: HashMap<NodeId, health::UsualP99>,
     /// When each node was last seen heartbeating.
     last_live_ms: HashMap<NodeId, u64>,
     /// Each router's `unavailable_total` at the previous tick, and when it
@@ -154,6 +156,7 @@ impl Throttle {
                 max_concurrent: None,
                 last_errors: HashMap::new(),
                 last_shed: HashMap::new(),
+                usual_p99: HashMap::new(),
                 last_live_ms: HashMap::new(),
                 last_unavailable: HashMap::new(),
                 unavailable_total: 0,
@@ -486,9 +489,13 @@ impl Runtime {
             }
             // A node this coordinator never saw alive has no heartbeat at all.
             let heartbeat_age_ms = self.last_live_ms.get(&n.id).map(|&t| now_ms.saturating_sub(t));
+            let usual = self.usual_p99.entry(n.id).or_default();
+            let usual_p99_us = usual.get();
+            usual.observe(n.p99_us, n.ops_last_s);
             let sample = NodeSample {
                 heartbeat_age_ms,
                 p99_us: n.p99_us,
+                usual_p99_us,
                 ops: n.ops_last_s,
                 errors: n.errors_total.saturating_sub(errors_before),
                 disk_free_bytes: n.disk_free_bytes,

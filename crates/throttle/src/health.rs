@@ -16,7 +16,14 @@ use crate::error::{ConfigError, ensure};
 #[serde(default, deny_unknown_fields)]
 pub struct HealthThresholds {
     pub pause_heartbeat_age_ms: u64,
+    /// A node whose p99 is over this...
     pub pause_p99_us: u64,
+    /// ... and over this many times its usual p99
+    /// (`NodeSample::usual_p99_us`) is degraded: a workload whose own p99
+    /// is over `pause_p99_us` (writes to big collections: 50 ms at one
+    /// client) paused every migration of its nodes for as long as it ran,
+    /// though nothing had changed on them. 0: the absolute limit alone.
+    pub pause_p99_ratio: f64,
     /// errors / ops.
     pub pause_error_rate: f64,
     /// free / total disk.
@@ -45,6 +52,7 @@ impl Default for HealthThresholds {
         Self {
             pause_heartbeat_age_ms: 3000,
             pause_p99_us: 50_000,
+            pause_p99_ratio: 2.0,
             pause_error_rate: 0.01,
             pause_disk_free_ratio: 0.10,
             pause_log_lag_entries: 200_000,
@@ -61,6 +69,11 @@ impl Default for HealthThresholds {
 impl HealthThresholds {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let ratio = |x: f64| (0.0..=1.0).contains(&x);
+        ensure(
+            self.pause_p99_ratio.is_finite() && self.pause_p99_ratio >= 0.0,
+            "health.pause_p99_ratio",
+            "must be >= 0 (0: pause_p99_us alone)",
+        )?;
         ensure(
             ratio(self.pause_error_rate),
             "health.pause_error_rate",
@@ -92,6 +105,9 @@ pub struct NodeSample {
     /// its lease is gone).
     pub heartbeat_age_ms: Option<u64>,
     pub p99_us: u64,
+    /// The node's usual p99 ([`UsualP99`]); None until enough is known.
+    #[serde(default)]
+    pub usual_p99_us: Option<u64>,
     pub ops: u64,
     /// Failed ops, counted among `ops`.
     pub errors: u64,
@@ -125,11 +141,22 @@ pub fn classify(s: &NodeSample, t: &HealthThresholds) -> Level {
     heartbeat(s, t, &mut critical, &mut degraded);
     disk(s, t, &mut critical, &mut degraded);
     if s.p99_us > t.pause_p99_us {
-        degraded.push(format!(
-            "p99 {} > {}",
-            fmt_ms(s.p99_us),
-            fmt_ms(t.pause_p99_us)
-        ));
+        match s.usual_p99_us.filter(|_| t.pause_p99_ratio > 0.0) {
+            // Over the limit, but as the node usually is: nothing changed.
+            Some(usual) if s.p99_us as f64 <= t.pause_p99_ratio * usual as f64 => {}
+            Some(usual) => degraded.push(format!(
+                "p99 {} > {} and > {}x its usual {}",
+                fmt_ms(s.p99_us),
+                fmt_ms(t.pause_p99_us),
+                t.pause_p99_ratio,
+                fmt_ms(usual)
+            )),
+            None => degraded.push(format!(
+                "p99 {} > {}",
+                fmt_ms(s.p99_us),
+                fmt_ms(t.pause_p99_us)
+            )),
+        }
     }
     let error_rate = error_rate(s);
     if error_rate > t.pause_error_rate {
@@ -153,6 +180,44 @@ pub fn classify(s: &NodeSample, t: &HealthThresholds) -> Level {
         Level::Degraded(degraded)
     } else {
         Level::Healthy
+    }
+}
+
+/// A node's usual p99: the median of its last [`UsualP99::WINDOW`] samples
+/// that served ops, known once it has [`UsualP99::KNOWN_AFTER`] of them.
+/// A median, so a migration's own spikes (which pause it, and end) do not
+/// move it; a node slowed for longer than half the window has a new
+/// usual, and migrations go on unless they double it again. Until it is
+/// known (a young cluster) the absolute limit applies alone.
+#[derive(Debug, Clone, Default)]
+pub struct UsualP99 {
+    samples: std::collections::VecDeque<u64>,
+}
+
+impl UsualP99 {
+    /// Samples kept: five minutes of the coordinator's one-second ticks.
+    pub const WINDOW: usize = 300;
+    /// Samples needed before the median is trusted.
+    pub const KNOWN_AFTER: usize = 60;
+
+    /// Adds one sample (ignored when the node served nothing: no p99).
+    pub fn observe(&mut self, p99_us: u64, ops: u64) {
+        if ops == 0 {
+            return;
+        }
+        if self.samples.len() == Self::WINDOW {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(p99_us);
+    }
+
+    pub fn get(&self) -> Option<u64> {
+        if self.samples.len() < Self::KNOWN_AFTER {
+            return None;
+        }
+        let mut sorted: Vec<u64> = self.samples.iter().copied().collect();
+        let mid = sorted.len() / 2;
+        Some(*sorted.select_nth_unstable(mid).1)
     }
 }
 

@@ -4,6 +4,7 @@ fn healthy_sample() -> NodeSample {
     NodeSample {
         heartbeat_age_ms: Some(500),
         p99_us: 2_000,
+        usual_p99_us: None,
         ops: 10_000,
         errors: 0,
         disk_free_bytes: 500,
@@ -246,4 +247,40 @@ fn shed_ops_pause_past_the_threshold() {
     let sample = NodeSample { shed_ops: 5, ..healthy_sample() };
     assert_eq!(classify(&sample, &lenient), Level::Healthy);
     assert!(matches!(classify(&NodeSample { shed_ops: 6, ..sample }, &lenient), Level::Degraded(_)));
+}
+
+/// Over the absolute limit, a node is degraded only if it is also over
+/// the ratio of its usual p99; without a usual (a young cluster), or with
+/// the ratio 0, the limit alone decides.
+#[test]
+fn p99_pauses_when_over_the_limit_and_over_the_ratio_of_the_usual() {
+    let t = HealthThresholds::default();
+    let at = |p99_us, usual_p99_us| classify(&NodeSample { p99_us, usual_p99_us, ..healthy_sample() }, &t);
+    assert_eq!(at(55_000, Some(52_000)), Level::Healthy, "slow as usual");
+    assert_eq!(at(104_000, Some(52_000)), Level::Healthy, "at twice the usual");
+    assert_eq!(at(105_000, Some(52_000)), Level::Degraded(vec!["p99 105.0 ms > 50.0 ms and > 2x its usual 52.0 ms".into()]));
+    assert_eq!(at(30_000, Some(2_000)), Level::Healthy, "under the limit, however far over the usual");
+    assert_eq!(at(55_000, None), Level::Degraded(vec!["p99 55.0 ms > 50.0 ms".into()]));
+    let absolute = HealthThresholds { pause_p99_ratio: 0.0, ..t.clone() };
+    assert!(matches!(classify(&NodeSample { p99_us: 55_000, usual_p99_us: Some(52_000), ..healthy_sample() }, &absolute), Level::Degraded(_)));
+    assert!(HealthThresholds { pause_p99_ratio: -1.0, ..t.clone() }.validate().is_err());
+    assert!(HealthThresholds { pause_p99_ratio: f64::NAN, ..t }.validate().is_err());
+}
+
+/// The usual p99 is the median of the samples that served ops, once there
+/// are enough; the window forgets the oldest.
+#[test]
+fn the_usual_p99_is_a_median_known_after_enough_samples() {
+    let mut u = UsualP99::default();
+    for i in 0..UsualP99::KNOWN_AFTER as u64 - 1 {
+        u.observe(1_000 + i, 5);
+        u.observe(999_999, 0);
+    }
+    assert_eq!(u.get(), None, "idle samples do not count");
+    u.observe(1_000_000, 5);
+    assert_eq!(u.get(), Some(1_030), "a spike does not move the median");
+    for _ in 0..UsualP99::WINDOW {
+        u.observe(7_000, 1);
+    }
+    assert_eq!(u.get(), Some(7_000), "a whole window later only the new samples count");
 }
