@@ -6,9 +6,11 @@
 # move of its partition to another node while one client keeps writing it
 # (`move --wait`, at most 120 s), and what `migrations` says of the move.
 # BIN is a copy of target/release/evenkeel; runs on 127.0.0.1:6482/7482 with
-# its data in /tmp/zr (removed first). Pass `--config F` to lift the p99
-# health gate (`[throttle.health] pause_p99_us`): this workload's own p99
-# is about 50 ms, at the default gate.
+# its data in /tmp/zr (removed first). The writing client starts WARM_S
+# seconds (default 70) before the move: the p99 health gate compares a
+# node's p99 with its usual p99 once it has a minute of it (this
+# workload's own p99 is about 50 ms, the gate's absolute limit). Pass
+# `--config F` to set the gate (`[throttle.health]`).
 set -u
 BIN=$1; L=$2; shift 2
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -29,7 +31,7 @@ redis-benchmark -p 6482 -n 300 -c 1 --csv hget bigh f5 | tail -1 | sed "s/^/[$L]
 P=$("$BIN" cluster partitions | awk 'NR==2{print $1}'); OWN=$("$BIN" cluster partitions | awk 'NR==2{print $2}')
 T=$(( OWN % 3 + 1 ))
 timeout 200 redis-benchmark -p 6482 -n 1000000 -r 100000 -c 1 --csv hset bigh f__rand_int__ $V > "/tmp/hb-$L.log" 2>&1 &
-sleep 3
+sleep "${WARM_S:-70}"
 t0=$(date +%s.%N)
 timeout 120 "$BIN" move "$P" "$T" --wait > "/tmp/move-$L.log" 2>&1; rc=$?
 t1=$(date +%s.%N)
