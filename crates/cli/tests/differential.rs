@@ -724,6 +724,9 @@ enum Check {
     /// TIME: `[seconds, microseconds]` of each server's clock, which may
     /// differ by a second.
     Time,
+    /// COMMAND INFO: each entry's name and ACL categories (elements 0 and
+    /// 6); its key specs, tips and subcommands are not kept.
+    Categories,
 }
 
 enum Step {
@@ -897,6 +900,68 @@ fn older_forms(s: &mut Script) {
     scripting(s);
     functions(s);
     point_reads(s);
+    command_keys_and_categories(s);
+}
+
+/// COMMAND GETKEYS (`cmd::getkeys`): every served command in a call of
+/// its least arity and one argument more (keys or not), the movable-key
+/// ones in their forms (numkeys read as Redis's key specs and its
+/// fallbacks read them, STORE, STREAMS, KEYS), subcommands, and the
+/// errors. Then the ACL categories (`cmd::categories`): COMMAND INFO's,
+/// and COMMAND LIST FILTERBY ACLCAT for every category whose commands are
+/// all served (not @read and @fast: LOLWUT; nor @admin, @slow and
+/// @dangerous: ACL, DEBUG, MODULE, SHUTDOWN, replication), in any order
+/// (Redis lists them in its hash table's).
+fn command_keys_and_categories(s: &mut Script) {
+    for spec in evenkeel_router::cmd::SPECS {
+        let least = spec.arity.unsigned_abs() as usize - 1;
+        for n in [least, least + 1] {
+            let mut args = vec!["COMMAND".to_string(), "GETKEYS".into(), spec.name.into()];
+            args.extend((0..n).map(|i| format!("a{i}")));
+            s.cmd(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    }
+    for c in [
+        &["EVAL", "s", "2", "k1", "k2", "x"][..], &["EVAL", "s", "0"], &["EVAL", "s", "5", "a"], &["EVAL", "s", "1abc", "a"], &["EVAL", "s", "-1", "a"],
+        &["EVALSHA", "x", "1", "k"], &["EVAL_RO", "s", "1", "k"], &["EVALSHA_RO", "x", "2", "k1", "k2"], &["FCALL", "f", "1", "k", "arg"], &["FCALL_RO", "f", "1", "k"],
+        &["FCALL", "f", "0", "a"], &["LMPOP", "2", "a", "b", "LEFT"], &["LMPOP", "3", "a", "b", "LEFT"], &["LMPOP", "01", "a", "LEFT"], &["ZMPOP", "1", "z", "MIN"],
+        &["BLMPOP", "0", "2", "a", "b", "LEFT"], &["BZMPOP", "0", "1", "z", "MAX", "COUNT", "2"], &["SINTERCARD", "2", "a", "b", "LIMIT", "1"],
+        &["ZINTERCARD", "2", "a", "b"], &["ZINTER", "2", "a", "b", "WITHSCORES"], &["ZUNION", "2", "a", "b"], &["ZUNION", "3", "a", "b"], &["ZUNION", "0", "a"],
+        &["ZUNION", "4294967297", "a"], &["ZDIFF", "1", "a"], &["ZUNIONSTORE", "d", "2", "a", "b", "WEIGHTS", "1", "2"], &["ZINTERSTORE", "d", "1", "a"],
+        &["ZDIFFSTORE", "d", "2", "a", "b"], &["ZUNIONSTORE", "d", "1abc", "a"], &["ZUNIONSTORE", "d", "3", "a", "b"], &["SORT", "k"],
+        &["SORT", "k", "BY", "w_*", "GET", "#", "STORE", "d"], &["SORT", "k", "STORE", "a", "STORE", "b"], &["SORT", "k", "LIMIT", "STORE", "x", "y"],
+        &["SORT", "k", "STORE"], &["SORT_RO", "k", "BY", "w_*"], &["SORT_RO", "k", "STORE", "d"], &["GEORADIUS", "g", "0", "0", "1", "km", "STORE", "d"],
+        &["GEORADIUS", "g", "0", "0", "1", "km", "STOREDIST", "d", "STORE", "e"], &["GEORADIUS", "g", "0", "0", "1", "km", "WITHDIST"],
+        &["GEORADIUSBYMEMBER", "g", "m", "1", "km", "STOREDIST", "d"], &["GEORADIUSBYMEMBER", "g", "m", "1", "km"], &["XREAD", "STREAMS", "a", "b", "0", "0"],
+        &["XREAD", "COUNT", "1", "BLOCK", "0", "STREAMS", "a", "0"], &["XREAD", "STREAMS", "a", "b", "c"], &["XREAD", "COUNT", "1", "STREAMS", "a"],
+        &["XREAD", "COUNT", "1", "BLOCK", "2"], &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "a", ">"], &["XREADGROUP", "GROUP", "streams", "c", "STREAMS", "a", "0"],
+        &["XREADGROUP", "GROUP", "g", "c", "NOACK", "STREAMS", "a"], &["MIGRATE", "h", "1", "k", "0", "10"], &["MIGRATE", "h", "1", "", "0", "10", "KEYS", "a", "b"],
+        &["MIGRATE", "h", "1", "", "0", "10", "COPY", "AUTH", "keys", "KEYS", "a"], &["MIGRATE", "h", "1", "", "0", "10", "AUTH2", "u", "p", "KEYS", "a"],
+        &["MIGRATE", "h", "1", "k", "0", "10", "KEYS", "a"], &["BITFIELD", "b", "GET", "u8", "0"], &["BITFIELD_RO", "b", "GET", "u8", "0"], &["SET", "k", "v", "GET"],
+        &["MSET", "a", "1", "b", "2"], &["BLPOP", "a", "b", "0"], &["BITOP", "AND", "d", "a", "b"], &["PFMERGE", "d"], &["PFMERGE", "d", "a"],
+        &["OBJECT", "ENCODING", "k"], &["object", "freq", "k"], &["OBJECT", "IDLETIME", "k"], &["OBJECT", "REFCOUNT", "k"], &["OBJECT", "HELP"],
+        &["OBJECT", "ENCODING"], &["OBJECT", "NOSUCH", "k"], &["MEMORY", "USAGE", "k", "SAMPLES", "5"], &["MEMORY", "STATS"], &["XINFO", "STREAM", "s", "FULL"],
+        &["XINFO", "GROUPS", "s"], &["XINFO", "CONSUMERS", "s", "g"], &["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"], &["XGROUP", "DESTROY", "s", "g"],
+        &["XGROUP", "CREATECONSUMER", "s", "g", "c"], &["XGROUP", "DELCONSUMER", "s", "g", "c"], &["XGROUP", "SETID", "s", "g", "0"], &["CLIENT", "LIST"],
+        &["CLIENT", "NOSUCH"], &["CONFIG", "GET", "x"], &["COMMAND", "INFO"], &["SPUBLISH", "ch", "m"], &["SSUBSCRIBE", "ch"], &["KEYS", "*"],
+        &["NOSUCHCMD", "a"], &["get", "a"], &["GET", "a", "b"], &["EVAL", "s"],
+    ] {
+        s.cmd(&[&["COMMAND", "GETKEYS"][..], c].concat());
+    }
+    for c in [&["COMMAND", "GETKEYS"][..], &["COMMAND", "GETKEYS", "ping"], &["COMMAND", "GETKEYS", "get"], &["COMMAND", "GETKEYS", "nosuchcmd"]] {
+        s.cmd(c);
+    }
+    let mut all = vec!["COMMAND", "INFO"];
+    all.extend(evenkeel_router::cmd::SPECS.iter().map(|spec| spec.name));
+    for c in [&all[..], &["COMMAND", "INFO", "get", "SET", "client", "xgroup", "eval", "nosuchcmd", "blpop", "publish", "bitfield_ro"]] {
+        s.0.push(Step::Call { args: c.iter().map(|a| a.as_bytes().to_vec()).collect(), check: Check::Categories });
+    }
+    for category in [
+        "keyspace", "write", "set", "sortedset", "list", "hash", "string", "bitmap", "hyperloglog", "geo", "stream", "pubsub", "blocking", "connection", "transaction",
+        "scripting", "SortedSet", "@string", "nosuch", "",
+    ] {
+        s.unordered(&["COMMAND", "LIST", "FILTERBY", "ACLCAT", category]);
+    }
 }
 
 /// Point reads of collections, which nodes answer from a part of the
@@ -2925,6 +2990,7 @@ fn agree(check: Check, redis: &Frame, ours: &Frame) -> bool {
             let entries = |m: &[(Frame, Frame)]| sorted(&m.iter().map(|(k, v)| Frame::Array(vec![k.clone(), v.clone()])).collect::<Vec<_>>());
             entries(a) == entries(b)
         }
+        (Check::Categories, _, _) => name_and_categories(redis) == name_and_categories(ours),
         (Check::Time, _, _) => match (clock(redis), clock(ours)) {
             (Some((a, _)), Some((b, _))) => a.abs_diff(b) <= 1,
             _ => false,
@@ -2946,6 +3012,17 @@ fn clock(reply: &Frame) -> Option<(u64, u32)> {
     let micros: u32 = std::str::from_utf8(micros).ok()?.parse().ok()?;
     (micros < 1_000_000).then_some(())?;
     Some((std::str::from_utf8(secs).ok()?.parse().ok()?, micros))
+}
+
+/// COMMAND INFO's entries cut to their name and ACL categories (a
+/// missing command's null stays).
+fn name_and_categories(reply: &Frame) -> Frame {
+    let Frame::Array(entries) = reply else { return reply.clone() };
+    let cut = |e: &Frame| match e {
+        Frame::Array(info) if info.len() > 6 => Frame::Array(vec![info[0].clone(), info[6].clone()]),
+        other => other.clone(),
+    };
+    Frame::Array(entries.iter().map(cut).collect())
 }
 
 fn is_scan_page(reply: &Frame) -> bool {

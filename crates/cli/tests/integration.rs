@@ -1638,6 +1638,102 @@ async fn requirepass_gates_commands() {
     cluster.shutdown().await.unwrap();
 }
 
+/// ACL users are the cluster's: made through one router, they log in
+/// through another, whose checks refuse commands, keys and channels
+/// outside their rules (in a pipeline, a transaction and a script too);
+/// a change reaches connections already open, and deleting a user closes
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_users_are_the_clusters_on_every_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = UpOptions::ephemeral(dir.path());
+    opts.router.requirepass = Some("rootpw".to_string());
+    let cluster = LocalCluster::start(opts).await.unwrap();
+    let (r2, stop2, serving2) = second_router(&cluster).await;
+
+    let mut admin = Raw::connect(cluster.router_addr).await;
+    assert_eq!(admin.call(&["AUTH", "rootpw"]).await, Frame::ok());
+    assert_eq!(admin.call(&["ACL", "SETUSER", "app", "on", ">apppw", "~app:*", "+@read", "+@write", "-@dangerous", "+eval", "+multi", "+exec", "+publish", "&events"]).await, Frame::ok());
+    assert_eq!(admin.call(&["SET", "app:1", "one"]).await, Frame::ok());
+    assert_eq!(admin.call(&["SET", "other", "x"]).await, Frame::ok());
+
+    let nokey = Frame::error("NOPERM this user has no permissions to access one of the keys used as arguments");
+    let mut app = Raw::connect(r2).await;
+    assert_eq!(app.call(&["AUTH", "app", "wrong"]).await, Frame::error("WRONGPASS invalid username-password pair or user is disabled."));
+    assert_eq!(app.call(&["AUTH", "app", "apppw"]).await, Frame::ok());
+    assert_eq!(app.call(&["ACL", "WHOAMI"]).await, Frame::error("NOPERM this user has no permissions to run the 'acl|whoami' command"));
+    assert_eq!(app.call(&["GET", "app:1"]).await, Frame::bulk("one"));
+    assert_eq!(app.call(&["GET", "other"]).await, nokey);
+    assert_eq!(app.call(&["FLUSHALL"]).await, Frame::error("NOPERM this user has no permissions to run the 'flushall' command"));
+    assert_eq!(app.call(&["PUBLISH", "events", "m"]).await, Frame::Integer(0));
+    assert_eq!(app.call(&["PUBLISH", "gossip", "m"]).await, Frame::error("NOPERM this user has no permissions to access one of the channels used as arguments"));
+    // Pipelined: the refused command is answered in its place.
+    for c in [&["SET", "app:2", "two"][..], &["GET", "other"], &["GET", "app:2"]] {
+        app.send(c).await;
+    }
+    assert_eq!([app.read().await, app.read().await, app.read().await], [Frame::ok(), nokey.clone(), Frame::bulk("two")]);
+    // A transaction with a refused command does not run.
+    assert_eq!(app.call(&["MULTI"]).await, Frame::simple("OK"));
+    assert_eq!(app.call(&["SET", "app:3", "three"]).await, Frame::simple("QUEUED"));
+    assert_eq!(app.call(&["GET", "other"]).await, nokey);
+    assert_eq!(app.call(&["EXEC"]).await, Frame::error("EXECABORT Transaction discarded because of previous errors."));
+    assert_eq!(admin.call(&["EXISTS", "app:3"]).await, Frame::Integer(0));
+    // A script's commands are checked on the node against the user's rules.
+    assert_eq!(app.call(&["EVAL", "return redis.call('get', KEYS[1])", "1", "app:1"]).await, Frame::bulk("one"));
+    match app.call(&["EVAL", "return redis.call('get', 'other')", "0"]).await {
+        Frame::Error(e) => assert!(e.starts_with("ERR The user executing the script can't access at least one of the keys"), "{e}"),
+        other => panic!("a script reading another's key answered {other:?}"),
+    }
+    match app.call(&["EVAL", "return redis.call('flushall')", "0"]).await {
+        Frame::Error(e) => assert!(e.starts_with("ERR The user executing the script can't run this command or subcommand"), "{e}"),
+        other => panic!("a script running a refused command answered {other:?}"),
+    }
+    assert_eq!(admin.call(&["GET", "other"]).await, Frame::bulk("x"));
+    // The refusals are in the second router's ACL LOG (its own default
+    // user has no password: it was started without requirepass).
+    let mut admin2 = Raw::connect(r2).await;
+    let Frame::Array(log) = admin2.call(&["ACL", "LOG"]).await else { panic!("ACL LOG is an array") };
+    let entries: Vec<String> = log.iter().map(|e| format!("{e:?}")).collect();
+    // The key refused three times (alone, pipelined, queued) is one
+    // entry, the newest.
+    assert!(entries[0].contains("Integer(3), Bulk(b\"reason\"), Bulk(b\"key\")") && entries[0].contains("b\"other\"") && entries[0].contains("b\"app\""), "{entries:?}");
+    for (reason, object) in [("command", "flushall"), ("command", "acl|whoami"), ("channel", "gossip"), ("auth", "AUTH")] {
+        assert!(entries.iter().any(|e| e.contains(&format!("b\"{reason}\"")) && e.contains(&format!("b\"{object}\""))), "no {reason} {object} in {entries:?}");
+    }
+    let Frame::Array(log) = admin.call(&["ACL", "LOG"]).await else { panic!("ACL LOG is an array") };
+    assert!(log.is_empty(), "the first router refused nothing: {log:?}");
+    let Frame::Bulk(info) = admin2.call(&["INFO", "stats"]).await else { panic!("INFO is a bulk string") };
+    let info = String::from_utf8_lossy(&info);
+    assert!(info.contains("acl_access_denied_auth:1\r\nacl_access_denied_cmd:2\r\nacl_access_denied_key:3\r\nacl_access_denied_channel:1\r\n\r\n"), "{info}");
+
+    // A change through the first router reaches the open connection.
+    assert_eq!(admin.call(&["ACL", "SETUSER", "app", "-@write"]).await, Frame::ok());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.call(&["SET", "app:1", "again"]).await == Frame::ok() {
+        assert!(Instant::now() < deadline, "the second router never followed the change");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.call(&["SET", "app:1", "again"]).await, Frame::error("NOPERM this user has no permissions to run the 'set' command"));
+    // Deleting the user closes its connections at their next command.
+    assert_eq!(admin.call(&["ACL", "DELUSER", "app", "nosuch"]).await, Frame::Integer(1));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        app.send(&["GET", "app:1"]).await;
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_secs(5), app.stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            _ => assert!(Instant::now() < deadline, "a deleted user's connection stayed open"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut again = Raw::connect(r2).await;
+    assert_eq!(again.call(&["AUTH", "app", "apppw"]).await, Frame::error("WRONGPASS invalid username-password pair or user is disabled."));
+    assert_eq!(admin.call(&["ACL", "USERS"]).await, Frame::Array(vec![Frame::bulk("default")]));
+    stop2.cancel();
+    serving2.await.unwrap().unwrap();
+    cluster.shutdown().await.unwrap();
+}
+
 /// `cluster status` against an address nobody listens on fails with a
 /// message that says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,6 +54,8 @@ struct State {
     subscriptions: [usize; 3],
     /// The protocol it speaks (HELLO's).
     protocol: evenkeel_resp::Protocol,
+    /// The ACL user it is authenticated as (`default` until AUTH).
+    user: Arc<str>,
 }
 
 impl std::fmt::Debug for Client {
@@ -65,7 +67,7 @@ impl std::fmt::Debug for Client {
 impl Client {
     pub fn new(id: u64, addr: String, laddr: String, fd: i32) -> Client {
         let now = Instant::now();
-        let state = State { name: None, cmd: None, active: now, multi: None, blocked: false, waiting: None, subscriptions: [0; 3], protocol: Default::default() };
+        let state = State { name: None, cmd: None, active: now, multi: None, blocked: false, waiting: None, subscriptions: [0; 3], protocol: Default::default(), user: Arc::from("default") };
         Client { id, addr, laddr, fd, opened: now, state: Mutex::new(state), kill: CancellationToken::new(), unblock: Default::default() }
     }
 
@@ -75,6 +77,14 @@ impl Client {
 
     pub fn set_name(&self, name: Option<Bytes>) {
         self.state.lock().name = name;
+    }
+
+    pub fn user(&self) -> Arc<str> {
+        self.state.lock().user.clone()
+    }
+
+    pub fn set_user(&self, user: &str) {
+        self.state.lock().user = Arc::from(user);
     }
 
     /// A command starts (`args` non-empty): keeps its name and first
@@ -151,7 +161,7 @@ impl Client {
         }
         let multi = s.multi.map_or(-1, |q| q as i64);
         format!(
-            "id={} addr={} laddr={} fd={} name={name} age={} idle={} flags={flags} db=0 sub={sub} psub={psub} ssub={ssub} multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
+            "id={} addr={} laddr={} fd={} name={name} age={} idle={} flags={flags} db=0 sub={sub} psub={psub} ssub={ssub} multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={}\n",
             self.id,
             self.addr,
             self.laddr,
@@ -159,6 +169,7 @@ impl Client {
             self.opened.elapsed().as_secs(),
             s.active.elapsed().as_secs(),
             s.cmd.as_ref().map_or_else(|| "NULL".to_string(), |(name, sub)| label(name, sub.as_ref())),
+            s.user,
             s.protocol.version(),
         )
     }
@@ -180,9 +191,10 @@ pub struct Filter {
     pub ids: Option<Vec<u64>>,
     pub addr: Option<String>,
     pub laddr: Option<String>,
-    /// TYPE master or replica, or USER other than default: no client of
-    /// this router is one.
+    /// TYPE master or replica: no client of this router is one.
     pub none: bool,
+    /// USER: clients authenticated as this user.
+    pub user: Option<String>,
     /// TYPE pubsub (true: clients subscribed to something) or normal
     /// (false: the others).
     pub pubsub: Option<bool>,
@@ -197,6 +209,7 @@ impl Filter {
             && self.ids.as_ref().is_none_or(|ids| ids.contains(&c.id))
             && self.addr.as_ref().is_none_or(|a| *a == c.addr)
             && self.laddr.as_ref().is_none_or(|a| *a == c.laddr)
+            && self.user.as_ref().is_none_or(|u| **u == *c.user())
             && self.skip != Some(c.id)
     }
 }

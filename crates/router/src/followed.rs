@@ -35,6 +35,11 @@ impl Followed {
         f(&self.rx.lock().borrow())
     }
 
+    /// A receiver of the copy, for a follower of its changes.
+    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
+        self.rx.lock().clone()
+    }
+
     /// `f` of the copy if it changed since the last call (None if not).
     pub fn if_changed<T>(&self, f: impl FnOnce(&Snapshot) -> T) -> Option<T> {
         let mut rx = self.rx.lock();

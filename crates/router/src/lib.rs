@@ -26,6 +26,7 @@
 //! [`Router::serve`] takes a listener and a shutdown future, so tests and
 //! `evenkeel up` pass their own sockets.
 
+pub mod acl;
 pub mod arrival;
 pub mod batch;
 pub mod clients;
@@ -58,7 +59,8 @@ pub struct RouterConfig {
     pub limits: Limits,
     /// Connections beyond this get `-ERR max number of clients reached`.
     pub max_clients: usize,
-    /// When set, clients must AUTH with it (user `default`).
+    /// The password of the user `default` until ACL SETUSER stores one:
+    /// when set, clients must AUTH with it.
     pub requirepass: Option<String>,
     pub retry: RetryBudget,
     /// Bounds on dual-writes, copy-on-read and shadow reads.
@@ -126,6 +128,8 @@ pub struct Router {
     pub scripts: cmd::scripting::ScriptCache,
     /// FUNCTION's libraries, the cluster's (followed in the metadata store).
     pub functions: cmd::functions::Functions,
+    /// ACL's users, the cluster's (followed in the metadata store).
+    pub acl: acl::Acl,
     meta: Arc<dyn MetaStore>,
     clients: AtomicUsize,
     /// Clients in a blocking command (INFO's `blocked_clients`).
@@ -142,7 +146,9 @@ impl Router {
     pub async fn new(config: RouterConfig, meta: Arc<dyn MetaStore>) -> Arc<Router> {
         let routes = routes::RouteCache::start(meta.clone()).await;
         let id = random_id();
+        let acl = acl::Acl::new(meta.clone(), config.requirepass.clone()).await;
         Arc::new(Router {
+            acl,
             pubsub: pubsub::Hub::new(id),
             monitor: Default::default(),
             scripts: cmd::scripting::ScriptCache::new(meta.clone()),

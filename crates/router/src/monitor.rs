@@ -56,7 +56,8 @@ impl Monitor {
         if self.watchers.load(Ordering::Relaxed) == 0 {
             return;
         }
-        if args[0].eq_ignore_ascii_case(b"auth") || args[0].eq_ignore_ascii_case(b"hello") {
+        // Passwords are never shown (ACL SETUSER's `>password` either).
+        if args[0].eq_ignore_ascii_case(b"auth") || args[0].eq_ignore_ascii_case(b"hello") || args[0].eq_ignore_ascii_case(b"acl") {
             return;
         }
         let now_us = evenkeel_types::unix_us();

@@ -41,6 +41,11 @@ pub struct Session {
     /// among them), and CLIENT KILL's token for it.
     pub client: std::sync::Arc<crate::clients::Client>,
     pub authenticated: bool,
+    /// The ACL user it runs as: `default` until AUTH says otherwise
+    /// (see [`crate::acl`]).
+    pub user: std::sync::Arc<crate::acl::User>,
+    /// Changes when the cluster's users do, so `user` is looked up again.
+    pub acl_changes: tokio::sync::watch::Receiver<evenkeel_meta::follow::Snapshot>,
     /// Between MULTI and EXEC or DISCARD: the commands queued.
     pub multi: Option<crate::cmd::multi::Multi>,
     /// The keys WATCHed since the last EXEC, DISCARD or UNWATCH.
@@ -122,7 +127,8 @@ async fn serve<R: Arrivals, W: AsyncWrite + Unpin>(router: &Router, client: std:
         writer.write_all(b"-ERR max number of clients reached\r\n").await?;
         return Ok(());
     }
-    let mut session = Session { id, client, authenticated: router.config.requirepass.is_none(), multi: None, watched: Default::default(), subscriber: None, replies: Replies::On, monitor: None, protocol: Protocol::Resp2, tracking: None, caching: None, caching_now: None };
+    let user = router.acl.default_user();
+    let mut session = Session { id, client, authenticated: user.needs_no_password(), user, acl_changes: router.acl.changes(), multi: None, watched: Default::default(), subscriber: None, replies: Replies::On, monitor: None, protocol: Protocol::Resp2, tracking: None, caching: None, caching_now: None };
     let mut requests = FramedRead::new(reader, RequestDecoder::new(router.config.limits));
     let mut out = BytesMut::with_capacity(4096);
     // A request taken while gathering a batch that did not join it.
@@ -164,6 +170,15 @@ async fn serve<R: Arrivals, W: AsyncWrite + Unpin>(router: &Router, client: std:
             },
         };
         let Some(args) = request_or_end(id, next, &mut out) else { break };
+        // A changed user takes effect from its next command; a deleted
+        // one's connections close, as in Redis.
+        if session.acl_changes.has_changed().unwrap_or(false) {
+            session.acl_changes.mark_unchanged();
+            match router.acl.user(&session.user.name) {
+                Some(user) => session.user = user,
+                None => break,
+            }
+        }
         router.monitor.feed(&session.client.addr, &args);
         // When the read that completed this request arrived (see
         // `arrival`).

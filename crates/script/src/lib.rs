@@ -83,8 +83,10 @@ pub enum Call {
 pub trait Commands: Send + Sync + 'static {
     /// `args` is the command, name first (at least one argument); `resp3`:
     /// the script called `redis.setresp(3)`, so its reply keeps RESP3's
-    /// types (else RESP2's).
-    fn plan(&self, args: &[Bytes], resp3: bool) -> Call;
+    /// types (else RESP2's). `acl`: the ACL rules of the user running the
+    /// script when it may not run everything (`pb::Script::acl`), which
+    /// every command must pass; empty: no check.
+    fn plan(&self, args: &[Bytes], resp3: bool, acl: &[String]) -> Call;
 }
 
 /// The node's side of a script's ops: runs one (key, op) in the script's
@@ -609,7 +611,7 @@ impl Vm {
                     return Err(mlua::Error::runtime("script stopped"));
                 }
                 let resp3 = resp3(lua);
-                match call(commands, script.read_only, resp3, args, access) {
+                match call(commands, script, resp3, args, access) {
                     Step::Reply(reply) => {
                         let failed = match &reply.kind {
                             Some(Rk::Error(e)) => Some(e.clone()),
@@ -851,7 +853,8 @@ enum Step<E> {
     Abort(E),
 }
 
-fn call<E>(commands: &dyn Commands, read_only: bool, resp3: bool, args: MultiValue, access: &mut AccessFn<'_, E>) -> Step<E> {
+fn call<E>(commands: &dyn Commands, script: &pb::Script, resp3: bool, args: MultiValue, access: &mut AccessFn<'_, E>) -> Step<E> {
+    let read_only = script.read_only;
     if args.is_empty() {
         return Step::Reply(error("ERR Please specify at least one argument for this redis lib call".into()));
     }
@@ -868,7 +871,7 @@ fn call<E>(commands: &dyn Commands, read_only: bool, resp3: bool, args: MultiVal
             _ => return Step::Reply(error("ERR Lua redis lib command arguments must be strings or integers".into())),
         });
     }
-    match commands.plan(&argv, resp3) {
+    match commands.plan(&argv, resp3, &script.acl) {
         Call::Reply(reply) => Step::Reply(reply),
         Call::Ops { write: true, .. } if read_only => Step::Reply(error("ERR Write commands are not allowed from read-only scripts.".into())),
         // PUBLISH may replicate: a write, for read-only scripts.

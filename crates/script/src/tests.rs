@@ -5,7 +5,7 @@ use std::collections::HashMap;
 struct Fake;
 
 impl Commands for Fake {
-    fn plan(&self, a: &[Bytes], _resp3: bool) -> Call {
+    fn plan(&self, a: &[Bytes], _resp3: bool, _acl: &[String]) -> Call {
         let reply = |kind| Call::Reply(pb::Reply { kind: Some(kind) });
         match (&String::from_utf8_lossy(&a[0]).to_ascii_lowercase()[..], a.len()) {
             ("get", 2) => Call::Ops {
@@ -61,7 +61,7 @@ impl Node {
 
 fn script(body: &str, keys: &[&str], args: &[&str]) -> pb::Script {
     let b = |v: &[&str]| v.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect();
-    pb::Script { body: Bytes::copy_from_slice(body.as_bytes()), sha: sha1_hex(body.as_bytes()), keys: b(keys), args: b(args), read_only: false, function: String::new() }
+    pb::Script { body: Bytes::copy_from_slice(body.as_bytes()), sha: sha1_hex(body.as_bytes()), keys: b(keys), args: b(args), read_only: false, function: String::new(), acl: vec![] }
 }
 
 fn engine(limits: Limits) -> Engine {

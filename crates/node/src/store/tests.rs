@@ -1059,7 +1059,7 @@ fn sync_durability_acknowledges_writes_after_a_shared_fsync() {
 struct ScriptCommands;
 
 impl evenkeel_script::Commands for ScriptCommands {
-    fn plan(&self, a: &[Bytes], _resp3: bool) -> evenkeel_script::Call {
+    fn plan(&self, a: &[Bytes], _resp3: bool, _acl: &[String]) -> evenkeel_script::Call {
         use evenkeel_script::Call;
         let reply = |kind| pb::Reply { kind: Some(kind) };
         match (&a[0][..], a.len()) {
@@ -1079,7 +1079,7 @@ impl evenkeel_script::Commands for ScriptCommands {
 
 fn script(body: &str, keys: &[&[u8]], args: &[&[u8]]) -> pb::Script {
     let b = |v: &[&[u8]]| v.iter().map(|s| Bytes::copy_from_slice(s)).collect();
-    pb::Script { body: Bytes::copy_from_slice(body.as_bytes()), sha: evenkeel_script::sha1_hex(body.as_bytes()), keys: b(keys), args: b(args), read_only: false, function: String::new() }
+    pb::Script { body: Bytes::copy_from_slice(body.as_bytes()), sha: evenkeel_script::sha1_hex(body.as_bytes()), keys: b(keys), args: b(args), read_only: false, function: String::new(), acl: vec![] }
 }
 
 fn error_reply(r: &R) -> &str {

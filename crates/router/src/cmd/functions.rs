@@ -107,7 +107,7 @@ pub(crate) fn prepare(r: &Router, name: &str, a: &[Bytes]) -> Result<pb::Script,
     if name == "fcall_ro" && !no_writes {
         return Err(Frame::error("ERR Can not execute a script with write flag using *_ro command."));
     }
-    Ok(pb::Script { body: loaded.code.clone(), sha: loaded.sha.clone(), keys: keys.to_vec(), args: a[3 + keys.len()..].to_vec(), read_only: no_writes, function: info.name.clone() })
+    Ok(pb::Script { body: loaded.code.clone(), sha: loaded.sha.clone(), keys: keys.to_vec(), args: a[3 + keys.len()..].to_vec(), read_only: no_writes, function: info.name.clone(), acl: vec![] })
 }
 
 /// FUNCTION and its subcommands.

@@ -11,12 +11,15 @@
 //! exposes that to the session, which runs the ops of consecutive pipelined
 //! data commands together.
 
+pub mod acl;
 pub mod bits;
 pub mod blocking;
+pub mod categories;
 mod collection;
 pub mod dump;
 pub mod functions;
 pub mod geo;
+pub mod getkeys;
 pub mod hashes;
 pub mod hll;
 pub mod keys;
@@ -94,6 +97,7 @@ const ALL: (i32, i32, i32) = (1, -1, 1);
 
 /// Every command the router understands.
 pub const SPECS: &[Spec] = &[
+    spec("acl", -2, &["noscript", "loading", "stale"], NOKEY),
     spec("asking", 1, F, NOKEY),
     spec("append", 3, WD, ONE),
     spec("auth", -2, NOAUTH, NOKEY),
@@ -339,6 +343,10 @@ pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -
     if !arity_ok(spec, args.len()) {
         return (multi::flag(session, wrong_arity(spec.name)), Flow::Continue);
     }
+    // ACL: before anything runs or is queued, as in Redis.
+    if let Err(denied) = session.user.check(spec, &args) {
+        return (multi::flag(session, acl::refuse(router, session, &denied, "toplevel")), Flow::Continue);
+    }
     if pubsub::subscribed_mode(session) && !pubsub::allowed_when_subscribed(spec.name) {
         return (pubsub::refused_when_subscribed(spec.name), Flow::Continue);
     }
@@ -356,9 +364,9 @@ pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -
 }
 
 /// Logs the command in SLOWLOG if it was slow; not blocking commands
-/// (their wait is the client's choice) nor AUTH and HELLO (passwords).
+/// (their wait is the client's choice) nor AUTH, HELLO and ACL (passwords).
 pub(crate) fn slowlog(router: &Router, session: &Session, name: &'static str, args: &[Bytes], started: std::time::Instant) {
-    if !blocking::is_blocking(name, args) && !matches!(name, "auth" | "hello") {
+    if !blocking::is_blocking(name, args) && !matches!(name, "auth" | "hello" | "acl") {
         router.slowlog.record(args, started.elapsed(), &session.client.addr, session.client.name().as_ref());
     }
 }
@@ -377,7 +385,9 @@ pub fn batchable(session: &Session, args: &[Bytes]) -> Option<(&'static str, Res
         return None;
     }
     let spec = find(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase())?;
-    if !arity_ok(spec, args.len()) || blocking::is_blocking(spec.name, args) {
+    // A command the user may not run goes alone, refused (and logged) by
+    // `execute`.
+    if !arity_ok(spec, args.len()) || blocking::is_blocking(spec.name, args) || session.user.check(spec, args).is_err() {
         return None;
     }
     Some((spec.name, plan(spec.name, args)?))
@@ -553,9 +563,10 @@ async fn run(r: &Router, s: &mut Session, name: &'static str, a: &[Bytes]) -> (F
         "unsubscribe" | "punsubscribe" | "sunsubscribe" => pubsub::unsubscribe(r, s, name, a).await,
         "publish" | "spublish" => pubsub::publish(r, name, a).await,
         "pubsub" => pubsub::pubsub(r, a).await,
-        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => scripting::eval(r, name, a).await,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => scripting::eval(r, &s.user, name, a).await,
         "function" => functions::function(r, a).await,
         "script" => scripting::script(r, a).await,
+        "acl" => acl::acl(r, s, a).await,
         "ping" if pubsub::subscribed_mode(s) && a.len() <= 2 => pubsub::ping(a),
         "randomkey" => keys::random_key(r).await,
         "flushall" | "flushdb" => keys::flush(r, a).await,

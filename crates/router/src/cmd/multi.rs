@@ -220,6 +220,13 @@ pub async fn exec(r: &Router, s: &mut Session) -> Frame {
     // Planned again (queueing only checked the slots): relative expiries
     // count from EXEC, as in Redis.
     for (name, args) in &multi.queued {
+        // The user's rules may have changed since the command was queued:
+        // checked again, as Redis does.
+        if let Err(denied) = super::find(name).map_or(Ok(()), |spec| s.user.check(spec, args)) {
+            super::acl::refuse(r, s, &denied, "multi");
+            steps.push(Step::Done(Frame::error("NOPERM ACLs rules changed between the moment the transaction was accumulated and its execution")));
+            continue;
+        }
         match super::plan(name, args) {
             Some(Ok(Planned { ops: mut planned, shape })) => {
                 steps.push(Step::Ops(shape, planned.len()));
@@ -232,7 +239,7 @@ pub async fn exec(r: &Router, s: &mut Session) -> Frame {
             // The watches are already released.
             None if *name == "unwatch" => steps.push(Step::Done(Frame::ok())),
             None if matches!(*name, "publish" | "spublish") => steps.push(Step::Publish(name, args.clone())),
-            None if super::scripting::is_eval(name) => match super::scripting::prepare(r, name, args) {
+            None if super::scripting::is_eval(name) => match super::scripting::prepare(r, &s.user, name, args) {
                 Ok(script) => {
                     steps.push(Step::Script);
                     ops.push(pb::Op { partition: 0, key: script.keys.first().cloned().unwrap_or_default(), kind: Some(Kind::Script(script)), want_record: false, track: false, waiter: 0 });
@@ -289,7 +296,7 @@ mod tests {
 
     #[test]
     fn a_transaction_queues_a_bounded_number_of_commands() {
-        let mut s = Session { id: 1, client: std::sync::Arc::new(crate::clients::Client::new(1, String::new(), String::new(), -1)), authenticated: true, multi: None, watched: Watched::default(), subscriber: None, replies: Default::default(), monitor: None, protocol: Default::default(), tracking: None, caching: None, caching_now: None };
+        let mut s = Session { id: 1, client: std::sync::Arc::new(crate::clients::Client::new(1, String::new(), String::new(), -1)), authenticated: true, user: std::sync::Arc::new(crate::acl::User::default_user(None)), acl_changes: tokio::sync::watch::channel(Default::default()).1, multi: None, watched: Watched::default(), subscriber: None, replies: Default::default(), monitor: None, protocol: Default::default(), tracking: None, caching: None, caching_now: None };
         assert_eq!(begin(&mut s), Frame::ok());
         let set = |k: usize| vec![Bytes::from_static(b"SET"), Bytes::from(format!("{{t}}{k}")), Bytes::from_static(b"v")];
         for k in 0..QUEUED_MAX {

@@ -161,7 +161,17 @@ pub(crate) fn declared_keys(a: &[Bytes]) -> Result<&[Bytes], Frame> {
 /// EVAL's (or EVALSHA's, or FCALL's) script, ready to send: its body
 /// (from the cache for EVALSHA), keys of one slot, compiled once before it
 /// is cached.
-pub(crate) fn prepare(r: &Router, name: &str, a: &[Bytes]) -> Result<pb::Script, Frame> {
+/// `user`'s rules go with it when it may not run everything, so the node
+/// checks each of the script's commands against them.
+pub(crate) fn prepare(r: &Router, user: &crate::acl::User, name: &str, a: &[Bytes]) -> Result<pb::Script, Frame> {
+    let mut script = prepare_as_anyone(r, name, a)?;
+    if !user.unrestricted() {
+        script.acl = user.permission_rules();
+    }
+    Ok(script)
+}
+
+fn prepare_as_anyone(r: &Router, name: &str, a: &[Bytes]) -> Result<pb::Script, Frame> {
     if name.starts_with("fcall") {
         return super::functions::prepare(r, name, a);
     }
@@ -183,12 +193,12 @@ pub(crate) fn prepare(r: &Router, name: &str, a: &[Bytes]) -> Result<pb::Script,
         evenkeel_script::compile_check(&body).map_err(Frame::Error)?;
         r.scripts.evaluated(sha.clone(), body.clone());
     }
-    Ok(pb::Script { body, sha, keys: keys.to_vec(), args: a[3 + keys.len()..].to_vec(), read_only: name.ends_with("_ro"), function: String::new() })
+    Ok(pb::Script { body, sha, keys: keys.to_vec(), args: a[3 + keys.len()..].to_vec(), read_only: name.ends_with("_ro"), function: String::new(), acl: vec![] })
 }
 
 /// EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, FCALL, FCALL_RO.
-pub async fn eval(r: &Router, name: &str, a: &[Bytes]) -> Frame {
-    let script = match prepare(r, name, a) {
+pub async fn eval(r: &Router, user: &crate::acl::User, name: &str, a: &[Bytes]) -> Frame {
+    let script = match prepare(r, user, name, a) {
         Ok(script) => script,
         Err(e) => return e,
     };
@@ -290,7 +300,7 @@ const HELP: &[&str] = &[
 pub struct ScriptCommands;
 
 impl evenkeel_script::Commands for ScriptCommands {
-    fn plan(&self, a: &[Bytes], resp3: bool) -> Call {
+    fn plan(&self, a: &[Bytes], resp3: bool, acl: &[String]) -> Call {
         let shaped = move |f: Frame| frame_reply(f, resp3);
         let refuse = |e: &str| Call::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(e.to_string())) });
         let name = String::from_utf8_lossy(&a[0]).to_ascii_lowercase();
@@ -300,6 +310,18 @@ impl evenkeel_script::Commands for ScriptCommands {
         }
         if spec.flags.contains(&"noscript") {
             return refuse("ERR This Redis command is not allowed from script");
+        }
+        if !acl.is_empty() {
+            let denied = match crate::acl::script_user(acl) {
+                Ok(user) => user.check(spec, a).err(),
+                Err(e) => return refuse(&format!("ERR the script's ACL rules did not parse here: {e}")),
+            };
+            match denied {
+                None => {}
+                Some(crate::acl::Denied::Command(_)) => return refuse("ERR The user executing the script can't run this command or subcommand"),
+                Some(crate::acl::Denied::Key(_)) => return refuse("ERR The user executing the script can't access at least one of the keys mentioned in the command arguments"),
+                Some(crate::acl::Denied::Channel(_)) => return refuse("ERR The user executing the script can't publish to the channel mentioned in the command"),
+            }
         }
         match spec.name {
             "ping" if a.len() == 1 => return Call::Reply(shaped(Frame::Simple("PONG".into()))),
@@ -390,7 +412,7 @@ mod tests {
     #[test]
     fn script_commands_refuse_what_redis_refuses_in_scripts() {
         use evenkeel_script::Commands;
-        let plan = |args: &[&str]| ScriptCommands.plan(&args.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect::<Vec<_>>(), false);
+        let plan = |args: &[&str]| ScriptCommands.plan(&args.iter().map(|s| Bytes::copy_from_slice(s.as_bytes())).collect::<Vec<_>>(), false, &[]);
         let error = |call: Call| match call {
             Call::Reply(pb::Reply { kind: Some(pb::reply::Kind::Error(e)) }) => e,
             _ => panic!("an error"),

@@ -60,15 +60,26 @@ fn upper(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_ascii_uppercase()
 }
 
-fn check_password(r: &Router, user: Option<&Bytes>, pass: &Bytes) -> bool {
-    let user_ok = user.is_none_or(|u| &u[..] == b"default");
-    match &r.config.requirepass {
-        None => user_ok,
-        Some(p) => user_ok && p.as_bytes() == &pass[..],
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+/// Logs the session in as `user` (`default` if none) if `pass` is one of
+/// its passwords and it is on; else WRONGPASS, logged in ACL LOG as Redis
+/// logs it.
+fn log_in(r: &Router, s: &mut Session, user: Option<&Bytes>, pass: &Bytes) -> Result<(), Frame> {
+    let name = user.map_or_else(|| "default".to_string(), |u| String::from_utf8_lossy(u).into_owned());
+    match r.acl.user(&name) {
+        Some(u) if u.accepts(pass) => {
+            s.client.set_user(&u.name);
+            s.user = u;
+            s.authenticated = true;
+            Ok(())
+        }
+        _ => {
+            r.acl.refused("auth", "toplevel", Bytes::from_static(b"AUTH"), &name, s.client.line().trim_end().to_string());
+            Err(Frame::error(WRONGPASS))
+        }
     }
 }
-
-const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
 fn auth(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
     let (user, pass) = match a.len() {
@@ -76,16 +87,14 @@ fn auth(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
         3 => (Some(&a[1]), &a[2]),
         _ => return syntax_error(),
     };
-    if user.is_none() && r.config.requirepass.is_none() {
+    if user.is_none() && r.acl.default_user().nopass {
         return Frame::error(
             "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
         );
     }
-    if check_password(r, user, pass) {
-        s.authenticated = true;
-        Frame::ok()
-    } else {
-        Frame::error(WRONGPASS)
+    match log_in(r, s, user, pass) {
+        Ok(()) => Frame::ok(),
+        Err(e) => e,
     }
 }
 
@@ -137,10 +146,7 @@ fn hello_options(r: &Router, s: &mut Session, a: &[Bytes]) -> Result<Option<Byte
     while i < a.len() {
         match (upper(&a[i]).as_str(), a.len() - i - 1) {
             ("AUTH", n) if n >= 2 => {
-                if !check_password(r, Some(&a[i + 1]), &a[i + 2]) {
-                    return Err(Frame::error(WRONGPASS));
-                }
-                s.authenticated = true;
+                log_in(r, s, Some(&a[i + 1]), &a[i + 2])?;
                 i += 3;
             }
             ("SETNAME", n) if n >= 1 => {
@@ -174,7 +180,7 @@ fn command_info(spec: &Spec) -> Frame {
         Frame::Integer(spec.first_key as i64),
         Frame::Integer(spec.last_key as i64),
         Frame::Integer(spec.step as i64),
-        Frame::Set(vec![]),
+        Frame::Set(super::categories::of(spec.name).iter().map(|c| Frame::Simple(format!("@{c}"))).collect()),
         Frame::Set(vec![]),
         Frame::Array(vec![]),
         Frame::Array(vec![]),
@@ -196,6 +202,8 @@ fn command(a: &[Bytes]) -> Frame {
         ),
         "COUNT" => wrong_arity("command|count"),
         "LIST" => command_list(&a[2..]),
+        "GETKEYS" if a.len() >= 4 => command_getkeys(&a[2..]),
+        "GETKEYS" => wrong_arity("command|getkeys"),
         "HELP" if a.len() == 2 => Frame::Array(COMMAND_HELP.iter().map(|l| Frame::simple(*l)).collect()),
         "HELP" => wrong_arity("command|help"),
         _ => unknown_subcommand(&a[1], "COMMAND"),
@@ -204,29 +212,57 @@ fn command(a: &[Bytes]) -> Frame {
 
 /// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN glob]:
 /// the names of the commands served, parsed as Redis 7.0 parses it (one
-/// FILTERBY, the last three arguments). There are no modules, so a module filter lists
-/// nothing; there are no ACLs, so a category filter is refused rather
-/// than answered with a list that would look like Redis's and not be it.
+/// FILTERBY, the last three arguments). There are no modules, so a module
+/// filter lists nothing. A category lists, as Redis does, subcommands too
+/// (`client|list`): every one Redis has of a container served here, as
+/// ACL rules name them; an unknown category lists nothing.
 fn command_list(opts: &[Bytes]) -> Frame {
-    let mut pattern: Option<&[u8]> = None;
-    let mut module = false;
+    let mut filter: Option<(String, &[u8])> = None;
     let mut i = 0;
     while i < opts.len() {
         if !(upper(&opts[i]) == "FILTERBY" && opts.len() - i - 1 == 2) {
             return Frame::error("ERR syntax error");
         }
-        match upper(&opts[i + 1]).as_str() {
-            "MODULE" => (module, pattern) = (true, None),
-            "PATTERN" => (module, pattern) = (false, Some(&opts[i + 2][..])),
-            "ACLCAT" => return Frame::error("ERR COMMAND LIST FILTERBY ACLCAT is not served: evenkeel keeps no ACL categories"),
-            _ => return Frame::error("ERR syntax error"),
+        let kind = upper(&opts[i + 1]);
+        if !matches!(kind.as_str(), "MODULE" | "PATTERN" | "ACLCAT") {
+            return Frame::error("ERR syntax error");
         }
+        filter = Some((kind, &opts[i + 2][..]));
         i += 3;
     }
-    if module {
-        return Frame::Array(vec![]);
+    let names = match filter {
+        None => SPECS.iter().map(|s| s.name.to_string()).collect(),
+        Some((kind, _)) if kind == "MODULE" => vec![],
+        Some((kind, p)) if kind == "PATTERN" => SPECS.iter().filter(|s| evenkeel_types::glob::glob_match(p, s.name.as_bytes())).map(|s| s.name.to_string()).collect(),
+        Some((_, category)) => in_category(category),
+    };
+    Frame::Array(names.into_iter().map(Frame::bulk).collect())
+}
+
+/// The commands and subcommands in an ACL category, named as Redis's
+/// `strcasecmp` compares (up to a NUL byte, without the '@').
+fn in_category(name: &[u8]) -> Vec<String> {
+    use super::categories;
+    let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+    let Some(category) = categories::CATEGORIES.iter().find(|c| c.as_bytes().eq_ignore_ascii_case(name)) else { return vec![] };
+    let mut names = Vec::new();
+    for spec in SPECS {
+        let full = std::iter::once(spec.name.to_string()).chain(categories::subcommands(spec.name).iter().map(|sub| format!("{}|{sub}", spec.name)));
+        names.extend(full.filter(|n| categories::of(n).contains(category)));
     }
-    Frame::Array(SPECS.iter().filter(|s| pattern.is_none_or(|p| evenkeel_types::glob::glob_match(p, s.name.as_bytes()))).map(|s| Frame::bulk(s.name)).collect())
+    names
+}
+
+/// COMMAND GETKEYS command args...: the key arguments themselves, as
+/// Redis lists them, or its error when there are none to list.
+fn command_getkeys(args: &[Bytes]) -> Frame {
+    let Some(spec) = super::find(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase()) else {
+        return Frame::error(super::getkeys::GetKeysError::UnknownCommand.reply());
+    };
+    match super::getkeys::keys_of(spec, args) {
+        Ok(keys) => Frame::Array(keys.into_iter().map(|i| Frame::Bulk(args[i].clone())).collect()),
+        Err(e) => Frame::error(e.reply()),
+    }
 }
 
 const COMMAND_HELP: &[&str] = &[
@@ -235,12 +271,14 @@ const COMMAND_HELP: &[&str] = &[
     "    Return details about all commands this server serves.",
     "COUNT",
     "    Return the number of commands this server serves.",
-    "LIST [FILTERBY (MODULE <module-name>|PATTERN <pattern>)]",
+    "LIST [FILTERBY (MODULE <module-name>|ACLCAT <category>|PATTERN <pattern>)]",
     "    Return the names of the commands this server serves.",
     "INFO [<command-name> ...]",
     "    Return details about the given commands.",
     "DOCS [<command-name> ...]",
     "    Return documentation details (none are kept).",
+    "GETKEYS <full-command>",
+    "    Return the keys from a full command.",
     "HELP",
     "    Prints this help.",
 ];
@@ -277,7 +315,7 @@ async fn client(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
             let filter = crate::clients::Filter { addr: Some(String::from_utf8_lossy(&a[2]).into_owned()), ..Default::default() };
             if r.registry.kill(&filter) > 0 { Frame::ok() } else { Frame::error("ERR No such client") }
         }
-        ("KILL", _) => match kill_filter(s, &a[2..]) {
+        ("KILL", _) => match kill_filter(r, s, &a[2..]) {
             Ok(filter) => Frame::Integer(r.registry.kill(&filter) as i64),
             Err(e) => e,
         },
@@ -459,7 +497,7 @@ fn client_type(filter: &mut crate::clients::Filter, ty: &[u8]) -> Result<(), Fra
 
 /// CLIENT KILL's filters, in pairs: ID, TYPE, USER, ADDR, LADDR, SKIPME
 /// (yes by default: the client asking is spared).
-fn kill_filter(s: &Session, args: &[Bytes]) -> Result<crate::clients::Filter, Frame> {
+fn kill_filter(r: &Router, s: &Session, args: &[Bytes]) -> Result<crate::clients::Filter, Frame> {
     let mut filter = crate::clients::Filter { skip: Some(s.id), ..Default::default() };
     if args.is_empty() || !args.len().is_multiple_of(2) {
         return Err(syntax_error());
@@ -472,8 +510,10 @@ fn kill_filter(s: &Session, args: &[Bytes]) -> Result<crate::clients::Filter, Fr
                 filter.ids = Some(vec![id as u64]);
             }
             "TYPE" => client_type(&mut filter, value)?,
-            "USER" if value[..] == b"default"[..] => {}
-            "USER" => return Err(Frame::error(format!("ERR No such user '{}'", c_str(value, 128)))),
+            "USER" => match r.acl.user(&String::from_utf8_lossy(value)) {
+                Some(u) => filter.user = Some(u.name.clone()),
+                None => return Err(Frame::error(format!("ERR No such user '{}'", c_str(value, 128)))),
+            },
             "ADDR" => filter.addr = Some(String::from_utf8_lossy(value).into_owned()),
             "LADDR" => filter.laddr = Some(String::from_utf8_lossy(value).into_owned()),
             "SKIPME" if value.eq_ignore_ascii_case(b"yes") => filter.skip = Some(s.id),
@@ -487,12 +527,15 @@ fn kill_filter(s: &Session, args: &[Bytes]) -> Result<crate::clients::Filter, Fr
 /// Redis reads the index as a C `int` before checking it against the
 /// number of databases (one here).
 /// RESET: the connection as it was when it opened: no transaction, no
-/// watched keys, no name, and authenticated only if no password is set.
+/// watched keys, no name, and the user `default`, authenticated only if it
+/// needs no password.
 pub fn reset(r: &Router, s: &mut Session) -> Frame {
     s.multi = None;
     s.watched = Default::default();
     s.client.set_name(None);
-    s.authenticated = r.config.requirepass.is_none();
+    s.user = r.acl.default_user();
+    s.authenticated = s.user.needs_no_password();
+    s.client.set_user(&s.user.name);
     // Back to RESP2, as in Redis (RESET's own reply is written in RESP2),
     // and tracking off (the subscriber, dropped before, took its keys).
     s.protocol = Protocol::Resp2;
@@ -754,7 +797,11 @@ async fn info(r: &Router, a: &[Bytes]) -> Frame {
         text += &format!("# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\ntracking_clients:{}\r\n\r\n", r.connected(), r.config.max_clients, r.blocked(), tracking[0]);
     }
     if want("stats") {
-        text += &r.stats.section(r.latency.last_second(evenkeel_types::unix_ms()).count, r.pubsub.local_counts(), tracking);
+        let stats = r.stats.section(r.latency.last_second(evenkeel_types::unix_ms()).count, r.pubsub.local_counts(), tracking);
+        // The section's last line, then its blank one.
+        text += stats.strip_suffix("\r\n").unwrap_or(&stats);
+        text += &r.acl.info_lines();
+        text += "\r\n";
     }
     // Not in the default sections, as in Redis.
     if section.as_deref().is_some_and(|s| s == "commandstats" || s == "all" || s == "everything") {

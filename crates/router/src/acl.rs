@@ -1,0 +1,653 @@
+//! Users and what each may run: Redis 6+'s ACL, for the whole cluster.
+//!
+//! A [`User`] is built from Redis's ACL rules (`on`, `>password`,
+//! `~pattern`, `&channel`, `+@category`, `-command`, `+command|sub`, ...),
+//! applied in order as `ACL SETUSER` applies them, and checked on every
+//! command of a connection authenticated as it ([`User::check`]): the
+//! command (by name, subcommand and category), every key it names
+//! ([`crate::cmd::getkeys`]), every channel it publishes or subscribes to.
+//!
+//! Users live in the metadata store under [`USERS_PREFIX`] (one key per
+//! user, the rules as `ACL LIST` shows them, passwords only as SHA-256), so
+//! every router serves the same users and a restart keeps them; each router
+//! follows that prefix ([`Acl`]). The user `default` is, until an `ACL
+//! SETUSER default` stores it, `on ~* &* +@all` with the configured
+//! `requirepass` (or `nopass`): a cluster that never used ACL behaves as
+//! before, and a check costs nothing for a user allowed everything.
+//!
+//! Not served, and refused by name rather than accepted and ignored: read-
+//! or write-only key patterns (`%R~`, `%W~`: a command's keys are checked
+//! for access as a whole), selectors (`(...)`), allowing a command by its
+//! first argument (`+select|0`). `ACL GETUSER`'s commands are the rules as
+//! given (compacted), not Redis 7.0's recomputed description.
+
+use crate::cmd::{Spec, categories, getkeys};
+use crate::followed::Followed;
+use bytes::Bytes;
+use evenkeel_meta::MetaStore;
+use evenkeel_meta::follow::Snapshot;
+use evenkeel_types::glob::glob_match;
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Where users are stored: `<prefix><hex of the name>` holds the user as
+/// JSON (`{"name": ..., "rules": [...]}`).
+pub const USERS_PREFIX: &str = "/evenkeel/acl/users/";
+
+/// A SHA-256 digest of a password.
+pub type Digest32 = [u8; 32];
+
+pub fn digest(password: &[u8]) -> Digest32 {
+    Sha256::digest(password).into()
+}
+
+fn hex(d: &Digest32) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One command rule, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Rule {
+    Category(&'static str, bool),
+    Command(&'static str, bool),
+    Sub(&'static str, &'static str, bool),
+}
+
+impl Rule {
+    fn allow(&self) -> bool {
+        match *self {
+            Rule::Category(_, a) | Rule::Command(_, a) | Rule::Sub(_, _, a) => a,
+        }
+    }
+
+    fn same_target(&self, other: &Rule) -> bool {
+        match (self, other) {
+            (Rule::Category(a, _), Rule::Category(b, _)) | (Rule::Command(a, _), Rule::Command(b, _)) => a == b,
+            (Rule::Sub(a, x, _), Rule::Sub(b, y, _)) => a == b && x == y,
+            _ => false,
+        }
+    }
+
+    /// Whether the rule speaks of command `name` (subcommand `sub`), whose
+    /// categories are `cats`.
+    fn covers(&self, name: &str, sub: Option<&str>, cats: &[&str]) -> bool {
+        match *self {
+            Rule::Category(c, _) => cats.contains(&c),
+            Rule::Command(n, _) => n == name,
+            Rule::Sub(n, s, _) => n == name && sub == Some(s),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let sign = if self.allow() { '+' } else { '-' };
+        match self {
+            Rule::Category(c, _) => format!("{sign}@{c}"),
+            Rule::Command(n, _) => format!("{sign}{n}"),
+            Rule::Sub(n, s, _) => format!("{sign}{n}|{s}"),
+        }
+    }
+}
+
+/// A user: whether it may log in, with what, and what it may then run.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub enabled: bool,
+    pub nopass: bool,
+    passwords: Vec<Digest32>,
+    /// The command rules start from every command (`+@all`) or none.
+    base: bool,
+    rules: Vec<Rule>,
+    all_keys: bool,
+    keys: Vec<Bytes>,
+    all_channels: bool,
+    channels: Vec<Bytes>,
+    /// Every command's (and subcommand's, `client|list`) verdict, computed
+    /// from `base` and `rules` whenever they change.
+    allowed: HashSet<String>,
+}
+
+/// Why a command is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// Its name (`client|list` for a subcommand).
+    Command(String),
+    Key(Bytes),
+    Channel(Bytes),
+}
+
+impl Denied {
+    /// The error a client gets, as Redis words it.
+    pub fn message(&self) -> String {
+        match self {
+            Denied::Command(name) => format!("NOPERM this user has no permissions to run the '{name}' command"),
+            Denied::Key(_) => "NOPERM this user has no permissions to access one of the keys used as arguments".into(),
+            Denied::Channel(_) => "NOPERM this user has no permissions to access one of the channels used as arguments".into(),
+        }
+    }
+
+    /// ACL LOG's reason and object.
+    fn reason_and_object(&self) -> (&'static str, Bytes) {
+        match self {
+            Denied::Command(name) => ("command", Bytes::from(name.clone())),
+            Denied::Key(k) => ("key", k.clone()),
+            Denied::Channel(c) => ("channel", c.clone()),
+        }
+    }
+}
+
+/// Every command name a rule can grant: the served commands and their
+/// subcommands (`client|list`).
+fn every_command() -> impl Iterator<Item = (&'static str, Option<&'static str>)> {
+    crate::cmd::SPECS.iter().flat_map(|s| std::iter::once((s.name, None)).chain(categories::subcommands(s.name).iter().map(move |sub| (s.name, Some(*sub)))))
+}
+
+/// `client|list`, or `get`.
+fn full_name(name: &str, sub: Option<&str>) -> String {
+    match sub {
+        None => name.to_string(),
+        Some(sub) => format!("{name}|{sub}"),
+    }
+}
+
+impl User {
+    /// A user as `ACL SETUSER name` with no rules makes it: off, no
+    /// passwords, nothing allowed.
+    pub fn new(name: &str) -> User {
+        User { name: name.to_string(), enabled: false, nopass: false, passwords: vec![], base: false, rules: vec![], all_keys: false, keys: vec![], all_channels: false, channels: vec![], allowed: HashSet::new() }
+    }
+
+    /// The user `default` when none is stored: everything allowed, with
+    /// this password or none.
+    pub fn default_user(requirepass: Option<&str>) -> User {
+        let mut rules: Vec<Bytes> = ["on", "allkeys", "allchannels", "allcommands"].into_iter().map(|r| Bytes::from_static(r.as_bytes())).collect();
+        rules.push(match requirepass {
+            Some(p) => Bytes::from(format!(">{p}")),
+            None => Bytes::from_static(b"nopass"),
+        });
+        User::new("default").with_rules(&rules).expect("the default user's rules are valid")
+    }
+
+    /// Applies `rules` in order to a copy; the copy if every one is valid,
+    /// else Redis's error for the first that is not.
+    pub fn with_rules(&self, rules: &[Bytes]) -> Result<User, String> {
+        let mut u = self.clone();
+        for r in rules {
+            u.apply(r).map_err(|why| format!("ERR Error in ACL SETUSER modifier '{}': {why}", String::from_utf8_lossy(r)))?;
+        }
+        u.compute_allowed();
+        Ok(u)
+    }
+
+    /// Applies one rule (Redis's `ACLSetUser`).
+    fn apply(&mut self, op: &[u8]) -> Result<(), String> {
+        const SYNTAX: &str = "Syntax error";
+        const UNKNOWN: &str = "Unknown command or category name in ACL";
+        let lower = String::from_utf8_lossy(op).to_ascii_lowercase();
+        match lower.as_str() {
+            "on" => self.enabled = true,
+            "off" => self.enabled = false,
+            "nopass" => {
+                self.nopass = true;
+                self.passwords.clear();
+            }
+            "resetpass" => {
+                self.nopass = false;
+                self.passwords.clear();
+            }
+            "allkeys" | "~*" => {
+                self.all_keys = true;
+                self.keys.clear();
+            }
+            "resetkeys" => {
+                self.all_keys = false;
+                self.keys.clear();
+            }
+            "allchannels" | "&*" => {
+                self.all_channels = true;
+                self.channels.clear();
+            }
+            "resetchannels" => {
+                self.all_channels = false;
+                self.channels.clear();
+            }
+            "allcommands" | "+@all" => self.set_commands(true),
+            "nocommands" | "-@all" => self.set_commands(false),
+            "reset" => {
+                for r in [&b"resetpass"[..], b"resetkeys", b"resetchannels", b"off", b"-@all"] {
+                    self.apply(r)?;
+                }
+            }
+            // Redis 7's payload sanitizing and selectors' reset: nothing
+            // to do here (RESTORE payloads are always checked; no
+            // selectors are kept).
+            "sanitize-payload" | "skip-sanitize-payload" | "clearselectors" => {}
+            _ => match op.first() {
+                Some(b'>') => {
+                    let d = digest(&op[1..]);
+                    if !self.passwords.contains(&d) {
+                        self.passwords.push(d);
+                    }
+                    self.nopass = false;
+                }
+                Some(b'#') => {
+                    let d = parse_digest(&op[1..]).ok_or("The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters")?;
+                    if !self.passwords.contains(&d) {
+                        self.passwords.push(d);
+                    }
+                    self.nopass = false;
+                }
+                Some(b'<' | b'!') => {
+                    let d = if op[0] == b'<' { digest(&op[1..]) } else { parse_digest(&op[1..]).ok_or("The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters")? };
+                    let before = self.passwords.len();
+                    self.passwords.retain(|p| *p != d);
+                    if self.passwords.len() == before {
+                        return Err("The password you are trying to remove from the user does not exist".into());
+                    }
+                }
+                Some(b'~') => {
+                    if self.all_keys {
+                        return Err("Adding a pattern after the * pattern (or the 'allkeys' flag) is not valid and does not have any effect. Try 'resetkeys' to start with an empty list of patterns".into());
+                    }
+                    let p = Bytes::copy_from_slice(&op[1..]);
+                    if !self.keys.contains(&p) {
+                        self.keys.push(p);
+                    }
+                }
+                Some(b'%') => return Err("evenkeel checks a command's keys for reading and writing together: give key patterns as ~pattern".into()),
+                Some(b'(') => return Err("selectors are not supported by evenkeel".into()),
+                Some(b'&') => {
+                    if self.all_channels {
+                        return Err("Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid and does not have any effect. Try 'resetchannels' to start with an empty list of channels".into());
+                    }
+                    let p = Bytes::copy_from_slice(&op[1..]);
+                    if !self.channels.contains(&p) {
+                        self.channels.push(p);
+                    }
+                }
+                Some(&sign @ (b'+' | b'-')) => {
+                    let allow = sign == b'+';
+                    let target = &lower[1..];
+                    let rule = if let Some(cat) = target.strip_prefix('@') {
+                        let cat = categories::CATEGORIES.iter().find(|c| **c == cat).ok_or(UNKNOWN)?;
+                        Rule::Category(cat, allow)
+                    } else if let Some((name, sub)) = target.split_once('|') {
+                        let spec = crate::cmd::find(name).ok_or(UNKNOWN)?;
+                        let subs = categories::subcommands(spec.name);
+                        if subs.is_empty() {
+                            return Err("evenkeel does not allow commands by their first argument; allow the whole command".into());
+                        }
+                        let sub = subs.iter().find(|s| **s == sub).ok_or(UNKNOWN)?;
+                        Rule::Sub(spec.name, sub, allow)
+                    } else {
+                        Rule::Command(crate::cmd::find(target).ok_or(UNKNOWN)?.name, allow)
+                    };
+                    // A later rule on the same target overrides an earlier
+                    // one wherever that one applied.
+                    self.rules.retain(|r| !r.same_target(&rule));
+                    self.rules.push(rule);
+                }
+                _ => return Err(SYNTAX.into()),
+            },
+        }
+        Ok(())
+    }
+
+    fn set_commands(&mut self, all: bool) {
+        self.base = all;
+        self.rules.clear();
+    }
+
+    fn compute_allowed(&mut self) {
+        self.allowed = every_command().filter(|&(name, sub)| self.verdict(name, sub)).map(|(name, sub)| full_name(name, sub)).collect();
+    }
+
+    /// The rules' verdict on a command (or one subcommand of it).
+    fn verdict(&self, name: &str, sub: Option<&str>) -> bool {
+        let cats = categories::of(&full_name(name, sub));
+        self.rules.iter().fold(self.base, |allowed, r| if r.covers(name, sub, cats) { r.allow() } else { allowed })
+    }
+
+    /// Allowed every command, key and channel: nothing to check.
+    pub fn unrestricted(&self) -> bool {
+        self.base && self.rules.is_empty() && self.all_keys && self.all_channels
+    }
+
+    /// Whether `password` logs in as this user.
+    pub fn accepts(&self, password: &[u8]) -> bool {
+        self.enabled && (self.nopass || self.passwords.contains(&digest(password)))
+    }
+
+    /// Whether a connection starts authenticated as this user (Redis: the
+    /// default user when it is on with `nopass`).
+    pub fn needs_no_password(&self) -> bool {
+        self.enabled && self.nopass
+    }
+
+    /// May this user run command `spec` (its subcommand named by
+    /// `sub`)?
+    pub fn may_run(&self, spec: &Spec, sub: Option<&[u8]>) -> Result<(), Denied> {
+        if self.base && self.rules.is_empty() {
+            return Ok(());
+        }
+        let subs = categories::subcommands(spec.name);
+        let known = sub.filter(|_| !subs.is_empty()).and_then(|s| {
+            let s = String::from_utf8_lossy(s).to_ascii_lowercase();
+            subs.iter().find(|x| **x == s).copied()
+        });
+        let name = full_name(spec.name, known);
+        if self.allowed.contains(&name) { Ok(()) } else { Err(Denied::Command(name)) }
+    }
+
+    pub fn may_access(&self, key: &[u8]) -> bool {
+        self.all_keys || self.keys.iter().any(|p| glob_match(p, key))
+    }
+
+    /// A channel (`pattern`: a PSUBSCRIBE pattern, which must be one of
+    /// the user's own patterns, as in Redis).
+    pub fn may_use_channel(&self, channel: &[u8], pattern: bool) -> bool {
+        self.all_channels || self.channels.iter().any(|p| if pattern { p[..] == *channel } else { glob_match(p, channel) })
+    }
+
+    /// Everything a command `args` (described by `spec`) needs: the
+    /// command, its keys, its channels, in Redis's order.
+    pub fn check(&self, spec: &Spec, args: &[Bytes]) -> Result<(), Denied> {
+        if self.unrestricted() {
+            return Ok(());
+        }
+        self.may_run(spec, args.get(1).map(|a| &a[..]))?;
+        if !self.all_keys
+            && let Ok(positions) = getkeys::keys_of(spec, args)
+            && let Some(&i) = positions.iter().find(|&&i| !self.may_access(&args[i]))
+        {
+            return Err(Denied::Key(args[i].clone()));
+        }
+        if !self.all_channels {
+            let (channels, pattern): (&[Bytes], bool) = match spec.name {
+                "publish" | "spublish" => (&args[1..2], false),
+                "subscribe" | "ssubscribe" => (&args[1..], false),
+                "psubscribe" => (&args[1..], true),
+                _ => (&[], false),
+            };
+            if let Some(c) = channels.iter().find(|c| !self.may_use_channel(c, pattern)) {
+                return Err(Denied::Channel(c.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The rules that rebuild this user, one per string, as `ACL LIST`
+    /// shows them.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = vec![if self.enabled { "on" } else { "off" }.to_string()];
+        if self.nopass {
+            out.push("nopass".into());
+        }
+        out.extend(self.passwords.iter().map(|d| format!("#{}", hex(d))));
+        out.extend(self.key_rules());
+        if !self.all_channels {
+            out.push("resetchannels".into());
+        }
+        out.extend(self.channel_rules());
+        out.extend(self.command_rules());
+        out
+    }
+
+    /// What a node checks a script's commands against: the rules on
+    /// commands, keys and channels (not whether it may log in, nor its
+    /// passwords).
+    pub fn permission_rules(&self) -> Vec<String> {
+        let mut out = self.key_rules();
+        if !self.all_channels {
+            out.push("resetchannels".into());
+        }
+        out.extend(self.channel_rules());
+        out.extend(self.command_rules());
+        out
+    }
+
+    fn key_rules(&self) -> Vec<String> {
+        if self.all_keys { vec!["~*".into()] } else { self.keys.iter().map(|k| format!("~{}", String::from_utf8_lossy(k))).collect() }
+    }
+
+    fn channel_rules(&self) -> Vec<String> {
+        if self.all_channels { vec!["&*".into()] } else { self.channels.iter().map(|c| format!("&{}", String::from_utf8_lossy(c))).collect() }
+    }
+
+    fn command_rules(&self) -> Vec<String> {
+        std::iter::once(if self.base { "+@all".to_string() } else { "-@all".to_string() }).chain(self.rules.iter().map(Rule::describe)).collect()
+    }
+
+    /// ACL GETUSER's reply.
+    pub fn getuser(&self) -> evenkeel_resp::Frame {
+        use evenkeel_resp::Frame;
+        let mut flags = vec![Frame::bulk(if self.enabled { "on" } else { "off" })];
+        if self.nopass {
+            flags.push(Frame::bulk("nopass"));
+        }
+        Frame::Map(vec![
+            (Frame::bulk("flags"), Frame::Set(flags)),
+            (Frame::bulk("passwords"), Frame::Array(self.passwords.iter().map(|d| Frame::bulk(hex(d))).collect())),
+            (Frame::bulk("commands"), Frame::bulk(self.command_rules().join(" "))),
+            (Frame::bulk("keys"), Frame::bulk(self.key_rules().join(" "))),
+            (Frame::bulk("channels"), Frame::bulk(self.channel_rules().join(" "))),
+            (Frame::bulk("selectors"), Frame::Array(vec![])),
+        ])
+    }
+
+    /// The stored form: name and rules, as JSON.
+    fn stored(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({ "name": self.name, "rules": self.describe() })).expect("JSON of strings")
+    }
+
+    fn from_stored(raw: &[u8]) -> Result<User, String> {
+        let v: serde_json::Value = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+        let name = v["name"].as_str().ok_or("no name")?;
+        let rules: Vec<Bytes> = v["rules"].as_array().ok_or("no rules")?.iter().map(|r| r.as_str().map(|s| Bytes::copy_from_slice(s.as_bytes())).ok_or("a rule is not a string")).collect::<Result<_, _>>()?;
+        User::new(name).with_rules(&rules)
+    }
+}
+
+fn parse_digest(hexed: &[u8]) -> Option<Digest32> {
+    if hexed.len() != 64 || !hexed.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)) {
+        return None;
+    }
+    let mut d = [0u8; 32];
+    for (i, pair) in hexed.chunks(2).enumerate() {
+        d[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(d)
+}
+
+/// The permissions a script runs with, from its rules
+/// ([`User::permission_rules`]); parsed once per distinct set of rules
+/// (a node runs many scripts of few users).
+pub fn script_user(rules: &[String]) -> Result<Arc<User>, String> {
+    static PARSED: std::sync::LazyLock<Mutex<HashMap<Vec<String>, Arc<User>>>> = std::sync::LazyLock::new(Default::default);
+    if let Some(u) = PARSED.lock().get(rules) {
+        return Ok(u.clone());
+    }
+    let raw: Vec<Bytes> = rules.iter().map(|r| Bytes::copy_from_slice(r.as_bytes())).collect();
+    let user = Arc::new(User::new("script").with_rules(&raw)?);
+    let mut parsed = PARSED.lock();
+    // Bounded: users whose rules keep changing must not grow it forever.
+    if parsed.len() >= 256 {
+        parsed.clear();
+    }
+    parsed.insert(rules.to_vec(), user.clone());
+    Ok(user)
+}
+
+/// Redis's rule for user names.
+pub fn valid_name(name: &[u8]) -> bool {
+    !name.iter().any(|&c| c == b' ' || c == 0)
+}
+
+/// Longest a router's start waits for the stored users.
+pub const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The cluster's users, as this router follows them.
+pub struct Acl {
+    stored: Followed,
+    requirepass: Option<String>,
+    /// Parsed from the followed copy, rebuilt when it changes.
+    users: Mutex<Arc<HashMap<String, Arc<User>>>>,
+    log: Mutex<Log>,
+    /// Refusals since start, by reason: auth, command, key, channel
+    /// (INFO's `acl_access_denied_*`, as Redis 7.2 names them).
+    pub denials: [std::sync::atomic::AtomicU64; 4],
+}
+
+impl Acl {
+    /// Follows the stored users, waiting (at most [`LOAD_WAIT`]) for the
+    /// first read of them. Until that read, `default` is off: no
+    /// connection is let in on a default that may not be the cluster's.
+    pub async fn new(meta: Arc<dyn MetaStore>, requirepass: Option<String>) -> Acl {
+        let stored = Followed::new(meta, USERS_PREFIX);
+        let mut first = stored.subscribe();
+        if tokio::time::timeout(LOAD_WAIT, first.changed()).await.is_err() {
+            tracing::warn!("ACL users not read from the metadata store yet; clients cannot log in until they are");
+        }
+        let users = Mutex::new(Arc::new(HashMap::from([("default".to_string(), Arc::new(User::new("default")))])));
+        Acl { stored, requirepass, users, log: Mutex::new(Log::default()), denials: Default::default() }
+    }
+
+    /// Logs a refusal in ACL LOG and counts it (INFO, and the metric
+    /// `evenkeel_router_acl_denied_total` by reason).
+    pub fn refused(&self, reason: &'static str, context: &'static str, object: Bytes, username: &str, client_info: String) {
+        let i = match reason {
+            "auth" => 0,
+            "command" => 1,
+            "key" => 2,
+            _ => 3,
+        };
+        self.denials[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!("evenkeel_router_acl_denied_total", "reason" => reason).increment(1);
+        self.log.lock().add(reason, context, object, username, client_info);
+    }
+
+    pub fn denied(&self, d: &Denied, context: &'static str, username: &str, client_info: String) {
+        let (reason, object) = d.reason_and_object();
+        self.refused(reason, context, object, username, client_info);
+    }
+
+    pub fn log(&self) -> parking_lot::MutexGuard<'_, Log> {
+        self.log.lock()
+    }
+
+    /// INFO's lines of the refusals counted.
+    pub fn info_lines(&self) -> String {
+        let n = |i: usize| self.denials[i].load(std::sync::atomic::Ordering::Relaxed);
+        format!("acl_access_denied_auth:{}\r\nacl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\nacl_access_denied_channel:{}\r\n", n(0), n(1), n(2), n(3))
+    }
+
+    /// A receiver that changes when the stored users do (one per session).
+    pub fn changes(&self) -> watch::Receiver<Snapshot> {
+        self.stored.subscribe()
+    }
+
+    /// The users now (rebuilt first if the stored copy changed).
+    pub fn users(&self) -> Arc<HashMap<String, Arc<User>>> {
+        let requirepass = self.requirepass.as_deref();
+        if let Some(fresh) = self.stored.if_changed(|s| build(s, requirepass)) {
+            *self.users.lock() = Arc::new(fresh);
+        }
+        self.users.lock().clone()
+    }
+
+    pub fn user(&self, name: &str) -> Option<Arc<User>> {
+        self.users().get(name).cloned()
+    }
+
+    pub fn default_user(&self) -> Arc<User> {
+        self.user("default").expect("the default user always exists")
+    }
+
+    /// Stores `user` (ACL SETUSER), for every router; returns once this
+    /// router's copy shows it.
+    pub async fn put(&self, user: &User) -> Result<(), evenkeel_resp::Frame> {
+        self.stored.put(&key_of(&user.name), user.stored()).await
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), evenkeel_resp::Frame> {
+        self.stored.delete(&key_of(name)).await
+    }
+}
+
+fn key_of(name: &str) -> String {
+    name.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The users in a stored copy, plus `default` if it is not stored. A
+/// stored user that does not parse (written by a later version, or by
+/// hand) is left out and logged: it cannot log in.
+fn build(stored: &Snapshot, requirepass: Option<&str>) -> HashMap<String, Arc<User>> {
+    let mut users: HashMap<String, Arc<User>> = stored
+        .iter()
+        .filter_map(|(key, kv)| match User::from_stored(&kv.value) {
+            Ok(u) => Some((u.name.clone(), Arc::new(u))),
+            Err(e) => {
+                tracing::error!(%key, error = %e, "unreadable ACL user in the metadata store; it cannot log in");
+                None
+            }
+        })
+        .collect();
+    users.entry("default".into()).or_insert_with(|| Arc::new(User::default_user(requirepass)));
+    users
+}
+
+/// ACL LOG: this router's recent refusals, newest first, bounded as
+/// Redis's `acllog-max-len` (128).
+#[derive(Default)]
+pub struct Log {
+    entries: VecDeque<LogEntry>,
+}
+
+pub const LOG_MAX: usize = 128;
+/// A refusal like a logged one within this long is counted in it (Redis's
+/// `ACL_LOG_GROUPING_MAX_TIME_DELTA`).
+const LOG_GROUPING_MS: u64 = 60_000;
+
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    pub count: u64,
+    pub reason: &'static str,
+    pub context: &'static str,
+    pub object: Bytes,
+    pub username: String,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub client_info: String,
+}
+
+impl Log {
+    /// Logs a refusal (or counts it in a like one from the last minute,
+    /// which becomes the newest, as in Redis).
+    pub fn add(&mut self, reason: &'static str, context: &'static str, object: Bytes, username: &str, client_info: String) {
+        let now = evenkeel_types::unix_ms();
+        if let Some(i) = self.entries.iter().position(|e| e.reason == reason && e.context == context && e.object == object && e.username == username && now.saturating_sub(e.updated_ms) < LOG_GROUPING_MS) {
+            let mut e = self.entries.remove(i).expect("found");
+            e.count += 1;
+            e.updated_ms = now;
+            e.client_info = client_info;
+            self.entries.push_front(e);
+            return;
+        }
+        self.entries.push_front(LogEntry { count: 1, reason, context, object, username: username.to_string(), created_ms: now, updated_ms: now, client_info });
+        self.entries.truncate(LOG_MAX);
+    }
+
+    pub fn newest(&self, n: usize) -> impl Iterator<Item = &LogEntry> {
+        self.entries.iter().take(n)
+    }
+
+    pub fn reset(&mut self) {
+        self.entries.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests;
