@@ -1706,7 +1706,13 @@ async fn acl_users_are_the_clusters_on_every_router() {
     let info = String::from_utf8_lossy(&info);
     assert!(info.contains("acl_access_denied_auth:1\r\nacl_access_denied_cmd:2\r\nacl_access_denied_key:3\r\nacl_access_denied_channel:1\r\n\r\n"), "{info}");
 
-    // A change through the first router reaches the open connection.
+    // A change through the first router reaches the open connections,
+    // one with a transaction queued too: EXEC checks again.
+    let mut queued = Raw::connect(r2).await;
+    assert_eq!(queued.call(&["AUTH", "app", "apppw"]).await, Frame::ok());
+    assert_eq!(queued.call(&["MULTI"]).await, Frame::simple("OK"));
+    assert_eq!(queued.call(&["SET", "app:{q}a", "four"]).await, Frame::simple("QUEUED"));
+    assert_eq!(queued.call(&["GET", "app:{q}b"]).await, Frame::simple("QUEUED"));
     assert_eq!(admin.call(&["ACL", "SETUSER", "app", "-@write"]).await, Frame::ok());
     let deadline = Instant::now() + Duration::from_secs(10);
     while app.call(&["SET", "app:1", "again"]).await == Frame::ok() {
@@ -1714,6 +1720,11 @@ async fn acl_users_are_the_clusters_on_every_router() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(app.call(&["SET", "app:1", "again"]).await, Frame::error("NOPERM this user has no permissions to run the 'set' command"));
+    assert_eq!(
+        queued.call(&["EXEC"]).await,
+        Frame::Array(vec![Frame::error("NOPERM ACLs rules changed between the moment the transaction was accumulated and its execution"), Frame::Null])
+    );
+    assert_eq!(admin.call(&["EXISTS", "app:{q}a"]).await, Frame::Integer(0));
     // Deleting the user closes its connections at their next command.
     assert_eq!(admin.call(&["ACL", "DELUSER", "app", "nosuch"]).await, Frame::Integer(1));
     let deadline = Instant::now() + Duration::from_secs(10);

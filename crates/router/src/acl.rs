@@ -15,10 +15,12 @@
 //! `requirepass` (or `nopass`): a cluster that never used ACL behaves as
 //! before, and a check costs nothing for a user allowed everything.
 //!
-//! Not served, and refused by name rather than accepted and ignored: read-
-//! or write-only key patterns (`%R~`, `%W~`: a command's keys are checked
-//! for access as a whole), selectors (`(...)`), allowing a command by its
-//! first argument (`+select|0`). `ACL GETUSER`'s commands are the rules as
+//! A key pattern may be read-only (`%R~`) or write-only (`%W~`): each key
+//! a command names needs what Redis 7.0's key specs say it does (read if
+//! the command reads its value, write if it inserts, updates or deletes;
+//! [`getkeys::keys_and_flags`]). Not served, and refused by name rather
+//! than accepted and ignored: selectors (`(...)`), allowing a command by
+//! its first argument (`+select|0`). `ACL GETUSER`'s commands are the rules as
 //! given (compacted), not Redis 7.0's recomputed description.
 
 use crate::cmd::{Spec, categories, getkeys};
@@ -47,6 +49,10 @@ pub fn digest(password: &[u8]) -> Digest32 {
 fn hex(d: &Digest32) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// What a key pattern allows (Redis's `%R~` and `%W~`; `~` is both).
+pub const READ: u8 = 1;
+pub const WRITE: u8 = 2;
 
 /// One command rule, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,12 +103,17 @@ pub struct User {
     pub name: String,
     pub enabled: bool,
     pub nopass: bool,
+    /// `sanitize-payload` or `skip-sanitize-payload` when given (`reset`
+    /// gives the first), shown as Redis shows them; RESTORE payloads are
+    /// checked whatever they say.
+    payload: Option<&'static str>,
     passwords: Vec<Digest32>,
     /// The command rules start from every command (`+@all`) or none.
     base: bool,
     rules: Vec<Rule>,
     all_keys: bool,
-    keys: Vec<Bytes>,
+    /// Patterns and what they allow ([`READ`], [`WRITE`]).
+    keys: Vec<(Bytes, u8)>,
     all_channels: bool,
     channels: Vec<Bytes>,
     /// Every command's (and subcommand's, `client|list`) verdict, computed
@@ -157,7 +168,7 @@ impl User {
     /// A user as `ACL SETUSER name` with no rules makes it: off, no
     /// passwords, nothing allowed.
     pub fn new(name: &str) -> User {
-        User { name: name.to_string(), enabled: false, nopass: false, passwords: vec![], base: false, rules: vec![], all_keys: false, keys: vec![], all_channels: false, channels: vec![], allowed: HashSet::new() }
+        User { name: name.to_string(), enabled: false, nopass: false, payload: None, passwords: vec![], base: false, rules: vec![], all_keys: false, keys: vec![], all_channels: false, channels: vec![], allowed: HashSet::new() }
     }
 
     /// The user `default` when none is stored: everything allowed, with
@@ -217,14 +228,14 @@ impl User {
             "allcommands" | "+@all" => self.set_commands(true),
             "nocommands" | "-@all" => self.set_commands(false),
             "reset" => {
-                for r in [&b"resetpass"[..], b"resetkeys", b"resetchannels", b"off", b"-@all"] {
+                for r in [&b"resetpass"[..], b"resetkeys", b"resetchannels", b"off", b"-@all", b"sanitize-payload"] {
                     self.apply(r)?;
                 }
             }
-            // Redis 7's payload sanitizing and selectors' reset: nothing
-            // to do here (RESTORE payloads are always checked; no
-            // selectors are kept).
-            "sanitize-payload" | "skip-sanitize-payload" | "clearselectors" => {}
+            "sanitize-payload" => self.payload = Some("sanitize-payload"),
+            "skip-sanitize-payload" => self.payload = Some("skip-sanitize-payload"),
+            // No selectors are kept.
+            "clearselectors" => {}
             _ => match op.first() {
                 Some(b'>') => {
                     let d = digest(&op[1..]);
@@ -248,16 +259,20 @@ impl User {
                         return Err("The password you are trying to remove from the user does not exist".into());
                     }
                 }
-                Some(b'~') => {
+                Some(b'~' | b'%') => {
+                    let (access, pattern) = key_pattern(op).ok_or(SYNTAX)?;
                     if self.all_keys {
                         return Err("Adding a pattern after the * pattern (or the 'allkeys' flag) is not valid and does not have any effect. Try 'resetkeys' to start with an empty list of patterns".into());
                     }
-                    let p = Bytes::copy_from_slice(&op[1..]);
-                    if !self.keys.contains(&p) {
-                        self.keys.push(p);
+                    if access == READ | WRITE && pattern == b"*" {
+                        self.all_keys = true;
+                        self.keys.clear();
+                    } else if let Some(known) = self.keys.iter_mut().find(|(p, _)| *p == pattern) {
+                        known.1 |= access;
+                    } else {
+                        self.keys.push((Bytes::copy_from_slice(pattern), access));
                     }
                 }
-                Some(b'%') => return Err("evenkeel checks a command's keys for reading and writing together: give key patterns as ~pattern".into()),
                 Some(b'(') => return Err("selectors are not supported by evenkeel".into()),
                 Some(b'&') => {
                     if self.all_channels {
@@ -330,7 +345,9 @@ impl User {
     /// May this user run command `spec` (its subcommand named by
     /// `sub`)?
     pub fn may_run(&self, spec: &Spec, sub: Option<&[u8]>) -> Result<(), Denied> {
-        if self.base && self.rules.is_empty() {
+        // AUTH, HELLO, QUIT and RESET: a user allowed nothing can still
+        // log in as another or leave, as in Redis.
+        if (self.base && self.rules.is_empty()) || spec.flags.contains(&"no_auth") {
             return Ok(());
         }
         let subs = categories::subcommands(spec.name);
@@ -342,8 +359,10 @@ impl User {
         if self.allowed.contains(&name) { Ok(()) } else { Err(Denied::Command(name)) }
     }
 
-    pub fn may_access(&self, key: &[u8]) -> bool {
-        self.all_keys || self.keys.iter().any(|p| glob_match(p, key))
+    /// May this user touch `key` in the ways `need` ([`READ`], [`WRITE`])
+    /// says? A key needing neither still has to match a pattern.
+    pub fn may_access(&self, key: &[u8], need: u8) -> bool {
+        self.all_keys || self.keys.iter().any(|(p, allows)| allows & need == need && glob_match(p, key))
     }
 
     /// A channel (`pattern`: a PSUBSCRIBE pattern, which must be one of
@@ -360,8 +379,8 @@ impl User {
         }
         self.may_run(spec, args.get(1).map(|a| &a[..]))?;
         if !self.all_keys
-            && let Ok(positions) = getkeys::keys_of(spec, args)
-            && let Some(&i) = positions.iter().find(|&&i| !self.may_access(&args[i]))
+            && let Ok(keys) = getkeys::keys_and_flags(spec, args)
+            && let Some(&(i, _)) = keys.iter().find(|(i, flags)| !self.may_access(&args[*i], if flags.needs_read() { READ } else { 0 } | if flags.needs_write() { WRITE } else { 0 }))
         {
             return Err(Denied::Key(args[i].clone()));
         }
@@ -386,6 +405,7 @@ impl User {
         if self.nopass {
             out.push("nopass".into());
         }
+        out.extend(self.payload.map(String::from));
         out.extend(self.passwords.iter().map(|d| format!("#{}", hex(d))));
         out.extend(self.key_rules());
         if !self.all_channels {
@@ -410,7 +430,20 @@ impl User {
     }
 
     fn key_rules(&self) -> Vec<String> {
-        if self.all_keys { vec!["~*".into()] } else { self.keys.iter().map(|k| format!("~{}", String::from_utf8_lossy(k))).collect() }
+        if self.all_keys {
+            return vec!["~*".into()];
+        }
+        self.keys
+            .iter()
+            .map(|(k, access)| {
+                let prefix = match *access {
+                    READ => "%R",
+                    WRITE => "%W",
+                    _ => "",
+                };
+                format!("{prefix}~{}", String::from_utf8_lossy(k))
+            })
+            .collect()
     }
 
     fn channel_rules(&self) -> Vec<String> {
@@ -428,6 +461,7 @@ impl User {
         if self.nopass {
             flags.push(Frame::bulk("nopass"));
         }
+        flags.extend(self.payload.map(Frame::bulk));
         Frame::Map(vec![
             (Frame::bulk("flags"), Frame::Set(flags)),
             (Frame::bulk("passwords"), Frame::Array(self.passwords.iter().map(|d| Frame::bulk(hex(d))).collect())),
@@ -449,6 +483,24 @@ impl User {
         let rules: Vec<Bytes> = v["rules"].as_array().ok_or("no rules")?.iter().map(|r| r.as_str().map(|s| Bytes::copy_from_slice(s.as_bytes())).ok_or("a rule is not a string")).collect::<Result<_, _>>()?;
         User::new(name).with_rules(&rules)
     }
+}
+
+/// `~pattern` (read and write), or `%R~`, `%W~`, `%RW~` and the like: what
+/// it allows and the pattern; None if malformed.
+fn key_pattern(op: &[u8]) -> Option<(u8, &[u8])> {
+    if let Some(pattern) = op.strip_prefix(b"~") {
+        return Some((READ | WRITE, pattern));
+    }
+    let tilde = op.iter().position(|&c| c == b'~')?;
+    let mut access = 0;
+    for &c in &op[1..tilde] {
+        access |= match c.to_ascii_uppercase() {
+            b'R' => READ,
+            b'W' => WRITE,
+            _ => return None,
+        };
+    }
+    (access != 0).then(|| (access, &op[tilde + 1..]))
 }
 
 fn parse_digest(hexed: &[u8]) -> Option<Digest32> {

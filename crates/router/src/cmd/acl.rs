@@ -52,8 +52,10 @@ pub async fn acl(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
         ("SAVE" | "LOAD", 0) => Frame::ok(),
         ("SETUSER", 1..) => setuser(r, &a[2], &a[3..]).await,
         ("HELP", 0) => Frame::Array(HELP.iter().map(|l| Frame::simple(*l)).collect()),
-        ("CAT" | "DELUSER" | "DRYRUN" | "GENPASS" | "GETUSER" | "LIST" | "USERS" | "WHOAMI" | "SAVE" | "LOAD" | "SETUSER" | "HELP", _) => wrong_arity(&format!("acl|{}", sub.to_ascii_lowercase())),
-        _ => Frame::error(format!("ERR unknown subcommand or wrong number of arguments for '{}'. Try ACL HELP.", c_str(&a[1], 128))),
+        // Arity -2: more arguments are the subcommand's own error.
+        ("CAT" | "GENPASS" | "LOG", _) => Frame::error(format!("ERR unknown subcommand or wrong number of arguments for '{}'. Try ACL HELP.", c_str(&a[1], 128))),
+        ("DELUSER" | "DRYRUN" | "GETUSER" | "LIST" | "USERS" | "WHOAMI" | "SAVE" | "LOAD" | "SETUSER" | "HELP", _) => wrong_arity(&format!("acl|{}", sub.to_ascii_lowercase())),
+        _ => Frame::error(format!("ERR unknown subcommand '{}'. Try ACL HELP.", c_str(&a[1], 128))),
     }
 }
 

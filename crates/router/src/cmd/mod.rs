@@ -23,6 +23,7 @@ pub mod getkeys;
 pub mod hashes;
 pub mod hll;
 pub mod keys;
+pub mod keyspecs;
 pub mod lcs;
 pub mod lists;
 pub mod multi;
@@ -102,7 +103,7 @@ pub const SPECS: &[Spec] = &[
     spec("append", 3, WD, ONE),
     spec("auth", -2, NOAUTH, NOKEY),
     spec("bitcount", -2, RO, ONE),
-    spec("bitfield", -2, WDM, ONE),
+    spec("bitfield", -2, WD, ONE),
     spec("bitfield_ro", -2, &["readonly", "fast"], ONE),
     spec("bitop", -4, WD, (2, -1, 1)),
     spec("bitpos", -3, RO, ONE),
@@ -343,8 +344,11 @@ pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -
     if !arity_ok(spec, args.len()) {
         return (multi::flag(session, wrong_arity(spec.name)), Flow::Continue);
     }
-    // ACL: before anything runs or is queued, as in Redis.
-    if let Err(denied) = session.user.check(spec, &args) {
+    // ACL: before anything runs or is queued, as in Redis (which answers a
+    // subcommand's wrong arity first).
+    if subcommand_arity_ok(spec, &args)
+        && let Err(denied) = session.user.check(spec, &args)
+    {
         return (multi::flag(session, acl::refuse(router, session, &denied, "toplevel")), Flow::Continue);
     }
     if pubsub::subscribed_mode(session) && !pubsub::allowed_when_subscribed(spec.name) {
@@ -391,6 +395,15 @@ pub fn batchable(session: &Session, args: &[Bytes]) -> Option<(&'static str, Res
         return None;
     }
     Some((spec.name, plan(spec.name, args)?))
+}
+
+/// False for a container command (CLIENT, CONFIG, ...) whose subcommand
+/// Redis knows and whose arguments do not fit its arity; the command then
+/// answers that, as Redis does before anything else.
+fn subcommand_arity_ok(spec: &Spec, args: &[Bytes]) -> bool {
+    let Some(sub) = args.get(1).filter(|_| !categories::subcommands(spec.name).is_empty()) else { return true };
+    let full = format!("{}|{}", spec.name, String::from_utf8_lossy(sub).to_ascii_lowercase());
+    categories::arity(&full).is_none_or(|arity| if arity < 0 { args.len() >= arity.unsigned_abs() as usize } else { args.len() == arity as usize })
 }
 
 /// No command name is longer; longer first arguments are not lowercased.

@@ -202,8 +202,10 @@ fn command(a: &[Bytes]) -> Frame {
         ),
         "COUNT" => wrong_arity("command|count"),
         "LIST" => command_list(&a[2..]),
-        "GETKEYS" if a.len() >= 4 => command_getkeys(&a[2..]),
+        "GETKEYS" if a.len() >= 4 => command_getkeys(&a[2..], false),
         "GETKEYS" => wrong_arity("command|getkeys"),
+        "GETKEYSANDFLAGS" if a.len() >= 4 => command_getkeys(&a[2..], true),
+        "GETKEYSANDFLAGS" => wrong_arity("command|getkeysandflags"),
         "HELP" if a.len() == 2 => Frame::Array(COMMAND_HELP.iter().map(|l| Frame::simple(*l)).collect()),
         "HELP" => wrong_arity("command|help"),
         _ => unknown_subcommand(&a[1], "COMMAND"),
@@ -254,13 +256,26 @@ fn in_category(name: &[u8]) -> Vec<String> {
 }
 
 /// COMMAND GETKEYS command args...: the key arguments themselves, as
-/// Redis lists them, or its error when there are none to list.
-fn command_getkeys(args: &[Bytes]) -> Frame {
+/// Redis lists them, or its error when there are none to list. With
+/// `flags` (GETKEYSANDFLAGS), each key is `[key, flags]`, the flags a set
+/// of simple strings (`RW`, `access`, ...; empty where Redis's key-finding
+/// function gives none).
+fn command_getkeys(args: &[Bytes], flags: bool) -> Frame {
     let Some(spec) = super::find(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase()) else {
         return Frame::error(super::getkeys::GetKeysError::UnknownCommand.reply());
     };
-    match super::getkeys::keys_of(spec, args) {
-        Ok(keys) => Frame::Array(keys.into_iter().map(|i| Frame::Bulk(args[i].clone())).collect()),
+    match super::getkeys::keys_and_flags(spec, args) {
+        Ok(keys) => Frame::Array(
+            keys.into_iter()
+                .map(|(i, f)| {
+                    let key = Frame::Bulk(args[i].clone());
+                    if !flags {
+                        return key;
+                    }
+                    Frame::Array(vec![key, Frame::Set(f.names().into_iter().map(Frame::simple).collect())])
+                })
+                .collect(),
+        ),
         Err(e) => Frame::error(e.reply()),
     }
 }
@@ -279,6 +294,8 @@ const COMMAND_HELP: &[&str] = &[
     "    Return documentation details (none are kept).",
     "GETKEYS <full-command>",
     "    Return the keys from a full command.",
+    "GETKEYSANDFLAGS <full-command>",
+    "    Return the keys and the access flags from a full command.",
     "HELP",
     "    Prints this help.",
 ];
@@ -324,6 +341,7 @@ async fn client(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
         ("GETNAME", 2) => s.client.name().map_or(Frame::Null, Frame::Bulk),
         ("GETNAME", _) => wrong_arity("client|getname"),
         ("ID", 2) => Frame::Integer(s.id as i64),
+        ("ID", _) => wrong_arity("client|id"),
         // Redis 7.2's; 7.0 lacks it, but 7.2-era clients send it on connect.
         ("SETINFO", 4) => Frame::ok(),
         ("SETINFO", _) => wrong_arity("client|setinfo"),
