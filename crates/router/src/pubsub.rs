@@ -120,6 +120,13 @@ impl Subscriber {
         }
     }
 
+    /// Whether `user` may still hold every subscription (channels and
+    /// shard channels by its channel patterns, patterns only if they are
+    /// its own).
+    pub fn allowed_by(&self, user: &crate::acl::User) -> bool {
+        self.held[0].iter().chain(&self.held[2]).all(|c| user.may_use_channel(c, false)) && self.held[1].iter().all(|p| user.may_use_channel(p, true))
+    }
+
     /// The next message for the client, encoded.
     pub async fn next(&mut self) -> Option<Bytes> {
         let m = self.rx.recv().await?;

@@ -159,6 +159,12 @@ async fn serve<R: Arrivals, W: AsyncWrite + Unpin>(router: &Router, client: std:
                             put_message(&mut out, &more, session.protocol);
                         }
                     }
+                    // A deleted user's idle connections close now, and so
+                    // do subscribers to channels their user may no longer
+                    // use, on every router (as Redis does on its own).
+                    Ok(()) = session.acl_changes.changed() => if !refresh_user(router, &mut session) {
+                        break 'session;
+                    },
                     line = monitored(&mut session.monitor) => match line {
                         Ok(line) => out.extend_from_slice(&line),
                         Err(behind) => {
@@ -170,14 +176,9 @@ async fn serve<R: Arrivals, W: AsyncWrite + Unpin>(router: &Router, client: std:
             },
         };
         let Some(args) = request_or_end(id, next, &mut out) else { break };
-        // A changed user takes effect from its next command; a deleted
-        // one's connections close, as in Redis.
-        if session.acl_changes.has_changed().unwrap_or(false) {
-            session.acl_changes.mark_unchanged();
-            match router.acl.user(&session.user.name) {
-                Some(user) => session.user = user,
-                None => break,
-            }
+        // A changed user takes effect from its next command.
+        if session.acl_changes.has_changed().unwrap_or(false) && !refresh_user(router, &mut session) {
+            break;
         }
         router.monitor.feed(&session.client.addr, &args);
         // When the read that completed this request arrived (see
@@ -283,6 +284,19 @@ async fn serve<R: Arrivals, W: AsyncWrite + Unpin>(router: &Router, client: std:
         _ = session.client.kill.cancelled() => return Ok(()),
     }
     writer.shutdown().await
+}
+
+/// Looks the session's user up again after the cluster's users changed.
+/// False if the connection must close: its user was deleted, or it
+/// subscribes to a channel its user may no longer use.
+fn refresh_user(router: &Router, session: &mut Session) -> bool {
+    session.acl_changes.mark_unchanged();
+    let Some(user) = router.acl.user(&session.user.name) else { return false };
+    if session.subscriber.as_ref().is_some_and(|s| !s.allowed_by(&user)) {
+        return false;
+    }
+    session.user = user;
+    true
 }
 
 /// The next MONITOR line for a monitoring session (Err: how many lines it

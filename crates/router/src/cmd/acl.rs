@@ -95,8 +95,8 @@ async fn setuser(r: &Router, name: &Bytes, rules: &[Bytes]) -> Frame {
     }
 }
 
-/// Deletes the users named (not `default`); their connections through
-/// this router close now, through other routers at their next command.
+/// Deletes the users named (not `default`); their connections close
+/// (through this router now, through others once they follow).
 async fn deluser(r: &Router, names: &[Bytes]) -> Frame {
     if names.iter().any(|n| &n[..] == b"default") {
         return Frame::error("ERR The 'default' user cannot be removed");
