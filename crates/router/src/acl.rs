@@ -333,7 +333,15 @@ impl User {
 
     /// Whether `password` logs in as this user.
     pub fn accepts(&self, password: &[u8]) -> bool {
-        self.enabled && (self.nopass || self.passwords.contains(&digest(password)))
+        if !self.enabled {
+            return false;
+        }
+        // Every digest compared in constant time, as Redis compares
+        // passwords: how long a refusal takes says nothing of how close
+        // a guess came.
+        let given = digest(password);
+        let matched = self.passwords.iter().fold(subtle::Choice::from(0), |any, p| any | subtle::ConstantTimeEq::ct_eq(&p[..], &given[..]));
+        self.nopass || bool::from(matched)
     }
 
     /// Whether a connection starts authenticated as this user (Redis: the
