@@ -1706,6 +1706,16 @@ async fn acl_users_are_the_clusters_on_every_router() {
     let info = String::from_utf8_lossy(&info);
     assert!(info.contains("acl_access_denied_auth:1\r\nacl_access_denied_cmd:2\r\nacl_access_denied_key:3\r\nacl_access_denied_channel:1\r\n\r\n"), "{info}");
 
+    // The redis crate logs in as the user of its URL (its CLIENT SETINFO
+    // is refused, as Redis 7.2 refuses it to such a user, and ignored).
+    let client = redis::Client::open(format!("redis://app:apppw@{r2}/")).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.expect("logged in as app");
+    let v: String = con.get("app:1").await.unwrap();
+    assert_eq!(v, "one");
+    let refused: redis::RedisResult<String> = con.get("other").await;
+    assert!(refused.as_ref().is_err_and(|e| e.to_string().contains("NOPERM")), "{refused:?}");
+    let bad = redis::Client::open(format!("redis://app:nope@{r2}/")).unwrap();
+    assert!(bad.get_multiplexed_async_connection().await.is_err(), "a wrong password must fail the handshake");
     // A change through the first router reaches the open connections,
     // one with a transaction queued too: EXEC checks again.
     let mut queued = Raw::connect(r2).await;
