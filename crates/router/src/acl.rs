@@ -18,9 +18,10 @@
 //! A key pattern may be read-only (`%R~`) or write-only (`%W~`): each key
 //! a command names needs what Redis 7.0's key specs say it does (read if
 //! the command reads its value, write if it inserts, updates or deletes;
-//! [`getkeys::keys_and_flags`]). Not served, and refused by name rather
-//! than accepted and ignored: selectors (`(...)`), allowing a command by
-//! its first argument (`+select|0`). `ACL GETUSER`'s commands are the rules as
+//! [`getkeys::keys_and_flags`]). Selectors (`(+set ~b*)`) are Redis 7's:
+//! a command runs if the root permissions or one selector allow all of
+//! it. Not served, and refused by name rather than accepted and ignored:
+//! allowing a command by its first argument (`+select|0`). `ACL GETUSER`'s commands are the rules as
 //! given (compacted), not Redis 7.0's recomputed description.
 
 use crate::cmd::{Spec, categories, getkeys};
@@ -97,7 +98,8 @@ impl Rule {
     }
 }
 
-/// A user: whether it may log in, with what, and what it may then run.
+/// A user: whether it may log in, with what, and what it may then run
+/// (its root permissions, or any one of its selectors').
 #[derive(Debug, Clone)]
 pub struct User {
     pub name: String,
@@ -108,6 +110,16 @@ pub struct User {
     /// checked whatever they say.
     payload: Option<&'static str>,
     passwords: Vec<Digest32>,
+    root: Perms,
+    /// Redis 7's selectors (`(+get ~a*)`): a command runs if the root
+    /// permissions or any one selector allow all of it.
+    selectors: Vec<Perms>,
+}
+
+/// Commands, keys and channels allowed: a user's root permissions, or one
+/// of its selectors.
+#[derive(Debug, Clone, Default)]
+struct Perms {
     /// The command rules start from every command (`+@all`) or none.
     base: bool,
     rules: Vec<Rule>,
@@ -164,11 +176,13 @@ fn full_name(name: &str, sub: Option<&str>) -> String {
     }
 }
 
+const SYNTAX: &str = "Syntax error";
+
 impl User {
     /// A user as `ACL SETUSER name` with no rules makes it: off, no
     /// passwords, nothing allowed.
     pub fn new(name: &str) -> User {
-        User { name: name.to_string(), enabled: false, nopass: false, payload: None, passwords: vec![], base: false, rules: vec![], all_keys: false, keys: vec![], all_channels: false, channels: vec![], allowed: HashSet::new() }
+        User { name: name.to_string(), enabled: false, nopass: false, payload: None, passwords: vec![], root: Perms::default(), selectors: vec![] }
     }
 
     /// The user `default` when none is stored: everything allowed, with
@@ -183,20 +197,22 @@ impl User {
     }
 
     /// Applies `rules` in order to a copy; the copy if every one is valid,
-    /// else Redis's error for the first that is not.
+    /// else Redis's error for the first that is not. A selector given over
+    /// several arguments (`(+get` `~a*)`) is joined first, as Redis does.
     pub fn with_rules(&self, rules: &[Bytes]) -> Result<User, String> {
         let mut u = self.clone();
-        for r in rules {
-            u.apply(r).map_err(|why| format!("ERR Error in ACL SETUSER modifier '{}': {why}", String::from_utf8_lossy(r)))?;
+        for r in join_selectors(rules)? {
+            u.apply(&r).map_err(|why| format!("ERR Error in ACL SETUSER modifier '{}': {why}", String::from_utf8_lossy(&r)))?;
         }
-        u.compute_allowed();
+        u.root.compute_allowed();
+        for s in &mut u.selectors {
+            s.compute_allowed();
+        }
         Ok(u)
     }
 
     /// Applies one rule (Redis's `ACLSetUser`).
     fn apply(&mut self, op: &[u8]) -> Result<(), String> {
-        const SYNTAX: &str = "Syntax error";
-        const UNKNOWN: &str = "Unknown command or category name in ACL";
         let lower = String::from_utf8_lossy(op).to_ascii_lowercase();
         match lower.as_str() {
             "on" => self.enabled = true,
@@ -209,6 +225,189 @@ impl User {
                 self.nopass = false;
                 self.passwords.clear();
             }
+            "sanitize-payload" => self.payload = Some("sanitize-payload"),
+            "skip-sanitize-payload" => self.payload = Some("skip-sanitize-payload"),
+            "clearselectors" => self.selectors.clear(),
+            "reset" => {
+                for r in [&b"resetpass"[..], b"resetkeys", b"resetchannels", b"off", b"clearselectors", b"-@all", b"sanitize-payload"] {
+                    self.apply(r)?;
+                }
+            }
+            _ => match op.first() {
+                Some(b'>' | b'#') => {
+                    let d = if op[0] == b'>' { digest(&op[1..]) } else { parse_digest(&op[1..]).ok_or(BAD_HASH)? };
+                    if !self.passwords.contains(&d) {
+                        self.passwords.push(d);
+                    }
+                    self.nopass = false;
+                }
+                Some(b'<' | b'!') => {
+                    let d = if op[0] == b'<' { digest(&op[1..]) } else { parse_digest(&op[1..]).ok_or(BAD_HASH)? };
+                    let before = self.passwords.len();
+                    self.passwords.retain(|p| *p != d);
+                    if self.passwords.len() == before {
+                        return Err("The password you are trying to remove from the user does not exist".into());
+                    }
+                }
+                Some(b'(') if op.ends_with(b")") => {
+                    let mut selector = Perms::default();
+                    for rule in op[1..op.len() - 1].split(|&c| c == b' ').filter(|r| !r.is_empty()) {
+                        selector.apply(rule)?;
+                    }
+                    self.selectors.push(selector);
+                }
+                _ => self.root.apply(op)?,
+            },
+        }
+        Ok(())
+    }
+
+    /// Allowed every command, key and channel: nothing to check.
+    pub fn unrestricted(&self) -> bool {
+        self.root.unrestricted()
+    }
+
+    /// Whether `password` logs in as this user.
+    pub fn accepts(&self, password: &[u8]) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        // Every digest compared in constant time, as Redis compares
+        // passwords: how long a refusal takes says nothing of how close
+        // a guess came.
+        let given = digest(password);
+        let matched = self.passwords.iter().fold(subtle::Choice::from(0), |any, p| any | subtle::ConstantTimeEq::ct_eq(&p[..], &given[..]));
+        self.nopass || bool::from(matched)
+    }
+
+    /// Whether a connection starts authenticated as this user (Redis: the
+    /// default user when it is on with `nopass`).
+    pub fn needs_no_password(&self) -> bool {
+        self.enabled && self.nopass
+    }
+
+    /// May this user touch `key` in the ways `need` ([`READ`], [`WRITE`])
+    /// says (by its root permissions or a selector)?
+    pub fn may_access(&self, key: &[u8], need: u8) -> bool {
+        std::iter::once(&self.root).chain(&self.selectors).any(|p| p.may_access(key, need))
+    }
+
+    /// A channel (`pattern`: a PSUBSCRIBE pattern, which must be one of
+    /// the user's own patterns, as in Redis).
+    pub fn may_use_channel(&self, channel: &[u8], pattern: bool) -> bool {
+        std::iter::once(&self.root).chain(&self.selectors).any(|p| p.may_use_channel(channel, pattern))
+    }
+
+    /// Everything a command `args` (described by `spec`) needs: the
+    /// command, its keys, its channels, in Redis's order, from the root
+    /// permissions or one selector. Refused: Redis's most telling reason
+    /// among them (a channel over a key over the command; the later
+    /// argument between two of a kind).
+    pub fn check(&self, spec: &Spec, args: &[Bytes]) -> Result<(), Denied> {
+        if self.unrestricted() {
+            return Ok(());
+        }
+        let mut relevant: Option<(u8, usize, Denied)> = None;
+        for perms in std::iter::once(&self.root).chain(&self.selectors) {
+            let (denied, at) = match perms.check(spec, args) {
+                Ok(()) => return Ok(()),
+                Err(refusal) => refusal,
+            };
+            let rank = match denied {
+                Denied::Command(_) => 1,
+                Denied::Key(_) => 2,
+                Denied::Channel(_) => 4,
+            };
+            if relevant.as_ref().is_none_or(|(r, i, _)| rank > *r || (rank == *r && at > *i)) {
+                relevant = Some((rank, at, denied));
+            }
+        }
+        Err(relevant.expect("the root permissions refused").2)
+    }
+
+    /// The rules that rebuild this user, one per string, as `ACL LIST`
+    /// shows them.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = vec![if self.enabled { "on" } else { "off" }.to_string()];
+        if self.nopass {
+            out.push("nopass".into());
+        }
+        out.extend(self.payload.map(String::from));
+        out.extend(self.passwords.iter().map(|d| format!("#{}", hex(d))));
+        out.extend(self.permission_rules());
+        out
+    }
+
+    /// What a node checks a script's commands against: the rules on
+    /// commands, keys and channels, selectors included (not whether it
+    /// may log in, nor its passwords).
+    pub fn permission_rules(&self) -> Vec<String> {
+        let mut out = self.root.describe();
+        out.extend(self.selectors.iter().map(|s| format!("({})", s.describe().join(" "))));
+        out
+    }
+
+    /// ACL GETUSER's reply.
+    pub fn getuser(&self) -> evenkeel_resp::Frame {
+        use evenkeel_resp::Frame;
+        let mut flags = vec![Frame::bulk(if self.enabled { "on" } else { "off" })];
+        if self.nopass {
+            flags.push(Frame::bulk("nopass"));
+        }
+        flags.extend(self.payload.map(Frame::bulk));
+        let mut fields = vec![(Frame::bulk("flags"), Frame::Set(flags)), (Frame::bulk("passwords"), Frame::Array(self.passwords.iter().map(|d| Frame::bulk(hex(d))).collect()))];
+        fields.extend(self.root.getuser_fields());
+        fields.push((Frame::bulk("selectors"), Frame::Array(self.selectors.iter().map(|s| Frame::Map(s.getuser_fields())).collect())));
+        Frame::Map(fields)
+    }
+
+    /// The stored form: name and rules, as JSON.
+    fn stored(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({ "name": self.name, "rules": self.describe() })).expect("JSON of strings")
+    }
+
+    fn from_stored(raw: &[u8]) -> Result<User, String> {
+        let v: serde_json::Value = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+        let name = v["name"].as_str().ok_or("no name")?;
+        let rules: Vec<Bytes> = v["rules"].as_array().ok_or("no rules")?.iter().map(|r| r.as_str().map(|s| Bytes::copy_from_slice(s.as_bytes())).ok_or("a rule is not a string")).collect::<Result<_, _>>()?;
+        User::new(name).with_rules(&rules)
+    }
+}
+
+const BAD_HASH: &str = "The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters";
+
+/// Redis's `ACLMergeSelectorArguments`: an argument opening a selector
+/// without closing it is joined (by spaces) with those after it up to the
+/// one that closes it.
+fn join_selectors(rules: &[Bytes]) -> Result<Vec<Bytes>, String> {
+    let mut out = Vec::with_capacity(rules.len());
+    let mut open: Option<Vec<u8>> = None;
+    for r in rules {
+        match &mut open {
+            Some(joined) => {
+                joined.push(b' ');
+                joined.extend_from_slice(r);
+                if r.ends_with(b")") {
+                    out.push(Bytes::from(open.take().expect("open")));
+                }
+            }
+            None if r.starts_with(b"(") && !r.ends_with(b")") => open = Some(r.to_vec()),
+            None => out.push(r.clone()),
+        }
+    }
+    match open {
+        Some(joined) => Err(format!("ERR Unmatched parenthesis in acl selector starting at '{}'.", String::from_utf8_lossy(&joined))),
+        None => Ok(out),
+    }
+}
+
+impl Perms {
+    /// Applies a rule on commands, keys or channels; anything else is a
+    /// syntax error (inside a selector, `on` is one).
+    fn apply(&mut self, op: &[u8]) -> Result<(), String> {
+        const UNKNOWN: &str = "Unknown command or category name in ACL";
+        let lower = String::from_utf8_lossy(op).to_ascii_lowercase();
+        match lower.as_str() {
             "allkeys" | "~*" => {
                 self.all_keys = true;
                 self.keys.clear();
@@ -227,38 +426,7 @@ impl User {
             }
             "allcommands" | "+@all" => self.set_commands(true),
             "nocommands" | "-@all" => self.set_commands(false),
-            "reset" => {
-                for r in [&b"resetpass"[..], b"resetkeys", b"resetchannels", b"off", b"-@all", b"sanitize-payload"] {
-                    self.apply(r)?;
-                }
-            }
-            "sanitize-payload" => self.payload = Some("sanitize-payload"),
-            "skip-sanitize-payload" => self.payload = Some("skip-sanitize-payload"),
-            // No selectors are kept.
-            "clearselectors" => {}
             _ => match op.first() {
-                Some(b'>') => {
-                    let d = digest(&op[1..]);
-                    if !self.passwords.contains(&d) {
-                        self.passwords.push(d);
-                    }
-                    self.nopass = false;
-                }
-                Some(b'#') => {
-                    let d = parse_digest(&op[1..]).ok_or("The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters")?;
-                    if !self.passwords.contains(&d) {
-                        self.passwords.push(d);
-                    }
-                    self.nopass = false;
-                }
-                Some(b'<' | b'!') => {
-                    let d = if op[0] == b'<' { digest(&op[1..]) } else { parse_digest(&op[1..]).ok_or("The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters")? };
-                    let before = self.passwords.len();
-                    self.passwords.retain(|p| *p != d);
-                    if self.passwords.len() == before {
-                        return Err("The password you are trying to remove from the user does not exist".into());
-                    }
-                }
                 Some(b'~' | b'%') => {
                     let (access, pattern) = key_pattern(op).ok_or(SYNTAX)?;
                     if self.all_keys {
@@ -273,7 +441,6 @@ impl User {
                         self.keys.push((Bytes::copy_from_slice(pattern), access));
                     }
                 }
-                Some(b'(') => return Err("selectors are not supported by evenkeel".into()),
                 Some(b'&') => {
                     if self.all_channels {
                         return Err("Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid and does not have any effect. Try 'resetchannels' to start with an empty list of channels".into());
@@ -326,33 +493,13 @@ impl User {
         self.rules.iter().fold(self.base, |allowed, r| if r.covers(name, sub, cats) { r.allow() } else { allowed })
     }
 
-    /// Allowed every command, key and channel: nothing to check.
-    pub fn unrestricted(&self) -> bool {
+    fn unrestricted(&self) -> bool {
         self.base && self.rules.is_empty() && self.all_keys && self.all_channels
     }
 
-    /// Whether `password` logs in as this user.
-    pub fn accepts(&self, password: &[u8]) -> bool {
-        if !self.enabled {
-            return false;
-        }
-        // Every digest compared in constant time, as Redis compares
-        // passwords: how long a refusal takes says nothing of how close
-        // a guess came.
-        let given = digest(password);
-        let matched = self.passwords.iter().fold(subtle::Choice::from(0), |any, p| any | subtle::ConstantTimeEq::ct_eq(&p[..], &given[..]));
-        self.nopass || bool::from(matched)
-    }
-
-    /// Whether a connection starts authenticated as this user (Redis: the
-    /// default user when it is on with `nopass`).
-    pub fn needs_no_password(&self) -> bool {
-        self.enabled && self.nopass
-    }
-
-    /// May this user run command `spec` (its subcommand named by
+    /// May these permissions run command `spec` (its subcommand named by
     /// `sub`)?
-    pub fn may_run(&self, spec: &Spec, sub: Option<&[u8]>) -> Result<(), Denied> {
+    fn may_run(&self, spec: &Spec, sub: Option<&[u8]>) -> Result<(), Denied> {
         // AUTH, HELLO, QUIT and RESET: a user allowed nothing can still
         // log in as another or leave, as in Redis.
         if (self.base && self.rules.is_empty()) || spec.flags.contains(&"no_auth") {
@@ -371,67 +518,43 @@ impl User {
         if self.allowed.contains(&name) { Ok(()) } else { Err(Denied::Command(name)) }
     }
 
-    /// May this user touch `key` in the ways `need` ([`READ`], [`WRITE`])
-    /// says? A key needing neither still has to match a pattern.
-    pub fn may_access(&self, key: &[u8], need: u8) -> bool {
+    /// A key needing neither reading nor writing still has to match a
+    /// pattern.
+    fn may_access(&self, key: &[u8], need: u8) -> bool {
         self.all_keys || self.keys.iter().any(|(p, allows)| allows & need == need && glob_match(p, key))
     }
 
-    /// A channel (`pattern`: a PSUBSCRIBE pattern, which must be one of
-    /// the user's own patterns, as in Redis).
-    pub fn may_use_channel(&self, channel: &[u8], pattern: bool) -> bool {
+    fn may_use_channel(&self, channel: &[u8], pattern: bool) -> bool {
         self.all_channels || self.channels.iter().any(|p| if pattern { p[..] == *channel } else { glob_match(p, channel) })
     }
 
-    /// Everything a command `args` (described by `spec`) needs: the
-    /// command, its keys, its channels, in Redis's order.
-    pub fn check(&self, spec: &Spec, args: &[Bytes]) -> Result<(), Denied> {
-        if self.unrestricted() {
-            return Ok(());
-        }
-        self.may_run(spec, args.get(1).map(|a| &a[..]))?;
+    /// The command, its keys, its channels, in Redis's order; refused:
+    /// why, and at which argument.
+    fn check(&self, spec: &Spec, args: &[Bytes]) -> Result<(), (Denied, usize)> {
+        self.may_run(spec, args.get(1).map(|a| &a[..])).map_err(|d| (d, 0))?;
         if !self.all_keys
             && let Ok(keys) = getkeys::keys_and_flags(spec, args)
             && let Some(&(i, _)) = keys.iter().find(|(i, flags)| !self.may_access(&args[*i], if flags.needs_read() { READ } else { 0 } | if flags.needs_write() { WRITE } else { 0 }))
         {
-            return Err(Denied::Key(args[i].clone()));
+            return Err((Denied::Key(args[i].clone()), i));
         }
         if !self.all_channels {
-            let (channels, pattern): (&[Bytes], bool) = match spec.name {
-                "publish" | "spublish" => (&args[1..2], false),
-                "subscribe" | "ssubscribe" => (&args[1..], false),
-                "psubscribe" => (&args[1..], true),
-                _ => (&[], false),
+            let (first, pattern) = match spec.name {
+                "publish" | "spublish" => (1, false),
+                "subscribe" | "ssubscribe" => (1, false),
+                "psubscribe" => (1, true),
+                _ => (args.len(), false),
             };
-            if let Some(c) = channels.iter().find(|c| !self.may_use_channel(c, pattern)) {
-                return Err(Denied::Channel(c.clone()));
+            let last = if matches!(spec.name, "publish" | "spublish") { 2.min(args.len()) } else { args.len() };
+            if let Some(i) = (first..last).find(|&i| !self.may_use_channel(&args[i], pattern)) {
+                return Err((Denied::Channel(args[i].clone()), i));
             }
         }
         Ok(())
     }
 
-    /// The rules that rebuild this user, one per string, as `ACL LIST`
-    /// shows them.
-    pub fn describe(&self) -> Vec<String> {
-        let mut out = vec![if self.enabled { "on" } else { "off" }.to_string()];
-        if self.nopass {
-            out.push("nopass".into());
-        }
-        out.extend(self.payload.map(String::from));
-        out.extend(self.passwords.iter().map(|d| format!("#{}", hex(d))));
-        out.extend(self.key_rules());
-        if !self.all_channels {
-            out.push("resetchannels".into());
-        }
-        out.extend(self.channel_rules());
-        out.extend(self.command_rules());
-        out
-    }
-
-    /// What a node checks a script's commands against: the rules on
-    /// commands, keys and channels (not whether it may log in, nor its
-    /// passwords).
-    pub fn permission_rules(&self) -> Vec<String> {
+    /// Its rules as `ACL LIST` shows them: keys, channels, commands.
+    fn describe(&self) -> Vec<String> {
         let mut out = self.key_rules();
         if !self.all_channels {
             out.push("resetchannels".into());
@@ -466,34 +589,14 @@ impl User {
         std::iter::once(if self.base { "+@all".to_string() } else { "-@all".to_string() }).chain(self.rules.iter().map(Rule::describe)).collect()
     }
 
-    /// ACL GETUSER's reply.
-    pub fn getuser(&self) -> evenkeel_resp::Frame {
+    /// ACL GETUSER's commands, keys and channels.
+    fn getuser_fields(&self) -> Vec<(evenkeel_resp::Frame, evenkeel_resp::Frame)> {
         use evenkeel_resp::Frame;
-        let mut flags = vec![Frame::bulk(if self.enabled { "on" } else { "off" })];
-        if self.nopass {
-            flags.push(Frame::bulk("nopass"));
-        }
-        flags.extend(self.payload.map(Frame::bulk));
-        Frame::Map(vec![
-            (Frame::bulk("flags"), Frame::Set(flags)),
-            (Frame::bulk("passwords"), Frame::Array(self.passwords.iter().map(|d| Frame::bulk(hex(d))).collect())),
+        vec![
             (Frame::bulk("commands"), Frame::bulk(self.command_rules().join(" "))),
             (Frame::bulk("keys"), Frame::bulk(self.key_rules().join(" "))),
             (Frame::bulk("channels"), Frame::bulk(self.channel_rules().join(" "))),
-            (Frame::bulk("selectors"), Frame::Array(vec![])),
-        ])
-    }
-
-    /// The stored form: name and rules, as JSON.
-    fn stored(&self) -> Vec<u8> {
-        serde_json::to_vec(&serde_json::json!({ "name": self.name, "rules": self.describe() })).expect("JSON of strings")
-    }
-
-    fn from_stored(raw: &[u8]) -> Result<User, String> {
-        let v: serde_json::Value = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
-        let name = v["name"].as_str().ok_or("no name")?;
-        let rules: Vec<Bytes> = v["rules"].as_array().ok_or("no rules")?.iter().map(|r| r.as_str().map(|s| Bytes::copy_from_slice(s.as_bytes())).ok_or("a rule is not a string")).collect::<Result<_, _>>()?;
-        User::new(name).with_rules(&rules)
+        ]
     }
 }
 
