@@ -47,8 +47,9 @@ pub fn digest(password: &[u8]) -> Digest32 {
     Sha256::digest(password).into()
 }
 
-fn hex(d: &Digest32) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
+/// Lowercase hex digits of `bytes` (digests, stored names, ACL GENPASS).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What a key pattern allows (Redis's `%R~` and `%W~`; `~` is both).
@@ -164,12 +165,12 @@ impl Denied {
 
 /// Every command name a rule can grant: the served commands and their
 /// subcommands (`client|list`).
-fn every_command() -> impl Iterator<Item = (&'static str, Option<&'static str>)> {
+pub(crate) fn every_command() -> impl Iterator<Item = (&'static str, Option<&'static str>)> {
     crate::cmd::SPECS.iter().flat_map(|s| std::iter::once((s.name, None)).chain(categories::subcommands(s.name).iter().map(move |sub| (s.name, Some(*sub)))))
 }
 
 /// `client|list`, or `get`.
-fn full_name(name: &str, sub: Option<&str>) -> String {
+pub(crate) fn full_name(name: &str, sub: Option<&str>) -> String {
     match sub {
         None => name.to_string(),
         Some(sub) => format!("{name}|{sub}"),
@@ -284,12 +285,6 @@ impl User {
     /// default user when it is on with `nopass`).
     pub fn needs_no_password(&self) -> bool {
         self.enabled && self.nopass
-    }
-
-    /// May this user touch `key` in the ways `need` ([`READ`], [`WRITE`])
-    /// says (by its root permissions or a selector)?
-    pub fn may_access(&self, key: &[u8], need: u8) -> bool {
-        std::iter::once(&self.root).chain(&self.selectors).any(|p| p.may_access(key, need))
     }
 
     /// A channel (`pattern`: a PSUBSCRIBE pattern, which must be one of
@@ -539,14 +534,13 @@ impl Perms {
             return Err((Denied::Key(args[i].clone()), i));
         }
         if !self.all_channels {
-            let (first, pattern) = match spec.name {
-                "publish" | "spublish" => (1, false),
-                "subscribe" | "ssubscribe" => (1, false),
-                "psubscribe" => (1, true),
-                _ => (args.len(), false),
+            let (channels, pattern) = match spec.name {
+                "publish" | "spublish" => (1..2.min(args.len()), false),
+                "subscribe" | "ssubscribe" => (1..args.len(), false),
+                "psubscribe" => (1..args.len(), true),
+                _ => (0..0, false),
             };
-            let last = if matches!(spec.name, "publish" | "spublish") { 2.min(args.len()) } else { args.len() };
-            if let Some(i) = (first..last).find(|&i| !self.may_use_channel(&args[i], pattern)) {
+            if let Some(i) = channels.into_iter().find(|&i| !self.may_use_channel(&args[i], pattern)) {
                 return Err((Denied::Channel(args[i].clone()), i));
             }
         }
@@ -665,7 +659,7 @@ pub struct Acl {
     log: Mutex<Log>,
     /// Refusals since start, by reason: auth, command, key, channel
     /// (INFO's `acl_access_denied_*`, as Redis 7.2 names them).
-    pub denials: [std::sync::atomic::AtomicU64; 4],
+    denials: [std::sync::atomic::AtomicU64; 4],
 }
 
 impl Acl {
@@ -745,7 +739,7 @@ impl Acl {
 }
 
 fn key_of(name: &str) -> String {
-    name.bytes().map(|b| format!("{b:02x}")).collect()
+    hex(name.as_bytes())
 }
 
 /// The users in a stored copy, plus `default` if it is not stored. A

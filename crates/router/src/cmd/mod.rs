@@ -345,9 +345,9 @@ pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -
         return (multi::flag(session, wrong_arity(spec.name)), Flow::Continue);
     }
     // ACL: before anything runs or is queued, as in Redis (which answers a
-    // subcommand's wrong arity first).
-    if subcommand_arity_ok(spec, &args)
-        && let Err(denied) = session.user.check(spec, &args)
+    // subcommand's wrong arity first: that is looked at only on a refusal).
+    if let Err(denied) = session.user.check(spec, &args)
+        && subcommand_arity_ok(spec, &args)
     {
         return (multi::flag(session, acl::refuse(router, session, &denied, "toplevel")), Flow::Continue);
     }

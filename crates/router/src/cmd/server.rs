@@ -243,16 +243,13 @@ fn command_list(opts: &[Bytes]) -> Frame {
 
 /// The commands and subcommands in an ACL category, named as Redis's
 /// `strcasecmp` compares (up to a NUL byte, without the '@').
-fn in_category(name: &[u8]) -> Vec<String> {
+/// (COMMAND LIST FILTERBY ACLCAT and ACL CAT: containers such as CLIENT
+/// are listed when their own categories match, as in Redis.)
+pub(crate) fn in_category(name: &[u8]) -> Vec<String> {
     use super::categories;
     let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
     let Some(category) = categories::CATEGORIES.iter().find(|c| c.as_bytes().eq_ignore_ascii_case(name)) else { return vec![] };
-    let mut names = Vec::new();
-    for spec in SPECS {
-        let full = std::iter::once(spec.name.to_string()).chain(categories::subcommands(spec.name).iter().map(|sub| format!("{}|{sub}", spec.name)));
-        names.extend(full.filter(|n| categories::of(n).contains(category)));
-    }
-    names
+    crate::acl::every_command().map(|(name, sub)| crate::acl::full_name(name, sub)).filter(|n| categories::of(n).contains(category)).collect()
 }
 
 /// COMMAND GETKEYS command args...: the key arguments themselves, as
