@@ -713,10 +713,7 @@ impl Acl {
     /// The users now (rebuilt first if the stored copy changed).
     pub fn users(&self) -> Arc<HashMap<String, Arc<User>>> {
         let requirepass = self.requirepass.as_deref();
-        if let Some(fresh) = self.stored.if_changed(|s| build(s, requirepass)) {
-            *self.users.lock() = Arc::new(fresh);
-        }
-        self.users.lock().clone()
+        self.stored.derived(&self.users, |s| build(s, requirepass))
     }
 
     pub fn user(&self, name: &str) -> Option<Arc<User>> {

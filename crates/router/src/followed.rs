@@ -40,10 +40,18 @@ impl Followed {
         self.rx.lock().clone()
     }
 
-    /// `f` of the copy if it changed since the last call (None if not).
-    pub fn if_changed<T>(&self, f: impl FnOnce(&Snapshot) -> T) -> Option<T> {
+    /// The value `built` holds, rebuilt by `build` first if the copy changed
+    /// since the last rebuild. The check and the rebuild happen under
+    /// `built`'s lock: a caller that comes while another rebuilds waits for
+    /// the new value instead of taking the old one (the change is already
+    /// marked seen by then, so it would not rebuild it either).
+    pub fn derived<T>(&self, built: &Mutex<Arc<T>>, build: impl FnOnce(&Snapshot) -> T) -> Arc<T> {
+        let mut held = built.lock();
         let mut rx = self.rx.lock();
-        rx.has_changed().unwrap_or(false).then(|| f(&rx.borrow_and_update()))
+        if rx.has_changed().unwrap_or(false) {
+            *held = Arc::new(build(&rx.borrow_and_update()));
+        }
+        held.clone()
     }
 
     /// The store key of `name`.
@@ -70,5 +78,37 @@ impl Followed {
     async fn wait_for(&self, key: &str, seen: impl Fn(Option<&evenkeel_meta::KeyValue>) -> bool) {
         let mut rx = self.rx.lock().clone();
         let _ = tokio::time::timeout(SEEN_WAIT, rx.wait_for(|s| seen(s.get(key)))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A caller that comes while another rebuilds after a change gets the
+    /// rebuilt value, never the one from before the change (the router's
+    /// first connections, arriving together, were refused as NOAUTH by an
+    /// ACL still holding its before-the-first-read users).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_during_a_rebuild_waits_for_it() {
+        let meta: Arc<dyn MetaStore> = evenkeel_meta::EmbeddedStore::in_memory();
+        let followed = Followed::new(meta, "/test/derived/");
+        followed.put("k", b"v".to_vec()).await.unwrap();
+        let built: Mutex<Arc<usize>> = Mutex::new(Arc::new(0));
+        let (first, second) = std::thread::scope(|s| {
+            let first = s.spawn(|| {
+                followed.derived(&built, |snap| {
+                    std::thread::sleep(Duration::from_millis(300));
+                    snap.len()
+                })
+            });
+            let second = s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(100));
+                followed.derived(&built, |_| panic!("one change is built once"))
+            });
+            (first.join().unwrap(), second.join().unwrap())
+        });
+        assert_eq!((*first, *second), (1, 1), "both see the stored key");
+        assert_eq!(*followed.derived(&built, |_| panic!("nothing changed since")), 1);
     }
 }

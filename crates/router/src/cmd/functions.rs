@@ -88,10 +88,7 @@ impl Functions {
 
     /// The libraries as last seen (rebuilt when they changed).
     pub fn current(&self) -> Arc<Registry> {
-        if let Some(built) = self.stored.if_changed(Registry::build) {
-            *self.registry.lock() = Arc::new(built);
-        }
-        self.registry.lock().clone()
+        self.stored.derived(&self.registry, Registry::build)
     }
 }
 
