@@ -17,7 +17,7 @@
 
 use crate::list::List;
 use crate::record::{CorruptRecord, ValueType};
-use crate::zset::ScoreBound;
+use crate::zset::{LexBound, ScoreBound};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -195,75 +195,163 @@ pub fn window(ty: ValueType, raw: &Bytes, start: i64, stop: i64, rev: bool) -> O
 }
 
 fn window_of(layout: Layout, raw: &Bytes, start: i64, stop: i64, rev: bool) -> Result<Projected, CorruptRecord> {
-    let (walk, count) = Walk::new(layout, raw)?;
+    let (_, count) = Walk::new(layout, raw)?;
     let len = count as usize;
-    let Some(span) = List::range(len, start, stop) else {
-        return Ok(Projected { value: part(0, &[]), elements: count as u64, first: 0 });
+    let span = match List::range(len, start, stop) {
+        None => 0..0,
+        Some(span) if rev => len - 1 - span.end()..len - span.start(),
+        Some(span) => *span.start()..span.end() + 1,
     };
-    let span = if rev { len - 1 - span.end()..len - span.start() } else { *span.start()..span.end() + 1 };
-    if span.len() == len {
-        return Ok(Projected { value: raw.clone(), elements: count as u64, first: 0 });
+    cut(layout, raw, span)
+}
+
+/// The entries at positions `span` (stored order) as a part: the whole
+/// value when the span covers it (shared, not copied); else one copy of
+/// their bytes, which are consecutive in the encoding.
+fn cut(layout: Layout, raw: &Bytes, span: Range<usize>) -> Result<Projected, CorruptRecord> {
+    let (walk, count) = Walk::new(layout, raw)?;
+    let elements = count as u64;
+    if span.is_empty() {
+        return Ok(Projected { value: part(0, &[]), elements, first: 0 });
     }
-    let mut body = Vec::new();
+    if span.len() == count as usize {
+        return Ok(Projected { value: raw.clone(), elements, first: 0 });
+    }
+    let (mut from, mut to) = (0, 0);
     for (i, entry) in walk.enumerate().take(span.end) {
         let (bytes, _) = entry?;
-        if i >= span.start {
-            body.extend_from_slice(&raw[bytes]);
+        if i == span.start {
+            from = bytes.start;
         }
+        to = bytes.end;
     }
-    Ok(Projected { value: part(span.len(), &body), elements: count as u64, first: span.start as u64 })
+    Ok(Projected { value: part(span.len(), &raw[from..to]), elements, first: span.start as u64 })
+}
+
+/// The members of `raw` (a sorted set's encoding) that `range` selects
+/// (by score or lex, LIMIT and REV included: the members `ZSet::select`
+/// lists), as a part in stored order, and how many they are. With
+/// `count_only` the part holds none of them (ZCOUNT, ZLEXCOUNT). By rank,
+/// the window of those ranks.
+///
+/// What a range selects is one run of consecutive entries (scores ascend
+/// in the encoding; a lex range is a run by Redis's own walk), so a first
+/// walk finds the run's positions, LIMIT cuts them, and a second walk
+/// copies their bytes. Walking forward stops past a score range's end, or
+/// once LIMIT has what it takes; a lex range walks the whole encoding, as
+/// Redis's answer depends on the last member.
+pub fn select(raw: &Bytes, range: &crate::zset::Range, count_only: bool) -> Result<(Projected, u64), CorruptRecord> {
+    use crate::zset::Bounds;
+    let (skip, take) = match range.limit {
+        None => (0, usize::MAX),
+        Some((offset, _)) if offset < 0 => (usize::MAX, 0),
+        Some((offset, n)) => (usize::try_from(offset).unwrap_or(usize::MAX), usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+    // Walking forward, the run needs no more than LIMIT takes.
+    let enough = if range.rev { usize::MAX } else { skip.saturating_add(take) };
+    let span = match &range.bounds {
+        Bounds::Score { min, max } => score_span(raw, *min, *max, enough)?,
+        Bounds::Lex { min, max } => lex_span(raw, min, max, range.rev, enough)?,
+        Bounds::Rank { start, stop } => {
+            let count = Walk::new(Layout::Scored, raw)?.1 as usize;
+            match List::range(count, *start, *stop) {
+                None => 0..0,
+                Some(span) if range.rev => count - 1 - span.end()..count - span.start(),
+                Some(span) => *span.start()..span.end() + 1,
+            }
+        }
+    };
+    let span = limited(span, range.rev, skip, take);
+    let selected = span.len() as u64;
+    if count_only {
+        let elements = Walk::new(Layout::Scored, raw)?.1 as u64;
+        return Ok((Projected { value: part(0, &[]), elements, first: span.start as u64 }, selected));
+    }
+    Ok((cut(Layout::Scored, raw, span)?, selected))
 }
 
 /// The members of `raw` (a sorted set's encoding) whose scores lie in
 /// `min..max`, walked from the highest with `rev`, then LIMIT's `offset`
 /// and `count` applied in that walk (a negative count: all the rest; a
 /// negative offset: none), as `ZSet::select` chooses them; the part keeps
-/// stored order. Scores ascend in the encoding, so the walk stops past
-/// `max`, and going forward, once LIMIT has what it takes.
+/// stored order (see [`select`]).
 pub fn scores(raw: &Bytes, min: ScoreBound, max: ScoreBound, rev: bool, limit: Option<(i64, i64)>) -> Result<Projected, CorruptRecord> {
-    let (walk, count) = Walk::new(Layout::Scored, raw)?;
-    let empty = || Projected { value: part(0, &[]), elements: count as u64, first: 0 };
-    let (skip, take) = match limit {
-        None => (0, usize::MAX),
-        Some((offset, _)) if offset < 0 => return Ok(empty()),
-        Some((offset, n)) => (usize::try_from(offset).unwrap_or(usize::MAX), usize::try_from(n).unwrap_or(usize::MAX)),
-    };
-    // Walking backward, LIMIT takes from the run's end: only that many
-    // entries are kept while walking forward to it.
-    let keep = if rev { skip.saturating_add(take) } else { usize::MAX };
-    let mut run: std::collections::VecDeque<(usize, Range<usize>)> = std::collections::VecDeque::new();
+    let range = crate::zset::Range { bounds: crate::zset::Bounds::Score { min, max }, rev, limit };
+    Ok(select(raw, &range, false)?.0)
+}
+
+/// Positions of the entries whose scores lie in `min..max` (one run:
+/// scores ascend), at most `enough` of them from the lowest.
+fn score_span(raw: &Bytes, min: ScoreBound, max: ScoreBound, enough: usize) -> Result<Range<usize>, CorruptRecord> {
+    let (walk, _) = Walk::new(Layout::Scored, raw)?;
+    let mut span: Option<Range<usize>> = None;
     for (i, entry) in walk.enumerate() {
         let (bytes, _) = entry?;
         let score = f64::from_le_bytes(raw[bytes.start..bytes.start + 8].try_into().expect("8 bytes"));
-        if !max.above(score) {
+        if !max.above(score) || span.as_ref().is_some_and(|s| s.len() >= enough) {
             break;
         }
         if min.below(score) {
-            if run.len() == keep {
-                run.pop_front();
-            }
-            run.push_back((i, bytes));
-            if !rev && run.len() - skip.min(run.len()) >= take {
-                break;
-            }
+            span.get_or_insert(i..i).end = i + 1;
         }
     }
-    let picked: Vec<&(usize, Range<usize>)> = if rev {
-        let mut p: Vec<_> = run.iter().rev().skip(skip).take(take).collect();
-        p.reverse();
-        p
-    } else {
-        run.iter().skip(skip).take(take).collect()
-    };
-    let Some(&(first, _)) = picked.first().copied() else { return Ok(empty()) };
-    if picked.len() == count as usize {
-        return Ok(Projected { value: raw.clone(), elements: count as u64, first: 0 });
+    Ok(span.unwrap_or(0..0))
+}
+
+/// Positions of the members a lex range selects, as Redis walks a small
+/// sorted set (`ZSet::lex_run`): nothing if the range is empty, the last
+/// member is below it or the first above it; else, walking forward, from
+/// the first member at least `min` while members are at most `max` (at
+/// most `enough` of them); walking backward (`rev`), from the last member
+/// at most `max` while members are at least `min`. Found in one forward
+/// walk either way.
+fn lex_span(raw: &Bytes, min: &LexBound, max: &LexBound, rev: bool, enough: usize) -> Result<Range<usize>, CorruptRecord> {
+    let (walk, count) = Walk::new(Layout::Scored, raw)?;
+    if count == 0 || LexBound::empty_range(min, max) {
+        return Ok(0..0);
     }
-    let mut body = Vec::with_capacity(picked.iter().map(|(_, r)| r.len()).sum());
-    for (_, bytes) in &picked {
-        body.extend_from_slice(&raw[bytes.clone()]);
+    let (mut span, mut done, mut low, mut last) = (None::<Range<usize>>, false, 0, 0..0);
+    for (i, entry) in walk.enumerate() {
+        let (_, name) = entry?;
+        let m = &raw[name.clone()];
+        if i == 0 && !max.at_most(m) {
+            return Ok(0..0);
+        }
+        if rev {
+            // The run ending at the latest member at most max: back to
+            // the latest member below min.
+            if !min.at_least(m) {
+                low = i + 1;
+            }
+            if max.at_most(m) {
+                span = Some(low..(i + 1).max(low));
+            }
+        } else if !done {
+            if span.is_none() && min.at_least(m) {
+                span = Some(i..i);
+            }
+            if let Some(s) = &mut span {
+                if max.at_most(m) && s.len() < enough {
+                    s.end = i + 1;
+                } else {
+                    done = true;
+                }
+            }
+        }
+        last = name;
     }
-    Ok(Projected { value: part(picked.len(), &body), elements: count as u64, first: first as u64 })
+    if !min.at_least(&raw[last]) {
+        return Ok(0..0);
+    }
+    Ok(span.unwrap_or(0..0))
+}
+
+/// LIMIT's `skip` and `take` applied to the run `span`, counted from its
+/// start (from its end with `rev`).
+fn limited(span: Range<usize>, rev: bool, skip: usize, take: usize) -> Range<usize> {
+    let n = span.len();
+    let (lo, hi) = if rev { (n.saturating_sub(skip.saturating_add(take)), n.saturating_sub(skip)) } else { (skip.min(n), skip.saturating_add(take).min(n)) };
+    span.start + lo..span.start + hi.max(lo)
 }
 
 #[cfg(test)]
@@ -357,6 +445,35 @@ mod tests {
             let all = ZRange { bounds: Bounds::Rank { start: 0, stop: -1 }, rev, limit: None };
             prop_assert_eq!(part.select(&all), z.select(&range));
             prop_assert_eq!(p.elements as usize, z.len());
+        }
+
+        /// Any range's part (by score, lex or rank; LIMIT, REV) lists what
+        /// `ZSet::select` lists, and its count says how many; counted only,
+        /// the count is the same. Scores are mixed, so lex ranges meet
+        /// Redis's walk where members are not in lex order.
+        #[test]
+        fn a_selection_selects_as_the_whole(given in proptest::collection::vec(("[a-d]{0,2}", -2i32..2), 0..16), by in 0u8..3, lo in "[-+]|[\\[(][a-d]{0,2}", hi in "[-+]|[\\[(][a-d]{0,2}", scores in (-3i32..3, 0i32..4, any::<(bool, bool)>()), ranks in (-18i64..18, -18i64..18), rev in any::<bool>(), limit in proptest::option::of((-1i64..5, -1i64..5))) {
+            use crate::zset::{Bounds, Range as ZRange};
+            let z: ZSet = given.iter().map(|(m, s)| (b(m), *s as f64)).collect();
+            let bounds = match by {
+                0 => Bounds::Score { min: ScoreBound { value: scores.0 as f64, exclusive: scores.2.0 }, max: ScoreBound { value: (scores.0 + scores.1) as f64, exclusive: scores.2.1 } },
+                1 => Bounds::Lex { min: LexBound::parse(&b(&lo)).unwrap(), max: LexBound::parse(&b(&hi)).unwrap() },
+                _ => Bounds::Rank { start: ranks.0, stop: ranks.1 },
+            };
+            let limit = if by == 2 { None } else { limit };
+            let range = ZRange { bounds, rev, limit };
+            let want = z.select(&range);
+            let raw = z.encode();
+            let (p, n) = select(&raw, &range, false).unwrap();
+            let part = ZSet::decode(&p.value).unwrap();
+            let all = ZRange { bounds: Bounds::Rank { start: 0, stop: -1 }, rev, limit: None };
+            prop_assert_eq!(part.select(&all), want.clone());
+            prop_assert_eq!((n as usize, p.elements as usize), (want.len(), z.len()));
+            if let Some((first, _)) = part.iter().next() {
+                prop_assert_eq!(z.iter().position(|(m, _)| m == first), Some(p.first as usize));
+            }
+            let (counted, n) = select(&raw, &range, true).unwrap();
+            prop_assert_eq!((n as usize, ZSet::decode(&counted.value).unwrap().len()), (want.len(), 0));
         }
 
         /// A part answers every point read as the whole value does.

@@ -264,7 +264,7 @@ impl LexBound {
 
     /// Redis's check before walking: min above max, or equal with either
     /// exclusive (`-` and `+` count as exclusive).
-    fn empty_range(min: &LexBound, max: &LexBound) -> bool {
+    pub(crate) fn empty_range(min: &LexBound, max: &LexBound) -> bool {
         let rank = |b: &LexBound| match b {
             LexBound::Lowest => (0, None, true),
             LexBound::Inclusive(m) => (1, Some(m.clone()), false),
@@ -280,7 +280,7 @@ impl LexBound {
     }
 
     /// Whether `member` is inside this bound taken as a minimum.
-    fn at_least(&self, member: &[u8]) -> bool {
+    pub(crate) fn at_least(&self, member: &[u8]) -> bool {
         match self {
             LexBound::Lowest => true,
             LexBound::Highest => false,
@@ -290,7 +290,7 @@ impl LexBound {
     }
 
     /// Whether `member` is inside this bound taken as a maximum.
-    fn at_most(&self, member: &[u8]) -> bool {
+    pub(crate) fn at_most(&self, member: &[u8]) -> bool {
         match self {
             LexBound::Lowest => false,
             LexBound::Highest => true,

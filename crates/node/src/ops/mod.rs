@@ -370,6 +370,7 @@ fn value_reply(live: Option<&Record>, meta_only: bool) -> R {
             value_type: value_type(r.ty) as i32,
             elements: None,
             first: 0,
+            selected: None,
         }),
     }
 }
@@ -380,6 +381,9 @@ pub use evenkeel_rpc::{value_type, value_type_from};
 /// collection the read needs (`evenkeel_types::project`); a value of
 /// another type then answers its metadata (the command answers WRONGTYPE).
 fn read(live: Option<&Record>, g: &pb::Get) -> Applied {
+    if let Some(selection) = &g.select {
+        return select(live, selection);
+    }
     let Some(project) = &g.project else { return no_write(value_reply(live, g.meta_only)) };
     let Some((r, v)) = live.and_then(|r| r.value.as_ref().map(|v| (r, v))) else { return no_write(R::Nil(pb::Nil {})) };
     let part = match (&project.window, &project.scores) {
@@ -394,14 +398,41 @@ fn read(live: Option<&Record>, g: &pb::Get) -> Applied {
     };
     match part {
         None => no_write(value_reply(live, true)),
-        Some(Err(e)) => no_write(error(pb::op_error::Kind::Internal, &e.to_string())),
-        Some(Ok(part)) => no_write(R::Value(pb::Value {
+        Some(part) => part_reply(r, part, None),
+    }
+}
+
+/// A GET's `select`: the members of a sorted set a range selects, or how
+/// many (`evenkeel_types::project::select`); a value of another type
+/// answers its metadata (the command answers WRONGTYPE).
+fn select(live: Option<&Record>, selection: &pb::Selection) -> Applied {
+    let Some((r, v)) = live.and_then(|r| r.value.as_ref().map(|v| (r, v))) else { return no_write(R::Nil(pb::Nil {})) };
+    if r.ty != ValueType::ZSet {
+        return no_write(value_reply(live, true));
+    }
+    let range = match zsets::range(selection.range.as_ref()) {
+        Ok(range) => range,
+        Err(e) => return no_write(e),
+    };
+    match evenkeel_types::project::select(v, &range, selection.count_only) {
+        Ok((part, selected)) => part_reply(r, Ok(part), Some(selected)),
+        Err(e) => part_reply(r, Err(e), None),
+    }
+}
+
+/// The reply of a projected read of `r`: the part, or an internal error
+/// for a corrupt encoding.
+fn part_reply(r: &Record, part: Result<evenkeel_types::project::Projected, evenkeel_types::record::CorruptRecord>, selected: Option<u64>) -> Applied {
+    match part {
+        Err(e) => no_write(error(pb::op_error::Kind::Internal, &e.to_string())),
+        Ok(part) => no_write(R::Value(pb::Value {
             len: part.value.len() as u64,
             value: part.value,
             expire_at_ms: r.expire_at_ms.unwrap_or(0),
             value_type: value_type(r.ty) as i32,
             elements: Some(part.elements),
             first: part.first,
+            selected,
         })),
     }
 }
@@ -484,7 +515,7 @@ fn incr_by_float(increment: &[u8], live: Option<&Record>, version: Version) -> A
         Ok(text) => {
             let value = Bytes::from(text);
             let expire = live.and_then(|r| r.expire_at_ms);
-            let reply = R::Value(pb::Value { value: value.clone(), len: value.len() as u64, expire_at_ms: expire.unwrap_or(0), value_type: 0, elements: None, first: 0 });
+            let reply = R::Value(pb::Value { value: value.clone(), len: value.len() as u64, expire_at_ms: expire.unwrap_or(0), value_type: 0, elements: None, first: 0, selected: None });
             Applied { write: Some(Record::value(value, expire, version)), reply }
         }
         Err(FloatError::NotFloat) => no_write(op_error(pb::op_error::Kind::NotFloat)),

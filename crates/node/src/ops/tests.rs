@@ -52,7 +52,7 @@ fn set_keepttl_and_past_expiry() {
 #[test]
 fn expired_records_read_as_absent() {
     let expired = Some(Record::value("v", Some(NOW), 1));
-    assert_eq!(run(Kind::Get(pb::Get { meta_only: false, project: None }), expired.clone()).reply, R::Nil(pb::Nil {}));
+    assert_eq!(run(Kind::Get(pb::Get { meta_only: false, project: None, select: None }), expired.clone()).reply, R::Nil(pb::Nil {}));
     assert_eq!(run(Kind::Del(pb::Del::default()), expired.clone()), Applied { write: None, reply: R::Integer(0) });
     assert_eq!(run(Kind::IncrBy(pb::IncrBy { delta: 1 }), expired).reply, R::Integer(1));
 }
@@ -110,7 +110,7 @@ fn getex_reads_then_changes_the_expiry() {
     use pb::get_ex::Change;
     let getex = |change| Kind::GetEx(pb::GetEx { change });
     let with_ttl = Some(Record::value("v", Some(NOW + 100), 1));
-    let value = |at| R::Value(pb::Value { value: Bytes::from_static(b"v"), len: 1, expire_at_ms: at, value_type: 0, elements: None, first: 0 });
+    let value = |at| R::Value(pb::Value { value: Bytes::from_static(b"v"), len: 1, expire_at_ms: at, value_type: 0, elements: None, first: 0, selected: None });
     assert_eq!(run(getex(None), with_ttl.clone()), Applied { write: None, reply: value(NOW + 100) });
     let a = run(getex(Some(Change::AtMs((NOW + 500) as i64))), live("v"));
     assert_eq!(a, Applied { write: Some(Record::value("v", Some(NOW + 500), V)), reply: value(0) });
@@ -312,12 +312,12 @@ fn string_commands_refuse_a_hash_and_key_commands_keep_its_type() {
     assert_eq!((persisted.ty, persisted.expire_at_ms), (ValueType::Hash, None));
     let renamed = apply_multi(&Kind::Rename(pb::Rename { to: Bytes::from_static(b"b"), nx: false }), &[h.clone(), None], NOW, &[10, 11]);
     assert_eq!(renamed.writes[1].1.ty, ValueType::Hash);
-    assert!(matches!(hrun(Kind::Get(pb::Get { meta_only: true, project: None }), h).reply, R::Value(ref v) if v.value_type == pb::ValueType::Hash as i32));
+    assert!(matches!(hrun(Kind::Get(pb::Get { meta_only: true, project: None, select: None }), h).reply, R::Value(ref v) if v.value_type == pb::ValueType::Hash as i32));
 }
 
 #[test]
 fn a_projected_get_answers_the_part_the_read_needs() {
-    let project = |names: &[&str]| Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names.iter().map(|n| Bytes::copy_from_slice(n.as_bytes())).collect(), ..Default::default() }) });
+    let project = |names: &[&str]| Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names.iter().map(|n| Bytes::copy_from_slice(n.as_bytes())).collect(), ..Default::default() }), select: None });
     let h = hash_record(&[("a", "1"), ("b", "2"), ("c", "3")], Some(NOW + 9));
     let R::Value(v) = hrun(project(&["c"]), h.clone()).reply else { panic!("a value") };
     assert_eq!(Hash::decode(&v.value).unwrap().get(b"c"), Some(&Bytes::from_static(b"3")));
@@ -329,6 +329,29 @@ fn a_projected_get_answers_the_part_the_read_needs() {
     assert_eq!((s.value.len(), s.elements, s.value_type), (0, None, pb::ValueType::String as i32), "another type: its metadata, for WRONGTYPE");
     let corrupt = Some(Record::typed(ValueType::Hash, Bytes::from_static(b"\x05\0\0\0\x01"), None, 1));
     assert!(matches!(hrun(project(&["a"]), corrupt).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::Internal as i32), "a corrupt value: an error, not a panic");
+}
+
+#[test]
+fn a_selecting_get_answers_the_members_a_range_selects_or_how_many() {
+    let select = |by: pb::z_range::By, min: &'static str, max: &'static str, rev: bool, limit: Option<(i64, i64)>, count_only: bool| {
+        let range = pb::ZRange { by: by as i32, min: Bytes::from_static(min.as_bytes()), max: Bytes::from_static(max.as_bytes()), rev, offset: limit.map(|l| l.0), count: limit.map_or(0, |l| l.1) };
+        Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: vec![Bytes::from_static(b"a")], ..Default::default() }), select: Some(pb::Selection { range: Some(range), count_only }) })
+    };
+    use pb::z_range::By;
+    let z = zset_record(&[("a", 0.0), ("b", 0.0), ("c", 0.0), ("d", 0.0), ("e", 0.0)]);
+    let R::Value(v) = hrun(select(By::Lex, "[b", "(e", false, None, true), z.clone()).reply else { panic!("a value") };
+    assert_eq!((v.selected, v.elements, ZSet::decode(&v.value).unwrap().len(), v.expire_at_ms), (Some(3), Some(5), 0, NOW + 9), "counted only; project is ignored");
+    let R::Value(v) = hrun(select(By::Lex, "[b", "(e", false, Some((1, 1)), false), z.clone()).reply else { panic!("a value") };
+    let part = ZSet::decode(&v.value).unwrap();
+    assert_eq!((part.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>(), v.first, v.selected), (vec![Bytes::from_static(b"c")], 2, Some(1)));
+    let R::Value(v) = hrun(select(By::Score, "(0", "+inf", false, None, true), z.clone()).reply else { panic!("a value") };
+    assert_eq!(v.selected, Some(0));
+    assert_eq!(hrun(select(By::Lex, "-", "+", false, None, true), None).reply, R::Nil(pb::Nil {}), "no key: nil");
+    let R::Value(s) = hrun(select(By::Lex, "-", "+", false, None, true), live("a string")).reply else { panic!("a value") };
+    assert_eq!((s.value.len(), s.elements, s.selected, s.value_type), (0, None, None, pb::ValueType::String as i32), "another type: its metadata, for WRONGTYPE");
+    assert!(matches!(hrun(select(By::Lex, "b", "+", false, None, true), z.clone()).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::Internal as i32), "a malformed range: an error");
+    let corrupt = Some(Record::typed(ValueType::ZSet, Bytes::from_static(b"\x05\0\0\0\x01"), None, 1));
+    assert!(matches!(hrun(select(By::Lex, "-", "+", false, None, true), corrupt).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::Internal as i32), "a corrupt value: an error, not a panic");
 }
 
 fn set_record(members: &[&str]) -> Option<Record> {

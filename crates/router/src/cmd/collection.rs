@@ -14,19 +14,26 @@ use rand::RngExt;
 /// it on the node: a point read of a big collection ships and decodes a
 /// few entries, not the whole value.
 pub(crate) fn get_entries(names: Vec<Bytes>) -> Kind {
-    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names, ..Default::default() }) })
+    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names, ..Default::default() }), select: None })
 }
 
 /// A GET of a list's elements, or a sorted set's members by rank, at
 /// positions `start..=stop` as LRANGE reads them (`rev`: from the end).
 pub(crate) fn get_window(start: i64, stop: i64, rev: bool) -> Kind {
-    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { window: Some(pb::Window { start, stop, rev }), ..Default::default() }) })
+    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { window: Some(pb::Window { start, stop, rev }), ..Default::default() }), select: None })
 }
 
 /// A GET of the members of a sorted set a range by score and its LIMIT
 /// select (`range` as the node reads it).
 pub(crate) fn get_scores(range: pb::ZRange) -> Kind {
-    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { scores: Some(range), ..Default::default() }) })
+    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { scores: Some(range), ..Default::default() }), select: None })
+}
+
+/// A GET of the members of a sorted set a range (by score or lex, LIMIT
+/// and REV included) selects, or with `count_only` of how many they are
+/// (ZCOUNT, ZLEXCOUNT); a node from before `select` answers the whole.
+pub(crate) fn get_selection(range: pb::ZRange, count_only: bool) -> Kind {
+    Kind::Get(pb::Get { meta_only: false, project: None, select: Some(pb::Selection { range: Some(range), count_only }) })
 }
 
 /// Whether a GET's value is a part of its collection (see

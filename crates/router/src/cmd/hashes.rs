@@ -77,7 +77,7 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         HashRead::Get(f) | HashRead::Exists(f) | HashRead::StrLen(f) => collection::get_entries(vec![f.clone()]),
         HashRead::MGet(fields) => collection::get_entries(fields.clone()),
         HashRead::Len => collection::get_entries(Vec::new()),
-        _ => Kind::Get(pb::Get { meta_only: false, project: None }),
+        _ => Kind::Get(pb::Get { meta_only: false, project: None, select: None }),
     };
     Ok(Planned::one(&a[1], get, Shape::Hash(read)))
 }

@@ -71,7 +71,7 @@ pub fn combine(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         "sinter" => Combine::Inter,
         _ => Combine::Diff,
     };
-    Ok(Planned::per_key(&a[1..], Kind::Get(pb::Get { meta_only: false, project: None }), Shape::SetCombine(op)))
+    Ok(Planned::per_key(&a[1..], Kind::Get(pb::Get { meta_only: false, project: None, select: None }), Shape::SetCombine(op)))
 }
 
 /// SINTERCARD numkeys key... [LIMIT n]: the intersection's size (at most
@@ -94,7 +94,7 @@ pub fn intercard(a: &[Bytes]) -> Result<Planned, Frame> {
         }
     }
     super::keys::one_slot(keys.iter())?;
-    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None }), Shape::SetInterCard(limit)))
+    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None, select: None }), Shape::SetInterCard(limit)))
 }
 
 /// The read commands of one set: a GET (of the members SISMEMBER and
@@ -122,7 +122,7 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         SetRead::IsMember(m) => collection::get_entries(vec![m.clone()]),
         SetRead::MIsMember(ms) => collection::get_entries(ms.clone()),
         SetRead::Card => collection::get_entries(Vec::new()),
-        _ => Kind::Get(pb::Get { meta_only: false, project: None }),
+        _ => Kind::Get(pb::Get { meta_only: false, project: None, select: None }),
     };
     Ok(Planned::one(&a[1], get, Shape::SetRead(read)))
 }

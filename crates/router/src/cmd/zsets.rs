@@ -173,10 +173,18 @@ pub fn zrange(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         _ => (Some(By::Lex), Some(true)),
     };
     let args = range_args(a, 2, by, rev, false)?;
-    let by_score = matches!(args.range.bounds, Bounds::Score { .. });
+    // By score or lex: only the members the range and its LIMIT select
+    // (by score as the first nodes with projections read it).
+    let get = match args.range.bounds {
+        Bounds::Score { .. } => Some(collection::get_scores(args.wire)),
+        Bounds::Lex { .. } => Some(collection::get_selection(args.wire, false)),
+        Bounds::Rank { .. } => None,
+    };
     let planned = read_of(&a[1], ZSetRead::Range { range: args.range, withscores: args.withscores });
-    // By score: only the members the range and its LIMIT select.
-    Ok(if by_score { Planned { ops: vec![crate::dispatch::KeyOp::new(a[1].clone(), collection::get_scores(args.wire))], ..planned } } else { planned })
+    Ok(match get {
+        Some(get) => Planned { ops: vec![crate::dispatch::KeyOp::new(a[1].clone(), get)], ..planned },
+        None => planned,
+    })
 }
 
 /// ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count].
@@ -206,7 +214,7 @@ fn read_of(key: &Bytes, read: ZSetRead) -> Planned {
         ZSetRead::MScore(ms) => collection::get_entries(ms.clone()),
         ZSetRead::Card => collection::get_entries(Vec::new()),
         ZSetRead::Range { range: Range { bounds: Bounds::Rank { start, stop }, rev, limit: None }, .. } => collection::get_window(*start, *stop, *rev),
-        _ => Kind::Get(pb::Get { meta_only: false, project: None }),
+        _ => Kind::Get(pb::Get { meta_only: false, project: None, select: None }),
     };
     Planned::one(key, get, Shape::ZSet(Box::new(read)))
 }
@@ -218,8 +226,12 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         "zmscore" => ZSetRead::MScore(a[2..].to_vec()),
         "zcard" => ZSetRead::Card,
         "zcount" | "zlexcount" => {
+            // Only how many: the node counts them.
             let by = if name == "zcount" { By::Score } else { By::Lex };
-            ZSetRead::Count(Range::parse(by, &a[2], &a[3], false, None).map_err(range_error)?)
+            let range = Range::parse(by, &a[2], &a[3], false, None).map_err(range_error)?;
+            let wire = pb::ZRange { by: wire_by(by) as i32, min: a[2].clone(), max: a[3].clone(), ..Default::default() };
+            let planned = read_of(&a[1], ZSetRead::Count(range));
+            return Ok(Planned { ops: vec![crate::dispatch::KeyOp::new(a[1].clone(), collection::get_selection(wire, true))], ..planned });
         }
         "zrank" | "zrevrank" => ZSetRead::Rank { member: a[2].clone(), rev: name == "zrevrank" },
         "zrandmember" => {
@@ -290,7 +302,7 @@ pub fn combine(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     let (keys, options) = numkeys(name, a, 1)?;
     super::keys::one_slot(keys.iter())?;
     let combine = combine_options(combine_op(name), keys.len(), options, false);
-    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None }), Shape::ZCombine(Box::new(combine))))
+    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None, select: None }), Shape::ZCombine(Box::new(combine))))
 }
 
 /// ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE dst numkeys key... [options]: one
@@ -300,7 +312,7 @@ pub fn store(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     let (keys, options) = numkeys(name, a, 2)?;
     super::keys::one_slot(std::iter::once(&a[1]).chain(keys))?;
     match combine_options(combine_op(name), keys.len(), options, true) {
-        Err(e) => Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None }), Shape::ZCombine(Box::new(Err(e))))),
+        Err(e) => Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None, select: None }), Shape::ZCombine(Box::new(Err(e))))),
         Ok(c) => {
             let op = match c.op {
                 Combine::Union => pb::z_store::Op::Union,
@@ -323,7 +335,7 @@ pub fn intercard(a: &[Bytes]) -> Result<Planned, Frame> {
     let (keys, options) = numkeys("zintercard", a, 1)?;
     super::keys::one_slot(keys.iter())?;
     let limit = intercard_limit(options);
-    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None }), Shape::ZInterCard(limit)))
+    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None, select: None }), Shape::ZInterCard(limit)))
 }
 
 /// ZINTERCARD's options: LIMIT n, any number of times (the last counts).
@@ -401,9 +413,9 @@ fn listing(entries: impl IntoIterator<Item = (Bytes, f64)>, withscores: bool) ->
 
 /// The reply to a one-key read, from the GET's value (None: no key).
 pub(crate) fn answer(read: &ZSetRead, value: Option<&pb::Value>) -> Frame {
-    // A window or a range by score holds just what it lists, in stored
-    // order: walked, not indexed.
-    if let (ZSetRead::Range { range: Range { bounds: Bounds::Rank { .. } | Bounds::Score { .. }, rev, .. }, withscores }, true) = (read, collection::is_part(value)) {
+    // A window or a range by score or lex holds just what it lists, in
+    // stored order: walked, not indexed.
+    if let (ZSetRead::Range { range: Range { rev, .. }, withscores }, true) = (read, collection::is_part(value)) {
         return match collection::typed_value(value, pb::ValueType::Zset, ZSet::entries) {
             Ok(entries) => {
                 let mut entries = entries.unwrap_or_default();
@@ -426,6 +438,7 @@ pub(crate) fn answer(read: &ZSetRead, value: Option<&pb::Value>) -> Frame {
         ZSetRead::Score(m) => score(m),
         ZSetRead::MScore(ms) => Frame::Array(ms.iter().map(score).collect()),
         ZSetRead::Card => Frame::Integer(collection::elements(value, z.as_ref().map_or(0, ZSet::len))),
+        ZSetRead::Count(_) if part => Frame::Integer(value.and_then(|v| v.selected).unwrap_or(0) as i64),
         ZSetRead::Count(range) => Frame::Integer(z.as_ref().map_or(0, |z| z.select(range).len()) as i64),
         // A part holding the member says where it stands in the whole.
         ZSetRead::Rank { member, rev } if part => match (z.as_ref().and_then(|z| z.score(member)), value) {
@@ -525,8 +538,15 @@ mod tests {
 
     /// What the node answers a projected GET with, cut from `whole`.
     fn part_of(whole: &pb::Value, get: &Kind) -> pb::Value {
-        let Kind::Get(pb::Get { project: Some(p), .. }) = get else { panic!("not projected: {get:?}") };
         let ty = evenkeel_types::record::ValueType::ZSet;
+        if let Kind::Get(pb::Get { select: Some(s), .. }) = get {
+            let r = s.range.as_ref().unwrap();
+            let by = [By::Rank, By::Score, By::Lex][r.by as usize];
+            let range = Range::parse(by, &r.min, &r.max, r.rev, r.offset.map(|o| (o, r.count))).unwrap();
+            let (part, selected) = evenkeel_types::project::select(&whole.value, &range, s.count_only).unwrap();
+            return pb::Value { len: part.value.len() as u64, value: part.value, elements: Some(part.elements), first: part.first, selected: Some(selected), ..whole.clone() };
+        }
+        let Kind::Get(pb::Get { project: Some(p), .. }) = get else { panic!("not projected: {get:?}") };
         let part = match (&p.window, &p.scores) {
             (Some(w), _) => evenkeel_types::project::window(ty, &whole.value, w.start, w.stop, w.rev).unwrap(),
             (None, Some(r)) => {
@@ -542,7 +562,7 @@ mod tests {
     #[test]
     fn point_reads_answer_from_a_part_as_from_the_whole() {
         let whole = zset_value(&[("a", 1.0), ("b", 2.0), ("c", 3.0), ("d", 4.0), ("e", 5.0)]);
-        for line in ["zrank k c", "zrevrank k c", "zrank k zz", "zscore k d", "zmscore k e zz a", "zcard k", "zrange k 1 3 withscores", "zrange k -2 -1 rev", "zrevrange k 0 1", "zrange k 3 1", "zrangebyscore k (1 4 limit 1 1", "zrevrangebyscore k +inf 2 withscores"] {
+        for line in ["zrank k c", "zrevrank k c", "zrank k zz", "zscore k d", "zmscore k e zz a", "zcard k", "zrange k 1 3 withscores", "zrange k -2 -1 rev", "zrevrange k 0 1", "zrange k 3 1", "zrangebyscore k (1 4 limit 1 1", "zrevrangebyscore k +inf 2 withscores", "zcount k (1 4", "zcount k 9 10", "zlexcount k [b +", "zrangebylex k [b (e limit 1 2", "zrevrangebylex k + (b", "zrange k [e [c bylex rev limit 0 1", "zrangebylex k [zz +"] {
             let a = args(line);
             let name = &line[..line.find(' ').unwrap()];
             let planned = if name.contains("range") { zrange(name, &a) } else { read(name, &a) }.unwrap();
