@@ -342,49 +342,23 @@ pub fn pop_scored(raw: &Bytes, n: usize, max: bool) -> Result<(Vec<(Bytes, f64)>
     Ok((popped, Edited { value: part(count - n, &body), count: count - n }))
 }
 
-/// ZREMRANGEBYRANK and ZREMRANGEBYSCORE: the sorted set in `raw` without
-/// the run of members `bounds` selects (ranks as LRANGE reads them, or
-/// scores between min and max: one run, scores ascending), and how many
-/// went. `None` for a lex range (walked as Redis walks a listpack, which
-/// the decoded set does).
-pub fn remove_run(raw: &Bytes, bounds: &crate::zset::Bounds) -> Option<Result<(Edited, usize), CorruptRecord>> {
-    use crate::zset::Bounds;
-    let (walk, count) = match Walk::new(Layout::Scored, raw) {
-        Ok(walked) => walked,
-        Err(e) => return Some(Err(e)),
-    };
+/// ZREMRANGEBYRANK, ZREMRANGEBYSCORE and ZREMRANGEBYLEX: the sorted set
+/// in `raw` without the run of members `bounds` selects (ranks as LRANGE
+/// reads them, scores between min and max, or a lex range as Redis walks
+/// a listpack: one run, [`crate::project::select`]'s), and how many went.
+pub fn remove_run(raw: &Bytes, bounds: &crate::zset::Bounds) -> Result<(Edited, usize), CorruptRecord> {
+    let (walk, count) = Walk::new(Layout::Scored, raw)?;
     let count = count as usize;
-    let ranks = match bounds {
-        Bounds::Rank { start, stop } => List::range(count, *start, *stop),
-        _ => None,
-    };
-    let inside = |i: usize, score: f64| match bounds {
-        Bounds::Rank { .. } => ranks.as_ref().is_some_and(|r| r.contains(&i)),
-        Bounds::Score { min, max } => min.below(score) && max.above(score),
-        Bounds::Lex { .. } => unreachable!("checked below"),
-    };
-    if matches!(bounds, Bounds::Lex { .. }) {
-        return None;
+    let span = crate::project::run_of(raw, &crate::zset::Range::all_of(bounds.clone()))?;
+    if span.is_empty() {
+        return Ok((Edited { value: raw.clone(), count }, 0));
     }
-    let mut run: Option<Range<usize>> = None;
-    let mut removed = 0;
-    for (i, entry) in walk.enumerate() {
-        let (bytes, _) = match entry {
-            Ok(entry) => entry,
-            Err(e) => return Some(Err(e)),
-        };
-        if inside(i, score_at(raw, &bytes)) {
-            run = Some(run.map_or(bytes.clone(), |r| r.start..bytes.end));
-            removed += 1;
-        } else if run.is_some() {
-            break;
-        }
-    }
-    let Some(run) = run else { return Some(Ok((Edited { value: raw.clone(), count }, 0))) };
+    let removed = span.len();
+    let run = crate::project::bytes_of(walk, span)?;
     let mut body = Vec::with_capacity(raw.len() - run.len());
     body.extend_from_slice(&raw[4..run.start]);
     body.extend_from_slice(&raw[run.end..]);
-    Some(Ok((Edited { value: part(count - removed, &body), count: count - removed }, removed)))
+    Ok((Edited { value: part(count - removed, &body), count: count - removed }, removed))
 }
 
 /// A sorted set entry's score, read from its first eight bytes.
@@ -550,15 +524,16 @@ mod tests {
         }
 
         #[test]
-        fn a_removed_run_matches_the_whole_removed(given in proptest::collection::vec(-4i32..4, 0..14), lo in -6i64..6, hi in -6i64..6, by_score in any::<bool>(), exclusive in any::<(bool, bool)>()) {
-            use crate::zset::{Bounds, Range as ZRange, ScoreBound, ZSet};
-            let mut z: ZSet = given.iter().enumerate().map(|(i, s)| (b(&format!("m{i}")), *s as f64)).collect();
-            let bounds = if by_score {
-                Bounds::Score { min: ScoreBound { value: lo as f64, exclusive: exclusive.0 }, max: ScoreBound { value: hi as f64, exclusive: exclusive.1 } }
-            } else {
-                Bounds::Rank { start: lo, stop: hi }
+        fn a_removed_run_matches_the_whole_removed(given in proptest::collection::vec(("[a-d]{0,2}", -4i32..4), 0..14), lo in -6i64..6, hi in -6i64..6, by in 0u8..3, exclusive in any::<(bool, bool)>(), lex in ("[-+]|[\\[(][a-d]{0,2}", "[-+]|[\\[(][a-d]{0,2}")) {
+            use crate::zset::{Bounds, LexBound, Range as ZRange, ScoreBound, ZSet};
+            // Members of mixed scores: a lex range meets Redis's walk.
+            let mut z: ZSet = given.iter().map(|(m, s)| (b(m), *s as f64)).collect();
+            let bounds = match by {
+                0 => Bounds::Score { min: ScoreBound { value: lo as f64, exclusive: exclusive.0 }, max: ScoreBound { value: hi as f64, exclusive: exclusive.1 } },
+                1 => Bounds::Lex { min: LexBound::parse(&b(&lex.0)).unwrap(), max: LexBound::parse(&b(&lex.1)).unwrap() },
+                _ => Bounds::Rank { start: lo, stop: hi },
             };
-            let (e, removed) = remove_run(&z.encode(), &bounds).unwrap().unwrap();
+            let (e, removed) = remove_run(&z.encode(), &bounds).unwrap();
             let chosen = z.select(&ZRange { bounds, rev: false, limit: None });
             for (m, _) in &chosen {
                 z.remove(m);

@@ -217,6 +217,13 @@ fn cut(layout: Layout, raw: &Bytes, span: Range<usize>) -> Result<Projected, Cor
     if span.len() == count as usize {
         return Ok(Projected { value: raw.clone(), elements, first: 0 });
     }
+    let bytes = bytes_of(walk, span.clone())?;
+    Ok(Projected { value: part(span.len(), &raw[bytes]), elements, first: span.start as u64 })
+}
+
+/// Where the entries at positions `span` (not empty) lie in the encoding
+/// `walk` walks: one run of bytes.
+pub(crate) fn bytes_of(walk: Walk<'_>, span: Range<usize>) -> Result<Range<usize>, CorruptRecord> {
     let (mut from, mut to) = (0, 0);
     for (i, entry) in walk.enumerate().take(span.end) {
         let (bytes, _) = entry?;
@@ -225,7 +232,7 @@ fn cut(layout: Layout, raw: &Bytes, span: Range<usize>) -> Result<Projected, Cor
         }
         to = bytes.end;
     }
-    Ok(Projected { value: part(span.len(), &raw[from..to]), elements, first: span.start as u64 })
+    Ok(from..to)
 }
 
 /// The members of `raw` (a sorted set's encoding) that `range` selects
@@ -241,6 +248,18 @@ fn cut(layout: Layout, raw: &Bytes, span: Range<usize>) -> Result<Projected, Cor
 /// once LIMIT has what it takes; a lex range walks the whole encoding, as
 /// Redis's answer depends on the last member.
 pub fn select(raw: &Bytes, range: &crate::zset::Range, count_only: bool) -> Result<(Projected, u64), CorruptRecord> {
+    let span = run_of(raw, range)?;
+    let selected = span.len() as u64;
+    if count_only {
+        let elements = Walk::new(Layout::Scored, raw)?.1 as u64;
+        return Ok((Projected { value: part(0, &[]), elements, first: span.start as u64 }, selected));
+    }
+    Ok((cut(Layout::Scored, raw, span)?, selected))
+}
+
+/// The positions, in stored order, of the members of `raw` (a sorted
+/// set's encoding) that `range` selects: one run (see [`select`]).
+pub(crate) fn run_of(raw: &Bytes, range: &crate::zset::Range) -> Result<Range<usize>, CorruptRecord> {
     use crate::zset::Bounds;
     let (skip, take) = match range.limit {
         None => (0, usize::MAX),
@@ -261,13 +280,7 @@ pub fn select(raw: &Bytes, range: &crate::zset::Range, count_only: bool) -> Resu
             }
         }
     };
-    let span = limited(span, range.rev, skip, take);
-    let selected = span.len() as u64;
-    if count_only {
-        let elements = Walk::new(Layout::Scored, raw)?.1 as u64;
-        return Ok((Projected { value: part(0, &[]), elements, first: span.start as u64 }, selected));
-    }
-    Ok((cut(Layout::Scored, raw, span)?, selected))
+    Ok(limited(span, range.rev, skip, take))
 }
 
 /// The members of `raw` (a sorted set's encoding) whose scores lie in

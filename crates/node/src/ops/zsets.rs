@@ -112,22 +112,16 @@ pub(super) fn z_rem_range(r: &pb::ZRemRange, live: Option<&Record>, version: Ver
         Ok(range) => range,
         Err(e) => return no_write(e),
     };
-    // By rank or score, the run is cut out of the encoding.
+    // The run is cut out of the encoding.
     if let Some(raw) = live.filter(|r| r.ty == ValueType::ZSet).and_then(|r| r.value.as_ref()) {
-        match evenkeel_types::edit::remove_run(raw, &range.bounds) {
-            None => {}
-            Some(Err(e)) => return no_write(super::collection::corrupt(e)),
-            Some(Ok((_, 0))) => return no_write(R::Integer(0)),
-            Some(Ok((e, removed))) => return super::collection::edited::<ZSet>(e, live, version, UNLIMITED, R::Integer(removed as i64)),
-        }
+        return match evenkeel_types::edit::remove_run(raw, &range.bounds) {
+            Err(e) => no_write(super::collection::corrupt(e)),
+            Ok((_, 0)) => no_write(R::Integer(0)),
+            Ok((e, removed)) => super::collection::edited::<ZSet>(e, live, version, UNLIMITED, R::Integer(removed as i64)),
+        };
     }
-    change_existing::<ZSet>(live, version, UNLIMITED, R::Integer(0), |z| {
-        let chosen = z.select(&range);
-        for (member, _) in &chosen {
-            z.remove(member);
-        }
-        (!chosen.is_empty(), R::Integer(chosen.len() as i64))
-    })
+    // No key, or another type (WRONGTYPE).
+    change_existing::<ZSet>(live, version, UNLIMITED, R::Integer(0), |_| (false, R::Integer(0)))
 }
 
 /// A ZUNION/ZINTER/ZDIFF input: a sorted set, or a set whose members all
