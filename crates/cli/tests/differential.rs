@@ -1753,7 +1753,7 @@ fn pubsub(s: &mut Script) {
         &["SWAPDB", "-1", "0"], &["SWAPDB", "0"], &["MOVE", "k", "0"], &["MOVE", "k", "x"], &["MOVE", "k", "16"], &["MOVE", "k", "-1"],
         &["MOVE", "k", "99999999999"],
         // COMMAND LIST: every get* and hash command is served (the whole list
-        // is not Redis's: it names its subcommands, and what is not served).
+        // is not Redis's: it names what is not served).
         &["COMMAND", "LIST", "FILTERBY"], &["COMMAND", "LIST", "FILTERBY", "PATTERN"], &["COMMAND", "LIST", "FILTERBY", "PATTERN", "a", "b"],
         &["COMMAND", "LIST", "FILTERBY", "FOO", "a"], &["COMMAND", "LIST", "FOO"], &["COMMAND", "LIST", "FILTERBY", "MODULE", "x"],
         &["COMMAND", "LIST", "FILTERBY", "PATTERN", "nosuchcommand*"], &["COMMAND", "HELP", "x"],
@@ -1762,6 +1762,10 @@ fn pubsub(s: &mut Script) {
     }
     s.unordered(&["COMMAND", "LIST", "FILTERBY", "PATTERN", "get*"]);
     s.unordered(&["COMMAND", "LIST", "FILTERBY", "pattern", "h[a-z]*"]);
+    // Subcommands are listed, and a pattern ignores case.
+    for pattern in ["GETD*", "x[a-z]*", "object*", "script|*", "function*", "pubsub*", "acl|*", "xinfo|S*", "slowlog*", "latency*", "config*", "command*"] {
+        s.unordered(&["COMMAND", "LIST", "FILTERBY", "PATTERN", pattern]);
+    }
 }
 
 fn hyperloglog(s: &mut Script) {

@@ -232,10 +232,13 @@ fn command_list(opts: &[Bytes]) -> Frame {
         filter = Some((kind, &opts[i + 2][..]));
         i += 3;
     }
+    // Subcommands are listed too (`client|list`), as Redis 7.0 lists them;
+    // a pattern matches without regard to case (names are lowercase).
+    let every = || crate::acl::every_command().map(|(name, sub)| crate::acl::full_name(name, sub));
     let names = match filter {
-        None => SPECS.iter().map(|s| s.name.to_string()).collect(),
+        None => every().collect(),
         Some((kind, _)) if kind == "MODULE" => vec![],
-        Some((kind, p)) if kind == "PATTERN" => SPECS.iter().filter(|s| evenkeel_types::glob::glob_match(p, s.name.as_bytes())).map(|s| s.name.to_string()).collect(),
+        Some((kind, p)) if kind == "PATTERN" => every().filter(|n| evenkeel_types::glob::glob_match(&p.to_ascii_lowercase(), n.as_bytes())).collect(),
         Some((_, category)) => in_category(category),
     };
     Frame::Array(names.into_iter().map(Frame::bulk).collect())
