@@ -235,6 +235,50 @@ pub(crate) fn bytes_of(walk: Walk<'_>, span: Range<usize>) -> Result<Range<usize
     Ok(from..to)
 }
 
+/// Most picks a negative HRANDFIELD, SRANDMEMBER or ZRANDMEMBER count may
+/// ask for. Redis builds whatever reply is asked for (`SRANDMEMBER k
+/// -9223372036854775807` grows its output buffer until memory runs out);
+/// here a reply is built whole before it is sent, so a larger count is
+/// refused instead.
+pub const RANDOM_REPEATS_MAX: u64 = 1_000_000;
+
+/// The entries of `raw` (a value of `ty`) at `positions`, in that order and
+/// as often as named (random picks, which a negative count lets repeat): a
+/// part that may name an entry more than once, so it is walked, not
+/// decoded into a map. `None` if `ty` is not a collection; a position past
+/// the end is an error.
+pub fn picks(ty: ValueType, raw: &Bytes, positions: &[usize]) -> Option<Result<Projected, CorruptRecord>> {
+    let layout = Layout::of(ty)?;
+    Some(picks_of(layout, raw, positions))
+}
+
+fn picks_of(layout: Layout, raw: &Bytes, positions: &[usize]) -> Result<Projected, CorruptRecord> {
+    let (walk, count) = Walk::new(layout, raw)?;
+    let mut wanted: Vec<usize> = positions.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    if wanted.last().is_some_and(|&last| last >= count as usize) {
+        return Err(CorruptRecord("a pick past the collection's end"));
+    }
+    // Each wanted position's bytes, in position order: one walk.
+    let mut found: Vec<Range<usize>> = Vec::with_capacity(wanted.len());
+    let mut next = wanted.iter().peekable();
+    for (i, entry) in walk.enumerate() {
+        let Some(&&at) = next.peek() else { break };
+        let (bytes, _) = entry?;
+        if i == at {
+            found.push(bytes);
+            next.next();
+        }
+    }
+    let mut body = Vec::new();
+    for p in positions {
+        let at = wanted.binary_search(p).expect("every position is wanted");
+        body.extend_from_slice(&raw[found[at].clone()]);
+    }
+    Ok(Projected { value: part(positions.len(), &body), elements: count as u64, first: 0 })
+}
+
 /// The members of `raw` (a sorted set's encoding) that `range` selects
 /// (by score or lex, LIMIT and REV included: the members `ZSet::select`
 /// lists), as a part in stored order, and how many they are. With
@@ -487,6 +531,22 @@ mod tests {
             }
             let (counted, n) = select(&raw, &range, true).unwrap();
             prop_assert_eq!((n as usize, ZSet::decode(&counted.value).unwrap().len()), (want.len(), 0));
+        }
+
+        /// Picks are the entries at their positions, in order, repeats
+        /// included.
+        #[test]
+        fn picks_are_the_entries_at_their_positions(n in 1usize..20, positions in proptest::collection::vec(0usize..20, 0..30)) {
+            let positions: Vec<usize> = positions.into_iter().map(|p| p % n).collect();
+            let mut h = Hash::default();
+            for i in 0..n {
+                h.set(b(&format!("f{i}")), b(&i.to_string()));
+            }
+            let p = picks(ValueType::Hash, &h.encode(), &positions).unwrap().unwrap();
+            let want: Vec<(Bytes, Bytes)> = positions.iter().map(|&i| (b(&format!("f{i}")), b(&i.to_string()))).collect();
+            prop_assert_eq!(Hash::pairs(&p.value).unwrap(), want);
+            prop_assert_eq!(p.elements as usize, n);
+            prop_assert!(picks(ValueType::Hash, &h.encode(), &[n]).unwrap().is_err(), "past the end");
         }
 
         /// A part answers every point read as the whole value does.

@@ -384,6 +384,9 @@ fn read(live: Option<&Record>, g: &pb::Get) -> Applied {
     if let Some(selection) = &g.select {
         return select(live, selection);
     }
+    if let Some(random) = &g.random {
+        return random_picks(live, random);
+    }
     let Some(project) = &g.project else { return no_write(value_reply(live, g.meta_only)) };
     let Some((r, v)) = live.and_then(|r| r.value.as_ref().map(|v| (r, v))) else { return no_write(R::Nil(pb::Nil {})) };
     let part = match (&project.window, &project.scores) {
@@ -418,6 +421,42 @@ fn select(live: Option<&Record>, selection: &pb::Selection) -> Applied {
         Ok((part, selected)) => part_reply(r, Ok(part), Some(selected)),
         Err(e) => part_reply(r, Err(e), None),
     }
+}
+
+/// A GET's `random`: HRANDFIELD's, SRANDMEMBER's or ZRANDMEMBER's picks of
+/// a collection, drawn here from the op's seed (the op stays a pure
+/// function of record and op) and cut from the encoding
+/// (`evenkeel_types::project::picks`); a count at least the size, the
+/// whole value; another type answers its metadata (WRONGTYPE).
+fn random_picks(live: Option<&Record>, random: &pb::Random) -> Applied {
+    use rand::{RngExt, SeedableRng};
+    let Some((r, v)) = live.and_then(|r| r.value.as_ref().map(|v| (r, v))) else { return no_write(R::Nil(pb::Nil {})) };
+    if !matches!(r.ty, ValueType::Hash | ValueType::Set | ValueType::ZSet) {
+        return no_write(value_reply(live, true));
+    }
+    let n = match evenkeel_types::edit::count_of(v) {
+        Ok(n) => n,
+        Err(e) => return part_reply(r, Err(e), None),
+    };
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(random.seed);
+    let positions: Vec<usize> = match random.count {
+        _ if n == 0 => Vec::new(),
+        None => vec![rng.random_range(0..n)],
+        Some(c) if c >= 0 && c as u64 >= n as u64 => {
+            let whole = evenkeel_types::project::Projected { value: v.clone(), elements: n as u64, first: 0 };
+            return part_reply(r, Ok(whole), None);
+        }
+        Some(c) if c >= 0 => {
+            let mut chosen = rand::seq::index::sample(&mut rng, n, c as usize).into_vec();
+            chosen.sort_unstable();
+            chosen
+        }
+        Some(c) if c.unsigned_abs() > evenkeel_types::project::RANDOM_REPEATS_MAX => {
+            return no_write(error(pb::op_error::Kind::Internal, "malformed random picks: a negative count past the most picks"));
+        }
+        Some(c) => (0..c.unsigned_abs()).map(|_| rng.random_range(0..n)).collect(),
+    };
+    part_reply(r, evenkeel_types::project::picks(r.ty, v, &positions).expect("a collection type"), None)
 }
 
 /// The reply of a projected read of `r`: the part, or an internal error

@@ -52,7 +52,7 @@ fn set_keepttl_and_past_expiry() {
 #[test]
 fn expired_records_read_as_absent() {
     let expired = Some(Record::value("v", Some(NOW), 1));
-    assert_eq!(run(Kind::Get(pb::Get { meta_only: false, project: None, select: None }), expired.clone()).reply, R::Nil(pb::Nil {}));
+    assert_eq!(run(Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), expired.clone()).reply, R::Nil(pb::Nil {}));
     assert_eq!(run(Kind::Del(pb::Del::default()), expired.clone()), Applied { write: None, reply: R::Integer(0) });
     assert_eq!(run(Kind::IncrBy(pb::IncrBy { delta: 1 }), expired).reply, R::Integer(1));
 }
@@ -312,12 +312,12 @@ fn string_commands_refuse_a_hash_and_key_commands_keep_its_type() {
     assert_eq!((persisted.ty, persisted.expire_at_ms), (ValueType::Hash, None));
     let renamed = apply_multi(&Kind::Rename(pb::Rename { to: Bytes::from_static(b"b"), nx: false }), &[h.clone(), None], NOW, &[10, 11]);
     assert_eq!(renamed.writes[1].1.ty, ValueType::Hash);
-    assert!(matches!(hrun(Kind::Get(pb::Get { meta_only: true, project: None, select: None }), h).reply, R::Value(ref v) if v.value_type == pb::ValueType::Hash as i32));
+    assert!(matches!(hrun(Kind::Get(pb::Get { meta_only: true, project: None, select: None, random: None }), h).reply, R::Value(ref v) if v.value_type == pb::ValueType::Hash as i32));
 }
 
 #[test]
 fn a_projected_get_answers_the_part_the_read_needs() {
-    let project = |names: &[&str]| Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names.iter().map(|n| Bytes::copy_from_slice(n.as_bytes())).collect(), ..Default::default() }), select: None });
+    let project = |names: &[&str]| Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names.iter().map(|n| Bytes::copy_from_slice(n.as_bytes())).collect(), ..Default::default() }), select: None, random: None });
     let h = hash_record(&[("a", "1"), ("b", "2"), ("c", "3")], Some(NOW + 9));
     let R::Value(v) = hrun(project(&["c"]), h.clone()).reply else { panic!("a value") };
     assert_eq!(Hash::decode(&v.value).unwrap().get(b"c"), Some(&Bytes::from_static(b"3")));
@@ -335,7 +335,7 @@ fn a_projected_get_answers_the_part_the_read_needs() {
 fn a_selecting_get_answers_the_members_a_range_selects_or_how_many() {
     let select = |by: pb::z_range::By, min: &'static str, max: &'static str, rev: bool, limit: Option<(i64, i64)>, count_only: bool| {
         let range = pb::ZRange { by: by as i32, min: Bytes::from_static(min.as_bytes()), max: Bytes::from_static(max.as_bytes()), rev, offset: limit.map(|l| l.0), count: limit.map_or(0, |l| l.1) };
-        Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: vec![Bytes::from_static(b"a")], ..Default::default() }), select: Some(pb::Selection { range: Some(range), count_only }) })
+        Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: vec![Bytes::from_static(b"a")], ..Default::default() }), select: Some(pb::Selection { range: Some(range), count_only }), random: None })
     };
     use pb::z_range::By;
     let z = zset_record(&[("a", 0.0), ("b", 0.0), ("c", 0.0), ("d", 0.0), ("e", 0.0)]);
@@ -352,6 +352,37 @@ fn a_selecting_get_answers_the_members_a_range_selects_or_how_many() {
     assert!(matches!(hrun(select(By::Lex, "b", "+", false, None, true), z.clone()).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::Internal as i32), "a malformed range: an error");
     let corrupt = Some(Record::typed(ValueType::ZSet, Bytes::from_static(b"\x05\0\0\0\x01"), None, 1));
     assert!(matches!(hrun(select(By::Lex, "-", "+", false, None, true), corrupt).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::Internal as i32), "a corrupt value: an error, not a panic");
+}
+
+#[test]
+fn a_random_get_answers_the_picks_drawn_from_its_seed() {
+    let random = |count: Option<i64>, seed: u64| Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: Some(pb::Random { count, seed }) });
+    let names: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+    let s = set_record(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    let picks = |count, seed| {
+        let R::Value(v) = hrun(random(count, seed), s.clone()).reply else { panic!("a value") };
+        assert_eq!((v.elements, v.value_type), (Some(50), pb::ValueType::Set as i32));
+        Hash::pairs(&v.value).unwrap().into_iter().map(|(m, _)| String::from_utf8(m.to_vec()).unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(picks(None, 7), picks(None, 7), "the seed decides");
+    assert_eq!(picks(None, 7).len(), 1);
+    let distinct = picks(Some(10), 3);
+    let mut sorted: Vec<usize> = distinct.iter().map(|m| names.iter().position(|n| n == m).unwrap()).collect();
+    assert!(sorted.windows(2).all(|w| w[0] < w[1]), "distinct, in stored order: {distinct:?}");
+    sorted.dedup();
+    assert_eq!(sorted.len(), 10);
+    assert_eq!(picks(Some(50), 1), names, "a count at least the size: the whole, in order");
+    assert_eq!(picks(Some(i64::MAX), 1), names);
+    let repeated = picks(Some(-200), 5);
+    assert_eq!(repeated.len(), 200);
+    assert!(repeated.iter().collect::<std::collections::HashSet<_>>().len() < 200, "200 picks of 50 repeat");
+    assert!(picks(Some(0), 5).is_empty());
+    assert!(matches!(hrun(random(Some(-1_000_001), 1), s.clone()).reply, R::Error(ref e) if e.kind == pb::op_error::Kind::Internal as i32), "past the most picks");
+    assert_eq!(hrun(random(None, 1), None).reply, R::Nil(pb::Nil {}), "no key: nil");
+    let R::Value(v) = hrun(random(None, 1), live("a string")).reply else { panic!("a value") };
+    assert_eq!((v.value.len(), v.elements, v.value_type), (0, None, pb::ValueType::String as i32), "another type: its metadata, for WRONGTYPE");
+    let R::Value(v) = hrun(random(Some(2), 9), zset_record(&[("a", 1.0), ("b", 2.0), ("c", 3.0)])).reply else { panic!("a value") };
+    assert_eq!((ZSet::decode(&v.value).unwrap().len(), v.elements), (2, Some(3)));
 }
 
 fn set_record(members: &[&str]) -> Option<Record> {

@@ -14,26 +14,26 @@ use rand::RngExt;
 /// it on the node: a point read of a big collection ships and decodes a
 /// few entries, not the whole value.
 pub(crate) fn get_entries(names: Vec<Bytes>) -> Kind {
-    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names, ..Default::default() }), select: None })
+    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names, ..Default::default() }), select: None, random: None })
 }
 
 /// A GET of a list's elements, or a sorted set's members by rank, at
 /// positions `start..=stop` as LRANGE reads them (`rev`: from the end).
 pub(crate) fn get_window(start: i64, stop: i64, rev: bool) -> Kind {
-    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { window: Some(pb::Window { start, stop, rev }), ..Default::default() }), select: None })
+    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { window: Some(pb::Window { start, stop, rev }), ..Default::default() }), select: None, random: None })
 }
 
 /// A GET of the members of a sorted set a range by score and its LIMIT
 /// select (`range` as the node reads it).
 pub(crate) fn get_scores(range: pb::ZRange) -> Kind {
-    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { scores: Some(range), ..Default::default() }), select: None })
+    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { scores: Some(range), ..Default::default() }), select: None, random: None })
 }
 
 /// A GET of the members of a sorted set a range (by score or lex, LIMIT
 /// and REV included) selects, or with `count_only` of how many they are
 /// (ZCOUNT, ZLEXCOUNT); a node from before `select` answers the whole.
 pub(crate) fn get_selection(range: pb::ZRange, count_only: bool) -> Kind {
-    Kind::Get(pb::Get { meta_only: false, project: None, select: Some(pb::Selection { range: Some(range), count_only }) })
+    Kind::Get(pb::Get { meta_only: false, project: None, select: Some(pb::Selection { range: Some(range), count_only }), random: None })
 }
 
 /// Whether a GET's value is a part of its collection (see
@@ -113,12 +113,22 @@ pub(crate) fn whole_scan_reply(items: Vec<Frame>) -> Frame {
     super::keys::scan_reply(0, items)
 }
 
-/// Most picks a negative HRANDFIELD or SRANDMEMBER count may ask for.
-/// Redis builds whatever reply is asked for (`SRANDMEMBER k
-/// -9223372036854775807` grows its output buffer until memory runs out);
-/// here a reply is built whole before it is sent, so a larger count is
-/// refused instead.
-pub(crate) const RANDOM_REPEATS_MAX: u64 = 1_000_000;
+/// Most picks a negative HRANDFIELD, SRANDMEMBER or ZRANDMEMBER count
+/// may ask for (see [`evenkeel_types::project::RANDOM_REPEATS_MAX`]).
+pub(crate) const RANDOM_REPEATS_MAX: u64 = evenkeel_types::project::RANDOM_REPEATS_MAX;
+
+/// A GET of HRANDFIELD's, SRANDMEMBER's or ZRANDMEMBER's picks, drawn on
+/// the node from a seed drawn here, so a pick from a big collection ships
+/// the picks, not the value. None for a negative count past
+/// [`RANDOM_REPEATS_MAX`] (the whole value is read, and the count refused
+/// if the key holds anything, as before).
+pub(crate) fn get_random(count: Option<i64>) -> Option<Kind> {
+    if count.is_some_and(|c| c < 0 && c.unsigned_abs() > RANDOM_REPEATS_MAX) {
+        return None;
+    }
+    let random = pb::Random { count, seed: rand::rng().random() };
+    Some(Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: Some(random) }))
+}
 
 /// HRANDFIELD and SRANDMEMBER by Redis 7's cases, over `entries` (fields
 /// and values, or members twice): no count, one (null for none); a
@@ -145,8 +155,18 @@ pub(crate) fn random_entries(entries: &[(&Bytes, &Frame)], count: Option<i64>, w
         chosen.sort_unstable();
         chosen.into_iter().map(|i| entries[i]).collect()
     };
+    picks_reply(picked, Some(count), with_values)
+}
+
+/// The reply to HRANDFIELD, SRANDMEMBER or ZRANDMEMBER from its picks as
+/// listed (the node's, [`get_random`], or [`random_entries`]'): no count,
+/// the one pick (null for none); else every pick, with its value (RESP3
+/// pairs, as Redis 7.0 answers) for `with_values`.
+pub(crate) fn picks_reply(picked: Vec<(&Bytes, &Frame)>, count: Option<i64>, with_values: bool) -> Frame {
+    if count.is_none() {
+        return picked.first().map_or(Frame::Null, |(f, _)| Frame::Bulk((*f).clone()));
+    }
     if with_values {
-        // Pairs in RESP3, as Redis 7.0 answers.
         Frame::Pairs(picked.into_iter().map(|(f, v)| (Frame::Bulk(f.clone()), v.clone())).collect())
     } else {
         Frame::Array(picked.into_iter().map(|(f, _)| Frame::Bulk(f.clone())).collect())
@@ -209,4 +229,13 @@ pub(crate) fn mpopped(members: Vec<Bytes>, pairs: bool) -> Frame {
         rest.into_iter().map(Frame::Bulk).collect()
     };
     Frame::Array(vec![Frame::Bulk(key), Frame::Array(popped)])
+}
+
+/// What a node answers a random GET with when it drew `positions` from
+/// `whole` (tests of the answers).
+#[cfg(test)]
+pub(crate) fn picked_part(whole: &pb::Value, positions: &[usize]) -> pb::Value {
+    let ty = evenkeel_rpc::value_type_from(whole.value_type).expect("a value type");
+    let part = evenkeel_types::project::picks(ty, &whole.value, positions).unwrap().unwrap();
+    pb::Value { len: part.value.len() as u64, value: part.value, elements: Some(part.elements), ..whole.clone() }
 }

@@ -77,7 +77,8 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         HashRead::Get(f) | HashRead::Exists(f) | HashRead::StrLen(f) => collection::get_entries(vec![f.clone()]),
         HashRead::MGet(fields) => collection::get_entries(fields.clone()),
         HashRead::Len => collection::get_entries(Vec::new()),
-        _ => Kind::Get(pb::Get { meta_only: false, project: None, select: None }),
+        HashRead::RandField { count, .. } if let Some(get) = collection::get_random(*count) => get,
+        _ => Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }),
     };
     Ok(Planned::one(&a[1], get, Shape::Hash(read)))
 }
@@ -88,6 +89,11 @@ pub(crate) fn answer(read: &HashRead, value: Option<&pb::Value>) -> Frame {
     // or of the whole from an older node) look fields up.
     if matches!(read, HashRead::GetAll | HashRead::Keys | HashRead::Vals | HashRead::RandField { .. } | HashRead::Scan(_)) {
         return match collection::typed_value(value, pb::ValueType::Hash, Hash::pairs) {
+            // The node's picks, in order (they may repeat).
+            Ok(pairs) if let (HashRead::RandField { count, with_values }, true) = (read, collection::is_part(value)) => {
+                let values: Vec<(&Bytes, Frame)> = pairs.iter().flatten().map(|(f, v)| (f, Frame::Bulk(v.clone()))).collect();
+                collection::picks_reply(values.iter().map(|(f, v)| (*f, v)).collect(), *count, *with_values)
+            }
             Ok(pairs) => listing(read, pairs.as_deref()),
             Err(e) => e,
         };
@@ -173,5 +179,18 @@ mod tests {
         let scan = answer(&HashRead::Scan(Ok(Some(Bytes::from_static(b"a*")))), Some(&v));
         assert_eq!(scan, Frame::Array(vec![bulk("0"), Frame::Array(vec![bulk("a"), bulk("1")])]));
         assert_eq!(answer(&HashRead::Scan(Err(syntax_error())), None), Frame::Array(vec![bulk("0"), Frame::Array(vec![])]), "no key: no option error");
+    }
+
+    #[test]
+    fn random_fields_answer_the_nodes_picks_in_order() {
+        let v = hash_value(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        let bulk = |s: &str| Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()));
+        let rand = |count, with_values| HashRead::RandField { count, with_values };
+        let Planned { ops, .. } = read("hrandfield", &[Bytes::from_static(b"hrandfield"), Bytes::from_static(b"k"), Bytes::from_static(b"-2")]).unwrap();
+        assert!(matches!(&ops[0].kind, Kind::Get(pb::Get { random: Some(pb::Random { count: Some(-2), .. }), .. })), "picked on the node");
+        let repeats = collection::picked_part(&v, &[2, 0, 2]);
+        assert_eq!(answer(&rand(Some(-3), true), Some(&repeats)), Frame::Pairs(vec![(bulk("c"), bulk("3")), (bulk("a"), bulk("1")), (bulk("c"), bulk("3"))]));
+        assert_eq!(answer(&rand(None, false), Some(&collection::picked_part(&v, &[1]))), bulk("b"));
+        assert_eq!(answer(&rand(Some(0), false), Some(&collection::picked_part(&v, &[]))), Frame::Array(vec![]));
     }
 }

@@ -71,7 +71,7 @@ pub fn combine(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         "sinter" => Combine::Inter,
         _ => Combine::Diff,
     };
-    Ok(Planned::per_key(&a[1..], Kind::Get(pb::Get { meta_only: false, project: None, select: None }), Shape::SetCombine(op)))
+    Ok(Planned::per_key(&a[1..], Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::SetCombine(op)))
 }
 
 /// SINTERCARD numkeys key... [LIMIT n]: the intersection's size (at most
@@ -94,7 +94,7 @@ pub fn intercard(a: &[Bytes]) -> Result<Planned, Frame> {
         }
     }
     super::keys::one_slot(keys.iter())?;
-    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None, select: None }), Shape::SetInterCard(limit)))
+    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::SetInterCard(limit)))
 }
 
 /// The read commands of one set: a GET (of the members SISMEMBER and
@@ -122,7 +122,8 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         SetRead::IsMember(m) => collection::get_entries(vec![m.clone()]),
         SetRead::MIsMember(ms) => collection::get_entries(ms.clone()),
         SetRead::Card => collection::get_entries(Vec::new()),
-        _ => Kind::Get(pb::Get { meta_only: false, project: None, select: None }),
+        SetRead::Rand(count) if let Some(get) = collection::get_random(*count) => get,
+        _ => Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }),
     };
     Ok(Planned::one(&a[1], get, Shape::SetRead(read)))
 }
@@ -160,6 +161,16 @@ fn bulks(members: Vec<Bytes>) -> Frame {
 /// The reply to a one-set read, from the GET's value (None: no key).
 pub(crate) fn answer(read: &SetRead, value: Option<&pb::Value>) -> Frame {
     // Reads that list the set walk its encoding; membership looks it up.
+    // The node's picks, in order: a negative count's may repeat, and keep
+    // the order drawn; distinct ones list in the set's order.
+    if let (SetRead::Rand(count), true) = (read, collection::is_part(value)) {
+        let walk = |raw: &Bytes| evenkeel_types::hash::Hash::pairs(raw).map(|p| p.into_iter().map(|(m, _)| m).collect::<Vec<_>>());
+        let picks = if count.is_some_and(|c| c < 0) { collection::typed_value(value, pb::ValueType::Set, walk) } else { collection::typed_value(value, pb::ValueType::Set, listed) };
+        return match picks {
+            Ok(picks) => collection::picks_reply(picks.iter().flatten().map(|m| (m, &Frame::Null)).collect(), *count, false),
+            Err(e) => e,
+        };
+    }
     if matches!(read, SetRead::Members | SetRead::Rand(_) | SetRead::Scan(_)) {
         return match collection::typed_value(value, pb::ValueType::Set, listed) {
             Ok(members) => listing(read, members),
@@ -251,6 +262,16 @@ mod tests {
 
     fn bulk(s: &str) -> Frame {
         Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn random_members_answer_the_nodes_picks() {
+        let v = set_value(&["10", "-3", "2"]);
+        let distinct = collection::picked_part(&v, &[0, 1]);
+        assert_eq!(answer(&SetRead::Rand(Some(2)), Some(&distinct)), Frame::Array(vec![bulk("-3"), bulk("10")]), "distinct picks: in the set's order");
+        let repeats = collection::picked_part(&v, &[2, 0, 2]);
+        assert_eq!(answer(&SetRead::Rand(Some(-3)), Some(&repeats)), Frame::Array(vec![bulk("2"), bulk("10"), bulk("2")]), "repeats keep the order drawn");
+        assert_eq!(answer(&SetRead::Rand(None), Some(&collection::picked_part(&v, &[1]))), bulk("-3"));
     }
 
     #[test]

@@ -213,8 +213,9 @@ fn read_of(key: &Bytes, read: ZSetRead) -> Planned {
         ZSetRead::Score(m) | ZSetRead::Rank { member: m, .. } => collection::get_entries(vec![m.clone()]),
         ZSetRead::MScore(ms) => collection::get_entries(ms.clone()),
         ZSetRead::Card => collection::get_entries(Vec::new()),
+        ZSetRead::Rand { count, .. } if let Some(get) = collection::get_random(*count) => get,
         ZSetRead::Range { range: Range { bounds: Bounds::Rank { start, stop }, rev, limit: None }, .. } => collection::get_window(*start, *stop, *rev),
-        _ => Kind::Get(pb::Get { meta_only: false, project: None, select: None }),
+        _ => Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }),
     };
     Planned::one(key, get, Shape::ZSet(Box::new(read)))
 }
@@ -302,7 +303,7 @@ pub fn combine(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     let (keys, options) = numkeys(name, a, 1)?;
     super::keys::one_slot(keys.iter())?;
     let combine = combine_options(combine_op(name), keys.len(), options, false);
-    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None, select: None }), Shape::ZCombine(Box::new(combine))))
+    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::ZCombine(Box::new(combine))))
 }
 
 /// ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE dst numkeys key... [options]: one
@@ -312,7 +313,7 @@ pub fn store(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     let (keys, options) = numkeys(name, a, 2)?;
     super::keys::one_slot(std::iter::once(&a[1]).chain(keys))?;
     match combine_options(combine_op(name), keys.len(), options, true) {
-        Err(e) => Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None, select: None }), Shape::ZCombine(Box::new(Err(e))))),
+        Err(e) => Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::ZCombine(Box::new(Err(e))))),
         Ok(c) => {
             let op = match c.op {
                 Combine::Union => pb::z_store::Op::Union,
@@ -335,7 +336,7 @@ pub fn intercard(a: &[Bytes]) -> Result<Planned, Frame> {
     let (keys, options) = numkeys("zintercard", a, 1)?;
     super::keys::one_slot(keys.iter())?;
     let limit = intercard_limit(options);
-    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None, select: None }), Shape::ZInterCard(limit)))
+    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::ZInterCard(limit)))
 }
 
 /// ZINTERCARD's options: LIMIT n, any number of times (the last counts).
@@ -423,6 +424,17 @@ pub(crate) fn answer(read: &ZSetRead, value: Option<&pb::Value>) -> Frame {
                     entries.reverse();
                 }
                 listing(entries, *withscores)
+            }
+            Err(e) => e,
+        };
+    }
+    // The node's picks, in order (they may repeat), listed from the
+    // highest as Redis walks the set for them.
+    if let (ZSetRead::Rand { count, withscores }, true) = (read, collection::is_part(value)) {
+        return match collection::typed_value(value, pb::ValueType::Zset, ZSet::entries) {
+            Ok(entries) => {
+                let picks: Vec<(Bytes, Frame)> = entries.unwrap_or_default().into_iter().rev().map(|(m, s)| (m, score_frame(s))).collect();
+                collection::picks_reply(picks.iter().map(|(m, s)| (m, s)).collect(), *count, *withscores)
             }
             Err(e) => e,
         };
@@ -571,6 +583,21 @@ mod tests {
             assert!(part.value.len() < whole.value.len() || line == "zrange k 3 1", "{line}: a part, not the whole");
             assert_eq!(answer(&zread, Some(&part)), answer(&zread, Some(&whole)), "{line}");
         }
+    }
+
+    #[test]
+    fn random_members_answer_the_nodes_picks_from_the_highest() {
+        let whole = zset_value(&[("a", 1.0), ("b", 2.0), ("c", 3.0)]);
+        let a = args("zrandmember k 2 withscores");
+        let planned = read("zrandmember", &a).unwrap();
+        assert!(matches!(&planned.ops[0].kind, Kind::Get(pb::Get { random: Some(pb::Random { count: Some(2), .. }), .. })), "picked on the node");
+        let Shape::ZSet(zread) = planned.shape else { panic!() };
+        let part = collection::picked_part(&whole, &[0, 2]);
+        let b = |s: &str| Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()));
+        assert_eq!(answer(&zread, Some(&part)).into_resp2(), Frame::Array(vec![b("c"), b("3"), b("a"), b("1")]));
+        let all = collection::picked_part(&whole, &[0, 1, 2]);
+        let Shape::ZSet(every) = read("zrandmember", &args("zrandmember k 3 withscores")).unwrap().shape else { panic!() };
+        assert_eq!(answer(&every, Some(&all)), answer(&every, Some(&whole)), "the whole: as from the whole value");
     }
 
     fn bulks(items: &[&str]) -> Frame {
