@@ -2579,3 +2579,62 @@ async fn admin_changes_and_refusals_are_audited() {
     assert!(metrics.contains(&format!("evenkeel_admin_changes_total{{status=\"{status}\"}} 1")), "{metrics}");
     server.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(30)).await;
 }
+
+/// A big hash, set or sorted set scans in pages cut on its node: more than
+/// one call, each about COUNT entries, every entry returned, MATCH applied
+/// to each page; a small one comes whole with cursor 0, as from Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_collections_scan_in_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = start(&dir).await;
+    let mut raw = Raw::connect(cluster.router_addr).await;
+    let long = "v".repeat(70);
+    let names: Vec<String> = (0..300).map(|i| format!("e{i:03}")).collect();
+    let mut hset = vec!["HSET", "big:h"];
+    let mut sadd = vec!["SADD", "big:s"];
+    let mut zadd = vec!["ZADD", "big:z"];
+    for n in &names {
+        hset.extend([n.as_str(), long.as_str()]);
+        sadd.push(n.as_str());
+        zadd.extend(["1", n.as_str()]);
+    }
+    for c in [&hset, &sadd, &zadd] {
+        assert_eq!(raw.call(c).await, Frame::Integer(300));
+    }
+    for (command, key, per_entry) in [("HSCAN", "big:h", 2), ("SSCAN", "big:s", 1), ("ZSCAN", "big:z", 2)] {
+        let (mut cursor, mut calls, mut seen) = ("0".to_string(), 0, std::collections::BTreeSet::new());
+        loop {
+            let Frame::Array(reply) = raw.call(&[command, key, &cursor, "COUNT", "25"]).await else { panic!("{command}: an array") };
+            let (Frame::Bulk(next), Frame::Array(items)) = (&reply[0], &reply[1]) else { panic!("{command}: cursor and items") };
+            assert!(items.len() / per_entry <= 60, "{command}: about COUNT a page, got {}", items.len() / per_entry);
+            for item in items.chunks(per_entry) {
+                let Frame::Bulk(name) = &item[0] else { panic!() };
+                seen.insert(String::from_utf8(name.to_vec()).unwrap());
+            }
+            calls += 1;
+            cursor = String::from_utf8(next.to_vec()).unwrap();
+            if cursor == "0" || calls > 100 {
+                break;
+            }
+        }
+        assert!(calls >= 300 / 60, "{command}: {calls} calls");
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), names, "{command}: every entry");
+        // MATCH filters each page: the whole scan finds the matches.
+        let (mut cursor, mut matched) = ("0".to_string(), Vec::new());
+        loop {
+            let Frame::Array(reply) = raw.call(&[command, key, &cursor, "MATCH", "e1?5", "COUNT", "40"]).await else { panic!() };
+            let (Frame::Bulk(next), Frame::Array(items)) = (&reply[0], &reply[1]) else { panic!() };
+            matched.extend(items.chunks(per_entry).map(|i| i[0].clone()));
+            cursor = String::from_utf8(next.to_vec()).unwrap();
+            if cursor == "0" {
+                break;
+            }
+        }
+        matched.sort_by_key(|f| format!("{f:?}"));
+        let want: Vec<Frame> = (0..10).map(|d| Frame::Bulk(format!("e1{d}5").into())).collect();
+        assert_eq!(matched, want, "{command} MATCH");
+    }
+    assert_eq!(raw.call(&["HSET", "small:h", "a", "1", "b", "2"]).await, Frame::Integer(2));
+    let whole = raw.call(&["HSCAN", "small:h", "12345", "COUNT", "1"]).await;
+    assert_eq!(whole, Frame::Array(vec![Frame::Bulk("0".into()), Frame::Array(["a", "1", "b", "2"].map(|s| Frame::Bulk(s.into())).to_vec())]), "a listpack hash: whole, cursor 0");
+}

@@ -138,7 +138,7 @@ impl Harness {
 
     /// The record `m`'s source holds of `key`, read as routers read it.
     async fn source_record(&self, m: &Migration, key: &str) -> pb::KeyRecord {
-        let op = pb::Op { partition: P as u32, key: key.to_string().into(), kind: Some(pb::op::Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None })), want_record: true, track: false, waiter: 0 };
+        let op = pb::Op { partition: P as u32, key: key.to_string().into(), kind: Some(pb::op::Kind::Get(pb::Get::default())), want_record: true, track: false, waiter: 0 };
         let req = pb::ExecuteRequest { epoch: self.table().await.epoch, ops: vec![op], router: 0 };
         let result = self.node(m.source).await.execute(req).await.unwrap().into_inner().results.remove(0);
         result.record.expect("the source holds the key")

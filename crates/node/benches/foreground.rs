@@ -27,7 +27,7 @@ fn foreground(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(StoreConfig::new(dir.path(), PARTITIONS)).expect("open store");
     let set = Kind::Set(pb::Set { value: Bytes::from(vec![b'v'; 100]), expiry: None, condition: 0, get: false });
-    let get = Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None });
+    let get = Kind::Get(pb::Get::default());
     let keys: Vec<(u16, Vec<u8>)> = (0..KEYS).map(|i| format!("key:{i:010}").into_bytes()).map(|k| (key_partition(&k, PARTITIONS), k)).collect();
     let now = 1_700_000_000_000u64;
     for (p, k) in &keys {

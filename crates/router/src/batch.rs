@@ -131,7 +131,7 @@ mod tests {
     }
 
     fn planned(keys: &[&str], shape: Shape) -> Result<Planned, Frame> {
-        let ops = keys.iter().map(|k| KeyOp::new(Bytes::from(k.to_string()), Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }))).collect();
+        let ops = keys.iter().map(|k| KeyOp::new(Bytes::from(k.to_string()), Kind::Get(pb::Get::default()))).collect();
         Ok(Planned { ops, shape })
     }
 

@@ -318,7 +318,7 @@ impl Task {
         let table = self.routes.table.as_ref()?;
         let ops = keys
             .into_iter()
-            .map(|key| pb::Op { partition: self.partition as u32, key, kind: Some(Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None })), want_record: true, track: false, waiter: 0 })
+            .map(|key| pb::Op { partition: self.partition as u32, key, kind: Some(Kind::Get(pb::Get::default())), want_record: true, track: false, waiter: 0 })
             .collect();
         let req = self.request(pb::ExecuteRequest { epoch: table.epoch, ops, router: 0 });
         let results = self.routes.client(source)?.execute(req).await.ok()?.into_inner().results;
@@ -331,7 +331,7 @@ mod tests {
     use super::*;
 
     fn get(meta_only: bool) -> Kind {
-        Kind::Get(pb::Get { meta_only, project: None, select: None, random: None })
+        Kind::Get(pb::Get { meta_only, project: None, ..Default::default() })
     }
 
     fn set() -> Kind {

@@ -9,7 +9,7 @@ impl Commands for Fake {
         let reply = |kind| Call::Reply(pb::Reply { kind: Some(kind) });
         match (&String::from_utf8_lossy(&a[0]).to_ascii_lowercase()[..], a.len()) {
             ("get", 2) => Call::Ops {
-                ops: vec![(a[1].clone(), Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }))],
+                ops: vec![(a[1].clone(), Kind::Get(pb::Get::default()))],
                 write: false,
                 answer: Box::new(|mut r| match r.pop() {
                     Some(R::Value(v)) => pb::Reply { kind: Some(Rk::Bulk(v.value)) },

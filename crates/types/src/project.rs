@@ -279,6 +279,90 @@ fn picks_of(layout: Layout, raw: &Bytes, positions: &[usize]) -> Result<Projecte
     Ok(Projected { value: part(positions.len(), &body), elements: count as u64, first: 0 })
 }
 
+/// Where an entry stands in HSCAN's, SSCAN's and ZSCAN's order: a 63-bit
+/// hash of its name (FNV-1a, then SplitMix64's finalizer to spread close
+/// names), fixed forever, so a cursor stays good across versions, nodes
+/// and moves.
+pub fn scan_order(name: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in name {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (h ^ (h >> 31)) >> 1
+}
+
+/// HSCAN's, SSCAN's and ZSCAN's page of `raw` (a value of `ty`) from
+/// `cursor`, and the next cursor (0: done). A collection Redis 7.0 keeps
+/// in a listpack or an intset is answered whole with cursor 0, as Redis
+/// answers it whatever the cursor; so is one of at most `count` entries
+/// (Redis's table scan returns all of those in one call). A bigger one
+/// pages in [`scan_order`]: the `count` entries of the lowest order at
+/// least `cursor` (with every entry tied with the last of them), the next
+/// cursor one past that order. An entry present from a scan's start to
+/// its end is returned at least once, whatever is written meanwhile, as
+/// Redis guarantees. `None` if `ty` has no scan.
+pub fn scan(ty: ValueType, raw: &Bytes, cursor: u64, count: usize) -> Option<Result<(Projected, u64), CorruptRecord>> {
+    let layout = match ty {
+        ValueType::Hash | ValueType::Set | ValueType::ZSet => Layout::of(ty)?,
+        _ => return None,
+    };
+    Some(scan_of(ty, layout, raw, cursor, count))
+}
+
+fn scan_of(ty: ValueType, layout: Layout, raw: &Bytes, cursor: u64, count: usize) -> Result<(Projected, u64), CorruptRecord> {
+    use crate::encoding::{HASH_LISTPACK_ENTRIES, INTSET_ENTRIES, LISTPACK_VALUE, ZSET_LISTPACK_ENTRIES};
+    let (walk, n) = Walk::new(layout, raw)?;
+    let n = n as usize;
+    let whole = || Ok((Projected { value: raw.clone(), elements: n as u64, first: 0 }, 0));
+    if n <= count.max(1) {
+        return whole();
+    }
+    let compact_max = match ty {
+        ValueType::Hash => HASH_LISTPACK_ENTRIES,
+        ValueType::Set => INTSET_ENTRIES,
+        _ => ZSET_LISTPACK_ENTRIES,
+    };
+    let mut compact = n <= compact_max;
+    let mut candidates: Vec<(u64, u32)> = Vec::new();
+    for (i, entry) in walk.enumerate() {
+        let (bytes, name) = entry?;
+        let m = &raw[name.clone()];
+        if compact {
+            compact = match ty {
+                // Field and value within the listpack's value limit.
+                ValueType::Hash => m.len() <= LISTPACK_VALUE && bytes.len() - 8 - m.len() <= LISTPACK_VALUE,
+                ValueType::Set => crate::int::parse_i64(m).is_some(),
+                _ => m.len() <= LISTPACK_VALUE,
+            };
+        }
+        let order = scan_order(m);
+        if order >= cursor {
+            candidates.push((order, i as u32));
+        }
+    }
+    if compact {
+        return whole();
+    }
+    let take = count.max(1);
+    let mut next = 0;
+    if candidates.len() > take {
+        candidates.select_nth_unstable(take - 1);
+        let last = candidates[take - 1].0;
+        // More to come if an entry lies past the page's last order (ties
+        // with it join the page).
+        if candidates.iter().any(|(order, _)| *order > last) {
+            next = last + 1;
+        }
+        candidates.retain(|(order, _)| *order <= last);
+    }
+    let mut positions: Vec<usize> = candidates.iter().map(|(_, i)| *i as usize).collect();
+    positions.sort_unstable();
+    let part = picks_of(layout, raw, &positions)?;
+    Ok((part, next))
+}
+
 /// The members of `raw` (a sorted set's encoding) that `range` selects
 /// (by score or lex, LIMIT and REV included: the members `ZSet::select`
 /// lists), as a part in stored order, and how many they are. With
@@ -547,6 +631,53 @@ mod tests {
             prop_assert_eq!(Hash::pairs(&p.value).unwrap(), want);
             prop_assert_eq!(p.elements as usize, n);
             prop_assert!(picks(ValueType::Hash, &h.encode(), &[n]).unwrap().is_err(), "past the end");
+        }
+
+        /// A scan from cursor 0 to 0 returns every entry present all
+        /// through it, whatever is written between its calls; a compact
+        /// or small collection comes whole at once.
+        #[test]
+        fn a_scan_returns_every_entry_present_throughout(n in 0usize..400, count in 1usize..40, writes in proptest::collection::vec((0usize..600, any::<bool>()), 0..60), big in any::<bool>()) {
+            let value = if big { "v".repeat(70) } else { "v".to_string() };
+            let mut h = Hash::default();
+            for i in 0..n {
+                h.set(b(&format!("f{i}")), b(&value));
+            }
+            let start = h.clone();
+            let (mut seen, mut deleted) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+            let (mut cursor, mut calls, mut writes) = (0u64, 0, writes.into_iter());
+            loop {
+                let (p, next) = scan(ValueType::Hash, &h.encode(), cursor, count).unwrap().unwrap();
+                let page = Hash::pairs(&p.value).unwrap();
+                if !big || h.len() <= count {
+                    prop_assert_eq!(page.len(), h.len(), "compact or small: whole");
+                    prop_assert_eq!(next, 0);
+                } else if next != 0 {
+                    prop_assert!(page.len() >= count, "a page holds at least COUNT until the last");
+                }
+                seen.extend(page.into_iter().map(|(f, _)| f));
+                calls += 1;
+                prop_assert!(calls <= 1000, "the scan ends");
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+                // Writes between calls: new fields, deletions.
+                if let Some((f, add)) = writes.next() {
+                    if add {
+                        h.set(b(&format!("f{f}")), b(&value));
+                    } else {
+                        h.remove(format!("f{f}").as_bytes());
+                        deleted.insert(b(&format!("f{f}")));
+                    }
+                }
+            }
+            for (f, _) in start.iter() {
+                if !deleted.contains(f) {
+                    prop_assert!(seen.contains(f), "{:?} present throughout but not returned", f);
+                }
+            }
+            prop_assert!(scan(ValueType::String, &h.encode(), 0, count).is_none());
         }
 
         /// A part answers every point read as the whole value does.

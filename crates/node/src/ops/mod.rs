@@ -371,6 +371,7 @@ fn value_reply(live: Option<&Record>, meta_only: bool) -> R {
             elements: None,
             first: 0,
             selected: None,
+            cursor: None,
         }),
     }
 }
@@ -387,6 +388,9 @@ fn read(live: Option<&Record>, g: &pb::Get) -> Applied {
     if let Some(random) = &g.random {
         return random_picks(live, random);
     }
+    if let Some(page) = &g.scan {
+        return scan_page(live, page);
+    }
     let Some(project) = &g.project else { return no_write(value_reply(live, g.meta_only)) };
     let Some((r, v)) = live.and_then(|r| r.value.as_ref().map(|v| (r, v))) else { return no_write(R::Nil(pb::Nil {})) };
     let part = match (&project.window, &project.scores) {
@@ -401,7 +405,7 @@ fn read(live: Option<&Record>, g: &pb::Get) -> Applied {
     };
     match part {
         None => no_write(value_reply(live, true)),
-        Some(part) => part_reply(r, part, None),
+        Some(part) => part_reply(r, part, None, None),
     }
 }
 
@@ -418,8 +422,8 @@ fn select(live: Option<&Record>, selection: &pb::Selection) -> Applied {
         Err(e) => return no_write(e),
     };
     match evenkeel_types::project::select(v, &range, selection.count_only) {
-        Ok((part, selected)) => part_reply(r, Ok(part), Some(selected)),
-        Err(e) => part_reply(r, Err(e), None),
+        Ok((part, selected)) => part_reply(r, Ok(part), Some(selected), None),
+        Err(e) => part_reply(r, Err(e), None, None),
     }
 }
 
@@ -436,7 +440,7 @@ fn random_picks(live: Option<&Record>, random: &pb::Random) -> Applied {
     }
     let n = match evenkeel_types::edit::count_of(v) {
         Ok(n) => n,
-        Err(e) => return part_reply(r, Err(e), None),
+        Err(e) => return part_reply(r, Err(e), None, None),
     };
     let mut rng = rand::rngs::SmallRng::seed_from_u64(random.seed);
     let positions: Vec<usize> = match random.count {
@@ -444,7 +448,7 @@ fn random_picks(live: Option<&Record>, random: &pb::Random) -> Applied {
         None => vec![rng.random_range(0..n)],
         Some(c) if c >= 0 && c as u64 >= n as u64 => {
             let whole = evenkeel_types::project::Projected { value: v.clone(), elements: n as u64, first: 0 };
-            return part_reply(r, Ok(whole), None);
+            return part_reply(r, Ok(whole), None, None);
         }
         Some(c) if c >= 0 => {
             let mut chosen = rand::seq::index::sample(&mut rng, n, c as usize).into_vec();
@@ -456,12 +460,25 @@ fn random_picks(live: Option<&Record>, random: &pb::Random) -> Applied {
         }
         Some(c) => (0..c.unsigned_abs()).map(|_| rng.random_range(0..n)).collect(),
     };
-    part_reply(r, evenkeel_types::project::picks(r.ty, v, &positions).expect("a collection type"), None)
+    part_reply(r, evenkeel_types::project::picks(r.ty, v, &positions).expect("a collection type"), None, None)
+}
+
+/// A GET's `scan`: HSCAN's, SSCAN's or ZSCAN's page from its cursor, and
+/// the next cursor (`evenkeel_types::project::scan`); another type
+/// answers its metadata (WRONGTYPE).
+fn scan_page(live: Option<&Record>, page: &pb::ScanPage) -> Applied {
+    let Some((r, v)) = live.and_then(|r| r.value.as_ref().map(|v| (r, v))) else { return no_write(R::Nil(pb::Nil {})) };
+    let count = usize::try_from(page.count).unwrap_or(usize::MAX);
+    match evenkeel_types::project::scan(r.ty, v, page.cursor, count) {
+        None => no_write(value_reply(live, true)),
+        Some(Ok((part, next))) => part_reply(r, Ok(part), None, Some(next)),
+        Some(Err(e)) => part_reply(r, Err(e), None, None),
+    }
 }
 
 /// The reply of a projected read of `r`: the part, or an internal error
 /// for a corrupt encoding.
-fn part_reply(r: &Record, part: Result<evenkeel_types::project::Projected, evenkeel_types::record::CorruptRecord>, selected: Option<u64>) -> Applied {
+fn part_reply(r: &Record, part: Result<evenkeel_types::project::Projected, evenkeel_types::record::CorruptRecord>, selected: Option<u64>, cursor: Option<u64>) -> Applied {
     match part {
         Err(e) => no_write(error(pb::op_error::Kind::Internal, &e.to_string())),
         Ok(part) => no_write(R::Value(pb::Value {
@@ -472,6 +489,7 @@ fn part_reply(r: &Record, part: Result<evenkeel_types::project::Projected, evenk
             elements: Some(part.elements),
             first: part.first,
             selected,
+            cursor,
         })),
     }
 }
@@ -554,7 +572,7 @@ fn incr_by_float(increment: &[u8], live: Option<&Record>, version: Version) -> A
         Ok(text) => {
             let value = Bytes::from(text);
             let expire = live.and_then(|r| r.expire_at_ms);
-            let reply = R::Value(pb::Value { value: value.clone(), len: value.len() as u64, expire_at_ms: expire.unwrap_or(0), value_type: 0, elements: None, first: 0, selected: None });
+            let reply = R::Value(pb::Value { value: value.clone(), len: value.len() as u64, expire_at_ms: expire.unwrap_or(0), value_type: 0, elements: None, first: 0, selected: None, cursor: None });
             Applied { write: Some(Record::value(value, expire, version)), reply }
         }
         Err(FloatError::NotFloat) => no_write(op_error(pb::op_error::Kind::NotFloat)),

@@ -52,7 +52,7 @@ fn set_keepttl_and_past_expiry() {
 #[test]
 fn expired_records_read_as_absent() {
     let expired = Some(Record::value("v", Some(NOW), 1));
-    assert_eq!(run(Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), expired.clone()).reply, R::Nil(pb::Nil {}));
+    assert_eq!(run(Kind::Get(pb::Get::default()), expired.clone()).reply, R::Nil(pb::Nil {}));
     assert_eq!(run(Kind::Del(pb::Del::default()), expired.clone()), Applied { write: None, reply: R::Integer(0) });
     assert_eq!(run(Kind::IncrBy(pb::IncrBy { delta: 1 }), expired).reply, R::Integer(1));
 }
@@ -110,7 +110,7 @@ fn getex_reads_then_changes_the_expiry() {
     use pb::get_ex::Change;
     let getex = |change| Kind::GetEx(pb::GetEx { change });
     let with_ttl = Some(Record::value("v", Some(NOW + 100), 1));
-    let value = |at| R::Value(pb::Value { value: Bytes::from_static(b"v"), len: 1, expire_at_ms: at, value_type: 0, elements: None, first: 0, selected: None });
+    let value = |at| R::Value(pb::Value { value: Bytes::from_static(b"v"), len: 1, expire_at_ms: at, value_type: 0, elements: None, first: 0, selected: None, cursor: None });
     assert_eq!(run(getex(None), with_ttl.clone()), Applied { write: None, reply: value(NOW + 100) });
     let a = run(getex(Some(Change::AtMs((NOW + 500) as i64))), live("v"));
     assert_eq!(a, Applied { write: Some(Record::value("v", Some(NOW + 500), V)), reply: value(0) });
@@ -312,12 +312,12 @@ fn string_commands_refuse_a_hash_and_key_commands_keep_its_type() {
     assert_eq!((persisted.ty, persisted.expire_at_ms), (ValueType::Hash, None));
     let renamed = apply_multi(&Kind::Rename(pb::Rename { to: Bytes::from_static(b"b"), nx: false }), &[h.clone(), None], NOW, &[10, 11]);
     assert_eq!(renamed.writes[1].1.ty, ValueType::Hash);
-    assert!(matches!(hrun(Kind::Get(pb::Get { meta_only: true, project: None, select: None, random: None }), h).reply, R::Value(ref v) if v.value_type == pb::ValueType::Hash as i32));
+    assert!(matches!(hrun(Kind::Get(pb::Get { meta_only: true, ..Default::default() }), h).reply, R::Value(ref v) if v.value_type == pb::ValueType::Hash as i32));
 }
 
 #[test]
 fn a_projected_get_answers_the_part_the_read_needs() {
-    let project = |names: &[&str]| Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names.iter().map(|n| Bytes::copy_from_slice(n.as_bytes())).collect(), ..Default::default() }), select: None, random: None });
+    let project = |names: &[&str]| Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names.iter().map(|n| Bytes::copy_from_slice(n.as_bytes())).collect(), ..Default::default() }), ..Default::default() });
     let h = hash_record(&[("a", "1"), ("b", "2"), ("c", "3")], Some(NOW + 9));
     let R::Value(v) = hrun(project(&["c"]), h.clone()).reply else { panic!("a value") };
     assert_eq!(Hash::decode(&v.value).unwrap().get(b"c"), Some(&Bytes::from_static(b"3")));
@@ -335,7 +335,7 @@ fn a_projected_get_answers_the_part_the_read_needs() {
 fn a_selecting_get_answers_the_members_a_range_selects_or_how_many() {
     let select = |by: pb::z_range::By, min: &'static str, max: &'static str, rev: bool, limit: Option<(i64, i64)>, count_only: bool| {
         let range = pb::ZRange { by: by as i32, min: Bytes::from_static(min.as_bytes()), max: Bytes::from_static(max.as_bytes()), rev, offset: limit.map(|l| l.0), count: limit.map_or(0, |l| l.1) };
-        Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: vec![Bytes::from_static(b"a")], ..Default::default() }), select: Some(pb::Selection { range: Some(range), count_only }), random: None })
+        Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: vec![Bytes::from_static(b"a")], ..Default::default() }), select: Some(pb::Selection { range: Some(range), count_only }), ..Default::default() })
     };
     use pb::z_range::By;
     let z = zset_record(&[("a", 0.0), ("b", 0.0), ("c", 0.0), ("d", 0.0), ("e", 0.0)]);
@@ -356,7 +356,7 @@ fn a_selecting_get_answers_the_members_a_range_selects_or_how_many() {
 
 #[test]
 fn a_random_get_answers_the_picks_drawn_from_its_seed() {
-    let random = |count: Option<i64>, seed: u64| Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: Some(pb::Random { count, seed }) });
+    let random = |count: Option<i64>, seed: u64| Kind::Get(pb::Get { random: Some(pb::Random { count, seed }), ..Default::default() });
     let names: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
     let s = set_record(&names.iter().map(String::as_str).collect::<Vec<_>>());
     let picks = |count, seed| {
@@ -383,6 +383,32 @@ fn a_random_get_answers_the_picks_drawn_from_its_seed() {
     assert_eq!((v.value.len(), v.elements, v.value_type), (0, None, pb::ValueType::String as i32), "another type: its metadata, for WRONGTYPE");
     let R::Value(v) = hrun(random(Some(2), 9), zset_record(&[("a", 1.0), ("b", 2.0), ("c", 3.0)])).reply else { panic!("a value") };
     assert_eq!((ZSet::decode(&v.value).unwrap().len(), v.elements), (2, Some(3)));
+}
+
+#[test]
+fn a_scanning_get_answers_a_page_and_the_next_cursor() {
+    let scan = |cursor: u64, count: u64| Kind::Get(pb::Get { scan: Some(pb::ScanPage { cursor, count }), ..Default::default() });
+    let names: Vec<String> = (0..200).map(|i| format!("m{i}")).collect();
+    let s = set_record(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    let (mut cursor, mut seen) = (0, Vec::new());
+    loop {
+        let R::Value(v) = hrun(scan(cursor, 30), s.clone()).reply else { panic!("a value") };
+        assert_eq!((v.elements, v.value_type), (Some(200), pb::ValueType::Set as i32));
+        seen.extend(Hash::pairs(&v.value).unwrap().into_iter().map(|(m, _)| String::from_utf8(m.to_vec()).unwrap()));
+        cursor = v.cursor.expect("a next cursor");
+        if cursor == 0 {
+            break;
+        }
+    }
+    seen.sort();
+    let mut want = names.clone();
+    want.sort();
+    assert_eq!(seen, want, "every member once, with no writes between the calls");
+    let R::Value(v) = hrun(scan(0, 500), s.clone()).reply else { panic!("a value") };
+    assert_eq!((v.cursor, v.value.len()), (Some(0), s.as_ref().unwrap().value.as_ref().unwrap().len()), "COUNT past the size: whole");
+    assert_eq!(hrun(scan(0, 10), None).reply, R::Nil(pb::Nil {}), "no key: nil");
+    let R::Value(v) = hrun(scan(0, 10), list_record(&["a"])).reply else { panic!("a value") };
+    assert_eq!((v.value.len(), v.elements, v.cursor), (0, None, None), "a list: its metadata, for WRONGTYPE");
 }
 
 fn set_record(members: &[&str]) -> Option<Record> {

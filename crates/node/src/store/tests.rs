@@ -23,7 +23,7 @@ fn set(value: &str, expire_at_ms: Option<u64>) -> Kind {
 }
 
 fn get(store: &Store, key: &[u8], now: u64) -> Option<Bytes> {
-    match store.execute(key_partition(key, N), key, &Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), now).unwrap() {
+    match store.execute(key_partition(key, N), key, &Kind::Get(pb::Get::default()), now).unwrap() {
         R::Value(v) => Some(v.value),
         R::Nil(_) => None,
         other => panic!("unexpected {other:?}"),
@@ -107,7 +107,7 @@ fn a_transaction_reads_its_own_writes_and_commits_them_together() {
     let ops = vec![
         op(&a, set("1", None)),
         op(&a, Kind::IncrBy(pb::IncrBy { delta: 5 })),
-        op(&a, Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None })),
+        op(&a, Kind::Get(pb::Get::default())),
         op(&a, Kind::Rename(pb::Rename { to: b.clone(), nx: false })),
         op(&b, Kind::Append(pb::Append { value: Bytes::from_static(b"x") })),
     ];
@@ -811,7 +811,7 @@ fn execute_admitted_returns_the_record_involved() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
     let p = key_partition(b"r", N);
-    let get = Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None });
+    let get = Kind::Get(pb::Get::default());
     assert_eq!(recorded(&s, p, &get).1, None);
     let (_, written) = recorded(&s, p, &set("1", Some(9000)));
     let written = written.expect("a write returns its record");
@@ -841,7 +841,7 @@ fn a_write_is_admitted_under_the_partition_lock() {
     };
     s.execute_admitted(p, b"r", &set("1", None), 1000, admit).unwrap().unwrap();
     assert_eq!(asked.get(), Some(true), "a write asks with the partition locked");
-    s.execute_admitted(p, b"r", &Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), 1000, admit).unwrap().unwrap();
+    s.execute_admitted(p, b"r", &Kind::Get(pb::Get::default()), 1000, admit).unwrap().unwrap();
     assert_eq!(asked.get(), Some(false), "a read takes no lock");
     let log_next = s.log_next(p).unwrap();
     assert_eq!(s.execute_admitted(p, b"r", &set("2", None), 1000, || Err("fenced")).unwrap(), Err("fenced"));
@@ -1064,7 +1064,7 @@ impl evenkeel_script::Commands for ScriptCommands {
         let reply = |kind| pb::Reply { kind: Some(kind) };
         match (&a[0][..], a.len()) {
             (b"get", 2) => Call::Ops {
-                ops: vec![(a[1].clone(), Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }))],
+                ops: vec![(a[1].clone(), Kind::Get(pb::Get::default()))],
                 write: false,
                 answer: Box::new(move |mut r| match r.pop() {
                     Some(R::Value(v)) => reply(pb::reply::Kind::Bulk(v.value)),

@@ -24,7 +24,7 @@ fn set(value: &str) -> Kind {
 }
 
 fn get() -> Kind {
-    Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None })
+    Kind::Get(pb::Get::default())
 }
 
 async fn execute(node: &TestNode, ops: Vec<pb::Op>) -> Vec<pb::OpResult> {

@@ -59,7 +59,7 @@ pub fn partition_of(key: &[u8]) -> u32 {
 /// One GET. The node owns nothing (no routing table), so it is refused, but
 /// it runs the whole Execute path: in-flight count, failpoints, latency.
 pub fn get(key: &str) -> pb::ExecuteRequest {
-    let op = pb::Op { partition: partition_of(key.as_bytes()), key: key.to_string().into(), kind: Some(pb::op::Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None })), want_record: false, track: false, waiter: 0 };
+    let op = pb::Op { partition: partition_of(key.as_bytes()), key: key.to_string().into(), kind: Some(pb::op::Kind::Get(pb::Get::default())), want_record: false, track: false, waiter: 0 };
     pb::ExecuteRequest { epoch: 1, ops: vec![op], router: 0 }
 }
 

@@ -26,7 +26,7 @@ fn bit_offset(raw: &[u8]) -> Result<u64, Frame> {
 
 pub fn getbit(a: &[Bytes]) -> Result<Planned, Frame> {
     let offset = bit_offset(&a[2])?;
-    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::Bit { offset }))
+    Ok(Planned::one(&a[1], Kind::Get(pb::Get::default()), Shape::Bit { offset }))
 }
 
 pub fn setbit(a: &[Bytes]) -> Result<Planned, Frame> {
@@ -47,7 +47,7 @@ pub fn setbit(a: &[Bytes]) -> Result<Planned, Frame> {
 pub fn bitfield(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     let fields = evenkeel_types::bitfield::parse(&a[2..], MAX_VALUE_BYTES).map_err(|e| Frame::error(e.message()))?;
     if evenkeel_types::bitfield::read_only(&fields) {
-        return Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::BitField(fields)));
+        return Ok(Planned::one(&a[1], Kind::Get(pb::Get::default()), Shape::BitField(fields)));
     }
     if name == "bitfield_ro" {
         return Err(Frame::error("ERR BITFIELD_RO only supports the GET subcommand"));
@@ -117,7 +117,7 @@ pub fn bitcount(a: &[Bytes]) -> Result<Planned, Frame> {
         },
         _ => BitCountArgs::Syntax,
     };
-    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::BitCount(args)))
+    Ok(Planned::one(&a[1], Kind::Get(pb::Get::default()), Shape::BitCount(args)))
 }
 
 /// BITPOS's arguments: the bit sought (checked at once) and the range,
@@ -165,7 +165,7 @@ pub fn bitpos(a: &[Bytes]) -> Result<Planned, Frame> {
         },
         _ => BitPosRange::Syntax,
     };
-    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::BitPos(BitPosArgs { bit, range })))
+    Ok(Planned::one(&a[1], Kind::Get(pb::Get::default()), Shape::BitPos(BitPosArgs { bit, range })))
 }
 
 /// BITPOS's answer for `value`, by Redis 7's `bitposCommand`: the first

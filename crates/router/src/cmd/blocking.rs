@@ -167,7 +167,7 @@ async fn pin_dollar_ids(r: &Router, a: &[Bytes]) -> Vec<Bytes> {
     if keys.is_empty() {
         return a.to_vec();
     }
-    let ops: Vec<_> = keys.iter().map(|k| crate::dispatch::KeyOp::new(k.clone(), Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }))).collect();
+    let ops: Vec<_> = keys.iter().map(|k| crate::dispatch::KeyOp::new(k.clone(), Kind::Get(pb::Get::default()))).collect();
     let mut last_ids = Vec::new();
     for (key, outcome) in keys.into_iter().zip(r.dispatcher.run(&ops).await) {
         let id = match outcome {

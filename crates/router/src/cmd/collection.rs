@@ -14,26 +14,26 @@ use rand::RngExt;
 /// it on the node: a point read of a big collection ships and decodes a
 /// few entries, not the whole value.
 pub(crate) fn get_entries(names: Vec<Bytes>) -> Kind {
-    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names, ..Default::default() }), select: None, random: None })
+    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { entries: names, ..Default::default() }), ..Default::default() })
 }
 
 /// A GET of a list's elements, or a sorted set's members by rank, at
 /// positions `start..=stop` as LRANGE reads them (`rev`: from the end).
 pub(crate) fn get_window(start: i64, stop: i64, rev: bool) -> Kind {
-    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { window: Some(pb::Window { start, stop, rev }), ..Default::default() }), select: None, random: None })
+    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { window: Some(pb::Window { start, stop, rev }), ..Default::default() }), ..Default::default() })
 }
 
 /// A GET of the members of a sorted set a range by score and its LIMIT
 /// select (`range` as the node reads it).
 pub(crate) fn get_scores(range: pb::ZRange) -> Kind {
-    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { scores: Some(range), ..Default::default() }), select: None, random: None })
+    Kind::Get(pb::Get { meta_only: false, project: Some(pb::Projection { scores: Some(range), ..Default::default() }), ..Default::default() })
 }
 
 /// A GET of the members of a sorted set a range (by score or lex, LIMIT
 /// and REV included) selects, or with `count_only` of how many they are
 /// (ZCOUNT, ZLEXCOUNT); a node from before `select` answers the whole.
 pub(crate) fn get_selection(range: pb::ZRange, count_only: bool) -> Kind {
-    Kind::Get(pb::Get { meta_only: false, project: None, select: Some(pb::Selection { range: Some(range), count_only }), random: None })
+    Kind::Get(pb::Get { select: Some(pb::Selection { range: Some(range), count_only }), ..Default::default() })
 }
 
 /// Whether a GET's value is a part of its collection (see
@@ -89,28 +89,57 @@ pub(crate) fn rand_args(a: &[Bytes], with: &[u8]) -> Result<(Option<i64>, bool),
     Ok((Some(count), paired))
 }
 
-/// HSCAN's and SSCAN's options; an error among them answers only for a
-/// key that exists.
-pub(crate) fn scan_options(args: &[Bytes]) -> Result<Option<Bytes>, Frame> {
-    let mut pattern = None;
+/// Redis's COUNT when a SCAN gives none.
+pub(crate) const SCAN_COUNT: u64 = 10;
+
+/// HSCAN's, SSCAN's and ZSCAN's options: MATCH's pattern and COUNT; an
+/// error among them answers only for a key that exists.
+pub(crate) fn scan_options(args: &[Bytes]) -> Result<(Option<Bytes>, u64), Frame> {
+    let (mut pattern, mut count) = (None, SCAN_COUNT);
     for pair in args.chunks(2) {
         let [option, value] = pair else { return Err(syntax_error()) };
         match String::from_utf8_lossy(option).to_ascii_uppercase().as_str() {
-            "COUNT" => {
-                if int_arg(value)? < 1 {
-                    return Err(syntax_error());
-                }
-            }
+            "COUNT" => match int_arg(value)? {
+                n if n < 1 => return Err(syntax_error()),
+                n => count = n as u64,
+            },
             "MATCH" => pattern = Some(value.clone()).filter(|p| &p[..] != b"*"),
             _ => return Err(syntax_error()),
         }
     }
-    Ok(pattern)
+    Ok((pattern, count))
 }
 
-/// HSCAN's and SSCAN's reply: the whole value at once, so the cursor is 0.
-pub(crate) fn whole_scan_reply(items: Vec<Frame>) -> Frame {
-    super::keys::scan_reply(0, items)
+/// HSCAN's, SSCAN's and ZSCAN's `key cursor [options]`: MATCH's pattern
+/// (or the options' error, which answers only for a key that exists) and
+/// the GET of the page ([`get_scan`]; of the whole value when the options
+/// do not read).
+pub(crate) fn scan_args(a: &[Bytes]) -> Result<(Result<Option<Bytes>, Frame>, Kind), Frame> {
+    let cursor = super::keys::parse_cursor(&a[2]).ok_or_else(|| Frame::error("ERR invalid cursor"))?;
+    let options = scan_options(&a[3..]);
+    let get = match &options {
+        Ok((_, count)) => get_scan(cursor, *count),
+        Err(_) => Kind::Get(pb::Get::default()),
+    };
+    Ok((options.map(|(pattern, _)| pattern), get))
+}
+
+/// A GET of HSCAN's, SSCAN's or ZSCAN's page from `cursor`, cut on the
+/// node (`evenkeel_types::project::scan`): a big collection pages as
+/// Redis's hash table does; a small one comes whole with cursor 0.
+pub(crate) fn get_scan(cursor: u64, count: u64) -> Kind {
+    Kind::Get(pb::Get { scan: Some(pb::ScanPage { cursor, count }), ..Default::default() })
+}
+
+/// The cursor to answer a scan with: the node's next, or 0 for a whole
+/// value (a node from before `Get.scan`) or no key.
+pub(crate) fn next_cursor(value: Option<&pb::Value>) -> u64 {
+    value.and_then(|v| v.cursor).unwrap_or(0)
+}
+
+/// HSCAN's, SSCAN's and ZSCAN's reply: the next cursor, then the items.
+pub(crate) fn scan_page_reply(cursor: u64, items: Vec<Frame>) -> Frame {
+    super::keys::scan_reply(cursor, items)
 }
 
 /// Most picks a negative HRANDFIELD, SRANDMEMBER or ZRANDMEMBER count
@@ -127,7 +156,7 @@ pub(crate) fn get_random(count: Option<i64>) -> Option<Kind> {
         return None;
     }
     let random = pb::Random { count, seed: rand::rng().random() };
-    Some(Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: Some(random) }))
+    Some(Kind::Get(pb::Get { random: Some(random), ..Default::default() }))
 }
 
 /// HRANDFIELD and SRANDMEMBER by Redis 7's cases, over `entries` (fields

@@ -25,7 +25,7 @@ use evenkeel_types::unix_ms;
 
 /// DUMP key: the key's value as Redis's payload, or null.
 pub fn dump(a: &[Bytes]) -> Result<Planned, Frame> {
-    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::Dump))
+    Ok(Planned::one(&a[1], Kind::Get(pb::Get::default()), Shape::Dump))
 }
 
 /// The payload for the key's GET.
@@ -85,7 +85,7 @@ pub fn restore(a: &[Bytes]) -> Result<Planned, Frame> {
         Ok(r) => Ok(Planned::one(&a[1], Kind::Restore(r), Shape::Ok)),
         Err(e) if replace => Err(e),
         // BUSYKEY comes before these errors: ask whether the key exists.
-        Err(e) => Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: true, project: None, select: None, random: None }), Shape::RestoreRefused(e))),
+        Err(e) => Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: true, ..Default::default() }), Shape::RestoreRefused(e))),
     }
 }
 

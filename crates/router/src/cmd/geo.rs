@@ -103,7 +103,7 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         }
         _ => GeoRead::Search(a.to_vec()),
     };
-    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::Geo(Box::new(read))))
+    Ok(Planned::one(&a[1], Kind::Get(pb::Get::default()), Shape::Geo(Box::new(read))))
 }
 
 /// The reply from the key's GET.

@@ -68,9 +68,10 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
             let (count, with_values) = collection::rand_args(a, b"withvalues")?;
             HashRead::RandField { count, with_values }
         }
-        // The cursor is checked, then unused: a hash is returned whole.
-        "hscan" if super::keys::parse_cursor(&a[2]).is_none() => return Err(Frame::error("ERR invalid cursor")),
-        "hscan" => HashRead::Scan(collection::scan_options(&a[3..])),
+        "hscan" => {
+            let (options, get) = collection::scan_args(a)?;
+            return Ok(Planned::one(&a[1], get, Shape::Hash(HashRead::Scan(options))));
+        }
         other => unreachable!("{other} is not a hash read"),
     };
     let get = match &read {
@@ -78,7 +79,7 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         HashRead::MGet(fields) => collection::get_entries(fields.clone()),
         HashRead::Len => collection::get_entries(Vec::new()),
         HashRead::RandField { count, .. } if let Some(get) = collection::get_random(*count) => get,
-        _ => Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }),
+        _ => Kind::Get(pb::Get::default()),
     };
     Ok(Planned::one(&a[1], get, Shape::Hash(read)))
 }
@@ -94,7 +95,7 @@ pub(crate) fn answer(read: &HashRead, value: Option<&pb::Value>) -> Frame {
                 let values: Vec<(&Bytes, Frame)> = pairs.iter().flatten().map(|(f, v)| (f, Frame::Bulk(v.clone()))).collect();
                 collection::picks_reply(values.iter().map(|(f, v)| (*f, v)).collect(), *count, *with_values)
             }
-            Ok(pairs) => listing(read, pairs.as_deref()),
+            Ok(pairs) => listing(read, pairs.as_deref(), collection::next_cursor(value)),
             Err(e) => e,
         };
     }
@@ -115,7 +116,7 @@ pub(crate) fn answer(read: &HashRead, value: Option<&pb::Value>) -> Frame {
 
 /// The reply to a read that lists the hash, from its fields and values in
 /// order (None: no key).
-fn listing(read: &HashRead, pairs: Option<&[(Bytes, Bytes)]>) -> Frame {
+fn listing(read: &HashRead, pairs: Option<&[(Bytes, Bytes)]>, cursor: u64) -> Frame {
     let all = pairs.unwrap_or_default();
     match read {
         HashRead::GetAll => Frame::Map(all.iter().map(|(f, v)| (Frame::Bulk(f.clone()), Frame::Bulk(v.clone()))).collect()),
@@ -128,14 +129,14 @@ fn listing(read: &HashRead, pairs: Option<&[(Bytes, Bytes)]>) -> Frame {
         }
         HashRead::Scan(options) => {
             if pairs.is_none() {
-                return collection::whole_scan_reply(Vec::new());
+                return collection::scan_page_reply(0, Vec::new());
             }
             let pattern = match options {
                 Ok(pattern) => pattern,
                 Err(e) => return e.clone(),
             };
             let matching = all.iter().filter(|(f, _)| pattern.as_ref().is_none_or(|p| glob_match(p, f)));
-            collection::whole_scan_reply(matching.flat_map(|(f, v)| [Frame::Bulk(f.clone()), Frame::Bulk(v.clone())]).collect())
+            collection::scan_page_reply(cursor, matching.flat_map(|(f, v)| [Frame::Bulk(f.clone()), Frame::Bulk(v.clone())]).collect())
         }
         other => unreachable!("{other:?} does not list the hash"),
     }

@@ -17,7 +17,7 @@ pub fn del(a: &[Bytes]) -> Result<Planned, Frame> {
 }
 
 pub fn exists(a: &[Bytes]) -> Result<Planned, Frame> {
-    Ok(Planned::per_key(&a[1..], Kind::Get(pb::Get { meta_only: true, project: None, select: None, random: None }), Shape::Present))
+    Ok(Planned::per_key(&a[1..], Kind::Get(pb::Get { meta_only: true, ..Default::default() }), Shape::Present))
 }
 
 pub fn persist(a: &[Bytes]) -> Result<Planned, Frame> {
@@ -79,7 +79,7 @@ pub fn copy(a: &[Bytes]) -> Result<Planned, Frame> {
 
 /// TYPE: the value's type, `none` for no key.
 pub fn key_type(a: &[Bytes]) -> Result<Planned, Frame> {
-    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: true, project: None, select: None, random: None }), Shape::Type))
+    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: true, ..Default::default() }), Shape::Type))
 }
 
 /// EXPIRE and PEXPIRE (relative), EXPIREAT and PEXPIREAT (a Unix time).
@@ -126,11 +126,11 @@ fn expire_condition(flags: &[Bytes]) -> Result<pb::ExpireCondition, Frame> {
 }
 
 pub fn ttl(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
-    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: true, project: None, select: None, random: None }), Shape::Ttl { millis: name == "pttl" }))
+    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: true, ..Default::default() }), Shape::Ttl { millis: name == "pttl" }))
 }
 
 pub fn expiretime(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
-    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: true, project: None, select: None, random: None }), Shape::ExpireTime { millis: name == "pexpiretime" }))
+    Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: true, ..Default::default() }), Shape::ExpireTime { millis: name == "pexpiretime" }))
 }
 
 /// Keys a KEYS call asks one node for at a time.

@@ -57,7 +57,7 @@ fn options(args: &[Bytes]) -> Result<LcsArgs, Frame> {
 }
 
 pub fn lcs(a: &[Bytes]) -> Result<Planned, Frame> {
-    Ok(Planned::per_key(&a[1..3], Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::Lcs(Box::new(options(&a[3..])))))
+    Ok(Planned::per_key(&a[1..3], Kind::Get(pb::Get::default()), Shape::Lcs(Box::new(options(&a[3..])))))
 }
 
 /// LCS's reply from the two keys' GETs.

@@ -99,7 +99,7 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         ListRead::Len | ListRead::Index(Err(_)) => super::collection::get_entries(Vec::new()),
         ListRead::Index(Ok(i)) => super::collection::get_window(*i, *i, false),
         ListRead::Range(start, stop) => super::collection::get_window(*start, *stop, false),
-        ListRead::Pos { .. } => Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }),
+        ListRead::Pos { .. } => Kind::Get(pb::Get::default()),
     };
     Ok(Planned::one(&a[1], get, Shape::List(read)))
 }

@@ -62,7 +62,7 @@ pub fn object(a: &[Bytes]) -> Result<Planned, Frame> {
         ("HELP" | "ENCODING" | "REFCOUNT" | "IDLETIME" | "FREQ", _) => return Err(wrong_arity(&format!("object|{}", sub.to_ascii_lowercase()))),
         _ => return Err(Frame::error(format!("ERR unknown subcommand '{}'. Try OBJECT HELP.", super::c_str(&a[1], 128)))),
     };
-    Ok(Planned::one(&a[2], Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::Object(query)))
+    Ok(Planned::one(&a[2], Kind::Get(pb::Get::default()), Shape::Object(query)))
 }
 
 /// The reply from the key's GET (Nil: no key, answered null).
@@ -148,7 +148,7 @@ pub fn memory(a: &[Bytes]) -> Result<Planned, Frame> {
                 }
                 j += 2;
             }
-            Ok(Planned::one(&a[2], Kind::Get(pb::Get { meta_only: true, project: None, select: None, random: None }), Shape::MemoryUsage(a[2].len())))
+            Ok(Planned::one(&a[2], Kind::Get(pb::Get { meta_only: true, ..Default::default() }), Shape::MemoryUsage(a[2].len())))
         }
         ("HELP" | "USAGE", _) => Err(wrong_arity(&format!("memory|{}", sub.to_ascii_lowercase()))),
         ("DOCTOR" | "STATS" | "MALLOC-STATS" | "PURGE", _) => Err(Frame::error(format!("ERR MEMORY {sub} is not served by evenkeel (its memory is per node; see INFO memory and /metrics)"))),

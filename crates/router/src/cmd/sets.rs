@@ -71,7 +71,7 @@ pub fn combine(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         "sinter" => Combine::Inter,
         _ => Combine::Diff,
     };
-    Ok(Planned::per_key(&a[1..], Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::SetCombine(op)))
+    Ok(Planned::per_key(&a[1..], Kind::Get(pb::Get::default()), Shape::SetCombine(op)))
 }
 
 /// SINTERCARD numkeys key... [LIMIT n]: the intersection's size (at most
@@ -94,7 +94,7 @@ pub fn intercard(a: &[Bytes]) -> Result<Planned, Frame> {
         }
     }
     super::keys::one_slot(keys.iter())?;
-    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::SetInterCard(limit)))
+    Ok(Planned::per_key(keys, Kind::Get(pb::Get::default()), Shape::SetInterCard(limit)))
 }
 
 /// The read commands of one set: a GET (of the members SISMEMBER and
@@ -114,8 +114,10 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
             };
             SetRead::Rand(count)
         }
-        "sscan" if super::keys::parse_cursor(&a[2]).is_none() => return Err(Frame::error("ERR invalid cursor")),
-        "sscan" => SetRead::Scan(collection::scan_options(&a[3..])),
+        "sscan" => {
+            let (options, get) = collection::scan_args(a)?;
+            return Ok(Planned::one(&a[1], get, Shape::SetRead(SetRead::Scan(options))));
+        }
         other => unreachable!("{other} is not a set read"),
     };
     let get = match &read {
@@ -123,7 +125,7 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         SetRead::MIsMember(ms) => collection::get_entries(ms.clone()),
         SetRead::Card => collection::get_entries(Vec::new()),
         SetRead::Rand(count) if let Some(get) = collection::get_random(*count) => get,
-        _ => Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }),
+        _ => Kind::Get(pb::Get::default()),
     };
     Ok(Planned::one(&a[1], get, Shape::SetRead(read)))
 }
@@ -173,7 +175,7 @@ pub(crate) fn answer(read: &SetRead, value: Option<&pb::Value>) -> Frame {
     }
     if matches!(read, SetRead::Members | SetRead::Rand(_) | SetRead::Scan(_)) {
         return match collection::typed_value(value, pb::ValueType::Set, listed) {
-            Ok(members) => listing(read, members),
+            Ok(members) => listing(read, members, collection::next_cursor(value)),
             Err(e) => e,
         };
     }
@@ -192,7 +194,7 @@ pub(crate) fn answer(read: &SetRead, value: Option<&pb::Value>) -> Frame {
 
 /// The reply to a read that lists the set, from its members as listed
 /// (None: no key).
-fn listing(read: &SetRead, members: Option<Vec<Bytes>>) -> Frame {
+fn listing(read: &SetRead, members: Option<Vec<Bytes>>, cursor: u64) -> Frame {
     match read {
         SetRead::Members => bulks(members.unwrap_or_default()),
         SetRead::Rand(count) => {
@@ -201,13 +203,13 @@ fn listing(read: &SetRead, members: Option<Vec<Bytes>>) -> Frame {
             collection::random_entries(&entries, *count, false)
         }
         SetRead::Scan(options) => {
-            let Some(members) = members else { return collection::whole_scan_reply(Vec::new()) };
+            let Some(members) = members else { return collection::scan_page_reply(0, Vec::new()) };
             let pattern = match options {
                 Ok(pattern) => pattern,
                 Err(e) => return e.clone(),
             };
             let matching = members.into_iter().filter(|m| pattern.as_ref().is_none_or(|p| crate::glob::glob_match(p, m)));
-            collection::whole_scan_reply(matching.map(Frame::Bulk).collect())
+            collection::scan_page_reply(cursor, matching.map(Frame::Bulk).collect())
         }
         other => unreachable!("{other:?} does not list the set"),
     }

@@ -65,7 +65,7 @@ pub fn sort_command(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
         j += 1;
     }
     let Some(target) = store else {
-        return Ok(Planned::one(&a[1], Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::Sort(Box::new(SortRead { spec, gets }))));
+        return Ok(Planned::one(&a[1], Kind::Get(pb::Get::default()), Shape::Sort(Box::new(SortRead { spec, gets }))));
     };
     super::keys::one_slot([&target, &a[1]].into_iter())?;
     let op = pb::SortStore {

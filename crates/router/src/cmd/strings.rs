@@ -12,7 +12,7 @@ use evenkeel_rpc::pb::{self, op::Kind};
 use evenkeel_types::unix_ms;
 
 fn get_kind(meta_only: bool) -> Kind {
-    Kind::Get(pb::Get { meta_only, project: None, select: None, random: None })
+    Kind::Get(pb::Get { meta_only, project: None, ..Default::default() })
 }
 
 pub fn get(a: &[Bytes]) -> Result<Planned, Frame> {

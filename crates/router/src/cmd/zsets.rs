@@ -215,7 +215,7 @@ fn read_of(key: &Bytes, read: ZSetRead) -> Planned {
         ZSetRead::Card => collection::get_entries(Vec::new()),
         ZSetRead::Rand { count, .. } if let Some(get) = collection::get_random(*count) => get,
         ZSetRead::Range { range: Range { bounds: Bounds::Rank { start, stop }, rev, limit: None }, .. } => collection::get_window(*start, *stop, *rev),
-        _ => Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }),
+        _ => Kind::Get(pb::Get::default()),
     };
     Planned::one(key, get, Shape::ZSet(Box::new(read)))
 }
@@ -239,8 +239,10 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
             let (count, withscores) = collection::rand_args(a, b"withscores")?;
             ZSetRead::Rand { count, withscores }
         }
-        "zscan" if super::keys::parse_cursor(&a[2]).is_none() => return Err(Frame::error("ERR invalid cursor")),
-        "zscan" => ZSetRead::Scan(collection::scan_options(&a[3..])),
+        "zscan" => {
+            let (options, get) = collection::scan_args(a)?;
+            return Ok(Planned::one(&a[1], get, Shape::ZSet(Box::new(ZSetRead::Scan(options)))));
+        }
         other => unreachable!("{other} is not a sorted set read"),
     };
     Ok(read_of(&a[1], read))
@@ -303,7 +305,7 @@ pub fn combine(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     let (keys, options) = numkeys(name, a, 1)?;
     super::keys::one_slot(keys.iter())?;
     let combine = combine_options(combine_op(name), keys.len(), options, false);
-    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::ZCombine(Box::new(combine))))
+    Ok(Planned::per_key(keys, Kind::Get(pb::Get::default()), Shape::ZCombine(Box::new(combine))))
 }
 
 /// ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE dst numkeys key... [options]: one
@@ -313,7 +315,7 @@ pub fn store(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
     let (keys, options) = numkeys(name, a, 2)?;
     super::keys::one_slot(std::iter::once(&a[1]).chain(keys))?;
     match combine_options(combine_op(name), keys.len(), options, true) {
-        Err(e) => Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::ZCombine(Box::new(Err(e))))),
+        Err(e) => Ok(Planned::per_key(keys, Kind::Get(pb::Get::default()), Shape::ZCombine(Box::new(Err(e))))),
         Ok(c) => {
             let op = match c.op {
                 Combine::Union => pb::z_store::Op::Union,
@@ -336,7 +338,7 @@ pub fn intercard(a: &[Bytes]) -> Result<Planned, Frame> {
     let (keys, options) = numkeys("zintercard", a, 1)?;
     super::keys::one_slot(keys.iter())?;
     let limit = intercard_limit(options);
-    Ok(Planned::per_key(keys, Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), Shape::ZInterCard(limit)))
+    Ok(Planned::per_key(keys, Kind::Get(pb::Get::default()), Shape::ZInterCard(limit)))
 }
 
 /// ZINTERCARD's options: LIMIT n, any number of times (the last counts).
@@ -467,14 +469,14 @@ pub(crate) fn answer(read: &ZSetRead, value: Option<&pb::Value>) -> Frame {
             collection::random_entries(&refs, *count, *withscores)
         }
         ZSetRead::Scan(options) => {
-            let Some(z) = z else { return collection::whole_scan_reply(Vec::new()) };
+            let Some(z) = z else { return collection::scan_page_reply(0, Vec::new()) };
             let pattern = match options {
                 Ok(pattern) => pattern,
                 Err(e) => return e.clone(),
             };
             let matching = z.iter().filter(|(m, _)| pattern.as_ref().is_none_or(|p| crate::glob::glob_match(p, m)));
             let items = matching.flat_map(|(m, s)| [Frame::Bulk(m.clone()), Frame::Bulk(Bytes::from(stored_score(s)))]).collect();
-            collection::whole_scan_reply(items)
+            collection::scan_page_reply(collection::next_cursor(value), items)
         }
     }
 }

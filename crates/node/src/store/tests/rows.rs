@@ -51,14 +51,14 @@ fn every_way_a_record_changes_is_seen_by_the_next_read() {
     exec(&s, c, set("ttl", Some(100)), 20);
     assert_eq!(get(&s, c, 50), Some(Bytes::from_static(b"ttl")));
     assert_eq!(s.sweep_expired(200, 100, |_| true).unwrap(), 1);
-    let stored = s.execute_admitted(p, c, &Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), 50, || Ok::<(), ()>(())).unwrap().unwrap().1;
+    let stored = s.execute_admitted(p, c, &Kind::Get(pb::Get::default()), 50, || Ok::<(), ()>(())).unwrap().unwrap().1;
     assert!(stored.is_some_and(|r| r.value.is_none()), "the sweeper's tombstone, even read at a time before the expiry");
 
     // A delete, then the tombstone's collection: the cached tombstone goes.
     exec(&s, a, Kind::Del(pb::Del::default()), 300);
     assert_eq!(get(&s, a, 301), None);
     assert!(s.collect_tombstones(u64::MAX, 100, |_| true).unwrap() >= 1);
-    let stored = s.execute_admitted(p, a, &Kind::Get(pb::Get { meta_only: false, project: None, select: None, random: None }), 302, || Ok::<(), ()>(())).unwrap().unwrap().1;
+    let stored = s.execute_admitted(p, a, &Kind::Get(pb::Get::default()), 302, || Ok::<(), ()>(())).unwrap().unwrap().1;
     assert_eq!(stored, None, "collected: no record at all, not the cached tombstone");
 
     // Retire: reads find nothing at once; after the revive (the next
