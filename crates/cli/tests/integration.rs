@@ -1755,6 +1755,30 @@ async fn acl_users_are_the_clusters_on_every_router() {
     let mut again = Raw::connect(r2).await;
     assert_eq!(again.call(&["AUTH", "app", "apppw"]).await, Frame::error("WRONGPASS invalid username-password pair or user is disabled."));
     assert_eq!(admin.call(&["ACL", "USERS"]).await, Frame::Array(vec![Frame::bulk("default"), Frame::bulk("listener")]));
+    // Whether a connection must authenticate follows `default` as it is
+    // now (Redis's authRequired): one opened while `default` needed a
+    // password runs commands once it is nopass, and needs AUTH again once
+    // it has a password again; an authenticated one stays so. (The first
+    // router's: the second was started without requirepass.)
+    let mut early = Raw::connect(cluster.router_addr).await;
+    let noauth = Frame::error("NOAUTH Authentication required.");
+    assert_eq!(early.call(&["GET", "x"]).await, noauth);
+    assert_eq!(admin.call(&["ACL", "SETUSER", "default", "nopass"]).await, Frame::ok());
+    let mut tries = 0;
+    while early.call(&["GET", "x"]).await == noauth {
+        tries += 1;
+        assert!(tries < 100, "default's nopass never reached the connection");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(early.call(&["GET", "app:1"]).await, Frame::bulk("one"));
+    assert_eq!(admin.call(&["ACL", "SETUSER", "default", "resetpass", ">rootpw"]).await, Frame::ok());
+    let mut tries = 0;
+    while early.call(&["GET", "x"]).await != noauth {
+        tries += 1;
+        assert!(tries < 100, "default's password never reached the connection");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(admin.call(&["GET", "app:1"]).await, Frame::bulk("one"));
     stop2.cancel();
     serving2.await.unwrap().unwrap();
     cluster.shutdown().await.unwrap();

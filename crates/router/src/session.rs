@@ -286,6 +286,19 @@ async fn serve<R: Arrivals, W: AsyncWrite + Unpin>(router: &Router, client: std:
     writer.shutdown().await
 }
 
+impl Session {
+    /// Whether a command other than AUTH, HELLO, QUIT or RESET must wait
+    /// for AUTH: the connection has not authenticated and `default` (the
+    /// user of every unauthenticated session, looked up again on every
+    /// change) is not on with `nopass` now. As Redis's `authRequired`: a
+    /// connection opened while `default` needed a password may run
+    /// commands once it no longer does, and needs AUTH again if it does
+    /// again; one that started authenticated stays so.
+    pub fn auth_required(&self) -> bool {
+        !self.authenticated && !self.user.needs_no_password()
+    }
+}
+
 /// Looks the session's user up again after the cluster's users changed.
 /// False if the connection must close: its user was deleted, or it
 /// subscribes to a channel its user may no longer use.

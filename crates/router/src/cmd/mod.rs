@@ -338,7 +338,7 @@ pub fn find(name: &str) -> Option<&'static Spec> {
 pub async fn execute(router: &Router, session: &mut Session, args: Vec<Bytes>) -> (Frame, Flow) {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
     let Some(spec) = find(&name) else { return (multi::flag(session, unknown_command(&args)), Flow::Continue) };
-    if !session.authenticated && !spec.flags.contains(&"no_auth") {
+    if session.auth_required() && !spec.flags.contains(&"no_auth") {
         return (Frame::error("NOAUTH Authentication required."), Flow::Continue);
     }
     if !arity_ok(spec, args.len()) {
@@ -385,7 +385,7 @@ pub fn batchable(session: &Session, args: &[Bytes]) -> Option<(&'static str, Res
     // A tracking client's commands run one at a time: each notes what it
     // reads (see `tracking`); so does the command after CLIENT CACHING,
     // whose flag it takes.
-    if !session.authenticated || session.multi.is_some() || args[0].len() > MAX_NAME_LEN || pubsub::subscribed(session) || session.tracking.is_some() || session.caching.is_some() {
+    if session.auth_required() || session.multi.is_some() || args[0].len() > MAX_NAME_LEN || pubsub::subscribed(session) || session.tracking.is_some() || session.caching.is_some() {
         return None;
     }
     let spec = find(&String::from_utf8_lossy(&args[0]).to_ascii_lowercase())?;

@@ -114,7 +114,7 @@ fn hello(r: &Router, s: &mut Session, a: &[Bytes]) -> Frame {
         Ok(name) => name,
         Err(e) => return e,
     };
-    if !s.authenticated {
+    if s.auth_required() {
         return Frame::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
     if let Some(Err(e)) = name.as_ref().map(|n| valid_name(n)) {
