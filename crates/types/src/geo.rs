@@ -176,6 +176,10 @@ pub struct Found {
     /// STORE/STOREDIST (GEOSEARCHSTORE): the key to write and whether to
     /// store distances (in the unit) rather than geohashes.
     pub store: Option<(Bytes, bool)>,
+    /// The member the search is centred on (FROMMEMBER,
+    /// GEORADIUSBYMEMBER), which a part of the set answering the search
+    /// again must hold.
+    pub center_member: Option<Bytes>,
 }
 
 impl Found {
@@ -199,6 +203,17 @@ enum Sort {
 /// then every member of `zset` (None: no key) looked at. Errors are
 /// Redis's lines.
 pub fn search(a: &[Bytes], zset: Option<&ZSet>) -> Result<Found, String> {
+    let entries: Option<Vec<(Bytes, f64)>> = zset.map(|z| z.iter().map(|(m, s)| (m.clone(), s)).collect());
+    search_entries(a, entries.as_deref())
+}
+
+/// [`search`] over a sorted set's entries in its order (members by score,
+/// then member, as `ZSet::entries` walks them from the encoding without
+/// building the set; None: no key). The part of a set made of a search's
+/// matches and its centre member answers the search as the whole does
+/// (the matches keep their order, and COUNT, ANY and the sort choose
+/// among them alone).
+pub fn search_entries(a: &[Bytes], zset: Option<&[(Bytes, f64)]>) -> Result<Found, String> {
     let name = a.first().map_or_else(String::new, |n| String::from_utf8_lossy(n).to_ascii_lowercase());
     // The command table's arity; checked again so a malformed op from
     // elsewhere cannot index past its arguments.
@@ -213,7 +228,11 @@ pub fn search(a: &[Bytes], zset: Option<&ZSet>) -> Result<Found, String> {
         return Err(format!("ERR wrong number of arguments for '{name}' command"));
     }
     let err = |line: &str| line.to_string();
-    let member_pos = |m: &[u8]| zset.and_then(|z| z.score(m)).map(position).ok_or_else(|| err("ERR could not decode requested zset member"));
+    let mut center_member = None;
+    let mut member_pos = |m: &Bytes| {
+        center_member = Some(m.clone());
+        zset.and_then(|z| z.iter().find(|(member, _)| member == m)).map(|(_, s)| position(*s)).ok_or_else(|| err("ERR could not decode requested zset member"))
+    };
     let radius = |r: &[u8], u: &[u8]| -> Result<f64, String> {
         let r = parse_double(r).ok_or_else(|| err("ERR need numeric radius"))?;
         if r < 0.0 {
@@ -326,12 +345,12 @@ pub fn search(a: &[Bytes], zset: Option<&ZSet>) -> Result<Found, String> {
     if any && count == 0 {
         return Err(err("ERR the ANY argument requires COUNT argument"));
     }
-    let mut found = Found { matches: Vec::new(), conversion, with_dist, with_hash, with_coord, store };
+    let mut found = Found { matches: Vec::new(), conversion, with_dist, with_hash, with_coord, store, center_member };
     let (Some(zset), Some(center), Some(shape)) = (zset, center, shape) else { return Ok(found) };
     if count != 0 && sort == Sort::None && !any {
         sort = Sort::Asc;
     }
-    for (member, score) in zset.iter() {
+    for (member, score) in zset.iter().map(|(m, s)| (m, *s)) {
         let point = position(score);
         if let Some(dist) = within(shape, center, point) {
             found.matches.push(Match { member: member.clone(), score, dist, point });
@@ -398,5 +417,44 @@ mod tests {
         assert!(within(Shape::Box { width: 400_000.0, height: 400_000.0 }, center, position(3479447370796909.0)).is_some());
         assert!(within(Shape::Box { width: 400_000.0, height: 10_000.0 }, center, position(3479447370796909.0)).is_none());
         assert!(!valid(200.0, 10.0) && !valid(10.0, 85.2) && valid(-180.0, LAT_MIN));
+    }
+
+    proptest::proptest! {
+        /// The part a node cuts for a search (its matches and its centre
+        /// member, in the set's order) answers the search as the whole
+        /// set does: the same matches in the same order.
+        #[test]
+        fn a_part_of_the_matches_answers_as_the_whole(points in proptest::collection::vec((-180.0f64..180.0, -85.0f64..85.0), 1..40), centre in 0usize..40, size in 0.0f64..4000.0, count in 0i64..5, any in proptest::bool::ANY, sort in 0u8..3, by_member in proptest::bool::ANY, by_box in proptest::bool::ANY) {
+            let z: ZSet = points.iter().enumerate().map(|(i, (lon, lat))| (Bytes::from(format!("m{i}")), score(*lon, *lat))).collect();
+            let mut args: Vec<String> = vec!["GEOSEARCH".into(), "k".into()];
+            if by_member {
+                args.extend(["FROMMEMBER".into(), format!("m{}", centre % points.len())]);
+            } else {
+                args.extend(["FROMLONLAT".into(), format!("{}", points[centre % points.len()].0 * 0.99), format!("{}", points[centre % points.len()].1)]);
+            }
+            if by_box {
+                args.extend(["BYBOX".into(), format!("{size}"), format!("{}", size / 2.0), "km".into()]);
+            } else {
+                args.extend(["BYRADIUS".into(), format!("{size}"), "km".into()]);
+            }
+            match sort {
+                0 => {}
+                1 => args.push("ASC".into()),
+                _ => args.push("DESC".into()),
+            }
+            if count > 0 {
+                args.extend(["COUNT".into(), count.to_string()]);
+                if any {
+                    args.push("ANY".into());
+                }
+            }
+            let args: Vec<Bytes> = args.into_iter().map(Bytes::from).collect();
+            let whole = search(&args, Some(&z)).unwrap();
+            let entries: Vec<(Bytes, f64)> = z.iter().map(|(m, s)| (m.clone(), s)).collect();
+            let keep: Vec<&Bytes> = whole.matches.iter().map(|m| &m.member).chain(whole.center_member.as_ref()).collect();
+            let part: Vec<(Bytes, f64)> = entries.iter().filter(|(m, _)| keep.contains(&m)).cloned().collect();
+            let again = search_entries(&args, Some(&part)).unwrap();
+            proptest::prop_assert_eq!(again.matches, whole.matches);
+        }
     }
 }

@@ -391,6 +391,9 @@ fn read(live: Option<&Record>, g: &pb::Get) -> Applied {
     if let Some(page) = &g.scan {
         return scan_page(live, page);
     }
+    if let Some(search) = &g.geo {
+        return geo_matches(live, search);
+    }
     let Some(project) = &g.project else { return no_write(value_reply(live, g.meta_only)) };
     let Some((r, v)) = live.and_then(|r| r.value.as_ref().map(|v| (r, v))) else { return no_write(R::Nil(pb::Nil {})) };
     let part = match (&project.window, &project.scores) {
@@ -474,6 +477,26 @@ fn scan_page(live: Option<&Record>, page: &pb::ScanPage) -> Applied {
         Some(Ok((part, next))) => part_reply(r, Ok(part), None, Some(next)),
         Some(Err(e)) => part_reply(r, Err(e), None, None),
     }
+}
+
+/// A GET's `geo`: the members a geo search matches and its centre member,
+/// cut from the sorted set's encoding without building the set (the
+/// router runs the search again on the part: the same answer); a search
+/// that fails answers the whole value, for the router to give its error;
+/// another type answers its metadata (WRONGTYPE).
+fn geo_matches(live: Option<&Record>, search: &pb::GeoSearch) -> Applied {
+    let Some((r, v)) = live.and_then(|r| r.value.as_ref().map(|v| (r, v))) else { return no_write(R::Nil(pb::Nil {})) };
+    if r.ty != ValueType::ZSet {
+        return no_write(value_reply(live, true));
+    }
+    let entries = match evenkeel_types::zset::ZSet::entries(v) {
+        Ok(entries) => entries,
+        Err(e) => return part_reply(r, Err(e), None, None),
+    };
+    let Ok(found) = evenkeel_types::geo::search_entries(&search.args, Some(&entries)) else { return no_write(value_reply(live, false)) };
+    let keep: std::collections::HashSet<&[u8]> = found.matches.iter().map(|m| &m.member[..]).chain(found.center_member.as_deref()).collect();
+    let positions: Vec<usize> = entries.iter().enumerate().filter(|(_, (m, _))| keep.contains(&m[..])).map(|(i, _)| i).collect();
+    part_reply(r, evenkeel_types::project::picks(ValueType::ZSet, v, &positions).expect("a collection type"), None, None)
 }
 
 /// The reply of a projected read of `r`: the part, or an internal error

@@ -411,6 +411,27 @@ fn a_scanning_get_answers_a_page_and_the_next_cursor() {
     assert_eq!((v.value.len(), v.elements, v.cursor), (0, None, None), "a list: its metadata, for WRONGTYPE");
 }
 
+#[test]
+fn a_geo_get_answers_the_matches_and_the_centre_member() {
+    use evenkeel_types::geo::score;
+    let geo = |line: &str| Kind::Get(pb::Get { geo: Some(pb::GeoSearch { args: line.split(' ').map(|w| Bytes::copy_from_slice(w.as_bytes())).collect() }), ..Default::default() });
+    let z = zset_record(&[("rome", score(12.5, 41.9)), ("naples", score(14.25, 40.85)), ("paris", score(2.35, 48.85)), ("berlin", score(13.4, 52.5))]);
+    let members = |reply: R| {
+        let R::Value(v) = reply else { panic!("a value") };
+        assert_eq!(v.elements, Some(4));
+        ZSet::decode(&v.value).unwrap().iter().map(|(m, _)| String::from_utf8(m.to_vec()).unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(members(hrun(geo("GEOSEARCH k FROMMEMBER rome BYRADIUS 300 km"), z.clone()).reply), ["rome", "naples"], "in the set's order");
+    assert_eq!(members(hrun(geo("GEOSEARCH k FROMMEMBER paris BYRADIUS 2000 km ASC COUNT 1"), z.clone()).reply), ["paris"], "COUNT 1: the centre itself");
+    assert_eq!(members(hrun(geo("GEORADIUSBYMEMBER k berlin 1 km COUNT 1 ANY"), z.clone()).reply), ["berlin"]);
+    assert_eq!(members(hrun(geo("GEOSEARCH k FROMLONLAT 12 42 BYRADIUS 10 km"), z.clone()).reply), Vec::<String>::new());
+    let R::Value(v) = hrun(geo("GEOSEARCH k FROMMEMBER nowhere BYRADIUS 10 km"), z.clone()).reply else { panic!("a value") };
+    assert_eq!((v.elements, v.value.len()), (None, z.as_ref().unwrap().value.as_ref().unwrap().len()), "a failing search: the whole value, for the router's error");
+    assert_eq!(hrun(geo("GEOSEARCH k FROMLONLAT 1 1 BYRADIUS 1 km"), None).reply, R::Nil(pb::Nil {}));
+    let R::Value(v) = hrun(geo("GEOSEARCH k FROMLONLAT 1 1 BYRADIUS 1 km"), live("a string")).reply else { panic!("a value") };
+    assert_eq!((v.value.len(), v.elements, v.value_type), (0, None, pb::ValueType::String as i32), "another type: its metadata, for WRONGTYPE");
+}
+
 fn set_record(members: &[&str]) -> Option<Record> {
     let set: Set = members.iter().map(|m| Bytes::copy_from_slice(m.as_bytes())).collect();
     Some(Record::typed(ValueType::Set, set.encode(), None, 1))

@@ -101,7 +101,12 @@ pub fn read(name: &str, a: &[Bytes]) -> Result<Planned, Frame> {
             };
             GeoRead::Dist { a: a[2].clone(), b: a[3].clone(), unit }
         }
-        _ => GeoRead::Search(a.to_vec()),
+        // The node cuts the matches out of the set (`Get.geo`); the
+        // search runs again here on them.
+        _ => {
+            let get = Kind::Get(pb::Get { geo: Some(pb::GeoSearch { args: a.to_vec() }), ..Default::default() });
+            return Ok(Planned::one(&a[1], get, Shape::Geo(Box::new(GeoRead::Search(a.to_vec())))));
+        }
     };
     Ok(Planned::one(&a[1], Kind::Get(pb::Get::default()), Shape::Geo(Box::new(read))))
 }
