@@ -200,20 +200,14 @@ enum Sort {
 /// GEOSEARCH, GEOSEARCHSTORE, GEORADIUS and GEORADIUSBYMEMBER (and the
 /// `_RO` forms): the arguments (the whole command, name first) read as
 /// `georadiusGeneric` reads them once the source key's type is checked,
-/// then every member of `zset` (None: no key) looked at. Errors are
-/// Redis's lines.
-pub fn search(a: &[Bytes], zset: Option<&ZSet>) -> Result<Found, String> {
-    let entries: Option<Vec<(Bytes, f64)>> = zset.map(|z| z.iter().map(|(m, s)| (m.clone(), s)).collect());
-    search_entries(a, entries.as_deref())
-}
-
-/// [`search`] over a sorted set's entries in its order (members by score,
-/// then member, as `ZSet::entries` walks them from the encoding without
-/// building the set; None: no key). The part of a set made of a search's
+/// then every member of `zset` (None: no key) looked at: the sorted set's
+/// entries in its order (members by score, then member, as
+/// `ZSet::entries` walks them from the encoding without building the
+/// set). Errors are Redis's lines. The part of a set made of a search's
 /// matches and its centre member answers the search as the whole does
 /// (the matches keep their order, and COUNT, ANY and the sort choose
 /// among them alone).
-pub fn search_entries(a: &[Bytes], zset: Option<&[(Bytes, f64)]>) -> Result<Found, String> {
+pub fn search(a: &[Bytes], zset: Option<&[(Bytes, f64)]>) -> Result<Found, String> {
     let name = a.first().map_or_else(String::new, |n| String::from_utf8_lossy(n).to_ascii_lowercase());
     // The command table's arity; checked again so a malformed op from
     // elsewhere cannot index past its arguments.
@@ -449,11 +443,11 @@ mod tests {
                 }
             }
             let args: Vec<Bytes> = args.into_iter().map(Bytes::from).collect();
-            let whole = search(&args, Some(&z)).unwrap();
             let entries: Vec<(Bytes, f64)> = z.iter().map(|(m, s)| (m.clone(), s)).collect();
+            let whole = search(&args, Some(&entries)).unwrap();
             let keep: Vec<&Bytes> = whole.matches.iter().map(|m| &m.member).chain(whole.center_member.as_ref()).collect();
             let part: Vec<(Bytes, f64)> = entries.iter().filter(|(m, _)| keep.contains(&m)).cloned().collect();
-            let again = search_entries(&args, Some(&part)).unwrap();
+            let again = search(&args, Some(&part)).unwrap();
             proptest::prop_assert_eq!(again.matches, whole.matches);
         }
     }

@@ -274,12 +274,12 @@ fn geo_store<'a>(g: &pb::GeoStore, live: &dyn Fn(usize) -> Option<&'a Record>, k
     let source = match live(keys - 1) {
         None => None,
         Some(r) if r.ty != ValueType::ZSet => return none(wrong_type()),
-        Some(r) => match evenkeel_types::zset::ZSet::decode(r.value.as_ref().expect("a live record has a value")) {
-            Ok(z) => Some(z),
+        Some(r) => match evenkeel_types::zset::ZSet::entries(r.value.as_ref().expect("a live record has a value")) {
+            Ok(entries) => Some(entries),
             Err(e) => return none(error(pb::op_error::Kind::Internal, &format!("corrupt sorted set: {}", e.0))),
         },
     };
-    let found = match (g.args.is_empty(), evenkeel_types::geo::search(&g.args, source.as_ref())) {
+    let found = match (g.args.is_empty(), evenkeel_types::geo::search(&g.args, source.as_deref())) {
         (true, _) => return none(error(pb::op_error::Kind::Internal, "malformed GEOSTORE: no command")),
         (_, Err(line)) => return none(error_line(line)),
         (_, Ok(found)) => found,
@@ -493,7 +493,7 @@ fn geo_matches(live: Option<&Record>, search: &pb::GeoSearch) -> Applied {
         Ok(entries) => entries,
         Err(e) => return part_reply(r, Err(e), None, None),
     };
-    let Ok(found) = evenkeel_types::geo::search_entries(&search.args, Some(&entries)) else { return no_write(value_reply(live, false)) };
+    let Ok(found) = evenkeel_types::geo::search(&search.args, Some(&entries)) else { return no_write(value_reply(live, false)) };
     let keep: std::collections::HashSet<&[u8]> = found.matches.iter().map(|m| &m.member[..]).chain(found.center_member.as_deref()).collect();
     let positions: Vec<usize> = entries.iter().enumerate().filter(|(_, (m, _))| keep.contains(&m[..])).map(|(i, _)| i).collect();
     part_reply(r, evenkeel_types::project::picks(ValueType::ZSet, v, &positions).expect("a collection type"), None, None)

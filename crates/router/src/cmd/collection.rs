@@ -137,10 +137,6 @@ pub(crate) fn next_cursor(value: Option<&pb::Value>) -> u64 {
     value.and_then(|v| v.cursor).unwrap_or(0)
 }
 
-/// HSCAN's, SSCAN's and ZSCAN's reply: the next cursor, then the items.
-pub(crate) fn scan_page_reply(cursor: u64, items: Vec<Frame>) -> Frame {
-    super::keys::scan_reply(cursor, items)
-}
 
 /// Most picks a negative HRANDFIELD, SRANDMEMBER or ZRANDMEMBER count
 /// may ask for (see [`evenkeel_types::project::RANDOM_REPEATS_MAX`]).

@@ -118,6 +118,18 @@ pub(crate) fn answer(read: &GeoRead, r: R) -> Frame {
         R::Nil(_) => None,
         other => return super::unexpected(&other),
     };
+    // A search walks the entries (a part from the node, or the whole set
+    // from a node before `Get.geo`); the other reads look members up.
+    if let GeoRead::Search(args) = read {
+        return match collection::typed_value(value.as_ref(), pb::ValueType::Zset, ZSet::entries) {
+            Ok(entries) => match geo::search(args, entries.as_deref()) {
+                Ok(found) if found.store.is_some() => super::unexpected(&R::Nil(pb::Nil {})),
+                Ok(found) => render(found),
+                Err(line) => Frame::Error(line),
+            },
+            Err(e) => e,
+        };
+    }
     let zset = match collection::typed_value(value.as_ref(), pb::ValueType::Zset, ZSet::decode) {
         Ok(z) => z,
         Err(e) => return e,
@@ -142,11 +154,7 @@ pub(crate) fn answer(read: &GeoRead, r: R) -> Frame {
             let (pa, pb) = (geo::position(sa), geo::position(sb));
             Frame::bulk(geo::format_distance(geo::distance(pa.0, pa.1, pb.0, pb.1), *unit))
         }
-        GeoRead::Search(args) => match geo::search(args, zset.as_ref()) {
-            Ok(found) if found.store.is_some() => super::unexpected(&R::Nil(pb::Nil {})),
-            Ok(found) => render(found),
-            Err(line) => Frame::Error(line),
-        },
+        GeoRead::Search(_) => unreachable!("answered above"),
     }
 }
 

@@ -129,14 +129,14 @@ fn listing(read: &HashRead, pairs: Option<&[(Bytes, Bytes)]>, cursor: u64) -> Fr
         }
         HashRead::Scan(options) => {
             if pairs.is_none() {
-                return collection::scan_page_reply(0, Vec::new());
+                return super::keys::scan_reply(0, Vec::new());
             }
             let pattern = match options {
                 Ok(pattern) => pattern,
                 Err(e) => return e.clone(),
             };
             let matching = all.iter().filter(|(f, _)| pattern.as_ref().is_none_or(|p| glob_match(p, f)));
-            collection::scan_page_reply(cursor, matching.flat_map(|(f, v)| [Frame::Bulk(f.clone()), Frame::Bulk(v.clone())]).collect())
+            super::keys::scan_reply(cursor, matching.flat_map(|(f, v)| [Frame::Bulk(f.clone()), Frame::Bulk(v.clone())]).collect())
         }
         other => unreachable!("{other:?} does not list the hash"),
     }

@@ -203,13 +203,13 @@ fn listing(read: &SetRead, members: Option<Vec<Bytes>>, cursor: u64) -> Frame {
             collection::random_entries(&entries, *count, false)
         }
         SetRead::Scan(options) => {
-            let Some(members) = members else { return collection::scan_page_reply(0, Vec::new()) };
+            let Some(members) = members else { return super::keys::scan_reply(0, Vec::new()) };
             let pattern = match options {
                 Ok(pattern) => pattern,
                 Err(e) => return e.clone(),
             };
             let matching = members.into_iter().filter(|m| pattern.as_ref().is_none_or(|p| crate::glob::glob_match(p, m)));
-            collection::scan_page_reply(cursor, matching.map(Frame::Bulk).collect())
+            super::keys::scan_reply(cursor, matching.map(Frame::Bulk).collect())
         }
         other => unreachable!("{other:?} does not list the set"),
     }

@@ -469,14 +469,14 @@ pub(crate) fn answer(read: &ZSetRead, value: Option<&pb::Value>) -> Frame {
             collection::random_entries(&refs, *count, *withscores)
         }
         ZSetRead::Scan(options) => {
-            let Some(z) = z else { return collection::scan_page_reply(0, Vec::new()) };
+            let Some(z) = z else { return super::keys::scan_reply(0, Vec::new()) };
             let pattern = match options {
                 Ok(pattern) => pattern,
                 Err(e) => return e.clone(),
             };
             let matching = z.iter().filter(|(m, _)| pattern.as_ref().is_none_or(|p| crate::glob::glob_match(p, m)));
             let items = matching.flat_map(|(m, s)| [Frame::Bulk(m.clone()), Frame::Bulk(Bytes::from(stored_score(s)))]).collect();
-            collection::scan_page_reply(collection::next_cursor(value), items)
+            super::keys::scan_reply(collection::next_cursor(value), items)
         }
     }
 }
